@@ -1,0 +1,16 @@
+"""symcnn: a Theano-style symbolic graph compiler for training CNNs on the CPU.
+
+Port Theano code by changing imports: `import symcnn as theano`,
+`import symcnn.tensor as T`.
+"""
+from .config import config  # noqa: F401
+from .compile.function import Function, function  # noqa: F401
+from .compile.mode import Mode  # noqa: F401
+from .compile.shared import SharedVariable, shared  # noqa: F401
+from .gradient import grad, verify_grad  # noqa: F401
+from .graph import Apply, Constant, FunctionGraph, Op, Variable  # noqa: F401
+from . import tensor  # noqa: F401
+from . import printing  # noqa: F401
+from . import gradient  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,228 @@
+"""symcnn.function: compile inputs -> outputs (with updates and givens) into a callable."""
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from ..config import config
+from ..graph.basic import Constant, Variable, clone_replace
+from ..graph.fg import FunctionGraph
+from ..graph.trace import with_trace
+from ..tensor.var import as_tensor_variable
+from . import linker as _reference  # noqa: F401  (registers the reference mode)
+from .mode import get_mode, linker_for
+from .shared import SharedVariable
+
+
+class UnusedInputError(ValueError):
+    pass
+
+
+class MissingInputError(ValueError):
+    pass
+
+
+def _pairs(arg, what):
+    if arg is None:
+        return []
+    if isinstance(arg, dict):
+        if type(arg) is dict or isinstance(arg, OrderedDict):
+            return list(arg.items())
+    if isinstance(arg, (list, tuple)):
+        pairs = list(arg)
+        if len(pairs) == 2 and isinstance(pairs[0], Variable) and not isinstance(pairs[1], (list, tuple)) \
+                and not isinstance(pairs[0], (list, tuple)):
+            pairs = [tuple(pairs)]
+        for p in pairs:
+            if not (isinstance(p, (list, tuple)) and len(p) == 2):
+                raise TypeError(f"{what} must be a dict or a list of (variable, expression) pairs, got {p!r}")
+        return [tuple(p) for p in pairs]
+    raise TypeError(f"{what} must be a dict or a list of pairs, got {type(arg).__name__}")
+
+
+def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
+             allow_input_downcast=None, on_unused_input="raise", no_default_updates=False):
+    """Compile a callable computing `outputs` from `inputs`, Theano's way.
+
+    updates: (shared variable, expression) pairs, all computed from the old values
+      and then assigned together after the outputs are computed.
+    givens: (variable, expression) pairs substituted into the graph before compiling;
+      slicing a shared dataset there gives a view, not a copy.
+    """
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"function: inputs must be a list of variables, got {type(inputs).__name__}")
+    inputs = list(inputs)
+    for i, v in enumerate(inputs):
+        if not isinstance(v, Variable):
+            raise TypeError(f"function: input {i} is not a symbolic variable: {v!r}")
+        if isinstance(v, SharedVariable):
+            raise TypeError(f"function: input {i} {v.describe()} is a shared variable; shared variables "
+                            f"are implicit inputs and cannot be listed in inputs")
+        if isinstance(v, Constant):
+            raise TypeError(f"function: input {i} {v} is a constant and cannot be an input")
+        if v.owner is not None:
+            raise TypeError(f"function: input {i} {v.describe()} is computed from other variables; "
+                            f"inputs must be variables made with T.matrix(), T.lscalar(), ...")
+    if len(set(inputs)) != len(inputs):
+        raise ValueError("function: the same variable is listed twice in inputs")
+
+    single = outputs is not None and not isinstance(outputs, (list, tuple))
+    out_list = [] if outputs is None else ([outputs] if single else list(outputs))
+    out_list = [as_tensor_variable(o) for o in out_list]
+
+    upd = _pairs(updates, "updates")
+    for sv, expr in upd:
+        if not isinstance(sv, SharedVariable):
+            raise TypeError(f"updates: {sv!r} is not a shared variable; only shared variables can be updated")
+    upd = [(sv, as_tensor_variable(expr)) for sv, expr in upd]
+    if len({id(sv) for sv, _ in upd}) != len(upd):
+        raise ValueError("updates: a shared variable is updated twice")
+    for sv, expr in upd:
+        if expr.dtype != sv.dtype or expr.ndim != sv.ndim:
+            raise TypeError(with_trace(
+                f"updates: the new value of shared variable {sv.describe()} has type {expr.type}, but the "
+                f"variable is {sv.type}; cast the expression (T.cast(expr, '{sv.dtype}'))", expr.trace))
+
+    giv = _pairs(givens, "givens")
+    replace = {}
+    for var, expr in giv:
+        if not isinstance(var, Variable):
+            raise TypeError(f"givens: keys must be symbolic variables, got {var!r}")
+        expr = as_tensor_variable(expr)
+        if var.dtype != expr.dtype or var.ndim != expr.ndim:
+            raise TypeError(with_trace(f"givens: {var.describe()} is {var.type} but its replacement "
+                                       f"{expr.describe()} is {expr.type}", expr.trace))
+        replace[var] = expr
+
+    graph_outputs = out_list + [expr for _, expr in upd]
+    if replace:
+        graph_outputs = clone_replace(graph_outputs, replace)
+
+    fg_tmp = FunctionGraph(inputs, graph_outputs, clone=False)
+    shared_inputs = [v for v in _ordered_roots(graph_outputs) if isinstance(v, SharedVariable)]
+    for sv, _ in upd:
+        if sv not in shared_inputs:
+            shared_inputs.append(sv)
+    missing = [v for v in fg_tmp.free_inputs if v not in replace]
+    if missing:
+        v = missing[0]
+        raise MissingInputError(with_trace(
+            f"function: the graph needs {v.describe()}, which is neither in inputs nor given a value in givens",
+            v.trace))
+    used = set(_ordered_roots(graph_outputs))
+    for i, v in enumerate(inputs):
+        if v not in used:
+            msg = (f"function: input {i} {v.describe()} is not used in the outputs or updates "
+                   f"(on_unused_input='{on_unused_input}')")
+            if v in replace:
+                msg += "; it is replaced through givens, so it should not also be an input"
+            if on_unused_input == "raise":
+                raise UnusedInputError(msg)
+            if on_unused_input == "warn":
+                warnings.warn(msg, stacklevel=2)
+
+    fgraph = FunctionGraph(inputs + shared_inputs, graph_outputs)
+    return Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
+                    get_mode(mode), name, allow_input_downcast)
+
+
+def _ordered_roots(outputs):
+    from ..graph.basic import io_toposort
+    seen, roots = set(), []
+    for node in io_toposort(outputs):
+        for v in node.inputs:
+            if v.owner is None and v not in seen:
+                seen.add(v)
+                roots.append(v)
+    for v in outputs:
+        if v.owner is None and v not in seen:
+            seen.add(v)
+            roots.append(v)
+    return roots
+
+
+class Function:
+    """A compiled function. Call it with one value per input (positional or by name)."""
+
+    def __init__(self, fgraph, inputs, shared_inputs, n_outputs, single, update_targets, mode, name,
+                 allow_input_downcast):
+        self.fgraph = fgraph
+        self.inputs = inputs
+        self.shared_inputs = shared_inputs
+        self.n_outputs = n_outputs
+        self.single = single
+        self.update_targets = update_targets
+        self.mode = mode
+        self.name = name
+        self.allow_input_downcast = config.allow_input_downcast if allow_input_downcast is None \
+            else allow_input_downcast
+        self.runner = linker_for(mode)(fgraph)
+        self._by_name = {v.name: i for i, v in enumerate(inputs) if v.name}
+
+    def _bind(self, args, kwargs):
+        n = len(self.inputs)
+        if len(args) > n:
+            raise TypeError(f"{self._what()} takes {n} argument{'s' * (n != 1)} "
+                            f"({self._signature()}), got {len(args)}")
+        values = list(args) + [None] * (n - len(args))
+        given = [True] * len(args) + [False] * (n - len(args))
+        for key, val in kwargs.items():
+            if key not in self._by_name:
+                raise TypeError(f"{self._what()} has no input named {key!r} (inputs: {self._signature()})")
+            i = self._by_name[key]
+            if given[i]:
+                raise TypeError(f"{self._what()} got input {key!r} twice")
+            values[i], given[i] = val, True
+        if not all(given):
+            missing = [str(self.inputs[i]) for i, g in enumerate(given) if not g]
+            raise TypeError(f"{self._what()} takes {n} argument{'s' * (n != 1)} ({self._signature()}), "
+                            f"missing: {', '.join(missing)}")
+        checked = []
+        for var, val in zip(self.inputs, values):
+            try:
+                checked.append(var.type.filter(val, name=var.name or str(var),
+                                               allow_downcast=self.allow_input_downcast))
+            except (TypeError, ValueError) as e:
+                raise type(e)(with_trace(f"{self._what()}: bad argument: {e}", var.trace)) from None
+        return checked
+
+    def _what(self):
+        return f"function {self.name!r}" if self.name else "compiled function"
+
+    def _signature(self):
+        return ", ".join(f"{v} ({v.type})" for v in self.inputs)
+
+    def __call__(self, *args, **kwargs):
+        values = self._bind(args, kwargs) + [sv.container[0] for sv in self.shared_inputs]
+        results = self.runner(values)
+        outs, new_values = results[:self.n_outputs], results[self.n_outputs:]
+        # Updates were all computed from the old values; assign them together now.
+        for sv, val in zip(self.update_targets, new_values):
+            val = np.asarray(val)
+            if val.dtype != sv.dtype:
+                val = val.astype(sv.dtype)
+            sv.container[0] = val if val.base is None and not _aliases_any(val, outs) else val.copy()
+        # Outputs never alias inputs, shared storage or each other.
+        seen = {id(v) for v in values}
+        fresh = []
+        for o in outs:
+            if not isinstance(o, np.ndarray) or o.base is not None or id(o) in seen:
+                o = np.array(o)
+            seen.add(id(o))
+            fresh.append(o)
+        outs = fresh
+        if self.single:
+            return outs[0]
+        return outs
+
+    @property
+    def maker(self):
+        return self  # Theano code reads fn.maker.fgraph
+
+    def dprint(self, **kwargs):
+        from ..printing import debugprint
+        return debugprint(self, **kwargs)
+
+
+def _aliases_any(val, arrays):
+    return any(val is a for a in arrays)

@@ -1,0 +1,49 @@
+"""Modes choose how a compiled function runs.
+
+'reference' runs each node's numpy `perform`. Other modes are provided by
+backends that register a linker factory here (the native LLVM backend lives in
+the `codegen` package, which symcnn loads only when such a mode is asked for).
+"""
+from ..config import config
+
+_linkers = {}
+_aliases = {"FAST_COMPILE": "reference", "py": "reference"}
+
+
+def register_linker(name, factory):
+    """factory(fgraph) -> callable(list of input values) -> list of output values."""
+    _linkers[name] = factory
+
+
+class Mode:
+    """A mode name plus options (e.g. rewrites to exclude, for backends that rewrite)."""
+
+    def __init__(self, linker=None, excluding=(), including=()):
+        self.linker = linker or config.mode
+        self.excluding = tuple(excluding)
+        self.including = tuple(including)
+
+    def __repr__(self):
+        return f"Mode(linker={self.linker!r}, excluding={self.excluding})"
+
+
+def get_mode(mode):
+    if mode is None:
+        mode = config.mode
+    if isinstance(mode, str):
+        mode = Mode(linker=mode)
+    if not isinstance(mode, Mode):
+        raise TypeError(f"mode must be a name or a Mode, got {type(mode).__name__}")
+    return mode
+
+
+def linker_for(mode):
+    name = _aliases.get(mode.linker, mode.linker)
+    if name not in _linkers and name != "reference":
+        try:
+            import codegen  # noqa: F401  (registers its modes)
+        except ImportError as e:
+            raise ValueError(f"mode {mode.linker!r} needs the native backend, which failed to load: {e}") from e
+    if name not in _linkers:
+        raise ValueError(f"unknown mode {mode.linker!r}; known modes: {', '.join(sorted(_linkers))}")
+    return _linkers[name]

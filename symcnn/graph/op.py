@@ -1,0 +1,65 @@
+"""The Op contract: one class per operation, with type inference, reference
+implementation, symbolic gradient and shape inference side by side."""
+from .basic import Apply
+from .trace import reraise_with_trace, user_trace
+
+
+class Op:
+    """Base class of all operations.
+
+    Subclasses define
+      make_node(*inputs) -> Apply          type and static-shape inference, with clear errors
+      perform(node, inputs, out_storage)    numpy reference; writes out_storage[i][0]
+      grad(inputs, output_grads) -> list   symbolic gradient (graphs); None = not differentiable
+      infer_shape(node, input_shapes)       list of output shapes (tuples of ints / int64 scalars)
+    and list in `__props__` the attributes that make two ops equal.
+    """
+
+    __props__ = ()
+
+    def _props(self):
+        return tuple(getattr(self, p) for p in self.__props__)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._props() == other._props()
+
+    def __hash__(self):
+        return hash((type(self), self._props()))
+
+    def __str__(self):
+        if self.__props__:
+            args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self.__props__)
+            return f"{type(self).__name__}{{{args}}}"
+        return type(self).__name__
+
+    __repr__ = __str__
+
+    def make_node(self, *inputs):
+        raise NotImplementedError
+
+    def __call__(self, *inputs, **kwargs):
+        try:
+            node = self.make_node(*inputs, **kwargs)
+        except (TypeError, ValueError) as e:
+            if getattr(e, "_symcnn_traced", False):
+                raise
+            try:
+                reraise_with_trace(e, user_trace(), str(self))
+            except (TypeError, ValueError, RuntimeError) as new:
+                new._symcnn_traced = True
+                raise new from e
+        outs = node.outputs
+        return outs[0] if len(outs) == 1 else outs
+
+    def perform(self, node, inputs, output_storage):
+        raise NotImplementedError(f"{self} has no reference implementation")
+
+    def grad(self, inputs, output_grads):
+        raise NotImplementedError(f"{self} has no gradient")
+
+    def infer_shape(self, node, input_shapes):
+        raise NotImplementedError(f"{self} has no shape inference")
+
+    def connection_pattern(self, node):
+        """[input][output] booleans: does output depend differentiably on input."""
+        return [[True] * len(node.outputs) for _ in node.inputs]

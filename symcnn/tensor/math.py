@@ -1,0 +1,285 @@
+"""Elementwise functions, reductions (sum, max, argmax, mean) and dot.
+
+This module defines sum/max/min/abs/pow as Theano does, so Python's builtins
+are reached through `builtins` here."""
+import builtins
+
+import numpy as np
+
+from ..graph.basic import Apply
+from ..graph.op import Op
+from . import scalar as ts
+from .basic import cast, dimshuffle, second, shape, zeros_like, ones_like  # noqa: F401 (re-exported)
+from .elemwise import DimShuffle, Elemwise, register
+from .type import TensorType, is_float, is_int
+from .var import as_tensor_variable, constant
+
+add = register("add", ts.add)
+sub = register("sub", ts.sub)
+mul = register("mul", ts.mul)
+true_div = register("true_div", ts.true_div)
+int_div = register("int_div", ts.int_div)
+mod = register("mod", ts.mod)
+pow = register("pow", ts.pow_)
+maximum = register("maximum", ts.maximum)
+minimum = register("minimum", ts.minimum)
+neg = register("neg", ts.neg)
+abs_ = register("abs", ts.abs_)
+sgn = register("sgn", ts.sgn)
+sqr = register("sqr", ts.sqr)
+exp = register("exp", ts.exp)
+log = register("log", ts.log)
+sqrt = register("sqrt", ts.sqrt)
+tanh = register("tanh", ts.tanh)
+sigmoid = register("sigmoid", ts.sigmoid)
+eq = register("eq", ts.eq)
+neq = register("neq", ts.neq)
+lt = register("lt", ts.lt)
+le = register("le", ts.le)
+gt = register("gt", ts.gt)
+ge = register("ge", ts.ge)
+switch = register("switch", ts.switch)
+identity = register("identity", ts.identity)
+abs = abs_  # T.abs in newer Theano/PyTensor
+div = true_div
+
+
+def ceil_div(a, b):
+    return -int_div(-a, b)
+
+
+def _norm_axis(axis, ndim, who):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"{who}: axis {a} is out of range for a {ndim}-d tensor")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{who}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+class Reduce(Op):
+    """Reduce over `axis` (a sorted tuple), dropping those dimensions."""
+
+    __props__ = ("axis",)
+    np_func = None
+
+    def __init__(self, axis):
+        self.axis = tuple(axis)
+
+    def out_dtype(self, dtype):
+        return dtype
+
+    def make_node(self, x):
+        x = as_tensor_variable(x)
+        if any(a >= x.ndim for a in self.axis):
+            raise ValueError(f"{self}: axis out of range for {x.describe()}")
+        shape = tuple(s for d, s in enumerate(x.type.shape) if d not in self.axis)
+        return Apply(self, [x], [TensorType(self.out_dtype(x.dtype), shape=shape)()])
+
+    def perform(self, node, inputs, out):
+        x = inputs[0]
+        out[0][0] = np.asarray(type(self).np_func(x, axis=self.axis), dtype=node.outputs[0].dtype)
+
+    def infer_shape(self, node, shapes):
+        return [tuple(s for d, s in enumerate(shapes[0]) if d not in self.axis)]
+
+    def _expand(self, g, ndim):
+        """Put back the reduced dimensions as broadcastable ones."""
+        order, k = [], 0
+        for d in range(ndim):
+            if d in self.axis:
+                order.append("x")
+            else:
+                order.append(k)
+                k += 1
+        return DimShuffle(g.ndim, order)(g)
+
+
+class Sum(Reduce):
+    __props__ = ("axis", "dtype")
+    np_func = staticmethod(np.sum)
+
+    def __init__(self, axis, dtype=None):
+        super().__init__(axis)
+        self.dtype = dtype
+
+    def out_dtype(self, dtype):
+        if self.dtype is not None:
+            return self.dtype
+        if dtype == "bool" or dtype in ("int8", "int16", "int32"):
+            return "int64"  # Theano accumulates small ints in int64
+        if dtype in ("uint8", "uint16", "uint32"):
+            return "uint64"
+        return dtype
+
+    def perform(self, node, inputs, out):
+        x = inputs[0]
+        out[0][0] = np.asarray(np.sum(x, axis=self.axis, dtype=node.outputs[0].dtype))
+
+    def grad(self, inputs, grads):
+        x, = inputs
+        if not is_float(x.dtype):
+            return [None]
+        g = self._expand(grads[0], x.ndim)
+        return [second(x, cast(g, x.dtype))]
+
+
+class Max(Reduce):
+    np_func = staticmethod(np.max)
+
+    def perform(self, node, inputs, out):
+        x = inputs[0]
+        if x.size == 0:
+            raise ValueError(f"max of an empty array ({node.inputs[0].describe()}, shape {x.shape})")
+        super().perform(node, inputs, out)
+
+    def grad(self, inputs, grads):
+        # Every element equal to the maximum gets the gradient (Theano's rule for ties).
+        x, = inputs
+        if not is_float(x.dtype):
+            return [None]
+        out = self._expand(self(x), x.ndim)
+        g = self._expand(grads[0], x.ndim)
+        return [g * cast(eq(x, out), x.dtype)]
+
+
+class Argmax(Reduce):
+    """Index of the maximum along one axis (or over the flattened tensor), int64."""
+
+    np_func = None
+
+    def out_dtype(self, dtype):
+        return "int64"
+
+    def perform(self, node, inputs, out):
+        x = inputs[0]
+        if x.size == 0:
+            raise ValueError(f"argmax of an empty array ({node.inputs[0].describe()}, shape {x.shape})")
+        if len(self.axis) == 1:
+            res = np.argmax(x, axis=self.axis[0])
+        else:
+            keep = [d for d in range(x.ndim) if d not in self.axis]
+            moved = x.transpose(keep + list(self.axis))
+            res = np.argmax(moved.reshape(moved.shape[:len(keep)] + (-1,)), axis=-1)
+        out[0][0] = np.asarray(res, dtype="int64")
+
+    def grad(self, inputs, grads):
+        return [None]
+
+    def connection_pattern(self, node):
+        return [[False]]
+
+
+def _keep(x, red, axis, keepdims):
+    if not keepdims:
+        return red
+    order, k = [], 0
+    for d in range(x.ndim):
+        if d in axis:
+            order.append("x")
+        else:
+            order.append(k)
+            k += 1
+    return dimshuffle(red, *order)
+
+
+def sum(x, axis=None, dtype=None, keepdims=False):
+    x = as_tensor_variable(x)
+    axis = _norm_axis(axis, x.ndim, "sum")
+    return _keep(x, Sum(axis, dtype)(x), axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):
+    x = as_tensor_variable(x)
+    axis = _norm_axis(axis, x.ndim, "max")
+    return _keep(x, Max(axis)(x), axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):
+    x = as_tensor_variable(x)
+    if is_int(x.dtype) and x.dtype.startswith("u"):
+        raise TypeError(f"min of unsigned {x.describe()} is not supported")
+    return -max(-x, axis=axis, keepdims=keepdims)
+
+
+def argmax(x, axis=None, keepdims=False):
+    x = as_tensor_variable(x)
+    axis = _norm_axis(axis, x.ndim, "argmax")
+    return _keep(x, Argmax(axis)(x), axis, keepdims)
+
+
+def mean(x, axis=None, dtype=None, keepdims=False):
+    """Sum divided by the count; integers give float64 (Theano's rule)."""
+    x = as_tensor_variable(x)
+    axis = _norm_axis(axis, x.ndim, "mean")
+    out_dtype = dtype or (x.dtype if is_float(x.dtype) else "float64")
+    total = cast(Sum(axis, dtype=out_dtype if is_float(x.dtype) else None)(x), out_dtype)
+    count = None
+    for a in axis:
+        n = x.type.shape[a]
+        n = constant(np.asarray(n, dtype="int64")) if n is not None else shape(x)[a]
+        count = n if count is None else count * n
+    if count is None:
+        return _keep(x, total, axis, keepdims)
+    return _keep(x, true_div(total, cast(count, out_dtype)), axis, keepdims)
+
+
+class Dot(Op):
+    """Matrix/vector product (numpy.dot for 1-d and 2-d operands)."""
+
+    def make_node(self, x, y):
+        x, y = as_tensor_variable(x), as_tensor_variable(y)
+        if x.ndim not in (1, 2) or y.ndim not in (1, 2):
+            raise TypeError(f"dot takes 1-d or 2-d operands, got {x.describe()} and {y.describe()}")
+        kx, ky = x.type.shape[-1], y.type.shape[0]
+        if kx is not None and ky is not None and kx != ky:
+            raise ValueError(f"dot: inner dimensions differ: {x.describe()} has {kx} columns, "
+                             f"{y.describe()} has {ky} rows")
+        shape = x.type.shape[:-1] + y.type.shape[1:]
+        dtype = str(np.result_type(np.dtype(x.dtype), np.dtype(y.dtype)))
+        return Apply(self, [x, y], [TensorType(dtype, shape=shape)()])
+
+    def perform(self, node, inputs, out):
+        x, y = inputs
+        if x.shape[-1] != y.shape[0]:
+            raise ValueError(f"dot: shapes {x.shape} ({node.inputs[0].describe()}) and {y.shape} "
+                             f"({node.inputs[1].describe()}) are not aligned")
+        out[0][0] = np.asarray(np.dot(x, y), dtype=node.outputs[0].dtype)
+
+    def infer_shape(self, node, shapes):
+        return [tuple(shapes[0][:-1]) + tuple(shapes[1][1:])]
+
+    def grad(self, inputs, grads):
+        x, y = inputs
+        g, = grads
+        if x.ndim == 2 and y.ndim == 2:
+            gx, gy = dot(g, y.T), dot(x.T, g)
+        elif x.ndim == 2:  # matrix . vector
+            gx, gy = outer(g, y), dot(x.T, g)
+        elif y.ndim == 2:  # vector . matrix
+            gx, gy = dot(y, g), outer(x, g)
+        else:
+            gx, gy = g * y, g * x
+        return [cast(gx, x.dtype) if is_float(x.dtype) else None,
+                cast(gy, y.dtype) if is_float(y.dtype) else None]
+
+
+_dot = Dot()
+
+
+def dot(x, y):
+    return _dot(x, y)
+
+
+def outer(x, y):
+    return dimshuffle(x, 0, "x") * dimshuffle(y, "x", 0)
+
+
+def clip(x, lo, hi):
+    return minimum(maximum(x, lo), hi)

@@ -1,0 +1,4 @@
+"""symcnn.tensor.nnet: Theano's neural-network ops (softmax, sigmoid, conv2d)."""
+from .basic import Softmax, sigmoid, softmax, softmax_op  # noqa: F401
+from .conv import conv2d  # noqa: F401
+from . import conv  # noqa: F401  (Theano's older `nnet.conv.conv2d` path)

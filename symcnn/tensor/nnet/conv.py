@@ -1,0 +1,2 @@
+def conv2d(*a, **k):
+    raise NotImplementedError

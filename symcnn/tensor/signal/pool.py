@@ -1,0 +1,2 @@
+def pool_2d(*a, **k):
+    raise NotImplementedError

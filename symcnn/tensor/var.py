@@ -1,0 +1,140 @@
+"""TensorVariable: operators and methods that build graphs (x + y, x[i], x.sum())."""
+import numpy as np
+
+from ..graph.basic import Constant, Variable
+from .type import TensorType
+
+
+class _TensorOps:
+    """Graph-building operators shared by variables, constants and shared variables."""
+
+    ndim = property(lambda self: self.type.ndim)
+    dtype = property(lambda self: self.type.dtype)
+    broadcastable = property(lambda self: self.type.broadcastable)
+
+    @property
+    def shape(self):
+        from . import basic
+        return basic.shape(self)
+
+    @property
+    def T(self):
+        return self.dimshuffle(*reversed(range(self.ndim)))
+
+    # arithmetic (numpy / Theano operator semantics)
+    def __add__(self, o): return _m().add(self, o)
+    def __radd__(self, o): return _m().add(o, self)
+    def __sub__(self, o): return _m().sub(self, o)
+    def __rsub__(self, o): return _m().sub(o, self)
+    def __mul__(self, o): return _m().mul(self, o)
+    def __rmul__(self, o): return _m().mul(o, self)
+    def __truediv__(self, o): return _m().true_div(self, o)
+    def __rtruediv__(self, o): return _m().true_div(o, self)
+    def __floordiv__(self, o): return _m().int_div(self, o)
+    def __rfloordiv__(self, o): return _m().int_div(o, self)
+    def __mod__(self, o): return _m().mod(self, o)
+    def __pow__(self, o): return _m().pow(self, o)
+    def __rpow__(self, o): return _m().pow(o, self)
+    def __neg__(self): return _m().neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return _m().abs_(self)
+
+    # comparisons build graphs, as in Theano (== and != stay identity: use T.eq / T.neq)
+    def __lt__(self, o): return _m().lt(self, o)
+    def __le__(self, o): return _m().le(self, o)
+    def __gt__(self, o): return _m().gt(self, o)
+    def __ge__(self, o): return _m().ge(self, o)
+
+    def __bool__(self):
+        raise TypeError(f"symbolic variable {self.describe()} has no truth value; use T.eq/T.switch in the graph")
+
+    def __iter__(self):
+        raise TypeError(f"symbolic variable {self.describe()} cannot be iterated; index it (x[i]) instead")
+
+    def __len__(self):
+        raise TypeError(f"symbolic variable {self.describe()} has no len(); use x.shape[0]")
+
+    def __getitem__(self, idx):
+        from . import subtensor
+        return subtensor.getitem(self, idx)
+
+    # methods
+    def sum(self, axis=None, dtype=None, keepdims=False): return _m().sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return _m().mean(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return _m().max(self, axis=axis, keepdims=keepdims)
+    def min(self, axis=None, keepdims=False): return _m().min(self, axis=axis, keepdims=keepdims)
+    def argmax(self, axis=None, keepdims=False): return _m().argmax(self, axis=axis, keepdims=keepdims)
+    def dot(self, o): return _m().dot(self, o)
+    def astype(self, dtype): return _b().cast(self, dtype)
+    def reshape(self, shape, ndim=None): return _b().reshape(self, shape, ndim=ndim)
+    def flatten(self, ndim=1, outdim=None): return _b().flatten(self, outdim or ndim)
+    def dimshuffle(self, *pattern): return _b().dimshuffle(self, *pattern)
+    def transpose(self, *axes): return _b().transpose(self, axes or None)
+
+    def eval(self, inputs_to_values=None):
+        """Compile and run this variable's graph once (inputs given as a dict)."""
+        from ..compile.function import function
+        inputs_to_values = inputs_to_values or {}
+        fn = function(list(inputs_to_values), self, on_unused_input="ignore")
+        return fn(*inputs_to_values.values())
+
+    def dprint(self, **kwargs):
+        from ..printing import debugprint
+        return debugprint(self, **kwargs)
+
+
+def _m():
+    from . import math
+    return math
+
+
+def _b():
+    from . import basic
+    return basic
+
+
+class TensorVariable(_TensorOps, Variable):
+    pass
+
+
+class TensorConstant(_TensorOps, Constant):
+    pass
+
+
+def constant(value, name=None, dtype=None, ndim=None):
+    """A TensorConstant; Python ints take the smallest int dtype holding them and
+    Python floats take floatX (Theano's autocast), so `x * 0.1` keeps x's dtype."""
+    from ..config import config
+    if dtype is None:
+        if isinstance(value, (bool, np.bool_)):
+            dtype = "bool"
+        elif isinstance(value, int):
+            dtype = next(d for d in ("int8", "int16", "int32", "int64") if np.iinfo(d).min <= value <= np.iinfo(d).max)
+        elif isinstance(value, float):
+            dtype = config.floatX
+            if dtype == "float32" and np.isfinite(value) and abs(value) > np.finfo("float32").max:
+                dtype = "float64"
+    arr = np.asarray(value, dtype=dtype)
+    if ndim is not None and arr.ndim != ndim:
+        if arr.ndim < ndim:
+            arr = arr.reshape((1,) * (ndim - arr.ndim) + arr.shape)
+        else:
+            raise ValueError(f"constant of shape {arr.shape} cannot have {ndim} dimensions")
+    return TensorConstant(TensorType(str(arr.dtype), shape=arr.shape), arr, name=name)
+
+
+def as_tensor_variable(x, name=None, ndim=None):
+    """Variables pass through; numbers and arrays become constants; lists of
+    scalars (symbolic or not) become a vector."""
+    if isinstance(x, Variable):
+        if not isinstance(x.type, TensorType):
+            raise TypeError(f"expected a tensor, got {x.describe()}")
+        if ndim is not None and x.ndim != ndim:
+            raise TypeError(f"expected a {ndim}-d tensor, got {x.describe()}")
+        return x
+    if isinstance(x, (list, tuple)) and any(isinstance(e, Variable) for e in x):
+        from .basic import stack_scalars
+        return stack_scalars(x)
+    if isinstance(x, (int, float, bool, np.ndarray, np.generic, list, tuple)):
+        return constant(x, name=name, ndim=ndim)
+    raise TypeError(f"cannot convert {type(x).__name__} {x!r} to a symbolic tensor")
