@@ -156,7 +156,9 @@ class Function:
         self.name = name
         self.allow_input_downcast = config.allow_input_downcast if allow_input_downcast is None \
             else allow_input_downcast
-        self.runner = linker_for(mode)(fgraph)
+        # (graph input index, graph output index) of each update, for backends that commit in place.
+        update_pairs = [(fgraph.inputs.index(sv), n_outputs + k) for k, sv in enumerate(update_targets)]
+        self.runner = linker_for(mode)(fgraph, update_pairs)
         self._by_name = {v.name: i for i, v in enumerate(inputs) if v.name}
 
     def _bind(self, args, kwargs):

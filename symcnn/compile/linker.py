@@ -11,7 +11,7 @@ def describe_inputs(values):
 
 
 class ReferenceRunner:
-    def __init__(self, fgraph):
+    def __init__(self, fgraph, updates=()):
         self.fgraph = fgraph
         self.order = fgraph.toposort()
         self.constants = {v: v.data for node in self.order for v in node.inputs if isinstance(v, Constant)}

@@ -11,7 +11,11 @@ _aliases = {"FAST_COMPILE": "reference", "py": "reference"}
 
 
 def register_linker(name, factory):
-    """factory(fgraph) -> callable(list of input values) -> list of output values."""
+    """factory(fgraph, updates) -> callable(list of input values) -> list of output values.
+
+    updates lists (input index, output index) pairs: the output is the new value of
+    that (shared) input. A backend may write it into the input's storage itself and
+    return the input array as that output."""
     _linkers[name] = factory
 
 

@@ -1,0 +1,179 @@
+"""Small helpers for emitting LLVM IR with llvmlite: types, constants, loops, libm."""
+from contextlib import contextmanager
+
+import numpy as np
+from llvmlite import ir
+
+I1, I8, I16, I32, I64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+
+_LL = {"bool": I8, "int8": I8, "uint8": I8, "int16": I16, "uint16": I16, "int32": I32, "uint32": I32,
+       "int64": I64, "uint64": I64, "float32": F32, "float64": F64}
+
+
+def ll_type(dtype):
+    return _LL[str(dtype)]
+
+
+def is_float(dtype):
+    return str(dtype).startswith("float")
+
+
+def is_unsigned(dtype):
+    return str(dtype).startswith("uint") or str(dtype) == "bool"
+
+
+def i64(v):
+    return ir.Constant(I64, int(v))
+
+
+def const(dtype, value):
+    t = ll_type(dtype)
+    if is_float(dtype):
+        return ir.Constant(t, float(value))
+    return ir.Constant(t, int(value))
+
+
+def itemsize(dtype):
+    return np.dtype(dtype).itemsize
+
+
+
+def as_value(b, v):
+    return i64(v) if isinstance(v, (int, np.integer)) else v
+
+
+def add(b, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return x + y
+    if isinstance(x, int) and x == 0:
+        return y
+    if isinstance(y, int) and y == 0:
+        return x
+    return b.add(as_value(b, x), as_value(b, y))
+
+
+def sub(b, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return x - y
+    if isinstance(y, int) and y == 0:
+        return x
+    return b.sub(as_value(b, x), as_value(b, y))
+
+
+def mul(b, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return x * y
+    for a, c in ((x, y), (y, x)):
+        if isinstance(a, int):
+            if a == 0:
+                return 0
+            if a == 1:
+                return c
+    return b.mul(as_value(b, x), as_value(b, y))
+
+
+def smax(b, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return max(x, y)
+    x, y = as_value(b, x), as_value(b, y)
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def smin(b, x, y):
+    if isinstance(x, int) and isinstance(y, int):
+        return min(x, y)
+    x, y = as_value(b, x), as_value(b, y)
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def product(b, values):
+    out = 1
+    for v in values:
+        out = mul(b, out, v)
+    return out
+
+
+@contextmanager
+def for_range(b, stop, start=0, step=1, name="i"):
+    """for (i = start; i < stop; i += step): the body is emitted inside the with-block."""
+    if isinstance(stop, int) and isinstance(start, int) and stop - start == 1 and step == 1:
+        yield i64(start)
+        return
+    pre = b.block
+    header = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    start_v, stop_v, step_v = as_value(b, start), as_value(b, stop), as_value(b, step)
+    b.branch(header)
+    b.position_at_end(header)
+    idx = b.phi(I64, name=name)
+    idx.add_incoming(start_v, pre)
+    b.cbranch(b.icmp_signed("<", idx, stop_v), body, end)
+    b.position_at_end(body)
+    yield idx
+    nxt = b.add(idx, step_v)
+    idx.add_incoming(nxt, b.block)
+    b.branch(header)
+    b.position_at_end(end)
+
+
+@contextmanager
+def loop_nest(b, shape, name="d"):
+    """Nested for-loops over `shape` (outermost first); yields the index list."""
+    with _nest(b, list(shape), [], name) as idx:
+        yield idx
+
+
+@contextmanager
+def _nest(b, shape, acc, name):
+    if not shape:
+        yield acc
+        return
+    with for_range(b, shape[0], name=f"{name}{len(acc)}") as i:
+        with _nest(b, shape[1:], acc + [i], name) as idx:
+            yield idx
+
+
+def declare(module, name, ret, args):
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, args), name=name)
+    return fn
+
+
+def libm(module, name, dtype):
+    """A C math function for float32 (tanhf) or float64 (tanh)."""
+    t = ll_type(dtype)
+    return declare(module, name + ("f" if dtype == "float32" else ""), t, [t])
+
+
+def intrinsic(module, name, dtype, nargs=1):
+    t = ll_type(dtype)
+    suffix = "f32" if dtype == "float32" else "f64"
+    return declare(module, f"llvm.{name}.{suffix}", t, [t] * nargs)
+
+
+def cast_value(b, v, src, dst):
+    """Convert a scalar value between dtypes with numpy's semantics."""
+    src, dst = str(src), str(dst)
+    if src == dst:
+        return v
+    st, dt = ll_type(src), ll_type(dst)
+    if dst == "bool":
+        if is_float(src):
+            return b.zext(b.fcmp_unordered("!=", v, ir.Constant(st, 0.0)), I8)
+        return b.zext(b.icmp_unsigned("!=", v, ir.Constant(st, 0)), I8)
+    if is_float(src) and is_float(dst):
+        return b.fpext(v, dt) if dt == F64 else b.fptrunc(v, dt)
+    if is_float(src):
+        return b.fptoui(v, dt) if is_unsigned(dst) else b.fptosi(v, dt)
+    if is_float(dst):
+        return b.uitofp(v, dt) if is_unsigned(src) else b.sitofp(v, dt)
+    sw, dw = st.width, dt.width
+    if sw == dw:
+        return v
+    if sw > dw:
+        return b.trunc(v, dt)
+    return b.zext(v, dt) if is_unsigned(src) else b.sext(v, dt)

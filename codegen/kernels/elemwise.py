@@ -1,0 +1,347 @@
+"""Elemwise (one loop over the broadcast shape, any ScalarOp) and DimShuffle (a view)."""
+from llvmlite import ir
+
+import sys
+
+import symcnn.tensor.scalar  # noqa: F401  (T.scalar is the constructor; the module is reached below)
+
+ts = sys.modules["symcnn.tensor.scalar"]
+from symcnn.tensor.elemwise import DimShuffle, Elemwise
+
+from .. import irutil as U
+from ..lower import Array, lower
+
+SCALAR = {}
+
+
+def scalar_lowering(*classes):
+    """Register fn(ctx, op, args, dtype) -> value, computing one element in `dtype`."""
+    def deco(fn):
+        for c in classes:
+            SCALAR[c] = fn
+        return fn
+    return deco
+
+
+def emit_scalar(ctx, sop, values, in_dtypes, out_dtype):
+    """One element of ScalarOp `sop` from input values of the given dtypes, as out_dtype."""
+    b = ctx.b
+    cdt = sop.compute_dtype(*in_dtypes)
+    if cdt is not None:
+        values = [U.cast_value(b, v, d, cdt) for v, d in zip(values, in_dtypes)]
+        in_dtypes = [cdt] * len(values)
+    for cls in type(sop).__mro__:
+        if cls in SCALAR:
+            res, res_dtype = SCALAR[cls](ctx, sop, values, in_dtypes, out_dtype)
+            return U.cast_value(b, res, res_dtype, out_dtype)
+    raise NotImplementedError(f"no native lowering for scalar op {sop}")
+
+
+def broadcast_shape(ctx, node, ins):
+    shape = []
+    for d in range(node.outputs[0].ndim):
+        dims = [a.shape[d] for a, v in zip(ins, node.inputs) if v.type.shape[d] != 1]
+        if not dims:
+            shape.append(1)
+            continue
+        static = [x for x in dims if isinstance(x, int)]
+        ref = static[0] if static else dims[0]
+        for other in dims:
+            if other is not ref:
+                ctx.check_equal(ref, other, 1)
+        shape.append(ref)
+    return shape
+
+
+def broadcast_view(arr, var, shape):
+    if all(not (var.type.shape[d] == 1 and shape[d] != 1) for d in range(len(shape))) and arr.contiguous:
+        return arr
+    strides = [0 if var.type.shape[d] == 1 else arr.strides[d] for d in range(len(shape))]
+    return Array(arr.dtype, arr.ptr, shape, strides)
+
+
+@lower.register(Elemwise)
+def lower_elemwise(ctx, node, ins):
+    b = ctx.b
+    out_var = node.outputs[0]
+    shape = broadcast_shape(ctx, node, ins)
+    out = ctx.alloc(out_var, shape)
+    views = [broadcast_view(a, v, out.shape) for a, v in zip(ins, node.inputs)]
+    dtypes = [v.dtype for v in node.inputs]
+    sop = node.op.scalar_op
+    if all(v.contiguous for v in views):
+        with U.for_range(b, out.size(b)) as i:
+            vals = [b.load(v.flat_addr(b, i), typ=v.lltype) for v in views]
+            b.store(emit_scalar(ctx, sop, vals, dtypes, out.dtype), out.flat_addr(b, i))
+    else:
+        with U.loop_nest(b, out.shape) as idx:
+            vals = [v.load(b, idx) for v in views]
+            out.store(b, idx, emit_scalar(ctx, sop, vals, dtypes, out.dtype))
+    return [out]
+
+
+def _dimshuffle_view(node, contig):
+    shuffle = list(node.op.shuffle)
+    return True, contig[0] and shuffle == sorted(shuffle)
+
+
+@lower.register(DimShuffle, view=_dimshuffle_view)
+def lower_dimshuffle(ctx, node, ins):
+    x, = ins
+    order = node.op.new_order
+    shape = [1 if o == "x" else x.shape[o] for o in order]
+    if _dimshuffle_view(node, [x.contiguous])[1]:
+        return [Array(x.dtype, x.ptr, shape, b=ctx.b)]
+    strides = [0 if o == "x" else x.strides[o] for o in order]
+    return [Array(x.dtype, x.ptr, shape, strides)]
+
+
+# -- scalar operations ------------------------------------------------------------
+
+def _f(dtype):
+    return U.is_float(dtype)
+
+
+@scalar_lowering(ts.Add)
+def _add(ctx, op, v, d, out):
+    b = ctx.b
+    if d[0] == "bool":
+        return b.or_(v[0], v[1]), "bool"
+    return (b.fadd if _f(d[0]) else b.add)(v[0], v[1]), d[0]
+
+
+@scalar_lowering(ts.Sub)
+def _sub(ctx, op, v, d, out):
+    return (ctx.b.fsub if _f(d[0]) else ctx.b.sub)(v[0], v[1]), d[0]
+
+
+@scalar_lowering(ts.Mul)
+def _mul(ctx, op, v, d, out):
+    b = ctx.b
+    if d[0] == "bool":
+        return b.and_(v[0], v[1]), "bool"
+    return (b.fmul if _f(d[0]) else b.mul)(v[0], v[1]), d[0]
+
+
+@scalar_lowering(ts.TrueDiv)
+def _div(ctx, op, v, d, out):
+    return ctx.b.fdiv(v[0], v[1]), d[0]
+
+
+def _zero(dtype):
+    return U.const(dtype, 0)
+
+
+@scalar_lowering(ts.IntDiv)
+def _floordiv(ctx, op, v, d, out):
+    b = ctx.b
+    a, c = v
+    if _f(d[0]):
+        fl = U.intrinsic(ctx.module, "floor", d[0])
+        return b.call(fl, [b.fdiv(a, c)]), d[0]
+    zero = _zero(d[0])
+    isz = b.icmp_signed("==", c, zero)
+    safe = b.select(isz, U.const(d[0], 1), c)
+    if U.is_unsigned(d[0]):
+        q = b.udiv(a, safe)
+    else:
+        q = b.sdiv(a, safe)
+        r = b.srem(a, safe)
+        adjust = b.and_(b.icmp_signed("!=", r, zero),
+                        b.icmp_signed("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", safe, zero)))
+        q = b.select(adjust, b.sub(q, U.const(d[0], 1)), q)
+    return b.select(isz, zero, q), d[0]
+
+
+@scalar_lowering(ts.Mod)
+def _mod(ctx, op, v, d, out):
+    b = ctx.b
+    a, c = v
+    if _f(d[0]):
+        r = b.frem(a, c)
+        zero = ir.Constant(r.type, 0.0)
+        adjust = b.and_(b.fcmp_ordered("!=", r, zero),
+                        b.icmp_unsigned("!=", b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", c, zero)))
+        return b.select(adjust, b.fadd(r, c), r), d[0]
+    zero = _zero(d[0])
+    isz = b.icmp_signed("==", c, zero)
+    safe = b.select(isz, U.const(d[0], 1), c)
+    if U.is_unsigned(d[0]):
+        return b.select(isz, zero, b.urem(a, safe)), d[0]
+    r = b.srem(a, safe)
+    adjust = b.and_(b.icmp_signed("!=", r, zero),
+                    b.icmp_signed("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", safe, zero)))
+    return b.select(isz, zero, b.select(adjust, b.add(r, safe), r)), d[0]
+
+
+@scalar_lowering(ts.Pow)
+def _pow(ctx, op, v, d, out):
+    b = ctx.b
+    if _f(d[0]):
+        return b.call(U.intrinsic(ctx.module, "pow", d[0], 2), v), d[0]
+    return b.call(_ipow(ctx.module, d[0]), v), d[0]
+
+
+def _ipow(module, dtype):
+    """Integer power by squaring (negative exponents give 0, as x**-n floors to 0 for |x|>1)."""
+    name = f"symcnn_ipow_{dtype}"
+    fn = module.globals.get(name)
+    if fn:
+        return fn
+    t = U.ll_type(dtype)
+    fn = ir.Function(module, ir.FunctionType(t, [t, t]), name=name)
+    fn.linkage = "internal"
+    base, exp = fn.args
+    entry = fn.append_basic_block()
+    loop = fn.append_basic_block()
+    done = fn.append_basic_block()
+    b = ir.IRBuilder(entry)
+    b.branch(loop)
+    b.position_at_end(loop)
+    r = b.phi(t)
+    x = b.phi(t)
+    e = b.phi(t)
+    r.add_incoming(ir.Constant(t, 1), entry)
+    x.add_incoming(base, entry)
+    e.add_incoming(exp, entry)
+    odd = b.icmp_unsigned("!=", b.and_(e, ir.Constant(t, 1)), ir.Constant(t, 0))
+    r2 = b.select(odd, b.mul(r, x), r)
+    x2 = b.mul(x, x)
+    e2 = b.lshr(e, ir.Constant(t, 1))
+    r.add_incoming(r2, loop)
+    x.add_incoming(x2, loop)
+    e.add_incoming(e2, loop)
+    more = b.icmp_signed(">", e2, ir.Constant(t, 0))
+    b.cbranch(more, loop, done)
+    b.position_at_end(done)
+    neg = b.icmp_signed("<", exp, ir.Constant(t, 0))
+    b.ret(b.select(neg, ir.Constant(t, 0), r2))
+    return fn
+
+
+def _isnan(b, x):
+    return b.fcmp_unordered("uno", x, x)
+
+
+def _extreme(ctx, v, d, pred):
+    b = ctx.b
+    x, y = v
+    if _f(d[0]):
+        r = b.select(b.fcmp_ordered(pred, x, y), x, y)
+        return b.select(_isnan(b, x), x, r)
+    cmp = b.icmp_unsigned if U.is_unsigned(d[0]) else b.icmp_signed
+    return b.select(cmp(pred, x, y), x, y)
+
+
+@scalar_lowering(ts.Maximum)
+def _maximum(ctx, op, v, d, out):
+    if isinstance(op, ts.Minimum):
+        return _extreme(ctx, v, d, "<"), d[0]
+    return _extreme(ctx, v, d, ">"), d[0]
+
+
+@scalar_lowering(ts.Neg)
+def _neg(ctx, op, v, d, out):
+    b = ctx.b
+    return (b.fneg(v[0]) if _f(d[0]) else b.sub(_zero(d[0]), v[0])), d[0]
+
+
+@scalar_lowering(ts.Abs)
+def _abs(ctx, op, v, d, out):
+    b = ctx.b
+    if _f(d[0]):
+        return b.call(U.intrinsic(ctx.module, "fabs", d[0]), v), d[0]
+    if U.is_unsigned(d[0]):
+        return v[0], d[0]
+    return b.select(b.icmp_signed("<", v[0], _zero(d[0])), b.sub(_zero(d[0]), v[0]), v[0]), d[0]
+
+
+@scalar_lowering(ts.Sgn)
+def _sgn(ctx, op, v, d, out):
+    b = ctx.b
+    x = v[0]
+    one, zero, m1 = U.const(d[0], 1), _zero(d[0]), U.const(d[0], -1)
+    if _f(d[0]):
+        r = b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero), m1, x))
+        return r, d[0]
+    if U.is_unsigned(d[0]):
+        return b.select(b.icmp_unsigned(">", x, zero), one, zero), d[0]
+    return b.select(b.icmp_signed(">", x, zero), one, b.select(b.icmp_signed("<", x, zero), m1, zero)), d[0]
+
+
+@scalar_lowering(ts.Sqr)
+def _sqr(ctx, op, v, d, out):
+    return (ctx.b.fmul if _f(d[0]) else ctx.b.mul)(v[0], v[0]), d[0]
+
+
+@scalar_lowering(ts.Exp)
+def _exp(ctx, op, v, d, out):
+    return ctx.b.call(U.libm(ctx.module, "exp", d[0]), v), d[0]
+
+
+@scalar_lowering(ts.Log)
+def _log(ctx, op, v, d, out):
+    return ctx.b.call(U.libm(ctx.module, "log", d[0]), v), d[0]
+
+
+@scalar_lowering(ts.Sqrt)
+def _sqrt(ctx, op, v, d, out):
+    return ctx.b.call(U.intrinsic(ctx.module, "sqrt", d[0]), v), d[0]
+
+
+@scalar_lowering(ts.Tanh)
+def _tanh(ctx, op, v, d, out):
+    return ctx.b.call(U.libm(ctx.module, "tanh", d[0]), v), d[0]
+
+
+@scalar_lowering(ts.Sigmoid)
+def _sigmoid(ctx, op, v, d, out):
+    b = ctx.b
+    one = U.const(d[0], 1.0)
+    e = b.call(U.libm(ctx.module, "exp", d[0]), [b.fneg(v[0])])
+    return b.fdiv(one, b.fadd(one, e)), d[0]
+
+
+_CMP = {ts.EQ: "==", ts.NEQ: "!=", ts.LT: "<", ts.LE: "<=", ts.GT: ">", ts.GE: ">="}
+
+
+@scalar_lowering(*_CMP)
+def _compare(ctx, op, v, d, out):
+    b = ctx.b
+    pred = _CMP[type(op)]
+    if _f(d[0]):
+        r = (b.fcmp_unordered if pred == "!=" else b.fcmp_ordered)(pred, v[0], v[1])
+    elif U.is_unsigned(d[0]):
+        r = b.icmp_unsigned(pred, v[0], v[1])
+    else:
+        r = b.icmp_signed(pred, v[0], v[1])
+    return b.zext(r, U.I8), "bool"
+
+
+def _truth(b, v, dtype):
+    if _f(dtype):
+        return b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
+    return b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+
+
+@scalar_lowering(ts.Switch)
+def _switch(ctx, op, v, d, out):
+    b = ctx.b
+    a = U.cast_value(b, v[1], d[1], out)
+    c = U.cast_value(b, v[2], d[2], out)
+    return b.select(_truth(b, v[0], d[0]), a, c), out
+
+
+@scalar_lowering(ts.Second)
+def _second(ctx, op, v, d, out):
+    return v[1], d[1]
+
+
+@scalar_lowering(ts.Identity)
+def _identity(ctx, op, v, d, out):
+    return v[0], d[0]
+
+
+@scalar_lowering(ts.Cast)
+def _cast(ctx, op, v, d, out):
+    return v[0], d[0]

@@ -1,0 +1,126 @@
+"""Sum, Max and Argmax over any set of axes."""
+from llvmlite import ir
+
+from symcnn.tensor.math import Argmax, Max, Sum
+
+from .. import irutil as U
+from ..lower import E_VALUE, Array, lower
+
+
+def _split(x, axis):
+    kept = [d for d in range(x.ndim) if d not in axis]
+    outer = Array(x.dtype, x.ptr, [x.shape[d] for d in kept], [x.strides[d] for d in kept])
+    inner_shape = [x.shape[d] for d in axis]
+    inner_strides = [x.strides[d] for d in axis]
+    return kept, outer, inner_shape, inner_strides
+
+
+def _reduce(ctx, node, x, init, step, finish):
+    """out[kept] = finish(fold(step, init, x[kept, reduced]))."""
+    b = ctx.b
+    axis = node.op.axis
+    kept, outer, inner_shape, inner_strides = _split(x, axis)
+    out = ctx.alloc(node.outputs[0], outer.shape)
+    with U.loop_nest(b, outer.shape, name="o") as oidx:
+        base = outer.offset(b, oidx)
+        acc = init()
+        flat = ctx.local(U.I64, U.i64(0))
+        with U.loop_nest(b, inner_shape, name="r") as ridx:
+            off = base
+            for i, s in zip(ridx, inner_strides):
+                off = U.add(b, off, U.mul(b, i, s))
+            v = b.load(x.flat_addr(b, off), typ=x.lltype)
+            k = b.load(flat, typ=U.I64)
+            step(acc, v, k)
+            b.store(b.add(k, U.i64(1)), flat)
+        out.store(b, oidx, finish(acc))
+    return out
+
+
+@lower.register(Sum)
+def lower_sum(ctx, node, ins):
+    x, = ins
+    b = ctx.b
+    out_dt = node.outputs[0].dtype
+    acc_dt = "float64" if U.is_float(out_dt) else out_dt
+
+    def init():
+        return ctx.local(U.ll_type(acc_dt), U.const(acc_dt, 0))
+
+    def step(acc, v, k):
+        v = U.cast_value(b, v, x.dtype, acc_dt)
+        cur = b.load(acc, typ=U.ll_type(acc_dt))
+        b.store((b.fadd if U.is_float(acc_dt) else b.add)(cur, v), acc)
+
+    def finish(acc):
+        return U.cast_value(b, b.load(acc, typ=U.ll_type(acc_dt)), acc_dt, out_dt)
+
+    return [_reduce(ctx, node, x, init, step, finish)]
+
+
+def _nonempty(ctx, x, axis):
+    b = ctx.b
+    n = U.as_value(b, U.product(b, [x.shape[d] for d in axis]))
+    ctx.fail_if(b.icmp_signed("==", n, U.i64(0)), E_VALUE, n)
+
+
+def _greater(b, v, best, dtype):
+    """v beats best: larger, or NaN where best is not (numpy propagates the first NaN)."""
+    if U.is_float(dtype):
+        return b.or_(b.fcmp_ordered(">", v, best),
+                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", best, best)))
+    return (b.icmp_unsigned if U.is_unsigned(dtype) else b.icmp_signed)(">", v, best)
+
+
+def _lowest(dtype):
+    import numpy as np
+    if U.is_float(dtype):
+        return U.const(dtype, float("-inf"))
+    return U.const(dtype, np.iinfo(dtype).min if dtype != "bool" else 0)
+
+
+@lower.register(Max)
+def lower_max(ctx, node, ins):
+    x, = ins
+    b = ctx.b
+    _nonempty(ctx, x, node.op.axis)
+
+    def init():
+        return ctx.local(x.lltype, _lowest(x.dtype))
+
+    def step(acc, v, k):
+        cur = b.load(acc, typ=x.lltype)
+        b.store(b.select(_greater(b, v, cur, x.dtype), v, cur), acc)
+
+    def finish(acc):
+        return U.cast_value(b, b.load(acc, typ=x.lltype), x.dtype, node.outputs[0].dtype)
+
+    return [_reduce(ctx, node, x, init, step, finish)]
+
+
+@lower.register(Argmax)
+def lower_argmax(ctx, node, ins):
+    x, = ins
+    b = ctx.b
+    _nonempty(ctx, x, node.op.axis)
+    state = {}
+
+    def init():
+        state["best"] = ctx.local(x.lltype, _lowest(x.dtype))
+        state["first"] = ctx.local(U.I1, ir.Constant(U.I1, 1))
+        return ctx.local(U.I64, U.i64(0))
+
+    def step(acc, v, k):
+        best = b.load(state["best"], typ=x.lltype)
+        first = b.load(state["first"], typ=U.I1)
+        take = b.or_(first, _greater(b, v, best, x.dtype))
+        if U.is_float(x.dtype):  # once a NaN is the best, nothing replaces it
+            take = b.and_(take, b.or_(first, b.fcmp_ordered("ord", best, best)))
+        b.store(b.select(take, v, best), state["best"])
+        b.store(b.select(take, k, b.load(acc, typ=U.I64)), acc)
+        b.store(ir.Constant(U.I1, 0), state["first"])
+
+    def finish(acc):
+        return b.load(acc, typ=U.I64)
+
+    return [_reduce(ctx, node, x, init, step, finish)]

@@ -1,0 +1,100 @@
+"""Shape, Shape_i, MakeVector, ARange, and Reshape/Flatten (views of contiguous inputs)."""
+from symcnn.tensor.basic import ARange, Flatten, MakeVector, Reshape, Shape, Shape_i
+
+from .. import irutil as U
+from ..lower import E_RESHAPE, E_VALUE, Array, copy, lower
+
+
+@lower.register(Shape)
+def lower_shape(ctx, node, ins):
+    x, = ins
+    out = ctx.alloc(node.outputs[0], [x.ndim])
+    for d, dim in enumerate(x.shape):
+        ctx.b.store(U.as_value(ctx.b, dim), out.flat_addr(ctx.b, d))
+    return [out]
+
+
+@lower.register(Shape_i)
+def lower_shape_i(ctx, node, ins):
+    out = ctx.alloc(node.outputs[0], [])
+    ctx.b.store(U.as_value(ctx.b, ins[0].shape[node.op.i]), out.ptr)
+    return [out]
+
+
+@lower.register(MakeVector)
+def lower_make_vector(ctx, node, ins):
+    b = ctx.b
+    out = ctx.alloc(node.outputs[0], [len(ins)])
+    for k, (a, v) in enumerate(zip(ins, node.inputs)):
+        b.store(U.cast_value(b, ctx.load_scalar(a), v.dtype, out.dtype), out.flat_addr(b, k))
+    return [out]
+
+
+@lower.register(ARange)
+def lower_arange(ctx, node, ins):
+    b = ctx.b
+    dt = node.outputs[0].dtype
+    cdt = "float64" if U.is_float(dt) or any(U.is_float(v.dtype) for v in node.inputs) else "int64"
+    start, stop, step = (U.cast_value(b, ctx.load_scalar(a), v.dtype, cdt) for a, v in zip(ins, node.inputs))
+    if cdt == "int64":
+        ctx.fail_if(b.icmp_signed("==", step, U.i64(0)), E_VALUE, step)
+        sign = b.select(b.icmp_signed(">", step, U.i64(0)), U.i64(1), U.i64(-1))
+        n = b.sdiv(b.sub(b.add(b.sub(stop, start), step), sign), step)
+    else:
+        ctx.fail_if(b.fcmp_ordered("==", step, U.const("float64", 0.0)), E_VALUE, U.i64(0))
+        q = b.fdiv(b.fsub(stop, start), step)
+        n = b.fptosi(b.call(U.intrinsic(ctx.module, "ceil", "float64"), [q]), U.I64)
+    n = U.smax(b, n, 0)
+    out = ctx.alloc(node.outputs[0], [n])
+    with U.for_range(b, out.shape[0]) as i:
+        if cdt == "int64":
+            v = b.add(start, b.mul(i, step))
+        else:
+            v = b.fadd(start, b.fmul(b.sitofp(i, U.F64), step))
+        b.store(U.cast_value(b, v, cdt, dt), out.flat_addr(b, i))
+    return [out]
+
+
+def _view_if_contiguous(node, contig):
+    return contig[0], True
+
+
+@lower.register(Reshape, view=_view_if_contiguous)
+def lower_reshape(ctx, node, ins):
+    b = ctx.b
+    x, shp = ins
+    ndim = node.op.ndim
+    target = [U.cast_value(b, b.load(shp.flat_addr(b, k), typ=shp.lltype), shp.dtype, "int64")
+              for k in range(ndim)]
+    size = U.as_value(b, x.size(b))
+    known = U.i64(1)
+    for t in target:
+        known = b.mul(known, b.select(b.icmp_signed("==", t, U.i64(-1)), U.i64(1), t))
+    safe = b.select(b.icmp_signed("==", known, U.i64(0)), U.i64(1), known)
+    fill = b.sdiv(size, safe)
+    dims = [b.select(b.icmp_signed("==", t, U.i64(-1)), fill, t) for t in target]
+    for t in target:
+        ctx.fail_if(b.icmp_signed("<", t, U.i64(-1)), E_RESHAPE, size, t)
+    total = U.as_value(b, U.product(b, dims))
+    ctx.fail_if(b.icmp_signed("!=", total, size), E_RESHAPE, size, total)
+    return [_reshaped(ctx, node, x, dims)]
+
+
+def _reshaped(ctx, node, x, dims):
+    var = node.outputs[0]
+    dims = ctx.static_shape(var, dims)
+    if x.contiguous:
+        return Array(x.dtype, x.ptr, dims, b=ctx.b)
+    dense = ctx.scratch(x.dtype, x.shape)
+    copy(ctx, x, dense)
+    out = ctx.alloc(var, dims)
+    copy(ctx, Array(x.dtype, dense.ptr, dims, b=ctx.b), out)
+    return out
+
+
+@lower.register(Flatten, view=_view_if_contiguous)
+def lower_flatten(ctx, node, ins):
+    x, = ins
+    k = node.op.outdim - 1
+    dims = list(x.shape[:k]) + [U.product(ctx.b, x.shape[k:])]
+    return [_reshaped(ctx, node, x, dims)]

@@ -1,0 +1,219 @@
+"""The lowering registry and the context a lowering emits into.
+
+`lower.register(OpClass)` maps an op class to a function
+    fn(ctx, node, inputs: list[Array]) -> list[Array]
+that emits LLVM IR computing the node's outputs into buffers from `ctx.alloc`
+(or returns views of its inputs). Every dimension is a Python int when it is
+known at compile time and an i64 IR value otherwise, so static shapes fold.
+"""
+from llvmlite import ir
+
+from . import irutil as U
+
+# Error codes written by native code; runtime.py turns them into exceptions.
+E_SHAPE, E_INDEX, E_RESHAPE, E_ALLOC, E_UPDATE_SHAPE, E_STATIC, E_VALUE = 1, 2, 3, 4, 5, 6, 7
+
+
+class Registry:
+    def __init__(self):
+        self.table = {}
+
+    def register(self, op_class, view=None):
+        """view: None, or fn(node, input_contiguous) -> (is_view, output_contiguous) for ops
+        whose output can be a view of input 0."""
+        def deco(fn):
+            self.table[op_class] = (fn, view)
+            return fn
+        return deco
+
+    def lookup(self, op):
+        for cls in type(op).__mro__:
+            if cls in self.table:
+                return self.table[cls]
+        raise NotImplementedError(f"no native lowering for {type(op).__name__}; use mode='reference'")
+
+    def __contains__(self, op_class):
+        return op_class in self.table
+
+
+lower = Registry()
+
+
+class Array:
+    """A tensor at run time: element pointer, shape and strides (in elements)."""
+
+    def __init__(self, dtype, ptr, shape, strides=None, b=None):
+        self.dtype = str(dtype)
+        self.ptr = ptr
+        self.shape = list(shape)
+        if strides is None:
+            strides, acc = [], 1
+            for d in reversed(self.shape):
+                strides.append(acc)
+                acc = U.mul(b, acc, d)
+            strides.reverse()
+            self.contiguous = True
+        else:
+            self.contiguous = False
+        self.strides = list(strides)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def lltype(self):
+        return U.ll_type(self.dtype)
+
+    def offset(self, b, idx):
+        off = 0
+        for i, s in zip(idx, self.strides):
+            off = U.add(b, off, U.mul(b, i, s))
+        return off
+
+    def addr(self, b, idx):
+        return b.gep(self.ptr, [U.as_value(b, self.offset(b, idx))], source_etype=self.lltype)
+
+    def load(self, b, idx):
+        return b.load(self.addr(b, idx), typ=self.lltype)
+
+    def store(self, b, idx, value):
+        b.store(value, self.addr(b, idx))
+
+    def flat_addr(self, b, i):
+        return b.gep(self.ptr, [U.as_value(b, i)], source_etype=self.lltype)
+
+    def size(self, b):
+        return U.product(b, self.shape)
+
+    def view(self, shape, strides, offset=0, b=None):
+        ptr = self.ptr if offset == 0 else b.gep(self.ptr, [U.as_value(b, offset)], source_etype=self.lltype)
+        a = Array(self.dtype, ptr, shape, strides)
+        return a
+
+
+class Context:
+    """State while lowering one function graph into one LLVM function."""
+
+    def __init__(self, module, builder, plan, slots_ptr, err_ptr):
+        self.module = module
+        self.b = builder
+        self.plan = plan
+        self.slots_ptr = slots_ptr
+        self.err_ptr = err_ptr
+        self.node_index = -1
+        self.fail_block_count = 0
+
+    # -- errors ---------------------------------------------------------------
+    def fail_if(self, cond, code, *values):
+        """If `cond` (i1) holds at run time: record (code, node, values) and return code."""
+        b = self.b
+        bad = b.append_basic_block("fail")
+        ok = b.append_basic_block("ok")
+        br = b.cbranch(cond, bad, ok)
+        br.set_weights([1, 1000])
+        b.position_at_end(bad)
+        fields = [U.i64(code), U.i64(self.node_index)] + [U.as_value(b, v) for v in values]
+        for k, v in enumerate(fields[:8]):
+            if v.type != U.I64:
+                v = b.sext(v, U.I64)
+            b.store(v, b.gep(self.err_ptr, [U.i64(k)], source_etype=U.I64))
+        b.ret(ir.Constant(U.I32, code))
+        b.position_at_end(ok)
+
+    def check_equal(self, x, y, code=E_SHAPE, *extra):
+        """Fail unless two dimensions agree (no code when both are static)."""
+        if isinstance(x, int) and isinstance(y, int):
+            if x != y:
+                raise ValueError(f"static dimensions {x} and {y} disagree")
+            return
+        b = self.b
+        self.fail_if(b.icmp_signed("!=", U.as_value(b, x), U.as_value(b, y)), code, x, y, *extra)
+
+    # -- memory ---------------------------------------------------------------
+    def alloc(self, var, shape):
+        """A contiguous buffer for `var` (its slot grows at run time if too small)."""
+        return self.alloc_in(self.plan.slot[var], var.dtype, self.static_shape(var, shape))
+
+    def scratch(self, dtype, shape):
+        """A private contiguous work buffer for the current kernel."""
+        return self.alloc_in(self.plan.new_slot(), dtype, shape)
+
+    def alloc_in(self, slot, dtype, shape):
+        b = self.b
+        nbytes = U.mul(b, U.product(b, shape), U.itemsize(dtype))
+        entry = b.gep(self.slots_ptr, [U.i64(2 * slot)], source_etype=U.I64)
+        cap_ptr = b.gep(self.slots_ptr, [U.i64(2 * slot + 1)], source_etype=U.I64)
+        need = U.as_value(b, nbytes)
+        grow = b.icmp_signed(">", need, b.load(cap_ptr, typ=U.I64))
+        with b.if_then(grow, likely=False):
+            fn = self.grow_function()
+            ok = b.call(fn, [entry, need])
+            self.fail_if(b.icmp_signed("==", ok, U.i64(0)), E_ALLOC, need)
+        ptr = b.load(entry, typ=U.PTR)
+        return Array(dtype, ptr, shape, b=b)
+
+    def static_shape(self, var, shape):
+        """Check run-time dims against the variable's static type; use the constants after."""
+        out = []
+        for d, (dim, st) in enumerate(zip(shape, var.type.shape)):
+            if st is not None and not isinstance(dim, int):
+                self.check_equal(dim, st, E_STATIC, d)
+                dim = st
+            elif st is not None and dim != st:
+                raise ValueError(f"lowering of {var} gave static dim {dim} where the type says {st}")
+            out.append(dim)
+        return out
+
+    def grow_function(self):
+        """i64 symcnn_grow(ptr slot_entry, i64 nbytes): replace the slot's buffer by a larger one."""
+        fn = self.module.globals.get("symcnn_grow")
+        if fn is not None:
+            return fn
+        m = self.module
+        free = U.declare(m, "free", ir.VoidType(), [U.PTR])
+        aligned = U.declare(m, "aligned_alloc", U.PTR, [U.I64, U.I64])
+        fn = ir.Function(m, ir.FunctionType(U.I64, [U.PTR, U.I64]), name="symcnn_grow")
+        fn.linkage = "internal"
+        b = ir.IRBuilder(fn.append_basic_block())
+        entry, need = fn.args
+        b.call(free, [b.load(entry, typ=U.PTR)])
+        rounded = b.and_(b.add(need, U.i64(127)), U.i64(~63))  # round up, and never 0 bytes
+        p = b.call(aligned, [U.i64(64), rounded])
+        b.store(p, entry)
+        cap = b.gep(entry, [U.i64(1)], source_etype=U.I64)
+        isnull = b.icmp_unsigned("==", b.ptrtoint(p, U.I64), U.i64(0))
+        b.store(b.select(isnull, U.i64(0), rounded), cap)
+        b.ret(b.select(isnull, U.i64(0), U.i64(1)))
+        return fn
+
+    # -- small conveniences ---------------------------------------------------
+    def local(self, lltype, init=None):
+        """A stack variable (alloca in the entry block, so LLVM promotes it to a register)."""
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(lltype)
+        if init is not None:
+            self.b.store(init, slot)
+        return slot
+
+    def load_scalar(self, arr):
+        """The value of a 0-d (or one-element) array."""
+        return self.b.load(arr.ptr, typ=arr.lltype)
+
+    def load_index(self, arr):
+        """An integer scalar as i64."""
+        v = self.load_scalar(arr)
+        return U.cast_value(self.b, v, arr.dtype, "int64")
+
+
+def copy(ctx, src, dst):
+    """dst[...] = src[...] (any strides in src, dst contiguous or strided)."""
+    b = ctx.b
+    if src.contiguous and dst.contiguous and src.dtype == dst.dtype:
+        n = U.as_value(b, U.mul(b, src.size(b), U.itemsize(src.dtype)))
+        memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
+        b.call(memcpy, [dst.ptr, src.ptr, n, ir.Constant(U.I1, 0)])
+        return
+    with U.loop_nest(b, dst.shape) as idx:
+        v = src.load(b, idx)
+        dst.store(b, idx, U.cast_value(b, v, src.dtype, dst.dtype))

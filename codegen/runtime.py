@@ -1,0 +1,120 @@
+"""Calling a compiled module: check and pass pointers, one native call, read results."""
+import ctypes
+
+import numpy as np
+
+from symcnn.graph.trace import with_trace
+
+from . import lower as L
+from .build import build_module
+from .jit import CompiledModule
+
+_libc = ctypes.CDLL(None)
+_libc.free.argtypes = [ctypes.c_void_p]
+
+
+class NativeError(RuntimeError):
+    pass
+
+
+class NativeRunner:
+    """The native implementation of one compiled function graph."""
+
+    def __init__(self, fgraph, updates=()):
+        self.fgraph = fgraph
+        self.updates = list(updates)
+        self.spec = build_module(fgraph, self.updates)
+        self.module = CompiledModule(self.spec.ir_text)
+        proto = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 5)
+        self._entry = proto(self.module.address("symcnn_entry"))
+        n_in = len(fgraph.inputs)
+        self._in_ptrs = (ctypes.c_void_p * max(n_in, 1))()
+        self._in_dims = np.zeros(max(sum(v.ndim for v in fgraph.inputs), 1), dtype=np.int64)
+        self._slots = np.zeros(2 * max(self.spec.n_slots, 1), dtype=np.int64)
+        out_len = sum(1 + v.ndim for v in fgraph.outputs)
+        self._outs = np.zeros(max(out_len, 1), dtype=np.int64)
+        self._err = np.zeros(8, dtype=np.int64)
+        self._update_out = {o: i for i, o in self.updates}
+        self._args = (ctypes.cast(self._in_ptrs, ctypes.c_void_p), self._in_dims.ctypes.data,
+                      self._slots.ctypes.data, self._outs.ctypes.data, self._err.ctypes.data)
+
+    @property
+    def ir(self):
+        return self.spec.ir_text
+
+    @property
+    def cache_hit(self):
+        return self.module.cache_hit
+
+    def __call__(self, values):
+        arrays = []
+        for k, (var, v) in enumerate(zip(self.fgraph.inputs, values)):
+            if not v.flags.c_contiguous:
+                v = np.ascontiguousarray(v)
+            arrays.append(v)
+            self._in_ptrs[k] = v.ctypes.data
+            off = self.spec.input_dim_offsets[k]
+            self._in_dims[off:off + v.ndim] = v.shape
+        rc = self._entry(*self._args)
+        if rc:
+            self._raise(rc)
+        outs = []
+        for k, (off, ndim, dtype) in enumerate(self.spec.output_layout):
+            if k in self._update_out:
+                outs.append(arrays[self._update_out[k]])
+                continue
+            shape = tuple(int(d) for d in self._outs[off + 1:off + 1 + ndim])
+            outs.append(_copy_out(int(self._outs[off]), shape, dtype))
+        return outs
+
+    def _raise(self, rc):
+        code, k = int(self._err[0]), int(self._err[1])
+        vals = [int(x) for x in self._err[2:]]
+        node = self.spec.order[k] if 0 <= k < len(self.spec.order) else None
+        trace = node.trace if node is not None else None
+        where = f"{node.op}" if node is not None else "result"
+        if code == L.E_SHAPE:
+            msg = f"{where}: dimension mismatch at run time: {vals[0]} vs {vals[1]}"
+            exc = ValueError
+        elif code == L.E_INDEX:
+            msg = f"{where}: index {vals[0]} is out of bounds for a dimension of length {vals[1]}"
+            exc = IndexError
+        elif code == L.E_RESHAPE:
+            msg = f"{where}: cannot reshape an array of size {vals[0]} into a shape of size {vals[1]}"
+            exc = ValueError
+        elif code == L.E_ALLOC:
+            msg = f"{where}: out of memory allocating {vals[0]} bytes"
+            exc = MemoryError
+        elif code == L.E_UPDATE_SHAPE:
+            sv = self.fgraph.inputs[vals[3]]
+            msg = f"update of {sv.describe()} would change dimension {vals[2]} from {vals[1]} to {vals[0]}"
+            exc = ValueError
+        elif code == L.E_STATIC:
+            var = node.outputs[0] if node is not None else None
+            msg = (f"{where}: dimension {vals[2]} is {vals[0]} at run time but the graph declares {vals[1]}"
+                   + (f" for {var.describe()}" if var is not None else ""))
+            exc = ValueError
+        else:
+            msg = f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"
+            exc = ValueError
+        if node is not None:
+            shapes = ", ".join(str(i.type) for i in node.inputs)
+            msg += f" (inputs: {shapes})"
+        raise exc(with_trace(msg, trace))
+
+    def __del__(self):
+        slots = getattr(self, "_slots", None)
+        if slots is not None:
+            for p in slots[0::2]:
+                if p:
+                    _libc.free(ctypes.c_void_p(int(p)))
+            slots[:] = 0
+
+
+def _copy_out(ptr, shape, dtype):
+    n = int(np.prod(shape)) if shape else 1
+    dt = np.dtype(dtype)
+    if n == 0:
+        return np.empty(shape, dtype=dt)
+    buf = (ctypes.c_char * (n * dt.itemsize)).from_address(ptr)
+    return np.frombuffer(buf, dtype=dt, count=n).reshape(shape).copy()
