@@ -1,7 +1,10 @@
 """The native backend: lowers symcnn function graphs to LLVM IR and runs them
-as machine code for the host CPU. Importing it registers the 'native' mode."""
+as machine code for the host CPU. Importing it registers the 'native' and
+'debug' modes."""
 from symcnn.compile.mode import register_linker
 
+from .debug import DebugModeError, DebugRunner  # noqa: F401
 from .runtime import NativeRunner
 
 register_linker("native", NativeRunner)
+register_linker("debug", DebugRunner)

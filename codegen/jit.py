@@ -19,16 +19,21 @@ _state = {}
 CACHE_MAGIC = b"SYMCNN-OBJ1\n"
 
 
+def _new_target_machine():
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
+
+
 def _target():
+    """The target machine used for optimising and emitting (never handed to an engine)."""
     with _lock:
         if "tm" not in _state:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            cpu = llvm.get_host_cpu_name()
-            features = llvm.get_host_cpu_features().flatten()
-            target = llvm.Target.from_default_triple()
-            _state["tm"] = target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
-            _state["desc"] = f"{llvm.get_process_triple()}|{cpu}|{features}"
+            _state["tm"] = _new_target_machine()
+            _state["desc"] = (f"{llvm.get_process_triple()}|{llvm.get_host_cpu_name()}|"
+                              f"{llvm.get_host_cpu_features().flatten()}")
         return _state["tm"], _state["desc"]
 
 
@@ -113,8 +118,8 @@ class CompiledModule:
             obj = compile_object(ir_text)
             if path:
                 _write_cache(path, obj)
-        tm, _ = _target()
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        # The engine takes ownership of (and later destroys) its target machine: give it its own.
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
 

@@ -203,7 +203,8 @@ class Function:
             val = np.asarray(val)
             if val.dtype != sv.dtype:
                 val = val.astype(sv.dtype)
-            sv.container[0] = val if val.base is None and not _aliases_any(val, outs) else val.copy()
+            sv.container[0] = val if val.base is None and not _aliases_any(val, list(outs) + values) \
+                else val.copy()
         # Outputs never alias inputs, shared storage or each other.
         seen = {id(v) for v in values}
         fresh = []
@@ -220,6 +221,14 @@ class Function:
     @property
     def maker(self):
         return self  # Theano code reads fn.maker.fgraph
+
+    def dump_llvm(self):
+        """The LLVM IR module of a natively compiled function (text)."""
+        ir = getattr(self.runner, "ir", None)
+        if ir is None:
+            raise ValueError(f"{self._what()} was compiled in mode {self.mode.linker!r}, which emits no LLVM IR; "
+                             f"compile it with mode='native'")
+        return ir
 
     def dprint(self, **kwargs):
         from ..printing import debugprint

@@ -1,0 +1,153 @@
+"""LeNet5 (the deeplearning.net tutorial model) timings: compile, train and validate steps.
+
+Prints: cold compile time of train+validate+test (empty cache), warm compile time
+(cache hit), median train-step and validate-step milliseconds at batch 500 with
+20/50 kernels in native and reference modes, and, if PyTorch is installed, the same
+model's eager train/validate steps measured in the same run, with ratios.
+
+    python benchmarks/bench_lenet.py [--runs 30] [--batch-size 500] [--no-reference]
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import symcnn as theano
+import symcnn.tensor as T
+from symcnn.layers import HiddenLayer, LeNetConvPoolLayer, LogisticRegression
+
+
+def build(batch_size, nkerns, data_x, data_y, mode):
+    rng = np.random.RandomState(23455)
+    index = T.lscalar()
+    x = T.matrix("x")
+    y = T.ivector("y")
+    layer0_input = x.reshape((batch_size, 1, 28, 28))
+    layer0 = LeNetConvPoolLayer(rng, input=layer0_input, image_shape=(batch_size, 1, 28, 28),
+                                filter_shape=(nkerns[0], 1, 5, 5), poolsize=(2, 2))
+    layer1 = LeNetConvPoolLayer(rng, input=layer0.output, image_shape=(batch_size, nkerns[0], 12, 12),
+                                filter_shape=(nkerns[1], nkerns[0], 5, 5), poolsize=(2, 2))
+    layer2 = HiddenLayer(rng, input=layer1.output.flatten(2), n_in=nkerns[1] * 4 * 4, n_out=500,
+                         activation=T.tanh)
+    layer3 = LogisticRegression(input=layer2.output, n_in=500, n_out=10)
+    cost = layer3.negative_log_likelihood(y)
+    params = layer3.params + layer2.params + layer1.params + layer0.params
+    grads = T.grad(cost, params)
+    updates = [(p, p - 0.1 * g) for p, g in zip(params, grads)]
+    sx = theano.shared(data_x, borrow=True)
+    sy = T.cast(theano.shared(data_y.astype(theano.config.floatX), borrow=True), "int32")
+    givens = {x: sx[index * batch_size:(index + 1) * batch_size],
+              y: sy[index * batch_size:(index + 1) * batch_size]}
+    t0 = time.perf_counter()
+    train = theano.function([index], cost, updates=updates, givens=givens, mode=mode)
+    validate = theano.function([index], layer3.errors(y), givens=givens, mode=mode)
+    test = theano.function([index], layer3.errors(y), givens=givens, mode=mode)
+    compile_s = time.perf_counter() - t0
+    return train, validate, test, compile_s, params
+
+
+def median_ms(fn, n_batches, runs, warmup=2):
+    for i in range(warmup):
+        fn(i % n_batches)
+    times = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        fn(i % n_batches)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def torch_steps(batch_size, nkerns, data_x, data_y, runs, threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, nkerns[0], 5), nn.MaxPool2d(2), nn.Tanh(),
+        nn.Conv2d(nkerns[0], nkerns[1], 5), nn.MaxPool2d(2), nn.Tanh(),
+        nn.Flatten(), nn.Linear(nkerns[1] * 16, 500), nn.Tanh(), nn.Linear(500, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    xs = torch.from_numpy(data_x).reshape(-1, 1, 28, 28)
+    ys = torch.from_numpy(data_y.astype(np.int64))
+    n_batches = len(xs) // batch_size
+
+    def train(i):
+        i %= n_batches
+        xb, yb = xs[i * batch_size:(i + 1) * batch_size], ys[i * batch_size:(i + 1) * batch_size]
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def validate(i):
+        i %= n_batches
+        with torch.no_grad():
+            xb, yb = xs[i * batch_size:(i + 1) * batch_size], ys[i * batch_size:(i + 1) * batch_size]
+            return (model(xb).argmax(1) != yb).float().mean().item()
+
+    return (median_ms(train, n_batches, runs), median_ms(validate, n_batches, runs), torch.__version__)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--reference-runs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--nkerns", type=int, nargs=2, default=[20, 50])
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args(argv)
+    bs, nk = args.batch_size, args.nkerns
+    rng = np.random.RandomState(0)
+    n = 4 * bs
+    data_x = rng.rand(n, 784).astype(theano.config.floatX)
+    data_y = rng.randint(0, 10, n).astype("int32")
+    n_batches = n // bs
+
+    print(f"# LeNet5 benchmark: batch {bs}, nkerns {nk}, float32")
+    print(f"# machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
+          f"python {platform.python_version()}, numpy {np.__version__}")
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["SYMCNN_CACHE_DIR"] = cache
+        train, validate, test, cold, _ = build(bs, nk, data_x, data_y, "native")
+        _, _, _, warm, _ = build(bs, nk, data_x, data_y, "native")
+        rows.append(("compile train+validate+test, cold (empty cache)", f"{cold:.2f} s"))
+        rows.append(("compile train+validate+test, warm (cache hit)", f"{warm:.2f} s"))
+        native_train = median_ms(train, n_batches, args.runs)
+        native_val = median_ms(validate, n_batches, args.runs)
+        rows.append(("native train step (median)", f"{native_train:.1f} ms"))
+        rows.append(("native validate step (median)", f"{native_val:.1f} ms"))
+    if not args.no_reference:
+        rtrain, rval, _, _, _ = build(bs, nk, data_x, data_y, "reference")
+        ref_train = median_ms(rtrain, n_batches, args.reference_runs, warmup=1)
+        ref_val = median_ms(rval, n_batches, args.reference_runs, warmup=1)
+        rows.append(("reference (numpy) train step (median)", f"{ref_train:.1f} ms"))
+        rows.append(("reference (numpy) validate step (median)", f"{ref_val:.1f} ms"))
+    tr = torch_steps(bs, nk, data_x, data_y, args.runs, args.threads)
+    if tr is None:
+        rows.append(("PyTorch eager", "not installed (pip install torch==2.13.0)"))
+    else:
+        t_train, t_val, version = tr
+        rows.append((f"PyTorch {version} eager train step ({args.threads} threads, median)", f"{t_train:.1f} ms"))
+        rows.append((f"PyTorch {version} eager validate step ({args.threads} threads, median)", f"{t_val:.1f} ms"))
+        rows.append(("ratio native / PyTorch, train", f"{native_train / t_train:.2f}"))
+        rows.append(("ratio native / PyTorch, validate", f"{native_val / t_val:.2f}"))
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'measure'.ljust(width)} | value |")
+    print(f"| {'-' * width} | ----- |")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

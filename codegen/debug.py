@@ -1,0 +1,68 @@
+"""mode='debug': run natively, then re-run every node's numpy reference on the
+native inputs of that node, and raise at the first node whose native outputs
+differ beyond float32 tolerance (naming the node, the user's line and the error)."""
+import numpy as np
+
+from symcnn.graph.fg import FunctionGraph
+from symcnn.graph.trace import with_trace
+
+from .runtime import NativeRunner
+
+
+class DebugModeError(AssertionError):
+    pass
+
+
+def _mismatch(native, ref, rtol, atol):
+    native, ref = np.asarray(native), np.asarray(ref)
+    if native.shape != ref.shape:
+        return f"shape {native.shape} (native) vs {ref.shape} (reference)"
+    if native.dtype != ref.dtype:
+        return f"dtype {native.dtype} (native) vs {ref.dtype} (reference)"
+    if native.size == 0:
+        return None
+    if native.dtype.kind in "biu":
+        bad = native != ref
+        return f"{int(bad.sum())} elements differ" if bad.any() else None
+    nan_n, nan_r = np.isnan(native), np.isnan(ref)
+    if (nan_n != nan_r).any():
+        return "NaN in one result and not the other"
+    both = ~nan_n
+    diff = np.abs(native[both].astype("float64") - ref[both].astype("float64"))
+    scale = max(1.0, float(np.abs(ref[both]).max(initial=0.0)))
+    tol = atol * scale + rtol * np.abs(ref[both])
+    if (diff > tol).any() and not np.array_equal(native[both], ref[both]):
+        return f"max abs difference {diff.max():.3g} (tolerance {atol * scale:.3g} + {rtol} * |ref|)"
+    return None
+
+
+class DebugRunner:
+    def __init__(self, fgraph, updates=(), rtol=1e-4, atol=1e-5):
+        self.fgraph = fgraph
+        self.order = fgraph.toposort()
+        self.inner = [o for node in self.order for o in node.outputs]
+        extended = FunctionGraph(fgraph.inputs, list(fgraph.outputs) + self.inner, clone=False)
+        # Updates are not committed natively here: the caller assigns the returned values.
+        self.native = NativeRunner(extended, [])
+        self.rtol, self.atol = rtol, atol
+        self.n_out = len(fgraph.outputs)
+
+    @property
+    def ir(self):
+        return self.native.ir
+
+    def __call__(self, values):
+        results = self.native(values)
+        got = dict(zip(self.inner, results[self.n_out:]))
+        got.update(zip(self.fgraph.inputs, values))
+        for node in self.order:
+            args = [got[v] if v in got else v.data for v in node.inputs]
+            cells = [[None] for _ in node.outputs]
+            node.op.perform(node, args, cells)
+            for out, cell in zip(node.outputs, cells):
+                problem = _mismatch(got[out], cell[0], self.rtol, self.atol)
+                if problem:
+                    raise DebugModeError(with_trace(
+                        f"native and reference results of {node.op} differ: {problem} "
+                        f"(output {out.describe()})", node.trace))
+        return results[:self.n_out]
