@@ -12,6 +12,7 @@ from . import irutil as U
 
 # Error codes written by native code; runtime.py turns them into exceptions.
 E_SHAPE, E_INDEX, E_RESHAPE, E_ALLOC, E_UPDATE_SHAPE, E_STATIC, E_VALUE = 1, 2, 3, 4, 5, 6, 7
+E_INDEX_BROADCAST, E_ZERO_STEP = 8, 9
 
 
 class Registry:
@@ -85,11 +86,6 @@ class Array:
 
     def size(self, b):
         return U.product(b, self.shape)
-
-    def view(self, shape, strides, offset=0, b=None):
-        ptr = self.ptr if offset == 0 else b.gep(self.ptr, [U.as_value(b, offset)], source_etype=self.lltype)
-        a = Array(self.dtype, ptr, shape, strides)
-        return a
 
 
 class Context:

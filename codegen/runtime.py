@@ -94,6 +94,12 @@ class NativeRunner:
             msg = (f"{where}: dimension {vals[2]} is {vals[0]} at run time but the graph declares {vals[1]}"
                    + (f" for {var.describe()}" if var is not None else ""))
             exc = ValueError
+        elif code == L.E_INDEX_BROADCAST:
+            msg = f"{where}: shape mismatch: indexing arrays could not be broadcast together ({vals[0]} vs {vals[1]})"
+            exc = IndexError
+        elif code == L.E_ZERO_STEP:
+            msg = f"{where}: slice step cannot be zero"
+            exc = ValueError
         else:
             msg = f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"
             exc = ValueError
