@@ -6,6 +6,8 @@ that emits LLVM IR computing the node's outputs into buffers from `ctx.alloc`
 (or returns views of its inputs). Every dimension is a Python int when it is
 known at compile time and an i64 IR value otherwise, so static shapes fold.
 """
+import threading
+
 from llvmlite import ir
 
 from . import irutil as U
@@ -13,6 +15,14 @@ from . import irutil as U
 # Error codes written by native code; runtime.py turns them into exceptions.
 E_SHAPE, E_INDEX, E_RESHAPE, E_ALLOC, E_UPDATE_SHAPE, E_STATIC, E_VALUE = 1, 2, 3, 4, 5, 6, 7
 E_INDEX_BROADCAST, E_ZERO_STEP = 8, 9
+E_NAN, E_OOB = 10, 11  # mode='nanguard' / mode='boundscheck' (see guard.py)
+
+# The bounds checker of the build in progress on this thread (mode='boundscheck'), else None.
+_bounds = threading.local()
+
+
+def _checker():
+    return getattr(_bounds, "checker", None)
 
 
 class Registry:
@@ -41,11 +51,17 @@ lower = Registry()
 
 
 class Array:
-    """A tensor at run time: element pointer, shape and strides (in elements)."""
+    """A tensor at run time: element pointer, shape and strides (in elements).
 
-    def __init__(self, dtype, ptr, shape, strides=None, b=None):
+    bounds: optional guard.Bounds (base pointer, element extent, label) of the allocation
+    `ptr` points into; only used (and only emitted) when a bounds-checked build is active.
+    A view built from the same pointer value (or from flat_addr/addr) inherits it."""
+
+    def __init__(self, dtype, ptr, shape, strides=None, b=None, bounds=None):
         self.dtype = str(dtype)
         self.ptr = ptr
+        chk = _checker()
+        self.bounds = bounds if chk is None else chk.adopt(ptr, bounds)
         self.shape = list(shape)
         if strides is None:
             strides, acc = [], 1
@@ -72,17 +88,28 @@ class Array:
             off = U.add(b, off, U.mul(b, i, s))
         return off
 
-    def addr(self, b, idx):
-        return b.gep(self.ptr, [U.as_value(b, self.offset(b, idx))], source_etype=self.lltype)
+    def addr(self, b, idx, _access=2):
+        return self.flat_addr(b, self.offset(b, idx), _access)
 
     def load(self, b, idx):
-        return b.load(self.addr(b, idx), typ=self.lltype)
+        return b.load(self.addr(b, idx, 0), typ=self.lltype)
 
     def store(self, b, idx, value):
-        b.store(value, self.addr(b, idx))
+        b.store(value, self.addr(b, idx, 1))
 
-    def flat_addr(self, b, i):
-        return b.gep(self.ptr, [U.as_value(b, i)], source_etype=self.lltype)
+    def flat_addr(self, b, i, _access=2):
+        """Address of element offset i (an element access: bounds-checked when checking)."""
+        chk = _checker()
+        if chk is not None:
+            chk.check(b, self, i, _access)
+        p = b.gep(self.ptr, [U.as_value(b, i)], source_etype=self.lltype)
+        return p if chk is None else chk.derive(p, self)
+
+    def view_addr(self, b, i):
+        """Address for the start of a view (not an access: an empty view may point anywhere)."""
+        p = b.gep(self.ptr, [U.as_value(b, i)], source_etype=self.lltype)
+        chk = _checker()
+        return p if chk is None else chk.derive(p, self)
 
     def size(self, b):
         return U.product(b, self.shape)
@@ -147,7 +174,9 @@ class Context:
             ok = b.call(fn, [entry, need])
             self.fail_if(b.icmp_signed("==", ok, U.i64(0)), E_ALLOC, need)
         ptr = b.load(entry, typ=U.PTR)
-        return Array(dtype, ptr, shape, b=b)
+        chk = _checker()
+        bounds = None if chk is None else chk.new_bounds(ptr, shape, f"buffer (slot {slot})")
+        return Array(dtype, ptr, shape, b=b, bounds=bounds)
 
     def static_shape(self, var, shape):
         """Check run-time dims against the variable's static type; use the constants after."""
@@ -194,6 +223,9 @@ class Context:
 
     def load_scalar(self, arr):
         """The value of a 0-d (or one-element) array."""
+        chk = _checker()
+        if chk is not None:
+            chk.check(self.b, arr, 0, 0)
         return self.b.load(arr.ptr, typ=arr.lltype)
 
     def load_index(self, arr):
@@ -206,6 +238,10 @@ def copy(ctx, src, dst):
     """dst[...] = src[...] (any strides in src, dst contiguous or strided)."""
     b = ctx.b
     if src.contiguous and dst.contiguous and src.dtype == dst.dtype:
+        chk = _checker()
+        if chk is not None:
+            chk.check_range(b, src, src.size(b), 0)
+            chk.check_range(b, dst, src.size(b), 1)
         n = U.as_value(b, U.mul(b, src.size(b), U.itemsize(src.dtype)))
         memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
         b.call(memcpy, [dst.ptr, src.ptr, n, ir.Constant(U.I1, 0)])

@@ -27,7 +27,10 @@ def lower_dot(ctx, node, ins):
     o = Array(out.dtype, out.ptr, [m, n], b=b)
     dt = out.dtype
     zero = U.const(dt, 0)
-    fadd, fmul = (b.fadd, b.fmul) if U.is_float(dt) else (b.add, b.mul)
+    if dt == "bool":  # numpy: any(a and b); 0/1 bytes stay 0/1
+        fadd, fmul = b.or_, b.and_
+    else:
+        fadd, fmul = (b.fadd, b.fmul) if U.is_float(dt) else (b.add, b.mul)
     with U.for_range(b, m, name="i") as i:
         with U.for_range(b, n, name="j0") as j:
             o.store(b, [i, j], zero)

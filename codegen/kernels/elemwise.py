@@ -137,20 +137,41 @@ def _floordiv(ctx, op, v, d, out):
     b = ctx.b
     a, c = v
     if _f(d[0]):
-        fl = U.intrinsic(ctx.module, "floor", d[0])
-        return b.call(fl, [b.fdiv(a, c)]), d[0]
+        return _float_floordiv(ctx, a, c, d[0]), d[0]
     zero = _zero(d[0])
     isz = b.icmp_signed("==", c, zero)
-    safe = b.select(isz, U.const(d[0], 1), c)
     if U.is_unsigned(d[0]):
+        safe = b.select(isz, U.const(d[0], 1), c)
         q = b.udiv(a, safe)
     else:
+        # x // -1 is computed as -x: MIN // -1 traps in hardware (numpy gives MIN).
+        ism1 = b.icmp_signed("==", c, U.const(d[0], -1))
+        safe = b.select(b.or_(isz, ism1), U.const(d[0], 1), c)
         q = b.sdiv(a, safe)
         r = b.srem(a, safe)
         adjust = b.and_(b.icmp_signed("!=", r, zero),
                         b.icmp_signed("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", safe, zero)))
         q = b.select(adjust, b.sub(q, U.const(d[0], 1)), q)
+        q = b.select(ism1, b.sub(zero, q), q)
     return b.select(isz, zero, q), d[0]
+
+
+def _float_floordiv(ctx, a, c, dtype):
+    """numpy's npy_floor_divide (via npy_divmod), which is not floor(a / c): 1 // 0.1 == 9."""
+    b = ctx.b
+    t = a.type
+    zero, one, half = ir.Constant(t, 0.0), ir.Constant(t, 1.0), ir.Constant(t, 0.5)
+    quot = b.fdiv(a, c)
+    mod = b.frem(a, c)
+    div = b.fdiv(b.fsub(a, mod), c)
+    adjust = b.and_(b.fcmp_unordered("!=", mod, zero),
+                    b.xor(b.fcmp_ordered("<", c, zero), b.fcmp_ordered("<", mod, zero)))
+    div = b.select(adjust, b.fsub(div, one), div)
+    fl = b.call(U.intrinsic(ctx.module, "floor", dtype), [div])
+    fl = b.select(b.fcmp_ordered(">", b.fsub(div, fl), half), b.fadd(fl, one), fl)
+    signed_zero = b.call(U.intrinsic(ctx.module, "copysign", dtype, 2), [zero, quot])
+    res = b.select(b.fcmp_unordered("!=", div, zero), fl, signed_zero)
+    return b.select(b.fcmp_ordered("==", c, zero), quot, res)
 
 
 @scalar_lowering(ts.Mod)
@@ -162,12 +183,19 @@ def _mod(ctx, op, v, d, out):
         zero = ir.Constant(r.type, 0.0)
         adjust = b.and_(b.fcmp_ordered("!=", r, zero),
                         b.icmp_unsigned("!=", b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", c, zero)))
-        return b.select(adjust, b.fadd(r, c), r), d[0]
+        r = b.select(adjust, b.fadd(r, c), r)
+        # a zero remainder takes the divisor's sign (numpy), unless the divisor is 0 (NaN result)
+        signed_zero = b.call(U.intrinsic(ctx.module, "copysign", d[0], 2), [zero, c])
+        iszero = b.and_(b.fcmp_ordered("==", r, zero), b.fcmp_ordered("!=", c, zero))
+        return b.select(iszero, signed_zero, r), d[0]
     zero = _zero(d[0])
     isz = b.icmp_signed("==", c, zero)
-    safe = b.select(isz, U.const(d[0], 1), c)
     if U.is_unsigned(d[0]):
+        safe = b.select(isz, U.const(d[0], 1), c)
         return b.select(isz, zero, b.urem(a, safe)), d[0]
+    # x % -1 is 0; srem(MIN, -1) traps in hardware.
+    ism1 = b.icmp_signed("==", c, U.const(d[0], -1))
+    safe = b.select(b.or_(isz, ism1), U.const(d[0], 1), c)
     r = b.srem(a, safe)
     adjust = b.and_(b.icmp_signed("!=", r, zero),
                     b.icmp_signed("!=", b.icmp_signed("<", r, zero), b.icmp_signed("<", safe, zero)))
@@ -214,8 +242,11 @@ def _ipow(module, dtype):
     more = b.icmp_signed(">", e2, ir.Constant(t, 0))
     b.cbranch(more, loop, done)
     b.position_at_end(done)
-    neg = b.icmp_signed("<", exp, ir.Constant(t, 0))
-    b.ret(b.select(neg, ir.Constant(t, 0), r2))
+    if U.is_unsigned(dtype):  # large unsigned exponents are not negative
+        b.ret(r2)
+    else:
+        neg = b.icmp_signed("<", exp, ir.Constant(t, 0))
+        b.ret(b.select(neg, ir.Constant(t, 0), r2))
     return fn
 
 

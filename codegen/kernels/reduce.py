@@ -59,9 +59,11 @@ def lower_sum(ctx, node, ins):
 
 
 def _nonempty(ctx, x, axis):
+    """Like numpy: fail only if some result element would reduce nothing."""
     b = ctx.b
     n = U.as_value(b, U.product(b, [x.shape[d] for d in axis]))
-    ctx.fail_if(b.icmp_signed("==", n, U.i64(0)), E_VALUE, n)
+    kept = U.as_value(b, U.product(b, [x.shape[d] for d in range(x.ndim) if d not in axis]))
+    ctx.fail_if(b.and_(b.icmp_signed("==", n, U.i64(0)), b.icmp_signed(">", kept, U.i64(0))), E_VALUE, n)
 
 
 def _greater(b, v, best, dtype):

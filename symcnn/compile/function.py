@@ -197,16 +197,20 @@ class Function:
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs) + [sv.container[0] for sv in self.shared_inputs]
         results = self.runner(values)
+        # Arrays the caller must not receive as they are: inputs, shared storage, constants.
+        owned = values + [v.data for v in self.fgraph.outputs if isinstance(v, Constant)]
         outs, new_values = results[:self.n_outputs], results[self.n_outputs:]
         # Updates were all computed from the old values; assign them together now.
+        assigned = []
         for sv, val in zip(self.update_targets, new_values):
             val = np.asarray(val)
             if val.dtype != sv.dtype:
                 val = val.astype(sv.dtype)
-            sv.container[0] = val if val.base is None and not _aliases_any(val, list(outs) + values) \
+            sv.container[0] = val if val.base is None and not _aliases_any(val, list(outs) + owned + assigned) \
                 else val.copy()
+            assigned.append(sv.container[0])
         # Outputs never alias inputs, shared storage or each other.
-        seen = {id(v) for v in values}
+        seen = {id(v) for v in owned}
         fresh = []
         for o in outs:
             if not isinstance(o, np.ndarray) or o.base is not None or id(o) in seen:

@@ -68,10 +68,12 @@ class FunctionGraph:
         if var.type != new_var.type and not _compatible(var.type, new_var.type):
             raise TypeError(f"replace {var} ({var.type}) by {new_var} ({new_var.type}): types differ"
                             + (f" [{reason}]" if reason else ""))
+        # Snapshot the clients first: new_var may itself read var (x -> f(x)).
+        clients = list(self.clients.get(var, []))
         if new_var.owner is not None:
             self._import(new_var.owner)
         self.clients.setdefault(new_var, [])
-        for client, i in list(self.clients.get(var, [])):
+        for client, i in clients:
             if client == "output":
                 self.outputs[i] = new_var
             else:
@@ -82,7 +84,7 @@ class FunctionGraph:
                 if new_var.owner is not None:
                     self.graph.add_edge(new_var.owner, client)
             self.clients[new_var].append((client, i))
-        self.clients[var] = []
+        self.clients[var] = [c for c in self.clients.get(var, []) if c not in clients]
         self._prune()
         self._order = None
 

@@ -40,12 +40,12 @@ class Op:
     def __call__(self, *inputs, **kwargs):
         try:
             node = self.make_node(*inputs, **kwargs)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, IndexError) as e:
             if getattr(e, "_symcnn_traced", False):
                 raise
             try:
                 reraise_with_trace(e, user_trace(), str(self))
-            except (TypeError, ValueError, RuntimeError) as new:
+            except (TypeError, ValueError, IndexError, RuntimeError) as new:
                 new._symcnn_traced = True
                 raise new from e
         outs = node.outputs

@@ -22,6 +22,9 @@ class Trace(tuple):
     def __new__(cls, filename, lineno, text=""):
         return super().__new__(cls, (filename, lineno, text))
 
+    def __getnewargs__(self):  # pickle calls __new__ with these
+        return tuple(self)
+
     filename = property(lambda self: self[0])
     lineno = property(lambda self: self[1])
     text = property(lambda self: self[2])

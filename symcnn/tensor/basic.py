@@ -102,13 +102,14 @@ def _as_scalar(x):
     return x
 
 
-def _static_ints(v):
-    """Per-element Python ints of a 1-d int vector where known when building."""
+def _static_ints(v, n=None):
+    """Per-element Python ints of a 1-d int vector where known when building
+    (`n` entries when the vector's length is not static)."""
     if isinstance(v, Constant):
         return [int(e) for e in v.data]
     if v.owner is not None and isinstance(v.owner.op, MakeVector):
         return [int(i.data) if isinstance(i, Constant) else None for i in v.owner.inputs]
-    return [None] * v.type.shape[0]
+    return [None] * (v.type.shape[0] if v.type.shape[0] is not None else n)
 
 
 class Reshape(Op):
@@ -122,11 +123,11 @@ class Reshape(Op):
     def make_node(self, x, shp):
         x = as_tensor_variable(x)
         shp = as_tensor_variable(shp)
-        if shp.ndim != 1 or not is_int(shp.dtype) or shp.type.shape[0] != self.ndim:
+        if shp.ndim != 1 or not is_int(shp.dtype) or shp.type.shape[0] not in (None, self.ndim):
             raise TypeError(f"reshape target must be {self.ndim} integers, got {shp.describe()}")
         if is_int(shp.dtype) and shp.dtype != "int64":
             shp = cast(shp, "int64")
-        known = _static_ints(shp)
+        known = _static_ints(shp, self.ndim)
         if sum(1 for k in known if k == -1) > 1:
             raise ValueError(f"reshape target {known} has more than one -1")
         out_shape = list(None if k is None or k == -1 else k for k in known)
@@ -153,8 +154,21 @@ class Reshape(Op):
                              f"{tuple(int(s) for s in shp)}") from None
 
     def infer_shape(self, node, shapes):
+        from . import math as T
         shp = node.inputs[1]
-        return [tuple(shp[i] for i in range(self.ndim))]
+        dims = [shp[i] for i in range(self.ndim)]
+        known = _static_ints(shp, self.ndim)
+        if None not in known and -1 not in known:
+            return [tuple(dims)]
+        # One entry may be -1: it stands for the size divided by the other entries.
+        size = 1
+        for s in shapes[0]:
+            size = size * s
+        prod = 1
+        for d in dims:
+            prod = prod * d
+        missing = T.int_div(size, -prod)  # prod holds the -1 once
+        return [tuple(T.switch(T.eq(d, -1), missing, d) for d in dims)]
 
     def grad(self, inputs, grads):
         x, _ = inputs
@@ -212,6 +226,8 @@ class ARange(Op):
             if v.ndim != 0:
                 raise TypeError(f"arange bounds must be scalars, got {v.describe()}")
         length = None
+        if isinstance(ins[2], Constant) and ins[2].data == 0:
+            raise ValueError("arange step must not be zero")
         if all(isinstance(v, Constant) for v in ins):
             length = len(np.arange(*[v.data.item() for v in ins]))
         return Apply(self, ins, [TensorType(self.dtype, shape=(length,))()])

@@ -130,12 +130,19 @@ class Sum(Reduce):
         return [second(x, cast(g, x.dtype))]
 
 
+def _empty_reduction(x, axis):
+    """numpy refuses max/argmax only when some result element would reduce nothing."""
+    reduced = int(np.prod([x.shape[a] for a in axis]))
+    kept = int(np.prod([n for d, n in enumerate(x.shape) if d not in axis]))
+    return reduced == 0 and kept > 0
+
+
 class Max(Reduce):
     np_func = staticmethod(np.max)
 
     def perform(self, node, inputs, out):
         x = inputs[0]
-        if x.size == 0:
+        if _empty_reduction(x, self.axis):
             raise ValueError(f"max of an empty array ({node.inputs[0].describe()}, shape {x.shape})")
         super().perform(node, inputs, out)
 
@@ -159,7 +166,7 @@ class Argmax(Reduce):
 
     def perform(self, node, inputs, out):
         x = inputs[0]
-        if x.size == 0:
+        if _empty_reduction(x, self.axis):
             raise ValueError(f"argmax of an empty array ({node.inputs[0].describe()}, shape {x.shape})")
         if len(self.axis) == 1:
             res = np.argmax(x, axis=self.axis[0])

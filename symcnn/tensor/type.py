@@ -102,6 +102,11 @@ class TensorType(Type):
             converted = np.asarray(value).astype(self.dtype)
             if converted == value:
                 return converted
+        if isinstance(value, (list, tuple)):
+            # Nested Python lists are accepted when the conversion is lossless, as in Theano.
+            converted = arr.astype(self.dtype)
+            if np.array_equal(converted, arr):
+                return converted
         if src.kind == "f" and self.dtype.startswith("float"):
             # A float64 array for a float32 input is the most common mismatch (Theano#4063).
             raise TypeError(f"{who}: expected {self.dtype}, got {src}: casting would lose precision. "

@@ -112,7 +112,7 @@ def constant(value, name=None, dtype=None, ndim=None):
             dtype = next(d for d in ("int8", "int16", "int32", "int64") if np.iinfo(d).min <= value <= np.iinfo(d).max)
         elif isinstance(value, float):
             dtype = config.floatX
-            if dtype == "float32" and np.isfinite(value) and abs(value) > np.finfo("float32").max:
+            if dtype == "float32" and np.isfinite(value) and abs(value) > float(np.finfo("float32").max):
                 dtype = "float64"
     arr = np.asarray(value, dtype=dtype)
     if ndim is not None and arr.ndim != ndim:

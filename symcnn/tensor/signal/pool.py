@@ -1,2 +1,550 @@
-def pool_2d(*a, **k):
-    raise NotImplementedError
+"""2-d pooling over the last two dimensions, with Theano 1.0 semantics
+(`theano.tensor.signal.pool`).
+
+Ops:
+  Pool(ws, ignore_border, stride, pad, mode)        x -> pooled
+  MaxPoolGrad(ws, ignore_border, stride, pad)        (x, maxout, gz) -> gx
+  AveragePoolGrad(ws, ignore_border, stride, pad, mode)  (x, gz) -> gx   (sum / average modes)
+  MaxPoolGradGrad(ws, ignore_border, stride, pad)    (x, maxout, ggx) -> ggz
+      (Theano's DownsampleFactorMaxGradGrad: the gradient of MaxPoolGrad w.r.t. gz)
+
+Window geometry. Rows (and likewise columns) of the input padded by `pad` on both
+sides are split into windows starting every `stride` rows, each `ws` rows long:
+  ignore_border=True:  n_out = max(0, (rows + 2 * pad - ws) // stride + 1)
+  ignore_border=False: n_out = (rows - 1) // stride + 1                    if stride >= ws
+                               max(0, (rows - 1 - ws + stride) // stride) + 1  otherwise
+                       (partial windows at the bottom/right border are kept; pad must be 0)
+Modes: 'max' (padding never wins), 'sum', 'average_inc_pad' (divide by ws[0] * ws[1],
+padding counted as zeros; partial border windows divide by their size), and
+'average_exc_pad' (divide by the number of non-padding elements in the window).
+Max pooling sends the gradient to every element equal to its window's maximum
+(Theano's CPU rule for ties).
+"""
+import builtins
+import weakref
+
+import numpy as np
+
+from ...graph.basic import Apply, Constant, Variable
+from ...graph.op import Op
+from ..type import TensorType, is_float
+from ..var import as_tensor_variable
+
+__all__ = ["pool_2d", "Pool", "MaxPoolGrad", "AveragePoolGrad", "MaxPoolGradGrad", "DownsampleFactorMaxGradGrad",
+           "PoolGrad", "max_pool_2d_same_size"]
+
+MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
+
+# Value used when pool_2d(ignore_border=None): Theano 1.0 warned and used False;
+# symcnn's chosen default is True (the value every current Theano user passes).
+DEFAULT_IGNORE_BORDER = True
+
+
+# ----------------------------------------------------------------------------------------------
+# argument normalisation
+
+
+def _pair(value, what, minimum):
+    if isinstance(value, Constant):
+        value = value.data.tolist()
+    if isinstance(value, Variable):
+        raise TypeError(f"{what} must be a pair of Python ints; symbolic {what} ({value.describe()}) is not "
+                        f"supported")
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be a pair of ints (rows, cols), got the single int {value!r}")
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a pair of ints (rows, cols), got {value!r}") from None
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                 for v in pair):
+        raise TypeError(f"{what} must be a pair of ints (rows, cols), got {value!r}")
+    pair = tuple(int(v) for v in pair)
+    if any(v < minimum for v in pair):
+        raise ValueError(f"{what} entries must be >= {minimum}, got {pair}")
+    return pair
+
+
+def _out_len(n, ws, st, pad, ignore_border):
+    """Output length along one axis; n may be an int, None or a symbolic int64 scalar."""
+    if n is None:
+        return None
+    symbolic = isinstance(n, Variable)
+    if symbolic:
+        from .. import math as T
+
+        def maximum0(v):
+            return T.maximum(v, 0)
+    else:
+        def maximum0(v):
+            return builtins.max(v, 0)
+    if ignore_border:
+        return maximum0((n + 2 * pad - ws) // st + 1)
+    if st >= ws:
+        return (n - 1) // st + 1 if symbolic else (builtins.max(n, 0) - 1) // st + 1
+    return maximum0((n - 1 - ws + st) // st) + 1 if symbolic or n > 0 else 0
+
+
+def _fmt(shape):
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+# ----------------------------------------------------------------------------------------------
+# numpy kernels. x is viewed as (N, rows, cols).
+
+
+class _Geom:
+    """Where the windows of a (rows, cols) image fall in padded coordinates."""
+
+    def __init__(self, h, w, ws, st, pad, ignore_border):
+        self.h, self.w, self.ws, self.st, self.pad = h, w, ws, st, pad
+        self.nr = _out_len(h, ws[0], st[0], pad[0], ignore_border)
+        self.nc = _out_len(w, ws[1], st[1], pad[1], ignore_border)
+        # padded extent: the image plus padding, extended if partial windows run past it
+        self.hp = builtins.max(h + 2 * pad[0], (self.nr - 1) * st[0] + ws[0] if self.nr else 0)
+        self.wp = builtins.max(w + 2 * pad[1], (self.nc - 1) * st[1] + ws[1] if self.nc else 0)
+        self.empty = self.nr == 0 or self.nc == 0
+        self.overlap = st[0] < ws[0] or st[1] < ws[1]
+
+    def padded(self, x, fill):
+        """x (N, h, w) placed in an (N, hp, wp) array filled with `fill`."""
+        ph, pw = self.pad
+        if (self.hp, self.wp) == (self.h, self.w):
+            return x
+        xp = np.full((x.shape[0], self.hp, self.wp), fill, dtype=x.dtype)
+        xp[:, ph:ph + self.h, pw:pw + self.w] = x
+        return xp
+
+    def crop(self, xp):
+        ph, pw = self.pad
+        return xp[:, ph:ph + self.h, pw:pw + self.w]
+
+    def offsets(self):
+        """One index per offset (u, v) inside the window: it selects, for every window, the
+        element at that offset -- an (N, nr, nc) strided view of a padded array."""
+        (sh, sw), (nr, nc) = self.st, (self.nr, self.nc)
+        for u in range(self.ws[0]):
+            for v in range(self.ws[1]):
+                yield (slice(None), slice(u, u + sh * (nr - 1) + 1, sh), slice(v, v + sw * (nc - 1) + 1, sw))
+
+    def divisor(self, mode, ignore_border, dtype):
+        """Per-window divisor for the average modes, broadcastable to (N, nr, nc)."""
+        if mode == "average_inc_pad" and ignore_border:
+            return np.asarray(self.ws[0] * self.ws[1], dtype=dtype)
+        (ph, pw), (sh, sw) = self.pad, self.st
+        r0 = np.arange(self.nr) * sh
+        c0 = np.arange(self.nc) * sw
+        cnt_r = np.minimum(r0 + self.ws[0], ph + self.h) - np.maximum(r0, ph)
+        cnt_c = np.minimum(c0 + self.ws[1], pw + self.w) - np.maximum(c0, pw)
+        return np.outer(cnt_r, cnt_c).astype(dtype)
+
+
+def _weakrefable(v):
+    try:
+        weakref.ref(v)
+        return True
+    except TypeError:
+        return False
+
+
+def _lowest(dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return -np.inf
+    if dtype.kind == "b":
+        return False
+    return np.iinfo(dtype).min
+
+
+def _flat(x):
+    return x.reshape((int(np.prod(x.shape[:-2], dtype=np.int64)),) + x.shape[-2:])
+
+
+def _pool(x, g, mode, ignore_border, out_dtype):
+    n = x.shape[0]
+    if g.empty:
+        return np.zeros((n, g.nr, g.nc), dtype=out_dtype)
+    fill = _lowest(x.dtype) if mode == "max" else 0
+    xp = g.padded(x, fill)
+    # one vectorised elementwise step per window offset: ws[0] * ws[1] passes over the output
+    offsets = g.offsets()
+    if mode == "max":
+        acc = np.array(xp[next(offsets)], dtype=x.dtype)
+        for idx in offsets:
+            np.maximum(acc, xp[idx], out=acc)
+        return acc.astype(out_dtype, copy=False)
+    acc_dtype = out_dtype if is_float(str(np.dtype(out_dtype))) or mode == "sum" else "float64"
+    acc = np.array(xp[next(offsets)], dtype=acc_dtype)
+    for idx in offsets:
+        acc += xp[idx]
+    if mode != "sum":
+        acc /= g.divisor(mode, ignore_border, acc_dtype)
+    return acc.astype(out_dtype, copy=False)
+
+
+def _all_finite(a):
+    return a.dtype.kind != "f" or bool(np.isfinite(a).all())
+
+
+def _masked(mask, values, out, finite):
+    """out = values where mask else 0: a multiply when the values are all finite (fast),
+    else a select (0 * inf would give nan where the mask is False)."""
+    if finite:
+        return np.multiply(mask, values, out=out)
+    out[...] = np.where(mask, values, np.zeros((), out.dtype))
+    return out
+
+
+def _max_pool_grad(x, z, gz, g, dtype):
+    gxp = np.zeros((x.shape[0], g.hp, g.wp), dtype=dtype)
+    if not g.empty:
+        xp = g.padded(x, _lowest(x.dtype))
+        gz = gz.astype(dtype, copy=False)
+        finite = _all_finite(gz)
+        mask = np.empty(z.shape, dtype=bool)
+        tmp = np.empty(z.shape, dtype=dtype) if g.overlap else None
+        for idx in g.offsets():
+            np.equal(xp[idx], z, out=mask)
+            if g.overlap:
+                gxp[idx] += _masked(mask, gz, tmp, finite)
+            else:  # each element belongs to at most one window
+                _masked(mask, gz, gxp[idx], finite)
+    return g.crop(gxp)
+
+
+def _max_pool_grad_grad(x, z, ggx, g, dtype):
+    ggz = np.zeros((x.shape[0], g.nr, g.nc), dtype=dtype)
+    if not g.empty:
+        xp = g.padded(x, _lowest(x.dtype))
+        ggxp = g.padded(ggx.astype(dtype, copy=False), 0)
+        finite = _all_finite(ggxp)
+        mask = np.empty(z.shape, dtype=bool)
+        tmp = np.empty(z.shape, dtype=dtype)
+        for idx in g.offsets():
+            np.equal(xp[idx], z, out=mask)
+            ggz += _masked(mask, ggxp[idx], tmp, finite)
+    return ggz
+
+
+def _average_pool_grad(gz, g, mode, ignore_border, dtype):
+    gxp = np.zeros((gz.shape[0], g.hp, g.wp), dtype=dtype)
+    if not g.empty:
+        gz = gz.astype(dtype, copy=False)
+        if mode != "sum":
+            gz = gz / g.divisor(mode, ignore_border, dtype)
+        for idx in g.offsets():
+            if g.overlap:
+                gxp[idx] += gz
+            else:
+                gxp[idx] = gz
+    return g.crop(gxp)
+
+
+# ----------------------------------------------------------------------------------------------
+# ops
+
+
+class _PoolBase(Op):
+    __props__ = ("ws", "ignore_border", "stride", "pad", "mode")
+
+    def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
+        self.ws = _pair(ws, "ws (the pooling window size)", 1)
+        self.stride = self.ws if stride is None else _pair(stride, "stride", 1)
+        self.pad = (0, 0) if pad is None else _pair(pad, "pad", 0)
+        if not isinstance(ignore_border, (bool, np.bool_)):
+            raise TypeError(f"ignore_border must be True or False, got {ignore_border!r}")
+        self.ignore_border = bool(ignore_border)
+        if mode not in MODES:
+            raise ValueError(f"pooling mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        self.mode = mode
+        if self.pad != (0, 0):
+            if not self.ignore_border:
+                raise NotImplementedError(f"pooling with padding (pad={self.pad}) works only with "
+                                          f"ignore_border=True")
+            if self.pad[0] >= self.ws[0] or self.pad[1] >= self.ws[1]:
+                raise ValueError(f"pooling padding {self.pad} must be smaller than the window size "
+                                 f"ws={self.ws} in each dimension")
+
+    def __str__(self):
+        s = f"{type(self).__name__}{{ws={self.ws}, stride={self.stride}"
+        if self.pad != (0, 0):
+            s += f", pad={self.pad}"
+        s += f", ignore_border={self.ignore_border}"
+        if not isinstance(self, (MaxPoolGrad, MaxPoolGradGrad)):
+            s += f", mode={self.mode!r}"
+        return s + "}"
+
+    __repr__ = __str__
+
+    def _pooled_shape(self, shape):
+        return tuple(shape[:-2]) + (_out_len(shape[-2], self.ws[0], self.stride[0], self.pad[0], self.ignore_border),
+                                    _out_len(shape[-1], self.ws[1], self.stride[1], self.pad[1], self.ignore_border))
+
+    def _geom(self, x):
+        return _Geom(x.shape[-2], x.shape[-1], self.ws, self.stride, self.pad, self.ignore_border)
+
+    def _check_input(self, x, role="input"):
+        x = as_tensor_variable(x)
+        if x.ndim < 2:
+            raise TypeError(f"{self}: the {role} must have at least 2 dimensions (pooling is over the last two), "
+                            f"got {x.describe()}")
+        return x
+
+    def _check_static(self, x, others):
+        """others: (variable, role, expected static shape) to check against the variables' types."""
+        for v, role, want in others:
+            if v.ndim != len(want):
+                raise TypeError(f"{self}: the {role} must be {len(want)}-d like the pooled input, got {v.describe()}")
+            for d, (a, b) in enumerate(zip(v.type.shape, want)):
+                if a is not None and b is not None and a != b:
+                    raise ValueError(f"{self}: the {role} {v.describe()} has static shape {_fmt(v.type.shape)} "
+                                     f"but pooling the input {x.describe()} gives shape {_fmt(want)} "
+                                     f"(dimension {d}: {a} vs {b})")
+
+    def _check_runtime(self, node, values, roles):
+        """Check run-time shapes: each value against its variable's static type, and the
+        pooled-shaped ones against pooling the first input's run-time shape."""
+        x = values[0]
+        pooled = self._pooled_shape(x.shape)
+        for var, val, (role, kind) in zip(node.inputs, values, roles):
+            if val.ndim != var.ndim:
+                raise ValueError(f"{self}: the {role} {var.describe()} is {val.ndim}-d at run time, "
+                                 f"expected {var.ndim}-d")
+            static = var.type.shape
+            if any(s is not None and s != a for s, a in zip(static, val.shape)):
+                raise ValueError(f"{self}: the {role} {var.describe()} has shape {val.shape} at run time "
+                                 f"but its declared static shape is {_fmt(static)}")
+            if kind == "pooled" and tuple(val.shape) != tuple(pooled):
+                raise ValueError(f"{self}: the {role} {var.describe()} has shape {tuple(val.shape)} at run time, "
+                                 f"expected {tuple(pooled)}, the shape of pooling the input "
+                                 f"{node.inputs[0].describe()} of shape {tuple(x.shape)}")
+            if kind == "input" and tuple(val.shape) != tuple(x.shape):
+                raise ValueError(f"{self}: the {role} {var.describe()} has shape {tuple(val.shape)} at run time, "
+                                 f"expected the input's shape {tuple(x.shape)}")
+
+
+# input variable -> {op: weak reference to the pooled output}: lets Pool.grad reuse the forward output instead of
+# building (and, without a merge pass, computing) a second identical pooling node.
+_POOLED = weakref.WeakKeyDictionary()
+
+
+class Pool(_PoolBase):
+    """Pool the last two dimensions of an N-d (N >= 2) tensor."""
+
+    def make_node(self, x):
+        x = self._check_input(x)
+        node = Apply(self, [x], [TensorType(x.dtype, shape=self._pooled_shape(x.type.shape))()])
+        try:
+            _POOLED.setdefault(x, {})[self] = weakref.ref(node.outputs[0])
+        except TypeError:  # not weak-referenceable
+            pass
+        return node
+
+    def _output_for(self, x):
+        ref = _POOLED.get(x, {}).get(self) if _weakrefable(x) else None
+        z = ref() if ref is not None else None
+        return z if z is not None else self(x)
+
+    def perform(self, node, inputs, out):
+        x, = inputs
+        self._check_runtime(node, [x], [("input", "x")])
+        g = self._geom(x)
+        res = _pool(_flat(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
+
+    def infer_shape(self, node, shapes):
+        return [self._pooled_shape(shapes[0])]
+
+    def grad(self, inputs, grads):
+        x, = inputs
+        gz, = grads
+        if not is_float(x.dtype):
+            return [None]
+        if self.mode == "max":
+            gx = MaxPoolGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, self._output_for(x), gz)
+        else:
+            gx = AveragePoolGrad(self.ws, self.ignore_border, self.stride, self.pad, self.mode)(x, gz)
+        return [gx]
+
+
+class PoolGrad(_PoolBase):
+    """Base of the pooling gradient ops (Theano's PoolGrad)."""
+
+
+class MaxPoolGrad(PoolGrad):
+    """(x, maxout, gz) -> gx: each window's gradient goes to every element equal to its maximum."""
+
+    __props__ = ("ws", "ignore_border", "stride", "pad")
+
+    def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
+        if mode != "max":
+            raise ValueError(f"MaxPoolGrad is for mode='max', got {mode!r}; use AveragePoolGrad")
+        super().__init__(ws, ignore_border, stride, pad, "max")
+
+    def make_node(self, x, maxout, gz):
+        x = self._check_input(x)
+        maxout = as_tensor_variable(maxout)
+        gz = as_tensor_variable(gz)
+        if not is_float(gz.dtype):
+            raise TypeError(f"{self}: the output gradient must be float, got {gz.describe()}")
+        if maxout.dtype != x.dtype:
+            raise TypeError(f"{self}: the pooled output {maxout.describe()} must have the input's dtype "
+                            f"({x.describe()})")
+        pooled = self._pooled_shape(x.type.shape)
+        self._check_static(x, [(maxout, "pooled output", pooled), (gz, "output gradient", pooled)])
+        return Apply(self, [x, maxout, gz], [TensorType(x.dtype, shape=x.type.shape)()])
+
+    def perform(self, node, inputs, out):
+        x, z, gz = inputs
+        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"),
+                                           ("output gradient", "pooled")])
+        g = self._geom(x)
+        res = _max_pool_grad(_flat(x), _flat(z), _flat(gz), g, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape)
+
+    def infer_shape(self, node, shapes):
+        return [shapes[0]]
+
+    def grad(self, inputs, grads):
+        from ..basic import cast, zeros_like
+        x, maxout, gz = inputs
+        ggx, = grads
+        ggz = MaxPoolGradGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, ggx)
+        if ggz.dtype != gz.dtype:
+            ggz = cast(ggz, gz.dtype)
+        return [zeros_like(x), zeros_like(maxout), ggz]
+
+
+class MaxPoolGradGrad(PoolGrad):
+    """(x, maxout, ggx) -> ggz: the gradient of MaxPoolGrad with respect to its gz input.
+
+    MaxPoolGrad is linear in gz; this is its transpose: each window sums ggx over the
+    elements equal to the window's maximum. (Theano's DownsampleFactorMaxGradGrad.)"""
+
+    __props__ = ("ws", "ignore_border", "stride", "pad")
+
+    def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
+        if mode != "max":
+            raise ValueError(f"MaxPoolGradGrad is for mode='max', got {mode!r}")
+        super().__init__(ws, ignore_border, stride, pad, "max")
+
+    def make_node(self, x, maxout, ggx):
+        x = self._check_input(x)
+        maxout = as_tensor_variable(maxout)
+        ggx = as_tensor_variable(ggx)
+        if not is_float(ggx.dtype):
+            raise TypeError(f"{self}: the incoming gradient must be float, got {ggx.describe()}")
+        if maxout.dtype != x.dtype:
+            raise TypeError(f"{self}: the pooled output {maxout.describe()} must have the input's dtype "
+                            f"({x.describe()})")
+        pooled = self._pooled_shape(x.type.shape)
+        self._check_static(x, [(maxout, "pooled output", pooled), (ggx, "incoming gradient", x.type.shape)])
+        return Apply(self, [x, maxout, ggx], [TensorType(ggx.dtype, shape=pooled)()])
+
+    def perform(self, node, inputs, out):
+        x, z, ggx = inputs
+        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"),
+                                           ("incoming gradient", "input")])
+        g = self._geom(x)
+        res = _max_pool_grad_grad(_flat(x), _flat(z), _flat(ggx), g, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
+
+    def infer_shape(self, node, shapes):
+        return [self._pooled_shape(shapes[0])]
+
+    def grad(self, inputs, grads):
+        from ..basic import cast, zeros_like
+        x, maxout, ggx = inputs
+        g, = grads
+        gg = MaxPoolGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, g)
+        if gg.dtype != ggx.dtype:
+            gg = cast(gg, ggx.dtype)
+        return [zeros_like(x), zeros_like(maxout), gg]
+
+
+DownsampleFactorMaxGradGrad = MaxPoolGradGrad
+
+
+class AveragePoolGrad(PoolGrad):
+    """(x, gz) -> gx for the 'sum' and average modes (x is used only for its shape)."""
+
+    def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="average_inc_pad"):
+        if mode == "max":
+            raise ValueError("AveragePoolGrad is for the 'sum' and average modes; use MaxPoolGrad for 'max'")
+        super().__init__(ws, ignore_border, stride, pad, mode)
+
+    def make_node(self, x, gz):
+        x = self._check_input(x)
+        gz = as_tensor_variable(gz)
+        if not is_float(gz.dtype):
+            raise TypeError(f"{self}: the output gradient must be float, got {gz.describe()}")
+        self._check_static(x, [(gz, "output gradient", self._pooled_shape(x.type.shape))])
+        dtype = x.dtype if is_float(x.dtype) else gz.dtype
+        return Apply(self, [x, gz], [TensorType(dtype, shape=x.type.shape)()])
+
+    def perform(self, node, inputs, out):
+        x, gz = inputs
+        self._check_runtime(node, inputs, [("input", "x"), ("output gradient", "pooled")])
+        g = self._geom(x)
+        res = _average_pool_grad(_flat(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape)
+
+    def infer_shape(self, node, shapes):
+        return [shapes[0]]
+
+    def grad(self, inputs, grads):
+        from ..basic import cast, zeros_like
+        x, gz = inputs
+        ggx, = grads
+        ggz = Pool(self.ws, self.ignore_border, self.stride, self.pad, self.mode)(ggx)
+        if ggz.dtype != gz.dtype:
+            ggz = cast(ggz, gz.dtype)
+        return [zeros_like(x), ggz]
+
+
+# ----------------------------------------------------------------------------------------------
+# user functions
+
+
+def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="max", ds=None, st=None,
+            padding=None):
+    """Theano 1.0's `pool_2d`: pool the last two dimensions of `input` (N >= 2 dimensions).
+
+    ws: window size (rows, cols); ds is its deprecated name.
+    ignore_border: True drops partial windows at the bottom/right border; False keeps them.
+        None means True here (Theano 1.0 warned and used False).
+    stride: step between windows (default ws); st is its deprecated name.
+    pad: zero padding (rows, cols) on both sides, requires ignore_border=True and pad < ws;
+        padding is its deprecated name.
+    mode: 'max', 'sum', 'average_inc_pad' or 'average_exc_pad'.
+    """
+    if ds is not None:
+        if ws is not None:
+            raise ValueError("pool_2d: give the window size as ws or as its old name ds, not both")
+        ws = ds
+    if ws is None:
+        raise ValueError("pool_2d: the window size ws must be given (a pair of ints)")
+    if st is not None:
+        if stride is not None:
+            raise ValueError("pool_2d: give the stride as stride or as its old name st, not both")
+        stride = st
+    if padding is not None:
+        if pad not in (None, (0, 0)):
+            raise ValueError("pool_2d: give the padding as pad or as its old name padding, not both")
+        pad = padding
+    if ignore_border is None:
+        ignore_border = DEFAULT_IGNORE_BORDER
+    x = as_tensor_variable(input)
+    if x.ndim < 2:
+        raise NotImplementedError(f"pool_2d requires an input with at least 2 dimensions, got {x.describe()}")
+    return Pool(ws, ignore_border=ignore_border, stride=stride, pad=pad, mode=mode)(x)
+
+
+def max_pool_2d_same_size(input, patch_size):
+    """Theano's max_pool_2d_same_size: keep only each patch's maxima (others set to 0),
+    output the same size as the input."""
+    x = as_tensor_variable(input)
+    if not is_float(x.dtype):
+        raise TypeError(f"max_pool_2d_same_size takes a float input, got {x.describe()}")
+    out = pool_2d(x, ws=patch_size, ignore_border=True)
+    return MaxPoolGrad(patch_size, True)(x, out, out)

@@ -1,0 +1,173 @@
+"""This tutorial introduces the LeNet5 neural network architecture using symcnn.
+
+A port of the Theano tutorial's convolutional_mlp.py (deeplearning.net/tutorial/lenet.html):
+two convolution + max-pooling layers (tanh), a fully connected tanh hidden layer and a
+logistic regression layer, trained with minibatch SGD and early stopping.
+
+    python examples/evaluate_lenet5.py                     # the embedded 10k MNIST digits
+    python examples/evaluate_lenet5.py --dataset mnist.pkl.gz --epochs 200   # full MNIST
+
+References:
+ - Y. LeCun, L. Bottou, Y. Bengio and P. Haffner: Gradient-Based Learning Applied to
+   Document Recognition, Proceedings of the IEEE, 86(11):2278-2324, November 1998.
+"""
+from __future__ import print_function
+
+import argparse
+import os
+import sys
+
+import numpy
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_REPO, "symcnn", "__init__.py")):
+    sys.path.insert(0, _REPO)  # run from a checkout: use that checkout's symcnn
+
+import symcnn as theano  # noqa: E402
+import symcnn.tensor as T  # noqa: E402
+from symcnn.datasets import load_data  # noqa: E402
+from symcnn.layers import build_lenet5  # noqa: E402
+from symcnn.training import early_stopping  # noqa: E402
+
+
+def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
+                    dataset='mnist10k',
+                    nkerns=[20, 50], batch_size=500, seed=23455, verbose=True):
+    """ Demonstrates lenet on MNIST dataset
+
+    :type learning_rate: float
+    :param learning_rate: learning rate used (factor for the stochastic gradient)
+
+    :type n_epochs: int
+    :param n_epochs: maximal number of epochs to run the optimizer
+
+    :type dataset: string
+    :param dataset: 'mnist10k' (embedded), a mnist.pkl.gz-style pickle or a folder of IDX files
+
+    :type nkerns: list of ints
+    :param nkerns: number of kernels on each layer
+    """
+
+    rng = numpy.random.RandomState(seed)
+
+    print('... loading data')
+    datasets = load_data(dataset)
+
+    train_set_x, train_set_y = datasets[0]
+    valid_set_x, valid_set_y = datasets[1]
+    test_set_x, test_set_y = datasets[2]
+
+    # compute number of minibatches for training, validation and testing
+    n_train_batches = train_set_x.get_value(borrow=True).shape[0]
+    n_valid_batches = valid_set_x.get_value(borrow=True).shape[0]
+    n_test_batches = test_set_x.get_value(borrow=True).shape[0]
+    n_train_batches //= batch_size
+    n_valid_batches //= batch_size
+    n_test_batches //= batch_size
+
+    # allocate symbolic variables for the data
+    index = T.lscalar()  # index to a [mini]batch
+
+    # start-snippet-1
+    x = T.matrix('x')   # the data is presented as rasterized images
+    y = T.ivector('y')  # the labels are presented as 1D vector of
+                        # [int] labels
+
+    ######################
+    # BUILD ACTUAL MODEL #
+    ######################
+    print('... building the model')
+
+    # layer0: conv (28-5+1 = 24) + maxpool (24/2 = 12) -> (batch_size, nkerns[0], 12, 12)
+    # layer1: conv (12-5+1 = 8) + maxpool (8/2 = 4)    -> (batch_size, nkerns[1], 4, 4)
+    # layer2: fully-connected tanh on layer1.output.flatten(2), 800 -> 500
+    # layer3: logistic regression, 500 -> 10
+    model = build_lenet5(rng, x, batch_size, nkerns)
+    layer0, layer1, layer2, layer3 = model.layers
+
+    # the cost we minimize during training is the NLL of the model
+    cost = layer3.negative_log_likelihood(y)
+
+    # create a function to compute the mistakes that are made by the model
+    test_model = theano.function(
+        [index],
+        layer3.errors(y),
+        givens={
+            x: test_set_x[index * batch_size: (index + 1) * batch_size],
+            y: test_set_y[index * batch_size: (index + 1) * batch_size]
+        }
+    )
+
+    validate_model = theano.function(
+        [index],
+        layer3.errors(y),
+        givens={
+            x: valid_set_x[index * batch_size: (index + 1) * batch_size],
+            y: valid_set_y[index * batch_size: (index + 1) * batch_size]
+        }
+    )
+
+    # create a list of all model parameters to be fit by gradient descent
+    params = layer3.params + layer2.params + layer1.params + layer0.params
+
+    # create a list of gradients for all model parameters
+    grads = T.grad(cost, params)
+
+    # train_model is a function that updates the model parameters by
+    # SGD Since this model has many parameters, it would be tedious to
+    # manually create an update rule for each model parameter. We thus
+    # create the updates list by automatically looping over all
+    # (params[i], grads[i]) pairs.
+    updates = [
+        (param_i, param_i - learning_rate * grad_i)
+        for param_i, grad_i in zip(params, grads)
+    ]
+
+    train_model = theano.function(
+        [index],
+        cost,
+        updates=updates,
+        givens={
+            x: train_set_x[index * batch_size: (index + 1) * batch_size],
+            y: train_set_y[index * batch_size: (index + 1) * batch_size]
+        }
+    )
+    # end-snippet-1
+
+    ###############
+    # TRAIN MODEL #
+    ###############
+    print('... training')
+    # early-stopping parameters
+    result = early_stopping(
+        train_model, validate_model, test_model,
+        n_train_batches, n_valid_batches, n_test_batches,
+        n_epochs=n_epochs,
+        patience=10000,  # look as this many examples regardless
+        patience_increase=2,  # wait this much longer when a new best is found
+        improvement_threshold=0.995,  # a relative improvement of this much is considered significant
+        verbose=verbose,
+    )
+    print(('The code for file ' +
+           os.path.split(__file__)[1] +
+           ' ran for %.2fm' % (result.elapsed / 60.)), file=sys.stderr)
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Train the Theano tutorial's LeNet-5 on MNIST with symcnn.")
+    parser.add_argument('--dataset', default='mnist10k',
+                        help="'mnist10k' (embedded, default), a mnist.pkl.gz-style pickle, or a folder of IDX files")
+    parser.add_argument('--epochs', type=int, default=200, help='maximal number of epochs (default 200)')
+    parser.add_argument('--batch-size', type=int, default=500, help='minibatch size (default 500)')
+    parser.add_argument('--learning-rate', type=float, default=0.1, help='SGD learning rate (default 0.1)')
+    parser.add_argument('--nkerns', type=int, nargs=2, default=[20, 50], metavar=('K0', 'K1'),
+                        help='kernels in the two conv layers (default 20 50)')
+    parser.add_argument('--seed', type=int, default=23455, help='numpy RandomState seed (default 23455)')
+    args = parser.parse_args(argv)
+    evaluate_lenet5(learning_rate=args.learning_rate, n_epochs=args.epochs, dataset=args.dataset,
+                    nkerns=args.nkerns, batch_size=args.batch_size, seed=args.seed)
+
+
+if __name__ == '__main__':
+    main()

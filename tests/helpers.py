@@ -1,0 +1,167 @@
+"""Helpers shared by the whole test suite.
+
+Everything compiles through `compile_and_run` / `compile_fn`, which take a
+`mode` (default: the reference linker), so a backend can reuse the same checks
+by passing its own mode; a native backend adds `check_native_vs_reference`
+here next to `assert_op_contract` (see `MODES`).
+"""
+import sys
+
+import numpy as np
+import pytest
+
+import symcnn as theano
+import symcnn.tensor as T
+from symcnn.graph.basic import Variable
+from symcnn.tensor.type import TensorType, is_float
+
+# Modes every mode-parametrised check runs in; a backend appends its own.
+REFERENCE = "reference"
+MODES = [REFERENCE]
+
+
+# -- data ----------------------------------------------------------------------
+def make_rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def rand(shape, dtype="float64", rng=None, low=-1.0, high=1.0):
+    """Random array: uniform floats in [low, high), integers in [low, high), bools."""
+    rng = make_rng() if rng is None else rng
+    shape = tuple(shape)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.asarray(rng.uniform(low, high, size=shape), dtype=dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    lo, hi = int(np.floor(low)), int(np.ceil(high))
+    if hi <= lo:
+        hi = lo + 1
+    return rng.integers(lo, hi, size=shape).astype(dtype)
+
+
+def rand_pos(shape, dtype="float64", rng=None, low=0.5, high=2.0):
+    """Random strictly positive floats (for log, sqrt, pow, division)."""
+    return rand(shape, dtype, rng, low, high)
+
+
+def sym_like(value, name=None, static=False):
+    """A symbolic input of `value`'s dtype and ndim (static shape unknown unless static=True)."""
+    value = np.asarray(value)
+    shape = value.shape if static else (None,) * value.ndim
+    return TensorType(str(value.dtype), shape=shape)(name)
+
+
+# -- compiling and running -------------------------------------------------------
+def compile_fn(inputs, outputs, mode=None, **kwargs):
+    return theano.function(inputs, outputs, mode=mode or REFERENCE, **kwargs)
+
+
+def compile_and_run(inputs, outputs, values, mode=None, **kwargs):
+    """Compile `outputs` from `inputs` and call once with `values`."""
+    return compile_fn(inputs, outputs, mode=mode, **kwargs)(*values)
+
+
+def check_grad(fn, shapes, rng=None, positive=False, low=None, high=None, values=None, **kwargs):
+    """verify_grad of `fn` in float64 at random points of the given shapes.
+
+    positive=True draws from [0.5, 2) (for log, sqrt, pow, division)."""
+    rng = make_rng(1) if rng is None else rng
+    if values is None:
+        lo = (0.5 if positive else -1.0) if low is None else low
+        hi = (2.0 if positive else 1.0) if high is None else high
+        values = [rand(s, "float64", rng, lo, hi) for s in shapes]
+    theano.verify_grad(fn, values, rng=rng, **kwargs)
+    return values
+
+
+# -- the op contract -------------------------------------------------------------
+def _flat_outputs(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def assert_static_type_matches(var, value, what="output"):
+    """The runtime `value` has var's dtype and ndim, and agrees with every known static length."""
+    value = np.asarray(value)
+    assert str(value.dtype) == var.dtype, f"{what}: static dtype {var.dtype}, perform gave {value.dtype}"
+    assert value.ndim == var.ndim, f"{what}: static ndim {var.ndim}, perform gave {value.ndim}-d"
+    for d, (want, got) in enumerate(zip(var.type.shape, value.shape)):
+        assert want is None or want == got, f"{what}: static shape {var.type.shape}, got {value.shape} (dim {d})"
+
+
+def symbolic_shapes(variables):
+    """input_shapes for Op.infer_shape: a tuple of symbolic int64 scalars per variable."""
+    return [tuple(T.shape(v)[i] for i in range(v.ndim)) for v in variables]
+
+
+def _as_int64(s):
+    if isinstance(s, Variable):
+        return T.cast(s, "int64") if s.dtype != "int64" else s
+    return T.constant(np.asarray(int(s), dtype="int64"))
+
+
+def inferred_shapes(node, inputs, values, mode=None):
+    """Compile node.op.infer_shape(node, symbolic input shapes) and evaluate it.
+
+    `inputs` are the graph's root inputs and `values` their runtime values."""
+    shapes = node.op.infer_shape(node, symbolic_shapes(node.inputs))
+    assert len(shapes) == len(node.outputs), "infer_shape must give one shape per output"
+    flat, layout = [], []
+    for shp, out in zip(shapes, node.outputs):
+        shp = tuple(shp)
+        assert len(shp) == out.ndim, f"infer_shape gave {len(shp)} dims for {out.ndim}-d {out}"
+        layout.append(len(shp))
+        flat += [_as_int64(s) for s in shp]
+    got = compile_fn(inputs, flat, mode=mode, on_unused_input="ignore")(*values) if flat else []
+    res, k = [], 0
+    for n in layout:
+        res.append(tuple(int(v) for v in got[k:k + n]))
+        k += n
+    return res
+
+
+def assert_op_contract(op_builder, inputs, check_infer_shape=True, mode=None, static=False):
+    """Build `op_builder(*symbolic inputs)` (its output's owner is the node under test), run it
+    on the numpy `inputs`, and check make_node's static dtype/ndim/shape against perform's
+    result and infer_shape against the actual shapes. Returns the output values (a list)."""
+    inputs = [np.asarray(v) for v in inputs]
+    sym = [sym_like(v, f"in{i}", static=static) for i, v in enumerate(inputs)]
+    outs = _flat_outputs(op_builder(*sym))
+    node = outs[0].owner
+    assert node is not None, "op_builder must return the output of an op"
+    got = compile_fn(sym, list(node.outputs), mode=mode, on_unused_input="ignore")(*inputs)
+    for k, (var, val) in enumerate(zip(node.outputs, got)):
+        assert isinstance(val, np.ndarray), f"output {k} is {type(val).__name__}, not ndarray"
+        assert_static_type_matches(var, val, f"{node.op} output {k}")
+    if check_infer_shape:
+        shapes = inferred_shapes(node, sym, inputs, mode=mode)
+        for k, (shp, val) in enumerate(zip(shapes, got)):
+            assert shp == val.shape, f"{node.op}.infer_shape gave {shp} for output {k}, perform gave {val.shape}"
+    return got
+
+
+# -- errors --------------------------------------------------------------------------
+def here(offset=0):
+    """'file:line' of the caller's line (plus offset), as error messages print it."""
+    f = sys._getframe(1)
+    return f"{f.f_code.co_filename}:{f.f_lineno + offset}"
+
+
+def assert_starts_with_location(excinfo, location):
+    msg = str(excinfo.value)
+    assert msg.startswith(location + ":"), f"message should start with {location!r}:\n{msg}"
+
+
+def assert_close(got, want, rtol=None, atol=None):
+    got, want = np.asarray(got), np.asarray(want)
+    if rtol is None:
+        rtol = 1e-5 if got.dtype == np.float32 else 1e-10
+    if atol is None:
+        atol = 1e-6 if got.dtype == np.float32 else 1e-12
+    assert got.shape == want.shape, f"shape {got.shape} != {want.shape}"
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+__all__ = ["MODES", "REFERENCE", "rand", "rand_pos", "make_rng", "sym_like", "compile_fn", "compile_and_run",
+           "check_grad", "assert_op_contract", "assert_static_type_matches", "symbolic_shapes",
+           "inferred_shapes", "here", "assert_starts_with_location", "assert_close", "pytest", "is_float"]
