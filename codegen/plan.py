@@ -59,7 +59,7 @@ class Plan:
             for out in node.outputs:
                 if self.base[out] is out and last.get(out, k) <= k:
                     free.append(self.slot[out])
-            for v in set(node.inputs):
+            for v in dict.fromkeys(node.inputs):
                 owner = self.base[v]
                 if owner in self.slot and last.get(owner) == k and owner.owner is not None:
                     if self.slot[owner] not in free:

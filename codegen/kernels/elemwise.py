@@ -6,6 +6,7 @@ import sys
 import symcnn.tensor.scalar  # noqa: F401  (T.scalar is the constructor; the module is reached below)
 
 ts = sys.modules["symcnn.tensor.scalar"]
+from symcnn.tensor.composite import Composite
 from symcnn.tensor.elemwise import DimShuffle, Elemwise
 
 from .. import irutil as U
@@ -371,6 +372,14 @@ def _second(ctx, op, v, d, out):
 @scalar_lowering(ts.Identity)
 def _identity(ctx, op, v, d, out):
     return v[0], d[0]
+
+
+@scalar_lowering(Composite)
+def _composite(ctx, op, v, d, out):
+    values = list(v)
+    for sop, args, dts, odt in op.steps:
+        values.append(emit_scalar(ctx, sop, [values[a] for a in args], list(dts), odt))
+    return values[-1], op.steps[-1][3]
 
 
 @scalar_lowering(ts.Cast)

@@ -11,6 +11,7 @@ from ..graph.trace import with_trace
 from ..tensor.var import as_tensor_variable
 from . import linker as _reference  # noqa: F401  (registers the reference mode)
 from .mode import get_mode, linker_for
+from ..rewrite import rewrite_graph
 from .shared import SharedVariable
 
 
@@ -122,8 +123,10 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
                 warnings.warn(msg, stacklevel=2)
 
     fgraph = FunctionGraph(inputs + shared_inputs, graph_outputs)
+    mode = get_mode(mode)
+    rewrite_log = rewrite_graph(fgraph, excluding=mode.excluding) if mode.rewrite else []
     return Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
-                    get_mode(mode), name, allow_input_downcast)
+                    mode, name, allow_input_downcast, rewrite_log)
 
 
 def _ordered_roots(outputs):
@@ -145,8 +148,9 @@ class Function:
     """A compiled function. Call it with one value per input (positional or by name)."""
 
     def __init__(self, fgraph, inputs, shared_inputs, n_outputs, single, update_targets, mode, name,
-                 allow_input_downcast):
+                 allow_input_downcast, rewrite_log=()):
         self.fgraph = fgraph
+        self.rewrite_log = list(rewrite_log)
         self.inputs = inputs
         self.shared_inputs = shared_inputs
         self.n_outputs = n_outputs

@@ -22,13 +22,16 @@ def register_linker(name, factory):
 class Mode:
     """A mode name plus options (e.g. rewrites to exclude, for backends that rewrite)."""
 
-    def __init__(self, linker=None, excluding=(), including=()):
+    def __init__(self, linker=None, excluding=(), rewrite=None):
         self.linker = linker or config.mode
-        self.excluding = tuple(excluding)
-        self.including = tuple(including)
+        # The NaN guard checks each kernel: without fusion, each kernel is one op of your graph.
+        implied = ("fuse",) if self.linker == "nanguard" else ()
+        self.excluding = tuple(excluding) + tuple(p for p in implied if p not in excluding)
+        # The reference mode runs the graph as written (it is the oracle); others rewrite it.
+        self.rewrite = (_aliases.get(self.linker, self.linker) != "reference") if rewrite is None else rewrite
 
     def __repr__(self):
-        return f"Mode(linker={self.linker!r}, excluding={self.excluding})"
+        return f"Mode(linker={self.linker!r}, excluding={self.excluding}, rewrite={self.rewrite})"
 
 
 def get_mode(mode):

@@ -24,9 +24,10 @@ def _compare(native, ref, rtol, atol, what):
         np.testing.assert_array_equal(native, ref, err_msg=what)
 
 
-def compile_both(inputs, outputs, updates=None, **kwargs):
-    """(native function, reference function) for the same graph."""
-    fn_native = symcnn.function(inputs, outputs, updates=updates, mode="native", **kwargs)
+def compile_both(inputs, outputs, updates=None, mode="native", **kwargs):
+    """(native function, reference function) for the same graph; `mode` may be a
+    Mode (e.g. native with some rewrites excluded)."""
+    fn_native = symcnn.function(inputs, outputs, updates=updates, mode=mode, **kwargs)
     fn_ref = symcnn.function(inputs, outputs, updates=updates, mode="reference", **kwargs)
     return fn_native, fn_ref
 

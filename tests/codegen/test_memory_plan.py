@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import symcnn
+from symcnn.compile.mode import Mode
 import symcnn.tensor as T
 
 from .native_helpers import check_native_vs_reference
@@ -30,7 +31,8 @@ def _capacities(fn):
 def test_long_chain_reuses_buffers():
     x = T.matrix("x")
     y = _chain(x, 30)
-    fn = symcnn.function([x], y, mode="native")
+    # Without fusion the chain is 30 nodes, each needing a buffer.
+    fn = symcnn.function([x], y, mode=Mode("native", excluding=["fuse_elemwise"]))
     plan = _plan(fn)
     computed = [v for node in fn.runner.fgraph.toposort() for v in node.outputs]
     assert len(computed) >= 30
@@ -48,7 +50,7 @@ def test_live_values_never_share_a_slot():
     for p in parts[1:]:
         total = total + p * T.exp(p) - T.sqr(p)
     fn, _ = check_native_vs_reference([x], [total, parts[3]], [np.linspace(-1, 1, 17, dtype="float32")],
-                                      rtol=1e-5, atol=1e-5)
+                                      rtol=1e-5, atol=1e-5, mode=Mode("native", excluding=["fuse_elemwise"]))
     plan = _plan(fn)
     owners = [v for v in plan.slot]
     # two owners alive at the same time must not share a slot (checked through the results above) and the

@@ -1,0 +1,160 @@
+"""Canonicalization: merge equal subexpressions, fold constants, drop no-ops."""
+import sys
+
+import numpy as np
+
+from ..graph.basic import Constant
+from ..tensor.basic import Reshape, Flatten, cast
+from ..tensor.elemwise import DimShuffle, Elemwise
+from ..tensor.var import TensorConstant
+from .core import graph_rewrite, node_rewrite
+
+ts = sys.modules["symcnn.tensor.scalar"]  # (T.scalar is the variable constructor)
+
+FOLD_LIMIT = 1 << 20  # elements: larger constants would bloat the compiled module
+
+
+@graph_rewrite("canonicalize")
+def merge(fgraph):
+    """Equal constants become one; nodes applying equal ops to the same inputs become one."""
+    changes = 0
+    consts = {}
+    for v in list(fgraph.clients):
+        if isinstance(v, Constant) and fgraph.clients.get(v):
+            key = v.signature()
+            if key in consts and consts[key] is not v:
+                fgraph.replace(v, consts[key], reason="merge")
+                changes += 1
+            else:
+                consts.setdefault(key, v)
+    seen = {}
+    for node in list(fgraph.toposort()):
+        if node not in fgraph.graph:
+            continue
+        key = (node.op, tuple(id(i) for i in node.inputs))
+        other = seen.get(key)
+        if other is None or other not in fgraph.graph:
+            seen[key] = node
+            continue
+        fgraph.replace_all(list(zip(node.outputs, other.outputs)), reason="merge")
+        changes += 1
+    return changes
+
+
+@node_rewrite("canonicalize", [object])
+def constant_folding(fgraph, node):
+    if not node.inputs or not all(isinstance(i, Constant) for i in node.inputs):
+        return None
+    cells = [[None] for _ in node.outputs]
+    node.op.perform(node, [i.data for i in node.inputs], cells)
+    outs = []
+    for var, cell in zip(node.outputs, cells):
+        value = np.asarray(cell[0], dtype=var.dtype)
+        if value.size > FOLD_LIMIT:
+            return None
+        outs.append(TensorConstant(var.type.clone(shape=value.shape), value))
+    return outs
+
+
+def _const_value(v):
+    """The single value of a constant that is the same everywhere (else None)."""
+    if isinstance(v, Constant):
+        flat = np.ravel(v.data)
+        if flat.size and (flat == flat[0]).all():
+            return flat[0]
+    return None
+
+
+def _is_zeros(v):
+    """A constant zero, or second(anything, 0) (the gradient's zeros_like)."""
+    if _const_value(v) == 0:
+        return True
+    node = v.owner
+    return node is not None and isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, ts.Second) \
+        and _const_value(node.inputs[1]) == 0
+
+
+def _same_type(var, out):
+    return var.type == out.type
+
+
+@node_rewrite("canonicalize", [Elemwise])
+def identity_arithmetic(fgraph, node):
+    """x * 1, 1 * x, x + 0, 0 + x, x - 0, x / 1 -> x (when that changes no shape or dtype)."""
+    sop, out = node.op.scalar_op, node.outputs[0]
+    pairs = []
+    if isinstance(sop, ts.Mul):
+        pairs = [(0, 1), (1, 0)]
+        neutral = lambda v: _const_value(v) == 1  # noqa: E731
+    elif isinstance(sop, ts.Add):
+        pairs = [(0, 1), (1, 0)]
+        neutral = _is_zeros
+    elif isinstance(sop, ts.Sub):
+        pairs = [(0, 1)]
+        neutral = _is_zeros
+    elif isinstance(sop, ts.TrueDiv):
+        pairs = [(0, 1)]
+        neutral = lambda v: _const_value(v) == 1  # noqa: E731
+    for keep, drop in pairs:
+        x = node.inputs[keep]
+        if neutral(node.inputs[drop]) and _same_type(x, out):
+            return [x]
+    return None
+
+
+@node_rewrite("canonicalize", [Elemwise])
+def double_negation(fgraph, node):
+    """--x -> x."""
+    if isinstance(node.op.scalar_op, ts.Neg):
+        inner = node.inputs[0].owner
+        if inner is not None and isinstance(inner.op, Elemwise) and isinstance(inner.op.scalar_op, ts.Neg):
+            return [inner.inputs[0]]
+    return None
+
+
+_LOSSLESS = {"bool": 0, "int8": 1, "int16": 2, "int32": 3, "int64": 4, "float32": 3.5, "float64": 5}
+
+
+@node_rewrite("canonicalize", [Elemwise])
+def cast_of_cast(fgraph, node):
+    """cast(cast(x, a), b) -> cast(x, b) when the inner cast loses nothing; cast(x, x.dtype) -> x."""
+    if not isinstance(node.op.scalar_op, ts.Cast):
+        return None
+    x = node.inputs[0]
+    if x.dtype == node.outputs[0].dtype:
+        return [x]
+    inner = x.owner
+    if inner is None or not isinstance(inner.op, Elemwise) or not isinstance(inner.op.scalar_op, ts.Cast):
+        return None
+    src = inner.inputs[0]
+    mid = x.dtype
+    if src.dtype in _LOSSLESS and mid in _LOSSLESS and np.can_cast(src.dtype, mid, "safe"):
+        return [cast(src, node.outputs[0].dtype)]
+    return None
+
+
+@node_rewrite("canonicalize", [DimShuffle])
+def useless_dimshuffle(fgraph, node):
+    """DimShuffle that keeps every dimension in order -> its input; two DimShuffles -> one."""
+    op, x = node.op, node.inputs[0]
+    if op.new_order == tuple(range(op.input_ndim)):
+        return [x]
+    inner = x.owner
+    if inner is not None and isinstance(inner.op, DimShuffle):
+        composed = tuple("x" if o == "x" else inner.op.new_order[o] for o in op.new_order)
+        # Dimensions the inner shuffle inserted and the outer one drops vanish in the composition.
+        src = inner.inputs[0]
+        return [DimShuffle(src.ndim, composed)(src)]
+    return None
+
+
+@node_rewrite("canonicalize", [Reshape, Flatten])
+def useless_reshape(fgraph, node):
+    """reshape(x) to x's own (fully static) shape -> x; reshape(reshape(x)) -> one reshape."""
+    x, out = node.inputs[0], node.outputs[0]
+    if out.type == x.type and None not in x.type.shape:
+        return [x]
+    inner = x.owner
+    if inner is not None and isinstance(inner.op, (Reshape, Flatten)) and isinstance(node.op, Reshape):
+        return [node.op(inner.inputs[0], node.inputs[1])]
+    return None

@@ -1,0 +1,127 @@
+"""Each rewrite fires on its pattern, and the rewritten graph compiled natively gives
+what the unrewritten graph gives in the reference mode."""
+import numpy as np
+import pytest
+
+import symcnn
+import symcnn.tensor as T
+from symcnn.compile.mode import Mode
+from symcnn.rewrite import registered, rewrite_graph
+from symcnn.tensor.composite import Composite
+from symcnn.tensor.elemwise import Elemwise
+
+from ..codegen.native_helpers import check_native_vs_reference
+
+
+def fired(fn):
+    return {r.rewrite for r in fn.rewrite_log}
+
+
+def ops(fn):
+    return [str(n.op) for n in fn.fgraph.toposort()]
+
+
+RNG = np.random.RandomState(0)
+X = RNG.rand(3, 5).astype("float32") + 0.5
+V = RNG.rand(5).astype("float32")
+
+CASES = {
+    "merge": lambda x, v: [T.exp(x).sum() + T.exp(x).sum()],
+    "constant_folding": lambda x, v: [x * (T.constant(2.0) * 3.0)],
+    "identity_arithmetic": lambda x, v: [(x * 1 + 0) / 1 - 0],
+    "double_negation": lambda x, v: [-(-x)],
+    "cast_of_cast": lambda x, v: [T.cast(T.cast(x, "float64"), "float32") + 1],
+    "useless_dimshuffle": lambda x, v: [x.T.T + 1, v.dimshuffle("x", 0).dimshuffle(1) * 2],
+    "useless_reshape": lambda x, v: [x.reshape((15,)).reshape((5, 3)) * 2],
+    "fuse_elemwise": lambda x, v: [T.tanh(x * 2 + v) - T.exp(-x) / (1 + x * x)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rewrite_fires_and_preserves_results(name):
+    x, v = T.matrix("x"), T.vector("v")
+    outs = CASES[name](x, v)
+    fn, _ = check_native_vs_reference([x, v], outs, [X, V], rtol=1e-5, atol=1e-6, on_unused_input="ignore")
+    assert name in fired(fn), (name, fn.rewrite_log)
+    without = symcnn.function([x, v], outs, mode=Mode("native", excluding=[name]), on_unused_input="ignore")
+    assert name not in fired(without)
+
+
+def test_every_registered_rewrite_has_a_case():
+    assert {r.name for r in registered()} <= set(CASES) | {"fuse"}
+
+
+def test_reference_mode_does_not_rewrite():
+    x = T.matrix("x")
+    fn = symcnn.function([x], -(-x), mode="reference")
+    assert fn.rewrite_log == [] and ops(fn) == ["neg", "neg"]
+
+
+def test_fused_chain_is_one_kernel_named_for_its_ops():
+    x, v = T.matrix("x"), T.vector("v")
+    fn = symcnn.function([x, v], T.tanh(T.dot(x, x.T) + 1) * 2, mode="native", on_unused_input="ignore")
+    fused = [n for n in fn.fgraph.toposort() if isinstance(n.op, Elemwise)
+             and isinstance(n.op.scalar_op, Composite)]
+    assert len(fused) == 1
+    assert "add" in str(fused[0].op) and "tanh" in str(fused[0].op) and "mul" in str(fused[0].op)
+
+
+def test_fusion_caps_inputs():
+    from symcnn.rewrite.fusion import MAX_FUSED_INPUTS
+    xs = [T.vector(f"x{i}") for i in range(MAX_FUSED_INPUTS + 6)]
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + T.exp(x)
+    vals = [RNG.rand(4).astype("float32") for _ in xs]
+    fn, _ = check_native_vs_reference(xs, total, vals, rtol=1e-5)
+    for n in fn.fgraph.toposort():
+        assert len(n.inputs) <= MAX_FUSED_INPUTS
+
+
+def test_fusion_does_not_recompute_broadcast_values():
+    x, v = T.matrix("x"), T.vector("v")
+    fn = symcnn.function([x, v], x * T.exp(v), mode="native")
+    # exp(v) is broadcast over rows: fusing it would compute exp once per element instead of per column
+    assert any(str(n.op) == "exp" for n in fn.fgraph.toposort())
+
+
+def test_rewrites_keep_the_users_line():
+    x = T.matrix("x")
+    y = T.tanh(x * 2) + 1
+    import sys
+    line = sys._getframe().f_lineno - 2
+    fn = symcnn.function([x], y, mode="native")
+    locs = {r.location for r in fn.rewrite_log}
+    assert any(loc.endswith(f":{line}") for loc in locs), locs
+    for node in fn.fgraph.toposort():
+        assert node.trace is not None and node.trace.lineno == line
+
+
+def test_excluding_unknown_rewrite_is_an_error():
+    x = T.matrix("x")
+    with pytest.raises(ValueError, match="unknown rewrite"):
+        symcnn.function([x], x + 1, mode=Mode("native", excluding=["no_such_rewrite"]))
+
+
+def test_trace_env_prints_fired_rewrites(monkeypatch, capsys):
+    monkeypatch.setenv("SYMCNN_TRACE_REWRITES", "1")
+    x = T.matrix("x")
+    symcnn.function([x], -(-x) + 1, mode="native")
+    assert "double_negation" in capsys.readouterr().out
+
+
+def test_gradient_of_composite_matches_expanded_graph():
+    x = T.dmatrix("x")
+    fn = symcnn.function([x], T.tanh(x * 2) * x, mode="native")
+    comp = [n for n in fn.fgraph.toposort() if isinstance(n.op, Elemwise) and isinstance(n.op.scalar_op, Composite)]
+    assert comp
+    op = comp[0].op
+    symcnn.verify_grad(lambda a: op(a, np.asarray(2.0)), [RNG.rand(3, 4)])
+
+
+def test_rewrite_graph_directly_on_a_function_graph():
+    from symcnn.graph.fg import FunctionGraph
+    x = T.matrix("x")
+    fg = FunctionGraph([x], [-(-x)])
+    log = rewrite_graph(fg)
+    assert [r.rewrite for r in log] == ["double_negation"] and fg.outputs[0] is x
