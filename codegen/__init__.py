@@ -1,10 +1,13 @@
 """The native backend: lowers symcnn function graphs to LLVM IR and runs them
-as machine code for the host CPU. Importing it registers the 'native' and
-'debug' modes."""
+as machine code for the host CPU. Importing it registers the 'native', 'debug',
+'nanguard' and 'boundscheck' modes."""
 from symcnn.compile.mode import register_linker
 
 from .debug import DebugModeError, DebugRunner  # noqa: F401
+from .guard import BoundsCheckRunner, NanGuardError, NanGuardRunner  # noqa: F401
 from .runtime import NativeRunner
 
 register_linker("native", NativeRunner)
 register_linker("debug", DebugRunner)
+register_linker("nanguard", NanGuardRunner)
+register_linker("boundscheck", BoundsCheckRunner)

@@ -14,9 +14,43 @@ from symcnn.graph.basic import Constant
 
 from . import irutil as U
 from . import jit
-from .lower import E_UPDATE_SHAPE, Array, Context, copy, lower
+from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
+
+
+class Kernel:
+    """One native loop nest of a compiled function, in execution order."""
+
+    def __init__(self, name, node=None, note=""):
+        self.name, self.node, self.note = name, node, note
+
+    def __repr__(self):
+        where = f" ({self.node.trace.location()})" if self.node is not None and self.node.trace else ""
+        return f"{self.name}{' [' + self.note + ']' if self.note else ''}{where}"
+
+
+def kernel_list(plan, order, updates):
+    kernels = []
+    for node in order:
+        out = node.outputs[0]
+        if plan.base.get(out) is node.inputs[0] and out not in plan.inplace_update:
+            continue  # a view: no code runs
+        if plan.base.get(out, out) is not out and out not in plan.inplace_update:
+            continue
+        note = ""
+        if out in plan.inplace_update:
+            note = f"in place into {plan.inplace_update[out]}"
+        elif out in plan.overwrites:
+            note = f"overwrites its dead input {plan.overwrites[out]}"
+        kernels.append(Kernel(str(node.op), node, note))
+    for k in plan.output_copy:
+        kernels.append(Kernel("copy", None, f"output {k}"))
+    for inp, outk in updates:
+        out = plan.fgraph.outputs[outk]
+        if out not in plan.inplace_update:
+            kernels.append(Kernel("copy", None, f"update of {plan.fgraph.inputs[inp]}"))
+    return kernels
 
 
 class ModuleSpec:
@@ -30,8 +64,21 @@ class ModuleSpec:
         self.order = order
 
 
-def build_module(fgraph, updates):
-    """updates: list of (input index, output index) pairs committed into input storage."""
+def build_module(fgraph, updates, guard_nan=False, bounds_check=False):
+    """updates: list of (input index, output index) pairs committed into input storage.
+    guard_nan: check every node's float outputs for NaN/Inf (mode='nanguard');
+    bounds_check: check every Array element access against its allocation
+    (mode='boundscheck'). Both are off by default and then emit nothing (see guard.py)."""
+    if not bounds_check:
+        return _build_module(fgraph, updates, guard_nan)
+    from .guard import bounds_checking
+    with bounds_checking() as checker:
+        spec = _build_module(fgraph, updates, guard_nan)
+    spec.oob_labels = checker.labels
+    return spec
+
+
+def _build_module(fgraph, updates, guard_nan=False):
     module = ir.Module(name="symcnn")
     module.triple, module.data_layout = jit.module_header()
     fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
@@ -39,8 +86,14 @@ def build_module(fgraph, updates):
     for a in fn.args:
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    plan = Plan(fgraph, lower)
+    # The NaN guard may stop a call midway: then nothing may have been written in place yet.
+    plan = Plan(fgraph, lower, updates if not guard_nan else ())
     ctx = Context(module, b, plan, slots_p, err_p)
+    chk = _checker()
+    if chk is not None:
+        chk.attach(ctx)
+    if guard_nan:
+        from .guard import emit_nan_guard
 
     env = {}
     offsets, off = [], 0
@@ -53,18 +106,28 @@ def build_module(fgraph, updates):
         offsets.append(off)
         off += v.ndim
         env[v] = Array(v.dtype, ptr, shape, b=b)
+        if chk is not None:
+            chk.bind(env[v], f"graph input {k} ({v})")
 
-    order = fgraph.toposort()
-    for k, node in enumerate(order):
+    order = plan.order
+    for out, target in plan.inplace_update.items():
+        ctx.destination[out] = (env[target], fgraph.inputs.index(target))
+    for node in order:
         for v in node.inputs:
             if v not in env and isinstance(v, Constant):
                 env[v] = _constant(module, v, b)
+    first_inplace = len(order) - len(plan.inplace_update)
+    for k, node in enumerate(order):
+        if k == first_inplace:
+            _check_inplace_shapes(ctx, plan, order[k:], env)
         ctx.node_index = k
         fn_lower, _ = lower.lookup(node.op)
         outs = fn_lower(ctx, node, [env[v] for v in node.inputs])
         for var, arr in zip(node.outputs, outs):
             arr.shape = ctx.static_shape(var, arr.shape)
             env[var] = arr
+        if guard_nan:
+            emit_nan_guard(ctx, node, outs)
 
     # Results that are views/inputs/constants are copied into their own buffers first.
     ctx.node_index = len(order)
@@ -79,12 +142,17 @@ def build_module(fgraph, updates):
             arr = dst
         results.append(arr)
 
-    # Updates: every new value is computed; now write them into the shared storage.
+    # Updates: every new value is computed; check all their shapes before writing any of them
+    # into the shared storage, so a failing call leaves every shared variable unchanged.
     for inp, outk in updates:
         src, dst = results[outk], env[fgraph.inputs[inp]]
+        if src is dst:
+            continue  # computed in place
         for d, (x, y) in enumerate(zip(src.shape, dst.shape)):
             ctx.check_equal(x, y, E_UPDATE_SHAPE, d, inp)
-        copy(ctx, src, dst)
+    for inp, outk in updates:
+        if results[outk] is not env[fgraph.inputs[inp]]:
+            copy(ctx, results[outk], env[fgraph.inputs[inp]])
 
     layout, off = [], 0
     for k, (out, arr) in enumerate(zip(fgraph.outputs, results)):
@@ -94,7 +162,22 @@ def build_module(fgraph, updates):
             b.store(U.as_value(b, dim), b.gep(outs_p, [U.i64(off + 1 + d)], source_etype=U.I64))
         off += 1 + out.ndim
     b.ret(ir.Constant(U.I32, 0))
-    return ModuleSpec(str(module), plan.n_slots, offsets, layout, order)
+    spec = ModuleSpec(str(module), plan.n_slots, offsets, layout, order)
+    spec.kernels = kernel_list(plan, order, updates)
+    return spec
+
+
+def _check_inplace_shapes(ctx, plan, nodes, env):
+    """Before the first in-place write, check every in-place update's shape, so a call
+    that fails leaves all shared variables unchanged."""
+    from .kernels.elemwise import broadcast_shape
+    for i, node in enumerate(nodes):
+        ctx.node_index = len(plan.order) - len(nodes) + i
+        out = node.outputs[0]
+        dest, input_index = ctx.destination[out]
+        shape = ctx.static_shape(out, broadcast_shape(ctx, node, [env[v] for v in node.inputs]))
+        for d, (x, y) in enumerate(zip(shape, dest.shape)):
+            ctx.check_equal(x, y, E_UPDATE_SHAPE, d, input_index)
 
 
 def _constant(module, v, b):
@@ -106,4 +189,6 @@ def _constant(module, v, b):
     g.linkage = "internal"
     g.align = 64
     g.initializer = ir.Constant(ty, raw)
-    return Array(v.dtype, g, list(data.shape), b=b)
+    arr = Array(v.dtype, g, list(data.shape), b=b)
+    chk = _checker()
+    return arr if chk is None else chk.bind(arr, f"constant {v}")

@@ -125,7 +125,7 @@ class Context:
         self.slots_ptr = slots_ptr
         self.err_ptr = err_ptr
         self.node_index = -1
-        self.fail_block_count = 0
+        self.destination = {}  # var -> (Array, graph input index) it is computed into in place
 
     # -- errors ---------------------------------------------------------------
     def fail_if(self, cond, code, *values):
@@ -155,12 +155,24 @@ class Context:
 
     # -- memory ---------------------------------------------------------------
     def alloc(self, var, shape):
-        """A contiguous buffer for `var` (its slot grows at run time if too small)."""
-        return self.alloc_in(self.plan.slot[var], var.dtype, self.static_shape(var, shape))
+        """A contiguous buffer for `var` (its slot grows at run time if too small), or the
+        storage it is written into in place (a shared variable it updates)."""
+        if var in self.destination:
+            dest, input_index = self.destination[var]
+            for d, (x, y) in enumerate(zip(self.static_shape(var, shape), dest.shape)):
+                self.check_equal(x, y, E_UPDATE_SHAPE, d, input_index)
+            return dest
+        arr = self.alloc_in(self.plan.slot[var], var.dtype, self.static_shape(var, shape))
+        if arr.bounds is not None:
+            arr.bounds.what = f"the buffer of {var}"
+        return arr
 
     def scratch(self, dtype, shape):
         """A private contiguous work buffer for the current kernel."""
-        return self.alloc_in(self.plan.new_slot(), dtype, shape)
+        arr = self.alloc_in(self.plan.new_slot(), dtype, shape)
+        if arr.bounds is not None:
+            arr.bounds.what = "a scratch buffer"
+        return arr
 
     def alloc_in(self, slot, dtype, shape):
         b = self.b

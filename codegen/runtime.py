@@ -20,10 +20,11 @@ class NativeError(RuntimeError):
 class NativeRunner:
     """The native implementation of one compiled function graph."""
 
-    def __init__(self, fgraph, updates=()):
+    def __init__(self, fgraph, updates=(), **build_options):
+        """build_options: guard_nan / bounds_check for build_module (see guard.py)."""
         self.fgraph = fgraph
         self.updates = list(updates)
-        self.spec = build_module(fgraph, self.updates)
+        self.spec = build_module(fgraph, self.updates, **build_options)
         self.module = CompiledModule(self.spec.ir_text)
         proto = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 5)
         self._entry = proto(self.module.address("symcnn_entry"))
@@ -46,6 +47,15 @@ class NativeRunner:
     def cache_hit(self):
         return self.module.cache_hit
 
+    @property
+    def kernels(self):
+        return list(self.spec.kernels)
+
+    def memory_report(self):
+        """Bytes held by the function's intermediate buffers (after the calls so far)."""
+        caps = [int(c) for c in self._slots[1::2][:self.spec.n_slots]]
+        return {"buffers": self.spec.n_slots, "bytes": sum(caps), "per_buffer": caps}
+
     def __call__(self, values):
         arrays = []
         for k, (var, v) in enumerate(zip(self.fgraph.inputs, values)):
@@ -57,7 +67,7 @@ class NativeRunner:
             self._in_dims[off:off + v.ndim] = v.shape
         rc = self._entry(*self._args)
         if rc:
-            self._raise(rc)
+            self._raise(rc, arrays)
         outs = []
         for k, (off, ndim, dtype) in enumerate(self.spec.output_layout):
             if k in self._update_out:
@@ -67,7 +77,7 @@ class NativeRunner:
             outs.append(_copy_out(int(self._outs[off]), shape, dtype))
         return outs
 
-    def _raise(self, rc):
+    def _raise(self, rc, arrays=None):
         code, k = int(self._err[0]), int(self._err[1])
         vals = [int(x) for x in self._err[2:]]
         node = self.spec.order[k] if 0 <= k < len(self.spec.order) else None
@@ -87,8 +97,13 @@ class NativeRunner:
             exc = MemoryError
         elif code == L.E_UPDATE_SHAPE:
             sv = self.fgraph.inputs[vals[3]]
-            msg = f"update of {sv.describe()} would change dimension {vals[2]} from {vals[1]} to {vals[0]}"
+            msg = (f"update of {sv.describe()} would change dimension {vals[2]} from {vals[1]} to {vals[0]}; "
+                   f"the native backend updates shared variables in place (no shared variable was changed)")
             exc = ValueError
+            # name the user's line of the update expression (else where the shared variable was made)
+            outk = dict(self.updates).get(vals[3])
+            expr = self.fgraph.outputs[outk] if outk is not None else None
+            trace = (expr.trace if expr is not None else None) or sv.trace
         elif code == L.E_STATIC:
             var = node.outputs[0] if node is not None else None
             msg = (f"{where}: dimension {vals[2]} is {vals[0]} at run time but the graph declares {vals[1]}"
@@ -99,6 +114,19 @@ class NativeRunner:
             exc = IndexError
         elif code == L.E_ZERO_STEP:
             msg = f"{where}: slice step cannot be zero"
+            exc = ValueError
+        elif code == L.E_NAN:
+            from .guard import nan_error
+            raise nan_error(self, node, vals, arrays)
+        elif code == L.E_OOB:
+            from .guard import oob_message
+            msg = oob_message(self, where, vals)
+            exc = IndexError
+        elif code == L.E_VALUE and node is not None and type(node.op).__name__ in ("Max", "Argmax", "Softmax"):
+            msg = f"{where}: cannot reduce over an empty dimension (a {type(node.op).__name__.lower()} of length 0)"
+            exc = ValueError
+        elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "ARange":
+            msg = f"{where}: arange step must not be zero"
             exc = ValueError
         else:
             msg = f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"

@@ -144,7 +144,7 @@ def _basic_view(ctx, idx_list, x, index_vars, index_arrs, contiguous):
         strides.append(U.mul(b, s, step))
     shape += x.shape[len(idx_list):]
     strides += x.strides[len(idx_list):]
-    ptr = x.ptr if _static(offset) and offset == 0 else x.flat_addr(b, offset)
+    ptr = x.ptr if _static(offset) and offset == 0 else x.view_addr(b, offset)
     if contiguous:
         return Array(x.dtype, ptr, shape, b=b)
     return Array(x.dtype, ptr, shape, strides)

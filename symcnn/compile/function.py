@@ -7,7 +7,7 @@ import numpy as np
 from ..config import config
 from ..graph.basic import Constant, Variable, clone_replace
 from ..graph.fg import FunctionGraph
-from ..graph.trace import with_trace
+from ..graph.trace import user_trace, with_trace
 from ..tensor.var import as_tensor_variable
 from . import linker as _reference  # noqa: F401  (registers the reference mode)
 from .mode import get_mode, linker_for
@@ -125,8 +125,10 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     fgraph = FunctionGraph(inputs + shared_inputs, graph_outputs)
     mode = get_mode(mode)
     rewrite_log = rewrite_graph(fgraph, excluding=mode.excluding) if mode.rewrite else []
-    return Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
-                    mode, name, allow_input_downcast, rewrite_log)
+    fn = Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
+                  mode, name, allow_input_downcast, rewrite_log)
+    fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
+    return fn
 
 
 def _ordered_roots(outputs):
@@ -158,6 +160,7 @@ class Function:
         self.update_targets = update_targets
         self.mode = mode
         self.name = name
+        self.trace = user_trace()  # where function() was called: named by argument-count errors
         self.allow_input_downcast = config.allow_input_downcast if allow_input_downcast is None \
             else allow_input_downcast
         # (graph input index, graph output index) of each update, for backends that commit in place.
@@ -168,21 +171,23 @@ class Function:
     def _bind(self, args, kwargs):
         n = len(self.inputs)
         if len(args) > n:
-            raise TypeError(f"{self._what()} takes {n} argument{'s' * (n != 1)} "
-                            f"({self._signature()}), got {len(args)}")
+            raise TypeError(with_trace(f"{self._what()} takes {n} argument{'s' * (n != 1)} "
+                                       f"({self._signature()}), got {len(args)}", self.trace))
         values = list(args) + [None] * (n - len(args))
         given = [True] * len(args) + [False] * (n - len(args))
         for key, val in kwargs.items():
             if key not in self._by_name:
-                raise TypeError(f"{self._what()} has no input named {key!r} (inputs: {self._signature()})")
+                raise TypeError(with_trace(f"{self._what()} has no input named {key!r} "
+                                           f"(inputs: {self._signature()})", self.trace))
             i = self._by_name[key]
             if given[i]:
-                raise TypeError(f"{self._what()} got input {key!r} twice")
+                raise TypeError(with_trace(f"{self._what()} got input {key!r} twice", self.inputs[i].trace))
             values[i], given[i] = val, True
         if not all(given):
-            missing = [str(self.inputs[i]) for i, g in enumerate(given) if not g]
-            raise TypeError(f"{self._what()} takes {n} argument{'s' * (n != 1)} ({self._signature()}), "
-                            f"missing: {', '.join(missing)}")
+            missing = [i for i, g in enumerate(given) if not g]
+            raise TypeError(with_trace(
+                f"{self._what()} takes {n} argument{'s' * (n != 1)} ({self._signature()}), "
+                f"missing: {', '.join(str(self.inputs[i]) for i in missing)}", self.inputs[missing[0]].trace))
         checked = []
         for var, val in zip(self.inputs, values):
             try:
@@ -207,6 +212,9 @@ class Function:
         # Updates were all computed from the old values; assign them together now.
         assigned = []
         for sv, val in zip(self.update_targets, new_values):
+            if val is sv.container[0]:  # the backend already wrote the new value in place
+                assigned.append(val)
+                continue
             val = np.asarray(val)
             if val.dtype != sv.dtype:
                 val = val.astype(sv.dtype)
@@ -229,6 +237,20 @@ class Function:
     @property
     def maker(self):
         return self  # Theano code reads fn.maker.fgraph
+
+    @property
+    def kernels(self):
+        """The native kernels one call runs, in order (fused nodes named for what they fused)."""
+        return self._native("kernels").kernels
+
+    def memory_report(self):
+        """Intermediate buffers of a native function: count and bytes (grown by the calls so far)."""
+        return self._native("memory_report").memory_report()
+
+    def _native(self, what):
+        if not hasattr(self.runner, what):
+            raise ValueError(f"{self._what()} was compiled in mode {self.mode.linker!r}; {what} needs mode='native'")
+        return self.runner
 
     def dump_llvm(self):
         """The LLVM IR module of a natively compiled function (text)."""
