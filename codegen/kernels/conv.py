@@ -1,0 +1,542 @@
+"""Conv2d, Conv2dGradInputs and Conv2dGradWeights as im2col + a register-blocked GEMM.
+
+Per image, the (padded, strided, optionally flipped) patches of the input are
+unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); then
+
+    forward:       out[b][k, n]   = sum_p W[k, p] * cols[p, n]
+    grad inputs:   dcols[p, n]    = sum_k W[k, p] * top[b][k, n];  dx[b] += col2im(dcols)
+    grad weights:  dWT[p, k]     += sum_n cols[p, n] * top[b][k, n]  (dW = dWT transposed)
+
+The GEMM micro-kernel keeps MR x NV vector accumulators in registers and loops
+over the contraction dimension, loading NV vectors of the B panel and
+broadcasting MR scalars of A per step (explicit LLVM vector IR, 64-byte vectors
+with AVX-512, else 32). Column panels narrower than a vector use one masked
+vector panel (llvm.masked.load/store) instead of scalar code. The GEMM is one
+internal function per module and dtype (SHARED_GEMM), which keeps compile times
+low when a graph holds several convolutions; patch copies (im2col / col2im) are
+emitted inline with dims as Python ints whenever the graph knows them
+statically, so those short loops specialise.
+The filter flip is folded into the patch offsets: cols row (c, r, s) reads the
+input at kernel offset (kh-1-r, kw-1-s) for a true convolution.
+"""
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from symcnn.graph.basic import Constant
+from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+
+from .. import irutil as U
+from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
+
+MR = 4          # rows of the register block
+NV = 2          # vectors per row of the register block
+_VEC_BYTES = []
+
+
+def vec_bytes():
+    """Width of the vector registers to target (64 with AVX-512, else 32)."""
+    if not _VEC_BYTES:
+        try:
+            llvm.initialize_native_target()
+            feats = llvm.get_host_cpu_features()
+            _VEC_BYTES.append(64 if feats.get("avx512f", False) else 32)
+        except Exception:  # pragma: no cover
+            _VEC_BYTES.append(32)
+    return _VEC_BYTES[0]
+
+
+def lanes(dtype):
+    return max(1, vec_bytes() // U.itemsize(dtype))
+
+
+# -- integer helpers (fold when static) ---------------------------------------------------
+
+def floordiv(b, x, d):
+    """floor(x / d) for d > 0 (x may be negative)."""
+    if isinstance(x, int) and isinstance(d, int):
+        return x // d
+    if isinstance(d, int) and d == 1:
+        return x
+    xv, dv = U.as_value(b, x), U.as_value(b, d)
+    q = b.sdiv(xv, dv)
+    r = b.srem(xv, dv)
+    return b.sub(q, b.zext(b.icmp_signed("<", r, U.i64(0)), U.I64))
+
+
+def ceildiv(b, x, d):
+    return U.sub(b, 0, floordiv(b, U.sub(b, 0, x), d))
+
+
+def clamp(b, x, lo, hi):
+    return U.smin(b, U.smax(b, x, lo), hi)
+
+
+def gep(b, ptr, off, etype):
+    if isinstance(off, int) and off == 0:
+        return ptr
+    return b.gep(ptr, [U.as_value(b, off)], source_etype=etype)
+
+
+# -- GEMM -------------------------------------------------------------------------------------
+
+class Mat:
+    """A matrix in memory: element pointer, row stride and column stride (in elements)."""
+
+    def __init__(self, ptr, rs, cs=1):
+        self.ptr, self.rs, self.cs = ptr, rs, cs
+
+
+def _splat(b, v, vt):
+    n = vt.count
+    undef = ir.Constant(vt, ir.Undefined)
+    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
+    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, n), [0] * n))
+
+
+def _fmuladd(ctx, vt, dtype):
+    suffix = ("f32" if dtype == "float32" else "f64")
+    if isinstance(vt, ir.VectorType):
+        suffix = f"v{vt.count}{suffix}"
+    return U.declare(ctx.module, f"llvm.fmuladd.{suffix}", vt, [vt, vt, vt])
+
+
+def _masked(ctx, kind, vt):
+    """llvm.masked.load / llvm.masked.store for vector type vt."""
+    et = "f32" if vt.element == U.F32 else "f64"
+    mt = ir.VectorType(U.I1, vt.count)
+    name = f"llvm.masked.{kind}.v{vt.count}{et}.p0"
+    if kind == "load":
+        return U.declare(ctx.module, name, vt, [U.PTR, U.I32, mt, vt])
+    return U.declare(ctx.module, name, ir.VoidType(), [vt, U.PTR, U.I32, mt])
+
+
+def _block(ctx, dtype, m0, mr, n0, nv, L, Q, A, B, C, accumulate, mask=None):
+    """C[m0:m0+mr, n0:n0+nv*L] (+)= A[m0:m0+mr, :Q] @ B[:Q, n0:n0+nv*L] with register accumulators.
+    mask (nv == 1): an <L x i1> of the columns that exist; the others are neither read nor written."""
+    b = ctx.b
+    et = U.ll_type(dtype)
+    size = U.itemsize(dtype)
+    vt = ir.VectorType(et, L) if L > 1 else et
+    fma = _fmuladd(ctx, vt, dtype)
+    a_rows = [gep(b, A.ptr, U.mul(b, U.add(b, m0, i), A.rs), et) for i in range(mr)]
+    b_base = gep(b, B.ptr, n0, et)
+    c_rows = [gep(b, C.ptr, U.add(b, U.mul(b, U.add(b, m0, i), C.rs), n0), et) for i in range(mr)]
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L) if L > 1 else ir.Constant(et, 0.0)
+    align = ir.Constant(U.I32, size)
+
+    def vload(ptr):
+        if mask is None:
+            return b.load(ptr, typ=vt, align=size)
+        return b.call(_masked(ctx, "load", vt), [ptr, align, mask, zero])
+
+    def vstore(v, ptr):
+        if mask is None:
+            b.store(v, ptr, align=size)
+        else:
+            b.call(_masked(ctx, "store", vt), [v, ptr, align, mask])
+
+    accs = []
+    for i in range(mr):
+        row = []
+        for j in range(nv):
+            if accumulate is False:
+                init = zero
+            else:
+                init = vload(gep(b, c_rows[i], j * L, et))
+                if accumulate is not True:  # a run-time flag (i1)
+                    init = b.select(accumulate, init, zero)
+            row.append(ctx.local(vt, init))
+        accs.append(row)
+    with U.for_range(b, Q, name="q") as q:
+        b_row = gep(b, b_base, U.mul(b, q, B.rs), et)
+        bv = [vload(gep(b, b_row, j * L, et)) for j in range(nv)]
+        for i in range(mr):
+            a = b.load(gep(b, a_rows[i], U.mul(b, q, A.cs), et), typ=et)
+            av = _splat(b, a, vt) if L > 1 else a
+            for j in range(nv):
+                cur = b.load(accs[i][j], typ=vt)
+                b.store(b.call(fma, [av, bv[j], cur]), accs[i][j])
+    for i in range(mr):
+        for j in range(nv):
+            vstore(b.load(accs[i][j], typ=vt), gep(b, c_rows[i], j * L, et))
+
+
+def _rows(ctx, dtype, M, n0, nv, L, Q, A, B, C, accumulate, mask=None):
+    """All rows of one column panel: MR-row blocks, then single rows."""
+    b = ctx.b
+    mfull = U.mul(b, floordiv(b, M, MR), MR)
+    with U.for_range(b, mfull, step=MR, name="m") as m0:
+        _block(ctx, dtype, m0, MR, n0, nv, L, Q, A, B, C, accumulate, mask)
+    with U.for_range(b, M, start=mfull, name="mt") as m0:
+        _block(ctx, dtype, m0, 1, n0, nv, L, Q, A, B, C, accumulate, mask)
+
+
+SHARED_GEMM = True   # one out-of-line GEMM per module and dtype (faster compiles), else inline
+
+
+class _FnCtx:
+    """The bits of a lowering Context that the GEMM emitter uses, for a helper function."""
+
+    def __init__(self, module, builder):
+        self.module, self.b = module, builder
+
+    def local(self, lltype, init=None):
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(lltype)
+        if init is not None:
+            self.b.store(init, slot)
+        return slot
+
+
+def gemm_function(module, dtype):
+    """void symcnn_gemm_<dtype>(M, N, Q, A, A.rs, A.cs, B, B.rs, C, C.rs, i1 accumulate)."""
+    name = f"symcnn_gemm_{dtype}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64, P = U.I64, U.PTR
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, P, I64, I64, P, I64, P, I64, U.I1]),
+                     name=name)
+    fn.linkage = "internal"
+    M, N, Q, a, ars, acs, bp, brs, c, crs, acc = fn.args
+    for arg in (a, bp, c):
+        arg.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fctx = _FnCtx(module, b)
+    _emit_gemm(fctx, dtype, M, N, Q, Mat(a, ars, acs), Mat(bp, brs), Mat(c, crs), acc)
+    b.ret_void()
+    return fn
+
+
+def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
+    """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B)."""
+    if not SHARED_GEMM:
+        return _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate)
+    b = ctx.b
+    fn = gemm_function(ctx.module, dtype)
+    args = [U.as_value(b, v) for v in (M, N, Q, A.ptr, A.rs, A.cs, B.ptr, B.rs, C.ptr, C.rs)]
+    b.call(fn, args + [ir.Constant(U.I1, int(bool(accumulate)))])
+
+
+def _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
+    b = ctx.b
+    L = lanes(dtype)
+    NR = NV * L
+    n_full = U.mul(b, floordiv(b, N, NR), NR)
+    with U.for_range(b, n_full, step=NR, name="n") as n0:
+        _rows(ctx, dtype, M, n0, NV, L, Q, A, B, C, accumulate)
+    rest = U.sub(b, N, n_full)
+    n_vec = U.add(b, n_full, U.mul(b, floordiv(b, rest, L), L))
+    if not (isinstance(rest, int) and rest < L):
+        with U.for_range(b, n_vec, start=n_full, step=L, name="nv") as n0:
+            _rows(ctx, dtype, M, n0, 1, L, Q, A, B, C, accumulate)
+    tail = U.sub(b, N, n_vec)
+    if isinstance(tail, int) and tail == 0:
+        return
+    # the last N % L columns: one masked vector panel
+    if L == 1:
+        return
+    tv = U.as_value(b, tail)
+    with b.if_then(b.icmp_signed(">", tv, U.i64(0))):
+        lanes_v = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+        limit = _splat(b, tv, ir.VectorType(U.I64, L))
+        mask = b.icmp_signed("<", lanes_v, limit)
+        _rows(ctx, dtype, M, n_vec, 1, L, Q, A, B, C, accumulate, mask)
+
+
+# -- patches ----------------------------------------------------------------------------------
+
+class Geometry:
+    """Sizes of one convolution (ints where static, i64 values otherwise)."""
+
+    def __init__(self, b, op, C, H, W, kh, kw, OH, OW):
+        self.C, self.H, self.W, self.kh, self.kw, self.OH, self.OW = C, H, W, kh, kw, OH, OW
+        self.sh, self.sw = op.subsample
+        self.flip = op.filter_flip
+        self.ph, self.pw = padding(b, op.border_mode, kh, kw)
+        self.P = U.product(b, [C, kh, kw])
+        self.N = U.mul(b, OH, OW)
+        self.no_pad = isinstance(self.ph, int) and isinstance(self.pw, int) and self.ph == 0 and self.pw == 0
+
+
+def padding(b, border_mode, kh, kw):
+    if border_mode == "valid":
+        return 0, 0
+    if border_mode == "full":
+        return U.sub(b, kh, 1), U.sub(b, kw, 1)
+    if border_mode == "half":
+        return floordiv(b, kh, 2), floordiv(b, kw, 2)
+    return tuple(border_mode)
+
+
+def out_len(b, n, k, p, s):
+    return U.add(b, floordiv(b, U.sub(b, U.add(b, n, U.mul(b, 2, p)), k), s), 1)
+
+
+def _valid_range(b, off, size, stride, count):
+    """[lo, hi) of the output positions i in [0, count) with 0 <= i*stride + off < size."""
+    lo = clamp(b, ceildiv(b, U.sub(b, 0, off), stride), 0, count)
+    hi = clamp(b, U.add(b, floordiv(b, U.sub(b, U.sub(b, size, 1), off), stride), 1), lo, count)
+    return lo, hi
+
+
+def _kernel_offsets(ctx, g, r, s):
+    """(row offset, col offset) of the input read by patch row (r, s), padding included."""
+    b = ctx.b
+    rr = U.sub(b, U.sub(b, g.kh, 1), r) if g.flip else r
+    ss = U.sub(b, U.sub(b, g.kw, 1), s) if g.flip else s
+    return U.sub(b, rr, g.ph), U.sub(b, ss, g.pw)
+
+
+def _patch_loops(ctx, g, body):
+    """for c, r, s: body(p, c, off_r, off_c, (i_lo, i_hi), (j_lo, j_hi))."""
+    b = ctx.b
+    with U.for_range(b, g.C, name="c") as c:
+        with U.for_range(b, g.kh, name="r") as r:
+            with U.for_range(b, g.kw, name="s") as s:
+                p = U.add(b, U.mul(b, U.add(b, U.mul(b, c, g.kh), r), g.kw), s)
+                off_r, off_c = _kernel_offsets(ctx, g, r, s)
+                if g.no_pad:
+                    ir_, jr = (0, g.OH), (0, g.OW)
+                else:
+                    ir_ = _valid_range(b, off_r, g.H, g.sh, g.OH)
+                    jr = _valid_range(b, off_c, g.W, g.sw, g.OW)
+                body(p, c, off_r, off_c, ir_, jr)
+
+
+def _zero_fill(b, ptr, start, stop, dtype):
+    et = U.ll_type(dtype)
+    with U.for_range(b, stop, start=start, name="z") as k:
+        b.store(U.const(dtype, 0), gep(b, ptr, k, et))
+
+
+def emit_im2col(ctx, g, x, cols, dtype):
+    """cols[p, i*OW + j] = x[c, i*sh + off_r, j*sw + off_c] (0 outside): x is one image (C, H, W)."""
+    b = ctx.b
+    et = U.ll_type(dtype)
+    xt = x.lltype
+
+    def body(p, c, off_r, off_c, ir_, jr):
+        row = gep(b, cols, U.mul(b, p, g.N), et)
+        (i_lo, i_hi), (j_lo, j_hi) = ir_, jr
+        if not g.no_pad:
+            _zero_fill(b, row, 0, U.mul(b, i_lo, g.OW), dtype)
+            _zero_fill(b, row, U.mul(b, i_hi, g.OW), g.N, dtype)
+        xc = U.mul(b, c, x.strides[0])
+        with U.for_range(b, i_hi, start=i_lo, name="i") as i:
+            dst = gep(b, row, U.mul(b, i, g.OW), et)
+            ih = U.add(b, U.mul(b, i, g.sh), off_r)
+            src = gep(b, x.ptr, U.add(b, xc, U.add(b, U.mul(b, ih, x.strides[1]),
+                                                    U.mul(b, off_c, x.strides[2]))), xt)
+            if not g.no_pad:
+                _zero_fill(b, dst, 0, j_lo, dtype)
+                _zero_fill(b, dst, j_hi, g.OW, dtype)
+            step = U.mul(b, g.sw, x.strides[2])
+            with U.for_range(b, j_hi, start=j_lo, name="j") as j:
+                v = b.load(gep(b, src, U.mul(b, j, step), xt), typ=xt)
+                b.store(U.cast_value(b, v, x.dtype, dtype), gep(b, dst, j, et))
+
+    _patch_loops(ctx, g, body)
+
+
+def emit_col2im(ctx, g, dcols, dx, dtype):
+    """dx[c, i*sh + off_r, j*sw + off_c] += dcols[p, i*OW + j]: dx is one contiguous image (C, H, W)."""
+    b = ctx.b
+    et = U.ll_type(dtype)
+
+    def body(p, c, off_r, off_c, ir_, jr):
+        row = gep(b, dcols, U.mul(b, p, g.N), et)
+        (i_lo, i_hi), (j_lo, j_hi) = ir_, jr
+        xc = U.mul(b, c, U.mul(b, g.H, g.W))
+        with U.for_range(b, i_hi, start=i_lo, name="i") as i:
+            srow = gep(b, row, U.mul(b, i, g.OW), et)
+            ih = U.add(b, U.mul(b, i, g.sh), off_r)
+            drow = gep(b, dx, U.add(b, xc, U.add(b, U.mul(b, ih, g.W), off_c)), et)
+            with U.for_range(b, j_hi, start=j_lo, name="j") as j:
+                d = gep(b, drow, U.mul(b, j, g.sw), et)
+                v = b.load(gep(b, srow, j, et), typ=et)
+                b.store(b.fadd(b.load(d, typ=et), v), d)
+
+    _patch_loops(ctx, g, body)
+
+
+# -- helpers shared by the three lowerings ----------------------------------------------------
+
+def pin(ctx, value, static, *extra):
+    """A dimension known statically (from an op's declared shapes): check it at run time, use the int."""
+    if static is None:
+        return value
+    if isinstance(value, int):
+        if value != static:
+            raise ValueError(f"static dimension {value} disagrees with the declared {static}")
+        return value
+    ctx.check_equal(value, static, E_SHAPE, *extra)
+    return static
+
+
+def same(ctx, x, y):
+    """Two dims that must agree: check at run time, and prefer the static one."""
+    ctx.check_equal(x, y, E_SHAPE)
+    return x if isinstance(x, int) else y
+
+
+def dense(ctx, arr, dtype):
+    """arr as a contiguous buffer of `dtype` (arr itself when it already is one)."""
+    if arr.contiguous and arr.dtype == dtype:
+        return arr
+    out = ctx.scratch(dtype, arr.shape)
+    copy(ctx, arr, out)
+    return out
+
+
+def pinned(b, arr, shape):
+    """arr with (possibly now static) dims `shape`; contiguous arrays get folded strides."""
+    if arr.contiguous:
+        return Array(arr.dtype, arr.ptr, shape, b=b)
+    return Array(arr.dtype, arr.ptr, shape, arr.strides)
+
+
+def image_view(b, arr, n):
+    off = U.mul(b, n, arr.strides[0])
+    return Array(arr.dtype, gep(b, arr.ptr, off, arr.lltype), arr.shape[1:], arr.strides[1:])
+
+
+def hw_values(ctx, arr, var, who):
+    """The two entries of an int64 (rows, cols) input: ints when it is a constant."""
+    b = ctx.b
+    if isinstance(var, Constant):
+        vals = [int(v) for v in var.data.reshape(-1)]
+        if len(vals) == 2:
+            return vals
+    ctx.check_equal(arr.shape[0], 2, E_SHAPE)
+    vals = [U.cast_value(b, b.load(arr.flat_addr(b, U.mul(b, k, arr.strides[0])), typ=arr.lltype),
+                         arr.dtype, "int64") for k in range(2)]
+    for v in vals:
+        ctx.fail_if(b.icmp_signed("<", v, U.i64(0)), E_VALUE, v)
+    return vals
+
+
+def check_fits(ctx, n, k, p):
+    """The (padded) input must be at least as large as the filters."""
+    b = ctx.b
+    padded = U.add(b, n, U.mul(b, 2, p))
+    if isinstance(padded, int) and isinstance(k, int):
+        if padded < k:
+            raise ValueError(f"filter size {k} is larger than the padded input size {padded}")
+        return
+    ctx.fail_if(b.icmp_signed("<", U.as_value(b, padded), U.as_value(b, k)), E_SHAPE, padded, k)
+
+
+def _out_static(node, d):
+    return node.outputs[0].type.shape[d]
+
+
+# -- the lowerings ----------------------------------------------------------------------------
+
+@lower.register(Conv2d)
+def lower_conv2d(ctx, node, ins):
+    b = ctx.b
+    op = node.op
+    x, w = ins
+    dt = node.outputs[0].dtype
+    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
+    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
+    C = same(ctx, C, Ck)
+    ph, pw = padding(b, op.border_mode, kh, kw)
+    check_fits(ctx, H, kh, ph)
+    check_fits(ctx, W, kw, pw)
+    OH = out_len(b, H, kh, ph, op.subsample[0])
+    OW = out_len(b, W, kw, pw, op.subsample[1])
+    out = ctx.alloc(node.outputs[0], [B, K, OH, OW])
+    B, K, OH, OW = out.shape
+    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
+    wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
+    cols = ctx.scratch(dt, [g.P, g.N])
+    xs = pinned(b, x, [B, C, H, W])
+    on = U.mul(b, K, g.N)
+    with U.for_range(b, B, name="img") as n:
+        emit_im2col(ctx, g, image_view(b, xs, n), cols.ptr, dt)
+        emit_gemm(ctx, dt, K, g.N, g.P, Mat(wd.ptr, g.P, 1), Mat(cols.ptr, g.N),
+                  Mat(gep(b, out.ptr, U.mul(b, n, on), out.lltype), g.N))
+    return [out]
+
+
+@lower.register(Conv2dGradInputs)
+def lower_conv2d_grad_inputs(ctx, node, ins):
+    b = ctx.b
+    op = node.op
+    w, top, hw = ins
+    dt = node.outputs[0].dtype
+    H, W = hw_values(ctx, hw, node.inputs[2], op)
+    H, W = pin(ctx, H, op.imshp[2]), pin(ctx, W, op.imshp[3])
+    K, C, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
+    B, Kt, OHt, OWt = top.shape
+    B = pin(ctx, B, op.imshp[0])
+    C = pin(ctx, C, op.imshp[1])
+    K = same(ctx, K, Kt)
+    ph, pw = padding(b, op.border_mode, kh, kw)
+    check_fits(ctx, H, kh, ph)
+    check_fits(ctx, W, kw, pw)
+    OH = same(ctx, out_len(b, H, kh, ph, op.subsample[0]), OHt)
+    OW = same(ctx, out_len(b, W, kw, pw, op.subsample[1]), OWt)
+    out = ctx.alloc(node.outputs[0], [B, C, H, W])
+    B, C, H, W = out.shape
+    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
+    wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
+    td = dense(ctx, pinned(b, top, [B, K, OH, OW]), dt)
+    dcols = ctx.scratch(dt, [g.P, g.N])
+    img = U.product(b, [C, H, W])
+    tn = U.mul(b, K, g.N)
+    et = out.lltype
+    with U.for_range(b, B, name="img") as n:
+        emit_gemm(ctx, dt, g.P, g.N, K, Mat(wd.ptr, 1, g.P),
+                  Mat(gep(b, td.ptr, U.mul(b, n, tn), et), g.N), Mat(dcols.ptr, g.N))
+        dx = gep(b, out.ptr, U.mul(b, n, img), et)
+        _zero_fill(b, dx, 0, img, dt)
+        emit_col2im(ctx, g, dcols.ptr, dx, dt)
+    return [out]
+
+
+@lower.register(Conv2dGradWeights)
+def lower_conv2d_grad_weights(ctx, node, ins):
+    b = ctx.b
+    op = node.op
+    x, top, khw = ins
+    dt = node.outputs[0].dtype
+    kh, kw = hw_values(ctx, khw, node.inputs[2], op)
+    kh, kw = pin(ctx, kh, op.kshp[2]), pin(ctx, kw, op.kshp[3])
+    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
+    Bt, K, OHt, OWt = top.shape
+    B = same(ctx, B, Bt)
+    K = pin(ctx, K, op.kshp[0])
+    C = pin(ctx, C, op.kshp[1])
+    ph, pw = padding(b, op.border_mode, kh, kw)
+    check_fits(ctx, H, kh, ph)
+    check_fits(ctx, W, kw, pw)
+    OH = same(ctx, out_len(b, H, kh, ph, op.subsample[0]), OHt)
+    OW = same(ctx, out_len(b, W, kw, pw, op.subsample[1]), OWt)
+    out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
+    K, C, kh, kw = out.shape
+    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
+    et = out.lltype
+    td = dense(ctx, pinned(b, top, [B, K, OH, OW]), dt)
+    cols = ctx.scratch(dt, [g.P, g.N])
+    topT = ctx.scratch(dt, [g.N, K])
+    dwT = ctx.scratch(dt, [g.P, K])
+    _zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
+    xs = pinned(b, x, [B, C, H, W])
+    tn = U.mul(b, K, g.N)
+    with U.for_range(b, B, name="img") as n:
+        emit_im2col(ctx, g, image_view(b, xs, n), cols.ptr, dt)
+        tb = gep(b, td.ptr, U.mul(b, n, tn), et)
+        with U.for_range(b, K, name="tk") as k:
+            with U.for_range(b, g.N, name="tn") as m:
+                v = b.load(gep(b, tb, U.add(b, U.mul(b, k, g.N), m), et), typ=et)
+                b.store(v, gep(b, topT.ptr, U.add(b, U.mul(b, m, K), k), et))
+        emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols.ptr, g.N, 1), Mat(topT.ptr, K), Mat(dwT.ptr, K),
+                  accumulate=True)
+    with U.for_range(b, K, name="ok") as k:
+        with U.for_range(b, g.P, name="op") as p:
+            v = b.load(gep(b, dwT.ptr, U.add(b, U.mul(b, p, K), k), et), typ=et)
+            b.store(v, gep(b, out.ptr, U.add(b, U.mul(b, k, g.P), p), et))
+    return [out]
