@@ -6,6 +6,9 @@ logistic regression layer, trained with minibatch SGD and early stopping.
 
     python examples/evaluate_lenet5.py                     # the embedded 10k MNIST digits
     python examples/evaluate_lenet5.py --dataset mnist.pkl.gz --epochs 200   # full MNIST
+    python examples/evaluate_lenet5.py --checkpoint run.ckpt --save-model lenet.pkl --plot curve.png
+    python examples/evaluate_lenet5.py --resume run.ckpt   # after Ctrl-C: carries on where it stopped
+    python examples/predict.py lenet.pkl --count 20         # classify test digits with the saved model
 
 References:
  - Y. LeCun, L. Bottou, Y. Bengio and P. Haffner: Gradient-Based Learning Applied to
@@ -27,12 +30,13 @@ import symcnn as theano  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
 from symcnn.datasets import load_data  # noqa: E402
 from symcnn.layers import build_lenet5  # noqa: E402
-from symcnn.training import early_stopping  # noqa: E402
+from symcnn.training import PLOT_INSTALL_HINT, early_stopping, plot_curves, save_model  # noqa: E402
 
 
 def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
                     dataset='mnist10k',
-                    nkerns=[20, 50], batch_size=500, seed=23455, verbose=True):
+                    nkerns=[20, 50], batch_size=500, seed=23455, verbose=True,
+                    checkpoint=None, checkpoint_every=1, resume=None, save_model_path=None, plot=None):
     """ Demonstrates lenet on MNIST dataset
 
     :type learning_rate: float
@@ -46,11 +50,15 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
 
     :type nkerns: list of ints
     :param nkerns: number of kernels on each layer
+
+    checkpoint / checkpoint_every / resume: see symcnn.training.early_stopping; save_model_path:
+    where to save the trained model (the best one); plot: where to draw the training curves.
     """
+    say = print if verbose else (lambda *a, **k: None)
 
     rng = numpy.random.RandomState(seed)
 
-    print('... loading data')
+    say('... loading data')
     datasets = load_data(dataset)
 
     train_set_x, train_set_y = datasets[0]
@@ -76,7 +84,7 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
     ######################
     # BUILD ACTUAL MODEL #
     ######################
-    print('... building the model')
+    say('... building the model')
 
     # layer0: conv (28-5+1 = 24) + maxpool (24/2 = 12) -> (batch_size, nkerns[0], 12, 12)
     # layer1: conv (12-5+1 = 8) + maxpool (8/2 = 4)    -> (batch_size, nkerns[1], 4, 4)
@@ -137,7 +145,7 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
     ###############
     # TRAIN MODEL #
     ###############
-    print('... training')
+    say('... training')
     # early-stopping parameters
     result = early_stopping(
         train_model, validate_model, test_model,
@@ -147,10 +155,27 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
         patience_increase=2,  # wait this much longer when a new best is found
         improvement_threshold=0.995,  # a relative improvement of this much is considered significant
         verbose=verbose,
+        batch_size=batch_size,  # for the examples/s of the progress lines
+        params=params,  # the best values are restored into them at the end
+        rng=rng,
+        checkpoint_path=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
     )
     print(('The code for file ' +
            os.path.split(__file__)[1] +
            ' ran for %.2fm' % (result.elapsed / 60.)), file=sys.stderr)
+    if not verbose:
+        print('Best validation score of %f %% obtained at iteration %i, with test performance %f %%' %
+              (result.best_validation_loss * 100., result.best_iter + 1, result.test_score * 100.))
+    if save_model_path:
+        save_model(model, save_model_path, info=dict(
+            script=os.path.basename(__file__), batch_size=batch_size, nkerns=list(nkerns), dataset=str(dataset),
+            best_validation_loss=result.best_validation_loss, test_score=result.test_score))
+        say('... saved the model to %s (use: python examples/predict.py %s)' % (save_model_path, save_model_path))
+    if plot:
+        plot_curves(result, plot)
+        say('... wrote the training curves to %s' % plot)
     return result
 
 
@@ -164,9 +189,35 @@ def main(argv=None):
     parser.add_argument('--nkerns', type=int, nargs=2, default=[20, 50], metavar=('K0', 'K1'),
                         help='kernels in the two conv layers (default 20 50)')
     parser.add_argument('--seed', type=int, default=23455, help='numpy RandomState seed (default 23455)')
+    parser.add_argument('--checkpoint', metavar='PATH',
+                        help='write a checkpoint here after every --checkpoint-every validations and on Ctrl-C '
+                             '(default: the --resume file, if any)')
+    parser.add_argument('--checkpoint-every', type=int, default=1, metavar='N',
+                        help='validations between checkpoints (default 1)')
+    parser.add_argument('--resume', metavar='PATH',
+                        help='continue the run saved in this checkpoint (use the same --dataset, '
+                             '--batch-size and --nkerns); it ends exactly as an uninterrupted run would')
+    parser.add_argument('--save-model', metavar='PATH', help='save the trained (best) model here, for predict.py')
+    parser.add_argument('--plot', metavar='PNG', help='draw the training cost and validation/test errors '
+                                                        '(needs matplotlib)')
+    parser.add_argument('--quiet', action='store_true', help='print only the final result')
     args = parser.parse_args(argv)
-    evaluate_lenet5(learning_rate=args.learning_rate, n_epochs=args.epochs, dataset=args.dataset,
-                    nkerns=args.nkerns, batch_size=args.batch_size, seed=args.seed)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error('--plot needs matplotlib, which is not installed: ' + PLOT_INSTALL_HINT)
+    checkpoint = args.checkpoint or args.resume
+    try:
+        evaluate_lenet5(learning_rate=args.learning_rate, n_epochs=args.epochs, dataset=args.dataset,
+                        nkerns=args.nkerns, batch_size=args.batch_size, seed=args.seed, verbose=not args.quiet,
+                        checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                        save_model_path=args.save_model, plot=args.plot)
+    except KeyboardInterrupt:
+        if checkpoint:
+            print('Interrupted; continue with: python %s --resume %s (and the same options)'
+                  % (sys.argv[0], checkpoint), file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == '__main__':

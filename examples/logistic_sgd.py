@@ -8,7 +8,8 @@ Logistic regression is a probabilistic, linear classifier:
   y_{pred} &= argmax_i P(Y=i|x,W,b)
 
     python examples/logistic_sgd.py                 # trains, saves best_model.pkl
-    python examples/logistic_sgd.py --epochs 10 --dataset mnist.pkl.gz
+    python examples/logistic_sgd.py --epochs 10 --dataset mnist.pkl.gz --save-model logreg.pkl
+    python examples/predict.py logreg.pkl --count 20
 
 References:
     - textbooks: "Pattern Recognition and Machine Learning" - Christopher M. Bishop, section 4.3.2
@@ -17,7 +18,6 @@ from __future__ import print_function
 
 import argparse
 import os
-import pickle
 import sys
 import timeit
 
@@ -31,6 +31,7 @@ import symcnn as theano  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
 from symcnn.datasets import load_data  # noqa: E402
 from symcnn.layers import LogisticRegression  # noqa: E402
+from symcnn.training import load_model, save_model  # noqa: E402
 
 
 def sgd_optimization_mnist(learning_rate=0.13, n_epochs=1000,
@@ -200,9 +201,8 @@ def sgd_optimization_mnist(learning_rate=0.13, n_epochs=1000,
                         )
                     )
 
-                    # save the best model
-                    with open(model_path, 'wb') as f:
-                        pickle.dump(classifier, f)
+                    # save the best model (pickled, written atomically; examples/predict.py reads it)
+                    save_model(classifier, model_path, info=dict(script=os.path.basename(__file__)))
 
             if patience <= iter:
                 done_looping = True
@@ -231,8 +231,7 @@ def predict(dataset='mnist10k', model_path='best_model.pkl'):
     """
 
     # load the saved model
-    with open(model_path, 'rb') as f:
-        classifier = pickle.load(f)
+    classifier = load_model(model_path)
 
     # compile a predictor function
     predict_model = theano.function(
@@ -255,9 +254,12 @@ def main(argv=None):
     parser.add_argument('--dataset', default='mnist10k',
                         help="'mnist10k' (embedded, default), a mnist.pkl.gz-style pickle, or a folder of IDX files")
     parser.add_argument('--epochs', type=int, default=1000, help='maximal number of epochs (default 1000)')
-    parser.add_argument('--model', default='best_model.pkl', help='where to pickle the best model')
+    parser.add_argument('--save-model', '--model', dest='model', default='best_model.pkl', metavar='PATH',
+                        help='where to save the best model (default best_model.pkl), for predict.py')
+    parser.add_argument('--batch-size', type=int, default=600, help='minibatch size (default 600)')
     args = parser.parse_args(argv)
-    sgd_optimization_mnist(n_epochs=args.epochs, dataset=args.dataset, model_path=args.model)
+    sgd_optimization_mnist(n_epochs=args.epochs, dataset=args.dataset, batch_size=args.batch_size,
+                           model_path=args.model)
     predict(dataset=args.dataset, model_path=args.model)
 
 

@@ -1,4 +1,7 @@
-"""Text and DOT views of graphs: debugprint (Theano's), and a graphviz export."""
+"""Text and DOT views of graphs: debugprint (Theano's), a graphviz export and pydotprint."""
+import os
+import shutil
+import subprocess
 import sys
 
 from .graph.basic import Constant, Variable, io_toposort
@@ -92,3 +95,35 @@ def to_dot(obj):
         lines.append(f"  n{a} -> n{b};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+GRAPHVIZ_HINT = ("install graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
+                 "conda: conda install graphviz)")
+
+
+def pydotprint(obj, outfile="graph.png", format=None):
+    """Draw a graph (a variable, a list of them, or a compiled function), like Theano's pydotprint.
+
+    Writes the DOT text (to_dot) next to `outfile` with the suffix .dot, then, unless the
+    format is 'dot', runs graphviz's `dot` to render `outfile`. format defaults to the
+    suffix of outfile (png, svg, pdf, ...). Returns the path written. When `dot` is not on
+    PATH, raises RuntimeError saying where the .dot file is and how to install graphviz.
+    """
+    outfile = os.fspath(outfile)
+    stem, suffix = os.path.splitext(outfile)
+    format = (format or suffix.lstrip(".") or "png").lower()
+    dot_path = outfile if format == "dot" else stem + ".dot"
+    with open(dot_path, "w") as f:
+        f.write(to_dot(obj))
+    if format == "dot":
+        return dot_path
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError(f"pydotprint: graphviz's `dot` program is not on PATH, so {outfile} was not drawn; "
+                           f"the graph's DOT text was written to {dot_path}. To draw it, {GRAPHVIZ_HINT}, then "
+                           f"run: dot -T{format} {dot_path} -o {outfile}")
+    done = subprocess.run([dot, f"-T{format}", dot_path, "-o", outfile], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"pydotprint: `dot -T{format} {dot_path} -o {outfile}` failed "
+                           f"(exit {done.returncode}): {done.stderr.strip()}")
+    return outfile

@@ -1,12 +1,15 @@
-"""debugprint (of variables and compiled functions) and the DOT / networkx exports."""
+"""debugprint (of variables and compiled functions), the DOT / networkx exports and pydotprint."""
 import io
+import shutil
+import sys
 
 import networkx as nx
 import numpy as np
+import pytest
 
 import symcnn as theano
 import symcnn.tensor as T
-from symcnn.printing import debugprint, to_dot, to_networkx
+from symcnn.printing import debugprint, pydotprint, to_dot, to_networkx
 
 
 def _graph():
@@ -101,3 +104,45 @@ def test_to_dot_escapes_quotes_and_accepts_functions():
     assert 'label="say \\"hi\\""' in dot
     f = theano.function([x], T.exp(x))
     assert to_dot(f).count("shape=box") == 1
+
+
+# ----------------------------------------------------------------------------- pydotprint
+
+def test_pydotprint_without_graphviz_writes_dot_and_explains(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    x, W, y = _graph()
+    out = tmp_path / "graph.png"
+    with pytest.raises(RuntimeError) as e:
+        pydotprint(y, outfile=out)
+    msg = str(e.value)
+    assert "`dot` program is not on PATH" in msg and str(tmp_path / "graph.dot") in msg
+    assert "apt-get install graphviz" in msg and f"dot -Tpng {tmp_path / 'graph.dot'} -o {out}" in msg
+    assert (tmp_path / "graph.dot").read_text() == to_dot(y) and not out.exists()
+    # format='dot' (or a .dot outfile) needs no graphviz
+    assert pydotprint(theano.function([x], y), outfile=tmp_path / "f.svg", format="dot") == str(tmp_path / "f.svg")
+    assert (tmp_path / "f.svg").read_text().startswith("digraph symcnn {")
+
+
+def test_pydotprint_runs_dot(tmp_path, monkeypatch):
+    fake = tmp_path / "dot"  # records its arguments and writes the -o file
+    fake.write_text(f"#!{sys.executable}\nimport sys\nargs = sys.argv[1:]\n"
+                    "open(args[args.index('-o') + 1], 'w').write(' '.join(args[:2]) + ' ' + open(args[1]).read())\n"
+                    "sys.exit(3 if args[0] == '-Tbad' else 0)\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "dot" else None)
+    x, W, y = _graph()
+    assert pydotprint(y, outfile=tmp_path / "g.svg") == str(tmp_path / "g.svg")
+    drawn = (tmp_path / "g.svg").read_text()
+    assert drawn.startswith(f"-Tsvg {tmp_path / 'g.dot'} digraph symcnn {{")
+    pydotprint(y, outfile=tmp_path / "g.out", format="PDF")
+    assert (tmp_path / "g.out").read_text().startswith("-Tpdf")
+    with pytest.raises(RuntimeError, match="failed \\(exit 3\\)"):
+        pydotprint(y, outfile=tmp_path / "g.bad")
+
+
+def test_pydotprint_with_real_graphviz(tmp_path):
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's dot is not installed")
+    x, W, y = _graph()
+    png = pydotprint(y, outfile=tmp_path / "g.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,7 @@
 """symcnn.training.early_stopping: the tutorial's loop on fake, deterministic models."""
+import re
+
+import numpy
 import pytest
 
 from symcnn.training import TrainingResult, early_stopping
@@ -39,7 +42,7 @@ def run(fake, lines=None, **kw):
 
 def test_runs_all_epochs_and_prints_tutorial_lines():
     fake = Fake([0.5, 0.4, 0.45, 0.3])
-    res, lines = run(fake, n_epochs=4)
+    res, lines = run(fake, n_epochs=4, progress=False)
     assert isinstance(res, TrainingResult)
     assert fake.train_calls == list(range(10)) * 4
     assert fake.valid_calls == 4 * 2
@@ -60,8 +63,10 @@ def test_runs_all_epochs_and_prints_tutorial_lines():
     assert res.best_iter == 39
     assert res.test_score == pytest.approx(0.31)
     assert res.epochs_run == 4 and res.iterations == 40
-    assert res.history == [(1, 10, 0.5, pytest.approx(0.51)), (2, 20, 0.4, pytest.approx(0.41)),
-                           (3, 30, 0.45, None), (4, 40, 0.3, pytest.approx(0.31))]
+    assert res.history == [(1, 10, 0.5, pytest.approx(0.51), 1.0), (2, 20, 0.4, pytest.approx(0.41), 1.0),
+                           (3, 30, 0.45, None, 1.0), (4, 40, 0.3, pytest.approx(0.31), 1.0)]
+    assert res.history[1].validation_error == 0.4 and res.history[2].test_error is None
+    assert res.train_costs == [1.0] * 40
     assert res.validation_errors == [0.5, 0.4, 0.45, 0.3]
     assert res.elapsed >= 0 and res.train_step_seconds >= 0
 
@@ -143,6 +148,41 @@ def test_mean_over_minibatches():
     fake = Uneven([0])
     res, _ = run(fake, n_epochs=1)
     assert res.best_validation_loss == pytest.approx(0.2) and res.test_score == pytest.approx(0.2)
+
+
+def test_progress_line_after_each_validation():
+    fake = Fake([0.5, 0.4, 0.45])
+    res, lines = run(fake, n_epochs=3, batch_size=20)
+    progress = [l for l in lines if l.startswith('     [')]
+    assert len(progress) == 3
+    # the tutorial's lines are all still there, in order, each validation followed by its progress line
+    assert [l for l in lines if not l.startswith('     [')] == run(Fake([0.5, 0.4, 0.45]), n_epochs=3,
+                                                                       progress=False)[1]
+    assert lines.index(progress[0]) == 3  # training @, validation, test, progress
+    assert re.fullmatch(r'     \[epoch 1/3, iter 10/30, validation 50\.00 %, best test 51\.00 %, '
+                        r'[0-9.]+ examples/s, ETA <= 0m00s; patience may stop it earlier\]', progress[0])
+    assert 'validation 45.00 %, best test 41.00 %' in progress[2]
+    _, lines = run(Fake([0.5]), n_epochs=1)
+    assert 'minibatches/s' in lines[3]  # no batch_size: minibatches per second
+
+
+def test_train_costs_recorded_per_iteration_and_per_validation():
+    costs = iter(range(1, 100))
+    fake = Fake([0.5])
+    fake.train = lambda i: numpy.float32(next(costs))
+    res, _ = run(fake, n_epochs=2, validation_frequency=5, verbose=False)
+    assert res.train_costs == list(range(1, 21))
+    assert [h.train_cost for h in res.history] == [3.0, 8.0, 13.0, 18.0]
+    fake.train = lambda i: None
+    res, _ = run(fake, n_epochs=1, verbose=False)
+    assert all(c != c for c in res.train_costs)  # None is recorded as nan
+
+
+def test_checkpoint_options_need_params(tmp_path):
+    with pytest.raises(ValueError, match='need params='):
+        run(Fake([0.5]), checkpoint_path=tmp_path / 'c.ckpt')
+    with pytest.raises(ValueError, match='checkpoint_every=0'):
+        run(Fake([0.5]), checkpoint_path=tmp_path / 'c.ckpt', checkpoint_every=0, params=[object()])
 
 
 def test_bad_batch_counts():
