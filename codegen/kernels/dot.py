@@ -1,8 +1,13 @@
-"""Dot: matrix/vector products as one loop nest (i, p, j) with a contiguous inner loop."""
+"""Dot and FusedDot: matrix/vector products as one loop nest (i, p, j) with a contiguous
+inner loop. FusedDot applies its prologues as operands are loaded (A's value once per (i, p),
+hoisted out of the j loop; B's once per element, packed into a panel before the loops) and
+its epilogue as each output row is stored, after the row's whole k-sum is accumulated."""
+from symcnn.tensor.blas import FusedDot
 from symcnn.tensor.math import Dot
 
 from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
+from .elemwise import broadcast_view, emit_scalar
 
 
 def as_matrix(a, row):
@@ -14,30 +19,120 @@ def as_matrix(a, row):
     return Array(a.dtype, a.ptr, [a.shape[0], 1], [a.strides[0], 0])
 
 
-@lower.register(Dot)
-def lower_dot(ctx, node, ins):
+class Prologue:
+    """An operand computed elementwise from broadcast (matrix-view) inputs as it is loaded."""
+
+    def __init__(self, ctx, comp, views, dtypes):
+        self.ctx, self.comp, self.views, self.dtypes = ctx, comp, views, dtypes
+        self.dtype = comp.out_dtype()
+        self.shape = list(views[0].shape)
+
+    def load(self, b, idx):
+        vals = [v.load(b, idx) for v in self.views]
+        return emit_scalar(self.ctx, self.comp, vals, self.dtypes, self.dtype)
+
+
+def _operand_shape(ctx, variables, arrays):
+    """The run-time shape the prologue inputs broadcast to (their non-broadcast dims must agree)."""
+    shape = []
+    for d in range(variables[0].ndim):
+        dims = [a.shape[d] for a, v in zip(arrays, variables) if v.type.shape[d] != 1]
+        if not dims:
+            shape.append(1)
+            continue
+        static = [x for x in dims if isinstance(x, int)]
+        ref = static[0] if static else dims[0]
+        for other in dims:
+            if other is not ref:
+                ctx.check_equal(ref, other, E_SHAPE)
+        shape.append(ref)
+    return shape
+
+
+def _operand(ctx, comp, variables, arrays, row):
+    if comp is None:
+        return as_matrix(arrays[0], row)
+    shape = _operand_shape(ctx, variables, arrays)
+    views = [as_matrix(broadcast_view(a, v, shape), row) for a, v in zip(arrays, variables)]
+    return Prologue(ctx, comp, views, [v.dtype for v in variables])
+
+
+def _as_out_matrix(arr, x_ndim, y_ndim):
+    """An array of the product's shape as the m x n view the kernel indexes."""
+    if x_ndim == 2 and y_ndim == 2:
+        return arr
+    if x_ndim == 2:
+        return Array(arr.dtype, arr.ptr, [arr.shape[0], 1], [arr.strides[0], 0])
+    if y_ndim == 2:
+        return Array(arr.dtype, arr.ptr, [1, arr.shape[0]], [0, arr.strides[0]])
+    return Array(arr.dtype, arr.ptr, [1, 1], [0, 0])
+
+
+def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, extras=()):
+    """out = epilogue(dot(a, c), extras...) for m x k and k x n operands (Arrays or Prologues)
+    standing for x_ndim- and y_ndim-dimensional ones; extras: (Array, variable) pairs of the
+    product's number of dimensions, broadcast to its shape."""
     b = ctx.b
-    x, y = ins
-    out_var = node.outputs[0]
-    ctx.check_equal(x.shape[-1], y.shape[0], E_SHAPE)
-    a, c = as_matrix(x, row=True), as_matrix(y, row=False)
     m, k, n = a.shape[0], a.shape[1], c.shape[1]
-    out_shape = list(x.shape[:-1]) + list(y.shape[1:])
+    if isinstance(c, Prologue):  # pack B once, so its prologue runs once per element
+        packed = ctx.scratch(c.dtype, [k, n])
+        with U.loop_nest(b, [k, n], name="pk") as idx:
+            packed.store(b, idx, c.load(b, idx))
+        c = packed
+    out_shape = ([m] if x_ndim == 2 else []) + ([n] if y_ndim == 2 else [])
     out = ctx.alloc(out_var, out_shape)
     o = Array(out.dtype, out.ptr, [m, n], b=b)
-    dt = out.dtype
+    views = []
+    for arr, var in extras:
+        for d in range(len(out_shape)):
+            if var.type.shape[d] != 1:
+                ctx.check_equal(out.shape[d], arr.shape[d], E_SHAPE)
+        views.append(_as_out_matrix(broadcast_view(arr, var, out.shape), x_ndim, y_ndim))
+    dt = acc_dtype
+    if epilogue is None or out.dtype == dt:
+        acc, row_of = o, (lambda i: i)
+    else:  # accumulate a row in the product's dtype, then convert it in the epilogue
+        acc, row_of = ctx.scratch(dt, [1, n]), (lambda i: 0)
     zero = U.const(dt, 0)
     if dt == "bool":  # numpy: any(a and b); 0/1 bytes stay 0/1
         fadd, fmul = b.or_, b.and_
     else:
         fadd, fmul = (b.fadd, b.fmul) if U.is_float(dt) else (b.add, b.mul)
     with U.for_range(b, m, name="i") as i:
+        r = row_of(i)
         with U.for_range(b, n, name="j0") as j:
-            o.store(b, [i, j], zero)
+            acc.store(b, [r, j], zero)
         with U.for_range(b, k, name="p") as p:
             av = U.cast_value(b, a.load(b, [i, p]), a.dtype, dt)
             with U.for_range(b, n, name="j") as j:
                 bv = U.cast_value(b, c.load(b, [p, j]), c.dtype, dt)
-                cur = o.load(b, [i, j])
-                o.store(b, [i, j], fadd(cur, fmul(av, bv)))
-    return [out]
+                cur = acc.load(b, [r, j])
+                acc.store(b, [r, j], fadd(cur, fmul(av, bv)))
+        if epilogue is not None:
+            dtypes = [dt] + [var.dtype for _, var in extras]
+            with U.for_range(b, n, name="je") as j:
+                vals = [acc.load(b, [r, j])] + [v.load(b, [i, j]) for v in views]
+                o.store(b, [i, j], emit_scalar(ctx, epilogue, vals, dtypes, out.dtype))
+    return out
+
+
+@lower.register(Dot)
+def lower_dot(ctx, node, ins):
+    x, y = ins
+    ctx.check_equal(x.shape[-1], y.shape[0], E_SHAPE)
+    a, c = as_matrix(x, row=True), as_matrix(y, row=False)
+    out_var = node.outputs[0]
+    return [emit_matmul(ctx, out_var, x.ndim, y.ndim, a, c, out_var.dtype)]
+
+
+@lower.register(FusedDot)
+def lower_fused_dot(ctx, node, ins):
+    op = node.op
+    a_vars, b_vars, e_vars = op.split(node.inputs)
+    a_arrs, b_arrs, e_arrs = op.split(ins)
+    a = _operand(ctx, op.prologue_a, a_vars, a_arrs, row=True)
+    c = _operand(ctx, op.prologue_b, b_vars, b_arrs, row=False)
+    x_ndim, y_ndim = a_vars[0].ndim, b_vars[0].ndim
+    ctx.check_equal(a.shape[1], c.shape[0], E_SHAPE)
+    return [emit_matmul(ctx, node.outputs[0], x_ndim, y_ndim, a, c, op.product_dtype(node),
+                        op.epilogue, list(zip(e_arrs, e_vars)))]

@@ -67,7 +67,7 @@ class Fired:
 
 def rewrite_graph(fgraph, excluding=(), max_passes=100):
     """Run every phase in order, each to a fixpoint. Returns the list of Fired records."""
-    from . import canonicalize, stabilize, fusion  # noqa: F401  (register the rewrites)
+    from . import canonicalize, stabilize, fusion, convpool  # noqa: F401  (register the rewrites)
     excluding = set(excluding)
     unknown = excluding - {r.name for r in _rewrites} - set(PHASES)
     if unknown:

@@ -22,6 +22,7 @@ def ops(fn):
 
 
 RNG = np.random.RandomState(0)
+_Y = T.constant(np.array([4, 0, 2], "int32"))  # labels for the stabilize cases (3 rows of X)
 X = RNG.rand(3, 5).astype("float32") + 0.5
 V = RNG.rand(5).astype("float32")
 
@@ -34,6 +35,17 @@ CASES = {
     "useless_dimshuffle": lambda x, v: [x.T.T + 1, v.dimshuffle("x", 0).dimshuffle(1) * 2],
     "useless_reshape": lambda x, v: [x.reshape((15,)).reshape((5, 3)) * 2],
     "fuse_elemwise": lambda x, v: [T.tanh(x * 2 + v) - T.exp(-x) / (1 + x * x)],
+    # more cases: tests/rewrite/test_stabilize.py
+    "log_softmax": lambda x, v: [T.log(T.nnet.softmax(x)), T.log(T.nnet.softmax(v))],
+    "crossentropy_softmax": lambda x, v: [-T.mean(T.log(T.nnet.softmax(x))[T.arange(_Y.shape[0]), _Y])],
+    "crossentropy_softmax_grad": lambda x, v: [T.grad(-T.mean(T.log(T.nnet.softmax(x * 2))[T.arange(_Y.shape[0]),
+                                                                                             _Y]), x)],
+    # more cases: tests/rewrite/test_gemm_fusion.py
+    "fuse_dot_epilogue": lambda x, v: [T.tanh(T.dot(x, x.T) + 1) * 2, T.dot(x, v) - v[:3]],
+    "fuse_dot_prologue": lambda x, v: [T.dot(x.T, T.exp(x) * 2), T.dot(x, v * v + 1)],
+    # more cases: tests/rewrite/test_convpool.py
+    "fuse_conv_pool_tanh": lambda x, v: [T.grad(T.tanh(T.signal.pool.pool_2d(T.nnet.conv2d(x.reshape((1, 1, 3, 5)), x[:2, :2].reshape(
+        (2, 1, 1, 2))), ws=(1, 2), ignore_border=True) + v[:2].dimshuffle("x", 0, "x", "x")).sum(), x)],
 }
 
 
@@ -59,7 +71,9 @@ def test_reference_mode_does_not_rewrite():
 
 def test_fused_chain_is_one_kernel_named_for_its_ops():
     x, v = T.matrix("x"), T.vector("v")
-    fn = symcnn.function([x, v], T.tanh(T.dot(x, x.T) + 1) * 2, mode="native", on_unused_input="ignore")
+    # (without fuse_dot_epilogue, which would take the chain into the product's kernel)
+    fn = symcnn.function([x, v], T.tanh(T.dot(x, x.T) + 1) * 2, mode=Mode("native", excluding=["fuse_dot_epilogue"]),
+                         on_unused_input="ignore")
     fused = [n for n in fn.fgraph.toposort() if isinstance(n.op, Elemwise)
              and isinstance(n.op.scalar_op, Composite)]
     assert len(fused) == 1

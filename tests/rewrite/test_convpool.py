@@ -1,0 +1,219 @@
+"""fuse_conv_pool_tanh: tanh(pool_2d(conv2d(x, W)) + b) and its gradient become ConvPoolTanh /
+ConvPoolTanhGrad, and the fused graph compiled natively gives what the unrewritten graph gives in
+the reference mode."""
+import numpy as np
+import pytest
+
+import symcnn
+import symcnn.tensor as T
+from symcnn.compile.mode import Mode
+from symcnn.layers import HiddenLayer, LeNetConvPoolLayer, LogisticRegression
+from symcnn.tensor.elemwise import Elemwise
+from symcnn.tensor.nnet import conv2d
+from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
+from symcnn.tensor.signal import pool
+
+from ..codegen.native_helpers import _compare
+
+NAME = "fuse_conv_pool_tanh"
+RTOL, ATOL = 2e-4, 2e-5
+UNFUSED = ("Conv2d", "Pool", "MaxPoolGrad", "Conv2dGradWeights", "Conv2dGradInputs")
+
+
+def op_names(fn):
+    return [type(n.op).__name__ for n in fn.fgraph.toposort()]
+
+
+def fired(fn):
+    return {r.rewrite for r in fn.rewrite_log}
+
+
+def _layer_graph(xs, fs, poolsize=(2, 2), seed=0):
+    rng = np.random.RandomState(seed)
+    x = T.tensor4("x")
+    layer = LeNetConvPoolLayer(rng, x, filter_shape=fs, image_shape=xs, poolsize=poolsize)
+    layer.W.set_value(layer.W.get_value() * 4)   # larger weights: tanh' far from 1
+    layer.b.set_value(rng.uniform(-0.5, 0.5, fs[0]).astype("float32"))
+    return x, layer
+
+
+def _inputs(xs, fs, layer, ties, seed=1):
+    rng = np.random.RandomState(seed)
+    if ties:
+        # integer-valued x and W: exact conv values, many exact ties inside the pooling windows
+        layer.W.set_value(((rng.randint(0, 2, fs) * 2 - 1) * 0.125).astype("float32"))
+        return rng.randint(0, 2, xs).astype("float32")
+    return rng.standard_normal(xs).astype("float32")
+
+
+def _check(fns, vals):
+    native, ref = fns
+    got, want = native(*vals), ref(*vals)
+    for k, (g, w) in enumerate(zip(got, want)):
+        _compare(g, w, RTOL, ATOL * max(1.0, float(np.abs(w).max())), f"output {k}")
+
+
+SHAPES = [
+    # (input shape, filter shape, poolsize)
+    ((2, 1, 28, 28), (5, 1, 5, 5), (2, 2)),     # LeNet layer 0 (fewer kernels)
+    ((2, 20, 12, 12), (50, 20, 5, 5), (2, 2)),  # LeNet layer 1
+    ((1, 3, 9, 8), (4, 3, 3, 3), (2, 2)),       # batch 1, odd conv output (7 x 6)
+    ((3, 2, 10, 11), (3, 2, 2, 4), (3, 2)),     # odd sizes, non-square window; borders dropped
+    ((2, 2, 7, 13), (2, 2, 3, 3), (1, 3)),
+]
+
+
+@pytest.mark.parametrize("ties", [True, False], ids=["ties", "random"])
+@pytest.mark.parametrize("xs,fs,ps", SHAPES)
+def test_layer_forward_and_gradients_match_reference(xs, fs, ps, ties):
+    x, layer = _layer_graph(xs, fs, ps)
+    proj = T.constant(np.random.RandomState(2).standard_normal(
+        (xs[0], fs[0], (xs[2] - fs[2] + 1) // ps[0], (xs[3] - fs[3] + 1) // ps[1])).astype("float32"))
+    cost = (layer.output * proj).sum() + (layer.output ** 2).sum()
+    gx, gW, gb = T.grad(cost, [x, layer.W, layer.b])
+    outs = [layer.output, gx, gW, gb]
+    xv = _inputs(xs, fs, layer, ties)
+    native = symcnn.function([x], outs, mode="native")
+    ref = symcnn.function([x], outs, mode="reference")
+    assert NAME in fired(native), native.rewrite_log
+    names = op_names(native)
+    assert "ConvPoolTanh" in names and "ConvPoolTanhGrad" in names
+    assert not set(UNFUSED) & set(names), names
+    bw = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolTanhGrad)]
+    assert bw[0].op.need_gx
+    _check((native, ref), [xv])
+    if ties:
+        mask = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolTanh)][0]
+        assert mask.outputs[1].dtype == ("uint8" if ps[0] * ps[1] <= 8 else "uint16")
+
+
+def test_ties_really_occur():
+    """The integer-valued inputs above produce windows with several maxima."""
+    xs, fs = (1, 3, 9, 8), (4, 3, 3, 3)
+    x, layer = _layer_graph(xs, fs)
+    xv = _inputs(xs, fs, layer, True)
+    op = ConvPoolTanh(ws=(2, 2))
+    f = symcnn.function([x], op(x, layer.W, layer.b)[1], mode="reference")
+    bits = np.unpackbits(f(xv).astype(np.uint8)[..., None], axis=-1).sum(-1)
+    assert (bits > 1).sum() >= 0.1 * bits.size, (bits > 1).sum()
+
+
+def test_forward_only_graph_fuses_and_exclusion_stops_it():
+    xs, fs = (3, 2, 11, 9), (4, 2, 4, 2)
+    x, layer = _layer_graph(xs, fs)
+    xv = _inputs(xs, fs, layer, True)
+    native = symcnn.function([x], layer.output, mode="native")
+    assert NAME in fired(native)
+    assert [n for n in op_names(native) if n not in ("DimShuffle",)] == ["ConvPoolTanh"]
+    _check((native, symcnn.function([x], layer.output, mode="reference")), [xv])
+    without = symcnn.function([x], layer.output, mode=Mode("native", excluding=[NAME]))
+    assert NAME not in fired(without)
+    assert "Conv2d" in op_names(without) and "ConvPoolTanh" not in op_names(without)
+    np.testing.assert_allclose(without(xv), native(xv), rtol=RTOL, atol=ATOL)
+
+
+def test_gradient_without_gx_and_exclusion():
+    xs, fs = (2, 1, 12, 12), (3, 1, 5, 5)
+    x, layer = _layer_graph(xs, fs)
+    cost = (layer.output ** 2).sum()
+    outs = T.grad(cost, [layer.W, layer.b])
+    native = symcnn.function([x], [cost] + outs, mode="native")
+    bw = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolTanhGrad)]
+    assert len(bw) == 1 and not bw[0].op.need_gx and len(bw[0].outputs) == 2
+    xv = _inputs(xs, fs, layer, True)
+    _check((native, symcnn.function([x], [cost] + outs, mode="reference")), [xv])
+    without = symcnn.function([x], [cost] + outs, mode=Mode("native", excluding=[NAME]))
+    assert {"MaxPoolGrad", "Conv2dGradWeights"} <= set(op_names(without))
+
+
+def test_does_not_fire_outside_its_pattern():
+    x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
+    c = conv2d(x, W)
+    cases = {
+        "average pooling": T.tanh(pool.pool_2d(c, ws=(2, 2), ignore_border=True, mode="average_inc_pad")
+                                  + b.dimshuffle("x", 0, "x", "x")),
+        "ignore_border=False": T.tanh(pool.pool_2d(c, ws=(2, 2), ignore_border=False)
+                                      + b.dimshuffle("x", 0, "x", "x")),
+        "padding": T.tanh(pool.pool_2d(c, ws=(2, 2), pad=(1, 1), ignore_border=True)
+                          + b.dimshuffle("x", 0, "x", "x")),
+        "sigmoid": T.nnet.sigmoid(pool.pool_2d(c, ws=(2, 2), ignore_border=True) + b.dimshuffle("x", 0, "x", "x")),
+        "window > 32": T.tanh(pool.pool_2d(c, ws=(6, 6), ignore_border=True) + b.dimshuffle("x", 0, "x", "x")),
+    }
+    for what, out in cases.items():
+        fn = symcnn.function([x, W, b], out, mode="native")
+        assert NAME not in fired(fn), what
+    # the pooled values are also an output: fusing would still need them
+    p = pool.pool_2d(c, ws=(2, 2), ignore_border=True)
+    fn = symcnn.function([x, W, b], [T.tanh(p + b.dimshuffle("x", 0, "x", "x")), p], mode="native")
+    assert NAME not in fired(fn)
+    # the tanh derivative is also read elsewhere: forward and backward stay unfused together
+    out = T.tanh(p + b.dimshuffle("x", 0, "x", "x"))
+    gW = T.grad((out ** 2).sum(), W)
+    conv_g = T.grad((out ** 2).sum(), c)
+    fn = symcnn.function([x, W, b], [gW, conv_g * 2], mode="native")
+    assert NAME not in fired(fn) and "Conv2d" in op_names(fn)
+
+
+# -- the LeNet of benchmarks/bench_lenet.py ------------------------------------------------------
+
+def _lenet(batch, nkerns, mode, data_x, data_y):
+    rng = np.random.RandomState(23455)
+    index = T.lscalar()
+    x = T.matrix("x")
+    y = T.ivector("y")
+    layer0 = LeNetConvPoolLayer(rng, input=x.reshape((batch, 1, 28, 28)), image_shape=(batch, 1, 28, 28),
+                                filter_shape=(nkerns[0], 1, 5, 5), poolsize=(2, 2))
+    layer1 = LeNetConvPoolLayer(rng, input=layer0.output, image_shape=(batch, nkerns[0], 12, 12),
+                                filter_shape=(nkerns[1], nkerns[0], 5, 5), poolsize=(2, 2))
+    layer2 = HiddenLayer(rng, input=layer1.output.flatten(2), n_in=nkerns[1] * 4 * 4, n_out=50, activation=T.tanh)
+    layer3 = LogisticRegression(input=layer2.output, n_in=50, n_out=10)
+    cost = layer3.negative_log_likelihood(y)
+    params = layer3.params + layer2.params + layer1.params + layer0.params
+    grads = T.grad(cost, params)
+    updates = [(p, p - 0.1 * g) for p, g in zip(params, grads)]
+    sx = symcnn.shared(data_x, borrow=True)
+    sy = symcnn.shared(data_y, borrow=True)
+    givens = {x: sx[index * batch:(index + 1) * batch], y: sy[index * batch:(index + 1) * batch]}
+    train = symcnn.function([index], cost, updates=updates, givens=givens, mode=mode)
+    validate = symcnn.function([index], layer3.errors(y), givens=givens, mode=mode)
+    return train, validate, params
+
+
+@pytest.fixture(scope="module")
+def lenet_data():
+    rng = np.random.RandomState(0)
+    batch = 20
+    return batch, rng.rand(3 * batch, 784).astype("float32"), rng.randint(0, 10, 3 * batch).astype("int32")
+
+
+def test_lenet_train_function_is_fused(lenet_data):
+    batch, dx, dy = lenet_data
+    train, validate, _ = _lenet(batch, (6, 8), "native", dx, dy)
+    nodes = train.fgraph.toposort()
+    names = [type(n.op).__name__ for n in nodes]
+    assert names.count("ConvPoolTanh") == 2 and names.count("ConvPoolTanhGrad") == 2, names
+    assert not set(UNFUSED) & set(names), names
+    needs = sorted(n.op.need_gx for n in nodes if isinstance(n.op, ConvPoolTanhGrad))
+    assert needs == [False, True]   # layer 0's input is data: no gx
+    # no separate bias add / tanh / tanh' pass over a conv layer's activations (batch-sized 4-d
+    # arrays); the remaining 4-d Elemwise nodes are the SGD updates of W0 and W1
+    for n in nodes:
+        if isinstance(n.op, Elemwise) and n.outputs[0].ndim == 4:
+            assert n.outputs[0].type.shape[0] != batch, n.op
+            assert not any(i.owner is not None and isinstance(i.owner.op, (ConvPoolTanh, ConvPoolTanhGrad))
+                           and i.ndim == 4 and i.type.shape[0] == batch for i in n.inputs), n.op
+    vnames = [type(n.op).__name__ for n in validate.fgraph.toposort()]
+    assert vnames.count("ConvPoolTanh") == 2 and not set(UNFUSED) & set(vnames)
+    assert NAME in fired(train) and NAME in fired(validate)
+
+
+def test_lenet_sgd_steps_match_reference(lenet_data):
+    batch, dx, dy = lenet_data
+    train_n, val_n, params_n = _lenet(batch, (6, 8), "native", dx, dy)
+    train_r, val_r, params_r = _lenet(batch, (6, 8), "reference", dx, dy)
+    for step in range(4):
+        cn, cr = train_n(step % 3), train_r(step % 3)
+        np.testing.assert_allclose(cn, cr, rtol=1e-4, atol=1e-5)
+    for pn, pr in zip(params_n, params_r):
+        np.testing.assert_allclose(pn.get_value(), pr.get_value(), rtol=1e-3, atol=1e-5)
+    assert val_n(0) == val_r(0)
