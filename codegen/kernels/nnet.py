@@ -1,9 +1,14 @@
 """Softmax over the last axis (vector or matrix), numerically stable: per row,
-m = max(x), e = exp(x - m), out = e / sum(e) (the sum accumulated in float64)."""
-from symcnn.tensor.nnet.basic import Softmax
+m = max(x), e = exp(x - m), out = e / sum(e) (the sum accumulated in float64).
+Also LogSoftmax, SoftmaxGrad and the fused softmax cross-entropy with integer labels
+(CrossEntropySoftmax, CrossEntropySoftmaxGrad), which never form log-probabilities."""
+from llvmlite import ir
+
+from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGrad, LogSoftmax, Softmax,
+                                      SoftmaxGrad)
 
 from .. import irutil as U
-from ..lower import E_VALUE, Array, lower
+from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, lower
 from .reduce import _greater, _lowest
 
 
@@ -44,4 +49,204 @@ def lower_softmax(ctx, node, ins):
         total = U.cast_value(b, b.load(acc, typ=U.F64), "float64", dt)
         with U.for_range(b, n, name="nm") as j:
             om.store(b, [r, j], b.fdiv(om.load(b, [r, j]), total))
+    return [out]
+
+
+# -- log-softmax, the softmax gradient and the fused softmax cross-entropy -------------------------
+
+def _as_rows(arr):
+    """A vector as a one-row matrix view (a matrix unchanged)."""
+    if arr.ndim == 2:
+        return arr
+    return Array(arr.dtype, arr.ptr, [1, arr.shape[0]], [0, arr.strides[0]], bounds=arr.bounds)
+
+
+def _fail_unless_static_ok(ctx, static, emit, code, *values):
+    """Fail with `code` when a condition holds: folded when every operand is a Python int."""
+    if static is not None:
+        if static:
+            ctx.fail_if(ir.Constant(U.I1, 1), code, *[U.as_value(ctx.b, v) for v in values])
+        return
+    ctx.fail_if(emit(), code, *values)
+
+
+def _nonempty_rows(ctx, rows, n):
+    """numpy's max over an empty last axis raises, unless there are no rows at all."""
+    b = ctx.b
+    static = (n == 0 and rows > 0) if isinstance(n, int) and isinstance(rows, int) else None
+    if static is None and isinstance(n, int):
+        static = False if n != 0 else None
+    _fail_unless_static_ok(
+        ctx, static,
+        lambda: b.and_(b.icmp_signed("==", U.as_value(b, n), U.i64(0)),
+                       b.icmp_signed(">", U.as_value(b, rows), U.i64(0))),
+        E_VALUE, n, rows)
+
+
+def _row_max(ctx, xm, r, n, dt):
+    b = ctx.b
+    t = U.ll_type(dt)
+    best = ctx.local(t, _lowest(dt))
+    with U.for_range(b, n, name="mx") as j:
+        v = U.cast_value(b, xm.load(b, [r, j]), xm.dtype, dt)
+        cur = b.load(best, typ=t)
+        b.store(b.select(_greater(b, v, cur, dt), v, cur), best)
+    return b.load(best, typ=t)
+
+
+def _row_sum_exp(ctx, xm, r, n, m, dt, store=None):
+    """sum_j exp(x[r, j] - m) accumulated in float64 (exp in dt); store(j, e) sees each term."""
+    b = ctx.b
+    exp = U.libm(ctx.module, "exp", dt)
+    acc = ctx.local(U.F64, U.const("float64", 0.0))
+    with U.for_range(b, n, name="ex") as j:
+        v = U.cast_value(b, xm.load(b, [r, j]), xm.dtype, dt)
+        e = b.call(exp, [b.fsub(v, m)])
+        if store is not None:
+            store(j, e)
+        b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, e, dt, "float64")), acc)
+    return b.load(acc, typ=U.F64)
+
+
+@lower.register(LogSoftmax)
+def lower_log_softmax(ctx, node, ins):
+    """Per row: m = max(x), s = sum(exp(x - m)), out = (x - m) - log(s)."""
+    b = ctx.b
+    x, = ins
+    dt = node.outputs[0].dtype
+    out = ctx.alloc(node.outputs[0], x.shape)
+    xm = _as_rows(x)
+    om = out if out.ndim == 2 else Array(out.dtype, out.ptr, [1, out.shape[0]], b=b, bounds=out.bounds)
+    rows, n = xm.shape
+    _nonempty_rows(ctx, rows, n)
+    log = U.libm(ctx.module, "log", dt)
+    with U.for_range(b, rows, name="row") as r:
+        m = _row_max(ctx, xm, r, n, dt)
+        lse = b.call(log, [U.cast_value(b, _row_sum_exp(ctx, xm, r, n, m, dt), "float64", dt)])
+        with U.for_range(b, n, name="ls") as j:
+            v = U.cast_value(b, xm.load(b, [r, j]), xm.dtype, dt)
+            om.store(b, [r, j], b.fsub(b.fsub(v, m), lse))
+    return [out]
+
+
+@lower.register(SoftmaxGrad)
+def lower_softmax_grad(ctx, node, ins):
+    """Per row: s = sum(dy * sm) (float64), out = sm * (dy - s)."""
+    b = ctx.b
+    dy, sm = ins
+    dt = node.outputs[0].dtype
+    for d in range(dy.ndim):
+        ctx.check_equal(dy.shape[d], sm.shape[d])
+    out = ctx.alloc(node.outputs[0], sm.shape)
+    dym, smm = _as_rows(dy), _as_rows(sm)
+    om = out if out.ndim == 2 else Array(out.dtype, out.ptr, [1, out.shape[0]], b=b, bounds=out.bounds)
+    rows, n = smm.shape
+    with U.for_range(b, rows, name="row") as r:
+        acc = ctx.local(U.F64, U.const("float64", 0.0))
+        with U.for_range(b, n, name="dot") as j:
+            g = U.cast_value(b, dym.load(b, [r, j]), dy.dtype, "float64")
+            p = U.cast_value(b, smm.load(b, [r, j]), sm.dtype, "float64")
+            b.store(b.fadd(b.load(acc, typ=U.F64), b.fmul(g, p)), acc)
+        s = U.cast_value(b, b.load(acc, typ=U.F64), "float64", dt)
+        with U.for_range(b, n, name="sg") as j:
+            g = U.cast_value(b, dym.load(b, [r, j]), dy.dtype, dt)
+            p = U.cast_value(b, smm.load(b, [r, j]), sm.dtype, dt)
+            om.store(b, [r, j], b.fmul(p, b.fsub(g, s)))
+    return [out]
+
+
+def _check_labels_fit(ctx, z, y):
+    """The checks the unfused graph makes: softmax of an empty last axis (E_VALUE), more labels
+    than rows (E_INDEX: row index len(z) out of range)."""
+    b = ctx.b
+    m, c = z.shape
+    n = y.shape[0]
+    _nonempty_rows(ctx, m, c)
+    static = (n > m) if isinstance(n, int) and isinstance(m, int) else None
+    _fail_unless_static_ok(ctx, static,
+                           lambda: b.icmp_signed(">", U.as_value(b, n), U.as_value(b, m)),
+                           E_INDEX, m, m)
+
+
+def _label(ctx, y, i, c):
+    """y[i] as an i64 in [0, c): numpy's wrap of negatives, E_INDEX (value, c) when out of range."""
+    b = ctx.b
+    v = U.cast_value(b, y.load(b, [i]), y.dtype, "int64")
+    cv = U.as_value(b, c)
+    if U.is_unsigned(y.dtype) and y.dtype != "uint64":
+        bad = b.icmp_signed(">=", v, cv)
+    else:
+        bad = b.or_(b.icmp_signed("<", v, b.neg(cv)), b.icmp_signed(">=", v, cv))
+    ctx.fail_if(bad, E_INDEX, v, cv)
+    return b.select(b.icmp_signed("<", v, U.i64(0)), b.add(v, cv), v)
+
+
+@lower.register(CrossEntropySoftmax)
+def lower_crossentropy_softmax(ctx, node, ins):
+    """Per row i < len(y): m = max(z[i]), s = sum(exp(z[i] - m)), out[i] = m + log(s) - z[i, y[i]]
+    (in float64, then rounded once): per row a sweep for the max, a sweep for the sum of exp and one
+    load for the label's logit; the log-probabilities are never formed."""
+    b = ctx.b
+    z, y = ins
+    dt = node.outputs[0].dtype
+    _check_labels_fit(ctx, z, y)
+    c = z.shape[1]
+    n = y.shape[0]
+    out = ctx.alloc(node.outputs[0], [n])
+    log = U.libm(ctx.module, "log", "float64")
+    with U.for_range(b, n, name="row") as i:
+        k = _label(ctx, y, i, c)
+        m = _row_max(ctx, z, i, c, dt)
+        s = _row_sum_exp(ctx, z, i, c, m, dt)
+        picked = U.cast_value(b, z.load(b, [i, k]), z.dtype, "float64")
+        lse = b.fadd(U.cast_value(b, m, dt, "float64"), b.call(log, [s]))
+        out.store(b, [i], U.cast_value(b, b.fsub(lse, picked), "float64", dt))
+    return [out]
+
+
+@lower.register(CrossEntropySoftmaxGrad)
+def lower_crossentropy_softmax_grad(ctx, node, ins):
+    """Rows i < len(y): out[i, j] = g[i] * ([j == y[i]] - softmax(z[i])[j]); the other rows: 0."""
+    b = ctx.b
+    g, z, y = ins
+    dt = node.outputs[0].dtype
+    t = U.ll_type(dt)
+    _check_labels_fit(ctx, z, y)
+    m_rows, c = z.shape
+    n = y.shape[0]
+    if g.ndim == 1:
+        # the scatter-add it replaces broadcasts one value over every label, else needs len(y)
+        gl = g.shape[0]
+        if isinstance(gl, int) and isinstance(n, int):
+            static = gl not in (1, n)
+        elif isinstance(gl, int) and gl == 1:
+            static = False
+        else:
+            static = None
+        _fail_unless_static_ok(
+            ctx, static,
+            lambda: b.and_(b.icmp_signed("!=", U.as_value(b, gl), U.as_value(b, n)),
+                           b.icmp_signed("!=", U.as_value(b, gl), U.i64(1))),
+            E_SHAPE, gl, n)
+        if isinstance(gl, int):
+            gstride = 0 if gl == 1 else g.strides[0]
+        else:
+            gstride = b.select(b.icmp_signed("==", gl, U.i64(1)), U.i64(0), U.as_value(b, g.strides[0]))
+        gv = Array(g.dtype, g.ptr, [n], [gstride], bounds=g.bounds)
+    out = ctx.alloc(node.outputs[0], z.shape)
+    with U.for_range(b, n, name="row") as i:
+        k = _label(ctx, y, i, c)
+        m = _row_max(ctx, z, i, c, dt)
+        s = _row_sum_exp(ctx, z, i, c, m, dt, store=lambda j, e: out.store(b, [i, j], e))
+        total = U.cast_value(b, s, "float64", dt)
+        gi = ctx.load_scalar(g) if g.ndim == 0 else gv.load(b, [i])
+        gi = U.cast_value(b, gi, g.dtype, dt)
+        one, zero = U.const(dt, 1.0), U.const(dt, 0.0)
+        with U.for_range(b, c, name="gr") as j:
+            p = b.fdiv(out.load(b, [i, j]), total)
+            hot = b.select(b.icmp_signed("==", j, k), one, zero)
+            out.store(b, [i, j], b.fmul(gi, b.fsub(hot, p)))
+    with U.for_range(b, m_rows, start=n, name="zr") as i:
+        with U.for_range(b, c, name="zc") as j:
+            out.store(b, [i, j], ir.Constant(t, 0.0))
     return [out]

@@ -1,4 +1,6 @@
 """symcnn.tensor.nnet: Theano's neural-network ops (softmax, sigmoid, conv2d)."""
 from .basic import Softmax, sigmoid, softmax, softmax_op  # noqa: F401
+from .basic import (CrossEntropySoftmax, CrossEntropySoftmaxGrad, LogSoftmax, SoftmaxGrad,  # noqa: F401
+                    crossentropy_softmax, crossentropy_softmax_grad, log_softmax, logsoftmax, softmax_grad)
 from .conv import conv2d  # noqa: F401
 from . import conv  # noqa: F401  (Theano's older `nnet.conv.conv2d` path)
