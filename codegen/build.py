@@ -124,6 +124,9 @@ def _build_module(fgraph, updates, guard_nan=False):
         fn_lower, _ = lower.lookup(node.op)
         outs = fn_lower(ctx, node, [env[v] for v in node.inputs])
         for var, arr in zip(node.outputs, outs):
+            if len(arr.shape) != var.ndim or arr.dtype != var.dtype:
+                raise AssertionError(f"lowering of {node.op} gave a {len(arr.shape)}-d {arr.dtype} array for "
+                                     f"the {var.ndim}-d {var.dtype} {var}")
             arr.shape = ctx.static_shape(var, arr.shape)
             env[var] = arr
         if guard_nan:
@@ -142,17 +145,19 @@ def _build_module(fgraph, updates, guard_nan=False):
             arr = dst
         results.append(arr)
 
-    # Updates: every new value is computed; check all their shapes before writing any of them
-    # into the shared storage, so a failing call leaves every shared variable unchanged.
+    # Updates: every new value is computed; write those of unchanged shape into the shared
+    # storage. A new value of another shape stays in its buffer: the caller gives the shared
+    # variable a new array (Theano lets an update change a shared variable's shape).
     for inp, outk in updates:
         src, dst = results[outk], env[fgraph.inputs[inp]]
         if src is dst:
             continue  # computed in place
-        for d, (x, y) in enumerate(zip(src.shape, dst.shape)):
-            ctx.check_equal(x, y, E_UPDATE_SHAPE, d, inp)
-    for inp, outk in updates:
-        if results[outk] is not env[fgraph.inputs[inp]]:
-            copy(ctx, results[outk], env[fgraph.inputs[inp]])
+        same = ir.Constant(U.I1, 1)
+        for x, y in zip(src.shape, dst.shape):
+            if not (isinstance(x, int) and isinstance(y, int) and x == y):
+                same = b.and_(same, b.icmp_signed("==", U.as_value(b, x), U.as_value(b, y)))
+        with b.if_then(same):
+            copy(ctx, src, dst)
 
     layout, off = [], 0
     for k, (out, arr) in enumerate(zip(fgraph.outputs, results)):
@@ -181,7 +186,7 @@ def _check_inplace_shapes(ctx, plan, nodes, env):
 
 
 def _constant(module, v, b):
-    data = np.ascontiguousarray(v.data)
+    data = np.asarray(v.data, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
     raw = bytearray(data.tobytes()) or bytearray(b"\0")
     ty = ir.ArrayType(U.I8, len(raw))
     g = ir.GlobalVariable(module, ty, name=f"const{len(module.globals)}")

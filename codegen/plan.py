@@ -96,6 +96,10 @@ class Plan:
             node = out.owner
             if node is None or not isinstance(node.op, Elemwise) or clients.get(out) != [("output", k)]:
                 continue
+            # Only when the node reads the target itself with the result's layout is the new value
+            # sure to have the target's shape (an update may otherwise change it, as in Theano).
+            if target not in node.inputs or target.type.broadcastable != out.type.broadcastable:
+                continue
             # Reading the target through a view (x.T, a slice) while overwriting it would be wrong,
             # and so would returning its old value (outputs are copied out after all nodes ran).
             if any(self.base.get(i) is target and i is not target for i in node.inputs):

@@ -17,6 +17,11 @@ class NativeError(RuntimeError):
     pass
 
 
+# Error codes whose cause the reference implementation reports in the op's own words.
+_EXPLAINED_BY_REFERENCE = {L.E_SHAPE, L.E_INDEX, L.E_RESHAPE, L.E_STATIC, L.E_VALUE, L.E_INDEX_BROADCAST,
+                           L.E_ZERO_STEP}
+
+
 class NativeRunner:
     """The native implementation of one compiled function graph."""
 
@@ -67,15 +72,26 @@ class NativeRunner:
             self._in_dims[off:off + v.ndim] = v.shape
         rc = self._entry(*self._args)
         if rc:
-            self._raise(rc, arrays)
+            self._explain(rc, arrays)
         outs = []
         for k, (off, ndim, dtype) in enumerate(self.spec.output_layout):
-            if k in self._update_out:
-                outs.append(arrays[self._update_out[k]])
-                continue
             shape = tuple(int(d) for d in self._outs[off + 1:off + 1 + ndim])
+            if k in self._update_out:
+                target = arrays[self._update_out[k]]
+                if target.shape == shape:  # written into the shared storage natively
+                    outs.append(target)
+                    continue
             outs.append(_copy_out(int(self._outs[off]), shape, dtype))
         return outs
+
+    def _explain(self, rc, arrays):
+        """Native code found a bad input (before writing any update). The numpy reference
+        of the same graph raises the op's own, more specific message for most such errors,
+        so run it to explain; if it does not fail, report what native code saw."""
+        if int(self._err[0]) in _EXPLAINED_BY_REFERENCE:
+            from symcnn.compile.linker import ReferenceRunner
+            ReferenceRunner(self.fgraph)(arrays)
+        self._raise(rc, arrays)
 
     def _raise(self, rc, arrays=None):
         code, k = int(self._err[0]), int(self._err[1])

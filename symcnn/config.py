@@ -12,7 +12,7 @@ _FLOATS = ("float32", "float64")
 class Config:
     def __init__(self):
         self.floatX = "float32"
-        self.mode = "reference"
+        self.mode = "native"
         self.compiledir = os.path.join(os.path.expanduser("~"), ".cache", "symcnn")
         self.allow_input_downcast = False
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)

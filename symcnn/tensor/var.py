@@ -106,7 +106,9 @@ def constant(value, name=None, dtype=None, ndim=None):
     Python floats take floatX (Theano's autocast), so `x * 0.1` keeps x's dtype."""
     from ..config import config
     if dtype is None:
-        if isinstance(value, (bool, np.bool_)):
+        if isinstance(value, np.generic):
+            dtype = str(value.dtype)  # numpy scalars keep their dtype (np.float64 is also a float)
+        elif isinstance(value, (bool, np.bool_)):
             dtype = "bool"
         elif isinstance(value, int):
             dtype = next(d for d in ("int8", "int16", "int32", "int64") if np.iinfo(d).min <= value <= np.iinfo(d).max)
