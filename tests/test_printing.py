@@ -56,9 +56,11 @@ def test_debugprint_shared_subgraph_printed_once():
 
 def test_debugprint_function_and_file_and_list():
     x, W, y = _graph()
-    f = theano.function([x], [y, y.sum()])
+    f = theano.function([x], [y, y.sum()], mode="reference")
     text = debugprint(f, file="str")
     assert "tanh [id" in text and "Sum{axis=(0, 1)" in text and "Dot" in text
+    fused = debugprint(theano.function([x], [y, y.sum()]), file="str")  # native: rewritten, fused nodes
+    assert "FusedDot{epilogue=composite{" in fused and "tanh" in fused
     assert text.count("\n") >= 5
     buf = io.StringIO()
     assert debugprint(f, file=buf) is f

@@ -130,7 +130,7 @@ def test_out_of_range_label_raises_index_error_before_any_access():
         with pytest.raises(IndexError) as info:
             train(1)  # rows 20..39 hold the label N_OUT
         msg = str(info.value)
-        assert f"index {N_OUT} is out of bounds for a dimension of length {N_OUT}" in msg, msg
+        assert f"index {N_OUT} is out of bounds for" in msg and str(N_OUT) in msg, msg
         assert "out-of-bounds load" not in msg and "out-of-bounds" not in msg.split("index")[0]
         for p, old in zip(params, before):
             _same(p.get_value(), old)

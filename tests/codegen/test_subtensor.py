@@ -1,4 +1,5 @@
 """Native Subtensor / IncSubtensor / AdvancedSubtensor / AdvancedIncSubtensor vs the reference."""
+import re
 import numpy as np
 import pytest
 
@@ -100,7 +101,7 @@ def test_int_index_out_of_bounds_raises_index_error(bad):
         f(np.ones((7, 3), "float32"), bad)
     msg = str(info.value)
     assert _user_line_first(msg), msg
-    assert f"index {bad}" in msg and "length 7" in msg
+    assert f"index {bad}" in msg and re.search(r"(length|size) 7", msg), msg
     with pytest.raises(IndexError):
         symcnn.function([x, i], y, mode="reference")(np.ones((7, 3), "float32"), bad)
 
@@ -109,7 +110,7 @@ def test_int_index_on_second_axis_out_of_bounds():
     x = T.matrix("x")
     j = T.lscalar("j")
     f = symcnn.function([x, j], x[:, j], mode="native")
-    with pytest.raises(IndexError, match="index -6 is out of bounds for a dimension of length 5"):
+    with pytest.raises(IndexError, match=r"index -6 is out of bounds for .*(length|size) 5"):
         f(np.ones((3, 5), "float32"), -6)
     np.testing.assert_array_equal(f(np.arange(15, dtype="float32").reshape(3, 5), -5), [0, 5, 10])
 
@@ -267,9 +268,9 @@ def test_advanced_index_out_of_bounds(bad):
         f(np.ones((7, 3), "float32"), np.array([0, bad, 1]))
     msg = str(info.value)
     assert _user_line_first(msg), msg
-    assert f"index {bad}" in msg and "length 7" in msg
+    assert f"index {bad}" in msg and re.search(r"(length|size) 7", msg), msg
     g = symcnn.function([x, v], T.inc_subtensor(x[:, v], 1.0), mode="native")
-    with pytest.raises(IndexError, match="length 3"):
+    with pytest.raises(IndexError, match=r"(length|size) 3"):
         g(np.ones((7, 3), "float32"), np.array([bad]))
 
 

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_defaults():
     assert theano.config.floatX == "float32"
-    assert theano.config.mode == "reference"
+    assert theano.config.mode == "native"
     assert theano.config.allow_input_downcast is False
 
 

@@ -94,7 +94,7 @@ def test_call_returns_single_output_or_list():
 
 def test_user_op_runs_and_differentiates():
     x = T.dvector("x")
-    f = theano.function([x], Scale(3.0)(x))
+    f = theano.function([x], Scale(3.0)(x), mode="reference")  # a user op with only a numpy perform
     np.testing.assert_allclose(f(np.array([1.0, 2.0])), [3.0, 6.0])
     check_grad(lambda v: Scale(3.0)(v), [(4,)])
     got = assert_op_contract(lambda v: Scale(2.0)(v), [np.arange(5.0)])
@@ -135,9 +135,24 @@ def test_default_methods_raise_not_implemented():
     y = Bare()(x)
     with pytest.raises(NotImplementedError, match="no gradient"):
         theano.grad(y.sum(), x)
-    f = theano.function([x], y)
+    f = theano.function([x], y, mode="reference")
     with pytest.raises(NotImplementedError, match="no reference implementation"):
         f(np.zeros(2))
     with pytest.raises(NotImplementedError):
         Op().make_node(x)
     assert Bare().connection_pattern(y.owner) == [[True]]
+
+
+def test_native_mode_names_an_op_without_a_lowering():
+    class PythonOnly(Op):
+        def make_node(self, x):
+            x = T.as_tensor_variable(x)
+            return Apply(self, [x], [x.type()])
+
+        def perform(self, node, inputs, out):
+            out[0][0] = inputs[0] + 1
+
+    x = T.dvector("x")
+    with pytest.raises(NotImplementedError, match="no native lowering for PythonOnly; use mode='reference'"):
+        theano.function([x], PythonOnly()(x), mode="native")
+    np.testing.assert_array_equal(theano.function([x], PythonOnly()(x), mode="reference")(np.zeros(2)), [1, 1])
