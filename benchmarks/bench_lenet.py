@@ -2,8 +2,10 @@
 
 Prints: cold compile time of train+validate+test (empty cache), warm compile time
 (cache hit), median train-step and validate-step milliseconds at batch 500 with
-20/50 kernels in native and reference modes, and, if PyTorch is installed, the same
-model's eager train/validate steps measured in the same run, with ratios.
+20/50 kernels in native and reference modes; for the train function, native kernels
+per call and bytes of intermediate buffers with and without the fusion rewrites, and
+the cost of mode='nanguard'; and, if PyTorch is installed, the same model's eager
+train/validate steps measured in the same run, with ratios.
 
     python benchmarks/bench_lenet.py [--runs 30] [--batch-size 500] [--no-reference]
 """
@@ -19,7 +21,12 @@ import numpy as np
 
 import symcnn as theano
 import symcnn.tensor as T
+from symcnn.compile.mode import Mode
 from symcnn.layers import HiddenLayer, LeNetConvPoolLayer, LogisticRegression
+from symcnn.rewrite import registered
+
+# The fusion rewrites, excluded by name for the unfused comparison.
+FUSION = [r.name for r in registered("fuse")] + ["fuse_conv_pool_tanh"]
 
 
 def build(batch_size, nkerns, data_x, data_y, mode):
@@ -126,6 +133,18 @@ def main(argv=None):
         native_val = median_ms(validate, n_batches, args.runs)
         rows.append(("native train step (median)", f"{native_train:.1f} ms"))
         rows.append(("native validate step (median)", f"{native_val:.1f} ms"))
+        unfused = build(bs, nk, data_x, data_y, Mode("native", excluding=FUSION))[0]
+        unfused_train = median_ms(unfused, n_batches, args.runs)
+        for label, fn in (("fused", train), ("unfused", unfused)):
+            mem = fn.memory_report()
+            rows.append((f"train function, {label}: native kernels per call", str(len(fn.kernels))))
+            rows.append((f"train function, {label}: intermediate buffers", f"{mem['buffers']}, "
+                         f"{mem['bytes'] / 2**20:.1f} MiB"))
+        rows.append(("native train step without fusion rewrites (median)", f"{unfused_train:.1f} ms"))
+        guarded = build(bs, nk, data_x, data_y, "nanguard")[0]
+        guarded_train = median_ms(guarded, n_batches, args.runs)
+        rows.append(("nanguard train step (median; without fusion, as that mode runs)",
+                     f"{guarded_train:.1f} ms ({guarded_train / native_train:.2f}x native)"))
     if not args.no_reference:
         rtrain, rval, _, _, _ = build(bs, nk, data_x, data_y, "reference")
         ref_train = median_ms(rtrain, n_batches, args.reference_runs, warmup=1)
