@@ -6,6 +6,7 @@ import numpy as np
 from ..graph.basic import Constant
 from ..tensor.basic import Reshape, Flatten, cast
 from ..tensor.elemwise import DimShuffle, Elemwise
+from ..tensor.math import Sum
 from ..tensor.var import TensorConstant
 from .core import graph_rewrite, node_rewrite
 
@@ -158,3 +159,14 @@ def useless_reshape(fgraph, node):
     if inner is not None and isinstance(inner.op, (Reshape, Flatten)) and isinstance(node.op, Reshape):
         return [node.op(inner.inputs[0], node.inputs[1])]
     return None
+
+
+@node_rewrite("canonicalize", [Sum])
+def useless_sum(fgraph, node):
+    """A sum over dimensions of length 1 only (the gradient's sums over broadcast bias
+    dimensions) -> the input without those dimensions."""
+    x, out = node.inputs[0], node.outputs[0]
+    if not all(x.type.shape[a] == 1 for a in node.op.axis) or x.dtype != out.dtype:
+        return None
+    kept = [d for d in range(x.ndim) if d not in node.op.axis]
+    return [DimShuffle(x.ndim, kept)(x)]
