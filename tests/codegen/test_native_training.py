@@ -7,7 +7,7 @@ import symcnn.tensor as T
 from symcnn.datasets import load_data
 from symcnn.layers import build_lenet5
 
-BATCH, STEPS = 100, 12
+BATCH, STEPS = 100, 8
 
 
 def _train(mode, datasets):
@@ -25,7 +25,7 @@ def _train(mode, datasets):
     train = symcnn.function([index], cost, updates=updates, givens=batch(train_x, train_y), mode=mode)
     validate = symcnn.function([index], model.errors(y), givens=batch(valid_x, valid_y), mode=mode)
     costs = [float(train(i % 20)) for i in range(STEPS)]
-    error = np.mean([validate(i) for i in range(10)])
+    error = np.mean([validate(i) for i in range(5)])
     return costs, error, [p.get_value() for p in model.params], train
 
 
@@ -36,7 +36,7 @@ def test_native_training_matches_reference():
     np.testing.assert_allclose(costs_n, costs_r, rtol=1e-3)
     assert costs_n[-1] < costs_n[0]  # it learns
     assert abs(err_n - err_r) <= 0.01, (err_n, err_r)
-    assert err_n < 0.85  # well below chance (0.9) after a dozen steps
+    assert err_n < 0.85  # below chance (0.9) after a few steps
     for pn, pr in zip(params_n, params_r):
         np.testing.assert_allclose(pn, pr, rtol=1e-2, atol=1e-4)
     # and natively it ran as fused kernels, writing the SGD updates in place
