@@ -7,7 +7,9 @@ unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); the
     grad inputs:   dcols[p, n]    = sum_k W[k, p] * top[b][k, n];  dx[b] += col2im(dcols)
     grad weights:  dWT[p, k]     += sum_n cols[p, n] * top[b][k, n]  (dW = dWT transposed)
 
-The GEMM micro-kernel keeps MR x NV vector accumulators in registers and loops
+The GEMMs go through the packed, cache-blocked GEMM of gemm.py (PACKED_GEMM); the older
+unpacked kernel below remains for other dtypes and as a fallback:
+its micro-kernel keeps MR x NV vector accumulators in registers and loops
 over the contraction dimension, loading NV vectors of the B panel and
 broadcasting MR scalars of A per step (explicit LLVM vector IR, 64-byte vectors
 with AVX-512, else 32). Column panels narrower than a vector use one masked
@@ -27,6 +29,7 @@ from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
+from . import gemm
 
 MR = 4          # rows of the register block
 NV = 2          # vectors per row of the register block
@@ -208,8 +211,15 @@ def gemm_function(module, dtype):
     return fn
 
 
+PACKED_GEMM = True   # the packed, cache-blocked GEMM of gemm.py (else the unpacked one below)
+
+
 def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
     """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B)."""
+    if PACKED_GEMM and dtype in ("float32", "float64"):
+        gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
+                       gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate)
+        return
     if not SHARED_GEMM:
         return _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate)
     b = ctx.b

@@ -8,6 +8,10 @@ from symcnn.tensor.math import Dot
 from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
 from .elemwise import broadcast_view, emit_scalar
+from .gemm import emit_gemm
+
+
+PACKED_GEMM = True   # float matrix-matrix products through gemm.py (else the i-p-j loop nest below)
 
 
 def as_matrix(a, row):
@@ -74,6 +78,8 @@ def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, ex
     product's number of dimensions, broadcast to its shape."""
     b = ctx.b
     m, k, n = a.shape[0], a.shape[1], c.shape[1]
+    if PACKED_GEMM and acc_dtype in ("float32", "float64") and x_ndim == 2 and y_ndim == 2:
+        return _emit_gemm_matmul(ctx, out_var, a, c, acc_dtype, epilogue, extras)
     if isinstance(c, Prologue):  # pack B once, so its prologue runs once per element
         packed = ctx.scratch(c.dtype, [k, n])
         with U.loop_nest(b, [k, n], name="pk") as idx:
@@ -113,6 +119,30 @@ def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, ex
             with U.for_range(b, n, name="je") as j:
                 vals = [acc.load(b, [r, j])] + [v.load(b, [i, j]) for v in views]
                 o.store(b, [i, j], emit_scalar(ctx, epilogue, vals, dtypes, out.dtype))
+    return out
+
+
+def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras):
+    """Matrix-matrix products in float32/float64: the packed GEMM of gemm.py (prologues applied as
+    A and B are packed), then the epilogue over the finished product."""
+    b = ctx.b
+    m, k, n = a.shape[0], a.shape[1], c.shape[1]
+    out = ctx.alloc(out_var, [m, n])
+    m, n = out.shape
+    o = Array(out.dtype, out.ptr, [m, n], b=b)
+    views = []
+    for arr, var in extras:
+        for d in range(2):
+            if var.type.shape[d] != 1:
+                ctx.check_equal(out.shape[d], arr.shape[d], E_SHAPE)
+        views.append(broadcast_view(arr, var, out.shape))
+    acc = o if (epilogue is None or out.dtype == dt) else ctx.scratch(dt, [m, n])
+    emit_gemm(ctx, dt, m, n, k, a, c, acc.ptr, n)
+    if epilogue is not None:
+        dtypes = [dt] + [var.dtype for _, var in extras]
+        with U.loop_nest(b, [m, n], name="ep") as (i, j):
+            vals = [acc.load(b, [i, j])] + [v.load(b, [i, j]) for v in views]
+            o.store(b, [i, j], emit_scalar(ctx, epilogue, vals, dtypes, out.dtype))
     return out
 
 

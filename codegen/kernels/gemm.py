@@ -1,0 +1,418 @@
+"""A packed, cache-blocked, register-blocked float32/float64 GEMM (BLIS/Goto style):
+
+    C[M, N] (+)= A[M, K] @ B[K, N]
+
+A and B are "loaders": anything with .dtype, and .load(builder, [row, col]) -> scalar (an
+Array with any strides, a FusedDot Prologue, or `Strided` below), so operands are packed from
+arbitrary strides with their dtype conversion (and a FusedDot prologue) applied once per packed
+element. C has unit column stride and a row stride `c_rs`.
+
+Blocking (loop order jc -> pc -> ic -> jr -> ir):
+  jc: NC columns of B/C        pc: KC-deep slices of K (pack B[pc:pc+kc, jc:jc+nc] into panels)
+  ic: MC rows of A/C (pack A[ic:ic+mc, pc:pc+kc] into MR-row micro-panels)
+  jr/ir: the micro-kernel on an MR x NR tile (NR = NV vectors) with MR*NV vector accumulators
+         kept in registers, one FMA per (row, vector) per k step.
+Packed A micro-panel: [kc][MR] (rows past M are zero). Packed B panel: [kc][NR]; the last,
+partial panel of a block is only ceil(rem / L) vectors wide ([kc][w], zero-padded columns),
+and it runs a micro-kernel variant with that many vectors whose last vector is stored with
+llvm.masked.store -- no scalar loops. Rows past M in the last row panel are computed on the
+zero padding and not stored. The packing loops are emitted inline (their loaders are
+graph-specific); the micro-kernels and the macro-kernel (jr/ir loops) are internal functions
+shared per module and dtype. The micro-kernel adds the old C (accumulate, or a later k slice)
+with a masked load whose mask is false when it must overwrite, so it needs no branches.
+"""
+import os
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from .. import irutil as U
+
+_VEC_BYTES = []
+
+
+def vec_bytes():
+    """Width of the vector registers to target (64 with AVX-512, else 32)."""
+    if not _VEC_BYTES:
+        try:
+            llvm.initialize_native_target()
+            feats = llvm.get_host_cpu_features()
+            _VEC_BYTES.append(64 if feats.get("avx512f", False) else 32)
+        except Exception:  # pragma: no cover
+            _VEC_BYTES.append(32)
+    return _VEC_BYTES[0]
+
+
+def params(dtype):
+    """(L lanes, MR rows, NV vectors, KC, MC, NC) for a dtype on this host."""
+    size = U.itemsize(dtype)
+    L = max(1, vec_bytes() // size)
+    NV = 4 if vec_bytes() == 64 else 2
+    MR = 6
+    KC = 256
+    MC = 120
+    NC = (4096 // size) // (NV * L) * (NV * L)   # 1024 float32 / 512 float64 columns
+    if _TUNE:  # SYMCNN_GEMM_BLOCKS="KC,MC,NC" (float32 sizes; float64 halves NC), for tuning runs
+        KC, MC, NC = _TUNE
+        MC = max(MR, MC // MR * MR)
+        NC = (NC * 4 // size) // (NV * L) * (NV * L)
+    return L, MR, NV, KC, MC, max(NC, NV * L)
+
+
+_TUNE = tuple(int(x) for x in os.environ["SYMCNN_GEMM_BLOCKS"].split(",")) if os.environ.get("SYMCNN_GEMM_BLOCKS") else None
+
+
+class Strided:
+    """A matrix in memory as a loader: element pointer, row and column strides (elements)."""
+
+    def __init__(self, dtype, ptr, rs, cs=1):
+        self.dtype, self.ptr, self.rs, self.cs = str(dtype), ptr, rs, cs
+
+    def load(self, b, idx):
+        i, j = idx
+        off = U.add(b, U.mul(b, i, self.rs), U.mul(b, j, self.cs))
+        et = U.ll_type(self.dtype)
+        return b.load(_gep(b, self.ptr, off, et), typ=et)
+
+
+def _gep(b, ptr, off, etype):
+    if isinstance(off, int) and off == 0:
+        return ptr
+    return b.gep(ptr, [U.as_value(b, off)], source_etype=etype)
+
+
+def _ceildiv(b, x, d):
+    if isinstance(x, int):
+        return -(-x // d)
+    return b.udiv(b.add(U.as_value(b, x), U.i64(d - 1)), U.i64(d))
+
+
+def _splat(b, v, vt):
+    n = vt.count
+    undef = ir.Constant(vt, ir.Undefined)
+    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
+    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, n), [0] * n))
+
+
+def _sfx(dtype):
+    return "f32" if dtype == "float32" else "f64"
+
+
+# -- shared functions ---------------------------------------------------------------------------
+
+def _microkernel(module, dtype, nv):
+    """void ukr(kc, Ap, Bp, C, c_rs, i1 acc, mrows, ncols):
+    C[:mrows, :ncols] (+)= Ap^T @ Bp with Ap [kc][MR], Bp [kc][nv*L] packed (ncols > (nv-1)*L)."""
+    L, MR, NV, KC, MC, NC = params(dtype)
+    name = f"symcnn_gemm_ukr_{dtype}_{MR}x{nv}x{L}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64, P = U.I64, U.PTR
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, P, P, P, I64, U.I1, I64, I64]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    kc, ap, bp, c, crs, acc, mrows, ncols = fn.args
+    for arg in (ap, bp, c):
+        arg.add_attribute("noalias")
+    et = U.ll_type(dtype)
+    size = U.itemsize(dtype)
+    vt = ir.VectorType(et, L)
+    mt = ir.VectorType(U.I1, L)
+    fma = U.declare(module, f"llvm.fma.v{L}{_sfx(dtype)}", vt, [vt, vt, vt])
+    mload = U.declare(module, f"llvm.masked.load.v{L}{_sfx(dtype)}.p0", vt, [P, U.I32, mt, vt])
+    mstore = U.declare(module, f"llvm.masked.store.v{L}{_sfx(dtype)}.p0", ir.VoidType(), [vt, P, U.I32, mt])
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    W = nv * L
+    # prefetch the C tile (it is read/written only after the k loop; a large C is not in cache)
+    prefetch = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [P, U.I32, U.I32, U.I32])
+    for i in range(MR):
+        crow = _gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
+        for j in range(nv):
+            b.call(prefetch, [_gep(b, crow, j * L, et), ir.Constant(U.I32, 1), ir.Constant(U.I32, 3),
+                              ir.Constant(U.I32, 1)])
+    # the k loop with the accumulators as phis
+    head = b.append_basic_block("k.head")
+    body = b.append_basic_block("k.body")
+    done = b.append_basic_block("k.end")
+    b.branch(head)
+    b.position_at_end(head)
+    q = b.phi(I64, name="q")
+    q.add_incoming(U.i64(0), entry)
+    accs = [[b.phi(vt, name=f"c{i}_{j}") for j in range(nv)] for i in range(MR)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", q, kc), body, done)
+    b.position_at_end(body)
+    brow = b.gep(bp, [b.mul(q, U.i64(W))], source_etype=et)
+    bv = [b.load(_gep(b, brow, j * L, et), typ=vt, align=64) for j in range(nv)]
+    arow = b.gep(ap, [b.mul(q, U.i64(MR))], source_etype=et)
+    new = []
+    for i in range(MR):
+        a = _splat(b, b.load(_gep(b, arow, i, et), typ=et), vt)
+        new.append([b.call(fma, [a, bv[j], accs[i][j]]) for j in range(nv)])
+    nxt = b.add(q, U.i64(1))
+    for i in range(MR):
+        for j in range(nv):
+            accs[i][j].add_incoming(new[i][j], body)
+    q.add_incoming(nxt, body)
+    b.branch(head)
+    b.position_at_end(done)
+    # store: the last vector masked to the columns that exist; old C added where acc
+    lanes = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+    last = b.icmp_signed("<", lanes, _splat(b, b.sub(ncols, U.i64((nv - 1) * L)), ir.VectorType(U.I64, L)))
+    accm = _splat(b, acc, mt)
+    full = ir.Constant(mt, [ir.Constant(U.I1, 1)] * L)
+    masks = [full] * (nv - 1) + [last]
+    align = ir.Constant(U.I32, size)
+    for i in range(MR):
+        def store_row(i=i):
+            crow = _gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
+            for j in range(nv):
+                ptr = _gep(b, crow, j * L, et)
+                old = b.call(mload, [ptr, align, b.and_(masks[j], accm), zero])
+                v = b.fadd(accs[i][j], old)
+                if j < nv - 1:
+                    b.store(v, ptr, align=size)
+                else:
+                    b.call(mstore, [v, ptr, align, masks[j]])
+        if i == 0:
+            store_row()
+        else:
+            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
+                store_row()
+    b.ret_void()
+    return fn
+
+
+def _macrokernel(module, dtype):
+    """void macro(mc, nc, kc, Ap, Bp, C, c_rs, i1 acc): all micro-tiles of one packed block."""
+    L, MR, NV, KC, MC, NC = params(dtype)
+    name = f"symcnn_gemm_macro_{dtype}_{MR}x{NV}x{L}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64, P = U.I64, U.PTR
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, P, P, P, I64, U.I1]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    mc, nc, kc, ap, bp, c, crs, acc = fn.args
+    et = U.ll_type(dtype)
+    NR = NV * L
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    npan = _ceildiv(b, mc, MR)
+
+    def row_panels(ukr, bpanel, c0, ncols):
+        with U.for_range(b, npan, name="ir") as ip:
+            r0 = b.mul(ip, U.i64(MR))
+            rows = U.smin(b, b.sub(mc, r0), MR)
+            a = b.gep(ap, [b.mul(r0, kc)], source_etype=et)
+            cc = b.gep(c0, [b.mul(r0, crs)], source_etype=et)
+            b.call(ukr, [kc, a, bpanel, cc, crs, acc, rows, ncols])
+
+    nfull = b.udiv(nc, U.i64(NR))
+    full = _microkernel(module, dtype, NV)
+    with U.for_range(b, nfull, name="jr") as jp:
+        col = b.mul(jp, U.i64(NR))
+        row_panels(full, b.gep(bp, [b.mul(col, kc)], source_etype=et),
+                   b.gep(c, [col], source_etype=et), U.i64(NR))
+    col = b.mul(nfull, U.i64(NR))
+    rem = b.sub(nc, col)
+    bpanel = b.gep(bp, [b.mul(col, kc)], source_etype=et)
+    c0 = b.gep(c, [col], source_etype=et)
+    nv_e = _ceildiv(b, rem, L)
+    for nv in range(1, NV + 1):
+        with b.if_then(b.icmp_signed("==", nv_e, U.i64(nv))):
+            row_panels(_microkernel(module, dtype, nv), bpanel, c0, rem)
+    b.ret_void()
+    return fn
+
+
+# -- the inline driver ---------------------------------------------------------------------------
+
+def _pack_b(ctx, dtype, B, N, pc, kc, jc, nc, bp):
+    """bp <- B[pc:pc+kc, jc:jc+nc] as NR-column panels [kc][NR], then one [kc][w] partial panel."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = params(dtype)
+    NR = NV * L
+    et = U.ll_type(dtype)
+    nfull = b.udiv(U.as_value(b, nc), U.i64(NR))
+    with U.for_range(b, nfull, name="pbj") as jp:
+        col0 = b.add(U.as_value(b, jc), b.mul(jp, U.i64(NR)))
+        panel = b.gep(bp, [b.mul(b.mul(jp, U.i64(NR)), kc)], source_etype=et)
+        with U.for_range(b, kc, name="pbp") as p:
+            row = b.add(U.as_value(b, pc), p)
+            dst = b.gep(panel, [b.mul(p, U.i64(NR))], source_etype=et)
+            with U.for_range(b, NR, name="pbc") as j:
+                v = U.cast_value(b, B.load(b, [row, b.add(col0, j)]), B.dtype, dtype)
+                b.store(v, b.gep(dst, [j], source_etype=et))
+    done = b.mul(nfull, U.i64(NR))
+    rem = b.sub(U.as_value(b, nc), done)
+    with b.if_then(b.icmp_signed(">", rem, U.i64(0))):
+        w = b.mul(_ceildiv(b, rem, L), U.i64(L))
+        col0 = b.add(U.as_value(b, jc), done)
+        last = b.sub(U.as_value(b, N), U.i64(1))
+        panel = b.gep(bp, [b.mul(done, kc)], source_etype=et)
+        zero = U.const(dtype, 0)
+        with U.for_range(b, kc, name="pep") as p:
+            row = b.add(U.as_value(b, pc), p)
+            dst = b.gep(panel, [b.mul(p, w)], source_etype=et)
+            with U.for_range(b, w, name="pec") as j:
+                col = b.add(col0, j)
+                v = U.cast_value(b, B.load(b, [row, U.smin(b, col, last)]), B.dtype, dtype)
+                b.store(b.select(b.icmp_signed("<", j, rem), v, zero), b.gep(dst, [j], source_etype=et))
+
+
+def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
+    """ap <- A[ic:ic+mc, pc:pc+kc] as MR-row micro-panels [kc][MR] (rows past M are zero)."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = params(dtype)
+    et = U.ll_type(dtype)
+    npan = _ceildiv(b, U.as_value(b, mc), MR)
+    last = b.sub(U.as_value(b, M), U.i64(1))
+    zero = U.const(dtype, 0)
+    with U.for_range(b, npan, name="pai") as ip:
+        r0 = b.add(U.as_value(b, ic), b.mul(ip, U.i64(MR)))
+        rows = [b.add(r0, U.i64(i)) for i in range(MR)]
+        valid = [b.icmp_signed("<=", r, last) for r in rows]
+        clamped = [U.smin(b, r, last) for r in rows]
+        panel = b.gep(ap, [b.mul(b.mul(ip, U.i64(MR)), kc)], source_etype=et)
+        with U.for_range(b, kc, name="pap") as p:
+            col = b.add(U.as_value(b, pc), p)
+            dst = b.gep(panel, [b.mul(p, U.i64(MR))], source_etype=et)
+            for i in range(MR):
+                v = U.cast_value(b, A.load(b, [clamped[i], col]), A.dtype, dtype)
+                b.store(b.select(valid[i], v, zero), _gep(b, dst, i, et))
+
+
+SHARED_DRIVER = True   # plain strided operands: one out-of-line driver per module (compile time)
+
+
+class _FnCtx:
+    """What the packing/driver code uses of a lowering Context, inside a helper function."""
+
+    def __init__(self, module, builder):
+        self.module, self.b = module, builder
+
+
+def _strided_of(x, dtype):
+    """A Strided view of a loader that is plain memory of `dtype` (else None)."""
+    from ..lower import Array, _checker
+    if isinstance(x, Strided):
+        return x if x.dtype == dtype else None
+    if isinstance(x, Array) and x.dtype == dtype and x.ndim == 2 and _checker() is None:
+        return Strided(dtype, x.ptr, x.strides[0], x.strides[1])
+    return None
+
+
+def _pack_function(module, dtype, which):
+    """void pack(X, rs, cs, dim, r0, rn, c0, cn, dst): _pack_a (which='a': dim = M, rows ic/mc, cols
+    pc/kc) or _pack_b (which='b': dim = N, rows pc/kc, cols jc/nc) of a strided matrix; unit
+    column stride gets its own loop (contiguous loads the vectorizer can use)."""
+    name = f"symcnn_gemm_pack{which}_{dtype}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64, P = U.I64, U.PTR
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P] + [I64] * 7 + [P]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    x, rs, cs, dim, r0, rn, c0, cn, dst = fn.args
+    for arg in (x, dst):
+        arg.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fctx = _FnCtx(module, b)
+    with b.if_else(b.icmp_signed("==", cs, U.i64(1))) as (unit, other):
+        for strided in (Strided(dtype, x, rs, 1), Strided(dtype, x, rs, cs)):
+            with (unit if strided.cs == 1 else other):
+                if which == "a":
+                    _pack_a(fctx, dtype, strided, dim, r0, rn, c0, cn, dst)
+                else:
+                    _pack_b(fctx, dtype, strided, dim, r0, rn, c0, cn, dst)
+    b.ret_void()
+    return fn
+
+
+def _packer(ctx, dtype, which, X):
+    """fn(ctx, dtype, loader, dim, r0, rn, c0, cn, dst): the shared pack function for plain
+    strided memory, else the inline packing loops (prologues, other dtypes, bounds checks)."""
+    sx = _strided_of(X, dtype)
+    if sx is None:
+        return X, (_pack_a if which == "a" else _pack_b)
+    fn = _pack_function(ctx.module, dtype, which)
+
+    def call(ctx, dtype, loader, dim, r0, rn, c0, cn, dst):
+        b = ctx.b
+        args = [loader.ptr, loader.rs, loader.cs, dim, r0, rn, c0, cn]
+        b.call(fn, [U.as_value(b, v) for v in args] + [dst])
+    return sx, call
+
+
+def _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pack_a=_pack_a, pack_b=_pack_b):
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = params(dtype)
+    et = U.ll_type(dtype)
+    macro = _macrokernel(ctx.module, dtype)
+    Mv, Nv, Kv = (U.as_value(b, x) for x in (M, N, K))
+    crs = U.as_value(b, c_rs)
+    with U.for_range(b, Nv, step=NC, name="jc") as jc:
+        nc = U.smin(b, b.sub(Nv, jc), NC)
+        with U.for_range(b, U.smax(b, Kv, U.i64(1)), step=KC, name="pc") as pc:
+            kc = U.smin(b, b.sub(Kv, pc), KC)
+            pack_b(ctx, dtype, B, Nv, pc, kc, jc, nc, bp)
+            acc = b.or_(acc0, b.icmp_signed(">", pc, U.i64(0)))
+            with U.for_range(b, Mv, step=MC, name="ic") as ic:
+                mc = U.smin(b, b.sub(Mv, ic), MC)
+                pack_a(ctx, dtype, A, Mv, ic, mc, pc, kc, ap)
+                cblk = b.gep(c_ptr, [b.add(b.mul(ic, crs), jc)], source_etype=et)
+                b.call(macro, [mc, nc, kc, ap, bp, cblk, crs, acc])
+
+
+def _driver_function(module, dtype):
+    """void gemm(M, N, K, A, ars, acs, B, brs, bcs, C, crs, i1 acc, Ap, Bp): strided operands."""
+    name = f"symcnn_gemm_{dtype}_packed"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64, P = U.I64, U.PTR
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] * 3 + [P, I64, I64, P, I64, I64, P, I64, U.I1, P, P]),
+                     name=name)
+    fn.linkage = "internal"
+    M, N, K, a, ars, acs, bm, brs, bcs, c, crs, acc, ap, bp = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fctx = _FnCtx(module, b)
+    A, B = Strided(dtype, a, ars, acs), Strided(dtype, bm, brs, bcs)
+    _, pa = _packer(fctx, dtype, "a", A)
+    _, pb = _packer(fctx, dtype, "b", B)
+    _driver(fctx, dtype, M, N, K, A, B, c, crs, acc, ap, bp, pa, pb)
+    b.ret_void()
+    return fn
+
+
+def emit_gemm(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, accumulate=False):
+    """C[M, N] (+)= A[M, K] @ B[K, N] computed in `dtype` (float32/float64); A, B loaders,
+    C at c_ptr with row stride c_rs and unit column stride (not aliasing A or B).
+    accumulate: Python bool or an i1 value.
+    Plain strided operands of `dtype` call one shared function per module and dtype; others
+    (FusedDot prologues, dtype conversions) get inline packing loops around the shared kernels."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = params(dtype)
+    # packing buffers sized for this product (64-byte aligned scratch)
+    kc_max = U.smax(b, U.smin(b, K, KC), 1)
+    mc_max = U.mul(b, _ceildiv(b, U.smin(b, M, MC), MR), MR)
+    nc_max = U.mul(b, _ceildiv(b, U.smin(b, N, NC), L), L)
+    ap = ctx.scratch(dtype, [U.smax(b, U.mul(b, mc_max, kc_max), 1)]).ptr
+    bp = ctx.scratch(dtype, [U.smax(b, U.mul(b, nc_max, kc_max), 1)]).ptr
+    acc0 = accumulate if isinstance(accumulate, ir.Value) else ir.Constant(U.I1, int(bool(accumulate)))
+    sa, sb = _strided_of(A, dtype), _strided_of(B, dtype)
+    if SHARED_DRIVER and sa is not None and sb is not None:
+        fn = _driver_function(ctx.module, dtype)
+        args = [M, N, K, sa.ptr, sa.rs, sa.cs, sb.ptr, sb.rs, sb.cs, c_ptr, c_rs]
+        b.call(fn, [U.as_value(b, v) for v in args] + [acc0, ap, bp])
+        return
+    A, pa = _packer(ctx, dtype, "a", A)
+    B, pb = _packer(ctx, dtype, "b", B)
+    _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pa, pb)

@@ -1,0 +1,161 @@
+"""The packed GEMM emitter (codegen/kernels/gemm.py) against numpy, called directly through a
+small JIT harness (run-time shapes, strides, accumulate flag), and through Dot / FusedDot graphs."""
+import ctypes
+import itertools
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+from llvmlite import ir
+
+import symcnn
+import symcnn.tensor as T
+from codegen import irutil as U
+from codegen import jit
+from codegen.kernels import gemm
+from codegen.lower import Array
+
+SIZES = [1, 7, 16, 17, 31, 33, 50, 65, 129]
+
+
+class _Ctx:
+    """Just what emit_gemm uses of a lowering Context; scratch buffers come from arguments."""
+
+    def __init__(self, module, builder, bufs):
+        self.module, self.b, self.bufs = module, builder, list(bufs)
+
+    def scratch(self, dtype, shape):
+        return Array(dtype, self.bufs.pop(0), shape, b=self.b)
+
+
+_FNS = {}
+
+
+def _compiled(dtype):
+    """void f(A, B, C, Ap, Bp, M, N, K, a_rs, a_cs, b_rs, b_cs, c_rs, acc)"""
+    if dtype in _FNS:
+        return _FNS[dtype]
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    mod = ir.Module(name=f"gemm_test_{dtype}")
+    mod.triple = llvm.get_process_triple()
+    P, I64 = U.PTR, U.I64
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [P] * 5 + [I64] * 8 + [U.I1]), name="f")
+    a, bm, c, ap, bp, M, N, K, ars, acs, brs, bcs, crs, acc = fn.args
+    b = ir.IRBuilder(fn.append_basic_block())
+    ctx = _Ctx(mod, b, [ap, bp])
+    gemm.emit_gemm(ctx, dtype, M, N, K, gemm.Strided(dtype, a, ars, acs), gemm.Strided(dtype, bm, brs, bcs),
+                   c, crs, acc)
+    b.ret_void()
+    ref = llvm.parse_assembly(str(mod))
+    ref.verify()
+    jit.optimize(ref)
+    tm = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
+    engine = llvm.create_mcjit_compiler(ref, tm)
+    engine.finalize_object()
+    cfn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8 + [ctypes.c_bool]))(
+        engine.get_function_address("f"))
+    _FNS[dtype] = (engine, cfn)
+    return _FNS[dtype]
+
+
+def _aligned(n, dtype):
+    size = np.dtype(dtype).itemsize
+    raw = np.zeros(n + 64 // size, dtype)
+    off = (-raw.ctypes.data % 64) // size
+    return raw[off:off + n]
+
+
+def run_gemm(A, B, C, accumulate):
+    """C (+)= A @ B natively (A, B any strides; C rows contiguous)."""
+    dtype = str(C.dtype)
+    _, f = _compiled(dtype)
+    L, MR, NV, KC, MC, NC = gemm.params(dtype)
+    M, K = A.shape
+    N = B.shape[1]
+    key = ("bufs", dtype)
+    if key not in _FNS:
+        _FNS[key] = (_aligned(max(1, MC * KC), dtype), _aligned(max(1, NC * KC), dtype))
+    ap, bp = _FNS[key]
+    size = C.itemsize
+    assert C.strides[1] == size or C.size == 0
+    f(A.ctypes.data, B.ctypes.data, C.ctypes.data, ap.ctypes.data, bp.ctypes.data, M, N, K,
+      A.strides[0] // size, A.strides[1] // size, B.strides[0] // size, B.strides[1] // size,
+      C.strides[0] // size, accumulate)
+
+
+def _check(m, n, k, dtype, rng, accumulate=False, trans_a=False, trans_b=False, step=1):
+    A = rng.standard_normal((k, m) if trans_a else (m, k * step)).astype(dtype)
+    A = A.T if trans_a else A[:, ::step]
+    B = rng.standard_normal((n, k) if trans_b else (k * step, n)).astype(dtype)
+    B = B.T if trans_b else B[::step]
+    big = rng.standard_normal((m, n + 3)).astype(dtype)
+    C = big[:, 1:n + 1]             # row stride n + 3, and a guard column either side
+    before = big.copy()
+    want = A.astype("float64") @ B.astype("float64") + (C.astype("float64") if accumulate else 0)
+    run_gemm(A, B, C, accumulate)
+    tol = 2e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(C, want, rtol=tol, atol=tol * np.sqrt(k + 1),
+                               err_msg=f"m={m} n={n} k={k} {dtype} acc={accumulate}")
+    np.testing.assert_array_equal(big[:, 0], before[:, 0])
+    np.testing.assert_array_equal(big[:, n + 1:], before[:, n + 1:])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tile_edges(dtype):
+    rng = np.random.default_rng(0)
+    for m, n, k in itertools.product(SIZES, SIZES, SIZES):
+        _check(m, n, k, dtype, rng, accumulate=bool((m + n + k) % 2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strided_and_transposed(dtype):
+    rng = np.random.default_rng(1)
+    for m, n, k in [(7, 50, 33), (65, 17, 129), (1, 65, 7), (50, 1, 16), (33, 129, 1)]:
+        for ta, tb, step in [(True, False, 1), (False, True, 1), (True, True, 1), (False, False, 2)]:
+            for acc in (False, True):
+                _check(m, n, k, dtype, rng, acc, ta, tb, step)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_blocking(dtype):
+    """Several K slices, M blocks and N blocks (and sizes past each block)."""
+    rng = np.random.default_rng(2)
+    L, MR, NV, KC, MC, NC = gemm.params(dtype)
+    for m, n, k in [(MC + 7, 70, KC * 2 + 3), (13, NC + 40, KC + 1), (MC * 2, NC, KC), (250, 300, 600)]:
+        for acc in (False, True):
+            _check(m, n, k, dtype, rng, acc)
+
+
+def test_empty():
+    rng = np.random.default_rng(3)
+    for m, n, k in [(0, 5, 3), (4, 0, 3), (4, 5, 0)]:
+        for acc in (False, True):
+            _check(m, n, k, "float32", rng, acc)
+
+
+def test_lenet_shapes():
+    rng = np.random.default_rng(4)
+    for m, n, k in [(20, 576, 25), (50, 64, 500), (25, 20, 576), (500, 50, 64), (500, 64, 50), (500, 500, 800),
+                    (500, 10, 500), (500, 800, 500), (800, 500, 500)]:
+        _check(m, n, k, "float32", rng)
+
+
+def test_dot_graphs_against_numpy():
+    rng = np.random.default_rng(5)
+    for dtype in ("float32", "float64"):
+        A, B = T.matrix("A", dtype=dtype), T.matrix("B", dtype=dtype)
+        At, Bt = T.matrix("At", dtype=dtype), T.matrix("Bt", dtype=dtype)
+        f = symcnn.function([A, B, At, Bt], [T.dot(A, B), T.dot(At.T, Bt.T), T.tanh(T.dot(A * 2, B) + 1)],
+                            mode="native")
+        for m, n, k in [(1, 1, 1), (7, 50, 33), (129, 65, 17), (16, 31, 300)]:
+            a = rng.standard_normal((m, k)).astype(dtype)
+            bb = rng.standard_normal((k, n)).astype(dtype)
+            at = rng.standard_normal((k, m)).astype(dtype)
+            bt = rng.standard_normal((n, k)).astype(dtype)
+            tol = 1e-4 if dtype == "float32" else 1e-10
+            got = f(a, bb, at, bt)
+            np.testing.assert_allclose(got[0], a @ bb, rtol=tol, atol=tol)
+            np.testing.assert_allclose(got[1], at.T @ bt.T, rtol=tol, atol=tol)
+            np.testing.assert_allclose(got[2], np.tanh(2 * a @ bb + 1), rtol=tol, atol=tol)
