@@ -20,6 +20,7 @@ from llvmlite import ir
 from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 
 from .. import irutil as U
+from .. import vmath
 from ..lower import E_SHAPE, lower
 from .conv import (Geometry, Mat, _zero_fill, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep,
                    image_view, out_len, padding, pin, pinned, same)
@@ -68,7 +69,6 @@ def lower_conv_pool_tanh(ctx, node, ins):
     xs = pinned(b, x, [B, C, H, W])
     et, mt = U.ll_type(dt), U.ll_type(mdt)
     sh, sw = op.stride
-    tanh = U.libm(ctx.module, "tanh", dt)
     offs = _offsets(op)
     plane = U.mul(b, PH, PW)
     with U.for_range(b, B, name="img") as n:
@@ -92,7 +92,7 @@ def lower_conv_pool_tanh(ctx, node, ins):
                         hit = b.zext(b.fcmp_ordered("==", val, m), mt)
                         bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
                     o = U.add(b, orow, j)
-                    b.store(b.call(tanh, [b.fadd(m, bk)]), gep(b, out.ptr, o, et))
+                    b.store(vmath.emit(b, ctx.module, "tanh", b.fadd(m, bk), dt), gep(b, out.ptr, o, et))
                     b.store(bits, gep(b, mask.ptr, o, mt))
     return [out, mask]
 

@@ -10,6 +10,7 @@ from symcnn.tensor.composite import Composite
 from symcnn.tensor.elemwise import DimShuffle, Elemwise
 
 from .. import irutil as U
+from .. import vmath
 from ..lower import Array, lower
 
 SCALAR = {}
@@ -308,12 +309,12 @@ def _sqr(ctx, op, v, d, out):
 
 @scalar_lowering(ts.Exp)
 def _exp(ctx, op, v, d, out):
-    return ctx.b.call(U.libm(ctx.module, "exp", d[0]), v), d[0]
+    return vmath.emit(ctx.b, ctx.module, "exp", v[0], d[0]), d[0]
 
 
 @scalar_lowering(ts.Log)
 def _log(ctx, op, v, d, out):
-    return ctx.b.call(U.libm(ctx.module, "log", d[0]), v), d[0]
+    return vmath.emit(ctx.b, ctx.module, "log", v[0], d[0]), d[0]
 
 
 @scalar_lowering(ts.Sqrt)
@@ -323,15 +324,12 @@ def _sqrt(ctx, op, v, d, out):
 
 @scalar_lowering(ts.Tanh)
 def _tanh(ctx, op, v, d, out):
-    return ctx.b.call(U.libm(ctx.module, "tanh", d[0]), v), d[0]
+    return vmath.emit(ctx.b, ctx.module, "tanh", v[0], d[0]), d[0]
 
 
 @scalar_lowering(ts.Sigmoid)
 def _sigmoid(ctx, op, v, d, out):
-    b = ctx.b
-    one = U.const(d[0], 1.0)
-    e = b.call(U.libm(ctx.module, "exp", d[0]), [b.fneg(v[0])])
-    return b.fdiv(one, b.fadd(one, e)), d[0]
+    return vmath.emit(ctx.b, ctx.module, "sigmoid", v[0], d[0]), d[0]
 
 
 _CMP = {ts.EQ: "==", ts.NEQ: "!=", ts.LT: "<", ts.LE: "<=", ts.GT: ">", ts.GE: ">="}

@@ -8,6 +8,7 @@ from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGr
                                       SoftmaxGrad)
 
 from .. import irutil as U
+from .. import vmath
 from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, lower
 from .reduce import _greater, _lowest
 
@@ -31,7 +32,6 @@ def lower_softmax(ctx, node, ins):
             ctx.fail_if(U.I1(1), E_VALUE, 0)
     else:
         ctx.fail_if(b.icmp_signed("==", n, U.i64(0)), E_VALUE, n)
-    exp = U.libm(ctx.module, "exp", dt)
     t = U.ll_type(dt)
     with U.for_range(b, rows, name="row") as r:
         best = ctx.local(t, _lowest(dt))
@@ -43,7 +43,7 @@ def lower_softmax(ctx, node, ins):
         acc = ctx.local(U.F64, U.const("float64", 0.0))
         with U.for_range(b, n, name="ex") as j:
             v = U.cast_value(b, xm.load(b, [r, j]), x.dtype, dt)
-            e = b.call(exp, [b.fsub(v, m)])
+            e = vmath.emit(b, ctx.module, "exp", b.fsub(v, m), dt)
             om.store(b, [r, j], e)
             b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, e, dt, "float64")), acc)
         total = U.cast_value(b, b.load(acc, typ=U.F64), "float64", dt)
@@ -97,11 +97,10 @@ def _row_max(ctx, xm, r, n, dt):
 def _row_sum_exp(ctx, xm, r, n, m, dt, store=None):
     """sum_j exp(x[r, j] - m) accumulated in float64 (exp in dt); store(j, e) sees each term."""
     b = ctx.b
-    exp = U.libm(ctx.module, "exp", dt)
     acc = ctx.local(U.F64, U.const("float64", 0.0))
     with U.for_range(b, n, name="ex") as j:
         v = U.cast_value(b, xm.load(b, [r, j]), xm.dtype, dt)
-        e = b.call(exp, [b.fsub(v, m)])
+        e = vmath.emit(b, ctx.module, "exp", b.fsub(v, m), dt)
         if store is not None:
             store(j, e)
         b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, e, dt, "float64")), acc)

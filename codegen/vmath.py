@@ -1,0 +1,259 @@
+"""Inline, branch-free, call-free (no libm) exp / expm1 / log / tanh / sigmoid for float32 and float64.
+
+Every function here emits straight-line LLVM IR on one scalar: arithmetic, `select`s, bitcasts and the
+`llvm.fma` / `llvm.rint` intrinsics (which the loop vectoriser widens to vfmadd/vrndscale), so a loop
+applying them per element is vectorised (e.g. to <16 x float> on AVX-512), unlike a loop calling libm.
+
+Algorithms (all in the argument's own precision; IEEE semantics, no fast-math):
+
+* exp(x): clamp x to [lo, hi] (NaN -> lo), k = rint(x / ln2), r = x - k*ln2 with a Cody-Waite split
+  of ln2 (hi part with trailing zero bits, both products fused), |r| <= ln2/2; e^r - 1 = q(r) with the
+  Taylor polynomial to degree 7 (float32; truncation 5e-9 relative) / 13 (float64; 4e-18);
+  e^x = (1 + q) * 2^k1 * 2^k2 with k1 = k >> 1, k2 = k - k1: both powers are built on the exponent
+  bits and are normal numbers, so the first product is exact and the second rounds once — results in
+  the subnormal range are gradual (no flush to zero), above ln(max) they overflow to +inf, below
+  ln(min_subnormal/2) they are +0.  NaN is returned as is.
+* expm1(x) (used by tanh): same reduction; 2^k * (1 + q) - 1 = fma(2^k, q, 2^k - 1) (exact for k = 0).
+* log(x): subnormals are scaled by 2^25 / 2^54 first; the exponent k and a mantissa m in
+  [sqrt(2)/2, sqrt(2)) come from the bits (musl/fdlibm); f = m - 1, s = f / (2 + f) and the fdlibm
+  minimax R(s^2) give log(1 + f) = f - (hfsq - s*(hfsq + R)); log x = k*ln2_hi + (... + k*ln2_lo).
+  log(+-0) = -inf, log(<0) = NaN, log(+inf) = +inf, NaN -> NaN.
+* tanh(x): e = expm1(-2|x|) in (-1, 0] (|x| clamped to 20 / 40, where tanh is +-1 after rounding),
+  tanh|x| = -e / (e + 2) (fdlibm's form for small |x|, exact for subnormal x), then x's sign bit is
+  put back, so tanh(+-0) = +-0 and tanh(+-inf) = +-1; NaN -> NaN.
+* sigmoid(x): e = exp(-|x|) (never overflows), s = 1 / (1 + e); x >= 0 -> s, x < 0 -> e * s.
+"""
+import math
+
+import numpy as np
+from llvmlite import ir
+
+from . import irutil as U
+
+# dtypes whose exp/log/tanh/sigmoid are emitted inline (others call libm)
+INLINE_DTYPES = {"float32", "float64"}
+
+
+class _Spec:
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.ft = U.ll_type(dtype)
+        if dtype == "float32":
+            self.it, self.mbits, self.bias = U.I32, 23, 127
+            self.exp_lo, self.exp_hi = -105.0, 89.0
+            self.exp_deg = 7
+            self.tanh_clamp = 20.0
+            self.sub_scale = 25
+        else:
+            self.it, self.mbits, self.bias = U.I64, 52, 1023
+            self.exp_lo, self.exp_hi = -746.0, 710.0
+            self.exp_deg = 13
+            self.tanh_clamp = 40.0
+            self.sub_scale = 54
+        # Cody-Waite split of ln2: hi keeps its top bits only, so k*hi is exact for |k| < 2^12.
+        np_f = np.float32 if dtype == "float32" else np.float64
+        keep = 12 if dtype == "float32" else 32
+        hi = float(np_f(math.log(2)))
+        m, e = math.frexp(hi)
+        hi = math.ldexp(math.floor(m * 2.0 ** keep) / 2.0 ** keep, e)
+        self.ln2_hi = float(np_f(hi))
+        # ln2 - hi to full double precision (ln2 as a 2-term double expansion)
+        ln2_lo_exact = (0.6931471805599453 - hi) + 2.3190468138462996e-17
+        self.ln2_lo = float(np_f(ln2_lo_exact))
+        self.log2e = float(np_f(1.0 / math.log(2)))
+        # log's split of ln2 (fdlibm's: hi has trailing zero bits, so dk*hi is exact)
+        if dtype == "float32":
+            self.ln2_hi_log, self.ln2_lo_log = float(np.float32(6.9313812256e-01)), float(np.float32(9.0580006145e-06))
+        else:
+            self.ln2_hi_log, self.ln2_lo_log = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+
+
+_SPECS = {}
+
+
+def _spec(dtype):
+    dtype = str(dtype)
+    if dtype not in _SPECS:
+        _SPECS[dtype] = _Spec(dtype)
+    return _SPECS[dtype]
+
+
+# fdlibm e_log.c minimax coefficients of R(z), z = s^2
+_LG = [6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+       1.479819860511658591e-01]
+
+
+class _E:
+    """Tiny emitter bound to a builder, a module and a dtype."""
+
+    def __init__(self, b, module, dtype):
+        self.b, self.module, self.s = b, module, _spec(dtype)
+        self.dtype = str(dtype)
+
+    def c(self, v):
+        return ir.Constant(self.s.ft, float(v))
+
+    def ci(self, v):
+        return ir.Constant(self.s.it, int(v))
+
+    def fma(self, a, x, y):
+        return self.b.call(U.intrinsic(self.module, "fma", self.dtype, 3), [a, x, y])
+
+    def rint(self, x):
+        return self.b.call(U.intrinsic(self.module, "rint", self.dtype), [x])
+
+    def bits(self, x):
+        return self.b.bitcast(x, self.s.it)
+
+    def flt(self, i):
+        return self.b.bitcast(i, self.s.ft)
+
+    def pow2(self, k):
+        """2^k as a float from an integer k in the normal exponent range."""
+        b = self.b
+        return self.flt(b.shl(b.add(k, self.ci(self.s.bias)), self.ci(self.s.mbits)))
+
+    def isnan(self, x):
+        return self.b.fcmp_unordered("uno", x, x)
+
+    def horner(self, x, coeffs):
+        """coeffs[0] + x*(coeffs[1] + x*(...)) with fused steps."""
+        acc = self.c(coeffs[-1])
+        for cf in reversed(coeffs[:-1]):
+            acc = self.fma(acc, x, self.c(cf))
+        return acc
+
+    # -- exp ------------------------------------------------------------------------------------
+    def reduce(self, x):
+        """(k as integer, r, q = e^r - 1) for x already clamped to [exp_lo, exp_hi] (no NaN)."""
+        b, s = self.b, self.s
+        kf = self.rint(b.fmul(x, self.c(s.log2e)))
+        nk = b.fneg(kf)
+        r = self.fma(nk, self.c(s.ln2_hi), x)
+        r = self.fma(nk, self.c(s.ln2_lo), r)
+        # q = r + r^2 * (1/2 + r/6 + ... + r^(n-2)/n!)
+        coeffs = [1.0 / math.factorial(i) for i in range(2, s.exp_deg + 1)]
+        p = self.horner(r, coeffs)
+        q = self.fma(b.fmul(r, r), p, r)
+        return b.fptosi(kf, s.it), r, q
+
+    def clamp(self, x, lo, hi):
+        """x clamped to [lo, hi]; NaN becomes lo."""
+        b = self.b
+        x = b.select(b.fcmp_ordered(">", x, self.c(hi)), self.c(hi), x)
+        return b.select(b.fcmp_unordered("<", x, self.c(lo)), self.c(lo), x)
+
+    def exp(self, x):
+        b, s = self.b, self.s
+        xc = self.clamp(x, s.exp_lo, s.exp_hi)
+        k, _, q = self.reduce(xc)
+        k1 = b.ashr(k, self.ci(1))
+        k2 = b.sub(k, k1)
+        y = b.fadd(self.c(1.0), q)
+        y = b.fmul(b.fmul(y, self.pow2(k1)), self.pow2(k2))
+        return b.select(self.isnan(x), x, y, name="exp")
+
+    def expm1_clamped(self, xc):
+        """expm1 for xc in [-(clamp), 0] (no NaN): fma(2^k, q, 2^k - 1)."""
+        b = self.b
+        k, _, q = self.reduce(xc)
+        p = self.pow2(k)
+        return self.fma(p, q, b.fsub(p, self.c(1.0)))
+
+    # -- log ------------------------------------------------------------------------------------
+    def log(self, x):
+        b, s = self.b, self.s
+        it = s.it
+        tiny = float(np.finfo(self.dtype).tiny)
+        sub = b.fcmp_ordered("<", x, self.c(tiny))
+        xs = b.select(sub, b.fmul(x, self.c(2.0 ** s.sub_scale)), x)
+        kadj = b.select(sub, self.ci(-s.sub_scale), self.ci(0))
+        if self.dtype == "float32":
+            one_bits, sqrt_half_bits = 0x3F800000, 0x3F3504F3
+        else:
+            one_bits, sqrt_half_bits = 0x3FF0000000000000, 0x3FE6A09E667F3BCD
+        ix = b.add(self.bits(xs), self.ci(one_bits - sqrt_half_bits))
+        k = b.add(b.sub(b.ashr(ix, self.ci(s.mbits)), self.ci(s.bias)), kadj)
+        mbits = b.add(b.and_(ix, self.ci((1 << s.mbits) - 1)), self.ci(sqrt_half_bits))
+        f = b.fsub(self.flt(mbits), self.c(1.0))
+        sv = b.fdiv(f, b.fadd(self.c(2.0), f))
+        z = b.fmul(sv, sv)
+        R = b.fmul(z, self.horner(z, _LG))
+        hfsq = b.fmul(self.c(0.5), b.fmul(f, f))
+        dk = b.sitofp(k, s.ft)
+        # dk*ln2_hi - ((hfsq - (s*(hfsq+R) + dk*ln2_lo)) - f)
+        inner = self.fma(sv, b.fadd(hfsq, R), b.fmul(dk, self.c(s.ln2_lo_log)))
+        res = self.fma(dk, self.c(s.ln2_hi_log), b.fsub(f, b.fsub(hfsq, inner)))
+        res = b.select(b.fcmp_ordered("==", x, self.c(0.0)), self.c(-math.inf), res)
+        res = b.select(b.fcmp_ordered("<", x, self.c(0.0)), self.c(math.nan), res)
+        res = b.select(b.fcmp_ordered("==", x, self.c(math.inf)), x, res)
+        return b.select(self.isnan(x), x, res, name="log")
+
+    # -- tanh / sigmoid -------------------------------------------------------------------------
+    def fabs(self, x):
+        return self.b.call(U.intrinsic(self.module, "fabs", self.dtype), [x])
+
+    def tanh(self, x):
+        b, s = self.b, self.s
+        ax = self.fabs(x)
+        y = b.fmul(self.c(-2.0), ax)
+        yc = self.clamp(y, -2.0 * s.tanh_clamp, 0.0)
+        e = self.expm1_clamped(yc)
+        t = b.fdiv(b.fneg(e), b.fadd(e, self.c(2.0)))
+        signbit = 1 << (s.it.width - 1)
+        sign = b.and_(self.bits(x), self.ci(signbit))
+        mag = b.and_(self.bits(t), self.ci(signbit - 1))  # t may be -0 for x = +-0
+        t = self.flt(b.or_(mag, sign))
+        return b.select(self.isnan(x), x, t, name="tanh")
+
+    def sigmoid(self, x):
+        b = self.b
+        e = self.exp(b.fneg(self.fabs(x)))
+        sv = b.fdiv(self.c(1.0), b.fadd(self.c(1.0), e))
+        neg = b.fcmp_ordered("<", x, self.c(0.0))
+        res = b.select(neg, b.fmul(e, sv), sv)
+        return b.select(self.isnan(x), x, res, name="sigmoid")
+
+
+def exp(b, module, x, dtype):
+    return _E(b, module, dtype).exp(x)
+
+
+def log(b, module, x, dtype):
+    return _E(b, module, dtype).log(x)
+
+
+def tanh(b, module, x, dtype):
+    return _E(b, module, dtype).tanh(x)
+
+
+def sigmoid(b, module, x, dtype):
+    return _E(b, module, dtype).sigmoid(x)
+
+
+def expm1(b, module, x, dtype):
+    """expm1 for x <= 0 only (what tanh needs); NaN -> NaN."""
+    e = _E(b, module, dtype)
+    xc = e.clamp(x, -2.0 * e.s.tanh_clamp, 0.0)
+    return b.select(e.isnan(x), x, e.expm1_clamped(xc))
+
+
+_FUNCS = {"exp": exp, "log": log, "tanh": tanh, "sigmoid": sigmoid}
+
+
+def inline_enabled(dtype):
+    return str(dtype) in INLINE_DTYPES
+
+
+def emit(b, module, name, x, dtype):
+    """name(x) in `dtype` ('exp', 'log', 'tanh' or 'sigmoid'): inline when enabled for the dtype,
+    otherwise a libm call (sigmoid as 1 / (1 + exp(-x)))."""
+    dtype = str(dtype)
+    if inline_enabled(dtype):
+        return _FUNCS[name](b, module, x, dtype)
+    if name == "sigmoid":
+        one = U.const(dtype, 1.0)
+        e = b.call(U.libm(module, "exp", dtype), [b.fneg(x)])
+        return b.fdiv(one, b.fadd(one, e))
+    return b.call(U.libm(module, name, dtype), [x])
