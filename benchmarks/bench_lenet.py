@@ -4,7 +4,8 @@ Prints: cold compile time of train+validate+test (empty cache), warm compile tim
 (cache hit), median train-step and validate-step milliseconds at batch 500 with
 20/50 kernels in native and reference modes; for the train function, native kernels
 per call and bytes of intermediate buffers with and without the fusion rewrites, and
-the cost of mode='nanguard'; and, if PyTorch is installed, the same model's eager
+the cost of mode='nanguard' and of mode='profile'; then a per-kernel profile table of the
+train step (mode='profile'); and, if PyTorch is installed, the same model's eager
 train/validate steps measured in the same run, with ratios.
 
     python benchmarks/bench_lenet.py [--runs 30] [--batch-size 500] [--no-reference]
@@ -110,6 +111,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--nkerns", type=int, nargs=2, default=[20, 50])
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--profile-runs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)
     bs, nk = args.batch_size, args.nkerns
@@ -141,6 +143,14 @@ def main(argv=None):
             rows.append((f"train function, {label}: intermediate buffers", f"{mem['buffers']}, "
                          f"{mem['bytes'] / 2**20:.1f} MiB"))
         rows.append(("native train step without fusion rewrites (median)", f"{unfused_train:.1f} ms"))
+        profiled = build(bs, nk, data_x, data_y, "profile")[0]
+        profiled_train = median_ms(profiled, n_batches, args.runs)
+        rows.append(("profile-mode train step (median)",
+                     f"{profiled_train:.1f} ms ({profiled_train / native_train:.2f}x native)"))
+        profiled.profile(reset=True)  # drop the calls above: the table covers the runs below
+        for i in range(args.profile_runs):
+            profiled(i % n_batches)
+        profile_table = str(profiled.profile())
         guarded = build(bs, nk, data_x, data_y, "nanguard")[0]
         guarded_train = median_ms(guarded, n_batches, args.runs)
         rows.append(("nanguard train step (median; without fusion, as that mode runs)",
@@ -165,6 +175,9 @@ def main(argv=None):
     print(f"| {'-' * width} | ----- |")
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")
+    print()
+    print(f"# per-kernel profile of the native train step (mode='profile', {args.profile_runs} calls)")
+    print(profile_table)
     return 0
 
 

@@ -64,13 +64,14 @@ class ModuleSpec:
         self.order = order
 
 
-def build_module(fgraph, updates, guard_nan=False, bounds_check=False):
+def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
     """updates: list of (input index, output index) pairs committed into input storage.
     guard_nan: check every node's float outputs for NaN/Inf (mode='nanguard');
     bounds_check: check every Array element access against its allocation
-    (mode='boundscheck'). Both are off by default and then emit nothing (see guard.py)."""
+    (mode='boundscheck'). Both are off by default and then emit nothing (see guard.py).
+    profile: time every kernel (mode='profile', see profile.py)."""
     if not bounds_check:
-        return _build_module(fgraph, updates, guard_nan)
+        return _build_module(fgraph, updates, guard_nan, profile)
     from .guard import bounds_checking
     with bounds_checking() as checker:
         spec = _build_module(fgraph, updates, guard_nan)
@@ -78,7 +79,7 @@ def build_module(fgraph, updates, guard_nan=False, bounds_check=False):
     return spec
 
 
-def _build_module(fgraph, updates, guard_nan=False):
+def _build_module(fgraph, updates, guard_nan=False, profile=False):
     module = ir.Module(name="symcnn")
     module.triple, module.data_layout = jit.module_header()
     fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
@@ -94,6 +95,10 @@ def _build_module(fgraph, updates, guard_nan=False):
         chk.attach(ctx)
     if guard_nan:
         from .guard import emit_nan_guard
+    prof = None
+    if profile:
+        from .profile import Profiler
+        prof = Profiler(ctx, kernel_list(plan, plan.order, updates), plan, updates)
 
     env = {}
     offsets, off = [], 0
@@ -122,13 +127,17 @@ def _build_module(fgraph, updates, guard_nan=False):
             _check_inplace_shapes(ctx, plan, order[k:], env)
         ctx.node_index = k
         fn_lower, _ = lower.lookup(node.op)
-        outs = fn_lower(ctx, node, [env[v] for v in node.inputs])
+        ins = [env[v] for v in node.inputs]
+        tok = prof.begin(node) if prof is not None else None
+        outs = fn_lower(ctx, node, ins)
         for var, arr in zip(node.outputs, outs):
             if len(arr.shape) != var.ndim or arr.dtype != var.dtype:
                 raise AssertionError(f"lowering of {node.op} gave a {len(arr.shape)}-d {arr.dtype} array for "
                                      f"the {var.ndim}-d {var.dtype} {var}")
             arr.shape = ctx.static_shape(var, arr.shape)
             env[var] = arr
+        if tok is not None:
+            prof.end(tok, [a.shape for a in ins] + [a.shape for a in outs])
         if guard_nan:
             emit_nan_guard(ctx, node, outs)
 
@@ -140,8 +149,11 @@ def _build_module(fgraph, updates, guard_nan=False):
             env[out] = _constant(module, out, b)
         arr = env[out]
         if k in plan.output_copy:
+            tok = prof.begin(("out", k)) if prof is not None else None
             dst = ctx.alloc_in(plan.output_copy[k], out.dtype, arr.shape)
             copy(ctx, arr, dst)
+            if tok is not None:
+                prof.end(tok, [arr.shape, dst.shape])
             arr = dst
         results.append(arr)
 
@@ -150,7 +162,10 @@ def _build_module(fgraph, updates, guard_nan=False):
     # variable a new array (Theano lets an update change a shared variable's shape).
     for inp, outk in updates:
         src, dst = results[outk], env[fgraph.inputs[inp]]
+        tok = prof.begin(("upd", inp)) if prof is not None else None
         if src is dst:
+            if tok is not None:
+                prof.end(tok, [src.shape, dst.shape])
             continue  # computed in place
         same = ir.Constant(U.I1, 1)
         for x, y in zip(src.shape, dst.shape):
@@ -158,6 +173,8 @@ def _build_module(fgraph, updates, guard_nan=False):
                 same = b.and_(same, b.icmp_signed("==", U.as_value(b, x), U.as_value(b, y)))
         with b.if_then(same):
             copy(ctx, src, dst)
+        if tok is not None:
+            prof.end(tok, [src.shape, dst.shape])
 
     layout, off = [], 0
     for k, (out, arr) in enumerate(zip(fgraph.outputs, results)):
@@ -169,6 +186,8 @@ def _build_module(fgraph, updates, guard_nan=False):
     b.ret(ir.Constant(U.I32, 0))
     spec = ModuleSpec(str(module), plan.n_slots, offsets, layout, order)
     spec.kernels = kernel_list(plan, order, updates)
+    if prof is not None:
+        spec.profile = prof.spec()
     return spec
 
 

@@ -164,7 +164,6 @@ class _E:
     # -- log ------------------------------------------------------------------------------------
     def log(self, x):
         b, s = self.b, self.s
-        it = s.it
         tiny = float(np.finfo(self.dtype).tiny)
         sub = b.fcmp_ordered("<", x, self.c(tiny))
         xs = b.select(sub, b.fmul(x, self.c(2.0 ** s.sub_scale)), x)

@@ -260,7 +260,7 @@ def _load_idx_folder(folder, validation_size):
     if missing:
         raise DatasetError(f"{folder}: missing IDX file{'s' * (len(missing) > 1)} "
                            + ", ".join(f"{m}[.gz]" for m in missing)
-                           + f". An IDX dataset folder needs all four of: "
+                           + ". An IDX dataset folder needs all four of: "
                            + ", ".join(f"{n}[.gz]" for n in IDX_FILES.values())
                            + " (gzip'd or raw). Nothing is downloaded unless download=True, which only "
                              "fetches 'mnist.pkl.gz'")

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from .graph.basic import Variable, ancestors, io_toposort
+from .graph.basic import Variable, io_toposort
 from .graph.trace import with_trace
 from .tensor.type import is_float
 from .tensor.var import as_tensor_variable

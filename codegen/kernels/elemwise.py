@@ -1,11 +1,7 @@
 """Elemwise (one loop over the broadcast shape, any ScalarOp) and DimShuffle (a view)."""
 from llvmlite import ir
 
-import sys
-
-import symcnn.tensor.scalar  # noqa: F401  (T.scalar is the constructor; the module is reached below)
-
-ts = sys.modules["symcnn.tensor.scalar"]
+import symcnn.scalar as ts
 from symcnn.tensor.composite import Composite
 from symcnn.tensor.elemwise import DimShuffle, Elemwise
 

@@ -251,7 +251,6 @@ def _broadcast_dims(ctx, shapes):
 
 def _adv_plan(ctx, idx_list, x, idxs):
     """(selection shape, position of the broadcast block, its length, rank-aligned index views)."""
-    b = ctx.b
     arrays = [k for k, e in enumerate(idx_list) if e == "array"]
     bshape = _broadcast_dims(ctx, [a.shape for a in idxs])
     consecutive = arrays == list(range(arrays[0], arrays[-1] + 1))

@@ -1,6 +1,5 @@
 """The Op contract: one class per operation, with type inference, reference
 implementation, symbolic gradient and shape inference side by side."""
-from .basic import Apply
 from .trace import reraise_with_trace, user_trace
 
 

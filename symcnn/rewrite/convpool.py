@@ -26,8 +26,6 @@ prologue/epilogue rewrites may pull them into products; matching there would mea
 programs. Running before 'fuse' also means those rewrites then see the fused ops as opaque producers and
 consumers, and fuse whatever elementwise work remains around them as usual.
 """
-import sys
-
 from ..graph.basic import Constant
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
@@ -37,7 +35,7 @@ from ..tensor.signal.pool import MaxPoolGrad, Pool
 from ..tensor.type import is_float
 from .core import graph_rewrite
 
-ts = sys.modules["symcnn.tensor.scalar"]
+from .. import scalar as ts
 
 
 def _elemwise(v, cls, nin=None):

@@ -1,7 +1,5 @@
 """Elementwise fusion: a connected tree of Elemwise nodes becomes one Elemwise
 whose scalar op is a Composite, so the native backend emits one loop for it."""
-import sys
-
 from ..tensor.composite import Composite
 from ..tensor.elemwise import Elemwise
 from .core import node_rewrite
@@ -67,7 +65,7 @@ def fuse_elemwise(fgraph, node):
 from ..tensor.blas import FusedDot, move_input_first  # noqa: E402
 from ..tensor.math import Dot  # noqa: E402
 
-_ts = sys.modules["symcnn.tensor.scalar"]
+from .. import scalar as _ts
 DUPLICATE_MAX_STEPS = 8   # a prologue copied into several products: at most this many scalar steps
 _EXPENSIVE = (_ts.Exp, _ts.Log, _ts.Tanh, _ts.Sigmoid, _ts.Pow, _ts.Sqrt, _ts.IntDiv, _ts.Mod)
 

@@ -12,8 +12,6 @@ local_advanced_indexing_crossentropy_onehot(_grad)).
 The patterns are matched exactly (row index arange(len(y)) with start 0 and step 1, the labels
 as the column index, a scatter-add into zeros of z's shape); anything else is left alone.
 """
-import sys
-
 import numpy as np
 
 from ..graph.basic import Constant
@@ -26,7 +24,7 @@ from ..tensor.subtensor import AdvancedIncSubtensor, AdvancedSubtensor
 from .canonicalize import _const_value
 from .core import node_rewrite
 
-ts = sys.modules["symcnn.tensor.scalar"]
+from .. import scalar as ts
 
 
 def _elemwise(v, scalar_cls):

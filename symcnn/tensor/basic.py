@@ -4,7 +4,7 @@ import numpy as np
 
 from ..graph.basic import Apply, Constant
 from ..graph.op import Op
-from . import scalar as ts
+from .. import scalar as ts
 from .elemwise import DimShuffle, Elemwise
 from .type import TensorType, is_int, normalize_dtype
 from .var import as_tensor_variable, constant

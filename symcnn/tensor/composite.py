@@ -1,9 +1,7 @@
 """Composite: several ScalarOps fused into one, so a chain of elementwise ops is one loop."""
-import sys
-
 import numpy as np
 
-from .scalar import ScalarOp
+from ..scalar import ScalarOp
 
 
 class Composite(ScalarOp):

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..graph.basic import Apply
 from ..graph.op import Op
-from . import scalar as ts
+from .. import scalar as ts
 from .basic import cast, dimshuffle, second, shape, zeros_like, ones_like  # noqa: F401 (re-exported)
 from .elemwise import DimShuffle, Elemwise, register
 from .type import TensorType, is_float, is_int

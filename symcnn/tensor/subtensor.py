@@ -101,7 +101,6 @@ class Subtensor(_IndexedOp):
 
     def infer_shape(self, node, shapes):
         from . import math as T
-        x = node.inputs[0]
         idx = self._symbolic_index(node.inputs[1:])
         res = []
         for d, i in enumerate(idx):
@@ -334,7 +333,7 @@ def getitem(x, idx):
         # np.newaxis: index without them, then insert broadcastable dimensions.
         plain = tuple(e for e in idx if e is not None)
         res = getitem(x, plain) if plain else x
-        order, k, dropped = [], 0, 0
+        order, k = [], 0
         for e in idx:
             if e is None:
                 order.append("x")

@@ -280,7 +280,6 @@ class ConvPoolTanhGrad(_ConvPoolBase):
         encodes, and it is piecewise constant, so the mask gets no gradient."""
         from ... import gradient
         from .. import math as T
-        from ..basic import zeros_like
         x, W, out, mask, g_out = inputs
         conv = self.conv_op()(x, W)
         pooled = self.pool_op()(conv)

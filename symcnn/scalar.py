@@ -6,7 +6,7 @@ tensors; fusion later combines ScalarOps into one loop.
 """
 import numpy as np
 
-from .type import is_float, is_int, upcast
+from .tensor.type import is_float, is_int, upcast
 
 
 def upgrade_to_float(dtype):
@@ -51,7 +51,7 @@ class UnaryFloat(ScalarOp):
 
 
 def _t():
-    from . import math
+    from .tensor import math
     return math
 
 
