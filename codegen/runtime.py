@@ -100,8 +100,7 @@ class NativeRunner:
         trace = node.trace if node is not None else None
         where = f"{node.op}" if node is not None else "result"
         if code == L.E_SHAPE:
-            msg = (f"{where}: dimension mismatch at run time: {vals[0]} vs {vals[1]} (only dimensions "
-                   f"declared broadcastable, i.e. of static length 1, broadcast)")
+            msg = f"{where}: dimension mismatch at run time: {vals[0]} vs {vals[1]}"
             exc = ValueError
         elif code == L.E_INDEX:
             msg = f"{where}: index {vals[0]} is out of bounds for a dimension of length {vals[1]}"

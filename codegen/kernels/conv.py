@@ -21,7 +21,6 @@ statically, so those short loops specialise.
 The filter flip is folded into the patch offsets: cols row (c, r, s) reads the
 input at kernel offset (kh-1-r, kw-1-s) for a true convolution.
 """
-import llvmlite.binding as llvm
 from llvmlite import ir
 
 from symcnn.graph.basic import Constant
@@ -30,22 +29,10 @@ from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
 from . import gemm
+from .gemm import vec_bytes
 
 MR = 4          # rows of the register block
 NV = 2          # vectors per row of the register block
-_VEC_BYTES = []
-
-
-def vec_bytes():
-    """Width of the vector registers to target (64 with AVX-512, else 32)."""
-    if not _VEC_BYTES:
-        try:
-            llvm.initialize_native_target()
-            feats = llvm.get_host_cpu_features()
-            _VEC_BYTES.append(64 if feats.get("avx512f", False) else 32)
-        except Exception:  # pragma: no cover
-            _VEC_BYTES.append(32)
-    return _VEC_BYTES[0]
 
 
 def lanes(dtype):
