@@ -7,7 +7,7 @@ import symcnn.tensor as T
 from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights, conv2d
 from symcnn.tensor.signal.pool import pool_2d
 
-from .native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 RTOL, ATOL = 1e-4, 1e-5
 

@@ -6,7 +6,7 @@ import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 
-from .native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 RTOL, ATOL = 1e-4, 1e-5
 

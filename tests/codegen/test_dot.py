@@ -7,7 +7,7 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 
-from .native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 
 def _rand(rng, shape, dtype="float32"):

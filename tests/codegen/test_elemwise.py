@@ -7,7 +7,7 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 
-from .native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 DTYPES = ["float32", "float64", "int8", "int32", "int64", "uint8", "bool"]
 ODD_SIZES = [1, 3, 7, 17, 31, 33, 65]

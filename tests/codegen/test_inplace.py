@@ -8,7 +8,7 @@ import symcnn.tensor as T
 from symcnn.compile.mode import Mode
 from symcnn.printing import to_dot
 
-from .native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 
 def _logreg(mode, rng):

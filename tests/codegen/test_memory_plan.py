@@ -6,7 +6,7 @@ import symcnn
 from symcnn.compile.mode import Mode
 import symcnn.tensor as T
 
-from .native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 
 def _plan(fn):

@@ -5,7 +5,7 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet.basic import Softmax
-from tests.codegen.native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 SIZES = (1, 7, 17, 33)
 

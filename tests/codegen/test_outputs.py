@@ -4,7 +4,7 @@ import numpy as np
 import symcnn
 import symcnn.tensor as T
 
-from .native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 
 def test_outputs_that_are_inputs_and_0d_constants():

@@ -6,7 +6,7 @@ import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool, pool_2d
 
-from .native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 RTOL, ATOL = 1e-4, 1e-5
 MODES = ["max", "sum", "average_inc_pad", "average_exc_pad"]

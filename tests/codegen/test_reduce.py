@@ -7,7 +7,7 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 
-from .native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 DTYPES = ["float32", "float64", "int8", "int32", "int64", "uint8", "bool"]
 AXES = [None] + [c for r in range(0, 4) for c in itertools.combinations(range(3), r)]

@@ -5,7 +5,7 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 
-from .native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 
 def test_shape_and_shape_i():

@@ -8,7 +8,7 @@ import symcnn.tensor as T
 from codegen.lower import lower
 from codegen.plan import Plan
 from symcnn.tensor.subtensor import AdvancedIncSubtensor, IncSubtensor, Subtensor
-from tests.codegen.native_helpers import check_native_vs_reference, check_same_error
+from tests.helpers import check_native_vs_reference, check_same_error
 
 SIZES = (1, 7, 17, 33)
 

@@ -15,7 +15,7 @@ from codegen import irutil as U
 from codegen import jit, vmath
 from symcnn.tensor import nnet
 
-from .native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 FUNCS = ["exp", "log", "tanh", "sigmoid"]
 DTYPES = ["float32", "float64"]

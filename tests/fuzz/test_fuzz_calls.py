@@ -15,7 +15,7 @@ import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet import conv2d
 from symcnn.tensor.type import TensorType
-from tests.codegen.native_helpers import _compare
+from tests.helpers import _compare
 from tests.fuzz.strategies import examples
 from tests.helpers import here
 

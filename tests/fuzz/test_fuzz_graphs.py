@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import symcnn
 import symcnn.tensor as T
-from tests.codegen.native_helpers import _compare
+from tests.helpers import _compare
 from tests.fuzz.strategies import (CONV_POOL_OPS, ELEMWISE_OPS, GRAD_OPS, STRUCTURE_OPS, examples, graphs)
 
 ERRORS = (TypeError, ValueError, IndexError)

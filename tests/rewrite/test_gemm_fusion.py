@@ -14,7 +14,7 @@ from symcnn.tensor.composite import Composite
 from symcnn.tensor.elemwise import Elemwise
 from symcnn.tensor.math import Dot
 
-from ..codegen.native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 import symcnn.scalar as ts
 

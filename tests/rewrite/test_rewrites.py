@@ -10,7 +10,7 @@ from symcnn.rewrite import registered, rewrite_graph
 from symcnn.tensor.composite import Composite
 from symcnn.tensor.elemwise import Elemwise
 
-from ..codegen.native_helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference
 
 
 def fired(fn):

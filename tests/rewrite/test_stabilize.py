@@ -20,7 +20,7 @@ from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGr
                                       SoftmaxGrad)
 from symcnn.tensor.subtensor import AdvancedIncSubtensor, AdvancedSubtensor
 
-from ..codegen.native_helpers import check_native_vs_reference, compile_both
+from tests.helpers import check_native_vs_reference, compile_both
 
 import symcnn.scalar as ts
 
