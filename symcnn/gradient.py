@@ -100,6 +100,34 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_g
     return results[0] if single else results
 
 
+def grad_of_expansion(build, inputs, output_grads):
+    """Gradients w.r.t. `inputs` of the graph `build(inputs)` stands for, given the gradients
+    of its outputs: how a fused op differentiates the unfused graph it replaces.
+
+    The graph is built on stand-ins for the inputs, so an input computed from another one
+    (b and b[:3]) only gets its own paths (the outer grad() adds the rest); an input listed
+    twice gets its whole gradient once."""
+    from .graph.basic import clone_replace
+    unique = list(dict.fromkeys(inputs))
+    stand_in = {i: i.type() for i in unique}
+    outs = build([stand_in[i] for i in inputs])
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    known = {o: g for o, g in zip(outs, output_grads) if g is not None}
+    floats = [i for i in unique if is_float(i.dtype)]
+    if not floats or not known:
+        return [None] * len(inputs)
+    gs = grad(None, [stand_in[i] for i in floats], known_grads=known, disconnected_inputs="ignore",
+              return_disconnected="None")
+    wanted = [g for g in gs if g is not None]
+    back = dict(zip(map(id, wanted), clone_replace(wanted, {stand_in[i]: i for i in unique})))
+    by_input = {i: back[id(g)] for i, g in zip(floats, gs) if g is not None}
+    result, seen = [], set()
+    for i in inputs:
+        result.append(by_input.get(i) if i not in seen else None)
+        seen.add(i)
+    return result
+
+
 def _total(gs):
     total = gs[0]
     for g in gs[1:]:

@@ -212,3 +212,17 @@ def test_non_differentiable_int_ops_contribute_nothing():
     g = T.grad((x * i).sum(), x)
     np.testing.assert_array_equal(compile_and_run([x, i], g, [rand((2, 2)), np.array([1, 2], "int32")]),
                                   [[1, 2], [1, 2]])
+
+
+def test_fused_ops_differentiate_their_expansion_once_per_path():
+    """A fused op whose second input is computed from its first (c and 2c) gives each input
+    only its own paths; the outer grad adds the path through 2c: d(c * 2c)/dc = 4c."""
+    from symcnn.tensor.composite import Composite
+    from symcnn.tensor.elemwise import Elemwise
+    import symcnn.scalar as ts
+    c = T.dvector("c")
+    prog = Composite.of(ts.mul, ["float64", "float64"], "float64")
+    y = Elemwise(prog)(c, c * 2)
+    value = np.arange(5.0)
+    got = theano.function([c], theano.grad(y.sum(), c), mode="reference")(value)
+    np.testing.assert_allclose(got, 4 * value)

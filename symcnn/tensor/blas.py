@@ -20,7 +20,7 @@ from ..graph.op import Op
 from .composite import Composite
 from .elemwise import DimShuffle, Elemwise, _broadcast_shape
 from .math import Dot, dot
-from .type import TensorType, is_float
+from .type import TensorType
 from .var import as_tensor_variable
 
 
@@ -194,28 +194,8 @@ class FusedDot(Op):
         return [tuple(sa[:-1]) + tuple(sb[1:])]
 
     def grad(self, inputs, grads):
-        from ..gradient import grad
-        from ..graph.basic import clone_replace
-        # Differentiate the expanded graph on stand-ins for the inputs, so an input computed
-        # from another (b and b[:3]) gets only its own paths; then put the inputs back.
-        unique = list(dict.fromkeys(inputs))
-        stand_in = {i: i.type() for i in unique}
-        out = self.expand([stand_in[i] for i in inputs])
-        floats = [stand_in[i] for i in unique if is_float(i.dtype)]
-        if not floats:
-            return [None] * len(inputs)
-        gs = grad(None, floats, known_grads={out: grads[0]}, disconnected_inputs="ignore",
-                  return_disconnected="None")
-        wanted = [g for g in gs if g is not None]
-        back = dict(zip(map(id, wanted), clone_replace(wanted, {stand_in[i]: i for i in unique})))
-        by_input = {v: back[id(g)] for v, g in zip((i for i in unique if is_float(i.dtype)), gs)
-                    if g is not None}
-        # An input read twice gets its whole gradient once (the caller sums over input slots).
-        result, seen = [], set()
-        for i in inputs:
-            result.append(by_input.get(i) if i not in seen else None)
-            seen.add(i)
-        return result
+        from ..gradient import grad_of_expansion
+        return grad_of_expansion(self.expand, inputs, grads)
 
 
 class _ProductVar:

@@ -91,9 +91,5 @@ class Composite(ScalarOp):
         return values[-1]
 
     def grad(self, inputs, output, g):
-        from ..gradient import grad
-        expr = self.expand(inputs)
-        floats = [i for i in inputs if str(i.dtype).startswith("float")]
-        gs = dict(zip(floats, grad(None, floats, known_grads={expr: g}, disconnected_inputs="ignore",
-                                   return_disconnected="None"))) if floats else {}
-        return [gs.get(i) for i in inputs]
+        from ..gradient import grad_of_expansion
+        return grad_of_expansion(self.expand, inputs, [g])

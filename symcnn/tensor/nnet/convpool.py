@@ -192,11 +192,8 @@ class ConvPoolTanh(_ConvPoolBase):
 
     def grad(self, inputs, grads):
         """The gradient of the unfused graph (conv2d, Pool, add, tanh) it stands for."""
-        from ... import gradient
-        x, W, b = inputs
-        g_out = grads[0]
-        out, _, _ = self.unfused(x, W, b)
-        return gradient.grad(None, [x, W, b], known_grads={out: g_out}, disconnected_inputs="ignore")
+        from ...gradient import grad_of_expansion
+        return grad_of_expansion(lambda ins: self.unfused(*ins)[0], inputs, grads[:1])
 
 
 class ConvPoolTanhGrad(_ConvPoolBase):
