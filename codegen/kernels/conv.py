@@ -201,11 +201,12 @@ def gemm_function(module, dtype):
 PACKED_GEMM = True   # the packed, cache-blocked GEMM of gemm.py (else the unpacked one below)
 
 
-def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
-    """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B)."""
+def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False, packs=None):
+    """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B).
+    packs: see gemm.emit_gemm (the packed GEMM's buffers; None allocates them)."""
     if PACKED_GEMM and dtype in ("float32", "float64"):
         gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
-                       gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate)
+                       gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate, packs=packs)
         return
     if not SHARED_GEMM:
         return _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate)

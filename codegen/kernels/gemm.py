@@ -392,20 +392,30 @@ def _driver_function(module, dtype):
     return fn
 
 
-def emit_gemm(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, accumulate=False):
-    """C[M, N] (+)= A[M, K] @ B[K, N] computed in `dtype` (float32/float64); A, B loaders,
-    C at c_ptr with row stride c_rs and unit column stride (not aliasing A or B).
-    accumulate: Python bool or an i1 value.
-    Plain strided operands of `dtype` call one shared function per module and dtype; others
-    (FusedDot prologues, dtype conversions) get inline packing loops around the shared kernels."""
-    b = ctx.b
+def pack_sizes(b, dtype, M, N, K):
+    """(elements of the packed-A buffer, elements of the packed-B buffer) emit_gemm needs."""
     L, MR, NV, KC, MC, NC = params(dtype)
-    # packing buffers sized for this product (64-byte aligned scratch)
     kc_max = U.smax(b, U.smin(b, K, KC), 1)
     mc_max = U.mul(b, _ceildiv(b, U.smin(b, M, MC), MR), MR)
     nc_max = U.mul(b, _ceildiv(b, U.smin(b, N, NC), L), L)
-    ap = ctx.scratch(dtype, [U.smax(b, U.mul(b, mc_max, kc_max), 1)]).ptr
-    bp = ctx.scratch(dtype, [U.smax(b, U.mul(b, nc_max, kc_max), 1)]).ptr
+    return U.smax(b, U.mul(b, mc_max, kc_max), 1), U.smax(b, U.mul(b, nc_max, kc_max), 1)
+
+
+def emit_gemm(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, accumulate=False, packs=None):
+    """C[M, N] (+)= A[M, K] @ B[K, N] computed in `dtype` (float32/float64); A, B loaders,
+    C at c_ptr with row stride c_rs and unit column stride (not aliasing A or B).
+    accumulate: Python bool or an i1 value. packs: None (allocate the packing buffers with
+    ctx.scratch), or (ap, bp) pointers to 64-byte aligned buffers of pack_sizes() elements.
+    Plain strided operands of `dtype` call one shared function per module and dtype; others
+    (FusedDot prologues, dtype conversions) get inline packing loops around the shared kernels."""
+    b = ctx.b
+    if packs is None:
+        # packing buffers sized for this product (64-byte aligned scratch)
+        na, nb = pack_sizes(b, dtype, M, N, K)
+        ap = ctx.scratch(dtype, [na]).ptr
+        bp = ctx.scratch(dtype, [nb]).ptr
+    else:
+        ap, bp = packs
     acc0 = accumulate if isinstance(accumulate, ir.Value) else ir.Constant(U.I1, int(bool(accumulate)))
     sa, sb = _strided_of(A, dtype), _strided_of(B, dtype)
     if SHARED_DRIVER and sa is not None and sb is not None:

@@ -1,0 +1,119 @@
+"""The per-image loops of ConvPoolTanh / ConvPoolTanhGrad on several threads (config.num_threads)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import symcnn
+import symcnn.tensor as T
+from symcnn.config import config
+from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
+
+from tests.helpers import check_native_vs_reference
+
+RTOL, ATOL = 1e-4, 1e-5
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# (image shape without the batch, W shape, conv kwargs, pool kwargs): odd sizes
+CASES = [
+    ((3, 9, 11), (5, 3, 3, 2), {}, dict(ws=(2, 2))),
+    ((2, 7, 7), (3, 2, 3, 3), dict(border_mode="half", subsample=(2, 1)), dict(ws=(3, 2), stride=(1, 2))),
+]
+
+
+@pytest.fixture
+def threads():
+    old = config.num_threads
+
+    def set_threads(n):
+        config.num_threads = n
+    yield set_threads
+    config.num_threads = old
+
+
+def _graph(case, batch, static):
+    img, ws, conv, pool_kw = case
+    kw = dict(conv, **pool_kw)
+    if static:
+        kw.update(imshp=(batch,) + img, kshp=ws)
+    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
+    out, mask = ConvPoolTanh(**kw)(x, W, b)
+    grads = ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g * out)
+    grads2 = ConvPoolTanhGrad(**kw, need_gx=False)(x, W, out, mask, g)
+    rng = np.random.RandomState(batch)
+    xv = rng.standard_normal((batch,) + img).astype("float32")
+    Wv = (rng.standard_normal(ws) * 0.3).astype("float32")
+    bv = rng.uniform(-0.5, 0.5, ws[0]).astype("float32")
+    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(3).standard_normal(ref.shape).astype("float32")
+    return [x, W, b, g], [out, mask] + list(grads) + list(grads2), [xv, Wv, bv, gv]
+
+
+_RUNS = [(case, n, batch, static) for case in range(len(CASES)) for n in (1, 2) for batch in (1, 7, 16, 33)
+         for static in (False, True) if n == 2 or not static]
+_RUNS += [(0, 3, 16, False), (1, 3, 33, True)]   # more threads than the machine may have
+
+
+@pytest.mark.parametrize("case,n,batch,static", _RUNS)
+def test_threads_match_reference(threads, case, n, batch, static):
+    threads(n)
+    ins, outs, vals = _graph(CASES[case], batch, static)
+    check_native_vs_reference(ins, outs, vals, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("batch", [7, 33])
+def test_one_and_two_threads_agree(threads, batch):
+    ins, outs, vals = _graph(CASES[0], batch, False)
+    res = {}
+    for n in (1, 2):
+        threads(n)
+        fn = symcnn.function(ins, outs, mode="native")
+        res[n] = [np.array(r) for r in fn(*vals)]
+    for a, b in zip(res[1], res[2]):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    # the forward (outputs and masks) and gx do not depend on the split at all
+    for k in (0, 1, 4):
+        np.testing.assert_array_equal(res[1][k], res[2][k])
+
+
+def test_threads_are_in_the_module(threads):
+    from codegen.build import build_module
+    ins, outs, _ = _graph(CASES[0], 16, True)
+    f = symcnn.function(ins, outs, mode="reference")
+    threads(1)
+    assert "pthread_create" not in build_module(f.fgraph, []).ir_text
+    threads(2)
+    assert "pthread_create" in build_module(f.fgraph, []).ir_text
+
+
+_SCRIPT = """
+import sys, numpy as np
+sys.path.insert(0, {root!r})
+from symcnn.config import config
+from tests.codegen.test_threads import _graph, CASES
+import symcnn
+print(config.num_threads)
+ins, outs, vals = _graph(CASES[0], 33, False)
+res = symcnn.function(ins, outs, mode="native")(*vals)
+np.savez({path!r}, *[np.array(r) for r in res])
+"""
+
+
+def test_env_one_thread_vs_default(tmp_path):
+    results = {}
+    for env_value in ("1", None):
+        env = dict(os.environ)
+        env.pop("SYMCNN_NUM_THREADS", None)
+        if env_value is not None:
+            env["SYMCNN_NUM_THREADS"] = env_value
+        path = str(tmp_path / f"r{env_value}.npz")
+        out = subprocess.run([sys.executable, "-c", _SCRIPT.format(root=ROOT, path=path)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.split()
+        expect = "1" if env_value else str(len(os.sched_getaffinity(0)))
+        assert out[-1] == expect
+        with np.load(path) as z:
+            results[env_value] = [z[k] for k in sorted(z.files, key=lambda s: int(s.split("_")[1]))]
+    for a, b in zip(results["1"], results[None]):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
