@@ -153,7 +153,7 @@ def main(argv=None):
         profile_table = str(profiled.profile())
         guarded = build(bs, nk, data_x, data_y, "nanguard")[0]
         guarded_train = median_ms(guarded, n_batches, args.runs)
-        rows.append(("nanguard train step (median; without fusion, as that mode runs)",
+        rows.append(("nanguard train step (median; that mode skips the fuse phase)",
                      f"{guarded_train:.1f} ms ({guarded_train / native_train:.2f}x native)"))
     if not args.no_reference:
         rtrain, rval, _, _, _ = build(bs, nk, data_x, data_y, "reference")
