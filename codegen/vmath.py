@@ -1,6 +1,7 @@
 """Inline, branch-free, call-free (no libm) exp / expm1 / log / tanh / sigmoid for float32 and float64.
 
-Every function here emits straight-line LLVM IR on one scalar: arithmetic, `select`s, bitcasts and the
+Every function here emits straight-line LLVM IR on one scalar or one vector (`emit` on a `<L x float>`
+value gives the same per-lane results): arithmetic, `select`s, bitcasts and the
 `llvm.fma` / `llvm.rint` intrinsics (which the loop vectoriser widens to vfmadd/vrndscale), so a loop
 applying them per element is vectorised (e.g. to <16 x float> on AVX-512), unlike a loop calling libm.
 
@@ -87,27 +88,38 @@ _LG = [6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e
 class _E:
     """Tiny emitter bound to a builder, a module and a dtype."""
 
-    def __init__(self, b, module, dtype):
+    def __init__(self, b, module, dtype, lanes=None):
         self.b, self.module, self.s = b, module, _spec(dtype)
         self.dtype = str(dtype)
+        self.lanes = lanes
+        self.ft = ir.VectorType(self.s.ft, lanes) if lanes else self.s.ft
+        self.it = ir.VectorType(self.s.it, lanes) if lanes else self.s.it
 
     def c(self, v):
-        return ir.Constant(self.s.ft, float(v))
+        k = ir.Constant(self.s.ft, float(v))
+        return ir.Constant(self.ft, [k] * self.lanes) if self.lanes else k
 
     def ci(self, v):
-        return ir.Constant(self.s.it, int(v))
+        k = ir.Constant(self.s.it, int(v))
+        return ir.Constant(self.it, [k] * self.lanes) if self.lanes else k
+
+    def _intrinsic(self, name, nargs=1):
+        if not self.lanes:
+            return U.intrinsic(self.module, name, self.dtype, nargs)
+        suffix = f"v{self.lanes}{'f32' if self.dtype == 'float32' else 'f64'}"
+        return U.declare(self.module, f"llvm.{name}.{suffix}", self.ft, [self.ft] * nargs)
 
     def fma(self, a, x, y):
-        return self.b.call(U.intrinsic(self.module, "fma", self.dtype, 3), [a, x, y])
+        return self.b.call(self._intrinsic("fma", 3), [a, x, y])
 
     def rint(self, x):
-        return self.b.call(U.intrinsic(self.module, "rint", self.dtype), [x])
+        return self.b.call(self._intrinsic("rint"), [x])
 
     def bits(self, x):
-        return self.b.bitcast(x, self.s.it)
+        return self.b.bitcast(x, self.it)
 
     def flt(self, i):
-        return self.b.bitcast(i, self.s.ft)
+        return self.b.bitcast(i, self.ft)
 
     def pow2(self, k):
         """2^k as a float from an integer k in the normal exponent range."""
@@ -136,7 +148,7 @@ class _E:
         coeffs = [1.0 / math.factorial(i) for i in range(2, s.exp_deg + 1)]
         p = self.horner(r, coeffs)
         q = self.fma(b.fmul(r, r), p, r)
-        return b.fptosi(kf, s.it), r, q
+        return b.fptosi(kf, self.it), r, q
 
     def clamp(self, x, lo, hi):
         """x clamped to [lo, hi]; NaN becomes lo."""
@@ -180,7 +192,7 @@ class _E:
         z = b.fmul(sv, sv)
         R = b.fmul(z, self.horner(z, _LG))
         hfsq = b.fmul(self.c(0.5), b.fmul(f, f))
-        dk = b.sitofp(k, s.ft)
+        dk = b.sitofp(k, self.ft)
         # dk*ln2_hi - ((hfsq - (s*(hfsq+R) + dk*ln2_lo)) - f)
         inner = self.fma(sv, b.fadd(hfsq, R), b.fmul(dk, self.c(s.ln2_lo_log)))
         res = self.fma(dk, self.c(s.ln2_hi_log), b.fsub(f, b.fsub(hfsq, inner)))
@@ -191,7 +203,7 @@ class _E:
 
     # -- tanh / sigmoid -------------------------------------------------------------------------
     def fabs(self, x):
-        return self.b.call(U.intrinsic(self.module, "fabs", self.dtype), [x])
+        return self.b.call(self._intrinsic("fabs"), [x])
 
     def tanh(self, x):
         b, s = self.b, self.s
@@ -215,25 +227,29 @@ class _E:
         return b.select(self.isnan(x), x, res, name="sigmoid")
 
 
+def _lanes(x):
+    return x.type.count if isinstance(x.type, ir.VectorType) else None
+
+
 def exp(b, module, x, dtype):
-    return _E(b, module, dtype).exp(x)
+    return _E(b, module, dtype, _lanes(x)).exp(x)
 
 
 def log(b, module, x, dtype):
-    return _E(b, module, dtype).log(x)
+    return _E(b, module, dtype, _lanes(x)).log(x)
 
 
 def tanh(b, module, x, dtype):
-    return _E(b, module, dtype).tanh(x)
+    return _E(b, module, dtype, _lanes(x)).tanh(x)
 
 
 def sigmoid(b, module, x, dtype):
-    return _E(b, module, dtype).sigmoid(x)
+    return _E(b, module, dtype, _lanes(x)).sigmoid(x)
 
 
 def expm1(b, module, x, dtype):
     """expm1 for x <= 0 only (what tanh needs); NaN -> NaN."""
-    e = _E(b, module, dtype)
+    e = _E(b, module, dtype, _lanes(x))
     xc = e.clamp(x, -2.0 * e.s.tanh_clamp, 0.0)
     return b.select(e.isnan(x), x, e.expm1_clamped(xc))
 

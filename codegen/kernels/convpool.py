@@ -15,29 +15,23 @@ in cache, instead of a (B, K, OH, OW) buffer written and re-read by the separate
 The window loops are unrolled (ws is static); the loops over pooled columns j are innermost with
 static strides. gb accumulates in float64 (a sum over batch * pooled pixels).
 
-Threads (config.num_threads > 1, baked into the module when it is compiled): the per-image loop is
-outlined into an internal function body(ptr args, i64 tid, i64 begin, i64 end) that reads the
-pointers and dynamic dims it needs from an i64 array. With at least MIN_PARALLEL images the batch
-is split into num_threads contiguous ranges: POSIX threads run ranges 1.. (through a trampoline)
-while the calling thread runs range 0, then joins them. Every thread has its own scratch (one
-buffer of num_threads 64-byte aligned parts) and, in the backward, its own dWT / gb partial
-sums, added in thread order after the join (deterministic). The body has no error exits: all
-checks (shapes, scratch allocation) are done before the parallel region.
+Threads: see codegen/parallel.py.
 """
 from llvmlite import ir
 
 from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 
-from symcnn.config import config
 
 from .. import irutil as U
 from .. import vmath
-from ..lower import E_SHAPE, Array, _checker, lower
+from ..lower import E_SHAPE, Array, lower
+from . import directconv as D
 from . import gemm as G
 from .conv import (Geometry, Mat, _zero_fill, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep,
                    image_view, out_len, padding, pin, pinned, same)
 from .pool import out_len as pool_out_len
 from .reduce import _greater, _lowest
+from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
 
 
 def _dims(ctx, op, x, w):
@@ -62,142 +56,6 @@ def _offsets(op):
 
 
 
-MIN_PARALLEL = 8   # fewer images than this run on the calling thread only
-
-
-def _threads():
-    """Threads for the per-image loops of the lowering in progress (1: inline serial loop)."""
-    if _checker() is not None:  # bounds-checked builds keep the plain inline loop
-        return 1
-    return max(1, int(config.num_threads))
-
-
-class _BodyCtx:
-    """The parts of a lowering Context the per-image code uses, inside an outlined function.
-    Nothing in it may allocate or fail: that happens before the parallel region."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-    def local(self, lltype, init=None):
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
-
-    def scratch(self, *a):
-        raise AssertionError("scratch allocation inside a parallel per-image body")
-
-    def fail_if(self, *a):
-        raise AssertionError("error check inside a parallel per-image body")
-
-    check_equal = fail_if
-
-
-def _round64(n):
-    """Elements of one thread's part of a shared scratch buffer (keeps every part 64-byte aligned)."""
-    if isinstance(n, int):
-        return -(-n // 16) * 16
-    return None
-
-
-class _Parts:
-    """A scratch buffer of T parts of n elements each (part t for thread t)."""
-
-    def __init__(self, ctx, dtype, n, T):
-        b = ctx.b
-        r = _round64(n)
-        if r is None:
-            r = b.and_(b.add(U.as_value(b, n), U.i64(15)), U.i64(~15))
-        self.dtype, self.stride = dtype, r
-        self.arr = ctx.scratch(dtype, [U.mul(b, r, T)])
-
-    def values(self):
-        return [self.arr.ptr, self.stride]
-
-
-def _part(b, base, stride, tid, dtype):
-    return gep(b, base, U.mul(b, tid, stride), U.ll_type(dtype))
-
-
-def _body_function(module, prefix):
-    k = 0
-    while f"{prefix}{k}" in module.globals:
-        k += 1
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [U.PTR, U.I64, U.I64, U.I64]), name=f"{prefix}{k}")
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    tramp = ir.Function(module, ir.FunctionType(U.PTR, [U.PTR]), name=f"{prefix}{k}_thread")
-    tramp.linkage = "internal"
-    tb = ir.IRBuilder(tramp.append_basic_block("entry"))
-    arg = tramp.args[0]
-    fields = [tb.load(tb.gep(arg, [U.i64(i)], source_etype=U.I64), typ=U.I64) for i in range(4)]
-    tb.call(fn, [tb.inttoptr(fields[0], U.PTR)] + fields[1:])
-    tb.ret(ir.Constant(U.PTR, None))
-    return fn, tramp
-
-
-def _stack_i64(b, n):
-    """n i64s on the stack of the function being built (alloca in its entry block)."""
-    with b.goto_entry_block():
-        return b.alloca(U.I64, size=U.i64(n))
-
-
-def _run_parallel(ctx, prefix, values, B, T, emit):
-    """Outline emit(bctx, vals, tid, n0, n1) (vals: `values` with the IR ones reloaded inside the
-    body; ints stay ints) and run it over [0, B) on up to T threads."""
-    b = ctx.b
-    module = ctx.module
-    fn, tramp = _body_function(module, prefix)
-    # the captured values: IR ones go into an i64 array (pointers as integers)
-    dyn = [v for v in values if not isinstance(v, int)]
-    arr = _stack_i64(b, max(len(dyn), 1))
-    for i, v in enumerate(dyn):
-        if isinstance(v.type, ir.PointerType):
-            v = b.ptrtoint(v, U.I64)
-        b.store(v, b.gep(arr, [U.i64(i)], source_etype=U.I64))
-    # the body
-    bb = ir.IRBuilder(fn.append_basic_block("entry"))
-    args, tid, n0, n1 = fn.args
-    inner, k = [], 0
-    for v in values:
-        if isinstance(v, int):
-            inner.append(v)
-            continue
-        x = bb.load(bb.gep(args, [U.i64(k)], source_etype=U.I64), typ=U.I64)
-        inner.append(bb.inttoptr(x, U.PTR) if isinstance(v.type, ir.PointerType) else x)
-        k += 1
-    emit(_BodyCtx(module, bb), inner, tid, n0, n1)
-    bb.ret_void()
-    # the call: serially for a small batch, else split over T threads
-    argp = arr
-    Bv = U.as_value(b, B)
-    with b.if_else(b.icmp_signed("<", Bv, U.i64(MIN_PARALLEL))) as (small, big):
-        with small:
-            b.call(fn, [argp, U.i64(0), U.i64(0), Bv])
-        with big:
-            create = U.declare(module, "pthread_create", U.I32, [U.PTR, U.PTR, U.PTR, U.PTR])
-            join = U.declare(module, "pthread_join", U.I32, [U.I64, U.PTR])
-            bounds = [b.udiv(b.mul(Bv, U.i64(t)), U.i64(T)) if 0 < t < T else (U.i64(0) if t == 0 else Bv)
-                      for t in range(T + 1)]
-            started = []
-            for t in range(1, T):
-                targ = _stack_i64(b, 4)
-                for i, v in enumerate([b.ptrtoint(argp, U.I64), U.i64(t), bounds[t], bounds[t + 1]]):
-                    b.store(v, b.gep(targ, [U.i64(i)], source_etype=U.I64))
-                handle = ctx.local(U.I64)
-                rc = b.call(create, [handle, ir.Constant(U.PTR, None), tramp, targ])
-                started.append((t, handle, rc))
-            b.call(fn, [argp, U.i64(0), bounds[0], bounds[1]])
-            for t, handle, rc in started:
-                with b.if_else(b.icmp_signed("==", rc, ir.Constant(U.I32, 0))) as (ok, failed):
-                    with ok:
-                        b.call(join, [b.load(handle, typ=U.I64), ir.Constant(U.PTR, None)])
-                    with failed:  # no thread: run its range here
-                        b.call(fn, [argp, U.i64(t), bounds[t], bounds[t + 1]])
-
-
 @lower.register(ConvPoolTanh)
 def lower_conv_pool_tanh(ctx, node, ins):
     b = ctx.b
@@ -216,63 +74,157 @@ def lower_conv_pool_tanh(ctx, node, ins):
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
+    dp = D.plan(op, dt, dims)
+    if dp is not None:
+        # the direct kernel reads images as dense (C, H, W) blocks and the weights packed once
+        xs = dense(ctx, xs, dt)
+        wp = ctx.scratch(dt, [dp.nkb * dp.P * dp.MR])
+        offs = ctx.scratch("int64", [dp.P])
+        D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
+        ptrs = [wp.ptr, bd.ptr, out.ptr, mask.ptr, offs.ptr]
+        sizes = [dp.scratch_elems(), 0, 0, 0]
+    else:
+        ptrs = [wd.ptr, bd.ptr, out.ptr, mask.ptr, None]
+        na, nb = G.pack_sizes(b, dt, K, g.N, g.P)
+        # + 2L: the vector epilogue reads up to 2L values past a conv row's start
+        sizes = [U.mul(b, g.P, g.N), U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), na, nb]
     if T == 1:
-        cols = ctx.scratch(dt, [g.P, g.N])
-        conv = ctx.scratch(dt, [K, g.N])
-        parts = [cols.ptr, 0, conv.ptr, 0, None, 0, None, 0]
-        _forward_images(ctx, op, dt, mdt, xs.dtype, dims, xs, [wd.ptr, bd.ptr, out.ptr, mask.ptr],
-                        parts, 0, 0, B, packs=False)
+        bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None for n in sizes[:2]]
+        parts = [bufs[0], 0, bufs[1], 0, None, 0, None, 0]
+        _forward_images(ctx, op, dt, mdt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp)
         return [out, mask]
-    na, nb = G.pack_sizes(b, dt, K, g.N, g.P)
-    bufs = [_Parts(ctx, dt, n, T) for n in (U.mul(b, g.P, g.N), U.mul(b, K, g.N), na, nb)]
-    values = dims + [xs.ptr] + list(xs.strides) + [wd.ptr, bd.ptr, out.ptr, mask.ptr]
-    values += [v for p in bufs for v in p.values()]
+    bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
+    present = [p is not None for p in bufs]
+    dyn = [v for v in ptrs if v is not None]
+    values = dims + [xs.ptr] + list(xs.strides) + dyn + [v for p in bufs if p is not None for v in p.values()]
 
     def emit(bctx, v, tid, n0, n1):
-        _forward_images(bctx, op, dt, mdt, xs.dtype, v[:11], v[11:16], v[16:20], v[20:28], tid, n0, n1,
-                        packs=True)
+        it = iter(v[16:])
+        inner = [next(it) if here is not None else None for here in ptrs]
+        parts = []
+        for here in present:
+            parts += [next(it), next(it)] if here else [None, 0]
+        _forward_images(bctx, op, dt, mdt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
+                        packs=dp is None, dp=dp)
 
     _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit)
     return [out, mask]
 
 
-def _forward_images(ctx, op, dt, mdt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs):
-    """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B."""
+def _forward_images(ctx, op, dt, mdt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None):
+    """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
+    (direct plan dp: of the conv scratch only; ptrs[0] is then the packed weights, ptrs[4] the taps)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
-    wptr, bptr, optr, mptr = ptrs
+    wptr, bptr, optr, mptr, offs = ptrs
     cols, conv, ap, bp = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None
                           for i in range(4))
     pk = (ap, bp) if packs else None
+    with U.for_range(b, n1, start=n0, name="img") as n:
+        if dp is not None:
+            conv = cols   # the one per-thread buffer
+            D.emit_image(ctx, dp, image_view(b, xs, n).ptr, wptr, offs, conv)
+            rs, crs = dp.rs, dp.row_stride
+        else:
+            emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
+            emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
+            rs, crs = OW, g.N
+        if _vector_pool(op, dt):
+            _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr)
+        else:
+            _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr)
+
+
+def _vector_pool(op, dt):
+    """2x2 windows with stride 2 (the common case) get the explicit-vector epilogue."""
+    return tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
+
+
+def _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
+    """out, mask of image n from conv[k*crs + i*rs + j], any window and stride."""
+    b = ctx.b
     et, mt = U.ll_type(dt), U.ll_type(mdt)
     sh, sw = op.stride
     offs = _offsets(op)
     plane = U.mul(b, PH, PW)
-    with U.for_range(b, n1, start=n0, name="img") as n:
-        emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
-        emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
-        with U.for_range(b, K, name="k") as k:
-            bk = b.load(gep(b, bptr, k, et), typ=et)
-            ck = gep(b, conv, U.mul(b, k, g.N), et)
-            obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-            with U.for_range(b, PH, name="pi") as i:
-                rows = [gep(b, ck, U.mul(b, U.add(b, U.mul(b, i, sh), u), OW), et) for u in range(op.ws[0])]
-                orow = U.add(b, obase, U.mul(b, i, PW))
-                with U.for_range(b, PW, name="pj") as j:
-                    c0 = U.mul(b, j, sw)
-                    vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
-                    m = _lowest(dt)
-                    for val in vals:
-                        m = b.select(_greater(b, val, m, dt), val, m)
-                    bits = ir.Constant(mt, 0)
-                    for (bit, _, _), val in zip(offs, vals):
-                        hit = b.zext(b.fcmp_ordered("==", val, m), mt)
-                        bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
-                    o = U.add(b, orow, j)
-                    b.store(vmath.emit(b, ctx.module, "tanh", b.fadd(m, bk), dt), gep(b, optr, o, et))
-                    b.store(bits, gep(b, mptr, o, mt))
+    with U.for_range(b, K, name="k") as k:
+        bk = b.load(gep(b, bptr, k, et), typ=et)
+        ck = gep(b, conv, U.mul(b, k, crs), et)
+        obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
+        with U.for_range(b, PH, name="pi") as i:
+            rows = [gep(b, ck, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
+            orow = U.add(b, obase, U.mul(b, i, PW))
+            with U.for_range(b, PW, name="pj") as j:
+                c0 = U.mul(b, j, sw)
+                vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
+                m = _lowest(dt)
+                for val in vals:
+                    m = b.select(_greater(b, val, m, dt), val, m)
+                bits = ir.Constant(mt, 0)
+                for (bit, _, _), val in zip(offs, vals):
+                    hit = b.zext(b.fcmp_ordered("==", val, m), mt)
+                    bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
+                o = U.add(b, orow, j)
+                b.store(vmath.emit(b, ctx.module, "tanh", b.fadd(m, bk), dt), gep(b, optr, o, et))
+                b.store(bits, gep(b, mptr, o, mt))
+
+
+def _vsplat(b, v, vt):
+    undef = ir.Constant(vt, ir.Undefined)
+    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
+    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, vt.count), [0] * vt.count))
+
+
+def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
+    """The 2x2 / stride 2 epilogue on vectors of L pooled columns: two contiguous 2L-value loads per
+    conv row, split into even and odd columns; window maxima, tie bits and tanh(max + b) per lane;
+    masked stores of the PW columns that exist (the conv scratch is padded for the over-read)."""
+    b = ctx.b
+    module = ctx.module
+    et, mt = U.ll_type(dt), U.ll_type(mdt)
+    L = D.lanes(dt)
+    vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
+    size = U.itemsize(dt)
+    sfx = f"v{L}{'f32' if dt == 'float32' else 'f64'}"
+    i1v = ir.VectorType(U.I1, L)
+    fstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, i1v])
+    msfx = f"v{L}i{mt.width}"
+    mstore = U.declare(module, f"llvm.masked.store.{msfx}.p0", ir.VoidType(), [mvt, U.PTR, U.I32, i1v])
+    even = ir.Constant(ir.VectorType(U.I32, L), [2 * l for l in range(L)])
+    odd = ir.Constant(ir.VectorType(U.I32, L), [2 * l + 1 for l in range(L)])
+    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+    lowest = ir.Constant(vt, [_lowest(dt)] * L)
+    plane = U.mul(b, PH, PW)
+    with U.for_range(b, K, name="k") as k:
+        bk = _vsplat(b, b.load(gep(b, bptr, k, et), typ=et), vt)
+        ck = gep(b, conv, U.mul(b, k, crs), et)
+        obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
+        with U.for_range(b, PH, name="pi") as i:
+            r0 = gep(b, ck, U.mul(b, U.mul(b, i, 2), rs), et)
+            r1 = gep(b, r0, rs, et)
+            orow = U.add(b, obase, U.mul(b, i, PW))
+            with U.for_range(b, PW, step=L, name="pj") as j:
+                vals = []
+                for r in (r0, r1):
+                    src = gep(b, r, U.mul(b, j, 2), et)
+                    lo = b.load(src, typ=vt, align=size)
+                    hi = b.load(gep(b, src, L, et), typ=vt, align=size)
+                    vals += [b.shuffle_vector(lo, hi, even), b.shuffle_vector(lo, hi, odd)]
+                m = lowest
+                for val in vals:
+                    m = b.select(_greater(b, val, m, dt), val, m)
+                bits = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
+                for bit, val in enumerate(vals):   # window order (u, v) = (0,0), (0,1), (1,0), (1,1)
+                    one = ir.Constant(mvt, [ir.Constant(mt, 1 << bit)] * L)
+                    bits = b.or_(bits, b.select(b.fcmp_ordered("==", val, m), one, ir.Constant(mvt, [ir.Constant(mt, 0)] * L)))
+                left = b.sub(U.as_value(b, PW), j)
+                keep = b.icmp_signed("<", lane, _vsplat(b, left, ir.VectorType(U.I64, L)))
+                o = U.add(b, orow, j)
+                res = vmath.emit(b, module, "tanh", b.fadd(m, bk), dt)
+                b.call(fstore, [res, gep(b, optr, o, et), ir.Constant(U.I32, size), keep])
+                b.call(mstore, [bits, gep(b, mptr, o, mt), ir.Constant(U.I32, 1), keep])
 
 
 @lower.register(ConvPoolTanhGrad)
@@ -303,27 +255,38 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
-    ptrs = [wd.ptr, od.ptr, md.ptr, gd.ptr, gx.ptr if gx is not None else None]
     need_gx = gx is not None
-    # per-thread buffers: top, topT, cols, dcols, packed A/B of the two GEMMs; dwT, gb64 partials
-    sizes = [U.mul(b, K, g.N), U.mul(b, g.N, K), U.mul(b, g.P, g.N), U.mul(b, g.P, g.N) if need_gx else 0]
-    sizes += list(G.pack_sizes(b, dt, g.P, K, g.N))
-    sizes += list(G.pack_sizes(b, dt, g.P, g.N, K)) if need_gx else [0, 0]
-    if T == 1:
-        bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None for n in sizes[:4]]
-        parts = [v for p in bufs for v in (p, 0)] + [None, 0] * 4
-        dwT = _Parts(ctx, dt, U.mul(b, g.P, K), 1)
-        gb64 = _Parts(ctx, "float64", K, 1)
+    dp = D.plan(op, dt, dims)
+    dp = dp if D.grad_plan(dp, op, need_gx) and _vector_pool(op, dt) else None
+    if dp is not None:
+        # weight gradient as inner products over the image's wide rows: top in the wide layout,
+        # per-thread lane partials dwv[k][t][L]
+        xs = dense(ctx, xs, dt)
+        offs = ctx.scratch("int64", [dp.P])
+        D.tap_offsets(ctx, dp, offs.ptr)
+        ptrs = [offs.ptr, od.ptr, md.ptr, gd.ptr, None]
+        sizes = [dp.scratch_elems(), 0, 0, 0, 0, 0, 0, 0]
+        acc_n = dp.K * dp.P * dp.L
     else:
-        bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
-        parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
-        dwT = _Parts(ctx, dt, U.mul(b, g.P, K), T)
-        gb64 = _Parts(ctx, "float64", K, T)
-    _zero_fill(b, dwT.arr.ptr, 0, U.mul(b, dwT.stride, T), dt)
-    _zero_fill(b, gb64.arr.ptr, 0, U.mul(b, gb64.stride, T), "float64")
+        ptrs = [wd.ptr, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None]
+        # top, (unused), cols, dcols, packed A/B of the two GEMMs; + 2L: the vector scatter's
+        # masked stores stay in the buffer but its address arithmetic may point just past a row
+        sizes = [U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), 0, U.mul(b, g.P, g.N),
+                 U.mul(b, g.P, g.N) if need_gx else 0]
+        sizes += list(G.pack_sizes(b, dt, g.P, K, g.N))
+        sizes += list(G.pack_sizes(b, dt, g.P, g.N, K)) if need_gx else [0, 0]
+        acc_n = U.mul(b, g.P, K)
+    nparts = 1 if T == 1 else T
+    bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
+    parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
+    dwT = _Parts(ctx, dt, acc_n, nparts)
+    gb64 = _Parts(ctx, "float64", K, nparts)
+    _zero_fill(b, dwT.arr.ptr, 0, U.mul(b, dwT.stride, nparts), dt)
+    _zero_fill(b, gb64.arr.ptr, 0, U.mul(b, gb64.stride, nparts), "float64")
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
-        _backward_images(ctx, op, dt, md.lltype, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B, packs=False)
+        _backward_images(ctx, op, dt, md.lltype, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
+                         packs=False, dp=dp)
     else:
         dynptrs = [p for p in ptrs if p is not None]
         np_ = len(dynptrs)
@@ -336,20 +299,24 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
             inner_acc = list(it)
             pp = list(v[16:16 + np_]) + ([None] if not need_gx else [])
             _backward_images(bctx, op, dt, md.lltype, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, packs=True)
+                             tid, n0, n1, packs=True, dp=dp)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
-    # gW = sum over threads of dWT^T, gb = sum of the float64 partials (thread order)
-    with U.for_range(b, K, name="ok") as k:
-        with U.for_range(b, g.P, name="op") as p:
-            v = None
-            for t in range(T):
-                x_ = b.load(gep(b, dwT.arr.ptr, U.add(b, U.mul(b, t, dwT.stride), U.add(b, U.mul(b, p, K), k)), et),
-                            typ=et)
-                v = x_ if v is None else b.fadd(v, x_)
-            b.store(v, gep(b, gW.ptr, U.add(b, U.mul(b, k, g.P), p), et))
+    if dp is not None:
+        _reduce_direct_partials(ctx, dp, dt, dwT, nparts, gW.ptr)
+    else:
+        # gW = sum over threads of dWT^T (thread order)
+        with U.for_range(b, K, name="ok") as k:
+            with U.for_range(b, g.P, name="op") as p:
+                v = None
+                for t in range(nparts):
+                    x_ = b.load(gep(b, dwT.arr.ptr, U.add(b, U.mul(b, t, dwT.stride), U.add(b, U.mul(b, p, K), k)),
+                                    et), typ=et)
+                    v = x_ if v is None else b.fadd(v, x_)
+                b.store(v, gep(b, gW.ptr, U.add(b, U.mul(b, k, g.P), p), et))
+    with U.for_range(b, K, name="gk") as k:
         v = None
-        for t in range(T):
+        for t in range(nparts):
             x_ = b.load(gep(b, gb64.arr.ptr, U.add(b, U.mul(b, t, gb64.stride), k), U.F64), typ=U.F64)
             v = x_ if v is None else b.fadd(v, x_)
         b.store(U.cast_value(b, v, "float64", dt), gep(b, gb.ptr, k, et))
@@ -359,58 +326,175 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
     return outs
 
 
-def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, packs):
-    """The backward for images [n0, n1); parts: (base, stride) of top, topT, cols, dcols and the packed
-    A/B of the two GEMMs (base None: absent); acc_parts: (base, stride) of the dWT and gb64 partials."""
+def _reduce_direct_partials(ctx, p, dt, dwv, nparts, gw_ptr):
+    """gW[k, c, rr, ss] = the lanes of every thread's dwv[k][tap (c, r, s)] summed, thread by thread;
+    (rr, ss) is the tap's filter position (flipped for a true convolution)."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    L = p.L
+    vt = ir.VectorType(et, L)
+    size = U.itemsize(dt)
+    with U.for_range(b, p.K, name="rk") as k:
+        with U.for_range(b, p.C, name="rc") as c:
+            for r in range(p.kh):
+                for s_ in range(p.kw):
+                    tap = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s_))
+                    rr, ss = (p.kh - 1 - r, p.kw - 1 - s_) if p.flip else (r, s_)
+                    widx = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(rr * p.kw + ss))
+                    total = None
+                    for t in range(nparts):
+                        off = b.add(U.as_value(b, U.mul(b, t, dwv.stride)),
+                                    b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
+                        vec = b.load(gep(b, dwv.arr.ptr, off, et), typ=vt, align=size)
+                        s = _hsum(b, vec, et)
+                        total = s if total is None else b.fadd(total, s)
+                    b.store(total, gep(b, gw_ptr, b.add(b.mul(k, U.i64(p.P)), widx), et))
+
+
+def _hsum(b, vec, et):
+    """Sum of a vector's lanes, pairwise (a fixed order)."""
+    n = vec.type.count
+    while n > 1:
+        half = n // 2
+        lo = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half))))
+        hi = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half, n))))
+        vec = b.fadd(lo, hi)
+        n = half
+    return b.extract_element(vec, ir.Constant(U.I32, 0))
+
+
+def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, packs, dp=None):
+    """The backward for images [n0, n1); parts: (base, stride) of top, (unused), cols, dcols and the
+    packed A/B of the two GEMMs (base None: absent); acc_parts: (base, stride) of the dWT (direct plan:
+    dwv) and gb64 partials."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, optr, mptr, gptr, gxptr = ptrs
-    top, topT, cols, dcols, ap1, bp1, ap2, bp2 = (
+    top, _, cols, dcols, ap1, bp1, ap2, bp2 = (
         _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(8))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     pk1 = (ap1, bp1) if packs else None
     pk2 = (ap2, bp2) if packs else None
+    vector = _vector_pool(op, dt)
+    if dp is not None:
+        rs, trs, tlen = dp.rs, dp.row_stride, dp.scratch_elems()
+    else:
+        rs, trs, tlen = OW, g.N, U.mul(b, K, g.N)
+    img = U.product(b, [C, H, W])
+    if vector:   # the scatter writes only pooled windows' positions: the rest stays zero
+        _zero_fill(b, top, 0, tlen, dt)
+    with U.for_range(b, n1, start=n0, name="img") as n:
+        if vector:
+            _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
+        else:
+            _zero_fill(b, top, 0, tlen, dt)
+            _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
+        if dp is not None:
+            D.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, wptr, dwT)
+        else:
+            # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
+            emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
+            emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
+                      packs=pk1)
+        if gxptr is not None:
+            emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(top, g.N), Mat(dcols, g.N), packs=pk2)
+            dx = gep(b, gxptr, U.mul(b, n, img), U.ll_type(dt))
+            _zero_fill(b, dx, 0, img, dt)
+            emit_col2im(ctx, g, dcols, dx, dt)
+
+
+def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64):
+    """top[k*trs + (i*sh + u)*rs + j*sw + v] += g*(1 - out^2) for every set bit (u, v); gb64[k] += the sums."""
+    b = ctx.b
     et = U.ll_type(dt)
     sh, sw = op.stride
     offs = _offsets(op)
     plane = U.mul(b, PH, PW)
     one = U.const(dt, 1.0)
     zero = U.const(dt, 0.0)
-    img = U.product(b, [C, H, W])
-    with U.for_range(b, n1, start=n0, name="img") as n:
-        _zero_fill(b, top, 0, U.mul(b, K, g.N), dt)
-        with U.for_range(b, K, name="k") as k:
-            tk = gep(b, top, U.mul(b, k, g.N), et)
-            base = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-            acc = ctx.local(U.F64, ir.Constant(U.F64, 0.0))
-            with U.for_range(b, PH, name="pi") as i:
-                rows = [gep(b, tk, U.mul(b, U.add(b, U.mul(b, i, sh), u), OW), et) for u in range(op.ws[0])]
-                prow = U.add(b, base, U.mul(b, i, PW))
-                with U.for_range(b, PW, name="pj") as j:
-                    p = U.add(b, prow, j)
-                    o = b.load(gep(b, optr, p, et), typ=et)
-                    gp = b.fmul(b.load(gep(b, gptr, p, et), typ=et), b.fsub(one, b.fmul(o, o)))
-                    b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, gp, dt, "float64")), acc)
-                    bits = b.load(gep(b, mptr, p, mt), typ=mt)
-                    c0 = U.mul(b, j, sw)
-                    for bit, u, v in offs:
-                        hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
-                        dst = gep(b, rows[u], U.add(b, c0, v), et)
-                        b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
-            gbk = gep(b, gb64, k, U.F64)
-            b.store(b.fadd(b.load(gbk, typ=U.F64), b.load(acc, typ=U.F64)), gbk)
-        # gW: dWT[P, K] += cols[P, N] @ top^T[N, K]
-        emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
-        with U.for_range(b, K, name="tk") as k:
-            with U.for_range(b, g.N, name="tn") as m:
-                v = b.load(gep(b, top, U.add(b, U.mul(b, k, g.N), m), et), typ=et)
-                b.store(v, gep(b, topT, U.add(b, U.mul(b, m, K), k), et))
-        emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(topT, K), Mat(dwT, K), accumulate=True, packs=pk1)
-        if gxptr is not None:
-            emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(top, g.N), Mat(dcols, g.N), packs=pk2)
-            dx = gep(b, gxptr, U.mul(b, n, img), et)
-            _zero_fill(b, dx, 0, img, dt)
-            emit_col2im(ctx, g, dcols, dx, dt)
+    with U.for_range(b, K, name="k") as k:
+        tk = gep(b, top, U.mul(b, k, trs), et)
+        base = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
+        acc = ctx.local(U.F64, ir.Constant(U.F64, 0.0))
+        with U.for_range(b, PH, name="pi") as i:
+            rows = [gep(b, tk, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
+            prow = U.add(b, base, U.mul(b, i, PW))
+            with U.for_range(b, PW, name="pj") as j:
+                p = U.add(b, prow, j)
+                o = b.load(gep(b, optr, p, et), typ=et)
+                gp = b.fmul(b.load(gep(b, gptr, p, et), typ=et), b.fsub(one, b.fmul(o, o)))
+                b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, gp, dt, "float64")), acc)
+                bits = b.load(gep(b, mptr, p, mt), typ=mt)
+                c0 = U.mul(b, j, sw)
+                for bit, u, v in offs:
+                    hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
+                    dst = gep(b, rows[u], U.add(b, c0, v), et)
+                    b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
+        gbk = gep(b, gb64, k, U.F64)
+        b.store(b.fadd(b.load(gbk, typ=U.F64), b.load(acc, typ=U.F64)), gbk)
+
+
+def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64):
+    """The 2x2 / stride 2 scatter on vectors of L pooled columns: gp = g*(1 - out^2) goes to the window
+    positions whose bit is set (0 to the others), interleaved back into two rows of 2L columns and
+    stored with masks (windows do not overlap, so plain stores); gb64[k] += the lane sums."""
+    b = ctx.b
+    module = ctx.module
+    et = U.ll_type(dt)
+    L = D.lanes(dt)
+    vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
+    size = U.itemsize(dt)
+    sfx = f"v{L}{'f32' if dt == 'float32' else 'f64'}"
+    i1v = ir.VectorType(U.I1, L)
+    fload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [U.PTR, U.I32, i1v, vt])
+    fstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, i1v])
+    msfx = f"v{L}i{mt.width}"
+    mload = U.declare(module, f"llvm.masked.load.{msfx}.p0", mvt, [U.PTR, U.I32, i1v, mvt])
+    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+    lane2 = ir.Constant(ir.VectorType(U.I64, L), [l // 2 for l in range(L)])
+    lane2h = ir.Constant(ir.VectorType(U.I64, L), [(L + l) // 2 for l in range(L)])
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    mzero = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
+    one = ir.Constant(vt, [ir.Constant(et, 1.0)] * L)
+    dvt = ir.VectorType(U.F64, L)
+    lo_idx = ir.Constant(ir.VectorType(U.I32, L), [(l // 2) + (L if l % 2 else 0) for l in range(L)])
+    hi_idx = ir.Constant(ir.VectorType(U.I32, L), [(L + l) // 2 + (L if l % 2 else 0) for l in range(L)])
+    align = ir.Constant(U.I32, size)
+    plane = U.mul(b, PH, PW)
+    i64v = ir.VectorType(U.I64, L)
+    with U.for_range(b, K, name="k") as k:
+        tk = gep(b, top, U.mul(b, k, trs), et)
+        base = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
+        acc = ctx.local(dvt, ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L))
+        with U.for_range(b, PH, name="pi") as i:
+            prow = U.add(b, base, U.mul(b, i, PW))
+            r0 = gep(b, tk, U.mul(b, U.mul(b, i, 2), rs), et)
+            rows = [r0, gep(b, r0, rs, et)]
+            with U.for_range(b, PW, step=L, name="pj") as j:
+                p = U.add(b, prow, j)
+                left = _vsplat(b, b.sub(U.as_value(b, PW), j), i64v)
+                keep = b.icmp_signed("<", lane, left)
+                o = b.call(fload, [gep(b, optr, p, et), align, keep, zero])
+                gv = b.call(fload, [gep(b, gptr, p, et), align, keep, zero])
+                bits = b.call(mload, [gep(b, mptr, p, mt), ir.Constant(U.I32, 1), keep, mzero])
+                gp = b.fmul(gv, b.fsub(one, b.fmul(o, o)))
+                b.store(b.fadd(b.load(acc, typ=dvt), b.fpext(gp, dvt) if dt == "float32" else gp), acc)
+                keep_lo = b.icmp_signed("<", lane2, left)
+                keep_hi = b.icmp_signed("<", lane2h, left)
+                c0 = U.mul(b, j, 2)
+                for u, row in enumerate(rows):
+                    vals = []
+                    for v in range(2):
+                        bit = ir.Constant(mvt, [ir.Constant(mt, 1 << (2 * u + v))] * L)
+                        hit = b.icmp_unsigned("!=", b.and_(bits, bit), mzero)
+                        vals.append(b.select(hit, gp, zero))
+                    lo = b.shuffle_vector(vals[0], vals[1], lo_idx)
+                    hi = b.shuffle_vector(vals[0], vals[1], hi_idx)
+                    dst = gep(b, row, c0, et)
+                    b.call(fstore, [lo, dst, align, keep_lo])
+                    b.call(fstore, [hi, gep(b, dst, L, et), align, keep_hi])
+        gbk = gep(b, gb64, k, U.F64)
+        b.store(b.fadd(b.load(gbk, typ=U.F64), _hsum(b, b.load(acc, typ=dvt), U.F64)), gbk)

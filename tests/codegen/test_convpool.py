@@ -100,3 +100,51 @@ def test_verify_grad_backward(need_gx):
             mask = fwd(x, W, b0)[1]   # the ties of this x, W (piecewise constant: no gradient)
             return bwd(x, W, out, mask, g)[k]
         symcnn.verify_grad(fun, pts, mode="reference", rng=rng)
+
+
+# Static shapes that take the direct-convolution kernels (no im2col): (x shape, W shape, dtype,
+# conv kwargs, expected layout). 'wide' runs vectors along whole image rows; 'rows' packs whole output
+# rows (OW dividing the vector length) into one vector.
+DIRECT_CASES = [
+    ((9, 1, 13, 14), (5, 1, 3, 4), "float32", {}, "wide"),                       # K % MR, odd OH
+    ((9, 3, 11, 12), (7, 3, 4, 5), "float32", dict(filter_flip=False), "rows"),  # 2 rows per vector
+    ((1, 2, 9, 6), (4, 2, 2, 3), "float32", {}, "rows"),                         # 4 rows, batch 1
+    ((9, 2, 9, 10), (5, 2, 3, 3), "float32", {}, "rows"),                        # OH = 7: a row of padding
+    ((9, 2, 12, 11), (3, 2, 5, 4), "float64", {}, "rows"),                       # float64: 8 lanes
+    ((9, 1, 20, 19), (6, 1, 5, 5), "float64", {}, "wide"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,dtype,conv,layout", DIRECT_CASES)
+def test_direct_kernels_match_reference(xs, ws, dtype, conv, layout):
+    from codegen.kernels import directconv as D
+    kw = dict(conv, ws=(2, 2), imshp=xs, kshp=ws)
+    fwd, bwd, bwd_nogx = ConvPoolTanh(**kw), ConvPoolTanhGrad(**kw, need_gx=True), ConvPoolTanhGrad(**kw, need_gx=False)
+    oh, ow = xs[2] - ws[2] + 1, xs[3] - ws[3] + 1
+    plan = D.plan(fwd, dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], oh, ow])
+    assert plan is not None and plan.mode == layout
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
+                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
+    out, mask = fwd(x, W, b)
+    outs = [out, mask] + list(bwd(x, W, out, mask, g * out)) + list(bwd_nogx(x, W, out, mask, g))
+    xv, Wv, bv = _values(xs, ws, dtype)
+    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(3).standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=ATOL) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)
+
+
+def test_direct_weight_gradient_ignores_row_ends():
+    """The wide layout computes (and must drop) outputs past each row's end; an Inf in the image there
+    must not reach the weight gradient through them (NaN positions as in the reference)."""
+    xs, ws = (9, 1, 13, 14), (5, 1, 3, 4)
+    kw = dict(ws=(2, 2), imshp=xs, kshp=ws)
+    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
+    out, mask = ConvPoolTanh(**kw)(x, W, b)
+    grads = ConvPoolTanhGrad(**kw, need_gx=False)(x, W, out, mask, g)
+    xv, Wv, bv = _values(xs, ws)
+    xv[2, 0, 4, 13] = np.inf      # last column: only wide-layout garbage outputs see it with s < 3
+    xv[5, 0, 12, 0] = -np.inf
+    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(4).standard_normal(ref.shape).astype("float32")
+    check_native_vs_reference([x, W, b, g], [out, mask] + list(grads), [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)

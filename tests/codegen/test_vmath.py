@@ -200,3 +200,31 @@ def test_elemwise_uses_inline_math(dtype):
     for libname in ("exp", "log", "tanh"):
         for f in (libname, libname + "f"):
             assert f"@{f}(" not in text and f'@"{f}"(' not in text
+
+
+def _vector_module(name, dtype, lanes):
+    """void f(T *src, T *dst, i64 nvec): the same function applied to <lanes x T> vectors."""
+    mod = ir.Module(name=f"vmath_vec_{name}_{dtype}")
+    mod.triple, mod.data_layout = jit.module_header()
+    vt = ir.VectorType(U.ll_type(dtype), lanes)
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [U.PTR, U.PTR, U.I64]), name="f")
+    b = ir.IRBuilder(fn.append_basic_block())
+    src, dst, n = fn.args
+    with U.for_range(b, n) as i:
+        v = b.load(b.gep(src, [i], source_etype=vt), typ=vt, align=1)
+        b.store(vmath.emit(b, mod, name, v, dtype), b.gep(dst, [i], source_etype=vt), align=1)
+    b.ret_void()
+    return mod
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FUNCS)
+def test_vector_form_equals_scalar_form(name, dtype):
+    lanes = 16 if dtype == "float32" else 8
+    x = _inputs(dtype, seed=7)
+    x = x[:x.size // lanes * lanes]
+    cm = jit.CompiledModule(str(_vector_module(name, dtype, lanes)), use_cache=False)
+    cfn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(cm.address("f"))
+    out = np.empty_like(x)
+    cfn(x.ctypes.data, out.ctypes.data, x.size // lanes)
+    assert _bits_equal(out, _run(name, x))

@@ -1,0 +1,359 @@
+"""Direct convolution of one image for the conv-pool kernels, with no im2col buffer.
+
+For a 'valid' convolution with unit strides and an image stored densely as (C, H, W), the input
+value that kernel tap p = (c, r, s) multiplies for output (i, j) sits at
+
+    x[c*H*W + r*W + s + (i*W + j)]
+
+so, over a run of outputs along a row, the "patch matrix" of im2col is just the image read at a
+per-tap offset. The micro-kernel keeps MR output channels x NV vectors of outputs in registers and,
+per tap, loads NV vectors of the image at that offset and broadcasts MR packed weights: MR*NV FMAs
+per NV loads, with nothing copied per image. Two layouts of the outputs covered by the vectors:
+
+  wide  the vectors run over q = i*W + j, q < (OH-1)*W + OW: rows are W long, so the W-OW columns
+        past each row's end are computed and ignored (used when that waste is small, e.g. a 28-wide
+        image and 24 outputs per row);
+  rows  OW divides the vector length L: a vector is G = L/OW whole output rows, each an OW-long
+        load of the image (q = i*OW + j; e.g. 8 outputs per row: two rows per 16-lane vector).
+
+conv[k, q] goes to a per-thread scratch whose rows are `row_stride` long; pooled windows then read it
+with row length `rs` (W or OW). The weights are packed once per call as [K/MR][P][MR] (flipped for a
+true convolution; rows past K are zero) with a table of the P tap offsets.
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from .gemm import vec_bytes
+
+MAX_ACC = 24      # vector accumulators per micro-kernel (AVX-512 has 32 vector registers)
+MIN_EFFICIENCY = 0.7   # useful share of the computed outputs below which im2col + GEMM is used
+
+
+def lanes(dtype):
+    return max(1, vec_bytes() // U.itemsize(dtype))
+
+
+class Plan:
+    """Static layout of a direct convolution (all sizes Python ints)."""
+
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, mode, MR, NV, flip):
+        self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
+        self.OH, self.OW, self.mode, self.MR, self.NV, self.flip = OH, OW, mode, MR, NV, flip
+        self.L = L = lanes(dtype)
+        self.P = C * kh * kw
+        self.nkb = -(-K // MR)
+        if mode == "wide":
+            self.rs = W
+            self.n_out = (OH - 1) * W + OW          # q range computed
+            self.tile = NV * L                       # q per tile
+            self.ntiles = -(-self.n_out // self.tile)
+        else:
+            self.G = L // OW
+            self.rs = OW
+            self.tile = NV * self.G                  # output rows per tile
+            self.ntiles = -(-OH // self.tile)
+        span = self.ntiles * NV * L
+        # pooling epilogues read up to 2L values from a row start: pad so they stay inside
+        self.row_stride = -(-(span + 2 * L) // L) * L
+
+    def scratch_elems(self):
+        return self.nkb * self.MR * self.row_stride + 2 * self.L
+
+    def efficiency(self):
+        return (self.OH * self.OW * self.K) / (self.ntiles * self.NV * self.L * self.nkb * self.MR)
+
+
+def plan(op, dtype, dims):
+    """A Plan for this conv when the direct kernel applies and wastes little, else None."""
+    if str(dtype) not in ("float32", "float64") or op.border_mode != "valid" or tuple(op.subsample) != (1, 1):
+        return None
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or OH < 1 or OW < 1:
+        return None
+    L = lanes(dtype)
+    best = None
+    modes = ["wide"] + (["rows"] if OW <= L and L % OW == 0 else [])
+    for mode in modes:
+        for MR in (6, 5, 4, 3, 2, 1):
+            for NV in (4, 3, 2, 1):
+                if MR * NV > MAX_ACC:
+                    continue
+                p = Plan(str(dtype), C, H, W, K, kh, kw, OH, OW, mode, MR, NV, op.filter_flip)
+                key = (round(p.efficiency(), 3), NV * MR)
+                if best is None or key > best[0]:
+                    best = (key, p)
+    if best is None or best[1].efficiency() < MIN_EFFICIENCY:
+        return None
+    return best[1]
+
+
+def pack_weights(ctx, p, w_ptr, wp, offs):
+    """wp[(kb*P + t)*MR + i] = W[kb*MR + i, tap t] (0 past K), offs[t] = the tap's image offset."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    with U.for_range(b, p.C, name="wc") as c:
+        for r in range(p.kh):
+            for s in range(p.kw):
+                t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
+                off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(r * p.W + s))
+                b.store(off, b.gep(offs, [t], source_etype=U.I64))
+                rr, ss = (p.kh - 1 - r, p.kw - 1 - s) if p.flip else (r, s)
+                src = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(rr * p.kw + ss))
+                for kb in range(p.nkb):
+                    dst = b.gep(wp, [b.add(b.mul(b.add(U.i64(kb * p.P), t), U.i64(p.MR)), U.i64(0))],
+                                source_etype=et)
+                    for i in range(p.MR):
+                        k = kb * p.MR + i
+                        v = (b.load(b.gep(w_ptr, [b.add(U.i64(k * p.P), src)], source_etype=et), typ=et)
+                             if k < p.K else ir.Constant(et, 0.0))
+                        b.store(v, b.gep(dst, [U.i64(i)], source_etype=et))
+
+
+def _splat(b, v, vt):
+    n = vt.count
+    undef = ir.Constant(vt, ir.Undefined)
+    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
+    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, n), [0] * n))
+
+
+def _microkernel(module, p):
+    """void ukr(x_img, wp_block, offs, out, t0): conv scratch rows [MR] x one tile, from tile t0
+    (wide: first q; rows: first output row)."""
+    name = f"symcnn_dconv_{p.dtype}_{p.mode}_{p.MR}x{p.NV}_W{p.W}_OW{p.OW}_OH{p.OH}_P{p.P}_{p.row_stride}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    P_, I64 = U.PTR, U.I64
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_, P_, P_, P_, I64]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    x, wp, offs, out, t0 = fn.args
+    for a in (x, wp, offs, out):
+        a.add_attribute("noalias")
+    et = U.ll_type(p.dtype)
+    L, MR, NV = p.L, p.MR, p.NV
+    vt = ir.VectorType(et, L)
+    size = U.itemsize(p.dtype)
+    sfx = f"v{L}{'f32' if p.dtype == 'float32' else 'f64'}"
+    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+    mt = ir.VectorType(U.I1, L)
+    mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [P_, U.I32, mt, vt])
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    align = ir.Constant(U.I32, size)
+    if p.mode == "wide":
+        base = b.gep(x, [t0], source_etype=et)
+        lane = ir.Constant(ir.VectorType(I64, L), list(range(L)))
+        masks = []
+        for j in range(NV):
+            left = b.sub(U.i64(p.n_out), b.add(t0, U.i64(j * L)))
+            masks.append(b.icmp_signed("<", lane, _splat(b, left, ir.VectorType(I64, L))))
+        pieces = None
+    else:
+        G, OW = p.G, p.OW
+        ht = ir.VectorType(et, OW)
+        # rows past the last are clamped to it: in bounds, computed, never stored
+        pieces = []
+        for j in range(NV):
+            for g in range(G):
+                row = U.smin(b, b.add(t0, U.i64(j * G + g)), p.OH - 1)
+                pieces.append(b.gep(x, [b.mul(row, U.i64(p.W))], source_etype=et))
+    head = b.append_basic_block("t.head")
+    body = b.append_basic_block("t.body")
+    done = b.append_basic_block("t.end")
+    b.branch(head)
+    b.position_at_end(head)
+    t = b.phi(I64, name="t")
+    t.add_incoming(U.i64(0), entry)
+    accs = [[b.phi(vt) for _ in range(NV)] for _ in range(MR)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", t, U.i64(p.P)), body, done)
+    b.position_at_end(body)
+    off = b.load(b.gep(offs, [t], source_etype=I64), typ=I64)
+    vecs = []
+    if pieces is None:
+        src = b.gep(base, [off], source_etype=et)
+        for j in range(NV):
+            ptr = b.gep(src, [U.i64(j * L)], source_etype=et) if j else src
+            vecs.append(b.call(mload, [ptr, align, masks[j], zero]))
+    else:
+        for j in range(NV):
+            parts = [b.load(b.gep(pieces[j * G + g], [off], source_etype=et), typ=ht, align=size) for g in range(G)]
+            while len(parts) > 1:   # concatenate pairwise: OW -> 2*OW -> ... -> L lanes
+                n = parts[0].type.count
+                idx = ir.Constant(ir.VectorType(U.I32, 2 * n), list(range(2 * n)))
+                parts = [b.shuffle_vector(parts[i], parts[i + 1], idx) for i in range(0, len(parts), 2)]
+            vecs.append(parts[0])
+    wrow = b.gep(wp, [b.mul(t, U.i64(MR))], source_etype=et)
+    new = []
+    for i in range(MR):
+        a = _splat(b, b.load(b.gep(wrow, [U.i64(i)], source_etype=et), typ=et), vt)
+        new.append([b.call(fma, [a, vecs[j], accs[i][j]]) for j in range(NV)])
+    for i in range(MR):
+        for j in range(NV):
+            accs[i][j].add_incoming(new[i][j], body)
+    t.add_incoming(b.add(t, U.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(MR):
+        for j in range(NV):
+            b.store(accs[i][j], b.gep(out, [U.i64(i * p.row_stride + j * L)], source_etype=et), align=size)
+    b.ret_void()
+    return fn
+
+
+def emit_image(ctx, p, x_img, wp, offs, conv):
+    """conv[k*row_stride + q] for k < nkb*MR, every q of the layout, of one image."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    ukr = _microkernel(ctx.module, p)
+    with U.for_range(b, p.ntiles, name="dt") as ti:
+        t0 = b.mul(ti, U.i64(p.tile))
+        q0 = t0 if p.mode == "wide" else b.mul(t0, U.i64(p.OW))
+        for kb in range(p.nkb):
+            w = b.gep(wp, [U.i64(kb * p.P * p.MR)], source_etype=et)
+            o = b.gep(conv, [b.add(U.i64(kb * p.MR * p.row_stride), q0)], source_etype=et)
+            b.call(ukr, [x_img, w, offs, o, t0])
+
+
+# -- weight gradient by inner products (wide layout) -----------------------------------------------
+
+def grad_plan(p, op, need_gx):
+    """Whether the weight gradient of plan p is taken as inner products over the wide rows of the
+    image (the first layer: no input gradient, few filter taps so the per-thread partials stay small)."""
+    return (p is not None and p.mode == "wide" and not need_gx
+            and p.K * p.P * p.L * U.itemsize(p.dtype) <= 256 * 1024)
+
+
+def n_vectors(p):
+    return -(-p.n_out // p.L)
+
+
+def lane_masks(module, p):
+    """A constant table: for each vector of the wide layout, the bits of its lanes that are outputs
+    (q < n_out and q mod W < OW); the others (row ends, the tail) must not reach the sums."""
+    name = f"symcnn_dconv_lanes_W{p.W}_OW{p.OW}_N{p.n_out}_L{p.L}"
+    g = module.globals.get(name)
+    if g is not None:
+        return g
+    it = ir.IntType(p.L)
+    vals = []
+    for v in range(n_vectors(p)):
+        bits = 0
+        for lane in range(p.L):
+            q = v * p.L + lane
+            if q < p.n_out and q % p.W < p.OW:
+                bits |= 1 << lane
+        vals.append(ir.Constant(it, bits))
+    at = ir.ArrayType(it, len(vals))
+    g = ir.GlobalVariable(module, at, name=name)
+    g.linkage = "internal"
+    g.global_constant = True
+    g.initializer = ir.Constant(at, vals)
+    return g
+
+
+def _dw_kernel(module, p, mk, nt):
+    """void dw(x_img, top, offs_t0, dwv, masks): dwv[i][t][:] += sum over vectors v of
+    top[i*row_stride + v*L : +L] * x_img[offs[t] + v*L : +L] (lanes outside the outputs masked off)
+    for mk channels x nt taps."""
+    name = f"symcnn_dconv_dw_{p.dtype}_{mk}x{nt}_N{p.n_out}_W{p.W}_OW{p.OW}_P{p.P}_{p.row_stride}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    P_, I64 = U.PTR, U.I64
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_] * 5), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    x, top, offs, dwv, masks = fn.args
+    for a in (x, top, offs, dwv):
+        a.add_attribute("noalias")
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vt = ir.VectorType(et, L)
+    size = U.itemsize(p.dtype)
+    sfx = f"v{L}{'f32' if p.dtype == 'float32' else 'f64'}"
+    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+    mt = ir.VectorType(U.I1, L)
+    mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [P_, U.I32, mt, vt])
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    align = ir.Constant(U.I32, size)
+    bases = [b.gep(x, [b.load(b.gep(offs, [U.i64(t)], source_etype=I64), typ=I64)], source_etype=et)
+             for t in range(nt)]
+    it = ir.IntType(L)
+    head = b.append_basic_block("v.head")
+    body = b.append_basic_block("v.body")
+    done = b.append_basic_block("v.end")
+    b.branch(head)
+    b.position_at_end(head)
+    v = b.phi(I64, name="v")
+    v.add_incoming(U.i64(0), entry)
+    accs = [[b.phi(vt) for _ in range(nt)] for _ in range(mk)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", v, U.i64(n_vectors(p))), body, done)
+    b.position_at_end(body)
+    q = b.mul(v, U.i64(L))
+    m = b.bitcast(b.load(b.gep(masks, [v], source_etype=it), typ=it), mt)
+    xs = [b.call(mload, [b.gep(base, [q], source_etype=et), align, m, zero]) for base in bases]
+    ts = [b.load(b.gep(top, [b.add(U.i64(i * p.row_stride), q)], source_etype=et), typ=vt, align=size)
+          for i in range(mk)]
+    for i in range(mk):
+        for t in range(nt):
+            accs[i][t].add_incoming(b.call(fma, [ts[i], xs[t], accs[i][t]]), body)
+    v.add_incoming(b.add(v, U.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(mk):
+        for t in range(nt):
+            ptr = b.gep(dwv, [U.i64((i * p.P + t) * L)], source_etype=et)
+            b.store(b.fadd(b.load(ptr, typ=vt, align=size), accs[i][t]), ptr, align=size)
+    b.ret_void()
+    return fn
+
+
+DW_MK, DW_NT = 4, 5   # channels x taps per inner-product block (20 accumulators + 9 loads a step)
+
+
+def emit_weight_grad_image(ctx, p, x_img, top, offs, dwv):
+    """dwv[k][t][:] += lane partial sums of top[k] . x_img[offs[t] + q] for one image."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    masks = lane_masks(ctx.module, p)
+
+    def call(k0, mk, t0, nt):
+        fn = _dw_kernel(ctx.module, p, mk, nt)
+        b.call(fn, [x_img, b.gep(top, [U.as_value(b, U.mul(b, k0, p.row_stride))], source_etype=et),
+                    b.gep(offs, [U.as_value(b, t0)], source_etype=U.I64),
+                    b.gep(dwv, [U.as_value(b, U.mul(b, U.add(b, U.mul(b, k0, p.P), t0), p.L))], source_etype=et),
+                    masks])
+
+    def taps(k0, mk):
+        full = p.P // DW_NT * DW_NT
+        with U.for_range(b, full, step=DW_NT, name="dwt") as t0:
+            call(k0, mk, t0, DW_NT)
+        if full < p.P:
+            call(k0, mk, full, p.P - full)
+
+    kfull = p.K // DW_MK * DW_MK
+    with U.for_range(b, kfull, step=DW_MK, name="dwk") as k0:
+        taps(k0, DW_MK)
+    if kfull < p.K:
+        taps(kfull, p.K - kfull)
+
+
+def tap_offsets(ctx, p, offs):
+    """offs[t] = the image offset of tap t = (c, r, s)."""
+    b = ctx.b
+    with U.for_range(b, p.C, name="tc") as c:
+        for r in range(p.kh):
+            for s in range(p.kw):
+                t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
+                off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(r * p.W + s))
+                b.store(off, b.gep(offs, [t], source_etype=U.I64))

@@ -1,0 +1,491 @@
+"""Running an outlined per-item loop body on several threads.
+
+Threads (config.num_threads > 1, baked into the module when it is compiled): a loop body is
+outlined into an internal function body(ptr args, i64 tid, i64 begin, i64 end) that reads the
+pointers and dynamic dims it needs from an i64 array, and the items are split into T contiguous
+ranges. Range t is always given tid t, and every thread has its own scratch (Parts) and partial
+sums, added in thread order by the caller after the region, so results do not depend on timing.
+The body has no error exits: all checks (shapes, scratch allocation) are done before the region.
+
+The threads are a pool emitted into the module (one per compiled module, see _Pool): the runtime
+calls symcnn_pool_start once after loading the module and symcnn_pool_stop when the compiled
+function is freed. Between regions the workers spin briefly, then sleep on a condition variable.
+A region publishes (body, args, bounds), bumps a generation counter, runs range 0 on the calling
+thread and waits until every worker has acknowledged the generation. Ranges with no worker (pool
+never started, pthread_create failed, a forked child whose workers do not exist) run on the
+calling thread, so a module is correct with any number of live workers.
+"""
+import platform
+
+from llvmlite import ir
+
+from symcnn.config import config
+
+from . import irutil as U
+from .lower import _checker
+
+MIN_PARALLEL = 8   # fewer images than this run on the calling thread only
+MAX_WORKERS = 255  # pool capacity (threads besides the caller)
+SPIN = 1 << 10     # polls (pause: 10-40 ns each) of the generation or pending count before sleeping
+
+
+def threads():
+    """Threads for the per-image loops of the lowering in progress (1: inline serial loop)."""
+    if _checker() is not None:  # bounds-checked builds keep the plain inline loop
+        return 1
+    return max(1, int(config.num_threads))
+
+
+class _BodyCtx:
+    """The parts of a lowering Context the per-image code uses, inside an outlined function.
+    Nothing in it may allocate or fail: that happens before the parallel region."""
+
+    def __init__(self, module, builder):
+        self.module, self.b = module, builder
+
+    def local(self, lltype, init=None):
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(lltype)
+        if init is not None:
+            self.b.store(init, slot)
+        return slot
+
+    def scratch(self, *a):
+        raise AssertionError("scratch allocation inside a parallel per-image body")
+
+    def fail_if(self, *a):
+        raise AssertionError("error check inside a parallel per-image body")
+
+    check_equal = fail_if
+
+
+def _round64(n):
+    """Elements of one thread's part of a shared scratch buffer (keeps every part 64-byte aligned)."""
+    if isinstance(n, int):
+        return -(-n // 16) * 16
+    return None
+
+
+class Parts:
+    """A scratch buffer of T parts of n elements each (part t for thread t)."""
+
+    def __init__(self, ctx, dtype, n, T):
+        b = ctx.b
+        r = _round64(n)
+        if r is None:
+            r = b.and_(b.add(U.as_value(b, n), U.i64(15)), U.i64(~15))
+        self.dtype, self.stride = dtype, r
+        self.arr = ctx.scratch(dtype, [U.mul(b, r, T)])
+
+    def values(self):
+        return [self.arr.ptr, self.stride]
+
+
+def part(b, base, stride, tid, dtype):
+    off = U.mul(b, tid, stride)
+    if isinstance(off, int) and off == 0:
+        return base
+    return b.gep(base, [U.as_value(b, off)], source_etype=U.ll_type(dtype))
+
+
+BODY_TYPE = ir.FunctionType(ir.VoidType(), [U.PTR, U.I64, U.I64, U.I64])
+
+
+def _body_function(module, prefix):
+    k = 0
+    while f"{prefix}{k}" in module.globals:
+        k += 1
+    fn = ir.Function(module, BODY_TYPE, name=f"{prefix}{k}")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    return fn
+
+
+def _stack_i64(b, n):
+    """n i64s on the stack of the function being built (alloca in its entry block)."""
+    with b.goto_entry_block():
+        return b.alloca(U.I64, size=U.i64(n))
+
+
+def outline(ctx, prefix, values, emit):
+    """Outline emit(bctx, vals, tid, n0, n1) into a body function (vals: `values` with the IR ones
+    reloaded inside the body; ints stay ints). Returns (body, pointer to its captured values)."""
+    b = ctx.b
+    module = ctx.module
+    fn = _body_function(module, prefix)
+    # the captured values: IR ones go into an i64 array (pointers as integers)
+    dyn = [v for v in values if not isinstance(v, int)]
+    arr = _stack_i64(b, max(len(dyn), 1))
+    for i, v in enumerate(dyn):
+        if isinstance(v.type, ir.PointerType):
+            v = b.ptrtoint(v, U.I64)
+        b.store(v, b.gep(arr, [U.i64(i)], source_etype=U.I64))
+    bb = ir.IRBuilder(fn.append_basic_block("entry"))
+    args, tid, n0, n1 = fn.args
+    inner, k = [], 0
+    for v in values:
+        if isinstance(v, int):
+            inner.append(v)
+            continue
+        x = bb.load(bb.gep(args, [U.i64(k)], source_etype=U.I64), typ=U.I64)
+        inner.append(bb.inttoptr(x, U.PTR) if isinstance(v.type, ir.PointerType) else x)
+        k += 1
+    emit(_BodyCtx(module, bb), inner, tid, n0, n1)
+    bb.ret_void()
+    return fn, arr
+
+
+def dispatch(ctx, fn, argp, bounds, T):
+    """Run body fn over the T ranges [bounds[t], bounds[t+1]) (bounds: T + 1 IR i64 values) on
+    the module's pool: range t with tid t."""
+    b = ctx.b
+    arr = _stack_i64(b, T + 1)
+    for t, v in enumerate(bounds):
+        b.store(U.as_value(b, v), b.gep(arr, [U.i64(t)], source_etype=U.I64))
+    b.call(_Pool.get(ctx.module, T).run, [fn, argp, arr, U.i64(T)])
+
+
+def even_bounds(b, n, T):
+    """[0, n*1/T, ..., n]: T contiguous ranges of [0, n) whose sizes differ by at most one."""
+    n = U.as_value(b, n)
+    return [U.i64(0)] + [b.udiv(b.mul(n, U.i64(t)), U.i64(T)) for t in range(1, T)] + [n]
+
+
+def run_parallel(ctx, prefix, values, B, T, emit, serial=None):
+    """Outline emit(bctx, vals, tid, n0, n1) (vals: `values` with the IR ones reloaded inside the
+    body; ints stay ints) and run it over [0, B) on up to T threads. serial: an i1 that keeps the
+    whole range on the calling thread (default: fewer than MIN_PARALLEL items)."""
+    b = ctx.b
+    fn, argp = outline(ctx, prefix, values, emit)
+    Bv = U.as_value(b, B)
+    if serial is None:
+        serial = b.icmp_signed("<", Bv, U.i64(MIN_PARALLEL))
+    with b.if_else(serial) as (small, big):
+        with small:
+            b.call(fn, [argp, U.i64(0), U.i64(0), Bv])
+        with big:
+            dispatch(ctx, fn, argp, even_bounds(b, Bv, T), T)
+
+
+class _Callee:
+    """A body function pointer held in an (opaque) ptr value, as the callee of an indirect call."""
+
+    function_type = BODY_TYPE
+
+    def __init__(self, ptr):
+        self.ptr, self.type = ptr, ptr.type
+
+    def get_reference(self):
+        return self.ptr.get_reference()
+
+
+# -- the pool -----------------------------------------------------------------------------------
+
+_SYNC = 256   # bytes reserved for a pthread_mutex_t / pthread_cond_t (glibc x86-64: 40 / 48)
+_SIGSET = 256  # bytes reserved for a sigset_t (glibc: 128)
+SIG_SETMASK = 2
+
+
+class _Pool:
+    """The pool's module globals and functions (emitted once per module, on first use)."""
+
+    @classmethod
+    def get(cls, module, T):
+        pool = getattr(module, "_symcnn_pool", None)
+        if pool is None:
+            pool = cls(module)
+            module._symcnn_pool = pool
+        # the pool is sized for the widest region of the module
+        cur = pool.size.initializer.constant
+        pool.size.initializer = ir.Constant(U.I64, max(cur, min(T, MAX_WORKERS + 1)))
+        return pool
+
+    def __init__(self, module):
+        self.module = module
+        I32, I64, P = U.I32, U.I64, U.PTR
+        sync = ir.ArrayType(U.I64, _SYNC // 8)
+        g = self._global
+        # gen and pending are polled by spinning threads: each on its own cache line
+        self.gen = g("gen", I32, 0, 64)
+        self.pending = g("pending", I32, 0, 64)
+        self.job_fn = g("job_fn", P, None, 64)
+        self.job_args = g("job_args", P, None)
+        self.job_bounds = g("job_bounds", P, None)
+        self.job_T = g("job_T", I64, 0)
+        self.stop_flag = g("stop", I32, 0)
+        self.mutex = g("mutex", sync, None, 64)
+        self.cond_work = g("cond_work", sync, None, 64)
+        self.cond_done = g("cond_done", sync, None, 64)
+        self.sleepers = g("sleepers", I32, 0, 64)   # under the mutex
+        self.waiting = g("waiting", I32, 0)         # under the mutex: the caller sleeps on cond_done
+        self.workers = g("workers", I64, 0)
+        self.pid = g("pid", I64, 0)
+        self.inited = g("inited", I32, 0)
+        self.base = g("base", I32, 0)
+        self.handles = g("handles", ir.ArrayType(I64, MAX_WORKERS + 1), None, 64)
+        self.size = g("size", I64, 1)
+        self.size.global_constant = True
+        d = lambda name, ret, args: U.declare(module, name, ret, args)  # noqa: E731
+        self.lock = d("pthread_mutex_lock", I32, [P])
+        self.unlock = d("pthread_mutex_unlock", I32, [P])
+        self.wait = d("pthread_cond_wait", I32, [P, P])
+        self.broadcast = d("pthread_cond_broadcast", I32, [P])
+        self.signal = d("pthread_cond_signal", I32, [P])
+        self.getpid = d("getpid", I32, [])
+        self.pause = None
+        if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86"):
+            self.pause = d("llvm.x86.sse2.pause", ir.VoidType(), [])
+        self.worker = self._emit_worker()
+        self.run = self._emit_run()
+        self._emit_start()
+        self._emit_stop()
+
+    def _global(self, name, typ, init, align=None):
+        gv = ir.GlobalVariable(self.module, typ, name=f"symcnn_pool.{name}")
+        gv.linkage = "internal"
+        gv.initializer = ir.Constant(typ, init)
+        if align:
+            gv.align = align
+        return gv
+
+    def _function(self, name, ret, args, internal=True):
+        fn = ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+        if internal:
+            fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        return fn, b
+
+    # small pieces of IR
+    def _load32(self, b, gv, ordering="acquire"):
+        return b.load_atomic(gv, ordering, 4, typ=U.I32)
+
+    def _my_pid(self, b):
+        return b.sext(b.call(self.getpid, []), U.I64)
+
+    def _spin_until(self, b, check, fail_name):
+        """Poll check(b) -> (i1 done, value) up to SPIN times. Returns (done_block, value phi in it,
+        block reached when the spin ran out); the builder is left at the latter."""
+        fn = b.function
+        start = b.block
+        head = fn.append_basic_block(f"{fail_name}.spin")
+        more = fn.append_basic_block(f"{fail_name}.more")
+        done = fn.append_basic_block(f"{fail_name}.done")
+        out = fn.append_basic_block(f"{fail_name}.slow")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(U.I64)
+        i.add_incoming(U.i64(0), start)
+        ok, val = check(b)
+        b.cbranch(ok, done, more)
+        b.position_at_end(more)
+        if self.pause is not None:
+            b.call(self.pause, [])
+        nxt = b.add(i, U.i64(1))
+        i.add_incoming(nxt, more)
+        b.cbranch(b.icmp_signed("<", nxt, U.i64(SPIN)), head, out)
+        b.position_at_end(done)
+        ph = b.phi(val.type)
+        ph.add_incoming(val, head)
+        b.position_at_end(out)
+        return done, ph
+
+    def _call_body(self, b, fn, args, bounds, t):
+        at = lambda k: b.load(b.gep(bounds, [k], source_etype=U.I64), typ=U.I64)  # noqa: E731
+        b.call(_Callee(fn), [args, t, at(t), at(b.add(t, U.i64(1)))])
+
+    def _emit_worker(self):
+        """void *worker(void *id): wait for a new generation, run range `id` if the region has one,
+        acknowledge; until stopped."""
+        fn, b = self._function("symcnn_pool_worker", U.PTR, [U.PTR])
+        me = b.ptrtoint(fn.args[0], U.I64)
+        entry = b.block
+        my0 = b.load(self.base, typ=U.I32)
+        loop = fn.append_basic_block("loop")
+        b.branch(loop)
+        b.position_at_end(loop)
+        my = b.phi(U.I32)
+        my.add_incoming(my0, entry)
+
+        def changed(b):
+            g = self._load32(b, self.gen)
+            return b.icmp_unsigned("!=", g, my), g
+
+        got, g_spin = self._spin_until(b, changed, "w")
+        # no new generation for a while: sleep until the caller broadcasts one
+        b.call(self.lock, [self.mutex])
+        b.store(b.add(b.load(self.sleepers, typ=U.I32), ir.Constant(U.I32, 1)), self.sleepers)
+        wait_head = fn.append_basic_block("sleep")
+        wait_body = fn.append_basic_block("sleep.wait")
+        woke = fn.append_basic_block("woke")
+        b.branch(wait_head)
+        b.position_at_end(wait_head)
+        g2 = self._load32(b, self.gen)
+        b.cbranch(b.icmp_unsigned("!=", g2, my), woke, wait_body)
+        b.position_at_end(wait_body)
+        b.call(self.wait, [self.cond_work, self.mutex])
+        b.branch(wait_head)
+        b.position_at_end(woke)
+        b.store(b.sub(b.load(self.sleepers, typ=U.I32), ir.Constant(U.I32, 1)), self.sleepers)
+        b.call(self.unlock, [self.mutex])
+        b.branch(got)
+        g_spin.add_incoming(g2, woke)
+        # a new generation: stop, or take part in the region
+        b.position_at_end(got)
+        stop = self._load32(b, self.stop_flag)
+        with b.if_then(b.icmp_unsigned("!=", stop, ir.Constant(U.I32, 0)), likely=False):
+            b.ret(ir.Constant(U.PTR, None))
+        T = b.load(self.job_T, typ=U.I64)
+        with b.if_then(b.icmp_signed("<", me, T)):
+            body = b.load(self.job_fn, typ=U.PTR)
+            args = b.load(self.job_args, typ=U.PTR)
+            bounds = b.load(self.job_bounds, typ=U.PTR)
+            self._call_body(b, body, args, bounds, me)
+        # release: the caller reads what this thread wrote once it sees pending reach 0
+        old = b.atomic_rmw("sub", self.pending, ir.Constant(U.I32, 1), "acq_rel")
+        with b.if_then(b.icmp_unsigned("==", old, ir.Constant(U.I32, 1))):
+            b.call(self.lock, [self.mutex])
+            with b.if_then(b.icmp_unsigned("!=", b.load(self.waiting, typ=U.I32), ir.Constant(U.I32, 0))):
+                b.call(self.signal, [self.cond_done])
+            b.call(self.unlock, [self.mutex])
+        my.add_incoming(g_spin, b.block)
+        b.branch(loop)
+        return fn
+
+    def _emit_run(self):
+        """void run(body, args, bounds, T): the region; returns when every range is done."""
+        fn, b = self._function("symcnn_pool_run", ir.VoidType(), [U.PTR, U.PTR, U.PTR, U.I64])
+        body, args, bounds, T = fn.args
+        check_pid = fn.append_basic_block("pid")
+        serial = fn.append_basic_block("serial")
+        pool = fn.append_basic_block("pool")
+        nw = b.load(self.workers, typ=U.I64)
+        b.cbranch(b.icmp_signed(">", nw, U.i64(0)), check_pid, serial)
+        b.position_at_end(check_pid)
+        # a forked child has the pool's memory but not its threads
+        b.cbranch(b.icmp_signed("==", self._my_pid(b), b.load(self.pid, typ=U.I64)), pool, serial)
+        b.position_at_end(serial)
+        with U.for_range(b, T, name="t") as t:
+            self._call_body(b, body, args, bounds, t)
+        b.ret_void()
+        # publish the job, then the generation (release: a worker that sees it sees the job)
+        b.position_at_end(pool)
+        b.store(body, self.job_fn)
+        b.store(args, self.job_args)
+        b.store(bounds, self.job_bounds)
+        b.store(T, self.job_T)
+        b.store_atomic(b.trunc(nw, U.I32), self.pending, "monotonic", 4)
+        b.atomic_rmw("add", self.gen, ir.Constant(U.I32, 1), "acq_rel")
+        b.call(self.lock, [self.mutex])
+        with b.if_then(b.icmp_unsigned("!=", b.load(self.sleepers, typ=U.I32), ir.Constant(U.I32, 0))):
+            b.call(self.broadcast, [self.cond_work])
+        b.call(self.unlock, [self.mutex])
+        # range 0 here, and the ranges no worker exists for
+        self._call_body(b, body, args, bounds, U.i64(0))
+        with U.for_range(b, T, start=b.add(nw, U.i64(1)), name="t") as t:
+            self._call_body(b, body, args, bounds, t)
+
+        def finished(b):
+            return b.icmp_unsigned("==", self._load32(b, self.pending), ir.Constant(U.I32, 0)), U.i64(0)
+
+        done, done_phi = self._spin_until(b, finished, "c")
+        b.call(self.lock, [self.mutex])
+        b.store(ir.Constant(U.I32, 1), self.waiting)
+        head = fn.append_basic_block("c.sleep")
+        wait = fn.append_basic_block("c.wait")
+        woke = fn.append_basic_block("c.woke")
+        b.branch(head)
+        b.position_at_end(head)
+        zero = b.icmp_unsigned("==", self._load32(b, self.pending), ir.Constant(U.I32, 0))
+        b.cbranch(zero, woke, wait)
+        b.position_at_end(wait)
+        b.call(self.wait, [self.cond_done, self.mutex])
+        b.branch(head)
+        b.position_at_end(woke)
+        b.store(ir.Constant(U.I32, 0), self.waiting)
+        b.call(self.unlock, [self.mutex])
+        b.branch(done)
+        done_phi.add_incoming(U.i64(0), woke)
+        b.position_at_end(done)
+        b.ret_void()
+        return fn
+
+    def _emit_start(self):
+        """i64 symcnn_pool_start(i64 n): start the workers (n threads in all, counting the caller;
+        n <= 0: as many as the widest region); returns the threads the pool has."""
+        I32, I64, P = U.I32, U.I64, U.PTR
+        m = self.module
+        fn, b = self._function("symcnn_pool_start", I64, [I64], internal=False)
+        n = fn.args[0]
+        nw = b.load(self.workers, typ=I64)
+        with b.if_then(b.icmp_signed(">", nw, U.i64(0))):
+            b.ret(b.add(nw, U.i64(1)))
+        size = b.load(self.size, typ=I64)
+        want = b.select(b.icmp_signed("<=", n, U.i64(0)), size, U.smin(b, n, size))
+        b.store(self._my_pid(b), self.pid)
+        b.store(ir.Constant(I32, 0), self.stop_flag)
+        b.store(ir.Constant(I32, 0), self.sleepers)
+        b.store(ir.Constant(I32, 0), self.waiting)
+        b.store(b.load(self.gen, typ=I32), self.base)
+        null = ir.Constant(P, None)
+        # initialised once and never destroyed: a thread the interpreter abandoned at exit may
+        # still be waiting on them (and glibc's pthread_cond_destroy waits for waiters)
+        with b.if_then(b.icmp_unsigned("==", b.load(self.inited, typ=I32), ir.Constant(I32, 0))):
+            b.call(U.declare(m, "pthread_mutex_init", I32, [P, P]), [self.mutex, null])
+            cinit = U.declare(m, "pthread_cond_init", I32, [P, P])
+            b.call(cinit, [self.cond_work, null])
+            b.call(cinit, [self.cond_done, null])
+            b.store(ir.Constant(I32, 1), self.inited)
+        # workers block every signal, so the interpreter's handlers keep running on its own threads
+        sigset = ir.ArrayType(U.I8, _SIGSET)
+        with b.goto_entry_block():
+            allsig = b.alloca(sigset)
+            old = b.alloca(sigset)
+        b.call(U.declare(m, "sigfillset", I32, [P]), [allsig])
+        mask = U.declare(m, "pthread_sigmask", I32, [I32, P, P])
+        b.call(mask, [ir.Constant(I32, SIG_SETMASK), allsig, old])
+        create = U.declare(m, "pthread_create", I32, [P, P, P, P])
+        head = fn.append_basic_block("create")
+        body = fn.append_basic_block("create.body")
+        ok = fn.append_basic_block("create.ok")
+        out = fn.append_basic_block("create.end")
+        pre = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        k = b.phi(I64)
+        k.add_incoming(U.i64(1), pre)
+        b.cbranch(b.icmp_signed("<", k, want), body, out)
+        b.position_at_end(body)
+        slot = b.gep(self.handles, [U.i64(0), k], source_etype=self.handles.value_type)
+        rc = b.call(create, [slot, null, self.worker, b.inttoptr(k, P)])
+        b.cbranch(b.icmp_signed("==", rc, ir.Constant(I32, 0)), ok, out)
+        b.position_at_end(ok)
+        b.store(k, self.workers)
+        k.add_incoming(b.add(k, U.i64(1)), ok)
+        b.branch(head)
+        b.position_at_end(out)
+        b.call(mask, [ir.Constant(I32, SIG_SETMASK), old, null])
+        b.ret(b.add(b.load(self.workers, typ=I64), U.i64(1)))
+
+    def _emit_stop(self):
+        """void symcnn_pool_stop(): wake, stop and join the workers (no region may be running)."""
+        I32, I64, P = U.I32, U.I64, U.PTR
+        m = self.module
+        fn, b = self._function("symcnn_pool_stop", ir.VoidType(), [], internal=False)
+        nw = b.load(self.workers, typ=I64)
+        with b.if_then(b.icmp_signed("<=", nw, U.i64(0))):
+            b.ret_void()
+        with b.if_then(b.icmp_signed("!=", self._my_pid(b), b.load(self.pid, typ=I64))):
+            b.store(U.i64(0), self.workers)   # a forked child: the threads were the parent's
+            b.ret_void()
+        b.store_atomic(ir.Constant(I32, 1), self.stop_flag, "release", 4)
+        b.atomic_rmw("add", self.gen, ir.Constant(I32, 1), "acq_rel")
+        b.call(self.lock, [self.mutex])
+        b.call(self.broadcast, [self.cond_work])
+        b.call(self.unlock, [self.mutex])
+        join = U.declare(m, "pthread_join", I32, [I64, P])
+        with U.for_range(b, b.add(nw, U.i64(1)), start=U.i64(1), name="k") as k:
+            slot = b.gep(self.handles, [U.i64(0), k], source_etype=self.handles.value_type)
+            b.call(join, [b.load(slot, typ=I64), ir.Constant(P, None)])
+        b.store(U.i64(0), self.workers)
+        b.ret_void()
