@@ -27,6 +27,7 @@ from .. import vmath
 from ..lower import E_SHAPE, Array, lower
 from . import directconv as D
 from . import gemm as G
+from . import prepacked as PP
 from .conv import (Geometry, Mat, _zero_fill, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep,
                    image_view, out_len, padding, pin, pinned, same)
 from .pool import out_len as pool_out_len
@@ -258,24 +259,44 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
     need_gx = gx is not None
     dp = D.plan(op, dt, dims)
     dp = dp if D.grad_plan(dp, op, need_gx) and _vector_pool(op, dt) else None
+    tp = D.tap_plan(op, dt, dims) if dp is None else None
+    offs = None
+    if dp is not None or tp is not None:
+        xs = dense(ctx, xs, dt)   # both read patches through offsets into dense images
     if dp is not None:
         # weight gradient as inner products over the image's wide rows: top in the wide layout,
         # per-thread lane partials dwv[k][t][L]
-        xs = dense(ctx, xs, dt)
         offs = ctx.scratch("int64", [dp.P])
         D.tap_offsets(ctx, dp, offs.ptr)
-        ptrs = [offs.ptr, od.ptr, md.ptr, gd.ptr, None]
+        ptrs = [None, od.ptr, md.ptr, gd.ptr, None, offs.ptr]
         sizes = [dp.scratch_elems(), 0, 0, 0, 0, 0, 0, 0]
-        acc_n = dp.K * dp.P * dp.L
+        acc_n, acc_rs = dp.K * dp.P * dp.L, None
     else:
-        ptrs = [wd.ptr, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None]
-        # top, (unused), cols, dcols, packed A/B of the two GEMMs; + 2L: the vector scatter's
-        # masked stores stay in the buffer but its address arithmetic may point just past a row
-        sizes = [U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), 0, U.mul(b, g.P, g.N),
-                 U.mul(b, g.P, g.N) if need_gx else 0]
-        sizes += list(G.pack_sizes(b, dt, g.P, K, g.N))
-        sizes += list(G.pack_sizes(b, dt, g.P, g.N, K)) if need_gx else [0, 0]
-        acc_n = U.mul(b, g.P, K)
+        prepack = need_gx and PP.applies(dt, K)
+        wa = wd.ptr
+        if prepack:   # W^T, the A of every image's input-gradient GEMM, packed once
+            wa = ctx.scratch(dt, [PP.size(b, dt, g.P, K)]).ptr
+            PP.pack_a(ctx, dt, G.Strided(dt, wd.ptr, 1, g.P), g.P, K, wa)
+        if tp is not None:
+            offs = ctx.scratch("int64", [tp.npan * tp.MR])
+            D.tap_plan_offsets(ctx, tp, offs.ptr)
+        ptrs = [wa if need_gx else None, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None,
+                offs.ptr if offs is not None else None]
+        # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
+        # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
+        fused_gx = prepack and D.gx_fusable(tp)
+        sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None else 0,
+                 0 if tp is not None else U.mul(b, g.P, g.N), U.mul(b, g.P, g.N) if need_gx and not fused_gx else 0]
+        sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
+        if fused_gx:
+            sizes += [0, 0]
+        elif need_gx:
+            na2, nb2 = G.pack_sizes(b, dt, g.P, g.N, K)
+            sizes += [0 if prepack else na2, nb2]
+        else:
+            sizes += [0, 0]
+        acc_rs = tp.KP if tp is not None else K
+        acc_n = U.mul(b, g.P, acc_rs)
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -286,20 +307,20 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, md.lltype, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
-                         packs=False, dp=dp)
+                         dp=dp, tp=tp)
     else:
         dynptrs = [p for p in ptrs if p is not None]
-        np_ = len(dynptrs)
         values = dims + [xs.ptr] + list(xs.strides) + dynptrs + [v for v in parts if v is not None] + acc_parts
         present = [p is not None for p in parts]
+        pmask = [p is not None for p in ptrs]
 
         def emit(bctx, v, tid, n0, n1):
-            it = iter(v[16 + np_:])
+            it = iter(v[16:])
+            pp = [next(it) if here else None for here in pmask]
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
-            pp = list(v[16:16 + np_]) + ([None] if not need_gx else [])
             _backward_images(bctx, op, dt, md.lltype, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, packs=True, dp=dp)
+                             tid, n0, n1, dp=dp, tp=tp)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
     if dp is not None:
@@ -310,8 +331,8 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
             with U.for_range(b, g.P, name="op") as p:
                 v = None
                 for t in range(nparts):
-                    x_ = b.load(gep(b, dwT.arr.ptr, U.add(b, U.mul(b, t, dwT.stride), U.add(b, U.mul(b, p, K), k)),
-                                    et), typ=et)
+                    x_ = b.load(gep(b, dwT.arr.ptr, U.add(b, U.mul(b, t, dwT.stride),
+                                                           U.add(b, U.mul(b, p, acc_rs), k)), et), typ=et)
                     v = x_ if v is None else b.fadd(v, x_)
                 b.store(v, gep(b, gW.ptr, U.add(b, U.mul(b, k, g.P), p), et))
     with U.for_range(b, K, name="gk") as k:
@@ -363,21 +384,21 @@ def _hsum(b, vec, et):
     return b.extract_element(vec, ir.Constant(U.I32, 0))
 
 
-def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, packs, dp=None):
-    """The backward for images [n0, n1); parts: (base, stride) of top, (unused), cols, dcols and the
-    packed A/B of the two GEMMs (base None: absent); acc_parts: (base, stride) of the dWT (direct plan:
-    dwv) and gb64 partials."""
+def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None):
+    """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), out, mask, g_out,
+    gx, tap offsets; parts: (base, stride) of top, the group's transposed tops, cols, dcols and the
+    packed A/B of the two GEMMs (base None: absent); acc_parts: (base, stride) of the weight-gradient
+    partials (dWT, or dwv for the direct plan dp) and of gb64."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
-    wptr, optr, mptr, gptr, gxptr = ptrs
-    top, _, cols, dcols, ap1, bp1, ap2, bp2 = (
+    wptr, optr, mptr, gptr, gxptr, offs = ptrs
+    top, tT, cols, dcols, ap1, bp1, ap2, bp2 = (
         _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(8))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
-    pk1 = (ap1, bp1) if packs else None
-    pk2 = (ap2, bp2) if packs else None
+    et = U.ll_type(dt)
     vector = _vector_pool(op, dt)
     if dp is not None:
         rs, trs, tlen = dp.rs, dp.row_stride, dp.scratch_elems()
@@ -386,24 +407,46 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
     img = U.product(b, [C, H, W])
     if vector:   # the scatter writes only pooled windows' positions: the rest stays zero
         _zero_fill(b, top, 0, tlen, dt)
-    with U.for_range(b, n1, start=n0, name="img") as n:
+    if tp is not None:   # the padding columns of the transposed tops stay zero
+        _zero_fill(b, tT, 0, tp.group_elems(), dt)
+
+    def image(n, slot):
         if vector:
             _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
         else:
             _zero_fill(b, top, 0, tlen, dt)
             _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
         if dp is not None:
-            D.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, wptr, dwT)
+            D.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
+        elif tp is not None:
+            D.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))
         else:
             # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
-                      packs=pk1)
-        if gxptr is not None:
-            emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(top, g.N), Mat(dcols, g.N), packs=pk2)
-            dx = gep(b, gxptr, U.mul(b, n, img), U.ll_type(dt))
+                      packs=(ap1, bp1))
+        if gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
+            dx = gep(b, gxptr, U.mul(b, n, img), et)
+            _zero_fill(b, dx, 0, img, dt)
+            D.emit_gx_image(ctx, tp, wptr, top, dx, offs)
+        elif gxptr is not None:
+            if bp2 is not None and ap2 is None:   # wptr: W^T packed once
+                PP.emit_gemm(ctx, dt, g.P, g.N, K, wptr, G.Strided(dt, top, g.N), dcols, g.N, False, bp2)
+            else:
+                emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(top, g.N), Mat(dcols, g.N), packs=(ap2, bp2))
+            dx = gep(b, gxptr, U.mul(b, n, img), et)
             _zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
+
+    if tp is None:
+        with U.for_range(b, n1, start=n0, name="img") as n:
+            image(n, 0)
+        return
+    with U.for_range(b, n1, start=n0, step=tp.G, name="grp") as g0:
+        gn = U.smin(b, b.sub(U.as_value(b, n1), g0), tp.G)
+        with U.for_range(b, gn, name="gi") as gi:
+            image(b.add(g0, gi), gi)
+        D.emit_dw_group(ctx, tp, gep(b, xs.ptr, U.mul(b, g0, tp.img), et), offs, tT, gn, dwT)
 
 
 def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64):
