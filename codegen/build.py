@@ -7,9 +7,13 @@ input_dims: their dimensions, concatenated; slots: (pointer, capacity) pairs the
 function owns; outputs: per output, its data pointer then its dimensions; err:
 (code, node index, details...) when the return value is not 0.
 """
+import hashlib
+import threading
+
 import numpy as np
 from llvmlite import ir
 
+from symcnn.compile.mode import lowered
 from symcnn.graph.basic import Constant
 
 from . import irutil as U
@@ -17,6 +21,12 @@ from . import jit
 from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
+
+
+# The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
+# unrolling them as well doubled the machine code and compile time of a LeNet train step
+# for no measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see _disable_unrolling).
+ENTRY_UNROLL = False
 
 
 class Kernel:
@@ -54,14 +64,221 @@ def kernel_list(plan, order, updates):
 
 
 class ModuleSpec:
-    """What the runtime needs to know to call the entry point."""
+    """What the runtime needs to know to call the entry point.
 
-    def __init__(self, ir_text, n_slots, input_dim_offsets, output_layout, order):
-        self.ir_text = ir_text
+    A spec read from the function cache has no IR: `ir_text` lowers the graph again
+    when it is first asked for (fn.dump_llvm())."""
+
+    def __init__(self, ir_text, n_slots, input_dim_offsets, output_layout, order, relower=None):
+        self._ir_text = ir_text
+        self._relower = relower
         self.n_slots = n_slots
         self.input_dim_offsets = input_dim_offsets
         self.output_layout = output_layout   # list of (offset into outputs array, ndim, dtype)
         self.order = order
+
+    @property
+    def ir_text(self):
+        if self._ir_text is None and self._relower is not None:
+            self._ir_text = self._relower().ir_text
+            self._relower = None
+        return self._ir_text
+
+    @ir_text.setter
+    def ir_text(self, text):
+        self._ir_text, self._relower = text, None
+
+
+class _OobLabel:
+    """What an out-of-bounds error names (the part of guard.Bounds a cached spec keeps)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what):
+        self.what = what
+
+
+def compile_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
+    """(ModuleSpec, jit.CompiledModule) of a function graph, through the function cache:
+    a hit loads the stored object code without lowering the graph. Identical graphs compiled
+    at the same time (in other threads) are compiled once."""
+    options = dict(guard_nan=guard_nan, bounds_check=bounds_check, profile=profile)
+    nodes = fgraph.toposort()
+    key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
+    if key is None:
+        spec = build_module(fgraph, updates, **options)
+        lowered()
+        return spec, jit.CompiledModule(spec.ir_text, use_cache=False)
+    with _inflight_lock:
+        job = _inflight.get(key)
+        owner = job is None
+        if owner:
+            job = _inflight[key] = _Job()
+    if not owner:
+        lowered()
+        meta, obj = job.result()
+        spec = _spec_from_meta(meta, fgraph, nodes, updates, options)
+        if spec is None:  # cannot happen for equal keys; compile this one on its own then
+            spec = build_module(fgraph, updates, **options)
+            return spec, jit.CompiledModule(spec.ir_text, use_cache=False)
+        return spec, jit.CompiledModule(obj=obj, cache_hit=True)
+    try:
+        entry = jit.read_entry(key)
+        spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
+        if spec is not None:  # a hit is fast: the runner is built before function() returns
+            job.set(entry)
+            return spec, jit.CompiledModule(obj=entry[1], cache_hit=True)
+        spec = build_module(fgraph, updates, **options)
+        lowered()
+        obj = jit.compile_object(spec.ir_text)
+        meta = _spec_to_meta(spec, nodes)
+        jit.write_entry(key, meta, obj)
+        job.set((meta, obj))
+        return spec, jit.CompiledModule(spec.ir_text, obj=obj)
+    except BaseException as e:
+        job.fail(e)
+        raise
+    finally:
+        with _inflight_lock:
+            _inflight.pop(key, None)
+
+
+class _Job:
+    def __init__(self):
+        self._done = threading.Event()
+        self._value = self._error = None
+
+    def set(self, value):
+        self._value = value
+        self._done.set()
+
+    def fail(self, error):
+        self._error = error
+        self._done.set()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+_inflight = {}      # graph key -> _Job of the thread compiling it
+_inflight_lock = threading.Lock()
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+def graph_key(fgraph, nodes, updates, options):
+    """Hex digest identifying the code `build_module(fgraph, updates, **options)` emits
+    (see jit.entry_hasher for the rest of the key), or None if some op or type cannot be
+    described stably (then the function is compiled without the cache)."""
+    h = jit.entry_hasher()
+    ids = {}
+
+    def put(*parts):
+        h.update(repr(parts).encode())
+        h.update(b"\n")
+
+    def name(v):
+        k = ids.get(v)
+        if k is None:
+            if not isinstance(v, Constant):
+                raise _Uncacheable(v)
+            k = ids[v] = len(ids)
+            data = np.asarray(v.data, order="C")
+            put("const", k, _type_desc(v.type), str(data.dtype), data.shape,
+                hashlib.sha256(data.tobytes()).hexdigest())
+        return k
+
+    try:
+        put("options", sorted(options.items()), [tuple(u) for u in updates])
+        for v in fgraph.inputs:
+            ids[v] = len(ids)
+            put("input", type(v).__name__, _type_desc(v.type))
+        for node in nodes:
+            ins = [name(v) for v in node.inputs]
+            outs = []
+            for o in node.outputs:
+                ids[o] = len(ids)
+                outs.append(_type_desc(o.type))
+            put("node", _stable(node.op), ins, outs)
+        put("outputs", [name(v) for v in fgraph.outputs])
+    except _Uncacheable:
+        return None
+    return h.hexdigest()
+
+
+def _type_desc(t):
+    dtype, shape = getattr(t, "dtype", None), getattr(t, "shape", None)
+    if not isinstance(dtype, str) or not isinstance(shape, tuple):
+        raise _Uncacheable(t)
+    return (type(t).__name__, dtype, shape)
+
+
+def _stable(x):
+    """A description of an op or op property that is equal across processes iff the values are."""
+    if x is None or isinstance(x, (bool, int, float, str, bytes)):
+        return (type(x).__name__, x)
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__, tuple(_stable(e) for e in x))
+    if isinstance(x, dict):
+        return ("dict", tuple(sorted((repr(_stable(k)), _stable(v)) for k, v in x.items())))
+    if isinstance(x, np.dtype):
+        return ("dtype", x.str)
+    if isinstance(x, np.generic):
+        return ("np", x.dtype.str, x.item())
+    if isinstance(x, np.ndarray):
+        return ("ndarray", x.dtype.str, x.shape, hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest())
+    if isinstance(x, type):
+        return ("class", x.__module__, x.__qualname__)
+    cls = type(x)
+    props = getattr(cls, "__props__", None)
+    if props is not None:
+        return ("op", cls.__module__, cls.__qualname__, tuple((p, _stable(getattr(x, p))) for p in props))
+    state = getattr(x, "__dict__", None)
+    if state is None or cls.__module__.split(".")[0] not in ("symcnn", "codegen"):
+        raise _Uncacheable(x)
+    # e.g. scalar ops, which compare equal by their __dict__
+    return ("obj", cls.__module__, cls.__qualname__, tuple((k, _stable(v)) for k, v in sorted(state.items())))
+
+
+def _spec_to_meta(spec, nodes):
+    index = {n: i for i, n in enumerate(nodes)}
+    meta = {
+        "n_slots": spec.n_slots,
+        "input_dim_offsets": list(spec.input_dim_offsets),
+        "output_layout": [list(e) for e in spec.output_layout],
+        "order": [index[n] for n in spec.order],
+        "kernels": [[k.name, index[k.node] if k.node is not None else -1, k.note] for k in spec.kernels],
+    }
+    if hasattr(spec, "profile"):
+        meta["profile"] = spec.profile
+    if hasattr(spec, "oob_labels"):
+        meta["oob_labels"] = [b.what for b in spec.oob_labels]
+    return meta
+
+
+def _spec_from_meta(meta, fgraph, nodes, updates, options):
+    """The ModuleSpec a cache entry describes, or None if the entry does not fit this graph."""
+    try:
+        order = [nodes[i] for i in meta["order"]]
+        spec = ModuleSpec(None, int(meta["n_slots"]), [int(o) for o in meta["input_dim_offsets"]],
+                          [(int(o), int(n), str(d)) for o, n, d in meta["output_layout"]], order,
+                          relower=lambda: build_module(fgraph, updates, **options))
+        spec.kernels = [Kernel(name, nodes[i] if i >= 0 else None, note) for name, i, note in meta["kernels"]]
+        if options["profile"]:
+            p = meta["profile"]
+            spec.profile = dict(p, layout=[[tuple(e) for e in lay] for lay in p["layout"]])
+        if options["bounds_check"]:
+            spec.oob_labels = [_OobLabel(w) for w in meta["oob_labels"]]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if len(spec.input_dim_offsets) != len(fgraph.inputs) or len(spec.output_layout) != len(fgraph.outputs):
+        return None
+    return spec
 
 
 def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
@@ -184,11 +401,56 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
             b.store(U.as_value(b, dim), b.gep(outs_p, [U.i64(off + 1 + d)], source_etype=U.I64))
         off += 1 + out.ndim
     b.ret(ir.Constant(U.I32, 0))
+    if not ENTRY_UNROLL:
+        _disable_unrolling(module, fn)
     spec = ModuleSpec(str(module), plan.n_slots, offsets, layout, order)
     spec.kernels = kernel_list(plan, order, updates)
     if prof is not None:
         spec.profile = prof.spec()
     return spec
+
+
+def _disable_unrolling(module, fn):
+    """Tag the scalar loops of `fn` with llvm.loop.unroll.disable (vectorisation is unaffected).
+    A loop is found by its latch, the source of a back edge (a branch to a block on the
+    depth-first search stack). Loops written with explicit vector operations (hand-blocked
+    kernels) are left alone: unrolling may be what they were written for."""
+    def successors(blk):
+        return [t for t in getattr(blk.terminator, "operands", ()) if isinstance(t, ir.Block)]
+
+    preds = {}
+    back_edges = []
+    state = {fn.entry_basic_block: 1}   # 1: on the stack, 2: done
+    stack = [(fn.entry_basic_block, iter(successors(fn.entry_basic_block)))]
+    while stack:
+        blk, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            state[blk] = 2
+            stack.pop()
+            continue
+        preds.setdefault(nxt, []).append(blk)
+        if state.get(nxt) == 1:
+            back_edges.append((blk, nxt))
+        elif nxt not in state:
+            state[nxt] = 1
+            stack.append((nxt, iter(successors(nxt))))
+    disable = None
+    for latch, header in dict.fromkeys(back_edges):
+        body, todo = {header, latch}, [latch]
+        while todo:  # the natural loop: blocks reaching the latch without passing the header
+            for p in preds.get(todo.pop(), ()):
+                if p not in body:
+                    body.add(p)
+                    todo.append(p)
+        if any(isinstance(getattr(ins, "type", None), ir.VectorType) for blk in body for ins in blk.instructions):
+            continue
+        if disable is None:
+            disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+        # a loop ID is a node whose first operand is itself (one per loop)
+        loop_id = ir.values.MDValue(module, [], name=str(len(module.metadata)))
+        loop_id.operands = (loop_id, disable)
+        latch.terminator.set_metadata("llvm.loop", loop_id)
 
 
 def _check_inplace_shapes(ctx, plan, nodes, env):

@@ -3,19 +3,22 @@
 Threads (config.num_threads > 1, baked into the module when it is compiled): a loop body is
 outlined into an internal function body(ptr args, i64 tid, i64 begin, i64 end) that reads the
 pointers and dynamic dims it needs from an i64 array, and the items are split into T contiguous
-ranges. Range t is always given tid t, and every thread has its own scratch (Parts) and partial
-sums, added in thread order by the caller after the region, so results do not depend on timing.
-The body has no error exits: all checks (shapes, scratch allocation) are done before the region.
+ranges. Range t is always run with tid t, and tid t selects its scratch (Parts) and partial sums,
+which the caller adds in order after the region: results do not depend on which thread ran which
+range, nor on timing. The body has no error exits: all checks (shapes, scratch allocation) are
+done before the region.
 
 The threads are a pool emitted into the module (one per compiled module, see _Pool): the runtime
 calls symcnn_pool_start once after loading the module and symcnn_pool_stop when the compiled
 function is freed. Between regions the workers spin briefly, then sleep on a condition variable.
-A region publishes (body, args, bounds), bumps a generation counter, runs range 0 on the calling
-thread and waits until every worker has acknowledged the generation. Ranges with no worker (pool
-never started, pthread_create failed, a forked child whose workers do not exist) run on the
-calling thread, so a module is correct with any number of live workers.
+A region publishes (body, args, bounds) under a new generation, wakes the workers, and then the
+calling thread and the workers claim ranges one at a time until none is left; the caller returns
+once all T are finished. So the caller never waits for a worker that has not woken up yet (the
+machine is busy): it runs that range itself. With no live workers (pool never started, pthread_create failed, a
+forked child whose workers do not exist) every range runs on the calling thread.
 """
 import platform
+import sys
 
 from llvmlite import ir
 
@@ -26,7 +29,8 @@ from .lower import _checker
 
 MIN_PARALLEL = 8   # fewer images than this run on the calling thread only
 MAX_WORKERS = 255  # pool capacity (threads besides the caller)
-SPIN = 1 << 10     # polls (pause: 10-40 ns each) of the generation or pending count before sleeping
+THREAD_NAME = "symcnn-pool"
+SPIN = 1 << 10     # polls (pause: 10-40 ns each) before sleeping: longer spins cost more on a busy machine
 
 
 def threads():
@@ -205,9 +209,9 @@ class _Pool:
         I32, I64, P = U.I32, U.I64, U.PTR
         sync = ir.ArrayType(U.I64, _SYNC // 8)
         g = self._global
-        # gen and pending are polled by spinning threads: each on its own cache line
-        self.gen = g("gen", I32, 0, 64)
-        self.pending = g("pending", I32, 0, 64)
+        # ticket and done are polled by spinning threads: each on its own cache line
+        self.ticket = g("ticket", I64, 0, 64)     # generation << 32 | next unclaimed range
+        self.done = g("done", I64, 0, 64)         # ranges of the current region finished
         self.job_fn = g("job_fn", P, None, 64)
         self.job_args = g("job_args", P, None)
         self.job_bounds = g("job_bounds", P, None)
@@ -235,6 +239,7 @@ class _Pool:
         self.pause = None
         if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86"):
             self.pause = d("llvm.x86.sse2.pause", ir.VoidType(), [])
+        self.claim = self._emit_claim()
         self.worker = self._emit_worker()
         self.run = self._emit_run()
         self._emit_start()
@@ -294,11 +299,51 @@ class _Pool:
         at = lambda k: b.load(b.gep(bounds, [k], source_etype=U.I64), typ=U.I64)  # noqa: E731
         b.call(_Callee(fn), [args, t, at(t), at(b.add(t, U.i64(1)))])
 
+    def _gen_of(self, b, ticket):
+        return b.trunc(b.lshr(ticket, U.i64(32)), U.I32)
+
+    def _emit_claim(self):
+        """void claim(i32 gen): run unclaimed ranges of region `gen` until none is left.
+        The ticket (gen << 32 | next range) is claimed by compare-and-swap, so a thread that
+        wakes up late cannot take a range of a later region; the job fields it read before a
+        successful swap are that region's (the caller rewrites them only once all its ranges
+        are done, and a swap on an unclaimed range means they are not)."""
+        fn, b = self._function("symcnn_pool_claim", ir.VoidType(), [U.I32])
+        gen = fn.args[0]
+        loop = fn.append_basic_block("claim")
+        out = fn.append_basic_block("out")
+        b.branch(loop)
+        b.position_at_end(loop)
+        ticket = b.load_atomic(self.ticket, "acquire", 8, typ=U.I64)
+        idx = b.and_(ticket, U.i64(0xFFFFFFFF))
+        T = b.load(self.job_T, typ=U.I64)
+        live = b.and_(b.icmp_unsigned("==", self._gen_of(b, ticket), gen), b.icmp_signed("<", idx, T))
+        take = fn.append_basic_block("take")
+        b.cbranch(live, take, out)
+        b.position_at_end(take)
+        body = b.load(self.job_fn, typ=U.PTR)
+        args = b.load(self.job_args, typ=U.PTR)
+        bounds = b.load(self.job_bounds, typ=U.PTR)
+        res = b.cmpxchg(self.ticket, ticket, b.add(ticket, U.i64(1)), "acq_rel", "acquire")
+        run = fn.append_basic_block("run")
+        b.cbranch(b.extract_value(res, 1), run, loop)
+        b.position_at_end(run)
+        self._call_body(b, body, args, bounds, idx)
+        # release: the caller reads what this range wrote once it sees the count reach T
+        old = b.atomic_rmw("add", self.done, U.i64(1), "acq_rel")
+        with b.if_then(b.icmp_signed("==", b.add(old, U.i64(1)), T)):
+            b.call(self.lock, [self.mutex])
+            with b.if_then(b.icmp_unsigned("!=", b.load(self.waiting, typ=U.I32), ir.Constant(U.I32, 0))):
+                b.call(self.signal, [self.cond_done])
+            b.call(self.unlock, [self.mutex])
+        b.branch(loop)
+        b.position_at_end(out)
+        b.ret_void()
+        return fn
+
     def _emit_worker(self):
-        """void *worker(void *id): wait for a new generation, run range `id` if the region has one,
-        acknowledge; until stopped."""
+        """void *worker(void *id): wait for a new region, claim its ranges; until stopped."""
         fn, b = self._function("symcnn_pool_worker", U.PTR, [U.PTR])
-        me = b.ptrtoint(fn.args[0], U.I64)
         entry = b.block
         my0 = b.load(self.base, typ=U.I32)
         loop = fn.append_basic_block("loop")
@@ -308,11 +353,11 @@ class _Pool:
         my.add_incoming(my0, entry)
 
         def changed(b):
-            g = self._load32(b, self.gen)
+            g = self._gen_of(b, b.load_atomic(self.ticket, "acquire", 8, typ=U.I64))
             return b.icmp_unsigned("!=", g, my), g
 
         got, g_spin = self._spin_until(b, changed, "w")
-        # no new generation for a while: sleep until the caller broadcasts one
+        # no new region for a while: sleep until the caller broadcasts one
         b.call(self.lock, [self.mutex])
         b.store(b.add(b.load(self.sleepers, typ=U.I32), ir.Constant(U.I32, 1)), self.sleepers)
         wait_head = fn.append_basic_block("sleep")
@@ -320,7 +365,7 @@ class _Pool:
         woke = fn.append_basic_block("woke")
         b.branch(wait_head)
         b.position_at_end(wait_head)
-        g2 = self._load32(b, self.gen)
+        g2 = self._gen_of(b, b.load_atomic(self.ticket, "acquire", 8, typ=U.I64))
         b.cbranch(b.icmp_unsigned("!=", g2, my), woke, wait_body)
         b.position_at_end(wait_body)
         b.call(self.wait, [self.cond_work, self.mutex])
@@ -330,27 +375,22 @@ class _Pool:
         b.call(self.unlock, [self.mutex])
         b.branch(got)
         g_spin.add_incoming(g2, woke)
-        # a new generation: stop, or take part in the region
         b.position_at_end(got)
         stop = self._load32(b, self.stop_flag)
         with b.if_then(b.icmp_unsigned("!=", stop, ir.Constant(U.I32, 0)), likely=False):
             b.ret(ir.Constant(U.PTR, None))
-        T = b.load(self.job_T, typ=U.I64)
-        with b.if_then(b.icmp_signed("<", me, T)):
-            body = b.load(self.job_fn, typ=U.PTR)
-            args = b.load(self.job_args, typ=U.PTR)
-            bounds = b.load(self.job_bounds, typ=U.PTR)
-            self._call_body(b, body, args, bounds, me)
-        # release: the caller reads what this thread wrote once it sees pending reach 0
-        old = b.atomic_rmw("sub", self.pending, ir.Constant(U.I32, 1), "acq_rel")
-        with b.if_then(b.icmp_unsigned("==", old, ir.Constant(U.I32, 1))):
-            b.call(self.lock, [self.mutex])
-            with b.if_then(b.icmp_unsigned("!=", b.load(self.waiting, typ=U.I32), ir.Constant(U.I32, 0))):
-                b.call(self.signal, [self.cond_done])
-            b.call(self.unlock, [self.mutex])
+        b.call(self.claim, [g_spin])
         my.add_incoming(g_spin, b.block)
         b.branch(loop)
         return fn
+
+    def _publish(self, b):
+        """Start a new region (its job fields stored already); returns its generation."""
+        gen = b.add(self._gen_of(b, b.load_atomic(self.ticket, "monotonic", 8, typ=U.I64)), ir.Constant(U.I32, 1))
+        b.store_atomic(U.i64(0), self.done, "monotonic", 8)
+        # release: a thread that sees the new ticket sees the job
+        b.store_atomic(b.shl(b.zext(gen, U.I64), U.i64(32)), self.ticket, "release", 8)
+        return gen
 
     def _emit_run(self):
         """void run(body, args, bounds, T): the region; returns when every range is done."""
@@ -368,25 +408,22 @@ class _Pool:
         with U.for_range(b, T, name="t") as t:
             self._call_body(b, body, args, bounds, t)
         b.ret_void()
-        # publish the job, then the generation (release: a worker that sees it sees the job)
         b.position_at_end(pool)
         b.store(body, self.job_fn)
         b.store(args, self.job_args)
         b.store(bounds, self.job_bounds)
         b.store(T, self.job_T)
-        b.store_atomic(b.trunc(nw, U.I32), self.pending, "monotonic", 4)
-        b.atomic_rmw("add", self.gen, ir.Constant(U.I32, 1), "acq_rel")
+        gen = self._publish(b)
         b.call(self.lock, [self.mutex])
         with b.if_then(b.icmp_unsigned("!=", b.load(self.sleepers, typ=U.I32), ir.Constant(U.I32, 0))):
             b.call(self.broadcast, [self.cond_work])
         b.call(self.unlock, [self.mutex])
-        # range 0 here, and the ranges no worker exists for
-        self._call_body(b, body, args, bounds, U.i64(0))
-        with U.for_range(b, T, start=b.add(nw, U.i64(1)), name="t") as t:
-            self._call_body(b, body, args, bounds, t)
+        # this thread takes ranges too: all of them if no worker gets to run meanwhile
+        b.call(self.claim, [gen])
 
         def finished(b):
-            return b.icmp_unsigned("==", self._load32(b, self.pending), ir.Constant(U.I32, 0)), U.i64(0)
+            d = b.load_atomic(self.done, "acquire", 8, typ=U.I64)
+            return b.icmp_signed("==", d, T), U.i64(0)
 
         done, done_phi = self._spin_until(b, finished, "c")
         b.call(self.lock, [self.mutex])
@@ -396,8 +433,8 @@ class _Pool:
         woke = fn.append_basic_block("c.woke")
         b.branch(head)
         b.position_at_end(head)
-        zero = b.icmp_unsigned("==", self._load32(b, self.pending), ir.Constant(U.I32, 0))
-        b.cbranch(zero, woke, wait)
+        all_done = b.icmp_signed("==", b.load_atomic(self.done, "acquire", 8, typ=U.I64), T)
+        b.cbranch(all_done, woke, wait)
         b.position_at_end(wait)
         b.call(self.wait, [self.cond_done, self.mutex])
         b.branch(head)
@@ -426,7 +463,7 @@ class _Pool:
         b.store(ir.Constant(I32, 0), self.stop_flag)
         b.store(ir.Constant(I32, 0), self.sleepers)
         b.store(ir.Constant(I32, 0), self.waiting)
-        b.store(b.load(self.gen, typ=I32), self.base)
+        b.store(self._gen_of(b, b.load(self.ticket, typ=I64)), self.base)
         null = ir.Constant(P, None)
         # initialised once and never destroyed: a thread the interpreter abandoned at exit may
         # still be waiting on them (and glibc's pthread_cond_destroy waits for waiters)
@@ -460,6 +497,14 @@ class _Pool:
         rc = b.call(create, [slot, null, self.worker, b.inttoptr(k, P)])
         b.cbranch(b.icmp_signed("==", rc, ir.Constant(I32, 0)), ok, out)
         b.position_at_end(ok)
+        if sys.platform.startswith("linux"):  # shows in /proc/<pid>/task/*/comm, top -H, gdb
+            name = THREAD_NAME.encode() + b"\0"
+            text = ir.GlobalVariable(m, ir.ArrayType(U.I8, len(name)), name="symcnn_pool.name")
+            text.linkage = "internal"
+            text.global_constant = True
+            text.initializer = ir.Constant(ir.ArrayType(U.I8, len(name)), bytearray(name))
+            setname = U.declare(m, "pthread_setname_np", I32, [I64, P])
+            b.call(setname, [b.load(slot, typ=I64), text])
         b.store(k, self.workers)
         k.add_incoming(b.add(k, U.i64(1)), ok)
         b.branch(head)
@@ -479,7 +524,8 @@ class _Pool:
             b.store(U.i64(0), self.workers)   # a forked child: the threads were the parent's
             b.ret_void()
         b.store_atomic(ir.Constant(I32, 1), self.stop_flag, "release", 4)
-        b.atomic_rmw("add", self.gen, ir.Constant(I32, 1), "acq_rel")
+        b.store(U.i64(0), self.job_T)
+        self._publish(b)
         b.call(self.lock, [self.mutex])
         b.call(self.broadcast, [self.cond_work])
         b.call(self.unlock, [self.mutex])

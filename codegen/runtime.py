@@ -1,13 +1,13 @@
 """Calling a compiled module: check and pass pointers, one native call, read results."""
 import ctypes
+import weakref
 
 import numpy as np
 
 from symcnn.graph.trace import with_trace
 
 from . import lower as L
-from .build import build_module
-from .jit import CompiledModule
+from .build import compile_graph
 
 _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [ctypes.c_void_p]
@@ -29,10 +29,10 @@ class NativeRunner:
         """build_options: guard_nan / bounds_check for build_module (see guard.py)."""
         self.fgraph = fgraph
         self.updates = list(updates)
-        self.spec = build_module(fgraph, self.updates, **build_options)
-        self.module = CompiledModule(self.spec.ir_text)
+        self.spec, self.module = compile_graph(fgraph, self.updates, **build_options)
         proto = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 5)
         self._entry = proto(self.module.address("symcnn_entry"))
+        self.pool_threads = _start_pool(self, self.module)
         n_in = len(fgraph.inputs)
         self._in_ptrs = (ctypes.c_void_p * max(n_in, 1))()
         self._in_dims = np.zeros(max(sum(v.ndim for v in fgraph.inputs), 1), dtype=np.int64)
@@ -159,6 +159,32 @@ class NativeRunner:
                 if p:
                     _libc.free(ctypes.c_void_p(int(p)))
             slots[:] = 0
+
+
+def _pool_function(module, name, restype, *argtypes):
+    try:
+        addr = module.address(name)
+    except RuntimeError:
+        return None
+    return ctypes.CFUNCTYPE(restype, *argtypes)(addr)
+
+
+def _start_pool(owner, module):
+    """Start the module's worker threads (if it has parallel regions); they are stopped when
+    `owner` is freed, or at interpreter exit, while `module`'s code is still loaded. Returns
+    the threads a parallel region can use (1: it runs on the calling thread)."""
+    start = _pool_function(module, "symcnn_pool_start", ctypes.c_int64, ctypes.c_int64)
+    stop = _pool_function(module, "symcnn_pool_stop", None)
+    if start is None or stop is None:
+        return 1
+    n = int(start(0))
+    # the finalizer holds the module: the engine must outlive the threads running its code
+    weakref.finalize(owner, _stop_pool, stop, module)
+    return n
+
+
+def _stop_pool(stop, module):
+    stop()
 
 
 def _copy_out(ptr, shape, dtype):

@@ -1,17 +1,28 @@
 """Dot and FusedDot: matrix/vector products as one loop nest (i, p, j) with a contiguous
 inner loop. FusedDot applies its prologues as operands are loaded (A's value once per (i, p),
 hoisted out of the j loop; B's once per element, packed into a panel before the loops) and
-its epilogue as each output row is stored, after the row's whole k-sum is accumulated."""
+its epilogue as each output row is stored, after the row's whole k-sum is accumulated.
+
+Large float products (at least GEMM_MIN_PARALLEL multiply-adds) are split over the threads of the
+module's pool (parallel.py): the columns of C (or its rows, when C is taller than wide at run time,
+so that the operand every thread packs in full is the smaller one) in contiguous ranges of whole
+register tiles, each thread with its own packing buffers and applying the epilogue to its own part of C.
+Every element of C is summed in the same order as on one thread, so results do not depend on the
+thread count."""
+from llvmlite import ir
+
 from symcnn.tensor.blas import FusedDot
 from symcnn.tensor.math import Dot
 
 from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
+from ..parallel import Parts, part, run_parallel, threads
 from .elemwise import broadcast_view, emit_scalar
-from .gemm import emit_gemm
+from .gemm import emit_gemm, pack_sizes, params
 
 
 PACKED_GEMM = True   # float matrix-matrix products through gemm.py (else the i-p-j loop nest below)
+GEMM_MIN_PARALLEL = 1 << 22   # multiply-adds below which a product stays on the calling thread
 
 
 def as_matrix(a, row):
@@ -137,13 +148,111 @@ def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras):
                 ctx.check_equal(out.shape[d], arr.shape[d], E_SHAPE)
         views.append(broadcast_view(arr, var, out.shape))
     acc = o if (epilogue is None or out.dtype == dt) else ctx.scratch(dt, [m, n])
+    dims = (m, n, k)
+    T = threads()
+    if T > 1 and not (all(isinstance(d, int) for d in dims) and m * n * k < GEMM_MIN_PARALLEL):
+        _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
+        return out
     emit_gemm(ctx, dt, m, n, k, a, c, acc.ptr, n)
     if epilogue is not None:
-        dtypes = [dt] + [var.dtype for _, var in extras]
-        with U.loop_nest(b, [m, n], name="ep") as (i, j):
-            vals = [acc.load(b, [i, j])] + [v.load(b, [i, j]) for v in views]
-            o.store(b, [i, j], emit_scalar(ctx, epilogue, vals, dtypes, out.dtype))
+        _emit_epilogue(ctx, dt, m, n, acc, o, views, epilogue, extras)
     return out
+
+
+def _emit_epilogue(ctx, dt, m, n, acc, o, views, epilogue, extras):
+    b = ctx.b
+    dtypes = [dt] + [var.dtype for _, var in extras]
+    with U.loop_nest(b, [m, n], name="ep") as (i, j):
+        vals = [acc.load(b, [i, j])] + [v.load(b, [i, j]) for v in views]
+        o.store(b, [i, j], emit_scalar(ctx, epilogue, vals, dtypes, o.dtype))
+
+
+def _ir_values(obj, found):
+    """The IR values a loader (Array or Prologue) is made of, in a fixed order."""
+    if isinstance(obj, Prologue):
+        for v in obj.views:
+            _ir_values(v, found)
+    elif isinstance(obj, Array):
+        for x in [obj.ptr] + list(obj.shape) + list(obj.strides):
+            _ir_values(x, found)
+    elif isinstance(obj, ir.Value) and all(x is not obj for x in found):
+        found.append(obj)
+    return found
+
+
+def _rebuild(obj, sub, ctx, r0=0, c0=0, shape=None):
+    """A loader with its IR values replaced by sub(value) (the body's copies), viewing the
+    shape[0] x shape[1] block at (r0, c0) of the original."""
+    b = ctx.b
+    if isinstance(obj, Prologue):
+        views = [_rebuild(v, sub, ctx, r0, c0, shape) for v in obj.views]
+        return Prologue(ctx, obj.comp, views, obj.dtypes)
+    strides = [sub(x) for x in obj.strides]
+    ptr = sub(obj.ptr)
+    off = U.add(b, U.mul(b, r0, strides[0]), U.mul(b, c0, strides[1]))
+    if not (isinstance(off, int) and off == 0):
+        ptr = b.gep(ptr, [U.as_value(b, off)], source_etype=U.ll_type(obj.dtype))
+    arr = Array(obj.dtype, ptr, [sub(x) for x in obj.shape] if shape is None else shape, strides)
+    arr.contiguous = obj.contiguous
+    return arr
+
+
+def _select(b, cond, x, y):
+    if isinstance(cond, bool):
+        return x if cond else y
+    return b.select(cond, U.as_value(b, x), U.as_value(b, y))
+
+
+def _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T):
+    """The product (and epilogue) with C split into T contiguous ranges of columns (or rows) on the
+    module's pool; one thread when the product turns out small at run time."""
+    b = ctx.b
+    m, n, k = dims
+    L, MR, NV, KC, MC, NC = params(dt)
+
+    def split_rows(b, M, N):
+        """Splitting along N every thread packs all of A, along M all of B: duplicate the smaller."""
+        if isinstance(M, int) and isinstance(N, int):
+            return M > N
+        return b.icmp_signed(">", U.as_value(b, M), U.as_value(b, N))
+
+    def tiles(b, M, N):
+        rows = split_rows(b, M, N)
+        return rows, _select(b, rows, MR, NV * L), U.as_value(b, _select(b, rows, M, N))
+
+    rows, tile, extent = tiles(b, m, n)
+    chunks = b.udiv(b.add(extent, b.sub(U.as_value(b, tile), U.i64(1))), U.as_value(b, tile))
+    na, nb = pack_sizes(b, dt, m, n, k)
+    packs = [Parts(ctx, dt, na, T), Parts(ctx, dt, nb, T)]
+    work = b.mul(b.mul(U.as_value(b, m), U.as_value(b, n)), U.as_value(b, k))
+    serial = b.or_(b.icmp_signed("<", work, U.i64(GEMM_MIN_PARALLEL)), b.icmp_signed("<", chunks, U.i64(2)))
+    found = []
+    for x in [a, c, acc, o] + views + [m, n, k] + [v for p in packs for v in p.values()]:
+        _ir_values(x, found)
+
+    def emit(bctx, vals, tid, q0, q1):
+        bb = bctx.b
+        mapping = {id(x): v for x, v in zip(found, vals)}
+
+        def sub(x):
+            return mapping[id(x)] if isinstance(x, ir.Value) else x
+
+        M, N, K = sub(m), sub(n), sub(k)
+        rows, tile, extent = tiles(bb, M, N)
+        tile = U.as_value(bb, tile)
+        start = bb.mul(q0, tile)
+        length = U.smax(bb, bb.sub(U.smin(bb, bb.mul(q1, tile), extent), start), U.i64(0))
+        r0, c0 = _select(bb, rows, start, 0), _select(bb, rows, 0, start)
+        Ms, Ns = _select(bb, rows, length, M), _select(bb, rows, N, length)
+        A = _rebuild(a, sub, bctx, r0=r0, shape=[Ms, K])
+        B = _rebuild(c, sub, bctx, c0=c0, shape=[K, Ns])
+        Cs = [_rebuild(x, sub, bctx, r0, c0, [Ms, Ns]) for x in [acc, o] + views]
+        ap, bp = (part(bb, sub(p.arr.ptr), sub(p.stride), tid, dt) for p in packs)
+        emit_gemm(bctx, dt, Ms, Ns, K, A, B, Cs[0].ptr, N, packs=(ap, bp))
+        if epilogue is not None:
+            _emit_epilogue(bctx, dt, Ms, Ns, Cs[0], Cs[1], Cs[2:], epilogue, extras)
+
+    run_parallel(ctx, "symcnn_gemm_part", found, chunks, T, emit, serial=serial)
 
 
 @lower.register(Dot)

@@ -1,4 +1,5 @@
 """symcnn.function: compile inputs -> outputs (with updates and givens) into a callable."""
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -10,7 +11,7 @@ from ..graph.fg import FunctionGraph
 from ..graph.trace import user_trace, with_trace
 from ..tensor.var import as_tensor_variable
 from . import linker as _reference  # noqa: F401  (registers the reference mode)
-from .mode import get_mode, linker_for
+from .mode import get_mode, linker_for, on_lowered
 from ..rewrite import rewrite_graph
 from .shared import SharedVariable
 
@@ -165,8 +166,29 @@ class Function:
             else allow_input_downcast
         # (graph input index, graph output index) of each update, for backends that commit in place.
         update_pairs = [(fgraph.inputs.index(sv), n_outputs + k) for k, sv in enumerate(update_targets)]
-        self.runner = linker_for(mode)(fgraph, update_pairs)
+        factory = linker_for(mode)
+        self._runner = self._build = None
+        if factory is not _reference.ReferenceRunner:  # the reference mode has nothing to compile
+            self._build = _BackgroundBuild(factory, fgraph, update_pairs)
+        else:
+            self._runner = factory(fgraph, update_pairs)
         self._by_name = {v.name: i for i, v in enumerate(inputs) if v.name}
+
+    @property
+    def runner(self):
+        """The backend's callable (for a native mode, waits until its machine code is loaded)."""
+        if self._runner is None:
+            self._runner = self._build.result()
+            self._build = None
+        return self._runner
+
+    def wait(self):
+        """Block until the function is ready to run. When its machine code is not in the cache,
+        function() returns once the graph is lowered and generates the code in the background
+        (the first call waits for it anyway). Raises what the compilation raised. Returns the
+        function."""
+        self.runner
+        return self
 
     def _bind(self, args, kwargs):
         n = len(self.inputs)
@@ -273,6 +295,59 @@ class Function:
     def dprint(self, **kwargs):
         from ..printing import debugprint
         return debugprint(self, **kwargs)
+
+
+class _BackgroundBuild:
+    """Builds a runner in its own thread. The constructor returns once the backend has lowered
+    the graph (so a graph the backend rejects raises in function(), as before), or when the
+    runner is built if the backend never says it lowered (a cache hit); LLVM's optimisation and
+    code generation then overlap whatever the caller does next, e.g. building and lowering the
+    next function, which the backend may compile at the same time in a helper process."""
+
+    def __init__(self, factory, fgraph, update_pairs):
+        self._lowered = threading.Event()
+        self._accepted = False   # the backend lowered the graph (later errors surface at the call)
+        self._runner = self._error = None
+        self._thread = threading.Thread(target=self._run, args=(factory, fgraph, update_pairs),
+                                        name="symcnn-compile", daemon=False)
+        self._thread.start()
+        self._lowered.wait()
+        if not self._accepted:
+            self.result()
+
+    def _accept(self):
+        self._accepted = True
+        self._lowered.set()
+
+    def _run(self, factory, fgraph, update_pairs):
+        try:
+            with on_lowered(self._accept):
+                self._runner = factory(fgraph, update_pairs)
+        except BaseException as e:  # re-raised in the caller's thread
+            self._error = e
+        finally:
+            self._lowered.set()
+
+    def result(self):
+        t = self._thread
+        if t is not None:
+            t.join()
+            _reaped(t.native_id)
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        return self._runner
+
+
+def _reaped(tid, timeout=0.2):
+    """join() returns a moment before the OS thread is gone; on Linux wait for that moment too,
+    so a function that is ready has no compile thread left (threads are counted by tools)."""
+    import os
+    import time
+    path = f"/proc/self/task/{tid}"
+    end = time.monotonic() + timeout
+    while tid is not None and os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.0005)
 
 
 def _aliases_any(val, arrays):

@@ -4,6 +4,9 @@
 backends that register a linker factory here (the native LLVM backend lives in
 the `codegen` package, which symcnn loads only when such a mode is asked for).
 """
+import threading
+from contextlib import contextmanager
+
 from ..config import config
 
 _linkers = {}
@@ -54,3 +57,26 @@ def linker_for(mode):
     if name not in _linkers:
         raise ValueError(f"unknown mode {mode.linker!r}; known modes: {', '.join(sorted(_linkers))}")
     return _linkers[name]
+
+
+_lowering = threading.local()
+
+
+@contextmanager
+def on_lowered(callback):
+    """Call `callback()` when a backend building a runner in this thread has turned the graph
+    into code (the step that can reject a graph); what follows (machine-code generation) may
+    then finish in the background."""
+    prev = getattr(_lowering, "callback", None)
+    _lowering.callback = callback
+    try:
+        yield
+    finally:
+        _lowering.callback = prev
+
+
+def lowered():
+    """Backends call this once the graph is lowered (see on_lowered)."""
+    cb = getattr(_lowering, "callback", None)
+    if cb is not None:
+        cb()

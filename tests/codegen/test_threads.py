@@ -1,7 +1,11 @@
-"""The per-image loops of ConvPoolTanh / ConvPoolTanhGrad on several threads (config.num_threads)."""
+"""The per-image loops of ConvPoolTanh / ConvPoolTanhGrad on several threads (config.num_threads),
+and the pool of worker threads a compiled function keeps (codegen/parallel.py)."""
+import ctypes
+import gc
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -85,7 +89,8 @@ def test_threads_are_in_the_module(threads):
     threads(1)
     assert "pthread_create" not in build_module(f.fgraph, []).ir_text
     threads(2)
-    assert "pthread_create" in build_module(f.fgraph, []).ir_text
+    ir_text = build_module(f.fgraph, []).ir_text
+    assert "pthread_create" in ir_text and "symcnn_pool_start" in ir_text
 
 
 _SCRIPT = """
@@ -117,3 +122,137 @@ def test_env_one_thread_vs_default(tmp_path):
             results[env_value] = [z[k] for k in sorted(z.files, key=lambda s: int(s.split("_")[1]))]
     for a, b in zip(results["1"], results[None]):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+# -- the pool of worker threads of a compiled function ------------------------------------------
+
+LINUX = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc/self/task")
+
+
+def _tasks():
+    """The pool workers of this process (other threads come and go, e.g. background compiles)."""
+    from codegen.parallel import THREAD_NAME
+    found = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() == THREAD_NAME:
+                    found.add(tid)
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def _wait_for(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.01)
+    return cond()
+
+
+def _cpu_ticks(tid):
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
+    return int(fields[11]) + int(fields[12])   # utime + stime
+
+
+@LINUX
+def test_pool_lives_as_long_as_the_function(threads):
+    threads(3)
+    ins, outs, vals = _graph(CASES[0], 16, False)
+    before = _tasks()
+    fn = symcnn.function(ins, outs, mode="native")
+    assert fn.runner.pool_threads == 3
+    workers = _tasks() - before
+    assert len(workers) == 2
+    want = [np.array(r) for r in fn(*vals)]
+    for _ in range(5):
+        fn(*vals)
+    assert _tasks() - before == workers   # the same threads for every call
+    # idle workers sleep
+    ticks = sum(_cpu_ticks(t) for t in workers)
+    time.sleep(0.5)
+    assert sum(_cpu_ticks(t) for t in workers) - ticks <= 2
+    # a second function has its own pool
+    fn2 = symcnn.function(ins, outs, mode="native")
+    assert len(_tasks() - before) == 4
+    for a, b in zip(want, fn2(*vals)):
+        np.testing.assert_array_equal(a, b)
+    del fn
+    gc.collect()
+    assert _wait_for(lambda: not (_tasks() & workers))
+    del fn2
+    gc.collect()
+    assert _wait_for(lambda: not (_tasks() - before))
+
+
+def test_without_a_pool_regions_run_on_the_calling_thread(threads):
+    threads(3)
+    ins, outs, vals = _graph(CASES[1], 33, False)
+    fn = symcnn.function(ins, outs, mode="native")
+    want = [np.array(r) for r in fn(*vals)]
+    module = fn.runner.module
+    stop = ctypes.CFUNCTYPE(None)(module.address("symcnn_pool_stop"))
+    start = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(module.address("symcnn_pool_start"))
+    stop()
+    for a, b in zip(want, fn(*vals)):
+        np.testing.assert_array_equal(a, b)
+    assert start(2) == 2   # fewer workers than ranges: the caller runs the rest
+    for a, b in zip(want, fn(*vals)):
+        np.testing.assert_array_equal(a, b)
+    stop()
+    stop()
+    assert start(0) == 3
+    for a, b in zip(want, fn(*vals)):
+        np.testing.assert_array_equal(a, b)
+
+
+_EXIT_SCRIPT = """
+import gc, os, sys, threading
+import numpy as np
+sys.path.insert(0, {root!r})
+from symcnn.config import config
+config.num_threads = 3
+from tests.codegen.test_threads import _graph, CASES
+import symcnn
+ins, outs, vals = _graph(CASES[0], 33, False)
+fn = symcnn.function(ins, outs, mode="native")
+want = [np.array(r) for r in fn(*vals)]
+assert fn.runner.pool_threads == 3
+how = {how!r}
+if how == "cycle":          # only the collector at exit frees it
+    cycle = [fn]
+    cycle.append(cycle)
+    del fn
+elif how == "fork":         # a child has the pool's memory but not its threads
+    pid = os.fork()
+    if pid == 0:
+        ok = all(np.array_equal(a, b) for a, b in zip(want, fn(*vals)))
+        os._exit(0 if ok else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert all(np.array_equal(a, b) for a, b in zip(want, fn(*vals)))
+elif how == "thread":       # called from a daemon thread still running at exit
+    def loop():
+        while True:
+            fn(*vals)
+    threading.Thread(target=loop, daemon=True).start()
+elif how == "os_exit":
+    print("ok", flush=True)
+    os._exit(0)
+print("ok")
+"""
+
+
+@LINUX
+@pytest.mark.parametrize("how", ["alive", "cycle", "fork", "thread", "os_exit"])
+def test_process_with_a_live_pool_exits_cleanly(how):
+    env = dict(os.environ)
+    env.pop("SYMCNN_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT.format(root=ROOT, how=how)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "ok"

@@ -1,0 +1,171 @@
+"""The function cache (keyed by the rewritten graph), background compilation and the
+compile helper process of codegen.jit / codegen.build."""
+import numpy as np
+import pytest
+
+import symcnn
+import symcnn.tensor as T
+from codegen import build as CB
+from codegen import jit
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    d = tmp_path / "symcnn-cache"
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(d))
+    return d
+
+
+def _model(scale=0.5):
+    rng = np.random.RandomState(1)
+    x = T.matrix("x")
+    y = T.ivector("y")
+    W = symcnn.shared(rng.randn(6, 3).astype("float32"), name="W")
+    b = symcnn.shared(np.zeros(3, dtype="float32"), name="b")
+    p = T.nnet.softmax(T.tanh(T.dot(x, W)) + b)
+    cost = -T.mean(T.log(p)[T.arange(y.shape[0]), y])
+    gW, gb = T.grad(cost, [W, b])
+    return [x, y], cost, [(W, W - scale * gW), (b, b - scale * gb)], (W, b)
+
+
+def _data():
+    rng = np.random.RandomState(0)
+    return rng.randn(5, 6).astype("float32"), rng.randint(0, 3, 5).astype("int32")
+
+
+def _train(mode="native", scale=0.5, steps=3):
+    ins, cost, upd, params = _model(scale)
+    f = symcnn.function(ins, cost, updates=upd, mode=mode)
+    xv, yv = _data()
+    costs = [float(f(xv, yv)) for _ in range(steps)]
+    return f, costs, [p.get_value() for p in params]
+
+
+def test_hit_skips_lowering_and_keeps_introspection(cache_dir):
+    f1, c1, p1 = _train()
+    assert f1.runner.cache_hit is False
+    f2, c2, p2 = _train()
+    assert f2.runner.cache_hit is True
+    assert f2.runner.spec._ir_text is None               # nothing lowered on a hit
+    np.testing.assert_array_equal(c1, c2)
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
+    assert [str(k) for k in f2.kernels] == [str(k) for k in f1.kernels]
+    assert f2.memory_report() == f1.memory_report()
+    assert f2.dump_llvm() == f1.dump_llvm()              # lowered again when asked for
+
+
+def test_a_replaced_lowering_changes_the_key(cache_dir, monkeypatch):
+    f1, _, _ = _train()
+    real = CB.build_module
+    monkeypatch.setattr(CB, "build_module", lambda *a, **k: real(*a, **k))
+    f2, _, _ = _train()
+    assert (f1.runner.cache_hit, f2.runner.cache_hit) == (False, False)
+
+
+def test_hit_in_profile_and_boundscheck_modes(cache_dir):
+    f1, c1, _ = _train("profile")
+    f2, c2, _ = _train("profile")
+    assert (f1.runner.cache_hit, f2.runner.cache_hit) == (False, True)
+    r1, r2 = f1.profile(), f2.profile()
+    assert [r.name for r in r1] == [r.name for r in r2] and r2.rows[0].calls == 3
+    g1, _, _ = _train("boundscheck")
+    g2, _, _ = _train("boundscheck")
+    assert g2.runner.cache_hit is True
+    assert [b.what for b in g2.runner.spec.oob_labels] == [b.what for b in g1.runner.spec.oob_labels]
+
+
+def test_key_covers_graph_constants_options_and_settings(cache_dir, monkeypatch):
+    f1, _, _ = _train(scale=0.5)
+    f2, _, _ = _train(scale=0.25)                          # a different constant
+    f3, _, _ = _train("nanguard")                          # other build options
+    assert not any(f.runner.cache_hit for f in (f1, f2, f3))
+    from codegen.kernels import dot
+    monkeypatch.setattr(dot, "PACKED_GEMM", not dot.PACKED_GEMM)   # a backend setting
+    f4, _, _ = _train()
+    assert f4.runner.cache_hit is False
+    monkeypatch.undo()
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(cache_dir))
+    f5, _, _ = _train()
+    assert f5.runner.cache_hit is True
+
+
+def test_unusual_entries_are_recompiled(cache_dir):
+    f1, c1, _ = _train()
+    path, = cache_dir.rglob("*.o")
+    # a well-formed entry whose metadata does not fit the graph
+    meta, obj = jit.read_entry(path.stem)
+    meta["order"] = [10 ** 6]
+    jit.write_entry(path.stem, meta, obj)
+    f2, c2, _ = _train()
+    assert f2.runner.cache_hit is False
+    np.testing.assert_array_equal(c1, c2)
+    f3, _, _ = _train()
+    assert f3.runner.cache_hit is True
+
+
+def test_identical_functions_compile_once(cache_dir, monkeypatch):
+    compiled = []
+    real = jit.compile_object
+
+    def counting(ir_text):
+        compiled.append(1)
+        return real(ir_text)
+    monkeypatch.setattr(jit, "compile_object", counting)
+    x = T.matrix("x")
+    fs = [symcnn.function([x], T.tanh(x).sum(axis=0), mode="native") for _ in range(3)]
+    xv = np.ones((2, 3), dtype="float32")
+    for f in fs:
+        np.testing.assert_allclose(f(xv), 2 * np.tanh(1.0) * np.ones(3), rtol=1e-6)
+    assert len(compiled) == 1
+
+
+def test_lowering_errors_raise_in_function_and_later_errors_at_the_call(cache_dir, monkeypatch):
+    from codegen import lower as L
+    from symcnn.tensor.elemwise import Elemwise
+
+    def refuse(ctx, node, ins):
+        raise NotImplementedError("no lowering today")
+    original = L.lower.table[Elemwise]
+    monkeypatch.setitem(L.lower.table, Elemwise, (refuse, original[1]))
+    x = T.vector("x")
+    with pytest.raises(NotImplementedError, match="no lowering today"):
+        symcnn.function([x], T.exp(x), mode="native")
+    monkeypatch.setitem(L.lower.table, Elemwise, original)
+
+    def broken(ir_text):
+        raise RuntimeError("LLVM is unwell")
+    monkeypatch.setattr(jit, "compile_object", broken)
+    f = symcnn.function([x], T.exp(x) + 3, mode="native")      # lowered: returns
+    with pytest.raises(RuntimeError, match="LLVM is unwell"):
+        f(np.ones(2, dtype="float32"))
+    with pytest.raises(RuntimeError, match="LLVM is unwell"):
+        f.wait()
+
+
+def test_wait_returns_the_function(cache_dir):
+    x = T.vector("x")
+    f = symcnn.function([x], 2 * x, mode="native")
+    assert f.wait() is f
+    r = symcnn.function([x], 2 * x, mode="reference")
+    assert r.wait() is r
+    np.testing.assert_array_equal(f(np.ones(2, dtype="float32")), [2, 2])
+
+
+def test_helper_process_emits_the_same_object_code(cache_dir):
+    x = T.vector("x")
+    f = symcnn.function([x], T.tanh(x) * 3, mode="native")
+    ir_text = f.dump_llvm()
+    worker = jit._worker()
+    if worker is None:
+        pytest.skip("one core: no helper process")
+    assert worker.compile(ir_text) == jit._compile_here(ir_text)
+    assert worker.compile("this is not LLVM IR") is None       # the caller then compiles (and raises) itself
+
+
+def test_entry_function_loops_are_not_unrolled(cache_dir):
+    x = T.matrix("x")
+    f = symcnn.function([x], T.tanh(x) * 2 + 1, mode="native")
+    ir_text = f.dump_llvm()
+    assert "llvm.loop.unroll.disable" in ir_text
+    assert "!llvm.loop" in ir_text.split('define i32 @"symcnn_entry"')[1].split("\n}\n")[0]
