@@ -355,21 +355,18 @@ def _reduce_direct_partials(ctx, p, dt, dwv, nparts, gw_ptr):
     L = p.L
     vt = ir.VectorType(et, L)
     size = U.itemsize(dt)
+    khw = p.kh * p.kw
     with U.for_range(b, p.K, name="rk") as k:
-        with U.for_range(b, p.C, name="rc") as c:
-            for r in range(p.kh):
-                for s_ in range(p.kw):
-                    tap = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s_))
-                    rr, ss = (p.kh - 1 - r, p.kw - 1 - s_) if p.flip else (r, s_)
-                    widx = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(rr * p.kw + ss))
-                    total = None
-                    for t in range(nparts):
-                        off = b.add(U.as_value(b, U.mul(b, t, dwv.stride)),
-                                    b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
-                        vec = b.load(gep(b, dwv.arr.ptr, off, et), typ=vt, align=size)
-                        s = _hsum(b, vec, et)
-                        total = s if total is None else b.fadd(total, s)
-                    b.store(total, gep(b, gw_ptr, b.add(b.mul(k, U.i64(p.P)), widx), et))
+        with U.for_range(b, p.P, name="rt") as tap:
+            rs = b.urem(tap, U.i64(khw))
+            widx = b.add(b.sub(tap, rs), b.sub(U.i64(khw - 1), rs)) if p.flip else tap
+            total = None
+            for t in range(nparts):
+                off = b.add(U.as_value(b, U.mul(b, t, dwv.stride)),
+                            b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
+                s = _hsum(b, b.load(gep(b, dwv.arr.ptr, off, et), typ=vt, align=size), et)
+                total = s if total is None else b.fadd(total, s)
+            b.store(total, gep(b, gw_ptr, b.add(b.mul(k, U.i64(p.P)), widx), et))
 
 
 def _hsum(b, vec, et):

@@ -91,22 +91,19 @@ def pack_weights(ctx, p, w_ptr, wp, offs):
     """wp[(kb*P + t)*MR + i] = W[kb*MR + i, tap t] (0 past K), offs[t] = the tap's image offset."""
     b = ctx.b
     et = U.ll_type(p.dtype)
-    with U.for_range(b, p.C, name="wc") as c:
-        for r in range(p.kh):
-            for s in range(p.kw):
-                t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
-                off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(r * p.W + s))
-                b.store(off, b.gep(offs, [t], source_etype=U.I64))
-                rr, ss = (p.kh - 1 - r, p.kw - 1 - s) if p.flip else (r, s)
-                src = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(rr * p.kw + ss))
-                for kb in range(p.nkb):
-                    dst = b.gep(wp, [b.add(b.mul(b.add(U.i64(kb * p.P), t), U.i64(p.MR)), U.i64(0))],
-                                source_etype=et)
-                    for i in range(p.MR):
-                        k = kb * p.MR + i
-                        v = (b.load(b.gep(w_ptr, [b.add(U.i64(k * p.P), src)], source_etype=et), typ=et)
-                             if k < p.K else ir.Constant(et, 0.0))
-                        b.store(v, b.gep(dst, [U.i64(i)], source_etype=et))
+    tap_offsets(ctx, p, offs)
+    khw = p.kh * p.kw
+    with U.for_range(b, p.nkb * p.MR, name="wk") as kk:
+        kb = b.udiv(kk, U.i64(p.MR))
+        i = b.urem(kk, U.i64(p.MR))
+        valid = b.icmp_signed("<", kk, U.i64(p.K))
+        wrow = b.gep(w_ptr, [b.mul(U.smin(b, kk, p.K - 1), U.i64(p.P))], source_etype=et)
+        with U.for_range(b, p.P, name="wt") as t:
+            rs = b.urem(t, U.i64(khw))
+            src = b.add(b.sub(t, rs), b.sub(U.i64(khw - 1), rs)) if p.flip else t
+            v = b.load(b.gep(wrow, [src], source_etype=et), typ=et)
+            dst = b.add(b.mul(b.add(b.mul(kb, U.i64(p.P)), t), U.i64(p.MR)), i)
+            b.store(b.select(valid, v, ir.Constant(et, 0.0)), b.gep(wp, [dst], source_etype=et))
 
 
 def _splat(b, v, vt):
