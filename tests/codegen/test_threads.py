@@ -177,7 +177,7 @@ def test_pool_lives_as_long_as_the_function(threads):
     time.sleep(0.5)
     assert sum(_cpu_ticks(t) for t in workers) - ticks <= 2
     # a second function has its own pool
-    fn2 = symcnn.function(ins, outs, mode="native")
+    fn2 = symcnn.function(ins, outs, mode="native").wait()   # its pool starts when its code is loaded
     assert len(_tasks() - before) == 4
     for a, b in zip(want, fn2(*vals)):
         np.testing.assert_array_equal(a, b)
