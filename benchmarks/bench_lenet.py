@@ -6,7 +6,8 @@ Prints: cold compile time of train+validate+test (empty cache), warm compile tim
 per call and bytes of intermediate buffers with and without the fusion rewrites, and
 the cost of mode='nanguard' and of mode='profile'; then a per-kernel profile table of the
 train step (mode='profile'); and, if PyTorch is installed, the same model's eager
-train/validate steps measured in the same run, with ratios.
+train/validate steps measured in the same run, with ratios; then (unless --no-memory) the peak
+memory of whole evaluate_lenet5 runs, symcnn against PyTorch (benchmarks/bench_memory.py).
 
     python benchmarks/bench_lenet.py [--runs 30] [--batch-size 500] [--no-reference]
 """
@@ -115,6 +116,8 @@ def main(argv=None):
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--profile-runs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-memory", action="store_true",
+                    help="skip the peak-memory comparison of whole evaluate_lenet5 runs (bench_memory.py)")
     args = ap.parse_args(argv)
     bs, nk = args.batch_size, args.nkerns
     rng = np.random.RandomState(0)
@@ -180,6 +183,14 @@ def main(argv=None):
     print()
     print(f"# per-kernel profile of the native train step (mode='profile', {args.profile_runs} calls)")
     print(profile_table)
+    if not args.no_memory:
+        import bench_memory
+        print()
+        if os.path.isfile(bench_memory.DEFAULT_DATASET):
+            bench_memory.main([])
+        else:
+            print(f"# peak memory not measured: {bench_memory.DEFAULT_DATASET} not found "
+                  f"(python benchmarks/bench_memory.py --dataset PATH)")
     return 0
 
 

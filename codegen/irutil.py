@@ -177,3 +177,10 @@ def cast_value(b, v, src, dst):
     if sw > dw:
         return b.trunc(v, dt)
     return b.zext(v, dt) if is_unsigned(src) else b.sext(v, dt)
+
+
+def splat(b, v, vt):
+    """A vector of type vt with every lane v."""
+    undef = ir.Constant(vt, ir.Undefined)
+    x = b.insert_element(undef, v, ir.Constant(I32, 0))
+    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(I32, vt.count), [0] * vt.count))

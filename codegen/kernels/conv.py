@@ -76,12 +76,6 @@ class Mat:
         self.ptr, self.rs, self.cs = ptr, rs, cs
 
 
-def _splat(b, v, vt):
-    n = vt.count
-    undef = ir.Constant(vt, ir.Undefined)
-    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
-    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, n), [0] * n))
-
 
 def _fmuladd(ctx, vt, dtype):
     suffix = ("f32" if dtype == "float32" else "f64")
@@ -142,7 +136,7 @@ def _block(ctx, dtype, m0, mr, n0, nv, L, Q, A, B, C, accumulate, mask=None):
         bv = [vload(gep(b, b_row, j * L, et)) for j in range(nv)]
         for i in range(mr):
             a = b.load(gep(b, a_rows[i], U.mul(b, q, A.cs), et), typ=et)
-            av = _splat(b, a, vt) if L > 1 else a
+            av = U.splat(b, a, vt) if L > 1 else a
             for j in range(nv):
                 cur = b.load(accs[i][j], typ=vt)
                 b.store(b.call(fma, [av, bv[j], cur]), accs[i][j])
@@ -237,7 +231,7 @@ def _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
     tv = U.as_value(b, tail)
     with b.if_then(b.icmp_signed(">", tv, U.i64(0))):
         lanes_v = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-        limit = _splat(b, tv, ir.VectorType(U.I64, L))
+        limit = U.splat(b, tv, ir.VectorType(U.I64, L))
         mask = b.icmp_signed("<", lanes_v, limit)
         _rows(ctx, dtype, M, n_vec, 1, L, Q, A, B, C, accumulate, mask)
 

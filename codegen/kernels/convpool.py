@@ -172,11 +172,6 @@ def _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr,
                 b.store(bits, gep(b, mptr, o, mt))
 
 
-def _vsplat(b, v, vt):
-    undef = ir.Constant(vt, ir.Undefined)
-    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
-    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, vt.count), [0] * vt.count))
-
 
 def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
     """The 2x2 / stride 2 epilogue on vectors of L pooled columns: two contiguous 2L-value loads per
@@ -199,7 +194,7 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
     lowest = ir.Constant(vt, [_lowest(dt)] * L)
     plane = U.mul(b, PH, PW)
     with U.for_range(b, K, name="k") as k:
-        bk = _vsplat(b, b.load(gep(b, bptr, k, et), typ=et), vt)
+        bk = U.splat(b, b.load(gep(b, bptr, k, et), typ=et), vt)
         ck = gep(b, conv, U.mul(b, k, crs), et)
         obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
         with U.for_range(b, PH, name="pi") as i:
@@ -221,7 +216,7 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
                     one = ir.Constant(mvt, [ir.Constant(mt, 1 << bit)] * L)
                     bits = b.or_(bits, b.select(b.fcmp_ordered("==", val, m), one, ir.Constant(mvt, [ir.Constant(mt, 0)] * L)))
                 left = b.sub(U.as_value(b, PW), j)
-                keep = b.icmp_signed("<", lane, _vsplat(b, left, ir.VectorType(U.I64, L)))
+                keep = b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(U.I64, L)))
                 o = U.add(b, orow, j)
                 res = vmath.emit(b, module, "tanh", b.fadd(m, bk), dt)
                 b.call(fstore, [res, gep(b, optr, o, et), ir.Constant(U.I32, size), keep])
@@ -515,7 +510,7 @@ def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, g
             rows = [r0, gep(b, r0, rs, et)]
             with U.for_range(b, PW, step=L, name="pj") as j:
                 p = U.add(b, prow, j)
-                left = _vsplat(b, b.sub(U.as_value(b, PW), j), i64v)
+                left = U.splat(b, b.sub(U.as_value(b, PW), j), i64v)
                 keep = b.icmp_signed("<", lane, left)
                 o = b.call(fload, [gep(b, optr, p, et), align, keep, zero])
                 gv = b.call(fload, [gep(b, gptr, p, et), align, keep, zero])

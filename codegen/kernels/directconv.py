@@ -106,12 +106,6 @@ def pack_weights(ctx, p, w_ptr, wp, offs):
             b.store(b.select(valid, v, ir.Constant(et, 0.0)), b.gep(wp, [dst], source_etype=et))
 
 
-def _splat(b, v, vt):
-    n = vt.count
-    undef = ir.Constant(vt, ir.Undefined)
-    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
-    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, n), [0] * n))
-
 
 def _microkernel(module, p):
     """void ukr(x_img, wp_block, offs, out, t0): conv scratch rows [MR] x one tile, from tile t0
@@ -145,7 +139,7 @@ def _microkernel(module, p):
         masks = []
         for j in range(NV):
             left = b.sub(U.i64(p.n_out), b.add(t0, U.i64(j * L)))
-            masks.append(b.icmp_signed("<", lane, _splat(b, left, ir.VectorType(I64, L))))
+            masks.append(b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(I64, L))))
         pieces = None
     else:
         G, OW = p.G, p.OW
@@ -187,7 +181,7 @@ def _microkernel(module, p):
     wrow = b.gep(wp, [b.mul(t, U.i64(MR))], source_etype=et)
     new = []
     for i in range(MR):
-        a = _splat(b, b.load(b.gep(wrow, [U.i64(i)], source_etype=et), typ=et), vt)
+        a = U.splat(b, b.load(b.gep(wrow, [U.i64(i)], source_etype=et), typ=et), vt)
         new.append([b.call(fma, [a, vecs[j], accs[i][j]]) for j in range(NV)])
     for i in range(MR):
         for j in range(NV):
@@ -475,7 +469,7 @@ def _dwt_kernel(module, tp):
     bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vt, align=size)
           for j in range(NV)]
     for i in range(MR):
-        a = _splat(b, b.load(b.gep(xq, [offv[i]], source_etype=et), typ=et), vt)
+        a = U.splat(b, b.load(b.gep(xq, [offv[i]], source_etype=et), typ=et), vt)
         for j in range(NV):
             accs[i][j].add_incoming(b.call(fma, [a, bv[j], accs[i][j]]), body)
     n1 = b.add(n, U.i64(1))
@@ -581,7 +575,7 @@ def _gx_kernel(module, tp, nv):
     bv = [b.load(b.gep(trow, [U.i64(v * L)], source_etype=et) if v else trow, typ=vt, align=size) for v in range(nv)]
     arow = b.gep(wa, [b.mul(k, U.i64(MR))], source_etype=et)
     for i in range(MR):
-        a = _splat(b, b.load(b.gep(arow, [U.i64(i)], source_etype=et), typ=et), vt)
+        a = U.splat(b, b.load(b.gep(arow, [U.i64(i)], source_etype=et), typ=et), vt)
         for v in range(nv):
             accs[i][v].add_incoming(b.call(fma, [a, bv[v], accs[i][v]]), body)
     k.add_incoming(b.add(k, U.i64(1)), body)

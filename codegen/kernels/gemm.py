@@ -87,12 +87,6 @@ def _ceildiv(b, x, d):
     return b.udiv(b.add(U.as_value(b, x), U.i64(d - 1)), U.i64(d))
 
 
-def _splat(b, v, vt):
-    n = vt.count
-    undef = ir.Constant(vt, ir.Undefined)
-    x = b.insert_element(undef, v, ir.Constant(U.I32, 0))
-    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(U.I32, n), [0] * n))
-
 
 def _sfx(dtype):
     return "f32" if dtype == "float32" else "f64"
@@ -152,7 +146,7 @@ def _microkernel(module, dtype, nv):
     arow = b.gep(ap, [b.mul(q, U.i64(MR))], source_etype=et)
     new = []
     for i in range(MR):
-        a = _splat(b, b.load(_gep(b, arow, i, et), typ=et), vt)
+        a = U.splat(b, b.load(_gep(b, arow, i, et), typ=et), vt)
         new.append([b.call(fma, [a, bv[j], accs[i][j]]) for j in range(nv)])
     nxt = b.add(q, U.i64(1))
     for i in range(MR):
@@ -163,8 +157,8 @@ def _microkernel(module, dtype, nv):
     b.position_at_end(done)
     # store: the last vector masked to the columns that exist; old C added where acc
     lanes = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    last = b.icmp_signed("<", lanes, _splat(b, b.sub(ncols, U.i64((nv - 1) * L)), ir.VectorType(U.I64, L)))
-    accm = _splat(b, acc, mt)
+    last = b.icmp_signed("<", lanes, U.splat(b, b.sub(ncols, U.i64((nv - 1) * L)), ir.VectorType(U.I64, L)))
+    accm = U.splat(b, acc, mt)
     full = ir.Constant(mt, [ir.Constant(U.I1, 1)] * L)
     masks = [full] * (nv - 1) + [last]
     align = ir.Constant(U.I32, size)
