@@ -297,9 +297,16 @@ def _patch_loops(ctx, g, body):
 
 
 def _zero_fill(b, ptr, start, stop, dtype):
+    """ptr[start:stop] = 0 (a memset: float and integer zeros are all-zero bytes)."""
+    if isinstance(start, int) and isinstance(stop, int) and stop <= start:
+        return
     et = U.ll_type(dtype)
-    with U.for_range(b, stop, start=start, name="z") as k:
-        b.store(U.const(dtype, 0), gep(b, ptr, k, et))
+    size = U.itemsize(dtype)
+    n = U.smax(b, U.sub(b, stop, start), 0)
+    module = b.block.function.module
+    memset = U.declare(module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
+    b.call(memset, [gep(b, ptr, start, et), ir.Constant(U.I8, 0), U.as_value(b, U.mul(b, n, size)),
+                    ir.Constant(U.I1, 0)])
 
 
 def emit_im2col(ctx, g, x, cols, dtype):
