@@ -26,6 +26,7 @@ from .. import irutil as U
 from .gemm import vec_bytes
 
 MAX_ACC = 24      # vector accumulators per micro-kernel (AVX-512 has 32 vector registers)
+MIN_ACC = 12      # fewer FMAs per step than this and the kernel waits on its loads
 MIN_EFFICIENCY = 0.7   # useful share of the computed outputs below which im2col + GEMM is used
 
 
@@ -79,7 +80,8 @@ def plan(op, dtype, dims):
                 if MR * NV > MAX_ACC:
                     continue
                 p = Plan(str(dtype), C, H, W, K, kh, kw, OH, OW, mode, MR, NV, op.filter_flip)
-                key = (round(p.efficiency(), 3), NV * MR)
+                # tiles under MIN_ACC accumulators are bound by their loads: only if nothing else fits
+                key = (MR * NV >= min(MIN_ACC, K * NV), round(p.efficiency(), 3), NV * MR)
                 if best is None or key > best[0]:
                     best = (key, p)
     if best is None or best[1].efficiency() < MIN_EFFICIENCY:

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CASES = [
     ((3, 9, 11), (5, 3, 3, 2), {}, dict(ws=(2, 2))),
     ((2, 7, 7), (3, 2, 3, 3), dict(border_mode="half", subsample=(2, 1)), dict(ws=(3, 2), stride=(1, 2))),
+    ((4, 10, 10), (7, 4, 3, 3), {}, dict(ws=(2, 2))),   # static: whole output rows per vector, gx fused
 ]
 
 
@@ -57,7 +58,7 @@ def _graph(case, batch, static):
 
 _RUNS = [(case, n, batch, static) for case in range(len(CASES)) for n in (1, 2) for batch in (1, 7, 16, 33)
          for static in (False, True) if n == 2 or not static]
-_RUNS += [(0, 3, 16, False), (1, 3, 33, True)]   # more threads than the machine may have
+_RUNS += [(0, 3, 16, False), (1, 3, 33, True), (0, 3, 16, True), (2, 3, 16, True)]   # more threads than cores
 
 
 @pytest.mark.parametrize("case,n,batch,static", _RUNS)
