@@ -1,21 +1,25 @@
 """ConvPoolTanh and ConvPoolTanhGrad (symcnn/tensor/nnet/convpool.py): conv + max-pool + bias + tanh.
 
-Both work one image at a time with the im2col + GEMM machinery of conv.py, so the conv output (forward)
-and the conv-output gradient (backward) exist only as one image's (K, OH*OW) scratch tile, which stays
-in cache, instead of a (B, K, OH, OW) buffer written and re-read by the separate kernels:
+Both work one image at a time, so the conv output (forward) and the conv-output gradient (backward)
+exist only as one image's (K, OH*OW) scratch tile, which stays in cache, instead of a (B, K, OH, OW)
+buffer written and re-read by separate kernels:
 
-  forward, per image n:   cols = im2col(x[n]);  conv = W @ cols                       (K x N scratch)
+  forward, per image n:   conv = W (*) x[n]                                            (K x N scratch)
                           for k, i, j: m = max of the window, bits = window positions equal to m,
                                        out[n, k, i, j] = tanh(m + b[k]), mask[n, k, i, j] = bits
-  backward, per image n:  top[k, :] = 0; for k, i, j: gp = g_out * (1 - out^2); gb[k] += gp;
-                                         top[k, window position of every set bit] += gp
-                          dWT += im2col(x[n]) @ top^T      (accumulated over images, like Conv2dGradWeights)
+  backward, per image n:  for k, i, j: gp = g_out * (1 - out^2); gb[k] += gp;
+                                       top[k, window position of every set bit] = gp (0 elsewhere)
+                          dW += top (*) x[n]               (accumulated over images)
                           if need_gx: gx[n] = col2im(W^T @ top)
 
-The window loops are unrolled (ws is static); the loops over pooled columns j are innermost with
-static strides. gb accumulates in float64 (a sum over batch * pooled pixels).
+With static shapes, a 'valid' unit-stride convolution reads its patches straight from the image
+(directconv.py, directconv_grad.py: no im2col); other convolutions build one image's im2col
+matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
+columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
+(a sum over batch * pooled pixels).
 
-Threads: see codegen/parallel.py.
+Threads: the batch is split over the pool of codegen/parallel.py; each thread has its own scratch
+and partial sums, added in thread order afterwards.
 """
 from llvmlite import ir
 
@@ -26,6 +30,7 @@ from .. import irutil as U
 from .. import vmath
 from ..lower import E_SHAPE, Array, lower
 from . import directconv as D
+from . import directconv_grad as DG
 from . import gemm as G
 from . import prepacked as PP
 from .conv import (Geometry, Mat, _zero_fill, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep,
@@ -253,8 +258,8 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
     need_gx = gx is not None
     dp = D.plan(op, dt, dims)
-    dp = dp if D.grad_plan(dp, op, need_gx) and _vector_pool(op, dt) else None
-    tp = D.tap_plan(op, dt, dims) if dp is None else None
+    dp = dp if DG.grad_plan(dp, op, need_gx) and _vector_pool(op, dt) else None
+    tp = DG.tap_plan(op, dt, dims) if dp is None else None
     offs = None
     if dp is not None or tp is not None:
         xs = dense(ctx, xs, dt)   # both read patches through offsets into dense images
@@ -274,12 +279,12 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
             PP.pack_a(ctx, dt, G.Strided(dt, wd.ptr, 1, g.P), g.P, K, wa)
         if tp is not None:
             offs = ctx.scratch("int64", [tp.npan * tp.MR])
-            D.tap_plan_offsets(ctx, tp, offs.ptr)
+            DG.tap_plan_offsets(ctx, tp, offs.ptr)
         ptrs = [wa if need_gx else None, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None,
                 offs.ptr if offs is not None else None]
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
-        fused_gx = prepack and D.gx_fusable(tp)
+        fused_gx = prepack and DG.gx_fusable(tp)
         sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None else 0,
                  0 if tp is not None else U.mul(b, g.P, g.N), U.mul(b, g.P, g.N) if need_gx and not fused_gx else 0]
         sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
@@ -409,9 +414,9 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
             _zero_fill(b, top, 0, tlen, dt)
             _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
         if dp is not None:
-            D.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
+            DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
         elif tp is not None:
-            D.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))
+            DG.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))
         else:
             # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
@@ -420,7 +425,7 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
         if gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             _zero_fill(b, dx, 0, img, dt)
-            D.emit_gx_image(ctx, tp, wptr, top, dx, offs)
+            DG.emit_gx_image(ctx, tp, wptr, top, dx, offs)
         elif gxptr is not None:
             if bp2 is not None and ap2 is None:   # wptr: W^T packed once
                 PP.emit_gemm(ctx, dt, g.P, g.N, K, wptr, G.Strided(dt, top, g.N), dcols, g.N, False, bp2)
@@ -438,7 +443,7 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
         gn = U.smin(b, b.sub(U.as_value(b, n1), g0), tp.G)
         with U.for_range(b, gn, name="gi") as gi:
             image(b.add(g0, gi), gi)
-        D.emit_dw_group(ctx, tp, gep(b, xs.ptr, U.mul(b, g0, tp.img), et), offs, tT, gn, dwT)
+        DG.emit_dw_group(ctx, tp, gep(b, xs.ptr, U.mul(b, g0, tp.img), et), offs, tT, gn, dwT)
 
 
 def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64):

@@ -1,0 +1,424 @@
+"""The gradients of the direct convolution (directconv.py) inside ConvPoolTanhGrad, without im2col.
+
+  inner products  (first layers: one input channel, no input gradient) dW[k, tap] as inner products of
+                  the pooled gradient, scattered into the wide layout, with the image read at the tap's
+                  offset; lanes past a row's outputs masked off; per-thread lane partials.
+  tap panels      dWT[tap, k] as a GEMM whose A operand (the patches) is read straight from the images
+                  through the tap offsets and a table of output positions, and whose B operand is the
+                  pooled gradient transposed into rows of whole vectors; accumulated over groups of images.
+  gx              W^T (packed once, prepacked.py) times the pooled gradient, with col2im folded into the
+                  stores: each accumulator vector adds into whole output rows of dx.
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from .directconv import lanes
+
+
+# -- weight gradient by inner products (wide layout) ----------------------------------------------
+
+def grad_plan(p, op, need_gx):
+    """Whether the weight gradient of plan p is taken as inner products over the wide rows of the
+    image (the first layer: no input gradient, few filter taps so the per-thread partials stay small)."""
+    return (p is not None and p.mode == "wide" and not need_gx
+            and p.K * p.P * p.L * U.itemsize(p.dtype) <= 256 * 1024)
+
+
+def n_vectors(p):
+    return -(-p.n_out // p.L)
+
+
+def lane_masks(module, p):
+    """A constant table: for each vector of the wide layout, the bits of its lanes that are outputs
+    (q < n_out and q mod W < OW); the others (row ends, the tail) must not reach the sums."""
+    name = f"symcnn_dconv_lanes_W{p.W}_OW{p.OW}_N{p.n_out}_L{p.L}"
+    g = module.globals.get(name)
+    if g is not None:
+        return g
+    it = ir.IntType(p.L)
+    vals = []
+    for v in range(n_vectors(p)):
+        bits = 0
+        for lane in range(p.L):
+            q = v * p.L + lane
+            if q < p.n_out and q % p.W < p.OW:
+                bits |= 1 << lane
+        vals.append(ir.Constant(it, bits))
+    at = ir.ArrayType(it, len(vals))
+    g = ir.GlobalVariable(module, at, name=name)
+    g.linkage = "internal"
+    g.global_constant = True
+    g.initializer = ir.Constant(at, vals)
+    return g
+
+
+def _dw_kernel(module, p, mk, nt):
+    """void dw(x_img, top, offs_t0, dwv, masks): dwv[i][t][:] += sum over vectors v of
+    top[i*row_stride + v*L : +L] * x_img[offs[t] + v*L : +L] (lanes outside the outputs masked off)
+    for mk channels x nt taps."""
+    name = f"symcnn_dconv_dw_{p.dtype}_{mk}x{nt}_N{p.n_out}_W{p.W}_OW{p.OW}_P{p.P}_{p.row_stride}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    P_, I64 = U.PTR, U.I64
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_] * 5), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    x, top, offs, dwv, masks = fn.args
+    for a in (x, top, offs, dwv):
+        a.add_attribute("noalias")
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vt = ir.VectorType(et, L)
+    size = U.itemsize(p.dtype)
+    sfx = f"v{L}{'f32' if p.dtype == 'float32' else 'f64'}"
+    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+    mt = ir.VectorType(U.I1, L)
+    mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [P_, U.I32, mt, vt])
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    align = ir.Constant(U.I32, size)
+    bases = [b.gep(x, [b.load(b.gep(offs, [U.i64(t)], source_etype=I64), typ=I64)], source_etype=et)
+             for t in range(nt)]
+    it = ir.IntType(L)
+    head = b.append_basic_block("v.head")
+    body = b.append_basic_block("v.body")
+    done = b.append_basic_block("v.end")
+    b.branch(head)
+    b.position_at_end(head)
+    v = b.phi(I64, name="v")
+    v.add_incoming(U.i64(0), entry)
+    accs = [[b.phi(vt) for _ in range(nt)] for _ in range(mk)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", v, U.i64(n_vectors(p))), body, done)
+    b.position_at_end(body)
+    q = b.mul(v, U.i64(L))
+    m = b.bitcast(b.load(b.gep(masks, [v], source_etype=it), typ=it), mt)
+    xs = [b.call(mload, [b.gep(base, [q], source_etype=et), align, m, zero]) for base in bases]
+    ts = [b.load(b.gep(top, [b.add(U.i64(i * p.row_stride), q)], source_etype=et), typ=vt, align=size)
+          for i in range(mk)]
+    for i in range(mk):
+        for t in range(nt):
+            accs[i][t].add_incoming(b.call(fma, [ts[i], xs[t], accs[i][t]]), body)
+    v.add_incoming(b.add(v, U.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(mk):
+        for t in range(nt):
+            ptr = b.gep(dwv, [U.i64((i * p.P + t) * L)], source_etype=et)
+            b.store(b.fadd(b.load(ptr, typ=vt, align=size), accs[i][t]), ptr, align=size)
+    b.ret_void()
+    return fn
+
+
+DW_MK, DW_NT = 4, 5   # channels x taps per inner-product block (20 accumulators + 9 loads a step)
+
+
+def emit_weight_grad_image(ctx, p, x_img, top, offs, dwv):
+    """dwv[k][t][:] += lane partial sums of top[k] . x_img[offs[t] + q] for one image."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    masks = lane_masks(ctx.module, p)
+
+    def call(k0, mk, t0, nt):
+        fn = _dw_kernel(ctx.module, p, mk, nt)
+        b.call(fn, [x_img, b.gep(top, [U.as_value(b, U.mul(b, k0, p.row_stride))], source_etype=et),
+                    b.gep(offs, [U.as_value(b, t0)], source_etype=U.I64),
+                    b.gep(dwv, [U.as_value(b, U.mul(b, U.add(b, U.mul(b, k0, p.P), t0), p.L))], source_etype=et),
+                    masks])
+
+    def taps(k0, mk):
+        full = p.P // DW_NT * DW_NT
+        with U.for_range(b, full, step=DW_NT, name="dwt") as t0:
+            call(k0, mk, t0, DW_NT)
+        if full < p.P:
+            call(k0, mk, full, p.P - full)
+
+    kfull = p.K // DW_MK * DW_MK
+    with U.for_range(b, kfull, step=DW_MK, name="dwk") as k0:
+        taps(k0, DW_MK)
+    if kfull < p.K:
+        taps(kfull, p.K - kfull)
+
+
+# -- weight gradient by tap panels (any output layout; unit-stride patches read from the image) ----
+
+class TapPlan:
+    """dWT[p, k] += sum_n x[tap p at output n] * top[k, n], over groups of images: a GEMM whose A
+    operand (the im2col matrix) is read straight from the image through the tap offsets and a
+    table of output positions, and whose B operand is top transposed into [n][KP] rows (K padded to
+    whole vectors). MR taps x NV vectors of k are accumulated in registers over every n of every
+    image of a group, so each dWT tile is loaded and stored once per group."""
+
+    MR = 6
+
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip):
+        self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
+        self.OH, self.OW, self.sh, self.sw, self.flip = OH, OW, sh, sw, flip
+        self.L = lanes(dtype)
+        self.NV = -(-K // self.L)
+        self.KP = self.NV * self.L
+        self.N = OH * OW
+        self.P = C * kh * kw
+        self.npan = -(-self.P // self.MR)
+        size = U.itemsize(dtype)
+        self.G = max(1, min(16, (128 * 1024) // (self.N * self.KP * size)))
+        self.img = C * H * W
+
+    def group_elems(self):
+        return self.G * self.N * self.KP
+
+
+def tap_plan(op, dtype, dims):
+    if str(dtype) not in ("float32", "float64") or op.border_mode != "valid":
+        return None
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or OH < 1 or OW < 1:
+        return None
+    if -(-K // lanes(dtype)) > 4:
+        return None
+    sh, sw = op.subsample
+    return TapPlan(str(dtype), C, H, W, K, kh, kw, OH, OW, sh, sw, op.filter_flip)
+
+
+def tap_plan_offsets(ctx, tp, offs):
+    """offs[p] = the image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0); the
+    padding entries up to whole panels repeat offset 0 (their rows are computed, never stored)."""
+    b = ctx.b
+    with U.for_range(b, tp.C, name="pc") as c:
+        for rr in range(tp.kh):
+            for ss in range(tp.kw):
+                r, s = (tp.kh - 1 - rr, tp.kw - 1 - ss) if tp.flip else (rr, ss)
+                p = b.add(b.mul(c, U.i64(tp.kh * tp.kw)), U.i64(rr * tp.kw + ss))
+                off = b.add(b.mul(c, U.i64(tp.H * tp.W)), U.i64(r * tp.W + s))
+                b.store(off, b.gep(offs, [p], source_etype=U.I64))
+    for p in range(tp.P, tp.npan * tp.MR):
+        b.store(U.i64(0), b.gep(offs, [U.i64(p)], source_etype=U.I64))
+
+
+def _positions(module, tp):
+    """A constant table: output n = (i, j) -> its patch origin i*sh*W + j*sw in the image."""
+    name = f"symcnn_dconv_pos_{tp.OH}x{tp.OW}_W{tp.W}_s{tp.sh}x{tp.sw}"
+    g = module.globals.get(name)
+    if g is not None:
+        return g
+    at = ir.ArrayType(U.I64, tp.N)
+    g = ir.GlobalVariable(module, at, name=name)
+    g.linkage = "internal"
+    g.global_constant = True
+    g.initializer = ir.Constant(at, [ir.Constant(U.I64, (n // tp.OW) * tp.sh * tp.W + (n % tp.OW) * tp.sw)
+                                     for n in range(tp.N)])
+    return g
+
+
+def _dwt_kernel(module, tp):
+    """void k(x, offs, pos, tT, gn, C, mrows): C[i*KP + :KP] += sum over images g < gn and n < N of
+    x[g*img + offs[i] + pos[n]] * tT[(g*N + n)*KP + :KP], i < MR (rows < mrows stored)."""
+    name = f"symcnn_dconv_dwt_{tp.dtype}_{tp.NV}_N{tp.N}_I{tp.img}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    P_, I64 = U.PTR, U.I64
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_, P_, P_, P_, I64, P_, I64]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    x, offs, pos, tT, gn, c, mrows = fn.args
+    for a in (x, offs, pos, tT, c):
+        a.add_attribute("noalias")
+    et = U.ll_type(tp.dtype)
+    L, MR, NV, KP = tp.L, tp.MR, tp.NV, tp.KP
+    vt = ir.VectorType(et, L)
+    size = U.itemsize(tp.dtype)
+    sfx = f"v{L}{'f32' if tp.dtype == 'float32' else 'f64'}"
+    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    offv = [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64) for i in range(MR)]
+    total = b.mul(gn, U.i64(tp.N))
+    # one flat loop over (image, n): u = g*N + n
+    head = b.append_basic_block("u.head")
+    body = b.append_basic_block("u.body")
+    done = b.append_basic_block("u.end")
+    b.branch(head)
+    b.position_at_end(head)
+    u = b.phi(I64, name="u")
+    u.add_incoming(U.i64(0), entry)
+    n = b.phi(I64, name="n")
+    n.add_incoming(U.i64(0), entry)
+    xg = b.phi(U.PTR, name="xg")
+    xg.add_incoming(x, entry)
+    accs = [[b.phi(vt) for _ in range(NV)] for _ in range(MR)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", u, total), body, done)
+    b.position_at_end(body)
+    q = b.load(b.gep(pos, [n], source_etype=I64), typ=I64)
+    xq = b.gep(xg, [q], source_etype=et)
+    trow = b.gep(tT, [b.mul(u, U.i64(KP))], source_etype=et)
+    bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vt, align=size)
+          for j in range(NV)]
+    for i in range(MR):
+        a = U.splat(b, b.load(b.gep(xq, [offv[i]], source_etype=et), typ=et), vt)
+        for j in range(NV):
+            accs[i][j].add_incoming(b.call(fma, [a, bv[j], accs[i][j]]), body)
+    n1 = b.add(n, U.i64(1))
+    wrap = b.icmp_signed("==", n1, U.i64(tp.N))
+    n.add_incoming(b.select(wrap, U.i64(0), n1), body)
+    xg.add_incoming(b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg), body)
+    u.add_incoming(b.add(u, U.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(MR):
+        def store(i=i):
+            for j in range(NV):
+                ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
+                b.store(b.fadd(b.load(ptr, typ=vt, align=size), accs[i][j]), ptr, align=size)
+        if i == 0:
+            store()
+        else:
+            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
+                store()
+    b.ret_void()
+    return fn
+
+
+def transpose_top(ctx, tp, top, trs, dst):
+    """dst[n*KP + k] = top[k*trs + n] for k < K (the padding columns are left as they are: zero)."""
+    b = ctx.b
+    et = U.ll_type(tp.dtype)
+    with U.for_range(b, tp.K, name="tk") as k:
+        src = b.gep(top, [b.mul(k, U.i64(trs))], source_etype=et)
+        with U.for_range(b, tp.N, name="tn") as n:
+            v = b.load(b.gep(src, [n], source_etype=et), typ=et)
+            b.store(v, b.gep(dst, [b.add(b.mul(n, U.i64(tp.KP)), k)], source_etype=et))
+
+
+def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
+    """dwT[p*KP + k] += the group's contribution, panel by panel of MR taps."""
+    b = ctx.b
+    et = U.ll_type(tp.dtype)
+    fn = _dwt_kernel(ctx.module, tp)
+    pos = _positions(ctx.module, tp)
+    full = tp.P // tp.MR
+
+    def call(pan, rows):
+        p0 = b.mul(U.as_value(b, pan), U.i64(tp.MR))
+        b.call(fn, [x_group, b.gep(offs, [p0], source_etype=U.I64), pos, tT, U.as_value(b, gn),
+                    b.gep(dwT, [b.mul(p0, U.i64(tp.KP))], source_etype=et), U.i64(rows)])
+
+    with U.for_range(b, full, name="pan") as pan:
+        call(pan, tp.MR)
+    if full < tp.npan:
+        call(full, tp.P - full * tp.MR)
+
+
+# -- input gradient: the W^T @ top GEMM with col2im folded into its stores ---------------------------
+
+def gx_fusable(tp):
+    """Whole output rows per vector (OW divides L, unit column stride): each accumulator vector adds
+    into G contiguous runs of dx."""
+    return tp is not None and tp.sw == 1 and tp.OW <= tp.L and tp.L % tp.OW == 0
+
+
+def _gx_kernel(module, tp, nv):
+    """void k(wa, top, t0, dx, offs, mrows): acc[i][v] = sum_k wa[k*MR + i] * top[k*N + q0 + v*L]
+    (q0 = t0*OW, t0 the tile's first output row), then dx[offs[i] + row*sh*W + :OW] += the lanes of
+    each whole output row < OH, rows i < mrows."""
+    name = f"symcnn_dconv_gx_{tp.dtype}_{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    P_, I64 = U.PTR, U.I64
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_, P_, I64, P_, P_, I64]), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    wa, top, t0, dx, offs, mrows = fn.args
+    for a in (wa, top, dx, offs):
+        a.add_attribute("noalias")
+    et = U.ll_type(tp.dtype)
+    L, MR, OW = tp.L, tp.MR, tp.OW
+    G = L // OW
+    vt = ir.VectorType(et, L)
+    ht = ir.VectorType(et, OW)
+    size = U.itemsize(tp.dtype)
+    sfx = f"v{L}{'f32' if tp.dtype == 'float32' else 'f64'}"
+    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    tb = b.gep(top, [b.mul(t0, U.i64(OW))], source_etype=et)
+    head = b.append_basic_block("k.head")
+    body = b.append_basic_block("k.body")
+    done = b.append_basic_block("k.end")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(I64, name="k")
+    k.add_incoming(U.i64(0), entry)
+    accs = [[b.phi(vt) for _ in range(nv)] for _ in range(MR)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", k, U.i64(tp.K)), body, done)
+    b.position_at_end(body)
+    trow = b.gep(tb, [b.mul(k, U.i64(tp.N))], source_etype=et)
+    bv = [b.load(b.gep(trow, [U.i64(v * L)], source_etype=et) if v else trow, typ=vt, align=size) for v in range(nv)]
+    arow = b.gep(wa, [b.mul(k, U.i64(MR))], source_etype=et)
+    for i in range(MR):
+        a = U.splat(b, b.load(b.gep(arow, [U.i64(i)], source_etype=et), typ=et), vt)
+        for v in range(nv):
+            accs[i][v].add_incoming(b.call(fma, [a, bv[v], accs[i][v]]), body)
+    k.add_incoming(b.add(k, U.i64(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(MR):
+        def store(i=i):
+            base = b.gep(dx, [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64)], source_etype=et)
+            for v in range(nv):
+                for g in range(G):
+                    row = b.add(t0, U.i64(v * G + g))
+                    with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
+                        ptr = b.gep(base, [b.mul(row, U.i64(tp.sh * tp.W))], source_etype=et)
+                        part = b.shuffle_vector(accs[i][v], accs[i][v],
+                                                ir.Constant(ir.VectorType(U.I32, OW), list(range(g * OW, g * OW + OW))))
+                        if OW == 1:
+                            part = b.extract_element(part, ir.Constant(U.I32, 0))
+                            b.store(b.fadd(b.load(ptr, typ=et), part), ptr)
+                        else:
+                            b.store(b.fadd(b.load(ptr, typ=ht, align=size), part), ptr, align=size)
+        if i == 0:
+            store()
+        else:
+            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
+                store()
+    b.ret_void()
+    return fn
+
+
+def emit_gx_image(ctx, tp, wa, top, dx, offs):
+    """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = W^T packed by
+    prepacked.pack_a (panels of MR rows, [K][MR] each) and top [K][N] (padded past its end)."""
+    b = ctx.b
+    et = U.ll_type(tp.dtype)
+    rows_per_vec = tp.L // tp.OW
+    nv = min(4, -(-tp.OH // rows_per_vec))
+    rows_per_tile = nv * rows_per_vec
+    ntiles = -(-tp.OH // rows_per_tile)
+    fn = _gx_kernel(ctx.module, tp, nv)
+    full = tp.P // tp.MR
+
+    def call(t0, pan, rows):
+        p0 = b.mul(U.as_value(b, pan), U.i64(tp.MR))
+        b.call(fn, [b.gep(wa, [b.mul(p0, U.i64(tp.K))], source_etype=et), top, t0, dx,
+                    b.gep(offs, [p0], source_etype=U.I64), U.i64(rows)])
+
+    with U.for_range(b, ntiles, name="gxt") as t:
+        t0 = b.mul(t, U.i64(rows_per_tile))
+        with U.for_range(b, full, name="gxp") as pan:
+            call(t0, pan, tp.MR)
+        if full < tp.npan:
+            call(t0, full, tp.P - full * tp.MR)
