@@ -150,3 +150,45 @@ def test_direct_weight_gradient_ignores_row_ends():
     ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
     gv = np.random.RandomState(4).standard_normal(ref.shape).astype("float32")
     check_native_vs_reference([x, W, b, g], [out, mask] + list(grads), [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)
+
+
+def _random_case(seed):
+    """A random static 'valid' conv + 2x2 pool: any filter size, 1-69 filters, output rows of widths
+    that do or do not divide the vector length, odd batches, both dtypes, flipped or not."""
+    rng = np.random.RandomState(seed)
+    dtype = str(rng.choice(["float32", "float64"], p=[0.75, 0.25]))
+    C, K, kh, kw = int(rng.randint(1, 5)), int(rng.randint(1, 70)), int(rng.randint(1, 6)), int(rng.randint(1, 6))
+    OW = int(rng.choice([2, 4, 8, 16, 3, 5, 7, 12, 24, 30]))
+    OH = int(rng.randint(2, 14))
+    B = int(rng.choice([1, 2, 7, 9, 17, 33]))
+    return dtype, (B, C, OH + kh - 1, OW + kw - 1), (K, C, kh, kw), bool(rng.rand() < 0.7)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_static_shapes(seed):
+    dtype, xs, ws, flip = _random_case(seed)
+    kw = dict(ws=(2, 2), imshp=xs, kshp=ws, filter_flip=flip)
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
+                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
+    out, mask = ConvPoolTanh(**kw)(x, W, b)
+    outs = [out, mask] + list(ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g)) \
+        + list(ConvPoolTanhGrad(**kw, need_gx=False)(x, W, out, mask, g))
+    xv, Wv, bv = _values(xs, ws, dtype, seed=seed)
+    gv = np.random.RandomState(seed).standard_normal((xs[0], ws[0], (xs[2] - ws[2] + 1) // 2,
+                                                      (xs[3] - ws[3] + 1) // 2)).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)
+
+
+def test_random_shapes_reach_every_direct_kernel():
+    """The seeds above cover both layouts, the fused input gradient and the im2col fallback."""
+    from codegen.kernels import directconv as D, directconv_grad as DG
+    seen = set()
+    for seed in range(12):
+        dtype, xs, ws, flip = _random_case(seed)
+        op = ConvPoolTanh(ws=(2, 2), imshp=xs, kshp=ws, filter_flip=flip)
+        dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2] - ws[2] + 1, xs[3] - ws[3] + 1]
+        p, tp = D.plan(op, dtype, dims), DG.tap_plan(op, dtype, dims)
+        seen.add(p.mode if p is not None else "im2col")
+        seen.add("gx fused" if DG.gx_fusable(tp) else "gx gemm")
+    assert seen == {"wide", "rows", "im2col", "gx fused", "gx gemm"}, seen
