@@ -108,6 +108,79 @@ def pack_weights(ctx, p, w_ptr, wp, offs):
             b.store(b.select(valid, v, ir.Constant(et, 0.0)), b.gep(wp, [dst], source_etype=et))
 
 
+# -- scaffolding shared by the micro-kernels here and in directconv_grad.py -------------------------
+
+def kernel_function(module, name, argtypes):
+    """(fn, builder at its entry) for a new internal, never-inlined function returning void; pointer
+    arguments are noalias (each kernel's buffers are distinct)."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), argtypes), name=name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    for a in fn.args:
+        if isinstance(a.type, ir.PointerType):
+            a.add_attribute("noalias")
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+class Vec:
+    """<L x dtype> vectors: the type, a zero, and the fma / masked load / masked store intrinsics."""
+
+    def __init__(self, module, dtype, L):
+        et = U.ll_type(dtype)
+        self.t = vt = ir.VectorType(et, L)
+        self.zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+        self.size = U.itemsize(dtype)
+        self.align = ir.Constant(U.I32, self.size)
+        mt = ir.VectorType(U.I1, L)
+        sfx = f"v{L}{'f32' if dtype == 'float32' else 'f64'}"
+        self.fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+        self.mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [U.PTR, U.I32, mt, vt])
+        self.mstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, mt])
+
+
+class AccLoop:
+    """for (i = 0; i < count; i++) carrying rows x cols vector accumulators (from zero) as phis:
+
+        loop = AccLoop(b, "t", count, rows, cols, vec)   # builder in the loop header
+        x = loop.carry(init)                             # more loop-carried values (optional)
+        loop.enter()                                     # builder in the body: loop.i, loop.accs
+        ...
+        loop.close(new_accs, {x: next_x})                # builder after the loop; loop.accs final
+    """
+
+    def __init__(self, b, name, count, rows, cols, vec):
+        self.b, self.count = b, count
+        self.entry = b.block
+        self.head = b.append_basic_block(f"{name}.head")
+        self.body = b.append_basic_block(f"{name}.body")
+        self.done = b.append_basic_block(f"{name}.end")
+        b.branch(self.head)
+        b.position_at_end(self.head)
+        self.i = self.carry(U.i64(0), name)
+        self.accs = [[self.carry(vec.zero) for _ in range(cols)] for _ in range(rows)]
+
+    def carry(self, init, name=""):
+        ph = self.b.phi(init.type, name=name)
+        ph.add_incoming(init, self.entry)
+        return ph
+
+    def enter(self):
+        b = self.b
+        b.cbranch(b.icmp_signed("<", self.i, U.as_value(b, self.count)), self.body, self.done)
+        b.position_at_end(self.body)
+
+    def close(self, new_accs, carried=None):
+        b = self.b
+        last = b.block
+        for row, new_row in zip(self.accs, new_accs):
+            for ph, v in zip(row, new_row):
+                ph.add_incoming(v, last)
+        for ph, v in (carried or {}).items():
+            ph.add_incoming(v, last)
+        self.i.add_incoming(b.add(self.i, U.i64(1)), last)
+        b.branch(self.head)
+        b.position_at_end(self.done)
+
 
 def _microkernel(module, p):
     """void ukr(x_img, wp_block, offs, out, t0): conv scratch rows [MR] x one tile, from tile t0
@@ -117,24 +190,11 @@ def _microkernel(module, p):
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_, P_, P_, P_, I64]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64])
     x, wp, offs, out, t0 = fn.args
-    for a in (x, wp, offs, out):
-        a.add_attribute("noalias")
     et = U.ll_type(p.dtype)
     L, MR, NV = p.L, p.MR, p.NV
-    vt = ir.VectorType(et, L)
-    size = U.itemsize(p.dtype)
-    sfx = f"v{L}{'f32' if p.dtype == 'float32' else 'f64'}"
-    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
-    mt = ir.VectorType(U.I1, L)
-    mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [P_, U.I32, mt, vt])
-    entry = fn.append_basic_block("entry")
-    b = ir.IRBuilder(entry)
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
-    align = ir.Constant(U.I32, size)
+    vec = Vec(module, p.dtype, L)
     if p.mode == "wide":
         base = b.gep(x, [t0], source_etype=et)
         lane = ir.Constant(ir.VectorType(I64, L), list(range(L)))
@@ -152,29 +212,20 @@ def _microkernel(module, p):
             for g in range(G):
                 row = U.smin(b, b.add(t0, U.i64(j * G + g)), p.OH - 1)
                 pieces.append(b.gep(x, [b.mul(row, U.i64(p.W))], source_etype=et))
-    head = b.append_basic_block("t.head")
-    body = b.append_basic_block("t.body")
-    done = b.append_basic_block("t.end")
-    b.branch(head)
-    b.position_at_end(head)
-    t = b.phi(I64, name="t")
-    t.add_incoming(U.i64(0), entry)
-    accs = [[b.phi(vt) for _ in range(NV)] for _ in range(MR)]
-    for row in accs:
-        for ph in row:
-            ph.add_incoming(zero, entry)
-    b.cbranch(b.icmp_signed("<", t, U.i64(p.P)), body, done)
-    b.position_at_end(body)
+    loop = AccLoop(b, "t", p.P, MR, NV, vec)
+    loop.enter()
+    t, accs = loop.i, loop.accs
     off = b.load(b.gep(offs, [t], source_etype=I64), typ=I64)
     vecs = []
     if pieces is None:
         src = b.gep(base, [off], source_etype=et)
         for j in range(NV):
             ptr = b.gep(src, [U.i64(j * L)], source_etype=et) if j else src
-            vecs.append(b.call(mload, [ptr, align, masks[j], zero]))
+            vecs.append(b.call(vec.mload, [ptr, vec.align, masks[j], vec.zero]))
     else:
         for j in range(NV):
-            parts = [b.load(b.gep(pieces[j * G + g], [off], source_etype=et), typ=ht, align=size) for g in range(G)]
+            parts = [b.load(b.gep(pieces[j * G + g], [off], source_etype=et), typ=ht, align=vec.size)
+                     for g in range(G)]
             while len(parts) > 1:   # concatenate pairwise: OW -> 2*OW -> ... -> L lanes
                 n = parts[0].type.count
                 idx = ir.Constant(ir.VectorType(U.I32, 2 * n), list(range(2 * n)))
@@ -183,17 +234,12 @@ def _microkernel(module, p):
     wrow = b.gep(wp, [b.mul(t, U.i64(MR))], source_etype=et)
     new = []
     for i in range(MR):
-        a = U.splat(b, b.load(b.gep(wrow, [U.i64(i)], source_etype=et), typ=et), vt)
-        new.append([b.call(fma, [a, vecs[j], accs[i][j]]) for j in range(NV)])
+        a = U.splat(b, b.load(b.gep(wrow, [U.i64(i)], source_etype=et), typ=et), vec.t)
+        new.append([b.call(vec.fma, [a, vecs[j], accs[i][j]]) for j in range(NV)])
+    loop.close(new)
     for i in range(MR):
         for j in range(NV):
-            accs[i][j].add_incoming(new[i][j], body)
-    t.add_incoming(b.add(t, U.i64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
-    for i in range(MR):
-        for j in range(NV):
-            b.store(accs[i][j], b.gep(out, [U.i64(i * p.row_stride + j * L)], source_etype=et), align=size)
+            b.store(accs[i][j], b.gep(out, [U.i64(i * p.row_stride + j * L)], source_etype=et), align=vec.size)
     b.ret_void()
     return fn
 

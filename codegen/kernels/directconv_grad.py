@@ -12,7 +12,7 @@
 from llvmlite import ir
 
 from .. import irutil as U
-from .directconv import lanes
+from .directconv import AccLoop, Vec, kernel_function, lanes
 
 
 # -- weight gradient by inner products (wide layout) ----------------------------------------------
@@ -60,56 +60,29 @@ def _dw_kernel(module, p, mk, nt):
     fn = module.globals.get(name)
     if fn is not None:
         return fn
-    P_, I64 = U.PTR, U.I64
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_] * 5), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    I64 = U.I64
+    fn, b = kernel_function(module, name, [U.PTR] * 5)
     x, top, offs, dwv, masks = fn.args
-    for a in (x, top, offs, dwv):
-        a.add_attribute("noalias")
     et = U.ll_type(p.dtype)
     L = p.L
-    vt = ir.VectorType(et, L)
-    size = U.itemsize(p.dtype)
-    sfx = f"v{L}{'f32' if p.dtype == 'float32' else 'f64'}"
-    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+    vec = Vec(module, p.dtype, L)
     mt = ir.VectorType(U.I1, L)
-    mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [P_, U.I32, mt, vt])
-    entry = fn.append_basic_block("entry")
-    b = ir.IRBuilder(entry)
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
-    align = ir.Constant(U.I32, size)
     bases = [b.gep(x, [b.load(b.gep(offs, [U.i64(t)], source_etype=I64), typ=I64)], source_etype=et)
              for t in range(nt)]
     it = ir.IntType(L)
-    head = b.append_basic_block("v.head")
-    body = b.append_basic_block("v.body")
-    done = b.append_basic_block("v.end")
-    b.branch(head)
-    b.position_at_end(head)
-    v = b.phi(I64, name="v")
-    v.add_incoming(U.i64(0), entry)
-    accs = [[b.phi(vt) for _ in range(nt)] for _ in range(mk)]
-    for row in accs:
-        for ph in row:
-            ph.add_incoming(zero, entry)
-    b.cbranch(b.icmp_signed("<", v, U.i64(n_vectors(p))), body, done)
-    b.position_at_end(body)
+    loop = AccLoop(b, "v", n_vectors(p), mk, nt, vec)
+    loop.enter()
+    v, accs = loop.i, loop.accs
     q = b.mul(v, U.i64(L))
     m = b.bitcast(b.load(b.gep(masks, [v], source_etype=it), typ=it), mt)
-    xs = [b.call(mload, [b.gep(base, [q], source_etype=et), align, m, zero]) for base in bases]
-    ts = [b.load(b.gep(top, [b.add(U.i64(i * p.row_stride), q)], source_etype=et), typ=vt, align=size)
+    xs = [b.call(vec.mload, [b.gep(base, [q], source_etype=et), vec.align, m, vec.zero]) for base in bases]
+    ts = [b.load(b.gep(top, [b.add(U.i64(i * p.row_stride), q)], source_etype=et), typ=vec.t, align=vec.size)
           for i in range(mk)]
-    for i in range(mk):
-        for t in range(nt):
-            accs[i][t].add_incoming(b.call(fma, [ts[i], xs[t], accs[i][t]]), body)
-    v.add_incoming(b.add(v, U.i64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
+    loop.close([[b.call(vec.fma, [ts[i], xs[t], accs[i][t]]) for t in range(nt)] for i in range(mk)])
     for i in range(mk):
         for t in range(nt):
             ptr = b.gep(dwv, [U.i64((i * p.P + t) * L)], source_etype=et)
-            b.store(b.fadd(b.load(ptr, typ=vt, align=size), accs[i][t]), ptr, align=size)
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][t]), ptr, align=vec.size)
     b.ret_void()
     return fn
 
@@ -222,62 +195,36 @@ def _dwt_kernel(module, tp):
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_, P_, P_, P_, I64, P_, I64]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64, P_, I64])
     x, offs, pos, tT, gn, c, mrows = fn.args
-    for a in (x, offs, pos, tT, c):
-        a.add_attribute("noalias")
     et = U.ll_type(tp.dtype)
     L, MR, NV, KP = tp.L, tp.MR, tp.NV, tp.KP
-    vt = ir.VectorType(et, L)
-    size = U.itemsize(tp.dtype)
-    sfx = f"v{L}{'f32' if tp.dtype == 'float32' else 'f64'}"
-    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
-    entry = fn.append_basic_block("entry")
-    b = ir.IRBuilder(entry)
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    vec = Vec(module, tp.dtype, L)
     offv = [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64) for i in range(MR)]
-    total = b.mul(gn, U.i64(tp.N))
     # one flat loop over (image, n): u = g*N + n
-    head = b.append_basic_block("u.head")
-    body = b.append_basic_block("u.body")
-    done = b.append_basic_block("u.end")
-    b.branch(head)
-    b.position_at_end(head)
-    u = b.phi(I64, name="u")
-    u.add_incoming(U.i64(0), entry)
-    n = b.phi(I64, name="n")
-    n.add_incoming(U.i64(0), entry)
-    xg = b.phi(U.PTR, name="xg")
-    xg.add_incoming(x, entry)
-    accs = [[b.phi(vt) for _ in range(NV)] for _ in range(MR)]
-    for row in accs:
-        for ph in row:
-            ph.add_incoming(zero, entry)
-    b.cbranch(b.icmp_signed("<", u, total), body, done)
-    b.position_at_end(body)
+    loop = AccLoop(b, "u", b.mul(gn, U.i64(tp.N)), MR, NV, vec)
+    n = loop.carry(U.i64(0), "n")
+    xg = loop.carry(x, "xg")
+    loop.enter()
+    u, accs = loop.i, loop.accs
     q = b.load(b.gep(pos, [n], source_etype=I64), typ=I64)
     xq = b.gep(xg, [q], source_etype=et)
     trow = b.gep(tT, [b.mul(u, U.i64(KP))], source_etype=et)
-    bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vt, align=size)
+    bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vec.t, align=vec.size)
           for j in range(NV)]
+    new = []
     for i in range(MR):
-        a = U.splat(b, b.load(b.gep(xq, [offv[i]], source_etype=et), typ=et), vt)
-        for j in range(NV):
-            accs[i][j].add_incoming(b.call(fma, [a, bv[j], accs[i][j]]), body)
+        a = U.splat(b, b.load(b.gep(xq, [offv[i]], source_etype=et), typ=et), vec.t)
+        new.append([b.call(vec.fma, [a, bv[j], accs[i][j]]) for j in range(NV)])
     n1 = b.add(n, U.i64(1))
     wrap = b.icmp_signed("==", n1, U.i64(tp.N))
-    n.add_incoming(b.select(wrap, U.i64(0), n1), body)
-    xg.add_incoming(b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg), body)
-    u.add_incoming(b.add(u, U.i64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
+    loop.close(new, {n: b.select(wrap, U.i64(0), n1),
+                     xg: b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg)})
     for i in range(MR):
         def store(i=i):
             for j in range(NV):
                 ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
-                b.store(b.fadd(b.load(ptr, typ=vt, align=size), accs[i][j]), ptr, align=size)
+                b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
         if i == 0:
             store()
         else:
@@ -334,47 +281,26 @@ def _gx_kernel(module, tp, nv):
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P_, P_, I64, P_, P_, I64]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, b = kernel_function(module, name, [P_, P_, I64, P_, P_, I64])
     wa, top, t0, dx, offs, mrows = fn.args
-    for a in (wa, top, dx, offs):
-        a.add_attribute("noalias")
     et = U.ll_type(tp.dtype)
     L, MR, OW = tp.L, tp.MR, tp.OW
     G = L // OW
-    vt = ir.VectorType(et, L)
+    vec = Vec(module, tp.dtype, L)
     ht = ir.VectorType(et, OW)
-    size = U.itemsize(tp.dtype)
-    sfx = f"v{L}{'f32' if tp.dtype == 'float32' else 'f64'}"
-    fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
-    entry = fn.append_basic_block("entry")
-    b = ir.IRBuilder(entry)
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
     tb = b.gep(top, [b.mul(t0, U.i64(OW))], source_etype=et)
-    head = b.append_basic_block("k.head")
-    body = b.append_basic_block("k.body")
-    done = b.append_basic_block("k.end")
-    b.branch(head)
-    b.position_at_end(head)
-    k = b.phi(I64, name="k")
-    k.add_incoming(U.i64(0), entry)
-    accs = [[b.phi(vt) for _ in range(nv)] for _ in range(MR)]
-    for row in accs:
-        for ph in row:
-            ph.add_incoming(zero, entry)
-    b.cbranch(b.icmp_signed("<", k, U.i64(tp.K)), body, done)
-    b.position_at_end(body)
+    loop = AccLoop(b, "k", tp.K, MR, nv, vec)
+    loop.enter()
+    k, accs = loop.i, loop.accs
     trow = b.gep(tb, [b.mul(k, U.i64(tp.N))], source_etype=et)
-    bv = [b.load(b.gep(trow, [U.i64(v * L)], source_etype=et) if v else trow, typ=vt, align=size) for v in range(nv)]
+    bv = [b.load(b.gep(trow, [U.i64(v * L)], source_etype=et) if v else trow, typ=vec.t, align=vec.size)
+          for v in range(nv)]
     arow = b.gep(wa, [b.mul(k, U.i64(MR))], source_etype=et)
+    new = []
     for i in range(MR):
-        a = U.splat(b, b.load(b.gep(arow, [U.i64(i)], source_etype=et), typ=et), vt)
-        for v in range(nv):
-            accs[i][v].add_incoming(b.call(fma, [a, bv[v], accs[i][v]]), body)
-    k.add_incoming(b.add(k, U.i64(1)), body)
-    b.branch(head)
-    b.position_at_end(done)
+        a = U.splat(b, b.load(b.gep(arow, [U.i64(i)], source_etype=et), typ=et), vec.t)
+        new.append([b.call(vec.fma, [a, bv[v], accs[i][v]]) for v in range(nv)])
+    loop.close(new)
     for i in range(MR):
         def store(i=i):
             base = b.gep(dx, [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64)], source_etype=et)
@@ -389,7 +315,7 @@ def _gx_kernel(module, tp, nv):
                             part = b.extract_element(part, ir.Constant(U.I32, 0))
                             b.store(b.fadd(b.load(ptr, typ=et), part), ptr)
                         else:
-                            b.store(b.fadd(b.load(ptr, typ=ht, align=size), part), ptr, align=size)
+                            b.store(b.fadd(b.load(ptr, typ=ht, align=vec.size), part), ptr, align=vec.size)
         if i == 0:
             store()
         else:
