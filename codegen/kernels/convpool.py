@@ -188,9 +188,8 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
     L = D.lanes(dt)
     vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
     size = U.itemsize(dt)
-    sfx = f"v{L}{'f32' if dt == 'float32' else 'f64'}"
     i1v = ir.VectorType(U.I1, L)
-    fstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, i1v])
+    fstore = D.Vec(module, dt, L).mstore
     msfx = f"v{L}i{mt.width}"
     mstore = U.declare(module, f"llvm.masked.store.{msfx}.p0", ir.VoidType(), [mvt, U.PTR, U.I32, i1v])
     even = ir.Constant(ir.VectorType(U.I32, L), [2 * l for l in range(L)])
@@ -487,10 +486,9 @@ def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, g
     L = D.lanes(dt)
     vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
     size = U.itemsize(dt)
-    sfx = f"v{L}{'f32' if dt == 'float32' else 'f64'}"
     i1v = ir.VectorType(U.I1, L)
-    fload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [U.PTR, U.I32, i1v, vt])
-    fstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, i1v])
+    vec = D.Vec(module, dt, L)
+    fload, fstore = vec.mload, vec.mstore
     msfx = f"v{L}i{mt.width}"
     mload = U.declare(module, f"llvm.masked.load.{msfx}.p0", mvt, [U.PTR, U.I32, i1v, mvt])
     lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
