@@ -77,6 +77,7 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
         if not isinstance(sv, SharedVariable):
             raise TypeError(f"updates: {sv!r} is not a shared variable; only shared variables can be updated")
     upd = [(sv, as_tensor_variable(expr)) for sv, expr in upd]
+    upd += _default_updates(out_list, upd, no_default_updates)
     if len({id(sv) for sv, _ in upd}) != len(upd):
         raise ValueError("updates: a shared variable is updated twice")
     for sv, expr in upd:
@@ -130,6 +131,27 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
                   mode, name, allow_input_downcast, rewrite_log)
     fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
     return fn
+
+
+def _default_updates(outputs, updates, no_default_updates):
+    """Theano's default updates: (v, v.default_update) for every shared variable v the graph
+    reads that has one and no explicit update (a random stream's state and its next state).
+    no_default_updates: True skips them all, a list skips those variables."""
+    if no_default_updates is True:
+        return []
+    skip = set(no_default_updates or ())
+    done = {sv for sv, _ in updates}
+    added = []
+    exprs = list(outputs) + [e for _, e in updates]
+    while True:  # an update expression may read more shared variables with default updates
+        new = [v for v in _ordered_roots(exprs) if isinstance(v, SharedVariable) and v not in done
+               and v not in skip and getattr(v, "default_update", None) is not None]
+        if not new:
+            return added
+        for v in new:
+            done.add(v)
+            added.append((v, as_tensor_variable(v.default_update)))
+            exprs.append(added[-1][1])
 
 
 def _ordered_roots(outputs):

@@ -1,0 +1,1 @@
+"""Theano's `theano.sandbox` modules that Theano code imports (rng_mrg, multinomial)."""
