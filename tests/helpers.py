@@ -226,3 +226,58 @@ def check_same_error(inputs, outputs, values, exc=ValueError, **kwargs):
     with pytest.raises(exc) as nat_info:
         fn_native(*values)
     return str(nat_info.value), str(ref_info.value)
+
+
+# -- random streams ----------------------------------------------------------------
+
+def compare_random_modes(build, calls, rtol=0.0, atol=0.0, mode="native", **kwargs):
+    """Random draws in two modes. build() -> (inputs, outputs) must make fresh random streams
+    with the same seed each time (the state is a shared variable each function advances), so
+    both functions start from the same state. Compiles the graph with `mode` and with the
+    reference linker, runs `calls` (argument lists) on each, and compares every call's outputs:
+    bit for bit when rtol = atol = 0. Returns (mode's results, reference results)."""
+    results = []
+    for m in (mode, "reference"):
+        inputs, outputs = build()
+        fn = theano.function(inputs, outputs, mode=m, **kwargs)
+        results.append([fn(*[np.copy(v) for v in vals]) for vals in calls])
+    for c, (got, want) in enumerate(zip(*results)):
+        got_l, want_l = (got, want) if isinstance(got, list) else ([got], [want])
+        for k, (g, w) in enumerate(zip(got_l, want_l)):
+            what = f"call {c}, output {k}"
+            if rtol == 0 and atol == 0:
+                assert g.dtype == w.dtype and g.shape == w.shape, what
+                np.testing.assert_array_equal(g, w, err_msg=what)
+            else:
+                _compare(g, w, rtol, atol, what)
+    return results
+
+
+def moments_within(sample, mean, var, mu4, sigmas=5.0, what="sample"):
+    """The sample's mean and variance are within `sigmas` standard errors of a distribution's
+    mean and variance (mu4: its 4th central moment, which sets the variance's standard error)."""
+    x = np.asarray(sample, dtype=np.float64).ravel()
+    n = x.size
+    m = x.mean()
+    v = x.var()
+    se_mean = np.sqrt(var / n)
+    se_var = np.sqrt((mu4 - var ** 2) / n)
+    assert abs(m - mean) <= sigmas * se_mean, f"{what}: mean {m} vs {mean} (+- {sigmas} x {se_mean:.3g})"
+    assert abs(v - var) <= sigmas * se_var, f"{what}: variance {v} vs {var} (+- {sigmas} x {se_var:.3g})"
+
+
+def ks_statistic(sample, cdf):
+    """Kolmogorov-Smirnov D = sup |F_n(x) - F(x)| of a sample against a vectorised cdf."""
+    x = np.sort(np.asarray(sample, dtype=np.float64).ravel())
+    n = x.size
+    f = cdf(x)
+    return max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n))
+
+
+def normal_cdf(x):
+    from math import erf, sqrt
+    return 0.5 * (1.0 + np.frompyfunc(lambda t: erf(t / sqrt(2.0)), 1, 1)(x).astype(np.float64))
+
+
+# sqrt(n) * D above this has probability 0.001 for a sample of the distribution (Kolmogorov)
+KS_CRITICAL_0_001 = 1.95
