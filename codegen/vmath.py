@@ -23,6 +23,8 @@ Algorithms (all in the argument's own precision; IEEE semantics, no fast-math):
   tanh|x| = -e / (e + 2) (fdlibm's form for small |x|, exact for subnormal x), then x's sign bit is
   put back, so tanh(+-0) = +-0 and tanh(+-inf) = +-1; NaN -> NaN.
 * sigmoid(x): e = exp(-|x|) (never overflows), s = 1 / (1 + e); x >= 0 -> s, x < 0 -> e * s.
+* sincos_2pi(u) (float64, u in [0, 1]; the normal draws' Box-Muller angle): exact reduction to the
+  quadrant k = rint(4u) and x = (4u - k) pi/2 in [-pi/4, pi/4], then fdlibm's sin/cos kernels.
 """
 import math
 
@@ -225,6 +227,36 @@ class _E:
         neg = b.fcmp_ordered("<", x, self.c(0.0))
         res = b.select(neg, b.fmul(e, sv), sv)
         return b.select(self.isnan(x), x, res, name="sigmoid")
+
+
+# fdlibm k_sin.c / k_cos.c coefficients: sin and cos on [-pi/4, pi/4] to within 1 ulp
+_SIN = [-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
+        2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10]
+_COS = [4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
+        -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11]
+
+
+def sincos_2pi(b, module, u):
+    """(cos 2 pi u, sin 2 pi u) for float64 u in [0, 1] (scalar or vector), branch-free: the
+    quadrant k = rint(4u) and f = 4u - k are exact, x = f * pi/2 lies in [-pi/4, pi/4], where
+    fdlibm's kernels give sin x and cos x; the quadrant then swaps and negates them."""
+    e = _E(b, module, "float64", _lanes(u))
+    r = b.fmul(u, e.c(4.0))
+    k = e.rint(r)
+    x = b.fmul(b.fsub(r, k), e.c(math.pi / 2))
+    z = b.fmul(x, x)
+    sin_x = e.fma(b.fmul(z, x), e.horner(z, _SIN), x)
+    hz = b.fmul(e.c(0.5), z)
+    w = b.fsub(e.c(1.0), hz)
+    cos_x = b.fadd(w, e.fma(b.fmul(z, z), e.horner(z, _COS), b.fsub(b.fsub(e.c(1.0), w), hz)))
+    q = b.and_(b.fptosi(k, e.it), e.ci(3))
+    odd = b.icmp_unsigned("==", b.and_(q, e.ci(1)), e.ci(1))
+    c = b.select(odd, sin_x, cos_x)
+    s = b.select(odd, cos_x, sin_x)
+    # quadrant 1: (-sin, cos); 2: (-cos, -sin); 3: (sin, -cos)
+    neg_c = b.or_(b.icmp_unsigned("==", q, e.ci(1)), b.icmp_unsigned("==", q, e.ci(2)))
+    neg_s = b.icmp_unsigned(">=", q, e.ci(2))
+    return b.select(neg_c, b.fneg(c), c), b.select(neg_s, b.fneg(s), s)
 
 
 def _lanes(x):

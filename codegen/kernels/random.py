@@ -1,8 +1,8 @@
 """UniformDraw / NormalDraw (Philox4x32-10) and MultinomialFromUniform.
 
 The draw kernel emits the arithmetic that symcnn/tensor/philox.py specifies, so native and
-reference draws are the same bits (normals: up to the last bit of libm's log/cos/sin against
-numpy's). Element j depends only on (key, draw counter, j), so the blocks of a large draw are
+reference uniforms are the same bits; normals use vmath's inline log and sincos, within an ulp or
+two (before rounding to the dtype) of numpy's log/cos/sin. Element j depends only on (key, draw counter, j), so the blocks of a large draw are
 split into chunks over the thread pool (parallel.run_parallel): every thread computes its own
 blocks, and the result does not depend on the number of threads or on which thread ran what.
 The loop over the blocks of a chunk is plain scalar IR that LLVM's loop vectoriser widens across
@@ -17,6 +17,7 @@ from symcnn.tensor import philox
 from symcnn.tensor.raw_random import INT64_MAX, RandomDraw
 
 from .. import irutil as U
+from .. import vmath
 from ..lower import E_SHAPE, E_VALUE, lower
 from ..parallel import run_parallel, threads
 
@@ -62,15 +63,15 @@ def _uniforms(b, w, dtype):
 
 
 def _box_muller(b, module, u, dtype):
-    """philox.box_muller on one block: pairs (u[2m], u[2m+1]) -> (r cos t, r sin t), in float64."""
-    log, cos, sin = (U.libm(module, f, "float64") for f in ("log", "cos", "sin"))
+    """philox.box_muller on one block: pairs (u[2m], u[2m+1]) -> (r cos t, r sin t), in float64
+    with inline, vectorisable log / sqrt / sincos (vmath), within an ulp or two of numpy's."""
     sqrt = U.intrinsic(module, "sqrt", "float64")
     out = []
     for m in range(len(u) // 2):
         u1, u2 = (U.cast_value(b, v, dtype, "float64") for v in (u[2 * m], u[2 * m + 1]))
-        r = b.call(sqrt, [b.fmul(ir.Constant(U.F64, -2.0), b.call(log, [u1]))])
-        t = b.fmul(ir.Constant(U.F64, 2.0 * math.pi), u2)
-        out += [b.fmul(r, b.call(cos, [t])), b.fmul(r, b.call(sin, [t]))]
+        r = b.call(sqrt, [b.fmul(ir.Constant(U.F64, -2.0), vmath.log(b, module, u1, "float64"))])
+        cos_t, sin_t = vmath.sincos_2pi(b, module, u2)
+        out += [b.fmul(r, cos_t), b.fmul(r, sin_t)]
     return [U.cast_value(b, z, "float64", dtype) for z in out]
 
 
