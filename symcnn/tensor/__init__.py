@@ -44,3 +44,13 @@ def tensor(dtype=None, broadcastable=None, name=None, shape=None):
     return TensorType(dtype or _config.floatX, broadcastable=broadcastable, shape=shape)(name)
 
 
+
+
+def __getattr__(name):
+    # T.shared_randomstreams / T.raw_random as attributes (Theano code writes
+    # T.shared_randomstreams.RandomStreams); imported on first use because they need
+    # symcnn.compile, which imports this package.
+    if name in ("shared_randomstreams", "raw_random"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

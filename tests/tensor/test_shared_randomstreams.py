@@ -91,3 +91,10 @@ def test_unsupported_arguments_say_so():
         r.binomial((3,), n=T.lscalar("n"))
     with pytest.raises(TypeError, match="seed"):
         RandomStreams(seed=1.5)
+
+
+def test_reachable_as_theano_code_writes_it():
+    r = T.shared_randomstreams.RandomStreams(seed=3)
+    assert isinstance(r, RandomStreams)
+    from symcnn.sandbox import rng_mrg
+    assert rng_mrg.MRG_RandomStreams(3).uniform((2,)).ndim == 1
