@@ -98,6 +98,8 @@ def _checked_size(ctx, node, size):
     b = ctx.b
     op = node.op
     static = node.outputs[1].type.shape
+    if not isinstance(size.shape[0], int):  # a size vector whose length is only known at run time
+        ctx.fail_if(b.icmp_signed("!=", size.shape[0], U.i64(op.ndim)), E_VALUE, size.shape[0])
     dims = []
     for d, st in enumerate(static):
         if st is not None:
@@ -126,6 +128,8 @@ def lower_random_draw(ctx, node, ins):
     b = ctx.b
     state, size = ins
     dtype, distribution = node.op.dtype, node.op.distribution
+    if not isinstance(state.shape[0], int):  # set_value may have given the state any length
+        ctx.fail_if(b.icmp_signed("!=", state.shape[0], U.i64(philox.STATE_WORDS)), E_VALUE, state.shape[0])
     dims = _checked_size(ctx, node, size)
     words = [b.load(state.flat_addr(b, k), typ=U.I32) for k in range(philox.STATE_WORDS)]
     key, ctr = words[:2], words[2:]

@@ -168,3 +168,20 @@ def test_multinomial_from_uniform_rows_must_agree():
     out = MultinomialFromUniform("int64")(pv, uv)
     nat, ref = check_same_error([pv, uv], out, [np.full((3, 2), 0.5, "float32"), np.zeros(2, "float32")])
     assert "3 rows" in ref
+
+
+def test_size_vector_of_the_wrong_length_is_refused():
+    s = T.lvector("s")
+    u = MRG_RandomStreams(1).uniform(s, ndim=2)
+    nat, ref = check_same_error([s], u, [np.array([3], dtype="int64")])
+    assert "length 2" in nat and "length 2" in ref
+
+
+def test_a_state_of_the_wrong_length_is_refused():
+    rng = MRG_RandomStreams(1)
+    u = rng.uniform((3,))
+    state = rng.state_updates[0][0]
+    state.set_value(np.zeros(2, dtype="uint32"))
+    for mode in ("native", "reference"):
+        with pytest.raises(ValueError, match="4 words"):
+            symcnn.function([], u, mode=mode)()
