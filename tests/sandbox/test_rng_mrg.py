@@ -217,3 +217,15 @@ def test_denoising_autoencoder_training_native_equals_reference():
     for a, b in zip(p_nat, p_ref):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     assert np.mean(c_nat[-5:]) < 0.9 * np.mean(c_nat[:5])
+
+
+def test_verify_grad_through_a_graph_with_a_draw():
+    """Finite differences agree with T.grad through low/high of a draw (the draw reads a constant
+    state here, so every evaluation sees the same sample)."""
+    from symcnn.tensor import philox
+    from symcnn.tensor.raw_random import UniformDraw, NormalDraw
+    state = T.constant(philox.initial_state(3, 0))
+    u = UniformDraw("float64", 1)(state, np.array([6]))[1]
+    z = NormalDraw("float64", 1)(state, np.array([6]))[1]
+    theano.gradient.verify_grad(lambda lo, hi: T.tanh(u * (hi - lo) + lo) * (z * hi), [np.array(0.3), np.array(1.7)],
+                                rng=np.random.RandomState(0))
