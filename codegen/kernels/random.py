@@ -2,11 +2,11 @@
 
 The draw kernel emits the arithmetic that symcnn/tensor/philox.py specifies, so native and
 reference uniforms are the same bits; normals use vmath's inline log and sincos, within an ulp or
-two (before rounding to the dtype) of numpy's log/cos/sin. Element j depends only on (key, draw counter, j), so the blocks of a large draw are
-split into chunks over the thread pool (parallel.run_parallel): every thread computes its own
-blocks, and the result does not depend on the number of threads or on which thread ran what.
-The loop over the blocks of a chunk is plain scalar IR that LLVM's loop vectoriser widens across
-blocks (each lane one block counter).
+two (before rounding to the dtype) of numpy's log/cos/sin. Element j depends only on (key, draw
+counter, j), so the blocks of a large draw are split into chunks over the thread pool
+(parallel.run_parallel): every thread computes its own blocks, and the result does not depend
+on the number of threads or on which thread ran what. The loop over the blocks of a chunk is
+plain scalar IR that LLVM's loop vectoriser widens across blocks (each lane one block counter).
 """
 import math
 
