@@ -180,6 +180,8 @@ def test_optimising_moves_to_recycled_helpers_after_the_in_process_budget(monkey
     monkeypatch.setattr(jit, "_compile_here", lambda ir: here.append(1) or real(ir))
     monkeypatch.setattr(jit, "IN_PROCESS_COMPILES", 0)
     monkeypatch.setattr(jit, "WORKER_COMPILES_PER_PROCESS", 2)
+    if jit._state.get("worker") is not None:
+        jit._state["worker"].close()                     # start counting with a fresh helper
     pids = []
     for k in range(4):
         ir_text = (f'target triple = "{header[0]}"\ntarget datalayout = "{header[1]}"\n'
