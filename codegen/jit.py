@@ -110,7 +110,7 @@ _local = threading.Lock()   # held by the thread compiling in this process
 # the helper process, which is replaced after WORKER_COMPILES_PER_PROCESS modules, so that the
 # memory it loses goes back to the system with it.
 IN_PROCESS_COMPILES = 32
-WORKER_COMPILES_PER_PROCESS = 64
+WORKER_COMPILES_PER_PROCESS = 128
 
 
 def compile_object(ir_text):
