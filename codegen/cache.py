@@ -225,12 +225,14 @@ def _check_trusted(d):
         raise UntrustedCacheError(f"it belongs to uid {st.st_uid}, not to you (uid {euid})")
     if st.st_mode & 0o022:
         raise UntrustedCacheError(f"it is writable by its group or by others (mode {stat.S_IMODE(st.st_mode):04o})")
-    p = os.path.realpath(d)
-    while True:
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
+    # the parents of the path as given (whoever can write them can swap a symlink in it) and
+    # of the directory it resolves to
+    parents = set()
+    for p in (os.path.abspath(d), os.path.realpath(d)):
+        while os.path.dirname(p) != p:
+            p = os.path.dirname(p)
+            parents.add(p)
+    for p in sorted(parents):
         st = os.stat(p)
         if st.st_uid not in (euid, 0):
             raise UntrustedCacheError(f"its parent {p} belongs to uid {st.st_uid}, neither you nor root")

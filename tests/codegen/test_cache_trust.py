@@ -94,6 +94,21 @@ def test_group_writable_directory_is_not_used(cache_dir, where):
         target.chmod(0o700)
 
 
+def test_symlink_in_a_folder_others_can_write_is_not_used(tmp_path, monkeypatch):
+    private = tmp_path / "private" / "cache"
+    private.mkdir(parents=True, mode=0o700)
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o777)                            # anyone could replace the link
+    try:
+        (public / "cache").symlink_to(private)
+        monkeypatch.setenv("SYMCNN_CACHE_DIR", str(public / "cache"))
+        with pytest.warns(RuntimeWarning, match=f"its parent {public} is writable"):
+            assert cache.cache_dir() is None
+    finally:
+        public.chmod(0o700)
+
+
 def test_directory_of_another_user_is_not_used(cache_dir, monkeypatch):
     _fn(2.0)
     monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 4242)
