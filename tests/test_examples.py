@@ -113,7 +113,7 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch, capsys, tmp_pa
     with pytest.raises(ImportError, match=r"needs matplotlib, which is not installed: pip install 'symcnn\[plot\]'"):
         plot_curves(TrainingResult(0.1, 0, 0.1, 1, 1, 0.0), tmp_path / "c.png")
     with pytest.raises(SystemExit) as e:
-        __load_example("evaluate_lenet5").main(["--plot", str(tmp_path / "c.png")])
+        _load_example("evaluate_lenet5").main(["--plot", str(tmp_path / "c.png")])
     assert e.value.code == 2
     assert "--plot needs matplotlib, which is not installed: pip install 'symcnn[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
