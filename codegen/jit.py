@@ -1,29 +1,19 @@
-"""LLVM IR -> optimised machine code for the host CPU, with an on-disk object cache.
+"""LLVM IR -> optimised machine code for the host CPU.
 
-Two kinds of entries, both keyed by a hash that also covers the target (triple,
-CPU, features), the llvmlite/LLVM versions and the symcnn version:
-  - IR entries (`CompiledModule(ir_text)`): keyed by the IR text, hold an object file;
-  - function entries (`read_entry` / `write_entry`, used by codegen.build.compile_graph):
-    keyed by a description of the rewritten graph plus the source of the backend, hold
-    the object file and what the runtime needs to call it, so a hit skips lowering.
-Entries are written to a temporary file and atomically renamed, so concurrent compiles
-need no lock; an entry that fails to load is compiled again and overwritten.
+The on-disk cache of object files (keys, trust checks, authenticated entries) lives in
+codegen.cache; its entry points are re-exported here: IR entries (`CompiledModule(ir_text)`,
+keyed by the IR text) and function entries (`read_entry` / `write_entry`, used by
+codegen.build.compile_graph, keyed by the rewritten graph).
 """
-import hashlib
-import json
 import os
 import struct
-import tempfile
 import threading
 
-import llvmlite
 import llvmlite.binding as llvm
+
 
 _lock = threading.Lock()
 _state = {}
-
-CACHE_MAGIC = b"SYMCNN-OBJ1\n"
-ENTRY_MAGIC = b"SYMCNN-FN2\n"
 
 
 def _host():
@@ -56,20 +46,31 @@ def target_description():
     return _target()[1]
 
 
+# The cache API, imported when first used: the compile helper process loads this file alone.
+
 def cache_dir():
-    from symcnn.config import config
-    d = os.environ.get("SYMCNN_CACHE_DIR") or config.compiledir
-    return None if d in ("", "none", "off") else d
+    from . import cache
+    return cache.cache_dir()
 
 
 def cache_key(ir_text):
-    import symcnn
-    h = hashlib.sha256()
-    for part in (CACHE_MAGIC, target_description().encode(), llvmlite.__version__.encode(),
-                 str(llvm.llvm_version_info).encode(), symcnn.__version__.encode(), ir_text.encode()):
-        h.update(part)
-        h.update(b"\0")
-    return h.hexdigest()
+    from . import cache
+    return cache.ir_key(ir_text)
+
+
+def entry_hasher():
+    from . import cache
+    return cache.entry_hasher()
+
+
+def read_entry(key):
+    from . import cache
+    return cache.read_entry(key)
+
+
+def write_entry(key, meta, obj):
+    from . import cache
+    return cache.write_entry(key, meta, obj)
 
 
 # O2 instead of O3, and no loop unrolling or interleaving: the kernels block their loops by
@@ -102,6 +103,15 @@ def _compile_here(ir_text):
 
 _local = threading.Lock()   # held by the thread compiling in this process
 
+# llvmlite (0.50) gives every pass builder a PassInstrumentationCallbacks object that it never
+# frees, and each pipeline run registers more callbacks into it: about 50-100 KiB per optimised
+# module, for good. Reusing one pass builder is no cure (the callbacks it keeps point into a
+# dead stack frame). So a process optimises only this many modules itself; later modules go to
+# the helper process, which is replaced after WORKER_COMPILES_PER_PROCESS modules, so that the
+# memory it loses goes back to the system with it.
+IN_PROCESS_COMPILES = 32
+WORKER_COMPILES_PER_PROCESS = 128
+
 
 def compile_object(ir_text):
     """Parse, verify, optimise and emit an object file (bytes).
@@ -109,13 +119,16 @@ def compile_object(ir_text):
     llvmlite runs one LLVM call at a time per process, so while another thread of this
     process is compiling, the module goes to a helper process (same llvmlite, same code,
     same machine code) when there is a core for it: compiling a training step's functions
-    in the background then takes the time of the longest, not of all."""
-    if _local.acquire(blocking=False):
+    in the background then takes the time of the longest, not of all. After
+    IN_PROCESS_COMPILES modules, every module goes to the helper (see above)."""
+    budget_left = _state.get("in_process_compiles", 0) < IN_PROCESS_COMPILES
+    if budget_left and _local.acquire(blocking=False):
         try:
+            _state["in_process_compiles"] = _state.get("in_process_compiles", 0) + 1
             return _compile_here(ir_text)
         finally:
             _local.release()
-    worker = _worker()
+    worker = _worker(required=not budget_left)
     if worker is not None:
         obj = worker.compile(ir_text)
         if obj is not None:
@@ -168,6 +181,7 @@ class _Worker:
         import sys
         self.pid = os.getpid()
         self.lock = threading.Lock()
+        self.compiles = 0
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
 
@@ -186,6 +200,9 @@ class _Worker:
             except (OSError, EOFError, ValueError):
                 self.close()
                 return None
+            self.compiles += 1
+            if self.compiles >= WORKER_COMPILES_PER_PROCESS:
+                self.close()  # _worker() starts a fresh one when next needed
             return payload if tag == b"K" else None
 
     def close(self):
@@ -199,13 +216,15 @@ class _Worker:
             proc.kill()
 
 
-def _worker():
-    if (os.cpu_count() or 1) < 2:
+def _worker(required=False):
+    """The helper process, started if need be; None if it cannot start or, unless `required`
+    (this process has used up its IN_PROCESS_COMPILES), on a single core."""
+    if (os.cpu_count() or 1) < 2 and not required:
         return None
     with _lock:
         w = _state.get("worker")
-        if w is not None and w.pid != os.getpid():
-            w = None  # inherited through fork: the pipes belong to the parent
+        if w is not None and (w.pid != os.getpid() or w.proc is None):
+            w = None  # inherited through fork (the pipes belong to the parent), or retired
         if w is None:
             try:
                 w = _state["worker"] = _Worker()
@@ -214,166 +233,6 @@ def _worker():
             import atexit
             atexit.register(w.close)
         return w
-
-
-def _read_cache(path):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    if not data.startswith(CACHE_MAGIC) or len(data) < len(CACHE_MAGIC) + 32:
-        return None
-    digest, obj = data[len(CACHE_MAGIC):len(CACHE_MAGIC) + 32], data[len(CACHE_MAGIC) + 32:]
-    if hashlib.sha256(obj).digest() != digest:
-        return None  # corrupt or truncated entry: recompile
-    return obj
-
-
-def _write_cache(path, obj):
-    _write_atomic(path, CACHE_MAGIC + hashlib.sha256(obj).digest() + obj)
-
-
-def _write_atomic(path, data):
-    d = os.path.dirname(path)
-    tmp = None
-    try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        # an unwritable cache only costs compile time
-
-
-def _source_digest():
-    """Hash of the Python source of the backend and of symcnn (lowerings call op methods):
-    editing either invalidates function entries."""
-    d = _state.get("source")
-    if d is None:
-        import symcnn
-        h = hashlib.sha256()
-        for pkg in (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(symcnn.__file__))):
-            for root, dirs, files in os.walk(pkg):
-                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
-                for name in sorted(files):
-                    if name.endswith(".py"):
-                        path = os.path.join(root, name)
-                        h.update(os.path.relpath(path, os.path.dirname(pkg)).encode() + b"\0")
-                        with open(path, "rb") as f:
-                            h.update(f.read())
-                        h.update(b"\0")
-        d = _state["source"] = h.digest()
-    return d
-
-
-def _settings():
-    """Everything besides the graph that may change the emitted code: config and SYMCNN_* variables."""
-    from symcnn.config import config
-    conf = sorted((k, repr(v)) for k, v in vars(config).items() if k != "compiledir")
-    env = sorted((k, v) for k, v in os.environ.items()
-                 if k.startswith("SYMCNN_") and k not in ("SYMCNN_CACHE_DIR", "SYMCNN_TRACE_REWRITES"))
-    return repr((conf, env, _patches())).encode()
-
-
-def _patches():
-    """The backend's public module-level settings (e.g. kernels.dot.PACKED_GEMM) and any function
-    from outside it installed in its modules or registries (a lowering replaced at run time):
-    the source hash cannot see those."""
-    import sys
-    import types
-    out = []
-
-    def foreign(f):
-        return isinstance(f, types.FunctionType) and not f.__module__.startswith(("codegen", "symcnn"))
-
-    for mname, mod in sorted(list(sys.modules.items())):
-        if mname != "codegen" and not mname.startswith("codegen."):
-            continue
-        for name, v in sorted(vars(mod).items()):
-            if name.startswith("_"):
-                continue
-            if isinstance(v, (bool, int, float, str)) or (
-                    isinstance(v, tuple) and all(isinstance(e, (bool, int, float, str)) for e in v)):
-                out.append((mname, name, repr(v)))
-            elif isinstance(v, types.FunctionType):
-                if v.__module__ != mname or v.__qualname__ != name:
-                    out.append((mname, name, v.__module__, v.__qualname__))
-            else:
-                tables = [v] if isinstance(v, dict) else []
-                if type(v).__module__.startswith("codegen") and hasattr(v, "__dict__"):
-                    tables += [t for t in vars(v).values() if isinstance(t, dict)]
-                for t in tables:
-                    for k, x in list(t.items()):
-                        for f in (x if isinstance(x, tuple) else (x,)):
-                            if foreign(f):
-                                out.append((mname, name, repr(k), f.__module__, f.__qualname__))
-    return out
-
-
-def entry_hasher():
-    """A sha256 already fed with what every function entry key shares; feed it the graph."""
-    base = _state.get("entry_base")
-    if base is None:
-        import symcnn
-        base = hashlib.sha256()
-        for part in (ENTRY_MAGIC, target_description().encode(), llvmlite.__version__.encode(),
-                     str(llvm.llvm_version_info).encode(), symcnn.__version__.encode(), _source_digest()):
-            base.update(part)
-            base.update(b"\0")
-        _state["entry_base"] = base
-    h = base.copy()
-    h.update(_settings())
-    h.update(b"\0")
-    return h
-
-
-def _entry_path(key):
-    d = cache_dir()
-    return os.path.join(d, key[:2], key + ".o") if d else None
-
-
-def read_entry(key):
-    """(metadata dict, object bytes) of a function entry, or None (absent, corrupt, cache off)."""
-    path = _entry_path(key)
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    head = len(ENTRY_MAGIC)
-    if not data.startswith(ENTRY_MAGIC) or len(data) < head + 36:
-        return None
-    body = data[head + 32:]
-    if hashlib.sha256(body).digest() != data[head:head + 32]:
-        return None
-    (n,) = struct.unpack("<I", body[:4])
-    try:
-        meta = json.loads(body[4:4 + n].decode())
-    except ValueError:
-        return None
-    obj = body[4 + n:]
-    return (meta, obj) if isinstance(meta, dict) and obj else None
-
-
-def write_entry(key, meta, obj):
-    path = _entry_path(key)
-    if path is None:
-        return
-    try:
-        m = json.dumps(meta, separators=(",", ":")).encode()
-    except (TypeError, ValueError):
-        return  # metadata that does not serialise: compiled each time, still correct
-    body = struct.pack("<I", len(m)) + m + obj
-    _write_atomic(path, ENTRY_MAGIC + hashlib.sha256(body).digest() + body)
 
 
 class CompiledModule:
@@ -386,17 +245,15 @@ class CompiledModule:
         self.ir_text = ir_text
         self.cache_hit = cache_hit
         if obj is None:
-            path = None
-            d = cache_dir() if use_cache else None
-            if d:
-                key = cache_key(ir_text)
-                path = os.path.join(d, key[:2], key + ".o")
-                obj = _read_cache(path)
+            from . import cache
+            key = cache.ir_key(ir_text) if use_cache and cache.configured_dir() else None
+            if key is not None:
+                obj = cache.read_object(key)
                 self.cache_hit = obj is not None
             if obj is None:
                 obj = compile_object(ir_text)
-                if path:
-                    _write_cache(path, obj)
+                if key is not None:
+                    cache.write_object(key, obj)
         # The engine takes ownership of (and later destroys) its target machine: give it its own.
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))

@@ -28,6 +28,7 @@ if os.path.isfile(os.path.join(_REPO, "symcnn", "__init__.py")):
 
 import symcnn as theano  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
+from symcnn.cli import positive_float, positive_int, writable_file  # noqa: E402
 from symcnn.datasets import load_data  # noqa: E402
 from symcnn.layers import build_lenet5  # noqa: E402
 from symcnn.training import PLOT_INSTALL_HINT, early_stopping, plot_curves, save_model  # noqa: E402
@@ -183,22 +184,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Train the Theano tutorial's LeNet-5 on MNIST with symcnn.")
     parser.add_argument('--dataset', default='mnist10k',
                         help="'mnist10k' (embedded, default), a mnist.pkl.gz-style pickle, or a folder of IDX files")
-    parser.add_argument('--epochs', type=int, default=200, help='maximal number of epochs (default 200)')
-    parser.add_argument('--batch-size', type=int, default=500, help='minibatch size (default 500)')
-    parser.add_argument('--learning-rate', type=float, default=0.1, help='SGD learning rate (default 0.1)')
-    parser.add_argument('--nkerns', type=int, nargs=2, default=[20, 50], metavar=('K0', 'K1'),
+    parser.add_argument('--epochs', type=positive_int, default=200, help='maximal number of epochs (default 200)')
+    parser.add_argument('--batch-size', type=positive_int, default=500, help='minibatch size (default 500)')
+    parser.add_argument('--learning-rate', type=positive_float, default=0.1, help='SGD learning rate (default 0.1)')
+    parser.add_argument('--nkerns', type=positive_int, nargs=2, default=[20, 50], metavar=('K0', 'K1'),
                         help='kernels in the two conv layers (default 20 50)')
     parser.add_argument('--seed', type=int, default=23455, help='numpy RandomState seed (default 23455)')
-    parser.add_argument('--checkpoint', metavar='PATH',
+    parser.add_argument('--checkpoint', metavar='PATH', type=writable_file,
                         help='write a checkpoint here after every --checkpoint-every validations and on Ctrl-C '
                              '(default: the --resume file, if any)')
-    parser.add_argument('--checkpoint-every', type=int, default=1, metavar='N',
+    parser.add_argument('--checkpoint-every', type=positive_int, default=1, metavar='N',
                         help='validations between checkpoints (default 1)')
     parser.add_argument('--resume', metavar='PATH',
                         help='continue the run saved in this checkpoint (use the same --dataset, '
                              '--batch-size and --nkerns); it ends exactly as an uninterrupted run would')
-    parser.add_argument('--save-model', metavar='PATH', help='save the trained (best) model here, for predict.py')
-    parser.add_argument('--plot', metavar='PNG', help='draw the training cost and validation/test errors '
+    parser.add_argument('--save-model', metavar='PATH', type=writable_file, help='save the trained (best) model here, for predict.py')
+    parser.add_argument('--plot', metavar='PNG', type=writable_file, help='draw the training cost and validation/test errors '
                                                         '(needs matplotlib)')
     parser.add_argument('--quiet', action='store_true', help='print only the final result')
     args = parser.parse_args(argv)

@@ -29,6 +29,7 @@ if os.path.isfile(os.path.join(_REPO, "symcnn", "__init__.py")):
 
 import symcnn as theano  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
+from symcnn.cli import positive_int, writable_file  # noqa: E402
 from symcnn.datasets import load_data  # noqa: E402
 from symcnn.layers import LogisticRegression  # noqa: E402
 from symcnn.training import load_model, save_model  # noqa: E402
@@ -253,10 +254,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="The Theano tutorial's logistic regression on MNIST, with symcnn.")
     parser.add_argument('--dataset', default='mnist10k',
                         help="'mnist10k' (embedded, default), a mnist.pkl.gz-style pickle, or a folder of IDX files")
-    parser.add_argument('--epochs', type=int, default=1000, help='maximal number of epochs (default 1000)')
-    parser.add_argument('--save-model', '--model', dest='model', default='best_model.pkl', metavar='PATH',
+    parser.add_argument('--epochs', type=positive_int, default=1000, help='maximal number of epochs (default 1000)')
+    parser.add_argument('--save-model', '--model', dest='model', default='best_model.pkl', metavar='PATH', type=writable_file,
                         help='where to save the best model (default best_model.pkl), for predict.py')
-    parser.add_argument('--batch-size', type=int, default=600, help='minibatch size (default 600)')
+    parser.add_argument('--batch-size', type=positive_int, default=600, help='minibatch size (default 600)')
     args = parser.parse_args(argv)
     sgd_optimization_mnist(n_epochs=args.epochs, dataset=args.dataset, batch_size=args.batch_size,
                            model_path=args.model)

@@ -25,6 +25,7 @@ if os.path.isfile(os.path.join(_REPO, "symcnn", "__init__.py")):
 
 import symcnn as theano  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
+from symcnn.cli import positive_int  # noqa: E402
 from symcnn.datasets import load_data  # noqa: E402
 from symcnn.layers import MLP  # noqa: E402
 
@@ -230,7 +231,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="The Theano tutorial's multilayer perceptron on MNIST, with symcnn.")
     parser.add_argument('--dataset', default='mnist10k',
                         help="'mnist10k' (embedded, default), a mnist.pkl.gz-style pickle, or a folder of IDX files")
-    parser.add_argument('--epochs', type=int, default=1000, help='maximal number of epochs (default 1000)')
+    parser.add_argument('--epochs', type=positive_int, default=1000, help='maximal number of epochs (default 1000)')
     args = parser.parse_args(argv)
     test_mlp(n_epochs=args.epochs, dataset=args.dataset)
 

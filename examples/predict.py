@@ -21,6 +21,7 @@ if os.path.isfile(os.path.join(_REPO, "symcnn", "__init__.py")):
     sys.path.insert(0, _REPO)  # run from a checkout: use that checkout's symcnn
 
 import symcnn as theano  # noqa: E402
+from symcnn.cli import non_negative_int  # noqa: E402
 from symcnn.checkpoint import SymcnnFileError  # noqa: E402
 from symcnn.datasets import DatasetError, load_arrays  # noqa: E402
 from symcnn.training import load_model  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv=None):
     parser.add_argument('--dataset', default='mnist10k',
                         help="'mnist10k' (embedded, default), a mnist.pkl.gz-style pickle, or a folder of IDX files")
     parser.add_argument('--set', choices=sorted(SETS), default='test', help='which part of the dataset (default test)')
-    parser.add_argument('--count', type=int, default=10, help='how many digits, from the first (0: all; default 10)')
+    parser.add_argument('--count', type=non_negative_int, default=10, help='how many digits, from the first (0: all; default 10)')
     args = parser.parse_args(argv)
     if args.count < 0:
         parser.error('--count must be 0 (all) or more')

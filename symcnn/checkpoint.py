@@ -1,18 +1,22 @@
 """symcnn's own pickled files (training checkpoints and saved models), written atomically.
 
-A file holds ``{"symcnn": kind, "version": FORMAT_VERSION, "payload": ...}`` pickled. It is
-written to a temporary file in the target's folder and moved over the target with
-``os.replace``, so a crash or Ctrl-C mid-write never leaves a half-written file behind.
-Reading checks the wrapper and names the file in every error. Like any pickle, only load
-files you trust.
+A file holds ``{"symcnn": kind, "version": FORMAT_VERSION, "sha256": digest, "payload": bytes}``
+pickled, where ``payload`` is the pickled content (parameters, state, ...) and ``digest`` its
+SHA-256: a flipped bit in a weight is reported, naming the file, before anything is
+unpickled from it (version-1 files, without the checksum, are still read). It is written to a
+temporary file in the target's folder and moved over the target with ``os.replace``, so a
+crash or Ctrl-C mid-write never leaves a half-written file behind. Reading checks the wrapper
+and names the file in every error. The checksum detects damage, not tampering: like any
+pickle, only load files you trust.
 """
+import hashlib
 import os
 import pickle
 import tempfile
 
 __all__ = ["FORMAT_VERSION", "SymcnnFileError", "write_file", "read_file"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class SymcnnFileError(ValueError):
@@ -26,8 +30,9 @@ def write_file(path, kind, payload):
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump({"symcnn": kind, "version": FORMAT_VERSION, "payload": payload}, f,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"symcnn": kind, "version": FORMAT_VERSION, "sha256": hashlib.sha256(data).hexdigest(),
+                         "payload": data}, f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -61,7 +66,16 @@ def read_file(path, kind):
                               f"save it with symcnn.training.save_model / a checkpoint_path=)")
     if obj["symcnn"] != kind:
         raise SymcnnFileError(f"{path}: is a symcnn {obj['symcnn']} file, not a {kind} file")
+    if obj.get("version") == 1:
+        return obj["payload"]   # written before files carried a checksum
     if obj.get("version") != FORMAT_VERSION:
         raise SymcnnFileError(f"{path}: symcnn {kind} format version {obj.get('version')!r}; this symcnn reads "
-                              f"version {FORMAT_VERSION}")
-    return obj["payload"]
+                              f"versions 1 and {FORMAT_VERSION}")
+    data = obj["payload"]
+    if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != obj.get("sha256"):
+        raise SymcnnFileError(f"{path}: the {kind} file is damaged: the SHA-256 of its contents (the saved "
+                              f"parameters and state) does not match the one stored when it was written")
+    try:
+        return pickle.loads(data)
+    except Exception as e:  # noqa: BLE001
+        raise SymcnnFileError(f"{path}: the {kind} file's contents cannot be unpickled: {type(e).__name__}: {e}") from e

@@ -15,11 +15,19 @@ It returns the tutorial's ``[(train_x, train_y), (valid_x, valid_y), (test_x, te
 with x a floatX shared matrix in [0, 1] and y ``T.cast(shared_y, 'int32')``.
 
 Nothing is fetched from the network unless ``download=True`` and the dataset is named
-``'mnist.pkl.gz'`` (the tutorial's file).
+``'mnist.pkl.gz'`` (the tutorial's file). A download goes over https only, to a temporary
+file, and is moved into place only if its SHA-256 equals the one pinned in
+``KNOWN_DOWNLOADS``; a name without a pinned hash is never downloaded. Pickles are read
+with a restricted unpickler (``SafeArrayUnpickler``) that builds only numpy arrays, dtypes
+and Python containers, so a planted pickle cannot run code.
 """
+import collections
 import gzip
+import hashlib
+import math
 import os
 import pickle
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -27,11 +35,24 @@ import numpy
 
 from .config import config
 
-__all__ = ["DatasetError", "load_data", "load_arrays", "EMBEDDED_DIR", "MNIST_URL"]
+__all__ = ["DatasetError", "load_data", "load_arrays", "EMBEDDED_DIR", "MNIST_URL", "KNOWN_DOWNLOADS",
+           "SafeArrayUnpickler"]
 
 EMBEDDED_NAME = "mnist10k"
 EMBEDDED_DIR = Path(__file__).resolve().parent / "data" / EMBEDDED_NAME
-MNIST_URL = "http://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz"
+MNIST_URL = "https://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz"
+
+Download = collections.namedtuple("Download", "url sha256 note")
+
+# The files load_data(download=True) may fetch, each with the SHA-256 it must have. A file
+# whose sha256 is None is refused: nothing unverified is ever written where load_data reads.
+# The tutorial's mnist.pkl.gz (16,168,813 bytes) is published with the MD5
+# a02cd19f81d51c426d7ca14024243ce9, but no SHA-256 of it could be confirmed from a source we
+# trust, and MD5 is not a pin we accept; until one is recorded here, download it yourself,
+# check it, and pass its path.
+KNOWN_DOWNLOADS = {
+    "mnist.pkl.gz": Download(MNIST_URL, None, "published MD5: a02cd19f81d51c426d7ca14024243ce9"),
+}
 DOWNLOAD_DIR = Path(os.path.expanduser("~")) / ".cache" / "symcnn" / "datasets"
 
 IDX_FILES = {
@@ -104,9 +125,10 @@ def _resolve(dataset, download):
     for c in candidates:
         if c.exists():
             return c
-    if path.name == "mnist.pkl.gz" and download:
+    if path.name in KNOWN_DOWNLOADS and download:
         target = path if path.parent != Path(".") else DOWNLOAD_DIR / path.name
-        _download(MNIST_URL, target)
+        known = KNOWN_DOWNLOADS[path.name]
+        _download(known.url, target, known.sha256, note=known.note)
         return target
     looked = ", ".join(str(c) for c in candidates)
     hint = ("; pass download=True to fetch it from " + MNIST_URL) if path.name == "mnist.pkl.gz" else ""
@@ -114,22 +136,124 @@ def _resolve(dataset, download):
                        f"downloaded unless download=True, which only fetches 'mnist.pkl.gz'{hint}")
 
 
-def _download(origin, target):
-    import urllib.request
+def _download(origin, target, sha256, note="", opener=None):
+    """Fetch `origin` (https only) into `target`, moved into place only if its SHA-256 is `sha256`.
+
+    The bytes go to a temporary file next to the target; a short read, a length other than the
+    Content-Length, or a hash mismatch deletes it and raises DatasetError, so nothing
+    unverified or cut short ever stays where load_data looks."""
+    from urllib.parse import urlsplit
+    if urlsplit(origin).scheme != "https":
+        raise DatasetError(f"refusing to download {origin}: only https URLs are fetched")
+    if not sha256:
+        raise DatasetError(f"refusing to download {origin}: symcnn has no pinned SHA-256 for {Path(target).name}, "
+                           f"so it could not verify what it receives ({note}). Download it yourself, verify it, "
+                           f"and pass its path to load_data")
+    if opener is None:
+        import urllib.request
+        opener = urllib.request.urlopen
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     print("Downloading data from %s" % origin)
-    tmp = target.with_name(target.name + ".part")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
     try:
-        urllib.request.urlretrieve(origin, tmp)
+        h, got = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as out, opener(origin) as response:
+            length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                h.update(chunk)
+                got += len(chunk)
+        if length is not None and got != int(length):
+            raise DatasetError(f"downloading {origin}: the transfer was cut short ({got} of {length} bytes); "
+                               f"nothing was kept")
+        if h.hexdigest() != sha256.lower():
+            raise DatasetError(f"downloading {origin}: SHA-256 {h.hexdigest()} of the {got} bytes received is not "
+                               f"the pinned {sha256} (cut short, or not the expected file); nothing was kept")
         os.replace(tmp, target)
-    except OSError as e:
-        if tmp.exists():
-            tmp.unlink()
-        raise DatasetError(f"downloading {origin} to {target} failed: {e}") from e
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise DatasetError(f"downloading {origin} to {target} failed: {e}") from e
+        raise
 
 
 # --------------------------------------------------------------------------- pickles
+
+def _numpy_global(*names):
+    import importlib
+    for name in names:
+        mod, _, attr = name.rpartition(".")
+        try:
+            return getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def _safe_dtype(*args, **kwargs):
+    dt = numpy.dtype(*args, **kwargs)
+    if dt.hasobject:
+        raise pickle.UnpicklingError(f"dtype {dt} holds Python objects; only plain numeric arrays are read")
+    return dt
+
+
+def _safe_reconstruct(cls, *args):
+    if cls is not numpy.ndarray:
+        raise pickle.UnpicklingError(f"refusing to rebuild an array of class {cls!r}")
+    return _numpy_global("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct")(cls, *args)
+
+
+def _safe_frombuffer(buf, dtype, shape, order):
+    return _numpy_global("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer")(
+        buf, _safe_dtype(dtype), shape, order)
+
+
+def _safe_scalar(dtype, *args):
+    if not isinstance(dtype, numpy.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError(f"refusing a numpy scalar of dtype {dtype!r}")
+    return _numpy_global("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar")(dtype, *args)
+
+
+def _latin1_bytes(text, encoding):
+    # how protocol-2 pickles written by Python 3 store bytes (an array's raw data)
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("_codecs.encode is only allowed to turn latin1 text into bytes")
+    return text.encode("latin1")
+
+
+class SafeArrayUnpickler(pickle.Unpickler):
+    """Builds only numpy arrays and dtypes (through numpy's own reconstruct functions, never with
+    Python objects inside) besides tuples, lists, dicts, numbers and strings: every other global a
+    pickle names is refused, so loading a dataset pickle cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _safe_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _safe_reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _safe_frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _safe_frombuffer,
+        ("numpy.core.multiarray", "scalar"): _safe_scalar,
+        ("numpy._core.multiarray", "scalar"): _safe_scalar,
+        ("numpy", "ndarray"): numpy.ndarray,
+        ("numpy", "dtype"): _safe_dtype,
+        ("_codecs", "encode"): _latin1_bytes,
+        ("builtins", "bytearray"): bytearray,
+        ("__builtin__", "bytearray"): bytearray,
+    }
+
+    def find_class(self, module, name):
+        f = self._ALLOWED.get((module, name))
+        if f is None:
+            raise pickle.UnpicklingError(f"the pickle names {module}.{name}; a dataset pickle may only hold "
+                                         f"numpy arrays (refused, so that loading it cannot run code)")
+        return f
+
 
 def _read_bytes(path):
     """The file's bytes, gunzipped if it is gzip'd; DatasetError if truncated or corrupt."""
@@ -175,7 +299,7 @@ def _load_pickle(path):
                                f"with the gzip magic bytes 1f 8b")
         stream = gzip.GzipFile(fileobj=f, mode="rb") if magic == b"\x1f\x8b" else f
         try:
-            obj = pickle.load(stream, encoding="latin1")
+            obj = SafeArrayUnpickler(stream, encoding="latin1").load()
         except EOFError as e:
             if stream is not f and "end-of-stream" in str(e):
                 raise DatasetError(f"{path}: the gzip stream is truncated ({os.path.getsize(path)} bytes on "
@@ -266,7 +390,7 @@ def _read_idx(path, expect_ndim):
     if len(data) < header:
         raise DatasetError(f"{path}: truncated IDX header ({len(data)} bytes, need {header})")
     dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(expect_ndim))
-    n = int(numpy.prod(dims))
+    n = math.prod(dims)   # Python ints: a header of huge dimensions cannot wrap around
     if len(data) - header != n:
         state = "truncated" if len(data) - header < n else "longer than its header says"
         raise DatasetError(f"{path}: IDX file is {state}: the header gives shape {dims} = {n} bytes of data, "

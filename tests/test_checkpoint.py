@@ -119,7 +119,7 @@ def test_checkpoint_contents(data, tmp_path):
     assert state["best_validation_loss"] == res.best_validation_loss and state["test_score"] == res.test_score
     assert state["patience"] == 10000 and state["elapsed"] > 0
     assert len(state["params"]) == len(state["best_params"]) == 4
-    assert pickle.loads(open(ckpt, "rb").read())["version"] == 1
+    assert pickle.loads(open(ckpt, "rb").read())["version"] == 2
     assert not list(tmp_path.glob("*.tmp"))  # the temporary file was moved into place
 
 
@@ -213,3 +213,36 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         save_model(Unpicklable(), path)
     assert load_model(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.pkl"]
+
+
+def _flip_weight_bytes(path, weights):
+    """Flip one byte inside the stored bytes of `weights` (found in the file by their content)."""
+    raw = bytearray(open(path, "rb").read())
+    needle = np.ascontiguousarray(weights).tobytes()[:64]
+    at = raw.find(needle)
+    assert at >= 0, "weights not found in the file"
+    raw[at + 5] ^= 0x40
+    open(path, "wb").write(bytes(raw))
+
+
+@pytest.mark.parametrize("kind", ["model", "checkpoint"])
+def test_flipped_weight_bytes_are_reported_naming_the_file(tmp_path, kind):
+    rng = np.random.RandomState(3)
+    layer = LogisticRegression(T.matrix("x"), 40, 10)
+    layer.W.set_value(rng.randn(40, 10).astype(theano.config.floatX))
+    path = tmp_path / f"damaged.{kind}"
+    if kind == "model":
+        save_model(layer, path)
+        load_model(path)                                     # intact: loads
+    else:
+        write_file(path, "checkpoint", {"params": [layer.W.get_value()]})
+        read_file(path, "checkpoint")
+    _flip_weight_bytes(path, layer.W.get_value())
+    with pytest.raises(SymcnnFileError, match=rf"damaged\.{kind}: the {kind} file is damaged: the SHA-256"):
+        load_model(path) if kind == "model" else read_file(path, "checkpoint")
+
+
+def test_version_1_files_without_checksum_still_load(tmp_path):
+    path = tmp_path / "old.pkl"
+    path.write_bytes(pickle.dumps({"symcnn": "model", "version": 1, "payload": {"model": [1, 2], "info": {}}}))
+    assert load_model(path) == [1, 2]

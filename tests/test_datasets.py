@@ -1,6 +1,9 @@
 """symcnn.datasets: the embedded mnist10k digits, pickles, IDX folders and their errors."""
+import functools
 import gzip
 import hashlib
+import io
+import os
 import pickle
 from pathlib import Path
 
@@ -8,6 +11,7 @@ import numpy as np
 import pytest
 
 import symcnn as theano
+from symcnn import datasets
 from symcnn.datasets import EMBEDDED_DIR, DatasetError, load_arrays, load_data
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'mnist10k'
@@ -387,21 +391,101 @@ def test_missing_file_no_network(tmp_path, monkeypatch):
     assert issubclass(DatasetError, ValueError)
 
 
-def test_download_uses_tutorial_url(tmp_path, monkeypatch, capsys):
-    import urllib.request
-    calls = []
-    sets = small_sets()
+class FakeResponse(io.BytesIO):
+    """What urlopen returns: read() in chunks, headers (with or without Content-Length)."""
 
-    def fake_urlretrieve(url, filename):
+    def __init__(self, data, length="auto"):
+        super().__init__(data)
+        self.headers = {} if length is None else {"Content-Length": str(len(data) if length == "auto" else length)}
+
+
+def _fake_opener(payload, calls, length="auto"):
+    def opener(url):
         calls.append(url)
-        write_pickle(Path(filename), sets)
+        return FakeResponse(payload, length)
+    return opener
 
-    monkeypatch.setattr(urllib.request, 'urlretrieve', fake_urlretrieve)
+
+def _pin(monkeypatch, payload):
+    sha = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setitem(datasets.KNOWN_DOWNLOADS, "mnist.pkl.gz",
+                        datasets.Download(datasets.MNIST_URL, sha, "test pin"))
+    return sha
+
+
+def _pickle_bytes(tmp_path, sets):
+    return write_pickle(tmp_path / "src.pkl.gz", sets).read_bytes()
+
+
+def test_download_is_https_verified_and_kept(tmp_path, monkeypatch, capsys):
+    payload = _pickle_bytes(tmp_path, small_sets())
+    _pin(monkeypatch, payload)
+    calls = []
+    monkeypatch.setattr(datasets, "_download", functools.partial(datasets._download,
+                                                                 opener=_fake_opener(payload, calls)))
     target = tmp_path / 'data' / 'mnist.pkl.gz'
     arrays = load_arrays(str(target), download=True)
-    assert calls == ['http://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz']
-    assert 'Downloading data from http://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz' \
-        in capsys.readouterr().out
+    assert calls == ['https://www.iro.umontreal.ca/~lisa/deep/data/mnist/mnist.pkl.gz']
+    assert 'Downloading data from https://' in capsys.readouterr().out
     assert target.is_file() and arrays[0][0].shape == (12, 784)
     load_arrays(str(target), download=True)  # now present: no second download
     assert len(calls) == 1
+    assert [p.name for p in target.parent.iterdir()] == ['mnist.pkl.gz']
+
+
+@pytest.mark.parametrize("damage", ["other_file", "cut_short_no_length", "cut_short_with_length"])
+def test_download_that_does_not_verify_is_deleted(tmp_path, monkeypatch, damage):
+    good = _pickle_bytes(tmp_path, small_sets())
+    _pin(monkeypatch, good)
+    if damage == "other_file":
+        got, length = _pickle_bytes(tmp_path, small_sets(seed=1)), "auto"
+    elif damage == "cut_short_no_length":
+        got, length = good[: len(good) // 2], None
+    else:
+        got, length = good[: len(good) // 2], len(good)
+    target = tmp_path / 'data' / 'mnist.pkl.gz'
+    with pytest.raises(DatasetError, match="nothing was kept"):
+        datasets._download(datasets.MNIST_URL, target, datasets.KNOWN_DOWNLOADS["mnist.pkl.gz"].sha256,
+                           opener=_fake_opener(got, []), note="")
+    assert list(target.parent.iterdir()) == []      # neither the target nor a temporary file
+
+
+def test_download_without_pinned_hash_or_over_http_is_refused(tmp_path):
+    calls = []
+    target = tmp_path / 'mnist.pkl.gz'
+    assert datasets.KNOWN_DOWNLOADS["mnist.pkl.gz"].url.startswith("https://")
+    with pytest.raises(DatasetError, match="no pinned SHA-256"):
+        datasets._download(datasets.MNIST_URL, target, None, opener=_fake_opener(b"x", calls))
+    with pytest.raises(DatasetError, match="only https"):
+        datasets._download("http://example.org/mnist.pkl.gz", target, "0" * 64, opener=_fake_opener(b"x", calls))
+    assert calls == [] and not target.exists()
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("echo planted",))
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    sets = small_sets()
+    planted = ((sets[0][0], _Boom()), sets[1], sets[2])
+    p = write_pickle(tmp_path / 'mnist.pkl.gz', planted)
+    with pytest.raises(DatasetError, match="posix.system|os.system"):
+        load_arrays(p)
+
+
+def test_pickle_of_object_arrays_is_refused(tmp_path):
+    sets = small_sets()
+    objs = np.empty(3, dtype=object)
+    p = write_pickle(tmp_path / 'mnist.pkl.gz', ((sets[0][0], objs), sets[1], sets[2]))
+    with pytest.raises(DatasetError, match="Python objects"):
+        load_arrays(p)
+
+
+def test_idx_header_whose_dimensions_overflow(tmp_path):
+    # 2**31 * 2**31 * 4 = 2**64 wraps to 0 in int64 arithmetic: a header-only file then looked complete
+    dims = (2 ** 31, 2 ** 31, 4)
+    p = tmp_path / "train-images-idx3-ubyte"
+    p.write_bytes((0x0803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims))
+    with pytest.raises(DatasetError, match="truncated"):
+        datasets._read_idx(p, 3)

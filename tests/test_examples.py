@@ -126,3 +126,48 @@ def test_plot_curves_writes_a_png(tmp_path):
     result = TrainingResult(0.3, 29, 0.31, 3, 30, 1.0, history=history, train_costs=list(np.linspace(2.3, 0.9, 30)))
     path = plot_curves(result, tmp_path / "curve.png")
     assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+BAD_ARGUMENTS = [
+    ("evaluate_lenet5", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
+    ("evaluate_lenet5", ["--nkerns", "0", "5"], "--nkerns: must be at least 1, got 0"),
+    ("evaluate_lenet5", ["--epochs", "0"], "--epochs: must be at least 1, got 0"),
+    ("evaluate_lenet5", ["--epochs", "-1"], "--epochs: must be at least 1, got -1"),
+    ("evaluate_lenet5", ["--learning-rate", "nan"], "--learning-rate: must be a finite number above 0"),
+    ("evaluate_lenet5", ["--checkpoint", "/nonexistent/dir/run.ckpt"],
+     "--checkpoint: cannot write /nonexistent/dir/run.ckpt: the folder /nonexistent/dir does not exist"),
+    ("evaluate_lenet5", ["--save-model", "/nonexistent/dir/m.pkl"], "--save-model: cannot write"),
+    ("logistic_sgd", ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
+    ("logistic_sgd", ["--epochs", "0"], "--epochs: must be at least 1, got 0"),
+    ("logistic_sgd", ["--save-model", "/nonexistent/dir/m.pkl"], "--save-model/--model: cannot write"),
+    ("mlp", ["--epochs", "-1"], "--epochs: must be at least 1, got -1"),
+    ("predict", ["m.pkl", "--count", "-1"], "--count: must be 0 or more, got -1"),
+]
+
+
+@pytest.mark.parametrize("name, argv, message", BAD_ARGUMENTS)
+def test_bad_arguments_are_argparse_errors_before_any_work(name, argv, message, capsys, monkeypatch):
+    module = _load_example(name)
+    # any work (loading data) before the arguments are checked would be a bug: make it fail loudly
+    for loader in ("load_data", "load_arrays", "load_model"):
+        if hasattr(module, loader):
+            monkeypatch.setattr(module, loader, lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as info:
+        module.main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_checkpoint_in_a_read_only_folder_is_refused_up_front(tmp_path, capsys):
+    import os
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(SystemExit) as info:
+            _load_example("evaluate_lenet5").main(["--checkpoint", str(folder / "run.ckpt")])
+        assert info.value.code == 2 and "cannot write" in capsys.readouterr().err
+    finally:
+        folder.chmod(0o700)

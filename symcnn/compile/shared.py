@@ -16,7 +16,12 @@ class SharedVariable(Variable):
         self.container = [self._filter(value, borrow)]
 
     def _filter(self, value, borrow):
-        arr = self.type.filter(value, name=self.name)
+        # As Theano's set_value (TensorType.filter with allow_downcast=None): a lossy cast of an
+        # array is refused; the fix is on the caller's side, allow_input_downcast does not apply.
+        name = self.name or "shared_variable"
+        fix = (f"Cast the value yourself if the loss is acceptable: "
+               f"{name}.set_value(numpy.asarray(value, dtype='{self.type.dtype}'))")
+        arr = self.type.filter(value, name=self.name, fix=fix)
         return arr if (borrow or arr is not value) else arr.copy()
 
     def get_value(self, borrow=False, return_internal_type=False):

@@ -73,15 +73,18 @@ class TensorType(Type):
 
     __repr__ = __str__
 
-    def filter(self, value, name=None, allow_downcast=False):
-        """Convert `value` to an ndarray of this type, or raise naming what differs."""
+    def filter(self, value, name=None, allow_downcast=False, fix=None):
+        """Convert `value` to an ndarray of this type, or raise naming what differs.
+
+        `fix`: what a refused lossy cast's message advises (default: converting the data or
+        passing allow_input_downcast=True to function(), which is right for function inputs)."""
         who = f"'{name}'" if name else "value"
         if isinstance(value, np.ndarray) and value.dtype == self.dtype:
             arr = value
         else:
             arr = np.asarray(value)
             if arr.dtype != self.dtype:
-                arr = self._convert(arr, value, who, allow_downcast)
+                arr = self._convert(arr, value, who, allow_downcast, fix)
         if arr.ndim != self.ndim:
             raise TypeError(f"{who}: expected {self.ndim}-d {self.dtype} ({self}), got {arr.ndim}-d array "
                             f"with shape {arr.shape}")
@@ -91,7 +94,7 @@ class TensorType(Type):
                                  f"(dimension {i} is {got}, not {want})")
         return arr
 
-    def _convert(self, arr, value, who, allow_downcast):
+    def _convert(self, arr, value, who, allow_downcast, fix=None):
         src = arr.dtype
         if src == object:
             raise TypeError(f"{who}: expected {self.dtype} data, got {type(value).__name__}")
@@ -109,9 +112,9 @@ class TensorType(Type):
                 return converted
         if src.kind == "f" and self.dtype.startswith("float"):
             # A float64 array for a float32 input is the most common mismatch (Theano#4063).
-            raise TypeError(f"{who}: expected {self.dtype}, got {src}: casting would lose precision. "
-                            f"Convert the data (numpy.asarray(x, dtype='{self.dtype}')) or pass "
-                            f"allow_input_downcast=True to function()")
+            fix = fix or (f"Convert the data (numpy.asarray(x, dtype='{self.dtype}')) or pass "
+                          f"allow_input_downcast=True to function()")
+            raise TypeError(f"{who}: expected {self.dtype}, got {src}: casting would lose precision. {fix}")
         raise TypeError(f"{who}: expected {self.dtype}, got {src}, which cannot be cast to {self.dtype} safely")
 
     def value_zeros(self, shape):

@@ -169,3 +169,25 @@ def test_entry_function_loops_are_not_unrolled(cache_dir):
     ir_text = f.dump_llvm()
     assert "llvm.loop.unroll.disable" in ir_text
     assert "!llvm.loop" in ir_text.split('define i32 @"symcnn_entry"')[1].split("\n}\n")[0]
+
+
+def test_optimising_moves_to_recycled_helpers_after_the_in_process_budget(monkeypatch):
+    """llvmlite leaks its pass builder's callbacks on every optimised module: past a budget the
+    process stops optimising itself (benchmarks/check_compile_leak.py measures the effect)."""
+    header = jit.module_header()
+    here = []
+    real = jit._compile_here
+    monkeypatch.setattr(jit, "_compile_here", lambda ir: here.append(1) or real(ir))
+    monkeypatch.setattr(jit, "IN_PROCESS_COMPILES", 0)
+    monkeypatch.setattr(jit, "WORKER_COMPILES_PER_PROCESS", 2)
+    if jit._state.get("worker") is not None:
+        jit._state["worker"].close()                     # start counting with a fresh helper
+    pids = []
+    for k in range(4):
+        ir_text = (f'target triple = "{header[0]}"\ntarget datalayout = "{header[1]}"\n'
+                   f"define double @leak{k}(double %x) {{\n  %y = fmul double %x, {k + 0.5:e}\n  ret double %y\n}}\n")
+        w = jit._worker(required=True)
+        pids.append(w.proc.pid)
+        assert jit.compile_object(ir_text)
+    assert here == []                                   # nothing optimised in this process
+    assert pids[0] == pids[1] != pids[2] == pids[3]     # a helper retires after 2 modules

@@ -99,7 +99,8 @@ def test_unwritable_cache_dir_still_compiles(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("SYMCNN_CACHE_DIR", str(blocker / "cache"))
-    f = symcnn.function(*_graph(), mode="native")
+    with pytest.warns(RuntimeWarning, match="not using the compile cache directory"):
+        f = symcnn.function(*_graph(), mode="native")
     assert f.runner.cache_hit is False
     _check(f)
 

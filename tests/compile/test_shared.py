@@ -139,3 +139,14 @@ def test_pickle_preserves_sharing_inside_graph():
     np.testing.assert_array_equal(theano.function([], g)(), [2.0, 2.0])
     W2.set_value(np.array([3.0, 4.0]))
     assert theano.function([], cost2)() == 25.0
+
+
+def test_set_value_lossy_cast_message_fits_set_value():
+    w = theano.shared(np.zeros((2, 2), dtype="float32"), name="W")
+    with pytest.raises(TypeError) as info:
+        w.set_value(np.ones((2, 2)))                   # float64: refused, as Theano's set_value does
+    msg = str(info.value)
+    assert "'W': expected float32, got float64" in msg
+    assert "W.set_value(numpy.asarray(value, dtype='float32'))" in msg
+    assert "allow_input_downcast" not in msg            # an argument of function(), not of set_value
+    w.set_value(np.ones((2, 2)).astype("float32"))      # the advised fix works
