@@ -22,6 +22,7 @@ Max pooling sends the gradient to every element equal to its window's maximum
 """
 import builtins
 import weakref
+import warnings
 
 import numpy as np
 
@@ -35,9 +36,9 @@ __all__ = ["pool_2d", "Pool", "MaxPoolGrad", "AveragePoolGrad", "MaxPoolGradGrad
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 
-# Value used when pool_2d(ignore_border=None): Theano 1.0 warned and used False;
-# symcnn's chosen default is True (the value every current Theano user passes).
-DEFAULT_IGNORE_BORDER = True
+# Value used when pool_2d(ignore_border=None): Theano 1.0's, with its warning, so ported
+# code gets Theano's output sizes.
+DEFAULT_IGNORE_BORDER = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -512,7 +513,7 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
 
     ws: window size (rows, cols); ds is its deprecated name.
     ignore_border: True drops partial windows at the bottom/right border; False keeps them.
-        None means True here (Theano 1.0 warned and used False).
+        None warns and means False, as in Theano 1.0.
     stride: step between windows (default ws); st is its deprecated name.
     pad: zero padding (rows, cols) on both sides, requires ignore_border=True and pad < ws;
         padding is its deprecated name.
@@ -533,6 +534,9 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
             raise ValueError("pool_2d: give the padding as pad or as its old name padding, not both")
         pad = padding
     if ignore_border is None:
+        warnings.warn("pool_2d() was called without ignore_border: using ignore_border=False, as Theano 1.0 "
+                      "did (Theano announced the default would become True). Pass ignore_border=True or "
+                      "False explicitly to choose; the tutorial passes True.", stacklevel=2)
         ignore_border = DEFAULT_IGNORE_BORDER
     x = as_tensor_variable(input)
     if x.ndim < 2:
