@@ -419,3 +419,35 @@ from .gradient_ops import (ConsiderConstant, DisconnectedGrad, GradClip, GradSca
                            consider_constant, disconnected_grad, grad_clip, grad_not_implemented, grad_scale,
                            grad_undefined, zero_grad)
 from .gradient_types import DisconnectedType, NullType, disconnected_type  # noqa: E402,F401
+
+
+def subgraph_grad(wrt, end, start=None, cost=None, details=False):
+    """Theano's subgraph_grad: gradients of `cost` and/or of the known gradients `start`
+    ({variable: gradient}) with respect to `wrt` and `end`, stopping at `end` (treated as
+    constant), so a long graph can be differentiated piece by piece. Disconnected inputs get
+    zeros. Returns (wrt grads, end grads), plus (start grads, cost grads) if details."""
+    if cost is None and start is None:
+        raise ValueError("subgraph_grad: give a cost or start gradients")
+    if not isinstance(end, list) or not isinstance(wrt, list):
+        raise TypeError("subgraph_grad: wrt and end must be lists")
+    if start is not None and not isinstance(start, dict):
+        raise TypeError("subgraph_grad: start must be a dict {variable: gradient}")
+    params = list(dict.fromkeys(wrt + end))
+    start_grads = cost_grads = None
+    if start is not None:
+        start_grads = list(grad(None, params, known_grads=start, consider_constant=end,
+                                disconnected_inputs="ignore"))
+    if cost is not None:
+        cost_grads = list(grad(cost, params, consider_constant=end, disconnected_inputs="ignore"))
+    if start is None:
+        grads = cost_grads
+    else:
+        grads = list(start_grads)
+        if cost_grads is not None:
+            grads = [g + c for g, c in zip(grads, cost_grads)]
+    by_param = dict(zip(params, grads))
+    wrt_grads = [by_param[k] for k in wrt]
+    end_grads = [by_param[k] for k in end]
+    if details:
+        return wrt_grads, end_grads, start_grads, cost_grads
+    return wrt_grads, end_grads

@@ -319,8 +319,13 @@ def reshape(x, newshape, ndim=None):
     return Reshape(ndim)(x, newshape)
 
 
-def flatten(x, ndim=1):
-    return Flatten(ndim)(x)
+def flatten(x, ndim=None, outdim=None):
+    """Keep the first ndim-1 dimensions and collapse the rest (outdim is Theano's old name)."""
+    if outdim is not None:
+        if ndim is not None:
+            raise ValueError("flatten: give ndim or its old name outdim, not both")
+        ndim = outdim
+    return Flatten(1 if ndim is None else ndim)(x)
 
 
 def zeros_like(x, dtype=None):

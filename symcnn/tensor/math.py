@@ -284,6 +284,10 @@ _dot = Dot()
 
 
 def dot(x, y):
+    """numpy.dot of 1-d/2-d operands; a 0-d operand multiplies elementwise (as Theano)."""
+    x, y = as_tensor_variable(x), as_tensor_variable(y)
+    if x.ndim == 0 or y.ndim == 0:
+        return x * y
     return _dot(x, y)
 
 
