@@ -136,7 +136,10 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
             raise ValueError(f"{node.op}.grad returned {len(in_grads)} gradients for {len(node.inputs)} inputs")
         for k in wanted:
             inp, g = node.inputs[k], in_grads[k]
-            if g is None or (isinstance(g, Variable) and isinstance(g.type, DisconnectedType)):
+            if isinstance(g, Variable) and isinstance(g.type, DisconnectedType):
+                continue  # the op says this input does not reach the cost through it
+            if g is None:
+                # our ops' None for an input the op does connect: a zero gradient (integer inputs)
                 if any(pattern[k][j] for j in live):
                     contributions.setdefault(inp, []).append(_ZERO)
                 continue

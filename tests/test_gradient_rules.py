@@ -173,10 +173,15 @@ def test_numeric_grad_is_one_sided_with_theanos_steps():
         assert seen[1].dtype == dtype
         np.testing.assert_array_equal(seen[1], np.array([1.0, -2.0], dtype=dtype) + np.array([eps, 0], dtype))
         np.testing.assert_allclose(g.gf[0], [2.0, -4.0], rtol=10 * eps / 2, atol=1e-3)
-    # the most precise dtype sets the step when inputs are mixed
-    seen.clear()
-    numeric_grad(lambda a, b: float(a.sum() + b.sum()), [np.ones(1, "float32"), np.ones(1)])
-    assert seen == []
+    # mixed inputs: the largest step (float32's), taken in the most precise dtype (float64)
+    steps = []
+
+    def g(a, b):
+        steps.append(float(b[0]) - 1.0)
+        return float(a.sum() + b.sum())
+
+    numeric_grad(g, [np.ones(1, "float32"), np.ones(1)])
+    assert steps[0] == 0.0 and steps[1] == 0.0 and steps[2] == pytest.approx(3e-4, rel=1e-9)
 
 
 def test_verify_grad_tolerances_are_theanos():
