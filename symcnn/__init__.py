@@ -4,6 +4,7 @@ Port Theano code by changing imports: `import symcnn as theano`,
 `import symcnn.tensor as T`.
 """
 from .config import config  # noqa: F401
+from .configparser import change_flags  # noqa: F401
 from .compile.function import Function, function  # noqa: F401
 from .compile.mode import Mode  # noqa: F401
 from .compile.shared import SharedVariable, shared  # noqa: F401

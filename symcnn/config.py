@@ -22,6 +22,9 @@ class Config:
         self.mode = "native"
         self.compiledir = os.path.join(os.path.expanduser("~"), ".cache", "symcnn")
         self.allow_input_downcast = False
+        # Theano's rule for the dtype of mixed operations; 'custom' (Theano's default: Python
+        # floats take floatX) is the one implemented.
+        self.cast_policy = "custom"
         # Threads the native kernels may use (read when a function is compiled; 1 disables threads).
         self.num_threads = _default_threads()
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)
@@ -34,6 +37,12 @@ class Config:
     def __setattr__(self, key, value):
         if key == "floatX" and value not in _FLOATS:
             raise ValueError(f"config.floatX must be one of {_FLOATS}, got {value!r}")
+        if key == "cast_policy":
+            if value == "numpy+floatX":
+                raise NotImplementedError("config.cast_policy='numpy+floatX' is not implemented; symcnn "
+                                          "follows Theano's default 'custom' policy")
+            if value != "custom":
+                raise ValueError(f"config.cast_policy must be 'custom' or 'numpy+floatX', got {value!r}")
         if key == "num_threads":
             value = int(value)
             if value < 1:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .graph.basic import Variable, io_toposort
 from .graph.trace import with_trace
+from .config import config
 from .tensor.type import is_float
 from .tensor.var import as_tensor_variable
 
@@ -18,72 +19,161 @@ class DisconnectedInputError(ValueError):
     pass
 
 
-def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_grads=None,
-         return_disconnected="zero"):
-    """d cost / d wrt as symbolic graphs (a list if wrt is a list, else a single variable)."""
+class NullTypeGradError(TypeError):
+    """A gradient on the way to `wrt` is undefined (grad_undefined / grad_not_implemented)."""
+
+
+# A contribution that is connected to the cost but known to be zero: it came through an
+# integer-valued output, whose gradient Theano defines as 0. Kept symbolic-free so that
+# integer side paths (switch conditions, argmax, comparisons) add no nodes to the graph.
+_ZERO = "zero"
+
+
+def _float_ones_like(x):
+    from .tensor.basic import ones_like
+    return ones_like(x, dtype=x.dtype if is_float(x.dtype) else config.floatX)
+
+
+def _float_zeros_like(x):
+    from .tensor.basic import zeros_like
+    return zeros_like(x, dtype=x.dtype if is_float(x.dtype) else config.floatX)
+
+
+def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_names=True,
+         known_grads=None, return_disconnected="zero", null_gradients="raise"):
+    """d cost / d wrt as symbolic graphs (a list if wrt is a list, else a single variable),
+    with Theano 1.0's semantics:
+
+    - known_grads {var: g}: var's gradient IS g (the cost's paths through var are not added);
+      cost may then be None.
+    - consider_constant: gradients stop at these variables, which still receive theirs
+      (so a wrt listed there gets its gradient).
+    - integer-valued outputs pass a zero gradient; the gradient with respect to an integer
+      variable is computed as if it were float (grad(x, x) == 1 for an int x); an integer
+      cost gives zeros.
+    - a gradient is named '(dcost/dx)' when both have names (add_names).
+    """
+    from .gradient_types import DisconnectedType, NullType
     single = not isinstance(wrt, (list, tuple))
     wrt_list = [wrt] if single else list(wrt)
     for w in wrt_list:
         if not isinstance(w, Variable):
             raise TypeError(f"grad: wrt must be symbolic variables, got {type(w).__name__}")
-        if not is_float(w.dtype):
-            raise TypeError(f"grad: cannot differentiate with respect to the integer variable {w.describe()}")
     if disconnected_inputs not in ("raise", "warn", "ignore"):
         raise ValueError("disconnected_inputs must be 'raise', 'warn' or 'ignore'")
+    if return_disconnected not in ("zero", "None", "Disconnected"):
+        raise ValueError("return_disconnected must be 'zero', 'None' or 'Disconnected'")
+    if null_gradients not in ("raise", "return"):
+        raise ValueError("null_gradients must be 'raise' or 'return'")
+    if consider_constant is None:
+        consider_constant = []
+    try:
+        constants = list(consider_constant)
+    except TypeError:
+        raise TypeError(f"consider_constant must be an iterable collection, got {type(consider_constant)}") from None
+    for c in constants:
+        if not isinstance(c, Variable):
+            raise TypeError(f"Elements of consider_constant must be variables, but got {type(c)}")
+    blockers = set(constants)
 
+    known = dict(known_grads or {})
     seeds = {}
     if cost is not None:
         cost = as_tensor_variable(cost)
         if cost.ndim != 0:
             raise TypeError(f"grad: cost must be a scalar, got {cost.describe()}; sum or mean it first")
-        if not is_float(cost.dtype):
-            raise TypeError(f"grad: cost must be a float scalar, got {cost.describe()}")
-        from .tensor.basic import ones_like
-        seeds[cost] = ones_like(cost)
-    for v, g in (known_grads or {}).items():
-        seeds[v] = as_tensor_variable(g)
-    if not seeds:
+        g_cost = as_tensor_variable(known.pop(cost)) if cost in known else _float_ones_like(cost)
+        if is_float(cost.dtype) and g_cost.dtype != cost.dtype:
+            from .tensor.basic import cast
+            g_cost = cast(g_cost, cost.dtype)
+        seeds[cost] = g_cost
+    for v, g in known.items():
+        if not isinstance(g, Variable):
+            g = as_tensor_variable(g)
+        if not isinstance(g.type, (NullType, DisconnectedType)) and not is_float(g.dtype):
+            raise TypeError(f"grad: gradients must be float, NullType or DisconnectedType, but known_grads "
+                            f"gives {g.describe()} for {v.describe()}")
+        if isinstance(g.type, DisconnectedType):
+            continue
+        seeds[v] = g
+    if cost is None and not known:
         raise ValueError("grad: give a cost or known_grads")
 
-    blockers = set(consider_constant or ())
     outputs = list(seeds)
     # Only nodes on a path from some wrt to the cost matter.
     depends = _depends_on(outputs, set(wrt_list), blockers)
+    fixed = set(seeds)  # their gradient is given; their clients add nothing to it
 
     contributions = {v: [g] for v, g in seeds.items()}
     for node in reversed(io_toposort(outputs, blockers=blockers)):
-        if not any(o in contributions for o in node.outputs):
+        wanted = [k for k, i in enumerate(node.inputs) if i in depends and i not in fixed]
+        if not wanted:
             continue
-        if not any(i in depends for i in node.inputs):
-            continue
-        out_grads = []
-        for o in node.outputs:
-            gs = contributions.get(o)
-            out_grads.append(_total(gs) if gs else None)
+        out_grads = [_total(contributions[o]) if o in contributions else None for o in node.outputs]
         if all(g is None for g in out_grads):
             continue
-        from .tensor.basic import zeros_like
-        out_grads = [zeros_like(o) if g is None else g for o, g in zip(node.outputs, out_grads)]
-        in_grads = node.op.grad(node.inputs, out_grads)
+        pattern = _connection_pattern(node)
+        reaching = [j for j, g in enumerate(out_grads) if g is not None]
+        nulls = [g for g in out_grads if _is_null(g)]
+        live = [j for j in reaching if out_grads[j] is not _ZERO and is_float(node.outputs[j].dtype)]
+        if nulls or not live:
+            # Only integer-valued outputs (or zero gradients) lead to the cost: each connected
+            # input gets zero; an undefined output gradient makes its inputs' undefined too.
+            for k in wanted:
+                if any(pattern[k][j] for j in reaching):
+                    contributions.setdefault(node.inputs[k], []).append(nulls[0] if nulls else _ZERO)
+            continue
+        full = []
+        for o, g in zip(node.outputs, out_grads):
+            if g is None or g is _ZERO:
+                g = _float_zeros_like(o)
+            elif is_float(o.dtype) and g.dtype != o.dtype:
+                from .tensor.basic import cast
+                g = cast(g, o.dtype)
+            full.append(g)
+        in_grads = node.op.grad(node.inputs, full)
         if len(in_grads) != len(node.inputs):
             raise ValueError(f"{node.op}.grad returned {len(in_grads)} gradients for {len(node.inputs)} inputs")
-        for inp, g in zip(node.inputs, in_grads):
-            if g is None or inp not in depends or inp in blockers:
+        for k in wanted:
+            inp, g = node.inputs[k], in_grads[k]
+            if isinstance(g, Variable) and isinstance(g.type, DisconnectedType):
+                continue  # the op says this input does not reach the cost through it
+            if g is None:
+                # our ops' None for an input the op does connect: a zero gradient (integer inputs)
+                if any(pattern[k][j] for j in live):
+                    contributions.setdefault(inp, []).append(_ZERO)
+                continue
+            if _is_null(g):
+                contributions.setdefault(inp, []).append(g)
                 continue
             g = as_tensor_variable(g)
             if g.ndim != inp.ndim:
                 raise ValueError(with_trace(f"{node.op}.grad gave a {g.ndim}-d gradient for the {inp.ndim}-d "
                                             f"input {inp.describe()}", node.trace))
+            if not is_float(g.dtype):
+                raise TypeError(with_trace(f"{node.op}.grad returned the integer-valued gradient {g.describe()} "
+                                           f"for input {k} ({inp.describe()}); gradients are float", node.trace))
             contributions.setdefault(inp, []).append(g)
 
+    cost_name = cost.name if add_names and cost is not None else None
     results = []
     for w in wrt_list:
         gs = contributions.get(w)
         if gs:
             g = _total(gs)
-            if g.dtype != w.dtype:
+            if _is_null(g):
+                if null_gradients == "raise":
+                    raise NullTypeGradError(f"tensor.grad encountered a NaN. {g.type.why_null}")
+                results.append(g)
+                continue
+            if g is _ZERO:
+                g = _float_zeros_like(w)
+            elif is_float(w.dtype) and g.dtype != w.dtype:
                 from .tensor.basic import cast
                 g = cast(g, w.dtype)
+            g = _keep_broadcastable(g, w)
+            if cost_name is not None and w.name is not None and g.owner is not None:
+                g.name = f"(d{cost_name}/d{w.name})"
             results.append(g)
             continue
         msg = (f"grad: the cost does not depend on {w.describe()} (it is a disconnected input). "
@@ -94,10 +184,37 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_g
             warnings.warn(msg, stacklevel=2)
         if return_disconnected == "None":
             results.append(None)
+        elif return_disconnected == "Disconnected":
+            results.append(DisconnectedType()())
         else:
-            from .tensor.basic import zeros_like
-            results.append(zeros_like(w))
+            results.append(_float_zeros_like(w))
     return results[0] if single else results
+
+
+def _is_null(g):
+    from .gradient_types import NullType
+    return isinstance(g, Variable) and isinstance(g.type, NullType)
+
+
+def _connection_pattern(node):
+    """pattern[input][output]: whether that output depends on that input (all, unless the op says)."""
+    cp = getattr(node.op, "connection_pattern", None)
+    if cp is None:
+        return [[True] * len(node.outputs) for _ in node.inputs]
+    return cp(node)
+
+
+def _keep_broadcastable(g, w):
+    """Dimensions of length 1 in w's type stay so in its gradient's type (Theano's broadcastable flag)."""
+    if not hasattr(w.type, "shape") or not hasattr(g.type, "shape") or g.ndim != w.ndim:
+        return g
+    axes = [d for d in range(w.ndim) if w.type.shape[d] == 1 and g.type.shape[d] != 1]
+    if not axes:
+        return g
+    # The gradient has w's shape, so summing over a length-1 dimension changes no value and
+    # gives it the static length 1 again.
+    from .tensor.math import sum as tensor_sum
+    return tensor_sum(g, axis=axes, keepdims=True)
 
 
 def grad_of_expansion(build, inputs, output_grads):
@@ -129,8 +246,15 @@ def grad_of_expansion(build, inputs, output_grads):
 
 
 def _total(gs):
-    total = gs[0]
-    for g in gs[1:]:
+    """Sum of the contributions: an undefined one wins, zeros are dropped (or _ZERO if all are)."""
+    nulls = [g for g in gs if _is_null(g)]
+    if nulls:
+        return nulls[0]
+    real = [g for g in gs if g is not _ZERO]
+    if not real:
+        return _ZERO
+    total = real[0]
+    for g in real[1:]:
         total = total + g
     return total
 
@@ -148,69 +272,185 @@ def _depends_on(outputs, wrt, blockers):
 
 
 class GradientError(AssertionError):
-    def __init__(self, arg, abs_err, rel_err, abs_tol, rel_tol, analytic, numeric):
-        self.arg, self.abs_err, self.rel_err = arg, abs_err, rel_err
-        super().__init__(f"gradient of input {arg} disagrees with finite differences: max abs error {abs_err:.3g} "
-                         f"(tol {abs_tol}), max rel error {rel_err:.3g} (tol {rel_tol})\n"
+    def __init__(self, arg, abs_err, rel_err, abs_tol, rel_tol, analytic, numeric, err_pos=None):
+        self.arg, self.err_pos, self.abs_err, self.rel_err = arg, err_pos, abs_err, rel_err
+        self.abs_tol, self.rel_tol = abs_tol, rel_tol
+        super().__init__(f"gradient of input {arg} disagrees with finite differences at element {err_pos}: "
+                         f"abs error {abs_err:.3g} (tol {abs_tol}), rel error {rel_err:.3g} (tol {rel_tol})\n"
                          f"analytic: {np.ravel(analytic)[:8]}\nnumeric:  {np.ravel(numeric)[:8]}")
+
+
+class numeric_grad:
+    """Theano's one-sided finite differences: grad_i = (f(x + eps e_i) - f(x)) / eps, all inputs
+    packed into one vector of the most precise dtype among them (its `working dtype`)."""
+
+    type_eps = {"float64": 1e-7, "float32": 3e-4, "float16": 1e-1}
+
+    def __init__(self, f, pt, eps=None, out_type=None):
+        packed = not isinstance(pt, (list, tuple))
+        apt = [np.array(p) for p in ([pt] if packed else pt)]
+        dtypes = [str(p.dtype) for p in apt]
+        working = min((self.type_eps[d], d) for d in dtypes)[1]
+        if eps is None:
+            eps = max(self.type_eps[d] for d in dtypes)
+        total = int(sum(p.size for p in apt))
+        x = np.empty(total, dtype=working)
+        gx = np.empty(total, dtype=working)
+        self.gf, views, pos = [], [], 0
+        for p in apt:
+            views.append(x[pos:pos + p.size].reshape(p.shape))
+            self.gf.append(gx[pos:pos + p.size].reshape(p.shape))
+            views[-1][...] = p
+            pos += p.size
+
+        def call():
+            return f(*[v.astype(d) for v, d in zip(views, dtypes)])
+
+        f_x = call()
+        x_copy = x.copy()
+        for i in range(total):
+            x[:] = x_copy
+            x[i] += eps
+            gx[i] = (call() - f_x) / eps
+        if packed:
+            self.gf = self.gf[0]
+
+    @staticmethod
+    def abs_rel_err(a, b):
+        abs_err = np.asarray(abs(a - b))
+        rel_err = np.asarray(abs_err / np.maximum(abs(a) + abs(b), 1e-8))
+        return abs_err, rel_err
+
+    def abs_rel_errors(self, g_pt):
+        if len(g_pt) != len(self.gf):
+            raise ValueError(f"argument has wrong number of elements: {len(g_pt)}")
+        errs = []
+        for i, (a, b) in enumerate(zip(g_pt, self.gf)):
+            if np.shape(a) != b.shape:
+                raise ValueError(f"argument element {i} has wrong shape {(np.shape(a), b.shape)}")
+            errs.append(self.abs_rel_err(np.asarray(a), b))
+        return errs
+
+    def max_err(self, g_pt, abs_tol, rel_tol):
+        """(input index, flat position, abs error, rel error) of the worst element, judged by
+        min(abs_err / abs_tol, rel_err / rel_tol)."""
+        pos, errs, abs_errs, rel_errs = [], [], [], []
+        for abs_err, rel_err in self.abs_rel_errors(g_pt):
+            if not np.all(np.isfinite(abs_err)):
+                raise ValueError("abs_err not finite", repr(abs_err))
+            if not np.all(np.isfinite(rel_err)):
+                raise ValueError("rel_err not finite", repr(rel_err))
+            scaled = np.minimum(abs_err / abs_tol, rel_err / rel_tol)
+            k = int(scaled.argmax()) if scaled.size else 0
+            pos.append(k)
+            errs.append(scaled.flatten()[k] if scaled.size else 0.0)
+            abs_errs.append(abs_err.flatten()[k] if scaled.size else 0.0)
+            rel_errs.append(rel_err.flatten()[k] if scaled.size else 0.0)
+        arg = int(np.argmax(errs))
+        return arg, pos[arg], abs_errs[arg], rel_errs[arg]
+
+
+# Theano's verify_grad tolerances (absolute and relative) per input dtype.
+_type_tol = {"float16": 5e-2, "float32": 1e-2, "float64": 1e-4}
 
 
 def verify_grad(fun, pt, n_tests=2, rng=None, eps=None, out_type=None, abs_tol=None, rel_tol=None,
                 mode=None, cast_to_output_type=False, no_debug_ref=True):
-    """Check `fun`'s symbolic gradient against central finite differences, as Theano's
-    verify_grad does: a random projection of the output gives a scalar cost.
+    """Check `fun`'s symbolic gradient against finite differences, as Theano's verify_grad:
+    the cost is sum(r * fun(*pt)) for a random float64 projection r in [0.5, 1.5); the
+    numeric gradient is numeric_grad's (eps 3e-4 for float32, 1e-7 for float64), and the
+    check fails where both the absolute and the relative error exceed the dtype's tolerance
+    (1e-2 for float32, 1e-4 for float64). The output may be integer-valued (argmax): its
+    gradient is zero.
 
     fun: a Python function of symbolic variables returning one symbolic output.
     pt: list of numpy arrays, the point at which to check.
     """
     from .compile.function import function
+    from .compile.shared import shared
     from .tensor.type import TensorType
     if rng is None:
-        rng = np.random.default_rng(0)
-    elif isinstance(rng, np.random.RandomState):
-        rng = np.random.default_rng(rng.randint(2 ** 31))
+        rng = np.random.RandomState(0)
     pt = [np.array(p) for p in pt]
-    for p in pt:
-        if not is_float(str(p.dtype)):
-            raise TypeError(f"verify_grad needs float inputs, got {p.dtype}")
-    dtype = str(np.result_type(*[p.dtype for p in pt]))
-    if eps is None:
-        eps = 1e-4 if dtype == "float64" else 1e-2
+    for i, p in enumerate(pt):
+        if str(p.dtype) not in ("float16", "float32", "float64"):
+            raise TypeError(f"verify_grad can work only with floating point inputs, but input {i} "
+                            f"has dtype \"{p.dtype}\".")
     if abs_tol is None:
-        abs_tol = 1e-4 if dtype == "float64" else 1e-2
+        abs_tol = max(_type_tol[str(p.dtype)] for p in pt)
     if rel_tol is None:
-        rel_tol = 1e-4 if dtype == "float64" else 1e-2
+        rel_tol = max(_type_tol[str(p.dtype)] for p in pt)
 
     tensors = [TensorType(str(p.dtype), shape=(None,) * p.ndim)(f"input_{i}") for i, p in enumerate(pt)]
-    out = as_tensor_variable(fun(*tensors))
-    if not is_float(out.dtype):
-        raise TypeError(f"verify_grad: the function's output must be float, got {out.describe()}")
+    out = fun(*tensors)
+    if isinstance(out, list):
+        raise NotImplementedError("cant (yet) autotest gradient of fun with multiple outputs")
+    out = as_tensor_variable(out)
     f_out = function(tensors, out, mode=mode, on_unused_input="ignore")
-    out_shape = np.shape(f_out(*pt))
+    out_shape = np.shape(f_out(*[p.copy() for p in pt]))
 
-    for _ in range(n_tests):
-        proj = rng.random(out_shape) + 0.5
-        proj_var = as_tensor_variable(np.asarray(proj, dtype=out.dtype))
-        from .tensor import math as T
-        cost = T.sum(out * proj_var)
-        grads = grad(cost, tensors, disconnected_inputs="ignore")
-        f_cost = function(tensors, cost, mode=mode, on_unused_input="ignore")
-        f_grad = function(tensors, grads, mode=mode, on_unused_input="ignore")
-        analytic = f_grad(*pt)
-        for i, p in enumerate(pt):
-            numeric = np.zeros(p.shape, dtype="float64")
-            flat = p.reshape(-1)
-            for j in range(flat.size):
-                orig = flat[j]
-                flat[j] = orig + eps
-                plus = float(f_cost(*pt))
-                flat[j] = orig - eps
-                minus = float(f_cost(*pt))
-                flat[j] = orig
-                numeric.reshape(-1)[j] = (plus - minus) / (2 * eps)
-            a = np.asarray(analytic[i], dtype="float64")
-            abs_err = np.abs(a - numeric)
-            rel_err = abs_err / np.maximum(np.abs(a) + np.abs(numeric), 1e-8)
-            bad = (abs_err > abs_tol) & (rel_err > rel_tol)
-            if bad.any():
-                raise GradientError(i, abs_err.max(), rel_err[bad].max(), abs_tol, rel_tol, a, numeric)
+    def random_projection():
+        plain = _rand(rng, out_shape) + 0.5
+        if cast_to_output_type and out.dtype == "float32":
+            return np.array(plain, out.dtype)
+        return plain
+
+    proj = shared(random_projection(), borrow=True, name="random_projection")
+    from .tensor import math as T
+    cost = T.sum(proj * out)
+    f_cost = function(tensors, cost, mode=mode, on_unused_input="ignore")
+    grads = grad(cost, tensors, disconnected_inputs="ignore")
+    f_grad = function(tensors, grads, mode=mode, on_unused_input="ignore")
+
+    for test in range(n_tests):
+        num = numeric_grad(lambda *a: float(f_cost(*a)), [p.copy() for p in pt], eps, out_type)
+        analytic = f_grad(*[p.copy() for p in pt])
+        arg, pos, abs_err, rel_err = num.max_err(analytic, abs_tol, rel_tol)
+        if abs_err > abs_tol and rel_err > rel_tol:
+            raise GradientError(arg, abs_err, rel_err, abs_tol, rel_tol, analytic[arg], num.gf[arg], pos)
+        if test < n_tests - 1:
+            proj.set_value(random_projection(), borrow=True)
+
+
+def _rand(rng, shape):
+    if isinstance(rng, np.random.RandomState):
+        return rng.rand(*shape)
+    return rng.random(shape)
+
+
+from .gradient_ops import (ConsiderConstant, DisconnectedGrad, GradClip, GradScale, ZeroGrad,  # noqa: E402,F401
+                           consider_constant, disconnected_grad, grad_clip, grad_not_implemented, grad_scale,
+                           grad_undefined, zero_grad)
+from .gradient_types import DisconnectedType, NullType, disconnected_type  # noqa: E402,F401
+
+
+def subgraph_grad(wrt, end, start=None, cost=None, details=False):
+    """Theano's subgraph_grad: gradients of `cost` and/or of the known gradients `start`
+    ({variable: gradient}) with respect to `wrt` and `end`, stopping at `end` (treated as
+    constant), so a long graph can be differentiated piece by piece. Disconnected inputs get
+    zeros. Returns (wrt grads, end grads), plus (start grads, cost grads) if details."""
+    if cost is None and start is None:
+        raise ValueError("subgraph_grad: give a cost or start gradients")
+    if not isinstance(end, list) or not isinstance(wrt, list):
+        raise TypeError("subgraph_grad: wrt and end must be lists")
+    if start is not None and not isinstance(start, dict):
+        raise TypeError("subgraph_grad: start must be a dict {variable: gradient}")
+    params = list(dict.fromkeys(wrt + end))
+    start_grads = cost_grads = None
+    if start is not None:
+        start_grads = list(grad(None, params, known_grads=start, consider_constant=end,
+                                disconnected_inputs="ignore"))
+    if cost is not None:
+        cost_grads = list(grad(cost, params, consider_constant=end, disconnected_inputs="ignore"))
+    if start is None:
+        grads = cost_grads
+    else:
+        grads = list(start_grads)
+        if cost_grads is not None:
+            grads = [g + c for g, c in zip(grads, cost_grads)]
+    by_param = dict(zip(params, grads))
+    wrt_grads = [by_param[k] for k in wrt]
+    end_grads = [by_param[k] for k in end]
+    if details:
+        return wrt_grads, end_grads, start_grads, cost_grads
+    return wrt_grads, end_grads

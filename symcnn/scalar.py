@@ -120,8 +120,9 @@ class Maximum(ScalarOp):
     def grad(self, inputs, output, g):
         T = _t()
         a, b = inputs
-        # Ties send the gradient to both inputs (as Theano/PyTensor do).
-        return [g * T.cast(T.eq(output, a), g.dtype), g * T.cast(T.eq(output, b), g.dtype)]
+        # Theano 1.0: at a tie the whole gradient goes to the first input.
+        first = T.cast(T.eq(output, a), g.dtype)
+        return [g * first, g * (1 - first)]
 
 
 class Minimum(Maximum):
@@ -285,9 +286,10 @@ class Cast(ScalarOp):
 
     def grad(self, inputs, output, g):
         x = inputs[0]
-        if not is_float(x.dtype):
+        if not is_float(self.dtype):
             return [None]
-        return [_t().cast(g, x.dtype)]
+        # From an integer input the float gradient passes unchanged (Theano's rule).
+        return [_t().cast(g, x.dtype) if is_float(x.dtype) else g]
 
 
 add, sub, mul, true_div, int_div, mod, pow_ = Add(), Sub(), Mul(), TrueDiv(), IntDiv(), Mod(), Pow()
@@ -295,3 +297,23 @@ maximum, minimum, neg, abs_, sgn, sqr = Maximum(), Minimum(), Neg(), Abs(), Sgn(
 exp, log, sqrt, tanh, sigmoid = Exp(), Log(), Sqrt(), Tanh(), Sigmoid()
 eq, neq, lt, le, gt, ge = EQ(), NEQ(), LT(), LE(), GT(), GE()
 switch, second, identity = Switch(), Second(), Identity()
+
+
+class Clip(ScalarOp):
+    """Theano's clip(x, min, max): min where x < min, else max where x > max, else x (so min
+    wins when min > max). The gradient goes to exactly one of the three at each element."""
+
+    nin, name = 3, "clip"
+
+    @staticmethod
+    def impl(x, lo, hi):
+        return np.where(x < lo, lo, np.where(x > hi, hi, x))
+
+    def grad(self, inputs, output, g):
+        T = _t()
+        x, lo, hi = inputs
+        inside = T.cast(T.ge(x, lo), g.dtype) * T.cast(T.le(x, hi), g.dtype)
+        return [g * inside, g * T.cast(T.lt(x, lo), g.dtype), g * T.cast(T.gt(x, hi), g.dtype)]
+
+
+clip = Clip()

@@ -379,3 +379,16 @@ def _composite(ctx, op, v, d, out):
 @scalar_lowering(ts.Cast)
 def _cast(ctx, op, v, d, out):
     return v[0], d[0]
+
+
+@scalar_lowering(ts.Clip)
+def _clip(ctx, op, v, d, out):
+    # Theano's order of tests: below min gives min even when min > max.
+    b = ctx.b
+    x, lo, hi = v
+    if _f(d[0]):
+        below, above = b.fcmp_ordered("<", x, lo), b.fcmp_ordered(">", x, hi)
+    else:
+        cmp = b.icmp_unsigned if U.is_unsigned(d[0]) else b.icmp_signed
+        below, above = cmp("<", x, lo), cmp(">", x, hi)
+    return b.select(below, lo, b.select(above, hi, x)), d[0]

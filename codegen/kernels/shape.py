@@ -46,12 +46,25 @@ def lower_arange(ctx, node, ins):
         n = b.fptosi(b.call(U.intrinsic(ctx.module, "ceil", "float64"), [q]), U.I64)
     n = U.smax(b, n, 0)
     out = ctx.alloc(node.outputs[0], [n])
+    if cdt == "int64" or not U.is_float(dt):
+        with U.for_range(b, out.shape[0]) as i:
+            if cdt == "int64":
+                v = b.add(start, b.mul(i, step))
+            else:
+                v = b.fadd(start, b.fmul(b.sitofp(i, U.F64), step))
+            b.store(U.cast_value(b, v, cdt, dt), out.flat_addr(b, i))
+        return [out]
+    # numpy's algorithm, so the values match it bit for bit: out[0] = start and
+    # out[1] = start + step rounded to the dtype, then out[i] = out[0] + i * (out[1] - out[0])
+    # computed in the dtype.
+    first = U.cast_value(b, start, cdt, dt)
+    second = U.cast_value(b, b.fadd(start, step), cdt, dt)
+    delta = b.fsub(second, first)
     with U.for_range(b, out.shape[0]) as i:
-        if cdt == "int64":
-            v = b.add(start, b.mul(i, step))
-        else:
-            v = b.fadd(start, b.fmul(b.sitofp(i, U.F64), step))
-        b.store(U.cast_value(b, v, cdt, dt), out.flat_addr(b, i))
+        v = b.fadd(first, b.fmul(b.sitofp(i, first.type), delta))
+        v = b.select(b.icmp_signed("==", i, U.i64(1)), second, v)
+        v = b.select(b.icmp_signed("==", i, U.i64(0)), first, v)
+        b.store(v, out.flat_addr(b, i))
     return [out]
 
 

@@ -43,13 +43,16 @@ def _pairs(arg, what):
 
 
 def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
-             allow_input_downcast=None, on_unused_input="raise", no_default_updates=False):
+             allow_input_downcast=None, on_unused_input="raise", no_default_updates=False,
+             accept_inplace=False):
     """Compile a callable computing `outputs` from `inputs`, Theano's way.
 
     updates: (shared variable, expression) pairs, all computed from the old values
       and then assigned together after the outputs are computed.
     givens: (variable, expression) pairs substituted into the graph before compiling;
       slicing a shared dataset there gives a view, not a copy.
+    accept_inplace: accepted for Theano compatibility; graphs a user builds hold no inplace
+      ops (they are introduced only by the compiler), so there is nothing to accept.
     """
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"function: inputs must be a list of variables, got {type(inputs).__name__}")

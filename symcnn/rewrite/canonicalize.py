@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..graph.basic import Constant
+from ..gradient_ops import GradientViewOp
 from ..tensor.basic import Reshape, Flatten, cast
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
@@ -168,3 +169,10 @@ def useless_sum(fgraph, node):
         return None
     kept = [d for d in range(x.ndim) if d not in node.op.axis]
     return [DimShuffle(x.ndim, kept)(x)]
+
+
+@node_rewrite("canonicalize", [GradientViewOp])
+def drop_gradient_view_ops(fgraph, node):
+    """zero_grad, disconnected_grad, grad_clip... only shape gradients: the compiled forward
+    pass does not need them."""
+    return [node.inputs[0]]

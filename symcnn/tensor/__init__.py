@@ -7,6 +7,9 @@ from .elemwise import DimShuffle, Elemwise  # noqa: F401
 from .math import (Argmax, Dot, Max, Sum, abs, abs_, add, argmax, ceil_div, clip, div, dot, eq, exp, ge,  # noqa: F401
                    gt, identity, int_div, le, log, lt, max, maximum, mean, min, minimum, mod, mul, neg, neq,
                    outer, pow, sgn, sigmoid, sqr, sqrt, sub, sum, switch, tanh, true_div)
+from .math_extra import allclose, argmin, divmod, isclose, max_and_argmax, power  # noqa: F401
+from .scalar_constant import (EmptyConstantError, NoneConst, NotScalarConstantError,  # noqa: F401
+                              get_scalar_constant_value)
 from .subtensor import (AdvancedIncSubtensor, AdvancedSubtensor, IncSubtensor, Subtensor,  # noqa: F401
                         inc_subtensor, set_subtensor)
 from .type import TensorType  # noqa: F401
@@ -44,6 +47,10 @@ def tensor(dtype=None, broadcastable=None, name=None, shape=None):
     return TensorType(dtype or _config.floatX, broadcastable=broadcastable, shape=shape)(name)
 
 
+from .constructors import plural as _plural, plural_names as _plural_names  # noqa: E402
+
+for _many, _one in _plural_names():
+    globals()[_many] = _plural(globals()[_one])
 
 
 def __getattr__(name):

@@ -6,7 +6,7 @@ from ..graph.basic import Apply, Constant
 from ..graph.op import Op
 from .. import scalar as ts
 from .elemwise import DimShuffle, Elemwise
-from .type import TensorType, is_int, normalize_dtype
+from .type import TensorType, is_float, is_int, normalize_dtype
 from .var import as_tensor_variable, constant
 
 
@@ -244,10 +244,19 @@ class ARange(Op):
         return [(T.maximum(T.cast(T.ceil_div(stop - start, step), "int64"), 0),)]
 
     def grad(self, inputs, grads):
-        return [None, None, None]
+        # out[i] = start + i * step: d/dstart = sum(gz), d/dstep = sum(gz * i); stop only sets
+        # the length, so it is disconnected (Theano's ARange.grad). Integer outputs give zeros.
+        from . import math as T
+        start, stop, step = inputs
+        gz, = grads
+        if not is_float(self.dtype):
+            return [None, None, None]
+        steps = ARange(self.dtype)(constant(np.asarray(0, dtype="int64")), shape(gz)[0],
+                                   constant(np.asarray(1, dtype="int64")))
+        return [T.sum(gz), None, T.sum(gz * steps)]
 
     def connection_pattern(self, node):
-        return [[False]] * 3
+        return [[True], [False], [True]]
 
 
 def arange(start, stop=None, step=1, dtype=None):
@@ -310,8 +319,13 @@ def reshape(x, newshape, ndim=None):
     return Reshape(ndim)(x, newshape)
 
 
-def flatten(x, ndim=1):
-    return Flatten(ndim)(x)
+def flatten(x, ndim=None, outdim=None):
+    """Keep the first ndim-1 dimensions and collapse the rest (outdim is Theano's old name)."""
+    if outdim is not None:
+        if ndim is not None:
+            raise ValueError("flatten: give ndim or its old name outdim, not both")
+        ndim = outdim
+    return Flatten(1 if ndim is None else ndim)(x)
 
 
 def zeros_like(x, dtype=None):

@@ -137,13 +137,14 @@ class Elemwise(Op):
         raw = self.scalar_op.grad(inputs, out, g)
         result = []
         for x, gx in zip(inputs, raw):
-            if gx is None or not is_float(x.dtype):
+            # An integer input gets the float gradient it would have as a float (Theano's rule).
+            if gx is None or not is_float(gx.dtype):
                 result.append(None)
                 continue
             axes = [d for d in range(x.ndim) if x.type.shape[d] == 1 and gx.type.shape[d] != 1]
             if axes:
                 gx = T.sum(gx, axis=axes, keepdims=True)
-            if gx.dtype != x.dtype:
+            if is_float(x.dtype) and gx.dtype != x.dtype:
                 gx = T.cast(gx, x.dtype)
             result.append(gx)
         return result

@@ -177,10 +177,8 @@ class Argmax(Reduce):
         out[0][0] = np.asarray(res, dtype="int64")
 
     def grad(self, inputs, grads):
+        # Connected, with a zero gradient (Theano's Argmax.grad gives x.zeros_like()).
         return [None]
-
-    def connection_pattern(self, node):
-        return [[False]]
 
 
 def _keep(x, red, axis, keepdims):
@@ -209,9 +207,14 @@ def max(x, axis=None, keepdims=False):
 
 
 def min(x, axis=None, keepdims=False):
+    """Theano's rule: -max(-x); unsigned ints as M - max(M - x) with M the dtype's largest
+    value (so nothing wraps); bool as not max(not x)."""
     x = as_tensor_variable(x)
-    if is_int(x.dtype) and x.dtype.startswith("u"):
-        raise TypeError(f"min of unsigned {x.describe()} is not supported")
+    if x.dtype == "bool":
+        return eq(max(eq(x, False), axis=axis, keepdims=keepdims), False)
+    if x.dtype.startswith("uint"):
+        top = constant(np.asarray(np.iinfo(x.dtype).max, dtype=x.dtype))
+        return top - max(top - x, axis=axis, keepdims=keepdims)
     return -max(-x, axis=axis, keepdims=keepdims)
 
 
@@ -281,12 +284,27 @@ _dot = Dot()
 
 
 def dot(x, y):
+    """numpy.dot of 1-d/2-d operands; a 0-d operand multiplies elementwise (as Theano)."""
+    x, y = as_tensor_variable(x), as_tensor_variable(y)
+    if x.ndim == 0 or y.ndim == 0:
+        return x * y
     return _dot(x, y)
 
 
 def outer(x, y):
+    """Outer product; operands that are not vectors are flattened first (as Theano)."""
+    from .basic import flatten
+    x, y = as_tensor_variable(x), as_tensor_variable(y)
+    if x.ndim != 1:
+        x = flatten(x)
+    if y.ndim != 1:
+        y = flatten(y)
     return dimshuffle(x, 0, "x") * dimshuffle(y, "x", 0)
 
 
-def clip(x, lo, hi):
-    return minimum(maximum(x, lo), hi)
+clip_elemwise = register("clip", ts.clip)
+
+
+def clip(x, min, max):
+    """Theano's T.clip: min where x < min, max where x > max, else x (min wins if min > max)."""
+    return clip_elemwise(x, min, max)

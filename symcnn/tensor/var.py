@@ -49,7 +49,11 @@ class _TensorOps:
         raise TypeError(f"symbolic variable {self.describe()} has no truth value; use T.eq/T.switch in the graph")
 
     def __iter__(self):
-        raise TypeError(f"symbolic variable {self.describe()} cannot be iterated; index it (x[i]) instead")
+        # Theano iterates a vector whose length is known when building (x.shape, a constant).
+        if self.ndim == 1 and self.type.shape[0] is not None:
+            return (self[i] for i in range(self.type.shape[0]))
+        raise TypeError(f"symbolic variable {self.describe()} cannot be iterated (only vectors of known length "
+                        f"can); index it (x[i]) instead")
 
     def __len__(self):
         raise TypeError(f"symbolic variable {self.describe()} has no len(); use x.shape[0]")
@@ -66,6 +70,11 @@ class _TensorOps:
     def argmax(self, axis=None, keepdims=False): return _m().argmax(self, axis=axis, keepdims=keepdims)
     def dot(self, o): return _m().dot(self, o)
     def astype(self, dtype): return _b().cast(self, dtype)
+    def zeros_like(self, dtype=None): return _b().zeros_like(self, dtype=dtype)
+    def ones_like(self, dtype=None): return _b().ones_like(self, dtype=dtype)
+    def argmin(self, axis=None, keepdims=False):
+        from .math_extra import argmin
+        return argmin(self, axis=axis, keepdims=keepdims)
     def reshape(self, shape, ndim=None): return _b().reshape(self, shape, ndim=ndim)
     def flatten(self, ndim=1, outdim=None): return _b().flatten(self, outdim or ndim)
     def dimshuffle(self, *pattern): return _b().dimshuffle(self, *pattern)
@@ -98,7 +107,10 @@ class TensorVariable(_TensorOps, Variable):
 
 
 class TensorConstant(_TensorOps, Constant):
-    pass
+    @property
+    def value(self):
+        """The constant's data (Theano's TensorConstant.value)."""
+        return self.data
 
 
 def constant(value, name=None, dtype=None, ndim=None):

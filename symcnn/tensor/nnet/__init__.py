@@ -4,3 +4,4 @@ from .basic import (CrossEntropySoftmax, CrossEntropySoftmaxGrad, LogSoftmax, So
                     crossentropy_softmax, crossentropy_softmax_grad, log_softmax, logsoftmax, softmax_grad)
 from .conv import conv2d  # noqa: F401
 from . import conv  # noqa: F401  (Theano's older `nnet.conv.conv2d` path)
+from . import abstract_conv  # noqa: F401

@@ -24,6 +24,7 @@ from ...graph.basic import Apply, Constant, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float, is_int, upcast
 from ..var import as_tensor_variable, constant
+from .dilation import dilate_filters, dilate_shape
 
 __all__ = ["conv2d", "Conv2d", "Conv2dGradInputs", "Conv2dGradWeights",
            "AbstractConv2d", "AbstractConv2d_gradInputs", "AbstractConv2d_gradWeights"]
@@ -116,13 +117,11 @@ def _norm_subsample(subsample):
 
 
 def _check_dilation(filter_dilation):
+    """The dilation as a pair of positive ints (filters are dilated by dilation.py)."""
     try:
-        dil = _norm_pair(filter_dilation, "filter_dilation", 1)
+        return _norm_pair(filter_dilation, "filter_dilation", 1)
     except (TypeError, ValueError):
         raise ValueError(f"conv2d: filter_dilation must be a pair of positive ints, got {filter_dilation!r}") from None
-    if dil != (1, 1):
-        raise NotImplementedError(f"conv2d: filter_dilation={dil} is not supported; only (1, 1) "
-                                  f"(no dilation) is implemented")
 
 
 def _padding(border_mode, kh, kw):
@@ -549,7 +548,7 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     subsample: the strides (sh, sw)
     filter_flip: True (default) flips the filters (a true convolution); False correlates
     image_shape: the old name of input_shape (Theano's `nnet.conv.conv2d`)
-    filter_dilation: only (1, 1) is supported
+    filter_dilation: (dh, dw), Theano's dilated convolution (the filter's taps dh rows and dw columns apart)
     Returns a 4-d tensor (batch, nkern, out_rows, out_cols).
     """
     for key in ("imshp_logical", "kshp_logical", "kshp_logical_top_aligned"):
@@ -559,7 +558,9 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
         raise NotImplementedError("conv2d: grouped convolution (num_groups != 1) is not supported")
     if kwargs.get("unshared", False):
         raise NotImplementedError("conv2d: unshared convolution is not supported")
-    unknown = set(kwargs) - {"num_groups", "unshared"}
+    # Theano's old conv2d tuning knobs: they changed speed, never results.
+    unknown = set(kwargs) - {"num_groups", "unshared", "unroll_batch", "unroll_kern", "unroll_patch",
+                             "openmp", "verbose"}
     if unknown:
         raise TypeError(f"conv2d() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     if image_shape is not None:
@@ -568,7 +569,9 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
             raise ValueError(f"conv2d: input_shape={input_shape!r} and its old name image_shape="
                              f"{image_shape!r} are both given and disagree; give only input_shape")
         input_shape = image_shape
-    _check_dilation(filter_dilation)
+    dil = _check_dilation(filter_dilation)
+    if dil != (1, 1):
+        filters, filter_shape = dilate_filters(filters, dil), dilate_shape(filter_shape, dil)
     op = Conv2d(imshp=input_shape, kshp=filter_shape, border_mode=border_mode, subsample=subsample,
                 filter_flip=filter_flip)
     return op(input, filters)
@@ -578,7 +581,9 @@ def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
                            subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
     """Theano's `conv2d_grad_wrt_inputs` (a transposed convolution). input_shape gives the
     input's shape: 4 entries, of which the last two (rows, cols) must be given."""
-    _check_dilation(filter_dilation)
+    dil = _check_dilation(filter_dilation)
+    if dil != (1, 1):
+        filters, filter_shape = dilate_filters(filters, dil), dilate_shape(filter_shape, dil)
     imshp = tuple(input_shape)
     if len(imshp) != 4:
         raise ValueError(f"conv2d_grad_wrt_inputs: input_shape must have 4 entries, got {input_shape!r}")
@@ -595,10 +600,15 @@ def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
 def conv2d_grad_wrt_weights(input, output_grad, filter_shape, input_shape=None, border_mode="valid",
                             subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
     """Theano's `conv2d_grad_wrt_weights`. filter_shape: 4 entries, the last two must be given."""
-    _check_dilation(filter_dilation)
+    dil = _check_dilation(filter_dilation)
     kshp = tuple(filter_shape)
     if len(kshp) != 4:
         raise ValueError(f"conv2d_grad_wrt_weights: filter_shape must have 4 entries, got {filter_shape!r}")
+    if dil != (1, 1):
+        # the gradient of the dilated filter, read at the taps of the real one
+        kshp = tuple(kshp[:2]) + tuple(None if k is None else (k - 1) * d + 1 for k, d in zip(kshp[2:], dil))
+        g = conv2d_grad_wrt_weights(input, output_grad, kshp, input_shape, border_mode, subsample, filter_flip)
+        return g[:, :, ::dil[0], ::dil[1]]
     hw = [as_tensor_variable(s) if isinstance(s, Variable) else s for s in kshp[2:]]
     if any(s is None for s in hw):
         raise ValueError("conv2d_grad_wrt_weights: the rows and cols of filter_shape must be given")

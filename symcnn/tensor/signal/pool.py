@@ -22,6 +22,7 @@ Max pooling sends the gradient to every element equal to its window's maximum
 """
 import builtins
 import weakref
+import warnings
 
 import numpy as np
 
@@ -35,21 +36,50 @@ __all__ = ["pool_2d", "Pool", "MaxPoolGrad", "AveragePoolGrad", "MaxPoolGradGrad
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 
-# Value used when pool_2d(ignore_border=None): Theano 1.0 warned and used False;
-# symcnn's chosen default is True (the value every current Theano user passes).
-DEFAULT_IGNORE_BORDER = True
+# Value used when pool_2d(ignore_border=None): Theano 1.0's, with its warning, so ported
+# code gets Theano's output sizes.
+DEFAULT_IGNORE_BORDER = False
 
 
 # ----------------------------------------------------------------------------------------------
 # argument normalisation
 
 
+def _known_when_building(value, what):
+    """A symbolic ws/stride/pad (a vector, or a tuple holding scalars) as Python ints, when its
+    value is known while building the graph (a constant or computed from constants, static
+    shapes included). The native kernels are specialised on the window geometry, so a value
+    known only at run time is refused."""
+    from ..scalar_constant import NotScalarConstantError, get_scalar_constant_value
+    items = list(value) if isinstance(value, Variable) and value.ndim == 1 and value.type.shape[0] is not None \
+        else value if isinstance(value, (list, tuple)) else None
+    if items is None:
+        if isinstance(value, Variable) and value.ndim == 1:
+            raise NotImplementedError(f"{what} is the symbolic vector {value.describe()} whose length and values "
+                                      f"are only known at run time: symcnn compiles the window geometry into "
+                                      f"the pooling kernels, so {what} must be known when building the graph")
+        raise TypeError(f"{what} must be a pair of ints (rows, cols); got the symbolic {value.describe()}")
+    out = []
+    for v in items:
+        if not isinstance(v, Variable):
+            out.append(v)
+            continue
+        try:
+            out.append(get_scalar_constant_value(v).item())
+        except NotScalarConstantError:
+            raise NotImplementedError(
+                f"{what} is symbolic and its value ({v.describe()}) is only known at run time: symcnn compiles "
+                f"the window geometry into the pooling kernels, so {what} must be known when building the "
+                f"graph (ints, constants, or expressions of constants and static shapes)") from None
+    return out
+
+
 def _pair(value, what, minimum):
     if isinstance(value, Constant):
         value = value.data.tolist()
-    if isinstance(value, Variable):
-        raise TypeError(f"{what} must be a pair of Python ints; symbolic {what} ({value.describe()}) is not "
-                        f"supported")
+    if isinstance(value, Variable) or (isinstance(value, (list, tuple))
+                                       and any(isinstance(v, Variable) for v in value)):
+        value = _known_when_building(value, what)
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{what} must be a pair of ints (rows, cols), got the single int {value!r}")
     try:
@@ -331,6 +361,26 @@ _POOLED = weakref.WeakKeyDictionary()
 class Pool(_PoolBase):
     """Pool the last two dimensions of an N-d (N >= 2) tensor."""
 
+    @staticmethod
+    def out_shape(imgshape, ws=None, ignore_border=False, stride=None, pad=None, ndim=2, ds=None, st=None,
+                  padding=None):
+        """Theano's Pool.out_shape: imgshape with its last two entries (ints or symbolic
+        scalars) replaced by the pooled rows and cols."""
+        ws = ds if ws is None else ws
+        stride = st if stride is None else stride
+        pad = padding if pad is None else pad
+        if ndim != 2:
+            raise NotImplementedError(f"Pool.out_shape: only ndim=2 is supported, got {ndim}")
+        if ws is None:
+            raise ValueError("Pool.out_shape: the window size ws must be given")
+        if len(imgshape) < ndim:
+            raise TypeError(f"imgshape must have at least {ndim} dimensions, got {imgshape!r}")
+        ws = _pair(ws, "ws", 1)
+        stride = ws if stride is None else _pair(stride, "stride", 1)
+        pad = (0, 0) if pad is None else _pair(pad, "pad", 0)
+        rows_cols = [_out_len(imgshape[-2 + i], ws[i], stride[i], pad[i], ignore_border) for i in range(2)]
+        return list(imgshape[:-2]) + rows_cols
+
     def make_node(self, x):
         x = self._check_input(x)
         node = Apply(self, [x], [TensorType(x.dtype, shape=self._pooled_shape(x.type.shape))()])
@@ -512,7 +562,7 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
 
     ws: window size (rows, cols); ds is its deprecated name.
     ignore_border: True drops partial windows at the bottom/right border; False keeps them.
-        None means True here (Theano 1.0 warned and used False).
+        None warns and means False, as in Theano 1.0.
     stride: step between windows (default ws); st is its deprecated name.
     pad: zero padding (rows, cols) on both sides, requires ignore_border=True and pad < ws;
         padding is its deprecated name.
@@ -533,6 +583,9 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
             raise ValueError("pool_2d: give the padding as pad or as its old name padding, not both")
         pad = padding
     if ignore_border is None:
+        warnings.warn("pool_2d() was called without ignore_border: using ignore_border=False, as Theano 1.0 "
+                      "did (Theano announced the default would become True). Pass ignore_border=True or "
+                      "False explicitly to choose; the tutorial passes True.", stacklevel=2)
         ignore_border = DEFAULT_IGNORE_BORDER
     x = as_tensor_variable(input)
     if x.ndim < 2:

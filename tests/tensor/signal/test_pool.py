@@ -235,7 +235,7 @@ def test_max_grad_does_not_leak_non_finite_gradients():
 
 def test_max_grad_reuses_the_forward_output():
     x = T.dtensor4()
-    z = pool_2d(x, (2, 2))
+    z = pool_2d(x, (2, 2), ignore_border=True)
     g = T.grad(T.sum(z), x)
     assert isinstance(g.owner.op, MaxPoolGrad) and g.owner.inputs[1] is z
 
@@ -311,8 +311,8 @@ def test_static_shape_inference():
     assert pool_2d(x, (2, 2), ignore_border=False).type.shape == (None, 3, 4, 3)
     assert pool_2d(x, (3, 3), ignore_border=False, stride=(1, 2)).type.shape == (None, 3, 5, 3)
     assert pool_2d(x, (3, 3), ignore_border=True, stride=(2, 2), pad=(1, 1)).type.shape == (None, 3, 4, 3)
-    assert pool_2d(T.tensor4(), (2, 2)).type.shape == (None,) * 4
-    assert pool_2d(T.tensor3("t", shape=(5, 8, None)), (2, 2)).type.shape == (5, 4, None)
+    assert pool_2d(T.tensor4(), (2, 2), ignore_border=True).type.shape == (None,) * 4
+    assert pool_2d(T.tensor3("t", shape=(5, 8, None)), (2, 2), ignore_border=True).type.shape == (5, 4, None)
     assert Pool((3, 3), False, (1, 1))._pooled_shape((0, 0)) == (0, 0)  # an empty image has no windows
     for h in range(1, 12):
         for ws, st, ib, pad in [((3, 3), (1, 1), False, (0, 0)), ((3, 3), (2, 2), False, (0, 0)),
@@ -334,7 +334,7 @@ def test_grad_op_static_shape_mismatch_errors():
     op = MaxPoolGrad((2, 2), True)
     bad_gz = T.tensor4("badgz", shape=(None, 3, 5, 4))
     with pytest.raises(ValueError, match=r"badgz.*\(\?, 3, 4, 4\)"):
-        op(x, pool_2d(x, (2, 2)), bad_gz)
+        op(x, pool_2d(x, (2, 2), ignore_border=True), bad_gz)
     with pytest.raises(ValueError, match="badgz"):
         AveragePoolGrad((2, 2), True, mode="sum")(x, bad_gz)
     with pytest.raises(TypeError, match="4-d"):
@@ -371,19 +371,29 @@ def test_aliases():
                 downsample.max_pool_2d(x, ds=(3, 2), ignore_border=True, st=(2, 1), padding=(1, 1),
                                        mode="average_exc_pad")]:
         np.testing.assert_allclose(run([x], out, [xv]), want, rtol=1e-12)
-    assert pool_2d(x, (2, 2)).owner.op == Pool((2, 2), True, (2, 2), (0, 0), "max")  # stride defaults to ws
-    assert downsample.max_pool_2d(x, (2, 2)).owner.op.ignore_border is True
+    stride_default = pool_2d(x, (2, 2), ignore_border=True).owner.op
+    assert stride_default == Pool((2, 2), True, (2, 2), (0, 0), "max")  # stride defaults to ws
+    with pytest.warns(UserWarning, match="ignore_border"):
+        assert downsample.max_pool_2d(x, (2, 2)).owner.op.ignore_border is False
 
 
-def test_ignore_border_default_is_true_without_warning():
+@pytest.mark.parametrize("mode", ["reference", "native"])
+def test_ignore_border_default_warns_and_keeps_partial_windows(mode):
+    """Theano 1.0: pool_2d without ignore_border warns and uses False, so a 5x5 image pooled
+    2x2 gives 3x3 (the last row/column are partial windows)."""
     x = T.dtensor4()
+    with pytest.warns(UserWarning, match="ignore_border"):
+        out = pool_2d(x, (2, 2))
+    assert out.owner.op.ignore_border is False
+    xv = np.arange(25.0).reshape(1, 1, 5, 5)
+    got = symcnn.function([x], out, mode=mode)(xv)
+    np.testing.assert_array_equal(got[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = pool_2d(x, (2, 2))
-    assert out.owner.op.ignore_border is True
-    assert run([x], out, [np.zeros((1, 1, 5, 5))]).shape == (1, 1, 2, 2)
+        pool_2d(x, (2, 2), ignore_border=True)  # an explicit choice does not warn
 
 
+@pytest.mark.filterwarnings("ignore:pool_2d\\(\\) was called without ignore_border")
 def test_bad_arguments():
     x = T.dtensor4()
     with pytest.raises(NotImplementedError, match="ignore_border=True"):
