@@ -40,16 +40,32 @@ class _TensorOps:
     def __abs__(self): return _m().abs_(self)
 
     # comparisons build graphs, as in Theano (== and != stay identity: use T.eq / T.neq)
-    def __lt__(self, o): return _m().lt(self, o)
-    def __le__(self, o): return _m().le(self, o)
-    def __gt__(self, o): return _m().gt(self, o)
-    def __ge__(self, o): return _m().ge(self, o)
+    def __lt__(self, o): return _comparison(_m().lt(self, o))
+    def __le__(self, o): return _comparison(_m().le(self, o))
+    def __gt__(self, o): return _comparison(_m().gt(self, o))
+    def __ge__(self, o): return _comparison(_m().ge(self, o))
+
+    # Theano's rule: every variable is true (so `if not W:` tests for None), except the result of
+    # a comparison operator, so that `a < b < c` (Python's `(a < b) and (b < c)`) cannot silently
+    # drop a comparison.
+    _is_nonzero = True
 
     def __bool__(self):
-        raise TypeError(f"symbolic variable {self.describe()} has no truth value; use T.eq/T.switch in the graph")
+        if self._is_nonzero:
+            return True
+        from ..graph.trace import with_trace
+        raise TypeError(with_trace(
+            f"Variables do not support boolean operations: {self.describe()} is the result of a "
+            f"comparison (a chained comparison such as a < b < c, or `if x < y:`); combine symbolic "
+            f"conditions with T.and_/T.switch in the graph", self.trace))
 
     def __iter__(self):
-        raise TypeError(f"symbolic variable {self.describe()} cannot be iterated; index it (x[i]) instead")
+        # Theano iterates over vectors of known length (n, m = x.shape).
+        n = self.type.shape[0] if self.ndim == 1 else None
+        if n is None:
+            raise TypeError(f"symbolic variable {self.describe()} cannot be iterated (only a vector of "
+                            f"static length can); index it (x[i]) instead")
+        return iter([self[i] for i in range(n)])
 
     def __len__(self):
         raise TypeError(f"symbolic variable {self.describe()} has no len(); use x.shape[0]")
@@ -59,8 +75,12 @@ class _TensorOps:
         return subtensor.getitem(self, idx)
 
     # methods
-    def sum(self, axis=None, dtype=None, keepdims=False): return _m().sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return _m().mean(self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, dtype=None, keepdims=False, acc_dtype=None):
+        return _m().sum(self, axis=axis, dtype=dtype, keepdims=keepdims, acc_dtype=acc_dtype)
+
+    def mean(self, axis=None, dtype=None, keepdims=False, acc_dtype=None):
+        return _m().mean(self, axis=axis, dtype=dtype, keepdims=keepdims, acc_dtype=acc_dtype)
+
     def max(self, axis=None, keepdims=False): return _m().max(self, axis=axis, keepdims=keepdims)
     def min(self, axis=None, keepdims=False): return _m().min(self, axis=axis, keepdims=keepdims)
     def argmax(self, axis=None, keepdims=False): return _m().argmax(self, axis=axis, keepdims=keepdims)
@@ -81,6 +101,11 @@ class _TensorOps:
     def dprint(self, **kwargs):
         from ..printing import debugprint
         return debugprint(self, **kwargs)
+
+
+def _comparison(v):
+    v._is_nonzero = False
+    return v
 
 
 def _m():

@@ -4,3 +4,5 @@ from .basic import (CrossEntropySoftmax, CrossEntropySoftmaxGrad, LogSoftmax, So
                     crossentropy_softmax, crossentropy_softmax_grad, log_softmax, logsoftmax, softmax_grad)
 from .conv import conv2d  # noqa: F401
 from . import conv  # noqa: F401  (Theano's older `nnet.conv.conv2d` path)
+from .crossentropy import binary_crossentropy, categorical_crossentropy  # noqa: F401
+from .relu import relu  # noqa: F401
