@@ -298,6 +298,12 @@ _dot = Dot()
 
 
 def dot(x, y):
+    """numpy.dot: Dot for vectors and matrices; other ndims (lstm's T.dot(tensor3, matrix),
+    scalars) as Theano writes them (see nd_dot.py)."""
+    x, y = as_tensor_variable(x), as_tensor_variable(y)
+    if x.ndim not in (1, 2) or y.ndim not in (1, 2):
+        from .nd_dot import nd_dot
+        return nd_dot(x, y)
     return _dot(x, y)
 
 
