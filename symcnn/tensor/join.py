@@ -14,13 +14,13 @@ from .var import Variable, as_tensor_variable, constant
 def _static_axis(axis, ndim, who):
     if isinstance(axis, Variable):
         if not isinstance(axis, Constant):
-            raise TypeError(f"{who}: the axis must be known when the graph is built (an int), got "
-                            f"{axis.describe()}")
+            raise TypeError(with_trace(f"{who}: the axis must be known when the graph is built (an int), got "
+                                       f"{axis.describe()}", user_trace()))
         axis = axis.data.item()
     if not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{who}: axis must be an int, got {axis!r}")
+        raise TypeError(with_trace(f"{who}: axis must be an int, got {axis!r}", user_trace()))
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{who}: axis {axis} is out of range for {ndim}-d tensors")
+        raise ValueError(with_trace(f"{who}: axis {axis} is out of range for {ndim}-d tensors", user_trace()))
     return int(axis) % ndim
 
 
@@ -135,7 +135,8 @@ def stack(*tensors, **kwargs):
 
 class Alloc(Op):
     """Alloc(value, *shape): a tensor of `shape` filled with `value` broadcast from the right
-    (numpy.broadcast_to, then a copy)."""
+    (numpy.broadcast_to, then a copy). As for elementwise ops, a dimension of the value
+    broadcasts only if its type says it has length 1."""
 
     def make_node(self, value, *shp):
         value = as_tensor_variable(value)
@@ -144,7 +145,9 @@ class Alloc(Op):
             s = as_tensor_variable(s)
             if s.ndim != 0 or not is_int(s.dtype):
                 raise TypeError(f"alloc: shape entries must be integer scalars, got {s.describe()}")
-            dims.append(s if s.dtype == "int64" else cast(s, "int64"))
+            if s.dtype != "int64":
+                s = constant(np.asarray(s.data, dtype="int64")) if isinstance(s, Constant) else cast(s, "int64")
+            dims.append(s)
         if value.ndim > len(dims):
             raise TypeError(f"alloc: the value {value.describe()} has more dimensions than the shape "
                             f"({len(dims)})")
@@ -167,11 +170,14 @@ class Alloc(Op):
         value, shp = inputs[0], tuple(int(s) for s in inputs[1:])
         if any(s < 0 for s in shp):
             raise ValueError(f"alloc: negative dimension in shape {shp}")
-        try:
-            res = np.broadcast_to(value, shp)
-        except ValueError:
-            raise ValueError(f"alloc: the value {node.inputs[0].describe()} of shape {np.shape(value)} cannot "
-                             f"fill shape {shp}") from None
+        lead = len(shp) - value.ndim
+        for d in range(value.ndim):
+            # As for elementwise ops, only dimensions declared broadcastable broadcast.
+            if value.shape[d] != shp[lead + d] and node.inputs[0].type.shape[d] != 1:
+                raise ValueError(f"alloc: the value {node.inputs[0].describe()} of shape {np.shape(value)} cannot "
+                                 f"fill shape {shp} (dimension {d}; only dimensions declared broadcastable, "
+                                 f"of static length 1, broadcast)")
+        res = np.broadcast_to(value, shp)
         out[0][0] = np.array(res, dtype=node.outputs[0].dtype)
 
     def infer_shape(self, node, shapes):
