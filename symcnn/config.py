@@ -26,6 +26,9 @@ class WarnFlags:
             raise AttributeError(name)
         return False
 
+    def __repr__(self):  # stable across processes (the compile cache's key includes the config)
+        return f"WarnFlags({sorted(vars(self).items())!r})"
+
 
 _TEST_VALUE_MODES = ("off", "ignore", "warn", "raise", "pdb")
 
