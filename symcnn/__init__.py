@@ -14,5 +14,6 @@ from .graph import Apply, Constant, FunctionGraph, Op, Variable  # noqa: F401
 from . import tensor  # noqa: F401
 from . import printing  # noqa: F401
 from . import gradient  # noqa: F401
+from . import ifelse  # noqa: F401,E402  (theano.ifelse.ifelse)
 
 __version__ = "0.1.0"

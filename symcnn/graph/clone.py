@@ -30,7 +30,7 @@ def clone(output, replace=None, strict=True, share_inputs=True):
             if strict or new.ndim != old.ndim:
                 raise TypeError(with_trace(
                     f"clone: {old.describe()} is {old.type} but its replacement {new.describe()} is {new.type}"
-                    + ("; pass strict=False to convert it" if not strict or new.ndim == old.ndim else ""), trace))
+                    + ("; pass strict=False to convert it" if strict and new.ndim == old.ndim else ""), trace))
             if new.dtype != old.dtype:
                 from ..tensor.basic import cast
                 new = cast(new, old.dtype)
