@@ -1,6 +1,6 @@
 """symcnn.tensor, used as `T`: Theano's tensor API."""
 from ..config import config as _config
-from ..gradient import grad  # noqa: F401
+from ..gradient import Lop, Rop, grad  # noqa: F401
 from .basic import (ARange, Flatten, MakeVector, Reshape, Shape, Shape_i, arange, cast, dimshuffle,  # noqa: F401
                     fill, flatten, ones_like, reshape, second, shape, stack_scalars, transpose, zeros_like)
 from .elemwise import DimShuffle, Elemwise  # noqa: F401
