@@ -154,7 +154,7 @@ class Alloc(Op):
         static = []
         lead = len(dims) - value.ndim
         for d, s in enumerate(dims):
-            k = int(s.data) if isinstance(s, Constant) else None
+            k = _known_int(s)
             if k is not None and k < 0:
                 raise ValueError(f"alloc: negative dimension {k}")
             vd = value.type.shape[d - lead] if d >= lead else 1
@@ -198,6 +198,18 @@ class Alloc(Op):
 
     def connection_pattern(self, node):
         return [[True]] + [[False]] * (len(node.inputs) - 1)
+
+
+def _known_int(s):
+    """The value of an int scalar when known while building: a constant, or x.shape[i] of a
+    dimension with a static length."""
+    from .basic import Shape_i
+    if isinstance(s, Constant):
+        return int(s.data)
+    node = s.owner
+    if node is not None and isinstance(node.op, Shape_i):
+        return node.inputs[0].type.shape[node.op.i]
+    return None
 
 
 alloc_op = Alloc()
