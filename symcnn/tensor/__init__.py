@@ -47,4 +47,4 @@ def tensor(dtype=None, broadcastable=None, name=None, shape=None):
 from .join import Alloc, Join, alloc, concatenate, join, ones, stack, zeros  # noqa: F401,E402
 from .rounding import round, round_half_away_from_zero, round_half_to_even  # noqa: F401,E402
 from . import xlogx  # noqa: F401,E402  (T.xlogx.xlogx, T.xlogx.xlogy0)
-from .nd_dot import batched_dot, tensordot  # noqa: F401,E402
+from .nd_dot import batched_dot, batched_tensordot, tensordot  # noqa: F401,E402
