@@ -295,19 +295,11 @@ def _cast(x, dtype):
     return cast(x, dtype)
 
 
-def _static_length(expression, who, trace):
-    n = expression.type.shape[0]
-    if n is None:
-        raise ValueError(with_trace(
-            f"{who}: {expression.describe()} has no static length; symcnn builds the Jacobian one row per "
-            f"element (Theano uses scan), so give the variable a static shape, e.g. "
-            f"T.TensorType('float64', shape=(n,))('x')", trace))
-    return n
-
-
 def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise"):
     """Theano's jacobian: d expression / d wrt, one row per element of the vector `expression`
-    (shape expression.shape + wrt.shape); a scalar expression gives its gradient."""
+    (shape expression.shape + wrt.shape); a scalar expression gives its gradient. With a static
+    length the rows are unrolled into the graph (which stays differentiable); otherwise an
+    IndexMap computes them at run time."""
     from .graph.trace import user_trace
     from .tensor.join import stack
     trace = user_trace()
@@ -321,11 +313,27 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise
                                    f"flatten it first", trace))
     if not is_float(expression.dtype):
         raise TypeError(with_trace(f"jacobian: {expression.describe()} is not a float expression", trace))
-    n = _static_length(expression, "jacobian", trace)
+    n = expression.type.shape[0]
+    if n is None:
+        res = _rows_at_run_time(expression, wrts, consider_constant, disconnected_inputs)
+        return res if as_list else res[0]
     rows = [grad(expression[i], wrts, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs)
             for i in range(n)]
     res = [stack([r[k] for r in rows]) if n else _empty_rows(w) for k, w in enumerate(wrts)]
     return res if as_list else res[0]
+
+
+def _rows_at_run_time(expression, wrts, consider_constant, disconnected_inputs):
+    """d expression[i] / d wrt for i < len(expression), a length known only at run time: one
+    inner graph for row i, run for every i (symcnn.index_map.IndexMap; Theano uses scan)."""
+    from .index_map import index_map
+    from .tensor.basic import shape
+    grad(expression.sum(), wrts, consider_constant=consider_constant,
+         disconnected_inputs=disconnected_inputs)  # raises now for a disconnected wrt, as the rows would
+    return index_map(shape(expression)[0],
+                     lambda i: grad(expression[i], wrts, consider_constant=consider_constant,
+                                    disconnected_inputs="ignore"),
+                     [[shape(w)[d] for d in range(w.ndim)] for w in wrts])
 
 
 def _empty_rows(w):
@@ -350,7 +358,10 @@ def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
         if g.type.shape[0] is None and w.type.shape[0] is not None:
             from .tensor.basic import reshape
             g = reshape(g, (w.type.shape[0],), ndim=1)
-        n = _static_length(w, "hessian", trace)
+        n = w.type.shape[0]
+        if n is None:
+            res.append(_rows_at_run_time(g, [w], consider_constant, "ignore")[0])
+            continue
         rows = [grad(g[i], w, consider_constant=consider_constant, disconnected_inputs="ignore") for i in range(n)]
         from .tensor.join import stack
         res.append(stack(rows) if n else _empty_rows(w))
