@@ -686,12 +686,20 @@ def op_ifelse(g):
     return g.apply("ifelse({2}, {0}, {1})", lambda x, y, z: ifelse(z, x, y), a, b, c)
 
 
+def op_jacobian(g):
+    from symcnn.gradient import jacobian
+    a = g.pick(g.keys(lambda k: g.real[k].ndim == 1 and g.dtype(k) == "float64")
+               or [g.fresh(dtype="float64", ndim=1)])
+    # (the real graph's lengths are not static: its rows come from an IndexMap)
+    return g.apply("jacobian(T.tanh({0} * 2), {0})", lambda x: jacobian(T.tanh(x * 2), x), a)
+
+
 OPS = {"unary": op_unary, "binary": op_binary, "switch": op_switch, "dimshuffle": op_dimshuffle,
        "reshape": op_reshape, "subtensor": op_subtensor, "advanced": op_advanced, "reduce": op_reduce,
        "dot": op_dot, "softmax": op_softmax, "conv": op_conv, "pool": op_pool,
        "join": op_join, "alloc": op_alloc, "round": op_round, "xlogx": op_xlogx, "nd_dot": op_nd_dot,
-       "relu": op_relu, "ifelse": op_ifelse}
-API_OPS = ("join", "alloc", "round", "xlogx", "nd_dot", "relu", "ifelse", "unary", "binary", "reduce")
+       "relu": op_relu, "ifelse": op_ifelse, "jacobian": op_jacobian}
+API_OPS = ("join", "alloc", "round", "xlogx", "nd_dot", "relu", "ifelse", "jacobian", "unary", "binary", "reduce")
 API_GRAD_OPS = ("join", "alloc", "xlogx", "nd_dot", "relu", "ifelse", "unary", "binary", "reduce")
 ELEMWISE_OPS = ("unary", "binary", "switch")
 STRUCTURE_OPS = ("dimshuffle", "reshape", "subtensor", "advanced", "reduce", "dot", "softmax", "unary", "binary")
