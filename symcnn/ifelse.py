@@ -10,7 +10,7 @@ graph too, so it runs again inside the branch when that branch is taken.
 """
 import numpy as np
 
-from .graph.basic import Apply, Constant, Variable, clone_replace, graph_inputs, io_toposort
+from .graph.basic import Apply, Constant, Variable, clone_replace, graph_inputs
 from .graph.fg import FunctionGraph
 from .graph.op import Op
 from .graph.trace import reraise_with_trace, user_trace, with_trace

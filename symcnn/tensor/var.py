@@ -56,8 +56,8 @@ class _TensorOps:
         from ..graph.trace import with_trace
         raise TypeError(with_trace(
             f"Variables do not support boolean operations: {self.describe()} is the result of a "
-            f"comparison (a chained comparison such as a < b < c, or `if x < y:`); combine symbolic "
-            f"conditions with T.and_/T.switch in the graph", self.trace))
+            f"comparison (a chained comparison such as a < b < c, or `if x < y:`); choose between symbolic "
+            f"values with T.switch (or theano.ifelse.ifelse) in the graph", self.trace))
 
     def __iter__(self):
         # Theano iterates over vectors of known length (n, m = x.shape).
