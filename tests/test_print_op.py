@@ -51,3 +51,12 @@ def test_print_bad_arguments():
     with pytest.raises(TypeError) as e:
         Print("m", attrs="shape")
     assert_starts_with_location(e, loc)
+
+
+def test_print_op_contract():
+    from tests.helpers import assert_op_contract
+    quiet = Print("q", global_fn=lambda op, v: None)
+    got = assert_op_contract(quiet, [rand((2, 3))])
+    np.testing.assert_array_equal(got[0], rand((2, 3)))
+    got = assert_op_contract(quiet, [rand((4,), "int32")], mode="native")
+    assert got[0].dtype == np.int32
