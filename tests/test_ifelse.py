@@ -99,3 +99,19 @@ def test_infer_shape_is_lazy_too():
     for cv, want in ((1, (3, 4)), (0, (2, 5))):
         vals = [np.int32(cv), rand((3, 4)), rand((5,))]
         assert inferred_shapes(out.owner, [c, x, y], vals) == [want]
+
+
+def test_gradient_that_reads_the_ifelse_output():
+    """The output gradient depends on the IfElse output itself: the gradient's branches contain
+    an IfElse node in turn (nested inner graphs), natively too."""
+    c, x = T.iscalar("c"), T.dvector("x")
+    W = theano.shared(np.array([1.0, 2.0]), name="W")
+    z = ifelse(c, T.tanh(x * W), x ** 2)
+    g = T.grad((z ** 2).sum() + z.mean(), [x, W])
+    xv = np.array([0.5, -1.0])
+    t = np.tanh(xv * [1, 2])
+    for cv, want_x, want_w in ((1, (2 * t + 0.5) * (1 - t ** 2) * [1, 2], (2 * t + 0.5) * (1 - t ** 2) * xv),
+                               (0, 4 * xv ** 3 + xv, [0.0, 0.0])):
+        fn, (got,) = check_native_vs_reference([c, x], g, [np.int32(cv), xv], rtol=1e-10)
+        np.testing.assert_allclose(got[0], want_x, rtol=1e-10)
+        np.testing.assert_allclose(got[1], want_w, rtol=1e-10, atol=1e-14)
