@@ -134,10 +134,20 @@ def _resolve(theano_name):
                 nxt = importlib.import_module(f"{obj.__name__}.{part}")
             except ImportError:
                 nxt = None
+            if nxt is not None and not _ours(nxt):
+                nxt = None
         if nxt is None:
             return None
         obj = nxt
     return None if inspect.ismodule(obj) else obj
+
+
+def _ours(module):
+    """A module of this symcnn tree (an editable install elsewhere may answer imports of
+    submodules this tree does not have)."""
+    import os
+    root = os.path.dirname(os.path.abspath(importlib.import_module("symcnn").__file__))
+    return os.path.abspath(getattr(module, "__file__", "") or "").startswith(root + os.sep)
 
 
 def _accepts(obj, args):
