@@ -16,8 +16,32 @@ def _default_threads():
         return max(1, os.cpu_count() or 1)
 
 
+class WarnFlags:
+    """theano.config.warn: Theano's switches for warnings about old bugs. Scripts set them at
+    import time (`theano.config.warn.subtensor_merge_bug = False`); symcnn has none of those
+    bugs, so every name is accepted, remembered and otherwise ignored (unset names read False)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return False
+
+    def __repr__(self):
+        # The compile cache's key includes repr(config); these flags change no code, so their
+        # values stay out of it (a script setting them still hits the cache).
+        return "WarnFlags()"
+
+
+_TEST_VALUE_MODES = ("off", "ignore", "warn", "raise", "pdb")
+
+
 class Config:
     def __init__(self):
+        self.warn = WarnFlags()
+        # Theano's compute_test_value: 'off', or evaluate every new node on its inputs'
+        # .tag.test_value while the graph is built ('ignore'/'warn'/'raise'/'pdb' say what to do
+        # when an input has no test value).
+        self.compute_test_value = "off"
         self.floatX = "float32"
         self.mode = "native"
         self.compiledir = os.path.join(os.path.expanduser("~"), ".cache", "symcnn")
@@ -29,7 +53,10 @@ class Config:
         self.num_threads = _default_threads()
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)
         for key, value in flags.items():
-            setattr(self, key.strip(), value.strip())
+            target, key = self, key.strip()
+            if key.startswith("warn."):
+                target, key = self.warn, key[len("warn."):]
+            setattr(target, key, value.strip())
         self.floatX = os.environ.get("SYMCNN_FLOATX", self.floatX)
         self.mode = os.environ.get("SYMCNN_MODE", self.mode)
         self.num_threads = os.environ.get("SYMCNN_NUM_THREADS", self.num_threads)
@@ -43,6 +70,10 @@ class Config:
                                           "follows Theano's default 'custom' policy")
             if value != "custom":
                 raise ValueError(f"config.cast_policy must be 'custom' or 'numpy+floatX', got {value!r}")
+        if key == "compute_test_value" and value not in _TEST_VALUE_MODES:
+            raise ValueError(f"config.compute_test_value must be one of {_TEST_VALUE_MODES}, got {value!r}")
+        if key == "warn" and not isinstance(value, WarnFlags):
+            raise TypeError("config.warn holds flags: set its attributes (config.warn.round = False)")
         if key == "num_threads":
             value = int(value)
             if value < 1:

@@ -454,3 +454,155 @@ def subgraph_grad(wrt, end, start=None, cost=None, details=False):
     if details:
         return wrt_grads, end_grads, start_grads, cost_grads
     return wrt_grads, end_grads
+
+
+# -- Lop, Rop, jacobian, hessian (Theano's theano.gradient API) -------------------------------
+
+def _as_list(x):
+    return (list(x), True) if isinstance(x, (list, tuple)) else ([x], False)
+
+
+def Lop(f, wrt, eval_points, consider_constant=None, disconnected_inputs="raise"):
+    """Theano's Lop: the vector-Jacobian product sum_j eval_points[j] . d f[j] / d wrt (the
+    gradient of f with eval_points as the gradients of its outputs). Lists in, lists out."""
+    from .graph.trace import user_trace
+    trace = user_trace()
+    fs, _ = _as_list(f)
+    vs, _ = _as_list(eval_points)
+    wrts, as_list = _as_list(wrt)
+    if len(fs) != len(vs):
+        raise ValueError(with_trace(f"Lop: {len(fs)} expressions but {len(vs)} eval_points", trace))
+    known = {}
+    for fe, v in zip(fs, vs):
+        fe, v = as_tensor_variable(fe), as_tensor_variable(v)
+        if v.ndim != fe.ndim:
+            raise TypeError(with_trace(f"Lop: eval_point {v.describe()} must have the ndim of {fe.describe()}", trace))
+        known[fe] = v
+    res = grad(None, wrts, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs,
+               known_grads=known)
+    return res if as_list else res[0]
+
+
+def Rop(f, wrt, eval_points, disconnected_outputs="raise", return_disconnected="zero"):
+    """Theano's Rop: the Jacobian-vector product sum_i d f / d wrt[i] . eval_points[i], for every
+    differentiable op. It is the transpose of a Lop: with u a stand-in for the gradient of f,
+    Lop(f, wrt, u) is linear in u, and its gradient with respect to u, dotted with
+    eval_points, is the Rop. The result does not depend on u's value; u is then replaced by f."""
+    from .graph.basic import clone_replace
+    from .graph.trace import user_trace
+    from .tensor import math as M
+    trace = user_trace()
+    fs, f_list = _as_list(f)
+    wrts, _ = _as_list(wrt)
+    vs, _ = _as_list(eval_points)
+    if len(wrts) != len(vs):
+        raise ValueError(with_trace(f"Rop: {len(wrts)} variables in wrt but {len(vs)} eval_points", trace))
+    vs = [as_tensor_variable(v) for v in vs]
+    for w, v in zip(wrts, vs):
+        if v.ndim != w.ndim:
+            raise TypeError(with_trace(f"Rop: eval_point {v.describe()} must have the ndim of {w.describe()}", trace))
+    results = []
+    for fe in fs:
+        fe = as_tensor_variable(fe)
+        if not is_float(fe.dtype):
+            raise TypeError(with_trace(f"Rop: {fe.describe()} is not a float expression", trace))
+        u = fe.type()
+        lops = grad(None, wrts, disconnected_inputs="ignore", known_grads={fe: u}, return_disconnected="None")
+        terms = [M.sum(lo * v) for lo, v in zip(lops, vs) if lo is not None]
+        if not terms:
+            msg = f"Rop: {fe.describe()} does not depend on any of wrt"
+            if disconnected_outputs == "raise":
+                raise DisconnectedInputError(with_trace(msg, trace))
+            if disconnected_outputs == "warn":
+                warnings.warn(msg, stacklevel=2)
+            if return_disconnected == "None":
+                results.append(None)
+            else:
+                from .tensor.basic import zeros_like
+                results.append(zeros_like(fe))
+            continue
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        r = grad(total, u, disconnected_inputs="ignore")
+        r = clone_replace([r], {u: fe})[0]
+        results.append(r if r.dtype == fe.dtype else _cast(r, fe.dtype))
+    return results if f_list else results[0]
+
+
+def _cast(x, dtype):
+    from .tensor.basic import cast
+    return cast(x, dtype)
+
+
+def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """Theano's jacobian: d expression / d wrt, one row per element of the vector `expression`
+    (shape expression.shape + wrt.shape); a scalar expression gives its gradient. With a static
+    length the rows are unrolled into the graph (which stays differentiable); otherwise an
+    IndexMap computes them at run time."""
+    from .graph.trace import user_trace
+    from .tensor.join import stack
+    trace = user_trace()
+    expression = as_tensor_variable(expression)
+    wrts, as_list = _as_list(wrt)
+    if expression.ndim == 0:
+        res = grad(expression, wrts, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs)
+        return res if as_list else res[0]
+    if expression.ndim != 1:
+        raise TypeError(with_trace(f"jacobian expects a vector expression, got {expression.describe()}; "
+                                   f"flatten it first", trace))
+    if not is_float(expression.dtype):
+        raise TypeError(with_trace(f"jacobian: {expression.describe()} is not a float expression", trace))
+    n = expression.type.shape[0]
+    if n is None:
+        res = _rows_at_run_time(expression, wrts, consider_constant, disconnected_inputs)
+        return res if as_list else res[0]
+    rows = [grad(expression[i], wrts, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs)
+            for i in range(n)]
+    res = [stack([r[k] for r in rows]) if n else _empty_rows(w) for k, w in enumerate(wrts)]
+    return res if as_list else res[0]
+
+
+def _rows_at_run_time(expression, wrts, consider_constant, disconnected_inputs):
+    """d expression[i] / d wrt for i < len(expression), a length known only at run time: one
+    inner graph for row i, run for every i (symcnn.index_map.IndexMap; Theano uses scan)."""
+    from .index_map import index_map
+    from .tensor.basic import shape
+    grad(expression.sum(), wrts, consider_constant=consider_constant,
+         disconnected_inputs=disconnected_inputs)  # raises now for a disconnected wrt, as the rows would
+    return index_map(shape(expression)[0],
+                     lambda i: grad(expression[i], wrts, consider_constant=consider_constant,
+                                    disconnected_inputs="ignore"),
+                     [[shape(w)[d] for d in range(w.ndim)] for w in wrts])
+
+
+def _empty_rows(w):
+    from .tensor.join import alloc
+    from .tensor.basic import shape
+    return alloc(np.zeros((), dtype=w.dtype), 0, *[shape(w)[d] for d in range(w.ndim)])
+
+
+def hessian(cost, wrt, consider_constant=None, disconnected_inputs="raise"):
+    """Theano's hessian: for each vector in wrt, the matrix of second derivatives of the scalar cost."""
+    from .graph.trace import user_trace
+    trace = user_trace()
+    cost = as_tensor_variable(cost)
+    if cost.ndim != 0:
+        raise TypeError(with_trace(f"hessian: the cost must be a scalar, got {cost.describe()}", trace))
+    wrts, as_list = _as_list(wrt)
+    res = []
+    for w in wrts:
+        if w.ndim != 1:
+            raise TypeError(with_trace(f"hessian: wrt must be vectors, got {w.describe()}", trace))
+        g = grad(cost, w, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs)
+        if g.type.shape[0] is None and w.type.shape[0] is not None:
+            from .tensor.basic import reshape
+            g = reshape(g, (w.type.shape[0],), ndim=1)
+        n = w.type.shape[0]
+        if n is None:
+            res.append(_rows_at_run_time(g, [w], consider_constant, "ignore")[0])
+            continue
+        rows = [grad(g[i], w, consider_constant=consider_constant, disconnected_inputs="ignore") for i in range(n)]
+        from .tensor.join import stack
+        res.append(stack(rows) if n else _empty_rows(w))
+    return res if as_list else res[0]

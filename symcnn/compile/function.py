@@ -13,6 +13,7 @@ from ..tensor.var import as_tensor_variable
 from . import linker as _reference  # noqa: F401  (registers the reference mode)
 from .mode import get_mode, linker_for, on_lowered
 from ..rewrite import rewrite_graph
+from .io import In, Out
 from .shared import SharedVariable
 
 
@@ -54,9 +55,13 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     accept_inplace: accepted for Theano compatibility; graphs a user builds hold no inplace
       ops (they are introduced only by the compiler), so there is nothing to accept.
     """
+    spec = dict(inputs=inputs, outputs=outputs, updates=updates, givens=givens, mode=mode, name=name,
+                allow_input_downcast=allow_input_downcast, on_unused_input=on_unused_input,
+                no_default_updates=no_default_updates)
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"function: inputs must be a list of variables, got {type(inputs).__name__}")
-    inputs = list(inputs)
+    in_options = [v if isinstance(v, In) else None for v in inputs]
+    inputs = [v.variable if isinstance(v, In) else v for v in inputs]
     for i, v in enumerate(inputs):
         if not isinstance(v, Variable):
             raise TypeError(f"function: input {i} is not a symbolic variable: {v!r}")
@@ -71,9 +76,18 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     if len(set(inputs)) != len(inputs):
         raise ValueError("function: the same variable is listed twice in inputs")
 
+    output_keys = None
+    if isinstance(outputs, dict):
+        # Theano: a dict of outputs gives a dict of results, with the same (string) keys.
+        bad = [k for k in outputs if not isinstance(k, str)]
+        if bad:
+            raise TypeError(with_trace(f"function: the keys of a dict of outputs must be strings, got {bad[0]!r}",
+                                       user_trace()))
+        output_keys = sorted(outputs)
+        outputs = [outputs[k] for k in output_keys]
     single = outputs is not None and not isinstance(outputs, (list, tuple))
     out_list = [] if outputs is None else ([outputs] if single else list(outputs))
-    out_list = [as_tensor_variable(o) for o in out_list]
+    out_list = [as_tensor_variable(o.variable if isinstance(o, Out) else o) for o in out_list]
 
     upd = _pairs(updates, "updates")
     for sv, expr in upd:
@@ -133,6 +147,15 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     fn = Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
                   mode, name, allow_input_downcast, rewrite_log)
     fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
+    fn._set_input_options(in_options, output_keys, spec)
+    return fn
+
+
+def _rebuild_function(spec, defaults):
+    fn = function(**spec)
+    for i, value in enumerate(defaults):
+        if value is not None:
+            fn._defaults[i] = value
     return fn
 
 
@@ -198,6 +221,8 @@ class Function:
         else:
             self._runner = factory(fgraph, update_pairs)
         self._by_name = {v.name: i for i, v in enumerate(inputs) if v.name}
+        self._in_options, self._defaults, self.output_keys, self._spec = [None] * len(inputs), [None] * len(inputs), \
+            None, None
 
     @property
     def runner(self):
@@ -230,16 +255,26 @@ class Function:
             if given[i]:
                 raise TypeError(with_trace(f"{self._what()} got input {key!r} twice", self.inputs[i].trace))
             values[i], given[i] = val, True
+        for i, opt in enumerate(self._in_options):
+            if not given[i] and opt is not None and opt.has_default:
+                values[i], given[i] = self._defaults[i], True
         if not all(given):
             missing = [i for i, g in enumerate(given) if not g]
             raise TypeError(with_trace(
                 f"{self._what()} takes {n} argument{'s' * (n != 1)} ({self._signature()}), "
                 f"missing: {', '.join(str(self.inputs[i]) for i in missing)}", self.inputs[missing[0]].trace))
         checked = []
-        for var, val in zip(self.inputs, values):
+        for var, val, opt in zip(self.inputs, values, self._in_options):
+            downcast = self.allow_input_downcast
             try:
-                checked.append(var.type.filter(val, name=var.name or str(var),
-                                               allow_downcast=self.allow_input_downcast))
+                if opt is not None:
+                    if opt.allow_downcast is not None:
+                        downcast = opt.allow_downcast
+                    if opt.strict and not (isinstance(val, np.ndarray) and str(val.dtype) == var.dtype):
+                        raise TypeError(f"'{opt.name or var}': In(strict=True) takes a {var.dtype} ndarray "
+                                        f"as it is, got {type(val).__name__}"
+                                        f"{' of dtype ' + str(val.dtype) if hasattr(val, 'dtype') else ''}")
+                checked.append(var.type.filter(val, name=var.name or str(var), allow_downcast=downcast))
             except (TypeError, ValueError) as e:
                 raise type(e)(with_trace(f"{self._what()}: bad argument: {e}", var.trace)) from None
         return checked
@@ -279,7 +314,88 @@ class Function:
         outs = fresh
         if self.single:
             return outs[0]
+        if self.output_keys is not None:
+            return dict(zip(self.output_keys, outs))
         return outs
+
+    # -- options of the inputs (theano.In), defaults ---------------------------------------------
+    def _set_input_options(self, in_options, output_keys, spec):
+        self._in_options = list(in_options)
+        self._defaults = [opt.value if opt is not None and opt.has_default else None for opt in in_options]
+        self.output_keys = output_keys
+        self._spec = spec
+        for i, opt in enumerate(in_options):
+            if opt is not None and opt.name:
+                self._by_name[opt.name] = i
+
+    def _input_index(self, key):
+        if isinstance(key, str) and key in self._by_name:
+            return self._by_name[key]
+        for i, v in enumerate(self.inputs):
+            if v is key:
+                return i
+        raise KeyError(f"{self._what()} has no input {key!r} (inputs: {self._signature()})")
+
+    def __getitem__(self, key):
+        """fn['name']: the default value of an input (Theano's fn[name] / fn.value[name])."""
+        return self._defaults[self._input_index(key)]
+
+    # -- copying and pickling ------------------------------------------------------------------
+    def __reduce__(self):
+        """A compiled function pickles as the arguments of its function() call (the graphs, with
+        their shared variables and current values) and is compiled again when loaded; the
+        native code then comes from the compile cache (keyed by the rewritten graph), so a load
+        does not generate code again. copy.deepcopy goes the same way, so it copies the shared
+        variables (together with the rest of whatever object is being deep-copied)."""
+        if self._spec is None:
+            raise TypeError(f"{self._what()} was not made by symcnn.function() and cannot be pickled")
+        return (_rebuild_function, (self._spec, self._defaults))
+
+    def __copy__(self):
+        return self.copy()
+
+    def copy(self, share_memory=False, swap=None, delete_updates=False, name=None, profile=None):
+        """Theano's Function.copy: a separately compiled function on the same graph, reading and
+        updating the same shared variables. swap: {shared variable of this function: shared
+        variable of the same type} used instead in the copy; delete_updates: the copy has no
+        updates; name: its name (default: this name + ' copy'). share_memory: in Theano, whether
+        the two share intermediate buffers; each compiled function here owns its buffers (a call
+        may run while another is in progress), so both settings give separate buffers."""
+        import copy as _copy
+        if self._spec is None:
+            raise TypeError(f"{self._what()} was not made by symcnn.function() and cannot be copied")
+        trace = user_trace()
+        swap = dict(swap or {})
+        for old, new in swap.items():
+            if old not in self.shared_inputs:
+                raise ValueError(with_trace(f"copy(swap=...): {old!r} is not a shared variable of "
+                                            f"{self._what()}", trace))
+            if not isinstance(new, SharedVariable) or new.type != old.type:
+                what = new.type if isinstance(new, SharedVariable) else type(new).__name__
+                raise TypeError(with_trace(f"copy(swap=...): {old.describe()} can only be swapped for a shared "
+                                           f"variable of type {old.type}, got {what}", trace))
+        # Copy the graphs (so the copy owns its own variables and nodes) but not the shared
+        # variables: they stay the same objects, or become their swap.
+        memo = {}
+        for sv in self.shared_inputs:
+            memo[id(sv)] = swap.get(sv, sv)
+        spec = dict(self._spec)
+        if delete_updates:
+            spec["updates"] = None
+            spec["on_unused_input"] = "ignore"  # inputs only the updates read stay in the signature
+        spec = _copy.deepcopy(spec, memo)
+        spec["name"] = name if name is not None else (self.name + " copy" if self.name else None)
+        return _rebuild_function(spec, _copy.deepcopy(self._defaults))
+
+    def __setitem__(self, key, value):
+        """fn['name'] = v: a new default value for an input."""
+        i = self._input_index(key)
+        var = self.inputs[i]
+        if self._in_options[i] is None:
+            self._in_options[i] = In(var)
+        self._in_options[i].has_default = True
+        self._defaults[i] = var.type.filter(value, name=var.name or str(var),
+                                            allow_downcast=bool(self.allow_input_downcast))
 
     @property
     def maker(self):

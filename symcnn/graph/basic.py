@@ -16,6 +16,7 @@ class Variable:
         self.name = name
         self.trace = user_trace()
         self.auto_name = f"_{next(_ids)}"
+        self.tag = Tag(type)
 
     def __str__(self):
         if self.name is not None:
@@ -45,6 +46,25 @@ class Variable:
 
     # Variables are compared by identity; operators like == build graphs in subclasses.
     __hash__ = object.__hash__
+
+
+class Tag:
+    """Theano's `variable.tag`: free annotations. `tag.test_value` (see
+    config.compute_test_value) is checked against the variable's type when assigned."""
+
+    def __init__(self, type=None):
+        object.__setattr__(self, "_type", type)
+
+    def __setattr__(self, key, value):
+        if key == "test_value" and self._type is not None and hasattr(self._type, "filter"):
+            value = self._type.filter(value, name="test_value", allow_downcast=True)
+        object.__setattr__(self, key, value)
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
 
 class Constant(Variable):

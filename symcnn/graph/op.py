@@ -47,6 +47,10 @@ class Op:
             except (TypeError, ValueError, IndexError, RuntimeError) as new:
                 new._symcnn_traced = True
                 raise new from e
+        from ..config import config
+        if config.compute_test_value != "off":
+            from .test_value import compute_test_value
+            compute_test_value(node, config.compute_test_value)
         outs = node.outputs
         return outs[0] if len(outs) == 1 else outs
 

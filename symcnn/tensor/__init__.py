@@ -1,6 +1,6 @@
 """symcnn.tensor, used as `T`: Theano's tensor API."""
 from ..config import config as _config
-from ..gradient import grad  # noqa: F401
+from ..gradient import Lop, Rop, grad  # noqa: F401
 from .basic import (ARange, Flatten, MakeVector, Reshape, Shape, Shape_i, arange, cast, dimshuffle,  # noqa: F401
                     fill, flatten, ones_like, reshape, second, shape, stack_scalars, transpose, zeros_like)
 from .elemwise import DimShuffle, Elemwise  # noqa: F401
@@ -47,6 +47,10 @@ def tensor(dtype=None, broadcastable=None, name=None, shape=None):
     return TensorType(dtype or _config.floatX, broadcastable=broadcastable, shape=shape)(name)
 
 
+from .join import Alloc, Join, alloc, concatenate, join, ones, stack, zeros  # noqa: F401,E402
+from .rounding import round, round_half_away_from_zero, round_half_to_even  # noqa: F401,E402
+from . import xlogx  # noqa: F401,E402  (T.xlogx.xlogx, T.xlogx.xlogy0)
+from .nd_dot import batched_dot, batched_tensordot, tensordot  # noqa: F401,E402
 from .constructors import plural as _plural, plural_names as _plural_names  # noqa: E402
 
 for _many, _one in _plural_names():

@@ -194,10 +194,24 @@ def _keep(x, red, axis, keepdims):
     return dimshuffle(red, *order)
 
 
-def sum(x, axis=None, dtype=None, keepdims=False):
+def sum(x, axis=None, dtype=None, keepdims=False, acc_dtype=None):
+    """Theano's sum: `dtype` is the result's dtype, `acc_dtype` the accumulator's (by default the
+    result's; small ints accumulate in int64). An accumulator less precise than the input is an error."""
     x = as_tensor_variable(x)
     axis = _norm_axis(axis, x.ndim, "sum")
-    return _keep(x, Sum(axis, dtype)(x), axis, keepdims)
+    if acc_dtype is None:
+        return _keep(x, Sum(axis, dtype)(x), axis, keepdims)
+    _check_acc_dtype(x, acc_dtype, "sum")
+    total = Sum(axis, acc_dtype)(x)
+    out_dtype = dtype if dtype is not None else Sum(axis).out_dtype(x.dtype)
+    return _keep(x, cast(total, out_dtype), axis, keepdims)
+
+
+def _check_acc_dtype(x, acc_dtype, who):
+    from ..graph.trace import user_trace, with_trace
+    if np.dtype(acc_dtype) != np.promote_types(np.dtype(x.dtype), np.dtype(acc_dtype)):
+        raise TypeError(with_trace(f"{who}: acc_dtype={acc_dtype!r} would accumulate {x.describe()} with less "
+                                   f"precision than its dtype {x.dtype}", user_trace()))
 
 
 def max(x, axis=None, keepdims=False):
@@ -224,12 +238,15 @@ def argmax(x, axis=None, keepdims=False):
     return _keep(x, Argmax(axis)(x), axis, keepdims)
 
 
-def mean(x, axis=None, dtype=None, keepdims=False):
-    """Sum divided by the count; integers give float64 (Theano's rule)."""
+def mean(x, axis=None, dtype=None, keepdims=False, acc_dtype=None):
+    """Sum divided by the count; integers give float64 (Theano's rule). `dtype` is the result's
+    dtype, `acc_dtype` the sum's accumulator."""
     x = as_tensor_variable(x)
     axis = _norm_axis(axis, x.ndim, "mean")
     out_dtype = dtype or (x.dtype if is_float(x.dtype) else "float64")
-    total = cast(Sum(axis, dtype=out_dtype if is_float(x.dtype) else None)(x), out_dtype)
+    if acc_dtype is not None:
+        _check_acc_dtype(x, acc_dtype, "mean")
+    total = cast(Sum(axis, dtype=acc_dtype or (out_dtype if is_float(x.dtype) else None))(x), out_dtype)
     count = None
     for a in axis:
         n = x.type.shape[a]
@@ -284,10 +301,12 @@ _dot = Dot()
 
 
 def dot(x, y):
-    """numpy.dot of 1-d/2-d operands; a 0-d operand multiplies elementwise (as Theano)."""
+    """numpy.dot: Dot for vectors and matrices; other ndims (lstm's T.dot(tensor3, matrix),
+    scalars) as Theano writes them (see nd_dot.py)."""
     x, y = as_tensor_variable(x), as_tensor_variable(y)
-    if x.ndim == 0 or y.ndim == 0:
-        return x * y
+    if x.ndim not in (1, 2) or y.ndim not in (1, 2):
+        from .nd_dot import nd_dot
+        return nd_dot(x, y)
     return _dot(x, y)
 
 

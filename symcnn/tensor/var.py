@@ -40,13 +40,24 @@ class _TensorOps:
     def __abs__(self): return _m().abs_(self)
 
     # comparisons build graphs, as in Theano (== and != stay identity: use T.eq / T.neq)
-    def __lt__(self, o): return _m().lt(self, o)
-    def __le__(self, o): return _m().le(self, o)
-    def __gt__(self, o): return _m().gt(self, o)
-    def __ge__(self, o): return _m().ge(self, o)
+    def __lt__(self, o): return _comparison(_m().lt(self, o))
+    def __le__(self, o): return _comparison(_m().le(self, o))
+    def __gt__(self, o): return _comparison(_m().gt(self, o))
+    def __ge__(self, o): return _comparison(_m().ge(self, o))
+
+    # Theano's rule: every variable is true (so `if not W:` tests for None), except the result of
+    # a comparison operator, so that `a < b < c` (Python's `(a < b) and (b < c)`) cannot silently
+    # drop a comparison.
+    _is_nonzero = True
 
     def __bool__(self):
-        raise TypeError(f"symbolic variable {self.describe()} has no truth value; use T.eq/T.switch in the graph")
+        if self._is_nonzero:
+            return True
+        from ..graph.trace import with_trace
+        raise TypeError(with_trace(
+            f"Variables do not support boolean operations: {self.describe()} is the result of a "
+            f"comparison (a chained comparison such as a < b < c, or `if x < y:`); choose between symbolic "
+            f"values with T.switch (or theano.ifelse.ifelse) in the graph", self.trace))
 
     def __iter__(self):
         # Theano iterates a vector whose length is known when building (x.shape, a constant).
@@ -63,8 +74,12 @@ class _TensorOps:
         return subtensor.getitem(self, idx)
 
     # methods
-    def sum(self, axis=None, dtype=None, keepdims=False): return _m().sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return _m().mean(self, axis=axis, keepdims=keepdims)
+    def sum(self, axis=None, dtype=None, keepdims=False, acc_dtype=None):
+        return _m().sum(self, axis=axis, dtype=dtype, keepdims=keepdims, acc_dtype=acc_dtype)
+
+    def mean(self, axis=None, dtype=None, keepdims=False, acc_dtype=None):
+        return _m().mean(self, axis=axis, dtype=dtype, keepdims=keepdims, acc_dtype=acc_dtype)
+
     def max(self, axis=None, keepdims=False): return _m().max(self, axis=axis, keepdims=keepdims)
     def min(self, axis=None, keepdims=False): return _m().min(self, axis=axis, keepdims=keepdims)
     def argmax(self, axis=None, keepdims=False): return _m().argmax(self, axis=axis, keepdims=keepdims)
@@ -90,6 +105,11 @@ class _TensorOps:
     def dprint(self, **kwargs):
         from ..printing import debugprint
         return debugprint(self, **kwargs)
+
+
+def _comparison(v):
+    v._is_nonzero = False
+    return v
 
 
 def _m():

@@ -35,3 +35,28 @@ def test_float_x_from_environment_in_a_new_process():
     out = subprocess.run([sys.executable, "-c", "import symcnn.tensor as T; print(T.matrix().dtype, "
                           "T.constant(0.5).dtype)"], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["float64", "float64"]
+
+
+def test_warn_flags_are_accepted_and_ignored():
+    from symcnn.config import config, Config
+    before = repr(config.warn)
+    config.warn.subtensor_merge_bug = False
+    config.warn.sum_div_dimshuffle_bug = False
+    assert config.warn.subtensor_merge_bug is False and config.warn.never_set_anywhere is False
+    assert repr(config.warn) == before  # they change no code: the compile cache key is unchanged
+    del config.warn.subtensor_merge_bug, config.warn.sum_div_dimshuffle_bug
+    import os
+    os.environ["SYMCNN_FLAGS"] = "warn.round=False"
+    try:
+        assert Config().warn.round == "False"
+    finally:
+        del os.environ["SYMCNN_FLAGS"]
+    with pytest.raises(TypeError):
+        config.warn = False
+
+
+def test_compute_test_value_setting_is_checked():
+    from symcnn.config import config
+    with pytest.raises(ValueError, match="compute_test_value"):
+        config.compute_test_value = "maybe"
+    assert config.compute_test_value == "off"

@@ -605,9 +605,102 @@ def op_pool(g):
     return g.apply(f"pool.pool_2d({{0}}, {args})", lambda x: pool.pool_2d(x, **kw_), a)
 
 
+
+# -- Theano's everyday API: join/stack, alloc, round, xlogx, N-d products, relu, ifelse --------------
+def op_join(g):
+    a = g.pick(g.keys(lambda k: g.real[k].ndim >= 1))
+    shape = g.shape(a)
+    dt = g.dtype(a) if g.grad else g.pick([g.dtype(a), g.any_dtype(NUMERIC)])
+    if g.draw(st.booleans()):
+        axis = g.draw(st.integers(-len(shape), len(shape) - 1))
+        pshape = list(shape)
+        pshape[axis] = g.pick([0, 1, 2, 3]) if not g.grad else g.pick([1, 2])
+        b = g.fresh(dtype=dt, shape=tuple(pshape))
+        return g.apply(f"T.concatenate([{{0}}, {{1}}], axis={axis})", lambda x, y: T.concatenate([x, y], axis=axis),
+                       a, b)
+    axis = g.draw(st.integers(0, len(shape)))
+    b = g.fresh(dtype=dt, shape=shape)
+    return g.apply(f"T.stack([{{0}}, {{1}}], axis={axis})", lambda x, y: T.stack([x, y], axis=axis), a, b)
+
+
+def op_alloc(g):
+    a = g.pick(g.keys(lambda k: g.real[k].ndim <= 2))
+    lead = g.pick([1, 2, 3])
+    nd = g.real[a].ndim
+    return g.apply(f"T.alloc({{0}}, {lead}, *{{0}}.shape)",
+                   lambda x: T.alloc(x, lead, *[x.shape[d] for d in range(nd)]), a)
+
+
+def op_round(g):
+    a = g.pick(g.keys(lambda k: g.dtype(k) in FLOATS) or [g.fresh(dtype=g.any_dtype(FLOATS))])
+    mode = g.pick(["half_away_from_zero", "half_to_even"])
+    return g.apply(f"T.round({{0}} * 2, {mode!r})", lambda x: T.round(x * 2, mode), a)
+
+
+def op_xlogx(g):
+    a = g.pick(g.keys(lambda k: g.dtype(k) in FLOATS) or [g.fresh(dtype=g.any_dtype(FLOATS))])
+    if g.draw(st.booleans()):
+        return g.apply("T.xlogx.xlogx(T.sqr({0}))", lambda x: T.xlogx.xlogx(T.sqr(x)), a)
+    b = g.operand(a, FLOATS, kind="positive" if g.grad else "any")
+    desc, keys, getter = _const_or_key(g, b)
+    if getter is None:
+        return g.apply("T.xlogx.xlogy0({0}, T.sqr({1}) + 0.5)",
+                       lambda x, y: T.xlogx.xlogy0(x, T.sqr(y) + 0.5), a, b)
+    return g.apply(f"T.xlogx.xlogy0({{0}}, T.sqr({desc}) + 0.5)", lambda x: T.xlogx.xlogy0(x, T.sqr(getter()) + 0.5), a)
+
+
+def op_nd_dot(g):
+    a = g.pick(g.keys(lambda k: g.real[k].ndim >= 1 and g.dtype(k) in FLOATS)
+               or [g.fresh(dtype=g.any_dtype(FLOATS), ndim=g.pick([1, 2, 3]))])
+    shape = g.shape(a)
+    dt = g.dtype(a)
+    kind = g.pick(["dot", "tensordot", "batched"] if len(shape) >= 2 else ["dot", "tensordot"])
+    if kind == "dot":
+        y = g.fresh(dtype=dt, shape=(g.pick([1, 2]), shape[-1], g.pick([1, 3])))
+        return g.apply("T.dot({0}, {1})", T.dot, a, y)
+    if kind == "tensordot":
+        y = g.fresh(dtype=dt, shape=(shape[0], g.pick([1, 2, 3])))
+        return g.apply("T.tensordot({0}, {1}, [[0], [0]])", lambda x, z: T.tensordot(x, z, [[0], [0]]), a, y)
+    y = g.fresh(dtype=dt, shape=(shape[0], shape[-1], g.pick([1, 2, 3])))
+    return g.apply("T.batched_dot({0}, {1})", T.batched_dot, a, y)
+
+
+def op_relu(g):
+    a = g.pick(g.keys(lambda k: g.dtype(k) in FLOATS) or [g.fresh(dtype=g.any_dtype(FLOATS))])
+    alpha = g.pick([0, 0.1])
+    if g.grad:  # relu has a kink at 0: keep the values away from it
+        return g.apply(f"T.nnet.relu(T.sqr({{0}}) + 0.5, {alpha})", lambda x: T.nnet.relu(T.sqr(x) + 0.5, alpha), a)
+    return g.apply(f"T.nnet.relu({{0}}, {alpha})", lambda x: T.nnet.relu(x, alpha), a)
+
+
+def op_ifelse(g):
+    from symcnn.ifelse import ifelse
+    a = g.pick(g.keys())
+    b = g.fresh(dtype=g.dtype(a), shape=g.shape(a))
+    if g.grad:  # (verify_grad perturbs every input: the condition is a constant here)
+        cv = g.pick([0, 1])
+        return g.apply(f"ifelse({cv}, {{0}} * 2, {{1}})", lambda x, y: ifelse(T.constant(np.int8(cv)), x * 2, y), a, b)
+    c = g.add_input("int8", (), ("fixed", g.pick([0, 1])), static=())
+    if g.dtype(a) in FLOATS:
+        return g.apply("ifelse({2}, {0} * 2, {1})", lambda x, y, z: ifelse(z, x * 2, y), a, b, c)
+    return g.apply("ifelse({2}, {0}, {1})", lambda x, y, z: ifelse(z, x, y), a, b, c)
+
+
+def op_jacobian(g):
+    from symcnn.gradient import jacobian
+    a = g.pick(g.keys(lambda k: g.real[k].ndim == 1 and g.dtype(k) == "float64")
+               or [g.fresh(dtype="float64", ndim=1)])
+    # (the real graph's lengths are not static: its rows come from an IndexMap)
+    return g.apply("jacobian(T.tanh({0} * 2), {0})", lambda x: jacobian(T.tanh(x * 2), x), a)
+
+
 OPS = {"unary": op_unary, "binary": op_binary, "switch": op_switch, "dimshuffle": op_dimshuffle,
        "reshape": op_reshape, "subtensor": op_subtensor, "advanced": op_advanced, "reduce": op_reduce,
-       "dot": op_dot, "softmax": op_softmax, "conv": op_conv, "pool": op_pool}
+       "dot": op_dot, "softmax": op_softmax, "conv": op_conv, "pool": op_pool,
+       "join": op_join, "alloc": op_alloc, "round": op_round, "xlogx": op_xlogx, "nd_dot": op_nd_dot,
+       "relu": op_relu, "ifelse": op_ifelse, "jacobian": op_jacobian}
+API_OPS = ("join", "alloc", "round", "xlogx", "nd_dot", "relu", "ifelse", "jacobian", "unary", "binary", "reduce")
+API_GRAD_OPS = ("join", "alloc", "xlogx", "nd_dot", "relu", "ifelse", "unary", "binary", "reduce")
 ELEMWISE_OPS = ("unary", "binary", "switch")
 STRUCTURE_OPS = ("dimshuffle", "reshape", "subtensor", "advanced", "reduce", "dot", "softmax", "unary", "binary")
 CONV_POOL_OPS = ("conv", "pool", "unary", "binary", "reduce", "dimshuffle", "subtensor")

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import symcnn
 import symcnn.tensor as T
 from tests.helpers import _compare
-from tests.fuzz.strategies import (CONV_POOL_OPS, ELEMWISE_OPS, GRAD_OPS, STRUCTURE_OPS, examples, graphs)
+from tests.fuzz.strategies import (API_GRAD_OPS, API_OPS, CONV_POOL_OPS, ELEMWISE_OPS, GRAD_OPS, STRUCTURE_OPS,
+                                   examples, graphs)
 
 ERRORS = (TypeError, ValueError, IndexError)
 
@@ -77,6 +78,21 @@ def test_structural_graphs_with_nan_inf(case):
 def test_conv_pool_graphs_native_matches_reference(case):
     """conv2d (border modes, strides, flips, static shapes) and pool_2d (ws, stride, pad, modes)."""
     check_case(case)
+
+
+@settings(max_examples=examples(10))
+@given(graphs(ops=API_OPS, max_steps=5, special=False))
+def test_api_graphs_native_matches_reference(case):
+    """concatenate/stack, alloc, round, xlogx/xlogy0, N-d dot/tensordot/batched_dot, relu, ifelse."""
+    check_case(case, calls=2)
+
+
+@settings(max_examples=examples(8))
+@given(graphs(ops=API_GRAD_OPS, max_steps=4, special=False, grad=True, n_outputs=(1, 1)))
+def test_api_graphs_grad_matches_finite_differences(case):
+    note(repr(case))
+    symcnn.verify_grad(lambda *xs: case.build(list(xs), reshape_inputs=True)[1][0], case.values(case.seed),
+                       rng=np.random.default_rng(case.seed), mode="reference", n_tests=1)
 
 
 # -- gradients ----------------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ def _near_miss_cases():
         "index order swapped": ls[y, T.arange(n)],
         "rows are the labels": ls[y, y],
         "log of something else": T.log(T.nnet.softmax(z) * 2)[T.arange(n), y],
-        "softmax of a vector": T.log(T.nnet.softmax(z[0]))[y],
+        "softmax of a vector": T.log(T.nnet.softmax(z[0]))[0][y],
     }
 
 

@@ -173,8 +173,9 @@ def test_dot_static_shapes():
 
 @pytest.mark.parametrize("x,y", [(T.dtensor3, T.dmatrix), (T.dmatrix, T.dtensor4)])
 def test_dot_wrong_ndim(x, y):
+    # The Dot op takes vectors and matrices; T.dot of other ndims is written with it (test_nd_dot.py).
     with pytest.raises(TypeError, match="1-d or 2-d") as ei:
-        T.dot(x("a"), y("b"))
+        T.Dot()(x("a"), y("b"))
     assert_starts_with_location(ei, here(-1))
 
 
@@ -200,3 +201,37 @@ def test_outer():
     x, y = T.dvector("x"), T.dvector("y")
     a, b = rand((3,)), rand((4,), rng=make_rng(3))
     np.testing.assert_allclose(compile_and_run([x, y], T.outer(x, y), [a, b]), np.outer(a, b))
+
+
+# -- dtype / acc_dtype of the reductions -----------------------------------------------------
+
+def test_reduction_dtype_and_acc_dtype():
+    x, i = T.fmatrix("x"), T.ivector("i")
+    xv = rand((3, 4), "float32")
+    iv = np.array([1, 2, 4], dtype="int32")
+    assert x.mean(dtype="float64").dtype == "float64"
+    assert i.mean().dtype == "float64" and i.sum().dtype == "int64"
+    assert i.mean(dtype="float32").dtype == "float32"
+    assert x.sum(acc_dtype="float64").dtype == "float32"
+    assert x.sum(dtype="float64", acc_dtype="float64").dtype == "float64"
+    f = theano.function([x, i], [x.mean(axis=1, dtype="float64"), x.sum(acc_dtype="float64"), i.mean(dtype="float32"),
+                                 T.mean(x, acc_dtype="float64", keepdims=True), i.sum(dtype="int32")])
+    got = f(xv, iv)
+    np.testing.assert_allclose(got[0], xv.astype("float64").mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(got[1], xv.sum(dtype="float64"), rtol=1e-6)
+    assert got[2] == np.float32(7 / 3) and got[2].dtype == np.float32
+    assert got[3].shape == (1, 1) and got[3].dtype == np.float32
+    assert got[4] == 7 and got[4].dtype == np.int32
+    from tests.helpers import check_native_vs_reference
+    check_native_vs_reference([x, i], [x.mean(axis=0, dtype="float64"), x.sum(axis=1, acc_dtype="float64"),
+                                       i.mean(dtype="float32")], [xv, iv])
+    check_grad(lambda v: v.mean(axis=0, dtype="float64", acc_dtype="float64"), [(3, 4)])
+
+
+def test_acc_dtype_less_precise_than_the_input_is_an_error():
+    x = T.dmatrix("x")
+    loc = here(2)
+    with pytest.raises(TypeError) as e:
+        x.sum(acc_dtype="float32")
+    assert_starts_with_location(e, loc)
+    assert "acc_dtype" in str(e.value)

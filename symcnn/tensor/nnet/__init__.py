@@ -5,3 +5,5 @@ from .basic import (CrossEntropySoftmax, CrossEntropySoftmaxGrad, LogSoftmax, So
 from .conv import conv2d  # noqa: F401
 from . import conv  # noqa: F401  (Theano's older `nnet.conv.conv2d` path)
 from . import abstract_conv  # noqa: F401
+from .crossentropy import binary_crossentropy, categorical_crossentropy  # noqa: F401
+from .relu import relu  # noqa: F401

@@ -140,6 +140,12 @@ softmax_op = Softmax()
 
 
 def softmax(c):
+    """Softmax of each row of a matrix. As in Theano 1.0, a vector is taken as one row and the
+    result is a 1 x N matrix."""
+    c = as_tensor_variable(c)
+    if c.ndim == 1:
+        from ..basic import dimshuffle
+        c = dimshuffle(c, "x", 0)
     return softmax_op(c)
 
 
