@@ -108,6 +108,12 @@ class NativeRunner:
         elif code == L.E_RESHAPE:
             msg = f"{where}: cannot reshape an array of size {vals[0]} into a shape of size {vals[1]}"
             exc = ValueError
+        elif code == L.E_ALLOC and vals[0] == -1:
+            ndim = vals[1]
+            dims = ", ".join(str(d) for d in vals[2:2 + min(ndim, 4)]) + (", ..." if ndim > 4 else "")
+            msg = (f"{where}: cannot allocate an array of shape ({dims}): its size in bytes "
+                   f"does not fit in 64 bits")
+            exc = MemoryError
         elif code == L.E_ALLOC:
             msg = f"{where}: out of memory allocating {vals[0]} bytes"
             exc = MemoryError
@@ -142,7 +148,8 @@ class NativeRunner:
             msg = f"{where}: cannot reduce over an empty dimension (a {type(node.op).__name__.lower()} of length 0)"
             exc = ValueError
         elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "ARange":
-            msg = f"{where}: arange step must not be zero"
+            msg = (f"{where}: arange step must not be zero" if vals[1] == 0 else
+                   f"{where}: arange: the length of the range is not a number that fits in int64")
             exc = ValueError
         else:
             msg = f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"

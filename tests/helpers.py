@@ -5,6 +5,8 @@ Everything compiles through `compile_and_run` / `compile_fn`, which take a
 by passing its own mode; `check_native_vs_reference` compiles a graph natively and
 with the reference linker and compares everything (values, dtypes, shapes, NaN/Inf).
 """
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -226,3 +228,25 @@ def check_same_error(inputs, outputs, values, exc=ValueError, **kwargs):
     with pytest.raises(exc) as nat_info:
         fn_native(*values)
     return str(nat_info.value), str(ref_info.value)
+
+
+# -- child processes ----------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_child(code, timeout=180, env=None, check=True):
+    """Run Python `code` in a fresh interpreter (cwd and import path: the repository), so a
+    crash or a hang fails the test instead of killing pytest. Returns the CompletedProcess;
+    with check=True asserts it exited with status 0, showing its output otherwise."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(env or {})
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=e, cwd=ROOT, capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired as t:
+        pytest.fail(f"child process hung (no exit within {timeout} s); its output:\n{t.stdout}\n{t.stderr}")
+    if check:
+        assert out.returncode == 0, f"child exited with status {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out

@@ -1,4 +1,6 @@
 """Shape, Shape_i, MakeVector, ARange, and Reshape/Flatten (views of contiguous inputs)."""
+from llvmlite import ir
+
 from symcnn.tensor.basic import ARange, Flatten, MakeVector, Reshape, Shape, Shape_i
 
 from .. import irutil as U
@@ -37,13 +39,22 @@ def lower_arange(ctx, node, ins):
     cdt = "float64" if U.is_float(dt) or any(U.is_float(v.dtype) for v in node.inputs) else "int64"
     start, stop, step = (U.cast_value(b, ctx.load_scalar(a), v.dtype, cdt) for a, v in zip(ins, node.inputs))
     if cdt == "int64":
-        ctx.fail_if(b.icmp_signed("==", step, U.i64(0)), E_VALUE, step)
+        ctx.fail_if(b.icmp_signed("==", step, U.i64(0)), E_VALUE, step, 0)
         sign = b.select(b.icmp_signed(">", step, U.i64(0)), U.i64(1), U.i64(-1))
-        n = b.sdiv(b.sub(b.add(b.sub(stop, start), step), sign), step)
+        # ceil((stop - start) / step) without wrapping: the span of extreme bounds overflows int64
+        span, o1 = U.checked(b, "sub", stop, start)
+        span, o2 = U.checked(b, "add", span, b.sub(step, sign))
+        ctx.fail_if(U.flag_value(b, U.either(b, o1, o2)), E_VALUE, step, 1)
+        n = b.sdiv(span, step)
     else:
-        ctx.fail_if(b.fcmp_ordered("==", step, U.const("float64", 0.0)), E_VALUE, U.i64(0))
-        q = b.fdiv(b.fsub(stop, start), step)
-        n = b.fptosi(b.call(U.intrinsic(ctx.module, "ceil", "float64"), [q]), U.I64)
+        ctx.fail_if(b.fcmp_ordered("==", step, U.const("float64", 0.0)), E_VALUE, U.i64(0), 0)
+        q = b.call(U.intrinsic(ctx.module, "ceil", "float64"), [b.fdiv(b.fsub(stop, start), step)])
+        # a length that is NaN or beyond int64 (+-inf, 1e19) has no int64 value: fptosi would give
+        # poison (an empty range in practice); numpy raises, and so does this
+        fits = b.and_(b.fcmp_ordered("<", q, ir.Constant(U.F64, 2.0 ** 63)),
+                      b.fcmp_ordered(">=", q, ir.Constant(U.F64, -2.0 ** 63)))
+        ctx.fail_if(b.not_(fits), E_VALUE, U.i64(0), 1)
+        n = b.fptosi(q, U.I64)
     n = U.smax(b, n, 0)
     out = ctx.alloc(node.outputs[0], [n])
     with U.for_range(b, out.shape[0]) as i:
@@ -67,16 +78,18 @@ def lower_reshape(ctx, node, ins):
     target = [U.cast_value(b, b.load(shp.flat_addr(b, k), typ=shp.lltype), shp.dtype, "int64")
               for k in range(ndim)]
     size = U.as_value(b, x.size(b))
-    known = U.i64(1)
     for t in target:
-        known = b.mul(known, b.select(b.icmp_signed("==", t, U.i64(-1)), U.i64(1), t))
+        ctx.fail_if(b.icmp_signed("<", t, U.i64(-1)), E_RESHAPE, size, t)
+    # products of the requested dims are checked: (2**62 + 1) * 4 wraps to 4 and would pass
+    known, ovf = U.checked_product(b, [b.select(b.icmp_signed("==", t, U.i64(-1)), U.i64(1), t) for t in target])
+    ctx.fail_if(U.flag_value(b, ovf), E_RESHAPE, size, -1)
+    known = U.as_value(b, known)
     safe = b.select(b.icmp_signed("==", known, U.i64(0)), U.i64(1), known)
     fill = b.sdiv(size, safe)
     dims = [b.select(b.icmp_signed("==", t, U.i64(-1)), fill, t) for t in target]
-    for t in target:
-        ctx.fail_if(b.icmp_signed("<", t, U.i64(-1)), E_RESHAPE, size, t)
-    total = U.as_value(b, U.product(b, dims))
-    ctx.fail_if(b.icmp_signed("!=", total, size), E_RESHAPE, size, total)
+    total, ovf = U.checked_product(b, dims)
+    total = U.as_value(b, total)
+    ctx.fail_if(b.or_(U.flag_value(b, ovf), b.icmp_signed("!=", total, size)), E_RESHAPE, size, total)
     return [_reshaped(ctx, node, x, dims)]
 
 
