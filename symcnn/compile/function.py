@@ -168,6 +168,7 @@ class Function:
         update_pairs = [(fgraph.inputs.index(sv), n_outputs + k) for k, sv in enumerate(update_targets)]
         factory = linker_for(mode)
         self._runner = self._build = None
+        self._call_lock = threading.RLock()   # reentrant: a callback inside a call may call again
         if factory is not _reference.ReferenceRunner:  # the reference mode has nothing to compile
             self._build = _BackgroundBuild(factory, fgraph, update_pairs)
         else:
@@ -226,6 +227,13 @@ class Function:
         return ", ".join(f"{v} ({v.type})" for v in self.inputs)
 
     def __call__(self, *args, **kwargs):
+        # One call at a time per function: a native function owns one set of buffers (and a
+        # pool of workers), and its updates must be assigned as a whole. Native code runs with
+        # the GIL released, so other functions and other Python threads keep running.
+        with self._call_lock:
+            return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
         values = self._bind(args, kwargs) + [sv.container[0] for sv in self.shared_inputs]
         results = self.runner(values)
         # Arrays the caller must not receive as they are: inputs, shared storage, constants.
