@@ -250,3 +250,10 @@ def run_child(code, timeout=180, env=None, check=True):
     if check:
         assert out.returncode == 0, f"child exited with status {out.returncode}:\n{out.stdout}\n{out.stderr}"
     return out
+
+
+def allow_more_threads_than_cores(monkeypatch, cores=64):
+    """Let config.num_threads exceed this machine's cores (normally capped), so tests can run
+    more pool threads than cores."""
+    import importlib
+    monkeypatch.setattr(importlib.import_module("symcnn.config"), "_default_threads", lambda: cores)
