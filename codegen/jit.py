@@ -19,6 +19,8 @@ import threading
 import llvmlite
 import llvmlite.binding as llvm
 
+from .forksafe import after_fork_in_child, in_llvm_section
+
 _lock = threading.Lock()
 _state = {}
 
@@ -26,6 +28,7 @@ CACHE_MAGIC = b"SYMCNN-OBJ1\n"
 ENTRY_MAGIC = b"SYMCNN-FN2\n"
 
 
+@in_llvm_section
 def _host():
     """(target, cpu name, feature string): queried once, they do not change in a process."""
     h = _state.get("host")
@@ -37,11 +40,13 @@ def _host():
     return h
 
 
+@in_llvm_section
 def _new_target_machine():
     target, cpu, features = _host()
     return target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
 
 
+@in_llvm_section
 def _target():
     """The target machine used for optimising and emitting (never handed to an engine)."""
     with _lock:
@@ -92,6 +97,7 @@ def optimize(module_ref):
     pb.getModulePassManager().run(module_ref, pb)
 
 
+@in_llvm_section
 def _compile_here(ir_text):
     tm, _ = _target()
     mod = llvm.parse_assembly(ir_text)
@@ -189,6 +195,8 @@ class _Worker:
             return payload if tag == b"K" else None
 
     def close(self):
+        if self.pid != os.getpid():
+            return  # a forked child's copy: the helper and its pipes are the parent's
         proc, self.proc = self.proc, None
         if proc is None:
             return
@@ -214,6 +222,14 @@ def _worker():
             import atexit
             atexit.register(w.close)
         return w
+
+
+@after_fork_in_child
+def _reset_after_fork():
+    """A forked child: threads of the parent may have held these locks; its helper is not ours."""
+    global _lock, _local
+    _lock, _local = threading.Lock(), threading.Lock()
+    _state.pop("worker", None)
 
 
 def _read_cache(path):
@@ -397,10 +413,7 @@ class CompiledModule:
                 obj = compile_object(ir_text)
                 if path:
                     _write_cache(path, obj)
-        # The engine takes ownership of (and later destroys) its target machine: give it its own.
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        self.engine.finalize_object()
+        self.engine = _load(obj)
 
     def address(self, name):
         addr = self.engine.get_function_address(name)
@@ -409,6 +422,17 @@ class CompiledModule:
         return addr
 
 
+@in_llvm_section
+def _load(obj):
+    """An MCJIT engine holding the object file's code, ready to run."""
+    # The engine takes ownership of (and later destroys) its target machine: give it its own.
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return engine
+
+
+@in_llvm_section
 def module_header():
     """(triple, datalayout) to stamp on modules so LLVM optimises for this CPU."""
     h = _state.get("header")
