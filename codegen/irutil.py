@@ -174,9 +174,21 @@ def for_range(b, stop, start=0, step=1, name="i"):
 
 @contextmanager
 def loop_nest(b, shape, name="d"):
-    """Nested for-loops over `shape` (outermost first); yields the index list."""
-    with _nest(b, list(shape), [], name) as idx:
-        yield idx
+    """Nested for-loops over `shape` (outermost first); yields the index list. Nothing runs
+    when any dimension is 0: outer loops over an empty inner one could spin 2**63 times."""
+    shape = list(shape)
+    dynamic = [d for d in shape[:-1] if not isinstance(d, (int, np.integer))]
+    if len(shape) < 2 or not dynamic:
+        with _nest(b, shape, [], name) as idx:
+            yield idx
+        return
+    empty = None
+    for d in shape:
+        z = b.icmp_signed("==", as_value(b, d), i64(0))
+        empty = z if empty is None else b.or_(empty, z)
+    with b.if_then(b.not_(empty)):
+        with _nest(b, shape, [], name) as idx:
+            yield idx
 
 
 @contextmanager
