@@ -18,6 +18,7 @@ from symcnn.graph.basic import Constant
 
 from . import irutil as U
 from . import jit
+from .forksafe import after_fork_in_child
 from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
@@ -165,6 +166,14 @@ class _Job:
 
 _inflight = {}      # graph key -> _Job of the thread compiling it
 _inflight_lock = threading.Lock()
+
+
+@after_fork_in_child
+def _forget_parent_jobs():
+    """A forked child: the threads compiling these jobs stayed in the parent (waiting for one
+    would hang); compile again here."""
+    global _inflight, _inflight_lock
+    _inflight, _inflight_lock = {}, threading.Lock()
 
 
 class _Uncacheable(Exception):

@@ -95,6 +95,59 @@ def product(b, values):
     return out
 
 
+INT64_MAX = 2 ** 63 - 1
+
+
+def _overflowing(b, op, x, y):
+    """(x op y, i1 signed-overflow flag) through llvm.s<op>.with.overflow.i64."""
+    pair = ir.LiteralStructType([I64, I1])
+    fn = declare(b.module, f"llvm.s{op}.with.overflow.i64", pair, [I64, I64])
+    r = b.call(fn, [as_value(b, x), as_value(b, y)])
+    return b.extract_value(r, 0), b.extract_value(r, 1)
+
+
+def _static(op, x, y):
+    v = {"mul": x * y, "add": x + y, "sub": x - y}[op]
+    return v, not (-INT64_MAX - 1 <= v <= INT64_MAX)
+
+
+def checked(b, op, x, y):
+    """(x op y, overflow) for op in 'mul', 'add', 'sub' on i64: overflow is a Python bool when
+    both operands are static, else an i1 that is set when the signed result wrapped."""
+    if isinstance(x, int) and isinstance(y, int):
+        return _static(op, x, y)
+    if op == "mul":
+        for a, c in ((x, y), (y, x)):
+            if isinstance(a, int) and a in (0, 1):
+                return (0 if a == 0 else c), False
+    if op in ("add", "sub") and isinstance(y, int) and y == 0:
+        return x, False
+    return _overflowing(b, op, x, y)
+
+
+def either(b, f, g):
+    """The or of two overflow flags (Python bools or i1 values)."""
+    if f is False or g is False:
+        return g if f is False else f
+    if f is True or g is True:
+        return True
+    return b.or_(f, g)
+
+
+def checked_product(b, values):
+    """(product of i64 values, overflow flag as for `checked`): the size of a shape, checked."""
+    out, ovf = 1, False
+    for v in values:
+        out, o = checked(b, "mul", out, v)
+        ovf = either(b, ovf, o)
+    return out, ovf
+
+
+def flag_value(b, flag):
+    """An overflow flag as an i1 value."""
+    return ir.Constant(I1, int(flag)) if isinstance(flag, bool) else flag
+
+
 @contextmanager
 def for_range(b, stop, start=0, step=1, name="i"):
     """for (i = start; i < stop; i += step): the body is emitted inside the with-block."""
@@ -121,9 +174,21 @@ def for_range(b, stop, start=0, step=1, name="i"):
 
 @contextmanager
 def loop_nest(b, shape, name="d"):
-    """Nested for-loops over `shape` (outermost first); yields the index list."""
-    with _nest(b, list(shape), [], name) as idx:
-        yield idx
+    """Nested for-loops over `shape` (outermost first); yields the index list. Nothing runs
+    when any dimension is 0: outer loops over an empty inner one could spin 2**63 times."""
+    shape = list(shape)
+    dynamic = [d for d in shape[:-1] if not isinstance(d, (int, np.integer))]
+    if len(shape) < 2 or not dynamic:
+        with _nest(b, shape, [], name) as idx:
+            yield idx
+        return
+    empty = None
+    for d in shape:
+        z = b.icmp_signed("==", as_value(b, d), i64(0))
+        empty = z if empty is None else b.or_(empty, z)
+    with b.if_then(b.not_(empty)):
+        with _nest(b, shape, [], name) as idx:
+            yield idx
 
 
 @contextmanager

@@ -11,11 +11,13 @@ import threading
 
 import llvmlite.binding as llvm
 
+from .forksafe import after_fork_in_child, in_llvm_section
 
 _lock = threading.Lock()
 _state = {}
 
 
+@in_llvm_section
 def _host():
     """(target, cpu name, feature string): queried once, they do not change in a process."""
     h = _state.get("host")
@@ -27,11 +29,13 @@ def _host():
     return h
 
 
+@in_llvm_section
 def _new_target_machine():
     target, cpu, features = _host()
     return target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
 
 
+@in_llvm_section
 def _target():
     """The target machine used for optimising and emitting (never handed to an engine)."""
     with _lock:
@@ -93,6 +97,7 @@ def optimize(module_ref):
     pb.getModulePassManager().run(module_ref, pb)
 
 
+@in_llvm_section
 def _compile_here(ir_text):
     tm, _ = _target()
     mod = llvm.parse_assembly(ir_text)
@@ -206,6 +211,8 @@ class _Worker:
             return payload if tag == b"K" else None
 
     def close(self):
+        if self.pid != os.getpid():
+            return  # a forked child's copy: the helper and its pipes are the parent's
         proc, self.proc = self.proc, None
         if proc is None:
             return
@@ -235,6 +242,14 @@ def _worker(required=False):
         return w
 
 
+@after_fork_in_child
+def _reset_after_fork():
+    """A forked child: threads of the parent may have held these locks; its helper is not ours."""
+    global _lock, _local
+    _lock, _local = threading.Lock(), threading.Lock()
+    _state.pop("worker", None)
+
+
 class CompiledModule:
     """Machine code loaded into an MCJIT engine; `address(name)` of a function.
 
@@ -254,10 +269,7 @@ class CompiledModule:
                 obj = compile_object(ir_text)
                 if key is not None:
                     cache.write_object(key, obj)
-        # The engine takes ownership of (and later destroys) its target machine: give it its own.
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        self.engine.finalize_object()
+        self.engine = _load(obj)
 
     def address(self, name):
         addr = self.engine.get_function_address(name)
@@ -266,6 +278,17 @@ class CompiledModule:
         return addr
 
 
+@in_llvm_section
+def _load(obj):
+    """An MCJIT engine holding the object file's code, ready to run."""
+    # The engine takes ownership of (and later destroys) its target machine: give it its own.
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return engine
+
+
+@in_llvm_section
 def module_header():
     """(triple, datalayout) to stamp on modules so LLVM optimises for this CPU."""
     h = _state.get("header")

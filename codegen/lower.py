@@ -176,7 +176,18 @@ class Context:
 
     def alloc_in(self, slot, dtype, shape):
         b = self.b
-        nbytes = U.mul(b, U.product(b, shape), U.itemsize(dtype))
+        # every buffer's byte size goes through here: a size that wraps int64 would pass the
+        # capacity test and let the kernel write far past a small buffer
+        count, ovf = U.checked_product(b, shape)
+        nbytes, o = U.checked(b, "mul", count, U.itemsize(dtype))
+        ovf = U.either(b, ovf, o)
+        if ovf is True:
+            nbytes = -1
+        if ovf is not False:
+            bad = U.flag_value(b, ovf)
+            if not isinstance(nbytes, int):
+                bad = b.or_(bad, b.icmp_signed("<", nbytes, U.i64(0)))
+            self.fail_if(bad, E_ALLOC, -1, len(shape), *shape[:4])
         entry = b.gep(self.slots_ptr, [U.i64(2 * slot)], source_etype=U.I64)
         cap_ptr = b.gep(self.slots_ptr, [U.i64(2 * slot + 1)], source_etype=U.I64)
         need = U.as_value(b, nbytes)

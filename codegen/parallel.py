@@ -13,7 +13,8 @@ calls symcnn_pool_start once after loading the module and symcnn_pool_stop when 
 function is freed. Between regions the workers spin briefly, then sleep on a condition variable.
 A region publishes (body, args, bounds) under a new generation, wakes the workers, and then the
 calling thread and the workers claim ranges one at a time until none is left; the caller returns
-once all T are finished. So the caller never waits for a worker that has not woken up yet (the
+once all T are finished. Regions of one module run one at a time (a mutex around each), so
+threads that call into the same module concurrently take turns instead of mixing their jobs. So the caller never waits for a worker that has not woken up yet (the
 machine is busy): it runs that range itself. With no live workers (pool never started, pthread_create failed, a
 forked child whose workers do not exist) every range runs on the calling thread.
 """
@@ -218,6 +219,7 @@ class _Pool:
         self.job_T = g("job_T", I64, 0)
         self.stop_flag = g("stop", I32, 0)
         self.mutex = g("mutex", sync, None, 64)
+        self.region = g("region", sync, None, 64)   # held by the thread running a region
         self.cond_work = g("cond_work", sync, None, 64)
         self.cond_done = g("cond_done", sync, None, 64)
         self.sleepers = g("sleepers", I32, 0, 64)   # under the mutex
@@ -409,6 +411,9 @@ class _Pool:
             self._call_body(b, body, args, bounds, t)
         b.ret_void()
         b.position_at_end(pool)
+        # one region at a time: the job fields, ticket and done count describe a single region,
+        # so a second caller (another thread in the same module) waits for the first to finish
+        b.call(self.lock, [self.region])
         b.store(body, self.job_fn)
         b.store(args, self.job_args)
         b.store(bounds, self.job_bounds)
@@ -444,6 +449,7 @@ class _Pool:
         b.branch(done)
         done_phi.add_incoming(U.i64(0), woke)
         b.position_at_end(done)
+        b.call(self.unlock, [self.region])
         b.ret_void()
         return fn
 
@@ -469,6 +475,7 @@ class _Pool:
         # still be waiting on them (and glibc's pthread_cond_destroy waits for waiters)
         with b.if_then(b.icmp_unsigned("==", b.load(self.inited, typ=I32), ir.Constant(I32, 0))):
             b.call(U.declare(m, "pthread_mutex_init", I32, [P, P]), [self.mutex, null])
+            b.call(U.declare(m, "pthread_mutex_init", I32, [P, P]), [self.region, null])
             cinit = U.declare(m, "pthread_cond_init", I32, [P, P])
             b.call(cinit, [self.cond_work, null])
             b.call(cinit, [self.cond_done, null])

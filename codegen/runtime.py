@@ -4,6 +4,7 @@ import weakref
 
 import numpy as np
 
+from symcnn.compile.shared import SharedVariable
 from symcnn.graph.trace import with_trace
 
 from . import lower as L
@@ -41,6 +42,10 @@ class NativeRunner:
         self._outs = np.zeros(max(out_len, 1), dtype=np.int64)
         self._err = np.zeros(8, dtype=np.int64)
         self._update_out = {o: i for i, o in self.updates}
+        self._written = [i for i, _ in self.updates]   # inputs whose storage native code writes
+        self._shared = [k for k, v in enumerate(fgraph.inputs) if isinstance(v, SharedVariable)]
+        self._n_explicit = min(self._shared, default=len(fgraph.inputs))
+        self._disjoint = None   # the shared values of the last call, if no target aliased another
         self._args = (ctypes.cast(self._in_ptrs, ctypes.c_void_p), self._in_dims.ctypes.data,
                       self._slots.ctypes.data, self._outs.ctypes.data, self._err.ctypes.data)
 
@@ -62,6 +67,8 @@ class NativeRunner:
         return {"buffers": self.spec.n_slots, "bytes": sum(caps), "per_buffer": caps}
 
     def __call__(self, values):
+        if self._written:
+            values = self._separate(values)
         arrays = []
         for k, (var, v) in enumerate(zip(self.fgraph.inputs, values)):
             if not v.flags.c_contiguous:
@@ -83,6 +90,35 @@ class NativeRunner:
                     continue
             outs.append(_copy_out(int(self._outs[off]), shape, dtype))
         return outs
+
+    def _separate(self, values):
+        """Native code writes updates into their shared variables' storage. Copy, before the call,
+        what must not be written or must not see those writes, so results and shared values are
+        the reference's:
+        - a target numpy says is not writeable (np.frombuffer of bytes, a read-only memory map)
+          or that shares memory with another shared input (two shared variables borrowed over one
+          array): the target is copied, and the copy becomes its new value (a copy made once);
+        - an explicit argument sharing memory with a target (f(W.get_value(borrow=True))) is
+          copied for the call, as Theano copied aliased inputs: it is read as it was."""
+        values = list(values)
+        written = set(self._written)
+        shared = [values[k] for k in self._shared]
+        # the shared values are usually the very arrays found disjoint at the last call
+        known = self._disjoint is not None and all(a is b for a, b in zip(shared, self._disjoint))
+        pending = set(self._written)   # targets not looked at yet (each pair is compared once)
+        copied = False
+        for t in self._written:
+            pending.discard(t)
+            v = values[t]
+            if not v.flags.writeable or not known and any(
+                    np.may_share_memory(v, values[k]) for k in self._shared if k != t and k not in pending):
+                values[t] = np.array(v, order="C")
+                copied = True
+        self._disjoint = None if copied else shared
+        for k in range(self._n_explicit):
+            if k not in written and any(np.may_share_memory(values[k], values[t]) for t in self._written):
+                values[k] = np.array(values[k], order="C")
+        return values
 
     def _explain(self, rc, arrays):
         """Native code found a bad input (before writing any update). The numpy reference
@@ -108,6 +144,12 @@ class NativeRunner:
         elif code == L.E_RESHAPE:
             msg = f"{where}: cannot reshape an array of size {vals[0]} into a shape of size {vals[1]}"
             exc = ValueError
+        elif code == L.E_ALLOC and vals[0] == -1:
+            ndim = vals[1]
+            dims = ", ".join(str(d) for d in vals[2:2 + min(ndim, 4)]) + (", ..." if ndim > 4 else "")
+            msg = (f"{where}: cannot allocate an array of shape ({dims}): its size in bytes "
+                   f"does not fit in 64 bits")
+            exc = MemoryError
         elif code == L.E_ALLOC:
             msg = f"{where}: out of memory allocating {vals[0]} bytes"
             exc = MemoryError
@@ -142,7 +184,8 @@ class NativeRunner:
             msg = f"{where}: cannot reduce over an empty dimension (a {type(node.op).__name__.lower()} of length 0)"
             exc = ValueError
         elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "ARange":
-            msg = f"{where}: arange step must not be zero"
+            msg = (f"{where}: arange step must not be zero" if vals[1] == 0 else
+                   f"{where}: arange: the length of the range is not a number that fits in int64")
             exc = ValueError
         else:
             msg = f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"

@@ -1,8 +1,8 @@
 """Global settings, as Theano's `theano.config`.
 
 Read once from the environment: SYMCNN_FLOATX, SYMCNN_MODE, and SYMCNN_FLAGS
-("floatX=float64,mode=reference", like THEANO_FLAGS), SYMCNN_NUM_THREADS. Attributes can be
-assigned at run time too.
+("floatX=float64,mode=reference", like THEANO_FLAGS), SYMCNN_NUM_THREADS (at most the cores the
+process may use: a larger value is capped, with a warning). Attributes can be assigned at run time too.
 """
 import os
 
@@ -78,6 +78,14 @@ class Config:
             value = int(value)
             if value < 1:
                 raise ValueError(f"config.num_threads must be >= 1, got {value}")
+            cores = _default_threads()
+            if value > cores:
+                # more threads than cores only adds switching and memory (2000 threads: an epoch
+                # took minutes and most of a GB)
+                import warnings
+                warnings.warn(f"num_threads={value} is more than the {cores} cores this process may use "
+                              f"(os.sched_getaffinity); using {cores}", RuntimeWarning, stacklevel=2)
+                value = cores
         object.__setattr__(self, key, value)
 
 

@@ -5,6 +5,8 @@ Everything compiles through `compile_and_run` / `compile_fn`, which take a
 by passing its own mode; `check_native_vs_reference` compiles a graph natively and
 with the reference linker and compares everything (values, dtypes, shapes, NaN/Inf).
 """
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -281,3 +283,30 @@ def normal_cdf(x):
 
 # sqrt(n) * D above this has probability 0.001 for a sample of the distribution (Kolmogorov)
 KS_CRITICAL_0_001 = 1.95
+# -- child processes ----------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_child(code, timeout=180, env=None, check=True):
+    """Run Python `code` in a fresh interpreter (cwd and import path: the repository), so a
+    crash or a hang fails the test instead of killing pytest. Returns the CompletedProcess;
+    with check=True asserts it exited with status 0, showing its output otherwise."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(env or {})
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env=e, cwd=ROOT, capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired as t:
+        pytest.fail(f"child process hung (no exit within {timeout} s); its output:\n{t.stdout}\n{t.stderr}")
+    if check:
+        assert out.returncode == 0, f"child exited with status {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+def allow_more_threads_than_cores(monkeypatch, cores=64):
+    """Let config.num_threads exceed this machine's cores (normally capped), so tests can run
+    more pool threads than cores."""
+    import importlib
+    monkeypatch.setattr(importlib.import_module("symcnn.config"), "_default_threads", lambda: cores)

@@ -1,4 +1,6 @@
 """Shape, Shape_i, MakeVector, ARange, and Reshape/Flatten (views of contiguous inputs)."""
+from llvmlite import ir
+
 from symcnn.tensor.basic import ARange, Flatten, MakeVector, Reshape, Shape, Shape_i
 
 from .. import irutil as U
@@ -37,13 +39,25 @@ def lower_arange(ctx, node, ins):
     cdt = "float64" if U.is_float(dt) or any(U.is_float(v.dtype) for v in node.inputs) else "int64"
     start, stop, step = (U.cast_value(b, ctx.load_scalar(a), v.dtype, cdt) for a, v in zip(ins, node.inputs))
     if cdt == "int64":
-        ctx.fail_if(b.icmp_signed("==", step, U.i64(0)), E_VALUE, step)
-        sign = b.select(b.icmp_signed(">", step, U.i64(0)), U.i64(1), U.i64(-1))
-        n = b.sdiv(b.sub(b.add(b.sub(stop, start), step), sign), step)
+        ctx.fail_if(b.icmp_signed("==", step, U.i64(0)), E_VALUE, step, 0)
+        # ceil((stop - start) / step) without wrapping: the span of extreme bounds overflows int64
+        # (numpy raises then too), and INT64_MIN / -1 traps (SIGFPE) for a length of 2**63
+        span, ovf = U.checked(b, "sub", stop, start)
+        trap = b.and_(b.icmp_signed("==", span, U.i64(-2 ** 63)), b.icmp_signed("==", step, U.i64(-1)))
+        ctx.fail_if(b.or_(U.flag_value(b, ovf), trap), E_VALUE, step, 1)
+        q, r = b.sdiv(span, step), b.srem(span, step)
+        up = b.and_(b.icmp_signed("!=", r, U.i64(0)),
+                    b.icmp_signed("==", b.icmp_signed("<", r, U.i64(0)), b.icmp_signed("<", step, U.i64(0))))
+        n = b.add(q, b.zext(up, U.I64))
     else:
-        ctx.fail_if(b.fcmp_ordered("==", step, U.const("float64", 0.0)), E_VALUE, U.i64(0))
-        q = b.fdiv(b.fsub(stop, start), step)
-        n = b.fptosi(b.call(U.intrinsic(ctx.module, "ceil", "float64"), [q]), U.I64)
+        ctx.fail_if(b.fcmp_ordered("==", step, U.const("float64", 0.0)), E_VALUE, U.i64(0), 0)
+        q = b.call(U.intrinsic(ctx.module, "ceil", "float64"), [b.fdiv(b.fsub(stop, start), step)])
+        # a length that is NaN or beyond int64 (+-inf, 1e19) has no int64 value: fptosi would give
+        # poison (an empty range in practice); numpy raises, and so does this
+        fits = b.and_(b.fcmp_ordered("<", q, ir.Constant(U.F64, 2.0 ** 63)),
+                      b.fcmp_ordered(">=", q, ir.Constant(U.F64, -2.0 ** 63)))
+        ctx.fail_if(b.not_(fits), E_VALUE, U.i64(0), 1)
+        n = b.fptosi(q, U.I64)
     n = U.smax(b, n, 0)
     out = ctx.alloc(node.outputs[0], [n])
     if cdt == "int64" or not U.is_float(dt):
@@ -80,16 +94,25 @@ def lower_reshape(ctx, node, ins):
     target = [U.cast_value(b, b.load(shp.flat_addr(b, k), typ=shp.lltype), shp.dtype, "int64")
               for k in range(ndim)]
     size = U.as_value(b, x.size(b))
-    known = U.i64(1)
-    for t in target:
-        known = b.mul(known, b.select(b.icmp_signed("==", t, U.i64(-1)), U.i64(1), t))
+    # numpy's rules: a negative entry (-1, or any other) is the unknown dim; at most one, and
+    # not next to a zero dim (its size would be ambiguous)
+    unknown = [b.icmp_signed("<", t, U.i64(0)) for t in target]
+    # products of the requested dims are checked: (2**62 + 1) * 4 wraps to 4 and would pass
+    known, ovf = U.checked_product(b, [b.select(u, U.i64(1), t) for u, t in zip(unknown, target)])
+    ctx.fail_if(U.flag_value(b, ovf), E_RESHAPE, size, -1)
+    known = U.as_value(b, known)
+    n_unknown = U.i64(0)
+    for u in unknown:
+        n_unknown = b.add(n_unknown, b.zext(u, U.I64))
+    ambiguous = b.or_(b.icmp_signed(">", n_unknown, U.i64(1)),
+                      b.and_(b.icmp_signed("==", n_unknown, U.i64(1)), b.icmp_signed("==", known, U.i64(0))))
+    ctx.fail_if(ambiguous, E_RESHAPE, size, -1)
     safe = b.select(b.icmp_signed("==", known, U.i64(0)), U.i64(1), known)
     fill = b.sdiv(size, safe)
-    dims = [b.select(b.icmp_signed("==", t, U.i64(-1)), fill, t) for t in target]
-    for t in target:
-        ctx.fail_if(b.icmp_signed("<", t, U.i64(-1)), E_RESHAPE, size, t)
-    total = U.as_value(b, U.product(b, dims))
-    ctx.fail_if(b.icmp_signed("!=", total, size), E_RESHAPE, size, total)
+    dims = [b.select(u, fill, t) for u, t in zip(unknown, target)]
+    total, ovf = U.checked_product(b, dims)
+    total = U.as_value(b, total)
+    ctx.fail_if(b.or_(U.flag_value(b, ovf), b.icmp_signed("!=", total, size)), E_RESHAPE, size, total)
     return [_reshaped(ctx, node, x, dims)]
 
 

@@ -1,4 +1,5 @@
 """symcnn.function: compile inputs -> outputs (with updates and givens) into a callable."""
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -216,6 +217,7 @@ class Function:
         update_pairs = [(fgraph.inputs.index(sv), n_outputs + k) for k, sv in enumerate(update_targets)]
         factory = linker_for(mode)
         self._runner = self._build = None
+        self._call_lock = threading.RLock()   # reentrant: a callback inside a call may call again
         if factory is not _reference.ReferenceRunner:  # the reference mode has nothing to compile
             self._build = _BackgroundBuild(factory, fgraph, update_pairs)
         else:
@@ -286,6 +288,13 @@ class Function:
         return ", ".join(f"{v} ({v.type})" for v in self.inputs)
 
     def __call__(self, *args, **kwargs):
+        # One call at a time per function: a native function owns one set of buffers (and a
+        # pool of workers), and its updates must be assigned as a whole. Native code runs with
+        # the GIL released, so other functions and other Python threads keep running.
+        with self._call_lock:
+            return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
         values = self._bind(args, kwargs) + [sv.container[0] for sv in self.shared_inputs]
         results = self.runner(values)
         # Arrays the caller must not receive as they are: inputs, shared storage, constants.
@@ -443,14 +452,21 @@ class _BackgroundBuild:
     the graph (so a graph the backend rejects raises in function(), as before), or when the
     runner is built if the backend never says it lowered (a cache hit); LLVM's optimisation and
     code generation then overlap whatever the caller does next, e.g. building and lowering the
-    next function, which the backend may compile at the same time in a helper process."""
+    next function, which the backend may compile at the same time in a helper process.
+
+    Waiting survives interruptions: a KeyboardInterrupt while waiting leaves the build going,
+    and the next wait picks it up (an interrupted Thread.join may mark a live thread as finished).
+    In a child made by os.fork() before the build finished, the building thread does not exist:
+    the child builds the runner itself."""
 
     def __init__(self, factory, fgraph, update_pairs):
+        self._args = (factory, fgraph, update_pairs)
+        self._pid = os.getpid()
         self._lowered = threading.Event()
+        self._done = threading.Event()
         self._accepted = False   # the backend lowered the graph (later errors surface at the call)
         self._runner = self._error = None
-        self._thread = threading.Thread(target=self._run, args=(factory, fgraph, update_pairs),
-                                        name="symcnn-compile", daemon=False)
+        self._thread = threading.Thread(target=self._run, args=self._args, name="symcnn-compile", daemon=False)
         self._thread.start()
         self._lowered.wait()
         if not self._accepted:
@@ -468,8 +484,12 @@ class _BackgroundBuild:
             self._error = e
         finally:
             self._lowered.set()
+            self._done.set()
 
     def result(self):
+        if self._pid != os.getpid() and not self._done.is_set():
+            self._build_here()
+        self._done.wait()
         t = self._thread
         if t is not None:
             t.join()
@@ -479,11 +499,22 @@ class _BackgroundBuild:
             raise self._error
         return self._runner
 
+    def _build_here(self):
+        """In a forked child: the thread building the runner stayed in the parent."""
+        factory, fgraph, update_pairs = self._args
+        try:
+            runner, error = factory(fgraph, update_pairs), None
+        except Exception as e:
+            runner, error = None, e
+        self._runner, self._error, self._thread = runner, error, None
+        self._done = threading.Event()
+        self._done.set()
+        self._pid = os.getpid()
+
 
 def _reaped(tid, timeout=0.2):
     """join() returns a moment before the OS thread is gone; on Linux wait for that moment too,
     so a function that is ready has no compile thread left (threads are counted by tools)."""
-    import os
     import time
     path = f"/proc/self/task/{tid}"
     end = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import symcnn.tensor as T
 from codegen.kernels import dot as D
 from symcnn.config import config
 
-from tests.helpers import check_native_vs_reference
+from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -15,6 +15,7 @@ RTOL, ATOL = 1e-4, 1e-5
 @pytest.fixture
 def threads(monkeypatch):
     old = config.num_threads
+    allow_more_threads_than_cores(monkeypatch)
     # the function cache keys on source and config, not on a patched threshold
     monkeypatch.setenv("SYMCNN_CACHE_DIR", "none")
 

@@ -15,7 +15,7 @@ import symcnn.tensor as T
 from symcnn.config import config
 from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 
-from tests.helpers import check_native_vs_reference
+from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
 
 RTOL, ATOL = 1e-4, 1e-5
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,8 +29,9 @@ CASES = [
 
 
 @pytest.fixture
-def threads():
+def threads(monkeypatch):
     old = config.num_threads
+    allow_more_threads_than_cores(monkeypatch)
 
     def set_threads(n):
         config.num_threads = n
@@ -215,6 +216,8 @@ _EXIT_SCRIPT = """
 import gc, os, sys, threading
 import numpy as np
 sys.path.insert(0, {root!r})
+import symcnn.config
+sys.modules["symcnn.config"]._default_threads = lambda: 3   # more pool threads than cores
 from symcnn.config import config
 config.num_threads = 3
 from tests.codegen.test_threads import _graph, CASES

@@ -60,3 +60,27 @@ def test_compute_test_value_setting_is_checked():
     with pytest.raises(ValueError, match="compute_test_value"):
         config.compute_test_value = "maybe"
     assert config.compute_test_value == "off"
+def test_thread_count_beyond_the_cores_is_capped_with_a_warning(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SYMCNN_NUM_THREADS", "2000")
+    with pytest.warns(RuntimeWarning, match=f"num_threads=2000 is more than the {cores} cores"):
+        c = Config()
+    assert c.num_threads == cores
+    with pytest.warns(RuntimeWarning, match="more than"):
+        c.num_threads = cores + 1
+    assert c.num_threads == cores
+    monkeypatch.setenv("SYMCNN_NUM_THREADS", "1")
+    assert Config().num_threads == 1
+
+
+def test_thread_count_of_a_process_follows_its_cpu_affinity():
+    # a process allowed one core gets one thread, however many the environment asks for
+    code = ("import os, warnings; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "warnings.simplefilter('error')\n"
+            "try:\n    import symcnn\nexcept RuntimeWarning as e:\n    print('warned', e)\n"
+            "import warnings; warnings.simplefilter('ignore'); import symcnn; print(symcnn.config.num_threads)")
+    env = dict(os.environ, SYMCNN_NUM_THREADS="4", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "warned" in out.stdout and out.stdout.split()[-1] == "1"

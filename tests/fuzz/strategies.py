@@ -751,3 +751,113 @@ def graphs(draw, ops=STRUCTURE_OPS, min_steps=1, max_steps=6, special=None, grad
         g.case.outputs = list(dict.fromkeys(leaves[::-1] + extra))[:n_outputs[1] + 2]
     g.case.seed = draw(st.integers(0, 2 ** 32 - 1))
     return g.case
+
+
+# -- storage, threads and sizes -------------------------------------------------------------------
+# Programs around what native code does with memory it does not own: updates written into shared
+# storage (read-only, aliased by another shared variable or by an argument), calls from several
+# threads, and shapes whose sizes do not fit in 64 bits.
+
+SHARED_LAYOUTS = ("own", "same_as_0", "overlaps_0", "readonly", "frombuffer")
+ARGUMENTS = ("fresh", "storage_0", "view_of_0", "storage_1")
+UPDATE_KINDS = ("sgd", "scale_plus_other", "tanh_plus_arg", "other_plus_one", "none")
+
+
+class StorageCase:
+    """n shared float32 vectors of length n_elems laid over memory as `layouts` says, updates
+    of kind `updates[i]` for shared i, one vector argument given as `argument` says, `calls` calls."""
+
+    def __init__(self, n_elems, layouts, updates, argument, calls):
+        self.n_elems, self.layouts, self.updates = n_elems, layouts, updates
+        self.argument, self.calls = argument, calls
+
+    def __repr__(self):
+        return (f"StorageCase(n_elems={self.n_elems}, layouts={self.layouts}, updates={self.updates}, "
+                f"argument={self.argument!r}, calls={self.calls})")
+
+    def shared_values(self):
+        """Fresh arrays for the shared variables (the same numbers on every call of this method)."""
+        n = self.n_elems
+        base = np.arange(2 * n, dtype="float32") * 0.25 - 1
+        out = []
+        for i, lay in enumerate(self.layouts):
+            if i == 0 or lay == "own":
+                v = base[:n] if i == 0 else np.linspace(-1, 1, n).astype("float32") + i
+            elif lay == "same_as_0":
+                v = out[0]
+            elif lay == "overlaps_0":
+                v = base[n // 2:n // 2 + n]
+            elif lay == "readonly":
+                v = np.linspace(0, 1, n).astype("float32") + i
+                v.flags.writeable = False
+            else:  # frombuffer: numpy over an immutable bytes object
+                v = np.frombuffer(bytes((np.linspace(0, 2, n).astype("float32") + i).tobytes()), dtype="float32")
+            out.append(v)
+        return out
+
+    def argument_value(self, shared, call):
+        if self.argument == "storage_0":
+            return shared[0].get_value(borrow=True)
+        if self.argument == "storage_1" and len(shared) > 1:
+            return shared[1].get_value(borrow=True)
+        if self.argument == "view_of_0":
+            v = shared[0].get_value(borrow=True)
+            return v[::-1]          # a reversed view: same memory, other order
+        return np.linspace(-0.5, 0.5, self.n_elems).astype("float32") * (call + 1)
+
+    def build(self, symcnn, T, mode):
+        """(function, shared variables, values) of the case in `mode`, over fresh memory."""
+        values = self.shared_values()
+        shared = [symcnn.shared(v, f"s{i}", borrow=True) for i, v in enumerate(values)]
+        x = T.vector("x")
+        updates = []
+        for i, kind in enumerate(self.updates):
+            s, other = shared[i], shared[(i + 1) % len(shared)]
+            expr = {"sgd": lambda: s - 0.5 * x, "scale_plus_other": lambda: s * 2 + other,
+                    "tanh_plus_arg": lambda: T.tanh(s) + x, "other_plus_one": lambda: other + 1,
+                    "none": lambda: None}[kind]()
+            if expr is not None:
+                updates.append((s, expr))
+        outputs = [x * 1, shared[0] + 0, T.sum(shared[-1] * x)]
+        return symcnn.function([x], outputs, updates=updates, mode=mode), shared, values
+
+
+@st.composite
+def storage_cases(draw):
+    n_shared = draw(st.integers(1, 3))
+    layouts = ["own"] + [draw(st.sampled_from(SHARED_LAYOUTS)) for _ in range(n_shared - 1)]
+    if draw(st.booleans()):
+        layouts[0] = draw(st.sampled_from(("readonly", "frombuffer")))
+    updates = [draw(st.sampled_from(UPDATE_KINDS)) for _ in range(n_shared)]
+    return StorageCase(draw(st.integers(1, 9)), layouts, updates, draw(st.sampled_from(ARGUMENTS)),
+                       draw(st.integers(1, 3)))
+
+
+@st.composite
+def threaded_calls(draw):
+    """(threads, per thread a list of (rows, cols) argument shapes)."""
+    n = draw(st.integers(2, 8))
+    dims = st.tuples(st.integers(0, 70), st.integers(1, 70))
+    return n, [draw(st.lists(dims, min_size=1, max_size=4)) for _ in range(n)]
+
+
+HUGE = (2 ** 31, 2 ** 32, 2 ** 32 + 1, 2 ** 40, 2 ** 61 + 1, 2 ** 62 + 1, 2 ** 63 - 1)
+
+
+@st.composite
+def huge_sizes(draw):
+    """(program, arguments): an op whose result size comes from values that may be huge, with
+    small valid values mixed in. program: 'reshape2' (v.reshape((a, b))), 'reshape3'
+    (v.reshape((a, -1, b))), 'arange' (T.arange(a, b, c)), 'farange' (float bounds)."""
+    dim = st.one_of(st.integers(-1, 6), st.sampled_from(HUGE), st.sampled_from([-h for h in HUGE]))
+    program = draw(st.sampled_from(("reshape2", "reshape3", "arange", "farange")))
+    if program == "farange":
+        f = st.one_of(st.floats(-10, 10), st.sampled_from([1e19, -1e19, 9.3e18, 1e300, np.inf, -np.inf, np.nan]))
+        step = st.one_of(st.sampled_from([1.0, -1.0, 0.5, 1e-300, 3.0]), f)
+        return program, [draw(f), draw(f), draw(step)]
+    if program == "arange":
+        step = st.one_of(st.sampled_from([1, -1, 2, -3]), st.sampled_from(HUGE),
+                         st.sampled_from([-h for h in HUGE]), st.just(-2 ** 63))
+        return program, [draw(dim), draw(dim), draw(step)]
+    n = draw(st.sampled_from([0, 1, 4, 6, 12]))
+    return program, [n, draw(dim), draw(dim)]

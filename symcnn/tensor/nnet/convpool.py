@@ -187,6 +187,36 @@ class ConvPoolTanh(_ConvPoolBase):
         pooled = self._pooled(self._conv_shape_sym(xs, ws))
         return [pooled, pooled]
 
+    def debug_mismatch(self, node, inputs, k, native, reference, rtol, atol):
+        """mode='debug' compares the tie mask (output 1) by what it means: the set of window
+        positions holding the maximum. Which of two values that agree to rounding error is the
+        larger depends on the order of the sums, so a window's bits may differ from the
+        reference's at positions whose (reference) conv value is within tolerance of the window
+        maximum; a bit anywhere else, or a window with no bit, is a real difference. Returns a
+        description of the difference, None if there is none, or NotImplemented for the other
+        outputs (compared as usual)."""
+        if k != 1 or native.shape != reference.shape or native.dtype != reference.dtype:
+            return NotImplemented
+        differ = native != reference
+        if not differ.any():
+            return None
+        x, w, _ = inputs
+        pad, stride = self._geometry(w.shape[2], w.shape[3])
+        conv = C._corr(x, C._flip(w) if self.filter_flip else w, pad, stride).astype("float64")
+        offsets = list(self._offsets(*native.shape[2:]))
+        pooled = np.max([conv[idx] for _, idx in offsets], axis=0)
+        tol = atol * max(1.0, float(np.abs(pooled).max(initial=0.0))) + rtol * np.abs(pooled)
+        flipped = native ^ reference
+        bad = differ & (native == 0)
+        for bit, idx in offsets:
+            changed = ((flipped >> np.asarray(bit, native.dtype)) & 1).astype(bool)
+            bad |= changed & (pooled - conv[idx] > tol)
+        if bad.any():
+            n = int(bad.sum())
+            return (f"the tie masks of {n} window{'s' * (n != 1)} differ at positions that do not hold "
+                    f"the window maximum (first at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
+        return None
+
     def connection_pattern(self, node):
         return [[True, False], [True, False], [True, False]]
 
