@@ -11,7 +11,14 @@ import threading
 
 import llvmlite.binding as llvm
 
-from .forksafe import after_fork_in_child, in_llvm_section
+try:
+    from .forksafe import after_fork_in_child, in_llvm_section
+except ImportError:  # loaded on its own in the compile helper process (see _WORKER_MAIN), which never forks
+    def in_llvm_section(f):
+        return f
+
+    def after_fork_in_child(f):
+        return f
 
 _lock = threading.Lock()
 _state = {}
