@@ -19,7 +19,14 @@ import threading
 import llvmlite
 import llvmlite.binding as llvm
 
-from .forksafe import after_fork_in_child, in_llvm_section
+try:
+    from .forksafe import after_fork_in_child, in_llvm_section
+except ImportError:  # loaded as a lone file by the compile helper process (_WORKER_MAIN): no forks there
+    def in_llvm_section(fn):
+        return fn
+
+    def after_fork_in_child(fn):
+        return fn
 
 _lock = threading.Lock()
 _state = {}
