@@ -13,12 +13,12 @@ import llvmlite.binding as llvm
 
 try:
     from .forksafe import after_fork_in_child, in_llvm_section
-except ImportError:  # loaded on its own in the compile helper process (see _WORKER_MAIN), which never forks
-    def in_llvm_section(f):
-        return f
+except ImportError:  # loaded as a lone file by the compile helper process (_WORKER_MAIN): no forks there
+    def in_llvm_section(fn):
+        return fn
 
-    def after_fork_in_child(f):
-        return f
+    def after_fork_in_child(fn):
+        return fn
 
 _lock = threading.Lock()
 _state = {}
