@@ -19,6 +19,11 @@ import threading
 import llvmlite
 import llvmlite.binding as llvm
 
+try:
+    from . import target as _targets
+except ImportError:  # loaded on its own in the compile helper process (see _WORKER_MAIN)
+    import symcnn_jit_target as _targets
+
 _lock = threading.Lock()
 _state = {}
 
@@ -26,30 +31,20 @@ CACHE_MAGIC = b"SYMCNN-OBJ1\n"
 ENTRY_MAGIC = b"SYMCNN-FN2\n"
 
 
-def _host():
-    """(target, cpu name, feature string): queried once, they do not change in a process."""
-    h = _state.get("host")
-    if h is None:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        h = _state["host"] = (llvm.Target.from_default_triple(), llvm.get_host_cpu_name(),
-                              llvm.get_host_cpu_features().flatten())
-    return h
-
-
-def _new_target_machine():
-    target, cpu, features = _host()
-    return target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
+def _machine(target):
+    """The target machine used for optimising and emitting code for `target` (a codegen.target
+    Target; never handed to an engine), one per target and process."""
+    with _lock:
+        tm = _state.get(("tm", target))
+        if tm is None:
+            tm = _state[("tm", target)] = target.machine(jit=True)
+        return tm
 
 
 def _target():
-    """The target machine used for optimising and emitting (never handed to an engine)."""
-    with _lock:
-        if "tm" not in _state:
-            _state["tm"] = _new_target_machine()
-            _state["desc"] = (f"{llvm.get_process_triple()}|{llvm.get_host_cpu_name()}|"
-                              f"{llvm.get_host_cpu_features().flatten()}")
-        return _state["tm"], _state["desc"]
+    """(target machine, description) of the target compiled for now (config.target_cpu, ...)."""
+    t = _targets.current()
+    return _machine(t), t.describe()
 
 
 def target_description():
@@ -62,10 +57,10 @@ def cache_dir():
     return None if d in ("", "none", "off") else d
 
 
-def cache_key(ir_text):
+def cache_key(ir_text, target=None):
     import symcnn
     h = hashlib.sha256()
-    for part in (CACHE_MAGIC, target_description().encode(), llvmlite.__version__.encode(),
+    for part in (CACHE_MAGIC, (target or _targets.current()).describe().encode(), llvmlite.__version__.encode(),
                  str(llvm.llvm_version_info).encode(), symcnn.__version__.encode(), ir_text.encode()):
         h.update(part)
         h.update(b"\0")
@@ -81,8 +76,8 @@ LOOP_UNROLLING = False
 LOOP_INTERLEAVING = False
 
 
-def optimize(module_ref):
-    tm, _ = _target()
+def optimize(module_ref, target=None):
+    tm = _machine(target or _targets.current())
     pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -92,36 +87,39 @@ def optimize(module_ref):
     pb.getModulePassManager().run(module_ref, pb)
 
 
-def _compile_here(ir_text):
-    tm, _ = _target()
+def _compile_here(ir_text, target=None):
+    target = target or _targets.current()
+    tm = _machine(target)
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
-    optimize(mod)
+    optimize(mod, target)
     return tm.emit_object(mod)
 
 
 _local = threading.Lock()   # held by the thread compiling in this process
 
 
-def compile_object(ir_text):
+def compile_object(ir_text, target=None):
     """Parse, verify, optimise and emit an object file (bytes).
 
     llvmlite runs one LLVM call at a time per process, so while another thread of this
     process is compiling, the module goes to a helper process (same llvmlite, same code,
     same machine code) when there is a core for it: compiling a training step's functions
-    in the background then takes the time of the longest, not of all."""
+    in the background then takes the time of the longest, not of all.
+    target: a codegen.target Target (default: the one config names now)."""
+    target = target or _targets.current()
     if _local.acquire(blocking=False):
         try:
-            return _compile_here(ir_text)
+            return _compile_here(ir_text, target)
         finally:
             _local.release()
     worker = _worker()
     if worker is not None:
-        obj = worker.compile(ir_text)
+        obj = worker.compile(ir_text, target)
         if obj is not None:
             return obj
     with _local:
-        return _compile_here(ir_text)
+        return _compile_here(ir_text, target)
 
 
 # The helper process: runs this file's _compile_here on modules sent through its stdin.
@@ -129,10 +127,13 @@ _WORKER_MAIN = r"""
 import importlib.util, os, sys
 out = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)  # the protocol owns the pipe: anything printed goes to stderr
-spec = importlib.util.spec_from_file_location("symcnn_jit_worker", sys.argv[1])
-jit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(jit)
-jit._worker_loop(sys.stdin.buffer, out)
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+load("symcnn_jit_target", os.path.join(os.path.dirname(sys.argv[1]), "target.py"))
+load("symcnn_jit_worker", sys.argv[1])._worker_loop(sys.stdin.buffer, out)
 """
 
 
@@ -151,11 +152,12 @@ def _worker_loop(inp, out):
     while True:
         try:
             (n,) = struct.unpack("<Q", _read_exact(inp, 8))
-            ir_text = _read_exact(inp, n).decode()
+            spec, ir_text = _read_exact(inp, n).decode().split("\n", 1)
         except EOFError:
             return
         try:
-            obj, tag = _compile_here(ir_text), b"K"
+            name, features, triple = json.loads(spec)
+            obj, tag = _compile_here(ir_text, _targets.resolve(name, features, triple)), b"K"
         except Exception as e:  # the parent compiles it itself and raises there
             obj, tag = repr(e).encode(), b"E"
         out.write(tag + struct.pack("<Q", len(obj)) + obj)
@@ -171,13 +173,15 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
 
-    def compile(self, ir_text):
+    def compile(self, ir_text, target):
         """The object file, or None if the helper failed (it is then not used again)."""
         with self.lock:
             if self.proc is None:
                 return None
             try:
-                data = ir_text.encode()
+                # the helper resolves the same target from what was asked for
+                spec = json.dumps([target.name, target.extra, target.triple])
+                data = (spec + "\n" + ir_text).encode()
                 self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
                 self.proc.stdin.flush()
                 tag = _read_exact(self.proc.stdout, 1)
@@ -317,17 +321,19 @@ def _patches():
     return out
 
 
-def entry_hasher():
-    """A sha256 already fed with what every function entry key shares; feed it the graph."""
-    base = _state.get("entry_base")
+def entry_hasher(target=None):
+    """A sha256 already fed with what every function entry key shares (the target among them);
+    feed it the graph."""
+    target = target or _targets.current()
+    base = _state.get(("entry_base", target))
     if base is None:
         import symcnn
         base = hashlib.sha256()
-        for part in (ENTRY_MAGIC, target_description().encode(), llvmlite.__version__.encode(),
+        for part in (ENTRY_MAGIC, target.describe().encode(), llvmlite.__version__.encode(),
                      str(llvm.llvm_version_info).encode(), symcnn.__version__.encode(), _source_digest()):
             base.update(part)
             base.update(b"\0")
-        _state["entry_base"] = base
+        _state[("entry_base", target)] = base
     h = base.copy()
     h.update(_settings())
     h.update(b"\0")
@@ -382,23 +388,27 @@ class CompiledModule:
     From IR text (compiled, or read from the IR-keyed cache) or, with `obj=`, from an
     object file compiled earlier."""
 
-    def __init__(self, ir_text=None, use_cache=True, obj=None, cache_hit=False):
+    def __init__(self, ir_text=None, use_cache=True, obj=None, cache_hit=False, target=None):
         self.ir_text = ir_text
         self.cache_hit = cache_hit
+        target = self.target = target or _targets.current()
         if obj is None:
             path = None
             d = cache_dir() if use_cache else None
             if d:
-                key = cache_key(ir_text)
+                key = cache_key(ir_text, target)
                 path = os.path.join(d, key[:2], key + ".o")
                 obj = _read_cache(path)
                 self.cache_hit = obj is not None
             if obj is None:
-                obj = compile_object(ir_text)
+                obj = compile_object(ir_text, target)
                 if path:
                     _write_cache(path, obj)
         # The engine takes ownership of (and later destroys) its target machine: give it its own.
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+        if not target.host:
+            raise ValueError(f"code for target {target.name!r} ({target.triple}, {target.isa()}) cannot run "
+                             f"on this machine; use codegen.build.emit_object to compile it")
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.machine(jit=True))
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()
 
@@ -409,11 +419,11 @@ class CompiledModule:
         return addr
 
 
-def module_header():
-    """(triple, datalayout) to stamp on modules so LLVM optimises for this CPU."""
-    h = _state.get("header")
+def module_header(target=None):
+    """(triple, datalayout) to stamp on modules so LLVM optimises for the target."""
+    target = target or _targets.current()
+    h = _state.get(("header", target))
     if h is None:
         # cached: an llvmlite call waits while another thread runs an LLVM pass pipeline
-        tm, _ = _target()
-        h = _state["header"] = (llvm.get_process_triple(), str(tm.target_data))
+        h = _state[("header", target)] = (target.triple, str(_machine(target).target_data))
     return h

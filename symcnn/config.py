@@ -24,6 +24,12 @@ class Config:
         self.allow_input_downcast = False
         # Threads the native kernels may use (read when a function is compiled; 1 disables threads).
         self.num_threads = _default_threads()
+        # The machine native code is compiled for (read when a function is compiled): "host", an
+        # LLVM CPU name ("haswell", "znver4", ...) or an x86-64 level ("x86-64", "x86-64-v2",
+        # "x86-64-v3", "x86-64-v4"); target_features adds LLVM feature flags ("+avx2,-avx512f").
+        # Only strings here: the backend (codegen/target.py) interprets them.
+        self.target_cpu = "host"
+        self.target_features = ""
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)
         for key, value in flags.items():
             setattr(self, key.strip(), value.strip())
@@ -38,6 +44,10 @@ class Config:
             value = int(value)
             if value < 1:
                 raise ValueError(f"config.num_threads must be >= 1, got {value}")
+        if key in ("target_cpu", "target_features"):
+            if not isinstance(value, str):
+                raise TypeError(f"config.{key} must be a string, got {type(value).__name__}")
+            value = value.strip() or ("host" if key == "target_cpu" else "")
         object.__setattr__(self, key, value)
 
 
