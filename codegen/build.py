@@ -138,7 +138,7 @@ def _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile):
             return spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)
         spec = build_module(fgraph, updates, **options)
         lowered()
-        obj = jit.compile_object(spec.ir_text, tgt)
+        obj = jit.compile_object(spec.ir_text)   # for tgt: this thread is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
         jit.write_entry(key, meta, obj)
         job.set((meta, obj))

@@ -173,8 +173,9 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
 
-    def compile(self, ir_text, target):
+    def compile(self, ir_text, target=None):
         """The object file, or None if the helper failed (it is then not used again)."""
+        target = target or _targets.current()
         with self.lock:
             if self.proc is None:
                 return None
@@ -401,7 +402,8 @@ class CompiledModule:
                 obj = _read_cache(path)
                 self.cache_hit = obj is not None
             if obj is None:
-                obj = compile_object(ir_text, target)
+                with _targets.using(target):
+                    obj = compile_object(ir_text)
                 if path:
                     _write_cache(path, obj)
         # The engine takes ownership of (and later destroys) its target machine: give it its own.
