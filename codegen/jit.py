@@ -1,4 +1,4 @@
-"""LLVM IR -> optimised machine code for the host CPU, with an on-disk object cache.
+"""LLVM IR -> optimised machine code for the target (codegen/target.py), with an on-disk object cache.
 
 Two kinds of entries, both keyed by a hash that also covers the target (triple,
 CPU, features), the llvmlite/LLVM versions and the symcnn version:
