@@ -80,6 +80,15 @@ def median_ms(fn, n_batches, runs, warmup=2):
 
 
 def torch_steps(batch_size, nkerns, data_x, data_y, runs, threads):
+    m = torch_model(batch_size, nkerns, data_x, data_y, threads)
+    if m is None:
+        return None
+    train, validate, n_batches, version = m
+    return (median_ms(train, n_batches, runs), median_ms(validate, n_batches, runs), version)
+
+
+def torch_model(batch_size, nkerns, data_x, data_y, threads):
+    """(train(i), validate(i), batches, version) of the same model in PyTorch eager, or None."""
     try:
         import torch
     except ImportError:
@@ -110,7 +119,43 @@ def torch_steps(batch_size, nkerns, data_x, data_y, runs, threads):
             xb, yb = xs[i * batch_size:(i + 1) * batch_size], ys[i * batch_size:(i + 1) * batch_size]
             return (model(xb).argmax(1) != yb).float().mean().item()
 
-    return (median_ms(train, n_batches, runs), median_ms(validate, n_batches, runs), torch.__version__)
+    return train, validate, n_batches, torch.__version__
+
+
+def torch_server(args, data_x, data_y):
+    """The --torch-child loop: one JSON line (version or null), then per request line "train N" /
+    "validate N" the median ms of N steps."""
+    m = torch_model(args.batch_size, args.nkerns, data_x, data_y, args.threads)
+    print(json.dumps(None if m is None else m[3]), flush=True)
+    if m is None:
+        return
+    fns = {"train": m[0], "validate": m[1]}
+    for line in sys.stdin:
+        kind, n = line.split()
+        print(json.dumps(median_ms(fns[kind], m[2], int(n), warmup=1)), flush=True)
+
+
+class TorchChild:
+    """PyTorch eager in a child process whose instruction set is limited to the target's (the
+    variables are read when torch is imported), asked for blocks of steps between symcnn's blocks,
+    so both see the same load on a shared machine."""
+
+    def __init__(self, target, args):
+        self.isa = TORCH_ISA.get(target, {})
+        cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", "--batch-size", str(args.batch_size),
+               "--threads", str(args.threads), "--nkerns", *map(str, args.nkerns)]
+        self.proc = subprocess.Popen(cmd, env=dict(os.environ, **self.isa), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.version = json.loads(self.proc.stdout.readline() or "null")
+
+    def median_ms(self, kind, n):
+        self.proc.stdin.write(f"{kind} {n}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 # PyTorch's instruction-set limits matching a target: ATen's CPU capability, oneDNN's (convolutions)
@@ -124,19 +169,19 @@ TORCH_ISA = {
 }
 
 
-def torch_steps_at(target, args):
-    """torch_steps in a child process whose PyTorch is limited to the target's instruction set
-    (the variables are read when torch is imported). (train ms, validate ms, version, env) or None."""
-    isa = TORCH_ISA.get(target, {})
-    env = dict(os.environ, **isa)
-    cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", "--runs", str(args.runs),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--nkerns", *map(str, args.nkerns)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.stderr.write(r.stderr)
-        return None
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    return None if out is None else (*out, isa)
+def interleaved(train, validate, n_batches, child, rounds, block):
+    """Per kind: (symcnn median ms, PyTorch median ms, median ratio, lowest and highest ratio) over
+    `rounds` rounds of one block of `block` symcnn steps then one of PyTorch steps."""
+    out = {}
+    for kind, fn in (("train", train), ("validate", validate)):
+        ours, theirs = [], []
+        for _ in range(rounds):
+            ours.append(median_ms(fn, n_batches, block, warmup=1))
+            theirs.append(child.median_ms(kind, block))
+        ratios = sorted(a / b for a, b in zip(ours, theirs))
+        out[kind] = (statistics.median(ours), statistics.median(theirs), statistics.median(ratios),
+                     ratios[0], ratios[-1])
+    return out
 
 
 def data(bs):
@@ -152,6 +197,9 @@ def main(argv=None):
     ap.add_argument("--steps-only", action="store_true",
                     help="compile, step times, profile and PyTorch only (no unfused/nanguard/reference runs)")
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=7,
+                    help="rounds of alternating symcnn / PyTorch blocks for the ratios (default 7)")
+    ap.add_argument("--block", type=int, default=5, help="steps per block (default 5)")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--reference-runs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=500)
@@ -166,8 +214,7 @@ def main(argv=None):
     data_x, data_y = data(bs)
     n_batches = len(data_x) // bs
     if args.torch_child:
-        tr = torch_steps(bs, nk, data_x, data_y, args.runs, args.threads)
-        print(json.dumps(tr))
+        torch_server(args, data_x, data_y)
         return 0
     if args.target:
         theano.config.target_cpu = args.target
@@ -220,17 +267,22 @@ def main(argv=None):
         ref_val = median_ms(rval, n_batches, args.reference_runs, warmup=1)
         rows.append(("reference (numpy) train step (median)", f"{ref_train:.1f} ms"))
         rows.append(("reference (numpy) validate step (median)", f"{ref_val:.1f} ms"))
-    tr = torch_steps_at(theano.config.target_cpu, args)
-    if tr is None:
+    child = TorchChild(theano.config.target_cpu, args)
+    if child.version is None:
         rows.append(("PyTorch eager", "not installed (pip install torch==2.13.0)"))
     else:
-        t_train, t_val, version, isa = tr
-        level = ", ".join(f"{k}={v}" for k, v in isa.items()) or "its default ISA"
-        rows.append((f"PyTorch eager at the target's level", level))
-        rows.append((f"PyTorch {version} eager train step ({args.threads} threads, median)", f"{t_train:.1f} ms"))
-        rows.append((f"PyTorch {version} eager validate step ({args.threads} threads, median)", f"{t_val:.1f} ms"))
-        rows.append(("ratio native / PyTorch, train", f"{native_train / t_train:.2f}"))
-        rows.append(("ratio native / PyTorch, validate", f"{native_val / t_val:.2f}"))
+        res = interleaved(train, validate, n_batches, child, args.rounds, args.block)
+        level = ", ".join(f"{k}={v}" for k, v in child.isa.items()) or "its default ISA"
+        rows.append(("PyTorch eager at the target's level", level))
+        how = f"{args.rounds} alternating blocks of {args.block} steps"
+        for kind in ("train", "validate"):
+            ours, theirs, ratio, lo, hi = res[kind]
+            rows.append((f"native {kind} step, {how} (median)", f"{ours:.1f} ms"))
+            rows.append((f"PyTorch {child.version} eager {kind} step ({args.threads} threads, same blocks)",
+                         f"{theirs:.1f} ms"))
+            rows.append((f"ratio native / PyTorch, {kind} (median of the blocks; range)",
+                         f"{ratio:.2f} ({lo:.2f}-{hi:.2f})"))
+    child.close()
     width = max(len(r[0]) for r in rows)
     print(f"| {'measure'.ljust(width)} | value |")
     print(f"| {'-' * width} | ----- |")
