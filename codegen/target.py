@@ -45,7 +45,7 @@ LEVELS = {
 # vectoriser use 512-bit vectors too (it turns off the CPU's "prefer-256-bit" tuning). Measured on
 # the LeNet elementwise kernels (benchmarks/bench_loop_width.py, RESULTS.md): no difference on an
 # Emerald Rapids Xeon, so the loops use the lane count of the hand-written kernels, which always
-# use the full width (their GEMM is 1.4-1.8x faster at 512 bits than at 256 there).
+# use the full width (their GEMM is 1.3-2.2x faster at 512 bits than at 256 there).
 FULL_WIDTH_LOOPS = True
 
 
