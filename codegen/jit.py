@@ -9,6 +9,7 @@ CPU, features), the llvmlite/LLVM versions and the symcnn version:
 Entries are written to a temporary file and atomically renamed, so concurrent compiles
 need no lock; an entry that fails to load is compiled again and overwritten.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -156,8 +157,7 @@ def _worker_loop(inp, out):
         except EOFError:
             return
         try:
-            name, features, triple = json.loads(spec)
-            obj, tag = _compile_here(ir_text, _targets.resolve(name, features, triple)), b"K"
+            obj, tag = _compile_here(ir_text, _targets.Target(**json.loads(spec))), b"K"
         except Exception as e:  # the parent compiles it itself and raises there
             obj, tag = repr(e).encode(), b"E"
         out.write(tag + struct.pack("<Q", len(obj)) + obj)
@@ -180,8 +180,8 @@ class _Worker:
             if self.proc is None:
                 return None
             try:
-                # the helper resolves the same target from what was asked for
-                spec = json.dumps([target.name, target.extra, target.triple])
+                # the whole resolved target: the helper compiles with exactly these settings
+                spec = json.dumps(dataclasses.asdict(target))
                 data = (spec + "\n" + ir_text).encode()
                 self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
                 self.proc.stdin.flush()

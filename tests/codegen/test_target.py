@@ -171,3 +171,17 @@ def test_code_for_another_machine_is_not_loaded():
     t = targets.resolve("generic", triple=AARCH64)
     with pytest.raises(ValueError, match="cannot run on this machine"):
         jit.CompiledModule("", use_cache=False, target=t, obj=b"\x7fELF")
+
+
+@needs_x86
+def test_helper_process_compiles_for_the_same_target(monkeypatch):
+    """Modules compiled in the helper process (while another thread compiles) get the caller's target."""
+    monkeypatch.setattr(symcnn.config, "target_cpu", "x86-64-v3")
+    x = T.vector("x")
+    ir_text = symcnn.function([x], T.tanh(x) * 3, mode="native").dump_llvm()
+    worker = jit._worker()
+    if worker is None:
+        pytest.skip("one core: no helper process")
+    t = targets.current()
+    assert worker.compile(ir_text, t) == jit._compile_here(ir_text, t)
+    assert worker.compile(ir_text, t) != jit._compile_here(ir_text, targets.resolve("x86-64"))
