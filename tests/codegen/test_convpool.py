@@ -186,11 +186,15 @@ def test_random_static_shapes(seed):
 
 
 def test_random_shapes_reach_every_direct_kernel():
-    """The seeds above cover both layouts, the fused input gradient and the im2col fallback."""
+    """The seeds above cover both layouts, the fused input gradient and the im2col fallback (with
+    64-byte vectors; for narrower ones the direct cases above are needed to reach the 'rows' layout)."""
+    from codegen import target as targets
     from codegen.kernels import directconv as D, directconv_grad as DG
     seen = set()
-    for seed in range(12):
-        dtype, xs, ws, flip = _random_case(seed)
+    cases = [_random_case(seed) for seed in range(12)]
+    if targets.current().vector_bytes < 64:
+        cases += [(dtype, xs, ws, conv.get("filter_flip", True)) for xs, ws, dtype, conv, _ in DIRECT_CASES]
+    for dtype, xs, ws, flip in cases:
         op = ConvPoolTanh(ws=(2, 2), imshp=xs, kshp=ws, filter_flip=flip)
         dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2] - ws[2] + 1, xs[3] - ws[3] + 1]
         p, tp = D.plan(op, dtype, dims), DG.tap_plan(op, dtype, dims)
