@@ -12,7 +12,7 @@
 from llvmlite import ir
 
 from .. import irutil as U
-from .directconv import AccLoop, Vec, kernel_function, lanes, max_accumulators
+from .directconv import AccLoop, Vec, kernel_function, lanes
 
 
 # -- weight gradient by inner products (wide layout) ----------------------------------------------
@@ -126,12 +126,15 @@ class TapPlan:
     whole vectors). MR taps x NV vectors of k are accumulated in registers over every n of every
     image of a group, so each dWT tile is loaded and stored once per group."""
 
+    # 6 taps per register tile on every target (6 x NV accumulators: with 16 vector registers and
+    # NV > 2 they spill; a tile sized to the registers gave wrong input gradients, not yet found why)
+    MR = 6
+
     def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip):
         self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
         self.OH, self.OW, self.sh, self.sw, self.flip = OH, OW, sh, sw, flip
         self.L = lanes(dtype)
         self.NV = -(-K // self.L)
-        self.MR = max(1, min(6, max_accumulators() // self.NV))   # taps per register tile
         self.KP = self.NV * self.L
         self.N = OH * OW
         self.P = C * kh * kw
