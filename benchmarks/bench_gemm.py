@@ -37,7 +37,7 @@ def looped_gemm():
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     mod = ir.Module(name="bench_gemm")
-    mod.triple = llvm.get_process_triple()
+    mod.triple, mod.data_layout = jit.module_header()
     P, I64 = U.PTR, U.I64
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [I64] + [P] * 5 + [I64] * 8), name="f")
     reps, a, bm, c, ap, bp, M, N, K, ars, acs, brs, bcs, crs = fn.args
@@ -48,9 +48,8 @@ def looped_gemm():
     b.ret_void()
     ref = llvm.parse_assembly(str(mod))
     jit.optimize(ref)
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
-    engine = llvm.create_mcjit_compiler(ref, tm)
+    from codegen import target as targets   # config.target_cpu / SYMCNN_FLAGS choose the target
+    engine = llvm.create_mcjit_compiler(ref, targets.current().machine(jit=True))
     engine.finalize_object()
     _KEEP.append(engine)
     return ctypes.CFUNCTYPE(None, ctypes.c_int64, *([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8))(

@@ -1,6 +1,6 @@
-"""The native backend: lowers symcnn function graphs to LLVM IR and runs them
-as machine code for the host CPU. Importing it registers the 'native', 'debug',
-'nanguard', 'boundscheck' and 'profile' modes."""
+"""The native backend: lowers symcnn function graphs to LLVM IR and runs them as machine code
+for the target CPU (the host by default, see target.py). Importing it registers the 'native',
+'debug', 'nanguard', 'boundscheck' and 'profile' modes."""
 from symcnn.compile.mode import register_linker
 
 from .debug import DebugModeError, DebugRunner  # noqa: F401

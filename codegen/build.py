@@ -19,6 +19,7 @@ from symcnn.graph.basic import Constant
 from . import irutil as U
 from . import jit
 from .forksafe import after_fork_in_child
+from . import target as targets
 from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
@@ -102,14 +103,21 @@ class _OobLabel:
 def compile_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
     """(ModuleSpec, jit.CompiledModule) of a function graph, through the function cache:
     a hit loads the stored object code without lowering the graph. Identical graphs compiled
-    at the same time (in other threads) are compiled once."""
+    at the same time (in other threads) are compiled once. The code is for the target the config
+    names (config.target_cpu / target_features), read once here."""
+    tgt = targets.current()
+    with targets.using(tgt):
+        return _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile)
+
+
+def _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile):
     options = dict(guard_nan=guard_nan, bounds_check=bounds_check, profile=profile)
     nodes = fgraph.toposort()
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
         spec = build_module(fgraph, updates, **options)
         lowered()
-        return spec, jit.CompiledModule(spec.ir_text, use_cache=False)
+        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
     with _inflight_lock:
         job = _inflight.get(key)
         owner = job is None
@@ -121,21 +129,21 @@ def compile_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=
         spec = _spec_from_meta(meta, fgraph, nodes, updates, options)
         if spec is None:  # cannot happen for equal keys; compile this one on its own then
             spec = build_module(fgraph, updates, **options)
-            return spec, jit.CompiledModule(spec.ir_text, use_cache=False)
-        return spec, jit.CompiledModule(obj=obj, cache_hit=True)
+            return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
+        return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
     try:
         entry = jit.read_entry(key)
         spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
         if spec is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
-            return spec, jit.CompiledModule(obj=entry[1], cache_hit=True)
+            return spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)
         spec = build_module(fgraph, updates, **options)
         lowered()
-        obj = jit.compile_object(spec.ir_text)
+        obj = jit.compile_object(spec.ir_text)   # for tgt: this thread is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
         jit.write_entry(key, meta, obj)
         job.set((meta, obj))
-        return spec, jit.CompiledModule(spec.ir_text, obj=obj)
+        return spec, jit.CompiledModule(spec.ir_text, obj=obj, target=tgt)
     except BaseException as e:
         job.fail(e)
         raise
@@ -276,7 +284,7 @@ def _spec_from_meta(meta, fgraph, nodes, updates, options):
         order = [nodes[i] for i in meta["order"]]
         spec = ModuleSpec(None, int(meta["n_slots"]), [int(o) for o in meta["input_dim_offsets"]],
                           [(int(o), int(n), str(d)) for o, n, d in meta["output_layout"]], order,
-                          relower=lambda: build_module(fgraph, updates, **options))
+                          relower=lambda tgt=targets.current(): _build_for(tgt, fgraph, updates, options))
         spec.kernels = [Kernel(name, nodes[i] if i >= 0 else None, note) for name, i, note in meta["kernels"]]
         if options["profile"]:
             p = meta["profile"]
@@ -288,6 +296,26 @@ def _spec_from_meta(meta, fgraph, nodes, updates, options):
     if len(spec.input_dim_offsets) != len(fgraph.inputs) or len(spec.output_layout) != len(fgraph.outputs):
         return None
     return spec
+
+
+def _build_for(tgt, fgraph, updates, options):
+    with targets.using(tgt):
+        return build_module(fgraph, updates, **options)
+
+
+def emit_object(fgraph_or_function, target):
+    """An object file (bytes) of a function graph (or a compiled symcnn function's rewritten graph)
+    for `target` (a codegen.target.Target, e.g. target.resolve('neoverse-v1',
+    triple='aarch64-unknown-linux-gnu')): lowered and compiled for it, never loaded or run. For
+    cross-compiling, and for checking that the code generators emit nothing the target lacks."""
+    fgraph, updates = fgraph_or_function, []
+    fn = fgraph_or_function
+    if hasattr(fn, "update_targets"):   # a symcnn Function
+        fgraph = fn.maker.fgraph
+        updates = [(fgraph.inputs.index(sv), fn.n_outputs + k) for k, sv in enumerate(fn.update_targets)]
+    with targets.using(target):
+        spec = build_module(fgraph, updates)
+        return jit.compile_object(spec.ir_text, target)
 
 
 def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
@@ -307,7 +335,7 @@ def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=F
 
 def _build_module(fgraph, updates, guard_nan=False, profile=False):
     module = ir.Module(name="symcnn")
-    module.triple, module.data_layout = jit.module_header()
+    module.triple, module.data_layout = jit.module_header(targets.current())
     fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
     inputs_p, dims_p, slots_p, outs_p, err_p = fn.args
     for a in fn.args:

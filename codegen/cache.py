@@ -77,13 +77,14 @@ def ir_key(ir_text):
 
 def entry_hasher():
     """A sha256 already fed with what every function entry key shares; feed it the graph."""
-    base = _state.get("entry_base")
+    prefix = key_prefix_parts()   # the target compiled for now comes first: one base per target
+    base = _state.get(("entry_base", prefix[0]))
     if base is None:
         base = hashlib.sha256()
-        for part in [KEY_MAGIC_FUNCTION] + key_prefix_parts() + [_source_digest()]:
+        for part in [KEY_MAGIC_FUNCTION] + prefix + [_source_digest()]:
             base.update(part)
             base.update(b"\0")
-        _state["entry_base"] = base
+        _state[("entry_base", prefix[0])] = base
     h = base.copy()
     h.update(_settings())
     h.update(b"\0")

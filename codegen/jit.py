@@ -1,10 +1,12 @@
-"""LLVM IR -> optimised machine code for the host CPU.
+"""LLVM IR -> optimised machine code for the target (codegen/target.py).
 
 The on-disk cache of object files (keys, trust checks, authenticated entries) lives in
 codegen.cache; its entry points are re-exported here: IR entries (`CompiledModule(ir_text)`,
 keyed by the IR text) and function entries (`read_entry` / `write_entry`, used by
 codegen.build.compile_graph, keyed by the rewritten graph).
 """
+import dataclasses
+import json
 import os
 import struct
 import threading
@@ -12,8 +14,11 @@ import threading
 import llvmlite.binding as llvm
 
 try:
+    from . import target as _targets
     from .forksafe import after_fork_in_child, in_llvm_section
 except ImportError:  # loaded as a lone file by the compile helper process (_WORKER_MAIN): no forks there
+    import symcnn_jit_target as _targets
+
     def in_llvm_section(fn):
         return fn
 
@@ -25,32 +30,20 @@ _state = {}
 
 
 @in_llvm_section
-def _host():
-    """(target, cpu name, feature string): queried once, they do not change in a process."""
-    h = _state.get("host")
-    if h is None:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        h = _state["host"] = (llvm.Target.from_default_triple(), llvm.get_host_cpu_name(),
-                              llvm.get_host_cpu_features().flatten())
-    return h
-
-
-@in_llvm_section
-def _new_target_machine():
-    target, cpu, features = _host()
-    return target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
-
-
-@in_llvm_section
-def _target():
-    """The target machine used for optimising and emitting (never handed to an engine)."""
+def _machine(target):
+    """The target machine used for optimising and emitting code for `target` (a codegen.target
+    Target; never handed to an engine), one per target and process."""
     with _lock:
-        if "tm" not in _state:
-            _state["tm"] = _new_target_machine()
-            _state["desc"] = (f"{llvm.get_process_triple()}|{llvm.get_host_cpu_name()}|"
-                              f"{llvm.get_host_cpu_features().flatten()}")
-        return _state["tm"], _state["desc"]
+        tm = _state.get(("tm", target))
+        if tm is None:
+            tm = _state[("tm", target)] = target.machine(jit=True)
+        return tm
+
+
+def _target():
+    """(target machine, description) of the target compiled for now (config.target_cpu, ...)."""
+    t = _targets.current()
+    return _machine(t), t.describe()
 
 
 def target_description():
@@ -93,8 +86,8 @@ LOOP_UNROLLING = False
 LOOP_INTERLEAVING = False
 
 
-def optimize(module_ref):
-    tm, _ = _target()
+def optimize(module_ref, target=None):
+    tm = _machine(target or _targets.current())
     pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -105,11 +98,12 @@ def optimize(module_ref):
 
 
 @in_llvm_section
-def _compile_here(ir_text):
-    tm, _ = _target()
+def _compile_here(ir_text, target=None):
+    target = target or _targets.current()
+    tm = _machine(target)
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
-    optimize(mod)
+    optimize(mod, target)
     return tm.emit_object(mod)
 
 
@@ -125,28 +119,30 @@ IN_PROCESS_COMPILES = 32
 WORKER_COMPILES_PER_PROCESS = 128
 
 
-def compile_object(ir_text):
+def compile_object(ir_text, target=None):
     """Parse, verify, optimise and emit an object file (bytes).
 
     llvmlite runs one LLVM call at a time per process, so while another thread of this
     process is compiling, the module goes to a helper process (same llvmlite, same code,
     same machine code) when there is a core for it: compiling a training step's functions
     in the background then takes the time of the longest, not of all. After
-    IN_PROCESS_COMPILES modules, every module goes to the helper (see above)."""
+    IN_PROCESS_COMPILES modules, every module goes to the helper (see above).
+    target: a codegen.target Target (default: the one config names now)."""
+    target = target or _targets.current()
     budget_left = _state.get("in_process_compiles", 0) < IN_PROCESS_COMPILES
     if budget_left and _local.acquire(blocking=False):
         try:
             _state["in_process_compiles"] = _state.get("in_process_compiles", 0) + 1
-            return _compile_here(ir_text)
+            return _compile_here(ir_text, target)
         finally:
             _local.release()
     worker = _worker(required=not budget_left)
     if worker is not None:
-        obj = worker.compile(ir_text)
+        obj = worker.compile(ir_text, target)
         if obj is not None:
             return obj
     with _local:
-        return _compile_here(ir_text)
+        return _compile_here(ir_text, target)
 
 
 # The helper process: runs this file's _compile_here on modules sent through its stdin.
@@ -154,10 +150,13 @@ _WORKER_MAIN = r"""
 import importlib.util, os, sys
 out = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)  # the protocol owns the pipe: anything printed goes to stderr
-spec = importlib.util.spec_from_file_location("symcnn_jit_worker", sys.argv[1])
-jit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(jit)
-jit._worker_loop(sys.stdin.buffer, out)
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+load("symcnn_jit_target", os.path.join(os.path.dirname(sys.argv[1]), "target.py"))
+load("symcnn_jit_worker", sys.argv[1])._worker_loop(sys.stdin.buffer, out)
 """
 
 
@@ -176,11 +175,11 @@ def _worker_loop(inp, out):
     while True:
         try:
             (n,) = struct.unpack("<Q", _read_exact(inp, 8))
-            ir_text = _read_exact(inp, n).decode()
+            spec, ir_text = _read_exact(inp, n).decode().split("\n", 1)
         except EOFError:
             return
         try:
-            obj, tag = _compile_here(ir_text), b"K"
+            obj, tag = _compile_here(ir_text, _targets.Target(**json.loads(spec))), b"K"
         except Exception as e:  # the parent compiles it itself and raises there
             obj, tag = repr(e).encode(), b"E"
         out.write(tag + struct.pack("<Q", len(obj)) + obj)
@@ -197,13 +196,16 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
 
-    def compile(self, ir_text):
+    def compile(self, ir_text, target=None):
         """The object file, or None if the helper failed (it is then not used again)."""
+        target = target or _targets.current()
         with self.lock:
             if self.proc is None:
                 return None
             try:
-                data = ir_text.encode()
+                # the whole resolved target: the helper compiles with exactly these settings
+                spec = json.dumps(dataclasses.asdict(target))
+                data = (spec + "\n" + ir_text).encode()
                 self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
                 self.proc.stdin.flush()
                 tag = _read_exact(self.proc.stdout, 1)
@@ -263,20 +265,25 @@ class CompiledModule:
     From IR text (compiled, or read from the IR-keyed cache) or, with `obj=`, from an
     object file compiled earlier."""
 
-    def __init__(self, ir_text=None, use_cache=True, obj=None, cache_hit=False):
+    def __init__(self, ir_text=None, use_cache=True, obj=None, cache_hit=False, target=None):
         self.ir_text = ir_text
         self.cache_hit = cache_hit
+        target = self.target = target or _targets.current()
         if obj is None:
             from . import cache
-            key = cache.ir_key(ir_text) if use_cache and cache.configured_dir() else None
-            if key is not None:
-                obj = cache.read_object(key)
-                self.cache_hit = obj is not None
-            if obj is None:
-                obj = compile_object(ir_text)
+            with _targets.using(target):
+                key = cache.ir_key(ir_text) if use_cache and cache.configured_dir() else None
                 if key is not None:
-                    cache.write_object(key, obj)
-        self.engine = _load(obj)
+                    obj = cache.read_object(key)
+                    self.cache_hit = obj is not None
+                if obj is None:
+                    obj = compile_object(ir_text)
+                    if key is not None:
+                        cache.write_object(key, obj)
+        if not target.host:
+            raise ValueError(f"code for target {target.name!r} ({target.triple}, {target.isa()}) cannot run "
+                             f"on this machine; use codegen.build.emit_object to compile it")
+        self.engine = _load(obj, target)
 
     def address(self, name):
         addr = self.engine.get_function_address(name)
@@ -286,21 +293,21 @@ class CompiledModule:
 
 
 @in_llvm_section
-def _load(obj):
+def _load(obj, target):
     """An MCJIT engine holding the object file's code, ready to run."""
     # The engine takes ownership of (and later destroys) its target machine: give it its own.
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.machine(jit=True))
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     return engine
 
 
 @in_llvm_section
-def module_header():
-    """(triple, datalayout) to stamp on modules so LLVM optimises for this CPU."""
-    h = _state.get("header")
+def module_header(target=None):
+    """(triple, datalayout) to stamp on modules so LLVM optimises for the target."""
+    target = target or _targets.current()
+    h = _state.get(("header", target))
     if h is None:
         # cached: an llvmlite call waits while another thread runs an LLVM pass pipeline
-        tm, _ = _target()
-        h = _state["header"] = (llvm.get_process_triple(), str(tm.target_data))
+        h = _state[("header", target)] = (target.triple, str(_machine(target).target_data))
     return h

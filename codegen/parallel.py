@@ -18,7 +18,6 @@ threads that call into the same module concurrently take turns instead of mixing
 machine is busy): it runs that range itself. With no live workers (pool never started, pthread_create failed, a
 forked child whose workers do not exist) every range runs on the calling thread.
 """
-import platform
 import sys
 
 from llvmlite import ir
@@ -191,6 +190,18 @@ _SIGSET = 256  # bytes reserved for a sigset_t (glibc: 128)
 SIG_SETMASK = 2
 
 
+def _spin_hint(module):
+    """(intrinsic, args) telling the core it is in a spin-wait loop, for the target compiled for:
+    x86 `pause`, AArch64 `yield` (hint #1); None elsewhere (the loop then just polls)."""
+    from .target import current
+    t = current()
+    if t.x86:
+        return U.declare(module, "llvm.x86.sse2.pause", ir.VoidType(), []), []
+    if t.aarch64:
+        return U.declare(module, "llvm.aarch64.hint", ir.VoidType(), [U.I32]), [ir.Constant(U.I32, 1)]
+    return None
+
+
 class _Pool:
     """The pool's module globals and functions (emitted once per module, on first use)."""
 
@@ -238,9 +249,7 @@ class _Pool:
         self.broadcast = d("pthread_cond_broadcast", I32, [P])
         self.signal = d("pthread_cond_signal", I32, [P])
         self.getpid = d("getpid", I32, [])
-        self.pause = None
-        if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86"):
-            self.pause = d("llvm.x86.sse2.pause", ir.VoidType(), [])
+        self.pause = _spin_hint(module)
         self.claim = self._emit_claim()
         self.worker = self._emit_worker()
         self.run = self._emit_run()
@@ -287,7 +296,7 @@ class _Pool:
         b.cbranch(ok, done, more)
         b.position_at_end(more)
         if self.pause is not None:
-            b.call(self.pause, [])
+            b.call(*self.pause)
         nxt = b.add(i, U.i64(1))
         i.add_incoming(nxt, more)
         b.cbranch(b.icmp_signed("<", nxt, U.i64(SPIN)), head, out)

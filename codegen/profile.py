@@ -27,8 +27,9 @@ The report (`fn.profile()`) computes per kernel, from the op and the last call's
     overwritten in place counts twice (read, then written as the output), Shape/Shape_i count
     only their output. The table shows paths relative to the current directory.
 The whole-step line: total of the kernels' mean times, total GFLOP per step, achieved GFLOP/s and
-its share of the machine ceiling `peak_gflops` (default 460 GFLOP/s: 2 cores x 230 GFLOP/s float32
-FMA throughput, measured with benchmarks/bench_gemm.py-style kernels on these machines).
+its share of the machine ceiling `peak_gflops` (default: derived from the function's target, lanes x
+FMA units x 2 x clock x cores, see codegen/ceiling.py; the line says which figure and how it was
+obtained).
 """
 import ctypes
 import os
@@ -40,7 +41,6 @@ from . import irutil as U
 from .runtime import NativeRunner
 
 CLOCK_MONOTONIC = 1
-PEAK_GFLOPS = 460.0   # 2 cores x 230 GFLOP/s float32, measured on these machines
 
 
 # -- IR ----------------------------------------------------------------------------------------
@@ -140,8 +140,9 @@ class ProfileRunner(NativeRunner):
         self._prof_counts = _global_array(eng, "symcnn_prof", 2 * max(p["n_kernels"], 1))
         self._prof_dims = _global_array(eng, "symcnn_prof_dims", max(p["n_dims"], 1))
 
-    def profile(self, reset=False, peak_gflops=PEAK_GFLOPS):
-        """The ProfileReport of the calls so far; reset=True then clears the counters."""
+    def profile(self, reset=False, peak_gflops=None):
+        """The ProfileReport of the calls so far; reset=True then clears the counters. peak_gflops:
+        the ceiling to compare with (default: the target's, codegen.ceiling)."""
         report = make_report(self, peak_gflops)
         if reset:
             self.reset_profile()
@@ -229,9 +230,10 @@ class ProfileReport:
     whole step: step_ms (sum of the kernels' mean times), step_gflop, gflops, peak_gflops,
     peak_share. str(report) is a table."""
 
-    def __init__(self, rows, peak_gflops):
+    def __init__(self, rows, peak_gflops, peak_method="given"):
         self.rows = rows
         self.peak_gflops = peak_gflops
+        self.peak_method = peak_method      # how peak_gflops was obtained (printed with it)
         self.step_ms = sum(r.mean_ms for r in rows)
         self.total_ms = sum(r.total_ms for r in rows)
         self.step_gflop = sum(r.flops for r in rows) / 1e9
@@ -271,7 +273,8 @@ class ProfileReport:
         out += [fmt(l) for l in lines]
         out.append(f"step: {self.step_ms:.3f} ms per call ({self.calls} calls, {len(self.rows)} kernels), "
                    f"{self.step_gflop:.3f} GFLOP, {self.gflops:.1f} GFLOP/s = {100 * self.peak_share:.1f}% "
-                   f"of the {self.peak_gflops:.0f} GFLOP/s ceiling, {self.step_bytes / 1e6:.1f} MB moved")
+                   f"of the {self.peak_gflops:.0f} GFLOP/s ceiling, {self.step_bytes / 1e6:.1f} MB moved\n"
+                   f"ceiling: {self.peak_method}")
         return "\n".join(out)
 
     __str__ = table
@@ -280,7 +283,7 @@ class ProfileReport:
         return f"<ProfileReport: {len(self.rows)} kernels, {self.step_ms:.3f} ms/step>"
 
 
-def make_report(runner, peak_gflops=PEAK_GFLOPS):
+def make_report(runner, peak_gflops=None):
     p = runner.spec.profile
     counts, dims = runner._prof_counts, runner._prof_dims
     kernels = runner.spec.kernels
@@ -315,4 +318,8 @@ def make_report(runner, peak_gflops=PEAK_GFLOPS):
     step = sum(r.mean_ms for r in rows)
     for r in rows:
         r.share = r.mean_ms / step if step > 0 else 0.0
+    if peak_gflops is None:
+        from .ceiling import ceiling
+        c = ceiling(runner.module.target, runner.pool_threads)   # the cores its kernels may use
+        return ProfileReport(rows, c.gflops, c.method)
     return ProfileReport(rows, peak_gflops)

@@ -32,6 +32,7 @@ import numpy as np
 from llvmlite import ir
 
 from . import irutil as U
+from . import target as targets
 
 # dtypes whose exp/log/tanh/sigmoid are emitted inline (others call libm)
 INLINE_DTYPES = {"float32", "float64"}
@@ -112,10 +113,19 @@ class _E:
         return U.declare(self.module, f"llvm.{name}.{suffix}", self.ft, [self.ft] * nargs)
 
     def fma(self, a, x, y):
-        return self.b.call(self._intrinsic("fma", 3), [a, x, y])
+        # llvm.fmuladd where the target has no FMA (x86-64 baseline, v2): llvm.fma would be a libm
+        # call per lane there; the reductions below stay exact without fusing (split constants)
+        return self.b.call(self._intrinsic("fma" if targets.current().fma else "fmuladd", 3), [a, x, y])
 
     def rint(self, x):
-        return self.b.call(self._intrinsic("rint"), [x])
+        """x rounded to the nearest integer (ties to even), for |x| < 2^(mantissa bits - 1)."""
+        if targets.current().vector_round:
+            return self.b.call(self._intrinsic("rint"), [x])
+        # no rounding instruction (x86-64 below SSE4.1): llvm.rint would call libm per lane. Adding
+        # and subtracting 1.5 * 2^mbits rounds in the current (nearest-even) mode; the callers'
+        # arguments are clamped far inside that range
+        magic = self.c(1.5 * 2.0 ** self.s.mbits)
+        return self.b.fsub(self.b.fadd(x, magic), magic)
 
     def bits(self, x):
         return self.b.bitcast(x, self.it)

@@ -51,6 +51,12 @@ class Config:
         self.cast_policy = "custom"
         # Threads the native kernels may use (read when a function is compiled; 1 disables threads).
         self.num_threads = _default_threads()
+        # The machine native code is compiled for (read when a function is compiled): "host", an
+        # LLVM CPU name ("haswell", "znver4", ...) or an x86-64 level ("x86-64", "x86-64-v2",
+        # "x86-64-v3", "x86-64-v4"); target_features adds LLVM feature flags ("+avx2,-avx512f").
+        # Only strings here: the backend (codegen/target.py) interprets them.
+        self.target_cpu = "host"
+        self.target_features = ""
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)
         for key, value in flags.items():
             target, key = self, key.strip()
@@ -86,6 +92,10 @@ class Config:
                 warnings.warn(f"num_threads={value} is more than the {cores} cores this process may use "
                               f"(os.sched_getaffinity); using {cores}", RuntimeWarning, stacklevel=2)
                 value = cores
+        if key in ("target_cpu", "target_features"):
+            if not isinstance(value, str):
+                raise TypeError(f"config.{key} must be a string, got {type(value).__name__}")
+            value = value.strip() or ("host" if key == "target_cpu" else "")
         object.__setattr__(self, key, value)
 
 

@@ -22,6 +22,37 @@ REFERENCE = "reference"
 MODES = [REFERENCE]
 
 
+# -- targets -------------------------------------------------------------------
+def _extra_targets():
+    """x86-64 levels below the configured target that this machine can also run: the kernel tests
+    run for them too (code for a lower level runs on any x86-64 CPU, so these are real executions)."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return []
+    return [t for t in ("x86-64", "x86-64-v3") if t != theano.config.target_cpu]
+
+
+# "configured" is config.target_cpu as the run set it (the host unless SYMCNN_FLAGS says otherwise)
+EXTRA_TARGETS = _extra_targets()
+TARGETS = ["configured"] + EXTRA_TARGETS
+
+
+def is_extra_target(t):
+    """Whether a `target` fixture value is one of the extra levels (tests may run a representative
+    subset of their shapes there, to keep the suite's time in check)."""
+    return t.name in EXTRA_TARGETS
+
+
+@pytest.fixture(params=TARGETS)
+def target(request, monkeypatch):
+    """A test taking this fixture runs once per entry of TARGETS, compiling for that target; the
+    value is the codegen Target (import this name into a test module to use it)."""
+    if request.param != "configured":
+        monkeypatch.setattr(theano.config, "target_cpu", request.param)
+    from codegen.target import current
+    return current()
+
+
 # -- data ----------------------------------------------------------------------
 def make_rng(seed=0):
     return np.random.default_rng(seed)

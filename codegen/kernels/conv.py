@@ -81,7 +81,7 @@ def _fmuladd(ctx, vt, dtype):
     suffix = ("f32" if dtype == "float32" else "f64")
     if isinstance(vt, ir.VectorType):
         suffix = f"v{vt.count}{suffix}"
-    return U.declare(ctx.module, f"llvm.fmuladd.{suffix}", vt, [vt, vt, vt])
+    return U.declare(ctx.module, f"llvm.{gemm.fma_name()}.{suffix}", vt, [vt, vt, vt])
 
 
 def _masked(ctx, kind, vt):

@@ -23,15 +23,22 @@ true convolution; rows past K are zero) with a table of the P tap offsets.
 from llvmlite import ir
 
 from .. import irutil as U
-from .gemm import vec_bytes
+from .. import target as targets
+from .gemm import fma_name, vec_bytes
 
-MAX_ACC = 24      # vector accumulators per micro-kernel (AVX-512 has 32 vector registers)
+MAX_ACC = 24      # vector accumulators per micro-kernel with 32 vector registers (AVX-512, AArch64)
 MIN_ACC = 12      # fewer FMAs per step than this and the kernel waits on its loads
 MIN_EFFICIENCY = 0.7   # useful share of the computed outputs below which im2col + GEMM is used
 
 
 def lanes(dtype):
     return max(1, vec_bytes() // U.itemsize(dtype))
+
+
+def max_accumulators():
+    """Vector accumulators a micro-kernel may keep: with 16 vector registers (AVX2, SSE2) half as
+    many as with 32, so the loaded vectors and the broadcast still fit beside them."""
+    return MAX_ACC if targets.current().vector_registers >= 32 else MAX_ACC // 2
 
 
 class Plan:
@@ -72,16 +79,18 @@ def plan(op, dtype, dims):
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or OH < 1 or OW < 1:
         return None
     L = lanes(dtype)
+    max_acc = max_accumulators()
+    min_acc = min(MIN_ACC, max_acc // 2 + 2)
     best = None
     modes = ["wide"] + (["rows"] if OW <= L and L % OW == 0 else [])
     for mode in modes:
         for MR in (6, 5, 4, 3, 2, 1):
             for NV in (4, 3, 2, 1):
-                if MR * NV > MAX_ACC:
+                if MR * NV > max_acc:
                     continue
                 p = Plan(str(dtype), C, H, W, K, kh, kw, OH, OW, mode, MR, NV, op.filter_flip)
                 # tiles under MIN_ACC accumulators are bound by their loads: only if nothing else fits
-                key = (MR * NV >= min(MIN_ACC, K * NV), round(p.efficiency(), 3), NV * MR)
+                key = (MR * NV >= min(min_acc, K * NV), round(p.efficiency(), 3), NV * MR)
                 if best is None or key > best[0]:
                     best = (key, p)
     if best is None or best[1].efficiency() < MIN_EFFICIENCY:
@@ -133,7 +142,7 @@ class Vec:
         self.align = ir.Constant(U.I32, self.size)
         mt = ir.VectorType(U.I1, L)
         sfx = f"v{L}{'f32' if dtype == 'float32' else 'f64'}"
-        self.fma = U.declare(module, f"llvm.fma.{sfx}", vt, [vt, vt, vt])
+        self.fma = U.declare(module, f"llvm.{fma_name()}.{sfx}", vt, [vt, vt, vt])
         self.mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [U.PTR, U.I32, mt, vt])
         self.mstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, mt])
 

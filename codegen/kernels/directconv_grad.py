@@ -126,6 +126,8 @@ class TapPlan:
     whole vectors). MR taps x NV vectors of k are accumulated in registers over every n of every
     image of a group, so each dWT tile is loaded and stored once per group."""
 
+    # 6 taps per register tile on every target (6 x NV accumulators: with 16 vector registers and
+    # NV > 2 they spill; a tile sized to the registers gave wrong input gradients, not yet found why)
     MR = 6
 
     def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip):

@@ -23,31 +23,30 @@ with a masked load whose mask is false when it must overwrite, so it needs no br
 """
 import os
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 
 from .. import irutil as U
-
-_VEC_BYTES = []
+from .. import target as targets
 
 
 def vec_bytes():
-    """Width of the vector registers to target (64 with AVX-512, else 32)."""
-    if not _VEC_BYTES:
-        try:
-            llvm.initialize_native_target()
-            feats = llvm.get_host_cpu_features()
-            _VEC_BYTES.append(64 if feats.get("avx512f", False) else 32)
-        except Exception:  # pragma: no cover
-            _VEC_BYTES.append(32)
-    return _VEC_BYTES[0]
+    """Width of the vector registers of the target compiled for (64 with AVX-512, 32 with AVX2,
+    16 with SSE2 or NEON)."""
+    return targets.current().vector_bytes
+
+
+def fma_name():
+    """The vector multiply-add intrinsic: llvm.fma where the target fuses in hardware, else
+    llvm.fmuladd (a multiply and an add; llvm.fma there would be a libm call per lane)."""
+    return "fma" if targets.current().fma else "fmuladd"
 
 
 def params(dtype):
-    """(L lanes, MR rows, NV vectors, KC, MC, NC) for a dtype on this host."""
+    """(L lanes, MR rows, NV vectors, KC, MC, NC) for a dtype on the target: MR x NV accumulators
+    plus NV loaded vectors and a broadcast must fit the vector registers (6 x 4 of 32, 6 x 2 of 16)."""
     size = U.itemsize(dtype)
     L = max(1, vec_bytes() // size)
-    NV = 4 if vec_bytes() == 64 else 2
+    NV = 4 if targets.current().vector_registers >= 32 else 2
     MR = 6
     KC = 256
     MC = 120
@@ -113,7 +112,7 @@ def _microkernel(module, dtype, nv):
     size = U.itemsize(dtype)
     vt = ir.VectorType(et, L)
     mt = ir.VectorType(U.I1, L)
-    fma = U.declare(module, f"llvm.fma.v{L}{_sfx(dtype)}", vt, [vt, vt, vt])
+    fma = U.declare(module, f"llvm.{fma_name()}.v{L}{_sfx(dtype)}", vt, [vt, vt, vt])
     mload = U.declare(module, f"llvm.masked.load.v{L}{_sfx(dtype)}.p0", vt, [P, U.I32, mt, vt])
     mstore = U.declare(module, f"llvm.masked.store.v{L}{_sfx(dtype)}.p0", ir.VoidType(), [vt, P, U.I32, mt])
     entry = fn.append_basic_block("entry")

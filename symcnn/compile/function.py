@@ -419,11 +419,12 @@ class Function:
         """Intermediate buffers of a native function: count and bytes (grown by the calls so far)."""
         return self._native("memory_report").memory_report()
 
-    def profile(self, reset=False, peak_gflops=460.0):
+    def profile(self, reset=False, peak_gflops=None):
         """Per-kernel times, FLOPs and bytes of the calls so far (a codegen.profile.ProfileReport:
         print it for a table, iterate it for rows). Needs mode='profile'. reset=True clears the
         counters after reading them. peak_gflops: the machine ceiling of the whole-step line
-        (default 2 cores x 230 GFLOP/s float32, measured on these machines)."""
+        (default: derived from the target the function was compiled for and this machine's clock
+        and cores; the report says how)."""
         if not hasattr(self.runner, "profile"):
             raise ValueError(f"{self._what()} was compiled in mode {self.mode.linker!r}; profile() needs a "
                              f"function compiled with mode='profile'")

@@ -8,6 +8,7 @@ from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights, conv2d
 from symcnn.tensor.signal.pool import pool_2d
 
 from tests.helpers import check_native_vs_reference, check_same_error
+from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -43,7 +44,7 @@ def test_border_modes_and_strides(border_mode, subsample):
     _conv_and_grads((2, 3, 9, 11), (4, 3, 3, 2), border_mode=border_mode, subsample=subsample)
 
 
-def test_odd_widths_and_batch_one():
+def test_odd_widths_and_batch_one(target):
     # output widths that do not divide the vector width (1, 3, 7, 13, 17 columns), batch 1;
     # one compiled function called with several shapes
     more = [((1, 2, 6, c), (5, 2, 3, 1)) for c in (3, 7, 13, 17)] + [((3, 2, 5, 40), (9, 2, 2, 1))]
@@ -65,7 +66,7 @@ def test_static_shapes_and_declared_shapes():
                     border_mode="full")
 
 
-def test_lenet_layer_shapes_small_batch():
+def test_lenet_layer_shapes_small_batch(target):
     # LeNet's layers (batch reduced): 1->20 channels 28x28, and 20->50 channels 12x12, 5x5 filters.
     # The filter gradients sum ~1000 float32 products of size ~1 (results up to ~100), so the
     # absolute tolerance follows the summation order's float32 rounding.
@@ -73,7 +74,7 @@ def test_lenet_layer_shapes_small_batch():
     _conv_and_grads((2, 20, 12, 12), (50, 20, 5, 5), static=True, atol=1e-3)
 
 
-def test_float64():
+def test_float64(target):
     _conv_and_grads((2, 3, 8, 7), (5, 3, 3, 3), dtype="float64", border_mode="half")
 
 
@@ -92,7 +93,7 @@ def test_filter_as_larger_as_input():
 
 
 @pytest.mark.parametrize("hw", [(9, 9), (10, 10)])
-def test_grad_inputs_direct_with_symbolic_shape(hw):
+def test_grad_inputs_direct_with_symbolic_shape(hw, target):
     # with stride 2, rows/cols 9 and 10 give the same output size: hw decides the input's size
     rng = np.random.default_rng(2)
     w = T.tensor4("w")
@@ -106,7 +107,7 @@ def test_grad_inputs_direct_with_symbolic_shape(hw):
         check_native_vs_reference([w, g, shp], out, vals, rtol=RTOL, atol=ATOL)
 
 
-def test_grad_weights_direct_with_symbolic_shape():
+def test_grad_weights_direct_with_symbolic_shape(target):
     rng = np.random.default_rng(3)
     x = T.tensor4("x")
     g = T.tensor4("g")
@@ -163,7 +164,7 @@ def test_static_type_mismatch_at_call():
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_conv_pool_tanh_sum_gradients(static):
+def test_conv_pool_tanh_sum_gradients(static, target):
     rng = np.random.default_rng(8)
     xs, ws = (3, 2, 12, 13), (4, 2, 5, 5)
     x = T.tensor4("x", shape=xs if static else None)

@@ -8,6 +8,7 @@ import symcnn
 import symcnn.tensor as T
 
 from tests.helpers import check_native_vs_reference, check_same_error
+from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 
 def _rand(rng, shape, dtype="float32"):
@@ -18,7 +19,7 @@ def _rand(rng, shape, dtype="float32"):
     return rng.randint(-20, 21, size=shape).astype(dtype)
 
 
-def test_all_operand_kinds_many_shapes():
+def test_all_operand_kinds_many_shapes(target):
     rng = np.random.RandomState(0)
     A, B = T.matrix("A"), T.matrix("B")
     u, v = T.vector("u"), T.vector("v")
@@ -106,7 +107,7 @@ def _fused_outputs(A, B, u, v, c, r):
             T.dot(u * u, v - 1) + 2]                        # vector . vector
 
 
-def test_fused_dot_operand_kinds_many_shapes():
+def test_fused_dot_operand_kinds_many_shapes(target):
     rng = np.random.RandomState(5)
     A, B, u, v, c, r = T.matrix("A"), T.matrix("B"), T.vector("u"), T.vector("v"), T.vector("c"), T.row("r")
     outs = _fused_outputs(A, B, u, v, c, r)

@@ -8,6 +8,7 @@ import symcnn
 import symcnn.tensor as T
 
 from tests.helpers import check_native_vs_reference, check_same_error
+from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 DTYPES = ["float32", "float64", "int8", "int32", "int64", "uint8", "bool"]
 ODD_SIZES = [1, 3, 7, 17, 31, 33, 65]
@@ -50,7 +51,7 @@ def _binary_outputs(x, y, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_binary_ops_per_dtype(dtype):
+def test_binary_ops_per_dtype(dtype, target):
     rng = np.random.RandomState(DTYPES.index(dtype))
     x, y = T.matrix("x", dtype=dtype), T.matrix("y", dtype=dtype)
     a = _values(rng, dtype, (7, 9))
@@ -127,7 +128,7 @@ def test_float_pow(dtype):
 # -- unary ops -------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_unary_ops_per_dtype(dtype):
+def test_unary_ops_per_dtype(dtype, target):
     rng = np.random.RandomState(10 + DTYPES.index(dtype))
     x = T.matrix("x", dtype=dtype)
     a = _values(rng, dtype, (5, 13))
@@ -212,7 +213,7 @@ def test_second_fill_zeros_ones_identity():
 
 # -- broadcasting -------------------------------------------------------------------
 
-def test_broadcast_row_col_scalar():
+def test_broadcast_row_col_scalar(target):
     rng = np.random.RandomState(40)
     x = T.matrix("x")
     r = T.row("r")
@@ -283,7 +284,7 @@ def test_non_contiguous_input_arrays():
     check_native_vs_reference([x, y], [x * y + 1, T.sqr(x)], [xv, yv])
 
 
-def test_odd_sizes_and_empty():
+def test_odd_sizes_and_empty(target):
     rng = np.random.RandomState(45)
     x = T.vector("x")
     y = T.vector("y")

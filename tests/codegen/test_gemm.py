@@ -12,10 +12,13 @@ import symcnn
 import symcnn.tensor as T
 from codegen import irutil as U
 from codegen import jit
+from codegen import target as targets
 from codegen.kernels import gemm
 from codegen.lower import Array
+from tests.helpers import is_extra_target, target  # noqa: F401 (target: a fixture, one run per target)
 
 SIZES = [1, 7, 16, 17, 31, 33, 50, 65, 129]
+FEW_SIZES = [1, 7, 17, 33, 65]   # for the extra targets: every tile edge case of their widths
 
 
 class _Ctx:
@@ -32,13 +35,12 @@ _FNS = {}
 
 
 def _compiled(dtype):
-    """void f(A, B, C, Ap, Bp, M, N, K, a_rs, a_cs, b_rs, b_cs, c_rs, acc)"""
-    if dtype in _FNS:
-        return _FNS[dtype]
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
+    """void f(A, B, C, Ap, Bp, M, N, K, a_rs, a_cs, b_rs, b_cs, c_rs, acc), for the current target"""
+    t = targets.current()
+    if (dtype, t) in _FNS:
+        return _FNS[dtype, t]
     mod = ir.Module(name=f"gemm_test_{dtype}")
-    mod.triple = llvm.get_process_triple()
+    mod.triple, mod.data_layout = jit.module_header()
     P, I64 = U.PTR, U.I64
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [P] * 5 + [I64] * 8 + [U.I1]), name="f")
     a, bm, c, ap, bp, M, N, K, ars, acs, brs, bcs, crs, acc = fn.args
@@ -50,14 +52,12 @@ def _compiled(dtype):
     ref = llvm.parse_assembly(str(mod))
     ref.verify()
     jit.optimize(ref)
-    tm = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
-    engine = llvm.create_mcjit_compiler(ref, tm)
+    engine = llvm.create_mcjit_compiler(ref, t.machine(jit=True))
     engine.finalize_object()
     cfn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8 + [ctypes.c_bool]))(
         engine.get_function_address("f"))
-    _FNS[dtype] = (engine, cfn)
-    return _FNS[dtype]
+    _FNS[dtype, t] = (engine, cfn)
+    return _FNS[dtype, t]
 
 
 def _aligned(n, dtype):
@@ -74,7 +74,7 @@ def run_gemm(A, B, C, accumulate):
     L, MR, NV, KC, MC, NC = gemm.params(dtype)
     M, K = A.shape
     N = B.shape[1]
-    key = ("bufs", dtype)
+    key = ("bufs", dtype, targets.current())
     if key not in _FNS:
         _FNS[key] = (_aligned(max(1, MC * KC), dtype), _aligned(max(1, NC * KC), dtype))
     ap, bp = _FNS[key]
@@ -103,14 +103,15 @@ def _check(m, n, k, dtype, rng, accumulate=False, trans_a=False, trans_b=False, 
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_tile_edges(dtype):
+def test_tile_edges(dtype, target):
     rng = np.random.default_rng(0)
-    for m, n, k in itertools.product(SIZES, SIZES, SIZES):
+    sizes = FEW_SIZES if is_extra_target(target) else SIZES
+    for m, n, k in itertools.product(sizes, sizes, sizes):
         _check(m, n, k, dtype, rng, accumulate=bool((m + n + k) % 2))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_strided_and_transposed(dtype):
+def test_strided_and_transposed(dtype, target):
     rng = np.random.default_rng(1)
     for m, n, k in [(7, 50, 33), (65, 17, 129), (1, 65, 7), (50, 1, 16), (33, 129, 1)]:
         for ta, tb, step in [(True, False, 1), (False, True, 1), (True, True, 1), (False, False, 2)]:
@@ -119,7 +120,7 @@ def test_strided_and_transposed(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_blocking(dtype):
+def test_blocking(dtype, target):
     """Several K slices, M blocks and N blocks (and sizes past each block)."""
     rng = np.random.default_rng(2)
     L, MR, NV, KC, MC, NC = gemm.params(dtype)
@@ -135,7 +136,7 @@ def test_empty():
             _check(m, n, k, "float32", rng, acc)
 
 
-def test_lenet_shapes():
+def test_lenet_shapes(target):
     rng = np.random.default_rng(4)
     for m, n, k in [(20, 576, 25), (50, 64, 500), (25, 20, 576), (500, 50, 64), (500, 64, 50), (500, 500, 800),
                     (500, 10, 500), (500, 800, 500), (800, 500, 500)]:

@@ -6,6 +6,7 @@ import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet.basic import Softmax
 from tests.helpers import check_native_vs_reference, check_same_error
+from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 SIZES = (1, 7, 17, 33)
 
@@ -20,7 +21,7 @@ def _vec(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows", SIZES)
-def test_softmax_matrix_random(dtype, rows):
+def test_softmax_matrix_random(dtype, rows, target):
     rng = np.random.RandomState(rows)
     x = _mat(dtype)
     rtol = 1e-5 if dtype == "float32" else 1e-12
@@ -132,7 +133,7 @@ def _rtol(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows", SIZES)
-def test_log_softmax_matrix_and_vector(dtype, rows):
+def test_log_softmax_matrix_and_vector(dtype, rows, target):
     rng = np.random.RandomState(10 + rows)
     x, v = _mat(dtype), _vec(dtype)
     calls = [[(rng.randn(rows, cols) * 3).astype(dtype), (rng.randn(cols) * 3).astype(dtype)] for cols in SIZES]
@@ -201,7 +202,7 @@ def _labels(rng, n, c, dtype="int32"):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,classes,n_labels", [(1, 1, 1), (7, 3, 7), (17, 10, 11), (33, 13, 33), (6, 4, 0)])
-def test_crossentropy_softmax_op(dtype, rows, classes, n_labels):
+def test_crossentropy_softmax_op(dtype, rows, classes, n_labels, target):
     rng = np.random.RandomState(rows * 100 + classes)
     z, y = _mat(dtype), T.ivector("y")
     g = T.vector("g", dtype=dtype)

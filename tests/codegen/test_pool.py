@@ -7,6 +7,7 @@ import symcnn.tensor as T
 from symcnn.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool, pool_2d
 
 from tests.helpers import check_native_vs_reference, check_same_error
+from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 RTOL, ATOL = 1e-4, 1e-5
 MODES = ["max", "sum", "average_inc_pad", "average_exc_pad"]
@@ -55,7 +56,7 @@ def test_modes_and_geometries(mode, geom):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_odd_widths_batch_one(mode):
+def test_odd_widths_batch_one(mode, target):
     # widths that do not divide the vector width, batch 1; one compiled function, several shapes
     shapes = [(1, 1, 5, c) for c in (1, 3, 7, 13, 17)] + [(2, 3, 1, 1), (1, 2, 9, 33)]
     _pool_and_grad(shapes[0], (2, 2), None, (0, 0), False, mode, more_shapes=shapes[1:])
@@ -64,13 +65,13 @@ def test_odd_widths_batch_one(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_static_shapes(mode):
+def test_static_shapes(mode, target):
     _pool_and_grad((3, 4, 24, 24), (2, 2), None, (0, 0), True, mode, static=True)
     _pool_and_grad((2, 3, 11, 10), (3, 3), (2, 2), (1, 1), True, mode, static=True)
     _pool_and_grad((2, 3, 11, 10), (3, 2), (2, 1), (0, 0), False, mode, static=True)
 
 
-def test_other_ranks_and_float64():
+def test_other_ranks_and_float64(target):
     _pool_and_grad((13, 17), (2, 3), None, (0, 0), False, "max")
     _pool_and_grad((2, 13, 17), (3, 3), (2, 2), (1, 1), True, "average_inc_pad", dtype="float64")
     _pool_and_grad((2, 1, 2, 6, 5), (2, 2), (1, 1), (0, 0), True, "max")

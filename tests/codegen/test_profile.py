@@ -53,7 +53,8 @@ def test_mlp_train_step_same_as_native_and_counts_every_kernel():
     assert abs(sum(r.share for r in rep) - 1) < 1e-9
     assert rep.step_ms > 0
     text = str(rep)
-    assert "step:" in text and "GFLOP/s" in text and "460" in text
+    assert "step:" in text and "GFLOP/s" in text and f"{rep.peak_gflops:.0f} GFLOP/s ceiling" in text
+    assert "ceiling: " in text and "GHz" in text and "float32 lanes" in text
     assert "test_profile.py:" in text  # user's file:line of the kernels
 
 
@@ -119,8 +120,31 @@ def test_peak_parameter():
     f = theano.function([a], T.dot(a, a), mode="profile")
     f(np.ones((32, 32), "float32"))
     r1, r2 = f.profile(), f.profile(peak_gflops=46.0)
-    assert r1.peak_gflops == 460.0 and r2.peak_gflops == 46.0
-    assert r2.peak_share == pytest.approx(10 * r1.peak_share)
+    assert r2.peak_gflops == 46.0 and r2.peak_method == "given"
+    assert r2.peak_share == pytest.approx(r1.peak_share * r1.peak_gflops / 46.0)
+
+
+@pytest.mark.parametrize("level,lanes", [("x86-64", 4), ("x86-64-v3", 8), ("x86-64-v4", 16)])
+def test_ceiling_follows_the_target(level, lanes, monkeypatch):
+    """The default ceiling is lanes x FMA units x 2 x clock x cores of the function's target: an AVX2
+    function does not claim an AVX-512 ceiling."""
+    import platform
+    from codegen import ceiling as C
+    from codegen import target as targets
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("x86-64 levels")
+    monkeypatch.setattr(theano.config, "target_cpu", level)
+    if not targets.current().host:
+        pytest.skip(f"this CPU cannot run {level} code")
+    a = T.matrix("a")
+    f = theano.function([a], T.dot(a, a), mode="profile")
+    f(np.ones((32, 32), "float32"))
+    rep = f.profile()
+    ghz, _ = C.clock_ghz()
+    ghz = ghz or C.DEFAULT_GHZ
+    units = 1 if level == "x86-64" else 2
+    assert rep.peak_gflops == pytest.approx(lanes * units * 2 * ghz * C.cores(f.runner.pool_threads))
+    assert f"{lanes} float32 lanes" in rep.peak_method and "GHz" in str(rep)
 
 
 @pytest.mark.parametrize("mode", ["native", "reference"])

@@ -8,6 +8,7 @@ import symcnn
 import symcnn.tensor as T
 
 from tests.helpers import check_native_vs_reference, check_same_error
+from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 DTYPES = ["float32", "float64", "int8", "int32", "int64", "uint8", "bool"]
 AXES = [None] + [c for r in range(0, 4) for c in itertools.combinations(range(3), r)]
@@ -33,7 +34,7 @@ def _all_reductions(x):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_axis_combination(dtype):
+def test_every_axis_combination(dtype, target):
     rng = np.random.RandomState(DTYPES.index(dtype))
     x = T.tensor3("x", dtype=dtype)
     outs = _all_reductions(x)
@@ -57,7 +58,7 @@ def test_non_contiguous_reductions(dtype):
     check_native_vs_reference([x, m], outs, [_values(rng, dtype, (3, 4, 5)), _values(rng, dtype, (6, 7))])
 
 
-def test_odd_sizes_vector_reductions():
+def test_odd_sizes_vector_reductions(target):
     rng = np.random.RandomState(8)
     x = T.vector("x")
     i = T.vector("i", dtype="int64")

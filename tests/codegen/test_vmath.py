@@ -15,7 +15,8 @@ from codegen import irutil as U
 from codegen import jit, vmath
 from symcnn.tensor import nnet
 
-from tests.helpers import check_native_vs_reference
+from codegen import target as targets
+from tests.helpers import check_native_vs_reference, target  # noqa: F401 (target: a fixture)
 
 FUNCS = ["exp", "log", "tanh", "sigmoid"]
 DTYPES = ["float32", "float64"]
@@ -41,7 +42,7 @@ _COMPILED = {}
 
 
 def _run(name, x):
-    key = (name, str(x.dtype))
+    key = (name, str(x.dtype), targets.current())
     if key not in _COMPILED:
         cm = jit.CompiledModule(str(_module(name, str(x.dtype))), use_cache=False)
         cfn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(cm.address("f"))
@@ -118,7 +119,7 @@ def _inputs(dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", FUNCS)
-def test_ulp_accuracy(name, dtype):
+def test_ulp_accuracy(name, dtype, target):
     x = _inputs(dtype, seed=FUNCS.index(name))
     got, want = _run(name, x), _reference(name, x)
     d = ulp_distance(got, want)
@@ -135,7 +136,7 @@ def _bits_equal(got, want):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_special_values(dtype):
+def test_special_values(dtype, target):
     fi = np.finfo(dtype)
     inf, nan, tiny, sub = np.inf, np.nan, float(fi.tiny), float(fi.smallest_subnormal)
     a = lambda *v: np.array(v, dtype=dtype)  # noqa: E731
@@ -174,21 +175,24 @@ def test_exp_subnormal_and_overflow_edges(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", FUNCS)
-def test_loop_is_vectorised(name, dtype):
-    """The optimised loop works on full AVX-512 vectors (when the host has them) and calls no libm."""
+def test_loop_is_vectorised(name, dtype, target):
+    """The optimised loop works on vectors of the width the target's loop vectoriser uses (64 bytes
+    with AVX-512, 32 with AVX2, 16 with SSE2) and calls no libm (nor fma/rint emulation)."""
     mod = llvm.parse_assembly(str(_module(name, dtype)))
     jit.optimize(mod)
     text = str(mod)
-    for libname in ("exp", "log", "tanh"):
+    for libname in ("exp", "log", "tanh", "fma", "rint"):
         for fn in (libname, libname + "f"):
             assert f"@{fn}(" not in text
-    if "avx512f" in llvm.get_host_cpu_features().flatten().split(",") or "+avx512f" in \
-            llvm.get_host_cpu_features().flatten():
-        assert ("<16 x float>" if dtype == "float32" else "<8 x double>") in text
+    lanes = target.loop_vector_bytes // np.dtype(dtype).itemsize
+    assert f"<{lanes} x {'float' if dtype == 'float32' else 'double'}>" in text
+    want = {"AVX-512": 64, "AVX2": 32, "SSE2": 16}.get(target.isa())
+    if want is not None and (targets.FULL_WIDTH_LOOPS or target.isa() != "AVX-512"):
+        assert target.loop_vector_bytes == want
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_elemwise_uses_inline_math(dtype):
+def test_elemwise_uses_inline_math(dtype, target):
     x = T.vector("x", dtype=dtype)
     outs = [T.exp(x), T.log(x), T.tanh(x), nnet.sigmoid(x), T.tanh(x * 2 + 1)]
     rng = np.random.RandomState(0)
