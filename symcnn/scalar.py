@@ -6,7 +6,7 @@ tensors; fusion later combines ScalarOps into one loop.
 """
 import numpy as np
 
-from .tensor.type import is_float, is_int, upcast
+from .tensor.type import is_float, upcast
 
 
 def upgrade_to_float(dtype):
