@@ -46,8 +46,9 @@ class Config:
         self.mode = "native"
         self.compiledir = os.path.join(os.path.expanduser("~"), ".cache", "symcnn")
         self.allow_input_downcast = False
-        # Theano's rule for the dtype of mixed operations; 'custom' (Theano's default: Python
-        # floats take floatX) is the one implemented.
+        # Theano's rule for the dtype of mixed operations: 'custom' (the default: Python ints
+        # take the smallest int dtype, Python floats floatX) or 'numpy+floatX' (numpy's rules,
+        # but float64 results become float32 when floatX is float32 and no input is float64).
         self.cast_policy = "custom"
         # Threads the native kernels may use (read when a function is compiled; 1 disables threads).
         self.num_threads = _default_threads()
@@ -71,10 +72,7 @@ class Config:
         if key == "floatX" and value not in _FLOATS:
             raise ValueError(f"config.floatX must be one of {_FLOATS}, got {value!r}")
         if key == "cast_policy":
-            if value == "numpy+floatX":
-                raise NotImplementedError("config.cast_policy='numpy+floatX' is not implemented; symcnn "
-                                          "follows Theano's default 'custom' policy")
-            if value != "custom":
+            if value not in ("custom", "numpy+floatX"):
                 raise ValueError(f"config.cast_policy must be 'custom' or 'numpy+floatX', got {value!r}")
         if key == "compute_test_value" and value not in _TEST_VALUE_MODES:
             raise ValueError(f"config.compute_test_value must be one of {_TEST_VALUE_MODES}, got {value!r}")

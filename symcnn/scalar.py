@@ -6,7 +6,7 @@ tensors; fusion later combines ScalarOps into one loop.
 """
 import numpy as np
 
-from .tensor.type import is_float, is_int, upcast
+from .tensor.type import is_float, upcast
 
 
 def upgrade_to_float(dtype):
@@ -81,8 +81,17 @@ class TrueDiv(ScalarOp):
     nin, name, impl = 2, "true_div", staticmethod(np.true_divide)
 
     def out_dtype(self, a, b):
-        d = upcast(a, b)
-        return "float64" if is_int(d) else d
+        # integer / integer gives floatX, under either cast policy (Theano's TrueDiv)
+        if not is_float(a) and not is_float(b):
+            from .config import config
+            return config.floatX
+        return upcast(a, b)
+
+    def compute_dtype(self, a, b):
+        # integers are divided in float64, then rounded once to floatX (Theano's TrueDiv.impl)
+        if not is_float(a) and not is_float(b):
+            return "float64"
+        return self.out_dtype(a, b)
 
     def grad(self, inputs, output, g):
         a, b = inputs

@@ -19,9 +19,16 @@ UNROLL = 16   # windows with at most this many rows (cols) are unrolled
 
 
 def out_len(b, n, ws, st, pad, ignore_border):
-    """Theano's pooled length (symcnn.tensor.signal.pool._out_len) of an axis of length n >= 0."""
+    """Theano's pooled length (symcnn.tensor.signal.pool._out_len) of an axis of length n >= 0.
+    ws, st, pad may be i64 values (checked positive, pad < ws, before this runs)."""
     if ignore_border:
-        return U.smax(b, U.add(b, floordiv(b, U.sub(b, U.add(b, n, 2 * pad), ws), st), 1), 0)
+        return U.smax(b, U.add(b, floordiv(b, U.sub(b, U.add(b, n, U.mul(b, 2, pad)), ws), st), 1), 0)
+    if not (isinstance(st, int) and isinstance(ws, int)):
+        keep = b.icmp_signed(">=", U.as_value(b, st), U.as_value(b, ws))
+        wide = U.add(b, floordiv(b, U.sub(b, n, 1), st), 1)
+        full = U.add(b, U.smax(b, floordiv(b, U.add(b, U.sub(b, U.sub(b, n, 1), ws), st), st), 0), 1)
+        both = b.select(keep, U.as_value(b, wide), U.as_value(b, full))
+        return b.select(b.icmp_signed(">", U.as_value(b, n), U.i64(0)), both, U.i64(0))
     if st >= ws:
         return U.add(b, floordiv(b, U.sub(b, n, 1), st), 1)
     full = U.add(b, U.smax(b, floordiv(b, U.sub(b, U.sub(b, n, 1), ws - st), st), 0), 1)
@@ -31,16 +38,21 @@ def out_len(b, n, ws, st, pad, ignore_border):
 
 
 class Geometry:
-    def __init__(self, ctx, op, x):
+    """Where the windows fall. ws, st, pad: pairs of ints (the op's static geometry) or of
+    i64 values read at run time (RuntimePool and its gradients)."""
+
+    def __init__(self, ctx, op, x, ws=None, st=None, pad=None):
         b = ctx.b
         self.lead = list(x.shape[:-2])
         self.N = U.product(b, self.lead)
         self.h, self.w = x.shape[-2], x.shape[-1]
-        self.ws, self.st, self.pad = op.ws, op.stride, op.pad
+        if ws is None:
+            ws, st, pad = op.ws, op.stride, op.pad
+        self.ws, self.st, self.pad = ws, st, pad
         self.ignore_border = op.ignore_border
-        self.nr = out_len(b, self.h, op.ws[0], op.stride[0], op.pad[0], op.ignore_border)
-        self.nc = out_len(b, self.w, op.ws[1], op.stride[1], op.pad[1], op.ignore_border)
-        self.simple = op.ignore_border and op.pad == (0, 0)
+        self.nr = out_len(b, self.h, ws[0], st[0], pad[0], op.ignore_border)
+        self.nc = out_len(b, self.w, ws[1], st[1], pad[1], op.ignore_border)
+        self.simple = op.ignore_border and all(isinstance(p, int) and p == 0 for p in pad)
 
     def pin(self, *shapes):
         """Pooled dims checked equal to these shapes' last two: use static ones where any is."""
@@ -84,7 +96,7 @@ def _span(b, pos, ws, st, pad, size, interior):
 
 def _each(b, span, fn, name):
     lo, hi, count = span
-    if count is not None and count <= UNROLL:
+    if isinstance(count, int) and count <= UNROLL:
         for u in range(count):
             fn(U.add(b, lo, u))
         return
@@ -158,10 +170,13 @@ def _zero(ctx, arr):
 
 @lower.register(Pool)
 def lower_pool(ctx, node, ins):
+    x = dense(ctx, ins[0], ins[0].dtype)
+    return emit_pool(ctx, node, x, Geometry(ctx, node.op, x))
+
+
+def emit_pool(ctx, node, x, g):
     b = ctx.b
     op = node.op
-    x = dense(ctx, ins[0], ins[0].dtype)
-    g = Geometry(ctx, op, x)
     out = ctx.alloc(node.outputs[0], g.pooled_shape)
     g.pin(out.shape)
     dt = out.dtype
@@ -192,16 +207,14 @@ def lower_pool(ctx, node, ins):
             each_element(b, g, n, rs, cs, step)
             res = b.load(acc, typ=at)
             if op.mode != "sum":
-                res = b.fdiv(res, _divisor(b, op, rs, cs, adt))
+                res = b.fdiv(res, _divisor(b, op, g, rs, cs, adt))
             b.store(U.cast_value(b, res, adt, dt), gep(b, out.ptr, out_index(b, g, n, i, j), out.lltype))
     windows(ctx, g, body)
     return [out]
 
 
-def _divisor(b, op, rs, cs, dtype):
-    if op.mode == "average_inc_pad" and op.ignore_border:
-        return U.const(dtype, op.ws[0] * op.ws[1])
-    c = count(b, rs, cs)
+def _divisor(b, op, g, rs, cs, dtype):
+    c = U.mul(b, g.ws[0], g.ws[1]) if op.mode == "average_inc_pad" and op.ignore_border else count(b, rs, cs)
     if isinstance(c, int):
         return U.const(dtype, c)
     return U.cast_value(b, c, "int64", dtype)
@@ -209,10 +222,12 @@ def _divisor(b, op, rs, cs, dtype):
 
 @lower.register(MaxPoolGrad)
 def lower_max_pool_grad(ctx, node, ins):
-    b = ctx.b
-    op = node.op
     x = dense(ctx, ins[0], ins[0].dtype)
-    g = Geometry(ctx, op, x)
+    return emit_max_pool_grad(ctx, node, x, ins, Geometry(ctx, node.op, x))
+
+
+def emit_max_pool_grad(ctx, node, x, ins, g):
+    b = ctx.b
     z = dense(ctx, ins[1], ins[1].dtype)
     gz = dense(ctx, ins[2], ins[2].dtype)
     check_shape(ctx, z, g.pooled_shape)
@@ -241,10 +256,12 @@ def lower_max_pool_grad(ctx, node, ins):
 
 @lower.register(MaxPoolGradGrad)
 def lower_max_pool_grad_grad(ctx, node, ins):
-    b = ctx.b
-    op = node.op
     x = dense(ctx, ins[0], ins[0].dtype)
-    g = Geometry(ctx, op, x)
+    return emit_max_pool_grad_grad(ctx, node, x, ins, Geometry(ctx, node.op, x))
+
+
+def emit_max_pool_grad_grad(ctx, node, x, ins, g):
+    b = ctx.b
     z = dense(ctx, ins[1], ins[1].dtype)
     ggx = dense(ctx, ins[2], ins[2].dtype)
     check_shape(ctx, z, g.pooled_shape)
@@ -273,10 +290,13 @@ def lower_max_pool_grad_grad(ctx, node, ins):
 
 @lower.register(AveragePoolGrad)
 def lower_average_pool_grad(ctx, node, ins):
+    return emit_average_pool_grad(ctx, node, ins, Geometry(ctx, node.op, ins[0]))
+
+
+def emit_average_pool_grad(ctx, node, ins, g):
     b = ctx.b
     op = node.op
     x = ins[0]
-    g = Geometry(ctx, op, x)
     gz = dense(ctx, ins[1], ins[1].dtype)
     check_shape(ctx, gz, g.pooled_shape)
     out = ctx.alloc(node.outputs[0], x.shape)
@@ -288,7 +308,7 @@ def lower_average_pool_grad(ctx, node, ins):
     def body(n, i, j, rs, cs):
         v = U.cast_value(b, _load(b, gz, out_index(b, g, n, i, j)), gz.dtype, dt)
         if op.mode != "sum":
-            v = b.fdiv(v, _divisor(b, op, rs, cs, dt))
+            v = b.fdiv(v, _divisor(b, op, g, rs, cs, dt))
 
         def step(off):
             p = gep(b, out.ptr, off, t)

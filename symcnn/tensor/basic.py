@@ -6,7 +6,7 @@ from ..graph.basic import Apply, Constant
 from ..graph.op import Op
 from .. import scalar as ts
 from .elemwise import DimShuffle, Elemwise
-from .type import TensorType, is_float, is_int, normalize_dtype
+from .type import TensorType, is_float, is_int, normalize_dtype, upcast
 from .var import as_tensor_variable, constant
 
 
@@ -90,7 +90,7 @@ class MakeVector(Op):
 
 def stack_scalars(items, dtype=None):
     items = [_as_scalar(i) for i in items]
-    dtype = dtype or str(np.result_type(*[np.dtype(i.dtype) for i in items]))
+    dtype = dtype or upcast(*[i.dtype for i in items])
     items = [i if i.dtype == dtype else cast(i, dtype) for i in items]
     return MakeVector(dtype)(*items)
 
@@ -264,7 +264,7 @@ def arange(start, stop=None, step=1, dtype=None):
         start, stop = 0, start
     ins = [as_tensor_variable(v) for v in (start, stop, step)]
     if dtype is None:
-        dtype = str(np.result_type(*[np.dtype(v.dtype) for v in ins]))
+        dtype = upcast(*[v.dtype for v in ins])
         if is_int(dtype):
             dtype = "int64"  # Theano: T.arange of ints is int64
     return ARange(normalize_dtype(dtype))(*ins)

@@ -20,7 +20,7 @@ from ..graph.op import Op
 from .composite import Composite
 from .elemwise import DimShuffle, Elemwise, _broadcast_shape
 from .math import Dot, dot
-from .type import TensorType
+from .type import TensorType, upcast
 from .var import as_tensor_variable
 
 
@@ -145,7 +145,7 @@ class FusedDot(Op):
         a_ins, b_ins, _ = self.split(node.inputs)
         da = a_ins[0].dtype if self.prologue_a is None else self.prologue_a.out_dtype()
         db = b_ins[0].dtype if self.prologue_b is None else self.prologue_b.out_dtype()
-        return str(np.result_type(np.dtype(da), np.dtype(db)))
+        return upcast(da, db)
 
     # -- the plain graph -------------------------------------------------------------
     def expand(self, inputs):

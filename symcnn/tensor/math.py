@@ -11,7 +11,7 @@ from ..graph.op import Op
 from .. import scalar as ts
 from .basic import cast, dimshuffle, second, shape, zeros_like, ones_like  # noqa: F401 (re-exported)
 from .elemwise import DimShuffle, Elemwise, register
-from .type import TensorType, is_float, is_int
+from .type import TensorType, is_float, is_int, upcast
 from .var import as_tensor_variable, constant
 
 add = register("add", ts.add)
@@ -269,7 +269,7 @@ class Dot(Op):
             raise ValueError(f"dot: inner dimensions differ: {x.describe()} has {kx} columns, "
                              f"{y.describe()} has {ky} rows")
         shape = x.type.shape[:-1] + y.type.shape[1:]
-        dtype = str(np.result_type(np.dtype(x.dtype), np.dtype(y.dtype)))
+        dtype = upcast(x.dtype, y.dtype)
         return Apply(self, [x, y], [TensorType(dtype, shape=shape)()])
 
     def perform(self, node, inputs, out):

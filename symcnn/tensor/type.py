@@ -130,5 +130,13 @@ def _shape_str(shape):
 
 
 def upcast(*dtypes):
-    """The dtype numpy would give combining arrays of these dtypes."""
-    return str(np.result_type(*[np.dtype(d) for d in dtypes]))
+    """The dtype of combining arrays of these dtypes: numpy's, except that under
+    config.cast_policy='numpy+floatX' with floatX='float32' a float64 result becomes float32
+    unless one of the dtypes is float64 itself (Theano's theano.scalar.upcast): mixing
+    float32 with int32 or int64 then stays float32."""
+    from ..config import config
+    rval = str(np.result_type(*[np.dtype(d) for d in dtypes]))
+    if (rval == "float64" and config.cast_policy == "numpy+floatX" and config.floatX == "float32"
+            and "float64" not in [str(np.dtype(d)) for d in dtypes]):
+        return "float32"
+    return rval

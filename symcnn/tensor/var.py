@@ -134,20 +134,27 @@ class TensorConstant(_TensorOps, Constant):
 
 
 def constant(value, name=None, dtype=None, ndim=None):
-    """A TensorConstant; Python ints take the smallest int dtype holding them and
-    Python floats take floatX (Theano's autocast), so `x * 0.1` keeps x's dtype."""
+    """A TensorConstant. Under config.cast_policy='custom' (Theano's default) Python ints take
+    the smallest int dtype holding them; under 'numpy+floatX' they take numpy's (int64).
+    Python floats take floatX (Theano's autocast), so `x * 0.1` keeps x's dtype; except under
+    'custom' with floatX='float64', where a float float32 holds exactly (0.5, not 0.1) is
+    float32, as in Theano."""
     from ..config import config
     if dtype is None:
         if isinstance(value, np.generic):
             dtype = str(value.dtype)  # numpy scalars keep their dtype (np.float64 is also a float)
         elif isinstance(value, (bool, np.bool_)):
             dtype = "bool"
+        elif isinstance(value, int) and config.cast_policy == "numpy+floatX":
+            dtype = str(np.asarray(value).dtype)
         elif isinstance(value, int):
             dtype = next(d for d in ("int8", "int16", "int32", "int64") if np.iinfo(d).min <= value <= np.iinfo(d).max)
         elif isinstance(value, float):
             dtype = config.floatX
             if dtype == "float32" and np.isfinite(value) and abs(value) > float(np.finfo("float32").max):
                 dtype = "float64"
+            elif dtype == "float64" and config.cast_policy == "custom" and float(np.float32(value)) == value:
+                dtype = "float32"  # Theano's custom autocast: the smallest float holding the value exactly
     arr = np.asarray(value, dtype=dtype)
     if ndim is not None and arr.ndim != ndim:
         if arr.ndim < ndim:

@@ -33,7 +33,7 @@ def test_environment_flags(monkeypatch):
 def test_float_x_from_environment_in_a_new_process():
     env = dict(os.environ, SYMCNN_FLOATX="float64", PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", "import symcnn.tensor as T; print(T.matrix().dtype, "
-                          "T.constant(0.5).dtype)"], env=env, capture_output=True, text=True, check=True)
+                          "T.constant(0.1).dtype)"], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["float64", "float64"]
 
 

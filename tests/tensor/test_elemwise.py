@@ -130,8 +130,8 @@ def test_int_ops():
     r = compile_and_run([x, y], [x // y, x % y, x / y, T.sgn(x), abs(x)], [a, b])
     np.testing.assert_array_equal(r[0], a // b)
     np.testing.assert_array_equal(r[1], a % b)
-    np.testing.assert_allclose(r[2], a / b)
-    assert r[2].dtype == np.float64
+    np.testing.assert_allclose(r[2], a / b, rtol=1e-6)
+    assert r[2].dtype == theano.config.floatX  # int / int gives floatX, as Theano's true_div
     np.testing.assert_array_equal(r[3], np.sign(a))
     np.testing.assert_array_equal(r[4], np.abs(a))
     assert r[0].dtype == np.int32

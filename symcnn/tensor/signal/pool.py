@@ -32,7 +32,7 @@ from ..type import TensorType, is_float
 from ..var import as_tensor_variable
 
 __all__ = ["pool_2d", "Pool", "MaxPoolGrad", "AveragePoolGrad", "MaxPoolGradGrad", "DownsampleFactorMaxGradGrad",
-           "PoolGrad", "max_pool_2d_same_size"]
+           "PoolGrad", "max_pool_2d_same_size", "KnownOnlyAtRunTime"]
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 
@@ -45,19 +45,27 @@ DEFAULT_IGNORE_BORDER = False
 # argument normalisation
 
 
+class KnownOnlyAtRunTime(NotImplementedError):
+    """A window geometry the static-geometry ops cannot take (pool_2d handles it)."""
+
+
+_RUNTIME_HINT = ("these pooling ops are specialised on a window geometry known when building the graph; "
+                 "pool_2d accepts one known only at run time (it builds RuntimePool)")
+
+
 def _known_when_building(value, what):
     """A symbolic ws/stride/pad (a vector, or a tuple holding scalars) as Python ints, when its
     value is known while building the graph (a constant or computed from constants, static
-    shapes included). The native kernels are specialised on the window geometry, so a value
-    known only at run time is refused."""
+    shapes included). The kernels of these ops are specialised on the window geometry, so a
+    value known only at run time is refused here: pool_2d then builds the ops of
+    pool_runtime.py, which take the geometry as inputs."""
     from ..scalar_constant import NotScalarConstantError, get_scalar_constant_value
     items = list(value) if isinstance(value, Variable) and value.ndim == 1 and value.type.shape[0] is not None \
         else value if isinstance(value, (list, tuple)) else None
     if items is None:
         if isinstance(value, Variable) and value.ndim == 1:
-            raise NotImplementedError(f"{what} is the symbolic vector {value.describe()} whose length and values "
-                                      f"are only known at run time: symcnn compiles the window geometry into "
-                                      f"the pooling kernels, so {what} must be known when building the graph")
+            raise KnownOnlyAtRunTime(f"{what} is the symbolic vector {value.describe()} whose values are only "
+                                     f"known at run time: {_RUNTIME_HINT}")
         raise TypeError(f"{what} must be a pair of ints (rows, cols); got the symbolic {value.describe()}")
     out = []
     for v in items:
@@ -67,10 +75,8 @@ def _known_when_building(value, what):
         try:
             out.append(get_scalar_constant_value(v).item())
         except NotScalarConstantError:
-            raise NotImplementedError(
-                f"{what} is symbolic and its value ({v.describe()}) is only known at run time: symcnn compiles "
-                f"the window geometry into the pooling kernels, so {what} must be known when building the "
-                f"graph (ints, constants, or expressions of constants and static shapes)") from None
+            raise KnownOnlyAtRunTime(f"{what} is symbolic and its value ({v.describe()}) is only known at run "
+                                     f"time: {_RUNTIME_HINT}") from None
     return out
 
 
@@ -560,7 +566,9 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
             padding=None):
     """Theano 1.0's `pool_2d`: pool the last two dimensions of `input` (N >= 2 dimensions).
 
-    ws: window size (rows, cols); ds is its deprecated name.
+    ws: window size (rows, cols); ds is its deprecated name. ws, stride and pad may be
+        symbolic (int vectors, or pairs holding int scalars); when their values are known
+        only at run time they are checked when the function runs.
     ignore_border: True drops partial windows at the bottom/right border; False keeps them.
         None warns and means False, as in Theano 1.0.
     stride: step between windows (default ws); st is its deprecated name.
@@ -590,7 +598,13 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
     x = as_tensor_variable(input)
     if x.ndim < 2:
         raise NotImplementedError(f"pool_2d requires an input with at least 2 dimensions, got {x.describe()}")
-    return Pool(ws, ignore_border=ignore_border, stride=stride, pad=pad, mode=mode)(x)
+    try:
+        op = Pool(ws, ignore_border=ignore_border, stride=stride, pad=pad, mode=mode)
+    except KnownOnlyAtRunTime:
+        # the geometry is checked when the function runs
+        from .pool_runtime import RuntimePool
+        return RuntimePool(ignore_border, mode)(x, ws, stride, pad)
+    return op(x)
 
 
 def max_pool_2d_same_size(input, patch_size):

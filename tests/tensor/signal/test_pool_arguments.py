@@ -1,10 +1,11 @@
-"""Pool arguments as Theano 1.0 takes them: symbolic ws/stride/pad (when their value is known
-while building), Pool.out_shape."""
+"""Pool arguments as Theano 1.0 takes them: symbolic ws/stride/pad (the static-geometry op when
+their value is known while building, RuntimePool otherwise), Pool.out_shape."""
 import numpy as np
 import pytest
 
 import symcnn.tensor as T
 from symcnn.tensor.signal.pool import Pool, pool_2d
+from symcnn.tensor.signal.pool_runtime import RuntimePool
 from tests.helpers import check_native_vs_reference, make_rng, rand
 
 
@@ -21,12 +22,15 @@ def test_symbolic_window_stride_and_pad_known_when_building():
     np.testing.assert_array_equal(got[0], got[1])
 
 
-def test_symbolic_window_known_only_at_run_time_is_refused_clearly():
+def test_symbolic_window_known_only_at_run_time():
+    # the static-geometry op refuses it clearly; pool_2d builds the op taking it as an input
     x = T.dtensor4("x")
     with pytest.raises(NotImplementedError, match="ws .*run time"):
-        pool_2d(x, ws=(T.lscalar("a"), 2), ignore_border=True)
+        Pool((T.lscalar("a"), 2), True)
     with pytest.raises(NotImplementedError, match="stride .*run time"):
-        pool_2d(x, ws=(2, 2), stride=T.lvector("s"), ignore_border=True)
+        Pool((2, 2), True, stride=T.lvector("s"))
+    assert isinstance(pool_2d(x, ws=(T.lscalar("a"), 2), ignore_border=True).owner.op, RuntimePool)
+    assert isinstance(pool_2d(x, ws=(2, 2), stride=T.lvector("s"), ignore_border=True).owner.op, RuntimePool)
 
 
 def test_out_shape():
