@@ -12,5 +12,7 @@ from .graph import Apply, Constant, FunctionGraph, Op, Variable  # noqa: F401
 from . import tensor  # noqa: F401
 from . import printing  # noqa: F401
 from . import gradient  # noqa: F401
+from . import scan_module  # noqa: F401
+from .scan_module import foldl, foldr, map, reduce, scan  # noqa: F401
 
 __version__ = "0.1.0"

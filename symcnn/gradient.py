@@ -64,7 +64,10 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_g
             continue
         from .tensor.basic import zeros_like
         out_grads = [zeros_like(o) if g is None else g for o, g in zip(node.outputs, out_grads)]
-        in_grads = node.op.grad(node.inputs, out_grads)
+        if hasattr(node.op, "L_op"):  # ops whose gradient reuses their forward outputs (Theano's L_op)
+            in_grads = node.op.L_op(node.inputs, node.outputs, out_grads)
+        else:
+            in_grads = node.op.grad(node.inputs, out_grads)
         if len(in_grads) != len(node.inputs):
             raise ValueError(f"{node.op}.grad returned {len(in_grads)} gradients for {len(node.inputs)} inputs")
         for inp, g in zip(node.inputs, in_grads):
