@@ -1,0 +1,273 @@
+"""deeplearning.net tutorial models that need scan, with their model code kept verbatim after
+the import swap (theano -> symcnn), trained briefly: the cost must fall.
+
+- rnnslu.py's Elman network (`RNNSLU`'s recurrence, cost and updates) on synthetic sequences
+  (its word-embedding lookup `self.emb[idxs]` is replaced by the embedded words themselves, and
+  `s[:, 0, :]` by `s`: T.nnet.softmax of a vector gives a vector here, a one-row matrix in Theano);
+- rbm.py's RBM (Gibbs chain in scan with RandomStreams, CD-k) on the embedded digits (`if not
+  input:` / `if persistent:` become `is None` tests: symcnn's variables have no truth value).
+"""
+from __future__ import print_function
+
+from collections import OrderedDict
+
+import numpy
+import pytest
+
+import symcnn as theano
+import symcnn.tensor as T
+from symcnn.tensor.shared_randomstreams import RandomStreams
+
+
+# ----------------------------------------------------------------------------- rnnslu.py
+class RNNSLU(object):
+    ''' elman neural net model '''
+    def __init__(self, nh, nc, ne, de, cs):
+        # parameters of the model (the embedding matrix is not used: see the module docstring)
+        self.wx = theano.shared(name='wx',
+                                value=0.2 * numpy.random.uniform(-1.0, 1.0,
+                                (de * cs, nh))
+                                .astype(theano.config.floatX))
+        self.wh = theano.shared(name='wh',
+                                value=0.2 * numpy.random.uniform(-1.0, 1.0,
+                                (nh, nh))
+                                .astype(theano.config.floatX))
+        self.w = theano.shared(name='w',
+                               value=0.2 * numpy.random.uniform(-1.0, 1.0,
+                               (nh, nc))
+                               .astype(theano.config.floatX))
+        self.bh = theano.shared(name='bh',
+                                value=numpy.zeros(nh,
+                                dtype=theano.config.floatX))
+        self.b = theano.shared(name='b',
+                               value=numpy.zeros(nc,
+                               dtype=theano.config.floatX))
+        self.h0 = theano.shared(name='h0',
+                                value=numpy.zeros(nh,
+                                dtype=theano.config.floatX))
+
+        # bundle
+        self.params = [self.wx, self.wh, self.w,
+                       self.bh, self.b, self.h0]
+
+        x = T.matrix('x')  # was: self.emb[idxs].reshape((idxs.shape[0], de*cs))
+        y_sentence = T.ivector('y_sentence')  # labels
+
+        def recurrence(x_t, h_tm1):
+            h_t = T.nnet.sigmoid(T.dot(x_t, self.wx)
+                                 + T.dot(h_tm1, self.wh) + self.bh)
+            s_t = T.nnet.softmax(T.dot(h_t, self.w) + self.b)
+            return [h_t, s_t]
+
+        [h, s], _ = theano.scan(fn=recurrence,
+                                sequences=x,
+                                outputs_info=[self.h0, None],
+                                n_steps=x.shape[0])
+
+        # was: s[:, 0, :] -- Theano's softmax of a vector is a one-row matrix, symcnn's a vector
+        p_y_given_x_sentence = s
+        y_pred = T.argmax(p_y_given_x_sentence, axis=1)
+
+        # cost and gradients and learning rate
+        lr = T.scalar('lr')
+
+        sentence_nll = -T.mean(T.log(p_y_given_x_sentence)
+                               [T.arange(x.shape[0]), y_sentence])
+        sentence_gradients = T.grad(sentence_nll, self.params)
+        sentence_updates = OrderedDict((p, p - lr*g)
+                                       for p, g in
+                                       zip(self.params, sentence_gradients))
+
+        # theano functions to compile
+        self.classify = theano.function(inputs=[x], outputs=y_pred)
+        self.sentence_train = theano.function(inputs=[x, y_sentence, lr],
+                                              outputs=sentence_nll,
+                                              updates=sentence_updates)
+
+
+def test_rnnslu_elman_learns():
+    numpy.random.seed(123)
+    nh, nc, de, cs = 20, 3, 5, 3
+    rnn = RNNSLU(nh=nh, nc=nc, ne=50, de=de, cs=cs)
+    rng = numpy.random.RandomState(0)
+    # the label of a word is which third of the window's first feature it falls in
+    sentences = [rng.uniform(-1, 1, (rng.randint(5, 12), de * cs)).astype('float32') for _ in range(30)]
+    labels = [numpy.digitize(s[:, 0], [-1 / 3., 1 / 3.]).astype('int32') for s in sentences]
+    first = numpy.mean([float(rnn.sentence_train(s, l, 0.0)) for s, l in zip(sentences, labels)])
+    for epoch in range(8):
+        for s, l in zip(sentences, labels):
+            rnn.sentence_train(s, l, 0.5)
+    last = numpy.mean([float(rnn.sentence_train(s, l, 0.0)) for s, l in zip(sentences, labels)])
+    assert last < 0.7 * first, (first, last)
+    errors = numpy.mean([numpy.mean(rnn.classify(s) != l) for s, l in zip(sentences, labels)])
+    assert errors < 0.5  # chance is 2/3
+
+
+# ----------------------------------------------------------------------------- rbm.py
+class RBM(object):
+    """Restricted Boltzmann Machine (RBM)  """
+    def __init__(self, input=None, n_visible=784, n_hidden=500, W=None, hbias=None, vbias=None,
+                 numpy_rng=None, theano_rng=None):
+        self.n_visible = n_visible
+        self.n_hidden = n_hidden
+
+        if numpy_rng is None:
+            numpy_rng = numpy.random.RandomState(1234)
+
+        if theano_rng is None:
+            theano_rng = RandomStreams(numpy_rng.randint(2 ** 30))
+
+        if W is None:
+            initial_W = numpy.asarray(
+                numpy_rng.uniform(
+                    low=-4 * numpy.sqrt(6. / (n_hidden + n_visible)),
+                    high=4 * numpy.sqrt(6. / (n_hidden + n_visible)),
+                    size=(n_visible, n_hidden)
+                ),
+                dtype=theano.config.floatX
+            )
+            W = theano.shared(value=initial_W, name='W', borrow=True)
+
+        if hbias is None:
+            hbias = theano.shared(
+                value=numpy.zeros(
+                    n_hidden,
+                    dtype=theano.config.floatX
+                ),
+                name='hbias',
+                borrow=True
+            )
+
+        if vbias is None:
+            vbias = theano.shared(
+                value=numpy.zeros(
+                    n_visible,
+                    dtype=theano.config.floatX
+                ),
+                name='vbias',
+                borrow=True
+            )
+
+        self.input = input
+        if input is None:  # was: `if not input:` (symcnn variables have no truth value)
+            self.input = T.matrix('input')
+
+        self.W = W
+        self.hbias = hbias
+        self.vbias = vbias
+        self.theano_rng = theano_rng
+        self.params = [self.W, self.hbias, self.vbias]
+
+    def free_energy(self, v_sample):
+        ''' Function to compute the free energy '''
+        wx_b = T.dot(v_sample, self.W) + self.hbias
+        vbias_term = T.dot(v_sample, self.vbias)
+        hidden_term = T.sum(T.log(1 + T.exp(wx_b)), axis=1)
+        return -hidden_term - vbias_term
+
+    def propup(self, vis):
+        pre_sigmoid_activation = T.dot(vis, self.W) + self.hbias
+        return [pre_sigmoid_activation, T.nnet.sigmoid(pre_sigmoid_activation)]
+
+    def sample_h_given_v(self, v0_sample):
+        pre_sigmoid_h1, h1_mean = self.propup(v0_sample)
+        h1_sample = self.theano_rng.binomial(size=h1_mean.shape,
+                                             n=1, p=h1_mean,
+                                             dtype=theano.config.floatX)
+        return [pre_sigmoid_h1, h1_mean, h1_sample]
+
+    def propdown(self, hid):
+        pre_sigmoid_activation = T.dot(hid, self.W.T) + self.vbias
+        return [pre_sigmoid_activation, T.nnet.sigmoid(pre_sigmoid_activation)]
+
+    def sample_v_given_h(self, h0_sample):
+        pre_sigmoid_v1, v1_mean = self.propdown(h0_sample)
+        v1_sample = self.theano_rng.binomial(size=v1_mean.shape,
+                                             n=1, p=v1_mean,
+                                             dtype=theano.config.floatX)
+        return [pre_sigmoid_v1, v1_mean, v1_sample]
+
+    def gibbs_hvh(self, h0_sample):
+        pre_sigmoid_v1, v1_mean, v1_sample = self.sample_v_given_h(h0_sample)
+        pre_sigmoid_h1, h1_mean, h1_sample = self.sample_h_given_v(v1_sample)
+        return [pre_sigmoid_v1, v1_mean, v1_sample,
+                pre_sigmoid_h1, h1_mean, h1_sample]
+
+    def get_cost_updates(self, lr=0.1, persistent=None, k=1):
+        pre_sigmoid_ph, ph_mean, ph_sample = self.sample_h_given_v(self.input)
+
+        if persistent is None:
+            chain_start = ph_sample
+        else:
+            chain_start = persistent
+        (
+            [
+                pre_sigmoid_nvs,
+                nv_means,
+                nv_samples,
+                pre_sigmoid_nhs,
+                nh_means,
+                nh_samples
+            ],
+            updates
+        ) = theano.scan(
+            self.gibbs_hvh,
+            outputs_info=[None, None, None, None, None, chain_start],
+            n_steps=k,
+            name="gibbs_hvh"
+        )
+        chain_end = nv_samples[-1]
+
+        cost = T.mean(self.free_energy(self.input)) - T.mean(
+            self.free_energy(chain_end))
+        gparams = T.grad(cost, self.params, consider_constant=[chain_end])
+        for gparam, param in zip(gparams, self.params):
+            updates[param] = param - gparam * T.cast(
+                lr,
+                dtype=theano.config.floatX
+            )
+        if persistent is not None:  # was: `if persistent:`
+            updates[persistent] = nh_samples[-1]
+            monitoring_cost = self.get_pseudo_likelihood_cost(updates)
+        else:
+            monitoring_cost = self.get_reconstruction_cost(updates,
+                                                           pre_sigmoid_nvs[-1])
+
+        return monitoring_cost, updates
+
+    def get_reconstruction_cost(self, updates, pre_sigmoid_nv):
+        cross_entropy = T.mean(
+            T.sum(
+                self.input * T.log(T.nnet.sigmoid(pre_sigmoid_nv)) +
+                (1 - self.input) * T.log(1 - T.nnet.sigmoid(pre_sigmoid_nv)),
+                axis=1
+            )
+        )
+
+        return cross_entropy
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_rbm_cd_k_learns_on_digits(k):
+    from symcnn.datasets import load_data
+    datasets = load_data('mnist10k')
+    train_set_x, _ = datasets[0]
+    batch_size, n_batches = 20, 20
+    index = T.lscalar()
+    x = T.matrix('x')
+    rng = numpy.random.RandomState(123)
+    theano_rng = RandomStreams(rng.randint(2 ** 30))
+    rbm = RBM(input=x, n_visible=28 * 28, n_hidden=100, numpy_rng=rng, theano_rng=theano_rng)
+    cost, updates = rbm.get_cost_updates(lr=0.1, persistent=None, k=k)
+    train_rbm = theano.function(
+        [index],
+        cost,
+        updates=updates,
+        givens={
+            x: train_set_x[index * batch_size: (index + 1) * batch_size]
+        },
+        name='train_rbm'
+    )
+    epochs = [numpy.mean([train_rbm(i) for i in range(n_batches)]) for _ in range(3)]
+    # the reconstruction cross-entropy (a log-likelihood proxy, negative) rises
+    assert epochs[-1] > epochs[0] + 20, epochs
