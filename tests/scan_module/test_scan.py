@@ -300,3 +300,32 @@ def test_sequence_shorter_than_n_steps(mode):
     with pytest.raises(ValueError) as info:
         f(np.arange(5.0), 7)
     assert "fewer than the 7 steps" in str(info.value)
+
+
+def test_gradient_through_draws_inside_the_step_is_refused():
+    from symcnn.tensor.shared_randomstreams import RandomStreams
+    srng = RandomStreams(seed=1)
+    h0 = T.fvector("h0")
+    loc = here(1)
+    hs, _ = theano.scan(lambda h: h * srng.uniform(size=h.shape), outputs_info=h0, n_steps=3)
+    with pytest.raises(NotImplementedError) as info:
+        T.grad(hs.sum(), h0)
+    assert str(info.value).startswith(loc + ":") and "random" in str(info.value)
+
+
+def test_native_mode_never_falls_back_for_an_op_without_lowering():
+    from symcnn.graph.basic import Apply
+    from symcnn.graph.op import Op
+
+    class NumpyOnly(Op):
+        def make_node(self, x):
+            return Apply(self, [x], [x.type()])
+
+        def perform(self, node, inputs, out):
+            out[0][0] = inputs[0] * 2
+
+    x = T.dvector("x")
+    ys, _ = theano.scan(lambda v: NumpyOnly()(v), sequences=x)
+    assert_close(theano.function([x], ys, mode="reference")(np.ones(3)), np.full(3, 2.0))
+    with pytest.raises(NotImplementedError, match="no native lowering for NumpyOnly"):
+        theano.function([x], ys, mode="native")
