@@ -4,6 +4,8 @@ the import swap (theano -> symcnn), trained briefly: the cost must fall.
 - rnnslu.py's Elman network (`RNNSLU`'s recurrence, cost and updates) on synthetic sequences
   (its word-embedding lookup `self.emb[idxs]` is replaced by the embedded words themselves, and
   `s[:, 0, :]` by `s`: T.nnet.softmax of a vector gives a vector here, a one-row matrix in Theano);
+- lstm.py's LSTM layer (param_init_lstm, lstm_layer, mean pooling, softmax) on synthetic
+  sequences with masks (`T.alloc` and the 3-d `T.dot` are written another way: not in symcnn yet);
 - rbm.py's RBM (Gibbs chain in scan with RandomStreams, CD-k) on the embedded digits (`if not
   input:` / `if persistent:` become `is None` tests: symcnn's variables have no truth value).
 """
@@ -271,3 +273,124 @@ def test_rbm_cd_k_learns_on_digits(k):
     epochs = [numpy.mean([train_rbm(i) for i in range(n_batches)]) for _ in range(3)]
     # the reconstruction cross-entropy (a log-likelihood proxy, negative) rises
     assert epochs[-1] > epochs[0] + 20, epochs
+
+
+# ----------------------------------------------------------------------------- lstm.py
+def numpy_floatX(data):
+    return numpy.asarray(data, dtype=theano.config.floatX)
+
+
+def _p(pp, name):
+    return '%s_%s' % (pp, name)
+
+
+def ortho_weight(ndim):
+    W = numpy.random.randn(ndim, ndim)
+    u, s, v = numpy.linalg.svd(W)
+    return u.astype(theano.config.floatX)
+
+
+def param_init_lstm(options, params, prefix='lstm'):
+    W = numpy.concatenate([ortho_weight(options['dim_proj']),
+                           ortho_weight(options['dim_proj']),
+                           ortho_weight(options['dim_proj']),
+                           ortho_weight(options['dim_proj'])], axis=1)
+    params[_p(prefix, 'W')] = W
+    U = numpy.concatenate([ortho_weight(options['dim_proj']),
+                           ortho_weight(options['dim_proj']),
+                           ortho_weight(options['dim_proj']),
+                           ortho_weight(options['dim_proj'])], axis=1)
+    params[_p(prefix, 'U')] = U
+    b = numpy.zeros((4 * options['dim_proj'],))
+    params[_p(prefix, 'b')] = b.astype(theano.config.floatX)
+
+    return params
+
+
+def lstm_layer(tparams, state_below, options, prefix='lstm', mask=None):
+    nsteps = state_below.shape[0]
+    if state_below.ndim == 3:
+        n_samples = state_below.shape[1]
+    else:
+        n_samples = 1
+
+    assert mask is not None
+
+    def _slice(_x, n, dim):
+        if _x.ndim == 3:
+            return _x[:, :, n * dim:(n + 1) * dim]
+        return _x[:, n * dim:(n + 1) * dim]
+
+    def _step(m_, x_, h_, c_):
+        preact = T.dot(h_, tparams[_p(prefix, 'U')])
+        preact += x_
+
+        i = T.nnet.sigmoid(_slice(preact, 0, options['dim_proj']))
+        f = T.nnet.sigmoid(_slice(preact, 1, options['dim_proj']))
+        o = T.nnet.sigmoid(_slice(preact, 2, options['dim_proj']))
+        c = T.tanh(_slice(preact, 3, options['dim_proj']))
+
+        c = f * c_ + i * c
+        c = m_[:, None] * c + (1. - m_)[:, None] * c_
+
+        h = o * T.tanh(c)
+        h = m_[:, None] * h + (1. - m_)[:, None] * h_
+
+        return h, c
+
+    # was: tensor.dot(state_below, W) on the 3-d state_below (symcnn's dot is 1-d/2-d only)
+    flat = state_below.reshape((nsteps * n_samples, options['dim_proj']))
+    state_below = (T.dot(flat, tparams[_p(prefix, 'W')]) +
+                   tparams[_p(prefix, 'b')]).reshape((nsteps, n_samples, 4 * options['dim_proj']))
+
+    dim_proj = options['dim_proj']
+    # was: tensor.alloc(numpy_floatX(0.), n_samples, dim_proj) (symcnn has no T.alloc yet)
+    zeros = T.zeros_like(state_below[0][:, :dim_proj])
+    rval, updates = theano.scan(_step,
+                                sequences=[mask, state_below],
+                                outputs_info=[zeros, zeros],
+                                name=_p(prefix, '_layers'),
+                                n_steps=nsteps)
+    return rval[0]
+
+
+def test_lstm_cell_learns():
+    """The tutorial's LSTM layer, mean pooling over time and a softmax classifier (build_model),
+    trained with SGD on sequences whose class is the sign of their first feature's sum; the
+    masks cut the sequences at random lengths."""
+    numpy.random.seed(0)
+    options = dict(dim_proj=16, ydim=2)
+    params = param_init_lstm(options, OrderedDict())
+    params['U'] = 0.01 * numpy.random.randn(options['dim_proj'], options['ydim']).astype(theano.config.floatX)
+    params['b'] = numpy.zeros((options['ydim'],)).astype(theano.config.floatX)
+    tparams = OrderedDict((k, theano.shared(v, name=k)) for k, v in params.items())
+
+    x = T.tensor3('x', dtype=theano.config.floatX)
+    mask = T.matrix('mask', dtype=theano.config.floatX)
+    y = T.vector('y', dtype='int64')
+    n_samples = x.shape[1]
+    proj = lstm_layer(tparams, x, options, prefix='lstm', mask=mask)
+    proj = (proj * mask[:, :, None]).sum(axis=0)
+    proj = proj / mask.sum(axis=0)[:, None]
+    pred = T.nnet.softmax(T.dot(proj, tparams['U']) + tparams['b'])
+    off = 1e-8
+    cost = -T.log(pred[T.arange(n_samples), y] + off).mean()
+    grads = T.grad(cost, wrt=list(tparams.values()))
+    lr = T.scalar(name='lr')
+    train = theano.function([x, mask, y, lr], cost,
+                            updates=[(p, p - lr * g) for p, g in zip(tparams.values(), grads)])
+
+    rng = numpy.random.RandomState(1)
+    batches = []
+    for _ in range(8):
+        xv = rng.randn(10, 16, 16).astype('float32')
+        lengths = rng.randint(4, 11, 16)
+        mv = (numpy.arange(10)[:, None] < lengths[None, :]).astype('float32')
+        yv = ((xv[:, :, 0] * mv).sum(axis=0) > 0).astype('int64')
+        batches.append((xv, mv, yv))
+    first = numpy.mean([float(train(xv, mv, yv, 0.0)) for xv, mv, yv in batches])
+    for epoch in range(15):
+        for xv, mv, yv in batches:
+            train(xv, mv, yv, 0.5)
+    last = numpy.mean([float(train(xv, mv, yv, 0.0)) for xv, mv, yv in batches])
+    assert last < 0.6 * first, (first, last)
