@@ -69,11 +69,17 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             fail(f"sequence {j} {x.describe()} is a scalar; sequences are iterated over their first dimension")
         if not taps or not all(isinstance(k, (int, np.integer)) for k in taps):
             fail(f"sequence {j}: taps must be a non-empty list of integers, got {taps!r}")
-        lo, hi = min(taps), max(taps)
+        lo, hi = int(min(taps)), int(max(taps))
+        offset = -hi if hi < 0 else 0
         for k in taps:
-            # step t reads x[t + k - lo]; the last step must stay inside x
-            end = x.shape[0] - (hi - k) if hi != k else None
-            sl = x[k - lo:end] if (k - lo) or end is not None else x
+            # Theano's slices: with taps [-1, 0, 1], step t reads x[t], x[t + 1], x[t + 2]
+            k = int(k)
+            if hi == lo and hi != 0:
+                sl = x[:hi] if hi < 0 else x[hi:]
+            elif hi - k != 0:
+                sl = x[offset + k - lo:-(hi - k)]
+            else:
+                sl = x[offset + k - lo:] if offset + k - lo else x
             seq_slices.append(sl)
             ph = TensorType(x.dtype, shape=x.type.shape[1:])(_tap_name(x, k))
             seq_args.append(ph)

@@ -329,3 +329,22 @@ def test_native_mode_never_falls_back_for_an_op_without_lowering():
     assert_close(theano.function([x], ys, mode="reference")(np.ones(3)), np.full(3, 2.0))
     with pytest.raises(NotImplementedError, match="no native lowering for NumpyOnly"):
         theano.function([x], ys, mode="native")
+
+
+@pytest.mark.parametrize("taps", [[-1], [2], [-2, -1], [1, 2], [-1, 0, 1], [0, 2]])
+def test_sequence_taps_follow_theano(taps):
+    """Which rows step t reads, for Theano's slicing of a sequence with taps (also when all taps
+    are negative or all positive: the sequence is then shifted as Theano shifts it)."""
+    x = T.dvector("x")
+    lo, hi = min(taps), max(taps)
+    offset = -hi if hi < 0 else 0
+    xv = np.arange(10.0)
+    if hi == lo and hi != 0:
+        slices = [xv[:hi] if hi < 0 else xv[hi:]]
+    else:
+        slices = [xv[offset + k - lo:-(hi - k)] if hi - k else xv[offset + k - lo:] for k in taps]
+    n = min(len(s) for s in slices)
+    want = sum(10.0 ** j * s[:n] for j, s in enumerate(slices))
+    ys, _ = theano.scan(lambda *r: sum(10.0 ** j * v for j, v in enumerate(r)), sequences=dict(input=x, taps=taps))
+    for mode in ("reference", "native"):
+        assert_close(theano.function([x], ys, mode=mode)(xv), want)
