@@ -348,3 +348,32 @@ def test_sequence_taps_follow_theano(taps):
     ys, _ = theano.scan(lambda *r: sum(10.0 ** j * v for j, v in enumerate(r)), sequences=dict(input=x, taps=taps))
     for mode in ("reference", "native"):
         assert_close(theano.function([x], ys, mode=mode)(xv), want)
+
+
+@settings(max_examples=6, deadline=None)
+@given(ops=st.lists(st.tuples(st.integers(0, len(_UNARY) - 1), st.integers(0, len(_BINARY) - 1)), min_size=1,
+                    max_size=3),
+       threshold=st.floats(0.5, 3.0), nested=st.booleans(), inner_backwards=st.booleans(), seed=st.integers(0, 1000))
+def test_random_while_and_nested_native_equals_reference(ops, threshold, nested, inner_backwards, seed):
+    """A while loop (until) whose step may run a scan of its own over a matrix, forward and gradient."""
+    rng = make_rng(seed)
+    M, h0 = T.dmatrix("M"), T.dvector("h0")
+
+    def body(h, M):
+        for u, bop in ops:
+            h = _BINARY[bop](_UNARY[u](h), h * 0.5)
+        if nested:
+            rows, _ = theano.scan(lambda r, acc: T.tanh(acc * r + h), sequences=M, outputs_info=h,
+                                  go_backwards=inner_backwards)
+            h = rows[-1]
+        return h
+
+    def step(h, M):
+        nxt = body(h, M) + 0.3
+        return nxt, until(T.sum(abs(nxt)) > threshold * 3)
+
+    hs, _ = theano.scan(step, outputs_info=h0, non_sequences=M, n_steps=6)
+    cost = (hs * rand((1, 3), F64, rng)).sum()
+    vals = [rand((4, 3), F64, rng), rand((3,), F64, rng) * 0.2]
+    grads = T.grad(cost, [M, h0], disconnected_inputs="ignore")
+    check_native_vs_reference([M, h0], [hs] + grads, vals, rtol=1e-9, atol=1e-11)
