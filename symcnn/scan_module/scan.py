@@ -165,7 +165,8 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             roots_of.append(updates[v])
 
     # -- what the step reads from outside --------------------------------------------------------------
-    own = set(args)
+    # (shared variables given as non-sequences were passed to fn as themselves: not placeholders)
+    own = set(seq_args + state_args) | {a for x, a in zip(nonseqs, nonseq_args) if a is not x}
     carried = list(updates)
     carry_phs = [sv.type(f"{sv}[t]") for sv in carried]
     implicit = []

@@ -60,7 +60,7 @@ class _TensorOps:
 
     # methods
     def sum(self, axis=None, dtype=None, keepdims=False): return _m().sum(self, axis=axis, dtype=dtype, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return _m().mean(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, dtype=None, keepdims=False): return _m().mean(self, axis=axis, dtype=dtype, keepdims=keepdims)
     def max(self, axis=None, keepdims=False): return _m().max(self, axis=axis, keepdims=keepdims)
     def min(self, axis=None, keepdims=False): return _m().min(self, axis=axis, keepdims=keepdims)
     def argmax(self, axis=None, keepdims=False): return _m().argmax(self, axis=axis, keepdims=keepdims)

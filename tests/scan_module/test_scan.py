@@ -377,3 +377,14 @@ def test_random_while_and_nested_native_equals_reference(ops, threshold, nested,
     vals = [rand((4, 3), F64, rng), rand((3,), F64, rng) * 0.2]
     grads = T.grad(cost, [M, h0], disconnected_inputs="ignore")
     check_native_vs_reference([M, h0], [hs] + grads, vals, rtol=1e-9, atol=1e-11)
+
+
+def test_shared_variable_given_as_non_sequence():
+    step = theano.shared(np.float64(0.5), name="step")
+    x0 = T.dvector("x0")
+    xs, upd = theano.scan(lambda x, s: x * s, outputs_info=x0, non_sequences=[step], n_steps=3)
+    assert not upd
+    for mode in ("reference", "native"):
+        assert_close(theano.function([x0], xs, mode=mode)(np.ones(2)), np.array([[0.5] * 2, [0.25] * 2, [0.125] * 2]))
+    g = T.grad(xs.sum(), step)
+    check_native_vs_reference([x0], g, [np.ones(2)])
