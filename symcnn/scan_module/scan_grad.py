@@ -37,6 +37,12 @@ def scan_grad(op, inputs, outputs, output_grads):
     gY = output_grads[info.n_states + info.n_carries:]
     fin = op.inner_inputs
     fout = op.inner_outputs
+    carry_grads = output_grads[info.n_states:info.n_states + info.n_carries]
+    if any(is_float(g.dtype) and not _is_zeros(g) for g in carry_grads):
+        raise NotImplementedError(with_trace(
+            "gradient through the final value of a state the step updates (a shared variable's update, or "
+            "a gradient accumulated by a gradient loop: a second derivative through scan) is not supported",
+            op.trace))
 
     # the steps actually run (a while loop may stop early)
     if info.as_while:
@@ -199,3 +205,12 @@ def scan_grad(op, inputs, outputs, output_grads):
     for (p, _), g in zip(ns_grads, bouts[nc:len(carry_in)]):
         result[base + p] = g
     return result
+
+
+def _is_zeros(g):
+    """Is g the zeros_like(...) that grad() gives outputs no gradient reaches?"""
+    from ..graph.basic import Constant
+    from ..tensor.basic import second
+    node = g.owner
+    return (node is not None and node.op == second and isinstance(node.inputs[1], Constant)
+            and not node.inputs[1].data.any())

@@ -388,3 +388,11 @@ def test_shared_variable_given_as_non_sequence():
         assert_close(theano.function([x0], xs, mode=mode)(np.ones(2)), np.array([[0.5] * 2, [0.25] * 2, [0.125] * 2]))
     g = T.grad(xs.sum(), step)
     check_native_vs_reference([x0], g, [np.ones(2)])
+
+
+def test_second_derivative_through_scan_is_refused():
+    x0, w = T.dvector("x0"), T.dscalar("w")
+    xs, _ = theano.scan(lambda x, w: T.tanh(x * w), outputs_info=x0, non_sequences=w, n_steps=3)
+    gw = T.grad(xs.sum(), w)
+    with pytest.raises(NotImplementedError, match="second derivative"):
+        T.grad(gw, w)
