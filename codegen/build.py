@@ -228,6 +228,34 @@ def graph_key(fgraph, nodes, updates, options):
     return h.hexdigest()
 
 
+def _describe_graph(inputs, outputs):
+    """A stable description of the graph from `inputs` to `outputs` (for ops with inner graphs)."""
+    from symcnn.graph.basic import io_toposort
+    ids, parts = {}, []
+
+    def name(v):
+        k = ids.get(v)
+        if k is None:
+            if not isinstance(v, Constant):
+                raise _Uncacheable(v)
+            k = ids[v] = len(ids)
+            data = np.asarray(v.data, order="C")
+            parts.append(("const", k, _type_desc(v.type), str(data.dtype), data.shape,
+                          hashlib.sha256(data.tobytes()).hexdigest()))
+        return k
+
+    for v in inputs:
+        ids[v] = len(ids)
+        parts.append(("input", _type_desc(v.type)))
+    for node in io_toposort(outputs):
+        ins = [name(v) for v in node.inputs]
+        for o in node.outputs:
+            ids[o] = len(ids)
+        parts.append(("node", _stable(node.op), ins, [_type_desc(o.type) for o in node.outputs]))
+    parts.append(("outputs", [name(v) for v in outputs]))
+    return tuple(parts)
+
+
 def _type_desc(t):
     dtype, shape = getattr(t, "dtype", None), getattr(t, "shape", None)
     if not isinstance(dtype, str) or not isinstance(shape, tuple):
@@ -252,6 +280,10 @@ def _stable(x):
     if isinstance(x, type):
         return ("class", x.__module__, x.__qualname__)
     cls = type(x)
+    inner = getattr(x, "inner_graph", None)
+    if inner is not None:  # an op with a graph inside (Scan): described by that graph
+        inputs, outputs, props = inner()
+        return ("inner", cls.__module__, cls.__qualname__, _stable(props), _describe_graph(inputs, outputs))
     props = getattr(cls, "__props__", None)
     if props is not None:
         return ("op", cls.__module__, cls.__qualname__, tuple((p, _stable(getattr(x, p))) for p in props))

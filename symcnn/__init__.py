@@ -16,5 +16,7 @@ from . import tensor  # noqa: F401
 from . import printing  # noqa: F401
 from . import gradient  # noqa: F401
 from . import ifelse  # noqa: F401,E402  (theano.ifelse.ifelse)
+from . import scan_module  # noqa: F401
+from .scan_module import foldl, foldr, map, reduce, scan  # noqa: F401
 
 __version__ = "0.1.0"

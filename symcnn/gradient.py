@@ -131,7 +131,10 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", add_nam
                 from .tensor.basic import cast
                 g = cast(g, o.dtype)
             full.append(g)
-        in_grads = node.op.grad(node.inputs, full)
+        if hasattr(node.op, "L_op"):  # ops whose gradient reuses their forward outputs (Theano's L_op)
+            in_grads = node.op.L_op(node.inputs, node.outputs, full)
+        else:
+            in_grads = node.op.grad(node.inputs, full)
         if len(in_grads) != len(node.inputs):
             raise ValueError(f"{node.op}.grad returned {len(in_grads)} gradients for {len(node.inputs)} inputs")
         for k in wanted:
