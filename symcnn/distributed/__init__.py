@@ -86,6 +86,12 @@ def shard(dataset, rank, size, batch_size=None):
     if isinstance(dataset, (tuple, list)):
         return type(dataset)(shard(d, rank, size, batch_size) for d in dataset)
     from ..compile.shared import SharedVariable, shared
+    from ..graph.basic import Variable
+    owner = getattr(dataset, "owner", None)
+    if (isinstance(dataset, Variable) and not isinstance(dataset, SharedVariable) and owner is not None
+            and len(owner.inputs) == 1 and isinstance(owner.inputs[0], SharedVariable)):
+        # e.g. load_data's labels, T.cast(shared_y, 'int32'): shard the storage, apply the op again
+        return owner.op(shard(owner.inputs[0], rank, size, batch_size))
     is_shared = isinstance(dataset, SharedVariable)
     value = dataset.get_value(borrow=True) if is_shared else np.asarray(dataset)
     if batch_size is None:
