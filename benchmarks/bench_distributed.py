@@ -1,0 +1,128 @@
+"""Data-parallel LeNet5 (the tutorial's model, global batch 500) on one machine, and a model of N.
+
+For 1 rank x 2 threads, 2 ranks x 1 thread and 2 ranks x 2 threads: training throughput
+(examples/s over the median step) and, under mpirun, the allreduce of one step's gradients
+alone (one bucket, the same bytes, timed with mpi4py between steps) and its share of the step.
+Then the ring-allreduce model for N machines: a step moves 2(N-1)/N x gradient bytes per rank,
+so step(N) = compute + 2(N-1)/N x bytes / bandwidth (no overlap assumed), efficiency =
+compute / step(N), at 10 GbE and 100 GbE for N = 2, 8, 32, from the measured 1-rank step.
+
+    python benchmarks/bench_distributed.py [--steps 12]
+(launches the configurations itself with the mpirun beside this Python, else on PATH)
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def worker(steps, out):
+    import symcnn
+    import symcnn.tensor as T
+    from symcnn import distributed as D
+    from symcnn.layers import build_lenet5
+    r, n = D.rank(), D.size()
+    batch = 500
+    lo, hi = D.shard_bounds(batch, r, n)
+    local = hi - lo
+    g = np.random.RandomState(0)
+    data_x = symcnn.shared(g.rand(local * 4, 784).astype("float32"))
+    data_y = symcnn.shared(g.randint(0, 10, local * 4).astype("int32"))
+    x, y, index = T.matrix("x"), T.ivector("y"), T.lscalar()
+    model = build_lenet5(np.random.RandomState(23455), x, local)
+    params = model.params
+    cost = model.negative_log_likelihood(y)
+    share = np.float32(local / batch)
+    grads = D.psum([gr * share for gr in T.grad(cost, params)])
+    sl = slice(index * local, (index + 1) * local)
+    train = symcnn.function([index], cost, updates=[(p, p - 0.1 * gr) for p, gr in zip(params, grads)],
+                            givens={x: data_x[sl], y: data_y[sl]})
+    train(0)
+    comm = D.world()
+    times, reduce_times = [], []
+    nbytes = sum(p.get_value(borrow=True).nbytes for p in params)
+    buf = np.ones(nbytes // 4, dtype="float32")
+    recv = np.empty_like(buf)
+    for i in range(steps):
+        if comm is not None:
+            comm.Barrier()
+        t0 = time.perf_counter()
+        train(i % 4)
+        times.append(time.perf_counter() - t0)
+        if comm is not None:
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(buf, recv)
+            reduce_times.append(time.perf_counter() - t0)
+    step = statistics.median(times)
+    res = {"ranks": n, "step_s": step, "examples_per_s": batch / step, "grad_bytes": nbytes,
+           "allreduce_s": statistics.median(reduce_times) if reduce_times else 0.0}
+    if comm is not None:
+        res["step_s"] = max(comm.allgather(step))  # the slowest rank sets the pace
+        res["examples_per_s"] = batch / res["step_s"]
+    if r == 0:
+        with open(out, "w") as f:
+            json.dump(res, f)
+
+
+def launch(ranks, threads, steps):
+    out = tempfile.mktemp(suffix=".json")
+    env = dict(os.environ, SYMCNN_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    me = [sys.executable, os.path.abspath(__file__), "--worker", "--steps", str(steps), "--out", out]
+    if ranks == 1:
+        cmd = me
+    else:
+        beside = os.path.join(os.path.dirname(sys.executable), "mpirun")
+        mpirun = beside if os.path.exists(beside) else shutil.which("mpirun")
+        if mpirun is None:
+            raise SystemExit("mpirun not found: pip install 'symcnn[mpi]'")
+        cmd = [mpirun, "-n", str(ranks), "--oversubscribe", "--bind-to", "none", *me]
+    subprocess.run(cmd, env=env, check=True, timeout=1800)
+    with open(out) as f:
+        res = json.load(f)
+    os.unlink(out)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args.steps, args.out)
+    print(f"load average: {os.getloadavg()}")
+    rows = {}
+    for ranks, threads in ((1, 2), (2, 1), (2, 2)):
+        res = rows[(ranks, threads)] = launch(ranks, threads, args.steps)
+        share = res["allreduce_s"] / res["step_s"] if res["step_s"] else 0.0
+        print(f"{ranks} rank(s) x {threads} thread(s): step {res['step_s'] * 1e3:.0f} ms, "
+              f"{res['examples_per_s']:.0f} examples/s, allreduce {res['allreduce_s'] * 1e3:.1f} ms "
+              f"({100 * share:.1f} % of the step)")
+    base = rows[(1, 2)]
+    print(f"2 ranks x 1 thread / 1 rank x 2 threads throughput: "
+          f"{100 * rows[(2, 1)]['examples_per_s'] / base['examples_per_s']:.0f} %")
+    compute, nbytes = base["step_s"], base["grad_bytes"]
+    print(f"ring model: gradient {nbytes / 1e6:.2f} MB, compute {compute * 1e3:.0f} ms per step (1 rank x 2 threads)")
+    for name, gbit in (("10 GbE", 10), ("100 GbE", 100)):
+        cells = []
+        for n in (2, 8, 32):
+            comm = 2 * (n - 1) / n * nbytes / (gbit * 1e9 / 8)
+            cells.append(f"N={n}: {100 * compute / (compute + comm):.1f} %")
+        print(f"  {name}: " + ", ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
