@@ -81,3 +81,30 @@ def test_exception_on_one_rank_ends_the_job(tmp_path):
     proc = mpirun(2, "fail", tmp_path, check=False, timeout=120)
     assert proc.returncode != 0
     assert "rank 1 fails on purpose" in proc.stderr
+
+
+@needs_mpi
+def test_lenet5_example_distributed_validation_equals_single_process(tmp_path):
+    """mpirun -n 2 examples/evaluate_lenet5.py --distributed: every epoch's validation error is the
+    single-process run's (each rank takes 5 of every minibatch of 10)."""
+    import gzip
+    import pickle
+    import re
+    from symcnn.datasets import load_arrays
+    (a, b), (c, d), (e, f) = load_arrays("mnist10k")
+    tiny = tmp_path / "tiny.pkl.gz"
+    with gzip.open(tiny, "wb") as fh:
+        pickle.dump(((a[:60], b[:60]), (c[:40], d[:40]), (e[:20], f[:20])), fh)
+    example = os.path.join(REPO, "examples", "evaluate_lenet5.py")
+    args = [example, "--epochs", "3", "--batch-size", "10", "--nkerns", "2", "3", "--dataset", str(tiny)]
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", SYMCNN_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert single.returncode == 0, single.stderr
+    dist = subprocess.run([MPIRUN, "-n", "2", "--oversubscribe", sys.executable, *args, "--distributed"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert dist.returncode == 0, dist.stdout + dist.stderr
+    pattern = re.compile(r"^epoch \d+, minibatch \d+/\d+, validation error [0-9.]+ %$", re.M)
+    want = pattern.findall(single.stdout)
+    assert len(want) == 3
+    assert pattern.findall(dist.stdout) == want  # printed once (rank 0), same errors
+    assert "data-parallel over 2 ranks: 5 examples of every minibatch of 10 per rank" in dist.stdout
