@@ -142,7 +142,8 @@ class NativeRunner:
             msg = f"{where}: cannot reduce over an empty dimension (a {type(node.op).__name__.lower()} of length 0)"
             exc = ValueError
         elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "PSum":
-            msg = (f"{where}: MPI_Allreduce failed with error code {vals[0]}" if vals[2] == 2 else
+            msg = (f"{where}: an MPI call (MPI_Iallreduce or MPI_Wait) failed with error code {vals[0]}"
+                   if vals[2] == 2 else
                    f"{where}: {vals[0]} elements of one dtype exceed MPI's count limit of {vals[1]}")
             exc = RuntimeError
         elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "ARange":

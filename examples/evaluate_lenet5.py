@@ -146,10 +146,15 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
     if distributed_run:
         distributed.broadcast(params)  # every rank starts from rank 0's parameters
         # the global minibatch's mean cost and its gradient: each rank's share weighted by its
-        # part of the minibatch, summed over the ranks in one allreduce
+        # part of the minibatch, summed over the ranks in two buckets (one allreduce each): the
+        # last layers' gradients are ready first and travel while the conv layers' are computed
         share = numpy.float32(batch_size / float(global_batch_size))
-        summed = distributed.psum([cost * share] + [g * share for g in grads])
-        cost, grads = summed[0], summed[1:]
+        grad_of = dict(zip(params, grads))
+        late, early = layer3.params + layer2.params, layer1.params + layer0.params
+        summed = distributed.psum([cost * share] + [grad_of[p] * share for p in late])
+        summed += distributed.psum([grad_of[p] * share for p in early])
+        cost, grad_of = summed[0], dict(zip(late + early, summed[1:]))
+        grads = [grad_of[p] for p in params]
 
     # train_model is a function that updates the model parameters by
     # SGD Since this model has many parameters, it would be tedious to

@@ -17,12 +17,15 @@ _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "
 _lock = threading.Lock()
 _state = {}
 
-# What native code needs to call MPI_Allreduce itself (codegen resolves the symbol
-# `symcnn_mpi_table` to this array): [size, &MPI_Allreduce, comm, MPI_SUM, then one
-# datatype handle per NATIVE_DTYPES entry]. All zero (size 0) until a communicator of more
+# What native code needs to call MPI itself (codegen resolves the symbol `symcnn_mpi_table`
+# to this array): the size, the addresses of MPI_Allreduce, MPI_Iallreduce, MPI_Test and
+# MPI_Wait, the communicator's and MPI_SUM's handles, then one datatype handle per
+# NATIVE_DTYPES entry (slots named by SLOT). All zero (size 0) until a communicator of more
 # than one rank is open; native code then only copies, as a collective of one rank does.
 NATIVE_DTYPES = ("float32", "float64", "int32", "int64")
-TABLE = (ctypes.c_int64 * (4 + len(NATIVE_DTYPES)))()
+SLOT = {"size": 0, "MPI_Allreduce": 1, "MPI_Iallreduce": 2, "MPI_Test": 3, "MPI_Wait": 4, "comm": 5, "sum": 6}
+SLOT.update({dt: 7 + k for k, dt in enumerate(NATIVE_DTYPES)})
+TABLE = (ctypes.c_int64 * len(SLOT))()
 
 
 class DistributedUnavailable(ImportError):
@@ -77,12 +80,13 @@ def _libmpi_function(name):
 def _fill_native_table(comm):
     MPI = mpi()
     handles = {"float32": MPI.FLOAT, "float64": MPI.DOUBLE, "int32": MPI.INT32_T, "int64": MPI.INT64_T}
-    TABLE[1] = _libmpi_function("MPI_Allreduce")
-    TABLE[2] = MPI._handleof(comm)
-    TABLE[3] = MPI._handleof(MPI.SUM)
-    for k, dt in enumerate(NATIVE_DTYPES):
-        TABLE[4 + k] = MPI._handleof(handles[dt])
-    TABLE[0] = comm.Get_size()
+    for name in ("MPI_Allreduce", "MPI_Iallreduce", "MPI_Test", "MPI_Wait"):
+        TABLE[SLOT[name]] = _libmpi_function(name)
+    TABLE[SLOT["comm"]] = MPI._handleof(comm)
+    TABLE[SLOT["sum"]] = MPI._handleof(MPI.SUM)
+    for dt in NATIVE_DTYPES:
+        TABLE[SLOT[dt]] = MPI._handleof(handles[dt])
+    TABLE[SLOT["size"]] = comm.Get_size()
 
 
 def _abort_on_uncaught_exception(comm):

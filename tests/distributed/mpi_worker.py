@@ -28,6 +28,8 @@ def collectives():
     # d/dx sum(psum(x) * w) = psum(w), d/dx sum(pmean(x) * w) = pmean(w) (JAX's transpose rule)
     gs = T.grad(T.sum(s * w), x)
     gm = T.grad(T.sum(m * w), x)
+    # a collective whose result is read only after other work (its wait comes late)
+    late = D.psum(x * 3) + T.tanh(T.dot(x, x.T)).sum()
     xv = np.arange(6, dtype="float32").reshape(2, 3) * (r + 1)
     yv = np.arange(4) * (r + 1)
     wv = np.full((2, 3), r + 1.5, dtype="float32")
@@ -35,8 +37,9 @@ def collectives():
     want_sum = np.arange(6, dtype="float32").reshape(2, 3) * ranks.sum()
     want_w = np.full((2, 3), (ranks + 0.5).sum(), dtype="float32")
     for mode in MODES:
-        f = symcnn.function([x, y, w], [s, *bucket, m, gs, gm], mode=mode)
+        f = symcnn.function([x, y, w], [s, *bucket, m, gs, gm, late], mode=mode)
         out = f(xv, yv, wv)
+        np.testing.assert_allclose(out[7], 3 * want_sum + np.tanh(xv @ xv.T).sum(), rtol=1e-5)
         np.testing.assert_allclose(out[0], want_sum, rtol=1e-6)
         np.testing.assert_allclose(out[1], want_sum, rtol=1e-6)
         np.testing.assert_array_equal(out[2], np.arange(4) * ranks.sum())
@@ -81,7 +84,10 @@ def equality(global_batch="30", steps="10"):
     x2, y2 = T.fmatrix("x2"), T.ivector("y2")
     _, top2, params2 = _model(np.random.RandomState(5), x2, local)
     share = np.float32(local / global_batch)
-    grads = D.psum([g * share for g in T.grad(top2.negative_log_likelihood(y2), params2)])
+    # two buckets, as a training step sends them: the last layer's gradients first
+    local_grads = [g * share for g in T.grad(top2.negative_log_likelihood(y2), params2)]
+    top_grads = D.psum(local_grads[2:])
+    grads = D.psum(local_grads[:2]) + top_grads
     sl2 = slice(index * local, (index + 1) * local)
     dist = symcnn.function([index], [], updates=[(p, p - 0.5 * g) for p, g in zip(params2, grads)],
                            givens={x2: sx[sl2], y2: sy[sl2]})
