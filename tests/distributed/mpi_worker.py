@@ -134,7 +134,7 @@ def train(epochs="4", checkpoint="", resume=""):
     test_model = symcnn.function([index], wrong / count, givens=given(2))
     printed = []
     result = early_stopping(train_model, validate_model, test_model, 8, 2, 2, n_epochs=int(epochs),
-                            patience=20, patience_increase=2, improvement_threshold=0.995,
+                            patience=12, patience_increase=1.5, improvement_threshold=0.995,
                             print_fn=printed.append, progress=False, params=params, rng=rng,
                             checkpoint_path=checkpoint or None, resume=resume or None)
     comm = D.world()

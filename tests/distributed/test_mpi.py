@@ -59,15 +59,16 @@ def test_uneven_shards_equal_single_process(tmp_path):
 
 @needs_mpi
 def test_early_stopping_same_stop_on_every_rank_and_resume(tmp_path):
-    full = mpirun(2, "train", tmp_path, 6)
+    full = mpirun(2, "train", tmp_path, 6)  # 8 minibatches per epoch
     ranks = full["ranks"]
     assert len(ranks) == 2
     for key in ("iterations", "best_iter", "validation_errors", "params"):
         assert ranks[0][key] == ranks[1][key], key
     assert ranks[0]["printed"] > 0 and ranks[1]["printed"] == 0  # only rank 0 prints
-    # 3 epochs with a checkpoint, then resume to 6: ends as the uninterrupted run
+    assert ranks[0]["iterations"] < 6 * 8, "patience should stop this run before its last epoch"
+    # 2 epochs with a checkpoint, then resume to 6: ends as the uninterrupted run
     ck = tmp_path / "run.ckpt"
-    first = mpirun(2, "train", tmp_path, 3, str(ck))
+    first = mpirun(2, "train", tmp_path, 2, str(ck))
     assert ck.exists() and first["ranks"][0]["iterations"] < ranks[0]["iterations"]
     resumed = mpirun(2, "train", tmp_path, 6, str(ck), str(ck))
     for r in resumed["ranks"]:
