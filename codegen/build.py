@@ -414,6 +414,7 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
         ctx.node_index = k
         fn_lower, _ = lower.lookup(node.op)
         ins = [env[v] for v in node.inputs]
+        ctx.before_node(node)  # finish the collectives whose results node reads
         tok = prof.begin(node) if prof is not None else None
         outs = fn_lower(ctx, node, ins)
         for var, arr in zip(node.outputs, outs):
@@ -425,9 +426,12 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
         if tok is not None:
             prof.end(tok, [a.shape for a in ins] + [a.shape for a in outs])
         if guard_nan:
+            ctx.before_node(None)  # the guard reads the outputs now
             emit_nan_guard(ctx, node, outs)
+        ctx.after_node()  # let the collectives in flight progress
 
     # Results that are views/inputs/constants are copied into their own buffers first.
+    ctx.before_node(None)
     ctx.node_index = len(order)
     results = []
     for k, out in enumerate(fgraph.outputs):

@@ -126,6 +126,21 @@ class Context:
         self.err_ptr = err_ptr
         self.node_index = -1
         self.destination = {}  # var -> (Array, graph input index) it is computed into in place
+        # Work a node started and others finish (a non-blocking collective): objects with
+        # .outputs, .poll(ctx) (emitted after every later node) and .finish(ctx) (emitted
+        # before the first node that reads an output, or before the results).
+        self.pending = []
+
+    def before_node(self, node):
+        """Finish the pending work whose outputs `node` reads (every piece when node is None)."""
+        due = [p for p in self.pending if node is None or any(v in p.outputs for v in node.inputs)]
+        for p in due:
+            self.pending.remove(p)
+            p.finish(self)
+
+    def after_node(self):
+        for p in self.pending:
+            p.poll(self)
 
     # -- errors ---------------------------------------------------------------
     def fail_if(self, cond, code, *values):

@@ -183,6 +183,11 @@ class NativeRunner:
         elif code == L.E_VALUE and node is not None and type(node.op).__name__ in ("Max", "Argmax", "Softmax"):
             msg = f"{where}: cannot reduce over an empty dimension (a {type(node.op).__name__.lower()} of length 0)"
             exc = ValueError
+        elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "PSum":
+            msg = (f"{where}: an MPI call (MPI_Iallreduce or MPI_Wait) failed with error code {vals[0]}"
+                   if vals[2] == 2 else
+                   f"{where}: {vals[0]} elements of one dtype exceed MPI's count limit of {vals[1]}")
+            exc = RuntimeError
         elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "ARange":
             msg = (f"{where}: arange step must not be zero" if vals[1] == 0 else
                    f"{where}: arange: the length of the range is not a number that fits in int64")

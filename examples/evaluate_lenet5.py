@@ -9,6 +9,7 @@ logistic regression layer, trained with minibatch SGD and early stopping.
     python examples/evaluate_lenet5.py --checkpoint run.ckpt --save-model lenet.pkl --plot curve.png
     python examples/evaluate_lenet5.py --resume run.ckpt   # after Ctrl-C: carries on where it stopped
     python examples/predict.py lenet.pkl --count 20         # classify test digits with the saved model
+    mpirun -n 2 python examples/evaluate_lenet5.py --distributed   # each rank half of every minibatch
 
 References:
  - Y. LeCun, L. Bottou, Y. Bengio and P. Haffner: Gradient-Based Learning Applied to
@@ -29,6 +30,7 @@ if os.path.isfile(os.path.join(_REPO, "symcnn", "__init__.py")):
 import symcnn as theano  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
 from symcnn.cli import positive_float, positive_int, writable_file  # noqa: E402
+from symcnn import distributed  # noqa: E402
 from symcnn.datasets import load_data  # noqa: E402
 from symcnn.layers import build_lenet5  # noqa: E402
 from symcnn.training import PLOT_INSTALL_HINT, early_stopping, plot_curves, save_model  # noqa: E402
@@ -37,7 +39,8 @@ from symcnn.training import PLOT_INSTALL_HINT, early_stopping, plot_curves, save
 def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
                     dataset='mnist10k',
                     nkerns=[20, 50], batch_size=500, seed=23455, verbose=True,
-                    checkpoint=None, checkpoint_every=1, resume=None, save_model_path=None, plot=None):
+                    checkpoint=None, checkpoint_every=1, resume=None, save_model_path=None, plot=None,
+                    distributed_run=False):
     """ Demonstrates lenet on MNIST dataset
 
     :type learning_rate: float
@@ -54,8 +57,11 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
 
     checkpoint / checkpoint_every / resume: see symcnn.training.early_stopping; save_model_path:
     where to save the trained model (the best one); plot: where to draw the training curves.
+    distributed_run: data-parallel over the ranks of `mpirun` (symcnn.distributed): each rank
+    takes its part of every minibatch, gradients and errors are summed over the ranks.
     """
-    say = print if verbose else (lambda *a, **k: None)
+    lead = distributed.rank() == 0
+    say = print if verbose and lead else (lambda *a, **k: None)
 
     rng = numpy.random.RandomState(seed)
 
@@ -73,6 +79,18 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
     n_train_batches //= batch_size
     n_valid_batches //= batch_size
     n_test_batches //= batch_size
+    global_batch_size = batch_size
+    if distributed_run:
+        # every set becomes this rank's part of each minibatch, so minibatch i is still minibatch i
+        r, n = distributed.rank(), distributed.size()
+        datasets = distributed.shard(datasets, r, n, batch_size=batch_size)
+        train_set_x, train_set_y = datasets[0]
+        valid_set_x, valid_set_y = datasets[1]
+        test_set_x, test_set_y = datasets[2]
+        lo, hi = distributed.shard_bounds(batch_size, r, n)
+        batch_size = hi - lo
+        say('... data-parallel over %i ranks: %i examples of every minibatch of %i per rank'
+            % (n, batch_size, global_batch_size))
 
     # allocate symbolic variables for the data
     index = T.lscalar()  # index to a [mini]batch
@@ -96,11 +114,16 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
 
     # the cost we minimize during training is the NLL of the model
     cost = layer3.negative_log_likelihood(y)
+    errors = layer3.errors(y)
+    if distributed_run:
+        # exact over the ranks: the sum of the errors over the sum of the counts
+        wrong, count = distributed.psum([T.sum(T.neq(layer3.y_pred, y)), y.shape[0]])
+        errors = wrong / count
 
     # create a function to compute the mistakes that are made by the model
     test_model = theano.function(
         [index],
-        layer3.errors(y),
+        errors,
         givens={
             x: test_set_x[index * batch_size: (index + 1) * batch_size],
             y: test_set_y[index * batch_size: (index + 1) * batch_size]
@@ -109,7 +132,7 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
 
     validate_model = theano.function(
         [index],
-        layer3.errors(y),
+        errors,
         givens={
             x: valid_set_x[index * batch_size: (index + 1) * batch_size],
             y: valid_set_y[index * batch_size: (index + 1) * batch_size]
@@ -121,6 +144,18 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
 
     # create a list of gradients for all model parameters
     grads = T.grad(cost, params)
+    if distributed_run:
+        distributed.broadcast(params)  # every rank starts from rank 0's parameters
+        # the global minibatch's mean cost and its gradient: each rank's share weighted by its
+        # part of the minibatch, summed over the ranks in two buckets (one allreduce each): the
+        # last layers' gradients are ready first and travel while the conv layers' are computed
+        share = numpy.float32(batch_size / float(global_batch_size))
+        grad_of = dict(zip(params, grads))
+        late, early = layer3.params + layer2.params, layer1.params + layer0.params
+        summed = distributed.psum([cost * share] + [grad_of[p] * share for p in late])
+        summed += distributed.psum([grad_of[p] * share for p in early])
+        cost, grad_of = summed[0], dict(zip(late + early, summed[1:]))
+        grads = [grad_of[p] for p in params]
 
     # train_model is a function that updates the model parameters by
     # SGD Since this model has many parameters, it would be tedious to
@@ -156,13 +191,15 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
         patience_increase=2,  # wait this much longer when a new best is found
         improvement_threshold=0.995,  # a relative improvement of this much is considered significant
         verbose=verbose,
-        batch_size=batch_size,  # for the examples/s of the progress lines
+        batch_size=global_batch_size,  # for the examples/s of the progress lines
         params=params,  # the best values are restored into them at the end
         rng=rng,
         checkpoint_path=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
     )
+    if not lead:
+        return result
     print(('The code for file ' +
            os.path.split(__file__)[1] +
            ' ran for %.2fm' % (result.elapsed / 60.)), file=sys.stderr)
@@ -202,6 +239,9 @@ def main(argv=None):
     parser.add_argument('--plot', metavar='PNG', type=writable_file, help='draw the training cost and validation/test errors '
                                                         '(needs matplotlib)')
     parser.add_argument('--quiet', action='store_true', help='print only the final result')
+    parser.add_argument('--distributed', action='store_true',
+                        help='data-parallel training under mpirun: each rank takes its part of every '
+                             'minibatch (needs mpi4py: ' + distributed.INSTALL_HINT + ')')
     args = parser.parse_args(argv)
     if args.plot:
         try:
@@ -213,7 +253,7 @@ def main(argv=None):
         evaluate_lenet5(learning_rate=args.learning_rate, n_epochs=args.epochs, dataset=args.dataset,
                         nkerns=args.nkerns, batch_size=args.batch_size, seed=args.seed, verbose=not args.quiet,
                         checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                        save_model_path=args.save_model, plot=args.plot)
+                        save_model_path=args.save_model, plot=args.plot, distributed_run=args.distributed)
     except KeyboardInterrupt:
         if checkpoint:
             print('Interrupted; continue with: python %s --resume %s (and the same options)'

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from . import distributed
 from .checkpoint import read_file, write_file
 
 __all__ = ["TrainingResult", "Validation", "early_stopping", "save_model", "load_model", "plot_curves"]
@@ -128,8 +129,15 @@ def early_stopping(train_model, validate_model, test_model, n_train_batches, n_v
     then re-raised. A Ctrl-C during a train_model call takes effect after it returns.
     resume=PATH restores all of it (the shared variables' values too) and continues, so
     an interrupted and resumed run ends exactly as an uninterrupted one would.
+
+    Under mpirun (symcnn.distributed.size() > 1) every rank runs this loop on its shard:
+    train_model / validate_model / test_model combine the ranks' work themselves (psum in
+    their graphs), rank 0's validation error and patience decisions are broadcast so every
+    rank stops at the same iteration, and only rank 0 prints and writes checkpoints; resume
+    reads the checkpoint on rank 0 and sends it to the others.
     """
-    say = print_fn if verbose else (lambda *a, **k: None)
+    lead = distributed.rank() == 0
+    say = print_fn if verbose and lead else (lambda *a, **k: None)
     if n_train_batches < 1:
         raise ValueError(f"n_train_batches={n_train_batches}: need at least one training minibatch "
                          f"(is the batch size larger than the training set?)")
@@ -150,13 +158,15 @@ def early_stopping(train_model, validate_model, test_model, n_train_batches, n_v
              best_validation_loss=numpy.inf, best_iter=0, test_score=0., history=[], train_costs=[],
              best_params=None, elapsed=0.)
     if resume is not None:
-        s = _resume(resume, s, params, rng)
+        s = _resume(resume, s, params, rng, lead)
     step_times = []
     start_time = timeit.default_timer()
     total = n_epochs * n_train_batches
     rate_since = [start_time, s["iterations"]]
 
     def save():
+        if not lead:
+            return
         write_file(checkpoint_path, "checkpoint", dict(
             s, params=[p.get_value() for p in params], rng_state=_rng_state(rng),
             epoch=-(-s["iterations"] // n_train_batches),
@@ -167,6 +177,7 @@ def early_stopping(train_model, validate_model, test_model, n_train_batches, n_v
         where = (epoch, minibatch_index + 1, n_train_batches)
         # compute zero-one loss on validation set
         this_validation_loss = float(numpy.mean([validate_model(i) for i in range(n_valid_batches)]))
+        this_validation_loss = distributed.broadcast_object(this_validation_loss)  # rank 0 decides
         say('epoch %i, minibatch %i/%i, validation error %f %%' % (where + (this_validation_loss * 100.,)))
         improved = this_validation_loss < s["best_validation_loss"]
         this_test = best = None
@@ -186,6 +197,7 @@ def early_stopping(train_model, validate_model, test_model, n_train_batches, n_v
             s["history"].append(Validation(epoch, iter + 1, this_validation_loss, this_test, cost))
             s["processed"] = iter + 1
             s["done"] = s["patience"] <= iter
+            s["patience"], s["done"] = distributed.broadcast_object((s["patience"], s["done"]))
         if progress:
             now = timeit.default_timer()
             per_iter = (now - rate_since[0]) / max(iter + 1 - rate_since[1], 1)
@@ -247,9 +259,11 @@ def early_stopping(train_model, validate_model, test_model, n_train_batches, n_v
     )
 
 
-def _resume(resume, s, params, rng):
-    """The loop state in the checkpoint file `resume`; sets the params' values and rng's state."""
-    path, ck = resume, read_file(resume, "checkpoint")
+def _resume(resume, s, params, rng, lead=True):
+    """The loop state in the checkpoint file `resume`; sets the params' values and rng's state.
+    Distributed, rank 0 reads the file and every rank gets its content."""
+    path = resume
+    ck = distributed.broadcast_object(read_file(resume, "checkpoint") if lead else None)
     if ck["n_train_batches"] != s["n_train_batches"]:
         raise ValueError(f"{path} was written with n_train_batches={ck['n_train_batches']}, this run has "
                          f"{s['n_train_batches']}: resume with the same dataset and batch size")
