@@ -118,7 +118,7 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=200,
     if distributed_run:
         # exact over the ranks: the sum of the errors over the sum of the counts
         wrong, count = distributed.psum([T.sum(T.neq(layer3.y_pred, y)), y.shape[0]])
-        errors = wrong / count
+        errors = T.cast(wrong, 'float64') / count   # in float64, as T.mean of the 0/1 errors is
 
     # create a function to compute the mistakes that are made by the model
     test_model = theano.function(

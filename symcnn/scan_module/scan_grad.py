@@ -38,7 +38,9 @@ def scan_grad(op, inputs, outputs, output_grads):
     fin = op.inner_inputs
     fout = op.inner_outputs
     carry_grads = output_grads[info.n_states:info.n_states + info.n_carries]
-    if any(is_float(g.dtype) and not _is_zeros(g) for g in carry_grads):
+    carries = outputs[info.n_states:info.n_states + info.n_carries]
+    # an integer state (a random stream's) gets a float zero gradient from grad(): not a gradient
+    if any(is_float(c.dtype) and not _is_zeros(g) for c, g in zip(carries, carry_grads)):
         raise NotImplementedError(with_trace(
             "gradient through the final value of a state the step updates (a shared variable's update, or "
             "a gradient accumulated by a gradient loop: a second derivative through scan) is not supported",
