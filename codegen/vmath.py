@@ -1,4 +1,5 @@
-"""Inline, branch-free, call-free (no libm) exp / expm1 / log / tanh / sigmoid for float32 and float64.
+"""Inline, branch-free, call-free (no libm) exp / expm1 / log / log1p / tanh / sigmoid / softplus for
+float32 and float64.
 
 Every function here emits straight-line LLVM IR on one scalar or one vector (`emit` on a `<L x float>`
 value gives the same per-lane results): arithmetic, `select`s, bitcasts and the
@@ -23,6 +24,9 @@ Algorithms (all in the argument's own precision; IEEE semantics, no fast-math):
   tanh|x| = -e / (e + 2) (fdlibm's form for small |x|, exact for subnormal x), then x's sign bit is
   put back, so tanh(+-0) = +-0 and tanh(+-inf) = +-1; NaN -> NaN.
 * sigmoid(x): e = exp(-|x|) (never overflows), s = 1 / (1 + e); x >= 0 -> s, x < 0 -> e * s.
+* log1p(x): u = 1 + x, log(u) - ((u - 1) - x) / u (first-order correction of the rounding of u).
+* expm1(x) on the whole line: as above for x in [-2 tanh_clamp, 80 / 700], exp(x) above, -1 below.
+* softplus(x): Theano's bounds (0 below lo, x above hi), else log1p(exp(x)).
 * sincos_2pi(u) (float64, u in [0, 1]; the normal draws' Box-Muller angle): exact reduction to the
   quadrant k = rint(4u) and x = (4u - k) pi/2 in [-pi/4, pi/4], then fdlibm's sin/cos kernels.
 """
@@ -230,6 +234,34 @@ class _E:
         t = self.flt(b.or_(mag, sign))
         return b.select(self.isnan(x), x, t, name="tanh")
 
+    def log1p(self, x):
+        """log(u) - ((u - 1) - x) / u with u = 1 + x: the correction puts back the rounding
+        error of 1 + x to first order, so tiny x give x. At u = 0 (x = -1) or u = +inf the
+        correction is 0/0 or inf/inf and is dropped (log u is then -inf / +inf)."""
+        b = self.b
+        u = b.fadd(self.c(1.0), x)
+        lu = self.log(u)
+        corr = b.fdiv(b.fsub(b.fsub(u, self.c(1.0)), x), u)
+        finite = b.and_(b.fcmp_ordered("!=", u, self.c(0.0)), b.fcmp_ordered("!=", u, self.c(math.inf)))
+        res = b.select(finite, b.fsub(lu, corr), lu)
+        return b.select(self.isnan(x), x, res, name="log1p")
+
+    def expm1(self, x):
+        """expm1 on the whole line: fma(2^k, q, 2^k - 1) on [-(2 tanh_clamp), big], where 2^k is
+        a normal number; above `big` exp(x) (the -1 is below half an ulp); below, -1."""
+        b, s = self.b, self.s
+        big = 80.0 if self.dtype == "float32" else 700.0
+        xc = self.clamp(x, -2.0 * s.tanh_clamp, big)
+        res = b.select(b.fcmp_ordered(">", x, self.c(big)), self.exp(x), self.expm1_clamped(xc))
+        return b.select(self.isnan(x), x, res, name="expm1")
+
+    def softplus(self, x, lo, hi):
+        """Theano's softplus: 0 below lo, x above hi, else log1p(exp(x))."""
+        b = self.b
+        mid = self.log1p(self.exp(x))
+        res = b.select(b.fcmp_ordered(">", x, self.c(hi)), x, mid)
+        return b.select(b.fcmp_ordered("<", x, self.c(lo)), self.c(0.0), res, name="softplus")
+
     def sigmoid(self, x):
         b = self.b
         e = self.exp(b.fneg(self.fabs(x)))
@@ -289,14 +321,26 @@ def sigmoid(b, module, x, dtype):
     return _E(b, module, dtype, _lanes(x)).sigmoid(x)
 
 
-def expm1(b, module, x, dtype):
+def expm1_nonpositive(b, module, x, dtype):
     """expm1 for x <= 0 only (what tanh needs); NaN -> NaN."""
     e = _E(b, module, dtype, _lanes(x))
     xc = e.clamp(x, -2.0 * e.s.tanh_clamp, 0.0)
     return b.select(e.isnan(x), x, e.expm1_clamped(xc))
 
 
-_FUNCS = {"exp": exp, "log": log, "tanh": tanh, "sigmoid": sigmoid}
+def expm1(b, module, x, dtype):
+    return _E(b, module, dtype, _lanes(x)).expm1(x)
+
+
+def log1p(b, module, x, dtype):
+    return _E(b, module, dtype, _lanes(x)).log1p(x)
+
+
+def softplus(b, module, x, dtype, lo, hi):
+    return _E(b, module, dtype, _lanes(x)).softplus(x, lo, hi)
+
+
+_FUNCS = {"exp": exp, "log": log, "tanh": tanh, "sigmoid": sigmoid, "expm1": expm1, "log1p": log1p}
 
 
 def inline_enabled(dtype):

@@ -82,7 +82,9 @@ GROUPS = [
         ("theano.tensor.batched_dot", ()), ("theano.tensor.batched_tensordot", ()), ("theano.tensor.outer", ()),
         ("theano.tensor.sum", ("axis", "dtype", "keepdims", "acc_dtype")),
         ("theano.tensor.mean", ("axis", "dtype", "keepdims", "acc_dtype")),
-        ("theano.tensor.prod", ()), ("theano.tensor.var", ()), ("theano.tensor.std", ()),
+        ("theano.tensor.prod", ("axis", "dtype", "keepdims", "acc_dtype", "no_zeros_in_input")),
+        ("theano.tensor.var", ("axis", "ddof", "keepdims", "corrected")),
+        ("theano.tensor.std", ("axis", "ddof", "keepdims", "corrected")),
         ("theano.tensor.max", ()), ("theano.tensor.min", ()), ("theano.tensor.argmax", ()),
         ("theano.tensor.argmin", ()), ("theano.tensor.max_and_argmax", ()),
         ("theano.tensor.abs_", ()), ("theano.tensor.exp", ()), ("theano.tensor.log", ()),
@@ -122,7 +124,7 @@ GROUPS = [
 def _resolve(theano_name):
     """The symcnn object for a `theano.` name, or None. Attributes are looked up from the
     package down (importing submodules on the way); a module is never a match for a name that
-    Theano defines as a function or class (symcnn.tensor.var is a module, not T.var)."""
+    Theano defines as a function or class."""
     parts = theano_name.split(".")[1:]
     if parts[:2] == ["compile", "function_module"]:  # Theano's Function class lives there
         parts = ["Function"] + parts[3:]

@@ -1,7 +1,8 @@
-"""Sum, Max and Argmax over any set of axes."""
+"""Sum, Prod, ProdWithoutZeros, Max and Argmax over any set of axes."""
 from llvmlite import ir
 
 from symcnn.tensor.math import Argmax, Max, Sum
+from symcnn.tensor.prod import Prod, ProdWithoutZeros
 
 from .. import irutil as U
 from ..lower import E_VALUE, Array, lower
@@ -56,6 +57,45 @@ def lower_sum(ctx, node, ins):
         return U.cast_value(b, b.load(acc, typ=U.ll_type(acc_dt)), acc_dt, out_dt)
 
     return [_reduce(ctx, node, x, init, step, finish)]
+
+
+def _lower_product(ctx, node, x, skip_zeros):
+    """Product in float64 for floats (the sum's accumulator rule), in the result's dtype for ints;
+    skip_zeros multiplies by 1 where an element is 0 (ProdWithoutZeros)."""
+    b = ctx.b
+    out_dt = node.outputs[0].dtype
+    acc_dt = "float64" if U.is_float(out_dt) else out_dt
+    at = U.ll_type(acc_dt)
+
+    def init():
+        return ctx.local(at, U.const(acc_dt, 1))
+
+    def step(acc, v, k):
+        w = U.cast_value(b, v, x.dtype, acc_dt)
+        cur = b.load(acc, typ=at)
+        nxt = (b.fmul if U.is_float(acc_dt) else b.mul)(cur, w)
+        if skip_zeros:
+            if U.is_float(x.dtype):
+                zero = b.fcmp_ordered("==", v, U.const(x.dtype, 0))
+            else:
+                zero = b.icmp_unsigned("==", v, U.const(x.dtype, 0))
+            nxt = b.select(zero, cur, nxt)
+        b.store(nxt, acc)
+
+    def finish(acc):
+        return U.cast_value(b, b.load(acc, typ=at), acc_dt, out_dt)
+
+    return [_reduce(ctx, node, x, init, step, finish)]
+
+
+@lower.register(Prod)
+def lower_prod(ctx, node, ins):
+    return _lower_product(ctx, node, ins[0], skip_zeros=False)
+
+
+@lower.register(ProdWithoutZeros)
+def lower_prod_without_zeros(ctx, node, ins):
+    return _lower_product(ctx, node, ins[0], skip_zeros=True)
 
 
 def _nonempty(ctx, x, axis):

@@ -51,6 +51,9 @@ from .join import Alloc, Join, alloc, concatenate, join, ones, stack, zeros  # n
 from .rounding import round, round_half_away_from_zero, round_half_to_even  # noqa: F401,E402
 from . import xlogx  # noqa: F401,E402  (T.xlogx.xlogx, T.xlogx.xlogy0)
 from .nd_dot import batched_dot, batched_tensordot, tensordot  # noqa: F401,E402
+from .unary import ceil, expm1, floor, iround, log1p, trunc  # noqa: F401,E402
+from .prod import Prod, ProdWithoutZeros, prod  # noqa: F401,E402
+from .moments import std, var  # noqa: F401,E402  (T.var is the function, as in Theano)
 from .constructors import plural as _plural, plural_names as _plural_names  # noqa: E402
 
 for _many, _one in _plural_names():

@@ -48,6 +48,11 @@ def ceil_div(a, b):
     return -int_div(-a, b)
 
 
+def _at_user(message):
+    from ..graph.trace import user_trace, with_trace
+    return with_trace(message, user_trace())
+
+
 def _norm_axis(axis, ndim, who):
     if axis is None:
         return tuple(range(ndim))
@@ -56,10 +61,10 @@ def _norm_axis(axis, ndim, who):
     out = []
     for a in axis:
         if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"{who}: axis {a} is out of range for a {ndim}-d tensor")
+            raise ValueError(_at_user(f"{who}: axis {a} is out of range for a {ndim}-d tensor"))
         out.append(int(a) % builtins.max(ndim, 1))
     if len(set(out)) != len(out):
-        raise ValueError(f"{who}: repeated axis in {axis}")
+        raise ValueError(_at_user(f"{who}: repeated axis in {axis}"))
     return tuple(sorted(out))
 
 

@@ -80,6 +80,19 @@ class _TensorOps:
     def mean(self, axis=None, dtype=None, keepdims=False, acc_dtype=None):
         return _m().mean(self, axis=axis, dtype=dtype, keepdims=keepdims, acc_dtype=acc_dtype)
 
+    def prod(self, axis=None, dtype=None, keepdims=False, acc_dtype=None, no_zeros_in_input=False):
+        from .prod import prod
+        return prod(self, axis=axis, dtype=dtype, keepdims=keepdims, acc_dtype=acc_dtype,
+                    no_zeros_in_input=no_zeros_in_input)
+
+    def var(self, axis=None, ddof=0, keepdims=False, corrected=False):
+        from .moments import var
+        return var(self, axis=axis, ddof=ddof, keepdims=keepdims, corrected=corrected)
+
+    def std(self, axis=None, ddof=0, keepdims=False, corrected=False):
+        from .moments import std
+        return std(self, axis=axis, ddof=ddof, keepdims=keepdims, corrected=corrected)
+
     def max(self, axis=None, keepdims=False): return _m().max(self, axis=axis, keepdims=keepdims)
     def min(self, axis=None, keepdims=False): return _m().min(self, axis=axis, keepdims=keepdims)
     def argmax(self, axis=None, keepdims=False): return _m().argmax(self, axis=axis, keepdims=keepdims)

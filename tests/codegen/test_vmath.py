@@ -1,4 +1,4 @@
-"""codegen/vmath.py: inline exp/log/tanh/sigmoid, in ulps against numpy over the whole input range.
+"""codegen/vmath.py: inline exp/log/tanh/sigmoid/log1p/expm1, in ulps against numpy over the whole input range.
 
 float32 results are compared with numpy's float64 result rounded to float32; float64 results with
 numpy's long double (x87 80-bit) result rounded to float64 when long double is wider than double,
@@ -18,7 +18,7 @@ from symcnn.tensor import nnet
 from codegen import target as targets
 from tests.helpers import check_native_vs_reference, target  # noqa: F401 (target: a fixture)
 
-FUNCS = ["exp", "log", "tanh", "sigmoid"]
+FUNCS = ["exp", "log", "tanh", "sigmoid", "log1p", "expm1"]
 DTYPES = ["float32", "float64"]
 MAX_ULP = 4
 
@@ -67,6 +67,10 @@ def _reference(name, x):
             r = np.log(xw)
         elif name == "tanh":
             r = np.tanh(xw)
+        elif name == "log1p":
+            r = np.log1p(xw)
+        elif name == "expm1":
+            r = np.expm1(xw)
         else:
             e = np.exp(-np.abs(xw))
             r = np.where(xw >= 0, 1 / (1 + e), e / (1 + e))

@@ -231,12 +231,13 @@ class Gen:
 
 # -- op families ----------------------------------------------------------------------------------
 UNARY = {"neg": T.neg, "abs": T.abs_, "sgn": T.sgn, "sqr": T.sqr, "exp": T.exp, "log": T.log,
-         "sqrt": T.sqrt, "tanh": T.tanh, "sigmoid": T.nnet.sigmoid}
+         "sqrt": T.sqrt, "tanh": T.tanh, "sigmoid": T.nnet.sigmoid, "log1p": T.log1p, "expm1": T.expm1,
+         "floor": T.floor, "ceil": T.ceil, "trunc": T.trunc, "softplus": T.nnet.softplus}
 BINARY = {"add": T.add, "sub": T.sub, "mul": T.mul, "true_div": T.true_div, "int_div": T.int_div,
           "mod": T.mod, "pow": T.pow, "maximum": T.maximum, "minimum": T.minimum,
           "eq": T.eq, "neq": T.neq, "lt": T.lt, "le": T.le, "gt": T.gt, "ge": T.ge}
 BOOL_OK_BINARY = ("add", "mul", "maximum", "minimum", "eq", "neq", "lt", "le", "gt", "ge", "true_div")
-GRAD_UNARY = ("neg", "sqr", "exp", "tanh", "sigmoid", "log_sqr1", "sqrt_sqr1")
+GRAD_UNARY = ("neg", "sqr", "exp", "tanh", "sigmoid", "log_sqr1", "sqrt_sqr1", "softplus", "expm1")
 GRAD_BINARY = ("add", "sub", "mul", "true_div", "maximum", "minimum")
 
 
@@ -259,10 +260,12 @@ def op_unary(g):
             return g.apply("T.log(T.sqr({0}) + 0.5)", lambda x: T.log(T.sqr(x) + 0.5), a)
         if name == "sqrt_sqr1":
             return g.apply("T.sqrt(T.sqr({0}) + 0.5)", lambda x: T.sqrt(T.sqr(x) + 0.5), a)
+        if name == "softplus":
+            return g.apply("T.nnet.softplus({0})", UNARY[name], a)
         return g.apply(f"T.{name}({{0}})", UNARY[name], a)
     names = list(UNARY) + ["cast"]
     if dt == "bool":
-        names = ["exp", "log", "sqrt", "tanh", "sigmoid", "cast"]
+        names = ["exp", "log", "sqrt", "tanh", "sigmoid", "log1p", "expm1", "floor", "softplus", "cast"]
     name = g.pick(names)
     if name == "cast":
         target = g.pick([d for d in ALL if d != dt])
@@ -273,7 +276,8 @@ def op_unary(g):
                 return g.apply(f"T.cast(T.clip({{0}}, -100, 100), {target!r})",
                                lambda x: T.cast(T.clip(x, -100, 100), target), a)
         return g.apply(f"T.cast({{0}}, {target!r})", lambda x: T.cast(x, target), a)
-    return g.apply(f"T.{name}({{0}})", UNARY[name], a)
+    prefix = "T.nnet." if name == "softplus" else "T."
+    return g.apply(f"{prefix}{name}({{0}})", UNARY[name], a)
 
 
 def op_binary(g):
@@ -503,7 +507,8 @@ def is_float_key(g, k):
 
 
 def op_reduce(g):
-    name = g.pick(["sum", "mean", "max", "min", "argmax"] if not g.grad else ["sum", "mean", "max"])
+    name = g.pick(["sum", "mean", "max", "min", "argmax", "prod", "var", "std"] if not g.grad
+                  else ["sum", "mean", "max", "prod", "var"])
     ok = (lambda k: True)
     if name in ("max", "min", "argmax"):
         # an empty max is an error (both modes must raise it): only sometimes, never for gradients

@@ -7,3 +7,4 @@ from . import conv  # noqa: F401  (Theano's older `nnet.conv.conv2d` path)
 from . import abstract_conv  # noqa: F401
 from .crossentropy import binary_crossentropy, categorical_crossentropy  # noqa: F401
 from .relu import relu  # noqa: F401
+from .softplus import softplus  # noqa: F401,E402
