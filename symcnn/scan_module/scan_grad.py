@@ -20,7 +20,7 @@ from ..gradient import grad
 from ..graph.basic import graph_inputs
 from ..graph.trace import with_trace
 from ..tensor.basic import dimshuffle, zeros_like
-from ..tensor.math import minimum
+from ..tensor.math import identity, minimum
 from ..tensor.subtensor import inc_subtensor, set_subtensor
 from ..tensor.type import TensorType, is_float
 from ..graph.basic import clone_replace
@@ -92,7 +92,10 @@ def scan_grad(op, inputs, outputs, output_grads):
     known = {}
 
     def seed(v, g):
-        known[v] = g if v not in known else known[v] + g
+        # grad() takes a known gradient as the whole gradient of its variable, but a step's output
+        # may also feed another output (rnnslu's s_t = softmax(h_t), lstm's h = o * tanh(c)): the
+        # gradient is attached to an identity copy so that both paths reach the output (as Theano does)
+        known[identity(v)] = g
 
     for i in float_states:
         L = info.lag(i)
