@@ -1,13 +1,16 @@
 """deeplearning.net tutorial models that need scan, with their model code kept verbatim after
 the import swap (theano -> symcnn), trained briefly: the cost must fall.
 
-- rnnslu.py's Elman network (`RNNSLU`'s recurrence, cost and updates) on synthetic sequences
-  (its word-embedding lookup `self.emb[idxs]` is replaced by the embedded words themselves, and
-  `s[:, 0, :]` by `s`: T.nnet.softmax of a vector gives a vector here, a one-row matrix in Theano);
-- lstm.py's LSTM layer (param_init_lstm, lstm_layer, mean pooling, softmax) on synthetic
-  sequences with masks (`T.alloc` and the 3-d `T.dot` are written another way: not in symcnn yet);
-- rbm.py's RBM (Gibbs chain in scan with RandomStreams, CD-k) on the embedded digits (`if not
-  input:` / `if persistent:` become `is None` tests: symcnn's variables have no truth value);
+- rnnslu.py's contextwin and RNNSLU verbatim (the embedding lookup `self.emb[idxs]` with index
+  -1 for padding, the Elman recurrence with its one-row softmax read as `s[:, 0, :]`, SGD,
+  normalize, `train`) on sentences of word indices;
+- lstm.py's numpy_floatX, _p, init_tparams, get_layer, ortho_weight, param_init_lstm and
+  lstm_layer verbatim (tensor.alloc, the 3-d tensor.dot), with build_model's mean pooling and
+  softmax written in the test (its word embedding and dropout are left out), on synthetic
+  sequences with masks;
+- rbm.py's RBM (Gibbs chain in scan with RandomStreams, CD-k, `if not input:` / `if
+  persistent:`) on the embedded digits; get_pseudo_likelihood_cost (persistent CD's monitor)
+  and the sampling code of test_rbm are not included;
 - hmc.py and test_hmc.py unchanged but for docstrings (HMC sampling of a 5-d Gaussian: leapfrog
   steps in scan with T.grad inside the step, random momenta, Metropolis-Hastings; the
   tutorial's own assertions on the acceptance rate and step size).
@@ -22,13 +25,49 @@ import pytest
 import symcnn as theano
 import symcnn.tensor as T
 from symcnn.tensor.shared_randomstreams import RandomStreams
+from symcnn import config  # lstm.py's names
+import symcnn.tensor as tensor  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- rnnslu.py
+# start-snippet-1
+def contextwin(l, win):
+    '''
+    win :: int corresponding to the size of the window
+    given a list of indexes composing a sentence
+
+    l :: array containing the word indexes
+
+    it will return a list of list of indexes corresponding
+    to context windows surrounding each word in the sentence
+    '''
+    assert (win % 2) == 1
+    assert win >= 1
+    l = list(l)
+
+    lpadded = win // 2 * [-1] + l + win // 2 * [-1]
+    out = [lpadded[i:(i + win)] for i in range(len(l))]
+
+    assert len(out) == len(l)
+    return out
+
+
 class RNNSLU(object):
     ''' elman neural net model '''
     def __init__(self, nh, nc, ne, de, cs):
-        # parameters of the model (the embedding matrix is not used: see the module docstring)
+        '''
+        nh :: dimension of the hidden layer
+        nc :: number of classes
+        ne :: number of word embeddings in the vocabulary
+        de :: dimension of the word embeddings
+        cs :: word window context size
+        '''
+        # parameters of the model
+        self.emb = theano.shared(name='embeddings',
+                                 value=0.2 * numpy.random.uniform(-1.0, 1.0,
+                                 (ne+1, de))
+                                 # add one for padding at the end
+                                 .astype(theano.config.floatX))
         self.wx = theano.shared(name='wx',
                                 value=0.2 * numpy.random.uniform(-1.0, 1.0,
                                 (de * cs, nh))
@@ -52,11 +91,16 @@ class RNNSLU(object):
                                 dtype=theano.config.floatX))
 
         # bundle
-        self.params = [self.wx, self.wh, self.w,
+        self.params = [self.emb, self.wx, self.wh, self.w,
                        self.bh, self.b, self.h0]
-
-        x = T.matrix('x')  # was: self.emb[idxs].reshape((idxs.shape[0], de*cs))
+        # end-snippet-2
+        # as many columns as context window size
+        # as many lines as words in the sentence
+        # start-snippet-3
+        idxs = T.imatrix()
+        x = self.emb[idxs].reshape((idxs.shape[0], de*cs))
         y_sentence = T.ivector('y_sentence')  # labels
+        # end-snippet-3 start-snippet-4
 
         def recurrence(x_t, h_tm1):
             h_t = T.nnet.sigmoid(T.dot(x_t, self.wx)
@@ -69,11 +113,12 @@ class RNNSLU(object):
                                 outputs_info=[self.h0, None],
                                 n_steps=x.shape[0])
 
-        # was: s[:, 0, :] -- Theano's softmax of a vector is a one-row matrix, symcnn's a vector
-        p_y_given_x_sentence = s
+        p_y_given_x_sentence = s[:, 0, :]
         y_pred = T.argmax(p_y_given_x_sentence, axis=1)
+        # end-snippet-4
 
         # cost and gradients and learning rate
+        # start-snippet-5
         lr = T.scalar('lr')
 
         sentence_nll = -T.mean(T.log(p_y_given_x_sentence)
@@ -82,29 +127,56 @@ class RNNSLU(object):
         sentence_updates = OrderedDict((p, p - lr*g)
                                        for p, g in
                                        zip(self.params, sentence_gradients))
+        # end-snippet-5
 
         # theano functions to compile
-        self.classify = theano.function(inputs=[x], outputs=y_pred)
-        self.sentence_train = theano.function(inputs=[x, y_sentence, lr],
+        # start-snippet-6
+        self.classify = theano.function(inputs=[idxs], outputs=y_pred)
+        self.sentence_train = theano.function(inputs=[idxs, y_sentence, lr],
                                               outputs=sentence_nll,
                                               updates=sentence_updates)
+        # end-snippet-6 start-snippet-7
+        self.normalize = theano.function(inputs=[],
+                                         updates={self.emb:
+                                                  self.emb /
+                                                  T.sqrt((self.emb**2)
+                                                  .sum(axis=1))
+                                                  .dimshuffle(0, 'x')})
+        # end-snippet-7
+
+    def train(self, x, y, window_size, learning_rate):
+
+        cwords = contextwin(x, window_size)
+        words = list(map(lambda x: numpy.asarray(x).astype('int32'), cwords))
+        labels = y
+
+        self.sentence_train(words, labels, learning_rate)
+        self.normalize()
 
 
 def test_rnnslu_elman_learns():
+    """RNNSLU.train as main() calls it (context windows padded with index -1, the embedding
+    lookup, SGD, then normalize), on sentences of word indices whose label is the word's third
+    of the vocabulary."""
     numpy.random.seed(123)
-    nh, nc, de, cs = 20, 3, 5, 3
-    rnn = RNNSLU(nh=nh, nc=nc, ne=50, de=de, cs=cs)
+    nh, nc, ne, de, win = 20, 3, 30, 5, 3
+    rnn = RNNSLU(nh=nh, nc=nc, ne=ne, de=de, cs=win)
     rng = numpy.random.RandomState(0)
-    # the label of a word is which third of the window's first feature it falls in
-    sentences = [rng.uniform(-1, 1, (rng.randint(5, 12), de * cs)).astype('float32') for _ in range(30)]
-    labels = [numpy.digitize(s[:, 0], [-1 / 3., 1 / 3.]).astype('int32') for s in sentences]
-    first = numpy.mean([float(rnn.sentence_train(s, l, 0.0)) for s, l in zip(sentences, labels)])
+    sentences = [rng.randint(0, ne, rng.randint(5, 12)) for _ in range(30)]
+    labels = [(s * nc // ne).astype('int32') for s in sentences]
+
+    def nll():
+        return numpy.mean([float(rnn.sentence_train(
+            numpy.asarray(contextwin(s, win)).astype('int32'), l, 0.0))
+            for s, l in zip(sentences, labels)])
+    first = nll()
     for epoch in range(8):
         for s, l in zip(sentences, labels):
-            rnn.sentence_train(s, l, 0.5)
-    last = numpy.mean([float(rnn.sentence_train(s, l, 0.0)) for s, l in zip(sentences, labels)])
-    assert last < 0.7 * first, (first, last)
-    errors = numpy.mean([numpy.mean(rnn.classify(s) != l) for s, l in zip(sentences, labels)])
+            rnn.train(s, l, win, 1.0)
+    last = nll()
+    assert last < 0.3 * first, (first, last)
+    errors = numpy.mean([numpy.mean(rnn.classify(numpy.asarray(contextwin(s, win)).astype('int32')) != l)
+                         for s, l in zip(sentences, labels)])
     assert errors < 0.5  # chance is 2/3
 
 
@@ -154,7 +226,7 @@ class RBM(object):
             )
 
         self.input = input
-        if input is None:  # was: `if not input:` (symcnn variables have no truth value)
+        if not input:
             self.input = T.matrix('input')
 
         self.W = W
@@ -231,7 +303,8 @@ class RBM(object):
                 lr,
                 dtype=theano.config.floatX
             )
-        if persistent is not None:  # was: `if persistent:`
+        if persistent:
+            # Note that this works only if persistent is a shared variable
             updates[persistent] = nh_samples[-1]
             monitoring_cost = self.get_pseudo_likelihood_cost(updates)
         else:
@@ -280,20 +353,39 @@ def test_rbm_cd_k_learns_on_digits(k):
 
 # ----------------------------------------------------------------------------- lstm.py
 def numpy_floatX(data):
-    return numpy.asarray(data, dtype=theano.config.floatX)
+    return numpy.asarray(data, dtype=config.floatX)
+
 
 
 def _p(pp, name):
     return '%s_%s' % (pp, name)
 
 
+
+def init_tparams(params):
+    tparams = OrderedDict()
+    for kk, pp in params.items():
+        tparams[kk] = theano.shared(params[kk], name=kk)
+    return tparams
+
+
+def get_layer(name):
+    fns = layers[name]
+    return fns
+
+
 def ortho_weight(ndim):
     W = numpy.random.randn(ndim, ndim)
     u, s, v = numpy.linalg.svd(W)
-    return u.astype(theano.config.floatX)
+    return u.astype(config.floatX)
 
 
 def param_init_lstm(options, params, prefix='lstm'):
+    """
+    Init the LSTM parameter:
+
+    :see: init_params
+    """
     W = numpy.concatenate([ortho_weight(options['dim_proj']),
                            ortho_weight(options['dim_proj']),
                            ortho_weight(options['dim_proj']),
@@ -305,7 +397,7 @@ def param_init_lstm(options, params, prefix='lstm'):
                            ortho_weight(options['dim_proj'])], axis=1)
     params[_p(prefix, 'U')] = U
     b = numpy.zeros((4 * options['dim_proj'],))
-    params[_p(prefix, 'b')] = b.astype(theano.config.floatX)
+    params[_p(prefix, 'b')] = b.astype(config.floatX)
 
     return params
 
@@ -325,36 +417,42 @@ def lstm_layer(tparams, state_below, options, prefix='lstm', mask=None):
         return _x[:, n * dim:(n + 1) * dim]
 
     def _step(m_, x_, h_, c_):
-        preact = T.dot(h_, tparams[_p(prefix, 'U')])
+        preact = tensor.dot(h_, tparams[_p(prefix, 'U')])
         preact += x_
 
-        i = T.nnet.sigmoid(_slice(preact, 0, options['dim_proj']))
-        f = T.nnet.sigmoid(_slice(preact, 1, options['dim_proj']))
-        o = T.nnet.sigmoid(_slice(preact, 2, options['dim_proj']))
-        c = T.tanh(_slice(preact, 3, options['dim_proj']))
+        i = tensor.nnet.sigmoid(_slice(preact, 0, options['dim_proj']))
+        f = tensor.nnet.sigmoid(_slice(preact, 1, options['dim_proj']))
+        o = tensor.nnet.sigmoid(_slice(preact, 2, options['dim_proj']))
+        c = tensor.tanh(_slice(preact, 3, options['dim_proj']))
 
         c = f * c_ + i * c
         c = m_[:, None] * c + (1. - m_)[:, None] * c_
 
-        h = o * T.tanh(c)
+        h = o * tensor.tanh(c)
         h = m_[:, None] * h + (1. - m_)[:, None] * h_
 
         return h, c
 
-    # was: tensor.dot(state_below, W) on the 3-d state_below (symcnn's dot is 1-d/2-d only)
-    flat = state_below.reshape((nsteps * n_samples, options['dim_proj']))
-    state_below = (T.dot(flat, tparams[_p(prefix, 'W')]) +
-                   tparams[_p(prefix, 'b')]).reshape((nsteps, n_samples, 4 * options['dim_proj']))
+    state_below = (tensor.dot(state_below, tparams[_p(prefix, 'W')]) +
+                   tparams[_p(prefix, 'b')])
 
     dim_proj = options['dim_proj']
-    # was: tensor.alloc(numpy_floatX(0.), n_samples, dim_proj) (symcnn has no T.alloc yet)
-    zeros = T.zeros_like(state_below[0][:, :dim_proj])
     rval, updates = theano.scan(_step,
                                 sequences=[mask, state_below],
-                                outputs_info=[zeros, zeros],
+                                outputs_info=[tensor.alloc(numpy_floatX(0.),
+                                                           n_samples,
+                                                           dim_proj),
+                                              tensor.alloc(numpy_floatX(0.),
+                                                           n_samples,
+                                                           dim_proj)],
                                 name=_p(prefix, '_layers'),
                                 n_steps=nsteps)
     return rval[0]
+
+
+# ff: Feed Forward (normal neural net), only useful to put after lstm
+#     before the classifier.
+layers = {'lstm': (param_init_lstm, lstm_layer)}
 
 
 def test_lstm_cell_learns():
