@@ -4,10 +4,11 @@ the import swap (theano -> symcnn), trained briefly: the cost must fall.
 - rnnslu.py's contextwin and RNNSLU verbatim (the embedding lookup `self.emb[idxs]` with index
   -1 for padding, the Elman recurrence with its one-row softmax read as `s[:, 0, :]`, SGD,
   normalize, `train`) on sentences of word indices;
-- lstm.py's numpy_floatX, _p, init_tparams, get_layer, ortho_weight, param_init_lstm and
-  lstm_layer verbatim (tensor.alloc, the 3-d tensor.dot), with build_model's mean pooling and
-  softmax written in the test (its word embedding and dropout are left out), on synthetic
-  sequences with masks;
+- lstm.py's model code verbatim (SEED, numpy_floatX, dropout_layer, _p, init_params,
+  init_tparams, get_layer, ortho_weight, param_init_lstm, lstm_layer with tensor.alloc and the
+  3-d tensor.dot, sgd, adadelta, build_model with its word embedding, dropout and mean pooling)
+  and imdb.py's prepare_data, trained as train_lstm does (adadelta, use_noise switched) on
+  synthetic word sequences (the IMDB data set is not here);
 - rbm.py's RBM class verbatim (Gibbs chain in scan with MRG_RandomStreams, CD-k, `if not
   input:` / `if persistent:`) on the embedded digits (test_rbm's sampling and image tiling are
   not run);
@@ -1301,13 +1302,47 @@ def test_rnnrbm_learns_synthetic_piano_rolls():
 
 
 # ----------------------------------------------------------------------------- lstm.py
+SEED = 123
+
+
 def numpy_floatX(data):
     return numpy.asarray(data, dtype=config.floatX)
 
 
 
+
+def dropout_layer(state_before, use_noise, trng):
+    proj = tensor.switch(use_noise,
+                         (state_before *
+                          trng.binomial(state_before.shape,
+                                        p=0.5, n=1,
+                                        dtype=state_before.dtype)),
+                         state_before * 0.5)
+    return proj
+
+
 def _p(pp, name):
     return '%s_%s' % (pp, name)
+
+
+def init_params(options):
+    """
+    Global (not LSTM) parameter. For the embeding and the classifier.
+    """
+    params = OrderedDict()
+    # embedding
+    randn = numpy.random.rand(options['n_words'],
+                              options['dim_proj'])
+    params['Wemb'] = (0.01 * randn).astype(config.floatX)
+    params = get_layer(options['encoder'])[0](options,
+                                              params,
+                                              prefix=options['encoder'])
+    # classifier
+    params['U'] = 0.01 * numpy.random.randn(options['dim_proj'],
+                                            options['ydim']).astype(config.floatX)
+    params['b'] = numpy.zeros((options['ydim'],)).astype(config.floatX)
+
+    return params
 
 
 
@@ -1404,46 +1439,211 @@ def lstm_layer(tparams, state_below, options, prefix='lstm', mask=None):
 layers = {'lstm': (param_init_lstm, lstm_layer)}
 
 
-def test_lstm_cell_learns():
-    """The tutorial's LSTM layer, mean pooling over time and a softmax classifier (build_model),
-    trained with SGD on sequences whose class is the sign of their first feature's sum; the
-    masks cut the sequences at random lengths."""
-    numpy.random.seed(0)
-    options = dict(dim_proj=16, ydim=2)
-    params = param_init_lstm(options, OrderedDict())
-    params['U'] = 0.01 * numpy.random.randn(options['dim_proj'], options['ydim']).astype(theano.config.floatX)
-    params['b'] = numpy.zeros((options['ydim'],)).astype(theano.config.floatX)
-    tparams = OrderedDict((k, theano.shared(v, name=k)) for k, v in params.items())
+def sgd(lr, tparams, grads, x, mask, y, cost):
+    """ Stochastic Gradient Descent
 
-    x = T.tensor3('x', dtype=theano.config.floatX)
-    mask = T.matrix('mask', dtype=theano.config.floatX)
-    y = T.vector('y', dtype='int64')
+    :note: A more complicated version of sgd then needed.  This is
+        done like that for adadelta and rmsprop.
+
+    """
+    # New set of shared variable that will contain the gradient
+    # for a mini-batch.
+    gshared = [theano.shared(p.get_value() * 0., name='%s_grad' % k)
+               for k, p in tparams.items()]
+    gsup = [(gs, g) for gs, g in zip(gshared, grads)]
+
+    # Function that computes gradients for a mini-batch, but do not
+    # updates the weights.
+    f_grad_shared = theano.function([x, mask, y], cost, updates=gsup,
+                                    name='sgd_f_grad_shared')
+
+    pup = [(p, p - lr * g) for p, g in zip(tparams.values(), gshared)]
+
+    # Function that updates the weights from the previously computed
+    # gradient.
+    f_update = theano.function([lr], [], updates=pup,
+                               name='sgd_f_update')
+
+    return f_grad_shared, f_update
+
+
+
+
+def adadelta(lr, tparams, grads, x, mask, y, cost):
+    """
+    An adaptive learning rate optimizer
+
+    Parameters
+    ----------
+    lr : Theano SharedVariable
+        Initial learning rate
+    tpramas: Theano SharedVariable
+        Model parameters
+    grads: Theano variable
+        Gradients of cost w.r.t to parameres
+    x: Theano variable
+        Model inputs
+    mask: Theano variable
+        Sequence mask
+    y: Theano variable
+        Targets
+    cost: Theano variable
+        Objective fucntion to minimize
+
+    Notes
+    -----
+    For more information, see [ADADELTA]_.
+
+    .. [ADADELTA] Matthew D. Zeiler, *ADADELTA: An Adaptive Learning
+       Rate Method*, arXiv:1212.5701.
+    """
+
+    zipped_grads = [theano.shared(p.get_value() * numpy_floatX(0.),
+                                  name='%s_grad' % k)
+                    for k, p in tparams.items()]
+    running_up2 = [theano.shared(p.get_value() * numpy_floatX(0.),
+                                 name='%s_rup2' % k)
+                   for k, p in tparams.items()]
+    running_grads2 = [theano.shared(p.get_value() * numpy_floatX(0.),
+                                    name='%s_rgrad2' % k)
+                      for k, p in tparams.items()]
+
+    zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
+    rg2up = [(rg2, 0.95 * rg2 + 0.05 * (g ** 2))
+             for rg2, g in zip(running_grads2, grads)]
+
+    f_grad_shared = theano.function([x, mask, y], cost, updates=zgup + rg2up,
+                                    name='adadelta_f_grad_shared')
+
+    updir = [-tensor.sqrt(ru2 + 1e-6) / tensor.sqrt(rg2 + 1e-6) * zg
+             for zg, ru2, rg2 in zip(zipped_grads,
+                                     running_up2,
+                                     running_grads2)]
+    ru2up = [(ru2, 0.95 * ru2 + 0.05 * (ud ** 2))
+             for ru2, ud in zip(running_up2, updir)]
+    param_up = [(p, p + ud) for p, ud in zip(tparams.values(), updir)]
+
+    f_update = theano.function([lr], [], updates=ru2up + param_up,
+                               on_unused_input='ignore',
+                               name='adadelta_f_update')
+
+    return f_grad_shared, f_update
+
+
+def build_model(tparams, options):
+    trng = RandomStreams(SEED)
+
+    # Used for dropout.
+    use_noise = theano.shared(numpy_floatX(0.))
+
+    x = tensor.matrix('x', dtype='int64')
+    mask = tensor.matrix('mask', dtype=config.floatX)
+    y = tensor.vector('y', dtype='int64')
+
+    n_timesteps = x.shape[0]
     n_samples = x.shape[1]
-    proj = lstm_layer(tparams, x, options, prefix='lstm', mask=mask)
-    proj = (proj * mask[:, :, None]).sum(axis=0)
-    proj = proj / mask.sum(axis=0)[:, None]
-    pred = T.nnet.softmax(T.dot(proj, tparams['U']) + tparams['b'])
+
+    emb = tparams['Wemb'][x.flatten()].reshape([n_timesteps,
+                                                n_samples,
+                                                options['dim_proj']])
+    proj = get_layer(options['encoder'])[1](tparams, emb, options,
+                                            prefix=options['encoder'],
+                                            mask=mask)
+    if options['encoder'] == 'lstm':
+        proj = (proj * mask[:, :, None]).sum(axis=0)
+        proj = proj / mask.sum(axis=0)[:, None]
+    if options['use_dropout']:
+        proj = dropout_layer(proj, use_noise, trng)
+
+    pred = tensor.nnet.softmax(tensor.dot(proj, tparams['U']) + tparams['b'])
+
+    f_pred_prob = theano.function([x, mask], pred, name='f_pred_prob')
+    f_pred = theano.function([x, mask], pred.argmax(axis=1), name='f_pred')
+
     off = 1e-8
-    cost = -T.log(pred[T.arange(n_samples), y] + off).mean()
-    grads = T.grad(cost, wrt=list(tparams.values()))
-    lr = T.scalar(name='lr')
-    train = theano.function([x, mask, y, lr], cost,
-                            updates=[(p, p - lr * g) for p, g in zip(tparams.values(), grads)])
+    if pred.dtype == 'float16':
+        off = 1e-6
+
+    cost = -tensor.log(pred[tensor.arange(n_samples), y] + off).mean()
+
+    return use_noise, x, mask, y, f_pred_prob, f_pred, cost
+
+
+
+# imdb.py
+def prepare_data(seqs, labels, maxlen=None):
+    """Create the matrices from the datasets.
+
+    This pad each sequence to the same lenght: the lenght of the
+    longuest sequence or maxlen.
+
+    if maxlen is set, we will cut all sequence to this maximum
+    lenght.
+
+    This swap the axis!
+    """
+    # x: a list of sentences
+    lengths = [len(s) for s in seqs]
+
+    if maxlen is not None:
+        new_seqs = []
+        new_labels = []
+        new_lengths = []
+        for l, s, y in zip(lengths, seqs, labels):
+            if l < maxlen:
+                new_seqs.append(s)
+                new_labels.append(y)
+                new_lengths.append(l)
+        lengths = new_lengths
+        labels = new_labels
+        seqs = new_seqs
+
+        if len(lengths) < 1:
+            return None, None, None
+
+    n_samples = len(seqs)
+    maxlen = numpy.max(lengths)
+
+    x = numpy.zeros((maxlen, n_samples)).astype('int64')
+    x_mask = numpy.zeros((maxlen, n_samples)).astype(theano.config.floatX)
+    for idx, s in enumerate(seqs):
+        x[:lengths[idx], idx] = s
+        x_mask[:lengths[idx], idx] = 1.
+
+    return x, x_mask, labels
+
+
+def test_lstm_learns():
+    """train_lstm's model and optimizer (build_model with dropout, init_params, the lstm layer,
+    adadelta's f_grad_shared / f_update, prepare_data's padding and masks), on sequences of word indices
+    whose label says whether most of their words are in the first half of the vocabulary."""
+    numpy.random.seed(SEED)
+    model_options = dict(n_words=20, dim_proj=16, ydim=2, encoder='lstm', use_dropout=True)
+    params = init_params(model_options)
+    tparams = init_tparams(params)
+    (use_noise, x, mask,
+     y, f_pred_prob, f_pred, cost) = build_model(tparams, model_options)
+    f_cost = theano.function([x, mask, y], cost, name='f_cost')
+    grads = tensor.grad(cost, wrt=list(tparams.values()))
+    lr = tensor.scalar(name='lr')
+    f_grad_shared, f_update = adadelta(lr, tparams, grads, x, mask, y, cost)
 
     rng = numpy.random.RandomState(1)
-    batches = []
-    for _ in range(8):
-        xv = rng.randn(10, 16, 16).astype('float32')
-        lengths = rng.randint(4, 11, 16)
-        mv = (numpy.arange(10)[:, None] < lengths[None, :]).astype('float32')
-        yv = ((xv[:, :, 0] * mv).sum(axis=0) > 0).astype('int64')
-        batches.append((xv, mv, yv))
-    first = numpy.mean([float(train(xv, mv, yv, 0.0)) for xv, mv, yv in batches])
-    for epoch in range(15):
-        for xv, mv, yv in batches:
-            train(xv, mv, yv, 0.5)
-    last = numpy.mean([float(train(xv, mv, yv, 0.0)) for xv, mv, yv in batches])
+    seqs = [list(rng.randint(0, 20, rng.randint(3, 12))) for _ in range(128)]
+    labels = [int(numpy.mean(numpy.asarray(s) < 10) > 0.5) for s in seqs]
+    batches = [prepare_data(seqs[i:i + 16], labels[i:i + 16]) for i in range(0, 128, 16)]
+    use_noise.set_value(0.)
+    first = numpy.mean([f_cost(*b) for b in batches], dtype='float64')
+    for eidx in range(50):
+        use_noise.set_value(1.)
+        for b in batches:
+            f_grad_shared(*b)
+            f_update(0.0001)
+    use_noise.set_value(0.)
+    last = numpy.mean([f_cost(*b) for b in batches], dtype='float64')
     assert last < 0.6 * first, (first, last)
+    errors = numpy.mean([numpy.mean(f_pred(xb, mb) != yb) for xb, mb, yb in batches])
+    assert errors < 0.25, errors  # chance is about 1/2
 
 
 # ----------------------------------------------------------------------------- hmc/hmc.py
