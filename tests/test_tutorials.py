@@ -3,7 +3,7 @@ the import swap (theano -> symcnn), trained briefly: the cost must fall.
 
 - rnnslu.py's contextwin and RNNSLU verbatim (the embedding lookup `self.emb[idxs]` with index
   -1 for padding, the Elman recurrence with its one-row softmax read as `s[:, 0, :]`, SGD,
-  normalize, `train`) on sentences of word indices;
+  normalize, `train`, `save`, `load`) on sentences of word indices;
 - lstm.py's model code verbatim (SEED, numpy_floatX, dropout_layer, _p, init_params,
   init_tparams, get_layer, ortho_weight, param_init_lstm, lstm_layer with tensor.alloc and the
   3-d tensor.dot, sgd, adadelta, build_model with its word embedding, dropout and mean pooling)
@@ -24,6 +24,7 @@ the import swap (theano -> symcnn), trained briefly: the cost must fall.
 """
 from __future__ import print_function
 
+import os
 from collections import OrderedDict
 
 import numpy
@@ -160,6 +161,16 @@ class RNNSLU(object):
 
         self.sentence_train(words, labels, learning_rate)
         self.normalize()
+
+    def save(self, folder):
+        for param in self.params:
+            numpy.save(os.path.join(folder,
+                       param.name + '.npy'), param.get_value())
+
+    def load(self, folder):
+        for param in self.params:
+            param.set_value(numpy.load(os.path.join(folder,
+                            param.name + '.npy')))
 
 
 def test_rnnslu_elman_learns():
