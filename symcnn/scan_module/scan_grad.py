@@ -38,7 +38,9 @@ def scan_grad(op, inputs, outputs, output_grads):
     fin = op.inner_inputs
     fout = op.inner_outputs
     carry_grads = output_grads[info.n_states:info.n_states + info.n_carries]
-    if any(is_float(g.dtype) and not _is_zeros(g) for g in carry_grads):
+    carries = outputs[info.n_states:info.n_states + info.n_carries]
+    # an integer carry (a random stream's state) has no gradient, whatever zeros grad() passed for it
+    if any(is_float(c.dtype) and is_float(g.dtype) and not _is_zeros(g) for c, g in zip(carries, carry_grads)):
         raise NotImplementedError(with_trace(
             "gradient through the final value of a state the step updates (a shared variable's update, or "
             "a gradient accumulated by a gradient loop: a second derivative through scan) is not supported",
@@ -214,6 +216,11 @@ def _is_zeros(g):
     """Is g the zeros_like(...) that grad() gives outputs no gradient reaches?"""
     from ..graph.basic import Constant
     from ..tensor.basic import second
+    from ..tensor.elemwise import DimShuffle
     node = g.owner
-    return (node is not None and node.op == second and isinstance(node.inputs[1], Constant)
-            and not node.inputs[1].data.any())
+    if node is None or node.op != second:
+        return False
+    fill = node.inputs[1]
+    while fill.owner is not None and isinstance(fill.owner.op, DimShuffle):
+        fill = fill.owner.inputs[0]
+    return isinstance(fill, Constant) and not fill.data.any()
