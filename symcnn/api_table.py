@@ -85,6 +85,8 @@ GROUPS = [
         ("theano.tensor.prod", ()), ("theano.tensor.var", ()), ("theano.tensor.std", ()),
         ("theano.tensor.max", ()), ("theano.tensor.min", ()), ("theano.tensor.argmax", ()),
         ("theano.tensor.argmin", ()), ("theano.tensor.max_and_argmax", ()),
+        ("theano.tensor.sort", ("a", "axis", "kind", "order")),
+        ("theano.tensor.argsort", ("a", "axis", "kind", "order")),
         ("theano.tensor.abs_", ()), ("theano.tensor.exp", ()), ("theano.tensor.log", ()),
         ("theano.tensor.log1p", ()), ("theano.tensor.sqrt", ()), ("theano.tensor.sqr", ()),
         ("theano.tensor.tanh", ()), ("theano.tensor.pow", ()), ("theano.tensor.power", ()),
