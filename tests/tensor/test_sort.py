@@ -76,3 +76,14 @@ def test_bad_arguments():
         T.argsort(x, axis=T.iscalar())
     with pytest.raises(ValueError, match="out of range"):
         T.sort(T.dscalar())
+
+
+def test_native_kernel_stays_in_bounds():
+    """The boundscheck mode checks every element access of the insertion sort."""
+    v = rand((4, 9, 3), "float32", make_rng(8), low=0, high=3).round()
+    x = T.ftensor3("x")
+    for axis in (0, 1, 2):
+        f = theano.function([x], [T.sort(x[:, ::2], axis=axis), T.argsort(x, axis=axis)], mode="boundscheck")
+        s, a = f(v)
+        np.testing.assert_array_equal(s, np.sort(v[:, ::2], axis=axis))
+        np.testing.assert_array_equal(a, np.argsort(v, axis=axis, kind="stable"))
