@@ -87,6 +87,8 @@ GROUPS = [
         ("theano.tensor.std", ("axis", "ddof", "keepdims", "corrected")),
         ("theano.tensor.max", ()), ("theano.tensor.min", ()), ("theano.tensor.argmax", ()),
         ("theano.tensor.argmin", ()), ("theano.tensor.max_and_argmax", ()),
+        ("theano.tensor.sort", ("a", "axis", "kind", "order")),
+        ("theano.tensor.argsort", ("a", "axis", "kind", "order")),
         ("theano.tensor.abs_", ()), ("theano.tensor.exp", ()), ("theano.tensor.log", ()),
         ("theano.tensor.log1p", ()), ("theano.tensor.sqrt", ()), ("theano.tensor.sqr", ()),
         ("theano.tensor.tanh", ()), ("theano.tensor.pow", ()), ("theano.tensor.power", ()),

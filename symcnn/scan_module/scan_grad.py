@@ -20,7 +20,7 @@ from ..gradient import grad
 from ..graph.basic import graph_inputs
 from ..graph.trace import with_trace
 from ..tensor.basic import dimshuffle, zeros_like
-from ..tensor.math import minimum
+from ..tensor.math import identity, minimum
 from ..tensor.subtensor import inc_subtensor, set_subtensor
 from ..tensor.type import TensorType, is_float
 from ..graph.basic import clone_replace
@@ -39,8 +39,8 @@ def scan_grad(op, inputs, outputs, output_grads):
     fout = op.inner_outputs
     carry_grads = output_grads[info.n_states:info.n_states + info.n_carries]
     carries = outputs[info.n_states:info.n_states + info.n_carries]
-    # an integer state (a random stream's) gets a float zero gradient from grad(): not a gradient
-    if any(is_float(c.dtype) and not _is_zeros(g) for c, g in zip(carries, carry_grads)):
+    # an integer carry (a random stream's state) has no gradient, whatever zeros grad() passed for it
+    if any(is_float(c.dtype) and is_float(g.dtype) and not _is_zeros(g) for c, g in zip(carries, carry_grads)):
         raise NotImplementedError(with_trace(
             "gradient through the final value of a state the step updates (a shared variable's update, or "
             "a gradient accumulated by a gradient loop: a second derivative through scan) is not supported",
@@ -94,7 +94,10 @@ def scan_grad(op, inputs, outputs, output_grads):
     known = {}
 
     def seed(v, g):
-        known[v] = g if v not in known else known[v] + g
+        # grad() takes a known gradient as the whole gradient of its variable, but a step's output
+        # may also feed another output (rnnslu's s_t = softmax(h_t), lstm's h = o * tanh(c)): the
+        # gradient is attached to an identity copy so that both paths reach the output (as Theano does)
+        known[identity(v)] = g
 
     for i in float_states:
         L = info.lag(i)
@@ -213,6 +216,11 @@ def _is_zeros(g):
     """Is g the zeros_like(...) that grad() gives outputs no gradient reaches?"""
     from ..graph.basic import Constant
     from ..tensor.basic import second
+    from ..tensor.elemwise import DimShuffle
     node = g.owner
-    return (node is not None and node.op == second and isinstance(node.inputs[1], Constant)
-            and not node.inputs[1].data.any())
+    if node is None or node.op != second:
+        return False
+    fill = node.inputs[1]
+    while fill.owner is not None and isinstance(fill.owner.op, DimShuffle):
+        fill = fill.owner.inputs[0]
+    return isinstance(fill, Constant) and not fill.data.any()

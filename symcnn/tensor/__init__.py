@@ -68,3 +68,4 @@ def __getattr__(name):
         import importlib
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .sort import ArgSortOp, SortOp, argsort, sort  # noqa: F401,E402

@@ -396,3 +396,33 @@ def test_second_derivative_through_scan_is_refused():
     gw = T.grad(xs.sum(), w)
     with pytest.raises(NotImplementedError, match="second derivative"):
         T.grad(gw, w)
+
+
+@pytest.mark.parametrize("which", ["per_step_output", "other_state"])
+def test_gradient_of_an_output_computed_from_another_output_of_the_step(which):
+    """rnnslu's step returns h_t and softmax(h_t), lstm's returns h = o * tanh(c) and c: a cost on
+    the second output alone must reach the recurrence through the first (it was dropped: the
+    gradient of a step output was taken as known, which cut the path through the other output)."""
+    rng = make_rng(7)
+    vals = [rand((5, 3), F64, rng), rand((3,), F64, rng), rand((3, 3), F64, rng)]
+
+    def build(x, h0, W):
+        if which == "per_step_output":
+            def step(xt, h, W):
+                h_t = T.tanh(T.dot(xt, W) + h)
+                return h_t, T.nnet.softmax(h_t)
+            outputs_info = [h0, None]
+        else:
+            def step(xt, c, h, W):
+                c_t = T.tanh(T.dot(xt, W) + c)
+                return c_t, T.nnet.sigmoid(h) * T.tanh(c_t)
+            outputs_info = [h0, h0]
+        return theano.scan(step, sequences=x, outputs_info=outputs_info, non_sequences=W)[0][1]
+
+    theano.verify_grad(build, vals, mode="reference", rng=np.random.default_rng(0))
+    x, h0, W = T.dmatrix("x"), T.dvector("h0"), T.dmatrix("W")
+    cost = (build(x, h0, W) ** 2).sum()
+    grads = T.grad(cost, [x, h0, W])
+    # without the path through the first output only the last step's direct terms would remain
+    assert np.abs(theano.function([x, h0, W], grads[2], mode="reference")(*vals)).max() > 1e-3
+    check_native_vs_reference([x, h0, W], [cost] + grads, vals, rtol=1e-10, atol=1e-12)

@@ -83,10 +83,8 @@ def test_updates_lists_every_stream():
 
 def test_unsupported_arguments_say_so():
     r = RandomStreams(1)
-    with pytest.raises(NotImplementedError, match="permutation"):
-        r.permutation(n=5)
-    with pytest.raises(NotImplementedError, match="replace=False"):
-        r.choice((3,), a=5, replace=False)
+    with pytest.raises(NotImplementedError, match="replace=False together with p"):
+        r.choice((3,), a=5, replace=False, p=[0.2] * 5)
     with pytest.raises(NotImplementedError, match="n must be"):
         r.binomial((3,), n=T.lscalar("n"))
     with pytest.raises(TypeError, match="seed"):
@@ -98,3 +96,48 @@ def test_reachable_as_theano_code_writes_it():
     assert isinstance(r, RandomStreams)
     from symcnn.sandbox import rng_mrg
     assert rng_mrg.MRG_RandomStreams(3).uniform((2,)).ndim == 1
+
+
+def test_permutation_and_choice_without_replacement_native_equals_reference():
+    """Bit for bit in both modes (the same Philox uniforms, argsorted stably), with symbolic
+    sizes and n, and each call gives new permutations."""
+    def build():
+        x = T.matrix("x")
+        n = T.lscalar("n")
+        r = RandomStreams(seed=99)
+        return [x, n], [r.permutation(n=7), r.permutation(size=(2, 3), n=5, dtype="int32"),
+                        r.permutation(size=x.shape, n=n, ndim=2), r.choice((2, 3), a=9, replace=False),
+                        r.choice(a=n, replace=False), r.choice(size=x.shape, a=n, replace=False, ndim=2)]
+    vals = [[np.zeros((2, 2), "float32"), np.int64(6)]] * 3
+    native, _ = compare_random_modes(build, vals)
+    p7, p235, pxn, c23, c1, cx = native[0]
+    assert p7.shape == (7,) and p235.shape == (2, 3, 5) and p235.dtype == np.int32 and pxn.shape == (2, 2, 6)
+    for perms, n in ((p7, 7), (p235, 5), (pxn, 6)):
+        np.testing.assert_array_equal(np.sort(perms, axis=-1), np.broadcast_to(np.arange(n), perms.shape))
+    assert c23.shape == (2, 3) and len(set(c23.ravel())) == 6 and c23.min() >= 0 and c23.max() < 9
+    assert c1.shape == () and 0 <= int(c1) < 6
+    assert cx.shape == (2, 2) and len(set(cx.ravel())) == 4 and cx.max() < 6
+    assert not np.array_equal(native[0][1], native[1][1])
+
+
+def test_permutation_is_uniform():
+    """Every value lands in every position about equally often (3000 permutations of 5)."""
+    r = RandomStreams(12)
+    perms = theano.function([], r.permutation(size=(3000,), n=5))()
+    counts = np.array([[np.sum(perms[:, pos] == v) for v in range(5)] for pos in range(5)])
+    # each count is Binomial(3000, 1/5): mean 600, sd about 22
+    assert np.abs(counts - 600).max() < 5 * 22, counts
+
+
+def test_choice_without_replacement_of_too_many():
+    r = RandomStreams(1)
+    with pytest.raises(ValueError, match="cannot take 6 distinct elements from range\\(5\\)"):
+        r.choice((2, 3), a=5, replace=False)
+    a = T.lscalar("a")
+    for mode in ("reference", "native"):
+        f = theano.function([a], RandomStreams(1).choice((2, 3), a=a, replace=False), mode=mode)
+        assert len(set(f(6).ravel())) == 6
+        with pytest.raises(ValueError):
+            f(5)
+    with pytest.raises(TypeError, match="n must be an integer scalar"):
+        r.permutation(n=2.5)
