@@ -124,7 +124,10 @@ class NativeRunner:
         """Native code found a bad input (before writing any update). The numpy reference
         of the same graph raises the op's own, more specific message for most such errors,
         so run it to explain; if it does not fail, report what native code saw."""
-        if int(self._err[0]) in _EXPLAINED_BY_REFERENCE:
+        # Not with collectives across ranks: the other ranks would not join the reference's
+        # collectives (a mismatched or hung allreduce); the native report still names the op.
+        collective = any(getattr(n.op, "collective", False) for n in self.fgraph.apply_nodes)
+        if int(self._err[0]) in _EXPLAINED_BY_REFERENCE and not (collective and _ranks() > 1):
             from symcnn.compile.linker import ReferenceRunner
             ReferenceRunner(self.fgraph)(arrays)
         self._raise(rc, arrays)
@@ -242,3 +245,8 @@ def _copy_out(ptr, shape, dtype):
         return np.empty(shape, dtype=dt)
     buf = (ctypes.c_char * (n * dt.itemsize)).from_address(ptr)
     return np.frombuffer(buf, dtype=dt, count=n).reshape(shape).copy()
+
+
+def _ranks():
+    from symcnn import distributed
+    return distributed.size()

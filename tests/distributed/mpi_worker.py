@@ -156,6 +156,19 @@ def fail():
     return {}
 
 
+def bad_label():
+    """A label out of range in rank 1's shard only: rank 1's native call fails (and must not
+    re-run the graph's collectives alone to explain it); the job ends instead of hanging."""
+    p, y = T.fmatrix("p"), T.ivector("y")
+    summed, = D.psum([p])   # a collective before the bad index: an explanation re-run would call it alone
+    picked = summed[T.arange(y.shape[0]), y]
+    total, = D.psum([picked.sum()])
+    f = symcnn.function([p, y], total)
+    labels = np.array([0, 1, 2] if D.rank() == 0 else [0, 1, 7], dtype="int32")
+    f(np.ones((3, 3), dtype="float32"), labels)
+    return {}
+
+
 if __name__ == "__main__":
     case, out = sys.argv[1], sys.argv[2]
     result = globals()[case](*sys.argv[3:])

@@ -85,6 +85,13 @@ def test_exception_on_one_rank_ends_the_job(tmp_path):
 
 
 @needs_mpi
+def test_bad_input_on_one_rank_ends_the_job_with_the_native_error(tmp_path):
+    proc = mpirun(2, "bad_label", tmp_path, check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "IndexError" in proc.stderr and "out of bounds" in proc.stderr
+
+
+@needs_mpi
 def test_lenet5_example_distributed_validation_equals_single_process(tmp_path):
     """mpirun -n 2 examples/evaluate_lenet5.py --distributed: every epoch's validation error is the
     single-process run's (each rank takes 5 of every minibatch of 10)."""
