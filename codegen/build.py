@@ -193,44 +193,25 @@ def graph_key(fgraph, nodes, updates, options):
     (see jit.entry_hasher for the rest of the key), or None if some op or type cannot be
     described stably (then the function is compiled without the cache)."""
     h = jit.entry_hasher()
-    ids = {}
-
-    def put(*parts):
-        h.update(repr(parts).encode())
-        h.update(b"\n")
-
-    def name(v):
-        k = ids.get(v)
-        if k is None:
-            if not isinstance(v, Constant):
-                raise _Uncacheable(v)
-            k = ids[v] = len(ids)
-            data = np.asarray(v.data, order="C")
-            put("const", k, _type_desc(v.type), str(data.dtype), data.shape,
-                hashlib.sha256(data.tobytes()).hexdigest())
-        return k
-
     try:
-        put("options", sorted(options.items()), [tuple(u) for u in updates])
-        for v in fgraph.inputs:
-            ids[v] = len(ids)
-            put("input", type(v).__name__, _type_desc(v.type))
-        for node in nodes:
-            ins = [name(v) for v in node.inputs]
-            outs = []
-            for o in node.outputs:
-                ids[o] = len(ids)
-                outs.append(_type_desc(o.type))
-            put("node", _stable(node.op), ins, outs)
-        put("outputs", [name(v) for v in fgraph.outputs])
+        parts = _describe(fgraph.inputs, nodes, fgraph.outputs)
     except _Uncacheable:
         return None
+    h.update(repr(("options", sorted(options.items()), [tuple(u) for u in updates])).encode())
+    h.update(repr(parts).encode())
     return h.hexdigest()
 
 
 def _describe_graph(inputs, outputs):
     """A stable description of the graph from `inputs` to `outputs` (for ops with inner graphs)."""
     from symcnn.graph.basic import io_toposort
+    return _describe(inputs, io_toposort(outputs), outputs)
+
+
+def _describe(inputs, nodes, outputs):
+    """The graph as a tuple that is equal across processes iff the graphs are: inputs, then each
+    node (op, input positions, output types) in order, constants by the hash of their bytes.
+    Raises _Uncacheable for a free variable or a type that cannot be described."""
     ids, parts = {}, []
 
     def name(v):
@@ -246,8 +227,8 @@ def _describe_graph(inputs, outputs):
 
     for v in inputs:
         ids[v] = len(ids)
-        parts.append(("input", _type_desc(v.type)))
-    for node in io_toposort(outputs):
+        parts.append(("input", type(v).__name__, _type_desc(v.type)))
+    for node in nodes:
         ins = [name(v) for v in node.inputs]
         for o in node.outputs:
             ids[o] = len(ids)
