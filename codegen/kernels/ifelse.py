@@ -8,39 +8,17 @@ kept in stack slots read after the two paths join.
 """
 from llvmlite import ir
 
-from symcnn.graph.basic import Constant
-from symcnn.graph.fg import FunctionGraph
 from symcnn.ifelse import IfElse
 
 from .. import irutil as U
 from ..lower import copy, lower, Array
-
-
-def _rewritten(fg):
-    from symcnn.rewrite import rewrite_graph
-    inner = FunctionGraph(fg.inputs, fg.outputs)  # a copy: rewrites never touch the op's graph
-    rewrite_graph(inner)
-    return inner
+from .inner_graph import lower_inner, rewritten
 
 
 def _lower_branch(ctx, fg, free, node, out_slots, dim_slots):
-    from ..build import _constant
     b = ctx.b
-    env = dict(zip(fg.inputs, free))
-    for inner_node in fg.toposort():
-        for v in inner_node.inputs:
-            if v not in env and isinstance(v, Constant):
-                env[v] = _constant(ctx.module, v, b)
-        for v in inner_node.outputs:
-            ctx.plan.slot[v] = ctx.plan.new_slot()
-        fn_lower, _ = lower.lookup(inner_node.op)
-        outs = fn_lower(ctx, inner_node, [env[v] for v in inner_node.inputs])
-        for var, arr in zip(inner_node.outputs, outs):
-            arr.shape = ctx.static_shape(var, arr.shape)
-            env[var] = arr
+    env = lower_inner(ctx, fg, dict(zip(fg.inputs, free)))
     for k, (res, var) in enumerate(zip(fg.outputs, node.outputs)):
-        if res not in env and isinstance(res, Constant):
-            env[res] = _constant(ctx.module, res, b)
         arr = env[res]
         dst = ctx.alloc_in(out_slots[k], var.dtype, ctx.static_shape(var, arr.shape))
         copy(ctx, arr, dst)
@@ -58,7 +36,7 @@ def lower_ifelse(ctx, node, ins):
         b.fcmp_unordered("!=", c, ir.Constant(c.type, 0.0))
     out_slots = [ctx.plan.slot[v] for v in node.outputs]
     dim_slots = [[ctx.local(U.I64) for _ in range(v.ndim)] for v in node.outputs]
-    then_fg, else_fg = _rewritten(op.then_fg), _rewritten(op.else_fg)
+    then_fg, else_fg = rewritten(op.then_fg), rewritten(op.else_fg)
     with b.if_else(cond) as (then, otherwise):
         with then:
             _lower_branch(ctx, then_fg, free, node, out_slots, dim_slots)
