@@ -17,13 +17,6 @@ from codegen import cache
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    d = tmp_path / "symcnn-cache"
-    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(d))
-    return d
-
-
 def _fn(scale):
     x = T.vector("x")
     f = symcnn.function([x], x * scale + 1.0, mode="native")

@@ -9,13 +9,6 @@ from codegen import build as CB
 from codegen import jit
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    d = tmp_path / "symcnn-cache"
-    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(d))
-    return d
-
-
 def _model(scale=0.5):
     rng = np.random.RandomState(1)
     x = T.matrix("x")

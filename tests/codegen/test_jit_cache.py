@@ -13,13 +13,6 @@ import symcnn.tensor as T
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    d = tmp_path / "symcnn-cache"
-    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(d))
-    return d
-
-
 def _graph(scale=1.5):
     x = T.matrix("x")
     y = T.vector("y")
