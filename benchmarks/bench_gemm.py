@@ -1,4 +1,4 @@
-"""GFLOP/s of the packed GEMM (codegen/kernels/gemm.py) vs numpy's np.dot, same run, one thread.
+"""GFLOP/s of the packed GEMM (codegen/microkernels/gemm.py) vs numpy's np.dot, same run, one thread.
 
     python benchmarks/bench_gemm.py [--reps 30]
 
@@ -25,7 +25,7 @@ from llvmlite import ir  # noqa: E402
 
 from codegen import irutil as U  # noqa: E402
 from codegen import jit  # noqa: E402
-from codegen.kernels import gemm  # noqa: E402
+from codegen.microkernels import gemm  # noqa: E402
 from tests.codegen.test_gemm import _aligned, _Ctx  # noqa: E402
 
 _KEEP = []

@@ -28,8 +28,8 @@ from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
-from . import gemm
-from .gemm import vec_bytes
+from ..microkernels import gemm
+from ..microkernels.gemm import vec_bytes
 
 MR = 4          # rows of the register block
 NV = 2          # vectors per row of the register block

@@ -18,7 +18,7 @@ matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector e
 columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
 (a sum over batch * pooled pixels).
 
-Threads: the batch is split over the pool of codegen/parallel.py; each thread has its own scratch
+Threads: the batch is split over the pool of codegen/threadpool.py; each thread has its own scratch
 and partial sums, added in thread order afterwards.
 """
 from llvmlite import ir
@@ -29,10 +29,10 @@ from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 from .. import irutil as U
 from .. import vmath
 from ..lower import E_SHAPE, Array, lower
-from . import directconv as D
-from . import directconv_grad as DG
-from . import gemm as G
-from . import prepacked as PP
+from ..microkernels import directconv as D
+from ..microkernels import directconv_grad as DG
+from ..microkernels import gemm as G
+from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, _zero_fill, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep,
                    image_view, out_len, padding, pin, pinned, same)
 from .pool import out_len as pool_out_len

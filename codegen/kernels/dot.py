@@ -4,7 +4,7 @@ hoisted out of the j loop; B's once per element, packed into a panel before the 
 its epilogue as each output row is stored, after the row's whole k-sum is accumulated.
 
 Large float products (at least GEMM_MIN_PARALLEL multiply-adds) are split over the threads of the
-module's pool (parallel.py): the columns of C (or its rows, when C is taller than wide at run time,
+module's pool (threadpool.py): the columns of C (or its rows, when C is taller than wide at run time,
 so that the operand every thread packs in full is the smaller one) in contiguous ranges of whole
 register tiles, each thread with its own packing buffers and applying the epilogue to its own part of C.
 Every element of C is summed in the same order as on one thread, so results do not depend on the
@@ -18,7 +18,7 @@ from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
 from ..parallel import Parts, part, run_parallel, threads
 from .elemwise import broadcast_view, emit_scalar
-from .gemm import emit_gemm, pack_sizes, params
+from ..microkernels.gemm import emit_gemm, pack_sizes, params
 
 
 PACKED_GEMM = True   # float matrix-matrix products through gemm.py (else the i-p-j loop nest below)

@@ -120,7 +120,7 @@ DIRECT_CASES = [
 
 @pytest.mark.parametrize("xs,ws,dtype,conv,layout", DIRECT_CASES)
 def test_direct_kernels_match_reference(xs, ws, dtype, conv, layout, target):
-    from codegen.kernels import directconv as D
+    from codegen.microkernels import directconv as D
     kw = dict(conv, ws=(2, 2), imshp=xs, kshp=ws)
     fwd, bwd, bwd_nogx = ConvPoolTanh(**kw), ConvPoolTanhGrad(**kw, need_gx=True), ConvPoolTanhGrad(**kw, need_gx=False)
     oh, ow = xs[2] - ws[2] + 1, xs[3] - ws[3] + 1
@@ -189,7 +189,7 @@ def test_random_shapes_reach_every_direct_kernel():
     """The seeds above cover both layouts, the fused input gradient and the im2col fallback (with
     64-byte vectors; for narrower ones the direct cases above are needed to reach the 'rows' layout)."""
     from codegen import target as targets
-    from codegen.kernels import directconv as D, directconv_grad as DG
+    from codegen.microkernels import directconv as D, directconv_grad as DG
     seen = set()
     cases = [_random_case(seed) for seed in range(12)]
     if targets.current().vector_bytes < 64:

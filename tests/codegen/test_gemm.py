@@ -1,4 +1,4 @@
-"""The packed GEMM emitter (codegen/kernels/gemm.py) against numpy, called directly through a
+"""The packed GEMM emitter (codegen/microkernels/gemm.py) against numpy, called directly through a
 small JIT harness (run-time shapes, strides, accumulate flag), and through Dot / FusedDot graphs."""
 import ctypes
 import itertools
@@ -13,7 +13,7 @@ import symcnn.tensor as T
 from codegen import irutil as U
 from codegen import jit
 from codegen import target as targets
-from codegen.kernels import gemm
+from codegen.microkernels import gemm
 from codegen.lower import Array
 from tests.helpers import is_extra_target, target  # noqa: F401 (target: a fixture, one run per target)
 

@@ -1,5 +1,5 @@
 """The per-image loops of ConvPoolTanh / ConvPoolTanhGrad on several threads (config.num_threads),
-and the pool of worker threads a compiled function keeps (codegen/parallel.py)."""
+and the pool of worker threads a compiled function keeps (codegen/threadpool.py)."""
 import ctypes
 import gc
 import os
@@ -133,7 +133,7 @@ LINUX = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts 
 
 def _tasks():
     """The pool workers of this process (other threads come and go, e.g. background compiles)."""
-    from codegen.parallel import THREAD_NAME
+    from codegen.threadpool import THREAD_NAME
     found = set()
     for tid in os.listdir("/proc/self/task"):
         try:
