@@ -249,3 +249,51 @@ def splat(b, v, vt):
     undef = ir.Constant(vt, ir.Undefined)
     x = b.insert_element(undef, v, ir.Constant(I32, 0))
     return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(I32, vt.count), [0] * vt.count))
+
+
+# -- integer division and addressing (fold when static) -------------------------------------------
+
+def floordiv(b, x, d):
+    """floor(x / d) for d > 0 (x may be negative)."""
+    if isinstance(x, int) and isinstance(d, int):
+        return x // d
+    if isinstance(d, int) and d == 1:
+        return x
+    xv, dv = as_value(b, x), as_value(b, d)
+    q = b.sdiv(xv, dv)
+    r = b.srem(xv, dv)
+    return b.sub(q, b.zext(b.icmp_signed("<", r, i64(0)), I64))
+
+
+def ceildiv(b, x, d):
+    """ceil(x / d) for d > 0 (x may be negative)."""
+    return sub(b, 0, floordiv(b, sub(b, 0, x), d))
+
+
+def gep(b, ptr, off, etype):
+    """ptr + off elements of type etype (off an int or an i64 value)."""
+    if isinstance(off, int) and off == 0:
+        return ptr
+    return b.gep(ptr, [as_value(b, off)], source_etype=etype)
+
+
+def lanes(dtype):
+    """Elements of dtype in one vector register of the target compiled for."""
+    from .target import current
+    return max(1, current().vector_bytes // itemsize(dtype))
+
+
+class FunctionContext:
+    """A builder in a function being emitted, with stack variables: what helper functions and
+    outlined loop bodies need of a lowering Context (which extends it)."""
+
+    def __init__(self, module, builder):
+        self.module, self.b = module, builder
+
+    def local(self, lltype, init=None):
+        """A stack variable (alloca in the entry block, so LLVM promotes it to a register)."""
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(lltype)
+        if init is not None:
+            self.b.store(init, slot)
+        return slot

@@ -29,42 +29,14 @@ from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
 from ..microkernels import gemm
-from ..microkernels.gemm import vec_bytes
+from ..irutil import ceildiv, floordiv, gep, lanes  # noqa: F401  (used by convpool.py too)
 
 MR = 4          # rows of the register block
 NV = 2          # vectors per row of the register block
 
 
-def lanes(dtype):
-    return max(1, vec_bytes() // U.itemsize(dtype))
-
-
-# -- integer helpers (fold when static) ---------------------------------------------------
-
-def floordiv(b, x, d):
-    """floor(x / d) for d > 0 (x may be negative)."""
-    if isinstance(x, int) and isinstance(d, int):
-        return x // d
-    if isinstance(d, int) and d == 1:
-        return x
-    xv, dv = U.as_value(b, x), U.as_value(b, d)
-    q = b.sdiv(xv, dv)
-    r = b.srem(xv, dv)
-    return b.sub(q, b.zext(b.icmp_signed("<", r, U.i64(0)), U.I64))
-
-
-def ceildiv(b, x, d):
-    return U.sub(b, 0, floordiv(b, U.sub(b, 0, x), d))
-
-
 def clamp(b, x, lo, hi):
     return U.smin(b, U.smax(b, x, lo), hi)
-
-
-def gep(b, ptr, off, etype):
-    if isinstance(off, int) and off == 0:
-        return ptr
-    return b.gep(ptr, [U.as_value(b, off)], source_etype=etype)
 
 
 # -- GEMM -------------------------------------------------------------------------------------
@@ -74,7 +46,6 @@ class Mat:
 
     def __init__(self, ptr, rs, cs=1):
         self.ptr, self.rs, self.cs = ptr, rs, cs
-
 
 
 def _fmuladd(ctx, vt, dtype):

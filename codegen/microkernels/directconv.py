@@ -23,16 +23,13 @@ true convolution; rows past K are zero) with a table of the P tap offsets.
 from llvmlite import ir
 
 from .. import irutil as U
+from ..irutil import lanes
 from .. import target as targets
-from .gemm import fma_name, vec_bytes
+from .gemm import fma_name
 
 MAX_ACC = 24      # vector accumulators per micro-kernel with 32 vector registers (AVX-512, AArch64)
 MIN_ACC = 12      # fewer FMAs per step than this and the kernel waits on its loads
 MIN_EFFICIENCY = 0.7   # useful share of the computed outputs below which im2col + GEMM is used
-
-
-def lanes(dtype):
-    return max(1, vec_bytes() // U.itemsize(dtype))
 
 
 def max_accumulators():

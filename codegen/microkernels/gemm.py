@@ -71,20 +71,7 @@ class Strided:
         i, j = idx
         off = U.add(b, U.mul(b, i, self.rs), U.mul(b, j, self.cs))
         et = U.ll_type(self.dtype)
-        return b.load(_gep(b, self.ptr, off, et), typ=et)
-
-
-def _gep(b, ptr, off, etype):
-    if isinstance(off, int) and off == 0:
-        return ptr
-    return b.gep(ptr, [U.as_value(b, off)], source_etype=etype)
-
-
-def _ceildiv(b, x, d):
-    if isinstance(x, int):
-        return -(-x // d)
-    return b.udiv(b.add(U.as_value(b, x), U.i64(d - 1)), U.i64(d))
-
+        return b.load(U.gep(b, self.ptr, off, et), typ=et)
 
 
 def _sfx(dtype):
@@ -122,9 +109,9 @@ def _microkernel(module, dtype, nv):
     # prefetch the C tile (it is read/written only after the k loop; a large C is not in cache)
     prefetch = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [P, U.I32, U.I32, U.I32])
     for i in range(MR):
-        crow = _gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
+        crow = U.gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
         for j in range(nv):
-            b.call(prefetch, [_gep(b, crow, j * L, et), ir.Constant(U.I32, 1), ir.Constant(U.I32, 3),
+            b.call(prefetch, [U.gep(b, crow, j * L, et), ir.Constant(U.I32, 1), ir.Constant(U.I32, 3),
                               ir.Constant(U.I32, 1)])
     # the k loop with the accumulators as phis
     head = b.append_basic_block("k.head")
@@ -141,11 +128,11 @@ def _microkernel(module, dtype, nv):
     b.cbranch(b.icmp_signed("<", q, kc), body, done)
     b.position_at_end(body)
     brow = b.gep(bp, [b.mul(q, U.i64(W))], source_etype=et)
-    bv = [b.load(_gep(b, brow, j * L, et), typ=vt, align=64) for j in range(nv)]
+    bv = [b.load(U.gep(b, brow, j * L, et), typ=vt, align=64) for j in range(nv)]
     arow = b.gep(ap, [b.mul(q, U.i64(MR))], source_etype=et)
     new = []
     for i in range(MR):
-        a = U.splat(b, b.load(_gep(b, arow, i, et), typ=et), vt)
+        a = U.splat(b, b.load(U.gep(b, arow, i, et), typ=et), vt)
         new.append([b.call(fma, [a, bv[j], accs[i][j]]) for j in range(nv)])
     nxt = b.add(q, U.i64(1))
     for i in range(MR):
@@ -163,9 +150,9 @@ def _microkernel(module, dtype, nv):
     align = ir.Constant(U.I32, size)
     for i in range(MR):
         def store_row(i=i):
-            crow = _gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
+            crow = U.gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
             for j in range(nv):
-                ptr = _gep(b, crow, j * L, et)
+                ptr = U.gep(b, crow, j * L, et)
                 old = b.call(mload, [ptr, align, b.and_(masks[j], accm), zero])
                 v = b.fadd(accs[i][j], old)
                 if j < nv - 1:
@@ -196,7 +183,7 @@ def _macrokernel(module, dtype):
     et = U.ll_type(dtype)
     NR = NV * L
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    npan = _ceildiv(b, mc, MR)
+    npan = U.ceildiv(b, mc, MR)
 
     def row_panels(ukr, bpanel, c0, ncols):
         with U.for_range(b, npan, name="ir") as ip:
@@ -216,7 +203,7 @@ def _macrokernel(module, dtype):
     rem = b.sub(nc, col)
     bpanel = b.gep(bp, [b.mul(col, kc)], source_etype=et)
     c0 = b.gep(c, [col], source_etype=et)
-    nv_e = _ceildiv(b, rem, L)
+    nv_e = U.ceildiv(b, rem, L)
     for nv in range(1, NV + 1):
         with b.if_then(b.icmp_signed("==", nv_e, U.i64(nv))):
             row_panels(_microkernel(module, dtype, nv), bpanel, c0, rem)
@@ -245,7 +232,7 @@ def _pack_b(ctx, dtype, B, N, pc, kc, jc, nc, bp):
     done = b.mul(nfull, U.i64(NR))
     rem = b.sub(U.as_value(b, nc), done)
     with b.if_then(b.icmp_signed(">", rem, U.i64(0))):
-        w = b.mul(_ceildiv(b, rem, L), U.i64(L))
+        w = b.mul(U.ceildiv(b, rem, L), U.i64(L))
         col0 = b.add(U.as_value(b, jc), done)
         last = b.sub(U.as_value(b, N), U.i64(1))
         panel = b.gep(bp, [b.mul(done, kc)], source_etype=et)
@@ -264,7 +251,7 @@ def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
     b = ctx.b
     L, MR, NV, KC, MC, NC = params(dtype)
     et = U.ll_type(dtype)
-    npan = _ceildiv(b, U.as_value(b, mc), MR)
+    npan = U.ceildiv(b, U.as_value(b, mc), MR)
     last = b.sub(U.as_value(b, M), U.i64(1))
     zero = U.const(dtype, 0)
     with U.for_range(b, npan, name="pai") as ip:
@@ -278,7 +265,7 @@ def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
             dst = b.gep(panel, [b.mul(p, U.i64(MR))], source_etype=et)
             for i in range(MR):
                 v = U.cast_value(b, A.load(b, [clamped[i], col]), A.dtype, dtype)
-                b.store(b.select(valid[i], v, zero), _gep(b, dst, i, et))
+                b.store(b.select(valid[i], v, zero), U.gep(b, dst, i, et))
 
 
 SHARED_DRIVER = True   # plain strided operands: one out-of-line driver per module (compile time)
@@ -389,8 +376,8 @@ def pack_sizes(b, dtype, M, N, K):
     """(elements of the packed-A buffer, elements of the packed-B buffer) emit_gemm needs."""
     L, MR, NV, KC, MC, NC = params(dtype)
     kc_max = U.smax(b, U.smin(b, K, KC), 1)
-    mc_max = U.mul(b, _ceildiv(b, U.smin(b, M, MC), MR), MR)
-    nc_max = U.mul(b, _ceildiv(b, U.smin(b, N, NC), L), L)
+    mc_max = U.mul(b, U.ceildiv(b, U.smin(b, M, MC), MR), MR)
+    nc_max = U.mul(b, U.ceildiv(b, U.smin(b, N, NC), L), L)
     return U.smax(b, U.mul(b, mc_max, kc_max), 1), U.smax(b, U.mul(b, nc_max, kc_max), 1)
 
 

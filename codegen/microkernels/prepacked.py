@@ -20,7 +20,7 @@ def applies(dtype, K):
 def size(b, dtype, M, K):
     """Elements of the whole packed A."""
     L, MR, NV, KC, MC, NC = gemm.params(dtype)
-    return U.mul(b, U.mul(b, gemm._ceildiv(b, M, MR), MR), K)
+    return U.mul(b, U.mul(b, U.ceildiv(b, M, MR), MR), K)
 
 
 def pack_a(ctx, dtype, A, M, K, ap):
