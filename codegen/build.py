@@ -13,7 +13,6 @@ import threading
 import numpy as np
 from llvmlite import ir
 
-from symcnn.compile.mode import lowered
 from symcnn.graph.basic import Constant
 
 from . import irutil as U
@@ -100,46 +99,69 @@ class _OobLabel:
         self.what = what
 
 
-def compile_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
-    """(ModuleSpec, jit.CompiledModule) of a function graph, through the function cache:
-    a hit loads the stored object code without lowering the graph. Identical graphs compiled
-    at the same time (in other threads) are compiled once. The code is for the target the config
-    names (config.target_cpu / target_features), read once here."""
+class LoweredGraph:
+    """A graph after the first phase of compiling: lowered to a ModuleSpec, or found in the compile
+    cache. finish() makes the machine code and returns (ModuleSpec, jit.CompiledModule); it may run
+    in another thread. background: finish() has slow work left (False for a cache hit, whose
+    object code is only loaded)."""
+
+    def __init__(self, target, finish, background=True):
+        self.target, self._finish, self.background = target, finish, background
+
+    def finish(self):
+        with targets.using(self.target):
+            return self._finish()
+
+
+def lower_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
+    """The LoweredGraph of a function graph, through the function cache: a hit loads the stored
+    object code without lowering the graph. Identical graphs compiled at the same time (in other
+    threads) are compiled once. The code is for the target the config names (config.target_cpu /
+    target_features), read once here. Raises here for a graph that cannot be lowered."""
     tgt = targets.current()
     with targets.using(tgt):
-        return _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile)
+        return _lower_graph(fgraph, updates, tgt, dict(guard_nan=guard_nan, bounds_check=bounds_check,
+                                                       profile=profile))
 
 
-def _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile):
-    options = dict(guard_nan=guard_nan, bounds_check=bounds_check, profile=profile)
+def compile_graph(fgraph, updates, **options):
+    """(ModuleSpec, jit.CompiledModule) of a function graph: lower_graph(...).finish()."""
+    return lower_graph(fgraph, updates, **options).finish()
+
+
+def _lower_graph(fgraph, updates, tgt, options):
     nodes = fgraph.toposort()
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
         spec = build_module(fgraph, updates, **options)
-        lowered()
-        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
+        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)))
     with _inflight_lock:
         job = _inflight.get(key)
         owner = job is None
         if owner:
             job = _inflight[key] = _Job()
     if not owner:
-        lowered()
-        meta, obj = job.result()
-        spec = _spec_from_meta(meta, fgraph, nodes, updates, options)
-        if spec is None:  # cannot happen for equal keys; compile this one on its own then
-            spec = build_module(fgraph, updates, **options)
-            return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
-        return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+        return LoweredGraph(tgt, lambda: _finish_as_another(job, fgraph, nodes, updates, options, tgt))
     try:
         entry = jit.read_entry(key)
         spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
         if spec is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
-            return spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)
+            _release(key)
+            return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)),
+                                background=False)
         spec = build_module(fgraph, updates, **options)
-        lowered()
-        obj = jit.compile_object(spec.ir_text)   # for tgt: this thread is in targets.using(tgt)
+    except BaseException as e:
+        job.fail(e)
+        _release(key)
+        raise
+    return LoweredGraph(tgt, lambda: _finish_and_store(job, key, spec, nodes, tgt))
+
+
+def _finish_and_store(job, key, spec, nodes, tgt):
+    """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
+    try:
+        obj = jit.compile_object(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
         jit.write_entry(key, meta, obj)
         job.set((meta, obj))
@@ -148,8 +170,22 @@ def _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile):
         job.fail(e)
         raise
     finally:
-        with _inflight_lock:
-            _inflight.pop(key, None)
+        _release(key)
+
+
+def _finish_as_another(job, fgraph, nodes, updates, options, tgt):
+    """Another thread is compiling an identical graph: wait for its object code."""
+    meta, obj = job.result()
+    spec = _spec_from_meta(meta, fgraph, nodes, updates, options)
+    if spec is None:  # cannot happen for equal keys; compile this one on its own then
+        spec = build_module(fgraph, updates, **options)
+        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
+    return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+
+
+def _release(key):
+    with _inflight_lock:
+        _inflight.pop(key, None)
 
 
 class _Job:
