@@ -14,6 +14,7 @@ node, inputs, constants, nodes, outputs, updates, return, loop metadata).
 """
 import hashlib
 import threading
+import weakref
 
 import numpy as np
 from llvmlite import ir
@@ -110,10 +111,16 @@ class LoweredGraph:
     in another thread. background: finish() has slow work left (False for a cache hit, whose
     object code is only loaded)."""
 
-    def __init__(self, target, finish, background=True):
+    def __init__(self, target, finish, background=True, abandon=None):
         self.target, self._finish, self.background = target, finish, background
+        # dropped unfinished (an interrupt before function() handed it over): run abandon()
+        self._abandon = weakref.finalize(self, abandon) if abandon is not None else None
+        if self._abandon is not None:
+            self._abandon.atexit = False
 
     def finish(self):
+        if self._abandon is not None:
+            self._abandon.detach()
         with targets.using(self.target):
             return self._finish()
 
@@ -160,7 +167,8 @@ def _lower_graph(fgraph, updates, tgt, options):
         job.fail(e)
         _release(key)
         raise
-    return LoweredGraph(tgt, lambda: _finish_and_store(job, key, spec, nodes, tgt))
+    return LoweredGraph(tgt, lambda: _finish_and_store(job, key, spec, nodes, tgt),
+                        abandon=lambda: _abandon(job, key))
 
 
 def _finish_and_store(job, key, spec, nodes, tgt):
@@ -180,12 +188,25 @@ def _finish_and_store(job, key, spec, nodes, tgt):
 
 def _finish_as_another(job, fgraph, nodes, updates, options, tgt):
     """Another thread is compiling an identical graph: wait for its object code."""
-    meta, obj = job.result()
-    spec = _spec_from_meta(meta, fgraph, nodes, updates, options)
-    if spec is None:  # cannot happen for equal keys; compile this one on its own then
+    try:
+        meta, obj = job.result()
+    except _Abandoned:
+        meta = None
+    spec = _spec_from_meta(meta, fgraph, nodes, updates, options) if meta is not None else None
+    if spec is None:  # abandoned, or (cannot happen for equal keys) unfit: compile this one on its own
         spec = build_module(fgraph, updates, **options)
         return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
     return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def _abandon(job, key):
+    """Those waiting for a compile that will not happen compile on their own."""
+    job.fail(_Abandoned())
+    _release(key)
 
 
 def _release(key):
