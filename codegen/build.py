@@ -159,13 +159,13 @@ def _lower_graph(fgraph, updates, tgt, options):
         spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
         if spec is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
-            _release(key)
+            _release(key, job)
             return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)),
                                 background=False)
         spec = build_module(fgraph, updates, **options)
     except BaseException as e:
         job.fail(e)
-        _release(key)
+        _release(key, job)
         raise
     return LoweredGraph(tgt, lambda: _finish_and_store(job, key, spec, nodes, tgt),
                         abandon=lambda: _abandon(job, key))
@@ -183,7 +183,7 @@ def _finish_and_store(job, key, spec, nodes, tgt):
         job.fail(e)
         raise
     finally:
-        _release(key)
+        _release(key, job)
 
 
 def _finish_as_another(job, fgraph, nodes, updates, options, tgt):
@@ -206,12 +206,13 @@ class _Abandoned(Exception):
 def _abandon(job, key):
     """Those waiting for a compile that will not happen compile on their own."""
     job.fail(_Abandoned())
-    _release(key)
+    _release(key, job)
 
 
-def _release(key):
+def _release(key, job):
     with _inflight_lock:
-        _inflight.pop(key, None)
+        if _inflight.get(key) is job:
+            del _inflight[key]
 
 
 class _Job:
@@ -235,7 +236,8 @@ class _Job:
 
 
 _inflight = {}      # graph key -> _Job of the thread compiling it
-_inflight_lock = threading.Lock()
+# reentrant: a LoweredGraph's abandon() may run from the garbage collector while this thread holds it
+_inflight_lock = threading.RLock()
 
 
 @after_fork_in_child
@@ -243,7 +245,7 @@ def _forget_parent_jobs():
     """A forked child: the threads compiling these jobs stayed in the parent (waiting for one
     would hang); compile again here."""
     global _inflight, _inflight_lock
-    _inflight, _inflight_lock = {}, threading.Lock()
+    _inflight, _inflight_lock = {}, threading.RLock()
 
 
 class _Uncacheable(Exception):
