@@ -6,14 +6,19 @@ inputs: one data pointer per graph input (explicit inputs, then shared values);
 input_dims: their dimensions, concatenated; slots: (pointer, capacity) pairs the
 function owns; outputs: per output, its data pointer then its dimensions; err:
 (code, node index, details...) when the return value is not 0.
+
+Compiling is two-phase (the backend contract, symcnn.compile.backend): lower_graph lowers the
+graph or finds it in the compile cache, LoweredGraph.finish makes the machine code. A module is
+emitted by the named passes of PASSES, in order (entry function, instrumentation hooks per
+node, inputs, constants, nodes, outputs, updates, return, loop metadata).
 """
 import hashlib
 import threading
+import weakref
 
 import numpy as np
 from llvmlite import ir
 
-from symcnn.compile.mode import lowered
 from symcnn.graph.basic import Constant
 
 from . import irutil as U
@@ -100,46 +105,76 @@ class _OobLabel:
         self.what = what
 
 
-def compile_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
-    """(ModuleSpec, jit.CompiledModule) of a function graph, through the function cache:
-    a hit loads the stored object code without lowering the graph. Identical graphs compiled
-    at the same time (in other threads) are compiled once. The code is for the target the config
-    names (config.target_cpu / target_features), read once here."""
+class LoweredGraph:
+    """A graph after the first phase of compiling: lowered to a ModuleSpec, or found in the compile
+    cache. finish() makes the machine code and returns (ModuleSpec, jit.CompiledModule); it may run
+    in another thread. background: finish() has slow work left (False for a cache hit, whose
+    object code is only loaded)."""
+
+    def __init__(self, target, finish, background=True, abandon=None):
+        self.target, self._finish, self.background = target, finish, background
+        # dropped unfinished (an interrupt before function() handed it over): run abandon()
+        self._abandon = weakref.finalize(self, abandon) if abandon is not None else None
+        if self._abandon is not None:
+            self._abandon.atexit = False
+
+    def finish(self):
+        if self._abandon is not None:
+            self._abandon.detach()
+        with targets.using(self.target):
+            return self._finish()
+
+
+def lower_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
+    """The LoweredGraph of a function graph, through the function cache: a hit loads the stored
+    object code without lowering the graph. Identical graphs compiled at the same time (in other
+    threads) are compiled once. The code is for the target the config names (config.target_cpu /
+    target_features), read once here. Raises here for a graph that cannot be lowered."""
     tgt = targets.current()
     with targets.using(tgt):
-        return _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile)
+        return _lower_graph(fgraph, updates, tgt, dict(guard_nan=guard_nan, bounds_check=bounds_check,
+                                                       profile=profile))
 
 
-def _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile):
-    options = dict(guard_nan=guard_nan, bounds_check=bounds_check, profile=profile)
+def compile_graph(fgraph, updates, **options):
+    """(ModuleSpec, jit.CompiledModule) of a function graph: lower_graph(...).finish()."""
+    return lower_graph(fgraph, updates, **options).finish()
+
+
+def _lower_graph(fgraph, updates, tgt, options):
     nodes = fgraph.toposort()
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
         spec = build_module(fgraph, updates, **options)
-        lowered()
-        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
+        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)))
     with _inflight_lock:
         job = _inflight.get(key)
         owner = job is None
         if owner:
             job = _inflight[key] = _Job()
     if not owner:
-        lowered()
-        meta, obj = job.result()
-        spec = _spec_from_meta(meta, fgraph, nodes, updates, options)
-        if spec is None:  # cannot happen for equal keys; compile this one on its own then
-            spec = build_module(fgraph, updates, **options)
-            return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
-        return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+        return LoweredGraph(tgt, lambda: _finish_as_another(job, fgraph, nodes, updates, options, tgt))
     try:
         entry = jit.read_entry(key)
         spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
         if spec is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
-            return spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)
+            _release(key, job)
+            return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)),
+                                background=False)
         spec = build_module(fgraph, updates, **options)
-        lowered()
-        obj = jit.compile_object(spec.ir_text)   # for tgt: this thread is in targets.using(tgt)
+    except BaseException as e:
+        job.fail(e)
+        _release(key, job)
+        raise
+    return LoweredGraph(tgt, lambda: _finish_and_store(job, key, spec, nodes, tgt),
+                        abandon=lambda: _abandon(job, key))
+
+
+def _finish_and_store(job, key, spec, nodes, tgt):
+    """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
+    try:
+        obj = jit.compile_object(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
         jit.write_entry(key, meta, obj)
         job.set((meta, obj))
@@ -148,8 +183,36 @@ def _compile_graph(fgraph, updates, tgt, guard_nan, bounds_check, profile):
         job.fail(e)
         raise
     finally:
-        with _inflight_lock:
-            _inflight.pop(key, None)
+        _release(key, job)
+
+
+def _finish_as_another(job, fgraph, nodes, updates, options, tgt):
+    """Another thread is compiling an identical graph: wait for its object code."""
+    try:
+        meta, obj = job.result()
+    except _Abandoned:
+        meta = None
+    spec = _spec_from_meta(meta, fgraph, nodes, updates, options) if meta is not None else None
+    if spec is None:  # abandoned, or (cannot happen for equal keys) unfit: compile this one on its own
+        spec = build_module(fgraph, updates, **options)
+        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
+    return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def _abandon(job, key):
+    """Those waiting for a compile that will not happen compile on their own."""
+    job.fail(_Abandoned())
+    _release(key, job)
+
+
+def _release(key, job):
+    with _inflight_lock:
+        if _inflight.get(key) is job:
+            del _inflight[key]
 
 
 class _Job:
@@ -173,7 +236,8 @@ class _Job:
 
 
 _inflight = {}      # graph key -> _Job of the thread compiling it
-_inflight_lock = threading.Lock()
+# reentrant: a LoweredGraph's abandon() may run from the garbage collector while this thread holds it
+_inflight_lock = threading.RLock()
 
 
 @after_fork_in_child
@@ -181,7 +245,7 @@ def _forget_parent_jobs():
     """A forked child: the threads compiling these jobs stayed in the parent (waiting for one
     would hang); compile again here."""
     global _inflight, _inflight_lock
-    _inflight, _inflight_lock = {}, threading.Lock()
+    _inflight, _inflight_lock = {}, threading.RLock()
 
 
 class _Uncacheable(Exception):
@@ -347,47 +411,139 @@ def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=F
 
 
 def _build_module(fgraph, updates, guard_nan=False, profile=False):
-    module = ir.Module(name="symcnn")
+    em = Emission(fgraph, updates, guard_nan, profile)
+    for _, emit in PASSES:
+        emit(em)
+    spec = ModuleSpec(str(em.module), em.plan.n_slots, em.offsets, em.layout, em.plan.order)
+    spec.kernels = kernel_list(em.plan, em.plan.order, updates)
+    if em.prof is not None:
+        spec.profile = em.prof.spec()
+    return spec
+
+
+# -- module emission as a list of named passes ---------------------------------------------------
+
+class Emission:
+    """What the passes emitting one module share: each reads what the earlier ones left."""
+
+    def __init__(self, fgraph, updates, guard_nan, profile):
+        self.fgraph, self.updates = fgraph, updates
+        self.guard_nan, self.profile = guard_nan, profile
+        self.module = self.fn = self.b = self.plan = self.ctx = self.chk = self.prof = None
+        self.hooks = []       # NodeHooks around each node's lowering
+        self.env = {}         # graph variable -> Array
+        self.offsets = []     # per graph input, where its dimensions start in input_dims
+        self.results = []     # per graph output, its Array
+        self.layout = []      # per graph output, (offset into outputs, ndim, dtype)
+
+
+def entry_function(em):
+    """The module (stamped for the target), its entry function, the memory plan and the context."""
+    em.module = module = ir.Module(name="symcnn")
     module.triple, module.data_layout = jit.module_header(targets.current())
-    fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
-    inputs_p, dims_p, slots_p, outs_p, err_p = fn.args
+    em.fn = fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
     for a in fn.args:
         a.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    em.b = ir.IRBuilder(fn.append_basic_block("entry"))
     # The NaN guard may stop a call midway: then nothing may have been written in place yet.
-    plan = Plan(fgraph, lower, updates if not guard_nan else ())
-    ctx = Context(module, b, plan, slots_p, err_p)
-    chk = _checker()
-    if chk is not None:
-        chk.attach(ctx)
-    if guard_nan:
-        from .guard import emit_nan_guard
-    prof = None
-    if profile:
-        from .profile import Profiler
-        prof = Profiler(ctx, kernel_list(plan, plan.order, updates), plan, updates)
+    em.plan = Plan(em.fgraph, lower, em.updates if not em.guard_nan else ())
+    em.ctx = Context(module, em.b, em.plan, fn.args[2], fn.args[4])
+    em.chk = _checker()
+    if em.chk is not None:
+        em.chk.attach(em.ctx)
 
-    env = {}
-    offsets, off = [], 0
-    for k, v in enumerate(fgraph.inputs):
+
+class NodeHook:
+    """Instrumentation around each node's lowering. Hooks nest: before() runs in list order and
+    after() in reverse, so the code of the first hook encloses the others'."""
+
+    def before(self, node, ins):
+        pass
+
+    def after(self, node, ins, outs):
+        pass
+
+
+class Collectives(NodeHook):
+    """Finish the collectives whose results a node reads before it; let the others progress after."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def before(self, node, ins):
+        self.ctx.before_node(node)
+
+    def after(self, node, ins, outs):
+        self.ctx.after_node()
+
+
+class NanGuard(NodeHook):
+    """mode='nanguard': check the node's float outputs (see guard.py)."""
+
+    def __init__(self, ctx):
+        from .guard import emit_nan_guard
+        self.ctx, self.emit = ctx, emit_nan_guard
+
+    def after(self, node, ins, outs):
+        self.ctx.before_node(None)  # the guard reads the outputs now
+        self.emit(self.ctx, node, outs)
+
+
+class KernelTimer(NodeHook):
+    """mode='profile': a clock read around the node's kernels (see profile.py)."""
+
+    def __init__(self, prof):
+        self.prof, self.token = prof, None
+
+    def before(self, node, ins):
+        self.token = self.prof.begin(node)
+
+    def after(self, node, ins, outs):
+        self.prof.end(self.token, [a.shape for a in ins] + [a.shape for a in outs])
+
+
+def instrumentation(em):
+    """The hooks around each node: collectives always, the NaN guard and the timers on request."""
+    em.hooks = [Collectives(em.ctx)]
+    if em.guard_nan:
+        em.hooks.append(NanGuard(em.ctx))
+    if em.profile:
+        from .profile import Profiler
+        em.prof = Profiler(em.ctx, kernel_list(em.plan, em.plan.order, em.updates), em.plan, em.updates)
+        em.hooks.append(KernelTimer(em.prof))
+
+
+def bind_inputs(em):
+    """Each graph input as an Array: its pointer from `inputs`, its dimensions from `input_dims`."""
+    b, (inputs_p, dims_p) = em.b, em.fn.args[:2]
+    off = 0
+    for k, v in enumerate(em.fgraph.inputs):
         ptr = b.load(b.gep(inputs_p, [U.i64(k)], source_etype=U.PTR), typ=U.PTR)
         shape = []
         for d, st in enumerate(v.type.shape):
             shape.append(st if st is not None else b.load(b.gep(dims_p, [U.i64(off + d)], source_etype=U.I64),
                                                          typ=U.I64))
-        offsets.append(off)
+        em.offsets.append(off)
         off += v.ndim
-        env[v] = Array(v.dtype, ptr, shape, b=b)
-        if chk is not None:
-            chk.bind(env[v], f"graph input {k} ({v})")
+        em.env[v] = Array(v.dtype, ptr, shape, b=b)
+        if em.chk is not None:
+            em.chk.bind(em.env[v], f"graph input {k} ({v})")
 
-    order = plan.order
-    for out, target in plan.inplace_update.items():
-        ctx.destination[out] = (env[target], fgraph.inputs.index(target))
-    for node in order:
+
+def bind_constants(em):
+    """The constants the nodes read, as internal globals."""
+    for node in em.plan.order:
         for v in node.inputs:
-            if v not in env and isinstance(v, Constant):
-                env[v] = _constant(module, v, b)
+            if v not in em.env and isinstance(v, Constant):
+                em.env[v] = constant_array(em.module, v, em.b)
+
+
+def lower_nodes(em):
+    """Each node's lowering in plan order, inside the instrumentation hooks; before the first
+    in-place update, the shapes of all of them are checked."""
+    ctx, plan, env, order = em.ctx, em.plan, em.env, em.plan.order
+    for out, target in plan.inplace_update.items():
+        ctx.destination[out] = (env[target], em.fgraph.inputs.index(target))
     first_inplace = len(order) - len(plan.inplace_update)
     for k, node in enumerate(order):
         if k == first_inplace:
@@ -395,8 +551,8 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
         ctx.node_index = k
         fn_lower, _ = lower.lookup(node.op)
         ins = [env[v] for v in node.inputs]
-        ctx.before_node(node)  # finish the collectives whose results node reads
-        tok = prof.begin(node) if prof is not None else None
+        for hook in em.hooks:
+            hook.before(node, ins)
         outs = fn_lower(ctx, node, ins)
         for var, arr in zip(node.outputs, outs):
             if len(arr.shape) != var.ndim or arr.dtype != var.dtype:
@@ -404,35 +560,36 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
                                      f"the {var.ndim}-d {var.dtype} {var}")
             arr.shape = ctx.static_shape(var, arr.shape)
             env[var] = arr
-        if tok is not None:
-            prof.end(tok, [a.shape for a in ins] + [a.shape for a in outs])
-        if guard_nan:
-            ctx.before_node(None)  # the guard reads the outputs now
-            emit_nan_guard(ctx, node, outs)
-        ctx.after_node()  # let the collectives in flight progress
+        for hook in reversed(em.hooks):
+            hook.after(node, ins, outs)
 
-    # Results that are views/inputs/constants are copied into their own buffers first.
+
+def copy_outputs(em):
+    """Results that are views/inputs/constants are copied into their own buffers first."""
+    ctx, env, prof = em.ctx, em.env, em.prof
     ctx.before_node(None)
-    ctx.node_index = len(order)
-    results = []
-    for k, out in enumerate(fgraph.outputs):
+    ctx.node_index = len(em.plan.order)
+    for k, out in enumerate(em.fgraph.outputs):
         if out not in env and isinstance(out, Constant):
-            env[out] = _constant(module, out, b)
+            env[out] = constant_array(em.module, out, em.b)
         arr = env[out]
-        if k in plan.output_copy:
+        if k in em.plan.output_copy:
             tok = prof.begin(("out", k)) if prof is not None else None
-            dst = ctx.alloc_in(plan.output_copy[k], out.dtype, arr.shape)
+            dst = ctx.alloc_in(em.plan.output_copy[k], out.dtype, arr.shape)
             copy(ctx, arr, dst)
             if tok is not None:
                 prof.end(tok, [arr.shape, dst.shape])
             arr = dst
-        results.append(arr)
+        em.results.append(arr)
 
-    # Updates: every new value is computed; write those of unchanged shape into the shared
-    # storage. A new value of another shape stays in its buffer: the caller gives the shared
-    # variable a new array (Theano lets an update change a shared variable's shape).
-    for inp, outk in updates:
-        src, dst = results[outk], env[fgraph.inputs[inp]]
+
+def commit_updates(em):
+    """Updates: every new value is computed; write those of unchanged shape into the shared
+    storage. A new value of another shape stays in its buffer: the caller gives the shared
+    variable a new array (Theano lets an update change a shared variable's shape)."""
+    b, ctx, prof = em.b, em.ctx, em.prof
+    for inp, outk in em.updates:
+        src, dst = em.results[outk], em.env[em.fgraph.inputs[inp]]
         tok = prof.begin(("upd", inp)) if prof is not None else None
         if src is dst:
             if tok is not None:
@@ -447,21 +604,38 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
         if tok is not None:
             prof.end(tok, [src.shape, dst.shape])
 
-    layout, off = [], 0
-    for k, (out, arr) in enumerate(zip(fgraph.outputs, results)):
-        layout.append((off, out.ndim, out.dtype))
+
+def return_results(em):
+    """Per output, its data pointer then its dimensions into `outputs`; return 0."""
+    b, outs_p = em.b, em.fn.args[3]
+    off = 0
+    for out, arr in zip(em.fgraph.outputs, em.results):
+        em.layout.append((off, out.ndim, out.dtype))
         b.store(b.ptrtoint(arr.ptr, U.I64), b.gep(outs_p, [U.i64(off)], source_etype=U.I64))
         for d, dim in enumerate(arr.shape):
             b.store(U.as_value(b, dim), b.gep(outs_p, [U.i64(off + 1 + d)], source_etype=U.I64))
         off += 1 + out.ndim
     b.ret(ir.Constant(U.I32, 0))
+
+
+def loop_metadata(em):
+    """A post-pass over the finished function: its scalar loops are not unrolled (ENTRY_UNROLL)."""
     if not ENTRY_UNROLL:
-        _disable_unrolling(module, fn)
-    spec = ModuleSpec(str(module), plan.n_slots, offsets, layout, order)
-    spec.kernels = kernel_list(plan, order, updates)
-    if prof is not None:
-        spec.profile = prof.spec()
-    return spec
+        _disable_unrolling(em.module, em.fn)
+
+
+# The passes emitting a module, in order.
+PASSES = (
+    ("entry_function", entry_function),
+    ("instrumentation", instrumentation),
+    ("inputs", bind_inputs),
+    ("constants", bind_constants),
+    ("nodes", lower_nodes),
+    ("outputs", copy_outputs),
+    ("updates", commit_updates),
+    ("return", return_results),
+    ("loop_metadata", loop_metadata),
+)
 
 
 def _disable_unrolling(module, fn):
@@ -520,7 +694,8 @@ def _check_inplace_shapes(ctx, plan, nodes, env):
             ctx.check_equal(x, y, E_UPDATE_SHAPE, d, input_index)
 
 
-def _constant(module, v, b):
+def constant_array(module, v, b):
+    """The Array of a graph constant: its bytes in an internal, 64-byte aligned global."""
     data = np.asarray(v.data, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
     raw = bytearray(data.tobytes()) or bytearray(b"\0")
     ty = ir.ArrayType(U.I8, len(raw))

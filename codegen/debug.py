@@ -6,7 +6,7 @@ import numpy as np
 from symcnn.graph.fg import FunctionGraph
 from symcnn.graph.trace import with_trace
 
-from .runtime import NativeRunner
+from .runtime import NativeLowered, NativeRunner
 
 
 class DebugModeError(AssertionError):
@@ -36,20 +36,35 @@ def _mismatch(native, ref, rtol, atol):
     return None
 
 
+def _extended(fgraph):
+    """The graph with the outputs of every node (in toposort order) after its own outputs."""
+    inner = [o for node in fgraph.toposort() for o in node.outputs]
+    return FunctionGraph(fgraph.inputs, list(fgraph.outputs) + inner, clone=False)
+
+
 class DebugRunner:
-    def __init__(self, fgraph, updates=(), rtol=1e-4, atol=1e-5):
+    @classmethod
+    def lower(cls, fgraph, updates=()):
+        """Lower the graph with every intermediate result as an output (see NativeRunner.lower)."""
+        native = NativeRunner.lower(_extended(fgraph), [])
+        return NativeLowered(native, lambda runner: cls(fgraph, updates, native=runner))
+
+    def __init__(self, fgraph, updates=(), rtol=1e-4, atol=1e-5, native=None):
+        """native: the NativeRunner of _extended(fgraph) (None: compile it now)."""
         self.fgraph = fgraph
         self.order = fgraph.toposort()
-        self.inner = [o for node in self.order for o in node.outputs]
-        extended = FunctionGraph(fgraph.inputs, list(fgraph.outputs) + self.inner, clone=False)
         # Updates are not committed natively here: the caller assigns the returned values.
-        self.native = NativeRunner(extended, [])
+        self.native = native if native is not None else NativeRunner(_extended(fgraph), [])
         self.rtol, self.atol = rtol, atol
         self.n_out = len(fgraph.outputs)
+        self.inner = list(self.native.fgraph.outputs[self.n_out:])
 
     @property
     def ir(self):
         return self.native.ir
+
+    def dump_llvm(self):
+        return self.native.dump_llvm()
 
     def __call__(self, values):
         results = self.native(values)

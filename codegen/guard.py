@@ -45,15 +45,13 @@ class NanGuardError(FloatingPointError):
 class NanGuardRunner(NativeRunner):
     """mode='nanguard': native code that checks every node's float outputs for NaN/Inf."""
 
-    def __init__(self, fgraph, updates=()):
-        super().__init__(fgraph, updates, guard_nan=True)
+    build_options = {"guard_nan": True}
 
 
 class BoundsCheckRunner(NativeRunner):
     """mode='boundscheck': native code that checks every Array element access."""
 
-    def __init__(self, fgraph, updates=()):
-        super().__init__(fgraph, updates, bounds_check=True)
+    build_options = {"bounds_check": True}
 
 
 # -- nanguard: IR ----------------------------------------------------------------------------

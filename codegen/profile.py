@@ -133,8 +133,10 @@ class Profiler:
 class ProfileRunner(NativeRunner):
     """mode='profile': the native code of mode='native' plus a clock read around every kernel."""
 
-    def __init__(self, fgraph, updates=()):
-        super().__init__(fgraph, updates, profile=True)
+    build_options = {"profile": True}
+
+    def __init__(self, fgraph, updates=(), compiled=None):
+        super().__init__(fgraph, updates, compiled)
         p = self.spec.profile
         eng = self.module.engine
         self._prof_counts = _global_array(eng, "symcnn_prof", 2 * max(p["n_kernels"], 1))

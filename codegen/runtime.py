@@ -4,11 +4,12 @@ import weakref
 
 import numpy as np
 
+from symcnn.compile.backend import Lowered
 from symcnn.compile.shared import SharedVariable
 from symcnn.graph.trace import with_trace
 
 from . import lower as L
-from .build import compile_graph
+from .build import lower_graph
 
 _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [ctypes.c_void_p]
@@ -23,14 +24,37 @@ _EXPLAINED_BY_REFERENCE = {L.E_SHAPE, L.E_INDEX, L.E_RESHAPE, L.E_STATIC, L.E_VA
                            L.E_ZERO_STEP}
 
 
+class NativeLowered(Lowered):
+    """A graph lowered (or found in the compile cache) for a native runner; finish() generates
+    or loads its machine code and makes the runner, make_runner(what the graph's finish gives)."""
+
+    def __init__(self, graph, make_runner):
+        self._graph, self._make_runner = graph, make_runner
+        self.background = graph.background
+
+    def finish(self):
+        return self._make_runner(self._graph.finish())
+
+
 class NativeRunner:
     """The native implementation of one compiled function graph."""
 
-    def __init__(self, fgraph, updates=(), **build_options):
-        """build_options: guard_nan / bounds_check for build_module (see guard.py)."""
+    build_options = {}   # for build_module: guard_nan / bounds_check / profile (the checked modes)
+
+    @classmethod
+    def lower(cls, fgraph, updates=()):
+        """The backend's first phase: lower the graph (raises for a graph it cannot run)."""
+        updates = list(updates)
+        return NativeLowered(lower_graph(fgraph, updates, **cls.build_options),
+                             lambda compiled: cls(fgraph, updates, compiled))
+
+    def __init__(self, fgraph, updates=(), compiled=None):
+        """compiled: (ModuleSpec, jit.CompiledModule) from lower(...).finish(); None: compile now."""
         self.fgraph = fgraph
         self.updates = list(updates)
-        self.spec, self.module = compile_graph(fgraph, self.updates, **build_options)
+        if compiled is None:
+            compiled = lower_graph(fgraph, self.updates, **self.build_options).finish()
+        self.spec, self.module = compiled
         proto = ctypes.CFUNCTYPE(ctypes.c_int32, *[ctypes.c_void_p] * 5)
         self._entry = proto(self.module.address("symcnn_entry"))
         self.pool_threads = _start_pool(self, self.module)
@@ -51,6 +75,10 @@ class NativeRunner:
 
     @property
     def ir(self):
+        return self.spec.ir_text
+
+    def dump_llvm(self):
+        """The LLVM IR module (text; a function loaded from the cache lowers it again for this)."""
         return self.spec.ir_text
 
     @property

@@ -55,7 +55,7 @@ class Config:
         # The machine native code is compiled for (read when a function is compiled): "host", an
         # LLVM CPU name ("haswell", "znver4", ...) or an x86-64 level ("x86-64", "x86-64-v2",
         # "x86-64-v3", "x86-64-v4"); target_features adds LLVM feature flags ("+avx2,-avx512f").
-        # Only strings here: the backend (codegen/target.py) interprets them.
+        # Only strings here: the native backend interprets them.
         self.target_cpu = "host"
         self.target_features = ""
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)

@@ -4,7 +4,7 @@
 and every variable the branches start from (graph inputs and shared variables); each branch
 is kept as its own inner graph over stand-ins for those inputs. Running the node runs only the
 selected inner graph: its numpy `perform` evaluates that graph node by node, and the native
-lowering (codegen/kernels/ifelse.py) emits both inner graphs' kernels under one branch
+lowering (the native backend's) emits both inner graphs' kernels under one branch
 instruction. A node that a branch shares with the rest of the function is part of the inner
 graph too, so it runs again inside the branch when that branch is taken.
 """

@@ -4,8 +4,8 @@ What theano.gradient.jacobian/hessian use for rows whose count is known only at 
 (Theano writes them with scan): the inner graph computes row i (e.g. grad(expression[i], wrt))
 from i and stand-ins of the variables the rows start from. `row_shape` inputs give each
 result's row shape, so the output (n, *row_shape) is allocated before the first row; a row of
-another shape is an error. Native code runs the inner graph's kernels in a loop
-(codegen/kernels/index_map.py).
+another shape is an error. Native code runs the inner graph's kernels in a loop (the native
+backend's lowering of IndexMap).
 """
 import numpy as np
 

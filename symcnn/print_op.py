@@ -17,7 +17,7 @@ class Print(Op):
     """Print(message="", attrs=("__str__",), global_fn=_print_fn)(x) returns x and, whenever it
     is computed, calls global_fn(op, value): by default it prints `message attr = value.attr`
     for each attribute (Theano's output, e.g. `x __str__ = [1. 2.]`). The native code calls
-    back into Python with the value (codegen/kernels/printing.py)."""
+    back into Python with the value (the native backend's Print lowering)."""
 
     __props__ = ("message", "attrs", "global_fn")
 

@@ -17,11 +17,11 @@ def lower_inner(ctx, fg, env):
     """Emit fg's kernels in order at the builder's position. env maps fg's inputs to Arrays;
     returns it completed with every inner variable (constant outputs included). Intermediate
     values get buffer slots of their own in the enclosing plan."""
-    from ..build import _constant
+    from ..build import constant_array
     for node in fg.toposort():
         for v in node.inputs:
             if v not in env and isinstance(v, Constant):
-                env[v] = _constant(ctx.module, v, ctx.b)
+                env[v] = constant_array(ctx.module, v, ctx.b)
         for v in node.outputs:
             ctx.plan.slot[v] = ctx.plan.new_slot()
         fn_lower, _ = lower.lookup(node.op)
@@ -30,5 +30,5 @@ def lower_inner(ctx, fg, env):
             env[var] = arr
     for res in fg.outputs:
         if res not in env and isinstance(res, Constant):
-            env[res] = _constant(ctx.module, res, ctx.b)
+            env[res] = constant_array(ctx.module, res, ctx.b)
     return env

@@ -66,12 +66,12 @@ def inner_plan(ctx, op):
 def lower_inner(sub, fg, plan, env):
     """Emit the inner graph's nodes at the builder's position; env maps inner inputs to Arrays.
     Returns the Arrays of the inner outputs, each in a buffer of its own."""
-    from ..build import _constant
+    from ..build import constant_array
     b = sub.b
     for node in plan.order:
         for v in node.inputs:
             if v not in env and isinstance(v, Constant):
-                env[v] = _constant(sub.module, v, b)
+                env[v] = constant_array(sub.module, v, b)
         fn_lower, _ = lower.lookup(node.op)
         outs = fn_lower(sub, node, [env[v] for v in node.inputs])
         for var, arr in zip(node.outputs, outs):
@@ -80,7 +80,7 @@ def lower_inner(sub, fg, plan, env):
     results = []
     for k, out in enumerate(fg.outputs):
         if out not in env and isinstance(out, Constant):
-            env[out] = _constant(sub.module, out, b)
+            env[out] = constant_array(sub.module, out, b)
         arr = env[out]
         if k in plan.output_copy:
             dst = sub.alloc_in(plan.output_copy[k], out.dtype, arr.shape)

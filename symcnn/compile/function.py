@@ -12,7 +12,7 @@ from ..graph.fg import FunctionGraph
 from ..graph.trace import user_trace, with_trace
 from ..tensor.var import as_tensor_variable
 from . import linker as _reference  # noqa: F401  (registers the reference mode)
-from .mode import get_mode, linker_for, on_lowered
+from .mode import backend_for, get_mode, rewrites_for
 from ..rewrite import rewrite_graph
 from .io import In, Out
 from .shared import SharedVariable
@@ -144,7 +144,8 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
 
     fgraph = FunctionGraph(inputs + shared_inputs, graph_outputs)
     mode = get_mode(mode)
-    rewrite_log = rewrite_graph(fgraph, excluding=mode.excluding) if mode.rewrite else []
+    query = rewrites_for(mode, backend_for(mode))
+    rewrite_log = rewrite_graph(fgraph, query=query) if query is not None else []
     fn = Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
                   mode, name, allow_input_downcast, rewrite_log)
     fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
@@ -215,13 +216,14 @@ class Function:
             else allow_input_downcast
         # (graph input index, graph output index) of each update, for backends that commit in place.
         update_pairs = [(fgraph.inputs.index(sv), n_outputs + k) for k, sv in enumerate(update_targets)]
-        factory = linker_for(mode)
+        backend = backend_for(mode)
         self._runner = self._build = None
         self._call_lock = threading.RLock()   # reentrant: a callback inside a call may call again
-        if factory is not _reference.ReferenceRunner:  # the reference mode has nothing to compile
-            self._build = _BackgroundBuild(factory, fgraph, update_pairs)
+        lowered = backend.lower(fgraph, update_pairs)   # raises here for a graph the backend rejects
+        if lowered.background:
+            self._build = _BackgroundBuild(lowered, backend, fgraph, update_pairs)
         else:
-            self._runner = factory(fgraph, update_pairs)
+            self._runner = lowered.finish()
         self._by_name = {v.name: i for i, v in enumerate(inputs) if v.name}
         self._in_options, self._defaults, self.output_keys, self._spec = [None] * len(inputs), [None] * len(inputs), \
             None, None
@@ -410,6 +412,7 @@ class Function:
     def maker(self):
         return self  # Theano code reads fn.maker.fgraph
 
+    # -- what only some runners offer: forwarded to fn.runner ----------------------------------
     @property
     def kernels(self):
         """The native kernels one call runs, in order (fused nodes named for what they fused)."""
@@ -420,7 +423,7 @@ class Function:
         return self._native("memory_report").memory_report()
 
     def profile(self, reset=False, peak_gflops=None):
-        """Per-kernel times, FLOPs and bytes of the calls so far (a codegen.profile.ProfileReport:
+        """Per-kernel times, FLOPs and bytes of the calls so far (a ProfileReport of the runner:
         print it for a table, iterate it for rows). Needs mode='profile'. reset=True clears the
         counters after reading them. peak_gflops: the machine ceiling of the whole-step line
         (default: derived from the target the function was compiled for and this machine's clock
@@ -437,11 +440,10 @@ class Function:
 
     def dump_llvm(self):
         """The LLVM IR module of a natively compiled function (text)."""
-        ir = getattr(self.runner, "ir", None)
-        if ir is None:
+        if not hasattr(self.runner, "dump_llvm"):
             raise ValueError(f"{self._what()} was compiled in mode {self.mode.linker!r}, which emits no LLVM IR; "
                              f"compile it with mode='native'")
-        return ir
+        return self.runner.dump_llvm()
 
     def dprint(self, **kwargs):
         from ..printing import debugprint
@@ -449,42 +451,33 @@ class Function:
 
 
 class _BackgroundBuild:
-    """Builds a runner in its own thread. The constructor returns once the backend has lowered
-    the graph (so a graph the backend rejects raises in function(), as before), or when the
-    runner is built if the backend never says it lowered (a cache hit); LLVM's optimisation and
-    code generation then overlap whatever the caller does next, e.g. building and lowering the
-    next function, which the backend may compile at the same time in a helper process.
+    """Finishes a lowered graph (the backend's machine-code generation) in its own thread, so LLVM's
+    optimisation and code generation overlap whatever the caller does next, e.g. building and
+    lowering the next function, which the backend may compile at the same time in a helper process.
 
     Waiting survives interruptions: a KeyboardInterrupt while waiting leaves the build going,
     and the next wait picks it up (an interrupted Thread.join may mark a live thread as finished).
     In a child made by os.fork() before the build finished, the building thread does not exist:
-    the child builds the runner itself."""
+    the child lowers and builds the runner itself."""
 
-    def __init__(self, factory, fgraph, update_pairs):
-        self._args = (factory, fgraph, update_pairs)
+    def __init__(self, lowered, backend, fgraph, update_pairs):
+        self._args = (backend, fgraph, update_pairs)
         self._pid = os.getpid()
-        self._lowered = threading.Event()
         self._done = threading.Event()
-        self._accepted = False   # the backend lowered the graph (later errors surface at the call)
         self._runner = self._error = None
-        self._thread = threading.Thread(target=self._run, args=self._args, name="symcnn-compile", daemon=False)
-        self._thread.start()
-        self._lowered.wait()
-        if not self._accepted:
-            self.result()
-
-    def _accept(self):
-        self._accepted = True
-        self._lowered.set()
-
-    def _run(self, factory, fgraph, update_pairs):
+        self._thread = threading.Thread(target=self._run, args=(lowered,), name="symcnn-compile", daemon=False)
         try:
-            with on_lowered(self._accept):
-                self._runner = factory(fgraph, update_pairs)
+            self._thread.start()
+        except RuntimeError:  # no thread to be had: finish here (a lowered graph must be finished)
+            self._thread = None
+            self._run(lowered)
+
+    def _run(self, lowered):
+        try:
+            self._runner = lowered.finish()
         except BaseException as e:  # re-raised in the caller's thread
             self._error = e
         finally:
-            self._lowered.set()
             self._done.set()
 
     def result(self):
@@ -502,9 +495,9 @@ class _BackgroundBuild:
 
     def _build_here(self):
         """In a forked child: the thread building the runner stayed in the parent."""
-        factory, fgraph, update_pairs = self._args
+        backend, fgraph, update_pairs = self._args
         try:
-            runner, error = factory(fgraph, update_pairs), None
+            runner, error = backend.lower(fgraph, update_pairs).finish(), None
         except Exception as e:
             runner, error = None, e
         self._runner, self._error, self._thread = runner, error, None

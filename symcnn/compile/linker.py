@@ -3,7 +3,7 @@ import numpy as np
 
 from ..graph.basic import Constant
 from ..graph.trace import reraise_with_trace
-from .mode import register_linker
+from .backend import Backend, Ready, register_backend
 
 
 def describe_inputs(values):
@@ -16,6 +16,11 @@ class ReferenceRunner:
         self.order = fgraph.toposort()
         self.constants = {v: v.data for node in self.order for v in node.inputs if isinstance(v, Constant)}
         self.constants.update({v: v.data for v in fgraph.outputs if isinstance(v, Constant)})
+
+    @classmethod
+    def lower(cls, fgraph, updates=()):
+        """Nothing to compile: the runner is ready at once."""
+        return Ready(cls(fgraph, updates))
 
     def __call__(self, input_values):
         storage = dict(self.constants)
@@ -32,4 +37,5 @@ class ReferenceRunner:
         return [storage[v] for v in self.fgraph.outputs]
 
 
-register_linker("reference", ReferenceRunner)
+# The oracle runs the graph as written.
+register_backend(Backend("reference", ReferenceRunner.lower, rewrite=False))

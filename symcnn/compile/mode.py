@@ -1,25 +1,12 @@
 """Modes choose how a compiled function runs.
 
-'reference' runs each node's numpy `perform`. Other modes are provided by
-backends that register a linker factory here (the native LLVM backend lives in
-the `codegen` package, which symcnn loads only when such a mode is asked for).
+'reference' runs each node's numpy `perform`. Other modes are provided by backends, found
+through entry points when such a mode is asked for (see backend.py).
 """
-import threading
-from contextlib import contextmanager
-
 from ..config import config
+from .backend import backend_named
 
-_linkers = {}
 _aliases = {"FAST_COMPILE": "reference", "py": "reference"}
-
-
-def register_linker(name, factory):
-    """factory(fgraph, updates) -> callable(list of input values) -> list of output values.
-
-    updates lists (input index, output index) pairs: the output is the new value of
-    that (shared) input. A backend may write it into the input's storage itself and
-    return the input array as that output."""
-    _linkers[name] = factory
 
 
 class Mode:
@@ -27,11 +14,9 @@ class Mode:
 
     def __init__(self, linker=None, excluding=(), rewrite=None):
         self.linker = linker or config.mode
-        # The NaN guard checks each kernel: without fusion, each kernel is one op of your graph.
-        implied = ("fuse",) if self.linker == "nanguard" else ()
-        self.excluding = tuple(excluding) + tuple(p for p in implied if p not in excluding)
-        # The reference mode runs the graph as written (it is the oracle); others rewrite it.
-        self.rewrite = (_aliases.get(self.linker, self.linker) != "reference") if rewrite is None else rewrite
+        self.excluding = tuple(excluding)
+        # None: as the backend says (the reference mode runs the graph as written: it is the oracle).
+        self.rewrite = rewrite
 
     def __repr__(self):
         return f"Mode(linker={self.linker!r}, excluding={self.excluding}, rewrite={self.rewrite})"
@@ -47,36 +32,14 @@ def get_mode(mode):
     return mode
 
 
-def linker_for(mode):
-    name = _aliases.get(mode.linker, mode.linker)
-    if name not in _linkers and name != "reference":
-        try:
-            import codegen  # noqa: F401  (registers its modes)
-        except ImportError as e:
-            raise ValueError(f"mode {mode.linker!r} needs the native backend, which failed to load: {e}") from e
-    if name not in _linkers:
-        raise ValueError(f"unknown mode {mode.linker!r}; known modes: {', '.join(sorted(_linkers))}")
-    return _linkers[name]
+def backend_for(mode):
+    """The Backend compiling functions in `mode` (a Mode); ValueError for an unknown mode or one
+    whose backend is not installed or fails to load."""
+    return backend_named(_aliases.get(mode.linker, mode.linker))
 
 
-_lowering = threading.local()
-
-
-@contextmanager
-def on_lowered(callback):
-    """Call `callback()` when a backend building a runner in this thread has turned the graph
-    into code (the step that can reject a graph); what follows (machine-code generation) may
-    then finish in the background."""
-    prev = getattr(_lowering, "callback", None)
-    _lowering.callback = callback
-    try:
-        yield
-    finally:
-        _lowering.callback = prev
-
-
-def lowered():
-    """Backends call this once the graph is lowered (see on_lowered)."""
-    cb = getattr(_lowering, "callback", None)
-    if cb is not None:
-        cb()
+def rewrites_for(mode, backend):
+    """The RewriteQuery for a function compiled in `mode` by `backend`, or None to run the graph
+    as written."""
+    rewrite = backend.rewrite if mode.rewrite is None else mode.rewrite
+    return backend.rewrites.excluding(*mode.excluding) if rewrite else None

@@ -17,7 +17,7 @@ _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK", "
 _lock = threading.Lock()
 _state = {}
 
-# What native code needs to call MPI itself (codegen resolves the symbol `symcnn_mpi_table`
+# What native code needs to call MPI itself (the native backend resolves the symbol `symcnn_mpi_table`
 # to this array): the size, the addresses of MPI_Allreduce, MPI_Iallreduce, MPI_Test and
 # MPI_Wait, the communicator's and MPI_SUM's handles, then one datatype handle per
 # NATIVE_DTYPES entry (slots named by SLOT). All zero (size 0) until a communicator of more

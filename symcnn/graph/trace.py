@@ -1,17 +1,24 @@
 """Where in the user's code a variable or node was created.
 
-Each node remembers the first stack frame outside the symcnn package, so that
-errors raised while building or running a graph can name the user's line first.
+Each node remembers the first stack frame outside the symcnn package (and the packages of
+backends, which register themselves with hide_frames_in), so that errors raised while
+building or running a graph can name the user's line first.
 """
 import linecache
 import os
 import sys
 
 _SYMCNN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_PKG_DIRS = (
-    _SYMCNN_DIR + os.sep,
-    os.path.join(os.path.dirname(_SYMCNN_DIR), "codegen") + os.sep,
-)
+_PKG_DIRS = (_SYMCNN_DIR + os.sep,)
+
+
+def hide_frames_in(directory):
+    """Treat frames of the files under `directory` as symcnn's own: a backend's package calls this
+    when it is imported, so errors name the user's line rather than the backend's."""
+    global _PKG_DIRS
+    d = os.path.abspath(directory) + os.sep
+    if d not in _PKG_DIRS:
+        _PKG_DIRS = _PKG_DIRS + (d,)
 
 
 class Trace(tuple):

@@ -1,2 +1,2 @@
 """Graph rewrites: canonicalize -> stabilize -> specialize -> fuse -> inplace."""
-from .core import PHASES, graph_rewrite, node_rewrite, registered, rewrite_graph  # noqa: F401
+from .core import PHASES, RewriteQuery, graph_rewrite, node_rewrite, registered, rewrite_graph  # noqa: F401

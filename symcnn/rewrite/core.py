@@ -3,12 +3,14 @@ run to a fixpoint by one driver.
 
 A node rewrite is `fn(fgraph, node) -> list of replacement outputs | None`,
 registered for the op classes it looks at. A graph rewrite is `fn(fgraph) ->
-number of changes`. Any rewrite can be excluded by name
+number of changes`. Every rewrite carries tags: its name, its phase, 'fast_run' and any
+given when it is registered. A RewriteQuery picks rewrites by tag, as PyTensor's modes do
+(each backend carries one: see symcnn.compile.backend); any tag can be excluded
 (`symcnn.function(..., mode=Mode(excluding=['merge']))`); SYMCNN_TRACE_REWRITES=1
 prints each one that fires, and `fn.rewrite_log` keeps them.
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..graph.basic import io_toposort
 
@@ -22,36 +24,64 @@ class Rewrite:
     fn: object
     tracks: tuple = None    # op classes (node rewrites) or None (graph rewrite)
     graph_level: bool = False
+    tags: frozenset = field(default_factory=frozenset)   # name, phase, 'fast_run' and extra tags
 
 
 _rewrites = []
 
 
-def _register(phase, name, fn, tracks, graph_level):
+def _register(phase, name, fn, tracks, graph_level, tags=()):
     if phase not in PHASES:
         raise ValueError(f"unknown rewrite phase {phase!r}; phases are {PHASES}")
     if any(r.name == name for r in _rewrites):
         raise ValueError(f"a rewrite named {name!r} is already registered")
-    _rewrites.append(Rewrite(name, phase, fn, tuple(tracks) if tracks else None, graph_level))
+    tags = frozenset((name, phase, "fast_run") + tuple(tags))
+    _rewrites.append(Rewrite(name, phase, fn, tuple(tracks) if tracks else None, graph_level, tags))
     return fn
 
 
-def node_rewrite(phase, tracks, name=None):
+def node_rewrite(phase, tracks, name=None, tags=()):
     """Register fn(fgraph, node) for nodes whose op is an instance of `tracks`."""
     def deco(fn):
-        return _register(phase, name or fn.__name__, fn, tracks, False)
+        return _register(phase, name or fn.__name__, fn, tracks, False, tags)
     return deco
 
 
-def graph_rewrite(phase, name=None):
+def graph_rewrite(phase, name=None, tags=()):
     """Register fn(fgraph) -> number of changes, run once per pass of its phase."""
     def deco(fn):
-        return _register(phase, name or fn.__name__, fn, None, True)
+        return _register(phase, name or fn.__name__, fn, None, True, tags)
     return deco
 
 
 def registered(phase=None):
     return [r for r in _rewrites if phase is None or r.phase == phase]
+
+
+@dataclass(frozen=True)
+class RewriteQuery:
+    """Which registered rewrites run: those with a tag in `include` and none in `exclude`
+    (PyTensor's RewriteDatabaseQuery). A backend carries one; Mode(excluding=...) adds to it."""
+    include: tuple = ("fast_run",)
+    exclude: tuple = ()
+
+    def excluding(self, *tags):
+        return RewriteQuery(self.include, self.exclude + tuple(t for t in tags if t not in self.exclude))
+
+    def including(self, *tags):
+        return RewriteQuery(self.include + tuple(t for t in tags if t not in self.include), self.exclude)
+
+    def selects(self, rewrite):
+        return not rewrite.tags.isdisjoint(self.include) and rewrite.tags.isdisjoint(self.exclude)
+
+    def check(self):
+        """Raise ValueError for a tag no registered rewrite carries (a misspelt name)."""
+        known = set().union(*(r.tags for r in _rewrites)) | set(PHASES)
+        for verb, tags in (("include", self.include), ("exclude", self.exclude)):
+            unknown = set(tags) - known
+            if unknown:
+                raise ValueError(f"cannot {verb} unknown rewrite(s) {sorted(unknown)}; "
+                                 f"known: {', '.join(sorted(r.name for r in _rewrites))}")
 
 
 @dataclass
@@ -65,20 +95,18 @@ class Fired:
         return f"[{self.phase}] {self.rewrite}: {self.op}" + (f" ({self.location})" if self.location else "")
 
 
-def rewrite_graph(fgraph, excluding=(), max_passes=100):
-    """Run every phase in order, each to a fixpoint. Returns the list of Fired records."""
+def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
+    """Run every phase in order, each to a fixpoint, with the rewrites `query` selects (default:
+    RewriteQuery()) less those tagged with a name in `excluding`. Returns the list of Fired records."""
     from . import canonicalize, stabilize, fusion, convpool  # noqa: F401  (register the rewrites)
-    excluding = set(excluding)
-    unknown = excluding - {r.name for r in _rewrites} - set(PHASES)
-    if unknown:
-        raise ValueError(f"cannot exclude unknown rewrite(s) {sorted(unknown)}; "
-                         f"known: {', '.join(sorted(r.name for r in _rewrites))}")
+    query = (query or RewriteQuery()).excluding(*excluding)
+    query.check()
     verbose = os.environ.get("SYMCNN_TRACE_REWRITES", "") not in ("", "0")
     log = []
     for phase in PHASES:
-        if phase in excluding:
+        active = [r for r in _rewrites if r.phase == phase and query.selects(r)]
+        if not active:
             continue
-        active = [r for r in _rewrites if r.phase == phase and r.name not in excluding]
         for _ in range(max_passes):
             changed = False
             for r in active:

@@ -17,7 +17,7 @@ and reads its taps at rows L + t + k. scan returns rows L.. of it. Outputs that 
 stops after the first step whose condition holds; its outputs then have only the rows computed.
 
 Memory. The reference implementation (perform) runs the inner graph with the reference linker
-once per step. In native modes (codegen/kernels/scan.py) the loop runs inside the function's one
+once per step. In native modes (the native backend's scan lowering) the loop runs inside the function's one
 LLVM entry point: the inner graph is copied, rewritten like any graph and planned by the same
 memory planner; the inner plan's buffers get slot numbers of the outer function, so they are
 allocated on the first step, reused by every later step and every later call, and freed with the

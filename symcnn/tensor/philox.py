@@ -2,7 +2,7 @@
 
 Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC11). A counter-based generator:
 block = philox(counter, key) is a pure function, so any thread or vector lane computes any block
-without shared state. The native kernel (codegen/kernels/random.py) emits the same arithmetic, and
+without shared state. The native backend's kernel emits the same arithmetic, and
 the two must agree bit for bit; the formulas below are the specification both follow.
 
 A stream's state is 4 uint32 words [k0, k1, c_lo, c_hi]: a 64-bit key and a 64-bit draw counter.

@@ -90,3 +90,21 @@ def test_symcnn_mode_environment_variable_sets_default():
     env["SYMCNN_MODE"] = "debug"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["debug", "DebugRunner"]
+
+
+def test_native_only_methods_live_on_the_runner():
+    x, W, cost = _graph()
+    f = theano.function([x], cost, mode="native")
+    f(np.ones((2, 4), dtype="float32"))
+    assert [str(k) for k in f.runner.kernels] == [str(k) for k in f.kernels] and f.kernels
+    assert f.runner.memory_report() == f.memory_report()
+    assert f.runner.dump_llvm() == f.dump_llvm()
+    p = theano.function([x], cost, mode="profile")
+    p(np.ones((2, 4), dtype="float32"))
+    assert [r.name for r in p.runner.profile()] == [r.name for r in p.profile()]
+    r = theano.function([x], cost, mode="reference")
+    for what, call in (("kernels", lambda: r.kernels), ("memory_report", r.memory_report)):
+        with pytest.raises(ValueError, match=f"mode 'reference'; {what} needs mode='native'"):
+            call()
+    with pytest.raises(ValueError, match="profile\\(\\) needs a function compiled with mode='profile'"):
+        f.profile()
