@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..graph.basic import io_toposort
 
-PHASES = ("canonicalize", "stabilize", "specialize", "fuse", "inplace")
+PHASES = ("canonicalize", "stabilize", "specialize", "fuse")
 
 
 @dataclass
