@@ -74,6 +74,8 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100):
         raise ValueError(f"cannot exclude unknown rewrite(s) {sorted(unknown)}; "
                          f"known: {', '.join(sorted(r.name for r in _rewrites))}")
     verbose = os.environ.get("SYMCNN_TRACE_REWRITES", "") not in ("", "0")
+    from ..config import config
+    check = _check_after if config.check_graph else None
     log = []
     for phase in PHASES:
         if phase in excluding:
@@ -84,6 +86,8 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100):
             for r in active:
                 if r.graph_level:
                     n = r.fn(fgraph)
+                    if check:
+                        check(fgraph, phase, r.name)
                     if n:
                         changed = True
                         _record(log, Fired(phase, r.name, f"{n} change(s)", ""), verbose)
@@ -97,6 +101,8 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100):
                     if not new:
                         continue
                     replace_node(fgraph, node, new, r.name)
+                    if check:
+                        check(fgraph, phase, r.name)
                     loc = node.trace.location() if node.trace else ""
                     _record(log, Fired(phase, r.name, str(node.op), loc), verbose)
                     changed = True
@@ -104,6 +110,15 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100):
             if not changed:
                 break
     return log
+
+
+def _check_after(fgraph, phase, name):
+    """config.check_graph: the graph must be consistent after every rewrite that changed it."""
+    from ..graph.fg import GraphIntegrityError
+    try:
+        fgraph.check_integrity()
+    except GraphIntegrityError as e:
+        raise GraphIntegrityError(f"rewrite {name!r} (phase {phase}) left an inconsistent graph: {e}") from e
 
 
 def _record(log, fired, verbose):
