@@ -21,14 +21,10 @@ from . import jit
 from .forksafe import after_fork_in_child
 from . import target as targets
 from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
+from .options import options as codegen_options
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
 
-
-# The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
-# unrolling them as well doubled the machine code and compile time of a LeNet train step
-# for no measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see _disable_unrolling).
-ENTRY_UNROLL = False
 
 
 class Kernel:
@@ -455,7 +451,7 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False):
             b.store(U.as_value(b, dim), b.gep(outs_p, [U.i64(off + 1 + d)], source_etype=U.I64))
         off += 1 + out.ndim
     b.ret(ir.Constant(U.I32, 0))
-    if not ENTRY_UNROLL:
+    if not codegen_options.entry_unroll:   # (why: see codegen/options.py)
         _disable_unrolling(module, fn)
     spec = ModuleSpec(str(module), plan.n_slots, offsets, layout, order)
     spec.kernels = kernel_list(plan, order, updates)
