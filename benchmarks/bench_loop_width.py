@@ -1,4 +1,4 @@
-"""Elementwise loops vectorised at 512 vs 256 bits on an AVX-512 host (codegen.target.FULL_WIDTH_LOOPS).
+"""Elementwise loops vectorised at 512 vs 256 bits on an AVX-512 host (codegen.options.full_width_loops).
 
 LLVM's tuning for Intel AVX-512 CPUs prefers 256-bit vectors in the loop vectoriser; symcnn turns that
 off by default. This measures the LeNet train step's elementwise kernels (the SGD update, the tanh
@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import symcnn  # noqa: E402
 import symcnn.tensor as T  # noqa: E402
 from codegen import target as targets  # noqa: E402
+from codegen.options import options  # noqa: E402
 
 CASES = {   # name: (builder, shapes) -- the LeNet train step's elementwise kernels at batch 500
     "SGD update W - 0.1*g (800x500)": (lambda a, b: a - 0.1 * b, (800, 500)),
@@ -30,8 +31,7 @@ CASES = {   # name: (builder, shapes) -- the LeNet train step's elementwise kern
 
 
 def compiled(full_width):
-    targets.FULL_WIDTH_LOOPS = full_width
-    targets._cache.clear()   # the flag is read when a target is resolved
+    options.full_width_loops = full_width   # (resolved targets are kept per setting)
     fns = {}
     for name, (build, shape) in CASES.items():
         a, b = T.matrix("a"), T.matrix("b")

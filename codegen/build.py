@@ -26,14 +26,10 @@ from . import jit
 from .forksafe import after_fork_in_child
 from . import target as targets
 from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
+from .options import options as codegen_options
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
 
-
-# The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
-# unrolling them as well doubled the machine code and compile time of a LeNet train step
-# for no measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see _disable_unrolling).
-ENTRY_UNROLL = False
 
 
 class Kernel:
@@ -619,8 +615,9 @@ def return_results(em):
 
 
 def loop_metadata(em):
-    """A post-pass over the finished function: its scalar loops are not unrolled (ENTRY_UNROLL)."""
-    if not ENTRY_UNROLL:
+    """A post-pass over the finished function: its scalar loops are not unrolled unless
+    codegen.options.entry_unroll says so (why: see codegen/options.py)."""
+    if not codegen_options.entry_unroll:
         _disable_unrolling(em.module, em.fn)
 
 

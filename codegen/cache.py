@@ -23,8 +23,9 @@ metadata (JSON) | object file. The HMAC covers everything after it, and the magi
 
 Keys: a sha256 over KEY_MAGIC, the target description (codegen.jit.target_description), the
 llvmlite / LLVM / symcnn versions (key_prefix_parts) and then either the IR text (IR entries,
-`ir_key`) or, for function entries (`entry_hasher`), the source of the backend, the settings
-and a description of the rewritten graph fed by codegen.build.graph_key.
+`ir_key`) or, for function entries (`entry_hasher`), the source of the backend (its version),
+the settings (codegen.options and the config, `_settings`) and a description of the rewritten
+graph and of the instrumentation fed by codegen.build.graph_key.
 """
 import hashlib
 import hmac
@@ -113,47 +114,31 @@ def _source_digest():
 
 
 def _settings():
-    """Everything besides the graph that may change the emitted code: config and SYMCNN_* variables."""
+    """Everything besides the graph and the instrumentation that may change the emitted code:
+    codegen.options (target, threads, O-level, the backend's switches), the config and SYMCNN_*
+    variables, and any lowering replaced at run time (the source hash cannot see those)."""
     from symcnn.config import config
-    conf = sorted((k, repr(v)) for k, v in vars(config).items() if k != "compiledir")
+    from .options import options
+    conf = sorted((k, repr(v)) for k, v in vars(config).items() if k not in ("compiledir", "check_graph"))
     env = sorted((k, v) for k, v in os.environ.items()
                  if k.startswith("SYMCNN_") and k not in ("SYMCNN_CACHE_DIR", "SYMCNN_TRACE_REWRITES"))
-    return repr((conf, env, _patches())).encode()
+    return repr((options.key(), conf, env, _replaced_lowerings())).encode()
 
 
-def _patches():
-    """The backend's public module-level settings (e.g. kernels.dot.PACKED_GEMM) and any function
-    from outside it installed in its modules or registries (a lowering replaced at run time):
-    the source hash cannot see those."""
-    import sys
+def _replaced_lowerings():
+    """The lowerings, error-message hooks and scalar lowerings (lower.lower, kernels.elemwise.SCALAR)
+    that are functions from outside the backend: a lowering replaced at run time."""
     import types
+
+    from .kernels.elemwise import SCALAR
+    from .lower import lower
     out = []
-
-    def foreign(f):
-        return isinstance(f, types.FunctionType) and not f.__module__.startswith(("codegen", "symcnn"))
-
-    for mname, mod in sorted(list(sys.modules.items())):
-        if mname != "codegen" and not mname.startswith("codegen."):
-            continue
-        for name, v in sorted(vars(mod).items()):
-            if name.startswith("_"):
-                continue
-            if isinstance(v, (bool, int, float, str)) or (
-                    isinstance(v, tuple) and all(isinstance(e, (bool, int, float, str)) for e in v)):
-                out.append((mname, name, repr(v)))
-            elif isinstance(v, types.FunctionType):
-                if v.__module__ != mname or v.__qualname__ != name:
-                    out.append((mname, name, v.__module__, v.__qualname__))
-            else:
-                tables = [v] if isinstance(v, dict) else []
-                if type(v).__module__.startswith("codegen") and hasattr(v, "__dict__"):
-                    tables += [t for t in vars(v).values() if isinstance(t, dict)]
-                for t in tables:
-                    for k, x in list(t.items()):
-                        for f in (x if isinstance(x, tuple) else (x,)):
-                            if foreign(f):
-                                out.append((mname, name, repr(k), f.__module__, f.__qualname__))
-    return out
+    for name, table in (("lower", lower.table), ("error_message", lower.error_messages), ("scalar", SCALAR)):
+        for cls, entry in list(table.items()):
+            for f in (entry if isinstance(entry, tuple) else (entry,)):
+                if isinstance(f, types.FunctionType) and not f.__module__.startswith("codegen"):
+                    out.append((name, cls.__module__, cls.__qualname__, f.__module__, f.__qualname__))
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- where, and whether to trust it

@@ -16,8 +16,10 @@ import llvmlite.binding as llvm
 try:
     from . import target as _targets
     from .forksafe import after_fork_in_child, in_llvm_section
+    from .options import options
 except ImportError:  # loaded as a lone file by the compile helper process (_WORKER_MAIN): no forks there
     import symcnn_jit_target as _targets
+    options = None   # the parent sends the pipeline settings with every module
 
     def in_llvm_section(fn):
         return fn
@@ -77,33 +79,32 @@ def write_entry(key, meta, obj):
     return cache.write_entry(key, meta, obj)
 
 
-# O2 instead of O3, and no loop unrolling or interleaving: the kernels block their loops by
-# hand, so on the LeNet modules these only grow the machine code and the compile time (O3
-# doubles both; unrolling and interleaving at O2 cost another 20 % of it) for no measurable
-# speed. Vectorisation stays on: the elementwise loops need it.
-SPEED_LEVEL = 2
-LOOP_UNROLLING = False
-LOOP_INTERLEAVING = False
+def pipeline_settings():
+    """LLVM's pipeline settings of codegen.options: the O-level, loop unrolling and interleaving."""
+    return {"speed_level": options.speed_level, "loop_unrolling": options.loop_unrolling,
+            "loop_interleaving": options.loop_interleaving}
 
 
-def optimize(module_ref, target=None):
+def optimize(module_ref, target=None, pipeline=None):
+    """Run LLVM's pipeline; pipeline: pipeline_settings() (the default)."""
+    pipeline = pipeline or pipeline_settings()
     tm = _machine(target or _targets.current())
-    pto = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
+    pto = llvm.create_pipeline_tuning_options(speed_level=pipeline["speed_level"])
     pto.loop_vectorization = True
     pto.slp_vectorization = True
-    pto.loop_unrolling = LOOP_UNROLLING
-    pto.loop_interleaving = LOOP_INTERLEAVING
+    pto.loop_unrolling = pipeline["loop_unrolling"]
+    pto.loop_interleaving = pipeline["loop_interleaving"]
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(module_ref, pb)
 
 
 @in_llvm_section
-def _compile_here(ir_text, target=None):
+def _compile_here(ir_text, target=None, pipeline=None):
     target = target or _targets.current()
     tm = _machine(target)
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
-    optimize(mod, target)
+    optimize(mod, target, pipeline)
     return tm.emit_object(mod)
 
 
@@ -179,7 +180,8 @@ def _worker_loop(inp, out):
         except EOFError:
             return
         try:
-            obj, tag = _compile_here(ir_text, _targets.Target(**json.loads(spec))), b"K"
+            spec = json.loads(spec)
+            obj, tag = _compile_here(ir_text, _targets.Target(**spec["target"]), spec["pipeline"]), b"K"
         except Exception as e:  # the parent compiles it itself and raises there
             obj, tag = repr(e).encode(), b"E"
         out.write(tag + struct.pack("<Q", len(obj)) + obj)
@@ -203,8 +205,8 @@ class _Worker:
             if self.proc is None:
                 return None
             try:
-                # the whole resolved target: the helper compiles with exactly these settings
-                spec = json.dumps(dataclasses.asdict(target))
+                # the whole resolved target and the pipeline: the helper compiles with exactly these
+                spec = json.dumps({"target": dataclasses.asdict(target), "pipeline": pipeline_settings()})
                 data = (spec + "\n" + ir_text).encode()
                 self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
                 self.proc.stdin.flush()

@@ -28,20 +28,38 @@ def _checker():
 class Registry:
     def __init__(self):
         self.table = {}
+        self.error_messages = {}
 
-    def register(self, op_class, view=None):
+    def register(self, op_class, view=None, error_message=None):
         """view: None, or fn(node, input_contiguous) -> (is_view, output_contiguous) for ops
-        whose output can be a view of input 0."""
+        whose output can be a view of input 0.
+        error_message: None, or fn(code, node, where, vals) -> (exception class, message) or None,
+        the op's own words for an error code its lowering writes (vals: the code's values, where:
+        the op as the message names it); None falls back to runtime.py's message of the code."""
         def deco(fn):
             self.table[op_class] = (fn, view)
+            if error_message is None:
+                self.error_messages.pop(op_class, None)
+            else:
+                self.error_messages[op_class] = error_message
             return fn
         return deco
 
-    def lookup(self, op):
+    def _entry_class(self, op):
         for cls in type(op).__mro__:
             if cls in self.table:
-                return self.table[cls]
+                return cls
         raise NotImplementedError(f"no native lowering for {type(op).__name__}; use mode='reference'")
+
+    def lookup(self, op):
+        return self.table[self._entry_class(op)]
+
+    def error_message(self, op):
+        """The error-message hook of the lowering of `op`, or None."""
+        try:
+            return self.error_messages.get(self._entry_class(op))
+        except NotImplementedError:
+            return None
 
     def __contains__(self, op_class):
         return op_class in self.table

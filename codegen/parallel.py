@@ -16,9 +16,9 @@ from symcnn.config import config
 
 from . import irutil as U
 from .lower import _checker
+from .options import options
 from .threadpool import BODY_TYPE, Pool
 
-MIN_PARALLEL = 8   # fewer images than this run on the calling thread only
 
 
 def threads():
@@ -145,12 +145,12 @@ def even_bounds(b, n, T):
 def run_parallel(ctx, prefix, values, B, T, emit, serial=None):
     """Outline emit(bctx, vals, tid, n0, n1) (vals: `values` with the IR ones reloaded inside the
     body; ints stay ints) and run it over [0, B) on up to T threads. serial: an i1 that keeps the
-    whole range on the calling thread (default: fewer than MIN_PARALLEL items)."""
+    whole range on the calling thread (default: fewer than options.min_parallel items)."""
     b = ctx.b
     fn, argp = outline(ctx, prefix, values, emit)
     Bv = U.as_value(b, B)
     if serial is None:
-        serial = b.icmp_signed("<", Bv, U.i64(MIN_PARALLEL))
+        serial = b.icmp_signed("<", Bv, U.i64(options.min_parallel))
     with b.if_else(serial) as (small, big):
         with small:
             b.call(fn, [argp, U.i64(0), U.i64(0), Bv])

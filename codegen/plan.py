@@ -6,6 +6,7 @@ they hold (and every view of it) is dead. Slot buffers live as long as the
 compiled function and only grow, so steady-state calls allocate nothing.
 """
 from symcnn.graph.basic import Constant
+from symcnn.rewrite.inplace import may_update_in_place
 from symcnn.tensor.elemwise import Elemwise
 
 
@@ -89,16 +90,11 @@ class Plan:
     def _inplace_updates(self, order, updates):
         """{update value: shared input} for updates an Elemwise node can write in place."""
         outs, ins = self.fgraph.outputs, self.fgraph.inputs
-        clients = self.fgraph.clients
         chosen = {}
         for inp, k in updates:
             out, target = outs[k], ins[inp]
             node = out.owner
-            if node is None or not isinstance(node.op, Elemwise) or clients.get(out) != [("output", k)]:
-                continue
-            # Only when the node reads the target itself with the result's layout is the new value
-            # sure to have the target's shape (an update may otherwise change it, as in Theano).
-            if target not in node.inputs or target.type.broadcastable != out.type.broadcastable:
+            if node is None or not may_update_in_place(self.fgraph, node, target):
                 continue
             # Reading the target through a view (x.T, a slice) while overwriting it would be wrong,
             # and so would returning its old value (outputs are copied out after all nodes ran).

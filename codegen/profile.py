@@ -16,8 +16,9 @@ The entry point and its signature are unchanged; the runner finds both globals b
 loaded object (`engine.get_global_value_address`) and reads them with numpy.
 
 The report (`fn.profile()`) computes per kernel, from the op and the last call's shapes:
-  FLOPs per call: Dot / FusedDot 2*m*n*k (prologues and epilogue not counted); Conv2d and both of
-    its gradients 2*N*K*C*kh*kw*OH*OW; ConvPoolTanh the conv it computes, ConvPoolTanhGrad the
+  FLOPs per call: what the op says, `node.op.flops(input_shapes, output_shapes)` (see Op.flops;
+    None counts 0): Dot / FusedDot 2*m*n*k (prologues and epilogue not counted); Conv2d and both
+    of its gradients 2*N*K*C*kh*kw*OH*OW; ConvPoolTanh the conv it computes, ConvPoolTanhGrad the
     gW conv plus the gx conv when it computes gx (pooling, bias, tanh not counted); Elemwise the
     number of output elements times its scalar ops (the steps of a fused Composite, else 1);
     every other kernel (reductions, softmax, copies, indexing...) 0.
@@ -171,42 +172,11 @@ def _prod(shape):
     return n
 
 
-def _conv_flops(top, kern):
-    """2*N*K*C*kh*kw*OH*OW from the conv output (N, K, OH, OW) and filters (K, C, kh, kw)."""
-    n, k, oh, ow = top
-    _, c, kh, kw = kern
-    return 2 * n * k * c * kh * kw * oh * ow
-
-
 def kernel_flops(node, in_shapes, out_shapes):
     """FLOPs of one call of `node` at the given operand shapes (see the module docstring)."""
     if node is None:
         return 0
-    name = type(node.op).__name__
-    if name == "Dot":
-        return 2 * _prod(out_shapes[0]) * int(in_shapes[0][-1])
-    if name == "FusedDot":
-        a = in_shapes[:node.op.na]
-        k = max(int(s[-1]) for s in a)
-        return 2 * _prod(out_shapes[0]) * k
-    if name == "Conv2d":
-        return _conv_flops(out_shapes[0], in_shapes[1])
-    if name == "Conv2dGradInputs":
-        return _conv_flops(in_shapes[1], in_shapes[0])
-    if name == "Conv2dGradWeights":
-        return _conv_flops(in_shapes[1], out_shapes[0])
-    if name in ("ConvPoolTanh", "ConvPoolTanhGrad"):
-        from symcnn.tensor.nnet.conv import _out_shape
-        op = node.op
-        x, w = in_shapes[0], in_shapes[1]
-        conv = _conv_flops(_out_shape(x, w, op.border_mode, op.subsample), w)
-        if name == "ConvPoolTanhGrad":
-            return conv * (2 if op.need_gx else 1)
-        return conv
-    if name == "Elemwise":
-        steps = getattr(node.op.scalar_op, "steps", None)
-        return _prod(out_shapes[0]) * (len(steps) if steps else 1)
-    return 0
+    return node.op.flops(in_shapes, out_shapes) or 0
 
 
 # -- the report ---------------------------------------------------------------------------------

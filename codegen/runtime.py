@@ -166,66 +166,16 @@ class NativeRunner:
         node = self.spec.order[k] if 0 <= k < len(self.spec.order) else None
         trace = node.trace if node is not None else None
         where = f"{node.op}" if node is not None else "result"
-        if code == L.E_SHAPE:
-            msg = f"{where}: dimension mismatch at run time: {vals[0]} vs {vals[1]}"
-            exc = ValueError
-        elif code == L.E_INDEX:
-            msg = f"{where}: index {vals[0]} is out of bounds for a dimension of length {vals[1]}"
-            exc = IndexError
-        elif code == L.E_RESHAPE:
-            msg = f"{where}: cannot reshape an array of size {vals[0]} into a shape of size {vals[1]}"
-            exc = ValueError
-        elif code == L.E_ALLOC and vals[0] == -1:
-            ndim = vals[1]
-            dims = ", ".join(str(d) for d in vals[2:2 + min(ndim, 4)]) + (", ..." if ndim > 4 else "")
-            msg = (f"{where}: cannot allocate an array of shape ({dims}): its size in bytes "
-                   f"does not fit in 64 bits")
-            exc = MemoryError
-        elif code == L.E_ALLOC:
-            msg = f"{where}: out of memory allocating {vals[0]} bytes"
-            exc = MemoryError
-        elif code == L.E_UPDATE_SHAPE:
-            sv = self.fgraph.inputs[vals[3]]
-            msg = (f"update of {sv.describe()} would change dimension {vals[2]} from {vals[1]} to {vals[0]}; "
-                   f"the native backend updates shared variables in place (no shared variable was changed)")
-            exc = ValueError
-            # name the user's line of the update expression (else where the shared variable was made)
-            outk = dict(self.updates).get(vals[3])
-            expr = self.fgraph.outputs[outk] if outk is not None else None
-            trace = (expr.trace if expr is not None else None) or sv.trace
-        elif code == L.E_STATIC:
-            var = node.outputs[0] if node is not None else None
-            msg = (f"{where}: dimension {vals[2]} is {vals[0]} at run time but the graph declares {vals[1]}"
-                   + (f" for {var.describe()}" if var is not None else ""))
-            exc = ValueError
-        elif code == L.E_INDEX_BROADCAST:
-            msg = f"{where}: shape mismatch: indexing arrays could not be broadcast together ({vals[0]} vs {vals[1]})"
-            exc = IndexError
-        elif code == L.E_ZERO_STEP:
-            msg = f"{where}: slice step cannot be zero"
-            exc = ValueError
-        elif code == L.E_NAN:
-            from .guard import nan_error
-            raise nan_error(self, node, vals, arrays)
-        elif code == L.E_OOB:
-            from .guard import oob_message
-            msg = oob_message(self, where, vals)
-            exc = IndexError
-        elif code == L.E_VALUE and node is not None and type(node.op).__name__ in ("Max", "Argmax", "Softmax"):
-            msg = f"{where}: cannot reduce over an empty dimension (a {type(node.op).__name__.lower()} of length 0)"
-            exc = ValueError
-        elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "PSum":
-            msg = (f"{where}: an MPI call (MPI_Iallreduce or MPI_Wait) failed with error code {vals[0]}"
-                   if vals[2] == 2 else
-                   f"{where}: {vals[0]} elements of one dtype exceed MPI's count limit of {vals[1]}")
-            exc = RuntimeError
-        elif code == L.E_VALUE and node is not None and type(node.op).__name__ == "ARange":
-            msg = (f"{where}: arange step must not be zero" if vals[1] == 0 else
-                   f"{where}: arange: the length of the range is not a number that fits in int64")
-            exc = ValueError
-        else:
-            msg = f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"
-            exc = ValueError
+        explained = None
+        if node is not None:
+            hook = L.lower.error_message(node.op)
+            explained = hook(code, node, where, vals) if hook is not None else None
+        if explained is None:
+            build = _MESSAGES.get(code, _invalid_value)
+            explained = build(self, node, where, vals, arrays)
+        exc, msg, *at = explained
+        if at:
+            trace = at[0]
         if node is not None:
             shapes = ", ".join(str(i.type) for i in node.inputs)
             msg += f" (inputs: {shapes})"
@@ -238,6 +188,76 @@ class NativeRunner:
                 if p:
                     _libc.free(ctypes.c_void_p(int(p)))
             slots[:] = 0
+
+
+# -- the messages of the error codes ---------------------------------------------------------------
+# code -> fn(runner, node, where, vals, arrays) -> (exception class, message[, trace to name]).
+# An op's own words for a code come first: the hook its lowering registers (lower.register(...,
+# error_message=fn)); these are the messages of every other op.
+
+def _shape(runner, node, where, vals, arrays):
+    return ValueError, f"{where}: dimension mismatch at run time: {vals[0]} vs {vals[1]}"
+
+
+def _index(runner, node, where, vals, arrays):
+    return IndexError, f"{where}: index {vals[0]} is out of bounds for a dimension of length {vals[1]}"
+
+
+def _reshape(runner, node, where, vals, arrays):
+    return ValueError, f"{where}: cannot reshape an array of size {vals[0]} into a shape of size {vals[1]}"
+
+
+def _alloc(runner, node, where, vals, arrays):
+    if vals[0] == -1:
+        ndim = vals[1]
+        dims = ", ".join(str(d) for d in vals[2:2 + min(ndim, 4)]) + (", ..." if ndim > 4 else "")
+        return MemoryError, (f"{where}: cannot allocate an array of shape ({dims}): its size in bytes "
+                             f"does not fit in 64 bits")
+    return MemoryError, f"{where}: out of memory allocating {vals[0]} bytes"
+
+
+def _update_shape(runner, node, where, vals, arrays):
+    sv = runner.fgraph.inputs[vals[3]]
+    msg = (f"update of {sv.describe()} would change dimension {vals[2]} from {vals[1]} to {vals[0]}; "
+           f"the native backend updates shared variables in place (no shared variable was changed)")
+    # name the user's line of the update expression (else where the shared variable was made)
+    outk = dict(runner.updates).get(vals[3])
+    expr = runner.fgraph.outputs[outk] if outk is not None else None
+    return ValueError, msg, (expr.trace if expr is not None else None) or sv.trace
+
+
+def _static(runner, node, where, vals, arrays):
+    var = node.outputs[0] if node is not None else None
+    return ValueError, (f"{where}: dimension {vals[2]} is {vals[0]} at run time but the graph declares {vals[1]}"
+                        + (f" for {var.describe()}" if var is not None else ""))
+
+
+def _index_broadcast(runner, node, where, vals, arrays):
+    return IndexError, (f"{where}: shape mismatch: indexing arrays could not be broadcast together "
+                        f"({vals[0]} vs {vals[1]})")
+
+
+def _zero_step(runner, node, where, vals, arrays):
+    return ValueError, f"{where}: slice step cannot be zero"
+
+
+def _nan(runner, node, where, vals, arrays):
+    from .guard import nan_error
+    raise nan_error(runner, node, vals, arrays)
+
+
+def _oob(runner, node, where, vals, arrays):
+    from .guard import oob_message
+    return IndexError, oob_message(runner, where, vals)
+
+
+def _invalid_value(runner, node, where, vals, arrays):
+    return ValueError, f"{where}: invalid value ({', '.join(map(str, vals[:3]))})"
+
+
+_MESSAGES = {L.E_SHAPE: _shape, L.E_INDEX: _index, L.E_RESHAPE: _reshape, L.E_ALLOC: _alloc,
+             L.E_UPDATE_SHAPE: _update_shape, L.E_STATIC: _static, L.E_INDEX_BROADCAST: _index_broadcast,
+             L.E_ZERO_STEP: _zero_step, L.E_NAN: _nan, L.E_OOB: _oob, L.E_VALUE: _invalid_value}
 
 
 def _pool_function(module, name, restype, *argtypes):

@@ -41,13 +41,6 @@ LEVELS = {
                  "+avx512f,+avx512bw,+avx512cd,+avx512dq,+avx512vl",
 }
 
-# On AVX-512 CPUs whose LLVM tuning prefers 256-bit vectors (Intel's, x86-64-v4), let the loop
-# vectoriser use 512-bit vectors too (it turns off the CPU's "prefer-256-bit" tuning). Measured on
-# the LeNet elementwise kernels (benchmarks/bench_loop_width.py, RESULTS.md): no difference on an
-# Emerald Rapids Xeon, so the loops use the lane count of the hand-written kernels, which always
-# use the full width (their GEMM is 1.3-2.2x faster at 512 bits than at 256 there).
-FULL_WIDTH_LOOPS = True
-
 
 @dataclass(frozen=True)
 class Target:
@@ -135,15 +128,17 @@ def resolve(cpu="host", features="", triple=None):
     process's). Raises ValueError naming the setting for a CPU LLVM does not know."""
     cpu = (cpu or "host").strip()
     features = (features or "").strip()
-    key = (cpu, features, triple)
+    from .options import options   # (not at the top: the compile helper loads this file alone)
+    full_width = options.full_width_loops
+    key = (cpu, features, triple, full_width)
     with _lock:
         t = _cache.get(key)
         if t is None:
-            t = _cache[key] = _make(cpu, features, triple)
+            t = _cache[key] = _make(cpu, features, triple, full_width)
         return t
 
 
-def _make(name, extra, triple):
+def _make(name, extra, triple, full_width_loops=True):
     _init()
     process_triple = llvm.get_process_triple()
     triple = triple or process_triple
@@ -169,7 +164,7 @@ def _make(name, extra, triple):
     else:
         vbytes, avx512 = 16, False
         fma = rnd = triple.startswith(("aarch64", "arm64"))   # AArch64 always has fmla and frintx
-    if x86 and avx512 and FULL_WIDTH_LOOPS:
+    if x86 and avx512 and full_width_loops:   # (codegen/options.py says why)
         feats = ",".join(f for f in (feats, "-prefer-256-bit") if f)
     loop = _probe_loop_width(triple, cpu, feats)
     # loop vector width: what the vectoriser picked for a plain float loop (scalable SVE vectors or

@@ -1,7 +1,7 @@
 """Global settings, as Theano's `theano.config`.
 
 Read once from the environment: SYMCNN_FLOATX, SYMCNN_MODE, and SYMCNN_FLAGS
-("floatX=float64,mode=reference", like THEANO_FLAGS), SYMCNN_NUM_THREADS (at most the cores the
+("floatX=float64,mode=reference,check_graph=1", like THEANO_FLAGS), SYMCNN_NUM_THREADS (at most the cores the
 process may use: a larger value is capped, with a warning). Attributes can be assigned at run time too.
 """
 import os
@@ -58,6 +58,9 @@ class Config:
         # Only strings here: the native backend interprets them.
         self.target_cpu = "host"
         self.target_features = ""
+        # Check the graph's bookkeeping (FunctionGraph.check_integrity) after every rewrite, naming
+        # the rewrite that broke it (SYMCNN_FLAGS=check_graph=1; the test suite turns it on).
+        self.check_graph = False
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)
         for key, value in flags.items():
             target, key = self, key.strip()
@@ -90,6 +93,10 @@ class Config:
                 warnings.warn(f"num_threads={value} is more than the {cores} cores this process may use "
                               f"(os.sched_getaffinity); using {cores}", RuntimeWarning, stacklevel=2)
                 value = cores
+        if key == "check_graph" and isinstance(value, str):
+            if value.strip().lower() not in ("0", "1", "false", "true"):
+                raise ValueError(f"config.check_graph must be 0 or 1 (False or True), got {value!r}")
+            value = value.strip().lower() in ("1", "true")
         if key in ("target_cpu", "target_features"):
             if not isinstance(value, str):
                 raise TypeError(f"config.{key} must be a string, got {type(value).__name__}")

@@ -465,16 +465,22 @@ def _as_list(x):
     return (list(x), True) if isinstance(x, (list, tuple)) else ([x], False)
 
 
+def _operator_args(name, f, wrt, eval_points, pair_with_f):
+    """The user's line, (f as a list, was a list), (wrt as a list, was a list) and eval_points as a
+    list, for Lop / Rop, whose eval_points pair with f (Lop) or with wrt (Rop)."""
+    from .graph.trace import user_trace
+    trace = user_trace()
+    fs, wrts, vs = _as_list(f), _as_list(wrt), _as_list(eval_points)[0]
+    paired, what = (fs[0], "expressions") if pair_with_f else (wrts[0], "variables in wrt")
+    if len(paired) != len(vs):
+        raise ValueError(with_trace(f"{name}: {len(paired)} {what} but {len(vs)} eval_points", trace))
+    return trace, fs, wrts, vs
+
+
 def Lop(f, wrt, eval_points, consider_constant=None, disconnected_inputs="raise"):
     """Theano's Lop: the vector-Jacobian product sum_j eval_points[j] . d f[j] / d wrt (the
     gradient of f with eval_points as the gradients of its outputs). Lists in, lists out."""
-    from .graph.trace import user_trace
-    trace = user_trace()
-    fs, _ = _as_list(f)
-    vs, _ = _as_list(eval_points)
-    wrts, as_list = _as_list(wrt)
-    if len(fs) != len(vs):
-        raise ValueError(with_trace(f"Lop: {len(fs)} expressions but {len(vs)} eval_points", trace))
+    trace, (fs, _), (wrts, as_list), vs = _operator_args("Lop", f, wrt, eval_points, pair_with_f=True)
     known = {}
     for fe, v in zip(fs, vs):
         fe, v = as_tensor_variable(fe), as_tensor_variable(v)
@@ -492,14 +498,8 @@ def Rop(f, wrt, eval_points, disconnected_outputs="raise", return_disconnected="
     Lop(f, wrt, u) is linear in u, and its gradient with respect to u, dotted with
     eval_points, is the Rop. The result does not depend on u's value; u is then replaced by f."""
     from .graph.basic import clone_replace
-    from .graph.trace import user_trace
     from .tensor import math as M
-    trace = user_trace()
-    fs, f_list = _as_list(f)
-    wrts, _ = _as_list(wrt)
-    vs, _ = _as_list(eval_points)
-    if len(wrts) != len(vs):
-        raise ValueError(with_trace(f"Rop: {len(wrts)} variables in wrt but {len(vs)} eval_points", trace))
+    trace, (fs, f_list), (wrts, _), vs = _operator_args("Rop", f, wrt, eval_points, pair_with_f=False)
     vs = [as_tensor_variable(v) for v in vs]
     for w, v in zip(wrts, vs):
         if v.ndim != w.ndim:

@@ -22,26 +22,19 @@ def _signature(fg):
     """A structural description of an inner graph (equal graphs give equal signatures):
     input types, then per node its op, where its inputs come from, and its output types."""
     ids = {v: ("in", k) for k, v in enumerate(fg.inputs)}
-    nodes = []
-    for n, node in enumerate(fg.toposort()):
-        ins = []
-        for v in node.inputs:
-            if isinstance(v, Constant):
-                data = np.asarray(v.data)
-                ins.append(("const", v.type, str(data.dtype), data.shape, data.tobytes()))
-            else:
-                ins.append(ids[v])
-        for k, o in enumerate(node.outputs):
-            ids[o] = ("node", n, k)
-        nodes.append((node.op, tuple(ins), tuple(o.type for o in node.outputs)))
-    outs = []
-    for v in fg.outputs:
+
+    def where(v):
         if isinstance(v, Constant):
             data = np.asarray(v.data)
-            outs.append(("const", v.type, str(data.dtype), data.shape, data.tobytes()))
-        else:
-            outs.append(ids[v])
-    return (tuple(v.type for v in fg.inputs), tuple(nodes), tuple(outs))
+            return ("const", v.type, str(data.dtype), data.shape, data.tobytes())
+        return ids[v]
+    nodes = []
+    for n, node in enumerate(fg.toposort()):
+        ins = tuple(where(v) for v in node.inputs)
+        for k, o in enumerate(node.outputs):
+            ids[o] = ("node", n, k)
+        nodes.append((node.op, ins, tuple(o.type for o in node.outputs)))
+    return (tuple(v.type for v in fg.inputs), tuple(nodes), tuple(where(v) for v in fg.outputs))
 
 
 class IfElse(Op):

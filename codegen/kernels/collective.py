@@ -115,7 +115,15 @@ class _InFlight:
         ctx.node_index = here
 
 
-@lower.register(PSum)
+def _psum_message(code, node, where, vals):
+    if code != E_VALUE:
+        return None
+    return RuntimeError, (f"{where}: an MPI call (MPI_Iallreduce or MPI_Wait) failed with error code {vals[0]}"
+                          if vals[2] == 2 else
+                          f"{where}: {vals[0]} elements of one dtype exceed MPI's count limit of {vals[1]}")
+
+
+@lower.register(PSum, error_message=_psum_message)
 def lower_psum(ctx, node, inputs):
     b = ctx.b
     outs = [ctx.alloc(v, a.shape) for v, a in zip(node.outputs, inputs)]

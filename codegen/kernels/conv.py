@@ -7,14 +7,14 @@ unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); the
     grad inputs:   dcols[p, n]    = sum_k W[k, p] * top[b][k, n];  dx[b] += col2im(dcols)
     grad weights:  dWT[p, k]     += sum_n cols[p, n] * top[b][k, n]  (dW = dWT transposed)
 
-The GEMMs go through the packed, cache-blocked GEMM of gemm.py (PACKED_GEMM); the older
+The GEMMs go through the packed, cache-blocked GEMM of gemm.py (options.conv_packed_gemm); the older
 unpacked kernel below remains for other dtypes and as a fallback:
 its micro-kernel keeps MR x NV vector accumulators in registers and loops
 over the contraction dimension, loading NV vectors of the B panel and
 broadcasting MR scalars of A per step (explicit LLVM vector IR, 64-byte vectors
 with AVX-512, else 32). Column panels narrower than a vector use one masked
 vector panel (llvm.masked.load/store) instead of scalar code. The GEMM is one
-internal function per module and dtype (SHARED_GEMM), which keeps compile times
+internal function per module and dtype (options.conv_shared_gemm), which keeps compile times
 low when a graph holds several convolutions; patch copies (im2col / col2im) are
 emitted inline with dims as Python ints whenever the graph knows them
 statically, so those short loops specialise.
@@ -29,6 +29,7 @@ from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
 from ..microkernels import gemm
+from ..options import options
 from ..irutil import ceildiv, floordiv, gep, lanes  # noqa: F401  (used by convpool.py too)
 
 MR = 4          # rows of the register block
@@ -126,9 +127,6 @@ def _rows(ctx, dtype, M, n0, nv, L, Q, A, B, C, accumulate, mask=None):
         _block(ctx, dtype, m0, 1, n0, nv, L, Q, A, B, C, accumulate, mask)
 
 
-SHARED_GEMM = True   # one out-of-line GEMM per module and dtype (faster compiles), else inline
-
-
 class _FnCtx:
     """The bits of a lowering Context that the GEMM emitter uses, for a helper function."""
 
@@ -163,17 +161,14 @@ def gemm_function(module, dtype):
     return fn
 
 
-PACKED_GEMM = True   # the packed, cache-blocked GEMM of gemm.py (else the unpacked one below)
-
-
 def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False, packs=None):
     """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B).
     packs: see gemm.emit_gemm (the packed GEMM's buffers; None allocates them)."""
-    if PACKED_GEMM and dtype in ("float32", "float64"):
+    if options.conv_packed_gemm and dtype in ("float32", "float64"):
         gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
                        gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate, packs=packs)
         return
-    if not SHARED_GEMM:
+    if not options.conv_shared_gemm:
         return _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate)
     b = ctx.b
     fn = gemm_function(ctx.module, dtype)

@@ -3,7 +3,7 @@ inner loop. FusedDot applies its prologues as operands are loaded (A's value onc
 hoisted out of the j loop; B's once per element, packed into a panel before the loops) and
 its epilogue as each output row is stored, after the row's whole k-sum is accumulated.
 
-Large float products (at least GEMM_MIN_PARALLEL multiply-adds) are split over the threads of the
+Large float products (at least options.gemm_min_parallel multiply-adds) are split over the threads of the
 module's pool (threadpool.py): the columns of C (or its rows, when C is taller than wide at run time,
 so that the operand every thread packs in full is the smaller one) in contiguous ranges of whole
 register tiles, each thread with its own packing buffers and applying the epilogue to its own part of C.
@@ -19,10 +19,7 @@ from ..lower import E_SHAPE, Array, lower
 from ..parallel import Parts, part, run_parallel, threads
 from .elemwise import broadcast_view, emit_scalar
 from ..microkernels.gemm import emit_gemm, pack_sizes, params
-
-
-PACKED_GEMM = True   # float matrix-matrix products through gemm.py (else the i-p-j loop nest below)
-GEMM_MIN_PARALLEL = 1 << 22   # multiply-adds below which a product stays on the calling thread
+from ..options import options
 
 
 def as_matrix(a, row):
@@ -89,7 +86,7 @@ def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, ex
     product's number of dimensions, broadcast to its shape."""
     b = ctx.b
     m, k, n = a.shape[0], a.shape[1], c.shape[1]
-    if PACKED_GEMM and acc_dtype in ("float32", "float64") and x_ndim == 2 and y_ndim == 2:
+    if options.packed_gemm and acc_dtype in ("float32", "float64") and x_ndim == 2 and y_ndim == 2:
         return _emit_gemm_matmul(ctx, out_var, a, c, acc_dtype, epilogue, extras)
     if isinstance(c, Prologue):  # pack B once, so its prologue runs once per element
         packed = ctx.scratch(c.dtype, [k, n])
@@ -150,7 +147,7 @@ def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras):
     acc = o if (epilogue is None or out.dtype == dt) else ctx.scratch(dt, [m, n])
     dims = (m, n, k)
     T = threads()
-    if T > 1 and not (all(isinstance(d, int) for d in dims) and m * n * k < GEMM_MIN_PARALLEL):
+    if T > 1 and not (all(isinstance(d, int) for d in dims) and m * n * k < options.gemm_min_parallel):
         _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
         return out
     emit_gemm(ctx, dt, m, n, k, a, c, acc.ptr, n)
@@ -225,7 +222,7 @@ def _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T):
     na, nb = pack_sizes(b, dt, m, n, k)
     packs = [Parts(ctx, dt, na, T), Parts(ctx, dt, nb, T)]
     work = b.mul(b.mul(U.as_value(b, m), U.as_value(b, n)), U.as_value(b, k))
-    serial = b.or_(b.icmp_signed("<", work, U.i64(GEMM_MIN_PARALLEL)), b.icmp_signed("<", chunks, U.i64(2)))
+    serial = b.or_(b.icmp_signed("<", work, U.i64(options.gemm_min_parallel)), b.icmp_signed("<", chunks, U.i64(2)))
     found = []
     for x in [a, c, acc, o] + views + [m, n, k] + [v for p in packs for v in p.values()]:
         _ir_values(x, found)

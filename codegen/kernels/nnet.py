@@ -10,10 +10,10 @@ from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGr
 from .. import irutil as U
 from .. import vmath
 from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, lower
-from .reduce import _greater, _lowest
+from .reduce import _greater, _lowest, empty_reduction_message
 
 
-@lower.register(Softmax)
+@lower.register(Softmax, error_message=empty_reduction_message("softmax"))
 def lower_softmax(ctx, node, ins):
     b = ctx.b
     x, = ins

@@ -19,10 +19,10 @@ from symcnn.tensor.raw_random import INT64_MAX, RandomDraw
 from .. import irutil as U
 from .. import vmath
 from ..lower import E_SHAPE, E_VALUE, lower
+from ..options import options
 from ..parallel import run_parallel, threads
 
 CHUNK = 1024               # Philox blocks per parallel work item
-PARALLEL_MIN_BLOCKS = 8192  # fewer blocks than this (32k float32 values) run on the calling thread
 
 
 def _c32(v):
@@ -164,7 +164,7 @@ def lower_random_draw(ctx, node, ins):
             hi = U.smin(bb, bb.mul(n1, U.i64(CHUNK)), nfull)
             _emit_blocks(bb, bctx.module, dtype, distribution, ptr, k, c, lo, hi)
 
-        serial = b.icmp_signed("<", full, U.i64(PARALLEL_MIN_BLOCKS))
+        serial = b.icmp_signed("<", full, U.i64(options.random_min_parallel_blocks))
         run_parallel(ctx, "symcnn_random", values, chunks, T, emit, serial=serial)
     # the last, partial block: its first `rest` values
     with b.if_then(b.icmp_unsigned(">", rest, U.i64(0))):

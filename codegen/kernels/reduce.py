@@ -121,7 +121,16 @@ def _lowest(dtype):
     return U.const(dtype, np.iinfo(dtype).min if dtype != "bool" else 0)
 
 
-@lower.register(Max)
+def empty_reduction_message(what):
+    """The error-message hook of a lowering that writes E_VALUE for a reduction of no elements."""
+    def message(code, node, where, vals):
+        if code == E_VALUE:
+            return ValueError, f"{where}: cannot reduce over an empty dimension (a {what} of length 0)"
+        return None
+    return message
+
+
+@lower.register(Max, error_message=empty_reduction_message("max"))
 def lower_max(ctx, node, ins):
     x, = ins
     b = ctx.b
@@ -140,7 +149,7 @@ def lower_max(ctx, node, ins):
     return [_reduce(ctx, node, x, init, step, finish)]
 
 
-@lower.register(Argmax)
+@lower.register(Argmax, error_message=empty_reduction_message("argmax"))
 def lower_argmax(ctx, node, ins):
     x, = ins
     b = ctx.b

@@ -32,7 +32,14 @@ def lower_make_vector(ctx, node, ins):
     return [out]
 
 
-@lower.register(ARange)
+def _arange_message(code, node, where, vals):
+    if code != E_VALUE:
+        return None
+    return ValueError, (f"{where}: arange step must not be zero" if vals[1] == 0 else
+                        f"{where}: arange: the length of the range is not a number that fits in int64")
+
+
+@lower.register(ARange, error_message=_arange_message)
 def lower_arange(ctx, node, ins):
     b = ctx.b
     dt = node.outputs[0].dtype

@@ -27,6 +27,7 @@ from llvmlite import ir
 
 from .. import irutil as U
 from .. import target as targets
+from ..options import options
 
 
 def vec_bytes():
@@ -268,9 +269,6 @@ def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
                 b.store(b.select(valid[i], v, zero), U.gep(b, dst, i, et))
 
 
-SHARED_DRIVER = True   # plain strided operands: one out-of-line driver per module (compile time)
-
-
 class _FnCtx:
     """What the packing/driver code uses of a lowering Context, inside a helper function."""
 
@@ -398,7 +396,7 @@ def emit_gemm(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, accumulate=False, packs=No
         ap, bp = packs
     acc0 = accumulate if isinstance(accumulate, ir.Value) else ir.Constant(U.I1, int(bool(accumulate)))
     sa, sb = _strided_of(A, dtype), _strided_of(B, dtype)
-    if SHARED_DRIVER and sa is not None and sb is not None:
+    if options.gemm_shared_driver and sa is not None and sb is not None:
         fn = _driver_function(ctx.module, dtype)
         args = [M, N, K, sa.ptr, sa.rs, sa.cs, sb.ptr, sb.rs, sb.cs, c_ptr, c_rs]
         b.call(fn, [U.as_value(b, v) for v in args] + [acc0, ap, bp])

@@ -9,6 +9,10 @@ import networkx as nx
 from .basic import clone_graph, graph_inputs, io_toposort
 
 
+class GraphIntegrityError(AssertionError):
+    """A FunctionGraph whose bookkeeping (clients, edges, outputs) disagrees with its nodes."""
+
+
 class FunctionGraph:
     def __init__(self, inputs, outputs, clone=True):
         self.memo = {}
@@ -105,11 +109,26 @@ class FunctionGraph:
                 self.clients.pop(out, None)
 
     def check_integrity(self):
-        for node in self.graph.nodes:
+        """Raise GraphIntegrityError unless clients, edges and outputs agree with the nodes' inputs."""
+        nodes = self.graph
+        for node in nodes.nodes:
             for i, inp in enumerate(node.inputs):
-                assert (node, i) in self.clients.get(inp, []), f"{inp} does not list client {node}"
+                if (node, i) not in self.clients.get(inp, []):
+                    raise GraphIntegrityError(f"{inp} does not list client {node}")
+                if inp.owner is not None and not nodes.has_edge(inp.owner, node):
+                    raise GraphIntegrityError(f"{node} reads {inp}, whose producer {inp.owner} is "
+                                              f"{'not linked to it' if inp.owner in nodes else 'not in the graph'}")
+        for var, clients in self.clients.items():
+            for client, i in clients:
+                if client == "output":
+                    ok = i < len(self.outputs) and self.outputs[i] is var
+                else:
+                    ok = client in nodes and i < len(client.inputs) and client.inputs[i] is var
+                if not ok:
+                    raise GraphIntegrityError(f"{var} lists client {client} (input {i}), which does not read it")
         for i, out in enumerate(self.outputs):
-            assert ("output", i) in self.clients[out]
+            if ("output", i) not in self.clients.get(out, []):
+                raise GraphIntegrityError(f"output {i} ({out}) is not listed as a client of it")
 
     def to_networkx(self):
         """A copy of the graph with variables as nodes too, labelled for drawing."""

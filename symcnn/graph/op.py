@@ -11,6 +11,9 @@ class Op:
       perform(node, inputs, out_storage)    numpy reference; writes out_storage[i][0]
       grad(inputs, output_grads) -> list   symbolic gradient (graphs); None = not differentiable
       infer_shape(node, input_shapes)       list of output shapes (tuples of ints / int64 scalars)
+    may define
+      flops(input_shapes, output_shapes)    floating-point operations of one call at these concrete
+                                            shapes (tuples of ints), for mode='profile'
     and list in `__props__` the attributes that make two ops equal.
     """
 
@@ -66,3 +69,9 @@ class Op:
     def connection_pattern(self, node):
         """[input][output] booleans: does output depend differentiably on input."""
         return [[True] * len(node.outputs) for _ in node.inputs]
+
+    def flops(self, input_shapes, output_shapes):
+        """Floating-point operations of one call with operands of these shapes (tuples of ints),
+        as PyTensor's profiler asks its ops; None: not counted (the profiler reads it as 0).
+        Ops count the arithmetic of their main computation: a multiply-add is 2."""
+        return None

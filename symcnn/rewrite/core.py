@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..graph.basic import io_toposort
 
-PHASES = ("canonicalize", "stabilize", "specialize", "fuse", "inplace")
+PHASES = ("canonicalize", "stabilize", "specialize", "fuse")
 
 
 @dataclass
@@ -102,6 +102,8 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
     query = (query or RewriteQuery()).excluding(*excluding)
     query.check()
     verbose = os.environ.get("SYMCNN_TRACE_REWRITES", "") not in ("", "0")
+    from ..config import config
+    check = _check_after if config.check_graph else None
     log = []
     for phase in PHASES:
         active = [r for r in _rewrites if r.phase == phase and query.selects(r)]
@@ -112,6 +114,8 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
             for r in active:
                 if r.graph_level:
                     n = r.fn(fgraph)
+                    if check:
+                        check(fgraph, phase, r.name)
                     if n:
                         changed = True
                         _record(log, Fired(phase, r.name, f"{n} change(s)", ""), verbose)
@@ -125,6 +129,8 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
                     if not new:
                         continue
                     replace_node(fgraph, node, new, r.name)
+                    if check:
+                        check(fgraph, phase, r.name)
                     loc = node.trace.location() if node.trace else ""
                     _record(log, Fired(phase, r.name, str(node.op), loc), verbose)
                     changed = True
@@ -132,6 +138,15 @@ def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
             if not changed:
                 break
     return log
+
+
+def _check_after(fgraph, phase, name):
+    """config.check_graph: the graph must be consistent after every rewrite that changed it."""
+    from ..graph.fg import GraphIntegrityError
+    try:
+        fgraph.check_integrity()
+    except GraphIntegrityError as e:
+        raise GraphIntegrityError(f"rewrite {name!r} (phase {phase}) left an inconsistent graph: {e}") from e
 
 
 def _record(log, fired, verbose):

@@ -3,6 +3,7 @@ whose scalar op is a Composite, so the native backend emits one loop for it."""
 from ..tensor.composite import Composite
 from ..tensor.elemwise import Elemwise
 from .core import node_rewrite
+from .inplace import may_update_in_place
 
 MAX_FUSED_INPUTS = 16  # one loop reading more arrays than this spills registers and streams
 
@@ -90,15 +91,12 @@ def _build(pa, a_ins, pb, b_ins, epi, extras, like):
 
 
 def _may_update_in_place(fgraph, node):
-    """An Elemwise computing only a function output from a shared variable of the same type:
+    """An Elemwise computing a function output from a shared variable it may update in place:
     an SGD-style update (W - lr * dot(x.T, g)), which the native memory plan writes in place
-    into W's storage (codegen/plan.py). A FusedDot accumulates into its output buffer before its
-    epilogue reads W, so it cannot, and its result would be copied into W afterwards: reading
-    the product once from memory is no worse than that. Such updates stay unfused."""
-    out = node.outputs[0]
-    readers = fgraph.clients.get(out, ())
-    return bool(readers) and all(c == "output" for c, _ in readers) and any(
-        getattr(i, "is_shared", False) and i.dtype == out.dtype and i.ndim == out.ndim for i in node.inputs)
+    into W's storage (see rewrite/inplace.py). A FusedDot accumulates into its output buffer
+    before its epilogue reads W, so it cannot, and its result would be copied into W afterwards:
+    reading the product once from memory is no worse than that. Such updates stay unfused."""
+    return any(getattr(i, "is_shared", False) and may_update_in_place(fgraph, node, i) for i in node.inputs)
 
 
 def _elemwise_consumer_will_absorb(fgraph, node):

@@ -13,6 +13,8 @@ b_row) and the backward's `dot(g * (1 - h*h), W.T)` can take the tanh derivative
 prologue of its first operand. The fuse-phase rewrites in symcnn/rewrite/fusion.py build these
 nodes; `expand()` rebuilds the plain Dot + Elemwise graph, which is what `grad` differentiates.
 """
+import math
+
 import numpy as np
 
 from ..graph.basic import Apply
@@ -192,6 +194,11 @@ class FusedDot(Op):
                          for d in range(vars_[0].ndim))
         sa, sb = operand(a_vars, a_sh), operand(b_vars, b_sh)
         return [tuple(sa[:-1]) + tuple(sb[1:])]
+
+    def flops(self, input_shapes, output_shapes):
+        """The product's 2*m*n*k (prologues and epilogue not counted)."""
+        k = max(int(s[-1]) for s in input_shapes[:self.na])
+        return 2 * math.prod(int(d) for d in output_shapes[0]) * k
 
     def grad(self, inputs, grads):
         from ..gradient import grad_of_expansion

@@ -1,4 +1,6 @@
 """Elemwise (a ScalarOp lifted to tensors with broadcasting) and DimShuffle."""
+import math
+
 import numpy as np
 
 from ..graph.basic import Apply
@@ -129,6 +131,11 @@ class Elemwise(Op):
         from .basic import broadcast_dim
         return [tuple(broadcast_dim([s[d] for s in shapes], [i.type.shape[d] for i in node.inputs])
                       for d in range(node.outputs[0].ndim))]
+
+    def flops(self, input_shapes, output_shapes):
+        """One per output element and scalar op (the steps of a fused Composite)."""
+        steps = getattr(self.scalar_op, "steps", None)
+        return math.prod(int(d) for d in output_shapes[0]) * (len(steps) if steps else 1)
 
     def grad(self, inputs, grads):
         from . import math as T

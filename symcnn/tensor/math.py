@@ -3,6 +3,7 @@
 This module defines sum/max/min/abs/pow as Theano does, so Python's builtins
 are reached through `builtins` here."""
 import builtins
+import math
 
 import numpy as np
 
@@ -286,6 +287,10 @@ class Dot(Op):
 
     def infer_shape(self, node, shapes):
         return [tuple(shapes[0][:-1]) + tuple(shapes[1][1:])]
+
+    def flops(self, input_shapes, output_shapes):
+        """2*m*n*k: a multiply-add per (output element, inner index)."""
+        return 2 * math.prod(int(d) for d in output_shapes[0]) * int(input_shapes[0][-1])
 
     def grad(self, inputs, grads):
         x, y = inputs

@@ -89,23 +89,23 @@ class RandomStreamsBase:
         sample.update = (rstate, new_r)
         return sample
 
-    def _uniform(self, size, low, high, ndim, dtype):
-        low, high = as_tensor_variable(low), as_tensor_variable(high)
-        dtype = normalize_dtype(dtype) if dtype is not None else upcast(config.floatX, low.dtype, high.dtype)
+    def _two_parameter_draw(self, draw_class, size, p, q, ndim, dtype, transform):
+        """transform(draw, p, q) of a standard draw; the dtype (default: floatX upcast with the
+        parameters') and the size (default: the parameters' broadcast shape) follow p and q."""
+        p, q = as_tensor_variable(p), as_tensor_variable(q)
+        dtype = normalize_dtype(dtype) if dtype is not None else upcast(config.floatX, p.dtype, q.dtype)
         if size is None:
-            size = bcast_size(low, high)
-        low, high = cast(low, dtype), cast(high, dtype)
-        u = self._draw(UniformDraw, size, ndim, dtype)
-        return _keep_stream(u, u * (high - low) + low)
+            size = bcast_size(p, q)
+        p, q = cast(p, dtype), cast(q, dtype)
+        d = self._draw(draw_class, size, ndim, dtype)
+        return _keep_stream(d, transform(d, p, q))
+
+    def _uniform(self, size, low, high, ndim, dtype):
+        return self._two_parameter_draw(UniformDraw, size, low, high, ndim, dtype,
+                                        lambda u, low, high: u * (high - low) + low)
 
     def _normal(self, size, avg, std, ndim, dtype):
-        avg, std = as_tensor_variable(avg), as_tensor_variable(std)
-        dtype = normalize_dtype(dtype) if dtype is not None else upcast(config.floatX, avg.dtype, std.dtype)
-        if size is None:
-            size = bcast_size(avg, std)
-        avg, std = cast(avg, dtype), cast(std, dtype)
-        z = self._draw(NormalDraw, size, ndim, dtype)
-        return _keep_stream(z, avg + std * z)
+        return self._two_parameter_draw(NormalDraw, size, avg, std, ndim, dtype, lambda z, avg, std: avg + std * z)
 
     def _bernoulli(self, size, p, ndim, dtype):
         p = as_tensor_variable(p)

@@ -4,7 +4,7 @@ import pytest
 
 import symcnn
 import symcnn.tensor as T
-from codegen.kernels import dot as D
+from codegen.options import options
 from symcnn.config import config
 
 from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
@@ -16,13 +16,12 @@ RTOL, ATOL = 1e-4, 1e-5
 def threads(monkeypatch):
     old = config.num_threads
     allow_more_threads_than_cores(monkeypatch)
-    # the function cache keys on source and config, not on a patched threshold
-    monkeypatch.setenv("SYMCNN_CACHE_DIR", "none")
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", "none")   # every variant compiled afresh
 
     def set_threads(n, min_parallel=None):
         config.num_threads = n
         if min_parallel is not None:
-            monkeypatch.setattr(D, "GEMM_MIN_PARALLEL", min_parallel)
+            monkeypatch.setattr(options, "gemm_min_parallel", min_parallel)
     yield set_threads
     config.num_threads = old
 

@@ -5,7 +5,6 @@ import pytest
 
 import symcnn
 import symcnn.tensor as T
-from codegen import build as CB
 from codegen import jit
 
 
@@ -49,9 +48,11 @@ def test_hit_skips_lowering_and_keeps_introspection(cache_dir):
 
 
 def test_a_replaced_lowering_changes_the_key(cache_dir, monkeypatch):
+    from codegen import lower as L
+    from symcnn.tensor.elemwise import Elemwise
     f1, _, _ = _train()
-    real = CB.build_module
-    monkeypatch.setattr(CB, "build_module", lambda *a, **k: real(*a, **k))
+    real, view = L.lower.table[Elemwise]
+    monkeypatch.setitem(L.lower.table, Elemwise, (lambda *a: real(*a), view))
     f2, _, _ = _train()
     assert (f1.runner.cache_hit, f2.runner.cache_hit) == (False, False)
 
@@ -73,10 +74,13 @@ def test_key_covers_graph_constants_options_and_settings(cache_dir, monkeypatch)
     f2, _, _ = _train(scale=0.25)                          # a different constant
     f3, _, _ = _train("nanguard")                          # other build options
     assert not any(f.runner.cache_hit for f in (f1, f2, f3))
-    from codegen.kernels import dot
-    monkeypatch.setattr(dot, "PACKED_GEMM", not dot.PACKED_GEMM)   # a backend setting
+    from codegen.options import options
+    monkeypatch.setattr(options, "packed_gemm", not options.packed_gemm)   # a backend setting
     f4, _, _ = _train()
     assert f4.runner.cache_hit is False
+    monkeypatch.setattr(options, "speed_level", 1)                          # and the O-level
+    f4b, _, _ = _train()
+    assert f4b.runner.cache_hit is False
     monkeypatch.undo()
     monkeypatch.setenv("SYMCNN_CACHE_DIR", str(cache_dir))
     f5, _, _ = _train()

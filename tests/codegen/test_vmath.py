@@ -16,6 +16,7 @@ from codegen import jit, vmath
 from symcnn.tensor import nnet
 
 from codegen import target as targets
+from codegen.options import options
 from tests.helpers import check_native_vs_reference, target  # noqa: F401 (target: a fixture)
 
 FUNCS = ["exp", "log", "tanh", "sigmoid", "log1p", "expm1"]
@@ -191,7 +192,7 @@ def test_loop_is_vectorised(name, dtype, target):
     lanes = target.loop_vector_bytes // np.dtype(dtype).itemsize
     assert f"<{lanes} x {'float' if dtype == 'float32' else 'double'}>" in text
     want = {"AVX-512": 64, "AVX2": 32, "SSE2": 16}.get(target.isa())
-    if want is not None and (targets.FULL_WIDTH_LOOPS or target.isa() != "AVX-512"):
+    if want is not None and (options.full_width_loops or target.isa() != "AVX-512"):
         assert target.loop_vector_bytes == want
 
 

@@ -395,6 +395,9 @@ class Conv2d(_BaseConv):
         d_kern = self._clone(Conv2dGradWeights, im, k)(img, top, _hw_arg(kern, k))
         return [_as_dtype(d_img, img.dtype), _as_dtype(d_kern, kern.dtype)]
 
+    def flops(self, input_shapes, output_shapes):
+        return conv_flops(output_shapes[0], input_shapes[1])
+
 
 class Conv2dGradInputs(_BaseConv):
     """Gradient of conv2d with respect to its input: (filters, output_grad, input_hw) -> input_grad.
@@ -455,6 +458,9 @@ class Conv2dGradInputs(_BaseConv):
 
     def connection_pattern(self, node):
         return [[True], [True], [False]]
+
+    def flops(self, input_shapes, output_shapes):
+        return conv_flops(input_shapes[1], input_shapes[0])
 
 
 class Conv2dGradWeights(_BaseConv):
@@ -517,12 +523,22 @@ class Conv2dGradWeights(_BaseConv):
     def connection_pattern(self, node):
         return [[True], [True], [False]]
 
+    def flops(self, input_shapes, output_shapes):
+        return conv_flops(input_shapes[1], output_shapes[0])
+
 
 def _as_dtype(v, dtype):
     if v.dtype == dtype:
         return v
     from ..basic import cast
     return cast(v, dtype)
+
+
+def conv_flops(top, kern):
+    """2*N*K*C*kh*kw*OH*OW of a convolution, from its output (N, K, OH, OW) and filters (K, C, kh, kw)."""
+    n, k, oh, ow = (int(d) for d in top)
+    _, c, kh, kw = (int(d) for d in kern)
+    return 2 * n * k * c * kh * kw * oh * ow
 
 
 # Theano's names

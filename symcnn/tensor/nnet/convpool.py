@@ -225,6 +225,11 @@ class ConvPoolTanh(_ConvPoolBase):
         from ...gradient import grad_of_expansion
         return grad_of_expansion(lambda ins: self.unfused(*ins)[0], inputs, grads[:1])
 
+    def flops(self, input_shapes, output_shapes):
+        """The convolution's (pooling, bias and tanh not counted)."""
+        x, w = input_shapes[0], input_shapes[1]
+        return C.conv_flops(self._conv_shape_sym(x, w), w)
+
 
 class ConvPoolTanhGrad(_ConvPoolBase):
     """(x, W, out, mask, g_out) -> (gW, gb) + (gx,) if need_gx: the gradient of ConvPoolTanh."""
@@ -321,3 +326,8 @@ class ConvPoolTanhGrad(_ConvPoolBase):
         known = {o: g for o, g in zip(outs, grads) if g is not None}
         res = gradient.grad(None, [x, W, out, g_out], known_grads=known, disconnected_inputs="ignore")
         return [res[0], res[1], res[2], None, res[3]]
+
+    def flops(self, input_shapes, output_shapes):
+        """The gW convolution, plus the gx one when it computes gx (pooling, bias, tanh not counted)."""
+        x, w = input_shapes[0], input_shapes[1]
+        return C.conv_flops(self._conv_shape_sym(x, w), w) * (2 if self.need_gx else 1)

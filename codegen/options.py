@@ -1,0 +1,84 @@
+"""codegen.options: every setting of the backend that changes the code it emits, in one object.
+
+`options` (the instance below) is read while a function is lowered and compiled, and hashed
+(`options.key()`) into the key of every function entry of the compile cache, beside the graph,
+the per-function instrumentation (mode='nanguard', 'boundscheck', 'profile': build options, see
+build.graph_key), the target description and the hash of the packages' source (versioning: an
+edited constant of a kernel is a new version). Change a setting by assigning an attribute
+(`options.packed_gemm = False`, in tests `monkeypatch.setattr(options, "packed_gemm", False)`):
+the cache then tells the two builds apart.
+
+The target (config.target_cpu / target_features) and the thread count (config.num_threads) are
+front-end settings the backend reads when it compiles; `target` and `threads` report them here so
+that the key lists everything in one place.
+"""
+
+
+class Options:
+    # LLVM's pipeline (the O-level). O2 instead of O3, and no loop unrolling or interleaving: the
+    # kernels block their loops by hand, so on the LeNet modules these only grow the machine code
+    # and the compile time (O3 doubles both; unrolling and interleaving at O2 cost another 20 % of
+    # it) for no measurable speed. Vectorisation stays on: the elementwise loops need it.
+    speed_level = 2
+    loop_unrolling = False
+    loop_interleaving = False
+
+    # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
+    # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
+    # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._disable_unrolling).
+    entry_unroll = False
+
+    # On AVX-512 CPUs whose LLVM tuning prefers 256-bit vectors (Intel's, x86-64-v4), let the loop
+    # vectoriser use 512-bit vectors too (it turns off the CPU's "prefer-256-bit" tuning). Measured
+    # on the LeNet elementwise kernels (benchmarks/bench_loop_width.py, RESULTS.md): no difference
+    # on an Emerald Rapids Xeon, so the loops use the lane count of the hand-written kernels, which
+    # always use the full width (their GEMM is 1.3-2.2x faster at 512 bits than at 256 there).
+    full_width_loops = True
+
+    # Dot / FusedDot: float matrix-matrix products through microkernels/gemm.py (else the i-p-j
+    # loop nest of kernels/dot.py), split over threads from this many multiply-adds on.
+    packed_gemm = True
+    gemm_min_parallel = 1 << 22
+
+    # The convolutions' GEMMs (kernels/conv.py): the packed, cache-blocked GEMM of gemm.py (else
+    # the unpacked one), and for the unpacked one a single out-of-line function per module and
+    # dtype (faster compiles; else inline).
+    conv_packed_gemm = True
+    conv_shared_gemm = True
+
+    # gemm.py with plain strided operands: one out-of-line driver per module (compile time).
+    gemm_shared_driver = True
+
+    # Per-image loops (parallel.run_parallel): fewer items than this run on the calling thread.
+    min_parallel = 8
+
+    # Random streams (kernels/random.py): fewer Philox blocks than this (32k float32 values) run
+    # on the calling thread.
+    random_min_parallel_blocks = 8192
+
+    @property
+    def target(self):
+        """(config.target_cpu, config.target_features): the machine code is compiled for."""
+        from symcnn.config import config
+        return (getattr(config, "target_cpu", "host"), getattr(config, "target_features", ""))
+
+    @property
+    def threads(self):
+        """config.num_threads: the size of a module's thread pool."""
+        from symcnn.config import config
+        return config.num_threads
+
+    def settings(self):
+        """{name: value} of every setting, the properties included."""
+        names = [k for k, v in vars(Options).items() if not k.startswith("_") and not callable(v)]
+        return {k: getattr(self, k) for k in sorted(names)}
+
+    def key(self):
+        """Bytes for the compile cache's key: every setting."""
+        return repr(sorted(self.settings().items())).encode()
+
+    def __repr__(self):
+        return "Options(" + ", ".join(f"{k}={v!r}" for k, v in self.settings().items()) + ")"
+
+
+options = Options()
