@@ -194,7 +194,7 @@ def kernel_flops(node, in_shapes, out_shapes):
     if name == "Conv2dGradWeights":
         return _conv_flops(in_shapes[1], out_shapes[0])
     if name in ("ConvPoolTanh", "ConvPoolTanhGrad"):
-        from symcnn.tensor.nnet.conv import _out_shape
+        from symcnn.tensor.nnet.conv_geometry import out_shape as _out_shape
         op = node.op
         x, w = in_shapes[0], in_shapes[1]
         conv = _conv_flops(_out_shape(x, w, op.border_mode, op.subsample), w)

@@ -1,4 +1,4 @@
-"""Conv2d, Conv2dGradInputs and Conv2dGradWeights as im2col + a register-blocked GEMM.
+"""Conv2d, Conv2dGradInputs and Conv2dGradWeights as im2col + the packed GEMM.
 
 Per image, the (padded, strided, optionally flipped) patches of the input are
 unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); then
@@ -7,32 +7,22 @@ unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); the
     grad inputs:   dcols[p, n]    = sum_k W[k, p] * top[b][k, n];  dx[b] += col2im(dcols)
     grad weights:  dWT[p, k]     += sum_n cols[p, n] * top[b][k, n]  (dW = dWT transposed)
 
-The GEMMs go through the packed, cache-blocked GEMM of gemm.py (PACKED_GEMM); the older
-unpacked kernel below remains for other dtypes and as a fallback:
-its micro-kernel keeps MR x NV vector accumulators in registers and loops
-over the contraction dimension, loading NV vectors of the B panel and
-broadcasting MR scalars of A per step (explicit LLVM vector IR, 64-byte vectors
-with AVX-512, else 32). Column panels narrower than a vector use one masked
-vector panel (llvm.masked.load/store) instead of scalar code. The GEMM is one
-internal function per module and dtype (SHARED_GEMM), which keeps compile times
-low when a graph holds several convolutions; patch copies (im2col / col2im) are
-emitted inline with dims as Python ints whenever the graph knows them
-statically, so those short loops specialise.
+The GEMMs go through the packed, cache-blocked GEMM of microkernels/gemm.py (convolutions are
+float32 or float64). Patch copies (im2col / col2im) are emitted inline with dims as Python ints
+whenever the graph knows them statically, so those short loops specialise.
 The filter flip is folded into the patch offsets: cols row (c, r, s) reads the
 input at kernel offset (kh-1-r, kw-1-s) for a true convolution.
 """
 from llvmlite import ir
 
 from symcnn.graph.basic import Constant
+from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
 from ..microkernels import gemm
 from ..irutil import ceildiv, floordiv, gep, lanes  # noqa: F401  (used by convpool.py too)
-
-MR = 4          # rows of the register block
-NV = 2          # vectors per row of the register block
 
 
 def clamp(b, x, lo, hi):
@@ -48,163 +38,12 @@ class Mat:
         self.ptr, self.rs, self.cs = ptr, rs, cs
 
 
-def _fmuladd(ctx, vt, dtype):
-    suffix = ("f32" if dtype == "float32" else "f64")
-    if isinstance(vt, ir.VectorType):
-        suffix = f"v{vt.count}{suffix}"
-    return U.declare(ctx.module, f"llvm.{gemm.fma_name()}.{suffix}", vt, [vt, vt, vt])
-
-
-def _masked(ctx, kind, vt):
-    """llvm.masked.load / llvm.masked.store for vector type vt."""
-    et = "f32" if vt.element == U.F32 else "f64"
-    mt = ir.VectorType(U.I1, vt.count)
-    name = f"llvm.masked.{kind}.v{vt.count}{et}.p0"
-    if kind == "load":
-        return U.declare(ctx.module, name, vt, [U.PTR, U.I32, mt, vt])
-    return U.declare(ctx.module, name, ir.VoidType(), [vt, U.PTR, U.I32, mt])
-
-
-def _block(ctx, dtype, m0, mr, n0, nv, L, Q, A, B, C, accumulate, mask=None):
-    """C[m0:m0+mr, n0:n0+nv*L] (+)= A[m0:m0+mr, :Q] @ B[:Q, n0:n0+nv*L] with register accumulators.
-    mask (nv == 1): an <L x i1> of the columns that exist; the others are neither read nor written."""
-    b = ctx.b
-    et = U.ll_type(dtype)
-    size = U.itemsize(dtype)
-    vt = ir.VectorType(et, L) if L > 1 else et
-    fma = _fmuladd(ctx, vt, dtype)
-    a_rows = [gep(b, A.ptr, U.mul(b, U.add(b, m0, i), A.rs), et) for i in range(mr)]
-    b_base = gep(b, B.ptr, n0, et)
-    c_rows = [gep(b, C.ptr, U.add(b, U.mul(b, U.add(b, m0, i), C.rs), n0), et) for i in range(mr)]
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L) if L > 1 else ir.Constant(et, 0.0)
-    align = ir.Constant(U.I32, size)
-
-    def vload(ptr):
-        if mask is None:
-            return b.load(ptr, typ=vt, align=size)
-        return b.call(_masked(ctx, "load", vt), [ptr, align, mask, zero])
-
-    def vstore(v, ptr):
-        if mask is None:
-            b.store(v, ptr, align=size)
-        else:
-            b.call(_masked(ctx, "store", vt), [v, ptr, align, mask])
-
-    accs = []
-    for i in range(mr):
-        row = []
-        for j in range(nv):
-            if accumulate is False:
-                init = zero
-            else:
-                init = vload(gep(b, c_rows[i], j * L, et))
-                if accumulate is not True:  # a run-time flag (i1)
-                    init = b.select(accumulate, init, zero)
-            row.append(ctx.local(vt, init))
-        accs.append(row)
-    with U.for_range(b, Q, name="q") as q:
-        b_row = gep(b, b_base, U.mul(b, q, B.rs), et)
-        bv = [vload(gep(b, b_row, j * L, et)) for j in range(nv)]
-        for i in range(mr):
-            a = b.load(gep(b, a_rows[i], U.mul(b, q, A.cs), et), typ=et)
-            av = U.splat(b, a, vt) if L > 1 else a
-            for j in range(nv):
-                cur = b.load(accs[i][j], typ=vt)
-                b.store(b.call(fma, [av, bv[j], cur]), accs[i][j])
-    for i in range(mr):
-        for j in range(nv):
-            vstore(b.load(accs[i][j], typ=vt), gep(b, c_rows[i], j * L, et))
-
-
-def _rows(ctx, dtype, M, n0, nv, L, Q, A, B, C, accumulate, mask=None):
-    """All rows of one column panel: MR-row blocks, then single rows."""
-    b = ctx.b
-    mfull = U.mul(b, floordiv(b, M, MR), MR)
-    with U.for_range(b, mfull, step=MR, name="m") as m0:
-        _block(ctx, dtype, m0, MR, n0, nv, L, Q, A, B, C, accumulate, mask)
-    with U.for_range(b, M, start=mfull, name="mt") as m0:
-        _block(ctx, dtype, m0, 1, n0, nv, L, Q, A, B, C, accumulate, mask)
-
-
-SHARED_GEMM = True   # one out-of-line GEMM per module and dtype (faster compiles), else inline
-
-
-class _FnCtx:
-    """The bits of a lowering Context that the GEMM emitter uses, for a helper function."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-    def local(self, lltype, init=None):
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
-
-
-def gemm_function(module, dtype):
-    """void symcnn_gemm_<dtype>(M, N, Q, A, A.rs, A.cs, B, B.rs, C, C.rs, i1 accumulate)."""
-    name = f"symcnn_gemm_{dtype}"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
-    I64, P = U.I64, U.PTR
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, P, I64, I64, P, I64, P, I64, U.I1]),
-                     name=name)
-    fn.linkage = "internal"
-    M, N, Q, a, ars, acs, bp, brs, c, crs, acc = fn.args
-    for arg in (a, bp, c):
-        arg.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fctx = _FnCtx(module, b)
-    _emit_gemm(fctx, dtype, M, N, Q, Mat(a, ars, acs), Mat(bp, brs), Mat(c, crs), acc)
-    b.ret_void()
-    return fn
-
-
-PACKED_GEMM = True   # the packed, cache-blocked GEMM of gemm.py (else the unpacked one below)
-
-
 def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False, packs=None):
-    """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B).
-    packs: see gemm.emit_gemm (the packed GEMM's buffers; None allocates them)."""
-    if PACKED_GEMM and dtype in ("float32", "float64"):
-        gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
-                       gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate, packs=packs)
-        return
-    if not SHARED_GEMM:
-        return _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate)
-    b = ctx.b
-    fn = gemm_function(ctx.module, dtype)
-    args = [U.as_value(b, v) for v in (M, N, Q, A.ptr, A.rs, A.cs, B.ptr, B.rs, C.ptr, C.rs)]
-    b.call(fn, args + [ir.Constant(U.I1, int(bool(accumulate)))])
-
-
-def _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
-    b = ctx.b
-    L = lanes(dtype)
-    NR = NV * L
-    n_full = U.mul(b, floordiv(b, N, NR), NR)
-    with U.for_range(b, n_full, step=NR, name="n") as n0:
-        _rows(ctx, dtype, M, n0, NV, L, Q, A, B, C, accumulate)
-    rest = U.sub(b, N, n_full)
-    n_vec = U.add(b, n_full, U.mul(b, floordiv(b, rest, L), L))
-    if not (isinstance(rest, int) and rest < L):
-        with U.for_range(b, n_vec, start=n_full, step=L, name="nv") as n0:
-            _rows(ctx, dtype, M, n0, 1, L, Q, A, B, C, accumulate)
-    tail = U.sub(b, N, n_vec)
-    if isinstance(tail, int) and tail == 0:
-        return
-    # the last N % L columns: one masked vector panel
-    if L == 1:
-        return
-    tv = U.as_value(b, tail)
-    with b.if_then(b.icmp_signed(">", tv, U.i64(0))):
-        lanes_v = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-        limit = U.splat(b, tv, ir.VectorType(U.I64, L))
-        mask = b.icmp_signed("<", lanes_v, limit)
-        _rows(ctx, dtype, M, n_vec, 1, L, Q, A, B, C, accumulate, mask)
+    """C[M, N] (+)= A[M, Q] @ B[Q, N] through the packed GEMM of gemm.py; B and C must have unit
+    column stride (C must not alias A, B). packs: see gemm.emit_gemm (the packed GEMM's buffers;
+    None allocates them)."""
+    gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
+                   gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate, packs=packs)
 
 
 # -- patches ----------------------------------------------------------------------------------
@@ -222,18 +61,47 @@ class Geometry:
         self.no_pad = isinstance(self.ph, int) and isinstance(self.pw, int) and self.ph == 0 and self.pw == 0
 
 
+class IRArith:
+    """The integer arithmetic of the shape formulas in symcnn (conv_geometry.py, pool_geometry.py)
+    on i64 values, with ints folded statically (irutil's helpers)."""
+
+    def __init__(self, b):
+        self.b = b
+
+    def add(self, x, y):
+        return U.add(self.b, x, y)
+
+    def sub(self, x, y):
+        return U.sub(self.b, x, y)
+
+    def mul(self, x, y):
+        return U.mul(self.b, x, y)
+
+    def floordiv(self, x, y):
+        return floordiv(self.b, x, y)
+
+    def max0(self, x):
+        return U.smax(self.b, x, 0)
+
+    def select_ge(self, x, y, a, c):
+        b = self.b
+        if isinstance(x, int) and isinstance(y, int):
+            return a if x >= y else c
+        return b.select(b.icmp_signed(">=", U.as_value(b, x), U.as_value(b, y)), U.as_value(b, a), U.as_value(b, c))
+
+    def if_positive(self, n, v):
+        b = self.b
+        if isinstance(n, int):
+            return v if n > 0 else 0
+        return b.select(b.icmp_signed(">", n, U.i64(0)), U.as_value(b, v), U.i64(0))
+
+
 def padding(b, border_mode, kh, kw):
-    if border_mode == "valid":
-        return 0, 0
-    if border_mode == "full":
-        return U.sub(b, kh, 1), U.sub(b, kw, 1)
-    if border_mode == "half":
-        return floordiv(b, kh, 2), floordiv(b, kw, 2)
-    return tuple(border_mode)
+    return geometry.padding(border_mode, kh, kw, IRArith(b))
 
 
 def out_len(b, n, k, p, s):
-    return U.add(b, floordiv(b, U.sub(b, U.add(b, n, U.mul(b, 2, p)), k), s), 1)
+    return geometry.out_len(n, k, p, s, IRArith(b))
 
 
 def _valid_range(b, off, size, stride, count):

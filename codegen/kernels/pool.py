@@ -8,33 +8,21 @@ so their element loops are unrolled and the loop over output columns can be
 vectorised. Border windows are clipped to the image at run time. With no padding
 and ignore_border=True every window is interior and no border code is emitted.
 """
+from symcnn.tensor.signal import pool_geometry
 from symcnn.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool
 
 from .. import irutil as U
 from ..lower import E_SHAPE, lower
-from .conv import ceildiv, clamp, dense, floordiv, gep
+from .conv import IRArith, ceildiv, clamp, dense, floordiv, gep
 from .reduce import _greater, _lowest
 
 UNROLL = 16   # windows with at most this many rows (cols) are unrolled
 
 
 def out_len(b, n, ws, st, pad, ignore_border):
-    """Theano's pooled length (symcnn.tensor.signal.pool._out_len) of an axis of length n >= 0.
-    ws, st, pad may be i64 values (checked positive, pad < ws, before this runs)."""
-    if ignore_border:
-        return U.smax(b, U.add(b, floordiv(b, U.sub(b, U.add(b, n, U.mul(b, 2, pad)), ws), st), 1), 0)
-    if not (isinstance(st, int) and isinstance(ws, int)):
-        keep = b.icmp_signed(">=", U.as_value(b, st), U.as_value(b, ws))
-        wide = U.add(b, floordiv(b, U.sub(b, n, 1), st), 1)
-        full = U.add(b, U.smax(b, floordiv(b, U.add(b, U.sub(b, U.sub(b, n, 1), ws), st), st), 0), 1)
-        both = b.select(keep, U.as_value(b, wide), U.as_value(b, full))
-        return b.select(b.icmp_signed(">", U.as_value(b, n), U.i64(0)), both, U.i64(0))
-    if st >= ws:
-        return U.add(b, floordiv(b, U.sub(b, n, 1), st), 1)
-    full = U.add(b, U.smax(b, floordiv(b, U.sub(b, U.sub(b, n, 1), ws - st), st), 0), 1)
-    if isinstance(n, int):
-        return full if n > 0 else 0
-    return b.select(b.icmp_signed(">", n, U.i64(0)), U.as_value(b, full), U.i64(0))
+    """Theano's pooled length (symcnn.tensor.signal.pool_geometry.out_len) of an axis of length
+    n >= 0. ws, st, pad may be i64 values (checked positive, pad < ws, before this runs)."""
+    return pool_geometry.out_len(n, ws, st, pad, ignore_border, IRArith(b))
 
 
 class Geometry:

@@ -19,7 +19,9 @@ from ...graph.basic import Apply, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float
 from ..var import as_tensor_variable
-from .pool import MODES, _Geom, _average_pool_grad, _flat, _max_pool_grad, _max_pool_grad_grad, _pool
+from .pool import (MODES, average_pool_grad_reference, flat_images, max_pool_grad_grad_reference,
+                   max_pool_grad_reference, pool_reference)
+from .pool_geometry import WindowGeometry, out_len
 
 __all__ = ["RuntimePool", "RuntimeMaxPoolGrad", "RuntimeAveragePoolGrad", "RuntimeMaxPoolGradGrad",
            "geometry_vector", "MAX_GEOMETRY"]
@@ -67,16 +69,6 @@ def _check_geometry(op, node, ws, stride, pad):
     return ws, stride, pad
 
 
-def _out_len(n, ws, st, pad, ignore_border):
-    """Symbolic pooled length of an axis (pool._out_len with symbolic ws/st/pad)."""
-    from .. import math as T
-    switch = T.switch
-    if ignore_border:
-        return T.maximum((n + 2 * pad - ws) // st + 1, 0)
-    partial = switch(T.ge(st, ws), (n - 1) // st + 1, T.maximum((n - 1 - ws + st) // st, 0) + 1)
-    return switch(T.gt(n, 0), partial, 0)
-
-
 class _RuntimePoolBase(Op):
     __props__ = ("ignore_border", "mode")
     n_data = 1  # inputs before ws, stride, pad
@@ -109,13 +101,13 @@ class _RuntimePoolBase(Op):
 
     def _pooled_shape(self, shape, geometry):
         ws, st, pad = geometry
-        return tuple(shape[:-2]) + tuple(_out_len(shape[-2 + i], ws[i], st[i], pad[i], self.ignore_border)
+        return tuple(shape[:-2]) + tuple(out_len(shape[-2 + i], ws[i], st[i], pad[i], self.ignore_border)
                                          for i in range(2))
 
     def _geom(self, node, inputs):
         x = inputs[0]
         ws, st, pad = _check_geometry(self, node, *inputs[-3:])
-        return _Geom(x.shape[-2], x.shape[-1], ws, st, pad, self.ignore_border)
+        return WindowGeometry(x.shape[-2], x.shape[-1], ws, st, pad, self.ignore_border)
 
     def _check_runtime(self, node, values, g, roles):
         x = values[0]
@@ -146,7 +138,7 @@ class RuntimePool(_RuntimePoolBase):
     def perform(self, node, inputs, out):
         x = inputs[0]
         g = self._geom(node, inputs)
-        res = _pool(_flat(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        res = pool_reference(flat_images(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
 
     def infer_shape(self, node, shapes):
@@ -189,7 +181,7 @@ class RuntimeMaxPoolGrad(_RuntimePoolBase):
         g = self._geom(node, inputs)
         self._check_runtime(node, inputs[:3], g, [("input", "x"), ("pooled output", "pooled"),
                                                   ("output gradient", "pooled")])
-        res = _max_pool_grad(_flat(x), _flat(z), _flat(gz), g, node.outputs[0].dtype)
+        res = max_pool_grad_reference(flat_images(x), flat_images(z), flat_images(gz), g, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape)
 
     def infer_shape(self, node, shapes):
@@ -231,7 +223,7 @@ class RuntimeMaxPoolGradGrad(_RuntimePoolBase):
         g = self._geom(node, inputs)
         self._check_runtime(node, inputs[:3], g, [("input", "x"), ("pooled output", "pooled"),
                                                   ("incoming gradient", "input")])
-        res = _max_pool_grad_grad(_flat(x), _flat(z), _flat(ggx), g, node.outputs[0].dtype)
+        res = max_pool_grad_grad_reference(flat_images(x), flat_images(z), flat_images(ggx), g, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
 
     def infer_shape(self, node, shapes):
@@ -270,7 +262,7 @@ class RuntimeAveragePoolGrad(_RuntimePoolBase):
         x, gz = inputs[:2]
         g = self._geom(node, inputs)
         self._check_runtime(node, inputs[:2], g, [("input", "x"), ("output gradient", "pooled")])
-        res = _average_pool_grad(_flat(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        res = average_pool_grad_reference(flat_images(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape)
 
     def infer_shape(self, node, shapes):
