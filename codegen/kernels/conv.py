@@ -135,7 +135,7 @@ def _patch_loops(ctx, g, body):
                 body(p, c, off_r, off_c, ir_, jr)
 
 
-def _zero_fill(b, ptr, start, stop, dtype):
+def zero_fill(b, ptr, start, stop, dtype):
     """ptr[start:stop] = 0 (a memset: float and integer zeros are all-zero bytes)."""
     if isinstance(start, int) and isinstance(stop, int) and stop <= start:
         return
@@ -158,8 +158,8 @@ def emit_im2col(ctx, g, x, cols, dtype):
         row = gep(b, cols, U.mul(b, p, g.N), et)
         (i_lo, i_hi), (j_lo, j_hi) = ir_, jr
         if not g.no_pad:
-            _zero_fill(b, row, 0, U.mul(b, i_lo, g.OW), dtype)
-            _zero_fill(b, row, U.mul(b, i_hi, g.OW), g.N, dtype)
+            zero_fill(b, row, 0, U.mul(b, i_lo, g.OW), dtype)
+            zero_fill(b, row, U.mul(b, i_hi, g.OW), g.N, dtype)
         xc = U.mul(b, c, x.strides[0])
         with U.for_range(b, i_hi, start=i_lo, name="i") as i:
             dst = gep(b, row, U.mul(b, i, g.OW), et)
@@ -167,8 +167,8 @@ def emit_im2col(ctx, g, x, cols, dtype):
             src = gep(b, x.ptr, U.add(b, xc, U.add(b, U.mul(b, ih, x.strides[1]),
                                                     U.mul(b, off_c, x.strides[2]))), xt)
             if not g.no_pad:
-                _zero_fill(b, dst, 0, j_lo, dtype)
-                _zero_fill(b, dst, j_hi, g.OW, dtype)
+                zero_fill(b, dst, 0, j_lo, dtype)
+                zero_fill(b, dst, j_hi, g.OW, dtype)
             step = U.mul(b, g.sw, x.strides[2])
             with U.for_range(b, j_hi, start=j_lo, name="j") as j:
                 v = b.load(gep(b, src, U.mul(b, j, step), xt), typ=xt)
@@ -330,7 +330,7 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
         emit_gemm(ctx, dt, g.P, g.N, K, Mat(wd.ptr, 1, g.P),
                   Mat(gep(b, td.ptr, U.mul(b, n, tn), et), g.N), Mat(dcols.ptr, g.N))
         dx = gep(b, out.ptr, U.mul(b, n, img), et)
-        _zero_fill(b, dx, 0, img, dt)
+        zero_fill(b, dx, 0, img, dt)
         emit_col2im(ctx, g, dcols.ptr, dx, dt)
     return [out]
 
@@ -361,7 +361,7 @@ def lower_conv2d_grad_weights(ctx, node, ins):
     cols = ctx.scratch(dt, [g.P, g.N])
     topT = ctx.scratch(dt, [g.N, K])
     dwT = ctx.scratch(dt, [g.P, K])
-    _zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
+    zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
     xs = pinned(b, x, [B, C, H, W])
     tn = U.mul(b, K, g.N)
     with U.for_range(b, B, name="img") as n:

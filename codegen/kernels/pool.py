@@ -14,7 +14,7 @@ from symcnn.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradG
 from .. import irutil as U
 from ..lower import E_SHAPE, lower
 from .conv import IRArith, ceildiv, clamp, dense, floordiv, gep
-from .reduce import _greater, _lowest
+from .reduce import greater, lowest_value
 
 UNROLL = 16   # windows with at most this many rows (cols) are unrolled
 
@@ -171,12 +171,12 @@ def emit_pool(ctx, node, x, g):
     xdt = x.dtype
     if op.mode == "max":
         def body(n, i, j, rs, cs):
-            acc = ctx.local(x.lltype, _lowest(xdt))
+            acc = ctx.local(x.lltype, lowest_value(xdt))
 
             def step(off):
                 v = _load(b, x, off)
                 cur = b.load(acc, typ=x.lltype)
-                b.store(b.select(_greater(b, v, cur, xdt), v, cur), acc)
+                b.store(b.select(greater(b, v, cur, xdt), v, cur), acc)
 
             each_element(b, g, n, rs, cs, step)
             res = U.cast_value(b, b.load(acc, typ=x.lltype), xdt, dt)

@@ -18,7 +18,7 @@ import numpy as np
 from ..graph.basic import Apply
 from ..graph.op import Op
 from .composite import Composite
-from .elemwise import DimShuffle, Elemwise, _broadcast_shape
+from .elemwise import DimShuffle, Elemwise, broadcast_shape
 from .math import Dot, dot
 from .type import TensorType, upcast
 from .var import as_tensor_variable
@@ -103,7 +103,7 @@ class FusedDot(Op):
                             + ", ".join(i.describe() for i in ins))
         padded = [_pad(i, ndim) for i in ins]
         return TensorType(comp.out_dtype(*[i.dtype for i in padded]),
-                          shape=_broadcast_shape(padded, f"{self} (operand {which})"))
+                          shape=broadcast_shape(padded, f"{self} (operand {which})"))
 
     def make_node(self, *inputs):
         n_expected = self.na + self.nb + self.ne

@@ -60,7 +60,7 @@ class DimShuffle(Op):
         return [DimShuffle(g.ndim, order)(g)]
 
 
-def _broadcast_shape(inputs, op):
+def broadcast_shape(inputs, op):
     out = []
     for dim in range(inputs[0].ndim):
         sizes = {i.type.shape[dim] for i in inputs}
@@ -106,7 +106,7 @@ class Elemwise(Op):
         ndim = max(i.ndim for i in inputs)
         inputs = [i if i.ndim == ndim else DimShuffle(i.ndim, ["x"] * (ndim - i.ndim) + list(range(i.ndim)))(i)
                   for i in inputs]
-        shape = _broadcast_shape(inputs, self)
+        shape = broadcast_shape(inputs, self)
         dtype = self.scalar_op.out_dtype(*[i.dtype for i in inputs])
         return Apply(self, inputs, [TensorType(dtype, shape=shape)()])
 

@@ -96,7 +96,7 @@ class RandomStreamsBase:
             size = bcast_size(low, high)
         low, high = cast(low, dtype), cast(high, dtype)
         u = self._draw(UniformDraw, size, ndim, dtype)
-        return _keep_stream(u, u * (high - low) + low)
+        return keep_stream(u, u * (high - low) + low)
 
     def _normal(self, size, avg, std, ndim, dtype):
         avg, std = as_tensor_variable(avg), as_tensor_variable(std)
@@ -105,14 +105,14 @@ class RandomStreamsBase:
             size = bcast_size(avg, std)
         avg, std = cast(avg, dtype), cast(std, dtype)
         z = self._draw(NormalDraw, size, ndim, dtype)
-        return _keep_stream(z, avg + std * z)
+        return keep_stream(z, avg + std * z)
 
     def _bernoulli(self, size, p, ndim, dtype):
         p = as_tensor_variable(p)
         if size is None:
             size = bcast_size(p)
         u = self._draw(UniformDraw, size, ndim, config.floatX)
-        return _keep_stream(u, cast(u < p, dtype))
+        return keep_stream(u, cast(u < p, dtype))
 
     def _binomial(self, size, n, p, ndim, dtype, who):
         if isinstance(n, (int, np.integer)) and int(n) == 1:
@@ -128,7 +128,7 @@ class RandomStreamsBase:
         entries = [size[d] for d in range(nd)] + [int(n)]
         u = self._draw(UniformDraw, stack_scalars(entries, dtype="int64"), nd + 1, config.floatX)
         pe = dimshuffle(p, *(list(range(p.ndim)) + ["x"])) if p.ndim else p
-        return _keep_stream(u, cast(cast(u < pe, "int64").sum(axis=nd), dtype))
+        return keep_stream(u, cast(cast(u < pe, "int64").sum(axis=nd), dtype))
 
     def _multinomial(self, size, n, pvals, ndim, dtype, who):
         from ..sandbox.multinomial import MultinomialFromUniform
@@ -156,10 +156,10 @@ class RandomStreamsBase:
         out = op(pvals, u[0])
         for k in range(1, int(n)):
             out = out + op(pvals, u[k])
-        return _keep_stream(u, out)
+        return keep_stream(u, out)
 
 
-def _keep_stream(sample, result):
+def keep_stream(sample, result):
     """Theano's draws carry .rng and .update; keep them on the final expression."""
     result.rng = sample.rng
     result.update = sample.update

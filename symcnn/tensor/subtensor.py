@@ -180,14 +180,14 @@ class IncSubtensor(_IndexedOp):
             gx = IncSubtensor(self.idx_list, True)(g, second(sub, np.zeros((), dtype=g.dtype)), *scalars)
         else:
             gx = g
-        gy = _sum_to(sub, y)
+        gy = sum_to(sub, y)
         return [gx if is_float(x.dtype) else None, gy if is_float(y.dtype) else None] + [None] * len(scalars)
 
     def connection_pattern(self, node):
         return [[True], [True]] + [[False]] * (len(node.inputs) - 2)
 
 
-def _sum_to(g, y):
+def sum_to(g, y):
     """Reduce g to y's ndim and broadcastable dimensions."""
     from . import math as T
     extra = g.ndim - y.ndim
@@ -308,7 +308,7 @@ class AdvancedIncSubtensor(Op):
         sub = AdvancedSubtensor(self.idx_list)(g, *indices)
         gx = g if not self.set_instead_of_inc else \
             AdvancedIncSubtensor(self.idx_list, True)(g, second(sub, np.zeros((), dtype=g.dtype)), *indices)
-        return [gx if is_float(x.dtype) else None, _sum_to(sub, y) if is_float(y.dtype) else None] + \
+        return [gx if is_float(x.dtype) else None, sum_to(sub, y) if is_float(y.dtype) else None] + \
             [None] * len(indices)
 
     def connection_pattern(self, node):
