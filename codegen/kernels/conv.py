@@ -265,8 +265,67 @@ def check_fits(ctx, n, k, p):
     ctx.fail_if(b.icmp_signed("<", U.as_value(b, padded), U.as_value(b, k)), E_SHAPE, padded, k)
 
 
-def _out_static(node, d):
-    return node.outputs[0].type.shape[d]
+def output_dims(ctx, op, H, W, kh, kw, top=None):
+    """(OH, OW) of the convolution, the padded input checked to hold the filters; the grad ops pass
+    the output gradient's (OH, OW) as `top`, checked equal."""
+    b = ctx.b
+    ph, pw = padding(b, op.border_mode, kh, kw)
+    check_fits(ctx, H, kh, ph)
+    check_fits(ctx, W, kw, pw)
+    OH = out_len(b, H, kh, ph, op.subsample[0])
+    if top is not None:
+        OH = same(ctx, OH, top[0])
+    OW = out_len(b, W, kw, pw, op.subsample[1])
+    if top is not None:
+        OW = same(ctx, OW, top[1])
+    return OH, OW
+
+
+def forward_dims(ctx, op, x, w):
+    """(B, C, H, W, K, kh, kw, OH, OW) of a forward convolution of x by w, with the op's declared
+    static sizes pinned and checked."""
+    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
+    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
+    C = same(ctx, C, Ck)
+    OH, OW = output_dims(ctx, op, H, W, kh, kw)
+    return B, C, H, W, K, kh, kw, OH, OW
+
+
+def grad_dims(ctx, node, ins):
+    """(B, C, H, W, K, kh, kw, OH, OW) of a Conv2dGradInputs node (inputs: filters, output gradient,
+    input rows and cols) or Conv2dGradWeights node (input, output gradient, filter rows and cols),
+    with the op's declared static sizes pinned and the operands checked against each other."""
+    op = node.op
+    operand, top = ins[:2]
+    if isinstance(op, Conv2dGradInputs):
+        H, W = (pin(ctx, v, op.imshp[2 + d]) for d, v in enumerate(hw_values(ctx, ins[2], node.inputs[2], op)))
+        K, C, kh, kw = (pin(ctx, operand.shape[d], op.kshp[d]) for d in range(4))
+        B = pin(ctx, top.shape[0], op.imshp[0])
+        C = pin(ctx, C, op.imshp[1])
+        K = same(ctx, K, top.shape[1])
+    else:
+        kh, kw = (pin(ctx, v, op.kshp[2 + d]) for d, v in enumerate(hw_values(ctx, ins[2], node.inputs[2], op)))
+        B, C, H, W = (pin(ctx, operand.shape[d], op.imshp[d]) for d in range(4))
+        B = same(ctx, B, top.shape[0])
+        K = pin(ctx, top.shape[1], op.kshp[0])
+        C = pin(ctx, C, op.kshp[1])
+    OH, OW = output_dims(ctx, op, H, W, kh, kw, top.shape[2:])
+    return B, C, H, W, K, kh, kw, OH, OW
+
+
+def grad_output(ctx, node, ins):
+    """(out, g, B, K, top) of a grad op: its result allocated, the convolution's geometry, batch
+    size and number of filters (every dimension the result makes static folded), and the output
+    gradient as a dense buffer of the result's dtype."""
+    B, C, H, W, K, kh, kw, OH, OW = grad_dims(ctx, node, ins)
+    if isinstance(node.op, Conv2dGradInputs):
+        out = ctx.alloc(node.outputs[0], [B, C, H, W])
+        B, C, H, W = out.shape
+    else:
+        out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
+        K, C, kh, kw = out.shape
+    top = dense(ctx, pinned(ctx.b, ins[1], [B, K, OH, OW]), out.dtype)
+    return out, Geometry(ctx.b, node.op, C, H, W, kh, kw, OH, OW), B, K, top
 
 
 # -- the lowerings ----------------------------------------------------------------------------
@@ -277,14 +336,7 @@ def lower_conv2d(ctx, node, ins):
     op = node.op
     x, w = ins
     dt = node.outputs[0].dtype
-    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
-    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
-    C = same(ctx, C, Ck)
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = out_len(b, H, kh, ph, op.subsample[0])
-    OW = out_len(b, W, kw, pw, op.subsample[1])
+    B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
     out = ctx.alloc(node.outputs[0], [B, K, OH, OW])
     B, K, OH, OW = out.shape
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
@@ -302,28 +354,11 @@ def lower_conv2d(ctx, node, ins):
 @lower.register(Conv2dGradInputs)
 def lower_conv2d_grad_inputs(ctx, node, ins):
     b = ctx.b
-    op = node.op
-    w, top, hw = ins
-    dt = node.outputs[0].dtype
-    H, W = hw_values(ctx, hw, node.inputs[2], op)
-    H, W = pin(ctx, H, op.imshp[2]), pin(ctx, W, op.imshp[3])
-    K, C, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
-    B, Kt, OHt, OWt = top.shape
-    B = pin(ctx, B, op.imshp[0])
-    C = pin(ctx, C, op.imshp[1])
-    K = same(ctx, K, Kt)
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = same(ctx, out_len(b, H, kh, ph, op.subsample[0]), OHt)
-    OW = same(ctx, out_len(b, W, kw, pw, op.subsample[1]), OWt)
-    out = ctx.alloc(node.outputs[0], [B, C, H, W])
-    B, C, H, W = out.shape
-    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
-    wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
-    td = dense(ctx, pinned(b, top, [B, K, OH, OW]), dt)
+    out, g, B, K, td = grad_output(ctx, node, ins)
+    dt = out.dtype
+    wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
     dcols = ctx.scratch(dt, [g.P, g.N])
-    img = U.product(b, [C, H, W])
+    img = U.product(b, [g.C, g.H, g.W])
     tn = U.mul(b, K, g.N)
     et = out.lltype
     with U.for_range(b, B, name="img") as n:
@@ -338,31 +373,13 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
 @lower.register(Conv2dGradWeights)
 def lower_conv2d_grad_weights(ctx, node, ins):
     b = ctx.b
-    op = node.op
-    x, top, khw = ins
-    dt = node.outputs[0].dtype
-    kh, kw = hw_values(ctx, khw, node.inputs[2], op)
-    kh, kw = pin(ctx, kh, op.kshp[2]), pin(ctx, kw, op.kshp[3])
-    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
-    Bt, K, OHt, OWt = top.shape
-    B = same(ctx, B, Bt)
-    K = pin(ctx, K, op.kshp[0])
-    C = pin(ctx, C, op.kshp[1])
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = same(ctx, out_len(b, H, kh, ph, op.subsample[0]), OHt)
-    OW = same(ctx, out_len(b, W, kw, pw, op.subsample[1]), OWt)
-    out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
-    K, C, kh, kw = out.shape
-    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
-    et = out.lltype
-    td = dense(ctx, pinned(b, top, [B, K, OH, OW]), dt)
+    out, g, B, K, td = grad_output(ctx, node, ins)
+    dt, et = out.dtype, out.lltype
     cols = ctx.scratch(dt, [g.P, g.N])
     topT = ctx.scratch(dt, [g.N, K])
     dwT = ctx.scratch(dt, [g.P, K])
     zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
-    xs = pinned(b, x, [B, C, H, W])
+    xs = pinned(b, ins[0], [B, g.C, g.H, g.W])
     tn = U.mul(b, K, g.N)
     with U.for_range(b, B, name="img") as n:
         emit_im2col(ctx, g, image_view(b, xs, n), cols.ptr, dt)

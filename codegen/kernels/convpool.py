@@ -33,8 +33,8 @@ from ..microkernels import directconv as D
 from ..microkernels import directconv_grad as DG
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
-from .conv import (Geometry, Mat, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep, image_view,
-                   out_len, padding, pin, pinned, same, zero_fill)
+from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
+                   pinned, zero_fill)
 from .pool import out_len as pool_out_len
 from .reduce import greater, lowest_value
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
@@ -43,14 +43,7 @@ from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_para
 def _dims(ctx, op, x, w):
     """(B, C, H, W, K, kh, kw, OH, OW, PH, PW) with the declared static sizes pinned and checked."""
     b = ctx.b
-    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
-    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
-    C = same(ctx, C, Ck)
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = out_len(b, H, kh, ph, op.subsample[0])
-    OW = out_len(b, W, kw, pw, op.subsample[1])
+    B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
     PH = pool_out_len(b, OH, op.ws[0], op.stride[0], 0, True)
     PW = pool_out_len(b, OW, op.ws[1], op.stride[1], 0, True)
     return B, C, H, W, K, kh, kw, OH, OW, PH, PW

@@ -209,17 +209,26 @@ def _divisor(b, op, g, rs, cs, dtype):
 
 
 @lower.register(MaxPoolGrad)
-def lower_max_pool_grad(ctx, node, ins):
+@lower.register(MaxPoolGradGrad)
+def lower_max_pool_tie_grad(ctx, node, ins):
     x = dense(ctx, ins[0], ins[0].dtype)
-    return emit_max_pool_grad(ctx, node, x, ins, Geometry(ctx, node.op, x))
+    emit = emit_max_pool_grad if isinstance(node.op, MaxPoolGrad) else emit_max_pool_grad_grad
+    return emit(ctx, node, x, ins, Geometry(ctx, node.op, x))
+
+
+def _tie_inputs(ctx, ins, g, shape):
+    """(maxout, incoming gradient) of MaxPoolGrad / MaxPoolGradGrad as dense buffers, checked to have
+    the pooled shape and `shape`."""
+    z = dense(ctx, ins[1], ins[1].dtype)
+    gin = dense(ctx, ins[2], ins[2].dtype)
+    check_shape(ctx, z, g.pooled_shape)
+    check_shape(ctx, gin, shape)
+    return z, gin
 
 
 def emit_max_pool_grad(ctx, node, x, ins, g):
     b = ctx.b
-    z = dense(ctx, ins[1], ins[1].dtype)
-    gz = dense(ctx, ins[2], ins[2].dtype)
-    check_shape(ctx, z, g.pooled_shape)
-    check_shape(ctx, gz, g.pooled_shape)
+    z, gz = _tie_inputs(ctx, ins, g, g.pooled_shape)
     out = ctx.alloc(node.outputs[0], x.shape)
     g.pin(z.shape, gz.shape)
     dt = out.dtype
@@ -242,18 +251,9 @@ def emit_max_pool_grad(ctx, node, x, ins, g):
     return [out]
 
 
-@lower.register(MaxPoolGradGrad)
-def lower_max_pool_grad_grad(ctx, node, ins):
-    x = dense(ctx, ins[0], ins[0].dtype)
-    return emit_max_pool_grad_grad(ctx, node, x, ins, Geometry(ctx, node.op, x))
-
-
 def emit_max_pool_grad_grad(ctx, node, x, ins, g):
     b = ctx.b
-    z = dense(ctx, ins[1], ins[1].dtype)
-    ggx = dense(ctx, ins[2], ins[2].dtype)
-    check_shape(ctx, z, g.pooled_shape)
-    check_shape(ctx, ggx, x.shape)
+    z, ggx = _tie_inputs(ctx, ins, g, x.shape)
     out = ctx.alloc(node.outputs[0], g.pooled_shape)
     g.pin(out.shape)
     dt = out.dtype

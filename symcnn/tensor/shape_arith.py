@@ -1,4 +1,6 @@
-"""Integer arithmetic for shape formulas that are written once and evaluated on Python ints,
+"""Integer pairs and integer arithmetic for shape formulas.
+
+The formulas are written once and evaluated on Python ints,
 on symbolic int scalars (infer_shape) and, through an object with the same methods, on the
 native backend's IR values (codegen/kernels/conv.py: IRArith).
 
@@ -6,7 +8,24 @@ The formulas in nnet/conv_geometry.py and signal/pool_geometry.py take such an o
 one is the default."""
 import builtins
 
+import numpy as np
+
 from ..graph.basic import Variable
+
+
+def int_pair(value, what, minimum, expected="a pair of ints"):
+    """value (any 2-sequence of ints) as a tuple of 2 Python ints >= minimum; errors name `what`."""
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"{what} must be {expected}, got {value!r}") from None
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                                 for v in pair):
+        raise TypeError(f"{what} must be {expected}, got {value!r}")
+    pair = tuple(int(v) for v in pair)
+    if any(v < minimum for v in pair):
+        raise ValueError(f"{what} entries must be >= {minimum}, got {pair}")
+    return pair
 
 
 class ScalarArith:

@@ -213,126 +213,112 @@ class Conv2d(_BaseConv):
         return [_as_dtype(d_img, img.dtype), _as_dtype(d_kern, kern.dtype)]
 
 
-class Conv2dGradInputs(_BaseConv):
+class _Conv2dGrad(_BaseConv):
+    """The two gradient ops: (operand, output_grad, hw) -> result, where the operand is the filters
+    (Conv2dGradInputs, the result is the input's gradient) or the input (Conv2dGradWeights, the
+    result is the filters' gradient), and hw, an int64 vector (rows, cols), gives the result's
+    spatial size."""
+
+    _operand_role = None     # "filters" or "input": the side of the convolution the operand is on
+    _hw_what = None          # how errors name the hw argument
+
+    def _place(self, operand, result):
+        """(input side, filters side) of a pair given as (operand side, result side)."""
+        return (result, operand) if self._operand_role == "filters" else (operand, result)
+
+    def _sides(self, im, k):
+        """(operand side, result side) of a pair given as (input side, filters side)."""
+        return (k, im) if self._operand_role == "filters" else (im, k)
+
+    def _make_node(self, operand, topgrad, shape):
+        who = self._who()
+        role = self._operand_role
+        operand = check_tensor4(operand, role, who)
+        topgrad = check_tensor4(topgrad, "output gradient", who)
+        shape, hw = _check_hw(shape, f"the {self._hw_what}", who)
+        im_srcs, k_srcs = self._declared()
+        im_more, k_more = self._place([(operand.type.shape, f"the {role} {operand.describe()}")],
+                                      [((None, None) + hw, f"the {self._hw_what} {shape.describe()}")])
+        im, k, _ = resolve(who, self.border_mode, self.subsample, im_srcs + im_more, k_srcs + k_more,
+                           [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
+        return Apply(self, [operand, topgrad, shape],
+                     [TensorType(upcast(operand.dtype, topgrad.dtype), shape=self._sides(im, k)[1])()])
+
+    def perform(self, node, inputs, out):
+        a, g, hw = inputs
+        operand, topgrad, shape = node.inputs
+        hw = tuple(int(v) for v in np.asarray(hw).reshape(-1))
+        who = self._who()
+        role = self._operand_role
+        if len(hw) != 2 or min(hw) < 0:
+            raise ValueError(f"{who}: the {self._hw_what} {shape.describe()} must be 2 non-negative "
+                             f"integers, got {hw}")
+        im_srcs, k_srcs = self._declared()
+        im_more, k_more = self._place(
+            [(operand.type.shape, f"the static type of {role} {operand.describe()}"),
+             (a.shape, f"the run-time value of {role} {operand.describe()}")],
+            [((None, None) + hw, f"the run-time {self._hw_what} {shape.describe()}")])
+        resolve(who, self.border_mode, self.subsample, im_srcs + im_more, k_srcs + k_more,
+                [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
+                 (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
+        dtype = node.outputs[0].dtype
+        out[0][0] = self._compute(a.astype(dtype, copy=False), g.astype(dtype, copy=False), hw)
+
+    def infer_shape(self, node, shapes):
+        ashp, tshp, _ = shapes
+        shape = node.inputs[2]
+        # the batch size (input side) or the number of filters (filters side) comes from the output gradient
+        return [(tshp[0 if self._operand_role == "filters" else 1], ashp[1], shape[0], shape[1])]
+
+    def grad(self, inputs, grads):
+        operand, top, shape = inputs
+        result, = grads
+        im_more, k_more = self._place([(operand.type.shape, self._operand_role)], [])
+        im, k, _ = resolve(self._who(), self.border_mode, self.subsample, self._declared()[0] + im_more,
+                           self._declared()[1] + k_more, [(top.type.shape, "output gradient")])
+        partner = Conv2dGradWeights if self._operand_role == "filters" else Conv2dGradInputs
+        d_operand = self._clone(partner, im, k)(result, top, _hw_arg(operand, self._sides(im, k)[0]))
+        d_top = self._clone(Conv2d, im, k)(*self._place(operand, result))
+        return [_as_dtype(d_operand, operand.dtype), _as_dtype(d_top, top.dtype), None]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [False]]
+
+
+class Conv2dGradInputs(_Conv2dGrad):
     """Gradient of conv2d with respect to its input: (filters, output_grad, input_hw) -> input_grad.
 
     input_hw, an int64 vector (rows, cols), gives the input's spatial size, which the
     output size does not determine when subsample > 1."""
 
     _name = "conv2d gradient w.r.t. the input"
+    _operand_role = "filters"
+    _hw_what = "input shape argument"
 
     def make_node(self, kern, topgrad, shape):
-        who = self._who()
-        kern = check_tensor4(kern, "filters", who)
-        topgrad = check_tensor4(topgrad, "output gradient", who)
-        shape, hw = _check_hw(shape, "the input shape argument", who)
-        im_srcs, k_srcs = self._declared()
-        im, _, _ = resolve(who, self.border_mode, self.subsample,
-                            im_srcs + [((None, None) + hw, f"the input shape argument {shape.describe()}")],
-                            k_srcs + [(kern.type.shape, f"the filters {kern.describe()}")],
-                            [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
-        return Apply(self, [kern, topgrad, shape],
-                     [TensorType(upcast(kern.dtype, topgrad.dtype), shape=im)()])
+        return self._make_node(kern, topgrad, shape)
 
-    def perform(self, node, inputs, out):
-        w, g, hw = inputs
-        kern, topgrad, shape = node.inputs
-        hw = tuple(int(v) for v in np.asarray(hw).reshape(-1))
-        who = self._who()
-        if len(hw) != 2 or min(hw) < 0:
-            raise ValueError(f"{who}: the input shape argument {shape.describe()} must be 2 non-negative "
-                             f"integers, got {hw}")
-        im_srcs, k_srcs = self._declared()
-        resolve(who, self.border_mode, self.subsample,
-                 im_srcs + [((None, None) + hw, f"the run-time input shape argument {shape.describe()}")],
-                 k_srcs + [(kern.type.shape, f"the static type of filters {kern.describe()}"),
-                           (w.shape, f"the run-time value of filters {kern.describe()}")],
-                 [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
-                  (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
-        dtype = node.outputs[0].dtype
-        w = w.astype(dtype, copy=False)
-        g = g.astype(dtype, copy=False)
+    def _compute(self, w, g, hw):
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        out[0][0] = corr_grad_inputs(flip(w) if self.filter_flip else w, g, hw, pad, stride)
-
-    def infer_shape(self, node, shapes):
-        kshp, tshp, _ = shapes
-        shape = node.inputs[2]
-        return [(tshp[0], kshp[1], shape[0], shape[1])]
-
-    def grad(self, inputs, grads):
-        kern, top, shape = inputs
-        bottom, = grads
-        im, k, _ = resolve(self._who(), self.border_mode, self.subsample, self._declared()[0],
-                            self._declared()[1] + [(kern.type.shape, "filters")],
-                            [(top.type.shape, "output gradient")])
-        d_kern = self._clone(Conv2dGradWeights, im, k)(bottom, top, _hw_arg(kern, k))
-        d_top = self._clone(Conv2d, im, k)(bottom, kern)
-        return [_as_dtype(d_kern, kern.dtype), _as_dtype(d_top, top.dtype), None]
-
-    def connection_pattern(self, node):
-        return [[True], [True], [False]]
+        return corr_grad_inputs(flip(w) if self.filter_flip else w, g, hw, pad, stride)
 
 
-class Conv2dGradWeights(_BaseConv):
+class Conv2dGradWeights(_Conv2dGrad):
     """Gradient of conv2d with respect to its filters: (input, output_grad, filter_hw) -> filters_grad.
 
     filter_hw, an int64 vector (krows, kcols), gives the filters' spatial size."""
 
     _name = "conv2d gradient w.r.t. the filters"
+    _operand_role = "input"
+    _hw_what = "filter shape argument"
 
-    def make_node(self, img, topgrad, shape):
-        who = self._who()
-        img = check_tensor4(img, "input", who)
-        topgrad = check_tensor4(topgrad, "output gradient", who)
-        shape, hw = _check_hw(shape, "the filter shape argument", who)
-        im_srcs, k_srcs = self._declared()
-        _, k, _ = resolve(who, self.border_mode, self.subsample,
-                           im_srcs + [(img.type.shape, f"the input {img.describe()}")],
-                           k_srcs + [((None, None) + hw, f"the filter shape argument {shape.describe()}")],
-                           [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
-        return Apply(self, [img, topgrad, shape],
-                     [TensorType(upcast(img.dtype, topgrad.dtype), shape=k)()])
-
-    def perform(self, node, inputs, out):
-        x, g, hw = inputs
-        img, topgrad, shape = node.inputs
-        hw = tuple(int(v) for v in np.asarray(hw).reshape(-1))
-        who = self._who()
-        if len(hw) != 2 or min(hw) < 0:
-            raise ValueError(f"{who}: the filter shape argument {shape.describe()} must be 2 non-negative "
-                             f"integers, got {hw}")
-        im_srcs, k_srcs = self._declared()
-        resolve(who, self.border_mode, self.subsample,
-                 im_srcs + [(img.type.shape, f"the static type of input {img.describe()}"),
-                            (x.shape, f"the run-time value of input {img.describe()}")],
-                 k_srcs + [((None, None) + hw, f"the run-time filter shape argument {shape.describe()}")],
-                 [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
-                  (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
-        dtype = node.outputs[0].dtype
-        x = x.astype(dtype, copy=False)
-        g = g.astype(dtype, copy=False)
+    def _compute(self, x, g, hw):
         pad, stride = self._geometry(*hw)
         gw = corr_grad_weights(x, g, hw, pad, stride)
-        out[0][0] = np.ascontiguousarray(flip(gw)) if self.filter_flip else gw
+        return np.ascontiguousarray(flip(gw)) if self.filter_flip else gw
 
-    def infer_shape(self, node, shapes):
-        ishp, tshp, _ = shapes
-        shape = node.inputs[2]
-        return [(tshp[1], ishp[1], shape[0], shape[1])]
-
-    def grad(self, inputs, grads):
-        img, top, shape = inputs
-        weights, = grads
-        im, k, _ = resolve(self._who(), self.border_mode, self.subsample,
-                            self._declared()[0] + [(img.type.shape, "input")], self._declared()[1],
-                            [(top.type.shape, "output gradient")])
-        d_img = self._clone(Conv2dGradInputs, im, k)(weights, top, _hw_arg(img, im))
-        d_top = self._clone(Conv2d, im, k)(img, weights)
-        return [_as_dtype(d_img, img.dtype), _as_dtype(d_top, top.dtype), None]
-
-    def connection_pattern(self, node):
-        return [[True], [True], [False]]
+    def make_node(self, img, topgrad, shape):
+        return self._make_node(img, topgrad, shape)
 
 
 def _as_dtype(v, dtype):

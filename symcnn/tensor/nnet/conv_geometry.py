@@ -9,7 +9,7 @@ or given explicitly.
 import numpy as np
 
 from ...graph.basic import Constant, Variable
-from ..shape_arith import SCALAR
+from ..shape_arith import SCALAR, int_pair
 
 __all__ = ["fmt_shape", "static_int", "norm_shape", "norm_pair", "norm_border_mode", "norm_subsample",
            "check_dilation", "padding", "out_len", "out_shape", "resolve"]
@@ -54,19 +54,10 @@ def norm_shape(shape, what):
 
 
 def norm_pair(value, what, minimum):
+    """An int (used for both dimensions) or a pair of ints, each >= minimum."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a pair of ints, got {value!r}") from None
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                 for v in pair):
-        raise TypeError(f"{what} must be a pair of ints, got {value!r}")
-    pair = tuple(int(v) for v in pair)
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{what} entries must be >= {minimum}, got {pair}")
-    return pair
+    return int_pair(value, what, minimum)
 
 
 def norm_border_mode(border_mode):

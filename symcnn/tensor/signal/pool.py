@@ -297,95 +297,84 @@ class PoolGrad(_PoolBase):
     """Base of the pooling gradient ops (Theano's PoolGrad)."""
 
 
-class MaxPoolGrad(PoolGrad):
-    """(x, maxout, gz) -> gx: each window's gradient goes to every element equal to its maximum."""
+class _MaxPoolTieGrad(PoolGrad):
+    """MaxPoolGrad and MaxPoolGradGrad: (x, maxout, g) -> a gradient that goes through the elements
+    equal to their window's maximum. MaxPoolGrad spreads a pooled-shaped g over those elements;
+    MaxPoolGradGrad, its transpose, sums an input-shaped g over them per window."""
 
     __props__ = ("ws", "ignore_border", "stride", "pad")
 
+    _g_role = None       # how errors name the gradient input g
+    _g_kind = None       # "pooled" (g has the pooled shape, the result the input's) or "input" (the reverse)
+    _mode_hint = ""
+    _reference = None    # the numpy kernel
+
     def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
         if mode != "max":
-            raise ValueError(f"MaxPoolGrad is for mode='max', got {mode!r}; use AveragePoolGrad")
+            raise ValueError(f"{type(self).__name__} is for mode='max', got {mode!r}{self._mode_hint}")
         super().__init__(ws, ignore_border, stride, pad, "max")
 
-    def make_node(self, x, maxout, gz):
+    def _make_node(self, x, maxout, g):
         x = self._check_input(x)
         maxout = as_tensor_variable(maxout)
-        gz = as_tensor_variable(gz)
-        if not is_float(gz.dtype):
-            raise TypeError(f"{self}: the output gradient must be float, got {gz.describe()}")
+        g = as_tensor_variable(g)
+        if not is_float(g.dtype):
+            raise TypeError(f"{self}: the {self._g_role} must be float, got {g.describe()}")
         if maxout.dtype != x.dtype:
             raise TypeError(f"{self}: the pooled output {maxout.describe()} must have the input's dtype "
                             f"({x.describe()})")
         pooled = self._pooled_shape(x.type.shape)
-        self._check_static(x, [(maxout, "pooled output", pooled), (gz, "output gradient", pooled)])
-        return Apply(self, [x, maxout, gz], [TensorType(x.dtype, shape=x.type.shape)()])
+        g_shape, out_shape = (pooled, x.type.shape) if self._g_kind == "pooled" else (x.type.shape, pooled)
+        self._check_static(x, [(maxout, "pooled output", pooled), (g, self._g_role, g_shape)])
+        # the gradient w.r.t. x has x's dtype; the one w.r.t. gz has the incoming gradient's
+        dtype = x.dtype if self._g_kind == "pooled" else g.dtype
+        return Apply(self, [x, maxout, g], [TensorType(dtype, shape=out_shape)()])
 
     def perform(self, node, inputs, out):
-        x, z, gz = inputs
-        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"),
-                                           ("output gradient", "pooled")])
-        g = self._geom(x)
-        res = max_pool_grad_reference(flat_images(x), flat_images(z), flat_images(gz), g, node.outputs[0].dtype)
-        out[0][0] = res.reshape(x.shape)
+        x, z, g = inputs
+        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"), (self._g_role, self._g_kind)])
+        geom = self._geom(x)
+        res = self._reference(flat_images(x), flat_images(z), flat_images(g), geom, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape if self._g_kind == "pooled" else x.shape[:-2] + (geom.nr, geom.nc))
 
     def infer_shape(self, node, shapes):
-        return [shapes[0]]
+        return [shapes[0] if self._g_kind == "pooled" else self._pooled_shape(shapes[0])]
 
     def grad(self, inputs, grads):
         from ..basic import cast, zeros_like
-        x, maxout, gz = inputs
-        ggx, = grads
-        ggz = MaxPoolGradGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, ggx)
-        if ggz.dtype != gz.dtype:
-            ggz = cast(ggz, gz.dtype)
-        return [zeros_like(x), zeros_like(maxout), ggz]
+        x, maxout, g = inputs
+        gout, = grads
+        transpose = MaxPoolGradGrad if self._g_kind == "pooled" else MaxPoolGrad
+        gg = transpose(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, gout)
+        if gg.dtype != g.dtype:
+            gg = cast(gg, g.dtype)
+        return [zeros_like(x), zeros_like(maxout), gg]
 
 
-class MaxPoolGradGrad(PoolGrad):
+class MaxPoolGrad(_MaxPoolTieGrad):
+    """(x, maxout, gz) -> gx: each window's gradient goes to every element equal to its maximum."""
+
+    _g_role = "output gradient"
+    _g_kind = "pooled"
+    _mode_hint = "; use AveragePoolGrad"
+    _reference = staticmethod(max_pool_grad_reference)
+
+    def make_node(self, x, maxout, gz):
+        return self._make_node(x, maxout, gz)
+
+
+class MaxPoolGradGrad(_MaxPoolTieGrad):
     """(x, maxout, ggx) -> ggz: the gradient of MaxPoolGrad with respect to its gz input.
 
     MaxPoolGrad is linear in gz; this is its transpose: each window sums ggx over the
     elements equal to the window's maximum. (Theano's DownsampleFactorMaxGradGrad.)"""
 
-    __props__ = ("ws", "ignore_border", "stride", "pad")
-
-    def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
-        if mode != "max":
-            raise ValueError(f"MaxPoolGradGrad is for mode='max', got {mode!r}")
-        super().__init__(ws, ignore_border, stride, pad, "max")
+    _reference = staticmethod(max_pool_grad_grad_reference)
+    _g_kind = "input"
+    _g_role = "incoming gradient"
 
     def make_node(self, x, maxout, ggx):
-        x = self._check_input(x)
-        maxout = as_tensor_variable(maxout)
-        ggx = as_tensor_variable(ggx)
-        if not is_float(ggx.dtype):
-            raise TypeError(f"{self}: the incoming gradient must be float, got {ggx.describe()}")
-        if maxout.dtype != x.dtype:
-            raise TypeError(f"{self}: the pooled output {maxout.describe()} must have the input's dtype "
-                            f"({x.describe()})")
-        pooled = self._pooled_shape(x.type.shape)
-        self._check_static(x, [(maxout, "pooled output", pooled), (ggx, "incoming gradient", x.type.shape)])
-        return Apply(self, [x, maxout, ggx], [TensorType(ggx.dtype, shape=pooled)()])
-
-    def perform(self, node, inputs, out):
-        x, z, ggx = inputs
-        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"),
-                                           ("incoming gradient", "input")])
-        g = self._geom(x)
-        res = max_pool_grad_grad_reference(flat_images(x), flat_images(z), flat_images(ggx), g, node.outputs[0].dtype)
-        out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
-
-    def infer_shape(self, node, shapes):
-        return [self._pooled_shape(shapes[0])]
-
-    def grad(self, inputs, grads):
-        from ..basic import cast, zeros_like
-        x, maxout, ggx = inputs
-        g, = grads
-        gg = MaxPoolGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, g)
-        if gg.dtype != ggx.dtype:
-            gg = cast(gg, ggx.dtype)
-        return [zeros_like(x), zeros_like(maxout), gg]
+        return self._make_node(x, maxout, ggx)
 
 
 DownsampleFactorMaxGradGrad = MaxPoolGradGrad

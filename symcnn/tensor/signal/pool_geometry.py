@@ -14,7 +14,7 @@ import builtins
 import numpy as np
 
 from ...graph.basic import Constant, Variable
-from ..shape_arith import SCALAR
+from ..shape_arith import SCALAR, int_pair
 
 __all__ = ["KnownOnlyAtRunTime", "known_when_building", "pair", "out_len", "fmt_shape", "WindowGeometry"]
 
@@ -62,17 +62,7 @@ def pair(value, what, minimum):
         value = known_when_building(value, what)
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{what} must be a pair of ints (rows, cols), got the single int {value!r}")
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a pair of ints (rows, cols), got {value!r}") from None
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                 for v in pair):
-        raise TypeError(f"{what} must be a pair of ints (rows, cols), got {value!r}")
-    pair = tuple(int(v) for v in pair)
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{what} entries must be >= {minimum}, got {pair}")
-    return pair
+    return int_pair(value, what, minimum, "a pair of ints (rows, cols)")
 
 
 def out_len(n, ws, st, pad, ignore_border, arith=SCALAR):
