@@ -24,8 +24,8 @@ from ...graph.basic import Apply, Constant, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float, is_int, upcast
 from ..var import as_tensor_variable, constant
-from .conv_geometry import (check_dilation, fmt_shape, norm_border_mode, norm_shape, norm_subsample, out_shape,
-                            padding, resolve)
+from .conv_geometry import (check_dilation, conv_flops, fmt_shape, norm_border_mode, norm_shape, norm_subsample,
+                            out_shape, padding, resolve)
 from .dilation import dilate_filters, dilate_shape
 
 __all__ = ["conv2d", "Conv2d", "Conv2dGradInputs", "Conv2dGradWeights",
@@ -202,6 +202,11 @@ class Conv2d(_BaseConv):
         imshp, kshp = shapes
         return [out_shape(imshp, kshp, self.border_mode, self.subsample)]
 
+    def flops(self, input_shapes, output_shapes=None):
+        """2 * multiply-adds at these input shapes."""
+        imshp, kshp = input_shapes[:2]
+        return conv_flops(out_shape(imshp, kshp, self.border_mode, self.subsample), kshp)
+
     def grad(self, inputs, grads):
         img, kern = inputs
         top, = grads
@@ -302,6 +307,11 @@ class Conv2dGradInputs(_Conv2dGrad):
         pad, stride = self._geometry(w.shape[2], w.shape[3])
         return corr_grad_inputs(flip(w) if self.filter_flip else w, g, hw, pad, stride)
 
+    def flops(self, input_shapes, output_shapes=None):
+        """2 * multiply-adds at these input shapes (those of the forward convolution)."""
+        kshp, tshp = input_shapes[:2]
+        return conv_flops(tshp, kshp)
+
 
 class Conv2dGradWeights(_Conv2dGrad):
     """Gradient of conv2d with respect to its filters: (input, output_grad, filter_hw) -> filters_grad.
@@ -319,6 +329,18 @@ class Conv2dGradWeights(_Conv2dGrad):
 
     def make_node(self, img, topgrad, shape):
         return self._make_node(img, topgrad, shape)
+
+    def flops(self, input_shapes, output_shapes=None):
+        """2 * multiply-adds at these input shapes (those of the forward convolution). The filter
+        rows and cols are the third input's values, not its shape: they come from output_shapes
+        (the filters' gradient's shape) when given, else from the declared filter_shape."""
+        imshp, tshp = input_shapes[:2]
+        khw = tuple(output_shapes[0][2:]) if output_shapes is not None else self.kshp[2:]
+        if None in khw:
+            raise ValueError(f"{self._who()}: the FLOPs need the filter rows and cols, which the input shapes do "
+                             f"not give and the op does not declare (filter_shape={fmt_shape(self.kshp)}); "
+                             f"pass output_shapes")
+        return conv_flops(tshp, (tshp[1], imshp[1]) + khw)
 
 
 def _as_dtype(v, dtype):

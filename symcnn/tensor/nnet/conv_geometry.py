@@ -12,7 +12,7 @@ from ...graph.basic import Constant, Variable
 from ..shape_arith import SCALAR, int_pair
 
 __all__ = ["fmt_shape", "static_int", "norm_shape", "norm_pair", "norm_border_mode", "norm_subsample",
-           "check_dilation", "padding", "out_len", "out_shape", "resolve"]
+           "check_dilation", "padding", "out_len", "out_shape", "conv_flops", "resolve"]
 
 def fmt_shape(shape):
     if shape is None:
@@ -113,6 +113,14 @@ def out_len(n, k, p, s, arith=SCALAR):
     if n is None or k is None or p is None:
         return None
     return arith.add(arith.floordiv(arith.sub(arith.add(n, arith.mul(2, p)), k), s), 1)
+
+
+def conv_flops(top, kern):
+    """2 * N*K*C*kh*kw*OH*OW (multiply-adds, counted twice) of a convolution with output (N, K, OH, OW)
+    and filters (K, C, kh, kw): the same for its two gradients."""
+    n, k, oh, ow = (int(d) for d in top)
+    _, c, kh, kw = (int(d) for d in kern)
+    return 2 * n * k * c * kh * kw * oh * ow
 
 
 def out_shape(imshp, kshp, border_mode, subsample):

@@ -118,6 +118,11 @@ class _ConvPoolBase(Op):
     def _conv_shape_sym(self, xs, ws):
         return G.out_shape(xs, ws, self.border_mode, self.subsample)
 
+    def _conv_flops(self, input_shapes):
+        """2 * multiply-adds of the convolution at these input shapes (x and W first)."""
+        xs, ws = input_shapes[:2]
+        return G.conv_flops(G.out_shape(xs, ws, self.border_mode, self.subsample), ws)
+
     def _check_float(self, v, role, dtype=None):
         v = as_tensor_variable(v)
         if not is_float(v.dtype):
@@ -188,6 +193,10 @@ class ConvPoolTanh(_ConvPoolBase):
         xs, ws, _ = shapes
         pooled = self._pooled(self._conv_shape_sym(xs, ws))
         return [pooled, pooled]
+
+    def flops(self, input_shapes, output_shapes=None):
+        """The convolution's (the pooling, bias and tanh are not counted)."""
+        return self._conv_flops(input_shapes)
 
     def debug_mismatch(self, node, inputs, k, native, reference, rtol, atol):
         """mode='debug' compares the tie mask (output 1) by what it means: the set of window
@@ -291,6 +300,11 @@ class ConvPoolTanhGrad(_ConvPoolBase):
         if self.need_gx:
             wf = C.flip(w) if self.filter_flip else w
             out_storage[2][0] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
+
+    def flops(self, input_shapes, output_shapes=None):
+        """The convolution gradients': the filters' and, with need_gx, the input's, each as many
+        as the forward convolution."""
+        return self._conv_flops(input_shapes) * (2 if self.need_gx else 1)
 
     def infer_shape(self, node, shapes):
         xs, ws = shapes[0], shapes[1]
