@@ -14,6 +14,7 @@ from ..shape_arith import SCALAR, int_pair
 __all__ = ["fmt_shape", "static_int", "norm_shape", "norm_pair", "norm_border_mode", "norm_subsample",
            "check_dilation", "padding", "out_len", "out_shape", "conv_flops", "resolve"]
 
+
 def fmt_shape(shape):
     if shape is None:
         return "None"
