@@ -314,9 +314,8 @@ def grad_dims(ctx, node, ins):
 
 
 def grad_output(ctx, node, ins):
-    """(out, g, B, K, top) of a grad op: its result allocated, the convolution's geometry, batch
-    size and number of filters (every dimension the result makes static folded), and the output
-    gradient as a dense buffer of the result's dtype."""
+    """(out, g, B, K) of a grad op: its result allocated, the convolution's geometry, batch size and
+    number of filters, with every dimension the result makes static folded."""
     B, C, H, W, K, kh, kw, OH, OW = grad_dims(ctx, node, ins)
     if isinstance(node.op, Conv2dGradInputs):
         out = ctx.alloc(node.outputs[0], [B, C, H, W])
@@ -324,8 +323,7 @@ def grad_output(ctx, node, ins):
     else:
         out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
         K, C, kh, kw = out.shape
-    top = dense(ctx, pinned(ctx.b, ins[1], [B, K, OH, OW]), out.dtype)
-    return out, Geometry(ctx.b, node.op, C, H, W, kh, kw, OH, OW), B, K, top
+    return out, Geometry(ctx.b, node.op, C, H, W, kh, kw, OH, OW), B, K
 
 
 # -- the lowerings ----------------------------------------------------------------------------
@@ -354,9 +352,10 @@ def lower_conv2d(ctx, node, ins):
 @lower.register(Conv2dGradInputs)
 def lower_conv2d_grad_inputs(ctx, node, ins):
     b = ctx.b
-    out, g, B, K, td = grad_output(ctx, node, ins)
+    out, g, B, K = grad_output(ctx, node, ins)
     dt = out.dtype
     wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
+    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
     dcols = ctx.scratch(dt, [g.P, g.N])
     img = U.product(b, [g.C, g.H, g.W])
     tn = U.mul(b, K, g.N)
@@ -373,8 +372,9 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
 @lower.register(Conv2dGradWeights)
 def lower_conv2d_grad_weights(ctx, node, ins):
     b = ctx.b
-    out, g, B, K, td = grad_output(ctx, node, ins)
+    out, g, B, K = grad_output(ctx, node, ins)
     dt, et = out.dtype, out.lltype
+    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
     cols = ctx.scratch(dt, [g.P, g.N])
     topT = ctx.scratch(dt, [g.N, K])
     dwT = ctx.scratch(dt, [g.P, K])

@@ -79,7 +79,7 @@ def out_len(n, ws, st, pad, ignore_border, arith=SCALAR):
         return A.add(A.floordiv(A.sub(n, 1), st), 1)
 
     def full():   # stride < ws: the last window starts within ws - stride of the end
-        return A.add(A.max0(A.floordiv(A.add(A.sub(A.sub(n, 1), ws), st), st)), 1)
+        return A.add(A.max0(A.floordiv(A.sub(A.sub(n, 1), A.sub(ws, st)), st)), 1)
 
     if isinstance(st, int) and isinstance(ws, int):
         return wide() if st >= ws else A.if_positive(n, full())
