@@ -22,7 +22,7 @@ from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
 from ..microkernels import gemm
-from ..irutil import ceildiv, floordiv, gep, lanes  # noqa: F401  (used by convpool.py too)
+from ..irutil import ceildiv, floordiv, gep
 
 
 def clamp(b, x, lo, hi):

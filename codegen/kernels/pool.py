@@ -13,7 +13,8 @@ from symcnn.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradG
 
 from .. import irutil as U
 from ..lower import E_SHAPE, lower
-from .conv import IRArith, ceildiv, clamp, dense, floordiv, gep
+from ..irutil import ceildiv, floordiv, gep
+from .conv import IRArith, clamp, dense
 from .reduce import greater, lowest_value
 
 UNROLL = 16   # windows with at most this many rows (cols) are unrolled

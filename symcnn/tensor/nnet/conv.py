@@ -20,7 +20,7 @@ This module also stands in for Theano's older `theano.tensor.nnet.conv` module:
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ...graph.basic import Apply, Constant, Variable
+from ...graph.basic import Apply, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float, is_int, upcast
 from ..var import as_tensor_variable, constant
