@@ -40,12 +40,6 @@ class Options:
     packed_gemm = True
     gemm_min_parallel = 1 << 22
 
-    # The convolutions' GEMMs (kernels/conv.py): the packed, cache-blocked GEMM of gemm.py (else
-    # the unpacked one), and for the unpacked one a single out-of-line function per module and
-    # dtype (faster compiles; else inline).
-    conv_packed_gemm = True
-    conv_shared_gemm = True
-
     # gemm.py with plain strided operands: one out-of-line driver per module (compile time).
     gemm_shared_driver = True
 

@@ -18,7 +18,7 @@ from .tensor.type import TensorType, is_float
 from .tensor.var import as_tensor_variable
 
 
-def _signature(fg):
+def graph_signature(fg):
     """A structural description of an inner graph (equal graphs give equal signatures):
     input types, then per node its op, where its inputs come from, and its output types."""
     ids = {v: ("in", k) for k, v in enumerate(fg.inputs)}
@@ -47,7 +47,7 @@ class IfElse(Op):
         self.then_fg, self.else_fg = then_fg, else_fg
         self.out_types = tuple(out_types)
         self.name = name
-        self.signature = (_signature(then_fg), _signature(else_fg), self.out_types)
+        self.signature = (graph_signature(then_fg), graph_signature(else_fg), self.out_types)
 
     def __str__(self):
         return f"IfElse{{{self.name}}}" if self.name else "IfElse"

@@ -12,7 +12,7 @@ import numpy as np
 from .graph.basic import Apply, Constant, Variable, clone_replace, graph_inputs
 from .graph.fg import FunctionGraph
 from .graph.op import Op
-from .ifelse import _signature, evaluate
+from .ifelse import graph_signature, evaluate
 from .tensor.type import TensorType
 from .tensor.var import as_tensor_variable
 
@@ -25,7 +25,7 @@ class IndexMap(Op):
     def __init__(self, fg, row_ndims):
         self.fg = fg  # inputs: [i (int64 scalar), stand-ins of the outer inputs]
         self.row_ndims = tuple(row_ndims)
-        self.signature = (_signature(fg), self.row_ndims)
+        self.signature = (graph_signature(fg), self.row_ndims)
 
     def make_node(self, n, *rest):
         n = as_tensor_variable(n)

@@ -1,4 +1,4 @@
-"""Conv2d, Conv2dGradInputs and Conv2dGradWeights as im2col + a register-blocked GEMM.
+"""Conv2d, Conv2dGradInputs and Conv2dGradWeights as im2col + the packed GEMM.
 
 Per image, the (padded, strided, optionally flipped) patches of the input are
 unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); then
@@ -7,33 +7,22 @@ unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); the
     grad inputs:   dcols[p, n]    = sum_k W[k, p] * top[b][k, n];  dx[b] += col2im(dcols)
     grad weights:  dWT[p, k]     += sum_n cols[p, n] * top[b][k, n]  (dW = dWT transposed)
 
-The GEMMs go through the packed, cache-blocked GEMM of gemm.py (options.conv_packed_gemm); the older
-unpacked kernel below remains for other dtypes and as a fallback:
-its micro-kernel keeps MR x NV vector accumulators in registers and loops
-over the contraction dimension, loading NV vectors of the B panel and
-broadcasting MR scalars of A per step (explicit LLVM vector IR, 64-byte vectors
-with AVX-512, else 32). Column panels narrower than a vector use one masked
-vector panel (llvm.masked.load/store) instead of scalar code. The GEMM is one
-internal function per module and dtype (options.conv_shared_gemm), which keeps compile times
-low when a graph holds several convolutions; patch copies (im2col / col2im) are
-emitted inline with dims as Python ints whenever the graph knows them
-statically, so those short loops specialise.
+The GEMMs go through the packed, cache-blocked GEMM of microkernels/gemm.py (convolutions are
+float32 or float64). Patch copies (im2col / col2im) are emitted inline with dims as Python ints
+whenever the graph knows them statically, so those short loops specialise.
 The filter flip is folded into the patch offsets: cols row (c, r, s) reads the
 input at kernel offset (kh-1-r, kw-1-s) for a true convolution.
 """
 from llvmlite import ir
 
 from symcnn.graph.basic import Constant
+from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
 from ..microkernels import gemm
-from ..options import options
-from ..irutil import ceildiv, floordiv, gep, lanes  # noqa: F401  (used by convpool.py too)
-
-MR = 4          # rows of the register block
-NV = 2          # vectors per row of the register block
+from ..irutil import ceildiv, floordiv, gep
 
 
 def clamp(b, x, lo, hi):
@@ -49,157 +38,12 @@ class Mat:
         self.ptr, self.rs, self.cs = ptr, rs, cs
 
 
-def _fmuladd(ctx, vt, dtype):
-    suffix = ("f32" if dtype == "float32" else "f64")
-    if isinstance(vt, ir.VectorType):
-        suffix = f"v{vt.count}{suffix}"
-    return U.declare(ctx.module, f"llvm.{gemm.fma_name()}.{suffix}", vt, [vt, vt, vt])
-
-
-def _masked(ctx, kind, vt):
-    """llvm.masked.load / llvm.masked.store for vector type vt."""
-    et = "f32" if vt.element == U.F32 else "f64"
-    mt = ir.VectorType(U.I1, vt.count)
-    name = f"llvm.masked.{kind}.v{vt.count}{et}.p0"
-    if kind == "load":
-        return U.declare(ctx.module, name, vt, [U.PTR, U.I32, mt, vt])
-    return U.declare(ctx.module, name, ir.VoidType(), [vt, U.PTR, U.I32, mt])
-
-
-def _block(ctx, dtype, m0, mr, n0, nv, L, Q, A, B, C, accumulate, mask=None):
-    """C[m0:m0+mr, n0:n0+nv*L] (+)= A[m0:m0+mr, :Q] @ B[:Q, n0:n0+nv*L] with register accumulators.
-    mask (nv == 1): an <L x i1> of the columns that exist; the others are neither read nor written."""
-    b = ctx.b
-    et = U.ll_type(dtype)
-    size = U.itemsize(dtype)
-    vt = ir.VectorType(et, L) if L > 1 else et
-    fma = _fmuladd(ctx, vt, dtype)
-    a_rows = [gep(b, A.ptr, U.mul(b, U.add(b, m0, i), A.rs), et) for i in range(mr)]
-    b_base = gep(b, B.ptr, n0, et)
-    c_rows = [gep(b, C.ptr, U.add(b, U.mul(b, U.add(b, m0, i), C.rs), n0), et) for i in range(mr)]
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L) if L > 1 else ir.Constant(et, 0.0)
-    align = ir.Constant(U.I32, size)
-
-    def vload(ptr):
-        if mask is None:
-            return b.load(ptr, typ=vt, align=size)
-        return b.call(_masked(ctx, "load", vt), [ptr, align, mask, zero])
-
-    def vstore(v, ptr):
-        if mask is None:
-            b.store(v, ptr, align=size)
-        else:
-            b.call(_masked(ctx, "store", vt), [v, ptr, align, mask])
-
-    accs = []
-    for i in range(mr):
-        row = []
-        for j in range(nv):
-            if accumulate is False:
-                init = zero
-            else:
-                init = vload(gep(b, c_rows[i], j * L, et))
-                if accumulate is not True:  # a run-time flag (i1)
-                    init = b.select(accumulate, init, zero)
-            row.append(ctx.local(vt, init))
-        accs.append(row)
-    with U.for_range(b, Q, name="q") as q:
-        b_row = gep(b, b_base, U.mul(b, q, B.rs), et)
-        bv = [vload(gep(b, b_row, j * L, et)) for j in range(nv)]
-        for i in range(mr):
-            a = b.load(gep(b, a_rows[i], U.mul(b, q, A.cs), et), typ=et)
-            av = U.splat(b, a, vt) if L > 1 else a
-            for j in range(nv):
-                cur = b.load(accs[i][j], typ=vt)
-                b.store(b.call(fma, [av, bv[j], cur]), accs[i][j])
-    for i in range(mr):
-        for j in range(nv):
-            vstore(b.load(accs[i][j], typ=vt), gep(b, c_rows[i], j * L, et))
-
-
-def _rows(ctx, dtype, M, n0, nv, L, Q, A, B, C, accumulate, mask=None):
-    """All rows of one column panel: MR-row blocks, then single rows."""
-    b = ctx.b
-    mfull = U.mul(b, floordiv(b, M, MR), MR)
-    with U.for_range(b, mfull, step=MR, name="m") as m0:
-        _block(ctx, dtype, m0, MR, n0, nv, L, Q, A, B, C, accumulate, mask)
-    with U.for_range(b, M, start=mfull, name="mt") as m0:
-        _block(ctx, dtype, m0, 1, n0, nv, L, Q, A, B, C, accumulate, mask)
-
-
-class _FnCtx:
-    """The bits of a lowering Context that the GEMM emitter uses, for a helper function."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-    def local(self, lltype, init=None):
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
-
-
-def gemm_function(module, dtype):
-    """void symcnn_gemm_<dtype>(M, N, Q, A, A.rs, A.cs, B, B.rs, C, C.rs, i1 accumulate)."""
-    name = f"symcnn_gemm_{dtype}"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
-    I64, P = U.I64, U.PTR
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, P, I64, I64, P, I64, P, I64, U.I1]),
-                     name=name)
-    fn.linkage = "internal"
-    M, N, Q, a, ars, acs, bp, brs, c, crs, acc = fn.args
-    for arg in (a, bp, c):
-        arg.add_attribute("noalias")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fctx = _FnCtx(module, b)
-    _emit_gemm(fctx, dtype, M, N, Q, Mat(a, ars, acs), Mat(bp, brs), Mat(c, crs), acc)
-    b.ret_void()
-    return fn
-
-
 def emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False, packs=None):
-    """C[M, N] (+)= A[M, Q] @ B[Q, N]; B and C must have unit column stride (C must not alias A, B).
-    packs: see gemm.emit_gemm (the packed GEMM's buffers; None allocates them)."""
-    if options.conv_packed_gemm and dtype in ("float32", "float64"):
-        gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
-                       gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate, packs=packs)
-        return
-    if not options.conv_shared_gemm:
-        return _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate)
-    b = ctx.b
-    fn = gemm_function(ctx.module, dtype)
-    args = [U.as_value(b, v) for v in (M, N, Q, A.ptr, A.rs, A.cs, B.ptr, B.rs, C.ptr, C.rs)]
-    b.call(fn, args + [ir.Constant(U.I1, int(bool(accumulate)))])
-
-
-def _emit_gemm(ctx, dtype, M, N, Q, A, B, C, accumulate=False):
-    b = ctx.b
-    L = lanes(dtype)
-    NR = NV * L
-    n_full = U.mul(b, floordiv(b, N, NR), NR)
-    with U.for_range(b, n_full, step=NR, name="n") as n0:
-        _rows(ctx, dtype, M, n0, NV, L, Q, A, B, C, accumulate)
-    rest = U.sub(b, N, n_full)
-    n_vec = U.add(b, n_full, U.mul(b, floordiv(b, rest, L), L))
-    if not (isinstance(rest, int) and rest < L):
-        with U.for_range(b, n_vec, start=n_full, step=L, name="nv") as n0:
-            _rows(ctx, dtype, M, n0, 1, L, Q, A, B, C, accumulate)
-    tail = U.sub(b, N, n_vec)
-    if isinstance(tail, int) and tail == 0:
-        return
-    # the last N % L columns: one masked vector panel
-    if L == 1:
-        return
-    tv = U.as_value(b, tail)
-    with b.if_then(b.icmp_signed(">", tv, U.i64(0))):
-        lanes_v = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-        limit = U.splat(b, tv, ir.VectorType(U.I64, L))
-        mask = b.icmp_signed("<", lanes_v, limit)
-        _rows(ctx, dtype, M, n_vec, 1, L, Q, A, B, C, accumulate, mask)
+    """C[M, N] (+)= A[M, Q] @ B[Q, N] through the packed GEMM of gemm.py; B and C must have unit
+    column stride (C must not alias A, B). packs: see gemm.emit_gemm (the packed GEMM's buffers;
+    None allocates them)."""
+    gemm.emit_gemm(ctx, dtype, M, N, Q, gemm.Strided(dtype, A.ptr, A.rs, A.cs),
+                   gemm.Strided(dtype, B.ptr, B.rs, B.cs), C.ptr, C.rs, accumulate, packs=packs)
 
 
 # -- patches ----------------------------------------------------------------------------------
@@ -217,18 +61,47 @@ class Geometry:
         self.no_pad = isinstance(self.ph, int) and isinstance(self.pw, int) and self.ph == 0 and self.pw == 0
 
 
+class IRArith:
+    """The integer arithmetic of the shape formulas in symcnn (conv_geometry.py, pool_geometry.py)
+    on i64 values, with ints folded statically (irutil's helpers)."""
+
+    def __init__(self, b):
+        self.b = b
+
+    def add(self, x, y):
+        return U.add(self.b, x, y)
+
+    def sub(self, x, y):
+        return U.sub(self.b, x, y)
+
+    def mul(self, x, y):
+        return U.mul(self.b, x, y)
+
+    def floordiv(self, x, y):
+        return floordiv(self.b, x, y)
+
+    def max0(self, x):
+        return U.smax(self.b, x, 0)
+
+    def select_ge(self, x, y, a, c):
+        b = self.b
+        if isinstance(x, int) and isinstance(y, int):
+            return a if x >= y else c
+        return b.select(b.icmp_signed(">=", U.as_value(b, x), U.as_value(b, y)), U.as_value(b, a), U.as_value(b, c))
+
+    def if_positive(self, n, v):
+        b = self.b
+        if isinstance(n, int):
+            return v if n > 0 else 0
+        return b.select(b.icmp_signed(">", n, U.i64(0)), U.as_value(b, v), U.i64(0))
+
+
 def padding(b, border_mode, kh, kw):
-    if border_mode == "valid":
-        return 0, 0
-    if border_mode == "full":
-        return U.sub(b, kh, 1), U.sub(b, kw, 1)
-    if border_mode == "half":
-        return floordiv(b, kh, 2), floordiv(b, kw, 2)
-    return tuple(border_mode)
+    return geometry.padding(border_mode, kh, kw, IRArith(b))
 
 
 def out_len(b, n, k, p, s):
-    return U.add(b, floordiv(b, U.sub(b, U.add(b, n, U.mul(b, 2, p)), k), s), 1)
+    return geometry.out_len(n, k, p, s, IRArith(b))
 
 
 def _valid_range(b, off, size, stride, count):
@@ -262,7 +135,7 @@ def _patch_loops(ctx, g, body):
                 body(p, c, off_r, off_c, ir_, jr)
 
 
-def _zero_fill(b, ptr, start, stop, dtype):
+def zero_fill(b, ptr, start, stop, dtype):
     """ptr[start:stop] = 0 (a memset: float and integer zeros are all-zero bytes)."""
     if isinstance(start, int) and isinstance(stop, int) and stop <= start:
         return
@@ -285,8 +158,8 @@ def emit_im2col(ctx, g, x, cols, dtype):
         row = gep(b, cols, U.mul(b, p, g.N), et)
         (i_lo, i_hi), (j_lo, j_hi) = ir_, jr
         if not g.no_pad:
-            _zero_fill(b, row, 0, U.mul(b, i_lo, g.OW), dtype)
-            _zero_fill(b, row, U.mul(b, i_hi, g.OW), g.N, dtype)
+            zero_fill(b, row, 0, U.mul(b, i_lo, g.OW), dtype)
+            zero_fill(b, row, U.mul(b, i_hi, g.OW), g.N, dtype)
         xc = U.mul(b, c, x.strides[0])
         with U.for_range(b, i_hi, start=i_lo, name="i") as i:
             dst = gep(b, row, U.mul(b, i, g.OW), et)
@@ -294,8 +167,8 @@ def emit_im2col(ctx, g, x, cols, dtype):
             src = gep(b, x.ptr, U.add(b, xc, U.add(b, U.mul(b, ih, x.strides[1]),
                                                     U.mul(b, off_c, x.strides[2]))), xt)
             if not g.no_pad:
-                _zero_fill(b, dst, 0, j_lo, dtype)
-                _zero_fill(b, dst, j_hi, g.OW, dtype)
+                zero_fill(b, dst, 0, j_lo, dtype)
+                zero_fill(b, dst, j_hi, g.OW, dtype)
             step = U.mul(b, g.sw, x.strides[2])
             with U.for_range(b, j_hi, start=j_lo, name="j") as j:
                 v = b.load(gep(b, src, U.mul(b, j, step), xt), typ=xt)
@@ -392,8 +265,65 @@ def check_fits(ctx, n, k, p):
     ctx.fail_if(b.icmp_signed("<", U.as_value(b, padded), U.as_value(b, k)), E_SHAPE, padded, k)
 
 
-def _out_static(node, d):
-    return node.outputs[0].type.shape[d]
+def output_dims(ctx, op, H, W, kh, kw, top=None):
+    """(OH, OW) of the convolution, the padded input checked to hold the filters; the grad ops pass
+    the output gradient's (OH, OW) as `top`, checked equal."""
+    b = ctx.b
+    ph, pw = padding(b, op.border_mode, kh, kw)
+    check_fits(ctx, H, kh, ph)
+    check_fits(ctx, W, kw, pw)
+    OH = out_len(b, H, kh, ph, op.subsample[0])
+    if top is not None:
+        OH = same(ctx, OH, top[0])
+    OW = out_len(b, W, kw, pw, op.subsample[1])
+    if top is not None:
+        OW = same(ctx, OW, top[1])
+    return OH, OW
+
+
+def forward_dims(ctx, op, x, w):
+    """(B, C, H, W, K, kh, kw, OH, OW) of a forward convolution of x by w, with the op's declared
+    static sizes pinned and checked."""
+    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
+    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
+    C = same(ctx, C, Ck)
+    OH, OW = output_dims(ctx, op, H, W, kh, kw)
+    return B, C, H, W, K, kh, kw, OH, OW
+
+
+def grad_dims(ctx, node, ins):
+    """(B, C, H, W, K, kh, kw, OH, OW) of a Conv2dGradInputs node (inputs: filters, output gradient,
+    input rows and cols) or Conv2dGradWeights node (input, output gradient, filter rows and cols),
+    with the op's declared static sizes pinned and the operands checked against each other."""
+    op = node.op
+    operand, top = ins[:2]
+    if isinstance(op, Conv2dGradInputs):
+        H, W = (pin(ctx, v, op.imshp[2 + d]) for d, v in enumerate(hw_values(ctx, ins[2], node.inputs[2], op)))
+        K, C, kh, kw = (pin(ctx, operand.shape[d], op.kshp[d]) for d in range(4))
+        B = pin(ctx, top.shape[0], op.imshp[0])
+        C = pin(ctx, C, op.imshp[1])
+        K = same(ctx, K, top.shape[1])
+    else:
+        kh, kw = (pin(ctx, v, op.kshp[2 + d]) for d, v in enumerate(hw_values(ctx, ins[2], node.inputs[2], op)))
+        B, C, H, W = (pin(ctx, operand.shape[d], op.imshp[d]) for d in range(4))
+        B = same(ctx, B, top.shape[0])
+        K = pin(ctx, top.shape[1], op.kshp[0])
+        C = pin(ctx, C, op.kshp[1])
+    OH, OW = output_dims(ctx, op, H, W, kh, kw, top.shape[2:])
+    return B, C, H, W, K, kh, kw, OH, OW
+
+
+def grad_output(ctx, node, ins):
+    """(out, g, B, K) of a grad op: its result allocated, the convolution's geometry, batch size and
+    number of filters, with every dimension the result makes static folded."""
+    B, C, H, W, K, kh, kw, OH, OW = grad_dims(ctx, node, ins)
+    if isinstance(node.op, Conv2dGradInputs):
+        out = ctx.alloc(node.outputs[0], [B, C, H, W])
+        B, C, H, W = out.shape
+    else:
+        out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
+        K, C, kh, kw = out.shape
+    return out, Geometry(ctx.b, node.op, C, H, W, kh, kw, OH, OW), B, K
 
 
 # -- the lowerings ----------------------------------------------------------------------------
@@ -404,14 +334,7 @@ def lower_conv2d(ctx, node, ins):
     op = node.op
     x, w = ins
     dt = node.outputs[0].dtype
-    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
-    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
-    C = same(ctx, C, Ck)
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = out_len(b, H, kh, ph, op.subsample[0])
-    OW = out_len(b, W, kw, pw, op.subsample[1])
+    B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
     out = ctx.alloc(node.outputs[0], [B, K, OH, OW])
     B, K, OH, OW = out.shape
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
@@ -429,35 +352,19 @@ def lower_conv2d(ctx, node, ins):
 @lower.register(Conv2dGradInputs)
 def lower_conv2d_grad_inputs(ctx, node, ins):
     b = ctx.b
-    op = node.op
-    w, top, hw = ins
-    dt = node.outputs[0].dtype
-    H, W = hw_values(ctx, hw, node.inputs[2], op)
-    H, W = pin(ctx, H, op.imshp[2]), pin(ctx, W, op.imshp[3])
-    K, C, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
-    B, Kt, OHt, OWt = top.shape
-    B = pin(ctx, B, op.imshp[0])
-    C = pin(ctx, C, op.imshp[1])
-    K = same(ctx, K, Kt)
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = same(ctx, out_len(b, H, kh, ph, op.subsample[0]), OHt)
-    OW = same(ctx, out_len(b, W, kw, pw, op.subsample[1]), OWt)
-    out = ctx.alloc(node.outputs[0], [B, C, H, W])
-    B, C, H, W = out.shape
-    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
-    wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
-    td = dense(ctx, pinned(b, top, [B, K, OH, OW]), dt)
+    out, g, B, K = grad_output(ctx, node, ins)
+    dt = out.dtype
+    wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
+    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
     dcols = ctx.scratch(dt, [g.P, g.N])
-    img = U.product(b, [C, H, W])
+    img = U.product(b, [g.C, g.H, g.W])
     tn = U.mul(b, K, g.N)
     et = out.lltype
     with U.for_range(b, B, name="img") as n:
         emit_gemm(ctx, dt, g.P, g.N, K, Mat(wd.ptr, 1, g.P),
                   Mat(gep(b, td.ptr, U.mul(b, n, tn), et), g.N), Mat(dcols.ptr, g.N))
         dx = gep(b, out.ptr, U.mul(b, n, img), et)
-        _zero_fill(b, dx, 0, img, dt)
+        zero_fill(b, dx, 0, img, dt)
         emit_col2im(ctx, g, dcols.ptr, dx, dt)
     return [out]
 
@@ -465,31 +372,14 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
 @lower.register(Conv2dGradWeights)
 def lower_conv2d_grad_weights(ctx, node, ins):
     b = ctx.b
-    op = node.op
-    x, top, khw = ins
-    dt = node.outputs[0].dtype
-    kh, kw = hw_values(ctx, khw, node.inputs[2], op)
-    kh, kw = pin(ctx, kh, op.kshp[2]), pin(ctx, kw, op.kshp[3])
-    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
-    Bt, K, OHt, OWt = top.shape
-    B = same(ctx, B, Bt)
-    K = pin(ctx, K, op.kshp[0])
-    C = pin(ctx, C, op.kshp[1])
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = same(ctx, out_len(b, H, kh, ph, op.subsample[0]), OHt)
-    OW = same(ctx, out_len(b, W, kw, pw, op.subsample[1]), OWt)
-    out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
-    K, C, kh, kw = out.shape
-    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
-    et = out.lltype
-    td = dense(ctx, pinned(b, top, [B, K, OH, OW]), dt)
+    out, g, B, K = grad_output(ctx, node, ins)
+    dt, et = out.dtype, out.lltype
+    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
     cols = ctx.scratch(dt, [g.P, g.N])
     topT = ctx.scratch(dt, [g.N, K])
     dwT = ctx.scratch(dt, [g.P, K])
-    _zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
-    xs = pinned(b, x, [B, C, H, W])
+    zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
+    xs = pinned(b, ins[0], [B, g.C, g.H, g.W])
     tn = U.mul(b, K, g.N)
     with U.for_range(b, B, name="img") as n:
         emit_im2col(ctx, g, image_view(b, xs, n), cols.ptr, dt)

@@ -33,24 +33,17 @@ from ..microkernels import directconv as D
 from ..microkernels import directconv_grad as DG
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
-from .conv import (Geometry, Mat, _zero_fill, check_fits, dense, emit_col2im, emit_gemm, emit_im2col, gep,
-                   image_view, out_len, padding, pin, pinned, same)
+from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
+                   pinned, zero_fill)
 from .pool import out_len as pool_out_len
-from .reduce import _greater, _lowest
+from .reduce import greater, lowest_value
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
 
 
 def _dims(ctx, op, x, w):
     """(B, C, H, W, K, kh, kw, OH, OW, PH, PW) with the declared static sizes pinned and checked."""
     b = ctx.b
-    B, C, H, W = (pin(ctx, x.shape[d], op.imshp[d]) for d in range(4))
-    K, Ck, kh, kw = (pin(ctx, w.shape[d], op.kshp[d]) for d in range(4))
-    C = same(ctx, C, Ck)
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = out_len(b, H, kh, ph, op.subsample[0])
-    OW = out_len(b, W, kw, pw, op.subsample[1])
+    B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
     PH = pool_out_len(b, OH, op.ws[0], op.stride[0], 0, True)
     PW = pool_out_len(b, OW, op.ws[1], op.stride[1], 0, True)
     return B, C, H, W, K, kh, kw, OH, OW, PH, PW
@@ -165,9 +158,9 @@ def _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr,
             with U.for_range(b, PW, name="pj") as j:
                 c0 = U.mul(b, j, sw)
                 vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
-                m = _lowest(dt)
+                m = lowest_value(dt)
                 for val in vals:
-                    m = b.select(_greater(b, val, m, dt), val, m)
+                    m = b.select(greater(b, val, m, dt), val, m)
                 bits = ir.Constant(mt, 0)
                 for (bit, _, _), val in zip(offs, vals):
                     hit = b.zext(b.fcmp_ordered("==", val, m), mt)
@@ -195,7 +188,7 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
     even = ir.Constant(ir.VectorType(U.I32, L), [2 * l for l in range(L)])
     odd = ir.Constant(ir.VectorType(U.I32, L), [2 * l + 1 for l in range(L)])
     lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    lowest = ir.Constant(vt, [_lowest(dt)] * L)
+    lowest = ir.Constant(vt, [lowest_value(dt)] * L)
     plane = U.mul(b, PH, PW)
     with U.for_range(b, K, name="k") as k:
         bk = U.splat(b, b.load(gep(b, bptr, k, et), typ=et), vt)
@@ -214,7 +207,7 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
                     vals += [b.shuffle_vector(lo, hi, even), b.shuffle_vector(lo, hi, odd)]
                 m = lowest
                 for val in vals:
-                    m = b.select(_greater(b, val, m, dt), val, m)
+                    m = b.select(greater(b, val, m, dt), val, m)
                 bits = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
                 for bit, val in enumerate(vals):   # window order (u, v) = (0,0), (0,1), (1,0), (1,1)
                     one = ir.Constant(mvt, [ir.Constant(mt, 1 << bit)] * L)
@@ -301,8 +294,8 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
     dwT = _Parts(ctx, dt, acc_n, nparts)
     gb64 = _Parts(ctx, "float64", K, nparts)
-    _zero_fill(b, dwT.arr.ptr, 0, U.mul(b, dwT.stride, nparts), dt)
-    _zero_fill(b, gb64.arr.ptr, 0, U.mul(b, gb64.stride, nparts), "float64")
+    zero_fill(b, dwT.arr.ptr, 0, U.mul(b, dwT.stride, nparts), dt)
+    zero_fill(b, gb64.arr.ptr, 0, U.mul(b, gb64.stride, nparts), "float64")
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, md.lltype, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
@@ -402,15 +395,15 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
         rs, trs, tlen = OW, g.N, U.mul(b, K, g.N)
     img = U.product(b, [C, H, W])
     if vector:   # the scatter writes only pooled windows' positions: the rest stays zero
-        _zero_fill(b, top, 0, tlen, dt)
+        zero_fill(b, top, 0, tlen, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
-        _zero_fill(b, tT, 0, tp.group_elems(), dt)
+        zero_fill(b, tT, 0, tp.group_elems(), dt)
 
     def image(n, slot):
         if vector:
             _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
         else:
-            _zero_fill(b, top, 0, tlen, dt)
+            zero_fill(b, top, 0, tlen, dt)
             _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
         if dp is not None:
             DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
@@ -423,7 +416,7 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
                       packs=(ap1, bp1))
         if gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
             dx = gep(b, gxptr, U.mul(b, n, img), et)
-            _zero_fill(b, dx, 0, img, dt)
+            zero_fill(b, dx, 0, img, dt)
             DG.emit_gx_image(ctx, tp, wptr, top, dx, offs)
         elif gxptr is not None:
             if bp2 is not None and ap2 is None:   # wptr: W^T packed once
@@ -431,7 +424,7 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
             else:
                 emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(top, g.N), Mat(dcols, g.N), packs=(ap2, bp2))
             dx = gep(b, gxptr, U.mul(b, n, img), et)
-            _zero_fill(b, dx, 0, img, dt)
+            zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
 
     if tp is None:

@@ -10,7 +10,7 @@ from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGr
 from .. import irutil as U
 from .. import vmath
 from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, lower
-from .reduce import _greater, _lowest, empty_reduction_message
+from .reduce import empty_reduction_message, greater, lowest_value
 
 
 @lower.register(Softmax, error_message=empty_reduction_message("softmax"))
@@ -34,11 +34,11 @@ def lower_softmax(ctx, node, ins):
         ctx.fail_if(b.icmp_signed("==", n, U.i64(0)), E_VALUE, n)
     t = U.ll_type(dt)
     with U.for_range(b, rows, name="row") as r:
-        best = ctx.local(t, _lowest(dt))
+        best = ctx.local(t, lowest_value(dt))
         with U.for_range(b, n, name="mx") as j:
             v = U.cast_value(b, xm.load(b, [r, j]), x.dtype, dt)
             cur = b.load(best, typ=t)
-            b.store(b.select(_greater(b, v, cur, dt), v, cur), best)
+            b.store(b.select(greater(b, v, cur, dt), v, cur), best)
         m = b.load(best, typ=t)
         acc = ctx.local(U.F64, U.const("float64", 0.0))
         with U.for_range(b, n, name="ex") as j:
@@ -86,11 +86,11 @@ def _nonempty_rows(ctx, rows, n):
 def _row_max(ctx, xm, r, n, dt):
     b = ctx.b
     t = U.ll_type(dt)
-    best = ctx.local(t, _lowest(dt))
+    best = ctx.local(t, lowest_value(dt))
     with U.for_range(b, n, name="mx") as j:
         v = U.cast_value(b, xm.load(b, [r, j]), xm.dtype, dt)
         cur = b.load(best, typ=t)
-        b.store(b.select(_greater(b, v, cur, dt), v, cur), best)
+        b.store(b.select(greater(b, v, cur, dt), v, cur), best)
     return b.load(best, typ=t)
 
 

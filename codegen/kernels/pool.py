@@ -8,33 +8,22 @@ so their element loops are unrolled and the loop over output columns can be
 vectorised. Border windows are clipped to the image at run time. With no padding
 and ignore_border=True every window is interior and no border code is emitted.
 """
+from symcnn.tensor.signal import pool_geometry
 from symcnn.tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, MaxPoolGradGrad, Pool
 
 from .. import irutil as U
 from ..lower import E_SHAPE, lower
-from .conv import ceildiv, clamp, dense, floordiv, gep
-from .reduce import _greater, _lowest
+from ..irutil import ceildiv, floordiv, gep
+from .conv import IRArith, clamp, dense
+from .reduce import greater, lowest_value
 
 UNROLL = 16   # windows with at most this many rows (cols) are unrolled
 
 
 def out_len(b, n, ws, st, pad, ignore_border):
-    """Theano's pooled length (symcnn.tensor.signal.pool._out_len) of an axis of length n >= 0.
-    ws, st, pad may be i64 values (checked positive, pad < ws, before this runs)."""
-    if ignore_border:
-        return U.smax(b, U.add(b, floordiv(b, U.sub(b, U.add(b, n, U.mul(b, 2, pad)), ws), st), 1), 0)
-    if not (isinstance(st, int) and isinstance(ws, int)):
-        keep = b.icmp_signed(">=", U.as_value(b, st), U.as_value(b, ws))
-        wide = U.add(b, floordiv(b, U.sub(b, n, 1), st), 1)
-        full = U.add(b, U.smax(b, floordiv(b, U.add(b, U.sub(b, U.sub(b, n, 1), ws), st), st), 0), 1)
-        both = b.select(keep, U.as_value(b, wide), U.as_value(b, full))
-        return b.select(b.icmp_signed(">", U.as_value(b, n), U.i64(0)), both, U.i64(0))
-    if st >= ws:
-        return U.add(b, floordiv(b, U.sub(b, n, 1), st), 1)
-    full = U.add(b, U.smax(b, floordiv(b, U.sub(b, U.sub(b, n, 1), ws - st), st), 0), 1)
-    if isinstance(n, int):
-        return full if n > 0 else 0
-    return b.select(b.icmp_signed(">", n, U.i64(0)), U.as_value(b, full), U.i64(0))
+    """Theano's pooled length (symcnn.tensor.signal.pool_geometry.out_len) of an axis of length
+    n >= 0. ws, st, pad may be i64 values (checked positive, pad < ws, before this runs)."""
+    return pool_geometry.out_len(n, ws, st, pad, ignore_border, IRArith(b))
 
 
 class Geometry:
@@ -183,12 +172,12 @@ def emit_pool(ctx, node, x, g):
     xdt = x.dtype
     if op.mode == "max":
         def body(n, i, j, rs, cs):
-            acc = ctx.local(x.lltype, _lowest(xdt))
+            acc = ctx.local(x.lltype, lowest_value(xdt))
 
             def step(off):
                 v = _load(b, x, off)
                 cur = b.load(acc, typ=x.lltype)
-                b.store(b.select(_greater(b, v, cur, xdt), v, cur), acc)
+                b.store(b.select(greater(b, v, cur, xdt), v, cur), acc)
 
             each_element(b, g, n, rs, cs, step)
             res = U.cast_value(b, b.load(acc, typ=x.lltype), xdt, dt)
@@ -221,17 +210,26 @@ def _divisor(b, op, g, rs, cs, dtype):
 
 
 @lower.register(MaxPoolGrad)
-def lower_max_pool_grad(ctx, node, ins):
+@lower.register(MaxPoolGradGrad)
+def lower_max_pool_tie_grad(ctx, node, ins):
     x = dense(ctx, ins[0], ins[0].dtype)
-    return emit_max_pool_grad(ctx, node, x, ins, Geometry(ctx, node.op, x))
+    emit = emit_max_pool_grad if isinstance(node.op, MaxPoolGrad) else emit_max_pool_grad_grad
+    return emit(ctx, node, x, ins, Geometry(ctx, node.op, x))
+
+
+def _tie_inputs(ctx, ins, g, shape):
+    """(maxout, incoming gradient) of MaxPoolGrad / MaxPoolGradGrad as dense buffers, checked to have
+    the pooled shape and `shape`."""
+    z = dense(ctx, ins[1], ins[1].dtype)
+    gin = dense(ctx, ins[2], ins[2].dtype)
+    check_shape(ctx, z, g.pooled_shape)
+    check_shape(ctx, gin, shape)
+    return z, gin
 
 
 def emit_max_pool_grad(ctx, node, x, ins, g):
     b = ctx.b
-    z = dense(ctx, ins[1], ins[1].dtype)
-    gz = dense(ctx, ins[2], ins[2].dtype)
-    check_shape(ctx, z, g.pooled_shape)
-    check_shape(ctx, gz, g.pooled_shape)
+    z, gz = _tie_inputs(ctx, ins, g, g.pooled_shape)
     out = ctx.alloc(node.outputs[0], x.shape)
     g.pin(z.shape, gz.shape)
     dt = out.dtype
@@ -254,18 +252,9 @@ def emit_max_pool_grad(ctx, node, x, ins, g):
     return [out]
 
 
-@lower.register(MaxPoolGradGrad)
-def lower_max_pool_grad_grad(ctx, node, ins):
-    x = dense(ctx, ins[0], ins[0].dtype)
-    return emit_max_pool_grad_grad(ctx, node, x, ins, Geometry(ctx, node.op, x))
-
-
 def emit_max_pool_grad_grad(ctx, node, x, ins, g):
     b = ctx.b
-    z = dense(ctx, ins[1], ins[1].dtype)
-    ggx = dense(ctx, ins[2], ins[2].dtype)
-    check_shape(ctx, z, g.pooled_shape)
-    check_shape(ctx, ggx, x.shape)
+    z, ggx = _tie_inputs(ctx, ins, g, x.shape)
     out = ctx.alloc(node.outputs[0], g.pooled_shape)
     g.pin(out.shape)
     dt = out.dtype

@@ -106,7 +106,7 @@ def _nonempty(ctx, x, axis):
     ctx.fail_if(b.and_(b.icmp_signed("==", n, U.i64(0)), b.icmp_signed(">", kept, U.i64(0))), E_VALUE, n)
 
 
-def _greater(b, v, best, dtype):
+def greater(b, v, best, dtype):
     """v beats best: larger, or NaN where best is not (numpy propagates the first NaN)."""
     if U.is_float(dtype):
         return b.or_(b.fcmp_ordered(">", v, best),
@@ -114,7 +114,7 @@ def _greater(b, v, best, dtype):
     return (b.icmp_unsigned if U.is_unsigned(dtype) else b.icmp_signed)(">", v, best)
 
 
-def _lowest(dtype):
+def lowest_value(dtype):
     import numpy as np
     if U.is_float(dtype):
         return U.const(dtype, float("-inf"))
@@ -137,11 +137,11 @@ def lower_max(ctx, node, ins):
     _nonempty(ctx, x, node.op.axis)
 
     def init():
-        return ctx.local(x.lltype, _lowest(x.dtype))
+        return ctx.local(x.lltype, lowest_value(x.dtype))
 
     def step(acc, v, k):
         cur = b.load(acc, typ=x.lltype)
-        b.store(b.select(_greater(b, v, cur, x.dtype), v, cur), acc)
+        b.store(b.select(greater(b, v, cur, x.dtype), v, cur), acc)
 
     def finish(acc):
         return U.cast_value(b, b.load(acc, typ=x.lltype), x.dtype, node.outputs[0].dtype)
@@ -157,14 +157,14 @@ def lower_argmax(ctx, node, ins):
     state = {}
 
     def init():
-        state["best"] = ctx.local(x.lltype, _lowest(x.dtype))
+        state["best"] = ctx.local(x.lltype, lowest_value(x.dtype))
         state["first"] = ctx.local(U.I1, ir.Constant(U.I1, 1))
         return ctx.local(U.I64, U.i64(0))
 
     def step(acc, v, k):
         best = b.load(state["best"], typ=x.lltype)
         first = b.load(state["first"], typ=U.I1)
-        take = b.or_(first, _greater(b, v, best, x.dtype))
+        take = b.or_(first, greater(b, v, best, x.dtype))
         if U.is_float(x.dtype):  # once a NaN is the best, nothing replaces it
             take = b.and_(take, b.or_(first, b.fcmp_ordered("ord", best, best)))
         b.store(b.select(take, v, best), state["best"])

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..graph.basic import Variable
 from ..tensor.type import TensorType
-from ..tensor.var import _TensorOps
+from ..tensor.var import TensorOps as _TensorOps
 
 
 class SharedVariable(Variable):

@@ -70,8 +70,10 @@ class Op:
         """[input][output] booleans: does output depend differentiably on input."""
         return [[True] * len(node.outputs) for _ in node.inputs]
 
-    def flops(self, input_shapes, output_shapes):
+    def flops(self, input_shapes, output_shapes=None):
         """Floating-point operations of one call with operands of these shapes (tuples of ints),
-        as PyTensor's profiler asks its ops; None: not counted (the profiler reads it as 0).
+        as PyTensor's profiler asks its ops; None: not counted (the profiler reads it as 0). The
+        profiler also passes the output shapes, which an op may use where its inputs' shapes do not
+        determine them.
         Ops count the arithmetic of their main computation: a multiply-add is 2."""
         return None

@@ -58,7 +58,7 @@ def constant_folding(fgraph, node):
     return outs
 
 
-def _const_value(v):
+def const_value(v):
     """The single value of a constant that is the same everywhere (else None)."""
     if isinstance(v, Constant):
         flat = np.ravel(v.data)
@@ -69,11 +69,11 @@ def _const_value(v):
 
 def _is_zeros(v):
     """A constant zero, or second(anything, 0) (the gradient's zeros_like)."""
-    if _const_value(v) == 0:
+    if const_value(v) == 0:
         return True
     node = v.owner
     return node is not None and isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, ts.Second) \
-        and _const_value(node.inputs[1]) == 0
+        and const_value(node.inputs[1]) == 0
 
 
 def _same_type(var, out):
@@ -87,7 +87,7 @@ def identity_arithmetic(fgraph, node):
     pairs = []
     if isinstance(sop, ts.Mul):
         pairs = [(0, 1), (1, 0)]
-        neutral = lambda v: _const_value(v) == 1  # noqa: E731
+        neutral = lambda v: const_value(v) == 1  # noqa: E731
     elif isinstance(sop, ts.Add):
         pairs = [(0, 1), (1, 0)]
         neutral = _is_zeros
@@ -96,7 +96,7 @@ def identity_arithmetic(fgraph, node):
         neutral = _is_zeros
     elif isinstance(sop, ts.TrueDiv):
         pairs = [(0, 1)]
-        neutral = lambda v: _const_value(v) == 1  # noqa: E731
+        neutral = lambda v: const_value(v) == 1  # noqa: E731
     for keep, drop in pairs:
         x = node.inputs[keep]
         if neutral(node.inputs[drop]) and _same_type(x, out):

@@ -21,7 +21,7 @@ from ..tensor.math import neg
 from ..tensor.nnet.basic import (LogSoftmax, Softmax, SoftmaxGrad, crossentropy_softmax,
                                  crossentropy_softmax_grad, log_softmax)
 from ..tensor.subtensor import AdvancedIncSubtensor, AdvancedSubtensor
-from .canonicalize import _const_value
+from .canonicalize import const_value
 from .core import node_rewrite
 
 from .. import scalar as ts
@@ -143,7 +143,7 @@ def _zeros_shaped_like(v, z, sm):
     if fill is None:
         return False
     w, zero = fill.inputs
-    if _const_value(zero) != 0 or not isinstance(zero, Constant):
+    if const_value(zero) != 0 or not isinstance(zero, Constant):
         return False
     if any(d != 1 for d in np.shape(zero.data)):
         return False  # (zeros_like fills with a scalar; a larger constant could change the shape)

@@ -102,7 +102,7 @@ def _as_scalar(x):
     return x
 
 
-def _static_ints(v, n=None):
+def static_ints(v, n=None):
     """Per-element Python ints of a 1-d int vector where known when building
     (`n` entries when the vector's length is not static)."""
     if isinstance(v, Constant):
@@ -127,7 +127,7 @@ class Reshape(Op):
             raise TypeError(f"reshape target must be {self.ndim} integers, got {shp.describe()}")
         if is_int(shp.dtype) and shp.dtype != "int64":
             shp = cast(shp, "int64")
-        known = _static_ints(shp, self.ndim)
+        known = static_ints(shp, self.ndim)
         if sum(1 for k in known if k == -1) > 1:
             raise ValueError(f"reshape target {known} has more than one -1")
         out_shape = list(None if k is None or k == -1 else k for k in known)
@@ -157,7 +157,7 @@ class Reshape(Op):
         from . import math as T
         shp = node.inputs[1]
         dims = [shp[i] for i in range(self.ndim)]
-        known = _static_ints(shp, self.ndim)
+        known = static_ints(shp, self.ndim)
         if None not in known and -1 not in known:
             return [tuple(dims)]
         # One entry may be -1: it stands for the size divided by the other entries.

@@ -20,7 +20,7 @@ import numpy as np
 from ..graph.basic import Apply
 from ..graph.op import Op
 from .composite import Composite
-from .elemwise import DimShuffle, Elemwise, _broadcast_shape
+from .elemwise import DimShuffle, Elemwise, broadcast_shape
 from .math import Dot, dot
 from .type import TensorType, upcast
 from .var import as_tensor_variable
@@ -105,7 +105,7 @@ class FusedDot(Op):
                             + ", ".join(i.describe() for i in ins))
         padded = [_pad(i, ndim) for i in ins]
         return TensorType(comp.out_dtype(*[i.dtype for i in padded]),
-                          shape=_broadcast_shape(padded, f"{self} (operand {which})"))
+                          shape=broadcast_shape(padded, f"{self} (operand {which})"))
 
     def make_node(self, *inputs):
         n_expected = self.na + self.nb + self.ne
@@ -195,8 +195,11 @@ class FusedDot(Op):
         sa, sb = operand(a_vars, a_sh), operand(b_vars, b_sh)
         return [tuple(sa[:-1]) + tuple(sb[1:])]
 
-    def flops(self, input_shapes, output_shapes):
-        """The product's 2*m*n*k (prologues and epilogue not counted)."""
+    def flops(self, input_shapes, output_shapes=None):
+        """The product's 2*m*n*k (prologues and epilogue not counted). The output shape is needed
+        (the prologues' operands do not give it)."""
+        if not output_shapes:
+            raise ValueError("FusedDot.flops needs output_shapes (the product's shape)")
         k = max(int(s[-1]) for s in input_shapes[:self.na])
         return 2 * math.prod(int(d) for d in output_shapes[0]) * k
 

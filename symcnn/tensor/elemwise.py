@@ -62,7 +62,7 @@ class DimShuffle(Op):
         return [DimShuffle(g.ndim, order)(g)]
 
 
-def _broadcast_shape(inputs, op):
+def broadcast_shape(inputs, op):
     out = []
     for dim in range(inputs[0].ndim):
         sizes = {i.type.shape[dim] for i in inputs}
@@ -108,7 +108,7 @@ class Elemwise(Op):
         ndim = max(i.ndim for i in inputs)
         inputs = [i if i.ndim == ndim else DimShuffle(i.ndim, ["x"] * (ndim - i.ndim) + list(range(i.ndim)))(i)
                   for i in inputs]
-        shape = _broadcast_shape(inputs, self)
+        shape = broadcast_shape(inputs, self)
         dtype = self.scalar_op.out_dtype(*[i.dtype for i in inputs])
         return Apply(self, inputs, [TensorType(dtype, shape=shape)()])
 
@@ -132,10 +132,11 @@ class Elemwise(Op):
         return [tuple(broadcast_dim([s[d] for s in shapes], [i.type.shape[d] for i in node.inputs])
                       for d in range(node.outputs[0].ndim))]
 
-    def flops(self, input_shapes, output_shapes):
+    def flops(self, input_shapes, output_shapes=None):
         """One per output element and scalar op (the steps of a fused Composite)."""
         steps = getattr(self.scalar_op, "steps", None)
-        return math.prod(int(d) for d in output_shapes[0]) * (len(steps) if steps else 1)
+        out = output_shapes[0] if output_shapes else np.broadcast_shapes(*map(tuple, input_shapes))
+        return math.prod(int(d) for d in out) * (len(steps) if steps else 1)
 
     def grad(self, inputs, grads):
         from . import math as T

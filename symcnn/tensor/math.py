@@ -54,7 +54,7 @@ def _at_user(message):
     return with_trace(message, user_trace())
 
 
-def _norm_axis(axis, ndim, who):
+def normalize_axis(axis, ndim, who):
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, (int, np.integer)):
@@ -187,7 +187,7 @@ class Argmax(Reduce):
         return [None]
 
 
-def _keep(x, red, axis, keepdims):
+def keep_dims(x, red, axis, keepdims):
     if not keepdims:
         return red
     order, k = [], 0
@@ -204,16 +204,16 @@ def sum(x, axis=None, dtype=None, keepdims=False, acc_dtype=None):
     """Theano's sum: `dtype` is the result's dtype, `acc_dtype` the accumulator's (by default the
     result's; small ints accumulate in int64). An accumulator less precise than the input is an error."""
     x = as_tensor_variable(x)
-    axis = _norm_axis(axis, x.ndim, "sum")
+    axis = normalize_axis(axis, x.ndim, "sum")
     if acc_dtype is None:
-        return _keep(x, Sum(axis, dtype)(x), axis, keepdims)
-    _check_acc_dtype(x, acc_dtype, "sum")
+        return keep_dims(x, Sum(axis, dtype)(x), axis, keepdims)
+    check_acc_dtype(x, acc_dtype, "sum")
     total = Sum(axis, acc_dtype)(x)
     out_dtype = dtype if dtype is not None else Sum(axis).out_dtype(x.dtype)
-    return _keep(x, cast(total, out_dtype), axis, keepdims)
+    return keep_dims(x, cast(total, out_dtype), axis, keepdims)
 
 
-def _check_acc_dtype(x, acc_dtype, who):
+def check_acc_dtype(x, acc_dtype, who):
     from ..graph.trace import user_trace, with_trace
     if np.dtype(acc_dtype) != np.promote_types(np.dtype(x.dtype), np.dtype(acc_dtype)):
         raise TypeError(with_trace(f"{who}: acc_dtype={acc_dtype!r} would accumulate {x.describe()} with less "
@@ -222,8 +222,8 @@ def _check_acc_dtype(x, acc_dtype, who):
 
 def max(x, axis=None, keepdims=False):
     x = as_tensor_variable(x)
-    axis = _norm_axis(axis, x.ndim, "max")
-    return _keep(x, Max(axis)(x), axis, keepdims)
+    axis = normalize_axis(axis, x.ndim, "max")
+    return keep_dims(x, Max(axis)(x), axis, keepdims)
 
 
 def min(x, axis=None, keepdims=False):
@@ -240,18 +240,18 @@ def min(x, axis=None, keepdims=False):
 
 def argmax(x, axis=None, keepdims=False):
     x = as_tensor_variable(x)
-    axis = _norm_axis(axis, x.ndim, "argmax")
-    return _keep(x, Argmax(axis)(x), axis, keepdims)
+    axis = normalize_axis(axis, x.ndim, "argmax")
+    return keep_dims(x, Argmax(axis)(x), axis, keepdims)
 
 
 def mean(x, axis=None, dtype=None, keepdims=False, acc_dtype=None):
     """Sum divided by the count; integers give float64 (Theano's rule). `dtype` is the result's
     dtype, `acc_dtype` the sum's accumulator."""
     x = as_tensor_variable(x)
-    axis = _norm_axis(axis, x.ndim, "mean")
+    axis = normalize_axis(axis, x.ndim, "mean")
     out_dtype = dtype or (x.dtype if is_float(x.dtype) else "float64")
     if acc_dtype is not None:
-        _check_acc_dtype(x, acc_dtype, "mean")
+        check_acc_dtype(x, acc_dtype, "mean")
     total = cast(Sum(axis, dtype=acc_dtype or (out_dtype if is_float(x.dtype) else None))(x), out_dtype)
     count = None
     for a in axis:
@@ -259,8 +259,8 @@ def mean(x, axis=None, dtype=None, keepdims=False, acc_dtype=None):
         n = constant(np.asarray(n, dtype="int64")) if n is not None else shape(x)[a]
         count = n if count is None else count * n
     if count is None:
-        return _keep(x, total, axis, keepdims)
-    return _keep(x, true_div(total, cast(count, out_dtype)), axis, keepdims)
+        return keep_dims(x, total, axis, keepdims)
+    return keep_dims(x, true_div(total, cast(count, out_dtype)), axis, keepdims)
 
 
 class Dot(Op):
@@ -288,9 +288,11 @@ class Dot(Op):
     def infer_shape(self, node, shapes):
         return [tuple(shapes[0][:-1]) + tuple(shapes[1][1:])]
 
-    def flops(self, input_shapes, output_shapes):
+    def flops(self, input_shapes, output_shapes=None):
         """2*m*n*k: a multiply-add per (output element, inner index)."""
-        return 2 * math.prod(int(d) for d in output_shapes[0]) * int(input_shapes[0][-1])
+        xs, ys = input_shapes
+        out = output_shapes[0] if output_shapes else tuple(xs[:-1]) + (tuple(ys[:-2]) + tuple(ys[-1:]) if len(ys) > 1 else ())
+        return 2 * math.prod(int(d) for d in out) * int(xs[-1])
 
     def grad(self, inputs, grads):
         x, y = inputs

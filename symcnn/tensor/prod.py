@@ -2,7 +2,7 @@
 import numpy as np
 
 from .basic import cast, zeros_like
-from .math import Reduce, Sum, _check_acc_dtype, _keep, _norm_axis, eq, neq, switch
+from .math import Reduce, Sum, check_acc_dtype, keep_dims, normalize_axis, eq, neq, switch
 from .math import sum as sum_
 from .type import is_float
 from .var import as_tensor_variable
@@ -74,10 +74,10 @@ def prod(input, axis=None, dtype=None, keepdims=False, acc_dtype=None, no_zeros_
     dtype, `acc_dtype` the accumulator's; `no_zeros_in_input=True` promises the input has no
     zero, for a cheaper gradient (a wrong promise gives NaN gradients)."""
     x = as_tensor_variable(input)
-    axis = _norm_axis(axis, x.ndim, "prod")
+    axis = normalize_axis(axis, x.ndim, "prod")
     if acc_dtype is None:
-        return _keep(x, Prod(axis, dtype, no_zeros_in_input)(x), axis, keepdims)
-    _check_acc_dtype(x, acc_dtype, "prod")
+        return keep_dims(x, Prod(axis, dtype, no_zeros_in_input)(x), axis, keepdims)
+    check_acc_dtype(x, acc_dtype, "prod")
     total = Prod(axis, acc_dtype, no_zeros_in_input)(x)
     out_dtype = dtype if dtype is not None else Prod(axis).out_dtype(x.dtype)
-    return _keep(x, cast(total, out_dtype), axis, keepdims)
+    return keep_dims(x, cast(total, out_dtype), axis, keepdims)

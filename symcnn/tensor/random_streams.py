@@ -98,7 +98,7 @@ class RandomStreamsBase:
             size = bcast_size(p, q)
         p, q = cast(p, dtype), cast(q, dtype)
         d = self._draw(draw_class, size, ndim, dtype)
-        return _keep_stream(d, transform(d, p, q))
+        return keep_stream(d, transform(d, p, q))
 
     def _uniform(self, size, low, high, ndim, dtype):
         return self._two_parameter_draw(UniformDraw, size, low, high, ndim, dtype,
@@ -112,7 +112,7 @@ class RandomStreamsBase:
         if size is None:
             size = bcast_size(p)
         u = self._draw(UniformDraw, size, ndim, config.floatX)
-        return _keep_stream(u, cast(u < p, dtype))
+        return keep_stream(u, cast(u < p, dtype))
 
     def _binomial(self, size, n, p, ndim, dtype, who):
         if isinstance(n, (int, np.integer)) and int(n) == 1:
@@ -128,7 +128,7 @@ class RandomStreamsBase:
         entries = [size[d] for d in range(nd)] + [int(n)]
         u = self._draw(UniformDraw, stack_scalars(entries, dtype="int64"), nd + 1, config.floatX)
         pe = dimshuffle(p, *(list(range(p.ndim)) + ["x"])) if p.ndim else p
-        return _keep_stream(u, cast(cast(u < pe, "int64").sum(axis=nd), dtype))
+        return keep_stream(u, cast(cast(u < pe, "int64").sum(axis=nd), dtype))
 
     def _multinomial(self, size, n, pvals, ndim, dtype, who):
         from ..sandbox.multinomial import MultinomialFromUniform
@@ -156,10 +156,10 @@ class RandomStreamsBase:
         out = op(pvals, u[0])
         for k in range(1, int(n)):
             out = out + op(pvals, u[k])
-        return _keep_stream(u, out)
+        return keep_stream(u, out)
 
 
-def _keep_stream(sample, result):
+def keep_stream(sample, result):
     """Theano's draws carry .rng and .update; keep them on the final expression."""
     result.rng = sample.rng
     result.update = sample.update

@@ -12,7 +12,7 @@ import numpy as np
 from ..graph.basic import Apply, Variable
 from ..graph.op import Op
 from . import philox
-from .basic import _static_ints, cast, stack_scalars
+from .basic import static_ints, cast, stack_scalars
 from .type import TensorType, is_int, normalize_dtype
 from .var import as_tensor_variable, constant
 
@@ -95,7 +95,7 @@ class RandomDraw(Op):
                             f"got {size.describe()}")
         if size.dtype != "int64":
             size = cast(size, "int64")
-        static = _static_ints(size, self.ndim)
+        static = static_ints(size, self.ndim)
         if any(s is not None and s < 0 for s in static):
             raise ValueError(f"{type(self).__name__}: size must not contain negative dimensions, got {static}")
         sample = TensorType(self.dtype, shape=tuple(static))()

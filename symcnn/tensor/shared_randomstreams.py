@@ -14,7 +14,7 @@ from .math import int_div
 from .raw_random import as_size
 from .scalar_constant import NotScalarConstantError, get_scalar_constant_value
 from .sort import argsort
-from .random_streams import RandomStreamsBase, _keep_stream
+from .random_streams import RandomStreamsBase, keep_stream
 from .raw_random import UniformDraw
 from .type import is_int, normalize_dtype
 from .var import as_tensor_variable
@@ -79,7 +79,7 @@ class RandomStreams(RandomStreamsBase):
         size_vec, nd = as_size(size, ndim)
         full = concatenate([size_vec, reshape(cast(n, "int64"), (1,))])
         u = self._draw(UniformDraw, full, nd + 1, "float64")
-        return _keep_stream(u, cast(argsort(u, axis=-1), normalize_dtype(dtype)))
+        return keep_stream(u, cast(argsort(u, axis=-1), normalize_dtype(dtype)))
 
     def _choice_distinct(self, size, a, ndim, dtype):
         a = as_tensor_variable(a)
@@ -100,7 +100,7 @@ class RandomStreams(RandomStreamsBase):
                                  f"range({a_value}) (replace=False)")
         perm = self.permutation(n=a, dtype=dtype)
         picked = perm[:k].reshape(() if scalar else size_vec, ndim=0 if scalar else nd)
-        return _keep_stream(perm, picked)
+        return keep_stream(perm, picked)
 
     def _integers(self, size, low, stop, ndim, dtype):
         """floor(low + u * (stop - low)) in [low, stop), u uniform float64 in (0, 1)."""
@@ -112,4 +112,4 @@ class RandomStreams(RandomStreamsBase):
         u = self._draw(UniformDraw, size, ndim, "float64")
         lo64 = cast(low, "float64")
         span = cast(stop, "float64") - lo64
-        return _keep_stream(u, cast(int_div(lo64 + u * span, np.float64(1.0)), dtype))
+        return keep_stream(u, cast(int_div(lo64 + u * span, np.float64(1.0)), dtype))

@@ -24,17 +24,10 @@ class _IndexedOp(Op):
     "int" or ("slice", has_start, has_stop, has_step); the scalars are inputs."""
 
     def _index(self, scalars):
-        it = iter(int(np.asarray(s)) for s in scalars)
-        out = []
-        for e in self.idx_list:
-            if e == "int":
-                out.append(next(it))
-            else:
-                _, a, b, c = e
-                out.append(slice(next(it) if a else None, next(it) if b else None, next(it) if c else None))
-        return tuple(out)
+        return self._symbolic_index([int(np.asarray(s)) for s in scalars])
 
     def _symbolic_index(self, scalars):
+        """The index tuple (ints or slices) built from the index scalars (values or variables)."""
         it = iter(scalars)
         out = []
         for e in self.idx_list:
@@ -74,13 +67,58 @@ class _IndexedOp(Op):
         return tuple(shape) + x.type.shape[len(self.idx_list):]
 
 
-class Subtensor(_IndexedOp):
-    """x[ints and slices]; the result is a view of x (no copy)."""
+class _Selection(Op):
+    """Subtensor and AdvancedSubtensor: x[idx] with the index inputs after x. The gradient
+    adds the output gradient into zeros at idx (`increment_op`, set below)."""
 
     __props__ = ("idx_list",)
 
     def __init__(self, idx_list):
         self.idx_list = tuple(idx_list)
+
+    def grad(self, inputs, grads):
+        x, index = inputs[0], inputs[1:]
+        if not is_float(x.dtype):
+            return [None] * len(inputs)
+        from .basic import zeros_like
+        gx = self.increment_op(self.idx_list)(zeros_like(x), grads[0], *index)
+        return [gx] + [None] * len(index)
+
+    def connection_pattern(self, node):
+        return [[True]] + [[False]] * (len(node.inputs) - 1)
+
+
+class _Increment(Op):
+    """IncSubtensor and AdvancedIncSubtensor: a copy of x with y added to (or written into)
+    x[idx], the index inputs after x and y. The gradient selects idx (`selection_op`, set below)."""
+
+    __props__ = ("idx_list", "set_instead_of_inc")
+
+    def __init__(self, idx_list, set_instead_of_inc=False):
+        self.idx_list = tuple(idx_list)
+        self.set_instead_of_inc = bool(set_instead_of_inc)
+
+    def infer_shape(self, node, shapes):
+        return [shapes[0]]
+
+    def grad(self, inputs, grads):
+        from .basic import second
+        x, y, index = inputs[0], inputs[1], inputs[2:]
+        g, = grads
+        sub = self.selection_op(self.idx_list)(g, *index)
+        if self.set_instead_of_inc:
+            gx = type(self)(self.idx_list, True)(g, second(sub, np.zeros((), dtype=g.dtype)), *index)
+        else:
+            gx = g
+        gy = sum_to(sub, y)
+        return [gx if is_float(x.dtype) else None, gy if is_float(y.dtype) else None] + [None] * len(index)
+
+    def connection_pattern(self, node):
+        return [[True], [True]] + [[False]] * (len(node.inputs) - 2)
+
+
+class Subtensor(_Selection, _IndexedOp):
+    """x[ints and slices]; the result is a view of x (no copy)."""
 
     def make_node(self, x, *scalars):
         x = as_tensor_variable(x)
@@ -109,17 +147,6 @@ class Subtensor(_IndexedOp):
                 res.append(_slice_length(i, n, T))
         return [tuple(res) + tuple(shapes[0][len(idx):])]
 
-    def grad(self, inputs, grads):
-        x, scalars = inputs[0], inputs[1:]
-        if not is_float(x.dtype):
-            return [None] * len(inputs)
-        from .basic import zeros_like
-        gx = IncSubtensor(self.idx_list)(zeros_like(x), grads[0], *scalars)
-        return [gx] + [None] * len(scalars)
-
-    def connection_pattern(self, node):
-        return [[True]] + [[False]] * (len(node.inputs) - 1)
-
 
 def _slice_length(s, n, T):
     """Symbolic len(range(*s.indices(n))) for step 1 or a positive constant step."""
@@ -140,14 +167,8 @@ def _slice_length(s, n, T):
     return T.maximum(T.int_div(stop - start + (step - 1), step), 0)
 
 
-class IncSubtensor(_IndexedOp):
+class IncSubtensor(_Increment, _IndexedOp):
     """A copy of x with y added to (or written into) x[idx]: the gradient of Subtensor."""
-
-    __props__ = ("idx_list", "set_instead_of_inc")
-
-    def __init__(self, idx_list, set_instead_of_inc=False):
-        self.idx_list = tuple(idx_list)
-        self.set_instead_of_inc = bool(set_instead_of_inc)
 
     def make_node(self, x, y, *scalars):
         x, y = as_tensor_variable(x), as_tensor_variable(y)
@@ -168,26 +189,8 @@ class IncSubtensor(_IndexedOp):
             res[idx] += y
         out[0][0] = res
 
-    def infer_shape(self, node, shapes):
-        return [shapes[0]]
 
-    def grad(self, inputs, grads):
-        from .basic import second
-        x, y, scalars = inputs[0], inputs[1], inputs[2:]
-        g, = grads
-        sub = Subtensor(self.idx_list)(g, *scalars)
-        if self.set_instead_of_inc:
-            gx = IncSubtensor(self.idx_list, True)(g, second(sub, np.zeros((), dtype=g.dtype)), *scalars)
-        else:
-            gx = g
-        gy = _sum_to(sub, y)
-        return [gx if is_float(x.dtype) else None, gy if is_float(y.dtype) else None] + [None] * len(scalars)
-
-    def connection_pattern(self, node):
-        return [[True], [True]] + [[False]] * (len(node.inputs) - 2)
-
-
-def _sum_to(g, y):
+def sum_to(g, y):
     """Reduce g to y's ndim and broadcastable dimensions."""
     from . import math as T
     extra = g.ndim - y.ndim
@@ -219,13 +222,8 @@ def _broadcast_static(shapes):
     return tuple(out)
 
 
-class AdvancedSubtensor(Op):
+class AdvancedSubtensor(_Selection):
     """x[i, j, ...] with integer tensors (and full slices ':'), numpy semantics."""
-
-    __props__ = ("idx_list",)
-
-    def __init__(self, idx_list):
-        self.idx_list = tuple(idx_list)
 
     def make_node(self, x, *indices):
         x = as_tensor_variable(x)
@@ -255,26 +253,9 @@ class AdvancedSubtensor(Op):
     def infer_shape(self, node, shapes):
         raise NotImplementedError("AdvancedSubtensor shape inference")
 
-    def grad(self, inputs, grads):
-        x, indices = inputs[0], inputs[1:]
-        if not is_float(x.dtype):
-            return [None] * len(inputs)
-        from .basic import zeros_like
-        gx = AdvancedIncSubtensor(self.idx_list)(zeros_like(x), grads[0], *indices)
-        return [gx] + [None] * len(indices)
 
-    def connection_pattern(self, node):
-        return [[True]] + [[False]] * (len(node.inputs) - 1)
-
-
-class AdvancedIncSubtensor(Op):
+class AdvancedIncSubtensor(_Increment):
     """A copy of x with y scatter-added (repeated indices accumulate) or written at x[idx]."""
-
-    __props__ = ("idx_list", "set_instead_of_inc")
-
-    def __init__(self, idx_list, set_instead_of_inc=False):
-        self.idx_list = tuple(idx_list)
-        self.set_instead_of_inc = bool(set_instead_of_inc)
 
     def make_node(self, x, y, *indices):
         x, y = as_tensor_variable(x), as_tensor_variable(y)
@@ -298,21 +279,10 @@ class AdvancedIncSubtensor(Op):
             raise IndexError(f"{e} (indexing {node.inputs[0].describe()} of shape {x.shape})") from None
         out[0][0] = res
 
-    def infer_shape(self, node, shapes):
-        return [shapes[0]]
 
-    def grad(self, inputs, grads):
-        from .basic import second
-        x, y, indices = inputs[0], inputs[1], inputs[2:]
-        g, = grads
-        sub = AdvancedSubtensor(self.idx_list)(g, *indices)
-        gx = g if not self.set_instead_of_inc else \
-            AdvancedIncSubtensor(self.idx_list, True)(g, second(sub, np.zeros((), dtype=g.dtype)), *indices)
-        return [gx if is_float(x.dtype) else None, _sum_to(sub, y) if is_float(y.dtype) else None] + \
-            [None] * len(indices)
-
-    def connection_pattern(self, node):
-        return [[True], [True]] + [[False]] * (len(node.inputs) - 2)
+# a selection's gradient increments, an increment's gradient selects
+Subtensor.increment_op, AdvancedSubtensor.increment_op = IncSubtensor, AdvancedIncSubtensor
+IncSubtensor.selection_op, AdvancedIncSubtensor.selection_op = Subtensor, AdvancedSubtensor
 
 
 def _is_advanced(e):

@@ -5,7 +5,7 @@ from ..graph.basic import Constant, Variable
 from .type import TensorType
 
 
-class _TensorOps:
+class TensorOps:
     """Graph-building operators shared by variables, constants and shared variables."""
 
     ndim = property(lambda self: self.type.ndim)
@@ -135,11 +135,11 @@ def _b():
     return basic
 
 
-class TensorVariable(_TensorOps, Variable):
+class TensorVariable(TensorOps, Variable):
     pass
 
 
-class TensorConstant(_TensorOps, Constant):
+class TensorConstant(TensorOps, Constant):
     @property
     def value(self):
         """The constant's data (Theano's TensorConstant.value)."""

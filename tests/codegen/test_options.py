@@ -15,8 +15,7 @@ def test_lists_target_threads_o_level_and_switches():
     assert s["target"] == (config.target_cpu, config.target_features)
     assert s["threads"] == config.num_threads
     for name in ("speed_level", "loop_unrolling", "loop_interleaving", "entry_unroll", "full_width_loops",
-                 "packed_gemm", "gemm_min_parallel", "conv_packed_gemm", "conv_shared_gemm",
-                 "gemm_shared_driver", "min_parallel", "random_min_parallel_blocks"):
+                 "packed_gemm", "gemm_min_parallel", "gemm_shared_driver", "min_parallel", "random_min_parallel_blocks"):
         assert name in s and repr(s[name]) in repr(options)
 
 

@@ -318,7 +318,7 @@ class CrossEntropySoftmaxGrad(Op):
         # In terms of existing ops (rows < len(y) only; the others are constant zeros).
         from .. import math as T
         from ..basic import arange, zeros_like
-        from ..subtensor import _sum_to, inc_subtensor
+        from ..subtensor import sum_to, inc_subtensor
         gsel, z, y = inputs
         G, = grads
         n = y.shape[0]
@@ -328,7 +328,7 @@ class CrossEntropySoftmaxGrad(Op):
         onehot = T.cast(T.eq(arange(c).dimshuffle("x", 0), yw.dimshuffle(0, "x")), z.dtype)
         Gn = G[:n]
         gb = gsel.dimshuffle(0, "x") if gsel.ndim == 1 else gsel
-        g_gsel = _sum_to(T.sum(Gn * (onehot - sm), axis=1), gsel)
+        g_gsel = sum_to(T.sum(Gn * (onehot - sm), axis=1), gsel)
         g_rows = -gb * softmax_grad(Gn, sm)
         g_z = inc_subtensor(zeros_like(z)[:n], T.cast(g_rows, z.dtype))
         return [g_gsel, g_z, None]

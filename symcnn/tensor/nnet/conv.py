@@ -20,202 +20,19 @@ This module also stands in for Theano's older `theano.tensor.nnet.conv` module:
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ...graph.basic import Apply, Constant, Variable
+from ...graph.basic import Apply, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float, is_int, upcast
 from ..var import as_tensor_variable, constant
+from .conv_geometry import (check_dilation, conv_flops, fmt_shape, norm_border_mode, norm_shape, norm_subsample,
+                            out_shape, padding, resolve)
 from .dilation import dilate_filters, dilate_shape
 
 __all__ = ["conv2d", "Conv2d", "Conv2dGradInputs", "Conv2dGradWeights",
            "AbstractConv2d", "AbstractConv2d_gradInputs", "AbstractConv2d_gradWeights"]
 
 
-# ----------------------------------------------------------------------------------------------
-# argument normalisation
-
-
-def _fmt(shape):
-    if shape is None:
-        return "None"
-    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
-
-
-def _static_int(v, what):
-    """An int, None, or a constant symbolic scalar -> int/None (other symbolic -> None)."""
-    if v is None:
-        return None
-    if isinstance(v, Constant):
-        v = v.data
-    if isinstance(v, Variable):
-        return None
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, np.ndarray)):
-        raise TypeError(f"{what} must contain ints or None, got {v!r}")
-    v = int(v)
-    if v < 0:
-        raise ValueError(f"{what} must not contain negative sizes, got {v}")
-    return v
-
-
-def _norm_shape(shape, what):
-    """None or a 4-sequence of ints/None -> a 4-tuple (None entries for unknown)."""
-    if shape is None:
-        return (None,) * 4
-    if isinstance(shape, Constant):
-        shape = [int(s) for s in shape.data]
-    if isinstance(shape, Variable):
-        return (None,) * 4
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{what} must be a tuple of 4 ints or None, got {shape!r}") from None
-    if len(shape) != 4:
-        raise ValueError(f"{what} must have 4 entries (batch, channels, rows, cols), got {shape!r}")
-    return tuple(_static_int(s, what) for s in shape)
-
-
-def _norm_pair(value, what, minimum):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a pair of ints, got {value!r}") from None
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                 for v in pair):
-        raise TypeError(f"{what} must be a pair of ints, got {value!r}")
-    pair = tuple(int(v) for v in pair)
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{what} entries must be >= {minimum}, got {pair}")
-    return pair
-
-
-def _norm_border_mode(border_mode):
-    """'valid' | 'full' | 'half' | (ph, pw) with (0, 0) written 'valid' (as Theano does)."""
-    if isinstance(border_mode, str):
-        if border_mode not in ("valid", "full", "half"):
-            raise ValueError(f"conv2d: border_mode must be 'valid', 'full', 'half', an int or a pair of ints "
-                             f"(the padding), got {border_mode!r}")
-        return border_mode
-    try:
-        pad = _norm_pair(border_mode, "border_mode", 0)
-    except TypeError:
-        raise ValueError(f"conv2d: border_mode must be 'valid', 'full', 'half', an int or a pair of ints "
-                         f"(the padding), got {border_mode!r}") from None
-    except ValueError:
-        raise ValueError(f"conv2d: border_mode padding must be non-negative, got {border_mode!r}") from None
-    return "valid" if pad == (0, 0) else pad
-
-
-def _norm_subsample(subsample):
-    msg = f"conv2d: subsample must be a pair of positive ints (the strides), got {subsample!r}"
-    try:
-        return _norm_pair(subsample, "subsample", 1)
-    except TypeError:
-        raise TypeError(msg) from None
-    except ValueError:
-        raise ValueError(msg) from None
-
-
-def _check_dilation(filter_dilation):
-    """The dilation as a pair of positive ints (filters are dilated by dilation.py)."""
-    try:
-        return _norm_pair(filter_dilation, "filter_dilation", 1)
-    except (TypeError, ValueError):
-        raise ValueError(f"conv2d: filter_dilation must be a pair of positive ints, got {filter_dilation!r}") from None
-
-
-def _padding(border_mode, kh, kw):
-    """(ph, pw) for a border mode and kernel size; entries are None when unknown.
-    Works with ints and with symbolic int scalars (for infer_shape)."""
-    if border_mode == "valid":
-        return 0, 0
-    if border_mode == "full":
-        return (None if kh is None else kh - 1), (None if kw is None else kw - 1)
-    if border_mode == "half":
-        return (None if kh is None else kh // 2), (None if kw is None else kw // 2)
-    return border_mode
-
-
-def _out_len(n, k, p, s):
-    if n is None or k is None or p is None:
-        return None
-    return (n + 2 * p - k) // s + 1
-
-
-def _out_shape(imshp, kshp, border_mode, subsample):
-    ph, pw = _padding(border_mode, kshp[2], kshp[3])
-    return (imshp[0], kshp[0], _out_len(imshp[2], kshp[2], ph, subsample[0]),
-            _out_len(imshp[3], kshp[3], pw, subsample[1]))
-
-
-# ----------------------------------------------------------------------------------------------
-# shape resolution shared by the three ops (at build time and at run time)
-
-
-def _merge(who, what, sources):
-    """Merge (shape, description) sources of one 4-d shape; raise naming both sources on conflict."""
-    merged, origin = [None] * 4, [None] * 4
-    for shp, desc in sources:
-        if shp is None:
-            continue
-        for d, s in enumerate(shp):
-            if s is None:
-                continue
-            if merged[d] is None:
-                merged[d], origin[d] = s, (shp, desc)
-            elif merged[d] != s:
-                oshp, odesc = origin[d]
-                raise ValueError(f"{who}: inconsistent {what} shape: {desc} has shape {_fmt(shp)} but "
-                                 f"{odesc} has shape {_fmt(oshp)} (dimension {d}: {s} vs {merged[d]})")
-    return merged, origin
-
-
-def _origin(origin, d, default):
-    return origin[d][1] if origin[d] is not None else default
-
-
-def _resolve(who, border_mode, subsample, im_srcs, k_srcs, top_srcs):
-    """Combine everything known about the input, filters and output shapes.
-
-    Returns (imshp, kshp, outshp) as 4-tuples with None for unknown entries, or
-    raises ValueError naming where the conflicting sizes come from.
-    """
-    im, im_o = _merge(who, "input", im_srcs)
-    k, k_o = _merge(who, "filters", k_srcs)
-    top, top_o = _merge(who, "output (gradient)", top_srcs)
-    if im[1] is not None and k[1] is not None and im[1] != k[1]:
-        raise ValueError(f"{who}: the input has {im[1]} channels ({_origin(im_o, 1, 'input')}) but the filters "
-                         f"expect {k[1]} input channels ({_origin(k_o, 1, 'filters')}); "
-                         f"filter_shape[1] must equal input_shape[1]")
-    for d in (0, 1):
-        a = im[0] if d == 0 else k[0]
-        if a is not None and top[d] is not None and a != top[d]:
-            what, src = (("batch size", _origin(im_o, 0, "input")) if d == 0
-                         else ("number of filters", _origin(k_o, 0, "filters")))
-            raise ValueError(f"{who}: the output gradient has {top[d]} in dimension {d} "
-                             f"({_origin(top_o, d, 'output gradient')}) but the {what} is {a} ({src})")
-    ph, pw = _padding(border_mode, k[2], k[3])
-    for d, p in ((2, ph), (3, pw)):
-        if im[d] is not None and k[d] is not None and im[d] + 2 * p < k[d]:
-            raise ValueError(f"{who}: the filters ({_origin(k_o, d, 'filters')}) are larger than the "
-                             f"{'padded ' if p else ''}input ({_origin(im_o, d, 'input')}) in dimension {d}: "
-                             f"filter size {k[d]} > input size {im[d]}" + (f" + 2 * padding {p}" if p else "")
-                             + f" (border_mode={border_mode!r})")
-    expect = _out_shape(im, k, border_mode, subsample)
-    for d in (2, 3):
-        if expect[d] is not None and top[d] is not None and expect[d] != top[d]:
-            raise ValueError(
-                f"{who}: the output gradient ({_origin(top_o, d, 'output gradient')}) has shape {_fmt(top)}, "
-                f"but a border_mode={border_mode!r}, subsample={subsample} convolution of an input of shape "
-                f"{_fmt(im)} by filters of shape {_fmt(k)} gives {_fmt(expect)} (dimension {d}: "
-                f"{top[d]} vs {expect[d]})")
-    im = (im[0] if im[0] is not None else top[0], im[1] if im[1] is not None else k[1], im[2], im[3])
-    k = (k[0] if k[0] is not None else top[1], k[1] if k[1] is not None else im[1], k[2], k[3])
-    out = tuple(e if e is not None else t for e, t in zip(_out_shape(im, k, border_mode, subsample), top))
-    return im, k, out
-
-
-def _check_tensor4(v, role, who):
+def check_tensor4(v, role, who):
     v = as_tensor_variable(v)
     if v.ndim != 4:
         raise TypeError(f"{who}: the {role} must be a 4-d tensor, got {v.describe()}")
@@ -234,8 +51,8 @@ def _check_hw(v, role, who):
     if v.dtype != "int64":
         from ..basic import cast
         v = cast(v, "int64")
-    from ..basic import _static_ints
-    known = _static_ints(v) if v.type.shape[0] == 2 else [None, None]
+    from ..basic import static_ints
+    known = static_ints(v) if v.type.shape[0] == 2 else [None, None]
     if any(k is not None and k < 0 for k in known):
         raise ValueError(f"{who}: {role} must be non-negative, got {known}")
     return v, tuple(known)
@@ -270,7 +87,7 @@ def _im2col(xp, kh, kw, sh, sw, oh, ow):
     return np.ascontiguousarray(view).reshape(c * kh * kw, b * oh * ow)
 
 
-def _corr(x, w, pad, stride):
+def corr(x, w, pad, stride):
     b, c, h, wd = x.shape
     nk, _, kh, kw = w.shape
     oh, ow = (h + 2 * pad[0] - kh) // stride[0] + 1, (wd + 2 * pad[1] - kw) // stride[1] + 1
@@ -279,7 +96,7 @@ def _corr(x, w, pad, stride):
     return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
 
 
-def _corr_grad_weights(x, g, kshape, pad, stride):
+def corr_grad_weights(x, g, kshape, pad, stride):
     b, c = x.shape[:2]
     nk, oh, ow = g.shape[1:]
     kh, kw = kshape
@@ -288,7 +105,7 @@ def _corr_grad_weights(x, g, kshape, pad, stride):
     return (gt @ cols.T).reshape(nk, c, kh, kw)
 
 
-def _corr_grad_inputs(w, g, hw, pad, stride):
+def corr_grad_inputs(w, g, hw, pad, stride):
     nk, c, kh, kw = w.shape
     b, _, oh, ow = g.shape
     h, wd = hw
@@ -305,7 +122,7 @@ def _corr_grad_inputs(w, g, hw, pad, stride):
     return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd].transpose(1, 0, 2, 3))
 
 
-def _flip(w):
+def flip(w):
     return w[:, :, ::-1, ::-1]
 
 
@@ -318,20 +135,20 @@ class _BaseConv(Op):
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
                  filter_dilation=(1, 1)):
-        _check_dilation(filter_dilation)
-        self.border_mode = _norm_border_mode(border_mode)
-        self.subsample = _norm_subsample(subsample)
+        check_dilation(filter_dilation)
+        self.border_mode = norm_border_mode(border_mode)
+        self.subsample = norm_subsample(subsample)
         self.filter_flip = bool(filter_flip)
-        self.imshp = _norm_shape(imshp, "input_shape")
-        self.kshp = _norm_shape(kshp, "filter_shape")
+        self.imshp = norm_shape(imshp, "input_shape")
+        self.kshp = norm_shape(kshp, "filter_shape")
 
     def __str__(self):
         bm = self.border_mode
         s = f"{type(self).__name__}{{{bm!r}, subsample={self.subsample}, filter_flip={self.filter_flip}"
         if any(d is not None for d in self.imshp):
-            s += f", imshp={_fmt(self.imshp)}"
+            s += f", imshp={fmt_shape(self.imshp)}"
         if any(d is not None for d in self.kshp):
-            s += f", kshp={_fmt(self.kshp)}"
+            s += f", kshp={fmt_shape(self.kshp)}"
         return s + "}"
 
     __repr__ = __str__
@@ -349,7 +166,7 @@ class _BaseConv(Op):
                    filter_flip=self.filter_flip)
 
     def _geometry(self, kh, kw):
-        return _padding(self.border_mode, kh, kw), self.subsample
+        return padding(self.border_mode, kh, kw), self.subsample
 
 
 class Conv2d(_BaseConv):
@@ -357,10 +174,10 @@ class Conv2d(_BaseConv):
 
     def make_node(self, img, kern):
         who = self._who()
-        img = _check_tensor4(img, "input", who)
-        kern = _check_tensor4(kern, "filters", who)
+        img = check_tensor4(img, "input", who)
+        kern = check_tensor4(kern, "filters", who)
         im_srcs, k_srcs = self._declared()
-        _, _, out = _resolve(who, self.border_mode, self.subsample,
+        _, _, out = resolve(who, self.border_mode, self.subsample,
                              im_srcs + [(img.type.shape, f"the input {img.describe()}")],
                              k_srcs + [(kern.type.shape, f"the filters {kern.describe()}")], [])
         return Apply(self, [img, kern], [TensorType(upcast(img.dtype, kern.dtype), shape=out)()])
@@ -370,7 +187,7 @@ class Conv2d(_BaseConv):
         img, kern = node.inputs
         who = self._who()
         im_srcs, k_srcs = self._declared()
-        _resolve(who, self.border_mode, self.subsample,
+        resolve(who, self.border_mode, self.subsample,
                  im_srcs + [(img.type.shape, f"the static type of input {img.describe()}"),
                             (x.shape, f"the run-time value of input {img.describe()}")],
                  k_srcs + [(kern.type.shape, f"the static type of filters {kern.describe()}"),
@@ -379,152 +196,154 @@ class Conv2d(_BaseConv):
         x = x.astype(dtype, copy=False)
         w = w.astype(dtype, copy=False)
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        out[0][0] = _corr(x, _flip(w) if self.filter_flip else w, pad, stride)
+        out[0][0] = corr(x, flip(w) if self.filter_flip else w, pad, stride)
 
     def infer_shape(self, node, shapes):
         imshp, kshp = shapes
-        return [_out_shape(imshp, kshp, self.border_mode, self.subsample)]
+        return [out_shape(imshp, kshp, self.border_mode, self.subsample)]
+
+    def flops(self, input_shapes, output_shapes=None):
+        """2 * multiply-adds at these input shapes."""
+        imshp, kshp = input_shapes[:2]
+        return conv_flops(out_shape(imshp, kshp, self.border_mode, self.subsample), kshp)
 
     def grad(self, inputs, grads):
         img, kern = inputs
         top, = grads
-        im, k, _ = _resolve(self._who(), self.border_mode, self.subsample,
+        im, k, _ = resolve(self._who(), self.border_mode, self.subsample,
                             self._declared()[0] + [(img.type.shape, "input")],
                             self._declared()[1] + [(kern.type.shape, "filters")], [])
         d_img = self._clone(Conv2dGradInputs, im, k)(kern, top, _hw_arg(img, im))
         d_kern = self._clone(Conv2dGradWeights, im, k)(img, top, _hw_arg(kern, k))
         return [_as_dtype(d_img, img.dtype), _as_dtype(d_kern, kern.dtype)]
 
-    def flops(self, input_shapes, output_shapes):
-        return conv_flops(output_shapes[0], input_shapes[1])
 
 
-class Conv2dGradInputs(_BaseConv):
+class _Conv2dGrad(_BaseConv):
+    """The two gradient ops: (operand, output_grad, hw) -> result, where the operand is the filters
+    (Conv2dGradInputs, the result is the input's gradient) or the input (Conv2dGradWeights, the
+    result is the filters' gradient), and hw, an int64 vector (rows, cols), gives the result's
+    spatial size."""
+
+    _operand_role = None     # "filters" or "input": the side of the convolution the operand is on
+    _hw_what = None          # how errors name the hw argument
+
+    def _place(self, operand, result):
+        """(input side, filters side) of a pair given as (operand side, result side)."""
+        return (result, operand) if self._operand_role == "filters" else (operand, result)
+
+    def _sides(self, im, k):
+        """(operand side, result side) of a pair given as (input side, filters side)."""
+        return (k, im) if self._operand_role == "filters" else (im, k)
+
+    def _make_node(self, operand, topgrad, shape):
+        who = self._who()
+        role = self._operand_role
+        operand = check_tensor4(operand, role, who)
+        topgrad = check_tensor4(topgrad, "output gradient", who)
+        shape, hw = _check_hw(shape, f"the {self._hw_what}", who)
+        im_srcs, k_srcs = self._declared()
+        im_more, k_more = self._place([(operand.type.shape, f"the {role} {operand.describe()}")],
+                                      [((None, None) + hw, f"the {self._hw_what} {shape.describe()}")])
+        im, k, _ = resolve(who, self.border_mode, self.subsample, im_srcs + im_more, k_srcs + k_more,
+                           [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
+        return Apply(self, [operand, topgrad, shape],
+                     [TensorType(upcast(operand.dtype, topgrad.dtype), shape=self._sides(im, k)[1])()])
+
+    def perform(self, node, inputs, out):
+        a, g, hw = inputs
+        operand, topgrad, shape = node.inputs
+        hw = tuple(int(v) for v in np.asarray(hw).reshape(-1))
+        who = self._who()
+        role = self._operand_role
+        if len(hw) != 2 or min(hw) < 0:
+            raise ValueError(f"{who}: the {self._hw_what} {shape.describe()} must be 2 non-negative "
+                             f"integers, got {hw}")
+        im_srcs, k_srcs = self._declared()
+        im_more, k_more = self._place(
+            [(operand.type.shape, f"the static type of {role} {operand.describe()}"),
+             (a.shape, f"the run-time value of {role} {operand.describe()}")],
+            [((None, None) + hw, f"the run-time {self._hw_what} {shape.describe()}")])
+        resolve(who, self.border_mode, self.subsample, im_srcs + im_more, k_srcs + k_more,
+                [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
+                 (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
+        dtype = node.outputs[0].dtype
+        out[0][0] = self._compute(a.astype(dtype, copy=False), g.astype(dtype, copy=False), hw)
+
+    def infer_shape(self, node, shapes):
+        ashp, tshp, _ = shapes
+        shape = node.inputs[2]
+        # the batch size (input side) or the number of filters (filters side) comes from the output gradient
+        return [(tshp[0 if self._operand_role == "filters" else 1], ashp[1], shape[0], shape[1])]
+
+    def grad(self, inputs, grads):
+        operand, top, shape = inputs
+        result, = grads
+        im_more, k_more = self._place([(operand.type.shape, self._operand_role)], [])
+        im, k, _ = resolve(self._who(), self.border_mode, self.subsample, self._declared()[0] + im_more,
+                           self._declared()[1] + k_more, [(top.type.shape, "output gradient")])
+        partner = Conv2dGradWeights if self._operand_role == "filters" else Conv2dGradInputs
+        d_operand = self._clone(partner, im, k)(result, top, _hw_arg(operand, self._sides(im, k)[0]))
+        d_top = self._clone(Conv2d, im, k)(*self._place(operand, result))
+        return [_as_dtype(d_operand, operand.dtype), _as_dtype(d_top, top.dtype), None]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [False]]
+
+
+class Conv2dGradInputs(_Conv2dGrad):
     """Gradient of conv2d with respect to its input: (filters, output_grad, input_hw) -> input_grad.
 
     input_hw, an int64 vector (rows, cols), gives the input's spatial size, which the
     output size does not determine when subsample > 1."""
 
     _name = "conv2d gradient w.r.t. the input"
+    _operand_role = "filters"
+    _hw_what = "input shape argument"
 
     def make_node(self, kern, topgrad, shape):
-        who = self._who()
-        kern = _check_tensor4(kern, "filters", who)
-        topgrad = _check_tensor4(topgrad, "output gradient", who)
-        shape, hw = _check_hw(shape, "the input shape argument", who)
-        im_srcs, k_srcs = self._declared()
-        im, _, _ = _resolve(who, self.border_mode, self.subsample,
-                            im_srcs + [((None, None) + hw, f"the input shape argument {shape.describe()}")],
-                            k_srcs + [(kern.type.shape, f"the filters {kern.describe()}")],
-                            [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
-        return Apply(self, [kern, topgrad, shape],
-                     [TensorType(upcast(kern.dtype, topgrad.dtype), shape=im)()])
+        return self._make_node(kern, topgrad, shape)
 
-    def perform(self, node, inputs, out):
-        w, g, hw = inputs
-        kern, topgrad, shape = node.inputs
-        hw = tuple(int(v) for v in np.asarray(hw).reshape(-1))
-        who = self._who()
-        if len(hw) != 2 or min(hw) < 0:
-            raise ValueError(f"{who}: the input shape argument {shape.describe()} must be 2 non-negative "
-                             f"integers, got {hw}")
-        im_srcs, k_srcs = self._declared()
-        _resolve(who, self.border_mode, self.subsample,
-                 im_srcs + [((None, None) + hw, f"the run-time input shape argument {shape.describe()}")],
-                 k_srcs + [(kern.type.shape, f"the static type of filters {kern.describe()}"),
-                           (w.shape, f"the run-time value of filters {kern.describe()}")],
-                 [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
-                  (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
-        dtype = node.outputs[0].dtype
-        w = w.astype(dtype, copy=False)
-        g = g.astype(dtype, copy=False)
+    def _compute(self, w, g, hw):
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        out[0][0] = _corr_grad_inputs(_flip(w) if self.filter_flip else w, g, hw, pad, stride)
+        return corr_grad_inputs(flip(w) if self.filter_flip else w, g, hw, pad, stride)
 
-    def infer_shape(self, node, shapes):
-        kshp, tshp, _ = shapes
-        shape = node.inputs[2]
-        return [(tshp[0], kshp[1], shape[0], shape[1])]
-
-    def grad(self, inputs, grads):
-        kern, top, shape = inputs
-        bottom, = grads
-        im, k, _ = _resolve(self._who(), self.border_mode, self.subsample, self._declared()[0],
-                            self._declared()[1] + [(kern.type.shape, "filters")],
-                            [(top.type.shape, "output gradient")])
-        d_kern = self._clone(Conv2dGradWeights, im, k)(bottom, top, _hw_arg(kern, k))
-        d_top = self._clone(Conv2d, im, k)(bottom, kern)
-        return [_as_dtype(d_kern, kern.dtype), _as_dtype(d_top, top.dtype), None]
-
-    def connection_pattern(self, node):
-        return [[True], [True], [False]]
-
-    def flops(self, input_shapes, output_shapes):
-        return conv_flops(input_shapes[1], input_shapes[0])
+    def flops(self, input_shapes, output_shapes=None):
+        """2 * multiply-adds at these input shapes (those of the forward convolution)."""
+        kshp, tshp = input_shapes[:2]
+        return conv_flops(tshp, kshp)
 
 
-class Conv2dGradWeights(_BaseConv):
+
+class Conv2dGradWeights(_Conv2dGrad):
     """Gradient of conv2d with respect to its filters: (input, output_grad, filter_hw) -> filters_grad.
 
     filter_hw, an int64 vector (krows, kcols), gives the filters' spatial size."""
 
     _name = "conv2d gradient w.r.t. the filters"
+    _operand_role = "input"
+    _hw_what = "filter shape argument"
+
+    def _compute(self, x, g, hw):
+        pad, stride = self._geometry(*hw)
+        gw = corr_grad_weights(x, g, hw, pad, stride)
+        return np.ascontiguousarray(flip(gw)) if self.filter_flip else gw
 
     def make_node(self, img, topgrad, shape):
-        who = self._who()
-        img = _check_tensor4(img, "input", who)
-        topgrad = _check_tensor4(topgrad, "output gradient", who)
-        shape, hw = _check_hw(shape, "the filter shape argument", who)
-        im_srcs, k_srcs = self._declared()
-        _, k, _ = _resolve(who, self.border_mode, self.subsample,
-                           im_srcs + [(img.type.shape, f"the input {img.describe()}")],
-                           k_srcs + [((None, None) + hw, f"the filter shape argument {shape.describe()}")],
-                           [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
-        return Apply(self, [img, topgrad, shape],
-                     [TensorType(upcast(img.dtype, topgrad.dtype), shape=k)()])
+        return self._make_node(img, topgrad, shape)
 
-    def perform(self, node, inputs, out):
-        x, g, hw = inputs
-        img, topgrad, shape = node.inputs
-        hw = tuple(int(v) for v in np.asarray(hw).reshape(-1))
-        who = self._who()
-        if len(hw) != 2 or min(hw) < 0:
-            raise ValueError(f"{who}: the filter shape argument {shape.describe()} must be 2 non-negative "
-                             f"integers, got {hw}")
-        im_srcs, k_srcs = self._declared()
-        _resolve(who, self.border_mode, self.subsample,
-                 im_srcs + [(img.type.shape, f"the static type of input {img.describe()}"),
-                            (x.shape, f"the run-time value of input {img.describe()}")],
-                 k_srcs + [((None, None) + hw, f"the run-time filter shape argument {shape.describe()}")],
-                 [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
-                  (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
-        dtype = node.outputs[0].dtype
-        x = x.astype(dtype, copy=False)
-        g = g.astype(dtype, copy=False)
-        pad, stride = self._geometry(*hw)
-        gw = _corr_grad_weights(x, g, hw, pad, stride)
-        out[0][0] = np.ascontiguousarray(_flip(gw)) if self.filter_flip else gw
+    def flops(self, input_shapes, output_shapes=None):
+        """2 * multiply-adds at these input shapes (those of the forward convolution). The filter
+        rows and cols are the third input's values, not its shape: they come from output_shapes
+        (the filters' gradient's shape) when given, else from the declared filter_shape."""
+        imshp, tshp = input_shapes[:2]
+        khw = tuple(output_shapes[0][2:]) if output_shapes is not None else self.kshp[2:]
+        if None in khw:
+            raise ValueError(f"{self._who()}: the FLOPs need the filter rows and cols, which the input shapes do "
+                             f"not give and the op does not declare (filter_shape={fmt_shape(self.kshp)}); "
+                             f"pass output_shapes")
+        return conv_flops(tshp, (tshp[1], imshp[1]) + khw)
 
-    def infer_shape(self, node, shapes):
-        ishp, tshp, _ = shapes
-        shape = node.inputs[2]
-        return [(tshp[1], ishp[1], shape[0], shape[1])]
-
-    def grad(self, inputs, grads):
-        img, top, shape = inputs
-        weights, = grads
-        im, k, _ = _resolve(self._who(), self.border_mode, self.subsample,
-                            self._declared()[0] + [(img.type.shape, "input")], self._declared()[1],
-                            [(top.type.shape, "output gradient")])
-        d_img = self._clone(Conv2dGradInputs, im, k)(weights, top, _hw_arg(img, im))
-        d_top = self._clone(Conv2d, im, k)(img, weights)
-        return [_as_dtype(d_img, img.dtype), _as_dtype(d_top, top.dtype), None]
-
-    def connection_pattern(self, node):
-        return [[True], [True], [False]]
-
-    def flops(self, input_shapes, output_shapes):
-        return conv_flops(input_shapes[1], output_shapes[0])
 
 
 def _as_dtype(v, dtype):
@@ -580,12 +399,12 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     if unknown:
         raise TypeError(f"conv2d() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     if image_shape is not None:
-        if input_shape is not None and _norm_shape(input_shape, "input_shape") != \
-                _norm_shape(image_shape, "image_shape"):
+        if input_shape is not None and norm_shape(input_shape, "input_shape") != \
+                norm_shape(image_shape, "image_shape"):
             raise ValueError(f"conv2d: input_shape={input_shape!r} and its old name image_shape="
                              f"{image_shape!r} are both given and disagree; give only input_shape")
         input_shape = image_shape
-    dil = _check_dilation(filter_dilation)
+    dil = check_dilation(filter_dilation)
     if dil != (1, 1):
         filters, filter_shape = dilate_filters(filters, dil), dilate_shape(filter_shape, dil)
     op = Conv2d(imshp=input_shape, kshp=filter_shape, border_mode=border_mode, subsample=subsample,
@@ -597,7 +416,7 @@ def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
                            subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
     """Theano's `conv2d_grad_wrt_inputs` (a transposed convolution). input_shape gives the
     input's shape: 4 entries, of which the last two (rows, cols) must be given."""
-    dil = _check_dilation(filter_dilation)
+    dil = check_dilation(filter_dilation)
     if dil != (1, 1):
         filters, filter_shape = dilate_filters(filters, dil), dilate_shape(filter_shape, dil)
     imshp = tuple(input_shape)
@@ -616,7 +435,7 @@ def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
 def conv2d_grad_wrt_weights(input, output_grad, filter_shape, input_shape=None, border_mode="valid",
                             subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
     """Theano's `conv2d_grad_wrt_weights`. filter_shape: 4 entries, the last two must be given."""
-    dil = _check_dilation(filter_dilation)
+    dil = check_dilation(filter_dilation)
     kshp = tuple(filter_shape)
     if len(kshp) != 4:
         raise ValueError(f"conv2d_grad_wrt_weights: filter_shape must have 4 entries, got {filter_shape!r}")

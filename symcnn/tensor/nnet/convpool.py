@@ -31,7 +31,9 @@ from ...graph.op import Op
 from ..type import TensorType, is_float
 from ..var import as_tensor_variable
 from . import conv as C
+from . import conv_geometry as G
 from ..signal import pool as P
+from ..signal import pool_geometry as PG
 
 __all__ = ["ConvPoolTanh", "ConvPoolTanhGrad", "mask_dtype", "MAX_WINDOW"]
 
@@ -57,14 +59,14 @@ class _ConvPoolBase(Op):
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
                  ws=(2, 2), stride=None, ignore_border=True, mode="max", pad=(0, 0)):
-        self.imshp = C._norm_shape(imshp, "input_shape")
-        self.kshp = C._norm_shape(kshp, "filter_shape")
-        self.border_mode = C._norm_border_mode(border_mode)
-        self.subsample = C._norm_subsample(subsample)
+        self.imshp = G.norm_shape(imshp, "input_shape")
+        self.kshp = G.norm_shape(kshp, "filter_shape")
+        self.border_mode = G.norm_border_mode(border_mode)
+        self.subsample = G.norm_subsample(subsample)
         self.filter_flip = bool(filter_flip)
-        self.ws = P._pair(ws, "ws (the pooling window size)", 1)
-        self.stride = self.ws if stride is None else P._pair(stride, "stride", 1)
-        self.pad = (0, 0) if pad is None else P._pair(pad, "pad", 0)
+        self.ws = PG.pair(ws, "ws (the pooling window size)", 1)
+        self.stride = self.ws if stride is None else PG.pair(stride, "stride", 1)
+        self.pad = (0, 0) if pad is None else PG.pair(pad, "pad", 0)
         self.ignore_border = ignore_border
         self.mode = mode
         if mode != "max" or ignore_border is not True or self.pad != (0, 0):
@@ -104,17 +106,22 @@ class _ConvPoolBase(Op):
         return type(self).__name__
 
     def _resolve(self, x_shape, w_shape, x_desc, w_desc):
-        im, k, conv = C._resolve(self._who(), self.border_mode, self.subsample,
+        im, k, conv = G.resolve(self._who(), self.border_mode, self.subsample,
                                  [(self.imshp, "the declared input_shape"), (x_shape, x_desc)],
                                  [(self.kshp, "the declared filter_shape"), (w_shape, w_desc)], [])
         return im, k, conv, self._pooled(conv)
 
     def _pooled(self, conv):
-        return tuple(conv[:2]) + tuple(P._out_len(conv[2 + d], self.ws[d], self.stride[d], 0, True)
+        return tuple(conv[:2]) + tuple(PG.out_len(conv[2 + d], self.ws[d], self.stride[d], 0, True)
                                        for d in range(2))
 
     def _conv_shape_sym(self, xs, ws):
-        return C._out_shape(xs, ws, self.border_mode, self.subsample)
+        return G.out_shape(xs, ws, self.border_mode, self.subsample)
+
+    def _conv_flops(self, input_shapes):
+        """2 * multiply-adds of the convolution at these input shapes (x and W first)."""
+        xs, ws = input_shapes[:2]
+        return G.conv_flops(G.out_shape(xs, ws, self.border_mode, self.subsample), ws)
 
     def _check_float(self, v, role, dtype=None):
         v = as_tensor_variable(v)
@@ -125,7 +132,7 @@ class _ConvPoolBase(Op):
         return v
 
     def _geometry(self, kh, kw):
-        return C._padding(self.border_mode, kh, kw), self.subsample
+        return G.padding(self.border_mode, kh, kw), self.subsample
 
     # -- numpy helpers -----------------------------------------------------------------------------
     def _offsets(self, ph_, pw_):
@@ -144,8 +151,8 @@ class ConvPoolTanh(_ConvPoolBase):
 
     def make_node(self, x, W, b):
         who = self._who()
-        x = C._check_tensor4(x, "input", who)
-        W = C._check_tensor4(W, "filters", who)
+        x = C.check_tensor4(x, "input", who)
+        W = C.check_tensor4(W, "filters", who)
         W = self._check_float(W, "filters", x.dtype)
         b = self._check_float(b, "bias", x.dtype)
         if b.ndim != 1:
@@ -165,7 +172,7 @@ class ConvPoolTanh(_ConvPoolBase):
             raise ValueError(f"{self._who()}: the bias has shape {b.shape} at run time, expected ({w.shape[0]},)")
         dtype = node.outputs[0].dtype
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        conv = C._corr(x, C._flip(w) if self.filter_flip else w, pad, stride)
+        conv = C.corr(x, C.flip(w) if self.filter_flip else w, pad, stride)
         B, K, OH, OW = conv.shape
         ph_ = max(0, (OH - self.ws[0]) // self.stride[0] + 1)
         pw_ = max(0, (OW - self.ws[1]) // self.stride[1] + 1)
@@ -187,6 +194,10 @@ class ConvPoolTanh(_ConvPoolBase):
         pooled = self._pooled(self._conv_shape_sym(xs, ws))
         return [pooled, pooled]
 
+    def flops(self, input_shapes, output_shapes=None):
+        """The convolution's (the pooling, bias and tanh are not counted)."""
+        return self._conv_flops(input_shapes)
+
     def debug_mismatch(self, node, inputs, k, native, reference, rtol, atol):
         """mode='debug' compares the tie mask (output 1) by what it means: the set of window
         positions holding the maximum. Which of two values that agree to rounding error is the
@@ -202,7 +213,7 @@ class ConvPoolTanh(_ConvPoolBase):
             return None
         x, w, _ = inputs
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        conv = C._corr(x, C._flip(w) if self.filter_flip else w, pad, stride).astype("float64")
+        conv = C.corr(x, C.flip(w) if self.filter_flip else w, pad, stride).astype("float64")
         offsets = list(self._offsets(*native.shape[2:]))
         pooled = np.max([conv[idx] for _, idx in offsets], axis=0)
         tol = atol * max(1.0, float(np.abs(pooled).max(initial=0.0))) + rtol * np.abs(pooled)
@@ -225,10 +236,6 @@ class ConvPoolTanh(_ConvPoolBase):
         from ...gradient import grad_of_expansion
         return grad_of_expansion(lambda ins: self.unfused(*ins)[0], inputs, grads[:1])
 
-    def flops(self, input_shapes, output_shapes):
-        """The convolution's (pooling, bias and tanh not counted)."""
-        x, w = input_shapes[0], input_shapes[1]
-        return C.conv_flops(self._conv_shape_sym(x, w), w)
 
 
 class ConvPoolTanhGrad(_ConvPoolBase):
@@ -242,8 +249,8 @@ class ConvPoolTanhGrad(_ConvPoolBase):
 
     def make_node(self, x, W, out, mask, g_out):
         who = self._who()
-        x = C._check_tensor4(x, "input", who)
-        W = self._check_float(C._check_tensor4(W, "filters", who), "filters", x.dtype)
+        x = C.check_tensor4(x, "input", who)
+        W = self._check_float(C.check_tensor4(W, "filters", who), "filters", x.dtype)
         out = self._check_float(out, "forward activation", x.dtype)
         g_out = self._check_float(g_out, "output gradient", x.dtype)
         mask = as_tensor_variable(mask)
@@ -288,12 +295,17 @@ class ConvPoolTanhGrad(_ConvPoolBase):
         g_pre = (g_out * (one - out * out)).astype(dtype, copy=False)
         gconv = self.conv_output_grad(mask, g_pre, conv)
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        gw = C._corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
-        out_storage[0][0] = np.ascontiguousarray(C._flip(gw) if self.filter_flip else gw).astype(dtype, copy=False)
+        gw = C.corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
+        out_storage[0][0] = np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False)
         out_storage[1][0] = g_pre.sum(axis=(0, 2, 3)).astype(dtype, copy=False)
         if self.need_gx:
-            wf = C._flip(w) if self.filter_flip else w
-            out_storage[2][0] = C._corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
+            wf = C.flip(w) if self.filter_flip else w
+            out_storage[2][0] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
+
+    def flops(self, input_shapes, output_shapes=None):
+        """The convolution gradients': the filters' and, with need_gx, the input's, each as many
+        as the forward convolution."""
+        return self._conv_flops(input_shapes) * (2 if self.need_gx else 1)
 
     def infer_shape(self, node, shapes):
         xs, ws = shapes[0], shapes[1]
@@ -327,7 +339,3 @@ class ConvPoolTanhGrad(_ConvPoolBase):
         res = gradient.grad(None, [x, W, out, g_out], known_grads=known, disconnected_inputs="ignore")
         return [res[0], res[1], res[2], None, res[3]]
 
-    def flops(self, input_shapes, output_shapes):
-        """The gW convolution, plus the gx one when it computes gx (pooling, bias, tanh not counted)."""
-        x, w = input_shapes[0], input_shapes[1]
-        return C.conv_flops(self._conv_shape_sym(x, w), w) * (2 if self.need_gx else 1)

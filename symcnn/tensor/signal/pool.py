@@ -20,16 +20,16 @@ padding counted as zeros; partial border windows divide by their size), and
 Max pooling sends the gradient to every element equal to its window's maximum
 (Theano's CPU rule for ties).
 """
-import builtins
 import weakref
 import warnings
 
 import numpy as np
 
-from ...graph.basic import Apply, Constant, Variable
+from ...graph.basic import Apply
 from ...graph.op import Op
 from ..type import TensorType, is_float
 from ..var import as_tensor_variable
+from .pool_geometry import KnownOnlyAtRunTime, WindowGeometry, fmt_shape, out_len, pair
 
 __all__ = ["pool_2d", "Pool", "MaxPoolGrad", "AveragePoolGrad", "MaxPoolGradGrad", "DownsampleFactorMaxGradGrad",
            "PoolGrad", "max_pool_2d_same_size", "KnownOnlyAtRunTime"]
@@ -42,137 +42,7 @@ DEFAULT_IGNORE_BORDER = False
 
 
 # ----------------------------------------------------------------------------------------------
-# argument normalisation
-
-
-class KnownOnlyAtRunTime(NotImplementedError):
-    """A window geometry the static-geometry ops cannot take (pool_2d handles it)."""
-
-
-_RUNTIME_HINT = ("these pooling ops are specialised on a window geometry known when building the graph; "
-                 "pool_2d accepts one known only at run time (it builds RuntimePool)")
-
-
-def _known_when_building(value, what):
-    """A symbolic ws/stride/pad (a vector, or a tuple holding scalars) as Python ints, when its
-    value is known while building the graph (a constant or computed from constants, static
-    shapes included). The kernels of these ops are specialised on the window geometry, so a
-    value known only at run time is refused here: pool_2d then builds the ops of
-    pool_runtime.py, which take the geometry as inputs."""
-    from ..scalar_constant import NotScalarConstantError, get_scalar_constant_value
-    items = list(value) if isinstance(value, Variable) and value.ndim == 1 and value.type.shape[0] is not None \
-        else value if isinstance(value, (list, tuple)) else None
-    if items is None:
-        if isinstance(value, Variable) and value.ndim == 1:
-            raise KnownOnlyAtRunTime(f"{what} is the symbolic vector {value.describe()} whose values are only "
-                                     f"known at run time: {_RUNTIME_HINT}")
-        raise TypeError(f"{what} must be a pair of ints (rows, cols); got the symbolic {value.describe()}")
-    out = []
-    for v in items:
-        if not isinstance(v, Variable):
-            out.append(v)
-            continue
-        try:
-            out.append(get_scalar_constant_value(v).item())
-        except NotScalarConstantError:
-            raise KnownOnlyAtRunTime(f"{what} is symbolic and its value ({v.describe()}) is only known at run "
-                                     f"time: {_RUNTIME_HINT}") from None
-    return out
-
-
-def _pair(value, what, minimum):
-    if isinstance(value, Constant):
-        value = value.data.tolist()
-    if isinstance(value, Variable) or (isinstance(value, (list, tuple))
-                                       and any(isinstance(v, Variable) for v in value)):
-        value = _known_when_building(value, what)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{what} must be a pair of ints (rows, cols), got the single int {value!r}")
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(f"{what} must be a pair of ints (rows, cols), got {value!r}") from None
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-                                 for v in pair):
-        raise TypeError(f"{what} must be a pair of ints (rows, cols), got {value!r}")
-    pair = tuple(int(v) for v in pair)
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{what} entries must be >= {minimum}, got {pair}")
-    return pair
-
-
-def _out_len(n, ws, st, pad, ignore_border):
-    """Output length along one axis; n may be an int, None or a symbolic int64 scalar."""
-    if n is None:
-        return None
-    symbolic = isinstance(n, Variable)
-    if symbolic:
-        from .. import math as T
-
-        def maximum0(v):
-            return T.maximum(v, 0)
-    else:
-        def maximum0(v):
-            return builtins.max(v, 0)
-    if ignore_border:
-        return maximum0((n + 2 * pad - ws) // st + 1)
-    if st >= ws:
-        return (n - 1) // st + 1 if symbolic else (builtins.max(n, 0) - 1) // st + 1
-    return maximum0((n - 1 - ws + st) // st) + 1 if symbolic or n > 0 else 0
-
-
-def _fmt(shape):
-    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
-
-
-# ----------------------------------------------------------------------------------------------
 # numpy kernels. x is viewed as (N, rows, cols).
-
-
-class _Geom:
-    """Where the windows of a (rows, cols) image fall in padded coordinates."""
-
-    def __init__(self, h, w, ws, st, pad, ignore_border):
-        self.h, self.w, self.ws, self.st, self.pad = h, w, ws, st, pad
-        self.nr = _out_len(h, ws[0], st[0], pad[0], ignore_border)
-        self.nc = _out_len(w, ws[1], st[1], pad[1], ignore_border)
-        # padded extent: the image plus padding, extended if partial windows run past it
-        self.hp = builtins.max(h + 2 * pad[0], (self.nr - 1) * st[0] + ws[0] if self.nr else 0)
-        self.wp = builtins.max(w + 2 * pad[1], (self.nc - 1) * st[1] + ws[1] if self.nc else 0)
-        self.empty = self.nr == 0 or self.nc == 0
-        self.overlap = st[0] < ws[0] or st[1] < ws[1]
-
-    def padded(self, x, fill):
-        """x (N, h, w) placed in an (N, hp, wp) array filled with `fill`."""
-        ph, pw = self.pad
-        if (self.hp, self.wp) == (self.h, self.w):
-            return x
-        xp = np.full((x.shape[0], self.hp, self.wp), fill, dtype=x.dtype)
-        xp[:, ph:ph + self.h, pw:pw + self.w] = x
-        return xp
-
-    def crop(self, xp):
-        ph, pw = self.pad
-        return xp[:, ph:ph + self.h, pw:pw + self.w]
-
-    def offsets(self):
-        """One index per offset (u, v) inside the window: it selects, for every window, the
-        element at that offset -- an (N, nr, nc) strided view of a padded array."""
-        (sh, sw), (nr, nc) = self.st, (self.nr, self.nc)
-        for u in range(self.ws[0]):
-            for v in range(self.ws[1]):
-                yield (slice(None), slice(u, u + sh * (nr - 1) + 1, sh), slice(v, v + sw * (nc - 1) + 1, sw))
-
-    def divisor(self, mode, ignore_border, dtype):
-        """Per-window divisor for the average modes, broadcastable to (N, nr, nc)."""
-        if mode == "average_inc_pad" and ignore_border:
-            return np.asarray(self.ws[0] * self.ws[1], dtype=dtype)
-        (ph, pw), (sh, sw) = self.pad, self.st
-        r0 = np.arange(self.nr) * sh
-        c0 = np.arange(self.nc) * sw
-        cnt_r = np.minimum(r0 + self.ws[0], ph + self.h) - np.maximum(r0, ph)
-        cnt_c = np.minimum(c0 + self.ws[1], pw + self.w) - np.maximum(c0, pw)
-        return np.outer(cnt_r, cnt_c).astype(dtype)
 
 
 def _weakrefable(v):
@@ -192,11 +62,11 @@ def _lowest(dtype):
     return np.iinfo(dtype).min
 
 
-def _flat(x):
+def flat_images(x):
     return x.reshape((int(np.prod(x.shape[:-2], dtype=np.int64)),) + x.shape[-2:])
 
 
-def _pool(x, g, mode, ignore_border, out_dtype):
+def pool_reference(x, g, mode, ignore_border, out_dtype):
     n = x.shape[0]
     if g.empty:
         return np.zeros((n, g.nr, g.nc), dtype=out_dtype)
@@ -231,7 +101,7 @@ def _masked(mask, values, out, finite):
     return out
 
 
-def _max_pool_grad(x, z, gz, g, dtype):
+def max_pool_grad_reference(x, z, gz, g, dtype):
     gxp = np.zeros((x.shape[0], g.hp, g.wp), dtype=dtype)
     if not g.empty:
         xp = g.padded(x, _lowest(x.dtype))
@@ -248,7 +118,7 @@ def _max_pool_grad(x, z, gz, g, dtype):
     return g.crop(gxp)
 
 
-def _max_pool_grad_grad(x, z, ggx, g, dtype):
+def max_pool_grad_grad_reference(x, z, ggx, g, dtype):
     ggz = np.zeros((x.shape[0], g.nr, g.nc), dtype=dtype)
     if not g.empty:
         xp = g.padded(x, _lowest(x.dtype))
@@ -262,7 +132,7 @@ def _max_pool_grad_grad(x, z, ggx, g, dtype):
     return ggz
 
 
-def _average_pool_grad(gz, g, mode, ignore_border, dtype):
+def average_pool_grad_reference(gz, g, mode, ignore_border, dtype):
     gxp = np.zeros((gz.shape[0], g.hp, g.wp), dtype=dtype)
     if not g.empty:
         gz = gz.astype(dtype, copy=False)
@@ -284,9 +154,9 @@ class _PoolBase(Op):
     __props__ = ("ws", "ignore_border", "stride", "pad", "mode")
 
     def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
-        self.ws = _pair(ws, "ws (the pooling window size)", 1)
-        self.stride = self.ws if stride is None else _pair(stride, "stride", 1)
-        self.pad = (0, 0) if pad is None else _pair(pad, "pad", 0)
+        self.ws = pair(ws, "ws (the pooling window size)", 1)
+        self.stride = self.ws if stride is None else pair(stride, "stride", 1)
+        self.pad = (0, 0) if pad is None else pair(pad, "pad", 0)
         if not isinstance(ignore_border, (bool, np.bool_)):
             raise TypeError(f"ignore_border must be True or False, got {ignore_border!r}")
         self.ignore_border = bool(ignore_border)
@@ -313,11 +183,11 @@ class _PoolBase(Op):
     __repr__ = __str__
 
     def _pooled_shape(self, shape):
-        return tuple(shape[:-2]) + (_out_len(shape[-2], self.ws[0], self.stride[0], self.pad[0], self.ignore_border),
-                                    _out_len(shape[-1], self.ws[1], self.stride[1], self.pad[1], self.ignore_border))
+        return tuple(shape[:-2]) + (out_len(shape[-2], self.ws[0], self.stride[0], self.pad[0], self.ignore_border),
+                                    out_len(shape[-1], self.ws[1], self.stride[1], self.pad[1], self.ignore_border))
 
     def _geom(self, x):
-        return _Geom(x.shape[-2], x.shape[-1], self.ws, self.stride, self.pad, self.ignore_border)
+        return WindowGeometry(x.shape[-2], x.shape[-1], self.ws, self.stride, self.pad, self.ignore_border)
 
     def _check_input(self, x, role="input"):
         x = as_tensor_variable(x)
@@ -333,8 +203,8 @@ class _PoolBase(Op):
                 raise TypeError(f"{self}: the {role} must be {len(want)}-d like the pooled input, got {v.describe()}")
             for d, (a, b) in enumerate(zip(v.type.shape, want)):
                 if a is not None and b is not None and a != b:
-                    raise ValueError(f"{self}: the {role} {v.describe()} has static shape {_fmt(v.type.shape)} "
-                                     f"but pooling the input {x.describe()} gives shape {_fmt(want)} "
+                    raise ValueError(f"{self}: the {role} {v.describe()} has static shape {fmt_shape(v.type.shape)} "
+                                     f"but pooling the input {x.describe()} gives shape {fmt_shape(want)} "
                                      f"(dimension {d}: {a} vs {b})")
 
     def _check_runtime(self, node, values, roles):
@@ -349,7 +219,7 @@ class _PoolBase(Op):
             static = var.type.shape
             if any(s is not None and s != a for s, a in zip(static, val.shape)):
                 raise ValueError(f"{self}: the {role} {var.describe()} has shape {val.shape} at run time "
-                                 f"but its declared static shape is {_fmt(static)}")
+                                 f"but its declared static shape is {fmt_shape(static)}")
             if kind == "pooled" and tuple(val.shape) != tuple(pooled):
                 raise ValueError(f"{self}: the {role} {var.describe()} has shape {tuple(val.shape)} at run time, "
                                  f"expected {tuple(pooled)}, the shape of pooling the input "
@@ -381,10 +251,10 @@ class Pool(_PoolBase):
             raise ValueError("Pool.out_shape: the window size ws must be given")
         if len(imgshape) < ndim:
             raise TypeError(f"imgshape must have at least {ndim} dimensions, got {imgshape!r}")
-        ws = _pair(ws, "ws", 1)
-        stride = ws if stride is None else _pair(stride, "stride", 1)
-        pad = (0, 0) if pad is None else _pair(pad, "pad", 0)
-        rows_cols = [_out_len(imgshape[-2 + i], ws[i], stride[i], pad[i], ignore_border) for i in range(2)]
+        ws = pair(ws, "ws", 1)
+        stride = ws if stride is None else pair(stride, "stride", 1)
+        pad = (0, 0) if pad is None else pair(pad, "pad", 0)
+        rows_cols = [out_len(imgshape[-2 + i], ws[i], stride[i], pad[i], ignore_border) for i in range(2)]
         return list(imgshape[:-2]) + rows_cols
 
     def make_node(self, x):
@@ -405,7 +275,7 @@ class Pool(_PoolBase):
         x, = inputs
         self._check_runtime(node, [x], [("input", "x")])
         g = self._geom(x)
-        res = _pool(_flat(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        res = pool_reference(flat_images(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
 
     def infer_shape(self, node, shapes):
@@ -427,95 +297,84 @@ class PoolGrad(_PoolBase):
     """Base of the pooling gradient ops (Theano's PoolGrad)."""
 
 
-class MaxPoolGrad(PoolGrad):
-    """(x, maxout, gz) -> gx: each window's gradient goes to every element equal to its maximum."""
+class _MaxPoolTieGrad(PoolGrad):
+    """MaxPoolGrad and MaxPoolGradGrad: (x, maxout, g) -> a gradient that goes through the elements
+    equal to their window's maximum. MaxPoolGrad spreads a pooled-shaped g over those elements;
+    MaxPoolGradGrad, its transpose, sums an input-shaped g over them per window."""
 
     __props__ = ("ws", "ignore_border", "stride", "pad")
 
+    _g_role = None       # how errors name the gradient input g
+    _g_kind = None       # "pooled" (g has the pooled shape, the result the input's) or "input" (the reverse)
+    _mode_hint = ""
+    _reference = None    # the numpy kernel
+
     def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
         if mode != "max":
-            raise ValueError(f"MaxPoolGrad is for mode='max', got {mode!r}; use AveragePoolGrad")
+            raise ValueError(f"{type(self).__name__} is for mode='max', got {mode!r}{self._mode_hint}")
         super().__init__(ws, ignore_border, stride, pad, "max")
 
-    def make_node(self, x, maxout, gz):
+    def _make_node(self, x, maxout, g):
         x = self._check_input(x)
         maxout = as_tensor_variable(maxout)
-        gz = as_tensor_variable(gz)
-        if not is_float(gz.dtype):
-            raise TypeError(f"{self}: the output gradient must be float, got {gz.describe()}")
+        g = as_tensor_variable(g)
+        if not is_float(g.dtype):
+            raise TypeError(f"{self}: the {self._g_role} must be float, got {g.describe()}")
         if maxout.dtype != x.dtype:
             raise TypeError(f"{self}: the pooled output {maxout.describe()} must have the input's dtype "
                             f"({x.describe()})")
         pooled = self._pooled_shape(x.type.shape)
-        self._check_static(x, [(maxout, "pooled output", pooled), (gz, "output gradient", pooled)])
-        return Apply(self, [x, maxout, gz], [TensorType(x.dtype, shape=x.type.shape)()])
+        g_shape, out_shape = (pooled, x.type.shape) if self._g_kind == "pooled" else (x.type.shape, pooled)
+        self._check_static(x, [(maxout, "pooled output", pooled), (g, self._g_role, g_shape)])
+        # the gradient w.r.t. x has x's dtype; the one w.r.t. gz has the incoming gradient's
+        dtype = x.dtype if self._g_kind == "pooled" else g.dtype
+        return Apply(self, [x, maxout, g], [TensorType(dtype, shape=out_shape)()])
 
     def perform(self, node, inputs, out):
-        x, z, gz = inputs
-        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"),
-                                           ("output gradient", "pooled")])
-        g = self._geom(x)
-        res = _max_pool_grad(_flat(x), _flat(z), _flat(gz), g, node.outputs[0].dtype)
-        out[0][0] = res.reshape(x.shape)
+        x, z, g = inputs
+        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"), (self._g_role, self._g_kind)])
+        geom = self._geom(x)
+        res = self._reference(flat_images(x), flat_images(z), flat_images(g), geom, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape if self._g_kind == "pooled" else x.shape[:-2] + (geom.nr, geom.nc))
 
     def infer_shape(self, node, shapes):
-        return [shapes[0]]
+        return [shapes[0] if self._g_kind == "pooled" else self._pooled_shape(shapes[0])]
 
     def grad(self, inputs, grads):
         from ..basic import cast, zeros_like
-        x, maxout, gz = inputs
-        ggx, = grads
-        ggz = MaxPoolGradGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, ggx)
-        if ggz.dtype != gz.dtype:
-            ggz = cast(ggz, gz.dtype)
-        return [zeros_like(x), zeros_like(maxout), ggz]
+        x, maxout, g = inputs
+        gout, = grads
+        transpose = MaxPoolGradGrad if self._g_kind == "pooled" else MaxPoolGrad
+        gg = transpose(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, gout)
+        if gg.dtype != g.dtype:
+            gg = cast(gg, g.dtype)
+        return [zeros_like(x), zeros_like(maxout), gg]
 
 
-class MaxPoolGradGrad(PoolGrad):
+class MaxPoolGrad(_MaxPoolTieGrad):
+    """(x, maxout, gz) -> gx: each window's gradient goes to every element equal to its maximum."""
+
+    _g_role = "output gradient"
+    _g_kind = "pooled"
+    _mode_hint = "; use AveragePoolGrad"
+    _reference = staticmethod(max_pool_grad_reference)
+
+    def make_node(self, x, maxout, gz):
+        return self._make_node(x, maxout, gz)
+
+
+class MaxPoolGradGrad(_MaxPoolTieGrad):
     """(x, maxout, ggx) -> ggz: the gradient of MaxPoolGrad with respect to its gz input.
 
     MaxPoolGrad is linear in gz; this is its transpose: each window sums ggx over the
     elements equal to the window's maximum. (Theano's DownsampleFactorMaxGradGrad.)"""
 
-    __props__ = ("ws", "ignore_border", "stride", "pad")
-
-    def __init__(self, ws, ignore_border=True, stride=None, pad=(0, 0), mode="max"):
-        if mode != "max":
-            raise ValueError(f"MaxPoolGradGrad is for mode='max', got {mode!r}")
-        super().__init__(ws, ignore_border, stride, pad, "max")
+    _reference = staticmethod(max_pool_grad_grad_reference)
+    _g_kind = "input"
+    _g_role = "incoming gradient"
 
     def make_node(self, x, maxout, ggx):
-        x = self._check_input(x)
-        maxout = as_tensor_variable(maxout)
-        ggx = as_tensor_variable(ggx)
-        if not is_float(ggx.dtype):
-            raise TypeError(f"{self}: the incoming gradient must be float, got {ggx.describe()}")
-        if maxout.dtype != x.dtype:
-            raise TypeError(f"{self}: the pooled output {maxout.describe()} must have the input's dtype "
-                            f"({x.describe()})")
-        pooled = self._pooled_shape(x.type.shape)
-        self._check_static(x, [(maxout, "pooled output", pooled), (ggx, "incoming gradient", x.type.shape)])
-        return Apply(self, [x, maxout, ggx], [TensorType(ggx.dtype, shape=pooled)()])
-
-    def perform(self, node, inputs, out):
-        x, z, ggx = inputs
-        self._check_runtime(node, inputs, [("input", "x"), ("pooled output", "pooled"),
-                                           ("incoming gradient", "input")])
-        g = self._geom(x)
-        res = _max_pool_grad_grad(_flat(x), _flat(z), _flat(ggx), g, node.outputs[0].dtype)
-        out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
-
-    def infer_shape(self, node, shapes):
-        return [self._pooled_shape(shapes[0])]
-
-    def grad(self, inputs, grads):
-        from ..basic import cast, zeros_like
-        x, maxout, ggx = inputs
-        g, = grads
-        gg = MaxPoolGrad(self.ws, self.ignore_border, self.stride, self.pad)(x, maxout, g)
-        if gg.dtype != ggx.dtype:
-            gg = cast(gg, ggx.dtype)
-        return [zeros_like(x), zeros_like(maxout), gg]
+        return self._make_node(x, maxout, ggx)
 
 
 DownsampleFactorMaxGradGrad = MaxPoolGradGrad
@@ -542,7 +401,7 @@ class AveragePoolGrad(PoolGrad):
         x, gz = inputs
         self._check_runtime(node, inputs, [("input", "x"), ("output gradient", "pooled")])
         g = self._geom(x)
-        res = _average_pool_grad(_flat(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        res = average_pool_grad_reference(flat_images(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape)
 
     def infer_shape(self, node, shapes):

@@ -19,7 +19,9 @@ from ...graph.basic import Apply, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float
 from ..var import as_tensor_variable
-from .pool import MODES, _Geom, _average_pool_grad, _flat, _max_pool_grad, _max_pool_grad_grad, _pool
+from .pool import (MODES, average_pool_grad_reference, flat_images, max_pool_grad_grad_reference,
+                   max_pool_grad_reference, pool_reference)
+from .pool_geometry import WindowGeometry, out_len
 
 __all__ = ["RuntimePool", "RuntimeMaxPoolGrad", "RuntimeAveragePoolGrad", "RuntimeMaxPoolGradGrad",
            "geometry_vector", "MAX_GEOMETRY"]
@@ -67,16 +69,6 @@ def _check_geometry(op, node, ws, stride, pad):
     return ws, stride, pad
 
 
-def _out_len(n, ws, st, pad, ignore_border):
-    """Symbolic pooled length of an axis (pool._out_len with symbolic ws/st/pad)."""
-    from .. import math as T
-    switch = T.switch
-    if ignore_border:
-        return T.maximum((n + 2 * pad - ws) // st + 1, 0)
-    partial = switch(T.ge(st, ws), (n - 1) // st + 1, T.maximum((n - 1 - ws + st) // st, 0) + 1)
-    return switch(T.gt(n, 0), partial, 0)
-
-
 class _RuntimePoolBase(Op):
     __props__ = ("ignore_border", "mode")
     n_data = 1  # inputs before ws, stride, pad
@@ -109,13 +101,13 @@ class _RuntimePoolBase(Op):
 
     def _pooled_shape(self, shape, geometry):
         ws, st, pad = geometry
-        return tuple(shape[:-2]) + tuple(_out_len(shape[-2 + i], ws[i], st[i], pad[i], self.ignore_border)
+        return tuple(shape[:-2]) + tuple(out_len(shape[-2 + i], ws[i], st[i], pad[i], self.ignore_border)
                                          for i in range(2))
 
     def _geom(self, node, inputs):
         x = inputs[0]
         ws, st, pad = _check_geometry(self, node, *inputs[-3:])
-        return _Geom(x.shape[-2], x.shape[-1], ws, st, pad, self.ignore_border)
+        return WindowGeometry(x.shape[-2], x.shape[-1], ws, st, pad, self.ignore_border)
 
     def _check_runtime(self, node, values, g, roles):
         x = values[0]
@@ -146,7 +138,7 @@ class RuntimePool(_RuntimePoolBase):
     def perform(self, node, inputs, out):
         x = inputs[0]
         g = self._geom(node, inputs)
-        res = _pool(_flat(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        res = pool_reference(flat_images(x), g, self.mode, self.ignore_border, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
 
     def infer_shape(self, node, shapes):
@@ -164,87 +156,78 @@ class RuntimePool(_RuntimePoolBase):
         return [gx, None, None, None]
 
 
-class RuntimeMaxPoolGrad(_RuntimePoolBase):
+class _RuntimeMaxPoolTieGrad(_RuntimePoolBase):
+    """RuntimeMaxPoolGrad and RuntimeMaxPoolGradGrad: (x, maxout, g, ws, stride, pad), pool.py's
+    MaxPoolGrad and MaxPoolGradGrad with the window geometry as inputs."""
+
+    __props__ = ("ignore_border",)
+    n_data = 3
+
+    _g_role = None       # how errors name the gradient input g
+    _g_kind = None       # "pooled" (g has the pooled shape, the result the input's) or "input" (the reverse)
+    _reference = None    # the numpy kernel
+
+    def __init__(self, ignore_border=False, mode="max"):
+        if mode != "max":
+            raise ValueError(f"{type(self).__name__} is for mode='max', got {mode!r}")
+        super().__init__(ignore_border, "max")
+
+    def _make_node(self, x, maxout, g, ws, stride, pad):
+        (x, maxout, g), geometry = self._data_and_geometry([x, maxout, g], ws, stride, pad)
+        self._check_float(g, self._g_role)
+        if maxout.dtype != x.dtype or maxout.ndim != x.ndim or g.ndim != x.ndim:
+            raise TypeError(f"{self}: the pooled output {maxout.describe()} and {self._g_role} {g.describe()} "
+                            f"must have the input's dtype and ndim ({x.describe()})")
+        if self._g_kind == "pooled":
+            out = TensorType(x.dtype, shape=x.type.shape)()
+        else:
+            out = TensorType(g.dtype, shape=self._pooled_type_shape(x))()
+        return Apply(self, [x, maxout, g] + geometry, [out])
+
+    def perform(self, node, inputs, out):
+        x, z, gin = inputs[:3]
+        g = self._geom(node, inputs)
+        self._check_runtime(node, inputs[:3], g, [("input", "x"), ("pooled output", "pooled"),
+                                                  (self._g_role, self._g_kind)])
+        res = self._reference(flat_images(x), flat_images(z), flat_images(gin), g, node.outputs[0].dtype)
+        out[0][0] = res.reshape(x.shape if self._g_kind == "pooled" else x.shape[:-2] + (g.nr, g.nc))
+
+    def infer_shape(self, node, shapes):
+        return [shapes[0] if self._g_kind == "pooled" else self._pooled_shape(shapes[0], node.inputs[3:])]
+
+    def grad(self, inputs, grads):
+        from ..basic import cast, zeros_like
+        x, maxout, g, ws, stride, pad = inputs
+        gout, = grads
+        transpose = RuntimeMaxPoolGradGrad if self._g_kind == "pooled" else RuntimeMaxPoolGrad
+        gg = transpose(self.ignore_border)(x, maxout, gout, ws, stride, pad)
+        if gg.dtype != g.dtype:
+            gg = cast(gg, g.dtype)
+        return [zeros_like(x), zeros_like(maxout), gg, None, None, None]
+
+
+class RuntimeMaxPoolGrad(_RuntimeMaxPoolTieGrad):
     """(x, maxout, gz, ws, stride, pad) -> gx: each window's gradient goes to every element
     equal to its maximum."""
 
-    __props__ = ("ignore_border",)
-    n_data = 3
-
-    def __init__(self, ignore_border=False, mode="max"):
-        if mode != "max":
-            raise ValueError(f"RuntimeMaxPoolGrad is for mode='max', got {mode!r}")
-        super().__init__(ignore_border, "max")
+    _g_role = "output gradient"
+    _g_kind = "pooled"
+    _reference = staticmethod(max_pool_grad_reference)
 
     def make_node(self, x, maxout, gz, ws, stride=None, pad=None):
-        (x, maxout, gz), geometry = self._data_and_geometry([x, maxout, gz], ws, stride, pad)
-        self._check_float(gz, "output gradient")
-        if maxout.dtype != x.dtype or maxout.ndim != x.ndim or gz.ndim != x.ndim:
-            raise TypeError(f"{self}: the pooled output {maxout.describe()} and output gradient {gz.describe()} "
-                            f"must have the input's dtype and ndim ({x.describe()})")
-        return Apply(self, [x, maxout, gz] + geometry, [TensorType(x.dtype, shape=x.type.shape)()])
-
-    def perform(self, node, inputs, out):
-        x, z, gz = inputs[:3]
-        g = self._geom(node, inputs)
-        self._check_runtime(node, inputs[:3], g, [("input", "x"), ("pooled output", "pooled"),
-                                                  ("output gradient", "pooled")])
-        res = _max_pool_grad(_flat(x), _flat(z), _flat(gz), g, node.outputs[0].dtype)
-        out[0][0] = res.reshape(x.shape)
-
-    def infer_shape(self, node, shapes):
-        return [shapes[0]]
-
-    def grad(self, inputs, grads):
-        from ..basic import cast, zeros_like
-        x, maxout, gz, ws, stride, pad = inputs
-        ggx, = grads
-        ggz = RuntimeMaxPoolGradGrad(self.ignore_border)(x, maxout, ggx, ws, stride, pad)
-        if ggz.dtype != gz.dtype:
-            ggz = cast(ggz, gz.dtype)
-        return [zeros_like(x), zeros_like(maxout), ggz, None, None, None]
+        return self._make_node(x, maxout, gz, ws, stride, pad)
 
 
-class RuntimeMaxPoolGradGrad(_RuntimePoolBase):
+class RuntimeMaxPoolGradGrad(_RuntimeMaxPoolTieGrad):
     """(x, maxout, ggx, ws, stride, pad) -> ggz: the gradient of RuntimeMaxPoolGrad with
     respect to gz (each window sums ggx over the elements equal to its maximum)."""
 
-    __props__ = ("ignore_border",)
-    n_data = 3
-
-    def __init__(self, ignore_border=False, mode="max"):
-        if mode != "max":
-            raise ValueError(f"RuntimeMaxPoolGradGrad is for mode='max', got {mode!r}")
-        super().__init__(ignore_border, "max")
+    _reference = staticmethod(max_pool_grad_grad_reference)
+    _g_kind = "input"
+    _g_role = "incoming gradient"
 
     def make_node(self, x, maxout, ggx, ws, stride=None, pad=None):
-        (x, maxout, ggx), geometry = self._data_and_geometry([x, maxout, ggx], ws, stride, pad)
-        self._check_float(ggx, "incoming gradient")
-        if maxout.dtype != x.dtype or maxout.ndim != x.ndim or ggx.ndim != x.ndim:
-            raise TypeError(f"{self}: the pooled output {maxout.describe()} and incoming gradient "
-                            f"{ggx.describe()} must have the input's dtype and ndim ({x.describe()})")
-        out = TensorType(ggx.dtype, shape=self._pooled_type_shape(x))()
-        return Apply(self, [x, maxout, ggx] + geometry, [out])
-
-    def perform(self, node, inputs, out):
-        x, z, ggx = inputs[:3]
-        g = self._geom(node, inputs)
-        self._check_runtime(node, inputs[:3], g, [("input", "x"), ("pooled output", "pooled"),
-                                                  ("incoming gradient", "input")])
-        res = _max_pool_grad_grad(_flat(x), _flat(z), _flat(ggx), g, node.outputs[0].dtype)
-        out[0][0] = res.reshape(x.shape[:-2] + (g.nr, g.nc))
-
-    def infer_shape(self, node, shapes):
-        return [self._pooled_shape(shapes[0], node.inputs[3:])]
-
-    def grad(self, inputs, grads):
-        from ..basic import cast, zeros_like
-        x, maxout, ggx, ws, stride, pad = inputs
-        g, = grads
-        gg = RuntimeMaxPoolGrad(self.ignore_border)(x, maxout, g, ws, stride, pad)
-        if gg.dtype != ggx.dtype:
-            gg = cast(gg, ggx.dtype)
-        return [zeros_like(x), zeros_like(maxout), gg, None, None, None]
+        return self._make_node(x, maxout, ggx, ws, stride, pad)
 
 
 class RuntimeAveragePoolGrad(_RuntimePoolBase):
@@ -270,7 +253,7 @@ class RuntimeAveragePoolGrad(_RuntimePoolBase):
         x, gz = inputs[:2]
         g = self._geom(node, inputs)
         self._check_runtime(node, inputs[:2], g, [("input", "x"), ("output gradient", "pooled")])
-        res = _average_pool_grad(_flat(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
+        res = average_pool_grad_reference(flat_images(gz), g, self.mode, self.ignore_border, node.outputs[0].dtype)
         out[0][0] = res.reshape(x.shape)
 
     def infer_shape(self, node, shapes):

@@ -428,3 +428,31 @@ def test_grad_helper_functions():
     ref_x, ref_w = loop_conv_grads(xv, wv, gv, "valid", (2, 2))
     np.testing.assert_allclose(run([w, g], gi, [wv, gv]), ref_x, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(run([x, g], gw, [xv, gv]), ref_w, rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------- flops
+@pytest.mark.parametrize("border_mode,subsample", [("valid", (1, 1)), ("full", (2, 1)), ("half", (1, 3)),
+                                                   ((2, 1), (2, 2))])
+def test_flops_count_two_per_multiply_add(border_mode, subsample):
+    """2 * N*K*C*kh*kw*OH*OW, with the output size taken from running the convolution."""
+    r = rng(16)
+    xv, wv = r.standard_normal((2, 3, 9, 8)), r.standard_normal((4, 3, 3, 2))
+    x, w = T.dtensor4(), T.dtensor4()
+    out = conv2d(x, w, border_mode=border_mode, subsample=subsample)
+    top = run([x, w], out, [xv, wv]).shape
+    want = 2 * int(np.prod(top)) * 3 * 3 * 2
+    assert out.owner.op.flops([xv.shape, wv.shape]) == want
+    d_x, d_w = symcnn.grad(out.sum(), [x, w])
+    gi = [n for n in _nodes(d_x) if isinstance(n.op, Conv2dGradInputs)][0]
+    gw = [n for n in _nodes(d_w) if isinstance(n.op, Conv2dGradWeights)][0]
+    assert gi.op.flops([wv.shape, top, (2,)]) == want
+    assert gw.op.flops([xv.shape, top, (2,)], [wv.shape]) == want
+    declared = Conv2dGradWeights(kshp=(None, None, 3, 2), border_mode=border_mode, subsample=subsample)
+    assert declared.flops([xv.shape, top, (2,)]) == want
+    with pytest.raises(ValueError, match="filter rows and cols"):
+        Conv2dGradWeights(border_mode=border_mode, subsample=subsample).flops([xv.shape, top, (2,)])
+
+
+def _nodes(v):
+    from symcnn.graph.basic import ancestors
+    return [a.owner for a in ancestors([v]) if a.owner is not None]
