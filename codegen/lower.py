@@ -115,12 +115,11 @@ class Array:
         return U.product(b, self.shape)
 
 
-class Context:
+class Context(U.FunctionContext):
     """State while lowering one function graph into one LLVM function."""
 
     def __init__(self, module, builder, plan, slots_ptr, err_ptr):
-        self.module = module
-        self.b = builder
+        super().__init__(module, builder)
         self.plan = plan
         self.slots_ptr = slots_ptr
         self.err_ptr = err_ptr
@@ -251,14 +250,6 @@ class Context:
         return fn
 
     # -- small conveniences ---------------------------------------------------
-    def local(self, lltype, init=None):
-        """A stack variable (alloca in the entry block, so LLVM promotes it to a register)."""
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
-
     def load_scalar(self, arr):
         """The value of a 0-d (or one-element) array."""
         chk = _checker()

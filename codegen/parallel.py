@@ -28,19 +28,9 @@ def threads():
     return max(1, int(config.num_threads))
 
 
-class _BodyCtx:
+class _BodyCtx(U.FunctionContext):
     """The parts of a lowering Context the per-image code uses, inside an outlined function.
     Nothing in it may allocate or fail: that happens before the parallel region."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-    def local(self, lltype, init=None):
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
 
     def scratch(self, *a):
         raise AssertionError("scratch allocation inside a parallel per-image body")

@@ -271,13 +271,6 @@ def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
 SHARED_DRIVER = True   # plain strided operands: one out-of-line driver per module (compile time)
 
 
-class _FnCtx:
-    """What the packing/driver code uses of a lowering Context, inside a helper function."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-
 def _strided_of(x, dtype):
     """A Strided view of a loader that is plain memory of `dtype` (else None)."""
     from ..lower import Array, _checker
@@ -304,7 +297,7 @@ def _pack_function(module, dtype, which):
     for arg in (x, dst):
         arg.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fctx = _FnCtx(module, b)
+    fctx = U.FunctionContext(module, b)
     with b.if_else(b.icmp_signed("==", cs, U.i64(1))) as (unit, other):
         for strided in (Strided(dtype, x, rs, 1), Strided(dtype, x, rs, cs)):
             with (unit if strided.cs == 1 else other):
@@ -363,7 +356,7 @@ def _driver_function(module, dtype):
     fn.linkage = "internal"
     M, N, K, a, ars, acs, bm, brs, bcs, c, crs, acc, ap, bp = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fctx = _FnCtx(module, b)
+    fctx = U.FunctionContext(module, b)
     A, B = Strided(dtype, a, ars, acs), Strided(dtype, bm, brs, bcs)
     _, pa = _packer(fctx, dtype, "a", A)
     _, pb = _packer(fctx, dtype, "b", B)
