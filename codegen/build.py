@@ -20,7 +20,8 @@ from . import irutil as U
 from . import jit
 from .forksafe import after_fork_in_child
 from . import target as targets
-from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
+from .lower import E_UPDATE_SHAPE, Array, Context, copy, lower
+from .lower import bounds_checker as _checker
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
 

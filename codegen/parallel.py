@@ -15,7 +15,7 @@ from llvmlite import ir
 from symcnn.config import config
 
 from . import irutil as U
-from .lower import _checker
+from .lower import bounds_checker
 from .threadpool import BODY_TYPE, Pool
 
 MIN_PARALLEL = 8   # fewer images than this run on the calling thread only
@@ -23,7 +23,7 @@ MIN_PARALLEL = 8   # fewer images than this run on the calling thread only
 
 def threads():
     """Threads for the per-image loops of the lowering in progress (1: inline serial loop)."""
-    if _checker() is not None:  # bounds-checked builds keep the plain inline loop
+    if bounds_checker() is not None:  # bounds-checked builds keep the plain inline loop
         return 1
     return max(1, int(config.num_threads))
 

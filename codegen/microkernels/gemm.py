@@ -168,7 +168,7 @@ def _microkernel(module, dtype, nv):
     return fn
 
 
-def _macrokernel(module, dtype):
+def macrokernel(module, dtype):
     """void macro(mc, nc, kc, Ap, Bp, C, c_rs, i1 acc): all micro-tiles of one packed block."""
     L, MR, NV, KC, MC, NC = params(dtype)
     name = f"symcnn_gemm_macro_{dtype}_{MR}x{NV}x{L}"
@@ -273,10 +273,10 @@ SHARED_DRIVER = True   # plain strided operands: one out-of-line driver per modu
 
 def _strided_of(x, dtype):
     """A Strided view of a loader that is plain memory of `dtype` (else None)."""
-    from ..lower import Array, _checker
+    from ..lower import Array, bounds_checker
     if isinstance(x, Strided):
         return x if x.dtype == dtype else None
-    if isinstance(x, Array) and x.dtype == dtype and x.ndim == 2 and _checker() is None:
+    if isinstance(x, Array) and x.dtype == dtype and x.ndim == 2 and bounds_checker() is None:
         return Strided(dtype, x.ptr, x.strides[0], x.strides[1])
     return None
 
@@ -309,7 +309,7 @@ def _pack_function(module, dtype, which):
     return fn
 
 
-def _packer(ctx, dtype, which, X):
+def packer(ctx, dtype, which, X):
     """fn(ctx, dtype, loader, dim, r0, rn, c0, cn, dst): the shared pack function for plain
     strided memory, else the inline packing loops (prologues, other dtypes, bounds checks)."""
     sx = _strided_of(X, dtype)
@@ -328,7 +328,7 @@ def _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pack_a=_pack_a
     b = ctx.b
     L, MR, NV, KC, MC, NC = params(dtype)
     et = U.ll_type(dtype)
-    macro = _macrokernel(ctx.module, dtype)
+    macro = macrokernel(ctx.module, dtype)
     Mv, Nv, Kv = (U.as_value(b, x) for x in (M, N, K))
     crs = U.as_value(b, c_rs)
     with U.for_range(b, Nv, step=NC, name="jc") as jc:
@@ -358,8 +358,8 @@ def _driver_function(module, dtype):
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fctx = U.FunctionContext(module, b)
     A, B = Strided(dtype, a, ars, acs), Strided(dtype, bm, brs, bcs)
-    _, pa = _packer(fctx, dtype, "a", A)
-    _, pb = _packer(fctx, dtype, "b", B)
+    _, pa = packer(fctx, dtype, "a", A)
+    _, pb = packer(fctx, dtype, "b", B)
     _driver(fctx, dtype, M, N, K, A, B, c, crs, acc, ap, bp, pa, pb)
     b.ret_void()
     return fn
@@ -396,6 +396,6 @@ def emit_gemm(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, accumulate=False, packs=No
         args = [M, N, K, sa.ptr, sa.rs, sa.cs, sb.ptr, sb.rs, sb.cs, c_ptr, c_rs]
         b.call(fn, [U.as_value(b, v) for v in args] + [acc0, ap, bp])
         return
-    A, pa = _packer(ctx, dtype, "a", A)
-    B, pb = _packer(ctx, dtype, "b", B)
+    A, pa = packer(ctx, dtype, "a", A)
+    B, pb = packer(ctx, dtype, "b", B)
     _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pa, pb)
