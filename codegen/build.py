@@ -25,7 +25,7 @@ from . import irutil as U
 from . import jit
 from .forksafe import after_fork_in_child
 from . import target as targets
-from .lower import E_UPDATE_SHAPE, Array, Context, _checker, copy, lower
+from .lower import E_UPDATE_SHAPE, Array, Context, bounds_checker, copy, lower
 from .options import options as codegen_options
 from .plan import Plan
 from . import kernels  # noqa: F401  (registers the lowerings)
@@ -444,7 +444,7 @@ def entry_function(em):
     # The NaN guard may stop a call midway: then nothing may have been written in place yet.
     em.plan = Plan(em.fgraph, lower, em.updates if not em.guard_nan else ())
     em.ctx = Context(module, em.b, em.plan, fn.args[2], fn.args[4])
-    em.chk = _checker()
+    em.chk = bounds_checker()
     if em.chk is not None:
         em.chk.attach(em.ctx)
 
@@ -702,5 +702,5 @@ def constant_array(module, v, b):
     g.align = 64
     g.initializer = ir.Constant(ty, raw)
     arr = Array(v.dtype, g, list(data.shape), b=b)
-    chk = _checker()
+    chk = bounds_checker()
     return arr if chk is None else chk.bind(arr, f"constant {v}")

@@ -10,7 +10,7 @@ nanguard: after each node's lowering, every float output of the node (except vie
   are inspected on the Python side; intermediates are finite, or an earlier node would
   have failed).
 
-boundscheck: while a build runs with a BoundsChecker active (lower._bounds), every element
+boundscheck: while a build runs with a BoundsChecker active (lower.bounds_checker()), every element
   access through Array.load/store/addr/flat_addr, Context.load_scalar and copy() checks the
   element offset against the extent of the allocation the Array points into (Bounds:
   base pointer, element count, label). Slots (ctx.alloc/scratch/alloc_in), graph inputs and
@@ -272,13 +272,12 @@ class BoundsChecker:
 @contextmanager
 def bounds_checking():
     """Activate a BoundsChecker for the build running inside (this thread only)."""
-    prev = L._checker()
     checker = BoundsChecker()
-    L._bounds.checker = checker
+    prev = L.set_bounds_checker(checker)
     try:
         yield checker
     finally:
-        L._bounds.checker = prev
+        L.set_bounds_checker(prev)
 
 
 def oob_message(runner, where, vals):

@@ -155,12 +155,8 @@ def for_range(b, stop, start=0, step=1, name="i"):
         yield i64(start)
         return
     pre = b.block
-    header = b.append_basic_block(f"{name}.head")
-    body = b.append_basic_block(f"{name}.body")
-    end = b.append_basic_block(f"{name}.end")
     start_v, stop_v, step_v = as_value(b, start), as_value(b, stop), as_value(b, step)
-    b.branch(header)
-    b.position_at_end(header)
+    header, body, end = loop_blocks(b, name)
     idx = b.phi(I64, name=name)
     idx.add_incoming(start_v, pre)
     b.cbranch(b.icmp_signed("<", idx, stop_v), body, end)
@@ -170,6 +166,17 @@ def for_range(b, stop, start=0, step=1, name="i"):
     idx.add_incoming(nxt, b.block)
     b.branch(header)
     b.position_at_end(end)
+
+
+def loop_blocks(b, name):
+    """(head, body, end): the blocks of a loop (named name.head/.body/.end), with the builder
+    branched from where it was to the head and left there to emit the loop test."""
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    b.branch(head)
+    b.position_at_end(head)
+    return head, body, end
 
 
 @contextmanager

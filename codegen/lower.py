@@ -17,12 +17,20 @@ E_SHAPE, E_INDEX, E_RESHAPE, E_ALLOC, E_UPDATE_SHAPE, E_STATIC, E_VALUE = 1, 2, 
 E_INDEX_BROADCAST, E_ZERO_STEP = 8, 9
 E_NAN, E_OOB = 10, 11  # mode='nanguard' / mode='boundscheck' (see guard.py)
 
-# The bounds checker of the build in progress on this thread (mode='boundscheck'), else None.
-_bounds = threading.local()
+_active = threading.local()
 
 
-def _checker():
-    return getattr(_bounds, "checker", None)
+def bounds_checker():
+    """The bounds checker of the build in progress on this thread (mode='boundscheck'), else None."""
+    return getattr(_active, "checker", None)
+
+
+def set_bounds_checker(checker):
+    """Make `checker` (a guard.BoundsChecker, or None) the one of this thread's builds; returns
+    the one it replaces."""
+    prev = bounds_checker()
+    _active.checker = checker
+    return prev
 
 
 class Registry:
@@ -78,7 +86,7 @@ class Array:
     def __init__(self, dtype, ptr, shape, strides=None, b=None, bounds=None):
         self.dtype = str(dtype)
         self.ptr = ptr
-        chk = _checker()
+        chk = bounds_checker()
         self.bounds = bounds if chk is None else chk.adopt(ptr, bounds)
         self.shape = list(shape)
         if strides is None:
@@ -117,7 +125,7 @@ class Array:
 
     def flat_addr(self, b, i, _access=2):
         """Address of element offset i (an element access: bounds-checked when checking)."""
-        chk = _checker()
+        chk = bounds_checker()
         if chk is not None:
             chk.check(b, self, i, _access)
         p = b.gep(self.ptr, [U.as_value(b, i)], source_etype=self.lltype)
@@ -126,19 +134,18 @@ class Array:
     def view_addr(self, b, i):
         """Address for the start of a view (not an access: an empty view may point anywhere)."""
         p = b.gep(self.ptr, [U.as_value(b, i)], source_etype=self.lltype)
-        chk = _checker()
+        chk = bounds_checker()
         return p if chk is None else chk.derive(p, self)
 
     def size(self, b):
         return U.product(b, self.shape)
 
 
-class Context:
+class Context(U.FunctionContext):
     """State while lowering one function graph into one LLVM function."""
 
     def __init__(self, module, builder, plan, slots_ptr, err_ptr):
-        self.module = module
-        self.b = builder
+        super().__init__(module, builder)
         self.plan = plan
         self.slots_ptr = slots_ptr
         self.err_ptr = err_ptr
@@ -230,7 +237,7 @@ class Context:
             ok = b.call(fn, [entry, need])
             self.fail_if(b.icmp_signed("==", ok, U.i64(0)), E_ALLOC, need)
         ptr = b.load(entry, typ=U.PTR)
-        chk = _checker()
+        chk = bounds_checker()
         bounds = None if chk is None else chk.new_bounds(ptr, shape, f"buffer (slot {slot})")
         return Array(dtype, ptr, shape, b=b, bounds=bounds)
 
@@ -269,17 +276,9 @@ class Context:
         return fn
 
     # -- small conveniences ---------------------------------------------------
-    def local(self, lltype, init=None):
-        """A stack variable (alloca in the entry block, so LLVM promotes it to a register)."""
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
-
     def load_scalar(self, arr):
         """The value of a 0-d (or one-element) array."""
-        chk = _checker()
+        chk = bounds_checker()
         if chk is not None:
             chk.check(self.b, arr, 0, 0)
         return self.b.load(arr.ptr, typ=arr.lltype)
@@ -294,7 +293,7 @@ def copy(ctx, src, dst):
     """dst[...] = src[...] (any strides in src, dst contiguous or strided)."""
     b = ctx.b
     if src.contiguous and dst.contiguous and src.dtype == dst.dtype:
-        chk = _checker()
+        chk = bounds_checker()
         if chk is not None:
             chk.check_range(b, src, src.size(b), 0)
             chk.check_range(b, dst, src.size(b), 1)

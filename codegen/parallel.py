@@ -15,7 +15,7 @@ from llvmlite import ir
 from symcnn.config import config
 
 from . import irutil as U
-from .lower import _checker
+from .lower import bounds_checker
 from .options import options
 from .threadpool import BODY_TYPE, Pool
 
@@ -23,24 +23,14 @@ from .threadpool import BODY_TYPE, Pool
 
 def threads():
     """Threads for the per-image loops of the lowering in progress (1: inline serial loop)."""
-    if _checker() is not None:  # bounds-checked builds keep the plain inline loop
+    if bounds_checker() is not None:  # bounds-checked builds keep the plain inline loop
         return 1
     return max(1, int(config.num_threads))
 
 
-class _BodyCtx:
+class _BodyCtx(U.FunctionContext):
     """The parts of a lowering Context the per-image code uses, inside an outlined function.
     Nothing in it may allocate or fail: that happens before the parallel region."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-    def local(self, lltype, init=None):
-        with self.b.goto_entry_block():
-            slot = self.b.alloca(lltype)
-        if init is not None:
-            self.b.store(init, slot)
-        return slot
 
     def scratch(self, *a):
         raise AssertionError("scratch allocation inside a parallel per-image body")

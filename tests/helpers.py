@@ -14,6 +14,7 @@ import pytest
 
 import symcnn as theano
 import symcnn.tensor as T
+from symcnn.compile.compare import mismatch
 from symcnn.graph.basic import Variable
 from symcnn.tensor.type import TensorType, is_float
 
@@ -203,22 +204,12 @@ __all__ = ["MODES", "REFERENCE", "rand", "rand_pos", "make_rng", "sym_like", "co
 
 # -- native backend vs reference ---------------------------------------------------
 
-def _compare(native, ref, rtol, atol, what):
-    native = np.asarray(native)
-    ref = np.asarray(ref)
-    assert native.dtype == ref.dtype, f"{what}: dtype {native.dtype} (native) vs {ref.dtype} (reference)"
-    assert native.shape == ref.shape, f"{what}: shape {native.shape} (native) vs {ref.shape} (reference)"
-    if native.dtype.kind == "f":
-        np.testing.assert_allclose(native, ref, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
-        # assert_allclose treats NaN == NaN only when both are NaN; also check inf signs and NaN positions.
-        np.testing.assert_array_equal(np.isnan(native), np.isnan(ref), err_msg=what + " (NaN positions)")
-        np.testing.assert_array_equal(np.isposinf(native), np.isposinf(ref), err_msg=what + " (+inf)")
-        np.testing.assert_array_equal(np.isneginf(native), np.isneginf(ref), err_msg=what + " (-inf)")
-    elif native.dtype == np.bool_:
-        # compare the bytes: a native bool that is neither 0 nor 1 breaks later numpy arithmetic
-        np.testing.assert_array_equal(native.view(np.uint8), ref.view(np.uint8), err_msg=what)
-    else:
-        np.testing.assert_array_equal(native, ref, err_msg=what)
+def assert_native_matches(native, ref, rtol, atol, what):
+    """`native` matches the reference result `ref` under symcnn.compile.compare's policy (the one
+    mode='debug' uses): equal dtypes and shapes, NaN/+inf/-inf at the same positions, bools byte
+    for byte, integers exactly, floats within atol + rtol * |ref|. `what` starts the message."""
+    problem = mismatch(native, ref, rtol, atol)
+    assert problem is None, f"{what}: {problem}"
 
 
 def compile_both(inputs, outputs, updates=None, mode="native", **kwargs):
@@ -246,7 +237,7 @@ def check_native_vs_reference(inputs, outputs, values, rtol=1e-5, atol=1e-6, cal
         got_l, want_l = ([got], [want]) if single else (got, want)
         assert len(got_l) == len(want_l)
         for k, (g, w) in enumerate(zip(got_l, want_l)):
-            _compare(g, w, rtol, atol, f"call {c}, output {k} ({outputs if single else outputs[k]})")
+            assert_native_matches(g, w, rtol, atol, f"call {c}, output {k} ({outputs if single else outputs[k]})")
         results.append(got)
     return fn_native, results
 
@@ -277,12 +268,7 @@ def compare_random_modes(build, calls, rtol=0.0, atol=0.0, mode="native", **kwar
     for c, (got, want) in enumerate(zip(*results)):
         got_l, want_l = (got, want) if isinstance(got, list) else ([got], [want])
         for k, (g, w) in enumerate(zip(got_l, want_l)):
-            what = f"call {c}, output {k}"
-            if rtol == 0 and atol == 0:
-                assert g.dtype == w.dtype and g.shape == w.shape, what
-                np.testing.assert_array_equal(g, w, err_msg=what)
-            else:
-                _compare(g, w, rtol, atol, what)
+            assert_native_matches(g, w, rtol, atol, f"call {c}, output {k}")
     return results
 
 

@@ -17,7 +17,7 @@ from symcnn.tensor.math import Dot
 from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
 from ..parallel import Parts, part, run_parallel, threads
-from .elemwise import broadcast_view, emit_scalar
+from .elemwise import broadcast_dims, broadcast_view, emit_scalar
 from ..microkernels.gemm import emit_gemm, pack_sizes, params
 from ..options import options
 
@@ -44,27 +44,10 @@ class Prologue:
         return emit_scalar(self.ctx, self.comp, vals, self.dtypes, self.dtype)
 
 
-def _operand_shape(ctx, variables, arrays):
-    """The run-time shape the prologue inputs broadcast to (their non-broadcast dims must agree)."""
-    shape = []
-    for d in range(variables[0].ndim):
-        dims = [a.shape[d] for a, v in zip(arrays, variables) if v.type.shape[d] != 1]
-        if not dims:
-            shape.append(1)
-            continue
-        static = [x for x in dims if isinstance(x, int)]
-        ref = static[0] if static else dims[0]
-        for other in dims:
-            if other is not ref:
-                ctx.check_equal(ref, other, E_SHAPE)
-        shape.append(ref)
-    return shape
-
-
 def _operand(ctx, comp, variables, arrays, row):
     if comp is None:
         return as_matrix(arrays[0], row)
-    shape = _operand_shape(ctx, variables, arrays)
+    shape = broadcast_dims(ctx, variables, arrays, variables[0].ndim)
     views = [as_matrix(broadcast_view(a, v, shape), row) for a, v in zip(arrays, variables)]
     return Prologue(ctx, comp, views, [v.dtype for v in variables])
 

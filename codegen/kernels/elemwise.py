@@ -7,7 +7,7 @@ from symcnn.tensor.elemwise import DimShuffle, Elemwise
 
 from .. import irutil as U
 from .. import vmath
-from ..lower import Array, lower
+from ..lower import E_SHAPE, Array, lower
 
 SCALAR = {}
 
@@ -36,9 +36,15 @@ def emit_scalar(ctx, sop, values, in_dtypes, out_dtype):
 
 
 def broadcast_shape(ctx, node, ins):
+    return broadcast_dims(ctx, node.inputs, ins, node.outputs[0].ndim)
+
+
+def broadcast_dims(ctx, variables, arrays, ndim):
+    """The run-time shape (ndim dims) the arrays of `variables` broadcast to: their non-broadcast
+    dims must agree (checked at run time where not static)."""
     shape = []
-    for d in range(node.outputs[0].ndim):
-        dims = [a.shape[d] for a, v in zip(ins, node.inputs) if v.type.shape[d] != 1]
+    for d in range(ndim):
+        dims = [a.shape[d] for a, v in zip(arrays, variables) if v.type.shape[d] != 1]
         if not dims:
             shape.append(1)
             continue
@@ -46,7 +52,7 @@ def broadcast_shape(ctx, node, ins):
         ref = static[0] if static else dims[0]
         for other in dims:
             if other is not ref:
-                ctx.check_equal(ref, other, 1)
+                ctx.check_equal(ref, other, E_SHAPE)
         shape.append(ref)
     return shape
 
@@ -100,25 +106,20 @@ def _f(dtype):
     return U.is_float(dtype)
 
 
-@scalar_lowering(ts.Add)
-def _add(ctx, op, v, d, out):
-    b = ctx.b
-    if d[0] == "bool":
-        return b.or_(v[0], v[1]), "bool"
-    return (b.fadd if _f(d[0]) else b.add)(v[0], v[1]), d[0]
+def _arithmetic(float_op, int_op, bool_op=None):
+    """A two-operand lowering by IRBuilder method name: float_op on floats, int_op on integers
+    (and on bools when bool_op is None), bool_op on bools (numpy's or/and for + and *)."""
+    def emit(ctx, op, v, d, out):
+        b = ctx.b
+        if bool_op is not None and d[0] == "bool":
+            return getattr(b, bool_op)(v[0], v[1]), "bool"
+        return getattr(b, float_op if _f(d[0]) else int_op)(v[0], v[1]), d[0]
+    return emit
 
 
-@scalar_lowering(ts.Sub)
-def _sub(ctx, op, v, d, out):
-    return (ctx.b.fsub if _f(d[0]) else ctx.b.sub)(v[0], v[1]), d[0]
-
-
-@scalar_lowering(ts.Mul)
-def _mul(ctx, op, v, d, out):
-    b = ctx.b
-    if d[0] == "bool":
-        return b.and_(v[0], v[1]), "bool"
-    return (b.fmul if _f(d[0]) else b.mul)(v[0], v[1]), d[0]
+scalar_lowering(ts.Add)(_arithmetic("fadd", "add", bool_op="or_"))
+scalar_lowering(ts.Sub)(_arithmetic("fsub", "sub"))
+scalar_lowering(ts.Mul)(_arithmetic("fmul", "mul", bool_op="and_"))
 
 
 @scalar_lowering(ts.TrueDiv)
@@ -303,29 +304,20 @@ def _sqr(ctx, op, v, d, out):
     return (ctx.b.fmul if _f(d[0]) else ctx.b.mul)(v[0], v[0]), d[0]
 
 
-@scalar_lowering(ts.Exp)
-def _exp(ctx, op, v, d, out):
-    return vmath.emit(ctx.b, ctx.module, "exp", v[0], d[0]), d[0]
+def _vmath(name):
+    """The lowering of a one-operand function vmath.py emits inline."""
+    def emit(ctx, op, v, d, out):
+        return vmath.emit(ctx.b, ctx.module, name, v[0], d[0]), d[0]
+    return emit
 
 
-@scalar_lowering(ts.Log)
-def _log(ctx, op, v, d, out):
-    return vmath.emit(ctx.b, ctx.module, "log", v[0], d[0]), d[0]
+for _op, _name in ((ts.Exp, "exp"), (ts.Log, "log"), (ts.Tanh, "tanh"), (ts.Sigmoid, "sigmoid")):
+    scalar_lowering(_op)(_vmath(_name))
 
 
 @scalar_lowering(ts.Sqrt)
 def _sqrt(ctx, op, v, d, out):
     return ctx.b.call(U.intrinsic(ctx.module, "sqrt", d[0]), v), d[0]
-
-
-@scalar_lowering(ts.Tanh)
-def _tanh(ctx, op, v, d, out):
-    return vmath.emit(ctx.b, ctx.module, "tanh", v[0], d[0]), d[0]
-
-
-@scalar_lowering(ts.Sigmoid)
-def _sigmoid(ctx, op, v, d, out):
-    return vmath.emit(ctx.b, ctx.module, "sigmoid", v[0], d[0]), d[0]
 
 
 _CMP = {ts.EQ: "==", ts.NEQ: "!=", ts.LT: "<", ts.LE: "<=", ts.GT: ">", ts.GE: ">="}

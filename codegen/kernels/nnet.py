@@ -16,15 +16,7 @@ from .reduce import empty_reduction_message, greater, lowest_value
 @lower.register(Softmax, error_message=empty_reduction_message("softmax"))
 def lower_softmax(ctx, node, ins):
     b = ctx.b
-    x, = ins
-    dt = node.outputs[0].dtype
-    out = ctx.alloc(node.outputs[0], x.shape)
-    # As a matrix: a vector is one row.
-    if x.ndim == 1:
-        xm = Array(x.dtype, x.ptr, [1, x.shape[0]], [0, x.strides[0]])
-        om = Array(out.dtype, out.ptr, [1, out.shape[0]], b=b)
-    else:
-        xm, om = x, out
+    dt, out, xm, om = _row_views(ctx, node, ins)
     rows, n = xm.shape
     # numpy's max over an empty axis raises: so does this.
     if isinstance(n, int):
@@ -32,21 +24,10 @@ def lower_softmax(ctx, node, ins):
             ctx.fail_if(U.I1(1), E_VALUE, 0)
     else:
         ctx.fail_if(b.icmp_signed("==", n, U.i64(0)), E_VALUE, n)
-    t = U.ll_type(dt)
     with U.for_range(b, rows, name="row") as r:
-        best = ctx.local(t, lowest_value(dt))
-        with U.for_range(b, n, name="mx") as j:
-            v = U.cast_value(b, xm.load(b, [r, j]), x.dtype, dt)
-            cur = b.load(best, typ=t)
-            b.store(b.select(greater(b, v, cur, dt), v, cur), best)
-        m = b.load(best, typ=t)
-        acc = ctx.local(U.F64, U.const("float64", 0.0))
-        with U.for_range(b, n, name="ex") as j:
-            v = U.cast_value(b, xm.load(b, [r, j]), x.dtype, dt)
-            e = vmath.emit(b, ctx.module, "exp", b.fsub(v, m), dt)
-            om.store(b, [r, j], e)
-            b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, e, dt, "float64")), acc)
-        total = U.cast_value(b, b.load(acc, typ=U.F64), "float64", dt)
+        m = _row_max(ctx, xm, r, n, dt)
+        sum_exp = _row_sum_exp(ctx, xm, r, n, m, dt, store=lambda j, e: om.store(b, [r, j], e))
+        total = U.cast_value(b, sum_exp, "float64", dt)
         with U.for_range(b, n, name="nm") as j:
             om.store(b, [r, j], b.fdiv(om.load(b, [r, j]), total))
     return [out]
@@ -59,6 +40,15 @@ def _as_rows(arr):
     if arr.ndim == 2:
         return arr
     return Array(arr.dtype, arr.ptr, [1, arr.shape[0]], [0, arr.strides[0]], bounds=arr.bounds)
+
+
+def _row_views(ctx, node, ins):
+    """(output dtype, output, x as rows, output as rows) of a row-wise op on x = ins[0] whose
+    output has x's shape (a vector is one row)."""
+    x, = ins
+    out = ctx.alloc(node.outputs[0], x.shape)
+    om = out if out.ndim == 2 else Array(out.dtype, out.ptr, [1, out.shape[0]], b=ctx.b, bounds=out.bounds)
+    return out.dtype, out, _as_rows(x), om
 
 
 def _fail_unless_static_ok(ctx, static, emit, code, *values):
@@ -111,11 +101,7 @@ def _row_sum_exp(ctx, xm, r, n, m, dt, store=None):
 def lower_log_softmax(ctx, node, ins):
     """Per row: m = max(x), s = sum(exp(x - m)), out = (x - m) - log(s)."""
     b = ctx.b
-    x, = ins
-    dt = node.outputs[0].dtype
-    out = ctx.alloc(node.outputs[0], x.shape)
-    xm = _as_rows(x)
-    om = out if out.ndim == 2 else Array(out.dtype, out.ptr, [1, out.shape[0]], b=b, bounds=out.bounds)
+    dt, out, xm, om = _row_views(ctx, node, ins)
     rows, n = xm.shape
     _nonempty_rows(ctx, rows, n)
     log = U.libm(ctx.module, "log", dt)

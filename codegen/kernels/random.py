@@ -145,8 +145,8 @@ def lower_random_draw(ctx, node, ins):
     full = b.udiv(n, U.i64(e))
     rest = b.urem(n, U.i64(e))
     if out.bounds is not None:  # bounds-checked build: one checked range for the whole output
-        from ..lower import _checker
-        _checker().check_range(b, out, n, 1)
+        from ..lower import bounds_checker as _checker
+        bounds_checker().check_range(b, out, n, 1)
     T = threads()
     if T == 1:
         _emit_blocks(b, ctx.module, dtype, distribution, out.ptr, key, ctr, U.i64(0), full)

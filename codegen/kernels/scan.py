@@ -126,11 +126,7 @@ def lower_scan(ctx, node, ins):
 
     steps_p = ctx.local(U.I64, n)
     t_p = ctx.local(U.I64, U.i64(0))
-    head = b.append_basic_block("scan_head")
-    body = b.append_basic_block("scan_body")
-    done = b.append_basic_block("scan_done")
-    b.branch(head)
-    b.position_at_end(head)
+    head, body, done = U.loop_blocks(b, "scan")
     t = b.load(t_p, typ=U.I64)
     b.cbranch(b.icmp_signed("<", t, n), body, done)
     b.position_at_end(body)

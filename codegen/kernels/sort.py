@@ -47,11 +47,7 @@ def _sort_rows(ctx, node, x, keep_index):
         with U.for_range(b, n, name="ins") as i:
             cur = i if keep_index else x_at(i)
             b.store(i, j)
-            head = b.append_basic_block("shift.head")
-            body = b.append_basic_block("shift.body")
-            done = b.append_basic_block("shift.end")
-            b.branch(head)
-            b.position_at_end(head)
+            head, body, done = U.loop_blocks(b, "shift")
             jv = b.load(j, typ=U.I64)
             more = b.icmp_signed(">", jv, U.i64(0))
             check = b.append_basic_block("shift.check")

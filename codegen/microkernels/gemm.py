@@ -81,18 +81,27 @@ def _sfx(dtype):
 
 # -- shared functions ---------------------------------------------------------------------------
 
+def _function(module, name, argtypes, noinline=True):
+    """(fn, new): the module's void function `name`; new when the module had none, then declared
+    here (internal, and never inlined with noinline) for the caller to emit its body."""
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn, False
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), argtypes), name=name)
+    fn.linkage = "internal"
+    if noinline:
+        fn.attributes.add("noinline")
+    return fn, True
+
+
 def _microkernel(module, dtype, nv):
     """void ukr(kc, Ap, Bp, C, c_rs, i1 acc, mrows, ncols):
     C[:mrows, :ncols] (+)= Ap^T @ Bp with Ap [kc][MR], Bp [kc][nv*L] packed (ncols > (nv-1)*L)."""
     L, MR, NV, KC, MC, NC = params(dtype)
-    name = f"symcnn_gemm_ukr_{dtype}_{MR}x{nv}x{L}"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
     I64, P = U.I64, U.PTR
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, P, P, P, I64, U.I1, I64, I64]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, new = _function(module, f"symcnn_gemm_ukr_{dtype}_{MR}x{nv}x{L}", [I64, P, P, P, I64, U.I1, I64, I64])
+    if not new:
+        return fn
     kc, ap, bp, c, crs, acc, mrows, ncols = fn.args
     for arg in (ap, bp, c):
         arg.add_attribute("noalias")
@@ -115,11 +124,7 @@ def _microkernel(module, dtype, nv):
             b.call(prefetch, [U.gep(b, crow, j * L, et), ir.Constant(U.I32, 1), ir.Constant(U.I32, 3),
                               ir.Constant(U.I32, 1)])
     # the k loop with the accumulators as phis
-    head = b.append_basic_block("k.head")
-    body = b.append_basic_block("k.body")
-    done = b.append_basic_block("k.end")
-    b.branch(head)
-    b.position_at_end(head)
+    head, body, done = U.loop_blocks(b, "k")
     q = b.phi(I64, name="q")
     q.add_incoming(U.i64(0), entry)
     accs = [[b.phi(vt, name=f"c{i}_{j}") for j in range(nv)] for i in range(MR)]
@@ -169,17 +174,13 @@ def _microkernel(module, dtype, nv):
     return fn
 
 
-def _macrokernel(module, dtype):
+def macrokernel(module, dtype):
     """void macro(mc, nc, kc, Ap, Bp, C, c_rs, i1 acc): all micro-tiles of one packed block."""
     L, MR, NV, KC, MC, NC = params(dtype)
-    name = f"symcnn_gemm_macro_{dtype}_{MR}x{NV}x{L}"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
     I64, P = U.I64, U.PTR
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, P, P, P, I64, U.I1]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, new = _function(module, f"symcnn_gemm_macro_{dtype}_{MR}x{NV}x{L}", [I64, I64, I64, P, P, P, I64, U.I1])
+    if not new:
+        return fn
     mc, nc, kc, ap, bp, c, crs, acc = fn.args
     et = U.ll_type(dtype)
     NR = NV * L
@@ -269,19 +270,12 @@ def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
                 b.store(b.select(valid[i], v, zero), U.gep(b, dst, i, et))
 
 
-class _FnCtx:
-    """What the packing/driver code uses of a lowering Context, inside a helper function."""
-
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-
 def _strided_of(x, dtype):
     """A Strided view of a loader that is plain memory of `dtype` (else None)."""
-    from ..lower import Array, _checker
+    from ..lower import Array, bounds_checker
     if isinstance(x, Strided):
         return x if x.dtype == dtype else None
-    if isinstance(x, Array) and x.dtype == dtype and x.ndim == 2 and _checker() is None:
+    if isinstance(x, Array) and x.dtype == dtype and x.ndim == 2 and bounds_checker() is None:
         return Strided(dtype, x.ptr, x.strides[0], x.strides[1])
     return None
 
@@ -290,19 +284,15 @@ def _pack_function(module, dtype, which):
     """void pack(X, rs, cs, dim, r0, rn, c0, cn, dst): _pack_a (which='a': dim = M, rows ic/mc, cols
     pc/kc) or _pack_b (which='b': dim = N, rows pc/kc, cols jc/nc) of a strided matrix; unit
     column stride gets its own loop (contiguous loads the vectorizer can use)."""
-    name = f"symcnn_gemm_pack{which}_{dtype}"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
     I64, P = U.I64, U.PTR
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [P] + [I64] * 7 + [P]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, new = _function(module, f"symcnn_gemm_pack{which}_{dtype}", [P] + [I64] * 7 + [P])
+    if not new:
+        return fn
     x, rs, cs, dim, r0, rn, c0, cn, dst = fn.args
     for arg in (x, dst):
         arg.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fctx = _FnCtx(module, b)
+    fctx = U.FunctionContext(module, b)
     with b.if_else(b.icmp_signed("==", cs, U.i64(1))) as (unit, other):
         for strided in (Strided(dtype, x, rs, 1), Strided(dtype, x, rs, cs)):
             with (unit if strided.cs == 1 else other):
@@ -314,7 +304,7 @@ def _pack_function(module, dtype, which):
     return fn
 
 
-def _packer(ctx, dtype, which, X):
+def packer(ctx, dtype, which, X):
     """fn(ctx, dtype, loader, dim, r0, rn, c0, cn, dst): the shared pack function for plain
     strided memory, else the inline packing loops (prologues, other dtypes, bounds checks)."""
     sx = _strided_of(X, dtype)
@@ -333,7 +323,7 @@ def _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pack_a=_pack_a
     b = ctx.b
     L, MR, NV, KC, MC, NC = params(dtype)
     et = U.ll_type(dtype)
-    macro = _macrokernel(ctx.module, dtype)
+    macro = macrokernel(ctx.module, dtype)
     Mv, Nv, Kv = (U.as_value(b, x) for x in (M, N, K))
     crs = U.as_value(b, c_rs)
     with U.for_range(b, Nv, step=NC, name="jc") as jc:
@@ -351,20 +341,17 @@ def _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pack_a=_pack_a
 
 def _driver_function(module, dtype):
     """void gemm(M, N, K, A, ars, acs, B, brs, bcs, C, crs, i1 acc, Ap, Bp): strided operands."""
-    name = f"symcnn_gemm_{dtype}_packed"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
     I64, P = U.I64, U.PTR
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64] * 3 + [P, I64, I64, P, I64, I64, P, I64, U.I1, P, P]),
-                     name=name)
-    fn.linkage = "internal"
+    fn, new = _function(module, f"symcnn_gemm_{dtype}_packed",
+                        [I64] * 3 + [P, I64, I64, P, I64, I64, P, I64, U.I1, P, P], noinline=False)
+    if not new:
+        return fn
     M, N, K, a, ars, acs, bm, brs, bcs, c, crs, acc, ap, bp = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    fctx = _FnCtx(module, b)
+    fctx = U.FunctionContext(module, b)
     A, B = Strided(dtype, a, ars, acs), Strided(dtype, bm, brs, bcs)
-    _, pa = _packer(fctx, dtype, "a", A)
-    _, pb = _packer(fctx, dtype, "b", B)
+    _, pa = packer(fctx, dtype, "a", A)
+    _, pb = packer(fctx, dtype, "b", B)
     _driver(fctx, dtype, M, N, K, A, B, c, crs, acc, ap, bp, pa, pb)
     b.ret_void()
     return fn
@@ -401,6 +388,6 @@ def emit_gemm(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, accumulate=False, packs=No
         args = [M, N, K, sa.ptr, sa.rs, sa.cs, sb.ptr, sb.rs, sb.cs, c_ptr, c_rs]
         b.call(fn, [U.as_value(b, v) for v in args] + [acc0, ap, bp])
         return
-    A, pa = _packer(ctx, dtype, "a", A)
-    B, pb = _packer(ctx, dtype, "b", B)
+    A, pa = packer(ctx, dtype, "a", A)
+    B, pb = packer(ctx, dtype, "b", B)
     _driver(ctx, dtype, M, N, K, A, B, c_ptr, c_rs, acc0, ap, bp, pa, pb)

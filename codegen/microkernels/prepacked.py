@@ -25,7 +25,7 @@ def size(b, dtype, M, K):
 
 def pack_a(ctx, dtype, A, M, K, ap):
     """ap <- all of A[M, K] as MR-row micro-panels (A a loader, e.g. gemm.Strided)."""
-    A, pack = gemm._packer(ctx, dtype, "a", A)
+    A, pack = gemm.packer(ctx, dtype, "a", A)
     pack(ctx, dtype, A, M, 0, M, 0, K, ap)
 
 
@@ -35,8 +35,8 @@ def emit_gemm(ctx, dtype, M, N, K, ap, B, c_ptr, c_rs, accumulate, bp):
     b = ctx.b
     L, MR, NV, KC, MC, NC = gemm.params(dtype)
     et = U.ll_type(dtype)
-    macro = gemm._macrokernel(ctx.module, dtype)
-    B, pack_b = gemm._packer(ctx, dtype, "b", B)
+    macro = gemm.macrokernel(ctx.module, dtype)
+    B, pack_b = gemm.packer(ctx, dtype, "b", B)
     Mv, Nv, Kv = (U.as_value(b, v) for v in (M, N, K))
     crs = U.as_value(b, c_rs)
     acc = ir.Constant(U.I1, int(bool(accumulate)))

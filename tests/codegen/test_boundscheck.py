@@ -205,7 +205,7 @@ def test_no_checks_are_emitted_when_off():
     plain = build_module(f.fgraph, []).ir_text
     assert build_module(f.fgraph, [], bounds_check=False).ir_text == plain
     assert "ret i32 11" in build_module(f.fgraph, [], bounds_check=True).ir_text
-    assert L._checker() is None  # the checker is only active during a checked build
+    assert L.bounds_checker() is None  # the checker is only active during a checked build
 
 
 # -- a deliberately broken lowering is caught ---------------------------------------------------------

@@ -15,7 +15,7 @@ import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet import conv2d
 from symcnn.tensor.type import TensorType
-from tests.helpers import _compare
+from tests.helpers import assert_native_matches
 from tests.fuzz.strategies import examples
 from tests.helpers import here
 
@@ -135,7 +135,7 @@ def test_reshape_to_a_batch_with_a_different_batch(batch, h, got_batch, ch, w, m
         expect_error(f, [value], ValueError, loc)
     else:
         got = f(value)
-        _compare(got[0], value.reshape(batch, ch, h, w), 0, 0, "reshape")
+        assert_native_matches(got[0], value.reshape(batch, ch, h, w), 0, 0, "reshape")
 
 
 @settings(max_examples=examples(8))
@@ -177,9 +177,9 @@ def test_givens_minibatch_past_the_end(n_rows, batch, index, mode):
     pb = e / e.sum(axis=1, keepdims=True)
     with np.errstate(all="ignore"):
         want_nll = np.float32(-np.mean(np.log(pb)[np.arange(len(yb)), yb])) if len(yb) else np.float32(np.nan)
-    _compare(got[0], want_nll, 1e-5, 1e-6, "nll")
-    _compare(got[1], xb.sum(axis=0), 1e-5, 1e-6, "sum")
-    _compare(got[2], np.int64(len(xb)), 0, 0, "rows")
+    assert_native_matches(got[0], want_nll, 1e-5, 1e-6, "nll")
+    assert_native_matches(got[1], xb.sum(axis=0), 1e-5, 1e-6, "sum")
+    assert_native_matches(got[2], np.int64(len(xb)), 0, 0, "rows")
 
     # the same minibatch through a static batch size: the short/empty batch is refused at the reshape
     img = x.reshape((batch, 1, 2, 3)); loc = here()  # noqa: E702
@@ -187,7 +187,7 @@ def test_givens_minibatch_past_the_end(n_rows, batch, index, mode):
     if len(xb) != batch:
         expect_error(g, [index], ValueError, loc)
     else:
-        _compare(g(index), xb.sum(dtype="float32"), 1e-5, 1e-6, "full batch")
+        assert_native_matches(g(index), xb.sum(dtype="float32"), 1e-5, 1e-6, "full batch")
 
 
 @settings(max_examples=examples(8))
@@ -202,7 +202,8 @@ def test_advanced_indexing_with_out_of_range_labels(rows, classes, data, mode):
     yv = np.asarray(labels, dtype="int32")
     if all(-classes <= v < classes for v in labels):
         e = np.exp(xv - xv.max(axis=1, keepdims=True))
-        _compare(f(xv, yv)[0], (e / e.sum(axis=1, keepdims=True))[np.arange(rows), yv], 1e-9, 1e-12, "picked")
+        want = (e / e.sum(axis=1, keepdims=True))[np.arange(rows), yv]
+        assert_native_matches(f(xv, yv)[0], want, 1e-9, 1e-12, "picked")
     else:
         expect_error(f, [xv, yv], IndexError, loc)
 

@@ -12,15 +12,12 @@ from hypothesis import strategies as st
 
 import symcnn
 import symcnn.tensor as T
-from tests.helpers import _compare
+from symcnn.compile.compare import magnitude, tolerance
+from tests.helpers import assert_native_matches
 from tests.fuzz.strategies import (API_GRAD_OPS, API_OPS, CONV_POOL_OPS, ELEMWISE_OPS, GRAD_OPS, STRUCTURE_OPS,
                                    examples, graphs)
 
 ERRORS = (TypeError, ValueError, IndexError)
-
-
-def _tolerance(dtype):
-    return (2e-5, 1e-5) if dtype == "float32" else (1e-9, 1e-10)
 
 
 def _copy(vals):
@@ -44,10 +41,9 @@ def check_case(case, calls=1):
             continue
         got = nat(*_copy(values))
         for k, (g, w) in enumerate(zip(got, want)):
-            rtol, atol = _tolerance("float32" if case.float32 else str(np.asarray(w).dtype))
+            rtol, atol = tolerance("float32" if case.float32 else str(np.asarray(w).dtype))
             # reductions accumulate in a different order: scale atol by the magnitude involved
-            scale = max(1.0, float(np.max(np.abs(w[np.isfinite(w)]), initial=0.0))) if w.dtype.kind == "f" else 1
-            _compare(g, w, rtol, atol * scale, f"call {c}, output {k} ({case.outputs[k]})")
+            assert_native_matches(g, w, rtol, atol * magnitude(w), f"call {c}, output {k} ({case.outputs[k]})")
 
 
 @settings(max_examples=examples(12))
@@ -133,8 +129,8 @@ def test_native_gradient_matches_reference_gradient(case, seed):
     nat = symcnn.function(inputs, [cost] + grads, mode="native", on_unused_input="ignore")
     want, got = ref(*_copy(values)), nat(*_copy(values))
     for k, (g, w) in enumerate(zip(got, want)):
-        scale = max(1.0, float(np.max(np.abs(w), initial=0.0)))
-        _compare(g, w, 1e-9, 1e-10 * scale, f"{'cost' if k == 0 else f'gradient of input {k - 1}'}")
+        rtol, atol = tolerance("float64")
+        assert_native_matches(g, w, rtol, atol * magnitude(w), f"{'cost' if k == 0 else f'gradient of input {k - 1}'}")
 
 
 def _out_shape(case):

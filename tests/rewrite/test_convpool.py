@@ -13,7 +13,7 @@ from symcnn.tensor.nnet import conv2d
 from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 from symcnn.tensor.signal import pool
 
-from tests.helpers import _compare
+from tests.helpers import assert_native_matches as _compare
 
 NAME = "fuse_conv_pool_tanh"
 RTOL, ATOL = 2e-4, 2e-5
