@@ -145,7 +145,7 @@ def lower_random_draw(ctx, node, ins):
     full = b.udiv(n, U.i64(e))
     rest = b.urem(n, U.i64(e))
     if out.bounds is not None:  # bounds-checked build: one checked range for the whole output
-        from ..lower import bounds_checker as _checker
+        from ..lower import bounds_checker
         bounds_checker().check_range(b, out, n, 1)
     T = threads()
     if T == 1:
