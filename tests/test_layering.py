@@ -97,11 +97,6 @@ def _sources():
         yield from sorted((ROOT / package).rglob("*.py"))
 
 
-# The backend's remaining cross-module private names (lower.py's _checker and _bounds, the
-# microkernels' gemm._packer and _macrokernel, build.py's _constant) are made public on
-# another branch; this test passes once both are merged.
-@pytest.mark.xfail(strict=False, reason="codegen: lower._checker/_bounds, gemm._packer/_macrokernel and "
-                                        "build.py's _constant are still used across modules")
 def test_no_module_uses_another_modules_private_names():
     bad = [f"{path.relative_to(ROOT)}:{line}: {text}" for path in _sources() for line, text in violations(path)]
     assert not bad, "underscore names used across modules:\n" + "\n".join(bad)
