@@ -277,7 +277,7 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
             wa = ctx.scratch(dt, [PP.size(b, dt, g.P, K)]).ptr
             PP.pack_a(ctx, dt, G.Strided(dt, wd.ptr, 1, g.P), g.P, K, wa)
         if tp is not None:
-            offs = ctx.scratch("int64", [tp.npan * tp.MR])
+            offs = ctx.scratch("int64", [tp.n_offsets])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
         ptrs = [wa if need_gx else None, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None,
                 offs.ptr if offs is not None else None]
