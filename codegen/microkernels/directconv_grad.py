@@ -129,7 +129,11 @@ class TapPlan:
     stored once per group.
 
     The input gradient (gx kernel) reads W^T packed by prepacked.pack_a, in panels of gemm's MR rows
-    (gx_mr), whatever the tap tile of the weight gradient; the offset table covers both paddings."""
+    (gx_mr), whatever the tap tile of the weight gradient, with its taps in channel-minor order
+    (gx_tap): the taps of a panel then add into different channels' planes of dx, not into runs
+    shifted by one column, whose read-modify-write stores would each wait for the previous one
+    (a load overlapping a pending store is not forwarded). Its offsets follow the weight gradient's
+    in the same table, from gx_offsets."""
 
     def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip):
         self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
@@ -142,7 +146,8 @@ class TapPlan:
         self.MR, self.blocks = dw_tile(self.NV, max_accumulators())
         self.npan = -(-self.P // self.MR)
         self.gx_mr = gemm.params(dtype)[1]
-        self.n_offsets = max(self.npan * self.MR, -(-self.P // self.gx_mr) * self.gx_mr)
+        self.gx_offsets = self.npan * self.MR
+        self.n_offsets = self.gx_offsets + -(-self.P // self.gx_mr) * self.gx_mr
         size = U.itemsize(dtype)
         self.G = max(1, min(16, (128 * 1024) // (self.N * self.KP * size)))
         self.img = C * H * W
@@ -178,18 +183,41 @@ def tap_plan(op, dtype, dims):
 
 
 def tap_plan_offsets(ctx, tp, offs):
-    """offs[p] = the image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0); the
-    padding entries up to whole panels repeat offset 0 (their rows are computed, never stored)."""
+    """offs[p] = the image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0), and
+    offs[gx_offsets + q] = that of tap gx_tap(q); the padding entries up to whole panels repeat
+    offset 0 (their rows are computed, never stored)."""
     b = ctx.b
+    khw = tp.kh * tp.kw
     with U.for_range(b, tp.C, name="pc") as c:
         for rr in range(tp.kh):
             for ss in range(tp.kw):
                 r, s = (tp.kh - 1 - rr, tp.kw - 1 - ss) if tp.flip else (rr, ss)
-                p = b.add(b.mul(c, U.i64(tp.kh * tp.kw)), U.i64(rr * tp.kw + ss))
+                p = b.add(b.mul(c, U.i64(khw)), U.i64(rr * tp.kw + ss))
                 off = b.add(b.mul(c, U.i64(tp.H * tp.W)), U.i64(r * tp.W + s))
                 b.store(off, b.gep(offs, [p], source_etype=U.I64))
-    for p in range(tp.P, tp.n_offsets):
+                q = b.add(U.i64(tp.gx_offsets + (rr * tp.kw + ss) * tp.C), c)
+                b.store(off, b.gep(offs, [q], source_etype=U.I64))
+    for p in list(range(tp.P, tp.gx_offsets)) + list(range(tp.gx_offsets + tp.P, tp.n_offsets)):
         b.store(U.i64(0), b.gep(offs, [U.i64(p)], source_etype=U.I64))
+
+
+def gx_tap(b, tp, q):
+    """The tap p = (c, rr, ss) at place q of the input gradient's channel-minor order (q = (rr, ss)*C + c)."""
+    q = U.as_value(b, q)
+    return b.add(b.mul(b.urem(q, U.i64(tp.C)), U.i64(tp.kh * tp.kw)), b.udiv(q, U.i64(tp.C)))
+
+
+class GxWeights:
+    """W^T[q, k] = W[k, gx_tap(q)] as a loader (for prepacked.pack_a), W dense [K][P]."""
+
+    def __init__(self, tp, ptr):
+        self.tp, self.ptr, self.dtype = tp, ptr, tp.dtype
+
+    def load(self, b, idx):
+        q, k = idx
+        et = U.ll_type(self.dtype)
+        off = U.add(b, U.mul(b, k, self.tp.P), gx_tap(b, self.tp, q))
+        return b.load(U.gep(b, self.ptr, off, et), typ=et)
 
 
 def _positions(module, tp):
@@ -354,8 +382,9 @@ def _gx_kernel(module, tp, nv):
 
 
 def emit_gx_image(ctx, tp, wa, top, dx, offs):
-    """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = W^T packed by
-    prepacked.pack_a (panels of gx_mr rows, [K][gx_mr] each) and top [K][N] (padded past its end).
+    """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = GxWeights (W^T, taps in
+    channel-minor order) packed by prepacked.pack_a (panels of gx_mr rows, [K][gx_mr] each) and top
+    [K][N] (padded past its end).
     A tile is gx_mr taps x nv vectors of output rows: at most 4 vectors, and no more accumulators
     than the target's registers hold."""
     b = ctx.b
@@ -371,7 +400,7 @@ def emit_gx_image(ctx, tp, wa, top, dx, offs):
     def call(t0, pan, rows):
         p0 = b.mul(U.as_value(b, pan), U.i64(MR))
         b.call(fn, [b.gep(wa, [b.mul(p0, U.i64(tp.K))], source_etype=et), top, t0, dx,
-                    b.gep(offs, [p0], source_etype=U.I64), U.i64(rows)])
+                    b.gep(offs, [b.add(p0, U.i64(tp.gx_offsets))], source_etype=U.I64), U.i64(rows)])
 
     with U.for_range(b, ntiles, name="gxt") as t:
         t0 = b.mul(t, U.i64(rows_per_tile))

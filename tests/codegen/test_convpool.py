@@ -162,7 +162,7 @@ def test_tap_tiles_fit_registers_and_match_reference(target):
     taps fill neither the 4- nor the 6-tap panels) with enough images for two groups per thread: the
     weight gradient's tap tiles stay within the target's accumulators, splitting the 50 filters into
     several column blocks with 16 vector registers, and the input gradient (fused with 8 or more lanes)
-    reads W^T in gemm's panels whatever the tap tile."""
+    reads W^T in gemm's panels whatever the tap tile, its taps in channel-minor order."""
     from codegen.microkernels import directconv as D, directconv_grad as DG, gemm
     xs, ws = (37, 3, 12, 12), (50, 3, 5, 5)
     kw = dict(ws=(2, 2), imshp=xs, kshp=ws)
@@ -174,7 +174,8 @@ def test_tap_tiles_fit_registers_and_match_reference(target):
     assert [j0 for j0, _ in tp.blocks] == [sum(nv for _, nv in tp.blocks[:j]) for j in range(len(tp.blocks))]
     assert tp.MR * max(nv for _, nv in tp.blocks) <= D.max_accumulators()
     assert len(tp.blocks) == (1 if target.vector_registers >= 32 else -(-tp.NV // 3))
-    assert tp.P % tp.MR and tp.P % tp.gx_mr and tp.n_offsets >= max(tp.npan * tp.MR, tp.P + tp.gx_mr - tp.P % tp.gx_mr)
+    assert tp.P % tp.MR and tp.P % tp.gx_mr   # partial panels in both kernels
+    assert tp.gx_offsets == tp.npan * tp.MR and tp.n_offsets == tp.gx_offsets + tp.P + tp.gx_mr - tp.P % tp.gx_mr
     x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
     out, mask = fwd(x, W, b)
     outs = [out, mask] + list(ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g))
