@@ -268,9 +268,10 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
         wa = wd.ptr
         if prepack:   # W^T, the A of every image's input-gradient GEMM, packed once
             wa = ctx.scratch(dt, [PP.size(b, dt, g.P, K)]).ptr
-            PP.pack_a(ctx, dt, G.Strided(dt, wd.ptr, 1, g.P), g.P, K, wa)
+            wt = DG.GxWeights(tp, wd.ptr) if DG.gx_fusable(tp) else G.Strided(dt, wd.ptr, 1, g.P)
+            PP.pack_a(ctx, dt, wt, g.P, K, wa)
         if tp is not None:
-            offs = ctx.scratch("int64", [tp.npan * tp.MR])
+            offs = ctx.scratch("int64", [tp.n_offsets])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
         ptrs = [wa if need_gx else None, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None,
                 offs.ptr if offs is not None else None]

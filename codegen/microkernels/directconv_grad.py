@@ -12,7 +12,8 @@
 from llvmlite import ir
 
 from .. import irutil as U
-from .directconv import AccLoop, Vec, kernel_function, lanes
+from . import gemm
+from .directconv import AccLoop, Vec, kernel_function, lanes, max_accumulators
 
 
 # -- weight gradient by inner products (wide layout) ----------------------------------------------
@@ -123,12 +124,16 @@ class TapPlan:
     """dWT[p, k] += sum_n x[tap p at output n] * top[k, n], over groups of images: a GEMM whose A
     operand (the im2col matrix) is read straight from the image through the tap offsets and a
     table of output positions, and whose B operand is top transposed into [n][KP] rows (K padded to
-    whole vectors). MR taps x NV vectors of k are accumulated in registers over every n of every
-    image of a group, so each dWT tile is loaded and stored once per group."""
+    whole vectors). MR taps x one column block of k (`blocks`: (first vector, vectors)) are
+    accumulated in registers over every n of every image of a group, so each dWT tile is loaded and
+    stored once per group.
 
-    # 6 taps per register tile on every target (6 x NV accumulators: with 16 vector registers and
-    # NV > 2 they spill; a tile sized to the registers gave wrong input gradients, not yet found why)
-    MR = 6
+    The input gradient (gx kernel) reads W^T packed by prepacked.pack_a, in panels of gemm's MR rows
+    (gx_mr), whatever the tap tile of the weight gradient, with its taps in channel-minor order
+    (gx_tap): the taps of a panel then add into different channels' planes of dx, not into runs
+    shifted by one column, whose read-modify-write stores would each wait for the previous one
+    (a load overlapping a pending store is not forwarded). Its offsets follow the weight gradient's
+    in the same table, from gx_offsets."""
 
     def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip):
         self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
@@ -138,7 +143,11 @@ class TapPlan:
         self.KP = self.NV * self.L
         self.N = OH * OW
         self.P = C * kh * kw
+        self.MR, self.blocks = dw_tile(self.NV, max_accumulators())
         self.npan = -(-self.P // self.MR)
+        self.gx_mr = gemm.params(dtype)[1]
+        self.gx_offsets = self.npan * self.MR
+        self.n_offsets = self.gx_offsets + -(-self.P // self.gx_mr) * self.gx_mr
         size = U.itemsize(dtype)
         self.G = max(1, min(16, (128 * 1024) // (self.N * self.KP * size)))
         self.img = C * H * W
@@ -147,31 +156,68 @@ class TapPlan:
         return self.G * self.N * self.KP
 
 
+def dw_tile(NV, max_acc):
+    """(taps per tile, column blocks) for NV vectors of k: blocks of at most 4 vectors with 32 vector
+    registers (one block of up to 4 with 6 taps: 24 accumulators), of at most 3 with 16 (4 taps x 3,
+    or 6 x 2: 12 accumulators beside the loaded vectors and the broadcast), split evenly."""
+    most = 4 if max_acc >= 24 else 3
+    nb = -(-NV // most)
+    sizes = [NV // nb + (1 if j < NV % nb else 0) for j in range(nb)]
+    blocks, j0 = [], 0
+    for nv in sizes:
+        blocks.append((j0, nv))
+        j0 += nv
+    return min(6, max_acc // max(sizes)), blocks
+
+
 def tap_plan(op, dtype, dims):
     if str(dtype) not in ("float32", "float64") or op.border_mode != "valid":
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or OH < 1 or OW < 1:
         return None
-    if -(-K // lanes(dtype)) > 4:
+    if -(-K // lanes(dtype)) * lanes(dtype) * U.itemsize(dtype) > 256:   # a transposed top row: 256 bytes at most
         return None
     sh, sw = op.subsample
     return TapPlan(str(dtype), C, H, W, K, kh, kw, OH, OW, sh, sw, op.filter_flip)
 
 
 def tap_plan_offsets(ctx, tp, offs):
-    """offs[p] = the image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0); the
-    padding entries up to whole panels repeat offset 0 (their rows are computed, never stored)."""
+    """offs[p] = the image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0), and
+    offs[gx_offsets + q] = that of tap gx_tap(q); the padding entries up to whole panels repeat
+    offset 0 (their rows are computed, never stored)."""
     b = ctx.b
+    khw = tp.kh * tp.kw
     with U.for_range(b, tp.C, name="pc") as c:
         for rr in range(tp.kh):
             for ss in range(tp.kw):
                 r, s = (tp.kh - 1 - rr, tp.kw - 1 - ss) if tp.flip else (rr, ss)
-                p = b.add(b.mul(c, U.i64(tp.kh * tp.kw)), U.i64(rr * tp.kw + ss))
+                p = b.add(b.mul(c, U.i64(khw)), U.i64(rr * tp.kw + ss))
                 off = b.add(b.mul(c, U.i64(tp.H * tp.W)), U.i64(r * tp.W + s))
                 b.store(off, b.gep(offs, [p], source_etype=U.I64))
-    for p in range(tp.P, tp.npan * tp.MR):
+                q = b.add(U.i64(tp.gx_offsets + (rr * tp.kw + ss) * tp.C), c)
+                b.store(off, b.gep(offs, [q], source_etype=U.I64))
+    for p in list(range(tp.P, tp.gx_offsets)) + list(range(tp.gx_offsets + tp.P, tp.n_offsets)):
         b.store(U.i64(0), b.gep(offs, [U.i64(p)], source_etype=U.I64))
+
+
+def gx_tap(b, tp, q):
+    """The tap p = (c, rr, ss) at place q of the input gradient's channel-minor order (q = (rr, ss)*C + c)."""
+    q = U.as_value(b, q)
+    return b.add(b.mul(b.urem(q, U.i64(tp.C)), U.i64(tp.kh * tp.kw)), b.udiv(q, U.i64(tp.C)))
+
+
+class GxWeights:
+    """W^T[q, k] = W[k, gx_tap(q)] as a loader (for prepacked.pack_a), W dense [K][P]."""
+
+    def __init__(self, tp, ptr):
+        self.tp, self.ptr, self.dtype = tp, ptr, tp.dtype
+
+    def load(self, b, idx):
+        q, k = idx
+        et = U.ll_type(self.dtype)
+        off = U.add(b, U.mul(b, k, self.tp.P), gx_tap(b, self.tp, q))
+        return b.load(U.gep(b, self.ptr, off, et), typ=et)
 
 
 def _positions(module, tp):
@@ -189,10 +235,21 @@ def _positions(module, tp):
     return g
 
 
-def _dwt_kernel(module, tp):
-    """void k(x, offs, pos, tT, gn, C, mrows): C[i*KP + :KP] += sum over images g < gn and n < N of
-    x[g*img + offs[i] + pos[n]] * tT[(g*N + n)*KP + :KP], i < MR (rows < mrows stored)."""
-    name = f"symcnn_dconv_dwt_{tp.dtype}_{tp.NV}_N{tp.N}_I{tp.img}"
+def _store_rows(b, MR, mrows, store):
+    """store(i) for the rows i < mrows of an MR-row tile (row 0 always: a tile has at least one)."""
+    for i in range(MR):
+        if i == 0:
+            store(i)
+        else:
+            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
+                store(i)
+
+
+def _dwt_kernel(module, tp, nv):
+    """void k(x, offs, pos, tT, gn, C, mrows): C[i*KP + :nv*L] += sum over images g < gn and n < N of
+    x[g*img + offs[i] + pos[n]] * tT[(g*N + n)*KP + :nv*L], i < MR (rows < mrows stored); tT and C
+    point at the column block's first vector."""
+    name = f"symcnn_dconv_dwt_{tp.dtype}_{tp.MR}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -200,11 +257,11 @@ def _dwt_kernel(module, tp):
     fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64, P_, I64])
     x, offs, pos, tT, gn, c, mrows = fn.args
     et = U.ll_type(tp.dtype)
-    L, MR, NV, KP = tp.L, tp.MR, tp.NV, tp.KP
+    L, MR, KP = tp.L, tp.MR, tp.KP
     vec = Vec(module, tp.dtype, L)
     offv = [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64) for i in range(MR)]
     # one flat loop over (image, n): u = g*N + n
-    loop = AccLoop(b, "u", b.mul(gn, U.i64(tp.N)), MR, NV, vec)
+    loop = AccLoop(b, "u", b.mul(gn, U.i64(tp.N)), MR, nv, vec)
     n = loop.carry(U.i64(0), "n")
     xg = loop.carry(x, "xg")
     loop.enter()
@@ -213,25 +270,22 @@ def _dwt_kernel(module, tp):
     xq = b.gep(xg, [q], source_etype=et)
     trow = b.gep(tT, [b.mul(u, U.i64(KP))], source_etype=et)
     bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vec.t, align=vec.size)
-          for j in range(NV)]
+          for j in range(nv)]
     new = []
     for i in range(MR):
         a = U.splat(b, b.load(b.gep(xq, [offv[i]], source_etype=et), typ=et), vec.t)
-        new.append([b.call(vec.fma, [a, bv[j], accs[i][j]]) for j in range(NV)])
+        new.append([b.call(vec.fma, [a, bv[j], accs[i][j]]) for j in range(nv)])
     n1 = b.add(n, U.i64(1))
     wrap = b.icmp_signed("==", n1, U.i64(tp.N))
     loop.close(new, {n: b.select(wrap, U.i64(0), n1),
                      xg: b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg)})
-    for i in range(MR):
-        def store(i=i):
-            for j in range(NV):
-                ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
-                b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
-        if i == 0:
-            store()
-        else:
-            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
-                store()
+
+    def store(i):
+        for j in range(nv):
+            ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
+
+    _store_rows(b, MR, mrows, store)
     b.ret_void()
     return fn
 
@@ -248,17 +302,20 @@ def transpose_top(ctx, tp, top, trs, dst):
 
 
 def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
-    """dwT[p*KP + k] += the group's contribution, panel by panel of MR taps."""
+    """dwT[p*KP + k] += the group's contribution, panel by panel of MR taps, column block by block."""
     b = ctx.b
     et = U.ll_type(tp.dtype)
-    fn = _dwt_kernel(ctx.module, tp)
     pos = _positions(ctx.module, tp)
     full = tp.P // tp.MR
 
     def call(pan, rows):
         p0 = b.mul(U.as_value(b, pan), U.i64(tp.MR))
-        b.call(fn, [x_group, b.gep(offs, [p0], source_etype=U.I64), pos, tT, U.as_value(b, gn),
-                    b.gep(dwT, [b.mul(p0, U.i64(tp.KP))], source_etype=et), U.i64(rows)])
+        for j0, nv in tp.blocks:
+            b.call(_dwt_kernel(ctx.module, tp, nv),
+                   [x_group, b.gep(offs, [p0], source_etype=U.I64), pos,
+                    b.gep(tT, [U.i64(j0 * tp.L)], source_etype=et), U.as_value(b, gn),
+                    b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et),
+                    U.i64(rows)])
 
     with U.for_range(b, full, name="pan") as pan:
         call(pan, tp.MR)
@@ -278,7 +335,7 @@ def _gx_kernel(module, tp, nv):
     """void k(wa, top, t0, dx, offs, mrows): acc[i][v] = sum_k wa[k*MR + i] * top[k*N + q0 + v*L]
     (q0 = t0*OW, t0 the tile's first output row), then dx[offs[i] + row*sh*W + :OW] += the lanes of
     each whole output row < OH, rows i < mrows."""
-    name = f"symcnn_dconv_gx_{tp.dtype}_{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}"
+    name = f"symcnn_dconv_gx_{tp.dtype}_{tp.gx_mr}x{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -286,7 +343,7 @@ def _gx_kernel(module, tp, nv):
     fn, b = kernel_function(module, name, [P_, P_, I64, P_, P_, I64])
     wa, top, t0, dx, offs, mrows = fn.args
     et = U.ll_type(tp.dtype)
-    L, MR, OW = tp.L, tp.MR, tp.OW
+    L, MR, OW = tp.L, tp.gx_mr, tp.OW
     G = L // OW
     vec = Vec(module, tp.dtype, L)
     ht = ir.VectorType(et, OW)
@@ -303,50 +360,51 @@ def _gx_kernel(module, tp, nv):
         a = U.splat(b, b.load(b.gep(arow, [U.i64(i)], source_etype=et), typ=et), vec.t)
         new.append([b.call(vec.fma, [a, bv[v], accs[i][v]]) for v in range(nv)])
     loop.close(new)
-    for i in range(MR):
-        def store(i=i):
-            base = b.gep(dx, [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64)], source_etype=et)
-            for v in range(nv):
-                for g in range(G):
-                    row = b.add(t0, U.i64(v * G + g))
-                    with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
-                        ptr = b.gep(base, [b.mul(row, U.i64(tp.sh * tp.W))], source_etype=et)
-                        part = b.shuffle_vector(accs[i][v], accs[i][v],
-                                                ir.Constant(ir.VectorType(U.I32, OW), list(range(g * OW, g * OW + OW))))
-                        if OW == 1:
-                            part = b.extract_element(part, ir.Constant(U.I32, 0))
-                            b.store(b.fadd(b.load(ptr, typ=et), part), ptr)
-                        else:
-                            b.store(b.fadd(b.load(ptr, typ=ht, align=vec.size), part), ptr, align=vec.size)
-        if i == 0:
-            store()
-        else:
-            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
-                store()
+
+    def store(i):
+        base = b.gep(dx, [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64)], source_etype=et)
+        for v in range(nv):
+            for g in range(G):
+                row = b.add(t0, U.i64(v * G + g))
+                with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
+                    ptr = b.gep(base, [b.mul(row, U.i64(tp.sh * tp.W))], source_etype=et)
+                    part = b.shuffle_vector(accs[i][v], accs[i][v],
+                                            ir.Constant(ir.VectorType(U.I32, OW), list(range(g * OW, g * OW + OW))))
+                    if OW == 1:
+                        part = b.extract_element(part, ir.Constant(U.I32, 0))
+                        b.store(b.fadd(b.load(ptr, typ=et), part), ptr)
+                    else:
+                        b.store(b.fadd(b.load(ptr, typ=ht, align=vec.size), part), ptr, align=vec.size)
+
+    _store_rows(b, MR, mrows, store)
     b.ret_void()
     return fn
 
 
 def emit_gx_image(ctx, tp, wa, top, dx, offs):
-    """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = W^T packed by
-    prepacked.pack_a (panels of MR rows, [K][MR] each) and top [K][N] (padded past its end)."""
+    """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = GxWeights (W^T, taps in
+    channel-minor order) packed by prepacked.pack_a (panels of gx_mr rows, [K][gx_mr] each) and top
+    [K][N] (padded past its end).
+    A tile is gx_mr taps x nv vectors of output rows: at most 4 vectors, and no more accumulators
+    than the target's registers hold."""
     b = ctx.b
     et = U.ll_type(tp.dtype)
+    MR = tp.gx_mr
     rows_per_vec = tp.L // tp.OW
-    nv = min(4, -(-tp.OH // rows_per_vec))
+    nv = max(1, min(4, max_accumulators() // MR, -(-tp.OH // rows_per_vec)))
     rows_per_tile = nv * rows_per_vec
     ntiles = -(-tp.OH // rows_per_tile)
     fn = _gx_kernel(ctx.module, tp, nv)
-    full = tp.P // tp.MR
+    full = tp.P // MR
 
     def call(t0, pan, rows):
-        p0 = b.mul(U.as_value(b, pan), U.i64(tp.MR))
+        p0 = b.mul(U.as_value(b, pan), U.i64(MR))
         b.call(fn, [b.gep(wa, [b.mul(p0, U.i64(tp.K))], source_etype=et), top, t0, dx,
-                    b.gep(offs, [p0], source_etype=U.I64), U.i64(rows)])
+                    b.gep(offs, [b.add(p0, U.i64(tp.gx_offsets))], source_etype=U.I64), U.i64(rows)])
 
     with U.for_range(b, ntiles, name="gxt") as t:
         t0 = b.mul(t, U.i64(rows_per_tile))
         with U.for_range(b, full, name="gxp") as pan:
-            call(t0, pan, tp.MR)
-        if full < tp.npan:
-            call(t0, full, tp.P - full * tp.MR)
+            call(t0, pan, MR)
+        if full * MR < tp.P:
+            call(t0, full, tp.P - full * MR)

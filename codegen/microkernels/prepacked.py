@@ -26,7 +26,7 @@ def size(b, dtype, M, K):
 def pack_a(ctx, dtype, A, M, K, ap):
     """ap <- all of A[M, K] as MR-row micro-panels (A a loader, e.g. gemm.Strided)."""
     A, pack = gemm.packer(ctx, dtype, "a", A)
-    pack(ctx, dtype, A, M, 0, M, 0, K, ap)
+    pack(ctx, dtype, A, *(U.as_value(ctx.b, v) for v in (M, 0, M, 0, K)), ap)
 
 
 def emit_gemm(ctx, dtype, M, N, K, ap, B, c_ptr, c_rs, accumulate, bp):

@@ -157,6 +157,33 @@ def test_direct_weight_gradient_ignores_row_ends(target):
     check_native_vs_reference([x, W, b, g], [out, mask] + list(grads), [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)
 
 
+def test_tap_tiles_fit_registers_and_match_reference(target):
+    """The tutorial's second layer (50 filters of 5x5, 8x8 outputs; 3 input channels here, so the 75
+    taps fill neither the 4- nor the 6-tap panels) with enough images for two groups per thread: the
+    weight gradient's tap tiles stay within the target's accumulators, splitting the 50 filters into
+    several column blocks with 16 vector registers, and the input gradient (fused with 8 or more lanes)
+    reads W^T in gemm's panels whatever the tap tile, its taps in channel-minor order."""
+    from codegen.microkernels import directconv as D, directconv_grad as DG, gemm
+    xs, ws = (37, 3, 12, 12), (50, 3, 5, 5)
+    kw = dict(ws=(2, 2), imshp=xs, kshp=ws)
+    fwd = ConvPoolTanh(**kw)
+    tp = DG.tap_plan(fwd, "float32", [37, 3, 12, 12, 50, 5, 5, 8, 8])
+    assert tp is not None and tp.gx_mr == gemm.params("float32")[1]
+    assert DG.gx_fusable(tp) == (tp.L % 8 == 0)   # whole 8-wide output rows per vector (not with 4 lanes)
+    assert [nv for _, nv in tp.blocks] and sum(nv for _, nv in tp.blocks) == tp.NV
+    assert [j0 for j0, _ in tp.blocks] == [sum(nv for _, nv in tp.blocks[:j]) for j in range(len(tp.blocks))]
+    assert tp.MR * max(nv for _, nv in tp.blocks) <= D.max_accumulators()
+    assert len(tp.blocks) == (1 if target.vector_registers >= 32 else -(-tp.NV // 3))
+    assert tp.P % tp.MR and tp.P % tp.gx_mr   # partial panels in both kernels
+    assert tp.gx_offsets == tp.npan * tp.MR and tp.n_offsets == tp.gx_offsets + tp.P + tp.gx_mr - tp.P % tp.gx_mr
+    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
+    out, mask = fwd(x, W, b)
+    outs = [out, mask] + list(ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g))
+    xv, Wv, bv = _values(xs, ws)
+    gv = np.random.RandomState(5).standard_normal((37, 50, 4, 4)).astype("float32")
+    check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)
+
+
 def _random_case(seed):
     """A random static 'valid' conv + 2x2 pool: any filter size, 1-69 filters, output rows of widths
     that do or do not divide the vector length, odd batches, both dtypes, flipped or not."""
