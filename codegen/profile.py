@@ -38,6 +38,8 @@ import os
 import numpy as np
 from llvmlite import ir
 
+from symcnn.tensor.basic import Shape, Shape_i
+
 from . import irutil as U
 from .runtime import NativeRunner
 
@@ -263,7 +265,7 @@ def make_report(runner, peak_gflops=None):
     for i, k in enumerate(kernels):
         ns, calls = int(counts[2 * i]), int(counts[2 * i + 1])
         shapes, nbytes = [], 0
-        shape_only = k.node is not None and type(k.node.op).__name__ in ("Shape", "Shape_i")
+        shape_only = k.node is not None and isinstance(k.node.op, (Shape, Shape_i))
         for j, (off, ndim, dtype) in enumerate(p["layout"][i]):
             shp = tuple(int(d) for d in dims[off:off + ndim])
             shapes.append(shp)
