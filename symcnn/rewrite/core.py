@@ -76,7 +76,10 @@ class RewriteQuery:
 
     def check(self):
         """Raise ValueError for a tag no registered rewrite carries (a misspelt name)."""
-        known = set().union(*(r.tags for r in _rewrites)) | set(PHASES)
+        # 'inplace' is Theano's tag for its destructive rewrites, which Theano code excludes to keep
+        # inputs intact: here nothing destroys an input (the memory plan writes only updated shared
+        # variables in place), so the tag is known and selects no rewrite.
+        known = set().union(*(r.tags for r in _rewrites)) | set(PHASES) | {"inplace"}
         for verb, tags in (("include", self.include), ("exclude", self.exclude)):
             unknown = set(tags) - known
             if unknown:

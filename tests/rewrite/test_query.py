@@ -43,3 +43,20 @@ def test_an_unknown_tag_is_an_error():
         rewrite_graph(_tiny(), excluding=["no_such_rewrite"])
     with pytest.raises(ValueError, match="cannot include unknown rewrite"):
         rewrite_graph(_tiny(), query=RewriteQuery(include=("no_such_tag",)))
+
+
+def test_theano_inplace_tag_is_accepted_and_keeps_results():
+    """Theano code excludes 'inplace' to keep its inputs intact: accepted, and the results and the
+    inputs are those of the default mode."""
+    import numpy as np
+    import symcnn
+    import symcnn.tensor as T
+    from symcnn.compile.mode import Mode
+
+    x = T.vector("x")
+    w = symcnn.shared(np.arange(3, dtype="float32"))
+    fn = symcnn.function([x], (x * 2).sum(), updates=[(w, w + x)], mode=Mode(excluding=["inplace"]))
+    xv = np.ones(3, dtype="float32")
+    assert fn(xv) == 6.0
+    np.testing.assert_array_equal(w.get_value(), [1, 2, 3])
+    np.testing.assert_array_equal(xv, [1, 1, 1])
