@@ -26,6 +26,10 @@ class Rewrite:
     graph_level: bool = False
     tags: frozenset = field(default_factory=frozenset)   # name, phase, 'fast_run' and extra tags
 
+    def __post_init__(self):
+        # every rewrite carries its name, its phase and 'fast_run', however it was made
+        self.tags = frozenset(self.tags) | {self.name, self.phase, "fast_run"}
+
 
 _rewrites = []
 
@@ -35,8 +39,7 @@ def _register(phase, name, fn, tracks, graph_level, tags=()):
         raise ValueError(f"unknown rewrite phase {phase!r}; phases are {PHASES}")
     if any(r.name == name for r in _rewrites):
         raise ValueError(f"a rewrite named {name!r} is already registered")
-    tags = frozenset((name, phase, "fast_run") + tuple(tags))
-    _rewrites.append(Rewrite(name, phase, fn, tuple(tracks) if tracks else None, graph_level, tags))
+    _rewrites.append(Rewrite(name, phase, fn, tuple(tracks) if tracks else None, graph_level, frozenset(tags)))
     return fn
 
 
