@@ -68,6 +68,7 @@ class Fired:
 def rewrite_graph(fgraph, excluding=(), max_passes=100):
     """Run every phase in order, each to a fixpoint. Returns the list of Fired records."""
     from . import canonicalize, stabilize, fusion, convpool  # noqa: F401  (register the rewrites)
+    from ..scan_module import scan_rewrites  # noqa: F401
     excluding = set(excluding)
     unknown = excluding - {r.name for r in _rewrites} - set(PHASES)
     if unknown:
