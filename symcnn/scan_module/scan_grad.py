@@ -149,7 +149,7 @@ def scan_grad(op, inputs, outputs, output_grads):
             outer_seqs.append(outer[:nb])
             rev.append(False)
         else:
-            outer_seqs.append(outer[n - nb:n])
+            outer_seqs.append(outer[:n] if k == -1 else outer[n - nb:n])
             rev.append(True)
         inner_seqs.append(inner)
 
@@ -187,8 +187,11 @@ def scan_grad(op, inputs, outputs, output_grads):
     base = 1
     for (j, _), g in zip(seq_grads, bouts[len(carry_in):]):
         S = seqs[j]
-        start = 0 if info.seq_reverse[j] else n - nb
-        result[base + j] = inc_subtensor(zeros_like(S)[start:start + nb], g)
+        # the rows the loop did not read get zeros (scan_rewrites drops that padding when there are none)
+        if info.seq_reverse[j] or k == -1:
+            result[base + j] = inc_subtensor(zeros_like(S)[:nb], g)
+        else:
+            result[base + j] = inc_subtensor(zeros_like(S)[n - nb:n], g)
     base += info.n_seqs
     for c, i in enumerate(float_states):
         L = info.lag(i)
