@@ -212,24 +212,40 @@ def _accumulated_term(carry, clients):
 
 
 def _summable(term, per_step):
-    """How sum over steps of term is computed from stacks of per-step values, or None:
-    ('dot', P, Q, transposed) for dot(P, Q) (dot(p.T, Q) when transposed, P then being p),
-    ('sum', B, axis) for sum(B, axis)."""
+    """How the sum over steps of term is computed from stacks of per-step values, or None:
+    (kind, ..., wrappers) with kind ('dot', P, Q, transposed) for dot(P, Q) (dot(p.T, Q) when
+    transposed, P then being p) or ('sum', B, sum_op) for sum_op(B); wrappers are the linear,
+    step-independent ops (DimShuffle, Sum) applied to that result, innermost first: the sum
+    over steps goes through them (a bias's gradient is such a chain of sums and dimshuffles)."""
+    wrappers = []
+    while term.owner is not None and isinstance(term.owner.op, (DimShuffle, Sum)) \
+            and not (isinstance(term.owner.op, Sum) and term.owner.op.dtype not in (None, term.dtype)):
+        node = term.owner
+        inner = node.inputs[0]
+        if isinstance(node.op, Sum) and per_step(inner) and not _wrapped_sum_below(inner):
+            return ("sum", inner, node.op, wrappers[::-1])
+        wrappers.append(node.op)
+        term = inner
     node = term.owner
-    if node is None:
+    if node is None or not isinstance(node.op, Dot):
         return None
-    if isinstance(node.op, Dot):
-        P, Q = node.inputs
-        transposed = False
-        if P.owner is not None and isinstance(P.owner.op, DimShuffle) and P.ndim == 2 and \
-                tuple(P.owner.op.new_order) == (1, 0):
-            P, transposed = P.owner.inputs[0], True
-        if not (per_step(P) and per_step(Q)):
-            return None
-        return ("dot", P, Q, transposed)
-    if isinstance(node.op, Sum) and per_step(node.inputs[0]):
-        return ("sum", node.inputs[0], node.op)
-    return None
+    P, Q = node.inputs
+    transposed = False
+    if P.owner is not None and isinstance(P.owner.op, DimShuffle) and P.ndim == 2 and \
+            tuple(P.owner.op.new_order) == (1, 0):
+        P, transposed = P.owner.inputs[0], True
+    if not (per_step(P) and per_step(Q)):
+        return None
+    return ("dot", P, Q, transposed, wrappers[::-1])
+
+
+def _wrapped_sum_below(v):
+    """Does v reach a Dot or a Sum through DimShuffles and Sums only (then sum there instead)?"""
+    while v.owner is not None and isinstance(v.owner.op, (DimShuffle, Sum)):
+        v = v.owner.inputs[0]
+        if v.owner is not None and isinstance(v.owner.op, (Sum, Dot)):
+            return True
+    return False
 
 
 @node_rewrite("canonicalize", [Scan], name="scan_pushout_add")
@@ -285,7 +301,7 @@ def scan_pushout_add(fgraph, node):
     specs = []
     for c, how in plans:
         if how[0] == "dot":
-            _, P, Q, transposed = how
+            _, P, Q, transposed, _ = how
             sp, rp = source(P)
             sq, rq = source(Q, rp)
             if rq != rp:  # two existing stacks in opposite orders: write Q's again in P's order
@@ -312,12 +328,14 @@ def scan_pushout_add(fgraph, node):
     for c, how, srcs in specs:
         init = node.op.info.outer_carries(node.inputs)[c]
         if how[0] == "dot":
-            _, P, Q, transposed = how
+            _, P, Q, transposed, wrappers = how
             total = dot(_rows_merged(stack(srcs[0]), P.ndim, transposed), _rows_merged(stack(srcs[1]), Q.ndim, False,
                                                                                          first=True))
         else:
-            _, B, sum_op = how
+            _, B, sum_op, wrappers = how
             total = Sum((0,) + tuple(a + 1 for a in sum_op.axis), dtype=sum_op.dtype)(stack(srcs[0]))
+        for w in wrappers:  # linear and the same at every step: the sum over steps goes through
+            total = w(total)
         value = init + total
         old = p.node.outputs[info.n_states + c]
         if not _same_type(value, old) or value.type.shape != old.type.shape and \
