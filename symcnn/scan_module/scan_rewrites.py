@@ -15,17 +15,20 @@ into fused GEMMs; the inner graph of every Scan is rewritten again when it is lo
   per-step outputs) and the sum over steps becomes one dot of the stacks, their step and row
   dimensions merged (T*B rows), added to the initial value. One large GEMM instead of T small
   ones; the gradient of a recurrent weight is the case that matters.
+- scan_reuse_forward_dots: a gradient loop rebuilds its forward step to differentiate it; the
+  products (dots, with their elementwise epilogue) it would compute again from the forward
+  step's own inputs are output by the forward loop, one row per step, and read back.
 - scan_grad_unpad: the gradient of a sequence is its per-step gradients padded with zeros for
   the rows the loop did not read; when it read them all, the padding (a fill and a copy of the
   whole sequence) goes.
 """
 from ..graph.basic import Constant, clone_replace, graph_inputs, io_toposort
 from ..print_op import Print
-from ..rewrite.core import node_rewrite
+from ..rewrite.core import graph_rewrite, node_rewrite
 from ..tensor.basic import MakeVector, Reshape, Shape_i, dimshuffle, reshape
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Dot, Sum, dot, identity
-from ..tensor.subtensor import IncSubtensor
+from ..tensor.subtensor import IncSubtensor, Subtensor
 from .. import scalar as ts
 from .scan_grad import _is_zeros
 from .scan_op import Scan, ScanInfo
@@ -406,3 +409,137 @@ def _strip_cast(v):
                     and v.dtype == "int64" and v.owner.inputs[0].dtype.startswith("int"):
         v = v.owner.inputs[0]
     return v
+
+
+# -- the gradient loop reads the forward loop's products instead of computing them again ---------------
+
+@graph_rewrite("canonicalize", name="scan_reuse_forward_dots")
+def scan_reuse_forward_dots(fgraph):
+    """A gradient loop G rebuilds the forward step of loop F to differentiate it, so it computes
+    again, at backward step u, the products F computed at step t = n-1-u (the LSTM's h_{t-1} U).
+    When G's step reads, for such a product, only values that are F's own step inputs at step t
+    (F's state rows through G's sequences, F's sequences, F's non-sequences), F outputs the
+    product as a per-step output and G reads it as a sequence: one GEMM per step less, for a
+    buffer of one product per step."""
+    changes = 0
+    for G in list(fgraph.toposort()):
+        if G not in fgraph.graph or not isinstance(G.op, Scan) or G.op.info.as_while:
+            continue
+        found = _forward_products(G)
+        if found is None:
+            continue
+        F, pairs = found
+        _reuse(fgraph, F, G, pairs)
+        changes += 1
+    return changes
+
+
+def _rows_from(v):
+    """(x, k) when row r of v is row r + k of x, through slices [k:stop] with a constant k >= 0."""
+    k = 0
+    while v.owner is not None and isinstance(v.owner.op, Subtensor) and len(v.owner.op.idx_list) == 1 \
+            and v.owner.op.idx_list[0] != "int" and not v.owner.op.idx_list[0][3]:
+        _, has_start, _, _ = v.owner.op.idx_list[0]
+        if has_start:
+            start = v.owner.inputs[1]
+            if not isinstance(start, Constant) or int(start.data) < 0:
+                break
+            k += int(start.data)
+        v = v.owner.inputs[0]
+    return v, k
+
+
+def _forward_products(G):
+    """(F, [(G's inner product, F's inner product)]) or None."""
+    g = _Parts(G)
+    n = g.n_steps
+    F = None
+    for s in g.seqs:
+        base, _ = _rows_from(s[0])
+        if base.owner is not None and isinstance(base.owner.op, Scan) and base.owner is not G \
+                and base.owner.inputs[0] is n and not base.owner.op.info.as_while:
+            F = base.owner
+            break
+    if F is None:
+        return None
+    f = _Parts(F)
+    # G's inner inputs that stand for F's inner inputs at the matching step (G step u, F step n-1-u)
+    fmap = {}
+    f_state_of = {out: i for i, out in enumerate(F.outputs[:len(f.states)])}
+    f_seq_rows = [(_rows_from(s[0]), s[1], s[2]) for s in f.seqs]
+    for outer, inner, rev in g.seqs:
+        base, k = _rows_from(outer)
+        if base in f_state_of and rev:
+            i = f_state_of[base]
+            taps, tap_inputs = f.states[i][1], f.states[i][2]
+            L = -min(taps)
+            if k - L in taps:
+                fmap[inner] = tap_inputs[taps.index(k - L)]
+            continue
+        for (fbase, fk), finner, frev in f_seq_rows:
+            if fbase is base and fk == k and rev != frev:
+                fmap[inner] = finner
+                break
+    f_nonseq = {o: i for o, i in f.nonseqs}
+    for outer, inner in g.nonseqs:
+        if outer in f_nonseq:
+            fmap[inner] = f_nonseq[outer]
+    if not fmap:
+        return None
+    f_nodes = {}
+    for node in io_toposort(f.inner_outputs()):
+        f_nodes.setdefault((node.op, tuple(node.inputs)), node)
+    g_outs = g.inner_outputs()
+    g_clients = _inner_clients(g_outs)
+    mapped_dots = []
+    for node in io_toposort(g_outs):
+        if not all(v in fmap or isinstance(v, Constant) for v in node.inputs):
+            continue
+        twin = f_nodes.get((node.op, tuple(fmap.get(v, v) for v in node.inputs)))
+        if twin is None or _side_effect(node.op):
+            continue
+        fmap.update(zip(node.outputs, twin.outputs))
+        if isinstance(node.op, Dot):
+            mapped_dots.append(node.outputs[0])
+    pairs = []
+    for v in mapped_dots:
+        # take the sums the dot feeds along (h W + x U + b: one buffer, and F keeps its fused dot + add)
+        while True:
+            cl = g_clients.get(v, [])
+            if len(cl) != 1 or cl[0][0] == "output":
+                break
+            nxt = cl[0][0]
+            if not isinstance(nxt.op, Elemwise) or not isinstance(nxt.op.scalar_op, (ts.Add, ts.Sub)) \
+                    or nxt.outputs[0] not in fmap:
+                break
+            v = nxt.outputs[0]
+        if all(v is not w for w, _ in pairs):
+            pairs.append((v, fmap[v]))
+    return (F, pairs) if pairs else None
+
+
+def _reuse(fgraph, F, G, pairs):
+    f = _Parts(F)
+    start = len(f.nitsots)
+    f.nitsots += [[fv, False, None] for _, fv in pairs]
+    states, carries, nits = f.build()
+    fgraph.replace_all(list(zip(F.outputs, states + carries + nits[:start])), reason="scan_reuse_forward_dots")
+    g = _Parts(G)  # G now reads the new F
+    holders = [v.type(v.name) for v, _ in pairs]
+    new_outs = clone_replace(g.inner_outputs(), {v: h for (v, _), h in zip(pairs, holders)})
+    k = 0
+    for s in g.states:
+        s[3] = new_outs[k]
+        k += 1
+    for c in g.carries:
+        c[2] = new_outs[k]
+        k += 1
+    for m in g.nitsots:
+        m[0] = new_outs[k]
+        k += 1
+    if g.cond is not None:
+        g.cond = new_outs[k]
+    # F wrote the product of its step t at row t; G's step u is F's step n-1-u
+    g.seqs += [[nit, h, True] for nit, h in zip(nits[start:], holders)]
+    gs, gc, gn = g.build()
+    fgraph.replace_all(list(zip(G.outputs, gs + gc + gn)), reason="scan_reuse_forward_dots")

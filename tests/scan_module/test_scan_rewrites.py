@@ -330,3 +330,65 @@ def test_grad_unpad_keeps_the_padding_when_rows_were_not_read():
         assert got is not None
         g = fn(*vals)
         assert not g[4:].any() if "n_steps" in kwargs else not g[:4].any()
+
+
+# -- the gradient loop reusing the forward loop's products ---------------------------------------------------
+
+def _inner_dots(node):
+    return [n for n in _inner_nodes(node.op) if isinstance(n.op, Dot)]
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_reuse_forward_dots_reads_the_forward_products(go_backwards):
+    x, h0, W, U, b = _rnn_vars()
+    hs = _rnn(x, h0, W, U, b, go_backwards)
+    cost = (hs ** 2).sum()
+    grads = T.grad(cost, [x, h0, W, U, b])
+    written = theano.function([x, h0, W, U, b], [cost] + grads,
+                              mode=Mode(linker="native", excluding=["scan_reuse_forward_dots"]))
+    fn = theano.function([x, h0, W, U, b], [cost] + grads)
+    assert _fired(fn, "scan_reuse_forward_dots") == 1
+    fwd = [n for n in _scans(fn) if n.op.info.name == "rnn"]
+    assert len(fwd) == 1 and fwd[0].op.info.n_nitsot == 1   # h W + x U + b, one row per step
+    # the gradient loop no longer computes the forward products (it keeps the backward ones)
+    assert len(_inner_dots(_grad_scan(fn))) == len(_inner_dots(_grad_scan(written))) - 2
+    rng = make_rng(14)
+    for shape in [(5, 3, 4, 6), (1, 2, 3, 2)]:
+        _check_all_modes([x, h0, W, U, b], [cost] + grads, _rnn_values(rng, *shape))
+    theano.verify_grad(lambda *a: _rnn(*a, go_backwards=go_backwards), _rnn_values(rng, 3, 2, 2, 3),
+                       mode="native", rng=np.random.default_rng(3))
+
+
+def test_reuse_forward_dots_with_taps():
+    """State taps [-2, -1] and sequence taps [-1, 0]: the forward products read from every tap."""
+    x, h0 = T.dtensor3("x"), T.dtensor3("h0")
+    W1, W2, U = T.dmatrix("W1"), T.dmatrix("W2"), T.dmatrix("U")
+
+    def step(xm1, xt, hm2, hm1, W1, W2, U):
+        return T.tanh(T.dot(hm2, W2) + T.dot(hm1, W1) + T.dot(xm1 - xt, U))
+
+    hs = theano.scan(step, sequences=dict(input=x, taps=[-1, 0]), outputs_info=dict(initial=h0, taps=[-2, -1]),
+                     non_sequences=[W1, W2, U])[0]
+    cost = (hs ** 2).sum()
+    grads = T.grad(cost, [x, h0, W1, W2, U])
+    fn = theano.function([x, h0, W1, W2, U], [cost] + grads)
+    assert _fired(fn, "scan_reuse_forward_dots") == 1
+    rng = make_rng(15)
+    vals = [rand((5, 2, 3), F64, rng), rand((2, 2, 4), F64, rng), 0.5 * rand((4, 4), F64, rng),
+            0.5 * rand((4, 4), F64, rng), rand((3, 4), F64, rng)]
+    _check_all_modes([x, h0, W1, W2, U], [cost] + grads, vals)
+
+
+def test_reuse_forward_dots_does_not_fire_for_a_truncated_gradient():
+    """The truncated gradient loop runs fewer steps than the forward loop: its rows are not
+    the forward loop's rows one for one, and the products are computed again."""
+    x, h0, W = T.dmatrix("x"), T.dvector("h0"), T.dmatrix("W")
+    hs = theano.scan(lambda xt, h, W: T.tanh(T.dot(h, W) + xt), sequences=x, outputs_info=h0,
+                     non_sequences=W, truncate_gradient=2)[0]
+    cost = (hs ** 2).sum()
+    grads = T.grad(cost, [x, h0, W])
+    fn = theano.function([x, h0, W], [cost] + grads)
+    assert _fired(fn, "scan_reuse_forward_dots") == 0
+    rng = make_rng(16)
+    _check_all_modes([x, h0, W], [cost] + grads, [rand((5, 3), F64, rng), rand((3,), F64, rng),
+                                                  0.5 * rand((3, 3), F64, rng)])
