@@ -24,7 +24,7 @@ into fused GEMMs; the inner graph of every Scan is rewritten again when it is lo
 """
 from ..graph.basic import Constant, clone_replace, graph_inputs, io_toposort
 from ..print_op import Print
-from ..rewrite.core import graph_rewrite, node_rewrite
+from ..rewrite.core import graph_rewrite, node_rewrite, replace_node
 from ..tensor.basic import MakeVector, Reshape, Shape_i, dimshuffle, reshape
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Dot, Sum, dot, identity
@@ -523,7 +523,7 @@ def _reuse(fgraph, F, G, pairs):
     start = len(f.nitsots)
     f.nitsots += [[fv, False, None] for _, fv in pairs]
     states, carries, nits = f.build()
-    fgraph.replace_all(list(zip(F.outputs, states + carries + nits[:start])), reason="scan_reuse_forward_dots")
+    replace_node(fgraph, F, states + carries + nits[:start], "scan_reuse_forward_dots")
     g = _Parts(G)  # G now reads the new F
     holders = [v.type(v.name) for v, _ in pairs]
     new_outs = clone_replace(g.inner_outputs(), {v: h for (v, _), h in zip(pairs, holders)})
@@ -542,4 +542,4 @@ def _reuse(fgraph, F, G, pairs):
     # F wrote the product of its step t at row t; G's step u is F's step n-1-u
     g.seqs += [[nit, h, True] for nit, h in zip(nits[start:], holders)]
     gs, gc, gn = g.build()
-    fgraph.replace_all(list(zip(G.outputs, gs + gc + gn)), reason="scan_reuse_forward_dots")
+    replace_node(fgraph, G, gs + gc + gn, "scan_reuse_forward_dots")
