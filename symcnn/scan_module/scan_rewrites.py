@@ -269,7 +269,7 @@ def scan_pushout_add(fgraph, node):
         if any(v in varying for v in inode.inputs):
             varying.update(inode.outputs)
 
-    plans = []
+    plans = []             # (index among the carries, or among the states as ('state', i), how)
     for c, carry in enumerate(p.carries):
         term = _accumulated_term(carry, clients)
         if term is None:
@@ -278,12 +278,23 @@ def scan_pushout_add(fgraph, node):
         how = _summable(term, lambda v: v in varying)
         if how is not None:
             plans.append((c, how))
+    last_reads = {}        # a sit-sot state of which only the last value is read (Theano's case)
+    for i, st in enumerate(p.states):
+        if tuple(st[1]) != (-1,):
+            continue
+        reads = _last_row_reads(fgraph, st[4])
+        term = _accumulated_term([None, st[2][0], st[3]], clients) if reads else None
+        how = _summable(term, lambda v: v in varying) if term is not None else None
+        if how is not None:
+            plans.append((("state", i), how))
+            last_reads[i] = reads
     if not plans:
         return None
 
     # where each stacked value comes from: an outer sequence, an existing or a new per-step output
     removed = {c for c, _ in plans}
     kept_carries = [x for k, x in enumerate(p.carries) if k not in removed]
+    kept_states = [x for k, x in enumerate(p.states) if ("state", k) not in removed]
     n = p.n_steps
     new_nits = []          # inner values added as per-step outputs, with their direction
 
@@ -315,7 +326,9 @@ def scan_pushout_add(fgraph, node):
             specs.append((c, how, [source(how[1])[0]]))
 
     old_nits = list(p.nitsots)
+    old_states = list(p.states)
     p.carries = kept_carries
+    p.states = kept_states
     p.nitsots = old_nits + [[v, r, None] for v, r in new_nits]
     states, carries, nits = p.build()
 
@@ -329,7 +342,10 @@ def scan_pushout_add(fgraph, node):
 
     replacement = {}
     for c, how, srcs in specs:
-        init = node.op.info.outer_carries(node.inputs)[c]
+        if isinstance(c, tuple):
+            init = old_states[c[1]][0][0]   # the initial row of a tap -1 state
+        else:
+            init = node.op.info.outer_carries(node.inputs)[c]
         if how[0] == "dot":
             _, P, Q, transposed, wrappers = how
             total = dot(_rows_merged(stack(srcs[0]), P.ndim, transposed), _rows_merged(stack(srcs[1]), Q.ndim, False,
@@ -340,17 +356,51 @@ def scan_pushout_add(fgraph, node):
         for w in wrappers:  # linear and the same at every step: the sum over steps goes through
             total = w(total)
         value = init + total
-        old = p.node.outputs[info.n_states + c]
-        if not _same_type(value, old) or value.type.shape != old.type.shape and \
-                any(a is not None and b is not None and a != b for a, b in zip(value.type.shape, old.type.shape)):
-            return None
+        olds = last_reads[c[1]] if isinstance(c, tuple) else [p.node.outputs[info.n_states + c]]
+        for old in olds:
+            if not _same_type(value, old) or value.type.shape != old.type.shape and \
+                    any(a is not None and b is not None and a != b for a, b in zip(value.type.shape, old.type.shape)):
+                return None
         replacement[c] = value
-    result = list(states)
+    # the last values read of a pushed-out state: their readers read the sum instead, and the
+    # state's buffer (no longer read) goes with the old node
+    for c, value in replacement.items():
+        if isinstance(c, tuple):
+            for old in last_reads[c[1]]:
+                fgraph.replace(old, value, reason="scan_pushout_add")
+    it = iter(states)
+    result = [old_states[i][4] if ("state", i) in replacement else next(it) for i in range(info.n_states)]
     it = iter(carries)
     for c in range(info.n_carries):
         result.append(replacement[c] if c in replacement else next(it))
     result += nits[:len(old_nits)]
     return result
+
+
+def _last_row_reads(fgraph, X):
+    """The variables X[-1] (also X[k:][-1] for a constant 0 <= k <= 1, the rows scan returns) when
+    they are the only uses of the state buffer X; else None."""
+    def last_row(node, v):
+        return (node != "output" and isinstance(node.op, Subtensor) and node.op.idx_list == ("int",)
+                and node.inputs[0] is v and isinstance(node.inputs[1], Constant) and int(node.inputs[1].data) == -1)
+
+    reads = []
+    for client, _ in fgraph.clients.get(X, []):
+        if last_row(client, X):
+            reads.append(client.outputs[0])
+            continue
+        if client == "output" or not isinstance(client.op, Subtensor) or len(client.op.idx_list) != 1 \
+                or client.op.idx_list[0] != ("slice", True, False, False):
+            return None
+        start = client.inputs[1]
+        if not isinstance(start, Constant) or not 0 <= int(start.data) <= 1:
+            return None
+        rows = client.outputs[0]
+        for c2, _ in fgraph.clients.get(rows, []):
+            if not last_row(c2, rows):
+                return None
+            reads.append(c2.outputs[0])
+    return reads or None
 
 
 def _rows_merged(S, ndim, transposed, first=False):

@@ -392,3 +392,51 @@ def test_reuse_forward_dots_does_not_fire_for_a_truncated_gradient():
     rng = make_rng(16)
     _check_all_modes([x, h0, W], [cost] + grads, [rand((5, 3), F64, rng), rand((3,), F64, rng),
                                                   0.5 * rand((3, 3), F64, rng)])
+
+
+# -- push-out of a sit-sot state of which only the last value is read --------------------------------------
+
+def test_pushout_add_of_a_reduce_accumulator():
+    """theano.reduce with acc <- acc + x_t.T y_t and a second accumulator acc2 <- acc2 + sum(y_t, 0):
+    both become sums after the loop; the third state feeds back (s <- tanh(s + x_t.sum())) and stays."""
+    x, y = T.dtensor3("x"), T.dtensor3("y")
+    a0, b0, s0 = T.dmatrix("a0"), T.dvector("b0"), T.dscalar("s0")
+
+    def step(xt, yt, acc, acc2, s):
+        return acc + T.dot(xt.T, yt), acc2 + T.sum(yt, axis=0), T.tanh(s + xt.sum())
+
+    (acc, acc2, s), _ = theano.reduce(step, sequences=[x, y], outputs_info=[a0, b0, s0])
+    fn = theano.function([x, y, a0, b0, s0], [acc, acc2, s])
+    assert _fired(fn, "scan_pushout_add") == 1
+    node, = _scans(fn)
+    assert node.op.info.n_states == 1   # only s is left in the loop
+    rng = make_rng(17)
+    for steps in (1, 4):
+        xv, yv = rand((steps, 2, 3), F64, rng), rand((steps, 2, 4), F64, rng)
+        vals = [xv, yv, rand((3, 4), F64, rng), rand((4,), F64, rng), np.float64(0.3)]
+        got = _check_all_modes([x, y, a0, b0, s0], [acc, acc2, s], vals)(*vals)
+        assert_close(got[0], vals[2] + np.einsum("tbm,tbn->mn", xv, yv), rtol=1e-12)
+        assert_close(got[1], vals[3] + yv.sum(axis=(0, 1)), rtol=1e-12)
+
+
+def test_pushout_add_keeps_a_state_whose_every_value_is_read():
+    x, y, a0 = T.dtensor3("x"), T.dtensor3("y"), T.dmatrix("a0")
+    accs, _ = theano.scan(lambda xt, yt, acc: acc + T.dot(xt.T, yt), sequences=[x, y], outputs_info=a0)
+    fn = theano.function([x, y, a0], [accs, accs[-1]])
+    assert _fired(fn, "scan_pushout_add") == 0
+    rng = make_rng(18)
+    _check_all_modes([x, y, a0], [accs, accs[-1]], [rand((3, 2, 3), F64, rng), rand((3, 2, 4), F64, rng),
+                                                    rand((3, 4), F64, rng)])
+
+
+def test_pushout_add_of_a_state_keeps_its_gradient():
+    """The gradient of the last value of an accumulator: the rewritten graph differentiates
+    as the loop does (the gradient is built before rewriting; checked numerically)."""
+    rng = make_rng(19)
+
+    def f(x, y, a0):
+        return theano.reduce(lambda xt, yt, acc: acc + T.dot(xt.T, T.tanh(yt)), sequences=[x, y],
+                             outputs_info=a0)[0]
+
+    theano.verify_grad(f, [rand((3, 2, 3), F64, rng), rand((3, 2, 4), F64, rng), rand((3, 4), F64, rng)],
+                       mode="native", rng=np.random.default_rng(4))
