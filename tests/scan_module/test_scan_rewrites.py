@@ -440,3 +440,12 @@ def test_pushout_add_of_a_state_keeps_its_gradient():
 
     theano.verify_grad(f, [rand((3, 2, 3), F64, rng), rand((3, 2, 4), F64, rng), rand((3, 4), F64, rng)],
                        mode="native", rng=np.random.default_rng(4))
+
+
+def test_every_scan_rewrite_has_its_tests_here():
+    from symcnn.rewrite import registered
+    from symcnn.scan_module import scan_rewrites
+    names = {r.name for r in registered() if r.fn.__module__ == scan_rewrites.__name__}
+    # each is asserted to fire (and, elsewhere in this file, not to fire) by the tests above
+    assert names == {"scan_remove_unused", "scan_pushout_nonseqs", "scan_pushout_add", "scan_reuse_forward_dots",
+                     "scan_grad_unpad"}
