@@ -41,8 +41,8 @@ go; computations of non-sequences only move before the loop; a carry that only a
 dot(a_t, b_t) or sum(b_t) becomes one dot (or sum) of the stacked per-step values after the loop
 (Theano's scan_pushout_add), which is how a weight's gradient becomes one GEMM over all T*B rows;
 the gradient loop reads the products its forward loop computed (the forward loop writes them as
-per-step outputs) instead of recomputing them; and a fully read sequence's gradient is no longer
-padded into zeros.
+per-step outputs) instead of recomputing them. (The gradient of a sequence the loop read in full,
+n_steps rows of n_steps, is built without padding it into zeros.)
 """
 from .scan import scan  # noqa: F401
 from .scan_op import Scan, ScanInfo  # noqa: F401

@@ -18,19 +18,15 @@ into fused GEMMs; the inner graph of every Scan is rewritten again when it is lo
 - scan_reuse_forward_dots: a gradient loop rebuilds its forward step to differentiate it; the
   products (dots, with their elementwise epilogue) it would compute again from the forward
   step's own inputs are output by the forward loop, one row per step, and read back.
-- scan_grad_unpad: the gradient of a sequence is its per-step gradients padded with zeros for
-  the rows the loop did not read; when it read them all, the padding (a fill and a copy of the
-  whole sequence) goes.
 """
 from ..graph.basic import Constant, clone_replace, graph_inputs, io_toposort
 from ..print_op import Print
 from ..rewrite.core import graph_rewrite, node_rewrite, replace_node
-from ..tensor.basic import MakeVector, Reshape, Shape_i, dimshuffle, reshape
+from ..tensor.basic import dimshuffle, reshape
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Dot, Sum, dot, identity
-from ..tensor.subtensor import IncSubtensor, Subtensor
+from ..tensor.subtensor import Subtensor
 from .. import scalar as ts
-from .scan_grad import _is_zeros
 from .scan_op import Scan, ScanInfo
 
 
@@ -417,48 +413,6 @@ def _rows_merged(S, ndim, transposed, first=False):
         return reshape(S, (shp[0] * shp[1], shp[2]))
     moved = dimshuffle(S, 1, 0, 2)
     return reshape(moved, (shp[1], shp[0] * shp[2]))
-
-
-# -- gradients of sequences without padding ------------------------------------------------------------
-
-@node_rewrite("canonicalize", [IncSubtensor], name="scan_grad_unpad")
-def scan_grad_unpad(fgraph, node):
-    """inc_subtensor(zeros_like(S)[:n], g) -> g when S has n rows: the gradient of a sequence
-    every step read (scan_grad pads the rows a loop did not read with zeros)."""
-    if node.op.idx_list != (("slice", False, True, False),):
-        return None
-    base, g, stop = node.inputs
-    out = node.outputs[0]
-    if not _is_zeros(base) or g.ndim != out.ndim or g.dtype != out.dtype:
-        return None
-    S = base.owner.inputs[0]
-    if S.ndim != out.ndim or not _is_length(stop, S, fgraph):
-        return None
-    if not out.type.is_compatible(g.type):
-        return None
-    return [g]
-
-
-def _is_length(n, S, fgraph):
-    """Is the scalar n provably S.shape[0]?"""
-    n = _strip_cast(n)
-    if isinstance(n, Constant):
-        return S.type.shape[0] is not None and int(n.data) == S.type.shape[0]
-    if n.owner is not None and isinstance(n.owner.op, Shape_i) and n.owner.op.i == 0 and n.owner.inputs[0] is S:
-        return True
-    r = S.owner
-    if r is not None and isinstance(r.op, Reshape):
-        shp = r.inputs[1]
-        if shp.owner is not None and isinstance(shp.owner.op, MakeVector):
-            return _strip_cast(shp.owner.inputs[0]) is n
-    return False
-
-
-def _strip_cast(v):
-    while v.owner is not None and isinstance(v.owner.op, Elemwise) and isinstance(v.owner.op.scalar_op, ts.Cast) \
-                    and v.dtype == "int64" and v.owner.inputs[0].dtype.startswith("int"):
-        v = v.owner.inputs[0]
-    return v
 
 
 # -- the gradient loop reads the forward loop's products instead of computing them again ---------------
