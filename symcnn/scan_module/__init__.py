@@ -35,6 +35,14 @@ and one accumulator per non-sequence; the sequences' gradients are its per-step 
 truncate_gradient=k runs that loop over the last k steps only. Being a Scan itself, the gradient
 loop runs natively too, and a gradient inside a step (T.grad in fn) and scans inside scans work
 the same way. Gradients do not flow through carries (a shared variable's update inside the step).
+
+Rewrites (scan_rewrites.py) then edit the outer graph, before fusion: unused outputs and inputs
+go; computations of non-sequences only move before the loop; a carry that only accumulates
+dot(a_t, b_t) or sum(b_t) becomes one dot (or sum) of the stacked per-step values after the loop
+(Theano's scan_pushout_add), which is how a weight's gradient becomes one GEMM over all T*B rows;
+the gradient loop reads the products its forward loop computed (the forward loop writes them as
+per-step outputs) instead of recomputing them. (The gradient of a sequence the loop read in full,
+n_steps rows of n_steps, is built without padding it into zeros.)
 """
 from .scan import scan  # noqa: F401
 from .scan_op import Scan, ScanInfo  # noqa: F401

@@ -149,7 +149,7 @@ def scan_grad(op, inputs, outputs, output_grads):
             outer_seqs.append(outer[:nb])
             rev.append(False)
         else:
-            outer_seqs.append(outer[n - nb:n])
+            outer_seqs.append(outer[:n] if k == -1 else outer[n - nb:n])
             rev.append(True)
         inner_seqs.append(inner)
 
@@ -187,8 +187,14 @@ def scan_grad(op, inputs, outputs, output_grads):
     base = 1
     for (j, _), g in zip(seq_grads, bouts[len(carry_in):]):
         S = seqs[j]
-        start = 0 if info.seq_reverse[j] else n - nb
-        result[base + j] = inc_subtensor(zeros_like(S)[start:start + nb], g)
+        # the rows the loop did not read get zeros; a sequence of exactly n rows read in full
+        # needs no padding (a fill and a copy of the whole sequence saved)
+        if k == -1 and _is_length(n, S):
+            result[base + j] = g
+        elif info.seq_reverse[j] or k == -1:
+            result[base + j] = inc_subtensor(zeros_like(S)[:nb], g)
+        else:
+            result[base + j] = inc_subtensor(zeros_like(S)[n - nb:n], g)
     base += info.n_seqs
     for c, i in enumerate(float_states):
         L = info.lag(i)
@@ -224,3 +230,49 @@ def _is_zeros(g):
     while fill.owner is not None and isinstance(fill.owner.op, DimShuffle):
         fill = fill.owner.inputs[0]
     return isinstance(fill, Constant) and not fill.data.any()
+
+
+def _is_length(n, S):
+    """Is the scalar n, as the graph is written, S.shape[0] (S's static length, the x.shape[0]
+    scan takes when n_steps is not given, or the first entry of the shape S was reshaped to)?"""
+    from ..graph.basic import Constant
+    from ..tensor.basic import MakeVector, Reshape, Shape_i
+    n = _strip_cast(n)
+    if isinstance(n, Constant):
+        return S.type.shape[0] is not None and int(n.data) == S.type.shape[0]
+    if _is_shape0(n, S):
+        return True
+    r = S.owner
+    if r is not None and isinstance(r.op, Reshape):
+        shp = r.inputs[1]
+        if shp.owner is not None and isinstance(shp.owner.op, MakeVector):
+            m = _strip_cast(shp.owner.inputs[0])
+            return m is n or (m.owner is not None and n.owner is not None and isinstance(m.owner.op, Shape_i)
+                              and m.owner.op == n.owner.op and m.owner.inputs[0] is n.owner.inputs[0])
+    return False
+
+
+def _is_shape0(n, S):
+    from ..tensor.basic import Shape, Shape_i
+    from ..tensor.subtensor import Subtensor
+    from ..graph.basic import Constant
+    o = n.owner
+    if o is None:
+        return False
+    if isinstance(o.op, Shape_i):
+        return o.op.i == 0 and o.inputs[0] is S
+    if isinstance(o.op, Subtensor) and o.op.idx_list == ("int",) and isinstance(o.inputs[1], Constant) \
+            and int(o.inputs[1].data) == 0:
+        sh = o.inputs[0].owner
+        return sh is not None and isinstance(sh.op, Shape) and sh.inputs[0] is S
+    return False
+
+
+def _strip_cast(v):
+    """v without casts from one integer type to int64 (they keep its value)."""
+    from .. import scalar as ts
+    from ..tensor.elemwise import Elemwise
+    while v.owner is not None and isinstance(v.owner.op, Elemwise) and isinstance(v.owner.op.scalar_op, ts.Cast) \
+            and v.dtype == "int64" and v.owner.inputs[0].dtype.startswith("int"):
+        v = v.owner.inputs[0]
+    return v

@@ -63,7 +63,8 @@ def test_rewrite_fires_and_preserves_results(name):
 
 
 def test_every_registered_rewrite_has_a_case():
-    assert {r.name for r in registered()} <= set(CASES) | {"fuse"}
+    # (the scan rewrites' cases: tests/scan_module/test_scan_rewrites.py)
+    assert {r.name for r in registered() if not r.fn.__module__.startswith("symcnn.scan_module")} <= set(CASES) | {"fuse"}
 
 
 def test_reference_mode_does_not_rewrite():
