@@ -1,7 +1,7 @@
 """When an update may be computed in place: the one rule the front end and the backend share.
 
 No graph rewrite makes ops destructive. The native backend decides in its memory plan
-(codegen/plan.py) which update values it writes straight into the shared variable's storage,
+which update values it writes straight into the shared variable's storage,
 and fusion (rewrite/fusion.py) keeps such an update an Elemwise so that the plan can: both ask
 `may_update_in_place`.
 """

@@ -2,7 +2,7 @@
 
 The formulas are written once and evaluated on Python ints,
 on symbolic int scalars (infer_shape) and, through an object with the same methods, on the
-native backend's IR values (codegen/kernels/conv.py: IRArith).
+native backend's IR values (the backend supplies that object).
 
 The formulas in nnet/conv_geometry.py and signal/pool_geometry.py take such an object; this
 one is the default."""

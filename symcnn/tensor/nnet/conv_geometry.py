@@ -1,5 +1,5 @@
-"""Geometry of a 2-d convolution, shared by the conv ops (conv.py, convpool.py) and the native
-kernels (codegen/kernels/conv.py, convpool.py): argument normalisation (shapes, border mode,
+"""Geometry of a 2-d convolution, shared by the conv ops (conv.py, convpool.py) and the
+native backend's kernels: argument normalisation (shapes, border mode,
 subsample, dilation), padding and output-shape formulas, and the resolution of everything known
 about the input, filter and output shapes with errors naming where conflicting sizes come from.
 

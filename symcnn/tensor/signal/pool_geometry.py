@@ -1,5 +1,5 @@
 """Window geometry of 2-d pooling, shared by the pooling ops (pool.py, pool_runtime.py,
-nnet/convpool.py) and the native kernels (codegen/kernels/pool.py, convpool.py): argument
+nnet/convpool.py) and the native backend's pooling kernels: argument
 normalisation (ws, stride, pad as pairs of ints), the pooled length of an axis, and where the
 windows fall in padded coordinates for the numpy kernels.
 
