@@ -12,8 +12,8 @@ import numpy as np
 
 from .graph.basic import Apply, Constant, Variable, clone_replace, graph_inputs
 from .graph.fg import FunctionGraph
-from .graph.op import Op
-from .graph.trace import reraise_with_trace, user_trace, with_trace
+from .graph.op import Op, perform_nodes
+from .graph.trace import user_trace, with_trace
 from .tensor.type import TensorType, is_float
 from .tensor.var import as_tensor_variable
 
@@ -133,18 +133,10 @@ def _grads_given_output_grads(known, wrt):
 
 def evaluate(fg, values):
     """Run an inner graph's numpy references on `values` (one per input)."""
-    storage = dict(zip(fg.inputs, values))
-    for node in fg.toposort():
-        args = []
-        for v in node.inputs:
-            args.append(v.data if isinstance(v, Constant) else storage[v])
-        cells = [[None] for _ in node.outputs]
-        try:
-            node.op.perform(node, args, cells)
-        except Exception as e:
-            reraise_with_trace(e, node.trace, f"{node.op} (in a branch of ifelse)")
-        for var, cell in zip(node.outputs, cells):
-            storage[var] = cell[0]
+    order = fg.toposort()
+    storage = {v: v.data for node in order for v in node.inputs if isinstance(v, Constant)}
+    storage.update(zip(fg.inputs, values))
+    perform_nodes(order, storage, lambda node, args: f"{node.op} (in a branch of ifelse)")
     return [v.data if isinstance(v, Constant) else storage[v] for v in fg.outputs]
 
 

@@ -68,20 +68,9 @@ def debugprint(obj, file=None, print_type=False, depth=-1, ids="auto", print_tra
 
 def to_networkx(obj):
     """The graph as a networkx DiGraph with labelled variable and apply nodes."""
-    import networkx as nx
+    from .graph.fg import networkx_graph
     outputs, _ = _roots(obj)
-    g = nx.DiGraph()
-    for node in io_toposort(outputs):
-        g.add_node(id(node), label=str(node.op), kind="apply")
-        for inp in node.inputs:
-            g.add_node(id(inp), label=str(inp), kind="variable")
-            g.add_edge(id(inp), id(node))
-        for o in node.outputs:
-            g.add_node(id(o), label=str(o), kind="variable")
-            g.add_edge(id(node), id(o))
-    for o in outputs:
-        g.add_node(id(o), label=str(o), kind="variable")
-    return g
+    return networkx_graph(io_toposort(outputs), outputs)
 
 
 def to_dot(obj):

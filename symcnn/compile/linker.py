@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..graph.basic import Constant
-from ..graph.trace import reraise_with_trace
+from ..graph.op import perform_nodes
 from .backend import Backend, Ready, register_backend
 
 
@@ -25,15 +25,7 @@ class ReferenceRunner:
     def __call__(self, input_values):
         storage = dict(self.constants)
         storage.update(zip(self.fgraph.inputs, input_values))
-        for node in self.order:
-            args = [storage[v] for v in node.inputs]
-            outs = [[None] for _ in node.outputs]
-            try:
-                node.op.perform(node, args, outs)
-            except Exception as e:
-                reraise_with_trace(e, node.trace, f"{node.op} with inputs ({describe_inputs(args)})")
-            for var, cell in zip(node.outputs, outs):
-                storage[var] = cell[0]
+        perform_nodes(self.order, storage, lambda node, args: f"{node.op} with inputs ({describe_inputs(args)})")
         return [storage[v] for v in self.fgraph.outputs]
 
 

@@ -132,16 +132,7 @@ class FunctionGraph:
 
     def to_networkx(self):
         """A copy of the graph with variables as nodes too, labelled for drawing."""
-        g = nx.DiGraph()
-        for node in self.toposort():
-            g.add_node(id(node), label=str(node.op), kind="apply")
-            for inp in node.inputs:
-                g.add_node(id(inp), label=str(inp), kind="variable")
-                g.add_edge(id(inp), id(node))
-            for out in node.outputs:
-                g.add_node(id(out), label=str(out), kind="variable")
-                g.add_edge(id(node), id(out))
-        return g
+        return networkx_graph(self.toposort())
 
 
 def _is_free(v):
@@ -152,3 +143,20 @@ def _is_free(v):
 def _compatible(t1, t2):
     same = getattr(t1, "is_compatible", None)
     return same is not None and same(t2)
+
+
+def networkx_graph(nodes, outputs=()):
+    """A networkx DiGraph of these Apply nodes and their variables (labelled, with kind 'apply'
+    or 'variable'), plus the variables in `outputs`."""
+    g = nx.DiGraph()
+    for node in nodes:
+        g.add_node(id(node), label=str(node.op), kind="apply")
+        for inp in node.inputs:
+            g.add_node(id(inp), label=str(inp), kind="variable")
+            g.add_edge(id(inp), id(node))
+        for out in node.outputs:
+            g.add_node(id(out), label=str(out), kind="variable")
+            g.add_edge(id(node), id(out))
+    for out in outputs:
+        g.add_node(id(out), label=str(out), kind="variable")
+    return g

@@ -77,3 +77,19 @@ class Op:
         determine them.
         Ops count the arithmetic of their main computation: a multiply-add is 2."""
         return None
+
+
+def perform_nodes(nodes, storage, describe):
+    """Run each node's numpy `perform` in order, reading its inputs from and writing its outputs
+    to `storage` (variable -> value; constants must be in it). An error is raised again at the
+    node's user trace, with describe(node, args) saying what was being computed."""
+    for node in nodes:
+        args = [storage[v] for v in node.inputs]
+        cells = [[None] for _ in node.outputs]
+        try:
+            node.op.perform(node, args, cells)
+        except Exception as e:
+            reraise_with_trace(e, node.trace, describe(node, args))
+        for var, cell in zip(node.outputs, cells):
+            storage[var] = cell[0]
+    return storage

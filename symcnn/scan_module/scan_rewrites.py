@@ -56,6 +56,22 @@ class _Parts:
         return ([s[3] for s in self.states] + [c[2] for c in self.carries] + [m[0] for m in self.nitsots]
                 + ([self.cond] if self.cond is not None else []))
 
+    def set_inner_outputs(self, outs):
+        """Give the states, carries, per-step outputs and condition these new inner outputs (in
+        the order inner_outputs() lists them)."""
+        k = 0
+        for s in self.states:
+            s[3] = outs[k]
+            k += 1
+        for c in self.carries:
+            c[2] = outs[k]
+            k += 1
+        for m in self.nitsots:
+            m[0] = outs[k]
+            k += 1
+        if self.cond is not None:
+            self.cond = outs[k]
+
     def build(self):
         """The new Scan node's outputs: (states, carries, per-step outputs), in the groups' order."""
         old = self.node.op
@@ -174,18 +190,7 @@ def scan_pushout_nonseqs(fgraph, node):
     outer_vals = clone_replace(frontier, to_outer)
     holders = [v.type(v.name) for v in frontier]
     new_outs = clone_replace(outs, dict(zip(frontier, holders)))
-    k = 0
-    for s in p.states:
-        s[3] = new_outs[k]
-        k += 1
-    for c in p.carries:
-        c[2] = new_outs[k]
-        k += 1
-    for m in p.nitsots:
-        m[0] = new_outs[k]
-        k += 1
-    if p.cond is not None:
-        p.cond = new_outs[k]
+    p.set_inner_outputs(new_outs)
     p.nonseqs += [[o, h] for o, h in zip(outer_vals, holders)]
     states, carries, nits = p.build()
     return states + carries + nits
@@ -531,18 +536,7 @@ def _reuse(fgraph, F, G, pairs):
     g = _Parts(G)  # G now reads the new F
     holders = [v.type(v.name) for v, _ in pairs]
     new_outs = clone_replace(g.inner_outputs(), {v: h for (v, _), h in zip(pairs, holders)})
-    k = 0
-    for s in g.states:
-        s[3] = new_outs[k]
-        k += 1
-    for c in g.carries:
-        c[2] = new_outs[k]
-        k += 1
-    for m in g.nitsots:
-        m[0] = new_outs[k]
-        k += 1
-    if g.cond is not None:
-        g.cond = new_outs[k]
+    g.set_inner_outputs(new_outs)
     # F wrote the product of its step t at row t; G's step u is F's step n-1-u
     g.seqs += [[nit, h, True] for nit, h in zip(nits[start:], holders)]
     gs, gc, gn = g.build()
