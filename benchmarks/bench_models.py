@@ -112,7 +112,7 @@ def symcnn_model(name, threads):
         if kind == "conv":
             _, co, k, border, s, act, pool = layer
             fan_in = ishape[0] * k * k
-            W = theano.shared(rng.uniform(-1, 1, (co, ishape[0], k, k)).astype("float32") / np.sqrt(fan_in))
+            W = theano.shared((rng.uniform(-1, 1, (co, ishape[0], k, k)) / np.sqrt(fan_in)).astype("float32"))
             b = theano.shared(np.zeros(co, "float32"))
             conv = T.nnet.conv2d(h, W, input_shape=(B,) + ishape, filter_shape=(co, ishape[0], k, k),
                                  border_mode=border, subsample=(s, s))
