@@ -41,12 +41,12 @@ def _reduce(ctx, node, x, fold):
     if not axis or not kept or (isinstance(x.shape[kept[-1]], int) and x.shape[kept[-1]] == 1):
         return _walk_per_output(ctx, node, x, fold)
     if x.contiguous:   # row-major: the last axis is the innermost in memory
-        if kept[-1] > axis[-1]:
+        if kept[-1] > max(axis):
             return _walk_into_rows(ctx, node, x, fold)
         return _walk_per_output(ctx, node, x, fold)
     # a view (transposed, sliced, broadcast): the smaller stride of the innermost kept and
     # innermost reduced axes decides, at run time unless both strides are known now
-    sk, sr = x.strides[kept[-1]], x.strides[axis[-1]]
+    sk, sr = x.strides[kept[-1]], x.strides[max(axis)]
     if isinstance(sk, int) and isinstance(sr, int):
         walk = _walk_into_rows if abs(sk) < abs(sr) else _walk_per_output
         return walk(ctx, node, x, fold)
@@ -111,7 +111,9 @@ def _walk_into_rows(ctx, node, x, fold, out=None):
     for d in reversed(axis):
         kstride[d] = acc
         acc = U.mul(b, acc, x.shape[d])
-    order = [d for d in range(x.ndim) if d != kept[-1]] + [kept[-1]]
+    # the reduced axes in the order of `axis` (sorted by Reduce, but the fold order follows it)
+    reduced = iter(axis)
+    order = [next(reduced) if d in axis else d for d in range(x.ndim) if d != kept[-1]] + [kept[-1]]
     with U.loop_nest(b, [x.shape[d] for d in order], name="reduce_rows") as idx:
         at = dict(zip(order, idx))
         off, k = 0, 0
