@@ -1,40 +1,133 @@
-"""Sum, Prod, ProdWithoutZeros, Max and Argmax over any set of axes."""
-from llvmlite import ir
+"""Sum, Prod, ProdWithoutZeros, Max and Argmax over any set of axes.
 
+Every reduction is a fold (_Fold: accumulators, a start, a step, a finish) that one of two walks
+over the input runs:
+- per output (_walk_per_output): for each output element, the reduced axes innermost, the
+  accumulators in registers. Memory-contiguous when the input's innermost axis is reduced
+  (x.sum(axis=-1)).
+- into rows (_walk_into_rows): the input's axes in their order, but the innermost kept axis moved
+  innermost, the accumulators in a scratch row per output element: the inner loop runs along the
+  kept axis, updating consecutive accumulators from consecutive elements, which LLVM vectorises.
+  Memory-contiguous when the innermost axis is kept (a bias gradient, x.sum(axis=0) of a
+  batch x units matrix), where the per-output walk strides across whole rows for every element.
+Both walks visit the elements of one output element in the same order (the reduced axes in their
+order, row-major), so the summation order per output element, and hence every result bit, does not
+depend on the walk; Argmax's tie rule (first index wins) does not depend on the order at all.
+"""
 from symcnn.tensor.math import Argmax, Max, Sum
 from symcnn.tensor.prod import Prod, ProdWithoutZeros
 
 from .. import irutil as U
 from ..lower import E_VALUE, Array, lower
 
+INT64_MAX = 2 ** 63 - 1
 
-def _split(x, axis):
+
+class _Fold:
+    """One reduction as pure values: accumulators of `dtypes` starting at `start` (constants),
+    step(accs, v, k) -> new accs for an element v at flat index k over the reduced axes
+    (row-major in the order of `axis`), finish(accs) -> the output element. The walk decides
+    where the accumulators live."""
+
+    def __init__(self, dtypes, start, step, finish):
+        self.dtypes, self.start, self.step, self.finish = dtypes, start, step, finish
+
+
+def _reduce(ctx, node, x, fold):
+    """out[kept] = finish(fold of x[kept, reduced]), by the walk that reads x in memory order."""
+    b = ctx.b
+    axis = list(node.op.axis)
     kept = [d for d in range(x.ndim) if d not in axis]
-    outer = Array(x.dtype, x.ptr, [x.shape[d] for d in kept], [x.strides[d] for d in kept])
-    inner_shape = [x.shape[d] for d in axis]
-    inner_strides = [x.strides[d] for d in axis]
-    return kept, outer, inner_shape, inner_strides
+    if not axis or not kept or (isinstance(x.shape[kept[-1]], int) and x.shape[kept[-1]] == 1):
+        return _walk_per_output(ctx, node, x, fold)
+    if x.contiguous:   # row-major: the last axis is the innermost in memory
+        if kept[-1] > max(axis):
+            return _walk_into_rows(ctx, node, x, fold)
+        return _walk_per_output(ctx, node, x, fold)
+    # a view (transposed, sliced, broadcast): the smaller stride of the innermost kept and
+    # innermost reduced axes decides, at run time unless both strides are known now
+    sk, sr = x.strides[kept[-1]], x.strides[max(axis)]
+    if isinstance(sk, int) and isinstance(sr, int):
+        walk = _walk_into_rows if abs(sk) < abs(sr) else _walk_per_output
+        return walk(ctx, node, x, fold)
+    out = ctx.alloc(node.outputs[0], [x.shape[d] for d in kept])
+    rows = b.icmp_signed("<", _abs(b, sk), _abs(b, sr))
+    with b.if_else(rows) as (then, otherwise):
+        with then:
+            _walk_into_rows(ctx, node, x, fold, out)
+        with otherwise:
+            _walk_per_output(ctx, node, x, fold, out)
+    return out
 
 
-def _reduce(ctx, node, x, init, step, finish):
-    """out[kept] = finish(fold(step, init, x[kept, reduced]))."""
+def _abs(b, v):
+    v = U.as_value(b, v)
+    return b.select(b.icmp_signed("<", v, U.i64(0)), b.sub(U.i64(0), v), v)
+
+
+def _walk_per_output(ctx, node, x, fold, out=None):
+    """For each output element: the reduced axes innermost, the accumulators in registers."""
     b = ctx.b
     axis = node.op.axis
-    kept, outer, inner_shape, inner_strides = _split(x, axis)
-    out = ctx.alloc(node.outputs[0], outer.shape)
-    with U.loop_nest(b, outer.shape, name="o") as oidx:
+    kept = [d for d in range(x.ndim) if d not in axis]
+    outer = Array(x.dtype, x.ptr, [x.shape[d] for d in kept], [x.strides[d] for d in kept])
+    if out is None:
+        out = ctx.alloc(node.outputs[0], outer.shape)
+    with U.loop_nest(b, outer.shape, name="reduce_out") as oidx:
         base = outer.offset(b, oidx)
-        acc = init()
+        accs = [ctx.local(U.ll_type(dt), s) for dt, s in zip(fold.dtypes, fold.start)]
         flat = ctx.local(U.I64, U.i64(0))
-        with U.loop_nest(b, inner_shape, name="r") as ridx:
+        with U.loop_nest(b, [x.shape[d] for d in axis], name="reduce_r") as ridx:
             off = base
-            for i, s in zip(ridx, inner_strides):
-                off = U.add(b, off, U.mul(b, i, s))
+            for i, d in zip(ridx, axis):
+                off = U.add(b, off, U.mul(b, i, x.strides[d]))
             v = b.load(x.flat_addr(b, off), typ=x.lltype)
             k = b.load(flat, typ=U.I64)
-            step(acc, v, k)
+            cur = [b.load(a, typ=U.ll_type(dt)) for a, dt in zip(accs, fold.dtypes)]
+            for a, nxt in zip(accs, fold.step(cur, v, k)):
+                b.store(nxt, a)
             b.store(b.add(k, U.i64(1)), flat)
-        out.store(b, oidx, finish(acc))
+        out.store(b, oidx, fold.finish([b.load(a, typ=U.ll_type(dt)) for a, dt in zip(accs, fold.dtypes)]))
+    return out
+
+
+def _walk_into_rows(ctx, node, x, fold, out=None):
+    """Every axis of x in its order, but the innermost kept axis innermost; the accumulators of
+    all output elements in scratch (in the output's layout), finished into the output at the end.
+    The reduced axes keep their order, so each output element folds its elements in the same
+    order as in _walk_per_output."""
+    b = ctx.b
+    axis = list(node.op.axis)
+    kept = [d for d in range(x.ndim) if d not in axis]
+    kept_shape = [x.shape[d] for d in kept]
+    if out is None:
+        out = ctx.alloc(node.outputs[0], kept_shape)
+    accs = [ctx.scratch(dt, kept_shape) for dt in fold.dtypes]
+    with U.loop_nest(b, kept_shape, name="reduce_rows_start") as oidx:
+        for a, s in zip(accs, fold.start):
+            a.store(b, oidx, s)
+    # k: the row-major index over the reduced axes (what the per-output walk counts)
+    kstride, acc = {}, 1
+    for d in reversed(axis):
+        kstride[d] = acc
+        acc = U.mul(b, acc, x.shape[d])
+    # the reduced axes in the order of `axis` (sorted by Reduce, but the fold order follows it)
+    reduced = iter(axis)
+    order = [next(reduced) if d in axis else d for d in range(x.ndim) if d != kept[-1]] + [kept[-1]]
+    with U.loop_nest(b, [x.shape[d] for d in order], name="reduce_rows") as idx:
+        at = dict(zip(order, idx))
+        off, k = 0, 0
+        for d in order:
+            off = U.add(b, off, U.mul(b, at[d], x.strides[d]))
+            if d in kstride:
+                k = U.add(b, k, U.mul(b, at[d], kstride[d]))
+        v = b.load(x.flat_addr(b, off), typ=x.lltype)
+        oidx = [at[d] for d in kept]
+        cur = [a.load(b, oidx) for a in accs]
+        for a, nxt in zip(accs, fold.step(cur, v, U.as_value(b, k))):
+            a.store(b, oidx, nxt)
+    with U.loop_nest(b, kept_shape, name="reduce_rows_finish") as oidx:
+        out.store(b, oidx, fold.finish([a.load(b, oidx) for a in accs]))
     return out
 
 
@@ -45,18 +138,14 @@ def lower_sum(ctx, node, ins):
     out_dt = node.outputs[0].dtype
     acc_dt = "float64" if U.is_float(out_dt) else out_dt
 
-    def init():
-        return ctx.local(U.ll_type(acc_dt), U.const(acc_dt, 0))
-
-    def step(acc, v, k):
+    def step(accs, v, k):
         v = U.cast_value(b, v, x.dtype, acc_dt)
-        cur = b.load(acc, typ=U.ll_type(acc_dt))
-        b.store((b.fadd if U.is_float(acc_dt) else b.add)(cur, v), acc)
+        return [(b.fadd if U.is_float(acc_dt) else b.add)(accs[0], v)]
 
-    def finish(acc):
-        return U.cast_value(b, b.load(acc, typ=U.ll_type(acc_dt)), acc_dt, out_dt)
+    def finish(accs):
+        return U.cast_value(b, accs[0], acc_dt, out_dt)
 
-    return [_reduce(ctx, node, x, init, step, finish)]
+    return [_reduce(ctx, node, x, _Fold([acc_dt], [U.const(acc_dt, 0)], step, finish))]
 
 
 def _lower_product(ctx, node, x, skip_zeros):
@@ -65,14 +154,10 @@ def _lower_product(ctx, node, x, skip_zeros):
     b = ctx.b
     out_dt = node.outputs[0].dtype
     acc_dt = "float64" if U.is_float(out_dt) else out_dt
-    at = U.ll_type(acc_dt)
 
-    def init():
-        return ctx.local(at, U.const(acc_dt, 1))
-
-    def step(acc, v, k):
+    def step(accs, v, k):
+        cur, = accs
         w = U.cast_value(b, v, x.dtype, acc_dt)
-        cur = b.load(acc, typ=at)
         nxt = (b.fmul if U.is_float(acc_dt) else b.mul)(cur, w)
         if skip_zeros:
             if U.is_float(x.dtype):
@@ -80,14 +165,12 @@ def _lower_product(ctx, node, x, skip_zeros):
             else:
                 zero = b.icmp_unsigned("==", v, U.const(x.dtype, 0))
             nxt = b.select(zero, cur, nxt)
-        b.store(nxt, acc)
+        return [nxt]
 
-    def finish(acc):
-        return U.cast_value(b, b.load(acc, typ=at), acc_dt, out_dt)
+    def finish(accs):
+        return U.cast_value(b, accs[0], acc_dt, out_dt)
 
-    return [_reduce(ctx, node, x, init, step, finish)]
-
-
+    return [_reduce(ctx, node, x, _Fold([acc_dt], [U.const(acc_dt, 1)], step, finish))]
 @lower.register(Prod)
 def lower_prod(ctx, node, ins):
     return _lower_product(ctx, node, ins[0], skip_zeros=False)
@@ -136,17 +219,21 @@ def lower_max(ctx, node, ins):
     b = ctx.b
     _nonempty(ctx, x, node.op.axis)
 
-    def init():
-        return ctx.local(x.lltype, lowest_value(x.dtype))
+    def step(accs, v, k):
+        return [b.select(greater(b, v, accs[0], x.dtype), v, accs[0])]
 
-    def step(acc, v, k):
-        cur = b.load(acc, typ=x.lltype)
-        b.store(b.select(greater(b, v, cur, x.dtype), v, cur), acc)
+    def finish(accs):
+        return U.cast_value(b, accs[0], x.dtype, node.outputs[0].dtype)
 
-    def finish(acc):
-        return U.cast_value(b, b.load(acc, typ=x.lltype), x.dtype, node.outputs[0].dtype)
+    return [_reduce(ctx, node, x, _Fold([x.dtype], [lowest_value(x.dtype)], step, finish))]
 
-    return [_reduce(ctx, node, x, init, step, finish)]
+
+def same(b, v, best, dtype):
+    """v ties with best: equal, or both NaN."""
+    if U.is_float(dtype):
+        return b.or_(b.fcmp_ordered("==", v, best),
+                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_unordered("uno", best, best)))
+    return b.icmp_unsigned("==", v, best)
 
 
 @lower.register(Argmax, error_message=empty_reduction_message("argmax"))
@@ -154,24 +241,18 @@ def lower_argmax(ctx, node, ins):
     x, = ins
     b = ctx.b
     _nonempty(ctx, x, node.op.axis)
-    state = {}
 
-    def init():
-        state["best"] = ctx.local(x.lltype, lowest_value(x.dtype))
-        state["first"] = ctx.local(U.I1, ir.Constant(U.I1, 1))
-        return ctx.local(U.I64, U.i64(0))
+    def step(accs, v, k):
+        # the largest value (a NaN above all), the smallest index among ties: the answer does
+        # not depend on the order elements come in, and the start (lowest value, index
+        # INT64_MAX) loses to any first element
+        best, at = accs
+        take = b.or_(greater(b, v, best, x.dtype),
+                     b.and_(same(b, v, best, x.dtype), b.icmp_signed("<", k, at)))
+        return [b.select(take, v, best), b.select(take, k, at)]
 
-    def step(acc, v, k):
-        best = b.load(state["best"], typ=x.lltype)
-        first = b.load(state["first"], typ=U.I1)
-        take = b.or_(first, greater(b, v, best, x.dtype))
-        if U.is_float(x.dtype):  # once a NaN is the best, nothing replaces it
-            take = b.and_(take, b.or_(first, b.fcmp_ordered("ord", best, best)))
-        b.store(b.select(take, v, best), state["best"])
-        b.store(b.select(take, k, b.load(acc, typ=U.I64)), acc)
-        b.store(ir.Constant(U.I1, 0), state["first"])
+    def finish(accs):
+        return accs[1]
 
-    def finish(acc):
-        return b.load(acc, typ=U.I64)
-
-    return [_reduce(ctx, node, x, init, step, finish)]
+    return [_reduce(ctx, node, x, _Fold([x.dtype, "int64"], [lowest_value(x.dtype), U.i64(INT64_MAX)],
+                                        step, finish))]

@@ -7,6 +7,8 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 
+from symcnn.tensor.prod import ProdWithoutZeros
+
 from tests.helpers import check_native_vs_reference, check_same_error
 from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
@@ -162,3 +164,103 @@ def test_max_over_nonempty_axis_of_empty_array_matches_numpy():
     assert r[0].shape == (0,) and r[0].dtype == np.float32
     assert r[1].shape == (0,) and r[1].dtype == np.int64
     np.testing.assert_array_equal(r[0], np.max(a, axis=1))
+
+
+# -- the two walks (codegen/kernels/reduce.py): per output element, or into rows of accumulators -----
+
+def _subsets(ndim):
+    return [c for r in range(1, ndim + 1) for c in itertools.combinations(range(ndim), r)]
+
+
+def _views(x, ndim):
+    """The input as it is, transposed, and sliced with steps (one of them negative)."""
+    steps = [slice(None, None, 2)] + [slice(None)] * (ndim - 2) + [slice(None, None, -3)]
+    return {"contiguous": x, "transposed": x.dimshuffle(*reversed(range(ndim))),
+            "sliced": x[tuple(steps[-ndim:]) if ndim > 1 else slice(None, None, -2)]}
+
+
+def _every_fold(v, ndim):
+    outs = []
+    for axis in _subsets(ndim):
+        outs += [T.sum(v, axis=axis), T.prod(v, axis=axis), ProdWithoutZeros(axis)(v),
+                 T.max(v, axis=axis), T.min(v, axis=axis), T.argmax(v, axis=axis)]
+    return outs
+
+
+def _tied_values(rng, dtype, shape):
+    """Few distinct values (many ties for max/argmax, exact sums), zeros included."""
+    return (rng.randint(-4, 5, size=shape) * (0.5 if dtype.startswith("float") else 1)).astype(dtype)
+
+
+@pytest.mark.parametrize("view", ["contiguous", "transposed", "sliced"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int8"])
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+def test_every_axis_subset_of_random_shapes(ndim, dtype, view):
+    rng = np.random.RandomState(100 * ndim + 10 * ["float32", "float64", "int32", "int8"].index(dtype)
+                                + ["contiguous", "transposed", "sliced"].index(view))
+    x = T.TensorType(dtype, shape=(None,) * ndim)("x")
+    outs = _every_fold(_views(x, ndim)[view], ndim)
+    sizes = [(1, 7), (2, 6), (5, 9)][min(ndim, 3) - 1] if ndim > 1 else (1, 40)
+    calls = [[_tied_values(rng, dtype, tuple(rng.randint(*sizes, size=ndim)))] for _ in range(3)]
+    shape = calls[0][0].shape   # and distinct values (products stay well inside float32's range)
+    if dtype.startswith("float"):
+        calls.append([(rng.uniform(0.6, 1.6, shape) * rng.choice([-1, 1], shape)).astype(dtype)])
+    else:
+        calls.append([rng.randint(-100, 100, size=shape).astype(dtype)])
+    rtol = 1e-4 if dtype == "float32" else 1e-5   # a float32 product: numpy multiplies in float32
+    check_native_vs_reference([x], outs, None, calls=calls, rtol=rtol)
+
+
+def test_broadcast_dimension_of_a_view():
+    rng = np.random.RandomState(3)
+    m = T.fmatrix("m")
+    v = m.dimshuffle(0, "x", 1)
+    outs = []
+    for axis in _subsets(3):
+        outs += [T.sum(v, axis=axis), T.max(v, axis=axis), T.argmax(v, axis=axis)]
+    outs += [T.sum(m.dimshuffle(1, "x", 0), axis=axis) for axis in _subsets(3)]
+    check_native_vs_reference([m], outs, None, calls=[[_tied_values(rng, "float32", (5, 9))],
+                                                       [_tied_values(rng, "float32", (1, 3))]])
+
+
+def test_argmax_first_index_among_ties_and_nans_in_columns():
+    x = T.matrix("x")
+    a = np.array([[1.0, 5.0, np.nan, 2.0],
+                  [3.0, 5.0, 1.0, np.nan],
+                  [3.0, np.nan, np.nan, 2.0],
+                  [0.0, 5.0, 4.0, 2.0]], dtype="float32")
+    fn, (res,) = check_native_vs_reference([x], [x.argmax(axis=0), x.max(axis=0), x.T.argmax(axis=1)], [a])
+    np.testing.assert_array_equal(res[0], [1, 2, 0, 1])
+    np.testing.assert_array_equal(res[2], [1, 2, 0, 1])
+
+
+def _walks(ir_text):
+    return {"into rows": "reduce_rows0.head" in ir_text, "per output": "reduce_r0.head" in ir_text}
+
+
+def test_the_walk_follows_the_memory_order():
+    """A kept innermost axis walks into rows, a reduced one per output element; a view whose
+    strides are known only at run time has both, and static strides pick one at compile time."""
+    m = T.fmatrix("m")
+    x = T.tensor4("x")
+    walks = lambda out, *ins: _walks(symcnn.function(list(ins), out, mode="native").runner.ir)  # noqa: E731
+    assert walks(T.sum(m, axis=0), m) == {"into rows": True, "per output": False}
+    assert walks(T.argmax(m, axis=0), m) == {"into rows": True, "per output": False}
+    assert walks(T.max(x, axis=(0, 2)), x) == {"into rows": True, "per output": False}
+    assert walks(T.sum(m, axis=1), m) == {"into rows": False, "per output": True}
+    assert walks(T.sum(x, axis=(1, 3)), x) == {"into rows": False, "per output": True}
+    assert walks(T.sum(m.T, axis=0), m) == {"into rows": True, "per output": True}
+    s = T.TensorType("float32", shape=(6, 7))("s")
+    assert walks(T.sum(s.T, axis=0), s) == {"into rows": False, "per output": True}
+    assert walks(T.sum(s.T, axis=1), s) == {"into rows": True, "per output": False}
+
+
+@pytest.mark.parametrize("axis", [0, 1, (0, 2), (1,)])
+def test_bounds_checked_walks(axis):
+    rng = np.random.RandomState(11)
+    x = T.tensor3("x")
+    views = [x, x.dimshuffle(2, 0, 1), x[::2, :, ::-1]]
+    outs = [op(v, axis=axis) for v in views for op in (T.sum, T.max, T.argmax, T.prod)]
+    fn, _ = check_native_vs_reference([x], outs, [_tied_values(rng, "float32", (5, 4, 6))],
+                                      rtol=1e-4, mode="boundscheck")
+    assert "ret i32 11" in fn.runner.ir    # the accesses are checked
