@@ -22,6 +22,15 @@ def data():
     return load_data("mnist10k")
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handling (KeyboardInterrupt), whatever the test process inherited: a
+    shell's background job starts with SIGINT ignored, and that setting passes to its children."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
 class Run:
     """A small MLP and its compiled functions; train(i) trains on a minibatch drawn from rng."""
 
@@ -78,7 +87,7 @@ def assert_same(a, b, run_a, run_b):
 @pytest.mark.parametrize("interrupt, done", [(dict(interrupt_at=23), 22), (dict(sigint_at=23), 23),
                                              (dict(fail_validate_at=4), 20)],
                          ids=["raised-in-train_model", "sigint-in-train_model", "raised-in-validate_model"])
-def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(data, tmp_path, interrupt, done):
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(data, tmp_path, interrupt, done, ctrl_c_raises):
     ref_run = Run(data)
     ref = ref_run.fit()
     assert 0 < ref.best_validation_loss < 0.9 and ref.iterations == 40

@@ -16,6 +16,10 @@ import numpy as np
 import symcnn, symcnn.tensor as T
 from codegen import jit
 
+# Python's own Ctrl-C handling, whatever this process inherited (a shell's background job starts
+# with SIGINT ignored, and its children inherit that)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 _compile = jit._compile_here
 def slow_compile(ir_text, target=None):
     time.sleep(0.8)
