@@ -7,12 +7,13 @@ symcnn Dot graph for the same shapes; median of `reps` runs of thread CPU time (
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from timing import median_seconds  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -71,14 +72,7 @@ SHAPES = [  # (label, M, K, N, transpose A, transpose B)
 
 
 def median_s(fn, reps):
-    fn()
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.thread_time()
-        fn()
-        ts.append(time.thread_time() - t0)
-    return statistics.median(ts)
+    return median_seconds(fn, reps, warmup=2, clock=time.thread_time)
 
 
 def main():

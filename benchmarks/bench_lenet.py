@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from timing import median_seconds
+
 import symcnn as theano
 import symcnn.tensor as T
 from symcnn.compile.mode import Mode
@@ -69,14 +71,7 @@ def build(batch_size, nkerns, data_x, data_y, mode):
 
 
 def median_ms(fn, n_batches, runs, warmup=2):
-    for i in range(warmup):
-        fn(i % n_batches)
-    times = []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        fn(i % n_batches)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, runs, warmup=warmup, batches=n_batches)
 
 
 def torch_steps(batch_size, nkerns, data_x, data_y, runs, threads):

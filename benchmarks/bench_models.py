@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from timing import median_seconds
+
 # One setup: input (channels, rows, cols), batch, a list of layers, the number of classes.
 #   ("conv", out_channels, kernel, border_mode, stride, activation, pool)
 #       border_mode: 'valid' or 'half'; pool: None or (mode, size) applied after the activation,
@@ -155,14 +157,7 @@ def data(setup):
 
 
 def median_ms(fn, runs, warmup=1, batches=4):
-    for i in range(warmup):
-        fn(i % batches)
-    times = []
-    for i in range(runs):
-        t0 = time.perf_counter()
-        fn(i % batches)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, runs, warmup=warmup, batches=batches)
 
 
 # -- PyTorch (in a child process) -----------------------------------------------------------------

@@ -11,11 +11,11 @@ times (the host may be shared: run it at a quiet moment).
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from timing import median_seconds  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -24,13 +24,7 @@ from symcnn.sandbox.rng_mrg import MRG_RandomStreams  # noqa: E402
 
 
 def median_time(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, reps)
 
 
 def symcnn_draw(n, threads, kind, mode="native"):

@@ -8,11 +8,11 @@ included) and of numpy's `x.sum(axis)` (the host may be shared: run it at a quie
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from timing import median_seconds  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -23,14 +23,7 @@ SHAPES = ((1600, 512), (500, 800))
 
 
 def median_ms(fn, reps):
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, reps, warmup=5) * 1e3
 
 
 def main():
