@@ -16,7 +16,6 @@ PyTorch at the same level, in a child process with ATEN_CPU_CAPABILITY (and oneD
 instruction-set limits) set accordingly; --steps-only skips the unfused, nanguard and reference runs.
 """
 import json
-import subprocess
 import argparse
 import os
 import platform
@@ -27,7 +26,7 @@ import time
 
 import numpy as np
 
-from timing import median_seconds
+from timing import JsonChild, median_seconds
 
 import symcnn as theano
 import symcnn.tensor as T
@@ -139,18 +138,14 @@ class TorchChild:
         self.isa = TORCH_ISA.get(target, {})
         cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", "--batch-size", str(args.batch_size),
                "--threads", str(args.threads), "--nkerns", *map(str, args.nkerns)]
-        self.proc = subprocess.Popen(cmd, env=dict(os.environ, **self.isa), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.version = json.loads(self.proc.stdout.readline() or "null")
+        self.child = JsonChild(cmd, env=dict(os.environ, **self.isa))
+        self.version = self.child.version
 
     def median_ms(self, kind, n):
-        self.proc.stdin.write(f"{kind} {n}\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+        return self.child.ask(f"{kind} {n}")
 
     def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
+        self.child.close()
 
 
 # PyTorch's instruction-set limits matching a target: ATen's CPU capability, oneDNN's (convolutions)

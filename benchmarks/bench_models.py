@@ -16,14 +16,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-from timing import median_seconds
+from timing import JsonChild, median_seconds
 
 # One setup: input (channels, rows, cols), batch, a list of layers, the number of classes.
 #   ("conv", out_channels, kernel, border_mode, stride, activation, pool)
@@ -220,20 +219,12 @@ def torch_server(threads):
         print(json.dumps(median_ms(fn, int(n))), flush=True)
 
 
-class TorchChild:
+class TorchChild(JsonChild):
     def __init__(self, threads):
-        cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.version = json.loads(self.proc.stdout.readline() or "null")
+        super().__init__([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads)])
 
     def median_ms(self, name, kind, n):
-        self.proc.stdin.write(f"{name} {kind} {n}\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait()
+        return self.ask(f"{name} {kind} {n}")
 
 
 # -- the run --------------------------------------------------------------------------------------

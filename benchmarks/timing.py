@@ -16,3 +16,25 @@ def median_seconds(fn, reps, warmup=1, clock=time.perf_counter, batches=None):
         call(i)
         times.append(clock() - t0)
     return statistics.median(times)
+
+
+class JsonChild:
+    """A helper process spoken to one line at a time: each request line gets one JSON line back.
+    Its first line is its greeting (e.g. a library version, or null). Benchmarks run PyTorch in
+    one, asked for blocks of steps between their own, so both sides see the same load."""
+
+    def __init__(self, cmd, env=None):
+        import json
+        import subprocess
+        self._json = json
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.version = json.loads(self.proc.stdout.readline() or "null")
+
+    def ask(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self._json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
