@@ -1,4 +1,5 @@
-"""Conv2d, Conv2dGradInputs and Conv2dGradWeights as im2col + the packed GEMM.
+"""The im2col + packed GEMM building blocks of the convolutions (the lowerings of Conv2d,
+Conv2dGradInputs and Conv2dGradWeights are in conv_forward.py and conv_grad.py; convpool.py uses them too).
 
 Per image, the (padded, strided, optionally flipped) patches of the input are
 unrolled into `cols[(c, r, s), (i, j)]` (P x N with P = C*kh*kw, N = OH*OW); then
@@ -17,10 +18,10 @@ from llvmlite import ir
 
 from symcnn.graph.basic import Constant
 from symcnn.tensor.nnet import conv_geometry as geometry
-from symcnn.tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
+from symcnn.tensor.nnet.conv import Conv2dGradInputs
 
 from .. import irutil as U
-from ..lower import E_SHAPE, E_VALUE, Array, copy, lower
+from ..lower import E_SHAPE, E_VALUE, Array, copy
 from ..microkernels import gemm
 from ..irutil import ceildiv, floordiv, gep
 
@@ -324,74 +325,3 @@ def grad_output(ctx, node, ins):
         out = ctx.alloc(node.outputs[0], [K, C, kh, kw])
         K, C, kh, kw = out.shape
     return out, Geometry(ctx.b, node.op, C, H, W, kh, kw, OH, OW), B, K
-
-
-# -- the lowerings ----------------------------------------------------------------------------
-
-@lower.register(Conv2d)
-def lower_conv2d(ctx, node, ins):
-    b = ctx.b
-    op = node.op
-    x, w = ins
-    dt = node.outputs[0].dtype
-    B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
-    out = ctx.alloc(node.outputs[0], [B, K, OH, OW])
-    B, K, OH, OW = out.shape
-    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
-    wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
-    cols = ctx.scratch(dt, [g.P, g.N])
-    xs = pinned(b, x, [B, C, H, W])
-    on = U.mul(b, K, g.N)
-    with U.for_range(b, B, name="img") as n:
-        emit_im2col(ctx, g, image_view(b, xs, n), cols.ptr, dt)
-        emit_gemm(ctx, dt, K, g.N, g.P, Mat(wd.ptr, g.P, 1), Mat(cols.ptr, g.N),
-                  Mat(gep(b, out.ptr, U.mul(b, n, on), out.lltype), g.N))
-    return [out]
-
-
-@lower.register(Conv2dGradInputs)
-def lower_conv2d_grad_inputs(ctx, node, ins):
-    b = ctx.b
-    out, g, B, K = grad_output(ctx, node, ins)
-    dt = out.dtype
-    wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
-    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
-    dcols = ctx.scratch(dt, [g.P, g.N])
-    img = U.product(b, [g.C, g.H, g.W])
-    tn = U.mul(b, K, g.N)
-    et = out.lltype
-    with U.for_range(b, B, name="img") as n:
-        emit_gemm(ctx, dt, g.P, g.N, K, Mat(wd.ptr, 1, g.P),
-                  Mat(gep(b, td.ptr, U.mul(b, n, tn), et), g.N), Mat(dcols.ptr, g.N))
-        dx = gep(b, out.ptr, U.mul(b, n, img), et)
-        zero_fill(b, dx, 0, img, dt)
-        emit_col2im(ctx, g, dcols.ptr, dx, dt)
-    return [out]
-
-
-@lower.register(Conv2dGradWeights)
-def lower_conv2d_grad_weights(ctx, node, ins):
-    b = ctx.b
-    out, g, B, K = grad_output(ctx, node, ins)
-    dt, et = out.dtype, out.lltype
-    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
-    cols = ctx.scratch(dt, [g.P, g.N])
-    topT = ctx.scratch(dt, [g.N, K])
-    dwT = ctx.scratch(dt, [g.P, K])
-    zero_fill(b, dwT.ptr, 0, U.mul(b, g.P, K), dt)
-    xs = pinned(b, ins[0], [B, g.C, g.H, g.W])
-    tn = U.mul(b, K, g.N)
-    with U.for_range(b, B, name="img") as n:
-        emit_im2col(ctx, g, image_view(b, xs, n), cols.ptr, dt)
-        tb = gep(b, td.ptr, U.mul(b, n, tn), et)
-        with U.for_range(b, K, name="tk") as k:
-            with U.for_range(b, g.N, name="tn") as m:
-                v = b.load(gep(b, tb, U.add(b, U.mul(b, k, g.N), m), et), typ=et)
-                b.store(v, gep(b, topT.ptr, U.add(b, U.mul(b, m, K), k), et))
-        emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols.ptr, g.N, 1), Mat(topT.ptr, K), Mat(dwT.ptr, K),
-                  accumulate=True)
-    with U.for_range(b, K, name="ok") as k:
-        with U.for_range(b, g.P, name="op") as p:
-            v = b.load(gep(b, dwT.ptr, U.add(b, U.mul(b, p, K), k), et), typ=et)
-            b.store(v, gep(b, out.ptr, U.add(b, U.mul(b, k, g.P), p), et))
-    return [out]

@@ -1,0 +1,176 @@
+"""Conv2d natively, the batch split over the threads (conv_threads.py).
+
+Two ways, chosen when compiling (forward_variant):
+
+  direct  static shapes and unit strides, any padding: each image is copied into a per-thread,
+          zero-bordered dense (C, H + 2*ph, W + 2*pw) buffer (no copy for an unpadded dense input),
+          and the direct micro-kernels of microkernels/directconv.py run a 'valid' convolution on it
+          with no patch matrix; the per-thread conv scratch is then copied into the output planes.
+          The same routine (direct_images) computes the input gradient of a unit-stride convolution
+          (conv_grad.py): a 'valid' correlation of the zero-bordered output gradient with the
+          filters transposed.
+  im2col  everything else (strides, dynamic shapes, a direct plan that would waste too much of its
+          tiles): per image, a per-thread patch matrix and the packed GEMM (conv.py's helpers).
+"""
+from symcnn.tensor.nnet import conv_geometry as geometry
+from symcnn.tensor.nnet.conv import Conv2d
+
+from .. import irutil as U
+from ..lower import lower
+from ..microkernels import directconv as D
+from ..microkernels import gemm as G
+from ..parallel import Parts, threads
+from .conv import Geometry, Mat, dense, emit_gemm, emit_im2col, forward_dims, gep, image_view, pinned, zero_fill
+from .conv_threads import Captured, PerThread, add_array, copy_planes, shift_copy
+
+
+class _Valid:
+    """The parts of a conv op directconv.plan reads, for a 'valid' unit-stride convolution."""
+    border_mode = "valid"
+    subsample = (1, 1)
+
+    def __init__(self, flip):
+        self.filter_flip = flip
+
+
+class DirectImages:
+    """A unit-stride convolution of (C, H, W) sources into (K, OH, OW) results, as the direct kernel's
+    'valid' convolution of a (C, OH + kh - 1, OW + kw - 1) buffer holding the source shifted by
+    (sh, sw) rows and columns (zeros around it). copy: whether sources are copied into such a buffer
+    (else read in place: no shift, same size, dense)."""
+
+    def __init__(self, p, C, H, W, shift):
+        self.p, self.C, self.H, self.W, self.shift = p, C, H, W, shift
+        self.Hb, self.Wb = p.H, p.W
+        self.copy = shift != (0, 0) or (self.Hb, self.Wb) != (H, W)
+
+    @property
+    def variant(self):
+        return f"direct {self.p.mode}"
+
+
+def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip):
+    """A DirectImages when every size is a static int and the direct kernel applies, else None."""
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
+        return None
+    if OH < 1 or OW < 1:
+        return None
+    p = D.plan(_Valid(flip), dtype, [None, C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW])
+    if p is None:
+        return None
+    return DirectImages(p, C, H, W, tuple(shift))
+
+
+def forward_variant(op, dtype, dims):
+    """(name, DirectImages or None) of a Conv2d with dims (B, C, H, W, K, kh, kw, OH, OW) (ints where
+    static): 'direct wide' / 'direct rows' (the direct kernel's layouts) or 'im2col'."""
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
+            and isinstance(kw, int):
+        di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                           op.filter_flip)
+        if di is not None:
+            return di.variant, di
+    return "im2col", None
+
+
+def body_name(op, variant):
+    """The name of the outlined per-image function of one lowering: symcnn_conv_<op>_<variant>_ (op:
+    fwd, gx or gw) and a number, so a compiled module's IR shows which variant each conv took."""
+    return f"symcnn_conv_{op}_{variant.replace(' ', '_')}_"
+
+
+def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
+    """out[n] (dense (B, K, OH, OW)) = the direct convolution of src[n] ((B, C, H, W) Array) by the
+    filters w_dense (dense [K][C][kh][kw], flipped by the plan as it says), every image."""
+    b = ctx.b
+    p = di.p
+    dt = p.dtype
+    T = threads()
+    wp = ctx.scratch(dt, [p.nkb * p.P * p.MR])
+    offs = ctx.scratch("int64", [p.P])
+    D.pack_weights(ctx, p, w_dense, wp.ptr, offs.ptr)
+    copy = di.copy or not (src.contiguous and srcdt == dt)
+    nb = p.C * p.H * p.W
+    cap = Captured()
+    cap.add("B", B)
+    add_array(cap, "src", src)
+    cap.add("wp", wp.ptr)
+    cap.add("offs", offs.ptr)
+    cap.add("out", out.ptr)
+    cap.add_parts("conv", PerThread(ctx, dt, [p.scratch_elems()], T))
+    cap.add_parts("buf", PerThread(ctx, dt, [nb], T) if copy else None)
+    plane = p.K * p.OH * p.OW
+    et = U.ll_type(dt)
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        conv = v.part("conv", dt)
+        buf = v.part("buf", dt)
+        if buf is not None:
+            zero_fill(bb, buf, 0, nb, dt)
+        xs = v.array("src", srcdt, [v["B"], di.C, di.H, di.W])
+        with U.for_range(bb, n1, start=n0, name="img") as n:
+            img = image_view(bb, xs, n)
+            if buf is not None:
+                shift_copy(bctx, img, buf, dt, di.C, di.H, di.W, p.H, p.W, *di.shift)
+                x_img = buf
+            else:
+                x_img = img.ptr
+            D.emit_image(bctx, p, x_img, v["wp"], v["offs"], conv)
+            copy_planes(bctx, conv, p.rs, p.row_stride, gep(bb, v["out"], U.mul(bb, n, plane), et), dt,
+                        p.K, p.OH, p.OW)
+
+    cap.run(ctx, body_name(op, di.variant), B, emit)
+
+
+@lower.register(Conv2d)
+def lower_conv2d(ctx, node, ins):
+    b = ctx.b
+    op = node.op
+    x, w = ins
+    dt = node.outputs[0].dtype
+    B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
+    out = ctx.alloc(node.outputs[0], [B, K, OH, OW])
+    B, K, OH, OW = out.shape
+    wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
+    xs = pinned(b, x, [B, C, H, W])
+    _, di = forward_variant(op, dt, [B, C, H, W, K, kh, kw, OH, OW])
+    if di is not None:
+        emit_direct_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
+        return [out]
+    _forward_im2col(ctx, op, dt, xs, wd, out, [B, C, H, W, K, kh, kw, OH, OW])
+    return [out]
+
+
+def _forward_im2col(ctx, op, dt, xs, wd, out, dims):
+    b = ctx.b
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
+    T = threads()
+    na, nbp = G.pack_sizes(b, dt, K, g.N, g.P)
+    cap = Captured()
+    for name, val in zip(("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW"), dims):
+        cap.add(name, val)
+    add_array(cap, "x", xs)
+    cap.add("w", wd.ptr)
+    cap.add("out", out.ptr)
+    cap.add_parts("cols", PerThread(ctx, dt, [g.P, g.N], T))
+    cap.add_parts("ap", Parts(ctx, dt, na, T))
+    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        d = [v[k] for k in ("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW")]
+        gg = Geometry(bb, op, *d[1:4], *d[5:])
+        Kv = d[4]
+        xv = v.array("x", xs.dtype, d[:4])
+        cols = v.part("cols", dt)
+        packs = (v.part("ap", dt), v.part("bp", dt))
+        on = U.mul(bb, Kv, gg.N)
+        with U.for_range(bb, n1, start=n0, name="img") as n:
+            emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
+            emit_gemm(bctx, dt, Kv, gg.N, gg.P, Mat(v["w"], gg.P, 1), Mat(cols, gg.N),
+                      Mat(gep(bb, v["out"], U.mul(bb, n, on), out.lltype), gg.N), packs=packs)
+
+    cap.run(ctx, body_name("fwd", "im2col"), B, emit)

@@ -1,0 +1,267 @@
+"""Conv2dGradInputs and Conv2dGradWeights natively, the batch split over the threads (conv_threads.py).
+
+Input gradient, chosen by grad_inputs_variant:
+  direct  unit strides, static shapes: dx[n] is the 'valid' correlation of top[n], zero-bordered by
+          (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
+          forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
+  im2col  otherwise: per image, dcols = W^T @ top[n] (packed GEMM) and col2im into dx[n], in
+          per-thread buffers.
+
+Weight gradient, chosen by grad_weights_variant:
+  taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
+          patches straight from groups of zero-bordered image copies, with the output gradient
+          transposed into rows of whole vectors; more filters than one such row holds (256 bytes)
+          are split into column chunks, each its own tap plan ('taps chunked').
+  im2col  otherwise (dynamic shapes): per image, dWT += cols @ top[n]^T.
+Each thread accumulates its own partial dW; the partials are added in thread order afterwards.
+"""
+from symcnn.tensor.nnet import conv_geometry as geometry
+from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights
+
+from .. import irutil as U
+from ..lower import lower
+from ..microkernels import directconv_grad as DG
+from ..microkernels import gemm as G
+from ..microkernels.directconv import lanes
+from ..parallel import Parts, threads
+from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, gep, grad_output, image_view,
+                   pinned, zero_fill)
+from .conv_forward import body_name, direct_images, emit_direct_images
+from .conv_threads import Captured, PerThread, add_array, reduce_transposed, shift_copy
+
+DIMS = ("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW")
+
+
+def _static_pads(op, kh, kw):
+    if not (isinstance(kh, int) and isinstance(kw, int)):
+        return None
+    return geometry.padding(op.border_mode, kh, kw)
+
+
+# -- input gradient ---------------------------------------------------------------------------
+
+def grad_inputs_variant(op, dtype, dims):
+    """(name, DirectImages or None) of a Conv2dGradInputs with dims (B, C, H, W, K, kh, kw, OH, OW):
+    'direct wide' / 'direct rows' or 'im2col'."""
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    pads = _static_pads(op, kh, kw)
+    if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64"):
+        di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
+                           not op.filter_flip)
+        if di is not None:
+            return di.variant, di
+    return "im2col", None
+
+
+@lower.register(Conv2dGradInputs)
+def lower_conv2d_grad_inputs(ctx, node, ins):
+    b = ctx.b
+    op = node.op
+    out, g, B, K = grad_output(ctx, node, ins)
+    dt = out.dtype
+    wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
+    top = pinned(b, ins[1], [B, K, g.OH, g.OW])
+    dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
+    _, di = grad_inputs_variant(op, dt, dims)
+    if di is not None:
+        # the filters as [C][K][kh][kw]; the plan's flip turns them for the correlation
+        wt = ctx.scratch(dt, [g.C, K, g.kh, g.kw])
+        khw = g.kh * g.kw
+        et = out.lltype
+        with U.for_range(b, K, name="tk") as k:
+            with U.for_range(b, g.C, name="tc") as c:
+                with U.for_range(b, khw, name="tt") as t:
+                    v = b.load(gep(b, wd.ptr, U.add(b, U.mul(b, U.add(b, U.mul(b, k, g.C), c), khw), t), et), typ=et)
+                    b.store(v, gep(b, wt.ptr, U.add(b, U.mul(b, U.add(b, U.mul(b, c, K), k), khw), t), et))
+        emit_direct_images(ctx, di, top, top.dtype, wt.ptr, B, out, "gx")
+        return [out]
+    _grad_inputs_im2col(ctx, op, dt, wd, dense(ctx, top, dt), out, dims)
+    return [out]
+
+
+def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims):
+    b = ctx.b
+    g = Geometry(b, op, *dims[1:4], *dims[5:])
+    K = dims[4]
+    T = threads()
+    na, nbp = G.pack_sizes(b, dt, g.P, g.N, K)
+    cap = Captured()
+    for name, val in zip(DIMS, dims):
+        cap.add(name, val)
+    cap.add("w", wd.ptr)
+    cap.add("top", td.ptr)
+    cap.add("out", out.ptr)
+    cap.add_parts("dcols", PerThread(ctx, dt, [g.P, g.N], T))
+    cap.add_parts("ap", Parts(ctx, dt, na, T))
+    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
+    et = out.lltype
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        d = [v[k] for k in DIMS]
+        gg = Geometry(bb, op, *d[1:4], *d[5:])
+        Kv = d[4]
+        dcols = v.part("dcols", dt)
+        packs = (v.part("ap", dt), v.part("bp", dt))
+        img = U.product(bb, [gg.C, gg.H, gg.W])
+        tn = U.mul(bb, Kv, gg.N)
+        with U.for_range(bb, n1, start=n0, name="img") as n:
+            emit_gemm(bctx, dt, gg.P, gg.N, Kv, Mat(v["w"], 1, gg.P),
+                      Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), gg.N), Mat(dcols, gg.N), packs=packs)
+            dx = gep(bb, v["out"], U.mul(bb, n, img), et)
+            zero_fill(bb, dx, 0, img, dt)
+            emit_col2im(bctx, gg, dcols, dx, dt)
+
+    cap.run(ctx, body_name("gx", "im2col"), dims[0], emit)
+
+
+# -- weight gradient --------------------------------------------------------------------------
+
+class TapChunks:
+    """The weight gradient as tap-panel GEMMs over groups of G zero-bordered (C, Hb, Wb) images:
+    the filters split into chunks (first filter, tap plan) of at most 256 bytes of filters each."""
+
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+        self.dtype, self.C, self.H, self.W, self.K = dtype, C, H, W, K
+        self.pads = pads
+        self.Hb, self.Wb = H + 2 * pads[0], W + 2 * pads[1]
+        most = 256 // U.itemsize(dtype)
+        n = -(-K // most)
+        sizes = [K // n + (1 if j < K % n else 0) for j in range(n)]
+        self.chunks, k0 = [], 0
+        for kc in sizes:
+            self.chunks.append((k0, DG.TapPlan(dtype, C, self.Hb, self.Wb, kc, kh, kw, OH, OW, *stride, flip)))
+            k0 += kc
+        self.G = min(tp.G for _, tp in self.chunks)
+        self.N = OH * OW
+        self.P = C * kh * kw
+        self.img = C * self.Hb * self.Wb
+        self.copy = pads != (0, 0)
+
+    @property
+    def variant(self):
+        return "taps" if len(self.chunks) == 1 else "taps chunked"
+
+
+def grad_weights_variant(op, dtype, dims):
+    """(name, TapChunks or None) of a Conv2dGradWeights: 'taps', 'taps chunked' or 'im2col'."""
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    pads = _static_pads(op, kh, kw)
+    if pads is None or str(dtype) not in ("float32", "float64"):
+        return "im2col", None
+    if not all(isinstance(v, int) for v in (C, H, W, K, OH, OW)) or min(C, H, W, K, OH, OW) < 1:
+        return "im2col", None
+    tc = TapChunks(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample), op.filter_flip)
+    return tc.variant, tc
+
+
+@lower.register(Conv2dGradWeights)
+def lower_conv2d_grad_weights(ctx, node, ins):
+    b = ctx.b
+    op = node.op
+    out, g, B, K = grad_output(ctx, node, ins)
+    dt = out.dtype
+    td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
+    xs = pinned(b, ins[0], [B, g.C, g.H, g.W])
+    dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
+    _, tc = grad_weights_variant(op, dt, dims)
+    if tc is not None:
+        _grad_weights_taps(ctx, tc, xs, td, out, B)
+    else:
+        _grad_weights_im2col(ctx, op, dt, xs, td, out, dims)
+    return [out]
+
+
+def _grad_weights_taps(ctx, tc, xs, td, out, B):
+    b = ctx.b
+    dt = tc.dtype
+    et = U.ll_type(dt)
+    T = threads()
+    copy = tc.copy or not (xs.contiguous and xs.dtype == dt)
+    cap = Captured()
+    cap.add("B", B)
+    add_array(cap, "x", xs)
+    cap.add("top", td.ptr)
+    tt_off, dw_off = [], []
+    tt_n = dw_n = 0
+    for j, (k0, tp) in enumerate(tc.chunks):
+        offs = ctx.scratch("int64", [tp.n_offsets])
+        DG.tap_plan_offsets(ctx, tp, offs.ptr)
+        cap.add(f"offs{j}", offs.ptr)
+        tt_off.append(tt_n)
+        dw_off.append(dw_n)
+        tt_n += tc.G * tc.N * tp.KP
+        dw_n += tc.P * tp.KP
+    tT = PerThread(ctx, dt, [tt_n], T)
+    dwT = PerThread(ctx, dt, [dw_n], T)
+    dwT.zero(b)
+    cap.add_parts("tT", tT)
+    cap.add_parts("dwT", dwT)
+    cap.add_parts("xg", PerThread(ctx, dt, [tc.G * tc.img], T) if copy else None)
+    N, K = tc.N, tc.K
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        tt, dw, xg = v.part("tT", dt), v.part("dwT", dt), v.part("xg", dt)
+        zero_fill(bb, tt, 0, tt_n, dt)   # the padding columns of the transposed tops stay zero
+        if xg is not None:
+            zero_fill(bb, xg, 0, tc.G * tc.img, dt)   # the borders stay zero
+        xv = v.array("x", xs.dtype, [v["B"], tc.C, tc.H, tc.W])
+        with U.for_range(bb, n1, start=n0, step=tc.G, name="grp") as g0:
+            gn = U.smin(bb, bb.sub(U.as_value(bb, n1), g0), tc.G)
+            with U.for_range(bb, gn, name="gi") as gi:
+                n = bb.add(g0, gi)
+                if xg is not None:
+                    shift_copy(bctx, image_view(bb, xv, n), gep(bb, xg, U.mul(bb, gi, tc.img), et), dt,
+                               tc.C, tc.H, tc.W, tc.Hb, tc.Wb, *tc.pads)
+                top_n = gep(bb, v["top"], U.mul(bb, n, K * N), et)
+                for j, (k0, tp) in enumerate(tc.chunks):
+                    DG.transpose_top(bctx, tp, gep(bb, top_n, k0 * N, et), N,
+                                     gep(bb, tt, U.add(bb, tt_off[j], U.mul(bb, gi, N * tp.KP)), et))
+            group = xg if xg is not None else gep(bb, xv.ptr, U.mul(bb, g0, tc.img), et)
+            for j, (k0, tp) in enumerate(tc.chunks):
+                DG.emit_dw_group(bctx, tp, group, v[f"offs{j}"], gep(bb, tt, tt_off[j], et), gn,
+                                 gep(bb, dw, dw_off[j], et))
+
+    cap.run(ctx, body_name("gw", tc.variant), B, emit)
+    for j, (k0, tp) in enumerate(tc.chunks):
+        reduce_transposed(ctx, dwT, tp.KP, dw_off[j], tp.K, tc.P, gep(b, out.ptr, k0 * tc.P, et), dt, T)
+
+
+def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims):
+    b = ctx.b
+    g = Geometry(b, op, *dims[1:4], *dims[5:])
+    K = dims[4]
+    T = threads()
+    na, nbp = G.pack_sizes(b, dt, g.P, K, g.N)
+    cap = Captured()
+    for name, val in zip(DIMS, dims):
+        cap.add(name, val)
+    add_array(cap, "x", xs)
+    cap.add("top", td.ptr)
+    dwT = PerThread(ctx, dt, [g.P, K], T)
+    dwT.zero(b)
+    cap.add_parts("dwT", dwT)
+    cap.add_parts("cols", PerThread(ctx, dt, [g.P, g.N], T))
+    cap.add_parts("ap", Parts(ctx, dt, na, T))
+    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
+    et = out.lltype
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        d = [v[k] for k in DIMS]
+        gg = Geometry(bb, op, *d[1:4], *d[5:])
+        Kv = d[4]
+        xv = v.array("x", xs.dtype, d[:4])
+        cols, dw = v.part("cols", dt), v.part("dwT", dt)
+        packs = (v.part("ap", dt), v.part("bp", dt))
+        tn = U.mul(bb, Kv, gg.N)
+        with U.for_range(bb, n1, start=n0, name="img") as n:
+            emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
+            # dWT[P, K] += cols[P, N] @ top[n]^T (top read transposed by the packing)
+            emit_gemm(bctx, dt, gg.P, Kv, gg.N, Mat(cols, gg.N, 1),
+                      Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), 1, gg.N), Mat(dw, Kv), accumulate=True,
+                      packs=packs)
+
+    cap.run(ctx, body_name("gw", "im2col"), dims[0], emit)
+    reduce_transposed(ctx, dwT, K, 0, K, g.P, out.ptr, dt, T)

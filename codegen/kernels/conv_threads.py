@@ -1,0 +1,153 @@
+"""The per-image scaffolding of the generic convolution lowerings (conv_forward.py, conv_grad.py).
+
+The batch is split over the module's thread pool (parallel.py): range t of the images runs with
+tid t, which selects that thread's part of every per-thread buffer (patch matrix, packing buffers,
+padded image copies, weight-gradient partials). Weight-gradient partials are added in thread order
+after the region, so results do not depend on timing. With one thread the loop is emitted inline.
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from ..lower import E_ALLOC, Array, bounds_checker
+from ..parallel import outline, part, run_parallel, threads
+from .conv import gep, zero_fill
+
+
+class PerThread:
+    """A scratch buffer of T parts of prod(factors) elements, part t for thread t; each part starts
+    64-byte aligned (the packed GEMM's buffers need that). The size is checked for overflow."""
+
+    def __init__(self, ctx, dtype, factors, T):
+        b = ctx.b
+        n, ovf = U.checked_product(b, factors)
+        n, o = U.checked(b, "add", n, 15)
+        ovf = U.either(b, ovf, o)
+        if ovf is True:
+            raise ValueError(f"a per-thread convolution buffer of {factors} elements overflows int64")
+        if ovf is not False:
+            ctx.fail_if(U.flag_value(b, ovf), E_ALLOC, -1, len(factors), *factors[:4])
+        stride = (n // 16) * 16 if isinstance(n, int) else b.and_(n, U.i64(~15))
+        self.dtype, self.stride, self.T = str(dtype), stride, T
+        self.arr = ctx.scratch(dtype, [T, stride])   # T * stride checked by the allocation
+
+    def values(self):
+        return [self.arr.ptr, self.stride]
+
+    def zero(self, b):
+        zero_fill(b, self.arr.ptr, 0, U.mul(b, self.T, self.stride), self.dtype)
+
+
+class Captured:
+    """Named values handed to the per-image body: ints stay ints, IR values are passed through
+    the outlined function's argument array, None stays None."""
+
+    def __init__(self):
+        self.names, self.vals = [], []
+
+    def add(self, name, value):
+        self.names.append(name)
+        self.vals.append(value)
+
+    def add_parts(self, name, buf):
+        """A PerThread buffer (or None): the body gets its own part under `name`."""
+        self.add(name + ".base", None if buf is None else buf.arr.ptr)
+        self.add(name + ".stride", None if buf is None else buf.stride)
+
+    def run(self, ctx, prefix, B, emit):
+        """emit(bctx, View, n0, n1) for the images [n0, n1) of [0, B), on threads() threads, in an
+        outlined function named prefix + a number."""
+        T = threads()
+        present = [v is not None for v in self.vals]
+        dyn = [v for v in self.vals if v is not None]
+
+        def body(bctx, inner, tid, n0, n1):
+            it = iter(inner)
+            vals = [next(it) if here else None for here in present]
+            emit(bctx, View(bctx.b, dict(zip(self.names, vals)), tid), n0, n1)
+
+        if bounds_checker() is not None:   # bounds-checked builds keep the plain inline loop
+            body(ctx, dyn, 0, 0, B)
+        elif T == 1:   # one thread: the same outlined body, called once (it names the variant in the IR)
+            fn, argp = outline(ctx, prefix, dyn, body)
+            ctx.b.call(fn, [argp, U.i64(0), U.i64(0), U.as_value(ctx.b, B)])
+        else:
+            run_parallel(ctx, prefix, dyn, B, T, body)
+
+
+class View:
+    """The captured values inside the body: v[name], and v.part(name, dtype) for this thread's part."""
+
+    def __init__(self, b, vals, tid):
+        self.b, self.vals, self.tid = b, vals, tid
+
+    def __getitem__(self, name):
+        return self.vals[name]
+
+    def part(self, name, dtype):
+        base = self.vals[name + ".base"]
+        if base is None:
+            return None
+        return part(self.b, base, self.vals[name + ".stride"], self.tid, dtype)
+
+    def array(self, name, dtype, shape):
+        """An Array captured by add_array."""
+        return Array(dtype, self.vals[name], shape, [self.vals[f"{name}.s{d}"] for d in range(len(shape))])
+
+
+def add_array(cap, name, arr):
+    cap.add(name, arr.ptr)
+    for d, s in enumerate(arr.strides):
+        cap.add(f"{name}.s{d}", s)
+
+
+def shift_copy(ctx, src, dst, dtype, C, H, W, Hd, Wd, oh, ow):
+    """dst[c, u, v] = src[c, u - oh, v - ow] (cast to dtype) where both exist, for a (C, H, W) Array
+    src and a dense (C, Hd, Wd) dst; all sizes static ints. The rest of dst is not written: the
+    caller zeroes it once, and every image writes the same positions."""
+    b = ctx.b
+    et = U.ll_type(dtype)
+    st = src.lltype
+    i0, i1 = max(0, -oh), min(H, Hd - oh)
+    j0, j1 = max(0, -ow), min(W, Wd - ow)
+    if i1 <= i0 or j1 <= j0:
+        return
+    with U.for_range(b, C, name="pc") as c:
+        with U.for_range(b, i1, start=i0, name="pi") as i:
+            s = gep(b, src.ptr, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), st)
+            d = gep(b, dst, U.add(b, U.mul(b, c, Hd * Wd), U.mul(b, U.add(b, i, oh), Wd)), et)
+            with U.for_range(b, j1, start=j0, name="pj") as j:
+                v = b.load(gep(b, s, U.mul(b, j, src.strides[2]), st), typ=st)
+                b.store(U.cast_value(b, v, src.dtype, dtype), gep(b, d, U.add(b, j, ow), et))
+
+
+def copy_planes(ctx, src, src_rs, src_ks, dst, dtype, K, OH, OW):
+    """dst[k, i, :OW] = src[k*src_ks + i*src_rs : +OW] for a dense (K, OH, OW) dst (static sizes)."""
+    b = ctx.b
+    et = U.ll_type(dtype)
+    size = U.itemsize(dtype)
+    memcpy = U.declare(b.block.function.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(),
+                       [U.PTR, U.PTR, U.I64, U.I1])
+    whole = src_rs == OW   # a plane is contiguous in the scratch too
+    with U.for_range(b, K, name="ck") as k:
+        sk = gep(b, src, U.mul(b, k, src_ks), et)
+        dk = gep(b, dst, U.mul(b, k, OH * OW), et)
+        if whole:
+            b.call(memcpy, [dk, sk, U.i64(OH * OW * size), ir.Constant(U.I1, 0)])
+        else:
+            with U.for_range(b, OH, name="ci") as i:
+                b.call(memcpy, [gep(b, dk, U.mul(b, i, OW), et), gep(b, sk, U.mul(b, i, src_rs), et),
+                                U.i64(OW * size), ir.Constant(U.I1, 0)])
+
+
+def reduce_transposed(ctx, parts, rs, col0, K, P, dst, dtype, nparts):
+    """dst[k*P + p] = sum over threads t (in order) of part_t[p*rs + col0 + k], k < K, p < P."""
+    b = ctx.b
+    et = U.ll_type(dtype)
+    with U.for_range(b, K, name="rk") as k:
+        with U.for_range(b, P, name="rp") as p:
+            v = None
+            for t in range(nparts):
+                off = U.add(b, U.mul(b, t, parts.stride), U.add(b, U.mul(b, p, rs), U.add(b, col0, k)))
+                x = b.load(gep(b, parts.arr.ptr, off, et), typ=et)
+                v = x if v is None else b.fadd(v, x)
+            b.store(v, gep(b, dst, U.add(b, U.mul(b, k, P), p), et))
