@@ -45,7 +45,11 @@ def grad_inputs_variant(op, dtype, dims):
     'direct wide' / 'direct rows' or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     pads = _static_pads(op, kh, kw)
-    if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64"):
+    # the correlation of the bordered output gradient multiplies every dx element by all K*kh*kw
+    # taps, zeros included; the GEMM only does the OH*OW*K*C*kh*kw products that exist: with far
+    # fewer outputs than inputs ('valid' with large filters on small images) it does less work
+    if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
+            and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
         di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
                            not op.filter_flip)
         if di is not None:
