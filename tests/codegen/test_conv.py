@@ -129,6 +129,23 @@ def test_non_contiguous_inputs():
                               rtol=RTOL, atol=ATOL)
 
 
+def test_static_non_contiguous_and_mixed_dtype_inputs():
+    # static shapes take the direct kernels, which then copy strided or other-dtype images first
+    rng = np.random.default_rng(9)
+    x = T.tensor4("x", shape=(9, 16, 7, 8))
+    w = T.tensor4("w", shape=(5, 16, 3, 3))
+    y = conv2d(x.dimshuffle(0, 1, 3, 2), w, border_mode="half")
+    gx, gw = T.grad((y * y).sum(), [x, w])
+    check_native_vs_reference([x, w], [y, gx, gw], [_rand(rng, (9, 16, 7, 8)), _rand(rng, (5, 16, 3, 3))],
+                              rtol=RTOL, atol=1e-3)
+    x = T.tensor4("x", dtype="float32", shape=(3, 8, 6, 6))
+    w = T.tensor4("w", dtype="float64", shape=(4, 8, 3, 3))
+    y = conv2d(x, w, border_mode=1)
+    gx, gw = T.grad(y.sum(), [x, w])
+    check_native_vs_reference([x, w], [y, gx, gw], [_rand(rng, (3, 8, 6, 6)), _rand(rng, (4, 8, 3, 3), "float64")],
+                              rtol=RTOL, atol=ATOL)
+
+
 def test_declared_shape_mismatch_raises():
     x = T.tensor4("x")
     w = T.tensor4("w")
