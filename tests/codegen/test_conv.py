@@ -146,6 +146,13 @@ def test_static_non_contiguous_and_mixed_dtype_inputs():
                               rtol=RTOL, atol=ATOL)
 
 
+def test_static_image_size_with_dynamic_batch():
+    # a batch known only at run time still takes the direct kernels (their plans need only C, H, W, K)
+    more = [((b, 16, 8, 9), (6, 16, 3, 3)) for b in (1, 12)]
+    _conv_and_grads((5, 16, 8, 9), (6, 16, 3, 3), border_mode="half", input_shape=(None, 16, 8, 9),
+                    filter_shape=(6, 16, 3, 3), atol=1e-3, more_shapes=more)
+
+
 def test_declared_shape_mismatch_raises():
     x = T.tensor4("x")
     w = T.tensor4("w")
