@@ -2,12 +2,14 @@
 zoo's CIFAR-style and all-convolutional setups (bench_models.py) and a few others: the median ms
 of each op, and the kernel variant it took (read from the compiled IR).
 
-    python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3]
+    python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3] [--cpu]
 
 Run it with PYTHONPATH pointing at two checkouts, alternately, to compare them under the same load.
+--cpu (with --threads 1) times the calling thread's CPU time, steadier on a shared machine.
 """
 import argparse
 import re
+import time
 
 import numpy as np
 
@@ -30,7 +32,7 @@ CONVS = [
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
 
 
-def bench(conv, reps):
+def bench(conv, reps, clock):
     import symcnn
     import symcnn.tensor as T
     from symcnn.tensor.nnet.conv import conv2d, conv2d_grad_wrt_inputs, conv2d_grad_wrt_weights
@@ -53,7 +55,7 @@ def bench(conv, reps):
     out = []
     for fn, args in ((f, (xv, wv)), (fi, (yv, wv)), (fw, (xv, yv))):
         variants = sorted({f"{o} {v}" for o, v in BODY.findall(fn.dump_llvm())}) or ["-"]
-        out.append((median_seconds(lambda: fn(*args), reps) * 1e3, ",".join(variants)))
+        out.append((median_seconds(lambda: fn(*args), reps, clock=clock) * 1e3, ",".join(variants)))
     return out
 
 
@@ -62,13 +64,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--only", default=None, help="comma-separated indices into CONVS")
+    ap.add_argument("--cpu", action="store_true", help="time this thread's CPU time (use with --threads 1)")
     args = ap.parse_args()
     import symcnn
     symcnn.config.num_threads = args.threads
     convs = CONVS if args.only is None else [CONVS[int(i)] for i in args.only.split(",")]
     print(f"{'conv':10s} {'forward ms':>11s} {'grad in ms':>11s} {'grad W ms':>11s}  variants")
     for conv in convs:
-        res = bench(conv, args.reps)
+        res = bench(conv, args.reps, time.thread_time if args.cpu else time.perf_counter)
         print(f"{conv[0]:10s} " + " ".join(f"{t:11.2f}" for t, _ in res) + "  " + " | ".join(v for _, v in res),
               flush=True)
 

@@ -9,8 +9,10 @@ Two ways, chosen when compiling (forward_variant):
           The same routine (direct_images) computes the input gradient of a unit-stride convolution
           (conv_grad.py): a 'valid' correlation of the zero-bordered output gradient with the
           filters transposed.
-  im2col  everything else (strides, dynamic shapes, a direct plan that would waste too much of its
-          tiles): per image, a per-thread patch matrix and the packed GEMM (conv.py's helpers).
+  im2col  everything else (strides, dynamic image or filter sizes, fewer than MIN_DIRECT_TAPS taps
+          per output, a direct plan that would waste too much of its tiles): per image, a per-thread
+          patch matrix and the packed GEMM (conv.py's helpers).
+Dilated filters reach these ops already spread out with zeros (symcnn/tensor/nnet/dilation.py).
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d
@@ -41,9 +43,9 @@ class _Valid:
 
 class DirectImages:
     """A unit-stride convolution of (C, H, W) sources into (K, OH, OW) results, as the direct kernel's
-    'valid' convolution of a (C, OH + kh - 1, OW + kw - 1) buffer holding the source shifted by
-    (sh, sw) rows and columns (zeros around it). copy: whether sources are copied into such a buffer
-    (else read in place: no shift, same size, dense)."""
+    'valid' convolution of a (C, OH + kh - 1, OW + kw - 1) buffer holding the source moved down and
+    right by shift = (rows, cols) (negative: cropped), zeros around it. copy: whether the buffer
+    differs from the source (else a dense source of the kernel's dtype is read in place)."""
 
     def __init__(self, p, C, H, W, shift):
         self.p, self.C, self.H, self.W, self.shift = p, C, H, W, shift
