@@ -1,7 +1,9 @@
 """Conv2d natively, the batch split over the threads (conv_threads.py).
 
-Two ways, chosen when compiling (forward_variant):
+Three ways, chosen when compiling (forward_variant):
 
+  gemm 1x1  a 1x1 unit-stride unpadded convolution: each image is its own patch matrix, so the
+          packed GEMM reads it in place.
   direct  static shapes and unit strides, any padding: each image is copied into a per-thread,
           zero-bordered dense (C, H + 2*ph, W + 2*pw) buffer (no copy for an unpadded dense input),
           and the direct micro-kernels of microkernels/directconv.py run a 'valid' convolution on it
@@ -69,10 +71,19 @@ def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip):
     return DirectImages(p, C, H, W, tuple(shift))
 
 
+def pointwise(op, kh, kw):
+    """A 1x1, unit-stride, unpadded convolution (known when compiling): its patch matrix is the
+    image itself, so the GEMMs read (and the input gradient's writes) the images in place."""
+    return (isinstance(kh, int) and isinstance(kw, int) and (kh, kw) == (1, 1) and tuple(op.subsample) == (1, 1)
+            and tuple(geometry.padding(op.border_mode, 1, 1)) == (0, 0))
+
+
 def forward_variant(op, dtype, dims):
     """(name, DirectImages or None) of a Conv2d with dims (B, C, H, W, K, kh, kw, OH, OW) (ints where
-    static): 'direct wide' / 'direct rows' (the direct kernel's layouts) or 'im2col'."""
+    static): 'gemm 1x1', 'direct wide' / 'direct rows' (the direct kernel's layouts) or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
+    if pointwise(op, kh, kw):
+        return "gemm 1x1", None
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):
         di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
@@ -143,15 +154,17 @@ def lower_conv2d(ctx, node, ins):
     B, K, OH, OW = out.shape
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     xs = pinned(b, x, [B, C, H, W])
-    _, di = forward_variant(op, dt, [B, C, H, W, K, kh, kw, OH, OW])
+    variant, di = forward_variant(op, dt, [B, C, H, W, K, kh, kw, OH, OW])
     if di is not None:
         emit_direct_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
         return [out]
-    _forward_im2col(ctx, op, dt, xs, wd, out, [B, C, H, W, K, kh, kw, OH, OW])
+    one = variant == "gemm 1x1"
+    _forward_im2col(ctx, op, dt, dense(ctx, xs, dt) if one else xs, wd, out, [B, C, H, W, K, kh, kw, OH, OW], one)
     return [out]
 
 
-def _forward_im2col(ctx, op, dt, xs, wd, out, dims):
+def _forward_im2col(ctx, op, dt, xs, wd, out, dims, one):
+    """one: a 1x1 convolution (pointwise) of dense images of dtype dt, which are their own patches."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
@@ -163,7 +176,7 @@ def _forward_im2col(ctx, op, dt, xs, wd, out, dims):
     add_array(cap, "x", xs)
     cap.add("w", wd.ptr)
     cap.add("out", out.ptr)
-    cap.add_parts("cols", PerThread(ctx, dt, [g.P, g.N], T))
+    cap.add_parts("cols", None if one else PerThread(ctx, dt, [g.P, g.N], T))
     cap.add_parts("ap", Parts(ctx, dt, na, T))
     cap.add_parts("bp", Parts(ctx, dt, nbp, T))
 
@@ -177,8 +190,11 @@ def _forward_im2col(ctx, op, dt, xs, wd, out, dims):
         packs = (v.part("ap", dt), v.part("bp", dt))
         on = U.mul(bb, Kv, gg.N)
         with U.for_range(bb, n1, start=n0, name="img") as n:
-            emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
+            if one:
+                cols = image_view(bb, xv, n).ptr
+            else:
+                emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
             emit_gemm(bctx, dt, Kv, gg.N, gg.P, Mat(v["w"], gg.P, 1), Mat(cols, gg.N),
                       Mat(gep(bb, v["out"], U.mul(bb, n, on), out.lltype), gg.N), packs=packs)
 
-    cap.run(ctx, body_name("fwd", "im2col"), B, emit)
+    cap.run(ctx, body_name("fwd", "gemm 1x1" if one else "im2col"), B, emit)

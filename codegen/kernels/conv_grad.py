@@ -1,6 +1,7 @@
 """Conv2dGradInputs and Conv2dGradWeights natively, the batch split over the threads (conv_threads.py).
 
 Input gradient, chosen by grad_inputs_variant:
+  gemm 1x1  a 1x1 unit-stride unpadded convolution: dx[n] = W^T @ top[n], written in place.
   direct  unit strides, static shapes: dx[n] is the 'valid' correlation of top[n], zero-bordered by
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
@@ -8,6 +9,7 @@ Input gradient, chosen by grad_inputs_variant:
           per-thread buffers.
 
 Weight gradient, chosen by grad_weights_variant:
+  gemm 1x1  a 1x1 unit-stride unpadded convolution: dWT += x[n] @ top[n]^T, the image read in place.
   taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
           patches straight from groups of zero-bordered image copies, with the output gradient
           transposed into rows of whole vectors; more filters than one such row holds (256 bytes)
@@ -26,7 +28,7 @@ from ..microkernels.directconv import lanes
 from ..parallel import Parts, threads
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, gep, grad_output, image_view,
                    pinned, zero_fill)
-from .conv_forward import body_name, direct_images, emit_direct_images
+from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
 from .conv_threads import Captured, PerThread, add_array, reduce_transposed, shift_copy
 
 DIMS = ("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW")
@@ -42,8 +44,10 @@ def _static_pads(op, kh, kw):
 
 def grad_inputs_variant(op, dtype, dims):
     """(name, DirectImages or None) of a Conv2dGradInputs with dims (B, C, H, W, K, kh, kw, OH, OW):
-    'direct wide' / 'direct rows' or 'im2col'."""
+    'gemm 1x1', 'direct wide' / 'direct rows' or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
+    if pointwise(op, kh, kw):
+        return "gemm 1x1", None
     pads = _static_pads(op, kh, kw)
     # the correlation of the bordered output gradient multiplies every dx element by all K*kh*kw
     # taps, zeros included; the GEMM only does the OH*OW*K*C*kh*kw products that exist: with far
@@ -66,7 +70,7 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
     wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
     top = pinned(b, ins[1], [B, K, g.OH, g.OW])
     dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
-    _, di = grad_inputs_variant(op, dt, dims)
+    variant, di = grad_inputs_variant(op, dt, dims)
     if di is not None:
         # the filters as [C][K][kh][kw]; the plan's flip turns them for the correlation
         wt = ctx.scratch(dt, [g.C, K, g.kh, g.kw])
@@ -79,11 +83,12 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
                     b.store(v, gep(b, wt.ptr, U.add(b, U.mul(b, U.add(b, U.mul(b, c, K), k), khw), t), et))
         emit_direct_images(ctx, di, top, top.dtype, wt.ptr, B, out, "gx")
         return [out]
-    _grad_inputs_im2col(ctx, op, dt, wd, dense(ctx, top, dt), out, dims)
+    _grad_inputs_im2col(ctx, op, dt, wd, dense(ctx, top, dt), out, dims, variant == "gemm 1x1")
     return [out]
 
 
-def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims):
+def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims, one):
+    """one: a 1x1 convolution (pointwise): the GEMM writes dx[n] itself, with no col2im."""
     b = ctx.b
     g = Geometry(b, op, *dims[1:4], *dims[5:])
     K = dims[4]
@@ -95,7 +100,7 @@ def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims):
     cap.add("w", wd.ptr)
     cap.add("top", td.ptr)
     cap.add("out", out.ptr)
-    cap.add_parts("dcols", PerThread(ctx, dt, [g.P, g.N], T))
+    cap.add_parts("dcols", None if one else PerThread(ctx, dt, [g.P, g.N], T))
     cap.add_parts("ap", Parts(ctx, dt, na, T))
     cap.add_parts("bp", Parts(ctx, dt, nbp, T))
     et = out.lltype
@@ -110,13 +115,15 @@ def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims):
         img = U.product(bb, [gg.C, gg.H, gg.W])
         tn = U.mul(bb, Kv, gg.N)
         with U.for_range(bb, n1, start=n0, name="img") as n:
-            emit_gemm(bctx, dt, gg.P, gg.N, Kv, Mat(v["w"], 1, gg.P),
-                      Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), gg.N), Mat(dcols, gg.N), packs=packs)
             dx = gep(bb, v["out"], U.mul(bb, n, img), et)
-            zero_fill(bb, dx, 0, img, dt)
-            emit_col2im(bctx, gg, dcols, dx, dt)
+            emit_gemm(bctx, dt, gg.P, gg.N, Kv, Mat(v["w"], 1, gg.P),
+                      Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), gg.N), Mat(dx if one else dcols, gg.N),
+                      packs=packs)
+            if not one:
+                zero_fill(bb, dx, 0, img, dt)
+                emit_col2im(bctx, gg, dcols, dx, dt)
 
-    cap.run(ctx, body_name("gx", "im2col"), dims[0], emit)
+    cap.run(ctx, body_name("gx", "gemm 1x1" if one else "im2col"), dims[0], emit)
 
 
 # -- weight gradient --------------------------------------------------------------------------
@@ -148,8 +155,10 @@ class TapChunks:
 
 
 def grad_weights_variant(op, dtype, dims):
-    """(name, TapChunks or None) of a Conv2dGradWeights: 'taps', 'taps chunked' or 'im2col'."""
+    """(name, TapChunks or None) of a Conv2dGradWeights: 'gemm 1x1', 'taps', 'taps chunked' or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
+    if pointwise(op, kh, kw):
+        return "gemm 1x1", None
     pads = _static_pads(op, kh, kw)
     if pads is None or str(dtype) not in ("float32", "float64"):
         return "im2col", None
@@ -168,11 +177,12 @@ def lower_conv2d_grad_weights(ctx, node, ins):
     td = dense(ctx, pinned(b, ins[1], [B, K, g.OH, g.OW]), dt)
     xs = pinned(b, ins[0], [B, g.C, g.H, g.W])
     dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
-    _, tc = grad_weights_variant(op, dt, dims)
+    variant, tc = grad_weights_variant(op, dt, dims)
     if tc is not None:
         _grad_weights_taps(ctx, tc, xs, td, out, B)
     else:
-        _grad_weights_im2col(ctx, op, dt, xs, td, out, dims)
+        one = variant == "gemm 1x1"
+        _grad_weights_im2col(ctx, op, dt, dense(ctx, xs, dt) if one else xs, td, out, dims, one)
     return [out]
 
 
@@ -232,7 +242,8 @@ def _grad_weights_taps(ctx, tc, xs, td, out, B):
         reduce_transposed(ctx, dwT, tp.KP, dw_off[j], tp.K, tc.P, gep(b, out.ptr, k0 * tc.P, et), dt, T)
 
 
-def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims):
+def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims, one):
+    """one: a 1x1 convolution (pointwise) of dense images of dtype dt, which are their own patches."""
     b = ctx.b
     g = Geometry(b, op, *dims[1:4], *dims[5:])
     K = dims[4]
@@ -246,7 +257,7 @@ def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims):
     dwT = PerThread(ctx, dt, [g.P, K], T)
     dwT.zero(b)
     cap.add_parts("dwT", dwT)
-    cap.add_parts("cols", PerThread(ctx, dt, [g.P, g.N], T))
+    cap.add_parts("cols", None if one else PerThread(ctx, dt, [g.P, g.N], T))
     cap.add_parts("ap", Parts(ctx, dt, na, T))
     cap.add_parts("bp", Parts(ctx, dt, nbp, T))
     et = out.lltype
@@ -261,11 +272,14 @@ def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims):
         packs = (v.part("ap", dt), v.part("bp", dt))
         tn = U.mul(bb, Kv, gg.N)
         with U.for_range(bb, n1, start=n0, name="img") as n:
-            emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
+            if one:
+                cols = image_view(bb, xv, n).ptr
+            else:
+                emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
             # dWT[P, K] += cols[P, N] @ top[n]^T (top read transposed by the packing)
             emit_gemm(bctx, dt, gg.P, Kv, gg.N, Mat(cols, gg.N, 1),
                       Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), 1, gg.N), Mat(dw, Kv), accumulate=True,
                       packs=packs)
 
-    cap.run(ctx, body_name("gw", "im2col"), dims[0], emit)
+    cap.run(ctx, body_name("gw", "gemm 1x1" if one else "im2col"), dims[0], emit)
     reduce_transposed(ctx, dwT, K, 0, K, g.P, out.ptr, dt, T)

@@ -19,9 +19,9 @@ from tests.helpers import allow_more_threads_than_cores, check_native_vs_referen
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
 
-VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "im2col"),
-            ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "im2col"),
-            ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "im2col")}
+VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"), ("fwd", "im2col"),
+            ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
+            ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col")}
 
 
 @st.composite
@@ -96,7 +96,8 @@ def _run(strategy, n, extra):
 
 
 # a few configurations every run includes (hypothesis draws the rest): 16-lane output rows
-# (the 'rows' layout), more filters than one 256-byte row of the weight gradient, odd batches
+# (the 'rows' layout), more filters than one 256-byte row of the weight gradient, odd batches,
+# a 1x1 convolution
 _STATIC_EXAMPLES = [
     ("float32", (9, 3, 8, 8), (16, 3, 5, 5), dict(border_mode=(2, 2), subsample=(1, 1), filter_flip=True,
                                                  filter_dilation=(1, 1)), True),
@@ -104,6 +105,8 @@ _STATIC_EXAMPLES = [
                                                    filter_dilation=(1, 1)), True),
     ("float64", (1, 2, 9, 12), (40, 2, 3, 4), dict(border_mode="full", subsample=(2, 1), filter_flip=True,
                                                   filter_dilation=(1, 1)), True),
+    ("float32", (9, 24, 5, 7), (33, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(1, 1)), True),
 ]
 
 
