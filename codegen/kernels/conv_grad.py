@@ -24,7 +24,6 @@ from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv_grad as DG
 from ..microkernels import gemm as G
-from ..microkernels.directconv import lanes
 from ..parallel import Parts, threads
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, gep, grad_output, image_view,
                    pinned, zero_fill)
