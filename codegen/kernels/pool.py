@@ -119,9 +119,10 @@ def _each(b, span, fn, name):
         fn(k)
 
 
-def plane_windows(b, g, n, body, block=None, vp=None):
+def plane_windows(b, g, n, body, block=None, vp=None, rewrite=True):
     """for every window (i, j) of image n: body(n, i, j, row span, col span); block(n, i, j, Lb):
-    the vector code for Lb interior windows from (i, j) on (vp: its pool_vector.Plan).
+    the vector code for Lb interior windows from (i, j) on (vp: its pool_vector.Plan; rewrite: whether
+    a block may be run again over the same windows, see pool_vector.columns).
 
     Three loop bodies: interior rows x interior columns (static window; vector blocks first,
     when given), interior rows x border columns, and border rows x all columns (clipped windows)."""
@@ -133,7 +134,7 @@ def plane_windows(b, g, n, body, block=None, vp=None):
         rs = _span(b, i, g.ws[0], g.st[0], g.pad[0], g.h, True)
         start = jlo
         if block is not None:
-            start = V.columns(b, vp, g.w, g.pad[1], jlo, jhi, lambda j, Lb: block(n, i, j, Lb))
+            start = V.columns(b, vp, g.w, g.pad[1], jlo, jhi, lambda j, Lb: block(n, i, j, Lb), rewrite)
         with U.for_range(b, jhi, start=start, name="pj") as j:
             body(n, i, j, rs, _span(b, j, g.ws[1], g.st[1], g.pad[1], g.w, True))
         if cb is not None:
@@ -434,6 +435,8 @@ def _max_pool_grad_image(fctx, g, vp, bufs, n):
         each_element(b, g, n, rs, cs, step)
 
     add = _overlapping(g)
+    if vp is not None:
+        _note("max-grad", "vector-add" if add else "vector-store")
 
     def block(n, i, j, Lb):
         """L windows' gradients to every element equal to the window's maximum."""
@@ -450,7 +453,7 @@ def _max_pool_grad_image(fctx, g, vp, bufs, n):
 
         _rows(b, g.ws[0], row)
 
-    plane_windows(b, g, n, body, block if vp is not None else None, vp)
+    plane_windows(b, g, n, body, block if vp is not None else None, vp, rewrite=not add)
 
 
 def emit_max_pool_grad_grad(ctx, node, x, ins, g):
@@ -551,6 +554,8 @@ def _average_pool_grad_image(fctx, op, g, vp, bufs, n):
         each_element(b, g, n, rs, cs, step)
 
     add = _overlapping(g)
+    if vp is not None:
+        _note("avg-grad-" + op.mode, "vector-add" if add else "vector-store")
 
     def block(n, i, j, Lb):
         """L windows' gradients spread over their elements."""
@@ -561,7 +566,7 @@ def _average_pool_grad_image(fctx, op, g, vp, bufs, n):
         _rows(b, g.ws[0], lambda u: V.store_phases(b, vp, _row_ptr(b, out, g, base, r0, u), c0, Lb,
                                                    [v] * vp.ws, add))
 
-    plane_windows(b, g, n, body, block if vp is not None else None, vp)
+    plane_windows(b, g, n, body, block if vp is not None else None, vp, rewrite=not add)
 
 
 def _equal(b, x, y, dtype):

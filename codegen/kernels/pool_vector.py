@@ -14,7 +14,8 @@ s * Lb-wide block of contiguous input columns starting at (j + q) * s - pad:
 A block reaches up to s - 1 columns past its last window, so `columns` runs blocks only as far
 as they stay inside the row; the rest goes to the scalar interior loop. Block widths are the
 target's lane count L (a loop), then L/2, L/4 (once each, for short rows such as 12 pooled
-columns at L = 16). Each window's elements are visited in the scalar loop's order, so pooled
+columns at L = 16); kernels whose blocks may be redone cover the last columns with one block
+overlapping the previous one instead. Each window's elements are visited in the scalar loop's order, so pooled
 values are the scalar kernel's bit for bit; where gradient windows overlap, an input element's
 sum is taken offset by offset (the reference's order), not window by window.
 """
@@ -54,25 +55,46 @@ def plan(dtypes, ws, st):
     return Plan(dt, st, ws, L)
 
 
-def columns(b, p, w, pad, jlo, jhi, block):
+def columns(b, p, w, pad, jlo, jhi, block, rewrite):
     """block(j, Lb) for vector blocks covering output columns from jlo; returns the first column
-    left to the scalar loop. Blocks stay inside [jlo, jhi) and inside the row of w columns."""
+    left to the scalar loop. Blocks stay inside [jlo, jhi) and inside the row of w columns.
+
+    rewrite: a block may run again over columns a block already did (it stores the same values:
+    the forward kernels, and gradients whose windows do not overlap). The last columns then get one
+    block ending at the last column, overlapping the one before, and nothing is left to the scalar
+    loop unless fewer than the narrowest block's columns exist. Otherwise blocks of L, then of
+    L/2, L/4 (at most one each), and the scalar loop takes the rest."""
     L = p.L
     # the block of window j + Lb - 1 ends at column (j + q + Lb) * s - 1 - pad <= w - 1
     cap = U.sub(b, floordiv(b, U.add(b, w, pad), p.s), p.q)
-    end = U.smin(b, jhi, cap)
-    avail = U.smax(b, U.sub(b, end, jlo), 0)
-    full = U.as_value(b, avail)
+    end = U.as_value(b, U.smin(b, jhi, cap))
+    full = U.as_value(b, U.smax(b, U.sub(b, end, jlo), 0))
     nfull = b.sdiv(full, U.i64(L))
     with U.for_range(b, nfull, name="pv") as t:
         block(b.add(U.as_value(b, jlo), b.mul(t, U.i64(L))), L)
     done = b.add(U.as_value(b, jlo), b.mul(nfull, U.i64(L)))
     rest = b.srem(full, U.i64(L))
+    smallest = p.widths[-1]
+    if rewrite:
+        # after a full block: one more, ending at `end`
+        with b.if_then(b.and_(b.icmp_signed(">", rest, U.i64(0)), b.icmp_signed(">", nfull, U.i64(0)))):
+            block(b.sub(end, U.i64(L)), L)
+        short = b.icmp_signed("==", nfull, U.i64(0))
+    else:
+        short = ir.Constant(U.I1, 1)
     for Lb in p.widths[1:]:
         at = b.add(done, b.and_(rest, U.i64(L - 2 * Lb)))
-        with b.if_then(b.icmp_signed("!=", b.and_(rest, U.i64(Lb)), U.i64(0))):
+        with b.if_then(b.and_(short, b.icmp_signed("!=", b.and_(rest, U.i64(Lb)), U.i64(0)))):
             block(at, Lb)
-    return b.add(done, b.and_(rest, U.i64(L - p.widths[-1])))
+    left = b.and_(rest, U.i64(smallest - 1))
+    if not rewrite:
+        return b.add(done, b.and_(rest, U.i64(L - smallest)))
+    # fewer than `smallest` columns left after the halving blocks: one block ending at `end`
+    last = b.and_(short, b.and_(b.icmp_signed(">", left, U.i64(0)), b.icmp_signed(">=", full, U.i64(smallest))))
+    with b.if_then(last):
+        block(b.sub(end, U.i64(smallest)), smallest)
+    covered = b.or_(b.icmp_signed(">", nfull, U.i64(0)), b.icmp_signed(">=", full, U.i64(smallest)))
+    return b.select(covered, end, U.as_value(b, jlo))
 
 
 def _vt(p, n):

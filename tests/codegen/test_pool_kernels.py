@@ -39,8 +39,11 @@ def _values(shape, mode, rng, dtype):
     return v.astype(dtype)
 
 
-def _check(shape, ws, stride, pad, ignore_border, mode, dtype, seed, static=False):
-    """pool_2d, its gradient and (max) the gradient's gradient, natively vs the reference."""
+def _check(shapes, ws, stride, pad, ignore_border, mode, dtype, seed, static=False):
+    """pool_2d, its gradient and (max) the gradient's gradient, natively vs the reference, for an input
+    shape or a list of them (calls of one compiled function)."""
+    shapes = shapes if isinstance(shapes, list) else [shapes]
+    shape = shapes[0]
     x = T.TensorType(dtype, shape=shape if static else (None,) * len(shape))("x")
     y = pool_2d(x, ws=ws, stride=stride, pad=pad, ignore_border=ignore_border, mode=mode)
     r = T.TensorType(dtype, shape=(None,) * len(shape))("r")
@@ -49,11 +52,12 @@ def _check(shape, ws, stride, pad, ignore_border, mode, dtype, seed, static=Fals
     if mode == "max":   # through MaxPoolGradGrad
         outs.append(T.grad((gx * x).sum(), r))
     rng = np.random.default_rng(seed)
-    xv = _values(shape, mode, rng, dtype)
-    pooled = tuple(shape[:-2]) + tuple(out_len(shape[-2 + k], ws[k], stride[k], pad[k], ignore_border)
-                                       for k in range(2))
-    rv = rng.standard_normal(pooled).astype(dtype)
-    check_native_vs_reference([x, r], outs, [xv, rv], rtol=1e-4, atol=1e-5)
+    calls = []
+    for shape in shapes:
+        pooled = tuple(shape[:-2]) + tuple(out_len(shape[-2 + k], ws[k], stride[k], pad[k], ignore_border)
+                                           for k in range(2))
+        calls.append([_values(shape, mode, rng, dtype), rng.standard_normal(pooled).astype(dtype)])
+    check_native_vs_reference([x, r], outs, None, rtol=1e-4, atol=1e-5, calls=calls)
 
 
 @st.composite
@@ -100,58 +104,78 @@ def _interior(n_out, size, ws, st, pad):
     return lo, hi
 
 
-def vector_widths(p, w, ws, st, pad, ignore_border):
-    """The block widths pool_vector.columns runs in one interior row of an image w wide, then
-    whether columns are left to the scalar interior loop."""
+def vector_blocks(p, w, ws, st, pad, ignore_border, rewrite):
+    """What pool_vector.columns runs in one interior row of an image w wide: the events "L" (full
+    blocks), ("half", Lb) (the halving blocks), "last" (a block overlapping the previous one) and
+    "scalar" (columns left to the scalar interior loop)."""
     nc = out_len(w, ws, st, pad, ignore_border)
     lo, hi = _interior(nc, w, ws, st, pad)
     end = min(hi, (w + pad) // st - p.q)
-    avail = max(end - lo, 0)
-    widths = [p.L] * (avail // p.L) + [b for b in p.widths[1:] if (avail % p.L) & b]
-    return widths, lo + sum(widths) < hi
+    full = max(end - lo, 0)
+    nfull, rest = divmod(full, p.L)
+    small = p.widths[-1]
+    ran = {"L"} if nfull else set()
+    short = not rewrite or nfull == 0
+    if short:
+        ran |= {("half", b) for b in p.widths[1:] if rest & b}
+    if rewrite:
+        if (rest and nfull) or (short and rest % small and full >= small):
+            ran.add("last")
+        start = end if nfull or full >= small else lo
+    else:
+        start = lo + nfull * p.L + (rest & (p.L - small))
+    if start < hi:
+        ran.add("scalar")
+    return ran
 
 
-# (shape, ws, stride, pad, ignore_border): every column stride 1-4, overlapping and disjoint windows,
-# rows from 1 to 70 columns, single images and batches, padding and partial windows
+# (leading dims, rows, row widths (one compiled function called with each), ws, stride, pad,
+# ignore_border, static shapes): every column stride 1-4, overlapping and disjoint windows, rows from
+# 1 to 70 columns, single images and batches, padding and partial windows
 COVERAGE = [
-    ((1, 1, 6, 70), (2, 2), (2, 2), (0, 0), True),
-    ((3, 5, 8, 29), (2, 2), (2, 2), (0, 0), False),
-    ((2, 3, 7, 45), (3, 3), (1, 1), (1, 1), True),
-    ((4, 2, 9, 53), (3, 3), (3, 3), (0, 0), False),
-    ((1, 2, 5, 67), (2, 4), (2, 4), (1, 0), True),
-    ((2, 2, 6, 38), (4, 2), (1, 2), (0, 1), True),
-    ((1, 1, 2, 3), (2, 2), (1, 1), (0, 0), True),
+    ((3, 5), 8, (70, 29, 13, 7, 3, 1), (2, 2), (2, 2), (0, 0), False, False),
+    ((1, 1), 6, (70,), (2, 2), (2, 2), (0, 0), True, True),
+    ((2, 3), 7, (45, 30, 20, 11, 5), (3, 3), (1, 1), (1, 1), True, False),
+    ((4, 2), 9, (53, 12), (3, 3), (3, 3), (0, 0), False, False),
+    ((1, 2), 5, (67, 17), (2, 4), (2, 4), (1, 0), True, False),
+    ((2, 2), 6, (38, 21, 9), (4, 2), (1, 2), (0, 1), True, False),
+    ((1, 1), 2, (3,), (2, 2), (1, 1), (0, 0), True, True),
 ]
 
 
 def test_reaches_every_variant(target, threaded, monkeypatch):
     monkeypatch.setenv("SYMCNN_CACHE_DIR", "none")   # every kernel lowered here, so recorded
     P.EMITTED.clear()
-    threaded_runs = serial_runs = 0
-    widths, scalar_rest = set(), False
-    for k, (shape, ws, stride, pad, ib) in enumerate(COVERAGE):
+    runs = set()
+    blocks = {True: set(), False: set()}   # by rewrite
+    for k, (lead, rows, widths, ws, stride, pad, ib, static) in enumerate(COVERAGE):
+        shapes = [lead + (rows, w) for w in widths]
         for mode in MODES:
-            _check(shape, ws, stride, pad, ib, mode, "float32", k, static=k % 2 == 0)
-        n = int(np.prod(shape[:-2]))
-        pooled = [out_len(shape[-2 + d], ws[d], stride[d], pad[d], ib) for d in range(2)]
-        work = n * (shape[-2] * shape[-1] + pooled[0] * pooled[1])
-        if n >= 2 and work >= MIN_PARALLEL:
-            threaded_runs += 1
-        else:
-            serial_runs += 1
+            _check(shapes, ws, stride, pad, ib, mode, "float32", k, static=static)
         p = V.plan(["float32"], ws[1], stride[1])
-        ran, rest = vector_widths(p, shape[-1], ws[1], stride[1], pad[1], ib)
-        widths |= set(ran)
-        scalar_rest |= rest
+        overlap = ws[0] > stride[0] or ws[1] > stride[1]
+        for shape in shapes:
+            n = int(np.prod(shape[:-2]))
+            pooled = [out_len(shape[-2 + d], ws[d], stride[d], pad[d], ib) for d in range(2)]
+            work = n * (shape[-2] * shape[-1] + pooled[0] * pooled[1])
+            runs.add(n >= 2 and work >= MIN_PARALLEL)
+            blocks[True] |= vector_blocks(p, shape[-1], ws[1], stride[1], pad[1], ib, True)
+            if overlap:
+                blocks[False] |= vector_blocks(p, shape[-1], ws[1], stride[1], pad[1], ib, False)
     kernels = ["pool-" + m for m in MODES] + ["max-grad", "max-grad-grad"] + \
               ["avg-grad-" + m for m in MODES[1:]]
-    strides = sorted({c[2][1] for c in COVERAGE})
+    strides = sorted({c[4][1] for c in COVERAGE})
     for kernel in kernels:
         for variant in ["serial", "threaded"] + [f"vector-s{s}" for s in strides]:
             assert (kernel, variant) in P.EMITTED, f"no case emits {kernel} {variant}"
-    assert threaded_runs and serial_runs
-    assert widths == set(V.plan(["float32"], 2, 2).widths), f"vector block widths run: {sorted(widths)}"
-    assert scalar_rest
+        if "grad-" in kernel and kernel != "max-grad-grad":
+            for variant in ("vector-add", "vector-store"):
+                assert (kernel, variant) in P.EMITTED, f"no case emits {kernel} {variant}"
+    assert runs == {True, False}, "the cases run only one of the serial and threaded paths"
+    p = V.plan(["float32"], 2, 2)
+    every = {"L", "scalar"} | {("half", b) for b in p.widths[1:]}
+    assert blocks[True] == every | {"last"}, blocks[True]
+    assert blocks[False] == every, blocks[False]
 
 
 def test_scalar_kernels_for_other_data(threaded, monkeypatch):
