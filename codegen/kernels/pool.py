@@ -119,10 +119,11 @@ def _each(b, span, fn, name):
         fn(k)
 
 
-def plane_windows(b, g, n, body, block=None, vp=None, rewrite=True):
+def plane_windows(b, g, n, body, block=None, vp=None, rewrite=True, hooks=None):
     """for every window (i, j) of image n: body(n, i, j, row span, col span); block(n, i, j, Lb):
     the vector code for Lb interior windows from (i, j) on (vp: its pool_vector.Plan; rewrite: whether
-    a block may be run again over the same windows, see pool_vector.columns).
+    a block may be run again over the same windows, see pool_vector.columns); hooks: (begin(n, i),
+    end(n, i, jlo, first scalar column)) around the vector blocks of a row.
 
     Three loop bodies: interior rows x interior columns (static window; vector blocks first,
     when given), interior rows x border columns, and border rows x all columns (clipped windows)."""
@@ -134,7 +135,11 @@ def plane_windows(b, g, n, body, block=None, vp=None, rewrite=True):
         rs = _span(b, i, g.ws[0], g.st[0], g.pad[0], g.h, True)
         start = jlo
         if block is not None:
+            if hooks is not None:
+                hooks[0](n, i)
             start = V.columns(b, vp, g.w, g.pad[1], jlo, jhi, lambda j, Lb: block(n, i, j, Lb), rewrite)
+            if hooks is not None:
+                hooks[1](n, i, jlo, start)
         with U.for_range(b, jhi, start=start, name="pj") as j:
             body(n, i, j, rs, _span(b, j, g.ws[1], g.st[1], g.pad[1], g.w, True))
         if cb is not None:
@@ -293,6 +298,29 @@ def _vector_divisor(b, g, vp, Lb):
     return V.splat(b, vp, U.cast_value(b, c, "int64", vp.dtype), Lb)
 
 
+def _carry_hooks(fctx, g, vp, add, out):
+    """(per window row u a carry slot or None, plane_windows hooks): the column overlap of an adding
+    gradient's vector blocks carried from block to block (pool_vector.store_phases), when the
+    window's rows are unrolled."""
+    b = fctx.b
+    if vp is None or not add or not V.carries(vp, vp.widths[-1]) or not (isinstance(g.ws[0], int)
+                                                                       and g.ws[0] <= UNROLL):
+        return [None] * (g.ws[0] if isinstance(g.ws[0], int) else 1), None
+    slots = [V.new_carry(fctx, vp) for _ in range(g.ws[0])]
+
+    def begin(n, i):
+        for slot in slots:
+            V.clear_carry(b, vp, slot)
+
+    def end(n, i, jlo, start):
+        with b.if_then(b.icmp_signed(">", start, U.as_value(b, jlo))):
+            base, r0, c = _block_rows(b, g, n, i, start)
+            for u, slot in enumerate(slots):
+                V.flush_carry(b, vp, _row_ptr(b, out, g, base, r0, u), c, slot)
+
+    return slots, (begin, end)
+
+
 def _overlapping(g):
     """Whether interior windows may share input elements (the gradients then add, not store)."""
     static = all(isinstance(v, int) for v in (g.ws[0], g.st[0], g.ws[1], g.st[1]))
@@ -435,8 +463,9 @@ def _max_pool_grad_image(fctx, g, vp, bufs, n):
         each_element(b, g, n, rs, cs, step)
 
     add = _overlapping(g)
+    slots, hooks = _carry_hooks(fctx, g, vp, add, out)
     if vp is not None:
-        _note("max-grad", "vector-add" if add else "vector-store")
+        _note("max-grad", "vector-carry" if hooks else "vector-add" if add else "vector-store")
 
     def block(n, i, j, Lb):
         """L windows' gradients to every element equal to the window's maximum."""
@@ -449,11 +478,12 @@ def _max_pool_grad_image(fctx, g, vp, bufs, n):
         def row(u):
             xs = V.load_phases(b, vp, _row_ptr(b, x, g, base, r0, u), c0, Lb)
             parts = [b.select(b.fcmp_ordered("==", v, zv), gv, zero) for v in xs]
-            V.store_phases(b, vp, _row_ptr(b, out, g, base, r0, u), c0, Lb, parts, add)
+            V.store_phases(b, vp, _row_ptr(b, out, g, base, r0, u), c0, Lb, parts, add,
+                           slots[u] if hooks else None)
 
         _rows(b, g.ws[0], row)
 
-    plane_windows(b, g, n, body, block if vp is not None else None, vp, rewrite=not add)
+    plane_windows(b, g, n, body, block if vp is not None else None, vp, rewrite=not add, hooks=hooks)
 
 
 def emit_max_pool_grad_grad(ctx, node, x, ins, g):
@@ -554,8 +584,9 @@ def _average_pool_grad_image(fctx, op, g, vp, bufs, n):
         each_element(b, g, n, rs, cs, step)
 
     add = _overlapping(g)
+    slots, hooks = _carry_hooks(fctx, g, vp, add, out)
     if vp is not None:
-        _note("avg-grad-" + op.mode, "vector-add" if add else "vector-store")
+        _note("avg-grad-" + op.mode, "vector-carry" if hooks else "vector-add" if add else "vector-store")
 
     def block(n, i, j, Lb):
         """L windows' gradients spread over their elements."""
@@ -564,9 +595,9 @@ def _average_pool_grad_image(fctx, op, g, vp, bufs, n):
         if op.mode != "sum":
             v = b.fdiv(v, _vector_divisor(b, g, vp, Lb))
         _rows(b, g.ws[0], lambda u: V.store_phases(b, vp, _row_ptr(b, out, g, base, r0, u), c0, Lb,
-                                                   [v] * vp.ws, add))
+                                                   [v] * vp.ws, add, slots[u] if hooks else None))
 
-    plane_windows(b, g, n, body, block if vp is not None else None, vp, rewrite=not add)
+    plane_windows(b, g, n, body, block if vp is not None else None, vp, rewrite=not add, hooks=hooks)
 
 
 def _equal(b, x, y, dtype):

@@ -149,17 +149,63 @@ def _join(b, vs):
     return _cat(b, _join(b, vs[:h]), _join(b, vs[h:]))
 
 
-def store_phases(b, p, row, c0, Lb, parts, add):
-    """The inverse of load_phases: parts[v] goes to columns c0 + l * s + v (0 to the lanes of no
-    offset); add: added to what is there (overlapping windows) instead of stored over it."""
-    s = p.s
+def _interleave(b, p, parts, q, Lb):
+    """Block q of the contributions: lanes l * s + r = parts[q * s + r][l] (0 past the window)."""
     zero = const(p, 0.0, Lb)
-    for q in range(p.q + 1):
-        ph = [parts[q * s + r] if q * s + r < p.ws else zero for r in range(s)]
-        wide = _join(b, ph)
-        if s > 1:
-            wide = b.shuffle_vector(wide, wide, _mask([r * Lb + l for l in range(Lb) for r in range(s)]))
-        dst = gep(b, row, U.add(b, c0, q * s), p.et)
-        if add:
-            wide = b.fadd(load(b, p, dst, s * Lb), wide)
-        store(b, p, wide, dst)
+    ph = [parts[q * p.s + r] if q * p.s + r < p.ws else zero for r in range(p.s)]
+    wide = _join(b, ph)
+    if p.s > 1:
+        wide = b.shuffle_vector(wide, wide, _mask([r * Lb + l for l in range(Lb) for r in range(p.s)]))
+    return wide
+
+
+def store_phases(b, p, row, c0, Lb, parts, add, carry=None):
+    """The inverse of load_phases: parts[v] goes to columns c0 + l * s + v (0 to the lanes of no
+    offset); add: added to what is there (overlapping windows) instead of stored over it.
+
+    carry (with add, when windows overlap in columns: q > 0): a stack slot of q * s values, the
+    contributions past this block's s * Lb columns. They are added to the next block's columns
+    (blocks follow one another) instead of to memory now, so each block reads and writes its
+    own columns once (no load waits on a store of the block before, a store-forwarding stall)."""
+    s = p.s
+    if carry is None:
+        for q in range(p.q + 1):
+            wide = _interleave(b, p, parts, q, Lb)
+            dst = gep(b, row, U.add(b, c0, q * s), p.et)
+            if add:
+                wide = b.fadd(load(b, p, dst, s * Lb), wide)
+            store(b, p, wide, dst)
+        return
+    n, k = s * Lb, p.q * s
+    total = None
+    for q in range(p.q + 1):   # the blocks shifted into one vector of n + k columns
+        wide = _interleave(b, p, parts, q, Lb)
+        shifted = b.shuffle_vector(wide, const(p, 0.0, n),
+                                   _mask([c - q * s if 0 <= c - q * s < n else n for c in range(n + k)]))
+        total = shifted if total is None else b.fadd(total, shifted)
+    cin = b.load(carry, typ=_vt(p, k))
+    head = b.shuffle_vector(total, total, _mask(list(range(n))))
+    head = b.fadd(head, b.shuffle_vector(cin, const(p, 0.0, k), _mask(list(range(k)) + [k] * (n - k))))
+    b.store(b.shuffle_vector(total, total, _mask(list(range(n, n + k)))), carry)
+    dst = gep(b, row, c0, p.et)
+    store(b, p, b.fadd(load(b, p, dst, n), head), dst)
+
+
+def carries(p, Lb_min):
+    """Whether store_phases can carry this plan's column overlap (q * s values, at most a block)."""
+    return 0 < p.q <= Lb_min
+
+
+def new_carry(fctx, p):
+    return fctx.local(_vt(p, p.q * p.s))
+
+
+def clear_carry(b, p, slot):
+    b.store(const(p, 0.0, p.q * p.s), slot)
+
+
+def flush_carry(b, p, row, c, slot):
+    """Add a carry's values to columns c .. c + q * s - 1 of the row."""
+    k = p.q * p.s
+    dst = gep(b, row, c, p.et)
+    store(b, p, b.fadd(load(b, p, dst, k), b.load(slot, typ=_vt(p, k))), dst)

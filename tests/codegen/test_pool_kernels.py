@@ -169,7 +169,7 @@ def test_reaches_every_variant(target, threaded, monkeypatch):
         for variant in ["serial", "threaded"] + [f"vector-s{s}" for s in strides]:
             assert (kernel, variant) in P.EMITTED, f"no case emits {kernel} {variant}"
         if "grad-" in kernel and kernel != "max-grad-grad":
-            for variant in ("vector-add", "vector-store"):
+            for variant in ("vector-add", "vector-store", "vector-carry"):
                 assert (kernel, variant) in P.EMITTED, f"no case emits {kernel} {variant}"
     assert runs == {True, False}, "the cases run only one of the serial and threaded paths"
     p = V.plan(["float32"], 2, 2)
