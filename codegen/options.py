@@ -46,6 +46,10 @@ class Options:
     # Per-image loops (parallel.run_parallel): fewer items than this run on the calling thread.
     min_parallel = 8
 
+    # Pooling kernels (kernels/pool.py): images are split over threads from this much work (input
+    # plus output elements) on.
+    pool_min_parallel = 1 << 15
+
     # Random streams (kernels/random.py): fewer Philox blocks than this (32k float32 values) run
     # on the calling thread.
     random_min_parallel_blocks = 8192

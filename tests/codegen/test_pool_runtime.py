@@ -112,3 +112,32 @@ def test_int_input_and_int32_geometry():
     outs = [pool_2d(x, ws=w, stride=(s0, 1), ignore_border=False, mode=m) for m in MODES]
     xv = np.random.default_rng(0).integers(-9, 9, size=(2, 5, 7)).astype("int32")
     check_native_vs_reference([x, w, s0], outs, [xv, np.array([2, 3], "int32"), np.int32(2)])
+
+
+@pytest.mark.parametrize("mode,ignore_border", [(m, True) for m in MODES] + [("max", False)])
+def test_vector_windows_and_threads(mode, ignore_border, monkeypatch):
+    # the windows the run-time kernels have vector code for (codegen/kernels/pool.py RUNTIME_VECTOR),
+    # and others, on rows wide enough for vector blocks, on two threads
+    from codegen.kernels import pool as P
+    from codegen.options import options
+    from symcnn.config import config
+    monkeypatch.setattr(config, "num_threads", 2)
+    monkeypatch.setattr(options, "pool_min_parallel", 400)
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", "none")   # lowered here, so recorded
+    P.EMITTED.clear()
+    inputs, outputs = _build(mode, ignore_border, "float32")
+    rng = np.random.default_rng(11)
+    calls = []
+    geometries = [((ws0, ws1), (st0, st1)) for ws1, st1 in P.RUNTIME_VECTOR for ws0, st0 in ((2, 2), (3, 1))]
+    geometries += [((2, 4), (2, 3)), ((1, 1), (1, 1))]
+    for k, (ws, stride) in enumerate(geometries):
+        pad = (k % ws[0], k % ws[1]) if ignore_border else (0, 0)
+        for shape in ((3, 4, 9, 41), (1, 1, 5, 13)):
+            xv = np.round(rng.standard_normal(shape) * 1.5).astype("float32")
+            y = symcnn.function(inputs[:1] + inputs[2:], outputs[0], mode="reference")(xv, ws, stride, pad)
+            calls.append([xv, rng.standard_normal(y.shape).astype("float32"), np.array(ws), np.array(stride),
+                          np.array(pad)])
+    check_native_vs_reference(inputs, outputs, None, calls=calls, rtol=1e-4, atol=1e-5)
+    grad = "max-grad" if mode == "max" else "avg-grad-" + mode
+    for kernel in ("pool-" + mode, grad):
+        assert (kernel, "runtime-vector") in P.EMITTED and (kernel, "threaded") in P.EMITTED
