@@ -405,7 +405,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         acc_rs = tp.KP if tp is not None else K
         acc_n = U.mul(b, g.P, acc_rs)
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
-    sizes.append(U.product(b, [K, PH, PW]) if op.pool else 0)
+    sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]

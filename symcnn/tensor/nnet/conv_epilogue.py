@@ -13,7 +13,7 @@ import numpy as np
 
 from ...graph.basic import Constant
 from ..composite import Composite
-from ..elemwise import Elemwise
+from ..elemwise import DimShuffle, Elemwise
 from ... import scalar as ts
 
 __all__ = ["ScalarConstant", "program_from_graph", "program_of", "expand_program", "reads_input",
@@ -45,7 +45,6 @@ class ScalarConstant(ts.ScalarOp):
 
 def scalar_constant_value(v):
     """The value of a size-1 constant (of any number of broadcastable dimensions), else None."""
-    from ..elemwise import DimShuffle
     while v.owner is not None and isinstance(v.owner.op, DimShuffle):
         v = v.owner.inputs[0]
     if isinstance(v, Constant) and np.size(v.data) == 1:
@@ -67,6 +66,9 @@ def program_from_graph(inputs, output):
             steps.append((ScalarConstant(c, v.dtype), (), (), str(v.dtype)))
         else:
             node = v.owner
+            if node is not None and isinstance(node.op, DimShuffle) and all(node.inputs[0].broadcastable):
+                index[id(v)] = visit(node.inputs[0])   # a scalar broadcast: the same value everywhere
+                return index[id(v)]
             if node is None or not isinstance(node.op, Elemwise):
                 raise _NotElementwise(v)
             args = tuple(visit(i) for i in node.inputs)

@@ -308,7 +308,11 @@ class ConvPoolAct(_ConvPoolBase):
 
         def build(ins):
             out, z, _, _ = self.unfused(*ins)
-            return [out, z] if self.keep_z else [out]
+            # z's own output is a copy: a known gradient of z itself would replace, not add to,
+            # the gradient that reaches z from out
+            from ... import scalar as ts
+            from ..elemwise import Elemwise
+            return [out, Elemwise(ts.identity)(z)] if self.keep_z else [out]
         return grad_of_expansion(build, inputs, want)
 
 
@@ -401,7 +405,7 @@ class ConvPoolActGrad(_ConvPoolBase):
         pad, stride = self._geometry(w.shape[2], w.shape[3])
         gw = C.corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
         res = {"gW": np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False),
-               "gb": g_pre.sum(axis=(0, 2, 3)).astype(dtype, copy=False)}
+               "gb": g_pre.sum(axis=(0, 2, 3), dtype="float64").astype(dtype)}   # float64 sums, as Theano
         if self.need_gx:
             wf = C.flip(w) if self.filter_flip else w
             res["gx"] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
