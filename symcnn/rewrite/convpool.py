@@ -283,8 +283,9 @@ def _match(fgraph, cnode):
 
     # which forward value is `out`
     inside = fnode_set | bnode_set
+    routing = {m.back[1]} if m.back is not None and m.back[1] is not None else set()   # MaxPoolGrad reads z = pooled
     outside = [v for v in [m.z] + [n.outputs[0] for n in m.fnodes]
-               if any(c == "output" or c not in inside for c, _ in _readers(fgraph, v))]
+               if any(c == "output" or (c not in inside and c not in routing) for c, _ in _readers(fgraph, v))]
     m.out = None
     for cand in outside:
         derived = _derived_from(m.fnodes, cand)
@@ -310,14 +311,27 @@ def _match(fgraph, cnode):
     if m.add is not None and not _only_read_by(fgraph, m.pooled, pattern):
         return None
     for v in [m.z] + [n.outputs[0] for n in m.fnodes]:
-        if v is not m.out and v not in m.derived and not _only_read_by(fgraph, v, inside):
+        if v is not m.out and v not in m.derived and not _only_read_by(fgraph, v, pattern):
             return None
     m.sums = []
     if back is not None:
         g_pre, mpg, gws, gxs, bnodes, externals = m.back
+        ext = set(externals)
+        memo = {}
+
+        def from_out(v):
+            """v is computed from out, constants and the external gradients alone: a reader outside
+            the pattern (the cost reading out * y) keeps it, rebuilt on the fused op's out."""
+            if v in m.derived or v in ext or scalar_constant_value(v) is not None:
+                return True
+            if v in m.fvalues or v.owner not in bnode_set:
+                return False
+            if v not in memo:
+                memo[v] = all(from_out(i) for i in v.owner.inputs)
+            return memo[v]
         for n in bnodes:
             o = n.outputs[0]
-            if o is not g_pre and not _only_read_by(fgraph, o, bnode_set):
+            if o is not g_pre and not _only_read_by(fgraph, o, bnode_set) and not from_out(o):
                 return None
         for c, _ in _readers(fgraph, g_pre):
             if c == "output":
