@@ -40,7 +40,7 @@ def _ops(conv, pool_kw, static, xs, ws, act="tanh", dtype="float32", bias=True):
 
 def _outputs(fwd, bwd, bwd_nogx, x, W, b, g):
     fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
-    _, grads2 = conv_act_apply(fwd, bwd_nogx, x, W, b, g * 2)
+    _, grads2 = conv_act_apply(fwd, bwd_nogx, x, W, b, g)
     return fouts + grads + grads2
 
 
