@@ -211,14 +211,14 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
 
 def _vector_pool(op, dt):
     """2x2 windows with stride 2 (the common case) get the explicit-vector epilogue."""
-    return bool(op.pool) and tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
+    return op.pool == "max" and tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
 
 
 def _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
     """z = window max (+ b[k]) into optr, and the mask, of image n from conv[k*crs + i*rs + j], any
-    window and stride."""
+    window and stride; average pools (no mask): the window's sum times op.window_scale()."""
     b = ctx.b
-    et, mt = U.ll_type(dt), U.ll_type(mdt)
+    et, mt = U.ll_type(dt), (U.ll_type(mdt) if mdt is not None else None)
     sh, sw = op.stride
     offs = _offsets(op)
     plane = U.mul(b, PH, PW)
@@ -232,16 +232,24 @@ def _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr
             with U.for_range(b, PW, name="pj") as j:
                 c0 = U.mul(b, j, sw)
                 vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
-                m = lowest_value(dt)
-                for val in vals:
-                    m = b.select(greater(b, val, m, dt), val, m)
-                bits = ir.Constant(mt, 0)
-                for (bit, _, _), val in zip(offs, vals):
-                    hit = b.zext(b.fcmp_ordered("==", val, m), mt)
-                    bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
                 o = U.add(b, orow, j)
-                b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
-                b.store(bits, gep(b, mptr, o, mt))
+                if mt is None:   # average / sum pooling, in the window's order (as Pool's reference)
+                    m = vals[0]
+                    for val in vals[1:]:
+                        m = b.fadd(m, val)
+                    if op.pool != "sum":
+                        m = b.fmul(m, U.const(dt, op.window_scale()))
+                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
+                else:
+                    m = lowest_value(dt)
+                    for val in vals:
+                        m = b.select(greater(b, val, m, dt), val, m)
+                    bits = ir.Constant(mt, 0)
+                    for (bit, _, _), val in zip(offs, vals):
+                        hit = b.zext(b.fcmp_ordered("==", val, m), mt)
+                        bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
+                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
+                    b.store(bits, gep(b, mptr, o, mt))
 
 
 
@@ -505,7 +513,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
-    mt = U.ll_type(op.mask_dtype) if op.pool else None
+    mt = U.ll_type(op.mask_dtype) if op.mask_dtype else None
     vector = op.pool and _vector_pool(op, dt)
     if dp is not None:
         rs, trs, tlen = dp.rs, dp.row_stride, dp.scratch_elems()
@@ -529,7 +537,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 gbk = gep(b, gb64, k, U.F64)
                 s_ = _row_sum(ctx, dt, gep(b, gpre, U.mul(b, k, plane), et), 1, plane, plane)
                 b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
-            mbase = gep(b, mptr, base, mt)
+            mbase = gep(b, mptr, base, mt) if mt is not None else None
             if vector:
                 _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
             else:
@@ -608,12 +616,19 @@ def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
             with U.for_range(b, PW, name="pj") as j:
                 p = U.add(b, prow, j)
                 gp = b.load(gep(b, gpre, p, et), typ=et)
-                bits = b.load(gep(b, mptr, p, mt), typ=mt)
                 c0 = U.mul(b, j, sw)
-                for bit, u, v in offs:
-                    hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
-                    dst = gep(b, rows[u], U.add(b, c0, v), et)
-                    b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
+                if mt is None:   # average / sum pooling: every window position gets its share
+                    if op.pool != "sum":
+                        gp = b.fmul(gp, U.const(dt, op.window_scale()))
+                    for _, u, v in offs:
+                        dst = gep(b, rows[u], U.add(b, c0, v), et)
+                        b.store(b.fadd(b.load(dst, typ=et), gp), dst)
+                else:
+                    bits = b.load(gep(b, mptr, p, mt), typ=mt)
+                    for bit, u, v in offs:
+                        hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
+                        dst = gep(b, rows[u], U.add(b, c0, v), et)
+                        b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
 
 
 def _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):

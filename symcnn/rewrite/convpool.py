@@ -3,7 +3,8 @@ by any chain of elementwise ops, forward and backward together.
 
 fuse_conv_epilogue (phase 'specialize', a graph rewrite) finds, for every Conv2d,
 
-    pooled = Pool{max, ignore_border, pad 0}(conv)          (or pooled = conv: no pooling)
+    pooled = Pool{ignore_border, pad 0}(conv)               (max, average_inc_pad, average_exc_pad or sum;
+                                                              or pooled = conv: no pooling)
     z      = add(pooled, DimShuffle{x,0,x,x}(b))              (or z = pooled: no bias)
     out    = an elementwise function of z alone (any chain of Elemwise nodes whose other leaves
              are size-1 constants: tanh, sigmoid, maximum(z, 0), relu's 0.5*(z+abs(z)), z*(z>0),
@@ -14,7 +15,8 @@ and, when the graph differentiates it (what T.grad builds and canonicalize leave
     g_pre  = the gradient of z: an elementwise function of forward values (z, out, or anything
              computed from z), size-1 constants and tensors not computed from z (the gradients
              flowing in, g_1..g_m)
-    g_conv = MaxPoolGrad(conv, pooled, g_pre)                (or g_conv = g_pre: no pooling)
+    g_conv = MaxPoolGrad(conv, pooled, g_pre)                (AveragePoolGrad(conv, g_pre) for the others;
+                                                              g_conv = g_pre: no pooling)
     gW     = Conv2dGradWeights(x, g_conv, .)      gx = Conv2dGradInputs(W, g_conv, .)  (either may be absent)
     gb     = Sum{axis=A}(g_pre)                              (A covers axes 0, 2, 3 up to length-1 axes)
 
@@ -47,8 +49,8 @@ from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
 from ..tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
 from ..tensor.nnet.conv_epilogue import program_from_graph, reads_input, scalar_constant_value
-from ..tensor.nnet.convpool import MAX_WINDOW, ConvPoolAct, ConvPoolActGrad
-from ..tensor.signal.pool import MaxPoolGrad, Pool
+from ..tensor.nnet.convpool import MAX_WINDOW, POOL_MODES, ConvPoolAct, ConvPoolActGrad
+from ..tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, Pool
 from ..tensor.type import is_float
 from .core import graph_rewrite
 
@@ -74,12 +76,13 @@ class _Match:
 
 
 def _pool_of(fgraph, conv):
-    """The max Pool node reading conv that the fused kernels handle, or None."""
+    """The Pool node reading conv that the fused kernels handle, or None."""
     for c, i in _readers(fgraph, conv):
         if c != "output" and isinstance(c.op, Pool):
             p = c.op
-            if (p.mode == "max" and p.ignore_border and p.pad == (0, 0) and isinstance(p.ws, tuple)
-                    and p.ws[0] * p.ws[1] <= MAX_WINDOW and i == 0):
+            if (p.mode in POOL_MODES and p.ignore_border is True and p.pad == (0, 0) and isinstance(p.ws, tuple)
+                    and isinstance(p.stride, tuple) and (p.mode != "max" or p.ws[0] * p.ws[1] <= MAX_WINDOW)
+                    and i == 0):
                 return c
     return None
 
@@ -202,21 +205,23 @@ def _find_g_pre(fgraph, m):
     """(g_pre, MaxPoolGrad node or None, gws, gxs) of the backward, None when the graph has no
     backward of this convolution, False when it has one we cannot fuse."""
     if m.pool is not None:
-        mpgs = [c for c, _ in _readers(fgraph, m.conv) if c != "output" and isinstance(c.op, MaxPoolGrad)]
+        pop = m.pool.op
+        cls = MaxPoolGrad if pop.mode == "max" else AveragePoolGrad
+        mpgs = [c for c, _ in _readers(fgraph, m.conv) if c != "output" and isinstance(c.op, cls)]
         if not mpgs:
             return None
         if len(mpgs) != 1:
             return False
         mpg = mpgs[0]
-        pop = m.pool.op
-        if (mpg.op.ws, mpg.op.stride, mpg.op.pad, mpg.op.ignore_border) != (pop.ws, pop.stride, pop.pad, True):
+        if (mpg.op.ws, mpg.op.stride, mpg.op.pad, mpg.op.ignore_border, mpg.op.mode) != \
+                (pop.ws, pop.stride, pop.pad, True, pop.mode):
             return False
-        if mpg.inputs[0] is not m.conv or mpg.inputs[1] is not m.pooled:
+        if mpg.inputs[0] is not m.conv or (pop.mode == "max" and mpg.inputs[1] is not m.pooled):
             return False
         grads = _conv_grads(fgraph, m, mpg.outputs[0], ())
         if grads is False:
             return False
-        return (mpg.inputs[2], mpg) + grads
+        return (mpg.inputs[-1], mpg) + grads
     # no pooling: g_pre is what the convolution gradients of this x / W read
     cands = set()
     for c, _ in _readers(fgraph, m.x):
@@ -385,7 +390,7 @@ def fuse_conv_epilogue(fgraph):
                     filter_flip=c.filter_flip, has_bias=m.add is not None, act=m.act,
                     pool="max" if m.pool is not None else None)
         if m.pool is not None:
-            args.update(ws=m.pool.op.ws, stride=m.pool.op.stride)
+            args.update(pool=m.pool.op.mode, ws=m.pool.op.ws, stride=m.pool.op.stride)
         keep_z = m.back is not None and reads_input(m.dact, 0)
         fop = ConvPoolAct(**args, keep_z=keep_z)
         fouts = fop(m.x, m.W, *([m.b] if m.add is not None else []))

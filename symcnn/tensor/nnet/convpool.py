@@ -4,11 +4,12 @@ elementwise activation; forward and backward.
     ConvPoolAct      (x, W[, b])                              -> (out[, mask][, z])
     ConvPoolActGrad  (x, W[, mask][, z][, out], g_1..g_m)     -> (gW[, gb][, gx])
 
-z    = pool_2d(conv2d(x, W), ws, stride, ignore_border=True, mode='max') + b.dimshuffle('x', 0, 'x', 'x')
-       (pool=None: no pooling; has_bias=False: no bias)
+z    = pool_2d(conv2d(x, W), ws, stride, ignore_border=True, mode=pool) + b.dimshuffle('x', 0, 'x', 'x')
+       (pool 'max', 'average_inc_pad', 'average_exc_pad' or 'sum' -- without padding the two averages
+       agree -- or None: no pooling; has_bias=False: no bias)
 out  = act(z), act a scalar Composite program of one input (symcnn/tensor/nnet/conv_epilogue.py;
        None: the identity)
-mask = for every pooling window, a bitmask of the window positions whose conv value equals the
+mask = (max pooling only) for every pooling window, a bitmask of the window positions whose conv value equals the
        window maximum: bit (u * ws[1] + v) is set when conv[n, k, i*st0 + u, j*st1 + v] == max.
        uint8 for windows of at most 8 elements, uint16 up to 16, uint32 up to 32.
 z    is an output only with keep_z=True: when the gradient program reads the pre-activation
@@ -26,7 +27,7 @@ inputs of the op only when dact reads them), gb = sum of g_pre over (batch, rows
 to every set bit of its window (summing where windows overlap; without pooling g_pre is the
 conv-output gradient itself), and from that accumulates gW and, when `need_gx`, computes gx.
 
-Restrictions (checked by the constructors): pool 'max' or None, ignore_border=True, pad=(0, 0); x,
+Restrictions (checked by the constructors): ignore_border=True, pad=(0, 0); x,
 W, b of one float dtype. Any conv border_mode/subsample/filter_flip and any pool ws/stride.
 """
 import numpy as np
@@ -42,9 +43,10 @@ from . import conv_epilogue as E
 from ..signal import pool as P
 from ..signal import pool_geometry as PG
 
-__all__ = ["ConvPoolAct", "ConvPoolActGrad", "mask_dtype", "MAX_WINDOW"]
+__all__ = ["ConvPoolAct", "ConvPoolActGrad", "mask_dtype", "MAX_WINDOW", "POOL_MODES"]
 
 MAX_WINDOW = 32
+POOL_MODES = ("max", "average_inc_pad", "average_exc_pad", "sum")
 
 
 def mask_dtype(ws):
@@ -79,22 +81,22 @@ class _ConvPoolBase(Op):
             self.ws = PG.pair(ws, "ws (the pooling window size)", 1)
             self.stride = self.ws if stride is None else PG.pair(stride, "stride", 1)
             pad = (0, 0) if pad is None else PG.pair(pad, "pad", 0)
-            if self.pool != "max" or ignore_border is not True or pad != (0, 0):
-                raise NotImplementedError(f"{type(self).__name__}: only mode='max' (or no pooling), "
+            if self.pool not in POOL_MODES or ignore_border is not True or pad != (0, 0):
+                raise NotImplementedError(f"{type(self).__name__}: only the modes {POOL_MODES} (or no pooling), "
                                           f"ignore_border=True, pad=(0, 0) are supported, got mode={self.pool!r}, "
                                           f"ignore_border={ignore_border!r}, pad={pad}")
         self.has_bias = bool(has_bias)
         if act is not None and not (isinstance(act, Composite) and act.nin == 1):
             raise TypeError(f"{type(self).__name__}: act must be a Composite of one input or None, got {act!r}")
         self.act = None if E.is_identity(act) else act
-        self.mask_dtype = mask_dtype(self.ws) if self.pool else None
+        self.mask_dtype = mask_dtype(self.ws) if self.pool == "max" else None
 
     def __str__(self):
         s = f"{type(self).__name__}{{{self.border_mode!r}, subsample={self.subsample}"
         if not self.filter_flip:
             s += ", filter_flip=False"
         if self.pool:
-            s += f", ws={self.ws}, stride={self.stride}"
+            s += f", ws={self.ws}, stride={self.stride}" + ("" if self.pool == "max" else f", mode={self.pool!r}")
         if not self.has_bias:
             s += ", no bias"
         s += f", act={self.act.name if self.act is not None else 'identity'}"
@@ -111,7 +113,12 @@ class _ConvPoolBase(Op):
                         subsample=self.subsample, filter_flip=self.filter_flip)
 
     def pool_op(self):
-        return P.Pool(self.ws, ignore_border=True, stride=self.stride, pad=(0, 0), mode="max")
+        return P.Pool(self.ws, ignore_border=True, stride=self.stride, pad=(0, 0), mode=self.pool)
+
+    def window_scale(self):
+        """What an average pool multiplies a window's sum by (1 for 'sum'; no padding, so both
+        averages divide by the window size)."""
+        return 1.0 if self.pool == "sum" else 1.0 / (self.ws[0] * self.ws[1])
 
     def activation(self, z):
         return z if self.act is None else E.expand_program(self.act, [z])
@@ -179,6 +186,17 @@ class _ConvPoolBase(Op):
                             slice(v, v + sw * (pw_ - 1) + 1, sw))
                 bit += 1
 
+    def sum_pool(self, conv):
+        """The average (or sum) pool of a (B, K, OH, OW) conv output (numpy)."""
+        B, K, OH, OW = conv.shape
+        ph_ = max(0, (OH - self.ws[0]) // self.stride[0] + 1)
+        pw_ = max(0, (OW - self.ws[1]) // self.stride[1] + 1)
+        acc = np.zeros((B, K, ph_, pw_), dtype=conv.dtype)
+        if ph_ and pw_:
+            for _, idx in self._offsets(ph_, pw_):
+                acc += conv[idx]
+        return (acc * np.asarray(self.window_scale(), conv.dtype)).astype(conv.dtype, copy=False)
+
     def max_pool_with_mask(self, conv):
         """(pooled, tie mask) of a (B, K, OH, OW) conv output (numpy)."""
         B, K, OH, OW = conv.shape
@@ -211,7 +229,7 @@ class ConvPoolAct(_ConvPoolBase):
         self.keep_z = bool(keep_z)
 
     def output_roles(self):
-        return ["out"] + (["mask"] if self.pool else []) + (["z"] if self.keep_z else [])
+        return ["out"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.keep_z else [])
 
     def make_node(self, x, W, b=None):
         who = self._who()
@@ -246,7 +264,10 @@ class ConvPoolAct(_ConvPoolBase):
             raise ValueError(f"{self._who()}: the bias has shape {b.shape} at run time, expected ({w.shape[0]},)")
         dtype = x.dtype
         conv = self._conv(x, w)
-        pooled, mask = self.max_pool_with_mask(conv) if self.pool else (conv, None)
+        if self.pool == "max":
+            pooled, mask = self.max_pool_with_mask(conv)
+        else:
+            pooled, mask = (self.sum_pool(conv) if self.pool else conv), None
         z = (pooled + b.reshape(1, -1, 1, 1)) if self.has_bias else pooled
         z = z.astype(dtype, copy=False)
         out = z.copy() if self.act is None else _impl(self.act, [z], dtype, z.shape)
@@ -333,7 +354,7 @@ class ConvPoolActGrad(_ConvPoolBase):
         self.n_grads = dact.nin - 2
 
     def input_roles(self):
-        return (["x", "W"] + (["mask"] if self.pool else []) + (["z"] if self.reads_z else [])
+        return (["x", "W"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.reads_z else [])
                 + (["out"] if self.reads_out else []) + [f"g{i}" for i in range(self.n_grads)])
 
     def output_roles(self):
@@ -373,12 +394,16 @@ class ConvPoolActGrad(_ConvPoolBase):
         return Apply(self, ins, outs)
 
     def conv_output_grad(self, mask, g_pre, conv_shape):
-        """g_pre routed to every tied maximum of its window (numpy)."""
+        """g_pre routed to every tied maximum of its window, or spread over the window (average
+        pools) (numpy)."""
         gconv = np.zeros(conv_shape, dtype=g_pre.dtype)
         ph_, pw_ = g_pre.shape[2:]
         if ph_ and pw_:
             overlap = self.stride[0] < self.ws[0] or self.stride[1] < self.ws[1]
             for bit, idx in self._offsets(ph_, pw_):
+                if mask is None:
+                    gconv[idx] += g_pre * np.asarray(self.window_scale(), g_pre.dtype)
+                    continue
                 hit = (mask >> np.asarray(bit, mask.dtype)) & np.asarray(1, mask.dtype)
                 if overlap:
                     gconv[idx] += hit * g_pre
@@ -401,7 +426,7 @@ class ConvPoolActGrad(_ConvPoolBase):
                 raise ValueError(f"{self._who()}: the {role} has shape {v.shape} at run time, expected {pooled}")
         dtype = node.outputs[0].dtype
         g_pre = _impl(self.dact, self.program_inputs(named), dtype, tuple(pooled))
-        gconv = self.conv_output_grad(named["mask"], g_pre, conv) if self.pool else g_pre
+        gconv = self.conv_output_grad(named.get("mask"), g_pre, conv) if self.pool else g_pre
         pad, stride = self._geometry(w.shape[2], w.shape[3])
         gw = C.corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
         res = {"gW": np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False),
@@ -439,10 +464,12 @@ class ConvPoolActGrad(_ConvPoolBase):
         prog_ins = [named.get("z", zero), named.get("out", zero)] + [named[f"g{i}"] for i in range(self.n_grads)]
         g_pre = E.expand_program(self.dact, prog_ins)
         conv_op = self.conv_op()
-        if self.pool:
+        if self.pool == "max":
             conv = conv_op(x, W)
             pooled = self.pool_op()(conv)
             gconv = P.MaxPoolGrad(self.ws, True, self.stride, (0, 0))(conv, pooled, g_pre)
+        elif self.pool:
+            gconv = P.AveragePoolGrad(self.ws, True, self.stride, (0, 0), self.pool)(conv_op(x, W), g_pre)
         else:
             gconv = g_pre
         res = {"gW": conv_op.grad([x, W], [gconv])[1], "gb": T.sum(g_pre, axis=(0, 2, 3))}
