@@ -84,6 +84,25 @@ def test_every_activation_matches_reference(act, xs, ws, conv, static, pooled, d
     _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype), dtype=dtype)
 
 
+@pytest.mark.parametrize("mode", ["average_exc_pad", "average_inc_pad", "sum"])
+@pytest.mark.parametrize("xs,ws,conv,static", ACT_CASES)
+def test_average_pooling_matches_reference(mode, xs, ws, conv, static):
+    for act, dtype in (("sigmoid", "float32"), ("switch", "float64")):
+        pool_kw = dict(pool=mode, ws=(2, 3), stride=(1, 2))
+        _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype), dtype=dtype)
+
+
+@pytest.mark.parametrize("mode", ["average_exc_pad", "sum"])
+def test_verify_grad_average_pooling(mode):
+    rng = np.random.RandomState(2)
+    fwd, bwd, _ = conv_act_ops("sigmoid", "float64", pool=mode, ws=(2, 2), stride=(1, 2))
+    pts = [rng.standard_normal((1, 2, 5, 6)), rng.standard_normal((2, 2, 2, 2)) * 0.5, rng.standard_normal(2)]
+    symcnn.verify_grad(lambda x, W, b: fwd(x, W, b), pts, mode="reference", rng=rng)
+    gpts = [pts[0], pts[1], rng.uniform(0.1, 0.9, (1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2))]
+    for k in range(3):
+        symcnn.verify_grad(lambda x, W, out, g, k=k: bwd(x, W, out, g)[k], gpts, mode="reference", rng=rng)
+
+
 @pytest.mark.parametrize("pooled", [True, False], ids=["pool", "nopool"])
 def test_without_bias(pooled):
     xs, ws = (3, 2, 9, 8), (4, 2, 3, 3)

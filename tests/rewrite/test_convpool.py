@@ -131,8 +131,6 @@ def test_does_not_fire_outside_its_pattern():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
     c = conv2d(x, W)
     cases = {
-        "average pooling": T.tanh(pool.pool_2d(c, ws=(2, 2), ignore_border=True, mode="average_inc_pad")
-                                  + b.dimshuffle("x", 0, "x", "x")),
         "ignore_border=False": T.tanh(pool.pool_2d(c, ws=(2, 2), ignore_border=False)
                                       + b.dimshuffle("x", 0, "x", "x")),
         "padding": T.tanh(pool.pool_2d(c, ws=(2, 2), pad=(1, 1), ignore_border=True)
@@ -289,6 +287,28 @@ def test_geometries(act, pooled, dtype, geometry):
     _assert_fused(symcnn.function(ins, outs, mode="native"), pooled)
     tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     check_native_vs_reference(ins, outs, vals, **tol)
+
+
+@pytest.mark.parametrize("mode", ["average_exc_pad", "average_inc_pad", "sum"])
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_average_pooling_fuses(act, mode):
+    """The tutorial order with an average (or sum) pool: one kernel each way, no tie mask."""
+    for geometry in (GEOMETRIES[0], GEOMETRIES[3]):
+        xs, ws, conv, static = geometry
+        rng = np.random.RandomState(0)
+        x = T.tensor4("x")
+        W = symcnn.shared((rng.standard_normal(ws) * 0.5).astype("float32"), name="W")
+        b = symcnn.shared(rng.uniform(-0.5, 0.5, ws[0]).astype("float32"), name="b")
+        c = conv2d(x, W, **(dict(conv, input_shape=xs, filter_shape=ws) if static else conv))
+        h = CONV_ACTIVATIONS[act](pool.pool_2d(c, ws=(2, 2), stride=(2, 1), ignore_border=True, mode=mode)
+                                  + b.dimshuffle("x", 0, "x", "x"))
+        cost = (h * h).sum()
+        outs = [cost, h] + T.grad(cost, [x, W, b])
+        fn = symcnn.function([x], outs, mode="native")
+        fwd = _assert_fused(fn, True)
+        assert fwd.pool == mode and fwd.output_roles()[:2] != ["out", "mask"]
+        assert not {"Pool", "AveragePoolGrad"} & set(op_names(fn))
+        check_native_vs_reference([x], outs, [rng.standard_normal(xs).astype("float32")], rtol=2e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize("act", ["maximum", "tanh"])
