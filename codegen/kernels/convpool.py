@@ -37,7 +37,6 @@ from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
 
 from .. import irutil as U
-from .. import vmath
 from ..lower import E_SHAPE, Array, lower
 from ..microkernels import directconv as D
 from ..microkernels import directconv_grad as DG

@@ -281,7 +281,8 @@ def _match(fgraph, cnode):
         if sub is None or g_pre.dtype != dtype:
             return None
         bnodes, externals = sub
-        if len(externals) > MAX_GRADIENT_INPUTS or any(e.ndim != 4 for e in externals):
+        # the kernel reads every external gradient as a dense pooled-shape array of the op's dtype
+        if len(externals) > MAX_GRADIENT_INPUTS or any(e.ndim != 4 or e.dtype != dtype for e in externals):
             return None
         bnode_set = set(bnodes)
         m.back = (g_pre, mpg, gws, gxs, bnodes, externals)
@@ -368,12 +369,10 @@ def _set_trace(outputs, blockers, trace):
             o.trace = trace
 
 
-def _as_gradient_input(v, like, dtype):
-    """An external gradient input at the pooled shape and dtype (broadcast ones are filled in)."""
+def _as_gradient_input(v, like):
+    """An external gradient input at the pooled shape (broadcast ones are filled in)."""
     from ..tensor import basic as B
-    if v.type.broadcastable != like.type.broadcastable:
-        v = B.second(like, v)
-    return v if v.dtype == dtype else B.cast(v, dtype)
+    return B.second(like, v) if v.type.broadcastable != like.type.broadcastable else v
 
 
 @graph_rewrite("specialize")
@@ -403,8 +402,7 @@ def fuse_conv_epilogue(fgraph):
         if m.back is not None:
             g_pre, mpg, gws, gxs, bnodes, externals = m.back
             bop = ConvPoolActGrad(**args, dact=m.dact, need_gx=bool(gxs))
-            gins = [v if v.type.broadcastable == out.type.broadcastable and v.dtype == m.dtype
-                    else _as_gradient_input(v, out, m.dtype) for v in externals]
+            gins = [_as_gradient_input(v, out) for v in externals]
             by_role = {"x": m.x, "W": m.W, "mask": named.get("mask"), "z": named.get("z"), "out": out}
             by_role.update({f"g{i}": g for i, g in enumerate(gins)})
             grads = bop(*[by_role[r] for r in bop.input_roles()])
