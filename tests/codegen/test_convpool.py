@@ -125,8 +125,9 @@ def test_float64_and_shape_errors():
         fwd(T.ftensor4(), W, b)
     with pytest.raises(TypeError, match="vector"):
         fwd(x, W, T.dmatrix())
-    with pytest.raises(NotImplementedError):
-        ConvPoolAct(ws=(2, 2), pool="sum")
+    for unsupported in (dict(ignore_border=False), dict(pad=(1, 1)), dict(pool="median")):
+        with pytest.raises(NotImplementedError):
+            ConvPoolAct(ws=(2, 2), **unsupported)
     with pytest.raises(TypeError, match="has_bias=True"):
         fwd(x, W)
     with pytest.raises(TypeError, match="act must be a Composite"):
