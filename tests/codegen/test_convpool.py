@@ -2,11 +2,14 @@
 every activation with and without pooling, the im2col and the direct-convolution kernels."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
+from tests.fuzz.strategies import examples
 from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_apply, conv_act_ops
 from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
@@ -300,3 +303,28 @@ def test_random_shapes_reach_every_direct_kernel():
         seen.add(p.mode if p is not None else "im2col")
         seen.add("gx fused" if DG.gx_fusable(tp) else "gx gemm")
     assert seen == {"wide", "rows", "im2col", "gx fused", "gx gemm"}, seen
+
+
+@st.composite
+def _configurations(draw):
+    """A random point of the space: geometry (border mode, stride, filter size, channels, batch),
+    pooling (any mode or none), activation, dtype, bias, static shapes or not."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    border = draw(st.sampled_from(["valid", "half", "full", (1, 0), (0, 2)]))
+    sub = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    xs = (draw(st.sampled_from([1, 2, 5])), draw(st.integers(1, 3)), draw(st.integers(kh + 1, 10)),
+          draw(st.integers(kw + 1, 10)))
+    ws = (draw(st.integers(1, 6)), xs[1], kh, kw)
+    pool_kw = draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2)), dict(ws=(2, 1), stride=(1, 1)),
+                                    dict(pool="average_exc_pad", ws=(2, 2)), dict(pool="sum", ws=(1, 2))]))
+    act = draw(st.sampled_from(sorted(CONV_ACTIVATIONS)))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    return xs, ws, dict(border_mode=border, subsample=sub, filter_flip=draw(st.booleans())), pool_kw, act, \
+        dtype, draw(st.booleans()), draw(st.booleans())
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(_configurations())
+def test_random_configurations_match_reference(cfg):
+    xs, ws, conv, pool_kw, act, dtype, bias, static = cfg
+    _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype, bias=bias), dtype=dtype)
