@@ -35,7 +35,7 @@ from symcnn.layers import HiddenLayer, LeNetConvPoolLayer, LogisticRegression
 from symcnn.rewrite import registered
 
 # The fusion rewrites, excluded by name for the unfused comparison.
-FUSION = [r.name for r in registered("fuse")] + ["fuse_conv_pool_tanh"]
+FUSION = [r.name for r in registered("fuse")] + ["fuse_conv_epilogue"]
 
 
 def build(batch_size, nkerns, data_x, data_y, mode):

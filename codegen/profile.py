@@ -18,8 +18,8 @@ loaded object (`engine.get_global_value_address`) and reads them with numpy.
 The report (`fn.profile()`) computes per kernel, from the op and the last call's shapes:
   FLOPs per call: what the op says, `node.op.flops(input_shapes, output_shapes)` (see Op.flops;
     None counts 0): Dot / FusedDot 2*m*n*k (prologues and epilogue not counted); Conv2d and both
-    of its gradients 2*N*K*C*kh*kw*OH*OW; ConvPoolTanh the conv it computes, ConvPoolTanhGrad the
-    gW conv plus the gx conv when it computes gx (pooling, bias, tanh not counted); Elemwise the
+    of its gradients 2*N*K*C*kh*kw*OH*OW; ConvPoolAct the conv it computes, ConvPoolActGrad the
+    gW conv plus the gx conv when it computes gx (pooling, bias, activation not counted); Elemwise the
     number of output elements times its scalar ops (the steps of a fused Composite, else 1);
     every other kernel (reductions, softmax, copies, indexing...) 0.
   bytes per call: the sum of the sizes of the node's inputs and outputs at the last call's shapes

@@ -327,3 +327,57 @@ def allow_more_threads_than_cores(monkeypatch, cores=64):
     more pool threads than cores."""
     import importlib
     monkeypatch.setattr(importlib.import_module("symcnn.config"), "_default_threads", lambda: cores)
+
+
+# -- fused convolution epilogues (symcnn/tensor/nnet/convpool.py) -------------------------------
+
+# activations a user writes after a convolution, each as the user writes it
+CONV_ACTIVATIONS = {
+    "tanh": lambda z: T.tanh(z),
+    "sigmoid": lambda z: T.nnet.sigmoid(z),
+    "maximum": lambda z: T.maximum(z, 0),
+    "relu": lambda z: T.nnet.relu(z),
+    "leaky_relu": lambda z: T.nnet.relu(z, 0.1),
+    "mul_gt": lambda z: z * (z > 0),
+    "switch": lambda z: T.switch(z > 0, z, 0),
+    "identity": lambda z: z,
+    "scale": lambda z: 0.5 * z,
+}
+
+
+def conv_act_ops(act="tanh", dtype="float32", **kw):
+    """(ConvPoolAct, its gradient with gx, its gradient without) for activation `act` (a name of
+    CONV_ACTIVATIONS): the ops the rewrite builds for that graph, written by hand. tanh's and
+    sigmoid's derivatives read out (as T.grad writes them), the others z."""
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
+    fn = CONV_ACTIVATIONS[act]
+    prog = program_of(fn, dtype)
+    if act == "tanh":
+        dact = program_of(lambda z, out, g: g * (1 - out * out), dtype, nin=3)
+    elif act == "sigmoid":
+        dact = program_of(lambda z, out, g: g * out * (1 - out), dtype, nin=3)
+    else:
+        def dact_fn(z, out, g):
+            return theano.grad(None, z, known_grads={fn(z): g})
+        dact = program_of(dact_fn, dtype, nin=3)
+    fwd = ConvPoolAct(act=prog, keep_z=dact is not None and _reads_z(dact), **kw)
+    return fwd, ConvPoolActGrad(act=prog, dact=dact, need_gx=True, **kw), \
+        ConvPoolActGrad(act=prog, dact=dact, need_gx=False, **kw)
+
+
+def _reads_z(prog):
+    from symcnn.tensor.nnet.conv_epilogue import reads_input
+    return reads_input(prog, 0)
+
+
+def conv_act_apply(fwd, bwd, x, W, b, g):
+    """The outputs of fwd(x, W, b) and of bwd fed by them and the output gradient g, as a list
+    (forward outputs first)."""
+    fouts = fwd(x, W, *([b] if fwd.has_bias else []))
+    fouts = fouts if isinstance(fouts, (list, tuple)) else [fouts]
+    named = dict(zip(fwd.output_roles(), fouts))
+    roles = {"x": x, "W": W, "mask": named.get("mask"), "z": named.get("z"), "out": named["out"], "g0": g}
+    grads = bwd(*[roles[r] for r in bwd.input_roles()])
+    grads = grads if isinstance(grads, (list, tuple)) else [grads]
+    return list(fouts), list(grads)

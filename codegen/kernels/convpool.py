@@ -1,16 +1,25 @@
-"""ConvPoolTanh and ConvPoolTanhGrad (symcnn/tensor/nnet/convpool.py): conv + max-pool + bias + tanh.
+"""ConvPoolAct and ConvPoolActGrad (symcnn/tensor/nnet/convpool.py): conv [+ max-pool] [+ bias] + any
+elementwise activation, forward and backward.
 
 Both work one image at a time, so the conv output (forward) and the conv-output gradient (backward)
 exist only as one image's (K, OH*OW) scratch tile, which stays in cache, instead of a (B, K, OH, OW)
 buffer written and re-read by separate kernels:
 
   forward, per image n:   conv = W (*) x[n]                                            (K x N scratch)
-                          for k, i, j: m = max of the window, bits = window positions equal to m,
-                                       out[n, k, i, j] = tanh(m + b[k]), mask[n, k, i, j] = bits
-  backward, per image n:  for k, i, j: gp = g_out * (1 - out^2); gb[k] += gp;
-                                       top[k, window position of every set bit] = gp (0 elsewhere)
+                          pooled: for k, i, j: m = max of the window, bits = window positions equal to m,
+                                       z[n, k, i, j] = m + b[k], mask[n, k, i, j] = bits
+                                  then out[n] = act(z[n]) (one contiguous loop over the image's block)
+                          no pool: out[n, k, i, j] = act(conv[k, i, j] + b[k])
+  backward, per image n:  gp = dact(z[n], out[n], g_1[n], ..)  (one contiguous loop: the prologue);
+                          gb[k] += sum of gp[k];
+                          pooled: top[k, window position of every set bit] = gp (0 elsewhere)
+                          no pool: top[k, i, j] = gp[k, i, j]
                           dW += top (*) x[n]               (accumulated over images)
                           if need_gx: gx[n] = col2im(W^T @ top)
+
+act and dact are the op's Composite programs, emitted with elemwise.py's emit_scalar inside plain
+contiguous loops, which LLVM's loop vectoriser widens (vmath's tanh, sigmoid and exp are straight-line
+code written for that), so any activation costs what tanh cost in the explicit-vector epilogue.
 
 With static shapes, a 'valid' unit-stride convolution reads its patches straight from the image
 (directconv.py, directconv_grad.py: no im2col); other convolutions build one image's im2col
@@ -23,11 +32,11 @@ and partial sums, added in thread order afterwards.
 """
 from llvmlite import ir
 
-from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
+from symcnn.tensor.nnet.conv_epilogue import ScalarConstant
+from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
 
 from .. import irutil as U
-from .. import vmath
 from ..lower import E_SHAPE, Array, lower
 from ..microkernels import directconv as D
 from ..microkernels import directconv_grad as DG
@@ -36,17 +45,59 @@ from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
 from .pool import out_len as pool_out_len
+from .elemwise import emit_scalar, scalar_lowering
 from .reduce import greater, lowest_value
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
+
+
+@scalar_lowering(ScalarConstant)
+def _scalar_constant(ctx, op, v, d, out):
+    return U.const(op.dtype, op.value), op.dtype
 
 
 def _dims(ctx, op, x, w):
     """(B, C, H, W, K, kh, kw, OH, OW, PH, PW) with the declared static sizes pinned and checked."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW = forward_dims(ctx, op, x, w)
+    if not op.pool:
+        return B, C, H, W, K, kh, kw, OH, OW, OH, OW
     PH = pool_out_len(b, OH, op.ws[0], op.stride[0], 0, True)
     PW = pool_out_len(b, OW, op.ws[1], op.stride[1], 0, True)
     return B, C, H, W, K, kh, kw, OH, OW, PH, PW
+
+
+def _apply(ctx, prog, dt, srcs, dst, n):
+    """dst[p] = prog(srcs[0][p], ...) for p < n: a plain loop for the loop vectoriser (srcs entries
+    None read a 0 of dtype dt)."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    zero = U.const(dt, 0.0)
+    with U.for_range(b, n, name="act") as p:
+        vals = [b.load(gep(b, s_, p, et), typ=et) if s_ is not None else zero for s_ in srcs]
+        b.store(emit_scalar(ctx, prog, vals, [dt] * len(vals), dt), gep(b, dst, p, et))
+
+
+def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
+    """The float64 sum of rows x rowlen values (rows rowstride apart) with L-lane vector partials
+    (a fixed order: lanes, then pairwise across lanes)."""
+    b = ctx.b
+    module = ctx.module
+    et = U.ll_type(dt)
+    L = D.lanes(dt)
+    vt = ir.VectorType(et, L)
+    dvt = ir.VectorType(U.F64, L)
+    i64v = ir.VectorType(U.I64, L)
+    lane = ir.Constant(i64v, list(range(L)))
+    fload = D.Vec(module, dt, L).mload
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
+    acc = ctx.local(dvt, ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L))
+    with U.for_range(b, rows, name="sr") as r:
+        row = gep(b, ptr, U.mul(b, r, rowstride), et)
+        with U.for_range(b, rowlen, step=L, name="sj") as j:
+            keep = b.icmp_signed("<", lane, U.splat(b, b.sub(U.as_value(b, rowlen), j), i64v))
+            v = b.call(fload, [gep(b, row, j, et), ir.Constant(U.I32, U.itemsize(dt)), keep, zero])
+            b.store(b.fadd(b.load(acc, typ=dvt), b.fpext(v, dvt) if dt == "float32" else v), acc)
+    return _hsum(b, b.load(acc, typ=dvt), U.F64)
 
 
 def _offsets(op):
@@ -55,21 +106,27 @@ def _offsets(op):
 
 
 
-@lower.register(ConvPoolTanh)
-def lower_conv_pool_tanh(ctx, node, ins):
+@lower.register(ConvPoolAct)
+def lower_conv_pool_act(ctx, node, ins):
     b = ctx.b
     op = node.op
-    x, w, bias = ins
+    x, w = ins[:2]
+    bias = ins[2] if op.has_bias else None
     dt = node.outputs[0].dtype
-    mdt = node.outputs[1].dtype
+    roles = op.output_roles()
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = _dims(ctx, op, x, w)
-    ctx.check_equal(bias.shape[0], K, E_SHAPE)
-    out = ctx.alloc(node.outputs[0], [B, K, PH, PW])
-    B, K, PH, PW = out.shape
-    mask = ctx.alloc(node.outputs[1], [B, K, PH, PW])
+    if bias is not None:
+        ctx.check_equal(bias.shape[0], K, E_SHAPE)
+    outs = {}
+    for role, var in zip(roles, node.outputs):
+        outs[role] = ctx.alloc(var, [B, K, PH, PW])
+        B, K, PH, PW = outs[role].shape
+    out = outs["out"]
+    mask = outs.get("mask")
+    zarr = outs.get("z")
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
-    bd = dense(ctx, bias, dt)
+    bd = dense(ctx, bias, dt) if bias is not None else None
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
@@ -80,18 +137,20 @@ def lower_conv_pool_tanh(ctx, node, ins):
         wp = ctx.scratch(dt, [dp.nkb * dp.P * dp.MR])
         offs = ctx.scratch("int64", [dp.P])
         D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
-        ptrs = [wp.ptr, bd.ptr, out.ptr, mask.ptr, offs.ptr]
+        wptr, offp = wp.ptr, offs.ptr
         sizes = [dp.scratch_elems(), 0, 0, 0]
     else:
-        ptrs = [wd.ptr, bd.ptr, out.ptr, mask.ptr, None]
+        wptr, offp = wd.ptr, None
         na, nb = G.pack_sizes(b, dt, K, g.N, g.P)
         # + 2L: the vector epilogue reads up to 2L values past a conv row's start
         sizes = [U.mul(b, g.P, g.N), U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), na, nb]
+    ptrs = [wptr, bd.ptr if bd is not None else None, out.ptr, mask.ptr if mask is not None else None, offp,
+            zarr.ptr if zarr is not None else None]
     if T == 1:
         bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None for n in sizes[:2]]
         parts = [bufs[0], 0, bufs[1], 0, None, 0, None, 0]
-        _forward_images(ctx, op, dt, mdt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp)
-        return [out, mask]
+        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp)
+        return [outs[r] for r in roles]
     bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     present = [p is not None for p in bufs]
     dyn = [v for v in ptrs if v is not None]
@@ -103,24 +162,28 @@ def lower_conv_pool_tanh(ctx, node, ins):
         parts = []
         for here in present:
             parts += [next(it), next(it)] if here else [None, 0]
-        _forward_images(bctx, op, dt, mdt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
+        _forward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
                         packs=dp is None, dp=dp)
 
     _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit)
-    return [out, mask]
+    return [outs[r] for r in roles]
 
 
-def _forward_images(ctx, op, dt, mdt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None):
+def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None):
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
-    (direct plan dp: of the conv scratch only; ptrs[0] is then the packed weights, ptrs[4] the taps)."""
+    (direct plan dp: of the conv scratch only; ptrs[0] is then the packed weights, ptrs[4] the taps).
+    ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
-    wptr, bptr, optr, mptr, offs = ptrs
+    wptr, bptr, optr, mptr, offs, zptr = ptrs
+    et = U.ll_type(dt)
+    mdt = op.mask_dtype
     cols, conv, ap, bp = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None
                           for i in range(4))
     pk = (ap, bp) if packs else None
+    img = U.product(b, [K, PH, PW])
     with U.for_range(b, n1, start=n0, name="img") as n:
         if dp is not None:
             conv = cols   # the one per-thread buffer
@@ -130,26 +193,36 @@ def _forward_images(ctx, op, dt, mdt, xdt, dims, xv, ptrs, parts, tid, n0, n1, p
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
-        if _vector_pool(op, dt):
-            _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr)
+        base = U.mul(b, n, img)
+        if not op.pool:
+            _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
         else:
-            _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr)
+            # the pooled, biased values go where the activation reads them: z if kept, else out
+            dst = zptr if zptr is not None else optr
+            if _vector_pool(op, dt):
+                _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
+            else:
+                _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
+            if op.act is not None or zptr is not None:
+                prog = op.act if op.act is not None else _identity(dt)
+                _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
 
 
 def _vector_pool(op, dt):
     """2x2 windows with stride 2 (the common case) get the explicit-vector epilogue."""
-    return tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
+    return op.pool == "max" and tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
 
 
-def _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
-    """out, mask of image n from conv[k*crs + i*rs + j], any window and stride."""
+def _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
+    """z = window max (+ b[k]) into optr, and the mask, of image n from conv[k*crs + i*rs + j], any
+    window and stride; average pools (no mask): the window's sum times op.window_scale()."""
     b = ctx.b
-    et, mt = U.ll_type(dt), U.ll_type(mdt)
+    et, mt = U.ll_type(dt), (U.ll_type(mdt) if mdt is not None else None)
     sh, sw = op.stride
     offs = _offsets(op)
     plane = U.mul(b, PH, PW)
     with U.for_range(b, K, name="k") as k:
-        bk = b.load(gep(b, bptr, k, et), typ=et)
+        bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
         ck = gep(b, conv, U.mul(b, k, crs), et)
         obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
         with U.for_range(b, PH, name="pi") as i:
@@ -158,22 +231,30 @@ def _pool_tanh_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr,
             with U.for_range(b, PW, name="pj") as j:
                 c0 = U.mul(b, j, sw)
                 vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
-                m = lowest_value(dt)
-                for val in vals:
-                    m = b.select(greater(b, val, m, dt), val, m)
-                bits = ir.Constant(mt, 0)
-                for (bit, _, _), val in zip(offs, vals):
-                    hit = b.zext(b.fcmp_ordered("==", val, m), mt)
-                    bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
                 o = U.add(b, orow, j)
-                b.store(vmath.emit(b, ctx.module, "tanh", b.fadd(m, bk), dt), gep(b, optr, o, et))
-                b.store(bits, gep(b, mptr, o, mt))
+                if mt is None:   # average / sum pooling, in the window's order (as Pool's reference)
+                    m = vals[0]
+                    for val in vals[1:]:
+                        m = b.fadd(m, val)
+                    if op.pool != "sum":
+                        m = b.fmul(m, U.const(dt, op.window_scale()))
+                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
+                else:
+                    m = lowest_value(dt)
+                    for val in vals:
+                        m = b.select(greater(b, val, m, dt), val, m)
+                    bits = ir.Constant(mt, 0)
+                    for (bit, _, _), val in zip(offs, vals):
+                        hit = b.zext(b.fcmp_ordered("==", val, m), mt)
+                        bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
+                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
+                    b.store(bits, gep(b, mptr, o, mt))
 
 
 
-def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
+def _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
     """The 2x2 / stride 2 epilogue on vectors of L pooled columns: two contiguous 2L-value loads per
-    conv row, split into even and odd columns; window maxima, tie bits and tanh(max + b) per lane;
+    conv row, split into even and odd columns; window maxima, tie bits and max + b per lane;
     masked stores of the PW columns that exist (the conv scratch is padded for the over-read)."""
     b = ctx.b
     module = ctx.module
@@ -191,7 +272,7 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
     lowest = ir.Constant(vt, [lowest_value(dt)] * L)
     plane = U.mul(b, PH, PW)
     with U.for_range(b, K, name="k") as k:
-        bk = U.splat(b, b.load(gep(b, bptr, k, et), typ=et), vt)
+        bk = U.splat(b, b.load(gep(b, bptr, k, et), typ=et), vt) if bptr is not None else None
         ck = gep(b, conv, U.mul(b, k, crs), et)
         obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
         with U.for_range(b, PH, name="pi") as i:
@@ -215,42 +296,82 @@ def _pool_tanh_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mpt
                 left = b.sub(U.as_value(b, PW), j)
                 keep = b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(U.I64, L)))
                 o = U.add(b, orow, j)
-                res = vmath.emit(b, module, "tanh", b.fadd(m, bk), dt)
+                res = b.fadd(m, bk) if bk is not None else m
                 b.call(fstore, [res, gep(b, optr, o, et), ir.Constant(U.I32, size), keep])
                 b.call(mstore, [bits, gep(b, mptr, o, mt), ir.Constant(U.I32, 1), keep])
 
 
-@lower.register(ConvPoolTanhGrad)
-def lower_conv_pool_tanh_grad(ctx, node, ins):
+def _identity(dt):
+    from symcnn import scalar as ts
+    from symcnn.tensor.composite import Composite
+    return Composite(1, [(ts.identity, (0,), (dt,), dt)])
+
+
+def _bias_act(ctx, op, dt, conv, crs, rs, base, K, OH, OW, bptr, optr, zptr):
+    """No pooling: out[n, k, i, j] = act(conv[k*crs + i*rs + j] + b[k]) (and z the same sum)."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    plane = U.mul(b, OH, OW)
+    prog = op.act if op.act is not None else _identity(dt)
+    with U.for_range(b, K, name="k") as k:
+        bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
+        ck = gep(b, conv, U.mul(b, k, crs), et)
+        obase = U.add(b, base, U.mul(b, k, plane))
+        with U.for_range(b, OH, name="i") as i:
+            src = gep(b, ck, U.mul(b, i, rs), et)
+            o = U.add(b, obase, U.mul(b, i, OW))
+            orow = gep(b, optr, o, et)
+            zrow = gep(b, zptr, o, et) if zptr is not None else None
+            with U.for_range(b, OW, name="j") as j:
+                v = b.load(gep(b, src, j, et), typ=et)
+                if bk is not None:
+                    v = b.fadd(v, bk)
+                if zrow is not None:
+                    b.store(v, gep(b, zrow, j, et))
+                b.store(emit_scalar(ctx, prog, [v], [dt], dt), gep(b, orow, j, et))
+
+
+@lower.register(ConvPoolActGrad)
+def lower_conv_pool_act_grad(ctx, node, ins):
     b = ctx.b
     op = node.op
-    x, w, outv, maskv, gout = ins
+    named = dict(zip(op.input_roles(), ins))
+    x, w = named["x"], named["W"]
     dt = node.outputs[0].dtype
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = _dims(ctx, op, x, w)
-    for arr in (outv, maskv, gout):
+    pooled_roles = [r for r in op.input_roles() if r not in ("x", "W")]
+    for r in pooled_roles:
         for d, want in enumerate((B, K, PH, PW)):
-            ctx.check_equal(arr.shape[d], want, E_SHAPE, d)
-    st = node.inputs[2].type.shape
+            ctx.check_equal(named[r].shape[d], want, E_SHAPE, d)
+    st = node.inputs[2].type.shape if len(node.inputs) > 2 else (None,) * 4
     PH = PH if st[2] is None else pin(ctx, PH, st[2])
     PW = PW if st[3] is None else pin(ctx, PW, st[3])
-    gW = ctx.alloc(node.outputs[0], [K, C, kh, kw])
+    outs = {}
+    for role, var in zip(op.output_roles(), node.outputs):
+        shape = {"gW": [K, C, kh, kw], "gb": [K], "gx": [B, C, H, W]}[role]
+        outs[role] = ctx.alloc(var, shape)
+    gW = outs["gW"]
     K, C, kh, kw = gW.shape
-    gb = ctx.alloc(node.outputs[1], [K])
-    gx = ctx.alloc(node.outputs[2], [B, C, H, W]) if op.need_gx else None
+    gb = outs.get("gb")
+    gx = outs.get("gx")
     if gx is not None:
         B, C, H, W = gx.shape
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     et = U.ll_type(dt)
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
-    od = dense(ctx, pinned(b, outv, [B, K, PH, PW]), dt)
-    md = dense(ctx, pinned(b, maskv, [B, K, PH, PW]), maskv.dtype)
-    gd = dense(ctx, pinned(b, gout, [B, K, PH, PW]), dt)
+    # the pooled operands as dense arrays: mask, then the program's inputs z, out, g_1..g_m
+    pooled_ptrs = {r: dense(ctx, pinned(b, named[r], [B, K, PH, PW]), named[r].dtype) for r in pooled_roles}
+    md = pooled_ptrs.get("mask")
+    prog_ptrs = [pooled_ptrs[r].ptr if r in pooled_ptrs else None
+                 for r in ["z", "out"] + [f"g{i}" for i in range(op.n_grads)]]
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
     need_gx = gx is not None
     dp = D.plan(op, dt, dims)
-    dp = dp if DG.grad_plan(dp, op, need_gx) and _vector_pool(op, dt) else None
+    # the direct weight gradient needs top zero outside the stored positions: it is zeroed once per
+    # thread, and both the 2x2 vector scatter and the unpooled store write the same positions every image
+    dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool) else None
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
     offs = None
     if dp is not None or tp is not None:
@@ -260,7 +381,7 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
         # per-thread lane partials dwv[k][t][L]
         offs = ctx.scratch("int64", [dp.P])
         D.tap_offsets(ctx, dp, offs.ptr)
-        ptrs = [None, od.ptr, md.ptr, gd.ptr, None, offs.ptr]
+        ptrs = [None, md.ptr if md is not None else None, None, offs.ptr] + prog_ptrs
         sizes = [dp.scratch_elems(), 0, 0, 0, 0, 0, 0, 0]
         acc_n, acc_rs = dp.K * dp.P * dp.L, None
     else:
@@ -273,8 +394,8 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
         if tp is not None:
             offs = ctx.scratch("int64", [tp.n_offsets])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
-        ptrs = [wa if need_gx else None, od.ptr, md.ptr, gd.ptr, gx.ptr if need_gx else None,
-                offs.ptr if offs is not None else None]
+        ptrs = [wa if need_gx else None, md.ptr if md is not None else None, gx.ptr if need_gx else None,
+                offs.ptr if offs is not None else None] + prog_ptrs
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
         fused_gx = prepack and DG.gx_fusable(tp)
@@ -290,16 +411,18 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
             sizes += [0, 0]
         acc_rs = tp.KP if tp is not None else K
         acc_n = U.mul(b, g.P, acc_rs)
+    # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
+    sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
     dwT = _Parts(ctx, dt, acc_n, nparts)
-    gb64 = _Parts(ctx, "float64", K, nparts)
+    gb64 = _Parts(ctx, "float64", K, nparts)   # (also with no bias output: the kernels sum it anyway)
     zero_fill(b, dwT.arr.ptr, 0, U.mul(b, dwT.stride, nparts), dt)
     zero_fill(b, gb64.arr.ptr, 0, U.mul(b, gb64.stride, nparts), "float64")
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
-        _backward_images(ctx, op, dt, md.lltype, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
+        _backward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
                          dp=dp, tp=tp)
     else:
         dynptrs = [p for p in ptrs if p is not None]
@@ -312,7 +435,7 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
             pp = [next(it) if here else None for here in pmask]
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
-            _backward_images(bctx, op, dt, md.lltype, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
+            _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
                              tid, n0, n1, dp=dp, tp=tp)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
@@ -328,16 +451,14 @@ def lower_conv_pool_tanh_grad(ctx, node, ins):
                                                            U.add(b, U.mul(b, p, acc_rs), k)), et), typ=et)
                     v = x_ if v is None else b.fadd(v, x_)
                 b.store(v, gep(b, gW.ptr, U.add(b, U.mul(b, k, g.P), p), et))
-    with U.for_range(b, K, name="gk") as k:
-        v = None
-        for t in range(nparts):
-            x_ = b.load(gep(b, gb64.arr.ptr, U.add(b, U.mul(b, t, gb64.stride), k), U.F64), typ=U.F64)
-            v = x_ if v is None else b.fadd(v, x_)
-        b.store(U.cast_value(b, v, "float64", dt), gep(b, gb.ptr, k, et))
-    outs = [gW, gb]
-    if gx is not None:
-        outs.append(gx)
-    return outs
+    if gb is not None:
+        with U.for_range(b, K, name="gk") as k:
+            v = None
+            for t in range(nparts):
+                x_ = b.load(gep(b, gb64.arr.ptr, U.add(b, U.mul(b, t, gb64.stride), k), U.F64), typ=U.F64)
+                v = x_ if v is None else b.fadd(v, x_)
+            b.store(U.cast_value(b, v, "float64", dt), gep(b, gb.ptr, k, et))
+    return [outs[r] for r in op.output_roles()]
 
 
 def _reduce_direct_partials(ctx, p, dt, dwv, nparts, gw_ptr):
@@ -374,38 +495,55 @@ def _hsum(b, vec, et):
     return b.extract_element(vec, ir.Constant(U.I32, 0))
 
 
-def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None):
-    """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), out, mask, g_out,
-    gx, tap offsets; parts: (base, stride) of top, the group's transposed tops, cols, dcols and the
-    packed A/B of the two GEMMs (base None: absent); acc_parts: (base, stride) of the weight-gradient
+def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None):
+    """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), mask (None: no
+    pooling), gx, tap offsets, then the gradient program's inputs z, out, g_1..g_m (None: not read);
+    parts: (base, stride) of top, the group's transposed tops, cols, dcols, the packed A/B of the two
+    GEMMs and the image's g_pre (base None: absent); acc_parts: (base, stride) of the weight-gradient
     partials (dWT, or dwv for the direct plan dp) and of gb64."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
-    wptr, optr, mptr, gptr, gxptr, offs = ptrs
-    top, tT, cols, dcols, ap1, bp1, ap2, bp2 = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(8))
+    wptr, mptr, gxptr, offs = ptrs[:4]
+    prog_ptrs = ptrs[4:]
+    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre = (
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(9))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
-    vector = _vector_pool(op, dt)
+    mt = U.ll_type(op.mask_dtype) if op.mask_dtype else None
+    vector = op.pool and _vector_pool(op, dt)
     if dp is not None:
         rs, trs, tlen = dp.rs, dp.row_stride, dp.scratch_elems()
     else:
         rs, trs, tlen = OW, g.N, U.mul(b, K, g.N)
     img = U.product(b, [C, H, W])
-    if vector:   # the scatter writes only pooled windows' positions: the rest stays zero
+    pimg = U.product(b, [K, PH, PW])
+    if vector or not op.pool:   # the scatter / store writes the same positions each image: the rest stays zero
         zero_fill(b, top, 0, tlen, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
         zero_fill(b, tT, 0, tp.group_elems(), dt)
 
     def image(n, slot):
-        if vector:
-            _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
+        base = U.mul(b, n, pimg)
+        srcs = [gep(b, q, base, et) if q is not None else None for q in prog_ptrs]
+        if op.pool:
+            # the prologue: g_pre of the whole image, then its per-filter sums and the routing
+            _apply(ctx, op.dact, dt, srcs, gpre, pimg)
+            plane = U.mul(b, PH, PW)
+            with U.for_range(b, K, name="gbk") as k:
+                gbk = gep(b, gb64, k, U.F64)
+                s_ = _row_sum(ctx, dt, gep(b, gpre, U.mul(b, k, plane), et), 1, plane, plane)
+                b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
+            mbase = gep(b, mptr, base, mt) if mt is not None else None
+            if vector:
+                _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
+            else:
+                zero_fill(b, top, 0, tlen, dt)
+                _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
         else:
-            zero_fill(b, top, 0, tlen, dt)
-            _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64)
+            _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
         if dp is not None:
             DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
         elif tp is not None:
@@ -439,41 +577,63 @@ def _backward_images(ctx, op, dt, mt, xdt, dims, xv, ptrs, parts, acc_parts, tid
         DG.emit_dw_group(ctx, tp, gep(b, xs.ptr, U.mul(b, g0, tp.img), et), offs, tT, gn, dwT)
 
 
-def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64):
-    """top[k*trs + (i*sh + u)*rs + j*sw + v] += g*(1 - out^2) for every set bit (u, v); gb64[k] += the sums."""
+def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):
+    """No pooling: top[k*trs + i*rs + j] = dact(z, out, g_1..)[k, i, j] of one image (srcs: its
+    blocks, None where the program does not read an input); gb64[k] += the sums of its rows."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    plane = U.mul(b, OH, OW)
+    zero = U.const(dt, 0.0)
+    with U.for_range(b, K, name="k") as k:
+        tk = gep(b, top, U.mul(b, k, trs), et)
+        with U.for_range(b, OH, name="i") as i:
+            row = gep(b, tk, U.mul(b, i, rs), et)
+            src = U.add(b, U.mul(b, k, plane), U.mul(b, i, OW))
+            with U.for_range(b, OW, name="j") as j:
+                p = U.add(b, src, j)
+                vals = [b.load(gep(b, q, p, et), typ=et) if q is not None else zero for q in srcs]
+                b.store(emit_scalar(ctx, op.dact, vals, [dt] * len(vals), dt), gep(b, row, j, et))
+        gbk = gep(b, gb64, k, U.F64)
+        b.store(b.fadd(b.load(gbk, typ=U.F64), _row_sum(ctx, dt, tk, OH, OW, rs)), gbk)
+
+
+def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
+    """top[k*trs + (i*sh + u)*rs + j*sw + v] += g_pre[k, i, j] for every set bit (u, v) of the mask
+    (gpre and mptr: the image's blocks)."""
     b = ctx.b
     et = U.ll_type(dt)
     sh, sw = op.stride
     offs = _offsets(op)
     plane = U.mul(b, PH, PW)
-    one = U.const(dt, 1.0)
     zero = U.const(dt, 0.0)
     with U.for_range(b, K, name="k") as k:
         tk = gep(b, top, U.mul(b, k, trs), et)
-        base = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-        acc = ctx.local(U.F64, ir.Constant(U.F64, 0.0))
+        base = U.mul(b, k, plane)
         with U.for_range(b, PH, name="pi") as i:
             rows = [gep(b, tk, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
             prow = U.add(b, base, U.mul(b, i, PW))
             with U.for_range(b, PW, name="pj") as j:
                 p = U.add(b, prow, j)
-                o = b.load(gep(b, optr, p, et), typ=et)
-                gp = b.fmul(b.load(gep(b, gptr, p, et), typ=et), b.fsub(one, b.fmul(o, o)))
-                b.store(b.fadd(b.load(acc, typ=U.F64), U.cast_value(b, gp, dt, "float64")), acc)
-                bits = b.load(gep(b, mptr, p, mt), typ=mt)
+                gp = b.load(gep(b, gpre, p, et), typ=et)
                 c0 = U.mul(b, j, sw)
-                for bit, u, v in offs:
-                    hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
-                    dst = gep(b, rows[u], U.add(b, c0, v), et)
-                    b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
-        gbk = gep(b, gb64, k, U.F64)
-        b.store(b.fadd(b.load(gbk, typ=U.F64), b.load(acc, typ=U.F64)), gbk)
+                if mt is None:   # average / sum pooling: every window position gets its share
+                    if op.pool != "sum":
+                        gp = b.fmul(gp, U.const(dt, op.window_scale()))
+                    for _, u, v in offs:
+                        dst = gep(b, rows[u], U.add(b, c0, v), et)
+                        b.store(b.fadd(b.load(dst, typ=et), gp), dst)
+                else:
+                    bits = b.load(gep(b, mptr, p, mt), typ=mt)
+                    for bit, u, v in offs:
+                        hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
+                        dst = gep(b, rows[u], U.add(b, c0, v), et)
+                        b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
 
 
-def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, gb64):
-    """The 2x2 / stride 2 scatter on vectors of L pooled columns: gp = g*(1 - out^2) goes to the window
+def _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
+    """The 2x2 / stride 2 scatter on vectors of L pooled columns: g_pre goes to the window
     positions whose bit is set (0 to the others), interleaved back into two rows of 2L columns and
-    stored with masks (windows do not overlap, so plain stores); gb64[k] += the lane sums."""
+    stored with masks (windows do not overlap, so plain stores)."""
     b = ctx.b
     module = ctx.module
     et = U.ll_type(dt)
@@ -490,8 +650,6 @@ def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, g
     lane2h = ir.Constant(ir.VectorType(U.I64, L), [(L + l) // 2 for l in range(L)])
     zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
     mzero = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
-    one = ir.Constant(vt, [ir.Constant(et, 1.0)] * L)
-    dvt = ir.VectorType(U.F64, L)
     lo_idx = ir.Constant(ir.VectorType(U.I32, L), [(l // 2) + (L if l % 2 else 0) for l in range(L)])
     hi_idx = ir.Constant(ir.VectorType(U.I32, L), [(L + l) // 2 + (L if l % 2 else 0) for l in range(L)])
     align = ir.Constant(U.I32, size)
@@ -499,8 +657,7 @@ def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, g
     i64v = ir.VectorType(U.I64, L)
     with U.for_range(b, K, name="k") as k:
         tk = gep(b, top, U.mul(b, k, trs), et)
-        base = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-        acc = ctx.local(dvt, ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L))
+        base = U.mul(b, k, plane)
         with U.for_range(b, PH, name="pi") as i:
             prow = U.add(b, base, U.mul(b, i, PW))
             r0 = gep(b, tk, U.mul(b, U.mul(b, i, 2), rs), et)
@@ -509,11 +666,8 @@ def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, g
                 p = U.add(b, prow, j)
                 left = U.splat(b, b.sub(U.as_value(b, PW), j), i64v)
                 keep = b.icmp_signed("<", lane, left)
-                o = b.call(fload, [gep(b, optr, p, et), align, keep, zero])
-                gv = b.call(fload, [gep(b, gptr, p, et), align, keep, zero])
+                gp = b.call(fload, [gep(b, gpre, p, et), align, keep, zero])
                 bits = b.call(mload, [gep(b, mptr, p, mt), ir.Constant(U.I32, 1), keep, mzero])
-                gp = b.fmul(gv, b.fsub(one, b.fmul(o, o)))
-                b.store(b.fadd(b.load(acc, typ=dvt), b.fpext(gp, dvt) if dt == "float32" else gp), acc)
                 keep_lo = b.icmp_signed("<", lane2, left)
                 keep_hi = b.icmp_signed("<", lane2h, left)
                 c0 = U.mul(b, j, 2)
@@ -528,5 +682,3 @@ def _scatter_vector(ctx, dt, mt, top, trs, rs, n, K, PH, PW, optr, mptr, gptr, g
                     dst = gep(b, row, c0, et)
                     b.call(fstore, [lo, dst, align, keep_lo])
                     b.call(fstore, [hi, gep(b, dst, L, et), align, keep_hi])
-        gbk = gep(b, gb64, k, U.F64)
-        b.store(b.fadd(b.load(gbk, typ=U.F64), _hsum(b, b.load(acc, typ=dvt), U.F64)), gbk)

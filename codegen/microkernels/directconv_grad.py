@@ -1,4 +1,4 @@
-"""The gradients of the direct convolution (directconv.py) inside ConvPoolTanhGrad, without im2col.
+"""The gradients of the direct convolution (directconv.py) inside ConvPoolActGrad, without im2col.
 
   inner products  (first layers: one input channel, no input gradient) dW[k, tap] as inner products of
                   the pooled gradient, scattered into the wide layout, with the image read at the tap's

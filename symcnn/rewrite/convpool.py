@@ -1,50 +1,62 @@
-"""Conv + max-pool + bias + tanh fusion (the LeNetConvPoolLayer), forward and backward together.
+"""Convolution epilogue fusion: a convolution, optionally max-pooled, optionally biased, followed
+by any chain of elementwise ops, forward and backward together.
 
-fuse_conv_pool_tanh (phase 'specialize', a graph rewrite) finds
+fuse_conv_epilogue (phase 'specialize', a graph rewrite) finds, for every Conv2d,
 
-    out    = tanh(add(Pool{max, ignore_border, pad 0}(Conv2d(x, W)), DimShuffle{x,0,x,x}(b)))
+    pooled = Pool{ignore_border, pad 0}(conv)               (max, average_inc_pad, average_exc_pad or sum;
+                                                              or pooled = conv: no pooling)
+    z      = add(pooled, DimShuffle{x,0,x,x}(b))              (or z = pooled: no bias)
+    out    = an elementwise function of z alone (any chain of Elemwise nodes whose other leaves
+             are size-1 constants: tanh, sigmoid, maximum(z, 0), relu's 0.5*(z+abs(z)), z*(z>0),
+             switch(z>0, z, 0), a scale, nothing)
 
 and, when the graph differentiates it (what T.grad builds and canonicalize leaves),
 
-    g_pre  = mul(g_out, sub(1, mul(out, out)))                  (tanh's gradient, either operand order)
-    g_conv = MaxPoolGrad(conv, pooled, g_pre)
+    g_pre  = the gradient of z: an elementwise function of forward values (z, out, or anything
+             computed from z), size-1 constants and tensors not computed from z (the gradients
+             flowing in, g_1..g_m)
+    g_conv = MaxPoolGrad(conv, pooled, g_pre)                (AveragePoolGrad(conv, g_pre) for the others;
+                                                              g_conv = g_pre: no pooling)
     gW     = Conv2dGradWeights(x, g_conv, .)      gx = Conv2dGradInputs(W, g_conv, .)  (either may be absent)
-    gb     = Sum{axis=A}(g_pre)                   (A covers axes 0, 2, 3 up to length-1 axes; what the
-                                                   gradient of the broadcast bias add builds)
+    gb     = Sum{axis=A}(g_pre)                              (A covers axes 0, 2, 3 up to length-1 axes)
 
-and replaces all of it at once by ConvPoolTanh(x, W, b) -> (out, mask) and ConvPoolTanhGrad(x, W, out, mask,
-g_out) -> (gW, gb[, gx]) (symcnn/tensor/nnet/convpool.py). Forward and backward must be replaced together:
-the unfused backward reads the conv output and the pooled values, which would keep the unfused forward
-alive. So the rewrite fires only if every reader of the conv output, of the pooled values, of g_pre and of
-g_conv is part of the pattern (else nothing changes); a forward-only graph (validate/test functions) fuses
-the forward alone.
+and replaces all of it at once by ConvPoolAct(x, W[, b]) -> (out[, mask][, z]) and
+ConvPoolActGrad(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]) (symcnn/tensor/nnet/convpool.py).
+The activation and its derivative are not looked up in a table: they are the elementwise subgraphs
+of the user's graph, turned into Composite programs (symcnn/tensor/nnet/conv_epilogue.py). The
+forward keeps z as an output only if the derivative reads it (ReLU's does, tanh's does not).
 
-Why 'specialize': the pattern is matched on the plain elementwise nodes (add, tanh, mul, sub) that
-canonicalize/stabilize leave. In 'fuse', fuse_elemwise merges them into Composite programs whose shape
-depends on the neighbours (the tanh derivative may absorb the upstream gradient's arithmetic), and the GEMM
-prologue/epilogue rewrites may pull them into products; matching there would mean decompiling Composite
-programs. Running before 'fuse' also means those rewrites then see the fused ops as opaque producers and
-consumers, and fuse whatever elementwise work remains around them as usual.
+Which value is `out`: the forward values (elementwise functions of z) read by anything outside the
+forward chain and the gradient subgraph must all be computable from one of them (the earliest such
+value); that one is out, and the others (the cost's out * out, say) are left in the graph, now
+computed from the fused op's out.
+
+Forward and backward must be replaced together: the unfused backward reads the conv output, the
+pooled values and the pre-activation, which would keep the unfused forward alive. So the rewrite
+fires only if every reader of the conv output, the pooled values, z, the chain's intermediate values,
+the gradient subgraph's values and g_conv is part of the pattern (else nothing changes); a
+forward-only graph (validate/test functions) fuses the forward alone. A bare convolution (no bias and
+no activation) is left to Conv2d's own kernels.
+
+Why 'specialize': the pattern is matched on the plain elementwise nodes that canonicalize/stabilize
+leave. In 'fuse', fuse_elemwise merges them into Composite programs whose shape depends on the
+neighbours, and the GEMM prologue/epilogue rewrites may pull them into products. Running before
+'fuse' also means those rewrites then see the fused ops as opaque producers and consumers, and fuse
+whatever elementwise work remains around them as usual.
 """
-from ..graph.basic import Constant
+from ..graph.basic import io_toposort
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
 from ..tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
-from ..tensor.nnet.convpool import MAX_WINDOW, ConvPoolTanh, ConvPoolTanhGrad
-from ..tensor.signal.pool import MaxPoolGrad, Pool
+from ..tensor.nnet.conv_epilogue import program_from_graph, reads_input, scalar_constant_value
+from ..tensor.nnet.convpool import MAX_WINDOW, POOL_MODES, ConvPoolAct, ConvPoolActGrad
+from ..tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, Pool
 from ..tensor.type import is_float
 from .core import graph_rewrite
 
 from .. import scalar as ts
 
-
-def _elemwise(v, cls, nin=None):
-    node = v.owner
-    if node is None or not isinstance(node.op, Elemwise) or not isinstance(node.op.scalar_op, cls):
-        return None
-    if nin is not None and len(node.inputs) != nin:
-        return None
-    return node
+MAX_GRADIENT_INPUTS = 4   # g_1..g_m the gradient kernel reads per pooled element
 
 
 def _readers(fgraph, v):
@@ -55,70 +67,98 @@ def _only_read_by(fgraph, v, allowed):
     return all(c != "output" and c in allowed for c, _ in _readers(fgraph, v))
 
 
-def _is_one(v):
-    if not isinstance(v, Constant):
-        return False
-    import numpy as np
-    flat = np.ravel(v.data)
-    return flat.size >= 1 and bool((flat == 1).all())
+def _elemwise(v):
+    return v.owner is not None and isinstance(v.owner.op, Elemwise)
 
 
-def _is_square_of(v, t):
-    """v == t * t (mul(t, t), sqr(t) or pow(t, 2))."""
-    node = v.owner
-    if node is None or not isinstance(node.op, Elemwise):
-        return False
-    sop = node.op.scalar_op
-    if isinstance(sop, ts.Mul) and len(node.inputs) == 2:
-        return node.inputs[0] is t and node.inputs[1] is t
-    if isinstance(sop, ts.Sqr):
-        return node.inputs[0] is t
-    if isinstance(sop, ts.Pow) and node.inputs[0] is t and isinstance(node.inputs[1], Constant):
-        import numpy as np
-        flat = np.ravel(node.inputs[1].data)
-        return flat.size >= 1 and bool((flat == 2).all())
-    return False
-
-
-class _Forward:
+class _Match:
     pass
 
 
-def _match_forward(fgraph, tanh):
-    """The pieces of tanh(Pool(Conv2d(x, W)) + b.dimshuffle('x', 0, 'x', 'x')), or None."""
-    out = tanh.outputs[0]
-    add = _elemwise(tanh.inputs[0], ts.Add, 2)
-    if add is None or not _only_read_by(fgraph, add.outputs[0], {tanh}):
-        return None
-    for pooled, bias in (add.inputs, add.inputs[::-1]):
-        pool = pooled.owner
-        ds = bias.owner
-        if pool is None or not isinstance(pool.op, Pool) or ds is None or not isinstance(ds.op, DimShuffle):
+def _pool_of(fgraph, conv):
+    """The Pool node reading conv that the fused kernels handle, or None."""
+    for c, i in _readers(fgraph, conv):
+        if c != "output" and isinstance(c.op, Pool):
+            p = c.op
+            if (p.mode in POOL_MODES and p.ignore_border is True and p.pad == (0, 0) and isinstance(p.ws, tuple)
+                    and isinstance(p.stride, tuple) and (p.mode != "max" or p.ws[0] * p.ws[1] <= MAX_WINDOW)
+                    and i == 0):
+                return c
+    return None
+
+
+def _bias_of(fgraph, base):
+    """(add node, b) for add(base, b.dimshuffle('x', 0, 'x', 'x')) (either order), or (None, None)."""
+    for c, _ in _readers(fgraph, base):
+        if c == "output" or not isinstance(c.op, Elemwise) or not isinstance(c.op.scalar_op, ts.Add):
             continue
-        if ds.op.new_order != ("x", 0, "x", "x") or ds.inputs[0].ndim != 1:
+        if len(c.inputs) != 2 or c.outputs[0].type.broadcastable != base.type.broadcastable:
             continue
-        break
-    else:
+        other = c.inputs[1] if c.inputs[0] is base else c.inputs[0]
+        ds = other.owner
+        if ds is None or not isinstance(ds.op, DimShuffle) or ds.op.new_order != ("x", 0, "x", "x"):
+            continue
+        b = ds.inputs[0]
+        if b.ndim == 1 and b.dtype == base.dtype and c.outputs[0].dtype == base.dtype:
+            return c, b
+    return None, None
+
+
+def _forward_values(fgraph, z):
+    """The Elemwise nodes computing a value from z and size-1 constants alone (z's shape), in
+    topological order, and the set of their outputs."""
+    values, nodes = {z}, []
+    for node in fgraph.toposort():
+        if not isinstance(node.op, Elemwise) or len(node.outputs) != 1:
+            continue
+        o = node.outputs[0]
+        if o.type.broadcastable != z.type.broadcastable:
+            continue
+        if all(i in values or scalar_constant_value(i) is not None for i in node.inputs) \
+                and any(i in values for i in node.inputs):
+            values.add(o)
+            nodes.append(node)
+    return nodes, values
+
+
+def _derived_from(nodes, root):
+    """The outputs of `nodes` (topological) computable from root and constants alone."""
+    got = {root}
+    for n in nodes:
+        if all(i in got or scalar_constant_value(i) is not None for i in n.inputs):
+            got.add(n.outputs[0])
+    return got
+
+
+def _backward_subgraph(g_pre, z, fvalues):
+    """(nodes, external inputs) of the elementwise graph computing g_pre from forward values,
+    constants and tensors not computed from z; None if g_pre is not such a graph."""
+    memo = {}
+
+    def depends(v):
+        if v in fvalues:
+            return True
+        if v not in memo:
+            memo[v] = _elemwise(v) and any(depends(i) for i in v.owner.inputs)
+        return memo[v]
+
+    nodes, externals, seen = [], [], set()
+
+    def visit(v):
+        if v in seen or v in fvalues or scalar_constant_value(v) is not None:
+            return True
+        seen.add(v)
+        if depends(v):
+            if v.type.broadcastable != z.type.broadcastable:
+                return False
+            nodes.append(v.owner)
+            return all(visit(i) for i in v.owner.inputs)
+        externals.append(v)
+        return True
+
+    if not visit(g_pre):
         return None
-    pop = pool.op
-    if pop.mode != "max" or not pop.ignore_border or pop.pad != (0, 0) or pop.ws[0] * pop.ws[1] > MAX_WINDOW:
-        return None
-    conv = pool.inputs[0]
-    cnode = conv.owner
-    if cnode is None or not isinstance(cnode.op, Conv2d) or conv.ndim != 4:
-        return None
-    x, W = cnode.inputs
-    b = ds.inputs[0]
-    dtype = out.dtype
-    if not is_float(dtype) or any(v.dtype != dtype for v in (x, W, b, conv, pooled, add.outputs[0])):
-        return None
-    f = _Forward()
-    f.tanh, f.add, f.pool, f.conv_node, f.out = tanh, add, pool, cnode, out
-    f.x, f.W, f.b, f.conv, f.pooled = x, W, b, conv, pooled
-    c = cnode.op
-    f.op_args = dict(imshp=c.imshp, kshp=c.kshp, border_mode=c.border_mode, subsample=c.subsample,
-                     filter_flip=c.filter_flip, ws=pop.ws, stride=pop.stride)
-    return f
+    return nodes, externals
 
 
 def _same_conv(a, b):
@@ -138,63 +178,184 @@ def _bias_sum_order(s, g_pre):
     return [0 if d == 1 else "x" for d in range(4) if d not in axis]
 
 
-class _Backward:
-    pass
-
-
-def _match_backward(fgraph, f):
-    """None (the forward has no gradient in the graph), False (readers we cannot fuse), or the pieces."""
-    mpgs = [c for c, i in _readers(fgraph, f.conv) if c != "output" and isinstance(c.op, MaxPoolGrad)]
-    conv_ok = {f.pool} | set(mpgs)
-    if not _only_read_by(fgraph, f.conv, conv_ok) or not _only_read_by(fgraph, f.pooled, {f.add} | set(mpgs)):
-        return False
-    if not mpgs:
-        return None
-    if len(mpgs) != 1:
-        return False
-    mpg = mpgs[0]
-    pop = f.pool.op
-    if (mpg.op.ws, mpg.op.stride, mpg.op.pad, mpg.op.ignore_border) != (pop.ws, pop.stride, pop.pad, True):
-        return False
-    if mpg.inputs[0] is not f.conv or mpg.inputs[1] is not f.pooled:
-        return False
-    g_pre = mpg.inputs[2]
-    mul = _elemwise(g_pre, ts.Mul, 2)
-    if mul is None:
-        return False
-    g_out = None
-    for g, d in (mul.inputs, mul.inputs[::-1]):
-        sub = _elemwise(d, ts.Sub, 2)
-        if sub is not None and _is_one(sub.inputs[0]) and _is_square_of(sub.inputs[1], f.out):
-            g_out = g
-            break
-    if g_out is None or g_out.dtype != f.out.dtype or g_out.type.broadcastable != f.out.type.broadcastable:
-        return False
-    sums = []
-    for c, _ in _readers(fgraph, g_pre):
-        if c is mpg:
-            continue
-        if c == "output" or not isinstance(c.op, Sum):
-            return False
-        order = _bias_sum_order(c, g_pre)
-        if order is None:
-            return False
-        sums.append((c, order))
+def _conv_grads(fgraph, m, g_conv, allowed_others):
+    """Sort the readers of g_conv into weight and input gradients of m's convolution (False if
+    one is anything else, apart from allowed_others)."""
     gws, gxs = [], []
-    for c, i in _readers(fgraph, mpg.outputs[0]):
-        if c == "output" or i != 1:
+    cop = m.conv_node.op
+    for c, i in _readers(fgraph, g_conv):
+        if c == "output":
             return False
-        if isinstance(c.op, Conv2dGradWeights) and c.inputs[0] is f.x and _same_conv(c.op, f.conv_node.op) \
-                and c.outputs[0].dtype == f.out.dtype:
+        if c in allowed_others:
+            continue
+        if i != 1:
+            return False
+        if isinstance(c.op, Conv2dGradWeights) and c.inputs[0] is m.x and _same_conv(c.op, cop) \
+                and c.outputs[0].dtype == m.dtype:
             gws.append(c)
-        elif isinstance(c.op, Conv2dGradInputs) and c.inputs[0] is f.W and _same_conv(c.op, f.conv_node.op) \
-                and c.outputs[0].dtype == f.out.dtype:
+        elif isinstance(c.op, Conv2dGradInputs) and c.inputs[0] is m.W and _same_conv(c.op, cop) \
+                and c.outputs[0].dtype == m.dtype:
             gxs.append(c)
         else:
             return False
-    k = _Backward()
-    k.mpg, k.g_out, k.sums, k.gws, k.gxs = mpg, g_out, sums, gws, gxs
-    return k
+    return gws, gxs
+
+
+def _find_g_pre(fgraph, m):
+    """(g_pre, MaxPoolGrad node or None, gws, gxs) of the backward, None when the graph has no
+    backward of this convolution, False when it has one we cannot fuse."""
+    if m.pool is not None:
+        pop = m.pool.op
+        cls = MaxPoolGrad if pop.mode == "max" else AveragePoolGrad
+        mpgs = [c for c, _ in _readers(fgraph, m.conv) if c != "output" and isinstance(c.op, cls)]
+        if not mpgs:
+            return None
+        if len(mpgs) != 1:
+            return False
+        mpg = mpgs[0]
+        if (mpg.op.ws, mpg.op.stride, mpg.op.pad, mpg.op.ignore_border, mpg.op.mode) != \
+                (pop.ws, pop.stride, pop.pad, True, pop.mode):
+            return False
+        if mpg.inputs[0] is not m.conv or (pop.mode == "max" and mpg.inputs[1] is not m.pooled):
+            return False
+        grads = _conv_grads(fgraph, m, mpg.outputs[0], ())
+        if grads is False:
+            return False
+        return (mpg.inputs[-1], mpg) + grads
+    # no pooling: g_pre is what the convolution gradients of this x / W read
+    cands = set()
+    for c, _ in _readers(fgraph, m.x):
+        if c != "output" and isinstance(c.op, Conv2dGradWeights) and c.inputs[0] is m.x \
+                and _same_conv(c.op, m.conv_node.op):
+            cands.add(c.inputs[1])
+    for c, _ in _readers(fgraph, m.W):
+        if c != "output" and isinstance(c.op, Conv2dGradInputs) and c.inputs[0] is m.W \
+                and _same_conv(c.op, m.conv_node.op):
+            cands.add(c.inputs[1])
+    cands = [g for g in cands if g.type.broadcastable == m.z.type.broadcastable and _depends_on(g, m.fvalues)]
+    if not cands:
+        return None
+    if len(cands) != 1:
+        return False
+    g_pre = cands[0]
+    sums = {c for c, _ in _readers(fgraph, g_pre) if c != "output" and isinstance(c.op, Sum)}
+    grads = _conv_grads(fgraph, m, g_pre, sums)
+    if grads is False:
+        return False
+    return (g_pre, None) + grads
+
+
+def _depends_on(v, fvalues, memo=None):
+    memo = {} if memo is None else memo
+    if v in fvalues:
+        return True
+    if v not in memo:
+        memo[v] = _elemwise(v) and any(_depends_on(i, fvalues, memo) for i in v.owner.inputs)
+    return memo[v]
+
+
+def _match(fgraph, cnode):
+    conv = cnode.outputs[0]
+    x, W = cnode.inputs
+    dtype = conv.dtype
+    if conv.ndim != 4 or not is_float(dtype) or x.dtype != dtype or W.dtype != dtype:
+        return None
+    m = _Match()
+    m.conv_node, m.conv, m.x, m.W, m.dtype = cnode, conv, x, W, dtype
+    m.pool = _pool_of(fgraph, conv)
+    m.pooled = m.pool.outputs[0] if m.pool is not None else conv
+    if m.pooled.dtype != dtype:
+        return None
+    m.add, m.b = _bias_of(fgraph, m.pooled)
+    m.z = m.add.outputs[0] if m.add is not None else m.pooled
+    m.fnodes, m.fvalues = _forward_values(fgraph, m.z)
+    fnode_set = set(m.fnodes)
+
+    back = _find_g_pre(fgraph, m)
+    if back is False:
+        return None
+    bnode_set, externals, m.back = set(), [], None
+    if back is not None:
+        g_pre, mpg, gws, gxs = back
+        sub = _backward_subgraph(g_pre, m.z, m.fvalues)
+        if sub is None or g_pre.dtype != dtype:
+            return None
+        bnodes, externals = sub
+        # the kernel reads every external gradient as a dense pooled-shape array of the op's dtype
+        if len(externals) > MAX_GRADIENT_INPUTS or any(e.ndim != 4 or e.dtype != dtype for e in externals):
+            return None
+        bnode_set = set(bnodes)
+        m.back = (g_pre, mpg, gws, gxs, bnodes, externals)
+
+    # which forward value is `out`
+    inside = fnode_set | bnode_set
+    routing = {m.back[1]} if m.back is not None and m.back[1] is not None else set()   # MaxPoolGrad reads z = pooled
+    outside = [v for v in [m.z] + [n.outputs[0] for n in m.fnodes]
+               if any(c == "output" or (c not in inside and c not in routing) for c, _ in _readers(fgraph, v))]
+    m.out = None
+    for cand in outside:
+        derived = _derived_from(m.fnodes, cand)
+        if all(v in derived for v in outside):
+            m.out, m.derived = cand, derived
+            break
+    if m.out is None:
+        return None
+    if m.out is m.z and m.add is None:
+        return None   # a bare convolution (maybe pooled): Conv2d's kernels
+    m.act = program_from_graph([m.z], m.out)
+    if m.act is None or m.act.out_dtype() != dtype:
+        return None
+
+    # every value the replacement removes must be read only inside the pattern
+    pattern = inside | ({m.pool} if m.pool is not None else set()) | ({m.add} if m.add is not None else set())
+    if back is not None:
+        g_pre, mpg, gws, gxs, _, _ = m.back
+        if mpg is not None:
+            pattern.add(mpg)
+    if m.pool is not None and not _only_read_by(fgraph, m.conv, pattern):
+        return None
+    if m.add is not None and not _only_read_by(fgraph, m.pooled, pattern):
+        return None
+    for v in [m.z] + [n.outputs[0] for n in m.fnodes]:
+        if v is not m.out and v not in m.derived and not _only_read_by(fgraph, v, pattern):
+            return None
+    m.sums = []
+    if back is not None:
+        g_pre, mpg, gws, gxs, bnodes, externals = m.back
+        ext = set(externals)
+        memo = {}
+
+        def from_out(v):
+            """v is computed from out, constants and the external gradients alone: a reader outside
+            the pattern (the cost reading out * y) keeps it, rebuilt on the fused op's out."""
+            if v in m.derived or v in ext or scalar_constant_value(v) is not None:
+                return True
+            if v in m.fvalues or v.owner not in bnode_set:
+                return False
+            if v not in memo:
+                memo[v] = all(from_out(i) for i in v.owner.inputs)
+            return memo[v]
+        for n in bnodes:
+            o = n.outputs[0]
+            if o is not g_pre and not _only_read_by(fgraph, o, bnode_set) and not from_out(o):
+                return None
+        for c, _ in _readers(fgraph, g_pre):
+            if c == "output":
+                return None
+            if c is mpg or c in gws or c in gxs or c in bnode_set:
+                if c in bnode_set:
+                    return None
+                continue
+            if not isinstance(c.op, Sum) or m.add is None:
+                return None
+            order = _bias_sum_order(c, g_pre)
+            if order is None:
+                return None
+            m.sums.append((c, order))
+        m.dact = program_from_graph([m.z, m.out] + externals, g_pre)
+        if m.dact is None or m.dact.out_dtype() != dtype:
+            return None
+    return m
 
 
 def _compatible(old, new):
@@ -202,43 +363,63 @@ def _compatible(old, new):
 
 
 def _set_trace(outputs, blockers, trace):
-    from ..graph.basic import io_toposort
     for node in io_toposort(list(outputs), blockers=blockers):
         node.trace = trace
         for o in node.outputs:
             o.trace = trace
 
 
+def _as_gradient_input(v, like):
+    """An external gradient input at the pooled shape (broadcast ones are filled in)."""
+    from ..tensor import basic as B
+    return B.second(like, v) if v.type.broadcastable != like.type.broadcastable else v
+
+
 @graph_rewrite("specialize")
-def fuse_conv_pool_tanh(fgraph):
+def fuse_conv_epilogue(fgraph):
     changes = 0
     for node in list(fgraph.toposort()):
-        if node not in fgraph.graph or _elemwise(node.outputs[0], ts.Tanh, 1) is None:
+        if node not in fgraph.graph or not isinstance(node.op, Conv2d):
             continue
-        f = _match_forward(fgraph, node)
-        if f is None:
+        m = _match(fgraph, node)
+        if m is None:
             continue
-        k = _match_backward(fgraph, f)
-        if k is False:
+        c = node.op
+        args = dict(imshp=c.imshp, kshp=c.kshp, border_mode=c.border_mode, subsample=c.subsample,
+                    filter_flip=c.filter_flip, has_bias=m.add is not None, act=m.act,
+                    pool="max" if m.pool is not None else None)
+        if m.pool is not None:
+            args.update(pool=m.pool.op.mode, ws=m.pool.op.ws, stride=m.pool.op.stride)
+        keep_z = m.back is not None and reads_input(m.dact, 0)
+        fop = ConvPoolAct(**args, keep_z=keep_z)
+        fouts = fop(m.x, m.W, *([m.b] if m.add is not None else []))
+        fouts = fouts if isinstance(fouts, (list, tuple)) else [fouts]
+        named = dict(zip(fop.output_roles(), fouts))
+        out = named["out"]
+        if not _compatible(m.out, out):
             continue
-        out, mask = ConvPoolTanh(**f.op_args)(f.x, f.W, f.b)
-        if not _compatible(f.out, out):
-            continue
-        pairs = [(f.out, out)]
-        if k is not None:
-            bop = ConvPoolTanhGrad(**f.op_args, need_gx=bool(k.gxs))
-            grads = bop(f.x, f.W, out, mask, k.g_out)
-            gW, gb = grads[0], grads[1]
-            for c in k.gws:
-                pairs.append((c.outputs[0], gW))
-            for c in k.gxs:
-                pairs.append((c.outputs[0], grads[2]))
-            for c, order in k.sums:
-                pairs.append((c.outputs[0], gb if order == [0] else DimShuffle(1, order)(gb)))
+        pairs = [(m.out, out)]
+        if m.back is not None:
+            g_pre, mpg, gws, gxs, bnodes, externals = m.back
+            bop = ConvPoolActGrad(**args, dact=m.dact, need_gx=bool(gxs))
+            gins = [_as_gradient_input(v, out) for v in externals]
+            by_role = {"x": m.x, "W": m.W, "mask": named.get("mask"), "z": named.get("z"), "out": out}
+            by_role.update({f"g{i}": g for i, g in enumerate(gins)})
+            grads = bop(*[by_role[r] for r in bop.input_roles()])
+            grads = grads if isinstance(grads, (list, tuple)) else [grads]
+            gnamed = dict(zip(bop.output_roles(), grads))
+            for cn in gws:
+                pairs.append((cn.outputs[0], gnamed["gW"]))
+            for cn in gxs:
+                pairs.append((cn.outputs[0], gnamed["gx"]))
+            for cn, order in m.sums:
+                gb = gnamed["gb"]
+                pairs.append((cn.outputs[0], gb if order == [0] else DimShuffle(1, order)(gb)))
             if not all(_compatible(old, new) for old, new in pairs):
                 continue
-            _set_trace([new for _, new in pairs[1:]], [f.x, f.W, out, mask, k.g_out], k.mpg.trace)
-        _set_trace([out, mask], [f.x, f.W, f.b], node.trace)
-        fgraph.replace_all(pairs, reason="fuse_conv_pool_tanh")
+            trace = mpg.trace if mpg is not None else g_pre.owner.trace if g_pre.owner is not None else node.trace
+            _set_trace([new for _, new in pairs[1:]], [m.x, m.W] + list(fouts) + list(externals), trace)
+        _set_trace(list(fouts), [m.x, m.W] + ([m.b] if m.add is not None else []), m.out.owner.trace)
+        fgraph.replace_all(pairs, reason="fuse_conv_epilogue")
         changes += 1
     return changes

@@ -1,12 +1,16 @@
-"""Native ConvPoolTanh / ConvPoolTanhGrad against their numpy reference, and verify_grad of both."""
+"""Native ConvPoolAct / ConvPoolActGrad against their numpy reference, and verify_grad of both:
+every activation with and without pooling, the im2col and the direct-convolution kernels."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import symcnn
 import symcnn.tensor as T
-from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
+from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
-from tests.helpers import check_native_vs_reference
+from tests.fuzz.strategies import examples
+from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_apply, conv_act_ops
 from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -30,31 +34,89 @@ def _values(xs, ws, dtype="float32", seed=0):
     return x, W, b
 
 
-def _ops(conv, pool_kw, static, xs, ws):
-    kw = dict(conv, **pool_kw)
+def _ops(conv, pool_kw, static, xs, ws, act="tanh", dtype="float32", bias=True):
+    kw = dict(conv, **pool_kw, has_bias=bias)
     if static:
         kw.update(imshp=xs, kshp=ws)
-    return ConvPoolTanh(**kw), ConvPoolTanhGrad(**kw, need_gx=True), ConvPoolTanhGrad(**kw, need_gx=False)
+    return conv_act_ops(act, dtype, **kw)
+
+
+def _outputs(fwd, bwd, bwd_nogx, x, W, b, g):
+    fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
+    _, grads2 = conv_act_apply(fwd, bwd_nogx, x, W, b, g)
+    return fouts + grads + grads2
+
+
+def _check(xs, ws, ops, dtype="float32", seed=0, **tol):
+    fwd = ops[0]
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
+                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
+    outs = _outputs(*ops, x, W, b, g)
+    xv, Wv, bv = _values(xs, ws, dtype, seed=seed)
+    ref = symcnn.function([x, W] + ([b] if fwd.has_bias else []), outs[0], mode="reference")(
+        *([xv, Wv] + ([bv] if fwd.has_bias else [])))
+    gv = np.random.RandomState(seed + 3).standard_normal(ref.shape).astype(dtype)
+    if not tol:
+        tol = dict(rtol=RTOL, atol=ATOL) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    ins, vals = ([x, W, b, g], [xv, Wv, bv, gv]) if fwd.has_bias else ([x, W, g], [xv, Wv, gv])
+    check_native_vs_reference(ins, outs, vals, **tol)
 
 
 @pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
 @pytest.mark.parametrize("xs,ws,conv,pool_kw", CASES)
 def test_native_matches_reference(xs, ws, conv, pool_kw, static):
-    fwd, bwd, bwd_nogx = _ops(conv, pool_kw, static, xs, ws)
-    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
-    out, mask = fwd(x, W, b)
-    grads = bwd(x, W, out, mask, g * out)
-    grads2 = bwd_nogx(x, W, out, mask, g)
-    xv, Wv, bv = _values(xs, ws)
-    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
-    gv = np.random.RandomState(3).standard_normal(ref.shape).astype("float32")
-    check_native_vs_reference([x, W, b, g], [out, mask] + list(grads) + list(grads2), [xv, Wv, bv, gv],
-                              rtol=RTOL, atol=ATOL)
+    _check(xs, ws, _ops(conv, pool_kw, static, xs, ws))
+
+
+# every activation, pooled and not, on the im2col path (a strided 'half' conv) and the direct one
+# (static 'valid' unit-stride), float32 and float64, batch 1 and odd batches
+ACT_CASES = [
+    ((3, 2, 9, 8), (4, 2, 3, 3), dict(border_mode="half", subsample=(2, 1)), False),
+    ((1, 3, 10, 11), (5, 3, 3, 2), dict(border_mode="full", filter_flip=False), False),
+    ((5, 2, 13, 14), (6, 2, 3, 4), {}, True),
+    ((1, 1, 12, 12), (3, 1, 5, 5), {}, True),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pooled", [True, False], ids=["pool", "nopool"])
+@pytest.mark.parametrize("xs,ws,conv,static", ACT_CASES)
+@pytest.mark.parametrize("act", sorted(CONV_ACTIVATIONS))
+def test_every_activation_matches_reference(act, xs, ws, conv, static, pooled, dtype):
+    pool_kw = dict(ws=(2, 2)) if pooled else dict(pool=None)
+    _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype), dtype=dtype)
+
+
+@pytest.mark.parametrize("mode", ["average_exc_pad", "average_inc_pad", "sum"])
+@pytest.mark.parametrize("xs,ws,conv,static", ACT_CASES)
+def test_average_pooling_matches_reference(mode, xs, ws, conv, static):
+    for act, dtype in (("sigmoid", "float32"), ("switch", "float64")):
+        pool_kw = dict(pool=mode, ws=(2, 3), stride=(1, 2))
+        _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype), dtype=dtype)
+
+
+@pytest.mark.parametrize("mode", ["average_exc_pad", "sum"])
+def test_verify_grad_average_pooling(mode):
+    rng = np.random.RandomState(2)
+    fwd, bwd, _ = conv_act_ops("sigmoid", "float64", pool=mode, ws=(2, 2), stride=(1, 2))
+    pts = [rng.standard_normal((1, 2, 5, 6)), rng.standard_normal((2, 2, 2, 2)) * 0.5, rng.standard_normal(2)]
+    symcnn.verify_grad(lambda x, W, b: fwd(x, W, b), pts, mode="reference", rng=rng)
+    gpts = [pts[0], pts[1], rng.uniform(0.1, 0.9, (1, 2, 3, 2)), rng.standard_normal((1, 2, 3, 2))]
+    for k in range(3):
+        symcnn.verify_grad(lambda x, W, out, g, k=k: bwd(x, W, out, g)[k], gpts, mode="reference", rng=rng)
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pool", "nopool"])
+def test_without_bias(pooled):
+    xs, ws = (3, 2, 9, 8), (4, 2, 3, 3)
+    pool_kw = dict(ws=(3, 2), stride=(2, 2)) if pooled else dict(pool=None)
+    for act in ("maximum", "tanh"):
+        _check(xs, ws, _ops({}, pool_kw, True, xs, ws, act=act, bias=False))
 
 
 def test_float64_and_shape_errors():
     xs, ws = (2, 2, 6, 7), (3, 2, 3, 2)
-    fwd = ConvPoolTanh(ws=(2, 2), imshp=xs, kshp=ws)
+    fwd = conv_act_ops("tanh", "float64", ws=(2, 2), imshp=xs, kshp=ws)[0]
     x, W, b = T.dtensor4("x"), T.dtensor4("W"), T.dvector("b")
     out, mask = fwd(x, W, b)
     xv, Wv, bv = _values(xs, ws, "float64")
@@ -66,13 +128,22 @@ def test_float64_and_shape_errors():
         fwd(T.ftensor4(), W, b)
     with pytest.raises(TypeError, match="vector"):
         fwd(x, W, T.dmatrix())
-    with pytest.raises(NotImplementedError):
-        ConvPoolTanh(ws=(2, 2), mode="sum")
+    for unsupported in (dict(ignore_border=False), dict(pad=(1, 1)), dict(pool="median")):
+        with pytest.raises(NotImplementedError):
+            ConvPoolAct(ws=(2, 2), **unsupported)
+    with pytest.raises(TypeError, match="has_bias=True"):
+        fwd(x, W)
+    with pytest.raises(TypeError, match="act must be a Composite"):
+        ConvPoolAct(act="tanh")
+    with pytest.raises(TypeError, match="dact must be a Composite"):
+        ConvPoolActGrad(ws=(2, 2))
+    with pytest.raises(TypeError, match="program computes float64"):
+        fwd(T.ftensor4(), T.ftensor4(), T.fvector())
 
 
 def test_infer_shape():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
-    op = ConvPoolTanh(ws=(3, 2), stride=(2, 2), border_mode="full")
+    op = conv_act_ops("tanh", ws=(3, 2), stride=(2, 2), border_mode="full")[0]
     out, mask = op(x, W, b)
     xv, Wv, bv = _values((2, 3, 9, 8), (4, 3, 3, 3))
     fn = symcnn.function([x, W, b], [out.shape, mask.shape, out], mode="reference")
@@ -80,26 +151,42 @@ def test_infer_shape():
     assert tuple(s1) == tuple(s2) == o.shape
 
 
-def test_verify_grad_forward():
+@pytest.mark.parametrize("act,pooled", [("tanh", True), ("sigmoid", False), ("leaky_relu", True),
+                                         ("switch", False), ("identity", True)])
+def test_verify_grad_forward(act, pooled):
     rng = np.random.RandomState(0)
-    op = ConvPoolTanh(ws=(2, 2), stride=(1, 2))
+    pool_kw = dict(ws=(2, 2), stride=(1, 2)) if pooled else dict(pool=None)
+    op = conv_act_ops(act, "float64", **pool_kw)[0]
     pts = [rng.standard_normal((1, 2, 5, 6)), rng.standard_normal((2, 2, 2, 2)) * 0.5, rng.standard_normal(2)]
-    symcnn.verify_grad(lambda x, W, b: op(x, W, b)[0], pts, mode="reference", rng=rng)
+    # every output the gradient reaches: out, and z when kept
+    for k, role in enumerate(op.output_roles()):
+        if role != "mask":
+            symcnn.verify_grad(lambda x, W, b, k=k: op(x, W, b)[k] if len(op.output_roles()) > 1 else op(x, W, b),
+                               pts, mode="reference", rng=rng)
 
 
+@pytest.mark.parametrize("act,pooled", [("tanh", True), ("sigmoid", True), ("maximum", True), ("relu", False),
+                                         ("scale", False)])
 @pytest.mark.parametrize("need_gx", [True, False])
-def test_verify_grad_backward(need_gx):
+def test_verify_grad_backward(act, pooled, need_gx):
+    """The gradient ops' own gradients (z and out treated as independent inputs; z is kept away
+    from ReLU's kink, where the derivative is not differentiable)."""
     rng = np.random.RandomState(1)
-    fwd = ConvPoolTanh(ws=(2, 2))
-    bwd = ConvPoolTanhGrad(ws=(2, 2), need_gx=need_gx)
+    pool_kw = dict(ws=(2, 2)) if pooled else dict(pool=None)
+    fwd, bwd_gx, bwd_nogx = conv_act_ops(act, "float64", **pool_kw)
+    bwd = bwd_gx if need_gx else bwd_nogx
     b0 = T.constant(np.zeros(2))
-    pts = [rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((2, 2, 2, 2)) * 0.5,
-           rng.uniform(-0.9, 0.9, (1, 2, 2, 2)), rng.standard_normal((1, 2, 2, 2))]
-
-    for k in range(len(bwd.make_node(*([T.dtensor4()] * 3 + [T.tensor4(dtype="uint8"), T.dtensor4()])).outputs)):
-        def fun(x, W, out, g, k=k):
-            mask = fwd(x, W, b0)[1]   # the ties of this x, W (piecewise constant: no gradient)
-            return bwd(x, W, out, mask, g)[k]
+    shape = (1, 2, 2, 2) if pooled else (1, 2, 4, 4)
+    z0 = rng.uniform(0.2, 0.9, shape) * rng.choice([-1, 1], shape)
+    pts = [rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((2, 2, 2, 2)) * 0.5, z0,
+           rng.uniform(-0.9, 0.9, shape), rng.standard_normal(shape)]
+    roles = bwd.input_roles()
+    for k in range(len(bwd.output_roles())):
+        def fun(x, W, z, out, g, k=k):
+            named = {"x": x, "W": W, "z": z, "out": out, "g0": g}
+            if pooled:
+                named["mask"] = fwd(x, W, b0)[1]   # the ties of this x, W (piecewise constant: no gradient)
+            return bwd(*[named[r] for r in roles])[k]
         symcnn.verify_grad(fun, pts, mode="reference", rng=rng)
 
 
@@ -122,22 +209,16 @@ DIRECT_CASES = [
 def test_direct_kernels_match_reference(xs, ws, dtype, conv, layout, target):
     from codegen.microkernels import directconv as D
     kw = dict(conv, ws=(2, 2), imshp=xs, kshp=ws)
-    fwd, bwd, bwd_nogx = ConvPoolTanh(**kw), ConvPoolTanhGrad(**kw, need_gx=True), ConvPoolTanhGrad(**kw, need_gx=False)
+    fwd, bwd, bwd_nogx = ops = conv_act_ops("tanh", dtype, **kw)
     oh, ow = xs[2] - ws[2] + 1, xs[3] - ws[3] + 1
     plan = D.plan(fwd, dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], oh, ow])
     if target.vector_bytes == 64:
         assert plan is not None and plan.mode == layout
     else:   # 'rows' needs OW to divide the lanes; the wide layout may waste too much: im2col then
         assert plan is None or plan.mode == ("wide" if target.lanes(dtype) % ow else layout)
-    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
-                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
-    out, mask = fwd(x, W, b)
-    outs = [out, mask] + list(bwd(x, W, out, mask, g * out)) + list(bwd_nogx(x, W, out, mask, g))
-    xv, Wv, bv = _values(xs, ws, dtype)
-    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
-    gv = np.random.RandomState(3).standard_normal(ref.shape).astype(dtype)
-    tol = dict(rtol=RTOL, atol=ATOL) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
-    check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)
+    _check(xs, ws, ops, dtype)
+    for act in ("maximum", "sigmoid"):   # the same kernels with another prologue / epilogue
+        _check(xs, ws, conv_act_ops(act, dtype, **kw), dtype)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")   # the reference's 0 * inf
@@ -147,8 +228,8 @@ def test_direct_weight_gradient_ignores_row_ends(target):
     xs, ws = (9, 1, 13, 14), (5, 1, 3, 4)
     kw = dict(ws=(2, 2), imshp=xs, kshp=ws)
     x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
-    out, mask = ConvPoolTanh(**kw)(x, W, b)
-    grads = ConvPoolTanhGrad(**kw, need_gx=False)(x, W, out, mask, g)
+    fwd, _, bwd = conv_act_ops("tanh", **kw)
+    (out, mask), grads = conv_act_apply(fwd, bwd, x, W, b, g)
     xv, Wv, bv = _values(xs, ws)
     xv[2, 0, 4, 13] = np.inf      # last column: only wide-layout garbage outputs see it with s < 3
     xv[5, 0, 12, 0] = -np.inf
@@ -166,7 +247,7 @@ def test_tap_tiles_fit_registers_and_match_reference(target):
     from codegen.microkernels import directconv as D, directconv_grad as DG, gemm
     xs, ws = (37, 3, 12, 12), (50, 3, 5, 5)
     kw = dict(ws=(2, 2), imshp=xs, kshp=ws)
-    fwd = ConvPoolTanh(**kw)
+    fwd, bwd, _ = conv_act_ops("tanh", **kw)
     tp = DG.tap_plan(fwd, "float32", [37, 3, 12, 12, 50, 5, 5, 8, 8])
     assert tp is not None and tp.gx_mr == gemm.params("float32")[1]
     assert DG.gx_fusable(tp) == (tp.L % 8 == 0)   # whole 8-wide output rows per vector (not with 4 lanes)
@@ -177,8 +258,8 @@ def test_tap_tiles_fit_registers_and_match_reference(target):
     assert tp.P % tp.MR and tp.P % tp.gx_mr   # partial panels in both kernels
     assert tp.gx_offsets == tp.npan * tp.MR and tp.n_offsets == tp.gx_offsets + tp.P + tp.gx_mr - tp.P % tp.gx_mr
     x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
-    out, mask = fwd(x, W, b)
-    outs = [out, mask] + list(ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g))
+    fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
+    outs = fouts + grads
     xv, Wv, bv = _values(xs, ws)
     gv = np.random.RandomState(5).standard_normal((37, 50, 4, 4)).astype("float32")
     check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)
@@ -199,17 +280,11 @@ def _random_case(seed):
 @pytest.mark.parametrize("seed", range(12))
 def test_random_static_shapes(seed):
     dtype, xs, ws, flip = _random_case(seed)
-    kw = dict(ws=(2, 2), imshp=xs, kshp=ws, filter_flip=flip)
-    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
-                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
-    out, mask = ConvPoolTanh(**kw)(x, W, b)
-    outs = [out, mask] + list(ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g)) \
-        + list(ConvPoolTanhGrad(**kw, need_gx=False)(x, W, out, mask, g))
-    xv, Wv, bv = _values(xs, ws, dtype, seed=seed)
-    gv = np.random.RandomState(seed).standard_normal((xs[0], ws[0], (xs[2] - ws[2] + 1) // 2,
-                                                      (xs[3] - ws[3] + 1) // 2)).astype(dtype)
+    act = sorted(CONV_ACTIVATIONS)[seed % len(CONV_ACTIVATIONS)]
+    pool_kw = dict(ws=(2, 2)) if seed % 3 else dict(pool=None)
+    kw = dict(pool_kw, imshp=xs, kshp=ws, filter_flip=flip)
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
-    check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)
+    _check(xs, ws, conv_act_ops(act, dtype, **kw), dtype, seed=seed, **tol)
 
 
 def test_random_shapes_reach_every_direct_kernel():
@@ -222,9 +297,34 @@ def test_random_shapes_reach_every_direct_kernel():
     if targets.current().vector_bytes < 64:
         cases += [(dtype, xs, ws, conv.get("filter_flip", True)) for xs, ws, dtype, conv, _ in DIRECT_CASES]
     for dtype, xs, ws, flip in cases:
-        op = ConvPoolTanh(ws=(2, 2), imshp=xs, kshp=ws, filter_flip=flip)
+        op = ConvPoolAct(ws=(2, 2), imshp=xs, kshp=ws, filter_flip=flip)
         dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2] - ws[2] + 1, xs[3] - ws[3] + 1]
         p, tp = D.plan(op, dtype, dims), DG.tap_plan(op, dtype, dims)
         seen.add(p.mode if p is not None else "im2col")
         seen.add("gx fused" if DG.gx_fusable(tp) else "gx gemm")
     assert seen == {"wide", "rows", "im2col", "gx fused", "gx gemm"}, seen
+
+
+@st.composite
+def _configurations(draw):
+    """A random point of the space: geometry (border mode, stride, filter size, channels, batch),
+    pooling (any mode or none), activation, dtype, bias, static shapes or not."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    border = draw(st.sampled_from(["valid", "half", "full", (1, 0), (0, 2)]))
+    sub = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    xs = (draw(st.sampled_from([1, 2, 5])), draw(st.integers(1, 3)), draw(st.integers(kh + 1, 10)),
+          draw(st.integers(kw + 1, 10)))
+    ws = (draw(st.integers(1, 6)), xs[1], kh, kw)
+    pool_kw = draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2)), dict(ws=(2, 1), stride=(1, 1)),
+                                    dict(pool="average_exc_pad", ws=(2, 2)), dict(pool="sum", ws=(1, 2))]))
+    act = draw(st.sampled_from(sorted(CONV_ACTIVATIONS)))
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    return xs, ws, dict(border_mode=border, subsample=sub, filter_flip=draw(st.booleans())), pool_kw, act, \
+        dtype, draw(st.booleans()), draw(st.booleans())
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(_configurations())
+def test_random_configurations_match_reference(cfg):
+    xs, ws, conv, pool_kw, act, dtype, bias, static = cfg
+    _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype, bias=bias), dtype=dtype)

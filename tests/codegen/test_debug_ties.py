@@ -1,4 +1,4 @@
-"""mode='debug' compares ConvPoolTanh's tie mask by what it means: bits may differ from the
+"""mode='debug' compares ConvPoolAct's tie mask by what it means: bits may differ from the
 reference's at positions within float tolerance of the window maximum (near-ties, whose order
 depends on rounding), never elsewhere. The LeNet tutorial runs in debug mode."""
 import numpy as np
@@ -7,13 +7,13 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 from codegen.debug import DebugModeError
-from symcnn.tensor.nnet.convpool import ConvPoolTanh
+from tests.helpers import conv_act_ops
 
 
 def _debug_fn(x_value, tamper):
-    """A debug-mode ConvPoolTanh whose native mask is changed by tamper(mask) before the check."""
+    """A debug-mode ConvPoolAct whose native mask is changed by tamper(mask) before the check."""
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
-    out, mask = ConvPoolTanh(ws=(2, 2))(x, W, b)
+    out, mask = conv_act_ops("tanh", ws=(2, 2))[0](x, W, b)
     f = symcnn.function([x, W, b], [out, mask], mode="debug")
     runner = f.runner
     k = runner.n_out + runner.inner.index(runner.order[-1].outputs[1])   # the mask among the native results
@@ -59,13 +59,13 @@ def test_a_bit_away_from_the_maximum_is_still_a_mismatch():
 
 def test_a_window_without_any_bit_is_a_mismatch():
     fn = _debug_fn(np.ones((1, 1, 5, 5), "float32"), lambda m: (m.__setitem__((0, 1, 1, 1), 0), m)[1])
-    with pytest.raises(DebugModeError, match="ConvPoolTanh"):
+    with pytest.raises(DebugModeError, match="ConvPoolAct"):
         fn()
 
 
 def test_other_outputs_are_compared_as_before():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
-    out, mask = ConvPoolTanh(ws=(2, 2))(x, W, b)
+    out, mask = conv_act_ops("tanh", ws=(2, 2))[0](x, W, b)
     op = out.owner.op
     o = np.zeros((1, 1, 2, 2), "float32")
     assert op.debug_mismatch(out.owner, [], 0, o, o + 1, 1e-4, 1e-5) is NotImplemented

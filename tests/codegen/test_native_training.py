@@ -41,6 +41,6 @@ def test_native_training_matches_reference():
         np.testing.assert_allclose(pn, pr, rtol=1e-2, atol=1e-4)
     # and natively it ran as fused kernels, writing the SGD updates in place
     names = [k.name for k in train_n.kernels]
-    assert sum(n.startswith("ConvPoolTanh{") for n in names) == 2
-    assert sum(n.startswith("ConvPoolTanhGrad") for n in names) == 2
+    assert sum(n.startswith("ConvPoolAct{") and "act=composite{tanh}" in n for n in names) == 2
+    assert sum(n.startswith("ConvPoolActGrad") for n in names) == 2
     assert sum("in place" in k.note for k in train_n.kernels) == len(params_n)

@@ -157,13 +157,14 @@ def test_other_modes_raise(mode):
 
 def test_ops_say_their_flops():
     """The profiler asks the op (Op.flops); ops that do not count say None."""
-    from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
+    from tests.helpers import conv_act_ops
     a, b = T.matrix("a"), T.matrix("b")
     ew = (T.exp(a) * b + 1).owner.op
     assert ew.flops([(3, 4), (3, 4)], [(3, 4)]) == 12
     assert T.sum(a).owner.op.flops([(3, 4)], [()]) is None
     x, w = (3, 2, 9, 8), (4, 2, 3, 2)
     conv = 2 * 3 * 4 * 2 * 3 * 2 * 7 * 7
-    assert ConvPoolTanh().flops([x, w, (4,)], []) == conv
-    assert ConvPoolTanhGrad(need_gx=False).flops([x, w], []) == conv
-    assert ConvPoolTanhGrad(need_gx=True).flops([x, w], []) == 2 * conv
+    fwd, bwd_gx, bwd = conv_act_ops("tanh")
+    assert fwd.flops([x, w, (4,)], []) == conv
+    assert bwd.flops([x, w], []) == conv
+    assert bwd_gx.flops([x, w], []) == 2 * conv

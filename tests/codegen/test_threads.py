@@ -1,4 +1,4 @@
-"""The per-image loops of ConvPoolTanh / ConvPoolTanhGrad on several threads (config.num_threads),
+"""The per-image loops of ConvPoolAct / ConvPoolActGrad on several threads (config.num_threads),
 and the pool of worker threads a compiled function keeps (codegen/threadpool.py)."""
 import ctypes
 import gc
@@ -13,9 +13,8 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 from symcnn.config import config
-from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
 
-from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
+from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference, conv_act_apply, conv_act_ops
 
 RTOL, ATOL = 1e-4, 1e-5
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,6 +24,7 @@ CASES = [
     ((3, 9, 11), (5, 3, 3, 2), {}, dict(ws=(2, 2))),
     ((2, 7, 7), (3, 2, 3, 3), dict(border_mode="half", subsample=(2, 1)), dict(ws=(3, 2), stride=(1, 2))),
     ((4, 10, 10), (7, 4, 3, 3), {}, dict(ws=(2, 2))),   # static: whole output rows per vector, gx fused
+    ((3, 8, 9), (4, 3, 3, 3), dict(border_mode="half"), dict(pool=None)),   # no pooling
 ]
 
 
@@ -45,16 +45,17 @@ def _graph(case, batch, static):
     if static:
         kw.update(imshp=(batch,) + img, kshp=ws)
     x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
-    out, mask = ConvPoolTanh(**kw)(x, W, b)
-    grads = ConvPoolTanhGrad(**kw, need_gx=True)(x, W, out, mask, g * out)
-    grads2 = ConvPoolTanhGrad(**kw, need_gx=False)(x, W, out, mask, g)
+    fwd, bwd, bwd_nogx = conv_act_ops("tanh" if img[0] % 2 else "maximum", **kw)   # out- and z-reading
+    fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
+    out = fouts[0]
+    _, grads2 = conv_act_apply(fwd, bwd_nogx, x, W, b, g * 2)
     rng = np.random.RandomState(batch)
     xv = rng.standard_normal((batch,) + img).astype("float32")
     Wv = (rng.standard_normal(ws) * 0.3).astype("float32")
     bv = rng.uniform(-0.5, 0.5, ws[0]).astype("float32")
     ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
     gv = np.random.RandomState(3).standard_normal(ref.shape).astype("float32")
-    return [x, W, b, g], [out, mask] + list(grads) + list(grads2), [xv, Wv, bv, gv]
+    return [x, W, b, g], fouts + list(grads) + list(grads2), [xv, Wv, bv, gv]
 
 
 _RUNS = [(case, n, batch, static) for case in range(len(CASES)) for n in (1, 2) for batch in (1, 7, 16, 33)

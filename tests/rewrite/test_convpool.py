@@ -1,6 +1,6 @@
-"""fuse_conv_pool_tanh: tanh(pool_2d(conv2d(x, W)) + b) and its gradient become ConvPoolTanh /
-ConvPoolTanhGrad, and the fused graph compiled natively gives what the unrewritten graph gives in
-the reference mode."""
+"""fuse_conv_epilogue: act(pool_2d(conv2d(x, W)) + b) (any elementwise act, with or without the
+pooling) and its gradient become ConvPoolAct / ConvPoolActGrad, and the fused graph compiled natively
+gives what the unrewritten graph gives in the reference mode."""
 import numpy as np
 import pytest
 
@@ -10,12 +10,13 @@ from symcnn.compile.mode import Mode
 from symcnn.layers import HiddenLayer, LeNetConvPoolLayer, LogisticRegression
 from symcnn.tensor.elemwise import Elemwise
 from symcnn.tensor.nnet import conv2d
-from symcnn.tensor.nnet.convpool import ConvPoolTanh, ConvPoolTanhGrad
+from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 from symcnn.tensor.signal import pool
 
+from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_ops
 from tests.helpers import assert_native_matches as _compare
 
-NAME = "fuse_conv_pool_tanh"
+NAME = "fuse_conv_epilogue"
 RTOL, ATOL = 2e-4, 2e-5
 UNFUSED = ("Conv2d", "Pool", "MaxPoolGrad", "Conv2dGradWeights", "Conv2dGradInputs")
 
@@ -77,13 +78,13 @@ def test_layer_forward_and_gradients_match_reference(xs, fs, ps, ties):
     ref = symcnn.function([x], outs, mode="reference")
     assert NAME in fired(native), native.rewrite_log
     names = op_names(native)
-    assert "ConvPoolTanh" in names and "ConvPoolTanhGrad" in names
+    assert "ConvPoolAct" in names and "ConvPoolActGrad" in names
     assert not set(UNFUSED) & set(names), names
-    bw = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolTanhGrad)]
-    assert bw[0].op.need_gx
+    bw = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolActGrad)]
+    assert bw[0].op.need_gx and not bw[0].op.reads_z   # tanh's derivative reads out only: no z kept
     _check((native, ref), [xv])
     if ties:
-        mask = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolTanh)][0]
+        mask = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolAct)][0]
         assert mask.outputs[1].dtype == ("uint8" if ps[0] * ps[1] <= 8 else "uint16")
 
 
@@ -92,7 +93,7 @@ def test_ties_really_occur():
     xs, fs = (1, 3, 9, 8), (4, 3, 3, 3)
     x, layer = _layer_graph(xs, fs)
     xv = _inputs(xs, fs, layer, True)
-    op = ConvPoolTanh(ws=(2, 2))
+    op = conv_act_ops("tanh", ws=(2, 2))[0]
     f = symcnn.function([x], op(x, layer.W, layer.b)[1], mode="reference")
     bits = np.unpackbits(f(xv).astype(np.uint8)[..., None], axis=-1).sum(-1)
     assert (bits > 1).sum() >= 0.1 * bits.size, (bits > 1).sum()
@@ -104,11 +105,11 @@ def test_forward_only_graph_fuses_and_exclusion_stops_it():
     xv = _inputs(xs, fs, layer, True)
     native = symcnn.function([x], layer.output, mode="native")
     assert NAME in fired(native)
-    assert [n for n in op_names(native) if n not in ("DimShuffle",)] == ["ConvPoolTanh"]
+    assert [n for n in op_names(native) if n not in ("DimShuffle",)] == ["ConvPoolAct"]
     _check((native, symcnn.function([x], layer.output, mode="reference")), [xv])
     without = symcnn.function([x], layer.output, mode=Mode("native", excluding=[NAME]))
     assert NAME not in fired(without)
-    assert "Conv2d" in op_names(without) and "ConvPoolTanh" not in op_names(without)
+    assert "Conv2d" in op_names(without) and "ConvPoolAct" not in op_names(without)
     np.testing.assert_allclose(without(xv), native(xv), rtol=RTOL, atol=ATOL)
 
 
@@ -118,7 +119,7 @@ def test_gradient_without_gx_and_exclusion():
     cost = (layer.output ** 2).sum()
     outs = T.grad(cost, [layer.W, layer.b])
     native = symcnn.function([x], [cost] + outs, mode="native")
-    bw = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolTanhGrad)]
+    bw = [n for n in native.fgraph.toposort() if isinstance(n.op, ConvPoolActGrad)]
     assert len(bw) == 1 and not bw[0].op.need_gx and len(bw[0].outputs) == 2
     xv = _inputs(xs, fs, layer, True)
     _check((native, symcnn.function([x], [cost] + outs, mode="reference")), [xv])
@@ -130,13 +131,10 @@ def test_does_not_fire_outside_its_pattern():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
     c = conv2d(x, W)
     cases = {
-        "average pooling": T.tanh(pool.pool_2d(c, ws=(2, 2), ignore_border=True, mode="average_inc_pad")
-                                  + b.dimshuffle("x", 0, "x", "x")),
         "ignore_border=False": T.tanh(pool.pool_2d(c, ws=(2, 2), ignore_border=False)
                                       + b.dimshuffle("x", 0, "x", "x")),
         "padding": T.tanh(pool.pool_2d(c, ws=(2, 2), pad=(1, 1), ignore_border=True)
                           + b.dimshuffle("x", 0, "x", "x")),
-        "sigmoid": T.nnet.sigmoid(pool.pool_2d(c, ws=(2, 2), ignore_border=True) + b.dimshuffle("x", 0, "x", "x")),
         "window > 32": T.tanh(pool.pool_2d(c, ws=(6, 6), ignore_border=True) + b.dimshuffle("x", 0, "x", "x")),
     }
     for what, out in cases.items():
@@ -191,19 +189,19 @@ def test_lenet_train_function_is_fused(lenet_data):
     train, validate, _ = _lenet(batch, (6, 8), "native", dx, dy)
     nodes = train.fgraph.toposort()
     names = [type(n.op).__name__ for n in nodes]
-    assert names.count("ConvPoolTanh") == 2 and names.count("ConvPoolTanhGrad") == 2, names
+    assert names.count("ConvPoolAct") == 2 and names.count("ConvPoolActGrad") == 2, names
     assert not set(UNFUSED) & set(names), names
-    needs = sorted(n.op.need_gx for n in nodes if isinstance(n.op, ConvPoolTanhGrad))
+    needs = sorted(n.op.need_gx for n in nodes if isinstance(n.op, ConvPoolActGrad))
     assert needs == [False, True]   # layer 0's input is data: no gx
     # no separate bias add / tanh / tanh' pass over a conv layer's activations (batch-sized 4-d
     # arrays); the remaining 4-d Elemwise nodes are the SGD updates of W0 and W1
     for n in nodes:
         if isinstance(n.op, Elemwise) and n.outputs[0].ndim == 4:
             assert n.outputs[0].type.shape[0] != batch, n.op
-            assert not any(i.owner is not None and isinstance(i.owner.op, (ConvPoolTanh, ConvPoolTanhGrad))
+            assert not any(i.owner is not None and isinstance(i.owner.op, (ConvPoolAct, ConvPoolActGrad))
                            and i.ndim == 4 and i.type.shape[0] == batch for i in n.inputs), n.op
     vnames = [type(n.op).__name__ for n in validate.fgraph.toposort()]
-    assert vnames.count("ConvPoolTanh") == 2 and not set(UNFUSED) & set(vnames)
+    assert vnames.count("ConvPoolAct") == 2 and not set(UNFUSED) & set(vnames)
     assert NAME in fired(train) and NAME in fired(validate)
 
 
@@ -217,3 +215,184 @@ def test_lenet_sgd_steps_match_reference(lenet_data):
     for pn, pr in zip(params_n, params_r):
         np.testing.assert_allclose(pn.get_value(), pr.get_value(), rtol=1e-3, atol=1e-5)
     assert val_n(0) == val_r(0)
+
+
+# -- every activation, with and without pooling: the whole compiled train graph ---------------------
+
+# (x shape, W shape, conv kwargs, static shapes): im2col paths (strides, 'half'/'full'/pads, batch
+# 1 and odd batches) and the direct-convolution path (static 'valid', unit stride)
+GEOMETRIES = [
+    ((3, 2, 9, 8), (4, 2, 3, 3), dict(border_mode="half", subsample=(2, 1)), False),
+    ((1, 3, 8, 9), (5, 3, 3, 2), dict(border_mode="full"), False),
+    ((5, 2, 11, 10), (3, 2, 2, 3), dict(border_mode=(1, 0), filter_flip=False), False),
+    ((7, 2, 13, 14), (6, 2, 3, 4), {}, True),
+    ((1, 1, 12, 12), (4, 1, 5, 5), {}, True),
+]
+
+
+def _act_graph(act, pooled, geometry, dtype, order="tutorial", seed=0):
+    """A conv layer with `act` (a CONV_ACTIVATIONS name), a cost that reads its output twice, and
+    the gradients with respect to x, W and b; the inputs, outputs and values."""
+    xs, ws, conv, static = geometry
+    rng = np.random.RandomState(seed)
+    x = T.TensorType(dtype, (None,) * 4)("x")
+    W = symcnn.shared((rng.standard_normal(ws) * 0.5).astype(dtype), name="W")
+    b = symcnn.shared(rng.uniform(-0.5, 0.5, ws[0]).astype(dtype), name="b")
+    kw = dict(conv, input_shape=xs, filter_shape=ws) if static else conv
+    c = conv2d(x, W, **kw)
+    f = CONV_ACTIVATIONS[act]
+    bias = b.dimshuffle("x", 0, "x", "x")
+    if not pooled:
+        h = f(c + bias)
+    elif order == "tutorial":
+        h = f(pool.pool_2d(c, ws=(2, 2), ignore_border=True) + bias)
+    else:   # conv -> bias -> act -> pool: the fused op has no pooling, the pool stays
+        h = pool.pool_2d(f(c + bias), ws=(2, 2), ignore_border=True)
+    cost = (h * h).sum() + T.tanh(h).sum()
+    gx, gW, gb = T.grad(cost, [x, W, b])
+    xv = rng.randint(-2, 3, xs).astype(dtype)   # integer-valued: exact ties in the pooling windows
+    return [x], [cost, h, gx, gW, gb], [xv]
+
+
+def _assert_fused(fn, pooled_op):
+    names = op_names(fn)
+    assert NAME in fired(fn), fn.rewrite_log
+    assert "ConvPoolAct" in names and "ConvPoolActGrad" in names, names
+    assert not {"Conv2d", "Conv2dGradWeights", "Conv2dGradInputs"} & set(names), names
+    fwd = [n.op for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolAct)][0]
+    assert (fwd.pool is not None) == pooled_op
+    return fwd
+
+
+@pytest.mark.parametrize("pooled", [True, False], ids=["pool", "nopool"])
+@pytest.mark.parametrize("act", sorted(CONV_ACTIVATIONS))
+def test_every_activation_fuses_and_matches_reference(act, pooled):
+    k = sorted(CONV_ACTIVATIONS).index(act) + (0 if pooled else 1)
+    dtype = ("float32", "float64")[k % 2]
+    geometry = GEOMETRIES[k % len(GEOMETRIES)]
+    ins, outs, vals = _act_graph(act, pooled, geometry, dtype)
+    fn = symcnn.function(ins, outs, mode="native")
+    fwd = _assert_fused(fn, pooled)
+    # tanh's and sigmoid's derivatives read out only; ReLU's read z, which the forward then keeps
+    assert fwd.keep_z == (act not in ("tanh", "sigmoid", "identity", "scale")), fwd
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    check_native_vs_reference(ins, outs, vals, **tol)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("act,pooled,dtype", [("maximum", True, "float32"), ("sigmoid", False, "float64"),
+                                              ("leaky_relu", False, "float32")])
+def test_geometries(act, pooled, dtype, geometry):
+    ins, outs, vals = _act_graph(act, pooled, geometry, dtype, seed=1)
+    _assert_fused(symcnn.function(ins, outs, mode="native"), pooled)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    check_native_vs_reference(ins, outs, vals, **tol)
+
+
+@pytest.mark.parametrize("mode", ["average_exc_pad", "average_inc_pad", "sum"])
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_average_pooling_fuses(act, mode):
+    """The tutorial order with an average (or sum) pool: one kernel each way, no tie mask."""
+    for geometry in (GEOMETRIES[0], GEOMETRIES[3]):
+        xs, ws, conv, static = geometry
+        rng = np.random.RandomState(0)
+        x = T.tensor4("x")
+        W = symcnn.shared((rng.standard_normal(ws) * 0.5).astype("float32"), name="W")
+        b = symcnn.shared(rng.uniform(-0.5, 0.5, ws[0]).astype("float32"), name="b")
+        c = conv2d(x, W, **(dict(conv, input_shape=xs, filter_shape=ws) if static else conv))
+        h = CONV_ACTIVATIONS[act](pool.pool_2d(c, ws=(2, 2), stride=(2, 1), ignore_border=True, mode=mode)
+                                  + b.dimshuffle("x", 0, "x", "x"))
+        cost = (h * h).sum()
+        outs = [cost, h] + T.grad(cost, [x, W, b])
+        fn = symcnn.function([x], outs, mode="native")
+        fwd = _assert_fused(fn, True)
+        assert fwd.pool == mode and fwd.output_roles()[:2] != ["out", "mask"]
+        assert not {"Pool", "AveragePoolGrad"} & set(op_names(fn))
+        check_native_vs_reference([x], outs, [rng.standard_normal(xs).astype("float32")], rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("act", ["maximum", "tanh"])
+def test_activation_before_pooling_fuses_without_pooling(act):
+    """conv -> bias -> act -> pool (the order PyTorch users write): the activation fuses into a
+    ConvPoolAct without pooling; the pooling (and its tie-routing gradient) stays a Pool op."""
+    ins, outs, vals = _act_graph(act, True, GEOMETRIES[3], "float32", order="conv_act_pool")
+    fn = symcnn.function(ins, outs, mode="native")
+    _assert_fused(fn, False)
+    assert {"Pool", "MaxPoolGrad"} <= set(op_names(fn))
+    check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
+
+
+def test_forward_only_graph_of_every_activation():
+    """validate/test functions: the forward fuses alone, keeping no z (nothing reads it)."""
+    x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
+    rng = np.random.RandomState(0)
+    vals = [rng.standard_normal((3, 2, 8, 9)).astype("float32"), rng.standard_normal((4, 2, 3, 3)).astype("float32"),
+            rng.standard_normal(4).astype("float32")]
+    for act, f in CONV_ACTIVATIONS.items():
+        for pooled in (True, False):
+            c = conv2d(x, W)
+            z = (pool.pool_2d(c, ws=(2, 2), ignore_border=True) if pooled else c) + b.dimshuffle("x", 0, "x", "x")
+            out = f(z).flatten(2).max(axis=1)
+            fn = symcnn.function([x, W, b], out, mode="native")
+            nodes = [n for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolAct)]
+            assert len(nodes) == 1 and not nodes[0].op.keep_z and "Conv2d" not in op_names(fn), (act, pooled)
+            check_native_vs_reference([x, W, b], out, vals, rtol=1e-4, atol=1e-5)
+
+
+def test_no_bias_fuses_the_activation():
+    x, W = T.tensor4("x"), T.tensor4("W")
+    rng = np.random.RandomState(0)
+    vals = [rng.standard_normal((2, 2, 8, 9)).astype("float32"), rng.standard_normal((4, 2, 3, 3)).astype("float32")]
+    for pooled in (True, False):
+        c = conv2d(x, W)
+        h = T.maximum(pool.pool_2d(c, ws=(2, 2), ignore_border=True) if pooled else c, 0)
+        cost = (h * h).sum()
+        outs = [cost] + T.grad(cost, [x, W])
+        fn = symcnn.function([x, W], outs, mode="native")
+        fwd = [n.op for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolAct)]
+        assert len(fwd) == 1 and not fwd[0].has_bias and "ConvPoolActGrad" in op_names(fn)
+        check_native_vs_reference([x, W], outs, vals, rtol=1e-4, atol=1e-4)
+
+
+def test_does_not_fire_on_graphs_it_cannot_replace():
+    x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
+    c = conv2d(x, W)
+    bias = b.dimshuffle("x", 0, "x", "x")
+    cases = {
+        # a bare convolution (no bias, no activation) is Conv2d's
+        "bare conv": [c],
+        "bare conv, pooled": [pool.pool_2d(c, ws=(2, 2), ignore_border=True)],
+        # the pooled values are also read elsewhere: the unfused forward would stay alive
+        "pooled read elsewhere": [T.maximum(pool.pool_2d(c, ws=(2, 2), ignore_border=True) + bias, 0),
+                                  pool.pool_2d(c, ws=(2, 2), ignore_border=True).sum()],
+        # the conv output itself is read by something else
+        "conv read elsewhere": [T.tanh(c + bias), c.sum()],
+    }
+    for what, outs in cases.items():
+        fn = symcnn.function([x, W, b], outs, mode="native", on_unused_input="ignore")
+        assert NAME not in fired(fn), what
+        assert "ConvPoolAct" not in op_names(fn), what
+    # the gradient of the pre-activation is also read elsewhere: forward and backward stay unfused
+    h = T.maximum(c + bias, 0)
+    cost = (h * h).sum()
+    gz = T.grad(cost, c)
+    fn = symcnn.function([x, W, b], T.grad(cost, [W, b]) + [gz.sum()], mode="native")
+    assert NAME not in fired(fn) and "Conv2d" in op_names(fn)
+
+
+def test_composite_comes_from_the_graph():
+    """An activation no table lists (a softsign-like chain of several ops with its own constants)
+    fuses all the same: the program is the graph's."""
+    x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
+    z = pool.pool_2d(conv2d(x, W), ws=(2, 2), ignore_border=True) + b.dimshuffle("x", 0, "x", "x")
+    h = 1.5 * z / (1 + abs(z)) - 0.25 * T.exp(-z * z)
+    cost = (h * h).sum()
+    outs = [cost] + T.grad(cost, [x, W, b])
+    fn = symcnn.function([x, W, b], outs, mode="native")
+    fwd = [n.op for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolAct)]
+    assert len(fwd) == 1 and "ConvPoolActGrad" in op_names(fn)
+    assert len(fwd[0].act.steps) >= 8
+    rng = np.random.RandomState(0)
+    vals = [rng.standard_normal((2, 2, 8, 9)).astype("float32"), rng.standard_normal((4, 2, 3, 3)).astype("float32"),
+            rng.standard_normal(4).astype("float32")]
+    check_native_vs_reference([x, W, b], outs, vals, rtol=1e-4, atol=1e-4)

@@ -47,7 +47,7 @@ CASES = {
     "fuse_dot_epilogue": lambda x, v: [T.tanh(T.dot(x, x.T) + 1) * 2, T.dot(x, v) - v[:3]],
     "fuse_dot_prologue": lambda x, v: [T.dot(x.T, T.exp(x) * 2), T.dot(x, v * v + 1)],
     # more cases: tests/rewrite/test_convpool.py
-    "fuse_conv_pool_tanh": lambda x, v: [T.grad(T.tanh(T.signal.pool.pool_2d(T.nnet.conv2d(x.reshape((1, 1, 3, 5)), x[:2, :2].reshape(
+    "fuse_conv_epilogue": lambda x, v: [T.grad(T.tanh(T.signal.pool.pool_2d(T.nnet.conv2d(x.reshape((1, 1, 3, 5)), x[:2, :2].reshape(
         (2, 1, 1, 2))), ws=(1, 2), ignore_border=True) + v[:2].dimshuffle("x", 0, "x", "x")).sum(), x)],
 }
 

@@ -1,13 +1,19 @@
-"""Fused convolution + max pooling + bias + tanh (the LeNetConvPoolLayer), forward and backward.
+"""A convolution with its epilogue fused: conv2d, optional max pooling, optional bias, any
+elementwise activation; forward and backward.
 
-    ConvPoolTanh      (x, W, b)                      -> (out, mask)
-    ConvPoolTanhGrad  (x, W, out, mask, g_out)       -> (gW, gb[, gx])
+    ConvPoolAct      (x, W[, b])                              -> (out[, mask][, z])
+    ConvPoolActGrad  (x, W[, mask][, z][, out], g_1..g_m)     -> (gW[, gb][, gx])
 
-out  = tanh(pool_2d(conv2d(x, W), ws, stride, ignore_border=True, mode='max') + b.dimshuffle('x', 0, 'x', 'x'))
-mask = for every pooling window, a bitmask of the window positions whose conv value equals the
+z    = pool_2d(conv2d(x, W), ws, stride, ignore_border=True, mode=pool) + b.dimshuffle('x', 0, 'x', 'x')
+       (pool 'max', 'average_inc_pad', 'average_exc_pad' or 'sum' -- without padding the two averages
+       agree -- or None: no pooling; has_bias=False: no bias)
+out  = act(z), act a scalar Composite program of one input (symcnn/tensor/nnet/conv_epilogue.py;
+       None: the identity)
+mask = (max pooling only) for every pooling window, a bitmask of the window positions whose conv value equals the
        window maximum: bit (u * ws[1] + v) is set when conv[n, k, i*st0 + u, j*st1 + v] == max.
-       uint8 for windows of at most 8 elements, uint16 up to 16, uint32 up to 32 (the rewrite
-       symcnn/rewrite/convpool.py does not fire for larger windows).
+       uint8 for windows of at most 8 elements, uint16 up to 16, uint32 up to 32.
+z    is an output only with keep_z=True: when the gradient program reads the pre-activation
+     (ReLU's derivative does; tanh's and sigmoid's read only out).
 
 Why a bitmask and not an argmax: Theano's max-pool gradient goes to *every* element tied for the
 window maximum (symcnn.tensor.signal.pool.MaxPoolGrad), so one argmax per window would be wrong for
@@ -15,29 +21,32 @@ ties. The bitmask records exactly the set MaxPoolGrad would route to, for 1 byte
 (vs the 4 * ws[0] * ws[1] bytes of the conv output that the unfused graph keeps for the backward),
 and the backward needs no recomputation of the convolution.
 
-The backward computes g_pre = g_out * (1 - out * out) (tanh'), gb = sum of g_pre over (batch, rows,
-cols), routes g_pre to every set bit of its window (summing where windows overlap) into the conv-output
-gradient of one image at a time, and from that one image's gradient accumulates gW and, when
-`need_gx`, computes gx (the native kernel never holds more than one image of the conv-output
-gradient). Its outputs are (gW, gb) and, with need_gx=True, gx as a third output.
+The backward computes g_pre = dact(z, out, g_1, ..., g_m) (dact: a Composite of 2 + m inputs, the
+elementwise graph T.grad built between the gradients flowing in and the pool gradient; z and out are
+inputs of the op only when dact reads them), gb = sum of g_pre over (batch, rows, cols), routes g_pre
+to every set bit of its window (summing where windows overlap; without pooling g_pre is the
+conv-output gradient itself), and from that accumulates gW and, when `need_gx`, computes gx.
 
-Restrictions (checked by the constructors): pool mode 'max', ignore_border=True, pad=(0, 0); x, W,
-b of one float dtype. Any conv border_mode/subsample/filter_flip and any pool ws/stride.
+Restrictions (checked by the constructors): ignore_border=True, pad=(0, 0); x,
+W, b of one float dtype. Any conv border_mode/subsample/filter_flip and any pool ws/stride.
 """
 import numpy as np
 
 from ...graph.basic import Apply
 from ...graph.op import Op
+from ..composite import Composite
 from ..type import TensorType, is_float
 from ..var import as_tensor_variable
 from . import conv as C
 from . import conv_geometry as G
+from . import conv_epilogue as E
 from ..signal import pool as P
 from ..signal import pool_geometry as PG
 
-__all__ = ["ConvPoolTanh", "ConvPoolTanhGrad", "mask_dtype", "MAX_WINDOW"]
+__all__ = ["ConvPoolAct", "ConvPoolActGrad", "mask_dtype", "MAX_WINDOW", "POOL_MODES"]
 
 MAX_WINDOW = 32
+POOL_MODES = ("max", "average_inc_pad", "average_exc_pad", "sum")
 
 
 def mask_dtype(ws):
@@ -49,57 +58,77 @@ def mask_dtype(ws):
         return "uint16"
     if n <= MAX_WINDOW:
         return "uint32"
-    raise ValueError(f"ConvPoolTanh: pooling windows of {n} elements (ws={ws}) do not fit the "
+    raise ValueError(f"ConvPoolAct: pooling windows of {n} elements (ws={ws}) do not fit the "
                      f"{MAX_WINDOW}-bit tie mask")
 
 
 class _ConvPoolBase(Op):
     __props__ = ("imshp", "kshp", "border_mode", "subsample", "filter_flip",
-                 "ws", "stride", "ignore_border", "mode", "pad")
+                 "pool", "ws", "stride", "has_bias", "act")
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
-                 ws=(2, 2), stride=None, ignore_border=True, mode="max", pad=(0, 0)):
+                 pool="max", ws=(2, 2), stride=None, ignore_border=True, pad=(0, 0),
+                 has_bias=True, act=None):
         self.imshp = G.norm_shape(imshp, "input_shape")
         self.kshp = G.norm_shape(kshp, "filter_shape")
         self.border_mode = G.norm_border_mode(border_mode)
         self.subsample = G.norm_subsample(subsample)
         self.filter_flip = bool(filter_flip)
-        self.ws = PG.pair(ws, "ws (the pooling window size)", 1)
-        self.stride = self.ws if stride is None else PG.pair(stride, "stride", 1)
-        self.pad = (0, 0) if pad is None else PG.pair(pad, "pad", 0)
-        self.ignore_border = ignore_border
-        self.mode = mode
-        if mode != "max" or ignore_border is not True or self.pad != (0, 0):
-            raise NotImplementedError(f"{type(self).__name__}: only mode='max', ignore_border=True, pad=(0, 0) "
-                                      f"are supported, got mode={mode!r}, ignore_border={ignore_border!r}, "
-                                      f"pad={self.pad}")
-        self.mask_dtype = mask_dtype(self.ws)
+        self.pool = pool   # pool_2d's mode: 'max', or None for no pooling
+        if self.pool is None:
+            self.ws = self.stride = None
+        else:
+            self.ws = PG.pair(ws, "ws (the pooling window size)", 1)
+            self.stride = self.ws if stride is None else PG.pair(stride, "stride", 1)
+            pad = (0, 0) if pad is None else PG.pair(pad, "pad", 0)
+            if self.pool not in POOL_MODES or ignore_border is not True or pad != (0, 0):
+                raise NotImplementedError(f"{type(self).__name__}: only the modes {POOL_MODES} (or no pooling), "
+                                          f"ignore_border=True, pad=(0, 0) are supported, got mode={self.pool!r}, "
+                                          f"ignore_border={ignore_border!r}, pad={pad}")
+        self.has_bias = bool(has_bias)
+        if act is not None and not (isinstance(act, Composite) and act.nin == 1):
+            raise TypeError(f"{type(self).__name__}: act must be a Composite of one input or None, got {act!r}")
+        self.act = None if E.is_identity(act) else act
+        self.mask_dtype = mask_dtype(self.ws) if self.pool == "max" else None
 
     def __str__(self):
         s = f"{type(self).__name__}{{{self.border_mode!r}, subsample={self.subsample}"
         if not self.filter_flip:
             s += ", filter_flip=False"
-        s += f", ws={self.ws}, stride={self.stride}"
-        if getattr(self, "need_gx", None) is not None:
-            s += f", need_gx={self.need_gx}"
+        if self.pool:
+            s += f", ws={self.ws}, stride={self.stride}" + ("" if self.pool == "max" else f", mode={self.pool!r}")
+        if not self.has_bias:
+            s += ", no bias"
+        s += f", act={self.act.name if self.act is not None else 'identity'}"
+        for p in ("keep_z", "need_gx"):
+            if getattr(self, p, None) is not None:
+                s += f", {p}={getattr(self, p)}"
         return s + "}"
 
     __repr__ = __str__
 
     # -- the pieces of the unfused graph ---------------------------------------------------------
-    def conv_op(self, imshp=None, kshp=None):
-        return C.Conv2d(imshp=imshp or self.imshp, kshp=kshp or self.kshp, border_mode=self.border_mode,
+    def conv_op(self):
+        return C.Conv2d(imshp=self.imshp, kshp=self.kshp, border_mode=self.border_mode,
                         subsample=self.subsample, filter_flip=self.filter_flip)
 
     def pool_op(self):
-        return P.Pool(self.ws, ignore_border=True, stride=self.stride, pad=(0, 0), mode="max")
+        return P.Pool(self.ws, ignore_border=True, stride=self.stride, pad=(0, 0), mode=self.pool)
 
-    def unfused(self, x, W, b):
-        """The graph this op stands for: (activation, conv output, pooled output)."""
-        from .. import math as T
+    def window_scale(self):
+        """What an average pool multiplies a window's sum by (1 for 'sum'; no padding, so both
+        averages divide by the window size)."""
+        return 1.0 if self.pool == "sum" else 1.0 / (self.ws[0] * self.ws[1])
+
+    def activation(self, z):
+        return z if self.act is None else E.expand_program(self.act, [z])
+
+    def unfused(self, x, W, b=None):
+        """The graph this op stands for: (out, z, conv output, pooled output)."""
         conv = self.conv_op()(x, W)
-        pooled = self.pool_op()(conv)
-        return T.tanh(pooled + b.dimshuffle("x", 0, "x", "x")), conv, pooled
+        pooled = self.pool_op()(conv) if self.pool else conv
+        z = pooled + b.dimshuffle("x", 0, "x", "x") if self.has_bias else pooled
+        return self.activation(z), z, conv, pooled
 
     # -- shapes ------------------------------------------------------------------------------------
     def _who(self):
@@ -112,6 +141,8 @@ class _ConvPoolBase(Op):
         return im, k, conv, self._pooled(conv)
 
     def _pooled(self, conv):
+        if not self.pool:
+            return tuple(conv)
         return tuple(conv[:2]) + tuple(PG.out_len(conv[2 + d], self.ws[d], self.stride[d], 0, True)
                                        for d in range(2))
 
@@ -131,8 +162,18 @@ class _ConvPoolBase(Op):
             raise TypeError(f"{self._who()}: the {role} {v.describe()} must have the input's dtype {dtype}")
         return v
 
+    def _check_program(self, prog, nin, dtype, role):
+        if prog is None:
+            return
+        if prog.out_dtype() != dtype:
+            raise TypeError(f"{self._who()}: the {role} program computes {prog.out_dtype()}, expected {dtype}")
+
     def _geometry(self, kh, kw):
         return G.padding(self.border_mode, kh, kw), self.subsample
+
+    def _conv(self, x, w):
+        pad, stride = self._geometry(w.shape[2], w.shape[3])
+        return C.corr(x, C.flip(w) if self.filter_flip else w, pad, stride)
 
     # -- numpy helpers -----------------------------------------------------------------------------
     def _offsets(self, ph_, pw_):
@@ -145,75 +186,124 @@ class _ConvPoolBase(Op):
                             slice(v, v + sw * (pw_ - 1) + 1, sw))
                 bit += 1
 
+    def sum_pool(self, conv):
+        """The average (or sum) pool of a (B, K, OH, OW) conv output (numpy)."""
+        B, K, OH, OW = conv.shape
+        ph_ = max(0, (OH - self.ws[0]) // self.stride[0] + 1)
+        pw_ = max(0, (OW - self.ws[1]) // self.stride[1] + 1)
+        acc = np.zeros((B, K, ph_, pw_), dtype=conv.dtype)
+        if ph_ and pw_:
+            for _, idx in self._offsets(ph_, pw_):
+                acc += conv[idx]
+        return (acc * np.asarray(self.window_scale(), conv.dtype)).astype(conv.dtype, copy=False)
 
-class ConvPoolTanh(_ConvPoolBase):
-    """(x, W, b) -> (tanh(maxpool(conv2d(x, W)) + b[k]), tie bitmask of every window)."""
-
-    def make_node(self, x, W, b):
-        who = self._who()
-        x = C.check_tensor4(x, "input", who)
-        W = C.check_tensor4(W, "filters", who)
-        W = self._check_float(W, "filters", x.dtype)
-        b = self._check_float(b, "bias", x.dtype)
-        if b.ndim != 1:
-            raise TypeError(f"{who}: the bias must be a vector (one value per filter), got {b.describe()}")
-        _, k, _, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
-                                        f"the filters {W.describe()}")
-        if k[0] is not None and b.type.shape[0] is not None and k[0] != b.type.shape[0]:
-            raise ValueError(f"{who}: the bias {b.describe()} has {b.type.shape[0]} entries but there are "
-                             f"{k[0]} filters")
-        return Apply(self, [x, W, b], [TensorType(x.dtype, shape=pooled)(),
-                                       TensorType(self.mask_dtype, shape=pooled)()])
-
-    def perform(self, node, inputs, out):
-        x, w, b = inputs
-        _, _, _, _ = self._resolve(x.shape, w.shape, "the run-time input", "the run-time filters")
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"{self._who()}: the bias has shape {b.shape} at run time, expected ({w.shape[0]},)")
-        dtype = node.outputs[0].dtype
-        pad, stride = self._geometry(w.shape[2], w.shape[3])
-        conv = C.corr(x, C.flip(w) if self.filter_flip else w, pad, stride)
+    def max_pool_with_mask(self, conv):
+        """(pooled, tie mask) of a (B, K, OH, OW) conv output (numpy)."""
         B, K, OH, OW = conv.shape
         ph_ = max(0, (OH - self.ws[0]) // self.stride[0] + 1)
         pw_ = max(0, (OW - self.ws[1]) // self.stride[1] + 1)
         mask = np.zeros((B, K, ph_, pw_), dtype=self.mask_dtype)
-        if ph_ and pw_:
-            offsets = list(self._offsets(ph_, pw_))
-            pooled = np.array(conv[offsets[0][1]])
-            for _, idx in offsets[1:]:
-                np.maximum(pooled, conv[idx], out=pooled)
-            for bit, idx in offsets:
-                mask |= (conv[idx] == pooled).astype(self.mask_dtype) << np.asarray(bit, self.mask_dtype)
+        if not (ph_ and pw_):
+            return np.zeros((B, K, ph_, pw_), dtype=conv.dtype), mask
+        offsets = list(self._offsets(ph_, pw_))
+        pooled = np.array(conv[offsets[0][1]])
+        for _, idx in offsets[1:]:
+            np.maximum(pooled, conv[idx], out=pooled)
+        for bit, idx in offsets:
+            mask |= (conv[idx] == pooled).astype(self.mask_dtype) << np.asarray(bit, self.mask_dtype)
+        return pooled, mask
+
+
+def _impl(prog, values, dtype, shape):
+    with np.errstate(all="ignore"):
+        return np.asarray(np.broadcast_to(prog.impl(*values), shape), dtype=dtype).copy()
+
+
+class ConvPoolAct(_ConvPoolBase):
+    """(x, W[, b]) -> (act(maxpool(conv2d(x, W)) + b[k])[, tie bitmask of every window][, z])."""
+
+    __props__ = _ConvPoolBase.__props__ + ("keep_z",)
+
+    def __init__(self, *args, keep_z=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keep_z = bool(keep_z)
+
+    def output_roles(self):
+        return ["out"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.keep_z else [])
+
+    def make_node(self, x, W, b=None):
+        who = self._who()
+        x = C.check_tensor4(x, "input", who)
+        W = C.check_tensor4(W, "filters", who)
+        W = self._check_float(W, "filters", x.dtype)
+        self._check_program(self.act, 1, x.dtype, "activation")
+        ins = [x, W]
+        _, k, _, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
+                                        f"the filters {W.describe()}")
+        if self.has_bias:
+            if b is None:
+                raise TypeError(f"{who}: has_bias=True needs a bias vector")
+            b = self._check_float(b, "bias", x.dtype)
+            if b.ndim != 1:
+                raise TypeError(f"{who}: the bias must be a vector (one value per filter), got {b.describe()}")
+            if k[0] is not None and b.type.shape[0] is not None and k[0] != b.type.shape[0]:
+                raise ValueError(f"{who}: the bias {b.describe()} has {b.type.shape[0]} entries but there are "
+                                 f"{k[0]} filters")
+            ins.append(b)
+        elif b is not None:
+            raise TypeError(f"{who}: has_bias=False takes no bias, got {as_tensor_variable(b).describe()}")
+        outs = []
+        for role in self.output_roles():
+            outs.append(TensorType(self.mask_dtype if role == "mask" else x.dtype, shape=pooled)())
+        return Apply(self, ins, outs)
+
+    def compute(self, x, w, b=None):
+        """(out, mask or None, z) in numpy."""
+        _, _, _, _ = self._resolve(x.shape, w.shape, "the run-time input", "the run-time filters")
+        if self.has_bias and b.shape != (w.shape[0],):
+            raise ValueError(f"{self._who()}: the bias has shape {b.shape} at run time, expected ({w.shape[0]},)")
+        dtype = x.dtype
+        conv = self._conv(x, w)
+        if self.pool == "max":
+            pooled, mask = self.max_pool_with_mask(conv)
         else:
-            pooled = np.zeros((B, K, ph_, pw_), dtype=dtype)
-        out[0][0] = np.tanh(pooled + b.reshape(1, K, 1, 1)).astype(dtype, copy=False)
-        out[1][0] = mask
+            pooled, mask = (self.sum_pool(conv) if self.pool else conv), None
+        z = (pooled + b.reshape(1, -1, 1, 1)) if self.has_bias else pooled
+        z = z.astype(dtype, copy=False)
+        out = z.copy() if self.act is None else _impl(self.act, [z], dtype, z.shape)
+        return out, mask, z
+
+    def perform(self, node, inputs, out):
+        res, mask, z = self.compute(*inputs)
+        vals = {"out": res, "mask": mask, "z": z}
+        for k, role in enumerate(self.output_roles()):
+            out[k][0] = vals[role]
 
     def infer_shape(self, node, shapes):
-        xs, ws, _ = shapes
+        xs, ws = shapes[:2]
         pooled = self._pooled(self._conv_shape_sym(xs, ws))
-        return [pooled, pooled]
+        return [pooled] * len(node.outputs)
 
     def flops(self, input_shapes, output_shapes=None):
-        """The convolution's (the pooling, bias and tanh are not counted)."""
+        """The convolution's (the pooling, bias and activation are not counted)."""
         return self._conv_flops(input_shapes)
 
     def debug_mismatch(self, node, inputs, k, native, reference, rtol, atol):
-        """mode='debug' compares the tie mask (output 1) by what it means: the set of window
+        """mode='debug' compares the tie mask by what it means: the set of window
         positions holding the maximum. Which of two values that agree to rounding error is the
         larger depends on the order of the sums, so a window's bits may differ from the
         reference's at positions whose (reference) conv value is within tolerance of the window
         maximum; a bit anywhere else, or a window with no bit, is a real difference. Returns a
         description of the difference, None if there is none, or NotImplemented for the other
         outputs (compared as usual)."""
-        if k != 1 or native.shape != reference.shape or native.dtype != reference.dtype:
+        if (self.output_roles()[k] != "mask" or native.shape != reference.shape
+                or native.dtype != reference.dtype):
             return NotImplemented
         differ = native != reference
         if not differ.any():
             return None
-        x, w, _ = inputs
-        pad, stride = self._geometry(w.shape[2], w.shape[3])
-        conv = C.corr(x, C.flip(w) if self.filter_flip else w, pad, stride).astype("float64")
+        x, w = inputs[:2]
+        conv = self._conv(x, w).astype("float64")
         offsets = list(self._offsets(*native.shape[2:]))
         pooled = np.max([conv[idx] for _, idx in offsets], axis=0)
         tol = atol * max(1.0, float(np.abs(pooled).max(initial=0.0))) + rtol * np.abs(pooled)
@@ -229,54 +319,91 @@ class ConvPoolTanh(_ConvPoolBase):
         return None
 
     def connection_pattern(self, node):
-        return [[True, False], [True, False], [True, False]]
+        return [[role != "mask" for role in self.output_roles()] for _ in node.inputs]
 
     def grad(self, inputs, grads):
-        """The gradient of the unfused graph (conv2d, Pool, add, tanh) it stands for."""
+        """The gradient of the unfused graph (conv2d, Pool, add, activation) it stands for."""
         from ...gradient import grad_of_expansion
-        return grad_of_expansion(lambda ins: self.unfused(*ins)[0], inputs, grads[:1])
+        roles = self.output_roles()
+        want = [grads[roles.index("out")]] + ([grads[roles.index("z")]] if self.keep_z else [])
+
+        def build(ins):
+            out, z, _, _ = self.unfused(*ins)
+            # z's own output is a copy: a known gradient of z itself would replace, not add to,
+            # the gradient that reaches z from out
+            from ... import scalar as ts
+            from ..elemwise import Elemwise
+            return [out, Elemwise(ts.identity)(z)] if self.keep_z else [out]
+        return grad_of_expansion(build, inputs, want)
 
 
+class ConvPoolActGrad(_ConvPoolBase):
+    """(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]): the gradient of ConvPoolAct, with
+    g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation."""
 
-class ConvPoolTanhGrad(_ConvPoolBase):
-    """(x, W, out, mask, g_out) -> (gW, gb) + (gx,) if need_gx: the gradient of ConvPoolTanh."""
+    __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx")
 
-    __props__ = _ConvPoolBase.__props__ + ("need_gx",)
-
-    def __init__(self, *args, need_gx=True, **kwargs):
+    def __init__(self, *args, dact=None, need_gx=True, **kwargs):
         super().__init__(*args, **kwargs)
+        if not isinstance(dact, Composite) or dact.nin < 3:
+            raise TypeError(f"{self._who()}: dact must be a Composite of inputs (z, out, g_1, ...), got {dact!r}")
+        self.dact = dact
         self.need_gx = bool(need_gx)
+        self.reads_z = E.reads_input(dact, 0)
+        self.reads_out = E.reads_input(dact, 1)
+        self.n_grads = dact.nin - 2
 
-    def make_node(self, x, W, out, mask, g_out):
+    def input_roles(self):
+        return (["x", "W"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.reads_z else [])
+                + (["out"] if self.reads_out else []) + [f"g{i}" for i in range(self.n_grads)])
+
+    def output_roles(self):
+        return ["gW"] + (["gb"] if self.has_bias else []) + (["gx"] if self.need_gx else [])
+
+    def make_node(self, *inputs):
         who = self._who()
-        x = C.check_tensor4(x, "input", who)
-        W = self._check_float(C.check_tensor4(W, "filters", who), "filters", x.dtype)
-        out = self._check_float(out, "forward activation", x.dtype)
-        g_out = self._check_float(g_out, "output gradient", x.dtype)
-        mask = as_tensor_variable(mask)
-        if mask.dtype != self.mask_dtype:
-            raise TypeError(f"{who}: the tie mask must be {self.mask_dtype} for ws={self.ws}, got {mask.describe()}")
+        roles = self.input_roles()
+        if len(inputs) != len(roles):
+            raise TypeError(f"{who}: expected {len(roles)} inputs ({', '.join(roles)}), got {len(inputs)}")
+        x = C.check_tensor4(inputs[0], "input", who)
+        W = self._check_float(C.check_tensor4(inputs[1], "filters", who), "filters", x.dtype)
+        self._check_program(self.dact, self.dact.nin, x.dtype, "gradient")
         im, k, _, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
                                          f"the filters {W.describe()}")
-        for v, role in ((out, "forward activation"), (mask, "tie mask"), (g_out, "output gradient")):
+        ins = [x, W]
+        for role, v in zip(roles[2:], inputs[2:]):
+            v = as_tensor_variable(v)
+            if role == "mask":
+                if v.dtype != self.mask_dtype:
+                    raise TypeError(f"{who}: the tie mask must be {self.mask_dtype} for ws={self.ws}, "
+                                    f"got {v.describe()}")
+            else:
+                v = self._check_float(v, role, x.dtype)
             if v.ndim != 4:
                 raise TypeError(f"{who}: the {role} must be 4-d, got {v.describe()}")
             for d, (a, e) in enumerate(zip(v.type.shape, pooled)):
                 if a is not None and e is not None and a != e:
                     raise ValueError(f"{who}: the {role} {v.describe()} has static shape {v.type.shape} but the "
                                      f"pooled conv output has shape {pooled} (dimension {d}: {a} vs {e})")
-        outs = [TensorType(x.dtype, shape=k)(), TensorType(x.dtype, shape=(k[0],))()]
+            ins.append(v)
+        outs = [TensorType(x.dtype, shape=k)()]
+        if self.has_bias:
+            outs.append(TensorType(x.dtype, shape=(k[0],))())
         if self.need_gx:
             outs.append(TensorType(x.dtype, shape=im)())
-        return Apply(self, [x, W, out, mask, g_out], outs)
+        return Apply(self, ins, outs)
 
     def conv_output_grad(self, mask, g_pre, conv_shape):
-        """g_pre routed to every tied maximum of its window (numpy)."""
+        """g_pre routed to every tied maximum of its window, or spread over the window (average
+        pools) (numpy)."""
         gconv = np.zeros(conv_shape, dtype=g_pre.dtype)
         ph_, pw_ = g_pre.shape[2:]
         if ph_ and pw_:
             overlap = self.stride[0] < self.ws[0] or self.stride[1] < self.ws[1]
             for bit, idx in self._offsets(ph_, pw_):
+                if mask is None:
+                    gconv[idx] += g_pre * np.asarray(self.window_scale(), g_pre.dtype)
+                    continue
                 hit = (mask >> np.asarray(bit, mask.dtype)) & np.asarray(1, mask.dtype)
                 if overlap:
                     gconv[idx] += hit * g_pre
@@ -284,23 +411,31 @@ class ConvPoolTanhGrad(_ConvPoolBase):
                     gconv[idx] = hit * g_pre
         return gconv
 
+    def program_inputs(self, named):
+        """The dact program's inputs (z, out, g_1..g_m) from the op's inputs by role; a value the
+        program does not read is a 0 of the right dtype."""
+        zero = np.zeros((), dtype=named["x"].dtype)
+        return [named.get("z", zero), named.get("out", zero)] + [named[f"g{i}"] for i in range(self.n_grads)]
+
     def perform(self, node, inputs, out_storage):
-        x, w, out, mask, g_out = inputs
+        named = dict(zip(self.input_roles(), inputs))
+        x, w = named["x"], named["W"]
         im, k, conv, pooled = self._resolve(x.shape, w.shape, "the run-time input", "the run-time filters")
-        for v, role in ((out, "forward activation"), (mask, "tie mask"), (g_out, "output gradient")):
-            if tuple(v.shape) != tuple(pooled):
+        for role, v in named.items():
+            if role not in ("x", "W") and tuple(v.shape) != tuple(pooled):
                 raise ValueError(f"{self._who()}: the {role} has shape {v.shape} at run time, expected {pooled}")
         dtype = node.outputs[0].dtype
-        one = np.asarray(1, dtype=dtype)
-        g_pre = (g_out * (one - out * out)).astype(dtype, copy=False)
-        gconv = self.conv_output_grad(mask, g_pre, conv)
+        g_pre = _impl(self.dact, self.program_inputs(named), dtype, tuple(pooled))
+        gconv = self.conv_output_grad(named.get("mask"), g_pre, conv) if self.pool else g_pre
         pad, stride = self._geometry(w.shape[2], w.shape[3])
         gw = C.corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
-        out_storage[0][0] = np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False)
-        out_storage[1][0] = g_pre.sum(axis=(0, 2, 3)).astype(dtype, copy=False)
+        res = {"gW": np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False),
+               "gb": g_pre.sum(axis=(0, 2, 3), dtype="float64").astype(dtype)}   # float64 sums, as Theano
         if self.need_gx:
             wf = C.flip(w) if self.filter_flip else w
-            out_storage[2][0] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
+            res["gx"] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
+        for k_, role in enumerate(self.output_roles()):
+            out_storage[k_][0] = res[role]
 
     def flops(self, input_shapes, output_shapes=None):
         """The convolution gradients': the filters' and, with need_gx, the input's, each as many
@@ -309,14 +444,12 @@ class ConvPoolTanhGrad(_ConvPoolBase):
 
     def infer_shape(self, node, shapes):
         xs, ws = shapes[0], shapes[1]
-        res = [tuple(ws), (ws[0],)]
-        if self.need_gx:
-            res.append(tuple(xs))
-        return res
+        res = {"gW": tuple(ws), "gb": (ws[0],), "gx": tuple(xs)}
+        return [res[r] for r in self.output_roles()]
 
     def connection_pattern(self, node):
         n = len(node.outputs)
-        return [[True] * n, [True] * n, [True] * n, [False] * n, [True] * n]
+        return [[r != "mask"] * n for r in self.input_roles()]
 
     def grad(self, inputs, grads):
         """Expand to the unfused backward graph and differentiate that. The routing is rebuilt
@@ -324,18 +457,27 @@ class ConvPoolTanhGrad(_ConvPoolBase):
         encodes, and it is piecewise constant, so the mask gets no gradient."""
         from ... import gradient
         from .. import math as T
-        x, W, out, mask, g_out = inputs
-        conv = self.conv_op()(x, W)
-        pooled = self.pool_op()(conv)
-        g_pre = g_out * (1 - out * out)
-        gconv = P.MaxPoolGrad(self.ws, True, self.stride, (0, 0))(conv, pooled, g_pre)
+        roles = self.input_roles()
+        named = dict(zip(roles, inputs))
+        x, W = named["x"], named["W"]
+        zero = T.zeros_like(named["g0"]) if self.n_grads else None
+        prog_ins = [named.get("z", zero), named.get("out", zero)] + [named[f"g{i}"] for i in range(self.n_grads)]
+        g_pre = E.expand_program(self.dact, prog_ins)
         conv_op = self.conv_op()
-        gW = conv_op.grad([x, W], [gconv])[1]
-        gb = T.sum(g_pre, axis=(0, 2, 3))
-        outs = [gW, gb]
+        if self.pool == "max":
+            conv = conv_op(x, W)
+            pooled = self.pool_op()(conv)
+            gconv = P.MaxPoolGrad(self.ws, True, self.stride, (0, 0))(conv, pooled, g_pre)
+        elif self.pool:
+            gconv = P.AveragePoolGrad(self.ws, True, self.stride, (0, 0), self.pool)(conv_op(x, W), g_pre)
+        else:
+            gconv = g_pre
+        res = {"gW": conv_op.grad([x, W], [gconv])[1], "gb": T.sum(g_pre, axis=(0, 2, 3))}
         if self.need_gx:
-            outs.append(conv_op.grad([x, W], [gconv])[0])
-        known = {o: g for o, g in zip(outs, grads) if g is not None}
-        res = gradient.grad(None, [x, W, out, g_out], known_grads=known, disconnected_inputs="ignore")
-        return [res[0], res[1], res[2], None, res[3]]
-
+            res["gx"] = conv_op.grad([x, W], [gconv])[0]
+        known = {res[r]: g for r, g in zip(self.output_roles(), grads) if g is not None}
+        wrt = [v for r, v in named.items() if r != "mask"]
+        got = gradient.grad(None, wrt, known_grads=known, disconnected_inputs="ignore",
+                            return_disconnected="zero")
+        by = dict(zip([r for r in roles if r != "mask"], got))
+        return [by.get(r) for r in roles]
