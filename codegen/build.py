@@ -142,7 +142,8 @@ def _lower_graph(fgraph, updates, tgt, options):
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
         spec = build_module(fgraph, updates, **options)
-        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)))
+        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, obj=jit.compile_module(spec.ir_text),
+                                                                   target=tgt)))
     with _inflight_lock:
         job = _inflight.get(key)
         owner = job is None
@@ -153,10 +154,11 @@ def _lower_graph(fgraph, updates, tgt, options):
     try:
         entry = jit.read_entry(key)
         spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
-        if spec is not None:  # a hit is fast: the runner is built before function() returns
+        objs = _objects(entry[0], entry[1]) if spec is not None else None
+        if objs is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
             _release(key, job)
-            return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)),
+            return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)),
                                 background=False)
         spec = build_module(fgraph, updates, **options)
     except BaseException as e:
@@ -170,11 +172,13 @@ def _lower_graph(fgraph, updates, tgt, options):
 def _finish_and_store(job, key, spec, nodes, tgt):
     """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
     try:
-        obj = jit.compile_object(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
+        objs = jit.compile_module(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
+        meta["object_sizes"] = [len(o) for o in objs]
+        obj = b"".join(objs)
         jit.write_entry(key, meta, obj)
         job.set((meta, obj))
-        return spec, jit.CompiledModule(spec.ir_text, obj=obj, target=tgt)
+        return spec, jit.CompiledModule(spec.ir_text, obj=objs, target=tgt)
     except BaseException as e:
         job.fail(e)
         raise
@@ -189,10 +193,25 @@ def _finish_as_another(job, fgraph, nodes, updates, options, tgt):
     except _Abandoned:
         meta = None
     spec = _spec_from_meta(meta, fgraph, nodes, updates, options) if meta is not None else None
-    if spec is None:  # abandoned, or (cannot happen for equal keys) unfit: compile this one on its own
+    objs = _objects(meta, obj) if spec is not None else None
+    if objs is None:  # abandoned, or (cannot happen for equal keys) unfit: compile this one on its own
         spec = build_module(fgraph, updates, **options)
-        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
-    return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+        return spec, jit.CompiledModule(obj=jit.compile_module(spec.ir_text), target=tgt)
+    return spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)
+
+
+def _objects(meta, blob):
+    """The object files a function entry holds (the parts of jit.compile_module, one after the
+    other, their sizes in the metadata), or None if the sizes do not add up."""
+    sizes = meta.get("object_sizes", [len(blob)])
+    if not isinstance(sizes, list) or not all(isinstance(n, int) and n > 0 for n in sizes) \
+            or sum(sizes) != len(blob):
+        return None
+    objs, at = [], 0
+    for n in sizes:
+        objs.append(blob[at:at + n])
+        at += n
+    return objs
 
 
 class _Abandoned(Exception):
