@@ -147,6 +147,9 @@ _ICMP = {
 }
 
 
+_FOLDED = set(_BINARY) | {"icmp", "select"}
+
+
 def _signed(a, w):
     return a - (1 << w) if a >> (w - 1) else a
 
@@ -214,7 +217,8 @@ def _live_lines(f):
                             elif y is None and x is not None and b[:1] == "%":
                                 known[b[1:].strip('"')] = x
                     continue
-                if " = " not in line:
+                k = line.find(" = ")
+                if k < 0 or line[k + 3:line.find(" ", k + 3)] not in _FOLDED:
                     continue
                 m = _ASSIGN.match(line)
                 if m is None:
