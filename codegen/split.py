@@ -115,6 +115,8 @@ def _address_taken(functions, root=None):
     taken = set()
     for f in functions:
         for line in (_live_lines(f) if f.name == root else f.lines[1:]):
+            if "@" not in line:
+                continue
             names = [a or b for a, b in _NAME.findall(line)]
             if not names:
                 continue
@@ -185,11 +187,14 @@ def _live_lines(f):
             blocks[current].append(line)
     if not order:
         return f.lines[1:]
-    known, compares = {}, {}
+    known, compares, defined, late = {}, {}, set(), []
 
     def value(tok, width):
         if tok[:1] == "%":
-            return known.get(tok[1:].strip('"'))
+            name = tok[1:].strip('"')
+            if name not in defined:
+                late.append(name)
+            return known.get(name)
         if tok in ("true", "false"):
             return int(tok == "true")
         try:
@@ -201,7 +206,10 @@ def _live_lines(f):
         lines = blocks.get(name, ())
         return bool(lines) and lines[-1].lstrip().startswith("ret ")
 
-    for _ in range(2):   # a second sweep for values used before (in text order) their definition
+    for sweep in range(2):   # a second sweep if a value was used before (in text order) its definition
+        if sweep and not late:
+            break
+        del late[:]
         for name in order:
             for line in blocks[name]:
                 if line.startswith("  br i1 "):
@@ -218,7 +226,10 @@ def _live_lines(f):
                                 known[b[1:].strip('"')] = x
                     continue
                 k = line.find(" = ")
-                if k < 0 or line[k + 3:line.find(" ", k + 3)] not in _FOLDED:
+                if k < 0:
+                    continue
+                defined.add(line[3:k].strip('"'))
+                if line[k + 3:line.find(" ", k + 3)] not in _FOLDED:
                     continue
                 m = _ASSIGN.match(line)
                 if m is None:
