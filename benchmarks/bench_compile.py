@@ -8,7 +8,8 @@ measured one after the other, so it is the work, not the wall time, of the backg
 
     python benchmarks/bench_compile.py [--runs 7] [--whole]
 
---whole compiles every module whole (codegen.options.split_modules = False), for comparison.
+--whole compiles every module whole (codegen.options.split_modules = False), for comparison;
+PYTHONPATH=<another tree> measures that tree (one without module splitting compiles whole).
 """
 import argparse
 import gc
@@ -27,7 +28,8 @@ def _build(whole):
     sys.path.insert(0, HERE)
     import bench_lenet
     from codegen.options import options
-    options.split_modules = not whole
+    if hasattr(options, "split_modules"):
+        options.split_modules = not whole
     data_x, data_y = bench_lenet.data(500)
     return bench_lenet, data_x, data_y
 
@@ -44,7 +46,11 @@ def child_breakdown(whole):
     """{phase: seconds} of the calling thread, and the LLVM work per module part."""
     bench_lenet, data_x, data_y = _build(whole)
     import llvmlite.binding as llvm
-    from codegen import build, jit, split
+    from codegen import build, jit
+    try:
+        from codegen import split
+    except ImportError:   # a tree without module splitting (to compare with)
+        split, whole = None, True
     import symcnn.compile.function as function_module
     spent = {}
 
@@ -71,8 +77,9 @@ def child_breakdown(whole):
             collected[0] += time.perf_counter() - started.pop("t")
     gc.callbacks.append(on_gc)
     modules = []
-    real_compile = jit.compile_module
-    jit.compile_module = lambda ir, target=None: modules.append(ir) or real_compile(ir, target)
+    name = "compile_module" if split is not None else "compile_object"
+    real_compile = getattr(jit, name)
+    setattr(jit, name, lambda ir, target=None: modules.append(ir) or real_compile(ir, target))
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SYMCNN_CACHE_DIR"] = cache
         t0 = time.thread_time()

@@ -188,3 +188,32 @@ def test_optimising_moves_to_recycled_helpers_after_the_in_process_budget(monkey
         assert jit.compile_object(ir_text)
     assert here == []                                   # nothing optimised in this process
     assert pids[0] == pids[1] != pids[2] == pids[3]     # a helper retires after 2 modules
+
+
+def test_a_waiting_compile_takes_whichever_slot_frees_first(monkeypatch):
+    """Two compile slots (this process and the helper): a third module waits for the first one
+    free, not for one chosen in advance."""
+    import threading
+
+    class Helper:
+        busy = False
+    helper = Helper()
+    monkeypatch.setattr(jit, "_worker", lambda required=False: helper)
+    monkeypatch.setitem(jit._state, "in_process_compiles", 0)
+    assert jit._take_slot() is None            # this process
+    assert jit._take_slot() is helper          # then the helper
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(jit._take_slot()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not got       # both taken: it waits
+    jit._give_back(helper)
+    waiter.join(10)
+    assert got == [helper]
+    waiter = threading.Thread(target=lambda: got.append(jit._take_slot()))
+    waiter.start()
+    jit._give_back(None)                       # this process frees next
+    waiter.join(10)
+    assert got == [helper, None]
+    jit._give_back(None)
+    jit._give_back(helper)
