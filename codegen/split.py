@@ -89,6 +89,8 @@ def _parse(ir_text):
             words = rest.replace(",", " ").split()
             if name is None or not ("global" in words or "constant" in words):
                 return None
+            if _names(rest) - {name}:
+                return None   # an initializer naming a function or global: not cut
             constant = "constant" in words and any(w in words for w in ("internal", "private"))
             globals_[name] = (line, not constant)
         elif line.startswith("!"):

@@ -135,6 +135,10 @@ def test_text_it_cannot_read_or_small_modules_stay_whole():
     named = _module([_fn(f"f{k}", '  ret i64 %".1"') for k in range(5)]
                     + [_fn("symcnn_entry", '  ret i64 %".1"', linkage="", attrs="")]) + '!named = !{}\n'
     assert split.split(named) is None
+    table = _module([_fn(f"f{k}", '  ret i64 %".1"') for k in range(5)]
+                    + [_fn("symcnn_entry", '  ret i64 %".1"', linkage="", attrs="")],
+                    '@"jobs" = internal constant [1 x ptr] [ptr @"f0"]\n')
+    assert split.split(table) is None
 
 
 def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monkeypatch):
