@@ -127,8 +127,13 @@ def main(argv=None):
     if args.child == "breakdown":
         print(json.dumps(child_breakdown(args.whole)))
         return 0
+    try:
+        import codegen.split  # noqa: F401
+        whole = args.whole
+    except ImportError:
+        whole = True
     colds = [_child("cold", args.whole) for _ in range(args.runs)]
-    print(f"# LeNet5 cold compile, train+validate+test, batch 500 ({'whole modules' if args.whole else 'split modules'}), "
+    print(f"# LeNet5 cold compile, train+validate+test, batch 500 ({'whole modules' if whole else 'split modules'}), "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"cold compile: median {statistics.median(colds):.2f} s of {args.runs} fresh processes "
           f"({', '.join(f'{c:.2f}' for c in colds)})")
