@@ -143,6 +143,7 @@ def _lower_graph(fgraph, updates, tgt, options):
     nodes = fgraph.toposort()
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
+        jit.start_helper()
         spec = build_module(fgraph, updates, **options)
         return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, obj=jit.compile_module(spec.ir_text),
                                                                    target=tgt)))
@@ -162,6 +163,7 @@ def _lower_graph(fgraph, updates, tgt, options):
             _release(key, job)
             return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)),
                                 background=False)
+        jit.start_helper()   # a miss: code generation follows, on both cores
         spec = build_module(fgraph, updates, **options)
     except BaseException as e:
         job.fail(e)

@@ -377,6 +377,12 @@ class _Worker:
             proc.kill()
 
 
+def start_helper():
+    """Start the helper process now if there is a core for it (it loads LLVM while the caller
+    lowers a graph, instead of when the first part of that graph's module reaches it)."""
+    _worker()
+
+
 def _worker(required=False):
     """The helper process, started if need be; None if it cannot start or, unless `required`
     (this process has used up its IN_PROCESS_COMPILES), on a single core."""
