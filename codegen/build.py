@@ -12,9 +12,11 @@ graph or finds it in the compile cache, LoweredGraph.finish makes the machine co
 emitted by the named passes of PASSES, in order (entry function, instrumentation hooks per
 node, inputs, constants, nodes, outputs, updates, return, loop metadata).
 """
+import gc
 import hashlib
 import threading
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 from llvmlite import ir
@@ -141,8 +143,10 @@ def _lower_graph(fgraph, updates, tgt, options):
     nodes = fgraph.toposort()
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
+        jit.start_helper()
         spec = build_module(fgraph, updates, **options)
-        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)))
+        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, obj=jit.compile_module(spec.ir_text),
+                                                                   target=tgt)))
     with _inflight_lock:
         job = _inflight.get(key)
         owner = job is None
@@ -153,11 +157,13 @@ def _lower_graph(fgraph, updates, tgt, options):
     try:
         entry = jit.read_entry(key)
         spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
-        if spec is not None:  # a hit is fast: the runner is built before function() returns
+        objs = _objects(entry[0], entry[1]) if spec is not None else None
+        if objs is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
             _release(key, job)
-            return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=entry[1], cache_hit=True, target=tgt)),
+            return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)),
                                 background=False)
+        jit.start_helper()   # a miss: code generation follows, on both cores
         spec = build_module(fgraph, updates, **options)
     except BaseException as e:
         job.fail(e)
@@ -170,11 +176,13 @@ def _lower_graph(fgraph, updates, tgt, options):
 def _finish_and_store(job, key, spec, nodes, tgt):
     """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
     try:
-        obj = jit.compile_object(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
+        objs = jit.compile_module(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
+        meta["object_sizes"] = [len(o) for o in objs]
+        obj = b"".join(objs)
         jit.write_entry(key, meta, obj)
         job.set((meta, obj))
-        return spec, jit.CompiledModule(spec.ir_text, obj=obj, target=tgt)
+        return spec, jit.CompiledModule(spec.ir_text, obj=objs, target=tgt)
     except BaseException as e:
         job.fail(e)
         raise
@@ -189,10 +197,25 @@ def _finish_as_another(job, fgraph, nodes, updates, options, tgt):
     except _Abandoned:
         meta = None
     spec = _spec_from_meta(meta, fgraph, nodes, updates, options) if meta is not None else None
-    if spec is None:  # abandoned, or (cannot happen for equal keys) unfit: compile this one on its own
+    objs = _objects(meta, obj) if spec is not None else None
+    if objs is None:  # abandoned, or (cannot happen for equal keys) unfit: compile this one on its own
         spec = build_module(fgraph, updates, **options)
-        return spec, jit.CompiledModule(spec.ir_text, use_cache=False, target=tgt)
-    return spec, jit.CompiledModule(obj=obj, cache_hit=True, target=tgt)
+        return spec, jit.CompiledModule(obj=jit.compile_module(spec.ir_text), target=tgt)
+    return spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)
+
+
+def _objects(meta, blob):
+    """The object files a function entry holds (the parts of jit.compile_module, one after the
+    other, their sizes in the metadata), or None if the sizes do not add up."""
+    sizes = meta.get("object_sizes", [len(blob)])
+    if not isinstance(sizes, list) or not all(isinstance(n, int) and n > 0 for n in sizes) \
+            or sum(sizes) != len(blob):
+        return None
+    objs, at = [], 0
+    for n in sizes:
+        objs.append(blob[at:at + n])
+        at += n
+    return objs
 
 
 class _Abandoned(Exception):
@@ -407,14 +430,51 @@ def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=F
 
 
 def _build_module(fgraph, updates, guard_nan=False, profile=False):
-    em = Emission(fgraph, updates, guard_nan, profile)
-    for _, emit in PASSES:
-        emit(em)
-    spec = ModuleSpec(str(em.module), em.plan.n_slots, em.offsets, em.layout, em.plan.order)
+    with collector_paused():
+        em = Emission(fgraph, updates, guard_nan, profile)
+        for _, emit in PASSES:
+            emit(em)
+        text = str(em.module)
+    spec = ModuleSpec(text, em.plan.n_slots, em.offsets, em.layout, em.plan.order)
     spec.kernels = kernel_list(em.plan, em.plan.order, updates)
     if em.prof is not None:
         spec.profile = em.prof.spec()
     return spec
+
+
+_pause_lock = threading.Lock()
+_pauses = {"depth": 0, "was_enabled": False}
+
+
+@contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off while a module is emitted (nested and concurrent
+    uses share one pause). llvmlite's IR objects reference each other: a LeNet train step makes
+    some 10^5 of them, and the collections their allocations trigger (a full one among them,
+    walking the whole heap) took a fifth of the Python time of a cold compile. Afterwards one
+    young-generation collection frees them."""
+    with _pause_lock:
+        if _pauses["depth"] == 0:
+            _pauses["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _pauses["depth"] += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses["depth"] = max(0, _pauses["depth"] - 1)
+            if _pauses["depth"] == 0 and _pauses["was_enabled"]:
+                gc.enable()
+
+
+@after_fork_in_child
+def _no_pause_after_fork():
+    """A forked child: a pause of another thread of the parent never ends here."""
+    global _pause_lock
+    _pause_lock = threading.Lock()
+    if _pauses["depth"] and _pauses["was_enabled"]:
+        gc.enable()
+    _pauses["depth"] = 0
 
 
 # -- module emission as a list of named passes ---------------------------------------------------

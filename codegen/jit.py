@@ -6,6 +6,7 @@ keyed by the IR text) and function entries (`read_entry` / `write_entry`, used b
 codegen.build.compile_graph, keyed by the rewritten graph).
 """
 import dataclasses
+import hashlib
 import json
 import os
 import struct
@@ -14,12 +15,14 @@ import threading
 import llvmlite.binding as llvm
 
 try:
+    from . import split as _split
     from . import target as _targets
     from .forksafe import after_fork_in_child, in_llvm_section
     from .options import options
 except ImportError:  # loaded as a lone file by the compile helper process (_WORKER_MAIN): no forks there
     import symcnn_jit_target as _targets
     options = None   # the parent sends the pipeline settings with every module
+    _split = None
 
     def in_llvm_section(fn):
         return fn
@@ -108,7 +111,10 @@ def _compile_here(ir_text, target=None, pipeline=None):
     return tm.emit_object(mod)
 
 
-_local = threading.Lock()   # held by the thread compiling in this process
+# Two kinds of compile slots: this process (llvmlite runs one LLVM call at a time per process)
+# and the helper process. A thread takes whichever is free, or waits for the first to free up.
+_slots = threading.Condition(threading.Lock())
+_here_busy = [False]    # a thread of this process is compiling here
 
 # llvmlite (0.50) gives every pass builder a PassInstrumentationCallbacks object that it never
 # frees, and each pipeline run registers more callbacks into it: about 50-100 KiB per optimised
@@ -126,24 +132,160 @@ def compile_object(ir_text, target=None):
     llvmlite runs one LLVM call at a time per process, so while another thread of this
     process is compiling, the module goes to a helper process (same llvmlite, same code,
     same machine code) when there is a core for it: compiling a training step's functions
-    in the background then takes the time of the longest, not of all. After
-    IN_PROCESS_COMPILES modules, every module goes to the helper (see above).
+    in the background then takes the time of the longest, not of all. A thread waits for
+    whichever of the two is free first. After IN_PROCESS_COMPILES modules, every module goes
+    to the helper (see above).
     target: a codegen.target Target (default: the one config names now)."""
     target = target or _targets.current()
-    budget_left = _state.get("in_process_compiles", 0) < IN_PROCESS_COMPILES
-    if budget_left and _local.acquire(blocking=False):
-        try:
-            _state["in_process_compiles"] = _state.get("in_process_compiles", 0) + 1
-            return _compile_here(ir_text, target)
-        finally:
-            _local.release()
-    worker = _worker(required=not budget_left)
-    if worker is not None:
-        obj = worker.compile(ir_text, target)
-        if obj is not None:
-            return obj
-    with _local:
+    slot = _take_slot()
+    try:
+        if slot is not None:
+            obj = slot.compile(ir_text, target)
+            if obj is not None:
+                return obj
+    finally:
+        if slot is not None:
+            _give_back(slot)
+    here = _take_slot(here_only=True) if slot is not None else None   # the helper failed: compile here
+    try:
+        _state["in_process_compiles"] = _state.get("in_process_compiles", 0) + 1
         return _compile_here(ir_text, target)
+    finally:
+        _give_back(here)
+
+
+def _take_slot(here_only=False):
+    """None: compile in this process (its slot is now taken); or a _Worker taken for this thread."""
+    with _slots:
+        while True:
+            budget_left = _state.get("in_process_compiles", 0) < IN_PROCESS_COMPILES
+            if not _here_busy[0] and (budget_left or here_only):
+                _here_busy[0] = True
+                return None
+            w = None if here_only else _worker(required=not budget_left)
+            if w is not None and not w.busy:
+                w.busy = True
+                return w
+            if w is None and not budget_left and not here_only:
+                here_only = True   # no helper to be had: this process, once its slot is free
+                continue
+            _slots.wait()
+
+
+def _give_back(slot):
+    with _slots:
+        if slot is None:
+            _here_busy[0] = False
+        else:
+            slot.busy = False
+        _slots.notify_all()
+
+
+def compile_module(ir_text, target=None):
+    """The object files of a module (a list of bytes), to load together into one engine.
+
+    With codegen.options.split_modules the module is cut into parts (codegen.split) that compile
+    at the same time, here and in the helper process, each part once: a part another module
+    holds too (the forward kernels of a training step and of its validation function) is
+    compiled by the first module that needs it and reused by the others (in flight, or from
+    a bounded in-memory store of recent parts). The machine code of every function is the one
+    the whole module gives (see codegen.split); only the work is spread."""
+    target = target or _targets.current()
+    parts = None
+    if options.split_modules:
+        parts = _split.split(ir_text)
+    if not parts:
+        return [compile_object(ir_text, target)]
+    prefix = json.dumps({"target": dataclasses.asdict(target), "pipeline": pipeline_settings()},
+                        sort_keys=True).encode()
+    keys = [_part_key(prefix, p) for p in parts]
+    objs = [None] * len(parts)
+    queue = sorted(range(len(parts)), key=lambda i: -len(parts[i]))   # the largest first
+    queue_lock = threading.Lock()
+    waits = []
+    errors = []
+
+    def work():
+        while True:
+            with queue_lock:
+                if not queue or errors:
+                    return
+                i = queue.pop(0)
+            try:
+                objs[i] = _compile_part(keys[i], parts[i], target, waits, i)
+            except BaseException as e:
+                errors.append(e)
+                return
+
+    helpers = []
+    if len(parts) > 1 and _worker() is not None:   # a second core: one more thread feeds it
+        t = threading.Thread(target=work, name="symcnn-compile-part", daemon=True)
+        t.start()
+        helpers.append(t)
+    work()
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    for i, job in waits:   # parts another module was compiling
+        objs[i] = job.result()
+    return objs
+
+
+def _part_key(prefix, part):
+    return hashlib.sha256(prefix + b"\0" + part.encode()).hexdigest()
+
+
+class _PartJob:
+    def __init__(self):
+        self._done = threading.Event()
+        self._value = self._error = None
+
+    def finish(self, value=None, error=None):
+        self._value, self._error = value, error
+        self._done.set()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+_parts_lock = threading.Lock()
+_parts_done = {}        # part key -> object file, the most recently used last
+_parts_inflight = {}    # part key -> _PartJob of the thread compiling it
+PART_STORE_BYTES = 32 << 20
+
+
+def _compile_part(key, part, target, waits, index):
+    """The part's object file; None if another thread is compiling it (then (index, job) is
+    added to `waits`)."""
+    with _parts_lock:
+        obj = _parts_done.pop(key, None)
+        if obj is not None:
+            _parts_done[key] = obj
+            return obj
+        job = _parts_inflight.get(key)
+        if job is not None:
+            waits.append((index, job))
+            return None
+        job = _parts_inflight[key] = _PartJob()
+    try:
+        obj = compile_object(part, target)
+    except BaseException as e:
+        with _parts_lock:
+            _parts_inflight.pop(key, None)
+        job.finish(error=e)
+        raise
+    with _parts_lock:
+        _parts_inflight.pop(key, None)
+        _parts_done[key] = obj
+        total = sum(len(o) for o in _parts_done.values())
+        while total > PART_STORE_BYTES and len(_parts_done) > 1:
+            total -= len(_parts_done.pop(next(iter(_parts_done))))
+    job.finish(obj)
+    return obj
 
 
 # The helper process: runs this file's _compile_here on modules sent through its stdin.
@@ -194,6 +336,7 @@ class _Worker:
         import sys
         self.pid = os.getpid()
         self.lock = threading.Lock()
+        self.busy = False   # taken by a thread (see _take_slot)
         self.compiles = 0
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
@@ -234,6 +377,12 @@ class _Worker:
             proc.kill()
 
 
+def start_helper():
+    """Start the helper process now if there is a core for it (it loads LLVM while the caller
+    lowers a graph, instead of when the first part of that graph's module reaches it)."""
+    _worker()
+
+
 def _worker(required=False):
     """The helper process, started if need be; None if it cannot start or, unless `required`
     (this process has used up its IN_PROCESS_COMPILES), on a single core."""
@@ -256,8 +405,10 @@ def _worker(required=False):
 @after_fork_in_child
 def _reset_after_fork():
     """A forked child: threads of the parent may have held these locks; its helper is not ours."""
-    global _lock, _local
-    _lock, _local = threading.Lock(), threading.Lock()
+    global _lock, _slots, _parts_lock, _parts_inflight
+    _lock, _slots = threading.Lock(), threading.Condition(threading.Lock())
+    _here_busy[0] = False
+    _parts_lock, _parts_inflight = threading.Lock(), {}
     _state.pop("worker", None)
 
 
@@ -265,7 +416,7 @@ class CompiledModule:
     """Machine code loaded into an MCJIT engine; `address(name)` of a function.
 
     From IR text (compiled, or read from the IR-keyed cache) or, with `obj=`, from an
-    object file compiled earlier."""
+    object file compiled earlier, or a list of them (the parts of compile_module)."""
 
     def __init__(self, ir_text=None, use_cache=True, obj=None, cache_hit=False, target=None):
         self.ir_text = ir_text
@@ -299,7 +450,8 @@ def _load(obj, target):
     """An MCJIT engine holding the object file's code, ready to run."""
     # The engine takes ownership of (and later destroys) its target machine: give it its own.
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target.machine(jit=True))
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    for o in ([obj] if isinstance(obj, (bytes, bytearray)) else obj):
+        engine.add_object_file(llvm.ObjectFileRef.from_data(o))
     engine.finalize_object()
     return engine
 

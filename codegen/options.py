@@ -23,6 +23,11 @@ class Options:
     loop_unrolling = False
     loop_interleaving = False
 
+    # Cut a function's module into parts compiled at the same time on the free cores, each part
+    # shared by the modules holding it (jit.compile_module, codegen/split.py). The machine code
+    # is the same; a LeNet train+validate+test cold compile takes about half the time.
+    split_modules = True
+
     # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
     # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
     # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._disable_unrolling).

@@ -44,3 +44,41 @@ def test_module_emission_is_the_list_of_named_passes(monkeypatch):
     spec = build.build_module(_graph(), [])
     assert ran == [name for name, _ in passes]
     assert "nodes" in ran and ran[-1] == "loop_metadata" and "symcnn_entry" in spec.ir_text
+
+
+def test_the_collector_is_paused_while_a_module_is_emitted_and_restored_after(monkeypatch):
+    import gc
+    seen = []
+    passes = build.PASSES + (("probe", lambda em: seen.append(gc.isenabled())),)
+    monkeypatch.setattr(build, "PASSES", passes)
+    assert gc.isenabled()
+    build.build_module(_graph(), [])
+    assert seen == [False] and gc.isenabled()
+    gc.disable()                        # a program that turned it off keeps it off
+    try:
+        build.build_module(_graph(), [])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_nested_and_concurrent_pauses_end_together():
+    import gc
+    import threading
+    inside, leave = threading.Event(), threading.Event()
+
+    def other():
+        with build.collector_paused():
+            inside.set()
+            leave.wait(10)
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(10)
+    with build.collector_paused():
+        with build.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert not gc.isenabled()           # the other thread's pause still runs
+    leave.set()
+    t.join()
+    assert gc.isenabled()

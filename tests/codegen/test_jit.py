@@ -105,9 +105,9 @@ def test_identical_functions_compile_once(cache_dir, monkeypatch):
     compiled = []
     real = jit.compile_object
 
-    def counting(ir_text):
+    def counting(ir_text, target=None):
         compiled.append(1)
-        return real(ir_text)
+        return real(ir_text, target)
     monkeypatch.setattr(jit, "compile_object", counting)
     x = T.matrix("x")
     fs = [symcnn.function([x], T.tanh(x).sum(axis=0), mode="native") for _ in range(3)]
@@ -130,7 +130,7 @@ def test_lowering_errors_raise_in_function_and_later_errors_at_the_call(cache_di
         symcnn.function([x], T.exp(x), mode="native")
     monkeypatch.setitem(L.lower.table, Elemwise, original)
 
-    def broken(ir_text):
+    def broken(ir_text, target=None):
         raise RuntimeError("LLVM is unwell")
     monkeypatch.setattr(jit, "compile_object", broken)
     f = symcnn.function([x], T.exp(x) + 3, mode="native")      # lowered: returns
@@ -188,3 +188,32 @@ def test_optimising_moves_to_recycled_helpers_after_the_in_process_budget(monkey
         assert jit.compile_object(ir_text)
     assert here == []                                   # nothing optimised in this process
     assert pids[0] == pids[1] != pids[2] == pids[3]     # a helper retires after 2 modules
+
+
+def test_a_waiting_compile_takes_whichever_slot_frees_first(monkeypatch):
+    """Two compile slots (this process and the helper): a third module waits for the first one
+    free, not for one chosen in advance."""
+    import threading
+
+    class Helper:
+        busy = False
+    helper = Helper()
+    monkeypatch.setattr(jit, "_worker", lambda required=False: helper)
+    monkeypatch.setitem(jit._state, "in_process_compiles", 0)
+    assert jit._take_slot() is None            # this process
+    assert jit._take_slot() is helper          # then the helper
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(jit._take_slot()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not got       # both taken: it waits
+    jit._give_back(helper)
+    waiter.join(10)
+    assert got == [helper]
+    waiter = threading.Thread(target=lambda: got.append(jit._take_slot()))
+    waiter.start()
+    jit._give_back(None)                       # this process frees next
+    waiter.join(10)
+    assert got == [helper, None]
+    jit._give_back(None)
+    jit._give_back(helper)

@@ -1,0 +1,157 @@
+"""Where a cold compile of the tutorial's LeNet (train + validate + test) spends its time.
+
+Prints the cold compile time (empty cache, as bench_lenet.py measures it: from the first
+function() until all three are callable), median of --runs fresh processes; then, from one more
+process, the Python time of the thread calling function() (rewrites, emitting IR, the IR text,
+the garbage collector) and the LLVM work of every module part (parse + verify, optimise, emit;
+measured one after the other, so it is the work, not the wall time, of the background compile).
+
+    python benchmarks/bench_compile.py [--runs 7] [--whole]
+
+--whole compiles every module whole (codegen.options.split_modules = False), for comparison;
+PYTHONPATH=<another tree> measures that tree (one without module splitting compiles whole).
+"""
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _build(whole):
+    sys.path.insert(0, HERE)
+    import bench_lenet
+    from codegen.options import options
+    if hasattr(options, "split_modules"):
+        options.split_modules = not whole
+    data_x, data_y = bench_lenet.data(500)
+    return bench_lenet, data_x, data_y
+
+
+def child_cold(whole):
+    """One cold compile in this process: its seconds."""
+    bench_lenet, data_x, data_y = _build(whole)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["SYMCNN_CACHE_DIR"] = cache
+        return bench_lenet.build(500, [20, 50], data_x, data_y, "native")[3]
+
+
+def child_breakdown(whole):
+    """{phase: seconds} of the calling thread, and the LLVM work per module part."""
+    bench_lenet, data_x, data_y = _build(whole)
+    import llvmlite.binding as llvm
+    from codegen import build, jit
+    try:
+        from codegen import split
+    except ImportError:   # a tree without module splitting (to compare with)
+        split, whole = None, True
+    import symcnn.compile.function as function_module
+    spent = {}
+
+    def timed(owner, name, label):
+        real = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.thread_time() - t0
+        setattr(owner, name, wrapper)
+    timed(function_module, "rewrite_graph", "rewrites")
+    timed(build, "build_module", "emit IR (lowering and IR text)")
+    timed(build, "graph_key", "cache key")
+    collected = [0.0]
+    started = {}
+
+    def on_gc(phase, info):
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            collected[0] += time.perf_counter() - started.pop("t")
+    gc.callbacks.append(on_gc)
+    modules = []
+    name = "compile_module" if split is not None else "compile_object"
+    real_compile = getattr(jit, name)
+    setattr(jit, name, lambda ir, target=None: modules.append(ir) or real_compile(ir, target))
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["SYMCNN_CACHE_DIR"] = cache
+        t0 = time.thread_time()
+        wall = bench_lenet.build(500, [20, 50], data_x, data_y, "native")[3]
+        spent["calling thread, all"] = time.thread_time() - t0
+    gc.callbacks.remove(on_gc)
+    spent["garbage collector (any thread)"] = collected[0]
+    parts = []
+    tm = jit._machine(jit._targets.current())
+    seen = set()
+    for k, ir_text in enumerate(modules):
+        for text in (split.split(ir_text) if not whole else None) or [ir_text]:
+            if text in seen:
+                continue   # a part an earlier module holds: compiled once
+            seen.add(text)
+            names = [line.split('@"')[1].split('"')[0] for line in text.split("\n") if line.startswith("define ")]
+            t0 = time.perf_counter()
+            mod = llvm.parse_assembly(text)
+            mod.verify()
+            t1 = time.perf_counter()
+            jit.optimize(mod)
+            t2 = time.perf_counter()
+            tm.emit_object(mod)
+            t3 = time.perf_counter()
+            parts.append({"module": k, "functions": names[:2] + (["..."] if len(names) > 2 else []),
+                          "parse": t1 - t0, "optimise": t2 - t1, "emit": t3 - t2})
+    return {"wall": wall, "python": spent, "parts": parts}
+
+
+def _child(kind, whole):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind] + (["--whole"] if whole else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--whole", action="store_true", help="compile every module whole")
+    ap.add_argument("--child", choices=["cold", "breakdown"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child == "cold":
+        print(json.dumps(child_cold(args.whole)))
+        return 0
+    if args.child == "breakdown":
+        print(json.dumps(child_breakdown(args.whole)))
+        return 0
+    try:
+        import codegen.split  # noqa: F401
+        whole = args.whole
+    except ImportError:
+        whole = True
+    colds = [_child("cold", args.whole) for _ in range(args.runs)]
+    print(f"# LeNet5 cold compile, train+validate+test, batch 500 ({'whole modules' if whole else 'split modules'}), "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"cold compile: median {statistics.median(colds):.2f} s of {args.runs} fresh processes "
+          f"({', '.join(f'{c:.2f}' for c in colds)})")
+    b = _child("breakdown", args.whole)
+    print(f"\ncalling thread (CPU seconds; one more cold compile, {b['wall']:.2f} s):")
+    for k, v in b["python"].items():
+        print(f"  {k:34s} {v:6.3f}")
+    print("\nLLVM work per module part (seconds, one after the other in one process):")
+    total = {"parse": 0.0, "optimise": 0.0, "emit": 0.0}
+    for p in b["parts"]:
+        for k in total:
+            total[k] += p[k]
+        print(f"  module {p['module']}  parse {p['parse']:.3f}  optimise {p['optimise']:.3f}  emit {p['emit']:.3f}  "
+              f"{', '.join(p['functions'])}")
+    print(f"  total    parse {total['parse']:.3f}  optimise {total['optimise']:.3f}  emit {total['emit']:.3f}  "
+          f"= {sum(total.values()):.3f} s of work ({len(b['parts'])} modules compiled)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

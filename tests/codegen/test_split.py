@@ -1,0 +1,212 @@
+"""codegen.split and jit.compile_module: a function's module compiled as parts, on several cores,
+each part once, with the machine code of the whole module."""
+import re
+import threading
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+import symcnn
+import symcnn.tensor as T
+from codegen import build, jit, split
+from codegen.options import options
+from symcnn.layers import HiddenLayer, LeNetConvPoolLayer, LogisticRegression
+
+_DEFINE = re.compile(r'^define[^@]*@"([^"]+)"', re.M)
+
+
+def _lenet(batch=4, nkerns=(2, 3)):
+    """The tutorial's LeNet, small: (train, validate) functions and their data."""
+    rng = np.random.RandomState(23455)
+    x, y, index = T.matrix("x"), T.ivector("y"), T.lscalar()
+    layer0 = LeNetConvPoolLayer(rng, input=x.reshape((batch, 1, 28, 28)), image_shape=(batch, 1, 28, 28),
+                                filter_shape=(nkerns[0], 1, 5, 5), poolsize=(2, 2))
+    layer1 = LeNetConvPoolLayer(rng, input=layer0.output, image_shape=(batch, nkerns[0], 12, 12),
+                                filter_shape=(nkerns[1], nkerns[0], 5, 5), poolsize=(2, 2))
+    layer2 = HiddenLayer(rng, input=layer1.output.flatten(2), n_in=nkerns[1] * 16, n_out=20, activation=T.tanh)
+    layer3 = LogisticRegression(input=layer2.output, n_in=20, n_out=10)
+    cost = layer3.negative_log_likelihood(y)
+    params = layer3.params + layer2.params + layer1.params + layer0.params
+    updates = [(p, p - 0.1 * g) for p, g in zip(params, T.grad(cost, params))]
+    data = np.random.RandomState(0)
+    sx = symcnn.shared(data.rand(3 * batch, 784).astype("float32"))
+    sy = symcnn.shared(data.randint(0, 10, 3 * batch).astype("int32"))
+    givens = {x: sx[index * batch:(index + 1) * batch], y: sy[index * batch:(index + 1) * batch]}
+    train = symcnn.function([index], cost, updates=updates, givens=givens, mode="native")
+    validate = symcnn.function([index], layer3.errors(y), givens=givens, mode="native")
+    return train, validate, params
+
+
+def _optimised_bodies(ir_text):
+    """{function name: its optimised body} (metadata numbers left out: each module numbers its own)."""
+    mod = llvm.parse_assembly(ir_text)
+    jit.optimize(mod)
+    out = {}
+    for f in mod.functions:
+        if not f.is_declaration:
+            text = str(f)
+            out[f.name] = re.sub(r"!\d+", "!N", text[text.index("{"):])
+    return out
+
+
+@pytest.fixture(scope="module")
+def lenet_ir():
+    """Modules of a batch the thread pool splits (options.min_parallel images or more)."""
+    train, validate, _ = _lenet(batch=12)
+    return train.dump_llvm(), validate.dump_llvm()
+
+
+@pytest.fixture(scope="module")
+def small_lenet_ir():
+    """Modules of a batch run on the calling thread: LLVM removes the pool's dispatch and may
+    specialise the kernels for their one direct call."""
+    train, validate, _ = _lenet(batch=4)
+    return train.dump_llvm(), validate.dump_llvm()
+
+
+@pytest.mark.parametrize("which", ["lenet_ir", "small_lenet_ir"])
+def test_every_function_has_the_code_of_the_whole_module(which, request):
+    for ir_text in request.getfixturevalue(which):
+        parts = split.split(ir_text)
+        if which == "lenet_ir":
+            assert parts is not None and len(parts) >= 3
+        if parts is None:
+            continue   # the jobs are all called directly: nothing to cut, the module compiles whole
+        whole = _optimised_bodies(ir_text)
+        cut = {}
+        for p in parts:
+            for name, body in _optimised_bodies(p).items():
+                assert name not in cut, f"{name} defined in two parts"
+                cut[name] = body
+        assert set(cut) == set(whole)
+        for name in whole:
+            assert cut[name] == whole[name], f"{name} is optimised differently in its part"
+
+
+def test_a_training_step_and_its_validation_share_the_forward_kernels(lenet_ir):
+    train_parts, validate_parts = (split.split(t) for t in lenet_ir)
+    shared = [p for p in validate_parts if p in train_parts]
+    assert shared, "no part of the validation module is one of the training module's"
+    assert all("symcnn_entry" not in _DEFINE.findall(p) for p in shared)
+
+
+def _module(functions, globals_=""):
+    header = jit.module_header()
+    return (f'; ModuleID = "t"\ntarget triple = "{header[0]}"\ntarget datalayout = "{header[1]}"\n\n'
+            + globals_ + "\n" + "\n".join(functions))
+
+
+def _fn(name, body, linkage="internal ", attrs=" noinline"):
+    return f'define {linkage}i64 @"{name}"(i64 %".1"){attrs}\n{{\nentry:\n{body}\n}}\n'
+
+
+def test_functions_sharing_state_stay_together_and_jobs_are_cut_from_the_entry():
+    counter = '@"count" = internal global i64 0\n@"table" = internal constant [2 x i64] [i64 1, i64 2]\n'
+    ir_text = _module([
+        _fn("symcnn_entry", '  %".2" = call i64 @"job"(i64 %".1")\n  %".3" = call i64 @"run"(ptr @"job", i64 %".2")\n'
+                            '  ret i64 %".3"', linkage="", attrs=""),
+        'define internal i64 @"run"(ptr %".1", i64 %".2") noinline\n{\nentry:\n'
+        '  %".3" = load i64, ptr @"count"\n  %".4" = call i64 %".1"(i64 %".2")\n  ret i64 %".4"\n}\n',
+        _fn("bump", '  %".2" = load i64, ptr @"count"\n  store i64 %".1", ptr @"count"\n  ret i64 %".2"'),
+        _fn("job", '  %".2" = call i64 @"helper"(i64 %".1")\n  %".3" = load i64, ptr @"table"\n'
+                   '  %".4" = add i64 %".2", %".3"\n  ret i64 %".4"'),
+        _fn("helper", '  %".2" = mul i64 %".1", 3\n  ret i64 %".2"', attrs=""),
+    ], counter)
+    parts = split.split(ir_text)
+    assert parts is not None
+    by_fn = {tuple(sorted(_DEFINE.findall(p))): p for p in parts}
+    # run and bump share the mutable @count: one part, where @count stays internal; the entry
+    # calls run directly (kept with it), and hands the job to the pool (cut there)
+    assert set(by_fn) == {("bump", "run", "symcnn_entry"), ("helper", "job")}
+    entry_part, job_part = by_fn[("bump", "run", "symcnn_entry")], by_fn[("helper", "job")]
+    assert '@"count" = internal global' in entry_part and "count" not in job_part
+    assert '@"table" = internal constant' in job_part          # the constant the job reads
+    assert 'define i64 @"job"' in job_part                      # called from another part: not internal
+    assert 'declare i64 @"job"' in entry_part
+    objs = [jit.compile_object(p) for p in parts]
+    engine = jit._load(objs, jit._targets.current())             # the parts link in one engine
+    assert engine.get_function_address("symcnn_entry")
+
+
+def test_text_it_cannot_read_or_small_modules_stay_whole():
+    assert split.split("this is not LLVM IR") is None
+    assert split.split(_module([_fn("symcnn_entry", '  ret i64 %".1"', linkage="", attrs="")])) is None
+    named = _module([_fn(f"f{k}", '  ret i64 %".1"') for k in range(5)]
+                    + [_fn("symcnn_entry", '  ret i64 %".1"', linkage="", attrs="")]) + '!named = !{}\n'
+    assert split.split(named) is None
+    table = _module([_fn(f"f{k}", '  ret i64 %".1"') for k in range(5)]
+                    + [_fn("symcnn_entry", '  ret i64 %".1"', linkage="", attrs="")],
+                    '@"jobs" = internal constant [1 x ptr] [ptr @"f0"]\n')
+    assert split.split(table) is None
+
+
+def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monkeypatch):
+    """Two modules compiled at once by two threads (a training step and its validation
+    function): every part is compiled once, and parts are compiled concurrently."""
+    compiled, active, most = [], [0], [0]
+    lock = threading.Lock()
+    two_at_once = threading.Event()
+
+    def counting(ir_text, target=None):
+        with lock:
+            compiled.append(ir_text)
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            if active[0] >= 2:
+                two_at_once.set()
+        two_at_once.wait(timeout=5)   # hold the slot a moment so that the other thread shows up
+        try:
+            return jit._compile_here(ir_text, target)
+        finally:
+            with lock:
+                active[0] -= 1
+    monkeypatch.setattr(jit, "compile_object", counting)
+    monkeypatch.setattr(jit, "_parts_done", {})
+    monkeypatch.setattr(jit, "_worker", lambda required=False: object())   # as if a second core were free
+    results = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, jit.compile_module(lenet_ir[k])))
+               for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    parts = [split.split(t) for t in lenet_ir]
+    assert sorted(compiled) == sorted(set(parts[0]) | set(parts[1]))     # each distinct part once
+    assert most[0] >= 2
+    assert [len(results[k]) for k in range(2)] == [len(p) for p in parts]
+
+
+def test_a_cache_entry_holds_every_part(cache_dir, monkeypatch):
+    sizes = []
+    real = jit.compile_module
+    monkeypatch.setattr(jit, "compile_module", lambda ir, target=None: sizes.append(len(real(ir, target)))
+                        or real(ir, target))
+    train, _, params = _lenet()
+    train.wait()
+    assert max(sizes) > 1
+    before = [p.get_value() for p in params]
+    cold = [float(train(i)) for i in range(3)]
+    for p, v in zip(params, before):
+        p.set_value(v)
+    again, _, params2 = _lenet()
+    assert again.runner.module.cache_hit
+    for p, v in zip(params2, before):
+        p.set_value(v)
+    assert [float(again(i)) for i in range(3)] == cold
+
+
+def test_entry_sizes_that_do_not_add_up_are_a_miss():
+    assert build._objects({"object_sizes": [2, 3]}, b"abcde") == [b"ab", b"cde"]
+    assert build._objects({}, b"abc") == [b"abc"]
+    assert build._objects({"object_sizes": [2, 2]}, b"abcde") is None
+    assert build._objects({"object_sizes": [0, 5]}, b"abcde") is None
+    assert build._objects({"object_sizes": "5"}, b"abcde") is None
+
+
+def test_split_off_compiles_the_module_whole(lenet_ir, monkeypatch):
+    monkeypatch.setattr(options, "split_modules", False)
+    compiled = []
+    real = jit.compile_object
+    monkeypatch.setattr(jit, "compile_object", lambda ir, target=None: compiled.append(ir) or real(ir, target))
+    assert len(jit.compile_module(lenet_ir[1])) == 1 and compiled == [lenet_ir[1]]
