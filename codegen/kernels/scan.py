@@ -19,6 +19,7 @@ from symcnn.scan_module.scan_op import Scan
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, Context, copy, lower
 from ..plan import Plan
+from .dot import prepack_invariant_operands
 
 
 def _row(arr, b, r):
@@ -105,6 +106,9 @@ def lower_scan(ctx, node, ins):
     for s in seqs:
         ctx.fail_if(b.icmp_signed("<", U.as_value(b, s.shape[0]), n), E_VALUE, s.shape[0], n)
     nonseqs = [_contiguous(ctx, a) for a in info.outer_nonseqs(ins)]
+    # the right operands of the step's products that are non-sequences are packed once, here
+    inner_nonseqs = fg.inputs[len(fg.inputs) - len(nonseqs):] if nonseqs else []
+    sub.packed_operands = prepack_invariant_operands(ctx, plan.order, dict(zip(inner_nonseqs, nonseqs)))
 
     state_outs = node.outputs[:info.n_states]
     carry_outs = node.outputs[info.n_states:info.n_states + info.n_carries]
