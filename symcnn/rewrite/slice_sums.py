@@ -1,4 +1,5 @@
-"""A sum of zero arrays each incremented in one slice -> one Join of the pieces.
+"""A sum of zero arrays each incremented in one slice -> one Join of the pieces; a slice of such
+an array that is the incremented slice -> the increment.
 
 The gradient of `x[:, a:b]` is `inc_subtensor(zeros_like(x)[:, a:b], g)`. A step that cuts one
 product into parts (the LSTM's four gates, `preact[:, k*dim:(k+1)*dim]`) gets the product's
@@ -19,7 +20,7 @@ from .. import scalar as ts
 from ..graph.basic import Constant
 from ..tensor.elemwise import Elemwise
 from ..tensor.join import Join
-from ..tensor.subtensor import IncSubtensor
+from ..tensor.subtensor import IncSubtensor, Subtensor
 from .canonicalize import const_value
 from .core import node_rewrite
 
@@ -133,3 +134,27 @@ def inc_subtensor_sum_to_join(fgraph, node):
     if joined.dtype != out.dtype or joined.ndim != out.ndim:
         return None
     return [joined]
+
+
+def _same_index(a, b):
+    return a is b or (isinstance(a, Constant) and isinstance(b, Constant) and a.signature() == b.signature())
+
+
+@node_rewrite("canonicalize", [Subtensor], name="subtensor_of_inc_subtensor")
+def subtensor_of_inc_subtensor(fgraph, node):
+    """inc_subtensor(zeros, y, idx)[idx] -> y + zeros[idx] (Theano's local_subtensor_inc_subtensor):
+    the gradient of the rows a scan returns (`outputs[1:]`) pads them into zeros, and the gradient
+    loop reads those same rows back. With y's type that of the selection, `+ zeros` then goes
+    (identity_arithmetic), and so do the zero fill and the copy."""
+    inc = node.inputs[0].owner
+    if inc is None or not isinstance(inc.op, IncSubtensor) or inc.op.set_instead_of_inc \
+            or inc.op.idx_list != node.op.idx_list or len(inc.inputs) - 2 != len(node.inputs) - 1 \
+            or not all(_same_index(a, b) for a, b in zip(inc.inputs[2:], node.inputs[1:])):
+        return None
+    z, y, out = inc.inputs[0], inc.inputs[1], node.outputs[0]
+    fill = _zeros_maker(z)
+    if fill is None or "int" in node.op.idx_list or y.dtype != out.dtype \
+            or y.type.broadcastable != out.type.broadcastable:
+        return None
+    index = node.op._symbolic_index(node.inputs[1:])
+    return [y + fill(index)]

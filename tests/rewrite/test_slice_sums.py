@@ -125,3 +125,44 @@ def test_a_term_read_elsewhere_is_left_alone():
     fn, _ = check_native_vs_reference([x, y], [a + b, a * 2], [rand((3, 4), "float32", rng),
                                                                 rand((3, 4), "float32", rng)])
     assert not _fired(fn)
+
+
+# -- subtensor_of_inc_subtensor ------------------------------------------------------------------
+
+def _fired_named(fn, name):
+    return name in {r.rewrite for r in fn.rewrite_log}
+
+
+def test_rows_of_a_padded_gradient_are_the_gradient():
+    # the gradient of a scan's returned rows, read back by the gradient loop (states[1:])
+    x = T.tensor3("x")
+    g = T.grad((T.tanh(x[1:]) * 3).sum(), x)
+    fn, _ = check_native_vs_reference([x], [g[1:] * 2, g[1:]], [rand((5, 3, 4), "float32", make_rng(7))],
+                                      rtol=1e-5, atol=1e-6)
+    assert _fired_named(fn, "subtensor_of_inc_subtensor")
+    assert not any(isinstance(op, IncSubtensor) for op in _ops(fn))
+
+
+def test_symbolic_bounds_that_are_the_same_variables():
+    x, n = T.matrix("x"), T.lscalar("n")
+    g = T.grad((x[n:n + 2] ** 2).sum(), x)
+    fn, _ = check_native_vs_reference([x, n], g[n:n + 2] + 1, [rand((6, 3), "float32", make_rng(8)), 3],
+                                      rtol=1e-5, atol=1e-6)
+    assert _fired_named(fn, "subtensor_of_inc_subtensor")
+
+
+@pytest.mark.parametrize("kind", ["other_slice", "set", "nonzero", "int_index"])
+def test_subtensor_of_inc_subtensor_does_not_fire(kind):
+    x, y = T.matrix("x"), T.matrix("y")
+    z = T.ones_like(x) if kind == "nonzero" else T.zeros_like(x)
+    if kind == "set":
+        out = T.set_subtensor(z[1:], y[1:])[1:]
+    elif kind == "int_index":
+        out = T.inc_subtensor(z[1], y[1])[1]
+    elif kind == "other_slice":
+        out = T.inc_subtensor(z[1:], y[1:])[2:]
+    else:
+        out = T.inc_subtensor(z[1:], y[1:])[1:]
+    rng = make_rng(9)
+    fn, _ = check_native_vs_reference([x, y], out * 2, [rand((4, 3), "float32", rng), rand((4, 3), "float32", rng)])
+    assert not _fired_named(fn, "subtensor_of_inc_subtensor")
