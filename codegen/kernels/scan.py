@@ -5,10 +5,13 @@ memory plan; that plan's buffers become slots of the outer function (fresh slot 
 they live as long as the compiled function, are grown on the first step and reused by every
 later step and call. Per step, the inner inputs are views into outer buffers (a sequence's row,
 a state buffer's row at t + tap) or the carry buffers; the inner nodes are lowered with the
-ordinary registry into the loop body; their results are copied into the state buffer's row
-L + t, the carry buffer, or the per-step output's row. The state and per-step output buffers
-have one row per step and are allocated once, before (states) or on the first step of (per-step
-outputs, whose row shape is known only inside the loop) the loop. No Python runs per step.
+ordinary registry into the loop body; their results go to the state buffer's row L + t, the
+carry buffer, or the per-step output's row: an Elemwise, Dot, FusedDot or Join result is
+computed there directly (the row is its output buffer, through ctx.destination), others are
+copied. The state and per-step output buffers have one row per step and are allocated once,
+before (states) or on the first step of (per-step outputs, whose row shape is known only inside
+the loop) the loop. The right operands of the step's products that are non-sequences are packed
+once before the loop (dot.prepack_invariant_operands). No Python runs per step.
 """
 from llvmlite import ir
 
