@@ -156,5 +156,7 @@ def subtensor_of_inc_subtensor(fgraph, node):
     if fill is None or "int" in node.op.idx_list or y.dtype != out.dtype \
             or y.type.broadcastable != out.type.broadcastable:
         return None
-    index = node.op._symbolic_index(node.inputs[1:])
+    scalars = iter(node.inputs[1:])
+    index = tuple(slice(*[next(scalars) if present else None for present in entry[1:]])
+                  for entry in node.op.idx_list)
     return [y + fill(index)]
