@@ -150,7 +150,8 @@ class Context(U.FunctionContext):
         self.slots_ptr = slots_ptr
         self.err_ptr = err_ptr
         self.node_index = -1
-        self.destination = {}  # var -> (Array, graph input index) it is computed into in place
+        self.destination = {}  # var -> (Array, graph input index) it is computed into in place,
+        # or a function of the shape giving that Array
         # Work a node started and others finish (a non-blocking collective): objects with
         # .outputs, .poll(ctx) (emitted after every later node) and .finish(ctx) (emitted
         # before the first node that reads an output, or before the results).
@@ -196,8 +197,11 @@ class Context(U.FunctionContext):
     # -- memory ---------------------------------------------------------------
     def alloc(self, var, shape):
         """A contiguous buffer for `var` (its slot grows at run time if too small), or the
-        storage it is written into in place (a shared variable it updates)."""
+        storage it is written into in place (a shared variable it updates), or the Array a
+        destination function gives for the shape (a scan step's result written into its row)."""
         if var in self.destination:
+            if callable(self.destination[var]):
+                return self.destination[var](self.static_shape(var, shape))
             dest, input_index = self.destination[var]
             for d, (x, y) in enumerate(zip(self.static_shape(var, shape), dest.shape)):
                 self.check_equal(x, y, E_UPDATE_SHAPE, d, input_index)

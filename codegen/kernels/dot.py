@@ -18,6 +18,7 @@ from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
 from ..parallel import Parts, part, run_parallel, threads
 from .elemwise import broadcast_dims, broadcast_view, emit_scalar
+from ..microkernels import prepacked
 from ..microkernels.gemm import emit_gemm, pack_sizes, params
 from ..options import options
 
@@ -63,14 +64,15 @@ def _as_out_matrix(arr, x_ndim, y_ndim):
     return Array(arr.dtype, arr.ptr, [1, 1], [0, 0])
 
 
-def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, extras=()):
+def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, extras=(), packed_c=None):
     """out = epilogue(dot(a, c), extras...) for m x k and k x n operands (Arrays or Prologues)
     standing for x_ndim- and y_ndim-dimensional ones; extras: (Array, variable) pairs of the
-    product's number of dimensions, broadcast to its shape."""
+    product's number of dimensions, broadcast to its shape. packed_c: c already packed whole
+    (prepack_invariant_operands), or None."""
     b = ctx.b
     m, k, n = a.shape[0], a.shape[1], c.shape[1]
     if options.packed_gemm and acc_dtype in ("float32", "float64") and x_ndim == 2 and y_ndim == 2:
-        return _emit_gemm_matmul(ctx, out_var, a, c, acc_dtype, epilogue, extras)
+        return _emit_gemm_matmul(ctx, out_var, a, c, acc_dtype, epilogue, extras, packed_c)
     if isinstance(c, Prologue):  # pack B once, so its prologue runs once per element
         packed = ctx.scratch(c.dtype, [k, n])
         with U.loop_nest(b, [k, n], name="pk") as idx:
@@ -113,9 +115,10 @@ def emit_matmul(ctx, out_var, x_ndim, y_ndim, a, c, acc_dtype, epilogue=None, ex
     return out
 
 
-def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras):
+def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras, packed_c=None):
     """Matrix-matrix products in float32/float64: the packed GEMM of gemm.py (prologues applied as
-    A and B are packed), then the epilogue over the finished product."""
+    A and B are packed), then the epilogue over the finished product. With packed_c (B packed
+    once before a loop), a product small enough for one thread packs only A."""
     b = ctx.b
     m, k, n = a.shape[0], a.shape[1], c.shape[1]
     out = ctx.alloc(out_var, [m, n])
@@ -131,9 +134,22 @@ def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras):
     dims = (m, n, k)
     T = threads()
     if T > 1 and not (all(isinstance(d, int) for d in dims) and m * n * k < options.gemm_min_parallel):
-        _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
+        if packed_c is None:
+            _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
+            return out
+        work = b.mul(b.mul(U.as_value(b, m), U.as_value(b, n)), U.as_value(b, k))
+        with b.if_else(b.icmp_signed("<", work, U.i64(options.gemm_min_parallel))) as (small, large):
+            with small:
+                prepacked.emit_gemm_packed_b(ctx, dt, m, n, k, a, packed_c, acc.ptr, n)
+                if epilogue is not None:
+                    _emit_epilogue(ctx, dt, m, n, acc, o, views, epilogue, extras)
+            with large:
+                _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
         return out
-    emit_gemm(ctx, dt, m, n, k, a, c, acc.ptr, n)
+    if packed_c is not None:
+        prepacked.emit_gemm_packed_b(ctx, dt, m, n, k, a, packed_c, acc.ptr, n)
+    else:
+        emit_gemm(ctx, dt, m, n, k, a, c, acc.ptr, n)
     if epilogue is not None:
         _emit_epilogue(ctx, dt, m, n, acc, o, views, epilogue, extras)
     return out
@@ -235,13 +251,57 @@ def _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T):
     run_parallel(ctx, "symcnn_gemm_part", found, chunks, T, emit, serial=serial)
 
 
+def _packable_right_operand(node):
+    """The variable a float matrix-matrix product (Dot, or FusedDot without a B prologue) reads
+    as its right operand B, as it is in memory; else None."""
+    if isinstance(node.op, Dot):
+        x, y = node.inputs
+    elif isinstance(node.op, FusedDot) and node.op.prologue_b is None:
+        a_vars, b_vars, _ = node.op.split(node.inputs)
+        if len(b_vars) != 1:
+            return None
+        x, y = a_vars[0], b_vars[0]   # (x: the first of A's prologue inputs, of A's ndim)
+    else:
+        return None
+    dt = node.op.product_dtype(node) if isinstance(node.op, FusedDot) else node.outputs[0].dtype
+    if x.ndim != 2 or y.ndim != 2 or dt not in ("float32", "float64") or y.dtype != dt:
+        return None
+    return y
+
+
+def prepack_invariant_operands(ctx, nodes, invariant):
+    """Before a loop whose body runs `nodes`: pack once, with ctx at the loop's entry, the right
+    operands B of its matrix products that do not change from step to step (`invariant`: {inner
+    variable: Array}, a scan's non-sequences). Returns {variable: packed buffer pointer}, for the
+    body's context (`packed_operands`): those products then pack only their left operand per
+    step (an RNN's recurrent weight is packed once per call instead of once per step)."""
+    if not options.packed_gemm:
+        return {}
+    packed = {}
+    for node in nodes:
+        y = _packable_right_operand(node)
+        if y is None or y not in invariant or y in packed:
+            continue
+        arr = invariant[y]
+        K, N = arr.shape
+        buf = ctx.scratch(y.dtype, [prepacked.b_size(ctx.b, y.dtype, K, N)])
+        prepacked.pack_b(ctx, y.dtype, arr, K, N, buf.ptr)
+        packed[y] = buf.ptr
+    return packed
+
+
+def _packed(ctx, node):
+    y = _packable_right_operand(node)
+    return None if y is None else getattr(ctx, "packed_operands", {}).get(y)
+
+
 @lower.register(Dot)
 def lower_dot(ctx, node, ins):
     x, y = ins
     ctx.check_equal(x.shape[-1], y.shape[0], E_SHAPE)
     a, c = as_matrix(x, row=True), as_matrix(y, row=False)
     out_var = node.outputs[0]
-    return [emit_matmul(ctx, out_var, x.ndim, y.ndim, a, c, out_var.dtype)]
+    return [emit_matmul(ctx, out_var, x.ndim, y.ndim, a, c, out_var.dtype, packed_c=_packed(ctx, node))]
 
 
 @lower.register(FusedDot)
@@ -254,4 +314,4 @@ def lower_fused_dot(ctx, node, ins):
     x_ndim, y_ndim = a_vars[0].ndim, b_vars[0].ndim
     ctx.check_equal(a.shape[1], c.shape[0], E_SHAPE)
     return [emit_matmul(ctx, node.outputs[0], x_ndim, y_ndim, a, c, op.product_dtype(node),
-                        op.epilogue, list(zip(e_arrs, e_vars)))]
+                        op.epilogue, list(zip(e_arrs, e_vars)), packed_c=_packed(ctx, node))]

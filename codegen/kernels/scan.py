@@ -5,20 +5,32 @@ memory plan; that plan's buffers become slots of the outer function (fresh slot 
 they live as long as the compiled function, are grown on the first step and reused by every
 later step and call. Per step, the inner inputs are views into outer buffers (a sequence's row,
 a state buffer's row at t + tap) or the carry buffers; the inner nodes are lowered with the
-ordinary registry into the loop body; their results are copied into the state buffer's row
-L + t, the carry buffer, or the per-step output's row. The state and per-step output buffers
-have one row per step and are allocated once, before (states) or on the first step of (per-step
-outputs, whose row shape is known only inside the loop) the loop. No Python runs per step.
+ordinary registry into the loop body; their results go to the state buffer's row L + t, the
+carry buffer, or the per-step output's row: an Elemwise, Dot, FusedDot or Join result is
+computed there directly (the row is its output buffer, through ctx.destination), others are
+copied. The state and per-step output buffers have one row per step and are allocated once,
+before (states) or on the first step of (per-step outputs, whose row shape is known only inside
+the loop) the loop. The right operands of the step's products that are non-sequences are packed
+once before the loop (dot.prepack_invariant_operands). No Python runs per step.
 """
 from llvmlite import ir
 
 from symcnn.graph.basic import Constant
 from symcnn.graph.fg import FunctionGraph
 from symcnn.scan_module.scan_op import Scan
+from symcnn.tensor.blas import FusedDot
+from symcnn.tensor.elemwise import Elemwise
+from symcnn.tensor.join import Join
+from symcnn.tensor.math import Dot
 
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, Context, copy, lower
 from ..plan import Plan
+from .dot import prepack_invariant_operands
+
+
+# ops whose lowering asks ctx.alloc once for its output, with the output's shape, and returns that Array
+_WRITES_ONCE = (Elemwise, Dot, FusedDot, Join)
 
 
 def _row(arr, b, r):
@@ -105,6 +117,9 @@ def lower_scan(ctx, node, ins):
     for s in seqs:
         ctx.fail_if(b.icmp_signed("<", U.as_value(b, s.shape[0]), n), E_VALUE, s.shape[0], n)
     nonseqs = [_contiguous(ctx, a) for a in info.outer_nonseqs(ins)]
+    # the right operands of the step's products that are non-sequences are packed once, here
+    inner_nonseqs = fg.inputs[len(fg.inputs) - len(nonseqs):] if nonseqs else []
+    sub.packed_operands = prepack_invariant_operands(ctx, plan.order, dict(zip(inner_nonseqs, nonseqs)))
 
     state_outs = node.outputs[:info.n_states]
     carry_outs = node.outputs[info.n_states:info.n_states + info.n_carries]
@@ -152,23 +167,17 @@ def lower_scan(ctx, node, ins):
     for v in inner_ins:
         arr = env[v]
         arr.shape = sub.static_shape(v, arr.shape)
-    results = lower_inner(sub, fg, plan, env)
-
-    for i, arr in enumerate(results[:info.n_states]):
-        dst = _row(states[i], b, b.add(t, U.i64(info.lag(i))))
-        for x, y in zip(arr.shape, dst.shape):
-            ctx.check_equal(x, y, E_SHAPE)
-        copy(ctx, arr, dst)
-    a = info.n_states
-    for arr, dst in zip(results[a:a + info.n_carries], carries):
-        for x, y in zip(arr.shape, dst.shape):
-            ctx.check_equal(x, y, E_SHAPE)
-        copy(ctx, arr, dst)
-    a += info.n_carries
     first = b.icmp_signed("==", t, U.i64(0))
-    for m, (arr, var) in enumerate(zip(results[a:a + info.n_nitsot], nit_outs)):
+
+    def state_row(i, shape):
+        dst = _row(states[i], b, b.add(t, U.i64(info.lag(i))))
+        for x, y in zip(shape, dst.shape):
+            ctx.check_equal(x, y, E_SHAPE)
+        return dst
+
+    def nit_row(m, shape):
         dims = []
-        for d, saved in zip(arr.shape, nit_dims[m]):
+        for d, saved in zip(shape, nit_dims[m]):
             if isinstance(saved, int):
                 dims.append(saved)
                 continue
@@ -176,8 +185,37 @@ def lower_scan(ctx, node, ins):
             ctx.check_equal(U.as_value(b, d), old, E_SHAPE)
             b.store(old, saved)
             dims.append(old)
-        buf = ctx.alloc(var, [n] + dims)
-        copy(ctx, arr, _row(buf, b, back if info.nit_reverse[m] else t))
+        buf = ctx.alloc(nit_outs[m], [n] + dims)
+        return _row(buf, b, back if info.nit_reverse[m] else t)
+
+    # A result computed by the step into a buffer of its own is computed straight into its row
+    # of the state or per-step output buffer (no copy): that row is read by no tap of this step.
+    # (Only by the kernels that ask once for their output's buffer, shaped as the result: a
+    # nested Scan, for one, asks for whole buffers, inside and after its loop.)
+    # placed[k]: the row, once the node computing output k asked for its buffer.
+    placed = {}
+    a = info.n_states + info.n_carries
+    rows = [(k, lambda shape, i=k: state_row(i, shape)) for k in range(info.n_states)]
+    rows += [(a + m, lambda shape, m=m: nit_row(m, shape)) for m in range(info.n_nitsot)]
+    for k, row in rows:
+        var = fg.outputs[k]
+        if var.owner is not None and isinstance(var.owner.op, _WRITES_ONCE) and fg.outputs.count(var) == 1 \
+                and k not in plan.output_copy and plan.base.get(var) is var:
+            sub.destination[var] = lambda shape, k=k, row=row: placed.setdefault(k, row(shape))
+    results = lower_inner(sub, fg, plan, env)
+
+    for i, arr in enumerate(results[:info.n_states]):
+        if placed.get(i) is not arr:
+            copy(ctx, arr, placed[i] if i in placed else state_row(i, arr.shape))
+    a = info.n_states
+    for arr, dst in zip(results[a:a + info.n_carries], carries):
+        for x, y in zip(arr.shape, dst.shape):
+            ctx.check_equal(x, y, E_SHAPE)
+        copy(ctx, arr, dst)
+    a += info.n_carries
+    for m, arr in enumerate(results[a:a + info.n_nitsot]):
+        if placed.get(a + m) is not arr:
+            copy(ctx, arr, placed[a + m] if a + m in placed else nit_row(m, arr.shape))
 
     nxt = b.add(t, U.i64(1))
     b.store(nxt, t_p)

@@ -48,3 +48,58 @@ def emit_gemm(ctx, dtype, M, N, K, ap, B, c_ptr, c_rs, accumulate, bp):
             a = b.gep(ap, [b.mul(ic, Kv)], source_etype=et)
             cblk = b.gep(c_ptr, [b.add(b.mul(ic, crs), jc)], source_etype=et)
             b.call(macro, [mc, nc, Kv, a, bp, cblk, crs, acc])
+
+
+# -- a B operand packed once (a loop-invariant right operand: an RNN's recurrent weight) ----------
+#
+# The whole of B[K, N] in the driver's B-panel layout, K-slice by K-slice: slice pc (every KC rows;
+# kc = min(KC, K - pc) deep) starts at pc * Np, Np = N rounded up to whole vectors, and holds the
+# NR-column panels [kc][NR] of all of N, then the one partial panel [kc][w]. A block of NC columns
+# starting at jc (a multiple of NR) is then exactly the packed block the driver makes for (jc, pc),
+# at pc * Np + jc * kc. Every panel starts 64-byte aligned, as the micro-kernel's loads require.
+
+def b_size(b, dtype, K, N):
+    """Elements of the whole packed B[K, N] (at least 1)."""
+    L = gemm.params(dtype)[0]
+    return U.smax(b, U.mul(b, K, U.mul(b, U.ceildiv(b, N, L), L)), 1)
+
+
+def pack_b(ctx, dtype, B, K, N, bp):
+    """bp <- all of B[K, N] (a loader) in the layout above."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = gemm.params(dtype)
+    et = U.ll_type(dtype)
+    B, pack = gemm.packer(ctx, dtype, "b", B)
+    Kv, Nv = U.as_value(b, K), U.as_value(b, N)
+    Np = b.mul(U.ceildiv(b, Nv, L), U.i64(L))
+    with U.for_range(b, Kv, step=KC, name="ppc") as pc:
+        kc = U.smin(b, b.sub(Kv, pc), KC)
+        pack(ctx, dtype, B, Nv, pc, kc, U.i64(0), Nv, b.gep(bp, [b.mul(pc, Np)], source_etype=et))
+
+
+def emit_gemm_packed_b(ctx, dtype, M, N, K, A, bp, c_ptr, c_rs):
+    """C[M, N] = A[M, K] @ B with B packed by pack_b; A a loader, packed here block by block (each
+    block of A once, for every block of columns: B needs no packing)."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = gemm.params(dtype)
+    et = U.ll_type(dtype)
+    macro = gemm.macrokernel(ctx.module, dtype)
+    na, _ = gemm.pack_sizes(b, dtype, M, N, K)
+    ap = ctx.scratch(dtype, [na]).ptr
+    A, pack_a = gemm.packer(ctx, dtype, "a", A)
+    Mv, Nv, Kv = (U.as_value(b, v) for v in (M, N, K))
+    crs = U.as_value(b, c_rs)
+    Np = b.mul(U.ceildiv(b, Nv, L), U.i64(L))
+    # (K == 0: one pass with kc = 0, which writes zeros, as the driver does)
+    with U.for_range(b, U.smax(b, Kv, U.i64(1)), step=KC, name="qpc") as pc:
+        kc = U.smin(b, b.sub(Kv, pc), KC)
+        acc = b.icmp_signed(">", pc, U.i64(0))
+        bslice = b.gep(bp, [b.mul(pc, Np)], source_etype=et)
+        with U.for_range(b, Mv, step=MC, name="qic") as ic:
+            mc = U.smin(b, b.sub(Mv, ic), MC)
+            pack_a(ctx, dtype, A, Mv, ic, mc, pc, kc, ap)
+            with U.for_range(b, Nv, step=NC, name="qjc") as jc:
+                nc = U.smin(b, b.sub(Nv, jc), NC)
+                bblk = b.gep(bslice, [b.mul(jc, kc)], source_etype=et)
+                cblk = b.gep(c_ptr, [b.add(b.mul(ic, crs), jc)], source_etype=et)
+                b.call(macro, [mc, nc, kc, ap, bblk, cblk, crs, acc])

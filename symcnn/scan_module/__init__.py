@@ -23,8 +23,11 @@ memory planner; the inner plan's buffers get slot numbers of the outer function,
 allocated on the first step, reused by every later step and every later call, and freed with the
 function. The state buffers and per-step output buffers are the Scan node's outputs in the outer
 plan: allocated once for all steps. Per step the inner inputs are views: a sequence's row, the
-state buffer's row at t + tap, the carry buffer; the inner results are copied into the state
-buffer's row L + t, the carry, or the per-step output's row. No Python runs per step.
+state buffer's row at t + tap, the carry buffer; an inner result that a kernel computes into a
+buffer of its own (elementwise, a product, a join) is computed straight into the state buffer's
+row L + t or the per-step output's row, and the others are copied there (or into the carry). The
+right operand of a product in the step that is a non-sequence (an RNN's recurrent weight) is
+packed into the GEMM's panel layout once, before the loop. No Python runs per step.
 
 Gradient (scan_grad.py). The gradient of a Scan is another Scan that runs backwards over the
 saved state buffers: it reads the forward sequences and the state rows of every tap at step t as
