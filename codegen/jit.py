@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import threading
+from concurrent.futures import Future
 
 import llvmlite.binding as llvm
 
@@ -236,25 +237,9 @@ def _part_key(prefix, part):
     return hashlib.sha256(prefix + b"\0" + part.encode()).hexdigest()
 
 
-class _PartJob:
-    def __init__(self):
-        self._done = threading.Event()
-        self._value = self._error = None
-
-    def finish(self, value=None, error=None):
-        self._value, self._error = value, error
-        self._done.set()
-
-    def result(self):
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 _parts_lock = threading.Lock()
 _parts_done = {}        # part key -> object file, the most recently used last
-_parts_inflight = {}    # part key -> _PartJob of the thread compiling it
+_parts_inflight = {}    # part key -> Future of the thread compiling it
 PART_STORE_BYTES = 32 << 20
 
 
@@ -270,13 +255,13 @@ def _compile_part(key, part, target, waits, index):
         if job is not None:
             waits.append((index, job))
             return None
-        job = _parts_inflight[key] = _PartJob()
+        job = _parts_inflight[key] = Future()
     try:
         obj = compile_object(part, target)
     except BaseException as e:
         with _parts_lock:
             _parts_inflight.pop(key, None)
-        job.finish(error=e)
+        job.set_exception(e)
         raise
     with _parts_lock:
         _parts_inflight.pop(key, None)
@@ -284,7 +269,7 @@ def _compile_part(key, part, target, waits, index):
         total = sum(len(o) for o in _parts_done.values())
         while total > PART_STORE_BYTES and len(_parts_done) > 1:
             total -= len(_parts_done.pop(next(iter(_parts_done))))
-    job.finish(obj)
+    job.set_result(obj)
     return obj
 
 
