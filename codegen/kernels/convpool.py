@@ -25,7 +25,9 @@ With static shapes, a 'valid' unit-stride convolution reads its patches straight
 (directconv.py, directconv_grad.py: no im2col). A padded unit-stride one does the same on a per-thread
 zero-bordered copy of each image (conv_forward.direct_images, with its cut-offs), and the weight
 gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks,
-one chunk of filters). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
+one chunk of filters); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
+correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
+Conv2dGradInputs). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
 columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
 (a sum over batch * pooled pixels).
 
@@ -48,8 +50,8 @@ from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
 from .conv_forward import direct_images
-from .conv_grad import grad_weights_variant
-from .conv_threads import shift_copy
+from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
+from .conv_threads import copy_planes, shift_copy
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
 from .reduce import greater, lowest_value
@@ -441,8 +443,11 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         ptrs = [None, md.ptr if md is not None else None, None, offs.ptr] + prog_ptrs
         sizes = [dp.scratch_elems(), 0, 0, 0, 0, 0, 0, 0]
         acc_n, acc_rs = dp.K * dp.P * dp.L, None
+        gd = None
     else:
-        prepack = need_gx and PP.applies(dt, K)
+        # padded unit-stride: the input gradient as the direct correlation of the bordered top
+        gd = grad_inputs_variant(op, dt, dims[:9])[1] if need_gx and tc is not None else None
+        prepack = need_gx and gd is None and PP.applies(dt, K)
         # the fused input gradient adds into dx through the tap offsets: unpadded images only
         gx_fused = DG.gx_fusable(tp) and tc is None
         wa = wd.ptr
@@ -451,17 +456,23 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             wt = DG.GxWeights(tp, wd.ptr) if gx_fused else G.Strided(dt, wd.ptr, 1, g.P)
             PP.pack_a(ctx, dt, wt, g.P, K, wa)
         if tp is not None:
-            offs = ctx.scratch("int64", [tp.n_offsets])
+            # the tap offsets, then (gd) those of the input gradient's direct plan
+            offs = ctx.scratch("int64", [tp.n_offsets + (gd.p.P if gd is not None else 0)])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
+        if gd is not None:   # the filters transposed to [C][K], packed once for the direct kernel
+            wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
+            wa = ctx.scratch(dt, [gd.p.nkb * gd.p.P * gd.p.MR]).ptr
+            D.pack_weights(ctx, gd.p, wt.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
         ptrs = [wa if need_gx else None, md.ptr if md is not None else None, gx.ptr if need_gx else None,
                 offs.ptr if offs is not None else None] + prog_ptrs
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
         fused_gx = prepack and gx_fused
         sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None else 0,
-                 0 if tp is not None else U.mul(b, g.P, g.N), U.mul(b, g.P, g.N) if need_gx and not fused_gx else 0]
+                 0 if tp is not None else U.mul(b, g.P, g.N),
+                 U.mul(b, g.P, g.N) if need_gx and not fused_gx and gd is None else 0]
         sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
-        if fused_gx:
+        if fused_gx or gd is not None:
             sizes += [0, 0]
         elif need_gx:
             na2, nb2 = G.pack_sizes(b, dt, g.P, g.N, K)
@@ -474,6 +485,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
     sizes.append(tc.G * tc.img if tc is not None else 0)
+    # the direct input gradient: the bordered top of one image and the conv scratch
+    sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems()] if gd is not None else [0, 0]
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -484,7 +497,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
-                         dp=dp, tp=tp, tc=tc)
+                         dp=dp, tp=tp, tc=tc, gd=gd)
     else:
         dynptrs = [p for p in ptrs if p is not None]
         values = dims + [xs.ptr] + list(xs.strides) + dynptrs + [v for v in parts if v is not None] + acc_parts
@@ -497,7 +510,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
             _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, dp=dp, tp=tp, tc=tc)
+                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
     if dp is not None:
@@ -556,7 +569,8 @@ def _hsum(b, vec, et):
     return b.extract_element(vec, ir.Constant(U.I32, 0))
 
 
-def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None):
+def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,
+                     gd=None):
     """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), mask (None: no
     pooling), gx, tap offsets, then the gradient program's inputs z, out, g_1..g_m (None: not read);
     parts: (base, stride) of top, the group's transposed tops, cols, dcols, the packed A/B of the two
@@ -568,8 +582,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, mptr, gxptr, offs = ptrs[:4]
     prog_ptrs = ptrs[4:]
-    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(10))
+    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc = (
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(12))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
@@ -585,6 +599,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
         zero_fill(b, xg, 0, tc.G * tc.img, dt)
+    if gxb is not None:
+        zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
         zero_fill(b, tT, 0, tp.group_elems(), dt)
 
@@ -619,7 +635,14 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
-        if gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
+        if gxptr is not None and gd is not None:
+            # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
+            shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
+                       *gd.shift)
+            D.emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, tp.n_offsets, U.I64), gxc)
+            copy_planes(ctx, gxc, gd.p.rs, gd.p.row_stride, gep(b, gxptr, U.mul(b, n, img), et), dt,
+                        gd.p.K, gd.p.OH, gd.p.OW)
+        elif gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             DG.emit_gx_image(ctx, tp, wptr, top, dx, offs)
