@@ -71,19 +71,26 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
     dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
     variant, di = grad_inputs_variant(op, dt, dims)
     if di is not None:
-        # the filters as [C][K][kh][kw]; the plan's flip turns them for the correlation
-        wt = ctx.scratch(dt, [g.C, K, g.kh, g.kw])
-        khw = g.kh * g.kw
-        et = out.lltype
-        with U.for_range(b, K, name="tk") as k:
-            with U.for_range(b, g.C, name="tc") as c:
-                with U.for_range(b, khw, name="tt") as t:
-                    v = b.load(gep(b, wd.ptr, U.add(b, U.mul(b, U.add(b, U.mul(b, k, g.C), c), khw), t), et), typ=et)
-                    b.store(v, gep(b, wt.ptr, U.add(b, U.mul(b, U.add(b, U.mul(b, c, K), k), khw), t), et))
+        wt = transposed_filters(ctx, wd.ptr, dt, K, g.C, g.kh, g.kw)
         emit_direct_images(ctx, di, top, top.dtype, wt.ptr, B, out, "gx")
         return [out]
     _grad_inputs_im2col(ctx, op, dt, wd, dense(ctx, top, dt), out, dims, variant == "gemm 1x1")
     return [out]
+
+
+def transposed_filters(ctx, w_dense, dt, K, C, kh, kw):
+    """The dense [K][C][kh][kw] filters copied as [C][K][kh][kw] (a scratch Array): the filters of the
+    input gradient's direct correlation (the plan's flip turns them)."""
+    b = ctx.b
+    wt = ctx.scratch(dt, [C, K, kh, kw])
+    khw = kh * kw
+    et = U.ll_type(dt)
+    with U.for_range(b, K, name="tk") as k:
+        with U.for_range(b, C, name="tc") as c:
+            with U.for_range(b, khw, name="tt") as t:
+                v = b.load(gep(b, w_dense, U.add(b, U.mul(b, U.add(b, U.mul(b, k, C), c), khw), t), et), typ=et)
+                b.store(v, gep(b, wt.ptr, U.add(b, U.mul(b, U.add(b, U.mul(b, c, K), k), khw), t), et))
+    return wt
 
 
 def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims, one):

@@ -22,8 +22,12 @@ contiguous loops, which LLVM's loop vectoriser widens (vmath's tanh, sigmoid and
 code written for that), so any activation costs what tanh cost in the explicit-vector epilogue.
 
 With static shapes, a 'valid' unit-stride convolution reads its patches straight from the image
-(directconv.py, directconv_grad.py: no im2col); other convolutions build one image's im2col
-matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
+(directconv.py, directconv_grad.py: no im2col). A padded unit-stride one does the same on a per-thread
+zero-bordered copy of each image (conv_forward.direct_images, with its cut-offs), and the weight
+gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks,
+one chunk of filters); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
+correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
+Conv2dGradInputs). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
 columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
 (a sum over batch * pooled pixels).
 
@@ -32,6 +36,7 @@ and partial sums, added in thread order afterwards.
 """
 from llvmlite import ir
 
+from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv_epilogue import ScalarConstant
 from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
@@ -44,6 +49,9 @@ from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
+from .conv_forward import direct_images
+from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
+from .conv_threads import copy_planes, shift_copy
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
 from .reduce import greater, lowest_value
@@ -100,6 +108,40 @@ def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
     return _hsum(b, b.load(acc, typ=dvt), U.F64)
 
 
+def padded_direct(op, dtype, dims):
+    """A DirectImages (conv_forward.py) for a padded unit-stride convolution with static shapes that
+    the direct kernel takes (the generic Conv2d's cut-offs: MIN_DIRECT_TAPS, the plan's efficiency):
+    each image is copied into a zero-bordered per-thread buffer, then convolved as 'valid'. None for
+    'valid' convolutions (D.plan reads those in place) and everything else."""
+    if op.border_mode == "valid" or tuple(op.subsample) != (1, 1) or str(dtype) not in ("float32", "float64"):
+        return None
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if not (isinstance(kh, int) and isinstance(kw, int)):
+        return None
+    return direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                         op.filter_flip)
+
+
+def forward_variant(op, dtype, dims):
+    """How ConvPoolAct computes its convolution: 'direct wide' / 'direct rows' ('valid', read in place),
+    'direct padded wide' / 'direct padded rows' (through a zero-bordered copy) or 'im2col'."""
+    dp = D.plan(op, dtype, dims)
+    if dp is not None:
+        return f"direct {dp.mode}"
+    di = padded_direct(op, dtype, dims)
+    return f"direct padded {di.p.mode}" if di is not None else "im2col"
+
+
+def padded_taps(op, dtype, dims):
+    """The weight gradient of a padded convolution with static shapes (any stride) as the tap-panel
+    kernel over zero-bordered image copies: conv_grad.py's TapChunks when one chunk holds every
+    filter (at most 256 bytes of them), else None."""
+    if op.border_mode == "valid":
+        return None
+    variant, tc = grad_weights_variant(op, dtype, dims[:9])
+    return tc if tc is not None and tc.copy and len(tc.chunks) == 1 else None
+
+
 def _offsets(op):
     """(bit, u, v) for every position of the pooling window."""
     return [(u * op.ws[1] + v, u, v) for u in range(op.ws[0]) for v in range(op.ws[1])]
@@ -131,14 +173,20 @@ def lower_conv_pool_act(ctx, node, ins):
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
     dp = D.plan(op, dt, dims)
+    di = padded_direct(op, dt, dims) if dp is None else None
+    if di is not None:
+        dp = di.p
+        di = di if di.copy else None
     if dp is not None:
-        # the direct kernel reads images as dense (C, H, W) blocks and the weights packed once
-        xs = dense(ctx, xs, dt)
+        # the direct kernel reads images as dense (C, H, W) blocks (padded: a per-thread bordered copy
+        # of each image, the second buffer) and the weights packed once
+        if di is None:
+            xs = dense(ctx, xs, dt)
         wp = ctx.scratch(dt, [dp.nkb * dp.P * dp.MR])
         offs = ctx.scratch("int64", [dp.P])
         D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
         wptr, offp = wp.ptr, offs.ptr
-        sizes = [dp.scratch_elems(), 0, 0, 0]
+        sizes = [dp.scratch_elems(), dp.C * dp.H * dp.W if di is not None else 0, 0, 0]
     else:
         wptr, offp = wd.ptr, None
         na, nb = G.pack_sizes(b, dt, K, g.N, g.P)
@@ -149,7 +197,7 @@ def lower_conv_pool_act(ctx, node, ins):
     if T == 1:
         bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None for n in sizes[:2]]
         parts = [bufs[0], 0, bufs[1], 0, None, 0, None, 0]
-        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp)
+        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp, di=di)
         return [outs[r] for r in roles]
     bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     present = [p is not None for p in bufs]
@@ -163,15 +211,16 @@ def lower_conv_pool_act(ctx, node, ins):
         for here in present:
             parts += [next(it), next(it)] if here else [None, 0]
         _forward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
-                        packs=dp is None, dp=dp)
+                        packs=dp is None, dp=dp, di=di)
 
     _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit)
     return [outs[r] for r in roles]
 
 
-def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None):
+def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None):
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
-    (direct plan dp: of the conv scratch only; ptrs[0] is then the packed weights, ptrs[4] the taps).
+    (direct plan dp: of the conv scratch and, padded (DirectImages di), of the bordered image copy;
+    ptrs[0] is then the packed weights, ptrs[4] the taps).
     ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
@@ -184,10 +233,17 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
                           for i in range(4))
     pk = (ap, bp) if packs else None
     img = U.product(b, [K, PH, PW])
+    if di is not None:
+        xbuf, conv = conv, None
+        zero_fill(b, xbuf, 0, dp.C * dp.H * dp.W, dt)   # the borders stay zero: every image writes the same positions
     with U.for_range(b, n1, start=n0, name="img") as n:
         if dp is not None:
-            conv = cols   # the one per-thread buffer
-            D.emit_image(ctx, dp, image_view(b, xs, n).ptr, wptr, offs, conv)
+            conv = cols   # the conv scratch
+            if di is not None:
+                shift_copy(ctx, image_view(b, xs, n), xbuf, dt, di.C, di.H, di.W, dp.H, dp.W, *di.shift)
+                D.emit_image(ctx, dp, xbuf, wptr, offs, conv)
+            else:
+                D.emit_image(ctx, dp, image_view(b, xs, n).ptr, wptr, offs, conv)
             rs, crs = dp.rs, dp.row_stride
         else:
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
@@ -373,8 +429,11 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # thread, and both the 2x2 vector scatter and the unpooled store write the same positions every image
     dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool) else None
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
+    tc = padded_taps(op, dt, dims) if dp is None and tp is None else None
+    if tc is not None:
+        tp = tc.chunks[0][1]
     offs = None
-    if dp is not None or tp is not None:
+    if (dp is not None or tp is not None) and tc is None:
         xs = dense(ctx, xs, dt)   # both read patches through offsets into dense images
     if dp is not None:
         # weight gradient as inner products over the image's wide rows: top in the wide layout,
@@ -384,25 +443,36 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         ptrs = [None, md.ptr if md is not None else None, None, offs.ptr] + prog_ptrs
         sizes = [dp.scratch_elems(), 0, 0, 0, 0, 0, 0, 0]
         acc_n, acc_rs = dp.K * dp.P * dp.L, None
+        gd = None
     else:
-        prepack = need_gx and PP.applies(dt, K)
+        # padded unit-stride: the input gradient as the direct correlation of the bordered top
+        gd = grad_inputs_variant(op, dt, dims[:9])[1] if need_gx and tc is not None else None
+        prepack = need_gx and gd is None and PP.applies(dt, K)
+        # the fused input gradient adds into dx through the tap offsets: unpadded images only
+        gx_fused = DG.gx_fusable(tp) and tc is None
         wa = wd.ptr
         if prepack:   # W^T, the A of every image's input-gradient GEMM, packed once
             wa = ctx.scratch(dt, [PP.size(b, dt, g.P, K)]).ptr
-            wt = DG.GxWeights(tp, wd.ptr) if DG.gx_fusable(tp) else G.Strided(dt, wd.ptr, 1, g.P)
+            wt = DG.GxWeights(tp, wd.ptr) if gx_fused else G.Strided(dt, wd.ptr, 1, g.P)
             PP.pack_a(ctx, dt, wt, g.P, K, wa)
         if tp is not None:
-            offs = ctx.scratch("int64", [tp.n_offsets])
+            # the tap offsets, then (gd) those of the input gradient's direct plan
+            offs = ctx.scratch("int64", [tp.n_offsets + (gd.p.P if gd is not None else 0)])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
+        if gd is not None:   # the filters transposed to [C][K], packed once for the direct kernel
+            wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
+            wa = ctx.scratch(dt, [gd.p.nkb * gd.p.P * gd.p.MR]).ptr
+            D.pack_weights(ctx, gd.p, wt.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
         ptrs = [wa if need_gx else None, md.ptr if md is not None else None, gx.ptr if need_gx else None,
                 offs.ptr if offs is not None else None] + prog_ptrs
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
-        fused_gx = prepack and DG.gx_fusable(tp)
+        fused_gx = prepack and gx_fused
         sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None else 0,
-                 0 if tp is not None else U.mul(b, g.P, g.N), U.mul(b, g.P, g.N) if need_gx and not fused_gx else 0]
+                 0 if tp is not None else U.mul(b, g.P, g.N),
+                 U.mul(b, g.P, g.N) if need_gx and not fused_gx and gd is None else 0]
         sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
-        if fused_gx:
+        if fused_gx or gd is not None:
             sizes += [0, 0]
         elif need_gx:
             na2, nb2 = G.pack_sizes(b, dt, g.P, g.N, K)
@@ -413,6 +483,10 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         acc_n = U.mul(b, g.P, acc_rs)
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
+    # padded taps: a group of zero-bordered image copies
+    sizes.append(tc.G * tc.img if tc is not None else 0)
+    # the direct input gradient: the bordered top of one image and the conv scratch
+    sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems()] if gd is not None else [0, 0]
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -423,7 +497,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
-                         dp=dp, tp=tp)
+                         dp=dp, tp=tp, tc=tc, gd=gd)
     else:
         dynptrs = [p for p in ptrs if p is not None]
         values = dims + [xs.ptr] + list(xs.strides) + dynptrs + [v for v in parts if v is not None] + acc_parts
@@ -436,7 +510,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
             _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, dp=dp, tp=tp)
+                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
     if dp is not None:
@@ -495,11 +569,12 @@ def _hsum(b, vec, et):
     return b.extract_element(vec, ir.Constant(U.I32, 0))
 
 
-def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None):
+def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,
+                     gd=None):
     """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), mask (None: no
     pooling), gx, tap offsets, then the gradient program's inputs z, out, g_1..g_m (None: not read);
     parts: (base, stride) of top, the group's transposed tops, cols, dcols, the packed A/B of the two
-    GEMMs and the image's g_pre (base None: absent); acc_parts: (base, stride) of the weight-gradient
+    GEMMs, the image's g_pre and the group's bordered image copies (padded taps tc) (base None: absent); acc_parts: (base, stride) of the weight-gradient
     partials (dWT, or dwv for the direct plan dp) and of gb64."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
@@ -507,8 +582,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, mptr, gxptr, offs = ptrs[:4]
     prog_ptrs = ptrs[4:]
-    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(9))
+    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc = (
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(12))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
@@ -522,6 +597,10 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     pimg = U.product(b, [K, PH, PW])
     if vector or not op.pool:   # the scatter / store writes the same positions each image: the rest stays zero
         zero_fill(b, top, 0, tlen, dt)
+    if xg is not None:   # the borders stay zero: every image writes the same positions
+        zero_fill(b, xg, 0, tc.G * tc.img, dt)
+    if gxb is not None:
+        zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
         zero_fill(b, tT, 0, tp.group_elems(), dt)
 
@@ -547,13 +626,23 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         if dp is not None:
             DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
         elif tp is not None:
+            if xg is not None:
+                shift_copy(ctx, image_view(b, xs, n), gep(b, xg, U.mul(b, slot, tc.img), et), dt,
+                           tc.C, tc.H, tc.W, tc.Hb, tc.Wb, *tc.pads)
             DG.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))
         else:
             # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
-        if gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
+        if gxptr is not None and gd is not None:
+            # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
+            shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
+                       *gd.shift)
+            D.emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, tp.n_offsets, U.I64), gxc)
+            copy_planes(ctx, gxc, gd.p.rs, gd.p.row_stride, gep(b, gxptr, U.mul(b, n, img), et), dt,
+                        gd.p.K, gd.p.OH, gd.p.OW)
+        elif gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             DG.emit_gx_image(ctx, tp, wptr, top, dx, offs)
@@ -574,7 +663,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         gn = U.smin(b, b.sub(U.as_value(b, n1), g0), tp.G)
         with U.for_range(b, gn, name="gi") as gi:
             image(b.add(g0, gi), gi)
-        DG.emit_dw_group(ctx, tp, gep(b, xs.ptr, U.mul(b, g0, tp.img), et), offs, tT, gn, dwT)
+        group = xg if xg is not None else gep(b, xs.ptr, U.mul(b, g0, tp.img), et)
+        DG.emit_dw_group(ctx, tp, group, offs, tT, gn, dwT)
 
 
 def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):

@@ -1,5 +1,7 @@
 """Native ConvPoolAct / ConvPoolActGrad against their numpy reference, and verify_grad of both:
 every activation with and without pooling, the im2col and the direct-convolution kernels."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -59,7 +61,7 @@ def _check(xs, ws, ops, dtype="float32", seed=0, **tol):
     if not tol:
         tol = dict(rtol=RTOL, atol=ATOL) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
     ins, vals = ([x, W, b, g], [xv, Wv, bv, gv]) if fwd.has_bias else ([x, W, g], [xv, Wv, gv])
-    check_native_vs_reference(ins, outs, vals, **tol)
+    return check_native_vs_reference(ins, outs, vals, **tol)[0]
 
 
 @pytest.mark.parametrize("static", [False, True], ids=["dynamic", "static"])
@@ -328,3 +330,52 @@ def _configurations(draw):
 def test_random_configurations_match_reference(cfg):
     xs, ws, conv, pool_kw, act, dtype, bias, static = cfg
     _check(xs, ws, _ops(conv, pool_kw, static, xs, ws, act=act, dtype=dtype, bias=bias), dtype=dtype)
+
+
+# Padded unit-stride static convolutions that take the direct kernels through zero-bordered copies:
+# (x shape, W shape, conv kwargs, pool kwargs, dtype, activation). Channels differ from filters so the
+# forward's kernel (P = C*kh*kw taps) and the input gradient's (P = K*kh*kw) have different names.
+PADDED_CASES = [
+    ((3, 16, 12, 12), (8, 16, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "maximum"),
+    ((1, 8, 9, 10), (9, 8, 3, 3), dict(border_mode="full"), dict(pool=None), "float64", "tanh"),
+    ((17, 8, 10, 12), (12, 8, 3, 3), dict(border_mode=(1, 2)), dict(ws=(2, 2)), "float32", "sigmoid"),
+    ((3, 16, 12, 12), (8, 16, 3, 3), dict(border_mode="half", filter_flip=False), dict(pool=None), "float32", "relu"),
+    ((9, 12, 8, 8), (6, 12, 5, 5), dict(border_mode="half"), dict(ws=(2, 2)), "float64", "leaky_relu"),
+    ((1, 4, 11, 14), (5, 4, 3, 5), dict(border_mode=(2, 1)), dict(ws=(3, 3), stride=(2, 2)), "float32", "tanh"),
+]
+
+
+def _padded_plans(op, dtype, xs, ws):
+    from codegen.kernels.conv_grad import grad_inputs_variant
+    from codegen.kernels.convpool import forward_variant, padded_taps
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    o = geometry.out_shape(xs, ws, op.border_mode, op.subsample)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]]
+    return forward_variant(op, dtype, dims), padded_taps(op, dtype, dims), grad_inputs_variant(op, dtype, dims)[1]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", PADDED_CASES)
+def test_padded_convolutions_take_the_direct_kernels(xs, ws, conv, pool_kw, dtype, act, target):
+    """Forward, weight gradient and input gradient of a padded unit-stride convolution read
+    zero-bordered copies with the direct kernels (no im2col), and match the reference."""
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, **kw)
+    variant, taps, gx = _padded_plans(ops[0], dtype, xs, ws)
+    if target.vector_bytes == 64:   # narrower vectors may waste too much of the direct tiles: im2col
+        assert variant.startswith("direct padded") and taps is not None and gx is not None, (variant, taps, gx)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_[A-Za-z0-9_]+)", fn.runner.ir))
+    if variant.startswith("direct padded"):
+        assert any(k.startswith(f"symcnn_dconv_{dtype}_") and f"_P{xs[1] * ws[2] * ws[3]}_" in k for k in kernels)
+    if taps is not None:
+        assert any(k.startswith("symcnn_dconv_dwt_") for k in kernels), kernels
+    if gx is not None:
+        assert any(k.startswith(f"symcnn_dconv_{dtype}_") and f"_P{ws[0] * ws[2] * ws[3]}_" in k for k in kernels)
+
+
+def test_few_taps_per_output_stay_on_im2col():
+    """A 3-channel 3x3 first layer (27 taps per output) is faster through im2col + GEMM, as for Conv2d."""
+    xs, ws = (4, 3, 16, 16), (16, 3, 3, 3)
+    op = ConvPoolAct(ws=(2, 2), imshp=xs, kshp=ws, border_mode="half")
+    assert _padded_plans(op, "float32", xs, ws)[0] == "im2col"
