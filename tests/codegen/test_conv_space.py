@@ -95,8 +95,8 @@ def _run(strategy, n, extra):
     return seen
 
 
-# a few configurations every run includes (hypothesis draws the rest): 16-lane output rows
-# (the 'rows' layout), more filters than one 256-byte row of the weight gradient, odd batches,
+# a few configurations every run includes (hypothesis draws the rest): output rows of 8 and of 4
+# (the 'rows' layout at 16, 8 and 4 lanes), more filters than one 256-byte row of the weight gradient, odd batches,
 # a 1x1 convolution
 _STATIC_EXAMPLES = [
     ("float32", (9, 3, 8, 8), (16, 3, 5, 5), dict(border_mode=(2, 2), subsample=(1, 1), filter_flip=True,
@@ -105,6 +105,8 @@ _STATIC_EXAMPLES = [
                                                    filter_dilation=(1, 1)), True),
     ("float64", (1, 2, 9, 12), (40, 2, 3, 4), dict(border_mode="full", subsample=(2, 1), filter_flip=True,
                                                   filter_dilation=(1, 1)), True),
+    ("float32", (5, 3, 4, 4), (16, 3, 5, 5), dict(border_mode=(2, 2), subsample=(1, 1), filter_flip=True,
+                                                 filter_dilation=(1, 1)), True),
     ("float32", (9, 24, 5, 7), (33, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                    filter_dilation=(1, 1)), True),
 ]
