@@ -22,10 +22,10 @@ from symcnn.tensor.nnet.conv import Conv2d
 from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv as D
-from ..microkernels import gemm as G
-from ..parallel import Parts, threads
-from .conv import Geometry, Mat, dense, emit_gemm, emit_im2col, forward_dims, gep, image_view, pinned, zero_fill
-from .conv_threads import Captured, PerThread, add_array, copy_planes, shift_copy
+from ..parallel import threads
+from .conv import Mat, dense, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
+from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
+                           image_patches, shift_copy)
 
 
 # Fewer taps than this per output and the direct kernel's short tap loop is slower than im2col +
@@ -165,36 +165,20 @@ def lower_conv2d(ctx, node, ins):
 
 def _forward_im2col(ctx, op, dt, xs, wd, out, dims, one):
     """one: a 1x1 convolution (pointwise) of dense images of dtype dt, which are their own patches."""
-    b = ctx.b
-    B, C, H, W, K, kh, kw, OH, OW = dims
-    g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
-    T = threads()
-    na, nbp = G.pack_sizes(b, dt, K, g.N, g.P)
-    cap = Captured()
-    for name, val in zip(("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW"), dims):
-        cap.add(name, val)
+    B = dims[0]
+    cap = capture_gemm_images(ctx, op, dt, dims, lambda g, K: (K, g.N, g.P), not one, threads())
     add_array(cap, "x", xs)
     cap.add("w", wd.ptr)
     cap.add("out", out.ptr)
-    cap.add_parts("cols", None if one else PerThread(ctx, dt, [g.P, g.N], T))
-    cap.add_parts("ap", Parts(ctx, dt, na, T))
-    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
 
     def emit(bctx, v, n0, n1):
         bb = bctx.b
-        d = [v[k] for k in ("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW")]
-        gg = Geometry(bb, op, *d[1:4], *d[5:])
-        Kv = d[4]
+        d, gg, Kv, cols, packs = gemm_images_view(bctx, v, op, dt)
         xv = v.array("x", xs.dtype, d[:4])
-        cols = v.part("cols", dt)
-        packs = (v.part("ap", dt), v.part("bp", dt))
         on = U.mul(bb, Kv, gg.N)
         with U.for_range(bb, n1, start=n0, name="img") as n:
-            if one:
-                cols = image_view(bb, xv, n).ptr
-            else:
-                emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
-            emit_gemm(bctx, dt, Kv, gg.N, gg.P, Mat(v["w"], gg.P, 1), Mat(cols, gg.N),
+            src = image_patches(bctx, gg, xv, n, cols, dt, one)
+            emit_gemm(bctx, dt, Kv, gg.N, gg.P, Mat(v["w"], gg.P, 1), Mat(src, gg.N),
                       Mat(gep(bb, v["out"], U.mul(bb, n, on), out.lltype), gg.N), packs=packs)
 
     cap.run(ctx, body_name("fwd", "gemm 1x1" if one else "im2col"), B, emit)

@@ -23,14 +23,13 @@ from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights
 from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv_grad as DG
-from ..microkernels import gemm as G
-from ..parallel import Parts, threads
-from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, gep, grad_output, image_view,
+from ..parallel import threads
+from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, gep, grad_output, image_view,
                    pinned, zero_fill)
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
-from .conv_threads import Captured, PerThread, add_array, reduce_transposed, shift_copy
+from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
+                           reduce_transposed, shift_copy)
 
-DIMS = ("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW")
 
 
 def _static_pads(op, kh, kw):
@@ -95,29 +94,15 @@ def transposed_filters(ctx, w_dense, dt, K, C, kh, kw):
 
 def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims, one):
     """one: a 1x1 convolution (pointwise): the GEMM writes dx[n] itself, with no col2im."""
-    b = ctx.b
-    g = Geometry(b, op, *dims[1:4], *dims[5:])
-    K = dims[4]
-    T = threads()
-    na, nbp = G.pack_sizes(b, dt, g.P, g.N, K)
-    cap = Captured()
-    for name, val in zip(DIMS, dims):
-        cap.add(name, val)
+    cap = capture_gemm_images(ctx, op, dt, dims, lambda g, K: (g.P, g.N, K), not one, threads())
     cap.add("w", wd.ptr)
     cap.add("top", td.ptr)
     cap.add("out", out.ptr)
-    cap.add_parts("dcols", None if one else PerThread(ctx, dt, [g.P, g.N], T))
-    cap.add_parts("ap", Parts(ctx, dt, na, T))
-    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
     et = out.lltype
 
     def emit(bctx, v, n0, n1):
         bb = bctx.b
-        d = [v[k] for k in DIMS]
-        gg = Geometry(bb, op, *d[1:4], *d[5:])
-        Kv = d[4]
-        dcols = v.part("dcols", dt)
-        packs = (v.part("ap", dt), v.part("bp", dt))
+        d, gg, Kv, dcols, packs = gemm_images_view(bctx, v, op, dt)
         img = U.product(bb, [gg.C, gg.H, gg.W])
         tn = U.mul(bb, Kv, gg.N)
         with U.for_range(bb, n1, start=n0, name="img") as n:
@@ -254,36 +239,24 @@ def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims, one):
     g = Geometry(b, op, *dims[1:4], *dims[5:])
     K = dims[4]
     T = threads()
-    na, nbp = G.pack_sizes(b, dt, g.P, K, g.N)
-    cap = Captured()
-    for name, val in zip(DIMS, dims):
-        cap.add(name, val)
+    cap = capture_gemm_images(ctx, op, dt, dims, lambda g, K: (g.P, K, g.N), not one, T)
     add_array(cap, "x", xs)
     cap.add("top", td.ptr)
     dwT = PerThread(ctx, dt, [g.P, K], T)
     dwT.zero(b)
     cap.add_parts("dwT", dwT)
-    cap.add_parts("cols", None if one else PerThread(ctx, dt, [g.P, g.N], T))
-    cap.add_parts("ap", Parts(ctx, dt, na, T))
-    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
     et = out.lltype
 
     def emit(bctx, v, n0, n1):
         bb = bctx.b
-        d = [v[k] for k in DIMS]
-        gg = Geometry(bb, op, *d[1:4], *d[5:])
-        Kv = d[4]
+        d, gg, Kv, cols, packs = gemm_images_view(bctx, v, op, dt)
         xv = v.array("x", xs.dtype, d[:4])
-        cols, dw = v.part("cols", dt), v.part("dwT", dt)
-        packs = (v.part("ap", dt), v.part("bp", dt))
+        dw = v.part("dwT", dt)
         tn = U.mul(bb, Kv, gg.N)
         with U.for_range(bb, n1, start=n0, name="img") as n:
-            if one:
-                cols = image_view(bb, xv, n).ptr
-            else:
-                emit_im2col(bctx, gg, image_view(bb, xv, n), cols, dt)
+            src = image_patches(bctx, gg, xv, n, cols, dt, one)
             # dWT[P, K] += cols[P, N] @ top[n]^T (top read transposed by the packing)
-            emit_gemm(bctx, dt, gg.P, Kv, gg.N, Mat(cols, gg.N, 1),
+            emit_gemm(bctx, dt, gg.P, Kv, gg.N, Mat(src, gg.N, 1),
                       Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), 1, gg.N), Mat(dw, Kv), accumulate=True,
                       packs=packs)
 

@@ -9,8 +9,9 @@ from llvmlite import ir
 
 from .. import irutil as U
 from ..lower import E_ALLOC, Array, bounds_checker
-from ..parallel import outline, part, run_parallel, threads
-from .conv import gep, zero_fill
+from ..microkernels import gemm as G
+from ..parallel import Parts, outline, part, run_parallel, threads
+from .conv import Geometry, emit_im2col, gep, image_view, zero_fill
 
 
 class PerThread:
@@ -151,3 +152,37 @@ def reduce_transposed(ctx, parts, rs, col0, K, P, dst, dtype, nparts):
                 x = b.load(gep(b, parts.arr.ptr, off, et), typ=et)
                 v = x if v is None else b.fadd(v, x)
             b.store(v, gep(b, dst, U.add(b, U.mul(b, k, P), p), et))
+
+
+CONV_DIMS = ("B", "C", "H", "W", "K", "kh", "kw", "OH", "OW")
+
+
+def capture_gemm_images(ctx, op, dt, dims, pack_mnk, patches, T):
+    """A Captured holding a convolution's dims, the per-thread patch matrix (patches=False: none)
+    and the packed GEMM's per-thread buffers for a (M, N, Q) = pack_mnk product; the body reads
+    them back with gemm_images_view."""
+    b = ctx.b
+    g = Geometry(b, op, *dims[1:4], *dims[5:])
+    na, nbp = (G.pack_sizes(b, dt, *pack_mnk(g, dims[4])))
+    cap = Captured()
+    for name, val in zip(CONV_DIMS, dims):
+        cap.add(name, val)
+    cap.add_parts("cols", PerThread(ctx, dt, [g.P, g.N], T) if patches else None)
+    cap.add_parts("ap", Parts(ctx, dt, na, T))
+    cap.add_parts("bp", Parts(ctx, dt, nbp, T))
+    return cap
+
+
+def gemm_images_view(bctx, v, op, dt):
+    """(dims, Geometry, K, cols, packs) inside the body of a capture_gemm_images region."""
+    d = [v[k] for k in CONV_DIMS]
+    return d, Geometry(bctx.b, op, *d[1:4], *d[5:]), d[4], v.part("cols", dt), (v.part("ap", dt), v.part("bp", dt))
+
+
+def image_patches(bctx, g, xv, n, cols, dt, one):
+    """The patch matrix of image n: the dense image itself for a 1x1 convolution (one), else its
+    im2col into cols."""
+    if one:
+        return image_view(bctx.b, xv, n).ptr
+    emit_im2col(bctx, g, image_view(bctx.b, xv, n), cols, dt)
+    return cols
