@@ -11,9 +11,12 @@ Three ways, chosen when compiling (forward_variant):
           The same routine (direct_images) computes the input gradient of a unit-stride convolution
           (conv_grad.py): a 'valid' correlation of the zero-bordered output gradient with the
           filters transposed.
-  im2col  everything else (strides, dynamic image or filter sizes, fewer than MIN_DIRECT_TAPS taps
-          per output, a direct plan that would waste too much of its tiles): per image, a per-thread
-          patch matrix and the packed GEMM (conv.py's helpers).
+  fewtaps as direct, with fewer than MIN_DIRECT_TAPS taps per output (first layers): the kernel of
+          microkernels/fewtaps.py, its taps unrolled, on the same zero-bordered copy (with spare
+          rows); its 'rows' layout writes the output planes directly, its 'wide' one the scratch.
+  im2col  everything else (strides, dynamic image or filter sizes, a direct or few-tap plan that
+          would waste too much of its tiles): per image, a per-thread patch matrix and the packed
+          GEMM (conv.py's helpers).
 Dilated filters reach these ops already spread out with zeros (symcnn/tensor/nnet/dilation.py).
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
@@ -22,6 +25,7 @@ from symcnn.tensor.nnet.conv import Conv2d
 from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv as D
+from ..microkernels import fewtaps as FT
 from ..parallel import threads
 from .conv import Mat, dense, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
@@ -56,15 +60,25 @@ class DirectImages:
 
     @property
     def variant(self):
-        return f"direct {self.p.mode}"
+        return getattr(self.p, "variant", f"direct {self.p.mode}")
 
 
-def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip):
-    """A DirectImages when every size is a static int and the direct kernel applies, else None."""
+def few_taps(C, kh, kw):
+    """Whether a convolution has few enough taps per output for the few-tap kernel."""
+    return C * kh * kw < MIN_DIRECT_TAPS
+
+
+def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, dense_out=False):
+    """A DirectImages when every size is a static int and the direct kernel (or, with fewer than
+    MIN_DIRECT_TAPS taps, the few-tap kernel: dense_out lets its rows layout write dense output
+    planes) applies, else None."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
-    if OH < 1 or OW < 1 or C * kh * kw < MIN_DIRECT_TAPS:
+    if OH < 1 or OW < 1:
         return None
+    if few_taps(C, kh, kw):
+        p = FT.plan(dtype, C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW, flip, dense_out)
+        return DirectImages(p, C, H, W, tuple(shift)) if p is not None else None
     p = D.plan(_Valid(flip), dtype, [None, C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW])
     if p is None:
         return None
@@ -80,14 +94,15 @@ def pointwise(op, kh, kw):
 
 def forward_variant(op, dtype, dims):
     """(name, DirectImages or None) of a Conv2d with dims (B, C, H, W, K, kh, kw, OH, OW) (ints where
-    static): 'gemm 1x1', 'direct wide' / 'direct rows' (the direct kernel's layouts) or 'im2col'."""
+    static): 'gemm 1x1', 'direct wide' / 'direct rows' (the direct kernel's layouts), 'fewtaps rows' /
+    'fewtaps wide' (the few-tap kernel's) or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):
         di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
-                           op.filter_flip)
+                           op.filter_flip, dense_out=True)
         if di is not None:
             return di.variant, di
     return "im2col", None
@@ -117,7 +132,8 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
     cap.add("wp", wp.ptr)
     cap.add("offs", offs.ptr)
     cap.add("out", out.ptr)
-    cap.add_parts("conv", PerThread(ctx, dt, [p.scratch_elems()], T))
+    direct_out = getattr(p, "dense_out", False)   # the few-tap rows layout writes the planes itself
+    cap.add_parts("conv", None if direct_out else PerThread(ctx, dt, [p.scratch_elems()], T))
     cap.add_parts("buf", PerThread(ctx, dt, [nb], T) if copy else None)
     plane = p.K * p.OH * p.OW
     et = U.ll_type(dt)
@@ -136,11 +152,22 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
                 x_img = buf
             else:
                 x_img = img.ptr
-            D.emit_image(bctx, p, x_img, v["wp"], v["offs"], conv)
-            copy_planes(bctx, conv, p.rs, p.row_stride, gep(bb, v["out"], U.mul(bb, n, plane), et), dt,
-                        p.K, p.OH, p.OW)
+            dst = gep(bb, v["out"], U.mul(bb, n, plane), et)
+            if direct_out:
+                FT.emit_image(bctx, p, x_img, v["wp"], dst)
+            else:
+                emit_image(bctx, p, x_img, v["wp"], v["offs"], conv)
+                copy_planes(bctx, conv, p.rs, p.row_stride, dst, dt, p.K, p.OH, p.OW)
 
     cap.run(ctx, body_name(op, di.variant), B, emit)
+
+
+def emit_image(ctx, p, x_img, wp, offs, conv):
+    """The conv scratch of one image by the kernel of plan p: directconv's or the few-tap one."""
+    if isinstance(p, FT.Plan):
+        FT.emit_image(ctx, p, x_img, wp, conv)
+    else:
+        D.emit_image(ctx, p, x_img, wp, offs, conv)
 
 
 @lower.register(Conv2d)

@@ -10,6 +10,8 @@ Input gradient, chosen by grad_inputs_variant:
 
 Weight gradient, chosen by grad_weights_variant:
   gemm 1x1  a 1x1 unit-stride unpadded convolution: dWT += x[n] @ top[n]^T, the image read in place.
+  fewtaps static shapes, unit strides, fewer than MIN_DIRECT_TAPS taps: the few-tap kernel
+          (conv_fewtaps.py), lane partials over the output gradient's rows read in place.
   taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
           patches straight from groups of zero-bordered image copies, with the output gradient
           transposed into rows of whole vectors; more filters than one such row holds (256 bytes)
@@ -23,9 +25,11 @@ from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights
 from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv_grad as DG
+from ..microkernels import fewtaps as FT
 from ..parallel import threads
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, gep, grad_output, image_view,
                    pinned, zero_fill)
+from .conv_fewtaps import emit_grad_weights, grad_weights_plan
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
                            reduce_transposed, shift_copy)
@@ -53,7 +57,7 @@ def grad_inputs_variant(op, dtype, dims):
     if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
             and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
         di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
-                           not op.filter_flip)
+                           not op.filter_flip, dense_out=True)
         if di is not None:
             return di.variant, di
     return "im2col", None
@@ -145,11 +149,15 @@ class TapChunks:
         return "taps" if len(self.chunks) == 1 else "taps chunked"
 
 
-def grad_weights_variant(op, dtype, dims):
-    """(name, TapChunks or None) of a Conv2dGradWeights: 'gemm 1x1', 'taps', 'taps chunked' or 'im2col'."""
+def grad_weights_variant(op, dtype, dims, fewtaps=True):
+    """(name, TapChunks / few-tap Plan or None) of a Conv2dGradWeights: 'gemm 1x1', 'fewtaps rows'
+    (fewtaps: the few-tap kernel may be used), 'taps', 'taps chunked' or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
+    fp = grad_weights_plan(op, dtype, dims) if fewtaps else None
+    if fp is not None:
+        return fp.variant, fp
     pads = _static_pads(op, kh, kw)
     if pads is None or str(dtype) not in ("float32", "float64"):
         return "im2col", None
@@ -169,7 +177,9 @@ def lower_conv2d_grad_weights(ctx, node, ins):
     xs = pinned(b, ins[0], [B, g.C, g.H, g.W])
     dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
     variant, tc = grad_weights_variant(op, dt, dims)
-    if tc is not None:
+    if isinstance(tc, FT.Plan):
+        emit_grad_weights(ctx, op, tc, xs, td, out, B, body_name("gw", variant))
+    elif tc is not None:
         _grad_weights_taps(ctx, tc, xs, td, out, B)
     else:
         one = variant == "gemm 1x1"

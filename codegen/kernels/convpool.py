@@ -45,11 +45,12 @@ from .. import irutil as U
 from ..lower import E_SHAPE, Array, lower
 from ..microkernels import directconv as D
 from ..microkernels import directconv_grad as DG
+from ..microkernels import fewtaps as FT
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
-from .conv_forward import direct_images
+from .conv_forward import direct_images, emit_image, few_taps
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .pool import out_len as pool_out_len
@@ -110,13 +111,16 @@ def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
 
 def padded_direct(op, dtype, dims):
     """A DirectImages (conv_forward.py) for a padded unit-stride convolution with static shapes that
-    the direct kernel takes (the generic Conv2d's cut-offs: MIN_DIRECT_TAPS, the plan's efficiency):
-    each image is copied into a zero-bordered per-thread buffer, then convolved as 'valid'. None for
-    'valid' convolutions (D.plan reads those in place) and everything else."""
-    if op.border_mode == "valid" or tuple(op.subsample) != (1, 1) or str(dtype) not in ("float32", "float64"):
+    the direct kernel takes (the generic Conv2d's cut-offs: MIN_DIRECT_TAPS, the plan's efficiency),
+    or for any unit-stride one with fewer taps (the few-tap kernel): each image is copied into a
+    zero-bordered per-thread buffer, then convolved as 'valid'. None for 'valid' convolutions with
+    more taps (D.plan reads those in place) and everything else."""
+    if tuple(op.subsample) != (1, 1) or str(dtype) not in ("float32", "float64"):
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     if not (isinstance(kh, int) and isinstance(kw, int)):
+        return None
+    if op.border_mode == "valid" and not few_taps(C, kh, kw):
         return None
     return direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                          op.filter_flip)
@@ -124,11 +128,14 @@ def padded_direct(op, dtype, dims):
 
 def forward_variant(op, dtype, dims):
     """How ConvPoolAct computes its convolution: 'direct wide' / 'direct rows' ('valid', read in place),
-    'direct padded wide' / 'direct padded rows' (through a zero-bordered copy) or 'im2col'."""
+    'direct padded wide' / 'direct padded rows' (through a zero-bordered copy), 'fewtaps rows' /
+    'fewtaps wide' (the few-tap kernel, through a zero-bordered copy) or 'im2col'."""
+    di = padded_direct(op, dtype, dims)
+    if di is not None and isinstance(di.p, FT.Plan):
+        return di.variant
     dp = D.plan(op, dtype, dims)
     if dp is not None:
         return f"direct {dp.mode}"
-    di = padded_direct(op, dtype, dims)
     return f"direct padded {di.p.mode}" if di is not None else "im2col"
 
 
@@ -138,8 +145,18 @@ def padded_taps(op, dtype, dims):
     filter (at most 256 bytes of them), else None."""
     if op.border_mode == "valid":
         return None
-    variant, tc = grad_weights_variant(op, dtype, dims[:9])
+    variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False)
     return tc if tc is not None and tc.copy and len(tc.chunks) == 1 else None
+
+
+def few_tap_grad(op, dtype, dims, need_gx):
+    """The weight gradient of a unit-stride convolution with few taps per output and no input
+    gradient (a first layer) by the few-tap kernel (microkernels/fewtaps.py), on a zero-bordered
+    copy of each image and the conv-output gradient in that plan's layout: its Plan, else None."""
+    if need_gx:
+        return None
+    di = padded_direct(op, dtype, dims)
+    return di.p if di is not None and isinstance(di.p, FT.Plan) else None
 
 
 def _offsets(op):
@@ -172,8 +189,9 @@ def lower_conv_pool_act(ctx, node, ins):
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
-    dp = D.plan(op, dt, dims)
-    di = padded_direct(op, dt, dims) if dp is None else None
+    di = padded_direct(op, dt, dims)
+    dp = D.plan(op, dt, dims) if di is None or not isinstance(di.p, FT.Plan) else None
+    di = di if dp is None else None
     if di is not None:
         dp = di.p
         di = di if di.copy else None
@@ -241,7 +259,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
             conv = cols   # the conv scratch
             if di is not None:
                 shift_copy(ctx, image_view(b, xs, n), xbuf, dt, di.C, di.H, di.W, dp.H, dp.W, *di.shift)
-                D.emit_image(ctx, dp, xbuf, wptr, offs, conv)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv)
             else:
                 D.emit_image(ctx, dp, image_view(b, xs, n).ptr, wptr, offs, conv)
             rs, crs = dp.rs, dp.row_stride
@@ -428,6 +446,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # the direct weight gradient needs top zero outside the stored positions: it is zeroed once per
     # thread, and both the 2x2 vector scatter and the unpooled store write the same positions every image
     dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool) else None
+    dp = few_tap_grad(op, dt, dims, need_gx) or dp
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
     tc = padded_taps(op, dt, dims) if dp is None and tp is None else None
     if tc is not None:
@@ -484,7 +503,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
-    sizes.append(tc.G * tc.img if tc is not None else 0)
+    sizes.append(tc.G * tc.img if tc is not None else dp.buf_elems() if isinstance(dp, FT.Plan) else 0)
     # the direct input gradient: the bordered top of one image and the conv scratch
     sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems()] if gd is not None else [0, 0]
     nparts = 1 if T == 1 else T
@@ -598,7 +617,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     if vector or not op.pool:   # the scatter / store writes the same positions each image: the rest stays zero
         zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
-        zero_fill(b, xg, 0, tc.G * tc.img, dt)
+        zero_fill(b, xg, 0, tc.G * tc.img if tc is not None else dp.buf_elems(), dt)
     if gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
@@ -623,7 +642,11 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
         else:
             _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
-        if dp is not None:
+        if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
+            ph, pw = geometry.padding(op.border_mode, dp.kh, dp.kw)
+            shift_copy(ctx, image_view(b, xs, n), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
+            FT.emit_grad_image(ctx, dp, xg, top, trs, dwT)
+        elif dp is not None:
             DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
         elif tp is not None:
             if xg is not None:
@@ -639,7 +662,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
             shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
                        *gd.shift)
-            D.emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, tp.n_offsets, U.I64), gxc)
+            emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, tp.n_offsets, U.I64), gxc)
             copy_planes(ctx, gxc, gd.p.rs, gd.p.row_stride, gep(b, gxptr, U.mul(b, n, img), et), dt,
                         gd.p.K, gd.p.OH, gd.p.OW)
         elif gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores

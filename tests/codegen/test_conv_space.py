@@ -154,3 +154,80 @@ def test_thread_counts_agree_and_calls_repeat(threads, static, border_mode, subs
         np.testing.assert_array_equal(res[n][0], res[1][0])
         np.testing.assert_array_equal(res[n][1], res[1][1])
         np.testing.assert_allclose(res[n][2], res[1][2], rtol=1e-5, atol=1e-4)
+
+
+# -- few taps per output (first layers): the few-tap kernels of microkernels/fewtaps.py --------------
+
+@st.composite
+def few_tap_configs(draw):
+    """A static unit-stride convolution with fewer than MIN_DIRECT_TAPS taps per output (1-4 channels,
+    filters up to 7x7), output rows of one vector, a little more than one (the 'wide' layout) or
+    several, any border mode, batch 1 or odd, both dtypes, flipped or not."""
+    from codegen.kernels.conv_forward import MIN_DIRECT_TAPS
+    from codegen.target import current
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    L = current().lanes(dtype)
+    C = draw(st.integers(1, 4))
+    kh = draw(st.integers(1, 7))
+    kw = draw(st.integers(1 if kh > 1 else 2, 7))
+    if C * kh * kw >= MIN_DIRECT_TAPS:
+        C = max(1, (MIN_DIRECT_TAPS - 1) // (kh * kw))
+    border = draw(st.sampled_from(["valid", "half", "full", "pair"]))
+    if border == "pair":
+        border = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
+    pads = {"valid": (0, 0), "full": (kh - 1, kw - 1), "half": (kh // 2, kw // 2)}.get(border, border)
+    OW = draw(st.sampled_from([L, 2 * L, L + 1, 3 * L - 2, max(1, L // 2 + 1)]))
+    OH = draw(st.integers(1, 7))
+    H, W = OH + kh - 1 - 2 * pads[0], OW + kw - 1 - 2 * pads[1]
+    if H < 1 or W < 1:   # too much padding for so few outputs: crop it
+        border, H, W = "valid", OH + kh - 1, OW + kw - 1
+    B = draw(st.sampled_from([1, 3, 5]))
+    K = draw(st.sampled_from([1, 2, 5, 8, 13, 20, 32]))
+    kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    return dtype, (B, C, H, W), (K, C, kh, kw), kwargs, True
+
+
+def test_few_taps_per_output_take_the_few_tap_kernels():
+    """The forward (both layouts), the input gradient when it has few taps too (few filters) and the
+    weight gradient of such convolutions run the few-tap kernels, and match the reference."""
+    from codegen.target import current
+    L = current().lanes("float32")
+    flip = dict(subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    extra = [("float32", (3, 3, 2 * L, 2 * L), (32, 3, 3, 3), dict(flip, border_mode="half"), True),   # cifar's first layer
+             ("float32", (5, 1, L + 5, L + 5), (20, 1, 5, 5), dict(flip, border_mode="valid"), True),  # LeNet's: 'wide'
+             ("float64", (1, 2, 4, 9), (3, 2, 3, 4), dict(flip, border_mode=(1, 2), filter_flip=False), True)]
+    seen = _run(few_tap_configs(), 14, extra)
+    for want in [("fwd", "fewtaps_rows"), ("fwd", "fewtaps_wide"), ("gx", "fewtaps_rows"), ("gw", "fewtaps_rows")]:
+        assert want in seen, (want, sorted(seen))
+
+
+def test_few_tap_plans_fit_registers():
+    """The forward tiles and the weight-gradient blocks stay within the target's accumulators, and
+    'rows' tiles hold whole rows or lie within one (one base address per tile)."""
+    from codegen.microkernels import directconv as D, fewtaps as FT
+    for dims in [(3, 34, 34, 32, 3, 3, 32, 32), (1, 28, 28, 20, 5, 5, 24, 24), (2, 9, 70, 7, 3, 3, 7, 68)]:
+        for dtype in ("float32", "float64"):
+            for dense in (False, True):
+                p = FT.plan(dtype, *dims, True, dense)
+                assert p is not None and p.P < 48
+                assert p.MR * p.NV <= D.max_accumulators() and p.MK * p.NT <= D.max_accumulators()
+                if p.mode == "rows":
+                    assert p.NV % p.nvr == 0 or p.nvr % p.NV == 0
+                assert sum(c * nv for c, nv in FT.tiles(p)) == p.nvec
+
+
+def test_few_tap_gradients_verify():
+    """verify_grad of a few-tap convolution compiled natively (forward and both gradients run the
+    few-tap kernels: 2 channels, 3 filters of 3x3)."""
+    from tests.helpers import check_grad
+    xs, ws = (3, 2, 5, 6), (3, 2, 3, 3)
+
+    def fn(x, w):
+        return conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="half")
+
+    check_grad(fn, [xs, ws], mode="native")
+    x, w = T.dtensor4("x"), T.dtensor4("w")
+    y = fn(x, w)
+    ir_ = symcnn.function([x, w], [y] + T.grad(y.sum(), [x, w])).dump_llvm()
+    assert {v for o, v in BODY.findall(ir_)} <= {"fewtaps_rows", "fewtaps_wide"}, BODY.findall(ir_)
+    assert {o for o, v in BODY.findall(ir_)} == {"fwd", "gx", "gw"}

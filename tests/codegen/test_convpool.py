@@ -374,8 +374,48 @@ def test_padded_convolutions_take_the_direct_kernels(xs, ws, conv, pool_kw, dtyp
         assert any(k.startswith(f"symcnn_dconv_{dtype}_") and f"_P{ws[0] * ws[2] * ws[3]}_" in k for k in kernels)
 
 
-def test_few_taps_per_output_stay_on_im2col():
-    """A 3-channel 3x3 first layer (27 taps per output) is faster through im2col + GEMM, as for Conv2d."""
-    xs, ws = (4, 3, 16, 16), (16, 3, 3, 3)
-    op = ConvPoolAct(ws=(2, 2), imshp=xs, kshp=ws, border_mode="half")
-    assert _padded_plans(op, "float32", xs, ws)[0] == "im2col"
+# First layers (fewer than MIN_DIRECT_TAPS taps per output): (x shape, W shape, conv kwargs, pool
+# kwargs, dtype, activation); the forward and the weight gradient without input gradient run the
+# few-tap kernels on zero-bordered copies, whatever the border mode and pooling.
+FEW_TAP_CASES = [
+    ((3, 3, 16, 16), (32, 3, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "relu"),       # cifar's
+    ((5, 1, 28, 28), (20, 1, 5, 5), {}, dict(ws=(2, 2)), "float32", "tanh"),                             # LeNet's
+    ((1, 3, 9, 13), (7, 3, 3, 3), dict(border_mode="half", filter_flip=False), dict(ws=(2, 2)), "float64", "maximum"),
+    ((3, 2, 7, 10), (5, 2, 2, 4), dict(border_mode=(1, 2)), dict(ws=(3, 2), stride=(1, 2)), "float32", "sigmoid"),
+    ((5, 4, 8, 17), (6, 4, 3, 3), dict(border_mode="full"), dict(pool="average_exc_pad", ws=(2, 2)), "float32", "tanh"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", FEW_TAP_CASES)
+def test_few_taps_per_output_take_the_few_tap_kernels(xs, ws, conv, pool_kw, dtype, act, target):
+    """A first layer's forward and weight gradient (with and without the input gradient) match the
+    reference; the forward and the gradient without input gradient run the few-tap kernels."""
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, **kw)
+    variant = _padded_plans(ops[0], dtype, xs, ws)[0]
+    assert variant.startswith("fewtaps"), variant
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_fewtaps_[a-z]+_[a-z0-9]+_[a-z]+)_", fn.runner.ir))
+    mode = variant.split()[1]
+    assert f"symcnn_fewtaps_fwd_{dtype}_{mode}" in kernels, kernels
+    assert f"symcnn_fewtaps_dw_{dtype}_{mode}" in kernels, kernels
+
+
+def test_few_tap_backward_verifies():
+    """verify_grad of the fused op whose weight gradient runs the few-tap kernel (no input gradient:
+    the gradient with respect to W and b of a first layer), a 3-channel 3x3 'half' convolution."""
+    xs, ws = (2, 3, 5, 6), (3, 3, 3, 3)
+    kw = dict(border_mode="half", pool=None, imshp=xs, kshp=ws)
+    fwd, _, bwd = conv_act_ops("tanh", "float64", **kw)
+    rng = np.random.RandomState(7)
+    xv = rng.uniform(-1, 1, xs)
+    gv = rng.uniform(-1, 1, (2, 3, 5, 6))
+
+    def cost(W, b):
+        return (fwd(T.constant(xv), W, b) * T.constant(gv)).sum()
+
+    symcnn.verify_grad(cost, [rng.uniform(-1, 1, ws), rng.uniform(-1, 1, 3)], rng=rng, mode="native")
+    W, b = T.dtensor4("W"), T.dvector("b")
+    fn = symcnn.function([W, b], T.grad(cost(W, b), [W, b]))
+    assert "symcnn_fewtaps_dw_float64" in fn.runner.ir

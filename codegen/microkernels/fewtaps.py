@@ -1,0 +1,399 @@
+"""Convolutions with few taps per output (C*kh*kw below conv_forward.MIN_DIRECT_TAPS: the first
+layers of real networks, 3x3 filters on 3 channels, 5x5 on one), forward and weight gradient, with
+unit strides, on a zero-bordered dense (C, H, W) copy of each image.
+
+Why not directconv.py's kernel: its loop over the taps reads each tap's offset from a table and
+carries the accumulators through a loop of only P iterations, so with 25 or 27 taps the loop and
+address work cost about as much as the FMAs. Here the tap loop is unrolled with every offset a
+constant (the image geometry is static): each weight broadcast folds into its FMA, the loads use
+constant displacements, and nothing is loop-carried but the output position.
+
+The output positions are covered by vectors of L lanes in one of two layouts:
+
+  rows  each output row is ceil(OW/L) vectors: vector v = (i, jv) reads the buffer at i*W + jv*L
+        (+ the tap's offset) and writes out[i*rs + jv*L] (rs = OW into a dense output plane, the
+        row's last vector stored under a mask; else whole vectors, rs = ceil(OW/L)*L);
+  wide  vector v covers q = v*L .. of the buffer's flat positions q = i*W + j, q < (OH-1)*W + OW
+        (as directconv's wide layout; rs = W, the W - OW columns past each row are computed and
+        ignored).
+
+The buffer has spare zero rows below the image so that the last vectors may read whole vectors past
+its end (their extra lanes feed only outputs that are never kept).
+
+  forward          tiles of MR filters x NV vectors, the P taps unrolled; the last tile is clamped
+                   onto the last vectors (recomputed, stored again), the last filter block has only
+                   the filters left (no padding filters computed).
+  weight gradient  dwv[k][t][:] += top[k] vector * image vector at tap t, over every vector of an
+                   image, for blocks of MK filters x NT taps in registers: per-thread lane partials,
+                   reduced (lanes pairwise, then threads in order) by reduce_partials. top must be
+                   zero at the lanes that are not outputs (or loaded under a mask: masked_top).
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from ..irutil import lanes
+from .directconv import Vec, kernel_function, max_accumulators
+from .directconv_grad import lane_masks
+
+MIN_EFFICIENCY = 0.5   # useful share of the computed output lanes below which the caller uses im2col
+MAX_NV = 6             # output vectors per forward tile
+MAX_MK = 6             # filters per weight-gradient block
+
+
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
+class Plan:
+    """Static layout of a few-tap convolution: the bordered buffer (C, H, W) (H counts the spare
+    rows; Hb rows hold the bordered image), the output layout and the register tiles. Its fields
+    are those of directconv.Plan that directconv.pack_weights and the conv-pool epilogues read
+    (dtype, C, H, W, K, kh, kw, P, MR, nkb, flip, L, rs, row_stride, scratch_elems)."""
+
+    def __init__(self, dtype, C, Hb, Wb, K, kh, kw, OH, OW, flip, mode, dense_out=False):
+        self.dtype, self.C, self.Hb, self.W, self.K, self.kh, self.kw = dtype, C, Hb, Wb, K, kh, kw
+        self.OH, self.OW, self.flip, self.mode, self.dense_out = OH, OW, flip, mode, dense_out
+        self.L = L = lanes(dtype)
+        self.H = Hb + -(-2 * L // Wb)   # spare zero rows: the last vectors read past the image
+        self.P = C * kh * kw
+        if mode == "rows":
+            self.nvr = -(-OW // L)
+            self.nvec = OH * self.nvr
+            self.rs = OW if dense_out else self.nvr * L
+            span = OH * self.rs
+            self.useful = OW / (self.nvr * L)
+        else:
+            self.nvr = None
+            self.n_out = (OH - 1) * Wb + OW
+            self.nvec = -(-self.n_out // L)
+            self.rs = Wb
+            span = self.nvec * L
+            self.useful = OH * OW / (self.nvec * L)
+        # conv-pool epilogues read up to 2L values from a row start: pad so they stay inside
+        self.row_stride = OH * OW if dense_out else _round_up(span + 2 * L, L)
+        self.masked_store = dense_out and mode == "rows" and OW % L != 0
+        acc = max_accumulators()
+        self.MR, self.NV = _forward_tile(self, acc)
+        self.nkb = -(-K // self.MR)
+        self.ntiles = -(-self.nvec // self.NV)
+        self.MK, self.NT = _grad_tile(self, acc)
+
+    @property
+    def variant(self):
+        return f"fewtaps {self.mode}"
+
+    def buf_elems(self):
+        return self.C * self.H * self.W
+
+    def scratch_elems(self):
+        return self.K * self.row_stride + 2 * self.L
+
+    def tap_offset(self, t):
+        """The buffer offset of tap t = (c, r, s) (unflipped: the flip is in the packed weights)."""
+        c, rs = divmod(t, self.kh * self.kw)
+        r, s = divmod(rs, self.kw)
+        return c * self.H * self.W + r * self.W + s
+
+    def cost(self):
+        """Modelled cycles per image of the forward (for choosing a layout)."""
+        return _forward_cost(self, self.MR, self.NV)
+
+
+def _step(m, n):
+    """Cycles of one tap step of m broadcast x n vector FMAs: two FMA units, two load ports, each
+    unaligned vector load crossing a cache line (two loads' worth)."""
+    return max(m * n, m + 2 * n) / 2 + 0.5
+
+
+def _forward_cost(p, MR, NV):
+    ntiles = -(-p.nvec // NV)
+    full, tail = divmod(p.K, MR)
+    per_tile = full * (p.P * _step(MR, NV) + MR * NV + 8)
+    if tail:
+        per_tile += p.P * _step(tail, NV) + tail * NV + 8
+    return ntiles * per_tile
+
+
+def _forward_tile(p, acc):
+    best = None
+    for MR in range(1, 9):
+        for NV in range(1, MAX_NV + 1):
+            if MR * NV > acc or MR > p.K or NV > p.nvec:
+                continue
+            if p.mode == "rows" and NV % p.nvr and p.nvr % NV:   # tiles of whole rows or within a row
+                continue
+            key = (_forward_cost(p, MR, NV), -MR * NV)
+            if best is None or key < best[0]:
+                best = (key, (MR, NV))
+    return best[1]
+
+
+def _grad_cost(p, MK, NT):
+    total = 0.0
+    for mk in [MK] * (p.K // MK) + ([p.K % MK] if p.K % MK else []):
+        for nt in [NT] * (p.P // NT) + ([p.P % NT] if p.P % NT else []):
+            total += p.nvec * _step(nt, mk) + 2 * mk * nt + 10
+    return total
+
+
+def _grad_tile(p, acc):
+    best = None
+    for MK in range(1, MAX_MK + 1):
+        for NT in range(1, p.P + 1):
+            if MK * NT > acc or MK > p.K:
+                continue
+            key = (_grad_cost(p, MK, NT), -MK * NT)
+            if best is None or key < best[0]:
+                best = (key, (MK, NT))
+    return best[1]
+
+
+def plan(dtype, C, Hb, Wb, K, kh, kw, OH, OW, flip, dense_out=False):
+    """The cheaper of the two layouts for a 'valid' unit-stride convolution of a bordered
+    (C, Hb, Wb) image (OH = Hb - kh + 1, OW = Wb - kw + 1), or None when neither keeps at least
+    MIN_EFFICIENCY of its lanes. dense_out: the rows layout writes dense (OH, OW) planes, and is
+    taken whenever it is efficient enough (the wide one would need a copy into the planes)."""
+    if str(dtype) not in ("float32", "float64") or min(C, Hb, Wb, K, kh, kw, OH, OW) < 1:
+        return None
+    rows = Plan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, flip, "rows", dense_out)
+    wide = Plan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, flip, "wide")
+    if dense_out and rows.useful >= MIN_EFFICIENCY and rows.useful >= 0.8 * wide.useful:
+        return rows
+    best = min((rows, wide) if not dense_out else (wide,), key=lambda q: q.cost())
+    return best if best.useful >= MIN_EFFICIENCY else None
+
+
+# -- forward ----------------------------------------------------------------------------------------
+
+def _tile_vectors(p, nv):
+    """[(buffer offset, output offset, vector index within its row or None)] of the nv vectors of a
+    tile, relative to the tile's first vector: every tile starts a row (rows, NV whole rows), a
+    run of NV vectors inside a row (rows, NV dividing the row's vectors) or a run of vectors (wide)."""
+    L = p.L
+    if p.mode == "wide":
+        return [(j * L, j * L, None) for j in range(nv)]
+    if nv % p.nvr == 0:
+        return [((j // p.nvr) * p.W + (j % p.nvr) * L, (j // p.nvr) * p.rs + (j % p.nvr) * L, j % p.nvr)
+                for j in range(nv)]
+    return [(j * L, j * L, None) for j in range(nv)]
+
+
+def _fwd_kernel(module, p, mr, nv):
+    """void fwd(x, wp, out, last): out[i*row_stride + o_j] = sum over taps t of wp[t*MR + i] *
+    x[x_j + offset(t)] for i < mr filters and the tile's nv vectors j (offsets x_j, o_j from
+    _tile_vectors: constants, so every load and store is one base plus a displacement); last: the
+    lanes kept of the tile's last vector when it may end a row of a masked layout.
+    One tile per call: inside a loop over tiles, LLVM would hoist the mr*P weight broadcasts out of
+    it and keep them spilled on the stack."""
+    name = (f"symcnn_fewtaps_fwd_{p.dtype}_{p.mode}_{mr}x{nv}_MR{p.MR}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
+            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{p.row_stride}")
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR, U.I64])
+    x, wp, out, last = fn.args
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vec = Vec(module, p.dtype, L)
+    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+    vectors = _tile_vectors(p, nv)
+    accs = [[vec.zero] * nv for _ in range(mr)]
+    for t in range(p.P):
+        off = p.tap_offset(t)
+        xs = [b.load(b.gep(x, [U.i64(xo + off)], source_etype=et), typ=vec.t, align=vec.size)
+              for xo, _, _ in vectors]
+        for i in range(mr):
+            a = U.splat(b, b.load(b.gep(wp, [U.i64(t * p.MR + i)], source_etype=et), typ=et), vec.t)
+            accs[i] = [b.call(vec.fma, [a, xs[j], accs[i][j]]) for j in range(nv)]
+    for j, (_, o, jv) in enumerate(vectors):
+        keep = None
+        if p.masked_store:
+            if jv is not None:   # a whole-rows tile: the row's last vector is known
+                if jv == p.nvr - 1:
+                    keep = ir.Constant(ir.VectorType(U.I1, L), [l < p.OW - jv * L for l in range(L)])
+            elif j == nv - 1:
+                keep = b.icmp_signed("<", lane, U.splat(b, last, ir.VectorType(U.I64, L)))
+        for i in range(mr):
+            ptr = b.gep(out, [U.i64(o + i * p.row_stride)], source_etype=et)
+            if keep is None:
+                b.store(accs[i][j], ptr, align=vec.size)
+            else:
+                b.call(vec.mstore, [accs[i][j], ptr, vec.align, keep])
+    b.ret_void()
+    return fn
+
+
+def tiles(p):
+    """[(count, vectors per tile)]: the full tiles, then (for whole-rows or wide tiles) one tile of
+    the vectors left."""
+    if p.mode == "rows" and p.nvr % p.NV == 0 and p.NV % p.nvr != 0:
+        return [(p.nvec // p.NV, p.NV)]
+    full, left = divmod(p.nvec, p.NV)
+    return [(full, p.NV)] + ([(1, left)] if left else [])
+
+
+def _tile_start(b, p, t, first):
+    """(buffer offset, output offset, lanes kept of the last vector) of tile t (an i64) whose first
+    vector is first + t*NV... (see _tile_vectors)."""
+    L = p.L
+    if p.mode == "wide":
+        q = b.mul(t, U.i64(p.NV * L))
+        q = b.add(q, U.i64(first * L))
+        return q, q, U.i64(L)
+    if p.NV % p.nvr == 0:
+        rows = p.NV // p.nvr
+        i = b.add(b.mul(t, U.i64(rows)), U.i64(first // p.nvr))
+        return b.mul(i, U.i64(p.W)), b.mul(i, U.i64(p.rs)), U.i64(L)
+    per = p.nvr // p.NV
+    i = b.udiv(t, U.i64(per))
+    jv = b.mul(b.urem(t, U.i64(per)), U.i64(p.NV * L))
+    last = U.smin(b, b.sub(U.i64(p.OW + L), b.add(jv, U.i64(p.NV * L))), L)
+    return b.add(b.mul(i, U.i64(p.W)), jv), b.add(b.mul(i, U.i64(p.rs)), jv), last
+
+
+def emit_image(ctx, p, x_img, wp, out):
+    """out[k*row_stride + out(v)] for k < K and every output vector v of one bordered image x_img,
+    with the weights wp packed by directconv.pack_weights ([nkb][P][MR], flipped as p.flip says)."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    full, tail = divmod(p.K, p.MR)
+    blocks = [(kb, p.MR if kb < full else tail) for kb in range(full + (1 if tail else 0))]
+    first = 0
+    for count, nv in tiles(p):
+        with U.for_range(b, count, name="ftile") as t:
+            xo, oo, last = _tile_start(b, p, t, first)
+            xt = b.gep(x_img, [xo], source_etype=et)
+            for kb, mr in blocks:
+                b.call(_fwd_kernel(ctx.module, p, mr, nv),
+                       [xt, U.gep(b, wp, kb * p.P * p.MR, et),
+                        b.gep(out, [b.add(oo, U.i64(kb * p.MR * p.row_stride))], source_etype=et), last])
+        first += count * nv
+
+
+# -- weight gradient ----------------------------------------------------------------------------------
+
+def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
+    """void dw(x, top, dwv): dwv[(i*P + t0 + t)*L : +L] += sum over output vectors v of
+    top[i*trs + out(v) : +L] * x[in(v) + offset(t0 + t) : +L], i < mk, t < nt (top lanes outside
+    the row loaded as 0 when masked_top)."""
+    name = (f"symcnn_fewtaps_dw_{p.dtype}_{p.mode}_{mk}x{nt}_t{t0}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
+            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{trs}{'_m' if masked_top else ''}")
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR])
+    x, top, dwv = fn.args
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vec = Vec(module, p.dtype, L)
+    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+    accs = [[vec.zero] * nt for _ in range(mk)]
+    # rows: one loop step per output row (its nvr vectors unrolled); wide: one per vector
+    count, per = (p.OH, p.nvr) if p.mode == "rows" else (p.nvec, 1)
+    head, body, done = (b.append_basic_block(f"dw.{s}") for s in ("head", "body", "end"))
+    entry = b.block
+    b.branch(head)
+    b.position_at_end(head)
+    step = b.phi(U.I64, name="row")
+    step.add_incoming(U.i64(0), entry)
+    phis = [[b.phi(vec.t) for _ in range(nt)] for _ in range(mk)]
+    for row in phis:
+        for ph in row:
+            ph.add_incoming(vec.zero, entry)
+    accs = [list(r) for r in phis]
+    b.cbranch(b.icmp_signed("<", step, U.i64(count)), body, done)
+    b.position_at_end(body)
+    for jv in range(per):
+        # the image lanes that are not outputs are loaded as 0 (an Inf there must not meet a 0 of top)
+        if p.mode == "rows":
+            xin = b.add(b.mul(step, U.i64(p.W)), U.i64(jv * L))
+            o = b.add(b.mul(step, U.i64(p.rs)), U.i64(jv * L))
+            keep = None
+            if (jv + 1) * L > p.OW:
+                keep = ir.Constant(ir.VectorType(U.I1, L), [lane_ < p.OW - jv * L for lane_ in range(L)])
+            xkeep = keep
+        else:
+            xin = o = b.mul(step, U.i64(L))
+            keep = None
+            it = ir.IntType(L)
+            xkeep = b.bitcast(b.load(b.gep(lane_masks(module, p), [step], source_etype=it), typ=it),
+                              ir.VectorType(U.I1, L))
+        tops = []
+        for i in range(mk):
+            ptr = b.gep(top, [b.add(o, U.i64(i * trs))], source_etype=et)
+            if keep is None or not masked_top:
+                tops.append(b.load(ptr, typ=vec.t, align=vec.size))
+            else:
+                tops.append(b.call(vec.mload, [ptr, vec.align, keep, vec.zero]))
+        base = b.gep(x, [xin], source_etype=et)
+        for t in range(nt):
+            xp = b.gep(base, [U.i64(p.tap_offset(t0 + t))], source_etype=et)
+            xv = (b.load(xp, typ=vec.t, align=vec.size) if xkeep is None
+                  else b.call(vec.mload, [xp, vec.align, xkeep, vec.zero]))
+            for i in range(mk):
+                accs[i][t] = b.call(vec.fma, [tops[i], xv, accs[i][t]])
+    last = b.block
+    for i in range(mk):
+        for t in range(nt):
+            phis[i][t].add_incoming(accs[i][t], last)
+    step.add_incoming(b.add(step, U.i64(1)), last)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(mk):
+        for t in range(nt):
+            ptr = b.gep(dwv, [U.i64((i * p.P + t0 + t) * L)], source_etype=et)
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), phis[i][t]), ptr, align=vec.size)
+    b.ret_void()
+    return fn
+
+
+def emit_grad_image(ctx, p, x_img, top, trs, dwv, masked_top=False):
+    """dwv[k][t][:] += the lane partials of sum over outputs of top[k] * x at tap t, for one
+    bordered image x_img and its output gradient top (filter k's plane at top + k*trs, in p's
+    layout; zero at the lanes that are not outputs unless masked_top)."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    kb = [(k0, min(p.MK, p.K - k0)) for k0 in range(0, p.K, p.MK)]
+    tb = [(t0, min(p.NT, p.P - t0)) for t0 in range(0, p.P, p.NT)]
+    for k0, mk in kb:
+        for t0, nt in tb:
+            fn = _dw_kernel(ctx.module, p, mk, t0, nt, trs, masked_top)
+            b.call(fn, [x_img, U.gep(b, top, k0 * trs, et), U.gep(b, dwv, k0 * p.P * p.L, et)])
+
+
+def partial_elems(p):
+    """Elements of one thread's lane partials dwv[K][P][L]."""
+    return p.K * p.P * p.L
+
+
+def reduce_partials(ctx, p, parts, stride, nparts, gw):
+    """gw[k, c, rr, ss] (dense) = the sum over threads (in order) of the pairwise lane sums of
+    part_t[k][tap (c, r, s)], (rr, ss) the tap's filter position (turned for a true convolution);
+    parts: the first thread's partials, stride elements apart."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vt = ir.VectorType(et, L)
+    khw = p.kh * p.kw
+    with U.for_range(b, p.K, name="fk") as k:
+        with U.for_range(b, p.P, name="ft") as tap:
+            rs = b.urem(tap, U.i64(khw))
+            widx = b.add(b.sub(tap, rs), b.sub(U.i64(khw - 1), rs)) if p.flip else tap
+            total = None
+            for t in range(nparts):
+                off = U.add(b, U.mul(b, t, stride), b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
+                s = _hsum(b, b.load(U.gep(b, parts, off, et), typ=vt, align=U.itemsize(p.dtype)))
+                total = s if total is None else b.fadd(total, s)
+            b.store(total, b.gep(gw, [b.add(b.mul(k, U.i64(p.P)), widx)], source_etype=et))
+
+
+def _hsum(b, vec):
+    """The sum of a vector's lanes, pairwise (a fixed order)."""
+    n = vec.type.count
+    while n > 1:
+        half = n // 2
+        lo = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half))))
+        hi = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half, n))))
+        vec = b.fadd(lo, hi)
+        n = half
+    return b.extract_element(vec, ir.Constant(U.I32, 0))
