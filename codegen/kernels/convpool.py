@@ -387,6 +387,8 @@ def _bias_act(ctx, op, dt, conv, crs, rs, base, K, OH, OW, bptr, optr, zptr):
     et = U.ll_type(dt)
     plane = U.mul(b, OH, OW)
     prog = op.act if op.act is not None else _identity(dt)
+    if isinstance(rs, int) and isinstance(OW, int) and rs == OW:   # dense planes: one long loop vectorises
+        OH, OW, rs = 1, plane, plane
     with U.for_range(b, K, name="k") as k:
         bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
         ck = gep(b, conv, U.mul(b, k, crs), et)

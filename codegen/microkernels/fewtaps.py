@@ -31,6 +31,7 @@ its end (their extra lanes feed only outputs that are never kept).
 from llvmlite import ir
 
 from .. import irutil as U
+from .. import target as targets
 from ..irutil import lanes
 from .directconv import Vec, kernel_function, max_accumulators
 from .directconv_grad import lane_masks
@@ -99,6 +100,11 @@ class Plan:
         return _forward_cost(self, self.MR, self.NV)
 
 
+def _registers():
+    """Vector registers: the accumulators, the vectors loaded for one step and a broadcast must fit."""
+    return targets.current().vector_registers
+
+
 def _step(m, n):
     """Cycles of one tap step of m broadcast x n vector FMAs: two FMA units, two load ports, each
     unaligned vector load crossing a cache line (two loads' worth)."""
@@ -118,7 +124,7 @@ def _forward_tile(p, acc):
     best = None
     for MR in range(1, 9):
         for NV in range(1, MAX_NV + 1):
-            if MR * NV > acc or MR > p.K or NV > p.nvec:
+            if MR * NV > acc or MR * NV + NV + 1 > _registers() or MR > p.K or NV > p.nvec:
                 continue
             if p.mode == "rows" and NV % p.nvr and p.nvr % NV:   # tiles of whole rows or within a row
                 continue
@@ -140,7 +146,7 @@ def _grad_tile(p, acc):
     best = None
     for MK in range(1, MAX_MK + 1):
         for NT in range(1, p.P + 1):
-            if MK * NT > acc or MK > p.K:
+            if MK * NT > acc or MK * NT + MK + 1 > _registers() or MK > p.K:
                 continue
             key = (_grad_cost(p, MK, NT), -MK * NT)
             if best is None or key < best[0]:

@@ -194,7 +194,8 @@ def test_few_taps_per_output_take_the_few_tap_kernels():
     L = current().lanes("float32")
     flip = dict(subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
     extra = [("float32", (3, 3, 2 * L, 2 * L), (32, 3, 3, 3), dict(flip, border_mode="half"), True),   # cifar's first layer
-             ("float32", (5, 1, L + 5, L + 5), (20, 1, 5, 5), dict(flip, border_mode="valid"), True),  # LeNet's: 'wide'
+             ("float32", (5, 1, L + 5, L + 5), (20, 1, 5, 5), dict(flip, border_mode="valid"), True),  # LeNet's
+             ("float32", (3, 2, 6, L + 1), (4, 2, 3, 1), dict(flip, border_mode="valid"), True),  # 'wide' at any L
              ("float64", (1, 2, 4, 9), (3, 2, 3, 4), dict(flip, border_mode=(1, 2), filter_flip=False), True)]
     seen = _run(few_tap_configs(), 14, extra)
     for want in [("fwd", "fewtaps_rows"), ("fwd", "fewtaps_wide"), ("gx", "fewtaps_rows"), ("gw", "fewtaps_rows")]:
@@ -205,12 +206,15 @@ def test_few_tap_plans_fit_registers():
     """The forward tiles and the weight-gradient blocks stay within the target's accumulators, and
     'rows' tiles hold whole rows or lie within one (one base address per tile)."""
     from codegen.microkernels import directconv as D, fewtaps as FT
+    from codegen.target import current
     for dims in [(3, 34, 34, 32, 3, 3, 32, 32), (1, 28, 28, 20, 5, 5, 24, 24), (2, 9, 70, 7, 3, 3, 7, 68)]:
         for dtype in ("float32", "float64"):
             for dense in (False, True):
                 p = FT.plan(dtype, *dims, True, dense)
                 assert p is not None and p.P < 48
                 assert p.MR * p.NV <= D.max_accumulators() and p.MK * p.NT <= D.max_accumulators()
+                regs = current().vector_registers   # with the vectors loaded for one step and a broadcast
+                assert p.MR * p.NV + p.NV + 1 <= regs and p.MK * p.NT + p.MK + 1 <= regs
                 if p.mode == "rows":
                     assert p.NV % p.nvr == 0 or p.nvr % p.NV == 0
                 assert sum(c * nv for c, nv in FT.tiles(p)) == p.nvec
