@@ -5,7 +5,7 @@ unit strides, on a zero-bordered dense (C, H, W) copy of each image.
 Why not directconv.py's kernel: its loop over the taps reads each tap's offset from a table and
 carries the accumulators through a loop of only P iterations, so with 25 or 27 taps the loop and
 address work cost about as much as the FMAs. Here the tap loop is unrolled with every offset a
-constant (the image geometry is static): each weight broadcast folds into its FMA, the loads use
+constant (the image geometry is static): each tile's loads and weight broadcasts are one base plus
 constant displacements, and nothing is loop-carried but the output position.
 
 The output positions are covered by vectors of L lanes in one of two layouts:
@@ -20,9 +20,9 @@ The output positions are covered by vectors of L lanes in one of two layouts:
 The buffer has spare zero rows below the image so that the last vectors may read whole vectors past
 its end (their extra lanes feed only outputs that are never kept).
 
-  forward          tiles of MR filters x NV vectors, the P taps unrolled; the last tile is clamped
-                   onto the last vectors (recomputed, stored again), the last filter block has only
-                   the filters left (no padding filters computed).
+  forward          tiles of MR filters x NV vectors (rows: whole output rows, or a run within one),
+                   the P taps unrolled; a last, shorter tile takes the vectors left, and the last
+                   filter block only the filters left (no padding filters or vectors computed).
   weight gradient  dwv[k][t][:] += top[k] vector * image vector at tap t, over every vector of an
                    image, for blocks of MK filters x NT taps in registers: per-thread lane partials,
                    reduced (lanes pairwise, then threads in order) by reduce_partials. top must be
@@ -76,7 +76,6 @@ class Plan:
         acc = max_accumulators()
         self.MR, self.NV = _forward_tile(self, acc)
         self.nkb = -(-K // self.MR)
-        self.ntiles = -(-self.nvec // self.NV)
         self.MK, self.NT = _grad_tile(self, acc)
 
     @property
