@@ -195,7 +195,8 @@ def test_verify_grad_backward(act, pooled, need_gx):
 # Static shapes that take the direct-convolution kernels (no im2col): (x shape, W shape, dtype,
 # conv kwargs, expected layout with 64-byte vectors). 'wide' runs vectors along whole image rows; 'rows'
 # packs whole output rows (OW dividing the vector length) into one vector, so with narrower vectors
-# (AVX2, SSE2) a 'rows' case whose OW does not divide the lanes is 'wide'.
+# (AVX2, SSE2) a 'rows' case whose OW does not divide the lanes is 'wide'. With fewer than
+# MIN_DIRECT_TAPS taps the fused op takes the few-tap kernels instead (FEW_TAP_CASES below).
 DIRECT_CASES = [
     ((9, 1, 13, 14), (5, 1, 3, 4), "float32", {}, "wide"),                       # K % MR, odd OH
     ((9, 3, 11, 12), (7, 3, 4, 5), "float32", dict(filter_flip=False), "rows"),  # 2 rows per vector
@@ -204,6 +205,7 @@ DIRECT_CASES = [
     ((9, 2, 9, 10), (5, 2, 3, 3), "float32", {}, "rows"),                        # OH = 7: a row of padding
     ((9, 2, 12, 11), (3, 2, 5, 4), "float64", {}, "rows"),                       # float64: 8 lanes
     ((9, 1, 20, 19), (6, 1, 5, 5), "float64", {}, "wide"),
+    ((9, 2, 13, 18), (5, 2, 5, 5), "float32", {}, "wide"),   # 50 taps: the fused op runs these kernels
 ]
 
 
