@@ -67,7 +67,9 @@ _RUNS += [(0, 3, 16, False), (1, 3, 33, True), (0, 3, 16, True), (2, 3, 16, True
 def test_threads_match_reference(threads, case, n, batch, static):
     threads(n)
     ins, outs, vals = _graph(CASES[case], batch, static)
-    check_native_vs_reference(ins, outs, vals, rtol=RTOL, atol=ATOL)
+    # the weight gradients sum up to batch*OH*OW = 2376 float32 products: the float32 reference itself
+    # is up to 3e-5 away from a float64 evaluation there, so two summation orders differ by that much
+    check_native_vs_reference(ins, outs, vals, rtol=RTOL, atol=5e-5)
 
 
 @pytest.mark.parametrize("batch", [7, 33])
