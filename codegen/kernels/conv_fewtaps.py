@@ -8,6 +8,7 @@ from .. import irutil as U
 from ..microkernels import fewtaps as FT
 from ..parallel import threads
 from .conv import gep, image_view, zero_fill
+from .conv_forward import few_taps
 from .conv_threads import Captured, PerThread, add_array, shift_copy
 
 
@@ -15,7 +16,6 @@ def grad_weights_plan(op, dtype, dims):
     """The few-tap Plan (rows layout over dense output-gradient planes) of a Conv2dGradWeights with
     static dims (B, C, H, W, K, kh, kw, OH, OW), unit strides and fewer than MIN_DIRECT_TAPS taps,
     else None."""
-    from .conv_forward import few_taps
     B, C, H, W, K, kh, kw, OH, OW = dims
     if tuple(op.subsample) != (1, 1) or str(dtype) not in ("float32", "float64"):
         return None

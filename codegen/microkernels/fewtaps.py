@@ -33,7 +33,7 @@ from llvmlite import ir
 from .. import irutil as U
 from .. import target as targets
 from ..irutil import lanes
-from .directconv import Vec, kernel_function, max_accumulators
+from .directconv import AccLoop, Vec, kernel_function, max_accumulators
 from .directconv_grad import lane_masks
 
 MIN_EFFICIENCY = 0.5   # useful share of the computed output lanes below which the caller uses im2col
@@ -291,23 +291,12 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
     et = U.ll_type(p.dtype)
     L = p.L
     vec = Vec(module, p.dtype, L)
-    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    accs = [[vec.zero] * nt for _ in range(mk)]
     # rows: one loop step per output row (its nvr vectors unrolled); wide: one per vector
     count, per = (p.OH, p.nvr) if p.mode == "rows" else (p.nvec, 1)
-    head, body, done = (b.append_basic_block(f"dw.{s}") for s in ("head", "body", "end"))
-    entry = b.block
-    b.branch(head)
-    b.position_at_end(head)
-    step = b.phi(U.I64, name="row")
-    step.add_incoming(U.i64(0), entry)
-    phis = [[b.phi(vec.t) for _ in range(nt)] for _ in range(mk)]
-    for row in phis:
-        for ph in row:
-            ph.add_incoming(vec.zero, entry)
-    accs = [list(r) for r in phis]
-    b.cbranch(b.icmp_signed("<", step, U.i64(count)), body, done)
-    b.position_at_end(body)
+    loop = AccLoop(b, "dw", count, mk, nt, vec)
+    loop.enter()
+    step = loop.i
+    accs = [list(r) for r in loop.accs]
     for jv in range(per):
         # the image lanes that are not outputs are loaded as 0 (an Inf there must not meet a 0 of top)
         if p.mode == "rows":
@@ -337,17 +326,11 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
                   else b.call(vec.mload, [xp, vec.align, xkeep, vec.zero]))
             for i in range(mk):
                 accs[i][t] = b.call(vec.fma, [tops[i], xv, accs[i][t]])
-    last = b.block
-    for i in range(mk):
-        for t in range(nt):
-            phis[i][t].add_incoming(accs[i][t], last)
-    step.add_incoming(b.add(step, U.i64(1)), last)
-    b.branch(head)
-    b.position_at_end(done)
+    loop.close(accs)
     for i in range(mk):
         for t in range(nt):
             ptr = b.gep(dwv, [U.i64((i * p.P + t0 + t) * L)], source_etype=et)
-            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), phis[i][t]), ptr, align=vec.size)
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), loop.accs[i][t]), ptr, align=vec.size)
     b.ret_void()
     return fn
 
