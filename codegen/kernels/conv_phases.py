@@ -24,12 +24,21 @@ from .. import irutil as U
 from ..irutil import lanes
 from ..microkernels import directconv as D
 from .conv import gep, zero_fill
-from .conv_forward import MIN_DIRECT_TAPS, DirectImages, _Valid
+from .conv_forward import MIN_DIRECT_TAPS, DirectImages
 from .conv_threads import shift_copy
 
 
 def _cdiv(a, b):
     return -(-a // b)
+
+
+class _Valid:
+    """The parts of a conv op directconv.plan reads: a 'valid' unit-stride convolution (of phase images)."""
+    border_mode = "valid"
+    subsample = (1, 1)
+
+    def __init__(self, flip):
+        self.filter_flip = flip
 
 
 def _columns(S, off, n_src, n_dst):
