@@ -425,3 +425,42 @@ def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtyp
 def geometry_out(op, xs, ws):
     from symcnn.tensor.nnet import conv_geometry as geometry
     return geometry.out_shape(xs, ws, op.border_mode, op.subsample)
+
+
+@st.composite
+def _strided_configurations(draw):
+    """A random static strided convolution with enough channels for the phase kernels: strides 2-3 (or
+    along one axis), filters 1-5, every border mode, pooling or not, any activation, both dtypes."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    border = draw(st.sampled_from(["valid", "half", "full", (1, 0), (2, 2)]))
+    sub = draw(st.sampled_from([(2, 2), (3, 3), (2, 1), (1, 2), (3, 2)]))
+    xs = (draw(st.sampled_from([1, 3])), draw(st.sampled_from([8, 16, 32])), draw(st.integers(kh + 4, 24)),
+          draw(st.integers(kw + 4, 24)))
+    ws = (draw(st.sampled_from([5, 16, 20])), xs[1], kh, kw)
+    pool_kw = draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2))]))
+    conv = dict(border_mode=border, subsample=sub, filter_flip=draw(st.booleans()))
+    return xs, ws, conv, pool_kw, draw(st.sampled_from(sorted(CONV_ACTIVATIONS))), \
+        draw(st.sampled_from(["float32", "float64"]))
+
+
+def test_random_strided_configurations_match_reference():
+    """Random strided configurations against the reference; the draws (with one allconv-like example)
+    reach the phase kernels of the forward and of the input gradient."""
+    from hypothesis import example
+    seen = set()
+
+    @settings(max_examples=examples(8), deadline=None, database=None, derandomize=True)
+    @given(_strided_configurations())
+    @example(((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True),
+              dict(pool=None), "relu", "float32"))
+    def run(cfg):
+        xs, ws, conv, pool_kw, act, dtype = cfg
+        ops = _ops(conv, pool_kw, True, xs, ws, act=act, dtype=dtype)
+        variant, _, gx = _padded_plans(ops[0], dtype, xs, ws)
+        seen.add(variant.split()[1] if variant.startswith("direct") else variant)
+        seen.add(type(gx).__name__)
+        tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+        _check(xs, ws, ops, dtype, **tol)
+
+    run()
+    assert {"phases", "PhaseGradInputs"} <= seen, seen
