@@ -200,3 +200,21 @@ def test_thread_counts_agree_and_calls_repeat(threads, static, border_mode, subs
         np.testing.assert_array_equal(res[n][0], res[1][0])
         np.testing.assert_array_equal(res[n][1], res[1][1])
         np.testing.assert_allclose(res[n][2], res[1][2], rtol=1e-5, atol=1e-4)
+
+
+def test_phase_kernels_agree_across_thread_counts(threads):
+    """The phase kernels keep per-thread phase images, bordered output gradients and conv scratch:
+    1, 2 and 3 threads give bit-identical forwards and input gradients."""
+    xs, ws = (7, 16, 16, 16), (20, 16, 3, 3)
+    kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=2)
+        fn, got = check_native_vs_reference(ins, outs, vals, rtol=1e-4, atol=2e-3)
+        assert {("fwd", "phases_rows"), ("gx", "phases")} <= set(BODY.findall(fn.dump_llvm()))
+        res[n] = got[0]
+    for n in (2, 3):
+        np.testing.assert_array_equal(res[n][0], res[1][0])
+        np.testing.assert_array_equal(res[n][1], res[1][1])
