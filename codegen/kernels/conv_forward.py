@@ -1,6 +1,6 @@
 """Conv2d natively, the batch split over the threads (conv_threads.py).
 
-Three ways, chosen when compiling (forward_variant):
+Four ways, chosen when compiling (forward_variant):
 
   gemm 1x1  a 1x1 unit-stride unpadded convolution: each image is its own patch matrix, so the
           packed GEMM reads it in place.
@@ -14,9 +14,11 @@ Three ways, chosen when compiling (forward_variant):
   fewtaps as direct, with fewer than MIN_DIRECT_TAPS taps per output (first layers): the kernel of
           microkernels/fewtaps.py, its taps unrolled, on the same zero-bordered copy (with spare
           rows); its 'rows' layout writes the output planes directly, its 'wide' one the scratch.
-  im2col  everything else (strides, dynamic image or filter sizes, a direct or few-tap plan that
-          would waste too much of its tiles): per image, a per-thread patch matrix and the packed
-          GEMM (conv.py's helpers).
+  phases  static shapes and strides: the direct kernel on a per-thread copy of each image split into
+          its stride phases (conv_phases.py).
+  im2col  everything else (dynamic image or filter sizes, a direct, few-tap or phase plan that would
+          waste too much of its tiles): per image, a per-thread patch matrix and the packed GEMM
+          (conv.py's helpers).
 Dilated filters reach these ops already spread out with zeros (symcnn/tensor/nnet/dilation.py).
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
@@ -62,6 +64,15 @@ class DirectImages:
     def variant(self):
         return getattr(self.p, "variant", f"direct {self.p.mode}")
 
+    def pack(self, ctx, w_dense, wp, offs):
+        """The weights packed for the plan, and its tap offsets."""
+        D.pack_weights(ctx, self.p, w_dense, wp, offs)
+
+    def fill(self, ctx, src, buf, dtype):
+        """buf (the plan's dense image) = src (one (C, H, W) Array) moved by shift; the rest of buf is
+        not written (zeroed once)."""
+        shift_copy(ctx, src, buf, dtype, self.C, self.H, self.W, self.Hb, self.Wb, *self.shift)
+
 
 def few_taps(C, kh, kw):
     """Whether a convolution has few enough taps per output for the few-tap kernel."""
@@ -95,7 +106,8 @@ def pointwise(op, kh, kw):
 def forward_variant(op, dtype, dims):
     """(name, DirectImages or None) of a Conv2d with dims (B, C, H, W, K, kh, kw, OH, OW) (ints where
     static): 'gemm 1x1', 'direct wide' / 'direct rows' (the direct kernel's layouts), 'fewtaps rows' /
-    'fewtaps wide' (the few-tap kernel's) or 'im2col'."""
+    'fewtaps wide' (the few-tap kernel's), 'phases wide' / 'phases rows' (strided, conv_phases.py) or
+    'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
@@ -103,6 +115,12 @@ def forward_variant(op, dtype, dims):
             and isinstance(kw, int):
         di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                            op.filter_flip, dense_out=True)
+        if di is not None:
+            return di.variant, di
+    if str(dtype) in ("float32", "float64") and isinstance(kh, int) and isinstance(kw, int):
+        from .conv_phases import phase_images   # (conv_phases builds on this module)
+        di = phase_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                          tuple(op.subsample), op.filter_flip)
         if di is not None:
             return di.variant, di
     return "im2col", None
@@ -123,7 +141,7 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
     T = threads()
     wp = ctx.scratch(dt, [p.nkb * p.P * p.MR])
     offs = ctx.scratch("int64", [p.P])
-    D.pack_weights(ctx, p, w_dense, wp.ptr, offs.ptr)
+    di.pack(ctx, w_dense, wp.ptr, offs.ptr)
     copy = di.copy or not (src.contiguous and srcdt == dt)
     nb = p.C * p.H * p.W
     cap = Captured()
@@ -148,7 +166,7 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
         with U.for_range(bb, n1, start=n0, name="img") as n:
             img = image_view(bb, xs, n)
             if buf is not None:
-                shift_copy(bctx, img, buf, dt, di.C, di.H, di.W, p.H, p.W, *di.shift)
+                di.fill(bctx, img, buf, dt)
                 x_img = buf
             else:
                 x_img = img.ptr

@@ -5,6 +5,7 @@ Input gradient, chosen by grad_inputs_variant:
   direct  unit strides, static shapes: dx[n] is the 'valid' correlation of top[n], zero-bordered by
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
+  phases  strides, static shapes: the direct kernel per stride phase of dx (conv_phases.py).
   im2col  otherwise: per image, dcols = W^T @ top[n] (packed GEMM) and col2im into dx[n], in
           per-thread buffers.
 
@@ -31,6 +32,7 @@ from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, gep, grad_outpu
                    pinned, zero_fill)
 from .conv_fewtaps import emit_grad_weights, grad_weights_plan
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
+from .conv_phases import PhaseGradInputs, phase_grad_inputs
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
                            reduce_transposed, shift_copy)
 
@@ -46,7 +48,7 @@ def _static_pads(op, kh, kw):
 
 def grad_inputs_variant(op, dtype, dims):
     """(name, DirectImages or None) of a Conv2dGradInputs with dims (B, C, H, W, K, kh, kw, OH, OW):
-    'gemm 1x1', 'direct wide' / 'direct rows' or 'im2col'."""
+    'gemm 1x1', 'direct wide' / 'direct rows', 'phases' (strided) or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
@@ -60,6 +62,10 @@ def grad_inputs_variant(op, dtype, dims):
                            not op.filter_flip, dense_out=True)
         if di is not None:
             return di.variant, di
+    if pads is not None and str(dtype) in ("float32", "float64"):
+        pg = phase_grad_inputs(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, tuple(op.subsample), op.filter_flip)
+        if pg is not None:
+            return pg.variant, pg
     return "im2col", None
 
 
@@ -73,12 +79,44 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
     top = pinned(b, ins[1], [B, K, g.OH, g.OW])
     dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
     variant, di = grad_inputs_variant(op, dt, dims)
+    if isinstance(di, PhaseGradInputs):
+        _grad_inputs_phases(ctx, di, wd, top, out, B)
+        return [out]
     if di is not None:
         wt = transposed_filters(ctx, wd.ptr, dt, K, g.C, g.kh, g.kw)
         emit_direct_images(ctx, di, top, top.dtype, wt.ptr, B, out, "gx")
         return [out]
     _grad_inputs_im2col(ctx, op, dt, wd, dense(ctx, top, dt), out, dims, variant == "gemm 1x1")
     return [out]
+
+
+def _grad_inputs_phases(ctx, pg, wd, top, out, B):
+    dt = pg.dtype
+    et = U.ll_type(dt)
+    T = threads()
+    wp = ctx.scratch(dt, [pg.weight_elems])
+    offs = ctx.scratch("int64", [pg.n_offsets])
+    pg.pack(ctx, wd.ptr, wp.ptr, offs.ptr)
+    cap = Captured()
+    cap.add("B", B)
+    add_array(cap, "top", top)
+    cap.add("wp", wp.ptr)
+    cap.add("offs", offs.ptr)
+    cap.add("out", out.ptr)
+    cap.add_parts("tbuf", PerThread(ctx, dt, [pg.top_elems], T))
+    cap.add_parts("conv", PerThread(ctx, dt, [pg.scratch_elems], T))
+    img = pg.C * pg.H * pg.W
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        tbuf = v.part("tbuf", dt)
+        pg.zero_border(bb, tbuf)
+        tv = v.array("top", top.dtype, [v["B"], pg.K, pg.OH, pg.OW])
+        with U.for_range(bb, n1, start=n0, name="img") as n:
+            pg.emit_image(bctx, image_view(bb, tv, n), tbuf, v["wp"], v["offs"], v.part("conv", dt),
+                          gep(bb, v["out"], U.mul(bb, n, img), et))
+
+    cap.run(ctx, body_name("gx", pg.variant), B, emit)
 
 
 def transposed_filters(ctx, w_dense, dt, K, C, kh, kw):

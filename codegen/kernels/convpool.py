@@ -27,7 +27,9 @@ zero-bordered copy of each image (conv_forward.direct_images, with its cut-offs)
 gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks,
 one chunk of filters); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
-Conv2dGradInputs). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
+Conv2dGradInputs). A strided one (static shapes) runs the direct kernel on each image split
+into its stride phases, and its input gradient phase by phase of dx (conv_phases.py; the weight
+gradient is the tap-panel kernel's, any stride). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
 columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
 (a sum over batch * pooled pixels).
 
@@ -51,6 +53,7 @@ from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
 from .conv_forward import direct_images, emit_image, few_taps
+from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .pool import out_len as pool_out_len
@@ -114,10 +117,15 @@ def padded_direct(op, dtype, dims):
     the direct kernel takes (the generic Conv2d's cut-offs: MIN_DIRECT_TAPS, the plan's efficiency),
     or for any unit-stride one with fewer taps (the few-tap kernel): each image is copied into a
     zero-bordered per-thread buffer, then convolved as 'valid'. None for 'valid' convolutions with
-    more taps (D.plan reads those in place) and everything else."""
+    more taps (D.plan reads those in place) and everything else. A strided convolution: a
+    PhaseImages (conv_phases.py) when the direct kernel takes its phase images."""
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if tuple(op.subsample) != (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
+            and isinstance(kw, int):   # strided: the direct kernel on the images split into phases
+        return phase_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                            tuple(op.subsample), op.filter_flip)
     if tuple(op.subsample) != (1, 1) or str(dtype) not in ("float32", "float64"):
         return None
-    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     if not (isinstance(kh, int) and isinstance(kw, int)):
         return None
     if op.border_mode == "valid" and not few_taps(C, kh, kw):
@@ -129,13 +137,16 @@ def padded_direct(op, dtype, dims):
 def forward_variant(op, dtype, dims):
     """How ConvPoolAct computes its convolution: 'direct wide' / 'direct rows' ('valid', read in place),
     'direct padded wide' / 'direct padded rows' (through a zero-bordered copy), 'fewtaps rows' /
-    'fewtaps wide' (the few-tap kernel, through a zero-bordered copy) or 'im2col'."""
+    'fewtaps wide' (the few-tap kernel, through a zero-bordered copy), 'direct phases wide' /
+    'direct phases rows' (strided: through a copy split into phases) or 'im2col'."""
     di = padded_direct(op, dtype, dims)
     if di is not None and isinstance(di.p, FT.Plan):
         return di.variant
     dp = D.plan(op, dtype, dims)
     if dp is not None:
         return f"direct {dp.mode}"
+    if isinstance(di, PhaseImages):
+        return f"direct {di.variant}"
     return f"direct padded {di.p.mode}" if di is not None else "im2col"
 
 
@@ -202,7 +213,10 @@ def lower_conv_pool_act(ctx, node, ins):
             xs = dense(ctx, xs, dt)
         wp = ctx.scratch(dt, [dp.nkb * dp.P * dp.MR])
         offs = ctx.scratch("int64", [dp.P])
-        D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
+        if di is not None:   # (a strided convolution's taps point into its phase images)
+            di.pack(ctx, wd.ptr, wp.ptr, offs.ptr)
+        else:
+            D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
         wptr, offp = wp.ptr, offs.ptr
         sizes = [dp.scratch_elems(), dp.C * dp.H * dp.W if di is not None else 0, 0, 0]
     else:
@@ -258,7 +272,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
         if dp is not None:
             conv = cols   # the conv scratch
             if di is not None:
-                shift_copy(ctx, image_view(b, xs, n), xbuf, dt, di.C, di.H, di.W, dp.H, dp.W, *di.shift)
+                di.fill(ctx, image_view(b, xs, n), xbuf, dt)
                 emit_image(ctx, dp, xbuf, wptr, offs, conv)
             else:
                 D.emit_image(ctx, dp, image_view(b, xs, n).ptr, wptr, offs, conv)
@@ -453,7 +467,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     tc = padded_taps(op, dt, dims) if dp is None and tp is None else None
     if tc is not None:
         tp = tc.chunks[0][1]
-    offs = None
+    offs = pg = None
     if (dp is not None or tp is not None) and tc is None:
         xs = dense(ctx, xs, dt)   # both read patches through offsets into dense images
     if dp is not None:
@@ -468,6 +482,9 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     else:
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
         gd = grad_inputs_variant(op, dt, dims[:9])[1] if need_gx and tc is not None else None
+        if need_gx and tp is not None and tuple(op.subsample) != (1, 1):   # strided: phase by phase of dx
+            gd = grad_inputs_variant(op, dt, dims[:9])[1]
+        pg = gd if isinstance(gd, PhaseGradInputs) else None
         prepack = need_gx and gd is None and PP.applies(dt, K)
         # the fused input gradient adds into dx through the tap offsets: unpadded images only
         gx_fused = DG.gx_fusable(tp) and tc is None
@@ -478,9 +495,13 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             PP.pack_a(ctx, dt, wt, g.P, K, wa)
         if tp is not None:
             # the tap offsets, then (gd) those of the input gradient's direct plan
-            offs = ctx.scratch("int64", [tp.n_offsets + (gd.p.P if gd is not None else 0)])
+            offs = ctx.scratch("int64", [tp.n_offsets + (pg.n_offsets if pg is not None else
+                                                          gd.p.P if gd is not None else 0)])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
-        if gd is not None:   # the filters transposed to [C][K], packed once for the direct kernel
+        if pg is not None:   # every phase's filters packed once for the direct kernel
+            wa = ctx.scratch(dt, [pg.weight_elems]).ptr
+            pg.pack(ctx, wd.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
+        elif gd is not None:   # the filters transposed to [C][K], packed once for the direct kernel
             wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
             wa = ctx.scratch(dt, [gd.p.nkb * gd.p.P * gd.p.MR]).ptr
             D.pack_weights(ctx, gd.p, wt.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
@@ -507,7 +528,10 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # padded taps: a group of zero-bordered image copies
     sizes.append(tc.G * tc.img if tc is not None else dp.buf_elems() if isinstance(dp, FT.Plan) else 0)
     # the direct input gradient: the bordered top of one image and the conv scratch
-    sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems()] if gd is not None else [0, 0]
+    if pg is not None:
+        sizes += [pg.top_elems, pg.scratch_elems]
+    else:
+        sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems()] if gd is not None else [0, 0]
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -620,7 +644,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
         zero_fill(b, xg, 0, tc.G * tc.img if tc is not None else dp.buf_elems(), dt)
-    if gxb is not None:
+    if gxb is not None and isinstance(gd, PhaseGradInputs):
+        gd.zero_border(b, gxb)
+    elif gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
         zero_fill(b, tT, 0, tp.group_elems(), dt)
@@ -660,7 +686,10 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
-        if gxptr is not None and gd is not None:
+        if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx
+            gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr, gep(b, offs, tp.n_offsets, U.I64),
+                          gxc, gep(b, gxptr, U.mul(b, n, img), et))
+        elif gxptr is not None and gd is not None:
             # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
             shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
                        *gd.shift)

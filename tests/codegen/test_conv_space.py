@@ -21,7 +21,9 @@ BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?
 
 VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
-            ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col")}
+            ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
+            ("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases")}
+PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases")}
 
 
 @st.composite
@@ -109,6 +111,11 @@ _STATIC_EXAMPLES = [
                                                  filter_dilation=(1, 1)), True),
     ("float32", (9, 24, 5, 7), (33, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                    filter_dilation=(1, 1)), True),
+    # strided: the phase kernels, 8-wide output rows (the 'rows' layout) and 7-wide ones ('wide')
+    ("float32", (3, 32, 16, 16), (20, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 15, 21), (24, 16, 3, 5), dict(border_mode=(1, 2), subsample=(2, 3), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
 ]
 
 
@@ -116,6 +123,45 @@ def test_static_shapes_reach_every_direct_kernel():
     seen = _run(configs(static=True), 16, _STATIC_EXAMPLES)
     want = {v for v in VARIANTS if v[1] != "im2col"} | {("fwd", "im2col"), ("gx", "im2col")}
     assert want <= seen, sorted(want - seen)
+
+
+@st.composite
+def strided_configs(draw):
+    """(dtype, x shape, w shape, conv2d kwargs, True): static strided convolutions with enough channels
+    for the phase kernels (C*kh*kw and K*kh*kw >= 48 taps mostly): strides 2-3 (also only along one
+    axis), filters 1-7, every border mode, batch 1 and odd, flipped or not, both dtypes."""
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    subsample = draw(st.sampled_from([(2, 2), (2, 2), (3, 3), (2, 3), (3, 2), (2, 1), (1, 3)]))
+    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
+    if border == "int":
+        border = draw(st.integers(0, 3))
+        pads = (border, border)
+    elif border == "pair":
+        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        pads = border
+    else:
+        pads = {"valid": (0, 0), "full": (kh - 1, kw - 1), "half": (kh // 2, kw // 2)}[border]
+    C = draw(st.sampled_from([3, 16, 24, 48]))
+    K = draw(st.sampled_from([7, 16, 20, 33]))
+    B = draw(st.sampled_from([1, 3, 5]))
+    H = draw(st.integers(max(1, kh - 2 * pads[0]), max(1, kh - 2 * pads[0]) + 6) if draw(st.booleans())
+             else st.integers(12, 26))
+    W = draw(st.integers(max(1, kw - 2 * pads[1]), max(1, kw - 2 * pads[1]) + 6) if draw(st.booleans())
+             else st.integers(max(12, kw), 34))
+    kwargs = dict(border_mode=border, subsample=subsample, filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    return dtype, (B, C, H, W), (K, C, kh, kw), kwargs, True
+
+
+def test_strided_convolutions_take_the_phase_kernels():
+    """Strided convolutions and both gradients, against the reference; the draws reach the forward's
+    phase kernels in both layouts and the input gradient's phases (with im2col where the phase images
+    would waste too much of the direct tiles)."""
+    # + a padded 1x1 filter with stride 2: three of the four phases of dx get no tap (zeros)
+    seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-2:] + [
+        ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
+                                                         filter_dilation=(1, 1)), True)])
+    assert PHASES <= seen, sorted(PHASES - seen)
 
 
 def test_dynamic_shapes_take_im2col():
@@ -235,3 +281,21 @@ def test_few_tap_gradients_verify():
     ir_ = symcnn.function([x, w], [y] + T.grad(y.sum(), [x, w])).dump_llvm()
     assert {v for o, v in BODY.findall(ir_)} <= {"fewtaps_rows", "fewtaps_wide"}, BODY.findall(ir_)
     assert {o for o, v in BODY.findall(ir_)} == {"fwd", "gx", "gw"}
+
+
+def test_phase_kernels_agree_across_thread_counts(threads):
+    """The phase kernels keep per-thread phase images, bordered output gradients and conv scratch:
+    1, 2 and 3 threads give bit-identical forwards and input gradients."""
+    xs, ws = (7, 16, 16, 16), (20, 16, 3, 3)
+    kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=2)
+        fn, got = check_native_vs_reference(ins, outs, vals, rtol=1e-4, atol=2e-3)
+        assert {("fwd", "phases_rows"), ("gx", "phases")} <= set(BODY.findall(fn.dump_llvm()))
+        res[n] = got[0]
+    for n in (2, 3):
+        np.testing.assert_array_equal(res[n][0], res[1][0])
+        np.testing.assert_array_equal(res[n][1], res[1][1])

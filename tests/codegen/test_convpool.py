@@ -421,3 +421,88 @@ def test_few_tap_backward_verifies():
     W, b = T.dtensor4("W"), T.dvector("b")
     fn = symcnn.function([W, b], T.grad(cost(W, b), [W, b]))
     assert "symcnn_fewtaps_dw_float64" in fn.runner.ir
+
+
+# Strided static convolutions that take the phase kernels (conv_phases.py): (x shape, W shape, conv kwargs,
+# pool kwargs, dtype, activation). The first two are allconv's stride-2 'half' layers (smaller batches).
+STRIDED_CASES = [
+    ((3, 32, 32, 32), (32, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32", "relu"),
+    ((5, 64, 16, 16), (64, 64, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32", "relu"),
+    ((1, 16, 20, 24), (20, 16, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=False), dict(ws=(2, 2)),
+     "float32", "tanh"),
+    ((3, 16, 17, 16), (12, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float64",
+     "sigmoid"),                                                                  # phases of 9 and 8 rows
+    ((2, 16, 16, 16), (12, 16, 4, 3), dict(border_mode=(1, 1), subsample=(2, 1)), dict(ws=(2, 2)), "float64",
+     "tanh"),
+    ((3, 8, 18, 25), (9, 8, 3, 5), dict(border_mode=(2, 1), subsample=(3, 2)), dict(pool=None), "float32",
+     "maximum"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", STRIDED_CASES)
+def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtype, act):
+    """The forward of a strided convolution runs the direct kernel on the images split into phases
+    (its C*kh*kw taps on a (C, sh*sw*Hp, Wp) buffer), the input gradient one direct kernel per phase of
+    dx (K*Ah*Aw taps each), and everything matches the reference, with and without the input gradient."""
+    from codegen.kernels.conv_phases import PhaseGradInputs, PhaseImages
+    from codegen.kernels.convpool import padded_direct
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, **kw)
+    variant, _, gx = _padded_plans(ops[0], dtype, xs, ws)
+    o = geometry_out(ops[0], xs, ws)
+    di = padded_direct(ops[0], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]])
+    assert variant.startswith("direct phases") and isinstance(di, PhaseImages), variant
+    assert isinstance(gx, PhaseGradInputs)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_[A-Za-z0-9_]+)", fn.runner.ir))
+    assert any(k.startswith(f"symcnn_dconv_{dtype}_{di.p.mode}_") and f"_W{di.Wp}_" in k
+               and f"_P{xs[1] * ws[2] * ws[3]}_" in k for k in kernels), kernels
+    for q in gx.phases:
+        if q.p is not None:
+            assert any(k.startswith(f"symcnn_dconv_{dtype}_{q.p.mode}_") and f"_W{gx.Wt}_OW{q.V}_OH{q.U}_" in k
+                       and f"_P{ws[0] * q.Ah * q.Aw}_" in k for k in kernels), (q.U, q.V, kernels)
+
+
+def geometry_out(op, xs, ws):
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    return geometry.out_shape(xs, ws, op.border_mode, op.subsample)
+
+
+@st.composite
+def _strided_configurations(draw):
+    """A random static strided convolution with enough channels for the phase kernels: strides 2-3 (or
+    along one axis), filters 1-5, every border mode, pooling or not, any activation, both dtypes."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    border = draw(st.sampled_from(["valid", "half", "full", (1, 0), (2, 2)]))
+    sub = draw(st.sampled_from([(2, 2), (3, 3), (2, 1), (1, 2), (3, 2)]))
+    xs = (draw(st.sampled_from([1, 3])), draw(st.sampled_from([8, 16, 32])), draw(st.integers(kh + 4, 24)),
+          draw(st.integers(kw + 4, 24)))
+    ws = (draw(st.sampled_from([5, 16, 20])), xs[1], kh, kw)
+    pool_kw = draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2))]))
+    conv = dict(border_mode=border, subsample=sub, filter_flip=draw(st.booleans()))
+    return xs, ws, conv, pool_kw, draw(st.sampled_from(sorted(CONV_ACTIVATIONS))), \
+        draw(st.sampled_from(["float32", "float64"]))
+
+
+def test_random_strided_configurations_match_reference():
+    """Random strided configurations against the reference; the draws (with one allconv-like example)
+    reach the phase kernels of the forward and of the input gradient."""
+    from hypothesis import example
+    seen = set()
+
+    @settings(max_examples=examples(8), deadline=None, database=None, derandomize=True)
+    @given(_strided_configurations())
+    @example(((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True),
+              dict(pool=None), "relu", "float32"))
+    def run(cfg):
+        xs, ws, conv, pool_kw, act, dtype = cfg
+        ops = _ops(conv, pool_kw, True, xs, ws, act=act, dtype=dtype)
+        variant, _, gx = _padded_plans(ops[0], dtype, xs, ws)
+        seen.add(variant.split()[1] if variant.startswith("direct") else variant)
+        seen.add(type(gx).__name__)
+        tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+        _check(xs, ws, ops, dtype, **tol)
+
+    run()
+    assert {"phases", "PhaseGradInputs"} <= seen, seen

@@ -1,0 +1,370 @@
+"""Strided convolutions as unit-stride direct convolutions of phase images (static shapes).
+
+With strides (sh, sw), input pixel (y, x) of the zero-bordered image belongs to phase
+(y mod sh, x mod sw) at position (y div sh, x div sw). A tap (r, s) of the filter, at output (i, j),
+reads bordered pixel (sh*i + r, sw*j + s): phase (r mod sh, s mod sw) at (i + r div sh, j + s div sw),
+a unit-stride read. So:
+
+  forward  each image is split into its sh*sw phase images, stacked per channel in one per-thread
+           zero-bordered (C, sh*sw*Hp, Wp) buffer; the direct kernel of microkernels/directconv.py runs
+           its 'valid' unit-stride convolution on it with every tap's offset pointing into the tap's
+           phase (PhaseImages): C*kh*kw taps, as many as the convolution has, none of them zero.
+  gx       the input gradient, split by the phase (qy, qx) of dx: dx[c, sh*u + qy, sw*v + qx] is a
+           'valid' unit-stride correlation of the zero-bordered output gradient with the sub-filter
+           of the taps r = qy + ph (mod sh), s = qx + pw (mod sw) (PhaseGradInputs): one direct plan
+           per phase, each only the products that exist, then the phases are interleaved into dx.
+
+The weight gradient of a strided convolution needs no phases: the tap-panel kernel of
+directconv_grad.py reads its patches through a table of output positions, any stride
+(conv_grad.TapChunks).
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from ..irutil import lanes
+from ..microkernels import directconv as D
+from .conv import gep, zero_fill
+from .conv_forward import MIN_DIRECT_TAPS, DirectImages
+from .conv_threads import shift_copy
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+class _Valid:
+    """The parts of a conv op directconv.plan reads: a 'valid' unit-stride convolution (of phase images)."""
+    border_mode = "valid"
+    subsample = (1, 1)
+
+    def __init__(self, flip):
+        self.filter_flip = flip
+
+
+def _columns(S, off, n_src, n_dst):
+    """How the columns of S phase rows map onto one full-resolution row: phase column v of phase p is
+    column S*v + p - off of the row (0 <= it < n_src, v < n_dst[p]). Returns (v0, v1, edges): every
+    phase has v in [v0, v1) (one loop with S accesses per step), and (v, p) the remaining pairs."""
+    ranges = [(max(0, _cdiv(off - p, S)), min(n_dst[p], (n_src - 1 + off - p) // S + 1)) for p in range(S)]
+    v0 = max(lo for lo, _ in ranges)
+    v1 = max(v0, min(hi for _, hi in ranges))
+    edges = [(v, p) for p, (lo, hi) in enumerate(ranges) for v in range(lo, hi) if not v0 <= v < v1]
+    return v0, v1, edges
+
+
+def _interleave_row(b, S, off, n_src, n_dst, move):
+    """move(v, p) for every column v of phase p that lies in the row (see _columns)."""
+    v0, v1, edges = _columns(S, off, n_src, n_dst)
+    if v1 > v0:
+        with U.for_range(b, v1, start=v0, name="pv") as v:
+            for p in range(S):
+                move(v, p)
+    for v, p in edges:
+        move(v, p)
+
+
+def _masked_ops(b, dtype, n):
+    """(load, store) of <n x dtype> at ptr under a constant mask (a list of n bools): plain when every
+    lane is on; masked lanes are neither read nor written."""
+    et = U.ll_type(dtype)
+    vt, mt = ir.VectorType(et, n), ir.VectorType(U.I1, n)
+    sfx = f"v{n}{'f32' if dtype == 'float32' else 'f64'}"
+    module = b.block.function.module
+    mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [U.PTR, U.I32, mt, vt])
+    mstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, mt])
+    align = ir.Constant(U.I32, U.itemsize(dtype))
+    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * n)
+
+    def load(ptr, mask):
+        if all(mask):
+            return b.load(ptr, typ=vt, align=U.itemsize(dtype))
+        return b.call(mload, [ptr, align, ir.Constant(mt, [int(m) for m in mask]), zero])
+
+    def store(v, ptr, mask):
+        if all(mask):
+            b.store(v, ptr, align=U.itemsize(dtype))
+        elif any(mask):
+            b.call(mstore, [v, ptr, align, ir.Constant(mt, [int(m) for m in mask])])
+
+    return load, store
+
+
+def _split_row2(b, dtype, src, off, n_src, dsts, ranges):
+    """Stride 2, vectors of L phase columns: dsts[p][v] = src[2*v + p - off] for lo_p <= v < hi_p
+    (ranges[p]; 0 <= 2*v + p - off < n_src there), one load of 2L source columns per L phase columns;
+    the rows are short and static, so the blocks are unrolled with constant masks."""
+    L = lanes(dtype)
+    et = U.ll_type(dtype)
+    load2, _ = _masked_ops(b, dtype, 2 * L)
+    _, store = _masked_ops(b, dtype, L)
+    for vb in range(0, max(hi for _, hi in ranges), L):
+        col = 2 * vb - off
+        vals = load2(gep(b, src, col, et), [0 <= col + e < n_src for e in range(2 * L)])
+        for p, dst in enumerate(dsts):
+            if dst is not None:
+                part = b.shuffle_vector(vals, vals, ir.Constant(ir.VectorType(U.I32, L), [2 * l + p for l in range(L)]))
+                store(part, gep(b, dst, vb, et), [ranges[p][0] <= vb + l < ranges[p][1] for l in range(L)])
+
+
+def _merge_row2(b, dtype, srcs, n_dst, dst):
+    """Stride 2, vectors of L phase columns: dst[2*v + q] = srcs[q][v] (0 where srcs[q] is None) for
+    2*v + q < n_dst, one store of 2L columns per L phase columns (blocks unrolled, constant masks)."""
+    L = lanes(dtype)
+    et = U.ll_type(dtype)
+    load, _ = _masked_ops(b, dtype, L)
+    _, store2 = _masked_ops(b, dtype, 2 * L)
+    zero = ir.Constant(ir.VectorType(et, L), [ir.Constant(et, 0.0)] * L)
+    inter = ir.Constant(ir.VectorType(U.I32, 2 * L), [l // 2 + (L if l % 2 else 0) for l in range(2 * L)])
+    for vb in range(0, _cdiv(n_dst, 2), L):
+        parts = [zero if src is None else load(gep(b, src, vb, et), [vb + l < _cdiv(n_dst - q, 2) for l in range(L)])
+                 for q, src in enumerate(srcs)]
+        store2(b.shuffle_vector(parts[0], parts[1], inter), gep(b, dst, 2 * vb, et),
+               [2 * vb + e < n_dst for e in range(2 * L)])
+
+
+# -- forward ----------------------------------------------------------------------------------------
+
+class PhaseImages(DirectImages):
+    """A strided convolution of (C, H, W) sources into (K, OH, OW) results as the direct kernel's 'valid'
+    convolution of a (C, sh*sw*Hp, Wp) buffer: channel c holds the sh*sw phase images of the bordered
+    source, Hp rows each, phase (py, px) at rows (py*sw + px)*Hp. The plan p is the direct kernel's
+    for that buffer (its H is sh*sw*Hp); only the tap offsets differ from a unit-stride convolution."""
+
+    def __init__(self, p, C, H, W, pads, stride, Hp, Wp):
+        super().__init__(p, C, H, W, (0, 0))
+        self.pads, self.stride, self.Hp, self.Wp = tuple(pads), tuple(stride), Hp, Wp
+        self.copy = True
+
+    @property
+    def variant(self):
+        return f"phases {self.p.mode}"
+
+    def pack(self, ctx, w_dense, wp, offs):
+        """The weights packed as for any direct plan (its tap order (c, r, s)), then the tap offsets
+        rewritten to point into the taps' phases."""
+        D.pack_weights(ctx, self.p, w_dense, wp, offs)
+        self.write_offsets(ctx, offs)
+
+    def write_offsets(self, ctx, offs):
+        b = ctx.b
+        p = self.p
+        sh, sw = self.stride
+        plane = self.Hp * self.Wp
+        with U.for_range(b, p.C, name="tc") as c:
+            for r in range(p.kh):
+                for s in range(p.kw):
+                    t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
+                    phase = (r % sh) * sw + s % sw
+                    off = b.add(b.mul(c, U.i64(p.H * p.W)),
+                                U.i64(phase * plane + (r // sh) * self.Wp + s // sw))
+                    b.store(off, b.gep(offs, [t], source_etype=U.I64))
+
+    def fill(self, ctx, src, dst, dtype):
+        """dst[c, (py*sw + px)*Hp + u, v] = src[c, sh*u + py - ph, sw*v + px - pw] where that exists
+        (cast to dtype), for a (C, H, W) Array src; the rest of dst is not written (zeroed once by the
+        caller: every image writes the same positions)."""
+        b = ctx.b
+        sh, sw = self.stride
+        ph, pw = self.pads
+        Hp, Wp = self.Hp, self.Wp
+        kh, kw = self.p.kh, self.p.kw
+        et, st = U.ll_type(dtype), src.lltype
+        # stride 2 along rows of dense columns of the same dtype: vectors (the common case)
+        vector = sw == 2 and src.dtype == dtype and isinstance(src.strides[2], int) and src.strides[2] == 1
+        with U.for_range(b, self.C, name="fc") as c:
+            sc = gep(b, src.ptr, U.mul(b, c, src.strides[0]), st)
+            dc = gep(b, dst, U.mul(b, c, self.p.H * Wp), et)
+            for py in range(min(sh, kh)):   # phases no tap reads are left zero
+                u0 = max(0, _cdiv(ph - py, sh))
+                u1 = min(Hp, (self.H - 1 + ph - py) // sh + 1)
+                if u1 <= u0:
+                    continue
+                with U.for_range(b, u1, start=u0, name="fu") as u:
+                    srow = gep(b, sc, U.mul(b, U.add(b, U.mul(b, u, sh), py - ph), src.strides[1]), st)
+                    drows = [gep(b, dc, U.mul(b, U.add(b, U.i64((py * sw + px) * Hp), u), Wp), et)
+                             for px in range(sw)]
+                    self._fill_row(b, src, srow, [d if px < kw else None for px, d in enumerate(drows)], dtype,
+                                   vector)
+
+    def _fill_row(self, b, src, srow, drows, dtype, vector):
+        """drows[px][v] = srow[sw*v + px - pw] (drows[px] None: not needed)."""
+        sw, pw, Wp = self.stride[1], self.pads[1], self.Wp
+        if vector:
+            ranges = [(max(0, _cdiv(pw - px, 2)), min(Wp, (self.W - 1 + pw - px) // 2 + 1)) for px in range(2)]
+            _split_row2(b, dtype, srow, pw, self.W, drows, ranges)
+            return
+        et, st = U.ll_type(dtype), src.lltype
+
+        def move(v, px):
+            if drows[px] is None:
+                return
+            col = U.add(b, U.mul(b, v, sw), px - pw)
+            x = b.load(gep(b, srow, U.mul(b, col, src.strides[2]), st), typ=st)
+            b.store(U.cast_value(b, x, src.dtype, dtype), gep(b, drows[px], v, et))
+
+        _interleave_row(b, sw, pw, self.W, [Wp] * sw, move)
+
+
+def phase_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+    """A PhaseImages for a strided convolution when every size is a static int and the direct kernel
+    applies (the unit-stride cut-offs: MIN_DIRECT_TAPS taps per output, the plan's efficiency), else None."""
+    sh, sw = stride
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)) or (sh, sw) == (1, 1):
+        return None
+    if OH < 1 or OW < 1 or C * kh * kw < MIN_DIRECT_TAPS:
+        return None
+    Hp = max(_cdiv(H + 2 * pads[0], sh), OH + (kh - 1) // sh)
+    Wp = max(_cdiv(W + 2 * pads[1], sw), OW + (kw - 1) // sw)
+    p = D.plan(_Valid(flip), dtype, [None, C, sh * sw * Hp, Wp, K, kh, kw, OH, OW])
+    if p is None:
+        return None
+    return PhaseImages(p, C, H, W, pads, stride, Hp, Wp)
+
+
+# -- input gradient ---------------------------------------------------------------------------------
+
+class _GxPhase:
+    """One phase (qy, qx) of dx: U x V positions, sub-filter taps r = sh*a + ry (a < Ah), s = sw*b + rx
+    (b < Aw), reading the bordered top at row u + dy - a + Bh, column v + dx - b + Bw; its direct plan
+    (None: no tap reaches this phase, it stays zero) and where its packed weights, tap offsets and
+    conv scratch start."""
+
+    def __init__(self, qy, qx, U_, V, ry, rx, dy, dx, Ah, Aw):
+        self.qy, self.qx, self.U, self.V = qy, qx, U_, V
+        self.ry, self.rx, self.dy, self.dx, self.Ah, self.Aw = ry, rx, dy, dx, Ah, Aw
+        self.p = None
+        self.w0 = self.o0 = self.s0 = 0
+
+
+class PhaseGradInputs:
+    """The input gradient of a strided convolution, phase by phase of dx (module docstring). The output
+    gradient of an image is copied into a per-thread zero-bordered (K, Ht, Wt) buffer (Bh, Bw rows and
+    columns before it); every phase's direct plan convolves it into its part of a per-thread scratch,
+    and the phases are interleaved into dx[n]."""
+
+    variant = "phases"
+
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+        self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
+        self.OH, self.OW, self.flip = OH, OW, flip
+        sh, sw = self.stride = tuple(stride)
+        ph, pw = pads
+        self.Bh, self.Bw = (kh - 1) // sh, (kw - 1) // sw
+        self.phases = []
+        for qy in range(sh):
+            for qx in range(sw):
+                ry, rx = (qy + ph) % sh, (qx + pw) % sw
+                self.phases.append(_GxPhase(qy, qx, _cdiv(H - qy, sh), _cdiv(W - qx, sw), ry, rx,
+                                            (qy + ph) // sh, (qx + pw) // sw,
+                                            max(0, _cdiv(kh - ry, sh)), max(0, _cdiv(kw - rx, sw))))
+        self.Ht = max([OH] + [q.U + q.dy for q in self.phases]) + self.Bh
+        self.Wt = max([OW] + [q.V + q.dx for q in self.phases]) + self.Bw
+        self.ok = True
+        w0 = o0 = s0 = 0
+        for q in self.phases:
+            if min(q.U, q.V, q.Ah, q.Aw) < 1:
+                continue
+            q.p = D.plan(_Valid(False), dtype, [None, K, self.Ht, self.Wt, C, q.Ah, q.Aw, q.U, q.V])
+            if q.p is None:
+                self.ok = False
+                return
+            q.w0, q.o0, q.s0 = w0, o0, s0
+            w0 += q.p.nkb * q.p.P * q.p.MR
+            o0 += q.p.P
+            s0 += q.p.scratch_elems()
+        self.weight_elems, self.n_offsets, self.scratch_elems = max(w0, 1), max(o0, 1), max(s0, 1)
+        self.top_elems = K * self.Ht * self.Wt
+
+    def computed_products(self):
+        return sum(q.U * q.V * q.Ah * q.Aw for q in self.phases if q.p is not None)
+
+    def pack(self, ctx, w_dense, wp, offs):
+        """Per phase: wp[(kb*P + t)*MR + i] = the filter value that dx channel c = kb*MR + i takes from
+        tap t = (k, a, b) (0 past C), offs[t] = that tap's offset in the bordered top."""
+        b = ctx.b
+        et = U.ll_type(self.dtype)
+        C, K, kh, kw = self.C, self.K, self.kh, self.kw
+        sh, sw = self.stride
+        for q in self.phases:
+            p = q.p
+            if p is None:
+                continue
+            taps = [(a, bb) for a in range(q.Ah) for bb in range(q.Aw)]
+            na = len(taps)
+            with U.for_range(b, K, name="gk") as k:
+                for i, (a, bb) in enumerate(taps):
+                    t = b.add(b.mul(k, U.i64(na)), U.i64(i))
+                    off = b.add(b.mul(k, U.i64(self.Ht * self.Wt)),
+                                U.i64((q.dy - a + self.Bh) * self.Wt + q.dx - bb + self.Bw))
+                    b.store(off, b.gep(offs, [b.add(t, U.i64(q.o0))], source_etype=U.I64))
+            with U.for_range(b, p.nkb * p.MR, name="gc") as cc:
+                kb = b.udiv(cc, U.i64(p.MR))
+                lane = b.urem(cc, U.i64(p.MR))
+                valid = b.icmp_signed("<", cc, U.i64(C))
+                c = U.smin(b, cc, C - 1)
+                with U.for_range(b, K, name="gk") as k:
+                    wk = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(kh * kw))
+                    for i, (a, bb) in enumerate(taps):
+                        r, s = sh * a + q.ry, sw * bb + q.rx
+                        if self.flip:
+                            r, s = kh - 1 - r, kw - 1 - s
+                        v = b.load(b.gep(w_dense, [b.add(wk, U.i64(r * kw + s))], source_etype=et), typ=et)
+                        t = b.add(b.mul(k, U.i64(na)), U.i64(i))
+                        dst = b.add(b.mul(b.add(b.mul(kb, U.i64(p.P)), t), U.i64(p.MR)), lane)
+                        b.store(b.select(valid, v, U.const(self.dtype, 0.0)),
+                                b.gep(wp, [b.add(dst, U.i64(q.w0))], source_etype=et))
+
+    def zero_border(self, b, tbuf):
+        zero_fill(b, tbuf, 0, self.top_elems, self.dtype)
+
+    def emit_image(self, ctx, top, tbuf, wp, offs, conv, dx):
+        """dx (one dense (C, H, W) image) = the input gradient from top (one (K, OH, OW) Array); tbuf's
+        border zeroed by the caller (zero_border)."""
+        b = ctx.b
+        dt = self.dtype
+        et = U.ll_type(dt)
+        shift_copy(ctx, top, tbuf, dt, self.K, self.OH, self.OW, self.Ht, self.Wt, self.Bh, self.Bw)
+        for q in self.phases:
+            if q.p is not None:
+                D.emit_image(ctx, q.p, tbuf, gep(b, wp, q.w0, et), gep(b, offs, q.o0, U.I64), gep(b, conv, q.s0, et))
+        self._interleave(ctx, conv, dx)
+
+    def _interleave(self, ctx, conv, dx):
+        """dx[c, sh*u + qy, sw*v + qx] = phase (qy, qx)'s conv[c*row_stride + u*rs + v] (0: no plan)."""
+        b = ctx.b
+        dt = self.dtype
+        et = U.ll_type(dt)
+        sh, sw = self.stride
+        zero = U.const(dt, 0.0)
+        with U.for_range(b, self.C, name="xc") as c:
+            dc = gep(b, dx, U.mul(b, c, self.H * self.W), et)
+            for qy in range(sh):
+                row = [q for q in self.phases if q.qy == qy]
+                if row[0].U < 1:
+                    continue
+                with U.for_range(b, row[0].U, name="xu") as u:
+                    drow = gep(b, dc, U.mul(b, U.add(b, U.mul(b, u, sh), qy), self.W), et)
+                    srows = [None if q.p is None else
+                             gep(b, conv, U.add(b, U.add(b, U.mul(b, c, q.p.row_stride), U.mul(b, u, q.p.rs)), q.s0), et)
+                             for q in row]
+                    if sw == 2:
+                        _merge_row2(b, dt, srows, self.W, drow)
+                    else:
+                        _interleave_row(b, sw, 0, self.W, [q.V for q in row],
+                                        lambda v, qx, drow=drow, srows=srows: b.store(
+                                            zero if srows[qx] is None else b.load(gep(b, srows[qx], v, et), typ=et),
+                                            gep(b, drow, U.add(b, U.mul(b, v, sw), qx), et)))
+
+
+def phase_grad_inputs(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+    """A PhaseGradInputs for the input gradient of a strided convolution with static sizes, when the
+    direct kernel applies to every phase (unit-stride cut-offs) and the phases compute at most 9/8 of
+    the products that exist (the bordered top adds zeros around small outputs), else None."""
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)) or tuple(stride) == (1, 1):
+        return None
+    if min(C, H, W, K, OH, OW) < 1 or K * kh * kw < MIN_DIRECT_TAPS:
+        return None
+    pg = PhaseGradInputs(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, stride, flip)
+    if not pg.ok or pg.computed_products() == 0 or 8 * pg.computed_products() > 9 * OH * OW * kh * kw:
+        return None
+    return pg
