@@ -21,7 +21,8 @@ BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?
 
 VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
-            ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col")}
+            ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
+            ("fwd", "winograd"), ("gx", "winograd")}
 
 
 @st.composite
@@ -109,6 +110,8 @@ _STATIC_EXAMPLES = [
                                                  filter_dilation=(1, 1)), True),
     ("float32", (9, 24, 5, 7), (33, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                    filter_dilation=(1, 1)), True),
+    ("float32", (3, 16, 15, 15), (20, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
 ]
 
 
@@ -116,6 +119,49 @@ def test_static_shapes_reach_every_direct_kernel():
     seen = _run(configs(static=True), 16, _STATIC_EXAMPLES)
     want = {v for v in VARIANTS if v[1] != "im2col"} | {("fwd", "im2col"), ("gx", "im2col")}
     assert want <= seen, sorted(want - seen)
+
+
+@st.composite
+def winograd_configs(draw):
+    """3x3 unit-stride convolutions with enough channels for the Winograd kernel: odd image sizes
+    and sizes that are no multiple of its tiles, every kind of padding, batch 1 and odd."""
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
+    if border == "int":
+        border = draw(st.integers(0, 3))
+        pads = (border, border)
+    elif border == "pair":
+        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        pads = border
+    else:
+        pads = {"valid": (0, 0), "full": (2, 2), "half": (1, 1)}[border]
+    C = draw(st.sampled_from([16, 24, 32, 64]))
+    K = draw(st.sampled_from([16, 17, 33, 64]))
+    B = draw(st.sampled_from([1, 3, 8]))
+    H = draw(st.integers(max(1, 3 - 2 * pads[0]), 34))
+    W = draw(st.integers(max(1, 3 - 2 * pads[1]), 34))
+    kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    return dtype, (B, C, H, W), (K, C, 3, 3), kwargs, True
+
+
+_WINOGRAD_EXAMPLES = [   # F(4x4) and F(2x2) tiles, ragged last tiles, several images per GEMM panel
+    ("float32", (3, 32, 32, 32), (32, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (8, 16, 13, 11), (17, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (1, 24, 17, 30), (33, 24, 3, 3), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (8, 16, 8, 8), (16, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(1, 1)), True),
+]
+
+
+def test_winograd_shapes():
+    """The Winograd kernels (forward and input gradient) against the reference. Their float32
+    rounding error is about 3e-7 (F(2x2)) / 3e-6 (F(4x4)) of the largest output, well inside the
+    tolerance (outputs here reach ~100: atol 2e-3 is 2e-5 of that)."""
+    seen = _run(winograd_configs(), 12, _WINOGRAD_EXAMPLES)
+    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
 
 
 def test_dynamic_shapes_take_im2col():

@@ -379,3 +379,48 @@ def test_few_taps_per_output_stay_on_im2col():
     xs, ws = (4, 3, 16, 16), (16, 3, 3, 3)
     op = ConvPoolAct(ws=(2, 2), imshp=xs, kshp=ws, border_mode="half")
     assert _padded_plans(op, "float32", xs, ws)[0] == "im2col"
+
+
+# 3x3 unit-stride convolutions with enough channels take Winograd's kernels (conv_winograd.py) in the
+# fused forward and in the fused input gradient: (x shape, W shape, conv kwargs, pool kwargs, dtype,
+# activation). Sizes that are no multiple of the tiles, pooled and not, F(4x4) (32x32 images) and
+# F(2x2) tiles, several images per GEMM panel in the forward (8x8 images: not in the input gradient,
+# which works on one image at a time, and there a panel of one 8x8 image would waste 3/4 of it).
+WINOGRAD_CASES = [
+    ((3, 16, 16, 16), (16, 16, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu", True),
+    ((5, 16, 15, 14), (17, 16, 3, 3), dict(border_mode="full", filter_flip=False), dict(pool=None), "float64",
+     "tanh", True),
+    ((3, 24, 32, 32), (16, 24, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "relu", True),
+    ((8, 16, 8, 8), (16, 16, 3, 3), dict(border_mode=(1, 1)), dict(ws=(2, 2)), "float32", "sigmoid", False),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,winograd_gx", WINOGRAD_CASES)
+def test_winograd_convolutions_match_reference(xs, ws, conv, pool_kw, dtype, act, winograd_gx, target):
+    """The fused forward (with its pooling / bias / activation epilogue) and input gradient (after
+    its prologue) by Winograd's F(m x m, 3x3) against the reference. The data are Gaussian: the
+    transforms round (float32: about 3e-7 (F(2x2)) / 3e-6 (F(4x4)) of the largest output), so the
+    exact ties of _values could pool differently; outputs here stay below ~30, atol 1e-3 is 3e-5 of that."""
+    from codegen.kernels.convpool import winograd_grad_inputs
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws))
+    o = geometry.out_shape(xs, ws, fwd.border_mode, fwd.subsample)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]]
+    variant = _padded_plans(fwd, dtype, xs, ws)[0]
+    gx = winograd_grad_inputs(fwd, dtype, dims)
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWbg")
+    b = T.TensorType(dtype, (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(sum(xs))
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(ws[1] * 9)
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_wino_(?:in|out)_[A-Za-z0-9_]+)", fn.runner.ir))
+    if target.vector_bytes == 64:
+        assert variant == "winograd", variant
+        assert (gx is not None) == winograd_gx, gx
+    if variant == "winograd" or gx is not None:
+        assert kernels, "no Winograd kernel in the IR"
