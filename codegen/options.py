@@ -48,6 +48,11 @@ class Options:
     # gemm.py with plain strided operands: one out-of-line driver per module (compile time).
     gemm_shared_driver = True
 
+    # 3x3 unit-stride convolutions by Winograd's F(m x m, 3x3) (kernels/conv_winograd.py): the largest
+    # output tile m to use (4: F(4x4), else F(2x2) where 4x4 tiles waste too much; 2: only F(2x2);
+    # 0: no Winograd kernels, the direct ones run).
+    winograd_max_tile = 4
+
     # Per-image loops (parallel.run_parallel): fewer items than this run on the calling thread.
     min_parallel = 8
 

@@ -8,8 +8,11 @@ Conv2d (the output gradient bordered by kh-1-ph, the filters transposed and turn
 winograd_images decides where it applies and pays: 3x3 filters, static sizes, enough channels and
 filters that the GEMMs dominate the transforms (MIN_CHANNELS), and a tile grid that wastes little.
 """
+from llvmlite import ir
+
 from .. import irutil as U
 from ..microkernels import winograd as WG
+from ..options import options
 from ..parallel import threads
 from .conv import gep, image_view, zero_fill
 from .conv_threads import Captured, PerThread, add_array, shift_copy
@@ -18,12 +21,11 @@ from .conv_threads import Captured, PerThread, add_array, shift_copy
 # added) cost more than the multiplications they save.
 MIN_CHANNELS = 16
 MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
-# output tile sizes m of F(m x m, 3x3), in order of preference: the first whose tile grid wastes
-# little. F(4x4) does 4x fewer multiplications than the direct kernel, F(2x2) 2.25x (2 threads,
-# float32, B=128, 'half': 32->32 on 32x32 images 500 / 381 GFLOP/s against the direct kernel's
-# 133-245, 64->64 on 16x16 643 / 555 against 354; on 8x8 images F(4x4)'s 2x2 tiles waste 3/4 of
-# its grid, F(2x2) 470 against 273)
-TILES = (4, 2)
+# The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile down, 4 then 2:
+# the first whose tile grid wastes little. F(4x4) does 4x fewer multiplications than the direct
+# kernel, F(2x2) 2.25x (2 threads, float32, B=128, 'half': 32->32 on 32x32 images 500 / 381 GFLOP/s
+# against the direct kernel's 133-245, 64->64 on 16x16 643 / 555 against 354; on 8x8 images
+# F(4x4)'s 2x2 tiles waste 3/4 of its grid, F(2x2) 470 against 273).
 
 
 class WinogradImages:
@@ -38,7 +40,8 @@ class WinogradImages:
 
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     """A WinogradImages when every size is static and F(m x m, 3x3) applies and pays (the first m of
-    TILES whose grid, for batch images split over the threads, wastes little), else None."""
+    4, 2 up to options.winograd_max_tile whose grid, for batch images split over the threads, wastes
+    little), else None."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if str(dtype) not in ("float32", "float64") or (kh, kw) != (3, 3) or OH < 1 or OW < 1:
@@ -46,7 +49,7 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     if min(C, K) < MIN_CHANNELS:
         return None
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
-    for m in TILES:
+    for m in [m for m in (4, 2) if m <= options.winograd_max_tile]:
         p = WG.Plan(str(dtype), C, K, OH, OW, m, flip)
         if p.efficiency(n) >= MIN_EFFICIENCY:
             return WinogradImages(p, C, H, W, tuple(shift))
@@ -83,7 +86,7 @@ def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
         xs = v.array("src", srcdt, [v["B"], wi.C, wi.H, wi.W])
 
         def prepare(n, buf):
-            shift_copy(bctx, image_view(bb, xs, n), buf, dt, wi.C, wi.H, wi.W, p.Hb, p.Wb, *wi.shift)
+            bordered_copy(bctx, image_view(bb, xs, n), buf, wi)
 
         WG.emit_images(bctx, p, bufs, v["up"], vp, mp, n0, n1, prepare,
                        lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW)
@@ -115,3 +118,26 @@ class WinogradParts:
         zero_fill(bctx.b, bufs, 0, p.buf_elems(), p.dtype)
         zero_fill(bctx.b, vp, 0, p.v_elems(), p.dtype)
         return bufs, vp, v.part("wm", p.dtype)
+
+
+def bordered_copy(ctx, src, dst, wi):
+    """conv_threads.shift_copy of a (C, H, W) source into the plan's (C, Hb, Wb) buffer dst, a row
+    at a time with memcpy where the source's rows are dense values of the plan's dtype."""
+    p = wi.p
+    if not (src.dtype == p.dtype and isinstance(src.strides[2], int) and src.strides[2] == 1):
+        shift_copy(ctx, src, dst, p.dtype, wi.C, wi.H, wi.W, p.Hb, p.Wb, *wi.shift)
+        return
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    oh, ow = wi.shift
+    i0, i1 = max(0, -oh), min(wi.H, p.Hb - oh)
+    j0, j1 = max(0, -ow), min(wi.W, p.Wb - ow)
+    if i1 <= i0 or j1 <= j0:
+        return
+    memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
+    nbytes = U.i64((j1 - j0) * U.itemsize(p.dtype))
+    with U.for_range(b, wi.C, name="bc") as c:
+        with U.for_range(b, i1, start=i0, name="bi") as i:
+            s_ = gep(b, src.ptr, U.add(b, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), j0), et)
+            d = gep(b, dst, U.add(b, U.mul(b, c, p.Hb * p.Wb), U.add(b, U.mul(b, U.add(b, i, oh), p.Wb), j0 + ow)), et)
+            b.call(memcpy, [d, s_, nbytes, ir.Constant(U.I1, 0)])

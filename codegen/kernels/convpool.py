@@ -55,7 +55,7 @@ from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, fo
 from .conv_forward import direct_images
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
-from .conv_winograd import WinogradImages, winograd_images
+from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from ..microkernels import winograd as WG
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
@@ -322,7 +322,7 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
     zero_fill(b, vp, 0, p.v_elems(), dt)       # the tile columns of a short group stay zero
 
     def prepare(n, buf):
-        shift_copy(ctx, image_view(b, xs, n), buf, dt, wi.C, wi.H, wi.W, p.Hb, p.Wb, *wi.shift)
+        bordered_copy(ctx, image_view(b, xs, n), buf, wi)
 
     def finish(n, gi):
         _epilogue(ctx, op, dt, gep(b, conv, U.mul(b, gi, plane), et), OH * OW, OW, n, K, PH, PW, bptr, optr, mptr,
@@ -723,7 +723,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             src = Array(dt, top, [K, OH, OW], [trs, rs, 1])
 
             def prepare(_, buf):
-                shift_copy(ctx, src, buf, dt, gd.C, gd.H, gd.W, gd.p.Hb, gd.p.Wb, *gd.shift)
+                bordered_copy(ctx, src, buf, gd)
 
             WG.emit_images(ctx, gd.p, gxb, wptr, gxc, gxm, n, b.add(U.as_value(b, n), U.i64(1)), prepare,
                            lambda _, gi: gep(b, gxptr, U.mul(b, n, img), et), H * W, W)
