@@ -21,11 +21,11 @@ from .conv_threads import Captured, PerThread, add_array, shift_copy
 # added) cost more than the multiplications they save.
 MIN_CHANNELS = 16
 MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
-# The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile down, 4 then 2:
-# the first whose tile grid wastes little. F(4x4) does 4x fewer multiplications than the direct
-# kernel, F(2x2) 2.25x (2 threads, float32, B=128, 'half': 32->32 on 32x32 images 500 / 381 GFLOP/s
-# against the direct kernel's 133-245, 64->64 on 16x16 643 / 555 against 354; on 8x8 images
-# F(4x4)'s 2x2 tiles waste 3/4 of its grid, F(2x2) 470 against 273).
+# The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (2) down, 4 then
+# 2: the first whose tile grid wastes little. F(2x2) does 2.25x fewer multiplications than the direct
+# kernel (2 threads, float32, B=128, 'half': 32->32 on 32x32 images 381 GFLOP/s against the direct
+# kernel's 133-245, 64->64 on 16x16 555 against 354, on 8x8 470 against 273), F(4x4) 4x fewer
+# (500 and 643 there) but with 10-30x its rounding error.
 
 
 class WinogradImages:

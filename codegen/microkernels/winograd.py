@@ -26,9 +26,10 @@ and channel instead of the 9*m*m of the direct convolution (F(2x2): 2.25x fewer,
 
 The buffer must hold the image at (0, 0) and zeros where the tiles read past it: Hb = m*tHp + 2
 rows and Wb = m*tWp + m columns (a >= m + 2 columns of every tile, and the second load).
-Float32 error: each transform multiplies by small exact constants (F(2x2): 0, +-1, +-1/2;
-F(4x4): up to 8 and 1/24), so the result's error stays within a few units of the direct sum's
-(F(2x2), relative to the output's size, about 3e-7; F(4x4) about 3e-6, measured on 64 channels).
+Float32 error, relative to the largest output (measured, Gaussian / positive data, 32 to 128
+channels): F(2x2), whose transforms multiply by 0, +-1, +-1/2, 3e-7 to 1e-6, as a sum taken in
+another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5. A non-finite input value makes
+every output of its tiles NaN (inf - inf in the transforms), not only those it reaches.
 """
 from fractions import Fraction as F
 
