@@ -20,6 +20,10 @@ from .conv_threads import Captured, PerThread, add_array, shift_copy
 # Fewer channels or filters than this and the transforms (per tile: a*a*(C + K) values moved and
 # added) cost more than the multiplications they save.
 MIN_CHANNELS = 16
+# With fewer than 32 channels or filters, the GEMMs of a thread's few tiles are too short: one 16x16
+# image (64 F(2x2) tiles) of 16 channels runs at 0.96x (forward) / 0.83x (input gradient) the direct
+# kernel's speed, 16 such images or one 32x32 image at 1.11-1.38x.
+FEW_CHANNELS, MIN_TILES_FEW_CHANNELS = 32, 256
 MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
 # The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (2) down, 4 then
 # 2: the first whose tile grid wastes little. F(2x2) does 2.25x fewer multiplications than the direct
@@ -51,6 +55,8 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
     for m in [m for m in (4, 2) if m <= options.winograd_max_tile]:
         p = WG.Plan(str(dtype), C, K, OH, OW, m, flip)
+        if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
+            continue
         if p.efficiency(n) >= MIN_EFFICIENCY:
             return WinogradImages(p, C, H, W, tuple(shift))
     return None
