@@ -127,8 +127,9 @@ class WinogradParts:
 
 
 def bordered_copy(ctx, src, dst, wi):
-    """conv_threads.shift_copy of a (C, H, W) source into the plan's (C, Hb, Wb) buffer dst, a row
-    at a time with memcpy where the source's rows are dense values of the plan's dtype."""
+    """conv_threads.shift_copy of a (C, H, W) source into the plan's (C, Hb, Wb) buffer dst; where
+    the source's rows are dense values of the plan's dtype, a row at a time in vectors (the last one
+    masked), with no call per row."""
     p = wi.p
     if not (src.dtype == p.dtype and isinstance(src.strides[2], int) and src.strides[2] == 1):
         shift_copy(ctx, src, dst, p.dtype, wi.C, wi.H, wi.W, p.Hb, p.Wb, *wi.shift)
@@ -140,10 +141,18 @@ def bordered_copy(ctx, src, dst, wi):
     j0, j1 = max(0, -ow), min(wi.W, p.Wb - ow)
     if i1 <= i0 or j1 <= j0:
         return
-    memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
-    nbytes = U.i64((j1 - j0) * U.itemsize(p.dtype))
+    vec = WG.Vec(ctx.module, p.dtype, p.L)
+    lane = ir.Constant(ir.VectorType(U.I64, p.L), list(range(p.L)))
+    n = j1 - j0
     with U.for_range(b, wi.C, name="bc") as c:
         with U.for_range(b, i1, start=i0, name="bi") as i:
             s_ = gep(b, src.ptr, U.add(b, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), j0), et)
             d = gep(b, dst, U.add(b, U.mul(b, c, p.Hb * p.Wb), U.add(b, U.mul(b, U.add(b, i, oh), p.Wb), j0 + ow)), et)
-            b.call(memcpy, [d, s_, nbytes, ir.Constant(U.I1, 0)])
+            for k in range(0, n, p.L):
+                if n - k >= p.L:
+                    v = b.load(gep(b, s_, k, et), typ=vec.t, align=vec.size)
+                    b.store(v, gep(b, d, k, et), align=vec.size)
+                else:
+                    mask = b.icmp_signed("<", lane, ir.Constant(ir.VectorType(U.I64, p.L), [n - k] * p.L))
+                    v = b.call(vec.mload, [gep(b, s_, k, et), vec.align, mask, vec.zero])
+                    b.call(vec.mstore, [v, gep(b, d, k, et), vec.align, mask])
