@@ -206,3 +206,22 @@ def test_thread_counts_agree_and_calls_repeat(threads, static, border_mode, subs
         np.testing.assert_array_equal(res[n][0], res[1][0])
         np.testing.assert_array_equal(res[n][1], res[1][1])
         np.testing.assert_allclose(res[n][2], res[1][2], rtol=1e-5, atol=1e-4)
+
+
+def test_winograd_thread_counts_agree(threads):
+    """1, 2 and 3 threads give bit-identical Winograd forwards and input gradients: an image's
+    tiles are columns of their own in every GEMM, whichever images share its panel (8x8 images: four
+    to a panel, the last group of a thread's range short)."""
+    xs, ws = (7, 32, 8, 8), (32, 32, 3, 3)
+    kwargs = dict(border_mode="half", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=2)
+        fn, got = check_native_vs_reference(ins, outs[:2], vals, rtol=1e-4, atol=2e-3)
+        assert {("fwd", "winograd"), ("gx", "winograd")} <= set(BODY.findall(fn.dump_llvm()))
+        res[n] = got[0]
+    for n in (2, 3):
+        for k in range(2):
+            np.testing.assert_array_equal(res[n][k], res[1][k])

@@ -446,3 +446,27 @@ def test_winograd_4x4_tiles_match_reference(monkeypatch):
     gv = rng.standard_normal((3, 32, 16, 16)).astype("float32")
     fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
     assert re.search(r"symcnn_wino_in_float32_F4_", fn.runner.ir)
+
+
+def test_winograd_one_thread_and_three_agree(monkeypatch):
+    """The fused forward and backward by Winograd on 1 thread (the inline per-image loop) and on 3
+    threads match the reference and each other (up to the order in which the weight-gradient
+    partials are added)."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    xs, ws = (7, 32, 8, 8), (32, 32, 3, 3)
+    got = {}
+    for n in (1, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        fwd, bwd, bwd_nogx = conv_act_ops("relu", "float32", border_mode="half", ws=(2, 2), imshp=xs, kshp=ws)
+        assert _padded_plans(fwd, "float32", xs, ws)[0] == "winograd"
+        x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
+        b = T.TensorType("float32", (None,))("b")
+        outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+        rng = np.random.default_rng(7)
+        xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+        gv = rng.standard_normal((7, 32, 4, 4)).astype("float32")
+        got[n] = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[1][0]
+    for a, c in zip(got[1], got[3]):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
