@@ -48,6 +48,13 @@ class Options:
     # gemm.py with plain strided operands: one out-of-line driver per module (compile time).
     gemm_shared_driver = True
 
+    # 3x3 unit-stride convolutions by Winograd's F(m x m, 3x3) (kernels/conv_winograd.py): the largest
+    # output tile m to use. 2: F(2x2), whose float32 error (about 4e-7 of the largest output) is that
+    # of a sum in another order; 4: F(4x4) where its tiles waste little (4-10 % faster models, but up
+    # to 1.2e-5 of the largest output with 128 channels: beyond the debug mode's float32 tolerance);
+    # 0: no Winograd kernels, the direct ones run.
+    winograd_max_tile = 2
+
     # Per-image loops (parallel.run_parallel): fewer items than this run on the calling thread.
     min_parallel = 8
 

@@ -2,6 +2,9 @@
 
 Four ways, chosen when compiling (forward_variant):
 
+  winograd  3x3 filters, unit strides, static shapes, 16 or more channels and filters, a tile grid
+          that wastes little: Winograd's F(2x2, 3x3) (conv_winograd.py; F(4x4, 3x3) with
+          options.winograd_max_tile = 4), 2.25x (4x) fewer multiplications than the direct kernel.
   gemm 1x1  a 1x1 unit-stride unpadded convolution: each image is its own patch matrix, so the
           packed GEMM reads it in place.
   direct  static shapes and unit strides, any padding: each image is copied into a per-thread,
@@ -30,6 +33,7 @@ from ..microkernels import directconv as D
 from ..microkernels import fewtaps as FT
 from ..parallel import threads
 from .conv import Mat, dense, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
+from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
                            image_patches, shift_copy)
 
@@ -113,6 +117,10 @@ def forward_variant(op, dtype, dims):
         return "gemm 1x1", None
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):
+        wi = winograd_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                             op.filter_flip, batch=B)
+        if wi is not None:
+            return wi.variant, wi
         di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                            op.filter_flip, dense_out=True)
         if di is not None:
@@ -200,6 +208,9 @@ def lower_conv2d(ctx, node, ins):
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     xs = pinned(b, x, [B, C, H, W])
     variant, di = forward_variant(op, dt, [B, C, H, W, K, kh, kw, OH, OW])
+    if isinstance(di, WinogradImages):
+        emit_winograd_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
+        return [out]
     if di is not None:
         emit_direct_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
         return [out]

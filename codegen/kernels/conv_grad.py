@@ -2,6 +2,7 @@
 
 Input gradient, chosen by grad_inputs_variant:
   gemm 1x1  a 1x1 unit-stride unpadded convolution: dx[n] = W^T @ top[n], written in place.
+  winograd  the direct variant's correlation by Winograd's F(m x m, 3x3) where conv_winograd.py takes it.
   direct  unit strides, static shapes: dx[n] is the 'valid' correlation of top[n], zero-bordered by
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
@@ -33,6 +34,7 @@ from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, gep, grad_outpu
 from .conv_fewtaps import emit_grad_weights, grad_weights_plan
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
 from .conv_phases import PhaseGradInputs, phase_grad_inputs
+from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
                            reduce_transposed, shift_copy)
 
@@ -58,6 +60,10 @@ def grad_inputs_variant(op, dtype, dims):
     # fewer outputs than inputs ('valid' with large filters on small images) it does less work
     if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
             and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
+        wi = winograd_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
+                             not op.filter_flip, batch=B)
+        if wi is not None:
+            return wi.variant, wi
         di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
                            not op.filter_flip, dense_out=True)
         if di is not None:
@@ -81,6 +87,10 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
     variant, di = grad_inputs_variant(op, dt, dims)
     if isinstance(di, PhaseGradInputs):
         _grad_inputs_phases(ctx, di, wd, top, out, B)
+        return [out]
+    if isinstance(di, WinogradImages):
+        wt = transposed_filters(ctx, wd.ptr, dt, K, g.C, g.kh, g.kw)
+        emit_winograd_images(ctx, di, top, top.dtype, wt.ptr, B, out, "gx")
         return [out]
     if di is not None:
         wt = transposed_filters(ctx, wd.ptr, dt, K, g.C, g.kh, g.kw)

@@ -29,7 +29,11 @@ one chunk of filters); with need_gx and unit strides, the input gradient is the 
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
 Conv2dGradInputs). A strided one (static shapes) runs the direct kernel on each image split
 into its stride phases, and its input gradient phase by phase of dx (conv_phases.py; the weight
-gradient is the tap-panel kernel's, any stride). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
+gradient is the tap-panel kernel's, any stride). A 3x3 unit-stride one with 16 or more channels
+and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
+group of images at a time (their conv results in the per-thread scratch, then each image's
+epilogue), the input gradient one image's bordered conv-output gradient at a time. Other
+convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
 columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
 (a sum over batch * pooled pixels).
 
@@ -56,6 +60,8 @@ from .conv_forward import direct_images, emit_image, few_taps
 from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
+from .conv_winograd import WinogradImages, bordered_copy, winograd_images
+from ..microkernels import winograd as WG
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
 from .reduce import greater, lowest_value
@@ -134,11 +140,34 @@ def padded_direct(op, dtype, dims):
                          op.filter_flip)
 
 
+def winograd_forward(op, dtype, dims):
+    """A WinogradImages (conv_winograd.py) for the forward's convolution where it applies and pays."""
+    if tuple(op.subsample) != (1, 1) or not (isinstance(dims[5], int) and isinstance(dims[6], int)):
+        return None
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    return winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                           op.filter_flip, batch=B)
+
+
+def winograd_grad_inputs(op, dtype, dims):
+    """A WinogradImages for the backward's input gradient, one image at a time (the conv-output
+    gradient of one image exists at a time), where it applies and pays."""
+    if tuple(op.subsample) != (1, 1) or not (isinstance(dims[5], int) and isinstance(dims[6], int)):
+        return None
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    ph, pw = geometry.padding(op.border_mode, kh, kw)
+    return winograd_images(dtype, K, OH, OW, C, kh, kw, H, W, (kh - 1 - ph, kw - 1 - pw), not op.filter_flip,
+                           batch=1)
+
+
 def forward_variant(op, dtype, dims):
-    """How ConvPoolAct computes its convolution: 'direct wide' / 'direct rows' ('valid', read in place),
-    'direct padded wide' / 'direct padded rows' (through a zero-bordered copy), 'fewtaps rows' /
-    'fewtaps wide' (the few-tap kernel, through a zero-bordered copy), 'direct phases wide' /
-    'direct phases rows' (strided: through a copy split into phases) or 'im2col'."""
+    """How ConvPoolAct computes its convolution: 'winograd' (conv_winograd.py), 'direct wide' /
+    'direct rows' ('valid', read in place), 'direct padded wide' / 'direct padded rows' (through a
+    zero-bordered copy), 'fewtaps rows' / 'fewtaps wide' (the few-tap kernel, through a
+    zero-bordered copy), 'direct phases wide' / 'direct phases rows' (strided: through a copy split
+    into phases) or 'im2col'."""
+    if winograd_forward(op, dtype, dims) is not None:
+        return "winograd"
     di = padded_direct(op, dtype, dims)
     if di is not None and isinstance(di.p, FT.Plan):
         return di.variant
@@ -200,13 +229,21 @@ def lower_conv_pool_act(ctx, node, ins):
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
-    di = padded_direct(op, dt, dims)
-    dp = D.plan(op, dt, dims) if di is None or not isinstance(di.p, FT.Plan) else None
+    wi = winograd_forward(op, dt, dims)
+    di = padded_direct(op, dt, dims) if wi is None else None
+    dp = D.plan(op, dt, dims) if wi is None and (di is None or not isinstance(di.p, FT.Plan)) else None
     di = di if dp is None else None
     if di is not None:
         dp = di.p
         di = di if di.copy else None
-    if dp is not None:
+    if wi is not None:
+        # the filters transformed once; per thread: the conv results of a group of images (+ 2L:
+        # the vector epilogue's over-read), their bordered copies, the tiles and products of a panel
+        wp = wi.p
+        wptr, offp = ctx.scratch(dt, [wp.u_elems()]).ptr, None
+        WG.transform_filters(ctx, wp, wd.ptr, wptr)
+        sizes = [wp.Gi * K * OH * OW + 2 * D.lanes(dt), wp.buf_elems(), wp.v_elems(), wp.m_elems()]
+    elif dp is not None:
         # the direct kernel reads images as dense (C, H, W) blocks (padded: a per-thread bordered copy
         # of each image, the second buffer) and the weights packed once
         if di is None:
@@ -227,9 +264,10 @@ def lower_conv_pool_act(ctx, node, ins):
     ptrs = [wptr, bd.ptr if bd is not None else None, out.ptr, mask.ptr if mask is not None else None, offp,
             zarr.ptr if zarr is not None else None]
     if T == 1:
-        bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None for n in sizes[:2]]
-        parts = [bufs[0], 0, bufs[1], 0, None, 0, None, 0]
-        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp, di=di)
+        bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None
+                for n in sizes[:4 if wi is not None else 2]]
+        parts = [v for p in bufs for v in (p, 0)] + [None, 0] * (4 - len(bufs))
+        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp, di=di, wi=wi)
         return [outs[r] for r in roles]
     bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     present = [p is not None for p in bufs]
@@ -243,28 +281,29 @@ def lower_conv_pool_act(ctx, node, ins):
         for here in present:
             parts += [next(it), next(it)] if here else [None, 0]
         _forward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
-                        packs=dp is None, dp=dp, di=di)
+                        packs=dp is None and wi is None, dp=dp, di=di, wi=wi)
 
     _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit)
     return [outs[r] for r in roles]
 
 
-def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None):
+def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None, wi=None):
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
     (direct plan dp: of the conv scratch and, padded (DirectImages di), of the bordered image copy;
-    ptrs[0] is then the packed weights, ptrs[4] the taps).
+    ptrs[0] is then the packed weights, ptrs[4] the taps; Winograd (wi): of the conv results of a
+    group of images, their bordered copies, the tiles and the products; ptrs[0] the transformed filters).
     ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, bptr, optr, mptr, offs, zptr = ptrs
-    et = U.ll_type(dt)
-    mdt = op.mask_dtype
     cols, conv, ap, bp = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None
                           for i in range(4))
     pk = (ap, bp) if packs else None
-    img = U.product(b, [K, PH, PW])
+    if wi is not None:
+        _forward_winograd(ctx, op, dt, dims, xs, wi, cols, conv, ap, bp, wptr, bptr, optr, mptr, zptr, n0, n1)
+        return
     if di is not None:
         xbuf, conv = conv, None
         zero_fill(b, xbuf, 0, dp.C * dp.H * dp.W, dt)   # the borders stay zero: every image writes the same positions
@@ -281,19 +320,49 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
-        base = U.mul(b, n, img)
-        if not op.pool:
-            _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
+        _epilogue(ctx, op, dt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr, zptr)
+
+
+def _epilogue(ctx, op, dt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr, zptr):
+    """Image n's outputs from its conv results conv[k*crs + i*rs + j]: [pool,] bias, activation."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    img = U.product(b, [K, PH, PW])
+    base = U.mul(b, n, img)
+    if not op.pool:
+        _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
+    else:
+        # the pooled, biased values go where the activation reads them: z if kept, else out
+        dst = zptr if zptr is not None else optr
+        if _vector_pool(op, dt):
+            _pool_vector(ctx, dt, op.mask_dtype, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
         else:
-            # the pooled, biased values go where the activation reads them: z if kept, else out
-            dst = zptr if zptr is not None else optr
-            if _vector_pool(op, dt):
-                _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
-            else:
-                _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
-            if op.act is not None or zptr is not None:
-                prog = op.act if op.act is not None else _identity(dt)
-                _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
+            _pool_scalar(ctx, op, dt, op.mask_dtype, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
+        if op.act is not None or zptr is not None:
+            prog = op.act if op.act is not None else _identity(dt)
+            _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
+
+
+def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, n0, n1):
+    """The forward for images [n0, n1) by Winograd: a group of images' conv results, then the
+    epilogue of each."""
+    b = ctx.b
+    B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
+    p = wi.p
+    et = U.ll_type(dt)
+    plane = K * OH * OW
+    zero_fill(b, wbuf, 0, p.buf_elems(), dt)   # the borders stay zero: every image writes the same positions
+    zero_fill(b, vp, 0, p.v_elems(), dt)       # the tile columns of a short group stay zero
+
+    def prepare(n, buf):
+        bordered_copy(ctx, image_view(b, xs, n), buf, wi)
+
+    def finish(n, gi):
+        _epilogue(ctx, op, dt, gep(b, conv, U.mul(b, gi, plane), et), OH * OW, OW, n, K, PH, PW, bptr, optr, mptr,
+                  zptr)
+
+    WG.emit_images(ctx, p, wbuf, up, vp, mp, n0, n1, prepare, lambda n, gi: gep(b, conv, U.mul(b, gi, plane), et),
+                   OH * OW, OW, finish)
 
 
 def _vector_pool(op, dt):
@@ -481,7 +550,9 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         gd = None
     else:
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
-        gd = grad_inputs_variant(op, dt, dims[:9])[1] if need_gx and tc is not None else None
+        gd = None
+        if need_gx and tc is not None:
+            gd = winograd_grad_inputs(op, dt, dims) or grad_inputs_variant(op, dt, dims[:9])[1]
         if need_gx and tp is not None and tuple(op.subsample) != (1, 1):   # strided: phase by phase of dx
             gd = grad_inputs_variant(op, dt, dims[:9])[1]
         pg = gd if isinstance(gd, PhaseGradInputs) else None
@@ -493,14 +564,19 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             wa = ctx.scratch(dt, [PP.size(b, dt, g.P, K)]).ptr
             wt = DG.GxWeights(tp, wd.ptr) if gx_fused else G.Strided(dt, wd.ptr, 1, g.P)
             PP.pack_a(ctx, dt, wt, g.P, K, wa)
+        wgd = isinstance(gd, WinogradImages)
         if tp is not None:
             # the tap offsets, then (gd) those of the input gradient's direct plan
             offs = ctx.scratch("int64", [tp.n_offsets + (pg.n_offsets if pg is not None else
-                                                          gd.p.P if gd is not None else 0)])
+                                                          gd.p.P if gd is not None and not wgd else 0)])
             DG.tap_plan_offsets(ctx, tp, offs.ptr)
         if pg is not None:   # every phase's filters packed once for the direct kernel
             wa = ctx.scratch(dt, [pg.weight_elems]).ptr
             pg.pack(ctx, wd.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
+        elif wgd:   # the filters transposed to [C][K] and transformed once for the Winograd kernel
+            wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
+            wa = ctx.scratch(dt, [gd.p.u_elems()]).ptr
+            WG.transform_filters(ctx, gd.p, wt.ptr, wa)
         elif gd is not None:   # the filters transposed to [C][K], packed once for the direct kernel
             wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
             wa = ctx.scratch(dt, [gd.p.nkb * gd.p.P * gd.p.MR]).ptr
@@ -527,11 +603,14 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
     sizes.append(tc.G * tc.img if tc is not None else dp.buf_elems() if isinstance(dp, FT.Plan) else 0)
-    # the direct input gradient: the bordered top of one image and the conv scratch
+    # the direct input gradient: the bordered top of one image and the conv scratch (Winograd: the
+    # bordered top, the tiles and the products of a panel)
     if pg is not None:
-        sizes += [pg.top_elems, pg.scratch_elems]
+        sizes += [pg.top_elems, pg.scratch_elems, 0]
+    elif isinstance(gd, WinogradImages):
+        sizes += [gd.p.buf_elems(), gd.p.v_elems(), gd.p.m_elems()]
     else:
-        sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems()] if gd is not None else [0, 0]
+        sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems(), 0] if gd is not None else [0, 0, 0]
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -627,8 +706,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, mptr, gxptr, offs = ptrs[:4]
     prog_ptrs = ptrs[4:]
-    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(12))
+    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc, gxm = (
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(13))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
@@ -644,8 +723,12 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
         zero_fill(b, xg, 0, tc.G * tc.img if tc is not None else dp.buf_elems(), dt)
+    wgd = isinstance(gd, WinogradImages)
     if gxb is not None and isinstance(gd, PhaseGradInputs):
         gd.zero_border(b, gxb)
+    elif gxb is not None and wgd:   # the borders and the tile columns past the image stay zero
+        zero_fill(b, gxb, 0, gd.p.buf_elems(), dt)
+        zero_fill(b, gxc, 0, gd.p.v_elems(), dt)
     elif gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
@@ -689,6 +772,15 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx
             gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr, gep(b, offs, tp.n_offsets, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et))
+        elif gxptr is not None and wgd:
+            # dx = Winograd's 'valid' correlation of top, bordered, with the transposed filters
+            src = Array(dt, top, [K, OH, OW], [trs, rs, 1])
+
+            def prepare(_, buf):
+                bordered_copy(ctx, src, buf, gd)
+
+            WG.emit_images(ctx, gd.p, gxb, wptr, gxc, gxm, n, b.add(U.as_value(b, n), U.i64(1)), prepare,
+                           lambda _, gi: gep(b, gxptr, U.mul(b, n, img), et), H * W, W)
         elif gxptr is not None and gd is not None:
             # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
             shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,

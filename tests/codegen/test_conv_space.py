@@ -22,7 +22,8 @@ BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?
 VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
             ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
-            ("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases")}
+            ("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"),
+            ("fwd", "winograd"), ("gx", "winograd")}
 PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases")}
 
 
@@ -111,6 +112,8 @@ _STATIC_EXAMPLES = [
                                                  filter_dilation=(1, 1)), True),
     ("float32", (9, 24, 5, 7), (33, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                    filter_dilation=(1, 1)), True),
+    ("float32", (3, 32, 15, 15), (33, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
     # strided: the phase kernels, 8-wide output rows (the 'rows' layout) and 7-wide ones ('wide')
     ("float32", (3, 32, 16, 16), (20, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
@@ -162,6 +165,55 @@ def test_strided_convolutions_take_the_phase_kernels():
         ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
                                                          filter_dilation=(1, 1)), True)])
     assert PHASES <= seen, sorted(PHASES - seen)
+
+
+@st.composite
+def winograd_configs(draw):
+    """3x3 unit-stride convolutions with enough channels for the Winograd kernel: odd image sizes
+    and sizes that are no multiple of its tiles, every kind of padding, batch 1 and odd."""
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
+    if border == "int":
+        border = draw(st.integers(0, 3))
+        pads = (border, border)
+    elif border == "pair":
+        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        pads = border
+    else:
+        pads = {"valid": (0, 0), "full": (2, 2), "half": (1, 1)}[border]
+    C = draw(st.sampled_from([16, 24, 32, 64]))
+    K = draw(st.sampled_from([16, 33, 64]))
+    B = draw(st.sampled_from([1, 3, 8]))
+    H = draw(st.integers(max(1, 3 - 2 * pads[0]), 34))
+    W = draw(st.integers(max(1, 3 - 2 * pads[1]), 34))
+    kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    return dtype, (B, C, H, W), (K, C, 3, 3), kwargs, True
+
+
+_WINOGRAD_EXAMPLES = [   # ragged last tiles, several images per GEMM panel, F(4x4) tiles where allowed
+    ("float32", (3, 32, 32, 32), (32, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (8, 32, 15, 13), (33, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (1, 32, 17, 30), (33, 32, 3, 3), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (8, 32, 8, 8), (32, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(1, 1)), True),
+    ("float32", (9, 16, 16, 16), (16, 16, 3, 3), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+]
+
+
+@pytest.mark.parametrize("max_tile", [2, 4])
+def test_winograd_shapes(monkeypatch, max_tile):
+    """The Winograd kernels (forward and input gradient) against the reference, F(2x2) tiles (the
+    default) and F(4x4) ones where allowed. Their float32 rounding error is at most about 1e-6
+    (F(2x2)) / 5e-6 (F(4x4), up to 64 channels) of the largest output, inside the tolerance
+    (outputs here reach ~100: atol 2e-3 is 2e-5 of that)."""
+    from codegen.options import options
+    monkeypatch.setattr(options, "winograd_max_tile", max_tile)
+    seen = _run(winograd_configs(), 12 if max_tile == 2 else 6, _WINOGRAD_EXAMPLES)
+    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
 
 
 def test_dynamic_shapes_take_im2col():
@@ -299,3 +351,22 @@ def test_phase_kernels_agree_across_thread_counts(threads):
     for n in (2, 3):
         np.testing.assert_array_equal(res[n][0], res[1][0])
         np.testing.assert_array_equal(res[n][1], res[1][1])
+
+
+def test_winograd_thread_counts_agree(threads):
+    """1, 2 and 3 threads give bit-identical Winograd forwards and input gradients: an image's
+    tiles are columns of their own in every GEMM, whichever images share its panel (8x8 images: four
+    to a panel, the last group of a thread's range short)."""
+    xs, ws = (7, 32, 8, 8), (32, 32, 3, 3)
+    kwargs = dict(border_mode="half", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=2)
+        fn, got = check_native_vs_reference(ins, outs[:2], vals, rtol=1e-4, atol=2e-3)
+        assert {("fwd", "winograd"), ("gx", "winograd")} <= set(BODY.findall(fn.dump_llvm()))
+        res[n] = got[0]
+    for n in (2, 3):
+        for k in range(2):
+            np.testing.assert_array_equal(res[n][k], res[1][k])

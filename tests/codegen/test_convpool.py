@@ -506,3 +506,94 @@ def test_random_strided_configurations_match_reference():
 
     run()
     assert {"phases", "PhaseGradInputs"} <= seen, seen
+
+
+# 3x3 unit-stride convolutions with enough channels take Winograd's kernels (conv_winograd.py) in the
+# fused forward and in the fused input gradient: (x shape, W shape, conv kwargs, pool kwargs, dtype,
+# activation). Sizes that are no multiple of the tiles, pooled and not, several images per GEMM panel
+# in the forward (8x8 images: not in the input gradient, which works on one image at a time, and there
+# a panel of one 8x8 image would waste 3/4 of it).
+WINOGRAD_CASES = [
+    ((3, 32, 16, 16), (32, 32, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu", True),
+    ((5, 32, 15, 14), (33, 32, 3, 3), dict(border_mode="full", filter_flip=False), dict(pool=None), "float64",
+     "tanh", True),
+    ((3, 24, 32, 32), (16, 24, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "relu", True),
+    ((8, 32, 8, 8), (32, 32, 3, 3), dict(border_mode=(1, 1)), dict(ws=(2, 2)), "float32", "sigmoid", False),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,winograd_gx", WINOGRAD_CASES)
+def test_winograd_convolutions_match_reference(xs, ws, conv, pool_kw, dtype, act, winograd_gx, target):
+    """The fused forward (with its pooling / bias / activation epilogue) and input gradient (after
+    its prologue) by Winograd's F(m x m, 3x3) against the reference. The data are Gaussian: the
+    transforms round (float32: about 1e-6 of the largest output at most), so the exact ties of
+    _values could pool differently; outputs here stay below ~30, atol 1e-3 is 3e-5 of that."""
+    from codegen.kernels.convpool import winograd_grad_inputs
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws))
+    o = geometry.out_shape(xs, ws, fwd.border_mode, fwd.subsample)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]]
+    variant = _padded_plans(fwd, dtype, xs, ws)[0]
+    gx = winograd_grad_inputs(fwd, dtype, dims)
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWbg")
+    b = T.TensorType(dtype, (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(sum(xs))
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(ws[1] * 9)
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_wino_(?:in|out)_[A-Za-z0-9_]+)", fn.runner.ir))
+    if target.vector_bytes == 64:
+        assert variant == "winograd", variant
+        assert (gx is not None) == winograd_gx, gx
+    if variant == "winograd" or gx is not None:
+        assert kernels, "no Winograd kernel in the IR"
+
+
+def test_winograd_4x4_tiles_match_reference(monkeypatch):
+    """F(4x4) tiles (options.winograd_max_tile = 4) in the fused forward and input gradient: 32x32
+    images take them in both (float32 error up to ~5e-6 of the largest output with 32 channels)."""
+    from codegen.kernels.convpool import winograd_forward, winograd_grad_inputs
+    from codegen.options import options
+    monkeypatch.setattr(options, "winograd_max_tile", 4)
+    xs, ws = (3, 32, 32, 32), (32, 32, 3, 3)
+    fwd, bwd, bwd_nogx = conv_act_ops("relu", "float32", border_mode="half", ws=(2, 2), imshp=xs, kshp=ws)
+    dims = [3, 32, 32, 32, 32, 3, 3, 32, 32]
+    assert winograd_forward(fwd, "float32", dims).p.m == 4
+    assert winograd_grad_inputs(fwd, "float32", dims).p.m == 4
+    x, W, g = (T.TensorType("float32", (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType("float32", (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(5)
+    xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(32 * 9)
+    gv = rng.standard_normal((3, 32, 16, 16)).astype("float32")
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
+    assert re.search(r"symcnn_wino_in_float32_F4_", fn.runner.ir)
+
+
+def test_winograd_one_thread_and_three_agree(monkeypatch):
+    """The fused forward and backward by Winograd on 1 thread (the inline per-image loop) and on 3
+    threads match the reference and each other (up to the order in which the weight-gradient
+    partials are added)."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    xs, ws = (7, 32, 8, 8), (32, 32, 3, 3)
+    got = {}
+    for n in (1, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        fwd, bwd, bwd_nogx = conv_act_ops("relu", "float32", border_mode="half", ws=(2, 2), imshp=xs, kshp=ws)
+        assert _padded_plans(fwd, "float32", xs, ws)[0] == "winograd"
+        x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
+        b = T.TensorType("float32", (None,))("b")
+        outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+        rng = np.random.default_rng(7)
+        xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+        gv = rng.standard_normal((7, 32, 4, 4)).astype("float32")
+        got[n] = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[1][0]
+    for a, c in zip(got[1], got[3]):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)

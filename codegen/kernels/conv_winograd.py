@@ -1,0 +1,158 @@
+"""3x3 unit-stride convolutions by Winograd's F(m x m, 3 x 3) (microkernels/winograd.py), the batch
+split over the threads (conv_threads.py).
+
+A convolution of (C, H, W) sources into (K, OH, OW) results is the 'valid' correlation of a
+zero-bordered per-thread copy of each source, moved down and right by shift (as conv_forward's
+DirectImages): the forward of Conv2d with its padding, and the input gradient of a unit-stride
+Conv2d (the output gradient bordered by kh-1-ph, the filters transposed and turned back).
+winograd_images decides where it applies and pays: 3x3 filters, static sizes, enough channels and
+filters that the GEMMs dominate the transforms (MIN_CHANNELS), and a tile grid that wastes little.
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from ..microkernels import winograd as WG
+from ..options import options
+from ..parallel import threads
+from .conv import gep, image_view, zero_fill
+from .conv_threads import Captured, PerThread, add_array, shift_copy
+
+# Fewer channels or filters than this and the transforms (per tile: a*a*(C + K) values moved and
+# added) cost more than the multiplications they save.
+MIN_CHANNELS = 16
+# With fewer than 32 channels or filters, the GEMMs of a thread's few tiles are too short: one 16x16
+# image (64 F(2x2) tiles) of 16 channels runs at 0.96x (forward) / 0.83x (input gradient) the direct
+# kernel's speed, 16 such images or one 32x32 image at 1.11-1.38x.
+FEW_CHANNELS, MIN_TILES_FEW_CHANNELS = 32, 256
+MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
+# The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (2) down, 4 then
+# 2: the first whose tile grid wastes little. F(2x2) does 2.25x fewer multiplications than the direct
+# kernel (2 threads, float32, B=128, 'half': 32->32 on 32x32 images 381 GFLOP/s against the direct
+# kernel's 133-245, 64->64 on 16x16 555 against 354, on 8x8 470 against 273), F(4x4) 4x fewer
+# (500 and 643 there) but with 10-30x its rounding error.
+
+
+class WinogradImages:
+    """A unit-stride 3x3 convolution of (C, H, W) sources into (K, OH, OW) results as the Winograd
+    plan p's 'valid' correlation of the source moved by shift into a zero-bordered buffer."""
+
+    def __init__(self, p, C, H, W, shift):
+        self.p, self.C, self.H, self.W, self.shift = p, C, H, W, shift
+
+    variant = "winograd"
+
+
+def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
+    """A WinogradImages when every size is static and F(m x m, 3x3) applies and pays (the first m of
+    4, 2 up to options.winograd_max_tile whose grid, for batch images split over the threads, wastes
+    little), else None."""
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
+        return None
+    if str(dtype) not in ("float32", "float64") or (kh, kw) != (3, 3) or OH < 1 or OW < 1:
+        return None
+    if min(C, K) < MIN_CHANNELS:
+        return None
+    n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
+    for m in [m for m in (4, 2) if m <= options.winograd_max_tile]:
+        p = WG.Plan(str(dtype), C, K, OH, OW, m, flip)
+        if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
+            continue
+        if p.efficiency(n) >= MIN_EFFICIENCY:
+            return WinogradImages(p, C, H, W, tuple(shift))
+    return None
+
+
+def transformed_filters(ctx, p, w_dense):
+    """The filters (dense [K][C][3][3]) transformed and packed once per call (a scratch pointer)."""
+    up = ctx.scratch(p.dtype, [p.u_elems()])
+    WG.transform_filters(ctx, p, w_dense, up.ptr)
+    return up.ptr
+
+
+def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
+    """out[n] (dense (B, K, OH, OW)) = the convolution of src[n] ((B, C, H, W) Array) by the filters
+    w_dense (dense [K][C][3][3], turned by the plan as it says), every image."""
+    from .conv_forward import body_name
+    p = wi.p
+    dt = p.dtype
+    T = threads()
+    cap = Captured()
+    cap.add("B", B)
+    add_array(cap, "src", src)
+    cap.add("up", transformed_filters(ctx, p, w_dense))
+    cap.add("out", out.ptr)
+    parts = WinogradParts(ctx, p, T)
+    parts.capture(cap)
+    plane = p.K * p.OH * p.OW
+    et = U.ll_type(dt)
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        bufs, vp, mp = parts.view(bctx, v)
+        xs = v.array("src", srcdt, [v["B"], wi.C, wi.H, wi.W])
+
+        def prepare(n, buf):
+            bordered_copy(bctx, image_view(bb, xs, n), buf, wi)
+
+        WG.emit_images(bctx, p, bufs, v["up"], vp, mp, n0, n1, prepare,
+                       lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW)
+
+    cap.run(ctx, body_name(op, wi.variant), B, emit)
+
+
+class WinogradParts:
+    """The per-thread buffers of a Winograd plan: Gi bordered images, the transformed tiles of one
+    panel and their products."""
+
+    def __init__(self, ctx, p, T):
+        self.p = p
+        self.bufs = PerThread(ctx, p.dtype, [p.buf_elems()], T)
+        self.v = PerThread(ctx, p.dtype, [p.v_elems()], T)
+        self.m = PerThread(ctx, p.dtype, [p.m_elems()], T)
+
+    def capture(self, cap):
+        cap.add_parts("wbuf", self.bufs)
+        cap.add_parts("wv", self.v)
+        cap.add_parts("wm", self.m)
+
+    def view(self, bctx, v):
+        """(bordered buffers, tiles, products) of this thread; the buffers' borders and the tile
+        columns no image fills are zeroed here, once per thread (every image writes the same
+        positions)."""
+        p = self.p
+        bufs, vp = v.part("wbuf", p.dtype), v.part("wv", p.dtype)
+        zero_fill(bctx.b, bufs, 0, p.buf_elems(), p.dtype)
+        zero_fill(bctx.b, vp, 0, p.v_elems(), p.dtype)
+        return bufs, vp, v.part("wm", p.dtype)
+
+
+def bordered_copy(ctx, src, dst, wi):
+    """conv_threads.shift_copy of a (C, H, W) source into the plan's (C, Hb, Wb) buffer dst; where
+    the source's rows are dense values of the plan's dtype, a row at a time in vectors (the last one
+    masked), with no call per row."""
+    p = wi.p
+    if not (src.dtype == p.dtype and isinstance(src.strides[2], int) and src.strides[2] == 1):
+        shift_copy(ctx, src, dst, p.dtype, wi.C, wi.H, wi.W, p.Hb, p.Wb, *wi.shift)
+        return
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    oh, ow = wi.shift
+    i0, i1 = max(0, -oh), min(wi.H, p.Hb - oh)
+    j0, j1 = max(0, -ow), min(wi.W, p.Wb - ow)
+    if i1 <= i0 or j1 <= j0:
+        return
+    vec = WG.Vec(ctx.module, p.dtype, p.L)
+    lane = ir.Constant(ir.VectorType(U.I64, p.L), list(range(p.L)))
+    n = j1 - j0
+    with U.for_range(b, wi.C, name="bc") as c:
+        with U.for_range(b, i1, start=i0, name="bi") as i:
+            s_ = gep(b, src.ptr, U.add(b, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), j0), et)
+            d = gep(b, dst, U.add(b, U.mul(b, c, p.Hb * p.Wb), U.add(b, U.mul(b, U.add(b, i, oh), p.Wb), j0 + ow)), et)
+            for k in range(0, n, p.L):
+                if n - k >= p.L:
+                    v = b.load(gep(b, s_, k, et), typ=vec.t, align=vec.size)
+                    b.store(v, gep(b, d, k, et), align=vec.size)
+                else:
+                    mask = b.icmp_signed("<", lane, ir.Constant(ir.VectorType(U.I64, p.L), [n - k] * p.L))
+                    v = b.call(vec.mload, [gep(b, s_, k, et), vec.align, mask, vec.zero])
+                    b.call(vec.mstore, [v, gep(b, d, k, et), vec.align, mask])

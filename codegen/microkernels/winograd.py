@@ -1,0 +1,394 @@
+"""Winograd F(m x m, 3 x 3) convolution of zero-bordered images (Lavin & Gray, 2016).
+
+A 'valid' 3x3 correlation of a (C, Hb, Wb) buffer is cut into m x m output tiles; each reads an
+a x a input tile d (a = m + 2) and, per filter k, is
+
+    Y = A^T [ sum_c (G g[k, c] G^T) * (B^T d[c] B) ] A
+
+with '*' elementwise: the a*a products of each position p of the transformed tile are a GEMM over
+the channels, M[p][k, tile] = U[p][k, :] @ V[p][:, tile], which does a*a multiplications per tile
+and channel instead of the 9*m*m of the direct convolution (F(2x2): 2.25x fewer, F(4x4): 4x).
+
+  filters  U = G g G^T once per call (in float64, rounded once), packed as the packed GEMM's A
+           micro-panels: up[p][K/MR][C][MR] (gemm.py).
+  inputs   V = B^T d B of NR tiles at a time (one packed-B panel, gemm.py): vp[p][C][NR] (the
+           positions' panels a cache line more than their size apart). The
+           tiles of an image are numbered row by row over a grid (tHp, tWp) padded so that one
+           vector of L tiles is a run of one tile row (tWp a multiple of L) or G = L/tWp whole
+           tile rows (tWp a power of two below L), and so that an image holds a whole number of
+           panels, or a panel a whole number of images (Timg = tHp*tWp). A vector's columns s of
+           input row r are the stride-m lanes of two contiguous loads of the row (at m*tj and
+           m*tj + m), picked apart by shuffles; the padded tiles read the buffer's zeros.
+  GEMM     per position p, gemm.macrokernel on the packed panels: no packing per image.
+  outputs  Y = A^T M A for L tiles at a time; the m columns of an output row are interleaved back
+           into m*L contiguous values and stored with masks that drop the columns past OW and the
+           rows past OH (ragged last tiles, padded tiles).
+
+The buffer must hold the image at (0, 0) and zeros where the tiles read past it: Hb = m*tHp + 2
+rows and Wb = m*tWp + m columns (a >= m + 2 columns of every tile, and the second load).
+Float32 error, relative to the largest output (measured, Gaussian / positive data, 32 to 128
+channels): F(2x2), whose transforms multiply by 0, +-1, +-1/2, 3e-7 to 1e-6, as a sum taken in
+another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5. A non-finite input value makes
+every output of its tiles NaN (inf - inf in the transforms), not only those it reaches.
+"""
+from fractions import Fraction as F
+
+from llvmlite import ir
+
+from .. import irutil as U
+from ..irutil import lanes
+from . import gemm
+from .directconv import Vec, kernel_function
+
+# (B^T, G, A^T) of F(m x m, 3 x 3) with the interpolation points 0, +-1 (, +-2, 1/2 ...), infinity
+MATRICES = {
+    2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        [[1, 0, 0], [F(1, 2), F(1, 2), F(1, 2)], [F(1, 2), F(-1, 2), F(1, 2)], [0, 0, 1]],
+        [[1, 1, 1, 0], [0, 1, -1, -1]]),
+    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        [[F(1, 4), 0, 0], [F(-1, 6), F(-1, 6), F(-1, 6)], [F(-1, 6), F(1, 6), F(-1, 6)],
+         [F(1, 24), F(1, 12), F(1, 6)], [F(1, 24), F(-1, 12), F(1, 6)], [0, 0, 1]],
+        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+}
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+class Plan:
+    """Static layout of a Winograd F(m x m, 3x3) 'valid' correlation of (C, Hb, Wb) buffers into
+    (K, OH, OW) results (all sizes Python ints). flip: the filters are turned 180 degrees (a true
+    convolution)."""
+
+    def __init__(self, dtype, C, K, OH, OW, m, flip):
+        self.dtype, self.C, self.K, self.OH, self.OW, self.m, self.flip = dtype, C, K, OH, OW, m, flip
+        self.a = m + 2
+        self.L = L = lanes(dtype)
+        L_, self.MR, self.NV, *_ = gemm.params(dtype)
+        self.NR = NR = self.NV * L
+        self.nkb = _ceil(K, self.MR)
+        self.tH, self.tW = _ceil(OH, m), _ceil(OW, m)
+        if self.tW >= L:
+            self.tWp, self.G = _ceil(self.tW, L) * L, 1
+        else:
+            self.tWp = 1
+            while self.tWp < self.tW:
+                self.tWp *= 2
+            self.G = L // self.tWp
+        self.tHp = _ceil(self.tH, self.G) * self.G
+        while not self._whole(self.tHp * self.tWp):
+            self.tHp += self.G
+        self.Timg = self.tHp * self.tWp
+        self.Gi = max(1, NR // self.Timg)          # images per panel
+        self.nblk = max(1, self.Timg // NR)       # panels per image
+        self.Hb, self.Wb = m * self.tHp + 2, m * self.tWp + m
+        # the a*a positions' blocks of tiles and of products, one 64-byte line more than their size
+        # apart: blocks a power of two apart (often 8 KiB) would put the a*a vectors the transforms
+        # store and load together into one cache set
+        line = 64 // U.itemsize(dtype)
+        self.vq, self.mq = C * NR + line, K * NR + line
+
+    def _whole(self, T):
+        return T % self.L == 0 and (self.NR % T == 0 or T % self.NR == 0)
+
+    @property
+    def name(self):
+        return (f"{self.dtype}_F{self.m}_C{self.C}_K{self.K}_OH{self.OH}_OW{self.OW}_"
+                f"{self.tHp}x{self.tWp}")
+
+    def u_elems(self):
+        return self.a * self.a * self.nkb * self.MR * self.C
+
+    def v_elems(self):
+        return self.a * self.a * self.vq
+
+    def m_elems(self):
+        return self.a * self.a * self.mq
+
+    def buf_elems(self):
+        return self.Gi * self.C * self.Hb * self.Wb
+
+    def efficiency(self, n=None):
+        """Share of the GEMM's columns that are output tiles (the rest: grid padding, and the empty
+        places of a thread's last panel of n images (None: many))."""
+        share = (self.tH * self.tW) / self.Timg
+        if n is None or self.Gi == 1:
+            return share
+        return share * n / (-(-n // self.Gi) * self.Gi)
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+def transform_filters(ctx, p, w_ptr, up):
+    """up[((q*nkb + k//MR)*C + c)*MR + k%MR] = (G g G^T)[q] for g = w[k, c] (dense [K][C][3][3],
+    turned when p.flip), computed in float64; rows past K are zero."""
+    from ..kernels.conv import zero_fill
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    a, MR, C = p.a, p.MR, p.C
+    Gm = MATRICES[p.m][1]
+    zero_fill(b, up, 0, p.u_elems(), p.dtype)
+    with U.for_range(b, p.K, name="wk") as k:
+        kb = b.udiv(k, U.i64(MR))
+        i = b.urem(k, U.i64(MR))
+        with U.for_range(b, C, name="wc") as c:
+            base = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(9))
+            g = [[None] * 3 for _ in range(3)]
+            for r in range(3):
+                for s in range(3):
+                    src = (2 - r) * 3 + (2 - s) if p.flip else r * 3 + s
+                    v = b.load(U.gep(b, w_ptr, b.add(base, U.i64(src)), et), typ=et)
+                    g[r][s] = U.cast_value(b, v, p.dtype, "float64")
+            t = [[_scalar_comb(b, Gm[x], [g[r][s] for r in range(3)]) for s in range(3)] for x in range(a)]
+            for x in range(a):
+                for y in range(a):
+                    u = U.cast_value(b, _scalar_comb(b, Gm[y], t[x]), "float64", p.dtype)
+                    q = x * a + y
+                    off = b.add(b.mul(b.add(U.i64(q * p.nkb), kb), U.i64(C)), c)
+                    off = b.add(b.mul(off, U.i64(MR)), i)
+                    b.store(u, U.gep(b, up, off, et))
+
+
+def _scalar_comb(b, coeffs, vals):
+    acc = None
+    for c, v in zip(coeffs, vals):
+        if c == 0:
+            continue
+        term = v if c == 1 else b.fmul(ir.Constant(U.F64, float(c)), v)
+        acc = term if acc is None else b.fadd(acc, term)
+    return acc if acc is not None else ir.Constant(U.F64, 0.0)
+
+
+# -- vectors ------------------------------------------------------------------------------------
+
+def _comb(b, vec, coeffs, vals):
+    """sum of c * v over the nonzero coefficients (vectors): adds and subtracts for +-1 (a +1 term
+    first where there is one, so no negation)."""
+    acc = None
+    terms = sorted(zip(coeffs, vals), key=lambda cv: cv[0] != 1)
+    for c, v in terms:
+        if c == 0:
+            continue
+        cv = ir.Constant(vec.t, [ir.Constant(vec.t.element, float(c))] * vec.t.count)
+        if acc is None:
+            acc = v if c == 1 else (b.fneg(v) if c == -1 else b.fmul(cv, v))
+        elif c == 1:
+            acc = b.fadd(acc, v)
+        elif c == -1:
+            acc = b.fsub(acc, v)
+        else:
+            acc = b.call(vec.fma, [cv, v, acc])
+    return acc if acc is not None else vec.zero
+
+
+def _const(vec, c):
+    return ir.Constant(vec.t, [ir.Constant(vec.t.element, float(c))] * vec.t.count)
+
+
+def _input_f4(b, vec, d):
+    """B^T d of F(4x4) with shared terms: 14 operations instead of 22."""
+    fma = lambda c, x, y: b.call(vec.fma, [_const(vec, c), x, y])
+    d0, d1, d2, d3, d4, d5 = d
+    p, q = b.fadd(d3, d4), b.fadd(d1, d2)
+    r, u = b.fsub(d4, d3), b.fsub(d1, d2)
+    e, f = b.fsub(d4, d2), b.fsub(d3, d1)
+    return [fma(-5, d2, fma(4, d0, d4)), fma(-4, q, p), fma(4, u, r), fma(2, f, e), fma(-2, f, e),
+            fma(-5, d3, fma(4, d1, d5))]
+
+
+def _output_f4(b, vec, mv):
+    """A^T m of F(4x4) with shared terms: 10 operations instead of 17."""
+    fma = lambda c, x, y: b.call(vec.fma, [_const(vec, c), x, y])
+    m0, m1, m2, m3, m4, m5 = mv
+    a, s = b.fadd(m1, m2), b.fsub(m1, m2)
+    c, d = b.fadd(m3, m4), b.fsub(m3, m4)
+    return [b.fadd(b.fadd(m0, a), c), fma(2, d, s), fma(4, c, a), b.fadd(fma(8, d, s), m5)]
+
+
+def _transform(b, vec, m, which, vals):
+    """The 1-D input (B^T) or output (A^T) transform of F(m x m, 3x3) of a vals vectors."""
+    if m == 4:
+        return (_input_f4 if which == "in" else _output_f4)(b, vec, vals)
+    rows = MATRICES[m][0 if which == "in" else 2]
+    return [_comb(b, vec, row, vals) for row in rows]
+
+
+def _concat(b, parts):
+    """One vector of the parts' lanes in order (pairwise shuffles; a power-of-two count)."""
+    while len(parts) > 1:
+        n = parts[0].type.count
+        idx = ir.Constant(ir.VectorType(U.I32, 2 * n), list(range(2 * n)))
+        parts = [b.shuffle_vector(parts[i], parts[i + 1], idx) for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _pick(b, v, idx):
+    return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(U.I32, len(idx)), list(idx)))
+
+
+def _vector_tiles(b, p, lt0):
+    """[(tile row, first tile column)] of the G runs of the vector of tiles lt0 .. lt0 + L - 1."""
+    if p.G == 1:
+        return [(b.udiv(lt0, U.i64(p.tWp)), b.urem(lt0, U.i64(p.tWp)))]
+    ti0 = b.udiv(lt0, U.i64(p.tWp))
+    return [(b.add(ti0, U.i64(g)) if g else ti0, U.i64(0)) for g in range(p.G)]
+
+
+def _input_function(module, p):
+    """void in(buf, vp, col0, lt_start, nvec): vp[q][c][col0 + j*L + lane] = (B^T d B)[q] of the
+    tiles lt_start + j*L + lane of the image in buf, j < nvec."""
+    name = f"symcnn_wino_in_{p.name}_{p.Hb}x{p.Wb}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64 = U.I64
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, I64, I64, I64])
+    buf, vp, col0, lt_start, nvec = fn.args
+    et = U.ll_type(p.dtype)
+    L, m, a, G = p.L, p.m, p.a, p.G
+    vec = Vec(module, p.dtype, L)
+    seg = L // G
+    w = m * seg
+    wt = ir.VectorType(et, w)
+    with U.for_range(b, p.C, name="c") as c:
+        bc = U.gep(b, buf, b.mul(c, U.i64(p.Hb * p.Wb)), et)
+        vc = U.gep(b, vp, b.add(b.mul(c, U.i64(p.NR)), col0), et)
+        with U.for_range(b, nvec, name="j") as j:
+            lt0 = b.add(lt_start, b.mul(j, U.i64(L)))
+            runs = _vector_tiles(b, p, lt0)
+            e = []   # e[r][y]: row r of the tiles transformed along its columns, right after its loads
+            for r in range(a):
+                firsts, seconds = [], []
+                for ti, tj in runs:
+                    row = b.add(b.mul(b.add(b.mul(ti, U.i64(m)), U.i64(r)), U.i64(p.Wb)), b.mul(tj, U.i64(m)))
+                    ptr = U.gep(b, bc, row, et)
+                    firsts.append(b.load(ptr, typ=wt, align=vec.size))
+                    seconds.append(b.load(U.gep(b, ptr, m, et), typ=wt, align=vec.size))
+                A_, B_ = _concat(b, firsts), _concat(b, seconds)
+                d = [_pick(b, A_ if s < m else B_, [m * i + (s % m) for i in range(L)]) for s in range(a)]
+                e.append(_transform(b, vec, m, "in", d))
+            for y in range(a):
+                for x, v in enumerate(_transform(b, vec, m, "in", [e[r][y] for r in range(a)])):
+                    off = b.add(U.i64((x * a + y) * p.vq), b.mul(j, U.i64(L)))
+                    b.store(v, U.gep(b, vc, off, et), align=vec.size * L)
+    b.ret_void()
+    return fn
+
+
+def _output_function(module, p, ks, rs):
+    """void out(mp, dst, col0, lt_start, nvec): dst[k*ks + i*rs + j] = the outputs of the tiles
+    lt_start + jv*L + lane (jv < nvec; products at mp[q][k][col0 + jv*L + lane]) inside (OH, OW)."""
+    name = f"symcnn_wino_out_{p.name}_{ks}_{rs}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64 = U.I64
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, I64, I64, I64])
+    mp, dst, col0, lt_start, nvec = fn.args
+    et = U.ll_type(p.dtype)
+    L, m, a, G = p.L, p.m, p.a, p.G
+    vec = Vec(module, p.dtype, L)
+    seg = L // G
+    w = m * seg
+    chunk = min(w, L)
+    ct = ir.VectorType(et, chunk)
+    mt = ir.VectorType(U.I1, chunk)
+    sfx = f"v{chunk}{'f32' if p.dtype == 'float32' else 'f64'}"
+    mstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [ct, U.PTR, U.I32, mt])
+    lane = ir.Constant(ir.VectorType(I64, chunk), list(range(chunk)))
+    # interleave m vectors: lane m*i + j of the result is lane i of vector j
+    with U.for_range(b, p.K, name="k") as k:
+        mk = U.gep(b, mp, b.add(b.mul(k, U.i64(p.NR)), col0), et)
+        dk = U.gep(b, dst, b.mul(k, U.i64(ks)), et)
+        with U.for_range(b, nvec, name="j") as j:
+            lt0 = b.add(lt_start, b.mul(j, U.i64(L)))
+            runs = _vector_tiles(b, p, lt0)
+            f = []   # f[x][jj]: row x of the products transformed along its columns, after its loads
+            for x in range(a):
+                mv = [b.load(U.gep(b, mk, b.add(U.i64((x * a + y) * p.mq), b.mul(j, U.i64(L))), et),
+                             typ=vec.t, align=vec.size * L) for y in range(a)]
+                f.append(_transform(b, vec, m, "out", mv))
+            cols = [_transform(b, vec, m, "out", [f[x][jj] for x in range(a)]) for jj in range(m)]
+            for i in range(m):
+                z = _interleave(b, [cols[jj][i] for jj in range(m)])
+                for g, (ti, tj) in enumerate(runs):
+                    orow = b.add(b.mul(ti, U.i64(m)), U.i64(i))
+                    ocol = b.mul(tj, U.i64(m))
+                    inside = b.icmp_signed("<", orow, U.i64(p.OH))
+                    rowp = U.gep(b, dk, b.add(b.mul(orow, U.i64(rs)), ocol), et)
+                    for off in range(0, w, chunk):
+                        piece = _pick(b, z, range(g * w + off, g * w + off + chunk))
+                        left = b.sub(U.i64(p.OW - off), ocol)
+                        left = b.select(inside, left, U.i64(0))
+                        mask = b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(I64, chunk)))
+                        b.call(mstore, [piece, U.gep(b, rowp, off, et), vec.align, mask])
+    b.ret_void()
+    return fn
+
+
+def _interleave(b, ys):
+    """The lanes of the m vectors ys interleaved: lane m*i + j is ys[j][i]."""
+    n = ys[0].type.count
+    while len(ys) > 1:
+        # neighbours pairwise, blocks of (width / n) lanes alternating: (0,1), (2,3) -> (0,1,2,3)
+        width = ys[0].type.count
+        blk = width // n
+        idx = []
+        for i in range(n):
+            idx += list(range(i * blk, (i + 1) * blk)) + list(range(width + i * blk, width + (i + 1) * blk))
+        ys = [b.shuffle_vector(ys[j], ys[j + 1], ir.Constant(ir.VectorType(U.I32, 2 * width), idx))
+              for j in range(0, len(ys), 2)]
+    return ys[0]
+
+
+# -- one panel of tiles --------------------------------------------------------------------------
+
+def emit_input(ctx, p, buf, vp, col0, lt_start, nvec):
+    ctx.b.call(_input_function(ctx.module, p), [buf, vp] + [U.as_value(ctx.b, v) for v in (col0, lt_start, nvec)])
+
+
+def emit_products(ctx, p, up, vp, mp):
+    """mp[q][k][:NR] = U[q] @ V[q] for every position q (the packed GEMM's macro-kernel)."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    macro = gemm.macrokernel(ctx.module, p.dtype)
+    with U.for_range(b, p.a * p.a, name="wq") as q:
+        b.call(macro, [U.i64(p.K), U.i64(p.NR), U.i64(p.C),
+                       U.gep(b, up, b.mul(q, U.i64(p.nkb * p.MR * p.C)), et),
+                       U.gep(b, vp, b.mul(q, U.i64(p.vq)), et),
+                       U.gep(b, mp, b.mul(q, U.i64(p.mq)), et),
+                       U.i64(p.NR), ir.Constant(U.I1, 0)])
+
+
+def emit_output(ctx, p, mp, dst, ks, rs, col0, lt_start, nvec):
+    ctx.b.call(_output_function(ctx.module, p, ks, rs),
+               [mp, dst] + [U.as_value(ctx.b, v) for v in (col0, lt_start, nvec)])
+
+
+def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish=None):
+    """The convolution of images [n0, n1), Gi at a time: prepare(n, buf) fills image n's bordered
+    buffer (bufs holds Gi of them, buf_elems() / Gi apart); dst_of(n, gi) is where image n (the
+    group's gi-th) gets its (K, OH, OW) result, k planes ks apart and rows rs apart; finish(n, gi)
+    (optional) then runs for each image of the group."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    img = p.C * p.Hb * p.Wb
+    with U.for_range(b, n1, start=n0, step=p.Gi, name="wg") as g0:
+        gn = U.smin(b, b.sub(U.as_value(b, n1), g0), p.Gi) if p.Gi > 1 else 1
+        with U.for_range(b, gn, name="wi") as gi:
+            prepare(b.add(g0, gi), U.gep(b, bufs, b.mul(gi, U.i64(img)), et))
+        nvec = min(p.Timg, p.NR) // p.L
+        with U.for_range(b, p.nblk, name="wb") as blk:
+            lt_start = b.mul(blk, U.i64(p.NR))
+            with U.for_range(b, gn, name="wt") as gi:
+                emit_input(ctx, p, U.gep(b, bufs, b.mul(gi, U.i64(img)), et), vp,
+                           b.mul(gi, U.i64(p.Timg)), lt_start, nvec)
+            emit_products(ctx, p, up, vp, mp)
+            with U.for_range(b, gn, name="wo") as gi:
+                emit_output(ctx, p, mp, dst_of(b.add(g0, gi), gi), ks, rs, b.mul(gi, U.i64(p.Timg)), lt_start,
+                            nvec)
+        if finish is not None:
+            with U.for_range(b, gn, name="wf") as gi:
+                finish(b.add(g0, gi), gi)
