@@ -50,6 +50,7 @@ from ..microkernels import prepacked as PP
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
 from .conv_forward import direct_images
+from .convpool_after import act_grad_in_tile, act_in_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .pool import out_len as pool_out_len
@@ -161,11 +162,16 @@ def lower_conv_pool_act(ctx, node, ins):
         ctx.check_equal(bias.shape[0], K, E_SHAPE)
     outs = {}
     for role, var in zip(roles, node.outputs):
-        outs[role] = ctx.alloc(var, [B, K, PH, PW])
-        B, K, PH, PW = outs[role].shape
+        if op.pool_last and role in ("z", "act"):   # the conv output's shape
+            outs[role] = ctx.alloc(var, [B, K, OH, OW])
+            B, K, OH, OW = outs[role].shape
+        else:
+            outs[role] = ctx.alloc(var, [B, K, PH, PW])
+            B, K, PH, PW = outs[role].shape
     out = outs["out"]
     mask = outs.get("mask")
     zarr = outs.get("z")
+    aarr = outs.get("act")
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     bd = dense(ctx, bias, dt) if bias is not None else None
@@ -193,7 +199,7 @@ def lower_conv_pool_act(ctx, node, ins):
         # + 2L: the vector epilogue reads up to 2L values past a conv row's start
         sizes = [U.mul(b, g.P, g.N), U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), na, nb]
     ptrs = [wptr, bd.ptr if bd is not None else None, out.ptr, mask.ptr if mask is not None else None, offp,
-            zarr.ptr if zarr is not None else None]
+            zarr.ptr if zarr is not None else None, aarr.ptr if aarr is not None else None]
     if T == 1:
         bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None for n in sizes[:2]]
         parts = [bufs[0], 0, bufs[1], 0, None, 0, None, 0]
@@ -221,18 +227,20 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
     (direct plan dp: of the conv scratch and, padded (DirectImages di), of the bordered image copy;
     ptrs[0] is then the packed weights, ptrs[4] the taps).
-    ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept)."""
+    ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept),
+    act (order 'act_pool' only; None: not kept)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
-    wptr, bptr, optr, mptr, offs, zptr = ptrs
+    wptr, bptr, optr, mptr, offs, zptr, aptr = ptrs
     et = U.ll_type(dt)
     mdt = op.mask_dtype
     cols, conv, ap, bp = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None
                           for i in range(4))
     pk = (ap, bp) if packs else None
     img = U.product(b, [K, PH, PW])
+    full = U.product(b, [K, OH, OW]) if op.pool_last else None
     if di is not None:
         xbuf, conv = conv, None
         zero_fill(b, xbuf, 0, dp.C * dp.H * dp.W, dt)   # the borders stay zero: every image writes the same positions
@@ -250,7 +258,14 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
         base = U.mul(b, n, img)
-        if not op.pool:
+        if op.pool_last:
+            # conv -> + bias -> act in the tile, then the pooling epilogue on the activated values
+            act_in_tile(ctx, op, dt, conv, crs, rs, U.mul(b, n, full), K, OH, OW, bptr, zptr, aptr)
+            if _vector_pool(op, dt):
+                _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, None, optr, mptr)
+            else:
+                _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, None, optr, mptr)
+        elif not op.pool:
             _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
         else:
             # the pooled, biased values go where the activation reads them: z if kept, else out
@@ -395,11 +410,15 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     x, w = named["x"], named["W"]
     dt = node.outputs[0].dtype
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = _dims(ctx, op, x, w)
-    pooled_roles = [r for r in op.input_roles() if r not in ("x", "W")]
+    # the operands of the pooled shape (and, order 'act_pool', z and act of the conv output's);
+    # b ('act_pool') is read only by the op's symbolic gradient
+    pooled_roles = [r for r in op.input_roles() if r not in ("x", "W", "b")]
+    full_roles = {r for r in pooled_roles if op.pool_last and r in ("z", "act")}
     for r in pooled_roles:
-        for d, want in enumerate((B, K, PH, PW)):
+        for d, want in enumerate((B, K, OH, OW) if r in full_roles else (B, K, PH, PW)):
             ctx.check_equal(named[r].shape[d], want, E_SHAPE, d)
-    st = node.inputs[2].type.shape if len(node.inputs) > 2 else (None,) * 4
+    first = [k for k, r in enumerate(op.input_roles()) if r in pooled_roles and r not in full_roles]
+    st = node.inputs[first[0]].type.shape if first else (None,) * 4
     PH = PH if st[2] is None else pin(ctx, PH, st[2])
     PW = PW if st[3] is None else pin(ctx, PW, st[3])
     outs = {}
@@ -416,10 +435,11 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     et = U.ll_type(dt)
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     # the pooled operands as dense arrays: mask, then the program's inputs z, out, g_1..g_m
-    pooled_ptrs = {r: dense(ctx, pinned(b, named[r], [B, K, PH, PW]), named[r].dtype) for r in pooled_roles}
+    pooled_ptrs = {r: dense(ctx, pinned(b, named[r], [B, K, OH, OW] if r in full_roles else [B, K, PH, PW]),
+                            named[r].dtype) for r in pooled_roles}
     md = pooled_ptrs.get("mask")
     prog_ptrs = [pooled_ptrs[r].ptr if r in pooled_ptrs else None
-                 for r in ["z", "out"] + [f"g{i}" for i in range(op.n_grads)]]
+                 for r in ["z", "act" if op.pool_last else "out"] + [f"g{i}" for i in range(op.n_grads)]]
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
@@ -427,7 +447,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     dp = D.plan(op, dt, dims)
     # the direct weight gradient needs top zero outside the stored positions: it is zeroed once per
     # thread, and both the 2x2 vector scatter and the unpooled store write the same positions every image
-    dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool) else None
+    # (order 'act_pool': zeroed again before each image's scatter where windows may not cover it)
+    dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool or op.pool_last) else None
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
     tc = padded_taps(op, dt, dims) if dp is None and tp is None else None
     if tc is not None:
@@ -482,7 +503,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         acc_rs = tp.KP if tp is not None else K
         acc_n = U.mul(b, g.P, acc_rs)
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
-    sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
+    sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool and not op.pool_last else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
     sizes.append(tc.G * tc.img if tc is not None else 0)
     # the direct input gradient: the bordered top of one image and the conv scratch
@@ -595,6 +616,10 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         rs, trs, tlen = OW, g.N, U.mul(b, K, g.N)
     img = U.product(b, [C, H, W])
     pimg = U.product(b, [K, PH, PW])
+    full = U.product(b, [K, OH, OW]) if op.pool_last else None
+    # order 'act_pool': the derivative pass writes every conv position, so positions no window covers
+    # must be zeroed again for each image (statically even conv outputs with 2x2 windows: none)
+    rezero = op.pool_last and not (vector and all(isinstance(d, int) and d % 2 == 0 for d in (OH, OW)))
     if vector or not op.pool:   # the scatter / store writes the same positions each image: the rest stays zero
         zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
@@ -607,7 +632,18 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     def image(n, slot):
         base = U.mul(b, n, pimg)
         srcs = [gep(b, q, base, et) if q is not None else None for q in prog_ptrs]
-        if op.pool:
+        if op.pool_last:
+            # the prologue: the pooled gradient routed to the activated values, then through dact
+            if rezero:
+                zero_fill(b, top, 0, tlen, dt)
+            mbase = gep(b, mptr, base, mt) if mt is not None else None
+            if vector:
+                _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, srcs[2], mbase)
+            else:
+                _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, srcs[2], mbase)
+            act_grad_in_tile(ctx, op, dt, top, trs, rs, U.mul(b, n, full), K, OH, OW, prog_ptrs[0], prog_ptrs[1],
+                             gb64, _row_sum)
+        elif op.pool:
             # the prologue: g_pre of the whole image, then its per-filter sums and the routing
             _apply(ctx, op.dact, dt, srcs, gpre, pimg)
             plane = U.mul(b, PH, PW)
