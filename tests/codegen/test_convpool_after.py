@@ -191,3 +191,37 @@ def test_verify_grad(act, mode):
                 fouts, grads = conv_act_apply(fwd, op, x, W, b, g)
                 return grads[k]
             symcnn.verify_grad(fun, pts + [g0], mode="reference", rng=rng)
+
+
+def test_debug_mode_compares_the_mask_of_the_activated_values():
+    """mode='debug' judges a differing tie bit against the values that were pooled: in a window of
+    ReLU zeros (distinct negative conv values) every position is a tie, so a bit the native code
+    dropped there is a rounding question, not an error; a bit set on a smaller value still is."""
+    fwd = conv_act_ops("maximum", "float32", ws=(2, 2), order="act_pool")[0]
+    x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
+    out, mask, z = fwd(x, W, b)
+    xv = np.arange(25, dtype="float32").reshape(1, 1, 5, 5) / 25
+    Wv, bv = np.full((1, 1, 2, 2), -1.0, "float32"), np.zeros(1, "float32")
+    ref = symcnn.function([x, W, b], mask, mode="reference")(xv, Wv, bv)
+    assert (ref == 0b1111).all()   # all conv values negative and distinct: ReLU's zeros tie
+    dropped = ref.copy()
+    dropped[0, 0, 1, 1] = 0b0111
+    assert fwd.debug_mismatch(out.owner, [xv, Wv, bv], 1, dropped, ref, 1e-4, 1e-5) is None
+    xv[0, 0, 0, 0] = -5.0   # window (0, 0) now has one positive value: the other bits are wrong
+    ref = symcnn.function([x, W, b], mask, mode="reference")(xv, Wv, bv)
+    assert ref[0, 0, 0, 0] == 0b0001
+    wrong = ref.copy()
+    wrong[0, 0, 0, 0] = 0b0011
+    assert "differ" in fwd.debug_mismatch(out.owner, [xv, Wv, bv], 1, wrong, ref, 1e-4, 1e-5)
+
+
+def test_debug_mode_runs_a_train_graph():
+    x = T.tensor4("x")
+    rng = np.random.RandomState(0)
+    W = symcnn.shared((rng.standard_normal((4, 2, 3, 3)) * 0.5).astype("float32"))
+    b = symcnn.shared(rng.uniform(-0.5, 0.5, 4).astype("float32"))
+    h = pool.pool_2d(T.maximum(conv2d(x, W) + b.dimshuffle("x", 0, "x", "x"), 0), ws=(2, 2), ignore_border=True)
+    cost = (h * h).sum()
+    fn = symcnn.function([x], [cost] + T.grad(cost, [x, W, b]), mode="debug")
+    assert any(isinstance(n.op, ConvPoolAct) and n.op.order == "act_pool" for n in fn.fgraph.toposort())
+    fn(rng.randint(-2, 3, (3, 2, 9, 10)).astype("float32"))
