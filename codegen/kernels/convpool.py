@@ -27,8 +27,9 @@ zero-bordered copy of each image (conv_forward.direct_images, with its cut-offs)
 gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks,
 one chunk of filters); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
-Conv2dGradInputs). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
-columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
+Conv2dGradInputs). Other convolutions build one image's im2col matrix and use the packed GEMM (conv.py). The pooling
+epilogue and the routing prologue take any window and stride (convpool_vector.py: the pooling kernels'
+vector blocks of pooled columns, a scalar loop for the rest). gb accumulates in float64
 (a sum over batch * pooled pixels).
 
 Threads: the batch is split over the pool of codegen/threadpool.py; each thread has its own scratch
@@ -51,11 +52,11 @@ from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, fo
                    pinned, zero_fill)
 from .conv_forward import direct_images
 from .convpool_after import act_grad_in_tile, act_in_tile
+from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
-from .reduce import greater, lowest_value
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
 
 
@@ -141,12 +142,6 @@ def padded_taps(op, dtype, dims):
         return None
     variant, tc = grad_weights_variant(op, dtype, dims[:9])
     return tc if tc is not None and tc.copy and len(tc.chunks) == 1 else None
-
-
-def _offsets(op):
-    """(bit, u, v) for every position of the pooling window."""
-    return [(u * op.ws[1] + v, u, v) for u in range(op.ws[0]) for v in range(op.ws[1])]
-
 
 
 @lower.register(ConvPoolAct)
@@ -261,115 +256,22 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
         if op.pool_last:
             # conv -> + bias -> act in the tile, then the pooling epilogue on the activated values
             act_in_tile(ctx, op, dt, conv, crs, rs, U.mul(b, n, full), K, OH, OW, bptr, zptr, aptr)
-            if _vector_pool(op, dt):
-                _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, None, optr, mptr)
-            else:
-                _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, None, optr, mptr)
+            pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, None, optr, mptr)
         elif not op.pool:
             _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
         else:
             # the pooled, biased values go where the activation reads them: z if kept, else out
             dst = zptr if zptr is not None else optr
-            if _vector_pool(op, dt):
-                _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
-            else:
-                _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
+            pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, bptr, dst, mptr)
             if op.act is not None or zptr is not None:
                 prog = op.act if op.act is not None else _identity(dt)
                 _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
 
 
 def _vector_pool(op, dt):
-    """2x2 windows with stride 2 (the common case) get the explicit-vector epilogue."""
+    """2x2 max-pool windows with stride 2: the direct weight gradient's cut-off (convpool_vector.py's
+    epilogues take any window)."""
     return op.pool == "max" and tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
-
-
-def _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
-    """z = window max (+ b[k]) into optr, and the mask, of image n from conv[k*crs + i*rs + j], any
-    window and stride; average pools (no mask): the window's sum times op.window_scale()."""
-    b = ctx.b
-    et, mt = U.ll_type(dt), (U.ll_type(mdt) if mdt is not None else None)
-    sh, sw = op.stride
-    offs = _offsets(op)
-    plane = U.mul(b, PH, PW)
-    with U.for_range(b, K, name="k") as k:
-        bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
-        ck = gep(b, conv, U.mul(b, k, crs), et)
-        obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-        with U.for_range(b, PH, name="pi") as i:
-            rows = [gep(b, ck, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
-            orow = U.add(b, obase, U.mul(b, i, PW))
-            with U.for_range(b, PW, name="pj") as j:
-                c0 = U.mul(b, j, sw)
-                vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
-                o = U.add(b, orow, j)
-                if mt is None:   # average / sum pooling, in the window's order (as Pool's reference)
-                    m = vals[0]
-                    for val in vals[1:]:
-                        m = b.fadd(m, val)
-                    if op.pool != "sum":
-                        m = b.fmul(m, U.const(dt, op.window_scale()))
-                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
-                else:
-                    m = lowest_value(dt)
-                    for val in vals:
-                        m = b.select(greater(b, val, m, dt), val, m)
-                    bits = ir.Constant(mt, 0)
-                    for (bit, _, _), val in zip(offs, vals):
-                        hit = b.zext(b.fcmp_ordered("==", val, m), mt)
-                        bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
-                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
-                    b.store(bits, gep(b, mptr, o, mt))
-
-
-
-def _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
-    """The 2x2 / stride 2 epilogue on vectors of L pooled columns: two contiguous 2L-value loads per
-    conv row, split into even and odd columns; window maxima, tie bits and max + b per lane;
-    masked stores of the PW columns that exist (the conv scratch is padded for the over-read)."""
-    b = ctx.b
-    module = ctx.module
-    et, mt = U.ll_type(dt), U.ll_type(mdt)
-    L = D.lanes(dt)
-    vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
-    size = U.itemsize(dt)
-    i1v = ir.VectorType(U.I1, L)
-    fstore = D.Vec(module, dt, L).mstore
-    msfx = f"v{L}i{mt.width}"
-    mstore = U.declare(module, f"llvm.masked.store.{msfx}.p0", ir.VoidType(), [mvt, U.PTR, U.I32, i1v])
-    even = ir.Constant(ir.VectorType(U.I32, L), [2 * l for l in range(L)])
-    odd = ir.Constant(ir.VectorType(U.I32, L), [2 * l + 1 for l in range(L)])
-    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    lowest = ir.Constant(vt, [lowest_value(dt)] * L)
-    plane = U.mul(b, PH, PW)
-    with U.for_range(b, K, name="k") as k:
-        bk = U.splat(b, b.load(gep(b, bptr, k, et), typ=et), vt) if bptr is not None else None
-        ck = gep(b, conv, U.mul(b, k, crs), et)
-        obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-        with U.for_range(b, PH, name="pi") as i:
-            r0 = gep(b, ck, U.mul(b, U.mul(b, i, 2), rs), et)
-            r1 = gep(b, r0, rs, et)
-            orow = U.add(b, obase, U.mul(b, i, PW))
-            with U.for_range(b, PW, step=L, name="pj") as j:
-                vals = []
-                for r in (r0, r1):
-                    src = gep(b, r, U.mul(b, j, 2), et)
-                    lo = b.load(src, typ=vt, align=size)
-                    hi = b.load(gep(b, src, L, et), typ=vt, align=size)
-                    vals += [b.shuffle_vector(lo, hi, even), b.shuffle_vector(lo, hi, odd)]
-                m = lowest
-                for val in vals:
-                    m = b.select(greater(b, val, m, dt), val, m)
-                bits = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
-                for bit, val in enumerate(vals):   # window order (u, v) = (0,0), (0,1), (1,0), (1,1)
-                    one = ir.Constant(mvt, [ir.Constant(mt, 1 << bit)] * L)
-                    bits = b.or_(bits, b.select(b.fcmp_ordered("==", val, m), one, ir.Constant(mvt, [ir.Constant(mt, 0)] * L)))
-                left = b.sub(U.as_value(b, PW), j)
-                keep = b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(U.I64, L)))
-                o = U.add(b, orow, j)
-                res = b.fadd(m, bk) if bk is not None else m
-                b.call(fstore, [res, gep(b, optr, o, et), ir.Constant(U.I32, size), keep])
-                b.call(mstore, [bits, gep(b, mptr, o, mt), ir.Constant(U.I32, 1), keep])
 
 
 def _identity(dt):
@@ -609,7 +511,6 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
     mt = U.ll_type(op.mask_dtype) if op.mask_dtype else None
-    vector = op.pool and _vector_pool(op, dt)
     if dp is not None:
         rs, trs, tlen = dp.rs, dp.row_stride, dp.scratch_elems()
     else:
@@ -617,11 +518,11 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     img = U.product(b, [C, H, W])
     pimg = U.product(b, [K, PH, PW])
     full = U.product(b, [K, OH, OW]) if op.pool_last else None
-    # order 'act_pool': the derivative pass writes every conv position, so positions no window covers
-    # must be zeroed again for each image (statically even conv outputs with 2x2 windows: none)
-    rezero = op.pool_last and not (vector and all(isinstance(d, int) and d % 2 == 0 for d in (OH, OW)))
-    if vector or not op.pool:   # the scatter / store writes the same positions each image: the rest stays zero
-        zero_fill(b, top, 0, tlen, dt)
+    # the routing of windows that do not overlap and the unpooled store write the same positions each
+    # image: the rest stays zero. Overlapping windows add, so top is zeroed for each image; so it is
+    # with order 'act_pool' when some positions have no window (the derivative pass writes them all).
+    rezero = bool(op.pool) and (overlapping(op) or (op.pool_last and not covers(op, OH, OW)))
+    zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
         zero_fill(b, xg, 0, tc.G * tc.img, dt)
     if gxb is not None:
@@ -637,10 +538,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             if rezero:
                 zero_fill(b, top, 0, tlen, dt)
             mbase = gep(b, mptr, base, mt) if mt is not None else None
-            if vector:
-                _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, srcs[2], mbase)
-            else:
-                _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, srcs[2], mbase)
+            scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, srcs[2], mbase)
             act_grad_in_tile(ctx, op, dt, top, trs, rs, U.mul(b, n, full), K, OH, OW, prog_ptrs[0], prog_ptrs[1],
                              gb64, _row_sum)
         elif op.pool:
@@ -652,11 +550,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 s_ = _row_sum(ctx, dt, gep(b, gpre, U.mul(b, k, plane), et), 1, plane, plane)
                 b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
             mbase = gep(b, mptr, base, mt) if mt is not None else None
-            if vector:
-                _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
-            else:
+            if rezero:
                 zero_fill(b, top, 0, tlen, dt)
-                _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
+            scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, gpre, mbase)
         else:
             _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
         if dp is not None:
@@ -721,90 +617,3 @@ def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):
                 b.store(emit_scalar(ctx, op.dact, vals, [dt] * len(vals), dt), gep(b, row, j, et))
         gbk = gep(b, gb64, k, U.F64)
         b.store(b.fadd(b.load(gbk, typ=U.F64), _row_sum(ctx, dt, tk, OH, OW, rs)), gbk)
-
-
-def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
-    """top[k*trs + (i*sh + u)*rs + j*sw + v] += g_pre[k, i, j] for every set bit (u, v) of the mask
-    (gpre and mptr: the image's blocks)."""
-    b = ctx.b
-    et = U.ll_type(dt)
-    sh, sw = op.stride
-    offs = _offsets(op)
-    plane = U.mul(b, PH, PW)
-    zero = U.const(dt, 0.0)
-    with U.for_range(b, K, name="k") as k:
-        tk = gep(b, top, U.mul(b, k, trs), et)
-        base = U.mul(b, k, plane)
-        with U.for_range(b, PH, name="pi") as i:
-            rows = [gep(b, tk, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
-            prow = U.add(b, base, U.mul(b, i, PW))
-            with U.for_range(b, PW, name="pj") as j:
-                p = U.add(b, prow, j)
-                gp = b.load(gep(b, gpre, p, et), typ=et)
-                c0 = U.mul(b, j, sw)
-                if mt is None:   # average / sum pooling: every window position gets its share
-                    if op.pool != "sum":
-                        gp = b.fmul(gp, U.const(dt, op.window_scale()))
-                    for _, u, v in offs:
-                        dst = gep(b, rows[u], U.add(b, c0, v), et)
-                        b.store(b.fadd(b.load(dst, typ=et), gp), dst)
-                else:
-                    bits = b.load(gep(b, mptr, p, mt), typ=mt)
-                    for bit, u, v in offs:
-                        hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
-                        dst = gep(b, rows[u], U.add(b, c0, v), et)
-                        b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
-
-
-def _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
-    """The 2x2 / stride 2 scatter on vectors of L pooled columns: g_pre goes to the window
-    positions whose bit is set (0 to the others), interleaved back into two rows of 2L columns and
-    stored with masks (windows do not overlap, so plain stores)."""
-    b = ctx.b
-    module = ctx.module
-    et = U.ll_type(dt)
-    L = D.lanes(dt)
-    vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
-    size = U.itemsize(dt)
-    i1v = ir.VectorType(U.I1, L)
-    vec = D.Vec(module, dt, L)
-    fload, fstore = vec.mload, vec.mstore
-    msfx = f"v{L}i{mt.width}"
-    mload = U.declare(module, f"llvm.masked.load.{msfx}.p0", mvt, [U.PTR, U.I32, i1v, mvt])
-    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    lane2 = ir.Constant(ir.VectorType(U.I64, L), [l // 2 for l in range(L)])
-    lane2h = ir.Constant(ir.VectorType(U.I64, L), [(L + l) // 2 for l in range(L)])
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
-    mzero = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
-    lo_idx = ir.Constant(ir.VectorType(U.I32, L), [(l // 2) + (L if l % 2 else 0) for l in range(L)])
-    hi_idx = ir.Constant(ir.VectorType(U.I32, L), [(L + l) // 2 + (L if l % 2 else 0) for l in range(L)])
-    align = ir.Constant(U.I32, size)
-    plane = U.mul(b, PH, PW)
-    i64v = ir.VectorType(U.I64, L)
-    with U.for_range(b, K, name="k") as k:
-        tk = gep(b, top, U.mul(b, k, trs), et)
-        base = U.mul(b, k, plane)
-        with U.for_range(b, PH, name="pi") as i:
-            prow = U.add(b, base, U.mul(b, i, PW))
-            r0 = gep(b, tk, U.mul(b, U.mul(b, i, 2), rs), et)
-            rows = [r0, gep(b, r0, rs, et)]
-            with U.for_range(b, PW, step=L, name="pj") as j:
-                p = U.add(b, prow, j)
-                left = U.splat(b, b.sub(U.as_value(b, PW), j), i64v)
-                keep = b.icmp_signed("<", lane, left)
-                gp = b.call(fload, [gep(b, gpre, p, et), align, keep, zero])
-                bits = b.call(mload, [gep(b, mptr, p, mt), ir.Constant(U.I32, 1), keep, mzero])
-                keep_lo = b.icmp_signed("<", lane2, left)
-                keep_hi = b.icmp_signed("<", lane2h, left)
-                c0 = U.mul(b, j, 2)
-                for u, row in enumerate(rows):
-                    vals = []
-                    for v in range(2):
-                        bit = ir.Constant(mvt, [ir.Constant(mt, 1 << (2 * u + v))] * L)
-                        hit = b.icmp_unsigned("!=", b.and_(bits, bit), mzero)
-                        vals.append(b.select(hit, gp, zero))
-                    lo = b.shuffle_vector(vals[0], vals[1], lo_idx)
-                    hi = b.shuffle_vector(vals[0], vals[1], hi_idx)
-                    dst = gep(b, row, c0, et)
-                    b.call(fstore, [lo, dst, align, keep_lo])
-                    b.call(fstore, [hi, gep(b, dst, L, et), align, keep_hi])
