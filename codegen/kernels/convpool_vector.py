@@ -3,8 +3,9 @@
 `tile_row` values; conv row r of filter k at k * tile_row + r * row).
 
 Both use the pooling kernels' vector mechanism (pool_vector.py): Lb pooled columns at a time, each
-window row's values loaded as one wide load per block and split into the window's column phases
-(load_phases), or interleaved back (store_phases); pool_vector.columns covers a pooled row with
+window row's values loaded as s loads of Lb lanes per block and split into the window's column
+phases (load_phases), or interleaved back (store_phases) -- pool_vector's, with no vector wider
+than a block (pool_vector loads s * Lb lanes at once); pool_vector.columns covers a pooled row with
 such blocks and leaves the last columns (and windows pool_vector.plan does not vectorise: strides
 above 4, windows wider than 16) to a scalar loop with the window unrolled. Windows are visited in
 the reference's order (rows, then columns), so the vector and scalar code give the same bits.
@@ -28,6 +29,61 @@ from .reduce import greater, lowest_value
 
 UNROLL_ROWS = 16   # window rows unrolled in a vector block (more: the scalar loop)
 TILE_PAD = 2       # the conv tile's rows are readable this many vectors (L values) past their last column
+
+
+def _gather(b, srcs, picks, Lb):
+    """The <Lb> vector whose lane l is srcs[picks[l][0]][picks[l][1]] (srcs: <Lb> vectors), by
+    two-operand shuffles: no vector wider than Lb lanes is formed (a target with narrower registers
+    than s * Lb gets no wide values to split)."""
+    used = sorted({k for k, _ in picks})
+    if len(used) == 1:
+        return b.shuffle_vector(srcs[used[0]], srcs[used[0]], _mask([t for _, t in picks]))
+    acc = None
+    for k in used:
+        if acc is None:
+            acc, first = srcs[k], k
+            continue
+        if acc is srcs[first]:   # the first pair: lanes of either source by their own index
+            m = [t if s_ == first else (Lb + t if s_ == k else l) for l, (s_, t) in enumerate(picks)]
+        else:
+            m = [Lb + t if s_ == k else l for l, (s_, t) in enumerate(picks)]
+        acc = b.shuffle_vector(acc, srcs[k], _mask(m))
+    return acc
+
+
+def _mask(values):
+    return ir.Constant(ir.VectorType(U.I32, len(values)), values)
+
+
+def load_phases(b, vp, row, c0, Lb):
+    """pool_vector.load_phases with Lb-lane loads: [values at columns c0 + l * s + v, l < Lb] for
+    v < ws (row points at column 0)."""
+    s = vp.s
+    out = []
+    for q in range(vp.q + 1):
+        chunks = [V.load(b, vp, gep(b, row, U.add(b, c0, q * s + k * Lb), vp.et), Lb) for k in range(s)]
+        for r in range(s):
+            if q * s + r >= vp.ws:
+                break
+            out.append(chunks[0] if s == 1 else
+                       _gather(b, chunks, [divmod(l * s + r, Lb) for l in range(Lb)], Lb))
+    return out
+
+
+def store_phases(b, vp, row, c0, Lb, parts, add):
+    """pool_vector.store_phases (no carry) with Lb-lane stores: parts[v] goes to columns
+    c0 + l * s + v (0 to the columns of no window offset); add: added to what is there."""
+    s = vp.s
+    zero = V.const(vp, 0.0, Lb)
+    for q in range(vp.q + 1):
+        srcs = [parts[q * s + r] if q * s + r < vp.ws else zero for r in range(s)]
+        for k in range(s):
+            cols = [k * Lb + t for t in range(Lb)]
+            v = srcs[0] if s == 1 else _gather(b, srcs, [(c % s, c // s) for c in cols], Lb)
+            dst = gep(b, row, U.add(b, c0, q * s + k * Lb), vp.et)
+            if add:
+                v = b.fadd(V.load(b, vp, dst, Lb), v)
+            V.store(b, vp, v, dst)
 
 
 def _offsets(op):
@@ -110,7 +166,7 @@ def pool_tile(ctx, op, dt, mdt, tile, tile_row, row, n, K, PH, PW, OW, bptr, opt
 
             def block(j, Lb, keep=None):
                 c0 = U.mul(b, j, sw)
-                vals = [val for r in rows for val in V.load_phases(b, vp, r, c0, Lb)]
+                vals = [val for r in rows for val in load_phases(b, vp, r, c0, Lb)]
                 mvt = ir.VectorType(mt, Lb) if mt is not None else None
                 zero = ir.Constant(mvt, [ir.Constant(mt, 0)] * Lb) if mt is not None else None
                 m, bits = _reduce(b, op, dt, vals, mt, zero,
@@ -181,7 +237,7 @@ def scatter_tile(ctx, op, dt, mt, tile, tile_row, row, K, PH, PW, OW, gptr, mptr
                         parts[u, v] = b.select(b.icmp_unsigned("!=", b.and_(bits, one), mzero), gp, zero)
                 c0 = U.mul(b, j, sw)
                 for u, r in enumerate(rows):
-                    V.store_phases(b, vp, r, c0, Lb, [parts[u, v] for v in range(op.ws[1])], add)
+                    store_phases(b, vp, r, c0, Lb, [parts[u, v] for v in range(op.ws[1])], add)
 
             start = V.columns(b, vp, OW, 0, 0, PW, block, not add) if vp is not None else 0
             zero = U.const(dt, 0.0)
