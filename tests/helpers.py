@@ -348,7 +348,8 @@ CONV_ACTIVATIONS = {
 def conv_act_ops(act="tanh", dtype="float32", **kw):
     """(ConvPoolAct, its gradient with gx, its gradient without) for activation `act` (a name of
     CONV_ACTIVATIONS): the ops the rewrite builds for that graph, written by hand. tanh's and
-    sigmoid's derivatives read out (as T.grad writes them), the others z."""
+    sigmoid's derivatives read out (as T.grad writes them), the others z. With order='act_pool' the
+    derivative's second input is the (unpooled) activation, kept by the forward when read."""
     from symcnn.tensor.nnet.conv_epilogue import program_of
     from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
     fn = CONV_ACTIVATIONS[act]
@@ -361,7 +362,10 @@ def conv_act_ops(act="tanh", dtype="float32", **kw):
         def dact_fn(z, out, g):
             return theano.grad(None, z, known_grads={fn(z): g})
         dact = program_of(dact_fn, dtype, nin=3)
-    fwd = ConvPoolAct(act=prog, keep_z=dact is not None and _reads_z(dact), **kw)
+    from symcnn.tensor.nnet.convpool import kept_for_gradient
+    order = kw.get("order", "pool_act") if kw.get("pool", "max") is not None else "pool_act"
+    keep_z, keep_act = kept_for_gradient(dact, order)
+    fwd = ConvPoolAct(act=prog, keep_z=keep_z, keep_act=keep_act, **kw)
     return fwd, ConvPoolActGrad(act=prog, dact=dact, need_gx=True, **kw), \
         ConvPoolActGrad(act=prog, dact=dact, need_gx=False, **kw)
 
@@ -377,7 +381,8 @@ def conv_act_apply(fwd, bwd, x, W, b, g):
     fouts = fwd(x, W, *([b] if fwd.has_bias else []))
     fouts = fouts if isinstance(fouts, (list, tuple)) else [fouts]
     named = dict(zip(fwd.output_roles(), fouts))
-    roles = {"x": x, "W": W, "mask": named.get("mask"), "z": named.get("z"), "out": named["out"], "g0": g}
+    roles = {"x": x, "W": W, "b": b, "mask": named.get("mask"), "z": named.get("z"), "out": named["out"],
+             "act": named.get("act"), "g0": g}
     grads = bwd(*[roles[r] for r in bwd.input_roles()])
     grads = grads if isinstance(grads, (list, tuple)) else [grads]
     return list(fouts), list(grads)

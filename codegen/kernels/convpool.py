@@ -33,9 +33,10 @@ gradient is the tap-panel kernel's, any stride). A 3x3 unit-stride one with 16 o
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
 group of images at a time (their conv results in the per-thread scratch, then each image's
 epilogue), the input gradient one image's bordered conv-output gradient at a time. Other
-convolutions build one image's im2col matrix and use the packed GEMM (conv.py). 2x2 windows with stride 2 get vector epilogues (L pooled
-columns at a time); other windows a scalar loop with the window unrolled. gb accumulates in float64
-(a sum over batch * pooled pixels).
+convolutions build one image's im2col matrix and use the packed GEMM (conv.py). The pooling epilogue
+and the routing prologue take any window and stride (convpool_vector.py: the pooling kernels' vector
+blocks of pooled columns, a scalar loop for the rest). gb accumulates in float64 (a sum over batch *
+pooled pixels).
 
 Threads: the batch is split over the pool of codegen/threadpool.py; each thread has its own scratch
 and partial sums, added in thread order afterwards.
@@ -58,13 +59,14 @@ from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, fo
                    pinned, zero_fill)
 from .conv_forward import direct_images, emit_image, few_taps
 from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
+from .convpool_after import act_grad_in_tile, act_in_tile
+from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from ..microkernels import winograd as WG
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
-from .reduce import greater, lowest_value
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
 
 
@@ -199,12 +201,6 @@ def few_tap_grad(op, dtype, dims, need_gx):
     return di.p if di is not None and isinstance(di.p, FT.Plan) else None
 
 
-def _offsets(op):
-    """(bit, u, v) for every position of the pooling window."""
-    return [(u * op.ws[1] + v, u, v) for u in range(op.ws[0]) for v in range(op.ws[1])]
-
-
-
 @lower.register(ConvPoolAct)
 def lower_conv_pool_act(ctx, node, ins):
     b = ctx.b
@@ -218,11 +214,16 @@ def lower_conv_pool_act(ctx, node, ins):
         ctx.check_equal(bias.shape[0], K, E_SHAPE)
     outs = {}
     for role, var in zip(roles, node.outputs):
-        outs[role] = ctx.alloc(var, [B, K, PH, PW])
-        B, K, PH, PW = outs[role].shape
+        if op.pool_last and role in ("z", "act"):   # the conv output's shape
+            outs[role] = ctx.alloc(var, [B, K, OH, OW])
+            B, K, OH, OW = outs[role].shape
+        else:
+            outs[role] = ctx.alloc(var, [B, K, PH, PW])
+            B, K, PH, PW = outs[role].shape
     out = outs["out"]
     mask = outs.get("mask")
     zarr = outs.get("z")
+    aarr = outs.get("act")
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     bd = dense(ctx, bias, dt) if bias is not None else None
@@ -262,7 +263,7 @@ def lower_conv_pool_act(ctx, node, ins):
         # + 2L: the vector epilogue reads up to 2L values past a conv row's start
         sizes = [U.mul(b, g.P, g.N), U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), na, nb]
     ptrs = [wptr, bd.ptr if bd is not None else None, out.ptr, mask.ptr if mask is not None else None, offp,
-            zarr.ptr if zarr is not None else None]
+            zarr.ptr if zarr is not None else None, aarr.ptr if aarr is not None else None]
     if T == 1:
         bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None
                 for n in sizes[:4 if wi is not None else 2]]
@@ -292,17 +293,19 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     (direct plan dp: of the conv scratch and, padded (DirectImages di), of the bordered image copy;
     ptrs[0] is then the packed weights, ptrs[4] the taps; Winograd (wi): of the conv results of a
     group of images, their bordered copies, the tiles and the products; ptrs[0] the transformed filters).
-    ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept)."""
+    ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept),
+    act (order 'act_pool' only; None: not kept)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
-    wptr, bptr, optr, mptr, offs, zptr = ptrs
+    wptr, bptr, optr, mptr, offs, zptr, aptr = ptrs
     cols, conv, ap, bp = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None
                           for i in range(4))
     pk = (ap, bp) if packs else None
     if wi is not None:
-        _forward_winograd(ctx, op, dt, dims, xs, wi, cols, conv, ap, bp, wptr, bptr, optr, mptr, zptr, n0, n1)
+        _forward_winograd(ctx, op, dt, dims, xs, wi, cols, conv, ap, bp, wptr, bptr, optr, mptr, zptr, aptr,
+                          n0, n1)
         return
     if di is not None:
         xbuf, conv = conv, None
@@ -320,30 +323,35 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
             emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
-        _epilogue(ctx, op, dt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr, zptr)
+        _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
 
 
-def _epilogue(ctx, op, dt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr, zptr):
-    """Image n's outputs from its conv results conv[k*crs + i*rs + j]: [pool,] bias, activation."""
+def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr):
+    """Image n's outputs from its conv results conv[k*crs + i*rs + j]: [pool,] bias, activation, or
+    (order 'act_pool') bias, activation, then the pooling of the activated values."""
     b = ctx.b
+    B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     et = U.ll_type(dt)
+    mdt = op.mask_dtype
     img = U.product(b, [K, PH, PW])
     base = U.mul(b, n, img)
-    if not op.pool:
+    if op.pool_last:
+        # conv -> + bias -> act in the tile, then the pooling epilogue on the activated values
+        full = U.product(b, [K, OH, OW])
+        act_in_tile(ctx, op, dt, conv, crs, rs, U.mul(b, n, full), K, OH, OW, bptr, zptr, aptr)
+        pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, None, optr, mptr)
+    elif not op.pool:
         _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
     else:
         # the pooled, biased values go where the activation reads them: z if kept, else out
         dst = zptr if zptr is not None else optr
-        if _vector_pool(op, dt):
-            _pool_vector(ctx, dt, op.mask_dtype, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
-        else:
-            _pool_scalar(ctx, op, dt, op.mask_dtype, conv, crs, rs, n, K, PH, PW, bptr, dst, mptr)
+        pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, bptr, dst, mptr)
         if op.act is not None or zptr is not None:
             prog = op.act if op.act is not None else _identity(dt)
             _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
 
 
-def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, n0, n1):
+def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, aptr, n0, n1):
     """The forward for images [n0, n1) by Winograd: a group of images' conv results, then the
     epilogue of each."""
     b = ctx.b
@@ -358,104 +366,17 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
         bordered_copy(ctx, image_view(b, xs, n), buf, wi)
 
     def finish(n, gi):
-        _epilogue(ctx, op, dt, gep(b, conv, U.mul(b, gi, plane), et), OH * OW, OW, n, K, PH, PW, bptr, optr, mptr,
-                  zptr)
+        _epilogue(ctx, op, dt, gep(b, conv, U.mul(b, gi, plane), et), OH * OW, OW, n, dims, bptr, optr, mptr,
+                  zptr, aptr)
 
     WG.emit_images(ctx, p, wbuf, up, vp, mp, n0, n1, prepare, lambda n, gi: gep(b, conv, U.mul(b, gi, plane), et),
                    OH * OW, OW, finish)
 
 
 def _vector_pool(op, dt):
-    """2x2 windows with stride 2 (the common case) get the explicit-vector epilogue."""
+    """2x2 max-pool windows with stride 2: the direct weight gradient's cut-off (convpool_vector.py's
+    epilogues take any window)."""
     return op.pool == "max" and tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
-
-
-def _pool_scalar(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
-    """z = window max (+ b[k]) into optr, and the mask, of image n from conv[k*crs + i*rs + j], any
-    window and stride; average pools (no mask): the window's sum times op.window_scale()."""
-    b = ctx.b
-    et, mt = U.ll_type(dt), (U.ll_type(mdt) if mdt is not None else None)
-    sh, sw = op.stride
-    offs = _offsets(op)
-    plane = U.mul(b, PH, PW)
-    with U.for_range(b, K, name="k") as k:
-        bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
-        ck = gep(b, conv, U.mul(b, k, crs), et)
-        obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-        with U.for_range(b, PH, name="pi") as i:
-            rows = [gep(b, ck, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
-            orow = U.add(b, obase, U.mul(b, i, PW))
-            with U.for_range(b, PW, name="pj") as j:
-                c0 = U.mul(b, j, sw)
-                vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
-                o = U.add(b, orow, j)
-                if mt is None:   # average / sum pooling, in the window's order (as Pool's reference)
-                    m = vals[0]
-                    for val in vals[1:]:
-                        m = b.fadd(m, val)
-                    if op.pool != "sum":
-                        m = b.fmul(m, U.const(dt, op.window_scale()))
-                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
-                else:
-                    m = lowest_value(dt)
-                    for val in vals:
-                        m = b.select(greater(b, val, m, dt), val, m)
-                    bits = ir.Constant(mt, 0)
-                    for (bit, _, _), val in zip(offs, vals):
-                        hit = b.zext(b.fcmp_ordered("==", val, m), mt)
-                        bits = b.or_(bits, b.shl(hit, ir.Constant(mt, bit)) if bit else hit)
-                    b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
-                    b.store(bits, gep(b, mptr, o, mt))
-
-
-
-def _pool_vector(ctx, dt, mdt, conv, crs, rs, n, K, PH, PW, bptr, optr, mptr):
-    """The 2x2 / stride 2 epilogue on vectors of L pooled columns: two contiguous 2L-value loads per
-    conv row, split into even and odd columns; window maxima, tie bits and max + b per lane;
-    masked stores of the PW columns that exist (the conv scratch is padded for the over-read)."""
-    b = ctx.b
-    module = ctx.module
-    et, mt = U.ll_type(dt), U.ll_type(mdt)
-    L = D.lanes(dt)
-    vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
-    size = U.itemsize(dt)
-    i1v = ir.VectorType(U.I1, L)
-    fstore = D.Vec(module, dt, L).mstore
-    msfx = f"v{L}i{mt.width}"
-    mstore = U.declare(module, f"llvm.masked.store.{msfx}.p0", ir.VoidType(), [mvt, U.PTR, U.I32, i1v])
-    even = ir.Constant(ir.VectorType(U.I32, L), [2 * l for l in range(L)])
-    odd = ir.Constant(ir.VectorType(U.I32, L), [2 * l + 1 for l in range(L)])
-    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    lowest = ir.Constant(vt, [lowest_value(dt)] * L)
-    plane = U.mul(b, PH, PW)
-    with U.for_range(b, K, name="k") as k:
-        bk = U.splat(b, b.load(gep(b, bptr, k, et), typ=et), vt) if bptr is not None else None
-        ck = gep(b, conv, U.mul(b, k, crs), et)
-        obase = U.mul(b, U.add(b, U.mul(b, n, K), k), plane)
-        with U.for_range(b, PH, name="pi") as i:
-            r0 = gep(b, ck, U.mul(b, U.mul(b, i, 2), rs), et)
-            r1 = gep(b, r0, rs, et)
-            orow = U.add(b, obase, U.mul(b, i, PW))
-            with U.for_range(b, PW, step=L, name="pj") as j:
-                vals = []
-                for r in (r0, r1):
-                    src = gep(b, r, U.mul(b, j, 2), et)
-                    lo = b.load(src, typ=vt, align=size)
-                    hi = b.load(gep(b, src, L, et), typ=vt, align=size)
-                    vals += [b.shuffle_vector(lo, hi, even), b.shuffle_vector(lo, hi, odd)]
-                m = lowest
-                for val in vals:
-                    m = b.select(greater(b, val, m, dt), val, m)
-                bits = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
-                for bit, val in enumerate(vals):   # window order (u, v) = (0,0), (0,1), (1,0), (1,1)
-                    one = ir.Constant(mvt, [ir.Constant(mt, 1 << bit)] * L)
-                    bits = b.or_(bits, b.select(b.fcmp_ordered("==", val, m), one, ir.Constant(mvt, [ir.Constant(mt, 0)] * L)))
-                left = b.sub(U.as_value(b, PW), j)
-                keep = b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(U.I64, L)))
-                o = U.add(b, orow, j)
-                res = b.fadd(m, bk) if bk is not None else m
-                b.call(fstore, [res, gep(b, optr, o, et), ir.Constant(U.I32, size), keep])
-                b.call(mstore, [bits, gep(b, mptr, o, mt), ir.Constant(U.I32, 1), keep])
 
 
 def _identity(dt):
@@ -498,11 +419,15 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     x, w = named["x"], named["W"]
     dt = node.outputs[0].dtype
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = _dims(ctx, op, x, w)
-    pooled_roles = [r for r in op.input_roles() if r not in ("x", "W")]
+    # the operands of the pooled shape (and, order 'act_pool', z and act of the conv output's);
+    # b ('act_pool') is read only by the op's symbolic gradient
+    pooled_roles = [r for r in op.input_roles() if r not in ("x", "W", "b")]
+    full_roles = {r for r in pooled_roles if op.pool_last and r in ("z", "act")}
     for r in pooled_roles:
-        for d, want in enumerate((B, K, PH, PW)):
+        for d, want in enumerate((B, K, OH, OW) if r in full_roles else (B, K, PH, PW)):
             ctx.check_equal(named[r].shape[d], want, E_SHAPE, d)
-    st = node.inputs[2].type.shape if len(node.inputs) > 2 else (None,) * 4
+    first = [k for k, r in enumerate(op.input_roles()) if r in pooled_roles and r not in full_roles]
+    st = node.inputs[first[0]].type.shape if first else (None,) * 4
     PH = PH if st[2] is None else pin(ctx, PH, st[2])
     PW = PW if st[3] is None else pin(ctx, PW, st[3])
     outs = {}
@@ -519,10 +444,11 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     et = U.ll_type(dt)
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     # the pooled operands as dense arrays: mask, then the program's inputs z, out, g_1..g_m
-    pooled_ptrs = {r: dense(ctx, pinned(b, named[r], [B, K, PH, PW]), named[r].dtype) for r in pooled_roles}
+    pooled_ptrs = {r: dense(ctx, pinned(b, named[r], [B, K, OH, OW] if r in full_roles else [B, K, PH, PW]),
+                            named[r].dtype) for r in pooled_roles}
     md = pooled_ptrs.get("mask")
     prog_ptrs = [pooled_ptrs[r].ptr if r in pooled_ptrs else None
-                 for r in ["z", "out"] + [f"g{i}" for i in range(op.n_grads)]]
+                 for r in ["z", "act" if op.pool_last else "out"] + [f"g{i}" for i in range(op.n_grads)]]
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
@@ -530,7 +456,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     dp = D.plan(op, dt, dims)
     # the direct weight gradient needs top zero outside the stored positions: it is zeroed once per
     # thread, and both the 2x2 vector scatter and the unpooled store write the same positions every image
-    dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool) else None
+    # (order 'act_pool': zeroed again before each image's scatter where windows may not cover it)
+    dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool or op.pool_last) else None
     dp = few_tap_grad(op, dt, dims, need_gx) or dp
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
     tc = padded_taps(op, dt, dims) if dp is None and tp is None else None
@@ -600,7 +527,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         acc_rs = tp.KP if tp is not None else K
         acc_n = U.mul(b, g.P, acc_rs)
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
-    sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool else 0)   # + 1: never empty
+    sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool and not op.pool_last else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
     sizes.append(tc.G * tc.img if tc is not None else dp.buf_elems() if isinstance(dp, FT.Plan) else 0)
     # the direct input gradient: the bordered top of one image and the conv scratch (Winograd: the
@@ -712,15 +639,18 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
     mt = U.ll_type(op.mask_dtype) if op.mask_dtype else None
-    vector = op.pool and _vector_pool(op, dt)
     if dp is not None:
         rs, trs, tlen = dp.rs, dp.row_stride, dp.scratch_elems()
     else:
         rs, trs, tlen = OW, g.N, U.mul(b, K, g.N)
     img = U.product(b, [C, H, W])
     pimg = U.product(b, [K, PH, PW])
-    if vector or not op.pool:   # the scatter / store writes the same positions each image: the rest stays zero
-        zero_fill(b, top, 0, tlen, dt)
+    full = U.product(b, [K, OH, OW]) if op.pool_last else None
+    # the routing of windows that do not overlap and the unpooled store write the same positions each
+    # image: the rest stays zero. Overlapping windows add, so top is zeroed for each image; so it is
+    # with order 'act_pool' when some positions have no window (the derivative pass writes them all).
+    rezero = bool(op.pool) and (overlapping(op) or (op.pool_last and not covers(op, OH, OW)))
+    zero_fill(b, top, 0, tlen, dt)
     if xg is not None:   # the borders stay zero: every image writes the same positions
         zero_fill(b, xg, 0, tc.G * tc.img if tc is not None else dp.buf_elems(), dt)
     wgd = isinstance(gd, WinogradImages)
@@ -737,7 +667,15 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     def image(n, slot):
         base = U.mul(b, n, pimg)
         srcs = [gep(b, q, base, et) if q is not None else None for q in prog_ptrs]
-        if op.pool:
+        if op.pool_last:
+            # the prologue: the pooled gradient routed to the activated values, then through dact
+            if rezero:
+                zero_fill(b, top, 0, tlen, dt)
+            mbase = gep(b, mptr, base, mt) if mt is not None else None
+            scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, srcs[2], mbase)
+            act_grad_in_tile(ctx, op, dt, top, trs, rs, U.mul(b, n, full), K, OH, OW, prog_ptrs[0], prog_ptrs[1],
+                             gb64, _row_sum)
+        elif op.pool:
             # the prologue: g_pre of the whole image, then its per-filter sums and the routing
             _apply(ctx, op.dact, dt, srcs, gpre, pimg)
             plane = U.mul(b, PH, PW)
@@ -746,11 +684,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 s_ = _row_sum(ctx, dt, gep(b, gpre, U.mul(b, k, plane), et), 1, plane, plane)
                 b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
             mbase = gep(b, mptr, base, mt) if mt is not None else None
-            if vector:
-                _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
-            else:
+            if rezero:
                 zero_fill(b, top, 0, tlen, dt)
-                _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mbase)
+            scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, gpre, mbase)
         else:
             _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
         if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
@@ -831,90 +767,3 @@ def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):
                 b.store(emit_scalar(ctx, op.dact, vals, [dt] * len(vals), dt), gep(b, row, j, et))
         gbk = gep(b, gb64, k, U.F64)
         b.store(b.fadd(b.load(gbk, typ=U.F64), _row_sum(ctx, dt, tk, OH, OW, rs)), gbk)
-
-
-def _scatter_scalar(ctx, op, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
-    """top[k*trs + (i*sh + u)*rs + j*sw + v] += g_pre[k, i, j] for every set bit (u, v) of the mask
-    (gpre and mptr: the image's blocks)."""
-    b = ctx.b
-    et = U.ll_type(dt)
-    sh, sw = op.stride
-    offs = _offsets(op)
-    plane = U.mul(b, PH, PW)
-    zero = U.const(dt, 0.0)
-    with U.for_range(b, K, name="k") as k:
-        tk = gep(b, top, U.mul(b, k, trs), et)
-        base = U.mul(b, k, plane)
-        with U.for_range(b, PH, name="pi") as i:
-            rows = [gep(b, tk, U.mul(b, U.add(b, U.mul(b, i, sh), u), rs), et) for u in range(op.ws[0])]
-            prow = U.add(b, base, U.mul(b, i, PW))
-            with U.for_range(b, PW, name="pj") as j:
-                p = U.add(b, prow, j)
-                gp = b.load(gep(b, gpre, p, et), typ=et)
-                c0 = U.mul(b, j, sw)
-                if mt is None:   # average / sum pooling: every window position gets its share
-                    if op.pool != "sum":
-                        gp = b.fmul(gp, U.const(dt, op.window_scale()))
-                    for _, u, v in offs:
-                        dst = gep(b, rows[u], U.add(b, c0, v), et)
-                        b.store(b.fadd(b.load(dst, typ=et), gp), dst)
-                else:
-                    bits = b.load(gep(b, mptr, p, mt), typ=mt)
-                    for bit, u, v in offs:
-                        hit = b.icmp_unsigned("!=", b.and_(bits, ir.Constant(mt, 1 << bit)), ir.Constant(mt, 0))
-                        dst = gep(b, rows[u], U.add(b, c0, v), et)
-                        b.store(b.fadd(b.load(dst, typ=et), b.select(hit, gp, zero)), dst)
-
-
-def _scatter_vector(ctx, dt, mt, top, trs, rs, K, PH, PW, gpre, mptr):
-    """The 2x2 / stride 2 scatter on vectors of L pooled columns: g_pre goes to the window
-    positions whose bit is set (0 to the others), interleaved back into two rows of 2L columns and
-    stored with masks (windows do not overlap, so plain stores)."""
-    b = ctx.b
-    module = ctx.module
-    et = U.ll_type(dt)
-    L = D.lanes(dt)
-    vt, mvt = ir.VectorType(et, L), ir.VectorType(mt, L)
-    size = U.itemsize(dt)
-    i1v = ir.VectorType(U.I1, L)
-    vec = D.Vec(module, dt, L)
-    fload, fstore = vec.mload, vec.mstore
-    msfx = f"v{L}i{mt.width}"
-    mload = U.declare(module, f"llvm.masked.load.{msfx}.p0", mvt, [U.PTR, U.I32, i1v, mvt])
-    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
-    lane2 = ir.Constant(ir.VectorType(U.I64, L), [l // 2 for l in range(L)])
-    lane2h = ir.Constant(ir.VectorType(U.I64, L), [(L + l) // 2 for l in range(L)])
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
-    mzero = ir.Constant(mvt, [ir.Constant(mt, 0)] * L)
-    lo_idx = ir.Constant(ir.VectorType(U.I32, L), [(l // 2) + (L if l % 2 else 0) for l in range(L)])
-    hi_idx = ir.Constant(ir.VectorType(U.I32, L), [(L + l) // 2 + (L if l % 2 else 0) for l in range(L)])
-    align = ir.Constant(U.I32, size)
-    plane = U.mul(b, PH, PW)
-    i64v = ir.VectorType(U.I64, L)
-    with U.for_range(b, K, name="k") as k:
-        tk = gep(b, top, U.mul(b, k, trs), et)
-        base = U.mul(b, k, plane)
-        with U.for_range(b, PH, name="pi") as i:
-            prow = U.add(b, base, U.mul(b, i, PW))
-            r0 = gep(b, tk, U.mul(b, U.mul(b, i, 2), rs), et)
-            rows = [r0, gep(b, r0, rs, et)]
-            with U.for_range(b, PW, step=L, name="pj") as j:
-                p = U.add(b, prow, j)
-                left = U.splat(b, b.sub(U.as_value(b, PW), j), i64v)
-                keep = b.icmp_signed("<", lane, left)
-                gp = b.call(fload, [gep(b, gpre, p, et), align, keep, zero])
-                bits = b.call(mload, [gep(b, mptr, p, mt), ir.Constant(U.I32, 1), keep, mzero])
-                keep_lo = b.icmp_signed("<", lane2, left)
-                keep_hi = b.icmp_signed("<", lane2h, left)
-                c0 = U.mul(b, j, 2)
-                for u, row in enumerate(rows):
-                    vals = []
-                    for v in range(2):
-                        bit = ir.Constant(mvt, [ir.Constant(mt, 1 << (2 * u + v))] * L)
-                        hit = b.icmp_unsigned("!=", b.and_(bits, bit), mzero)
-                        vals.append(b.select(hit, gp, zero))
-                    lo = b.shuffle_vector(vals[0], vals[1], lo_idx)
-                    hi = b.shuffle_vector(vals[0], vals[1], hi_idx)
-                    dst = gep(b, row, c0, et)
-                    b.call(fstore, [lo, dst, align, keep_lo])
-                    b.call(fstore, [hi, gep(b, dst, L, et), align, keep_hi])

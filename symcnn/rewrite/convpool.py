@@ -20,7 +20,21 @@ and, when the graph differentiates it (what T.grad builds and canonicalize leave
     gW     = Conv2dGradWeights(x, g_conv, .)      gx = Conv2dGradInputs(W, g_conv, .)  (either may be absent)
     gb     = Sum{axis=A}(g_pre)                              (A covers axes 0, 2, 3 up to length-1 axes)
 
-and replaces all of it at once by ConvPoolAct(x, W[, b]) -> (out[, mask][, z]) and
+The pooling may also follow the activation (conv -> + bias -> act -> pool, as networks are written
+today):
+
+    out    = Pool{ignore_border, pad 0}(act)                 (act: the elementwise function of z above)
+    g_act  = MaxPoolGrad(act, out, g_out)                    (AveragePoolGrad(act, g_out) for the others)
+    g_pre  = an elementwise function of forward values and g_act alone
+
+with act read by nothing but the Pool, its gradient and the gradient subgraph: that becomes
+ConvPoolAct{order='act_pool'}(x, W[, b]) -> (out[, mask][, z][, act]) and
+ConvPoolActGrad{order='act_pool'}(x, W[, b][, mask][, z][, act], g_out), the activation kept at full
+resolution only if the derivative reads it and not z (tanh's; when it reads both, as the graph's
+T.maximum(z, 0) derivative does, act is computed from z again). Otherwise the pooling stays
+a Pool op and the activation fuses alone, as below.
+
+It replaces all of it at once by ConvPoolAct(x, W[, b]) -> (out[, mask][, z]) and
 ConvPoolActGrad(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]) (symcnn/tensor/nnet/convpool.py).
 The activation and its derivative are not looked up in a table: they are the elementwise subgraphs
 of the user's graph, turned into Composite programs (symcnn/tensor/nnet/conv_epilogue.py). The
@@ -48,8 +62,8 @@ from ..graph.basic import io_toposort
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
 from ..tensor.nnet.conv import Conv2d, Conv2dGradInputs, Conv2dGradWeights
-from ..tensor.nnet.conv_epilogue import program_from_graph, reads_input, scalar_constant_value
-from ..tensor.nnet.convpool import MAX_WINDOW, POOL_MODES, ConvPoolAct, ConvPoolActGrad
+from ..tensor.nnet.conv_epilogue import program_from_graph, scalar_constant_value
+from ..tensor.nnet.convpool import MAX_WINDOW, POOL_MODES, ConvPoolAct, ConvPoolActGrad, kept_for_gradient
 from ..tensor.signal.pool import AveragePoolGrad, MaxPoolGrad, Pool
 from ..tensor.type import is_float
 from .core import graph_rewrite
@@ -232,7 +246,8 @@ def _find_g_pre(fgraph, m):
         if c != "output" and isinstance(c.op, Conv2dGradInputs) and c.inputs[0] is m.W \
                 and _same_conv(c.op, m.conv_node.op):
             cands.add(c.inputs[1])
-    cands = [g for g in cands if g.type.broadcastable == m.z.type.broadcastable and _depends_on(g, m.fvalues)]
+    cands = [g for g in cands if g.type.broadcastable == m.z.type.broadcastable
+             and (_depends_on(g, m.fvalues) or _from_pool_grad(g, m.fvalues))]
     if not cands:
         return None
     if len(cands) != 1:
@@ -252,6 +267,15 @@ def _depends_on(v, fvalues, memo=None):
     if v not in memo:
         memo[v] = _elemwise(v) and any(_depends_on(i, fvalues, memo) for i in v.owner.inputs)
     return memo[v]
+
+
+def _from_pool_grad(v, fvalues):
+    """v is the gradient a pooling of a forward value routes back, or an elementwise function of it
+    (an identity activation's, 0.5 * it for a scale's): what the convolution gradients read when
+    the pooling follows the activation."""
+    if v.owner is not None and isinstance(v.owner.op, (MaxPoolGrad, AveragePoolGrad)):
+        return v.owner.inputs[0] in fvalues
+    return _elemwise(v) and any(_from_pool_grad(i, fvalues) for i in v.owner.inputs)
 
 
 def _match(fgraph, cnode):
@@ -358,6 +382,65 @@ def _match(fgraph, cnode):
     return m
 
 
+def _pool_after(fgraph, m):
+    """For a match without pooling (m.pool None): (Pool node, pool-gradient node or None, the
+    derivative program of (z, act, g_act) or None) when the activation m.out is pooled and read by
+    nothing else than that Pool, its gradient and the gradient subgraph, whose only input other
+    than forward values and constants is the gradient g_act the pooling routes back; else None."""
+    pools = [c for c, i in _readers(fgraph, m.out) if c != "output" and isinstance(c.op, Pool)]
+    if len(pools) != 1 or m.out is m.z and m.add is None:
+        return None
+    pnode = pools[0]
+    p = pnode.op
+    if not (p.mode in POOL_MODES and p.ignore_border is True and p.pad == (0, 0) and isinstance(p.ws, tuple)
+            and isinstance(p.stride, tuple) and (p.mode != "max" or p.ws[0] * p.ws[1] <= MAX_WINDOW)
+            and pnode.inputs[0] is m.out and pnode.outputs[0].dtype == m.dtype):
+        return None
+    cls = MaxPoolGrad if p.mode == "max" else AveragePoolGrad
+    pgs = [c for c, _ in _readers(fgraph, m.out) if c != "output" and isinstance(c.op, cls)]
+    bnodes, externals = (m.back[4], m.back[5]) if m.back is not None else ([], [])
+    if len(pgs) > 1 or bool(pgs) != (m.back is not None):
+        return None
+    pg = pgs[0] if pgs else None
+    dact = None
+    if pg is not None:
+        o = pg.op
+        if (o.ws, o.stride, o.pad, o.ignore_border, o.mode) != (p.ws, p.stride, p.pad, True, p.mode):
+            return None
+        if pg.inputs[0] is not m.out or (p.mode == "max" and pg.inputs[1] is not pnode.outputs[0]):
+            return None
+        g_out = pg.inputs[-1]
+        if g_out.ndim != 4 or g_out.dtype != m.dtype:
+            return None
+        # the derivative's external inputs are g_act or elementwise functions of it alone (ReLU's
+        # 0.5 * g_act); those nodes must be read only inside the derivative's graph
+        g_act, g_pre = pg.outputs[0], m.back[0]
+        extra = set()
+
+        def from_g_act(v):
+            if v is g_act or scalar_constant_value(v) is not None:
+                return True
+            if not _elemwise(v) or not all(from_g_act(i) for i in v.owner.inputs):
+                return False
+            extra.add(v.owner)
+            return True
+        if not all(from_g_act(e) for e in externals):
+            return None
+        for n in extra | {g_act.owner}:
+            if n.outputs[0] is not g_pre and not _only_read_by(fgraph, n.outputs[0], set(bnodes) | extra):
+                return None
+        dact = program_from_graph([m.z, m.out, g_act], g_pre)
+        if dact is None or dact.out_dtype() != m.dtype:
+            return None
+    # nothing else needs the activation (or a value computed from it) at full resolution
+    inside = set(m.fnodes) | set(bnodes) | {pnode} | ({pg} if pg is not None else set())
+    inside |= {m.add} if m.add is not None else set()
+    for v in [m.z] + [n.outputs[0] for n in m.fnodes]:
+        if not _only_read_by(fgraph, v, inside):
+            return None
+    return pnode, pg, dact
+
+
 def _compatible(old, new):
     return old.type == new.type or old.type.is_compatible(new.type)
 
@@ -388,22 +471,32 @@ def fuse_conv_epilogue(fgraph):
         args = dict(imshp=c.imshp, kshp=c.kshp, border_mode=c.border_mode, subsample=c.subsample,
                     filter_flip=c.filter_flip, has_bias=m.add is not None, act=m.act,
                     pool="max" if m.pool is not None else None)
-        if m.pool is not None:
-            args.update(pool=m.pool.op.mode, ws=m.pool.op.ws, stride=m.pool.op.stride)
-        keep_z = m.back is not None and reads_input(m.dact, 0)
-        fop = ConvPoolAct(**args, keep_z=keep_z)
+        after = _pool_after(fgraph, m) if m.pool is None else None
+        pool_node = m.pool if after is None else after[0]
+        if pool_node is not None:
+            args.update(pool=pool_node.op.mode, ws=pool_node.op.ws, stride=pool_node.op.stride)
+        dact = after[2] if after is not None else getattr(m, "dact", None)
+        keep_z, keep_act = kept_for_gradient(dact, "act_pool" if after is not None else "pool_act") \
+            if m.back is not None else (False, False)
+        if after is not None:
+            args.update(order="act_pool")
+        fop = ConvPoolAct(**args, keep_z=keep_z, keep_act=keep_act)
         fouts = fop(m.x, m.W, *([m.b] if m.add is not None else []))
         fouts = fouts if isinstance(fouts, (list, tuple)) else [fouts]
         named = dict(zip(fop.output_roles(), fouts))
         out = named["out"]
-        if not _compatible(m.out, out):
+        replaced = m.out if after is None else after[0].outputs[0]
+        if not _compatible(replaced, out):
             continue
-        pairs = [(m.out, out)]
+        pairs = [(replaced, out)]
         if m.back is not None:
             g_pre, mpg, gws, gxs, bnodes, externals = m.back
-            bop = ConvPoolActGrad(**args, dact=m.dact, need_gx=bool(gxs))
+            bop = ConvPoolActGrad(**args, dact=dact, need_gx=bool(gxs))
+            if after is not None:   # the gradient flowing in is the pooled out's
+                mpg, externals = after[1], [after[1].inputs[-1]]
             gins = [_as_gradient_input(v, out) for v in externals]
-            by_role = {"x": m.x, "W": m.W, "mask": named.get("mask"), "z": named.get("z"), "out": out}
+            by_role = {"x": m.x, "W": m.W, "b": m.b, "mask": named.get("mask"), "z": named.get("z"), "out": out,
+                       "act": named.get("act")}
             by_role.update({f"g{i}": g for i, g in enumerate(gins)})
             grads = bop(*[by_role[r] for r in bop.input_roles()])
             grads = grads if isinstance(grads, (list, tuple)) else [grads]
@@ -418,8 +511,9 @@ def fuse_conv_epilogue(fgraph):
             if not all(_compatible(old, new) for old, new in pairs):
                 continue
             trace = mpg.trace if mpg is not None else g_pre.owner.trace if g_pre.owner is not None else node.trace
-            _set_trace([new for _, new in pairs[1:]], [m.x, m.W] + list(fouts) + list(externals), trace)
-        _set_trace(list(fouts), [m.x, m.W] + ([m.b] if m.add is not None else []), m.out.owner.trace)
+            _set_trace([new for _, new in pairs[1:]],
+                       [m.x, m.W] + ([m.b] if m.add is not None else []) + list(fouts) + list(externals), trace)
+        _set_trace(list(fouts), [m.x, m.W] + ([m.b] if m.add is not None else []), replaced.owner.trace)
         fgraph.replace_all(pairs, reason="fuse_conv_epilogue")
         changes += 1
     return changes

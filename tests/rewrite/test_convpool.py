@@ -230,7 +230,7 @@ GEOMETRIES = [
 ]
 
 
-def _act_graph(act, pooled, geometry, dtype, order="tutorial", seed=0):
+def _act_graph(act, pooled, geometry, dtype, order="tutorial", seed=0, mode="max"):
     """A conv layer with `act` (a CONV_ACTIVATIONS name), a cost that reads its output twice, and
     the gradients with respect to x, W and b; the inputs, outputs and values."""
     xs, ws, conv, static = geometry
@@ -246,8 +246,8 @@ def _act_graph(act, pooled, geometry, dtype, order="tutorial", seed=0):
         h = f(c + bias)
     elif order == "tutorial":
         h = f(pool.pool_2d(c, ws=(2, 2), ignore_border=True) + bias)
-    else:   # conv -> bias -> act -> pool: the fused op has no pooling, the pool stays
-        h = pool.pool_2d(f(c + bias), ws=(2, 2), ignore_border=True)
+    else:   # conv -> bias -> act -> pool
+        h = pool.pool_2d(f(c + bias), ws=(2, 2), ignore_border=True, mode=mode)
     cost = (h * h).sum() + T.tanh(h).sum()
     gx, gW, gb = T.grad(cost, [x, W, b])
     xv = rng.randint(-2, 3, xs).astype(dtype)   # integer-valued: exact ties in the pooling windows
@@ -311,11 +311,73 @@ def test_average_pooling_fuses(act, mode):
         check_native_vs_reference([x], outs, [rng.standard_normal(xs).astype("float32")], rtol=2e-4, atol=2e-4)
 
 
+POOLS = ("Pool", "MaxPoolGrad", "AveragePoolGrad")
+
+
+@pytest.mark.parametrize("act,mode", [(a, "max") for a in sorted(CONV_ACTIVATIONS)]
+                         + [("maximum", m) for m in ("average_inc_pad", "average_exc_pad", "sum")]
+                         + [("tanh", "average_exc_pad"), ("sigmoid", "sum")])
+def test_pooling_after_the_activation_fuses(act, mode):
+    """conv -> bias -> act -> pool (the order PyTorch users write): one ConvPoolAct with the pooling
+    after the activation and one ConvPoolActGrad; no Pool, MaxPoolGrad or AveragePoolGrad left, and
+    the results of the unrewritten graph."""
+    k = sorted(CONV_ACTIVATIONS).index(act)
+    dtype = ("float32", "float64")[k % 2]
+    geometry = GEOMETRIES[(k + len(mode)) % len(GEOMETRIES)]
+    ins, outs, vals = _act_graph(act, True, geometry, dtype, order="conv_act_pool", mode=mode)
+    fn = symcnn.function(ins, outs, mode="native")
+    fwd = _assert_fused(fn, True)
+    assert fwd.pool == mode and fwd.order == "act_pool", fwd
+    assert not set(POOLS) & set(op_names(fn)), op_names(fn)
+    # what the forward keeps at full resolution for the derivative: z (ReLU-like derivatives; the
+    # graph's T.maximum one reads act too, which the backward computes from z again), act (tanh's,
+    # sigmoid's), or nothing
+    bwd = [n.op for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolActGrad)][0]
+    assert not (fwd.keep_z and fwd.keep_act)
+    assert fwd.keep_z == bwd.reads_z and fwd.keep_act == (bwd.reads_out and not bwd.reads_z)
+    if act in ("tanh", "sigmoid"):
+        assert fwd.keep_act
+    if act in ("maximum", "relu", "leaky_relu", "mul_gt", "switch"):
+        assert fwd.keep_z
+    if act == "maximum":
+        assert bwd.recompute_act
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    check_native_vs_reference(ins, outs, vals, **tol)
+
+
+def test_pooling_after_the_activation_forward_only():
+    """validate/test functions: the forward fuses with its pooling, keeping nothing at full resolution."""
+    x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
+    rng = np.random.RandomState(0)
+    vals = [rng.randint(-2, 3, (3, 2, 9, 10)).astype("float32"), rng.randint(-1, 2, (4, 2, 3, 3)).astype("float32"),
+            rng.randint(-1, 2, 4).astype("float32")]
+    for act in ("maximum", "tanh", "identity"):
+        for mode in ("max", "average_exc_pad"):
+            out = pool.pool_2d(CONV_ACTIVATIONS[act](conv2d(x, W) + b.dimshuffle("x", 0, "x", "x")), ws=(3, 2),
+                               stride=(2, 2), ignore_border=True, mode=mode)
+            fn = symcnn.function([x, W, b], out.flatten(2).max(axis=1), mode="native")
+            nodes = [n for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolAct)]
+            assert len(nodes) == 1 and nodes[0].op.order == "act_pool", (act, mode)
+            assert nodes[0].op.output_roles() == ["out"] + (["mask"] if mode == "max" else [])
+            assert not {"Conv2d", "Pool"} & set(op_names(fn)), op_names(fn)
+            check_native_vs_reference([x, W, b], out, vals, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("act", ["maximum", "tanh"])
-def test_activation_before_pooling_fuses_without_pooling(act):
-    """conv -> bias -> act -> pool (the order PyTorch users write): the activation fuses into a
-    ConvPoolAct without pooling; the pooling (and its tie-routing gradient) stays a Pool op."""
-    ins, outs, vals = _act_graph(act, True, GEOMETRIES[3], "float32", order="conv_act_pool")
+def test_activation_read_elsewhere_keeps_the_pool(act):
+    """conv -> bias -> act -> pool where the activation itself is read by something else too: it is
+    needed at full resolution anyway, so the activation fuses without the pooling, which stays a
+    Pool op (with its tie-routing gradient)."""
+    xs, ws, conv, static = GEOMETRIES[3]
+    rng = np.random.RandomState(0)
+    x = T.tensor4("x")
+    W = symcnn.shared((rng.standard_normal(ws) * 0.5).astype("float32"), name="W")
+    b = symcnn.shared(rng.uniform(-0.5, 0.5, ws[0]).astype("float32"), name="b")
+    a = CONV_ACTIVATIONS[act](conv2d(x, W, input_shape=xs, filter_shape=ws) + b.dimshuffle("x", 0, "x", "x"))
+    h = pool.pool_2d(a, ws=(2, 2), ignore_border=True)
+    cost = (h * h).sum() + (a * a).sum()
+    ins, vals = [x], [rng.randint(-2, 3, xs).astype("float32")]
+    outs = [cost, h] + T.grad(cost, [x, W, b])
     fn = symcnn.function(ins, outs, mode="native")
     _assert_fused(fn, False)
     assert {"Pool", "MaxPoolGrad"} <= set(op_names(fn))

@@ -4,6 +4,8 @@ elementwise activation; forward and backward.
     ConvPoolAct      (x, W[, b])                              -> (out[, mask][, z])
     ConvPoolActGrad  (x, W[, mask][, z][, out], g_1..g_m)     -> (gW[, gb][, gx])
 
+order='pool_act' (the tutorial's layer: conv -> pool -> + bias -> act):
+
 z    = pool_2d(conv2d(x, W), ws, stride, ignore_border=True, mode=pool) + b.dimshuffle('x', 0, 'x', 'x')
        (pool 'max', 'average_inc_pad', 'average_exc_pad' or 'sum' -- without padding the two averages
        agree -- or None: no pooling; has_bias=False: no bias)
@@ -15,17 +17,35 @@ mask = (max pooling only) for every pooling window, a bitmask of the window posi
 z    is an output only with keep_z=True: when the gradient program reads the pre-activation
      (ReLU's derivative does; tanh's and sigmoid's read only out).
 
+order='act_pool' (conv -> + bias -> act -> pool, as networks are written today):
+
+z    = conv2d(x, W) + b.dimshuffle('x', 0, 'x', 'x')             (the conv output's shape)
+act  = act(z)                                                    (the conv output's shape)
+out  = pool_2d(act, ws, stride, ignore_border=True, mode=pool)   (the pooled shape)
+mask = as above, of the activated values: bit (u * ws[1] + v) is set when act[n, k, i*st0 + u, j*st1 + v]
+       equals its window's maximum (so ReLU's all-zero windows route the gradient to all their zeros,
+       as MaxPoolGrad does).
+z, act are outputs only when the gradient program reads them (keep_z, keep_act; when it reads both,
+only z is kept and the backward computes act(z) again, the same program on the same values, which
+saves a full-resolution write and read: kept_for_gradient). The values are
+pooled after the activation, exactly as the unfused graph does: pooling and activation are not
+commuted (with ties and rounding they differ).
+
 Why a bitmask and not an argmax: Theano's max-pool gradient goes to *every* element tied for the
 window maximum (symcnn.tensor.signal.pool.MaxPoolGrad), so one argmax per window would be wrong for
 ties. The bitmask records exactly the set MaxPoolGrad would route to, for 1 byte per pooled value
 (vs the 4 * ws[0] * ws[1] bytes of the conv output that the unfused graph keeps for the backward),
 and the backward needs no recomputation of the convolution.
 
-The backward computes g_pre = dact(z, out, g_1, ..., g_m) (dact: a Composite of 2 + m inputs, the
+The backward ('pool_act') computes g_pre = dact(z, out, g_1, ..., g_m) (dact: a Composite of 2 + m inputs, the
 elementwise graph T.grad built between the gradients flowing in and the pool gradient; z and out are
 inputs of the op only when dact reads them), gb = sum of g_pre over (batch, rows, cols), routes g_pre
 to every set bit of its window (summing where windows overlap; without pooling g_pre is the
 conv-output gradient itself), and from that accumulates gW and, when `need_gx`, computes gx.
+'act_pool' first routes the gradient g_1 of the pooled out to the activated values (every set bit
+of the mask; an average pool spreads it over the window), giving g_act, then g_pre = dact(z, act,
+g_act) at the conv output's shape is the conv-output gradient (dact has exactly 3 inputs; its op
+also takes b, read only by `grad`, which rebuilds the routing from act(conv + b)).
 
 Restrictions (checked by the constructors): ignore_border=True, pad=(0, 0); x,
 W, b of one float dtype. Any conv border_mode/subsample/filter_flip and any pool ws/stride.
@@ -43,10 +63,24 @@ from . import conv_epilogue as E
 from ..signal import pool as P
 from ..signal import pool_geometry as PG
 
-__all__ = ["ConvPoolAct", "ConvPoolActGrad", "mask_dtype", "MAX_WINDOW", "POOL_MODES"]
+__all__ = ["ConvPoolAct", "ConvPoolActGrad", "mask_dtype", "kept_for_gradient", "MAX_WINDOW", "POOL_MODES",
+           "ORDERS"]
 
 MAX_WINDOW = 32
 POOL_MODES = ("max", "average_inc_pad", "average_exc_pad", "sum")
+# the epilogue's order: 'pool_act' conv -> pool -> + bias -> act (the tutorial's LeNetConvPoolLayer),
+# 'act_pool' conv -> + bias -> act -> pool
+ORDERS = ("pool_act", "act_pool")
+
+
+def kept_for_gradient(dact, order):
+    """(keep_z, keep_act): which forward values the gradient program dact (inputs z, out or act, g..)
+    needs from the forward. order 'act_pool' keeps only z when dact reads both z and act (act is
+    act(z) again in the backward)."""
+    reads_z, reads_second = E.reads_input(dact, 0), E.reads_input(dact, 1)
+    if order != "act_pool":
+        return reads_z, False
+    return reads_z, reads_second and not reads_z
 
 
 def mask_dtype(ws):
@@ -64,11 +98,11 @@ def mask_dtype(ws):
 
 class _ConvPoolBase(Op):
     __props__ = ("imshp", "kshp", "border_mode", "subsample", "filter_flip",
-                 "pool", "ws", "stride", "has_bias", "act")
+                 "pool", "ws", "stride", "has_bias", "act", "order")
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
                  pool="max", ws=(2, 2), stride=None, ignore_border=True, pad=(0, 0),
-                 has_bias=True, act=None):
+                 has_bias=True, act=None, order="pool_act"):
         self.imshp = G.norm_shape(imshp, "input_shape")
         self.kshp = G.norm_shape(kshp, "filter_shape")
         self.border_mode = G.norm_border_mode(border_mode)
@@ -90,6 +124,10 @@ class _ConvPoolBase(Op):
             raise TypeError(f"{type(self).__name__}: act must be a Composite of one input or None, got {act!r}")
         self.act = None if E.is_identity(act) else act
         self.mask_dtype = mask_dtype(self.ws) if self.pool == "max" else None
+        if order not in ORDERS:
+            raise ValueError(f"{type(self).__name__}: order must be one of {ORDERS}, got {order!r}")
+        self.order = order if self.pool else "pool_act"   # without pooling the two orders agree
+        self.pool_last = self.order == "act_pool"
 
     def __str__(self):
         s = f"{type(self).__name__}{{{self.border_mode!r}, subsample={self.subsample}"
@@ -97,10 +135,12 @@ class _ConvPoolBase(Op):
             s += ", filter_flip=False"
         if self.pool:
             s += f", ws={self.ws}, stride={self.stride}" + ("" if self.pool == "max" else f", mode={self.pool!r}")
+            if self.pool_last:
+                s += ", pool after act"
         if not self.has_bias:
             s += ", no bias"
         s += f", act={self.act.name if self.act is not None else 'identity'}"
-        for p in ("keep_z", "need_gx"):
+        for p in ("keep_z", "keep_act", "need_gx"):
             if getattr(self, p, None) is not None:
                 s += f", {p}={getattr(self, p)}"
         return s + "}"
@@ -124,11 +164,21 @@ class _ConvPoolBase(Op):
         return z if self.act is None else E.expand_program(self.act, [z])
 
     def unfused(self, x, W, b=None):
-        """The graph this op stands for: (out, z, conv output, pooled output)."""
+        """The graph this op stands for: (out, z, conv output, pooled output); 'act_pool': (out, z,
+        conv output, the activated values)."""
         conv = self.conv_op()(x, W)
+        if self.pool_last:
+            z = conv + b.dimshuffle("x", 0, "x", "x") if self.has_bias else conv
+            act = self.activation(z)
+            return self.pool_op()(act), z, conv, act
         pooled = self.pool_op()(conv) if self.pool else conv
         z = pooled + b.dimshuffle("x", 0, "x", "x") if self.has_bias else pooled
         return self.activation(z), z, conv, pooled
+
+    def role_shape(self, role, conv, pooled):
+        """The shape of a pooled-side operand (out, mask, the gradients flowing in) or, in the
+        'act_pool' order, of a conv-side one (z, act)."""
+        return tuple(conv) if self.pool_last and role in ("z", "act") else tuple(pooled)
 
     # -- shapes ------------------------------------------------------------------------------------
     def _who(self):
@@ -220,16 +270,21 @@ def _impl(prog, values, dtype, shape):
 
 
 class ConvPoolAct(_ConvPoolBase):
-    """(x, W[, b]) -> (act(maxpool(conv2d(x, W)) + b[k])[, tie bitmask of every window][, z])."""
+    """(x, W[, b]) -> (act(maxpool(conv2d(x, W)) + b[k])[, tie bitmask of every window][, z]);
+    order='act_pool': (maxpool(act(conv2d(x, W) + b[k]))[, mask][, z][, act])."""
 
-    __props__ = _ConvPoolBase.__props__ + ("keep_z",)
+    __props__ = _ConvPoolBase.__props__ + ("keep_z", "keep_act")
 
-    def __init__(self, *args, keep_z=False, **kwargs):
+    def __init__(self, *args, keep_z=False, keep_act=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.keep_z = bool(keep_z)
+        self.keep_act = bool(keep_act)
+        if self.keep_act and not self.pool_last:
+            raise ValueError(f"{self._who()}: keep_act is for order='act_pool' (otherwise out is the activation)")
 
     def output_roles(self):
-        return ["out"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.keep_z else [])
+        return (["out"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.keep_z else [])
+                + (["act"] if self.keep_act else []))
 
     def make_node(self, x, W, b=None):
         who = self._who()
@@ -238,8 +293,8 @@ class ConvPoolAct(_ConvPoolBase):
         W = self._check_float(W, "filters", x.dtype)
         self._check_program(self.act, 1, x.dtype, "activation")
         ins = [x, W]
-        _, k, _, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
-                                        f"the filters {W.describe()}")
+        _, k, conv, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
+                                           f"the filters {W.describe()}")
         if self.has_bias:
             if b is None:
                 raise TypeError(f"{who}: has_bias=True needs a bias vector")
@@ -254,16 +309,25 @@ class ConvPoolAct(_ConvPoolBase):
             raise TypeError(f"{who}: has_bias=False takes no bias, got {as_tensor_variable(b).describe()}")
         outs = []
         for role in self.output_roles():
-            outs.append(TensorType(self.mask_dtype if role == "mask" else x.dtype, shape=pooled)())
+            outs.append(TensorType(self.mask_dtype if role == "mask" else x.dtype,
+                                   shape=self.role_shape(role, conv, pooled))())
         return Apply(self, ins, outs)
 
     def compute(self, x, w, b=None):
-        """(out, mask or None, z) in numpy."""
+        """(out, mask or None, z) in numpy; 'act_pool': (out, mask or None, z, act)."""
         _, _, _, _ = self._resolve(x.shape, w.shape, "the run-time input", "the run-time filters")
         if self.has_bias and b.shape != (w.shape[0],):
             raise ValueError(f"{self._who()}: the bias has shape {b.shape} at run time, expected ({w.shape[0]},)")
         dtype = x.dtype
         conv = self._conv(x, w)
+        if self.pool_last:
+            z = ((conv + b.reshape(1, -1, 1, 1)) if self.has_bias else conv).astype(dtype, copy=False)
+            act = z.copy() if self.act is None else _impl(self.act, [z], dtype, z.shape)
+            if self.pool == "max":
+                out, mask = self.max_pool_with_mask(act)
+            else:
+                out, mask = self.sum_pool(act), None
+            return out, mask, z, act
         if self.pool == "max":
             pooled, mask = self.max_pool_with_mask(conv)
         else:
@@ -274,15 +338,16 @@ class ConvPoolAct(_ConvPoolBase):
         return out, mask, z
 
     def perform(self, node, inputs, out):
-        res, mask, z = self.compute(*inputs)
-        vals = {"out": res, "mask": mask, "z": z}
+        res = self.compute(*inputs)
+        vals = dict(zip(["out", "mask", "z", "act"], res))
         for k, role in enumerate(self.output_roles()):
             out[k][0] = vals[role]
 
     def infer_shape(self, node, shapes):
         xs, ws = shapes[:2]
-        pooled = self._pooled(self._conv_shape_sym(xs, ws))
-        return [pooled] * len(node.outputs)
+        conv = self._conv_shape_sym(xs, ws)
+        pooled = self._pooled(conv)
+        return [self.role_shape(role, conv, pooled) for role in self.output_roles()]
 
     def flops(self, input_shapes, output_shapes=None):
         """The convolution's (the pooling, bias and activation are not counted)."""
@@ -304,6 +369,8 @@ class ConvPoolAct(_ConvPoolBase):
             return None
         x, w = inputs[:2]
         conv = self._conv(x, w).astype("float64")
+        if self.pool_last:   # the pooled values are the activated ones (computed as compute does)
+            conv = self.compute(*inputs)[3].astype("float64")
         offsets = list(self._offsets(*native.shape[2:]))
         pooled = np.max([conv[idx] for _, idx in offsets], axis=0)
         tol = atol * max(1.0, float(np.abs(pooled).max(initial=0.0))) + rtol * np.abs(pooled)
@@ -325,15 +392,17 @@ class ConvPoolAct(_ConvPoolBase):
         """The gradient of the unfused graph (conv2d, Pool, add, activation) it stands for."""
         from ...gradient import grad_of_expansion
         roles = self.output_roles()
-        want = [grads[roles.index("out")]] + ([grads[roles.index("z")]] if self.keep_z else [])
+        kept = [r for r in ("z", "act") if r in roles]
+        want = [grads[roles.index("out")]] + [grads[roles.index(r)] for r in kept]
 
         def build(ins):
-            out, z, _, _ = self.unfused(*ins)
-            # z's own output is a copy: a known gradient of z itself would replace, not add to,
-            # the gradient that reaches z from out
+            out, z, _, act = self.unfused(*ins)
+            # z's (act's) own output is a copy: a known gradient of z itself would replace, not add
+            # to, the gradient that reaches z from out
             from ... import scalar as ts
             from ..elemwise import Elemwise
-            return [out, Elemwise(ts.identity)(z)] if self.keep_z else [out]
+            values = {"z": z, "act": act}
+            return [out] + [Elemwise(ts.identity)(values[r]) for r in kept]
         return grad_of_expansion(build, inputs, want)
 
 
@@ -350,12 +419,23 @@ class ConvPoolActGrad(_ConvPoolBase):
         self.dact = dact
         self.need_gx = bool(need_gx)
         self.reads_z = E.reads_input(dact, 0)
-        self.reads_out = E.reads_input(dact, 1)
+        self.reads_out = E.reads_input(dact, 1)   # out, or 'act_pool': act
         self.n_grads = dact.nin - 2
+        # 'act_pool' with a program reading z and act: act is act(z) again, not an input
+        self.recompute_act = self.pool_last and self.reads_z and self.reads_out
+        if self.pool_last and self.n_grads != 1:
+            raise TypeError(f"{self._who()}: with order='act_pool' dact reads (z, act, g_act): 3 inputs, "
+                            f"got {dact.nin}")
+
+    def _second_role(self):
+        """The role of dact's input 1: the activation, pooled ('out') or not ('act')."""
+        return "act" if self.pool_last else "out"
 
     def input_roles(self):
-        return (["x", "W"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.reads_z else [])
-                + (["out"] if self.reads_out else []) + [f"g{i}" for i in range(self.n_grads)])
+        return (["x", "W"] + (["b"] if self.pool_last and self.has_bias else [])
+                + (["mask"] if self.pool == "max" else []) + (["z"] if self.reads_z else [])
+                + ([self._second_role()] if self.reads_out and not self.recompute_act else [])
+                + [f"g{i}" for i in range(self.n_grads)])
 
     def output_roles(self):
         return ["gW"] + (["gb"] if self.has_bias else []) + (["gx"] if self.need_gx else [])
@@ -368,11 +448,17 @@ class ConvPoolActGrad(_ConvPoolBase):
         x = C.check_tensor4(inputs[0], "input", who)
         W = self._check_float(C.check_tensor4(inputs[1], "filters", who), "filters", x.dtype)
         self._check_program(self.dact, self.dact.nin, x.dtype, "gradient")
-        im, k, _, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
-                                         f"the filters {W.describe()}")
+        im, k, conv, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
+                                            f"the filters {W.describe()}")
         ins = [x, W]
         for role, v in zip(roles[2:], inputs[2:]):
             v = as_tensor_variable(v)
+            if role == "b":
+                v = self._check_float(v, "bias", x.dtype)
+                if v.ndim != 1:
+                    raise TypeError(f"{who}: the bias must be a vector (one value per filter), got {v.describe()}")
+                ins.append(v)
+                continue
             if role == "mask":
                 if v.dtype != self.mask_dtype:
                     raise TypeError(f"{who}: the tie mask must be {self.mask_dtype} for ws={self.ws}, "
@@ -381,10 +467,12 @@ class ConvPoolActGrad(_ConvPoolBase):
                 v = self._check_float(v, role, x.dtype)
             if v.ndim != 4:
                 raise TypeError(f"{who}: the {role} must be 4-d, got {v.describe()}")
-            for d, (a, e) in enumerate(zip(v.type.shape, pooled)):
+            want = self.role_shape(role, conv, pooled)
+            what = "conv output" if self.pool_last and role in ("z", "act") else "pooled conv output"
+            for d, (a, e) in enumerate(zip(v.type.shape, want)):
                 if a is not None and e is not None and a != e:
                     raise ValueError(f"{who}: the {role} {v.describe()} has static shape {v.type.shape} but the "
-                                     f"pooled conv output has shape {pooled} (dimension {d}: {a} vs {e})")
+                                     f"{what} has shape {want} (dimension {d}: {a} vs {e})")
             ins.append(v)
         outs = [TensorType(x.dtype, shape=k)()]
         if self.has_bias:
@@ -415,18 +503,31 @@ class ConvPoolActGrad(_ConvPoolBase):
         """The dact program's inputs (z, out, g_1..g_m) from the op's inputs by role; a value the
         program does not read is a 0 of the right dtype."""
         zero = np.zeros((), dtype=named["x"].dtype)
-        return [named.get("z", zero), named.get("out", zero)] + [named[f"g{i}"] for i in range(self.n_grads)]
+        if self.recompute_act:   # as the forward computed it
+            named = dict(named, act=_impl(self.act, [named["z"]], named["z"].dtype, named["z"].shape)
+                         if self.act is not None else named["z"])
+        return ([named.get("z", zero), named.get(self._second_role(), zero)]
+                + [named[f"g{i}"] for i in range(self.n_grads)])
 
     def perform(self, node, inputs, out_storage):
         named = dict(zip(self.input_roles(), inputs))
         x, w = named["x"], named["W"]
         im, k, conv, pooled = self._resolve(x.shape, w.shape, "the run-time input", "the run-time filters")
         for role, v in named.items():
-            if role not in ("x", "W") and tuple(v.shape) != tuple(pooled):
-                raise ValueError(f"{self._who()}: the {role} has shape {v.shape} at run time, expected {pooled}")
+            if role == "b":
+                if v.shape != (k[0],):
+                    raise ValueError(f"{self._who()}: the bias has shape {v.shape} at run time, expected ({k[0]},)")
+            elif role not in ("x", "W") and tuple(v.shape) != self.role_shape(role, conv, pooled):
+                raise ValueError(f"{self._who()}: the {role} has shape {v.shape} at run time, "
+                                 f"expected {self.role_shape(role, conv, pooled)}")
         dtype = node.outputs[0].dtype
-        g_pre = _impl(self.dact, self.program_inputs(named), dtype, tuple(pooled))
-        gconv = self.conv_output_grad(named.get("mask"), g_pre, conv) if self.pool else g_pre
+        if self.pool_last:
+            # the pooled gradient to the activated values, then through the activation's derivative
+            named = dict(named, g0=self.conv_output_grad(named.get("mask"), named["g0"], conv))
+            g_pre = gconv = _impl(self.dact, self.program_inputs(named), dtype, tuple(conv))
+        else:
+            g_pre = _impl(self.dact, self.program_inputs(named), dtype, tuple(pooled))
+            gconv = self.conv_output_grad(named.get("mask"), g_pre, conv) if self.pool else g_pre
         pad, stride = self._geometry(w.shape[2], w.shape[3])
         gw = C.corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
         res = {"gW": np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False),
@@ -449,35 +550,51 @@ class ConvPoolActGrad(_ConvPoolBase):
 
     def connection_pattern(self, node):
         n = len(node.outputs)
-        return [[r != "mask"] * n for r in self.input_roles()]
+        return [[r not in ("mask", "b")] * n for r in self.input_roles()]
 
     def grad(self, inputs, grads):
         """Expand to the unfused backward graph and differentiate that. The routing is rebuilt
-        from the forward (the maxima of the recomputed conv of x and W): it is what the mask
-        encodes, and it is piecewise constant, so the mask gets no gradient."""
-        from ... import gradient
-        from .. import math as T
+        from the forward (the maxima of the recomputed conv of x and W; 'act_pool': of the
+        recomputed act(conv + b)): it is what the mask encodes, and it is piecewise constant, so
+        the mask and b get no gradient. The expansion is built on stand-ins for the inputs
+        (grad_of_expansion): z, out or act computed by the forward from x and W get only their
+        own paths here, the outer grad adds the forward's."""
+        from ...gradient import grad_of_expansion
         roles = self.input_roles()
-        named = dict(zip(roles, inputs))
+
+        def build(ins):
+            res = self._expansion(dict(zip(roles, ins)))
+            return [res[r] for r in self.output_roles()]
+        got = grad_of_expansion(build, inputs, grads)
+        return [None if r in ("mask", "b") else g for r, g in zip(roles, got)]
+
+    def _expansion(self, named):
+        """The unfused backward graph of the inputs by role: {'gW', 'gb', 'gx'}."""
+        from .. import math as T
         x, W = named["x"], named["W"]
-        zero = T.zeros_like(named["g0"]) if self.n_grads else None
-        prog_ins = [named.get("z", zero), named.get("out", zero)] + [named[f"g{i}"] for i in range(self.n_grads)]
-        g_pre = E.expand_program(self.dact, prog_ins)
         conv_op = self.conv_op()
-        if self.pool == "max":
+        if self.pool_last:
             conv = conv_op(x, W)
-            pooled = self.pool_op()(conv)
-            gconv = P.MaxPoolGrad(self.ws, True, self.stride, (0, 0))(conv, pooled, g_pre)
-        elif self.pool:
-            gconv = P.AveragePoolGrad(self.ws, True, self.stride, (0, 0), self.pool)(conv_op(x, W), g_pre)
+            act = self.activation(conv + named["b"].dimshuffle("x", 0, "x", "x") if self.has_bias else conv)
+            if self.pool == "max":
+                g_act = P.MaxPoolGrad(self.ws, True, self.stride, (0, 0))(act, self.pool_op()(act), named["g0"])
+            else:
+                g_act = P.AveragePoolGrad(self.ws, True, self.stride, (0, 0), self.pool)(act, named["g0"])
+            zero = T.zeros_like(g_act)
+            act_in = self.activation(named["z"]) if self.recompute_act else named.get("act", zero)
+            g_pre = gconv = E.expand_program(self.dact, [named.get("z", zero), act_in, g_act])
         else:
-            gconv = g_pre
+            zero = T.zeros_like(named["g0"]) if self.n_grads else None
+            prog_ins = [named.get("z", zero), named.get("out", zero)] + [named[f"g{i}"] for i in range(self.n_grads)]
+            g_pre = E.expand_program(self.dact, prog_ins)
+            if self.pool == "max":
+                conv = conv_op(x, W)
+                gconv = P.MaxPoolGrad(self.ws, True, self.stride, (0, 0))(conv, self.pool_op()(conv), g_pre)
+            elif self.pool:
+                gconv = P.AveragePoolGrad(self.ws, True, self.stride, (0, 0), self.pool)(conv_op(x, W), g_pre)
+            else:
+                gconv = g_pre
         res = {"gW": conv_op.grad([x, W], [gconv])[1], "gb": T.sum(g_pre, axis=(0, 2, 3))}
         if self.need_gx:
             res["gx"] = conv_op.grad([x, W], [gconv])[0]
-        known = {res[r]: g for r, g in zip(self.output_roles(), grads) if g is not None}
-        wrt = [v for r, v in named.items() if r != "mask"]
-        got = gradient.grad(None, wrt, known_grads=known, disconnected_inputs="ignore",
-                            return_disconnected="zero")
-        by = dict(zip([r for r in roles if r != "mask"], got))
-        return [by.get(r) for r in roles]
+        return res
