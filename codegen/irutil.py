@@ -304,3 +304,16 @@ class FunctionContext:
         if init is not None:
             self.b.store(init, slot)
         return slot
+
+
+def lane_sum(b, vec):
+    """The sum of a vector's lanes, pairwise: a fixed order, so partial sums add up the same way on
+    every run and thread count."""
+    n = vec.type.count
+    while n > 1:
+        half = n // 2
+        lo = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(half))))
+        hi = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(half, n))))
+        vec = b.fadd(lo, hi)
+        n = half
+    return b.extract_element(vec, ir.Constant(ir.IntType(32), 0))

@@ -117,7 +117,7 @@ def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
             keep = b.icmp_signed("<", lane, U.splat(b, b.sub(U.as_value(b, rowlen), j), i64v))
             v = b.call(fload, [gep(b, row, j, et), ir.Constant(U.I32, U.itemsize(dt)), keep, zero])
             b.store(b.fadd(b.load(acc, typ=dvt), b.fpext(v, dvt) if dt == "float32" else v), acc)
-    return _hsum(b, b.load(acc, typ=dvt), U.F64)
+    return U.lane_sum(b, b.load(acc, typ=dvt))
 
 
 def padded_direct(op, dtype, dims):
@@ -603,21 +603,10 @@ def _reduce_direct_partials(ctx, p, dt, dwv, nparts, gw_ptr):
             for t in range(nparts):
                 off = b.add(U.as_value(b, U.mul(b, t, dwv.stride)),
                             b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
-                s = _hsum(b, b.load(gep(b, dwv.arr.ptr, off, et), typ=vt, align=size), et)
+                s = U.lane_sum(b, b.load(gep(b, dwv.arr.ptr, off, et), typ=vt, align=size))
                 total = s if total is None else b.fadd(total, s)
             b.store(total, gep(b, gw_ptr, b.add(b.mul(k, U.i64(p.P)), widx), et))
 
-
-def _hsum(b, vec, et):
-    """Sum of a vector's lanes, pairwise (a fixed order)."""
-    n = vec.type.count
-    while n > 1:
-        half = n // 2
-        lo = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half))))
-        hi = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half, n))))
-        vec = b.fadd(lo, hi)
-        n = half
-    return b.extract_element(vec, ir.Constant(U.I32, 0))
 
 
 def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,

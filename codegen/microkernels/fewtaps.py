@@ -370,18 +370,7 @@ def reduce_partials(ctx, p, parts, stride, nparts, gw):
             total = None
             for t in range(nparts):
                 off = U.add(b, U.mul(b, t, stride), b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
-                s = _hsum(b, b.load(U.gep(b, parts, off, et), typ=vt, align=U.itemsize(p.dtype)))
+                s = U.lane_sum(b, b.load(U.gep(b, parts, off, et), typ=vt, align=U.itemsize(p.dtype)))
                 total = s if total is None else b.fadd(total, s)
             b.store(total, b.gep(gw, [b.add(b.mul(k, U.i64(p.P)), widx)], source_etype=et))
 
-
-def _hsum(b, vec):
-    """The sum of a vector's lanes, pairwise (a fixed order)."""
-    n = vec.type.count
-    while n > 1:
-        half = n // 2
-        lo = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half))))
-        hi = b.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(U.I32, half), list(range(half, n))))
-        vec = b.fadd(lo, hi)
-        n = half
-    return b.extract_element(vec, ir.Constant(U.I32, 0))

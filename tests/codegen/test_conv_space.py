@@ -27,6 +27,18 @@ VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"),
 PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases")}
 
 
+def _draw_border(draw, eh, ew):
+    """(border_mode, (pad rows, pad cols)) for a filter spanning eh x ew: every kind of border mode."""
+    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
+    if border == "int":
+        border = draw(st.integers(0, 3))
+        return border, (border, border)
+    if border == "pair":
+        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        return border, border
+    return border, {"valid": (0, 0), "full": (eh - 1, ew - 1), "half": (eh // 2, ew // 2)}[border]
+
+
 @st.composite
 def configs(draw, static=None):
     """(dtype, x shape, w shape, conv2d kwargs, static) with a small image that the (dilated,
@@ -35,15 +47,7 @@ def configs(draw, static=None):
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     dil = draw(st.sampled_from([(1, 1)] * 4 + [(2, 1), (1, 2), (2, 2)]))
     eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
-    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
-    if border == "int":
-        border = draw(st.integers(0, 3))
-        pads = (border, border)
-    elif border == "pair":
-        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
-        pads = border
-    else:
-        pads = {"valid": (0, 0), "full": (eh - 1, ew - 1), "half": (eh // 2, ew // 2)}[border]
+    border, pads = _draw_border(draw, eh, ew)
     subsample = draw(st.sampled_from([(1, 1)] * 3 + [(2, 2), (1, 2), (2, 1), (3, 3), (3, 1)]))
     C = draw(st.sampled_from([1, 2, 3, 5, 16, 24, 64, 128]))
     K = draw(st.sampled_from([1, 2, 3, 7, 16, 20, 33, 50, 64, 70, 128]))
@@ -136,15 +140,7 @@ def strided_configs(draw):
     dtype = draw(st.sampled_from(["float32", "float64"]))
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     subsample = draw(st.sampled_from([(2, 2), (2, 2), (3, 3), (2, 3), (3, 2), (2, 1), (1, 3)]))
-    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
-    if border == "int":
-        border = draw(st.integers(0, 3))
-        pads = (border, border)
-    elif border == "pair":
-        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
-        pads = border
-    else:
-        pads = {"valid": (0, 0), "full": (kh - 1, kw - 1), "half": (kh // 2, kw // 2)}[border]
+    border, pads = _draw_border(draw, kh, kw)
     C = draw(st.sampled_from([3, 16, 24, 48]))
     K = draw(st.sampled_from([7, 16, 20, 33]))
     B = draw(st.sampled_from([1, 3, 5]))
@@ -172,15 +168,7 @@ def winograd_configs(draw):
     """3x3 unit-stride convolutions with enough channels for the Winograd kernel: odd image sizes
     and sizes that are no multiple of its tiles, every kind of padding, batch 1 and odd."""
     dtype = draw(st.sampled_from(["float32", "float64"]))
-    border = draw(st.sampled_from(["valid", "full", "half", "int", "pair"]))
-    if border == "int":
-        border = draw(st.integers(0, 3))
-        pads = (border, border)
-    elif border == "pair":
-        border = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
-        pads = border
-    else:
-        pads = {"valid": (0, 0), "full": (2, 2), "half": (1, 1)}[border]
+    border, pads = _draw_border(draw, 3, 3)
     C = draw(st.sampled_from([16, 24, 32, 64]))
     K = draw(st.sampled_from([16, 33, 64]))
     B = draw(st.sampled_from([1, 3, 8]))
