@@ -53,7 +53,9 @@ def _check(order, act, mode, ws, st, xs, dtype, static):
     out = symcnn.function([x, W, b], fouts[0], mode="reference")(xv, Wv, bv)
     assert out.size
     gv = rng.standard_normal(out.shape).astype(dtype)
-    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    # float32: the weight gradient sums about a thousand terms of order 1 that mostly cancel, so the
+    # two summation orders differ by up to ~1e-4 absolute (as the other conv-pool tests allow)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
     check_native_vs_reference([x, W, b, g], fouts + grads + grads2, [xv, Wv, bv, gv], **tol)
 
 
