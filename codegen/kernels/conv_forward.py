@@ -143,7 +143,6 @@ def body_name(op, variant):
 def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
     """out[n] (dense (B, K, OH, OW)) = the direct convolution of src[n] ((B, C, H, W) Array) by the
     filters w_dense (dense [K][C][kh][kw], flipped by the plan as it says), every image."""
-    b = ctx.b
     p = di.p
     dt = p.dtype
     T = threads()
