@@ -5,6 +5,7 @@ when OW is not a whole number of vectors); per-thread lane partials, added in th
 from symcnn.tensor.nnet import conv_geometry as geometry
 
 from .. import irutil as U
+from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps as FT
 from ..parallel import threads
 from .conv import gep, image_view, zero_fill
@@ -57,4 +58,4 @@ def emit_grad_weights(ctx, op, p, xs, td, out, B, body):
                                v.part("dwv", dt), masked_top=p.OW % p.L != 0)
 
     cap.run(ctx, body, B, emit)
-    FT.reduce_partials(ctx, p, dwv.arr.ptr, dwv.stride, T, out.ptr)
+    DG.reduce_lane_partials(ctx, p, dwv.arr.ptr, dwv.stride, T, out.ptr)

@@ -59,7 +59,7 @@ from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, fo
                    pinned, zero_fill)
 from .conv_forward import direct_images, emit_image, few_taps
 from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
-from .convpool_after import act_grad_in_tile, act_in_tile
+from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
@@ -341,13 +341,14 @@ def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
         act_in_tile(ctx, op, dt, conv, crs, rs, U.mul(b, n, full), K, OH, OW, bptr, zptr, aptr)
         pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, None, optr, mptr)
     elif not op.pool:
-        _bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, optr, zptr)
+        # no pooling: out = act(conv + b) (and z the same sum)
+        bias_act(ctx, op, dt, conv, crs, rs, base, K, PH, PW, bptr, zptr, [optr])
     else:
         # the pooled, biased values go where the activation reads them: z if kept, else out
         dst = zptr if zptr is not None else optr
         pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, bptr, dst, mptr)
         if op.act is not None or zptr is not None:
-            prog = op.act if op.act is not None else _identity(dt)
+            prog = activation(op, dt)
             _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
 
 
@@ -377,38 +378,6 @@ def _vector_pool(op, dt):
     """2x2 max-pool windows with stride 2: the direct weight gradient's cut-off (convpool_vector.py's
     epilogues take any window)."""
     return op.pool == "max" and tuple(op.ws) == (2, 2) and tuple(op.stride) == (2, 2) and str(dt) in ("float32", "float64")
-
-
-def _identity(dt):
-    from symcnn import scalar as ts
-    from symcnn.tensor.composite import Composite
-    return Composite(1, [(ts.identity, (0,), (dt,), dt)])
-
-
-def _bias_act(ctx, op, dt, conv, crs, rs, base, K, OH, OW, bptr, optr, zptr):
-    """No pooling: out[n, k, i, j] = act(conv[k*crs + i*rs + j] + b[k]) (and z the same sum)."""
-    b = ctx.b
-    et = U.ll_type(dt)
-    plane = U.mul(b, OH, OW)
-    prog = op.act if op.act is not None else _identity(dt)
-    if isinstance(rs, int) and isinstance(OW, int) and rs == OW:   # dense planes: one long loop vectorises
-        OH, OW, rs = 1, plane, plane
-    with U.for_range(b, K, name="k") as k:
-        bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
-        ck = gep(b, conv, U.mul(b, k, crs), et)
-        obase = U.add(b, base, U.mul(b, k, plane))
-        with U.for_range(b, OH, name="i") as i:
-            src = gep(b, ck, U.mul(b, i, rs), et)
-            o = U.add(b, obase, U.mul(b, i, OW))
-            orow = gep(b, optr, o, et)
-            zrow = gep(b, zptr, o, et) if zptr is not None else None
-            with U.for_range(b, OW, name="j") as j:
-                v = b.load(gep(b, src, j, et), typ=et)
-                if bk is not None:
-                    v = b.fadd(v, bk)
-                if zrow is not None:
-                    b.store(v, gep(b, zrow, j, et))
-                b.store(emit_scalar(ctx, prog, [v], [dt], dt), gep(b, orow, j, et))
 
 
 @lower.register(ConvPoolActGrad)
@@ -565,7 +534,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
     if dp is not None:
-        _reduce_direct_partials(ctx, dp, dt, dwT, nparts, gW.ptr)
+        DG.reduce_lane_partials(ctx, dp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     else:
         # gW = sum over threads of dWT^T (thread order)
         with U.for_range(b, K, name="ok") as k:
@@ -584,29 +553,6 @@ def lower_conv_pool_act_grad(ctx, node, ins):
                 v = x_ if v is None else b.fadd(v, x_)
             b.store(U.cast_value(b, v, "float64", dt), gep(b, gb.ptr, k, et))
     return [outs[r] for r in op.output_roles()]
-
-
-def _reduce_direct_partials(ctx, p, dt, dwv, nparts, gw_ptr):
-    """gW[k, c, rr, ss] = the lanes of every thread's dwv[k][tap (c, r, s)] summed, thread by thread;
-    (rr, ss) is the tap's filter position (flipped for a true convolution)."""
-    b = ctx.b
-    et = U.ll_type(dt)
-    L = p.L
-    vt = ir.VectorType(et, L)
-    size = U.itemsize(dt)
-    khw = p.kh * p.kw
-    with U.for_range(b, p.K, name="rk") as k:
-        with U.for_range(b, p.P, name="rt") as tap:
-            rs = b.urem(tap, U.i64(khw))
-            widx = b.add(b.sub(tap, rs), b.sub(U.i64(khw - 1), rs)) if p.flip else tap
-            total = None
-            for t in range(nparts):
-                off = b.add(U.as_value(b, U.mul(b, t, dwv.stride)),
-                            b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
-                s = U.lane_sum(b, b.load(gep(b, dwv.arr.ptr, off, et), typ=vt, align=size))
-                total = s if total is None else b.fadd(total, s)
-            b.store(total, gep(b, gw_ptr, b.add(b.mul(k, U.i64(p.P)), widx), et))
-
 
 
 def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,

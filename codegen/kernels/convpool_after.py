@@ -20,19 +20,24 @@ from ..irutil import gep
 from .elemwise import emit_scalar
 
 
-def _identity(dt):
+def activation(op, dt):
+    """The op's activation program; the identity when it has none."""
+    if op.act is not None:
+        return op.act
     from symcnn import scalar as ts
     from symcnn.tensor.composite import Composite
     return Composite(1, [(ts.identity, (0,), (dt,), dt)])
 
 
-def act_in_tile(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, aptr):
-    """tile[k*tile_row + i*row + j] = act(tile[..] + b[k]) for the image whose z / act blocks start
-    at `base` (dense (K, OH, OW)); z and act are stored there when their pointers are given."""
+def bias_act(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, outs, in_place=False):
+    """act(tile[k*tile_row + i*row + j] + b[k]) stored at `base` of every dense (K, OH, OW) block of
+    outs, and back into the tile when in_place; z (the biased sum) too when zptr is given."""
     b = ctx.b
     et = U.ll_type(dt)
     plane = U.mul(b, OH, OW)
-    prog = op.act if op.act is not None else _identity(dt)
+    prog = activation(op, dt)
+    if isinstance(row, int) and isinstance(OW, int) and row == OW:   # dense planes: one long loop vectorises
+        OH, OW, row = 1, plane, plane
     with U.for_range(b, K, name="ak") as k:
         bk = b.load(gep(b, bptr, k, et), typ=et) if bptr is not None else None
         tk = gep(b, tile, U.mul(b, k, tile_row), et)
@@ -41,7 +46,7 @@ def act_in_tile(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, a
             trow = gep(b, tk, U.mul(b, i, row), et)
             o = U.add(b, kbase, U.mul(b, i, OW))
             zrow = gep(b, zptr, o, et) if zptr is not None else None
-            arow = gep(b, aptr, o, et) if aptr is not None else None
+            orows = [gep(b, q, o, et) for q in outs]
             with U.for_range(b, OW, name="aj") as j:
                 src = gep(b, trow, j, et)
                 v = b.load(src, typ=et)
@@ -50,9 +55,17 @@ def act_in_tile(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, a
                 if zrow is not None:
                     b.store(v, gep(b, zrow, j, et))
                 a = emit_scalar(ctx, prog, [v], [dt], dt)
-                if arow is not None:
-                    b.store(a, gep(b, arow, j, et))
-                b.store(a, src)
+                for orow in orows:
+                    b.store(a, gep(b, orow, j, et))
+                if in_place:
+                    b.store(a, src)
+
+
+def act_in_tile(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, aptr):
+    """tile[k*tile_row + i*row + j] = act(tile[..] + b[k]) for the image whose z / act blocks start
+    at `base` (dense (K, OH, OW)); z and act are stored there when their pointers are given."""
+    bias_act(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, [aptr] if aptr is not None else [],
+             in_place=True)
 
 
 def act_grad_in_tile(ctx, op, dt, top, tile_row, row, base, K, OH, OW, zptr, aptr, gb64, row_sum):
@@ -64,7 +77,7 @@ def act_grad_in_tile(ctx, op, dt, top, tile_row, row, base, K, OH, OW, zptr, apt
     et = U.ll_type(dt)
     plane = U.mul(b, OH, OW)
     zero = U.const(dt, 0.0)
-    act = op.act if op.act is not None else _identity(dt)
+    act = activation(op, dt)
     with U.for_range(b, K, name="gk") as k:
         tk = gep(b, top, U.mul(b, k, tile_row), et)
         kbase = U.add(b, base, U.mul(b, k, plane))

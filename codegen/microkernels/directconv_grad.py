@@ -408,3 +408,25 @@ def emit_gx_image(ctx, tp, wa, top, dx, offs):
             call(t0, pan, MR)
         if full * MR < tp.P:
             call(t0, full, tp.P - full * MR)
+
+
+def reduce_lane_partials(ctx, p, parts, stride, nparts, gw):
+    """The weight gradient of a direct or few-tap plan p from its per-thread lane partials:
+    gw[k, c, rr, ss] (dense) = the sum over threads (in order) of the pairwise lane sums of
+    part_t[k][tap (c, r, s)], (rr, ss) the tap's filter position (turned for a true convolution);
+    parts: the first thread's partials, stride elements apart."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vt = ir.VectorType(et, L)
+    khw = p.kh * p.kw
+    with U.for_range(b, p.K, name="fk") as k:
+        with U.for_range(b, p.P, name="ft") as tap:
+            rs = b.urem(tap, U.i64(khw))
+            widx = b.add(b.sub(tap, rs), b.sub(U.i64(khw - 1), rs)) if p.flip else tap
+            total = None
+            for t in range(nparts):
+                off = U.add(b, U.mul(b, t, stride), b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
+                s = U.lane_sum(b, b.load(U.gep(b, parts, off, et), typ=vt, align=U.itemsize(p.dtype)))
+                total = s if total is None else b.fadd(total, s)
+            b.store(total, b.gep(gw, [b.add(b.mul(k, U.i64(p.P)), widx)], source_etype=et))

@@ -25,8 +25,9 @@ its end (their extra lanes feed only outputs that are never kept).
                    filter block only the filters left (no padding filters or vectors computed).
   weight gradient  dwv[k][t][:] += top[k] vector * image vector at tap t, over every vector of an
                    image, for blocks of MK filters x NT taps in registers: per-thread lane partials,
-                   reduced (lanes pairwise, then threads in order) by reduce_partials. top must be
-                   zero at the lanes that are not outputs (or loaded under a mask: masked_top).
+                   reduced (lanes pairwise, then threads in order) by
+                   directconv_grad.reduce_lane_partials. top must be zero at the lanes that are not
+                   outputs (or loaded under a mask: masked_top).
 """
 from llvmlite import ir
 
@@ -352,25 +353,4 @@ def emit_grad_image(ctx, p, x_img, top, trs, dwv, masked_top=False):
 def partial_elems(p):
     """Elements of one thread's lane partials dwv[K][P][L]."""
     return p.K * p.P * p.L
-
-
-def reduce_partials(ctx, p, parts, stride, nparts, gw):
-    """gw[k, c, rr, ss] (dense) = the sum over threads (in order) of the pairwise lane sums of
-    part_t[k][tap (c, r, s)], (rr, ss) the tap's filter position (turned for a true convolution);
-    parts: the first thread's partials, stride elements apart."""
-    b = ctx.b
-    et = U.ll_type(p.dtype)
-    L = p.L
-    vt = ir.VectorType(et, L)
-    khw = p.kh * p.kw
-    with U.for_range(b, p.K, name="fk") as k:
-        with U.for_range(b, p.P, name="ft") as tap:
-            rs = b.urem(tap, U.i64(khw))
-            widx = b.add(b.sub(tap, rs), b.sub(U.i64(khw - 1), rs)) if p.flip else tap
-            total = None
-            for t in range(nparts):
-                off = U.add(b, U.mul(b, t, stride), b.mul(b.add(b.mul(k, U.i64(p.P)), tap), U.i64(L)))
-                s = U.lane_sum(b, b.load(U.gep(b, parts, off, et), typ=vt, align=U.itemsize(p.dtype)))
-                total = s if total is None else b.fadd(total, s)
-            b.store(total, b.gep(gw, [b.add(b.mul(k, U.i64(p.P)), widx)], source_etype=et))
 
