@@ -3,8 +3,8 @@ native backend's kernels: argument normalisation (shapes, border mode,
 subsample, dilation), padding and output-shape formulas, and the resolution of everything known
 about the input, filter and output shapes with errors naming where conflicting sizes come from.
 
-out = (in + 2 * pad - k) // stride + 1, with pad 0 ('valid'), k - 1 ('full'), k // 2 ('half')
-or given explicitly.
+out = (in + 2 * pad - e) // stride + 1, with e = (k - 1) * dilation + 1 the extent of the
+(dilated) filter and pad 0 ('valid'), e - 1 ('full'), e // 2 ('half') or given explicitly.
 """
 import numpy as np
 
@@ -12,7 +12,7 @@ from ...graph.basic import Constant, Variable
 from ..shape_arith import SCALAR, int_pair
 
 __all__ = ["fmt_shape", "static_int", "norm_shape", "norm_pair", "norm_border_mode", "norm_subsample",
-           "check_dilation", "padding", "out_len", "out_shape", "conv_flops", "resolve"]
+           "check_dilation", "extent", "padding", "out_len", "out_shape", "conv_flops", "resolve"]
 
 
 def fmt_shape(shape):
@@ -88,18 +88,29 @@ def norm_subsample(subsample):
         raise ValueError(msg) from None
 
 
-def check_dilation(filter_dilation):
-    """The dilation as a pair of positive ints (filters are dilated by dilation.py)."""
+def check_dilation(filter_dilation, who="conv2d"):
+    """The dilation (dh, dw) as a pair of positive ints: the filter's taps dh rows and dw columns apart."""
     try:
         return norm_pair(filter_dilation, "filter_dilation", 1)
     except (TypeError, ValueError):
-        raise ValueError(f"conv2d: filter_dilation must be a pair of positive ints, got {filter_dilation!r}") from None
+        raise ValueError(f"{who}: filter_dilation must be an int >= 1 or a pair of ints >= 1 (rows, cols), "
+                         f"got {filter_dilation!r}") from None
 
 
-def padding(border_mode, kh, kw, arith=SCALAR):
-    """(ph, pw) for a border mode and kernel size; entries are None when unknown.
+def extent(k, d, arith=SCALAR):
+    """The rows (or cols) a k-tap filter dilated by d spans: (k - 1) * d + 1 (None when k is unknown)."""
+    if k is None or d == 1:
+        return k
+    return arith.add(arith.mul(arith.sub(k, 1), d), 1)
+
+
+def padding(border_mode, kh, kw, arith=SCALAR, dilation=(1, 1)):
+    """(ph, pw) for a border mode and kernel size (dilated by `dilation`: 'full' and 'half' pad by the
+    dilated extent); entries are None when unknown.
     Works with ints and symbolic int scalars (for infer_shape), and with the backend's IR
     values through `arith` (see symcnn/tensor/shape_arith.py)."""
+    if border_mode in ("full", "half"):
+        kh, kw = extent(kh, dilation[0], arith), extent(kw, dilation[1], arith)
     if border_mode == "valid":
         return 0, 0
     if border_mode == "full":
@@ -124,10 +135,10 @@ def conv_flops(top, kern):
     return 2 * n * k * c * kh * kw * oh * ow
 
 
-def out_shape(imshp, kshp, border_mode, subsample):
-    ph, pw = padding(border_mode, kshp[2], kshp[3])
-    return (imshp[0], kshp[0], out_len(imshp[2], kshp[2], ph, subsample[0]),
-            out_len(imshp[3], kshp[3], pw, subsample[1]))
+def out_shape(imshp, kshp, border_mode, subsample, dilation=(1, 1)):
+    ph, pw = padding(border_mode, kshp[2], kshp[3], dilation=dilation)
+    return (imshp[0], kshp[0], out_len(imshp[2], extent(kshp[2], dilation[0]), ph, subsample[0]),
+            out_len(imshp[3], extent(kshp[3], dilation[1]), pw, subsample[1]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,8 +167,9 @@ def _origin(origin, d, default):
     return origin[d][1] if origin[d] is not None else default
 
 
-def resolve(who, border_mode, subsample, im_srcs, k_srcs, top_srcs):
-    """Combine everything known about the input, filters and output shapes.
+def resolve(who, border_mode, subsample, im_srcs, k_srcs, top_srcs, dilation=(1, 1)):
+    """Combine everything known about the input, filters and output shapes (of a convolution
+    whose filters are dilated by `dilation`).
 
     Returns (imshp, kshp, outshp) as 4-tuples with None for unknown entries, or
     raises ValueError naming where the conflicting sizes come from.
@@ -176,22 +188,27 @@ def resolve(who, border_mode, subsample, im_srcs, k_srcs, top_srcs):
                          else ("number of filters", _origin(k_o, 0, "filters")))
             raise ValueError(f"{who}: the output gradient has {top[d]} in dimension {d} "
                              f"({_origin(top_o, d, 'output gradient')}) but the {what} is {a} ({src})")
-    ph, pw = padding(border_mode, k[2], k[3])
+    ph, pw = padding(border_mode, k[2], k[3], dilation=dilation)
     for d, p in ((2, ph), (3, pw)):
-        if im[d] is not None and k[d] is not None and im[d] + 2 * p < k[d]:
+        e = extent(k[d], dilation[d - 2])
+        if im[d] is not None and e is not None and im[d] + 2 * p < e:
+            size = f"filter size {k[d]}" if e == k[d] else \
+                f"dilated filter size {e} ({k[d]} taps, filter_dilation {dilation[d - 2]})"
             raise ValueError(f"{who}: the filters ({_origin(k_o, d, 'filters')}) are larger than the "
                              f"{'padded ' if p else ''}input ({_origin(im_o, d, 'input')}) in dimension {d}: "
-                             f"filter size {k[d]} > input size {im[d]}" + (f" + 2 * padding {p}" if p else "")
+                             f"{size} > input size {im[d]}" + (f" + 2 * padding {p}" if p else "")
                              + f" (border_mode={border_mode!r})")
-    expect = out_shape(im, k, border_mode, subsample)
+    expect = out_shape(im, k, border_mode, subsample, dilation)
     for d in (2, 3):
         if expect[d] is not None and top[d] is not None and expect[d] != top[d]:
             raise ValueError(
                 f"{who}: the output gradient ({_origin(top_o, d, 'output gradient')}) has shape {fmt_shape(top)}, "
-                f"but a border_mode={border_mode!r}, subsample={subsample} convolution of an input of shape "
+                f"but a border_mode={border_mode!r}, subsample={subsample}"
+                + (f", filter_dilation={tuple(dilation)}" if tuple(dilation) != (1, 1) else "")
+                + f" convolution of an input of shape "
                 f"{fmt_shape(im)} by filters of shape {fmt_shape(k)} gives {fmt_shape(expect)} (dimension {d}: "
                 f"{top[d]} vs {expect[d]})")
     im = (im[0] if im[0] is not None else top[0], im[1] if im[1] is not None else k[1], im[2], im[3])
     k = (k[0] if k[0] is not None else top[1], k[1] if k[1] is not None else im[1], k[2], k[3])
-    out = tuple(e if e is not None else t for e, t in zip(out_shape(im, k, border_mode, subsample), top))
+    out = tuple(e if e is not None else t for e, t in zip(out_shape(im, k, border_mode, subsample, dilation), top))
     return im, k, out
