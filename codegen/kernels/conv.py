@@ -12,7 +12,8 @@ The GEMMs go through the packed, cache-blocked GEMM of microkernels/gemm.py (con
 float32 or float64). Patch copies (im2col / col2im) are emitted inline with dims as Python ints
 whenever the graph knows them statically, so those short loops specialise.
 The filter flip is folded into the patch offsets: cols row (c, r, s) reads the
-input at kernel offset (kh-1-r, kw-1-s) for a true convolution.
+input at kernel offset (kh-1-r, kw-1-s) for a true convolution; a filter dilated by (dh, dw)
+reads it at (dh*r, dw*s) (no zero-filled filter).
 """
 from llvmlite import ir
 
@@ -55,8 +56,9 @@ class Geometry:
     def __init__(self, b, op, C, H, W, kh, kw, OH, OW):
         self.C, self.H, self.W, self.kh, self.kw, self.OH, self.OW = C, H, W, kh, kw, OH, OW
         self.sh, self.sw = op.subsample
+        self.dh, self.dw = dilation(op)
         self.flip = op.filter_flip
-        self.ph, self.pw = padding(b, op.border_mode, kh, kw)
+        self.ph, self.pw = padding(b, op.border_mode, kh, kw, (self.dh, self.dw))
         self.P = U.product(b, [C, kh, kw])
         self.N = U.mul(b, OH, OW)
         self.no_pad = isinstance(self.ph, int) and isinstance(self.pw, int) and self.ph == 0 and self.pw == 0
@@ -97,8 +99,18 @@ class IRArith:
         return b.select(b.icmp_signed(">", n, U.i64(0)), U.as_value(b, v), U.i64(0))
 
 
-def padding(b, border_mode, kh, kw):
-    return geometry.padding(border_mode, kh, kw, IRArith(b))
+def dilation(op):
+    """(dh, dw) of a conv op (the fused conv ops have none: (1, 1))."""
+    return tuple(getattr(op, "filter_dilation", (1, 1)))
+
+
+def padding(b, border_mode, kh, kw, dil=(1, 1)):
+    return geometry.padding(border_mode, kh, kw, IRArith(b), dil)
+
+
+def extent(b, k, d):
+    """The rows (cols) a k-tap filter dilated by d spans."""
+    return geometry.extent(k, d, IRArith(b))
 
 
 def out_len(b, n, k, p, s):
@@ -117,7 +129,7 @@ def _kernel_offsets(ctx, g, r, s):
     b = ctx.b
     rr = U.sub(b, U.sub(b, g.kh, 1), r) if g.flip else r
     ss = U.sub(b, U.sub(b, g.kw, 1), s) if g.flip else s
-    return U.sub(b, rr, g.ph), U.sub(b, ss, g.pw)
+    return U.sub(b, U.mul(b, rr, g.dh), g.ph), U.sub(b, U.mul(b, ss, g.dw), g.pw)
 
 
 def _patch_loops(ctx, g, body):
@@ -270,13 +282,15 @@ def output_dims(ctx, op, H, W, kh, kw, top=None):
     """(OH, OW) of the convolution, the padded input checked to hold the filters; the grad ops pass
     the output gradient's (OH, OW) as `top`, checked equal."""
     b = ctx.b
-    ph, pw = padding(b, op.border_mode, kh, kw)
-    check_fits(ctx, H, kh, ph)
-    check_fits(ctx, W, kw, pw)
-    OH = out_len(b, H, kh, ph, op.subsample[0])
+    dil = dilation(op)
+    ph, pw = padding(b, op.border_mode, kh, kw, dil)
+    eh, ew = extent(b, kh, dil[0]), extent(b, kw, dil[1])
+    check_fits(ctx, H, eh, ph)
+    check_fits(ctx, W, ew, pw)
+    OH = out_len(b, H, eh, ph, op.subsample[0])
     if top is not None:
         OH = same(ctx, OH, top[0])
-    OW = out_len(b, W, kw, pw, op.subsample[1])
+    OW = out_len(b, W, ew, pw, op.subsample[1])
     if top is not None:
         OW = same(ctx, OW, top[1])
     return OH, OW

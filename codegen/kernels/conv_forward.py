@@ -22,7 +22,10 @@ Four ways, chosen when compiling (forward_variant):
   im2col  everything else (dynamic image or filter sizes, a direct, few-tap or phase plan that would
           waste too much of its tiles): per image, a per-thread patch matrix and the packed GEMM
           (conv.py's helpers).
-Dilated filters reach these ops already spread out with zeros (symcnn/tensor/nnet/dilation.py).
+Dilated filters (filter_dilation): the direct kernel and im2col read the taps dh rows and dw cols
+apart (scaled tap offsets, no zero-filled filter); Winograd, the few-tap kernel and the phase split
+decline them, so a dilated convolution is 'direct' (unit strides, static shapes, enough taps) or
+'im2col'.
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d
@@ -32,7 +35,7 @@ from ..lower import lower
 from ..microkernels import directconv as D
 from ..microkernels import fewtaps as FT
 from ..parallel import threads
-from .conv import Mat, dense, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
+from .conv import Mat, dense, dilation, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
                            image_patches, shift_copy)
@@ -49,8 +52,9 @@ class _Valid:
     border_mode = "valid"
     subsample = (1, 1)
 
-    def __init__(self, flip):
+    def __init__(self, flip, dilation=(1, 1)):
         self.filter_flip = flip
+        self.filter_dilation = tuple(dilation)
 
 
 class DirectImages:
@@ -83,18 +87,21 @@ def few_taps(C, kh, kw):
     return C * kh * kw < MIN_DIRECT_TAPS
 
 
-def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, dense_out=False):
+def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, dense_out=False, dil=(1, 1)):
     """A DirectImages when every size is a static int and the direct kernel (or, with fewer than
     MIN_DIRECT_TAPS taps, the few-tap kernel: dense_out lets its rows layout write dense output
-    planes) applies, else None."""
+    planes) applies, else None. dil: the filters' dilation (the direct kernel only)."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if OH < 1 or OW < 1:
         return None
+    eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
     if few_taps(C, kh, kw):
+        if tuple(dil) != (1, 1):   # the few-tap kernel's unrolled taps are contiguous
+            return None
         p = FT.plan(dtype, C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW, flip, dense_out)
         return DirectImages(p, C, H, W, tuple(shift)) if p is not None else None
-    p = D.plan(_Valid(flip), dtype, [None, C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW])
+    p = D.plan(_Valid(flip, dil), dtype, [None, C, OH + eh - 1, OW + ew - 1, K, kh, kw, OH, OW])
     if p is None:
         return None
     return DirectImages(p, C, H, W, tuple(shift))
@@ -115,6 +122,9 @@ def forward_variant(op, dtype, dims):
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
+    dil = dilation(op)
+    if dil != (1, 1):
+        return _dilated_forward_variant(op, dtype, dims, dil)
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):
         wi = winograd_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
@@ -129,6 +139,19 @@ def forward_variant(op, dtype, dims):
         from .conv_phases import phase_images   # (conv_phases builds on this module)
         di = phase_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                           tuple(op.subsample), op.filter_flip)
+        if di is not None:
+            return di.variant, di
+    return "im2col", None
+
+
+def _dilated_forward_variant(op, dtype, dims, dil):
+    """A dilated Conv2d: 'direct wide' / 'direct rows' with the taps dil apart (unit strides, static
+    shapes, enough taps), else 'im2col' (which takes any stride)."""
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
+            and isinstance(kw, int):
+        pads = geometry.padding(op.border_mode, kh, kw, dilation=dil)
+        di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, op.filter_flip, dense_out=True, dil=dil)
         if di is not None:
             return di.variant, di
     return "im2col", None

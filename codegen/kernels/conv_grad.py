@@ -20,6 +20,11 @@ Weight gradient, chosen by grad_weights_variant:
           are split into column chunks, each its own tap plan ('taps chunked').
   im2col  otherwise (dynamic shapes): per image, dWT += cols @ top[n]^T.
 Each thread accumulates its own partial dW; the partials are added in thread order afterwards.
+
+Dilated filters (filter_dilation (dh, dw)): the direct input gradient borders the output gradient by
+the dilated extent ((kh-1)*dh+1 - 1 - ph) and reads its taps dh, dw apart; the tap panels of the
+weight gradient read the image at the scaled tap offsets; Winograd, the phases and the few-tap
+kernel decline them (strided dilated input gradients take im2col, whose patches are dilated too).
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights
@@ -29,7 +34,7 @@ from ..lower import lower
 from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps as FT
 from ..parallel import threads
-from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, gep, grad_output, image_view,
+from .conv import (Geometry, Mat, dense, dilation, emit_col2im, emit_gemm, gep, grad_output, image_view,
                    pinned, zero_fill)
 from .conv_fewtaps import emit_grad_weights, grad_weights_plan
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
@@ -43,7 +48,7 @@ from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, 
 def _static_pads(op, kh, kw):
     if not (isinstance(kh, int) and isinstance(kw, int)):
         return None
-    return geometry.padding(op.border_mode, kh, kw)
+    return geometry.padding(op.border_mode, kh, kw, dilation=dilation(op))
 
 
 # -- input gradient ---------------------------------------------------------------------------
@@ -55,6 +60,8 @@ def grad_inputs_variant(op, dtype, dims):
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
     pads = _static_pads(op, kh, kw)
+    if dilation(op) != (1, 1):
+        return _dilated_grad_inputs_variant(op, dtype, dims, pads)
     # the correlation of the bordered output gradient multiplies every dx element by all K*kh*kw
     # taps, zeros included; the GEMM only does the OH*OW*K*C*kh*kw products that exist: with far
     # fewer outputs than inputs ('valid' with large filters on small images) it does less work
@@ -72,6 +79,22 @@ def grad_inputs_variant(op, dtype, dims):
         pg = phase_grad_inputs(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, tuple(op.subsample), op.filter_flip)
         if pg is not None:
             return pg.variant, pg
+    return "im2col", None
+
+
+def _dilated_grad_inputs_variant(op, dtype, dims, pads):
+    """The input gradient of a dilated convolution: 'direct wide' / 'direct rows' (unit strides, static
+    shapes, enough taps: the output gradient bordered by the dilated extent, the taps dil apart), else
+    'im2col'."""
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    dh, dw = dilation(op)
+    if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
+            and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
+        shift = ((kh - 1) * dh - pads[0], (kw - 1) * dw - pads[1])
+        di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, shift, not op.filter_flip, dense_out=True,
+                           dil=(dh, dw))
+        if di is not None:
+            return di.variant, di
     return "im2col", None
 
 
@@ -175,7 +198,7 @@ class TapChunks:
     """The weight gradient as tap-panel GEMMs over groups of G zero-bordered (C, Hb, Wb) images:
     the filters split into chunks (first filter, tap plan) of at most 256 bytes of filters each."""
 
-    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip, dil=(1, 1)):
         self.dtype, self.C, self.H, self.W, self.K = dtype, C, H, W, K
         self.pads = pads
         self.Hb, self.Wb = H + 2 * pads[0], W + 2 * pads[1]
@@ -184,7 +207,8 @@ class TapChunks:
         sizes = [K // n + (1 if j < K % n else 0) for j in range(n)]
         self.chunks, k0 = [], 0
         for kc in sizes:
-            self.chunks.append((k0, DG.TapPlan(dtype, C, self.Hb, self.Wb, kc, kh, kw, OH, OW, *stride, flip)))
+            self.chunks.append((k0, DG.TapPlan(dtype, C, self.Hb, self.Wb, kc, kh, kw, OH, OW, *stride, flip,
+                                               dilation=dil)))
             k0 += kc
         self.G = min(tp.G for _, tp in self.chunks)
         self.N = OH * OW
@@ -203,7 +227,7 @@ def grad_weights_variant(op, dtype, dims, fewtaps=True):
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
-    fp = grad_weights_plan(op, dtype, dims) if fewtaps else None
+    fp = grad_weights_plan(op, dtype, dims) if fewtaps and dilation(op) == (1, 1) else None
     if fp is not None:
         return fp.variant, fp
     pads = _static_pads(op, kh, kw)
@@ -211,7 +235,8 @@ def grad_weights_variant(op, dtype, dims, fewtaps=True):
         return "im2col", None
     if not all(isinstance(v, int) for v in (C, H, W, K, OH, OW)) or min(C, H, W, K, OH, OW) < 1:
         return "im2col", None
-    tc = TapChunks(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample), op.filter_flip)
+    tc = TapChunks(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample), op.filter_flip,
+                   dilation(op))
     return tc.variant, tc
 
 

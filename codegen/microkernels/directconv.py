@@ -16,6 +16,9 @@ per NV loads, with nothing copied per image. Two layouts of the outputs covered 
   rows  OW divides the vector length L: a vector is G = L/OW whole output rows, each an OW-long
         load of the image (q = i*OW + j; e.g. 8 outputs per row: two rows per 16-lane vector).
 
+A filter dilated by (dh, dw) (Theano's filter_dilation) only moves the taps: tap (c, r, s) sits at
+c*H*W + dh*r*W + dw*s, so the same micro-kernel runs it with the table of offsets scaled.
+
 conv[k, q] goes to a per-thread scratch whose rows are `row_stride` long; pooled windows then read it
 with row length `rs` (W or OW). The weights are packed once per call as [K/MR][P][MR] (flipped for a
 true convolution; rows past K are zero) with a table of the P tap offsets.
@@ -41,9 +44,10 @@ def max_accumulators():
 class Plan:
     """Static layout of a direct convolution (all sizes Python ints)."""
 
-    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, mode, MR, NV, flip):
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, mode, MR, NV, flip, dilation=(1, 1)):
         self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
         self.OH, self.OW, self.mode, self.MR, self.NV, self.flip = OH, OW, mode, MR, NV, flip
+        self.dh, self.dw = dilation
         self.L = L = lanes(dtype)
         self.P = C * kh * kw
         self.nkb = -(-K // MR)
@@ -75,6 +79,7 @@ def plan(op, dtype, dims):
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or OH < 1 or OW < 1:
         return None
+    dilation = tuple(getattr(op, "filter_dilation", (1, 1)))
     L = lanes(dtype)
     max_acc = max_accumulators()
     min_acc = min(MIN_ACC, max_acc // 2 + 2)
@@ -85,7 +90,7 @@ def plan(op, dtype, dims):
             for NV in (4, 3, 2, 1):
                 if MR * NV > max_acc:
                     continue
-                p = Plan(str(dtype), C, H, W, K, kh, kw, OH, OW, mode, MR, NV, op.filter_flip)
+                p = Plan(str(dtype), C, H, W, K, kh, kw, OH, OW, mode, MR, NV, op.filter_flip, dilation)
                 # tiles under MIN_ACC accumulators are bound by their loads: only if nothing else fits
                 key = (MR * NV >= min(min_acc, K * NV), round(p.efficiency(), 3), NV * MR)
                 if best is None or key > best[0]:
@@ -265,11 +270,12 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
 
 
 def tap_offsets(ctx, p, offs):
-    """offs[t] = the image offset of tap t = (c, r, s)."""
+    """offs[t] = the image offset of tap t = (c, r, s): c*H*W + dh*r*W + dw*s."""
     b = ctx.b
+    dh, dw = getattr(p, "dh", 1), getattr(p, "dw", 1)   # the few-tap plans are never dilated
     with U.for_range(b, p.C, name="tc") as c:
         for r in range(p.kh):
             for s in range(p.kw):
                 t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
-                off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(r * p.W + s))
+                off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(dh * r * p.W + dw * s))
                 b.store(off, b.gep(offs, [t], source_etype=U.I64))

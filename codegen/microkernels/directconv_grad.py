@@ -135,9 +135,10 @@ class TapPlan:
     (a load overlapping a pending store is not forwarded). Its offsets follow the weight gradient's
     in the same table, from gx_offsets."""
 
-    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip):
+    def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip, dilation=(1, 1)):
         self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
         self.OH, self.OW, self.sh, self.sw, self.flip = OH, OW, sh, sw, flip
+        self.dh, self.dw = dilation   # the taps dh rows and dw cols apart (Theano's filter_dilation)
         self.L = lanes(dtype)
         self.NV = -(-K // self.L)
         self.KP = self.NV * self.L
@@ -193,7 +194,7 @@ def tap_plan_offsets(ctx, tp, offs):
             for ss in range(tp.kw):
                 r, s = (tp.kh - 1 - rr, tp.kw - 1 - ss) if tp.flip else (rr, ss)
                 p = b.add(b.mul(c, U.i64(khw)), U.i64(rr * tp.kw + ss))
-                off = b.add(b.mul(c, U.i64(tp.H * tp.W)), U.i64(r * tp.W + s))
+                off = b.add(b.mul(c, U.i64(tp.H * tp.W)), U.i64(tp.dh * r * tp.W + tp.dw * s))
                 b.store(off, b.gep(offs, [p], source_etype=U.I64))
                 q = b.add(U.i64(tp.gx_offsets + (rr * tp.kw + ss) * tp.C), c)
                 b.store(off, b.gep(offs, [q], source_etype=U.I64))
