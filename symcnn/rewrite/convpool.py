@@ -50,7 +50,8 @@ pooled values and the pre-activation, which would keep the unfused forward alive
 fires only if every reader of the conv output, the pooled values, z, the chain's intermediate values,
 the gradient subgraph's values and g_conv is part of the pattern (else nothing changes); a
 forward-only graph (validate/test functions) fuses the forward alone. A bare convolution (no bias and
-no activation) is left to Conv2d's own kernels.
+no activation) is left to Conv2d's own kernels, and so is a dilated one (filter_dilation != 1: the
+fused kernels take undilated filters; Conv2d's direct kernels take the dilation).
 
 Why 'specialize': the pattern is matched on the plain elementwise nodes that canonicalize/stabilize
 leave. In 'fuse', fuse_elemwise merges them into Composite programs whose shape depends on the
@@ -176,7 +177,8 @@ def _backward_subgraph(g_pre, z, fvalues):
 
 
 def _same_conv(a, b):
-    return (a.border_mode, a.subsample, a.filter_flip) == (b.border_mode, b.subsample, b.filter_flip)
+    return (a.border_mode, a.subsample, a.filter_flip, a.filter_dilation) == \
+        (b.border_mode, b.subsample, b.filter_flip, b.filter_dilation)
 
 
 def _bias_sum_order(s, g_pre):
@@ -463,6 +465,8 @@ def fuse_conv_epilogue(fgraph):
     changes = 0
     for node in list(fgraph.toposort()):
         if node not in fgraph.graph or not isinstance(node.op, Conv2d):
+            continue
+        if node.op.filter_dilation != (1, 1):   # the fused kernels take undilated filters only
             continue
         m = _match(fgraph, node)
         if m is None:

@@ -7,7 +7,9 @@ Three ops, as Theano's AbstractConv2d family:
   Conv2dGradWeights  (input, topgrad, khw)   -> d cost / d filters   (khw: the filters' spatial shape)
 
 Shapes: input (batch, channels, rows, cols), filters (nkern, channels, krows, kcols),
-output (batch, nkern, out_rows, out_cols) with out = (in + 2 * pad - k) // stride + 1.
+output (batch, nkern, out_rows, out_cols) with out = (in + 2 * pad - e) // stride + 1, where
+e = (k - 1) * dilation + 1 is the extent of the filter dilated by filter_dilation (its taps
+`dilation` rows / cols apart; 'full' and 'half' pad by e - 1 and e // 2).
 With filter_flip=True (the default) the filters are flipped (true convolution);
 with filter_flip=False the op is a cross-correlation.
 
@@ -24,9 +26,8 @@ from ...graph.basic import Apply, Variable
 from ...graph.op import Op
 from ..type import TensorType, is_float, is_int, upcast
 from ..var import as_tensor_variable, constant
-from .conv_geometry import (check_dilation, conv_flops, fmt_shape, norm_border_mode, norm_shape, norm_subsample,
-                            out_shape, padding, resolve)
-from .dilation import dilate_filters, dilate_shape
+from .conv_geometry import (check_dilation, conv_flops, extent, fmt_shape, norm_border_mode, norm_shape,
+                            norm_subsample, out_shape, padding, resolve)
 
 __all__ = ["conv2d", "Conv2d", "Conv2dGradInputs", "Conv2dGradWeights",
            "AbstractConv2d", "AbstractConv2d_gradInputs", "AbstractConv2d_gradWeights"]
@@ -79,33 +80,36 @@ def _pad(x, ph, pw):
     return xp
 
 
-def _im2col(xp, kh, kw, sh, sw, oh, ow):
-    """(c * kh * kw, b * oh * ow) patches of the padded input, one GEMM away from the output."""
+def _im2col(xp, kh, kw, sh, sw, oh, ow, dil=(1, 1)):
+    """(c * kh * kw, b * oh * ow) patches of the padded input, one GEMM away from the output: tap
+    (u, v) reads the input dil[0] * u rows and dil[1] * v cols from the window's corner."""
     b, c = xp.shape[:2]
     s0, s1, s2, s3 = xp.strides
-    view = as_strided(xp, (c, kh, kw, b, oh, ow), (s1, s2, s3, s0, s2 * sh, s3 * sw), writeable=False)
+    view = as_strided(xp, (c, kh, kw, b, oh, ow), (s1, s2 * dil[0], s3 * dil[1], s0, s2 * sh, s3 * sw),
+                      writeable=False)
     return np.ascontiguousarray(view).reshape(c * kh * kw, b * oh * ow)
 
 
-def corr(x, w, pad, stride):
+def corr(x, w, pad, stride, dil=(1, 1)):
     b, c, h, wd = x.shape
     nk, _, kh, kw = w.shape
-    oh, ow = (h + 2 * pad[0] - kh) // stride[0] + 1, (wd + 2 * pad[1] - kw) // stride[1] + 1
-    cols = _im2col(_pad(x, *pad), kh, kw, stride[0], stride[1], oh, ow)
+    eh, ew = extent(kh, dil[0]), extent(kw, dil[1])
+    oh, ow = (h + 2 * pad[0] - eh) // stride[0] + 1, (wd + 2 * pad[1] - ew) // stride[1] + 1
+    cols = _im2col(_pad(x, *pad), kh, kw, stride[0], stride[1], oh, ow, dil)
     out = (w.reshape(nk, c * kh * kw) @ cols).reshape(nk, b, oh, ow)
     return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
 
 
-def corr_grad_weights(x, g, kshape, pad, stride):
+def corr_grad_weights(x, g, kshape, pad, stride, dil=(1, 1)):
     b, c = x.shape[:2]
     nk, oh, ow = g.shape[1:]
     kh, kw = kshape
-    cols = _im2col(_pad(x, *pad), kh, kw, stride[0], stride[1], oh, ow)
+    cols = _im2col(_pad(x, *pad), kh, kw, stride[0], stride[1], oh, ow, dil)
     gt = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(nk, b * oh * ow)
     return (gt @ cols.T).reshape(nk, c, kh, kw)
 
 
-def corr_grad_inputs(w, g, hw, pad, stride):
+def corr_grad_inputs(w, g, hw, pad, stride, dil=(1, 1)):
     nk, c, kh, kw = w.shape
     b, _, oh, ow = g.shape
     h, wd = hw
@@ -118,7 +122,8 @@ def corr_grad_inputs(w, g, hw, pad, stride):
     if oh > 0 and ow > 0:
         for u in range(kh):
             for v in range(kw):
-                gxp[:, :, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] += gcols[:, u, v]
+                r, s = u * dil[0], v * dil[1]
+                gxp[:, :, r:r + sh * (oh - 1) + 1:sh, s:s + sw * (ow - 1) + 1:sw] += gcols[:, u, v]
     return np.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd].transpose(1, 0, 2, 3))
 
 
@@ -131,11 +136,11 @@ def flip(w):
 
 
 class _BaseConv(Op):
-    __props__ = ("border_mode", "subsample", "filter_flip", "imshp", "kshp")
+    __props__ = ("border_mode", "subsample", "filter_flip", "imshp", "kshp", "filter_dilation")
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
                  filter_dilation=(1, 1)):
-        check_dilation(filter_dilation)
+        self.filter_dilation = check_dilation(filter_dilation, self._name)
         self.border_mode = norm_border_mode(border_mode)
         self.subsample = norm_subsample(subsample)
         self.filter_flip = bool(filter_flip)
@@ -149,6 +154,8 @@ class _BaseConv(Op):
             s += f", imshp={fmt_shape(self.imshp)}"
         if any(d is not None for d in self.kshp):
             s += f", kshp={fmt_shape(self.kshp)}"
+        if self.filter_dilation != (1, 1):
+            s += f", filter_dilation={self.filter_dilation}"
         return s + "}"
 
     __repr__ = __str__
@@ -163,10 +170,14 @@ class _BaseConv(Op):
 
     def _clone(self, cls, imshp, kshp):
         return cls(imshp=imshp, kshp=kshp, border_mode=self.border_mode, subsample=self.subsample,
-                   filter_flip=self.filter_flip)
+                   filter_flip=self.filter_flip, filter_dilation=self.filter_dilation)
 
     def _geometry(self, kh, kw):
-        return padding(self.border_mode, kh, kw), self.subsample
+        return padding(self.border_mode, kh, kw, dilation=self.filter_dilation), self.subsample
+
+    def _resolve(self, im_srcs, k_srcs, top_srcs):
+        return resolve(self._who(), self.border_mode, self.subsample, im_srcs, k_srcs, top_srcs,
+                       self.filter_dilation)
 
 
 class Conv2d(_BaseConv):
@@ -177,9 +188,8 @@ class Conv2d(_BaseConv):
         img = check_tensor4(img, "input", who)
         kern = check_tensor4(kern, "filters", who)
         im_srcs, k_srcs = self._declared()
-        _, _, out = resolve(who, self.border_mode, self.subsample,
-                             im_srcs + [(img.type.shape, f"the input {img.describe()}")],
-                             k_srcs + [(kern.type.shape, f"the filters {kern.describe()}")], [])
+        _, _, out = self._resolve(im_srcs + [(img.type.shape, f"the input {img.describe()}")],
+                                  k_srcs + [(kern.type.shape, f"the filters {kern.describe()}")], [])
         return Apply(self, [img, kern], [TensorType(upcast(img.dtype, kern.dtype), shape=out)()])
 
     def perform(self, node, inputs, out):
@@ -187,32 +197,30 @@ class Conv2d(_BaseConv):
         img, kern = node.inputs
         who = self._who()
         im_srcs, k_srcs = self._declared()
-        resolve(who, self.border_mode, self.subsample,
-                 im_srcs + [(img.type.shape, f"the static type of input {img.describe()}"),
-                            (x.shape, f"the run-time value of input {img.describe()}")],
-                 k_srcs + [(kern.type.shape, f"the static type of filters {kern.describe()}"),
-                           (w.shape, f"the run-time value of filters {kern.describe()}")], [])
+        self._resolve(im_srcs + [(img.type.shape, f"the static type of input {img.describe()}"),
+                                 (x.shape, f"the run-time value of input {img.describe()}")],
+                      k_srcs + [(kern.type.shape, f"the static type of filters {kern.describe()}"),
+                                (w.shape, f"the run-time value of filters {kern.describe()}")], [])
         dtype = node.outputs[0].dtype
         x = x.astype(dtype, copy=False)
         w = w.astype(dtype, copy=False)
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        out[0][0] = corr(x, flip(w) if self.filter_flip else w, pad, stride)
+        out[0][0] = corr(x, flip(w) if self.filter_flip else w, pad, stride, self.filter_dilation)
 
     def infer_shape(self, node, shapes):
         imshp, kshp = shapes
-        return [out_shape(imshp, kshp, self.border_mode, self.subsample)]
+        return [out_shape(imshp, kshp, self.border_mode, self.subsample, self.filter_dilation)]
 
     def flops(self, input_shapes, output_shapes=None):
-        """2 * multiply-adds at these input shapes."""
+        """2 * multiply-adds at these input shapes (a dilated filter's zeros are not counted)."""
         imshp, kshp = input_shapes[:2]
-        return conv_flops(out_shape(imshp, kshp, self.border_mode, self.subsample), kshp)
+        return conv_flops(out_shape(imshp, kshp, self.border_mode, self.subsample, self.filter_dilation), kshp)
 
     def grad(self, inputs, grads):
         img, kern = inputs
         top, = grads
-        im, k, _ = resolve(self._who(), self.border_mode, self.subsample,
-                            self._declared()[0] + [(img.type.shape, "input")],
-                            self._declared()[1] + [(kern.type.shape, "filters")], [])
+        im, k, _ = self._resolve(self._declared()[0] + [(img.type.shape, "input")],
+                                 self._declared()[1] + [(kern.type.shape, "filters")], [])
         d_img = self._clone(Conv2dGradInputs, im, k)(kern, top, _hw_arg(img, im))
         d_kern = self._clone(Conv2dGradWeights, im, k)(img, top, _hw_arg(kern, k))
         return [_as_dtype(d_img, img.dtype), _as_dtype(d_kern, kern.dtype)]
@@ -245,8 +253,8 @@ class _Conv2dGrad(_BaseConv):
         im_srcs, k_srcs = self._declared()
         im_more, k_more = self._place([(operand.type.shape, f"the {role} {operand.describe()}")],
                                       [((None, None) + hw, f"the {self._hw_what} {shape.describe()}")])
-        im, k, _ = resolve(who, self.border_mode, self.subsample, im_srcs + im_more, k_srcs + k_more,
-                           [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
+        im, k, _ = self._resolve(im_srcs + im_more, k_srcs + k_more,
+                                 [(topgrad.type.shape, f"the output gradient {topgrad.describe()}")])
         return Apply(self, [operand, topgrad, shape],
                      [TensorType(upcast(operand.dtype, topgrad.dtype), shape=self._sides(im, k)[1])()])
 
@@ -264,9 +272,9 @@ class _Conv2dGrad(_BaseConv):
             [(operand.type.shape, f"the static type of {role} {operand.describe()}"),
              (a.shape, f"the run-time value of {role} {operand.describe()}")],
             [((None, None) + hw, f"the run-time {self._hw_what} {shape.describe()}")])
-        resolve(who, self.border_mode, self.subsample, im_srcs + im_more, k_srcs + k_more,
-                [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
-                 (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
+        self._resolve(im_srcs + im_more, k_srcs + k_more,
+                      [(topgrad.type.shape, f"the static type of output gradient {topgrad.describe()}"),
+                       (g.shape, f"the run-time value of output gradient {topgrad.describe()}")])
         dtype = node.outputs[0].dtype
         out[0][0] = self._compute(a.astype(dtype, copy=False), g.astype(dtype, copy=False), hw)
 
@@ -280,8 +288,8 @@ class _Conv2dGrad(_BaseConv):
         operand, top, shape = inputs
         result, = grads
         im_more, k_more = self._place([(operand.type.shape, self._operand_role)], [])
-        im, k, _ = resolve(self._who(), self.border_mode, self.subsample, self._declared()[0] + im_more,
-                           self._declared()[1] + k_more, [(top.type.shape, "output gradient")])
+        im, k, _ = self._resolve(self._declared()[0] + im_more,
+                                 self._declared()[1] + k_more, [(top.type.shape, "output gradient")])
         partner = Conv2dGradWeights if self._operand_role == "filters" else Conv2dGradInputs
         d_operand = self._clone(partner, im, k)(result, top, _hw_arg(operand, self._sides(im, k)[0]))
         d_top = self._clone(Conv2d, im, k)(*self._place(operand, result))
@@ -306,7 +314,7 @@ class Conv2dGradInputs(_Conv2dGrad):
 
     def _compute(self, w, g, hw):
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        return corr_grad_inputs(flip(w) if self.filter_flip else w, g, hw, pad, stride)
+        return corr_grad_inputs(flip(w) if self.filter_flip else w, g, hw, pad, stride, self.filter_dilation)
 
     def flops(self, input_shapes, output_shapes=None):
         """2 * multiply-adds at these input shapes (those of the forward convolution)."""
@@ -326,7 +334,7 @@ class Conv2dGradWeights(_Conv2dGrad):
 
     def _compute(self, x, g, hw):
         pad, stride = self._geometry(*hw)
-        gw = corr_grad_weights(x, g, hw, pad, stride)
+        gw = corr_grad_weights(x, g, hw, pad, stride, self.filter_dilation)
         return np.ascontiguousarray(flip(gw)) if self.filter_flip else gw
 
     def make_node(self, img, topgrad, shape):
@@ -404,11 +412,8 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
             raise ValueError(f"conv2d: input_shape={input_shape!r} and its old name image_shape="
                              f"{image_shape!r} are both given and disagree; give only input_shape")
         input_shape = image_shape
-    dil = check_dilation(filter_dilation)
-    if dil != (1, 1):
-        filters, filter_shape = dilate_filters(filters, dil), dilate_shape(filter_shape, dil)
     op = Conv2d(imshp=input_shape, kshp=filter_shape, border_mode=border_mode, subsample=subsample,
-                filter_flip=filter_flip)
+                filter_flip=filter_flip, filter_dilation=filter_dilation)
     return op(input, filters)
 
 
@@ -416,9 +421,6 @@ def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
                            subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
     """Theano's `conv2d_grad_wrt_inputs` (a transposed convolution). input_shape gives the
     input's shape: 4 entries, of which the last two (rows, cols) must be given."""
-    dil = check_dilation(filter_dilation)
-    if dil != (1, 1):
-        filters, filter_shape = dilate_filters(filters, dil), dilate_shape(filter_shape, dil)
     imshp = tuple(input_shape)
     if len(imshp) != 4:
         raise ValueError(f"conv2d_grad_wrt_inputs: input_shape must have 4 entries, got {input_shape!r}")
@@ -428,27 +430,23 @@ def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
     if not any(isinstance(s, Variable) for s in hw):
         hw = constant(np.asarray([int(s) for s in hw], dtype="int64"))
     op = Conv2dGradInputs(imshp=[s if not isinstance(s, Variable) else None for s in imshp], kshp=filter_shape,
-                          border_mode=border_mode, subsample=subsample, filter_flip=filter_flip)
+                          border_mode=border_mode, subsample=subsample, filter_flip=filter_flip,
+                          filter_dilation=filter_dilation)
     return op(filters, output_grad, hw)
 
 
 def conv2d_grad_wrt_weights(input, output_grad, filter_shape, input_shape=None, border_mode="valid",
                             subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)):
     """Theano's `conv2d_grad_wrt_weights`. filter_shape: 4 entries, the last two must be given."""
-    dil = check_dilation(filter_dilation)
     kshp = tuple(filter_shape)
     if len(kshp) != 4:
         raise ValueError(f"conv2d_grad_wrt_weights: filter_shape must have 4 entries, got {filter_shape!r}")
-    if dil != (1, 1):
-        # the gradient of the dilated filter, read at the taps of the real one
-        kshp = tuple(kshp[:2]) + tuple(None if k is None else (k - 1) * d + 1 for k, d in zip(kshp[2:], dil))
-        g = conv2d_grad_wrt_weights(input, output_grad, kshp, input_shape, border_mode, subsample, filter_flip)
-        return g[:, :, ::dil[0], ::dil[1]]
     hw = [as_tensor_variable(s) if isinstance(s, Variable) else s for s in kshp[2:]]
     if any(s is None for s in hw):
         raise ValueError("conv2d_grad_wrt_weights: the rows and cols of filter_shape must be given")
     if not any(isinstance(s, Variable) for s in hw):
         hw = constant(np.asarray([int(s) for s in hw], dtype="int64"))
     op = Conv2dGradWeights(imshp=input_shape, kshp=[s if not isinstance(s, Variable) else None for s in kshp],
-                           border_mode=border_mode, subsample=subsample, filter_flip=filter_flip)
+                           border_mode=border_mode, subsample=subsample, filter_flip=filter_flip,
+                           filter_dilation=filter_dilation)
     return op(input, output_grad, hw)
