@@ -359,3 +359,51 @@ def test_winograd_thread_counts_agree(threads):
     for n in (2, 3):
         for k in range(2):
             np.testing.assert_array_equal(res[n][k], res[1][k])
+
+
+@st.composite
+def dilated_configs(draw):
+    """(dtype, x shape, w shape, conv2d kwargs, static) of dilated convolutions: dilation 1-3 along
+    each axis (never (1, 1)), filters 1-5, strides 1-2, every kind of border mode (padded by the
+    dilated extent), channels and filters from 1 to 70, batch 1 and odd, flipped or not, both dtypes,
+    mostly static shapes (the direct kernels) and some dynamic ones (im2col)."""
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dil = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)).filter(lambda d: d != (1, 1)))
+    eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
+    border, pads = _draw_border(draw, eh, ew)
+    subsample = draw(st.sampled_from([(1, 1)] * 3 + [(2, 2), (1, 2), (2, 1)]))
+    C = draw(st.sampled_from([1, 3, 8, 16, 24]))
+    K = draw(st.sampled_from([1, 3, 16, 20, 33, 70]))
+    B = draw(st.sampled_from([1, 3, 5]))
+    H = draw(st.integers(max(1, eh - 2 * pads[0]), max(1, eh - 2 * pads[0]) + 12))
+    W = draw(st.integers(max(1, ew - 2 * pads[1]), max(1, ew - 2 * pads[1]) + 20))
+    kwargs = dict(border_mode=border, subsample=subsample, filter_flip=draw(st.booleans()), filter_dilation=dil)
+    return dtype, (B, C, H, W), (K, C, kh, kw), kwargs, draw(st.sampled_from([True, True, True, False]))
+
+
+_DILATED_EXAMPLES = [   # the direct kernels' two layouts, strided (im2col), the chunked tap panels
+    ("float32", (3, 16, 20, 20), (20, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(2, 2)), True),
+    ("float64", (1, 8, 12, 8), (16, 8, 3, 3), dict(border_mode=(2, 3), subsample=(1, 1), filter_flip=False,
+                                                  filter_dilation=(2, 3)), True),
+    ("float32", (5, 16, 13, 14), (33, 16, 3, 2), dict(border_mode="full", subsample=(2, 1), filter_flip=True,
+                                                     filter_dilation=(3, 2)), True),
+    ("float32", (3, 24, 9, 11), (70, 24, 2, 3), dict(border_mode="valid", subsample=(1, 2), filter_flip=False,
+                                                    filter_dilation=(1, 2)), True),
+    ("float64", (3, 3, 11, 10), (7, 3, 3, 3), dict(border_mode=1, subsample=(1, 1), filter_flip=True,
+                                                  filter_dilation=(2, 1)), False),
+]
+
+
+def test_dilated_convolutions_take_the_direct_kernels():
+    """Dilated convolutions (filter_dilation != 1) and both gradients against the reference: the
+    unit-stride static ones with enough taps run the direct forward and input-gradient kernels with
+    the taps dilation apart, the weight gradient the tap panels at the dilated offsets; strided and
+    dynamic ones im2col with dilated patches. Winograd, the phase split and the few-tap kernels never
+    take a dilated convolution."""
+    seen = _run(dilated_configs(), 24, _DILATED_EXAMPLES)
+    want = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "im2col"), ("gx", "direct_wide"),
+            ("gx", "im2col"), ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "im2col")}
+    assert want <= seen, sorted(want - seen)
+    assert not {v for v in seen if v[1].startswith(("winograd", "phases", "fewtaps"))}, sorted(seen)

@@ -127,6 +127,28 @@ def test_gradient_without_gx_and_exclusion():
     assert {"MaxPoolGrad", "Conv2dGradWeights"} <= set(op_names(without))
 
 
+@pytest.mark.parametrize("pooled", [True, False])
+def test_dilated_convolution_is_left_to_conv2d(pooled):
+    """A dilated conv -> (pool ->) bias -> ReLU layer and its gradients are not fused (the fused kernels
+    take undilated filters): the dilated Conv2d and its gradient ops stay, natively as the reference."""
+    rng = np.random.RandomState(4)
+    x, W, b = T.ftensor4("x"), T.ftensor4("W"), T.fvector("b")
+    z = conv2d(x, W, border_mode="half", filter_dilation=(2, 2))
+    if pooled:
+        z = pool.pool_2d(z, ws=(2, 2), ignore_border=True)
+    out = T.nnet.relu(z + b.dimshuffle("x", 0, "x", "x"))
+    cost = (out ** 2).sum()
+    gx, gW, gb = T.grad(cost, [x, W, b])
+    vals = [rng.standard_normal((3, 16, 12, 12)).astype("float32"),
+            rng.standard_normal((20, 16, 3, 3)).astype("float32"), rng.standard_normal(20).astype("float32")]
+    fn, _ = check_native_vs_reference([x, W, b], [out, gx, gW, gb], vals, rtol=RTOL, atol=2e-3)
+    names = op_names(fn)
+    assert "ConvPoolAct" not in names and "ConvPoolActGrad" not in names, names
+    convs = [n.op for n in fn.fgraph.toposort() if type(n.op).__name__.startswith("Conv2d")]
+    assert sorted(type(c).__name__ for c in convs) == ["Conv2d", "Conv2dGradInputs", "Conv2dGradWeights"]
+    assert all(c.filter_dilation == (2, 2) for c in convs)
+
+
 def test_does_not_fire_outside_its_pattern():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
     c = conv2d(x, W)
