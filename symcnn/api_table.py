@@ -114,7 +114,7 @@ GROUPS = [
         ("theano.tensor.nnet.softplus", ()), ("theano.tensor.nnet.binary_crossentropy", ("output", "target")),
         ("theano.tensor.nnet.categorical_crossentropy", ("coding_dist", "true_dist")),
         ("theano.tensor.nnet.conv2d", ("input", "filters", "input_shape", "filter_shape", "border_mode",
-                                        "subsample", "filter_flip")),
+                                        "subsample", "filter_flip", "filter_dilation")),
         ("theano.tensor.nnet.conv.conv2d", ()),
         ("theano.tensor.nnet.abstract_conv.get_conv_output_shape", ()),
         ("theano.tensor.signal.pool.pool_2d", ("input", "ws", "ignore_border", "stride", "pad", "mode")),
