@@ -8,7 +8,7 @@ from .. import irutil as U
 from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps as FT
 from ..parallel import threads
-from .conv import gep, image_view, zero_fill
+from .conv import dilation, gep, image_view, zero_fill
 from .conv_forward import few_taps
 from .conv_threads import Captured, PerThread, add_array, shift_copy
 
@@ -24,7 +24,9 @@ def grad_weights_plan(op, dtype, dims):
         return None
     if not few_taps(C, kh, kw):
         return None
-    p = FT.Plan(str(dtype), C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW, op.filter_flip, "rows", dense_out=True)
+    dh, dw = dilation(op)
+    p = FT.Plan(str(dtype), C, OH + (kh - 1) * dh, OW + (kw - 1) * dw, K, kh, kw, OH, OW, op.filter_flip, "rows",
+                dense_out=True, dilation=(dh, dw))
     return p if p.useful >= FT.MIN_EFFICIENCY else None
 
 
@@ -35,7 +37,7 @@ def emit_grad_weights(ctx, op, p, xs, td, out, B, body):
     dt = p.dtype
     et = U.ll_type(dt)
     T = threads()
-    ph, pw = geometry.padding(op.border_mode, p.kh, p.kw)
+    ph, pw = geometry.padding(op.border_mode, p.kh, p.kw, dilation=(p.dh, p.dw))
     H, W = p.Hb - 2 * ph, p.W - 2 * pw
     cap = Captured()
     cap.add("B", B)

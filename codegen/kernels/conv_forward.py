@@ -23,9 +23,9 @@ Four ways, chosen when compiling (forward_variant):
           waste too much of its tiles): per image, a per-thread patch matrix and the packed GEMM
           (conv.py's helpers).
 Dilated filters (filter_dilation): the direct kernel and im2col read the taps dh rows and dw cols
-apart (scaled tap offsets, no zero-filled filter); Winograd, the few-tap kernel and the phase split
-decline them, so a dilated convolution is 'direct' (unit strides, static shapes, enough taps) or
-'im2col'.
+apart (scaled tap offsets, no zero-filled filter), and so does the few-tap kernel; Winograd and the
+phase split decline them, so a dilated convolution is 'direct' or 'fewtaps' (unit strides, static
+shapes) or 'im2col'.
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d
@@ -90,16 +90,14 @@ def few_taps(C, kh, kw):
 def direct_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, dense_out=False, dil=(1, 1)):
     """A DirectImages when every size is a static int and the direct kernel (or, with fewer than
     MIN_DIRECT_TAPS taps, the few-tap kernel: dense_out lets its rows layout write dense output
-    planes) applies, else None. dil: the filters' dilation (the direct kernel only)."""
+    planes) applies, else None. dil: the filters' dilation (both kernels' tap offsets)."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if OH < 1 or OW < 1:
         return None
     eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
     if few_taps(C, kh, kw):
-        if tuple(dil) != (1, 1):   # the few-tap kernel's unrolled taps are contiguous
-            return None
-        p = FT.plan(dtype, C, OH + kh - 1, OW + kw - 1, K, kh, kw, OH, OW, flip, dense_out)
+        p = FT.plan(dtype, C, OH + eh - 1, OW + ew - 1, K, kh, kw, OH, OW, flip, dense_out, tuple(dil))
         return DirectImages(p, C, H, W, tuple(shift)) if p is not None else None
     p = D.plan(_Valid(flip, dil), dtype, [None, C, OH + eh - 1, OW + ew - 1, K, kh, kw, OH, OW])
     if p is None:
@@ -145,8 +143,8 @@ def forward_variant(op, dtype, dims):
 
 
 def _dilated_forward_variant(op, dtype, dims, dil):
-    """A dilated Conv2d: 'direct wide' / 'direct rows' with the taps dil apart (unit strides, static
-    shapes, enough taps), else 'im2col' (which takes any stride)."""
+    """A dilated Conv2d: 'direct wide' / 'direct rows' or 'fewtaps rows' / 'fewtaps wide' with the taps
+    dil apart (unit strides, static shapes), else 'im2col' (which takes any stride)."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):

@@ -23,8 +23,8 @@ Each thread accumulates its own partial dW; the partials are added in thread ord
 
 Dilated filters (filter_dilation (dh, dw)): the direct input gradient borders the output gradient by
 the dilated extent ((kh-1)*dh+1 - 1 - ph) and reads its taps dh, dw apart; the tap panels of the
-weight gradient read the image at the scaled tap offsets; Winograd, the phases and the few-tap
-kernel decline them (strided dilated input gradients take im2col, whose patches are dilated too).
+weight gradient and the few-tap kernels read the image at the scaled tap offsets; Winograd and the
+phases decline them (strided dilated input gradients take im2col, whose patches are dilated too).
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights
@@ -227,7 +227,7 @@ def grad_weights_variant(op, dtype, dims, fewtaps=True):
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
-    fp = grad_weights_plan(op, dtype, dims) if fewtaps and dilation(op) == (1, 1) else None
+    fp = grad_weights_plan(op, dtype, dims) if fewtaps else None
     if fp is not None:
         return fp.variant, fp
     pads = _static_pads(op, kh, kw)

@@ -52,8 +52,9 @@ class Plan:
     are those of directconv.Plan that directconv.pack_weights and the conv-pool epilogues read
     (dtype, C, H, W, K, kh, kw, P, MR, nkb, flip, L, rs, row_stride, scratch_elems)."""
 
-    def __init__(self, dtype, C, Hb, Wb, K, kh, kw, OH, OW, flip, mode, dense_out=False):
+    def __init__(self, dtype, C, Hb, Wb, K, kh, kw, OH, OW, flip, mode, dense_out=False, dilation=(1, 1)):
         self.dtype, self.C, self.Hb, self.W, self.K, self.kh, self.kw = dtype, C, Hb, Wb, K, kh, kw
+        self.dh, self.dw = dilation   # the taps dh rows and dw cols apart (Theano's filter_dilation)
         self.OH, self.OW, self.flip, self.mode, self.dense_out = OH, OW, flip, mode, dense_out
         self.L = L = lanes(dtype)
         self.H = Hb + -(-2 * L // Wb)   # spare zero rows: the last vectors read past the image
@@ -93,7 +94,11 @@ class Plan:
         """The buffer offset of tap t = (c, r, s) (unflipped: the flip is in the packed weights)."""
         c, rs = divmod(t, self.kh * self.kw)
         r, s = divmod(rs, self.kw)
-        return c * self.H * self.W + r * self.W + s
+        return c * self.H * self.W + self.dh * r * self.W + self.dw * s
+
+    def dilation_tag(self):
+        """'' or '_d<dh>x<dw>': the kernels' names tell dilated tap offsets apart."""
+        return "" if (self.dh, self.dw) == (1, 1) else f"_d{self.dh}x{self.dw}"
 
     def cost(self):
         """Modelled cycles per image of the forward (for choosing a layout)."""
@@ -154,15 +159,16 @@ def _grad_tile(p, acc):
     return best[1]
 
 
-def plan(dtype, C, Hb, Wb, K, kh, kw, OH, OW, flip, dense_out=False):
+def plan(dtype, C, Hb, Wb, K, kh, kw, OH, OW, flip, dense_out=False, dilation=(1, 1)):
     """The cheaper of the two layouts for a 'valid' unit-stride convolution of a bordered
-    (C, Hb, Wb) image (OH = Hb - kh + 1, OW = Wb - kw + 1), or None when neither keeps at least
-    MIN_EFFICIENCY of its lanes. dense_out: the rows layout writes dense (OH, OW) planes, and is
-    taken whenever it is efficient enough (the wide one would need a copy into the planes)."""
+    (C, Hb, Wb) image (OH = Hb - (kh-1)*dh, OW = Wb - (kw-1)*dw with the filters dilated by (dh, dw)),
+    or None when neither keeps at least MIN_EFFICIENCY of its lanes. dense_out: the rows layout writes
+    dense (OH, OW) planes, and is taken whenever it is efficient enough (the wide one would need a copy
+    into the planes)."""
     if str(dtype) not in ("float32", "float64") or min(C, Hb, Wb, K, kh, kw, OH, OW) < 1:
         return None
-    rows = Plan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, flip, "rows", dense_out)
-    wide = Plan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, flip, "wide")
+    rows = Plan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, flip, "rows", dense_out, dilation)
+    wide = Plan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, flip, "wide", dilation=dilation)
     if dense_out and rows.useful >= MIN_EFFICIENCY and rows.useful >= 0.8 * wide.useful:
         return rows
     best = min((rows, wide) if not dense_out else (wide,), key=lambda q: q.cost())
@@ -192,7 +198,7 @@ def _fwd_kernel(module, p, mr, nv):
     One tile per call: inside a loop over tiles, LLVM would hoist the mr*P weight broadcasts out of
     it and keep them spilled on the stack."""
     name = (f"symcnn_fewtaps_fwd_{p.dtype}_{p.mode}_{mr}x{nv}_MR{p.MR}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
-            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{p.row_stride}")
+            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{p.row_stride}{p.dilation_tag()}")
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -283,7 +289,7 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
     top[i*trs + out(v) : +L] * x[in(v) + offset(t0 + t) : +L], i < mk, t < nt (top lanes outside
     the row loaded as 0 when masked_top)."""
     name = (f"symcnn_fewtaps_dw_{p.dtype}_{p.mode}_{mk}x{nt}_t{t0}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
-            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{trs}{'_m' if masked_top else ''}")
+            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{trs}{'_m' if masked_top else ''}{p.dilation_tag()}")
     fn = module.globals.get(name)
     if fn is not None:
         return fn

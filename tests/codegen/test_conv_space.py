@@ -393,17 +393,23 @@ _DILATED_EXAMPLES = [   # the direct kernels' two layouts, strided (im2col), the
                                                     filter_dilation=(1, 2)), True),
     ("float64", (3, 3, 11, 10), (7, 3, 3, 3), dict(border_mode=1, subsample=(1, 1), filter_flip=True,
                                                   filter_dilation=(2, 1)), False),
+    # few taps (a first layer): the few-tap kernels, rows of 16 and 12 outputs
+    ("float32", (3, 3, 16, 16), (16, 3, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(2, 2)), True),
+    ("float32", (5, 1, 17, 18), (20, 1, 3, 4), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
+                                                   filter_dilation=(2, 2)), True),
 ]
 
 
 def test_dilated_convolutions_take_the_direct_kernels():
     """Dilated convolutions (filter_dilation != 1) and both gradients against the reference: the
-    unit-stride static ones with enough taps run the direct forward and input-gradient kernels with
-    the taps dilation apart, the weight gradient the tap panels at the dilated offsets; strided and
-    dynamic ones im2col with dilated patches. Winograd, the phase split and the few-tap kernels never
-    take a dilated convolution."""
+    unit-stride static ones run the direct (or, with few taps, the few-tap) forward and input-gradient
+    kernels with the taps dilation apart, the weight gradient the tap panels (or the few-tap kernel) at
+    the dilated offsets; strided and dynamic ones im2col with dilated patches. Winograd and the phase
+    split never take a dilated convolution."""
     seen = _run(dilated_configs(), 24, _DILATED_EXAMPLES)
-    want = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "im2col"), ("gx", "direct_wide"),
-            ("gx", "im2col"), ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "im2col")}
+    want = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "fewtaps_rows"), ("fwd", "im2col"),
+            ("gx", "direct_wide"), ("gx", "im2col"), ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "fewtaps_rows"),
+            ("gw", "im2col")}
     assert want <= seen, sorted(want - seen)
-    assert not {v for v in seen if v[1].startswith(("winograd", "phases", "fewtaps"))}, sorted(seen)
+    assert not {v for v in seen if v[1].startswith(("winograd", "phases"))}, sorted(seen)
