@@ -83,9 +83,9 @@ def grad_inputs_variant(op, dtype, dims):
 
 
 def _dilated_grad_inputs_variant(op, dtype, dims, pads):
-    """The input gradient of a dilated convolution: 'direct wide' / 'direct rows' (unit strides, static
-    shapes, enough taps: the output gradient bordered by the dilated extent, the taps dil apart), else
-    'im2col'."""
+    """The input gradient of a dilated convolution: 'direct wide' / 'direct rows' (or the few-tap
+    kernel's, with few taps) for unit strides and static shapes (the output gradient bordered by the
+    dilated extent, the taps dil apart), else 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     dh, dw = dilation(op)
     if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
