@@ -203,3 +203,16 @@ def test_unroll_arguments_are_accepted_and_change_nothing():
     assert a.owner.op == b.owner.op
     with pytest.raises(TypeError, match="unexpected keyword"):
         conv2d(x, w, unroll_everything=True)
+
+
+def test_geometry_formulas_use_the_dilated_extent():
+    from symcnn.tensor.nnet import conv_geometry as G
+    assert G.extent(3, 2) == 5 and G.extent(1, 3) == 1 and G.extent(4, 1) == 4 and G.extent(None, 2) is None
+    assert G.padding("half", 3, 4, dilation=(2, 3)) == (2, 5)      # extents 5 and 10
+    assert G.padding("full", 3, 4, dilation=(2, 3)) == (4, 9)
+    assert G.padding((1, 2), 3, 4, dilation=(2, 3)) == (1, 2)
+    assert G.padding("half", 3, 4) == (1, 2)
+    assert G.out_shape((2, 3, 20, 17), (5, 3, 3, 4), "valid", (2, 1), (2, 3)) == (2, 5, 8, 8)
+    k = T.lscalar("k")
+    ph, _ = G.padding("half", k, 1, dilation=(3, 1))
+    assert int(ph.eval({k: np.int64(4)})) == 5                      # extent 10
