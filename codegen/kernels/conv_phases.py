@@ -218,6 +218,14 @@ def phase_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
     p = D.plan(_Valid(flip), dtype, [None, C, sh * sw * Hp, Wp, K, kh, kw, OH, OW])
     if p is None:
         return None
+    if p.mode == "rows" and Wp % OW:
+        # phase rows a whole number of output rows long: the kernel's row loads (OW lanes) of the
+        # taps in even columns then start on their own alignment, not across two cache lines
+        # (allconv's 32x32 -> 16x16: Wp 17 -> 32, the forward 17% faster)
+        Wa = _cdiv(Wp, OW) * OW
+        pa = D.plan(_Valid(flip), dtype, [None, C, sh * sw * Hp, Wa, K, kh, kw, OH, OW])
+        if pa is not None and pa.mode == "rows":
+            p, Wp = pa, Wa
     return PhaseImages(p, C, H, W, pads, stride, Hp, Wp)
 
 

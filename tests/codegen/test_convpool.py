@@ -453,6 +453,8 @@ def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtyp
     di = padded_direct(ops[0], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]])
     assert variant.startswith("direct phases") and isinstance(di, PhaseImages), variant
     assert isinstance(gx, PhaseGradInputs)
+    if di.p.mode == "rows":   # phase rows a whole number of output rows long (aligned row loads)
+        assert di.Wp % o[3] == 0 and di.p.W == di.Wp, (di.Wp, o[3])
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
     kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_[A-Za-z0-9_]+)", fn.runner.ir))
