@@ -14,7 +14,9 @@ per NV loads, with nothing copied per image. Two layouts of the outputs covered 
         past each row's end are computed and ignored (used when that waste is small, e.g. a 28-wide
         image and 24 outputs per row);
   rows  OW divides the vector length L: a vector is G = L/OW whole output rows, each an OW-long
-        load of the image (q = i*OW + j; e.g. 8 outputs per row: two rows per 16-lane vector).
+        load of the image (q = i*OW + j; e.g. 8 outputs per row: two rows per 16-lane vector);
+        with image rows exactly OW long (W == OW, the strided kernels' shifted copies) and full
+        tiles, the G rows lie end to end and a vector is one load (whole_rows).
 
 A filter dilated by (dh, dw) (Theano's filter_dilation) only moves the taps: tap (c, r, s) sits at
 c*H*W + dh*r*W + dw*s, so the same micro-kernel runs it with the table of offsets scaled.
@@ -72,8 +74,9 @@ class Plan:
         return (self.OH * self.OW * self.K) / (self.ntiles * self.NV * self.L * self.nkb * self.MR)
 
 
-def plan(op, dtype, dims):
-    """A Plan for this conv when the direct kernel applies and wastes little, else None."""
+def plan(op, dtype, dims, modes=None):
+    """A Plan for this conv when the direct kernel applies and wastes little, else None; modes: the
+    layouts to consider (default: both where they apply)."""
     if str(dtype) not in ("float32", "float64") or op.border_mode != "valid" or tuple(op.subsample) != (1, 1):
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
@@ -84,8 +87,8 @@ def plan(op, dtype, dims):
     max_acc = max_accumulators()
     min_acc = min(MIN_ACC, max_acc // 2 + 2)
     best = None
-    modes = ["wide"] + (["rows"] if OW <= L and L % OW == 0 else [])
-    for mode in modes:
+    allowed = ["wide"] + (["rows"] if OW <= L and L % OW == 0 else [])
+    for mode in [m for m in allowed if modes is None or m in modes]:
         for MR in (6, 5, 4, 3, 2, 1):
             for NV in (4, 3, 2, 1):
                 if MR * NV > max_acc:
@@ -196,7 +199,8 @@ class AccLoop:
 def _microkernel(module, p):
     """void ukr(x_img, wp_block, offs, out, t0): conv scratch rows [MR] x one tile, from tile t0
     (wide: first q; rows: first output row)."""
-    name = f"symcnn_dconv_{p.dtype}_{p.mode}_{p.MR}x{p.NV}_W{p.W}_OW{p.OW}_OH{p.OH}_P{p.P}_{p.row_stride}"
+    layout = "rows_whole" if whole_rows(p) else p.mode
+    name = f"symcnn_dconv_{p.dtype}_{layout}_{p.MR}x{p.NV}_W{p.W}_OW{p.OW}_OH{p.OH}_P{p.P}_{p.row_stride}"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -214,6 +218,10 @@ def _microkernel(module, p):
             left = b.sub(U.i64(p.n_out), b.add(t0, U.i64(j * L)))
             masks.append(b.icmp_signed("<", lane, U.splat(b, left, ir.VectorType(I64, L))))
         pieces = None
+    elif whole_rows(p):
+        # the G rows of a vector lie end to end (W == OW) and every tile is full: one load each
+        pieces = None
+        rows = [b.gep(x, [b.mul(b.add(t0, U.i64(j * p.G)), U.i64(p.W))], source_etype=et) for j in range(NV)]
     else:
         G, OW = p.G, p.OW
         ht = ir.VectorType(et, OW)
@@ -228,11 +236,13 @@ def _microkernel(module, p):
     t, accs = loop.i, loop.accs
     off = b.load(b.gep(offs, [t], source_etype=I64), typ=I64)
     vecs = []
-    if pieces is None:
+    if p.mode == "wide":
         src = b.gep(base, [off], source_etype=et)
         for j in range(NV):
             ptr = b.gep(src, [U.i64(j * L)], source_etype=et) if j else src
             vecs.append(b.call(vec.mload, [ptr, vec.align, masks[j], vec.zero]))
+    elif pieces is None:
+        vecs = [b.load(b.gep(r, [off], source_etype=et), typ=vec.t, align=vec.size) for r in rows]
     else:
         for j in range(NV):
             parts = [b.load(b.gep(pieces[j * G + g], [off], source_etype=et), typ=ht, align=vec.size)
@@ -253,6 +263,12 @@ def _microkernel(module, p):
             b.store(accs[i][j], b.gep(out, [U.i64(i * p.row_stride + j * L)], source_etype=et), align=vec.size)
     b.ret_void()
     return fn
+
+
+def whole_rows(p):
+    """A 'rows' plan whose image rows are exactly OW long (W == OW: G rows per vector lie end to end)
+    with full tiles (OH a multiple of the tile's rows): each vector is then one load."""
+    return p.mode == "rows" and p.G > 1 and p.W == p.OW and p.OH % p.tile == 0
 
 
 def emit_image(ctx, p, x_img, wp, offs, conv):

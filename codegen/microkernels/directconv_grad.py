@@ -291,15 +291,68 @@ def _dwt_kernel(module, tp, nv):
     return fn
 
 
+def _transpose_block(b, rows):
+    """The L x L transpose of rows (L vectors of L lanes, L a power of two): log2(L) stages, stage s
+    exchanging bit s of the row index with bit s of the lane index, each new row one two-source
+    shuffle of a pair of rows."""
+    L = len(rows)
+    rows = list(rows)
+    d = 1
+    while d < L:
+        lo = ir.Constant(ir.VectorType(U.I32, L), [j if not j & d else L + (j ^ d) for j in range(L)])
+        hi = ir.Constant(ir.VectorType(U.I32, L), [L + j if j & d else j ^ d for j in range(L)])
+        for i in range(L):
+            if not i & d:
+                a, c = rows[i], rows[i | d]
+                rows[i], rows[i | d] = b.shuffle_vector(a, c, lo), b.shuffle_vector(a, c, hi)
+        d *= 2
+    return rows
+
+
 def transpose_top(ctx, tp, top, trs, dst):
-    """dst[n*KP + k] = top[k*trs + n] for k < K (the padding columns are left as they are: zero)."""
+    """dst[n*KP + k] = top[k*trs + n] for k < K (the padding columns are left as they are: zero).
+    With trs a static int and L a power of two: L x L blocks transposed in registers (columns past
+    K get zeros, rows of dst past N are not written); else one value at a time."""
     b = ctx.b
     et = U.ll_type(tp.dtype)
+    L = tp.L
+    if isinstance(trs, int) and L > 1 and L & (L - 1) == 0:
+        _transpose_top_blocks(b, tp, top, trs, dst)
+        return
     with U.for_range(b, tp.K, name="tk") as k:
         src = b.gep(top, [b.mul(k, U.i64(trs))], source_etype=et)
         with U.for_range(b, tp.N, name="tn") as n:
             v = b.load(b.gep(src, [n], source_etype=et), typ=et)
             b.store(v, b.gep(dst, [b.add(b.mul(n, U.i64(tp.KP)), k)], source_etype=et))
+
+
+def _transpose_top_blocks(b, tp, top, trs, dst):
+    et = U.ll_type(tp.dtype)
+    L = tp.L
+    vec = Vec(b.block.function.module, tp.dtype, L)
+    nfull = tp.N // L
+
+    def block(n0, cols):
+        """The block of columns n0 .. n0 + cols of every L rows of top."""
+        mask = ir.Constant(ir.VectorType(U.I1, L), [int(j < cols) for j in range(L)])
+        for k0 in range(0, tp.K, L):
+            rows = []
+            for i in range(L):
+                if k0 + i >= tp.K:
+                    rows.append(vec.zero)
+                    continue
+                src = b.gep(top, [b.add(U.i64((k0 + i) * trs), n0)], source_etype=et)
+                rows.append(b.load(src, typ=vec.t, align=vec.size) if cols == L
+                            else b.call(vec.mload, [src, vec.align, mask, vec.zero]))
+            for j, row in enumerate(_transpose_block(b, rows)[:cols]):
+                ptr = b.gep(dst, [b.add(b.mul(b.add(n0, U.i64(j)), U.i64(tp.KP)), U.i64(k0))], source_etype=et)
+                b.store(row, ptr, align=vec.size)
+
+    if nfull:
+        with U.for_range(b, nfull, name="tn") as nb:
+            block(b.mul(nb, U.i64(L)), L)
+    if tp.N % L:
+        block(U.i64(nfull * L), tp.N % L)
 
 
 def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):

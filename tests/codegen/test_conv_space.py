@@ -23,8 +23,10 @@ VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
             ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
             ("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"),
+            ("fwd", "phases_shifted_rows"), ("gx", "phases_shifted"),
             ("fwd", "winograd"), ("gx", "winograd")}
-PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases")}
+PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"), ("fwd", "phases_shifted_rows"),
+          ("gx", "phases_shifted")}
 
 
 def _draw_border(draw, eh, ew):
@@ -118,8 +120,11 @@ _STATIC_EXAMPLES = [
                                                    filter_dilation=(1, 1)), True),
     ("float32", (3, 32, 15, 15), (33, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
-    # strided: the phase kernels, 8-wide output rows (the 'rows' layout) and 7-wide ones ('wide')
+    # strided: the phase kernels, 8-wide output rows (the shifted layout: two rows per 16-lane vector,
+    # one load), 16-wide ones (the 'rows' layout on rows padded to 32) and 7-wide ones ('wide')
     ("float32", (3, 32, 16, 16), (20, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (2, 16, 32, 32), (20, 16, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=False,
                                                      filter_dilation=(1, 1)), True),
     ("float64", (3, 16, 15, 21), (24, 16, 3, 5), dict(border_mode=(1, 2), subsample=(2, 3), filter_flip=False,
                                                      filter_dilation=(1, 1)), True),
@@ -157,7 +162,7 @@ def test_strided_convolutions_take_the_phase_kernels():
     phase kernels in both layouts and the input gradient's phases (with im2col where the phase images
     would waste too much of the direct tiles)."""
     # + a padded 1x1 filter with stride 2: three of the four phases of dx get no tap (zeros)
-    seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-2:] + [
+    seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-3:] + [
         ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
                                                          filter_dilation=(1, 1)), True)])
     assert PHASES <= seen, sorted(PHASES - seen)
@@ -325,8 +330,14 @@ def test_few_tap_gradients_verify():
 
 def test_phase_kernels_agree_across_thread_counts(threads):
     """The phase kernels keep per-thread phase images, bordered output gradients and conv scratch:
-    1, 2 and 3 threads give bit-identical forwards and input gradients."""
-    xs, ws = (7, 16, 16, 16), (20, 16, 3, 3)
+    1, 2 and 3 threads give bit-identical forwards and input gradients (8-wide output rows: the
+    shifted layout at 16 lanes; 16-wide ones: the plain layout)."""
+    _phase_threads_agree(threads, (7, 16, 16, 16))
+    _phase_threads_agree(threads, (3, 16, 32, 32))
+
+
+def _phase_threads_agree(threads, xs):
+    ws = (20, xs[1], 3, 3)
     kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
     res = {}
     for n in (1, 2, 3):
@@ -335,7 +346,8 @@ def test_phase_kernels_agree_across_thread_counts(threads):
         vals = _values("float32", xs, ws, ins, outs, seed=2)
         fn, got = check_native_vs_reference(ins, outs, vals, rtol=1e-4, atol=2e-3)
         seen = set(BODY.findall(fn.dump_llvm()))   # the forward's layout depends on the vector width
-        assert ("gx", "phases") in seen and seen & {("fwd", "phases_rows"), ("fwd", "phases_wide")}, seen
+        assert seen & {("gx", "phases"), ("gx", "phases_shifted")}, seen
+        assert seen & {("fwd", "phases_rows"), ("fwd", "phases_wide"), ("fwd", "phases_shifted_rows")}, seen
         res[n] = got[0]
     for n in (2, 3):
         np.testing.assert_array_equal(res[n][0], res[1][0])

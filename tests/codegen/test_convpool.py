@@ -444,6 +444,12 @@ def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtyp
     """The forward of a strided convolution runs the direct kernel on the images split into phases
     (its C*kh*kw taps on a (C, sh*sw*Hp, Wp) buffer), the input gradient one direct kernel per phase of
     dx (K*Ah*Aw taps each), and everything matches the reference, with and without the input gradient."""
+    _check_phase_kernels(xs, ws, conv, pool_kw, dtype, act)
+
+
+def _check_phase_kernels(xs, ws, conv, pool_kw, dtype, act):
+    """The checks of test_strided_convolutions_take_the_phase_kernels; returns the forward's PhaseImages
+    and the input gradient's PhaseGradInputs."""
     from codegen.kernels.conv_phases import PhaseGradInputs, PhaseImages
     from codegen.kernels.convpool import padded_direct
     kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
@@ -453,15 +459,41 @@ def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtyp
     di = padded_direct(ops[0], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]])
     assert variant.startswith("direct phases") and isinstance(di, PhaseImages), variant
     assert isinstance(gx, PhaseGradInputs)
+    if di.p.mode == "rows":   # phase rows a whole number of output rows long (aligned row loads)
+        assert di.p.W % o[3] == 0, (di.p.W, o[3])
+    if di.shifted:   # rows of exactly OW, one copy per column offset: each vector one load
+        assert di.p.W == o[3] and _layout(di.p) == "rows_whole", (di.p.W, o[3])
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
     kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_[A-Za-z0-9_]+)", fn.runner.ir))
-    assert any(k.startswith(f"symcnn_dconv_{dtype}_{di.p.mode}_") and f"_W{di.Wp}_" in k
+    assert any(k.startswith(f"symcnn_dconv_{dtype}_{_layout(di.p)}_") and f"_W{di.p.W}_" in k
                and f"_P{xs[1] * ws[2] * ws[3]}_" in k for k in kernels), kernels
     for q in gx.phases:
         if q.p is not None:
-            assert any(k.startswith(f"symcnn_dconv_{dtype}_{q.p.mode}_") and f"_W{gx.Wt}_OW{q.V}_OH{q.U}_" in k
+            assert any(k.startswith(f"symcnn_dconv_{dtype}_{_layout(q.p)}_") and f"_W{q.p.W}_OW{q.V}_OH{q.U}_" in k
                        and f"_P{ws[0] * q.Ah * q.Aw}_" in k for k in kernels), (q.U, q.V, kernels)
+    return di, gx
+
+
+def _layout(p):
+    from codegen.microkernels import directconv as D
+    return "rows_whole" if D.whole_rows(p) else p.mode
+
+
+@pytest.mark.parametrize("xs,ws,dtype", [((5, 64, 16, 16), (64, 64, 3, 3), "float32"),
+                                         ((3, 16, 8, 8), (12, 16, 3, 3), "float64")])
+def test_small_strided_outputs_take_the_shifted_layout(xs, ws, dtype):
+    """Output rows a fraction of a vector wide (8 float32 / 4 float64 values: allconv's 16x16 -> 8x8
+    layer): the forward and the input gradient take the shifted layouts (rows of exactly OW values, one
+    copy per column offset), whose kernels load each vector of several rows at once, and match the
+    reference."""
+    from codegen.microkernels import directconv as D
+    if D.lanes(dtype) != 16 // (1 if dtype == "float32" else 2):
+        pytest.skip("the shapes are chosen for 16 float32 lanes")
+    di, gx = _check_phase_kernels(xs, ws, dict(border_mode="half", subsample=(2, 2)), dict(pool=None), dtype, "relu")
+    assert di.shifted and di.nd == 2 and D.whole_rows(di.p), (di.variant, di.p.W)
+    assert gx.cols == [1, 2] and gx.variant == "phases shifted"
+    assert all(D.whole_rows(q.p) for q in gx.phases if q.p is not None)
 
 
 def geometry_out(op, xs, ws):
