@@ -21,7 +21,8 @@ and channel instead of the r*r*m*m of the direct convolution (F(2x2, 3x3): 2.25x
            panels, or a panel a whole number of images (Timg = tHp*tWp). A vector's columns s of
            input row are the stride-m lanes of ceil(a/m) contiguous loads of the row (at m*tj,
            m*tj + m, ...), picked apart by shuffles; the padded tiles read the buffer's zeros.
-  GEMM     per position p, gemm.macrokernel on the packed panels: no packing per image.
+  GEMM     per position p, gemm.macrokernel on the packed panels: no packing per image. (5x5: a panel
+           of images narrower than NR holds a whole number of images, Gi*Timg columns.)
   outputs  Y = A^T M A for L tiles at a time; the m columns of an output row are interleaved back
            into m*L contiguous values and stored with masks that drop the columns past OW and the
            rows past OH (ragged last tiles, padded tiles).
@@ -31,8 +32,7 @@ rows and Wb = m*tWp + m*(ceil(a/m) - 1) columns (the a columns of every tile, an
 Float32 error, relative to the largest output (measured, Gaussian / positive data, 32 to 128
 channels): F(2x2), whose transforms multiply by 0, +-1, +-1/2, 3e-7 to 1e-6, as a sum taken in
 another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5; F(2x2, 5x5) with the points
-0, +-1, 1/2, -2 (POINTS) about 1e-6 (float32 emulated in numpy over 20 channels: the points
-0, +-1, +-2 give 2.1e-6, 0, +-1, +-1/2 2.5e-6). A non-finite input value makes
+0, +-1, 1/2, -2 (POINTS) 0.8e-6 to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to 2.5e-6. A non-finite input value makes
 every output of its tiles NaN (inf - inf in the transforms), not only those it reaches.
 """
 from fractions import Fraction as F
@@ -57,8 +57,10 @@ MATRICES = {
 }
 
 
-# interpolation points of the F(m x m, r x r) whose matrices Cook-Toom generates (cook_toom.py):
-# those of the smallest float32 error among the sets of 0, +-1 and two of +-1/2, +-2, +-3/2, +-3/4
+# interpolation points of the F(m x m, r x r) whose matrices Cook-Toom generates (cook_toom.py).
+# F(2x2, 5x5): 0, +-1, 1/2, -2, the smallest float32 error among 0, +-1 with two of +-1/2, +-2,
+# +-3/2, +-3/4 (emulated over 20 channels: 1.3e-6 of the largest output; 0, +-1, +-2, the points
+# of F(4x4, 3x3), 2.1e-6; natively 0.8-2e-6 against 1.9-5.3e-6, at the same speed on LeNet)
 POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2)}
 
 
@@ -106,6 +108,10 @@ class Plan:
             self.tHp += self.G
         self.Timg = self.tHp * self.tWp
         self.Gi = max(1, NR // self.Timg)          # images per panel
+        if r != 3 and self.Timg < NR:
+            # a panel of Gi whole images, narrower than the GEMM's NR where they do not fill it (the
+            # packed GEMM's edge micro-kernels): one 12x12 image of 48 tiles wastes none of it
+            self.NR = NR = self.Gi * self.Timg
         self.nblk = max(1, self.Timg // NR)       # panels per image
         self.Hb, self.Wb = m * self.tHp + r - 1, m * self.tWp + m * (self.loads - 1)
         # the a*a positions' blocks of tiles and of products, one 64-byte line more than their size
@@ -115,6 +121,8 @@ class Plan:
         self.vq, self.mq = C * NR + line, K * NR + line
 
     def _whole(self, T):
+        if self.r != 3:
+            return T % self.L == 0 and (T < self.NR or T % self.NR == 0)
         return T % self.L == 0 and (self.NR % T == 0 or T % self.NR == 0)
 
     @property

@@ -213,6 +213,9 @@ _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per
                                                      filter_dilation=(1, 1)), True),
     ("float32", (3, 20, 9, 9), (50, 20, 5, 5), dict(border_mode="full", subsample=(1, 1), filter_flip=False,
                                                    filter_dilation=(1, 1)), True),
+    # 12x12 outputs: panels of one image's 48 tiles, narrower than the GEMM's
+    ("float32", (3, 32, 12, 12), (32, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
 ]
 
 
@@ -221,6 +224,24 @@ def test_winograd_5x5_shapes():
     about 1e-6 of the largest output (outputs here reach ~100-200: atol 2e-3 is 1e-5 of that)."""
     seen = _run(winograd_configs(k=5), 12, _WINOGRAD_5X5_EXAMPLES)
     assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+
+
+@pytest.mark.parametrize("xs,ws,border", [((32, 20, 12, 12), (50, 20, 5, 5), "valid"),
+                                         ((8, 64, 16, 16), (128, 64, 5, 5), "half")])
+def test_winograd_5x5_float32_error(xs, ws, border):
+    """F(2x2, 5x5)'s float32 forward against a float64 reference: its points (0, +-1, 1/2, -2) keep
+    the error at the direct kernel's, about 1e-6 of the largest output (0, +-1, +-2 give 3-5e-6)."""
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border))
+    assert re.search(r"symcnn_wino_in_float32_F2r5_", fn.dump_llvm())
+    x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
+    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64, border_mode=border), mode="reference")
+    rng = np.random.default_rng(0)
+    xv = np.tanh(rng.standard_normal(xs)).astype("float32")
+    wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 25)).astype("float32")
+    ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
+    assert np.abs(fn(xv, wv) - ref).max() <= 2.5e-6 * np.abs(ref).max()
 
 
 def test_dynamic_shapes_take_im2col():

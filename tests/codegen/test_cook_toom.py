@@ -17,6 +17,7 @@ def _correlate(BT, G, AT, g, d):
 
 
 @pytest.mark.parametrize("m,r,points", [(2, 3, (0, 1, -1)), (4, 3, (0, 1, -1, 2, -2)), (2, 5, WG.POINTS[(2, 5)]),
+                                        (2, 5, (0, 1, -1, 2, -2)),
                                         (3, 4, (0, 1, -1, Fraction(1, 2), 3)), (2, 7, (0, 1, -1, 2, -2, 3, -3))])
 def test_matrices_compute_the_correlation_exactly(m, r, points):
     BT, G, AT = cook_toom.matrices(m, r, points)
@@ -55,6 +56,9 @@ def test_f2x2_5x5_plan_layout():
     p = WG.Plan("float32", 20, 50, 8, 8, 2, True, 5)
     assert (p.a, p.loads, p.Hb - 2 * p.tHp, p.Wb - 2 * p.tWp) == (6, 3, 4, 4)
     assert "r5" in p.name
+    # a 12x12 output (6x6 tiles on a 6x8 grid): a panel of one image, narrower than the GEMM's
+    n = WG.Plan("float32", 50, 20, 12, 12, 2, False, 5)
+    assert n.NR == n.Gi * n.Timg and n.NR % n.L == 0 and n.efficiency(1) == 36 / n.NR
     q = WG.Plan("float32", 32, 32, 16, 16, 2, True)
     assert (q.a, q.loads, q.Hb - 2 * q.tHp, q.Wb - 2 * q.tWp, q.r) == (4, 2, 2, 2, 3)
     assert q.name == f"float32_F2_C32_K32_OH16_OW16_{q.tHp}x{q.tWp}"
