@@ -32,8 +32,9 @@ rows and Wb = m*tWp + m*(ceil(a/m) - 1) columns (the a columns of every tile, an
 Float32 error, relative to the largest output (measured, Gaussian / positive data, 32 to 128
 channels): F(2x2), whose transforms multiply by 0, +-1, +-1/2, 3e-7 to 1e-6, as a sum taken in
 another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5; F(2x2, 5x5) with the points
-0, +-1, 1/2, -2 (POINTS) 0.8e-6 to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to 2.5e-6. A non-finite input value makes
-every output of its tiles NaN (inf - inf in the transforms), not only those it reaches.
+0, +-1, 1/2, -2 (POINTS) 0.8e-6 to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to
+2.5e-6. A non-finite input value makes every output of its tiles NaN (inf - inf in the
+transforms), not only those it reaches.
 """
 from fractions import Fraction as F
 
