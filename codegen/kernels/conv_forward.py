@@ -2,9 +2,10 @@
 
 Four ways, chosen when compiling (forward_variant):
 
-  winograd  3x3 filters, unit strides, static shapes, 16 or more channels and filters, a tile grid
-          that wastes little: Winograd's F(2x2, 3x3) (conv_winograd.py; F(4x4, 3x3) with
-          options.winograd_max_tile = 4), 2.25x (4x) fewer multiplications than the direct kernel.
+  winograd  3x3 or 5x5 filters, unit strides, static shapes, 16 or more channels and filters, a tile
+          grid that wastes little: Winograd's F(2x2, 3x3) (conv_winograd.py; F(4x4, 3x3) with
+          options.winograd_max_tile = 4), 2.25x (4x) fewer multiplications than the direct kernel,
+          or F(2x2, 5x5), 2.78x fewer.
   gemm 1x1  a 1x1 unit-stride unpadded convolution: each image is its own patch matrix, so the
           packed GEMM reads it in place.
   direct  static shapes and unit strides, any padding: each image is copied into a per-thread,

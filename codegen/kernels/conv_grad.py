@@ -2,7 +2,7 @@
 
 Input gradient, chosen by grad_inputs_variant:
   gemm 1x1  a 1x1 unit-stride unpadded convolution: dx[n] = W^T @ top[n], written in place.
-  winograd  the direct variant's correlation by Winograd's F(m x m, 3x3) where conv_winograd.py takes it.
+  winograd  the direct variant's correlation by Winograd's F(m x m, r x r) where conv_winograd.py takes it.
   direct  unit strides, static shapes: dx[n] is the 'valid' correlation of top[n], zero-bordered by
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.

@@ -1,13 +1,15 @@
-"""Winograd F(m x m, 3 x 3) convolution of zero-bordered images (Lavin & Gray, 2016).
+"""Winograd F(m x m, r x r) convolution of zero-bordered images (Lavin & Gray, 2016): F(2x2, 3x3),
+F(4x4, 3x3) and F(2x2, 5x5).
 
-A 'valid' 3x3 correlation of a (C, Hb, Wb) buffer is cut into m x m output tiles; each reads an
-a x a input tile d (a = m + 2) and, per filter k, is
+A 'valid' r x r correlation of a (C, Hb, Wb) buffer is cut into m x m output tiles; each reads an
+a x a input tile d (a = m + r - 1) and, per filter k, is
 
     Y = A^T [ sum_c (G g[k, c] G^T) * (B^T d[c] B) ] A
 
 with '*' elementwise: the a*a products of each position p of the transformed tile are a GEMM over
 the channels, M[p][k, tile] = U[p][k, :] @ V[p][:, tile], which does a*a multiplications per tile
-and channel instead of the 9*m*m of the direct convolution (F(2x2): 2.25x fewer, F(4x4): 4x).
+and channel instead of the r*r*m*m of the direct convolution (F(2x2, 3x3): 2.25x fewer, F(4x4, 3x3):
+4x, F(2x2, 5x5): 2.78x).
 
   filters  U = G g G^T once per call (in float64, rounded once), packed as the packed GEMM's A
            micro-panels: up[p][K/MR][C][MR] (gemm.py).
@@ -17,19 +19,22 @@ and channel instead of the 9*m*m of the direct convolution (F(2x2): 2.25x fewer,
            vector of L tiles is a run of one tile row (tWp a multiple of L) or G = L/tWp whole
            tile rows (tWp a power of two below L), and so that an image holds a whole number of
            panels, or a panel a whole number of images (Timg = tHp*tWp). A vector's columns s of
-           input row r are the stride-m lanes of two contiguous loads of the row (at m*tj and
-           m*tj + m), picked apart by shuffles; the padded tiles read the buffer's zeros.
-  GEMM     per position p, gemm.macrokernel on the packed panels: no packing per image.
+           input row are the stride-m lanes of ceil(a/m) contiguous loads of the row (at m*tj,
+           m*tj + m, ...), picked apart by shuffles; the padded tiles read the buffer's zeros.
+  GEMM     per position p, gemm.macrokernel on the packed panels: no packing per image. (5x5: a panel
+           of images narrower than NR holds a whole number of images, Gi*Timg columns.)
   outputs  Y = A^T M A for L tiles at a time; the m columns of an output row are interleaved back
            into m*L contiguous values and stored with masks that drop the columns past OW and the
            rows past OH (ragged last tiles, padded tiles).
 
-The buffer must hold the image at (0, 0) and zeros where the tiles read past it: Hb = m*tHp + 2
-rows and Wb = m*tWp + m columns (a >= m + 2 columns of every tile, and the second load).
+The buffer must hold the image at (0, 0) and zeros where the tiles read past it: Hb = m*tHp + r - 1
+rows and Wb = m*tWp + m*(ceil(a/m) - 1) columns (the a columns of every tile, and the last load).
 Float32 error, relative to the largest output (measured, Gaussian / positive data, 32 to 128
 channels): F(2x2), whose transforms multiply by 0, +-1, +-1/2, 3e-7 to 1e-6, as a sum taken in
-another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5. A non-finite input value makes
-every output of its tiles NaN (inf - inf in the transforms), not only those it reaches.
+another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5; F(2x2, 5x5) with the points
+0, +-1, 1/2, -2 (POINTS) 0.8e-6 to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to
+2.5e-6. A non-finite input value makes every output of its tiles NaN (inf - inf in the
+transforms), not only those it reaches.
 """
 from fractions import Fraction as F
 
@@ -37,7 +42,7 @@ from llvmlite import ir
 
 from .. import irutil as U
 from ..irutil import lanes
-from . import gemm
+from . import cook_toom, gemm
 from .directconv import Vec, kernel_function
 
 # (B^T, G, A^T) of F(m x m, 3 x 3) with the interpolation points 0, +-1 (, +-2, 1/2 ...), infinity
@@ -53,18 +58,40 @@ MATRICES = {
 }
 
 
+# interpolation points of the F(m x m, r x r) whose matrices Cook-Toom generates (cook_toom.py).
+# F(2x2, 5x5): 0, +-1, 1/2, -2, the smallest float32 error among 0, +-1 with two of +-1/2, +-2,
+# +-3/2, +-3/4 (emulated over 20 channels: 1.3e-6 of the largest output; 0, +-1, +-2, the points
+# of F(4x4, 3x3), 2.1e-6; natively 0.8-2e-6 against 1.9-5.3e-6, at the same speed on LeNet)
+POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2)}
+
+
+def matrices(m, r):
+    """(B^T, G, A^T) of F(m x m, r x r)."""
+    if r == 3:
+        return MATRICES[m]
+    return cook_toom.matrices(m, r, POINTS[(m, r)])
+
+
+def tile_sizes(r):
+    """The output tile sizes m of F(m x m, r x r) there are kernels for, largest first."""
+    return (4, 2) if r == 3 else tuple(sorted((m for m, r_ in POINTS if r_ == r), reverse=True))
+
+
 def _ceil(a, b):
     return -(-a // b)
 
 
 class Plan:
-    """Static layout of a Winograd F(m x m, 3x3) 'valid' correlation of (C, Hb, Wb) buffers into
+    """Static layout of a Winograd F(m x m, r x r) 'valid' correlation of (C, Hb, Wb) buffers into
     (K, OH, OW) results (all sizes Python ints). flip: the filters are turned 180 degrees (a true
     convolution)."""
 
-    def __init__(self, dtype, C, K, OH, OW, m, flip):
+    def __init__(self, dtype, C, K, OH, OW, m, flip, r=3):
         self.dtype, self.C, self.K, self.OH, self.OW, self.m, self.flip = dtype, C, K, OH, OW, m, flip
-        self.a = m + 2
+        self.r = r
+        self.a = m + r - 1
+        self.loads = _ceil(self.a, m)             # row loads per vector of tiles
+        self.BT, self.Gm, self.AT = matrices(m, r)
         self.L = L = lanes(dtype)
         L_, self.MR, self.NV, *_ = gemm.params(dtype)
         self.NR = NR = self.NV * L
@@ -82,8 +109,12 @@ class Plan:
             self.tHp += self.G
         self.Timg = self.tHp * self.tWp
         self.Gi = max(1, NR // self.Timg)          # images per panel
+        if r != 3 and self.Timg < NR:
+            # a panel of Gi whole images, narrower than the GEMM's NR where they do not fill it (the
+            # packed GEMM's edge micro-kernels): one 12x12 image of 48 tiles wastes none of it
+            self.NR = NR = self.Gi * self.Timg
         self.nblk = max(1, self.Timg // NR)       # panels per image
-        self.Hb, self.Wb = m * self.tHp + 2, m * self.tWp + m
+        self.Hb, self.Wb = m * self.tHp + r - 1, m * self.tWp + m * (self.loads - 1)
         # the a*a positions' blocks of tiles and of products, one 64-byte line more than their size
         # apart: blocks a power of two apart (often 8 KiB) would put the a*a vectors the transforms
         # store and load together into one cache set
@@ -91,12 +122,14 @@ class Plan:
         self.vq, self.mq = C * NR + line, K * NR + line
 
     def _whole(self, T):
+        if self.r != 3:
+            return T % self.L == 0 and (T < self.NR or T % self.NR == 0)
         return T % self.L == 0 and (self.NR % T == 0 or T % self.NR == 0)
 
     @property
     def name(self):
-        return (f"{self.dtype}_F{self.m}_C{self.C}_K{self.K}_OH{self.OH}_OW{self.OW}_"
-                f"{self.tHp}x{self.tWp}")
+        return (f"{self.dtype}_F{self.m}{'' if self.r == 3 else f'r{self.r}'}_C{self.C}_K{self.K}_OH{self.OH}_"
+                f"OW{self.OW}_{self.tHp}x{self.tWp}")
 
     def u_elems(self):
         return self.a * self.a * self.nkb * self.MR * self.C
@@ -122,26 +155,26 @@ class Plan:
 # -- filters ------------------------------------------------------------------------------------
 
 def transform_filters(ctx, p, w_ptr, up):
-    """up[((q*nkb + k//MR)*C + c)*MR + k%MR] = (G g G^T)[q] for g = w[k, c] (dense [K][C][3][3],
+    """up[((q*nkb + k//MR)*C + c)*MR + k%MR] = (G g G^T)[q] for g = w[k, c] (dense [K][C][r][r],
     turned when p.flip), computed in float64; rows past K are zero."""
     from ..kernels.conv import zero_fill
     b = ctx.b
     et = U.ll_type(p.dtype)
-    a, MR, C = p.a, p.MR, p.C
-    Gm = MATRICES[p.m][1]
+    a, MR, C, r = p.a, p.MR, p.C, p.r
+    Gm = p.Gm
     zero_fill(b, up, 0, p.u_elems(), p.dtype)
     with U.for_range(b, p.K, name="wk") as k:
         kb = b.udiv(k, U.i64(MR))
         i = b.urem(k, U.i64(MR))
         with U.for_range(b, C, name="wc") as c:
-            base = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(9))
-            g = [[None] * 3 for _ in range(3)]
-            for r in range(3):
-                for s in range(3):
-                    src = (2 - r) * 3 + (2 - s) if p.flip else r * 3 + s
+            base = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(r * r))
+            g = [[None] * r for _ in range(r)]
+            for u in range(r):
+                for s in range(r):
+                    src = (r - 1 - u) * r + (r - 1 - s) if p.flip else u * r + s
                     v = b.load(U.gep(b, w_ptr, b.add(base, U.i64(src)), et), typ=et)
-                    g[r][s] = U.cast_value(b, v, p.dtype, "float64")
-            t = [[_scalar_comb(b, Gm[x], [g[r][s] for r in range(3)]) for s in range(3)] for x in range(a)]
+                    g[u][s] = U.cast_value(b, v, p.dtype, "float64")
+            t = [[_scalar_comb(b, Gm[x], [g[u][s] for u in range(r)]) for s in range(r)] for x in range(a)]
             for x in range(a):
                 for y in range(a):
                     u = U.cast_value(b, _scalar_comb(b, Gm[y], t[x]), "float64", p.dtype)
@@ -207,11 +240,11 @@ def _output_f4(b, vec, mv):
     return [b.fadd(b.fadd(m0, a), c), fma(2, d, s), fma(4, c, a), b.fadd(fma(8, d, s), m5)]
 
 
-def _transform(b, vec, m, which, vals):
-    """The 1-D input (B^T) or output (A^T) transform of F(m x m, 3x3) of a vals vectors."""
-    if m == 4:
+def _transform(b, vec, p, which, vals):
+    """The 1-D input (B^T) or output (A^T) transform of the plan's F(m x m, r x r) of a vals vectors."""
+    if p.m == 4 and p.r == 3:
         return (_input_f4 if which == "in" else _output_f4)(b, vec, vals)
-    rows = MATRICES[m][0 if which == "in" else 2]
+    rows = p.BT if which == "in" else p.AT
     return [_comb(b, vec, row, vals) for row in rows]
 
 
@@ -260,17 +293,17 @@ def _input_function(module, p):
             runs = _vector_tiles(b, p, lt0)
             e = []   # e[r][y]: row r of the tiles transformed along its columns, right after its loads
             for r in range(a):
-                firsts, seconds = [], []
+                loads = [[] for _ in range(p.loads)]
                 for ti, tj in runs:
                     row = b.add(b.mul(b.add(b.mul(ti, U.i64(m)), U.i64(r)), U.i64(p.Wb)), b.mul(tj, U.i64(m)))
                     ptr = U.gep(b, bc, row, et)
-                    firsts.append(b.load(ptr, typ=wt, align=vec.size))
-                    seconds.append(b.load(U.gep(b, ptr, m, et), typ=wt, align=vec.size))
-                A_, B_ = _concat(b, firsts), _concat(b, seconds)
-                d = [_pick(b, A_ if s < m else B_, [m * i + (s % m) for i in range(L)]) for s in range(a)]
-                e.append(_transform(b, vec, m, "in", d))
+                    for h in range(p.loads):
+                        loads[h].append(b.load(U.gep(b, ptr, m * h, et) if h else ptr, typ=wt, align=vec.size))
+                rows = [_concat(b, parts) for parts in loads]
+                d = [_pick(b, rows[s // m], [m * i + (s % m) for i in range(L)]) for s in range(a)]
+                e.append(_transform(b, vec, p, "in", d))
             for y in range(a):
-                for x, v in enumerate(_transform(b, vec, m, "in", [e[r][y] for r in range(a)])):
+                for x, v in enumerate(_transform(b, vec, p, "in", [e[r][y] for r in range(a)])):
                     off = b.add(U.i64((x * a + y) * p.vq), b.mul(j, U.i64(L)))
                     b.store(v, U.gep(b, vc, off, et), align=vec.size * L)
     b.ret_void()
@@ -309,8 +342,8 @@ def _output_function(module, p, ks, rs):
             for x in range(a):
                 mv = [b.load(U.gep(b, mk, b.add(U.i64((x * a + y) * p.mq), b.mul(j, U.i64(L))), et),
                              typ=vec.t, align=vec.size * L) for y in range(a)]
-                f.append(_transform(b, vec, m, "out", mv))
-            cols = [_transform(b, vec, m, "out", [f[x][jj] for x in range(a)]) for jj in range(m)]
+                f.append(_transform(b, vec, p, "out", mv))
+            cols = [_transform(b, vec, p, "out", [f[x][jj] for x in range(a)]) for jj in range(m)]
             for i in range(m):
                 z = _interleave(b, [cols[jj][i] for jj in range(m)])
                 for g, (ti, tj) in enumerate(runs):

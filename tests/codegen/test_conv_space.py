@@ -169,18 +169,18 @@ def test_strided_convolutions_take_the_phase_kernels():
 
 
 @st.composite
-def winograd_configs(draw):
-    """3x3 unit-stride convolutions with enough channels for the Winograd kernel: odd image sizes
+def winograd_configs(draw, k=3):
+    """k x k unit-stride convolutions with enough channels for the Winograd kernel: odd image sizes
     and sizes that are no multiple of its tiles, every kind of padding, batch 1 and odd."""
     dtype = draw(st.sampled_from(["float32", "float64"]))
-    border, pads = _draw_border(draw, 3, 3)
-    C = draw(st.sampled_from([16, 24, 32, 64]))
-    K = draw(st.sampled_from([16, 33, 64]))
+    border, pads = _draw_border(draw, k, k)
+    C = draw(st.sampled_from([16, 24, 32, 64] if k == 3 else [16, 20, 32]))
+    K = draw(st.sampled_from([16, 33, 64] if k == 3 else [16, 33, 50]))
     B = draw(st.sampled_from([1, 3, 8]))
-    H = draw(st.integers(max(1, 3 - 2 * pads[0]), 34))
-    W = draw(st.integers(max(1, 3 - 2 * pads[1]), 34))
+    H = draw(st.integers(max(1, k - 2 * pads[0]), 34 if k == 3 else 24))
+    W = draw(st.integers(max(1, k - 2 * pads[1]), 34 if k == 3 else 24))
     kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
-    return dtype, (B, C, H, W), (K, C, 3, 3), kwargs, True
+    return dtype, (B, C, H, W), (K, C, k, k), kwargs, True
 
 
 _WINOGRAD_EXAMPLES = [   # ragged last tiles, several images per GEMM panel, F(4x4) tiles where allowed
@@ -207,6 +207,46 @@ def test_winograd_shapes(monkeypatch, max_tile):
     monkeypatch.setattr(options, "winograd_max_tile", max_tile)
     seen = _run(winograd_configs(), 12 if max_tile == 2 else 6, _WINOGRAD_EXAMPLES)
     assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+
+
+_WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per panel; 'full'
+    ("float32", (32, 20, 12, 12), (50, 20, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 13, 11), (33, 16, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (3, 32, 16, 16), (33, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (3, 20, 9, 9), (50, 20, 5, 5), dict(border_mode="full", subsample=(1, 1), filter_flip=False,
+                                                   filter_dilation=(1, 1)), True),
+    # 12x12 outputs: panels of one image's 48 tiles, narrower than the GEMM's
+    ("float32", (3, 32, 12, 12), (32, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+]
+
+
+def test_winograd_5x5_shapes():
+    """F(2x2, 5x5) (forward and input gradient) against the reference. Its float32 rounding error is
+    about 1e-6 of the largest output (outputs here reach ~100-200: atol 2e-3 is 1e-5 of that)."""
+    seen = _run(winograd_configs(k=5), 12, _WINOGRAD_5X5_EXAMPLES)
+    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+
+
+@pytest.mark.parametrize("xs,ws,border", [((32, 20, 12, 12), (50, 20, 5, 5), "valid"),
+                                         ((8, 64, 16, 16), (128, 64, 5, 5), "half")])
+def test_winograd_5x5_float32_error(xs, ws, border):
+    """F(2x2, 5x5)'s float32 forward against a float64 reference: its points (0, +-1, 1/2, -2) keep
+    the error at the direct kernel's, about 1e-6 of the largest output (0, +-1, +-2 give 3-5e-6)."""
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border))
+    assert re.search(r"symcnn_wino_in_float32_F2r5_", fn.dump_llvm())
+    x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
+    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64, border_mode=border), mode="reference")
+    rng = np.random.default_rng(0)
+    xv = np.tanh(rng.standard_normal(xs)).astype("float32")
+    wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 25)).astype("float32")
+    ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
+    assert np.abs(fn(xv, wv) - ref).max() <= 2.5e-6 * np.abs(ref).max()
 
 
 def test_dynamic_shapes_take_im2col():
@@ -354,11 +394,12 @@ def _phase_threads_agree(threads, xs):
         np.testing.assert_array_equal(res[n][1], res[1][1])
 
 
-def test_winograd_thread_counts_agree(threads):
-    """1, 2 and 3 threads give bit-identical Winograd forwards and input gradients: an image's
-    tiles are columns of their own in every GEMM, whichever images share its panel (8x8 images: four
-    to a panel, the last group of a thread's range short)."""
-    xs, ws = (7, 32, 8, 8), (32, 32, 3, 3)
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_thread_counts_agree(threads, k):
+    """1, 2 and 3 threads give bit-identical Winograd forwards and input gradients (F(2x2, 3x3) and
+    F(2x2, 5x5)): an image's tiles are columns of their own in every GEMM, whichever images share its
+    panel (8x8 images: four to a panel, the last group of a thread's range short)."""
+    xs, ws = (7, 32, 8, 8), (32, 32, k, k)
     kwargs = dict(border_mode="half", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
     res = {}
     for n in (1, 2, 3):

@@ -551,13 +551,21 @@ WINOGRAD_CASES = [
      "tanh", True),
     ((3, 24, 32, 32), (16, 24, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "relu", True),
     ((8, 32, 8, 8), (32, 32, 3, 3), dict(border_mode=(1, 1)), dict(ws=(2, 2)), "float32", "sigmoid", False),
+    # F(2x2, 5x5): LeNet's second layer (its input gradient: one 12x12 image per panel wastes too much);
+    # ragged last tiles (15x15 outputs); 'half' with both gradients by Winograd
+    ((32, 20, 12, 12), (50, 20, 5, 5), dict(border_mode="valid"), dict(ws=(2, 2)), "float32", "tanh", False),
+    ((9, 20, 19, 19), (50, 20, 5, 5), dict(border_mode="valid", filter_flip=False), dict(ws=(2, 2)), "float32",
+     "relu", False),
+    ((3, 32, 16, 16), (33, 32, 5, 5), dict(border_mode="half"), dict(pool=None), "float64", "sigmoid", True),
+    ((3, 32, 16, 16), (33, 32, 5, 5), dict(border_mode=(2, 2), filter_flip=False), dict(ws=(2, 2)), "float32",
+     "tanh", True),
 ]
 
 
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,winograd_gx", WINOGRAD_CASES)
 def test_winograd_convolutions_match_reference(xs, ws, conv, pool_kw, dtype, act, winograd_gx, target):
     """The fused forward (with its pooling / bias / activation epilogue) and input gradient (after
-    its prologue) by Winograd's F(m x m, 3x3) against the reference. The data are Gaussian: the
+    its prologue) by Winograd's F(m x m, 3x3) and F(2x2, 5x5) against the reference. The data are Gaussian: the
     transforms round (float32: about 1e-6 of the largest output at most), so the exact ties of
     _values could pool differently; outputs here stay below ~30, atol 1e-3 is 3e-5 of that."""
     from codegen.kernels.convpool import winograd_grad_inputs
@@ -572,7 +580,7 @@ def test_winograd_convolutions_match_reference(xs, ws, conv, pool_kw, dtype, act
     outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
     rng = np.random.default_rng(sum(xs))
     xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
-    Wv /= np.sqrt(ws[1] * 9)
+    Wv /= np.sqrt(ws[1] * ws[2] * ws[3])
     ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
     gv = rng.standard_normal(ref.shape).astype(dtype)
     tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
