@@ -4,9 +4,12 @@ Prints the cold compile time (empty cache, as bench_lenet.py measures it: from t
 function() until all three are callable), median of --runs fresh processes; then, from one more
 process, the Python time of the thread calling function() (rewrites, emitting IR, the IR text,
 the garbage collector) and the LLVM work of every module part (parse + verify, optimise, emit;
-measured one after the other, so it is the work, not the wall time, of the background compile).
+measured one after the other, in CPU seconds of the thread: the work, not the wall time, of the
+background compile, and little changed by other processes on the machine).
 
-    python benchmarks/bench_compile.py [--runs 7] [--whole]
+    python benchmarks/bench_compile.py [--runs 7] [--whole] [--setup cifar]
+
+--setup measures a setup of bench_models.py's zoo instead (its train + validate + test).
 
 --whole compiles every module whole (codegen.options.split_modules = False), for comparison;
 PYTHONPATH=<another tree> measures that tree (one without module splitting compiles whole).
@@ -24,27 +27,46 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _build(whole):
+def _build(whole, setup=None):
+    """A function compiling train + validate + test (the tutorial's LeNet, or `setup` of
+    bench_models.py's zoo) and returning the cold compile's seconds."""
     sys.path.insert(0, HERE)
-    import bench_lenet
     from codegen.options import options
     if hasattr(options, "split_modules"):
         options.split_modules = not whole
+    if setup is not None:
+        import bench_models
+        return lambda: bench_models.symcnn_model(setup, 2)[2]
+    import bench_lenet
     data_x, data_y = bench_lenet.data(500)
-    return bench_lenet, data_x, data_y
+    return lambda: bench_lenet.build(500, [20, 50], data_x, data_y, "native")[3]
 
 
-def child_cold(whole):
-    """One cold compile in this process: its seconds."""
-    bench_lenet, data_x, data_y = _build(whole)
+def child_cold(whole, setup=None):
+    """One cold compile in this process: [its seconds, the CPU seconds of this process and of
+    the compile helper process it started] (the second changes little when other processes
+    share the cores)."""
+    import resource
+    build_all = _build(whole, setup)
+
+    def cpu(who):
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SYMCNN_CACHE_DIR"] = cache
-        return bench_lenet.build(500, [20, 50], data_x, data_y, "native")[3]
+        before = cpu(resource.RUSAGE_SELF)
+        wall = build_all()
+        mine = cpu(resource.RUSAGE_SELF) - before
+    from codegen import jit
+    worker = jit._state.get("worker")
+    if worker is not None:
+        worker.close()   # reaped: its CPU time is the children's
+    return [wall, mine + cpu(resource.RUSAGE_CHILDREN)]
 
 
-def child_breakdown(whole):
+def child_breakdown(whole, setup=None):
     """{phase: seconds} of the calling thread, and the LLVM work per module part."""
-    bench_lenet, data_x, data_y = _build(whole)
+    build_all = _build(whole, setup)
     import llvmlite.binding as llvm
     from codegen import build, jit
     try:
@@ -83,7 +105,7 @@ def child_breakdown(whole):
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SYMCNN_CACHE_DIR"] = cache
         t0 = time.thread_time()
-        wall = bench_lenet.build(500, [20, 50], data_x, data_y, "native")[3]
+        wall = build_all()
         spent["calling thread, all"] = time.thread_time() - t0
     gc.callbacks.remove(on_gc)
     spent["garbage collector (any thread)"] = collected[0]
@@ -96,21 +118,22 @@ def child_breakdown(whole):
                 continue   # a part an earlier module holds: compiled once
             seen.add(text)
             names = [line.split('@"')[1].split('"')[0] for line in text.split("\n") if line.startswith("define ")]
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             mod = llvm.parse_assembly(text)
             mod.verify()
-            t1 = time.perf_counter()
+            t1 = time.thread_time()
             jit.optimize(mod)
-            t2 = time.perf_counter()
+            t2 = time.thread_time()
             tm.emit_object(mod)
-            t3 = time.perf_counter()
+            t3 = time.thread_time()
             parts.append({"module": k, "functions": names[:2] + (["..."] if len(names) > 2 else []),
                           "parse": t1 - t0, "optimise": t2 - t1, "emit": t3 - t2})
     return {"wall": wall, "python": spent, "parts": parts}
 
 
-def _child(kind, whole):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind] + (["--whole"] if whole else [])
+def _child(kind, whole, setup=None):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind] + (["--whole"] if whole else []) \
+        + (["--setup", setup] if setup else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -119,29 +142,32 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--whole", action="store_true", help="compile every module whole")
+    ap.add_argument("--setup", default=None, help="a setup of bench_models.py (default: the tutorial's LeNet)")
     ap.add_argument("--child", choices=["cold", "breakdown"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child == "cold":
-        print(json.dumps(child_cold(args.whole)))
+        print(json.dumps(child_cold(args.whole, args.setup)))
         return 0
     if args.child == "breakdown":
-        print(json.dumps(child_breakdown(args.whole)))
+        print(json.dumps(child_breakdown(args.whole, args.setup)))
         return 0
     try:
         import codegen.split  # noqa: F401
         whole = args.whole
     except ImportError:
         whole = True
-    colds = [_child("cold", args.whole) for _ in range(args.runs)]
-    print(f"# LeNet5 cold compile, train+validate+test, batch 500 ({'whole modules' if whole else 'split modules'}), "
+    colds = [_child("cold", args.whole, args.setup) for _ in range(args.runs)]
+    what = f"{args.setup} (bench_models.py)" if args.setup else "LeNet5, batch 500"
+    print(f"# {what} cold compile, train+validate+test ({'whole modules' if whole else 'split modules'}), "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"cold compile: median {statistics.median(colds):.2f} s of {args.runs} fresh processes "
-          f"({', '.join(f'{c:.2f}' for c in colds)})")
-    b = _child("breakdown", args.whole)
+    print(f"cold compile: median {statistics.median(c[0] for c in colds):.2f} s of {args.runs} fresh processes "
+          f"({', '.join(f'{c[0]:.2f}' for c in colds)}); CPU (this process and its compile helper): "
+          f"median {statistics.median(c[1] for c in colds):.2f} s")
+    b = _child("breakdown", args.whole, args.setup)
     print(f"\ncalling thread (CPU seconds; one more cold compile, {b['wall']:.2f} s):")
     for k, v in b["python"].items():
         print(f"  {k:34s} {v:6.3f}")
-    print("\nLLVM work per module part (seconds, one after the other in one process):")
+    print("\nLLVM work per module part (CPU seconds, one after the other in one process):")
     total = {"parse": 0.0, "optimise": 0.0, "emit": 0.0}
     for p in b["parts"]:
         for k in total:

@@ -676,9 +676,10 @@ def return_results(em):
 
 def loop_metadata(em):
     """A post-pass over the finished function: its scalar loops are not unrolled unless
-    codegen.options.entry_unroll says so (why: see codegen/options.py)."""
-    if not codegen_options.entry_unroll:
-        _disable_unrolling(em.module, em.fn)
+    codegen.options.entry_unroll says so, and those storing to more places per iteration than
+    codegen.options.entry_vectorize_max_stores are not vectorised (why: see codegen/options.py)."""
+    _tag_scalar_loops(em.module, em.fn, unroll=codegen_options.entry_unroll,
+                      vectorize_max_stores=codegen_options.entry_vectorize_max_stores)
 
 
 # The passes emitting a module, in order.
@@ -695,8 +696,10 @@ PASSES = (
 )
 
 
-def _disable_unrolling(module, fn):
-    """Tag the scalar loops of `fn` with llvm.loop.unroll.disable (vectorisation is unaffected).
+def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores):
+    """Tag the scalar loops of `fn`: llvm.loop.unroll.disable unless `unroll`, and
+    llvm.loop.vectorize.enable false on those whose body (the loop's blocks, inner loops included)
+    holds more than `vectorize_max_stores` store instructions (None: no limit).
     A loop is found by its latch, the source of a back edge (a branch to a block on the
     depth-first search stack). Loops written with explicit vector operations (hand-blocked
     kernels) are left alone: unrolling may be what they were written for."""
@@ -720,7 +723,12 @@ def _disable_unrolling(module, fn):
         elif nxt not in state:
             state[nxt] = 1
             stack.append((nxt, iter(successors(nxt))))
-    disable = None
+    hints = {}
+
+    def hint(name, *values):
+        if name not in hints:
+            hints[name] = module.add_metadata([ir.MetaDataString(module, name), *values])
+        return hints[name]
     for latch, header in dict.fromkeys(back_edges):
         body, todo = {header, latch}, [latch]
         while todo:  # the natural loop: blocks reaching the latch without passing the header
@@ -730,11 +738,17 @@ def _disable_unrolling(module, fn):
                     todo.append(p)
         if any(isinstance(getattr(ins, "type", None), ir.VectorType) for blk in body for ins in blk.instructions):
             continue
-        if disable is None:
-            disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+        tags = []
+        if not unroll:
+            tags.append(hint("llvm.loop.unroll.disable"))
+        if vectorize_max_stores is not None and \
+                sum(isinstance(ins, ir.StoreInstr) for blk in body for ins in blk.instructions) > vectorize_max_stores:
+            tags.append(hint("llvm.loop.vectorize.enable", ir.Constant(U.I1, 0)))
+        if not tags:
+            continue
         # a loop ID is a node whose first operand is itself (one per loop)
         loop_id = ir.values.MDValue(module, [], name=str(len(module.metadata)))
-        loop_id.operands = (loop_id, disable)
+        loop_id.operands = (loop_id, *tags)
         latch.terminator.set_metadata("llvm.loop", loop_id)
 
 

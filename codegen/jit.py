@@ -114,8 +114,16 @@ def _compile_here(ir_text, target=None, pipeline=None):
 
 # Two kinds of compile slots: this process (llvmlite runs one LLVM call at a time per process)
 # and the helper process. A thread takes whichever is free, or waits for the first to free up.
+# Waiting threads take free slots largest module first, whichever function's compile they
+# serve: the modules of a training step and of its validation function compile at once, and the
+# validation's largest part (its entry function) must not wait behind the training step's small
+# ones, or it ends the compile alone. A module's size is its number of lines (_size), which
+# follows LLVM's time (40-80 us a line on the zoo's parts) better than its length in characters
+# (0.4-2 us a character: a kernel's lines of vector types are long, the entry function's short).
 _slots = threading.Condition(threading.Lock())
 _here_busy = [False]    # a thread of this process is compiling here
+_waiting = []           # (size, -arrival) of the threads waiting for a slot
+_arrivals = [0]
 
 # llvmlite (0.50) gives every pass builder a PassInstrumentationCallbacks object that it never
 # frees, and each pipeline run registers more callbacks into it: about 50-100 KiB per optimised
@@ -138,7 +146,7 @@ def compile_object(ir_text, target=None):
     to the helper (see above).
     target: a codegen.target Target (default: the one config names now)."""
     target = target or _targets.current()
-    slot = _take_slot()
+    slot = _take_slot(size=_size(ir_text))
     try:
         if slot is not None:
             obj = slot.compile(ir_text, target)
@@ -155,22 +163,47 @@ def compile_object(ir_text, target=None):
         _give_back(here)
 
 
-def _take_slot(here_only=False):
-    """None: compile in this process (its slot is now taken); or a _Worker taken for this thread."""
+def _size(ir_text):
+    """How long a module takes to compile, roughly: its number of lines."""
+    return ir_text.count("\n")
+
+
+def _take_slot(here_only=False, size=0):
+    """None: compile in this process (its slot is now taken); or a _Worker taken for this thread.
+    size: the module's _size; while a thread with a larger module waits, this one waits too
+    (a thread compiling here only, after the helper failed, does not wait for others)."""
     with _slots:
-        while True:
-            budget_left = _state.get("in_process_compiles", 0) < IN_PROCESS_COMPILES
-            if not _here_busy[0] and (budget_left or here_only):
-                _here_busy[0] = True
-                return None
-            w = None if here_only else _worker(required=not budget_left)
-            if w is not None and not w.busy:
-                w.busy = True
-                return w
-            if w is None and not budget_left and not here_only:
-                here_only = True   # no helper to be had: this process, once its slot is free
-                continue
-            _slots.wait()
+        _arrivals[0] += 1
+        ticket = (size, -_arrivals[0])
+        _waiting.append(ticket)
+        try:
+            while True:
+                if here_only or ticket == max(_waiting):
+                    here_only, taken, slot = _free_slot(here_only)
+                    if taken:
+                        return slot
+                _slots.wait()
+        finally:
+            _waiting.remove(ticket)
+            _slots.notify_all()   # the next largest may take a slot still free
+
+
+def _free_slot(here_only):
+    """(Holding _slots.) (here_only, taken, slot): slot None is this process's, else a _Worker;
+    here_only turns true when no helper is to be had (then this process, once its slot is free)."""
+    while True:
+        budget_left = _state.get("in_process_compiles", 0) < IN_PROCESS_COMPILES
+        if not _here_busy[0] and (budget_left or here_only):
+            _here_busy[0] = True
+            return here_only, True, None
+        w = None if here_only else _worker(required=not budget_left)
+        if w is not None and not w.busy:
+            w.busy = True
+            return here_only, True, w
+        if w is None and not budget_left and not here_only:
+            here_only = True
+            continue
+        return here_only, False, None
 
 
 def _give_back(slot):
@@ -201,7 +234,7 @@ def compile_module(ir_text, target=None):
                         sort_keys=True).encode()
     keys = [_part_key(prefix, p) for p in parts]
     objs = [None] * len(parts)
-    queue = sorted(range(len(parts)), key=lambda i: -len(parts[i]))   # the largest first
+    queue = sorted(range(len(parts)), key=lambda i: -_size(parts[i]))   # the largest first
     queue_lock = threading.Lock()
     waits = []
     errors = []
@@ -393,6 +426,7 @@ def _reset_after_fork():
     global _lock, _slots, _parts_lock, _parts_inflight
     _lock, _slots = threading.Lock(), threading.Condition(threading.Lock())
     _here_busy[0] = False
+    del _waiting[:]
     _parts_lock, _parts_inflight = threading.Lock(), {}
     _state.pop("worker", None)
 

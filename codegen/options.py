@@ -30,8 +30,18 @@ class Options:
 
     # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
     # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
-    # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._disable_unrolling).
+    # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._tag_scalar_loops).
     entry_unroll = False
+
+    # The entry function's scalar loops that store to more than this many places per iteration are
+    # not vectorised by LLVM. Such loops are serial per-call layout work on the weights (Winograd
+    # weight transforms, packed or flipped weights: unrolled over the taps), whose run time is lost
+    # in a training step, while the loop vectoriser's time grows with the product of a loop's
+    # stores and memory accesses (it checks every pair, at every vector width): in cifar_deep's
+    # train step they took 40 % of the entry function's compile time, and the step is as fast
+    # without (benchmarks/bench_compile.py). Elementwise loops and reductions store one value per
+    # output and stay vectorised. None: every loop may be vectorised.
+    entry_vectorize_max_stores = 8
 
     # On AVX-512 CPUs whose LLVM tuning prefers 256-bit vectors (Intel's, x86-64-v4), let the loop
     # vectoriser use 512-bit vectors too (it turns off the CPU's "prefer-256-bit" tuning). Measured

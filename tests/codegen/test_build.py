@@ -82,3 +82,72 @@ def test_nested_and_concurrent_pauses_end_together():
     leave.set()
     t.join()
     assert gc.isenabled()
+
+
+def _entry_loops(ir_text):
+    """[(latch line, the names of the loop's hints)] of every tagged loop of the entry function."""
+    import re
+    entry = ir_text.split('define i32 @"symcnn_entry"')[1].split("\n}\n")[0]
+    md = dict(re.findall(r"^!(\d+) = (.*)$", ir_text, re.M))
+    loops = []
+    for line in entry.split("\n"):
+        m = re.search(r"!llvm.loop !(\d+)", line)
+        if m:
+            hints = [md.get(r, "") for r in re.findall(r"!(\d+)", md[m.group(1)]) if r != m.group(1)]
+            loops.append((line, [re.search(r'"([^"]+)"', h).group(1) for h in hints]))
+    return loops
+
+
+def _store_heavy_loop_function():
+    """A function with a loop storing 9 values per iteration (a weight layout unrolled over 3x3
+    taps) and one storing 1 (an elementwise loop)."""
+    from llvmlite import ir
+    from codegen import irutil as U
+    module = ir.Module(name="loops")
+    fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR, U.PTR]), name="symcnn_entry")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    src, dst = fn.args
+    with U.for_range(b, 16, name="taps") as i:
+        for t in range(9):
+            v = b.load(b.gep(src, [b.add(b.mul(i, U.i64(9)), U.i64(t))], source_etype=U.F32), typ=U.F32)
+            b.store(v, b.gep(dst, [b.add(b.mul(U.i64(t), U.i64(16)), i)], source_etype=U.F32))
+    with U.for_range(b, 144, name="elem") as i:
+        v = b.load(b.gep(src, [i], source_etype=U.F32), typ=U.F32)
+        b.store(b.fmul(v, ir.Constant(U.F32, 2.0)), b.gep(dst, [i], source_etype=U.F32))
+    b.ret(ir.Constant(U.I32, 0))
+    return module, fn
+
+
+def test_entry_loops_storing_to_many_places_are_not_vectorised():
+    for limit, expect in ((8, {"taps": True, "elem": False}), (9, {"taps": False, "elem": False}),
+                          (None, {"taps": False, "elem": False})):
+        module, fn = _store_heavy_loop_function()
+        build._tag_scalar_loops(module, fn, unroll=False, vectorize_max_stores=limit)
+        loops = _entry_loops(str(module))
+        assert len(loops) == 2
+        for line, hints in loops:
+            name = "taps" if "taps" in line else "elem"
+            assert "llvm.loop.unroll.disable" in hints
+            assert ("llvm.loop.vectorize.enable" in hints) == expect[name], (limit, name, hints)
+    module, fn = _store_heavy_loop_function()
+    build._tag_scalar_loops(module, fn, unroll=True, vectorize_max_stores=None)
+    assert _entry_loops(str(module)) == []          # nothing to say: no loop ID at all
+
+
+def test_a_convolution_keeps_its_results_with_its_weight_layout_loop_not_vectorised(cache_dir, monkeypatch):
+    """The 3x3 convolution's per-call weight layout loop (in the entry function, unrolled over the
+    taps) is tagged, the elementwise loop after it is not, and the results are the reference's."""
+    from codegen.options import options
+    from tests.helpers import check_native_vs_reference, make_rng
+    x, w = T.tensor4("x"), T.tensor4("w")
+    y = T.tanh(T.nnet.conv2d(x, w, input_shape=(8, 8, 12, 12), filter_shape=(8, 8, 3, 3), border_mode="half"))
+    rng = make_rng(3)
+    values = [rng.uniform(-1, 1, (8, 8, 12, 12)).astype("float32"), rng.uniform(-1, 1, (8, 8, 3, 3)).astype("float32")]
+    for limit in (8, None):
+        monkeypatch.setattr(options, "entry_vectorize_max_stores", limit)
+        f = symcnn.function([x, w], y * 2 + 1, mode="native")
+        hints = [h for _, h in _entry_loops(f.dump_llvm())]
+        tagged = sum("llvm.loop.vectorize.enable" in h for h in hints)
+        assert (tagged >= 1) if limit == 8 else (tagged == 0)
+        assert len(hints) > tagged                  # the elementwise loop stays vectorisable
+        check_native_vs_reference([x, w], y * 2 + 1, values, rtol=1e-4, atol=1e-5)

@@ -217,3 +217,35 @@ def test_a_waiting_compile_takes_whichever_slot_frees_first(monkeypatch):
     assert got == [helper, None]
     jit._give_back(None)
     jit._give_back(helper)
+
+
+def test_waiting_compiles_take_a_free_slot_largest_module_first(monkeypatch):
+    """The parts of two modules compiling at once wait in one line: the largest first (a
+    validation function's entry function is not left to compile alone at the end)."""
+    import threading
+
+    class Helper:
+        busy = False
+    helper = Helper()
+    monkeypatch.setattr(jit, "_worker", lambda required=False: helper)
+    monkeypatch.setitem(jit._state, "in_process_compiles", 0)
+    assert jit._take_slot(size=5) is None
+    assert jit._take_slot(size=5) is helper
+    order = []
+
+    def wait(size):
+        slot = jit._take_slot(size=size)
+        order.append(size)
+        jit._give_back(slot)
+    threads = []
+    for size in (10, 300, 20, 300, 100):          # arrive smallest-ish first
+        threads.append(threading.Thread(target=wait, args=(size,)))
+        threads[-1].start()
+        while len(jit._waiting) < len(threads):   # each is waiting before the next arrives
+            threading.Event().wait(0.01)
+    jit._give_back(None)                          # one slot frees: one waiter at a time
+    for t in threads:
+        t.join(10)
+    jit._give_back(helper)
+    assert order == [300, 300, 100, 20, 10]
+    assert jit._waiting == []
