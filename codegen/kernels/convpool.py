@@ -187,7 +187,7 @@ def padded_taps(op, dtype, dims):
     filter (at most 256 bytes of them), else None."""
     if op.border_mode == "valid":
         return None
-    variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False)
+    variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False, winograd=False)
     return tc if tc is not None and tc.copy and len(tc.chunks) == 1 else None
 
 
