@@ -87,10 +87,10 @@ class GradPlan:
         return self.OH * self.OW / (4 * self.Timg)
 
     def image_elems(self):
-        return self.Hb * self.Wb * self.Cp
+        return (self.Hb * self.Wb + self.L) * self.Cp
 
     def top_elems(self):
-        return self.Hd * self.Wd * self.Kp
+        return (self.Hd * self.Wd + self.L) * self.Kp
 
     def v_elems(self):
         return 16 * self.vq
@@ -106,36 +106,81 @@ class GradPlan:
 
 def copy_image(ctx, p, src, xh):
     """xh[((i + sh) * Wb + j + sw) * Cp + c] = src[c, i, j] (a (C, H, W) Array, cast to the plan's
-    dtype) where inside the buffer; the rest of xh is not written."""
-    b = ctx.b
-    et = U.ll_type(p.dtype)
-    st = src.lltype
-    oh, ow = p.shift
-    i0, i1 = max(0, -oh), min(p.H, p.Hb - oh)
-    j0, j1 = max(0, -ow), min(p.W, p.Wb - ow)
-    if i1 <= i0 or j1 <= j0:
-        return
-    with U.for_range(b, p.C, name="xc") as c:
-        with U.for_range(b, i1, start=i0, name="xi") as i:
-            s_ = U.gep(b, src.ptr, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), st)
-            d = U.gep(b, xh, b.add(b.mul(b.add(i, U.i64(oh)), U.i64(p.Wb * p.Cp)), c), et)
-            with U.for_range(b, j1, start=j0, name="xj") as j:
-                v = b.load(U.gep(b, s_, U.mul(b, j, src.strides[2]), st), typ=st)
-                b.store(U.cast_value(b, v, src.dtype, p.dtype), U.gep(b, d, b.mul(b.add(j, U.i64(ow)), U.i64(p.Cp)), et))
+    dtype) where inside the buffer; the rest of xh is not written (but for zeros, see _channel_last)."""
+    _channel_last(ctx, p, src, xh, p.C, p.H, p.W, p.Hb, p.Wb, p.Cp, *p.shift)
 
 
 def copy_top(ctx, p, src, dyh):
-    """dyh[(i * Wd + j) * Kp + k] = src[k, i, j] (a (K, OH, OW) Array of the plan's dtype)."""
+    """dyh[(i * Wd + j) * Kp + k] = src[k, i, j] (a (K, OH, OW) Array)."""
+    _channel_last(ctx, p, src, dyh, p.K, p.OH, p.OW, p.Hd, p.Wd, p.Kp, 0, 0)
+
+
+def _channel_last(ctx, p, src, dst, C, H, W, Hd, Wd, Cp, oh, ow):
+    """dst[((i + oh) * Wd + j + ow) * Cp + c] = src[c, i, j] where inside (Hd, Wd). Rows of plain
+    values of the plan's dtype go L x L blocks at a time (L rows of L channels loaded, transposed
+    in registers, stored as L runs of L channels): a block past the row's end stores zeros into
+    the border, or into the next row's first positions (which that row writes afterwards, or
+    which are border) or, after the last row, into the buffer's slack (slack_elems)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     st = src.lltype
-    with U.for_range(b, p.K, name="yk") as k:
-        with U.for_range(b, p.OH, name="yi") as i:
-            s_ = U.gep(b, src.ptr, U.add(b, U.mul(b, k, src.strides[0]), U.mul(b, i, src.strides[1])), st)
-            d = U.gep(b, dyh, b.add(b.mul(i, U.i64(p.Wd * p.Kp)), k), et)
-            with U.for_range(b, p.OW, name="yj") as j:
-                v = b.load(U.gep(b, s_, U.mul(b, j, src.strides[2]), st), typ=st)
-                b.store(U.cast_value(b, v, src.dtype, p.dtype), U.gep(b, d, b.mul(j, U.i64(p.Kp)), et))
+    i0, i1 = max(0, -oh), min(H, Hd - oh)
+    j0, j1 = max(0, -ow), min(W, Wd - ow)
+    if i1 <= i0 or j1 <= j0:
+        return
+    if not (src.dtype == p.dtype and isinstance(src.strides[2], int) and src.strides[2] == 1):
+        with U.for_range(b, C, name="xc") as c:
+            with U.for_range(b, i1, start=i0, name="xi") as i:
+                s_ = U.gep(b, src.ptr, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), st)
+                d = U.gep(b, dst, b.add(b.mul(b.add(i, U.i64(oh)), U.i64(Wd * Cp)), c), et)
+                with U.for_range(b, j1, start=j0, name="xj") as j:
+                    v = b.load(U.gep(b, s_, U.mul(b, j, src.strides[2]), st), typ=st)
+                    b.store(U.cast_value(b, v, src.dtype, p.dtype),
+                            U.gep(b, d, b.mul(b.add(j, U.i64(ow)), U.i64(Cp)), et))
+        return
+    L = p.L
+    vec = Vec(ctx.module, p.dtype, L)
+    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+
+    def block(c0, nch):
+        with U.for_range(b, i1, start=i0, name="xi") as i:
+            srow = U.gep(b, src.ptr, U.add(b, U.mul(b, c0, src.strides[0]), U.mul(b, i, src.strides[1])), et)
+            drow = U.gep(b, dst, b.add(b.mul(b.add(i, U.i64(oh)), U.i64(Wd * Cp)), U.as_value(b, c0)), et)
+            with U.for_range(b, j1, start=j0, step=L, name="xj") as j:
+                left = U.splat(b, b.sub(U.i64(j1), j), ir.VectorType(U.I64, L))
+                mask = b.icmp_signed("<", lane, left)
+                rows = [b.call(vec.mload, [U.gep(b, srow, U.add(b, U.mul(b, u, src.strides[0]), j), et), vec.align,
+                                           mask, vec.zero]) if u < nch else vec.zero for u in range(L)]
+                d = U.gep(b, drow, b.mul(b.add(j, U.i64(ow)), U.i64(Cp)), et)
+                for v, col in enumerate(_transpose(b, rows)):
+                    b.store(col, U.gep(b, d, v * Cp, et), align=vec.size)
+
+    full = C // L
+    if full:
+        with U.for_range(b, full, name="xcb") as cb:
+            block(b.mul(cb, U.i64(L)), L)
+    if C % L:
+        block(U.i64(full * L), C % L)
+
+
+def _transpose(b, rows):
+    """The L x L matrix of the L vectors rows, transposed: for each bit k of the index, the
+    off-diagonal k x k blocks of every 2k x 2k block swapped (L log2 L shuffles)."""
+    n = len(rows)
+    k = n // 2
+    while k >= 1:
+        lo = [j if not j & k else n + j - k for j in range(n)]
+        hi = [j + k if not j & k else n + j for j in range(n)]
+        it = ir.VectorType(U.I32, n)
+        new = list(rows)
+        for i in range(n):
+            if not i & k:
+                a, c = rows[i], rows[i | k]
+                new[i] = b.shuffle_vector(a, c, ir.Constant(it, lo))
+                new[i | k] = b.shuffle_vector(a, c, ir.Constant(it, hi))
+        rows = new
+        k //= 2
+    return rows
 
 
 # -- transforms -------------------------------------------------------------------------------
