@@ -7,6 +7,8 @@ enough channels and filters (MIN_CHANNELS) and output tiles that waste little (M
 Measured against the tap-panel kernel (directconv_grad.py), 2 threads, float32, 'half', batch 100 to 128:
 see MIN_CHANNELS.
 """
+from symcnn.tensor.nnet import conv_geometry as geometry
+
 from .. import irutil as U
 from ..microkernels import winograd_grad as WGG
 from ..parallel import threads
@@ -80,3 +82,16 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
 
     cap.run(ctx, name, B, emit)
     WGG.reduce_and_untransform(ctx, p, m.arr.ptr, m.stride, T, out.ptr)
+
+
+def fused_grad_weights(op, dtype, dims, need_gx, grad_inputs):
+    """The GradPlan of a ConvPoolActGrad's weight gradient (dims: B, C, H, W, K, kh, kw, OH, OW, ..)
+    where it applies and pays and, with an input gradient, that is Winograd's too
+    (grad_inputs(op, dtype, dims): convpool.winograd_grad_inputs), else None."""
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if not (isinstance(kh, int) and isinstance(kw, int)) or (kh, kw) != (3, 3):
+        return None
+    if need_gx and grad_inputs(op, dtype, dims) is None:
+        return None
+    return winograd_grad_weights(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                                 op.subsample, op.filter_flip)
