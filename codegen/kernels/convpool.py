@@ -32,7 +32,10 @@ into its stride phases, and its input gradient phase by phase of dx (conv_phases
 gradient is the tap-panel kernel's, any stride). A 3x3 unit-stride one with 16 or more channels
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
 group of images at a time (their conv results in the per-thread scratch, then each image's
-epilogue), the input gradient one image's bordered conv-output gradient at a time. Other
+epilogue), the input gradient one image's bordered conv-output gradient at a time, and (padded, where
+conv_winograd_grad.py takes it, with the input gradient Winograd's too or none) the weight gradient:
+each image's tiles and those of its conv-output gradient transformed right after the prologue, one GEMM
+per transformed position over the tiles of a group of images or a chunk of one. Other
 convolutions build one image's im2col matrix and use the packed GEMM (conv.py). The pooling epilogue
 and the routing prologue take any window and stride (convpool_vector.py: the pooling kernels' vector
 blocks of pooled columns, a scalar loop for the rest). gb accumulates in float64 (a sum over batch *
