@@ -400,3 +400,18 @@ def test_winograd_weight_gradient_verifies():
     y = fn(x, w)
     ir_ = symcnn.function([x, w], T.grad(y.sum(), [w])).dump_llvm()
     assert ("gw", "winograd") in set(BODY.findall(ir_)), BODY.findall(ir_)
+
+
+def test_winograd_weight_gradient_reads_strided_images():
+    """Images that are a strided view (every other column) reach the Winograd weight gradient
+    through its element-by-element copy, not the vector blocks: same results as the reference."""
+    xs, ws = (3, 16, 10, 20), (16, 16, 3, 3)
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    y = conv2d(x[:, :, :, ::2], w, input_shape=(3, 16, 10, 10), filter_shape=ws, border_mode="half")
+    r = T.tensor4("r", dtype="float32")
+    gw = T.grad((y * r).sum(), w)
+    rng = np.random.default_rng(4)
+    vals = [rng.standard_normal(s).astype("float32") for s in (xs, ws, (3, 16, 10, 10))]
+    fn, _ = check_native_vs_reference([x, w, r], [gw], vals, rtol=1e-4, atol=2e-3)
+    assert ("gw", "winograd") in set(BODY.findall(fn.dump_llvm()))
