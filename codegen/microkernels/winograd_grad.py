@@ -68,7 +68,8 @@ class GradPlan:
         self.blocks, s0 = [], 0   # (first column, vectors, rows) of the micro-kernel's blocks
         while s0 < self.Sp:
             nv = min(NV, (self.Sp - s0) // L)
-            self.blocks.append((s0, nv, max(1, MR0 * NV // nv)))
+            most = max(1, MR0 * NV // nv)   # as many rows as gemm.py's accumulators allow, in even blocks
+            self.blocks.append((s0, nv, _ceil(self.R, _ceil(self.R, most))))
             s0 += nv * L
         # positions a cache line more than their size apart, and room for the rows a last row
         # block reads past R (computed, never stored)
