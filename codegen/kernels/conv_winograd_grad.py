@@ -3,12 +3,9 @@
 with its own partial products, added in thread order afterwards.
 
 winograd_grad_weights decides where it applies and pays: static sizes, 3x3 filters, unit strides,
-enough channels and filters (MIN_CHANNELS) and output tiles that waste little (MIN_EFFICIENCY).
-Measured against the tap-panel kernel (directconv_grad.py): a Conv2d and its weight gradient, 1 thread
-(CPU time), float32, 'half', batch 128: 32->32 on 32x32 images 33.4 -> 24.3 ms, 64->64 on 16x16
-24.3 -> 16.2, 64->64 on 7x7 4.9 -> 4.2, 16->16 on 16x16 2.8 -> 2.2, on 8x8 0.77 -> 0.60, 32->64
-on 16x16 (batch 100) 11.9 -> 8.2; float64 32->32 on 32x32 61 -> 48. The GEMMs run near the core's
-peak; the transforms and copies take about a third of the kernel.
+a few channels and filters (MIN_CHANNELS) and output tiles that waste little (MIN_EFFICIENCY).
+Measured against the tap-panel kernel (directconv_grad.py): see MIN_CHANNELS. The GEMMs run near
+the core's peak; the transforms and copies take about a third of the kernel.
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 
@@ -18,10 +15,14 @@ from ..parallel import threads
 from .conv import image_view
 from .conv_threads import Captured, PerThread, add_array
 
-# Fewer channels or filters than this and the transforms and copies (per tile: 16 values of each
-# channel and filter) cost more than the multiplications they save.
-MIN_CHANNELS = 16
-MIN_EFFICIENCY = 0.75   # share of the tiles' outputs inside the image
+# The weight gradient alone, 1 thread (CPU time), float32, 'half', batch 128, tap panels -> Winograd:
+# 32->32 on 32x32 images 19.5 -> 9.5 ms, 64->64 on 16x16 15.0 -> 7.3, on 8x8 3.2 -> 1.9, on 7x7
+# 2.5 -> 1.9, on 5x5 (69% of the tiles' outputs inside) 1.43 -> 1.11, on 3x3 (56%) 0.54 -> 0.53;
+# 128->128 on 8x8 12.4 -> 7.9; few channels or filters too: 6->32 on 32x32 9.0 -> 4.3, 64->4 on 16x16
+# 5.2 -> 1.8, 8->8 on 32x32 3.8 -> 2.8, on 8x8 0.21 -> 0.19 (fewer than MIN_DIRECT_TAPS taps per
+# output take the few-tap kernel before). Float64 32->32 on 32x32 31.9 -> 22.5.
+MIN_CHANNELS = 4         # (not measured below)
+MIN_EFFICIENCY = 0.65    # share of the tiles' outputs inside the image
 
 
 def winograd_grad_weights(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
