@@ -30,7 +30,7 @@ from .. import irutil as U
 from ..irutil import lanes
 from . import gemm
 from .directconv import Vec, kernel_function
-from .winograd import MATRICES, _comb, _scalar_comb, _transform
+from .winograd import MATRICES, combine, combine_scalars, transform
 
 TILES_MIN, TILES_MAX = 64, 128   # tiles one GEMM reduces over (its micro-kernel's loop length)
 
@@ -219,11 +219,11 @@ def _tiles_function(module, p, which):
                 rows = []   # each row of the tile transformed along its columns
                 for r in range(a):
                     d = [b.load(U.gep(b, base, (r * wb + s) * cp, et), typ=vec.t, align=vec.size) for s in range(a)]
-                    rows.append(_transform(b, vec, 2, "in", d) if which == "in"
-                                else [_comb(b, vec, _A[y], d) for y in range(4)])
+                    rows.append(transform(b, vec, 2, "in", d) if which == "in"
+                                else [combine(b, vec, _A[y], d) for y in range(4)])
                 for y in range(4):
                     col = [rows[r][y] for r in range(a)]
-                    col = _transform(b, vec, 2, "in", col) if which == "in" else [_comb(b, vec, _A[x], col)
+                    col = transform(b, vec, 2, "in", col) if which == "in" else [combine(b, vec, _A[x], col)
                                                                                   for x in range(4)]
                     for x, v in enumerate(col):
                         b.store(v, U.gep(b, out, (x * 4 + y) * qs, et), align=vec.size)
@@ -381,9 +381,9 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
                 m.append(acc)
             k, c = (s, r) if p.swap else (r, s)
             dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(9)), et)
-            half = [[_scalar_comb(b, Gt[u], [m[x * 4 + y] for x in range(4)]) for y in range(4)] for u in range(3)]
+            half = [[combine_scalars(b, Gt[u], [m[x * 4 + y] for x in range(4)]) for y in range(4)] for u in range(3)]
             for u in range(3):
                 for w in range(3):
-                    v = U.cast_value(b, _scalar_comb(b, Gt[w], half[u]), "float64", p.dtype)
+                    v = U.cast_value(b, combine_scalars(b, Gt[w], half[u]), "float64", p.dtype)
                     idx = (2 - u) * 3 + (2 - w) if p.flip else u * 3 + w
                     b.store(v, U.gep(b, dst, idx, et))
