@@ -14,6 +14,8 @@ Weight gradient, chosen by grad_weights_variant:
   gemm 1x1  a 1x1 unit-stride unpadded convolution: dWT += x[n] @ top[n]^T, the image read in place.
   fewtaps static shapes, unit strides, fewer than MIN_DIRECT_TAPS taps: the few-tap kernel
           (conv_fewtaps.py), lane partials over the output gradient's rows read in place.
+  winograd  3x3 unit-stride, static shapes, where conv_winograd_grad.py takes it: Winograd's
+          F(2x2, 3x3), one GEMM per transformed position over the tiles of all images.
   taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
           patches straight from groups of zero-bordered image copies, with the output gradient
           transposed into rows of whole vectors; more filters than one such row holds (256 bytes)
@@ -40,6 +42,8 @@ from .conv_fewtaps import emit_grad_weights, grad_weights_plan
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
 from .conv_phases import PhaseGradInputs, phase_grad_inputs
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
+from .conv_winograd_grad import emit_grad_weights_winograd, winograd_grad_weights
+from ..microkernels.winograd_grad import GradPlan
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
                            reduce_transposed, shift_copy)
 
@@ -221,9 +225,9 @@ class TapChunks:
         return "taps" if len(self.chunks) == 1 else "taps chunked"
 
 
-def grad_weights_variant(op, dtype, dims, fewtaps=True):
+def grad_weights_variant(op, dtype, dims, fewtaps=True, winograd=True):
     """(name, TapChunks / few-tap Plan or None) of a Conv2dGradWeights: 'gemm 1x1', 'fewtaps rows'
-    (fewtaps: the few-tap kernel may be used), 'taps', 'taps chunked' or 'im2col'."""
+    (fewtaps: the few-tap kernel may be used), 'winograd' (winograd: it may be used), 'taps', 'taps chunked' or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         return "gemm 1x1", None
@@ -235,6 +239,10 @@ def grad_weights_variant(op, dtype, dims, fewtaps=True):
         return "im2col", None
     if not all(isinstance(v, int) for v in (C, H, W, K, OH, OW)) or min(C, H, W, K, OH, OW) < 1:
         return "im2col", None
+    wg = winograd_grad_weights(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample),
+                               op.filter_flip) if winograd and dilation(op) == (1, 1) else None
+    if wg is not None:
+        return wg.variant, wg
     tc = TapChunks(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample), op.filter_flip,
                    dilation(op))
     return tc.variant, tc
@@ -252,6 +260,8 @@ def lower_conv2d_grad_weights(ctx, node, ins):
     variant, tc = grad_weights_variant(op, dt, dims)
     if isinstance(tc, FT.Plan):
         emit_grad_weights(ctx, op, tc, xs, td, out, B, body_name("gw", variant))
+    elif isinstance(tc, GradPlan):
+        emit_grad_weights_winograd(ctx, tc, xs, td, out, B, body_name("gw", variant))
     elif tc is not None:
         _grad_weights_taps(ctx, tc, xs, td, out, B)
     else:

@@ -32,7 +32,10 @@ into its stride phases, and its input gradient phase by phase of dx (conv_phases
 gradient is the tap-panel kernel's, any stride). A 3x3 or 5x5 unit-stride one with 16 or more channels
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
 group of images at a time (their conv results in the per-thread scratch, then each image's
-epilogue), the input gradient one image's bordered conv-output gradient at a time. Other
+epilogue), the input gradient one image's bordered conv-output gradient at a time, and (padded, where
+conv_winograd_grad.py takes it, with the input gradient Winograd's too or none) the weight gradient:
+each image's tiles and those of its conv-output gradient transformed right after the prologue, one GEMM
+per transformed position over the tiles of a group of images or a chunk of one. Other
 convolutions build one image's im2col matrix and use the packed GEMM (conv.py). The pooling epilogue
 and the routing prologue take any window and stride (convpool_vector.py: the pooling kernels' vector
 blocks of pooled columns, a scalar loop for the rest). gb accumulates in float64 (a sum over batch *
@@ -64,7 +67,9 @@ from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
+from .conv_winograd_grad import fused_grad_weights
 from ..microkernels import winograd as WG
+from ..microkernels import winograd_grad as WGG
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
@@ -187,7 +192,7 @@ def padded_taps(op, dtype, dims):
     filter (at most 256 bytes of them), else None."""
     if op.border_mode == "valid":
         return None
-    variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False)
+    variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False, winograd=False)
     return tc if tc is not None and tc.copy and len(tc.chunks) == 1 else None
 
 
@@ -429,7 +434,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     dp = dp if DG.grad_plan(dp, op, need_gx) and (_vector_pool(op, dt) or not op.pool or op.pool_last) else None
     dp = few_tap_grad(op, dt, dims, need_gx) or dp
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
-    tc = padded_taps(op, dt, dims) if dp is None and tp is None else None
+    wg = fused_grad_weights(op, dt, dims, need_gx, winograd_grad_inputs) if dp is None and tp is None else None
+    tc = padded_taps(op, dt, dims) if dp is None and tp is None and wg is None else None
     if tc is not None:
         tp = tc.chunks[0][1]
     offs = pg = None
@@ -447,7 +453,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     else:
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
         gd = None
-        if need_gx and tc is not None:
+        if need_gx and (tc is not None or wg is not None):
             gd = winograd_grad_inputs(op, dt, dims) or grad_inputs_variant(op, dt, dims[:9])[1]
         if need_gx and tp is not None and tuple(op.subsample) != (1, 1):   # strided: phase by phase of dx
             gd = grad_inputs_variant(op, dt, dims[:9])[1]
@@ -494,7 +500,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         else:
             sizes += [0, 0]
         acc_rs = tp.KP if tp is not None else K
-        acc_n = U.mul(b, g.P, acc_rs)
+        acc_n = U.mul(b, g.P, acc_rs) if wg is None else wg.m_elems()   # Winograd: its partial products
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool and not op.pool_last else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
@@ -507,6 +513,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         sizes += [gd.p.buf_elems(), gd.p.v_elems(), gd.p.m_elems()]
     else:
         sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems(), 0] if gd is not None else [0, 0, 0]
+    # the Winograd weight gradient: the channel-last image and conv-output gradient, their tiles
+    sizes += [wg.image_elems(), wg.top_elems(), wg.v_elems(), wg.y_elems()] if wg is not None else [0] * 4
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -517,7 +525,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
-                         dp=dp, tp=tp, tc=tc, gd=gd)
+                         dp=dp, tp=tp, tc=tc, gd=gd, wg=wg)
     else:
         dynptrs = [p for p in ptrs if p is not None]
         values = dims + [xs.ptr] + list(xs.strides) + dynptrs + [v for v in parts if v is not None] + acc_parts
@@ -530,11 +538,13 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
             _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd)
+                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd, wg=wg)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
     if dp is not None:
         DG.reduce_lane_partials(ctx, dp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
+    elif wg is not None:
+        WGG.reduce_and_untransform(ctx, wg, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     else:
         # gW = sum over threads of dWT^T (thread order)
         with U.for_range(b, K, name="ok") as k:
@@ -556,7 +566,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
 
 
 def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,
-                     gd=None):
+                     gd=None, wg=None):
     """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), mask (None: no
     pooling), gx, tap offsets, then the gradient program's inputs z, out, g_1..g_m (None: not read);
     parts: (base, stride) of top, the group's transposed tops, cols, dcols, the packed A/B of the two
@@ -568,8 +578,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, mptr, gxptr, offs = ptrs[:4]
     prog_ptrs = ptrs[4:]
-    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc, gxm = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(13))
+    top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc, gxm, *wgp = (
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(17))
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
@@ -598,6 +608,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tp is not None:   # the padding columns of the transposed tops stay zero
         zero_fill(b, tT, 0, tp.group_elems(), dt)
+    wgb = WGG.Buffers(*wgp, dwT) if wg is not None else None
+    if wg is not None:
+        WGG.zero_buffers(ctx, wg, wgb)
 
     def image(n, slot):
         base = U.mul(b, n, pimg)
@@ -630,6 +643,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             FT.emit_grad_image(ctx, dp, xg, top, trs, dwT)
         elif dp is not None:
             DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
+        elif wg is not None:   # the image's tiles (a chunk's or, after the group, the group's GEMMs)
+            WGG.emit_image(ctx, wg, image_view(b, xs, n), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot)
         elif tp is not None:
             if xg is not None:
                 shift_copy(ctx, image_view(b, xs, n), gep(b, xg, U.mul(b, slot, tc.img), et), dt,
@@ -672,6 +687,13 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
 
+    if wg is not None:
+        with U.for_range(b, n1, start=n0, step=wg.Gi, name="grp") as g0:
+            gn = U.smin(b, b.sub(U.as_value(b, n1), g0), wg.Gi) if wg.Gi > 1 else 1
+            with U.for_range(b, gn, name="gi") as gi:
+                image(b.add(g0, gi), gi)
+            WGG.emit_group(ctx, wg, wgb, gn)
+        return
     if tp is None:
         with U.for_range(b, n1, start=n0, name="img") as n:
             image(n, 0)

@@ -248,6 +248,10 @@ def _transform(b, vec, p, which, vals):
     return [_comb(b, vec, row, vals) for row in rows]
 
 
+# the combinations and 1-D transforms the weight gradient (winograd_grad.py) builds on
+combine, combine_scalars, transform = _comb, _scalar_comb, _transform
+
+
 def _concat(b, parts):
     """One vector of the parts' lanes in order (pairwise shuffles; a power-of-two count)."""
     while len(parts) > 1:

@@ -24,7 +24,7 @@ VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"),
             ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
             ("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"),
             ("fwd", "phases_shifted_rows"), ("gx", "phases_shifted"),
-            ("fwd", "winograd"), ("gx", "winograd")}
+            ("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")}
 PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"), ("fwd", "phases_shifted_rows"),
           ("gx", "phases_shifted")}
 
@@ -194,19 +194,23 @@ _WINOGRAD_EXAMPLES = [   # ragged last tiles, several images per GEMM panel, F(4
                                                    filter_dilation=(1, 1)), True),
     ("float32", (9, 16, 16, 16), (16, 16, 3, 3), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
+    # the weight gradient: more filters than channels (the GEMM's sides swapped), channels and filters
+    # no multiple of the vectors, a padding pair, batch 1
+    ("float64", (1, 24, 13, 11), (64, 24, 3, 3), dict(border_mode=(2, 1), subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
 ]
 
 
 @pytest.mark.parametrize("max_tile", [2, 4])
 def test_winograd_shapes(monkeypatch, max_tile):
-    """The Winograd kernels (forward and input gradient) against the reference, F(2x2) tiles (the
-    default) and F(4x4) ones where allowed. Their float32 rounding error is at most about 1e-6
+    """The Winograd kernels (forward, input gradient and, F(2x2) only, weight gradient) against the
+    reference, F(2x2) tiles (the default) and F(4x4) ones where allowed. Their float32 rounding error is at most about 1e-6
     (F(2x2)) / 5e-6 (F(4x4), up to 64 channels) of the largest output, inside the tolerance
     (outputs here reach ~100: atol 2e-3 is 2e-5 of that)."""
     from codegen.options import options
     monkeypatch.setattr(options, "winograd_max_tile", max_tile)
     seen = _run(winograd_configs(), 12 if max_tile == 2 else 6, _WINOGRAD_EXAMPLES)
-    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
 
 
 _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per panel; 'full'
@@ -466,3 +470,53 @@ def test_dilated_convolutions_take_the_direct_kernels():
             ("gw", "im2col")}
     assert want <= seen, sorted(want - seen)
     assert not {v for v in seen if v[1].startswith(("winograd", "phases"))}, sorted(seen)
+@pytest.mark.parametrize("xs,ws", [((7, 32, 6, 6), (32, 32, 3, 3)), ((5, 16, 30, 18), (24, 16, 3, 3))])
+def test_winograd_weight_gradient_thread_counts(threads, xs, ws):
+    """The Winograd weight gradient on 1, 2 and 3 threads: each thread adds its images' products into
+    partials of its own, added in thread order afterwards, so repeated calls are bit-identical and
+    the thread counts agree up to the order of those sums. 6x6 images: a group of images per GEMM,
+    a thread's last group short; 30x18: chunks of tile rows per GEMM, the last chunk short."""
+    kwargs = dict(border_mode="half", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=3)
+        fn, got = check_native_vs_reference(ins, outs[2:], vals, rtol=1e-4, atol=2e-3)
+        assert ("gw", "winograd") in set(BODY.findall(fn.dump_llvm()))
+        again = fn(*vals)
+        np.testing.assert_array_equal(again[0], got[0][0])
+        res[n] = got[0][0]
+    for n in (2, 3):
+        np.testing.assert_allclose(res[n], res[1], rtol=1e-5, atol=1e-4)
+
+
+def test_winograd_weight_gradient_verifies():
+    """verify_grad of a convolution whose weight gradient, compiled natively, runs the Winograd
+    kernel (16 channels and filters, 5x6 images: ragged tiles)."""
+    from tests.helpers import check_grad
+    xs, ws = (2, 16, 5, 6), (16, 16, 3, 3)
+
+    def fn(x, w):
+        return conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="half")
+
+    check_grad(fn, [xs, ws], mode="native")
+    x, w = T.dtensor4("x"), T.dtensor4("w")
+    y = fn(x, w)
+    ir_ = symcnn.function([x, w], T.grad(y.sum(), [w])).dump_llvm()
+    assert ("gw", "winograd") in set(BODY.findall(ir_)), BODY.findall(ir_)
+
+
+def test_winograd_weight_gradient_reads_strided_images():
+    """Images that are a strided view (every other column) reach the Winograd weight gradient
+    through its element-by-element copy, not the vector blocks: same results as the reference."""
+    xs, ws = (3, 16, 10, 20), (16, 16, 3, 3)
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    y = conv2d(x[:, :, :, ::2], w, input_shape=(3, 16, 10, 10), filter_shape=ws, border_mode="half")
+    r = T.tensor4("r", dtype="float32")
+    gw = T.grad((y * r).sum(), w)
+    rng = np.random.default_rng(4)
+    vals = [rng.standard_normal(s).astype("float32") for s in (xs, ws, (3, 16, 10, 10))]
+    fn, _ = check_native_vs_reference([x, w, r], [gw], vals, rtol=1e-4, atol=2e-3)
+    assert ("gw", "winograd") in set(BODY.findall(fn.dump_llvm()))

@@ -637,3 +637,76 @@ def test_winograd_one_thread_and_three_agree(monkeypatch):
         got[n] = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[1][0]
     for a, c in zip(got[1], got[3]):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
+# The fused weight gradient by Winograd's F(2x2, 3x3) (conv_winograd_grad.py), in the same per-image
+# loop as the prologue and the input gradient: (x shape, W shape, conv kwargs, pool kwargs, dtype,
+# activation). Pooled and not, sizes that are no multiple of the tiles, more filters than channels (the
+# GEMM's sides swapped), groups of small images per GEMM and chunks of tile rows of large ones.
+WINOGRAD_WGRAD_CASES = [
+    ((3, 32, 16, 16), (32, 32, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu"),
+    ((5, 24, 15, 14), (40, 24, 3, 3), dict(border_mode="full", filter_flip=False), dict(pool=None), "float64",
+     "tanh"),
+    ((8, 16, 6, 6), (16, 16, 3, 3), dict(border_mode=(1, 1)), dict(ws=(2, 2)), "float32", "sigmoid"),
+    ((2, 32, 34, 20), (16, 32, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu"),
+    ((3, 16, 13, 11), (16, 16, 3, 3), dict(border_mode=(2, 1), filter_flip=False), dict(pool=None), "float32",
+     "leaky_relu"),
+]
+
+
+def _fused_winograd_grad(op, dtype, xs, ws, need_gx):
+    from codegen.kernels.conv_winograd_grad import fused_grad_weights
+    from codegen.kernels.convpool import winograd_grad_inputs
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    o = geometry.out_shape(xs, ws, op.border_mode, op.subsample)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]]
+    return fused_grad_weights(op, dtype, dims, need_gx, winograd_grad_inputs)
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", WINOGRAD_WGRAD_CASES)
+def test_winograd_weight_gradient_matches_reference(xs, ws, conv, pool_kw, dtype, act, target):
+    """The fused backward with and without the input gradient, its weight gradient by Winograd
+    (the backward without an input gradient always, the other where the input gradient is
+    Winograd's too), against the reference."""
+    fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws))
+    assert _fused_winograd_grad(fwd, dtype, xs, ws, False) is not None
+    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType(dtype, (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(sum(xs) + 1)
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(ws[1] * 9)
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    assert re.search(r"define internal void @\"?symcnn_wgw_gemm_", fn.runner.ir)
+
+
+def test_winograd_weight_gradient_thread_counts(monkeypatch):
+    """The fused backward with its Winograd weight gradient (and input gradient) on 1, 2 and 3
+    threads: repeated calls bit-identical, the thread counts equal up to the order in which the
+    per-thread partial products are added."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    xs, ws = (7, 32, 16, 16), (32, 32, 3, 3)
+    got = {}
+    for n in (1, 2, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        fwd, bwd, bwd_nogx = conv_act_ops("relu", "float32", border_mode="half", ws=(2, 2), imshp=xs, kshp=ws)
+        assert _fused_winograd_grad(fwd, "float32", xs, ws, True) is not None
+        x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
+        b = T.TensorType("float32", (None,))("b")
+        outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+        rng = np.random.default_rng(9)
+        xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+        gv = rng.standard_normal((7, 32, 8, 8)).astype("float32")
+        fn, res = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)
+        assert re.search(r"symcnn_wgw_gemm_", fn.runner.ir)
+        for a, c in zip(res[0], fn(xv, Wv, bv, gv)):
+            np.testing.assert_array_equal(a, c)
+        got[n] = res[0]
+    for n in (2, 3):
+        for a, c in zip(got[1], got[n]):
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)

@@ -1,0 +1,101 @@
+"""The weight gradient of 3x3 unit-stride convolutions by Winograd's F(2x2, 3x3)
+(microkernels/winograd_grad.py), the batch split over the threads (conv_threads.py), each thread
+with its own partial products, added in thread order afterwards.
+
+winograd_grad_weights decides where it applies and pays: static sizes, 3x3 filters, unit strides,
+a few channels and filters (MIN_CHANNELS) and output tiles that waste little (MIN_EFFICIENCY).
+Measured against the tap-panel kernel (directconv_grad.py): see MIN_CHANNELS. The GEMMs run near
+the core's peak; the transforms and copies take about a third of the kernel.
+"""
+from symcnn.tensor.nnet import conv_geometry as geometry
+
+from .. import irutil as U
+from ..microkernels import winograd_grad as WGG
+from ..parallel import threads
+from .conv import image_view
+from .conv_threads import Captured, PerThread, add_array
+
+# The weight gradient alone, 1 thread (CPU time), float32, 'half', batch 128, tap panels -> Winograd:
+# 32->32 on 32x32 images 19.5 -> 9.5 ms, 64->64 on 16x16 15.0 -> 7.3, on 8x8 3.2 -> 1.9, on 7x7
+# 2.5 -> 1.9, on 5x5 (69% of the tiles' outputs inside) 1.43 -> 1.11, on 3x3 (56%) 0.54 -> 0.53;
+# 128->128 on 8x8 12.4 -> 7.9; few channels or filters too: 6->32 on 32x32 9.0 -> 4.3, 64->4 on 16x16
+# 5.2 -> 1.8, 8->8 on 32x32 3.8 -> 2.8, on 8x8 0.21 -> 0.19 (fewer than MIN_DIRECT_TAPS taps per
+# output take the few-tap kernel before). Float64 32->32 on 32x32 31.9 -> 22.5.
+MIN_CHANNELS = 4         # (not measured below)
+MIN_EFFICIENCY = 0.65    # share of the tiles' outputs inside the image
+
+
+def winograd_grad_weights(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+    """A winograd_grad.GradPlan for the weight gradient of a convolution where it applies and pays,
+    else None."""
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)):
+        return None
+    if str(dtype) not in ("float32", "float64") or (kh, kw) != (3, 3) or tuple(stride) != (1, 1):
+        return None
+    if OH < 1 or OW < 1 or min(C, K) < MIN_CHANNELS:
+        return None
+    p = WGG.GradPlan(str(dtype), C, H, W, K, OH, OW, pads, flip)
+    return p if p.efficiency() >= MIN_EFFICIENCY else None
+
+
+class GradParts:
+    """The per-thread buffers of a GradPlan (the partial products are the caller's)."""
+
+    def __init__(self, ctx, p, T):
+        self.p = p
+        self.parts = [(name, PerThread(ctx, p.dtype, [n], T)) for name, n in
+                      (("wgx", p.image_elems()), ("wgy", p.top_elems()), ("wgv", p.v_elems()),
+                       ("wgt", p.y_elems()))]
+
+    def capture(self, cap):
+        for name, part in self.parts:
+            cap.add_parts(name, part)
+
+    def view(self, bctx, v, m):
+        bufs = WGG.Buffers(*(v.part(name, self.p.dtype) for name, _ in self.parts), m)
+        WGG.zero_buffers(bctx, self.p, bufs)
+        return bufs
+
+
+def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
+    """out (dense [K][C][3][3]) = the weight gradient of images xs ((B, C, H, W) Array) and dense
+    conv-output gradients td ((B, K, OH, OW) Array of the plan's dtype)."""
+    b = ctx.b
+    T = threads()
+    cap = Captured()
+    cap.add("B", B)
+    add_array(cap, "x", xs)
+    add_array(cap, "top", td)
+    parts = GradParts(ctx, p, T)
+    parts.capture(cap)
+    m = PerThread(ctx, p.dtype, [p.m_elems()], T)
+    m.zero(b)
+    cap.add_parts("wgm", m)
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        bufs = parts.view(bctx, v, v.part("wgm", p.dtype))
+        xv = v.array("x", xs.dtype, [v["B"], p.C, p.H, p.W])
+        tv = v.array("top", td.dtype, [v["B"], p.K, p.OH, p.OW])
+        with U.for_range(bb, n1, start=n0, step=p.Gi, name="wgg") as g0:
+            gn = U.smin(bb, bb.sub(U.as_value(bb, n1), g0), p.Gi) if p.Gi > 1 else 1
+            with U.for_range(bb, gn, name="wgi") as gi:
+                n = bb.add(g0, gi)
+                WGG.emit_image(bctx, p, image_view(bb, xv, n), image_view(bb, tv, n), bufs, gi)
+            WGG.emit_group(bctx, p, bufs, gn)
+
+    cap.run(ctx, name, B, emit)
+    WGG.reduce_and_untransform(ctx, p, m.arr.ptr, m.stride, T, out.ptr)
+
+
+def fused_grad_weights(op, dtype, dims, need_gx, grad_inputs):
+    """The GradPlan of a ConvPoolActGrad's weight gradient (dims: B, C, H, W, K, kh, kw, OH, OW, ..)
+    where it applies and pays and, with an input gradient, that is Winograd's too
+    (grad_inputs(op, dtype, dims): convpool.winograd_grad_inputs), else None."""
+    B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if not (isinstance(kh, int) and isinstance(kw, int)) or (kh, kw) != (3, 3):
+        return None
+    if need_gx and grad_inputs(op, dtype, dims) is None:
+        return None
+    return winograd_grad_weights(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                                 op.subsample, op.filter_flip)

@@ -1,0 +1,389 @@
+"""The weight gradient of a 3x3 unit-stride convolution by Winograd's F(2x2, 3x3).
+
+The forward is Y = A^T [(G g G^T) * (B^T d B)] A per 2x2 output tile (winograd.py), so the
+gradient of the filter g from one tile's output gradient dY is
+
+    dg = G^T [ (A dY A^T) * (B^T d B) ] G
+
+and that of the whole batch is G^T [ sum over tiles (A dY_t A^T) * (B^T d_t B) ] G: per position
+q of the 4x4 transformed tile, one GEMM dM[q][k, c] += sum_t Y[q][t, k] V[q][t, c] over all tiles
+of all images (16 multiplications per tile, filter and channel instead of the direct kernel's 36),
+then one back-transform per call.
+
+  images    copied channel-last into a zero-bordered (Hb, Wb, Cp) buffer (the image moved by the
+            padding, Cp: C rounded up to whole vectors), the conv-output gradient into a
+            (2 tH, 2 tW, Kp) one, zero past (OH, OW) (ragged last tiles); both zeroed once per thread
+            (every image writes the same positions).
+  transforms  B^T d B and A dY A^T with vectors over the channels (filters): a tile's 16 (4) rows
+            of channels are whole vectors, and its 16 transformed rows are stored as rows t of
+            V[q][t][Cp] and Y[q][t][Kp], the layouts the GEMM streams, with no packing.
+  GEMM      per position, a register-blocked micro-kernel over the tiles: MR rows of the side with
+            fewer channels broadcast, nv vectors of the other loaded, MR*nv accumulators (gemm.py's
+            budget), added into the thread's partial dM[q][R][Sp]. A GEMM spans TILES_MIN to
+            TILES_MAX tiles: chunks of tile rows of a large image, or a group of small images.
+  result    the threads' partials added in float64 in thread order, transformed back (G^T . G) in
+            float64 and rounded once, turned 180 degrees where the filters are (filter_flip).
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from ..irutil import lanes
+from . import gemm
+from .directconv import Vec, kernel_function
+from .winograd import MATRICES, combine, combine_scalars, transform
+
+TILES_MIN, TILES_MAX = 64, 128   # tiles one GEMM reduces over (its micro-kernel's loop length)
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+class GradPlan:
+    """Static layout of the weight gradient of a 3x3 unit-stride correlation of (C, H, W) images,
+    moved by shift into a zero border, with (K, OH, OW) conv-output gradients (all Python ints).
+    flip: the filters are turned 180 degrees (filter_flip)."""
+
+    variant = "winograd"
+
+    def __init__(self, dtype, C, H, W, K, OH, OW, shift, flip):
+        self.dtype, self.C, self.H, self.W, self.K, self.OH, self.OW = dtype, C, H, W, K, OH, OW
+        self.shift, self.flip = tuple(shift), flip
+        self.L = L = lanes(dtype)
+        _, MR0, NV, *_ = gemm.params(dtype)
+        self.tH, self.tW = _ceil(OH, 2), _ceil(OW, 2)
+        self.Timg = self.tH * self.tW
+        self.Hb, self.Wb = 2 * self.tH + 2, 2 * self.tW + 2
+        self.Hd, self.Wd = 2 * self.tH, 2 * self.tW
+        self.Cp, self.Kp = _ceil(C, L) * L, _ceil(K, L) * L
+        if self.Timg >= TILES_MIN:   # chunks of tile rows of one image
+            self.Gi, self.rows = 1, max(1, min(self.tH, TILES_MAX // self.tW))
+        else:                        # groups of whole images
+            self.Gi, self.rows = max(1, TILES_MAX // self.Timg), self.tH
+        self.Tcap = self.Gi * self.Timg if self.Gi > 1 else self.rows * self.tW
+        # the side with more channels is the vector (column) side of the GEMM
+        self.swap = K > C
+        self.R, self.Rp = (C, self.Cp) if self.swap else (K, self.Kp)
+        self.S, self.Sp = (K, self.Kp) if self.swap else (C, self.Cp)
+        self.blocks, s0 = [], 0   # (first column, vectors, rows) of the micro-kernel's blocks
+        while s0 < self.Sp:
+            nv = min(NV, (self.Sp - s0) // L)
+            most = max(1, MR0 * NV // nv)   # as many rows as gemm.py's accumulators allow, in even blocks
+            self.blocks.append((s0, nv, _ceil(self.R, _ceil(self.R, most))))
+            s0 += nv * L
+        # positions a cache line more than their size apart, and room for the rows a last row
+        # block reads past R (computed, never stored)
+        line = 64 // U.itemsize(dtype)
+        pad = _ceil(max(b[2] for b in self.blocks), line) * line + line
+        self.vq, self.yq = self.Tcap * self.Cp + pad, self.Tcap * self.Kp + pad
+        self.mq = self.R * self.Sp
+
+    @property
+    def name(self):
+        return (f"{self.dtype}_C{self.C}_K{self.K}_OH{self.OH}_OW{self.OW}_s{self.shift[0]}_{self.shift[1]}_"
+                f"G{self.Gi}r{self.rows}")
+
+    def efficiency(self):
+        """Share of the tiles' outputs inside (OH, OW)."""
+        return self.OH * self.OW / (4 * self.Timg)
+
+    def image_elems(self):
+        return (self.Hb * self.Wb + self.L) * self.Cp
+
+    def top_elems(self):
+        return (self.Hd * self.Wd + self.L) * self.Kp
+
+    def v_elems(self):
+        return 16 * self.vq
+
+    def y_elems(self):
+        return 16 * self.yq
+
+    def m_elems(self):
+        return 16 * self.mq
+
+
+# -- copies into the channel-last buffers ---------------------------------------------------------
+
+def copy_image(ctx, p, src, xh):
+    """xh[((i + sh) * Wb + j + sw) * Cp + c] = src[c, i, j] (a (C, H, W) Array, cast to the plan's
+    dtype) where inside the buffer; the rest of xh is not written (but for zeros, see _channel_last)."""
+    _channel_last(ctx, p, src, xh, p.C, p.H, p.W, p.Hb, p.Wb, p.Cp, *p.shift)
+
+
+def copy_top(ctx, p, src, dyh):
+    """dyh[(i * Wd + j) * Kp + k] = src[k, i, j] (a (K, OH, OW) Array)."""
+    _channel_last(ctx, p, src, dyh, p.K, p.OH, p.OW, p.Hd, p.Wd, p.Kp, 0, 0)
+
+
+def _channel_last(ctx, p, src, dst, C, H, W, Hd, Wd, Cp, oh, ow):
+    """dst[((i + oh) * Wd + j + ow) * Cp + c] = src[c, i, j] where inside (Hd, Wd). Rows of plain
+    values of the plan's dtype go L x L blocks at a time (L rows of L channels loaded, transposed
+    in registers, stored as L runs of L channels): a block past the row's end stores zeros into
+    the border, or into the next row's first positions (which that row writes afterwards, or
+    which are border) or, after the last row, into the buffer's slack (slack_elems)."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    st = src.lltype
+    i0, i1 = max(0, -oh), min(H, Hd - oh)
+    j0, j1 = max(0, -ow), min(W, Wd - ow)
+    if i1 <= i0 or j1 <= j0:
+        return
+    if not (src.dtype == p.dtype and isinstance(src.strides[2], int) and src.strides[2] == 1):
+        with U.for_range(b, C, name="xc") as c:
+            with U.for_range(b, i1, start=i0, name="xi") as i:
+                s_ = U.gep(b, src.ptr, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), st)
+                d = U.gep(b, dst, b.add(b.mul(b.add(i, U.i64(oh)), U.i64(Wd * Cp)), c), et)
+                with U.for_range(b, j1, start=j0, name="xj") as j:
+                    v = b.load(U.gep(b, s_, U.mul(b, j, src.strides[2]), st), typ=st)
+                    b.store(U.cast_value(b, v, src.dtype, p.dtype),
+                            U.gep(b, d, b.mul(b.add(j, U.i64(ow)), U.i64(Cp)), et))
+        return
+    L = p.L
+    vec = Vec(ctx.module, p.dtype, L)
+    lane = ir.Constant(ir.VectorType(U.I64, L), list(range(L)))
+
+    def block(c0, nch):
+        with U.for_range(b, i1, start=i0, name="xi") as i:
+            srow = U.gep(b, src.ptr, U.add(b, U.mul(b, c0, src.strides[0]), U.mul(b, i, src.strides[1])), et)
+            drow = U.gep(b, dst, b.add(b.mul(b.add(i, U.i64(oh)), U.i64(Wd * Cp)), U.as_value(b, c0)), et)
+            with U.for_range(b, j1, start=j0, step=L, name="xj") as j:
+                left = U.splat(b, b.sub(U.i64(j1), j), ir.VectorType(U.I64, L))
+                mask = b.icmp_signed("<", lane, left)
+                rows = [b.call(vec.mload, [U.gep(b, srow, U.add(b, U.mul(b, u, src.strides[0]), j), et), vec.align,
+                                           mask, vec.zero]) if u < nch else vec.zero for u in range(L)]
+                d = U.gep(b, drow, b.mul(b.add(j, U.i64(ow)), U.i64(Cp)), et)
+                for v, col in enumerate(_transpose(b, rows)):
+                    b.store(col, U.gep(b, d, v * Cp, et), align=vec.size)
+
+    full = C // L
+    if full:
+        with U.for_range(b, full, name="xcb") as cb:
+            block(b.mul(cb, U.i64(L)), L)
+    if C % L:
+        block(U.i64(full * L), C % L)
+
+
+def _transpose(b, rows):
+    """The L x L matrix of the L vectors rows, transposed: for each bit k of the index, the
+    off-diagonal k x k blocks of every 2k x 2k block swapped (L log2 L shuffles)."""
+    n = len(rows)
+    k = n // 2
+    while k >= 1:
+        lo = [j if not j & k else n + j - k for j in range(n)]
+        hi = [j + k if not j & k else n + j for j in range(n)]
+        it = ir.VectorType(U.I32, n)
+        new = list(rows)
+        for i in range(n):
+            if not i & k:
+                a, c = rows[i], rows[i | k]
+                new[i] = b.shuffle_vector(a, c, ir.Constant(it, lo))
+                new[i | k] = b.shuffle_vector(a, c, ir.Constant(it, hi))
+        rows = new
+        k //= 2
+    return rows
+
+
+# -- transforms -------------------------------------------------------------------------------
+
+# A (4 x 2) of F(2x2, 3x3): the transpose of its A^T
+_A = [list(col) for col in zip(*MATRICES[2][2])]
+
+
+def _tiles_function(module, p, which):
+    """void f(src, dst, t_off, ti0, ntr): the transformed tiles of the tile rows ti0 .. ti0+ntr-1
+    of one image's channel-last buffer src, as rows t_off + (tile row - ti0) * tW + tile column of
+    dst[q][t][..]: B^T d B of the image (which 'in') or A dY A^T of its output gradient ('dy')."""
+    name = f"symcnn_wgw_{which}_{p.name}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64 = U.I64
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, I64, I64, I64])
+    src, dst, t_off, ti0, ntr = fn.args
+    et = U.ll_type(p.dtype)
+    L = p.L
+    vec = Vec(module, p.dtype, L)
+    if which == "in":
+        n, wb, cp, qs, a = p.Cp // L, p.Wb, p.Cp, p.vq, 4
+    else:
+        n, wb, cp, qs, a = p.Kp // L, p.Wd, p.Kp, p.yq, 2
+    with U.for_range(b, ntr, name="tr") as tr:
+        ti = b.add(ti0, tr)
+        with U.for_range(b, p.tW, name="tj") as tj:
+            t = b.add(t_off, b.add(b.mul(tr, U.i64(p.tW)), tj))
+            corner = b.mul(b.add(b.mul(b.mul(ti, U.i64(2)), U.i64(wb)), b.mul(tj, U.i64(2))), U.i64(cp))
+            with U.for_range(b, n, name="cv") as cv:
+                base = U.gep(b, src, b.add(corner, b.mul(cv, U.i64(L))), et)
+                out = U.gep(b, dst, b.add(b.mul(t, U.i64(cp)), b.mul(cv, U.i64(L))), et)
+                rows = []   # each row of the tile transformed along its columns
+                for r in range(a):
+                    d = [b.load(U.gep(b, base, (r * wb + s) * cp, et), typ=vec.t, align=vec.size) for s in range(a)]
+                    rows.append(transform(b, vec, 2, "in", d) if which == "in"
+                                else [combine(b, vec, _A[y], d) for y in range(4)])
+                for y in range(4):
+                    col = [rows[r][y] for r in range(a)]
+                    col = transform(b, vec, 2, "in", col) if which == "in" else [combine(b, vec, _A[x], col)
+                                                                                  for x in range(4)]
+                    for x, v in enumerate(col):
+                        b.store(v, U.gep(b, out, (x * 4 + y) * qs, et), align=vec.size)
+    b.ret_void()
+    return fn
+
+
+# -- the GEMMs ----------------------------------------------------------------------------------
+
+def _microkernel(module, dtype, nv, MR):
+    """void ukr(kc, A, a_rs, B, b_rs, M, m_rs, mrows): M[i, :nv*L] += sum_t A[t*a_rs + i] B[t*b_rs :
+    + nv*L] for the rows i < mrows (MR rows are computed)."""
+    name = f"symcnn_wgw_ukr_{dtype}_{MR}x{nv}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64, P = U.I64, U.PTR
+    fn, b = kernel_function(module, name, [I64, P, I64, P, I64, P, I64, I64])
+    kc, ap, ars, bp, brs, mp, mrs, mrows = fn.args
+    et = U.ll_type(dtype)
+    L = lanes(dtype)
+    vec = Vec(module, dtype, L)
+    entry = b.block
+    head, body, done = U.loop_blocks(b, "t")
+    t = b.phi(I64, name="t")
+    t.add_incoming(U.i64(0), entry)
+    accs = [[b.phi(vec.t, name=f"c{i}_{j}") for j in range(nv)] for i in range(MR)]
+    for row in accs:
+        for ph in row:
+            ph.add_incoming(vec.zero, entry)
+    b.cbranch(b.icmp_signed("<", t, kc), body, done)
+    b.position_at_end(body)
+    brow = U.gep(b, bp, b.mul(t, brs), et)
+    bv = [b.load(U.gep(b, brow, j * L, et), typ=vec.t, align=vec.size) for j in range(nv)]
+    arow = U.gep(b, ap, b.mul(t, ars), et)
+    new = []
+    for i in range(MR):
+        av = U.splat(b, b.load(U.gep(b, arow, i, et), typ=et), vec.t)
+        new.append([b.call(vec.fma, [av, bv[j], accs[i][j]]) for j in range(nv)])
+    for i in range(MR):
+        for j in range(nv):
+            accs[i][j].add_incoming(new[i][j], b.block)
+    t.add_incoming(b.add(t, U.i64(1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    for i in range(MR):
+        def store_row(i=i):
+            mrow = U.gep(b, mp, b.mul(U.i64(i), mrs), et)
+            for j in range(nv):
+                ptr = U.gep(b, mrow, j * L, et)
+                b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
+        if i == 0:
+            store_row()
+        else:
+            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
+                store_row()
+    b.ret_void()
+    return fn
+
+
+def _products_function(module, p):
+    """void f(V, Y, M, kc): M[q] += the products of the kc tiles of every position q."""
+    name = f"symcnn_wgw_gemm_{p.name}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    I64 = U.I64
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR, I64])
+    vp, yp, mp, kc = fn.args
+    et = U.ll_type(p.dtype)
+    (rp, rq), (sp, sq) = ((vp, p.vq), (yp, p.yq)) if p.swap else ((yp, p.yq), (vp, p.vq))
+    with U.for_range(b, 16, name="q") as q:
+        rows = U.gep(b, rp, b.mul(q, U.i64(rq)), et)
+        cols = U.gep(b, sp, b.mul(q, U.i64(sq)), et)
+        mq = U.gep(b, mp, b.mul(q, U.i64(p.mq)), et)
+        for s0, nv, MR in p.blocks:
+            ukr = _microkernel(module, p.dtype, nv, MR)
+            with U.for_range(b, p.R, step=MR, name="r0") as r0:
+                mrows = U.smin(b, b.sub(U.i64(p.R), r0), MR)
+                b.call(ukr, [kc, U.gep(b, rows, r0, et), U.i64(p.Rp), U.gep(b, cols, s0, et), U.i64(p.Sp),
+                             U.gep(b, mq, b.add(b.mul(r0, U.i64(p.Sp)), U.i64(s0)), et), U.i64(p.Sp), mrows])
+    b.ret_void()
+    return fn
+
+
+# -- one image, one group -------------------------------------------------------------------------
+
+class Buffers:
+    """A thread's pointers: the channel-last image and output gradient, the transformed tiles V
+    and Y, and its partial products M (16 * R * Sp)."""
+
+    def __init__(self, xh, dyh, v, y, m):
+        self.xh, self.dyh, self.v, self.y, self.m = xh, dyh, v, y, m
+
+
+def zero_buffers(ctx, p, bufs):
+    """The borders, the padding channels and the rows past R stay zero: zeroed once per thread."""
+    from ..kernels.conv import zero_fill
+    b = ctx.b
+    for ptr, n in ((bufs.xh, p.image_elems()), (bufs.dyh, p.top_elems()), (bufs.v, p.v_elems()),
+                   (bufs.y, p.y_elems())):
+        zero_fill(b, ptr, 0, n, p.dtype)
+
+
+def emit_image(ctx, p, x, top, bufs, slot):
+    """Image x ((C, H, W) Array) with its conv-output gradient top ((K, OH, OW) Array of the plan's
+    dtype): copied, its tiles transformed; as the group's slot-th image (Gi > 1: the GEMM comes
+    with emit_group), or (Gi == 1) chunk by chunk of tile rows, each chunk's GEMM here."""
+    b = ctx.b
+    copy_image(ctx, p, x, bufs.xh)
+    copy_top(ctx, p, top, bufs.dyh)
+    fin = _tiles_function(ctx.module, p, "in")
+    fdy = _tiles_function(ctx.module, p, "dy")
+    if p.Gi > 1:
+        t_off = b.mul(U.as_value(b, slot), U.i64(p.Timg))
+        for f, src, dst in ((fin, bufs.xh, bufs.v), (fdy, bufs.dyh, bufs.y)):
+            b.call(f, [src, dst, t_off, U.i64(0), U.i64(p.tH)])
+        return
+    prod = _products_function(ctx.module, p)
+    for ti0 in range(0, p.tH, p.rows):
+        ntr = min(p.rows, p.tH - ti0)
+        for f, src, dst in ((fin, bufs.xh, bufs.v), (fdy, bufs.dyh, bufs.y)):
+            b.call(f, [src, dst, U.i64(0), U.i64(ti0), U.i64(ntr)])
+        b.call(prod, [bufs.v, bufs.y, bufs.m, U.i64(ntr * p.tW)])
+
+
+def emit_group(ctx, p, bufs, gn):
+    """The GEMMs of a group of gn images (Gi > 1; nothing for chunked images)."""
+    if p.Gi == 1:
+        return
+    b = ctx.b
+    kc = b.mul(U.as_value(b, gn), U.i64(p.Timg))
+    b.call(_products_function(ctx.module, p), [bufs.v, bufs.y, bufs.m, kc])
+
+
+# -- the result -----------------------------------------------------------------------------------
+
+def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
+    """dw[k, c] (dense [K][C][3][3], the plan's dtype) = G^T (sum over the nparts partials M at
+    base + t*stride, in float64 in thread order) G, turned 180 degrees when p.flip."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    Gm = MATRICES[2][1]
+    Gt = [list(col) for col in zip(*Gm)]   # 3 x 4
+    with U.for_range(b, p.R, name="rr") as r:
+        with U.for_range(b, p.S, name="rs") as s:
+            off = b.add(b.mul(r, U.i64(p.Sp)), s)
+            m = []
+            for q in range(16):
+                acc = None
+                for t in range(nparts):
+                    ptr = U.gep(b, base, U.add(b, U.mul(b, t, stride), b.add(off, U.i64(q * p.mq))), et)
+                    v = U.cast_value(b, b.load(ptr, typ=et), p.dtype, "float64")
+                    acc = v if acc is None else b.fadd(acc, v)
+                m.append(acc)
+            k, c = (s, r) if p.swap else (r, s)
+            dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(9)), et)
+            half = [[combine_scalars(b, Gt[u], [m[x * 4 + y] for x in range(4)]) for y in range(4)] for u in range(3)]
+            for u in range(3):
+                for w in range(3):
+                    v = U.cast_value(b, combine_scalars(b, Gt[w], half[u]), "float64", p.dtype)
+                    idx = (2 - u) * 3 + (2 - w) if p.flip else u * 3 + w
+                    b.store(v, U.gep(b, dst, idx, et))
