@@ -248,8 +248,8 @@ def _transform(b, vec, p, which, vals):
     return [_comb(b, vec, row, vals) for row in rows]
 
 
-# the combinations and 1-D transforms the weight gradient (winograd_grad.py) builds on
-combine, combine_scalars, transform = _comb, _scalar_comb, _transform
+# the combinations the weight gradient (winograd_grad.py) builds on
+combine, combine_scalars = _comb, _scalar_comb
 
 
 def _concat(b, parts):

@@ -30,7 +30,7 @@ from .. import irutil as U
 from ..irutil import lanes
 from . import gemm
 from .directconv import Vec, kernel_function
-from .winograd import MATRICES, combine, combine_scalars, transform
+from .winograd import MATRICES, combine, combine_scalars
 
 TILES_MIN, TILES_MAX = 64, 128   # tiles one GEMM reduces over (its micro-kernel's loop length)
 
@@ -186,7 +186,8 @@ def _transpose(b, rows):
 
 # -- transforms -------------------------------------------------------------------------------
 
-# A (4 x 2) of F(2x2, 3x3): the transpose of its A^T
+# B^T (4 x 4) and A (4 x 2, the transpose of A^T) of F(2x2, 3x3)
+_BT = MATRICES[2][0]
 _A = [list(col) for col in zip(*MATRICES[2][2])]
 
 
@@ -219,11 +220,11 @@ def _tiles_function(module, p, which):
                 rows = []   # each row of the tile transformed along its columns
                 for r in range(a):
                     d = [b.load(U.gep(b, base, (r * wb + s) * cp, et), typ=vec.t, align=vec.size) for s in range(a)]
-                    rows.append(transform(b, vec, 2, "in", d) if which == "in"
+                    rows.append([combine(b, vec, row, d) for row in _BT] if which == "in"
                                 else [combine(b, vec, _A[y], d) for y in range(4)])
                 for y in range(4):
                     col = [rows[r][y] for r in range(a)]
-                    col = transform(b, vec, 2, "in", col) if which == "in" else [combine(b, vec, _A[x], col)
+                    col = [combine(b, vec, row, col) for row in _BT] if which == "in" else [combine(b, vec, _A[x], col)
                                                                                   for x in range(4)]
                     for x, v in enumerate(col):
                         b.store(v, U.gep(b, out, (x * 4 + y) * qs, et), align=vec.size)
