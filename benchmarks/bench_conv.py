@@ -1,19 +1,28 @@
-"""Conv2d, Conv2dGradInputs and Conv2dGradWeights alone, natively, on the convolutions of the
-zoo's CIFAR-style and all-convolutional setups (bench_models.py) and a few others: the median ms
-of each op, and the kernel variant it took (read from the compiled IR).
+"""Conv2d, Conv2dGradInputs and Conv2dGradWeights alone, natively, against PyTorch eager's
+convolution forward and convolution_backward (input and weight gradients timed apart), on the
+convolutions of the zoo's setups (bench_models.py) and a sample of the rest of the configuration
+space (filters 1x1 to 7x7, every border mode, strides 1 to 3, 1 to 128 channels, batch 1 up): the
+median ms of each op, the ratio (symcnn / PyTorch), and the kernel variant symcnn took (read from
+the compiled IR).
 
-    python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3] [--cpu]
+    python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3] [--cpu] [--no-torch]
 
-Run it with PYTHONPATH pointing at two checkouts, alternately, to compare them under the same load.
---cpu (with --threads 1) times the calling thread's CPU time, steadier on a shared machine.
+PyTorch (pip install torch==2.13.0) runs in a child process, timed after every symcnn op: timed
+alternately, the threads one library leaves spinning after its work slow the other's next op. Run it with PYTHONPATH pointing at two checkouts, alternately,
+to compare them under the same load. --cpu (with --threads 1) times the calling thread's CPU time,
+steadier on a shared machine (PyTorch is then timed the same way).
 """
 import argparse
+import json
+import os
 import re
+import statistics
+import sys
 import time
 
 import numpy as np
 
-from timing import median_seconds
+from timing import JsonChild, median_seconds
 
 # (name, batch, C, H, W, K, k, border_mode, stride)
 CONVS = [
@@ -27,12 +36,34 @@ CONVS = [
     ("k5", 64, 16, 20, 20, 32, 5, "valid", 1),
     ("k7s2", 32, 3, 64, 64, 64, 7, (3, 3), 2),
     ("k1", 128, 64, 16, 16, 64, 1, "valid", 1),
+    ("lenet1", 500, 1, 28, 28, 20, 5, "valid", 1),
+    ("lenet2", 500, 20, 12, 12, 50, 5, "valid", 1),
+    ("full5", 32, 24, 12, 12, 24, 5, "full", 1),
+    ("pad1s2", 64, 16, 31, 31, 32, 3, 1, 2),
+    ("s3k5", 32, 16, 33, 33, 32, 5, "valid", 3),
+    ("k7half", 16, 24, 28, 28, 24, 7, "half", 1),
+    ("k1s2", 64, 64, 16, 16, 128, 1, "valid", 2),
+    ("b1", 1, 64, 32, 32, 64, 3, "half", 1),
+    ("odd", 7, 50, 19, 17, 20, 3, (2, 1), 1),
+    ("c128", 32, 128, 8, 8, 128, 3, "half", 1),
 ]
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
 
 
-def bench(conv, reps, clock):
+def pads(border, k):
+    """PyTorch's padding for one of Theano's border modes."""
+    if border == "valid":
+        return (0, 0)
+    if border == "half":
+        return (k // 2, k // 2)
+    if border == "full":
+        return (k - 1, k - 1)
+    return (border, border) if isinstance(border, int) else tuple(border)
+
+
+def symcnn_ops(conv):
+    """The three compiled ops of one convolution and their arguments: [(fn, args)] * 3."""
     import symcnn
     import symcnn.tensor as T
     from symcnn.tensor.nnet.conv import conv2d, conv2d_grad_wrt_inputs, conv2d_grad_wrt_weights
@@ -40,8 +71,7 @@ def bench(conv, reps, clock):
     xs, ws = (B, C, H, W), (K, C, k, k)
     x = T.tensor4("x", shape=xs)
     w = T.tensor4("w", shape=ws)
-    kw = dict(input_shape=xs, filter_shape=ws, border_mode=border, subsample=(s, s))
-    y = conv2d(x, w, **kw)
+    y = conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border, subsample=(s, s))
     rng = np.random.default_rng(0)
     xv = rng.standard_normal(xs).astype("float32")
     wv = rng.standard_normal(ws).astype("float32")
@@ -52,11 +82,54 @@ def bench(conv, reps, clock):
     gw = conv2d_grad_wrt_weights(x, g, ws, xs, border_mode=border, subsample=(s, s))
     fi = symcnn.function([g, w], gi)
     fw = symcnn.function([x, g], gw)
-    out = []
-    for fn, args in ((f, (xv, wv)), (fi, (yv, wv)), (fw, (xv, yv))):
-        variants = sorted({f"{o} {v}" for o, v in BODY.findall(fn.dump_llvm())}) or ["-"]
-        out.append((median_seconds(lambda: fn(*args), reps, clock=clock) * 1e3, ",".join(variants)))
-    return out
+    ops = [(f, (xv, wv)), (fi, (yv, wv)), (fw, (xv, yv))]
+    for fn, args in ops:   # every compile done (they run in the background), so none is timed
+        fn(*args)
+    return ops
+
+
+# -- PyTorch (in a child process) -----------------------------------------------------------------
+
+def torch_ops(conv, threads):
+    import torch
+    torch.set_num_threads(threads)
+    name, B, C, H, W, K, k, border, s = conv
+    x = torch.randn(B, C, H, W)
+    w = torch.randn(K, C, k, k)
+    p = pads(border, k)
+    y = torch.nn.functional.conv2d(x, w, stride=s, padding=p)
+    g = torch.randn(y.shape)
+
+    def backward(mask):
+        return lambda: torch.ops.aten.convolution_backward(g, x, w, None, [s, s], list(p), [1, 1], False,
+                                                           [0, 0], 1, mask)
+    with torch.no_grad():
+        return [lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p),
+                backward([True, False, False]), backward([False, True, False])]
+
+
+def torch_server(threads, cpu):
+    """Child: per request line "<conv index> <op index> <reps>", the median ms of that op."""
+    try:
+        import torch
+        print(json.dumps(torch.__version__), flush=True)
+    except ImportError:
+        print(json.dumps(None), flush=True)
+        return
+    clock = time.thread_time if cpu else time.perf_counter
+    ops = {}
+    for line in sys.stdin:
+        i, j, reps = (int(v) for v in line.split())
+        if i not in ops:
+            ops[i] = torch_ops(CONVS[i], threads)
+        with torch.no_grad():
+            print(json.dumps(1e3 * median_seconds(ops[i][j], reps, clock=clock)), flush=True)
+
+
+class TorchChild(JsonChild):
+    def __init__(self, threads, cpu):
+        super().__init__([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads)]
+                         + (["--cpu"] if cpu else []))
 
 
 def main():
@@ -65,15 +138,45 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--only", default=None, help="comma-separated indices into CONVS")
     ap.add_argument("--cpu", action="store_true", help="time this thread's CPU time (use with --threads 1)")
+    ap.add_argument("--no-torch", action="store_true", help="symcnn's columns only")
+    ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.torch_child:
+        return torch_server(args.threads, args.cpu)
     import symcnn
     symcnn.config.num_threads = args.threads
-    convs = CONVS if args.only is None else [CONVS[int(i)] for i in args.only.split(",")]
-    print(f"{'conv':10s} {'forward ms':>11s} {'grad in ms':>11s} {'grad W ms':>11s}  variants")
-    for conv in convs:
-        res = bench(conv, args.reps, time.thread_time if args.cpu else time.perf_counter)
-        print(f"{conv[0]:10s} " + " ".join(f"{t:11.2f}" for t, _ in res) + "  " + " | ".join(v for _, v in res),
-              flush=True)
+    clock = time.thread_time if args.cpu else time.perf_counter
+    child = None if args.no_torch else TorchChild(args.threads, args.cpu)
+    torch = child is not None and child.version is not None
+    if child is not None:
+        print(f"PyTorch: {child.version or 'not installed (pip install torch==2.13.0)'}; {args.threads} threads each")
+    index = range(len(CONVS)) if args.only is None else [int(i) for i in args.only.split(",")]
+    print(f"{'conv':10s} {'batch,C,HxW,K,k,border,stride':32s}"
+          + "".join(f"{h + ' ms':>10s}{'torch':>8s}{'ratio':>7s}" for h in ("fwd", "grad in", "grad W"))
+          + "  variants")
+    rows = []   # every symcnn op first, then every PyTorch op: neither library's idle threads
+    for i in index:   # (OpenMP's spin-wait after a parallel region) take the cores from the other
+        timed = [(1e3 * median_seconds(lambda: fn(*a), args.reps, clock=clock),
+                  ",".join(sorted({f"{o} {v}" for o, v in BODY.findall(fn.dump_llvm())})) or "-")
+                 for fn, a in symcnn_ops(CONVS[i])]
+        rows.append((i, timed))
+    ratios = []
+    for i, timed in rows:
+        name, B, C, H, W, K, k, border, s = CONVS[i]
+        cells = ""
+        for j, (ours, _) in enumerate(timed):
+            theirs = child.ask(f"{i} {j} {args.reps}") if torch else None
+            if theirs:
+                ratios.append((ours / theirs, f"{name} {('fwd', 'grad in', 'grad W')[j]}"))
+            cells += f"{ours:10.2f}" + (f"{theirs:8.2f}{ours / theirs:7.2f}" if theirs else f"{'-':>8s}{'-':>7s}")
+        shape = f"{B},{C},{H}x{W},{K},{k},{border},{s}"
+        print(f"{name:10s} {shape:32s}{cells}  " + " | ".join(v for _, v in timed), flush=True)
+    if child is not None:
+        child.close()
+    if ratios:
+        worst = max(ratios)
+        print(f"worst ratio: {worst[0]:.2f} ({worst[1]}); median {statistics.median(r for r, _ in ratios):.2f}; "
+              f"{sum(r > 1 for r, _ in ratios)} of {len(ratios)} ops slower than PyTorch")
 
 
 if __name__ == "__main__":
