@@ -154,24 +154,29 @@ def _microkernel(module, dtype, nv):
     full = ir.Constant(mt, [ir.Constant(U.I1, 1)] * L)
     masks = [full] * (nv - 1) + [last]
     align = ir.Constant(U.I32, size)
-    for i in range(MR):
-        def store_row(i=i):
-            crow = U.gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
-            for j in range(nv):
-                ptr = U.gep(b, crow, j * L, et)
-                old = b.call(mload, [ptr, align, b.and_(masks[j], accm), zero])
-                v = b.fadd(accs[i][j], old)
-                if j < nv - 1:
-                    b.store(v, ptr, align=size)
-                else:
-                    b.call(mstore, [v, ptr, align, masks[j]])
-        if i == 0:
-            store_row()
-        else:
-            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
-                store_row()
+    def store_row(i):
+        crow = U.gep(b, c, b.mul(U.i64(i), crs) if i else 0, et)
+        for j in range(nv):
+            ptr = U.gep(b, crow, j * L, et)
+            old = b.call(mload, [ptr, align, b.and_(masks[j], accm), zero])
+            v = b.fadd(accs[i][j], old)
+            if j < nv - 1:
+                b.store(v, ptr, align=size)
+            else:
+                b.call(mstore, [v, ptr, align, masks[j]])
+    for_tile_rows(b, MR, mrows, store_row)
     b.ret_void()
     return fn
+
+
+def for_tile_rows(b, MR, mrows, emit):
+    """emit(i) for the rows i < mrows of an MR-row micro-tile (mrows >= 1 at run time: row 0 always)."""
+    for i in range(MR):
+        if i == 0:
+            emit(0)
+        else:
+            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
+                emit(i)
 
 
 def macrokernel(module, dtype):

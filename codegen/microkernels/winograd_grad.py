@@ -270,17 +270,12 @@ def _microkernel(module, dtype, nv, MR):
     t.add_incoming(b.add(t, U.i64(1)), b.block)
     b.branch(head)
     b.position_at_end(done)
-    for i in range(MR):
-        def store_row(i=i):
-            mrow = U.gep(b, mp, b.mul(U.i64(i), mrs), et)
-            for j in range(nv):
-                ptr = U.gep(b, mrow, j * L, et)
-                b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
-        if i == 0:
-            store_row()
-        else:
-            with b.if_then(b.icmp_signed("<", U.i64(i), mrows)):
-                store_row()
+    def store_row(i):
+        mrow = U.gep(b, mp, b.mul(U.i64(i), mrs), et)
+        for j in range(nv):
+            ptr = U.gep(b, mrow, j * L, et)
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
+    gemm.for_tile_rows(b, MR, mrows, store_row)
     b.ret_void()
     return fn
 
