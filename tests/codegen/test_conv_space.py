@@ -134,7 +134,14 @@ _STATIC_EXAMPLES = [
 def test_static_shapes_reach_every_direct_kernel():
     seen = _run(configs(static=True), 16, _STATIC_EXAMPLES)
     want = {v for v in VARIANTS if v[1] != "im2col"} | {("fwd", "im2col"), ("gx", "im2col")}
-    assert want <= seen, sorted(want - seen)
+    assert want - _shifted_phases_out_of_reach() <= seen, sorted(want - seen)
+
+
+def _shifted_phases_out_of_reach():
+    """The shifted phase layouts serve strided outputs a fraction of a vector wide; with 4 float32
+    lanes that means outputs 1 or 2 wide, where the phase plans waste too much and im2col runs."""
+    from codegen.target import current
+    return {("fwd", "phases_shifted_rows"), ("gx", "phases_shifted")} if current().lanes("float32") < 8 else set()
 
 
 @st.composite
@@ -165,7 +172,7 @@ def test_strided_convolutions_take_the_phase_kernels():
     seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-3:] + [
         ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
                                                          filter_dilation=(1, 1)), True)])
-    assert PHASES <= seen, sorted(PHASES - seen)
+    assert PHASES - _shifted_phases_out_of_reach() <= seen, sorted(PHASES - seen)
 
 
 @st.composite
@@ -455,6 +462,9 @@ _DILATED_EXAMPLES = [   # the direct kernels' two layouts, strided (im2col), the
                                                    filter_dilation=(2, 2)), True),
     ("float32", (5, 1, 17, 18), (20, 1, 3, 4), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
                                                    filter_dilation=(2, 2)), True),
+    # rows 4 wide: the direct kernel's 'rows' layout on 4-lane targets too
+    ("float32", (3, 16, 20, 4), (20, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                    filter_dilation=(2, 2)), True),
 ]
 
 
