@@ -14,8 +14,8 @@ Weight gradient, chosen by grad_weights_variant:
   gemm 1x1  a 1x1 unit-stride unpadded convolution: dWT += x[n] @ top[n]^T, the image read in place.
   fewtaps static shapes, unit strides, fewer than MIN_DIRECT_TAPS taps: the few-tap kernel
           (conv_fewtaps.py), lane partials over the output gradient's rows read in place.
-  winograd  3x3 unit-stride, static shapes, where conv_winograd_grad.py takes it: Winograd's
-          F(2x2, 3x3), one GEMM per transformed position over the tiles of all images.
+  winograd  3x3 or 5x5 unit-stride, static shapes, where conv_winograd_grad.py takes it: Winograd's
+          F(2x2, r x r), one GEMM per transformed position over the tiles of all images.
   taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
           patches straight from groups of zero-bordered image copies, with the output gradient
           transposed into rows of whole vectors; more filters than one such row holds (256 bytes)

@@ -33,7 +33,8 @@ gradient is the tap-panel kernel's, any stride). A 3x3 or 5x5 unit-stride one wi
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
 group of images at a time (their conv results in the per-thread scratch, then each image's
 epilogue), the input gradient one image's bordered conv-output gradient at a time, and (padded, where
-conv_winograd_grad.py takes it, with the input gradient Winograd's too or none) the weight gradient:
+conv_winograd_grad.py takes it, with the input gradient Winograd's too or none; 'valid' 5x5 with its
+input gradient kept on the tap plan's kernels) the weight gradient:
 each image's tiles and those of its conv-output gradient transformed right after the prologue, one GEMM
 per transformed position over the tiles of a group of images or a chunk of one. Other
 convolutions build one image's im2col matrix and use the packed GEMM (conv.py). The pooling epilogue
@@ -67,7 +68,7 @@ from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
-from .conv_winograd_grad import fused_grad_weights
+from .conv_winograd_grad import fused_grad_weights, fused_valid_grad_weights
 from ..microkernels import winograd as WG
 from ..microkernels import winograd_grad as WGG
 from .pool import out_len as pool_out_len
@@ -435,6 +436,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     dp = few_tap_grad(op, dt, dims, need_gx) or dp
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
     wg = fused_grad_weights(op, dt, dims, need_gx, winograd_grad_inputs) if dp is None and tp is None else None
+    if tp is not None and dp is None:   # 'valid' 5x5: tp stays for the input gradient alone
+        wg = fused_valid_grad_weights(op, dt, dims)
     tc = padded_taps(op, dt, dims) if dp is None and tp is None and wg is None else None
     if tc is not None:
         tp = tc.chunks[0][1]
@@ -453,7 +456,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     else:
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
         gd = None
-        if need_gx and (tc is not None or wg is not None):
+        if need_gx and (tc is not None or (wg is not None and tp is None)):
             gd = winograd_grad_inputs(op, dt, dims) or grad_inputs_variant(op, dt, dims[:9])[1]
         if need_gx and tp is not None and tuple(op.subsample) != (1, 1):   # strided: phase by phase of dx
             gd = grad_inputs_variant(op, dt, dims[:9])[1]
@@ -488,7 +491,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
         fused_gx = prepack and gx_fused
-        sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None else 0,
+        sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None and wg is None else 0,
                  0 if tp is not None else U.mul(b, g.P, g.N),
                  U.mul(b, g.P, g.N) if need_gx and not fused_gx and gd is None else 0]
         sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
@@ -606,7 +609,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         zero_fill(b, gxc, 0, gd.p.v_elems(), dt)
     elif gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
-    if tp is not None:   # the padding columns of the transposed tops stay zero
+    if tT is not None:   # the padding columns of the transposed tops stay zero
         zero_fill(b, tT, 0, tp.group_elems(), dt)
     wgb = WGG.Buffers(*wgp, dwT) if wg is not None else None
     if wg is not None:

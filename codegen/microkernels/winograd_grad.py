@@ -1,4 +1,4 @@
-"""The weight gradient of a 3x3 unit-stride convolution by Winograd's F(2x2, 3x3).
+"""The weight gradient of an r x r (3x3, 5x5) unit-stride convolution by Winograd's F(2x2, r x r).
 
 The forward is Y = A^T [(G g G^T) * (B^T d B)] A per 2x2 output tile (winograd.py), so the
 gradient of the filter g from one tile's output gradient dY is
@@ -6,16 +6,17 @@ gradient of the filter g from one tile's output gradient dY is
     dg = G^T [ (A dY A^T) * (B^T d B) ] G
 
 and that of the whole batch is G^T [ sum over tiles (A dY_t A^T) * (B^T d_t B) ] G: per position
-q of the 4x4 transformed tile, one GEMM dM[q][k, c] += sum_t Y[q][t, k] V[q][t, c] over all tiles
-of all images (16 multiplications per tile, filter and channel instead of the direct kernel's 36),
-then one back-transform per call.
+q of the a x a transformed tile (a = r + 1), one GEMM dM[q][k, c] += sum_t Y[q][t, k] V[q][t, c]
+over all tiles of all images (a^2 multiplications per tile, filter and channel instead of the direct
+kernel's 4 r^2: 16 against 36 for 3x3, 36 against 100 for 5x5), then one back-transform per call.
+The matrices are winograd.matrices(2, r).
 
   images    copied channel-last into a zero-bordered (Hb, Wb, Cp) buffer (the image moved by the
             padding, Cp: C rounded up to whole vectors), the conv-output gradient into a
             (2 tH, 2 tW, Kp) one, zero past (OH, OW) (ragged last tiles); both zeroed once per thread
             (every image writes the same positions).
-  transforms  B^T d B and A dY A^T with vectors over the channels (filters): a tile's 16 (4) rows
-            of channels are whole vectors, and its 16 transformed rows are stored as rows t of
+  transforms  B^T d B and A dY A^T with vectors over the channels (filters): a tile's a^2 (4) rows
+            of channels are whole vectors, and its a^2 transformed rows are stored as rows t of
             V[q][t][Cp] and Y[q][t][Kp], the layouts the GEMM streams, with no packing.
   GEMM      per position, a register-blocked micro-kernel over the tiles: MR rows of the side with
             fewer channels broadcast, nv vectors of the other loaded, MR*nv accumulators (gemm.py's
@@ -30,7 +31,7 @@ from .. import irutil as U
 from ..irutil import lanes
 from . import gemm
 from .directconv import Vec, kernel_function
-from .winograd import MATRICES, combine, combine_scalars
+from .winograd import combine, combine_scalars, matrices
 
 TILES_MIN, TILES_MAX = 64, 128   # tiles one GEMM reduces over (its micro-kernel's loop length)
 
@@ -40,20 +41,22 @@ def _ceil(a, b):
 
 
 class GradPlan:
-    """Static layout of the weight gradient of a 3x3 unit-stride correlation of (C, H, W) images,
+    """Static layout of the weight gradient of an r x r unit-stride correlation of (C, H, W) images,
     moved by shift into a zero border, with (K, OH, OW) conv-output gradients (all Python ints).
     flip: the filters are turned 180 degrees (filter_flip)."""
 
     variant = "winograd"
 
-    def __init__(self, dtype, C, H, W, K, OH, OW, shift, flip):
+    def __init__(self, dtype, C, H, W, K, OH, OW, shift, flip, r=3):
         self.dtype, self.C, self.H, self.W, self.K, self.OH, self.OW = dtype, C, H, W, K, OH, OW
-        self.shift, self.flip = tuple(shift), flip
+        self.shift, self.flip, self.r = tuple(shift), flip, r
+        self.a = r + 1                    # the transformed tile's side
+        self.BT, self.Gm, self.AT = matrices(2, r)
         self.L = L = lanes(dtype)
         _, MR0, NV, *_ = gemm.params(dtype)
         self.tH, self.tW = _ceil(OH, 2), _ceil(OW, 2)
         self.Timg = self.tH * self.tW
-        self.Hb, self.Wb = 2 * self.tH + 2, 2 * self.tW + 2
+        self.Hb, self.Wb = 2 * self.tH + r - 1, 2 * self.tW + r - 1
         self.Hd, self.Wd = 2 * self.tH, 2 * self.tW
         self.Cp, self.Kp = _ceil(C, L) * L, _ceil(K, L) * L
         if self.Timg >= TILES_MIN:   # chunks of tile rows of one image
@@ -81,7 +84,7 @@ class GradPlan:
     @property
     def name(self):
         return (f"{self.dtype}_C{self.C}_K{self.K}_OH{self.OH}_OW{self.OW}_s{self.shift[0]}_{self.shift[1]}_"
-                f"G{self.Gi}r{self.rows}")
+                f"G{self.Gi}r{self.rows}" + ("" if self.r == 3 else f"_f{self.r}"))
 
     def efficiency(self):
         """Share of the tiles' outputs inside (OH, OW)."""
@@ -94,13 +97,13 @@ class GradPlan:
         return (self.Hd * self.Wd + self.L) * self.Kp
 
     def v_elems(self):
-        return 16 * self.vq
+        return self.a * self.a * self.vq
 
     def y_elems(self):
-        return 16 * self.yq
+        return self.a * self.a * self.yq
 
     def m_elems(self):
-        return 16 * self.mq
+        return self.a * self.a * self.mq
 
 
 # -- copies into the channel-last buffers ---------------------------------------------------------
@@ -186,11 +189,6 @@ def _transpose(b, rows):
 
 # -- transforms -------------------------------------------------------------------------------
 
-# B^T (4 x 4) and A (4 x 2, the transpose of A^T) of F(2x2, 3x3)
-_BT = MATRICES[2][0]
-_A = [list(col) for col in zip(*MATRICES[2][2])]
-
-
 def _tiles_function(module, p, which):
     """void f(src, dst, t_off, ti0, ntr): the transformed tiles of the tile rows ti0 .. ti0+ntr-1
     of one image's channel-last buffer src, as rows t_off + (tile row - ti0) * tW + tile column of
@@ -205,8 +203,10 @@ def _tiles_function(module, p, which):
     et = U.ll_type(p.dtype)
     L = p.L
     vec = Vec(module, p.dtype, L)
+    A = [list(col) for col in zip(*p.AT)]   # a x 2
+    na = p.a
     if which == "in":
-        n, wb, cp, qs, a = p.Cp // L, p.Wb, p.Cp, p.vq, 4
+        n, wb, cp, qs, a = p.Cp // L, p.Wb, p.Cp, p.vq, na
     else:
         n, wb, cp, qs, a = p.Kp // L, p.Wd, p.Kp, p.yq, 2
     with U.for_range(b, ntr, name="tr") as tr:
@@ -220,14 +220,14 @@ def _tiles_function(module, p, which):
                 rows = []   # each row of the tile transformed along its columns
                 for r in range(a):
                     d = [b.load(U.gep(b, base, (r * wb + s) * cp, et), typ=vec.t, align=vec.size) for s in range(a)]
-                    rows.append([combine(b, vec, row, d) for row in _BT] if which == "in"
-                                else [combine(b, vec, _A[y], d) for y in range(4)])
-                for y in range(4):
+                    rows.append([combine(b, vec, row, d) for row in p.BT] if which == "in"
+                                else [combine(b, vec, A[y], d) for y in range(na)])
+                for y in range(na):
                     col = [rows[r][y] for r in range(a)]
-                    col = [combine(b, vec, row, col) for row in _BT] if which == "in" else [combine(b, vec, _A[x], col)
-                                                                                  for x in range(4)]
+                    col = [combine(b, vec, row, col) for row in p.BT] if which == "in" else [combine(b, vec, A[x], col)
+                                                                                   for x in range(na)]
                     for x, v in enumerate(col):
-                        b.store(v, U.gep(b, out, (x * 4 + y) * qs, et), align=vec.size)
+                        b.store(v, U.gep(b, out, (x * na + y) * qs, et), align=vec.size)
     b.ret_void()
     return fn
 
@@ -291,7 +291,7 @@ def _products_function(module, p):
     vp, yp, mp, kc = fn.args
     et = U.ll_type(p.dtype)
     (rp, rq), (sp, sq) = ((vp, p.vq), (yp, p.yq)) if p.swap else ((yp, p.yq), (vp, p.vq))
-    with U.for_range(b, 16, name="q") as q:
+    with U.for_range(b, p.a * p.a, name="q") as q:
         rows = U.gep(b, rp, b.mul(q, U.i64(rq)), et)
         cols = U.gep(b, sp, b.mul(q, U.i64(sq)), et)
         mq = U.gep(b, mp, b.mul(q, U.i64(p.mq)), et)
@@ -309,7 +309,7 @@ def _products_function(module, p):
 
 class Buffers:
     """A thread's pointers: the channel-last image and output gradient, the transformed tiles V
-    and Y, and its partial products M (16 * R * Sp)."""
+    and Y, and its partial products M (a^2 * R * Sp)."""
 
     def __init__(self, xh, dyh, v, y, m):
         self.xh, self.dyh, self.v, self.y, self.m = xh, dyh, v, y, m
@@ -358,17 +358,17 @@ def emit_group(ctx, p, bufs, gn):
 # -- the result -----------------------------------------------------------------------------------
 
 def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
-    """dw[k, c] (dense [K][C][3][3], the plan's dtype) = G^T (sum over the nparts partials M at
+    """dw[k, c] (dense [K][C][r][r], the plan's dtype) = G^T (sum over the nparts partials M at
     base + t*stride, in float64 in thread order) G, turned 180 degrees when p.flip."""
     b = ctx.b
     et = U.ll_type(p.dtype)
-    Gm = MATRICES[2][1]
-    Gt = [list(col) for col in zip(*Gm)]   # 3 x 4
+    Gt = [list(col) for col in zip(*p.Gm)]   # r x a
+    na, r_ = p.a, p.r
     with U.for_range(b, p.R, name="rr") as r:
         with U.for_range(b, p.S, name="rs") as s:
             off = b.add(b.mul(r, U.i64(p.Sp)), s)
             m = []
-            for q in range(16):
+            for q in range(na * na):
                 acc = None
                 for t in range(nparts):
                     ptr = U.gep(b, base, U.add(b, U.mul(b, t, stride), b.add(off, U.i64(q * p.mq))), et)
@@ -376,10 +376,11 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
                     acc = v if acc is None else b.fadd(acc, v)
                 m.append(acc)
             k, c = (s, r) if p.swap else (r, s)
-            dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(9)), et)
-            half = [[combine_scalars(b, Gt[u], [m[x * 4 + y] for x in range(4)]) for y in range(4)] for u in range(3)]
-            for u in range(3):
-                for w in range(3):
+            dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(r_ * r_)), et)
+            half = [[combine_scalars(b, Gt[u], [m[x * na + y] for x in range(na)]) for y in range(na)]
+                    for u in range(r_)]
+            for u in range(r_):
+                for w in range(r_):
                     v = U.cast_value(b, combine_scalars(b, Gt[w], half[u]), "float64", p.dtype)
-                    idx = (2 - u) * 3 + (2 - w) if p.flip else u * 3 + w
+                    idx = (r_ - 1 - u) * r_ + (r_ - 1 - w) if p.flip else u * r_ + w
                     b.store(v, U.gep(b, dst, idx, et))

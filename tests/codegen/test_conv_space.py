@@ -238,10 +238,35 @@ _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per
 
 
 def test_winograd_5x5_shapes():
-    """F(2x2, 5x5) (forward and input gradient) against the reference. Its float32 rounding error is
-    about 1e-6 of the largest output (outputs here reach ~100-200: atol 2e-3 is 1e-5 of that)."""
+    """F(2x2, 5x5) (forward, input gradient and weight gradient) against the reference. Its float32
+    rounding error is about 1e-6 of the largest output (outputs here reach ~100-200: atol 2e-3 is 1e-5
+    of that)."""
     seen = _run(winograd_configs(k=5), 12, _WINOGRAD_5X5_EXAMPLES)
-    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
+
+
+@pytest.mark.parametrize("xs,ws,border", [((32, 20, 12, 12), (50, 20, 5, 5), "valid"),
+                                         ((8, 32, 16, 16), (64, 32, 5, 5), "half")])
+def test_winograd_5x5_weight_gradient_float32_error(xs, ws, border):
+    """F(2x2, 5x5)'s float32 weight gradient against a float64 reference: its sums over the batch's
+    tiles round like the direct kernel's, within 1e-5 of the largest value."""
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    r = T.tensor4("r", dtype="float32")
+    gw = T.grad((conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border) * r).sum(), w)
+    fn = symcnn.function([x, w, r], gw)
+    assert ("gw", "winograd") in set(BODY.findall(fn.dump_llvm()))
+    x64, w64, r64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64"), T.tensor4("r", dtype="float64")
+    gw64 = T.grad((conv2d(x64, w64, border_mode=border) * r64).sum(), w64)
+    ref_fn = symcnn.function([x64, w64, r64], gw64, mode="reference")
+    rng = np.random.default_rng(0)
+    xv = np.tanh(rng.standard_normal(xs)).astype("float32")
+    wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 25)).astype("float32")
+    oh = xs[2] - 4 if border == "valid" else xs[2]
+    rv = (rng.standard_normal((xs[0], ws[0], oh, oh)) * 0.01).astype("float32")
+    ref = ref_fn(xv.astype("float64"), wv.astype("float64"), rv.astype("float64"))
+    err = np.abs(fn(xv, wv, rv) - ref).max() / np.abs(ref).max()
+    assert err <= 1e-5, err
 
 
 @pytest.mark.parametrize("xs,ws,border", [((32, 20, 12, 12), (50, 20, 5, 5), "valid"),

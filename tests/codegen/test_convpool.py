@@ -710,3 +710,36 @@ def test_winograd_weight_gradient_thread_counts(monkeypatch):
     for n in (2, 3):
         for a, c in zip(got[1], got[n]):
             np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
+
+
+# The fused weight gradient of 'valid' 5x5 layers by Winograd's F(2x2, 5x5), on its own in the per-image
+# loop (the input gradient stays the tap plan's): LeNet's second layer scaled down (pooled, tanh), and
+# ragged last tiles (9x7 outputs) with more filters than channels (the GEMM's sides swapped).
+WINOGRAD_VALID_5X5_CASES = [
+    ((16, 20, 12, 12), (50, 20, 5, 5), dict(ws=(2, 2)), "float32", "tanh"),
+    ((16, 20, 12, 12), (32, 20, 5, 5), dict(ws=(2, 2)), "float64", "tanh"),   # tap plans: 256-byte top rows
+    ((3, 16, 13, 11), (24, 16, 5, 5), dict(pool=None), "float32", "relu"),
+    ((3, 16, 13, 11), (24, 16, 5, 5), dict(ws=(2, 2)), "float64", "sigmoid"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,pool_kw,dtype,act", WINOGRAD_VALID_5X5_CASES)
+def test_winograd_valid_5x5_weight_gradient_matches_reference(xs, ws, pool_kw, dtype, act):
+    """The fused backward of a 'valid' 5x5 layer, with and without the input gradient, its weight
+    gradient by F(2x2, 5x5) (read from the IR), against the reference."""
+    from codegen.kernels.conv_winograd_grad import fused_valid_grad_weights
+    from codegen.microkernels.directconv_grad import tap_plan
+    fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(border_mode="valid", **pool_kw, imshp=xs, kshp=ws))
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], 5, 5, xs[2] - 4, xs[3] - 4]
+    assert tap_plan(fwd, dtype, dims) is not None and fused_valid_grad_weights(fwd, dtype, dims).r == 5
+    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType(dtype, (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(sum(xs) + 2)
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(ws[1] * 25)
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    assert re.search(r"define internal void @\"?symcnn_wgw_gemm_\w+_f5\"?\(", fn.runner.ir)
