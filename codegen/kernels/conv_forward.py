@@ -6,7 +6,9 @@ Four ways, chosen when compiling (forward_variant):
           grid that wastes little: Winograd's F(2x2, 3x3) (conv_winograd.py; F(4x4, 3x3) with
           options.winograd_max_tile = 4), 2.25x (4x) fewer multiplications than the direct kernel,
           or F(2x2, 5x5), 2.78x fewer.
-  gemm 1x1  a 1x1 unit-stride unpadded convolution: each image is its own patch matrix, so the
+  gemm batch  a 1x1 unit-stride unpadded convolution, static shapes, at most KC channels: one
+          GEMM over the whole batch, the filters packed once (conv_1x1.py).
+  gemm 1x1  other 1x1 unit-stride unpadded convolutions: each image is its own patch matrix, so the
           packed GEMM reads it in place.
   direct  static shapes and unit strides, any padding: each image is copied into a per-thread,
           zero-bordered dense (C, H + 2*ph, W + 2*pw) buffer (no copy for an unpadded dense input),
@@ -35,8 +37,10 @@ from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv as D
 from ..microkernels import fewtaps as FT
+from ..microkernels import gemm as G
 from ..parallel import threads
 from .conv import Mat, dense, dilation, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
+from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
                            image_patches, shift_copy)
@@ -120,7 +124,8 @@ def forward_variant(op, dtype, dims):
     'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
-        return "gemm 1x1", None
+        pw = pointwise_gemm(dtype, dims, False, threads())
+        return ("gemm batch", pw) if pw is not None else ("gemm 1x1", None)
     dil = dilation(op)
     if dil != (1, 1):
         return _dilated_forward_variant(op, dtype, dims, dil)
@@ -229,6 +234,10 @@ def lower_conv2d(ctx, node, ins):
     wd = dense(ctx, pinned(b, w, [K, C, kh, kw]), dt)
     xs = pinned(b, x, [B, C, H, W])
     variant, di = forward_variant(op, dt, [B, C, H, W, K, kh, kw, OH, OW])
+    if isinstance(di, Pointwise):
+        emit_pointwise(ctx, di, G.Strided(dt, wd.ptr, C), dense(ctx, xs, dt), out, body_name("fwd", di.variant),
+                       threads())
+        return [out]
     if isinstance(di, WinogradImages):
         emit_winograd_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
         return [out]

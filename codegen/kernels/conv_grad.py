@@ -1,12 +1,16 @@
 """Conv2dGradInputs and Conv2dGradWeights natively, the batch split over the threads (conv_threads.py).
 
 Input gradient, chosen by grad_inputs_variant:
-  gemm 1x1  a 1x1 unit-stride unpadded convolution: dx[n] = W^T @ top[n], written in place.
+  gemm batch  a 1x1 unit-stride unpadded convolution, static shapes, at most KC filters: one GEMM
+          W^T @ top over the whole batch (conv_1x1.py).
+  gemm 1x1  other 1x1 unit-stride unpadded convolution: dx[n] = W^T @ top[n], written in place.
   winograd  the direct variant's correlation by Winograd's F(m x m, r x r) where conv_winograd.py takes it.
   direct  unit strides, static shapes: dx[n] is the 'valid' correlation of top[n], zero-bordered by
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
   phases  strides, static shapes: the direct kernel per stride phase of dx (conv_phases.py).
+  taps    'valid', static shapes, output rows that divide the vector (unit column stride): W^T @ top
+          with col2im folded into the stores (conv_gx_taps.py).
   im2col  otherwise: per image, dcols = W^T @ top[n] (packed GEMM) and col2im into dx[n], in
           per-thread buffers.
 
@@ -35,9 +39,12 @@ from .. import irutil as U
 from ..lower import lower
 from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps as FT
+from ..microkernels import gemm as G
 from ..parallel import threads
 from .conv import (Geometry, Mat, dense, dilation, emit_col2im, emit_gemm, gep, grad_output, image_view,
                    pinned, zero_fill)
+from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
+from .conv_gx_taps import GxTaps, emit_gx_taps, gx_taps
 from .conv_fewtaps import emit_grad_weights, grad_weights_plan
 from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
 from .conv_phases import PhaseGradInputs, phase_grad_inputs
@@ -57,12 +64,15 @@ def _static_pads(op, kh, kw):
 
 # -- input gradient ---------------------------------------------------------------------------
 
-def grad_inputs_variant(op, dtype, dims):
+def grad_inputs_variant(op, dtype, dims, batched=False):
     """(name, DirectImages or None) of a Conv2dGradInputs with dims (B, C, H, W, K, kh, kw, OH, OW):
-    'gemm 1x1', 'direct wide' / 'direct rows', 'phases' (strided) or 'im2col'."""
+    'gemm 1x1', 'direct wide' / 'direct rows', 'phases' (strided) or 'im2col'; batched (the op's own
+    lowering, not ConvPoolActGrad's image-by-image loop) adds 'gemm batch' (a Pointwise) and 'taps'
+    (a GxTaps), which run the whole batch themselves."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
-        return "gemm 1x1", None
+        pw = pointwise_gemm(dtype, dims, True, threads()) if batched else None
+        return ("gemm batch", pw) if pw is not None else ("gemm 1x1", None)
     pads = _static_pads(op, kh, kw)
     if dilation(op) != (1, 1):
         return _dilated_grad_inputs_variant(op, dtype, dims, pads)
@@ -83,6 +93,12 @@ def grad_inputs_variant(op, dtype, dims):
         pg = phase_grad_inputs(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, tuple(op.subsample), op.filter_flip)
         if pg is not None:
             return pg.variant, pg
+    # im2col's patch matrix and col2im cost more than the tap kernel's col2im in its stores (2 threads,
+    # float32, ms: LeNet's 500x20x12x12 by 50 5x5 filters 9.75 -> 4.5; 64x16x20x20 by 32 5x5
+    # 1.71 -> 1.28; 16x24x14x14 by 24 7x7 0.58 -> 0.22; 32x32x12x12 by 64 5x5 1.22 -> 1.07)
+    gt = gx_taps(op, dtype, dims, tuple(pads)) if batched and pads is not None else None
+    if gt is not None:
+        return gt.variant, gt
     return "im2col", None
 
 
@@ -111,7 +127,14 @@ def lower_conv2d_grad_inputs(ctx, node, ins):
     wd = dense(ctx, pinned(b, ins[0], [K, g.C, g.kh, g.kw]), dt)
     top = pinned(b, ins[1], [B, K, g.OH, g.OW])
     dims = [B, g.C, g.H, g.W, K, g.kh, g.kw, g.OH, g.OW]
-    variant, di = grad_inputs_variant(op, dt, dims)
+    variant, di = grad_inputs_variant(op, dt, dims, batched=True)
+    if isinstance(di, Pointwise):   # dx[n] = W^T @ top[n]: A[c, k] = W[k, c]
+        emit_pointwise(ctx, di, G.Strided(dt, wd.ptr, 1, g.C), dense(ctx, top, dt), out,
+                       body_name("gx", di.variant), threads())
+        return [out]
+    if isinstance(di, GxTaps):
+        emit_gx_taps(ctx, di, wd.ptr, top, out, B, body_name("gx", di.variant), threads())
+        return [out]
     if isinstance(di, PhaseGradInputs):
         _grad_inputs_phases(ctx, di, wd, top, out, B)
         return [out]

@@ -54,9 +54,10 @@ class Captured:
         self.add(name + ".base", None if buf is None else buf.arr.ptr)
         self.add(name + ".stride", None if buf is None else buf.stride)
 
-    def run(self, ctx, prefix, B, emit):
+    def run(self, ctx, prefix, B, emit, serial=None):
         """emit(bctx, View, n0, n1) for the images [n0, n1) of [0, B), on threads() threads, in an
-        outlined function named prefix + a number."""
+        outlined function named prefix + a number. serial: as run_parallel's (default: fewer than
+        options.min_parallel items stay on the calling thread)."""
         T = threads()
         present = [v is not None for v in self.vals]
         dyn = [v for v in self.vals if v is not None]
@@ -72,7 +73,7 @@ class Captured:
             fn, argp = outline(ctx, prefix, dyn, body)
             ctx.b.call(fn, [argp, U.i64(0), U.i64(0), U.as_value(ctx.b, B)])
         else:
-            run_parallel(ctx, prefix, dyn, B, T, body)
+            run_parallel(ctx, prefix, dyn, B, T, body, serial)
 
 
 class View:

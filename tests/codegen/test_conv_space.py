@@ -118,6 +118,9 @@ _STATIC_EXAMPLES = [
                                                  filter_dilation=(1, 1)), True),
     ("float32", (9, 24, 5, 7), (33, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                    filter_dilation=(1, 1)), True),
+    # a 1x1 convolution deeper than one KC slice of the GEMM both ways: a GEMM per image ('gemm 1x1')
+    ("float32", (3, 260, 2, 3), (270, 260, 1, 1), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
+                                                      filter_dilation=(1, 1)), True),
     ("float32", (3, 32, 15, 15), (33, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
     # strided: the phase kernels, 8-wide output rows (the shifted layout: two rows per 16-lane vector,
@@ -557,3 +560,126 @@ def test_winograd_weight_gradient_reads_strided_images():
     vals = [rng.standard_normal(s).astype("float32") for s in (xs, ws, (3, 16, 10, 10))]
     fn, _ = check_native_vs_reference([x, w, r], [gw], vals, rtol=1e-4, atol=2e-3)
     assert ("gw", "winograd") in set(BODY.findall(fn.dump_llvm()))
+
+
+# -- 1x1 convolutions as one GEMM over the batch (conv_1x1.py) -------------------------------------
+
+@st.composite
+def pointwise_configs(draw):
+    """(dtype, x shape, w shape, conv2d kwargs, True): static 1x1 unit-stride convolutions (every
+    border mode pads a 1x1 filter by nothing), channels and filters up to one KC slice and past one
+    register tile, images narrower and wider than a GEMM panel, batch 1, 2 and odd."""
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    C = draw(st.sampled_from([1, 3, 16, 64, 130, 256]))
+    K = draw(st.sampled_from([1, 5, 33, 64, 200]))
+    B = draw(st.sampled_from([1, 2, 3, 9]))
+    H, W = draw(st.integers(1, 12)), draw(st.integers(1, 40))
+    border = draw(st.sampled_from(["valid", "half", "full", 0, (0, 0)]))
+    kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    return dtype, (B, C, H, W), (K, C, 1, 1), kwargs, True
+
+
+_POINTWISE_EXAMPLES = [   # batch 1 and 3 on 2 threads: column blocks of an image (ragged last one)
+    ("float32", (1, 64, 20, 21), (48, 64, 1, 1), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 24, 17, 30), (20, 24, 1, 1), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_pointwise_convolutions_take_one_gemm_over_the_batch(threads, n_threads):
+    """1x1 convolutions: the forward and the input gradient are one GEMM over the whole batch (the
+    filters packed once; with a small batch on 2 threads, column blocks of each image), against the
+    reference."""
+    threads(n_threads)
+    seen = _run(pointwise_configs(), 10, _POINTWISE_EXAMPLES)
+    assert {("fwd", "gemm_batch"), ("gx", "gemm_batch")} <= seen, sorted(seen)
+
+
+def test_pointwise_column_blocks_cover_the_image():
+    """The column blocks of a small batch on several threads are whole GEMM panels that cover every
+    pixel once; a batch that splits evenly over the threads keeps whole images."""
+    from codegen.kernels.conv_1x1 import Pointwise
+    from codegen.microkernels import gemm as G
+    for dtype in ("float32", "float64"):
+        L, MR, NV = G.params(dtype)[:3]
+        for B, HW, T in [(1, 420, 2), (3, 510, 2), (1, 10, 2), (5, 1000, 3), (4, 300, 2), (1, 300, 1)]:
+            pw = Pointwise(dtype, B, 8, 8, HW, T)
+            assert pw.nblk * pw.cols >= HW > (pw.nblk - 1) * pw.cols
+            if pw.nblk > 1:
+                assert pw.cols % (NV * L) == 0
+            if B % T == 0:
+                assert (pw.nblk, pw.cols) == (1, HW)
+
+
+def test_pointwise_thread_counts_agree(threads):
+    """1, 2 and 3 threads give bit-identical 1x1 forwards and input gradients, whole images or column
+    blocks (every output is one micro-kernel's sum over the channels in order)."""
+    kwargs = dict(border_mode="valid", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    for xs, ws in [((1, 40, 19, 23), (50, 40, 1, 1)), ((5, 16, 9, 30), (33, 16, 1, 1))]:
+        res = {}
+        for n in (1, 2, 3):
+            threads(n)
+            ins, outs = _graph("float32", xs, ws, kwargs, True)
+            vals = _values("float32", xs, ws, ins, outs, seed=5)
+            fn, got = check_native_vs_reference(ins, outs[:2], vals, rtol=1e-4, atol=2e-3)
+            assert {("fwd", "gemm_batch"), ("gx", "gemm_batch")} <= set(BODY.findall(fn.dump_llvm()))
+            res[n] = got[0]
+        for n in (2, 3):
+            for k in range(2):
+                np.testing.assert_array_equal(res[n][k], res[1][k])
+
+
+# -- 'valid' input gradients with few outputs: the tap panels' input-gradient kernel (conv_gx_taps.py) --
+
+@st.composite
+def few_output_configs(draw):
+    """(dtype, x shape, w shape, conv2d kwargs, True): 'valid' convolutions whose output rows divide
+    the target's vector (1, 2, 4 or 8 outputs wide) with larger filters, so outputs are far fewer than
+    inputs: row strides 1-3 (unit column stride), filters 1-7, channels and filters from 1 to 70,
+    batch 1 and odd, both dtypes, flipped or not."""
+    from codegen.target import current
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    L = current().lanes(dtype)
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    sh = draw(st.sampled_from([1, 1, 2, 3]))
+    OW = draw(st.sampled_from([d for d in (1, 2, 4, 8) if L % d == 0]))
+    OH = draw(st.integers(1, 9))
+    C = draw(st.sampled_from([1, 3, 16, 20]))
+    K = draw(st.sampled_from([1, 7, 32, 50, 70]))
+    B = draw(st.sampled_from([1, 3, 5]))
+    xs = (B, C, (OH - 1) * sh + kh, OW - 1 + kw)
+    kwargs = dict(border_mode="valid", subsample=(sh, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    return dtype, xs, (K, C, kh, kw), kwargs, True
+
+
+_FEW_OUTPUT_EXAMPLES = [   # LeNet's second layer (8x8 outputs: two rows per 16-lane vector), k5 of bench_conv
+    ("float32", (5, 20, 12, 12), (50, 20, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 8, 8), (32, 16, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
+                                                   filter_dilation=(1, 1)), True),
+    ("float32", (3, 7, 10, 10), (9, 7, 7, 7), dict(border_mode="valid", subsample=(2, 1), filter_flip=False,
+                                                  filter_dilation=(1, 1)), True),
+]
+
+
+def test_valid_input_gradients_with_few_outputs_take_the_tap_kernel():
+    """The input gradient of 'valid' convolutions with output rows that divide the vector runs the
+    tap panels' kernel (col2im folded into its stores), against the reference."""
+    seen = _run(few_output_configs(), 14, _FEW_OUTPUT_EXAMPLES)
+    assert ("gx", "taps") in seen, sorted(seen)
+
+
+def test_tap_input_gradient_reads_strided_output_gradients():
+    """An output gradient that is a strided view (every other column) reaches the tap kernel
+    through the element-by-element copy: same results as the reference."""
+    xs, ws = (3, 8, 8, 8), (16, 8, 5, 5)   # 4x4 outputs: rows that divide 4-, 8- and 16-lane vectors
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    g = T.tensor4("g", dtype="float32", shape=(3, 16, 4, 8))
+    from symcnn.tensor.nnet.conv import conv2d_grad_wrt_inputs
+    gx = conv2d_grad_wrt_inputs(g[:, :, :, ::2], w, xs, ws, border_mode="valid")
+    rng = np.random.default_rng(6)
+    vals = [rng.standard_normal(ws).astype("float32"), rng.standard_normal((3, 16, 4, 8)).astype("float32")]
+    fn, _ = check_native_vs_reference([w, g], [gx], vals, rtol=1e-4, atol=2e-3)
+    assert ("gx", "taps") in set(BODY.findall(fn.dump_llvm()))

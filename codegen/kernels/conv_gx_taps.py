@@ -1,0 +1,85 @@
+"""The input gradient of a 'valid' convolution with far fewer outputs than inputs (large filters on
+small images: LeNet's second layer) without im2col's patch matrix and col2im.
+
+dx[n] = col2im(W^T @ top[n]) by the input-gradient kernel of the tap panels
+(microkernels/directconv_grad.py, the one ConvPoolActGrad runs): W^T packed once, its taps in
+channel-minor order, and col2im folded into the micro-kernel's stores (each accumulator vector holds
+whole output rows and adds them into dx through the tap offsets). It needs output rows that divide
+the vector (gx_fusable) and unit column strides; the kernel's last tile reads its vectors of top
+past the image's end, so each image's output gradient is copied into a per-thread buffer with
+zeroed room after it. The batch is split over the threads (conv_threads.py).
+"""
+from .. import irutil as U
+from ..microkernels import directconv_grad as DG
+from ..microkernels import prepacked as PP
+from .conv import dilation, gep, image_view, zero_fill
+from .conv_threads import Captured, PerThread, add_array, copy_planes, shift_copy
+
+
+class GxTaps:
+    """The tap plan of a 'valid' input gradient and the elements of its padded top copy."""
+
+    variant = "taps"
+
+    def __init__(self, tp):
+        self.tp = tp
+        L, OW = tp.L, tp.OW
+        rows_per_tile = max(1, min(4, DG.max_accumulators() // tp.gx_mr, -(-tp.OH // (L // OW)))) * (L // OW)
+        reach = -(-tp.OH // rows_per_tile) * rows_per_tile * OW   # the last tile's vectors end here
+        self.top_elems = (tp.K - 1) * tp.N + max(reach, tp.N)
+
+
+def gx_taps(op, dtype, dims, pads):
+    """A GxTaps for the input gradient of a 'valid' (unpadded) undilated convolution with static
+    shapes whose output rows divide the vector (unit column stride), else None."""
+    B, C, H, W, K, kh, kw, OH, OW = dims
+    if str(dtype) not in ("float32", "float64") or pads != (0, 0) or op.subsample[1] != 1 or dilation(op) != (1, 1):
+        return None
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or min(C, K, OH, OW) < 1:
+        return None
+    tp = DG.TapPlan(str(dtype), C, H, W, K, kh, kw, OH, OW, op.subsample[0], 1, op.filter_flip)
+    return GxTaps(tp) if DG.gx_fusable(tp) else None
+
+
+def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
+    """out (dense (B, C, H, W)) = the input gradient of every image; wd the dense [K][C][kh][kw]
+    filters, top the (B, K, OH, OW) output gradient (an Array of any strides and dtype)."""
+    b = ctx.b
+    tp = gt.tp
+    dt = tp.dtype
+    et = U.ll_type(dt)
+    wa = ctx.scratch(dt, [PP.size(b, dt, tp.P, tp.K)])
+    PP.pack_a(ctx, dt, DG.GxWeights(tp, wd), tp.P, tp.K, wa.ptr)
+    offs = ctx.scratch("int64", [tp.n_offsets])
+    DG.tap_plan_offsets(ctx, tp, offs.ptr)
+    cap = Captured()
+    cap.add("B", B)
+    add_array(cap, "top", top)
+    cap.add("wa", wa.ptr)
+    cap.add("offs", offs.ptr)
+    cap.add("out", out.ptr)
+    cap.add_parts("tbuf", PerThread(ctx, dt, [gt.top_elems], T))
+    img = tp.C * tp.H * tp.W
+
+    def emit(bctx, v, n0, n1):
+        bb = bctx.b
+        tbuf = v.part("tbuf", dt)
+        zero_fill(bb, tbuf, 0, gt.top_elems, dt)   # the room past the copy stays zero
+        tv = v.array("top", top.dtype, [v["B"], tp.K, tp.OH, tp.OW])
+        with U.for_range(bb, n1, start=n0, name="img") as n:
+            _copy_top(bctx, tv, n, tbuf, tp, dt)
+            dx = gep(bb, v["out"], U.mul(bb, n, img), et)
+            zero_fill(bb, dx, 0, img, dt)
+            DG.emit_gx_image(bctx, tp, v["wa"], tbuf, dx, v["offs"])
+
+    cap.run(ctx, prefix, B, emit)
+
+
+def _copy_top(ctx, tv, n, tbuf, tp, dt):
+    """tbuf[:K*N] = top[n] (any strides and dtype, cast to dt)."""
+    b = ctx.b
+    src = image_view(b, tv, n)
+    if src.dtype == dt and all(isinstance(s, int) for s in src.strides) and tuple(src.strides) == (tp.N, tp.OW, 1):
+        copy_planes(ctx, src.ptr, tp.K * tp.N, tp.K * tp.N, tbuf, dt, 1, 1, tp.K * tp.N)
+    else:
+        shift_copy(ctx, src, tbuf, dt, tp.K, tp.OH, tp.OW, tp.OH, tp.OW, 0, 0)
