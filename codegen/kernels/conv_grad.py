@@ -15,7 +15,8 @@ Input gradient, chosen by grad_inputs_variant:
           per-thread buffers.
 
 Weight gradient, chosen by grad_weights_variant:
-  gemm 1x1  a 1x1 unit-stride unpadded convolution: dWT += x[n] @ top[n]^T, the image read in place.
+  gemm 1x1  a 1x1 unit-stride unpadded convolution with dynamic shapes or more than KC channels:
+          dWT += x[n] @ top[n]^T, the image read in place (static ones take the kernels below).
   fewtaps static shapes, unit strides, fewer than MIN_DIRECT_TAPS taps: the few-tap kernel
           (conv_fewtaps.py), lane partials over the output gradient's rows read in place.
   winograd  3x3 or 5x5 unit-stride, static shapes, where conv_winograd_grad.py takes it: Winograd's
@@ -252,7 +253,12 @@ def grad_weights_variant(op, dtype, dims, fewtaps=True, winograd=True):
     """(name, TapChunks / few-tap Plan or None) of a Conv2dGradWeights: 'gemm 1x1', 'fewtaps rows'
     (fewtaps: the few-tap kernel may be used), 'winograd' (winograd: it may be used), 'taps', 'taps chunked' or 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
-    if pointwise(op, kh, kw):
+    # a static 1x1 convolution of at most KC channels takes the kernels below too: the tap panels
+    # beat the per-image GEMMs, whose packing reads top transposed element by element (2 threads,
+    # float32, ms: 128x64x16x16 by 64 filters 1.31 -> 1.03; batch 1, 64x32x32 by 64 0.146 -> 0.073;
+    # 32x128x8x8 by 128 0.60 -> 0.30; the few-tap kernel, 9x3x20x20 by 16: 0.031 -> 0.022), but not
+    # deeper ones (2x300x5x5 by 270: 0.21 -> 0.29)
+    if pointwise(op, kh, kw) and not (pointwise_gemm(dtype, dims, False, 1) is not None and isinstance(OW, int)):
         return "gemm 1x1", None
     fp = grad_weights_plan(op, dtype, dims) if fewtaps else None
     if fp is not None:

@@ -590,11 +590,12 @@ _POINTWISE_EXAMPLES = [   # batch 1 and 3 on 2 threads: column blocks of an imag
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_pointwise_convolutions_take_one_gemm_over_the_batch(threads, n_threads):
     """1x1 convolutions: the forward and the input gradient are one GEMM over the whole batch (the
-    filters packed once; with a small batch on 2 threads, column blocks of each image), against the
-    reference."""
+    filters packed once; with a small batch on 2 threads, column blocks of each image), the weight
+    gradient the tap panels (or, with few channels, the few-tap kernel), against the reference."""
     threads(n_threads)
     seen = _run(pointwise_configs(), 10, _POINTWISE_EXAMPLES)
-    assert {("fwd", "gemm_batch"), ("gx", "gemm_batch")} <= seen, sorted(seen)
+    assert {("fwd", "gemm_batch"), ("gx", "gemm_batch"), ("gw", "taps"), ("gw", "fewtaps_rows")} <= seen, sorted(seen)
+    assert ("gw", "gemm_1x1") not in seen
 
 
 def test_pointwise_column_blocks_cover_the_image():
