@@ -6,8 +6,8 @@ Four ways, chosen when compiling (forward_variant):
           grid that wastes little: Winograd's F(2x2, 3x3) (conv_winograd.py; F(4x4, 3x3) with
           options.winograd_max_tile = 4), 2.25x (4x) fewer multiplications than the direct kernel,
           or F(2x2, 5x5), 2.78x fewer.
-  gemm batch  a 1x1 unit-stride unpadded convolution, static shapes, at most KC channels: one
-          GEMM over the whole batch, the filters packed once (conv_1x1.py).
+  gemm batch  a 1x1 unpadded convolution, static shapes, at most KC channels: one GEMM over the
+          whole batch, the filters packed once (conv_1x1.py); strided ones with enough filters.
   gemm 1x1  other 1x1 unit-stride unpadded convolutions: each image is its own patch matrix, so the
           packed GEMM reads it in place.
   direct  static shapes and unit strides, any padding: each image is copied into a per-thread,
@@ -126,6 +126,10 @@ def forward_variant(op, dtype, dims):
     if pointwise(op, kh, kw):
         pw = pointwise_gemm(dtype, dims, False, threads())
         return ("gemm batch", pw) if pw is not None else ("gemm 1x1", None)
+    if (kh, kw) == (1, 1) and tuple(geometry.padding(op.border_mode, 1, 1)) == (0, 0) and dilation(op) == (1, 1):
+        pw = pointwise_gemm(dtype, dims, False, threads(), tuple(op.subsample))   # strided
+        if pw is not None:
+            return "gemm batch", pw
     dil = dilation(op)
     if dil != (1, 1):
         return _dilated_forward_variant(op, dtype, dims, dil)

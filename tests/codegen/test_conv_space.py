@@ -566,16 +566,17 @@ def test_winograd_weight_gradient_reads_strided_images():
 
 @st.composite
 def pointwise_configs(draw):
-    """(dtype, x shape, w shape, conv2d kwargs, True): static 1x1 unit-stride convolutions (every
-    border mode pads a 1x1 filter by nothing), channels and filters up to one KC slice and past one
-    register tile, images narrower and wider than a GEMM panel, batch 1, 2 and odd."""
+    """(dtype, x shape, w shape, conv2d kwargs, True): static 1x1 convolutions (every border mode
+    pads a 1x1 filter by nothing), mostly unit-stride, some strided, channels and filters up to one KC
+    slice and past one register tile, images narrower and wider than a GEMM panel, batch 1, 2 and odd."""
     dtype = draw(st.sampled_from(["float32", "float64"]))
     C = draw(st.sampled_from([1, 3, 16, 64, 130, 256]))
     K = draw(st.sampled_from([1, 5, 33, 64, 200]))
     B = draw(st.sampled_from([1, 2, 3, 9]))
     H, W = draw(st.integers(1, 12)), draw(st.integers(1, 40))
     border = draw(st.sampled_from(["valid", "half", "full", 0, (0, 0)]))
-    kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    subsample = draw(st.sampled_from([(1, 1)] * 3 + [(2, 2), (3, 1), (1, 2)]))
+    kwargs = dict(border_mode=border, subsample=subsample, filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
     return dtype, (B, C, H, W), (K, C, 1, 1), kwargs, True
 
 
@@ -596,6 +597,22 @@ def test_pointwise_convolutions_take_one_gemm_over_the_batch(threads, n_threads)
     seen = _run(pointwise_configs(), 10, _POINTWISE_EXAMPLES)
     assert {("fwd", "gemm_batch"), ("gx", "gemm_batch"), ("gw", "taps"), ("gw", "fewtaps_rows")} <= seen, sorted(seen)
     assert ("gw", "gemm_1x1") not in seen
+
+
+@pytest.mark.parametrize("dtype,xs,ws,stride", [("float32", (3, 16, 9, 13), (40, 16, 1, 1), (2, 3)),
+                                                 ("float64", (4, 24, 16, 16), (64, 24, 1, 1), (2, 2)),
+                                                 ("float32", (1, 8, 7, 20), (33, 8, 1, 1), (3, 1))])
+def test_strided_pointwise_forward_takes_one_gemm(threads, dtype, xs, ws, stride):
+    """A strided 1x1 forward with enough filters: one GEMM over the batch on each image's sampled
+    pixels (odd image sizes, strides along one axis), on 1 and 2 threads, against the reference."""
+    kwargs = dict(border_mode="valid", subsample=stride, filter_flip=True, filter_dilation=(1, 1))
+    for n in (1, 2):
+        threads(n)
+        ins, outs = _graph(dtype, xs, ws, kwargs, True)
+        vals = _values(dtype, xs, ws, ins, outs, seed=7)
+        tol = dict(rtol=1e-4, atol=2e-3) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+        fn, _ = check_native_vs_reference(ins, outs, vals, **tol)
+        assert ("fwd", "gemm_batch") in set(BODY.findall(fn.dump_llvm()))
 
 
 def test_pointwise_column_blocks_cover_the_image():
