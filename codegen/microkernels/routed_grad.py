@@ -23,6 +23,7 @@ from llvmlite import ir
 from .. import irutil as U
 from ..irutil import lanes
 from .directconv import AccLoop, Vec, kernel_function, max_accumulators
+from .winograd_grad import _transpose as transpose_rows
 
 MAX_SHIFTS = 4   # aligned copies of an image at most (C = 20, 16 lanes: 4)
 
@@ -122,15 +123,39 @@ def _image_function(module, p):
     L, C, W, RS = p.L, p.C, p.W, p.RS
     vec = Vec(module, p.dtype, L)
     cnt = b.alloca(I64)   # the list's length (in the entry block: promoted to a register)
-    # the image channel-last into copy 0 (contiguous reads, stores C apart), then moved into the others
-    with U.for_range(b, C, name="cc") as c:
-        src = b.gep(x, [b.mul(c, U.i64(p.H * W))], source_etype=et)
+    # the image channel-last into copy 0: L x L blocks (L channels of L pixels of a row) loaded,
+    # transposed in registers and stored as runs of channels (masked past C: nothing spills into the
+    # next pixel), then moved into the other copies
+    def lanes_below(n):
+        return ir.Constant(ir.VectorType(U.I1, L), [int(j < n) for j in range(L)])
+
+    def channel_block(c0, nch):
+        src = b.gep(x, [b.mul(U.as_value(b, c0), U.i64(p.H * W))], source_etype=et)
         with U.for_range(b, p.H, name="ci") as i:
             srow = b.gep(src, [b.mul(i, U.i64(W))], source_etype=et)
-            drow = b.gep(xcl, [b.add(b.mul(i, U.i64(RS)), c)], source_etype=et)
-            with U.for_range(b, W, name="cj") as j:
-                v = b.load(b.gep(srow, [j], source_etype=et), typ=et)
-                b.store(v, b.gep(drow, [b.mul(j, U.i64(C))], source_etype=et))
+            drow = b.gep(xcl, [b.add(b.mul(i, U.i64(RS)), U.as_value(b, c0))], source_etype=et)
+            for j0 in range(0, W, L):
+                cols = min(L, W - j0)
+                rows = []
+                for u in range(L):
+                    if u >= nch:
+                        rows.append(vec.zero)
+                        continue
+                    ptr = b.gep(srow, [U.i64(u * p.H * W + j0)], source_etype=et)
+                    rows.append(b.load(ptr, typ=vec.t, align=vec.size) if cols == L
+                                else b.call(vec.mload, [ptr, vec.align, lanes_below(cols), vec.zero]))
+                for jj, col in enumerate(transpose_rows(b, rows)[:cols]):
+                    ptr = b.gep(drow, [U.i64((j0 + jj) * C)], source_etype=et)
+                    if nch == L:
+                        b.store(col, ptr, align=vec.size)
+                    else:
+                        b.call(vec.mstore, [col, ptr, vec.align, lanes_below(nch)])
+
+    if C // L:
+        with U.for_range(b, C // L, name="cb") as cb:
+            channel_block(b.mul(cb, U.i64(L)), L)
+    if C % L:
+        channel_block(C // L * L, C % L)
     for t in range(1, p.nshift):
         dst = b.gep(xcl, [U.i64(t * p.CS + p.shift(t))], source_etype=et)
         with U.for_range(b, p.H * RS // L, name="cm") as q:
