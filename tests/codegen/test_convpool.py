@@ -829,3 +829,31 @@ def test_random_routed_configurations_match_reference(cfg):
     fn = _check(xs, ws, ops, dtype, **(dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else {}))
     routed = routed_plan(ops[1], dtype, dims) is not None and tap_plan(ops[1], dtype, dims) is not None
     assert routed == bool(re.search(r"define internal void @\"?symcnn_routed_dw_", fn.runner.ir))
+
+
+def test_routed_weight_gradient_thread_counts(monkeypatch):
+    """The routed weight gradient on 1, 2 and 3 threads: repeated calls bit-identical (each thread adds
+    into partials of its own, summed in thread order), the thread counts equal up to that order."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    xs, ws = (11, 20, 12, 12), (50, 20, 5, 5)
+    got = {}
+    for n in (1, 2, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        fwd, bwd, bwd_nogx = conv_act_ops("tanh", "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
+        x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
+        b = T.TensorType("float32", (None,))("b")
+        outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+        rng = np.random.default_rng(5)
+        xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+        Wv /= np.sqrt(ws[1] * 25)
+        gv = rng.standard_normal((11, 50, 4, 4)).astype("float32")
+        fn, res = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)
+        assert re.search(r"define internal void @\"?symcnn_routed_dw_", fn.runner.ir)
+        for a, c in zip(res[0], fn(xv, Wv, bv, gv)):
+            np.testing.assert_array_equal(a, c)
+        got[n] = res[0]
+    for n in (2, 3):
+        for a, c in zip(got[1], got[n]):
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
