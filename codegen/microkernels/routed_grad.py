@@ -23,7 +23,6 @@ from llvmlite import ir
 from .. import irutil as U
 from ..irutil import lanes
 from .directconv import AccLoop, Vec, kernel_function, max_accumulators
-from .winograd_grad import _transpose as transpose_rows
 
 MAX_SHIFTS = 4   # aligned copies of an image at most (C = 20, 16 lanes: 4)
 
@@ -79,6 +78,25 @@ class RoutedPlan:
 
     def acc_elems(self):
         return self.K * self.kh * self.rowp
+
+
+def transpose_rows(b, rows):
+    """The L x L matrix of the L vectors rows (L a power of two), transposed: log2(L) stages, each
+    swapping the off-diagonal k x k blocks of every 2k x 2k block (one two-source shuffle a row)."""
+    n = len(rows)
+    it = ir.VectorType(U.I32, n)
+    k = n // 2
+    while k >= 1:
+        lo = ir.Constant(it, [j if not j & k else n + j - k for j in range(n)])
+        hi = ir.Constant(it, [j + k if not j & k else n + j for j in range(n)])
+        new = list(rows)
+        for i in range(n):
+            if not i & k:
+                new[i] = b.shuffle_vector(rows[i], rows[i | k], lo)
+                new[i | k] = b.shuffle_vector(rows[i], rows[i | k], hi)
+        rows = new
+        k //= 2
+    return rows
 
 
 def routed_plan(op, dtype, dims):
