@@ -36,7 +36,10 @@ epilogue), the input gradient one image's bordered conv-output gradient at a tim
 conv_winograd_grad.py takes it, with the input gradient Winograd's too or none; 'valid' 5x5 with its
 input gradient kept on the tap plan's kernels) the weight gradient:
 each image's tiles and those of its conv-output gradient transformed right after the prologue, one GEMM
-per transformed position over the tiles of a group of images or a chunk of one. Other
+per transformed position over the tiles of a group of images or a chunk of one. A max-pooled 'valid'
+one (order 'pool_act', windows that do not overlap, the tap plan's input gradient) takes its weight
+gradient from the routed positions alone (routed_grad.py: the pooled gradient and the tie mask, no
+dense top), before Winograd's. Other
 convolutions build one image's im2col matrix and use the packed GEMM (conv.py). The pooling epilogue
 and the routing prologue take any window and stride (convpool_vector.py: the pooling kernels' vector
 blocks of pooled columns, a scalar loop for the rest). gb accumulates in float64 (a sum over batch *
@@ -59,6 +62,7 @@ from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps as FT
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
+from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
                    pinned, zero_fill)
 from .conv_forward import direct_images, emit_image, few_taps
@@ -436,7 +440,9 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     dp = few_tap_grad(op, dt, dims, need_gx) or dp
     tp = DG.tap_plan(op, dt, dims) if dp is None else None
     wg = fused_grad_weights(op, dt, dims, need_gx, winograd_grad_inputs) if dp is None and tp is None else None
-    if tp is not None and dp is None:   # 'valid' 5x5: tp stays for the input gradient alone
+    # max pooling: the weight gradient from the routed positions alone (tp stays for the input gradient)
+    rp = RG.routed_plan(op, dt, dims) if tp is not None and dp is None and md is not None else None
+    if tp is not None and dp is None and rp is None:   # 'valid' 5x5: tp stays for the input gradient alone
         wg = fused_valid_grad_weights(op, dt, dims)
     tc = padded_taps(op, dt, dims) if dp is None and tp is None and wg is None else None
     if tc is not None:
@@ -491,7 +497,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
         fused_gx = prepack and gx_fused
-        sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)), tp.group_elems() if tp is not None and wg is None else 0,
+        sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)),
+                 tp.group_elems() if tp is not None and wg is None and rp is None else 0,
                  0 if tp is not None else U.mul(b, g.P, g.N),
                  U.mul(b, g.P, g.N) if need_gx and not fused_gx and gd is None else 0]
         sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
@@ -504,6 +511,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             sizes += [0, 0]
         acc_rs = tp.KP if tp is not None else K
         acc_n = U.mul(b, g.P, acc_rs) if wg is None else wg.m_elems()   # Winograd: its partial products
+        acc_n = rp.acc_elems() if rp is not None else acc_n
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool and not op.pool_last else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
@@ -518,6 +526,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems(), 0] if gd is not None else [0, 0, 0]
     # the Winograd weight gradient: the channel-last image and conv-output gradient, their tiles
     sizes += [wg.image_elems(), wg.top_elems(), wg.v_elems(), wg.y_elems()] if wg is not None else [0] * 4
+    # the routed weight gradient: the channel-last image and one filter's routes
+    sizes += [rp.image_elems(), rp.route_elems()] if rp is not None else [0] * 2
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -528,7 +538,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
-                         dp=dp, tp=tp, tc=tc, gd=gd, wg=wg)
+                         dp=dp, tp=tp, tc=tc, gd=gd, wg=wg, rp=rp)
     else:
         dynptrs = [p for p in ptrs if p is not None]
         values = dims + [xs.ptr] + list(xs.strides) + dynptrs + [v for v in parts if v is not None] + acc_parts
@@ -541,13 +551,15 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
             _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd, wg=wg)
+                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd, wg=wg, rp=rp)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
     if dp is not None:
         DG.reduce_lane_partials(ctx, dp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     elif wg is not None:
         WGG.reduce_and_untransform(ctx, wg, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
+    elif rp is not None:
+        RG.reduce(ctx, rp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     else:
         # gW = sum over threads of dWT^T (thread order)
         with U.for_range(b, K, name="ok") as k:
@@ -569,7 +581,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
 
 
 def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,
-                     gd=None, wg=None):
+                     gd=None, wg=None, rp=None):
     """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), mask (None: no
     pooling), gx, tap offsets, then the gradient program's inputs z, out, g_1..g_m (None: not read);
     parts: (base, stride) of top, the group's transposed tops, cols, dcols, the packed A/B of the two
@@ -582,7 +594,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     wptr, mptr, gxptr, offs = ptrs[:4]
     prog_ptrs = ptrs[4:]
     top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc, gxm, *wgp = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(17))
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(19))
+    wgp, (xcl, routes) = wgp[:4], wgp[4:]
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
@@ -614,6 +627,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     wgb = WGG.Buffers(*wgp, dwT) if wg is not None else None
     if wg is not None:
         WGG.zero_buffers(ctx, wg, wgb)
+    if rp is not None:
+        RG.zero_slack(ctx, rp, xcl)
 
     def image(n, slot):
         base = U.mul(b, n, pimg)
@@ -637,7 +652,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             mbase = gep(b, mptr, base, mt) if mt is not None else None
             if rezero:
                 zero_fill(b, top, 0, tlen, dt)
-            scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, gpre, mbase)
+            if rp is None or gxptr is not None:   # the routed weight gradient reads gpre and the mask
+                scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, gpre, mbase)
         else:
             _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
         if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
@@ -646,6 +662,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             FT.emit_grad_image(ctx, dp, xg, top, trs, dwT)
         elif dp is not None:
             DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
+        elif rp is not None:
+            RG.emit_image(ctx, rp, image_view(b, xs, n).ptr, gpre, mbase, xcl, routes, dwT)
         elif wg is not None:   # the image's tiles (a chunk's or, after the group, the group's GEMMs)
             WGG.emit_image(ctx, wg, image_view(b, xs, n), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot)
         elif tp is not None:
@@ -697,7 +715,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 image(b.add(g0, gi), gi)
             WGG.emit_group(ctx, wg, wgb, gn)
         return
-    if tp is None:
+    if tp is None or rp is not None:
         with U.for_range(b, n1, start=n0, name="img") as n:
             image(n, 0)
         return

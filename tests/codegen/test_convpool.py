@@ -250,7 +250,7 @@ def test_tap_tiles_fit_registers_and_match_reference(target):
     reads W^T in gemm's panels whatever the tap tile, its taps in channel-minor order."""
     from codegen.microkernels import directconv as D, directconv_grad as DG, gemm
     xs, ws = (37, 3, 12, 12), (50, 3, 5, 5)
-    kw = dict(ws=(2, 2), imshp=xs, kshp=ws)
+    kw = dict(pool="average_exc_pad", ws=(2, 2), imshp=xs, kshp=ws)   # (max pooling: the routed kernel)
     fwd, bwd, _ = conv_act_ops("tanh", **kw)
     tp = DG.tap_plan(fwd, "float32", [37, 3, 12, 12, 50, 5, 5, 8, 8])
     assert tp is not None and tp.gx_mr == gemm.params("float32")[1]
@@ -713,13 +713,14 @@ def test_winograd_weight_gradient_thread_counts(monkeypatch):
 
 
 # The fused weight gradient of 'valid' 5x5 layers by Winograd's F(2x2, 5x5), on its own in the per-image
-# loop (the input gradient stays the tap plan's): LeNet's second layer scaled down (pooled, tanh), and
-# ragged last tiles (9x7 outputs) with more filters than channels (the GEMM's sides swapped).
+# loop (the input gradient stays the tap plan's): LeNet's second layer scaled down (average-pooled:
+# max pooling takes the routed kernel), and ragged last tiles (9x7 outputs) with more filters than
+# channels (the GEMM's sides swapped).
 WINOGRAD_VALID_5X5_CASES = [
-    ((16, 20, 12, 12), (50, 20, 5, 5), dict(ws=(2, 2)), "float32", "tanh"),
-    ((16, 20, 12, 12), (32, 20, 5, 5), dict(ws=(2, 2)), "float64", "tanh"),   # tap plans: 256-byte top rows
+    ((16, 20, 12, 12), (50, 20, 5, 5), dict(pool="average_exc_pad", ws=(2, 2)), "float32", "tanh"),
+    ((16, 20, 12, 12), (32, 20, 5, 5), dict(pool="sum", ws=(2, 2)), "float64", "tanh"),   # 256-byte top rows
     ((3, 16, 13, 11), (24, 16, 5, 5), dict(pool=None), "float32", "relu"),
-    ((3, 16, 13, 11), (24, 16, 5, 5), dict(ws=(2, 2)), "float64", "sigmoid"),
+    ((3, 16, 13, 11), (24, 16, 5, 5), dict(pool="average_inc_pad", ws=(2, 2)), "float64", "sigmoid"),
 ]
 
 
@@ -743,3 +744,116 @@ def test_winograd_valid_5x5_weight_gradient_matches_reference(xs, ws, pool_kw, d
     tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
     fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
     assert re.search(r"define internal void @\"?symcnn_wgw_gemm_\w+_f5\"?\(", fn.runner.ir)
+
+
+# The weight gradient of max-pooled 'valid' layers from the routed positions alone
+# (microkernels/routed_grad.py): (x shape, W shape, pool kwargs, dtype, activation, conv kwargs).
+# LeNet's second layer scaled down (20 channels, 16 lanes: 4 aligned copies; 8 lanes: 2), an odd
+# channel count (read unaligned), windows wider than tall and strides past the windows (positions no
+# window routes), pooled outputs that leave the last rows and columns out, filters unflipped. The
+# integer images of _values make many ties: several bits of a window's mask set.
+ROUTED_CASES = [
+    ((16, 20, 12, 12), (50, 20, 5, 5), dict(ws=(2, 2)), "float32", "tanh", {}),
+    ((5, 20, 12, 12), (32, 20, 5, 5), dict(ws=(2, 2)), "float64", "tanh", {}),
+    ((4, 7, 10, 9), (6, 7, 3, 3), dict(ws=(2, 2)), "float32", "relu", dict(filter_flip=False)),
+    ((3, 16, 14, 15), (9, 16, 3, 3), dict(ws=(2, 3), stride=(3, 4)), "float32", "sigmoid", {}),
+    ((2, 24, 9, 9), (24, 24, 2, 4), dict(ws=(3, 3)), "float64", "leaky_relu", {}),
+]
+
+
+@pytest.mark.parametrize("xs,ws,pool_kw,dtype,act,conv", ROUTED_CASES)
+def test_routed_weight_gradient_matches_reference(xs, ws, pool_kw, dtype, act, conv, target):
+    """The fused backward of a max-pooled 'valid' layer with its input gradient takes the routed
+    weight gradient (read from the IR) and matches the reference, ties included."""
+    from codegen.microkernels.routed_grad import routed_plan
+    kw = dict(border_mode="valid", **conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, **kw)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2] - ws[2] + 1, xs[3] - ws[3] + 1]
+    p = routed_plan(ops[1], dtype, dims)
+    assert p is not None and p.variant == "routed"
+    assert p.nshift == (p.L // np.gcd(xs[1], p.L) if p.L // np.gcd(xs[1], p.L) <= 4 else 1)
+    assert max(len(c) for c in p.chunks) <= max(1, 32 if target.vector_registers >= 32 else 16)
+    fn = _check(xs, ws, ops, dtype, **(dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else {}))
+    assert re.search(r"define internal void @\"?symcnn_routed_dw_" + dtype, fn.runner.ir)
+
+
+def test_routed_plans_cover_every_layout():
+    """The cases above reach aligned copies (4 and 2 per image) and the unaligned reads, and the
+    routed kernel declines what it cannot take: average pools, overlapping windows, strided
+    convolutions, padded borders, the 'act_pool' order."""
+    from codegen.microkernels.routed_grad import routed_plan
+    seen = set()
+    for xs, ws, pool_kw, dtype, act, conv in ROUTED_CASES:
+        op = conv_act_ops(act, dtype, border_mode="valid", **conv, **pool_kw, imshp=xs, kshp=ws)[1]
+        dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2] - ws[2] + 1, xs[3] - ws[3] + 1]
+        seen.add(routed_plan(op, dtype, dims).nshift)
+    assert {1, 2, 4} <= seen, seen
+    xs, ws = (2, 16, 10, 10), (8, 16, 3, 3)
+    dims = [2, 16, 10, 10, 8, 3, 3, 8, 8]
+    for kw in (dict(pool="average_exc_pad", ws=(2, 2)), dict(ws=(3, 3), stride=(2, 2)), dict(pool=None),
+               dict(ws=(2, 2), order="act_pool")):
+        op = conv_act_ops("relu", "float32", border_mode="valid", **kw, imshp=xs, kshp=ws)[1]
+        assert routed_plan(op, "float32", dims) is None, kw
+    op = conv_act_ops("relu", "float32", border_mode="valid", ws=(2, 2), subsample=(2, 2), imshp=xs, kshp=ws)[1]
+    assert routed_plan(op, "float32", [2, 16, 10, 10, 8, 3, 3, 4, 4]) is None
+    op = conv_act_ops("relu", "float32", border_mode="half", ws=(2, 2), imshp=xs, kshp=ws)[1]
+    assert routed_plan(op, "float32", [2, 16, 10, 10, 8, 3, 3, 10, 10]) is None
+
+
+@st.composite
+def _routed_configurations(draw):
+    """A max-pooled 'valid' unit-stride layer: 1-33 channels, filters up to 5x5, windows up to 3x3
+    with strides up to one past them, any activation, both dtypes, flipped or not."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    wsz = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    stride = (wsz[0] + draw(st.integers(0, 1)), wsz[1] + draw(st.integers(0, 1)))
+    C = draw(st.sampled_from([1, 3, 8, 12, 20, 33]))
+    xs = (draw(st.sampled_from([1, 3, 6])), C, kh - 1 + draw(st.integers(wsz[0], 11)),
+          kw - 1 + draw(st.integers(wsz[1], 11)))
+    ws = (draw(st.sampled_from([1, 5, 16, 20])), C, kh, kw)
+    return xs, ws, dict(ws=wsz, stride=stride), draw(st.sampled_from(sorted(CONV_ACTIVATIONS))), \
+        draw(st.sampled_from(["float32", "float64"])), dict(filter_flip=draw(st.booleans()))
+
+
+@settings(max_examples=examples(8), deadline=None)
+@given(_routed_configurations())
+def test_random_routed_configurations_match_reference(cfg):
+    """Random max-pooled 'valid' layers: the backward with its input gradient reaches the routed weight
+    gradient (windows of 4 or more positions, beside the tap plan's input gradient) and matches the
+    reference."""
+    from codegen.microkernels.directconv_grad import tap_plan
+    from codegen.microkernels.routed_grad import routed_plan
+    xs, ws, pool_kw, act, dtype, conv = cfg
+    ops = conv_act_ops(act, dtype, border_mode="valid", **conv, **pool_kw, imshp=xs, kshp=ws)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2] - ws[2] + 1, xs[3] - ws[3] + 1]
+    fn = _check(xs, ws, ops, dtype, **(dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else {}))
+    routed = routed_plan(ops[1], dtype, dims) is not None and tap_plan(ops[1], dtype, dims) is not None
+    assert routed == bool(re.search(r"define internal void @\"?symcnn_routed_dw_", fn.runner.ir))
+
+
+def test_routed_weight_gradient_thread_counts(monkeypatch):
+    """The routed weight gradient on 1, 2 and 3 threads: repeated calls bit-identical (each thread adds
+    into partials of its own, summed in thread order), the thread counts equal up to that order."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    xs, ws = (11, 20, 12, 12), (50, 20, 5, 5)
+    got = {}
+    for n in (1, 2, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        fwd, bwd, bwd_nogx = conv_act_ops("tanh", "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
+        x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
+        b = T.TensorType("float32", (None,))("b")
+        outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+        rng = np.random.default_rng(5)
+        xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+        Wv /= np.sqrt(ws[1] * 25)
+        gv = rng.standard_normal((11, 50, 4, 4)).astype("float32")
+        fn, res = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)
+        assert re.search(r"define internal void @\"?symcnn_routed_dw_", fn.runner.ir)
+        for a, c in zip(res[0], fn(xv, Wv, bv, gv)):
+            np.testing.assert_array_equal(a, c)
+        got[n] = res[0]
+    for n in (2, 3):
+        for a, c in zip(got[1], got[n]):
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
