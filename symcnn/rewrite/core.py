@@ -104,7 +104,7 @@ class Fired:
 def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
     """Run every phase in order, each to a fixpoint, with the rewrites `query` selects (default:
     RewriteQuery()) less those tagged with a name in `excluding`. Returns the list of Fired records."""
-    from . import canonicalize, stabilize, fusion, convpool, slice_sums  # noqa: F401  (register the rewrites)
+    from . import canonicalize, stabilize, fusion, convpool, convpool_chain, slice_sums  # noqa: F401  (register the rewrites)
     from ..scan_module import scan_rewrites  # noqa: F401
     query = (query or RewriteQuery()).excluding(*excluding)
     query.check()
