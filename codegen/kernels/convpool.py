@@ -63,7 +63,7 @@ from ..microkernels import fewtaps as FT
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
 from ..microkernels import routed_grad as RG
-from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, image_view, pin,
+from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
 from .conv_forward import direct_images, emit_image, few_taps
 from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
@@ -71,6 +71,7 @@ from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
+from .convpool_input import activate_copy, activated_image, keeps_zero
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from .conv_winograd_grad import fused_grad_weights, fused_valid_grad_weights
 from ..microkernels import winograd as WG
@@ -272,12 +273,14 @@ def lower_conv_pool_act(ctx, node, ins):
         na, nb = G.pack_sizes(b, dt, K, g.N, g.P)
         # + 2L: the vector epilogue reads up to 2L values past a conv row's start
         sizes = [U.mul(b, g.P, g.N), U.add(b, U.mul(b, K, g.N), 2 * D.lanes(dt)), na, nb]
+    sizes.append(U.product(b, [C, H, W]) if op.in_act is not None else 0)   # one activated input image
     ptrs = [wptr, bd.ptr if bd is not None else None, out.ptr, mask.ptr if mask is not None else None, offp,
             zarr.ptr if zarr is not None else None, aarr.ptr if aarr is not None else None]
     if T == 1:
         bufs = [ctx.scratch(dt, [n]).ptr if not (isinstance(n, int) and n == 0) else None
                 for n in sizes[:4 if wi is not None else 2]]
         parts = [v for p in bufs for v in (p, 0)] + [None, 0] * (4 - len(bufs))
+        parts += [ctx.scratch(dt, [sizes[4]]).ptr, 0] if op.in_act is not None else [None, 0]
         _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp, di=di, wi=wi)
         return [outs[r] for r in roles]
     bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
@@ -310,12 +313,12 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
     xs = xv if isinstance(xv, Array) else Array(xdt, xv[0], [B, C, H, W], list(xv[1:5]))
     wptr, bptr, optr, mptr, offs, zptr, aptr = ptrs
-    cols, conv, ap, bp = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None
-                          for i in range(4))
+    cols, conv, ap, bp, xa = (_part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None
+                              else None for i in range(5))
     pk = (ap, bp) if packs else None
     if wi is not None:
         _forward_winograd(ctx, op, dt, dims, xs, wi, cols, conv, ap, bp, wptr, bptr, optr, mptr, zptr, aptr,
-                          n0, n1)
+                          n0, n1, xa)
         return
     if di is not None:
         xbuf, conv = conv, None
@@ -324,13 +327,17 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
         if dp is not None:
             conv = cols   # the conv scratch
             if di is not None:
-                di.fill(ctx, image_view(b, xs, n), xbuf, dt)
+                if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
+                    di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt)
+                    activate_copy(ctx, op, dt, xbuf, dp.C * dp.H * dp.W)
+                else:
+                    di.fill(ctx, activated_image(ctx, op, dt, xs, n, xa), xbuf, dt)
                 emit_image(ctx, dp, xbuf, wptr, offs, conv)
             else:
-                D.emit_image(ctx, dp, image_view(b, xs, n).ptr, wptr, offs, conv)
+                D.emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv)
             rs, crs = dp.rs, dp.row_stride
         else:
-            emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
+            emit_im2col(ctx, g, activated_image(ctx, op, dt, xs, n, xa), cols, dt)
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
         _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
@@ -362,7 +369,8 @@ def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
             _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
 
 
-def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, aptr, n0, n1):
+def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, aptr, n0, n1,
+                      xa=None):
     """The forward for images [n0, n1) by Winograd: a group of images' conv results, then the
     epilogue of each."""
     b = ctx.b
@@ -374,7 +382,11 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
     zero_fill(b, vp, 0, p.v_elems(), dt)       # the tile columns of a short group stay zero
 
     def prepare(n, buf):
-        bordered_copy(ctx, image_view(b, xs, n), buf, wi)
+        if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
+            bordered_copy(ctx, activated_image(ctx, op, dt, xs, n, None, False), buf, wi)
+            activate_copy(ctx, op, dt, buf, wi.p.C * wi.p.Hb * wi.p.Wb)
+        else:
+            bordered_copy(ctx, activated_image(ctx, op, dt, xs, n, xa), buf, wi)
 
     def finish(n, gi):
         _epilogue(ctx, op, dt, gep(b, conv, U.mul(b, gi, plane), et), OH * OW, OW, n, dims, bptr, optr, mptr,
@@ -528,6 +540,9 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     sizes += [wg.image_elems(), wg.top_elems(), wg.v_elems(), wg.y_elems()] if wg is not None else [0] * 4
     # the routed weight gradient: the channel-last image and one filter's routes
     sizes += [rp.image_elems(), rp.route_elems()] if rp is not None else [0] * 2
+    # in_act: the activated input images of a group (tap panels, Winograd) or of one image
+    group = tp.G if tp is not None else wg.Gi if wg is not None else 1
+    sizes.append(U.mul(b, group, U.product(b, [C, H, W])) if op.in_act is not None else 0)
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -594,8 +609,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     wptr, mptr, gxptr, offs = ptrs[:4]
     prog_ptrs = ptrs[4:]
     top, tT, cols, dcols, ap1, bp1, ap2, bp2, gpre, xg, gxb, gxc, gxm, *wgp = (
-        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(19))
-    wgp, (xcl, routes) = wgp[:4], wgp[4:]
+        _part(b, parts[2 * i], parts[2 * i + 1], tid, dt) if parts[2 * i] is not None else None for i in range(20))
+    wgp, (xcl, routes), xa = wgp[:4], wgp[4:6], wgp[6]
     dwT = _part(b, acc_parts[0], acc_parts[1], tid, dt)
     gb64 = _part(b, acc_parts[2], acc_parts[3], tid, "float64")
     et = U.ll_type(dt)
@@ -630,6 +645,12 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     if rp is not None:
         RG.zero_slack(ctx, rp, xcl)
 
+    def x_image(n, slot, activate=True):
+        """Image n of x as the kernels read it (in_act: activated into the group's slot, unless the
+        caller activates its copy)."""
+        return activated_image(ctx, op, dt, xs, n, gep(b, xa, U.mul(b, slot, img), et) if xa is not None else None,
+                               activate)
+
     def image(n, slot):
         base = U.mul(b, n, pimg)
         srcs = [gep(b, q, base, et) if q is not None else None for q in prog_ptrs]
@@ -658,22 +679,33 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
         if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
             ph, pw = geometry.padding(op.border_mode, dp.kh, dp.kw)
-            shift_copy(ctx, image_view(b, xs, n), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
+            if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
+                shift_copy(ctx, x_image(n, 0, False), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
+                activate_copy(ctx, op, dt, xg, dp.buf_elems())
+            else:
+                shift_copy(ctx, x_image(n, 0), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
             FT.emit_grad_image(ctx, dp, xg, top, trs, dwT)
         elif dp is not None:
-            DG.emit_weight_grad_image(ctx, dp, image_view(b, xs, n).ptr, top, offs, dwT)
+            DG.emit_weight_grad_image(ctx, dp, x_image(n, 0).ptr, top, offs, dwT)
         elif rp is not None:
-            RG.emit_image(ctx, rp, image_view(b, xs, n).ptr, gpre, mbase, xcl, routes, dwT)
+            RG.emit_image(ctx, rp, x_image(n, 0).ptr, gpre, mbase, xcl, routes, dwT)
         elif wg is not None:   # the image's tiles (a chunk's or, after the group, the group's GEMMs)
-            WGG.emit_image(ctx, wg, image_view(b, xs, n), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot)
+            here = keeps_zero(op, dt)   # then the activation over the zero-bordered copy, in cache
+            WGG.emit_image(ctx, wg, x_image(n, slot, not here), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot,
+                           (lambda buf, n_: activate_copy(ctx, op, dt, buf, n_)) if here else None)
         elif tp is not None:
             if xg is not None:
-                shift_copy(ctx, image_view(b, xs, n), gep(b, xg, U.mul(b, slot, tc.img), et), dt,
+                here = keeps_zero(op, dt)   # then the activation over the bordered copy, in cache
+                shift_copy(ctx, x_image(n, slot, not here), gep(b, xg, U.mul(b, slot, tc.img), et), dt,
                            tc.C, tc.H, tc.W, tc.Hb, tc.Wb, *tc.pads)
+                if here:
+                    activate_copy(ctx, op, dt, gep(b, xg, U.mul(b, slot, tc.img), et), tc.img)
+            elif xa is not None:   # the group's panels read the activated images in place
+                x_image(n, slot)
             DG.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))
         else:
             # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
-            emit_im2col(ctx, g, image_view(b, xs, n), cols, dt)
+            emit_im2col(ctx, g, x_image(n, 0), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
         if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx
@@ -723,7 +755,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         gn = U.smin(b, b.sub(U.as_value(b, n1), g0), tp.G)
         with U.for_range(b, gn, name="gi") as gi:
             image(b.add(g0, gi), gi)
-        group = xg if xg is not None else gep(b, xs.ptr, U.mul(b, g0, tp.img), et)
+        group = xg if xg is not None else xa if xa is not None else gep(b, xs.ptr, U.mul(b, g0, tp.img), et)
         DG.emit_dw_group(ctx, tp, group, offs, tT, gn, dwT)
 
 

@@ -329,12 +329,15 @@ def zero_buffers(ctx, p, bufs):
         zero_fill(b, ptr, 0, n, p.dtype)
 
 
-def emit_image(ctx, p, x, top, bufs, slot):
+def emit_image(ctx, p, x, top, bufs, slot, on_copy=None):
     """Image x ((C, H, W) Array) with its conv-output gradient top ((K, OH, OW) Array of the plan's
     dtype): copied, its tiles transformed; as the group's slot-th image (Gi > 1: the GEMM comes
-    with emit_group), or (Gi == 1) chunk by chunk of tile rows, each chunk's GEMM here."""
+    with emit_group), or (Gi == 1) chunk by chunk of tile rows, each chunk's GEMM here.
+    on_copy(buffer, values): called on the copy of x (zero-bordered) before its tiles are read."""
     b = ctx.b
     copy_image(ctx, p, x, bufs.xh)
+    if on_copy is not None:
+        on_copy(bufs.xh, p.image_elems())
     copy_top(ctx, p, top, bufs.dyh)
     fin = _tiles_function(ctx.module, p, "in")
     fdy = _tiles_function(ctx.module, p, "dy")

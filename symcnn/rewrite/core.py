@@ -57,7 +57,15 @@ def graph_rewrite(phase, name=None, tags=()):
     return deco
 
 
+def register_all():
+    """Import every module that registers rewrites (the registry is filled on first use, so that
+    importing the IR does not import every op)."""
+    from . import canonicalize, stabilize, fusion, convpool, convpool_chain, slice_sums  # noqa: F401
+    from ..scan_module import scan_rewrites  # noqa: F401
+
+
 def registered(phase=None):
+    register_all()
     return [r for r in _rewrites if phase is None or r.phase == phase]
 
 
@@ -104,8 +112,7 @@ class Fired:
 def rewrite_graph(fgraph, excluding=(), max_passes=100, query=None):
     """Run every phase in order, each to a fixpoint, with the rewrites `query` selects (default:
     RewriteQuery()) less those tagged with a name in `excluding`. Returns the list of Fired records."""
-    from . import canonicalize, stabilize, fusion, convpool, slice_sums  # noqa: F401  (register the rewrites)
-    from ..scan_module import scan_rewrites  # noqa: F401
+    register_all()
     query = (query or RewriteQuery()).excluding(*excluding)
     query.check()
     verbose = os.environ.get("SYMCNN_TRACE_REWRITES", "") not in ("", "0")

@@ -857,3 +857,115 @@ def test_routed_weight_gradient_thread_counts(monkeypatch):
     for n in (2, 3):
         for a, c in zip(got[1], got[n]):
             np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
+
+
+# Input activations (in_act: the producing layer's activation, moved into its readers by
+# symcnn/rewrite/convpool_chain.py): every convolution variant reads in_act(x) through an activated
+# copy of each image. (x shape, W shape, conv kwargs, pool kwargs, dtype, act, in_act): Winograd's
+# forward and gradients, the phase kernels of a stride-2 layer, a 'valid' 5x5 layer (Winograd weight
+# gradient, tap-panel input gradient), a 'valid' 3x3 one (tap panels reading a group of images in place;
+# without gx the direct weight gradient), a first layer's few-tap kernels.
+IN_ACT_EXAMPLES = [
+    ((3, 32, 16, 16), (32, 32, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu", "maximum"),
+    ((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+     "maximum", "relu"),
+    ((4, 20, 12, 12), (50, 20, 5, 5), {}, dict(ws=(2, 2)), "float32", "tanh", "relu"),
+    ((4, 16, 12, 12), (16, 16, 3, 3), {}, dict(pool=None), "float32", "mul_gt", "switch"),
+    ((2, 3, 9, 10), (8, 3, 3, 3), dict(border_mode="half"), dict(pool=None), "float64", "switch", "tanh"),
+]
+
+
+@st.composite
+def _in_act_configurations(draw):
+    """A random fused layer with an input activation: filters 1-5, every border mode, strides 1-2,
+    pooling or none, any activation, both dtypes; the input activations keep the sums exact (ties
+    in the pooling windows then do not depend on the order of the sums)."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    border = draw(st.sampled_from(["valid", "half", "full", (1, 0)]))
+    sub = draw(st.sampled_from([(1, 1), (2, 2), (1, 2)]))
+    xs = (draw(st.integers(1, 3)), draw(st.sampled_from([1, 3, 16])), draw(st.integers(kh + 2, 14)),
+          draw(st.integers(kw + 2, 14)))
+    ws = (draw(st.sampled_from([4, 16])), xs[1], kh, kw)
+    pool_kw = draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2))]))
+    acts = sorted(a for a in CONV_ACTIVATIONS if a not in ("identity", "scale"))
+    return (xs, ws, dict(border_mode=border, subsample=sub), pool_kw, draw(st.sampled_from(["float32", "float64"])),
+            draw(st.sampled_from(acts)), draw(st.sampled_from(["maximum", "relu", "switch", "mul_gt"])))
+
+
+def _in_act_values(xs, ws, dtype, seed):
+    """x of -1, 0, 1 (the input activation cuts, and z == 0 ties occur), W of +-1/4: exact sums."""
+    rng = np.random.RandomState(seed)
+    return ((rng.randint(0, 3, xs) - 1).astype(dtype), ((rng.randint(0, 2, ws) * 2 - 1) * 0.25).astype(dtype),
+            rng.uniform(-0.5, 0.5, ws[0]).astype(dtype))
+
+
+def _check_in_act(cfg):
+    """The forward and both gradients of the configuration against the reference; returns the
+    forward's variant."""
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    xs, ws, conv, pool_kw, dtype, act, in_act = cfg
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, in_act=program_of(CONV_ACTIVATIONS[in_act], dtype), **kw)
+    assert all(op.in_act is not None for op in ops)
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
+                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
+    outs = _outputs(*ops, x, W, b, g)
+    xv, Wv, bv = _in_act_values(xs, ws, dtype, sum(xs))
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(3).standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    return _padded_plans(ops[0], dtype, xs, ws)[0], fn.runner.ir
+
+
+@pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES, ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps"])
+def test_input_activation_takes_every_kernel(cfg, target):
+    """A layer applying its producer's activation to x matches the reference on the Winograd, phase,
+    direct, tap-panel and few-tap kernels."""
+    variant, ir = _check_in_act(cfg)
+    k = IN_ACT_EXAMPLES.index(cfg)
+    if target.vector_bytes == 64:
+        want = ["winograd", "direct phases", "direct", "direct", "fewtaps"][k]
+        assert variant.startswith(want), variant
+        if k == 3:   # the tap panels of the input gradient's weight gradient, the direct one without gx
+            assert "symcnn_dconv_dwt_" in ir and "symcnn_dconv_dw_" in ir
+    if k == 2:   # max-pooled 'valid' 5x5: the routed weight gradient reads the activated image copy
+        assert "symcnn_routed_dw_" in ir
+
+
+def test_random_input_activations_match_reference():
+    """Random layers with an input activation against the reference (with the examples above, the
+    draws reach the im2col, direct and phase kernels)."""
+    seen = set()
+
+    @settings(max_examples=examples(8), deadline=None, database=None, derandomize=True)
+    @given(_in_act_configurations())
+    def run(cfg):
+        seen.add(_check_in_act(cfg)[0].split()[0])
+
+    run()
+    assert len(seen) >= 2, seen
+
+
+def test_input_activation_verifies():
+    """verify_grad of the fused forward and of its gradient (gx: of in_act(x)) with a smooth input
+    activation, pooled and not."""
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    rng = np.random.RandomState(5)
+    for pool_kw in (dict(pool=None), dict(ws=(2, 2))):
+        xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
+        kw = dict(border_mode="half", imshp=xs, kshp=ws, in_act=program_of(T.tanh, "float64"), **pool_kw)
+        fwd, bwd, _ = conv_act_ops("sigmoid", "float64", **kw)
+        xv, Wv, bv = rng.uniform(-1, 1, xs), rng.uniform(-1, 1, ws), rng.uniform(-1, 1, ws[:1])
+        shape = geometry_out(fwd, xs, ws) if not fwd.pool else (2, 4, 3, 2)
+        gv = rng.uniform(-1, 1, shape)
+
+        def cost(x, W, b):
+            return (fwd(x, W, b)[0] * T.constant(gv)).sum()
+
+        def grad_cost(x, W, b):
+            outs, grads = conv_act_apply(fwd, bwd, x, W, b, T.constant(gv))
+            return sum((gr * gr).sum() for gr in grads)
+
+        symcnn.verify_grad(cost, [xv, Wv, bv], rng=rng, mode="native")
+        symcnn.verify_grad(grad_cost, [xv, Wv, bv], rng=rng, mode="native")

@@ -17,7 +17,7 @@ from ..elemwise import DimShuffle, Elemwise
 from ... import scalar as ts
 
 __all__ = ["ScalarConstant", "program_from_graph", "program_of", "expand_program", "reads_input",
-           "is_identity", "scalar_constant_value"]
+           "is_identity", "scalar_constant_value", "out_from_z"]
 
 
 class ScalarConstant(ts.ScalarOp):
@@ -136,3 +136,14 @@ def is_identity(prog):
         return True
     return (len(prog.steps) == 1 and isinstance(prog.steps[0][0], ts.Identity) and prog.steps[0][1] == (0,)
             and prog.steps[0][2][0] == prog.steps[0][3])
+
+
+def out_from_z(dact, act):
+    """dact(z, out, g..) with `out` computed as act(z) inside the program (act: a Composite of one
+    input), so that it reads z, not out: the same values wherever out is act(z). Programs that do
+    not read out are returned unchanged."""
+    if not reads_input(dact, 1):
+        return dact
+    inlined = dact.inline(1, act)   # act's input takes slot 1: point it at z
+    return Composite(dact.nin, [(s, tuple(0 if a == 1 else a for a in args), d, o)
+                                for s, args, d, o in inlined.steps])

@@ -47,6 +47,11 @@ of the mask; an average pool spreads it over the window), giving g_act, then g_p
 g_act) at the conv output's shape is the conv-output gradient (dact has exactly 3 inputs; its op
 also takes b, read only by `grad`, which rebuilds the routing from act(conv + b)).
 
+in_act (either order): a program of one input applied to x before the convolution, conv2d(in_act(x),
+W), in both ops; ConvPoolActGrad's gx is then the gradient of in_act(x), not of x. It is the
+activation of the layer producing x, moved here when that layer would otherwise store both z and
+act(z) (symcnn/rewrite/convpool_chain.py): it then stores z alone.
+
 Restrictions (checked by the constructors): ignore_border=True, pad=(0, 0); x,
 W, b of one float dtype. Any conv border_mode/subsample/filter_flip and any pool ws/stride.
 """
@@ -98,11 +103,11 @@ def mask_dtype(ws):
 
 class _ConvPoolBase(Op):
     __props__ = ("imshp", "kshp", "border_mode", "subsample", "filter_flip",
-                 "pool", "ws", "stride", "has_bias", "act", "order")
+                 "pool", "ws", "stride", "has_bias", "act", "order", "in_act")
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
                  pool="max", ws=(2, 2), stride=None, ignore_border=True, pad=(0, 0),
-                 has_bias=True, act=None, order="pool_act"):
+                 has_bias=True, act=None, order="pool_act", in_act=None):
         self.imshp = G.norm_shape(imshp, "input_shape")
         self.kshp = G.norm_shape(kshp, "filter_shape")
         self.border_mode = G.norm_border_mode(border_mode)
@@ -123,6 +128,12 @@ class _ConvPoolBase(Op):
         if act is not None and not (isinstance(act, Composite) and act.nin == 1):
             raise TypeError(f"{type(self).__name__}: act must be a Composite of one input or None, got {act!r}")
         self.act = None if E.is_identity(act) else act
+        # in_act: a program applied to x before the convolution -- the producing layer's
+        # activation, which the rewrite moves here so that layer stores its pre-activation alone
+        # (symcnn/rewrite/convpool_chain.py); the gradient's gx is then that of in_act(x)
+        if in_act is not None and not (isinstance(in_act, Composite) and in_act.nin == 1):
+            raise TypeError(f"{type(self).__name__}: in_act must be a Composite of one input or None, got {in_act!r}")
+        self.in_act = None if E.is_identity(in_act) else in_act
         self.mask_dtype = mask_dtype(self.ws) if self.pool == "max" else None
         if order not in ORDERS:
             raise ValueError(f"{type(self).__name__}: order must be one of {ORDERS}, got {order!r}")
@@ -140,6 +151,8 @@ class _ConvPoolBase(Op):
         if not self.has_bias:
             s += ", no bias"
         s += f", act={self.act.name if self.act is not None else 'identity'}"
+        if self.in_act is not None:
+            s += f", in_act={self.in_act.name}"
         for p in ("keep_z", "keep_act", "need_gx"):
             if getattr(self, p, None) is not None:
                 s += f", {p}={getattr(self, p)}"
@@ -163,10 +176,18 @@ class _ConvPoolBase(Op):
     def activation(self, z):
         return z if self.act is None else E.expand_program(self.act, [z])
 
+    def input_activation(self, x):
+        """The convolution's input: in_act(x) (x itself without in_act), symbolic."""
+        return x if self.in_act is None else E.expand_program(self.in_act, [x])
+
+    def activated_input(self, x):
+        """in_act(x) in numpy (x itself without in_act)."""
+        return x if self.in_act is None else _impl(self.in_act, [x], x.dtype, x.shape)
+
     def unfused(self, x, W, b=None):
         """The graph this op stands for: (out, z, conv output, pooled output); 'act_pool': (out, z,
         conv output, the activated values)."""
-        conv = self.conv_op()(x, W)
+        conv = self.conv_op()(self.input_activation(x), W)
         if self.pool_last:
             z = conv + b.dimshuffle("x", 0, "x", "x") if self.has_bias else conv
             act = self.activation(z)
@@ -223,7 +244,7 @@ class _ConvPoolBase(Op):
 
     def _conv(self, x, w):
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        return C.corr(x, C.flip(w) if self.filter_flip else w, pad, stride)
+        return C.corr(self.activated_input(x), C.flip(w) if self.filter_flip else w, pad, stride)
 
     # -- numpy helpers -----------------------------------------------------------------------------
     def _offsets(self, ph_, pw_):
@@ -271,7 +292,8 @@ def _impl(prog, values, dtype, shape):
 
 class ConvPoolAct(_ConvPoolBase):
     """(x, W[, b]) -> (act(maxpool(conv2d(x, W)) + b[k])[, tie bitmask of every window][, z]);
-    order='act_pool': (maxpool(act(conv2d(x, W) + b[k]))[, mask][, z][, act])."""
+    order='act_pool': (maxpool(act(conv2d(x, W) + b[k]))[, mask][, z][, act]). With in_act, x is
+    in_act(x) throughout."""
 
     __props__ = _ConvPoolBase.__props__ + ("keep_z", "keep_act")
 
@@ -292,6 +314,7 @@ class ConvPoolAct(_ConvPoolBase):
         W = C.check_tensor4(W, "filters", who)
         W = self._check_float(W, "filters", x.dtype)
         self._check_program(self.act, 1, x.dtype, "activation")
+        self._check_program(self.in_act, 1, x.dtype, "input activation")
         ins = [x, W]
         _, k, conv, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
                                            f"the filters {W.describe()}")
@@ -408,7 +431,8 @@ class ConvPoolAct(_ConvPoolBase):
 
 class ConvPoolActGrad(_ConvPoolBase):
     """(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]): the gradient of ConvPoolAct, with
-    g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation."""
+    g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation. With in_act, x is in_act(x)
+    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads)."""
 
     __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx")
 
@@ -448,6 +472,7 @@ class ConvPoolActGrad(_ConvPoolBase):
         x = C.check_tensor4(inputs[0], "input", who)
         W = self._check_float(C.check_tensor4(inputs[1], "filters", who), "filters", x.dtype)
         self._check_program(self.dact, self.dact.nin, x.dtype, "gradient")
+        self._check_program(self.in_act, 1, x.dtype, "input activation")
         im, k, conv, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
                                             f"the filters {W.describe()}")
         ins = [x, W]
@@ -529,7 +554,7 @@ class ConvPoolActGrad(_ConvPoolBase):
             g_pre = _impl(self.dact, self.program_inputs(named), dtype, tuple(pooled))
             gconv = self.conv_output_grad(named.get("mask"), g_pre, conv) if self.pool else g_pre
         pad, stride = self._geometry(w.shape[2], w.shape[3])
-        gw = C.corr_grad_weights(x, gconv, w.shape[2:], pad, stride)
+        gw = C.corr_grad_weights(self.activated_input(x), gconv, w.shape[2:], pad, stride)
         res = {"gW": np.ascontiguousarray(C.flip(gw) if self.filter_flip else gw).astype(dtype, copy=False),
                "gb": g_pre.sum(axis=(0, 2, 3), dtype="float64").astype(dtype)}   # float64 sums, as Theano
         if self.need_gx:
@@ -571,7 +596,7 @@ class ConvPoolActGrad(_ConvPoolBase):
     def _expansion(self, named):
         """The unfused backward graph of the inputs by role: {'gW', 'gb', 'gx'}."""
         from .. import math as T
-        x, W = named["x"], named["W"]
+        x, W = self.input_activation(named["x"]), named["W"]   # gx: the gradient of in_act(x)
         conv_op = self.conv_op()
         if self.pool_last:
             conv = conv_op(x, W)
