@@ -748,7 +748,8 @@ def test_winograd_valid_5x5_weight_gradient_matches_reference(xs, ws, pool_kw, d
 
 # The weight gradient of max-pooled 'valid' layers from the routed positions alone
 # (microkernels/routed_grad.py): (x shape, W shape, pool kwargs, dtype, activation, conv kwargs).
-# LeNet's second layer scaled down (20 channels, 16 lanes: 4 aligned copies; 8 lanes: 2), an odd
+# LeNet's second layer scaled down (20 channels, 16 lanes: 4 aligned copies; 8 lanes: 2), 18 channels
+# (8 lanes: 4 copies; 4 lanes: 2), an odd
 # channel count (read unaligned), windows wider than tall and strides past the windows (positions no
 # window routes), pooled outputs that leave the last rows and columns out, filters unflipped. The
 # integer images of _values make many ties: several bits of a window's mask set.
@@ -758,6 +759,7 @@ ROUTED_CASES = [
     ((4, 7, 10, 9), (6, 7, 3, 3), dict(ws=(2, 2)), "float32", "relu", dict(filter_flip=False)),
     ((3, 16, 14, 15), (9, 16, 3, 3), dict(ws=(2, 3), stride=(3, 4)), "float32", "sigmoid", {}),
     ((2, 24, 9, 9), (24, 24, 2, 4), dict(ws=(3, 3)), "float64", "leaky_relu", {}),
+    ((3, 18, 10, 10), (8, 18, 3, 3), dict(ws=(2, 2)), "float32", "tanh", {}),
 ]
 
 
