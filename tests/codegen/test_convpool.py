@@ -683,33 +683,45 @@ def test_winograd_weight_gradient_matches_reference(xs, ws, conv, pool_kw, dtype
     assert re.search(r"define internal void @\"?symcnn_wgw_gemm_", fn.runner.ir)
 
 
-def test_winograd_weight_gradient_thread_counts(monkeypatch):
-    """The fused backward with its Winograd weight gradient (and input gradient) on 1, 2 and 3
-    threads: repeated calls bit-identical, the thread counts equal up to the order in which the
-    per-thread partial products are added."""
+def _thread_counts_agree(monkeypatch, xs, ws, conv_kw, act, gshape, seed, kernel, scale=1.0, fused=None):
+    """The fused backward of one layer on 1, 2 and 3 threads, taking the kernel `kernel` names (an IR
+    pattern): repeated calls bit-identical, the thread counts equal up to the order in which the
+    per-thread partials are added."""
     from symcnn.config import config
     from tests.helpers import allow_more_threads_than_cores
     allow_more_threads_than_cores(monkeypatch)
-    xs, ws = (7, 32, 16, 16), (32, 32, 3, 3)
     got = {}
     for n in (1, 2, 3):
         monkeypatch.setattr(config, "num_threads", n)
-        fwd, bwd, bwd_nogx = conv_act_ops("relu", "float32", border_mode="half", ws=(2, 2), imshp=xs, kshp=ws)
-        assert _fused_winograd_grad(fwd, "float32", xs, ws, True) is not None
+        fwd, bwd, bwd_nogx = conv_act_ops(act, "float32", **conv_kw, imshp=xs, kshp=ws)
+        if fused is not None:
+            fused(fwd)
         x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
         b = T.TensorType("float32", (None,))("b")
         outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
-        rng = np.random.default_rng(9)
+        rng = np.random.default_rng(seed)
         xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
-        gv = rng.standard_normal((7, 32, 8, 8)).astype("float32")
+        Wv *= scale
+        gv = rng.standard_normal(gshape).astype("float32")
         fn, res = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)
-        assert re.search(r"symcnn_wgw_gemm_", fn.runner.ir)
+        assert re.search(kernel, fn.runner.ir)
         for a, c in zip(res[0], fn(xv, Wv, bv, gv)):
             np.testing.assert_array_equal(a, c)
         got[n] = res[0]
     for n in (2, 3):
         for a, c in zip(got[1], got[n]):
             np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
+
+
+def test_winograd_weight_gradient_thread_counts(monkeypatch):
+    """The fused backward with its Winograd weight gradient (and input gradient) on 1, 2 and 3 threads."""
+    xs, ws = (7, 32, 16, 16), (32, 32, 3, 3)
+
+    def winograd(fwd):
+        assert _fused_winograd_grad(fwd, "float32", xs, ws, True) is not None
+
+    _thread_counts_agree(monkeypatch, xs, ws, dict(border_mode="half", ws=(2, 2)), "relu", (7, 32, 8, 8), 9,
+                         r"symcnn_wgw_gemm_", fused=winograd)
 
 
 # The fused weight gradient of 'valid' 5x5 layers by Winograd's F(2x2, 5x5), on its own in the per-image
@@ -834,31 +846,11 @@ def test_random_routed_configurations_match_reference(cfg):
 
 
 def test_routed_weight_gradient_thread_counts(monkeypatch):
-    """The routed weight gradient on 1, 2 and 3 threads: repeated calls bit-identical (each thread adds
-    into partials of its own, summed in thread order), the thread counts equal up to that order."""
-    from symcnn.config import config
-    from tests.helpers import allow_more_threads_than_cores
-    allow_more_threads_than_cores(monkeypatch)
+    """The routed weight gradient on 1, 2 and 3 threads (each thread adds into partials of its own,
+    summed in thread order)."""
     xs, ws = (11, 20, 12, 12), (50, 20, 5, 5)
-    got = {}
-    for n in (1, 2, 3):
-        monkeypatch.setattr(config, "num_threads", n)
-        fwd, bwd, bwd_nogx = conv_act_ops("tanh", "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
-        x, W, g = (T.TensorType("float32", (None,) * 4)(v) for v in "xWg")
-        b = T.TensorType("float32", (None,))("b")
-        outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
-        rng = np.random.default_rng(5)
-        xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
-        Wv /= np.sqrt(ws[1] * 25)
-        gv = rng.standard_normal((11, 50, 4, 4)).astype("float32")
-        fn, res = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)
-        assert re.search(r"define internal void @\"?symcnn_routed_dw_", fn.runner.ir)
-        for a, c in zip(res[0], fn(xv, Wv, bv, gv)):
-            np.testing.assert_array_equal(a, c)
-        got[n] = res[0]
-    for n in (2, 3):
-        for a, c in zip(got[1], got[n]):
-            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-4)
+    _thread_counts_agree(monkeypatch, xs, ws, dict(border_mode="valid", ws=(2, 2)), "tanh", (11, 50, 4, 4), 5,
+                         r"define internal void @\"?symcnn_routed_dw_", scale=1 / np.sqrt(ws[1] * 25))
 
 
 # Input activations (in_act: the producing layer's activation, moved into its readers by
