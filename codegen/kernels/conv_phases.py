@@ -151,7 +151,7 @@ class PhaseImages(DirectImages):
     computes no column past a row's end). The buffer is then (C, sh*sw*nd*Hp, Wr)."""
 
     def __init__(self, p, C, H, W, pads, stride, Hp, Wp, shifted=False):
-        super().__init__(p, C, H, W, (0, 0))
+        super().__init__(D.block_channels(p), C, H, W, (0, 0))
         self.pads, self.stride, self.Hp, self.Wp, self.shifted = tuple(pads), tuple(stride), Hp, Wp, shifted
         self.nd = _cdiv(p.kw, stride[1]) if shifted else 1
         self.Wr = p.W   # the buffer's row length: Wp, or OW in the shifted layout

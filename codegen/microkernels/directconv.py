@@ -52,6 +52,7 @@ class Plan:
         self.dh, self.dw = dilation
         self.L = L = lanes(dtype)
         self.P = C * kh * kw
+        self.tap_block = self.P   # taps per micro-kernel call (block_channels: fewer)
         self.nkb = -(-K // MR)
         if mode == "wide":
             self.rs = W
@@ -162,7 +163,7 @@ class AccLoop:
         loop.close(new_accs, {x: next_x})                # builder after the loop; loop.accs final
     """
 
-    def __init__(self, b, name, count, rows, cols, vec):
+    def __init__(self, b, name, count, rows, cols, vec, init=None):
         self.b, self.count = b, count
         self.entry = b.block
         self.head = b.append_basic_block(f"{name}.head")
@@ -171,7 +172,7 @@ class AccLoop:
         b.branch(self.head)
         b.position_at_end(self.head)
         self.i = self.carry(U.i64(0), name)
-        self.accs = [[self.carry(vec.zero) for _ in range(cols)] for _ in range(rows)]
+        self.accs = [[self.carry(vec.zero if init is None else init[i][j]) for j in range(cols)] for i in range(rows)]
 
     def carry(self, init, name=""):
         ph = self.b.phi(init.type, name=name)
@@ -196,11 +197,15 @@ class AccLoop:
         b.position_at_end(self.done)
 
 
-def _microkernel(module, p):
+def _microkernel(module, p, taps=None, accumulate=False):
     """void ukr(x_img, wp_block, offs, out, t0): conv scratch rows [MR] x one tile, from tile t0
-    (wide: first q; rows: first output row)."""
+    (wide: first q; rows: first output row), over `taps` taps (default all P); accumulate: added to
+    what out holds (a later block of taps)."""
+    taps = p.P if taps is None else taps
     layout = "rows_whole" if whole_rows(p) else p.mode
     name = f"symcnn_dconv_{p.dtype}_{layout}_{p.MR}x{p.NV}_W{p.W}_OW{p.OW}_OH{p.OH}_P{p.P}_{p.row_stride}"
+    if taps != p.P or accumulate:
+        name += f"_T{taps}{'a' if accumulate else ''}"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -231,7 +236,11 @@ def _microkernel(module, p):
             for g in range(G):
                 row = U.smin(b, b.add(t0, U.i64(j * G + g)), p.OH - 1)
                 pieces.append(b.gep(x, [b.mul(row, U.i64(p.W))], source_etype=et))
-    loop = AccLoop(b, "t", p.P, MR, NV, vec)
+    init = None
+    if accumulate:
+        init = [[b.load(b.gep(out, [U.i64(i * p.row_stride + j * L)], source_etype=et), typ=vec.t, align=vec.size)
+                 for j in range(NV)] for i in range(MR)]
+    loop = AccLoop(b, "t", taps, MR, NV, vec, init)
     loop.enter()
     t, accs = loop.i, loop.accs
     off = b.load(b.gep(offs, [t], source_etype=I64), typ=I64)
@@ -265,6 +274,25 @@ def _microkernel(module, p):
     return fn
 
 
+# bytes of image one call of the micro-kernel may read (at most kh*kw*NV vectors per channel) for
+# them to stay in a 48 KB L1 data cache beside the weights and the output tile (allconv's strided
+# forwards, 1 thread: 32x32 -> 16x16 two blocks of 16 channels 3.28 -> 3.20 ms, 16x16 -> 8x8 four
+# 3.20 -> 2.96 ms; blocks of 8 channels gained less, and the strided input gradients none)
+L1_IMAGE_BYTES = 40 * 1024
+
+
+def block_channels(p):
+    """Split a plan's taps into blocks of whole channels (the largest divisor of C whose taps' vectors
+    fit L1_IMAGE_BYTES) when all of them would not: each block is then read from L1 by every filter
+    block of a tile, not once per filter block from L2."""
+    per_channel = p.kh * p.kw * p.NV * p.L * U.itemsize(p.dtype)
+    if p.C * per_channel <= L1_IMAGE_BYTES or p.nkb < 2:
+        return p
+    cb = max([d for d in range(1, p.C + 1) if p.C % d == 0 and d * per_channel <= L1_IMAGE_BYTES] or [1])
+    p.tap_block = cb * p.kh * p.kw
+    return p
+
+
 def whole_rows(p):
     """A 'rows' plan whose image rows are exactly OW long (W == OW: G rows per vector lie end to end)
     with full tiles (OH a multiple of the tile's rows): each vector is then one load."""
@@ -275,14 +303,19 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
     """conv[k*row_stride + q] for k < nkb*MR, every q of the layout, of one image."""
     b = ctx.b
     et = U.ll_type(p.dtype)
-    ukr = _microkernel(ctx.module, p)
+    T = p.tap_block
+    first = _microkernel(ctx.module, p, T)
+    rest = _microkernel(ctx.module, p, T, accumulate=True) if T < p.P else None
     with U.for_range(b, p.ntiles, name="dt") as ti:
         t0 = b.mul(ti, U.i64(p.tile))
         q0 = t0 if p.mode == "wide" else b.mul(t0, U.i64(p.OW))
-        for kb in range(p.nkb):
-            w = b.gep(wp, [U.i64(kb * p.P * p.MR)], source_etype=et)
-            o = b.gep(conv, [b.add(U.i64(kb * p.MR * p.row_stride), q0)], source_etype=et)
-            b.call(ukr, [x_img, w, offs, o, t0])
+        # blocks of taps outside the filter blocks: one block's image rows stay in L1 for all of them
+        for tb in range(0, p.P, T):
+            for kb in range(p.nkb):
+                w = b.gep(wp, [U.i64((kb * p.P + tb) * p.MR)], source_etype=et)
+                o = b.gep(conv, [b.add(U.i64(kb * p.MR * p.row_stride), q0)], source_etype=et)
+                tofs = b.gep(offs, [U.i64(tb)], source_etype=U.I64) if tb else offs
+                b.call(rest if tb else first, [x_img, w, tofs, o, t0])
 
 
 def tap_offsets(ctx, p, offs):

@@ -486,12 +486,14 @@ def test_small_strided_outputs_take_the_shifted_layout(xs, ws, dtype):
     """Output rows a fraction of a vector wide (8 float32 / 4 float64 values: allconv's 16x16 -> 8x8
     layer): the forward and the input gradient take the shifted layouts (rows of exactly OW values, one
     copy per column offset), whose kernels load each vector of several rows at once, and match the
-    reference."""
+    reference; with 64 channels the forward's taps run in blocks of channels (accumulated in the conv
+    scratch)."""
     from codegen.microkernels import directconv as D
     if D.lanes(dtype) != 16 // (1 if dtype == "float32" else 2):
         pytest.skip("the shapes are chosen for 16 float32 lanes")
     di, gx = _check_phase_kernels(xs, ws, dict(border_mode="half", subsample=(2, 2)), dict(pool=None), dtype, "relu")
     assert di.shifted and di.nd == 2 and D.whole_rows(di.p), (di.variant, di.p.W)
+    assert (di.p.tap_block < di.p.P) == (xs[1] == 64) and di.p.P % di.p.tap_block == 0, (di.p.tap_block, di.p.P)
     assert gx.cols == [1, 2] and gx.variant == "phases shifted"
     assert all(D.whole_rows(q.p) for q in gx.phases if q.p is not None)
 
