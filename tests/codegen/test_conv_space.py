@@ -417,22 +417,30 @@ def test_phase_kernels_agree_across_thread_counts(threads):
     _phase_threads_agree(threads, (3, 16, 32, 32))
 
 
-def _phase_threads_agree(threads, xs):
-    ws = (20, xs[1], 3, 3)
-    kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
+def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(None)):
+    """The forward and input gradient of one convolution on 1, 2 and 3 threads: each matches the
+    reference, `check_variants` accepts the (op, variant) pairs read from the IR, and the thread counts
+    give bit-identical results."""
     res = {}
     for n in (1, 2, 3):
         threads(n)
         ins, outs = _graph("float32", xs, ws, kwargs, True)
-        vals = _values("float32", xs, ws, ins, outs, seed=2)
-        fn, got = check_native_vs_reference(ins, outs, vals, rtol=1e-4, atol=2e-3)
-        seen = set(BODY.findall(fn.dump_llvm()))   # the forward's layout depends on the vector width
-        assert seen & {("gx", "phases"), ("gx", "phases_shifted")}, seen
-        assert seen & {("fwd", "phases_rows"), ("fwd", "phases_wide"), ("fwd", "phases_shifted_rows")}, seen
+        vals = _values("float32", xs, ws, ins, outs, seed=seed)
+        fn, got = check_native_vs_reference(ins, outs[outputs], vals, rtol=1e-4, atol=2e-3)
+        check_variants(set(BODY.findall(fn.dump_llvm())))
         res[n] = got[0]
     for n in (2, 3):
-        np.testing.assert_array_equal(res[n][0], res[1][0])
-        np.testing.assert_array_equal(res[n][1], res[1][1])
+        for k in range(2):
+            np.testing.assert_array_equal(res[n][k], res[1][k])
+
+
+def _phase_threads_agree(threads, xs):
+    def phases(seen):   # the forward's layout depends on the vector width
+        assert seen & {("gx", "phases"), ("gx", "phases_shifted")}, seen
+        assert seen & {("fwd", "phases_rows"), ("fwd", "phases_wide"), ("fwd", "phases_shifted_rows")}, seen
+
+    kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
+    _threads_agree(threads, xs, (20, xs[1], 3, 3), kwargs, 2, phases)
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -440,19 +448,11 @@ def test_winograd_thread_counts_agree(threads, k):
     """1, 2 and 3 threads give bit-identical Winograd forwards and input gradients (F(2x2, 3x3) and
     F(2x2, 5x5)): an image's tiles are columns of their own in every GEMM, whichever images share its
     panel (8x8 images: four to a panel, the last group of a thread's range short)."""
-    xs, ws = (7, 32, 8, 8), (32, 32, k, k)
+    def winograd(seen):
+        assert {("fwd", "winograd"), ("gx", "winograd")} <= seen
+
     kwargs = dict(border_mode="half", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
-    res = {}
-    for n in (1, 2, 3):
-        threads(n)
-        ins, outs = _graph("float32", xs, ws, kwargs, True)
-        vals = _values("float32", xs, ws, ins, outs, seed=2)
-        fn, got = check_native_vs_reference(ins, outs[:2], vals, rtol=1e-4, atol=2e-3)
-        assert {("fwd", "winograd"), ("gx", "winograd")} <= set(BODY.findall(fn.dump_llvm()))
-        res[n] = got[0]
-    for n in (2, 3):
-        for k in range(2):
-            np.testing.assert_array_equal(res[n][k], res[1][k])
+    _threads_agree(threads, (7, 32, 8, 8), (32, 32, k, k), kwargs, 2, winograd, slice(2))
 
 
 @st.composite
@@ -634,19 +634,12 @@ def test_pointwise_column_blocks_cover_the_image():
 def test_pointwise_thread_counts_agree(threads):
     """1, 2 and 3 threads give bit-identical 1x1 forwards and input gradients, whole images or column
     blocks (every output is one micro-kernel's sum over the channels in order)."""
+    def batched(seen):
+        assert {("fwd", "gemm_batch"), ("gx", "gemm_batch")} <= seen
+
     kwargs = dict(border_mode="valid", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
     for xs, ws in [((1, 40, 19, 23), (50, 40, 1, 1)), ((5, 16, 9, 30), (33, 16, 1, 1))]:
-        res = {}
-        for n in (1, 2, 3):
-            threads(n)
-            ins, outs = _graph("float32", xs, ws, kwargs, True)
-            vals = _values("float32", xs, ws, ins, outs, seed=5)
-            fn, got = check_native_vs_reference(ins, outs[:2], vals, rtol=1e-4, atol=2e-3)
-            assert {("fwd", "gemm_batch"), ("gx", "gemm_batch")} <= set(BODY.findall(fn.dump_llvm()))
-            res[n] = got[0]
-        for n in (2, 3):
-            for k in range(2):
-                np.testing.assert_array_equal(res[n][k], res[1][k])
+        _threads_agree(threads, xs, ws, kwargs, 5, batched, slice(2))
 
 
 # -- 'valid' input gradients with few outputs: the tap panels' input-gradient kernel (conv_gx_taps.py) --
