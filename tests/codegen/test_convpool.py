@@ -665,6 +665,22 @@ def _fused_winograd_grad(op, dtype, xs, ws, need_gx):
     return fused_grad_weights(op, dtype, dims, need_gx, winograd_grad_inputs)
 
 
+def _check_fused_gradients(fwd, bwd, bwd_nogx, xs, ws, dtype, seed, taps, kernel):
+    """The fused forward and backward (with and without the input gradient) against the reference,
+    filters scaled by 1/sqrt(channels * taps); `kernel` is an IR pattern the native code must hold."""
+    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType(dtype, (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(seed)
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(ws[1] * taps)
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    assert re.search(kernel, fn.runner.ir)
+
+
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", WINOGRAD_WGRAD_CASES)
 def test_winograd_weight_gradient_matches_reference(xs, ws, conv, pool_kw, dtype, act, target):
     """The fused backward with and without the input gradient, its weight gradient by Winograd
@@ -672,17 +688,7 @@ def test_winograd_weight_gradient_matches_reference(xs, ws, conv, pool_kw, dtype
     Winograd's too), against the reference."""
     fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws))
     assert _fused_winograd_grad(fwd, dtype, xs, ws, False) is not None
-    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
-    b = T.TensorType(dtype, (None,))("b")
-    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
-    rng = np.random.default_rng(sum(xs) + 1)
-    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
-    Wv /= np.sqrt(ws[1] * 9)
-    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
-    gv = rng.standard_normal(ref.shape).astype(dtype)
-    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
-    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
-    assert re.search(r"define internal void @\"?symcnn_wgw_gemm_", fn.runner.ir)
+    _check_fused_gradients(fwd, bwd, bwd_nogx, xs, ws, dtype, sum(xs) + 1, 9, r"define internal void @\"?symcnn_wgw_gemm_")
 
 
 def _thread_counts_agree(monkeypatch, xs, ws, conv_kw, act, gshape, seed, kernel, scale=1.0, fused=None):
@@ -747,17 +753,8 @@ def test_winograd_valid_5x5_weight_gradient_matches_reference(xs, ws, pool_kw, d
     fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(border_mode="valid", **pool_kw, imshp=xs, kshp=ws))
     dims = [xs[0], xs[1], xs[2], xs[3], ws[0], 5, 5, xs[2] - 4, xs[3] - 4]
     assert tap_plan(fwd, dtype, dims) is not None and fused_valid_grad_weights(fwd, dtype, dims).r == 5
-    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
-    b = T.TensorType(dtype, (None,))("b")
-    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
-    rng = np.random.default_rng(sum(xs) + 2)
-    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
-    Wv /= np.sqrt(ws[1] * 25)
-    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
-    gv = rng.standard_normal(ref.shape).astype(dtype)
-    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
-    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
-    assert re.search(r"define internal void @\"?symcnn_wgw_gemm_\w+_f5\"?\(", fn.runner.ir)
+    _check_fused_gradients(fwd, bwd, bwd_nogx, xs, ws, dtype, sum(xs) + 2, 25,
+                           r"define internal void @\"?symcnn_wgw_gemm_\w+_f5\"?\(")
 
 
 # The weight gradient of max-pooled 'valid' layers from the routed positions alone
