@@ -10,6 +10,8 @@ The front end only holds the two strings; this module turns them into what the k
                                becomes a multiply and an add instead of a libm call per lane)
     vector_registers           32 (AVX-512, AArch64) or 16: bounds the kernels' register tiles
     x86                        whether x86-only intrinsics (pause) may be used
+    l1d_bytes, l2_bytes        the data caches the kernels' blockings are sized to (this machine's
+                               when the code is for this machine's triple, else 32 KB and 1 MB)
 
 target_cpu is "host" (the default: this machine's CPU and features), any CPU name LLVM knows for the
 triple (e.g. "haswell", "znver4", "neoverse-v1"), or one of the x86-64 levels "x86-64" (SSE2),
@@ -56,6 +58,8 @@ class Target:
     vector_registers: int
     x86: bool
     host: bool                # the code can run in this process
+    l1d_bytes: int = 32 * 1024
+    l2_bytes: int = 1024 * 1024
 
     def lanes(self, dtype):
         """Elements of dtype per hand-written kernel vector."""
@@ -69,7 +73,7 @@ class Target:
     def describe(self):
         """Equal across processes iff the generated code is: part of every cache key."""
         return (f"{self.triple}|{self.cpu}|{self.features}|{self.vector_bytes}|{self.loop_vector_bytes}|"
-                f"{self.fma}|{self.vector_round}")
+                f"{self.fma}|{self.vector_round}|{self.l1d_bytes}|{self.l2_bytes}")
 
     def machine(self, jit=False):
         """A new llvmlite TargetMachine (the caller owns it)."""
@@ -171,9 +175,48 @@ def _make(name, extra, triple, full_width_loops=True):
     # none at all count as 16 bytes: NEON width)
     loop_bytes = min(loop, vbytes) if loop else 16
     regs = 32 if (avx512 or triple.startswith(("aarch64", "arm64"))) else 16
+    l1d, l2 = host_caches() if triple == process_triple else (None, None)
     return Target(name=name, extra=extra, triple=triple, cpu=cpu, features=feats, vector_bytes=vbytes,
                   loop_vector_bytes=loop_bytes, fma=fma, vector_round=rnd, vector_registers=regs, x86=x86,
-                  host=(triple == process_triple and _runs_here(x86, vbytes, fma, feats, name)))
+                  host=(triple == process_triple and _runs_here(x86, vbytes, fma, feats, name)),
+                  l1d_bytes=l1d or 32 * 1024, l2_bytes=l2 or 1024 * 1024)
+
+
+# where Linux describes cpu0's caches (one directory per cache: level, type, size such as "48K")
+CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
+
+
+def host_caches(root=CACHE_DIR):
+    """(L1 data, L2) sizes in bytes of this machine's first CPU, each None where the system does not
+    say (not Linux, a container hiding sysfs, an unexpected format)."""
+    found = {}
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return None, None
+    for e in entries:
+        if not e.startswith("index"):
+            continue
+        try:
+            with open(os.path.join(root, e, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(root, e, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(root, e, "size")) as f:
+                size = _cache_size(f.read())
+        except (OSError, ValueError):
+            continue
+        if size and ((level, kind) == (1, "Data") or (level == 2 and kind in ("Unified", "Data"))):
+            found.setdefault(level, size)
+    return found.get(1), found.get(2)
+
+
+def _cache_size(text):
+    """Bytes of a sysfs cache size ("48K", "2048K", "1M", "32768"); ValueError if it is none of these."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)\s*", text)
+    if m is None:
+        raise ValueError(f"cache size {text!r}")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
 
 
 def _runs_here(x86, vbytes, fma, feats, name):

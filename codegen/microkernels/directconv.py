@@ -274,21 +274,25 @@ def _microkernel(module, p, taps=None, accumulate=False):
     return fn
 
 
-# bytes of image one call of the micro-kernel may read (at most kh*kw*NV vectors per channel) for
-# them to stay in a 48 KB L1 data cache beside the weights and the output tile (allconv's strided
-# forwards, 1 thread: 32x32 -> 16x16 two blocks of 16 channels 3.28 -> 3.20 ms, 16x16 -> 8x8 four
-# 3.20 -> 2.96 ms; blocks of 8 channels gained less, and the strided input gradients none)
-L1_IMAGE_BYTES = 40 * 1024
+def l1_image_bytes():
+    """Bytes of image one call of the micro-kernel may read (at most kh*kw*NV vectors per channel) for
+    them to stay in the target's L1 data cache beside the weights and the output tile: 5/6 of it
+    (48 KB: 40 KB; allconv's strided forwards, 1 thread: 32x32 -> 16x16 two blocks of 16 channels
+    3.28 -> 3.20 ms, 16x16 -> 8x8 four 3.20 -> 2.96 ms; blocks of 8 channels gained less, and the
+    strided input gradients none)."""
+    from ..target import current
+    return current().l1d_bytes * 5 // 6
 
 
 def block_channels(p):
     """Split a plan's taps into blocks of whole channels (the largest divisor of C whose taps' vectors
-    fit L1_IMAGE_BYTES) when all of them would not: each block is then read from L1 by every filter
+    fit l1_image_bytes()) when all of them would not: each block is then read from L1 by every filter
     block of a tile, not once per filter block from L2."""
     per_channel = p.kh * p.kw * p.NV * p.L * U.itemsize(p.dtype)
-    if p.C * per_channel <= L1_IMAGE_BYTES or p.nkb < 2:
+    budget = l1_image_bytes()
+    if p.C * per_channel <= budget or p.nkb < 2:
         return p
-    cb = max([d for d in range(1, p.C + 1) if p.C % d == 0 and d * per_channel <= L1_IMAGE_BYTES] or [1])
+    cb = max([d for d in range(1, p.C + 1) if p.C % d == 0 and d * per_channel <= budget] or [1])
     p.tap_block = cb * p.kh * p.kw
     return p
 

@@ -34,10 +34,15 @@ from .directconv import Vec, kernel_function
 from .winograd import combine, combine_scalars, matrices
 
 TILES_MIN, TILES_MAX = 64, 128   # tiles one GEMM reduces over (its micro-kernel's loop length)
-# a group of small images: one position's tiles of both operands at most this many bytes, so that
-# every row block of the GEMM reads them from L1 (LeNet's 20->50 on 8x8 outputs: 4 images, 24 KB,
-# against 8 images and 48 KB; its fused gradient, 2 threads, on a loaded machine: 8.0 -> 7.0 ms)
-GROUP_BYTES = 24 * 1024
+
+
+def group_bytes():
+    """A group of small images: one position's tiles of both operands at most half the target's L1
+    data cache, so that every row block of the GEMM reads them from L1 (LeNet's 20->50 on 8x8
+    outputs, 48 KB L1: 4 images, 24 KB, against 8 images and 48 KB; its fused gradient, 2 threads,
+    on a loaded machine: 8.0 -> 7.0 ms)."""
+    from ..target import current
+    return current().l1d_bytes // 2
 
 
 def _ceil(a, b):
@@ -66,7 +71,7 @@ class GradPlan:
         if self.Timg >= TILES_MIN:   # chunks of tile rows of one image
             self.Gi, self.rows = 1, max(1, min(self.tH, TILES_MAX // self.tW))
         else:                        # groups of whole images
-            fit = GROUP_BYTES // (self.Timg * (self.Cp + self.Kp) * U.itemsize(dtype))
+            fit = group_bytes() // (self.Timg * (self.Cp + self.Kp) * U.itemsize(dtype))
             self.Gi, self.rows = max(1, min(TILES_MAX, max(TILES_MIN, fit * self.Timg)) // self.Timg), self.tH
         self.Tcap = self.Gi * self.Timg if self.Gi > 1 else self.rows * self.tW
         # the side with more channels is the vector (column) side of the GEMM

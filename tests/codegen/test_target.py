@@ -1,5 +1,6 @@
 """codegen/target.py: config.target_cpu / target_features, what the kernels read from them, the cache
 key, and code for a machine this one is not (AArch64 objects, emitted only)."""
+import dataclasses
 import os
 import platform
 import struct
@@ -185,3 +186,52 @@ def test_helper_process_compiles_for_the_same_target(monkeypatch):
     t = targets.current()
     assert worker.compile(ir_text, t) == jit._compile_here(ir_text, t)
     assert worker.compile(ir_text, t) != jit._compile_here(ir_text, targets.resolve("x86-64"))
+
+
+def _fake_caches(root, entries):
+    for i, (level, kind, size) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return str(root)
+
+
+@pytest.mark.parametrize("entries,want", [
+    ([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "260M")],
+     (48 << 10, 2 << 20)),
+    ([(1, "Instruction", "64K"), (1, "Data", "32K"), (2, "Unified", "1M")], (32 << 10, 1 << 20)),
+    ([(1, "Data", "65536")], (65536, None)),                 # no L2 listed
+    ([(1, "Data", "big"), (2, "Unified", "512K")], (None, 512 << 10)),   # an unreadable size
+    ([], (None, None)),
+])
+def test_host_caches_read_from_sysfs(tmp_path, entries, want):
+    assert targets.host_caches(_fake_caches(tmp_path, entries)) == want
+
+
+def test_host_caches_without_sysfs(tmp_path):
+    assert targets.host_caches(str(tmp_path / "absent")) == (None, None)
+
+
+def test_cache_sizes_are_in_the_target_description():
+    t = targets.current()
+    assert t.l1d_bytes >= 4096 and t.l2_bytes >= t.l1d_bytes
+    smaller = dataclasses.replace(t, l1d_bytes=t.l1d_bytes // 2)
+    assert smaller.describe() != t.describe()
+    foreign = targets.resolve("generic", triple=AARCH64)
+    assert (foreign.l1d_bytes, foreign.l2_bytes) == (32 << 10, 1 << 20)   # not this machine's
+
+
+def test_blockings_follow_the_targets_l1():
+    """The strided forward's channel blocks and the Winograd weight gradient's image groups are sized
+    to the L1 data cache of the target compiled for."""
+    from codegen.microkernels import directconv as D, winograd_grad as WGG
+    t = targets.current()
+    plans = {}
+    for l1 in (32 << 10, 48 << 10, 96 << 10):
+        with targets.using(dataclasses.replace(t, l1d_bytes=l1)):
+            assert D.l1_image_bytes() == l1 * 5 // 6
+            plans[l1] = WGG.GradPlan("float32", 20, 12, 12, 50, 8, 8, (0, 0), True, r=5).Gi
+    assert plans[32 << 10] <= plans[48 << 10] <= plans[96 << 10]
+    assert plans[32 << 10] < plans[96 << 10]
