@@ -326,7 +326,10 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     with U.for_range(b, n1, start=n0, name="img") as n:
         if dp is not None:
             conv = cols   # the conv scratch
-            if di is not None:
+            if isinstance(di, PhaseImages):   # the activation as the image is split (any program)
+                di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt, op.in_act)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv)
+            elif di is not None:
                 if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt)
                     activate_copy(ctx, op, dt, xbuf, dp.C * dp.H * dp.W)
