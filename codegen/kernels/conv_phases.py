@@ -32,7 +32,7 @@ from ..irutil import lanes
 from ..microkernels import directconv as D
 from .conv import gep, zero_fill
 from .conv_forward import MIN_DIRECT_TAPS, DirectImages
-from .conv_threads import shift_copy
+from .conv_threads import lanewise, shift_copy
 from .elemwise import emit_scalar
 
 
@@ -111,11 +111,8 @@ def _split_row2(b, dtype, src, off, n_src, targets, act=None):
     for vb in range(0, max(hi for *_, hi in targets), L):
         col = 2 * vb - off
         vals = load2(gep(b, src, col, et), [0 <= col + e < n_src for e in range(2 * L)])
-        if act is not None:   # lane by lane (LLVM's SLP vectoriser joins the lanes again)
-            for e in range(2 * L):
-                if 0 <= col + e < n_src:
-                    lane = ir.Constant(U.I32, e)
-                    vals = b.insert_element(vals, act(b.extract_element(vals, lane)), lane)
+        if act is not None:
+            vals = lanewise(b, vals, act, [e for e in range(2 * L) if 0 <= col + e < n_src])
         parts = {}
         for p, d, dst, lo, hi in targets:
             mask = [lo <= vb + l < hi for l in range(L)]

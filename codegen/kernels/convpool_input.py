@@ -56,3 +56,11 @@ def activate_copy(ctx, op, dt, buf, n):
     with U.for_range(b, n, name="iap") as k:
         p = gep(b, buf, k, et)
         b.store(emit_scalar(ctx, op.in_act, [b.load(p, typ=et)], [dt], dt), p)
+
+
+def in_act_of(ctx, op, dt):
+    """op.in_act as a function of one value of dtype dt, for the copies that apply it as they copy
+    (None without op.in_act)."""
+    if op.in_act is None:
+        return None
+    return lambda v: emit_scalar(ctx, op.in_act, [v], [dt], dt)

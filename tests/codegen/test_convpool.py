@@ -1011,3 +1011,20 @@ def test_phase_split_input_activation_thread_counts(monkeypatch):
             assert forward_variant(fwd, "float32", list(xs) + [20, 3, 3, o, o]).startswith("direct phases")
 
         _thread_counts_agree(monkeypatch, xs, ws, conv_kw, "relu", (xs[0], 20, o, o), 4, "symcnn", fused=phases)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("in_act", ["sigmoid", "tanh", "leaky_relu"])
+@pytest.mark.parametrize("subsample", [(1, 1), (2, 2)])
+def test_bordered_copies_apply_any_input_activation(dtype, in_act, subsample):
+    """The tap-panel weight gradient of a padded layer copies each image into a zero-bordered buffer and
+    applies the input activation as it copies: activations that do not keep 0 leave the border zero
+    (the padding of act(x)); batch 1 and an odd batch, against the reference."""
+    for batch in (1, 3):
+        xs, ws = (batch, 8, 9, 11), (8, 8, 3, 3)
+        cfg = (xs, ws, dict(border_mode="half", subsample=subsample), dict(pool=None), dtype, "relu", in_act)
+        from symcnn.tensor.nnet.conv_epilogue import program_of
+        op = conv_act_ops("relu", dtype, border_mode="half", subsample=subsample, pool=None, imshp=xs, kshp=ws,
+                          in_act=program_of(CONV_ACTIVATIONS[in_act], dtype))[0]
+        assert _padded_plans(op, dtype, xs, ws)[1] is not None   # the bordered copies' tap panels
+        _check_in_act(cfg)
