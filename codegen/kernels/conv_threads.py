@@ -102,10 +102,20 @@ def add_array(cap, name, arr):
         cap.add(f"{name}.s{d}", s)
 
 
-def shift_copy(ctx, src, dst, dtype, C, H, W, Hd, Wd, oh, ow):
-    """dst[c, u, v] = src[c, u - oh, v - ow] (cast to dtype) where both exist, for a (C, H, W) Array
-    src and a dense (C, Hd, Wd) dst; all sizes static ints. The rest of dst is not written: the
-    caller zeroes it once, and every image writes the same positions."""
+def lanewise(b, vec, act, lanes):
+    """vec with act (a function of one scalar value) applied to the lanes listed (LLVM's SLP
+    vectoriser joins them into vector operations again)."""
+    for e in lanes:
+        lane = ir.Constant(U.I32, e)
+        vec = b.insert_element(vec, act(b.extract_element(vec, lane)), lane)
+    return vec
+
+
+def shift_copy(ctx, src, dst, dtype, C, H, W, Hd, Wd, oh, ow, act=None):
+    """dst[c, u, v] = act(src[c, u - oh, v - ow]) (cast to dtype) where both exist, for a (C, H, W)
+    Array src and a dense (C, Hd, Wd) dst; all sizes static ints; act a function of one value of
+    dtype (None: the identity), applied as the values are copied. The rest of dst is not written:
+    the caller zeroes it once, and every image writes the same positions."""
     b = ctx.b
     et = U.ll_type(dtype)
     st = src.lltype
@@ -114,18 +124,18 @@ def shift_copy(ctx, src, dst, dtype, C, H, W, Hd, Wd, oh, ow):
     if i1 <= i0 or j1 <= j0:
         return
     if src.dtype == dtype and isinstance(src.strides[2], int) and src.strides[2] == 1 and str(dtype) in ("float32", "float64"):
-        _shift_copy_rows(b, src, dst, dtype, C, i0, i1, j0, j1, Hd * Wd, Wd, oh, ow)
+        _shift_copy_rows(b, src, dst, dtype, C, i0, i1, j0, j1, Hd * Wd, Wd, oh, ow, act)
         return
     with U.for_range(b, C, name="pc") as c:
         with U.for_range(b, i1, start=i0, name="pi") as i:
             s = gep(b, src.ptr, U.add(b, U.mul(b, c, src.strides[0]), U.mul(b, i, src.strides[1])), st)
             d = gep(b, dst, U.add(b, U.mul(b, c, Hd * Wd), U.mul(b, U.add(b, i, oh), Wd)), et)
             with U.for_range(b, j1, start=j0, name="pj") as j:
-                v = b.load(gep(b, s, U.mul(b, j, src.strides[2]), st), typ=st)
-                b.store(U.cast_value(b, v, src.dtype, dtype), gep(b, d, U.add(b, j, ow), et))
+                v = U.cast_value(b, b.load(gep(b, s, U.mul(b, j, src.strides[2]), st), typ=st), src.dtype, dtype)
+                b.store(v if act is None else act(v), gep(b, d, U.add(b, j, ow), et))
 
 
-def _shift_copy_rows(b, src, dst, dtype, C, i0, i1, j0, j1, plane, Wd, oh, ow):
+def _shift_copy_rows(b, src, dst, dtype, C, i0, i1, j0, j1, plane, Wd, oh, ow, act=None):
     """shift_copy of dense source rows of the buffer's dtype: each row in vectors of the target's
     lanes, the last one under a constant mask (a scalar loop per value costs ~2 cycles an element)."""
     et = U.ll_type(dtype)
@@ -145,10 +155,12 @@ def _shift_copy_rows(b, src, dst, dtype, C, i0, i1, j0, j1, plane, Wd, oh, ow):
             d = gep(b, dst, U.add(b, U.mul(b, c, plane), U.add(b, U.mul(b, U.add(b, i, oh), Wd), j0 + ow)), et)
             for k in range(0, n, L):
                 if n - k >= L:
-                    b.store(b.load(gep(b, s, k, et), typ=vt, align=size), gep(b, d, k, et), align=size)
+                    v = b.load(gep(b, s, k, et), typ=vt, align=size)
+                    b.store(v if act is None else lanewise(b, v, act, range(L)), gep(b, d, k, et), align=size)
                 else:
                     mask = ir.Constant(mt, [int(e < n - k) for e in range(L)])
                     v = b.call(mload, [gep(b, s, k, et), align, mask, ir.Constant(vt, ir.Undefined)])
+                    v = v if act is None else lanewise(b, v, act, range(n - k))
                     b.call(mstore, [v, gep(b, d, k, et), align, mask])
 
 

@@ -71,7 +71,7 @@ from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
-from .convpool_input import activate_copy, activated_image, keeps_zero
+from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from .conv_winograd_grad import fused_grad_weights, fused_valid_grad_weights
 from ..microkernels import winograd as WG
@@ -326,7 +326,10 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     with U.for_range(b, n1, start=n0, name="img") as n:
         if dp is not None:
             conv = cols   # the conv scratch
-            if di is not None:
+            if isinstance(di, PhaseImages):   # the activation as the image is split (any program)
+                di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt, op.in_act)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv)
+            elif di is not None:
                 if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt)
                     activate_copy(ctx, op, dt, xbuf, dp.C * dp.H * dp.W)
@@ -694,12 +697,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             WGG.emit_image(ctx, wg, x_image(n, slot, not here), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot,
                            (lambda buf, n_: activate_copy(ctx, op, dt, buf, n_)) if here else None)
         elif tp is not None:
-            if xg is not None:
-                here = keeps_zero(op, dt)   # then the activation over the bordered copy, in cache
-                shift_copy(ctx, x_image(n, slot, not here), gep(b, xg, U.mul(b, slot, tc.img), et), dt,
-                           tc.C, tc.H, tc.W, tc.Hb, tc.Wb, *tc.pads)
-                if here:
-                    activate_copy(ctx, op, dt, gep(b, xg, U.mul(b, slot, tc.img), et), tc.img)
+            if xg is not None:   # the activation as the image is copied (any program: the border pads act(x))
+                shift_copy(ctx, x_image(n, slot, False), gep(b, xg, U.mul(b, slot, tc.img), et), dt,
+                           tc.C, tc.H, tc.W, tc.Hb, tc.Wb, *tc.pads, act=in_act_of(ctx, op, dt))
             elif xa is not None:   # the group's panels read the activated images in place
                 x_image(n, slot)
             DG.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))

@@ -1,9 +1,12 @@
-"""The input activation of ConvPoolAct / ConvPoolActGrad (op.in_act). The kernels of
-codegen/kernels/convpool.py that copy each image into a zero-bordered (or phase-split) buffer apply
-the program to that copy in place, in cache, when it maps 0 to 0 (ReLU's, tanh's: the borders stay
-zero); the others, and every kernel for other programs, read the image through activated_image,
-which applies it to one (C, H, W) image into a per-thread dense buffer. Either way every
-convolution variant reads in_act(x) unchanged.
+"""The input activation of ConvPoolAct / ConvPoolActGrad (op.in_act). The strided forward's phase
+split (conv_phases.PhaseImages.fill) and the padded weight gradient's zero-bordered copies
+(conv_threads.shift_copy) apply it to the values as they copy them (in_act_of), whatever the
+program: their zero borders are the padding of in_act(x). The other kernels of
+codegen/kernels/convpool.py that copy each image into a zero-bordered buffer apply the program to
+that copy in place, in cache, when it maps 0 to 0 (ReLU's, tanh's: the borders stay zero); the
+others, and every kernel for other programs, read the image through activated_image, which applies
+it to one (C, H, W) image into a per-thread dense buffer. Either way every convolution variant reads
+in_act(x) unchanged.
 
 The producing layer then stores its pre-activation z alone instead of z and act(z): one
 full-resolution array less written by its forward (symcnn/rewrite/convpool_chain.py).
@@ -56,3 +59,11 @@ def activate_copy(ctx, op, dt, buf, n):
     with U.for_range(b, n, name="iap") as k:
         p = gep(b, buf, k, et)
         b.store(emit_scalar(ctx, op.in_act, [b.load(p, typ=et)], [dt], dt), p)
+
+
+def in_act_of(ctx, op, dt):
+    """op.in_act as a function of one value of dtype dt, for the copies that apply it as they copy
+    (None without op.in_act)."""
+    if op.in_act is None:
+        return None
+    return lambda v: emit_scalar(ctx, op.in_act, [v], [dt], dt)

@@ -963,3 +963,69 @@ def test_input_activation_verifies():
 
         symcnn.verify_grad(cost, [xv, Wv, bv], rng=rng, mode="native")
         symcnn.verify_grad(grad_cost, [xv, Wv, bv], rng=rng, mode="native")
+
+
+@st.composite
+def _phase_in_act_configurations(draw):
+    """A random strided layer the phase kernels take (C*kh*kw taps enough for the direct kernel),
+    with any input activation, those that do not map 0 to 0 too (the split applies it to the image's
+    values, the zero border is the padding of act(x)); batch 1 and odd batches, both dtypes, strides
+    whose columns split by vectors (sw 2) and by scalars (sw 1, 3)."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sub = draw(st.sampled_from([(2, 2), (2, 1), (1, 2), (3, 3), (2, 3)]))
+    border = draw(st.sampled_from(["valid", "half", "full", (1, 0)]))
+    xs = (draw(st.sampled_from([1, 2, 5])), draw(st.sampled_from([16, 24])), draw(st.integers(kh + 3, 19)),
+          draw(st.integers(kw + 3, 19)))
+    ws = (draw(st.sampled_from([5, 16])), xs[1], kh, kw)
+    return (xs, ws, dict(border_mode=border, subsample=sub), dict(pool=None),
+            draw(st.sampled_from(["float32", "float64"])), draw(st.sampled_from(["relu", "tanh", "identity"])),
+            draw(st.sampled_from(["sigmoid", "tanh", "leaky_relu", "relu", "scale"])))
+
+
+def test_phase_split_applies_any_input_activation():
+    """Strided layers whose forward splits the image into phases apply the input activation as they
+    split it: forward and both gradients against the reference, for activations that keep 0 and
+    those that do not; the draws reach the phase kernels."""
+    seen = set()
+
+    @settings(max_examples=examples(10), deadline=None, database=None, derandomize=True)
+    @given(_phase_in_act_configurations())
+    def run(cfg):
+        variant = _check_in_act(cfg)[0]
+        seen.add((variant.startswith("direct phases"), cfg[2]["subsample"][1] == 2))
+
+    run()
+    assert {(True, True), (True, False)} <= seen, seen
+
+
+def test_phase_split_input_activation_thread_counts(monkeypatch):
+    """The phase-split forward with a sigmoid input activation, and its backward, on 1, 2 and 3 threads
+    (odd batch, shifted and plain phase layouts)."""
+    from codegen.kernels.convpool import forward_variant
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    for xs, o in (((7, 16, 16, 16), 8), ((3, 16, 32, 32), 16)):
+        ws = (20, xs[1], 3, 3)
+        conv_kw = dict(border_mode="half", subsample=(2, 2), pool=None,
+                       in_act=program_of(T.nnet.sigmoid, "float32"))
+
+        def phases(fwd):
+            assert forward_variant(fwd, "float32", list(xs) + [20, 3, 3, o, o]).startswith("direct phases")
+
+        _thread_counts_agree(monkeypatch, xs, ws, conv_kw, "relu", (xs[0], 20, o, o), 4, "symcnn", fused=phases)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("in_act", ["sigmoid", "tanh", "leaky_relu"])
+@pytest.mark.parametrize("subsample", [(1, 1), (2, 2)])
+def test_bordered_copies_apply_any_input_activation(dtype, in_act, subsample):
+    """The tap-panel weight gradient of a padded layer copies each image into a zero-bordered buffer and
+    applies the input activation as it copies: activations that do not keep 0 leave the border zero
+    (the padding of act(x)); batch 1 and an odd batch, against the reference."""
+    for batch in (1, 3):
+        xs, ws = (batch, 8, 9, 11), (8, 8, 3, 3)
+        cfg = (xs, ws, dict(border_mode="half", subsample=subsample), dict(pool=None), dtype, "relu", in_act)
+        from symcnn.tensor.nnet.conv_epilogue import program_of
+        op = conv_act_ops("relu", dtype, border_mode="half", subsample=subsample, pool=None, imshp=xs, kshp=ws,
+                          in_act=program_of(CONV_ACTIVATIONS[in_act], dtype))[0]
+        assert _padded_plans(op, dtype, xs, ws)[1] is not None   # the bordered copies' tap panels
+        _check_in_act(cfg)
