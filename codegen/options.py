@@ -28,6 +28,13 @@ class Options:
     # is the same; a LeNet train+validate+test cold compile takes about half the time.
     split_modules = True
 
+    # With split_modules, functions that two or more thread-pool jobs of a part call (the GEMM
+    # micro-kernels a Winograd convolution and the dense layers' products share) make parts of
+    # their own: compiled once for the training step and its validation function, and at the same
+    # time as their callers. LLVM then optimises the callers without seeing those functions' bodies
+    # (codegen/split.py); no measurable change in speed (benchmarks/bench_models.py).
+    split_libraries = True
+
     # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
     # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
     # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._tag_scalar_loops).
