@@ -37,6 +37,11 @@ _LINKAGE = ("internal ", "private ")
 MIN_FUNCTIONS = 4
 
 
+def defines(part, name):
+    """Whether the module text `part` defines the function `name`."""
+    return re.search(r'^define [^@]*@"?' + re.escape(name) + r'"?\(', part, re.M) is not None
+
+
 def _names(text):
     return {a or b for a, b in _NAME.findall(text)}
 

@@ -214,7 +214,7 @@ def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monke
     lock = threading.Lock()
     two_at_once = threading.Event()
 
-    def counting(ir_text, target=None):
+    def counting(ir_text, target=None, pipeline=None):
         with lock:
             compiled.append(ir_text)
             active[0] += 1
@@ -223,7 +223,7 @@ def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monke
                 two_at_once.set()
         two_at_once.wait(timeout=5)   # hold the slot a moment so that the other thread shows up
         try:
-            return jit._compile_here(ir_text, target)
+            return jit._compile_here(ir_text, target, pipeline)
         finally:
             with lock:
                 active[0] -= 1
@@ -276,3 +276,29 @@ def test_split_off_compiles_the_module_whole(lenet_ir, monkeypatch):
     real = jit.compile_object
     monkeypatch.setattr(jit, "compile_object", lambda ir, target=None: compiled.append(ir) or real(ir, target))
     assert len(jit.compile_module(lenet_ir[1])) == 1 and compiled == [lenet_ir[1]]
+
+
+def test_the_entry_part_compiles_with_its_own_pipeline(lenet_ir, monkeypatch):
+    seen = []
+    real = jit.compile_object
+    monkeypatch.setattr(jit, "_parts_done", {})
+    monkeypatch.setattr(jit, "compile_object", lambda ir, target=None, pipeline=None:
+                        seen.append((split.defines(ir, "symcnn_entry"), pipeline)) or real(ir, target, pipeline))
+    monkeypatch.setattr(options, "entry_speed_level", 1)
+    monkeypatch.setattr(options, "entry_slp_vectorization", False)
+    jit.compile_module(lenet_ir[1])
+    entry = [p for is_entry, p in seen if is_entry]
+    assert entry == [jit.entry_pipeline_settings()]
+    assert entry[0]["speed_level"] == 1 and entry[0]["slp_vectorization"] is False
+    assert len(seen) > 1 and all(p == jit.pipeline_settings() for is_entry, p in seen if not is_entry)
+
+
+def test_the_helper_process_compiles_with_the_pipeline_it_is_given(lenet_ir):
+    worker = jit._worker(required=True)
+    part = next(p for p in split.split(lenet_ir[1]) if split.defines(p, "symcnn_entry"))
+    objs = []
+    for pipeline in (jit.pipeline_settings(), dict(jit.entry_pipeline_settings(), speed_level=1,
+                                                    slp_vectorization=False, codegen_level=0)):
+        objs.append(jit._compile_here(part, None, pipeline))
+        assert worker.compile(part, None, pipeline) == objs[-1]
+    assert objs[0] != objs[1]
