@@ -180,7 +180,8 @@ def test_optimising_moves_to_recycled_helpers_after_the_in_process_budget(monkey
     header = jit.module_header()
     here = []
     real = jit._compile_here
-    monkeypatch.setattr(jit, "_compile_here", lambda ir, target=None: here.append(1) or real(ir, target))
+    monkeypatch.setattr(jit, "_compile_here", lambda ir, target=None, pipeline=None:
+                        here.append(1) or real(ir, target, pipeline))
     monkeypatch.setattr(jit, "IN_PROCESS_COMPILES", 0)
     monkeypatch.setattr(jit, "WORKER_COMPILES_PER_PROCESS", 2)
     if jit._state.get("worker") is not None:
