@@ -118,13 +118,18 @@ def child_breakdown(whole, setup=None):
                 continue   # a part an earlier module holds: compiled once
             seen.add(text)
             names = [line.split('@"')[1].split('"')[0] for line in text.split("\n") if line.startswith("define ")]
+            # the settings jit.compile_module gives the part (the entry function's part its own)
+            pipeline = jit.entry_pipeline_settings() \
+                if hasattr(jit, "entry_pipeline_settings") and not whole and split.defines(text, "symcnn_entry") \
+                else None
+            part_tm = jit._machine(jit._targets.current(), pipeline["codegen_level"]) if pipeline else tm
             t0 = time.thread_time()
             mod = llvm.parse_assembly(text)
             mod.verify()
             t1 = time.thread_time()
-            jit.optimize(mod)
+            jit.optimize(mod, pipeline=pipeline)
             t2 = time.thread_time()
-            tm.emit_object(mod)
+            part_tm.emit_object(mod)
             t3 = time.thread_time()
             parts.append({"module": k, "functions": names[:2] + (["..."] if len(names) > 2 else []),
                           "parse": t1 - t0, "optimise": t2 - t1, "emit": t3 - t2})

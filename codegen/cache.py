@@ -68,9 +68,12 @@ def key_prefix_parts():
 
 
 def ir_key(ir_text):
-    """Key of an IR entry: the object file of exactly this IR text."""
+    """Key of an IR entry: the object file of exactly this IR text, compiled with LLVM's pipeline
+    settings of now (codegen.options: O-level, unrolling, interleaving)."""
+    from . import jit
+    pipeline = repr(sorted(jit.pipeline_settings().items())).encode()
     h = hashlib.sha256()
-    for part in [KEY_MAGIC_IR] + key_prefix_parts() + [ir_text.encode()]:
+    for part in [KEY_MAGIC_IR] + key_prefix_parts() + [pipeline, ir_text.encode()]:
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()

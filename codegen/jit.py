@@ -36,13 +36,14 @@ _state = {}
 
 
 @in_llvm_section
-def _machine(target):
+def _machine(target, codegen_level=3):
     """The target machine used for optimising and emitting code for `target` (a codegen.target
-    Target; never handed to an engine), one per target and process."""
+    Target; never handed to an engine) at LLVM's code generation level `codegen_level`, one per
+    target, level and process."""
     with _lock:
-        tm = _state.get(("tm", target))
+        tm = _state.get(("tm", target, codegen_level))
         if tm is None:
-            tm = _state[("tm", target)] = target.machine(jit=True)
+            tm = _state[("tm", target, codegen_level)] = target.machine(jit=True, opt=codegen_level)
         return tm
 
 
@@ -89,13 +90,21 @@ def pipeline_settings():
             "loop_interleaving": options.loop_interleaving}
 
 
+def entry_pipeline_settings():
+    """The pipeline settings of a split module's entry part (see codegen.options.entry_speed_level):
+    pipeline_settings() with the entry's O-level, straight-line vectorisation and code generation
+    level."""
+    return dict(pipeline_settings(), speed_level=options.entry_speed_level,
+                slp_vectorization=options.entry_slp_vectorization, codegen_level=options.entry_codegen_level)
+
+
 def optimize(module_ref, target=None, pipeline=None):
     """Run LLVM's pipeline; pipeline: pipeline_settings() (the default)."""
     pipeline = pipeline or pipeline_settings()
     tm = _machine(target or _targets.current())
     pto = llvm.create_pipeline_tuning_options(speed_level=pipeline["speed_level"])
     pto.loop_vectorization = True
-    pto.slp_vectorization = True
+    pto.slp_vectorization = pipeline.get("slp_vectorization", True)
     pto.loop_unrolling = pipeline["loop_unrolling"]
     pto.loop_interleaving = pipeline["loop_interleaving"]
     pb = llvm.create_pass_builder(tm, pto)
@@ -105,7 +114,7 @@ def optimize(module_ref, target=None, pipeline=None):
 @in_llvm_section
 def _compile_here(ir_text, target=None, pipeline=None):
     target = target or _targets.current()
-    tm = _machine(target)
+    tm = _machine(target, (pipeline or {}).get("codegen_level", 3))
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
     optimize(mod, target, pipeline)
@@ -135,7 +144,7 @@ IN_PROCESS_COMPILES = 32
 WORKER_COMPILES_PER_PROCESS = 128
 
 
-def compile_object(ir_text, target=None):
+def compile_object(ir_text, target=None, pipeline=None):
     """Parse, verify, optimise and emit an object file (bytes).
 
     llvmlite runs one LLVM call at a time per process, so while another thread of this
@@ -144,12 +153,14 @@ def compile_object(ir_text, target=None):
     in the background then takes the time of the longest, not of all. A thread waits for
     whichever of the two is free first. After IN_PROCESS_COMPILES modules, every module goes
     to the helper (see above).
-    target: a codegen.target Target (default: the one config names now)."""
+    target: a codegen.target Target (default: the one config names now);
+    pipeline: LLVM's settings (default: pipeline_settings())."""
     target = target or _targets.current()
+    pipeline = pipeline or pipeline_settings()
     slot = _take_slot(size=_size(ir_text))
     try:
         if slot is not None:
-            obj = slot.compile(ir_text, target)
+            obj = slot.compile(ir_text, target, pipeline)
             if obj is not None:
                 return obj
     finally:
@@ -158,7 +169,7 @@ def compile_object(ir_text, target=None):
     here = _take_slot(here_only=True) if slot is not None else None   # the helper failed: compile here
     try:
         _state["in_process_compiles"] = _state.get("in_process_compiles", 0) + 1
-        return _compile_here(ir_text, target)
+        return _compile_here(ir_text, target, pipeline)
     finally:
         _give_back(here)
 
@@ -230,9 +241,11 @@ def compile_module(ir_text, target=None):
         parts = _split.split(ir_text)
     if not parts:
         return [compile_object(ir_text, target)]
-    prefix = json.dumps({"target": dataclasses.asdict(target), "pipeline": pipeline_settings()},
-                        sort_keys=True).encode()
-    keys = [_part_key(prefix, p) for p in parts]
+    # the entry function's part: mostly calls and bookkeeping, compiled with a lighter pipeline
+    pipelines = [entry_pipeline_settings() if _split.defines(p, "symcnn_entry") else pipeline_settings()
+                 for p in parts]
+    keys = [_part_key(json.dumps({"target": dataclasses.asdict(target), "pipeline": pl}, sort_keys=True).encode(), p)
+            for p, pl in zip(parts, pipelines)]
     objs = [None] * len(parts)
     queue = sorted(range(len(parts)), key=lambda i: -_size(parts[i]))   # the largest first
     queue_lock = threading.Lock()
@@ -246,7 +259,7 @@ def compile_module(ir_text, target=None):
                     return
                 i = queue.pop(0)
             try:
-                objs[i] = _compile_part(keys[i], parts[i], target, waits, i)
+                objs[i] = _compile_part(keys[i], parts[i], target, waits, i, pipelines[i])
             except BaseException as e:
                 errors.append(e)
                 return
@@ -276,7 +289,7 @@ _parts_inflight = {}    # part key -> Future of the thread compiling it
 PART_STORE_BYTES = 32 << 20
 
 
-def _compile_part(key, part, target, waits, index):
+def _compile_part(key, part, target, waits, index, pipeline=None):
     """The part's object file; None if another thread is compiling it (then (index, job) is
     added to `waits`)."""
     with _parts_lock:
@@ -290,7 +303,7 @@ def _compile_part(key, part, target, waits, index):
             return None
         job = _parts_inflight[key] = Future()
     try:
-        obj = compile_object(part, target)
+        obj = compile_object(part, target, pipeline)
     except BaseException as e:
         with _parts_lock:
             _parts_inflight.pop(key, None)
@@ -359,15 +372,16 @@ class _Worker:
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
 
-    def compile(self, ir_text, target=None):
+    def compile(self, ir_text, target=None, pipeline=None):
         """The object file, or None if the helper failed (it is then not used again)."""
         target = target or _targets.current()
+        pipeline = pipeline or pipeline_settings()
         with self.lock:
             if self.proc is None:
                 return None
             try:
                 # the whole resolved target and the pipeline: the helper compiles with exactly these
-                spec = json.dumps({"target": dataclasses.asdict(target), "pipeline": pipeline_settings()})
+                spec = json.dumps({"target": dataclasses.asdict(target), "pipeline": pipeline})
                 data = (spec + "\n" + ir_text).encode()
                 self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
                 self.proc.stdin.flush()

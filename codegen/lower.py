@@ -141,6 +141,10 @@ class Array:
         return U.product(b, self.shape)
 
 
+# values a failure records after its code and node (the runtime's error array holds 8 fields)
+FAIL_VALUES = 6
+
+
 class Context(U.FunctionContext):
     """State while lowering one function graph into one LLVM function."""
 
@@ -177,13 +181,35 @@ class Context(U.FunctionContext):
         br = b.cbranch(cond, bad, ok)
         br.set_weights([1, 1000])
         b.position_at_end(bad)
-        fields = [U.i64(code), U.i64(self.node_index)] + [U.as_value(b, v) for v in values]
-        for k, v in enumerate(fields[:8]):
-            if v.type != U.I64:
-                v = b.sext(v, U.I64)
-            b.store(v, b.gep(self.err_ptr, [U.i64(k)], source_etype=U.I64))
+        fields = [U.as_value(b, v) for v in values][:FAIL_VALUES]
+        fields = [v if v.type == U.I64 else b.sext(v, U.I64) for v in fields]
+        b.call(self.fail_function(), [self.err_ptr, U.i64(code), U.i64(self.node_index), U.i64(len(fields))]
+               + fields + [U.i64(0)] * (FAIL_VALUES - len(fields)))
         b.ret(ir.Constant(U.I32, code))
         b.position_at_end(ok)
+
+    def fail_function(self):
+        """void symcnn_fail(ptr err, i64 code, i64 node, i64 n, i64 v0, ..., v5): err[:2 + n] =
+        (code, node, v0, ..., v[n-1]). One cold call per failure branch instead of its stores: a
+        training step has some 200-350 checks, whose stores were a third of its entry function's
+        instructions, each one more for LLVM to optimise and emit."""
+        fn = self.module.globals.get("symcnn_fail")
+        if fn is not None:
+            return fn
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [U.PTR] + [U.I64] * (3 + FAIL_VALUES)),
+                         name="symcnn_fail")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("cold")
+        b = ir.IRBuilder(fn.append_basic_block())
+        err, code, node, n, *vals = fn.args
+        b.store(code, b.gep(err, [U.i64(0)], source_etype=U.I64))
+        b.store(node, b.gep(err, [U.i64(1)], source_etype=U.I64))
+        for k, v in enumerate(vals):
+            with b.if_then(b.icmp_signed(">", n, U.i64(k))):
+                b.store(v, b.gep(err, [U.i64(2 + k)], source_etype=U.I64))
+        b.ret_void()
+        return fn
 
     def check_equal(self, x, y, code=E_SHAPE, *extra):
         """Fail unless two dimensions agree (no code when both are static)."""

@@ -28,6 +28,25 @@ class Options:
     # is the same; a LeNet train+validate+test cold compile takes about half the time.
     split_modules = True
 
+    # With split_modules, the part holding the entry function (codegen/split.py) is compiled with
+    # these settings: LLVM's O-level, straight-line (SLP) vectorisation, and its code generation
+    # level (0-3). That part is mostly calls, shape checks and bookkeeping, and the largest part of
+    # a training step, compiled on one core while the kernels' parts share the other. O1 without SLP
+    # vectorisation (the loop vectoriser still runs on its elementwise loops and reductions) takes
+    # 14-23 % less LLVM time on it (LeNet, cifar_deep) and ran its kernels as fast
+    # (per-kernel profile, A/B). Code generation level 0 would cut its emission by 85 % but made
+    # the kernels inlined into the entry function 2-5x slower.
+    entry_speed_level = 1
+    entry_slp_vectorization = False
+    entry_codegen_level = 3
+
+    # With split_modules, functions that two or more thread-pool jobs of a part call (the GEMM
+    # micro-kernels a Winograd convolution and the dense layers' products share) make parts of
+    # their own: compiled once for the training step and its validation function, and at the same
+    # time as their callers. LLVM then optimises the callers without seeing those functions' bodies
+    # (codegen/split.py); no measurable change in speed (benchmarks/bench_models.py).
+    split_libraries = True
+
     # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
     # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
     # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._tag_scalar_loops).

@@ -14,6 +14,13 @@ optimised exactly as in the whole module (tests/codegen/test_split.py compares t
 IR of every function). A job whose pool dispatch is dead code (fewer items than
 options.min_parallel: the branch folds to a constant) is only called directly; LLVM may then
 specialise it, so it stays with the root: `_live_lines` folds those branches as LLVM does.
+With options.split_libraries, noinline functions that two or more jobs of a part reach
+(the GEMM micro-kernels a Winograd convolution and the dense layers' products call), with all
+they call, are cut from their callers too: they compile once, at the same time as their
+callers, and once for every module that holds them. Such a library is optimised as the whole
+module would optimise it exported (not specialised to its callers' constant arguments), and its
+callers see its declaration only (no attributes LLVM would infer from its body at the call);
+a library function LLVM could inline into a caller is never cut.
 A function called from another part loses its internal linkage and is declared where it is
 called; constant globals are copied into each part that reads them, with the metadata nodes
 the part uses (numbered in order of use, so that a part reads the same in every module).
@@ -28,6 +35,11 @@ _LINKAGE = ("internal ", "private ")
 
 # Below this many function definitions the whole module is one part (nothing to share or spread).
 MIN_FUNCTIONS = 4
+
+
+def defines(part, name):
+    """Whether the module text `part` defines the function `name`."""
+    return re.search(r'^define [^@]*@"?' + re.escape(name) + r'"?\(', part, re.M) is not None
 
 
 def _names(text):
@@ -294,31 +306,13 @@ def split(ir_text, root="symcnn_entry"):
     # parts: the connected components of the functions' references (calls, addresses, shared
     # mutable globals), without the root's references to address-taken functions (the jobs it
     # hands to the thread pool): cut there, no function's code depends on the cut
-    parent = {f.name: f.name for f in functions}
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(a, b):
-        parent[find(a)] = find(b)
-
-    owner = {}
-    for f in functions:
-        for r in f.refs:
-            if r in by_name:
-                if not (f.name == root and r in taken):
-                    union(f.name, r)
-            elif r in mutable:
-                if r in owner:
-                    union(f.name, owner[r])
-                else:
-                    owner[r] = f.name
-    members = {}
-    for f in functions:
-        members.setdefault(find(f.name), []).append(f)
+    members = _components(functions, by_name, mutable, lambda f, r: f.name == root and r in taken)
+    # then, with options.split_libraries, the calls of two or more jobs of a part into the same
+    # functions (kernels sharing the GEMM micro-kernels): those functions make parts of their own
+    shared = _shared_callees(members, by_name, taken, root) if _cut_libraries() else set()
+    if shared:
+        members = _components(functions, by_name, mutable,
+                              lambda f, r: (f.name == root and r in taken) or (r in shared and f.name not in shared))
     if len(members) < 2:
         return None
     part_of = {f.name: root_ for root_, fs in members.items() for f in fs}
@@ -339,6 +333,84 @@ def split(ir_text, root="symcnn_entry"):
         text.append("")
         parts.append(_with_metadata("\n".join(text), metadata) + "\n")
     return parts
+
+
+def _components(functions, by_name, mutable, cut):
+    """{representative: [functions]}: the connected components of the functions' references
+    (calls, addresses, shared mutable globals), without the references f -> r where cut(f, r)."""
+    parent = {f.name: f.name for f in functions}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    owner = {}
+    for f in functions:
+        for r in f.refs:
+            if r in by_name:
+                if not cut(f, r):
+                    union(f.name, r)
+            elif r in mutable:
+                if r in owner:
+                    union(f.name, owner[r])
+                else:
+                    owner[r] = f.name
+    members = {}
+    for f in functions:
+        members.setdefault(find(f.name), []).append(f)
+    return members
+
+
+def _shared_callees(members, by_name, taken, root):
+    """The functions that two or more jobs (functions the root hands to the thread pool) of one
+    part reach through their calls: the GEMM micro-kernels that a Winograd convolution and the
+    dense layers' products call, for example. Cut from their callers, they compile once for
+    all of them, and once for every module calling them (they read the same in every module)."""
+    shared = set()
+    for fs in members.values():
+        jobs = [f.name for f in fs if f.name in taken]
+        if len(jobs) < 2 or any(f.name == root for f in fs):
+            continue
+        reached = {}
+        for job in jobs:
+            for name in _callees(job, by_name):
+                reached[name] = reached.get(name, 0) + 1
+        # the noinline functions they share, with everything those call; LLVM must not be able to
+        # inline a cut function into a caller left outside (as it would in the whole module)
+        seeds = {name for name, n in reached.items() if n >= 2 and name not in taken and by_name[name].noinline}
+        while seeds:
+            closure = {name: _callees(name, by_name) for name in seeds}
+            cut = set().union(*closure.values())
+            inlinable = {r for f in fs if f.name not in cut for r in f.refs if r in cut and not by_name[r].noinline}
+            if not inlinable:
+                shared |= cut
+                break
+            seeds = {name for name in seeds if not closure[name] & inlinable}
+    return shared
+
+
+def _callees(name, by_name):
+    """`name` and every function it reaches through its references."""
+    seen, todo = {name}, [name]
+    while todo:
+        for r in by_name[todo.pop()].refs:
+            if r in by_name and r not in seen:
+                seen.add(r)
+                todo.append(r)
+    return seen
+
+
+def _cut_libraries():
+    try:
+        from .options import options
+    except ImportError:   # loaded on its own
+        return True
+    return options.split_libraries
 
 
 _MD_REF = re.compile(r"!(\d+)\b")

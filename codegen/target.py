@@ -75,11 +75,11 @@ class Target:
         return (f"{self.triple}|{self.cpu}|{self.features}|{self.vector_bytes}|{self.loop_vector_bytes}|"
                 f"{self.fma}|{self.vector_round}|{self.l1d_bytes}|{self.l2_bytes}")
 
-    def machine(self, jit=False):
-        """A new llvmlite TargetMachine (the caller owns it)."""
+    def machine(self, jit=False, opt=3):
+        """A new llvmlite TargetMachine (the caller owns it); opt: LLVM's code generation level."""
         _init()
         t = llvm.Target.from_triple(self.triple)
-        return t.create_target_machine(cpu=self.cpu, features=self.features, opt=3, jit=jit)
+        return t.create_target_machine(cpu=self.cpu, features=self.features, opt=opt, jit=jit)
 
     def isa(self):
         """A short name of the vector instruction set the kernels use."""

@@ -62,6 +62,27 @@ def test_the_collector_is_paused_while_a_module_is_emitted_and_restored_after(mo
         gc.enable()
 
 
+def test_an_emitted_module_is_freed_without_the_cyclic_collector(monkeypatch):
+    from llvmlite import ir
+    kept = []
+    passes = build.PASSES + (("keep", lambda em: kept.append(em.module)),)
+    monkeypatch.setattr(build, "PASSES", passes)
+    x = T.matrix("x")
+    fg = symcnn.function([x], T.tanh(x).sum(axis=0) * 2, mode="reference").fgraph
+    gc.collect()
+    gc.disable()
+    try:
+        spec = build.build_module(fg, [])
+        module, = kept
+        del kept[:]
+        left = [o for o in gc.get_objects() if isinstance(o, (ir.Instruction, ir.Block, ir.Function))]
+    finally:
+        gc.enable()
+    assert "symcnn_entry" in spec.ir_text and 'br label' in spec.ir_text   # a module with loops was emitted
+    assert not left, f"{len(left)} IR objects wait for the cyclic collector"
+    assert not vars(module)
+
+
 def test_nested_and_concurrent_pauses_end_together():
     import gc
     import threading

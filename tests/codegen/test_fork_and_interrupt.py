@@ -21,9 +21,9 @@ from codegen import jit
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _compile = jit._compile_here
-def slow_compile(ir_text, target=None):
+def slow_compile(ir_text, target=None, pipeline=None):
     time.sleep(0.8)
-    obj = _compile(ir_text, target)
+    obj = _compile(ir_text, target, pipeline)
     os.write(2, b"compiled\\n")
     return obj
 jit._compile_here = slow_compile

@@ -81,6 +81,12 @@ def test_key_covers_graph_constants_options_and_settings(cache_dir, monkeypatch)
     monkeypatch.setattr(options, "speed_level", 1)                          # and the O-level
     f4b, _, _ = _train()
     assert f4b.runner.cache_hit is False
+    monkeypatch.setattr(options, "entry_slp_vectorization", not options.entry_slp_vectorization)
+    f4c, _, _ = _train()                                                    # the entry part's pipeline
+    assert f4c.runner.cache_hit is False
+    monkeypatch.setattr(options, "split_libraries", not options.split_libraries)
+    f4d, _, _ = _train()
+    assert f4d.runner.cache_hit is False
     monkeypatch.undo()
     monkeypatch.setenv("SYMCNN_CACHE_DIR", str(cache_dir))
     f5, _, _ = _train()
@@ -174,7 +180,8 @@ def test_optimising_moves_to_recycled_helpers_after_the_in_process_budget(monkey
     header = jit.module_header()
     here = []
     real = jit._compile_here
-    monkeypatch.setattr(jit, "_compile_here", lambda ir, target=None: here.append(1) or real(ir, target))
+    monkeypatch.setattr(jit, "_compile_here", lambda ir, target=None, pipeline=None:
+                        here.append(1) or real(ir, target, pipeline))
     monkeypatch.setattr(jit, "IN_PROCESS_COMPILES", 0)
     monkeypatch.setattr(jit, "WORKER_COMPILES_PER_PROCESS", 2)
     if jit._state.get("worker") is not None:
@@ -249,3 +256,18 @@ def test_waiting_compiles_take_a_free_slot_largest_module_first(monkeypatch):
     jit._give_back(helper)
     assert order == [300, 300, 100, 20, 10]
     assert jit._waiting == []
+
+
+def test_ir_entries_are_keyed_by_the_pipeline_too(monkeypatch):
+    from codegen import cache
+    from codegen.options import options
+    x = T.vector("x")
+    ir_text = symcnn.function([x], T.exp(x) * 3, mode="native").dump_llvm()
+    before = cache.ir_key(ir_text)
+    monkeypatch.setattr(options, "speed_level", 3 - options.speed_level)
+    assert cache.ir_key(ir_text) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(options, "loop_interleaving", not options.loop_interleaving)
+    assert cache.ir_key(ir_text) != before
+    monkeypatch.undo()
+    assert cache.ir_key(ir_text) == before

@@ -65,15 +65,52 @@ def small_lenet_ir():
     return train.dump_llvm(), validate.dump_llvm()
 
 
+def _exported(parts):
+    """Names of the functions the parts define without internal linkage."""
+    return {m.group(1) for p in parts for m in re.finditer(r'^define (?!internal |private )[^@]*@"([^"]+)"', p, re.M)}
+
+
+def _with_external(ir_text, names):
+    """The module with the functions `names` defined with external linkage."""
+    def relink(m):
+        return m.group(0).replace("define internal ", "define ", 1) if m.group(1) in names else m.group(0)
+    return re.sub(r'^define internal [^@]*@"([^"]+)"', relink, ir_text, flags=re.M)
+
+
+_CALL = re.compile(r'(call (?:fastcc )?void @(\S+)\()(.*)\)$')
+
+
+def _without_callsite_attributes(body, callees):
+    """The body with the parameter attributes of its calls to `callees` left out (what LLVM infers
+    at a call site from the callee's body when it sees it)."""
+    def bare(line):
+        m = _CALL.search(line)
+        if m is None or m.group(2).strip('"') not in callees:
+            return line
+        args = [a.split()[0] + " " + a.split()[-1] for a in m.group(3).split(", ")]
+        return line[:m.start()] + m.group(1) + ", ".join(args) + ")"
+    return "\n".join(bare(line) for line in body.split("\n"))
+
+
+@pytest.mark.parametrize("libraries", [True, False], ids=["libraries", "no_libraries"])
 @pytest.mark.parametrize("which", ["lenet_ir", "small_lenet_ir"])
-def test_every_function_has_the_code_of_the_whole_module(which, request):
+def test_every_function_has_the_code_of_the_whole_module(which, libraries, request, monkeypatch):
+    """Each function of a part is optimised as in the whole module. A library part (functions
+    several jobs call, options.split_libraries) is compiled once for all its callers: as the
+    whole module compiles it when it is exported (not specialised to its callers), and its
+    callers see its declaration only (no parameter attributes inferred from its body)."""
+    monkeypatch.setattr(options, "split_libraries", libraries)
+    libraries_cut = set()
     for ir_text in request.getfixturevalue(which):
         parts = split.split(ir_text)
         if which == "lenet_ir":
             assert parts is not None and len(parts) >= 3
         if parts is None:
             continue   # the jobs are all called directly: nothing to cut, the module compiles whole
-        whole = _optimised_bodies(ir_text)
+        internal = set(re.findall(r'^define internal [^@]*@"([^"]+)"', ir_text, re.M))
+        library = _exported(parts) & internal if libraries else set()
+        libraries_cut |= {n for n in library if "gemm_macro" in n}
+        whole = _optimised_bodies(_with_external(ir_text, library))
         cut = {}
         for p in parts:
             for name, body in _optimised_bodies(p).items():
@@ -81,7 +118,12 @@ def test_every_function_has_the_code_of_the_whole_module(which, request):
                 cut[name] = body
         assert set(cut) == set(whole)
         for name in whole:
-            assert cut[name] == whole[name], f"{name} is optimised differently in its part"
+            assert _without_callsite_attributes(cut[name], library) == \
+                _without_callsite_attributes(whole[name], library), f"{name} is optimised differently in its part"
+            if not library:
+                assert cut[name] == whole[name]
+    if which == "lenet_ir":   # the validation's products and its convolution share the GEMM kernels
+        assert bool(libraries_cut) == libraries
 
 
 def test_a_training_step_and_its_validation_share_the_forward_kernels(lenet_ir):
@@ -129,6 +171,30 @@ def test_functions_sharing_state_stay_together_and_jobs_are_cut_from_the_entry()
     assert engine.get_function_address("symcnn_entry")
 
 
+def test_functions_two_jobs_call_make_a_part_of_their_own(monkeypatch):
+    ukr = 'define internal i64 @"ukr"(i64 %".1") noinline\n{\nentry:\n  %".2" = mul i64 %".1", 3\n  ret i64 %".2"\n}\n'
+    inl = 'define internal i64 @"helper"(i64 %".1")\n{\nentry:\n  %".2" = add i64 %".1", 1\n  ret i64 %".2"\n}\n'
+    ir_text = _module([
+        _fn("symcnn_entry", '  %".2" = call i64 @"run"(ptr @"job1", i64 %".1")\n'
+                            '  %".3" = call i64 @"run"(ptr @"job2", i64 %".2")\n  ret i64 %".3"', linkage="", attrs=""),
+        'define internal i64 @"run"(ptr %".1", i64 %".2") noinline\n{\nentry:\n'
+        '  %".3" = call i64 %".1"(i64 %".2")\n  ret i64 %".3"\n}\n',
+        _fn("job1", '  %".2" = call i64 @"ukr"(i64 %".1")\n  %".3" = call i64 @"helper"(i64 %".2")\n  ret i64 %".3"'),
+        _fn("job2", '  %".2" = call i64 @"ukr"(i64 %".1")\n  %".3" = call i64 @"helper"(i64 %".2")\n  ret i64 %".3"'),
+        ukr, inl])
+    monkeypatch.setattr(options, "split_libraries", True)
+    parts = [sorted(_DEFINE.findall(p)) for p in split.split(ir_text)]
+    # "ukr" (noinline) is cut from both jobs; "helper" may be inlined into them: it stays with them
+    assert sorted(parts) == [["helper", "job1", "job2"], ["run", "symcnn_entry"], ["ukr"]]
+    # a function the cut one calls that a job calls too, and could inline: no cut
+    leaky = ir_text.replace('%".2" = mul i64 %".1", 3', '%".2" = call i64 @"helper"(i64 %".1")')
+    parts = [sorted(_DEFINE.findall(p)) for p in split.split(leaky)]
+    assert sorted(parts) == [["helper", "job1", "job2", "ukr"], ["run", "symcnn_entry"]]
+    monkeypatch.setattr(options, "split_libraries", False)
+    parts = [sorted(_DEFINE.findall(p)) for p in split.split(ir_text)]
+    assert sorted(parts) == [["helper", "job1", "job2", "ukr"], ["run", "symcnn_entry"]]
+
+
 def test_text_it_cannot_read_or_small_modules_stay_whole():
     assert split.split("this is not LLVM IR") is None
     assert split.split(_module([_fn("symcnn_entry", '  ret i64 %".1"', linkage="", attrs="")])) is None
@@ -148,7 +214,7 @@ def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monke
     lock = threading.Lock()
     two_at_once = threading.Event()
 
-    def counting(ir_text, target=None):
+    def counting(ir_text, target=None, pipeline=None):
         with lock:
             compiled.append(ir_text)
             active[0] += 1
@@ -157,7 +223,7 @@ def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monke
                 two_at_once.set()
         two_at_once.wait(timeout=5)   # hold the slot a moment so that the other thread shows up
         try:
-            return jit._compile_here(ir_text, target)
+            return jit._compile_here(ir_text, target, pipeline)
         finally:
             with lock:
                 active[0] -= 1
@@ -210,3 +276,29 @@ def test_split_off_compiles_the_module_whole(lenet_ir, monkeypatch):
     real = jit.compile_object
     monkeypatch.setattr(jit, "compile_object", lambda ir, target=None: compiled.append(ir) or real(ir, target))
     assert len(jit.compile_module(lenet_ir[1])) == 1 and compiled == [lenet_ir[1]]
+
+
+def test_the_entry_part_compiles_with_its_own_pipeline(lenet_ir, monkeypatch):
+    seen = []
+    real = jit.compile_object
+    monkeypatch.setattr(jit, "_parts_done", {})
+    monkeypatch.setattr(jit, "compile_object", lambda ir, target=None, pipeline=None:
+                        seen.append((split.defines(ir, "symcnn_entry"), pipeline)) or real(ir, target, pipeline))
+    monkeypatch.setattr(options, "entry_speed_level", 1)
+    monkeypatch.setattr(options, "entry_slp_vectorization", False)
+    jit.compile_module(lenet_ir[1])
+    entry = [p for is_entry, p in seen if is_entry]
+    assert entry == [jit.entry_pipeline_settings()]
+    assert entry[0]["speed_level"] == 1 and entry[0]["slp_vectorization"] is False
+    assert len(seen) > 1 and all(p == jit.pipeline_settings() for is_entry, p in seen if not is_entry)
+
+
+def test_the_helper_process_compiles_with_the_pipeline_it_is_given(lenet_ir):
+    worker = jit._worker(required=True)
+    part = next(p for p in split.split(lenet_ir[1]) if split.defines(p, "symcnn_entry"))
+    objs = []
+    for pipeline in (jit.pipeline_settings(), dict(jit.entry_pipeline_settings(), speed_level=1,
+                                                    slp_vectorization=False, codegen_level=0)):
+        objs.append(jit._compile_here(part, None, pipeline))
+        assert worker.compile(part, None, pipeline) == objs[-1]
+    assert objs[0] != objs[1]
