@@ -36,7 +36,9 @@ MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
 # (500 and 643 there) but with 4-8x its rounding error (microkernels/winograd.py's POINTS), which
 # grows with the channels summed: float32 takes F(4x4) up to MAX_CHANNELS_F4 channels, where it
 # stays within about 3.3e-6 of the largest output (measured: 32 to 128 channels, 16x16 and 32x32
-# images, Gaussian and positive data; the debug mode's float32 tolerance is 1e-5 of it).
+# images, Gaussian and positive data; the debug mode's float32 tolerance is 1e-5 of it). Unlike
+# F(2x2)'s transforms (0, +-1, +-1/2), F(4x4)'s (thirds, fifteenths) round even sums of small
+# integers and halves: equal conv outputs (max-pool ties) of such data may come out unequal.
 MAX_CHANNELS_F4 = 128
 
 

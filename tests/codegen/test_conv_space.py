@@ -213,8 +213,8 @@ _WINOGRAD_EXAMPLES = [   # ragged last tiles, several images per GEMM panel, F(4
                                                    filter_dilation=(1, 1)), True),
     ("float32", (9, 16, 16, 16), (16, 16, 3, 3), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
-    # 8x8 images: F(4x4)'s forward tile grid wastes too much (F(2x2)); 6x6: so does its weight
-    # gradient's (F(2x2), and no Winograd forward)
+    # 8x8 images: F(4x4)'s forward tile grid wastes too much (F(2x2); float64 on AVX2 takes F(4x4));
+    # 6x6: so does its weight gradient's (F(2x2), and no Winograd forward)
     ("float64", (8, 32, 8, 8), (32, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                    filter_dilation=(1, 1)), True),
     ("float32", (3, 16, 6, 6), (16, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
@@ -247,10 +247,12 @@ def test_winograd_shapes(monkeypatch, max_tile):
     seen = _run(winograd_configs(), 12 if max_tile == 2 else 8, _WINOGRAD_EXAMPLES)
     assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
     tiles = {t for t in seen if t[0] in ("tile", "gw tile")}
-    want = {(kind, dt, tile) for dt in ("float32", "float64") for kind, tile in (("tile", "F2"), ("gw tile", ""))}
-    if max_tile == 4:
-        want |= {(kind, dt, tile) for dt in ("float32", "float64") for kind, tile in (("tile", "F4"), ("gw tile", "_m4"))}
-    assert tiles == want, sorted(tiles)
+    both = ("float32", "float64")
+    if max_tile == 2:
+        assert tiles == {(kind, dt, tile) for dt in both for kind, tile in (("tile", "F2"), ("gw tile", ""))}, tiles
+    else:   # (which small images keep F(2x2) in float64 depends on the target's vectors)
+        want = {(kind, dt, tile) for dt in both for kind, tile in (("tile", "F4"), ("gw tile", "_m4"), ("gw tile", ""))}
+        assert want | {("tile", "float32", "F2")} <= tiles <= want | {("tile", dt, "F2") for dt in both}, tiles
 
 
 @pytest.mark.parametrize("dtype,C,m", [("float32", 128, 4), ("float32", 129, 2), ("float64", 256, 4),
