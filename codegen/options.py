@@ -79,11 +79,12 @@ class Options:
 
     # 3x3 unit-stride convolutions by Winograd's F(m x m, 3x3) (kernels/conv_winograd.py): the largest
     # output tile m to use. 2: F(2x2), whose float32 error (about 4e-7 of the largest output) is that
-    # of a sum in another order; 4: F(4x4) where its tiles waste little (4-10 % faster models, but up
-    # to 1.2e-5 of the largest output with 128 channels: beyond the debug mode's float32 tolerance);
+    # of a sum in another order; 4: F(4x4) where its tiles waste little (5-10 % faster models; float32
+    # only up to conv_winograd.MAX_CHANNELS_F4 channels, where its error stays within about 3.3e-6 of
+    # the largest output, a third of the debug mode's float32 tolerance);
     # 0: no Winograd kernels, the direct ones run. 5x5 ones take F(2x2, 5x5) where this is 2 or more
     # (float32 error about 1e-6 of the largest output).
-    winograd_max_tile = 2
+    winograd_max_tile = 4
 
     # Per-image loops (parallel.run_parallel): fewer items than this run on the calling thread.
     min_parallel = 8

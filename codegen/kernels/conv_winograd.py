@@ -29,11 +29,17 @@ MIN_CHANNELS = 16
 # kernel's speed, 16 such images or one 32x32 image at 1.11-1.38x.
 FEW_CHANNELS, MIN_TILES_FEW_CHANNELS = 32, 256
 MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
-# The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (2) down, 4 then
+# The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (4) down, 4 then
 # 2: the first whose tile grid wastes little. F(2x2) does 2.25x fewer multiplications than the direct
 # kernel (2 threads, float32, B=128, 'half': 32->32 on 32x32 images 381 GFLOP/s against the direct
 # kernel's 133-245, 64->64 on 16x16 555 against 354, on 8x8 470 against 273), F(4x4) 4x fewer
-# (500 and 643 there) but with 10-30x its rounding error.
+# (500 and 643 there) but with 4-8x its rounding error (microkernels/winograd.py's POINTS), which
+# grows with the channels summed: float32 takes F(4x4) up to MAX_CHANNELS_F4 channels, where it
+# stays within about 3.3e-6 of the largest output (measured: 32 to 128 channels, 16x16 and 32x32
+# images, Gaussian and positive data; the debug mode's float32 tolerance is 1e-5 of it). Unlike
+# F(2x2)'s transforms (0, +-1, +-1/2), F(4x4)'s (thirds, fifteenths) round even sums of small
+# integers and halves: equal conv outputs (max-pool ties) of such data may come out unequal.
+MAX_CHANNELS_F4 = 128
 
 
 class WinogradImages:
@@ -49,7 +55,8 @@ class WinogradImages:
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
-    threads, wastes little; 5x5: m = 2), else None."""
+    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2), else
+    None."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (3, 5) or OH < 1 or OW < 1:
@@ -58,6 +65,8 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
         return None
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
     for m in [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]:
+        if m == 4 and str(dtype) == "float32" and C > MAX_CHANNELS_F4:   # its rounding error
+            continue
         p = WG.Plan(str(dtype), C, K, OH, OW, m, flip, kh)
         if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
             continue

@@ -31,9 +31,9 @@ The buffer must hold the image at (0, 0) and zeros where the tiles read past it:
 rows and Wb = m*tWp + m*(ceil(a/m) - 1) columns (the a columns of every tile, and the last load).
 Float32 error, relative to the largest output (measured, Gaussian / positive data, 32 to 128
 channels): F(2x2), whose transforms multiply by 0, +-1, +-1/2, 3e-7 to 1e-6, as a sum taken in
-another order; F(4x4) (constants up to 8 and 1/24) 3e-6 to 1.2e-5; F(2x2, 5x5) with the points
-0, +-1, 1/2, -2 (POINTS) 0.8e-6 to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to
-2.5e-6. A non-finite input value makes every output of its tiles NaN (inf - inf in the
+another order; F(4x4) with the points 0, +-1, 1/2, -2 (POINTS) 1.7e-6 to 2.6e-6 (32 and 64
+channels; Lavin & Gray's 0, +-1, +-2: 3e-6 to 1.2e-5); F(2x2, 5x5) with the same points 0.8e-6
+to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to 2.5e-6. A non-finite input value makes every output of its tiles NaN (inf - inf in the
 transforms), not only those it reaches.
 """
 from fractions import Fraction as F
@@ -45,36 +45,35 @@ from ..irutil import lanes
 from . import cook_toom, gemm
 from .directconv import Vec, kernel_function
 
-# (B^T, G, A^T) of F(m x m, 3 x 3) with the interpolation points 0, +-1 (, +-2, 1/2 ...), infinity
+# (B^T, G, A^T) of F(2 x 2, 3 x 3) with the interpolation points 0, +-1, infinity (Lavin & Gray)
 MATRICES = {
     2: ([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
         [[1, 0, 0], [F(1, 2), F(1, 2), F(1, 2)], [F(1, 2), F(-1, 2), F(1, 2)], [0, 0, 1]],
         [[1, 1, 1, 0], [0, 1, -1, -1]]),
-    4: ([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-        [[F(1, 4), 0, 0], [F(-1, 6), F(-1, 6), F(-1, 6)], [F(-1, 6), F(1, 6), F(-1, 6)],
-         [F(1, 24), F(1, 12), F(1, 6)], [F(1, 24), F(-1, 12), F(1, 6)], [0, 0, 1]],
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
 }
 
 
 # interpolation points of the F(m x m, r x r) whose matrices Cook-Toom generates (cook_toom.py).
 # F(2x2, 5x5): 0, +-1, 1/2, -2, the smallest float32 error among 0, +-1 with two of +-1/2, +-2,
 # +-3/2, +-3/4 (emulated over 20 channels: 1.3e-6 of the largest output; 0, +-1, +-2, the points
-# of F(4x4, 3x3), 2.1e-6; natively 0.8-2e-6 against 1.9-5.3e-6, at the same speed on LeNet)
-POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2)}
+# of F(4x4, 3x3), 2.1e-6; natively 0.8-2e-6 against 1.9-5.3e-6, at the same speed on LeNet).
+# F(4x4, 3x3): the same points, against Lavin & Gray's 0, +-1, +-2 (float32, Gaussian data, 8
+# images, natively): 32 channels on 32x32 1.7e-6 of the largest output against 5.1e-6, 64 on
+# 32x32 2.6e-6 against 9.0e-6, 64 on 16x16 2.2e-6 against 5.6e-6 (0, +-1, +-1/2: no better than
+# 0, +-1, +-2); their transforms take 16 and 12 operations (_input_f4, _output_f4) against 14 and 10.
+POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2)}
 
 
 def matrices(m, r):
     """(B^T, G, A^T) of F(m x m, r x r)."""
-    if r == 3:
+    if r == 3 and m in MATRICES:
         return MATRICES[m]
     return cook_toom.matrices(m, r, POINTS[(m, r)])
 
 
 def tile_sizes(r):
     """The output tile sizes m of F(m x m, r x r) there are kernels for, largest first."""
-    return (4, 2) if r == 3 else tuple(sorted((m for m, r_ in POINTS if r_ == r), reverse=True))
+    return tuple(sorted(set(m for m, r_ in POINTS if r_ == r) | (set(MATRICES) if r == 3 else set()), reverse=True))
 
 
 def _ceil(a, b):
@@ -221,23 +220,25 @@ def _const(vec, c):
 
 
 def _input_f4(b, vec, d):
-    """B^T d of F(4x4) with shared terms: 14 operations instead of 22."""
+    """B^T d of F(4x4) (POINTS[(4, 3)]) with shared terms: 16 operations instead of 21. The rows
+    of B^T: (1, -3/2, -2, 3/2, 1, 0), (0, -1, 1/2, 5/2, 1, 0), (0, -1, 5/2, -1/2, -1, 0),
+    (0, 2, 1, -2, -1, 0), (0, 1/2, -1, -1/2, 1, 0), (0, 1, -3/2, -2, 3/2, 1)."""
     fma = lambda c, x, y: b.call(vec.fma, [_const(vec, c), x, y])
     d0, d1, d2, d3, d4, d5 = d
-    p, q = b.fadd(d3, d4), b.fadd(d1, d2)
-    r, u = b.fsub(d4, d3), b.fsub(d1, d2)
-    e, f = b.fsub(d4, d2), b.fsub(d3, d1)
-    return [fma(-5, d2, fma(4, d0, d4)), fma(-4, q, p), fma(4, u, r), fma(2, f, e), fma(-2, f, e),
-            fma(-5, d3, fma(4, d1, d5))]
+    u, v = b.fsub(d1, d3), b.fsub(d2, d4)
+    return [fma(-1.5, u, fma(-2, d2, b.fadd(d0, d4))), fma(2.5, d3, fma(0.5, d2, b.fsub(d4, d1))),
+            fma(-0.5, d3, fma(2.5, d2, b.fneg(b.fadd(d1, d4)))), fma(2, u, v), fma(0.5, u, b.fneg(v)),
+            fma(-1.5, v, fma(-2, d3, b.fadd(d1, d5)))]
 
 
 def _output_f4(b, vec, mv):
-    """A^T m of F(4x4) with shared terms: 10 operations instead of 17."""
+    """A^T m of F(4x4) (POINTS[(4, 3)]) with shared terms: 12 operations instead of 14. The rows
+    of A^T: (1, 1, 1, 1, 1, 0), (0, 1, -1, 1/2, -2, 0), (0, 1, 1, 1/4, 4, 0), (0, 1, -1, 1/8, -8, 1)."""
     fma = lambda c, x, y: b.call(vec.fma, [_const(vec, c), x, y])
     m0, m1, m2, m3, m4, m5 = mv
     a, s = b.fadd(m1, m2), b.fsub(m1, m2)
-    c, d = b.fadd(m3, m4), b.fsub(m3, m4)
-    return [b.fadd(b.fadd(m0, a), c), fma(2, d, s), fma(4, c, a), b.fadd(fma(8, d, s), m5)]
+    return [b.fadd(b.fadd(b.fadd(m0, a), m3), m4), fma(-2, m4, fma(0.5, m3, s)), fma(4, m4, fma(0.25, m3, a)),
+            fma(-8, m4, fma(0.125, m3, b.fadd(s, m5)))]
 
 
 def _transform(b, vec, p, which, vals):
@@ -250,6 +251,11 @@ def _transform(b, vec, p, which, vals):
 
 # the combinations the weight gradient (winograd_grad.py) builds on
 combine, combine_scalars = _comb, _scalar_comb
+
+
+def input_transform(b, vec, p, vals):
+    """B^T vals of the plan p's F(m x m, r x r) (any object with m, r and BT)."""
+    return _transform(b, vec, p, "in", vals)
 
 
 def _concat(b, parts):

@@ -1,21 +1,22 @@
-"""The weight gradient of an r x r (3x3, 5x5) unit-stride convolution by Winograd's F(2x2, r x r).
+"""The weight gradient of an r x r (3x3, 5x5) unit-stride convolution by Winograd's F(m x m, r x r)
+(F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5)).
 
-The forward is Y = A^T [(G g G^T) * (B^T d B)] A per 2x2 output tile (winograd.py), so the
+The forward is Y = A^T [(G g G^T) * (B^T d B)] A per m x m output tile (winograd.py), so the
 gradient of the filter g from one tile's output gradient dY is
 
     dg = G^T [ (A dY A^T) * (B^T d B) ] G
 
 and that of the whole batch is G^T [ sum over tiles (A dY_t A^T) * (B^T d_t B) ] G: per position
-q of the a x a transformed tile (a = r + 1), one GEMM dM[q][k, c] += sum_t Y[q][t, k] V[q][t, c]
+q of the a x a transformed tile (a = m + r - 1), one GEMM dM[q][k, c] += sum_t Y[q][t, k] V[q][t, c]
 over all tiles of all images (a^2 multiplications per tile, filter and channel instead of the direct
-kernel's 4 r^2: 16 against 36 for 3x3, 36 against 100 for 5x5), then one back-transform per call.
-The matrices are winograd.matrices(2, r).
+kernel's m^2 r^2: 16 against 36 for F(2x2, 3x3), 36 against 144 for F(4x4, 3x3), 36 against 100 for
+F(2x2, 5x5)), then one back-transform per call. The matrices are winograd.matrices(m, r).
 
   images    copied channel-last into a zero-bordered (Hb, Wb, Cp) buffer (the image moved by the
             padding, Cp: C rounded up to whole vectors), the conv-output gradient into a
-            (2 tH, 2 tW, Kp) one, zero past (OH, OW) (ragged last tiles); both zeroed once per thread
+            (m tH, m tW, Kp) one, zero past (OH, OW) (ragged last tiles); both zeroed once per thread
             (every image writes the same positions).
-  transforms  B^T d B and A dY A^T with vectors over the channels (filters): a tile's a^2 (4) rows
+  transforms  B^T d B and A dY A^T with vectors over the channels (filters): a tile's a^2 (m^2) rows
             of channels are whole vectors, and its a^2 transformed rows are stored as rows t of
             V[q][t][Cp] and Y[q][t][Kp], the layouts the GEMM streams, with no packing.
   GEMM      per position, a register-blocked micro-kernel over the tiles: MR rows of the side with
@@ -31,7 +32,7 @@ from .. import irutil as U
 from ..irutil import lanes
 from . import gemm
 from .directconv import Vec, kernel_function
-from .winograd import combine, combine_scalars, matrices
+from .winograd import combine, combine_scalars, input_transform, matrices
 
 TILES_MIN, TILES_MAX = 64, 128   # tiles one GEMM reduces over (its micro-kernel's loop length)
 
@@ -51,22 +52,22 @@ def _ceil(a, b):
 
 class GradPlan:
     """Static layout of the weight gradient of an r x r unit-stride correlation of (C, H, W) images,
-    moved by shift into a zero border, with (K, OH, OW) conv-output gradients (all Python ints).
-    flip: the filters are turned 180 degrees (filter_flip)."""
+    moved by shift into a zero border, with (K, OH, OW) conv-output gradients (all Python ints), by
+    F(m x m, r x r). flip: the filters are turned 180 degrees (filter_flip)."""
 
     variant = "winograd"
 
-    def __init__(self, dtype, C, H, W, K, OH, OW, shift, flip, r=3):
+    def __init__(self, dtype, C, H, W, K, OH, OW, shift, flip, r=3, m=2):
         self.dtype, self.C, self.H, self.W, self.K, self.OH, self.OW = dtype, C, H, W, K, OH, OW
-        self.shift, self.flip, self.r = tuple(shift), flip, r
-        self.a = r + 1                    # the transformed tile's side
-        self.BT, self.Gm, self.AT = matrices(2, r)
+        self.shift, self.flip, self.r, self.m = tuple(shift), flip, r, m
+        self.a = m + r - 1                # the transformed tile's side
+        self.BT, self.Gm, self.AT = matrices(m, r)
         self.L = L = lanes(dtype)
         _, MR0, NV, *_ = gemm.params(dtype)
-        self.tH, self.tW = _ceil(OH, 2), _ceil(OW, 2)
+        self.tH, self.tW = _ceil(OH, m), _ceil(OW, m)
         self.Timg = self.tH * self.tW
-        self.Hb, self.Wb = 2 * self.tH + r - 1, 2 * self.tW + r - 1
-        self.Hd, self.Wd = 2 * self.tH, 2 * self.tW
+        self.Hb, self.Wb = m * self.tH + r - 1, m * self.tW + r - 1
+        self.Hd, self.Wd = m * self.tH, m * self.tW
         self.Cp, self.Kp = _ceil(C, L) * L, _ceil(K, L) * L
         if self.Timg >= TILES_MIN:   # chunks of tile rows of one image
             self.Gi, self.rows = 1, max(1, min(self.tH, TILES_MAX // self.tW))
@@ -94,11 +95,11 @@ class GradPlan:
     @property
     def name(self):
         return (f"{self.dtype}_C{self.C}_K{self.K}_OH{self.OH}_OW{self.OW}_s{self.shift[0]}_{self.shift[1]}_"
-                f"G{self.Gi}r{self.rows}" + ("" if self.r == 3 else f"_f{self.r}"))
+                f"G{self.Gi}r{self.rows}" + ("" if self.r == 3 else f"_f{self.r}") + ("" if self.m == 2 else f"_m{self.m}"))
 
     def efficiency(self):
         """Share of the tiles' outputs inside (OH, OW)."""
-        return self.OH * self.OW / (4 * self.Timg)
+        return self.OH * self.OW / (self.m * self.m * self.Timg)
 
     def image_elems(self):
         return (self.Hb * self.Wb + self.L) * self.Cp
@@ -213,29 +214,29 @@ def _tiles_function(module, p, which):
     et = U.ll_type(p.dtype)
     L = p.L
     vec = Vec(module, p.dtype, L)
-    A = [list(col) for col in zip(*p.AT)]   # a x 2
+    A = [list(col) for col in zip(*p.AT)]   # a x m
     na = p.a
     if which == "in":
         n, wb, cp, qs, a = p.Cp // L, p.Wb, p.Cp, p.vq, na
     else:
-        n, wb, cp, qs, a = p.Kp // L, p.Wd, p.Kp, p.yq, 2
+        n, wb, cp, qs, a = p.Kp // L, p.Wd, p.Kp, p.yq, p.m
     with U.for_range(b, ntr, name="tr") as tr:
         ti = b.add(ti0, tr)
         with U.for_range(b, p.tW, name="tj") as tj:
             t = b.add(t_off, b.add(b.mul(tr, U.i64(p.tW)), tj))
-            corner = b.mul(b.add(b.mul(b.mul(ti, U.i64(2)), U.i64(wb)), b.mul(tj, U.i64(2))), U.i64(cp))
+            corner = b.mul(b.add(b.mul(b.mul(ti, U.i64(p.m)), U.i64(wb)), b.mul(tj, U.i64(p.m))), U.i64(cp))
             with U.for_range(b, n, name="cv") as cv:
                 base = U.gep(b, src, b.add(corner, b.mul(cv, U.i64(L))), et)
                 out = U.gep(b, dst, b.add(b.mul(t, U.i64(cp)), b.mul(cv, U.i64(L))), et)
                 rows = []   # each row of the tile transformed along its columns
                 for r in range(a):
                     d = [b.load(U.gep(b, base, (r * wb + s) * cp, et), typ=vec.t, align=vec.size) for s in range(a)]
-                    rows.append([combine(b, vec, row, d) for row in p.BT] if which == "in"
+                    rows.append(input_transform(b, vec, p, d) if which == "in"
                                 else [combine(b, vec, A[y], d) for y in range(na)])
                 for y in range(na):
                     col = [rows[r][y] for r in range(a)]
-                    col = [combine(b, vec, row, col) for row in p.BT] if which == "in" else [combine(b, vec, A[x], col)
-                                                                                   for x in range(na)]
+                    col = input_transform(b, vec, p, col) if which == "in" else [combine(b, vec, A[x], col)
+                                                                                 for x in range(na)]
                     for x, v in enumerate(col):
                         b.store(v, U.gep(b, out, (x * na + y) * qs, et), align=vec.size)
     b.ret_void()

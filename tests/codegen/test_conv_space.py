@@ -18,6 +18,10 @@ from symcnn.tensor.nnet.conv import conv2d
 from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
+# the Winograd forward / input-gradient tile transforms: ("tile", dtype, "F2" | "F4" | "F2r5")
+WINO_TILES = re.compile(r'define internal void @"?symcnn_wino_in_(float32|float64)_(F\d(?:r\d)?)_')
+# the Winograd weight gradient's: ("gw tile", dtype, "_m4" for F(4x4), "" for F(2x2))
+WGW_TILES = re.compile(r'define internal void @"?symcnn_wgw_in_(float32|float64)_[A-Za-z0-9_]*?(_m4|)"?\(')
 
 VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
@@ -86,7 +90,10 @@ def _check(cfg, seen):
     # float32 sums of up to C*kh*kw (forward, input gradient) or B*OH*OW (weight gradient) products
     tol = dict(rtol=1e-4, atol=2e-3) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn, _ = check_native_vs_reference(ins, outs, vals, **tol)
-    seen.update(BODY.findall(fn.dump_llvm()))
+    ir_text = fn.dump_llvm()
+    seen.update(BODY.findall(ir_text))
+    seen.update(("tile",) + t for t in WINO_TILES.findall(ir_text))
+    seen.update(("gw tile",) + t for t in WGW_TILES.findall(ir_text))
 
 
 def _run(strategy, n, extra):
@@ -206,6 +213,19 @@ _WINOGRAD_EXAMPLES = [   # ragged last tiles, several images per GEMM panel, F(4
                                                    filter_dilation=(1, 1)), True),
     ("float32", (9, 16, 16, 16), (16, 16, 3, 3), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
+    # 8x8 images: F(4x4)'s forward tile grid wastes too much (F(2x2); float64 on AVX2 takes F(4x4));
+    # 6x6: so does its weight gradient's (F(2x2), and no Winograd forward)
+    ("float64", (8, 32, 8, 8), (32, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(1, 1)), True),
+    ("float32", (3, 16, 6, 6), (16, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                   filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 6, 6), (16, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(1, 1)), True),
+    # more channels than conv_winograd.MAX_CHANNELS_F4: float32 keeps F(2x2) (float64 takes F(4x4))
+    ("float32", (1, 136, 16, 16), (16, 136, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                       filter_dilation=(1, 1)), True),
+    ("float64", (1, 136, 16, 16), (16, 136, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                       filter_dilation=(1, 1)), True),
     # the weight gradient: more filters than channels (the GEMM's sides swapped), channels and filters
     # no multiple of the vectors, a padding pair, batch 1
     ("float64", (1, 24, 13, 11), (64, 24, 3, 3), dict(border_mode=(2, 1), subsample=(1, 1), filter_flip=False,
@@ -215,14 +235,54 @@ _WINOGRAD_EXAMPLES = [   # ragged last tiles, several images per GEMM panel, F(4
 
 @pytest.mark.parametrize("max_tile", [2, 4])
 def test_winograd_shapes(monkeypatch, max_tile):
-    """The Winograd kernels (forward, input gradient and, F(2x2) only, weight gradient) against the
-    reference, F(2x2) tiles (the default) and F(4x4) ones where allowed. Their float32 rounding error is at most about 1e-6
-    (F(2x2)) / 5e-6 (F(4x4), up to 64 channels) of the largest output, inside the tolerance
-    (outputs here reach ~100: atol 2e-3 is 2e-5 of that)."""
+    """The Winograd kernels (forward, input gradient, weight gradient) against the reference, F(4x4)
+    tiles where they waste little (the default) and F(2x2) ones. Their float32 rounding error is at
+    most about 1e-6 (F(2x2)) / 3.3e-6 (F(4x4), up to 128 channels) of the largest output, inside the
+    tolerance (outputs here reach ~100: atol 2e-3 is 2e-5 of that). Both tile sizes are reached in
+    both dtypes, in the forward and input gradient and in the weight gradient, with F(4x4) allowed
+    (F(2x2): small images, and float32 forwards with more than MAX_CHANNELS_F4 channels), F(2x2)
+    alone without."""
     from codegen.options import options
     monkeypatch.setattr(options, "winograd_max_tile", max_tile)
-    seen = _run(winograd_configs(), 12 if max_tile == 2 else 6, _WINOGRAD_EXAMPLES)
+    seen = _run(winograd_configs(), 12 if max_tile == 2 else 8, _WINOGRAD_EXAMPLES)
     assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
+    tiles = {t for t in seen if t[0] in ("tile", "gw tile")}
+    both = ("float32", "float64")
+    if max_tile == 2:
+        assert tiles == {(kind, dt, tile) for dt in both for kind, tile in (("tile", "F2"), ("gw tile", ""))}, tiles
+    else:   # (which small images keep F(2x2) in float64 depends on the target's vectors)
+        want = {(kind, dt, tile) for dt in both for kind, tile in (("tile", "F4"), ("gw tile", "_m4"), ("gw tile", ""))}
+        assert want | {("tile", "float32", "F2")} <= tiles <= want | {("tile", dt, "F2") for dt in both}, tiles
+
+
+@pytest.mark.parametrize("dtype,C,m", [("float32", 128, 4), ("float32", 129, 2), ("float64", 256, 4),
+                                       ("float32", 16, 4)])
+def test_winograd_tile_size_by_channels(dtype, C, m):
+    """float32 takes F(4x4) up to conv_winograd.MAX_CHANNELS_F4 channels (its rounding error grows
+    with them), float64 with any; 32x32 outputs waste none of either tile grid."""
+    from codegen.kernels.conv_winograd import MAX_CHANNELS_F4, winograd_images
+    assert MAX_CHANNELS_F4 == 128
+    wi = winograd_images(dtype, C, 32, 32, 64, 3, 3, 32, 32, (1, 1), True, batch=16)
+    assert wi is not None and wi.p.m == m, (wi and wi.p.m)
+
+
+@pytest.mark.parametrize("xs,ws", [((8, 64, 32, 32), (64, 64, 3, 3)), ((8, 128, 16, 16), (128, 128, 3, 3))])
+def test_winograd_4x4_float32_error(xs, ws):
+    """F(4x4)'s float32 forward against a float64 reference: its points (0, +-1, 1/2, -2) keep the
+    error within about 3e-6 of the largest output up to 128 channels (Lavin & Gray's 0, +-1, +-2
+    give 9e-6 with 64 channels on 32x32 images, 1.2e-5 with 128), a third of the debug mode's
+    float32 tolerance."""
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="half"))
+    assert re.search(r"symcnn_wino_in_float32_F4_", fn.dump_llvm())
+    x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
+    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64, border_mode="half"), mode="reference")
+    rng = np.random.default_rng(1)
+    for xv in (rng.standard_normal(xs).astype("float32"), np.abs(rng.standard_normal(xs)).astype("float32")):
+        wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 9)).astype("float32")
+        ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
+        assert np.abs(fn(xv, wv) - ref).max() <= 4e-6 * np.abs(ref).max()
 
 
 _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per panel; 'full'
