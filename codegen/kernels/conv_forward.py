@@ -3,8 +3,9 @@
 Four ways, chosen when compiling (forward_variant):
 
   winograd  3x3 or 5x5 filters, unit strides, static shapes, 16 or more channels and filters, a tile
-          grid that wastes little: Winograd's F(2x2, 3x3) (conv_winograd.py; F(4x4, 3x3) with
-          options.winograd_max_tile = 4), 2.25x (4x) fewer multiplications than the direct kernel,
+          grid that wastes little: Winograd's F(4x4, 3x3) (conv_winograd.py; up to 128 float32
+          channels where its grid wastes little, else F(2x2, 3x3), or always with
+          options.winograd_max_tile = 2), 4x (2.25x) fewer multiplications than the direct kernel,
           or F(2x2, 5x5), 2.78x fewer.
   gemm batch  a 1x1 unpadded convolution, static shapes, at most KC channels: one GEMM over the
           whole batch, the filters packed once (conv_1x1.py); strided ones with enough filters.
