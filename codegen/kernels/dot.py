@@ -4,7 +4,8 @@ hoisted out of the j loop; B's once per element, packed into a panel before the 
 its epilogue as each output row is stored, after the row's whole k-sum is accumulated.
 
 Large float products (at least options.gemm_min_parallel multiply-adds) are split over the threads of the
-module's pool (threadpool.py). With at least one MC block of rows per thread, by rows: B packed once
+module's pool (threadpool.py). With options.gemm_rows_shared_b and at least one MC block of rows
+per thread, by rows: B packed once
 into a buffer the threads share (its panels packed by all threads), then ranges of row tiles, a few
 per thread, claimed as threads get free, each packing only its own rows of A. Otherwise the columns
 of C (or its rows, when C is taller than wide at run time, so that the operand every thread packs in
@@ -288,6 +289,8 @@ def _rows_shared_b(b, dt, dims, T):
     an MC block of rows, and the product is not one _parallel_gemm_split keeps on one thread)."""
     L, MR, NV, KC, MC, NC = params(dt)
     m, n, k = dims
+    if not options.gemm_rows_shared_b:
+        return False
     if all(isinstance(d, int) for d in dims):
         return m >= T * MC and m * n * k >= options.gemm_min_parallel
     tall = b.icmp_signed(">=", U.as_value(b, m), U.i64(T * MC))

@@ -137,7 +137,12 @@ def test_bounds_checked_builds_stay_serial(threads):
     np.testing.assert_allclose(f(xv, yv), xv @ yv, rtol=RTOL, atol=ATOL)
 
 
-def test_tall_products_share_one_packed_b(threads):
+@pytest.fixture
+def rows_shared_b(monkeypatch):
+    monkeypatch.setattr(options, "gemm_rows_shared_b", True)
+
+
+def test_tall_products_share_one_packed_b(threads, rows_shared_b, monkeypatch):
     """At least one MC block of rows per thread: rows split, B packed once (symcnn_gemm_packb)."""
     from codegen.build import build_module
     from codegen.microkernels.gemm import params
@@ -155,6 +160,8 @@ def test_tall_products_share_one_packed_b(threads):
     assert "symcnn_gemm_rows" not in short and "symcnn_gemm_part" in short
     dynamic = _rows_fn(2, "float32", False, False, True)   # run-time shapes: both splits, chosen per call
     assert "symcnn_gemm_rows" in dynamic.runner.ir and "symcnn_gemm_part" in dynamic.runner.ir
+    monkeypatch.setattr(options, "gemm_rows_shared_b", False)
+    assert "symcnn_gemm_rows" not in ir_for(2 * MC, 300, 200, 2)
 
 
 _ROWS_FNS = {}
@@ -188,7 +195,7 @@ def _tall_cases(draw):
 
 @settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_tall_cases())
-def test_tall_products_against_numpy_and_one_thread(threads, case):
+def test_tall_products_against_numpy_and_one_thread(threads, rows_shared_b, case):
     """The shared-B row split (rows over n threads, ranges claimed as threads get free): tall
     products with odd N and K, transposed operands, an epilogue, float32/64 against numpy, and
     bit for bit equal to the same function on one thread."""
