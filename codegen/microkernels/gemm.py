@@ -312,12 +312,15 @@ def _pack_b_transposed(ctx, dtype, x, ld, N, pc, kc, jc, nc, bp):
         panel = b.gep(bp, [b.mul(b.mul(jp, U.i64(NR)), kc)], source_etype=et)
         with U.for_range(b, kblk, step=L, name="tbp") as p0:
             row = b.add(pc, p0)
-            for v in range(NV):
-                cols = [b.add(col0, U.i64(v * L + j)) for j in range(L)]
-                vecs = [b.load(b.gep(x, [b.add(b.mul(cj, ld), row)], source_etype=et), typ=vt, align=size)
-                        for cj in cols]
+            # one L x L block per iteration of a loop over the panel's NV vectors (compile time:
+            # one transposition network, not NV)
+            with U.for_range(b, NV, name="tbv") as v:
+                c0 = b.add(col0, b.mul(v, U.i64(L)))
+                vecs = [b.load(b.gep(x, [b.add(b.mul(b.add(c0, U.i64(j)), ld), row)], source_etype=et), typ=vt,
+                               align=size) for j in range(L)]
                 for q, vec in enumerate(_transpose_shuffles(b, vecs, L)):
-                    dst = b.gep(panel, [b.add(b.mul(b.add(p0, U.i64(q)), U.i64(NR)), U.i64(v * L))], source_etype=et)
+                    dst = b.gep(panel, [b.add(b.mul(b.add(p0, U.i64(q)), U.i64(NR)), b.mul(v, U.i64(L)))],
+                                source_etype=et)
                     b.store(vec, dst, align=size)
         with U.for_range(b, kc, start=kblk, name="tbq") as p:
             row = b.add(pc, p)
