@@ -275,6 +275,97 @@ def _pack_a(ctx, dtype, A, M, ic, mc, pc, kc, ap):
                 b.store(b.select(valid[i], v, zero), U.gep(b, dst, i, et))
 
 
+def _transpose_shuffles(b, rows, L):
+    """The L x L transpose of `rows` (L vectors of L lanes): log2(L) butterfly stages, stage h
+    swapping bit h of the row index with bit h of the lane index."""
+    rows = list(rows)
+    h = 1
+    while h < L:
+        lo = [k if not k & h else L + k - h for k in range(L)]
+        hi = [k + h if not k & h else L + k for k in range(L)]
+        out = list(rows)
+        for i in range(L):
+            if not i & h:
+                x, y = rows[i], rows[i + h]
+                out[i] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(U.I32, L), lo))
+                out[i + h] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(U.I32, L), hi))
+        rows = out
+        h *= 2
+    return rows
+
+
+def _pack_b_transposed(ctx, dtype, x, ld, N, pc, kc, jc, nc, bp):
+    """_pack_b of B[p, j] = x[p + j*ld] (a transposed matrix, unit row stride): the full NR-column
+    panels read L x L blocks along p (contiguous), transpose them in registers and store whole
+    vectors; the rows of a panel past the last whole block of L, and the partial panel, go
+    through _pack_b's element loops."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = params(dtype)
+    NR = NV * L
+    et = U.ll_type(dtype)
+    vt = ir.VectorType(et, L)
+    size = U.itemsize(dtype)
+    nfull = b.udiv(nc, U.i64(NR))
+    kblk = b.mul(b.udiv(kc, U.i64(L)), U.i64(L))
+    with U.for_range(b, nfull, name="tbj") as jp:
+        col0 = b.add(jc, b.mul(jp, U.i64(NR)))
+        panel = b.gep(bp, [b.mul(b.mul(jp, U.i64(NR)), kc)], source_etype=et)
+        with U.for_range(b, kblk, step=L, name="tbp") as p0:
+            row = b.add(pc, p0)
+            # one L x L block per iteration of a loop over the panel's NV vectors (compile time:
+            # one transposition network, not NV)
+            with U.for_range(b, NV, name="tbv") as v:
+                c0 = b.add(col0, b.mul(v, U.i64(L)))
+                vecs = [b.load(b.gep(x, [b.add(b.mul(b.add(c0, U.i64(j)), ld), row)], source_etype=et), typ=vt,
+                               align=size) for j in range(L)]
+                for q, vec in enumerate(_transpose_shuffles(b, vecs, L)):
+                    dst = b.gep(panel, [b.add(b.mul(b.add(p0, U.i64(q)), U.i64(NR)), b.mul(v, U.i64(L)))],
+                                source_etype=et)
+                    b.store(vec, dst, align=size)
+        with U.for_range(b, kc, start=kblk, name="tbq") as p:
+            row = b.add(pc, p)
+            dst = b.gep(panel, [b.mul(p, U.i64(NR))], source_etype=et)
+            with U.for_range(b, NR, name="tbc") as j:
+                v = b.load(b.gep(x, [b.add(b.mul(b.add(col0, j), ld), row)], source_etype=et), typ=et)
+                b.store(v, b.gep(dst, [j], source_etype=et))
+    done = b.mul(nfull, U.i64(NR))
+    with b.if_then(b.icmp_signed(">", b.sub(nc, done), U.i64(0))):
+        # the partial panel: _pack_b's own loops, on the columns from `done` on (their panels
+        # start at done * kc in bp, where _pack_b puts a block's first panel)
+        _pack_b(ctx, dtype, Strided(dtype, x, 1, ld), N, pc, kc, b.add(jc, done), b.sub(nc, done),
+                b.gep(bp, [b.mul(done, kc)], source_etype=et))
+
+
+def _pack_a_transposed(ctx, dtype, x, ld, M, ic, mc, pc, kc, ap):
+    """_pack_a of A[i, p] = x[i + p*ld] (a transposed matrix, unit row stride): for each p the
+    block's rows are contiguous in memory, read in order into their micro-panels (rows past M zero)."""
+    b = ctx.b
+    L, MR, NV, KC, MC, NC = params(dtype)
+    et = U.ll_type(dtype)
+    npan = U.ceildiv(b, mc, MR)
+    nfull = b.udiv(b.sub(M, ic), U.i64(MR))   # panels whose MR rows all exist
+    nfull = U.smin(b, nfull, npan)
+    zero = U.const(dtype, 0)
+    with U.for_range(b, kc, name="tap") as p:
+        src = b.gep(x, [b.add(b.mul(b.add(pc, p), ld), ic)], source_etype=et)
+        dst0 = b.gep(ap, [b.mul(p, U.i64(MR))], source_etype=et)
+        with U.for_range(b, nfull, name="tai") as ip:
+            s = b.gep(src, [b.mul(ip, U.i64(MR))], source_etype=et)
+            d = b.gep(dst0, [b.mul(b.mul(ip, U.i64(MR)), kc)], source_etype=et)
+            for i in range(MR):
+                b.store(b.load(U.gep(b, s, i, et), typ=et), U.gep(b, d, i, et))
+        with b.if_then(b.icmp_signed("<", nfull, npan)):
+            # the last panel, with rows past M: zeros there
+            r0 = b.mul(nfull, U.i64(MR))
+            s = b.gep(src, [r0], source_etype=et)
+            d = b.gep(dst0, [b.mul(r0, kc)], source_etype=et)
+            left = b.sub(b.sub(M, ic), r0)
+            for i in range(MR):
+                ok = b.icmp_signed("<", U.i64(i), left)
+                v = b.load(U.gep(b, s, U.smin(b, U.i64(i), b.sub(left, U.i64(1))), et), typ=et)
+                b.store(b.select(ok, v, zero), U.gep(b, d, i, et))
+
+
 def _strided_of(x, dtype):
     """A Strided view of a loader that is plain memory of `dtype` (else None)."""
     from ..lower import Array, bounds_checker
@@ -299,12 +390,18 @@ def _pack_function(module, dtype, which):
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fctx = U.FunctionContext(module, b)
     with b.if_else(b.icmp_signed("==", cs, U.i64(1))) as (unit, other):
-        for strided in (Strided(dtype, x, rs, 1), Strided(dtype, x, rs, cs)):
-            with (unit if strided.cs == 1 else other):
-                if which == "a":
-                    _pack_a(fctx, dtype, strided, dim, r0, rn, c0, cn, dst)
-                else:
-                    _pack_b(fctx, dtype, strided, dim, r0, rn, c0, cn, dst)
+        with unit:
+            (_pack_a if which == "a" else _pack_b)(fctx, dtype, Strided(dtype, x, rs, 1), dim, r0, rn, c0, cn, dst)
+        with other:
+            # a transposed operand (unit row stride, as X.T): its own loops, along memory
+            with b.if_else(b.icmp_signed("==", rs, U.i64(1))) as (transposed, strided):
+                with transposed:
+                    if which == "a":
+                        _pack_a_transposed(fctx, dtype, x, cs, dim, r0, rn, c0, cn, dst)
+                    else:
+                        _pack_b_transposed(fctx, dtype, x, cs, dim, r0, rn, c0, cn, dst)
+                with strided:
+                    (_pack_a if which == "a" else _pack_b)(fctx, dtype, Strided(dtype, x, rs, cs), dim, r0, rn, c0, cn, dst)
     b.ret_void()
     return fn
 

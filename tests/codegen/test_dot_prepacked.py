@@ -19,7 +19,7 @@ def _scan_products(step, dtype):
 
 
 def _packed_in_ir(fn):
-    return "qpc" in fn.dump_llvm()   # the loop of emit_gemm_packed_b over K slices
+    return "ppc.head" in fn.dump_llvm()   # the loop of prepacked.pack_b over K slices
 
 
 STEPS = {
@@ -67,13 +67,16 @@ def test_transposed_non_sequence_and_a_recurrence():
 
 
 def test_large_product_on_two_threads(monkeypatch):
-    # past options.gemm_min_parallel the product is split over the threads (B packed per part)
+    # past options.gemm_min_parallel the product is split over the threads (B packed per part, or,
+    # with an MC block of rows per thread, the prepacked B shared by ranges of rows)
     from tests.helpers import allow_more_threads_than_cores
+    from codegen.options import options
     allow_more_threads_than_cores(monkeypatch)
     monkeypatch.setattr(symcnn.config, "num_threads", 2)
+    monkeypatch.setattr(options, "gemm_rows_shared_b", True)
     rng = make_rng(3)
     ins, out = _scan_products(STEPS["epilogue"], "float32")
-    calls = [[rand((2, m, 256), "float32", rng), rand((256, 300), "float32", rng)] for m in (64, 3)]
+    calls = [[rand((2, m, 256), "float32", rng), rand((256, 300), "float32", rng)] for m in (64, 3, 251)]
     check_native_vs_reference(ins, out, None, calls=calls, rtol=1e-4, atol=1e-5)
 
 

@@ -6,6 +6,8 @@ import itertools
 import llvmlite.binding as llvm
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from llvmlite import ir
 
 import symcnn
@@ -15,6 +17,7 @@ from codegen import jit
 from codegen import target as targets
 from codegen.microkernels import gemm
 from codegen.lower import Array
+from tests.fuzz.strategies import examples
 from tests.helpers import is_extra_target, target  # noqa: F401 (target: a fixture, one run per target)
 
 SIZES = [1, 7, 16, 17, 31, 33, 50, 65, 129]
@@ -117,6 +120,31 @@ def test_strided_and_transposed(dtype, target):
         for ta, tb, step in [(True, False, 1), (False, True, 1), (True, True, 1), (False, False, 2)]:
             for acc in (False, True):
                 _check(m, n, k, dtype, rng, acc, ta, tb, step)
+
+
+def _dim(edges):
+    """A size near one of the blocking edges (a tile or block size, +-1, or a small odd one)."""
+    return st.one_of(st.integers(1, 40), st.sampled_from(sorted({max(1, e + d) for e in edges for d in (-1, 0, 1)})))
+
+
+@st.composite
+def _transposed_cases(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    L, MR, NV, KC, MC, NC = gemm.params(dtype)
+    m = draw(_dim([MR, MC, MC + MR, 2 * MC]))
+    n = draw(_dim([L, NV * L, 2 * NV * L + L, NC]))
+    k = draw(_dim([L, KC, KC + L, 2 * KC]))
+    ta, tb = draw(st.sampled_from([(True, False), (False, True), (True, True)]))
+    return dtype, m, n, k, ta, tb, draw(st.booleans()), draw(st.integers(0, 2 ** 16))
+
+
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_transposed_cases())
+def test_transposed_operands_across_blocks(target, case):
+    """Transposed operands (unit row stride: X.T) are packed along memory by their own loops
+    (register-transposed L x L blocks for B): every tile edge, K slice and M/N block against numpy."""
+    dtype, m, n, k, ta, tb, acc, seed = case
+    _check(m, n, k, dtype, np.random.default_rng(seed), acc, ta, tb)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,12 +1,15 @@
 """Dot / FusedDot products split over the threads of the module's pool (codegen/kernels/dot.py)."""
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import symcnn
 import symcnn.tensor as T
 from codegen.options import options
 from symcnn.config import config
 
+from tests.fuzz.strategies import examples
 from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -132,3 +135,80 @@ def test_bounds_checked_builds_stay_serial(threads):
     assert "symcnn_pool" not in f.runner.ir
     xv, yv = _data((61, 70), 0), _data((70, 191), 1)
     np.testing.assert_allclose(f(xv, yv), xv @ yv, rtol=RTOL, atol=ATOL)
+
+
+@pytest.fixture
+def rows_shared_b(monkeypatch):
+    monkeypatch.setattr(options, "gemm_rows_shared_b", True)
+
+
+def test_tall_products_share_one_packed_b(threads, rows_shared_b, monkeypatch):
+    """At least one MC block of rows per thread: rows split, B packed once (symcnn_gemm_packb)."""
+    from codegen.build import build_module
+    from codegen.microkernels.gemm import params
+
+    def ir_for(M, K, N, n):
+        threads(n)
+        x, y = T.matrix("x"), T.matrix("y")
+        f = symcnn.function([x, y], T.dot(x.reshape((M, K)), y.reshape((K, N))), mode="reference")
+        return build_module(f.fgraph, []).ir_text
+
+    MC = params("float32")[4]
+    tall = ir_for(2 * MC, 300, 200, 2)
+    assert "symcnn_gemm_rows" in tall and "symcnn_gemm_packb" in tall and "symcnn_gemm_part" not in tall
+    short = ir_for(2 * MC - 1, 300, 200, 2)
+    assert "symcnn_gemm_rows" not in short and "symcnn_gemm_part" in short
+    dynamic = _rows_fn(2, "float32", False, False, True)   # run-time shapes: both splits, chosen per call
+    assert "symcnn_gemm_rows" in dynamic.runner.ir and "symcnn_gemm_part" in dynamic.runner.ir
+    monkeypatch.setattr(options, "gemm_rows_shared_b", False)
+    assert "symcnn_gemm_rows" not in ir_for(2 * MC, 300, 200, 2)
+
+
+_ROWS_FNS = {}
+
+
+def _rows_fn(n, dtype, ta, tb, epilogue):
+    """f(x, y, b) = dot(x or x.T, y or y.T) (+ b, tanh) with run-time shapes, on n threads."""
+    key = (n, dtype, ta, tb, epilogue)
+    if key not in _ROWS_FNS:
+        config.num_threads = n
+        x, y, b = T.matrix("x", dtype=dtype), T.matrix("y", dtype=dtype), T.vector("b", dtype=dtype)
+        out = T.dot(x.T if ta else x, y.T if tb else y)
+        if epilogue:
+            out = T.tanh(out + b)
+        _ROWS_FNS[key] = symcnn.function([x, y, b], out, on_unused_input="ignore")
+    return _ROWS_FNS[key]
+
+
+@st.composite
+def _tall_cases(draw):
+    from codegen.microkernels.gemm import params
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    L, MR, NV, KC, MC, NC = params(dtype)
+    n = draw(st.sampled_from([2, 3]))
+    M = draw(st.one_of(st.integers(n * MC, n * MC + 4 * MR), st.sampled_from([500, 800, 1201])))
+    N = draw(st.one_of(st.integers(1, 3 * NV * L), st.sampled_from([500, NC + 1])))
+    K = draw(st.one_of(st.integers(1, 40), st.sampled_from([KC - 1, KC, KC + 1, 2 * KC + 3])))
+    return (n, dtype, draw(st.booleans()), draw(st.booleans()), draw(st.booleans()), M, N, K,
+            draw(st.integers(0, 2 ** 16)))
+
+
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_tall_cases())
+def test_tall_products_against_numpy_and_one_thread(threads, rows_shared_b, case):
+    """The shared-B row split (rows over n threads, ranges claimed as threads get free): tall
+    products with odd N and K, transposed operands, an epilogue, float32/64 against numpy, and
+    bit for bit equal to the same function on one thread."""
+    n, dtype, ta, tb, epi, M, N, K, seed = case
+    threads(n, THRESHOLD)
+    rng = np.random.default_rng(seed)
+    xv = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    yv = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    bv = rng.standard_normal(N).astype(dtype)
+    got = _rows_fn(n, dtype, ta, tb, epi)(xv, yv, bv)
+    want = (xv.T if ta else xv).astype("float64") @ (yv.T if tb else yv).astype("float64")
+    if epi:
+        want = np.tanh(want + bv)
+    tol = 2e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.sqrt(K + 1))
+    np.testing.assert_array_equal(got, _rows_fn(1, dtype, ta, tb, epi)(xv, yv, bv))
