@@ -43,8 +43,14 @@ def pooled_plan(op, dtype, dims):
 
 
 def grad_plan(op, dtype, dims, need_gx):
-    """pooled_plan for the backward without an input gradient (a first layer's), else None."""
-    return None if need_gx else pooled_plan(op, dtype, dims)
+    """pooled_plan for the backward without an input gradient (a first layer's) whose windows cover
+    the conv output, else None. (Conv positions of no window get a zero gradient, which still meets
+    the image there: an Inf in it makes the reference's weight gradient NaN.)"""
+    OH, OW = dims[7:9]
+    if need_gx or not (isinstance(OH, int) and isinstance(OW, int)) or op.pool is None or \
+            OH % op.ws[0] or OW % op.ws[1]:
+        return None
+    return pooled_plan(op, dtype, dims)
 
 
 def _reducer(op, dt):
