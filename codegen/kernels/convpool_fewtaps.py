@@ -114,7 +114,7 @@ def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
     """The fused backward without input gradient: gW (dense [K][C][kh][kw]) and gb (or None) from
     images xs, the tie mask md (dense, or None) and the gradient program's inputs prog_ptrs (z,
     out, g_1..g_m: dense pooled blocks, None where not read)."""
-    from .convpool import _apply, _row_sum
+    from .convpool import _apply
     b = ctx.b
     et = U.ll_type(dt)
     B = xs.shape[0]
@@ -149,11 +149,8 @@ def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
             base = U.mul(bb, n, img)
             srcs = [gep(bb, v[f"g{i}"], base, et) if v[f"g{i}"] is not None else None for i in range(len(prog_ptrs))]
             _apply(bctx, op.dact, dt, srcs, gpre, img)
-            with U.for_range(bb, p.K, name="gbk") as k:
-                gk = gep(bb, gsum, k, U.F64)
-                s = _row_sum(bctx, dt, gep(bb, gpre, U.mul(bb, k, p.n), et), 1, p.n, p.n)
-                bb.store(bb.fadd(bb.load(gk, typ=U.F64), s), gk)
-            FP.emit_tops(bctx, p, op, gpre, gep(bb, v["mask"], base, mt) if v["mask"] is not None else None, top)
+            FP.emit_tops(bctx, p, op, gpre, gep(bb, v["mask"], base, mt) if v["mask"] is not None else None, top,
+                         gsum)
             FP.emit_planes(bctx, p, image_view(bb, xv, n), _pads(op, p), row, buf)
             FP.emit_grad_image(bctx, p, buf, top, v.part("dwv", dt))
 

@@ -450,10 +450,12 @@ def emit_forward_image(ctx, p, op, buf, wp, out, mask, bias, reduce):
 
 # -- weight gradient -------------------------------------------------------------------------------
 
-def emit_tops(ctx, p, op, g, mask, top):
+def emit_tops(ctx, p, op, g, mask, top, gsum=None):
     """top[k][phase][q] = the pooled gradient g[k, q] where the phase's tie bit of mask[k, q] is
     set, else 0 (max pooling); top[k][0][q] = g[k, q] times the window scale (average pools; the
-    sum: g); 0 for q past the positions. g, mask: one image's dense (K, PH, PW) blocks."""
+    sum: g); 0 for q past the positions. g, mask: one image's dense (K, PH, PW) blocks. gsum: float64
+    per-filter sums, += the sum of g[k] (float64 lane partials over the vectors in order, then the
+    lanes pairwise: a fixed order)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     L = p.L
@@ -467,6 +469,8 @@ def emit_tops(ctx, p, op, g, mask, top):
                           [U.PTR, U.I32, ir.VectorType(U.I1, L), mvt])
     scale = U.splat(b, U.const(p.dtype, op.window_scale()), vec.t) if p.pool not in ("max", "sum") else None
 
+    dvt = ir.VectorType(U.F64, L)
+
     def vector(k, j, keep):
         src = b.add(b.mul(k, U.i64(p.n)), U.i64(j * L))
         gp = b.gep(g, [src], source_etype=et)
@@ -475,7 +479,7 @@ def emit_tops(ctx, p, op, g, mask, top):
         if mt is None:
             b.store(b.fmul(gv, scale) if scale is not None else gv,
                     b.gep(top, [b.add(dst, U.i64(j * L))], source_etype=et), align=vec.size)
-            return
+            return gv
         mp = b.gep(mask, [src], source_etype=mt)
         bits = b.load(mp, typ=mvt, align=1) if keep is None else \
             b.call(mload, [mp, ir.Constant(U.I32, 1), keep, mzero])
@@ -484,10 +488,16 @@ def emit_tops(ctx, p, op, g, mask, top):
             hit = b.icmp_unsigned("!=", b.and_(bits, one), mzero)
             b.store(b.select(hit, gv, vec.zero),
                     b.gep(top, [b.add(dst, U.i64(ph_ * npad + j * L))], source_etype=et), align=vec.size)
+        return gv
 
     with U.for_range(b, p.K, name="tk") as k:
+        acc = ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L)
         for j in range(p.nvec):
-            vector(k, j, _lane_keep(L, p.tail) if j == p.nvec - 1 and p.tail < L else None)
+            gv = vector(k, j, _lane_keep(L, p.tail) if j == p.nvec - 1 and p.tail < L else None)
+            acc = b.fadd(acc, b.fpext(gv, dvt) if p.dtype == "float32" else gv)
+        if gsum is not None:
+            gk = b.gep(gsum, [k], source_etype=U.F64)
+            b.store(b.fadd(b.load(gk, typ=U.F64), U.lane_sum(b, acc)), gk)
 
 
 def _dw_kernel(module, p, mk, t0, nt):
