@@ -491,6 +491,20 @@ def test_pooled_first_layer_ignores_lanes_past_the_positions(target):
     assert "symcnn_fewtaps_pool_dw_float32" in fn.runner.ir
 
 
+def test_pooled_first_layer_reads_strided_images(target):
+    """Images whose rows are not contiguous (every second column of a wider input, a view) go through
+    the per-thread bordered row; forward and weight gradient match the reference."""
+    xs, ws = (3, 1, 12, 12), (6, 1, 5, 5)
+    fwd, _, bwd = conv_act_ops("tanh", imshp=xs, kshp=ws, ws=(2, 2))
+    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
+    (out, mask), grads = conv_act_apply(fwd, bwd, x[:, :, :, ::2], W, b, g)
+    xv, Wv, bv = _values((3, 1, 12, 24), ws)
+    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(6).standard_normal(ref.shape).astype("float32")
+    fn = check_native_vs_reference([x, W, b, g], [out, mask] + list(grads), [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)[0]
+    assert "symcnn_fewtaps_pool_dw_float32" in fn.runner.ir
+
+
 @st.composite
 def _pooled_first_layers(draw):
     """A first layer pooled before its activation over windows equal to their stride: 1-3 channels,
