@@ -70,7 +70,6 @@ def emit_forward(ctx, op, p, dt, xs, wd, bd, out, mask, zarr):
     biases bd (dense or None)."""
     from .convpool import _apply
     from .convpool_after import activation
-    b = ctx.b
     et = U.ll_type(dt)
     B = xs.shape[0]
     wp = ctx.scratch(dt, [p.weight_elems()])
