@@ -72,6 +72,7 @@ from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
+from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from .conv_winograd_grad import fused_grad_weights, fused_valid_grad_weights
 from ..microkernels import winograd as WG
@@ -181,6 +182,8 @@ def forward_variant(op, dtype, dims):
     into phases) or 'im2col'."""
     if winograd_forward(op, dtype, dims) is not None:
         return "winograd"
+    if FPK.pooled_plan(op, dtype, dims) is not None:
+        return FPK.pooled_plan(op, dtype, dims).variant
     di = padded_direct(op, dtype, dims)
     if di is not None and isinstance(di.p, FT.Plan):
         return di.variant
@@ -241,6 +244,10 @@ def lower_conv_pool_act(ctx, node, ins):
     xs = pinned(b, x, [B, C, H, W])
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
+    fp = FPK.pooled_plan(op, dt, dims)
+    if fp is not None:   # a first layer pooled in the kernel's registers
+        FPK.emit_forward(ctx, op, fp, dt, xs, wd, bd, out, mask, zarr)
+        return [outs[r] for r in roles]
     wi = winograd_forward(op, dt, dims)
     di = padded_direct(op, dt, dims) if wi is None else None
     dp = D.plan(op, dt, dims) if wi is None and (di is None or not isinstance(di.p, FT.Plan)) else None
@@ -447,6 +454,10 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
     need_gx = gx is not None
+    fp = FPK.grad_plan(op, dt, dims, need_gx)
+    if fp is not None:   # a first layer's weight gradient routed in the kernel's registers
+        FPK.emit_grad(ctx, op, fp, dt, xs, md, prog_ptrs, gW, gb)
+        return [outs[r] for r in op.output_roles()]
     dp = D.plan(op, dt, dims)
     # the direct weight gradient needs top zero outside the stored positions: it is zeroed once per
     # thread, and both the 2x2 vector scatter and the unpooled store write the same positions every image

@@ -398,8 +398,13 @@ def test_few_taps_per_output_take_the_few_tap_kernels(xs, ws, conv, pool_kw, dty
     assert variant.startswith("fewtaps"), variant
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
-    kernels = set(re.findall(r"define internal void @\"?(symcnn_fewtaps_[a-z]+_[a-z0-9]+_[a-z]+)_", fn.runner.ir))
     mode = variant.split()[1]
+    if mode == "pooled":   # pooled before the activation over windows equal to their stride: in the registers
+        pool = pool_kw.get("pool", "max")
+        assert re.search(rf"define internal void @\"?symcnn_fewtaps_pool_{dtype}_{pool}_", fn.runner.ir)
+        assert re.search(rf"define internal void @\"?symcnn_fewtaps_(pool_)?dw_{dtype}_", fn.runner.ir)
+        return
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_fewtaps_[a-z]+_[a-z0-9]+_[a-z]+)_", fn.runner.ir))
     assert f"symcnn_fewtaps_fwd_{dtype}_{mode}" in kernels, kernels
     assert f"symcnn_fewtaps_dw_{dtype}_{mode}" in kernels, kernels
 
@@ -421,6 +426,183 @@ def test_few_tap_backward_verifies():
     W, b = T.dtensor4("W"), T.dvector("b")
     fn = symcnn.function([W, b], T.grad(cost(W, b), [W, b]))
     assert "symcnn_fewtaps_dw_float64" in fn.runner.ir
+
+
+# First layers pooled before their activation over windows equal to their stride (LeNet's order): the
+# kernels of microkernels/fewtaps_pool.py pool (forward) and route the pooled gradient (weight gradient
+# without input gradient) in registers. (x shape, W shape, conv kwargs, pool kwargs, dtype, activation,
+# bias): pooled planes that are and are not a whole number of vectors, every pool mode, 3x3 windows (9
+# phases, a uint16 mask), rectangular ones, padding, batch 1 and odd batches, and conv outputs the windows
+# do not cover (the forward only: the weight gradient keeps the few-tap kernel of fewtaps.py, whose zero
+# gradient there meets the image as the reference's does).
+POOLED_FEW_TAP_CASES = [
+    ((5, 1, 28, 28), (20, 1, 5, 5), {}, dict(ws=(2, 2)), "float32", "tanh", True),                      # LeNet's
+    ((1, 3, 10, 12), (7, 3, 3, 3), dict(border_mode="half", filter_flip=False), dict(ws=(2, 2)), "float64",
+     "maximum", True),
+    ((3, 1, 16, 16), (6, 1, 5, 5), {}, dict(pool="average_exc_pad", ws=(2, 2)), "float32", "sigmoid", True),
+    ((7, 2, 10, 11), (5, 2, 3, 2), dict(border_mode=(1, 0)), dict(pool="average_inc_pad", ws=(2, 2)), "float64",
+     "relu", False),
+    ((3, 2, 12, 14), (9, 2, 3, 3), {}, dict(pool="sum", ws=(2, 3)), "float32", "leaky_relu", True),
+    ((3, 2, 14, 14), (5, 2, 3, 3), {}, dict(ws=(3, 3)), "float32", "tanh", True),                       # 9 phases
+    ((1, 1, 9, 20), (3, 1, 4, 4), dict(border_mode="full"), dict(ws=(1, 3)), "float64", "switch", True),  # 23 cols
+    ((5, 1, 13, 13), (4, 1, 5, 5), {}, dict(ws=(2, 2)), "float32", "tanh", True),                       # 9x9
+]
+
+
+def _conv_out(op, xs, ws):
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    return geometry.out_shape(xs, ws, op.border_mode, op.subsample)[2:]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,bias", POOLED_FEW_TAP_CASES)
+def test_pooled_first_layers_pool_in_registers(xs, ws, conv, pool_kw, dtype, act, bias, target):
+    """The forward and (windows covering the conv output) the weight gradient without input gradient
+    take the pooled few-tap kernels (read from the IR), and match the reference, ties included (0/1
+    images and +-1/4 filters: every tied maximum gets the gradient)."""
+    ops = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws, has_bias=bias))
+    assert _padded_plans(ops[0], dtype, xs, ws)[0] == "fewtaps pooled"
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    pool = pool_kw.get("pool", "max")
+    assert re.search(rf"define internal void @\"?symcnn_fewtaps_pool_{dtype}_{pool}_", fn.runner.ir)
+    (oh, ow), wsz = _conv_out(ops[0], xs, ws), pool_kw["ws"]
+    covered = oh % wsz[0] == 0 and ow % wsz[1] == 0
+    assert bool(re.search(rf"define internal void @\"?symcnn_fewtaps_pool_dw_{dtype}_{pool}_", fn.runner.ir)) == covered
+    if not covered:
+        assert re.search(rf"define internal void @\"?symcnn_fewtaps_dw_{dtype}_", fn.runner.ir)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")   # the reference's 0 * inf
+def test_pooled_first_layer_ignores_lanes_past_the_positions(target):
+    """The last vector's lanes past the pooled positions read the start of the next phase plane: an
+    Inf there must reach only the taps the reference meets it with (NaN positions as in the
+    reference). Pixel (0, 2) starts plane (0, 0, 1); the windows meet it with taps (0, 0..2) alone,
+    the lanes past plane (0, 0, 0)'s positions with taps (0..2, 0)."""
+    xs, ws = (3, 1, 14, 14), (5, 1, 3, 3)    # 12x12 conv output, 6x6 pooled: 36 positions
+    fwd, _, bwd = conv_act_ops("tanh", imshp=xs, kshp=ws, ws=(2, 2))
+    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
+    (out, mask), grads = conv_act_apply(fwd, bwd, x, W, b, g)
+    xv, Wv, bv = _values(xs, ws)
+    xv[1, 0, 0, 2] = np.inf
+    xv[2, 0, 0, 2] = -np.inf
+    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(5).standard_normal(ref.shape).astype("float32")
+    fn = check_native_vs_reference([x, W, b, g], [out, mask] + list(grads), [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)[0]
+    assert "symcnn_fewtaps_pool_dw_float32" in fn.runner.ir
+
+
+def test_pooled_first_layer_reads_strided_images(target):
+    """Images whose rows are not contiguous (every second column of a wider input, a view) go through
+    the per-thread bordered row; forward and weight gradient match the reference."""
+    xs, ws = (3, 1, 12, 12), (6, 1, 5, 5)
+    fwd, _, bwd = conv_act_ops("tanh", imshp=xs, kshp=ws, ws=(2, 2))
+    x, W, b, g = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.tensor4("g")
+    (out, mask), grads = conv_act_apply(fwd, bwd, x[:, :, :, ::2], W, b, g)
+    xv, Wv, bv = _values((3, 1, 12, 24), ws)
+    ref = symcnn.function([x, W, b], out, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(6).standard_normal(ref.shape).astype("float32")
+    fn = check_native_vs_reference([x, W, b, g], [out, mask] + list(grads), [xv, Wv, bv, gv], rtol=RTOL, atol=ATOL)[0]
+    assert "symcnn_fewtaps_pool_dw_float32" in fn.runner.ir
+
+
+@st.composite
+def _pooled_first_layers(draw):
+    """A first layer pooled before its activation over windows equal to their stride: 1-3 channels,
+    filters up to 5x5 (fewer than MIN_DIRECT_TAPS taps), any border mode, windows of 1-9 positions,
+    pooled planes of a few positions to several vectors, conv outputs the windows cover or not,
+    batch 1 or odd, every pool mode and activation, both dtypes, with or without bias, flipped or not."""
+    from codegen.kernels.conv_forward import MIN_DIRECT_TAPS
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    C, kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    if C * kh * kw >= MIN_DIRECT_TAPS:
+        C = 1
+    wsz = draw(st.sampled_from([(2, 2), (2, 2), (3, 3), (2, 1), (1, 3), (2, 3)]))
+    PH, PW = draw(st.integers(1, 6)), draw(st.integers(1, 13))
+    OH, OW = PH * wsz[0] + draw(st.sampled_from([0, 0, 1])), PW * wsz[1] + draw(st.sampled_from([0, 0, 1]))
+    border = draw(st.sampled_from(["valid", "half", "full", "pair"]))
+    if border == "pair":
+        border = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
+    pads = {"valid": (0, 0), "full": (kh - 1, kw - 1), "half": (kh // 2, kw // 2)}.get(border, border)
+    H, W = OH + kh - 1 - 2 * pads[0], OW + kw - 1 - 2 * pads[1]
+    if H < 1 or W < 1:
+        border, H, W = "valid", OH + kh - 1, OW + kw - 1
+    xs = (draw(st.sampled_from([1, 3, 5])), C, H, W)
+    ws = (draw(st.sampled_from([1, 2, 5, 13, 20])), C, kh, kw)
+    pool = draw(st.sampled_from(["max", "max", "average_exc_pad", "average_inc_pad", "sum"]))
+    conv = dict(border_mode=border, filter_flip=draw(st.booleans()))
+    return xs, ws, conv, dict(pool=pool, ws=wsz), draw(st.sampled_from(sorted(CONV_ACTIVATIONS))), dtype, \
+        draw(st.booleans())
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(_pooled_first_layers())
+def test_random_pooled_first_layers_match_reference(cfg):
+    """Random first layers against the reference; the pooled few-tap kernels run exactly where their
+    plan takes the layer (read from the IR: the weight gradient's where the windows cover the conv
+    output too)."""
+    from codegen.kernels.convpool_fewtaps import grad_plan, pooled_plan
+    xs, ws, conv, pool_kw, act, dtype, bias = cfg
+    ops = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws, has_bias=bias))
+    oh, ow = _conv_out(ops[0], xs, ws)
+    dims = list(xs) + [ws[0], ws[2], ws[3], oh, ow]
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    fwd_here = re.search(r"define internal void @\"?symcnn_fewtaps_pool_float", fn.runner.ir)
+    assert bool(fwd_here) == (pooled_plan(ops[0], dtype, dims) is not None)
+    dw_here = re.search(r"define internal void @\"?symcnn_fewtaps_pool_dw_", fn.runner.ir)
+    assert bool(dw_here) == (grad_plan(ops[0], dtype, dims, False) is not None)
+
+
+def test_pooled_first_layers_reach_the_kernels():
+    """The pooled plan takes every pool mode, 9-phase windows, pooled planes with a partial last
+    vector, and declines planes wasting most of their lanes and windows that overlap."""
+    from codegen.kernels.convpool_fewtaps import grad_plan, pooled_plan
+    from codegen.target import current
+    L = current().lanes("float32")
+    for pool in ("max", "average_exc_pad", "average_inc_pad", "sum"):
+        op = ConvPoolAct(pool=pool, ws=(2, 2), imshp=(3, 1, 28, 28), kshp=(20, 1, 5, 5))
+        dims = [3, 1, 28, 28, 20, 5, 5, 24, 24]
+        p = pooled_plan(op, "float32", dims)
+        assert p is not None and p.variant == "fewtaps pooled" and p.n == 144
+        assert grad_plan(op, "float32", dims, False) is not None and grad_plan(op, "float32", dims, True) is None
+    op = ConvPoolAct(ws=(3, 3), imshp=(3, 2, 14, 14), kshp=(5, 2, 3, 3))
+    p = pooled_plan(op, "float32", [3, 2, 14, 14, 5, 3, 3, 12, 12])
+    assert p is not None and p.nph == 9 and p.ntop == 9 and p.n == 16
+    op = ConvPoolAct(ws=(2, 2), imshp=(3, 1, 16, 16), kshp=(6, 1, 5, 5))   # 36 positions: a partial last vector
+    p = pooled_plan(op, "float32", [3, 1, 16, 16, 6, 5, 5, 12, 12])
+    assert p is not None and p.tail == 36 - (p.nvec - 1) * L and (L == 4 or p.tail < L)
+    # a pooled plane of L // 4 positions: most lanes wasted
+    op = ConvPoolAct(ws=(2, 2), imshp=(3, 1, 6, L // 2 + 4), kshp=(4, 1, 5, 5))
+    assert pooled_plan(op, "float32", [3, 1, 6, L // 2 + 4, 4, 5, 5, 2, L // 2]) is None
+    op = ConvPoolAct(ws=(3, 3), stride=(2, 2), imshp=(3, 1, 28, 28), kshp=(20, 1, 5, 5))   # overlapping
+    assert pooled_plan(op, "float32", [3, 1, 28, 28, 20, 5, 5, 24, 24]) is None
+
+
+def test_pooled_few_tap_plans_fit_registers(target):
+    """The forward tiles (MR filters x NV vectors x the window's phases) and the weight-gradient
+    blocks (MK x NT accumulators beside MK x phases routed gradients) fit the target's registers;
+    the weights are read once per (phase, tap) pair, every pair once."""
+    from codegen.microkernels import directconv as D, fewtaps_pool as FP
+    regs = target.vector_registers
+    for args in [(1, 28, 28, 20, 5, 5, (2, 2)), (3, 34, 34, 32, 3, 3, (2, 2)), (2, 14, 14, 5, 3, 3, (3, 3)),
+                 (1, 9, 20, 3, 4, 4, (1, 3))]:
+        for dtype in ("float32", "float64"):
+            for pool in ("max", "sum"):
+                p = FP.plan(dtype, *args[:6], args[6], True, pool)
+                assert p is not None
+                assert p.MR * p.NV * p.nph <= D.max_accumulators() + 4 and p.MR * p.NV * p.nph + p.NV + 2 <= regs
+                assert p.MK * p.NT + p.MK * p.ntop + 2 <= regs
+                pairs = [(ph, t) for _, _, _, prs in p.positions() for ph, t in prs]
+                assert sorted(pairs) == [(ph, t) for ph in range(p.nph) for t in range(p.P)]
+                assert len(FP.tap_sequence(p)) == p.P * p.nph
+
+
+@pytest.mark.parametrize("pool_kw", [dict(ws=(2, 2)), dict(pool="average_exc_pad", ws=(2, 2))], ids=["max", "avg"])
+def test_pooled_first_layer_thread_counts(monkeypatch, pool_kw):
+    """The pooled few-tap forward and weight gradient on 1, 2 and 3 threads (per-thread phase planes,
+    routed gradients and lane partials, added in thread order)."""
+    xs, ws = (7, 1, 20, 20), (20, 1, 5, 5)
+    _thread_counts_agree(monkeypatch, xs, ws, pool_kw, "tanh", (7, 20, 8, 8), 11, r"symcnn_fewtaps_pool_dw_")
 
 
 # Strided static convolutions that take the phase kernels (conv_phases.py): (x shape, W shape, conv kwargs,
