@@ -98,7 +98,7 @@ def _dims(ctx, op, x, w):
     return B, C, H, W, K, kh, kw, OH, OW, PH, PW
 
 
-def _apply(ctx, prog, dt, srcs, dst, n):
+def apply_program(ctx, prog, dt, srcs, dst, n):
     """dst[p] = prog(srcs[0][p], ...) for p < n: a plain loop for the loop vectoriser (srcs entries
     None read a 0 of dtype dt)."""
     b = ctx.b
@@ -376,7 +376,7 @@ def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
         pool_tile(ctx, op, dt, mdt, conv, crs, rs, n, K, PH, PW, OW, bptr, dst, mptr)
         if op.act is not None or zptr is not None:
             prog = activation(op, dt)
-            _apply(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
+            apply_program(ctx, prog, dt, [gep(b, dst, base, et)], gep(b, optr, base, et), img)
 
 
 def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, aptr, n0, n1,
@@ -678,7 +678,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                              gb64, _row_sum)
         elif op.pool:
             # the prologue: g_pre of the whole image, then its per-filter sums and the routing
-            _apply(ctx, op.dact, dt, srcs, gpre, pimg)
+            apply_program(ctx, op.dact, dt, srcs, gpre, pimg)
             plane = U.mul(b, PH, PW)
             with U.for_range(b, K, name="gbk") as k:
                 gbk = gep(b, gb64, k, U.F64)

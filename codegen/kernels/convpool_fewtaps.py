@@ -54,10 +54,10 @@ def grad_plan(op, dtype, dims, need_gx):
 
 
 def _reducer(op, dt):
-    from .convpool_vector import _reduce
+    from .convpool_vector import reduce_window
 
     def reduce(b, vals, mt, zero_bits, one_bits, scale):
-        return _reduce(b, op, dt, vals, mt, zero_bits, one_bits, scale)
+        return reduce_window(b, op, dt, vals, mt, zero_bits, one_bits, scale)
     return reduce
 
 
@@ -68,7 +68,7 @@ def _pads(op, p):
 def emit_forward(ctx, op, p, dt, xs, wd, bd, out, mask, zarr):
     """The fused forward: out (and mask, z) of images xs ((B, C, H, W) Array), filters wd (dense),
     biases bd (dense or None)."""
-    from .convpool import _apply
+    from .convpool import apply_program
     from .convpool_after import activation
     et = U.ll_type(dt)
     B = xs.shape[0]
@@ -104,7 +104,7 @@ def emit_forward(ctx, op, p, dt, xs, wd, bd, out, mask, zarr):
             FP.emit_forward_image(bctx, p, op, buf, v["wp"], d,
                                   gep(bb, v["mask"], base, mt) if v["mask"] is not None else None, v["bias"], reduce)
             if run_act:
-                _apply(bctx, activation(op, dt), dt, [d], o, img)
+                apply_program(bctx, activation(op, dt), dt, [d], o, img)
 
     cap.run(ctx, "symcnn_fewtaps_pool_fwd", B, emit)
 
@@ -113,7 +113,7 @@ def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
     """The fused backward without input gradient: gW (dense [K][C][kh][kw]) and gb (or None) from
     images xs, the tie mask md (dense, or None) and the gradient program's inputs prog_ptrs (z,
     out, g_1..g_m: dense pooled blocks, None where not read)."""
-    from .convpool import _apply
+    from .convpool import apply_program
     b = ctx.b
     et = U.ll_type(dt)
     B = xs.shape[0]
@@ -147,7 +147,7 @@ def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
         with U.for_range(bb, n1, start=n0, name="img") as n:
             base = U.mul(bb, n, img)
             srcs = [gep(bb, v[f"g{i}"], base, et) if v[f"g{i}"] is not None else None for i in range(len(prog_ptrs))]
-            _apply(bctx, op.dact, dt, srcs, gpre, img)
+            apply_program(bctx, op.dact, dt, srcs, gpre, img)
             FP.emit_tops(bctx, p, op, gpre, gep(bb, v["mask"], base, mt) if v["mask"] is not None else None, top,
                          gsum)
             FP.emit_planes(bctx, p, image_view(bb, xv, n), _pads(op, p), row, buf)

@@ -117,7 +117,7 @@ def covers(op, OH, OW):
             and OH % op.ws[0] == 0 and OW % op.ws[1] == 0)
 
 
-def _reduce(b, op, dt, vals, mt, zero_bits, one_bits, scale):
+def reduce_window(b, op, dt, vals, mt, zero_bits, one_bits, scale):
     """(pooled value, bits or None) of a window's values (scalars or vectors alike)."""
     if mt is None:
         m = vals[0]
@@ -169,7 +169,7 @@ def pool_tile(ctx, op, dt, mdt, tile, tile_row, row, n, K, PH, PW, OW, bptr, opt
                 vals = [val for r in rows for val in load_phases(b, vp, r, c0, Lb)]
                 mvt = ir.VectorType(mt, Lb) if mt is not None else None
                 zero = ir.Constant(mvt, [ir.Constant(mt, 0)] * Lb) if mt is not None else None
-                m, bits = _reduce(b, op, dt, vals, mt, zero,
+                m, bits = reduce_window(b, op, dt, vals, mt, zero,
                                   lambda bit: ir.Constant(mvt, [ir.Constant(mt, 1 << bit)] * Lb), scale(Lb))
                 if bk is not None:
                     m = b.fadd(m, V.splat(b, vp, bk, Lb))
@@ -193,7 +193,7 @@ def pool_tile(ctx, op, dt, mdt, tile, tile_row, row, n, K, PH, PW, OW, bptr, opt
                     c0 = U.mul(b, j, sw)
                     vals = [b.load(gep(b, rows[u], U.add(b, c0, v), et), typ=et) for _, u, v in offs]
                     zero = ir.Constant(mt, 0) if mt is not None else None
-                    m, bits = _reduce(b, op, dt, vals, mt, zero, lambda bit: ir.Constant(mt, 1 << bit), scale())
+                    m, bits = reduce_window(b, op, dt, vals, mt, zero, lambda bit: ir.Constant(mt, 1 << bit), scale())
                     o = U.add(b, orow, j)
                     b.store(b.fadd(m, bk) if bk is not None else m, gep(b, optr, o, et))
                     if bits is not None:
