@@ -182,8 +182,9 @@ def forward_variant(op, dtype, dims):
     into phases) or 'im2col'."""
     if winograd_forward(op, dtype, dims) is not None:
         return "winograd"
-    if FPK.pooled_plan(op, dtype, dims) is not None:
-        return FPK.pooled_plan(op, dtype, dims).variant
+    fp = FPK.pooled_plan(op, dtype, dims)
+    if fp is not None:
+        return fp.variant
     di = padded_direct(op, dtype, dims)
     if di is not None and isinstance(di.p, FT.Plan):
         return di.variant
