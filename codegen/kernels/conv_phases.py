@@ -141,51 +141,11 @@ def _merge_row2(b, dtype, srcs, n_dst, dst):
 
 # -- forward ----------------------------------------------------------------------------------------
 
-class PhaseImages(DirectImages):
-    """A strided convolution of (C, H, W) sources into (K, OH, OW) results as the direct kernel's 'valid'
-    convolution of a (C, sh*sw*Hp, Wp) buffer: channel c holds the sh*sw phase images of the bordered
-    source, Hp rows each, phase (py, px) at rows (py*sw + px)*Hp. The plan p is the direct kernel's
-    for that buffer (its H is sh*sw*Hp); only the tap offsets differ from a unit-stride convolution.
-
-    shifted: each phase image is stored nd = ceil(kw / sw) times, copy d moved left by d columns and
-    cut to rows of exactly OW (Wr), so every tap (r, s) reads copy s div sw from its column 0: the
-    kernel's row loads all start at a row start, and OW-wide rows lie end to end (the 'rows' layout's
-    vector of G = L/OW rows is one load, not G partial loads joined by shuffles; the 'wide' layout
-    computes no column past a row's end). The buffer is then (C, sh*sw*nd*Hp, Wr)."""
-
-    def __init__(self, p, C, H, W, pads, stride, Hp, Wp, shifted=False):
-        super().__init__(D.block_channels(p), C, H, W, (0, 0))
-        self.pads, self.stride, self.Hp, self.Wp, self.shifted = tuple(pads), tuple(stride), Hp, Wp, shifted
-        self.nd = _cdiv(p.kw, stride[1]) if shifted else 1
-        self.Wr = p.W   # the buffer's row length: Wp, or OW in the shifted layout
-        self.copy = True
-
-    @property
-    def variant(self):
-        return f"phases {'shifted ' if self.shifted else ''}{self.p.mode}"
-
-    def pack(self, ctx, w_dense, wp, offs):
-        """The weights packed as for any direct plan (its tap order (c, r, s)), then the tap offsets
-        rewritten to point into the taps' phases."""
-        D.pack_weights(ctx, self.p, w_dense, wp, offs)
-        self.write_offsets(ctx, offs)
-
-    def write_offsets(self, ctx, offs):
-        b = ctx.b
-        p = self.p
-        sh, sw = self.stride
-        plane = self.Hp * self.Wr
-        with U.for_range(b, p.C, name="tc") as c:
-            for r in range(p.kh):
-                for s in range(p.kw):
-                    t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
-                    phase = (r % sh) * sw + s % sw
-                    if self.shifted:   # copy s div sw of the phase, from its column 0
-                        block, col = phase * self.nd + s // sw, 0
-                    else:
-                        block, col = phase, s // sw
-                    off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(block * plane + (r // sh) * self.Wr + col))
-                    b.store(off, b.gep(offs, [t], source_etype=U.I64))
+class PhaseSplit:
+    """Splitting (C, H, W) images into their stride phases: the owner sets C, H, W, pads, stride,
+    kh, kw (the filter: phases and copies no tap reads are left alone), Hp (rows per phase image),
+    Wr (the row length), nd and shifted (the copies of PhaseImages' shifted layout) and chan_elems
+    (the buffer's elements per source channel)."""
 
     def fill(self, ctx, src, dst, dtype, in_act=None):
         """dst[c, ((py*sw + px)*nd + d)*Hp + u, v] = act(src[c, sh*u + py - ph, sw*(v + d) + px - pw]) (v < Wr)
@@ -201,13 +161,13 @@ class PhaseImages(DirectImages):
         sh, sw = self.stride
         ph, pw = self.pads
         Hp, Wr, nd = self.Hp, self.Wr, self.nd
-        kh, kw = self.p.kh, self.p.kw
+        kh, kw = self.kh, self.kw
         et, st = U.ll_type(dtype), src.lltype
         # stride 2 along rows of dense columns of the same dtype: vectors (the common case)
         vector = sw == 2 and src.dtype == dtype and isinstance(src.strides[2], int) and src.strides[2] == 1
         with U.for_range(b, self.C, name="fc") as c:
             sc = gep(b, src.ptr, U.mul(b, c, src.strides[0]), st)
-            dc = gep(b, dst, U.mul(b, c, self.p.H * Wr), et)
+            dc = gep(b, dst, U.mul(b, c, self.chan_elems), et)
             for py in range(min(sh, kh)):   # phases no tap reads are left zero
                 u0 = max(0, _cdiv(ph - py, sh))
                 u1 = min(Hp, (self.H - 1 + ph - py) // sh + 1)
@@ -255,6 +215,53 @@ class PhaseImages(DirectImages):
 
         _interleave_row(b, sw, pw, self.W, [Wr + self.nd - 1] * sw, move)
 
+
+class PhaseImages(PhaseSplit, DirectImages):
+    """A strided convolution of (C, H, W) sources into (K, OH, OW) results as the direct kernel's 'valid'
+    convolution of a (C, sh*sw*Hp, Wp) buffer: channel c holds the sh*sw phase images of the bordered
+    source, Hp rows each, phase (py, px) at rows (py*sw + px)*Hp. The plan p is the direct kernel's
+    for that buffer (its H is sh*sw*Hp); only the tap offsets differ from a unit-stride convolution.
+
+    shifted: each phase image is stored nd = ceil(kw / sw) times, copy d moved left by d columns and
+    cut to rows of exactly OW (Wr), so every tap (r, s) reads copy s div sw from its column 0: the
+    kernel's row loads all start at a row start, and OW-wide rows lie end to end (the 'rows' layout's
+    vector of G = L/OW rows is one load, not G partial loads joined by shuffles; the 'wide' layout
+    computes no column past a row's end). The buffer is then (C, sh*sw*nd*Hp, Wr)."""
+
+    def __init__(self, p, C, H, W, pads, stride, Hp, Wp, shifted=False):
+        super().__init__(D.block_channels(p), C, H, W, (0, 0))
+        self.pads, self.stride, self.Hp, self.Wp, self.shifted = tuple(pads), tuple(stride), Hp, Wp, shifted
+        self.nd = _cdiv(p.kw, stride[1]) if shifted else 1
+        self.Wr = p.W   # the buffer's row length: Wp, or OW in the shifted layout
+        self.kh, self.kw, self.chan_elems = p.kh, p.kw, p.H * p.W
+        self.copy = True
+
+    @property
+    def variant(self):
+        return f"phases {'shifted ' if self.shifted else ''}{self.p.mode}"
+
+    def pack(self, ctx, w_dense, wp, offs):
+        """The weights packed as for any direct plan (its tap order (c, r, s)), then the tap offsets
+        rewritten to point into the taps' phases."""
+        D.pack_weights(ctx, self.p, w_dense, wp, offs)
+        self.write_offsets(ctx, offs)
+
+    def write_offsets(self, ctx, offs):
+        b = ctx.b
+        p = self.p
+        sh, sw = self.stride
+        plane = self.Hp * self.Wr
+        with U.for_range(b, p.C, name="tc") as c:
+            for r in range(p.kh):
+                for s in range(p.kw):
+                    t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
+                    phase = (r % sh) * sw + s % sw
+                    if self.shifted:   # copy s div sw of the phase, from its column 0
+                        block, col = phase * self.nd + s // sw, 0
+                    else:
+                        block, col = phase, s // sw
+                    off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(block * plane + (r // sh) * self.Wr + col))
+                    b.store(off, b.gep(offs, [t], source_etype=U.I64))
 
 # The shifted layout stores each phase image ceil(kw / sw) times: at most this many copies (3x3
 # filters with stride 2: 2), so the buffer stays within twice the plain one's size.

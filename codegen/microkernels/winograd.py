@@ -61,7 +61,7 @@ MATRICES = {
 # images, natively): 32 channels on 32x32 1.7e-6 of the largest output against 5.1e-6, 64 on
 # 32x32 2.6e-6 against 9.0e-6, 64 on 16x16 2.2e-6 against 5.6e-6 (0, +-1, +-1/2: no better than
 # 0, +-1, +-2); their transforms take 16 and 12 operations (_input_f4, _output_f4) against 14 and 10.
-POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2)}
+POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, 1, -1, -2)}
 
 
 def matrices(m, r):
