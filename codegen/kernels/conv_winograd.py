@@ -1,4 +1,4 @@
-"""3x3 and 5x5 unit-stride convolutions by Winograd's F(m x m, 3 x 3) and F(2 x 2, 5 x 5)
+"""2x2, 3x3 and 5x5 unit-stride convolutions by Winograd's F(m x m, 3 x 3), F(2 x 2, 5 x 5) and F(4 x 4, 2 x 2)
 (microkernels/winograd.py), the batch split over the threads (conv_threads.py).
 
 A convolution of (C, H, W) sources into (K, OH, OW) results is the 'valid' correlation of a
@@ -40,6 +40,10 @@ MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
 # F(2x2)'s transforms (0, +-1, +-1/2), F(4x4)'s (thirds, fifteenths) round even sums of small
 # integers and halves: equal conv outputs (max-pool ties) of such data may come out unequal.
 MAX_CHANNELS_F4 = 128
+# F(4x4, 2x2) (the 2x2 sub-filters of a stride-2 3x3 convolution over its phase channels,
+# phase_channels.py) has four finite points (0, +-1, -2) and a 5x5 tile: its float32 error, emulated
+# with Gaussian data, is 1.2e-6 to 1.7e-6 of the largest output from 128 to 512 channels.
+MAX_CHANNELS_F4_2X2 = 512
 
 
 class WinogradImages:
@@ -55,18 +59,18 @@ class WinogradImages:
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
-    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2), else
-    None."""
+    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2; 2x2:
+    m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
-    if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (3, 5) or OH < 1 or OW < 1:
+    if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (2, 3, 5) or OH < 1 or OW < 1:
         return None
     if min(C, K) < MIN_CHANNELS:
         return None
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
     for m in [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]:
-        if m == 4 and str(dtype) == "float32" and C > MAX_CHANNELS_F4:   # its rounding error
-            continue
+        if m == 4 and str(dtype) == "float32" and C > (MAX_CHANNELS_F4_2X2 if kh == 2 else MAX_CHANNELS_F4):
+            continue   # its rounding error
         p = WG.Plan(str(dtype), C, K, OH, OW, m, flip, kh)
         if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
             continue
