@@ -54,6 +54,7 @@ class Plan:
     def __init__(self, dtype, C, Hb, Wb, K, kh, kw, ws, flip, pool):
         self.dtype, self.C, self.Hb, self.Wb, self.K, self.kh, self.kw = dtype, C, Hb, Wb, K, kh, kw
         self.flip, self.pool = flip, pool
+        self._positions = {}   # positions() by tap range (None: all taps); the tile search asks often
         self.ph, self.pw = ws
         self.OH, self.OW = Hb - kh + 1, Wb - kw + 1
         self.PH, self.PW = self.OH // self.ph, self.OW // self.pw
@@ -93,20 +94,33 @@ class Plan:
         """[(c, u, v, [(phase, tap)])] of the taps in [t0, t1): every load and the (phase, tap)
         pairs that read it, c outermost, then u, then v (so each phase meets its taps in order)."""
         t1 = self.P if t1 is None else t1
-        out = []
-        for c in range(self.C):
-            for u in range(self.ph + self.kh - 1):
-                for v in range(self.pw + self.kw - 1):
-                    pairs = []
-                    for di in range(self.ph):
-                        for dj in range(self.pw):
-                            r, s = u - di, v - dj
-                            t = (c * self.kh + r) * self.kw + s
-                            if 0 <= r < self.kh and 0 <= s < self.kw and t0 <= t < t1:
-                                pairs.append((di * self.pw + dj, t))
-                    if pairs:
-                        out.append((c, u, v, sorted(pairs, key=lambda e: (e[1], e[0]))))
-        return out
+        key = (t0, t1)
+        if key not in self._positions:
+            self._positions[key] = [(c, u, v, kept) for c, u, v, pairs in self._all_positions()
+                                    for kept in [[e for e in pairs if t0 <= e[1] < t1]] if kept]
+        return self._positions[key]
+
+    def _all_positions(self):
+        if None not in self._positions:
+            out = []
+            for c in range(self.C):
+                for u in range(self.ph + self.kh - 1):
+                    for v in range(self.pw + self.kw - 1):
+                        pairs = []
+                        for di in range(self.ph):
+                            for dj in range(self.pw):
+                                r, s = u - di, v - dj
+                                if 0 <= r < self.kh and 0 <= s < self.kw:
+                                    pairs.append((di * self.pw + dj, (c * self.kh + r) * self.kw + s))
+                        if pairs:
+                            out.append((c, u, v, sorted(pairs, key=lambda e: (e[1], e[0]))))
+            self._positions[None] = out
+        return self._positions[None]
+
+    def loads(self, t0, t1):
+        """(loads, (phase, tap) pairs) of the taps in [t0, t1), for the tile model."""
+        pos = self.positions(t0, t1)
+        return len(pos), sum(len(e[3]) for e in pos)
 
     def buf_elems(self):
         """The phase planes, and a vector past them (the last vector's lanes past the positions)."""
@@ -156,9 +170,8 @@ def _grad_cost(p, MK, NT):
     for mk in blocks:
         for t0 in range(0, p.P, NT):
             t1 = min(p.P, t0 + NT)
-            pos = p.positions(t0, t1)
-            pairs = sum(len(e[3]) for e in pos)
-            per_vec = _step_cost(mk * pairs, len(pos), mk * p.ntop) + 1
+            loads, pairs = p.loads(t0, t1)
+            per_vec = _step_cost(mk * pairs, loads, mk * p.ntop) + 1
             total += p.nvec * per_vec + 2 * mk * (t1 - t0) + 10
     return total
 
