@@ -77,11 +77,6 @@ class Options:
     # gemm.py with plain strided operands: one out-of-line driver per module (compile time).
     gemm_shared_driver = True
 
-    # Dot / FusedDot on threads with an MC block of rows per thread: split by rows with B packed
-    # once and shared (kernels/dot.py). Off: it adds two outlined regions per product (about
-    # 0.2-0.4 s more cold-compile CPU for LeNet) and its step-time gain is not yet measured on quiet cores.
-    gemm_rows_shared_b = False
-
     # 3x3 unit-stride convolutions by Winograd's F(m x m, 3x3) (kernels/conv_winograd.py): the largest
     # output tile m to use. 2: F(2x2), whose float32 error (about 4e-7 of the largest output) is that
     # of a sum in another order; 4: F(4x4) where its tiles waste little (5-10 % faster models; float32

@@ -4,13 +4,9 @@ hoisted out of the j loop; B's once per element, packed into a panel before the 
 its epilogue as each output row is stored, after the row's whole k-sum is accumulated.
 
 Large float products (at least options.gemm_min_parallel multiply-adds) are split over the threads of the
-module's pool (threadpool.py). With options.gemm_rows_shared_b and at least one MC block of rows
-per thread, by rows: B packed once
-into a buffer the threads share (its panels packed by all threads), then ranges of row tiles, a few
-per thread, claimed as threads get free, each packing only its own rows of A. Otherwise the columns
-of C (or its rows, when C is taller than wide at run time, so that the operand every thread packs in
-full is the smaller one) in T contiguous ranges of whole register tiles, each thread with its own
-packing buffers. Each range applies the epilogue to its own part of C. Every element of C is summed
+module's pool (threadpool.py): the columns of C (or its rows, when C is taller than wide at run time,
+so that the operand every thread packs in full is the smaller one) in T contiguous ranges of whole
+register tiles, each thread with its own packing buffers. Each range applies the epilogue to its own part of C. Every element of C is summed
 in the same order as on one thread, so results do not depend on the thread count."""
 from llvmlite import ir
 
@@ -22,7 +18,7 @@ from ..lower import E_SHAPE, Array, lower
 from ..parallel import Parts, part, run_parallel, threads
 from .elemwise import broadcast_dims, broadcast_view, emit_scalar
 from ..microkernels import prepacked
-from ..microkernels.gemm import emit_gemm, pack_sizes, packer, params
+from ..microkernels.gemm import emit_gemm, pack_sizes, params
 from ..options import options
 
 
@@ -147,7 +143,7 @@ def _emit_gemm_matmul(ctx, out_var, a, c, dt, epilogue, extras, packed_c=None):
                 if epilogue is not None:
                     _emit_epilogue(ctx, dt, m, n, acc, o, views, epilogue, extras)
             with large:
-                _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T, packed_c)
+                _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
         return out
     if packed_c is not None:
         prepacked.emit_gemm_packed_b(ctx, dt, m, n, k, a, packed_c, acc.ptr, n)
@@ -202,27 +198,10 @@ def _select(b, cond, x, y):
     return b.select(cond, U.as_value(b, x), U.as_value(b, y))
 
 
-def _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T, packed_c=None):
-    """The product (and epilogue) with C split into T contiguous ranges of columns (or rows) on the
-    module's pool; one thread when the product turns out small at run time."""
-    b = ctx.b
-    m, n, k = dims
-    L, MR, NV, KC, MC, NC = params(dt)
-    shared = _rows_shared_b(b, dt, dims, T)
-    if shared is True:
-        return _parallel_gemm_rows(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T, packed_c)
-    if shared is not False:
-        with b.if_else(shared) as (rows, other):
-            with rows:
-                _parallel_gemm_rows(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T, packed_c)
-            with other:
-                _parallel_gemm_split(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
-        return
-    _parallel_gemm_split(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T)
-
-
-def _parallel_gemm_split(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T):
-    """C split into T contiguous ranges of whole tiles, each thread packing its own operands."""
+def _parallel_gemm(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T):
+    """The product (and epilogue) with C split into T contiguous ranges of whole tiles (columns, or rows)
+    on the module's pool, each thread packing its own operands; one thread when the product turns out
+    small at run time."""
     b = ctx.b
     m, n, k = dims
     L, MR, NV, KC, MC, NC = params(dt)
@@ -270,100 +249,6 @@ def _parallel_gemm_split(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T
             _emit_epilogue(bctx, dt, Ms, Ns, Cs[0], Cs[1], Cs[2:], epilogue, extras)
 
     run_parallel(ctx, "symcnn_gemm_part", found, chunks, T, emit, serial=serial)
-
-
-# -- rows over threads, B packed once and shared -------------------------------------------------
-#
-# With C tall enough for every thread to get at least one whole MC block of rows, the product is
-# split by rows and B is packed only once (prepacked.py's layout): a first region packs B's
-# column panels, split over the threads, into one shared buffer; a second runs RANGES_PER_THREAD
-# ranges of row tiles per thread, claimed as threads become free (a thread the machine delays
-# leaves its ranges to the others), each packing only its own rows of A. No operand is packed
-# twice; each element of C still gets the same sums, in the same order, as on one thread.
-
-RANGES_PER_THREAD = 4
-
-
-def _rows_shared_b(b, dt, dims, T):
-    """i1 (or bool): whether an M x N x K product takes the shared-B row split (every thread gets
-    an MC block of rows, and the product is not one _parallel_gemm_split keeps on one thread)."""
-    L, MR, NV, KC, MC, NC = params(dt)
-    m, n, k = dims
-    if not options.gemm_rows_shared_b:
-        return False
-    if all(isinstance(d, int) for d in dims):
-        return m >= T * MC and m * n * k >= options.gemm_min_parallel
-    tall = b.icmp_signed(">=", U.as_value(b, m), U.i64(T * MC))
-    work = b.mul(b.mul(U.as_value(b, m), U.as_value(b, n)), U.as_value(b, k))
-    return b.and_(tall, b.icmp_signed(">=", work, U.i64(options.gemm_min_parallel)))
-
-
-def _region(ctx, prefix, found, bounds, T, emit):
-    """Run emit(bctx, vals, tid, q0, q1) over the len(bounds) - 1 ranges [bounds[t], bounds[t+1])
-    (range t with tid t) on the module's pool of T threads."""
-    from ..parallel import outline
-    from ..threadpool import Pool
-    b = ctx.b
-    fn, argp = outline(ctx, prefix, found, emit)
-    with b.goto_entry_block():
-        arr = b.alloca(U.I64, size=U.i64(len(bounds)))
-    for t, v in enumerate(bounds):
-        b.store(U.as_value(b, v), b.gep(arr, [U.i64(t)], source_etype=U.I64))
-    b.call(Pool.get(ctx.module, T).run, [fn, argp, arr, U.i64(len(bounds) - 1)])
-
-
-def _parallel_gemm_rows(ctx, dt, dims, a, c, acc, o, views, epilogue, extras, T, packed_c=None):
-    """The shared-B row split (above); packed_c: B already packed whole (the first region is skipped)."""
-    b = ctx.b
-    m, n, k = dims
-    L, MR, NV, KC, MC, NC = params(dt)
-    NR = NV * L
-    R = RANGES_PER_THREAD * T
-    bp = packed_c if packed_c is not None else ctx.scratch(dt, [prepacked.b_size(b, dt, k, n)]).ptr
-    tiles = U.ceildiv(b, U.as_value(b, m), MR)
-    rows_max = b.mul(U.ceildiv(b, tiles, R), U.i64(MR))
-    apack = Parts(ctx, dt, pack_sizes(b, dt, rows_max, n, k)[0], R)
-    found = []
-    for x in [a, c, acc, o] + views + [m, n, k, bp] + apack.values():
-        _ir_values(x, found)
-
-    def mapping(vals):
-        table = {id(x): v for x, v in zip(found, vals)}
-        return lambda x: table[id(x)] if isinstance(x, ir.Value) else x
-
-    def pack_columns(bctx, vals, tid, q0, q1):
-        bb = bctx.b
-        sub = mapping(vals)
-        N, K = U.as_value(bb, sub(n)), U.as_value(bb, sub(k))
-        B, pack = packer(bctx, dt, "b", _rebuild(c, sub, bctx))
-        c0 = bb.mul(q0, U.i64(NR))
-        width = bb.sub(U.smin(bb, bb.mul(q1, U.i64(NR)), N), c0)
-        Np = bb.mul(U.ceildiv(bb, N, L), U.i64(L))
-        with bb.if_then(bb.icmp_signed(">", width, U.i64(0))):
-            with U.for_range(bb, K, step=KC, name="spc") as pc:
-                kc = U.smin(bb, bb.sub(K, pc), KC)
-                dst = bb.gep(sub(bp), [bb.add(bb.mul(pc, Np), bb.mul(c0, kc))], source_etype=U.ll_type(dt))
-                pack(bctx, dt, B, N, pc, kc, c0, width, dst)
-
-    def row_range(bctx, vals, tid, q0, q1):
-        bb = bctx.b
-        sub = mapping(vals)
-        M, N, K = (U.as_value(bb, sub(x)) for x in (m, n, k))
-        r0 = bb.mul(q0, U.i64(MR))
-        Ms = bb.sub(U.smin(bb, bb.mul(q1, U.i64(MR)), M), r0)
-        with bb.if_then(bb.icmp_signed(">", Ms, U.i64(0))):
-            A = _rebuild(a, sub, bctx, r0=r0, shape=[Ms, K])
-            Cs = [_rebuild(x, sub, bctx, r0, 0, [Ms, N]) for x in [acc, o] + views]
-            ap = part(bb, sub(apack.arr.ptr), sub(apack.stride), tid, dt)
-            prepacked.emit_gemm_packed_b(bctx, dt, Ms, N, K, A, sub(bp), Cs[0].ptr, N, ap=ap)
-            if epilogue is not None:
-                _emit_epilogue(bctx, dt, Ms, N, Cs[0], Cs[1], Cs[2:], epilogue, extras)
-
-    from ..parallel import even_bounds
-    if packed_c is None:
-        _region(ctx, "symcnn_gemm_packb", found, even_bounds(b, U.ceildiv(b, U.as_value(b, n), NR), T), T,
-                pack_columns)
-    _region(ctx, "symcnn_gemm_rows", found, even_bounds(b, tiles, R), T, row_range)
 
 
 def _packable_right_operand(node):

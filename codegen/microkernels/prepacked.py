@@ -77,17 +77,15 @@ def pack_b(ctx, dtype, B, K, N, bp):
         pack(ctx, dtype, B, Nv, pc, kc, U.i64(0), Nv, b.gep(bp, [b.mul(pc, Np)], source_etype=et))
 
 
-def emit_gemm_packed_b(ctx, dtype, M, N, K, A, bp, c_ptr, c_rs, ap=None):
+def emit_gemm_packed_b(ctx, dtype, M, N, K, A, bp, c_ptr, c_rs):
     """C[M, N] = A[M, K] @ B with B packed by pack_b; A a loader, packed here block by block (each
-    block of A once, for every block of columns: B needs no packing). ap: a buffer of
-    gemm.pack_sizes()[0] elements for the packed A blocks (None: a scratch buffer)."""
+    block of A once, for every block of columns: B needs no packing)."""
     b = ctx.b
     L, MR, NV, KC, MC, NC = gemm.params(dtype)
     et = U.ll_type(dtype)
     macro = gemm.macrokernel(ctx.module, dtype)
-    if ap is None:
-        na, _ = gemm.pack_sizes(b, dtype, M, N, K)
-        ap = ctx.scratch(dtype, [na]).ptr
+    na, _ = gemm.pack_sizes(b, dtype, M, N, K)
+    ap = ctx.scratch(dtype, [na]).ptr
     A, pack_a = gemm.packer(ctx, dtype, "a", A)
     Mv, Nv, Kv = (U.as_value(b, v) for v in (M, N, K))
     crs = U.as_value(b, c_rs)

@@ -67,13 +67,10 @@ def test_transposed_non_sequence_and_a_recurrence():
 
 
 def test_large_product_on_two_threads(monkeypatch):
-    # past options.gemm_min_parallel the product is split over the threads (B packed per part, or,
-    # with an MC block of rows per thread, the prepacked B shared by ranges of rows)
+    # past options.gemm_min_parallel the product is split over the threads (B packed per part)
     from tests.helpers import allow_more_threads_than_cores
-    from codegen.options import options
     allow_more_threads_than_cores(monkeypatch)
     monkeypatch.setattr(symcnn.config, "num_threads", 2)
-    monkeypatch.setattr(options, "gemm_rows_shared_b", True)
     rng = make_rng(3)
     ins, out = _scan_products(STEPS["epilogue"], "float32")
     calls = [[rand((2, m, 256), "float32", rng), rand((256, 300), "float32", rng)] for m in (64, 3, 251)]

@@ -137,33 +137,6 @@ def test_bounds_checked_builds_stay_serial(threads):
     np.testing.assert_allclose(f(xv, yv), xv @ yv, rtol=RTOL, atol=ATOL)
 
 
-@pytest.fixture
-def rows_shared_b(monkeypatch):
-    monkeypatch.setattr(options, "gemm_rows_shared_b", True)
-
-
-def test_tall_products_share_one_packed_b(threads, rows_shared_b, monkeypatch):
-    """At least one MC block of rows per thread: rows split, B packed once (symcnn_gemm_packb)."""
-    from codegen.build import build_module
-    from codegen.microkernels.gemm import params
-
-    def ir_for(M, K, N, n):
-        threads(n)
-        x, y = T.matrix("x"), T.matrix("y")
-        f = symcnn.function([x, y], T.dot(x.reshape((M, K)), y.reshape((K, N))), mode="reference")
-        return build_module(f.fgraph, []).ir_text
-
-    MC = params("float32")[4]
-    tall = ir_for(2 * MC, 300, 200, 2)
-    assert "symcnn_gemm_rows" in tall and "symcnn_gemm_packb" in tall and "symcnn_gemm_part" not in tall
-    short = ir_for(2 * MC - 1, 300, 200, 2)
-    assert "symcnn_gemm_rows" not in short and "symcnn_gemm_part" in short
-    dynamic = _rows_fn(2, "float32", False, False, True)   # run-time shapes: both splits, chosen per call
-    assert "symcnn_gemm_rows" in dynamic.runner.ir and "symcnn_gemm_part" in dynamic.runner.ir
-    monkeypatch.setattr(options, "gemm_rows_shared_b", False)
-    assert "symcnn_gemm_rows" not in ir_for(2 * MC, 300, 200, 2)
-
-
 _ROWS_FNS = {}
 
 
@@ -195,10 +168,9 @@ def _tall_cases(draw):
 
 @settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(_tall_cases())
-def test_tall_products_against_numpy_and_one_thread(threads, rows_shared_b, case):
-    """The shared-B row split (rows over n threads, ranges claimed as threads get free): tall
-    products with odd N and K, transposed operands, an epilogue, float32/64 against numpy, and
-    bit for bit equal to the same function on one thread."""
+def test_tall_products_against_numpy_and_one_thread(threads, case):
+    """Tall products split over n threads, with odd N and K, transposed operands and an epilogue,
+    float32/64, against numpy, and bit for bit equal to the same function on one thread."""
     n, dtype, ta, tb, epi, M, N, K, seed = case
     threads(n, THRESHOLD)
     rng = np.random.default_rng(seed)
