@@ -54,7 +54,7 @@ class Plan:
     def __init__(self, dtype, C, Hb, Wb, K, kh, kw, ws, flip, pool):
         self.dtype, self.C, self.Hb, self.Wb, self.K, self.kh, self.kw = dtype, C, Hb, Wb, K, kh, kw
         self.flip, self.pool = flip, pool
-        self._positions = {}   # positions() by tap range (None: all taps); the tile search asks often
+        self._positions = {}   # positions() and loads() by tap range (None: all taps); the tile search asks often
         self.ph, self.pw = ws
         self.OH, self.OW = Hb - kh + 1, Wb - kw + 1
         self.PH, self.PW = self.OH // self.ph, self.OW // self.pw
@@ -119,8 +119,11 @@ class Plan:
 
     def loads(self, t0, t1):
         """(loads, (phase, tap) pairs) of the taps in [t0, t1), for the tile model."""
-        pos = self.positions(t0, t1)
-        return len(pos), sum(len(e[3]) for e in pos)
+        key = ("loads", t0, t1)
+        if key not in self._positions:
+            pos = self.positions(t0, t1)
+            self._positions[key] = (len(pos), sum(len(e[3]) for e in pos))
+        return self._positions[key]
 
     def buf_elems(self):
         """The phase planes, and a vector past them (the last vector's lanes past the positions)."""
