@@ -102,7 +102,7 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
             WGG.emit_group(bctx, p, bufs, gn)
 
     cap.run(ctx, name, B, emit)
-    WGG.reduce_and_untransform(ctx, p, m.arr.ptr, m.stride, T, out.ptr)
+    p.emit_result(ctx, m.arr.ptr, m.stride, T, out.ptr)
 
 
 def fused_grad_weights(op, dtype, dims, need_gx, grad_inputs):
