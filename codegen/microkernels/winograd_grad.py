@@ -116,6 +116,10 @@ class GradPlan:
     def m_elems(self):
         return self.a * self.a * self.mq
 
+    def source_shape(self):
+        """(C, H, W) of the images copy_image reads."""
+        return self.C, self.H, self.W
+
     def copy_image(self, ctx, src, xh, in_act=None):
         """The image src ((C, H, W) Array) into the channel-last buffer xh (copy_image); a subclass
         that copies it another way may apply the input activation in_act as it copies."""
