@@ -128,11 +128,15 @@ def test_plain_weight_gradient_matches_reference(everywhere):
     assert {s[3][0] for s in seen if s != "declined"} >= {2, 3}, seen
 
 
-def test_unread_pixels_change_nothing(everywhere):
+@pytest.mark.parametrize("xs,ws", [((3, 8, 12, 12), (16, 8, 5, 5)),    # F(4x4, 3x3): rows 0..10 read
+                                   ((3, 8, 17, 17), (16, 8, 4, 4))])   # F(4x4, 2x2): rows 0..15 read
+def test_unread_pixels_change_nothing(everywhere, xs, ws):
     """Pixels the strided convolution never reads (the last row and column past the outputs' reach)
-    stay out of the phase buffer: an infinity there leaves the gradient finite and the reference's."""
-    dtype, xs, ws = "float32", (3, 8, 12, 12), (16, 8, 5, 5)   # 'valid', stride 2: rows 0..10 read
+    stay out of the phase buffer: an infinity there leaves the gradient finite and the reference's
+    (with 4x4 filters it would lie inside a tile)."""
+    dtype = "float32"
     assert _plan(dtype, xs, ws, "valid", (2, 2), True) is not None
+    last = xs[2] - 1
     x = T.tensor4("x", dtype=dtype, shape=xs)
     w = T.tensor4("w", dtype=dtype, shape=ws)
     y = conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="valid", subsample=(2, 2))
@@ -140,9 +144,10 @@ def test_unread_pixels_change_nothing(everywhere):
     gw = T.grad((y * r).sum(), w)
     rng = np.random.default_rng(3)
     xv = rng.standard_normal(xs).astype(dtype)
-    xv[:, :, 11, :] = np.inf
-    xv[:, :, :, 11] = -np.inf
-    vals = [xv, rng.standard_normal(ws).astype(dtype), rng.standard_normal((3, 16, 4, 4)).astype(dtype)]
+    xv[:, :, last, :] = np.inf
+    xv[:, :, :, last] = -np.inf
+    os_ = geometry.out_shape(xs, ws, "valid", (2, 2))
+    vals = [xv, rng.standard_normal(ws).astype(dtype), rng.standard_normal(os_).astype(dtype)]
     fn, res = check_native_vs_reference([x, w, r], [gw], vals, rtol=1e-4, atol=2e-3)
     assert np.all(np.isfinite(res[0][0]))
     assert "symcnn_conv_gw_winograd_phases_" in fn.dump_llvm()
