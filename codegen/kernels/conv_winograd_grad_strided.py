@@ -31,6 +31,23 @@ from .conv_threads import lanewise
 from .elemwise import emit_scalar
 from .phase_channels import PhaseChannels
 
+# The weight gradient alone (Conv2dGradWeights), 1 thread, CPU time (min of 40 calls, a loaded machine),
+# float32, tap panels -> Winograd over phase channels: 5x5 stride 2 'half' (F(4x4, 3x3), 2.78x fewer
+# products): 32->32 on 32x32 (batch 64) 4.70 -> 3.44-3.57 ms, 32->64 on 16x16 2.12 -> 1.80, 8->16 on
+# 32x32 1.52 -> 0.61-0.73, 16->16 on 16x16 0.47 -> 0.31-0.41; 4x4 stride 2 pad 1 (2.56x): 32->32 on
+# 32x32 3.23 -> 2.28, 64->64 on 16x16 2.82 -> 2.13; 6x6 stride 2 (4x): 32->32 on 32x32 (batch 32)
+# 3.29 -> 1.96. Below MIN_PRODUCT_RATIO it does not pay: 7x7 stride 3 from 3 channels (2.42x) 1.59 ->
+# 1.54; 5x5 stride 3 (1.78x): 64->64 on 24x24 4.74-4.86 -> 4.79-4.80, 16->32 on 33x33 'valid'
+# (batch 32) 0.47 -> 0.72; 5x5 stride 2 on 10x10 (F(2x2, 3x3), 1.56x) 0.90 -> 0.93; 3x3 stride 2
+# (1.44x): allconv's 32->32 on 32x32 (batch 100) 3.0 -> 3.6-3.7, 64->64 on 16x16 2.5-2.7 -> 3.1-3.3,
+# 64->128 on 16x16 3.1 -> 3.5, 128->128 3.4 -> 3.8: the GEMMs save what they should (2.0 against
+# 3.0 ms on the first), but the copy into the channel-last buffer (1.1 ms), the transforms (0.65) and
+# the partial products, 25/9 * sh*sw = 11 times the filters' size and re-read by every group of
+# images, take more. Float64: 3x3 stride 2 1.79 -> 2.8, 5x5 stride 2 4.4 -> 4.2-4.6. The fused
+# gradient (ConvPoolActGrad with the phase input gradient, ReLU in_act, 1 thread, whole
+# forward + backward, min of 100 calls): 5x5 stride 2 32->32 on 32x32 (batch 64) 14.3-14.5 ->
+# 13.4-13.7 ms; allconv's stride-2 layers (batch 100), were they taken: 10.5 -> 11.2-11.7 and
+# 9.1 -> 10.3-10.9.
 MIN_EFFICIENCY = 0.65    # share of the tiles' outputs inside the image (as conv_winograd_grad.py)
 MIN_PRODUCT_RATIO = 2.5  # the direct kernel's products over the plan's (product_ratio)
 PAYS_DTYPES = ("float32",)
