@@ -21,6 +21,8 @@ Weight gradient, chosen by grad_weights_variant:
           (conv_fewtaps.py), lane partials over the output gradient's rows read in place.
   winograd  3x3 or 5x5 unit-stride, static shapes, where conv_winograd_grad.py takes it: Winograd's
           F(2x2, r x r), one GEMM per transformed position over the tiles of all images.
+  winograd phases  strided, static shapes, where conv_winograd_grad_strided.py takes it: the same over
+          the images' phase channels (4x4, 5x5, 6x6 filters with stride 2, float32).
   taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
           patches straight from groups of zero-bordered image copies, with the output gradient
           transposed into rows of whole vectors; more filters than one such row holds (256 bytes)

@@ -29,7 +29,8 @@ one chunk of filters); with need_gx and unit strides, the input gradient is the 
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
 Conv2dGradInputs). A strided one (static shapes) runs the direct kernel on each image split
 into its stride phases, and its input gradient phase by phase of dx (conv_phases.py; the weight
-gradient is the tap-panel kernel's, any stride). A 3x3 or 5x5 unit-stride one with 16 or more channels
+gradient is the tap-panel kernel's, any stride, or where conv_winograd_grad_strided.py takes it
+Winograd's over the phase channels). A 3x3 or 5x5 unit-stride one with 16 or more channels
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
 group of images at a time (their conv results in the per-thread scratch, then each image's
 epilogue), the input gradient one image's bordered conv-output gradient at a time, and (padded, where
