@@ -164,7 +164,7 @@ class PhaseGradPlan(WGG.GradPlan):
                             v = b.call(vec.mload, [U.gep(b, srow, U.add(b, U.mul(b, r, src.strides[0]), j0), et),
                                                    vec.align, mask, vec.zero])
                             rows.append(lanewise(b, v, act, range(n)) if act is not None else v)
-                        for l, col in enumerate(WGG._transpose(b, rows)):
+                        for l, col in enumerate(WGG.transpose_lanes(b, rows)):
                             if l >= n or target[j0 + l] is None:
                                 continue
                             v, px = target[j0 + l]

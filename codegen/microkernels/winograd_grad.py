@@ -213,6 +213,11 @@ def _transpose(b, rows):
     return rows
 
 
+# the register transpose the strided weight gradient's phase split builds on
+# (kernels/conv_winograd_grad_strided.py)
+transpose_lanes = _transpose
+
+
 # -- transforms -------------------------------------------------------------------------------
 
 def _tiles_function(module, p, which):
