@@ -21,6 +21,8 @@ Weight gradient, chosen by grad_weights_variant:
           (conv_fewtaps.py), lane partials over the output gradient's rows read in place.
   winograd  3x3 or 5x5 unit-stride, static shapes, where conv_winograd_grad.py takes it: Winograd's
           F(2x2, r x r), one GEMM per transformed position over the tiles of all images.
+  winograd phases  strided, static shapes, where conv_winograd_grad_strided.py takes it: the same over
+          the images' phase channels (4x4, 5x5, 6x6 filters with stride 2, float32).
   taps    static shapes, any stride and padding: the tap-panel kernel of directconv_grad.py reads the
           patches straight from groups of zero-bordered image copies, with the output gradient
           transposed into rows of whole vectors; more filters than one such row holds (256 bytes)
@@ -51,6 +53,7 @@ from .conv_forward import body_name, direct_images, emit_direct_images, pointwis
 from .conv_phases import PhaseGradInputs, phase_grad_inputs
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_winograd_grad import emit_grad_weights_winograd, winograd_grad_weights
+from .conv_winograd_grad_strided import phase_grad_weights
 from ..microkernels.winograd_grad import GradPlan
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
                            reduce_transposed, shift_copy)
@@ -270,6 +273,9 @@ def grad_weights_variant(op, dtype, dims, fewtaps=True, winograd=True):
         return "im2col", None
     wg = winograd_grad_weights(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample),
                                op.filter_flip) if winograd and dilation(op) == (1, 1) else None
+    if wg is None and winograd and dilation(op) == (1, 1):   # strided: Winograd over phase channels
+        wg = phase_grad_weights(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample),
+                                op.filter_flip)
     if wg is not None:
         return wg.variant, wg
     tc = TapChunks(str(dtype), C, H, W, K, kh, kw, OH, OW, tuple(pads), tuple(op.subsample), op.filter_flip,

@@ -75,8 +75,8 @@ class GradParts:
 
 
 def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
-    """out (dense [K][C][r][r]) = the weight gradient of images xs ((B, C, H, W) Array) and dense
-    conv-output gradients td ((B, K, OH, OW) Array of the plan's dtype)."""
+    """out (dense [K][C][r][r], or [K][C][kh][kw] for a strided plan) = the weight gradient of images xs
+    ((B, C, H, W) Array) and dense conv-output gradients td ((B, K, OH, OW) Array of the plan's dtype)."""
     b = ctx.b
     T = threads()
     cap = Captured()
@@ -92,7 +92,7 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
     def emit(bctx, v, n0, n1):
         bb = bctx.b
         bufs = parts.view(bctx, v, v.part("wgm", p.dtype))
-        xv = v.array("x", xs.dtype, [v["B"], p.C, p.H, p.W])
+        xv = v.array("x", xs.dtype, [v["B"], *p.source_shape()])
         tv = v.array("top", td.dtype, [v["B"], p.K, p.OH, p.OW])
         with U.for_range(bb, n1, start=n0, step=p.Gi, name="wgg") as g0:
             gn = U.smin(bb, bb.sub(U.as_value(bb, n1), g0), p.Gi) if p.Gi > 1 else 1
@@ -102,7 +102,7 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
             WGG.emit_group(bctx, p, bufs, gn)
 
     cap.run(ctx, name, B, emit)
-    WGG.reduce_and_untransform(ctx, p, m.arr.ptr, m.stride, T, out.ptr)
+    p.emit_result(ctx, m.arr.ptr, m.stride, T, out.ptr)
 
 
 def fused_grad_weights(op, dtype, dims, need_gx, grad_inputs):

@@ -29,7 +29,8 @@ one chunk of filters); with need_gx and unit strides, the input gradient is the 
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
 Conv2dGradInputs). A strided one (static shapes) runs the direct kernel on each image split
 into its stride phases, and its input gradient phase by phase of dx (conv_phases.py; the weight
-gradient is the tap-panel kernel's, any stride). A 3x3 or 5x5 unit-stride one with 16 or more channels
+gradient is the tap-panel kernel's, any stride, or where conv_winograd_grad_strided.py takes it
+Winograd's over the phase channels). A 3x3 or 5x5 unit-stride one with 16 or more channels
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
 group of images at a time (their conv results in the per-thread scratch, then each image's
 epilogue), the input gradient one image's bordered conv-output gradient at a time, and (padded, where
@@ -75,6 +76,7 @@ from .convpool_input import activate_copy, activated_image, apply_input_derivati
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from .conv_winograd_grad import fused_grad_weights, fused_valid_grad_weights
+from .conv_winograd_grad_strided import PhaseGradPlan, fused_phase_grad_weights
 from ..microkernels import winograd as WG
 from ..microkernels import winograd_grad as WGG
 from .pool import out_len as pool_out_len
@@ -471,6 +473,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     rp = RG.routed_plan(op, dt, dims) if tp is not None and dp is None and md is not None else None
     if tp is not None and dp is None and rp is None:   # 'valid' 5x5: tp stays for the input gradient alone
         wg = fused_valid_grad_weights(op, dt, dims)
+    if dp is None and wg is None and rp is None:   # strided: Winograd over phase channels
+        wg = fused_phase_grad_weights(op, dt, dims)
     tc = padded_taps(op, dt, dims) if dp is None and tp is None and wg is None else None
     if tc is not None:
         tp = tc.chunks[0][1]
@@ -503,14 +507,16 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             wt = DG.GxWeights(tp, wd.ptr) if gx_fused else G.Strided(dt, wd.ptr, 1, g.P)
             PP.pack_a(ctx, dt, wt, g.P, K, wa)
         wgd = isinstance(gd, WinogradImages)
-        if tp is not None:
+        ntaps = tp.n_offsets if tp is not None else 0
+        if tp is not None or pg is not None:
             # the tap offsets, then (gd) those of the input gradient's direct plan
-            offs = ctx.scratch("int64", [tp.n_offsets + (pg.n_offsets if pg is not None else
-                                                          gd.p.P if gd is not None and not wgd else 0)])
-            DG.tap_plan_offsets(ctx, tp, offs.ptr)
+            offs = ctx.scratch("int64", [ntaps + (pg.n_offsets if pg is not None else
+                                                  gd.p.P if gd is not None and not wgd else 0)])
+            if tp is not None:
+                DG.tap_plan_offsets(ctx, tp, offs.ptr)
         if pg is not None:   # every phase's filters packed once for the direct kernel
             wa = ctx.scratch(dt, [pg.weight_elems]).ptr
-            pg.pack(ctx, wd.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
+            pg.pack(ctx, wd.ptr, wa, gep(b, offs.ptr, ntaps, U.I64))
         elif wgd:   # the filters transposed to [C][K] and transformed once for the Winograd kernel
             wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
             wa = ctx.scratch(dt, [gd.p.u_elems()]).ptr
@@ -557,7 +563,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     sizes += [rp.image_elems(), rp.route_elems()] if rp is not None else [0] * 2
     # in_act: the activated input images of a group (tap panels, Winograd) or of one image
     group = tp.G if tp is not None else wg.Gi if wg is not None else 1
-    sizes.append(U.mul(b, group, U.product(b, [C, H, W])) if op.in_act is not None else 0)
+    sizes.append(U.mul(b, group, U.product(b, [C, H, W])) if op.in_act is not None and
+                 not isinstance(wg, PhaseGradPlan) else 0)   # (the phase split applies in_act itself)
     nparts = 1 if T == 1 else T
     bufs = [_Parts(ctx, dt, n, nparts) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     parts = [v for p in bufs for v in (p.values() if p is not None else [None, 0])]
@@ -587,7 +594,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     if dp is not None:
         DG.reduce_lane_partials(ctx, dp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     elif wg is not None:
-        WGG.reduce_and_untransform(ctx, wg, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
+        wg.emit_result(ctx, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     elif rp is not None:
         RG.reduce(ctx, rp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     else:
@@ -704,6 +711,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             DG.emit_weight_grad_image(ctx, dp, x_image(n, 0).ptr, top, offs, dwT)
         elif rp is not None:
             RG.emit_image(ctx, rp, x_image(n, 0).ptr, gpre, mbase, xcl, routes, dwT)
+        elif isinstance(wg, PhaseGradPlan):   # its phase split applies in_act (any program)
+            WGG.emit_image(ctx, wg, x_image(n, slot, False), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot,
+                           in_act=op.in_act)
         elif wg is not None:   # the image's tiles (a chunk's or, after the group, the group's GEMMs)
             here = keeps_zero(op, dt)   # then the activation over the zero-bordered copy, in cache
             WGG.emit_image(ctx, wg, x_image(n, slot, not here), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot,
@@ -721,7 +731,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
         if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx
-            gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr, gep(b, offs, tp.n_offsets, U.I64),
+            gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
+                          gep(b, offs, tp.n_offsets if tp is not None else 0, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et))
         elif gxptr is not None and wgd:
             # dx = Winograd's 'valid' correlation of top, bordered, with the transposed filters

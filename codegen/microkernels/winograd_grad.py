@@ -116,6 +116,21 @@ class GradPlan:
     def m_elems(self):
         return self.a * self.a * self.mq
 
+    def source_shape(self):
+        """(C, H, W) of the images copy_image reads."""
+        return self.C, self.H, self.W
+
+    def copy_image(self, ctx, src, xh, in_act=None):
+        """The image src ((C, H, W) Array) into the channel-last buffer xh (copy_image); a subclass
+        that copies it another way may apply the input activation in_act as it copies."""
+        if in_act is not None:
+            raise ValueError("the unit-stride copy takes no in_act (emit_image's on_copy applies it)")
+        copy_image(ctx, self, src, xh)
+
+    def emit_result(self, ctx, base, stride, nparts, dw):
+        """dw (dense [K][C][r][r]) from the nparts partial products (reduce_and_untransform)."""
+        reduce_and_untransform(ctx, self, base, stride, nparts, dw)
+
 
 # -- copies into the channel-last buffers ---------------------------------------------------------
 
@@ -196,6 +211,11 @@ def _transpose(b, rows):
         rows = new
         k //= 2
     return rows
+
+
+# the register transpose the strided weight gradient's phase split builds on
+# (kernels/conv_winograd_grad_strided.py)
+transpose_lanes = _transpose
 
 
 # -- transforms -------------------------------------------------------------------------------
@@ -335,13 +355,14 @@ def zero_buffers(ctx, p, bufs):
         zero_fill(b, ptr, 0, n, p.dtype)
 
 
-def emit_image(ctx, p, x, top, bufs, slot, on_copy=None):
+def emit_image(ctx, p, x, top, bufs, slot, on_copy=None, in_act=None):
     """Image x ((C, H, W) Array) with its conv-output gradient top ((K, OH, OW) Array of the plan's
-    dtype): copied, its tiles transformed; as the group's slot-th image (Gi > 1: the GEMM comes
-    with emit_group), or (Gi == 1) chunk by chunk of tile rows, each chunk's GEMM here.
-    on_copy(buffer, values): called on the copy of x (zero-bordered) before its tiles are read."""
+    dtype): copied (p.copy_image, in_act passed on), its tiles transformed; as the group's slot-th
+    image (Gi > 1: the GEMM comes with emit_group), or (Gi == 1) chunk by chunk of tile rows, each
+    chunk's GEMM here. on_copy(buffer, values): called on the copy of x (zero-bordered) before its
+    tiles are read."""
     b = ctx.b
-    copy_image(ctx, p, x, bufs.xh)
+    p.copy_image(ctx, x, bufs.xh, in_act)
     if on_copy is not None:
         on_copy(bufs.xh, p.image_elems())
     copy_top(ctx, p, top, bufs.dyh)
