@@ -40,10 +40,11 @@ MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
 # F(2x2)'s transforms (0, +-1, +-1/2), F(4x4)'s (thirds, fifteenths) round even sums of small
 # integers and halves: equal conv outputs (max-pool ties) of such data may come out unequal.
 MAX_CHANNELS_F4 = 128
-# F(4x4, 2x2) (the 2x2 sub-filters of a stride-2 3x3 convolution over its phase channels,
-# phase_channels.py) has four finite points (0, +-1, -2) and a 5x5 tile: its float32 error, emulated
-# with Gaussian data, is 1.2e-6 to 1.7e-6 of the largest output from 128 to 512 channels.
-MAX_CHANNELS_F4_2X2 = 512
+# F(4x4, 2x2) (the 2x2 sub-filters of a stride-2 3x3 or 4x4 convolution over its phase channels,
+# conv_winograd_strided.py) has four finite points (0, -1, 1/2, 2: microkernels/winograd.py's POINTS)
+# and a 5x5 tile: its float32 error, measured natively (Gaussian and positive data), is 1.4-2.4e-6 of
+# the largest output with 128 channels, 1.9-3.3e-6 with 256 (F(4x4, 3x3)'s at 128), 2.8-5.3e-6 with 512.
+MAX_CHANNELS_F4_2X2 = 256
 
 
 class WinogradImages:

@@ -1,5 +1,5 @@
 """Winograd F(m x m, r x r) convolution of zero-bordered images (Lavin & Gray, 2016): F(2x2, 3x3),
-F(4x4, 3x3) and F(2x2, 5x5).
+F(4x4, 3x3), F(2x2, 5x5) and F(4x4, 2x2).
 
 A 'valid' r x r correlation of a (C, Hb, Wb) buffer is cut into m x m output tiles; each reads an
 a x a input tile d (a = m + r - 1) and, per filter k, is
@@ -61,7 +61,12 @@ MATRICES = {
 # images, natively): 32 channels on 32x32 1.7e-6 of the largest output against 5.1e-6, 64 on
 # 32x32 2.6e-6 against 9.0e-6, 64 on 16x16 2.2e-6 against 5.6e-6 (0, +-1, +-1/2: no better than
 # 0, +-1, +-2); their transforms take 16 and 12 operations (_input_f4, _output_f4) against 14 and 10.
-POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, 1, -1, -2)}
+# F(4x4, 2x2) (the sub-filters of 3x3 and 4x4 filters with stride 2 over their phase channels,
+# kernels/conv_winograd_strided.py): 0, -1, 1/2, 2 (float32, Gaussian and positive data, 4x4 filters
+# with stride 2 on 32x32 images, natively: 128 phase channels 1.4-2.4e-6 of the largest output, 256
+# 1.9-3.3e-6, 512 2.8-5.3e-6) against 0, +-1, -2 (3.4-5.1e-6, 3.2-6.8e-6, 5.7-8.7e-6), 0, +-1, 2 or
+# +-1/2 (as those), 0, -1, +-1/2 (1e-5 to 3e-5).
+POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, -1, F(1, 2), 2)}
 
 
 def matrices(m, r):

@@ -308,6 +308,29 @@ def test_winograd_5x5_shapes():
     assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
 
 
+_WINOGRAD_2X2_EXAMPLES = [   # 2x2 filters: F(4x4, 2x2); ragged tiles, 'half' (one row and column more)
+    ("float32", (7, 32, 16, 16), (32, 32, 2, 2), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 13, 14), (33, 16, 2, 2), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (8, 20, 20, 18), (50, 20, 2, 2), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    # 32 channels and filters: the input gradient by F(4x4, 2x2) too
+    ("float32", (8, 32, 16, 16), (32, 32, 2, 2), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (4, 32, 15, 15), (32, 32, 2, 2), dict(border_mode="full", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+]
+
+
+def test_winograd_2x2_shapes():
+    """Unit-stride 2x2 convolutions (F(4x4, 2x2), the tiles of the strided Winograd forward over
+    phase channels) against the reference: the forward and the input gradient, both dtypes."""
+    seen = _run(winograd_configs(k=2), 8, _WINOGRAD_2X2_EXAMPLES)
+    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+    assert {("tile", "float32", "F4r2"), ("tile", "float64", "F4r2")} <= seen, sorted(seen)
+
+
 @pytest.mark.parametrize("xs,ws,border", [((32, 20, 12, 12), (50, 20, 5, 5), "valid"),
                                          ((8, 32, 16, 16), (64, 32, 5, 5), "half")])
 def test_winograd_5x5_weight_gradient_float32_error(xs, ws, border):
