@@ -56,6 +56,10 @@ class WinogradImages:
 
     variant = "winograd"
 
+    def transform_filters(self, ctx, w_dense, up):
+        """up = the plan's transformed filters of w_dense (dense [K][C][kh][kw])."""
+        WG.transform_filters(ctx, self.p, w_dense, up)
+
 
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
