@@ -413,7 +413,7 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
                   zptr, aptr)
 
     WG.emit_images(ctx, p, wbuf, up, vp, mp, n0, n1, prepare, lambda n, gi: gep(b, conv, U.mul(b, gi, plane), et),
-                   OH * OW, OW, finish)
+                   OH * OW, OW, finish, step=plane)
 
 
 def _vector_pool(op, dt):

@@ -95,9 +95,9 @@ _EXAMPLES = [
     ("float32", (3, 16, 28, 27), (33, 16, 5, 5), "full", (2, 2), True),
     ("float32", (7, 24, 30, 33), (33, 24, 4, 4), (2, 1), (2, 2), False),
     ("float64", (1, 16, 64, 63), (32, 16, 4, 4), "valid", (2, 2), True),
-    # declined: a batch of one image (a GEMM panel of several images' tiles would waste too much), 3x3 stride 2 and 5x5 stride 3 (too few multiplications saved), sub-filters not
-    # square (4x5 with stride 2, 4x4 with strides (2, 3)), 2x2 stride 2 (1x1 sub-filters), too few
-    # phase channels
+    # declined: a batch of one image (a GEMM panel of several images' tiles would waste too much),
+    # 3x3 stride 2 and 5x5 stride 3 (too few multiplications saved), sub-filters not square (4x5
+    # with stride 2, 4x4 with strides (2, 3)), 2x2 stride 2 (1x1 sub-filters), too few phase channels
     ("float64", (1, 16, 33, 34), (32, 16, 4, 4), "valid", (2, 2), True),
     ("float32", (7, 32, 32, 32), (32, 32, 3, 3), "half", (2, 2), True),
     ("float32", (7, 16, 38, 38), (32, 16, 5, 5), "valid", (3, 3), True),
