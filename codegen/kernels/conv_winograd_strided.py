@@ -31,8 +31,8 @@ SQUARE_SUB_FILTERS = (2, 3, 5)
 #   5x5 stride 3 (F(4x4, 2x2) over 9C: 1.78x) is slower: float32 16->32 on 50x50 (B 32) 1.98 ms
 #     against 1.76-1.89.
 #   4x4 stride 2 (F(4x4, 2x2) over 4C: 2.56x) is faster: float32 64->64 on 32x32 pad 1 (B 64)
-#     11.3-11.8 ms against 12.8-14.0, 8->16 (B 32) 0.34-0.35 against 0.32-0.40; float64 64->64
-#     23.1-24.7 against 41.3-46.3.
+#     11.3-11.8 ms against 12.8-14.0 (10.7 against 11.6 with F(4x4, 2x2)'s points 0, -1, 1/2, 2),
+#     8->16 (B 32) 0.34-0.35 against 0.32-0.40; float64 64->64 23.1-24.7 against 41.3-46.3.
 #   5x5 stride 2 (F(4x4, 3x3) over 4C: 2.78x) is faster: float32 32->64 on 32x32 'half' (B 32)
 #     3.5-4.0 ms against 4.5-4.9, 16->32 1.14-1.37 against 1.64-1.78, 32->32 on 64x64 (B 16) 4.5
 #     against 6.6-8.5; float64 32->64 7.8-8.2 against 15.4-16.2.
