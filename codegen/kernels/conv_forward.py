@@ -146,6 +146,11 @@ def forward_variant(op, dtype, dims):
             return di.variant, di
     if str(dtype) in ("float32", "float64") and isinstance(kh, int) and isinstance(kw, int):
         from .conv_phases import phase_images   # (conv_phases builds on this module)
+        from .conv_winograd_strided import winograd_phases
+        wp = winograd_phases(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                             tuple(op.subsample), op.filter_flip, batch=B)
+        if wp is not None:
+            return wp.variant, wp
         di = phase_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                           tuple(op.subsample), op.filter_flip)
         if di is not None:
@@ -245,6 +250,10 @@ def lower_conv2d(ctx, node, ins):
         return [out]
     if isinstance(di, WinogradImages):
         emit_winograd_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
+        return [out]
+    if getattr(di, "variant", None) == "winograd phases":   # strided (conv_winograd_strided.py)
+        from .conv_winograd_strided import emit_winograd_phases
+        emit_winograd_phases(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
         return [out]
     if di is not None:
         emit_direct_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")

@@ -86,7 +86,7 @@ def grad_inputs_variant(op, dtype, dims, batched=False):
     if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
             and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
         wi = winograd_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
-                             not op.filter_flip, batch=B)
+                             not op.filter_flip, batch=B, span=batched)   # (image by image: no tiles spanning images)
         if wi is not None:
             return wi.variant, wi
         di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),

@@ -40,10 +40,18 @@ MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
 # F(2x2)'s transforms (0, +-1, +-1/2), F(4x4)'s (thirds, fifteenths) round even sums of small
 # integers and halves: equal conv outputs (max-pool ties) of such data may come out unequal.
 MAX_CHANNELS_F4 = 128
-# F(4x4, 2x2) (the 2x2 sub-filters of a stride-2 3x3 convolution over its phase channels,
-# phase_channels.py) has four finite points (0, +-1, -2) and a 5x5 tile: its float32 error, emulated
-# with Gaussian data, is 1.2e-6 to 1.7e-6 of the largest output from 128 to 512 channels.
-MAX_CHANNELS_F4_2X2 = 512
+# F(4x4, 2x2) (the 2x2 sub-filters of a stride-2 3x3 or 4x4 convolution over its phase channels,
+# conv_winograd_strided.py) has four finite points (0, -1, 1/2, 2: microkernels/winograd.py's POINTS)
+# and a 5x5 tile: its float32 error, measured natively (Gaussian and positive data), is 1.4-2.4e-6 of
+# the largest output with 128 channels, 1.9-3.3e-6 with 256 (F(4x4, 3x3)'s at 128), 2.8-5.3e-6 with 512.
+MAX_CHANNELS_F4_2X2 = 256
+# Vectors of tiles spanning images (small images, whose whole-image grids waste too much) are tried
+# after every whole-image grid: one thread's CPU time, float32, 'half' 3x3 (B C->K on HxW): 32
+# 64->64 on 4x4 0.18 ms against im2col's 0.89, 32 128->128 on 4x4 0.68-0.92 against 2.46-2.51,
+# 64 64->64 on 6x6 0.83-1.05 against the direct kernel's 1.22, 64 32->32 on 12x12 0.66-0.80
+# against 1.50-1.96, 32 32->32 on 6x6 0.15-0.22 against 0.17; but F(4x4) so on 8x8 images (32
+# 128->128) 2.9 ms against F(2x2)'s whole-image grid's 1.9-2.0: a vector of 16 tiles gathered
+# from 8 runs of 2 (8x8 outputs) costs more than the multiplications it saves.
 
 
 class WinogradImages:
@@ -55,12 +63,18 @@ class WinogradImages:
 
     variant = "winograd"
 
+    def transform_filters(self, ctx, w_dense, up):
+        """up = the plan's transformed filters of w_dense (dense [K][C][kh][kw])."""
+        WG.transform_filters(ctx, self.p, w_dense, up)
 
-def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
+
+def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
     threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2; 2x2:
-    m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None."""
+    m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None. Where no grid of whole images
+    pays, span (for callers that convolve a group of images at once) tries the same with vectors of
+    tiles that span images (microkernels/winograd.py's Plan.span)."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (2, 3, 5) or OH < 1 or OW < 1:
@@ -68,14 +82,17 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None):
     if min(C, K) < MIN_CHANNELS:
         return None
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
-    for m in [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]:
-        if m == 4 and str(dtype) == "float32" and C > (MAX_CHANNELS_F4_2X2 if kh == 2 else MAX_CHANNELS_F4):
-            continue   # its rounding error
-        p = WG.Plan(str(dtype), C, K, OH, OW, m, flip, kh)
-        if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
-            continue
-        if p.efficiency(n) >= MIN_EFFICIENCY:
-            return WinogradImages(p, C, H, W, tuple(shift))
+    for spans in (False, True) if span else (False,):
+        for m in [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]:
+            if m == 4 and str(dtype) == "float32" and C > (MAX_CHANNELS_F4_2X2 if kh == 2 else MAX_CHANNELS_F4):
+                continue   # its rounding error
+            p = WG.Plan(str(dtype), C, K, OH, OW, m, flip, kh, span=spans)
+            if spans and not p.span:
+                continue   # (tried)
+            if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
+                continue
+            if p.efficiency(n) >= MIN_EFFICIENCY:
+                return WinogradImages(p, C, H, W, tuple(shift))
     return None
 
 
@@ -112,7 +129,7 @@ def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
             bordered_copy(bctx, image_view(bb, xs, n), buf, wi)
 
         WG.emit_images(bctx, p, bufs, v["up"], vp, mp, n0, n1, prepare,
-                       lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW)
+                       lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW, step=plane)
 
     cap.run(ctx, body_name(op, wi.variant), B, emit)
 

@@ -75,6 +75,7 @@ from .conv_threads import copy_planes, shift_copy
 from .convpool_input import activate_copy, activated_image, apply_input_derivative, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
+from .conv_winograd_strided import WinogradPhases, winograd_phases
 from .conv_winograd_grad import fused_grad_weights, fused_valid_grad_weights
 from .conv_winograd_grad_strided import PhaseGradPlan, fused_phase_grad_weights
 from ..microkernels import winograd as WG
@@ -157,10 +158,14 @@ def padded_direct(op, dtype, dims):
 
 
 def winograd_forward(op, dtype, dims):
-    """A WinogradImages (conv_winograd.py) for the forward's convolution where it applies and pays."""
-    if tuple(op.subsample) != (1, 1) or not (isinstance(dims[5], int) and isinstance(dims[6], int)):
+    """A WinogradImages (conv_winograd.py) for the forward's convolution where it applies and pays;
+    strided: a WinogradPhases (conv_winograd_strided.py)."""
+    if not (isinstance(dims[5], int) and isinstance(dims[6], int)):
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
+    if tuple(op.subsample) != (1, 1):
+        return winograd_phases(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                               tuple(op.subsample), op.filter_flip, batch=B)
     return winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                            op.filter_flip, batch=B)
 
@@ -177,13 +182,15 @@ def winograd_grad_inputs(op, dtype, dims):
 
 
 def forward_variant(op, dtype, dims):
-    """How ConvPoolAct computes its convolution: 'winograd' (conv_winograd.py), 'direct wide' /
+    """How ConvPoolAct computes its convolution: 'winograd' (conv_winograd.py), 'winograd phases'
+    (strided, conv_winograd_strided.py), 'direct wide' /
     'direct rows' ('valid', read in place), 'direct padded wide' / 'direct padded rows' (through a
     zero-bordered copy), 'fewtaps rows' / 'fewtaps wide' (the few-tap kernel, through a
     zero-bordered copy), 'direct phases wide' / 'direct phases rows' (strided: through a copy split
     into phases) or 'im2col'."""
-    if winograd_forward(op, dtype, dims) is not None:
-        return "winograd"
+    wi = winograd_forward(op, dtype, dims)
+    if wi is not None:
+        return wi.variant
     fp = FPK.pooled_plan(op, dtype, dims)
     if fp is not None:
         return fp.variant
@@ -263,7 +270,7 @@ def lower_conv_pool_act(ctx, node, ins):
         # the vector epilogue's over-read), their bordered copies, the tiles and products of a panel
         wp = wi.p
         wptr, offp = ctx.scratch(dt, [wp.u_elems()]).ptr, None
-        WG.transform_filters(ctx, wp, wd.ptr, wptr)
+        wi.transform_filters(ctx, wd.ptr, wptr)
         sizes = [wp.Gi * K * OH * OW + 2 * D.lanes(dt), wp.buf_elems(), wp.v_elems(), wp.m_elems()]
     elif dp is not None:
         # the direct kernel reads images as dense (C, H, W) blocks (padded: a per-thread bordered copy
@@ -395,7 +402,9 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
     zero_fill(b, vp, 0, p.v_elems(), dt)       # the tile columns of a short group stay zero
 
     def prepare(n, buf):
-        if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
+        if isinstance(wi, WinogradPhases):   # the activation as the image is split (any program)
+            wi.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), buf, op.in_act)
+        elif keeps_zero(op, dt):   # the activation over the bordered copy, in cache
             bordered_copy(ctx, activated_image(ctx, op, dt, xs, n, None, False), buf, wi)
             activate_copy(ctx, op, dt, buf, wi.p.C * wi.p.Hb * wi.p.Wb)
         else:
@@ -406,7 +415,7 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
                   zptr, aptr)
 
     WG.emit_images(ctx, p, wbuf, up, vp, mp, n0, n1, prepare, lambda n, gi: gep(b, conv, U.mul(b, gi, plane), et),
-                   OH * OW, OW, finish)
+                   OH * OW, OW, finish, step=plane)
 
 
 def _vector_pool(op, dt):

@@ -1,5 +1,5 @@
 """Winograd F(m x m, r x r) convolution of zero-bordered images (Lavin & Gray, 2016): F(2x2, 3x3),
-F(4x4, 3x3) and F(2x2, 5x5).
+F(4x4, 3x3), F(2x2, 5x5) and F(4x4, 2x2).
 
 A 'valid' r x r correlation of a (C, Hb, Wb) buffer is cut into m x m output tiles; each reads an
 a x a input tile d (a = m + r - 1) and, per filter k, is
@@ -18,7 +18,9 @@ and channel instead of the r*r*m*m of the direct convolution (F(2x2, 3x3): 2.25x
            tiles of an image are numbered row by row over a grid (tHp, tWp) padded so that one
            vector of L tiles is a run of one tile row (tWp a multiple of L) or G = L/tWp whole
            tile rows (tWp a power of two below L), and so that an image holds a whole number of
-           panels, or a panel a whole number of images (Timg = tHp*tWp). A vector's columns s of
+           panels, or a panel a whole number of images (Timg = tHp*tWp); with span (small
+           images), a panel's Gi images' tile rows follow each other unpadded (tHp = tH) and a
+           vector's G rows may lie in several images (Plan._span_images). A vector's columns s of
            input row are the stride-m lanes of ceil(a/m) contiguous loads of the row (at m*tj,
            m*tj + m, ...), picked apart by shuffles; the padded tiles read the buffer's zeros.
   GEMM     per position p, gemm.macrokernel on the packed panels: no packing per image. (5x5: a panel
@@ -37,6 +39,7 @@ to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to 2.5e-6. A non-finit
 transforms), not only those it reaches.
 """
 from fractions import Fraction as F
+from math import gcd
 
 from llvmlite import ir
 
@@ -61,7 +64,12 @@ MATRICES = {
 # images, natively): 32 channels on 32x32 1.7e-6 of the largest output against 5.1e-6, 64 on
 # 32x32 2.6e-6 against 9.0e-6, 64 on 16x16 2.2e-6 against 5.6e-6 (0, +-1, +-1/2: no better than
 # 0, +-1, +-2); their transforms take 16 and 12 operations (_input_f4, _output_f4) against 14 and 10.
-POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, 1, -1, -2)}
+# F(4x4, 2x2) (the sub-filters of 3x3 and 4x4 filters with stride 2 over their phase channels,
+# kernels/conv_winograd_strided.py): 0, -1, 1/2, 2 (float32, Gaussian and positive data, 4x4 filters
+# with stride 2 on 32x32 images, natively: 128 phase channels 1.4-2.4e-6 of the largest output, 256
+# 1.9-3.3e-6, 512 2.8-5.3e-6) against 0, +-1, -2 (3.4-5.1e-6, 3.2-6.8e-6, 5.7-8.7e-6), 0, +-1, 2 or
+# +-1/2 (as those), 0, -1, +-1/2 (1e-5 to 3e-5).
+POINTS = {(2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, -1, F(1, 2), 2)}
 
 
 def matrices(m, r):
@@ -83,9 +91,10 @@ def _ceil(a, b):
 class Plan:
     """Static layout of a Winograd F(m x m, r x r) 'valid' correlation of (C, Hb, Wb) buffers into
     (K, OH, OW) results (all sizes Python ints). flip: the filters are turned 180 degrees (a true
-    convolution)."""
+    convolution). span: vectors of tiles may span images where that wastes fewer of them
+    (_span_images)."""
 
-    def __init__(self, dtype, C, K, OH, OW, m, flip, r=3):
+    def __init__(self, dtype, C, K, OH, OW, m, flip, r=3, span=False):
         self.dtype, self.C, self.K, self.OH, self.OW, self.m, self.flip = dtype, C, K, OH, OW, m, flip
         self.r = r
         self.a = m + r - 1
@@ -112,6 +121,10 @@ class Plan:
             # a panel of Gi whole images, narrower than the GEMM's NR where they do not fill it (the
             # packed GEMM's edge micro-kernels): one 12x12 image of 48 tiles wastes none of it
             self.NR = NR = self.Gi * self.Timg
+        self.span = False
+        if span and self.G > 1 and self.tHp > self.tH:
+            self._span_images(L, self.NV * L)
+            NR = self.NR
         self.nblk = max(1, self.Timg // NR)       # panels per image
         self.Hb, self.Wb = m * self.tHp + r - 1, m * self.tWp + m * (self.loads - 1)
         # the a*a positions' blocks of tiles and of products, one 64-byte line more than their size
@@ -119,6 +132,20 @@ class Plan:
         # store and load together into one cache set
         line = 64 // U.itemsize(dtype)
         self.vq, self.mq = C * NR + line, K * NR + line
+
+    def _span_images(self, L, NR):
+        """Vectors of tiles that span images: where a vector holds G tile rows and an image fewer
+        (padded up to G: 8x8 outputs in F(4x4) tiles, 2 tile rows of 2, fill a quarter of a 16-lane
+        vector), the tile rows of the Gi images of a panel follow each other unpadded (tHp = tH) and
+        a vector's G rows may lie in several images; a panel then holds Gi*Timg tiles, a whole
+        number of vectors, at most the GEMM's NR (the rest of a thread's last group: tiles of stale
+        buffers, never stored)."""
+        T = self.tH * self.tWp
+        step = L // gcd(T, L)                     # images per whole number of vectors
+        Gi = NR // (step * T) * step
+        if step < 2 or Gi < 2:   # (step 1: the rows were padded for the panels, not for the vectors)
+            return
+        self.span, self.tHp, self.Timg, self.Gi, self.NR = True, self.tH, T, Gi, Gi * T
 
     def _whole(self, T):
         if self.r != 3:
@@ -128,7 +155,7 @@ class Plan:
     @property
     def name(self):
         return (f"{self.dtype}_F{self.m}{'' if self.r == 3 else f'r{self.r}'}_C{self.C}_K{self.K}_OH{self.OH}_"
-                f"OW{self.OW}_{self.tHp}x{self.tWp}")
+                f"OW{self.OW}_{self.tHp}x{self.tWp}{'s' if self.span else ''}")
 
     def u_elems(self):
         return self.a * self.a * self.nkb * self.MR * self.C
@@ -272,11 +299,15 @@ def _pick(b, v, idx):
 
 
 def _vector_tiles(b, p, lt0):
-    """[(tile row, first tile column)] of the G runs of the vector of tiles lt0 .. lt0 + L - 1."""
+    """[(tile row, first tile column)] of the G runs of the vector of tiles lt0 .. lt0 + L - 1
+    (p.span: [(image of the group, its tile row, first tile column)])."""
     if p.G == 1:
         return [(b.udiv(lt0, U.i64(p.tWp)), b.urem(lt0, U.i64(p.tWp)))]
     ti0 = b.udiv(lt0, U.i64(p.tWp))
-    return [(b.add(ti0, U.i64(g)) if g else ti0, U.i64(0)) for g in range(p.G)]
+    rows = [b.add(ti0, U.i64(g)) if g else ti0 for g in range(p.G)]
+    if p.span:
+        return [(b.udiv(t, U.i64(p.tH)), b.urem(t, U.i64(p.tH)), U.i64(0)) for t in rows]
+    return [(t, U.i64(0)) for t in rows]
 
 
 def _input_function(module, p):
@@ -304,8 +335,10 @@ def _input_function(module, p):
             e = []   # e[r][y]: row r of the tiles transformed along its columns, right after its loads
             for r in range(a):
                 loads = [[] for _ in range(p.loads)]
-                for ti, tj in runs:
+                for *img, ti, tj in runs:
                     row = b.add(b.mul(b.add(b.mul(ti, U.i64(m)), U.i64(r)), U.i64(p.Wb)), b.mul(tj, U.i64(m)))
+                    if img:   # (p.span) the run's image of the group
+                        row = b.add(row, b.mul(img[0], U.i64(p.C * p.Hb * p.Wb)))
                     ptr = U.gep(b, bc, row, et)
                     for h in range(p.loads):
                         loads[h].append(b.load(U.gep(b, ptr, m * h, et) if h else ptr, typ=wt, align=vec.size))
@@ -322,14 +355,17 @@ def _input_function(module, p):
 
 def _output_function(module, p, ks, rs):
     """void out(mp, dst, col0, lt_start, nvec): dst[k*ks + i*rs + j] = the outputs of the tiles
-    lt_start + jv*L + lane (jv < nvec; products at mp[q][k][col0 + jv*L + lane]) inside (OH, OW)."""
+    lt_start + jv*L + lane (jv < nvec; products at mp[q][k][col0 + jv*L + lane]) inside (OH, OW).
+    p.span: out(mp, dst, col0, lt_start, nvec, step, gn), the tiles of the group's image g < gn
+    to dst + g*step, those of the images past gn dropped."""
     name = f"symcnn_wino_out_{p.name}_{ks}_{rs}"
     fn = module.globals.get(name)
     if fn is not None:
         return fn
     I64 = U.I64
-    fn, b = kernel_function(module, name, [U.PTR, U.PTR, I64, I64, I64])
-    mp, dst, col0, lt_start, nvec = fn.args
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, I64, I64, I64] + [I64, I64] * p.span)
+    mp, dst, col0, lt_start, nvec = fn.args[:5]
+    step, gn = fn.args[5:] if p.span else (None, None)
     et = U.ll_type(p.dtype)
     L, m, a, G = p.L, p.m, p.a, p.G
     vec = Vec(module, p.dtype, L)
@@ -356,11 +392,15 @@ def _output_function(module, p, ks, rs):
             cols = [_transform(b, vec, p, "out", [f[x][jj] for x in range(a)]) for jj in range(m)]
             for i in range(m):
                 z = _interleave(b, [cols[jj][i] for jj in range(m)])
-                for g, (ti, tj) in enumerate(runs):
+                for g, (*img, ti, tj) in enumerate(runs):
                     orow = b.add(b.mul(ti, U.i64(m)), U.i64(i))
                     ocol = b.mul(tj, U.i64(m))
                     inside = b.icmp_signed("<", orow, U.i64(p.OH))
-                    rowp = U.gep(b, dk, b.add(b.mul(orow, U.i64(rs)), ocol), et)
+                    off = b.add(b.mul(orow, U.i64(rs)), ocol)
+                    if img:   # (p.span) the run's image of the group, dropped past gn
+                        inside = b.and_(inside, b.icmp_signed("<", img[0], gn))
+                        off = b.add(off, b.mul(b.select(inside, img[0], U.i64(0)), step))
+                    rowp = U.gep(b, dk, off, et)
                     for off in range(0, w, chunk):
                         piece = _pick(b, z, range(g * w + off, g * w + off + chunk))
                         left = b.sub(U.i64(p.OW - off), ocol)
@@ -405,16 +445,24 @@ def emit_products(ctx, p, up, vp, mp):
                        U.i64(p.NR), ir.Constant(U.I1, 0)])
 
 
-def emit_output(ctx, p, mp, dst, ks, rs, col0, lt_start, nvec):
+def emit_output(ctx, p, mp, dst, ks, rs, col0, lt_start, nvec, step=0, gn=1):
+    """(p.span: the group's image g < gn at dst + g*step)"""
+    more = (step, gn) if p.span else ()
     ctx.b.call(_output_function(ctx.module, p, ks, rs),
-               [mp, dst] + [U.as_value(ctx.b, v) for v in (col0, lt_start, nvec)])
+               [mp, dst] + [U.as_value(ctx.b, v) for v in (col0, lt_start, nvec) + more])
 
 
-def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish=None):
+def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish=None, step=None):
     """The convolution of images [n0, n1), Gi at a time: prepare(n, buf) fills image n's bordered
     buffer (bufs holds Gi of them, buf_elems() / Gi apart); dst_of(n, gi) is where image n (the
     group's gi-th) gets its (K, OH, OW) result, k planes ks apart and rows rs apart; finish(n, gi)
-    (optional) then runs for each image of the group."""
+    (optional) then runs for each image of the group. step: the elements between the results of
+    consecutive images of a group (dst_of(n + 1, gi + 1) - dst_of(n, gi)), which a plan whose
+    vectors of tiles span images (p.span) needs."""
+    if p.span:
+        if step is None:
+            raise ValueError("a Winograd plan whose tiles span images needs the results' step")
+        return _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step)
     b = ctx.b
     et = U.ll_type(p.dtype)
     img = p.C * p.Hb * p.Wb
@@ -432,6 +480,25 @@ def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finis
             with U.for_range(b, gn, name="wo") as gi:
                 emit_output(ctx, p, mp, dst_of(b.add(g0, gi), gi), ks, rs, b.mul(gi, U.i64(p.Timg)), lt_start,
                             nvec)
+        if finish is not None:
+            with U.for_range(b, gn, name="wf") as gi:
+                finish(b.add(g0, gi), gi)
+
+
+def _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step):
+    """emit_images for a plan whose vectors of tiles span images: a group's Gi buffers are one panel
+    (its tiles numbered image after image), transformed, multiplied and written back at once."""
+    b = ctx.b
+    et = U.ll_type(p.dtype)
+    img = p.C * p.Hb * p.Wb
+    nvec = p.NR // p.L
+    with U.for_range(b, n1, start=n0, step=p.Gi, name="wg") as g0:
+        gn = U.smin(b, b.sub(U.as_value(b, n1), g0), p.Gi)
+        with U.for_range(b, gn, name="wi") as gi:
+            prepare(b.add(g0, gi), U.gep(b, bufs, b.mul(gi, U.i64(img)), et))
+        emit_input(ctx, p, bufs, vp, 0, 0, nvec)
+        emit_products(ctx, p, up, vp, mp)
+        emit_output(ctx, p, mp, dst_of(g0, 0), ks, rs, 0, 0, nvec, step, gn)
         if finish is not None:
             with U.for_range(b, gn, name="wf") as gi:
                 finish(b.add(g0, gi), gi)

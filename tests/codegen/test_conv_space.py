@@ -308,6 +308,55 @@ def test_winograd_5x5_shapes():
     assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
 
 
+# small images whose whole-image tile grids would waste too much: vectors of tiles spanning images
+# (microkernels/winograd.py's Plan.span), forward and input gradient; (B, C, K, H, W, border)
+_SPAN_EXAMPLES = [
+    ("float32", (26, 64, 4, 4), (64, 64, 3, 3), "half", True),     # F(2x2), a thread's last group 13 of 16
+    ("float64", (16, 32, 6, 6), (32, 32, 3, 3), "valid", False),   # 4x4 outputs, F(2x2)
+    ("float32", (8, 32, 12, 12), (32, 32, 3, 3), "half", False),   # F(4x4), 3 tile rows of 3 (4 wide)
+    ("float32", (32, 32, 6, 6), (32, 32, 3, 3), "half", True),     # F(4x4), 2 tile rows of 2
+    ("float32", (31, 32, 5, 7), (48, 32, 3, 3), (1, 0), True),     # 5x5 outputs: F(4x4), ragged
+]
+SPAN_TILES = re.compile(r'define internal void @"?symcnn_wino_in_\w+?_\d+x\d+s_')
+
+
+@pytest.mark.parametrize("dtype,xs,ws,border,flip", _SPAN_EXAMPLES)
+def test_winograd_tiles_spanning_images(dtype, xs, ws, border, flip):
+    """Forward, input and weight gradient against the reference where the Winograd forward's vectors of tiles
+    span several images (each image's results written back through its own mask, a thread's last
+    group short)."""
+    cfg = (dtype, xs, ws, dict(border_mode=border, subsample=(1, 1), filter_flip=flip, filter_dilation=(1, 1)), True)
+    ins, outs = _graph(*cfg)
+    vals = _values(dtype, xs, ws, ins, outs, seed=sum(xs))
+    tol = dict(rtol=1e-4, atol=2e-3) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn, _ = check_native_vs_reference(ins, outs, vals, **tol)
+    ir_text = fn.dump_llvm()
+    assert ("fwd", "winograd") in set(BODY.findall(ir_text)) and SPAN_TILES.search(ir_text), BODY.findall(ir_text)
+
+
+_WINOGRAD_2X2_EXAMPLES = [   # 2x2 filters: F(4x4, 2x2); ragged tiles, 'half' (one row and column more)
+    ("float32", (7, 32, 16, 16), (32, 32, 2, 2), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 13, 14), (33, 16, 2, 2), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (8, 20, 20, 18), (50, 20, 2, 2), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    # 32 channels and filters: the input gradient by F(4x4, 2x2) too
+    ("float32", (8, 32, 16, 16), (32, 32, 2, 2), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (4, 32, 15, 15), (32, 32, 2, 2), dict(border_mode="full", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+]
+
+
+def test_winograd_2x2_shapes():
+    """Unit-stride 2x2 convolutions (F(4x4, 2x2), the tiles of the strided Winograd forward over
+    phase channels) against the reference: the forward and the input gradient, both dtypes."""
+    seen = _run(winograd_configs(k=2), 8, _WINOGRAD_2X2_EXAMPLES)
+    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+    assert {("tile", "float32", "F4r2"), ("tile", "float64", "F4r2")} <= seen, sorted(seen)
+
+
 @pytest.mark.parametrize("xs,ws,border", [((32, 20, 12, 12), (50, 20, 5, 5), "valid"),
                                          ((8, 32, 16, 16), (64, 32, 5, 5), "half")])
 def test_winograd_5x5_weight_gradient_float32_error(xs, ws, border):

@@ -744,6 +744,9 @@ WINOGRAD_CASES = [
     ((3, 32, 16, 16), (33, 32, 5, 5), dict(border_mode="half"), dict(pool=None), "float64", "sigmoid", True),
     ((3, 32, 16, 16), (33, 32, 5, 5), dict(border_mode=(2, 2), filter_flip=False), dict(ws=(2, 2)), "float32",
      "tanh", True),
+    # small images: the forward's vectors of tiles span images (a thread's last group short: 13 of 16)
+    ((26, 64, 4, 4), (64, 64, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu", False),
+    ((8, 32, 12, 12), (32, 32, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "tanh", False),
 ]
 
 
