@@ -252,8 +252,7 @@ def lower_conv2d(ctx, node, ins):
         emit_winograd_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
         return [out]
     if getattr(di, "variant", None) == "winograd phases":   # strided (conv_winograd_strided.py)
-        from .conv_winograd_strided import emit_winograd_phases
-        emit_winograd_phases(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
+        emit_winograd_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")
         return [out]
     if di is not None:
         emit_direct_images(ctx, di, xs, xs.dtype, wd.ptr, B, out, "fwd")

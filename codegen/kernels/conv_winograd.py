@@ -67,6 +67,11 @@ class WinogradImages:
         """up = the plan's transformed filters of w_dense (dense [K][C][kh][kw])."""
         WG.transform_filters(ctx, self.p, w_dense, up)
 
+    def fill(self, ctx, src, buf):
+        """buf (the plan's bordered buffer of one image, zeroed once) = src (one (C, H, W) Array) moved
+        by shift."""
+        bordered_copy(ctx, src, buf, self)
+
 
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
@@ -96,16 +101,10 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
     return None
 
 
-def transformed_filters(ctx, p, w_dense):
-    """The filters (dense [K][C][3][3]) transformed and packed once per call (a scratch pointer)."""
-    up = ctx.scratch(p.dtype, [p.u_elems()])
-    WG.transform_filters(ctx, p, w_dense, up.ptr)
-    return up.ptr
-
-
 def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
     """out[n] (dense (B, K, OH, OW)) = the convolution of src[n] ((B, C, H, W) Array) by the filters
-    w_dense (dense [K][C][3][3], turned by the plan as it says), every image."""
+    w_dense (dense [K][C][kh][kw]), every image: wi (a WinogradImages, or a strided convolution's
+    conv_winograd_strided.WinogradPhases) transforms the filters and fills each image's buffer."""
     from .conv_forward import body_name
     p = wi.p
     dt = p.dtype
@@ -113,7 +112,9 @@ def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
     cap = Captured()
     cap.add("B", B)
     add_array(cap, "src", src)
-    cap.add("up", transformed_filters(ctx, p, w_dense))
+    up = ctx.scratch(dt, [p.u_elems()])
+    wi.transform_filters(ctx, w_dense, up.ptr)
+    cap.add("up", up.ptr)
     cap.add("out", out.ptr)
     parts = WinogradParts(ctx, p, T)
     parts.capture(cap)
@@ -126,7 +127,7 @@ def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
         xs = v.array("src", srcdt, [v["B"], wi.C, wi.H, wi.W])
 
         def prepare(n, buf):
-            bordered_copy(bctx, image_view(bb, xs, n), buf, wi)
+            wi.fill(bctx, image_view(bb, xs, n), buf)
 
         WG.emit_images(bctx, p, bufs, v["up"], vp, mp, n0, n1, prepare,
                        lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW, step=plane)

@@ -8,14 +8,11 @@ F(m x m, 3x3) over 4C. The sub-filters are built once per call (in correlation f
 as any Winograd filters; each image's buffer is its phase split (conv_phases.PhaseSplit.fill, which
 applies a fused layer's input activation as it splits), written into the Winograd plan's
 zero-bordered (Cq, Hb, Wb) buffer; the tiles, GEMMs and output transforms are
-microkernels/winograd.py's, as for a unit-stride convolution (conv_winograd.py).
+microkernels/winograd.py's, as for a unit-stride convolution (conv_winograd.emit_winograd_images
+runs a WinogradPhases as it runs a WinogradImages).
 """
-from .. import irutil as U
 from ..microkernels import winograd as WG
-from ..parallel import threads
-from .conv import gep, image_view
-from .conv_threads import Captured, add_array
-from .conv_winograd import WinogradParts, winograd_images
+from .conv_winograd import winograd_images
 from .phase_channels import PhaseChannels
 
 SQUARE_SUB_FILTERS = (2, 3, 5)
@@ -88,36 +85,3 @@ def winograd_phases(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip, batch
         return None
     pc.set_buffer(wi.p.Hb, wi.p.Wb)
     return WinogradPhases(wi.p, pc)
-
-
-def emit_winograd_phases(ctx, wp, src, srcdt, w_dense, B, out, op):
-    """out[n] (dense (B, K, OH, OW)) = the strided convolution of src[n] ((B, C, H, W) Array) by the
-    filters w_dense (dense [K][C][kh][kw]), every image (conv_winograd.emit_winograd_images's loop
-    with the phase split as each image's buffer)."""
-    from .conv_forward import body_name
-    p = wp.p
-    dt = p.dtype
-    cap = Captured()
-    cap.add("B", B)
-    add_array(cap, "src", src)
-    up = ctx.scratch(dt, [p.u_elems()])
-    wp.transform_filters(ctx, w_dense, up.ptr)
-    cap.add("up", up.ptr)
-    cap.add("out", out.ptr)
-    parts = WinogradParts(ctx, p, threads())
-    parts.capture(cap)
-    plane = p.K * p.OH * p.OW
-    et = U.ll_type(dt)
-
-    def emit(bctx, v, n0, n1):
-        bb = bctx.b
-        bufs, vp, mp = parts.view(bctx, v)
-        xs = v.array("src", srcdt, [v["B"], wp.C, wp.H, wp.W])
-
-        def prepare(n, buf):
-            wp.fill(bctx, image_view(bb, xs, n), buf)
-
-        WG.emit_images(bctx, p, bufs, v["up"], vp, mp, n0, n1, prepare,
-                       lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW, step=plane)
-
-    cap.run(ctx, body_name(op, wp.variant), B, emit)
