@@ -48,14 +48,6 @@ def apply_input_derivative(ctx, op, dt, xs, n, gx):
     et = U.ll_type(dt)
     C, H, W = src.shape
     s0, s1, s2 = src.strides
-    if all(isinstance(v, int) for v in (H, W, s0, s1, s2)) and (s0, s1, s2) == (H * W, W, 1):
-        # a dense image: one flat loop, which the loop vectoriser takes (rows of LeNet's 12 values
-        # are shorter than a vector: row by row it stayed scalar, 3% of the training step)
-        with U.for_range(b, U.mul(b, C, H * W), name="dxp") as p:
-            gp = gep(b, gx, p, et)
-            v = b.load(gep(b, src.ptr, p, et), typ=et)
-            b.store(emit_scalar(ctx, op.dx_act, [v, b.load(gp, typ=et)], [dt, dt], dt), gp)
-        return
     with U.for_range(b, C, name="dxc") as c:
         with U.for_range(b, H, name="dxi") as i:
             row = gep(b, src.ptr, U.add(b, U.mul(b, c, s0), U.mul(b, i, s1)), et)
