@@ -112,7 +112,7 @@ def move_activation_to_consumers(fgraph):
     return changes
 
 
-def _consumer_derivatives(fgraph, grads, consumers, act, x_slot=0):
+def _consumer_derivatives(fgraph, grads, consumers, act):
     """({consumer gradient node: its dx_act}, {layer gradient: [consumer gradient nodes]}) when every
     gradient g_i flowing into the layer's gradients is zero or an elementwise function of consumer
     gradients' gx alone (a sum of them, T.grad's 0.5 * g of relu's 0.5 * (z + |z|)), none read by
@@ -121,7 +121,7 @@ def _consumer_derivatives(fgraph, grads, consumers, act, x_slot=0):
     sums them, reading neither z nor out; else None (the layer's gradient applies it)."""
     derivs, sources = {}, {}
     for ag in grads:
-        dact = out_from_z(ag.op.dact, act) if x_slot == 0 else ag.op.dact
+        dact = out_from_z(ag.op.dact, act)
         roles = ag.op.input_roles()
         slots = {}   # consumer gradient -> {slot: (program of the leaves, the consumer's leaf)}
         for i in range(ag.op.n_grads):
@@ -139,54 +139,9 @@ def _consumer_derivatives(fgraph, grads, consumers, act, x_slot=0):
         if not slots:
             return None
         for c, taken in slots.items():
-            derivs[c] = gradient_of_one(dact, taken, ag.outputs[0].dtype, x_slot)
+            derivs[c] = gradient_of_one(dact, taken, ag.outputs[0].dtype)
         sources[ag] = list(slots)
     return (derivs, sources) if derivs else None
-
-
-@graph_rewrite("specialize")
-def move_derivative_to_consumers(fgraph):
-    """A fused layer A whose gradients compute the derivative from out = act(z) alone (tanh's
-    1 - out^2, sigmoid's out (1 - out)) and whose out feeds only fused convolutions B (their x):
-    each B gradient's gx gets that derivative (dx_act, with out = B's x, applied to each image's gx
-    while it is in cache) and A's gradients only sum the gradients flowing in, reading neither
-    out nor z (LeNet's first layer: 5.8 MB a step fewer). A keeps its activation."""
-    changes = 0
-    for node in list(fgraph.toposort()):
-        if node not in fgraph.graph or not isinstance(node.op, ConvPoolAct):
-            continue
-        op = node.op
-        if op.pool_last or op.act is None:
-            continue
-        out = dict(zip(op.output_roles(), node.outputs))["out"]
-        clients = fgraph.clients.get(out, [])
-        grads = [c for c, _ in clients if c != "output" and isinstance(c.op, ConvPoolActGrad)
-                 and c.inputs[0] is node.inputs[0] and c.inputs[1] is node.inputs[1]]
-        if not grads or any(g.op.reads_z or not g.op.reads_out or g.op.pool_last for g in grads):
-            continue
-        consumers = _consumers([(c, i) for c, i in clients if c not in grads], out)
-        moved = _consumer_derivatives(fgraph, grads, consumers, None, x_slot=1) if consumers else None
-        if moved is None:
-            continue
-        derivs, sources = moved
-        order = {n: k for k, n in enumerate(fgraph.toposort())}
-        new_gx = {}
-        for old in sorted(grads + list(derivs), key=order.get):
-            if old in grads:
-                gop = _with(old.op, dact=sum_of_gradients(len(sources[old]), old.outputs[0].dtype))
-                by_role = dict(zip(old.op.input_roles(), old.inputs))
-                by_role.update({f"g{i}": new_gx[c] for i, c in enumerate(sources[old])})
-                rop, ins = gop, [by_role[r] for r in gop.input_roles()]
-            else:
-                rop, ins = _with(old.op, dx_act=derivs[old]), list(old.inputs)
-            outs = rop(*ins)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            if old in derivs:
-                new_gx[old] = outs[rop.output_roles().index("gx")]
-            _trace(old, outs)
-            fgraph.replace_all(list(zip(old.outputs, outs)), reason="move_derivative_to_consumers")
-        changes += 1
-    return changes
 
 
 def _is_zero(v):

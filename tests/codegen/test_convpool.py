@@ -1150,9 +1150,8 @@ def test_gradient_of_x_is_the_unfused_derivative():
         plain = symcnn.function([x, W, b, g], conv_act_apply(fwd, bwd, x, W, b, g)[1][2], mode=mode)(xv, Wv, bv, gv)
         of_x = symcnn.function([x, W, b, g], conv_act_apply(fwd, dbwd, x, W, b, g)[1][2], mode=mode)(xv, Wv, bv, gv)
         np.testing.assert_allclose(of_x, plain * np.where(xv > 0, 1.0, 0.1), rtol=1e-6, atol=1e-9)   # (0.1: a float32 constant)
-    with pytest.raises(ValueError, match="needs need_gx"):
-        ConvPoolActGrad(act=None, dact=bwd.dact, need_gx=False, dx_act=input_derivative(fn, "float64"),
-                        border_mode="half", pool=None)
+    with pytest.raises(ValueError, match="needs in_act"):
+        conv_act_ops("relu", "float64", dx_act=input_derivative(fn, "float64"), border_mode="half", pool=None)
 
 
 def test_random_input_activations_match_reference(monkeypatch):

@@ -102,35 +102,6 @@ def test_two_readers_each_apply_the_derivative():
     check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
-def test_derivative_from_out_moves_to_the_readers(act):
-    """LeNet's layers (conv -> pool -> + b -> tanh, the derivative 1 - out^2 from out alone): the
-    first layer keeps its activation, its reader's gradient applies the derivative to its gx
-    (dx_act, x being out) and the first layer's gradient reads neither out nor z; the step matches
-    the reference."""
-    rng = np.random.RandomState(4)
-    ins, outs, vals = _net(act, [(8, 1, True), (8, 1, True)], rng, order="conv_pool_act")
-    fn = symcnn.function(ins, outs, mode="native")
-    assert "move_derivative_to_consumers" in {r.rewrite for r in fn.rewrite_log}
-    fwd, bwd = _fused(fn)
-    assert all(op.act is not None and op.in_act is None for op in fwd), fwd
-    first = [op for op in bwd if not op.need_gx]
-    assert len(first) == 1 and not first[0].reads_out and not first[0].reads_z, bwd
-    assert [op.dx_act is not None for op in bwd if op.need_gx] == [True], bwd
-    check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
-    # the first layer's activation also a function output: its gradient keeps reading out
-    x, W0, b0, W1 = ins[:4]
-    f = CONV_ACTIVATIONS[act]
-    h1 = f(pool.pool_2d(conv2d(x, W0, border_mode="half"), ws=(2, 2), ignore_border=True) + b0.dimshuffle("x", 0, "x", "x"))
-    h2 = f(conv2d(h1, W1, border_mode="half"))
-    cost = (h2 * h2).sum()
-    outs2 = [cost, h1] + T.grad(cost, [W0, b0, W1])
-    fn = symcnn.function([x, W0, b0, W1], outs2, mode="native")
-    fwd, bwd = _fused(fn)
-    assert [op.reads_out for op in bwd if not op.need_gx] == [True] and all(op.dx_act is None for op in bwd), bwd
-    check_native_vs_reference([x, W0, b0, W1], outs2, vals[:4], rtol=2e-4, atol=2e-4)
-
-
 def test_pooled_after_the_activation_stays():
     """A layer pooling its activation (conv -> act -> pool) keeps it: the activation cannot move
     past the pooling; the layer before it still moves its own into it."""

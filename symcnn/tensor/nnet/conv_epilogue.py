@@ -149,24 +149,22 @@ def out_from_z(dact, act):
                                 for s, args, d, o in inlined.steps])
 
 
-def gradient_of_one(dact, slots, dtype, x_slot=0):
+def gradient_of_one(dact, slots, dtype):
     """The program (x, g) -> dact(x, 0, g_1.., g_m) of a gradient program dact(z, out, g_1..g_m)
     that does not read out (out_from_z), with g_k = prog(0, .., g, .., 0) (g its input j) for the
     slots k taken (slots[k] = (prog, j)) and 0 in the others. Gradient programs are linear in the
     gradients, so g_pre is the sum of such programs, one per source of gradients, each computed
-    where its g is (the activation's derivative applied to one consumer's gradient). x_slot 1: x
-    is out instead (a program that does not read z: the consumer's x is the activation)."""
+    where its g is (the activation's derivative applied to one consumer's gradient)."""
     from ..var import constant
-    if reads_input(dact, 1 - x_slot):
-        raise ValueError(f"gradient_of_one: the program reads its input {1 - x_slot}, which x does not stand for")
+    if reads_input(dact, 1):
+        raise ValueError("gradient_of_one: the program reads out; compute it from z first (out_from_z)")
     zero = constant(np.asarray(0, dtype=dtype))
 
     def part(prog, j, g):
         return expand_program(prog, [g if k == j else zero for k in range(prog.nin)])
 
     def fn(x, g):
-        ins = ([x, zero] if x_slot == 0 else [zero, x]) + [part(*slots[i], g) if i in slots else zero
-                                                           for i in range(dact.nin - 2)]
+        ins = [x, zero] + [part(*slots[i], g) if i in slots else zero for i in range(dact.nin - 2)]
         return expand_program(dact, ins)
     return program_of(fn, dtype, nin=2)
 

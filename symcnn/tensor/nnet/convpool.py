@@ -434,10 +434,10 @@ class ConvPoolAct(_ConvPoolBase):
 class ConvPoolActGrad(_ConvPoolBase):
     """(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]): the gradient of ConvPoolAct, with
     g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation. With in_act, x is in_act(x)
-    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads). With
-    dx_act (a program of (x, g)), gx is dx_act(x, that gradient): the producer's activation
-    derivative (of in_act, or of the activation x is) applied here, to each image's gx while it
-    is in cache, instead of by the producer's gradient, which then need not read x again."""
+    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads), or
+    with dx_act (a program of (x, g)) dx_act(x, that gradient): the gradient of x itself, in_act's
+    derivative applied here, to each image's gx while it is in cache, instead of by the producer's
+    gradient, which then need not read x (its pre-activation z) again."""
 
     __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx", "dx_act")
 
@@ -449,8 +449,8 @@ class ConvPoolActGrad(_ConvPoolBase):
         self.need_gx = bool(need_gx)
         if dx_act is not None and not (isinstance(dx_act, Composite) and dx_act.nin == 2):
             raise TypeError(f"{self._who()}: dx_act must be a Composite of inputs (x, g) or None, got {dx_act!r}")
-        if dx_act is not None and not self.need_gx:
-            raise ValueError(f"{self._who()}: dx_act (a derivative applied to gx) needs need_gx")
+        if dx_act is not None and (self.in_act is None or not self.need_gx):
+            raise ValueError(f"{self._who()}: dx_act (the input activation's derivative) needs in_act and need_gx")
         self.dx_act = dx_act
         self.reads_z = E.reads_input(dact, 0)
         self.reads_out = E.reads_input(dact, 1)   # out, or 'act_pool': act
