@@ -345,12 +345,11 @@ CONV_ACTIVATIONS = {
 }
 
 
-def conv_act_ops(act="tanh", dtype="float32", dx_act=None, **kw):
+def conv_act_ops(act="tanh", dtype="float32", **kw):
     """(ConvPoolAct, its gradient with gx, its gradient without) for activation `act` (a name of
     CONV_ACTIVATIONS): the ops the rewrite builds for that graph, written by hand. tanh's and
     sigmoid's derivatives read out (as T.grad writes them), the others z. With order='act_pool' the
-    derivative's second input is the (unpooled) activation, kept by the forward when read. dx_act:
-    the gradient with gx gives the gradient of x itself (in_act's derivative, input_derivative)."""
+    derivative's second input is the (unpooled) activation, kept by the forward when read."""
     from symcnn.tensor.nnet.conv_epilogue import program_of
     from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
     fn = CONV_ACTIVATIONS[act]
@@ -367,15 +366,8 @@ def conv_act_ops(act="tanh", dtype="float32", dx_act=None, **kw):
     order = kw.get("order", "pool_act") if kw.get("pool", "max") is not None else "pool_act"
     keep_z, keep_act = kept_for_gradient(dact, order)
     fwd = ConvPoolAct(act=prog, keep_z=keep_z, keep_act=keep_act, **kw)
-    return fwd, ConvPoolActGrad(act=prog, dact=dact, need_gx=True, dx_act=dx_act, **kw), \
+    return fwd, ConvPoolActGrad(act=prog, dact=dact, need_gx=True, **kw), \
         ConvPoolActGrad(act=prog, dact=dact, need_gx=False, **kw)
-
-
-def input_derivative(fn, dtype):
-    """The program (x, g) -> g * fn'(x) of an elementwise function, as T.grad writes it: a fused
-    gradient's dx_act for the input activation fn."""
-    from symcnn.tensor.nnet.conv_epilogue import program_of
-    return program_of(lambda x, g: theano.grad(None, x, known_grads={fn(x): g}), dtype, nin=2)
 
 
 def _reads_z(prog):

@@ -72,7 +72,7 @@ from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import copy_planes, shift_copy
-from .convpool_input import activate_copy, activated_image, apply_input_derivative, in_act_of, keeps_zero
+from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
 from .conv_winograd_strided import WinogradPhases, winograd_phases
@@ -771,8 +771,6 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
-        if gxptr is not None and op.dx_act is not None:   # the gradient of x, while in cache
-            apply_input_derivative(ctx, op, dt, xs, n, gep(b, gxptr, U.mul(b, n, img), et))
 
     if wg is not None:
         with U.for_range(b, n1, start=n0, step=wg.Gi, name="grp") as g0:

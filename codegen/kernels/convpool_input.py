@@ -39,25 +39,6 @@ def activated_image(ctx, op, dt, xs, n, buf, activate=True):
     return Array(dt, buf, [C, H, W], [U.mul(b, H, W), W, 1])
 
 
-def apply_input_derivative(ctx, op, dt, xs, n, gx):
-    """gx[c, i, j] = op.dx_act(x[n, c, i, j], gx[c, i, j]) over image n's dense gradient gx, just
-    computed (in cache), with x its input image ((B, C, H, W) Array xs): the gradient of x itself,
-    in_act's derivative applied, so the producer's gradient need not read x again."""
-    b = ctx.b
-    src = image_view(b, xs, n)
-    et = U.ll_type(dt)
-    C, H, W = src.shape
-    s0, s1, s2 = src.strides
-    with U.for_range(b, C, name="dxc") as c:
-        with U.for_range(b, H, name="dxi") as i:
-            row = gep(b, src.ptr, U.add(b, U.mul(b, c, s0), U.mul(b, i, s1)), et)
-            grow = gep(b, gx, U.mul(b, U.add(b, U.mul(b, c, H), i), W), et)
-            with U.for_range(b, W, name="dxj") as j:
-                v = b.load(gep(b, row, U.mul(b, j, s2), et), typ=et)
-                gp = gep(b, grow, j, et)
-                b.store(emit_scalar(ctx, op.dx_act, [v, b.load(gp, typ=et)], [dt, dt], dt), gp)
-
-
 def keeps_zero(op, dt):
     """Whether op.in_act maps 0 to 0: then it may run over a zero-bordered copy of the image in
     place, borders included (activate_copy), instead of through a separate activated image."""

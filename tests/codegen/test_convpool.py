@@ -12,7 +12,7 @@ import symcnn.tensor as T
 from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
 from tests.fuzz.strategies import examples
-from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_apply, conv_act_ops, input_derivative
+from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_apply, conv_act_ops
 from tests.helpers import target  # noqa: F401,E402 (a fixture: one run per target)
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -1078,15 +1078,13 @@ def _in_act_values(xs, ws, dtype, seed):
             rng.uniform(-0.5, 0.5, ws[0]).astype(dtype))
 
 
-def _check_in_act(cfg, dx=False):
-    """The forward and both gradients of the configuration against the reference (dx: gx the
-    gradient of x, in_act's derivative applied by the op); returns the forward's variant."""
+def _check_in_act(cfg):
+    """The forward and both gradients of the configuration against the reference; returns the
+    forward's variant."""
     from symcnn.tensor.nnet.conv_epilogue import program_of
     xs, ws, conv, pool_kw, dtype, act, in_act = cfg
     kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
-    dx_act = input_derivative(CONV_ACTIVATIONS[in_act], dtype) if dx else None
-    ops = conv_act_ops(act, dtype, in_act=program_of(CONV_ACTIVATIONS[in_act], dtype), dx_act=dx_act, **kw)
-    assert (ops[1].dx_act is not None) == dx
+    ops = conv_act_ops(act, dtype, in_act=program_of(CONV_ACTIVATIONS[in_act], dtype), **kw)
     assert all(op.in_act is not None for op in ops)
     x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
                   T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
@@ -1124,36 +1122,6 @@ def test_input_activation_takes_every_kernel(cfg, target, monkeypatch):
         assert "symcnn_routed_dw_" in ir
 
 
-@pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES, ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps"])
-def test_gradient_of_x_takes_every_kernel(cfg, monkeypatch):
-    """gx of x itself (dx_act: in_act's derivative applied to each image's gx by the op) on every
-    input-gradient kernel (Winograd's, the phases', the tap panels', im2col's) against the reference."""
-    _exact_winograd(monkeypatch)
-    _check_in_act(cfg, dx=True)
-
-
-def test_gradient_of_x_is_the_unfused_derivative():
-    """dx_act's gx is in_act's derivative times the gx without it, in both modes (leaky ReLU: the
-    derivative is not 0/1, so a missing or doubled factor shows)."""
-    from symcnn.tensor.nnet.conv_epilogue import program_of
-    xs, ws = (2, 16, 8, 8), (16, 16, 3, 3)
-    fn = CONV_ACTIVATIONS["leaky_relu"]
-    kw = dict(border_mode="half", imshp=xs, kshp=ws, pool=None, in_act=program_of(fn, "float64"))
-    fwd, bwd, _ = conv_act_ops("relu", "float64", **kw)
-    _, dbwd, _ = conv_act_ops("relu", "float64", dx_act=input_derivative(fn, "float64"), **kw)
-    rng = np.random.RandomState(4)
-    x, W, b, g = (T.TensorType("float64", (None,) * 4)("x"), T.TensorType("float64", (None,) * 4)("W"),
-                  T.vector("b", dtype="float64"), T.TensorType("float64", (None,) * 4)("g"))
-    xv, Wv, bv = rng.uniform(-1, 1, xs), rng.uniform(-1, 1, ws), rng.uniform(-1, 1, ws[:1])
-    gv = rng.uniform(-1, 1, (2, 16, 8, 8))
-    for mode in ("reference", "native"):
-        plain = symcnn.function([x, W, b, g], conv_act_apply(fwd, bwd, x, W, b, g)[1][2], mode=mode)(xv, Wv, bv, gv)
-        of_x = symcnn.function([x, W, b, g], conv_act_apply(fwd, dbwd, x, W, b, g)[1][2], mode=mode)(xv, Wv, bv, gv)
-        np.testing.assert_allclose(of_x, plain * np.where(xv > 0, 1.0, 0.1), rtol=1e-6, atol=1e-9)   # (0.1: a float32 constant)
-    with pytest.raises(ValueError, match="needs in_act"):
-        conv_act_ops("relu", "float64", dx_act=input_derivative(fn, "float64"), border_mode="half", pool=None)
-
-
 def test_random_input_activations_match_reference(monkeypatch):
     """Random layers with an input activation against the reference (with the examples above, the
     draws reach the im2col, direct and phase kernels)."""
@@ -1164,20 +1132,6 @@ def test_random_input_activations_match_reference(monkeypatch):
     @given(_in_act_configurations())
     def run(cfg):
         seen.add(_check_in_act(cfg)[0].split()[0])
-
-    run()
-    assert len(seen) >= 2, seen
-
-
-def test_random_gradients_of_x_match_reference(monkeypatch):
-    """Random layers whose gradient gives gx of x itself (dx_act) against the reference."""
-    _exact_winograd(monkeypatch)
-    seen = set()
-
-    @settings(max_examples=examples(6), deadline=None, database=None, derandomize=True)
-    @given(_in_act_configurations())
-    def run(cfg):
-        seen.add(_check_in_act(cfg, dx=True)[0].split()[0])
 
     run()
     assert len(seen) >= 2, seen
@@ -1205,14 +1159,6 @@ def test_input_activation_verifies():
 
         symcnn.verify_grad(cost, [xv, Wv, bv], rng=rng, mode="native")
         symcnn.verify_grad(grad_cost, [xv, Wv, bv], rng=rng, mode="native")
-        # the gradient giving gx of x itself (in_act's derivative applied by the op)
-        _, dbwd, _ = conv_act_ops("sigmoid", "float64", dx_act=input_derivative(T.tanh, "float64"), **kw)
-
-        def dx_cost(x, W, b):
-            outs, grads = conv_act_apply(fwd, dbwd, x, W, b, T.constant(gv))
-            return sum((gr * gr).sum() for gr in grads)
-
-        symcnn.verify_grad(dx_cost, [xv, Wv, bv], rng=rng, mode="native")
 
 
 @st.composite

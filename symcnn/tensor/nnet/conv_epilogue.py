@@ -17,7 +17,7 @@ from ..elemwise import DimShuffle, Elemwise
 from ... import scalar as ts
 
 __all__ = ["ScalarConstant", "program_from_graph", "program_of", "expand_program", "reads_input",
-           "is_identity", "scalar_constant_value", "out_from_z", "gradient_of_one", "sum_of_gradients"]
+           "is_identity", "scalar_constant_value", "out_from_z"]
 
 
 class ScalarConstant(ts.ScalarOp):
@@ -147,34 +147,3 @@ def out_from_z(dact, act):
     inlined = dact.inline(1, act)   # act's input takes slot 1: point it at z
     return Composite(dact.nin, [(s, tuple(0 if a == 1 else a for a in args), d, o)
                                 for s, args, d, o in inlined.steps])
-
-
-def gradient_of_one(dact, slots, dtype):
-    """The program (x, g) -> dact(x, 0, g_1.., g_m) of a gradient program dact(z, out, g_1..g_m)
-    that does not read out (out_from_z), with g_k = prog(0, .., g, .., 0) (g its input j) for the
-    slots k taken (slots[k] = (prog, j)) and 0 in the others. Gradient programs are linear in the
-    gradients, so g_pre is the sum of such programs, one per source of gradients, each computed
-    where its g is (the activation's derivative applied to one consumer's gradient)."""
-    from ..var import constant
-    if reads_input(dact, 1):
-        raise ValueError("gradient_of_one: the program reads out; compute it from z first (out_from_z)")
-    zero = constant(np.asarray(0, dtype=dtype))
-
-    def part(prog, j, g):
-        return expand_program(prog, [g if k == j else zero for k in range(prog.nin)])
-
-    def fn(x, g):
-        ins = [x, zero] + [part(*slots[i], g) if i in slots else zero for i in range(dact.nin - 2)]
-        return expand_program(dact, ins)
-    return program_of(fn, dtype, nin=2)
-
-
-def sum_of_gradients(n_grads, dtype):
-    """The gradient program (z, out, g_1..g_m) -> g_1 + .. + g_m: the pre-activation's gradient when
-    every consumer already applied the activation's derivative (gradient_of_one)."""
-    def fn(z, out, *gs):
-        total = gs[0]
-        for g in gs[1:]:
-            total = total + g
-        return total
-    return program_of(fn, dtype, nin=2 + n_grads)

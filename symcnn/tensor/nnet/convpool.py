@@ -153,8 +153,6 @@ class _ConvPoolBase(Op):
         s += f", act={self.act.name if self.act is not None else 'identity'}"
         if self.in_act is not None:
             s += f", in_act={self.in_act.name}"
-        if getattr(self, "dx_act", None) is not None:
-            s += ", gx of x"
         for p in ("keep_z", "keep_act", "need_gx"):
             if getattr(self, p, None) is not None:
                 s += f", {p}={getattr(self, p)}"
@@ -434,24 +432,16 @@ class ConvPoolAct(_ConvPoolBase):
 class ConvPoolActGrad(_ConvPoolBase):
     """(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]): the gradient of ConvPoolAct, with
     g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation. With in_act, x is in_act(x)
-    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads), or
-    with dx_act (a program of (x, g)) dx_act(x, that gradient): the gradient of x itself, in_act's
-    derivative applied here, to each image's gx while it is in cache, instead of by the producer's
-    gradient, which then need not read x (its pre-activation z) again."""
+    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads)."""
 
-    __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx", "dx_act")
+    __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx")
 
-    def __init__(self, *args, dact=None, need_gx=True, dx_act=None, **kwargs):
+    def __init__(self, *args, dact=None, need_gx=True, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(dact, Composite) or dact.nin < 3:
             raise TypeError(f"{self._who()}: dact must be a Composite of inputs (z, out, g_1, ...), got {dact!r}")
         self.dact = dact
         self.need_gx = bool(need_gx)
-        if dx_act is not None and not (isinstance(dx_act, Composite) and dx_act.nin == 2):
-            raise TypeError(f"{self._who()}: dx_act must be a Composite of inputs (x, g) or None, got {dx_act!r}")
-        if dx_act is not None and (self.in_act is None or not self.need_gx):
-            raise ValueError(f"{self._who()}: dx_act (the input activation's derivative) needs in_act and need_gx")
-        self.dx_act = dx_act
         self.reads_z = E.reads_input(dact, 0)
         self.reads_out = E.reads_input(dact, 1)   # out, or 'act_pool': act
         self.n_grads = dact.nin - 2
@@ -483,7 +473,6 @@ class ConvPoolActGrad(_ConvPoolBase):
         W = self._check_float(C.check_tensor4(inputs[1], "filters", who), "filters", x.dtype)
         self._check_program(self.dact, self.dact.nin, x.dtype, "gradient")
         self._check_program(self.in_act, 1, x.dtype, "input activation")
-        self._check_program(self.dx_act, 2, x.dtype, "input activation's gradient")
         im, k, conv, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
                                             f"the filters {W.describe()}")
         ins = [x, W]
@@ -571,8 +560,6 @@ class ConvPoolActGrad(_ConvPoolBase):
         if self.need_gx:
             wf = C.flip(w) if self.filter_flip else w
             res["gx"] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
-            if self.dx_act is not None:
-                res["gx"] = _impl(self.dx_act, [x, res["gx"]], dtype, x.shape)
         for k_, role in enumerate(self.output_roles()):
             out_storage[k_][0] = res[role]
 
@@ -635,6 +622,4 @@ class ConvPoolActGrad(_ConvPoolBase):
         res = {"gW": conv_op.grad([x, W], [gconv])[1], "gb": T.sum(g_pre, axis=(0, 2, 3))}
         if self.need_gx:
             res["gx"] = conv_op.grad([x, W], [gconv])[0]
-            if self.dx_act is not None:
-                res["gx"] = E.expand_program(self.dx_act, [named["x"], res["gx"]])
         return res
