@@ -331,7 +331,10 @@ def test_winograd_tiles_spanning_images(dtype, xs, ws, border, flip):
     tol = dict(rtol=1e-4, atol=2e-3) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn, _ = check_native_vs_reference(ins, outs, vals, **tol)
     ir_text = fn.dump_llvm()
-    assert ("fwd", "winograd") in set(BODY.findall(ir_text)) and SPAN_TILES.search(ir_text), BODY.findall(ir_text)
+    assert ("fwd", "winograd") in set(BODY.findall(ir_text)), BODY.findall(ir_text)
+    from codegen import target as targets
+    if targets.current().vector_bytes == 64:   # (with 4 or 8 lanes some of these images' own grids waste little)
+        assert SPAN_TILES.search(ir_text), BODY.findall(ir_text)
 
 
 _WINOGRAD_2X2_EXAMPLES = [   # 2x2 filters: F(4x4, 2x2); ragged tiles, 'half' (one row and column more)

@@ -128,6 +128,9 @@ def test_strided_convolutions_match_reference():
 
 @pytest.mark.parametrize("cfg", _EXAMPLES[5:])
 def test_declined_where_it_does_not_pay_or_apply(cfg):
+    from codegen import target as targets
+    if cfg is _EXAMPLES[5] and targets.current().vector_bytes != 64:
+        pytest.skip("one image's tile grid wastes too much only with 16-lane float32 / 8-lane float64 vectors")
     assert _chosen(*cfg) is None
 
 
