@@ -1,6 +1,7 @@
 """Where a zoo setup's train step spends its cycles, per native function, sampled by Linux perf.
 
     python benchmarks/perf_kernels.py allconv [--threads 2] [--seconds 10] [--hot symcnn_convpool_bwd2]
+    python benchmarks/perf_kernels.py conv:k1:fwd --threads 1     (one op of bench_conv.py)
 
 The profile mode (codegen/profile.py) times whole kernels; this names the native functions inside
 them: the micro-kernels (symcnn_dconv_*, symcnn_gemm_ukr_*, ...) and the outlined thread bodies
@@ -54,8 +55,18 @@ def _child(args):
         loaded.append((engine, [obj] if isinstance(obj, (bytes, bytearray)) else list(obj)))
         return engine
     jit._load = keep
-    import bench_models as bm
-    train, _, _ = bm.symcnn_model(args.setup, args.threads)
+    if args.setup.startswith("conv:"):   # conv:<bench_conv name>:<fwd|gx|gw>
+        import symcnn
+        import bench_conv as bc
+        symcnn.config.num_threads = args.threads
+        _, name, op = args.setup.split(":")
+        fn, fargs = bc.symcnn_ops(next(c for c in bc.CONVS if c[0] == name))[("fwd", "gx", "gw").index(op)]
+
+        def train(i):
+            fn(*fargs)
+    else:
+        import bench_models as bm
+        train, _, _ = bm.symcnn_model(args.setup, args.threads)
     for i in range(5):
         train(i % 4)
     lines = []
@@ -115,7 +126,8 @@ def _hot(fn, data, objdir, pid, top):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("setup", help="a setup of bench_models.py's zoo (lenet, allconv, ...)")
+    ap.add_argument("setup", help="a setup of bench_models.py's zoo (lenet, allconv, ...), or one op of "
+                    "bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--hot", action="append", default=[], help="native function to show instructions of")
