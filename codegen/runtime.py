@@ -4,7 +4,7 @@ import weakref
 
 import numpy as np
 
-from symcnn.compile.backend import Lowered
+from symcnn.compile.backend import Lowered, OwnedBuffer
 from symcnn.compile.shared import SharedVariable
 from symcnn.graph.trace import with_trace
 
@@ -116,8 +116,26 @@ class NativeRunner:
                 if target.shape == shape:  # written into the shared storage natively
                     outs.append(target)
                     continue
-            outs.append(_copy_out(int(self._outs[off]), shape, dtype))
+            ptr = int(self._outs[off])
+            out = self._hand_over(ptr, shape, dtype)
+            outs.append(out if out is not None else _copy_out(ptr, shape, dtype))
         return outs
+
+    def _hand_over(self, ptr, shape, dtype):
+        """The output at ptr as an array that owns its buffer, or None (then it is copied): a large
+        output that starts one of the function's buffers takes that buffer to the caller, and its
+        slot is emptied, so that the next call allocates a new one. This saves a copy of every large
+        result (a convolution's output). Another output in the same buffer (the same variable
+        again, a view) finds no slot and is copied, from memory the first one keeps alive."""
+        dt = np.dtype(dtype)
+        nbytes = (int(np.prod(shape)) if shape else 1) * dt.itemsize
+        if nbytes < HAND_OVER_BYTES:
+            return None
+        hit = np.flatnonzero(self._slots[0::2] == ptr)
+        if len(hit) != 1 or nbytes > int(self._slots[2 * hit[0] + 1]):
+            return None   # an input's or a shared variable's storage, or inside a buffer
+        self._slots[2 * hit[0]] = self._slots[2 * hit[0] + 1] = 0
+        return np.asarray(_NativeBuffer(ptr, shape, dt))
 
     def _separate(self, values):
         """Native code writes updates into their shared variables' storage. Copy, before the call,
@@ -284,6 +302,24 @@ def _start_pool(owner, module):
 
 def _stop_pool(stop, module):
     stop()
+
+
+# Outputs of at least this many bytes are handed over rather than copied (_hand_over); a smaller
+# copy costs less than the allocation the next call then makes.
+HAND_OVER_BYTES = 1 << 16
+
+
+class _NativeBuffer(OwnedBuffer):
+    """A buffer the native code allocated (aligned_alloc), as the memory of one output array:
+    freed when the last array viewing it is collected."""
+
+    def __init__(self, ptr, shape, dtype):
+        self.ptr = ptr
+        self.__array_interface__ = {"data": (ptr, False), "shape": tuple(shape), "typestr": dtype.str,
+                                    "version": 3}
+
+    def __del__(self):
+        _libc.free(ctypes.c_void_p(self.ptr))
 
 
 def _copy_out(ptr, shape, dtype):

@@ -14,6 +14,10 @@ A backend provides one mode (`function(..., mode=name)`) and compiles in two pha
       otherwise (nothing slow is left, e.g. a compile-cache hit). A runner is
       callable(list of input values) -> list of output values.
 
+function() gives the caller outputs that alias nothing it keeps: it copies a result that is an
+input, shared storage, another result or a view (an array with a base), except a view whose base
+is an OwnedBuffer: memory the runner hands over, which it no longer refers to.
+
 Besides 'reference' (numpy's perform, built in), backends are found through the entry points
 of installed packages in the group ENTRY_POINT_GROUP: the entry's name is the mode's, its
 object a Backend. symcnn names no backend itself.
@@ -45,6 +49,12 @@ class Ready(Lowered):
 
     def finish(self):
         return self.runner
+
+
+class OwnedBuffer:
+    """The base of an output array whose memory a runner hands to the caller (see the module
+    docstring): nothing of the runner refers to it after the call, so function() returns the
+    array without copying it. A subclass owns the memory and frees it when it is collected."""
 
 
 class Backend:

@@ -12,6 +12,7 @@ from ..graph.fg import FunctionGraph
 from ..graph.trace import user_trace, with_trace
 from ..tensor.var import as_tensor_variable
 from . import linker as _reference  # noqa: F401  (registers the reference mode)
+from .backend import OwnedBuffer
 from .mode import backend_for, get_mode, rewrites_for
 from ..rewrite import rewrite_graph
 from .io import In, Out
@@ -318,7 +319,8 @@ class Function:
         seen = {id(v) for v in owned}
         fresh = []
         for o in outs:
-            if not isinstance(o, np.ndarray) or o.base is not None or id(o) in seen:
+            if not isinstance(o, np.ndarray) or id(o) in seen or (
+                    o.base is not None and not isinstance(o.base, OwnedBuffer)):
                 o = np.array(o)
             seen.add(id(o))
             fresh.append(o)
