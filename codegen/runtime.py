@@ -318,8 +318,8 @@ class _NativeBuffer(OwnedBuffer):
         self.__array_interface__ = {"data": (ptr, False), "shape": tuple(shape), "typestr": dtype.str,
                                     "version": 3}
 
-    def __del__(self):
-        _libc.free(ctypes.c_void_p(self.ptr))
+    def __del__(self, _free=_libc.free, _ptr=ctypes.c_void_p):   # bound now: usable at interpreter exit
+        _free(_ptr(self.ptr))
 
 
 def _copy_out(ptr, shape, dtype):
