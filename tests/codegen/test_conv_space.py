@@ -131,10 +131,13 @@ _STATIC_EXAMPLES = [
     ("float32", (3, 32, 15, 15), (33, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
     # strided: the phase kernels, 8-wide output rows (the shifted layout: two rows per 16-lane vector,
-    # one load), 16-wide ones (the 'rows' layout on rows padded to 32) and 7-wide ones ('wide')
+    # one load), 16-wide ones (shifted with 3x3 filters: one row per vector; with 5x5 ones, three copies
+    # of a phase, the 'rows' layout on rows padded to 32) and 7-wide ones ('wide')
     ("float32", (3, 32, 16, 16), (20, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
     ("float32", (2, 16, 32, 32), (20, 16, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (2, 16, 31, 32), (20, 16, 5, 5), dict(border_mode="half", subsample=(2, 2), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
     ("float64", (3, 16, 15, 21), (24, 16, 3, 5), dict(border_mode=(1, 2), subsample=(2, 3), filter_flip=False,
                                                      filter_dilation=(1, 1)), True),
@@ -181,7 +184,7 @@ def test_strided_convolutions_take_the_phase_kernels():
     phase kernels in both layouts and the input gradient's phases (with im2col where the phase images
     would waste too much of the direct tiles)."""
     # + a padded 1x1 filter with stride 2: three of the four phases of dx get no tap (zeros)
-    seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-3:] + [
+    seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-4:] + [
         ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
                                                          filter_dilation=(1, 1)), True)] + _NARROW_STRIDED)
     assert PHASES <= seen, sorted(PHASES - seen)
