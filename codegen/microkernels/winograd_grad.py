@@ -394,28 +394,34 @@ def emit_group(ctx, p, bufs, gn):
 
 def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
     """dw[k, c] (dense [K][C][r][r], the plan's dtype) = G^T (sum over the nparts partials M at
-    base + t*stride, in float64 in thread order) G, turned 180 degrees when p.flip."""
+    base + t*stride, in float64 in thread order) G, turned 180 degrees when p.flip. Each (r, s) by a
+    call of one function (irutil.call_outlined)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     Gt = [list(col) for col in zip(*p.Gm)]   # r x a
     na, r_ = p.a, p.r
+
+    def one(fb, params):
+        src, step, dst = params
+        m = []
+        for q in range(na * na):
+            acc = None
+            for t in range(nparts):
+                ptr = U.gep(fb, src, U.add(fb, U.mul(fb, t, step), q * p.mq), et)
+                v = U.cast_value(fb, fb.load(ptr, typ=et), p.dtype, "float64")
+                acc = v if acc is None else fb.fadd(acc, v)
+            m.append(acc)
+        half = [[combine_scalars(fb, Gt[u], [m[x * na + y] for x in range(na)]) for y in range(na)]
+                for u in range(r_)]
+        for u in range(r_):
+            for w in range(r_):
+                v = U.cast_value(fb, combine_scalars(fb, Gt[w], half[u]), "float64", p.dtype)
+                idx = (r_ - 1 - u) * r_ + (r_ - 1 - w) if p.flip else u * r_ + w
+                fb.store(v, U.gep(fb, dst, idx, et))
+    name = f"symcnn_wgw_untransform_{p.dtype}_F{p.m}r{r_}{'_flip' if p.flip else ''}_n{nparts}_q{p.mq}"
     with U.for_range(b, p.R, name="rr") as r:
         with U.for_range(b, p.S, name="rs") as s:
             off = b.add(b.mul(r, U.i64(p.Sp)), s)
-            m = []
-            for q in range(na * na):
-                acc = None
-                for t in range(nparts):
-                    ptr = U.gep(b, base, U.add(b, U.mul(b, t, stride), b.add(off, U.i64(q * p.mq))), et)
-                    v = U.cast_value(b, b.load(ptr, typ=et), p.dtype, "float64")
-                    acc = v if acc is None else b.fadd(acc, v)
-                m.append(acc)
             k, c = (s, r) if p.swap else (r, s)
             dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(r_ * r_)), et)
-            half = [[combine_scalars(b, Gt[u], [m[x * na + y] for x in range(na)]) for y in range(na)]
-                    for u in range(r_)]
-            for u in range(r_):
-                for w in range(r_):
-                    v = U.cast_value(b, combine_scalars(b, Gt[w], half[u]), "float64", p.dtype)
-                    idx = (r_ - 1 - u) * r_ + (r_ - 1 - w) if p.flip else u * r_ + w
-                    b.store(v, U.gep(b, dst, idx, et))
+            U.call_outlined(b, name, [U.gep(b, base, off, et), U.as_value(b, stride), dst], one)
