@@ -319,21 +319,21 @@ class PhaseImages(PhaseSplit, DirectImages):
         self.write_offsets(ctx, offs)
 
     def write_offsets(self, ctx, offs):
-        b = ctx.b
+        """offs[t] for the taps t = (c, r, s), from a constant table (irutil.copy_i64_table)."""
         p = self.p
         sh, sw = self.stride
         plane = self.Hp * self.Wr
-        with U.for_range(b, p.C, name="tc") as c:
+        vals = []
+        for c in range(p.C):
             for r in range(p.kh):
                 for s in range(p.kw):
-                    t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
                     phase = (r % sh) * sw + s % sw
                     if self.shifted:   # copy s div sw of the phase, from its column 0
                         block, col = phase * self.nd + s // sw, 0
                     else:
                         block, col = phase, s // sw
-                    off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(block * plane + (r // sh) * self.Wr + col))
-                    b.store(off, b.gep(offs, [t], source_etype=U.I64))
+                    vals.append(c * p.H * p.W + block * plane + (r // sh) * self.Wr + col)
+        U.copy_i64_table(ctx.b, "symcnn_phase_offsets", vals, offs)
 
 # The shifted layout stores each phase image ceil(kw / sw) times: at most this many copies (3x3
 # filters with stride 2: 2), so the buffer stays within twice the plain one's size.

@@ -323,12 +323,8 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
 
 
 def tap_offsets(ctx, p, offs):
-    """offs[t] = the image offset of tap t = (c, r, s): c*H*W + dh*r*W + dw*s."""
-    b = ctx.b
+    """offs[t] = the image offset of tap t = (c, r, s): c*H*W + dh*r*W + dw*s (copied from a
+    constant table, irutil.copy_i64_table)."""
     dh, dw = getattr(p, "dh", 1), getattr(p, "dw", 1)   # the few-tap plans are never dilated
-    with U.for_range(b, p.C, name="tc") as c:
-        for r in range(p.kh):
-            for s in range(p.kw):
-                t = b.add(b.mul(c, U.i64(p.kh * p.kw)), U.i64(r * p.kw + s))
-                off = b.add(b.mul(c, U.i64(p.H * p.W)), U.i64(dh * r * p.W + dw * s))
-                b.store(off, b.gep(offs, [t], source_etype=U.I64))
+    vals = [c * p.H * p.W + dh * r * p.W + dw * s for c in range(p.C) for r in range(p.kh) for s in range(p.kw)]
+    U.copy_i64_table(ctx.b, "symcnn_dconv_offsets", vals, offs)

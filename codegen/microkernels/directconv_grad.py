@@ -186,20 +186,18 @@ def tap_plan(op, dtype, dims):
 def tap_plan_offsets(ctx, tp, offs):
     """offs[p] = the image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0), and
     offs[gx_offsets + q] = that of tap gx_tap(q); the padding entries up to whole panels repeat
-    offset 0 (their rows are computed, never stored)."""
-    b = ctx.b
+    offset 0 (their rows are computed, never stored). Copied from a constant table
+    (irutil.copy_i64_table)."""
     khw = tp.kh * tp.kw
-    with U.for_range(b, tp.C, name="pc") as c:
+    vals = [0] * tp.n_offsets
+    for c in range(tp.C):
         for rr in range(tp.kh):
             for ss in range(tp.kw):
                 r, s = (tp.kh - 1 - rr, tp.kw - 1 - ss) if tp.flip else (rr, ss)
-                p = b.add(b.mul(c, U.i64(khw)), U.i64(rr * tp.kw + ss))
-                off = b.add(b.mul(c, U.i64(tp.H * tp.W)), U.i64(tp.dh * r * tp.W + tp.dw * s))
-                b.store(off, b.gep(offs, [p], source_etype=U.I64))
-                q = b.add(U.i64(tp.gx_offsets + (rr * tp.kw + ss) * tp.C), c)
-                b.store(off, b.gep(offs, [q], source_etype=U.I64))
-    for p in list(range(tp.P, tp.gx_offsets)) + list(range(tp.gx_offsets + tp.P, tp.n_offsets)):
-        b.store(U.i64(0), b.gep(offs, [U.i64(p)], source_etype=U.I64))
+                off = c * tp.H * tp.W + tp.dh * r * tp.W + tp.dw * s
+                vals[c * khw + rr * tp.kw + ss] = off
+                vals[tp.gx_offsets + (rr * tp.kw + ss) * tp.C + c] = off
+    U.copy_i64_table(ctx.b, "symcnn_dconv_taps", vals, offs)
 
 
 def gx_tap(b, tp, q):

@@ -253,19 +253,25 @@ def emit_image(ctx, p, x_img, gpre, mask, xcl, routes, acc):
 
 def reduce(ctx, p, base, stride, nparts, gw):
     """gw[k, c, rr, ss] (dense) = the sum in float64, in thread order, of the partials at base +
-    t*stride, element [k][r][s*C + c], (rr, ss) = (r, s) turned 180 degrees when p.flip."""
+    t*stride, element [k][r][s*C + c], (rr, ss) = (r, s) turned 180 degrees when p.flip. Each (k, c)
+    by a call of one function (irutil.call_outlined)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
+
+    def one(fb, params):
+        src, step, dst = params
+        for r in range(p.kh):
+            for s in range(p.kw):
+                total = None
+                for t in range(nparts):
+                    ptr = U.gep(fb, src, U.add(fb, U.mul(fb, t, step), r * p.rowp + s * p.C), et)
+                    v = U.cast_value(fb, fb.load(ptr, typ=et), p.dtype, "float64")
+                    total = v if total is None else fb.fadd(total, v)
+                rr, ss = (p.kh - 1 - r, p.kw - 1 - s) if p.flip else (r, s)
+                fb.store(U.cast_value(fb, total, "float64", p.dtype), U.gep(fb, dst, rr * p.kw + ss, et))
+    name = f"symcnn_routed_dw_sum_{p.dtype}_{p.kh}x{p.kw}_C{p.C}_r{p.rowp}{'_flip' if p.flip else ''}_n{nparts}"
     with U.for_range(b, p.K, name="rgk") as k:
         with U.for_range(b, p.C, name="rgc") as c:
-            for r in range(p.kh):
-                for s in range(p.kw):
-                    off = b.add(b.mul(k, U.i64(p.kh * p.rowp)), b.add(U.i64(r * p.rowp + s * p.C), c))
-                    total = None
-                    for t in range(nparts):
-                        ptr = U.gep(b, base, U.add(b, U.mul(b, t, stride), off), et)
-                        v = U.cast_value(b, b.load(ptr, typ=et), p.dtype, "float64")
-                        total = v if total is None else b.fadd(total, v)
-                    rr, ss = (p.kh - 1 - r, p.kw - 1 - s) if p.flip else (r, s)
-                    idx = b.add(b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(p.kh * p.kw)), U.i64(rr * p.kw + ss))
-                    b.store(U.cast_value(b, total, "float64", p.dtype), b.gep(gw, [idx], source_etype=et))
+            src = U.gep(b, base, b.add(b.mul(k, U.i64(p.kh * p.rowp)), c), et)
+            dst = U.gep(b, gw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(p.kh * p.kw)), et)
+            U.call_outlined(b, name, [src, U.as_value(b, stride), dst], one)

@@ -182,32 +182,36 @@ class Plan:
 
 def transform_filters(ctx, p, w_ptr, up):
     """up[((q*nkb + k//MR)*C + c)*MR + k%MR] = (G g G^T)[q] for g = w[k, c] (dense [K][C][r][r],
-    turned when p.flip), computed in float64; rows past K are zero."""
+    turned when p.flip), computed in float64; rows past K are zero. Each filter by a call of one
+    function (irutil.call_outlined)."""
     from ..kernels.conv import zero_fill
     b = ctx.b
+    zero_fill(b, up, 0, p.u_elems(), p.dtype)
     et = U.ll_type(p.dtype)
     a, MR, C, r = p.a, p.MR, p.C, p.r
+    step = p.nkb * C * MR   # between the transformed values q of one filter
     Gm = p.Gm
-    zero_fill(b, up, 0, p.u_elems(), p.dtype)
+
+    def one(fb, params):
+        g_ptr, u_ptr = params
+        g = [[None] * r for _ in range(r)]
+        for u in range(r):
+            for s in range(r):
+                src = (r - 1 - u) * r + (r - 1 - s) if p.flip else u * r + s
+                g[u][s] = U.cast_value(fb, fb.load(U.gep(fb, g_ptr, src, et), typ=et), p.dtype, "float64")
+        t = [[_scalar_comb(fb, Gm[x], [g[u][s] for u in range(r)]) for s in range(r)] for x in range(a)]
+        for x in range(a):
+            for y in range(a):
+                v = U.cast_value(fb, _scalar_comb(fb, Gm[y], t[x]), "float64", p.dtype)
+                fb.store(v, U.gep(fb, u_ptr, (x * a + y) * step, et))
+    name = f"symcnn_wino_filter_{p.dtype}_F{p.m}r{r}{'_flip' if p.flip else ''}_s{step}"
     with U.for_range(b, p.K, name="wk") as k:
         kb = b.udiv(k, U.i64(MR))
         i = b.urem(k, U.i64(MR))
         with U.for_range(b, C, name="wc") as c:
             base = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(r * r))
-            g = [[None] * r for _ in range(r)]
-            for u in range(r):
-                for s in range(r):
-                    src = (r - 1 - u) * r + (r - 1 - s) if p.flip else u * r + s
-                    v = b.load(U.gep(b, w_ptr, b.add(base, U.i64(src)), et), typ=et)
-                    g[u][s] = U.cast_value(b, v, p.dtype, "float64")
-            t = [[_scalar_comb(b, Gm[x], [g[u][s] for u in range(r)]) for s in range(r)] for x in range(a)]
-            for x in range(a):
-                for y in range(a):
-                    u = U.cast_value(b, _scalar_comb(b, Gm[y], t[x]), "float64", p.dtype)
-                    q = x * a + y
-                    off = b.add(b.mul(b.add(U.i64(q * p.nkb), kb), U.i64(C)), c)
-                    off = b.add(b.mul(off, U.i64(MR)), i)
-                    b.store(u, U.gep(b, up, off, et))
+            off = b.add(b.mul(b.add(b.mul(kb, U.i64(C)), c), U.i64(MR)), i)
+            U.call_outlined(b, name, [U.gep(b, w_ptr, base, et), U.gep(b, up, off, et)], one)
 
 
 def _scalar_comb(b, coeffs, vals):

@@ -398,7 +398,8 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
     A vector of float64 lanes takes that many consecutive columns s of M (contiguous in every
     partial; Sp, a multiple of the lanes, keeps the last vector inside), each lane's r x r results
     stored apart: this runs on the calling thread after the parallel part, and 128 -> 128 channels
-    make 16384 filters of 36 points each (scalar, it took 30% of such a gradient on two threads)."""
+    make 16384 filters of 36 points each (scalar, it took 30% of such a gradient on two threads).
+    Each vector of columns by a call of one function (irutil.call_outlined)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     Gt = [list(col) for col in zip(*p.Gm)]   # r x a
@@ -407,36 +408,44 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
     dvec = Vec(ctx.module, "float64", VL)
     src_t = ir.VectorType(et, VL)
     lane_step = p.C * r_ * r_ if p.swap else r_ * r_   # from column s to s + 1 in dw
+    tail = p.S % VL != 0
+
+    def one(fb, params):
+        src, step, dst, nlanes = params
+        m = []
+        for q in range(na * na):
+            acc = None
+            for t in range(nparts):
+                ptr = U.gep(fb, src, U.add(fb, U.mul(fb, t, step), q * p.mq), et)
+                v = fb.load(ptr, typ=src_t, align=U.itemsize(p.dtype))
+                v = v if p.dtype == "float64" else fb.fpext(v, dvec.t)
+                acc = v if acc is None else fb.fadd(acc, v)
+            m.append(acc)
+        half = [[combine(fb, dvec, Gt[u], [m[x * na + y] for x in range(na)]) for y in range(na)]
+                for u in range(r_)]
+        outs = {}
+        for u in range(r_):
+            for w in range(r_):
+                v = combine(fb, dvec, Gt[w], half[u])
+                v = v if p.dtype == "float64" else fb.fptrunc(v, src_t)
+                outs[(r_ - 1 - u) * r_ + (r_ - 1 - w) if p.flip else u * r_ + w] = v
+        for j in range(VL):
+            def store(j=j):
+                d = U.gep(fb, dst, j * lane_step, et)
+                for idx, v in sorted(outs.items()):
+                    fb.store(fb.extract_element(v, U.i64(j)), U.gep(fb, d, idx, et))
+            if not tail or j == 0:
+                store()
+            else:   # the last vector's lanes past S
+                with fb.if_then(fb.icmp_signed("<", U.i64(j), nlanes)):
+                    store()
+    name = (f"symcnn_wgw_untransform_{p.dtype}_F{p.m}r{r_}{'_flip' if p.flip else ''}_n{nparts}_q{p.mq}_"
+            f"v{VL}_l{lane_step}{'_tail' if tail else ''}")
     with U.for_range(b, p.R, name="rr") as r:
         with U.for_range(b, _ceil(p.S, VL), name="rs") as sb:
             s = b.mul(sb, U.i64(VL))
             off = b.add(b.mul(r, U.i64(p.Sp)), s)
-            m = []
-            for q in range(na * na):
-                acc = None
-                for t in range(nparts):
-                    ptr = U.gep(b, base, U.add(b, U.mul(b, t, stride), b.add(off, U.i64(q * p.mq))), et)
-                    v = b.load(ptr, typ=src_t, align=U.itemsize(p.dtype))
-                    v = v if p.dtype == "float64" else b.fpext(v, dvec.t)
-                    acc = v if acc is None else b.fadd(acc, v)
-                m.append(acc)
             k, c = (s, r) if p.swap else (r, s)
             dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(r_ * r_)), et)
-            half = [[combine(b, dvec, Gt[u], [m[x * na + y] for x in range(na)]) for y in range(na)]
-                    for u in range(r_)]
-            outs = {}
-            for u in range(r_):
-                for w in range(r_):
-                    v = combine(b, dvec, Gt[w], half[u])
-                    v = v if p.dtype == "float64" else b.fptrunc(v, src_t)
-                    outs[(r_ - 1 - u) * r_ + (r_ - 1 - w) if p.flip else u * r_ + w] = v
-            for j in range(VL):
-                def store(j=j):
-                    d = U.gep(b, dst, j * lane_step, et)
-                    for idx, v in sorted(outs.items()):
-                        b.store(b.extract_element(v, U.i64(j)), U.gep(b, d, idx, et))
-                if p.S % VL == 0 or j == 0:
-                    store()
-                else:   # the last vector's lanes past S
-                    with b.if_then(b.icmp_signed("<", b.add(s, U.i64(j)), U.i64(p.S))):
-                        store()
+            nlanes = b.sub(U.i64(p.S), s)
+            U.call_outlined(b, name, [U.gep(b, base, off, et), U.as_value(b, stride), dst, nlanes], one)
