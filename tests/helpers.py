@@ -386,3 +386,34 @@ def conv_act_apply(fwd, bwd, x, W, b, g):
     grads = bwd(*[roles[r] for r in bwd.input_roles()])
     grads = grads if isinstance(grads, (list, tuple)) else [grads]
     return list(fouts), list(grads)
+
+
+def jit_ir_function(nargs, emit):
+    """(engine, callable) of a native void function of nargs pointer arguments, its body built by
+    emit(ctx, *args) (ctx.module, ctx.b: the module and an IRBuilder in the entry block), optimised
+    and compiled for the current target; keep the engine alive while calling."""
+    import ctypes
+
+    import llvmlite.binding as llvm
+    from llvmlite import ir
+
+    from codegen import irutil as U
+    from codegen import jit
+    from codegen import target as targets
+
+    class Ctx:
+        def __init__(self, module, builder):
+            self.module, self.b = module, builder
+
+    mod = ir.Module(name="test_function")
+    mod.triple, mod.data_layout = jit.module_header()
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [U.PTR] * nargs), name="f")
+    b = ir.IRBuilder(fn.append_basic_block())
+    emit(Ctx(mod, b), *fn.args)
+    b.ret_void()
+    ref = llvm.parse_assembly(str(mod))
+    ref.verify()
+    jit.optimize(ref)
+    engine = llvm.create_mcjit_compiler(ref, targets.current().machine(jit=True))
+    engine.finalize_object()
+    return engine, ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs)(engine.get_function_address("f"))

@@ -2,25 +2,19 @@
 buffer against a numpy model, guards past it untouched, on random geometries (row lengths spanning
 several vectors and partial ones, the plain and the shifted layouts); and Conv2d forwards that take
 the phase kernels against the reference on random static shapes."""
-import ctypes
 import re
 
-import llvmlite.binding as llvm
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from llvmlite import ir
 
 import symcnn.tensor as T
 from symcnn.tensor.nnet.conv import conv2d
 
-from codegen import irutil as U
-from codegen import jit
-from codegen import target as targets
 from codegen.kernels.conv_phases import _pieces, phase_images
 from codegen.lower import Array
 
-from tests.helpers import check_native_vs_reference
+from tests.helpers import check_native_vs_reference, jit_ir_function
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_fwd_([a-z0-9_]+?)_\d+"?\(')
 GUARD = 64   # NaN elements after the buffer: a store past it would overwrite them
@@ -53,25 +47,9 @@ def _expected_buffer(pi, x):
     return out
 
 
-class _Ctx:
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-
 def _native_fill(pi, dtype):
-    mod = ir.Module(name="phase_split_test")
-    mod.triple, mod.data_layout = jit.module_header()
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [U.PTR, U.PTR]), name="f")
-    b = ir.IRBuilder(fn.append_basic_block())
-    src, dst = fn.args
-    pi.fill(_Ctx(mod, b), Array(dtype, src, [pi.C, pi.H, pi.W], b=b), dst, dtype)
-    b.ret_void()
-    ref = llvm.parse_assembly(str(mod))
-    ref.verify()
-    jit.optimize(ref)
-    engine = llvm.create_mcjit_compiler(ref, targets.current().machine(jit=True))
-    engine.finalize_object()
-    return engine, ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(engine.get_function_address("f"))
+    return jit_ir_function(2, lambda ctx, src, dst: pi.fill(ctx, Array(dtype, src, [pi.C, pi.H, pi.W], b=ctx.b),
+                                                             dst, dtype))
 
 
 @st.composite

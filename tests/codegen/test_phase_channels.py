@@ -1,20 +1,16 @@
 """A strided convolution as a unit-stride one over phase channels (codegen/kernels/phase_channels.py):
 its geometry against numpy, and its native filter rearrangement, filter-gradient gather and phase
 split against the same geometry."""
-import ctypes
 
-import llvmlite.binding as llvm
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from llvmlite import ir
 
-from codegen import irutil as U
-from codegen import jit
-from codegen import target as targets
 from codegen.kernels.phase_channels import PhaseChannels
 from codegen.lower import Array
+
+from tests.helpers import jit_ir_function
 
 
 def _strided_corr(x, w, pads, stride, flip):
@@ -94,25 +90,8 @@ def test_every_filter_tap_is_one_sub_filter_tap():
         pc.set_buffer(5, 8)
 
 
-class _Ctx:
-    def __init__(self, module, builder):
-        self.module, self.b = module, builder
-
-
 def _native(pc, dtype, emit, nargs):
-    mod = ir.Module(name="phase_channels_test")
-    mod.triple, mod.data_layout = jit.module_header()
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [U.PTR] * nargs), name="f")
-    b = ir.IRBuilder(fn.append_basic_block())
-    emit(_Ctx(mod, b), *fn.args)
-    b.ret_void()
-    ref = llvm.parse_assembly(str(mod))
-    ref.verify()
-    jit.optimize(ref)
-    engine = llvm.create_mcjit_compiler(ref, targets.current().machine(jit=True))
-    engine.finalize_object()
-    f = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs)(engine.get_function_address("f"))
-    return engine, f
+    return jit_ir_function(nargs, emit)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
