@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import symcnn.tensor as T
 from symcnn.tensor.nnet.conv import conv2d
 
+from codegen.irutil import lanes
 from codegen.kernels.conv_phases import _pieces, phase_images
 from codegen.lower import Array
 
@@ -79,13 +80,19 @@ def test_phase_split_writes_its_whole_buffer_and_nothing_past_it(geo, seed):
 def test_phase_split_of_allconvs_layers():
     """allconv's strided layers, 32x32 -> 16x16 and 16x16 -> 8x8, in the shifted layout (two copies
     of the even columns' phases, rows of exactly OW: 16 = one vector, 8 = two rows per vector), and
-    a 30x30 -> 15x15 one in the plain layout (rows of 16, the last past the image)."""
+    a 30x30 -> 15x15 one in the plain layout (rows of 16, the last past the image). Those layouts are
+    the choices of a 16-lane target; narrower targets split the same images in their own."""
+    sixteen = lanes("float32") == 16
     for shape, seed in (((32, 32, 32, 32, 3, 3, 16, 16), 0), ((64, 16, 16, 64, 3, 3, 8, 8), 1)):
         shifted = phase_images("float32", *shape, (1, 1), (2, 2), True)
-        assert shifted.variant == "phases shifted rows" and (shifted.nd, shifted.Wr) == (2, shape[-1])
+        assert shifted is not None
+        if sixteen:
+            assert shifted.variant == "phases shifted rows" and (shifted.nd, shifted.Wr) == (2, shape[-1])
         _check_split("float32", shifted, seed)
     plain = phase_images("float32", 32, 30, 30, 32, 3, 3, 15, 15, (1, 1), (2, 2), True)
-    assert plain.variant == "phases wide" and plain.Wr == 16
+    assert plain is not None
+    if sixteen:
+        assert plain.variant == "phases wide" and plain.Wr == 16
     _check_split("float32", plain, 2)
 
 
