@@ -86,8 +86,11 @@ class Options:
     # (float32 error about 1e-6 of the largest output).
     winograd_max_tile = 4
 
-    # Per-image loops (parallel.run_parallel): fewer items than this run on the calling thread.
+    # Per-item loops (parallel.run_parallel): fewer items than this run on the calling thread; where
+    # the lowering knows the work of an item (a convolution's images), less work than
+    # min_parallel_flops multiply-adds and adds in all (about 10 us on one core) does.
     min_parallel = 8
+    min_parallel_flops = 2_000_000
 
     # Pooling kernels (kernels/pool.py): images are split over threads from this much work (input
     # plus output elements) on.

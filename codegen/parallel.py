@@ -132,15 +132,30 @@ def even_bounds(b, n, T):
     return [U.i64(0)] + [b.udiv(b.mul(n, U.i64(t)), U.i64(T)) for t in range(1, T)] + [n]
 
 
-def run_parallel(ctx, prefix, values, B, T, emit, serial=None):
+def min_items(item_flops=None):
+    """The fewest items a loop hands to the threads. Without item_flops (the work of one item, a
+    static int): options.min_parallel. With it: two, or as many as make options.min_parallel_flops
+    of work in all, so that a small batch of large items (one image's convolution is often millions
+    of multiply-adds) still takes every thread."""
+    if item_flops is None:
+        return options.min_parallel
+    return max(2, -(-options.min_parallel_flops // max(1, int(item_flops))))
+
+
+def serial_rule(b, items, item_flops=None):
+    """The i1 that keeps a loop over items on the calling thread (fewer than min_items)."""
+    return b.icmp_signed("<", U.as_value(b, items), U.i64(min_items(item_flops)))
+
+
+def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None):
     """Outline emit(bctx, vals, tid, n0, n1) (vals: `values` with the IR ones reloaded inside the
     body; ints stay ints) and run it over [0, B) on up to T threads. serial: an i1 that keeps the
-    whole range on the calling thread (default: fewer than options.min_parallel items)."""
+    whole range on the calling thread (default: serial_rule(B, item_flops))."""
     b = ctx.b
     fn, argp = outline(ctx, prefix, values, emit)
     Bv = U.as_value(b, B)
     if serial is None:
-        serial = b.icmp_signed("<", Bv, U.i64(options.min_parallel))
+        serial = serial_rule(b, Bv, item_flops)
     with b.if_else(serial) as (small, big):
         with small:
             b.call(fn, [argp, U.i64(0), U.i64(0), Bv])

@@ -10,7 +10,7 @@ from ..microkernels import fewtaps as FT
 from ..parallel import threads
 from .conv import dilation, gep, image_view, zero_fill
 from .conv_forward import few_taps
-from .conv_threads import Captured, PerThread, add_array, shift_copy
+from .conv_threads import Captured, PerThread, add_array, image_flops, shift_copy
 
 
 def grad_weights_plan(op, dtype, dims):
@@ -59,5 +59,5 @@ def emit_grad_weights(ctx, op, p, xs, td, out, B, body):
             FT.emit_grad_image(bctx, p, buf, gep(bb, v["top"], U.mul(bb, n, plane), et), p.OH * p.OW,
                                v.part("dwv", dt), masked_top=p.OW % p.L != 0)
 
-    cap.run(ctx, body, B, emit)
+    cap.run(ctx, body, B, emit, item_flops=image_flops(p.K, p.OH, p.OW, p.P))
     DG.reduce_lane_partials(ctx, p, dwv.arr.ptr, dwv.stride, T, out.ptr)

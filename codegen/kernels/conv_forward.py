@@ -44,7 +44,7 @@ from .conv import Mat, dense, dilation, emit_gemm, forward_dims, gep, image_view
 from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
-                           image_patches, shift_copy)
+                           image_flops, image_patches, shift_copy)
 
 
 # Fewer taps than this per output and the direct kernel's short tap loop is slower than im2col +
@@ -221,7 +221,7 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
                 emit_image(bctx, p, x_img, v["wp"], v["offs"], conv)
                 copy_planes(bctx, conv, p.rs, p.row_stride, dst, dt, p.K, p.OH, p.OW)
 
-    cap.run(ctx, body_name(op, di.variant), B, emit)
+    cap.run(ctx, body_name(op, di.variant), B, emit, item_flops=image_flops(p.K, p.OH, p.OW, p.P))
 
 
 def emit_image(ctx, p, x_img, wp, offs, conv):
@@ -280,4 +280,5 @@ def _forward_im2col(ctx, op, dt, xs, wd, out, dims, one):
             emit_gemm(bctx, dt, Kv, gg.N, gg.P, Mat(v["w"], gg.P, 1), Mat(src, gg.N),
                       Mat(gep(bb, v["out"], U.mul(bb, n, on), out.lltype), gg.N), packs=packs)
 
-    cap.run(ctx, body_name("fwd", "gemm 1x1" if one else "im2col"), B, emit)
+    cap.run(ctx, body_name("fwd", "gemm 1x1" if one else "im2col"), B, emit,
+            item_flops=image_flops(*dims[1:2], *dims[4:]))

@@ -55,8 +55,8 @@ from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_winograd_grad import emit_grad_weights_winograd, winograd_grad_weights
 from .conv_winograd_grad_strided import phase_grad_weights
 from ..microkernels.winograd_grad import GradPlan
-from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_patches,
-                           reduce_transposed, shift_copy)
+from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_flops,
+                           image_patches, reduce_transposed, shift_copy)
 
 
 
@@ -180,7 +180,7 @@ def _grad_inputs_phases(ctx, pg, wd, top, out, B):
             pg.emit_image(bctx, image_view(bb, tv, n), tbuf, v["wp"], v["offs"], v.part("conv", dt),
                           gep(bb, v["out"], U.mul(bb, n, img), et))
 
-    cap.run(ctx, body_name("gx", pg.variant), B, emit)
+    cap.run(ctx, body_name("gx", pg.variant), B, emit, item_flops=image_flops(pg.K, pg.OH, pg.OW, pg.C, pg.kh, pg.kw))
 
 
 def transposed_filters(ctx, w_dense, dt, K, C, kh, kw):
@@ -220,7 +220,8 @@ def _grad_inputs_im2col(ctx, op, dt, wd, td, out, dims, one):
                 zero_fill(bb, dx, 0, img, dt)
                 emit_col2im(bctx, gg, dcols, dx, dt)
 
-    cap.run(ctx, body_name("gx", "gemm 1x1" if one else "im2col"), dims[0], emit)
+    cap.run(ctx, body_name("gx", "gemm 1x1" if one else "im2col"), dims[0], emit,
+            item_flops=image_flops(*dims[1:2], *dims[4:]))
 
 
 # -- weight gradient --------------------------------------------------------------------------
@@ -356,7 +357,9 @@ def _grad_weights_taps(ctx, tc, xs, td, out, B):
                 DG.emit_dw_group(bctx, tp, group, v[f"offs{j}"], gep(bb, tt, tt_off[j], et), gn,
                                  gep(bb, dw, dw_off[j], et))
 
-    cap.run(ctx, body_name("gw", tc.variant), B, emit)
+    tp0 = tc.chunks[0][1]
+    cap.run(ctx, body_name("gw", tc.variant), B, emit,
+            item_flops=image_flops(tc.C, tc.K, tp0.OH, tp0.OW, tp0.kh, tp0.kw))
     for j, (k0, tp) in enumerate(tc.chunks):
         reduce_transposed(ctx, dwT, tp.KP, dw_off[j], tp.K, tc.P, gep(b, out.ptr, k0 * tc.P, et), dt, T)
 
@@ -388,5 +391,6 @@ def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims, one):
                       Mat(gep(bb, v["top"], U.mul(bb, n, tn), et), 1, gg.N), Mat(dw, Kv), accumulate=True,
                       packs=packs)
 
-    cap.run(ctx, body_name("gw", "gemm 1x1" if one else "im2col"), dims[0], emit)
+    cap.run(ctx, body_name("gw", "gemm 1x1" if one else "im2col"), dims[0], emit,
+            item_flops=image_flops(*dims[1:2], *dims[4:]))
     reduce_transposed(ctx, dwT, K, 0, K, g.P, out.ptr, dt, T)

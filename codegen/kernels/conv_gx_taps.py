@@ -13,7 +13,7 @@ from .. import irutil as U
 from ..microkernels import directconv_grad as DG
 from ..microkernels import prepacked as PP
 from .conv import dilation, gep, image_view, zero_fill
-from .conv_threads import Captured, PerThread, add_array, copy_planes, shift_copy
+from .conv_threads import Captured, PerThread, add_array, image_flops, copy_planes, shift_copy
 
 
 class GxTaps:
@@ -72,7 +72,7 @@ def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
             zero_fill(bb, dx, 0, img, dt)
             DG.emit_gx_image(bctx, tp, v["wa"], tbuf, dx, v["offs"])
 
-    cap.run(ctx, prefix, B, emit)
+    cap.run(ctx, prefix, B, emit, item_flops=image_flops(tp.C, tp.K, tp.OH, tp.OW, tp.kh, tp.kw))
 
 
 def _copy_top(ctx, tv, n, tbuf, tp, dt):

@@ -38,6 +38,18 @@ class PerThread:
         zero_fill(b, self.arr.ptr, 0, U.mul(b, self.T, self.stride), self.dtype)
 
 
+def image_flops(*sizes):
+    """2 * the product of sizes (a convolution's filters, output positions and taps per output: its
+    multiply-adds of one image, whatever the kernel's algorithm) where all are static ints, else
+    None: the work parallel.serial_rule weighs."""
+    n = 2
+    for s in sizes:
+        if not isinstance(s, int):
+            return None
+        n *= s
+    return n
+
+
 class Captured:
     """Named values handed to the per-image body: ints stay ints, IR values are passed through
     the outlined function's argument array, None stays None."""
@@ -54,10 +66,9 @@ class Captured:
         self.add(name + ".base", None if buf is None else buf.arr.ptr)
         self.add(name + ".stride", None if buf is None else buf.stride)
 
-    def run(self, ctx, prefix, B, emit, serial=None):
+    def run(self, ctx, prefix, B, emit, serial=None, item_flops=None):
         """emit(bctx, View, n0, n1) for the images [n0, n1) of [0, B), on threads() threads, in an
-        outlined function named prefix + a number. serial: as run_parallel's (default: fewer than
-        options.min_parallel items stay on the calling thread)."""
+        outlined function named prefix + a number. serial, item_flops: as run_parallel's."""
         T = threads()
         present = [v is not None for v in self.vals]
         dyn = [v for v in self.vals if v is not None]
@@ -73,7 +84,7 @@ class Captured:
             fn, argp = outline(ctx, prefix, dyn, body)
             ctx.b.call(fn, [argp, U.i64(0), U.i64(0), U.as_value(ctx.b, B)])
         else:
-            run_parallel(ctx, prefix, dyn, B, T, body, serial)
+            run_parallel(ctx, prefix, dyn, B, T, body, serial, item_flops)
 
 
 class View:

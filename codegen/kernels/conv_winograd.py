@@ -12,6 +12,8 @@ wastes little. 5x5 filters take the 3x3 rule: LeNet's second layer (20 -> 50 cha
 falls from 7.5 to 5.5 ms (CPU time per thread); its fused input gradient, one 12x12 image per GEMM
 panel (36 of 64 columns tiles: below MIN_EFFICIENCY), would run no faster than the direct kernel.
 """
+import math
+
 from llvmlite import ir
 
 from .. import irutil as U
@@ -19,7 +21,7 @@ from ..microkernels import winograd as WG
 from ..options import options
 from ..parallel import threads
 from .conv import gep, image_view, zero_fill
-from .conv_threads import Captured, PerThread, add_array, shift_copy
+from .conv_threads import Captured, PerThread, add_array, image_flops, shift_copy
 
 # Fewer channels or filters than this and the transforms (per tile: a*a*(C + K) values moved and
 # added) cost more than the multiplications they save.
@@ -101,11 +103,31 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
     return None
 
 
+def image_slices(wi, B):
+    """(wi, S): with a static batch B smaller than the threads, a WinogradImages whose images are split
+    into S items each (panels of fewer tiles: WG.emit_image_panels), S the fewest that spread the
+    B*S items evenly over the threads; else (wi, 1)."""
+    T = threads()
+    p = wi.p
+    if not isinstance(wi, WinogradImages) or not isinstance(B, int) or not 0 < B < T or p.span or p.Gi > 1:
+        return wi, 1
+    S = T // math.gcd(B, T)
+    if p.nblk % S == 0:
+        return wi, S
+    for panel in range(p.NR - p.L, 0, -p.L):
+        q = WG.Plan(p.dtype, p.C, p.K, p.OH, p.OW, p.m, p.flip, p.r, panel=panel)
+        if q.Gi == 1 and q.Timg == p.Timg and q.nblk % S == 0:
+            return WinogradImages(q, wi.C, wi.H, wi.W, wi.shift), S
+    return wi, 1
+
+
 def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
     """out[n] (dense (B, K, OH, OW)) = the convolution of src[n] ((B, C, H, W) Array) by the filters
     w_dense (dense [K][C][kh][kw]), every image: wi (a WinogradImages, or a strided convolution's
-    conv_winograd_strided.WinogradPhases) transforms the filters and fills each image's buffer."""
+    conv_winograd_strided.WinogradPhases) transforms the filters and fills each image's buffer. A
+    batch smaller than the threads is split into runs of each image's panels (image_slices)."""
     from .conv_forward import body_name
+    wi, S = image_slices(wi, B)
     p = wi.p
     dt = p.dtype
     T = threads()
@@ -129,10 +151,15 @@ def emit_winograd_images(ctx, wi, src, srcdt, w_dense, B, out, op):
         def prepare(n, buf):
             wi.fill(bctx, image_view(bb, xs, n), buf)
 
+        if S > 1:
+            WG.emit_image_panels(bctx, p, bufs, v["up"], vp, mp, n0, n1, S, prepare,
+                                 lambda n: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW)
+            return
         WG.emit_images(bctx, p, bufs, v["up"], vp, mp, n0, n1, prepare,
                        lambda n, gi: gep(bb, v["out"], U.mul(bb, n, plane), et), p.OH * p.OW, p.OW, step=plane)
 
-    cap.run(ctx, body_name(op, wi.variant), B, emit)
+    flops = image_flops(p.K, p.OH, p.OW, p.C, p.r, p.r)
+    cap.run(ctx, body_name(op, wi.variant), U.mul(ctx.b, B, S), emit, item_flops=flops and flops // S)
 
 
 class WinogradParts:

@@ -13,6 +13,8 @@ a few channels and filters (MIN_CHANNELS, MIN_CHANNELS_5X5) and output tiles tha
 Measured against the tap-panel kernel (directconv_grad.py): see MIN_CHANNELS. The GEMMs run near
 the core's peak; the transforms and copies take about a third of the kernel.
 """
+import math
+
 from symcnn.tensor.nnet import conv_geometry as geometry
 
 from .. import irutil as U
@@ -20,7 +22,7 @@ from ..microkernels import winograd_grad as WGG
 from ..options import options
 from ..parallel import threads
 from .conv import image_view
-from .conv_threads import Captured, PerThread, add_array
+from .conv_threads import Captured, PerThread, add_array, image_flops
 
 # The weight gradient alone, 1 thread (CPU time), float32, 'half', batch 128, tap panels -> Winograd:
 # 32->32 on 32x32 images 19.5 -> 9.5 ms, 64->64 on 16x16 15.0 -> 7.3, on 8x8 3.2 -> 1.9, on 7x7
@@ -74,11 +76,26 @@ class GradParts:
         return bufs
 
 
+def image_chunks(p, B):
+    """(plan, S): with a static batch B smaller than the threads, p with each image split into S
+    items of its chunks of tile rows (GradPlan.split_rows), S the fewest that spread the B*S items
+    evenly over the threads; else (p, 1)."""
+    T = threads()
+    if not isinstance(B, int) or not 0 < B < T or p.Gi != 1:
+        return p, 1
+    S = T // math.gcd(B, T)
+    q = p if p.chunks() >= S else p.split_rows(S)
+    return (q, S) if q is not None else (p, 1)
+
+
 def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
     """out (dense [K][C][r][r], or [K][C][kh][kw] for a strided plan) = the weight gradient of images xs
-    ((B, C, H, W) Array) and dense conv-output gradients td ((B, K, OH, OW) Array of the plan's dtype)."""
+    ((B, C, H, W) Array) and dense conv-output gradients td ((B, K, OH, OW) Array of the plan's dtype).
+    A batch smaller than the threads is split into runs of each image's chunks of tile rows
+    (image_chunks): every thread adds its own chunks' products into its partials."""
     b = ctx.b
     T = threads()
+    p, S = image_chunks(p, B)
     cap = Captured()
     cap.add("B", B)
     add_array(cap, "x", xs)
@@ -94,6 +111,14 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
         bufs = parts.view(bctx, v, v.part("wgm", p.dtype))
         xv = v.array("x", xs.dtype, [v["B"], *p.source_shape()])
         tv = v.array("top", td.dtype, [v["B"], p.K, p.OH, p.OW])
+        if S > 1:
+            nch = p.chunks()
+            with U.for_range(bb, n1, start=n0, name="wgs") as it:
+                n, s = bb.udiv(it, U.i64(S)), bb.urem(it, U.i64(S))
+                c0 = bb.udiv(bb.mul(s, U.i64(nch)), U.i64(S))
+                c1 = bb.udiv(bb.mul(bb.add(s, U.i64(1)), U.i64(nch)), U.i64(S))
+                WGG.emit_image_chunks(bctx, p, image_view(bb, xv, n), image_view(bb, tv, n), bufs, c0, c1)
+            return
         with U.for_range(bb, n1, start=n0, step=p.Gi, name="wgg") as g0:
             gn = U.smin(bb, bb.sub(U.as_value(bb, n1), g0), p.Gi) if p.Gi > 1 else 1
             with U.for_range(bb, gn, name="wgi") as gi:
@@ -101,7 +126,8 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
                 WGG.emit_image(bctx, p, image_view(bb, xv, n), image_view(bb, tv, n), bufs, gi)
             WGG.emit_group(bctx, p, bufs, gn)
 
-    cap.run(ctx, name, B, emit)
+    flops = image_flops(p.K, p.OH, p.OW, p.C, p.r, p.r)
+    cap.run(ctx, name, U.mul(b, B, S), emit, item_flops=flops and flops // S)
     p.emit_result(ctx, m.arr.ptr, m.stride, T, out.ptr)
 
 

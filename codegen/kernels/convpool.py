@@ -71,7 +71,7 @@ from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
-from .conv_threads import copy_planes, shift_copy
+from .conv_threads import copy_planes, image_flops, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
@@ -314,7 +314,7 @@ def lower_conv_pool_act(ctx, node, ins):
         _forward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
                         packs=dp is None and wi is None, dp=dp, di=di, wi=wi)
 
-    _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit)
+    _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit, item_flops=image_flops(K, OH, OW, C, kh, kw))
     return [outs[r] for r in roles]
 
 
@@ -599,7 +599,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
                              tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd, wg=wg, rp=rp)
 
-        _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit)
+        _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit,
+                      item_flops=image_flops(2 if need_gx else 1, K, OH, OW, C, kh, kw))
     if dp is not None:
         DG.reduce_lane_partials(ctx, dp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     elif wg is not None:
@@ -798,12 +799,15 @@ def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):
     et = U.ll_type(dt)
     plane = U.mul(b, OH, OW)
     zero = U.const(dt, 0.0)
+    # dense rows (rs == OW): one loop over the plane, which vectorises however narrow the rows are
+    # (8-wide rows of 16 float32 lanes stayed scalar)
+    rows, cols, step = (1, plane, 0) if rs is OW or (isinstance(rs, int) and rs == OW) else (OH, OW, rs)
     with U.for_range(b, K, name="k") as k:
         tk = gep(b, top, U.mul(b, k, trs), et)
-        with U.for_range(b, OH, name="i") as i:
-            row = gep(b, tk, U.mul(b, i, rs), et)
-            src = U.add(b, U.mul(b, k, plane), U.mul(b, i, OW))
-            with U.for_range(b, OW, name="j") as j:
+        with U.for_range(b, rows, name="i") as i:
+            row = gep(b, tk, U.mul(b, i, step), et)
+            src = U.add(b, U.mul(b, k, plane), U.mul(b, i, cols))
+            with U.for_range(b, cols, name="j") as j:
                 p = U.add(b, src, j)
                 vals = [b.load(gep(b, q, p, et), typ=et) if q is not None else zero for q in srcs]
                 b.store(emit_scalar(ctx, op.dact, vals, [dt] * len(vals), dt), gep(b, row, j, et))

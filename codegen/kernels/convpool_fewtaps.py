@@ -18,7 +18,7 @@ from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps_pool as FP
 from .conv import gep, image_view, zero_fill
 from .conv_forward import few_taps
-from .conv_threads import Captured, PerThread, add_array
+from .conv_threads import Captured, PerThread, add_array, image_flops
 from ..parallel import threads
 
 
@@ -106,7 +106,7 @@ def emit_forward(ctx, op, p, dt, xs, wd, bd, out, mask, zarr):
             if run_act:
                 apply_program(bctx, activation(op, dt), dt, [d], o, img)
 
-    cap.run(ctx, "symcnn_fewtaps_pool_fwd", B, emit)
+    cap.run(ctx, "symcnn_fewtaps_pool_fwd", B, emit, item_flops=image_flops(p.K, p.OH, p.OW, p.C, p.kh, p.kw))
 
 
 def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
@@ -153,7 +153,7 @@ def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
             FP.emit_planes(bctx, p, image_view(bb, xv, n), _pads(op, p), row, buf)
             FP.emit_grad_image(bctx, p, buf, top, v.part("dwv", dt))
 
-    cap.run(ctx, "symcnn_fewtaps_pool_bwd", B, emit)
+    cap.run(ctx, "symcnn_fewtaps_pool_bwd", B, emit, item_flops=image_flops(p.K, p.OH, p.OW, p.C, p.kh, p.kw))
     DG.reduce_lane_partials(ctx, p, dwv.arr.ptr, dwv.stride, T, gW.ptr)
     if gb is not None:
         with U.for_range(b, p.K, name="gk") as k:

@@ -92,9 +92,10 @@ class Plan:
     """Static layout of a Winograd F(m x m, r x r) 'valid' correlation of (C, Hb, Wb) buffers into
     (K, OH, OW) results (all sizes Python ints). flip: the filters are turned 180 degrees (a true
     convolution). span: vectors of tiles may span images where that wastes fewer of them
-    (_span_images)."""
+    (_span_images). panel: the tiles of a panel (the GEMM's columns), a multiple of the lanes
+    below the GEMM's NR (default: NR), so that one image has several panels (emit_image_panels)."""
 
-    def __init__(self, dtype, C, K, OH, OW, m, flip, r=3, span=False):
+    def __init__(self, dtype, C, K, OH, OW, m, flip, r=3, span=False, panel=None):
         self.dtype, self.C, self.K, self.OH, self.OW, self.m, self.flip = dtype, C, K, OH, OW, m, flip
         self.r = r
         self.a = m + r - 1
@@ -102,7 +103,7 @@ class Plan:
         self.BT, self.Gm, self.AT = matrices(m, r)
         self.L = L = lanes(dtype)
         L_, self.MR, self.NV, *_ = gemm.params(dtype)
-        self.NR = NR = self.NV * L
+        self.NR = NR = panel or self.NV * L
         self.nkb = _ceil(K, self.MR)
         self.tH, self.tW = _ceil(OH, m), _ceil(OW, m)
         if self.tW >= L:
@@ -182,64 +183,53 @@ class Plan:
 
 def transform_filters(ctx, p, w_ptr, up):
     """up[((q*nkb + k//MR)*C + c)*MR + k%MR] = (G g G^T)[q] for g = w[k, c] (dense [K][C][r][r],
-    turned when p.flip), computed in float64; rows past K are zero. A vector of float64 lanes takes
-    that many consecutive channels c of one filter row k, by a call of one function
-    (irutil.call_outlined): this runs on the calling thread before the parallel part, and with few
-    images it is much of the convolution (one image, 64 -> 64 channels: 29% of the samples, scalar)."""
+    turned when p.flip), computed in float64; rows past K are zero. A vector of MR float64 lanes
+    takes the MR filters of a row block at one channel, by a call of one function per row block
+    and channel (irutil.call_outlined), so that each transformed value q of them is one store of
+    MR consecutive values. This runs on the calling thread before the parallel part, and with few
+    images it is much of the convolution: one image, 64 -> 64 channels on 32x32, 29% of the
+    samples with a scalar store per value, 22% with vectors over channels and a store per lane."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     a, MR, C, r = p.a, p.MR, p.C, p.r
     step = p.nkb * C * MR   # between the transformed values q of one filter
+    fstride = C * r * r     # between the filters of a row block
     Gm = p.Gm
-    VL = max(1, min(lanes(p.dtype) * U.itemsize(p.dtype) // 8, C))   # float64 lanes, at most C
-    dvec = Vec(ctx.module, "float64", VL)
-    tail = C % VL != 0
-    rem = p.K % MR
-    if rem:   # the last row block's rows past K: zeros (every other place is written below)
-        with U.for_range(b, a * a * C, name="wz") as qc:
-            q, c = b.udiv(qc, U.i64(C)), b.urem(qc, U.i64(C))
-            row = b.mul(b.add(b.mul(b.add(b.mul(q, U.i64(p.nkb)), U.i64(p.nkb - 1)), U.i64(C)), c), U.i64(MR))
-            for i in range(rem, MR):
-                b.store(ir.Constant(et, 0.0), U.gep(b, up, b.add(row, U.i64(i)), et))
+    dvec = Vec(ctx.module, "float64", MR)
+    ot = ir.VectorType(et, MR)
 
-    def one(fb, params):
-        g_ptr, u_ptr, nlanes = params
-        g = [[None] * r for _ in range(r)]
-        for u in range(r):
-            for s in range(r):
-                src = (r - 1 - u) * r + (r - 1 - s) if p.flip else u * r + s
-                v = dvec.zero
-                for j in range(VL):
-                    x = fb.load(U.gep(fb, g_ptr, j * r * r + src, et), typ=et) if not tail or j == 0 else \
-                        fb.select(fb.icmp_signed("<", U.i64(j), nlanes),
-                                  fb.load(U.gep(fb, g_ptr, fb.select(fb.icmp_signed("<", U.i64(j), nlanes),
-                                                                     U.i64(j * r * r + src), U.i64(src)), et), typ=et),
-                                  ir.Constant(et, 0.0))
-                    v = fb.insert_element(v, U.cast_value(fb, x, p.dtype, "float64"), U.i64(j))
-                g[u][s] = v
-        t = [[combine(fb, dvec, Gm[x], [g[u][s] for u in range(r)]) for s in range(r)] for x in range(a)]
-        for x in range(a):
-            for y in range(a):
-                v = combine(fb, dvec, Gm[y], t[x])
-                for j in range(VL):
-                    def store(j=j, v=v, x=x, y=y):
-                        e = U.cast_value(fb, fb.extract_element(v, U.i64(j)), "float64", p.dtype)
-                        fb.store(e, U.gep(fb, u_ptr, (x * a + y) * step + j * MR, et))
-                    if not tail or j == 0:
-                        store()
-                    else:   # the last vector's lanes past C
-                        with fb.if_then(fb.icmp_signed("<", U.i64(j), nlanes)):
-                            store()
-    name = f"symcnn_wino_filter_{p.dtype}_F{p.m}r{r}{'_flip' if p.flip else ''}_s{step}_v{VL}_m{MR}" + \
-        ("_tail" if tail else "")
-    with U.for_range(b, p.K, name="wk") as k:
-        kb = b.udiv(k, U.i64(MR))
-        i = b.urem(k, U.i64(MR))
-        with U.for_range(b, -(-C // VL), name="wc") as cb:
-            c = b.mul(cb, U.i64(VL))
-            base = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(r * r))
-            off = b.add(b.mul(b.add(b.mul(kb, U.i64(C)), c), U.i64(MR)), i)
-            U.call_outlined(b, name, [U.gep(b, w_ptr, base, et), U.gep(b, up, off, et), b.sub(U.i64(C), c)], one)
+    def block(nk):
+        """The function of a row block of nk filters (the lanes past them stay zero)."""
+        def one(fb, params):
+            g_ptr, u_ptr = params
+            g = [[None] * r for _ in range(r)]
+            for u in range(r):
+                for s_ in range(r):
+                    src = (r - 1 - u) * r + (r - 1 - s_) if p.flip else u * r + s_
+                    v = dvec.zero
+                    for i in range(nk):
+                        x = fb.load(U.gep(fb, g_ptr, i * fstride + src, et), typ=et)
+                        v = fb.insert_element(v, U.cast_value(fb, x, p.dtype, "float64"), U.i64(i))
+                    g[u][s_] = v
+            t = [[combine(fb, dvec, Gm[x], [g[u][s_] for u in range(r)]) for s_ in range(r)] for x in range(a)]
+            for x in range(a):
+                for y in range(a):
+                    v = combine(fb, dvec, Gm[y], t[x])
+                    v = fb.fptrunc(v, ot) if p.dtype == "float32" else v
+                    fb.store(v, U.gep(fb, u_ptr, (x * a + y) * step, et), align=U.itemsize(p.dtype))
+        name = f"symcnn_wino_filter_{p.dtype}_F{p.m}r{r}{'_flip' if p.flip else ''}_s{step}_f{fstride}_m{MR}_k{nk}"
+        return name, one
+
+    full, rem = divmod(p.K, MR)
+    for kb0, kb1, nk in ((0, full, MR), (full, full + 1, rem)):
+        if kb1 <= kb0 or nk == 0:
+            continue
+        name, one = block(nk)
+        with U.for_range(b, kb1, start=kb0, name="wk") as kb:
+            with U.for_range(b, C, name="wc") as c:
+                src = b.mul(b.add(b.mul(kb, U.i64(MR * C)), c), U.i64(r * r))
+                dst = b.mul(b.add(b.mul(kb, U.i64(C)), c), U.i64(MR))
+                U.call_outlined(b, name, [U.gep(b, w_ptr, src, et), U.gep(b, up, dst, et)], one)
 
 
 def _scalar_comb(b, coeffs, vals):
@@ -515,6 +505,25 @@ def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finis
         if finish is not None:
             with U.for_range(b, gn, name="wf") as gi:
                 finish(b.add(g0, gi), gi)
+
+
+def emit_image_panels(ctx, p, buf, up, vp, mp, i0, i1, S, prepare, dst_of, ks, rs):
+    """The items [i0, i1) of a batch whose images are split into S items each, of p.nblk // S panels
+    (so that a batch smaller than the threads keeps them all busy): item i is image i // S's
+    (i % S)-th run of panels. prepare(n, buf) fills image n's bordered buffer (each item fills its
+    own: the threads' buffers are their own); dst_of(n) is where image n gets its result."""
+    b = ctx.b
+    per = p.nblk // S
+    nvec = p.NR // p.L
+    with U.for_range(b, i1, start=i0, name="wp") as it:
+        n = b.udiv(it, U.i64(S))
+        prepare(n, buf)
+        first = b.mul(b.urem(it, U.i64(S)), U.i64(per))
+        with U.for_range(b, per, name="wb") as j:
+            lt_start = b.mul(b.add(first, j), U.i64(p.NR))
+            emit_input(ctx, p, buf, vp, 0, lt_start, nvec)
+            emit_products(ctx, p, up, vp, mp)
+            emit_output(ctx, p, mp, dst_of(n), ks, rs, 0, lt_start, nvec)
 
 
 def _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step):

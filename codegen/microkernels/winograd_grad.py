@@ -26,6 +26,8 @@ F(2x2, 5x5)), then one back-transform per call. The matrices are winograd.matric
   result    the threads' partials added in float64 in thread order, transformed back (G^T . G) in
             float64 and rounded once, turned 180 degrees where the filters are (filter_flip).
 """
+import copy
+
 from llvmlite import ir
 
 from .. import irutil as U
@@ -88,7 +90,7 @@ class GradPlan:
         # positions a cache line more than their size apart, and room for the rows a last row
         # block reads past R (computed, never stored)
         line = 64 // U.itemsize(dtype)
-        pad = _ceil(max(b[2] for b in self.blocks), line) * line + line
+        self.pad = pad = _ceil(max(b[2] for b in self.blocks), line) * line + line
         self.vq, self.yq = self.Tcap * self.Cp + pad, self.Tcap * self.Kp + pad
         self.mq = self.R * self.Sp
 
@@ -96,6 +98,21 @@ class GradPlan:
     def name(self):
         return (f"{self.dtype}_C{self.C}_K{self.K}_OH{self.OH}_OW{self.OW}_s{self.shift[0]}_{self.shift[1]}_"
                 f"G{self.Gi}r{self.rows}" + ("" if self.r == 3 else f"_f{self.r}") + ("" if self.m == 2 else f"_m{self.m}"))
+
+    def split_rows(self, S):
+        """This plan (Gi == 1) with each image in at least S chunks of tile rows (emit_image_chunks), or
+        None where it has fewer than S tile rows."""
+        if self.Gi != 1 or self.tH < S:
+            return None
+        q = copy.copy(self)
+        q.rows = min(self.rows, _ceil(self.tH, S))
+        q.Tcap = q.rows * q.tW
+        q.vq, q.yq = q.Tcap * q.Cp + q.pad, q.Tcap * q.Kp + q.pad
+        return q
+
+    def chunks(self):
+        """Chunks of tile rows of one image (Gi == 1)."""
+        return _ceil(self.tH, self.rows)
 
     def efficiency(self):
         """Share of the tiles' outputs inside (OH, OW)."""
@@ -379,6 +396,23 @@ def emit_image(ctx, p, x, top, bufs, slot, on_copy=None, in_act=None):
         for f, src, dst in ((fin, bufs.xh, bufs.v), (fdy, bufs.dyh, bufs.y)):
             b.call(f, [src, dst, U.i64(0), U.i64(ti0), U.i64(ntr)])
         b.call(prod, [bufs.v, bufs.y, bufs.m, U.i64(ntr * p.tW)])
+
+
+def emit_image_chunks(ctx, p, x, top, bufs, c0, c1):
+    """emit_image (Gi == 1) for its chunks [c0, c1) of tile rows alone (IR values): a share of an image
+    split over the threads. The image and its top are copied whole."""
+    b = ctx.b
+    p.copy_image(ctx, x, bufs.xh)
+    copy_top(ctx, p, top, bufs.dyh)
+    fin = _tiles_function(ctx.module, p, "in")
+    fdy = _tiles_function(ctx.module, p, "dy")
+    prod = _products_function(ctx.module, p)
+    with U.for_range(b, c1, start=c0, name="wgc") as c:
+        ti0 = b.mul(c, U.i64(p.rows))
+        ntr = U.smin(b, b.sub(U.i64(p.tH), ti0), p.rows)
+        for f, src, dst in ((fin, bufs.xh, bufs.v), (fdy, bufs.dyh, bufs.y)):
+            b.call(f, [src, dst, U.i64(0), ti0, ntr])
+        b.call(prod, [bufs.v, bufs.y, bufs.m, b.mul(ntr, U.i64(p.tW))])
 
 
 def emit_group(ctx, p, bufs, gn):

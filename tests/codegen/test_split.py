@@ -52,8 +52,8 @@ def _optimised_bodies(ir_text):
 
 @pytest.fixture(scope="module")
 def lenet_ir():
-    """Modules of a batch the thread pool splits (options.min_parallel images or more)."""
-    train, validate, _ = _lenet(batch=12)
+    """Modules of a batch the thread pool splits (enough images of work: parallel.min_items)."""
+    train, validate, _ = _lenet(batch=128)
     return train.dump_llvm(), validate.dump_llvm()
 
 
@@ -248,14 +248,14 @@ def test_a_cache_entry_holds_every_part(cache_dir, monkeypatch):
     real = jit.compile_module
     monkeypatch.setattr(jit, "compile_module", lambda ir, target=None: sizes.append(len(real(ir, target)))
                         or real(ir, target))
-    train, _, params = _lenet(batch=12)    # batch 12: images go to the pool at every target
+    train, _, params = _lenet(batch=128)    # batch 128: images go to the pool at every target
     train.wait()
     assert max(sizes) > 1
     before = [p.get_value() for p in params]
     cold = [float(train(i)) for i in range(3)]
     for p, v in zip(params, before):
         p.set_value(v)
-    again, _, params2 = _lenet(batch=12)
+    again, _, params2 = _lenet(batch=128)
     assert again.runner.module.cache_hit
     for p, v in zip(params2, before):
         p.set_value(v)
