@@ -38,6 +38,11 @@ from .conv_threads import lanewise, shift_copy
 from .elemwise import emit_scalar
 
 
+# Phase splits of rows with column strides up to this take vectors (_split_row): a vector of phase
+# columns gathers from S source blocks, S/2 shuffles.
+MAX_VECTOR_STRIDE = 4
+
+
 def _cdiv(a, b):
     return -(-a // b)
 
@@ -114,9 +119,9 @@ def _pieces(s1, Wr, L):
     return out
 
 
-def _split_row2(b, dtype, src, off, n_src, targets, Wr, act=None):
-    """Stride 2: dst[v - d] = src[2*v + p - off] for lo <= v < hi, for every target (p, d, dst, lo, hi)
-    (0 <= 2*v + p - off < n_src there), each dst a row of Wr.
+def _split_row(b, dtype, src, S, off, n_src, targets, Wr, act=None):
+    """Stride S: dst[v - d] = src[S*v + p - off] for lo <= v < hi, for every target (p, d, dst, lo, hi)
+    (0 <= S*v + p - off < n_src there), each dst a row of Wr.
 
     The source row is read in L-column blocks from its start (a masked load for a partial last one)
     and each target row written from its start in whole vectors (_pieces), the positions outside
@@ -126,7 +131,9 @@ def _split_row2(b, dtype, src, off, n_src, targets, Wr, act=None):
     (the left padding) took a masked load and a scalar one per row and masked 16-lane stores that
     spanned two lines. allconv's strided forwards, one thread, CPU time: 32x32 -> 16x16 6%, 16x16 ->
     8x8 1.5% faster; the split still takes ~14% of the latter's samples, mostly waiting for the
-    source rows (from L3 or memory) and for the buffer's lines (it is larger than L1)."""
+    source rows (from L3 or memory) and for the buffer's lines (it is larger than L1). With stride 3
+    a vector of phase columns gathers from three blocks (two shuffles and a select), where a scalar
+    load and store per value took 28% of a 5x5 stride-3 forward's samples (16 -> 32 channels, 33x33)."""
     if not targets:
         return
     L = lanes(dtype)
@@ -136,7 +143,7 @@ def _split_row2(b, dtype, src, off, n_src, targets, Wr, act=None):
     zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
     nblk = _cdiv(n_src, L)
     # the source blocks any target reads (the others are not loaded)
-    need = {(2 * v + p - off) // L for p, d, _, lo, hi in targets for v in range(lo, hi)}
+    need = {(S * v + p - off) // L for p, d, _, lo, hi in targets for v in range(lo, hi)}
     blocks = []
     for k in range(nblk):
         if k not in need:
@@ -149,8 +156,8 @@ def _split_row2(b, dtype, src, off, n_src, targets, Wr, act=None):
         blocks.append(v)
     for p, d, dst, lo, hi in targets:
         for pos, n in _pieces(hi - d, Wr, L):
-            # lane j: phase column v = pos + j + d, source column 2v + p - off (zero outside [lo, hi))
-            cols = [2 * (pos + j + d) + p - off if lo <= pos + j + d < hi else None for j in range(n)]
+            # lane j: phase column v = pos + j + d, source column S*v + p - off (zero outside [lo, hi))
+            cols = [S * (pos + j + d) + p - off if lo <= pos + j + d < hi else None for j in range(n)]
             used = sorted({c // L for c in cols if c is not None})
             if not used:
                 val = ir.Constant(ir.VectorType(et, n), [ir.Constant(et, 0.0)] * n) if n > 1 else ir.Constant(et, 0.0)
@@ -235,8 +242,9 @@ class PhaseSplit:
         Hp, Wr, nd = self.Hp, self.Wr, self.nd
         kh, kw = self.kh, self.kw
         et, st = U.ll_type(dtype), src.lltype
-        # stride 2 along rows of dense columns of the same dtype: vectors (the common case)
-        vector = sw == 2 and src.dtype == dtype and isinstance(src.strides[2], int) and src.strides[2] == 1
+        # strides 2 to MAX_VECTOR_STRIDE along rows of dense columns of the same dtype: vectors
+        vector = 2 <= sw <= MAX_VECTOR_STRIDE and src.dtype == dtype and isinstance(src.strides[2], int) \
+            and src.strides[2] == 1
         with U.for_range(b, self.C, name="fc") as c:
             sc = gep(b, src.ptr, U.mul(b, c, src.strides[0]), st)
             dc = gep(b, dst, U.mul(b, c, self.chan_elems), et)
@@ -261,7 +269,7 @@ class PhaseSplit:
         if vector:
             targets = [(px, d, drow, max(ranges[px][0], d), min(ranges[px][1], Wr + d)) for px, d, drow in drows]
             act = None if in_act is None else (lambda v: emit_scalar(ctx, in_act, [v], [dtype], dtype))
-            _split_row2(b, dtype, srow, pw, self.W, [t for t in targets if t[3] < t[4]], Wr, act)
+            _split_row(b, dtype, srow, sw, pw, self.W, [t for t in targets if t[3] < t[4]], Wr, act)
             return
         et, st = U.ll_type(dtype), src.lltype
         by_phase = {}

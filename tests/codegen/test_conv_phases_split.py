@@ -55,18 +55,19 @@ def _native_fill(pi, dtype):
 
 @st.composite
 def _split_geometries(draw):
-    """A PhaseImages of a stride-(sh, 2) convolution (the vector split), or None where the direct
-    kernel declines it."""
+    """A PhaseImages of a stride-(sh, sw) convolution (sw 2-4: the vector split; 5: values one by
+    one), or None where the direct kernel declines it."""
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     sh = draw(st.integers(1, 3))
+    sw = draw(st.sampled_from([2, 2, 3, 4, 5]))
     ph, pw = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
     H = draw(st.integers(max(1, kh - 2 * ph), 20))
     W = draw(st.integers(max(1, kw - 2 * pw), 70))
     C = draw(st.integers(_cdiv(48, kh * kw), _cdiv(48, kh * kw) + 3))
     K = draw(st.integers(1, 9))
-    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // 2 + 1
+    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
     dtype = draw(st.sampled_from(["float32", "float64"]))
-    return dtype, phase_images(dtype, C, H, W, K, kh, kw, OH, OW, (ph, pw), (sh, 2), draw(st.booleans()))
+    return dtype, phase_images(dtype, C, H, W, K, kh, kw, OH, OW, (ph, pw), (sh, sw), draw(st.booleans()))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -126,7 +127,7 @@ def test_pieces_cover_the_row_from_its_start_within_it():
 @st.composite
 def _strided_convs(draw):
     k = draw(st.sampled_from([3, 3, 5, 4]))
-    s = draw(st.sampled_from([(2, 2), (2, 2), (3, 2)]))
+    s = draw(st.sampled_from([(2, 2), (2, 2), (3, 2), (3, 3), (1, 3), (2, 4)]))
     C = draw(st.integers(_cdiv(48, k * k), 40))
     K = draw(st.integers(1, 40))
     H, W = draw(st.integers(k, 34)), draw(st.integers(k, 40))
