@@ -1,6 +1,7 @@
 """Where a zoo setup's train step spends its cycles, per native function, sampled by Linux perf.
 
     python benchmarks/perf_kernels.py allconv [--threads 2] [--seconds 10] [--hot symcnn_convpool_bwd2]
+    python benchmarks/perf_kernels.py validate:lenet               (the setup's validate step)
     python benchmarks/perf_kernels.py conv:k1:fwd --threads 1     (one op of bench_conv.py)
 
 The profile mode (codegen/profile.py) times whole kernels; this names the native functions inside
@@ -64,9 +65,11 @@ def _child(args):
 
         def train(i):
             fn(*fargs)
-    else:
+    else:   # a zoo setup's train step, or (validate:<setup>) its validate step
         import bench_models as bm
-        train, _, _ = bm.symcnn_model(args.setup, args.threads)
+        name = args.setup.split(":")[-1]
+        train, validate, _ = bm.symcnn_model(name, args.threads)
+        train = validate if args.setup.startswith("validate:") else train
     for i in range(5):
         train(i % 4)
     lines = []
@@ -126,8 +129,8 @@ def _hot(fn, data, objdir, pid, top):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("setup", help="a setup of bench_models.py's zoo (lenet, allconv, ...), or one op of "
-                    "bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd)")
+    ap.add_argument("setup", help="a setup of bench_models.py's zoo (lenet, allconv, ...; validate:lenet for its "
+                    "validate step), or one op of bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--hot", action="append", default=[], help="native function to show instructions of")
