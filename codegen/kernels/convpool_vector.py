@@ -118,8 +118,9 @@ def covers(op, OH, OW):
 
 
 def reduce_window(b, op, dt, vals, mt, zero_bits, one_bits, scale):
-    """(pooled value, bits or None) of a window's values (scalars or vectors alike)."""
-    if mt is None:
+    """(pooled value, bits or None) of a window's values (scalars or vectors alike); max pooling with
+    mt None: no bits."""
+    if op.pool != "max":
         m = vals[0]
         for val in vals[1:]:
             m = b.fadd(m, val)
@@ -128,6 +129,8 @@ def reduce_window(b, op, dt, vals, mt, zero_bits, one_bits, scale):
         ir.Constant(vals[0].type, [lowest_value(dt)] * vals[0].type.count)
     for val in vals:
         m = b.select(greater(b, val, m, dt), val, m)
+    if mt is None:
+        return m, None
     bits = zero_bits
     for (bit, _, _), val in zip(_offsets(op), vals):
         bits = b.or_(bits, b.select(b.fcmp_ordered("==", val, m), one_bits(bit), zero_bits))
@@ -136,8 +139,9 @@ def reduce_window(b, op, dt, vals, mt, zero_bits, one_bits, scale):
 
 def pool_tile(ctx, op, dt, mdt, tile, tile_row, row, n, K, PH, PW, OW, bptr, optr, mptr):
     """The pooled values (+ b[k] with bptr) of image n into optr (and the tie mask into mptr) from
-    the conv tile."""
+    the conv tile (mptr None: no tie mask)."""
     b = ctx.b
+    mdt = mdt if mptr is not None else None
     et, mt = U.ll_type(dt), (U.ll_type(mdt) if mdt is not None else None)
     sh, sw = op.stride
     offs = _offsets(op)

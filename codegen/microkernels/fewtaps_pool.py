@@ -292,15 +292,16 @@ def _lane_keep(L, n):
     return ir.Constant(ir.VectorType(U.I1, L), [int(l < n) for l in range(L)])
 
 
-def _fwd_kernel(module, p, op, mr, nv, tail, reduce):
+def _fwd_kernel(module, p, op, mr, nv, tail, reduce, with_mask=True):
     """void fwd(xq, wp, out, mask, bias): for filters i < mr and vectors j < nv of a tile (xq: the
     planes at the tile's first position; out, mask: the pooled planes of the block's first filter
     at that position, p.n apart; bias: the block's biases or null), out = the window's max (tie bits
     into mask) or scaled sum of the conv phases, + bias. tail: lanes stored of the last vector.
-    reduce: convpool_vector's window reduction (values, bits) of the phase values."""
-    mdt = getattr(op, "mask_dtype", None) if p.pool == "max" else None
+    reduce: convpool_vector's window reduction (values, bits) of the phase values. with_mask False:
+    max pooling keeps no tie mask (mask is not written)."""
+    mdt = getattr(op, "mask_dtype", None) if p.pool == "max" and with_mask else None
     name = (f"symcnn_fewtaps_pool_{p.dtype}_{p.pool}_{mr}x{nv}_t{tail}_MR{p.MR}_C{p.C}_k{p.kh}x{p.kw}"
-            f"_w{p.ph}x{p.pw}_P{p.PH}x{p.PW}_R{p.R}_cs{p.ncs}_b{int(op.has_bias)}")
+            f"_w{p.ph}x{p.pw}_P{p.PH}x{p.PW}_R{p.R}_cs{p.ncs}_b{int(op.has_bias)}" + ("" if mdt or p.pool != "max" else "_nm"))
     fn = module.globals.get(name)
     if fn is not None:
         return fn
@@ -339,7 +340,7 @@ def _fwd_kernel(module, p, op, mr, nv, tail, reduce):
         if op.has_bias:
             bk = U.splat(b, b.load(b.gep(bias, [U.i64(i)], source_etype=et), typ=et), vec.t)
         for j in range(nv):
-            if mt is not None:
+            if p.pool == "max":
                 m, bits = _max_bits(b, accs[i][j], mvt, mzero)
             else:
                 m, bits = reduce(b, accs[i][j], None, None, None, scale)
@@ -373,7 +374,7 @@ def _max_bits(b, vals, mvt, mzero):
     """(max, tie bits) of a window's phase values (vectors), as convpool_vector's reduction gives
     them (the first of equal values; bit e set where vals[e] equals the max; NaN where a value is
     NaN, with no bit set), in a tree of max instructions: the sequential form's NaN tests cost
-    as much as the FMAs of a tile."""
+    as much as the FMAs of a tile. mvt None: no bits (None)."""
     def vmax(x, y):   # y unless x is greater: one max instruction, the earlier value on ties
         return b.select(b.fcmp_ordered(">", x, y), x, y)
 
@@ -395,6 +396,8 @@ def _max_bits(b, vals, mvt, mzero):
     m = level[0]
     if nan is not None:
         m = b.select(nan, ir.Constant(m.type, [ir.Constant(m.type.element, float("nan"))] * m.type.count), m)
+    if mvt is None:   # no tie mask kept
+        return m, None
     bits = mzero
     for e, val in enumerate(vals):
         one = ir.Constant(mvt, [ir.Constant(mvt.element, 1 << e)] * mvt.count)
@@ -451,7 +454,7 @@ def emit_forward_image(ctx, p, op, buf, wp, out, mask, bias, reduce):
         def call(kb, mr):
             k0 = b.mul(kb, U.i64(p.MR)) if not isinstance(kb, int) else kb * p.MR
             o = U.add(b, U.mul(b, k0, p.n), pos)
-            b.call(_fwd_kernel(ctx.module, p, op, mr, nv, tail, reduce),
+            b.call(_fwd_kernel(ctx.module, p, op, mr, nv, tail, reduce, mask is not None),
                    [xq, U.gep(b, wp, U.mul(b, k0, len(seq)), et), U.gep(b, out, o, et),
                     U.gep(b, mask, o, mt) if mask is not None else null,
                     U.gep(b, bias, k0, et) if bias is not None else null])

@@ -156,6 +156,8 @@ class _ConvPoolBase(Op):
         for p in ("keep_z", "keep_act", "need_gx"):
             if getattr(self, p, None) is not None:
                 s += f", {p}={getattr(self, p)}"
+        if self.pool == "max" and getattr(self, "keep_mask", True) is False:
+            s += ", keep_mask=False"
         return s + "}"
 
     __repr__ = __str__
@@ -293,19 +295,21 @@ def _impl(prog, values, dtype, shape):
 class ConvPoolAct(_ConvPoolBase):
     """(x, W[, b]) -> (act(maxpool(conv2d(x, W)) + b[k])[, tie bitmask of every window][, z]);
     order='act_pool': (maxpool(act(conv2d(x, W) + b[k]))[, mask][, z][, act]). With in_act, x is
-    in_act(x) throughout."""
+    in_act(x) throughout. keep_mask=False: no tie mask (a function without the gradient:
+    rewrite/convpool_outputs.py)."""
 
-    __props__ = _ConvPoolBase.__props__ + ("keep_z", "keep_act")
+    __props__ = _ConvPoolBase.__props__ + ("keep_z", "keep_act", "keep_mask")
 
-    def __init__(self, *args, keep_z=False, keep_act=False, **kwargs):
+    def __init__(self, *args, keep_z=False, keep_act=False, keep_mask=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.keep_z = bool(keep_z)
         self.keep_act = bool(keep_act)
+        self.keep_mask = bool(keep_mask)
         if self.keep_act and not self.pool_last:
             raise ValueError(f"{self._who()}: keep_act is for order='act_pool' (otherwise out is the activation)")
 
     def output_roles(self):
-        return (["out"] + (["mask"] if self.pool == "max" else []) + (["z"] if self.keep_z else [])
+        return (["out"] + (["mask"] if self.pool == "max" and self.keep_mask else []) + (["z"] if self.keep_z else [])
                 + (["act"] if self.keep_act else []))
 
     def make_node(self, x, W, b=None):
