@@ -147,10 +147,11 @@ def serial_rule(b, items, item_flops=None):
     return b.icmp_signed("<", U.as_value(b, items), U.i64(min_items(item_flops)))
 
 
-def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None):
+def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, serial_prelude=None):
     """Outline emit(bctx, vals, tid, n0, n1) (vals: `values` with the IR ones reloaded inside the
-    body; ints stay ints) and run it over [0, B) on up to T threads. serial: an i1 that keeps the
-    whole range on the calling thread (default: serial_rule(B, item_flops))."""
+    body; ints stay ints) and run it over [0, B) on up to T threads (every range t < T runs, empty
+    or not). serial: an i1 that keeps the whole range on the calling thread, as range 0 (default:
+    serial_rule(B, item_flops)); serial_prelude(ctx) is emitted before that call."""
     b = ctx.b
     fn, argp = outline(ctx, prefix, values, emit)
     Bv = U.as_value(b, B)
@@ -158,6 +159,8 @@ def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None):
         serial = serial_rule(b, Bv, item_flops)
     with b.if_else(serial) as (small, big):
         with small:
+            if serial_prelude is not None:
+                serial_prelude(ctx)
             b.call(fn, [argp, U.i64(0), U.i64(0), Bv])
         with big:
             dispatch(ctx, fn, argp, even_bounds(b, Bv, T), T)

@@ -33,7 +33,6 @@ def grad_weights_plan(op, dtype, dims):
 def emit_grad_weights(ctx, op, p, xs, td, out, B, body):
     """out (dense [K][C][kh][kw]) = the weight gradient of images xs ((B, C, H, W) Array) and dense
     output gradients td; body: the outlined function's name prefix."""
-    b = ctx.b
     dt = p.dtype
     et = U.ll_type(dt)
     T = threads()
@@ -44,8 +43,7 @@ def emit_grad_weights(ctx, op, p, xs, td, out, B, body):
     add_array(cap, "x", xs)
     cap.add("top", td.ptr)
     dwv = PerThread(ctx, dt, [FT.partial_elems(p)], T)
-    dwv.zero(b)
-    cap.add_parts("dwv", dwv)
+    cap.add_partials("dwv", dwv)
     cap.add_parts("buf", PerThread(ctx, dt, [p.buf_elems()], T))
     plane = p.K * p.OH * p.OW
 

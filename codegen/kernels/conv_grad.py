@@ -328,9 +328,8 @@ def _grad_weights_taps(ctx, tc, xs, td, out, B):
         dw_n += tc.P * tp.KP
     tT = PerThread(ctx, dt, [tt_n], T)
     dwT = PerThread(ctx, dt, [dw_n], T)
-    dwT.zero(b)
     cap.add_parts("tT", tT)
-    cap.add_parts("dwT", dwT)
+    cap.add_partials("dwT", dwT)
     cap.add_parts("xg", PerThread(ctx, dt, [tc.G * tc.img], T) if copy else None)
     N, K = tc.N, tc.K
 
@@ -374,8 +373,7 @@ def _grad_weights_im2col(ctx, op, dt, xs, td, out, dims, one):
     add_array(cap, "x", xs)
     cap.add("top", td.ptr)
     dwT = PerThread(ctx, dt, [g.P, K], T)
-    dwT.zero(b)
-    cap.add_parts("dwT", dwT)
+    cap.add_partials("dwT", dwT)
     et = out.lltype
 
     def emit(bctx, v, n0, n1):

@@ -103,8 +103,7 @@ def emit_grad_weights_winograd(ctx, p, xs, td, out, B, name):
     parts = GradParts(ctx, p, T)
     parts.capture(cap)
     m = PerThread(ctx, p.dtype, [p.m_elems()], T)
-    m.zero(b)
-    cap.add_parts("wgm", m)
+    cap.add_partials("wgm", m)
 
     def emit(bctx, v, n0, n1):
         bb = bctx.b

@@ -844,3 +844,22 @@ def test_tap_input_gradient_reads_strided_output_gradients():
     vals = [rng.standard_normal(ws).astype("float32"), rng.standard_normal((3, 16, 4, 8)).astype("float32")]
     fn, _ = check_native_vs_reference([w, g], [gx], vals, rtol=1e-4, atol=2e-3)
     assert ("gx", "taps") in set(BODY.findall(fn.dump_llvm()))
+
+
+def test_weight_gradient_partials_after_a_larger_batch(threads):
+    """Each thread zeroes its own weight-gradient partials as its part starts; a batch too small for
+    the pool runs as thread 0 alone, and the calling thread then zeroes the other threads'
+    partials, which are added all the same: one function (dynamic shapes) called with a large batch,
+    then small ones, gives the reference's gradient every time, none with an earlier call's sums."""
+    threads(2)
+    x, w, r = T.tensor4("x"), T.tensor4("w"), T.tensor4("r")
+    y = conv2d(x, w, border_mode="half")
+    gw = T.grad((y * r).sum(), w)
+    native = symcnn.function([x, w, r], gw, mode="native")
+    reference = symcnn.function([x, w, r], gw, mode="reference")
+    rng = np.random.default_rng(5)
+    wv = rng.standard_normal((8, 8, 3, 3)).astype("float32")
+    for B, side in ((40, 20), (1, 6), (40, 20), (2, 6), (1, 20)):
+        xv = rng.standard_normal((B, 8, side, side)).astype("float32")
+        rv = rng.standard_normal((B, 8, side, side)).astype("float32")
+        np.testing.assert_allclose(native(xv, wv, rv), reference(xv, wv, rv), rtol=1e-4, atol=2e-3)
