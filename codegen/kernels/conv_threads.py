@@ -5,6 +5,8 @@ tid t, which selects that thread's part of every per-thread buffer (patch matrix
 padded image copies, weight-gradient partials). Weight-gradient partials are added in thread order
 after the region, so results do not depend on timing. With one thread the loop is emitted inline.
 """
+import math
+
 from llvmlite import ir
 
 from .. import irutil as U
@@ -48,6 +50,15 @@ def image_flops(*sizes):
             return None
         n *= s
     return n
+
+
+def image_splits(B):
+    """Items per image where a static batch B is smaller than the threads: the fewest that spread
+    B*S items evenly over them (S = T / gcd(B, T)); else 1 (images are the items)."""
+    T = threads()
+    if not isinstance(B, int) or not 0 < B < T:
+        return 1
+    return T // math.gcd(B, T)
 
 
 class Captured:

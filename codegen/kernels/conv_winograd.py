@@ -12,8 +12,6 @@ wastes little. 5x5 filters take the 3x3 rule: LeNet's second layer (20 -> 50 cha
 falls from 7.5 to 5.5 ms (CPU time per thread); its fused input gradient, one 12x12 image per GEMM
 panel (36 of 64 columns tiles: below MIN_EFFICIENCY), would run no faster than the direct kernel.
 """
-import math
-
 from llvmlite import ir
 
 from .. import irutil as U
@@ -21,7 +19,7 @@ from ..microkernels import winograd as WG
 from ..options import options
 from ..parallel import threads
 from .conv import gep, image_view, zero_fill
-from .conv_threads import Captured, PerThread, add_array, image_flops, shift_copy
+from .conv_threads import Captured, PerThread, add_array, image_flops, image_splits, shift_copy
 
 # Fewer channels or filters than this and the transforms (per tile: a*a*(C + K) values moved and
 # added) cost more than the multiplications they save.
@@ -105,13 +103,12 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
 
 def image_slices(wi, B):
     """(wi, S): with a static batch B smaller than the threads, a WinogradImages whose images are split
-    into S items each (panels of fewer tiles: WG.emit_image_panels), S the fewest that spread the
-    B*S items evenly over the threads; else (wi, 1)."""
-    T = threads()
+    into S items each (panels of fewer tiles: WG.emit_image_panels), S = conv_threads.image_splits(B);
+    else (wi, 1)."""
     p = wi.p
-    if not isinstance(wi, WinogradImages) or not isinstance(B, int) or not 0 < B < T or p.span or p.Gi > 1:
+    S = image_splits(B)
+    if S == 1 or not isinstance(wi, WinogradImages) or p.span or p.Gi > 1:
         return wi, 1
-    S = T // math.gcd(B, T)
     if p.nblk % S == 0:
         return wi, S
     for panel in range(p.NR - p.L, 0, -p.L):

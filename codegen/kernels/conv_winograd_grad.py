@@ -13,8 +13,6 @@ a few channels and filters (MIN_CHANNELS, MIN_CHANNELS_5X5) and output tiles tha
 Measured against the tap-panel kernel (directconv_grad.py): see MIN_CHANNELS. The GEMMs run near
 the core's peak; the transforms and copies take about a third of the kernel.
 """
-import math
-
 from symcnn.tensor.nnet import conv_geometry as geometry
 
 from .. import irutil as U
@@ -22,7 +20,7 @@ from ..microkernels import winograd_grad as WGG
 from ..options import options
 from ..parallel import threads
 from .conv import image_view
-from .conv_threads import Captured, PerThread, add_array, image_flops
+from .conv_threads import Captured, PerThread, add_array, image_flops, image_splits
 
 # The weight gradient alone, 1 thread (CPU time), float32, 'half', batch 128, tap panels -> Winograd:
 # 32->32 on 32x32 images 19.5 -> 9.5 ms, 64->64 on 16x16 15.0 -> 7.3, on 8x8 3.2 -> 1.9, on 7x7
@@ -78,12 +76,11 @@ class GradParts:
 
 def image_chunks(p, B):
     """(plan, S): with a static batch B smaller than the threads, p with each image split into S
-    items of its chunks of tile rows (GradPlan.split_rows), S the fewest that spread the B*S items
-    evenly over the threads; else (p, 1)."""
-    T = threads()
-    if not isinstance(B, int) or not 0 < B < T or p.Gi != 1:
+    items of its chunks of tile rows (GradPlan.split_rows), S = conv_threads.image_splits(B); else
+    (p, 1)."""
+    S = image_splits(B)
+    if S == 1 or p.Gi != 1:
         return p, 1
-    S = T // math.gcd(B, T)
     q = p if p.chunks() >= S else p.split_rows(S)
     return (q, S) if q is not None else (p, 1)
 
