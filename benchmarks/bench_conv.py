@@ -5,7 +5,7 @@ space (filters 1x1 to 7x7, every border mode, strides 1 to 3, 1 to 128 channels,
 median ms of each op, the ratio (symcnn / PyTorch), and the kernel variant symcnn took (read from
 the compiled IR).
 
-    python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3] [--cpu] [--no-torch]
+    python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3 or --only k7s2,b1] [--cpu] [--no-torch]
 
 PyTorch (pip install torch==2.13.0) runs in a child process, timed after every symcnn op: timed
 alternately, the threads one library leaves spinning after its work slow the other's next op. Run it with PYTHONPATH pointing at two checkouts, alternately,
@@ -136,7 +136,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--only", default=None, help="comma-separated indices into CONVS")
+    ap.add_argument("--only", default=None, help="comma-separated names or indices of CONVS")
     ap.add_argument("--cpu", action="store_true", help="time this thread's CPU time (use with --threads 1)")
     ap.add_argument("--no-torch", action="store_true", help="symcnn's columns only")
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
@@ -150,7 +150,13 @@ def main():
     torch = child is not None and child.version is not None
     if child is not None:
         print(f"PyTorch: {child.version or 'not installed (pip install torch==2.13.0)'}; {args.threads} threads each")
-    index = range(len(CONVS)) if args.only is None else [int(i) for i in args.only.split(",")]
+    names = [c[0] for c in CONVS]
+    index = range(len(CONVS))
+    if args.only is not None:
+        index = [int(i) if i.isdigit() else names.index(i) if i in names else None for i in args.only.split(",")]
+        if None in index or max(index) >= len(CONVS):
+            ap.error(f"--only {args.only!r}: each entry a name or an index below {len(CONVS)}; "
+                     f"names: {', '.join(names)}")
     print(f"{'conv':10s} {'batch,C,HxW,K,k,border,stride':32s}"
           + "".join(f"{h + ' ms':>10s}{'torch':>8s}{'ratio':>7s}" for h in ("fwd", "grad in", "grad W"))
           + "  variants")
