@@ -9,6 +9,9 @@
   gx              W^T (packed once, prepacked.py) times the pooled gradient, with col2im folded into the
                   stores: each accumulator vector adds into whole output rows of dx.
 """
+import hashlib
+import math
+
 from llvmlite import ir
 
 from .. import irutil as U
@@ -145,6 +148,13 @@ class TapPlan:
         self.N = OH * OW
         self.P = C * kh * kw
         self.MR, self.blocks = dw_tile(self.NV, max_accumulators())
+        # panels whose taps lie at the same distances from their first (every panel's, with few
+        # such patterns) take a kernel per pattern that reaches them from one pointer: larger
+        # panels, no offset registers (_dwt_pattern_kernel)
+        mr = min(MAX_PATTERN_TAPS, max_accumulators() // max(nv for _, nv in self.blocks))
+        self.patterns = _panel_patterns(self.tap_offsets(), mr, kh * kw)
+        if self.patterns is not None:
+            self.MR = mr
         self.npan = -(-self.P // self.MR)
         self.gx_mr = gemm.params(dtype)[1]
         self.gx_offsets = self.npan * self.MR
@@ -155,6 +165,42 @@ class TapPlan:
 
     def group_elems(self):
         return self.G * self.N * self.KP
+
+    def tap_offsets(self):
+        """The image offset that W[k, p] (p = (c, rr, ss)) multiplies at output (0, 0), for every p."""
+        vals = []
+        for c in range(self.C):
+            for rr in range(self.kh):
+                for ss in range(self.kw):
+                    r, s = (self.kh - 1 - rr, self.kw - 1 - ss) if self.flip else (rr, ss)
+                    vals.append(c * self.H * self.W + self.dh * r * self.W + self.dw * s)
+        return vals
+
+
+MAX_PATTERN_TAPS = 12   # taps per panel of the pattern kernels (24 accumulators with 2 vectors of k)
+MAX_PATTERNS = 4        # kernels per column block at most (a 3x3 filter in panels of 12 or 6 taps: 3)
+
+
+def _panel_patterns(offs, MR, khw):
+    """[(deltas, first panel, panel step, panels)]: the panels of MR taps (the last may be shorter)
+    by the distances of their taps from their first and by their place in the period of panels
+    after which the channels' taps line up again, each group's panels evenly spaced; None with more
+    than MAX_PATTERNS distinct distances."""
+    period = khw // math.gcd(MR, khw)
+    groups = {}
+    for pan in range(-(-len(offs) // MR)):
+        p0 = pan * MR
+        deltas = tuple(o - offs[p0] for o in offs[p0:p0 + MR])
+        groups.setdefault((deltas, pan % period), []).append(pan)
+    if len({d for d, _ in groups}) > MAX_PATTERNS:
+        return None
+    out = []
+    for (deltas, _), pans in groups.items():
+        step = pans[1] - pans[0] if len(pans) > 1 else 1
+        if any(b - a != step for a, b in zip(pans, pans[1:])):
+            return None
+        out.append((deltas, pans[0], step, len(pans)))
+    return out
 
 
 def dw_tile(NV, max_acc):
@@ -190,13 +236,11 @@ def tap_plan_offsets(ctx, tp, offs):
     (irutil.copy_i64_table)."""
     khw = tp.kh * tp.kw
     vals = [0] * tp.n_offsets
+    taps = tp.tap_offsets()
+    vals[:tp.P] = taps
     for c in range(tp.C):
-        for rr in range(tp.kh):
-            for ss in range(tp.kw):
-                r, s = (tp.kh - 1 - rr, tp.kw - 1 - ss) if tp.flip else (rr, ss)
-                off = c * tp.H * tp.W + tp.dh * r * tp.W + tp.dw * s
-                vals[c * khw + rr * tp.kw + ss] = off
-                vals[tp.gx_offsets + (rr * tp.kw + ss) * tp.C + c] = off
+        for t in range(khw):
+            vals[tp.gx_offsets + t * tp.C + c] = taps[c * khw + t]
     U.copy_i64_table(ctx.b, "symcnn_dconv_taps", vals, offs)
 
 
@@ -289,6 +333,47 @@ def _dwt_kernel(module, tp, nv):
     return fn
 
 
+def _dwt_pattern_kernel(module, tp, nv, deltas):
+    """void k(x, pos, tT, gn, C): _dwt_kernel's sums for a panel of len(deltas) taps at deltas
+    from x (the group's first image at the panel's first tap), every row stored. The taps' constant
+    distances go into the loads' addresses: one pointer for the panel (a 3x3 filter's panels of 12
+    taps, 24 accumulators, where the table's offsets held in registers spill at 12)."""
+    key = hashlib.sha1(repr(deltas).encode()).hexdigest()[:10]
+    name = f"symcnn_dconv_dwtp_{tp.dtype}_{len(deltas)}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}_{key}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    P_, I64 = U.PTR, U.I64
+    fn, b = kernel_function(module, name, [P_, P_, P_, I64, P_])
+    x, pos, tT, gn, c = fn.args
+    et = U.ll_type(tp.dtype)
+    L, KP, MR = tp.L, tp.KP, len(deltas)
+    vec = Vec(module, tp.dtype, L)
+    loop = AccLoop(b, "u", b.mul(gn, U.i64(tp.N)), MR, nv, vec)
+    n = loop.carry(U.i64(0), "n")
+    xg = loop.carry(x, "xg")
+    loop.enter()
+    u, accs = loop.i, loop.accs
+    xq = b.gep(xg, [b.load(b.gep(pos, [n], source_etype=I64), typ=I64)], source_etype=et)
+    trow = b.gep(tT, [b.mul(u, U.i64(KP))], source_etype=et)
+    bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vec.t, align=vec.size)
+          for j in range(nv)]
+    new = []
+    for d in deltas:
+        a = U.splat(b, b.load(b.gep(xq, [U.i64(d)], source_etype=et) if d else xq, typ=et), vec.t)
+        new.append([b.call(vec.fma, [a, bv[j], accs[len(new)][j]]) for j in range(nv)])
+    n1 = b.add(n, U.i64(1))
+    wrap = b.icmp_signed("==", n1, U.i64(tp.N))
+    loop.close(new, {n: b.select(wrap, U.i64(0), n1),
+                     xg: b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg)})
+    for i in range(MR):
+        for j in range(nv):
+            ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
+    b.ret_void()
+    return fn
+
+
 def _transpose_block(b, rows):
     """The L x L transpose of rows (L vectors of L lanes, L a power of two): log2(L) stages, stage s
     exchanging bit s of the row index with bit s of the lane index, each new row one two-source
@@ -359,6 +444,16 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
     et = U.ll_type(tp.dtype)
     pos = _positions(ctx.module, tp)
     full = tp.P // tp.MR
+    if tp.patterns is not None:
+        for deltas, first, step, count in tp.patterns:
+            with U.for_range(b, count, name="pan") as k:
+                p0 = b.mul(b.add(U.i64(first), b.mul(U.as_value(b, k), U.i64(step))), U.i64(tp.MR))
+                xp = b.gep(x_group, [b.load(b.gep(offs, [p0], source_etype=U.I64), typ=U.I64)], source_etype=et)
+                for j0, nv in tp.blocks:
+                    b.call(_dwt_pattern_kernel(ctx.module, tp, nv, deltas),
+                           [xp, pos, b.gep(tT, [U.i64(j0 * tp.L)], source_etype=et), U.as_value(b, gn),
+                            b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et)])
+        return
 
     def call(pan, rows):
         p0 = b.mul(U.as_value(b, pan), U.i64(tp.MR))
