@@ -3,8 +3,10 @@
 For each setup, in the same run: the symcnn and PyTorch eager train steps (median ms, both on
 --threads threads), the validate steps, the train ratio (symcnn / PyTorch; median of per-round
 ratios, rounds interleaved so both see the same load), the share of the machine's float32
-ceiling that the symcnn train step reaches, and the cold compile time of train + validate + test
-(an empty compile cache). The worst train ratio is the headline.
+peak that the symcnn train step reaches (its FLOPs over its time, against the FMA throughput
+measured at the start of the run by bench_peak.py: Winograd's saved products can take it past
+100 %), and the cold compile time of train + validate + test (an empty compile cache). The worst
+train ratio is the headline.
 
     python benchmarks/bench_models.py [--rounds 5] [--block 5] [--only lenet_relu,cifar]
 
@@ -246,13 +248,16 @@ def main(argv=None):
     from codegen.ceiling import ceiling
     from codegen.target import current
     theano.config.num_threads = args.threads
-    peak = ceiling(current(), args.threads)
+    estimate = ceiling(current(), args.threads)
+    peak = measured_peak(args.threads)
     child = TorchChild(args.threads)
     names = args.only.split(",") if args.only else list(SETUPS)
-    print(f"float32 ceiling: {peak.gflops:.0f} GFLOP/s ({peak.method})")
+    print(f"float32 ceiling: {estimate.gflops:.0f} GFLOP/s estimated ({estimate.method}); "
+          f"measured now: {peak:.0f} GFLOP/s (FMA probe on {args.threads} threads, bench_peak.py), "
+          f"the 'of peak' column's")
     print(f"PyTorch: {child.version or 'not installed (pip install torch==2.13.0)'}; {args.threads} threads each")
     head = (f"{'setup (batch)':<24}{'train ms':>9}{'torch':>8}{'ratio':>7}{'validate':>10}{'torch':>8}"
-            f"{'ratio':>7}{'ceiling':>9}{'compile s':>11}")
+            f"{'ratio':>7}{'of peak':>9}{'compile s':>11}")
     print(head)
     worst = None
     for name in names:
@@ -268,7 +273,7 @@ def main(argv=None):
             row[kind] = (statistics.median(ours),
                          statistics.median(theirs) if theirs else None,
                          statistics.median(a / b for a, b in zip(ours, theirs)) if theirs else None)
-        share = train_gflop(setup) / (row["train"][0] / 1000) / peak.gflops
+        share = train_gflop(setup) / (row["train"][0] / 1000) / peak
         f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
         print(f"{name + ' (' + str(setup['batch']) + ')':<24}{f(row['train'][0]):>9}{f(row['train'][1]):>8}"
               f"{f(row['train'][2], 2):>7}{f(row['validate'][0], 2):>10}{f(row['validate'][1], 2):>8}"
@@ -278,6 +283,15 @@ def main(argv=None):
     child.close()
     if worst:
         print(f"worst train ratio: {worst[1]:.2f} ({worst[0]})")
+
+
+def measured_peak(threads):
+    """The float32 FMA throughput of `threads` threads now (bench_peak.py: best of 5 rounds)."""
+    import bench_peak
+    fn, lanes, engine, _ = bench_peak.compile_probe()
+    iters = 1 << 22
+    per_iter = bench_peak.CHAINS * lanes * 2
+    return max(threads * iters * per_iter / bench_peak.run(fn, iters, threads) / 1e9 for _ in range(5))
 
 
 if __name__ == "__main__":
