@@ -47,6 +47,11 @@ class Options:
     # (codegen/split.py); no measurable change in speed (benchmarks/bench_models.py).
     split_libraries = True
 
+    # Strided forward convolutions by the kernel with vectors over filters (microkernels/kvec.py)
+    # where kernels/conv_forward.strided_images picks it; False: always the direct kernel on the
+    # phase-split images (kernels/conv_phases.py).
+    kvec_forward = True
+
     # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
     # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
     # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._tag_scalar_loops).

@@ -1,6 +1,6 @@
 """Conv2d natively, the batch split over the threads (conv_threads.py).
 
-Four ways, chosen when compiling (forward_variant):
+The ways, chosen when compiling (forward_variant):
 
   winograd  3x3 or 5x5 filters, unit strides, static shapes, 16 or more channels and filters, a tile
           grid that wastes little: Winograd's F(4x4, 3x3) (conv_winograd.py; up to 128 float32
@@ -21,15 +21,18 @@ Four ways, chosen when compiling (forward_variant):
   fewtaps as direct, with fewer than MIN_DIRECT_TAPS taps per output (first layers): the kernel of
           microkernels/fewtaps.py, its taps unrolled, on the same zero-bordered copy (with spare
           rows); its 'rows' layout writes the output planes directly, its 'wide' one the scratch.
-  phases  static shapes and strides: the direct kernel on a per-thread copy of each image split into
-          its stride phases (conv_phases.py).
+  phases  static shapes and strides, output rows of one vector each: the direct kernel on a per-thread
+          copy of each image split into its stride phases (conv_phases.py).
+  kvec    other strided convolutions with static shapes (dilated ones too): the kernel with vectors
+          over filters (microkernels/kvec.py) on a per-thread zero-bordered copy of each image,
+          read at the strides in place (strided_images says which of the two).
   im2col  everything else (dynamic image or filter sizes, a direct, few-tap or phase plan that would
           waste too much of its tiles): per image, a per-thread patch matrix and the packed GEMM
           (conv.py's helpers).
-Dilated filters (filter_dilation): the direct kernel and im2col read the taps dh rows and dw cols
-apart (scaled tap offsets, no zero-filled filter), and so does the few-tap kernel; Winograd and the
-phase split decline them, so a dilated convolution is 'direct' or 'fewtaps' (unit strides, static
-shapes) or 'im2col'.
+Dilated filters (filter_dilation): the direct kernel, the kvec kernel and im2col read the taps dh
+rows and dw cols apart (scaled tap offsets, no zero-filled filter), and so does the few-tap kernel;
+Winograd and the phase split decline them, so a dilated convolution is 'direct' or 'fewtaps' (unit
+strides, static shapes), 'kvec' (strided, static shapes) or 'im2col'.
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d
@@ -39,12 +42,15 @@ from ..lower import lower
 from ..microkernels import directconv as D
 from ..microkernels import fewtaps as FT
 from ..microkernels import gemm as G
+from ..microkernels import kvec as KV
+from ..options import options
 from ..parallel import threads
 from .conv import Mat, dense, dilation, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
 from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
                            image_flops, image_patches, shift_copy)
+from .elemwise import emit_scalar
 
 
 # Fewer taps than this per output and the direct kernel's short tap loop is slower than im2col +
@@ -145,14 +151,13 @@ def forward_variant(op, dtype, dims):
         if di is not None:
             return di.variant, di
     if str(dtype) in ("float32", "float64") and isinstance(kh, int) and isinstance(kw, int):
-        from .conv_phases import phase_images   # (conv_phases builds on this module)
         from .conv_winograd_strided import winograd_phases
         wp = winograd_phases(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                              tuple(op.subsample), op.filter_flip, batch=B)
         if wp is not None:
             return wp.variant, wp
-        di = phase_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
-                          tuple(op.subsample), op.filter_flip)
+        di = strided_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                            tuple(op.subsample), op.filter_flip)
         if di is not None:
             return di.variant, di
     return "im2col", None
@@ -162,10 +167,13 @@ def _dilated_forward_variant(op, dtype, dims, dil):
     """A dilated Conv2d: 'direct wide' / 'direct rows' or 'fewtaps rows' / 'fewtaps wide' with the taps
     dil apart (unit strides, static shapes), else 'im2col' (which takes any stride)."""
     B, C, H, W, K, kh, kw, OH, OW = dims
-    if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
-            and isinstance(kw, int):
+    if str(dtype) in ("float32", "float64") and isinstance(kh, int) and isinstance(kw, int):
         pads = geometry.padding(op.border_mode, kh, kw, dilation=dil)
-        di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, op.filter_flip, dense_out=True, dil=dil)
+        if tuple(op.subsample) == (1, 1):
+            di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, op.filter_flip, dense_out=True,
+                               dil=dil)
+        else:
+            di = kvec_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, tuple(op.subsample), op.filter_flip, dil)
         if di is not None:
             return di.variant, di
     return "im2col", None
@@ -183,7 +191,7 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
     p = di.p
     dt = p.dtype
     T = threads()
-    wp = ctx.scratch(dt, [p.nkb * p.P * p.MR])
+    wp = ctx.scratch(dt, [packed_weight_elems(p)])
     offs = ctx.scratch("int64", [p.P])
     di.pack(ctx, w_dense, wp.ptr, offs.ptr)
     copy = di.copy or not (src.contiguous and srcdt == dt)
@@ -228,6 +236,8 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
     """The conv scratch of one image by the kernel of plan p: directconv's or the few-tap one."""
     if isinstance(p, FT.Plan):
         FT.emit_image(ctx, p, x_img, wp, conv)
+    elif isinstance(p, KV.Plan):
+        KV.emit_image(ctx, p, x_img, wp, offs, conv)
     else:
         D.emit_image(ctx, p, x_img, wp, offs, conv)
 
@@ -282,3 +292,61 @@ def _forward_im2col(ctx, op, dt, xs, wd, out, dims, one):
 
     cap.run(ctx, body_name("fwd", "gemm 1x1" if one else "im2col"), B, emit,
             item_flops=image_flops(*dims[1:2], *dims[4:]))
+
+
+class KVecImages(DirectImages):
+    """A strided convolution of (C, H, W) sources into (K, OH, OW) results by the kernel with vectors
+    over filters (microkernels/kvec.py), which reads each bordered image (zeros around the source,
+    moved by the pads) in place: no phase split."""
+
+    def __init__(self, p, C, H, W, pads):
+        super().__init__(p, C, H, W, tuple(pads))
+
+    @property
+    def variant(self):
+        return "kvec"
+
+    def pack(self, ctx, w_dense, wp, offs):
+        KV.pack_weights(ctx, self.p, w_dense, wp, offs)
+
+    def fill(self, ctx, src, buf, dtype, in_act=None):
+        """buf = act(src) moved by the pads (in_act: the program, applied as the values are copied;
+        the zero border is then the padding of act(src))."""
+        act = None if in_act is None else (lambda v: emit_scalar(ctx, in_act, [v], [dtype], dtype))
+        shift_copy(ctx, src, buf, dtype, self.C, self.H, self.W, self.Hb, self.Wb, *self.shift, act=act)
+
+
+def kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip, dil=(1, 1)):
+    """A KVecImages for a strided convolution with static sizes (the bordered image just large enough
+    for every tap the outputs read; dil: the taps dil apart), when the kernel's tiles fall into few
+    patterns, else None."""
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)) or tuple(stride) == (1, 1):
+        return None
+    if not options.kvec_forward:
+        return None
+    (sh, sw), (dh, dw) = stride, dil
+    Hb, Wb = (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1
+    p = KV.plan(dtype, C, Hb, Wb, K, kh, kw, OH, OW, sh, sw, flip, tuple(dil))
+    return KVecImages(p, C, H, W, pads) if p is not None else None
+
+
+def strided_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
+    """The forward of a strided convolution: the direct kernel on the phase images where each of its
+    vectors is one whole output row, loaded at once (the shifted layout with OW = L lanes), else the
+    kernel with vectors over filters, else the phase images in another layout (or None). Measured
+    (2 threads, float32, ms, phase images -> kvec): 3x3 stride 2 64->64 on 16x16 (batch 100, 8x8
+    outputs) 2.97-3.06 -> 2.48-2.60, 5x5 stride 3 16->32 on 33x33 (batch 32) 0.89-1.05 -> 0.60-0.63,
+    7x7 stride 2 3->64 on 64x64 pad 3 (batch 32) 4.28-4.56 -> 3.27-3.66; but 32->32 on 32x32
+    (16x16 outputs, the shifted rows) 2.80-2.92 -> 2.96-3.08 and 16->32 on 31x31 pad 1 0.95-1.09 ->
+    1.08-1.11."""
+    from .conv_phases import phase_images   # (conv_phases builds on this module)
+    ph = phase_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip)
+    if ph is not None and ph.shifted and ph.p.mode == "rows" and ph.p.G == 1:
+        return ph
+    kv = kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip)
+    return kv if kv is not None else ph
+
+
+def packed_weight_elems(p):
+    """Elements of the filters packed for plan p (the direct plans' [K/MR][P][MR], kvec's [P][KP])."""
+    return p.weight_elems if isinstance(p, KV.Plan) else p.nkb * p.P * p.MR

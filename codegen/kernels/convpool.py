@@ -62,12 +62,13 @@ from ..microkernels import directconv as D
 from ..microkernels import directconv_grad as DG
 from ..microkernels import fewtaps as FT
 from ..microkernels import gemm as G
+from ..microkernels import kvec as KV
 from ..microkernels import prepacked as PP
 from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
-from .conv_forward import direct_images, emit_image, few_taps
-from .conv_phases import PhaseGradInputs, PhaseImages, phase_images
+from .conv_forward import KVecImages, direct_images, emit_image, few_taps, packed_weight_elems, strided_images
+from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
@@ -144,9 +145,9 @@ def padded_direct(op, dtype, dims):
     PhaseImages (conv_phases.py) when the direct kernel takes its phase images."""
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     if tuple(op.subsample) != (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
-            and isinstance(kw, int):   # strided: the direct kernel on the images split into phases
-        return phase_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
-                            tuple(op.subsample), op.filter_flip)
+            and isinstance(kw, int):   # strided: phase images or vectors over filters (strided_images)
+        return strided_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                              tuple(op.subsample), op.filter_flip)
     if tuple(op.subsample) != (1, 1) or str(dtype) not in ("float32", "float64"):
         return None
     if not (isinstance(kh, int) and isinstance(kw, int)):
@@ -200,7 +201,7 @@ def forward_variant(op, dtype, dims):
     dp = D.plan(op, dtype, dims)
     if dp is not None:
         return f"direct {dp.mode}"
-    if isinstance(di, PhaseImages):
+    if isinstance(di, (PhaseImages, KVecImages)):
         return f"direct {di.variant}"
     return f"direct padded {di.p.mode}" if di is not None else "im2col"
 
@@ -277,10 +278,12 @@ def lower_conv_pool_act(ctx, node, ins):
         # of each image, the second buffer) and the weights packed once
         if di is None:
             xs = dense(ctx, xs, dt)
-        wp = ctx.scratch(dt, [dp.nkb * dp.P * dp.MR])
+        wp = ctx.scratch(dt, [packed_weight_elems(dp)])
         offs = ctx.scratch("int64", [dp.P])
         if di is not None:   # (a strided convolution's taps point into its phase images)
             di.pack(ctx, wd.ptr, wp.ptr, offs.ptr)
+        elif isinstance(dp, KV.Plan):   # vectors over filters, the image read in place
+            KV.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
         else:
             D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
         wptr, offp = wp.ptr, offs.ptr
@@ -343,7 +346,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     with U.for_range(b, n1, start=n0, name="img") as n:
         if dp is not None:
             conv = cols   # the conv scratch
-            if isinstance(di, PhaseImages):   # the activation as the image is split (any program)
+            if isinstance(di, (PhaseImages, KVecImages)):   # the activation as the image is copied (any program)
                 di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt, op.in_act)
                 emit_image(ctx, dp, xbuf, wptr, offs, conv)
             elif di is not None:
@@ -354,7 +357,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, xa), xbuf, dt)
                 emit_image(ctx, dp, xbuf, wptr, offs, conv)
             else:
-                D.emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv)
+                emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv)
             rs, crs = dp.rs, dp.row_stride
         else:
             emit_im2col(ctx, g, activated_image(ctx, op, dt, xs, n, xa), cols, dt)

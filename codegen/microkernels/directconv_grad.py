@@ -152,7 +152,7 @@ class TapPlan:
         # such patterns) take a kernel per pattern that reaches them from one pointer: larger
         # panels, no offset registers (_dwt_pattern_kernel)
         mr = min(MAX_PATTERN_TAPS, max_accumulators() // max(nv for _, nv in self.blocks))
-        self.patterns = _panel_patterns(self.tap_offsets(), mr, kh * kw)
+        self.patterns = panel_patterns(self.tap_offsets(), mr, kh * kw)
         if self.patterns is not None:
             self.MR = mr
         self.npan = -(-self.P // self.MR)
@@ -181,18 +181,19 @@ MAX_PATTERN_TAPS = 12   # taps per panel of the pattern kernels (24 accumulators
 MAX_PATTERNS = 4        # kernels per column block at most (a 3x3 filter in panels of 12 or 6 taps: 3)
 
 
-def _panel_patterns(offs, MR, khw):
-    """[(deltas, first panel, panel step, panels)]: the panels of MR taps (the last may be shorter)
-    by the distances of their taps from their first and by their place in the period of panels
-    after which the channels' taps line up again, each group's panels evenly spaced; None with more
-    than MAX_PATTERNS distinct distances."""
+def panel_patterns(offs, MR, khw, most=None):
+    """[(deltas, first panel, panel step, panels)]: the panels of MR entries of offs (the last may
+    be shorter) by the distances of their entries from their first and by their place in the period
+    of panels after which the entries line up again (offs repeats its steps every khw entries: a
+    filter's taps, a row of outputs), each group's panels evenly spaced; None with more than `most`
+    (default MAX_PATTERNS) distinct distances."""
     period = khw // math.gcd(MR, khw)
     groups = {}
     for pan in range(-(-len(offs) // MR)):
         p0 = pan * MR
         deltas = tuple(o - offs[p0] for o in offs[p0:p0 + MR])
         groups.setdefault((deltas, pan % period), []).append(pan)
-    if len({d for d, _ in groups}) > MAX_PATTERNS:
+    if len({d for d, _ in groups}) > (MAX_PATTERNS if most is None else most):
         return None
     out = []
     for (deltas, _), pans in groups.items():
@@ -374,7 +375,7 @@ def _dwt_pattern_kernel(module, tp, nv, deltas):
     return fn
 
 
-def _transpose_block(b, rows):
+def transpose_block(b, rows):
     """The L x L transpose of rows (L vectors of L lanes, L a power of two): log2(L) stages, stage s
     exchanging bit s of the row index with bit s of the lane index, each new row one two-source
     shuffle of a pair of rows."""
@@ -427,7 +428,7 @@ def _transpose_top_blocks(b, tp, top, trs, dst):
                 src = b.gep(top, [b.add(U.i64((k0 + i) * trs), n0)], source_etype=et)
                 rows.append(b.load(src, typ=vec.t, align=vec.size) if cols == L
                             else b.call(vec.mload, [src, vec.align, mask, vec.zero]))
-            for j, row in enumerate(_transpose_block(b, rows)[:cols]):
+            for j, row in enumerate(transpose_block(b, rows)[:cols]):
                 ptr = b.gep(dst, [b.add(b.mul(b.add(n0, U.i64(j)), U.i64(tp.KP)), U.i64(k0))], source_etype=et)
                 b.store(row, ptr, align=vec.size)
 

@@ -26,9 +26,9 @@ WGW_TILES = re.compile(r'define internal void @"?symcnn_wgw_in_(float32|float64)
 VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
             ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
-            ("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"),
-            ("fwd", "phases_shifted_rows"), ("gx", "phases_shifted"),
+            ("fwd", "kvec"), ("gx", "phases"), ("fwd", "phases_shifted_rows"), ("gx", "phases_shifted"),
             ("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")}
+# the strided forwards with the kernel with vectors over filters turned off (options.kvec_forward)
 PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"), ("fwd", "phases_shifted_rows"),
           ("gx", "phases_shifted")}
 
@@ -179,15 +179,55 @@ def strided_configs(draw):
     return dtype, (B, C, H, W), (K, C, kh, kw), kwargs, True
 
 
-def test_strided_convolutions_take_the_phase_kernels():
-    """Strided convolutions and both gradients, against the reference; the draws reach the forward's
-    phase kernels in both layouts and the input gradient's phases (with im2col where the phase images
+# + a padded 1x1 filter with stride 2: three of the four phases of dx get no tap (zeros)
+_STRIDED_EXAMPLES = _STATIC_EXAMPLES[-4:] + [
+    ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True)] + _NARROW_STRIDED
+
+
+def test_strided_convolutions_take_the_phase_kernels(monkeypatch):
+    """Strided convolutions and both gradients, against the reference, with the forward on the phase
+    images (the kernel with vectors over filters turned off); the draws reach the forward's phase
+    kernels in both layouts and the input gradient's phases (with im2col where the phase images
     would waste too much of the direct tiles)."""
-    # + a padded 1x1 filter with stride 2: three of the four phases of dx get no tap (zeros)
-    seen = _run(strided_configs(), 12, _STATIC_EXAMPLES[-4:] + [
-        ("float32", (3, 64, 17, 16), (48, 64, 1, 1), dict(border_mode=(1, 1), subsample=(2, 2), filter_flip=True,
-                                                         filter_dilation=(1, 1)), True)] + _NARROW_STRIDED)
+    from codegen.options import options
+    monkeypatch.setattr(options, "kvec_forward", False)
+    seen = _run(strided_configs(), 12, _STRIDED_EXAMPLES)
     assert PHASES <= seen, sorted(PHASES - seen)
+
+
+def test_strided_forwards_take_the_filter_vector_kernel(cache_dir):
+    """The same space with the default choice: the forward takes the kernel with vectors over filters
+    (microkernels/kvec.py) except where the phase images' shifted rows are one whole vector each, and
+    matches the reference; its tiles (one, several, a last partial one), tap blocks (one, several) and
+    vector blocks (one, two) and dilated taps are all reached."""
+    from codegen.microkernels import kvec as KV
+    plans = []
+    real = KV.emit_image
+
+    def spy(ctx, p, *a):
+        plans.append(p)
+        return real(ctx, p, *a)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(KV, "emit_image", spy)
+    try:
+        seen = _run(strided_configs(), 12, _STRIDED_EXAMPLES + [
+            # 80 filters: two vector blocks; 48 channels of 3x3: three blocks of taps
+            ("float32", (2, 48, 15, 15), (80, 48, 3, 3), dict(border_mode="half", subsample=(2, 2),
+                                                             filter_flip=False, filter_dilation=(1, 1)), True),
+            ("float64", (3, 5, 13, 11), (9, 5, 4, 4), dict(border_mode=(1, 2), subsample=(3, 2), filter_flip=True,
+                                                         filter_dilation=(1, 1)), True),
+            # dilated taps with strides (im2col before)
+            ("float32", (2, 8, 17, 16), (12, 8, 3, 3), dict(border_mode=(2, 1), subsample=(2, 2), filter_flip=True,
+                                                           filter_dilation=(2, 1)), True)])
+    finally:
+        mp.undo()
+    assert {("fwd", "kvec"), ("fwd", "phases_shifted_rows")} <= seen, sorted(seen)
+    assert any(p.N > p.MR for p in plans) and any(p.N % p.MR for p in plans), [(p.N, p.MR) for p in plans]
+    assert any(p.tap_block < p.P for p in plans) and any(p.tap_block == p.P for p in plans)
+    assert any(len(p.blocks) > 1 for p in plans) and any(len(p.blocks) == 1 for p in plans)
+    assert any((p.dh, p.dw) == (2, 1) for p in plans)
 
 
 @st.composite
@@ -524,12 +564,26 @@ def test_few_tap_gradients_verify():
     assert {o for o, v in BODY.findall(ir_)} == {"fwd", "gx", "gw"}
 
 
-def test_phase_kernels_agree_across_thread_counts(threads):
+def test_phase_kernels_agree_across_thread_counts(threads, monkeypatch):
     """The phase kernels keep per-thread phase images, bordered output gradients and conv scratch:
     1, 2 and 3 threads give bit-identical forwards and input gradients (8-wide output rows: the
     shifted layout at 16 lanes; 16-wide ones: the plain layout)."""
+    from codegen.options import options
+    monkeypatch.setattr(options, "kvec_forward", False)
     _phase_threads_agree(threads, (7, 16, 16, 16))
     _phase_threads_agree(threads, (3, 16, 32, 32))
+
+
+def test_filter_vector_kernel_agrees_across_thread_counts(threads):
+    """The kernel with vectors over filters keeps per-thread bordered images, tiles and conv scratch:
+    1, 2 and 3 threads give bit-identical forwards and input gradients (odd batch, 6-wide and 7-wide
+    output rows)."""
+    def kvec(seen):
+        assert ("fwd", "kvec") in seen, seen
+
+    for xs, k in (((7, 16, 12, 12), 3), ((3, 24, 15, 13), 5)):
+        kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
+        _threads_agree(threads, xs, (20, xs[1], k, k), kwargs, 3, kvec)
 
 
 def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(None)):

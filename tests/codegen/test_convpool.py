@@ -621,12 +621,39 @@ STRIDED_CASES = [
 ]
 
 
+def _phase_forwards(monkeypatch):
+    """Strided forwards on the phase images (the kernel with vectors over filters turned off)."""
+    from codegen.options import options
+    monkeypatch.setattr(options, "kvec_forward", False)
+
+
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", STRIDED_CASES)
-def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtype, act):
+def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtype, act, monkeypatch):
     """The forward of a strided convolution runs the direct kernel on the images split into phases
     (its C*kh*kw taps on a (C, sh*sw*Hp, Wp) buffer), the input gradient one direct kernel per phase of
     dx (K*Ah*Aw taps each), and everything matches the reference, with and without the input gradient."""
+    _phase_forwards(monkeypatch)
     _check_phase_kernels(xs, ws, conv, pool_kw, dtype, act)
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", STRIDED_CASES)
+def test_strided_forwards_take_the_filter_vector_kernel(xs, ws, conv, pool_kw, dtype, act, target):
+    """By default a strided forward runs the kernel with vectors over filters (microkernels/kvec.py),
+    or the phase images where their shifted rows are one whole vector each (as many outputs as
+    lanes); pooled or not, any activation, both dtypes, against the reference."""
+    from codegen.kernels.conv_forward import KVecImages
+    from codegen.kernels.convpool import padded_direct
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, **kw)
+    o = geometry_out(ops[0], xs, ws)
+    di = padded_direct(ops[0], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]])
+    whole_rows = getattr(di, "shifted", False) and di.p.mode == "rows" and di.p.G == 1
+    assert whole_rows or isinstance(di, KVecImages), di.variant
+    if target.vector_bytes == 64:   # (every case has C*kh*kw >= 48 taps for the phase images)
+        assert whole_rows == (o[3] == target.lanes(dtype)), (di.variant, o)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    assert ("symcnn_kvec_" in fn.runner.ir) == isinstance(di, KVecImages)
 
 
 def _check_phase_kernels(xs, ws, conv, pool_kw, dtype, act):
@@ -672,6 +699,7 @@ def test_small_strided_outputs_take_the_shifted_layout(xs, ws, dtype, monkeypatc
     scratch) under a 48 KB L1."""
     from codegen.microkernels import directconv as D
     monkeypatch.setattr(D, "l1_image_bytes", lambda: 40 * 1024)
+    _phase_forwards(monkeypatch)
     if D.lanes(dtype) != 16 // (1 if dtype == "float32" else 2):
         pytest.skip("the shapes are chosen for 16 float32 lanes")
     di, gx = _check_phase_kernels(xs, ws, dict(border_mode="half", subsample=(2, 2)), dict(pool=None), dtype, "relu")
@@ -703,15 +731,19 @@ def _strided_configurations(draw):
 
 
 def test_random_strided_configurations_match_reference():
-    """Random strided configurations against the reference; the draws (with one allconv-like example)
-    reach the phase kernels of the forward and of the input gradient."""
+    """Random strided configurations against the reference; the draws (with two allconv-like
+    examples) reach the forward's kernel with vectors over filters and its phase kernels, and the
+    input gradient's phase kernels."""
     from hypothesis import example
+    from codegen.microkernels import directconv as D
     seen = set()
 
     @settings(max_examples=examples(8), deadline=None, database=None, derandomize=True)
     @given(_strided_configurations())
     @example(((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=True),
               dict(pool=None), "relu", "float32"))
+    @example(((2, 16, 32, 32), (16, 16, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=False),
+              dict(ws=(2, 2)), "tanh", "float32"))
     def run(cfg):
         xs, ws, conv, pool_kw, act, dtype = cfg
         ops = _ops(conv, pool_kw, True, xs, ws, act=act, dtype=dtype)
@@ -722,7 +754,9 @@ def test_random_strided_configurations_match_reference():
         _check(xs, ws, ops, dtype, **tol)
 
     run()
-    assert {"phases", "PhaseGradInputs"} <= seen, seen
+    assert {"kvec", "PhaseGradInputs"} <= seen, seen
+    if D.lanes("float32") == 16:   # (the second example's 16-wide output rows: one vector each)
+        assert "phases" in seen, seen
 
 
 # 3x3 unit-stride convolutions with enough channels take Winograd's kernels (conv_winograd.py) in the
@@ -1046,7 +1080,7 @@ def test_routed_weight_gradient_thread_counts(monkeypatch):
 # without gx the direct weight gradient), a first layer's few-tap kernels.
 IN_ACT_EXAMPLES = [
     ((3, 32, 16, 16), (32, 32, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu", "maximum"),
-    ((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+    ((2, 16, 32, 32), (16, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
      "maximum", "relu"),
     ((4, 20, 12, 12), (50, 20, 5, 5), {}, dict(ws=(2, 2)), "float32", "tanh", "relu"),
     ((4, 16, 12, 12), (16, 16, 3, 3), {}, dict(pool=None), "float32", "mul_gt", "switch"),
@@ -1106,15 +1140,17 @@ def _exact_winograd(monkeypatch):
     monkeypatch.setattr(options, "winograd_max_tile", 2)
 
 
-@pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES, ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps"])
+@pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES + [
+    ((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+     "sigmoid", "leaky_relu")], ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps", "kvec"])
 def test_input_activation_takes_every_kernel(cfg, target, monkeypatch):
     """A layer applying its producer's activation to x matches the reference on the Winograd, phase,
     direct, tap-panel and few-tap kernels."""
     _exact_winograd(monkeypatch)
     variant, ir = _check_in_act(cfg)
-    k = IN_ACT_EXAMPLES.index(cfg)
+    k = IN_ACT_EXAMPLES.index(cfg) if cfg in IN_ACT_EXAMPLES else 5
     if target.vector_bytes == 64:
-        want = ["winograd", "direct phases", "direct", "direct", "fewtaps"][k]
+        want = ["winograd", "direct phases", "direct", "direct", "fewtaps", "direct kvec"][k]
         assert variant.startswith(want), variant
         if k == 3:   # the tap panels of the input gradient's weight gradient, the direct one without gx
             assert "symcnn_dconv_dwt" in ir and "symcnn_dconv_dw_" in ir
@@ -1178,17 +1214,22 @@ def _phase_in_act_configurations(draw):
             draw(st.sampled_from(["sigmoid", "tanh", "leaky_relu", "relu", "scale"])))
 
 
-def test_phase_split_applies_any_input_activation():
-    """Strided layers whose forward splits the image into phases apply the input activation as they
-    split it: forward and both gradients against the reference, for activations that keep 0 and
-    those that do not; the draws reach the phase kernels."""
+@pytest.mark.parametrize("kvec", [False, True], ids=["phases", "kvec"])
+def test_phase_split_applies_any_input_activation(monkeypatch, kvec):
+    """Strided layers whose forward splits the image into phases (or copies it for the kernel with
+    vectors over filters) apply the input activation as they copy it: forward and both gradients
+    against the reference, for activations that keep 0 and those that do not; the draws reach the
+    phase kernels (the kvec kernel)."""
+    if not kvec:
+        _phase_forwards(monkeypatch)
+    want = "direct kvec" if kvec else "direct phases"
     seen = set()
 
     @settings(max_examples=examples(10), deadline=None, database=None, derandomize=True)
     @given(_phase_in_act_configurations())
     def run(cfg):
         variant = _check_in_act(cfg)[0]
-        seen.add((variant.startswith("direct phases"), cfg[2]["subsample"][1] == 2))
+        seen.add((variant.startswith(want), cfg[2]["subsample"][1] == 2))
 
     run()
     assert {(True, True), (True, False)} <= seen, seen
@@ -1199,6 +1240,7 @@ def test_phase_split_input_activation_thread_counts(monkeypatch):
     (odd batch, shifted and plain phase layouts)."""
     from codegen.kernels.convpool import forward_variant
     from symcnn.tensor.nnet.conv_epilogue import program_of
+    _phase_forwards(monkeypatch)
     for xs, o in (((7, 16, 16, 16), 8), ((3, 16, 32, 32), 16)):
         ws = (20, xs[1], 3, 3)
         conv_kw = dict(border_mode="half", subsample=(2, 2), pool=None,

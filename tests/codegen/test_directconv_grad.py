@@ -24,7 +24,7 @@ def test_panel_patterns_cover_every_panel_once(C, kh, kw, H, W, flip, dil, MR):
                     dilation=(dil, dil))
     offs = tp.tap_offsets()
     npan = -(-len(offs) // MR)
-    groups = DG._panel_patterns(offs, MR, kh * kw)
+    groups = DG.panel_patterns(offs, MR, kh * kw)
     distinct = {tuple(o - offs[p * MR] for o in offs[p * MR:p * MR + MR]) for p in range(npan)}
     if groups is None:
         assert len(distinct) > DG.MAX_PATTERNS
