@@ -38,6 +38,7 @@ from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d
 
 from .. import irutil as U
+from ..irutil import lanes
 from ..lower import lower
 from ..microkernels import directconv as D
 from ..microkernels import fewtaps as FT
@@ -330,18 +331,28 @@ def kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip, dil=(1, 1
     return KVecImages(p, C, H, W, pads) if p is not None else None
 
 
+# The share of the filter vectors' lanes that hold filters (K over K padded to whole vectors) below
+# which the phase images, where they apply, beat the kernel with vectors over filters.
+MIN_KVEC_LANES = 0.75
+
+
 def strided_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):
     """The forward of a strided convolution: the direct kernel on the phase images where each of its
-    vectors is one whole output row, loaded at once (the shifted layout with OW = L lanes), else the
-    kernel with vectors over filters, else the phase images in another layout (or None). Measured
-    (2 threads, float32, ms, phase images -> kvec): 3x3 stride 2 64->64 on 16x16 (batch 100, 8x8
-    outputs) 2.97-3.06 -> 2.48-2.60, 5x5 stride 3 16->32 on 33x33 (batch 32) 0.89-1.05 -> 0.60-0.63,
-    7x7 stride 2 3->64 on 64x64 pad 3 (batch 32) 4.28-4.56 -> 3.27-3.66; but 32->32 on 32x32
-    (16x16 outputs, the shifted rows) 2.80-2.92 -> 2.96-3.08 and 16->32 on 31x31 pad 1 0.95-1.09 ->
-    1.08-1.11."""
+    vectors is one whole output row, loaded at once (the shifted layout with OW = L lanes), or where
+    few filters would leave the kernel with vectors over filters mostly empty lanes; else that
+    kernel (else the phase images in any layout, or None). Measured (2 threads, float32, ms, phase
+    images -> kvec): 3x3 stride 2 64->64 on 16x16 (batch 100, 8x8 outputs) 2.97-3.06 -> 2.48-2.60,
+    5x5 stride 3 16->32 on 33x33 (batch 32) 0.89-1.05 -> 0.60-0.63, 7x7 stride 2 3->64 on 64x64 pad 3
+    (batch 32) 4.28-4.56 -> 3.27-3.66, 32->16 on 16x16 (batch 64) 0.44 -> 0.45; but with 16x16
+    outputs (the shifted rows) 32->32 on 32x32 2.80-2.92 -> 2.96-3.08, 16->32 on 31x31 pad 1
+    0.95-1.09 -> 1.08-1.11, and with few filters (batch 64, 32 channels on 16x16) 8 filters 0.21 ->
+    0.25, 20 filters 0.46 -> 0.53 (33 filters on 14x14: 0.65 -> 0.60)."""
     from .conv_phases import phase_images   # (conv_phases builds on this module)
     ph = phase_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip)
     if ph is not None and ph.shifted and ph.p.mode == "rows" and ph.p.G == 1:
+        return ph
+    L = lanes(dtype)
+    if ph is not None and K < MIN_KVEC_LANES * -(-K // L) * L:
         return ph
     kv = kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip)
     return kv if kv is not None else ph

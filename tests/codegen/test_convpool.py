@@ -640,17 +640,20 @@ def test_strided_convolutions_take_the_phase_kernels(xs, ws, conv, pool_kw, dtyp
 def test_strided_forwards_take_the_filter_vector_kernel(xs, ws, conv, pool_kw, dtype, act, target):
     """By default a strided forward runs the kernel with vectors over filters (microkernels/kvec.py),
     or the phase images where their shifted rows are one whole vector each (as many outputs as
-    lanes); pooled or not, any activation, both dtypes, against the reference."""
-    from codegen.kernels.conv_forward import KVecImages
+    lanes) or the filters fill few lanes of their vectors; pooled or not, any activation, both
+    dtypes, against the reference."""
+    from codegen.kernels.conv_forward import MIN_KVEC_LANES, KVecImages
     from codegen.kernels.convpool import padded_direct
     kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
     ops = conv_act_ops(act, dtype, **kw)
     o = geometry_out(ops[0], xs, ws)
     di = padded_direct(ops[0], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]])
+    L = target.lanes(dtype)
     whole_rows = getattr(di, "shifted", False) and di.p.mode == "rows" and di.p.G == 1
-    assert whole_rows or isinstance(di, KVecImages), di.variant
+    few = ws[0] < MIN_KVEC_LANES * -(-ws[0] // L) * L   # filters filling few lanes of their vectors
+    assert isinstance(di, KVecImages) == (not whole_rows and not few), (di.variant, ws[0])
     if target.vector_bytes == 64:   # (every case has C*kh*kw >= 48 taps for the phase images)
-        assert whole_rows == (o[3] == target.lanes(dtype)), (di.variant, o)
+        assert whole_rows == (o[3] == L), (di.variant, o)
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
     assert ("symcnn_kvec_" in fn.runner.ir) == isinstance(di, KVecImages)
