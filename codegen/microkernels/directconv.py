@@ -153,6 +153,22 @@ class Vec:
         self.mstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, mt])
 
 
+def row_vectors(b, vec, ptr, nv, L, et):
+    """The nv vectors of L values at ptr, one after the other (aligned to the vector's size)."""
+    return [b.load(b.gep(ptr, [U.i64(j * L)], source_etype=et) if j else ptr, typ=vec.t, align=vec.size)
+            for j in range(nv)]
+
+
+def broadcast_fmas(b, vec, base, deltas, vectors, accs, et):
+    """accs[i][j] + broadcast(base[deltas[i]]) * vectors[j]: a rank-1 update of a tile of accumulators
+    whose scalars lie at constant distances from one pointer (the distances in the loads' addresses)."""
+    new = []
+    for i, d in enumerate(deltas):
+        a = U.splat(b, b.load(b.gep(base, [U.i64(d)], source_etype=et) if d else base, typ=et), vec.t)
+        new.append([b.call(vec.fma, [a, v, accs[i][j]]) for j, v in enumerate(vectors)])
+    return new
+
+
 class AccLoop:
     """for (i = 0; i < count; i++) carrying rows x cols vector accumulators (from zero) as phis:
 

@@ -16,7 +16,7 @@ from llvmlite import ir
 
 from .. import irutil as U
 from . import gemm
-from .directconv import AccLoop, Vec, kernel_function, lanes, max_accumulators
+from .directconv import AccLoop, Vec, broadcast_fmas, kernel_function, lanes, max_accumulators, row_vectors
 
 
 # -- weight gradient by inner products (wide layout) ----------------------------------------------
@@ -356,13 +356,8 @@ def _dwt_pattern_kernel(module, tp, nv, deltas):
     loop.enter()
     u, accs = loop.i, loop.accs
     xq = b.gep(xg, [b.load(b.gep(pos, [n], source_etype=I64), typ=I64)], source_etype=et)
-    trow = b.gep(tT, [b.mul(u, U.i64(KP))], source_etype=et)
-    bv = [b.load(b.gep(trow, [U.i64(j * L)], source_etype=et) if j else trow, typ=vec.t, align=vec.size)
-          for j in range(nv)]
-    new = []
-    for d in deltas:
-        a = U.splat(b, b.load(b.gep(xq, [U.i64(d)], source_etype=et) if d else xq, typ=et), vec.t)
-        new.append([b.call(vec.fma, [a, bv[j], accs[len(new)][j]]) for j in range(nv)])
+    bv = row_vectors(b, vec, b.gep(tT, [b.mul(u, U.i64(KP))], source_etype=et), nv, L, et)
+    new = broadcast_fmas(b, vec, xq, deltas, bv, accs, et)
     n1 = b.add(n, U.i64(1))
     wrap = b.icmp_signed("==", n1, U.i64(tp.N))
     loop.close(new, {n: b.select(wrap, U.i64(0), n1),

@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from .. import irutil as U
 from ..irutil import lanes
-from .directconv import AccLoop, Vec, kernel_function, max_accumulators
+from .directconv import AccLoop, Vec, broadcast_fmas, kernel_function, max_accumulators, row_vectors
 from .directconv_grad import transpose_block, panel_patterns
 
 MAX_TAPS = 12            # positions per tile: 24 accumulators with two vectors of filters
@@ -140,14 +140,8 @@ def _kernel(module, p, nv, deltas, accumulate):
     loop.enter()
     t, accs = loop.i, loop.accs
     xt = b.gep(x, [b.load(b.gep(offs, [t], source_etype=I64), typ=I64)], source_etype=et)
-    wrow = b.gep(wt, [b.mul(t, U.i64(KP))], source_etype=et)
-    wv = [b.load(b.gep(wrow, [U.i64(j * L)], source_etype=et) if j else wrow, typ=vec.t, align=vec.size)
-          for j in range(nv)]
-    new = []
-    for i, d in enumerate(deltas):
-        a = U.splat(b, b.load(b.gep(xt, [U.i64(d)], source_etype=et) if d else xt, typ=et), vec.t)
-        new.append([b.call(vec.fma, [a, wv[j], accs[i][j]]) for j in range(nv)])
-    loop.close(new)
+    wv = row_vectors(b, vec, b.gep(wt, [b.mul(t, U.i64(KP))], source_etype=et), nv, L, et)
+    loop.close(broadcast_fmas(b, vec, xt, deltas, wv, accs, et))
     for i in range(MR):
         for j in range(nv):
             b.store(loop.accs[i][j], b.gep(out, [U.i64(i * KP + j * L)], source_etype=et), align=vec.size)
