@@ -29,6 +29,7 @@ from .directconv_grad import transpose_block, panel_patterns
 
 MAX_TAPS = 12            # positions per tile: 24 accumulators with two vectors of filters
 MAX_PATTERNS = 8         # kernels per vector block at most
+MAX_GROUPS = 32          # loops over tiles (patterns by their place in the period of a row)
 L1_WEIGHT_BYTES = 16 * 1024   # a block of taps' packed filters, read by every tile of the image
 
 
@@ -87,13 +88,14 @@ class Plan:
 
 
 def plan(dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip, dilation=(1, 1)):
-    """A Plan when every size is a static int and the tiles fall into few patterns, else None."""
+    """A Plan when every size is a static int and the tiles fall into few patterns and groups (each
+    group a loop in the code), else None."""
     if str(dtype) not in ("float32", "float64"):
         return None
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW, sh, sw)) or min(C, K, OH, OW) < 1:
         return None
     p = Plan(str(dtype), C, H, W, K, kh, kw, OH, OW, sh, sw, flip, tuple(dilation))
-    return p if p.patterns is not None else None
+    return p if p.patterns is not None and len(p.patterns) <= MAX_GROUPS else None
 
 
 def pack_weights(ctx, p, w_dense, wp, offs):
@@ -160,8 +162,9 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
         memset = U.declare(ctx.module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
         b.call(memset, [U.gep(b, tiles, p.N * p.KP, et), ir.Constant(U.I8, 0),
                         U.i64(room * U.itemsize(p.dtype)), ir.Constant(U.I1, 0)])
-    for tb in range(0, p.P, p.tap_block):
-        nt = min(p.tap_block, p.P - tb)
+    def block(tb, accumulate):
+        """Every tile over the taps [tb, tb + tap_block) (tb an int or an i64 value)."""
+        nt = U.smin(b, U.sub(b, p.P, tb), p.tap_block)
         toffs = U.gep(b, offs, tb, U.I64)
         for deltas, first, step, count in p.patterns:
             with U.for_range(b, count, name="kvn") as m:
@@ -171,9 +174,15 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
                            b.mul(b.urem(n0, U.i64(p.OW)), U.i64(p.sw)))
                 xp = U.gep(b, x_img, x0, et)
                 for j0, nv in p.blocks:
-                    b.call(_kernel(ctx.module, p, nv, deltas, tb > 0),
-                           [xp, U.gep(b, wp, tb * p.KP + j0 * p.L, et), toffs, U.i64(nt),
+                    b.call(_kernel(ctx.module, p, nv, deltas, accumulate),
+                           [xp, U.gep(b, wp, U.add(b, U.mul(b, tb, p.KP), j0 * p.L), et), toffs,
+                            U.as_value(b, nt),
                             U.gep(b, tiles, b.add(b.mul(n0, U.i64(p.KP)), U.i64(j0 * p.L)), et)])
+
+    block(0, False)
+    if p.tap_block < p.P:   # the later blocks add to the tiles: one loop, whatever the depth
+        with U.for_range(b, p.P, start=p.tap_block, step=p.tap_block, name="kvt") as tb:
+            block(tb, True)
     _transpose_tiles(ctx, p, tiles, conv)
 
 
