@@ -212,7 +212,7 @@ def test_strided_forwards_take_the_filter_vector_kernel(cache_dir):
     mp = pytest.MonkeyPatch()
     mp.setattr(KV, "emit_image", spy)
     try:
-        seen = _run(strided_configs(), 12, _STRIDED_EXAMPLES + [
+        seen = _run(strided_configs(), 6, _STRIDED_EXAMPLES + [
             # 80 filters: two vector blocks; 48 channels of 3x3: three blocks of taps
             ("float32", (2, 48, 15, 15), (80, 48, 3, 3), dict(border_mode="half", subsample=(2, 2),
                                                              filter_flip=False, filter_dilation=(1, 1)), True),
