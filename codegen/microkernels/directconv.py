@@ -25,6 +25,8 @@ conv[k, q] goes to a per-thread scratch whose rows are `row_stride` long; pooled
 with row length `rs` (W or OW). The weights are packed once per call as [K/MR][P][MR] (flipped for a
 true convolution; rows past K are zero) with a table of the P tap offsets.
 """
+import hashlib
+
 from llvmlite import ir
 
 from .. import irutil as U
@@ -157,6 +159,11 @@ def row_vectors(b, vec, ptr, nv, L, et):
     """The nv vectors of L values at ptr, one after the other (aligned to the vector's size)."""
     return [b.load(b.gep(ptr, [U.i64(j * L)], source_etype=et) if j else ptr, typ=vec.t, align=vec.size)
             for j in range(nv)]
+
+
+def deltas_key(deltas):
+    """A short name for a pattern of constant distances (part of its kernel's name)."""
+    return hashlib.sha1(repr(tuple(deltas)).encode()).hexdigest()[:10]
 
 
 def broadcast_fmas(b, vec, base, deltas, vectors, accs, et):

@@ -9,14 +9,14 @@
   gx              W^T (packed once, prepacked.py) times the pooled gradient, with col2im folded into the
                   stores: each accumulator vector adds into whole output rows of dx.
 """
-import hashlib
 import math
 
 from llvmlite import ir
 
 from .. import irutil as U
 from . import gemm
-from .directconv import AccLoop, Vec, broadcast_fmas, kernel_function, lanes, max_accumulators, row_vectors
+from .directconv import (AccLoop, Vec, broadcast_fmas, deltas_key, kernel_function, lanes, max_accumulators,
+                         row_vectors)
 
 
 # -- weight gradient by inner products (wide layout) ----------------------------------------------
@@ -339,8 +339,8 @@ def _dwt_pattern_kernel(module, tp, nv, deltas):
     from x (the group's first image at the panel's first tap), every row stored. The taps' constant
     distances go into the loads' addresses: one pointer for the panel (a 3x3 filter's panels of 12
     taps, 24 accumulators, where the table's offsets held in registers spill at 12)."""
-    key = hashlib.sha1(repr(deltas).encode()).hexdigest()[:10]
-    name = f"symcnn_dconv_dwtp_{tp.dtype}_{len(deltas)}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}_{key}"
+    name = (f"symcnn_dconv_dwtp_{tp.dtype}_{len(deltas)}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}_"
+            f"{deltas_key(deltas)}")
     fn = module.globals.get(name)
     if fn is not None:
         return fn

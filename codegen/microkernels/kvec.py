@@ -18,13 +18,11 @@ accumulators kept in a per-thread [N][KP] buffer between blocks; after the last 
 (L x L) transposes write the conv scratch in the direct plans' layout (K rows of row_stride, an
 output row OW long), which the epilogues and copies read unchanged.
 """
-import hashlib
-
 from llvmlite import ir
 
 from .. import irutil as U
 from ..irutil import lanes
-from .directconv import AccLoop, Vec, broadcast_fmas, kernel_function, max_accumulators, row_vectors
+from .directconv import AccLoop, Vec, broadcast_fmas, deltas_key, kernel_function, max_accumulators, row_vectors
 from .directconv_grad import transpose_block, panel_patterns
 
 MAX_TAPS = 12            # positions per tile: 24 accumulators with two vectors of filters
@@ -36,8 +34,6 @@ L1_WEIGHT_BYTES = 16 * 1024   # a block of taps' packed filters, read by every t
 class Plan:
     """Static layout (all sizes Python ints) of the 'valid' strided convolution of a bordered
     (C, H, W) image into (K, OH, OW) outputs."""
-
-    variant = "kvec"
 
     def __init__(self, dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip, dilation=(1, 1)):
         self.dtype, self.C, self.H, self.W, self.K, self.kh, self.kw = dtype, C, H, W, K, kh, kw
@@ -59,14 +55,13 @@ class Plan:
         self.patterns = panel_patterns(self.positions(), self.MR, OW, MAX_PATTERNS)
         size = U.itemsize(dtype)
         self.tap_block = max(1, min(self.P, L1_WEIGHT_BYTES // (self.KP * size)))
-        # the direct plans' names for the conv scratch: K rows (padded to KP) of row_stride, rows OW
-        # long; the packed filters' nkb x P x MR elements are [P][KP] here
+        # the direct plans' names for the conv scratch: K rows (padded to KP) of row_stride, rows OW long
         self.rs = OW
         self.row_stride = -(-(self.N + 2 * L) // L) * L
-        self.nkb, self.pack_rows = 1, self.KP
 
     @property
     def weight_elems(self):
+        """The packed filters, [P][KP]."""
         return self.P * self.KP
 
     def positions(self):
@@ -123,8 +118,7 @@ def _kernel(module, p, nv, deltas, accumulate):
     """void k(x, wt, offs, ntaps, out): out[i*KP + j*L : +L] (+)= sum over taps t < ntaps of
     x[offs[t] + deltas[i]] * wt[t*KP + j*L : +L] for i < len(deltas), j < nv (x: the image at the
     tile's first position, wt and out at the vector block's first filter)."""
-    key = hashlib.sha1(repr(deltas).encode()).hexdigest()[:10]
-    name = f"symcnn_kvec_{p.dtype}_{len(deltas)}x{nv}_KP{p.KP}_{key}{'_a' if accumulate else ''}"
+    name = f"symcnn_kvec_{p.dtype}_{len(deltas)}x{nv}_KP{p.KP}_{deltas_key(deltas)}" + ("_a" if accumulate else "")
     fn = module.globals.get(name)
     if fn is not None:
         return fn
