@@ -91,8 +91,17 @@ class MakeVector(Op):
 def stack_scalars(items, dtype=None):
     items = [_as_scalar(i) for i in items]
     dtype = dtype or upcast(*[i.dtype for i in items])
-    items = [i if i.dtype == dtype else cast(i, dtype) for i in items]
+    # a constant is converted now, so that it stays a constant: reshape((x.shape[0], 20, 12, 12))
+    # then knows its static dims (20, 12, 12), which the kernels are chosen by
+    items = [i if i.dtype == dtype else
+             constant(np.asarray(i.data, dtype=dtype)) if _exact_constant(i, dtype) else cast(i, dtype)
+             for i in items]
     return MakeVector(dtype)(*items)
+
+
+def _exact_constant(v, dtype):
+    """Whether v is a constant whose value dtype holds exactly (a cast would not change it)."""
+    return isinstance(v, Constant) and np.array_equal(np.asarray(v.data).astype(dtype), v.data)
 
 
 def _as_scalar(x):

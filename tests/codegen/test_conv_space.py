@@ -803,6 +803,24 @@ def test_pointwise_convolutions_take_one_gemm_over_the_batch(threads, n_threads)
     assert ("gw", "gemm_1x1") not in seen
 
 
+def test_a_symbolic_batch_keeps_the_kernels_of_static_sizes(threads):
+    """Images reshaped from rows with a symbolic batch, x.reshape((x.shape[0], C, H, W)), know C, H
+    and W: the convolution and its gradients take the kernels of static sizes (here Winograd), not
+    im2col, and agree with the reference for any batch."""
+    threads(2)
+    x = T.fmatrix("x")
+    w = T.TensorType("float32", shape=(16, 20, 3, 3))("w")
+    y = conv2d(x.reshape((x.shape[0], 20, 12, 12)), w, border_mode="half")
+    cost = (y * y).sum()
+    outs = [y, T.grad(cost, x), T.grad(cost, w)]
+    rng = np.random.default_rng(3)
+    wv = rng.standard_normal((16, 20, 3, 3)).astype("float32")
+    calls = [[rng.standard_normal((n, 20 * 12 * 12)).astype("float32"), wv] for n in (5, 1, 12)]
+    fn, _ = check_native_vs_reference([x, w], outs, None, calls=calls, rtol=1e-3, atol=2e-2)
+    seen = set(BODY.findall(fn.dump_llvm()))
+    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
+
+
 @pytest.mark.parametrize("dtype,xs,ws,stride", [("float32", (3, 16, 9, 13), (40, 16, 1, 1), (2, 3)),
                                                  ("float64", (4, 24, 16, 16), (64, 24, 1, 1), (2, 2)),
                                                  ("float32", (1, 8, 7, 20), (33, 8, 1, 1), (3, 1))])

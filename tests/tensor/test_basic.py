@@ -106,6 +106,22 @@ def test_reshape_static_shapes():
     assert T.fmatrix().reshape((-1, 3)).type.shape == (None, 3)
 
 
+def test_reshape_keeps_the_constant_entries_of_a_symbolic_target():
+    from symcnn.tensor.basic import static_ints
+    # the constants of a target with a symbolic entry stay constants (of the target's dtype), so the
+    # result knows those dims: a convolution's kernels are chosen by them
+    x = T.fmatrix("x")
+    assert x.reshape((x.shape[0], 20, 12, 12)).type.shape == (None, 20, 12, 12)
+    assert x.reshape((3, x.shape[1] // 3)).type.shape == (3, None)
+    assert x.reshape((np.int16(4), x.shape[0], -1)).type.shape == (4, None, None)
+    n = T.iscalar("n")
+    v = T.stack_scalars([n, 7])
+    assert v.dtype == "int32" and static_ints(v) == [None, 7]
+    a = rand((6, 40)).astype("float32")
+    got = compile_and_run([x], x.reshape((x.shape[0], 2, 4, 5)), [a])
+    np.testing.assert_array_equal(got, a.reshape(6, 2, 4, 5))
+
+
 def test_reshape_wrong_size_build_time():
     x = T.TensorType("float32", shape=(2, 6))("x")
     with pytest.raises(ValueError, match="cannot reshape") as ei:
