@@ -122,7 +122,10 @@ def _settings():
     variables, and any lowering replaced at run time (the source hash cannot see those)."""
     from symcnn.config import config
     from .options import options
-    conf = sorted((k, repr(v)) for k, v in vars(config).items() if k not in ("compiledir", "check_graph"))
+    # check_graph and specialize_shapes choose which graph is compiled (the graph is in the key), not
+    # how one is
+    conf = sorted((k, repr(v)) for k, v in vars(config).items()
+                  if k not in ("compiledir", "check_graph", "specialize_shapes"))
     env = sorted((k, v) for k, v in os.environ.items()
                  if k.startswith("SYMCNN_") and k not in ("SYMCNN_CACHE_DIR", "SYMCNN_TRACE_REWRITES"))
     return repr((options.key(), conf, env, _replaced_lowerings())).encode()

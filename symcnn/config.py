@@ -61,6 +61,10 @@ class Config:
         # Check the graph's bookkeeping (FunctionGraph.check_integrity) after every rewrite, naming
         # the rewrite that broke it (SYMCNN_FLAGS=check_graph=1; the test suite turns it on).
         self.check_graph = False
+        # Compile a function again for its arguments' sizes where its graph leaves sizes open that
+        # choose a convolution's kernels (compile/specialize.py); SYMCNN_FLAGS=specialize_shapes=0
+        # keeps the general kernels.
+        self.specialize_shapes = True
         flags = dict(kv.split("=", 1) for kv in os.environ.get("SYMCNN_FLAGS", "").split(",") if "=" in kv)
         for key, value in flags.items():
             target, key = self, key.strip()
@@ -93,9 +97,9 @@ class Config:
                 warnings.warn(f"num_threads={value} is more than the {cores} cores this process may use "
                               f"(os.sched_getaffinity); using {cores}", RuntimeWarning, stacklevel=2)
                 value = cores
-        if key == "check_graph" and isinstance(value, str):
+        if key in ("check_graph", "specialize_shapes") and isinstance(value, str):
             if value.strip().lower() not in ("0", "1", "false", "true"):
-                raise ValueError(f"config.check_graph must be 0 or 1 (False or True), got {value!r}")
+                raise ValueError(f"config.{key} must be 0 or 1 (False or True), got {value!r}")
             value = value.strip().lower() in ("1", "true")
         if key in ("target_cpu", "target_features"):
             if not isinstance(value, str):

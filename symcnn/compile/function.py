@@ -17,6 +17,7 @@ from .mode import backend_for, get_mode, rewrites_for
 from ..rewrite import rewrite_graph
 from .io import In, Out
 from .shared import SharedVariable
+from . import specialize
 
 
 class UnusedInputError(ValueError):
@@ -150,6 +151,8 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     fn = Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
                   mode, name, allow_input_downcast, rewrite_log)
     fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
+    if config.specialize_shapes and specialize.applies(fgraph, backend_for(mode)):
+        fn._specializer = specialize.Specializer(inputs, shared_inputs, graph_outputs, fn._update_pairs, mode)
     fn._set_input_options(in_options, output_keys, spec)
     return fn
 
@@ -217,6 +220,9 @@ class Function:
             else allow_input_downcast
         # (graph input index, graph output index) of each update, for backends that commit in place.
         update_pairs = [(fgraph.inputs.index(sv), n_outputs + k) for k, sv in enumerate(update_targets)]
+        self._update_pairs = update_pairs
+        self._specializer = None   # compile/specialize.py: code for the arguments' sizes
+        self._used = None          # the specialised runner of the last call (None: the general one)
         backend = backend_for(mode)
         self._runner = self._build = None
         self._call_lock = threading.RLock()   # reentrant: a callback inside a call may call again
@@ -231,7 +237,10 @@ class Function:
 
     @property
     def runner(self):
-        """The backend's callable (for a native mode, waits until its machine code is loaded)."""
+        """The backend's callable (for a native mode, waits until its machine code is loaded): the
+        one the last call ran (a specialisation for its arguments' sizes, compile/specialize.py)."""
+        if self._used is not None:
+            return self._used
         if self._runner is None:
             self._runner = self._build.result()
             self._build = None
@@ -299,9 +308,13 @@ class Function:
 
     def _call(self, args, kwargs):
         values = self._bind(args, kwargs) + [sv.container[0] for sv in self.shared_inputs]
-        results = self.runner(values)
+        special = self._specializer.runner_for(values) if self._specializer is not None else None
+        self._used = None
+        runner, fgraph = special if special is not None else (self.runner, self.fgraph)
+        self._used = special[0] if special is not None else None
+        results = runner(values)
         # Arrays the caller must not receive as they are: inputs, shared storage, constants.
-        owned = values + [v.data for v in self.fgraph.outputs if isinstance(v, Constant)]
+        owned = values + specialize.constant_outputs(fgraph)
         outs, new_values = results[:self.n_outputs], results[self.n_outputs:]
         # Updates were all computed from the old values; assign them together now.
         assigned = []

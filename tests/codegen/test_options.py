@@ -37,7 +37,8 @@ def test_the_target_changes_the_key(monkeypatch):
     assert _key() == before
 
 
-def test_check_graph_does_not_change_the_key(monkeypatch):
+@pytest.mark.parametrize("flag", ["check_graph", "specialize_shapes"])
+def test_graph_choosing_flags_do_not_change_the_key(monkeypatch, flag):
     before = _key()
-    monkeypatch.setattr(config, "check_graph", not config.check_graph)
+    monkeypatch.setattr(config, flag, not getattr(config, flag))
     assert _key() == before

@@ -137,6 +137,9 @@ def flip(w):
 
 class _BaseConv(Op):
     __props__ = ("border_mode", "subsample", "filter_flip", "imshp", "kshp", "filter_dilation")
+    # a native backend chooses this op's kernels by the sizes its operands' types fix (function()
+    # specialises a graph holding such ops on its arguments' sizes: compile/specialize.py)
+    kernels_by_static_shapes = True
     filter_dilation = (1, 1)   # (what an op pickled before it had a dilation loads with)
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,

@@ -104,6 +104,9 @@ def mask_dtype(ws):
 class _ConvPoolBase(Op):
     __props__ = ("imshp", "kshp", "border_mode", "subsample", "filter_flip",
                  "pool", "ws", "stride", "has_bias", "act", "order", "in_act")
+    # a native backend chooses this op's kernels by the sizes its operands' types fix (function()
+    # specialises a graph holding such ops on its arguments' sizes: compile/specialize.py)
+    kernels_by_static_shapes = True
 
     def __init__(self, imshp=None, kshp=None, border_mode="valid", subsample=(1, 1), filter_flip=True,
                  pool="max", ws=(2, 2), stride=None, ignore_border=True, pad=(0, 0),

@@ -1,0 +1,116 @@
+"""Compiling a graph again for the sizes of its arguments.
+
+A native backend chooses a convolution's kernels (Winograd, direct, strided, few-tap) by the sizes
+its operands' types fix; where the graph leaves them open (a `T.tensor4()` input, a shared
+variable's filters, no `input_shape=` / `filter_shape=`), it takes general kernels that read every
+size at run time (a small CIFAR network: 2.1x slower). A function whose graph holds such a node
+(an op with `kernels_by_static_shapes`) and some input of unknown size is compiled again at a
+call, from the graph before rewriting, with every argument's sizes fixed in its type: an explicit
+input's sizes past the first (the batch stays open, so a smaller last minibatch reuses the
+code), a shared variable's all of them. Sizes of 1 stay open: a static 1 would make the dimension
+broadcastable, and a graph Theano rejects for mismatched sizes must still be rejected. Calls whose
+arguments have those sizes run that code; others run the general code, or their own
+specialisation (at most MAX_SPECIALISATIONS per function). Values never choose the code, only
+sizes, so a call's results do not depend on earlier calls. A graph the specialisation cannot be
+built for (a type an op refuses) keeps the general code.
+"""
+import numpy as np
+
+from ..graph.basic import Constant, clone_replace, io_toposort
+from ..graph.fg import FunctionGraph
+from ..rewrite import rewrite_graph
+from ..tensor.type import TensorType
+from .mode import backend_for, rewrites_for
+from .shared import SharedVariable
+
+MAX_SPECIALISATIONS = 4
+
+
+def applies(fgraph, backend):
+    """Whether fixing the arguments' sizes could change the kernels of the rewritten fgraph: a
+    backend that rewrites (a native one), and a node choosing kernels by sizes its operands' types
+    leave open."""
+    if not backend.rewrite:
+        return False
+    for node in fgraph.apply_nodes:
+        if getattr(node.op, "kernels_by_static_shapes", False) and any(
+                isinstance(v.type, TensorType) and None in v.type.shape for v in node.inputs):
+            return True
+    return False
+
+
+def _fixed(ttype, shape, keep_first):
+    """ttype with the sizes of `shape` fixed (not the first with keep_first, never a 1)."""
+    fixed = tuple(s if s is not None else (None if (d == 0 and keep_first) or n == 1 else int(n))
+                  for d, (s, n) in enumerate(zip(ttype.shape, shape)))
+    return ttype.clone(shape=fixed)
+
+
+class Specializer:
+    """The specialised runners of one function, by the sizes of its arguments."""
+
+    def __init__(self, inputs, shared_inputs, graph_outputs, update_pairs, mode):
+        self.inputs, self.shared_inputs = list(inputs), list(shared_inputs)
+        self.graph_outputs = graph_outputs
+        self.update_pairs = update_pairs
+        self.mode = mode
+        self.runners = {}   # key -> (runner, fgraph) or None (the general code)
+
+    def key(self, values):
+        """The sizes that choose the code, of the runner's values (explicit inputs, then shared)."""
+        n = len(self.inputs)
+        return tuple(np.shape(v)[1:] if i < n else np.shape(v) for i, v in enumerate(values))
+
+    def runner_for(self, values):
+        """(runner, fgraph) for these values, or None: the general code."""
+        key = self.key(values)
+        if key in self.runners:
+            return self.runners[key]
+        if len(self.runners) >= MAX_SPECIALISATIONS:
+            return None
+        self.runners[key] = self._build(values)
+        return self.runners[key]
+
+    def _build(self, values):
+        n = len(self.inputs)
+        replace, changed = {}, False
+        for i, (var, val) in enumerate(zip(self.inputs + self.shared_inputs, values)):
+            if not isinstance(var.type, TensorType):
+                continue
+            ttype = _fixed(var.type, np.shape(val), keep_first=i < n)
+            if ttype == var.type:
+                continue
+            changed = True
+            if isinstance(var, SharedVariable):
+                # the same storage under a type with its sizes: reads and updates go to the variable
+                new = type(var)(ttype, var.container[0], name=var.name, borrow=True)
+                new.container = var.container
+            else:
+                new = ttype(name=var.name)
+            replace[var] = new
+        if not changed:
+            return None
+        try:
+            outputs = clone_replace(self.graph_outputs, replace)
+            if _kernel_types(outputs) == _kernel_types(self.graph_outputs):
+                return None   # no convolution learns a size: the general code is that code
+            fgraph = FunctionGraph([replace.get(v, v) for v in self.inputs + self.shared_inputs], outputs)
+            backend = backend_for(self.mode)
+            query = rewrites_for(self.mode, backend)
+            if query is not None:
+                rewrite_graph(fgraph, query=query)
+            runner = backend.lower(fgraph, self.update_pairs).finish()
+        except (TypeError, ValueError, NotImplementedError):
+            return None   # an op refuses the fixed types: the general code serves these sizes
+        return runner, fgraph
+
+
+def _kernel_types(outputs):
+    """The operand types of the nodes whose kernels their sizes choose, in graph order."""
+    return [tuple(v.type for v in node.inputs) for node in io_toposort(outputs)
+            if getattr(node.op, "kernels_by_static_shapes", False)]
+
+
+def constant_outputs(fgraph):
+    """The data of the fgraph's outputs that are constants (a caller must not receive them as is)."""
+    return [v.data for v in fgraph.outputs if isinstance(v, Constant)]

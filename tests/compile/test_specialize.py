@@ -1,0 +1,111 @@
+"""A function whose convolutions' sizes the graph leaves open is compiled again for its arguments'
+sizes (symcnn/compile/specialize.py): the kernels of static sizes, the reference's results, the
+general code where the sizes change past the limit, Theano's errors kept."""
+import re
+
+import numpy as np
+import pytest
+
+import symcnn
+import symcnn.tensor as T
+from symcnn.compile import specialize
+from symcnn.config import config
+from symcnn.tensor.nnet import conv2d
+from symcnn.tensor.signal.pool import pool_2d
+
+from tests.helpers import assert_close
+
+# kernels that only static sizes take (few-tap, Winograd, direct, vectors over filters)
+STATIC_KERNELS = re.compile(r'define internal void @"?symcnn_(fewtaps|wino|dconv|kvec)_')
+
+
+def _net(rng, mode=None, filters=16):
+    """A conv -> ReLU -> max-pool -> dense net on T.tensor4 images, no sizes given, one SGD step."""
+    x, y = T.tensor4("x"), T.ivector("y")
+    W = symcnn.shared((rng.standard_normal((filters, 3, 3, 3)) * 0.2).astype("float32"), name="W")
+    V = symcnn.shared((rng.standard_normal((filters * 8 * 8, 10)) * 0.05).astype("float32"), name="V")
+    h = pool_2d(T.maximum(conv2d(x, W, border_mode="half"), 0), (2, 2), ignore_border=True)
+    p = T.nnet.softmax(T.dot(h.flatten(2), V))
+    cost = -T.mean(T.log(p)[T.arange(y.shape[0]), y])
+    gW, gV = T.grad(cost, [W, V])
+    fn = symcnn.function([x, y], cost, updates=[(W, W - 0.1 * gW), (V, V - 0.1 * gV)], mode=mode)
+    return fn, W, V
+
+
+def _batch(rng, n):
+    return rng.standard_normal((n, 3, 16, 16)).astype("float32"), rng.integers(0, 10, n).astype("int32")
+
+
+def test_open_sizes_take_the_static_kernels_and_the_references_results():
+    rng = np.random.default_rng(0)
+    fn, W, V = _net(np.random.default_rng(1))
+    ref, Wr, Vr = _net(np.random.default_rng(1), mode="reference")
+    assert fn._specializer is not None
+    for n in (8, 8, 5, 8):   # a smaller batch keeps the sizes that choose the code
+        xv, yv = _batch(rng, n)
+        assert_close(fn(xv, yv), ref(xv, yv), rtol=1e-4, atol=1e-5)
+        assert_close(W.get_value(), Wr.get_value(), rtol=1e-4, atol=1e-5)
+        assert_close(V.get_value(), Vr.get_value(), rtol=1e-4, atol=1e-5)
+    assert len(fn._specializer.runners) == 1
+    assert STATIC_KERNELS.search(fn.dump_llvm())   # the code of the last call
+
+
+def test_turned_off_the_general_kernels_run(monkeypatch):
+    monkeypatch.setattr(config, "specialize_shapes", False)
+    fn, _, _ = _net(np.random.default_rng(1))
+    assert fn._specializer is None
+    fn(*_batch(np.random.default_rng(0), 4))
+    assert not STATIC_KERNELS.search(fn.dump_llvm())
+
+
+def test_new_sizes_compile_again_and_past_the_limit_run_the_general_code(monkeypatch):
+    monkeypatch.setattr(specialize, "MAX_SPECIALISATIONS", 2)
+    x = T.tensor4("x")
+    W = symcnn.shared(np.ones((4, 2, 3, 3), dtype="float32"), name="W")
+    out = conv2d(x, W)
+    fn = symcnn.function([x], out)
+    ref = symcnn.function([x], out, mode="reference")
+    rng = np.random.default_rng(2)
+    for hw in (7, 9, 7, 11):
+        xv = rng.standard_normal((3, 2, hw, hw)).astype("float32")
+        assert_close(fn(xv), ref(xv), rtol=1e-5, atol=1e-5)
+    keys = fn._specializer.runners
+    assert len(keys) == 2 and all(v is not None for v in keys.values())
+    assert fn.runner is fn._runner   # 11x11: past the limit, the general code ran
+    # a shared variable given other sizes: its own code, the new filters' results
+    W.set_value(rng.standard_normal((6, 2, 5, 5)).astype("float32"))
+    monkeypatch.setattr(specialize, "MAX_SPECIALISATIONS", 4)
+    xv = rng.standard_normal((2, 2, 9, 9)).astype("float32")
+    got = fn(xv)
+    assert got.shape == (2, 6, 5, 5)
+    assert_close(got, ref(xv), rtol=1e-5, atol=1e-5)
+
+
+def test_sizes_of_one_stay_open_so_mismatches_are_still_errors():
+    # b has one row: fixing it would make it broadcastable, and b + m with m of 3 rows would then
+    # run; Theano (and the general code) refuses it
+    x, m = T.tensor4("x"), T.matrix("m")
+    W = symcnn.shared(np.ones((2, 1, 3, 3), dtype="float32"))
+    b = symcnn.shared(np.ones((1, 5), dtype="float32"))
+    fn = symcnn.function([x, m], [conv2d(x, W).sum(), b + m])
+    xv = np.ones((1, 1, 4, 4), dtype="float32")
+    got = fn(xv, np.ones((1, 5), dtype="float32"))
+    assert_close(got[1], np.full((1, 5), 2.0))
+    with pytest.raises(ValueError):
+        fn(xv, np.ones((3, 5), dtype="float32"))
+
+
+def test_graphs_without_open_convolution_sizes_are_not_specialised():
+    x = T.matrix("x")
+    W = symcnn.shared(np.ones((4, 3), dtype="float32"))
+    assert symcnn.function([x], T.dot(x, W))._specializer is None
+    x4 = T.tensor4("x4")
+    W4 = symcnn.shared(np.ones((3, 2, 3, 3), dtype="float32"))
+    assert symcnn.function([x4], conv2d(x4, W4), mode="reference")._specializer is None
+    # every size the convolution reads is known but the batch: no second compile
+    xs = T.tensor4("xs", shape=(None, 2, 6, 6))
+    Ws = symcnn.shared(np.ones((3, 2, 3, 3), dtype="float32"), shape=(3, 2, 3, 3))
+    fn = symcnn.function([xs], conv2d(xs, Ws))
+    fn(np.ones((2, 2, 6, 6), dtype="float32"))
+    assert fn._specializer is None or all(r is None for r in fn._specializer.runners.values())
+    assert fn.runner is fn._runner
