@@ -93,7 +93,7 @@ class Specializer:
         try:
             outputs = clone_replace(self.graph_outputs, replace)
             if _kernel_types(outputs) == _kernel_types(self.graph_outputs):
-                return None   # no convolution learns a size: the general code is that code
+                return None   # no convolution learns a size that chooses its kernels: same code
             fgraph = FunctionGraph([replace.get(v, v) for v in self.inputs + self.shared_inputs], outputs)
             backend = backend_for(self.mode)
             query = rewrites_for(self.mode, backend)
@@ -106,8 +106,11 @@ class Specializer:
 
 
 def _kernel_types(outputs):
-    """The operand types of the nodes whose kernels their sizes choose, in graph order."""
-    return [tuple(v.type for v in node.inputs) for node in io_toposort(outputs)
+    """The sizes that choose the kernels of the nodes whose kernels sizes choose, in graph order:
+    the op's kernel_sizes(node) (its declared shapes merged with its operands' types), or the
+    operands' types."""
+    return [node.op.kernel_sizes(node) if hasattr(node.op, "kernel_sizes") else
+            tuple(v.type for v in node.inputs) for node in io_toposort(outputs)
             if getattr(node.op, "kernels_by_static_shapes", False)]
 
 

@@ -105,7 +105,11 @@ def test_graphs_without_open_convolution_sizes_are_not_specialised():
     # every size the convolution reads is known but the batch: no second compile
     xs = T.tensor4("xs", shape=(None, 2, 6, 6))
     Ws = symcnn.shared(np.ones((3, 2, 3, 3), dtype="float32"), shape=(3, 2, 3, 3))
-    fn = symcnn.function([xs], conv2d(xs, Ws))
-    fn(np.ones((2, 2, 6, 6), dtype="float32"))
-    assert fn._specializer is None or all(r is None for r in fn._specializer.runners.values())
-    assert fn.runner is fn._runner
+    # declared shapes count as much as types (the tutorial's layers: shared filters with filter_shape)
+    x4b = T.tensor4("x4b")
+    hinted = conv2d(x4b, W4, input_shape=(None, 2, 6, 6), filter_shape=(3, 2, 3, 3))
+    for fn, arg in ((symcnn.function([xs], conv2d(xs, Ws)), xs), (symcnn.function([x4b], hinted), x4b)):
+        got = fn(np.ones((2, 2, 6, 6), dtype="float32"))
+        assert_close(got, np.full((2, 3, 4, 4), 18.0))
+        assert fn._specializer is None or all(r is None for r in fn._specializer.runners.values())
+        assert fn.runner is fn._runner

@@ -183,9 +183,21 @@ class _BaseConv(Op):
         return resolve(self._who(), self.border_mode, self.subsample, im_srcs, k_srcs, top_srcs,
                        self.filter_dilation)
 
+    def kernel_sizes(self, node):
+        """The sizes that choose a native backend's kernels for this node, as its declared shapes
+        and operand types fix them (None: open): the input's past the batch, the filters'."""
+        im_srcs, k_srcs = self._declared()
+        im_more, k_more, top = self._operand_shapes(node)
+        im, k, _ = self._resolve(im_srcs + im_more, k_srcs + k_more, top)
+        return tuple(im[1:]), tuple(k)
+
 
 class Conv2d(_BaseConv):
     """conv2d(input, filters): Theano's AbstractConv2d with a numpy (im2col + GEMM) reference."""
+
+    def _operand_shapes(self, node):
+        img, kern = node.inputs
+        return [(img.type.shape, "the input")], [(kern.type.shape, "the filters")], []
 
     def make_node(self, img, kern):
         who = self._who()
@@ -247,6 +259,14 @@ class _Conv2dGrad(_BaseConv):
     def _sides(self, im, k):
         """(operand side, result side) of a pair given as (input side, filters side)."""
         return (k, im) if self._operand_role == "filters" else (im, k)
+
+    def _operand_shapes(self, node):
+        operand, topgrad, shape = node.inputs
+        from ..basic import static_ints
+        hw = tuple(static_ints(shape)) if shape.type.shape[0] == 2 else (None, None)
+        im_more, k_more = self._place([(operand.type.shape, self._operand_role)],
+                                      [((None, None) + hw, self._hw_what)])
+        return im_more, k_more, [(topgrad.type.shape, "the output gradient")]
 
     def _make_node(self, operand, topgrad, shape):
         who = self._who()
