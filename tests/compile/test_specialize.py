@@ -15,6 +15,11 @@ from symcnn.tensor.signal.pool import pool_2d
 
 from tests.helpers import assert_close
 
+
+@pytest.fixture(autouse=True)
+def specialising(monkeypatch):
+    monkeypatch.setattr(config, "specialize_shapes", True)   # the suite turns it off (tests/conftest.py)
+
 # kernels that only static sizes take (few-tap, Winograd, direct, vectors over filters)
 STATIC_KERNELS = re.compile(r'define internal void @"?symcnn_(fewtaps|wino|dconv|kvec)_')
 
