@@ -239,8 +239,9 @@ class Function:
     def runner(self):
         """The backend's callable (for a native mode, waits until its machine code is loaded): the
         one the last call ran (a specialisation for its arguments' sizes, compile/specialize.py)."""
-        if self._used is not None:
-            return self._used
+        return self._used if self._used is not None else self._general_runner()
+
+    def _general_runner(self):
         if self._runner is None:
             self._runner = self._build.result()
             self._build = None
@@ -309,8 +310,7 @@ class Function:
     def _call(self, args, kwargs):
         values = self._bind(args, kwargs) + [sv.container[0] for sv in self.shared_inputs]
         special = self._specializer.runner_for(values) if self._specializer is not None else None
-        self._used = None
-        runner, fgraph = special if special is not None else (self.runner, self.fgraph)
+        runner, fgraph = special if special is not None else (self._general_runner(), self.fgraph)
         self._used = special[0] if special is not None else None
         results = runner(values)
         # Arrays the caller must not receive as they are: inputs, shared storage, constants.

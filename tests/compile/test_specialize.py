@@ -118,3 +118,31 @@ def test_graphs_without_open_convolution_sizes_are_not_specialised():
         assert_close(got, np.full((2, 3, 4, 4), 18.0))
         assert fn._specializer is None or all(r is None for r in fn._specializer.runners.values())
         assert fn.runner is fn._runner
+
+
+def test_a_forked_child_and_other_threads_run_the_specialised_code():
+    import os
+    import threading
+    x = T.tensor4("x")
+    W = symcnn.shared(np.random.default_rng(4).standard_normal((8, 3, 3, 3)).astype("float32"))
+    fn = symcnn.function([x], conv2d(x, W, border_mode="half"))
+    xv = np.random.default_rng(5).standard_normal((4, 3, 10, 10)).astype("float32")
+    want = fn(xv)
+    assert fn.runner is not fn._runner   # the specialisation ran
+    got = [None] * 3
+    workers = [threading.Thread(target=lambda i=i: got.__setitem__(i, fn(xv))) for i in range(3)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    for g in got:
+        np.testing.assert_array_equal(g, want)
+    pid = os.fork()
+    if pid == 0:   # the child: its own calls, then a new size compiled there
+        try:
+            ok = np.array_equal(fn(xv), want) and fn(np.ones((1, 3, 12, 12), dtype="float32")).shape == (1, 8, 12, 12)
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
