@@ -73,14 +73,13 @@ class Specializer:
 
     def _build(self, values):
         n = len(self.inputs)
-        replace, changed = {}, False
+        replace = {}
         for i, (var, val) in enumerate(zip(self.inputs + self.shared_inputs, values)):
             if not isinstance(var.type, TensorType):
                 continue
             ttype = _fixed(var.type, np.shape(val), keep_first=i < n)
             if ttype == var.type:
                 continue
-            changed = True
             if isinstance(var, SharedVariable):
                 # the same storage under a type with its sizes: reads and updates go to the variable
                 new = type(var)(ttype, var.container[0], name=var.name, borrow=True)
@@ -88,7 +87,7 @@ class Specializer:
             else:
                 new = ttype(name=var.name)
             replace[var] = new
-        if not changed:
+        if not replace:
             return None
         try:
             outputs = clone_replace(self.graph_outputs, replace)
