@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import symcnn
 import symcnn.tensor as T
@@ -146,3 +148,52 @@ def test_a_forked_child_and_other_threads_run_the_specialised_code():
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@settings(max_examples=8, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_drawn_graphs_with_open_sizes_match_the_reference(data):
+    """Convolutions drawn from the space (border modes, strides, filter sizes, channels and batch
+    from 1, an activation, max pooling or none, float32 and float64, 1 or 2 threads), no sizes
+    given: the specialised forward and gradients against the reference, on two batch sizes."""
+    from symcnn.tensor.nnet import relu
+    draw = data.draw
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    C, K, k = draw(st.integers(1, 6)), draw(st.integers(1, 9)), draw(st.sampled_from([1, 2, 3, 5]))
+    H, W = draw(st.integers(k, 14)), draw(st.integers(k, 14))
+    border = draw(st.sampled_from(["valid", "half", "full", 1, (2, 1)]))
+    stride = draw(st.sampled_from([(1, 1), (2, 2), (1, 2)]))
+    act = draw(st.sampled_from([T.tanh, relu, lambda z: z * 0.5, T.nnet.sigmoid]))
+    pool = draw(st.booleans())
+    batches = draw(st.lists(st.integers(1, 5), min_size=2, max_size=2))
+    threads = draw(st.integers(1, 2))
+    x = T.tensor4("x", dtype=dtype)
+    rng = np.random.default_rng(C * 100 + K * 10 + k)
+    W_ = symcnn.shared(rng.standard_normal((K, C, k, k)).astype(dtype), name="W")
+    z = act(conv2d(x, W_, border_mode=border, subsample=stride))
+    if pool:
+        z = pool_2d(z, (2, 2), ignore_border=True)
+    cost = (z * z).sum()
+    outs = [z, T.grad(cost, x), T.grad(cost, W_)]
+    old = config.num_threads
+    config.num_threads = threads
+    try:
+        fn = symcnn.function([x], outs)
+        ref = symcnn.function([x], outs, mode="reference")
+        for n in batches:
+            xv = rng.standard_normal((n, C, H, W)).astype(dtype)
+            try:
+                want = ref(xv)
+            except ValueError:   # (pooling of an output smaller than its window)
+                with pytest.raises(ValueError):
+                    fn(xv)
+                continue
+            tol = dict(rtol=2e-3, atol=2e-3) if dtype == "float32" else dict(rtol=1e-8, atol=1e-8)
+            for g, w in zip(fn(xv), want):
+                assert_close(g, w, **tol)
+    finally:
+        config.num_threads = old
+    assert fn._specializer is not None
+    if min(C, K, k) > 1:   # every size of the filters and the images' channels learnt: own code
+        assert any(r is not None for r in fn._specializer.runners.values())
