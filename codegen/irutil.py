@@ -24,8 +24,20 @@ def is_unsigned(dtype):
     return str(dtype).startswith("uint") or str(dtype) == "bool"
 
 
+# Constants are shared: llvmlite formats a value's text once per object, and a module's text was
+# half the Python time of a compile, much of it the same small integers and vectors formatted
+# again for every use (a constant has no parent, so one object serves every module and thread).
+_I64 = {}
+
+
 def i64(v):
-    return ir.Constant(I64, int(v))
+    v = int(v)
+    c = _I64.get(v)
+    if c is None:
+        c = _I64[v] = ir.Constant(I64, v) if -4096 <= v <= 65536 else None
+        if c is None:
+            return ir.Constant(I64, v)
+    return c
 
 
 def const(dtype, value):
@@ -290,11 +302,31 @@ def cast_value(b, v, src, dst):
     return b.zext(v, dt) if is_unsigned(src) else b.sext(v, dt)
 
 
+_SPLAT = {}
+
+
 def splat(b, v, vt):
     """A vector of type vt with every lane v."""
-    undef = ir.Constant(vt, ir.Undefined)
-    x = b.insert_element(undef, v, ir.Constant(I32, 0))
-    return b.shuffle_vector(x, undef, ir.Constant(ir.VectorType(I32, vt.count), [0] * vt.count))
+    key = str(vt)
+    consts = _SPLAT.get(key)
+    if consts is None:
+        consts = _SPLAT[key] = (ir.Constant(vt, ir.Undefined), ir.Constant(I32, 0),
+                                ir.Constant(ir.VectorType(I32, vt.count), [0] * vt.count))
+    undef, lane0, mask = consts
+    x = b.insert_element(undef, v, lane0)
+    return b.shuffle_vector(x, undef, mask)
+
+
+_VCONST = {}
+
+
+def vector_constant(vt, value):
+    """The vector constant of type vt with every lane the Python number value (shared)."""
+    key = (str(vt), repr(value))
+    c = _VCONST.get(key)
+    if c is None:
+        c = _VCONST[key] = ir.Constant(vt, [ir.Constant(vt.element, value)] * vt.count)
+    return c
 
 
 # -- integer division and addressing (fold when static) -------------------------------------------

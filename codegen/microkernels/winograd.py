@@ -253,20 +253,19 @@ def _comb(b, vec, coeffs, vals):
     for c, v in terms:
         if c == 0:
             continue
-        cv = ir.Constant(vec.t, [ir.Constant(vec.t.element, float(c))] * vec.t.count)
         if acc is None:
-            acc = v if c == 1 else (b.fneg(v) if c == -1 else b.fmul(cv, v))
+            acc = v if c == 1 else (b.fneg(v) if c == -1 else b.fmul(U.vector_constant(vec.t, float(c)), v))
         elif c == 1:
             acc = b.fadd(acc, v)
         elif c == -1:
             acc = b.fsub(acc, v)
         else:
-            acc = b.call(vec.fma, [cv, v, acc])
+            acc = b.call(vec.fma, [U.vector_constant(vec.t, float(c)), v, acc])
     return acc if acc is not None else vec.zero
 
 
 def _const(vec, c):
-    return ir.Constant(vec.t, [ir.Constant(vec.t.element, float(c))] * vec.t.count)
+    return U.vector_constant(vec.t, float(c))
 
 
 def _input_f4(b, vec, d):
