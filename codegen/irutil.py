@@ -32,11 +32,11 @@ _I64 = {}
 
 def i64(v):
     v = int(v)
+    if not -4096 <= v <= 65536:   # (sizes and offsets: the rest are rare)
+        return ir.Constant(I64, v)
     c = _I64.get(v)
     if c is None:
-        c = _I64[v] = ir.Constant(I64, v) if -4096 <= v <= 65536 else None
-        if c is None:
-            return ir.Constant(I64, v)
+        c = _I64[v] = ir.Constant(I64, v)
     return c
 
 

@@ -166,8 +166,8 @@ def _microkernel(module, dtype, nv):
                 else:
                     b.call(mstore, [v, ptr, align, masks[j]])
         for_tile_rows(b, MR, mrows, store_row)
-    # two store paths: a short k slice (a Winograd product over 20 channels) spent a sixth of its
-    # time on the masked loads and adds of C that an overwrite does not need
+    # two store paths: beside a short k loop (a Winograd product over 20 channels) the masked loads
+    # and adds of C that an overwrite does not need were a good part of the tile's time
     with b.if_else(acc) as (then, otherwise):
         with then:
             store_rows(True)
