@@ -4,8 +4,9 @@ Max pooling routes each window's gradient to the positions its tie mask names (o
 window but for ties), so the conv-output gradient `top` is mostly zeros and a dense weight gradient
 (tap panels, Winograd) spends most of its products on them. Here, per image and filter k:
 
-  routes   the list of (patch origin, pooled gradient) of every set mask bit, built without branches
-           (each window position writes its entry at the list's end, which moves on by the bit);
+  routes   the list of (patch origin, pooled gradient) of every set mask bit: each window's lowest
+           bit, L windows at a time (vector origins, compress-stores of the windows with a bit
+           set), then the other bits of tied windows (rare) one by one;
   patches  dW[k][r][s*C + c] += g * xcl[origin + (r*W + s)*C + c] over the list: the image copied
            channel-last (xcl[(i*W + j)*C + c]) makes a filter row of the patch kw*C contiguous values,
            read as whole vectors (the last one runs past the row into the slack or the next pixels:
