@@ -259,7 +259,7 @@ def _lowest_routes(b, module, p, vec, gk, mk, routes, origins, cnt, nbits, ties)
     sfx = "f32" if p.dtype == "float32" else "f64"
 
     def vc(v, t=ivt):
-        return ir.Constant(t, [ir.Constant(t.element, v)] * L)
+        return U.vector_constant(t, v)
 
     mload_m = U.declare(module, f"llvm.masked.load.v{L}i{mt.width}.p0", mvt, [U.PTR, I32, bt, mvt])
     cttz = U.declare(module, f"llvm.cttz.v{L}i{mt.width}", mvt, [mvt, U.I1])
