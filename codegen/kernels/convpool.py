@@ -469,6 +469,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     T = _threads()
     dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
     need_gx = gx is not None
+    if op.gx_act is not None:   # read image by image beside gx
+        xs = dense(ctx, xs, dt)
     fp = FPK.grad_plan(op, dt, dims, need_gx)
     if fp is not None:   # a first layer's weight gradient routed in the kernel's registers
         FPK.emit_grad(ctx, op, fp, dt, xs, md, prog_ptrs, gW, gb)
@@ -775,6 +777,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
+        if gxptr is not None and op.gx_act is not None:   # the producer's derivative, x and dx in cache
+            dx = gep(b, gxptr, U.mul(b, n, img), et)
+            apply_program(ctx, op.gx_act, dt, [gep(b, xs.ptr, U.mul(b, n, img), et), dx], dx, img)
 
     if wg is not None:
         with U.for_range(b, n1, start=n0, step=wg.Gi, name="grp") as g0:

@@ -21,8 +21,27 @@ It applies to A in the order 'pool_act' (without pooling or pooling before the a
 act(z) elementwise); with 'act_pool' the activation comes before the pooling and cannot move past
 it. Readers of out that are not fused convolutions (a dense layer, a function output) keep the
 rewrite from firing.
+
+fold_dact_into_gx then takes the derivative to the gradient that feeds it. When the gradient Ag of
+layer A (order 'pool_act') reads one stored array v (z, or out for a derivative of out alone such as
+tanh's) and one gradient g, and g is the gx of a single ConvPoolActGrad Bg whose x is v (or an
+elementwise function of that gx alone, such as the 0.5 * gx of T.nnet.relu's gradient, which goes
+into the program) and nothing else reads g, it rewrites
+
+    Bg  = ConvPoolActGrad(v, ..) -> (.., gx)
+    Ag  = ConvPoolActGrad{dact}(x, W[, mask], v, gx)
+into
+    Bg' = ConvPoolActGrad{gx_act}(v, ..) -> (.., gx')     gx' = dact(v, gx) as Bg stores it
+    Ag' = ConvPoolActGrad{dact=g}(x, W[, mask], gx')
+
+Bg reads v (its x) image by image anyway, so the derivative is applied while both are in cache, and
+Ag no longer reads v back from memory (a whole activation, the size of a layer's output, per step).
+The values are the reference's: the same program on the same values.
 """
-from ..tensor.nnet.conv_epilogue import out_from_z
+from .. import scalar as ts
+from ..tensor.composite import Composite
+from ..tensor.elemwise import Elemwise
+from ..tensor.nnet.conv_epilogue import out_from_z, program_from_graph, reads_input, scalar_constant_value
 from ..tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 from .core import graph_rewrite
 
@@ -97,3 +116,72 @@ def _trace(node, outs):
         n.trace = o.trace
     if outs[0].owner is not None:
         outs[0].owner.trace = node.trace
+
+
+def _pass_through(dtype):
+    """dact(z, out, g) = g: a gradient op that reads neither z nor out."""
+    return Composite(3, [(ts.identity, (2,), (dtype,), dtype)])
+
+
+def _of_x_and_g(dact, k):
+    """dact(z, out, g), which reads its input k (0: z, 1: out) and g alone, as a program of (x, g)."""
+    remap = {k: 0, 2: 1}
+    return Composite(2, [(s, tuple(remap[a] if a < 3 else a - 1 for a in args), d, o)
+                         for s, args, d, o in dact.steps])
+
+
+def _scaled_source(fgraph, g, reader):
+    """(gx, program): g = program(gx) through a chain of elementwise nodes, each with one input that
+    is not a size-1 constant and read only by the next (T.nnet.relu's gradient scales by 0.5), and
+    g read only by `reader`; program None when g is gx itself."""
+    v, client = g, reader
+    while True:
+        if any(c is not client for c, _ in fgraph.clients.get(v, [])):
+            return g, None
+        node = v.owner
+        if node is None or not isinstance(node.op, Elemwise):
+            break
+        free = [i for i in node.inputs if scalar_constant_value(i) is None]
+        if len(free) != 1:
+            break
+        v, client = free[0], node
+    if v is g:
+        return g, None
+    prog = program_from_graph([v], g)
+    return (v, prog) if prog is not None else (g, None)
+
+
+@graph_rewrite("specialize")
+def fold_dact_into_gx(fgraph):
+    changes = 0
+    for node in list(fgraph.toposort()):
+        op = node.op
+        if node not in fgraph.graph or not isinstance(op, ConvPoolActGrad) or op.pool_last or op.n_grads != 1:
+            continue
+        reads = [k for k in (0, 1) if reads_input(op.dact, k)]
+        if len(reads) != 1:
+            continue
+        named = dict(zip(op.input_roles(), node.inputs))
+        v, g = named["z" if reads[0] == 0 else "out"], named["g0"]
+        if sum(i is g for i in node.inputs) != 1:
+            continue
+        gx, between = _scaled_source(fgraph, g, node)
+        src = gx.owner
+        if src is None or not isinstance(src.op, ConvPoolActGrad) or not src.op.need_gx \
+                or src.op.gx_act is not None or src.inputs[0] is not v \
+                or dict(zip(src.op.output_roles(), src.outputs))["gx"] is not gx:
+            continue
+        dact = op.dact if between is None else op.dact.inline(2, between)
+        bop = _with(src.op, gx_act=_of_x_and_g(dact, reads[0]))
+        bouts = bop(*src.inputs)
+        bouts = bouts if isinstance(bouts, (list, tuple)) else [bouts]
+        _trace(src, bouts)
+        fgraph.replace_all(list(zip(src.outputs, bouts)), reason="fold_dact_into_gx")
+        named["g0"] = dict(zip(bop.output_roles(), bouts))["gx"]
+        aop = _with(op, dact=_pass_through(op.dact.out_dtype()))
+        aouts = aop(*[named[r] for r in aop.input_roles()])
+        aouts = aouts if isinstance(aouts, (list, tuple)) else [aouts]
+        _trace(node, aouts)
+        fgraph.replace_all(list(zip(node.outputs, aouts)), reason="fold_dact_into_gx")
+        changes += 1
+    return changes

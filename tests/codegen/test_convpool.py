@@ -1200,6 +1200,85 @@ def test_input_activation_verifies():
         symcnn.verify_grad(grad_cost, [xv, Wv, bv], rng=rng, mode="native")
 
 
+def _derivative_program(name, dtype):
+    """The derivative of activation `name` as a program of (x, g): what fold_dact_into_gx
+    (symcnn/rewrite/convpool_chain.py) moves from a layer's gradient into its reader's."""
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    fn = CONV_ACTIVATIONS[name]
+    return program_of(lambda x, g: symcnn.grad(None, x, known_grads={fn(x): g}), dtype, nin=2)
+
+
+def _check_gx_act(cfg):
+    """The gradient op of the configuration with gx_act (the derivative of its input activation)
+    against the reference, and the reference's gx against T.grad's derivative applied to the plain
+    op's gx; returns the input gradient's variant."""
+    from symcnn.rewrite.convpool_chain import _with
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    xs, ws, conv, pool_kw, dtype, act, in_act = cfg
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    fwd, bwd, _ = conv_act_ops(act, dtype, in_act=program_of(CONV_ACTIVATIONS[in_act], dtype), **kw)
+    folded = _with(bwd, gx_act=_derivative_program(in_act, dtype))
+    x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
+                  T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
+    fouts, grads = conv_act_apply(fwd, folded, x, W, b, g)
+    _, plain = conv_act_apply(fwd, bwd, x, W, b, g)
+    expected = symcnn.grad(None, x, known_grads={CONV_ACTIVATIONS[in_act](x): plain[-1]})
+    xv, Wv, bv = _in_act_values(xs, ws, dtype, sum(xs))
+    ref = symcnn.function([x, W, b], fouts[0], mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(3).standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    got, want = symcnn.function([x, W, b, g], [grads[-1], expected], mode="reference")(xv, Wv, bv, gv)
+    np.testing.assert_allclose(got, want, **tol)
+    check_native_vs_reference([x, W, b, g], grads, [xv, Wv, bv, gv], **tol)
+    return _padded_plans(fwd, dtype, xs, ws)[2]
+
+
+@pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES + [
+    ((3, 16, 12, 12), (16, 16, 3, 3), dict(border_mode="valid"), dict(ws=(2, 2)), "float64", "relu", "mul_gt"),
+    ((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+     "sigmoid", "leaky_relu")], ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps", "pooled3x3", "kvec"])
+def test_input_gradient_applies_the_producers_derivative(cfg, target, monkeypatch):
+    """gx_act: the gradient op applies its producer's derivative to gx as it stores it, on every
+    input-gradient kernel (Winograd, phases, tap panels, direct, im2col), and gives what T.grad gives
+    for the derivative of the plain op's gx."""
+    _exact_winograd(monkeypatch)
+    _check_gx_act(cfg)
+
+
+def test_random_input_gradients_apply_the_producers_derivative(monkeypatch):
+    """Random layers (any border mode, stride, pooling, dtype, activation) with gx_act against the
+    reference; the draws reach more than one input-gradient kernel."""
+    _exact_winograd(monkeypatch)
+    seen = set()
+
+    @settings(max_examples=examples(8), deadline=None, database=None, derandomize=True)
+    @given(_in_act_configurations())
+    def run(cfg):
+        seen.add(str(_check_gx_act(cfg)))
+
+    run()
+    assert len(seen) >= 2, seen
+
+
+def test_input_gradient_with_the_producers_derivative_verifies():
+    """verify_grad of the gradient op with gx_act (a smooth derivative: the producer's tanh)."""
+    from symcnn.rewrite.convpool_chain import _with
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    rng = np.random.RandomState(6)
+    xs, ws = (2, 3, 6, 5), (4, 3, 3, 3)
+    kw = dict(border_mode="half", imshp=xs, kshp=ws, in_act=program_of(T.tanh, "float64"), pool=None)
+    fwd, bwd, _ = conv_act_ops("sigmoid", "float64", **kw)
+    folded = _with(bwd, gx_act=_derivative_program("tanh", "float64"))
+    xv, Wv, bv = rng.uniform(-1, 1, xs), rng.uniform(-1, 1, ws), rng.uniform(-1, 1, ws[:1])
+    gv = rng.uniform(-1, 1, geometry_out(fwd, xs, ws))
+
+    def grad_cost(x, W, b):
+        _, grads = conv_act_apply(fwd, folded, x, W, b, T.constant(gv))
+        return sum((gr * gr).sum() for gr in grads)
+
+    symcnn.verify_grad(grad_cost, [xv, Wv, bv], rng=rng, mode="native")
+
+
 @st.composite
 def _phase_in_act_configurations(draw):
     """A random strided layer the phase kernels take (C*kh*kw taps enough for the direct kernel),

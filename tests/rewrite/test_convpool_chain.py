@@ -1,6 +1,7 @@
 """move_activation_to_consumers: a fused layer whose gradient reads z and whose activation feeds
 only other fused convolutions stores z alone; its readers apply the activation (in_act), and the
-training step gives what the unrewritten graph gives in the reference mode."""
+training step gives what the unrewritten graph gives in the reference mode. fold_dact_into_gx: a
+layer's derivative moves into the gradient op that produces the gradient it reads."""
 import numpy as np
 import pytest
 
@@ -106,3 +107,57 @@ def test_does_not_fire_when_the_activation_is_read_elsewhere():
     fn = symcnn.function(ins[:5], outs2, mode="native")
     assert all(op.in_act is None for op in _fused(fn)[0])
     check_native_vs_reference(ins[:5], outs2, vals[:5], rtol=2e-4, atol=2e-4)
+
+
+FOLD = "fold_dact_into_gx"
+
+
+def _folded(fn):
+    """(gradient ops with gx_act, gradient ops that read neither z nor out)."""
+    _, bwd = _fused(fn)
+    return [op for op in bwd if op.gx_act is not None], [op for op in bwd if not (op.reads_z or op.reads_out)]
+
+
+@pytest.mark.parametrize("act", ["maximum", "relu", "mul_gt", "tanh", "sigmoid"])
+@pytest.mark.parametrize("order", ["conv_pool_act", "conv_act_pool"])
+def test_derivative_moves_into_the_readers_input_gradient(act, order):
+    """A chain of three layers (stride 1, stride 2 pooled, stride 1) and a dense layer: each layer
+    whose gradient reads one stored array (z after the activation moved, or out: tanh, sigmoid) and
+    the gx of the next layer's gradient has its derivative applied by that gradient op and reads
+    neither any more; a layer pooling after its activation keeps its derivative. The step matches
+    the unrewritten graph in the reference mode."""
+    rng = np.random.RandomState(3)
+    ins, outs, vals = _net(act, [(8, 1, False), (16, 2, True), (16, 1, False)], rng, order=order)
+    fn = symcnn.function(ins, outs, mode="native")
+    assert FOLD in {r.rewrite for r in fn.rewrite_log}
+    with_gx_act, pass_through = _folded(fn)
+    # the second layer pools after its activation in 'conv_act_pool': its derivative stays
+    want = 2 if order == "conv_pool_act" else 1
+    assert len(with_gx_act) == len(pass_through) == want, fn.fgraph.toposort()
+    assert all(op.need_gx for op in with_gx_act)
+    assert all(op.dact.nin == 3 and op.input_roles()[-1] == "g0" for op in pass_through)
+    check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
+    without = symcnn.function(ins, outs, mode=Mode("native", excluding=[FOLD]))
+    assert _folded(without) == ([], [])
+
+
+def test_derivative_stays_when_the_gradient_is_shared_or_split():
+    """Two readers of one layer's activation (its gradient is the sum of their gx), and leaky ReLU
+    (Theano's formula: its derivative reads two gradient terms): nothing folds; both match the
+    reference."""
+    rng = np.random.RandomState(4)
+    x, W1, W2, W3 = T.tensor4("x"), T.tensor4("W1"), T.tensor4("W2"), T.tensor4("W3")
+    h = T.maximum(conv2d(x, W1, border_mode="half"), 0)
+    cost = (T.maximum(conv2d(h, W2, border_mode="half"), 0) ** 2).sum() + \
+        (T.maximum(conv2d(h, W3, border_mode="half"), 0) ** 2).sum()
+    ins = [x, W1, W2, W3]
+    outs = [cost] + T.grad(cost, ins)
+    vals = [rng.uniform(-1, 1, (2, 3, 8, 8)).astype("float32")] + \
+        [(rng.uniform(-1, 1, (4, c, 3, 3)) / 3).astype("float32") for c in (3, 4, 4)]
+    fn = symcnn.function(ins, outs, mode="native")
+    assert FOLD not in {r.rewrite for r in fn.rewrite_log}
+    check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
+    ins, outs, vals = _net("leaky_relu", [(8, 1, False), (8, 1, False)], rng)
+    fn = symcnn.function(ins, outs, mode="native")
+    assert _folded(fn) == ([], [])
+    check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)

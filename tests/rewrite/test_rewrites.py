@@ -56,6 +56,9 @@ CASES = {
     "move_activation_to_consumers": lambda x, v: [T.grad(T.maximum(T.nnet.conv2d(T.maximum(T.nnet.conv2d(
         x.reshape((1, 1, 3, 5)), x[:2, :2].reshape((2, 1, 1, 2))) + v[:2].dimshuffle("x", 0, "x", "x"), 0),
         x[:2, :4].reshape((2, 2, 1, 2))) + v[2:4].dimshuffle("x", 0, "x", "x"), 0).sum(), x)],
+    "fold_dact_into_gx": lambda x, v: [T.grad(T.maximum(T.nnet.conv2d(T.maximum(T.nnet.conv2d(
+        x.reshape((1, 1, 3, 5)), x[:2, :2].reshape((2, 1, 1, 2))) + v[:2].dimshuffle("x", 0, "x", "x"), 0),
+        x[:2, :4].reshape((2, 2, 1, 2))) + v[2:4].dimshuffle("x", 0, "x", "x"), 0).sum(), x)],
     # more cases: tests/rewrite/test_convpool_outputs.py
     "drop_unused_tie_masks": lambda x, v: [T.tanh(T.signal.pool.pool_2d(T.nnet.conv2d(x.reshape((1, 1, 3, 5)), x[:2, :2].reshape(
         (2, 1, 1, 2))), ws=(1, 2), ignore_border=True) + v[:2].dimshuffle("x", 0, "x", "x"))],

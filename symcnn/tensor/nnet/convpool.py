@@ -52,6 +52,11 @@ W), in both ops; ConvPoolActGrad's gx is then the gradient of in_act(x), not of 
 activation of the layer producing x, moved here when that layer would otherwise store both z and
 act(z) (symcnn/rewrite/convpool_chain.py): it then stores z alone.
 
+gx_act (ConvPoolActGrad with need_gx): a program of (x, g) applied to the input gradient g before it
+is stored, gx = gx_act(x, g): the derivative of the layer producing x, moved here from that layer's
+own gradient op (symcnn/rewrite/convpool_chain.py), which then reads this gx alone instead of also
+reading x back from memory. gx is then the gradient of that layer's pre-activation.
+
 Restrictions (checked by the constructors): ignore_border=True, pad=(0, 0); x,
 W, b of one float dtype. Any conv border_mode/subsample/filter_flip and any pool ws/stride.
 """
@@ -156,6 +161,8 @@ class _ConvPoolBase(Op):
         s += f", act={self.act.name if self.act is not None else 'identity'}"
         if self.in_act is not None:
             s += f", in_act={self.in_act.name}"
+        if getattr(self, "gx_act", None) is not None:
+            s += f", gx_act={self.gx_act.name}"
         for p in ("keep_z", "keep_act", "need_gx"):
             if getattr(self, p, None) is not None:
                 s += f", {p}={getattr(self, p)}"
@@ -441,14 +448,18 @@ class ConvPoolActGrad(_ConvPoolBase):
     g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation. With in_act, x is in_act(x)
     throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads)."""
 
-    __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx")
+    __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx", "gx_act")
 
-    def __init__(self, *args, dact=None, need_gx=True, **kwargs):
+    def __init__(self, *args, dact=None, need_gx=True, gx_act=None, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(dact, Composite) or dact.nin < 3:
             raise TypeError(f"{self._who()}: dact must be a Composite of inputs (z, out, g_1, ...), got {dact!r}")
         self.dact = dact
         self.need_gx = bool(need_gx)
+        if gx_act is not None and not (isinstance(gx_act, Composite) and gx_act.nin == 2 and self.need_gx):
+            raise TypeError(f"{self._who()}: gx_act must be a Composite of inputs (x, gx), with need_gx, "
+                            f"or None, got {gx_act!r}")
+        self.gx_act = gx_act
         self.reads_z = E.reads_input(dact, 0)
         self.reads_out = E.reads_input(dact, 1)   # out, or 'act_pool': act
         self.n_grads = dact.nin - 2
@@ -480,6 +491,7 @@ class ConvPoolActGrad(_ConvPoolBase):
         W = self._check_float(C.check_tensor4(inputs[1], "filters", who), "filters", x.dtype)
         self._check_program(self.dact, self.dact.nin, x.dtype, "gradient")
         self._check_program(self.in_act, 1, x.dtype, "input activation")
+        self._check_program(self.gx_act, 2, x.dtype, "input gradient's activation derivative")
         im, k, conv, pooled = self._resolve(x.type.shape, W.type.shape, f"the input {x.describe()}",
                                             f"the filters {W.describe()}")
         ins = [x, W]
@@ -567,6 +579,8 @@ class ConvPoolActGrad(_ConvPoolBase):
         if self.need_gx:
             wf = C.flip(w) if self.filter_flip else w
             res["gx"] = C.corr_grad_inputs(wf, gconv, x.shape[2:], pad, stride).astype(dtype, copy=False)
+            if self.gx_act is not None:
+                res["gx"] = _impl(self.gx_act, [x, res["gx"]], dtype, x.shape)
         for k_, role in enumerate(self.output_roles()):
             out_storage[k_][0] = res[role]
 
@@ -629,4 +643,6 @@ class ConvPoolActGrad(_ConvPoolBase):
         res = {"gW": conv_op.grad([x, W], [gconv])[1], "gb": T.sum(g_pre, axis=(0, 2, 3))}
         if self.need_gx:
             res["gx"] = conv_op.grad([x, W], [gconv])[0]
+            if self.gx_act is not None:
+                res["gx"] = E.expand_program(self.gx_act, [named["x"], res["gx"]])
         return res
