@@ -45,6 +45,12 @@ MAX_CHANNELS_F4 = 128
 # and a 5x5 tile: its float32 error, measured natively (Gaussian and positive data), is 1.4-2.4e-6 of
 # the largest output with 128 channels, 1.9-3.3e-6 with 256 (F(4x4, 3x3)'s at 128), 2.8-5.3e-6 with 512.
 MAX_CHANNELS_F4_2X2 = 256
+# F(2x2, 7x7) (a = 8) does 3.06x fewer multiplications than the direct kernel: 24->24 on 28x28
+# 'half' (batch 16, 1 thread, CPU time) 8.6 -> 4.8 ms forward, 8.5 -> 4.8 input gradient. Its float32
+# error (Gaussian data, natively) is 3.3-4.0e-6 of the largest output with 16 and 24 channels,
+# 6.1e-6 with 64, 7.6e-6 with 128: float32 takes it up to MAX_CHANNELS_F2_7X7 channels, where it
+# stays near F(4x4, 3x3)'s at its cap.
+MAX_CHANNELS_F2_7X7 = 32
 # Vectors of tiles spanning images (small images, whose whole-image grids waste too much) are tried
 # after every whole-image grid: one thread's CPU time, float32, 'half' 3x3 (B C->K on HxW): 32
 # 64->64 on 4x4 0.18 ms against im2col's 0.89, 32 128->128 on 4x4 0.68-0.92 against 2.46-2.51,
@@ -76,15 +82,16 @@ class WinogradImages:
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
-    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2; 2x2:
+    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2; 7x7:
+    m = 2, in float32 up to MAX_CHANNELS_F2_7X7 channels C; 2x2:
     m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None. Where no grid of whole images
     pays, span (for callers that convolve a group of images at once) tries the same with vectors of
     tiles that span images (microkernels/winograd.py's Plan.span)."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
-    if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (2, 3, 5) or OH < 1 or OW < 1:
+    if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (2, 3, 5, 7) or OH < 1 or OW < 1:
         return None
-    if min(C, K) < MIN_CHANNELS:
+    if min(C, K) < MIN_CHANNELS or (kh == 7 and str(dtype) == "float32" and C > MAX_CHANNELS_F2_7X7):
         return None
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
     for spans in (False, True) if span else (False,):

@@ -380,6 +380,50 @@ def test_winograd_tiles_spanning_images(dtype, xs, ws, border, flip):
         assert SPAN_TILES.search(ir_text), BODY.findall(ir_text)
 
 
+_WINOGRAD_7X7_EXAMPLES = [   # 24 channels on 28x28 (float32: forward and input gradient); float64: the weight gradient too
+    ("float32", (3, 24, 28, 28), (24, 24, 7, 7), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 13, 11), (33, 16, 7, 7), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (2, 16, 9, 10), (16, 16, 7, 7), dict(border_mode="full", subsample=(1, 1), filter_flip=True,
+                                                    filter_dilation=(1, 1)), True),
+]
+
+
+def test_winograd_7x7_shapes():
+    """F(2x2, 7x7) (forward and input gradient; the weight gradient in float64) against the
+    reference, ragged tiles and every border mode."""
+    seen = _run(winograd_configs(k=7), 8, _WINOGRAD_7X7_EXAMPLES)
+    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd"), ("tile", "float32", "F2r7"),
+            ("tile", "float64", "F2r7")} <= seen, sorted(seen)
+
+
+def test_winograd_7x7_float32_limits():
+    """F(2x2, 7x7) in float32: the forward within 5e-6 of the largest output (24 channels); not for
+    more than MAX_CHANNELS_F2_7X7 channels, nor for the weight gradient (its error would pass 1e-5)."""
+    from codegen.kernels.conv_winograd import MAX_CHANNELS_F2_7X7
+    xs, ws = (4, 24, 28, 28), (24, 24, 7, 7)
+    x, w, r = T.tensor4("x", dtype="float32", shape=xs), T.tensor4("w", dtype="float32", shape=ws), T.tensor4("r")
+    y = conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="half")
+    fn = symcnn.function([x, w, r], [y, T.grad((y * r).sum(), w)])
+    kinds = set(BODY.findall(fn.dump_llvm()))
+    assert ("fwd", "winograd") in kinds and ("gw", "winograd") not in kinds, kinds
+    x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
+    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64, border_mode="half"), mode="reference")
+    rng = np.random.default_rng(1)
+    xv = np.tanh(rng.standard_normal(xs)).astype("float32")
+    wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 49)).astype("float32")
+    ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
+    got = fn(xv, wv, np.zeros(ref.shape, "float32"))[0]
+    assert np.abs(got - ref).max() <= 5e-6 * np.abs(ref).max()
+    C = 2 * MAX_CHANNELS_F2_7X7
+    xw = T.tensor4("x", dtype="float32", shape=(2, C, 12, 12))
+    ww = T.tensor4("w", dtype="float32", shape=(16, C, 7, 7))
+    wide = symcnn.function([xw, ww], conv2d(xw, ww, input_shape=(2, C, 12, 12), filter_shape=(16, C, 7, 7),
+                                            border_mode="half"))
+    assert ("fwd", "winograd") not in set(BODY.findall(wide.dump_llvm()))
+
+
 _WINOGRAD_2X2_EXAMPLES = [   # 2x2 filters: F(4x4, 2x2); ragged tiles, 'half' (one row and column more)
     ("float32", (7, 32, 16, 16), (32, 32, 2, 2), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),

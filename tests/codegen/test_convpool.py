@@ -1236,7 +1236,9 @@ def _check_gx_act(cfg):
 @pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES + [
     ((3, 16, 12, 12), (16, 16, 3, 3), dict(border_mode="valid"), dict(ws=(2, 2)), "float64", "relu", "mul_gt"),
     ((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
-     "sigmoid", "leaky_relu")], ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps", "pooled3x3", "kvec"])
+     "sigmoid", "leaky_relu"),
+    ((4, 24, 28, 28), (24, 24, 7, 7), dict(border_mode="half"), dict(pool=None), "float32", "relu", "maximum")],
+    ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps", "pooled3x3", "kvec", "winograd7x7"])
 def test_input_gradient_applies_the_producers_derivative(cfg, target, monkeypatch):
     """gx_act: the gradient op applies its producer's derivative to gx as it stores it, on every
     input-gradient kernel (Winograd, phases, tap panels, direct, im2col), and gives what T.grad gives
