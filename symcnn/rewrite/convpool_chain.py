@@ -24,14 +24,15 @@ rewrite from firing.
 
 fold_dact_into_gx then takes the derivative to the gradient that feeds it. When the gradient Ag of
 layer A (order 'pool_act') reads one stored array v (z, or out for a derivative of out alone such as
-tanh's) and one gradient g, and g is the gx of a single ConvPoolActGrad Bg whose x is v (or an
-elementwise function of that gx alone, such as the 0.5 * gx of T.nnet.relu's gradient, which goes
-into the program) and nothing else reads g, it rewrites
+tanh's) and gradients g_1..g_m that are the gx of a single ConvPoolActGrad Bg whose x is v, or
+elementwise functions of that gx alone (T.nnet.relu's gradient reads 0.5 * gx, its leaky form two
+scaled terms, T.switch's a fill of zeros beside gx: they go into the program), and nothing else reads
+gx, it rewrites
 
     Bg  = ConvPoolActGrad(v, ..) -> (.., gx)
-    Ag  = ConvPoolActGrad{dact}(x, W[, mask], v, gx)
+    Ag  = ConvPoolActGrad{dact}(x, W[, mask], v, g_1..g_m)
 into
-    Bg' = ConvPoolActGrad{gx_act}(v, ..) -> (.., gx')     gx' = dact(v, gx) as Bg stores it
+    Bg' = ConvPoolActGrad{gx_act}(v, ..) -> (.., gx')     gx' = dact(v, g_1(gx)..) as Bg stores it
     Ag' = ConvPoolActGrad{dact=g}(x, W[, mask], gx')
 
 Bg reads v (its x) image by image anyway, so the derivative is applied while both are in cache, and
@@ -130,25 +131,44 @@ def _of_x_and_g(dact, k):
                          for s, args, d, o in dact.steps])
 
 
-def _scaled_source(fgraph, g, reader):
-    """(gx, program): g = program(gx) through a chain of elementwise nodes, each with one input that
-    is not a size-1 constant and read only by the next (T.nnet.relu's gradient scales by 0.5), and
-    g read only by `reader`; program None when g is gx itself."""
-    v, client = g, reader
-    while True:
-        if any(c is not client for c, _ in fgraph.clients.get(v, [])):
-            return g, None
-        node = v.owner
-        if node is None or not isinstance(node.op, Elemwise):
-            break
-        free = [i for i in node.inputs if scalar_constant_value(i) is None]
-        if len(free) != 1:
-            break
-        v, client = free[0], node
-    if v is g:
-        return g, None
-    prog = program_from_graph([v], g)
-    return (v, prog) if prog is not None else (g, None)
+def _one_source(fgraph, gs, reader):
+    """(gx, programs): every g of gs is gx, or programs[i](gx) through a chain of elementwise nodes
+    each with one input that is not a size-1 constant (T.nnet.relu's gradient scales gx by 0.5; its
+    leaky form splits it into two scaled terms; T.switch's adds a fill of zeros), the chains read only
+    on the way to `reader` (programs[i] None where g is gx); None if not."""
+    roots, progs, chain = [], [], {reader}
+    for g in gs:
+        v = g
+        while v.owner is not None and isinstance(v.owner.op, Elemwise):
+            free = [i for i in v.owner.inputs if scalar_constant_value(i) is None]
+            if len(free) != 1:
+                break
+            chain.add(v.owner)
+            v = free[0]
+        prog = None if v is g else program_from_graph([v], g)
+        if v is not g and prog is None:
+            return None
+        roots.append(v)
+        progs.append(prog)
+    gx = roots[0]
+    if any(r is not gx for r in roots):
+        return None
+    for n in chain - {reader}:   # each chain's values go nowhere else
+        if any(c not in chain for c, _ in fgraph.clients.get(n.outputs[0], [])):
+            return None
+    if any(c not in chain for c, _ in fgraph.clients.get(gx, [])):
+        return None
+    return gx, progs
+
+
+def _on_one_gradient(dact, progs):
+    """dact(z, out, g_1..g_m) with g_i = progs[i](g) (None: g itself), as a program of (z, out, g)."""
+    for i, prog in enumerate(progs):
+        if prog is not None:
+            dact = dact.inline(2 + i, prog)
+    z, out, g = object(), object(), object()
+    merged, _ = dact.dedupe([z, out] + [g] * len(progs))
+    return merged
 
 
 @graph_rewrite("specialize")
@@ -156,27 +176,31 @@ def fold_dact_into_gx(fgraph):
     changes = 0
     for node in list(fgraph.toposort()):
         op = node.op
-        if node not in fgraph.graph or not isinstance(op, ConvPoolActGrad) or op.pool_last or op.n_grads != 1:
+        if node not in fgraph.graph or not isinstance(op, ConvPoolActGrad) or op.pool_last:
             continue
         reads = [k for k in (0, 1) if reads_input(op.dact, k)]
         if len(reads) != 1:
             continue
         named = dict(zip(op.input_roles(), node.inputs))
-        v, g = named["z" if reads[0] == 0 else "out"], named["g0"]
-        if sum(i is g for i in node.inputs) != 1:
+        v = named["z" if reads[0] == 0 else "out"]
+        gs = [named[f"g{i}"] for i in range(op.n_grads)]
+        if any(i is g for g in gs for r, i in named.items() if not r.startswith("g")):
             continue
-        gx, between = _scaled_source(fgraph, g, node)
+        found = _one_source(fgraph, gs, node)
+        if found is None:
+            continue
+        gx, progs = found
         src = gx.owner
         if src is None or not isinstance(src.op, ConvPoolActGrad) or not src.op.need_gx \
                 or src.op.gx_act is not None or src.inputs[0] is not v \
                 or dict(zip(src.op.output_roles(), src.outputs))["gx"] is not gx:
             continue
-        dact = op.dact if between is None else op.dact.inline(2, between)
-        bop = _with(src.op, gx_act=_of_x_and_g(dact, reads[0]))
+        bop = _with(src.op, gx_act=_of_x_and_g(_on_one_gradient(op.dact, progs), reads[0]))
         bouts = bop(*src.inputs)
         bouts = bouts if isinstance(bouts, (list, tuple)) else [bouts]
         _trace(src, bouts)
         fgraph.replace_all(list(zip(src.outputs, bouts)), reason="fold_dact_into_gx")
+        named = {r: v_ for r, v_ in named.items() if not r.startswith("g")}
         named["g0"] = dict(zip(bop.output_roles(), bouts))["gx"]
         aop = _with(op, dact=_pass_through(op.dact.out_dtype()))
         aouts = aop(*[named[r] for r in aop.input_roles()])
