@@ -17,11 +17,11 @@ from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference
 NAME = "move_activation_to_consumers"
 
 
-def _net(act, layers, rng, dense=True, pool_first=None, order="conv_act_pool"):
+def _net(act, layers, rng, dense=True, pool_first=None, order="conv_act_pool", batch=2):
     """x -> conv layers ((out channels, subsample, pooled) each, 3x3 'half', bias, act) [-> dense]
     and the SGD step's cost and gradients: (inputs, outputs, values)."""
     x = T.tensor4("x")
-    h, c, params, vals = x, 3, [], [rng.uniform(-1, 1, (2, 3, 10, 10)).astype("float32")]
+    h, c, params, vals = x, 3, [], [rng.uniform(-1, 1, (batch, 3, 10, 10)).astype("float32")]
     size = 10
     for k, (co, s, pooled) in enumerate(layers):
         W, b = T.tensor4(f"W{k}"), T.vector(f"b{k}")
@@ -157,3 +157,19 @@ def test_derivative_stays_when_the_gradient_is_shared():
     assert FOLD not in {r.rewrite for r in fn.rewrite_log}
     assert _folded(fn) == ([], [])
     check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_folded_chain_on_any_thread_count(threads, monkeypatch):
+    """An odd batch (7) through a folded chain (stride 1, stride 2 pooled, stride 1; ReLU) on 1, 2
+    and 3 threads: each thread applies the derivative to the images it computes; the step matches
+    the reference."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(config, "num_threads", threads)
+    rng = np.random.RandomState(5)
+    ins, outs, vals = _net("maximum", [(8, 1, False), (16, 2, True), (16, 1, False)], rng, order="conv_pool_act",
+                           batch=7)
+    fn, _ = check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
+    assert len(_folded(fn)[0]) == 2
