@@ -22,6 +22,11 @@ act(z) elementwise); with 'act_pool' the activation comes before the pooling and
 it. Readers of out that are not fused convolutions (a dense layer, a function output) keep the
 rewrite from firing.
 
+absorb_gradient_terms: a gradient op (order 'pool_act') whose gradients g_1..g_m are one variable g
+and elementwise functions of g alone (T.nnet.relu's gradient reads 0.5 * g, its leaky form two
+scaled terms, T.switch's a fill of zeros beside g), read nowhere else, reads g alone: the terms go
+into its program, and the tensors they were are neither computed nor stored.
+
 fold_dact_into_gx then takes the derivative to the gradient that feeds it. When the gradient Ag of
 layer A (order 'pool_act') reads one stored array v (z, or out for a derivative of out alone such as
 tanh's) and gradients g_1..g_m that are the gx of a single ConvPoolActGrad Bg whose x is v, or
@@ -169,6 +174,32 @@ def _on_one_gradient(dact, progs):
     z, out, g = object(), object(), object()
     merged, _ = dact.dedupe([z, out] + [g] * len(progs))
     return merged
+
+
+@graph_rewrite("specialize")
+def absorb_gradient_terms(fgraph):
+    changes = 0
+    for node in list(fgraph.toposort()):
+        op = node.op
+        if node not in fgraph.graph or not isinstance(op, ConvPoolActGrad) or op.pool_last:
+            continue
+        named = dict(zip(op.input_roles(), node.inputs))
+        gs = [named[f"g{i}"] for i in range(op.n_grads)]
+        if any(i is g for g in gs for r, i in named.items() if not r.startswith("g")):
+            continue
+        found = _one_source(fgraph, gs, node)
+        if found is None or (len(gs) == 1 and found[1][0] is None):
+            continue
+        gx, progs = found
+        named = {r: v_ for r, v_ in named.items() if not r.startswith("g")}
+        named["g0"] = gx
+        new = _with(op, dact=_on_one_gradient(op.dact, progs))
+        outs = new(*[named[r] for r in new.input_roles()])
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        _trace(node, outs)
+        fgraph.replace_all(list(zip(node.outputs, outs)), reason="absorb_gradient_terms")
+        changes += 1
+    return changes
 
 
 @graph_rewrite("specialize")

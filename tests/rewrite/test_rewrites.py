@@ -56,6 +56,8 @@ CASES = {
     "move_activation_to_consumers": lambda x, v: [T.grad(T.maximum(T.nnet.conv2d(T.maximum(T.nnet.conv2d(
         x.reshape((1, 1, 3, 5)), x[:2, :2].reshape((2, 1, 1, 2))) + v[:2].dimshuffle("x", 0, "x", "x"), 0),
         x[:2, :4].reshape((2, 2, 1, 2))) + v[2:4].dimshuffle("x", 0, "x", "x"), 0).sum(), x)],
+    "absorb_gradient_terms": lambda x, v: [T.grad(T.dot(T.nnet.relu(T.nnet.conv2d(x.reshape((1, 1, 3, 5)), x[:2, :2].reshape(
+        (2, 1, 1, 2))) + v[:2].dimshuffle("x", 0, "x", "x"), 0.1).flatten(2), T.concatenate([v] * 5)[:24]).sum(), x)],
     "fold_dact_into_gx": lambda x, v: [T.grad(T.maximum(T.nnet.conv2d(T.maximum(T.nnet.conv2d(
         x.reshape((1, 1, 3, 5)), x[:2, :2].reshape((2, 1, 1, 2))) + v[:2].dimshuffle("x", 0, "x", "x"), 0),
         x[:2, :4].reshape((2, 2, 1, 2))) + v[2:4].dimshuffle("x", 0, "x", "x"), 0).sum(), x)],
