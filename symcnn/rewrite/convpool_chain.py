@@ -156,8 +156,8 @@ def _one_source(fgraph, gs, reader):
         roots.append(v)
         progs.append(prog)
     gx = roots[0]
-    if any(r is not gx for r in roots):
-        return None
+    if any(r is not gx for r in roots) or any(not g.type.is_compatible(gx.type) for g in gs):
+        return None   # (one tensor, of the gradients' dtype and shape)
     for n in chain - {reader}:   # each chain's values go nowhere else
         if any(c not in chain for c, _ in fgraph.clients.get(n.outputs[0], [])):
             return None

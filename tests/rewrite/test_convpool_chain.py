@@ -197,3 +197,37 @@ def test_gradient_terms_go_into_the_program(act):
     g_ops = [i.owner.op for i in [n for n in without.fgraph.toposort() if n.op is kept][0].inputs
              if i.owner is not None and str(i.owner.op) in ("mul", "second")]
     assert g_ops or kept.n_grads > 1, kept
+
+
+def test_gradient_of_a_float64_dense_layer():
+    """A float32 layer read by a float64 dense layer (the cast of its gradient goes into the product's
+    kernel): the layer's gradient reads one float32 gradient; the step matches the reference."""
+    rng = np.random.RandomState(7)
+    x, W, b, V = T.tensor4("x"), T.tensor4("W"), T.vector("b"), T.dmatrix("V")
+    h = T.nnet.relu(conv2d(x, W, border_mode="half") + b.dimshuffle("x", 0, "x", "x"))
+    cost = T.dot(T.cast(h.flatten(2), "float64"), V).sum()
+    ins = [x, W, b, V]
+    outs = [cost] + T.grad(cost, [W, b, V])
+    vals = [rng.uniform(-1, 1, (2, 3, 6, 6)).astype("float32"), (rng.uniform(-1, 1, (4, 3, 3, 3)) / 3).astype("float32"),
+            rng.uniform(-0.2, 0.2, 4).astype("float32"), rng.uniform(-1, 1, (4 * 36, 3))]
+    fn, _ = check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
+    (bwd,) = _fused(fn)[1]
+    assert bwd.n_grads == 1
+
+
+def test_terms_of_another_dtype_or_shape_are_not_one_gradient():
+    """_one_source takes only terms of the gradients' own dtype and shape: a cast from float64, or a
+    tensor of other static dims, is not the one gradient the program reads."""
+    from symcnn.graph.fg import FunctionGraph
+    from symcnn.rewrite.convpool_chain import _one_source
+    g64 = T.TensorType("float64", shape=(2, 4, 3, 3))("g64")
+    g32 = T.TensorType("float32", shape=(2, 4, 3, 3))("g32")
+    for gs in ([g32, T.cast(g64, "float32")], [T.cast(g64, "float32") * 2]):
+        fg = FunctionGraph([g32, g64], gs, clone=False)
+        assert _one_source(fg, gs, None) is None
+    scaled = g32 * 0.5
+    fg = FunctionGraph([g32], [scaled, g32 + 0], clone=False)
+    assert _one_source(fg, [scaled], None) is None    # g32 is read elsewhere
+    fg = FunctionGraph([g32], [scaled], clone=False)
+    gx, progs = _one_source(fg, [scaled], "output")
+    assert gx is g32 and progs[0] is not None
