@@ -176,28 +176,39 @@ def _on_one_gradient(dact, progs):
     return merged
 
 
-@graph_rewrite("specialize")
-def absorb_gradient_terms(fgraph):
-    changes = 0
+def _one_gradient_ops(fgraph):
+    """(node, named, gx, programs) for every gradient op (order 'pool_act') whose gradients are one
+    tensor gx and elementwise terms of it alone (_one_source); named: its other inputs by role."""
     for node in list(fgraph.toposort()):
         op = node.op
         if node not in fgraph.graph or not isinstance(op, ConvPoolActGrad) or op.pool_last:
             continue
         named = dict(zip(op.input_roles(), node.inputs))
-        gs = [named[f"g{i}"] for i in range(op.n_grads)]
-        if any(i is g for g in gs for r, i in named.items() if not r.startswith("g")):
+        gs = [named.pop(f"g{i}") for i in range(op.n_grads)]
+        if any(i is g for g in gs for i in named.values()):
             continue
         found = _one_source(fgraph, gs, node)
-        if found is None or (len(gs) == 1 and found[1][0] is None):
+        if found is not None:
+            yield (node, named) + found
+
+
+def _rebuild(fgraph, node, op, ins, reason):
+    """node's outputs replaced by those of op(*ins), returned."""
+    outs = op(*ins)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    _trace(node, outs)
+    fgraph.replace_all(list(zip(node.outputs, outs)), reason=reason)
+    return outs
+
+
+@graph_rewrite("specialize")
+def absorb_gradient_terms(fgraph):
+    changes = 0
+    for node, named, gx, progs in _one_gradient_ops(fgraph):
+        if progs == [None]:   # already one gradient
             continue
-        gx, progs = found
-        named = {r: v_ for r, v_ in named.items() if not r.startswith("g")}
-        named["g0"] = gx
-        new = _with(op, dact=_on_one_gradient(op.dact, progs))
-        outs = new(*[named[r] for r in new.input_roles()])
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        _trace(node, outs)
-        fgraph.replace_all(list(zip(node.outputs, outs)), reason="absorb_gradient_terms")
+        new = _with(node.op, dact=_on_one_gradient(node.op.dact, progs))
+        _rebuild(fgraph, node, new, [dict(named, g0=gx)[r] for r in new.input_roles()], "absorb_gradient_terms")
         changes += 1
     return changes
 
@@ -205,38 +216,17 @@ def absorb_gradient_terms(fgraph):
 @graph_rewrite("specialize")
 def fold_dact_into_gx(fgraph):
     changes = 0
-    for node in list(fgraph.toposort()):
-        op = node.op
-        if node not in fgraph.graph or not isinstance(op, ConvPoolActGrad) or op.pool_last:
-            continue
+    for node, named, gx, progs in _one_gradient_ops(fgraph):
+        op, src = node.op, gx.owner
         reads = [k for k in (0, 1) if reads_input(op.dact, k)]
-        if len(reads) != 1:
-            continue
-        named = dict(zip(op.input_roles(), node.inputs))
-        v = named["z" if reads[0] == 0 else "out"]
-        gs = [named[f"g{i}"] for i in range(op.n_grads)]
-        if any(i is g for g in gs for r, i in named.items() if not r.startswith("g")):
-            continue
-        found = _one_source(fgraph, gs, node)
-        if found is None:
-            continue
-        gx, progs = found
-        src = gx.owner
-        if src is None or not isinstance(src.op, ConvPoolActGrad) or not src.op.need_gx \
-                or src.op.gx_act is not None or src.inputs[0] is not v \
+        if len(reads) != 1 or src is None or not isinstance(src.op, ConvPoolActGrad) or not src.op.need_gx \
+                or src.op.gx_act is not None or src.inputs[0] is not named["z" if reads[0] == 0 else "out"] \
                 or dict(zip(src.op.output_roles(), src.outputs))["gx"] is not gx:
             continue
         bop = _with(src.op, gx_act=_of_x_and_g(_on_one_gradient(op.dact, progs), reads[0]))
-        bouts = bop(*src.inputs)
-        bouts = bouts if isinstance(bouts, (list, tuple)) else [bouts]
-        _trace(src, bouts)
-        fgraph.replace_all(list(zip(src.outputs, bouts)), reason="fold_dact_into_gx")
-        named = {r: v_ for r, v_ in named.items() if not r.startswith("g")}
-        named["g0"] = dict(zip(bop.output_roles(), bouts))["gx"]
+        bouts = _rebuild(fgraph, src, bop, src.inputs, "fold_dact_into_gx")
         aop = _with(op, dact=_pass_through(op.dact.out_dtype()))
-        aouts = aop(*[named[r] for r in aop.input_roles()])
-        aouts = aouts if isinstance(aouts, (list, tuple)) else [aouts]
-        _trace(node, aouts)
-        fgraph.replace_all(list(zip(node.outputs, aouts)), reason="fold_dact_into_gx")
+        ins = dict(named, g0=dict(zip(bop.output_roles(), bouts))["gx"])
+        _rebuild(fgraph, node, aop, [ins[r] for r in aop.input_roles()], "fold_dact_into_gx")
         changes += 1
     return changes
