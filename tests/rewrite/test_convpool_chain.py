@@ -124,8 +124,9 @@ def test_derivative_moves_into_the_readers_input_gradient(act, order):
     """A chain of three layers (stride 1, stride 2 pooled, stride 1) and a dense layer: each layer
     whose gradient reads one stored array (z after the activation moved, or out: tanh, sigmoid) and
     the gx of the next layer's gradient (or terms computed from it alone: T.nnet.relu's, leaky or
-    not, T.switch's) has its derivative applied by that gradient op and reads neither any more; a layer pooling after its activation keeps its derivative. The step matches
-    the unrewritten graph in the reference mode."""
+    not, T.switch's) has its derivative applied by that gradient op and reads neither any more; a
+    layer pooling after its activation keeps its derivative. The step matches the unrewritten graph
+    in the reference mode."""
     rng = np.random.RandomState(3)
     ins, outs, vals = _net(act, [(8, 1, False), (16, 2, True), (16, 1, False)], rng, order=order)
     fn = symcnn.function(ins, outs, mode="native")
@@ -208,7 +209,8 @@ def test_gradient_of_a_float64_dense_layer():
     cost = T.dot(T.cast(h.flatten(2), "float64"), V).sum()
     ins = [x, W, b, V]
     outs = [cost] + T.grad(cost, [W, b, V])
-    vals = [rng.uniform(-1, 1, (2, 3, 6, 6)).astype("float32"), (rng.uniform(-1, 1, (4, 3, 3, 3)) / 3).astype("float32"),
+    vals = [rng.uniform(-1, 1, (2, 3, 6, 6)).astype("float32"),
+            (rng.uniform(-1, 1, (4, 3, 3, 3)) / 3).astype("float32"),
             rng.uniform(-0.2, 0.2, 4).astype("float32"), rng.uniform(-1, 1, (4 * 36, 3))]
     fn, _ = check_native_vs_reference(ins, outs, vals, rtol=2e-4, atol=2e-4)
     (bwd,) = _fused(fn)[1]

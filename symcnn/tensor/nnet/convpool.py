@@ -446,7 +446,8 @@ class ConvPoolAct(_ConvPoolBase):
 class ConvPoolActGrad(_ConvPoolBase):
     """(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]): the gradient of ConvPoolAct, with
     g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation. With in_act, x is in_act(x)
-    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads)."""
+    throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads); with
+    gx_act, gx is gx_act(x, that gradient) (the producer's derivative, moved here)."""
 
     __props__ = _ConvPoolBase.__props__ + ("dact", "need_gx", "gx_act")
 
