@@ -108,10 +108,7 @@ def move_activation_to_consumers(fgraph):
                 rop, ins = gop, [by_role[r] for r in gop.input_roles()]
             else:
                 rop, ins = _with(old.op, in_act=op.act), [pre] + list(old.inputs[1:])
-            outs = rop(*ins)
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            _trace(old, outs)
-            fgraph.replace_all(list(zip(old.outputs, outs)), reason="move_activation_to_consumers")
+            _rebuild(fgraph, old, rop, ins, "move_activation_to_consumers")
         changes += 1
     return changes
 
