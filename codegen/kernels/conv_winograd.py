@@ -1,16 +1,19 @@
-"""2x2, 3x3 and 5x5 unit-stride convolutions by Winograd's F(m x m, 3 x 3), F(2 x 2, 5 x 5) and F(4 x 4, 2 x 2)
+"""2x2, 3x3, 5x5 and 7x7 unit-stride convolutions by Winograd's F(m x m, 3 x 3), F(m x m, 5 x 5),
+F(2 x 2, 7 x 7) and F(4 x 4, 2 x 2)
 (microkernels/winograd.py), the batch split over the threads (conv_threads.py).
 
 A convolution of (C, H, W) sources into (K, OH, OW) results is the 'valid' correlation of a
 zero-bordered per-thread copy of each source, moved down and right by shift (as conv_forward's
 DirectImages): the forward of Conv2d with its padding, and the input gradient of a unit-stride
 Conv2d (the output gradient bordered by kh-1-ph, the filters transposed and turned back).
-winograd_images decides where it applies and pays: 3x3 or 5x5 filters, static sizes, enough
+winograd_images decides where it applies and pays: 2x2, 3x3, 5x5 or 7x7 filters, static sizes, enough
 channels and filters that the GEMMs dominate the transforms (MIN_CHANNELS), and a tile grid that
-wastes little. 5x5 filters take the 3x3 rule: LeNet's second layer (20 -> 50 channels, 'valid' on
-12x12, batch 500, 2 threads, float32) runs its fused forward by F(2x2, 5x5) and the validate step
-falls from 7.5 to 5.5 ms (CPU time per thread); its fused input gradient, one 12x12 image per GEMM
-panel (36 of 64 columns tiles: below MIN_EFFICIENCY), would run no faster than the direct kernel.
+wastes little. LeNet's second layer (20 -> 50 channels, 'valid' on 12x12, batch 500, 2 threads,
+float32) runs its fused forward by F(4x4, 5x5) with vectors of tiles spanning images: the validate
+step took 7.5 ms of CPU time per thread by the direct kernel, 5.5 by F(2x2, 5x5); F(4x4, 5x5) then
+cut it from 6.09 to 5.03 ms (2 threads, wall time, median of 30 alternating steps). Its fused input
+gradient sums 50 channels (past MAX_CHANNELS_F4_5X5) one image at a time, and by F(2x2, 5x5) would
+run no faster than the tap kernel.
 """
 from llvmlite import ir
 
@@ -51,6 +54,12 @@ MAX_CHANNELS_F4_2X2 = 256
 # 6.1e-6 with 64, 7.6e-6 with 128: float32 takes it up to MAX_CHANNELS_F2_7X7 channels, where it
 # stays near F(4x4, 3x3)'s at its cap.
 MAX_CHANNELS_F2_7X7 = 32
+# F(4x4, 5x5) (a = 8 too) does 6.25x fewer multiplications than the direct kernel, 2.25x fewer than
+# F(2x2, 5x5); its float32 error (microkernels/winograd.py's POINTS) is near F(2x2, 7x7)'s: float32
+# takes it up to MAX_CHANNELS_F4_5X5 channels. On small images its vectors of tiles span images
+# (LeNet's second layer: 8x8 outputs, 4 tiles an image) and it still pays, unlike F(4x4, 3x3)'s
+# (below): 5x5 filters try it, whole-image grid or spanning, before F(2x2, 5x5).
+MAX_CHANNELS_F4_5X5 = 32
 # Vectors of tiles spanning images (small images, whose whole-image grids waste too much) are tried
 # after every whole-image grid: one thread's CPU time, float32, 'half' 3x3 (B C->K on HxW): 32
 # 64->64 on 4x4 0.18 ms against im2col's 0.89, 32 128->128 on 4x4 0.68-0.92 against 2.46-2.51,
@@ -82,7 +91,8 @@ class WinogradImages:
 def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
-    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 2; 7x7:
+    threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 4 (in float32
+    up to MAX_CHANNELS_F4_5X5 channels C) whole-image or spanning, else 2; 7x7:
     m = 2, in float32 up to MAX_CHANNELS_F2_7X7 channels C; 2x2:
     m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None. Where no grid of whole images
     pays, span (for callers that convolve a group of images at once) tries the same with vectors of
@@ -94,17 +104,20 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
     if min(C, K) < MIN_CHANNELS or (kh == 7 and str(dtype) == "float32" and C > MAX_CHANNELS_F2_7X7):
         return None
     n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
-    for spans in (False, True) if span else (False,):
-        for m in [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]:
-            if m == 4 and str(dtype) == "float32" and C > (MAX_CHANNELS_F4_2X2 if kh == 2 else MAX_CHANNELS_F4):
-                continue   # its rounding error
-            p = WG.Plan(str(dtype), C, K, OH, OW, m, flip, kh, span=spans)
-            if spans and not p.span:
-                continue   # (tried)
-            if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
-                continue
-            if p.efficiency(n) >= MIN_EFFICIENCY:
-                return WinogradImages(p, C, H, W, tuple(shift))
+    sizes = [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]
+    layouts = (False, True) if span else (False,)
+    order = [(sp, m) for m in sizes for sp in layouts] if kh == 5 else [(sp, m) for sp in layouts for m in sizes]
+    cap = {2: MAX_CHANNELS_F4_2X2, 5: MAX_CHANNELS_F4_5X5}.get(kh, MAX_CHANNELS_F4)
+    for spans, m in order:
+        if m == 4 and str(dtype) == "float32" and C > cap:
+            continue   # its rounding error
+        p = WG.Plan(str(dtype), C, K, OH, OW, m, flip, kh, span=spans)
+        if spans and not p.span:
+            continue   # (tried)
+        if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < MIN_TILES_FEW_CHANNELS:
+            continue
+        if p.efficiency(n) >= MIN_EFFICIENCY:
+            return WinogradImages(p, C, H, W, tuple(shift))
     return None
 
 

@@ -1,5 +1,5 @@
 """Winograd F(m x m, r x r) convolution of zero-bordered images (Lavin & Gray, 2016): F(2x2, 3x3),
-F(4x4, 3x3), F(2x2, 5x5), F(2x2, 7x7) and F(4x4, 2x2).
+F(4x4, 3x3), F(2x2, 5x5), F(4x4, 5x5), F(2x2, 7x7) and F(4x4, 2x2).
 
 A 'valid' r x r correlation of a (C, Hb, Wb) buffer is cut into m x m output tiles; each reads an
 a x a input tile d (a = m + r - 1) and, per filter k, is
@@ -9,7 +9,7 @@ a x a input tile d (a = m + r - 1) and, per filter k, is
 with '*' elementwise: the a*a products of each position p of the transformed tile are a GEMM over
 the channels, M[p][k, tile] = U[p][k, :] @ V[p][:, tile], which does a*a multiplications per tile
 and channel instead of the r*r*m*m of the direct convolution (F(2x2, 3x3): 2.25x fewer, F(4x4, 3x3):
-4x, F(2x2, 5x5): 2.78x, F(2x2, 7x7): 3.06x).
+4x, F(2x2, 5x5): 2.78x, F(4x4, 5x5): 6.25x, F(2x2, 7x7): 3.06x).
 
   filters  U = G g G^T once per call (in float64, rounded once), packed as the packed GEMM's A
            micro-panels: up[p][K/MR][C][MR] (gemm.py).
@@ -71,8 +71,12 @@ MATRICES = {
 # +-1/2 (as those), 0, -1, +-1/2 (1e-5 to 3e-5).
 # F(2x2, 7x7): 0, +-1, +-1/2, +-2 (float32, natively, 24 channels: 3.3e-6 of the largest output;
 # +-3/2 in place of +-2 4.7e-6, 2 and -3/2 3.7e-6, +-3/4 or 1/4 in place of a pair 4e-5 to 6e-5).
-POINTS = {(2, 7): (0, 1, -1, F(1, 2), F(-1, 2), 2, -2), (2, 5): (0, 1, -1, F(1, 2), -2),
-          (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, -1, F(1, 2), 2)}
+# F(4x4, 5x5) (the same a = 8): the same points (natively, Gaussian data, batch 128: 16 to 32
+# channels 3.7e-6 to 5.5e-6 of the largest output, positive data 2.5e-6 to 3.9e-6; emulated over
+# 20 channels, the best of 0, +-1 with four of +-1/2, +-2, +-3/2, +-2/3, +-3, +-1/3, +-3/4, +-4/3,
+# +-1/4, +-4 came within 20% of these).
+POINTS = {(2, 7): (0, 1, -1, F(1, 2), F(-1, 2), 2, -2), (4, 5): (0, 1, -1, F(1, 2), F(-1, 2), 2, -2),
+          (2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, -1, F(1, 2), 2)}
 
 
 def matrices(m, r):

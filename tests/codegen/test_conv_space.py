@@ -18,7 +18,7 @@ from symcnn.tensor.nnet.conv import conv2d
 from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
-# the Winograd forward / input-gradient tile transforms: ("tile", dtype, "F2" | "F4" | "F2r5")
+# the Winograd forward / input-gradient tile transforms: ("tile", dtype, "F2" | "F4" | "F2r5" | "F4r5" | "F2r7")
 WINO_TILES = re.compile(r'define internal void @"?symcnn_wino_in_(float32|float64)_(F\d(?:r\d)?)_')
 # the Winograd weight gradient's: ("gw tile", dtype, "_m4" for F(4x4), "" for F(2x2))
 WGW_TILES = re.compile(r'define internal void @"?symcnn_wgw_in_(float32|float64)_[A-Za-z0-9_]*?(_m4|)"?\(')
@@ -340,15 +340,61 @@ _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per
     # 12x12 outputs: panels of one image's 48 tiles, narrower than the GEMM's
     ("float32", (3, 32, 12, 12), (32, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
+    # F(4x4, 5x5): enough images for its whole-image grid (16x16 outputs)
+    ("float32", (8, 32, 16, 16), (33, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    # more channels than MAX_CHANNELS_F4_5X5: float32 keeps F(2x2, 5x5) (float64 takes F(4x4))
+    ("float32", (8, 40, 16, 16), (40, 40, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (8, 40, 16, 16), (40, 40, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
 ]
 
 
 def test_winograd_5x5_shapes():
-    """F(2x2, 5x5) (forward, input gradient and weight gradient) against the reference. Its float32
-    rounding error is about 1e-6 of the largest output (outputs here reach ~100-200: atol 2e-3 is 1e-5
-    of that)."""
+    """F(4x4, 5x5) (forward and input gradient, up to conv_winograd.MAX_CHANNELS_F4_5X5 channels summed
+    in float32) and F(2x2, 5x5) (past them, and every weight gradient) against the reference. Their
+    float32 rounding error is at most about 6e-6 of the largest output (outputs here reach ~100-200:
+    atol 2e-3 is 1e-5 of that)."""
     seen = _run(winograd_configs(k=5), 12, _WINOGRAD_5X5_EXAMPLES)
-    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
+    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd"), ("tile", "float32", "F4r5"),
+            ("tile", "float32", "F2r5"), ("tile", "float64", "F4r5")} <= seen, sorted(seen)
+
+
+@pytest.mark.parametrize("xs,ws", [((128, 20, 12, 12), (50, 20, 5, 5)), ((16, 32, 20, 20), (32, 32, 5, 5))])
+def test_winograd_4x4_5x5_float32_error(xs, ws):
+    """F(4x4, 5x5)'s float32 forward against a float64 reference, Gaussian and positive images: within
+    7e-6 of the largest output up to MAX_CHANNELS_F4_5X5 channels (measured 3.7-5.5e-6), LeNet's
+    second layer (8x8 outputs, vectors of tiles spanning images) and a whole-image grid."""
+    from codegen.kernels.conv_winograd import MAX_CHANNELS_F4_5X5
+    assert ws[1] <= MAX_CHANNELS_F4_5X5
+    x = T.tensor4("x", dtype="float32", shape=xs)
+    w = T.tensor4("w", dtype="float32", shape=ws)
+    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws))
+    assert re.search(r"symcnn_wino_in_float32_F4r5_", fn.dump_llvm())
+    x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
+    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64), mode="reference")
+    rng = np.random.default_rng(2)
+    for xv in (rng.standard_normal(xs).astype("float32"), rng.random(xs).astype("float32")):
+        wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 25)).astype("float32")
+        ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
+        assert np.abs(fn(xv, wv) - ref).max() <= 7e-6 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("dtype,C,m", [("float32", 32, 4), ("float32", 33, 2), ("float64", 64, 4),
+                                       ("float32", 16, 4)])
+def test_winograd_5x5_tile_size_by_channels(dtype, C, m):
+    """5x5 filters: float32 takes F(4x4, 5x5) up to conv_winograd.MAX_CHANNELS_F4_5X5 channels, float64
+    with any, else F(2x2, 5x5) (32x32 outputs waste none of either grid); LeNet-sized images (8x8 outputs) take it with vectors of tiles spanning
+    images, where F(2x2)'s whole-image grid would do (16 float32 lanes)."""
+    from codegen import target as targets
+    from codegen.kernels.conv_winograd import MAX_CHANNELS_F4_5X5, winograd_images
+    assert MAX_CHANNELS_F4_5X5 == 32
+    wi = winograd_images(dtype, C, 36, 36, 64, 5, 5, 32, 32, (0, 0), True, batch=16)
+    assert wi is not None and wi.p.m == m, (wi and wi.p.m)
+    if dtype == "float32" and targets.current().vector_bytes == 64:
+        wi = winograd_images(dtype, C, 12, 12, 50, 5, 5, 8, 8, (0, 0), True, batch=500)
+        assert wi is not None and wi.p.m == m and wi.p.span == (m == 4), (wi and (wi.p.m, wi.p.span))
 
 
 # small images whose whole-image tile grids would waste too much: vectors of tiles spanning images

@@ -840,6 +840,32 @@ def test_winograd_4x4_tiles_match_reference(monkeypatch):
     assert re.search(r"symcnn_wino_in_float32_F4_", fn.runner.ir)
 
 
+def test_winograd_4x4_5x5_fused_match_reference(monkeypatch, target):
+    """LeNet's second layer (20 channels, 'valid' 5x5 on 12x12, 2x2 max pooling, tanh; 16 filters)
+    with enough images per thread: the fused forward by F(4x4, 5x5) with vectors of tiles spanning
+    images (four tiles an image), its backward by the routed weight gradient and the tap panels,
+    against the reference, tie masks included (Gaussian data: no two values of a window within the
+    transforms' rounding of each other)."""
+    from codegen.kernels.convpool import winograd_forward
+    from symcnn.config import config
+    monkeypatch.setattr(config, "num_threads", 1)
+    xs, ws = (64, 20, 12, 12), (16, 20, 5, 5)
+    fwd, bwd, bwd_nogx = conv_act_ops("tanh", "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
+    if target.vector_bytes == 64:
+        p = winograd_forward(fwd, "float32", [64, 20, 12, 12, 16, 5, 5, 8, 8]).p
+        assert (p.m, p.span) == (4, True), (p.m, p.span)
+    x, W, g = (T.TensorType("float32", (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType("float32", (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(7)
+    xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(20 * 25)
+    gv = rng.standard_normal((64, 16, 4, 4)).astype("float32")
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
+    if target.vector_bytes == 64:
+        assert re.search(r"symcnn_wino_in_float32_F4r5_\w+_\d+x\ds_", fn.runner.ir)
+
+
 def test_winograd_one_thread_and_three_agree(monkeypatch):
     """The fused forward and backward by Winograd on 1 thread (the inline per-image loop) and on 3
     threads match the reference and each other (up to the order in which the weight-gradient

@@ -18,7 +18,8 @@ def _correlate(BT, G, AT, g, d):
 
 @pytest.mark.parametrize("m,r,points", [(2, 3, (0, 1, -1)), (4, 3, (0, 1, -1, 2, -2)), (2, 5, WG.POINTS[(2, 5)]),
                                         (2, 5, (0, 1, -1, 2, -2)),
-                                        (3, 4, (0, 1, -1, Fraction(1, 2), 3)), (2, 7, (0, 1, -1, 2, -2, 3, -3))])
+                                        (3, 4, (0, 1, -1, Fraction(1, 2), 3)), (2, 7, (0, 1, -1, 2, -2, 3, -3)),
+                                        (4, 5, WG.POINTS[(4, 5)]), (2, 7, WG.POINTS[(2, 7)])])
 def test_matrices_compute_the_correlation_exactly(m, r, points):
     BT, G, AT = cook_toom.matrices(m, r, points)
     n = m + r - 1
@@ -67,4 +68,4 @@ def test_f2x2_5x5_plan_layout():
     q = WG.Plan("float32", 32, 32, 16, 16, 2, True)
     assert (q.a, q.loads, q.Hb - 2 * q.tHp, q.Wb - 2 * q.tWp, q.r) == (4, 2, 2, 2, 3)
     assert q.name == f"float32_F2_C32_K32_OH16_OW16_{q.tHp}x{q.tWp}"
-    assert WG.tile_sizes(3) == (4, 2) and WG.tile_sizes(5) == (2,)
+    assert WG.tile_sizes(3) == (4, 2) and WG.tile_sizes(5) == (4, 2) and WG.tile_sizes(7) == (2,)
