@@ -93,7 +93,7 @@ class Options:
     # the largest output, a third of the debug mode's float32 tolerance);
     # 0: no Winograd kernels, the direct ones run. 5x5 ones take F(2x2, 5x5) where this is 2 or 3
     # (float32 error about 1e-6 of the largest output), F(4x4, 5x5) where it is 4 (float32 only up
-    # to conv_winograd.MAX_CHANNELS_F4_5X5 channels, error within about 5.5e-6).
+    # to conv_winograd.MAX_CHANNELS_F4_5X5 channels, error within about 7e-6).
     winograd_max_tile = 4
 
     # Per-item loops (parallel.run_parallel): fewer items than this run on the calling thread; where

@@ -6,7 +6,7 @@ The ways, chosen when compiling (forward_variant):
           filters, a tile grid that wastes little: Winograd's F(4x4, 3x3) (conv_winograd.py; up to
           128 float32 channels where its grid wastes little, else F(2x2, 3x3), or always with
           options.winograd_max_tile = 2), 4x (2.25x) fewer multiplications than the direct kernel,
-          F(4x4, 5x5) (up to 32 float32 channels) or F(2x2, 5x5), 6.25x (2.78x) fewer, F(2x2, 7x7).
+          F(4x4, 5x5) (up to 24 float32 channels) or F(2x2, 5x5), 6.25x (2.78x) fewer, F(2x2, 7x7).
   gemm batch  a 1x1 unpadded convolution, static shapes, at most KC channels: one GEMM over the
           whole batch, the filters packed once (conv_1x1.py); strided ones with enough filters.
   gemm 1x1  other 1x1 unit-stride unpadded convolutions: each image is its own patch matrix, so the

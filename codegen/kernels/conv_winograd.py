@@ -55,11 +55,12 @@ MAX_CHANNELS_F4_2X2 = 256
 # stays near F(4x4, 3x3)'s at its cap.
 MAX_CHANNELS_F2_7X7 = 32
 # F(4x4, 5x5) (a = 8 too) does 6.25x fewer multiplications than the direct kernel, 2.25x fewer than
-# F(2x2, 5x5); its float32 error (microkernels/winograd.py's POINTS) is near F(2x2, 7x7)'s: float32
-# takes it up to MAX_CHANNELS_F4_5X5 channels. On small images its vectors of tiles span images
+# F(2x2, 5x5); its float32 error (microkernels/winograd.py's POINTS) is near F(2x2, 7x7)'s with
+# hardware FMA (3.7-5.5e-6 of the largest output, 16 to 32 channels), 4.6-7.6e-6 without (x86-64):
+# float32 takes it up to MAX_CHANNELS_F4_5X5 channels. On small images its vectors of tiles span images
 # (LeNet's second layer: 8x8 outputs, 4 tiles an image) and it still pays, unlike F(4x4, 3x3)'s
 # (below): 5x5 filters try it, whole-image grid or spanning, before F(2x2, 5x5).
-MAX_CHANNELS_F4_5X5 = 32
+MAX_CHANNELS_F4_5X5 = 24
 # Vectors of tiles spanning images (small images, whose whole-image grids waste too much) are tried
 # after every whole-image grid: one thread's CPU time, float32, 'half' 3x3 (B C->K on HxW): 32
 # 64->64 on 4x4 0.18 ms against im2col's 0.89, 32 128->128 on 4x4 0.68-0.92 against 2.46-2.51,

@@ -72,7 +72,8 @@ MATRICES = {
 # F(2x2, 7x7): 0, +-1, +-1/2, +-2 (float32, natively, 24 channels: 3.3e-6 of the largest output;
 # +-3/2 in place of +-2 4.7e-6, 2 and -3/2 3.7e-6, +-3/4 or 1/4 in place of a pair 4e-5 to 6e-5).
 # F(4x4, 5x5) (the same a = 8): the same points (natively, Gaussian data, batch 128: 16 to 32
-# channels 3.7e-6 to 5.5e-6 of the largest output, positive data 2.5e-6 to 3.9e-6; emulated over
+# channels 3.7e-6 to 5.5e-6 of the largest output, positive data 2.5e-6 to 3.9e-6; without hardware
+# FMA (x86-64) 4.6e-6 to 7.6e-6 and 2.7e-6 to 4.7e-6; emulated over
 # 20 channels, the best of 0, +-1 with four of +-1/2, +-2, +-3/2, +-2/3, +-3, +-1/3, +-3/4, +-4/3,
 # +-1/4, +-4 came within 20% of these).
 POINTS = {(2, 7): (0, 1, -1, F(1, 2), F(-1, 2), 2, -2), (4, 5): (0, 1, -1, F(1, 2), F(-1, 2), 2, -2),

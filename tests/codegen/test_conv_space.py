@@ -340,8 +340,9 @@ _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per
     # 12x12 outputs: panels of one image's 48 tiles, narrower than the GEMM's
     ("float32", (3, 32, 12, 12), (32, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
-    # F(4x4, 5x5): enough images for its whole-image grid (16x16 outputs)
-    ("float32", (8, 32, 16, 16), (33, 32, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+    # F(4x4, 5x5): enough images for its whole-image grid (16x16 outputs) and for short GEMMs of fewer
+    # than 32 channels (conv_winograd.MIN_TILES_FEW_CHANNELS)
+    ("float32", (32, 24, 16, 16), (33, 24, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
     # more channels than MAX_CHANNELS_F4_5X5: float32 keeps F(2x2, 5x5) (float64 takes F(4x4))
     ("float32", (8, 40, 16, 16), (40, 40, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
@@ -361,11 +362,12 @@ def test_winograd_5x5_shapes():
             ("tile", "float32", "F2r5"), ("tile", "float64", "F4r5")} <= seen, sorted(seen)
 
 
-@pytest.mark.parametrize("xs,ws", [((128, 20, 12, 12), (50, 20, 5, 5)), ((16, 32, 20, 20), (32, 32, 5, 5))])
+@pytest.mark.parametrize("xs,ws", [((128, 20, 12, 12), (50, 20, 5, 5)), ((32, 24, 20, 20), (32, 24, 5, 5))])
 def test_winograd_4x4_5x5_float32_error(xs, ws):
     """F(4x4, 5x5)'s float32 forward against a float64 reference, Gaussian and positive images: within
-    7e-6 of the largest output up to MAX_CHANNELS_F4_5X5 channels (measured 3.7-5.5e-6), LeNet's
-    second layer (8x8 outputs, vectors of tiles spanning images) and a whole-image grid."""
+    8e-6 of the largest output up to MAX_CHANNELS_F4_5X5 channels (measured 3.7-5.5e-6 with hardware
+    FMA, up to 7e-6 without), LeNet's second layer (8x8 outputs, vectors of tiles spanning images)
+    and a whole-image grid."""
     from codegen.kernels.conv_winograd import MAX_CHANNELS_F4_5X5
     assert ws[1] <= MAX_CHANNELS_F4_5X5
     x = T.tensor4("x", dtype="float32", shape=xs)
@@ -378,10 +380,10 @@ def test_winograd_4x4_5x5_float32_error(xs, ws):
     for xv in (rng.standard_normal(xs).astype("float32"), rng.random(xs).astype("float32")):
         wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 25)).astype("float32")
         ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
-        assert np.abs(fn(xv, wv) - ref).max() <= 7e-6 * np.abs(ref).max()
+        assert np.abs(fn(xv, wv) - ref).max() <= 8e-6 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("dtype,C,m", [("float32", 32, 4), ("float32", 33, 2), ("float64", 64, 4),
+@pytest.mark.parametrize("dtype,C,m", [("float32", 24, 4), ("float32", 25, 2), ("float64", 64, 4),
                                        ("float32", 16, 4)])
 def test_winograd_5x5_tile_size_by_channels(dtype, C, m):
     """5x5 filters: float32 takes F(4x4, 5x5) up to conv_winograd.MAX_CHANNELS_F4_5X5 channels, float64
@@ -389,7 +391,7 @@ def test_winograd_5x5_tile_size_by_channels(dtype, C, m):
     images, where F(2x2)'s whole-image grid would do (16 float32 lanes)."""
     from codegen import target as targets
     from codegen.kernels.conv_winograd import MAX_CHANNELS_F4_5X5, winograd_images
-    assert MAX_CHANNELS_F4_5X5 == 32
+    assert MAX_CHANNELS_F4_5X5 == 24
     wi = winograd_images(dtype, C, 36, 36, 64, 5, 5, 32, 32, (0, 0), True, batch=16)
     assert wi is not None and wi.p.m == m, (wi and wi.p.m)
     if dtype == "float32" and targets.current().vector_bytes == 64:
