@@ -829,15 +829,21 @@ def test_winograd_4x4_tiles_match_reference(monkeypatch):
     dims = [3, 32, 32, 32, 32, 3, 3, 32, 32]
     assert winograd_forward(fwd, "float32", dims).p.m == 4
     assert winograd_grad_inputs(fwd, "float32", dims).p.m == 4
+    fn = _check_gaussian_float32((fwd, bwd, bwd_nogx), xs, ws, (3, 32, 16, 16), seed=5)
+    assert re.search(r"symcnn_wino_in_float32_F4_", fn.runner.ir)
+
+
+def _check_gaussian_float32(ops, xs, ws, gshape, seed):
+    """The fused forward and backward of ops on Gaussian images, filters scaled to unit outputs and
+    a Gaussian pooled gradient of gshape, against the reference; returns the native function."""
     x, W, g = (T.TensorType("float32", (None,) * 4)(n) for n in "xWg")
     b = T.TensorType("float32", (None,))("b")
-    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
-    rng = np.random.default_rng(5)
+    outs = _outputs(*ops, x, W, b, g)
+    rng = np.random.default_rng(seed)
     xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
-    Wv /= np.sqrt(32 * 9)
-    gv = rng.standard_normal((3, 32, 16, 16)).astype("float32")
-    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
-    assert re.search(r"symcnn_wino_in_float32_F4_", fn.runner.ir)
+    Wv /= np.sqrt(ws[1] * ws[2] * ws[3])
+    gv = rng.standard_normal(gshape).astype("float32")
+    return check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
 
 
 def test_winograd_4x4_5x5_fused_match_reference(monkeypatch, target):
@@ -854,14 +860,7 @@ def test_winograd_4x4_5x5_fused_match_reference(monkeypatch, target):
     if target.vector_bytes == 64:
         p = winograd_forward(fwd, "float32", [64, 20, 12, 12, 16, 5, 5, 8, 8]).p
         assert (p.m, p.span) == (4, True), (p.m, p.span)
-    x, W, g = (T.TensorType("float32", (None,) * 4)(n) for n in "xWg")
-    b = T.TensorType("float32", (None,))("b")
-    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
-    rng = np.random.default_rng(7)
-    xv, Wv, bv = (rng.standard_normal(s).astype("float32") for s in (xs, ws, ws[:1]))
-    Wv /= np.sqrt(20 * 25)
-    gv = rng.standard_normal((64, 16, 4, 4)).astype("float32")
-    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
+    fn = _check_gaussian_float32((fwd, bwd, bwd_nogx), xs, ws, (64, 16, 4, 4), seed=7)
     if target.vector_bytes == 64:
         assert re.search(r"symcnn_wino_in_float32_F4r5_\w+_\d+x\ds_", fn.runner.ir)
 
