@@ -260,6 +260,7 @@ def lower_conv_pool_act(ctx, node, ins):
         FPK.emit_forward(ctx, op, fp, dt, xs, wd, bd, out, mask, zarr)
         return [outs[r] for r in roles]
     wi = winograd_forward(op, dt, dims)
+    in_place = wi is not None and _reads_in_place(op, dt, xs, wi, H, W)
     di = padded_direct(op, dt, dims) if wi is None else None
     dp = D.plan(op, dt, dims) if wi is None and (di is None or not isinstance(di.p, FT.Plan)) else None
     di = di if dp is None else None
@@ -301,7 +302,8 @@ def lower_conv_pool_act(ctx, node, ins):
                 for n in sizes[:4 if wi is not None else 2]]
         parts = [v for p in bufs for v in (p, 0)] + [None, 0] * (4 - len(bufs))
         parts += [ctx.scratch(dt, [sizes[4]]).ptr, 0] if op.in_act is not None else [None, 0]
-        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp, di=di, wi=wi)
+        _forward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, 0, 0, B, packs=False, dp=dp, di=di, wi=wi,
+                        in_place=in_place)
         return [outs[r] for r in roles]
     bufs = [_Parts(ctx, dt, n, T) if not (isinstance(n, int) and n == 0) else None for n in sizes]
     present = [p is not None for p in bufs]
@@ -315,13 +317,14 @@ def lower_conv_pool_act(ctx, node, ins):
         for here in present:
             parts += [next(it), next(it)] if here else [None, 0]
         _forward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
-                        packs=dp is None and wi is None, dp=dp, di=di, wi=wi)
+                        packs=dp is None and wi is None, dp=dp, di=di, wi=wi, in_place=in_place)
 
     _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit, item_flops=image_flops(K, OH, OW, C, kh, kw))
     return [outs[r] for r in roles]
 
 
-def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None, wi=None):
+def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None, wi=None,
+                    in_place=False):
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
     (direct plan dp: of the conv scratch and, padded (DirectImages di), of the bordered image copy;
     ptrs[0] is then the packed weights, ptrs[4] the taps; Winograd (wi): of the conv results of a
@@ -338,7 +341,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     pk = (ap, bp) if packs else None
     if wi is not None:
         _forward_winograd(ctx, op, dt, dims, xs, wi, cols, conv, ap, bp, wptr, bptr, optr, mptr, zptr, aptr,
-                          n0, n1, xa)
+                          n0, n1, xa, in_place)
         return
     if di is not None:
         xbuf, conv = conv, None
@@ -393,9 +396,9 @@ def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
 
 
 def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, optr, mptr, zptr, aptr, n0, n1,
-                      xa=None):
+                      xa=None, in_place=False):
     """The forward for images [n0, n1) by Winograd: a group of images' conv results, then the
-    epilogue of each."""
+    epilogue of each (in_place: full groups read x where it is, _reads_in_place)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     p = wi.p
@@ -417,8 +420,19 @@ def _forward_winograd(ctx, op, dt, dims, xs, wi, conv, wbuf, vp, mp, up, bptr, o
         _epilogue(ctx, op, dt, gep(b, conv, U.mul(b, gi, plane), et), OH * OW, OW, n, dims, bptr, optr, mptr,
                   zptr, aptr)
 
+    direct = (lambda g0: gep(b, xs.ptr, U.mul(b, g0, C * H * W), et)) if in_place else None
     WG.emit_images(ctx, p, wbuf, up, vp, mp, n0, n1, prepare, lambda n, gi: gep(b, conv, U.mul(b, gi, plane), et),
-                   OH * OW, OW, finish, step=plane)
+                   OH * OW, OW, finish, step=plane, direct=direct)
+
+
+def _reads_in_place(op, dt, xs, wi, H, W):
+    """Whether the Winograd forward reads the images of its full groups where they are: vectors of
+    tiles spanning images (a group's buffers are its images one after another, as in a dense x of
+    the op's dtype) with no border (the buffer is the image: LeNet's 'valid' 12x12 images) and no
+    activation to apply as they are copied."""
+    p = wi.p
+    return (isinstance(wi, WinogradImages) and p.span and tuple(wi.shift) == (0, 0) and (p.Hb, p.Wb) == (H, W)
+            and op.in_act is None and xs.contiguous and xs.dtype == dt)
 
 
 def _vector_pool(op, dt):

@@ -482,17 +482,18 @@ def emit_output(ctx, p, mp, dst, ks, rs, col0, lt_start, nvec, step=0, gn=1):
                [mp, dst] + [U.as_value(ctx.b, v) for v in (col0, lt_start, nvec) + more])
 
 
-def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish=None, step=None):
+def emit_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish=None, step=None, direct=None):
     """The convolution of images [n0, n1), Gi at a time: prepare(n, buf) fills image n's bordered
     buffer (bufs holds Gi of them, buf_elems() / Gi apart); dst_of(n, gi) is where image n (the
     group's gi-th) gets its (K, OH, OW) result, k planes ks apart and rows rs apart; finish(n, gi)
     (optional) then runs for each image of the group. step: the elements between the results of
     consecutive images of a group (dst_of(n + 1, gi + 1) - dst_of(n, gi)), which a plan whose
-    vectors of tiles span images (p.span) needs."""
+    vectors of tiles span images (p.span) needs. direct (p.span only): g0 -> where images g0 ..
+    g0 + Gi - 1 lie as a group's buffers would hold them, read in place by every full group."""
     if p.span:
         if step is None:
             raise ValueError("a Winograd plan whose tiles span images needs the results' step")
-        return _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step)
+        return _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step, direct)
     b = ctx.b
     et = U.ll_type(p.dtype)
     img = p.C * p.Hb * p.Wb
@@ -534,18 +535,31 @@ def emit_image_panels(ctx, p, buf, up, vp, mp, i0, i1, S, prepare, dst_of, ks, r
             emit_output(ctx, p, mp, dst_of(n), ks, rs, 0, lt_start, nvec)
 
 
-def _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step):
+def _emit_span_images(ctx, p, bufs, up, vp, mp, n0, n1, prepare, dst_of, ks, rs, finish, step, direct=None):
     """emit_images for a plan whose vectors of tiles span images: a group's Gi buffers are one panel
-    (its tiles numbered image after image), transformed, multiplied and written back at once."""
+    (its tiles numbered image after image), transformed, multiplied and written back at once. With
+    direct, a full group's images are read where they are; a short last group's are copied (its
+    panel reads Gi images: past the batch there, past the buffers' last image)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     img = p.C * p.Hb * p.Wb
     nvec = p.NR // p.L
     with U.for_range(b, n1, start=n0, step=p.Gi, name="wg") as g0:
         gn = U.smin(b, b.sub(U.as_value(b, n1), g0), p.Gi)
-        with U.for_range(b, gn, name="wi") as gi:
-            prepare(b.add(g0, gi), U.gep(b, bufs, b.mul(gi, U.i64(img)), et))
-        emit_input(ctx, p, bufs, vp, 0, 0, nvec)
+
+        def copied():
+            with U.for_range(b, gn, name="wi") as gi:
+                prepare(b.add(g0, gi), U.gep(b, bufs, b.mul(gi, U.i64(img)), et))
+            emit_input(ctx, p, bufs, vp, 0, 0, nvec)
+
+        if direct is None:
+            copied()
+        else:
+            with b.if_else(b.icmp_signed("==", gn, U.i64(p.Gi))) as (full, short):
+                with full:
+                    emit_input(ctx, p, direct(g0), vp, 0, 0, nvec)
+                with short:
+                    copied()
         emit_products(ctx, p, up, vp, mp)
         emit_output(ctx, p, mp, dst_of(g0, 0), ks, rs, 0, 0, nvec, step, gn)
         if finish is not None:

@@ -849,18 +849,21 @@ def _check_gaussian_float32(ops, xs, ws, gshape, seed):
 def test_winograd_4x4_5x5_fused_match_reference(monkeypatch, target):
     """LeNet's second layer (20 channels, 'valid' 5x5 on 12x12, 2x2 max pooling, tanh; 16 filters)
     with enough images per thread: the fused forward by F(4x4, 5x5) with vectors of tiles spanning
-    images (four tiles an image), its backward by the routed weight gradient and the tap panels,
-    against the reference, tie masks included (Gaussian data: no two values of a window within the
-    transforms' rounding of each other)."""
-    from codegen.kernels.convpool import winograd_forward
+    images (four tiles an image; full groups of images read in place, the short last one copied),
+    its backward by the routed weight gradient and the tap panels, against the reference, tie masks
+    included (Gaussian data: no two values of a window within the transforms' rounding of each
+    other)."""
+    from codegen.kernels.convpool import _reads_in_place, winograd_forward
     from symcnn.config import config
     monkeypatch.setattr(config, "num_threads", 1)
-    xs, ws = (64, 20, 12, 12), (16, 20, 5, 5)
+    xs, ws = (70, 20, 12, 12), (16, 20, 5, 5)
     fwd, bwd, bwd_nogx = conv_act_ops("tanh", "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
     if target.vector_bytes == 64:
-        p = winograd_forward(fwd, "float32", [64, 20, 12, 12, 16, 5, 5, 8, 8]).p
-        assert (p.m, p.span) == (4, True), (p.m, p.span)
-    fn = _check_gaussian_float32((fwd, bwd, bwd_nogx), xs, ws, (64, 16, 4, 4), seed=7)
+        wi = winograd_forward(fwd, "float32", [70, 20, 12, 12, 16, 5, 5, 8, 8])
+        assert (wi.p.m, wi.p.span) == (4, True) and 70 % wi.p.Gi, (wi.p.m, wi.p.span, wi.p.Gi)
+        from codegen.lower import Array
+        assert _reads_in_place(fwd, "float32", Array("float32", None, list(xs)), wi, 12, 12)
+    fn = _check_gaussian_float32((fwd, bwd, bwd_nogx), xs, ws, (70, 16, 4, 4), seed=7)
     if target.vector_bytes == 64:
         assert re.search(r"symcnn_wino_in_float32_F4r5_\w+_\d+x\ds_", fn.runner.ir)
 
