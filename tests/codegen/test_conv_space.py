@@ -315,17 +315,23 @@ def test_winograd_4x4_float32_error(xs, ws):
     error within about 3e-6 of the largest output up to 128 channels (Lavin & Gray's 0, +-1, +-2
     give 9e-6 with 64 channels on 32x32 images, 1.2e-5 with 128), a third of the debug mode's
     float32 tolerance."""
+    _check_float32_forward(xs, ws, "half", "F4", 4e-6, 1, lambda rng: np.abs(rng.standard_normal(xs)))
+
+
+def _check_float32_forward(xs, ws, border, tile, bound, seed, positive):
+    """The float32 forward of a conv2d by the Winograd tile `tile` (read from the IR) within bound
+    times the largest output of a float64 reference, for Gaussian images and positive(rng) ones."""
     x = T.tensor4("x", dtype="float32", shape=xs)
     w = T.tensor4("w", dtype="float32", shape=ws)
-    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="half"))
-    assert re.search(r"symcnn_wino_in_float32_F4_", fn.dump_llvm())
+    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border))
+    assert re.search(rf"symcnn_wino_in_float32_{tile}_", fn.dump_llvm())
     x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
-    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64, border_mode="half"), mode="reference")
-    rng = np.random.default_rng(1)
-    for xv in (rng.standard_normal(xs).astype("float32"), np.abs(rng.standard_normal(xs)).astype("float32")):
-        wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 9)).astype("float32")
+    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64, border_mode=border), mode="reference")
+    rng = np.random.default_rng(seed)
+    for xv in (rng.standard_normal(xs).astype("float32"), positive(rng).astype("float32")):
+        wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * ws[2] * ws[3])).astype("float32")
         ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
-        assert np.abs(fn(xv, wv) - ref).max() <= 4e-6 * np.abs(ref).max()
+        assert np.abs(fn(xv, wv) - ref).max() <= bound * np.abs(ref).max()
 
 
 _WINOGRAD_5X5_EXAMPLES = [   # LeNet's second layer; ragged tiles; one image per panel; 'full'
@@ -370,17 +376,7 @@ def test_winograd_4x4_5x5_float32_error(xs, ws):
     and a whole-image grid."""
     from codegen.kernels.conv_winograd import MAX_CHANNELS_F4_5X5
     assert ws[1] <= MAX_CHANNELS_F4_5X5
-    x = T.tensor4("x", dtype="float32", shape=xs)
-    w = T.tensor4("w", dtype="float32", shape=ws)
-    fn = symcnn.function([x, w], conv2d(x, w, input_shape=xs, filter_shape=ws))
-    assert re.search(r"symcnn_wino_in_float32_F4r5_", fn.dump_llvm())
-    x64, w64 = T.tensor4("x", dtype="float64"), T.tensor4("w", dtype="float64")
-    ref_fn = symcnn.function([x64, w64], conv2d(x64, w64), mode="reference")
-    rng = np.random.default_rng(2)
-    for xv in (rng.standard_normal(xs).astype("float32"), rng.random(xs).astype("float32")):
-        wv = (rng.standard_normal(ws) / np.sqrt(ws[1] * 25)).astype("float32")
-        ref = ref_fn(xv.astype("float64"), wv.astype("float64"))
-        assert np.abs(fn(xv, wv) - ref).max() <= 8e-6 * np.abs(ref).max()
+    _check_float32_forward(xs, ws, "valid", "F4r5", 8e-6, 2, lambda rng: rng.random(xs))
 
 
 @pytest.mark.parametrize("dtype,C,m", [("float32", 24, 4), ("float32", 25, 2), ("float64", 64, 4),
