@@ -846,24 +846,33 @@ def _check_gaussian_float32(ops, xs, ws, gshape, seed):
     return check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], rtol=RTOL, atol=1e-3)[0]
 
 
-def test_winograd_4x4_5x5_fused_match_reference(monkeypatch, target):
-    """LeNet's second layer (20 channels, 'valid' 5x5 on 12x12, 2x2 max pooling, tanh; 16 filters)
-    with enough images per thread: the fused forward by F(4x4, 5x5) with vectors of tiles spanning
-    images (four tiles an image; full groups of images read in place, the short last one copied),
-    its backward by the routed weight gradient and the tap panels, against the reference, tie masks
-    included (Gaussian data: no two values of a window within the transforms' rounding of each
-    other)."""
+@pytest.mark.parametrize("threads,act", [(1, "tanh"), (2, "relu"), (3, "sigmoid")])
+def test_winograd_4x4_5x5_fused_match_reference(monkeypatch, target, threads, act):
+    """LeNet's second layer (20 channels, 'valid' 5x5 on 12x12, 2x2 max pooling; 16 filters) with
+    enough images per thread (70 a thread): the fused forward by F(4x4, 5x5) with vectors of tiles
+    spanning images (four tiles an image; full groups of images read in place, each thread's short
+    last group copied), its backward by the routed weight gradient and the tap panels, against the
+    reference, tie masks included (Gaussian data: no two values of a window within the transforms'
+    rounding of each other). x not dense, or an input activation to apply: the images are copied."""
     from codegen.kernels.convpool import _reads_in_place, winograd_forward
+    from codegen.lower import Array
     from symcnn.config import config
-    monkeypatch.setattr(config, "num_threads", 1)
-    xs, ws = (70, 20, 12, 12), (16, 20, 5, 5)
-    fwd, bwd, bwd_nogx = conv_act_ops("tanh", "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(config, "num_threads", threads)
+    B = 70 * threads
+    xs, ws = (B, 20, 12, 12), (16, 20, 5, 5)
+    fwd, bwd, bwd_nogx = conv_act_ops(act, "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws)
     if target.vector_bytes == 64:
-        wi = winograd_forward(fwd, "float32", [70, 20, 12, 12, 16, 5, 5, 8, 8])
+        wi = winograd_forward(fwd, "float32", [B, 20, 12, 12, 16, 5, 5, 8, 8])
         assert (wi.p.m, wi.p.span) == (4, True) and 70 % wi.p.Gi, (wi.p.m, wi.p.span, wi.p.Gi)
-        from codegen.lower import Array
         assert _reads_in_place(fwd, "float32", Array("float32", None, list(xs)), wi, 12, 12)
-    fn = _check_gaussian_float32((fwd, bwd, bwd_nogx), xs, ws, (70, 16, 4, 4), seed=7)
+        assert not _reads_in_place(fwd, "float32", Array("float32", None, list(xs), [2880 * 2, 144, 12, 1]), wi, 12, 12)
+        assert not _reads_in_place(fwd, "float64", Array("float32", None, list(xs)), wi, 12, 12)
+        with_in_act = conv_act_ops(act, "float32", border_mode="valid", ws=(2, 2), imshp=xs, kshp=ws,
+                                   in_act=fwd.act)[0]
+        assert not _reads_in_place(with_in_act, "float32", Array("float32", None, list(xs)), wi, 12, 12)
+    fn = _check_gaussian_float32((fwd, bwd, bwd_nogx), xs, ws, (B, 16, 4, 4), seed=7)
     if target.vector_bytes == 64:
         assert re.search(r"symcnn_wino_in_float32_F4r5_\w+_\d+x\ds_", fn.runner.ir)
 
