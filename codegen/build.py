@@ -30,6 +30,7 @@ from . import target as targets
 from .lower import E_UPDATE_SHAPE, Array, Context, bounds_checker, copy, lower
 from .options import options as codegen_options
 from .plan import Plan
+from .redundant_checks import drop_dominated_checks
 from . import kernels  # noqa: F401  (registers the lowerings)
 
 
@@ -504,6 +505,7 @@ class Emission:
         self.fgraph, self.updates = fgraph, updates
         self.guard_nan, self.profile = guard_nan, profile
         self.module = self.fn = self.b = self.plan = self.ctx = self.chk = self.prof = None
+        self.prologue = self.body = None   # the entry block, and the block the nodes' code starts in
         self.hooks = []       # NodeHooks around each node's lowering
         self.env = {}         # graph variable -> Array
         self.offsets = []     # per graph input, where its dimensions start in input_dims
@@ -518,10 +520,15 @@ def entry_function(em):
     em.fn = fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
     for a in fn.args:
         a.add_attribute("noalias")
-    em.b = ir.IRBuilder(fn.append_basic_block("entry"))
+    # the entry block holds the stack variables and, at the end, the growth of the buffers of
+    # static sizes (grow_static_buffers); the nodes' code starts in the next block
+    em.prologue = fn.append_basic_block("entry")
+    em.body = fn.append_basic_block("body")
+    em.b = ir.IRBuilder(em.body)
     # The NaN guard may stop a call midway: then nothing may have been written in place yet.
     em.plan = Plan(em.fgraph, lower, em.updates if not em.guard_nan else ())
     em.ctx = Context(module, em.b, em.plan, fn.args[2], fn.args[4])
+    em.ctx.static_sizes = {}
     em.chk = bounds_checker()
     if em.chk is not None:
         em.chk.attach(em.ctx)
@@ -692,6 +699,25 @@ def return_results(em):
     b.ret(ir.Constant(U.I32, 0))
 
 
+def grow_static_buffers(em):
+    """The entry block's end: every buffer of a static size grown at once, then the nodes' code
+    (lower.Context.emit_static_grows)."""
+    b = ir.IRBuilder(em.prologue)
+    code = em.ctx.emit_static_grows(b)
+    if code is None:
+        b.branch(em.body)
+        return
+    failed = em.fn.append_basic_block("grow_failed")
+    br = b.cbranch(b.icmp_signed("!=", code, ir.Constant(U.I32, 0)), failed, em.body)
+    br.set_weights([1, 1000])
+    ir.IRBuilder(failed).ret(code)
+
+
+def drop_repeated_checks(em):
+    """The checks a dominating check of the same condition already made go (redundant_checks.py)."""
+    drop_dominated_checks(em.fn, em.module.globals.get("symcnn_fail"))
+
+
 def loop_metadata(em):
     """A post-pass over the finished function: its scalar loops are not unrolled unless
     codegen.options.entry_unroll says so, and those storing to more places per iteration than
@@ -710,6 +736,8 @@ PASSES = (
     ("outputs", copy_outputs),
     ("updates", commit_updates),
     ("return", return_results),
+    ("static_buffers", grow_static_buffers),
+    ("repeated_checks", drop_repeated_checks),
     ("loop_metadata", loop_metadata),
 )
 

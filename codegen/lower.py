@@ -160,6 +160,10 @@ class Context(U.FunctionContext):
         # .outputs, .poll(ctx) (emitted after every later node) and .finish(ctx) (emitted
         # before the first node that reads an output, or before the results).
         self.pending = []
+        # slot -> (bytes, node index): buffers of sizes known at compile time, grown once at the
+        # start of the function (emit_static_grows) instead of where each is taken; None: each
+        # is grown where it is taken
+        self.static_sizes = None
 
     def before_node(self, node):
         """Finish the pending work whose outputs `node` reads (every piece when node is None)."""
@@ -259,13 +263,17 @@ class Context(U.FunctionContext):
                 bad = b.or_(bad, b.icmp_signed("<", nbytes, U.i64(0)))
             self.fail_if(bad, E_ALLOC, -1, len(shape), *shape[:4])
         entry = b.gep(self.slots_ptr, [U.i64(2 * slot)], source_etype=U.I64)
-        cap_ptr = b.gep(self.slots_ptr, [U.i64(2 * slot + 1)], source_etype=U.I64)
-        need = U.as_value(b, nbytes)
-        grow = b.icmp_signed(">", need, b.load(cap_ptr, typ=U.I64))
-        with b.if_then(grow, likely=False):
-            fn = self.grow_function()
-            ok = b.call(fn, [entry, need])
-            self.fail_if(b.icmp_signed("==", ok, U.i64(0)), E_ALLOC, need)
+        if isinstance(nbytes, int) and self.static_sizes is not None:
+            if nbytes > self.static_sizes.get(slot, (-1,))[0]:
+                self.static_sizes[slot] = (nbytes, self.node_index)
+        else:
+            cap_ptr = b.gep(self.slots_ptr, [U.i64(2 * slot + 1)], source_etype=U.I64)
+            need = U.as_value(b, nbytes)
+            grow = b.icmp_signed(">", need, b.load(cap_ptr, typ=U.I64))
+            with b.if_then(grow, likely=False):
+                fn = self.grow_function()
+                ok = b.call(fn, [entry, need])
+                self.fail_if(b.icmp_signed("==", ok, U.i64(0)), E_ALLOC, need)
         ptr = b.load(entry, typ=U.PTR)
         chk = bounds_checker()
         bounds = None if chk is None else chk.new_bounds(ptr, shape, f"buffer (slot {slot})")
@@ -282,6 +290,50 @@ class Context(U.FunctionContext):
                 raise ValueError(f"lowering of {var} gave static dim {dim} where the type says {st}")
             out.append(dim)
         return out
+
+    def emit_static_grows(self, b):
+        """At b: grow every slot of static_sizes to its size, by one call of a loop over a table
+        (a training step takes some 100-150 such buffers, whose tests, calls and failure branches
+        were a third of its entry function's blocks, each one more for LLVM to optimise and
+        emit). Returns the i32 result: 0, or E_ALLOC after recording the failure as the node that
+        takes the buffer would have (None: no such buffer)."""
+        rows = sorted((slot, nbytes, node) for slot, (nbytes, node) in self.static_sizes.items())
+        if not rows:
+            return None
+        t = ir.ArrayType(U.I64, 3 * len(rows))
+        table = ir.GlobalVariable(self.module, t, name=self.module.get_unique_name("static_sizes"))
+        table.linkage, table.global_constant = "internal", True
+        table.initializer = ir.Constant(t, [v for row in rows for v in row])
+        return b.call(self._grow_all_function(), [self.slots_ptr, self.err_ptr, table, U.i64(len(rows))])
+
+    def _grow_all_function(self):
+        """i32 symcnn_grow_all(ptr slots, ptr err, ptr table, i64 n): for each (slot, bytes, node)
+        of the table, grow the slot's buffer to bytes; 0, or E_ALLOC after recording the failure."""
+        fn = self.module.globals.get("symcnn_grow_all")
+        if fn is not None:
+            return fn
+        fn = ir.Function(self.module, ir.FunctionType(U.I32, [U.PTR] * 3 + [U.I64]), name="symcnn_grow_all")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        slots, err, table, n = fn.args
+        b = ir.IRBuilder(fn.append_basic_block())
+        failed = fn.append_basic_block("failed")
+        with U.for_range(b, n, name="row") as i:
+            row = [b.load(b.gep(table, [b.add(b.mul(i, U.i64(3)), U.i64(k))], source_etype=U.I64), typ=U.I64)
+                   for k in range(3)]
+            slot, need, node = row
+            entry = b.gep(slots, [b.mul(slot, U.i64(2))], source_etype=U.I64)
+            cap = b.load(b.gep(entry, [U.i64(1)], source_etype=U.I64), typ=U.I64)
+            with b.if_then(b.icmp_signed(">", need, cap), likely=False):
+                ok = b.call(self.grow_function(), [entry, need])
+                with b.if_then(b.icmp_signed("==", ok, U.i64(0)), likely=False):
+                    b.call(self.fail_function(), [err, U.i64(E_ALLOC), node, U.i64(1), need]
+                           + [U.i64(0)] * (FAIL_VALUES - 1))
+                    b.branch(failed)
+        b.ret(ir.Constant(U.I32, 0))
+        b.position_at_end(failed)
+        b.ret(ir.Constant(U.I32, E_ALLOC))
+        return fn
 
     def grow_function(self):
         """i64 symcnn_grow(ptr slot_entry, i64 nbytes): replace the slot's buffer by a larger one."""

@@ -37,11 +37,14 @@ def lower_ifelse(ctx, node, ins):
     out_slots = [ctx.plan.slot[v] for v in node.outputs]
     dim_slots = [[ctx.local(U.I64) for _ in range(v.ndim)] for v in node.outputs]
     then_fg, else_fg = rewritten(op.then_fg), rewritten(op.else_fg)
+    # a branch's buffers are taken only when it runs, not at the start of every call
+    hoisted, ctx.static_sizes = ctx.static_sizes, None
     with b.if_else(cond) as (then, otherwise):
         with then:
             _lower_branch(ctx, then_fg, free, node, out_slots, dim_slots)
         with otherwise:
             _lower_branch(ctx, else_fg, free, node, out_slots, dim_slots)
+    ctx.static_sizes = hoisted
     results = []
     for var, slot, dims in zip(node.outputs, out_slots, dim_slots):
         ptr = b.load(b.gep(ctx.slots_ptr, [U.i64(2 * slot)], source_etype=U.I64), typ=U.PTR)

@@ -109,6 +109,7 @@ def lower_scan(ctx, node, ins):
     fg, plan = inner_plan(ctx, op)
     sub = Context(ctx.module, b, plan, ctx.slots_ptr, ctx.err_ptr)
     sub.node_index = ctx.node_index
+    sub.static_sizes = ctx.static_sizes
     # the error-reporting state a bounds checker or profiler keeps lives on the outer context
     n = ctx.load_index(ins[0])
     ctx.fail_if(b.icmp_signed("<", n, U.i64(1)), E_VALUE, n)

@@ -197,7 +197,13 @@ def transform_filters(ctx, p, w_ptr, up):
     MR consecutive values. This runs on the calling thread before the parallel part, and with few
     images it is much of the convolution: one image, 64 -> 64 channels on 32x32, one thread, 25-27%
     of the samples with vectors over channels and a store per lane, 12-17% so (32 images
-    128 -> 128 on 8x8: 9.4-9.8% -> 3.8-4.2%)."""
+    128 -> 128 on 8x8: 9.4-9.8% -> 3.8-4.2%).
+
+    The function takes the distances between filters and between transformed values as arguments,
+    so every layer of a module with the same tile, filter size and flip shares it (an F(4x4, 5x5)
+    one is some 1200 lines of IR, each compiled in the entry part of every module). A last, short
+    row block goes through it too: its filters are first copied into a small buffer of MR filters
+    whose lanes past K are zero."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     a, MR, C, r = p.a, p.MR, p.C, p.r
@@ -207,38 +213,52 @@ def transform_filters(ctx, p, w_ptr, up):
     dvec = Vec(ctx.module, "float64", MR)
     ot = ir.VectorType(et, MR)
 
-    def block(nk):
-        """The function of a row block of nk filters (the lanes past them stay zero)."""
-        def one(fb, params):
-            g_ptr, u_ptr = params
-            g = [[None] * r for _ in range(r)]
-            for u in range(r):
-                for s_ in range(r):
-                    src = (r - 1 - u) * r + (r - 1 - s_) if p.flip else u * r + s_
-                    v = dvec.zero
-                    for i in range(nk):
-                        x = fb.load(U.gep(fb, g_ptr, i * fstride + src, et), typ=et)
-                        v = fb.insert_element(v, U.cast_value(fb, x, p.dtype, "float64"), U.i64(i))
-                    g[u][s_] = v
-            t = [[combine(fb, dvec, Gm[x], [g[u][s_] for u in range(r)]) for s_ in range(r)] for x in range(a)]
-            for x in range(a):
-                for y in range(a):
-                    v = combine(fb, dvec, Gm[y], t[x])
-                    v = fb.fptrunc(v, ot) if p.dtype == "float32" else v
-                    fb.store(v, U.gep(fb, u_ptr, (x * a + y) * step, et), align=U.itemsize(p.dtype))
-        name = f"symcnn_wino_filter_{p.dtype}_F{p.m}r{r}{'_flip' if p.flip else ''}_s{step}_f{fstride}_m{MR}_k{nk}"
-        return name, one
+    def one(fb, params):
+        g_ptr, u_ptr, fstride_v, step_v = params
+        filters = [g_ptr]
+        for i in range(1, MR):
+            filters.append(U.gep(fb, filters[-1], fstride_v, et))
+        g = [[None] * r for _ in range(r)]
+        for u in range(r):
+            for s_ in range(r):
+                src = (r - 1 - u) * r + (r - 1 - s_) if p.flip else u * r + s_
+                v = dvec.zero
+                for i in range(MR):
+                    x = fb.load(U.gep(fb, filters[i], U.i64(src), et), typ=et)
+                    v = fb.insert_element(v, U.cast_value(fb, x, p.dtype, "float64"), U.i64(i))
+                g[u][s_] = v
+        t = [[combine(fb, dvec, Gm[x], [g[u][s_] for u in range(r)]) for s_ in range(r)] for x in range(a)]
+        dst = u_ptr
+        for x in range(a):
+            for y in range(a):
+                v = combine(fb, dvec, Gm[y], t[x])
+                v = fb.fptrunc(v, ot) if p.dtype == "float32" else v
+                fb.store(v, dst, align=U.itemsize(p.dtype))
+                dst = U.gep(fb, dst, step_v, et)
+    name = f"symcnn_wino_filter_{p.dtype}_F{p.m}r{r}{'_flip' if p.flip else ''}_m{MR}"
 
     full, rem = divmod(p.K, MR)
-    for kb0, kb1, nk in ((0, full, MR), (full, full + 1, rem)):
-        if kb1 <= kb0 or nk == 0:
-            continue
-        name, one = block(nk)
-        with U.for_range(b, kb1, start=kb0, name="wk") as kb:
+    if full:
+        with U.for_range(b, full, name="wk") as kb:
             with U.for_range(b, C, name="wc") as c:
                 src = b.mul(b.add(b.mul(kb, U.i64(MR * C)), c), U.i64(r * r))
                 dst = b.mul(b.add(b.mul(kb, U.i64(C)), c), U.i64(MR))
-                U.call_outlined(b, name, [U.gep(b, w_ptr, src, et), U.gep(b, up, dst, et)], one)
+                U.call_outlined(b, name, [U.gep(b, w_ptr, src, et), U.gep(b, up, dst, et),
+                                          U.i64(fstride), U.i64(step)], one)
+    if rem:
+        # the last row block's rem filters at one channel, then MR - rem zero filters
+        short = ctx.scratch(p.dtype, [MR * r * r])
+        memset = U.declare(ctx.module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
+        b.call(memset, [short.ptr, ir.Constant(U.I8, 0), U.i64(MR * r * r * U.itemsize(p.dtype)),
+                        ir.Constant(U.I1, 0)])
+        memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
+        with U.for_range(b, C, name="wc") as c:
+            for i in range(rem):
+                src = b.mul(b.add(U.i64((full * MR + i) * C), c), U.i64(r * r))
+                b.call(memcpy, [U.gep(b, short.ptr, U.i64(i * r * r), et), U.gep(b, w_ptr, src, et),
+                                U.i64(r * r * U.itemsize(p.dtype)), ir.Constant(U.I1, 0)])
+            dst = b.mul(b.add(U.i64(full * C), c), U.i64(MR))
+            U.call_outlined(b, name, [short.ptr, U.gep(b, up, dst, et), U.i64(r * r), U.i64(step)], one)
 
 
 def _scalar_comb(b, coeffs, vals):

@@ -451,12 +451,16 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
     tail = p.S % VL != 0
 
     def one(fb, params):
-        src, step, dst, nlanes = params
+        src, step, dst, nlanes, mq, lane = params
+        part = [src]   # each partial's column, then moved on by mq per transformed value q
+        for t in range(1, nparts):
+            part.append(U.gep(fb, part[-1], step, et))
         m = []
         for q in range(na * na):
             acc = None
             for t in range(nparts):
-                ptr = U.gep(fb, src, U.add(fb, U.mul(fb, t, step), q * p.mq), et)
+                ptr = part[t] if q == 0 else U.gep(fb, part[t], mq, et)
+                part[t] = ptr
                 v = fb.load(ptr, typ=src_t, align=U.itemsize(p.dtype))
                 v = v if p.dtype == "float64" else fb.fpext(v, dvec.t)
                 acc = v if acc is None else fb.fadd(acc, v)
@@ -469,9 +473,12 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
                 v = combine(fb, dvec, Gt[w], half[u])
                 v = v if p.dtype == "float64" else fb.fptrunc(v, src_t)
                 outs[(r_ - 1 - u) * r_ + (r_ - 1 - w) if p.flip else u * r_ + w] = v
+        lane_dst = [dst]
+        for j in range(1, VL):
+            lane_dst.append(U.gep(fb, lane_dst[-1], lane, et))
         for j in range(VL):
             def store(j=j):
-                d = U.gep(fb, dst, j * lane_step, et)
+                d = lane_dst[j]
                 for idx, v in sorted(outs.items()):
                     fb.store(fb.extract_element(v, U.i64(j)), U.gep(fb, d, idx, et))
             if not tail or j == 0:
@@ -479,8 +486,9 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
             else:   # the last vector's lanes past S
                 with fb.if_then(fb.icmp_signed("<", U.i64(j), nlanes)):
                     store()
-    name = (f"symcnn_wgw_untransform_{p.dtype}_F{p.m}r{r_}{'_flip' if p.flip else ''}_n{nparts}_q{p.mq}_"
-            f"v{VL}_l{lane_step}{'_tail' if tail else ''}")
+    # the distances are arguments: layers with the same tile, filter size and flip share the function
+    name = (f"symcnn_wgw_untransform_{p.dtype}_F{p.m}r{r_}{'_flip' if p.flip else ''}_n{nparts}_"
+            f"v{VL}{'_tail' if tail else ''}")
     with U.for_range(b, p.R, name="rr") as r:
         with U.for_range(b, _ceil(p.S, VL), name="rs") as sb:
             s = b.mul(sb, U.i64(VL))
@@ -488,4 +496,5 @@ def reduce_and_untransform(ctx, p, base, stride, nparts, dw):
             k, c = (s, r) if p.swap else (r, s)
             dst = U.gep(b, dw, b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(r_ * r_)), et)
             nlanes = b.sub(U.i64(p.S), s)
-            U.call_outlined(b, name, [U.gep(b, base, off, et), U.as_value(b, stride), dst, nlanes], one)
+            U.call_outlined(b, name, [U.gep(b, base, off, et), U.as_value(b, stride), dst, nlanes,
+                                      U.i64(p.mq), U.i64(lane_step)], one)
