@@ -221,6 +221,8 @@ class Context(U.FunctionContext):
             if x != y:
                 raise ValueError(f"static dimensions {x} and {y} disagree")
             return
+        if x is y:   # the same run-time value
+            return
         b = self.b
         self.fail_if(b.icmp_signed("!=", U.as_value(b, x), U.as_value(b, y)), code, x, y, *extra)
 

@@ -9,6 +9,8 @@ import symcnn.tensor as T
 from codegen import build
 from codegen.runtime import NativeRunner
 
+from ..helpers import check_native_vs_reference
+
 
 def _graph():
     x = T.vector("x")
@@ -174,3 +176,47 @@ def test_a_convolution_keeps_its_results_with_its_weight_layout_loop_outlined(ca
         assert tagged == 0
         assert len(hints) >= 2                      # the weight layout loop and the elementwise one
         check_native_vs_reference([x, w], y * 2 + 1, values, rtol=1e-4, atol=1e-5)
+
+
+def _entry_text(spec):
+    text = spec.ir_text
+    body = text[text.index('define i32 @"symcnn_entry"'):]
+    return body[:body.index("\n}\n")]
+
+
+def test_buffers_of_static_sizes_grow_in_one_call_at_the_start():
+    x = T.matrix("x", shape=(30, 40))
+    y = T.tanh(x * 2).sum(axis=0) + T.exp(x).max(axis=0)
+    fg = symcnn.function([x], [y, T.grad(y.sum(), x)], mode="reference").fgraph
+    entry = _entry_text(build.build_module(fg, []))
+    assert entry.count('call i32 @"symcnn_grow_all"') == 1
+    assert 'call i64 @"symcnn_grow"' not in entry   # every size is static
+    check_native_vs_reference([x], [y, T.grad(y.sum(), x)], [np.linspace(-1, 1, 1200, dtype="float32").reshape(30, 40)])
+
+
+def test_buffers_of_run_time_sizes_still_grow_where_they_are_taken():
+    x = T.matrix("x")
+    fg = symcnn.function([x], T.tanh(x * 2).sum(axis=0), mode="reference").fgraph
+    assert 'call i64 @"symcnn_grow"' in _entry_text(build.build_module(fg, []))
+
+
+def test_an_ifelse_branch_takes_its_buffers_only_when_it_runs():
+    from symcnn.ifelse import ifelse
+    c = T.scalar("c")
+    x = T.vector("x", shape=(1000,))
+    y = ifelse(T.gt(c, 0), T.exp(x) * 2, x)
+    fg = symcnn.function([c, x], y, mode="reference").fgraph
+    entry = _entry_text(build.build_module(fg, []))
+    # the branch's static buffers are not in the table grown at the start: they grow in the branch
+    assert 'call i64 @"symcnn_grow"' in entry
+    check_native_vs_reference([c, x], y, [np.float32(1), np.linspace(-1, 1, 1000, dtype="float32")])
+    check_native_vs_reference([c, x], y, [np.float32(-1), np.linspace(-1, 1, 1000, dtype="float32")])
+
+
+def test_a_static_buffer_too_large_names_the_node_that_takes_it():
+    import pytest
+    x = T.vector("x")
+    y = T.alloc(x.sum(), 2 ** 22, 2 ** 22)     # 64 TiB of float32
+    f = symcnn.function([x], y[0, :3] + 1)
+    with pytest.raises(MemoryError, match="Alloc: out of memory allocating 70368744177664 bytes"):
+        f(np.ones(3, dtype="float32"))

@@ -1023,3 +1023,26 @@ def test_weight_gradient_partials_after_a_larger_batch(threads):
         xv = rng.standard_normal((B, 8, side, side)).astype("float32")
         rv = rng.standard_normal((B, 8, side, side)).astype("float32")
         np.testing.assert_allclose(native(xv, wv, rv), reference(xv, wv, rv), rtol=1e-4, atol=2e-3)
+
+
+def test_layers_share_their_winograd_filter_transforms():
+    """Four Winograd convolutions of different channel and filter counts (40 and 26 filters: short
+    last row blocks) take one filter-transform function per tile size and flip between them (strides
+    and counts are arguments), and the weight gradient's back-transform; all match the reference."""
+    rng = np.random.default_rng(3)
+    B, C, H, K1, K2 = 32, 32, 16, 40, 26
+    x = T.tensor4("x", shape=(B, C, H, H))
+    w1 = T.tensor4("w1", shape=(K1, C, 3, 3))
+    w2 = T.tensor4("w2", shape=(K2, K1, 3, 3))
+    h = T.nnet.relu(conv2d(x, w1, border_mode="half", input_shape=(B, C, H, H), filter_shape=(K1, C, 3, 3)))
+    y = conv2d(h, w2, border_mode="half", input_shape=(B, K1, H, H), filter_shape=(K2, K1, 3, 3))
+    cost = (y ** 2).sum()
+    outs = [cost] + T.grad(cost, [x, w1, w2])
+    vals = [(scale * rng.standard_normal(s)).astype("float32")
+            for scale, s in ((1.0, (B, C, H, H)), (0.05, (K1, C, 3, 3)), (0.05, (K2, K1, 3, 3)))]
+    fn, _ = check_native_vs_reference([x, w1, w2], outs, vals, rtol=1e-3, atol=3e-3)
+    ir_text = fn.dump_llvm()
+    tiles = set(re.findall(r'define internal void @"?(symcnn_wino_in_\w+)', ir_text))
+    filters = set(re.findall(r'define internal void @"?(symcnn_wino_filter_\w+)', ir_text))
+    assert len(tiles) == 4 and 0 < len(filters) < len(tiles), (tiles, filters)
+    assert WGW_TILES.search(ir_text) and re.search(r'define internal void @"?symcnn_wgw_untransform_', ir_text)
