@@ -723,7 +723,8 @@ def loop_metadata(em):
     codegen.options.entry_unroll says so, and those storing to more places per iteration than
     codegen.options.entry_vectorize_max_stores are not vectorised (why: see codegen/options.py)."""
     _tag_scalar_loops(em.module, em.fn, unroll=codegen_options.entry_unroll,
-                      vectorize_max_stores=codegen_options.entry_vectorize_max_stores)
+                      vectorize_max_stores=codegen_options.entry_vectorize_max_stores,
+                      vectorize_min_trip=codegen_options.entry_vectorize_min_trip)
 
 
 # The passes emitting a module, in order.
@@ -742,10 +743,11 @@ PASSES = (
 )
 
 
-def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores):
+def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores, vectorize_min_trip=None):
     """Tag the scalar loops of `fn`: llvm.loop.unroll.disable unless `unroll`, and
     llvm.loop.vectorize.enable false on those whose body (the loop's blocks, inner loops included)
-    holds more than `vectorize_max_stores` store instructions (None: no limit).
+    holds more than `vectorize_max_stores` store instructions (None: no limit), or whose exit test
+    bounds the counter by a constant below `vectorize_min_trip` (None: no limit).
     A loop is found by its latch, the source of a back edge (a branch to a block on the
     depth-first search stack). Loops written with explicit vector operations (hand-blocked
     kernels) are left alone: unrolling may be what they were written for."""
@@ -787,8 +789,9 @@ def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores):
         tags = []
         if not unroll:
             tags.append(hint("llvm.loop.unroll.disable"))
-        if vectorize_max_stores is not None and \
-                sum(isinstance(ins, ir.StoreInstr) for blk in body for ins in blk.instructions) > vectorize_max_stores:
+        stores = sum(isinstance(ins, ir.StoreInstr) for blk in body for ins in blk.instructions)
+        if (vectorize_max_stores is not None and stores > vectorize_max_stores) or \
+                (vectorize_min_trip is not None and (_static_trip(header) or vectorize_min_trip) < vectorize_min_trip):
             tags.append(hint("llvm.loop.vectorize.enable", ir.Constant(U.I1, 0)))
         if not tags:
             continue
@@ -796,6 +799,16 @@ def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores):
         loop_id = ir.values.MDValue(module, [], name=str(len(module.metadata)))
         loop_id.operands = (loop_id, *tags)
         latch.terminator.set_metadata("llvm.loop", loop_id)
+
+
+def _static_trip(header):
+    """The constant bound of a loop's counter (the header's `phi < constant` test), or None."""
+    phis = [ins for ins in header.instructions if isinstance(ins, ir.PhiInstr)]
+    for ins in header.instructions:
+        if isinstance(ins, ir.ICMPInstr) and ins.op in ("slt", "ult") and ins.operands[0] in phis \
+                and isinstance(ins.operands[1], ir.Constant):
+            return int(ins.operands[1].constant)
+    return None
 
 
 def _check_inplace_shapes(ctx, plan, nodes, env):

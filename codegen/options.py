@@ -67,6 +67,14 @@ class Options:
     # output and stay vectorised. None: every loop may be vectorised.
     entry_vectorize_max_stores = 8
 
+    # Nor those whose counter runs to a constant below this: the per-call layout work on the
+    # weights again (a filter's sub-filter taps, a row block of filters: loop nests of some tens
+    # of iterations each), cold, and in allconv's train step most of what the loop vectoriser
+    # analysed (its entry part: 0.36 -> 0.23 s of LLVM work with no entry loop vectorised); LeNet's
+    # step was 1.01x slower with none, from its loops over thousands of elements, which stay
+    # vectorised. None: no limit.
+    entry_vectorize_min_trip = 256
+
     # On AVX-512 CPUs whose LLVM tuning prefers 256-bit vectors (Intel's, x86-64-v4), let the loop
     # vectoriser use 512-bit vectors too (it turns off the CPU's "prefer-256-bit" tuning). Measured
     # on the LeNet elementwise kernels (benchmarks/bench_loop_width.py, RESULTS.md): no difference

@@ -157,6 +157,31 @@ def test_entry_loops_storing_to_many_places_are_not_vectorised():
     assert _entry_loops(str(module)) == []          # nothing to say: no loop ID at all
 
 
+def test_entry_loops_of_few_iterations_known_when_compiling_are_not_vectorised():
+    from llvmlite import ir
+    from codegen import irutil as U
+
+    def function():
+        module = ir.Module(name="loops")
+        fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR, U.I64]), name="symcnn_entry")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        p, n = fn.args
+        for name, stop in (("short", 64), ("long", 4096), ("dynamic", n)):
+            with U.for_range(b, stop, name=name) as i:
+                q = b.gep(p, [i], source_etype=U.F32)
+                b.store(b.fmul(b.load(q, typ=U.F32), ir.Constant(U.F32, 2.0)), q)
+        b.ret(ir.Constant(U.I32, 0))
+        return module, fn
+    for min_trip, expect in ((256, {"short"}), (8192, {"short", "long"}), (None, set())):
+        module, fn = function()
+        build._tag_scalar_loops(module, fn, unroll=False, vectorize_max_stores=None, vectorize_min_trip=min_trip)
+        loops = _entry_loops(str(module))
+        assert len(loops) == 3
+        tagged = {name for name in ("short", "long", "dynamic") for line, hints in loops
+                  if f'"{name}.' in line and "llvm.loop.vectorize.enable" in hints}
+        assert tagged == expect, (min_trip, tagged)
+
+
 def test_a_convolution_keeps_its_results_with_its_weight_layout_loop_outlined(cache_dir, monkeypatch):
     """The 3x3 convolution's per-call weight layout work (in the entry function) is one outlined
     call per filter or a table copy, so no loop of the entry stores to many places and the limit tags
@@ -168,6 +193,7 @@ def test_a_convolution_keeps_its_results_with_its_weight_layout_loop_outlined(ca
     y = T.tanh(T.nnet.conv2d(x, w, input_shape=(8, 8, 12, 12), filter_shape=(8, 8, 3, 3), border_mode="half"))
     rng = make_rng(3)
     values = [rng.uniform(-1, 1, (8, 8, 12, 12)).astype("float32"), rng.uniform(-1, 1, (8, 8, 3, 3)).astype("float32")]
+    monkeypatch.setattr(options, "entry_vectorize_min_trip", None)   # (the rule on trip counts: below)
     for limit in (8, None):
         monkeypatch.setattr(options, "entry_vectorize_max_stores", limit)
         f = symcnn.function([x, w], y * 2 + 1, mode="native")
