@@ -412,20 +412,27 @@ def _transpose_top_blocks(b, tp, top, trs, dst):
     nfull = tp.N // L
 
     def block(n0, cols):
-        """The block of columns n0 .. n0 + cols of every L rows of top."""
+        """The block of columns n0 .. n0 + cols of every L rows of top: the whole blocks of L rows
+        in a loop (not one copy of the transpose each: IR for LLVM to compile), then the last one."""
         mask = ir.Constant(ir.VectorType(U.I1, L), [int(j < cols) for j in range(L)])
-        for k0 in range(0, tp.K, L):
+
+        def rows_at(k0, nrows):
             rows = []
             for i in range(L):
-                if k0 + i >= tp.K:
+                if i >= nrows:
                     rows.append(vec.zero)
                     continue
-                src = b.gep(top, [b.add(U.i64((k0 + i) * trs), n0)], source_etype=et)
+                src = b.gep(top, [b.add(b.mul(b.add(k0, U.i64(i)), U.i64(trs)), n0)], source_etype=et)
                 rows.append(b.load(src, typ=vec.t, align=vec.size) if cols == L
                             else b.call(vec.mload, [src, vec.align, mask, vec.zero]))
             for j, row in enumerate(transpose_block(b, rows)[:cols]):
-                ptr = b.gep(dst, [b.add(b.mul(b.add(n0, U.i64(j)), U.i64(tp.KP)), U.i64(k0))], source_etype=et)
+                ptr = b.gep(dst, [b.add(b.mul(b.add(n0, U.i64(j)), U.i64(tp.KP)), k0)], source_etype=et)
                 b.store(row, ptr, align=vec.size)
+        if tp.K // L:
+            with U.for_range(b, tp.K // L, name="tk") as kb:
+                rows_at(b.mul(U.as_value(b, kb), U.i64(L)), L)
+        if tp.K % L:
+            rows_at(U.i64(tp.K // L * L), tp.K % L)
 
     if nfull:
         with U.for_range(b, nfull, name="tn") as nb:

@@ -189,9 +189,11 @@ def _transpose_tiles(ctx, p, tiles, conv):
     vt = ir.VectorType(et, L)
     with U.for_range(b, -(-p.N // L), name="kvb") as nb:
         n0 = b.mul(U.as_value(b, nb), U.i64(L))
-        for k0 in range(0, KP, L):
-            rows = [b.load(U.gep(b, tiles, b.add(b.mul(b.add(n0, U.i64(i)), U.i64(KP)), U.i64(k0)), et), typ=vt,
+        # a loop over the blocks of filters, not one copy of the transpose each (IR for LLVM to compile)
+        with U.for_range(b, KP // L, name="kvk") as kb:
+            k0 = b.mul(U.as_value(b, kb), U.i64(L))
+            rows = [b.load(U.gep(b, tiles, b.add(b.mul(b.add(n0, U.i64(i)), U.i64(KP)), k0), et), typ=vt,
                            align=U.itemsize(p.dtype)) for i in range(L)]
             for j, row in enumerate(transpose_block(b, rows)):
-                b.store(row, U.gep(b, conv, b.add(U.i64((k0 + j) * p.row_stride), n0), et),
-                        align=U.itemsize(p.dtype))
+                at = b.add(b.mul(b.add(k0, U.i64(j)), U.i64(p.row_stride)), n0)
+                b.store(row, U.gep(b, conv, at, et), align=U.itemsize(p.dtype))
