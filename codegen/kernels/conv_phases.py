@@ -485,34 +485,36 @@ class PhaseGradInputs:
         et = U.ll_type(self.dtype)
         C, K, kh, kw = self.C, self.K, self.kh, self.kw
         sh, sw = self.stride
-        for q in self.phases:
-            p = q.p
-            if p is None:
-                continue
-            taps = [(a, bb) for a in range(q.Ah) for bb in range(q.Aw)]
-            na = len(taps)
-            with U.for_range(b, K, name="gk") as k:
+        phases = [(q, [(a, bb) for a in range(q.Ah) for bb in range(q.Aw)]) for q in self.phases if q.p is not None]
+        plane = self.Ht * (self.Wt if self.cols is None else self.Wr)
+        # one loop nest for all the phases (not one per phase and tap: IR for LLVM to compile)
+        with U.for_range(b, K, name="gk") as k:
+            for q, taps in phases:
                 for i, (a, bb) in enumerate(taps):
-                    t = b.add(b.mul(k, U.i64(na)), U.i64(i))
-                    plane = self.Ht * (self.Wt if self.cols is None else self.Wr)
+                    t = b.add(b.mul(k, U.i64(len(taps))), U.i64(i))
                     off = b.add(b.mul(k, U.i64(plane)), U.i64(self._tap_offset(q, a, bb)))
                     b.store(off, b.gep(offs, [b.add(t, U.i64(q.o0))], source_etype=U.I64))
-            with U.for_range(b, p.nkb * p.MR, name="gc") as cc:
-                kb = b.udiv(cc, U.i64(p.MR))
-                lane = b.urem(cc, U.i64(p.MR))
+        groups = {}
+        for q, taps in phases:
+            groups.setdefault((q.p.nkb * q.p.MR, q.p.MR), []).append((q, taps))
+        for (channels, MR), members in groups.items():
+            with U.for_range(b, channels, name="gc") as cc:
+                kb = b.udiv(cc, U.i64(MR))
+                lane = b.urem(cc, U.i64(MR))
                 valid = b.icmp_signed("<", cc, U.i64(C))
                 c = U.smin(b, cc, C - 1)
                 with U.for_range(b, K, name="gk") as k:
                     wk = b.mul(b.add(b.mul(k, U.i64(C)), c), U.i64(kh * kw))
-                    for i, (a, bb) in enumerate(taps):
-                        r, s = sh * a + q.ry, sw * bb + q.rx
-                        if self.flip:
-                            r, s = kh - 1 - r, kw - 1 - s
-                        v = b.load(b.gep(w_dense, [b.add(wk, U.i64(r * kw + s))], source_etype=et), typ=et)
-                        t = b.add(b.mul(k, U.i64(na)), U.i64(i))
-                        dst = b.add(b.mul(b.add(b.mul(kb, U.i64(p.P)), t), U.i64(p.MR)), lane)
-                        b.store(b.select(valid, v, U.const(self.dtype, 0.0)),
-                                b.gep(wp, [b.add(dst, U.i64(q.w0))], source_etype=et))
+                    for q, taps in members:
+                        for i, (a, bb) in enumerate(taps):
+                            r, s = sh * a + q.ry, sw * bb + q.rx
+                            if self.flip:
+                                r, s = kh - 1 - r, kw - 1 - s
+                            v = b.load(b.gep(w_dense, [b.add(wk, U.i64(r * kw + s))], source_etype=et), typ=et)
+                            t = b.add(b.mul(k, U.i64(len(taps))), U.i64(i))
+                            dst = b.add(b.mul(b.add(b.mul(kb, U.i64(q.p.P)), t), U.i64(MR)), lane)
+                            b.store(b.select(valid, v, U.const(self.dtype, 0.0)),
+                                    b.gep(wp, [b.add(dst, U.i64(q.w0))], source_etype=et))
 
     def zero_border(self, b, tbuf):
         zero_fill(b, tbuf, 0, self.top_elems, self.dtype)
