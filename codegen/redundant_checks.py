@@ -25,7 +25,7 @@ def _successors(block):
 
 def _operand_key(v):
     if isinstance(v, ir.Constant):
-        return ("const", str(v.type), v.constant)
+        return ("const", str(v))
     return ("value", id(v))
 
 
