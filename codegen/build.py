@@ -751,13 +751,10 @@ def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores, vectorize_min_tr
     A loop is found by its latch, the source of a back edge (a branch to a block on the
     depth-first search stack). Loops written with explicit vector operations (hand-blocked
     kernels) are left alone: unrolling may be what they were written for."""
-    def successors(blk):
-        return [t for t in getattr(blk.terminator, "operands", ()) if isinstance(t, ir.Block)]
-
     preds = {}
     back_edges = []
     state = {fn.entry_basic_block: 1}   # 1: on the stack, 2: done
-    stack = [(fn.entry_basic_block, iter(successors(fn.entry_basic_block)))]
+    stack = [(fn.entry_basic_block, iter(U.successors(fn.entry_basic_block)))]
     while stack:
         blk, it = stack[-1]
         nxt = next(it, None)
@@ -770,7 +767,7 @@ def _tag_scalar_loops(module, fn, unroll, vectorize_max_stores, vectorize_min_tr
             back_edges.append((blk, nxt))
         elif nxt not in state:
             state[nxt] = 1
-            stack.append((nxt, iter(successors(nxt))))
+            stack.append((nxt, iter(U.successors(nxt))))
     hints = {}
 
     def hint(name, *values):

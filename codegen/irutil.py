@@ -227,6 +227,29 @@ def declare(module, name, ret, args):
     return fn
 
 
+def successors(block):
+    """The blocks a finished block's terminator may branch to (none for a return)."""
+    term = block.terminator
+    if term is None:
+        return []
+    out = [op for op in term.operands if isinstance(op, ir.Block)]
+    if isinstance(term, ir.SwitchInstr):
+        out += [term.default] + [blk for _, blk in term.cases]
+    return out
+
+
+def memset_zero(b, ptr, nbytes):
+    """nbytes (an int or an i64 value) zero bytes at ptr (llvm.memset)."""
+    fn = declare(b.block.function.module, "llvm.memset.p0.i64", ir.VoidType(), [PTR, I8, I64, I1])
+    b.call(fn, [ptr, ir.Constant(I8, 0), as_value(b, nbytes), ir.Constant(I1, 0)])
+
+
+def memcpy(b, dst, src, nbytes):
+    """nbytes (an int or an i64 value) from src to dst, not overlapping (llvm.memcpy)."""
+    fn = declare(b.block.function.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, I1])
+    b.call(fn, [dst, src, as_value(b, nbytes), ir.Constant(I1, 0)])
+
+
 def copy_i64_table(b, prefix, values, dst):
     """dst[i] = values[i] (Python ints) for every i: a memcpy from an internal constant table of the
     module, named by its prefix and contents. For offset tables known when the module is built:
@@ -242,8 +265,7 @@ def copy_i64_table(b, prefix, values, dst):
         g.linkage = "internal"
         g.global_constant = True
         g.initializer = ir.Constant(at, [ir.Constant(I64, v) for v in values])
-    memcpy = declare(module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [PTR, PTR, I64, I1])
-    b.call(memcpy, [dst, g, i64(8 * len(values)), ir.Constant(I1, 0)])
+    memcpy(b, dst, g, 8 * len(values))
 
 
 def call_outlined(b, name, args, emit):

@@ -382,8 +382,7 @@ def copy(ctx, src, dst):
             chk.check_range(b, src, src.size(b), 0)
             chk.check_range(b, dst, src.size(b), 1)
         n = U.as_value(b, U.mul(b, src.size(b), U.itemsize(src.dtype)))
-        memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
-        b.call(memcpy, [dst.ptr, src.ptr, n, ir.Constant(U.I1, 0)])
+        U.memcpy(b, dst.ptr, src.ptr, n)
         return
     with U.loop_nest(b, dst.shape) as idx:
         v = src.load(b, idx)

@@ -12,15 +12,7 @@ check.
 import networkx as nx
 from llvmlite import ir
 
-
-def _successors(block):
-    term = block.terminator
-    if term is None:
-        return []
-    out = [op for op in term.operands if isinstance(op, ir.Block)]
-    if isinstance(term, ir.SwitchInstr):
-        out += [term.default] + [blk for _, blk in term.cases]
-    return out
+from .irutil import successors
 
 
 def _operand_key(v):
@@ -55,7 +47,7 @@ def drop_dominated_checks(fn, fail_fn):
     preds = {}
     for blk in fn.blocks:
         g.add_node(blk)
-        for s in _successors(blk):
+        for s in successors(blk):
             g.add_edge(blk, s)
             preds[s] = preds.get(s, 0) + 1
     entry = fn.blocks[0]

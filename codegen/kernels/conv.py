@@ -15,7 +15,6 @@ The filter flip is folded into the patch offsets: cols row (c, r, s) reads the
 input at kernel offset (kh-1-r, kw-1-s) for a true convolution; a filter dilated by (dh, dw)
 reads it at (dh*r, dw*s) (no zero-filled filter).
 """
-from llvmlite import ir
 
 from symcnn.graph.basic import Constant
 from symcnn.tensor.nnet import conv_geometry as geometry
@@ -155,10 +154,7 @@ def zero_fill(b, ptr, start, stop, dtype):
     et = U.ll_type(dtype)
     size = U.itemsize(dtype)
     n = U.smax(b, U.sub(b, stop, start), 0)
-    module = b.block.function.module
-    memset = U.declare(module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
-    b.call(memset, [gep(b, ptr, start, et), ir.Constant(U.I8, 0), U.as_value(b, U.mul(b, n, size)),
-                    ir.Constant(U.I1, 0)])
+    U.memset_zero(b, gep(b, ptr, start, et), U.mul(b, n, size))
 
 
 def emit_im2col(ctx, g, x, cols, dtype):

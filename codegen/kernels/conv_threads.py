@@ -209,18 +209,15 @@ def copy_planes(ctx, src, src_rs, src_ks, dst, dtype, K, OH, OW):
     b = ctx.b
     et = U.ll_type(dtype)
     size = U.itemsize(dtype)
-    memcpy = U.declare(b.block.function.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(),
-                       [U.PTR, U.PTR, U.I64, U.I1])
     whole = src_rs == OW   # a plane is contiguous in the scratch too
     with U.for_range(b, K, name="ck") as k:
         sk = gep(b, src, U.mul(b, k, src_ks), et)
         dk = gep(b, dst, U.mul(b, k, OH * OW), et)
         if whole:
-            b.call(memcpy, [dk, sk, U.i64(OH * OW * size), ir.Constant(U.I1, 0)])
+            U.memcpy(b, dk, sk, OH * OW * size)
         else:
             with U.for_range(b, OH, name="ci") as i:
-                b.call(memcpy, [gep(b, dk, U.mul(b, i, OW), et), gep(b, sk, U.mul(b, i, src_rs), et),
-                                U.i64(OW * size), ir.Constant(U.I1, 0)])
+                U.memcpy(b, gep(b, dk, U.mul(b, i, OW), et), gep(b, sk, U.mul(b, i, src_rs), et), OW * size)
 
 
 def reduce_transposed(ctx, parts, rs, col0, K, P, dst, dtype, nparts):

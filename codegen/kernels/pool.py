@@ -197,9 +197,7 @@ def _load(b, arr, off):
 def _zero_image(b, g, arr, n):
     """arr's image n (h * w elements) = 0."""
     size = U.mul(b, g.h, g.w)
-    memset = U.declare(b.module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
-    b.call(memset, [gep(b, arr.ptr, U.mul(b, n, size), arr.lltype), ir.Constant(U.I8, 0),
-                    U.as_value(b, U.mul(b, size, U.itemsize(arr.dtype))), ir.Constant(U.I1, 0)])
+    U.memset_zero(b, gep(b, arr.ptr, U.mul(b, n, size), arr.lltype), U.mul(b, size, U.itemsize(arr.dtype)))
 
 
 # -- which code is emitted ---------------------------------------------------------------------

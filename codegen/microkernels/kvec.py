@@ -153,9 +153,7 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
     tiles = U.gep(b, conv, p.KP * p.row_stride + 2 * p.L, et)
     room = p.tile_elems() - p.N * p.KP
     if room:   # the rows the last transpose reads past N: zeros, not whatever the buffer held
-        memset = U.declare(ctx.module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
-        b.call(memset, [U.gep(b, tiles, p.N * p.KP, et), ir.Constant(U.I8, 0),
-                        U.i64(room * U.itemsize(p.dtype)), ir.Constant(U.I1, 0)])
+        U.memset_zero(b, U.gep(b, tiles, p.N * p.KP, et), room * U.itemsize(p.dtype))
     def block(tb, accumulate):
         """Every tile over the taps [tb, tb + tap_block) (tb an int or an i64 value)."""
         nt = U.smin(b, U.sub(b, p.P, tb), p.tap_block)

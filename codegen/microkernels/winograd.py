@@ -248,15 +248,12 @@ def transform_filters(ctx, p, w_ptr, up):
     if rem:
         # the last row block's rem filters at one channel, then MR - rem zero filters
         short = ctx.scratch(p.dtype, [MR * r * r])
-        memset = U.declare(ctx.module, "llvm.memset.p0.i64", ir.VoidType(), [U.PTR, U.I8, U.I64, U.I1])
-        b.call(memset, [short.ptr, ir.Constant(U.I8, 0), U.i64(MR * r * r * U.itemsize(p.dtype)),
-                        ir.Constant(U.I1, 0)])
-        memcpy = U.declare(ctx.module, "llvm.memcpy.p0.p0.i64", ir.VoidType(), [U.PTR, U.PTR, U.I64, U.I1])
+        U.memset_zero(b, short.ptr, MR * r * r * U.itemsize(p.dtype))
         with U.for_range(b, C, name="wc") as c:
             for i in range(rem):
                 src = b.mul(b.add(U.i64((full * MR + i) * C), c), U.i64(r * r))
-                b.call(memcpy, [U.gep(b, short.ptr, U.i64(i * r * r), et), U.gep(b, w_ptr, src, et),
-                                U.i64(r * r * U.itemsize(p.dtype)), ir.Constant(U.I1, 0)])
+                U.memcpy(b, U.gep(b, short.ptr, i * r * r, et), U.gep(b, w_ptr, src, et),
+                         r * r * U.itemsize(p.dtype))
             dst = b.mul(b.add(U.i64(full * C), c), U.i64(MR))
             U.call_outlined(b, name, [short.ptr, U.gep(b, up, dst, et), U.i64(r * r), U.i64(step)], one)
 
