@@ -55,6 +55,12 @@ def target(request, monkeypatch):
 
 
 # -- data ----------------------------------------------------------------------
+def entry_function_ir(ir_text):
+    """The text of a module's entry function (symcnn_entry), from its define to its closing brace."""
+    body = ir_text[ir_text.index('define i32 @"symcnn_entry"'):]
+    return body[:body.index("\n}\n")]
+
+
 def make_rng(seed=0):
     return np.random.default_rng(seed)
 

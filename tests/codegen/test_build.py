@@ -9,7 +9,7 @@ import symcnn.tensor as T
 from codegen import build
 from codegen.runtime import NativeRunner
 
-from ..helpers import check_native_vs_reference
+from ..helpers import check_native_vs_reference, entry_function_ir
 
 
 def _graph():
@@ -110,7 +110,7 @@ def test_nested_and_concurrent_pauses_end_together():
 def _entry_loops(ir_text):
     """[(latch line, the names of the loop's hints)] of every tagged loop of the entry function."""
     import re
-    entry = ir_text.split('define i32 @"symcnn_entry"')[1].split("\n}\n")[0]
+    entry = entry_function_ir(ir_text)
     md = dict(re.findall(r"^!(\d+) = (.*)$", ir_text, re.M))
     loops = []
     for line in entry.split("\n"):
@@ -205,9 +205,7 @@ def test_a_convolution_keeps_its_results_with_its_weight_layout_loop_outlined(ca
 
 
 def _entry_text(spec):
-    text = spec.ir_text
-    body = text[text.index('define i32 @"symcnn_entry"'):]
-    return body[:body.index("\n}\n")]
+    return entry_function_ir(spec.ir_text)
 
 
 def test_buffers_of_static_sizes_grow_in_one_call_at_the_start():
