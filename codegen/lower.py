@@ -299,7 +299,7 @@ class Context(U.FunctionContext):
         were a third of its entry function's blocks, each one more for LLVM to optimise and
         emit). Returns the i32 result: 0, or E_ALLOC after recording the failure as the node that
         takes the buffer would have (None: no such buffer)."""
-        rows = sorted((slot, nbytes, node) for slot, (nbytes, node) in self.static_sizes.items())
+        rows = sorted((slot, nbytes, node) for slot, (nbytes, node) in (self.static_sizes or {}).items())
         if not rows:
             return None
         t = ir.ArrayType(U.I64, 3 * len(rows))

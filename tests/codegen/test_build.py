@@ -244,3 +244,20 @@ def test_a_static_buffer_too_large_names_the_node_that_takes_it():
     f = symcnn.function([x], y[0, :3] + 1)
     with pytest.raises(MemoryError, match="Alloc: out of memory allocating 70368744177664 bytes"):
         f(np.ones(3, dtype="float32"))
+
+
+def test_a_scan_body_takes_its_static_buffers_from_the_table_grown_at_the_start():
+    """Buffers of static sizes inside a scan step (run once per step) are grown once, before the loop."""
+    import symcnn as theano
+    x = T.matrix("x", shape=(6, 40))
+    h0 = T.vector("h0", shape=(40,))
+    hs, _ = theano.scan(lambda row, h: T.tanh(row * 2 + h) * T.exp(-h * h), sequences=x, outputs_info=h0)
+    out = hs.sum(axis=0)
+    fg = symcnn.function([x, h0], out, mode="reference").fgraph
+    entry = _entry_text(build.build_module(fg, []))
+    # grown where taken: only the states' buffer, sized by the run-time number of steps; the step's
+    # static buffers are in the table (taken where they are used, three more grows, in the loop)
+    assert entry.count('call i32 @"symcnn_grow_all"') == 1 and entry.count('call i64 @"symcnn_grow"') == 1
+    rng = np.random.default_rng(4)
+    check_native_vs_reference([x, h0], out, [rng.uniform(-1, 1, (6, 40)).astype("float32"),
+                                             rng.uniform(-1, 1, 40).astype("float32")], rtol=1e-5, atol=1e-6)
