@@ -519,9 +519,11 @@ class PhaseGradInputs:
     def zero_border(self, b, tbuf):
         zero_fill(b, tbuf, 0, self.top_elems, self.dtype)
 
-    def emit_image(self, ctx, top, tbuf, wp, offs, conv, dx):
+    def emit_image(self, ctx, top, tbuf, wp, offs, conv, dx, x=None, act=None):
         """dx (one dense (C, H, W) image) = the input gradient from top (one (K, OH, OW) Array); tbuf's
-        border zeroed by the caller (zero_border)."""
+        border zeroed by the caller (zero_border). With act (a program of (x, g)) and x (the dense
+        (C, H, W) input image): dx = act(x, that gradient), applied channel by channel as each
+        channel's phases are merged (in L1), not as a pass over the whole image."""
         b = ctx.b
         dt = self.dtype
         et = U.ll_type(dt)
@@ -534,10 +536,11 @@ class PhaseGradInputs:
         for q in self.phases:
             if q.p is not None:
                 D.emit_image(ctx, q.p, tbuf, gep(b, wp, q.w0, et), gep(b, offs, q.o0, U.I64), gep(b, conv, q.s0, et))
-        self._interleave(ctx, conv, dx)
+        self._interleave(ctx, conv, dx, x, act)
 
-    def _interleave(self, ctx, conv, dx):
-        """dx[c, sh*u + qy, sw*v + qx] = phase (qy, qx)'s conv[c*row_stride + u*rs + v] (0: no plan)."""
+    def _interleave(self, ctx, conv, dx, x=None, act=None):
+        """dx[c, sh*u + qy, sw*v + qx] = phase (qy, qx)'s conv[c*row_stride + u*rs + v] (0: no plan);
+        then, with act, dx[c] = act(x[c], dx[c])."""
         b = ctx.b
         dt = self.dtype
         et = U.ll_type(dt)
@@ -561,6 +564,11 @@ class PhaseGradInputs:
                                         lambda v, qx, drow=drow, srows=srows: b.store(
                                             zero if srows[qx] is None else b.load(gep(b, srows[qx], v, et), typ=et),
                                             gep(b, drow, U.add(b, U.mul(b, v, sw), qx), et)))
+            if act is not None:
+                xc = gep(b, x, U.mul(b, c, self.H * self.W), et)
+                with U.for_range(b, self.H * self.W, name="xa") as p:
+                    vals = [b.load(gep(b, xc, p, et), typ=et), b.load(gep(b, dc, p, et), typ=et)]
+                    b.store(emit_scalar(ctx, act, vals, [dt, dt], dt), gep(b, dc, p, et))
 
 
 def phase_grad_inputs(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):

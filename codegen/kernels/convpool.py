@@ -759,10 +759,13 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             emit_im2col(ctx, g, x_image(n, 0), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
+        gx_act_done = False
         if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx
             gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
                           gep(b, offs, tp.n_offsets if tp is not None else 0, U.I64),
-                          gxc, gep(b, gxptr, U.mul(b, n, img), et))
+                          gxc, gep(b, gxptr, U.mul(b, n, img), et),
+                          gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act)
+            gx_act_done = True
         elif gxptr is not None and wgd:
             # dx = Winograd's 'valid' correlation of top, bordered, with the transposed filters
             src = Array(dt, top, [K, OH, OW], [trs, rs, 1])
@@ -791,7 +794,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
-        if gxptr is not None and op.gx_act is not None:   # the producer's derivative, x and dx in cache
+        if gxptr is not None and op.gx_act is not None and not gx_act_done:   # the producer's derivative, x and dx in cache
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             apply_program(ctx, op.gx_act, dt, [gep(b, xs.ptr, U.mul(b, n, img), et), dx], dx, img)
 

@@ -1284,6 +1284,19 @@ def test_input_gradient_applies_the_producers_derivative(cfg, target, monkeypatc
     _check_gx_act(cfg)
 
 
+@pytest.mark.parametrize("cfg", [
+    ((2, 16, 26, 26), (16, 16, 3, 3), dict(border_mode="half", subsample=(3, 3)), dict(pool=None), "float32",
+     "relu", "leaky_relu"),
+    ((3, 16, 31, 29), (24, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float64",
+     "tanh", "maximum")], ids=["stride3", "odd_stride2"])
+def test_phase_input_gradients_apply_the_derivative_as_they_merge(cfg, target, monkeypatch):
+    """The phase input gradient applies gx_act channel by channel as it merges its phases: strides 2
+    (vector merges, odd widths: masked) and 3 (a scalar merge)."""
+    from codegen.kernels.conv_phases import PhaseGradInputs
+    _exact_winograd(monkeypatch)
+    assert isinstance(_check_gx_act(cfg), PhaseGradInputs)
+
+
 def test_random_input_gradients_apply_the_producers_derivative(monkeypatch):
     """Random layers (any border mode, stride, pooling, dtype, activation) with gx_act against the
     reference; the draws reach more than one input-gradient kernel."""
