@@ -140,10 +140,13 @@ def _forward_tile(p, acc):
 
 
 def _grad_cost(p, MK, NT):
+    # the sum over every (filter block, tap block) pair, grouped by their sizes (each term a multiple
+    # of 1/2: the same float as the pair-by-pair sum)
     total = 0.0
-    for mk in [MK] * (p.K // MK) + ([p.K % MK] if p.K % MK else []):
-        for nt in [NT] * (p.P // NT) + ([p.P % NT] if p.P % NT else []):
-            total += p.nvec * _step(nt, mk) + 2 * mk * nt + 10
+    for mk, nm in ((MK, p.K // MK), (p.K % MK, 1)):
+        for nt, nn in ((NT, p.P // NT), (p.P % NT, 1)):
+            if mk and nt and nm and nn:
+                total += nm * nn * (p.nvec * _step(nt, mk) + 2 * mk * nt + 10)
     return total
 
 

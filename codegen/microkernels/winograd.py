@@ -38,6 +38,7 @@ channels; Lavin & Gray's 0, +-1, +-2: 3e-6 to 1.2e-5); F(2x2, 5x5) with the same
 to 2e-6 (20 to 128 channels), as the direct kernel's 1e-6 to 2.5e-6. A non-finite input value makes every output of its tiles NaN (inf - inf in the
 transforms), not only those it reaches.
 """
+import functools
 from fractions import Fraction as F
 from math import gcd
 
@@ -80,8 +81,9 @@ POINTS = {(2, 7): (0, 1, -1, F(1, 2), F(-1, 2), 2, -2), (4, 5): (0, 1, -1, F(1, 
           (2, 5): (0, 1, -1, F(1, 2), -2), (4, 3): (0, 1, -1, F(1, 2), -2), (4, 2): (0, -1, F(1, 2), 2)}
 
 
+@functools.lru_cache(maxsize=None)
 def matrices(m, r):
-    """(B^T, G, A^T) of F(m x m, r x r)."""
+    """(B^T, G, A^T) of F(m x m, r x r) (shared: read only)."""
     if r == 3 and m in MATRICES:
         return MATRICES[m]
     return cook_toom.matrices(m, r, POINTS[(m, r)])

@@ -89,22 +89,27 @@ class FunctionGraph:
                     self.graph.add_edge(new_var.owner, client)
             self.clients[new_var].append((client, i))
         self.clients[var] = [c for c in self.clients.get(var, []) if c not in clients]
-        self._prune()
+        self._prune(var.owner)
         self._order = None
 
     def replace_all(self, pairs, reason=None):
         for var, new_var in pairs:
             self.replace(var, new_var, reason)
 
-    def _prune(self):
-        """Drop nodes no output depends on any more."""
-        alive = set(io_toposort(self.outputs))
-        for node in [n for n in self.graph.nodes if n not in alive]:
+    def _prune(self, node):
+        """Drop `node` if nothing reads its outputs any more, then the producers that leaves unread
+        (every other node is read: an output depends on it)."""
+        todo = [node]
+        while todo:
+            node = todo.pop()
+            if node is None or node not in self.graph or any(self.clients.get(out) for out in node.outputs):
+                continue
             self.graph.remove_node(node)
-            for i, inp in enumerate(node.inputs):
+            for inp in node.inputs:
                 cl = self.clients.get(inp)
                 if cl is not None:
                     self.clients[inp] = [c for c in cl if c[0] is not node]
+                todo.append(inp.owner)
             for out in node.outputs:
                 self.clients.pop(out, None)
 
