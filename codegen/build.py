@@ -14,6 +14,7 @@ node, inputs, constants, nodes, outputs, updates, return, loop metadata).
 """
 import gc
 import hashlib
+import sys
 import threading
 import weakref
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from . import irutil as U
 from . import jit
 from .forksafe import after_fork_in_child
 from . import target as targets
+from .early_parts import EarlyParts, enabled as early_parts_enabled
 from .lower import E_UPDATE_SHAPE, Array, Context, bounds_checker, copy, lower
 from .options import options as codegen_options
 from .plan import Plan
@@ -93,6 +95,12 @@ class ModuleSpec:
     @ir_text.setter
     def ir_text(self, text):
         self._ir_text, self._relower = text, None
+        self.parts = None
+
+    def take_parts(self):
+        """The parts jit.split_module cut ir_text into when it was emitted (then forgotten), or None."""
+        parts, self.parts = getattr(self, "parts", None), None
+        return parts
 
 
 class _OobLabel:
@@ -145,8 +153,8 @@ def _lower_graph(fgraph, updates, tgt, options):
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
         jit.start_helper()
-        spec = build_module(fgraph, updates, **options)
-        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, obj=jit.compile_module(spec.ir_text),
+        spec = build_module(fgraph, updates, early=True, **options)
+        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, obj=jit.compile_module(spec.ir_text, parts=spec.take_parts()),
                                                                    target=tgt)))
     with _inflight_lock:
         job = _inflight.get(key)
@@ -165,7 +173,7 @@ def _lower_graph(fgraph, updates, tgt, options):
             return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)),
                                 background=False)
         jit.start_helper()   # a miss: code generation follows, on both cores
-        spec = build_module(fgraph, updates, **options)
+        spec = build_module(fgraph, updates, early=True, **options)
     except BaseException as e:
         job.fail(e)
         _release(key, job)
@@ -177,7 +185,7 @@ def _lower_graph(fgraph, updates, tgt, options):
 def _finish_and_store(job, key, spec, nodes, tgt):
     """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
     try:
-        objs = jit.compile_module(spec.ir_text)   # for tgt: LoweredGraph.finish is in targets.using(tgt)
+        objs = jit.compile_module(spec.ir_text, parts=spec.take_parts())   # for tgt: LoweredGraph.finish is in targets.using(tgt)
         meta = _spec_to_meta(spec, nodes)
         meta["object_sizes"] = [len(o) for o in objs]
         obj = b"".join(objs)
@@ -415,14 +423,15 @@ def emit_object(fgraph_or_function, target):
         return jit.compile_object(spec.ir_text, target)
 
 
-def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
+def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=False, early=False):
     """updates: list of (input index, output index) pairs committed into input storage.
     guard_nan: check every node's float outputs for NaN/Inf (mode='nanguard');
     bounds_check: check every Array element access against its allocation
     (mode='boundscheck'). Both are off by default and then emit nothing (see guard.py).
-    profile: time every kernel (mode='profile', see profile.py)."""
+    profile: time every kernel (mode='profile', see profile.py).
+    early: the module is compiled next (codegen.early_parts may start on its finished parts)."""
     if not bounds_check:
-        return _build_module(fgraph, updates, guard_nan, profile)
+        return _build_module(fgraph, updates, guard_nan, profile, early)
     from .guard import bounds_checking
     with bounds_checking() as checker:
         spec = _build_module(fgraph, updates, guard_nan)
@@ -430,13 +439,21 @@ def build_module(fgraph, updates, guard_nan=False, bounds_check=False, profile=F
     return spec
 
 
-def _build_module(fgraph, updates, guard_nan=False, profile=False):
+def _build_module(fgraph, updates, guard_nan=False, profile=False, early=False):
     with collector_paused():
         em = Emission(fgraph, updates, guard_nan, profile)
-        for _, emit in PASSES:
-            emit(em)
+        em.want_early = early
+        try:
+            for _, emit in PASSES:
+                emit(em)
+        finally:
+            if em.early is not None:
+                em.early.close()
         text = str(em.module)
         spec = ModuleSpec(text, em.plan.n_slots, em.offsets, em.layout, em.plan.order)
+        # cut here, not on the compiling thread: that thread would share this one's interpreter
+        # with the next function's emission while the helper waits for the parts
+        spec.parts = jit.split_module(text, em.early.parsed if em.early is not None else None)
         spec.kernels = kernel_list(em.plan, em.plan.order, updates)
         if em.prof is not None:
             spec.profile = em.prof.spec()
@@ -462,7 +479,11 @@ def release_ir(module):
 
 
 _pause_lock = threading.Lock()
-_pauses = {"depth": 0, "was_enabled": False}
+_pauses = {"depth": 0, "was_enabled": False, "switch": 0.005}
+
+
+# The interpreter's switch interval while a module is emitted (Python's default: 5 ms).
+EMIT_SWITCH_INTERVAL = 0.0005
 
 
 @contextmanager
@@ -471,19 +492,30 @@ def collector_paused():
     uses share one pause). llvmlite's IR objects reference each other: a LeNet train step makes
     some 10^5 of them, and the collections their allocations trigger (a full one among them,
     walking the whole heap) took a fifth of the Python time of a cold compile. Afterwards
-    release_ir frees them by reference counting."""
+    release_ir frees them by reference counting.
+
+    Meanwhile the interpreter switches threads every EMIT_SWITCH_INTERVAL: the threads feeding
+    the compile helper and LLVM (this module's early parts, the previous module's parts) need the
+    interpreter only for moments between long calls that release it, and at the default 5 ms
+    each such moment waited for the emitting thread to yield: 0.1 s between a training step's
+    module being cut into parts and its first part starting, while its validation function was
+    being emitted."""
     with _pause_lock:
         if _pauses["depth"] == 0:
             _pauses["was_enabled"] = gc.isenabled()
             gc.disable()
+            _pauses["switch"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_pauses["switch"], EMIT_SWITCH_INTERVAL))
         _pauses["depth"] += 1
     try:
         yield
     finally:
         with _pause_lock:
             _pauses["depth"] = max(0, _pauses["depth"] - 1)
-            if _pauses["depth"] == 0 and _pauses["was_enabled"]:
-                gc.enable()
+            if _pauses["depth"] == 0:
+                sys.setswitchinterval(_pauses["switch"])
+                if _pauses["was_enabled"]:
+                    gc.enable()
 
 
 @after_fork_in_child
@@ -505,6 +537,8 @@ class Emission:
         self.fgraph, self.updates = fgraph, updates
         self.guard_nan, self.profile = guard_nan, profile
         self.module = self.fn = self.b = self.plan = self.ctx = self.chk = self.prof = None
+        self.want_early = False   # the module is compiled next: codegen.early_parts may start
+        self.early = None     # its EarlyParts
         self.prologue = self.body = None   # the entry block, and the block the nodes' code starts in
         self.hooks = []       # NodeHooks around each node's lowering
         self.env = {}         # graph variable -> Array
@@ -532,6 +566,7 @@ def entry_function(em):
     em.chk = bounds_checker()
     if em.chk is not None:
         em.chk.attach(em.ctx)
+    em.early = em.ctx.early_parts = EarlyParts(module, targets.current()) if em.want_early and early_parts_enabled() else None
 
 
 class NodeHook:
@@ -643,6 +678,8 @@ def lower_nodes(em):
             env[var] = arr
         for hook in reversed(em.hooks):
             hook.after(node, ins, outs)
+        if em.early is not None:
+            em.early.node_done()
 
 
 def copy_outputs(em):

@@ -226,7 +226,13 @@ def _give_back(slot):
         _slots.notify_all()
 
 
-def compile_module(ir_text, target=None):
+def split_module(ir_text, known=None):
+    """compile_module's parts of ir_text, cut ahead of it ([]: one part; None: not cut); known: see
+    split.split."""
+    return (_split.split(ir_text, known=known) or []) if options.split_modules else None
+
+
+def compile_module(ir_text, target=None, parts=None):
     """The object files of a module (a list of bytes), to load together into one engine.
 
     With codegen.options.split_modules the module is cut into parts (codegen.split) that compile
@@ -236,16 +242,15 @@ def compile_module(ir_text, target=None):
     a bounded in-memory store of recent parts). The machine code of every function is the one
     the whole module gives (see codegen.split); only the work is spread."""
     target = target or _targets.current()
-    parts = None
-    if options.split_modules:
+    _state["compiles_started"] = _state.get("compiles_started", 0) + 1
+    if parts is None and options.split_modules:
         parts = _split.split(ir_text)
     if not parts:
         return [compile_object(ir_text, target)]
     # the entry function's part: mostly calls and bookkeeping, compiled with a lighter pipeline
     pipelines = [entry_pipeline_settings() if _split.defines(p, "symcnn_entry") else pipeline_settings()
                  for p in parts]
-    keys = [_part_key(json.dumps({"target": dataclasses.asdict(target), "pipeline": pl}, sort_keys=True).encode(), p)
-            for p, pl in zip(parts, pipelines)]
+    keys = [_part_key(_part_prefix(target, pl), p) for p, pl in zip(parts, pipelines)]
     objs = [None] * len(parts)
     queue = sorted(range(len(parts)), key=lambda i: -_size(parts[i]))   # the largest first
     queue_lock = threading.Lock()
@@ -274,13 +279,71 @@ def compile_module(ir_text, target=None):
         t.join()
     if errors:
         raise errors[0]
-    for i, job in waits:   # parts another module was compiling
+    for i, job in waits:   # parts another module was compiling (None: compiled early, and the helper failed)
         objs[i] = job.result()
+        if objs[i] is None:
+            objs[i] = compile_object(parts[i], target, pipelines[i])
     return objs
+
+
+def _part_prefix(target, pipeline):
+    return json.dumps({"target": dataclasses.asdict(target), "pipeline": pipeline}, sort_keys=True).encode()
 
 
 def _part_key(prefix, part):
     return hashlib.sha256(prefix + b"\0" + part.encode()).hexdigest()
+
+
+def compiles_started():
+    """How many compile_module calls have started in this process."""
+    return _state.get("compiles_started", 0)
+
+
+def helper_available():
+    """Whether a compile helper process runs (or can start) beside this process."""
+    return _worker() is not None
+
+
+def compile_part_early(part, target, pipeline, stop):
+    """Compile a part of a module still being emitted (codegen.early_parts) into the store of parts,
+    in the helper process only, once it is idle and no compile waits for it; nothing if stop()
+    turns true first, or if the part is stored or being compiled already."""
+    key = _part_key(_part_prefix(target, pipeline), part)
+    with _parts_lock:
+        if key in _parts_done or key in _parts_inflight:
+            return
+    w = _take_idle_helper(stop)
+    if w is None:
+        return
+    try:
+        with _parts_lock:
+            if key in _parts_done or key in _parts_inflight:
+                return
+            job = _parts_inflight[key] = Future()
+        obj = None
+        try:
+            obj = w.compile(part, target, pipeline)
+        finally:
+            with _parts_lock:
+                _parts_inflight.pop(key, None)
+                if obj is not None:
+                    _store_part(key, obj)
+            job.set_result(obj)
+    finally:
+        _give_back(w)
+
+
+def _take_idle_helper(stop):
+    with _slots:
+        while not stop():
+            w = _worker()
+            if w is None:
+                return None
+            if not w.busy and not _waiting:
+                w.busy = True
+                return w
+            _slots.wait(0.05)
+        return None
 
 
 _parts_lock = threading.Lock()
@@ -311,12 +374,17 @@ def _compile_part(key, part, target, waits, index, pipeline=None):
         raise
     with _parts_lock:
         _parts_inflight.pop(key, None)
-        _parts_done[key] = obj
-        total = sum(len(o) for o in _parts_done.values())
-        while total > PART_STORE_BYTES and len(_parts_done) > 1:
-            total -= len(_parts_done.pop(next(iter(_parts_done))))
+        _store_part(key, obj)
     job.set_result(obj)
     return obj
+
+
+def _store_part(key, obj):
+    """(Holding _parts_lock.) Keep obj as the most recent part, dropping the oldest past PART_STORE_BYTES."""
+    _parts_done[key] = obj
+    total = sum(len(o) for o in _parts_done.values())
+    while total > PART_STORE_BYTES and len(_parts_done) > 1:
+        total -= len(_parts_done.pop(next(iter(_parts_done))))
 
 
 # The helper process: runs this file's _compile_here on modules sent through its stdin.

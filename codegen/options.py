@@ -47,6 +47,10 @@ class Options:
     # (codegen/split.py); no measurable change in speed (benchmarks/bench_models.py).
     split_libraries = True
 
+    # With split_modules, the parts of a module whose kernels are finished go to the idle compile
+    # helper while the rest of the module is still being emitted (codegen/early_parts.py).
+    early_parts = True
+
     # Strided forward convolutions by the kernel with vectors over filters (microkernels/kvec.py)
     # where kernels/conv_forward.strided_images picks it; False: always the direct kernel on the
     # phase-split images (kernels/conv_phases.py).

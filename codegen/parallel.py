@@ -155,6 +155,12 @@ def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, 
     b = ctx.b
     fn, argp = outline(ctx, prefix, values, emit)
     Bv = U.as_value(b, B)
+    early = getattr(ctx, "early_parts", None)
+    if early is not None:   # can a run hand it to the pool? (the split's root part holds those that cannot)
+        if isinstance(serial, ir.Constant):
+            early.job(fn, not serial.constant)
+        else:
+            early.job(fn, serial is not None or not isinstance(B, int) or B >= min_items(item_flops))
     if serial is None:
         serial = serial_rule(b, Bv, item_flops)
     with b.if_else(serial) as (small, big):

@@ -16,10 +16,10 @@ options.min_parallel: the branch folds to a constant) is only called directly; L
 specialise it, so it stays with the root: `_live_lines` folds those branches as LLVM does.
 With options.split_libraries, noinline functions that two or more jobs of a part reach
 (the GEMM micro-kernels a Winograd convolution and the dense layers' products call), or that one
-job reaches and that are large (BIG_LINES: a convolution's tile transforms and kernels, which a
-training step's forward and its validation's both call), with all they call, are cut from their
-callers too: they compile once, at the same time as their callers, and once for every module
-that holds them. Such a library is optimised as the whole module would optimise it exported (not
+job reaches and that are large with all they call (BIG_LINES: a convolution's tile transforms and
+kernels, which a training step's forward and its validation's both call), and the root's own large
+noinline callees (ROOT_LIBRARY_LINES), with all they call, are cut from their callers too: they
+compile once, at the same time as their callers, and once for every module that holds them. Such a library is optimised as the whole module would optimise it exported (not
 specialised to its callers' constant arguments), and its callers see its declaration only (no
 attributes LLVM would infer from its body at the call, nor that it never reads an argument);
 a library function LLVM could inline into a caller is never cut.
@@ -28,7 +28,8 @@ called; constant globals are copied into each part that reads them, with the met
 the part uses (numbered in order of use, so that a part reads the same in every module).
 
 `split(ir_text)` returns the parts' texts, or None when the module is one part or text it does
-not know how to read (then it compiles whole).
+not know how to read (then it compiles whole). `plan` and `part_text` are its two halves, for
+codegen.early_parts, which cuts a module still being emitted.
 """
 import re
 
@@ -37,11 +38,19 @@ _LINKAGE = ("internal ", "private ")
 
 # Below this many function definitions the whole module is one part (nothing to share or spread).
 MIN_FUNCTIONS = 4
-# A noinline function a job calls with this many lines or more is a library of its own: its part
-# compiles beside its caller's, and once for the modules that call it (cold compile of train +
-# validate + test, alternating fresh processes: LeNet 0.972x the wall time, allconv 0.941x,
-# cifar_deep 0.946x; their steps unchanged).
-BIG_LINES = 600
+# A noinline function a job calls that, with all it calls, has this many lines or more is a library
+# of its own: its part compiles beside its caller's, and once for the modules that call it (cold
+# compile of train + validate + test, alternating fresh processes, 600 lines of the function alone
+# against none: LeNet 0.972x the wall time, allconv 0.941x, cifar_deep 0.946x; their steps
+# unchanged). Counting what it calls and 300 lines make the GEMM micro-kernels and the Winograd
+# tile transforms libraries even where one job calls them so far, as a later layer's jobs will:
+# the parts codegen.early_parts compiles while the module is emitted then stay the same.
+BIG_LINES = 300
+# A noinline function the root calls directly (a Winograd convolution's per-call filter transform)
+# with this many lines or more, with all it calls, is a library of its own too: the root's part,
+# the largest, starts last (when the whole module is emitted) and is then the compile's longest
+# path (cifar_deep's train entry part 7081 -> 5291 lines).
+ROOT_LIBRARY_LINES = 200
 
 
 def defines(part, name):
@@ -80,7 +89,7 @@ class _Function:
         return "declare " + head[len("define "):]
 
 
-def _parse(ir_text):
+def _parse(ir_text, known=None):
     """(header lines, functions, declarations, globals {name: (line, mutable)}, metadata lines),
     or None for text this module does not read."""
     lines = ir_text.split("\n")
@@ -97,7 +106,8 @@ def _parse(ir_text):
             name = _defined_name(line)
             if name is None:
                 return None
-            functions.append(_Function(name, line, lines[i:j + 1]))
+            f = known.get("\n".join(lines[i:j + 1])) if known else None
+            functions.append(f if f is not None and f.name == name else _Function(name, line, lines[i:j + 1]))
             i = j + 1
             continue
         if line.startswith("declare "):
@@ -127,15 +137,15 @@ def _parse(ir_text):
     return header, functions, declarations, globals_, metadata
 
 
-def _address_taken(functions, root=None):
+def _address_taken(functions, root=None, live=True):
     """Names of functions some function uses other than as the callee of a call (e.g. passed to
     the thread pool as a job): LLVM cannot specialise such a function for its callers. In the
     root, only the blocks that stay reachable once constant branch conditions are folded count
     (see _live_lines): the thread pool's dispatch below options.min_parallel items is dead code
-    that LLVM removes, leaving only a direct call to the job."""
+    that LLVM removes, leaving only a direct call to the job (live=False: all blocks count)."""
     taken = set()
     for f in functions:
-        for line in (_live_lines(f) if f.name == root else f.lines[1:]):
+        for line in (_live_lines(f) if f.name == root and live else f.lines[1:]):
             if "@" not in line:
                 continue
             names = [a or b for a, b in _NAME.findall(line)]
@@ -299,24 +309,36 @@ def _live_lines(f):
     return [line for name in order if name in live for line in blocks[name]]
 
 
-def split(ir_text, root="symcnn_entry"):
-    parsed = _parse(ir_text)
+def split(ir_text, root="symcnn_entry", known=None):
+    """The parts' texts (see the module's doc), or None. known: {function text: _Function} of
+    functions parsed before (codegen.early_parts), not parsed again."""
+    parsed = _parse(ir_text, known)
     if parsed is None:
         return None
     header, functions, declarations, globals_, metadata = parsed
     by_name = {f.name: f for f in functions}
     if len(functions) < MIN_FUNCTIONS or root not in by_name:
         return None
-    mutable = {g for g, (_, m) in globals_.items() if m}
     taken = _address_taken(functions, root) & set(by_name)
+    planned = plan(functions, by_name, globals_, root, taken, _address_taken(functions, root, live=False))
+    if planned is None:
+        return None
+    members, exported = planned
+    return [part_text(header, own, exported, by_name, declarations, globals_, metadata) for own in members.values()]
 
+
+def plan(functions, by_name, globals_, root, taken, jobs=()):
+    """({representative: [functions]}, exported names): the parts of a parsed module whose root
+    hands the functions `taken` to the thread pool (of its `jobs`, the others it calls directly,
+    as the dispatch is dead code); None when it is one part."""
+    mutable = {g for g, (_, m) in globals_.items() if m}
     # parts: the connected components of the functions' references (calls, addresses, shared
     # mutable globals), without the root's references to address-taken functions (the jobs it
     # hands to the thread pool): cut there, no function's code depends on the cut
     members = _components(functions, by_name, mutable, lambda f, r: f.name == root and r in taken)
     # then, with options.split_libraries, the calls of two or more jobs of a part into the same
     # functions (kernels sharing the GEMM micro-kernels): those functions make parts of their own
-    shared = _shared_callees(members, by_name, taken, root) if _cut_libraries() else set()
+    shared = _shared_callees(members, by_name, taken, root, jobs) if _cut_libraries() else set()
     if shared:
         members = _components(functions, by_name, mutable,
                               lambda f, r: (f.name == root and r in taken) or (r in shared and f.name not in shared))
@@ -324,22 +346,23 @@ def split(ir_text, root="symcnn_entry"):
         return None
     part_of = {f.name: root_ for root_, fs in members.items() for f in fs}
     exported = {r for f in functions for r in f.refs if r in part_of and part_of[r] != part_of[f.name]}
+    return members, exported
 
-    parts = []
-    for key, own in members.items():
-        refs = set().union(*(f.refs for f in own))
-        defined = {f.name for f in own}
-        text = list(header)
-        text.extend(line for name, (line, _) in globals_.items() if name in refs)
+
+def part_text(header, own, exported, by_name, declarations, globals_, metadata):
+    """The module text of the part holding the functions `own`."""
+    refs = set().union(*(f.refs for f in own))
+    defined = {f.name for f in own}
+    text = list(header)
+    text.extend(line for name, (line, _) in globals_.items() if name in refs)
+    text.append("")
+    for f in own:
+        text.append(f.text(internal=f.name not in exported))
         text.append("")
-        for f in own:
-            text.append(f.text(internal=f.name not in exported))
-            text.append("")
-        text.extend(by_name[name].declaration() for name in sorted(refs - defined) if name in by_name)
-        text.extend(line for name, line in declarations if name in refs)
-        text.append("")
-        parts.append(_with_metadata("\n".join(text), metadata) + "\n")
-    return parts
+    text.extend(by_name[name].declaration() for name in sorted(refs - defined) if name in by_name)
+    text.extend(line for name, line in declarations if name in refs)
+    text.append("")
+    return _with_metadata("\n".join(text), metadata) + "\n"
 
 
 def _components(functions, by_name, mutable, cut):
@@ -373,7 +396,7 @@ def _components(functions, by_name, mutable, cut):
     return members
 
 
-def _shared_callees(members, by_name, taken, root):
+def _shared_callees(members, by_name, taken, root, jobs=()):
     """The functions that two or more jobs (functions the root hands to the thread pool) of one
     part reach through their calls (the GEMM micro-kernels that a Winograd convolution and the
     dense layers' products call, for example), and the large ones one job reaches. Cut from their
@@ -381,17 +404,25 @@ def _shared_callees(members, by_name, taken, root):
     read the same in every module)."""
     shared = set()
     for fs in members.values():
-        jobs = [f.name for f in fs if f.name in taken]
-        if not jobs or any(f.name == root for f in fs):
-            continue
-        reached = {}
-        for job in jobs:
-            for name in _callees(job, by_name):
-                reached[name] = reached.get(name, 0) + 1
-        # the noinline functions they share, with everything those call; LLVM must not be able to
-        # inline a cut function into a caller left outside (as it would in the whole module)
-        seeds = {name for name, n in reached.items() if (n >= 2 or len(by_name[name].lines) >= BIG_LINES)
-                 and name not in taken and by_name[name].noinline}
+        if any(f.name == root for f in fs):
+            if not ROOT_LIBRARY_LINES:
+                continue
+            # the root's own large noinline callees (per-call filter transforms; not the jobs it
+            # calls directly: LLVM may specialise those for that one call, as in the whole module)
+            seeds = {r for r in by_name[root].refs if r in by_name and r not in taken and r not in jobs
+                     and by_name[r].noinline and _closure_lines(r, by_name) >= ROOT_LIBRARY_LINES}
+        else:
+            jobs = [f.name for f in fs if f.name in taken]
+            if not jobs:
+                continue
+            reached = {}
+            for job in jobs:
+                for name in _callees(job, by_name):
+                    reached[name] = reached.get(name, 0) + 1
+            # the noinline functions they share, with everything those call; LLVM must not be able to
+            # inline a cut function into a caller left outside (as it would in the whole module)
+            seeds = {name for name, n in reached.items() if (n >= 2 or _closure_lines(name, by_name) >= BIG_LINES)
+                     and name not in taken and by_name[name].noinline}
         while seeds:
             closure = {name: _callees(name, by_name) for name in seeds}
             cut = set().union(*closure.values())
@@ -401,6 +432,11 @@ def _shared_callees(members, by_name, taken, root):
                 break
             seeds = {name for name in seeds if not closure[name] & inlinable}
     return shared
+
+
+def _closure_lines(name, by_name):
+    """The lines of `name` and of every function it reaches."""
+    return sum(len(by_name[n].lines) for n in _callees(name, by_name))
 
 
 def _callees(name, by_name):

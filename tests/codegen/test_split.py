@@ -77,6 +77,29 @@ def _with_external(ir_text, names):
     return re.sub(r'^define internal [^@]*@"([^"]+)"', relink, ir_text, flags=re.M)
 
 
+def _declared_only(ir_text, names):
+    """The module with the functions `names` declared, their bodies left out."""
+    header, functions, declarations, globals_, metadata = split._parse(ir_text)
+    out, skip = [], False
+    for line in ir_text.split("\n"):
+        if line.startswith("define ") and split._defined_name(line) in names:
+            out.append(next(f for f in functions if f.name == split._defined_name(line)).declaration())
+            skip = True
+        elif skip:
+            skip = line != "}"
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _root_libraries(ir_text, parts):
+    """The functions the root calls that are cut from its part (split.ROOT_LIBRARY_LINES)."""
+    root_part = next(p for p in parts if split.defines(p, "symcnn_entry"))
+    _, functions, _, _, _ = split._parse(ir_text)
+    root = next(f for f in functions if f.name == "symcnn_entry")
+    return {n for n in root.refs if any(f.name == n for f in functions) and not split.defines(root_part, n)}
+
+
 _CALL = re.compile(r'(call (?:fastcc )?void @(\S+)\()(.*)\)$')
 
 
@@ -111,6 +134,11 @@ def test_every_function_has_the_code_of_the_whole_module(which, libraries, reque
         library = _exported(parts) & internal if libraries else set()
         libraries_cut |= {n for n in library if "gemm_macro" in n}
         whole = _optimised_bodies(_with_external(ir_text, library))
+        # the root sees the functions cut from its part as declarations: so in the whole module too
+        root_cut = _root_libraries(ir_text, parts) & library
+        if root_cut:
+            whole["symcnn_entry"] = _optimised_bodies(_declared_only(_with_external(ir_text, library), root_cut))[
+                "symcnn_entry"]
         cut = {}
         for p in parts:
             for name, body in _optimised_bodies(p).items():
@@ -148,20 +176,31 @@ def _same_code(cut, whole, library):
 
 
 def test_large_kernels_compile_in_parts_of_their_own(lenet_ir):
-    """With options.split_libraries, a noinline function of split.BIG_LINES lines or more that one
-    job calls (here the first layer's pooled few-tap kernel, called by its forward job) is a part of
-    its own, apart from its caller; smaller ones (the routed weight gradient) stay with theirs."""
+    """With options.split_libraries, a noinline function that one job calls is a part of its own,
+    apart from its caller, when it has split.BIG_LINES lines or more with all it calls (the first
+    layer's pooled few-tap kernel, called by its forward job); smaller ones stay with their job."""
     from codegen.options import options
     assert options.split_libraries
     parts = split.split(lenet_ir[0])
     where = {name: k for k, p in enumerate(parts) for name in _DEFINE.findall(p)}
-    sizes = {m.group(1): len(m.group(2).split("\n"))
-             for m in re.finditer(r'^define[^@]*@"([^"]+)"[^\n]*\n?\{\n(.*?)\n\}', lenet_ir[0], re.M | re.S)}
+    _, functions, _, _, _ = split._parse(lenet_ir[0])
+    by_name = {f.name: f for f in functions}
+    taken = split._address_taken(functions, "symcnn_entry") & set(by_name)
+    callers = {}
+    for f in functions:
+        for r in f.refs:
+            if r in by_name and f.name in taken:
+                callers.setdefault(r, set()).add(f.name)
+    checked = {True: 0, False: 0}
+    for name, jobs in callers.items():
+        if len(jobs) != 1 or name in taken or not by_name[name].noinline:
+            continue
+        big = split._closure_lines(name, by_name) >= split.BIG_LINES
+        assert (where[name] != where[next(iter(jobs))]) == big, (name, big)
+        checked[big] += 1
+    assert checked[True] and checked[False], checked
     kernel = next(n for n in where if n.startswith("symcnn_fewtaps_pool_float32_"))
-    assert sizes[kernel] >= split.BIG_LINES
     assert where[kernel] != where["symcnn_fewtaps_pool_fwd0"]
-    small = next(n for n in where if n.startswith("symcnn_routed_dw_float32_"))   # (its job's own kernel)
-    assert sizes[small] < split.BIG_LINES and where[small] == where["symcnn_convpool_bwd0"]
 
 
 def test_a_training_step_and_its_validation_share_the_forward_kernels(lenet_ir):
@@ -267,6 +306,7 @@ def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monke
                 active[0] -= 1
     monkeypatch.setattr(jit, "compile_object", counting)
     monkeypatch.setattr(jit, "_parts_done", {})
+    monkeypatch.setattr(jit, "_parts_inflight", {})
     monkeypatch.setattr(jit, "_worker", lambda required=False: object())   # as if a second core were free
     results = {}
     threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, jit.compile_module(lenet_ir[k])))
@@ -284,8 +324,8 @@ def test_parts_compile_at_the_same_time_and_identical_parts_once(lenet_ir, monke
 def test_a_cache_entry_holds_every_part(cache_dir, monkeypatch):
     sizes = []
     real = jit.compile_module
-    monkeypatch.setattr(jit, "compile_module", lambda ir, target=None: sizes.append(len(real(ir, target)))
-                        or real(ir, target))
+    monkeypatch.setattr(jit, "compile_module", lambda ir, target=None, parts=None:
+                        sizes.append(len(real(ir, target, parts))) or real(ir, target, parts))
     train, _, params = _lenet(batch=128)    # batch 128: images go to the pool at every target
     train.wait()
     assert max(sizes) > 1
