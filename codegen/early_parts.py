@@ -40,12 +40,12 @@ class EarlyParts:
     def __init__(self, module, target):
         self.module, self.target = module, target
         self.pipeline = jit.pipeline_settings()
-        self.functions = []      # the parsed finished functions (split._Function), in module order
+        self.functions = []      # the parsed finished functions (split.Function), in module order
         self.by_name = {}
         self.parsed = {}         # their texts -> those (split.split need not parse them again)
         self.shapes = {}         # function -> _shape when its text was taken
         self.texts = {}          # function -> its text, with VERIFY
-        self.globals_ = {}       # split._parse's views of the module's other globals
+        self.globals_ = {}       # split.parse's views of the module's other globals
         self.declarations = []
         self.metadata = {}
         self.header = None
@@ -92,7 +92,7 @@ class EarlyParts:
             if text.startswith("define "):
                 text = text.rstrip("\n")
                 body = text.split("\n")
-                f = S._Function(g.name, body[0], body)
+                f = S.Function(g.name, body[0], body)
                 self.functions.append(f)
                 self.by_name[f.name] = f
                 self.parsed[text] = f
@@ -102,7 +102,7 @@ class EarlyParts:
             else:
                 lines.append(text)
         if lines:   # globals and declarations, read as codegen.split reads them
-            parsed = S._parse("\n".join(lines))
+            parsed = S.parse("\n".join(lines))
             if parsed is not None:
                 _, _, declarations, globals_, _ = parsed
                 self.declarations.extend(declarations)
@@ -130,10 +130,10 @@ class EarlyParts:
         taken = {n for n in jobs if self.jobs[n]}
         reached = set()
         for j in jobs:
-            reached |= S._callees(j, self.by_name)
+            reached |= S.callees(j, self.by_name)
         refs = jobs | {f.name for f in self.functions if f.name not in reached}
         body = [f'  call void @"{n}"()' for n in sorted(refs)]
-        root = S._Function(ROOT, f"define i32 @{ROOT}()", [f"define i32 @{ROOT}()", "{"] + body + ["}"])
+        root = S.Function(ROOT, f"define i32 @{ROOT}()", [f"define i32 @{ROOT}()", "{"] + body + ["}"])
         functions = [root] + self.functions
         by_name = dict(self.by_name, **{ROOT: root})
         planned = S.plan(functions, by_name, self.globals_, ROOT, taken, jobs)

@@ -67,7 +67,7 @@ def _defined_name(line):
     return (m.group(1) or m.group(2)) if m else None
 
 
-class _Function:
+class Function:
     def __init__(self, name, head, lines):
         self.name, self.head, self.lines = name, head, lines
         self.refs = _names("\n".join(lines[1:])) - {name}
@@ -89,7 +89,7 @@ class _Function:
         return "declare " + head[len("define "):]
 
 
-def _parse(ir_text, known=None):
+def parse(ir_text, known=None):
     """(header lines, functions, declarations, globals {name: (line, mutable)}, metadata lines),
     or None for text this module does not read."""
     lines = ir_text.split("\n")
@@ -107,7 +107,7 @@ def _parse(ir_text, known=None):
             if name is None:
                 return None
             f = known.get("\n".join(lines[i:j + 1])) if known else None
-            functions.append(f if f is not None and f.name == name else _Function(name, line, lines[i:j + 1]))
+            functions.append(f if f is not None and f.name == name else Function(name, line, lines[i:j + 1]))
             i = j + 1
             continue
         if line.startswith("declare "):
@@ -310,9 +310,9 @@ def _live_lines(f):
 
 
 def split(ir_text, root="symcnn_entry", known=None):
-    """The parts' texts (see the module's doc), or None. known: {function text: _Function} of
+    """The parts' texts (see the module's doc), or None. known: {function text: Function} of
     functions parsed before (codegen.early_parts), not parsed again."""
-    parsed = _parse(ir_text, known)
+    parsed = parse(ir_text, known)
     if parsed is None:
         return None
     header, functions, declarations, globals_, metadata = parsed
@@ -417,14 +417,14 @@ def _shared_callees(members, by_name, taken, root, jobs=()):
                 continue
             reached = {}
             for job in jobs:
-                for name in _callees(job, by_name):
+                for name in callees(job, by_name):
                     reached[name] = reached.get(name, 0) + 1
             # the noinline functions they share, with everything those call; LLVM must not be able to
             # inline a cut function into a caller left outside (as it would in the whole module)
             seeds = {name for name, n in reached.items() if (n >= 2 or _closure_lines(name, by_name) >= BIG_LINES)
                      and name not in taken and by_name[name].noinline}
         while seeds:
-            closure = {name: _callees(name, by_name) for name in seeds}
+            closure = {name: callees(name, by_name) for name in seeds}
             cut = set().union(*closure.values())
             inlinable = {r for f in fs if f.name not in cut for r in f.refs if r in cut and not by_name[r].noinline}
             if not inlinable:
@@ -436,10 +436,10 @@ def _shared_callees(members, by_name, taken, root, jobs=()):
 
 def _closure_lines(name, by_name):
     """The lines of `name` and of every function it reaches."""
-    return sum(len(by_name[n].lines) for n in _callees(name, by_name))
+    return sum(len(by_name[n].lines) for n in callees(name, by_name))
 
 
-def _callees(name, by_name):
+def callees(name, by_name):
     """`name` and every function it reaches through its references."""
     seen, todo = {name}, [name]
     while todo:

@@ -161,10 +161,10 @@ def test_split_takes_functions_parsed_before():
     """split.split with the functions parsed early gives the parts it gives without them."""
     train, _ = _lenet(batch=128)
     text = train.dump_llvm()
-    _, functions, _, _, _ = split._parse(text)
+    _, functions, _, _, _ = split.parse(text)
     known = {"\n".join(f.lines): f for f in functions}
     assert split.split(text, known=known) == split.split(text)
-    assert split._parse(text, known)[1][3] is functions[3]
+    assert split.parse(text, known)[1][3] is functions[3]
 
 
 def test_a_function_changed_after_its_text_was_taken_shows_as_it_is():

@@ -79,7 +79,7 @@ def _with_external(ir_text, names):
 
 def _declared_only(ir_text, names):
     """The module with the functions `names` declared, their bodies left out."""
-    header, functions, declarations, globals_, metadata = split._parse(ir_text)
+    header, functions, declarations, globals_, metadata = split.parse(ir_text)
     out, skip = [], False
     for line in ir_text.split("\n"):
         if line.startswith("define ") and split._defined_name(line) in names:
@@ -95,7 +95,7 @@ def _declared_only(ir_text, names):
 def _root_libraries(ir_text, parts):
     """The functions the root calls that are cut from its part (split.ROOT_LIBRARY_LINES)."""
     root_part = next(p for p in parts if split.defines(p, "symcnn_entry"))
-    _, functions, _, _, _ = split._parse(ir_text)
+    _, functions, _, _, _ = split.parse(ir_text)
     root = next(f for f in functions if f.name == "symcnn_entry")
     return {n for n in root.refs if any(f.name == n for f in functions) and not split.defines(root_part, n)}
 
@@ -183,7 +183,7 @@ def test_large_kernels_compile_in_parts_of_their_own(lenet_ir):
     assert options.split_libraries
     parts = split.split(lenet_ir[0])
     where = {name: k for k, p in enumerate(parts) for name in _DEFINE.findall(p)}
-    _, functions, _, _, _ = split._parse(lenet_ir[0])
+    _, functions, _, _, _ = split.parse(lenet_ir[0])
     by_name = {f.name: f for f in functions}
     taken = split._address_taken(functions, "symcnn_entry") & set(by_name)
     callers = {}
