@@ -446,9 +446,12 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False, early=False):
         try:
             for _, emit in PASSES:
                 emit(em)
-        finally:
-            if em.early is not None:
-                em.early.close()
+        except BaseException:
+            if em.early is not None:   # nothing will be compiled
+                em.early.abandon()
+            raise
+        if em.early is not None:
+            em.early.close()
         text = str(em.module)
         spec = ModuleSpec(text, em.plan.n_slots, em.offsets, em.layout, em.plan.order)
         # cut here, not on the compiling thread: that thread would share this one's interpreter

@@ -57,6 +57,7 @@ class EarlyParts:
         self.queue = queue.Queue()
         self.closed = False
         self.compiles_at_close = 0
+        self.abandoned = False
         self.error = None        # what stopped the early compiles, if anything did
         self.thread = threading.Thread(target=self._run, name="symcnn-early-parts", daemon=True)
         self.thread.start()
@@ -170,8 +171,14 @@ class EarlyParts:
         # the module is freed by reference counting once emitted (build.release_ir): keep none of it
         self.module = self.shapes = self.texts = self.functions = self.by_name = None
 
+    def abandon(self):
+        """The module failed to emit (or was interrupted): no part of it is compiled any more."""
+        self.abandoned = self.closed = True
+        self.queue.put(None)
+        self.module = self.shapes = self.texts = self.functions = self.by_name = None
+
     def _stopped(self):
-        return self.closed and jit.compiles_started() > self.compiles_at_close
+        return self.abandoned or (self.closed and jit.compiles_started() > self.compiles_at_close)
 
     def _run(self):
         while True:

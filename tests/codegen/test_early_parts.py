@@ -178,3 +178,32 @@ def test_a_function_changed_after_its_text_was_taken_shows_as_it_is():
     b.ret(b.mul(x, x))
     assert early_parts.check_unchanged(shapes)
     assert "mul" in str(fn) and str(fn) != before
+
+
+def test_a_module_that_fails_to_emit_stops_its_early_compiles(cache_dir, monkeypatch):
+    """An error (or Ctrl-C) while a module is emitted: the early compiles stop, none is left
+    waiting, and the error reaches the caller."""
+    _helper_or_skip()
+    from codegen import build
+    made = []
+    real_init = early_parts.EarlyParts.__init__
+
+    def init(self, *a):
+        real_init(self, *a)
+        made.append(self)
+    monkeypatch.setattr(early_parts.EarlyParts, "__init__", init)
+    real_node_done = early_parts.EarlyParts.node_done
+    calls = [0]
+
+    def node_done(self):
+        real_node_done(self)
+        calls[0] += 1
+        if calls[0] == 12:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(early_parts.EarlyParts, "node_done", node_done)
+    with pytest.raises(KeyboardInterrupt):
+        _lenet(batch=128)
+    assert made and made[0].abandoned
+    made[0].thread.join(timeout=30)
+    assert not made[0].thread.is_alive()
+    assert not build._inflight
