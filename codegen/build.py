@@ -154,8 +154,8 @@ def _lower_graph(fgraph, updates, tgt, options):
     if key is None:
         jit.start_helper()
         spec = build_module(fgraph, updates, early=True, **options)
-        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(spec.ir_text, obj=jit.compile_module(spec.ir_text, parts=spec.take_parts()),
-                                                                   target=tgt)))
+        return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(
+            spec.ir_text, obj=jit.compile_module(spec.ir_text, parts=spec.take_parts()), target=tgt)))
     with _inflight_lock:
         job = _inflight.get(key)
         owner = job is None
@@ -185,7 +185,8 @@ def _lower_graph(fgraph, updates, tgt, options):
 def _finish_and_store(job, key, spec, nodes, tgt):
     """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
     try:
-        objs = jit.compile_module(spec.ir_text, parts=spec.take_parts())   # for tgt: LoweredGraph.finish is in targets.using(tgt)
+        # for tgt: LoweredGraph.finish is in targets.using(tgt)
+        objs = jit.compile_module(spec.ir_text, parts=spec.take_parts())
         meta = _spec_to_meta(spec, nodes)
         meta["object_sizes"] = [len(o) for o in objs]
         obj = b"".join(objs)
@@ -569,7 +570,8 @@ def entry_function(em):
     em.chk = bounds_checker()
     if em.chk is not None:
         em.chk.attach(em.ctx)
-    em.early = em.ctx.early_parts = EarlyParts(module, targets.current()) if em.want_early and early_parts_enabled() else None
+    em.early = em.ctx.early_parts = \
+        EarlyParts(module, targets.current()) if em.want_early and early_parts_enabled() else None
 
 
 class NodeHook:

@@ -19,8 +19,9 @@ With options.split_libraries, noinline functions that two or more jobs of a part
 job reaches and that are large with all they call (BIG_LINES: a convolution's tile transforms and
 kernels, which a training step's forward and its validation's both call), and the root's own large
 noinline callees (ROOT_LIBRARY_LINES), with all they call, are cut from their callers too: they
-compile once, at the same time as their callers, and once for every module that holds them. Such a library is optimised as the whole module would optimise it exported (not
-specialised to its callers' constant arguments), and its callers see its declaration only (no
+compile once, at the same time as their callers, and once for every module that holds them. Such a
+library is optimised as the whole module would optimise it exported (not specialised to its callers'
+constant arguments), and its callers see its declaration only (no
 attributes LLVM would infer from its body at the call, nor that it never reads an argument);
 a library function LLVM could inline into a caller is never cut.
 A function called from another part loses its internal linkage and is declared where it is

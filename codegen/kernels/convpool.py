@@ -794,7 +794,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
-        if gxptr is not None and op.gx_act is not None and not gx_act_done:   # the producer's derivative, x and dx in cache
+        if gxptr is not None and op.gx_act is not None and not gx_act_done:   # the producer's derivative, in cache
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             apply_program(ctx, op.gx_act, dt, [gep(b, xs.ptr, U.mul(b, n, img), et), dx], dx, img)
 

@@ -208,7 +208,8 @@ def test_random_replacements_keep_exactly_the_nodes_the_outputs_need():
             if not owned:
                 break
             var = data.draw(st.sampled_from(owned))
-            sources = [x, y] + [n.outputs[0] for n in io_toposort([var]) if n.outputs[0] is not var and n.outputs[0].ndim == 1]
+            sources = [x, y] + [n.outputs[0] for n in io_toposort([var])
+                                if n.outputs[0] is not var and n.outputs[0].ndim == 1]
             src = data.draw(st.sampled_from(sources))
             fg.replace(var, data.draw(st.sampled_from(unary))(src), reason="random")
             fg.check_integrity()
