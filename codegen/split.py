@@ -18,10 +18,10 @@ With options.split_libraries, noinline functions that two or more jobs of a part
 (the GEMM micro-kernels a Winograd convolution and the dense layers' products call), or that one
 job reaches and that are large with all they call (BIG_LINES: a convolution's tile transforms and
 kernels, which a training step's forward and its validation's both call), and the root's own large
-noinline callees (ROOT_LIBRARY_LINES), with all they call, are cut from their callers too: they
-compile once, at the same time as their callers, and once for every module that holds them. Such a
-library is optimised as the whole module would optimise it exported (not specialised to its callers'
-constant arguments), and its callers see its declaration only (no
+noinline callees other than its jobs (ROOT_LIBRARY_LINES), with all they call, are cut from their
+callers too: they compile once, at the same time as their callers, and once for every module that
+holds them. Such a library is optimised as the whole module would optimise it exported (not
+specialised to its callers' constant arguments), and its callers see its declaration only (no
 attributes LLVM would infer from its body at the call, nor that it never reads an argument);
 a library function LLVM could inline into a caller is never cut.
 A function called from another part loses its internal linkage and is declared where it is
@@ -321,7 +321,7 @@ def split(ir_text, root="symcnn_entry", known=None):
     if len(functions) < MIN_FUNCTIONS or root not in by_name:
         return None
     taken = _address_taken(functions, root) & set(by_name)
-    planned = plan(functions, by_name, globals_, root, taken, _address_taken(functions, root, live=False))
+    planned = plan(functions, by_name, globals_, root, taken, _address_taken([by_name[root]], root, live=False))
     if planned is None:
         return None
     members, exported = planned
