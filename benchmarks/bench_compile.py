@@ -101,7 +101,7 @@ def child_breakdown(whole, setup=None):
     modules = []
     name = "compile_module" if split is not None else "compile_object"
     real_compile = getattr(jit, name)
-    setattr(jit, name, lambda ir, target=None: modules.append(ir) or real_compile(ir, target))
+    setattr(jit, name, lambda ir, target=None, **kw: modules.append(ir) or real_compile(ir, target, **kw))
     with tempfile.TemporaryDirectory() as cache:
         os.environ["SYMCNN_CACHE_DIR"] = cache
         t0 = time.thread_time()
