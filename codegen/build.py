@@ -84,6 +84,7 @@ class ModuleSpec:
         self.input_dim_offsets = input_dim_offsets
         self.output_layout = output_layout   # list of (offset into outputs array, ndim, dtype)
         self.order = order
+        self.parts = None   # jit.split_module's parts of the emitted text, until compiled
 
     @property
     def ir_text(self):
@@ -99,7 +100,7 @@ class ModuleSpec:
 
     def take_parts(self):
         """The parts jit.split_module cut ir_text into when it was emitted (then forgotten), or None."""
-        parts, self.parts = getattr(self, "parts", None), None
+        parts, self.parts = self.parts, None
         return parts
 
 

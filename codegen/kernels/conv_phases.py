@@ -34,7 +34,7 @@ from ..irutil import lanes
 from ..microkernels import directconv as D
 from .conv import gep, zero_fill
 from .conv_forward import MIN_DIRECT_TAPS, DirectImages
-from .conv_threads import lanewise, shift_copy
+from .conv_threads import apply_program, lanewise, shift_copy
 from .elemwise import emit_scalar
 
 
@@ -565,10 +565,7 @@ class PhaseGradInputs:
                                             zero if srows[qx] is None else b.load(gep(b, srows[qx], v, et), typ=et),
                                             gep(b, drow, U.add(b, U.mul(b, v, sw), qx), et)))
             if act is not None:
-                xc = gep(b, x, U.mul(b, c, self.H * self.W), et)
-                with U.for_range(b, self.H * self.W, name="xa") as p:
-                    vals = [b.load(gep(b, xc, p, et), typ=et), b.load(gep(b, dc, p, et), typ=et)]
-                    b.store(emit_scalar(ctx, act, vals, [dt, dt], dt), gep(b, dc, p, et))
+                apply_program(ctx, act, dt, [gep(b, x, U.mul(b, c, self.H * self.W), et), dc], dc, self.H * self.W)
 
 
 def phase_grad_inputs(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):

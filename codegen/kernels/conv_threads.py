@@ -14,6 +14,7 @@ from ..lower import E_ALLOC, Array, bounds_checker
 from ..microkernels import gemm as G
 from ..parallel import Parts, outline, part, run_parallel, threads
 from .conv import Geometry, emit_im2col, gep, image_view, zero_fill
+from .elemwise import emit_scalar
 
 
 class PerThread:
@@ -140,6 +141,17 @@ def add_array(cap, name, arr):
     cap.add(name, arr.ptr)
     for d, s in enumerate(arr.strides):
         cap.add(f"{name}.s{d}", s)
+
+
+def apply_program(ctx, prog, dt, srcs, dst, n):
+    """dst[p] = prog(srcs[0][p], ...) for p < n: a plain loop for the loop vectoriser (srcs entries
+    None read a 0 of dtype dt)."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    zero = U.const(dt, 0.0)
+    with U.for_range(b, n, name="act") as p:
+        vals = [b.load(gep(b, s_, p, et), typ=et) if s_ is not None else zero for s_ in srcs]
+        b.store(emit_scalar(ctx, prog, vals, [dt] * len(vals), dt), gep(b, dst, p, et))
 
 
 def lanewise(b, vec, act, lanes):

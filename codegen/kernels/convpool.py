@@ -72,7 +72,7 @@ from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
-from .conv_threads import copy_planes, image_flops, shift_copy
+from .conv_threads import apply_program, copy_planes, image_flops, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
@@ -100,17 +100,6 @@ def _dims(ctx, op, x, w):
     PH = pool_out_len(b, OH, op.ws[0], op.stride[0], 0, True)
     PW = pool_out_len(b, OW, op.ws[1], op.stride[1], 0, True)
     return B, C, H, W, K, kh, kw, OH, OW, PH, PW
-
-
-def apply_program(ctx, prog, dt, srcs, dst, n):
-    """dst[p] = prog(srcs[0][p], ...) for p < n: a plain loop for the loop vectoriser (srcs entries
-    None read a 0 of dtype dt)."""
-    b = ctx.b
-    et = U.ll_type(dt)
-    zero = U.const(dt, 0.0)
-    with U.for_range(b, n, name="act") as p:
-        vals = [b.load(gep(b, s_, p, et), typ=et) if s_ is not None else zero for s_ in srcs]
-        b.store(emit_scalar(ctx, prog, vals, [dt] * len(vals), dt), gep(b, dst, p, et))
 
 
 def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
@@ -759,13 +748,11 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             emit_im2col(ctx, g, x_image(n, 0), cols, dt)
             emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
-        gx_act_done = False
-        if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx
+        if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx (and gx_act)
             gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
                           gep(b, offs, tp.n_offsets if tp is not None else 0, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et),
                           gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act)
-            gx_act_done = True
         elif gxptr is not None and wgd:
             # dx = Winograd's 'valid' correlation of top, bordered, with the transposed filters
             src = Array(dt, top, [K, OH, OW], [trs, rs, 1])
@@ -794,7 +781,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
-        if gxptr is not None and op.gx_act is not None and not gx_act_done:   # the producer's derivative, in cache
+        if gxptr is not None and op.gx_act is not None and not isinstance(gd, PhaseGradInputs):
+            # the producer's derivative, x and dx in cache
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             apply_program(ctx, op.gx_act, dt, [gep(b, xs.ptr, U.mul(b, n, img), et), dx], dx, img)
 

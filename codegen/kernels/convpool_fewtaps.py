@@ -68,7 +68,7 @@ def _pads(op, p):
 def emit_forward(ctx, op, p, dt, xs, wd, bd, out, mask, zarr):
     """The fused forward: out (and mask, z) of images xs ((B, C, H, W) Array), filters wd (dense),
     biases bd (dense or None)."""
-    from .convpool import apply_program
+    from .conv_threads import apply_program
     from .convpool_after import activation
     et = U.ll_type(dt)
     B = xs.shape[0]
@@ -113,7 +113,7 @@ def emit_grad(ctx, op, p, dt, xs, md, prog_ptrs, gW, gb):
     """The fused backward without input gradient: gW (dense [K][C][kh][kw]) and gb (or None) from
     images xs, the tie mask md (dense, or None) and the gradient program's inputs prog_ptrs (z,
     out, g_1..g_m: dense pooled blocks, None where not read)."""
-    from .convpool import apply_program
+    from .conv_threads import apply_program
     b = ctx.b
     et = U.ll_type(dt)
     B = xs.shape[0]
