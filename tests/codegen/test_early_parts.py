@@ -16,7 +16,7 @@ from symcnn.tensor.nnet import conv2d
 _DEFINE = re.compile(r'^define[^@]*@"([^"]+)"', re.M)
 
 
-def _lenet(batch):
+def _lenet(batch, mode="native"):
     rng = np.random.RandomState(23455)
     x, y, index = T.matrix("x"), T.ivector("y"), T.lscalar()
     layer0 = LeNetConvPoolLayer(rng, input=x.reshape((batch, 1, 28, 28)), image_shape=(batch, 1, 28, 28),
@@ -32,10 +32,10 @@ def _lenet(batch):
     sx = symcnn.shared(data.rand(2 * batch, 784).astype("float32"))
     sy = symcnn.shared(data.randint(0, 10, 2 * batch).astype("int32"))
     givens = {x: sx[index * batch:(index + 1) * batch], y: sy[index * batch:(index + 1) * batch]}
-    return symcnn.function([index], cost, updates=updates, givens=givens, mode="native"), params
+    return symcnn.function([index], cost, updates=updates, givens=givens, mode=mode), params
 
 
-def _strided(batch):
+def _strided(batch, mode="native"):
     """Strided and padded convolutions with ReLU (phase and vector-over-filter kernels)."""
     rng = np.random.RandomState(5)
     x = T.tensor4("x")
@@ -46,7 +46,7 @@ def _strided(batch):
                          subsample=(2, 2)), 0)
     cost = T.sqr(h).mean()
     updates = [(p, p - 0.01 * g) for p, g in zip([W1, W2], T.grad(cost, [W1, W2]))]
-    return symcnn.function([x], cost, updates=updates, mode="native"), [W1, W2]
+    return symcnn.function([x], cost, updates=updates, mode=mode), [W1, W2]
 
 
 @pytest.fixture
@@ -207,3 +207,63 @@ def test_a_module_that_fails_to_emit_stops_its_early_compiles(cache_dir, monkeyp
     made[0].thread.join(timeout=30)
     assert not made[0].thread.is_alive()
     assert not build._inflight
+
+
+def test_functions_compiled_from_several_threads_at_once(cache_dir, drained):
+    """Two training steps emitted and compiled at the same time from two threads (each with its
+    own early parts, one helper): each gives the reference's results."""
+    _helper_or_skip()
+    out, errors = {}, []
+
+    def build(k):
+        try:
+            train, params = _lenet(batch=64) if k == 0 else _strided(batch=4)
+            train.wait()
+            out[k] = train
+        except BaseException as e:   # reported below, on the test's thread
+            errors.append(e)
+    threads = [threading.Thread(target=build, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(drained) == 2 and all(e.error is None for e in drained)
+    xv = np.random.RandomState(2).standard_normal((4, 3, 16, 16)).astype("float32")
+    for k, steps in ((0, lambda f: [float(f(i % 2)) for i in range(3)]), (1, lambda f: [float(f(xv)) for _ in range(3)])):
+        ref, _ = _lenet(batch=64, mode="reference") if k == 0 else _strided(batch=4, mode="reference")
+        np.testing.assert_allclose(steps(out[k]), steps(ref), rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_layers_keep_their_texts(cache_dir, drained, seed):
+    """VERIFY over random convolutional steps (border modes, strides, filter sizes, activations,
+    pooling): no function changes after its node, the early parts compile without error and the
+    step matches the reference."""
+    _helper_or_skip()
+    from tests.helpers import CONV_ACTIVATIONS
+    from symcnn.tensor.signal import pool as P
+    rng = np.random.RandomState(seed)
+    act = CONV_ACTIVATIONS[["tanh", "relu", "maximum", "sigmoid", "leaky_relu", "identity"][rng.randint(6)]]
+    B, C, H = int(rng.randint(1, 9)), int(rng.choice([1, 3, 8])), int(rng.randint(12, 20))
+    x = T.tensor4("x")
+    h, c, params = x, C, []
+    for layer in range(2):
+        k = int(rng.choice([1, 3, 5]))
+        border = ["valid", "half", "full", (1, 1)][rng.randint(4)] if k > 1 else "valid"
+        stride = int(rng.choice([1, 2]))
+        K = int(rng.choice([4, 8, 16]))
+        W = symcnn.shared(rng.uniform(-0.3, 0.3, (K, c, k, k)).astype("float32"))
+        params.append(W)
+        h = act(conv2d(h, W, filter_shape=(K, c, k, k), border_mode=border, subsample=(stride, stride)))
+        if layer == 0 and rng.rand() < 0.5:
+            h = P.pool_2d(h, ws=(2, 2), ignore_border=True, mode=["max", "average_exc_pad"][rng.randint(2)])
+        c = K
+    cost = T.sqr(h).mean()
+    grads = T.grad(cost, params)
+    xv = rng.standard_normal((B, C, H, H)).astype("float32")
+    native = symcnn.function([x], [cost] + grads, mode="native")(xv)
+    reference = symcnn.function([x], [cost] + grads, mode="reference")(xv)
+    for a, r in zip(native, reference):
+        np.testing.assert_allclose(a, r, rtol=2e-3, atol=2e-4)
+    assert drained and all(e.error is None for e in drained)
