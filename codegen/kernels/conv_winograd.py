@@ -92,7 +92,7 @@ class WinogradImages:
         bordered_copy(ctx, src, buf, self)
 
 
-def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True):
+def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True, per_thread=None):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
     threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 4 (in float32
@@ -100,14 +100,15 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
     m = 2, in float32 up to MAX_CHANNELS_F2_7X7 channels C; 2x2:
     m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None. Where no grid of whole images
     pays, span (for callers that convolve a group of images at once) tries the same with vectors of
-    tiles that span images (microkernels/winograd.py's Plan.span)."""
+    tiles that span images (microkernels/winograd.py's Plan.span). per_thread: the images a thread
+    convolves at a time, where that is not its share of batch (a backward's group of images)."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (2, 3, 5, 7) or OH < 1 or OW < 1:
         return None
     if min(C, K) < MIN_CHANNELS or (kh == 7 and str(dtype) == "float32" and C > MAX_CHANNELS_F2_7X7):
         return None
-    n = -(-batch // threads()) if isinstance(batch, int) and batch > 0 else None
+    n = per_thread or (-(-batch // threads()) if isinstance(batch, int) and batch > 0 else None)
     sizes = [m for m in WG.tile_sizes(kh) if m <= options.winograd_max_tile]
     layouts = (False, True) if span else (False,)
     order = [(sp, m) for m in sizes for sp in layouts] if kh == 5 else [(sp, m) for sp in layouts for m in sizes]

@@ -160,15 +160,23 @@ def winograd_forward(op, dtype, dims):
                            op.filter_flip, batch=B)
 
 
-def winograd_grad_inputs(op, dtype, dims):
-    """A WinogradImages for the backward's input gradient, one image at a time (the conv-output
-    gradient of one image exists at a time), where it applies and pays."""
+def winograd_grad_inputs(op, dtype, dims, group=1):
+    """A WinogradImages for the backward's input gradient where it applies and pays: one image at a
+    time (the conv-output gradient of one image exists at a time) or, where the backward holds a group
+    of that many images (the Winograd weight gradient's) and a plan takes several of them into one
+    panel, the group's panels after the group. 16x16 images, 3x3: F(4x4) tiles of four images fill a panel that one
+    image's 16 tiles would fill a quarter of, so one image at a time runs F(2x2) with 1.78x the
+    multiplications."""
     if tuple(op.subsample) != (1, 1) or not (isinstance(dims[5], int) and isinstance(dims[6], int)):
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     ph, pw = geometry.padding(op.border_mode, kh, kw)
-    return winograd_images(dtype, K, OH, OW, C, kh, kw, H, W, (kh - 1 - ph, kw - 1 - pw), not op.filter_flip,
-                           batch=1)
+    args = (dtype, K, OH, OW, C, kh, kw, H, W, (kh - 1 - ph, kw - 1 - pw), not op.filter_flip)
+    if group > 1:
+        wi = winograd_images(*args, span=False, per_thread=group)
+        if wi is not None and wi.p.Gi > 1 and group % wi.p.Gi == 0:
+            return wi
+    return winograd_images(*args, batch=1)
 
 
 def forward_variant(op, dtype, dims):
@@ -511,7 +519,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
         gd = None
         if need_gx and (tc is not None or (wg is not None and tp is None)):
-            gd = winograd_grad_inputs(op, dt, dims) or grad_inputs_variant(op, dt, dims[:9])[1]
+            group = wg.Gi if wg is not None and tp is None else 1
+            gd = winograd_grad_inputs(op, dt, dims, group) or grad_inputs_variant(op, dt, dims[:9])[1]
         if need_gx and tp is not None and tuple(op.subsample) != (1, 1):   # strided: phase by phase of dx
             gd = grad_inputs_variant(op, dt, dims[:9])[1]
         pg = gd if isinstance(gd, PhaseGradInputs) else None
@@ -570,8 +579,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # bordered top, the tiles and the products of a panel)
     if pg is not None:
         sizes += [pg.top_elems, pg.scratch_elems, 0]
-    elif isinstance(gd, WinogradImages):
-        sizes += [gd.p.buf_elems(), gd.p.v_elems(), gd.p.m_elems()]
+    elif isinstance(gd, WinogradImages):   # (a group's input gradient: a buffer per image of the group)
+        sizes += [gd.p.buf_elems() * (wg.Gi // gd.p.Gi if _grouped_gx(gd, wg) else 1), gd.p.v_elems(), gd.p.m_elems()]
     else:
         sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems(), 0] if gd is not None else [0, 0, 0]
     # the Winograd weight gradient: the channel-last image and conv-output gradient, their tiles
@@ -670,10 +679,13 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     if xg is not None:   # the borders stay zero: every image writes the same positions
         zero_fill(b, xg, 0, tc.G * tc.img if tc is not None else dp.buf_elems(), dt)
     wgd = isinstance(gd, WinogradImages)
+    # the input gradient of the weight gradient's group of images at once: each image's bordered top
+    # goes to its slot, the group's panels run after the group
+    grouped = _grouped_gx(gd, wg)
     if gxb is not None and isinstance(gd, PhaseGradInputs):
         gd.zero_border(b, gxb)
     elif gxb is not None and wgd:   # the borders and the tile columns past the image stay zero
-        zero_fill(b, gxb, 0, gd.p.buf_elems(), dt)
+        zero_fill(b, gxb, 0, gd.p.buf_elems() * (wg.Gi // gd.p.Gi if grouped else 1), dt)
         zero_fill(b, gxc, 0, gd.p.v_elems(), dt)
     elif gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
@@ -753,6 +765,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                           gep(b, offs, tp.n_offsets if tp is not None else 0, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et),
                           gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act)
+        elif gxptr is not None and grouped:
+            bordered_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]),
+                          gep(b, gxb, U.mul(b, slot, gd.p.C * gd.p.Hb * gd.p.Wb), et), gd)
         elif gxptr is not None and wgd:
             # dx = Winograd's 'valid' correlation of top, bordered, with the transposed filters
             src = Array(dt, top, [K, OH, OW], [trs, rs, 1])
@@ -781,10 +796,13 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
-        if gxptr is not None and op.gx_act is not None and not isinstance(gd, PhaseGradInputs):
-            # the producer's derivative, x and dx in cache
-            dx = gep(b, gxptr, U.mul(b, n, img), et)
-            apply_program(ctx, op.gx_act, dt, [gep(b, xs.ptr, U.mul(b, n, img), et), dx], dx, img)
+        if gxptr is not None and op.gx_act is not None and not isinstance(gd, PhaseGradInputs) and not grouped:
+            gx_act(n)
+
+    def gx_act(n, _=None):
+        """The producer's derivative applied to image n's dx, x and dx in cache."""
+        dx = gep(b, gxptr, U.mul(b, n, img), et)
+        apply_program(ctx, op.gx_act, dt, [gep(b, xs.ptr, U.mul(b, n, img), et), dx], dx, img)
 
     if wg is not None:
         with U.for_range(b, n1, start=n0, step=wg.Gi, name="grp") as g0:
@@ -792,6 +810,14 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             with U.for_range(b, gn, name="gi") as gi:
                 image(b.add(g0, gi), gi)
             WGG.emit_group(ctx, wg, wgb, gn)
+            if grouped and gxptr is not None:   # the slots hold the group's bordered tops, gd.p.Gi a panel
+                per = gd.p.Gi
+                for k in range(wg.Gi // per):
+                    start = b.add(g0, U.i64(k * per))
+                    WG.emit_images(ctx, gd.p, gep(b, gxb, U.i64(k * gd.p.buf_elems()), et), wptr, gxc, gxm,
+                                   start, U.smin(b, b.add(g0, gn), b.add(start, U.i64(per))), lambda n, buf: None,
+                                   lambda n, gi: gep(b, gxptr, U.mul(b, n, img), et), H * W, W,
+                                   finish=gx_act if op.gx_act is not None else None)
         return
     if tp is None or rp is not None:
         with U.for_range(b, n1, start=n0, name="img") as n:
@@ -803,6 +829,12 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             image(b.add(g0, gi), gi)
         group = xg if xg is not None else xa if xa is not None else gep(b, xs.ptr, U.mul(b, g0, tp.img), et)
         DG.emit_dw_group(ctx, tp, group, offs, tT, gn, dwT)
+
+
+def _grouped_gx(gd, wg):
+    """Whether the input gradient gd (Winograd's) runs after each group of the Winograd weight
+    gradient wg, on the group's images."""
+    return isinstance(gd, WinogradImages) and wg is not None and gd.p.Gi > 1 and wg.Gi % gd.p.Gi == 0
 
 
 def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):

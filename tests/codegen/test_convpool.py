@@ -833,6 +833,52 @@ def test_winograd_4x4_tiles_match_reference(monkeypatch):
     assert re.search(r"symcnn_wino_in_float32_F4_", fn.runner.ir)
 
 
+@pytest.mark.parametrize("threads,B,dtype,act,in_act,pool_kw", [
+    (2, 7, "float32", "relu", "relu", dict(pool=None)),
+    (1, 5, "float64", "tanh", "leaky_relu", dict(ws=(2, 2))),
+    (3, 10, "float32", "sigmoid", None, dict(pool=None))], ids=["relu", "pooled_float64", "three_threads"])
+def test_winograd_input_gradient_of_a_group_matches_reference(monkeypatch, target, threads, B, dtype, act, in_act,
+                                                              pool_kw):
+    """16x16 images, 'half' 3x3, 32 -> 64 channels: the Winograd weight gradient holds four images at a
+    time, and their input gradient runs as F(4x4) panels of several images (one image alone: F(2x2),
+    its 16 F(4x4) tiles would fill a quarter of a panel). Short last groups, with and without the producer's
+    derivative (gx_act), against the reference on Gaussian data."""
+    from codegen.kernels.convpool import winograd_grad_inputs
+    from symcnn.config import config
+    from symcnn.rewrite.convpool_chain import _with
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(config, "num_threads", threads)
+    xs, ws = (B, 32, 16, 16), (64, 32, 3, 3)
+    kw = dict(border_mode="half", imshp=xs, kshp=ws, **pool_kw)
+    if in_act is not None:
+        kw["in_act"] = program_of(CONV_ACTIVATIONS[in_act], dtype)
+    fwd, bwd, _ = conv_act_ops(act, dtype, **kw)
+    if in_act is not None:
+        bwd = _with(bwd, gx_act=_derivative_program(in_act, dtype))
+    wg = _fused_winograd_grad(fwd, dtype, xs, ws, True)
+    dims = [B, 32, 16, 16, 64, 3, 3, 16, 16]
+    if target.vector_bytes == 64:
+        assert wg.Gi == 4, wg.Gi
+        grouped, alone = winograd_grad_inputs(fwd, dtype, dims, wg.Gi), winograd_grad_inputs(fwd, dtype, dims)
+        # (float64: 8 lanes, a panel of two images; the group's two panels run after it)
+        assert (grouped.p.m, alone.p.m) == (4, 2) and grouped.p.Gi == target.lanes(dtype) // 4, \
+            (grouped.p.m, grouped.p.Gi, alone.p.m)
+    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType(dtype, (None,))("b")
+    fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
+    rng = np.random.default_rng(B)
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(32 * 9)
+    ref = symcnn.function([x, W, b], fouts[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], grads, [xv, Wv, bv, gv], **tol)[0]
+    if target.vector_bytes == 64:
+        assert re.search(rf"symcnn_wino_in_{dtype}_F4_C64_K32_OH16_OW16_4x4_", fn.runner.ir)
+
+
 def _check_gaussian_float32(ops, xs, ws, gshape, seed):
     """The fused forward and backward of ops on Gaussian images, filters scaled to unit outputs and
     a Gaussian pooled gradient of gshape, against the reference; returns the native function."""
