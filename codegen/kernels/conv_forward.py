@@ -144,7 +144,7 @@ def forward_variant(op, dtype, dims):
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):
         wi = winograd_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
-                             op.filter_flip, batch=B)
+                             op.filter_flip, batch=B, wasteful=True)
         if wi is not None:
             return wi.variant, wi
         di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),

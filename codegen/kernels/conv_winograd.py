@@ -35,6 +35,14 @@ FEW_CHANNELS, MIN_TILES_FEW_CHANNELS = 32, 256
 # 32 images a thread, 128 tiles: its validate step 0.905x and train step 0.957x F(2x2, 5x5)'s, 2 threads).
 MIN_TILES_FEW_CHANNELS_F4_5X5 = 128
 MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
+# Where no plan reaches MIN_EFFICIENCY, a forward with many channels and filters (FEW_CHANNELS or
+# more) takes the plan with the fewest multiplications per output (a*a / (m*m*efficiency)) down to
+# this share: the direct kernel, reading 9C taps per output from L2, runs far below the core's peak
+# there. Forward of a 'half' 3x3 ReLU layer with ReLU input, 2 threads, float32, direct -> Winograd
+# (B C->K on HxW, ms): 14 128->128 on 12x12 4.6 -> 2.0, 28 64->64 on 12x12 2.4 -> 1.0, 28 32->32 on
+# 12x12 0.45-0.69 -> 0.23, 28 128->128 on 10x10 7.2 -> 5.2, 28 64->64 on 10x10 1.8 -> 1.0, 28 128->128
+# on 5x5 1.5 -> 1.1 (PyTorch eager: 14 128->128 on 12x12 1.5-2.1).
+MIN_EFFICIENCY_MANY_CHANNELS = 0.5
 # The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (4) down, 4 then
 # 2: the first whose tile grid wastes little. F(2x2) does 2.25x fewer multiplications than the direct
 # kernel (2 threads, float32, B=128, 'half': 32->32 on 32x32 images 381 GFLOP/s against the direct
@@ -92,7 +100,8 @@ class WinogradImages:
         bordered_copy(ctx, src, buf, self)
 
 
-def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True, per_thread=None):
+def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, span=True, per_thread=None,
+                    wasteful=False):
     """A WinogradImages when every size is static and F(m x m, kh x kw) applies and pays (3x3: the
     first m of 4, 2 up to options.winograd_max_tile whose grid, for batch images split over the
     threads, wastes little, 4 in float32 only up to MAX_CHANNELS_F4 channels C; 5x5: m = 4 (in float32
@@ -101,7 +110,9 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
     m = 4, in float32 up to MAX_CHANNELS_F4_2X2 channels), else None. Where no grid of whole images
     pays, span (for callers that convolve a group of images at once) tries the same with vectors of
     tiles that span images (microkernels/winograd.py's Plan.span). per_thread: the images a thread
-    convolves at a time, where that is not its share of batch (a backward's group of images)."""
+    convolves at a time, where that is not its share of batch (a backward's group of images).
+    wasteful: with many channels and filters, a grid that wastes more (MIN_EFFICIENCY_MANY_CHANNELS)
+    where none wastes little."""
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(shift)):
         return None
     if str(dtype) not in ("float32", "float64") or kh != kw or kh not in (2, 3, 5, 7) or OH < 1 or OW < 1:
@@ -113,6 +124,7 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
     layouts = (False, True) if span else (False,)
     order = [(sp, m) for m in sizes for sp in layouts] if kh == 5 else [(sp, m) for sp in layouts for m in sizes]
     cap = {2: MAX_CHANNELS_F4_2X2, 5: MAX_CHANNELS_F4_5X5}.get(kh, MAX_CHANNELS_F4)
+    best = None   # (multiplications per output, plan) of the wasteful grids
     for spans, m in order:
         if m == 4 and str(dtype) == "float32" and C > cap:
             continue   # its rounding error
@@ -122,9 +134,14 @@ def winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, shift, flip, batch=None, 
         least = MIN_TILES_FEW_CHANNELS_F4_5X5 if (kh, m) == (5, 4) else MIN_TILES_FEW_CHANNELS
         if min(C, K) < FEW_CHANNELS and n is not None and n * p.tH * p.tW < least:
             continue
-        if p.efficiency(n) >= MIN_EFFICIENCY:
+        eff = p.efficiency(n)
+        if eff >= MIN_EFFICIENCY:
             return WinogradImages(p, C, H, W, tuple(shift))
-    return None
+        if wasteful and min(C, K) >= FEW_CHANNELS and eff >= MIN_EFFICIENCY_MANY_CHANNELS:
+            cost = p.a * p.a / (p.m * p.m * eff)
+            if best is None or cost < best[0]:
+                best = (cost, p)
+    return WinogradImages(best[1], C, H, W, tuple(shift)) if best is not None else None
 
 
 def image_slices(wi, B):

@@ -157,7 +157,7 @@ def winograd_forward(op, dtype, dims):
         return winograd_phases(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                                tuple(op.subsample), op.filter_flip, batch=B)
     return winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
-                           op.filter_flip, batch=B)
+                           op.filter_flip, batch=B, wasteful=True)
 
 
 def winograd_grad_inputs(op, dtype, dims, group=1):

@@ -935,6 +935,48 @@ def test_random_small_image_input_gradients_match_reference(monkeypatch, target)
         assert any(seen) and not all(seen), seen
 
 
+@pytest.mark.parametrize("xs,K,dtype,act,pool_kw,threads,m", [
+    ((28, 64, 12, 12), 64, "float32", "relu", dict(pool=None), 2, 4),
+    ((9, 32, 10, 10), 48, "float64", "tanh", dict(ws=(2, 2)), 2, 4),
+    ((5, 128, 12, 12), 128, "float32", "sigmoid", dict(pool=None), 3, 2)])
+def test_wasteful_winograd_grids_with_many_channels(monkeypatch, target, xs, K, dtype, act, pool_kw, threads, m):
+    """A forward with many channels and filters on images whose tile grids waste more than
+    MIN_EFFICIENCY allows (12x12 and 10x10: 56-66% of the tiles' columns inside) takes Winograd
+    (conv_winograd.MIN_EFFICIENCY_MANY_CHANNELS: the plan with the fewest multiplications per output,
+    F(4x4) tiles spanning images, or F(2x2) where two images a thread leave the spanning panel half
+    empty) rather than the direct kernel, and matches the reference with its backward; 16 channels
+    keep the direct kernel."""
+    from codegen.kernels import conv_winograd as CW
+    from codegen.kernels.convpool import winograd_forward
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(config, "num_threads", threads)
+    ws = (K, xs[1], 3, 3)
+    fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, border_mode="half", imshp=xs, kshp=ws, **pool_kw)
+    dims = [xs[0], xs[1], xs[2], xs[3], K, 3, 3, xs[2], xs[3]]
+    n = -(-xs[0] // threads)
+    few = conv_act_ops(act, dtype, border_mode="half", imshp=(xs[0], 16) + xs[2:], kshp=(16, 16, 3, 3))[0]
+    fw = winograd_forward(few, dtype, [xs[0], 16, xs[2], xs[3], 16, 3, 3, xs[2], xs[3]])
+    assert fw is None or fw.p.efficiency(n) >= CW.MIN_EFFICIENCY, fw.p.efficiency(n)
+    wi = winograd_forward(fwd, dtype, dims)
+    if target.vector_bytes == 64:
+        eff = wi.p.efficiency(n)
+        assert (wi.p.m, CW.MIN_EFFICIENCY_MANY_CHANNELS <= eff < CW.MIN_EFFICIENCY) == (m, True), (wi.p.m, eff)
+    x, W, g = (T.TensorType(dtype, (None,) * 4)(n) for n in "xWg")
+    b = T.TensorType(dtype, (None,))("b")
+    outs = _outputs(fwd, bwd, bwd_nogx, x, W, b, g)
+    rng = np.random.default_rng(sum(xs))
+    xv, Wv, bv = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    Wv /= np.sqrt(ws[1] * 9)
+    ref = symcnn.function([x, W, b], outs[0], mode="reference")(xv, Wv, bv)
+    gv = rng.standard_normal(ref.shape).astype(dtype)
+    tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-10, atol=1e-10)
+    fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
+    if wi is not None:
+        assert f"symcnn_wino_in_{wi.p.name}_" in fn.runner.ir
+
+
 def _check_gaussian_float32(ops, xs, ws, gshape, seed):
     """The fused forward and backward of ops on Gaussian images, filters scaled to unit outputs and
     a Gaussian pooled gradient of gshape, against the reference; returns the native function."""
