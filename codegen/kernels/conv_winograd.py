@@ -35,13 +35,16 @@ FEW_CHANNELS, MIN_TILES_FEW_CHANNELS = 32, 256
 # 32 images a thread, 128 tiles: its validate step 0.905x and train step 0.957x F(2x2, 5x5)'s, 2 threads).
 MIN_TILES_FEW_CHANNELS_F4_5X5 = 128
 MIN_EFFICIENCY = 0.75   # share of the GEMM columns that are tiles of the images
-# Where no plan reaches MIN_EFFICIENCY, a forward with many channels and filters (FEW_CHANNELS or
-# more) takes the plan with the fewest multiplications per output (a*a / (m*m*efficiency)) down to
-# this share: the direct kernel, reading 9C taps per output from L2, runs far below the core's peak
-# there. Forward of a 'half' 3x3 ReLU layer with ReLU input, 2 threads, float32, direct -> Winograd
-# (B C->K on HxW, ms): 14 128->128 on 12x12 4.6 -> 2.0, 28 64->64 on 12x12 2.4 -> 1.0, 28 32->32 on
-# 12x12 0.45-0.69 -> 0.23, 28 128->128 on 10x10 7.2 -> 5.2, 28 64->64 on 10x10 1.8 -> 1.0, 28 128->128
-# on 5x5 1.5 -> 1.1 (PyTorch eager: 14 128->128 on 12x12 1.5-2.1).
+# Where no plan reaches MIN_EFFICIENCY, a forward or a fused backward's input gradient with many
+# channels and filters (FEW_CHANNELS or more) takes the plan with the fewest multiplications per
+# output (a*a / (m*m*efficiency)) down to this share: the direct kernel, reading 9C taps per output
+# from L2, runs far below the core's peak there, and the fused backward without a Winograd input
+# gradient has no Winograd weight gradient either. A 'half' 3x3 ReLU layer with ReLU input, 2
+# threads, float32, direct -> Winograd (B C->K on HxW, ms): forward 14 128->128 on 12x12 4.6 -> 2.0,
+# 28 64->64 on 12x12 2.4 -> 1.0, 28 32->32 on 12x12 0.45-0.69 -> 0.23, 28 128->128 on 10x10 7.2 ->
+# 5.2, 28 64->64 on 10x10 1.8 -> 1.0, 28 128->128 on 5x5 1.5 -> 1.1 (PyTorch eager: 14 128->128 on
+# 12x12 1.5-2.1); then with the fused backward, the input gradient too: 14 128->128 on 12x12 5.9 ->
+# 4.1, 28 64->64 2.6-2.9 -> 2.0.
 MIN_EFFICIENCY_MANY_CHANNELS = 0.5
 # The output tile sizes m of F(m x m, 3x3) are tried from options.winograd_max_tile (4) down, 4 then
 # 2: the first whose tile grid wastes little. F(2x2) does 2.25x fewer multiplications than the direct

@@ -173,10 +173,10 @@ def winograd_grad_inputs(op, dtype, dims, group=1):
     ph, pw = geometry.padding(op.border_mode, kh, kw)
     args = (dtype, K, OH, OW, C, kh, kw, H, W, (kh - 1 - ph, kw - 1 - pw), not op.filter_flip)
     if group > 1:
-        wi = winograd_images(*args, span=False, per_thread=group)
+        wi = winograd_images(*args, span=False, per_thread=group, wasteful=True)
         if wi is not None and wi.p.Gi > 1 and group % wi.p.Gi == 0:
             return wi
-    return winograd_images(*args, batch=1)
+    return winograd_images(*args, batch=1, wasteful=True)
 
 
 def forward_variant(op, dtype, dims):

@@ -783,7 +783,9 @@ WINOGRAD_CASES = [
      "tanh", True),
     # small images: the forward's vectors of tiles span images (a thread's last group short: 13 of 16)
     ((26, 64, 4, 4), (64, 64, 3, 3), dict(border_mode="half"), dict(ws=(2, 2)), "float32", "relu", False),
-    ((8, 32, 12, 12), (32, 32, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "tanh", False),
+    # (its input gradient: one 12x12 image's F(2x2) grid, 56% of it inside, which 32 channels and
+    # filters take, MIN_EFFICIENCY_MANY_CHANNELS)
+    ((8, 32, 12, 12), (32, 32, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "tanh", True),
 ]
 
 
@@ -945,9 +947,10 @@ def test_wasteful_winograd_grids_with_many_channels(monkeypatch, target, xs, K, 
     (conv_winograd.MIN_EFFICIENCY_MANY_CHANNELS: the plan with the fewest multiplications per output,
     F(4x4) tiles spanning images, or F(2x2) where two images a thread leave the spanning panel half
     empty) rather than the direct kernel, and matches the reference with its backward; 16 channels
-    keep the direct kernel."""
+    keep the direct kernel. 12x12: the fused backward's input gradient takes its wasteful F(2x2) grid
+    too."""
     from codegen.kernels import conv_winograd as CW
-    from codegen.kernels.convpool import winograd_forward
+    from codegen.kernels.convpool import winograd_forward, winograd_grad_inputs
     from symcnn.config import config
     from tests.helpers import allow_more_threads_than_cores
     allow_more_threads_than_cores(monkeypatch)
@@ -975,6 +978,10 @@ def test_wasteful_winograd_grids_with_many_channels(monkeypatch, target, xs, K, 
     fn = check_native_vs_reference([x, W, b, g], outs, [xv, Wv, bv, gv], **tol)[0]
     if wi is not None:
         assert f"symcnn_wino_in_{wi.p.name}_" in fn.runner.ir
+    if target.vector_bytes == 64 and xs[2] == 12:   # the input gradient's grid too (one image, F(2x2))
+        gx = winograd_grad_inputs(fwd, dtype, dims)
+        assert gx.p.m == 2 and gx.p.efficiency(1) < CW.MIN_EFFICIENCY, (gx.p.m, gx.p.efficiency(1))
+        assert f"symcnn_wino_in_{gx.p.name}_" in fn.runner.ir
 
 
 def _check_gaussian_float32(ops, xs, ws, gshape, seed):
