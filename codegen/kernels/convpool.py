@@ -164,16 +164,18 @@ def winograd_grad_inputs(op, dtype, dims, group=1):
     """A WinogradImages for the backward's input gradient where it applies and pays: one image at a
     time (the conv-output gradient of one image exists at a time) or, where the backward holds a group
     of that many images (the Winograd weight gradient's) and a plan takes several of them into one
-    panel, the group's panels after the group. 16x16 images, 3x3: F(4x4) tiles of four images fill a panel that one
-    image's 16 tiles would fill a quarter of, so one image at a time runs F(2x2) with 1.78x the
-    multiplications."""
+    panel, the group's panels after the group (vectors of tiles may span its images). 16x16 images,
+    3x3: F(4x4) tiles of four images fill a panel that one image's 16 tiles would fill a quarter of,
+    so one image at a time runs F(2x2) with 1.78x the multiplications; 4x4 images: one F(4x4) tile
+    each, 64 images a panel (a 'half' 3x3 ReLU layer's forward and backward, 2 threads: 128 -> 128
+    channels at batch 128 8.0 -> 3.9 ms, PyTorch eager 5.4; 64 -> 64 1.8 -> 1.2, PyTorch 1.5)."""
     if tuple(op.subsample) != (1, 1) or not (isinstance(dims[5], int) and isinstance(dims[6], int)):
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
     ph, pw = geometry.padding(op.border_mode, kh, kw)
     args = (dtype, K, OH, OW, C, kh, kw, H, W, (kh - 1 - ph, kw - 1 - pw), not op.filter_flip)
     if group > 1:
-        wi = winograd_images(*args, span=False, per_thread=group, wasteful=True)
+        wi = winograd_images(*args, per_thread=group, wasteful=True)
         if wi is not None and wi.p.Gi > 1 and group % wi.p.Gi == 0:
             return wi
     return winograd_images(*args, batch=1, wasteful=True)
@@ -817,7 +819,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                     WG.emit_images(ctx, gd.p, gep(b, gxb, U.i64(k * gd.p.buf_elems()), et), wptr, gxc, gxm,
                                    start, U.smin(b, b.add(g0, gn), b.add(start, U.i64(per))), lambda n, buf: None,
                                    lambda n, gi: gep(b, gxptr, U.mul(b, n, img), et), H * W, W,
-                                   finish=gx_act if op.gx_act is not None else None)
+                                   finish=gx_act if op.gx_act is not None else None, step=img)
         return
     if tp is None or rp is not None:
         with U.for_range(b, n1, start=n0, name="img") as n:
