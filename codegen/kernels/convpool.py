@@ -168,7 +168,10 @@ def winograd_grad_inputs(op, dtype, dims, group=1):
     3x3: F(4x4) tiles of four images fill a panel that one image's 16 tiles would fill a quarter of,
     so one image at a time runs F(2x2) with 1.78x the multiplications; 4x4 images: one F(4x4) tile
     each, 64 images a panel (a 'half' 3x3 ReLU layer's forward and backward, 2 threads: 128 -> 128
-    channels at batch 128 8.0 -> 3.9 ms, PyTorch eager 5.4; 64 -> 64 1.8 -> 1.2, PyTorch 1.5)."""
+    channels at batch 128 8.0 -> 3.9 ms, PyTorch eager 5.4; 64 -> 64 1.8 -> 1.2, PyTorch 1.5); a
+    group that is no whole number of panels ends on a short one: 6x6 images, groups of seven in two
+    panels of four, 128 -> 128 at batch 56 7.6 -> 4.3 ms (PyTorch 5.9), 64 -> 64 at batch 113 2.8 ->
+    2.2 (PyTorch 3.7)."""
     if tuple(op.subsample) != (1, 1) or not (isinstance(dims[5], int) and isinstance(dims[6], int)):
         return None
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
@@ -176,7 +179,7 @@ def winograd_grad_inputs(op, dtype, dims, group=1):
     args = (dtype, K, OH, OW, C, kh, kw, H, W, (kh - 1 - ph, kw - 1 - pw), not op.filter_flip)
     if group > 1:
         wi = winograd_images(*args, per_thread=group, wasteful=True)
-        if wi is not None and wi.p.Gi > 1 and group % wi.p.Gi == 0:
+        if wi is not None and wi.p.Gi > 1:
             return wi
     return winograd_images(*args, batch=1, wasteful=True)
 
@@ -582,7 +585,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     if pg is not None:
         sizes += [pg.top_elems, pg.scratch_elems, 0]
     elif isinstance(gd, WinogradImages):   # (a group's input gradient: a buffer per image of the group)
-        sizes += [gd.p.buf_elems() * (wg.Gi // gd.p.Gi if _grouped_gx(gd, wg) else 1), gd.p.v_elems(), gd.p.m_elems()]
+        sizes += [gd.p.buf_elems() * (_panels(gd, wg) if _grouped_gx(gd, wg) else 1), gd.p.v_elems(), gd.p.m_elems()]
     else:
         sizes += [gd.p.C * gd.p.H * gd.p.W, gd.p.scratch_elems(), 0] if gd is not None else [0, 0, 0]
     # the Winograd weight gradient: the channel-last image and conv-output gradient, their tiles
@@ -687,7 +690,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     if gxb is not None and isinstance(gd, PhaseGradInputs):
         gd.zero_border(b, gxb)
     elif gxb is not None and wgd:   # the borders and the tile columns past the image stay zero
-        zero_fill(b, gxb, 0, gd.p.buf_elems() * (wg.Gi // gd.p.Gi if grouped else 1), dt)
+        zero_fill(b, gxb, 0, gd.p.buf_elems() * (_panels(gd, wg) if grouped else 1), dt)
         zero_fill(b, gxc, 0, gd.p.v_elems(), dt)
     elif gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
@@ -814,7 +817,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             WGG.emit_group(ctx, wg, wgb, gn)
             if grouped and gxptr is not None:   # the slots hold the group's bordered tops, gd.p.Gi a panel
                 per = gd.p.Gi
-                for k in range(wg.Gi // per):
+                for k in range(_panels(gd, wg)):
                     start = b.add(g0, U.i64(k * per))
                     WG.emit_images(ctx, gd.p, gep(b, gxb, U.i64(k * gd.p.buf_elems()), et), wptr, gxc, gxm,
                                    start, U.smin(b, b.add(g0, gn), b.add(start, U.i64(per))), lambda n, buf: None,
@@ -836,7 +839,12 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
 def _grouped_gx(gd, wg):
     """Whether the input gradient gd (Winograd's) runs after each group of the Winograd weight
     gradient wg, on the group's images."""
-    return isinstance(gd, WinogradImages) and wg is not None and gd.p.Gi > 1 and wg.Gi % gd.p.Gi == 0
+    return isinstance(gd, WinogradImages) and wg is not None and gd.p.Gi > 1 and wg.Gi > 1
+
+
+def _panels(gd, wg):
+    """The input gradient's runs of panels per group of the weight gradient (the last may be short)."""
+    return -(-wg.Gi // gd.p.Gi)
 
 
 def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):
