@@ -139,9 +139,12 @@ def fused_grad_weights(op, dtype, dims, need_gx, grad_inputs):
     layer with ReLU, its input's ReLU and both gradients (forward and fused backward, 2 threads)
     took 5.7 -> 3.1 ms with 64 -> 64 channels at batch 128 (PyTorch eager 7.7), 6.2 -> 3.3 with
     128 -> 128 at batch 32 (PyTorch 5.4), 1.77 -> 1.10 with 32 -> 32 at batch 128 (PyTorch 1.75),
-    2.84 -> 1.68 with 64 -> 64 on 7x7 at batch 64 (PyTorch 2.43)."""
+    2.84 -> 1.68 with 64 -> 64 on 7x7 at batch 64 (PyTorch 2.43). 5x5 filters ('half', F(2x2, 5x5)
+    for both gradients), batch 64, against the padded tap panels: 64 -> 64 on 8x8 7.0 -> 3.9 ms
+    (PyTorch 5.8), 32 -> 32 1.9 -> 1.3-1.4 (1.8), 64 -> 64 on 16x16 16.0 -> 13.0 (22.3), 32 -> 32
+    4.6 -> 3.9 (5.9)."""
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
-    if not (isinstance(kh, int) and isinstance(kw, int)) or (kh, kw) != (3, 3):
+    if not (isinstance(kh, int) and isinstance(kw, int)) or (kh, kw) not in ((3, 3), (5, 5)):
         return None
     p = winograd_grad_weights(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                               op.subsample, op.filter_flip)

@@ -181,7 +181,7 @@ def winograd_grad_inputs(op, dtype, dims, group=1):
         wi = winograd_images(*args, per_thread=group, wasteful=True)
         if wi is not None and wi.p.Gi > 1:
             return wi
-    return winograd_images(*args, batch=1, wasteful=True)
+    return winograd_images(*args, batch=1, span=False, wasteful=True)   # (one image: no vectors spanning images)
 
 
 def forward_variant(op, dtype, dims):

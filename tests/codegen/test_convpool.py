@@ -914,8 +914,9 @@ def _check_group_input_gradient(monkeypatch, threads, xs, ws, border, pool_kw, d
     (3, (10, 32, 16, 16), (64, 32, 3, 3), "float32", "sigmoid", None, dict(pool=None), (4, 4, 4)),
     (2, (37, 64, 8, 8), (64, 64, 3, 3), "float32", "relu", "relu", dict(ws=(2, 2)), (16, 2, 4)),
     (2, (70, 64, 4, 4), (64, 64, 3, 3), "float32", "tanh", "relu", dict(pool=None), (64, 4, 64)),
-    (2, (23, 64, 6, 6), (64, 64, 3, 3), "float32", "relu", "leaky_relu", dict(pool=None), (7, 2, 4))],
-    ids=["relu", "pooled_float64", "three_threads", "8x8", "4x4", "6x6"])
+    (2, (23, 64, 6, 6), (64, 64, 3, 3), "float32", "relu", "leaky_relu", dict(pool=None), (7, 2, 4)),
+    (2, (19, 32, 8, 8), (32, 32, 5, 5), "float32", "relu", "relu", dict(ws=(2, 2)), (6, 2, 4))],
+    ids=["relu", "pooled_float64", "three_threads", "8x8", "4x4", "6x6", "5x5"])
 def test_winograd_input_gradient_of_a_group_matches_reference(monkeypatch, target, threads, xs, ws, dtype, act,
                                                               in_act, pool_kw, want):
     """The Winograd weight gradient holds a group of images at a time, and their input gradient
@@ -924,7 +925,8 @@ def test_winograd_input_gradient_of_a_group_matches_reference(monkeypatch, targe
     16 F(4x4) tiles fill a quarter of a panel); 8x8 images (64 -> 64): F(2x2) panels of four, in
     groups of 16 (one image alone: no Winograd input gradient, nor weight gradient); 4x4 images: one
     F(4x4) tile each, vectors of tiles spanning the group's 64 images (a thread's 35); 6x6 images:
-    F(2x2) panels of four images spanning them, two for a group of seven (the second short). Short last
+    F(2x2) panels of four images spanning them, two for a group of seven (the second short); 5x5
+    filters on 8x8 images: F(2x2, 5x5), panels of four, groups of six. Short last
     groups, with and without the producer's derivative (gx_act), against the reference on Gaussian
     data. want: (group, m, images a panel) on AVX-512."""
     from codegen.kernels.convpool import winograd_grad_inputs
@@ -933,21 +935,35 @@ def test_winograd_input_gradient_of_a_group_matches_reference(monkeypatch, targe
         group, gd = grouped
         assert (group, gd.p.m, gd.p.Gi) == want, (group, gd.p.m, gd.p.Gi)
         alone = winograd_grad_inputs(conv_act_ops(act, dtype, border_mode="half")[0], dtype,
-                                     [xs[0], xs[1], xs[2], xs[3], ws[0], 3, 3, xs[2], xs[3]])
+                                     [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], xs[2], xs[3]])
         assert (alone.p.m if alone is not None else None) == (2 if xs[2] == 16 else None)
         assert gd.p.span == (xs[2] in (4, 6))
 
 
+def test_one_image_input_gradient_takes_no_grid_spanning_images(monkeypatch, target):
+    """The fused backward's input gradient one image at a time never takes a plan whose vectors of
+    tiles span images (it has no group to span): a float64 layer on one 9x13 image, 32 -> 64
+    channels, whose wasteful grids (MIN_EFFICIENCY_MANY_CHANNELS) include a spanning one, compiles
+    and matches the reference."""
+    from codegen.kernels.convpool import winograd_grad_inputs
+    xs, ws = (1, 32, 9, 13), (64, 32, 3, 3)
+    _check_group_input_gradient(monkeypatch, 1, xs, ws, "half", dict(pool=None), "float64", "leaky_relu", None)
+    gx = winograd_grad_inputs(conv_act_ops("leaky_relu", "float64", border_mode="half")[0], "float64",
+                              [1, 32, 9, 13, 64, 3, 3, 9, 13])
+    assert gx is None or not gx.p.span
+
+
 @st.composite
 def _small_image_layers(draw):
-    """A random unit-stride 3x3 layer on small images (4x4 to 18x18, where the Winograd weight
+    """A random unit-stride 3x3 or 5x5 layer on small images (4x4 to 18x18, where the Winograd weight
     gradient groups images): any border mode, 16 to 64 channels, 32 or 64 filters, batch 1 to 9,
     pooled or not, any activation, with or without an input activation, both dtypes, 1 to 3 threads.
     (The simplest draw, 32 -> 64 channels 'half' on 13x13 images, groups them.)"""
     xs = (draw(st.integers(1, 9)), draw(st.sampled_from([32, 64, 16])),
           draw(st.sampled_from([13, 8, 16, 4, 7, 14, 15, 17, 18, 9, 12, 5])),
           draw(st.sampled_from([13, 8, 16, 4, 7, 12, 14, 15, 17, 18, 9, 11, 6])))
-    ws = (draw(st.sampled_from([64, 32])), xs[1], 3, 3)
+    k = draw(st.sampled_from([3, 5]))
+    ws = (draw(st.sampled_from([64, 32])), xs[1], k, k)
     acts = sorted(a for a in CONV_ACTIVATIONS if a not in ("identity", "scale"))
     return (draw(st.integers(1, 3)), xs, ws, draw(st.sampled_from(["half", (1, 1), "full", "valid", (2, 0)])),
             draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2))])), draw(st.sampled_from(["float32", "float64"])),
