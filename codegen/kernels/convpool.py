@@ -817,9 +817,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             WGG.emit_group(ctx, wg, wgb, gn)
             if grouped and gxptr is not None:   # the slots hold the group's bordered tops, gd.p.Gi a panel
                 per = gd.p.Gi
-                for k in range(_panels(gd, wg)):
-                    start = b.add(g0, U.i64(k * per))
-                    WG.emit_images(ctx, gd.p, gep(b, gxb, U.i64(k * gd.p.buf_elems()), et), wptr, gxc, gxm,
+                with U.for_range(b, _panels(gd, wg), name="gxp") as k:
+                    start = b.add(g0, b.mul(k, U.i64(per)))
+                    WG.emit_images(ctx, gd.p, gep(b, gxb, b.mul(k, U.i64(gd.p.buf_elems())), et), wptr, gxc, gxm,
                                    start, U.smin(b, b.add(g0, gn), b.add(start, U.i64(per))), lambda n, buf: None,
                                    lambda n, gi: gep(b, gxptr, U.mul(b, n, img), et), H * W, W,
                                    finish=gx_act if op.gx_act is not None else None, step=img)
