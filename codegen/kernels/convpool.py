@@ -67,7 +67,8 @@ from ..microkernels import prepacked as PP
 from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
-from .conv_forward import KVecImages, direct_images, emit_image, few_taps, packed_weight_elems, strided_images
+from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, pack_kvec, packed_weight_elems,
+                           strided_images)
 from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
@@ -286,7 +287,7 @@ def lower_conv_pool_act(ctx, node, ins):
         if di is not None:   # (a strided convolution's taps point into its phase images)
             di.pack(ctx, wd.ptr, wp.ptr, offs.ptr)
         elif isinstance(dp, KV.Plan):   # vectors over filters, the image read in place
-            KV.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
+            pack_kvec(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
         else:
             D.pack_weights(ctx, dp, wd.ptr, wp.ptr, offs.ptr)
         wptr, offp = wp.ptr, offs.ptr

@@ -9,14 +9,15 @@ t = (c, r, s):
     acc[i][j] += broadcast(x[offs[t] + pos(n0 + i)]) * Wt[t, j*L : (j+1)*L]
 
 with pos(n) = (n div OW)*sh*W + (n mod OW)*sw the tap's image offset at output n of the bordered
-(C, H, W) image, and Wt the filters packed once as [P][KP] (K padded to whole vectors, flipped for
-a true convolution). The MR positions of a tile lie at fixed distances from its first, and the
-tiles fall into a few patterns of those distances (directconv_grad.panel_patterns): one kernel per
-pattern reaches its positions from one pointer, every distance in the load's address. The taps go
-in blocks whose filters fit in L1 (the tiles of an image reuse a block before the next), the tiles'
-accumulators kept in a per-thread [N][KP] buffer between blocks; after the last block, 16 x 16
-(L x L) transposes write the conv scratch in the direct plans' layout (K rows of row_stride, an
-output row OW long), which the epilogues and copies read unchanged.
+(C, H, W) image, and Wt the filters packed once (K padded to whole vectors, flipped for a true
+convolution), one [P][nv*L] panel per block of nv vectors of filters, so that a block's taps lie
+in one stream. The MR positions of a tile lie at fixed distances from its first, and the tiles
+fall into a few patterns of those distances (directconv_grad.panel_patterns): one kernel per
+pattern reaches its positions from one pointer, every distance in the load's address. Per block
+of filters, the taps go in blocks whose filters fit in L1 (every tile of the image reuses them
+before the next), the tiles' accumulators kept in a per-thread [N][KP] buffer between blocks of
+taps; after the last, L x L transposes write the conv scratch in the direct plans' layout (K rows
+of row_stride, an output row OW long), which the epilogues and copies read unchanged.
 """
 from llvmlite import ir
 
@@ -54,15 +55,21 @@ class Plan:
         self.MR = min(MAX_TAPS, max_accumulators() // max(sizes), self.N)
         self.patterns = panel_patterns(self.positions(), self.MR, OW, MAX_PATTERNS)
         size = U.itemsize(dtype)
-        self.tap_block = max(1, min(self.P, L1_WEIGHT_BYTES // (self.KP * size)))
+        # sized by the widest block of filters, not by all KP: the tiles walk one block at a time, and
+        # with all KP (4 taps of 256 float32 filters) the accumulators went to memory every 4 taps
+        self.tap_block = max(1, min(self.P, L1_WEIGHT_BYTES // (max(sizes) * L * size)))
         # the direct plans' names for the conv scratch: K rows (padded to KP) of row_stride, rows OW long
         self.rs = OW
         self.row_stride = -(-(self.N + 2 * L) // L) * L
 
     @property
     def weight_elems(self):
-        """The packed filters, [P][KP]."""
+        """The packed filters: a [P][nv*L] panel per block of filters, KP wide in all."""
         return self.P * self.KP
+
+    def panel(self, j0):
+        """Where the panel of the block of filters starting at vector j0 begins."""
+        return self.P * j0 * self.L
 
     def positions(self):
         """pos(n) for every output n."""
@@ -93,31 +100,39 @@ def plan(dtype, C, H, W, K, kh, kw, OH, OW, sh, sw, flip, dilation=(1, 1)):
     return p if p.patterns is not None and len(p.patterns) <= MAX_GROUPS else None
 
 
-def pack_weights(ctx, p, w_dense, wp, offs):
-    """wp[t*KP + k] = W[k, tap t] (flipped for a true convolution; 0 for k >= K), w_dense dense
-    [K][C][kh][kw]; offs[t] = the tap's image offset (irutil.copy_i64_table)."""
-    b = ctx.b
+def pack_taps(b, p, w_dense, wp, t0, t1):
+    """The taps [t0, t1) of the panel of each block (j0, nv) of filters: wp[panel(j0) + t*nv*L + k -
+    j0*L] = W[k, tap t] (flipped for a true convolution; 0 for k >= K), w_dense dense
+    [K][C][kh][kw] (t0, t1: ints or i64 values, so that threads can share the taps)."""
     et = U.ll_type(p.dtype)
     khw = p.kh * p.kw
-    zero_rows = p.KP - p.K
-    with U.for_range(b, p.P, name="kvt") as t:
-        c = b.udiv(t, U.i64(khw))
-        rs = b.urem(t, U.i64(khw))
-        src_tap = b.sub(U.i64(khw - 1), rs) if p.flip else rs
-        with U.for_range(b, p.K, name="kvk") as k:
-            v = b.load(U.gep(b, w_dense, b.add(b.mul(b.add(b.mul(k, U.i64(p.C)), c), U.i64(khw)), src_tap), et),
-                       typ=et)
-            b.store(v, U.gep(b, wp, b.add(b.mul(t, U.i64(p.KP)), k), et))
-        if zero_rows:
-            with U.for_range(b, zero_rows, name="kvz") as z:
-                b.store(ir.Constant(et, 0.0), U.gep(b, wp, b.add(b.mul(t, U.i64(p.KP)), b.add(z, U.i64(p.K))), et))
+    for j0, nv in p.blocks:
+        width, k0 = nv * p.L, j0 * p.L
+        real = max(0, min(p.K - k0, width))
+        panel = U.gep(b, wp, p.panel(j0), et)
+        with U.for_range(b, t1, start=t0, name="kvt") as t:
+            c = b.udiv(t, U.i64(khw))
+            rs = b.urem(t, U.i64(khw))
+            src_tap = b.sub(U.i64(khw - 1), rs) if p.flip else rs
+            src = U.gep(b, w_dense, b.add(b.mul(b.add(b.mul(U.i64(k0), U.i64(p.C)), c), U.i64(khw)), src_tap), et)
+            row = U.gep(b, panel, b.mul(t, U.i64(width)), et)
+            with U.for_range(b, real, name="kvk") as k:
+                v = b.load(U.gep(b, src, b.mul(k, U.i64(p.P)), et), typ=et)
+                b.store(v, U.gep(b, row, k, et))
+            if real < width:
+                with U.for_range(b, width - real, name="kvz") as z:
+                    b.store(ir.Constant(et, 0.0), U.gep(b, row, b.add(z, U.i64(real)), et))
+
+
+def tap_offsets(b, p, offs):
+    """offs[t] = the tap's image offset (irutil.copy_i64_table)."""
     U.copy_i64_table(b, "symcnn_kvec_taps", p.tap_offsets(), offs)
 
 
 def _kernel(module, p, nv, deltas, accumulate):
     """void k(x, wt, offs, ntaps, out): out[i*KP + j*L : +L] (+)= sum over taps t < ntaps of
-    x[offs[t] + deltas[i]] * wt[t*KP + j*L : +L] for i < len(deltas), j < nv (x: the image at the
-    tile's first position, wt and out at the vector block's first filter)."""
+    x[offs[t] + deltas[i]] * wt[t*nv*L + j*L : +L] for i < len(deltas), j < nv (x: the image at the
+    tile's first position, wt the block's panel at the first tap, out at the block's first filter)."""
     name = f"symcnn_kvec_{p.dtype}_{len(deltas)}x{nv}_KP{p.KP}_{deltas_key(deltas)}" + ("_a" if accumulate else "")
     fn = module.globals.get(name)
     if fn is not None:
@@ -136,7 +151,7 @@ def _kernel(module, p, nv, deltas, accumulate):
     loop.enter()
     t, accs = loop.i, loop.accs
     xt = b.gep(x, [b.load(b.gep(offs, [t], source_etype=I64), typ=I64)], source_etype=et)
-    wv = row_vectors(b, vec, b.gep(wt, [b.mul(t, U.i64(KP))], source_etype=et), nv, L, et)
+    wv = row_vectors(b, vec, b.gep(wt, [b.mul(t, U.i64(nv * L))], source_etype=et), nv, L, et)
     loop.close(broadcast_fmas(b, vec, xt, deltas, wv, accs, et))
     for i in range(MR):
         for j in range(nv):
@@ -154,27 +169,27 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
     room = p.tile_elems() - p.N * p.KP
     if room:   # the rows the last transpose reads past N: zeros, not whatever the buffer held
         U.memset_zero(b, U.gep(b, tiles, p.N * p.KP, et), room * U.itemsize(p.dtype))
-    def block(tb, accumulate):
-        """Every tile over the taps [tb, tb + tap_block) (tb an int or an i64 value)."""
+    def block(j0, nv, tb, accumulate):
+        """Every tile over the block of filters (j0, nv) and the taps [tb, tb + tap_block) (tb an int
+        or an i64 value)."""
         nt = U.smin(b, U.sub(b, p.P, tb), p.tap_block)
         toffs = U.gep(b, offs, tb, U.I64)
+        wt = U.gep(b, wp, U.add(b, U.mul(b, tb, nv * p.L), p.panel(j0)), et)
         for deltas, first, step, count in p.patterns:
             with U.for_range(b, count, name="kvn") as m:
                 n0 = b.mul(b.add(U.i64(first), b.mul(U.as_value(b, m), U.i64(step))), U.i64(p.MR))
                 # pos(n0) from the row and column of n0
                 x0 = b.add(b.mul(b.udiv(n0, U.i64(p.OW)), U.i64(p.sh * p.W)),
                            b.mul(b.urem(n0, U.i64(p.OW)), U.i64(p.sw)))
-                xp = U.gep(b, x_img, x0, et)
-                for j0, nv in p.blocks:
-                    b.call(_kernel(ctx.module, p, nv, deltas, accumulate),
-                           [xp, U.gep(b, wp, U.add(b, U.mul(b, tb, p.KP), j0 * p.L), et), toffs,
-                            U.as_value(b, nt),
-                            U.gep(b, tiles, b.add(b.mul(n0, U.i64(p.KP)), U.i64(j0 * p.L)), et)])
+                b.call(_kernel(ctx.module, p, nv, deltas, accumulate),
+                       [U.gep(b, x_img, x0, et), wt, toffs, U.as_value(b, nt),
+                        U.gep(b, tiles, b.add(b.mul(n0, U.i64(p.KP)), U.i64(j0 * p.L)), et)])
 
-    block(0, False)
-    if p.tap_block < p.P:   # the later blocks add to the tiles: one loop, whatever the depth
-        with U.for_range(b, p.P, start=p.tap_block, step=p.tap_block, name="kvt") as tb:
-            block(tb, True)
+    for j0, nv in p.blocks:
+        block(j0, nv, 0, False)
+        if p.tap_block < p.P:   # the later blocks add to the tiles: one loop, whatever the depth
+            with U.for_range(b, p.P, start=p.tap_block, step=p.tap_block, name="kvt") as tb:
+                block(j0, nv, tb, True)
     _transpose_tiles(ctx, p, tiles, conv)
 
 
