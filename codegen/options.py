@@ -114,6 +114,10 @@ class Options:
     min_parallel = 8
     min_parallel_flops = 2_000_000
 
+    # Elemwise ops over contiguous arrays: split over threads from this many elements on (PyTorch's
+    # grain size; Theano's OpenMP elemwise started at 200000).
+    elemwise_min_parallel = 1 << 15
+
     # Pooling kernels (kernels/pool.py): images are split over threads from this much work (input
     # plus output elements) on.
     pool_min_parallel = 1 << 15

@@ -8,6 +8,8 @@ from symcnn.tensor.elemwise import DimShuffle, Elemwise
 from .. import irutil as U
 from .. import vmath
 from ..lower import E_SHAPE, Array, lower
+from ..options import options
+from ..parallel import run_parallel, threads
 
 SCALAR = {}
 
@@ -80,6 +82,13 @@ def lower_elemwise(ctx, node, ins):
         # send every call to the scalar loop; one pointer makes the dependence plainly same-index.
         views = [Array(out.dtype, out.ptr, out.shape, b=b, bounds=out.bounds)
                  if v is dead and w.contiguous else w for v, w in zip(node.inputs, views)]
+    n = out.size(b) if out.contiguous else None
+    T = threads()
+    single = [all(d == 1 for d in v.type.shape) for v in node.inputs]   # a scalar or a constant like 0
+    if T > 1 and n is not None and not (isinstance(n, int) and n < options.elemwise_min_parallel) \
+            and all(v.contiguous or one for v, one in zip(views, single)):
+        _parallel_flat(ctx, sop, views, single, dtypes, out, n, T)
+        return [out]
     if all(v.contiguous for v in views):
         with U.for_range(b, out.size(b)) as i:
             vals = [b.load(v.flat_addr(b, i), typ=v.lltype) for v in views]
@@ -89,6 +98,29 @@ def lower_elemwise(ctx, node, ins):
             vals = [v.load(b, idx) for v in views]
             out.store(b, idx, emit_scalar(ctx, sop, vals, dtypes, out.dtype))
     return [out]
+
+
+def _parallel_flat(ctx, sop, views, single, dtypes, out, n, T):
+    """The flat loop over n contiguous elements, split over T threads from
+    options.elemwise_min_parallel elements on (else on the calling thread); single[k]: input k is
+    one element, read at every position."""
+    b = ctx.b
+    ptrs = []   # each distinct pointer once: an input read through the output's pointer (in place)
+    for p in [v.ptr for v in views] + [out.ptr]:   # stays the same value, as LLVM must see
+        if not any(p is q for q in ptrs):
+            ptrs.append(p)
+    where = [next(k for k, q in enumerate(ptrs) if q is v.ptr) for v in views]
+    at_out = next(k for k, q in enumerate(ptrs) if q is out.ptr)
+
+    def emit(bctx, vals, tid, i0, i1):
+        bb = bctx.b
+        with U.for_range(bb, i1, start=i0) as i:
+            xs = [bb.load(bb.gep(vals[k], [U.i64(0) if one else i], source_etype=v.lltype), typ=v.lltype)
+                  for k, v, one in zip(where, views, single)]
+            bb.store(emit_scalar(bctx, sop, xs, dtypes, out.dtype), bb.gep(vals[at_out], [i], source_etype=out.lltype))
+
+    serial = b.icmp_signed("<", U.as_value(b, n), U.i64(options.elemwise_min_parallel))
+    run_parallel(ctx, "symcnn_elemwise", ptrs, n, T, emit, serial=serial)
 
 
 def _dimshuffle_view(node, contig):
