@@ -3,7 +3,7 @@ import numpy as np
 
 from ..graph.basic import Constant
 from ..gradient_ops import GradientViewOp
-from ..tensor.basic import Reshape, Flatten, cast
+from ..tensor.basic import Reshape, Flatten, cast, second
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
 from ..tensor.var import TensorConstant
@@ -178,3 +178,64 @@ def drop_gradient_view_ops(fgraph, node):
     """zero_grad, disconnected_grad, grad_clip... only shape gradients: the compiled forward
     pass does not need them."""
     return [node.inputs[0]]
+
+
+def _fill_of(v):
+    """(s, value) when v = second(s, value), the gradient's fill of value to s's shape; else None."""
+    node = v.owner
+    if node is not None and isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, ts.Second):
+        return node.inputs
+    return None
+
+
+def _shape_given(s, others):
+    """Do `others` (elementwise inputs beside s) give the result s's shape for certain? Every
+    dimension of s that is not 1 is known and equal to one of theirs: where a size is known only at
+    run time, s is what makes the elementwise op check it, and dropping s would turn a shape error
+    into a result of the wrong shape."""
+    if any(o.ndim != s.ndim for o in others):
+        return False
+    return all(n == 1 or (n is not None and any(o.type.shape[d] == n for o in others))
+               for d, n in enumerate(s.type.shape))
+
+
+@node_rewrite("canonicalize", [Elemwise])
+def useless_fill(fgraph, node):
+    """second(s, v) -> v when v has the result's type and s's shape for certain: T.grad's seed
+    second(cost, 1.0) is then the constant, and the cost need not be computed for its shape."""
+    parts = _fill_of(node.outputs[0])
+    if parts is None:
+        return None
+    s, v = parts
+    if v.type == node.outputs[0].type and _shape_given(s, [v]):
+        return [v]
+    return None
+
+
+@node_rewrite("canonicalize", [Elemwise])
+def fill_sink(fgraph, node):
+    """f(.., second(s, v), ..) -> f(.., v, ..) when f's other inputs give the result s's shape for
+    certain, else second(s, f(.., v, ..)): the fill moves towards the consumers until one needs it
+    no more (Theano's local_fill_sink), or stays on top of the elementwise chain. T.grad of
+    sum(y * g) fills the incoming gradient to y * g's shape and multiplies it by g: the fill kept
+    y * g, and with it the cost, alive beside the gradient, and stopped a convolution's epilogue
+    from fusing with its gradient."""
+    if isinstance(node.op.scalar_op, ts.Second) or len(node.outputs) != 1:
+        return None
+    out = node.outputs[0]
+    for i, v in enumerate(node.inputs):
+        parts = _fill_of(v)
+        if parts is None:
+            continue
+        s, value = parts
+        inputs = list(node.inputs)
+        inputs[i] = value
+        new = node.op(*inputs)
+        if _shape_given(s, inputs[:i] + inputs[i + 1:]):
+            if new.type == out.type:
+                return [new]
+            continue
+        filled = second(s, new)
+        if filled.type == out.type:
+            return [filled]
+    return None

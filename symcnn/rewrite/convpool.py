@@ -136,6 +136,20 @@ def _forward_values(fgraph, z):
     return nodes, values
 
 
+def _without_gradient(fgraph, z, nodes, g_pre):
+    """The forward values without g_pre and the values only it reads. A cost whose gradient has no
+    input of its own (sum(h ** 2)'s: 2 * h, once T.grad's seed is a constant) makes g_pre a value
+    of z alone, which the forward would otherwise claim."""
+    drop = set()
+    for n in reversed(nodes):
+        o = n.outputs[0]
+        readers = _readers(fgraph, o)
+        if o is g_pre or (readers and all(c != "output" and c in drop for c, _ in readers)):
+            drop.add(n)
+    kept = [n for n in nodes if n not in drop]
+    return kept, {z} | {n.outputs[0] for n in kept}
+
+
 def _derived_from(nodes, root):
     """The outputs of `nodes` (topological) computable from root and constants alone."""
     got = {root}
@@ -300,6 +314,9 @@ def _match(fgraph, cnode):
     back = _find_g_pre(fgraph, m)
     if back is False:
         return None
+    if back is not None and back[0] in m.fvalues:
+        m.fnodes, m.fvalues = _without_gradient(fgraph, m.z, m.fnodes, back[0])
+        fnode_set = set(m.fnodes)
     bnode_set, externals, m.back = set(), [], None
     if back is not None:
         g_pre, mpg, gws, gxs = back
@@ -324,6 +341,12 @@ def _match(fgraph, cnode):
         if all(v in derived for v in outside):
             m.out, m.derived = cand, derived
             break
+    if m.out is None and not outside and back is not None:
+        # only the gradients read the forward (a cost that sums the layer's output, its fill gone):
+        # out is the chain's last value of z alone, an output no one reads
+        from_z = _derived_from(m.fnodes, m.z)
+        m.out = [v for v in [m.z] + [n.outputs[0] for n in m.fnodes] if v in from_z][-1]
+        m.derived = _derived_from(m.fnodes, m.out)
     if m.out is None:
         return None
     if m.out is m.z and m.add is None:

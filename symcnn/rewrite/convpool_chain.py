@@ -182,7 +182,7 @@ def _one_gradient_ops(fgraph):
             continue
         named = dict(zip(op.input_roles(), node.inputs))
         gs = [named.pop(f"g{i}") for i in range(op.n_grads)]
-        if any(i is g for g in gs for i in named.values()):
+        if not gs or any(i is g for g in gs for i in named.values()):
             continue
         found = _one_source(fgraph, gs, node)
         if found is not None:

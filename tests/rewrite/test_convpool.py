@@ -438,6 +438,35 @@ def test_no_bias_fuses_the_activation():
         check_native_vs_reference([x, W], outs, vals, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("cost", ["times_g", "squares"])
+@pytest.mark.parametrize("static", [True, False], ids=["static", "dynamic"])
+@pytest.mark.parametrize("act,pooled", [("maximum", False), ("tanh", False), ("maximum", True), ("sigmoid", True)])
+def test_gradients_alone_fuse(act, pooled, static, cost):
+    """Only the gradients are outputs, of a cost that sums the layer's output times a tensor g, or
+    its squares: nothing but the gradients reads the forward, and T.grad's fills go (useless_fill,
+    fill_sink) or sink into the gradient's program. The squares' gradient reads no tensor of its
+    own (dact of z and out alone)."""
+    rng = np.random.RandomState(0)
+    xs, ws = (3, 4, 9, 8), (5, 4, 3, 3)
+    x = T.tensor4("x", shape=xs if static else None)
+    g = T.tensor4("g")
+    W = symcnn.shared(rng.standard_normal(ws).astype("float32") * 0.3, name="W")
+    b = symcnn.shared(rng.standard_normal(5).astype("float32"), name="b")
+    c = conv2d(x, W, border_mode="half", **(dict(input_shape=xs, filter_shape=ws) if static else {}))
+    if pooled:
+        c = pool.pool_2d(c, ws=(2, 2), ignore_border=True)
+    h = CONV_ACTIVATIONS[act](c + b.dimshuffle("x", 0, "x", "x"))
+    outs = T.grad(T.sum(h * g) if cost == "times_g" else T.sum(h ** 2), [x, W, b])
+    fn = symcnn.function([x, g], outs, mode="native", on_unused_input="ignore")
+    names = op_names(fn)
+    assert "ConvPoolAct" in names and "ConvPoolActGrad" in names and "Sum" not in names, names
+    bwd = [n.op for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolActGrad)][0]
+    assert bwd.n_grads == (1 if cost == "times_g" else 0), bwd
+    gs = (3, 5, 4, 4) if pooled else (3, 5, 9, 8)
+    vals = [rng.standard_normal(xs).astype("float32"), rng.standard_normal(gs).astype("float32")]
+    check_native_vs_reference([x, g], outs, vals, rtol=1e-4, atol=1e-4, on_unused_input="ignore")
+
+
 def test_does_not_fire_on_graphs_it_cannot_replace():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
     c = conv2d(x, W)

@@ -35,6 +35,9 @@ CASES = {
     "useless_dimshuffle": lambda x, v: [x.T.T + 1, v.dimshuffle("x", 0).dimshuffle(1) * 2],
     "useless_reshape": lambda x, v: [x.reshape((15,)).reshape((5, 3)) * 2],
     "useless_sum": lambda x, v: [T.sum(v.dimshuffle("x", 0), axis=0) * 2],
+    "useless_fill": lambda x, v: [T.grad(T.sum(T.exp(x)), x)],
+    # (x * v's fill keeps x's rows: v alone has none)
+    "fill_sink": lambda x, v: [T.grad(T.sum(x * x), x), T.grad(T.sum(x * v), x)],
     "inc_subtensor_sum_to_join": lambda x, v: [T.grad((T.tanh(x[:, 0:2]) * 2 + T.exp(x[:, 3:5])).sum(), x)],
     "subtensor_of_inc_subtensor": lambda x, v: [T.grad((T.exp(x[1:]) * 2).sum(), x)[1:] * 3],
     # more cases: tests/rewrite/test_slice_sums.py

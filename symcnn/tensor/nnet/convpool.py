@@ -445,7 +445,8 @@ class ConvPoolAct(_ConvPoolBase):
 
 class ConvPoolActGrad(_ConvPoolBase):
     """(x, W[, mask][, z][, out], g_1..g_m) -> (gW[, gb][, gx]): the gradient of ConvPoolAct, with
-    g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation. With in_act, x is in_act(x)
+    g_pre = dact(z, out, g_1..g_m) the gradient of its pre-activation (m = 0 when the cost is a
+    function of out alone, sum(out ** 2) say). With in_act, x is in_act(x)
     throughout, and gx is the gradient of in_act(x) (what the producer's own gradient reads); with
     gx_act, gx is gx_act(x, that gradient) (the producer's derivative, moved here)."""
 
@@ -453,8 +454,8 @@ class ConvPoolActGrad(_ConvPoolBase):
 
     def __init__(self, *args, dact=None, need_gx=True, gx_act=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if not isinstance(dact, Composite) or dact.nin < 3:
-            raise TypeError(f"{self._who()}: dact must be a Composite of inputs (z, out, g_1, ...), got {dact!r}")
+        if not isinstance(dact, Composite) or dact.nin < 2:
+            raise TypeError(f"{self._who()}: dact must be a Composite of inputs (z, out[, g_1, ...]), got {dact!r}")
         self.dact = dact
         self.need_gx = bool(need_gx)
         if gx_act is not None and not (isinstance(gx_act, Composite) and gx_act.nin == 2 and self.need_gx):
