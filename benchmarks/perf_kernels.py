@@ -3,6 +3,7 @@
     python benchmarks/perf_kernels.py allconv [--threads 2] [--seconds 10] [--hot symcnn_convpool_bwd2]
     python benchmarks/perf_kernels.py validate:lenet               (the setup's validate step)
     python benchmarks/perf_kernels.py conv:k1:fwd --threads 1     (one op of bench_conv.py)
+    python benchmarks/perf_kernels.py layer:1x1-s1-64-64-8x8:valid  (one layer of bench_layers.py)
 
 The profile mode (codegen/profile.py) times whole kernels; this names the native functions inside
 them: the micro-kernels (symcnn_dconv_*, symcnn_gemm_ukr_*, ...) and the outlined thread bodies
@@ -65,6 +66,16 @@ def _child(args):
 
         def train(i):
             fn(*fargs)
+    elif args.setup.startswith("layer:"):   # layer:<bench_layers name>:<train|valid>
+        import symcnn
+        import bench_layers as bl
+        symcnn.config.num_threads = args.threads
+        _, name, call = args.setup.split(":")
+        calls = bl.symcnn_calls(next(l for l in bl.LAYERS if l[0] == name))
+        step = calls[("train", "valid").index(call)]
+
+        def train(i):
+            step()
     else:   # a zoo setup's train step, or (validate:<setup>) its validate step
         import bench_models as bm
         name = args.setup.split(":")[-1]
@@ -130,7 +141,8 @@ def _hot(fn, data, objdir, pid, top):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("setup", help="a setup of bench_models.py's zoo (lenet, allconv, ...; validate:lenet for its "
-                    "validate step), or one op of bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd)")
+                    "validate step), one op of bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd), "
+                    "or one layer of bench_layers.py's: layer:<name>:<train|valid>")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--hot", action="append", default=[], help="native function to show instructions of")
