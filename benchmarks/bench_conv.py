@@ -13,7 +13,6 @@ to compare them under the same load. --cpu (with --threads 1) times the calling 
 steadier on a shared machine (PyTorch is then timed the same way).
 """
 import argparse
-import json
 import os
 import re
 import statistics
@@ -22,7 +21,7 @@ import time
 
 import numpy as np
 
-from timing import JsonChild, median_seconds
+from timing import JsonChild, median_seconds, serve_torch
 
 # (name, batch, C, H, W, K, k, border_mode, stride)
 CONVS = [
@@ -110,20 +109,17 @@ def torch_ops(conv, threads):
 
 def torch_server(threads, cpu):
     """Child: per request line "<conv index> <op index> <reps>", the median ms of that op."""
-    try:
-        import torch
-        print(json.dumps(torch.__version__), flush=True)
-    except ImportError:
-        print(json.dumps(None), flush=True)
-        return
     clock = time.thread_time if cpu else time.perf_counter
     ops = {}
-    for line in sys.stdin:
+
+    def answer(line):
+        import torch
         i, j, reps = (int(v) for v in line.split())
         if i not in ops:
             ops[i] = torch_ops(CONVS[i], threads)
         with torch.no_grad():
-            print(json.dumps(1e3 * median_seconds(ops[i][j], reps, clock=clock)), flush=True)
+            return 1e3 * median_seconds(ops[i][j], reps, clock=clock)
+    serve_torch(answer)
 
 
 class TorchChild(JsonChild):

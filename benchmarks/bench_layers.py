@@ -16,15 +16,13 @@ layers where symcnn is slower. PyTorch (pip install torch==2.13.0) runs in a chi
 after every symcnn layer, so both see the same load.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
-from timing import JsonChild, median_seconds
+from timing import JsonChild, median_seconds, serve_torch
 
 
 def layers():
@@ -107,18 +105,14 @@ def torch_calls(layer, threads):
 
 def torch_server(threads):
     """Child: per request line "<layer index> <call index> <reps>", the median ms of that call."""
-    try:
-        import torch
-        print(json.dumps(torch.__version__), flush=True)
-    except ImportError:
-        print(json.dumps(None), flush=True)
-        return
     calls = {}
-    for line in sys.stdin:
+
+    def answer(line):
         i, j, reps = (int(v) for v in line.split())
         if i not in calls:
             calls[i] = torch_calls(LAYERS[i], threads)
-        print(json.dumps(1e3 * median_seconds(calls[i][j], reps)), flush=True)
+        return 1e3 * median_seconds(calls[i][j], reps)
+    serve_torch(answer)
 
 
 def main():

@@ -15,7 +15,6 @@ PyTorch (pip install torch==2.13.0) only the symcnn columns are printed. Data ar
 (timings do not depend on the values).
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,7 +23,7 @@ import time
 
 import numpy as np
 
-from timing import JsonChild, median_seconds
+from timing import JsonChild, median_seconds, serve_torch
 
 # One setup: input (channels, rows, cols), batch, a list of layers, the number of classes.
 #   ("conv", out_channels, kernel, border_mode, stride, activation, pool)
@@ -206,19 +205,14 @@ def torch_model(name, threads):
 
 def torch_server(threads):
     """Child: per request line "<setup> <train|validate> N", the median ms of N steps."""
-    try:
-        import torch  # noqa: F401
-        print(json.dumps(torch.__version__), flush=True)
-    except ImportError:
-        print(json.dumps(None), flush=True)
-        return
     models = {}
-    for line in sys.stdin:
+
+    def answer(line):
         name, kind, n = line.split()
         if name not in models:
             models[name] = torch_model(name, threads)
-        fn = models[name][0 if kind == "train" else 1]
-        print(json.dumps(median_ms(fn, int(n))), flush=True)
+        return median_ms(models[name][0 if kind == "train" else 1], int(n))
+    serve_torch(answer)
 
 
 class TorchChild(JsonChild):

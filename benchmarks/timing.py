@@ -18,6 +18,21 @@ def median_seconds(fn, reps, warmup=1, clock=time.perf_counter, batches=None):
     return statistics.median(times)
 
 
+def serve_torch(answer):
+    """The child side of a JsonChild that runs PyTorch: greets with torch's version (null when it
+    is not installed), then prints answer(request line) as one JSON line per request."""
+    import json
+    import sys
+    try:
+        import torch
+    except ImportError:
+        print(json.dumps(None), flush=True)
+        return
+    print(json.dumps(torch.__version__), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(answer(line)), flush=True)
+
+
 class JsonChild:
     """A helper process spoken to one line at a time: each request line gets one JSON line back.
     Its first line is its greeting (e.g. a library version, or null). Benchmarks run PyTorch in
