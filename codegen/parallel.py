@@ -163,6 +163,14 @@ def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, 
             early.job(fn, serial is not None or not isinstance(B, int) or B >= min_items(item_flops))
     if serial is None:
         serial = serial_rule(b, Bv, item_flops)
+    if isinstance(serial, ir.Constant):   # one way only: no direct call of a body the pool runs
+        if serial.constant:
+            if serial_prelude is not None:
+                serial_prelude(ctx)
+            b.call(fn, [argp, U.i64(0), U.i64(0), Bv])
+        else:
+            dispatch(ctx, fn, argp, even_bounds(b, Bv, T), T)
+        return
     with b.if_else(serial) as (small, big):
         with small:
             if serial_prelude is not None:

@@ -85,14 +85,14 @@ def lower_elemwise(ctx, node, ins):
     n = out.size(b) if out.contiguous else None
     T = threads()
     single = [all(d == 1 for d in v.type.shape) for v in node.inputs]   # a scalar or a constant like 0
-    if T > 1 and n is not None and not (isinstance(n, int) and n < options.elemwise_min_parallel) \
+    # static sizes only: a run-time size may be small after all (a shape check can fix it), and the
+    # module's split must then see a dispatch it can tell is dead
+    if T > 1 and isinstance(n, int) and n >= options.elemwise_min_parallel \
             and all(v.contiguous or one for v, one in zip(views, single)):
         _parallel_flat(ctx, sop, views, single, dtypes, out, n, T)
         return [out]
     if all(v.contiguous for v in views):
-        with U.for_range(b, out.size(b)) as i:
-            vals = [b.load(v.flat_addr(b, i), typ=v.lltype) for v in views]
-            b.store(emit_scalar(ctx, sop, vals, dtypes, out.dtype), out.flat_addr(b, i))
+        _flat_loop(ctx, sop, views, dtypes, out, out.size(b))
     else:
         with U.loop_nest(b, out.shape) as idx:
             vals = [v.load(b, idx) for v in views]
@@ -100,11 +100,20 @@ def lower_elemwise(ctx, node, ins):
     return [out]
 
 
-def _parallel_flat(ctx, sop, views, single, dtypes, out, n, T):
-    """The flat loop over n contiguous elements, split over T threads from
-    options.elemwise_min_parallel elements on (else on the calling thread); single[k]: input k is
-    one element, read at every position."""
+def _flat_loop(ctx, sop, views, dtypes, out, n):
+    """out[i] = sop(views[i]...) for i < n, on the calling thread (views contiguous or one element
+    broadcast, which an Array reads at offset 0 through its zero strides)."""
     b = ctx.b
+    with U.for_range(b, n) as i:
+        vals = [b.load(v.flat_addr(b, i) if v.contiguous else v.view_addr(b, 0), typ=v.lltype) for v in views]
+        b.store(emit_scalar(ctx, sop, vals, dtypes, out.dtype), out.flat_addr(b, i))
+
+
+def _parallel_flat(ctx, sop, views, single, dtypes, out, n, T):
+    """The flat loop over n (static) contiguous elements, split over T threads (only ever handed to
+    the pool: a direct call of the body would let LLVM drop its unused thread index in the whole
+    module but not in the part that only declares it); single[k]: input k is one element, read at
+    every position."""
     ptrs = []   # each distinct pointer once: an input read through the output's pointer (in place)
     for p in [v.ptr for v in views] + [out.ptr]:   # stays the same value, as LLVM must see
         if not any(p is q for q in ptrs):
@@ -119,8 +128,7 @@ def _parallel_flat(ctx, sop, views, single, dtypes, out, n, T):
                   for k, v, one in zip(where, views, single)]
             bb.store(emit_scalar(bctx, sop, xs, dtypes, out.dtype), bb.gep(vals[at_out], [i], source_etype=out.lltype))
 
-    serial = b.icmp_signed("<", U.as_value(b, n), U.i64(options.elemwise_min_parallel))
-    run_parallel(ctx, "symcnn_elemwise", ptrs, n, T, emit, serial=serial)
+    run_parallel(ctx, "symcnn_elemwise", ptrs, n, T, emit, serial=ir.Constant(ir.IntType(1), 0))
 
 
 def _dimshuffle_view(node, contig):

@@ -112,9 +112,9 @@ def test_identical_functions_compile_once(cache_dir, monkeypatch):
     compiled = []
     real = jit.compile_object
 
-    def counting(ir_text, target=None):
+    def counting(ir_text, target=None, *pipeline):
         compiled.append(1)
-        return real(ir_text, target)
+        return real(ir_text, target, *pipeline)
     monkeypatch.setattr(jit, "compile_object", counting)
     x = T.matrix("x")
     fs = [symcnn.function([x], T.tanh(x).sum(axis=0), mode="native") for _ in range(3)]
@@ -137,7 +137,7 @@ def test_lowering_errors_raise_in_function_and_later_errors_at_the_call(cache_di
         symcnn.function([x], T.exp(x), mode="native")
     monkeypatch.setitem(L.lower.table, Elemwise, original)
 
-    def broken(ir_text, target=None):
+    def broken(ir_text, target=None, *pipeline):
         raise RuntimeError("LLVM is unwell")
     monkeypatch.setattr(jit, "compile_object", broken)
     f = symcnn.function([x], T.exp(x) + 3, mode="native")      # lowered: returns

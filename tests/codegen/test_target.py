@@ -84,11 +84,17 @@ def _dot_function():
 @pytest.mark.parametrize("level", ["x86-64", "x86-64-v3", "x86-64-v4"])
 def test_kernels_use_the_target_width(level, monkeypatch):
     """The GEMM micro-kernel's vectors, its multiply-add and the loop vectoriser's width follow the
-    target; the result is right (the code runs: every level runs on an x86-64 host that has it)."""
+    target; the result is right where this machine can run the level (an AVX2 host cannot run
+    x86-64-v4: its module is built, not loaded)."""
+    from codegen.build import build_module
     monkeypatch.setattr(symcnn.config, "target_cpu", level)
     t = targets.current()
     f = _dot_function()
-    text = f.dump_llvm()
+    if t.host:
+        text = f.dump_llvm()
+    else:
+        with targets.using(t):
+            text = build_module(f.maker.fgraph, []).ir_text
     assert f"<{t.lanes('float32')} x float>" in text
     assert ("llvm.fma.v" in text) == t.fma and ("llvm.fmuladd.v" in text) == (not t.fma)
     wider = [w for w in (4, 8, 16, 32) if w > t.lanes("float32")]
