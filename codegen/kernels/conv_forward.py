@@ -317,15 +317,16 @@ class KVecImages(DirectImages):
         shift_copy(ctx, src, buf, dtype, self.C, self.H, self.W, self.Hb, self.Wb, *self.shift, act=act)
 
 
-# Multiply-adds that moving one filter element into the packed panels is worth, for the rule that
-# sends a loop to the threads: a scalar load and store, about a cycle.
+# Multiply-adds that moving one filter element into the packed panels is counted as, for the rule
+# that sends a loop to the threads (min_parallel_flops: 2 M in about 10 us): a scalar load and a
+# store with a stride, a cycle or more.
 PACK_ELEMENT_FLOPS = 32
 
 
 def pack_kvec(ctx, p, w_dense, wp, offs):
     """The filters packed for the kernel with vectors over filters (KV.pack_taps), the taps shared
-    by the threads: packed once per call, the filters of a 128->256 3x3 layer (1.2 MB) took a
-    seventh of its forward on the calling thread alone at batch 16."""
+    by the threads: packed once per call on the calling thread alone, the filters of a 128 -> 256
+    3x3 layer (1.2 MB) took 14 % of its forward's samples on an AVX-512 host."""
     T = threads()
     KV.tap_offsets(ctx.b, p, offs)
     if T == 1:

@@ -467,6 +467,32 @@ def test_gradients_alone_fuse(act, pooled, static, cost):
     check_native_vs_reference([x, g], outs, vals, rtol=1e-4, atol=1e-4, on_unused_input="ignore")
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["nopool", "pool"])
+def test_gradient_reading_no_tensor_verify_grad(pooled):
+    """The fused gradient of sum(h ** 2) reads no gradient tensor (n_grads 0): its own gradient,
+    with x and the forward values it reads as independent inputs, checks numerically."""
+    rng = np.random.RandomState(3)
+    xs, ws = (2, 3, 6, 6), (4, 3, 3, 3)
+    x = T.dtensor4("x", shape=xs)
+    W = symcnn.shared(rng.standard_normal(ws) * 0.3, name="W")
+    b = symcnn.shared(rng.standard_normal(4) * 0.5, name="b")
+    c = conv2d(x, W, border_mode="half", input_shape=xs, filter_shape=ws)
+    h = T.tanh((pool.pool_2d(c, ws=(2, 2), ignore_border=True) if pooled else c) + b.dimshuffle("x", 0, "x", "x"))
+    fn = symcnn.function([x], T.grad(T.sum(h ** 2), W))
+    (node,) = [n for n in fn.fgraph.toposort() if isinstance(n.op, ConvPoolActGrad)]
+    assert node.op.n_grads == 0, node.op
+    xv = rng.standard_normal(xs)
+    rest = symcnn.function([x], node.inputs[2:])(xv)
+    Wc = T.constant(W.get_value())
+
+    def fun(x_, *forward):
+        if pooled:   # the ties of this x (piecewise constant: no gradient)
+            forward = (node.inputs[2].owner.op(x_, Wc, b.get_value())[1],) + forward[1:]
+        outs = node.op(x_, Wc, *forward)
+        return outs[0] if isinstance(outs, (list, tuple)) else outs
+    symcnn.verify_grad(fun, [xv] + [np.asarray(v, dtype="float64") for v in rest], mode="reference", rng=rng)
+
+
 def test_does_not_fire_on_graphs_it_cannot_replace():
     x, W, b = T.tensor4("x"), T.tensor4("W"), T.vector("b")
     c = conv2d(x, W)
