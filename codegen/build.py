@@ -139,6 +139,9 @@ def lower_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=Fa
     threads) are compiled once. The code is for the target the config names (config.target_cpu /
     target_features), read once here. Raises here for a graph that cannot be lowered."""
     tgt = targets.current()
+    if not tgt.host:   # before the cache: a hit would load it, a miss would fail only when called
+        raise ValueError(f"config.target_cpu={tgt.name!r} ({tgt.triple}, {tgt.isa()}): this machine cannot "
+                         f"run its code; use codegen.build.emit_object to compile for it")
     with targets.using(tgt):
         return _lower_graph(fgraph, updates, tgt, dict(guard_nan=guard_nan, bounds_check=bounds_check,
                                                        profile=profile))

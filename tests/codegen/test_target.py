@@ -87,14 +87,18 @@ def test_kernels_use_the_target_width(level, monkeypatch):
     target; the result is right where this machine can run the level (an AVX2 host cannot run
     x86-64-v4: its module is built, not loaded)."""
     from codegen.build import build_module
-    monkeypatch.setattr(symcnn.config, "target_cpu", level)
-    t = targets.current()
-    f = _dot_function()
+    t = targets.resolve(level)
     if t.host:
+        monkeypatch.setattr(symcnn.config, "target_cpu", level)
+        f = _dot_function()
         text = f.dump_llvm()
     else:
+        f = _dot_function()
         with targets.using(t):
             text = build_module(f.maker.fgraph, []).ir_text
+        monkeypatch.setattr(symcnn.config, "target_cpu", level)
+        with pytest.raises(ValueError, match=f"target_cpu='{level}'.*cannot run"):
+            _dot_function()
     assert f"<{t.lanes('float32')} x float>" in text
     assert ("llvm.fma.v" in text) == t.fma and ("llvm.fmuladd.v" in text) == (not t.fma)
     wider = [w for w in (4, 8, 16, 32) if w > t.lanes("float32")]
