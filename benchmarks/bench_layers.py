@@ -9,8 +9,10 @@ keeps the work of each layer about the same: 2^25 multiply-adds per output posit
 channels, over the batch (1 to 256 images).
 
     python benchmarks/bench_layers.py [--threads 2] [--reps 20] [--only 3x3-s1-16-32,5x5] [--no-torch]
+                                      [--layer k,stride,C,H,K,batch ...]
 
---only keeps the layers whose names contain one of the comma-separated strings. Prints, per
+--only keeps the layers whose names contain one of the comma-separated strings; --layer times
+the layers it names instead of the sweep (e.g. a network's own: 3,2,32,32,32,100). Prints, per
 layer, the median ms of both calls on each side and the ratios (symcnn / PyTorch), then the
 layers where symcnn is slower. PyTorch (pip install torch==2.13.0) runs in a child process, asked
 after every symcnn layer, so both see the same load.
@@ -33,6 +35,13 @@ def layers():
         oh = (h - 1) // s + 1
         batch = max(1, min(256, round(2 ** 25 / (oh * oh * c * kk))))
         out.append((f"{k}x{k}-s{s}-{c}-{kk}-{h}x{h}", batch, c, h, kk, k, s))
+
+    custom = [a for i, a in enumerate(sys.argv) if i and sys.argv[i - 1] == "--layer"]
+    for spec in custom:
+        k, s, c, h, kk, batch = (int(v) for v in spec.split(","))
+        out.append((f"{k}x{k}-s{s}-{c}-{kk}-{h}x{h}@{batch}", batch, c, h, kk, k, s))
+    if custom:
+        return out
 
     for h in (4, 6, 8, 12, 16, 24, 32):
         for c in (16, 32, 64, 128):
@@ -121,6 +130,9 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--only", default=None, help="comma-separated parts of layer names")
     ap.add_argument("--no-torch", action="store_true", help="symcnn's columns only")
+    ap.add_argument("--layer", action="append", metavar="k,stride,C,H,K,batch",
+                    help="time this layer instead of the sweep (read by layers() from sys.argv, so that "
+                         "the PyTorch child, given the same arguments, has the same list)")
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_child:
@@ -132,7 +144,8 @@ def main():
         ap.error(f"--only {args.only!r} matches no layer; names: {', '.join(l[0] for l in LAYERS)}")
     child = None
     if not args.no_torch:
-        child = JsonChild([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(args.threads)])
+        child = JsonChild([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(args.threads)]
+                          + [a for spec in args.layer or [] for a in ("--layer", spec)])
         print(f"PyTorch: {child.version or 'not installed (pip install torch==2.13.0)'}; {args.threads} threads each")
         if child.version is None:
             child.close()

@@ -24,8 +24,8 @@ code written for that), so any activation costs what tanh cost in the explicit-v
 With static shapes, a 'valid' unit-stride convolution reads its patches straight from the image
 (directconv.py, directconv_grad.py: no im2col). A padded unit-stride one does the same on a per-thread
 zero-bordered copy of each image (conv_forward.direct_images, with its cut-offs), and the weight
-gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks,
-one chunk of filters); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
+gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks:
+chunks of filters, TapSet); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
 Conv2dGradInputs). A strided one (static shapes) runs the direct kernel on each image split
 into its stride phases, and its input gradient phase by phase of dx (conv_phases.py; the weight
@@ -211,12 +211,26 @@ def forward_variant(op, dtype, dims):
 
 def padded_taps(op, dtype, dims):
     """The weight gradient of a padded convolution with static shapes (any stride) as the tap-panel
-    kernel over zero-bordered image copies: conv_grad.py's TapChunks when one chunk holds every
-    filter (at most 256 bytes of them), else None."""
+    kernel over zero-bordered image copies: conv_grad.py's TapChunks (chunks of at most 256 bytes of
+    filters, each its own panels over the same copies), else None."""
     if op.border_mode == "valid":
         return None
     variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False, winograd=False)
-    return tc if tc is not None and tc.copy and len(tc.chunks) == 1 else None
+    return tc if tc is not None and tc.copy else None
+
+
+class TapSet:
+    """The tap-panel weight gradient's chunks of filters over groups of G images: per chunk (first
+    filter, TapPlan, and where its tap offsets, its transposed tops and its dWT[P][KP] partials
+    start in the buffers the chunks share)."""
+
+    def __init__(self, chunks, G):
+        self.G, self.chunks = G, []
+        o = t = a = 0
+        for k0, tp in chunks:
+            self.chunks.append((k0, tp, o, t, a))
+            o, t, a = o + tp.n_offsets, t + G * tp.N * tp.KP, a + tp.P * tp.KP
+        self.n_offsets, self.tt_elems, self.acc_elems = o, t, a
 
 
 def few_tap_grad(op, dtype, dims, need_gx):
@@ -509,6 +523,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     tc = padded_taps(op, dt, dims) if dp is None and tp is None and wg is None else None
     if tc is not None:
         tp = tc.chunks[0][1]
+    taps = (TapSet(tc.chunks, tc.G) if tc is not None else TapSet([(0, tp)], tp.G)) if tp is not None else None
     offs = pg = None
     if (dp is not None or tp is not None) and tc is None:
         xs = dense(ctx, xs, dt)   # both read patches through offsets into dense images
@@ -519,7 +534,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         D.tap_offsets(ctx, dp, offs.ptr)
         ptrs = [None, md.ptr if md is not None else None, None, offs.ptr] + prog_ptrs
         sizes = [dp.scratch_elems(), 0, 0, 0, 0, 0, 0, 0]
-        acc_n, acc_rs = dp.K * dp.P * dp.L, None
+        acc_n = dp.K * dp.P * dp.L
         gd = None
     else:
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
@@ -539,13 +554,13 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             wt = DG.GxWeights(tp, wd.ptr) if gx_fused else G.Strided(dt, wd.ptr, 1, g.P)
             PP.pack_a(ctx, dt, wt, g.P, K, wa)
         wgd = isinstance(gd, WinogradImages)
-        ntaps = tp.n_offsets if tp is not None else 0
+        ntaps = taps.n_offsets if taps is not None else 0
         if tp is not None or pg is not None:
             # the tap offsets, then (gd) those of the input gradient's direct plan
             offs = ctx.scratch("int64", [ntaps + (pg.n_offsets if pg is not None else
                                                   gd.p.P if gd is not None and not wgd else 0)])
-            if tp is not None:
-                DG.tap_plan_offsets(ctx, tp, offs.ptr)
+            for _, tp_, o, _, _ in taps.chunks if taps is not None else ():
+                DG.tap_plan_offsets(ctx, tp_, gep(b, offs.ptr, o, U.I64))
         if pg is not None:   # every phase's filters packed once for the direct kernel
             wa = ctx.scratch(dt, [pg.weight_elems]).ptr
             pg.pack(ctx, wd.ptr, wa, gep(b, offs.ptr, ntaps, U.I64))
@@ -556,14 +571,14 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         elif gd is not None:   # the filters transposed to [C][K], packed once for the direct kernel
             wt = transposed_filters(ctx, wd.ptr, dt, K, C, kh, kw)
             wa = ctx.scratch(dt, [gd.p.nkb * gd.p.P * gd.p.MR]).ptr
-            D.pack_weights(ctx, gd.p, wt.ptr, wa, gep(b, offs.ptr, tp.n_offsets, U.I64))
+            D.pack_weights(ctx, gd.p, wt.ptr, wa, gep(b, offs.ptr, ntaps, U.I64))
         ptrs = [wa if need_gx else None, md.ptr if md is not None else None, gx.ptr if need_gx else None,
                 offs.ptr if offs is not None else None] + prog_ptrs
         # top, transposed tops of a group, cols, dcols, packed A/B of the two GEMMs; + 4L: the
         # input-gradient kernel reads whole tiles of top rows (lanes past the end are never stored)
         fused_gx = prepack and gx_fused
         sizes = [U.add(b, U.mul(b, K, g.N), 4 * D.lanes(dt)),
-                 tp.group_elems() if tp is not None and wg is None and rp is None else 0,
+                 taps.tt_elems if tp is not None and wg is None and rp is None else 0,
                  0 if tp is not None else U.mul(b, g.P, g.N),
                  U.mul(b, g.P, g.N) if need_gx and not fused_gx and gd is None else 0]
         sizes += [0, 0] if tp is not None else list(G.pack_sizes(b, dt, g.P, K, g.N))
@@ -574,8 +589,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             sizes += [0 if prepack else na2, nb2]
         else:
             sizes += [0, 0]
-        acc_rs = tp.KP if tp is not None else K
-        acc_n = U.mul(b, g.P, acc_rs) if wg is None else wg.m_elems()   # Winograd: its partial products
+        acc_n = taps.acc_elems if tp is not None else U.mul(b, g.P, K)
+        acc_n = acc_n if wg is None else wg.m_elems()   # Winograd: its partial products
         acc_n = rp.acc_elems() if rp is not None else acc_n
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool and not op.pool_last else 0)   # + 1: never empty
@@ -594,7 +609,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # the routed weight gradient: the channel-last image and one filter's routes
     sizes += [rp.image_elems(), rp.route_elems()] if rp is not None else [0] * 2
     # in_act: the activated input images of a group (tap panels, Winograd) or of one image
-    group = tp.G if tp is not None else wg.Gi if wg is not None else 1
+    group = taps.G if tp is not None else wg.Gi if wg is not None else 1
     sizes.append(U.mul(b, group, U.product(b, [C, H, W])) if op.in_act is not None and
                  not isinstance(wg, PhaseGradPlan) else 0)   # (the phase split applies in_act itself)
     nparts = 1 if T == 1 else T
@@ -607,7 +622,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     acc_parts = dwT.values() + gb64.values()
     if T == 1:
         _backward_images(ctx, op, dt, xs.dtype, dims, xs, ptrs, parts, acc_parts, 0, 0, B,
-                         dp=dp, tp=tp, tc=tc, gd=gd, wg=wg, rp=rp)
+                         dp=dp, tp=tp, taps=taps, tc=tc, gd=gd, wg=wg, rp=rp)
     else:
         dynptrs = [p for p in ptrs if p is not None]
         values = dims + [xs.ptr] + list(xs.strides) + dynptrs + [v for v in parts if v is not None] + acc_parts
@@ -620,7 +635,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
             inner_parts = [next(it) if here else None for here in present]
             inner_acc = list(it)
             _backward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], pp, inner_parts, inner_acc,
-                             tid, n0, n1, dp=dp, tp=tp, tc=tc, gd=gd, wg=wg, rp=rp)
+                             tid, n0, n1, dp=dp, tp=tp, taps=taps, tc=tc, gd=gd, wg=wg, rp=rp)
 
         _run_parallel(ctx, "symcnn_convpool_bwd", values, B, T, emit,
                       item_flops=image_flops(2 if need_gx else 1, K, OH, OW, C, kh, kw))
@@ -631,15 +646,18 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     elif rp is not None:
         RG.reduce(ctx, rp, dwT.arr.ptr, dwT.stride, nparts, gW.ptr)
     else:
-        # gW = sum over threads of dWT^T (thread order)
-        with U.for_range(b, K, name="ok") as k:
-            with U.for_range(b, g.P, name="op") as p:
-                v = None
-                for t in range(nparts):
-                    x_ = b.load(gep(b, dwT.arr.ptr, U.add(b, U.mul(b, t, dwT.stride),
-                                                           U.add(b, U.mul(b, p, acc_rs), k)), et), typ=et)
-                    v = x_ if v is None else b.fadd(v, x_)
-                b.store(v, gep(b, gW.ptr, U.add(b, U.mul(b, k, g.P), p), et))
+        # gW = sum over threads of dWT^T (thread order): the chunks' [P][KP] (taps) or one [P][K]
+        for k0, kc, acc_rs, a0 in ([(k0, tp_.K, tp_.KP, a) for k0, tp_, _, _, a in taps.chunks]
+                                   if taps is not None else [(0, K, K, 0)]):
+            with U.for_range(b, kc, name="ok") as k:
+                with U.for_range(b, g.P, name="op") as p:
+                    v = None
+                    for t in range(nparts):
+                        x_ = b.load(gep(b, dwT.arr.ptr, U.add(b, U.mul(b, t, dwT.stride),
+                                                               U.add(b, U.mul(b, p, acc_rs), U.add(b, k, a0))), et),
+                                    typ=et)
+                        v = x_ if v is None else b.fadd(v, x_)
+                    b.store(v, gep(b, gW.ptr, U.add(b, U.mul(b, U.add(b, k, k0), g.P), p), et))
     if gb is not None:
         with U.for_range(b, K, name="gk") as k:
             v = None
@@ -650,8 +668,8 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     return [outs[r] for r in op.output_roles()]
 
 
-def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, tc=None,
-                     gd=None, wg=None, rp=None):
+def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0, n1, dp=None, tp=None, taps=None,
+                     tc=None, gd=None, wg=None, rp=None):
     """The backward for images [n0, n1). ptrs: packed or plain W^T (input gradient), mask (None: no
     pooling), gx, tap offsets, then the gradient program's inputs z, out, g_1..g_m (None: not read);
     parts: (base, stride) of top, the group's transposed tops, cols, dcols, the packed A/B of the two
@@ -696,7 +714,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     elif gxb is not None:
         zero_fill(b, gxb, 0, gd.p.C * gd.p.H * gd.p.W, dt)
     if tT is not None:   # the padding columns of the transposed tops stay zero
-        zero_fill(b, tT, 0, tp.group_elems(), dt)
+        zero_fill(b, tT, 0, taps.tt_elems, dt)
     wgb = WGG.Buffers(*wgp, dwT) if wg is not None else None
     if wg is not None:
         WGG.zero_buffers(ctx, wg, wgb)
@@ -760,7 +778,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                            tc.C, tc.H, tc.W, tc.Hb, tc.Wb, *tc.pads, act=in_act_of(ctx, op, dt))
             elif xa is not None:   # the group's panels read the activated images in place
                 x_image(n, slot)
-            DG.transpose_top(ctx, tp, top, trs, gep(b, tT, U.mul(b, slot, tp.N * tp.KP), et))
+            for k0, tp_, _, t0, _ in taps.chunks:
+                DG.transpose_top(ctx, tp_, gep(b, top, k0 * trs, et), trs,
+                                 gep(b, tT, U.add(b, t0, U.mul(b, slot, tp_.N * tp_.KP)), et))
         else:
             # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
             emit_im2col(ctx, g, x_image(n, 0), cols, dt)
@@ -768,7 +788,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                       packs=(ap1, bp1))
         if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx (and gx_act)
             gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
-                          gep(b, offs, tp.n_offsets if tp is not None else 0, U.I64),
+                          gep(b, offs, taps.n_offsets if taps is not None else 0, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et),
                           gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act)
         elif gxptr is not None and grouped:
@@ -787,7 +807,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
             shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
                        *gd.shift)
-            emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, tp.n_offsets, U.I64), gxc)
+            emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, taps.n_offsets, U.I64), gxc)
             copy_planes(ctx, gxc, gd.p.rs, gd.p.row_stride, gep(b, gxptr, U.mul(b, n, img), et), dt,
                         gd.p.K, gd.p.OH, gd.p.OW)
         elif gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
@@ -829,12 +849,13 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         with U.for_range(b, n1, start=n0, name="img") as n:
             image(n, 0)
         return
-    with U.for_range(b, n1, start=n0, step=tp.G, name="grp") as g0:
-        gn = U.smin(b, b.sub(U.as_value(b, n1), g0), tp.G)
+    with U.for_range(b, n1, start=n0, step=taps.G, name="grp") as g0:
+        gn = U.smin(b, b.sub(U.as_value(b, n1), g0), taps.G)
         with U.for_range(b, gn, name="gi") as gi:
             image(b.add(g0, gi), gi)
         group = xg if xg is not None else xa if xa is not None else gep(b, xs.ptr, U.mul(b, g0, tp.img), et)
-        DG.emit_dw_group(ctx, tp, group, offs, tT, gn, dwT)
+        for _, tp_, o, t0, a0 in taps.chunks:
+            DG.emit_dw_group(ctx, tp_, group, gep(b, offs, o, U.I64), gep(b, tT, t0, et), gn, gep(b, dwT, a0, et))
 
 
 def _grouped_gx(gd, wg):

@@ -318,7 +318,8 @@ def _configurations(draw):
     sub = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     xs = (draw(st.sampled_from([1, 2, 5])), draw(st.integers(1, 3)), draw(st.integers(kh + 1, 10)),
           draw(st.integers(kw + 1, 10)))
-    ws = (draw(st.integers(1, 6)), xs[1], kh, kw)
+    # filters past 256 bytes: the tap-panel weight gradient in chunks of filters
+    ws = (draw(st.one_of(st.integers(1, 6), st.sampled_from([36, 70]))), xs[1], kh, kw)
     pool_kw = draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2)), dict(ws=(2, 1), stride=(1, 1)),
                                     dict(pool="average_exc_pad", ws=(2, 2)), dict(pool="sum", ws=(1, 2))]))
     act = draw(st.sampled_from(sorted(CONV_ACTIVATIONS)))
@@ -374,6 +375,34 @@ def test_padded_convolutions_take_the_direct_kernels(xs, ws, conv, pool_kw, dtyp
         assert any(k.startswith("symcnn_dconv_dwt") for k in kernels), kernels
     if gx is not None:
         assert any(k.startswith(f"symcnn_dconv_{dtype}_") and f"_P{ws[0] * ws[2] * ws[3]}_" in k for k in kernels)
+
+
+# Padded convolutions with more than 256 bytes of filters: the fused weight gradient runs the tap
+# panels over chunks of filters (conv_grad.TapChunks). (x shape, W shape, conv kwargs, pool kwargs,
+# dtype, activation): strided and not, pooled and not, odd batches past a group of images.
+CHUNKED_CASES = [
+    ((19, 8, 8, 8), (72, 8, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32", "relu"),
+    ((3, 6, 9, 7), (40, 6, 3, 3), dict(border_mode=(1, 2), subsample=(2, 1)), dict(ws=(2, 2)), "float64", "tanh"),
+    ((2, 5, 6, 6), (130, 5, 3, 3), dict(border_mode="half", subsample=(2, 2), filter_flip=False), dict(pool=None),
+     "float32", "sigmoid"),
+    ((3, 4, 7, 7), (70, 4, 3, 3), dict(border_mode="full"), dict(pool="average_exc_pad", ws=(2, 2)), "float32",
+     "leaky_relu"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", CHUNKED_CASES)
+def test_filters_in_chunks_take_the_tap_panels(xs, ws, conv, pool_kw, dtype, act):
+    """The weight gradient of a padded convolution with filters in more than one chunk runs the tap
+    panels chunk by chunk (no im2col GEMM), and the gradients match the reference."""
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    ops = conv_act_ops(act, dtype, **kw)
+    _, taps, _ = _padded_plans(ops[0], dtype, xs, ws)
+    assert taps is not None and len(taps.chunks) > 1, taps
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_dwt[A-Za-z0-9_]*)", fn.runner.ir))
+    assert kernels, "no tap-panel weight-gradient kernel"
+    assert f"symcnn_gemm_{dtype}_packed" not in fn.runner.ir   # the im2col path's GEMM
 
 
 # First layers (fewer than MIN_DIRECT_TAPS taps per output): (x shape, W shape, conv kwargs, pool
