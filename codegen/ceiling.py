@@ -3,7 +3,9 @@
     lanes x FMA units x 2 flops x clock x cores
 
 lanes: float32 lanes of the target's vectors (16 AVX-512, 8 AVX2, 4 SSE2 / NEON); FMA units: 2 (the
-vector FMA pipes of current x86 cores since Haswell / Zen 2 and of Neoverse cores); a target without
+vector FMA pipes of current x86 cores since Haswell / Zen 2 and of Neoverse cores; 1 on a CPU whose
+pipes are half its vectors' width, HALF_WIDTH_PIPES: Zen 1 runs a 256-bit FMA as two 128-bit halves,
+measured at 36 GFLOP/s per core at 2.2 GHz, 8 lanes x 1 x 2 flops); a target without
 FMA (SSE2, AVX) issues one multiply and one add per cycle instead, which is the same 2 flops per
 lane per cycle as one FMA pipe; clock: the highest "cpu MHz" of /proc/cpuinfo (or cpufreq's maximum,
 when the kernel exposes it), the figure the report names; cores: the threads the function may use.
@@ -49,20 +51,22 @@ def cores(threads=None):
 
 
 FMA_UNITS = 2
+HALF_WIDTH_PIPES = {"znver1", "btver2", "bdver1", "bdver2", "bdver3", "bdver4"}   # LLVM CPU names
 DEFAULT_GHZ = 3.0    # when the clock cannot be read (said so in the method)
 
 
 def ceiling(target, threads=None):
     """The Ceiling of float32 work for code compiled for `target` running on `threads` cores here."""
     lanes = target.lanes("float32")
-    units = FMA_UNITS if target.fma else 1
+    units = FMA_UNITS if target.fma and target.cpu not in HALF_WIDTH_PIPES else 1
     flops_per_unit = 2
     ghz, source = clock_ghz()
     if ghz is None:
         ghz, source = DEFAULT_GHZ, f"assumed, {source}"
     n = cores(threads)
     gflops = lanes * units * flops_per_unit * ghz * n
-    pipes = f"{units} FMA units x 2" if target.fma else "1 multiply + 1 add"
+    pipes = (f"{units} FMA unit{'s' if units != 1 else ''} x 2" if target.fma else "1 multiply + 1 add") + (
+        f" ({target.cpu}: pipes half the vector width)" if target.cpu in HALF_WIDTH_PIPES else "")
     method = (f"{target.isa()} target: {lanes} float32 lanes x {pipes} x {ghz:.2f} GHz ({source}) "
               f"x {n} core{'s' if n != 1 else ''}")
     return Ceiling(gflops, method)

@@ -147,6 +147,21 @@ def test_ceiling_follows_the_target(level, lanes, monkeypatch):
     assert f"{lanes} float32 lanes" in rep.peak_method and "GHz" in str(rep)
 
 
+def test_ceiling_of_half_width_pipes():
+    """Zen 1 issues a 256-bit FMA as two 128-bit halves: its AVX2 ceiling counts one FMA unit, half
+    that of a CPU with full-width pipes (Haswell) at the same clock."""
+    import platform
+    from codegen import ceiling as C
+    from codegen import target as targets
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("x86-64 CPU names")
+    zen1, haswell = targets.resolve("znver1"), targets.resolve("haswell")
+    assert zen1.lanes("float32") == haswell.lanes("float32") == 8 and zen1.fma and haswell.fma
+    a, b = C.ceiling(zen1, 1), C.ceiling(haswell, 1)
+    assert a.gflops == pytest.approx(b.gflops / 2)
+    assert "1 FMA unit x 2" in a.method and "half the vector width" in a.method and "2 FMA units" in b.method
+
+
 @pytest.mark.parametrize("mode", ["native", "reference"])
 def test_other_modes_raise(mode):
     a = T.matrix("a")
