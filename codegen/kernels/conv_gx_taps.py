@@ -4,8 +4,9 @@ small images: LeNet's second layer) without im2col's patch matrix and col2im.
 dx[n] = col2im(W^T @ top[n]) by the input-gradient kernel of the tap panels
 (microkernels/directconv_grad.py, the one ConvPoolActGrad runs): W^T packed once, its taps in
 channel-minor order, and col2im folded into the micro-kernel's stores (each accumulator vector holds
-whole output rows and adds them into dx through the tap offsets). It needs output rows that divide
-the vector (gx_fusable) and unit column strides; the kernel's last tile reads its vectors of top
+whole output rows, or a part of one, and adds them into dx through the tap offsets). It needs
+output rows that divide the vector or are whole vectors (gx_fusable) and unit column strides; the
+kernel's last tile reads its vectors of top
 past the image's end, so each image's output gradient is copied into a per-thread buffer with
 zeroed room after it. The batch is split over the threads (conv_threads.py).
 """
@@ -23,8 +24,8 @@ class GxTaps:
 
     def __init__(self, tp):
         self.tp = tp
-        L, OW = tp.L, tp.OW
-        rows_per_tile = max(1, min(4, DG.max_accumulators() // tp.gx_mr, -(-tp.OH // (L // OW)))) * (L // OW)
+        OW = tp.OW
+        rows_per_tile = DG.gx_tile(tp)[1]
         reach = -(-tp.OH // rows_per_tile) * rows_per_tile * OW   # the last tile's vectors end here
         self.top_elems = (tp.K - 1) * tp.N + max(reach, tp.N)
 

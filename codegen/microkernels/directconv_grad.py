@@ -476,15 +476,29 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
 # -- input gradient: the W^T @ top GEMM with col2im folded into its stores ---------------------------
 
 def gx_fusable(tp):
-    """Whole output rows per vector (OW divides L, unit column stride): each accumulator vector adds
-    into G contiguous runs of dx."""
-    return tp is not None and tp.sw == 1 and tp.OW <= tp.L and tp.L % tp.OW == 0
+    """Whole output rows per vector or whole vectors per output row (OW divides L or L divides OW;
+    unit column stride): each accumulator vector adds into contiguous runs of dx."""
+    return tp is not None and tp.sw == 1 and (tp.L % tp.OW == 0 if tp.OW <= tp.L else tp.OW % tp.L == 0)
+
+
+def gx_tile(tp):
+    """(vectors, output rows) of a tile of the input-gradient kernel: at most 4 vectors, no more
+    accumulators (gx_mr per vector) than the target's registers hold, and no more rows than OH;
+    rows of R = OW / L vectors take R vectors each."""
+    if tp.OW <= tp.L:
+        per = tp.L // tp.OW
+        nv = max(1, min(4, max_accumulators() // tp.gx_mr, -(-tp.OH // per)))
+        return nv, nv * per
+    R = tp.OW // tp.L
+    rows = max(1, min(4 // R, max_accumulators() // (tp.gx_mr * R), tp.OH))
+    return rows * R, rows
 
 
 def _gx_kernel(module, tp, nv):
     """void k(wa, top, t0, dx, offs, mrows): acc[i][v] = sum_k wa[k*MR + i] * top[k*N + q0 + v*L]
     (q0 = t0*OW, t0 the tile's first output row), then dx[offs[i] + row*sh*W + :OW] += the lanes of
-    each whole output row < OH, rows i < mrows."""
+    each whole output row < OH (a row of R = OW / L vectors: vector v is row v // R, columns from
+    (v % R) * L), rows i < mrows."""
     name = f"symcnn_dconv_gx_{tp.dtype}_{tp.gx_mr}x{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}"
     fn = module.globals.get(name)
     if fn is not None:
@@ -494,7 +508,7 @@ def _gx_kernel(module, tp, nv):
     wa, top, t0, dx, offs, mrows = fn.args
     et = U.ll_type(tp.dtype)
     L, MR, OW = tp.L, tp.gx_mr, tp.OW
-    G = L // OW
+    G, R = max(1, L // OW), max(1, OW // L)
     vec = Vec(module, tp.dtype, L)
     ht = ir.VectorType(et, OW)
     tb = b.gep(top, [b.mul(t0, U.i64(OW))], source_etype=et)
@@ -513,6 +527,13 @@ def _gx_kernel(module, tp, nv):
 
     def store(i):
         base = b.gep(dx, [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64)], source_etype=et)
+        if R > 1:   # whole vectors of a row
+            for v in range(nv):
+                row = b.add(t0, U.i64(v // R))
+                with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
+                    ptr = b.gep(base, [b.add(b.mul(row, U.i64(tp.sh * tp.W)), U.i64((v % R) * L))], source_etype=et)
+                    b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][v]), ptr, align=vec.size)
+            return
         for v in range(nv):
             for g in range(G):
                 row = b.add(t0, U.i64(v * G + g))
@@ -535,14 +556,11 @@ def emit_gx_image(ctx, tp, wa, top, dx, offs):
     """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = GxWeights (W^T, taps in
     channel-minor order) packed by prepacked.pack_a (panels of gx_mr rows, [K][gx_mr] each) and top
     [K][N] (padded past its end).
-    A tile is gx_mr taps x nv vectors of output rows: at most 4 vectors, and no more accumulators
-    than the target's registers hold."""
+    A tile is gx_mr taps x the vectors of gx_tile's output rows."""
     b = ctx.b
     et = U.ll_type(tp.dtype)
     MR = tp.gx_mr
-    rows_per_vec = tp.L // tp.OW
-    nv = max(1, min(4, max_accumulators() // MR, -(-tp.OH // rows_per_vec)))
-    rows_per_tile = nv * rows_per_vec
+    nv, rows_per_tile = gx_tile(tp)
     ntiles = -(-tp.OH // rows_per_tile)
     fn = _gx_kernel(ctx.module, tp, nv)
     full = tp.P // MR

@@ -957,7 +957,7 @@ def test_pointwise_thread_counts_agree(threads):
 @st.composite
 def few_output_configs(draw):
     """(dtype, x shape, w shape, conv2d kwargs, True): 'valid' convolutions whose output rows divide
-    the target's vector (1, 2, 4 or 8 outputs wide) with larger filters, so outputs are far fewer than
+    the target's vector (1, 2, 4 or 8 outputs wide) or are whole vectors (2 or 3) with larger filters, so outputs are far fewer than
     inputs: row strides 1-3 (unit column stride), filters 1-7, channels and filters from 1 to 70,
     batch 1 and odd, both dtypes, flipped or not."""
     from codegen.target import current
@@ -965,7 +965,7 @@ def few_output_configs(draw):
     L = current().lanes(dtype)
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     sh = draw(st.sampled_from([1, 1, 2, 3]))
-    OW = draw(st.sampled_from([d for d in (1, 2, 4, 8) if L % d == 0]))
+    OW = draw(st.sampled_from([d for d in (1, 2, 4, 8) if L % d == 0] + [2 * L] + ([3 * L] if 3 * L <= 24 else [])))
     OH = draw(st.integers(1, 9))
     C = draw(st.sampled_from([1, 3, 16, 20]))
     K = draw(st.sampled_from([1, 7, 32, 50, 70]))

@@ -254,7 +254,7 @@ def test_tap_tiles_fit_registers_and_match_reference(target):
     fwd, bwd, _ = conv_act_ops("tanh", **kw)
     tp = DG.tap_plan(fwd, "float32", [37, 3, 12, 12, 50, 5, 5, 8, 8])
     assert tp is not None and tp.gx_mr == gemm.params("float32")[1]
-    assert DG.gx_fusable(tp) == (tp.L % 8 == 0)   # whole 8-wide output rows per vector (not with 4 lanes)
+    assert DG.gx_fusable(tp)   # 8-wide output rows: whole rows per vector, or (4 lanes) two vectors per row
     assert [nv for _, nv in tp.blocks] and sum(nv for _, nv in tp.blocks) == tp.NV
     assert [j0 for j0, _ in tp.blocks] == [sum(nv for _, nv in tp.blocks[:j]) for j in range(len(tp.blocks))]
     assert tp.MR * max(nv for _, nv in tp.blocks) <= D.max_accumulators()
@@ -375,6 +375,20 @@ def test_padded_convolutions_take_the_direct_kernels(xs, ws, conv, pool_kw, dtyp
         assert any(k.startswith("symcnn_dconv_dwt") for k in kernels), kernels
     if gx is not None:
         assert any(k.startswith(f"symcnn_dconv_{dtype}_") and f"_P{ws[0] * ws[2] * ws[3]}_" in k for k in kernels)
+
+
+@pytest.mark.parametrize("dtype,act,pool_kw", [("float32", "relu", dict(pool=None)),
+                                               ("float64", "tanh", dict(pool="average_exc_pad", ws=(2, 2)))])
+def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, target):
+    """Output rows of two and three vectors (OW = 2L, 3L): the fused input gradient adds each
+    accumulator vector into a part of a row of dx (the tap kernel's stores), against the reference."""
+    L = target.lanes(dtype)
+    for R in (2, 3):
+        xs, ws = (5, 3, 7, R * L + 2), (6, 3, 3, 3)
+        ops = conv_act_ops(act, dtype, **dict(pool_kw, imshp=xs, kshp=ws))
+        tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+        fn = _check(xs, ws, ops, dtype, **tol)
+        assert re.search(rf"define internal void @\"?symcnn_dconv_gx_{dtype}_\w*_OW{R * L}_", fn.runner.ir), R
 
 
 # Padded convolutions with more than 256 bytes of filters: the fused weight gradient runs the tap
