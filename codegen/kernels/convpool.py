@@ -72,7 +72,7 @@ from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, pack
 from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
-from .conv_grad import grad_inputs_variant, grad_weights_variant, transposed_filters
+from .conv_grad import TapChunks, grad_inputs_variant, grad_weights_variant, transposed_filters
 from .conv_threads import apply_program, copy_planes, image_flops, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
@@ -210,13 +210,14 @@ def forward_variant(op, dtype, dims):
 
 
 def padded_taps(op, dtype, dims):
-    """The weight gradient of a padded convolution with static shapes (any stride) as the tap-panel
-    kernel over zero-bordered image copies: conv_grad.py's TapChunks (chunks of at most 256 bytes of
-    filters, each its own panels over the same copies), else None."""
-    if op.border_mode == "valid":
-        return None
+    """The weight gradient of a convolution with static shapes (any stride) as the tap-panel kernel
+    over groups of images (a padded one's zero-bordered copies, a 'valid' one's in place):
+    conv_grad.py's TapChunks (chunks of at most 256 bytes of filters, each its own panels over the
+    same images), else None. ('valid' with one chunk is directconv_grad.tap_plan's.)"""
     variant, tc = grad_weights_variant(op, dtype, dims[:9], fewtaps=False, winograd=False)
-    return tc if tc is not None and tc.copy else None
+    if not isinstance(tc, TapChunks) or (not tc.copy and len(tc.chunks) == 1):
+        return None
+    return tc
 
 
 class TapSet:
@@ -525,7 +526,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         tp = tc.chunks[0][1]
     taps = (TapSet(tc.chunks, tc.G) if tc is not None else TapSet([(0, tp)], tp.G)) if tp is not None else None
     offs = pg = None
-    if (dp is not None or tp is not None) and tc is None:
+    if (dp is not None or tp is not None) and (tc is None or not tc.copy):
         xs = dense(ctx, xs, dt)   # both read patches through offsets into dense images
     if dp is not None:
         # weight gradient as inner products over the image's wide rows: top in the wide layout,
@@ -539,7 +540,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     else:
         # padded unit-stride: the input gradient as the direct correlation of the bordered top
         gd = None
-        if need_gx and (tc is not None or (wg is not None and tp is None)):
+        if need_gx and ((tc is not None and tc.copy) or (wg is not None and tp is None)):
             group = wg.Gi if wg is not None and tp is None else 1
             gd = winograd_grad_inputs(op, dt, dims, group) or grad_inputs_variant(op, dt, dims[:9])[1]
         if need_gx and tp is not None and tuple(op.subsample) != (1, 1):   # strided: phase by phase of dx
@@ -595,7 +596,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     # the pooled gradient g_pre of one image (pooling: the scatter reads it; without, it goes to top)
     sizes.append(U.add(b, U.product(b, [K, PH, PW]), 1) if op.pool and not op.pool_last else 0)   # + 1: never empty
     # padded taps: a group of zero-bordered image copies
-    sizes.append(tc.G * tc.img if tc is not None else dp.buf_elems() if isinstance(dp, FT.Plan) else 0)
+    sizes.append(tc.G * tc.img if tc is not None and tc.copy else dp.buf_elems() if isinstance(dp, FT.Plan) else 0)
     # the direct input gradient: the bordered top of one image and the conv scratch (Winograd: the
     # bordered top, the tiles and the products of a panel)
     if pg is not None:

@@ -391,9 +391,10 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
         assert re.search(rf"define internal void @\"?symcnn_dconv_gx_{dtype}_\w*_OW{R * L}_", fn.runner.ir), R
 
 
-# Padded convolutions with more than 256 bytes of filters: the fused weight gradient runs the tap
-# panels over chunks of filters (conv_grad.TapChunks). (x shape, W shape, conv kwargs, pool kwargs,
-# dtype, activation): strided and not, pooled and not, odd batches past a group of images.
+# Convolutions with more than 256 bytes of filters (and no Winograd weight gradient): the fused
+# weight gradient runs the tap panels over chunks of filters (conv_grad.TapChunks). (x shape, W
+# shape, conv kwargs, pool kwargs, dtype, activation): padded and 'valid', strided and not, pooled
+# and not, odd batches past a group of images.
 CHUNKED_CASES = [
     ((19, 8, 8, 8), (72, 8, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32", "relu"),
     ((3, 6, 9, 7), (40, 6, 3, 3), dict(border_mode=(1, 2), subsample=(2, 1)), dict(ws=(2, 2)), "float64", "tanh"),
@@ -401,13 +402,17 @@ CHUNKED_CASES = [
      "float32", "sigmoid"),
     ((3, 4, 7, 7), (70, 4, 3, 3), dict(border_mode="full"), dict(pool="average_exc_pad", ws=(2, 2)), "float32",
      "leaky_relu"),
+    # 'valid': the chunks read the images in place
+    ((19, 8, 9, 9), (72, 8, 4, 4), {}, dict(pool=None), "float32", "relu"),
+    ((3, 6, 10, 9), (40, 6, 3, 3), dict(filter_flip=False), dict(ws=(2, 2)), "float64", "tanh"),
+    ((2, 5, 11, 12), (130, 5, 4, 3), dict(subsample=(2, 1)), dict(pool="sum", ws=(1, 2)), "float32", "sigmoid"),
 ]
 
 
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", CHUNKED_CASES)
 def test_filters_in_chunks_take_the_tap_panels(xs, ws, conv, pool_kw, dtype, act):
-    """The weight gradient of a padded convolution with filters in more than one chunk runs the tap
-    panels chunk by chunk (no im2col GEMM), and the gradients match the reference."""
+    """The weight gradient of a convolution with filters in more than one chunk runs the tap panels
+    chunk by chunk (no im2col GEMM), and the gradients match the reference."""
     kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
     ops = conv_act_ops(act, dtype, **kw)
     _, taps, _ = _padded_plans(ops[0], dtype, xs, ws)
@@ -416,7 +421,10 @@ def test_filters_in_chunks_take_the_tap_panels(xs, ws, conv, pool_kw, dtype, act
     fn = _check(xs, ws, ops, dtype, **tol)
     kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_dwt[A-Za-z0-9_]*)", fn.runner.ir))
     assert kernels, "no tap-panel weight-gradient kernel"
-    assert f"symcnn_gemm_{dtype}_packed" not in fn.runner.ir   # the im2col path's GEMM
+    # no im2col weight gradient: dWT[P, K] += cols[P, N] @ top^T, the GEMM call (M, N, Q) = (P, K, OH*OW)
+    oh, ow = _conv_out(ops[0], xs, ws)
+    dims = f"(i64 {ws[1] * ws[2] * ws[3]}, i64 {ws[0]}, i64 {oh * ow},"
+    assert f'@"symcnn_gemm_{dtype}_packed"{dims}' not in fn.runner.ir.replace('@symcnn', '@"symcnn')
 
 
 # First layers (fewer than MIN_DIRECT_TAPS taps per output): (x shape, W shape, conv kwargs, pool
