@@ -1,5 +1,6 @@
 """Calling a compiled module: check and pass pointers, one native call, read results."""
 import ctypes
+import math
 import weakref
 
 import numpy as np
@@ -110,7 +111,7 @@ class NativeRunner:
             self._explain(rc, arrays)
         outs = []
         for k, (off, ndim, dtype) in enumerate(self.spec.output_layout):
-            shape = tuple(int(d) for d in self._outs[off + 1:off + 1 + ndim])
+            shape = tuple(self._outs[off + 1:off + 1 + ndim].tolist())
             if k in self._update_out:
                 target = arrays[self._update_out[k]]
                 if target.shape == shape:  # written into the shared storage natively
@@ -128,7 +129,7 @@ class NativeRunner:
         result (a convolution's output). Another output in the same buffer (the same variable
         again, a view) finds no slot and is copied, from memory the first one keeps alive."""
         dt = np.dtype(dtype)
-        nbytes = (int(np.prod(shape)) if shape else 1) * dt.itemsize
+        nbytes = math.prod(shape) * dt.itemsize   # (math.prod: numpy's costs 9 us a call)
         if nbytes < HAND_OVER_BYTES:
             return None
         hit = np.flatnonzero(self._slots[0::2] == ptr)
@@ -323,7 +324,7 @@ class _NativeBuffer(OwnedBuffer):
 
 
 def _copy_out(ptr, shape, dtype):
-    n = int(np.prod(shape)) if shape else 1
+    n = math.prod(shape)
     dt = np.dtype(dtype)
     if n == 0:
         return np.empty(shape, dtype=dt)

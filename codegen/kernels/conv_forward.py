@@ -233,14 +233,26 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
     cap.run(ctx, body_name(op, di.variant), B, emit, item_flops=image_flops(p.K, p.OH, p.OW, p.P))
 
 
-def emit_image(ctx, p, x_img, wp, offs, conv):
-    """The conv scratch of one image by the kernel of plan p: directconv's or the few-tap one."""
+def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None):
+    """The conv scratch of one image by the kernel of plan p: directconv's or the few-tap one
+    (blocks: (lo, hi) of filter_blocks(p), the direct and vectors-over-filters plans only)."""
     if isinstance(p, FT.Plan):
+        assert blocks is None
         FT.emit_image(ctx, p, x_img, wp, conv)
     elif isinstance(p, KV.Plan):
-        KV.emit_image(ctx, p, x_img, wp, offs, conv)
+        KV.emit_image(ctx, p, x_img, wp, offs, conv, blocks)
     else:
-        D.emit_image(ctx, p, x_img, wp, offs, conv)
+        D.emit_image(ctx, p, x_img, wp, offs, conv, blocks)
+
+
+def filter_blocks(p):
+    """[(first filter, end)] of the blocks of filters the kernel of plan p computes one at a time
+    (emit_image's blocks), or None (the few-tap kernel: one image at a time only)."""
+    if isinstance(p, FT.Plan):
+        return None
+    if isinstance(p, KV.Plan):
+        return [(j0 * p.L, min(p.K, (j0 + nv) * p.L)) for j0, nv in p.blocks]
+    return [(kb * p.MR, min(p.K, (kb + 1) * p.MR)) for kb in range(p.nkb)]
 
 
 @lower.register(Conv2d)

@@ -67,13 +67,13 @@ from ..microkernels import prepacked as PP
 from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
-from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, pack_kvec, packed_weight_elems,
-                           strided_images)
+from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, filter_blocks, pack_kvec,
+                           packed_weight_elems, strided_images)
 from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import TapChunks, grad_inputs_variant, grad_weights_variant, transposed_filters
-from .conv_threads import apply_program, copy_planes, image_flops, shift_copy
+from .conv_threads import apply_program, copy_planes, image_flops, image_splits, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
@@ -327,6 +327,10 @@ def lower_conv_pool_act(ctx, node, ins):
     present = [p is not None for p in bufs]
     dyn = [v for v in ptrs if v is not None]
     values = dims + [xs.ptr] + list(xs.strides) + dyn + [v for p in bufs if p is not None for v in p.values()]
+    # fewer images than threads: each image's blocks of filters split over S items
+    fb = filter_blocks(dp) if dp is not None else None
+    S = min(image_splits(B), len(fb)) if fb is not None else 1
+    split = (S, fb) if S > 1 else None
 
     def emit(bctx, v, tid, n0, n1):
         it = iter(v[16:])
@@ -335,20 +339,37 @@ def lower_conv_pool_act(ctx, node, ins):
         for here in present:
             parts += [next(it), next(it)] if here else [None, 0]
         _forward_images(bctx, op, dt, xs.dtype, v[:11], v[11:16], inner, parts, tid, n0, n1,
-                        packs=dp is None and wi is None, dp=dp, di=di, wi=wi, in_place=in_place)
+                        packs=dp is None and wi is None, dp=dp, di=di, wi=wi, in_place=in_place, split=split)
 
-    _run_parallel(ctx, "symcnn_convpool_fwd", values, B, T, emit, item_flops=image_flops(K, OH, OW, C, kh, kw))
+    flops = image_flops(K, OH, OW, C, kh, kw)
+    _run_parallel(ctx, "symcnn_convpool_fwd_split" if split else "symcnn_convpool_fwd", values,
+                  B * S if split else B, T, emit, item_flops=flops // S if split and flops else flops)
     return [outs[r] for r in roles]
 
 
+def _image_part(b, i, S, fb):
+    """(image, (lo, hi), (first filter, filters)) of item i of images split into S items each by
+    their blocks of filters fb (conv_forward.filter_blocks): item s of an image takes the blocks
+    s*len(fb)//S <= j < (s+1)*len(fb)//S (S <= len(fb): none empty)."""
+    n, s = b.udiv(i, U.i64(S)), b.urem(i, U.i64(S))
+    lo = b.udiv(b.mul(s, U.i64(len(fb))), U.i64(S))
+    hi = b.udiv(b.mul(b.add(s, U.i64(1)), U.i64(len(fb))), U.i64(S))
+    k0, k1 = U.i64(fb[0][0]), U.i64(fb[0][1])
+    for j, (a, e) in enumerate(fb[1:], 1):
+        k0 = b.select(b.icmp_unsigned("==", lo, U.i64(j)), U.i64(a), k0)
+        k1 = b.select(b.icmp_unsigned("==", b.sub(hi, U.i64(1)), U.i64(j)), U.i64(e), k1)
+    return n, (lo, hi), (k0, b.sub(k1, k0))
+
+
 def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None, wi=None,
-                    in_place=False):
+                    in_place=False, split=None):
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
     (direct plan dp: of the conv scratch and, padded (DirectImages di), of the bordered image copy;
     ptrs[0] is then the packed weights, ptrs[4] the taps; Winograd (wi): of the conv results of a
     group of images, their bordered copies, the tiles and the products; ptrs[0] the transformed filters).
     ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept),
-    act (order 'act_pool' only; None: not kept)."""
+    act (order 'act_pool' only; None: not kept). split: (S, blocks of filters): [n0, n1) are items,
+    S per image, each the image's share of the blocks (_image_part)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
@@ -365,35 +386,51 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
         xbuf, conv = conv, None
         zero_fill(b, xbuf, 0, dp.C * dp.H * dp.W, dt)   # the borders stay zero: every image writes the same positions
     with U.for_range(b, n1, start=n0, name="img") as n:
+        blocks = filters = None
+        if split is not None:
+            n, blocks, filters = _image_part(b, n, *split)
         if dp is not None:
             conv = cols   # the conv scratch
             if isinstance(di, (PhaseImages, KVecImages)):   # the activation as the image is copied (any program)
                 di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt, op.in_act)
-                emit_image(ctx, dp, xbuf, wptr, offs, conv)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv, blocks)
             elif di is not None:
                 if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt)
                     activate_copy(ctx, op, dt, xbuf, dp.C * dp.H * dp.W)
                 else:
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, xa), xbuf, dt)
-                emit_image(ctx, dp, xbuf, wptr, offs, conv)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv, blocks)
             else:
-                emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv)
+                emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv, blocks)
             rs, crs = dp.rs, dp.row_stride
         else:
             emit_im2col(ctx, g, activated_image(ctx, op, dt, xs, n, xa), cols, dt)
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
-        _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr)
+        _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr, filters)
 
 
-def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr):
+def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr, filters=None):
     """Image n's outputs from its conv results conv[k*crs + i*rs + j]: [pool,] bias, activation, or
-    (order 'act_pool') bias, activation, then the pooling of the activated values."""
+    (order 'act_pool') bias, activation, then the pooling of the activated values. filters: (first,
+    count): those filters' outputs only."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     et = U.ll_type(dt)
     mdt = op.mask_dtype
+    if filters is not None:   # the filters' blocks of the image's outputs, as an image of kc filters
+        k0, kc = filters
+        first = U.add(b, U.mul(b, n, K), k0)
+        pooled, full = U.mul(b, first, U.mul(b, PH, PW)), U.mul(b, first, U.mul(b, OH, OW))
+        conv = gep(b, conv, U.mul(b, k0, crs), et)
+        bptr = gep(b, bptr, k0, et) if bptr is not None else None
+        optr = gep(b, optr, pooled, et)
+        mptr = gep(b, mptr, pooled, U.ll_type(mdt)) if mptr is not None else None
+        zptr = gep(b, zptr, full if op.pool_last else pooled, et) if zptr is not None else None
+        aptr = gep(b, aptr, full, et) if aptr is not None else None
+        n, K = U.i64(0), kc
+        dims = [B, C, H, W, K, kh, kw, OH, OW, PH, PW]
     img = U.product(b, [K, PH, PW])
     base = U.mul(b, n, img)
     if op.pool_last:

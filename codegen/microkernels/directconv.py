@@ -329,8 +329,9 @@ def whole_rows(p):
     return p.mode == "rows" and p.G > 1 and p.W == p.OW and p.OH % p.tile == 0
 
 
-def emit_image(ctx, p, x_img, wp, offs, conv):
-    """conv[k*row_stride + q] for k < nkb*MR, every q of the layout, of one image."""
+def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None):
+    """conv[k*row_stride + q] for k < nkb*MR, every q of the layout, of one image (blocks: (lo, hi),
+    i64 values: the filter blocks lo <= kb < hi only, the rest of conv left as it is)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     T = p.tap_block
@@ -350,7 +351,12 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
                     w = b.gep(wp, [U.i64((kb * p.P + tb) * p.MR)], source_etype=et)
                     o = b.gep(conv, [b.add(U.i64(kb * p.MR * p.row_stride), q0)], source_etype=et)
                     tofs = b.gep(offs, [U.i64(tb)], source_etype=U.I64) if tb else offs
-                    b.call(rest if tb else first, [x_img, w, tofs, o, t0])
+                    if blocks is None:
+                        b.call(rest if tb else first, [x_img, w, tofs, o, t0])
+                        continue
+                    mine = b.and_(b.icmp_unsigned("<=", blocks[0], U.i64(kb)), b.icmp_unsigned(">", blocks[1], U.i64(kb)))
+                    with b.if_then(mine):
+                        b.call(rest if tb else first, [x_img, w, tofs, o, t0])
 
 
 def tap_offsets(ctx, p, offs):

@@ -160,9 +160,11 @@ def _kernel(module, p, nv, deltas, accumulate):
     return fn
 
 
-def emit_image(ctx, p, x_img, wp, offs, conv):
+def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None):
     """conv[k*row_stride + n] for k < KP, n < N: the convolution of one bordered image x_img
-    (dense (C, H, W)) by the packed filters wp, through the tile buffer after the KP rows."""
+    (dense (C, H, W)) by the packed filters wp, through the tile buffer after the KP rows (blocks:
+    (lo, hi), i64 values: the blocks of filters lo <= j < hi of p.blocks only; the other rows of
+    conv are then not meaningful)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     tiles = U.gep(b, conv, p.KP * p.row_stride + 2 * p.L, et)
@@ -185,11 +187,18 @@ def emit_image(ctx, p, x_img, wp, offs, conv):
                        [U.gep(b, x_img, x0, et), wt, toffs, U.as_value(b, nt),
                         U.gep(b, tiles, b.add(b.mul(n0, U.i64(p.KP)), U.i64(j0 * p.L)), et)])
 
-    for j0, nv in p.blocks:
+    def filters(j0, nv):
         block(j0, nv, 0, False)
         if p.tap_block < p.P:   # the later blocks add to the tiles: one loop, whatever the depth
             with U.for_range(b, p.P, start=p.tap_block, step=p.tap_block, name="kvt") as tb:
                 block(j0, nv, tb, True)
+
+    for j, (j0, nv) in enumerate(p.blocks):
+        if blocks is None:
+            filters(j0, nv)
+            continue
+        with b.if_then(b.and_(b.icmp_unsigned("<=", blocks[0], U.i64(j)), b.icmp_unsigned(">", blocks[1], U.i64(j)))):
+            filters(j0, nv)
     _transpose_tiles(ctx, p, tiles, conv)
 
 

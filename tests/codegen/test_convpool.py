@@ -391,6 +391,37 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
         assert re.search(rf"define internal void @\"?symcnn_dconv_gx_{dtype}_\w*_OW{R * L}_", fn.runner.ir), R
 
 
+# Fewer images than threads, the direct kernels: each image's blocks of filters are split over the
+# threads (the forward's symcnn_convpool_fwd_split). (x shape, W shape, conv kwargs, pool kwargs,
+# dtype, activation): 'valid' (rows and wide), padded, strided (phase images and vectors over
+# filters), pooled either order, biased or not.
+SPLIT_CASES = [
+    ((1, 8, 10, 10), (20, 8, 3, 3), {}, dict(ws=(2, 2)), "float32", "tanh", True),
+    ((1, 16, 13, 21), (27, 16, 3, 3), {}, dict(pool=None), "float64", "relu", False),
+    ((2, 12, 9, 9), (30, 12, 3, 3), dict(border_mode="half"), dict(pool="average_exc_pad", ws=(2, 2),
+                                                                     order="act_pool"), "float32", "sigmoid", True),
+    ((1, 16, 16, 16), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+     "relu", True),
+    ((1, 32, 12, 12), (130, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(ws=(2, 2), order="act_pool"),
+     "float32", "leaky_relu", True),
+]
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,bias", SPLIT_CASES)
+def test_images_split_by_filters_below_the_thread_count(xs, ws, conv, pool_kw, dtype, act, bias, n_threads,
+                                                       monkeypatch):
+    """The forward of fewer images than threads runs each image's share of the blocks of filters
+    as a separate item (the outputs, mask, z and act of those filters only), against the reference."""
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(symcnn.config, "num_threads", n_threads)
+    ops = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws, has_bias=bias))
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    assert ("symcnn_convpool_fwd_split" in fn.runner.ir) == (xs[0] < n_threads)
+
+
 # Convolutions with more than 256 bytes of filters (and no Winograd weight gradient): the fused
 # weight gradient runs the tap panels over chunks of filters (conv_grad.TapChunks). (x shape, W
 # shape, conv kwargs, pool kwargs, dtype, activation): padded and 'valid', strided and not, pooled
