@@ -67,8 +67,8 @@ from ..microkernels import prepacked as PP
 from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
-from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, filter_blocks, pack_kvec,
-                           packed_weight_elems, strided_images)
+from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, filter_blocks, image_part,
+                           pack_kvec, packed_weight_elems, strided_images)
 from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
@@ -347,20 +347,6 @@ def lower_conv_pool_act(ctx, node, ins):
     return [outs[r] for r in roles]
 
 
-def _image_part(b, i, S, fb):
-    """(image, (lo, hi), (first filter, filters)) of item i of images split into S items each by
-    their blocks of filters fb (conv_forward.filter_blocks): item s of an image takes the blocks
-    s*len(fb)//S <= j < (s+1)*len(fb)//S (S <= len(fb): none empty)."""
-    n, s = b.udiv(i, U.i64(S)), b.urem(i, U.i64(S))
-    lo = b.udiv(b.mul(s, U.i64(len(fb))), U.i64(S))
-    hi = b.udiv(b.mul(b.add(s, U.i64(1)), U.i64(len(fb))), U.i64(S))
-    k0, k1 = U.i64(fb[0][0]), U.i64(fb[0][1])
-    for j, (a, e) in enumerate(fb[1:], 1):
-        k0 = b.select(b.icmp_unsigned("==", lo, U.i64(j)), U.i64(a), k0)
-        k1 = b.select(b.icmp_unsigned("==", b.sub(hi, U.i64(1)), U.i64(j)), U.i64(e), k1)
-    return n, (lo, hi), (k0, b.sub(k1, k0))
-
-
 def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs, dp=None, di=None, wi=None,
                     in_place=False, split=None):
     """The forward for images [n0, n1); parts: (base, stride) of cols, conv, packed A, packed B
@@ -369,7 +355,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     group of images, their bordered copies, the tiles and the products; ptrs[0] the transformed filters).
     ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept),
     act (order 'act_pool' only; None: not kept). split: (S, blocks of filters): [n0, n1) are items,
-    S per image, each the image's share of the blocks (_image_part)."""
+    S per image, each the image's share of the blocks (conv_forward.image_part)."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
@@ -388,7 +374,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     with U.for_range(b, n1, start=n0, name="img") as n:
         blocks = filters = None
         if split is not None:
-            n, blocks, filters = _image_part(b, n, *split)
+            n, blocks, filters = image_part(b, n, *split)
         if dp is not None:
             conv = cols   # the conv scratch
             if isinstance(di, (PhaseImages, KVecImages)):   # the activation as the image is copied (any program)

@@ -674,6 +674,26 @@ def test_filter_vector_kernel_agrees_across_thread_counts(threads):
         _threads_agree(threads, xs, (32, xs[1], k, k), kwargs, 3, kvec)
 
 
+@pytest.mark.parametrize("xs,ws,kwargs,variants", [
+    ((1, 50, 19, 17), (20, 50, 3, 3), dict(border_mode=(2, 1)), {("fwd", "direct_wide"), ("gx", "direct_wide")}),
+    ((2, 16, 13, 21), (27, 16, 3, 3), dict(border_mode="valid", filter_flip=False), {("fwd", "direct_wide"),
+                                                                                       ("fwd", "direct_rows")}),
+    ((1, 24, 14, 14), (40, 24, 3, 3), dict(border_mode="half", filter_dilation=(2, 2)), {("fwd", "direct_wide"),
+                                                                                           ("fwd", "direct_rows")}),
+    ((1, 16, 12, 12), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), {("fwd", "kvec")}),
+])
+def test_fewer_images_than_threads_split_by_filters(threads, xs, ws, kwargs, variants):
+    """Batches of 1 and 2 on 2 and 3 threads: each image's blocks of filters go to separate threads
+    (the direct kernels' forward and input gradient, dilated, strided with vectors over filters), with
+    results bit-identical to one thread's and the reference's."""
+    kw = dict(dict(border_mode="valid", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1)), **kwargs)
+
+    def check(seen):
+        assert seen & variants, seen
+
+    _threads_agree(threads, xs, ws, kw, 4, check)
+
+
 def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(None)):
     """The forward and input gradient of one convolution on 1, 2 and 3 threads: each matches the
     reference, `check_variants` accepts the (op, variant) pairs read from the IR, and the thread counts
