@@ -209,7 +209,7 @@ def forward_variant(op, dtype, dims):
     return f"direct padded {di.p.mode}" if di is not None else "im2col"
 
 
-def padded_taps(op, dtype, dims):
+def tap_chunks(op, dtype, dims):
     """The weight gradient of a convolution with static shapes (any stride) as the tap-panel kernel
     over groups of images (a padded one's zero-bordered copies, a 'valid' one's in place):
     conv_grad.py's TapChunks (chunks of at most 256 bytes of filters, each its own panels over the
@@ -544,7 +544,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         wg = fused_valid_grad_weights(op, dt, dims)
     if dp is None and wg is None and rp is None:   # strided: Winograd over phase channels
         wg = fused_phase_grad_weights(op, dt, dims)
-    tc = padded_taps(op, dt, dims) if dp is None and tp is None and wg is None else None
+    tc = tap_chunks(op, dt, dims) if dp is None and tp is None and wg is None else None
     if tc is not None:
         tp = tc.chunks[0][1]
     taps = (TapSet(tc.chunks, tc.G) if tc is not None else TapSet([(0, tp)], tp.G)) if tp is not None else None

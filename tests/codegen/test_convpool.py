@@ -350,11 +350,11 @@ PADDED_CASES = [
 
 def _padded_plans(op, dtype, xs, ws):
     from codegen.kernels.conv_grad import grad_inputs_variant
-    from codegen.kernels.convpool import forward_variant, padded_taps
+    from codegen.kernels.convpool import forward_variant, tap_chunks
     from symcnn.tensor.nnet import conv_geometry as geometry
     o = geometry.out_shape(xs, ws, op.border_mode, op.subsample)
     dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]]
-    return forward_variant(op, dtype, dims), padded_taps(op, dtype, dims), grad_inputs_variant(op, dtype, dims)[1]
+    return forward_variant(op, dtype, dims), tap_chunks(op, dtype, dims), grad_inputs_variant(op, dtype, dims)[1]
 
 
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", PADDED_CASES)
