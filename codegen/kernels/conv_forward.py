@@ -50,7 +50,7 @@ from .conv import Mat, dense, dilation, emit_gemm, forward_dims, gep, image_view
 from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
-                           image_flops, image_patches, image_splits, shift_copy)
+                           image_flops, image_items, image_patches, shift_copy)
 from .elemwise import emit_scalar
 
 
@@ -208,9 +208,9 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
     cap.add_parts("buf", PerThread(ctx, dt, [nb], T) if copy else None)
     plane = p.K * p.OH * p.OW
     et = U.ll_type(dt)
-    # fewer images than threads: each image's blocks of filters split over S items
+    # a batch not a multiple of the threads: the images left over split by their blocks of filters
     fb = None if direct_out else filter_blocks(p)
-    S = min(image_splits(B), len(fb)) if fb is not None else 1
+    items = image_items(B, fb)
 
     def emit(bctx, v, n0, n1):
         bb = bctx.b
@@ -221,8 +221,8 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
         xs = v.array("src", srcdt, [v["B"], di.C, di.H, di.W])
         with U.for_range(bb, n1, start=n0, name="img") as n:
             blocks, (k0, kc) = None, (0, p.K)
-            if S > 1:
-                n, blocks, (k0, kc) = image_part(bb, n, S, fb)
+            if items is not None:
+                n, blocks, (k0, kc) = items.image_part(bb, n, fb)
             img = image_view(bb, xs, n)
             if buf is not None:
                 di.fill(bctx, img, buf, dt)
@@ -238,22 +238,8 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
                             gep(bb, dst, U.mul(bb, k0, p.OH * p.OW), et), dt, kc, p.OH, p.OW)
 
     flops = image_flops(p.K, p.OH, p.OW, p.P)
-    cap.run(ctx, body_name(op, di.variant), B * S if S > 1 else B, emit,
-            item_flops=flops // S if S > 1 and flops else flops)
-
-
-def image_part(b, i, S, fb):
-    """(image, (lo, hi), (first filter, filters)) of item i of images split into S items each by
-    their blocks of filters fb (filter_blocks): item s of an image takes the blocks
-    s*len(fb)//S <= j < (s+1)*len(fb)//S (S <= len(fb): none empty)."""
-    n, s = b.udiv(i, U.i64(S)), b.urem(i, U.i64(S))
-    lo = b.udiv(b.mul(s, U.i64(len(fb))), U.i64(S))
-    hi = b.udiv(b.mul(b.add(s, U.i64(1)), U.i64(len(fb))), U.i64(S))
-    k0, k1 = U.i64(fb[0][0]), U.i64(fb[0][1])
-    for j, (a, e) in enumerate(fb[1:], 1):
-        k0 = b.select(b.icmp_unsigned("==", lo, U.i64(j)), U.i64(a), k0)
-        k1 = b.select(b.icmp_unsigned("==", b.sub(hi, U.i64(1)), U.i64(j)), U.i64(e), k1)
-    return n, (lo, hi), (k0, b.sub(k1, k0))
+    cap.run(ctx, body_name(op, di.variant), items.count if items else B, emit,
+            item_flops=flops // items.S if items and flops else flops)
 
 
 def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None):

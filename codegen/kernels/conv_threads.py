@@ -62,6 +62,60 @@ def image_splits(B):
     return T // math.gcd(B, T)
 
 
+class ImageItems:
+    """The work items of a static batch of B images over T threads when B is not a multiple of T,
+    for a kernel that computes an image's nb blocks of filters one at a time: each thread takes q
+    whole images (q = B // T), then an even share of the r = B % T images left, each split into S
+    parts by its blocks of filters (S = T / gcd(r, T): the fewest that spread r*S parts evenly;
+    B < T with fewer blocks than that: S = nb).
+    Every thread gets q + r*S/T items, so parallel.even_bounds over `count` items balances the
+    work, where whole images only would leave T - r threads idle for the last image's time."""
+
+    def __init__(self, B, T, S, nb):
+        self.q, self.r, self.S, self.T, self.nb = B // T, B % T, S, T, nb
+        self.parts = self.r * S // T   # parts per thread (q > 0: r*S is a multiple of T)
+        self.count = self.q * T + self.r * S
+
+    def image_part(self, b, i, fb):
+        """(image, (lo, hi), (first filter, filters)) of item i (i64): a whole image is lo = 0,
+        hi = nb; part s of an image the blocks s*nb//S <= j < (s+1)*nb//S of fb (filter_blocks)."""
+        q, S, nb = self.q, self.S, self.nb
+        if q:
+            per = U.i64(q + self.parts)
+            t, j = b.udiv(i, per), b.urem(i, per)
+            p = b.add(b.mul(t, U.i64(self.parts)), b.sub(j, U.i64(q)))   # the part's index (wraps for whole images)
+        else:
+            p = i
+        n = b.add(U.i64(q * self.T), b.udiv(p, U.i64(S)))
+        s = b.urem(p, U.i64(S))
+        lo = b.udiv(b.mul(s, U.i64(nb)), U.i64(S))
+        hi = b.udiv(b.mul(b.add(s, U.i64(1)), U.i64(nb)), U.i64(S))
+        if q:
+            whole = b.icmp_unsigned("<", j, U.i64(q))
+            n = b.select(whole, b.add(b.mul(t, U.i64(q)), j), n)
+            lo, hi = b.select(whole, U.i64(0), lo), b.select(whole, U.i64(nb), hi)
+        k0, k1 = U.i64(fb[0][0]), U.i64(fb[0][1])
+        for jj, (a, e) in enumerate(fb[1:], 1):
+            k0 = b.select(b.icmp_unsigned("==", lo, U.i64(jj)), U.i64(a), k0)
+            k1 = b.select(b.icmp_unsigned("==", b.sub(hi, U.i64(1)), U.i64(jj)), U.i64(e), k1)
+        return n, (lo, hi), (k0, b.sub(k1, k0))
+
+
+def image_items(B, fb):
+    """ImageItems of a static batch B over the threads for a kernel with blocks of filters fb
+    (conv_forward.filter_blocks; None: one image at a time only), or None: the images are the
+    items (B a multiple of the threads, a dynamic batch, one thread, or too few blocks to split)."""
+    T = threads()
+    if fb is None or len(fb) < 2 or not isinstance(B, int) or B <= 0 or T < 2 or B % T == 0:
+        return None
+    S = T // math.gcd(B % T, T)
+    if S > len(fb):   # fewer blocks than that: a batch below the threads still takes len(fb) threads each
+        if B >= T:
+            return None
+        S = len(fb)
+    return ImageItems(B, T, S, len(fb))
+
+
 class Captured:
     """Named values handed to the per-image body: ints stay ints, IR values are passed through
     the outlined function's argument array, None stays None."""

@@ -67,13 +67,13 @@ from ..microkernels import prepacked as PP
 from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
-from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, filter_blocks, image_part,
+from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, filter_blocks,
                            pack_kvec, packed_weight_elems, strided_images)
 from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import TapChunks, grad_inputs_variant, grad_weights_variant, transposed_filters
-from .conv_threads import apply_program, copy_planes, image_flops, image_splits, shift_copy
+from .conv_threads import apply_program, copy_planes, image_flops, image_items, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
 from .conv_winograd import WinogradImages, bordered_copy, winograd_images
@@ -327,10 +327,10 @@ def lower_conv_pool_act(ctx, node, ins):
     present = [p is not None for p in bufs]
     dyn = [v for v in ptrs if v is not None]
     values = dims + [xs.ptr] + list(xs.strides) + dyn + [v for p in bufs if p is not None for v in p.values()]
-    # fewer images than threads: each image's blocks of filters split over S items
+    # a batch not a multiple of the threads: the images left over split by their blocks of filters
     fb = filter_blocks(dp) if dp is not None else None
-    S = min(image_splits(B), len(fb)) if fb is not None else 1
-    split = (S, fb) if S > 1 else None
+    items = image_items(B, fb)
+    split = (items, fb) if items is not None else None
 
     def emit(bctx, v, tid, n0, n1):
         it = iter(v[16:])
@@ -343,7 +343,7 @@ def lower_conv_pool_act(ctx, node, ins):
 
     flops = image_flops(K, OH, OW, C, kh, kw)
     _run_parallel(ctx, "symcnn_convpool_fwd_split" if split else "symcnn_convpool_fwd", values,
-                  B * S if split else B, T, emit, item_flops=flops // S if split and flops else flops)
+                  items.count if split else B, T, emit, item_flops=flops // items.S if split and flops else flops)
     return [outs[r] for r in roles]
 
 
@@ -354,8 +354,8 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     ptrs[0] is then the packed weights, ptrs[4] the taps; Winograd (wi): of the conv results of a
     group of images, their bordered copies, the tiles and the products; ptrs[0] the transformed filters).
     ptrs: weights, bias (None: no bias), out, mask (None: no pooling), tap offsets, z (None: not kept),
-    act (order 'act_pool' only; None: not kept). split: (S, blocks of filters): [n0, n1) are items,
-    S per image, each the image's share of the blocks (conv_forward.image_part)."""
+    act (order 'act_pool' only; None: not kept). split: (conv_threads.ImageItems, blocks of filters):
+    [n0, n1) are its items, whole images or an image's share of the blocks."""
     b = ctx.b
     B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
     g = Geometry(b, op, C, H, W, kh, kw, OH, OW)
@@ -374,7 +374,7 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
     with U.for_range(b, n1, start=n0, name="img") as n:
         blocks = filters = None
         if split is not None:
-            n, blocks, filters = image_part(b, n, *split)
+            n, blocks, filters = split[0].image_part(b, n, split[1])
         if dp is not None:
             conv = cols   # the conv scratch
             if isinstance(di, (PhaseImages, KVecImages)):   # the activation as the image is copied (any program)

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import symcnn
@@ -392,7 +392,7 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
 
 
 # Fewer images than threads, the direct kernels: each image's blocks of filters are split over the
-# threads (the forward's symcnn_convpool_fwd_split). (x shape, W shape, conv kwargs, pool kwargs,
+# threads, or left over past a multiple of them (the forward's symcnn_convpool_fwd_split). (x shape, W shape, conv kwargs, pool kwargs,
 # dtype, activation): 'valid' (rows and wide), padded, strided (phase images and vectors over
 # filters), pooled either order, biased or not.
 SPLIT_CASES = [
@@ -404,22 +404,28 @@ SPLIT_CASES = [
      "relu", True),
     ((1, 32, 12, 12), (130, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(ws=(2, 2), order="act_pool"),
      "float32", "leaky_relu", True),
+    # more images than threads, not a multiple: whole images, then the images left over split
+    ((5, 8, 10, 10), (20, 8, 3, 3), {}, dict(ws=(2, 2)), "float64", "tanh", True),
+    ((7, 12, 9, 9), (30, 12, 3, 3), dict(border_mode="half"), dict(pool="max", ws=(2, 2), order="act_pool"),
+     "float32", "relu", False),
+    ((4, 16, 16, 16), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+     "sigmoid", True),
 ]
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,bias", SPLIT_CASES)
-def test_images_split_by_filters_below_the_thread_count(xs, ws, conv, pool_kw, dtype, act, bias, n_threads,
-                                                       monkeypatch):
-    """The forward of fewer images than threads runs each image's share of the blocks of filters
-    as a separate item (the outputs, mask, z and act of those filters only), against the reference."""
+def test_images_left_over_split_by_filters(xs, ws, conv, pool_kw, dtype, act, bias, n_threads, monkeypatch):
+    """The forward of a batch that is not a multiple of the threads runs each image left over as
+    shares of its blocks of filters, separate items (the outputs, mask, z and act of those filters
+    only), against the reference."""
     from tests.helpers import allow_more_threads_than_cores
     allow_more_threads_than_cores(monkeypatch)
     monkeypatch.setattr(symcnn.config, "num_threads", n_threads)
     ops = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws, has_bias=bias))
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
-    assert ("symcnn_convpool_fwd_split" in fn.runner.ir) == (xs[0] < n_threads)
+    assert ("symcnn_convpool_fwd_split" in fn.runner.ir) == (xs[0] % n_threads != 0)
 
 
 # Convolutions with more than 256 bytes of filters (and no Winograd weight gradient): the fused
@@ -1047,7 +1053,10 @@ def _small_image_layers(draw):
     k = draw(st.sampled_from([3, 5]))
     ws = (draw(st.sampled_from([64, 32])), xs[1], k, k)
     acts = sorted(a for a in CONV_ACTIVATIONS if a not in ("identity", "scale"))
-    return (draw(st.integers(1, 3)), xs, ws, draw(st.sampled_from(["half", (1, 1), "full", "valid", (2, 0)])),
+    threads, border = draw(st.integers(1, 3)), draw(st.sampled_from(["half", (1, 1), "full", "valid", (2, 0)]))
+    pads = {"half": (k // 2,) * 2, "full": (k - 1,) * 2, "valid": (0, 0)}.get(border, border)
+    assume(xs[2] + 2 * pads[0] >= k and xs[3] + 2 * pads[1] >= k)   # the filters fit the padded images
+    return (threads, xs, ws, border,
             draw(st.sampled_from([dict(pool=None), dict(ws=(2, 2))])), draw(st.sampled_from(["float32", "float64"])),
             draw(st.sampled_from(acts)), draw(st.sampled_from([None, "relu", "leaky_relu", "tanh"])))
 
