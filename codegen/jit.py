@@ -429,6 +429,10 @@ def _worker_loop(inp, out):
         out.flush()
 
 
+# Set in the helper process's environment (see _Worker).
+HELPER_ENV = "SYMCNN_COMPILE_HELPER"
+
+
 class _Worker:
     def __init__(self):
         import subprocess
@@ -437,8 +441,11 @@ class _Worker:
         self.lock = threading.Lock()
         self.busy = False   # taken by a thread (see _take_slot)
         self.compiles = 0
+        # HELPER_ENV: a helper whose interpreter imports symcnn at start-up (a sitecustomize or a
+        # .pth file that does) must not start a helper of its own, and that one another
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN, os.path.abspath(__file__)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                                     env=dict(os.environ, **{HELPER_ENV: "1"}))
 
     def compile(self, ir_text, target=None, pipeline=None):
         """The object file, or None if the helper failed (it is then not used again)."""
@@ -486,7 +493,7 @@ def start_helper():
 def _worker(required=False):
     """The helper process, started if need be; None if it cannot start or, unless `required`
     (this process has used up its IN_PROCESS_COMPILES), on a single core."""
-    if (os.cpu_count() or 1) < 2 and not required:
+    if (os.cpu_count() or 1) < 2 and not required or os.environ.get(HELPER_ENV):
         return None
     with _lock:
         w = _state.get("worker")

@@ -1,12 +1,14 @@
 """The function cache (keyed by the rewritten graph), background compilation and the
 compile helper process of codegen.jit / codegen.build."""
+import os
+
 import numpy as np
 import pytest
 
 import symcnn
 import symcnn.tensor as T
 from codegen import jit
-from tests.helpers import entry_function_ir
+from tests.helpers import ROOT, entry_function_ir, run_child
 
 
 def _model(scale=0.5):
@@ -275,3 +277,28 @@ def test_ir_entries_are_keyed_by_the_pipeline_too(monkeypatch):
     assert cache.ir_key(ir_text) != before
     monkeypatch.undo()
     assert cache.ir_key(ir_text) == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts processes through /proc")
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="no compile helper on one core")
+def test_a_helper_that_imports_symcnn_at_start_up_starts_no_helper(tmp_path):
+    """With a sitecustomize that imports the backend (which starts the compile helper), the helper's
+    own interpreter imports it too: it must not start a helper of its own, and so on down a chain."""
+    (tmp_path / "sitecustomize.py").write_text("import codegen\n")
+    code = ("import os, time\n"
+            "import codegen\n"
+            "time.sleep(3)\n"
+            "def children(pid):\n"
+            "    out = []\n"
+            "    for d in os.listdir('/proc'):\n"
+            "        try:\n"
+            "            stat = open(f'/proc/{d}/stat').read()\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        if d.isdigit() and int(stat.rsplit(')', 1)[1].split()[1]) == pid:\n"
+            "            out.append(int(d))\n"
+            "    return out\n"
+            "mine = children(os.getpid())\n"
+            "print(len(mine), sum(len(children(c)) for c in mine))\n")
+    out = run_child(code, env={"PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}).stdout.split()
+    assert out == ["1", "0"], out   # one helper, which started none
