@@ -56,6 +56,10 @@ class Options:
     # phase-split images (kernels/conv_phases.py).
     kvec_forward = True
 
+    # Padded unit-stride forwards with few channels on small images by that kernel too, where
+    # kernels/conv_forward.small_image_kvec picks it; False: Winograd or the direct kernel there.
+    kvec_small_images = True
+
     # The entry function's scalar loops (elementwise, reductions, copies) are vectorised by LLVM;
     # unrolling them as well doubled the machine code and compile time of a LeNet train step for no
     # measurable speed. Hand-vectorised kernels keep LLVM's unrolling (see build._tag_scalar_loops).

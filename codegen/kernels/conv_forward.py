@@ -48,7 +48,7 @@ from ..options import options
 from ..parallel import run_parallel, threads
 from .conv import Mat, dense, dilation, emit_gemm, forward_dims, gep, image_view, pinned, zero_fill
 from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
-from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
+from .conv_winograd import FEW_CHANNELS, WinogradImages, emit_winograd_images, winograd_images
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, copy_planes, gemm_images_view,
                            image_flops, image_items, image_patches, shift_copy)
 from .elemwise import emit_scalar
@@ -143,6 +143,10 @@ def forward_variant(op, dtype, dims):
         return _dilated_forward_variant(op, dtype, dims, dil)
     if tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") and isinstance(kh, int) \
             and isinstance(kw, int):
+        kv = small_image_kvec(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                              op.filter_flip)
+        if kv is not None:
+            return kv.variant, kv
         wi = winograd_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                              op.filter_flip, batch=B, wasteful=True)
         if wi is not None:
@@ -359,10 +363,10 @@ def pack_kvec(ctx, p, w_dense, wp, offs):
 
 
 def kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip, dil=(1, 1)):
-    """A KVecImages for a strided convolution with static sizes (the bordered image just large enough
+    """A KVecImages for a convolution with static sizes (the bordered image just large enough
     for every tap the outputs read; dil: the taps dil apart), when the kernel's tiles fall into few
     patterns, else None."""
-    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)) or tuple(stride) == (1, 1):
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)):
         return None
     if not options.kvec_forward:
         return None
@@ -375,6 +379,34 @@ def kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip, dil=(1, 1
 # The share of the filter vectors' lanes that hold filters (K over K padded to whole vectors) below
 # which the phase images, where they apply, beat the kernel with vectors over filters.
 MIN_KVEC_LANES = 0.75
+
+
+# small_image_kvec's images: at most this many outputs (12x12; larger images fill Winograd's tiles).
+MAX_KVEC_PIXELS = 144
+
+
+def small_image_kvec(dtype, C, H, W, K, kh, kw, OH, OW, pads, flip):
+    """The kernel with vectors over filters for a padded unit-stride forward with few channels or
+    filters (fewer than conv_winograd.FEW_CHANNELS) and filters of at most 3x3, on small images
+    (MAX_KVEC_PIXELS outputs) whose output rows are no whole number of vectors: there the direct kernel's vectors of output rows are
+    partly empty and Winograd's transforms outweigh the multiplications they save, while the filter
+    vectors stay full (K at least MIN_KVEC_LANES of an even number of vectors: blocks of two). Else
+    None (24 -> 24 on 6x6, three vectors of filters at AVX2: even with the direct kernel). Measured ('half' 3x3
+    ReLU layer with ReLU input, 2 threads, float32, AVX2, validate / train ms, Winograd or direct ->
+    vectors over filters; PyTorch eager): 16 -> 16 on 4x4 (batch 256) 0.94 / 2.79 -> 0.48 / 1.61
+    (0.65-0.77 / 2.36-2.44), on 6x6 1.32-1.46 / 3.62-5.05 -> 0.93 / 3.39 (1.01-1.15 / 3.65-4.50),
+    on 12x12 4.22-4.84 / 11.7-13.0 -> 3.70 / 10.65 (3.83-4.27 / 14.7-16.5); 32 -> 32 on 6x6 and 12x12
+    even (Winograd keeps them), 16 -> 16 on 16x16 5.29 -> 6.05 (whole rows: the direct kernel)."""
+    if not options.kvec_small_images or tuple(pads) == (0, 0) \
+            or not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)):
+        return None
+    L = lanes(dtype)
+    if kh * kw > 9 or min(C, K) >= FEW_CHANNELS or few_taps(C, kh, kw) or OW % L == 0 or OH * OW > MAX_KVEC_PIXELS:
+        return None
+    nv = -(-K // L)
+    if nv % 2 or K < MIN_KVEC_LANES * nv * L:   # (blocks of one vector of filters: a broadcast per multiply-add)
+        return None
+    return kvec_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, (1, 1), flip)
 
 
 def strided_images(dtype, C, H, W, K, kh, kw, OH, OW, pads, stride, flip):

@@ -68,7 +68,7 @@ from ..microkernels import routed_grad as RG
 from .conv import (Geometry, Mat, dense, emit_col2im, emit_gemm, emit_im2col, forward_dims, gep, pin,
                    pinned, zero_fill)
 from .conv_forward import (KVecImages, direct_images, emit_image, few_taps, filter_blocks,
-                           pack_kvec, packed_weight_elems, strided_images)
+                           pack_kvec, packed_weight_elems, small_image_kvec, strided_images)
 from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
@@ -144,6 +144,10 @@ def padded_direct(op, dtype, dims):
         return None
     if op.border_mode == "valid" and not few_taps(C, kh, kw):
         return None
+    kv = small_image_kvec(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
+                          op.filter_flip)
+    if kv is not None:
+        return kv
     return direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                          op.filter_flip)
 
@@ -157,6 +161,10 @@ def winograd_forward(op, dtype, dims):
     if tuple(op.subsample) != (1, 1):
         return winograd_phases(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                                tuple(op.subsample), op.filter_flip, batch=B)
+    if str(dtype) in ("float32", "float64") and small_image_kvec(str(dtype), C, H, W, K, kh, kw, OH, OW,
+                                                                 geometry.padding(op.border_mode, kh, kw),
+                                                                 op.filter_flip) is not None:
+        return None   # (padded_direct's)
     return winograd_images(dtype, C, H, W, K, kh, kw, OH, OW, geometry.padding(op.border_mode, kh, kw),
                            op.filter_flip, batch=B, wasteful=True)
 

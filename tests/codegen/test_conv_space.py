@@ -15,7 +15,7 @@ import symcnn.tensor as T
 from symcnn.config import config
 from symcnn.tensor.nnet.conv import conv2d
 
-from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference
+from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference, target  # noqa: F401 (fixture)
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
 # the Winograd forward / input-gradient tile transforms: ("tile", dtype, "F2" | "F4" | "F2r5" | "F4r5" | "F2r7")
@@ -914,10 +914,40 @@ def test_pointwise_convolutions_take_one_gemm_over_the_batch(threads, n_threads)
     assert ("gw", "gemm_1x1") not in seen
 
 
+# Padded unit-stride forwards with fewer than 32 channels or filters on small images whose output
+# rows are no whole number of vectors (conv_forward.small_image_kvec), on every target's width:
+# 6-, 7-, 11- and 12-wide outputs, 32 or 64 filters (whole pairs of vectors at 4, 8 and 16 lanes), 3x3 and
+# 2x3 filters, every kind of padding, odd batches and batch 1, flipped or not, both dtypes.
+_SMALL_KVEC = [
+    ("float32", (5, 16, 6, 6), (32, 16, 3, 3), "half", True),
+    ("float64", (1, 12, 7, 6), (32, 12, 3, 2), (1, 1), False),
+    ("float32", (3, 8, 9, 9), (64, 8, 3, 3), "full", True),
+    ("float64", (2, 20, 9, 11), (64, 20, 3, 3), (2, 1), True),
+]
+
+
+@pytest.mark.parametrize("dtype,xs,ws,border,flip", _SMALL_KVEC)
+def test_small_images_with_few_channels_take_vectors_over_filters(dtype, xs, ws, border, flip, target, threads):
+    """These forwards take the kernel with vectors over filters (not Winograd, not the direct
+    kernel), with 1 and 2 threads, and they and both gradients match the reference."""
+    from codegen.kernels.conv_forward import small_image_kvec
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    pads = geometry.padding(border, ws[2], ws[3])
+    o = geometry.out_shape(xs, ws, border, (1, 1))
+    assert small_image_kvec(dtype, xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3], pads, flip) is not None
+    for n in (1, 2):
+        threads(n)
+        seen = set()
+        _check((dtype, xs, ws, dict(border_mode=border, subsample=(1, 1), filter_flip=flip,
+                                    filter_dilation=(1, 1)), True), seen)
+        assert ("fwd", "kvec") in seen, sorted(seen)
+
+
 def test_a_symbolic_batch_keeps_the_kernels_of_static_sizes(threads):
     """Images reshaped from rows with a symbolic batch, x.reshape((x.shape[0], C, H, W)), know C, H
-    and W: the convolution and its gradients take the kernels of static sizes (here Winograd), not
-    im2col, and agree with the reference for any batch."""
+    and W: the convolution and its gradients take the kernels of static sizes (here Winograd; the
+    forward, 16 filters on 12x12, vectors over filters where 16 filters are whole pairs of vectors),
+    not im2col, and agree with the reference for any batch."""
     threads(2)
     x = T.fmatrix("x")
     w = T.TensorType("float32", shape=(16, 20, 3, 3))("w")
@@ -929,7 +959,8 @@ def test_a_symbolic_batch_keeps_the_kernels_of_static_sizes(threads):
     calls = [[rng.standard_normal((n, 20 * 12 * 12)).astype("float32"), wv] for n in (5, 1, 12)]
     fn, _ = check_native_vs_reference([x, w], outs, None, calls=calls, rtol=1e-3, atol=2e-2)
     seen = set(BODY.findall(fn.dump_llvm()))
-    assert {("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")} <= seen, sorted(seen)
+    assert {("gx", "winograd"), ("gw", "winograd")} <= seen and seen & {("fwd", "winograd"), ("fwd", "kvec")}, \
+        sorted(seen)
 
 
 @pytest.mark.parametrize("dtype,xs,ws,stride", [("float32", (3, 16, 9, 13), (40, 16, 1, 1), (2, 3)),

@@ -358,9 +358,12 @@ def _padded_plans(op, dtype, xs, ws):
 
 
 @pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act", PADDED_CASES)
-def test_padded_convolutions_take_the_direct_kernels(xs, ws, conv, pool_kw, dtype, act, target):
+def test_padded_convolutions_take_the_direct_kernels(xs, ws, conv, pool_kw, dtype, act, target, monkeypatch):
     """Forward, weight gradient and input gradient of a padded unit-stride convolution read
-    zero-bordered copies with the direct kernels (no im2col), and match the reference."""
+    zero-bordered copies with the direct kernels (no im2col), and match the reference (the forward
+    with vectors over filters on small images turned off: test_small_images_take_vectors_over_filters)."""
+    from codegen.options import options
+    monkeypatch.setattr(options, "kvec_small_images", False)
     kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
     ops = conv_act_ops(act, dtype, **kw)
     variant, taps, gx = _padded_plans(ops[0], dtype, xs, ws)
@@ -398,7 +401,7 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
 SPLIT_CASES = [
     ((1, 8, 10, 10), (20, 8, 3, 3), {}, dict(ws=(2, 2)), "float32", "tanh", True),
     ((1, 16, 13, 21), (27, 16, 3, 3), {}, dict(pool=None), "float64", "relu", False),
-    ((2, 12, 9, 9), (30, 12, 3, 3), dict(border_mode="half"), dict(pool="average_exc_pad", ws=(2, 2),
+    ((2, 12, 9, 9), (64, 12, 3, 3), dict(border_mode="half"), dict(pool="average_exc_pad", ws=(2, 2),
                                                                      order="act_pool"), "float32", "sigmoid", True),
     ((1, 16, 16, 16), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
      "relu", True),
@@ -406,11 +409,41 @@ SPLIT_CASES = [
      "float32", "leaky_relu", True),
     # more images than threads, not a multiple: whole images, then the images left over split
     ((5, 8, 10, 10), (20, 8, 3, 3), {}, dict(ws=(2, 2)), "float64", "tanh", True),
-    ((7, 12, 9, 9), (30, 12, 3, 3), dict(border_mode="half"), dict(pool="max", ws=(2, 2), order="act_pool"),
+    ((7, 12, 9, 9), (48, 12, 3, 3), dict(border_mode="half"), dict(pool="max", ws=(2, 2), order="act_pool"),
      "float32", "relu", False),
     ((4, 16, 16, 16), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
      "sigmoid", True),
 ]
+
+
+# Padded unit-stride layers with fewer than 32 channels or filters on small images whose output rows
+# are no whole number of vectors: the fused forward with vectors over filters
+# (conv_forward.small_image_kvec). (x shape, W shape, conv kwargs, pool kwargs, dtype, activation,
+# input activation): pooled either order, every padding, odd batches and batch 1, both dtypes.
+SMALL_KVEC_CASES = [
+    ((5, 16, 6, 6), (32, 16, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "relu", None),
+    ((3, 16, 11, 11), (64, 16, 3, 3), dict(border_mode="half", filter_flip=False), dict(ws=(2, 2)), "float64",
+     "tanh", "relu"),
+    ((1, 12, 7, 6), (32, 12, 3, 2), dict(border_mode=(1, 1)), dict(pool="average_exc_pad", ws=(2, 2),
+                                                                   order="act_pool"), "float32", "leaky_relu", None),
+    ((7, 8, 9, 9), (64, 8, 3, 3), dict(border_mode="full"), dict(pool="max", ws=(3, 3), stride=(2, 2)), "float64",
+     "sigmoid", "tanh"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,pool_kw,dtype,act,in_act", SMALL_KVEC_CASES)
+def test_small_images_take_vectors_over_filters(xs, ws, conv, pool_kw, dtype, act, in_act, target):
+    """The fused forward of these layers runs the kernel with vectors over filters on the bordered
+    (and activated) copies, and the forward and backward match the reference."""
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    kw = dict(conv, **pool_kw, imshp=xs, kshp=ws)
+    if in_act is not None:
+        kw["in_act"] = program_of(CONV_ACTIVATIONS[in_act], dtype)
+    ops = conv_act_ops(act, dtype, **kw)
+    assert _padded_plans(ops[0], dtype, xs, ws)[0] == "direct kvec"
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    assert re.search(r"define internal void @\"?symcnn_kvec_", fn.runner.ir)
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
