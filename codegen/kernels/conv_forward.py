@@ -1,4 +1,5 @@
-"""Conv2d natively, the batch split over the threads (conv_threads.py).
+"""Conv2d natively, the batch split over the threads (conv_threads.py; a batch that is no multiple
+of the threads has the images left over split by their blocks of filters: conv_threads.ImageItems).
 
 The ways, chosen when compiling (forward_variant):
 
@@ -25,7 +26,9 @@ The ways, chosen when compiling (forward_variant):
           copy of each image split into its stride phases (conv_phases.py).
   kvec    other strided convolutions with static shapes (dilated ones too): the kernel with vectors
           over filters (microkernels/kvec.py) on a per-thread zero-bordered copy of each image,
-          read at the strides in place (strided_images says which of the two).
+          read at the strides in place (strided_images says which of the two); and padded
+          unit-stride ones with few channels on small images whose output rows are no whole
+          number of vectors (small_image_kvec), before Winograd and the direct kernel.
   im2col  everything else (dynamic image or filter sizes, a direct, few-tap or phase plan that would
           waste too much of its tiles): per image, a per-thread patch matrix and the packed GEMM
           (conv.py's helpers).

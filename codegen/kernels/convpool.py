@@ -27,8 +27,10 @@ zero-bordered copy of each image (conv_forward.direct_images, with its cut-offs)
 gradient of any padded one runs the tap-panel kernel on groups of such copies (conv_grad.TapChunks:
 chunks of filters, TapSet); with need_gx and unit strides, the input gradient is the direct kernel's 'valid'
 correlation of the zero-bordered conv-output gradient with the filters transposed (as conv_grad.py's
-Conv2dGradInputs). A strided one (static shapes) runs the direct kernel on each image split
-into its stride phases, and its input gradient phase by phase of dx (conv_phases.py; the weight
+Conv2dGradInputs); with few channels on small images its forward takes the kernel with vectors
+over filters instead (conv_forward.small_image_kvec). A strided one (static shapes) runs that kernel
+or the direct kernel on each image split into its stride phases (conv_forward.strided_images), and
+its input gradient phase by phase of dx (conv_phases.py; the weight
 gradient is the tap-panel kernel's, any stride, or where conv_winograd_grad_strided.py takes it
 Winograd's over the phase channels). A 3x3 or 5x5 unit-stride one with 16 or more channels
 and filters takes Winograd's kernels instead where conv_winograd.py's rule takes it: the forward a
@@ -47,7 +49,9 @@ blocks of pooled columns, a scalar loop for the rest). gb accumulates in float64
 pooled pixels).
 
 Threads: the batch is split over the pool of codegen/threadpool.py; each thread has its own scratch
-and partial sums, added in thread order afterwards.
+and partial sums, added in thread order afterwards. In the forward of the direct and vectors-over-
+filters kernels, the images left over past a multiple of the threads are split by their blocks of
+filters (conv_threads.ImageItems).
 """
 from llvmlite import ir
 
