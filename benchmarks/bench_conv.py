@@ -23,7 +23,7 @@ import numpy as np
 
 from timing import JsonChild, median_seconds, serve_torch
 
-# (name, batch, C, H, W, K, k, border_mode, stride)
+# (name, batch, C, H, W, K, k, border_mode, stride[, dilation])
 CONVS = [
     ("cifar1", 128, 3, 32, 32, 32, 3, "half", 1),
     ("cifar2", 128, 32, 16, 16, 64, 3, "half", 1),
@@ -45,13 +45,23 @@ CONVS = [
     ("b1", 1, 64, 32, 32, 64, 3, "half", 1),
     ("odd", 7, 50, 19, 17, 20, 3, (2, 1), 1),
     ("c128", 32, 128, 8, 8, 128, 3, "half", 1),
+    ("d2", 64, 32, 32, 32, 32, 3, "half", 1, 2),
+    ("d2c64", 64, 64, 16, 16, 64, 3, "half", 1, 2),
+    ("d3valid", 32, 16, 24, 24, 32, 3, "valid", 1, 3),
+    ("d2s2", 64, 32, 32, 32, 32, 3, "half", 2, 2),
 ]
+
+
+def unpack(conv):
+    """A CONVS entry with its dilation (1 where it has none)."""
+    return tuple(conv) + (1,) * (10 - len(conv))
 
 BODY = re.compile(r'define internal void @"?symcnn_conv_(fwd|gx|gw)_([a-z0-9_]+?)_\d+"?\(')
 
 
-def pads(border, k):
-    """PyTorch's padding for one of Theano's border modes."""
+def pads(border, k, d=1):
+    """PyTorch's padding for one of Theano's border modes (filters of k taps, d apart)."""
+    k = (k - 1) * d + 1
     if border == "valid":
         return (0, 0)
     if border == "half":
@@ -66,19 +76,20 @@ def symcnn_ops(conv):
     import symcnn
     import symcnn.tensor as T
     from symcnn.tensor.nnet.conv import conv2d, conv2d_grad_wrt_inputs, conv2d_grad_wrt_weights
-    name, B, C, H, W, K, k, border, s = conv
+    name, B, C, H, W, K, k, border, s, d = unpack(conv)
     xs, ws = (B, C, H, W), (K, C, k, k)
     x = T.tensor4("x", shape=xs)
     w = T.tensor4("w", shape=ws)
-    y = conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border, subsample=(s, s))
+    y = conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border, subsample=(s, s),
+               filter_dilation=(d, d))
     rng = np.random.default_rng(0)
     xv = rng.standard_normal(xs).astype("float32")
     wv = rng.standard_normal(ws).astype("float32")
     f = symcnn.function([x, w], y)
     yv = f(xv, wv)
     g = T.tensor4("g", shape=yv.shape)
-    gi = conv2d_grad_wrt_inputs(g, w, xs, ws, border_mode=border, subsample=(s, s))
-    gw = conv2d_grad_wrt_weights(x, g, ws, xs, border_mode=border, subsample=(s, s))
+    gi = conv2d_grad_wrt_inputs(g, w, xs, ws, border_mode=border, subsample=(s, s), filter_dilation=(d, d))
+    gw = conv2d_grad_wrt_weights(x, g, ws, xs, border_mode=border, subsample=(s, s), filter_dilation=(d, d))
     fi = symcnn.function([g, w], gi)
     fw = symcnn.function([x, g], gw)
     ops = [(f, (xv, wv)), (fi, (yv, wv)), (fw, (xv, yv))]
@@ -92,18 +103,18 @@ def symcnn_ops(conv):
 def torch_ops(conv, threads):
     import torch
     torch.set_num_threads(threads)
-    name, B, C, H, W, K, k, border, s = conv
+    name, B, C, H, W, K, k, border, s, d = unpack(conv)
     x = torch.randn(B, C, H, W)
     w = torch.randn(K, C, k, k)
-    p = pads(border, k)
-    y = torch.nn.functional.conv2d(x, w, stride=s, padding=p)
+    p = pads(border, k, d)
+    y = torch.nn.functional.conv2d(x, w, stride=s, padding=p, dilation=d)
     g = torch.randn(y.shape)
 
     def backward(mask):
-        return lambda: torch.ops.aten.convolution_backward(g, x, w, None, [s, s], list(p), [1, 1], False,
+        return lambda: torch.ops.aten.convolution_backward(g, x, w, None, [s, s], list(p), [d, d], False,
                                                            [0, 0], 1, mask)
     with torch.no_grad():
-        return [lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p),
+        return [lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p, dilation=d),
                 backward([True, False, False]), backward([False, True, False])]
 
 
@@ -164,14 +175,14 @@ def main():
         rows.append((i, timed))
     ratios = []
     for i, timed in rows:
-        name, B, C, H, W, K, k, border, s = CONVS[i]
+        name, B, C, H, W, K, k, border, s, d = unpack(CONVS[i])
         cells = ""
         for j, (ours, _) in enumerate(timed):
             theirs = child.ask(f"{i} {j} {args.reps}") if torch else None
             if theirs:
                 ratios.append((ours / theirs, f"{name} {('fwd', 'grad in', 'grad W')[j]}"))
             cells += f"{ours:10.2f}" + (f"{theirs:8.2f}{ours / theirs:7.2f}" if theirs else f"{'-':>8s}{'-':>7s}")
-        shape = f"{B},{C},{H}x{W},{K},{k},{border},{s}"
+        shape = f"{B},{C},{H}x{W},{K},{k},{border},{s}" + (f",d{d}" if d > 1 else "")
         print(f"{name:10s} {shape:32s}{cells}  " + " | ".join(v for _, v in timed), flush=True)
     if child is not None:
         child.close()
