@@ -192,9 +192,14 @@ def _tied_values(rng, dtype, shape):
     return (rng.randint(-4, 5, size=shape) * (0.5 if dtype.startswith("float") else 1)).astype(dtype)
 
 
-@pytest.mark.parametrize("view", ["contiguous", "transposed", "sliced"])
-@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int8"])
-@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+# 4-d: every view, with every dtype laid out contiguously and two each transposed and sliced (a
+# 4-d graph of 90 folds takes 10-30 s to compile; every dtype meets every view in fewer dimensions)
+_CASES = [(ndim, dtype, view) for ndim in (1, 2, 3, 4) for dtype in ("float32", "float64", "int32", "int8")
+          for view in ("contiguous", "transposed", "sliced")
+          if ndim < 4 or view == "contiguous" or (view == "transposed") == (dtype in ("float32", "int32"))]
+
+
+@pytest.mark.parametrize("ndim,dtype,view", _CASES)
 def test_every_axis_subset_of_random_shapes(ndim, dtype, view):
     rng = np.random.RandomState(100 * ndim + 10 * ["float32", "float64", "int32", "int8"].index(dtype)
                                 + ["contiguous", "transposed", "sliced"].index(view))
