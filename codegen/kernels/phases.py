@@ -43,14 +43,39 @@ def _planes(ctx, op, src, dst, B, C, plane):
     run_parallel(ctx, "symcnn_phases", values, total, threads(), emit, serial=serial)
 
 
+def _copy_phase(bb, op, r, s, image, image_strides, phase, phase_strides, t, into_phase):
+    """Phase (r, s)'s elements inside the image, between image[row * si + col * sj] and
+    phase[a * sa + q * sq]: copied into the phase (into_phase) or out of it."""
+    (dh, dw), (ph, pw), (H, W), (Hs, Ws) = op.dilation, op.pad, op.image_hw, op.phase_hw
+    a0, a1 = _inside(ph, dh, H, r)
+    q0, q1 = _inside(pw, dw, W, s)
+    if min(a1, Hs) <= a0 or min(q1, Ws) <= q0:
+        return
+    (si, sj), (sa, sq) = image_strides, phase_strides
+    with U.for_range(bb, min(a1, Hs), start=a0, name="row") as a:
+        image_row = U.gep(bb, image, U.mul(bb, U.add(bb, U.mul(bb, a, dh), r - ph), si), t)
+        phase_row = U.gep(bb, phase, U.mul(bb, a, sa), t)
+        with U.for_range(bb, min(q1, Ws), start=q0, name="col") as q:
+            at_image = U.gep(bb, image_row, U.mul(bb, U.add(bb, U.mul(bb, q, dw), s - pw), sj), t)
+            at_phase = U.gep(bb, phase_row, U.mul(bb, q, sq), t)
+            src, dst = (at_image, at_phase) if into_phase else (at_phase, at_image)
+            bb.store(bb.load(src, typ=t), dst)
+
+
+def _operand(ctx, ins, hw):
+    """The op's operand, its rows and columns checked against hw (the op's sizes)."""
+    arr, = ins
+    for d, n in zip((2, 3), hw):
+        ctx.check_equal(arr.shape[d], n, E_SHAPE, d)
+    return arr
+
+
 @lower.register(PhaseSplit)
 def lower_phase_split(ctx, node, ins):
-    b = ctx.b
-    op = node.op
-    x, = ins
-    (dh, dw), (ph, pw), (H, W), (Hs, Ws) = op.dilation, op.pad, op.image_hw, op.phase_hw
-    ctx.check_equal(x.shape[2], H, E_SHAPE, 2)
-    ctx.check_equal(x.shape[3], W, E_SHAPE, 3)
+    b, op = ctx.b, node.op
+    x = _operand(ctx, ins, op.image_hw)
+    dh, dw = op.dilation
+    Hs, Ws = op.phase_hw
     B, C = x.shape[0], x.shape[1]
     n, ovf = U.checked(b, "mul", B, op.count)
     if not isinstance(ovf, bool):
@@ -62,22 +87,11 @@ def lower_phase_split(ctx, node, ins):
         s0, s1, s2, s3 = strides
         src = U.gep(bb, xp, U.add(bb, U.mul(bb, img, s0), U.mul(bb, c, s1)), t)
         for r in range(dh):
-            a0, a1 = _inside(ph, dh, H, r)
             for s in range(dw):
-                q0, q1 = _inside(pw, dw, W, s)
                 k = U.add(bb, U.mul(bb, U.add(bb, U.mul(bb, img, op.count), r * dw + s), Cv), c)
                 dst = U.gep(bb, yp, U.mul(bb, k, Hs * Ws), t)
                 U.memset_zero(bb, dst, Hs * Ws * U.itemsize(x.dtype))
-                if a1 <= a0 or q1 <= q0:
-                    continue
-                with U.for_range(bb, min(a1, Hs), start=a0, name="row") as a:
-                    row = U.add(bb, U.mul(bb, a, dh), r - ph)
-                    src_row = U.gep(bb, src, U.mul(bb, row, s2), t)
-                    dst_row = U.gep(bb, dst, U.mul(bb, a, Ws), t)
-                    with U.for_range(bb, min(q1, Ws), start=q0, name="col") as q:
-                        col = U.add(bb, U.mul(bb, q, dw), s - pw)
-                        v = bb.load(U.gep(bb, src_row, U.mul(bb, col, s3), t), typ=t)
-                        bb.store(v, U.gep(bb, dst_row, q, t))
+                _copy_phase(bb, op, r, s, src, (s2, s3), dst, (Ws, 1), t, True)
 
     _planes(ctx, op, x, out, B, C, plane)
     return [out]
@@ -85,12 +99,10 @@ def lower_phase_split(ctx, node, ins):
 
 @lower.register(PhaseMerge)
 def lower_phase_merge(ctx, node, ins):
-    b = ctx.b
-    op = node.op
-    p, = ins
-    (dh, dw), (ph, pw), (H, W), (Hs, Ws) = op.dilation, op.pad, op.image_hw, op.phase_hw
-    ctx.check_equal(p.shape[2], Hs, E_SHAPE, 2)
-    ctx.check_equal(p.shape[3], Ws, E_SHAPE, 3)
+    b, op = ctx.b, node.op
+    p = _operand(ctx, ins, op.phase_hw)
+    dh, dw = op.dilation
+    H, W = op.image_hw
     n, C = p.shape[0], p.shape[1]
     if isinstance(n, int):
         if n % op.count:
@@ -107,21 +119,10 @@ def lower_phase_merge(ctx, node, ins):
         dst = U.gep(bb, yp, U.mul(bb, U.add(bb, U.mul(bb, img, Cv), c), H * W), t)
         U.memset_zero(bb, dst, H * W * U.itemsize(p.dtype))
         for r in range(dh):
-            a0, a1 = _inside(ph, dh, H, r)
             for s in range(dw):
-                q0, q1 = _inside(pw, dw, W, s)
-                if min(a1, Hs) <= a0 or min(q1, Ws) <= q0:
-                    continue
                 k = U.add(bb, U.mul(bb, img, op.count), r * dw + s)
                 src = U.gep(bb, pp, U.add(bb, U.mul(bb, k, s0), U.mul(bb, c, s1)), t)
-                with U.for_range(bb, min(a1, Hs), start=a0, name="row") as a:
-                    row = U.add(bb, U.mul(bb, a, dh), r - ph)
-                    src_row = U.gep(bb, src, U.mul(bb, a, s2), t)
-                    dst_row = U.gep(bb, dst, U.mul(bb, row, W), t)
-                    with U.for_range(bb, min(q1, Ws), start=q0, name="col") as q:
-                        col = U.add(bb, U.mul(bb, q, dw), s - pw)
-                        v = bb.load(U.gep(bb, src_row, U.mul(bb, q, s3), t), typ=t)
-                        bb.store(v, U.gep(bb, dst_row, col, t))
+                _copy_phase(bb, op, r, s, dst, (W, 1), src, (s2, s3), t, False)
 
     _planes(ctx, op, p, out, B, C, plane)
     return [out]

@@ -84,6 +84,8 @@ def _values(dtype, xs, ws, ins, outs, seed):
 
 
 def _check(cfg, seen):
+    """The native forward and both gradients of cfg against the reference; the kernel variants and
+    tiles the IR names go into seen. Returns the native function."""
     dtype, xs, ws, kwargs, static = cfg
     ins, outs = _graph(dtype, xs, ws, kwargs, static)
     vals = _values(dtype, xs, ws, ins, outs, seed=sum(xs) + sum(ws))
@@ -94,6 +96,7 @@ def _check(cfg, seen):
     seen.update(BODY.findall(ir_text))
     seen.update(("tile",) + t for t in WINO_TILES.findall(ir_text))
     seen.update(("gw tile",) + t for t in WGW_TILES.findall(ir_text))
+    return fn
 
 
 def _run(strategy, n, extra):
@@ -863,21 +866,14 @@ def test_dilated_convolutions_take_undilated_kernels_over_phases():
               suppress_health_check=list(HealthCheck))
     @given(phase_dilated_configs())
     def run(cfg):
-        dtype, xs, ws, kwargs, static = cfg
-        ins, outs = _graph(dtype, xs, ws, kwargs, static)
-        vals = _values(dtype, xs, ws, ins, outs, seed=sum(xs) + sum(ws))
-        tol = dict(rtol=1e-4, atol=2e-3) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
-        fn, _ = check_native_vs_reference(ins, outs, vals, **tol)
-        ir_text = fn.dump_llvm()
-        seen.update(BODY.findall(ir_text))
-        fired.update(f.rewrite for f in fn.rewrite_log)
+        fired.update(f.rewrite for f in _check(cfg, seen).rewrite_log)
 
     for cfg in _PHASE_DILATED_EXAMPLES:
         run = example(cfg)(run)
     run()
     assert "dilated_conv_by_phases" in fired, fired
     assert ("fwd", "winograd") in seen and ("gw", "winograd") in seen, sorted(seen)
-    assert not {v for v in seen if v[0] == "gx"}, sorted(seen)   # the input gradient is a forward
+    assert not {v for v in seen if v[0] == "gx"}, sorted(seen)   # the input gradient is a forward one
 
 
 @pytest.mark.parametrize("xs,ws", [((7, 32, 6, 6), (32, 32, 3, 3)), ((5, 16, 30, 18), (24, 16, 3, 3))])
