@@ -21,8 +21,9 @@ def _inside(p, d, n, s):
 
 
 def _planes(ctx, op, src, dst, B, C, plane):
-    """plane(b, x, y, n, c): for every (image n, channel c) of the B x C planes, on the threads
-    when they are worth waking (x, y: the source's and destination's element pointers)."""
+    """plane(bb, x, y, n, c, C, strides) for every (image n, channel c) of the B x C planes, on the
+    threads when they are worth waking (x, y: the source's and destination's element pointers;
+    strides: the source's)."""
     b = ctx.b
     H, W = op.image_hw
     Hs, Ws = op.phase_hw

@@ -11,9 +11,10 @@ filters; the outputs' phases, put back in place, are the dilated convolution's o
 
 Hs = ceil((H + 2*ph) / dh) (the padded rows rounded up to whole phases; the rows past them are zero
 and the outputs they reach are cut off). Both gradients follow the same way: the weight gradient is
-the undilated one over the phase batch (its sum over the images is the sum over the phases), the
-input gradient the undilated one of the output gradient's phases (zero past OH, OW), put back in
-place and cut to the input.
+the undilated one over the phase batch (its sum over the images is the sum over the phases); the
+input gradient is a 'valid' forward convolution of the output gradient's phases padded by the
+filters' extent, with the filters' channels and filters swapped (and flipped the other way), for
+the phase rows and columns that land inside the input only, put back in place.
 
 The undilated convolutions then take every kernel an undilated convolution has (Winograd, the
 direct kernels, on both cores), where a dilated one has only the direct kernels with the taps
