@@ -10,7 +10,7 @@ import symcnn
 import symcnn.tensor as T
 from symcnn.gradient import verify_grad
 from symcnn.tensor.nnet.phases import PhaseMerge, PhaseSplit
-from tests.helpers import assert_op_contract, check_native_vs_reference, check_same_error, make_rng
+from tests.helpers import assert_op_contract, check_native_vs_reference, check_same_error, make_rng, target  # noqa: F401,E501
 
 
 def loop_split(x, d, pad, phase_hw):
@@ -95,3 +95,33 @@ def test_errors_name_the_sizes():
     x, p = T.tensor4("x", dtype="float64"), T.tensor4("p", dtype="float64")
     check_same_error([x], [PhaseSplit(*geo)(x)], [np.zeros((1, 1, 5, 6))])
     check_same_error([p], [PhaseMerge(*geo)(p)], [np.zeros((6, 1, 4, 4))])
+
+
+def test_thread_counts_and_targets_agree(monkeypatch, target):
+    """The ops on 1, 2 and 3 threads (planes split over them: the same results bit for bit) on every
+    target of the fixture, and a dilated layer with ReLU through them (forward and both gradients)
+    against the reference."""
+    from symcnn.config import config
+    from symcnn.tensor.nnet import conv2d
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    geo = ((2, 3), (2, 3), (20, 18), (12, 8))
+    rng = make_rng(5)
+    xv, pv = rng.standard_normal((4, 16, 20, 18)), rng.standard_normal((24, 16, 12, 8))
+    wv, sv = rng.standard_normal((12, 16, 3, 3)), rng.standard_normal((3, 16, 20, 24))
+    x, p = T.tensor4("x", dtype="float64"), T.tensor4("p", dtype="float64")
+    w = T.TensorType("float64", shape=(12, 16, 3, 3))("w")
+    xs = T.TensorType("float64", shape=(None, 16, 20, 24))("xs")   # phases of 10x8 outputs
+    y = T.nnet.relu(conv2d(xs, w, border_mode="half", filter_dilation=(2, 3)))
+    step = [y] + T.grad((y * y).sum(), [xs, w])
+    results = []
+    for n in (1, 2, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        _, got = check_native_vs_reference([x, p], [PhaseSplit(*geo)(x), PhaseMerge(*geo)(p)], [xv, pv],
+                                           rtol=0, atol=0)
+        results.append(got[0])
+        fn, _ = check_native_vs_reference([xs, w], step, [sv, wv], rtol=1e-9, atol=1e-9)
+        assert "dilated_conv_by_phases" in {f.rewrite for f in fn.rewrite_log}
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
