@@ -133,18 +133,20 @@ class LoweredGraph:
             return self._finish()
 
 
-def lower_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False):
+def lower_graph(fgraph, updates, guard_nan=False, bounds_check=False, profile=False, lazy=False):
     """The LoweredGraph of a function graph, through the function cache: a hit loads the stored
     object code without lowering the graph. Identical graphs compiled at the same time (in other
     threads) are compiled once. The code is for the target the config names (config.target_cpu /
-    target_features), read once here. Raises here for a graph that cannot be lowered."""
+    target_features), read once here. Raises here for a graph that cannot be lowered.
+    lazy: the LoweredGraph may never be finished: no part of its module is compiled before
+    finish(), and nobody waits for it (an identical graph compiled meanwhile compiles on its own)."""
     tgt = targets.current()
     if not tgt.host:   # before the cache: a hit would load it, a miss would fail only when called
         raise ValueError(f"config.target_cpu={tgt.name!r} ({tgt.triple}, {tgt.isa()}): this machine cannot "
                          f"run its code; use codegen.build.emit_object to compile for it")
     with targets.using(tgt):
         return _lower_graph(fgraph, updates, tgt, dict(guard_nan=guard_nan, bounds_check=bounds_check,
-                                                       profile=profile))
+                                                       profile=profile), lazy)
 
 
 def compile_graph(fgraph, updates, **options):
@@ -152,12 +154,13 @@ def compile_graph(fgraph, updates, **options):
     return lower_graph(fgraph, updates, **options).finish()
 
 
-def _lower_graph(fgraph, updates, tgt, options):
+def _lower_graph(fgraph, updates, tgt, options, lazy=False):
     nodes = fgraph.toposort()
     key = graph_key(fgraph, nodes, updates, options) if jit.cache_dir() else None
     if key is None:
-        jit.start_helper()
-        spec = build_module(fgraph, updates, early=True, **options)
+        if not lazy:
+            jit.start_helper()
+        spec = build_module(fgraph, updates, early=not lazy, **options)
         return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(
             spec.ir_text, obj=jit.compile_module(spec.ir_text, parts=spec.take_parts()), target=tgt)))
     with _inflight_lock:
@@ -168,26 +171,29 @@ def _lower_graph(fgraph, updates, tgt, options):
     if not owner:
         return LoweredGraph(tgt, lambda: _finish_as_another(job, fgraph, nodes, updates, options, tgt))
     try:
-        entry = jit.read_entry(key)
-        spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
-        objs = _objects(entry[0], entry[1]) if spec is not None else None
+        entry, spec, objs = _cached(key, fgraph, nodes, updates, options)
         if objs is not None:  # a hit is fast: the runner is built before function() returns
             job.set(entry)
             _release(key, job)
             return LoweredGraph(tgt, lambda: (spec, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)),
                                 background=False)
-        jit.start_helper()   # a miss: code generation follows, on both cores
-        spec = build_module(fgraph, updates, early=True, **options)
+        if not lazy:
+            jit.start_helper()   # a miss: code generation follows, on both cores
+        spec = build_module(fgraph, updates, early=not lazy, **options)
     except BaseException as e:
         job.fail(e)
         _release(key, job)
         raise
+    if lazy:   # nobody waits for a compile that may never happen
+        _abandon(job, key)
+        return LoweredGraph(tgt, lambda: _finish_lazily(key, spec, fgraph, nodes, updates, options, tgt))
     return LoweredGraph(tgt, lambda: _finish_and_store(job, key, spec, nodes, tgt),
                         abandon=lambda: _abandon(job, key))
 
 
 def _finish_and_store(job, key, spec, nodes, tgt):
-    """Compile the lowered module, store it in the cache, and hand it to those waiting for it."""
+    """Compile the lowered module, store it in the cache, and hand it to those waiting for it
+    (job; a lazily lowered graph's is its own)."""
     try:
         # for tgt: LoweredGraph.finish is in targets.using(tgt)
         objs = jit.compile_module(spec.ir_text, parts=spec.take_parts())
@@ -202,6 +208,22 @@ def _finish_and_store(job, key, spec, nodes, tgt):
         raise
     finally:
         _release(key, job)
+
+
+def _finish_lazily(key, spec, fgraph, nodes, updates, options, tgt):
+    """A lazily lowered graph, finished: from the cache if another function stored it meanwhile."""
+    _, cached, objs = _cached(key, fgraph, nodes, updates, options)
+    if objs is not None:
+        return cached, jit.CompiledModule(obj=objs, cache_hit=True, target=tgt)
+    return _finish_and_store(_Job(), key, spec, nodes, tgt)
+
+
+def _cached(key, fgraph, nodes, updates, options):
+    """(entry, ModuleSpec, object files) of the cache's entry for key; objects None on a miss
+    (or an entry unfit for this graph)."""
+    entry = jit.read_entry(key)
+    spec = _spec_from_meta(entry[0], fgraph, nodes, updates, options) if entry is not None else None
+    return entry, spec, _objects(entry[0], entry[1]) if spec is not None else None
 
 
 def _finish_as_another(job, fgraph, nodes, updates, options, tgt):

@@ -23,9 +23,9 @@ def _extended(fgraph):
 
 class DebugRunner:
     @classmethod
-    def lower(cls, fgraph, updates=()):
+    def lower(cls, fgraph, updates=(), lazy=False):
         """Lower the graph with every intermediate result as an output (see NativeRunner.lower)."""
-        native = NativeRunner.lower(_extended(fgraph), [])
+        native = NativeRunner.lower(_extended(fgraph), [], lazy=lazy)
         return NativeLowered(native, lambda runner: cls(fgraph, updates, native=runner))
 
     def __init__(self, fgraph, updates=(), rtol=1e-4, atol=1e-5, native=None):

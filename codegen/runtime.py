@@ -43,10 +43,11 @@ class NativeRunner:
     build_options = {}   # for build_module: guard_nan / bounds_check / profile (the checked modes)
 
     @classmethod
-    def lower(cls, fgraph, updates=()):
-        """The backend's first phase: lower the graph (raises for a graph it cannot run)."""
+    def lower(cls, fgraph, updates=(), lazy=False):
+        """The backend's first phase: lower the graph (raises for a graph it cannot run); lazy: LLVM
+        starts on it only in finish() (symcnn.compile.backend)."""
         updates = list(updates)
-        return NativeLowered(lower_graph(fgraph, updates, **cls.build_options),
+        return NativeLowered(lower_graph(fgraph, updates, lazy=lazy, **cls.build_options),
                              lambda compiled: cls(fgraph, updates, compiled))
 
     def __init__(self, fgraph, updates=(), compiled=None):

@@ -3,15 +3,19 @@ are found.
 
 A backend provides one mode (`function(..., mode=name)`) and compiles in two phases:
 
-  lower(fgraph, updates) -> Lowered
+  lower(fgraph, updates, lazy=False) -> Lowered
       runs in the thread that called function(); it may reject the graph by raising, so such
       an error surfaces at function() time. updates lists (input index, output index) pairs:
       the output is the new value of that (shared) input; a backend may write it into the
-      input's storage itself and return the input array as that output.
+      input's storage itself and return the input array as that output. lazy=True: finish()
+      may never be called (a function whose calls run code compiled for their arguments'
+      sizes, compile/specialize.py, needs its general code only for sizes it has no code for),
+      so no work towards machine code is started before finish().
   Lowered.finish() -> runner
       generates the machine code; function() runs it in a background thread when
       `Lowered.background` is true (its first call, or fn.wait(), waits for it), and at once
-      otherwise (nothing slow is left, e.g. a compile-cache hit). A runner is
+      otherwise (nothing slow is left, e.g. a compile-cache hit); when lowered lazily, in a
+      background thread started by the first call that needs it. A runner is
       callable(list of input values) -> list of output values.
 
 function() gives the caller outputs that alias nothing it keeps: it copies a result that is an

@@ -1,4 +1,5 @@
 """symcnn.function: compile inputs -> outputs (with updates and givens) into a callable."""
+import inspect
 import os
 import threading
 import warnings
@@ -148,10 +149,12 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     mode = get_mode(mode)
     query = rewrites_for(mode, backend_for(mode))
     rewrite_log = rewrite_graph(fgraph, query=query) if query is not None else []
+    # calls run code for their arguments' sizes: the general code is compiled when a call needs it
+    special = config.specialize_shapes and specialize.applies(graph_outputs, backend_for(mode))
     fn = Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
-                  mode, name, allow_input_downcast, rewrite_log)
+                  mode, name, allow_input_downcast, rewrite_log, lazy=special)
     fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
-    if config.specialize_shapes and specialize.applies(fgraph, backend_for(mode)):
+    if special:
         fn._specializer = specialize.Specializer(inputs, shared_inputs, graph_outputs, fn._update_pairs, mode)
     fn._set_input_options(in_options, output_keys, spec)
     return fn
@@ -205,7 +208,9 @@ class Function:
     """A compiled function. Call it with one value per input (positional or by name)."""
 
     def __init__(self, fgraph, inputs, shared_inputs, n_outputs, single, update_targets, mode, name,
-                 allow_input_downcast, rewrite_log=()):
+                 allow_input_downcast, rewrite_log=(), lazy=False):
+        """lazy: the general code's machine code is generated when a call (or fn.runner) first
+        needs it, not at once (calls whose sizes have their own code never do)."""
         self.fgraph = fgraph
         self.rewrite_log = list(rewrite_log)
         self.inputs = inputs
@@ -224,10 +229,15 @@ class Function:
         self._specializer = None   # compile/specialize.py: code for the arguments' sizes
         self._used = None          # the specialised runner of the last call (None: the general one)
         backend = backend_for(mode)
-        self._runner = self._build = None
+        self._runner = self._build = self._lazy = None
         self._call_lock = threading.RLock()   # reentrant: a callback inside a call may call again
-        lowered = backend.lower(fgraph, update_pairs)   # raises here for a graph the backend rejects
-        if lowered.background:
+        self._build_lock = threading.Lock()
+        lazy = lazy and _takes_lazy(backend.lower)
+        # raises here for a graph the backend rejects
+        lowered = backend.lower(fgraph, update_pairs, lazy=True) if lazy else backend.lower(fgraph, update_pairs)
+        if lowered.background and lazy:
+            self._lazy = (lowered, backend, fgraph, update_pairs)
+        elif lowered.background:
             self._build = _BackgroundBuild(lowered, backend, fgraph, update_pairs)
         else:
             self._runner = lowered.finish()
@@ -243,16 +253,24 @@ class Function:
 
     def _general_runner(self):
         if self._runner is None:
-            self._runner = self._build.result()
-            self._build = None
+            with self._build_lock:
+                if self._build is None and self._lazy is not None:
+                    self._build, self._lazy = _BackgroundBuild(*self._lazy), None
+                build = self._build
+            if build is not None:
+                runner = build.result()
+                with self._build_lock:
+                    self._runner, self._build = runner, None
         return self._runner
 
     def wait(self):
         """Block until the function is ready to run. When its machine code is not in the cache,
         function() returns once the graph is lowered and generates the code in the background
         (the first call waits for it anyway). Raises what the compilation raised. Returns the
-        function."""
-        self.runner
+        function. A function whose calls run code compiled for their arguments' sizes
+        (compile/specialize.py) is ready at once: each call compiles what it needs."""
+        if self._lazy is None:
+            self.runner
         return self
 
     def _bind(self, args, kwargs):
@@ -519,6 +537,14 @@ class _BackgroundBuild:
         self._done = threading.Event()
         self._done.set()
         self._pid = os.getpid()
+
+
+def _takes_lazy(lower):
+    """Whether a backend's lower() takes lazy= (symcnn.compile.backend; older backends do not)."""
+    try:
+        return "lazy" in inspect.signature(lower).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _reaped(tid, timeout=0.2):

@@ -18,7 +18,7 @@ class ReferenceRunner:
         self.constants.update({v: v.data for v in fgraph.outputs if isinstance(v, Constant)})
 
     @classmethod
-    def lower(cls, fgraph, updates=()):
+    def lower(cls, fgraph, updates=(), lazy=False):
         """Nothing to compile: the runner is ready at once."""
         return Ready(cls(fgraph, updates))
 

@@ -26,17 +26,22 @@ from .shared import SharedVariable
 MAX_SPECIALISATIONS = 4
 
 
-def applies(fgraph, backend):
-    """Whether fixing the arguments' sizes could change the kernels of the rewritten fgraph: a
-    backend that rewrites (a native one), and a node choosing kernels by sizes its operands' types
-    leave open."""
+def applies(graph_outputs, backend):
+    """Whether fixing the arguments' sizes could change the kernels of the graph computing
+    graph_outputs (before rewriting): a backend that rewrites (a native one), and a node choosing
+    kernels by sizes that neither its declared shapes nor its operands' types fix."""
     if not backend.rewrite:
         return False
-    for node in fgraph.apply_nodes:
-        if getattr(node.op, "kernels_by_static_shapes", False) and any(
-                isinstance(v.type, TensorType) and None in v.type.shape for v in node.inputs):
-            return True
-    return False
+    return any(_open(sizes) for sizes in _kernel_types(graph_outputs))
+
+
+def _open(sizes):
+    """Whether a _kernel_types entry (sizes, or an operand type) leaves a size open."""
+    if isinstance(sizes, TensorType):
+        return None in sizes.shape
+    if isinstance(sizes, (tuple, list)):
+        return any(_open(s) for s in sizes)
+    return sizes is None
 
 
 def _fixed(ttype, shape, keep_first):

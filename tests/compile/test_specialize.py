@@ -118,8 +118,43 @@ def test_graphs_without_open_convolution_sizes_are_not_specialised():
     for fn, arg in ((symcnn.function([xs], conv2d(xs, Ws)), xs), (symcnn.function([x4b], hinted), x4b)):
         got = fn(np.ones((2, 2, 6, 6), dtype="float32"))
         assert_close(got, np.full((2, 3, 4, 4), 18.0))
-        assert fn._specializer is None or all(r is None for r in fn._specializer.runners.values())
+        assert fn._specializer is None
         assert fn.runner is fn._runner
+
+
+@pytest.mark.parametrize("cache", ["empty", "off"])
+def test_the_general_code_is_compiled_only_when_a_call_needs_it(cache, tmp_path, monkeypatch):
+    import threading
+    from codegen import jit
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(tmp_path / "cache") if cache == "empty" else "off")
+    monkeypatch.setattr(specialize, "MAX_SPECIALISATIONS", 1)
+    x = T.tensor4("x")
+    W = symcnn.shared(np.random.default_rng(6).standard_normal((5, 2, 3, 3)).astype("float32"))
+    out = T.tanh(conv2d(x, W, border_mode="half"))
+    ref = symcnn.function([x], out, mode="reference")
+    before = jit.compiles_started()
+    fn = symcnn.function([x], out)
+    assert fn.wait() is fn and jit.compiles_started() == before   # nothing compiled yet
+    rng = np.random.default_rng(7)
+    xv = rng.standard_normal((3, 2, 9, 9)).astype("float32")
+    assert_close(fn(xv), ref(xv), rtol=1e-5, atol=1e-5)
+    assert jit.compiles_started() == before + 1   # the sizes' code alone
+    assert STATIC_KERNELS.search(fn.dump_llvm())
+    # the same graph compiled meanwhile, without specialising: it does not wait for the lazy one
+    monkeypatch.setattr(config, "specialize_shapes", False)
+    other = symcnn.function([x], out)
+    got = []
+    t = threading.Thread(target=lambda: got.append(other(xv)), daemon=True)
+    t.start()
+    t.join(120)
+    assert got and not t.is_alive()
+    assert_close(got[0], ref(xv), rtol=1e-5, atol=1e-5)
+    # other sizes past MAX_SPECIALISATIONS: the general code, compiled now
+    n = jit.compiles_started()
+    yv = rng.standard_normal((2, 2, 7, 6)).astype("float32")
+    assert_close(fn(yv), ref(yv), rtol=1e-5, atol=1e-5)
+    assert fn.runner is fn._runner and not STATIC_KERNELS.search(fn.dump_llvm())
+    assert jit.compiles_started() == n + (cache == "off")   # with the cache: the other's code
 
 
 def test_a_forked_child_and_other_threads_run_the_specialised_code():
