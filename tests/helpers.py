@@ -222,6 +222,24 @@ def assert_native_matches(native, ref, rtol, atol, what):
     assert problem is None, f"{what}: {problem}"
 
 
+def rewritten(inputs, outputs, mode="native"):
+    """What function(inputs, outputs, mode=mode) would lower, without lowering or compiling it:
+    an object with the rewritten `fgraph` and the `rewrite_log`, as a compiled function has them
+    (for tests that only look at the graph)."""
+    from types import SimpleNamespace
+
+    from symcnn.compile.function import _ordered_roots
+    from symcnn.compile.mode import backend_for, get_mode, rewrites_for
+    from symcnn.compile.shared import SharedVariable
+    from symcnn.graph.fg import FunctionGraph
+    from symcnn.rewrite import rewrite_graph
+    outputs = list(outputs)
+    mode = get_mode(mode)
+    shared = [v for v in _ordered_roots(outputs) if isinstance(v, SharedVariable) and v not in inputs]
+    fgraph = FunctionGraph(list(inputs) + shared, outputs)
+    return SimpleNamespace(fgraph=fgraph, rewrite_log=rewrite_graph(fgraph, query=rewrites_for(mode, backend_for(mode))))
+
+
 def compile_both(inputs, outputs, updates=None, mode="native", **kwargs):
     """(native function, reference function) for the same graph; `mode` may be a
     Mode (e.g. native with some rewrites excluded)."""
