@@ -152,10 +152,15 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     # calls run code for their arguments' sizes: the general code is compiled when a call needs it
     special = config.specialize_shapes and specialize.applies(graph_outputs, backend_for(mode))
     fn = Function(fgraph, inputs, shared_inputs, len(out_list), single, [sv for sv, _ in upd],
-                  mode, name, allow_input_downcast, rewrite_log, lazy=special)
+                  mode, name, allow_input_downcast, rewrite_log, lazy=special, lower=not special)
     fn.original_outputs = graph_outputs  # the graph before rewriting (for printing/DOT export)
     if special:
         fn._specializer = specialize.Specializer(inputs, shared_inputs, graph_outputs, fn._update_pairs, mode)
+        # where the sizes are known now, their code is compiled now (and the general graph is
+        # lowered when a call first needs it); else the general graph is lowered here, so that a
+        # graph the backend cannot run is rejected here
+        if not fn._specializer.prepare(fn._start_build):
+            fn._lower_general()
     fn._set_input_options(in_options, output_keys, spec)
     return fn
 
@@ -208,9 +213,10 @@ class Function:
     """A compiled function. Call it with one value per input (positional or by name)."""
 
     def __init__(self, fgraph, inputs, shared_inputs, n_outputs, single, update_targets, mode, name,
-                 allow_input_downcast, rewrite_log=(), lazy=False):
+                 allow_input_downcast, rewrite_log=(), lazy=False, lower=True):
         """lazy: the general code's machine code is generated when a call (or fn.runner) first
-        needs it, not at once (calls whose sizes have their own code never do)."""
+        needs it, not at once (calls whose sizes have their own code never do); lower=False (with
+        lazy): the general graph is not even lowered until then, or until _lower_general()."""
         self.fgraph = fgraph
         self.rewrite_log = list(rewrite_log)
         self.inputs = inputs
@@ -232,15 +238,9 @@ class Function:
         self._runner = self._build = self._lazy = None
         self._call_lock = threading.RLock()   # reentrant: a callback inside a call may call again
         self._build_lock = threading.Lock()
-        lazy = lazy and _takes_lazy(backend.lower)
-        # raises here for a graph the backend rejects
-        lowered = backend.lower(fgraph, update_pairs, lazy=True) if lazy else backend.lower(fgraph, update_pairs)
-        if lowered.background and lazy:
-            self._lazy = (lowered, backend, fgraph, update_pairs)
-        elif lowered.background:
-            self._build = _BackgroundBuild(lowered, backend, fgraph, update_pairs)
-        else:
-            self._runner = lowered.finish()
+        self._lazy_lowering = lazy and _takes_lazy(backend.lower)
+        if lower or not self._lazy_lowering:
+            self._lower_general()
         self._by_name = {v.name: i for i, v in enumerate(inputs) if v.name}
         self._in_options, self._defaults, self.output_keys, self._spec = [None] * len(inputs), [None] * len(inputs), \
             None, None
@@ -251,9 +251,30 @@ class Function:
         one the last call ran (a specialisation for its arguments' sizes, compile/specialize.py)."""
         return self._used if self._used is not None else self._general_runner()
 
+    def _lower_general(self):
+        """Lower the general graph (raises for a graph the backend rejects); its machine code is
+        generated now, or when first needed if this function is lazy."""
+        backend, lazy = backend_for(self.mode), self._lazy_lowering
+        lowered = backend.lower(self.fgraph, self._update_pairs, lazy=True) if lazy else \
+            backend.lower(self.fgraph, self._update_pairs)
+        if lowered.background and lazy:
+            self._lazy = (lowered, backend, self.fgraph, self._update_pairs)
+        elif lowered.background:
+            self._build = _BackgroundBuild(lowered, backend, self.fgraph, self._update_pairs)
+        else:
+            self._runner = lowered.finish()
+
+    def _start_build(self, lowered, fgraph):
+        """The machine code of another graph of this function's (a specialisation), started."""
+        if not lowered.background:
+            return _Done(lowered.finish())
+        return _BackgroundBuild(lowered, backend_for(self.mode), fgraph, self._update_pairs)
+
     def _general_runner(self):
         if self._runner is None:
             with self._build_lock:
+                if self._build is None and self._lazy is None:   # not lowered yet
+                    self._lower_general()
                 if self._build is None and self._lazy is not None:
                     self._build, self._lazy = _BackgroundBuild(*self._lazy), None
                 build = self._build
@@ -268,8 +289,11 @@ class Function:
         function() returns once the graph is lowered and generates the code in the background
         (the first call waits for it anyway). Raises what the compilation raised. Returns the
         function. A function whose calls run code compiled for their arguments' sizes
-        (compile/specialize.py) is ready at once: each call compiles what it needs."""
-        if self._lazy is None:
+        (compile/specialize.py) waits for the code of the sizes known when it was compiled, if
+        any: its calls compile what else they need."""
+        if self._specializer is not None and self._lazy_lowering:
+            self._specializer.wait()
+        else:
             self.runner
         return self
 
@@ -537,6 +561,16 @@ class _BackgroundBuild:
         self._done = threading.Event()
         self._done.set()
         self._pid = os.getpid()
+
+
+class _Done:
+    """A runner that needed no background work."""
+
+    def __init__(self, runner):
+        self._runner = runner
+
+    def result(self):
+        return self._runner
 
 
 def _takes_lazy(lower):

@@ -70,13 +70,51 @@ class Specializer:
         """(runner, fgraph) for these values, or None: the general code."""
         key = self.key(values)
         if key in self.runners:
-            return self.runners[key]
+            entry = self.runners[key]
+            if isinstance(entry, _Pending):   # prepared: its machine code may still be in the making
+                entry = self.runners[key] = (entry.build.result(), entry.fgraph)
+            return entry
         if len(self.runners) >= MAX_SPECIALISATIONS:
             return None
         self.runners[key] = self._build(values)
         return self.runners[key]
 
+    def prepare(self, start):
+        """Lower now the code for the sizes every call will have where the explicit inputs' types fix
+        theirs past the batch (an index into shared data, labels, given images): the shared
+        variables' values give the rest. start(lowered, fgraph) starts generating its machine code
+        (in the background) and returns an object whose result() is the runner. Returns whether
+        that code was lowered (False: the sizes are not known yet, or they choose the general
+        code's kernels, or an op refuses them)."""
+        values = []
+        for var in self.inputs:
+            if not isinstance(var.type, TensorType) or None in var.type.shape[1:]:
+                return False
+            values.append(_Sized((2,) + tuple(var.type.shape[1:]) if var.ndim else ()))
+        values += [sv.container[0] for sv in self.shared_inputs]
+        lowered = self._lower(values)
+        if lowered is None:
+            return False
+        self.runners[self.key(values)] = _Pending(start(*lowered), lowered[1])
+        return True
+
+    def wait(self):
+        """Wait for the machine code of the prepared specialisations (raises what it raised)."""
+        for entry in list(self.runners.values()):
+            if isinstance(entry, _Pending):
+                entry.build.result()
+
     def _build(self, values):
+        lowered = self._lower(values)
+        if lowered is None:
+            return None
+        try:
+            return lowered[0].finish(), lowered[1]
+        except (TypeError, ValueError, NotImplementedError):
+            return None   # an op refuses the fixed types: the general code serves these sizes
+
+    def _lower(self, values):
+        """(the backend's Lowered, its graph) of the code for these values' sizes, or None."""
         n = len(self.inputs)
         replace = {}
         for i, (var, val) in enumerate(zip(self.inputs + self.shared_inputs, values)):
@@ -103,10 +141,23 @@ class Specializer:
             query = rewrites_for(self.mode, backend)
             if query is not None:
                 rewrite_graph(fgraph, query=query)
-            runner = backend.lower(fgraph, self.update_pairs).finish()
+            return backend.lower(fgraph, self.update_pairs), fgraph
         except (TypeError, ValueError, NotImplementedError):
             return None   # an op refuses the fixed types: the general code serves these sizes
-        return runner, fgraph
+
+
+class _Sized:
+    """Stands for an argument of known sizes (np.shape reads .shape)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+class _Pending:
+    """A prepared specialisation: build.result() is its runner, fgraph its graph."""
+
+    def __init__(self, build, fgraph):
+        self.build, self.fgraph = build, fgraph
 
 
 def _kernel_types(outputs):

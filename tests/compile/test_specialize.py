@@ -232,3 +232,47 @@ def test_drawn_graphs_with_open_sizes_match_the_reference(data):
     assert fn._specializer is not None
     if min(C, K, k) > 1:   # every size of the filters and the images' channels learnt: own code
         assert any(r is not None for r in fn._specializer.runners.values())
+
+
+@pytest.mark.parametrize("cache", ["empty", "off"])
+def test_sizes_known_when_compiling_are_compiled_then(cache, tmp_path, monkeypatch):
+    """Images typed past the batch (here through givens on shared data, as the tutorial feeds its
+    minibatches) and shared filters without filter_shape: the filters' sizes come from their value,
+    so function() compiles that code at once and never lowers the general graph unless a call needs
+    it (filters of another size later: their own code)."""
+    from codegen import jit
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", str(tmp_path / "cache") if cache == "empty" else "off")
+    rng = np.random.default_rng(8)
+    data = symcnn.shared(rng.standard_normal((12, 2 * 9 * 9)).astype("float32"), name="data")
+    W = symcnn.shared(rng.standard_normal((5, 2, 3, 3)).astype("float32"), name="W")
+    index = T.lscalar("index")
+    x = T.matrix("x")
+    out = T.nnet.relu(conv2d(x.reshape((4, 2, 9, 9)), W, border_mode="half")).sum()
+    cost = out + (W ** 2).sum()
+    givens = {x: data[index * 4:(index + 1) * 4]}
+    fn = symcnn.function([index], [out, T.grad(cost, W)], givens=givens)
+    ref = symcnn.function([index], [out, T.grad(cost, W)], givens=givens, mode="reference")
+    assert list(fn._specializer.runners) and fn.wait() is fn
+    compiled = jit.compiles_started()
+    for i in (0, 2, 1):
+        for g, w in zip(fn(i), ref(i)):
+            assert_close(g, w, rtol=1e-4, atol=1e-4)
+    assert jit.compiles_started() == compiled   # the code compiled by function()
+    assert STATIC_KERNELS.search(fn.dump_llvm())
+    assert fn._runner is None and fn._build is None and fn._lazy is None   # the general graph: never lowered
+    W.set_value(rng.standard_normal((3, 2, 5, 5)).astype("float32"))
+    for g, w in zip(fn(1), ref(1)):
+        assert_close(g, w, rtol=1e-4, atol=1e-4)
+    assert len(fn._specializer.runners) == 2 and fn._runner is None
+
+
+def test_known_sizes_an_op_refuses_leave_the_general_graph_lowered_by_function(monkeypatch):
+    """The known sizes' code cannot be lowered (an op refuses them): function() lowers the general
+    graph then (where a graph the backend cannot run is rejected, as without specialising), and
+    the calls run it."""
+    monkeypatch.setattr(specialize.Specializer, "_lower", lambda self, values: None)
+    x = T.tensor4("x", shape=(None, 2, 6, 6))
+    W = symcnn.shared(np.ones((3, 2, 3, 3), dtype="float32"))
+    fn = symcnn.function([x], conv2d(x, W))
+    assert fn._lazy is not None or fn._runner is not None   # lowered at once
+    assert_close(fn(np.ones((2, 2, 6, 6), dtype="float32")), np.full((2, 3, 4, 4), 18.0))
