@@ -203,7 +203,9 @@ def test_drawn_graphs_with_open_sizes_match_the_reference(data):
     pool = draw(st.booleans())
     batches = draw(st.lists(st.integers(1, 5), min_size=2, max_size=2))
     threads = draw(st.integers(1, 2))
-    x = T.tensor4("x", dtype=dtype)
+    # images typed past the batch: function() compiles their sizes' code (else the first call does)
+    typed = draw(st.booleans())
+    x = T.tensor4("x", dtype=dtype, shape=(None, C, H, W) if typed else None)
     rng = np.random.default_rng(C * 100 + K * 10 + k)
     W_ = symcnn.shared(rng.standard_normal((K, C, k, k)).astype(dtype), name="W")
     z = act(conv2d(x, W_, border_mode=border, subsample=stride))
@@ -232,6 +234,8 @@ def test_drawn_graphs_with_open_sizes_match_the_reference(data):
     assert fn._specializer is not None
     if min(C, K, k) > 1:   # every size of the filters and the images' channels learnt: own code
         assert any(r is not None for r in fn._specializer.runners.values())
+        if typed:   # compiled by function(); the general graph never lowered
+            assert fn._runner is None and fn._build is None and fn._lazy is None
 
 
 @pytest.mark.parametrize("cache", ["empty", "off"])
@@ -276,3 +280,25 @@ def test_known_sizes_an_op_refuses_leave_the_general_graph_lowered_by_function(m
     fn = symcnn.function([x], conv2d(x, W))
     assert fn._lazy is not None or fn._runner is not None   # lowered at once
     assert_close(fn(np.ones((2, 2, 6, 6), dtype="float32")), np.full((2, 3, 4, 4), 18.0))
+
+
+def test_a_child_forked_while_the_known_sizes_compile_builds_them_itself():
+    """fork() right after function(), while its specialisation compiles in a parent's thread: the
+    child builds that code itself and matches the parent."""
+    import os
+    x = T.tensor4("x", shape=(None, 3, 10, 10))
+    W = symcnn.shared(np.random.default_rng(9).standard_normal((8, 3, 3, 3)).astype("float32"))
+    xv = np.random.default_rng(10).standard_normal((4, 3, 10, 10)).astype("float32")
+    want = symcnn.function([x], T.tanh(conv2d(x, W, border_mode="half")), mode="reference")(xv)
+    fn = symcnn.function([x], T.tanh(conv2d(x, W, border_mode="half")))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            got = fn(xv)
+            ok = np.allclose(got, want, rtol=1e-5, atol=1e-5) and fn._runner is None
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert_close(fn(xv), want, rtol=1e-5, atol=1e-5)
