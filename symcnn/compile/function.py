@@ -266,8 +266,6 @@ class Function:
 
     def _start_build(self, lowered, fgraph):
         """The machine code of another graph of this function's (a specialisation), started."""
-        if not lowered.background:
-            return _Done(lowered.finish())
         return _BackgroundBuild(lowered, backend_for(self.mode), fgraph, self._update_pairs)
 
     def _general_runner(self):
@@ -561,16 +559,6 @@ class _BackgroundBuild:
         self._done = threading.Event()
         self._done.set()
         self._pid = os.getpid()
-
-
-class _Done:
-    """A runner that needed no background work."""
-
-    def __init__(self, runner):
-        self._runner = runner
-
-    def result(self):
-        return self._runner
 
 
 def _takes_lazy(lower):

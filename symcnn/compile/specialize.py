@@ -72,7 +72,11 @@ class Specializer:
         if key in self.runners:
             entry = self.runners[key]
             if isinstance(entry, _Pending):   # prepared: its machine code may still be in the making
-                entry = self.runners[key] = (entry.build.result(), entry.fgraph)
+                try:
+                    entry = (entry.build.result(), entry.fgraph)
+                except (TypeError, ValueError, NotImplementedError):
+                    entry = None   # as _build: an op refusing the fixed types leaves the general code
+                self.runners[key] = entry
             return entry
         if len(self.runners) >= MAX_SPECIALISATIONS:
             return None
