@@ -26,6 +26,7 @@ from symcnn.graph.basic import Constant
 
 from . import irutil as U
 from . import jit
+from . import library
 from .forksafe import after_fork_in_child
 from . import target as targets
 from .early_parts import EarlyParts, enabled as early_parts_enabled
@@ -479,6 +480,7 @@ def _build_module(fgraph, updates, guard_nan=False, profile=False, early=False):
             raise
         if em.early is not None:
             em.early.close()
+        library.record(em.module)
         text = str(em.module)
         spec = ModuleSpec(text, em.plan.n_slots, em.offsets, em.layout, em.plan.order)
         # cut here, not on the compiling thread: that thread would share this one's interpreter
@@ -581,6 +583,7 @@ def entry_function(em):
     """The module (stamped for the target), its entry function, the memory plan and the context."""
     em.module = module = ir.Module(name="symcnn")
     module.triple, module.data_layout = jit.module_header(targets.current())
+    library.begin(module, (em.guard_nan, em.profile))
     em.fn = fn = ir.Function(module, ir.FunctionType(U.I32, [U.PTR] * 5), name="symcnn_entry")
     for a in fn.args:
         a.add_attribute("noalias")

@@ -11,6 +11,7 @@ import threading
 from llvmlite import ir
 
 from . import irutil as U
+from . import library
 
 # Error codes written by native code; runtime.py turns them into exceptions.
 E_SHAPE, E_INDEX, E_RESHAPE, E_ALLOC, E_UPDATE_SHAPE, E_STATIC, E_VALUE = 1, 2, 3, 4, 5, 6, 7
@@ -197,7 +198,7 @@ class Context(U.FunctionContext):
         (code, node, v0, ..., v[n-1]). One cold call per failure branch instead of its stores: a
         training step has some 200-350 checks, whose stores were a third of its entry function's
         instructions, each one more for LLVM to optimise and emit."""
-        fn = self.module.globals.get("symcnn_fail")
+        fn = library.existing(self.module, "symcnn_fail")
         if fn is not None:
             return fn
         fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [U.PTR] + [U.I64] * (3 + FAIL_VALUES)),
@@ -311,7 +312,7 @@ class Context(U.FunctionContext):
     def _grow_all_function(self):
         """i32 symcnn_grow_all(ptr slots, ptr err, ptr table, i64 n): for each (slot, bytes, node)
         of the table, grow the slot's buffer to bytes; 0, or E_ALLOC after recording the failure."""
-        fn = self.module.globals.get("symcnn_grow_all")
+        fn = library.existing(self.module, "symcnn_grow_all")
         if fn is not None:
             return fn
         fn = ir.Function(self.module, ir.FunctionType(U.I32, [U.PTR] * 3 + [U.I64]), name="symcnn_grow_all")
@@ -339,7 +340,7 @@ class Context(U.FunctionContext):
 
     def grow_function(self):
         """i64 symcnn_grow(ptr slot_entry, i64 nbytes): replace the slot's buffer by a larger one."""
-        fn = self.module.globals.get("symcnn_grow")
+        fn = library.existing(self.module, "symcnn_grow")
         if fn is not None:
             return fn
         m = self.module

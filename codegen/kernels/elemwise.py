@@ -6,6 +6,7 @@ from symcnn.tensor.composite import Composite
 from symcnn.tensor.elemwise import DimShuffle, Elemwise
 
 from .. import irutil as U
+from .. import library
 from .. import vmath
 from ..lower import E_SHAPE, Array, lower
 from ..options import options
@@ -259,7 +260,7 @@ def _pow(ctx, op, v, d, out):
 def _ipow(module, dtype):
     """Integer power by squaring (negative exponents give 0, as x**-n floors to 0 for |x|>1)."""
     name = f"symcnn_ipow_{dtype}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn:
         return fn
     t = U.ll_type(dtype)

@@ -29,6 +29,7 @@ import hashlib
 
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from ..irutil import lanes
 from .. import target as targets
@@ -231,7 +232,7 @@ def _microkernel(module, p, taps=None, accumulate=False, full=False):
     name = f"symcnn_dconv_{p.dtype}_{layout}_{p.MR}x{p.NV}_W{p.W}_OW{p.OW}_OH{p.OH}_P{p.P}_{p.row_stride}"
     if taps != p.P or accumulate:
         name += f"_T{taps}{'a' if accumulate else ''}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64

@@ -13,6 +13,7 @@ import math
 
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from . import gemm
 from .directconv import (AccLoop, Vec, broadcast_fmas, deltas_key, kernel_function, lanes, max_accumulators,
@@ -61,7 +62,7 @@ def _dw_kernel(module, p, mk, nt):
     top[i*row_stride + v*L : +L] * x_img[offs[t] + v*L : +L] (lanes outside the outputs masked off)
     for mk channels x nt taps."""
     name = f"symcnn_dconv_dw_{p.dtype}_{mk}x{nt}_N{p.n_out}_W{p.W}_OW{p.OW}_P{p.P}_{p.row_stride}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64 = U.I64
@@ -294,7 +295,7 @@ def _dwt_kernel(module, tp, nv):
     x[g*img + offs[i] + pos[n]] * tT[(g*N + n)*KP + :nv*L], i < MR (rows < mrows stored); tT and C
     point at the column block's first vector."""
     name = f"symcnn_dconv_dwt_{tp.dtype}_{tp.MR}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
@@ -341,7 +342,7 @@ def _dwt_pattern_kernel(module, tp, nv, deltas):
     taps, 24 accumulators, where the table's offsets held in registers spill at 12)."""
     name = (f"symcnn_dconv_dwtp_{tp.dtype}_{len(deltas)}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}_"
             f"{deltas_key(deltas)}")
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
@@ -500,7 +501,7 @@ def _gx_kernel(module, tp, nv):
     each whole output row < OH (a row of R = OW / L vectors: vector v is row v // R, columns from
     (v % R) * L), rows i < mrows."""
     name = f"symcnn_dconv_gx_{tp.dtype}_{tp.gx_mr}x{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64

@@ -31,6 +31,7 @@ its end (their extra lanes feed only outputs that are never kept).
 """
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from .. import target as targets
 from ..irutil import lanes
@@ -202,7 +203,7 @@ def _fwd_kernel(module, p, mr, nv):
     it and keep them spilled on the stack."""
     name = (f"symcnn_fewtaps_fwd_{p.dtype}_{p.mode}_{mr}x{nv}_MR{p.MR}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
             f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{p.row_stride}{p.dilation_tag()}")
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR, U.I64])
@@ -293,7 +294,7 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
     the row loaded as 0 when masked_top)."""
     name = (f"symcnn_fewtaps_dw_{p.dtype}_{p.mode}_{mk}x{nt}_t{t0}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
             f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{trs}{'_m' if masked_top else ''}{p.dilation_tag()}")
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR])

@@ -27,6 +27,7 @@ shared by every (phase, tap) pair with the same (u, v): 36 distinct loads for th
 """
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from .. import target as targets
 from ..irutil import lanes
@@ -302,7 +303,7 @@ def _fwd_kernel(module, p, op, mr, nv, tail, reduce, with_mask=True):
     mdt = getattr(op, "mask_dtype", None) if p.pool == "max" and with_mask else None
     name = (f"symcnn_fewtaps_pool_{p.dtype}_{p.pool}_{mr}x{nv}_t{tail}_MR{p.MR}_C{p.C}_k{p.kh}x{p.kw}"
             f"_w{p.ph}x{p.pw}_P{p.PH}x{p.PW}_R{p.R}_cs{p.ncs}_b{int(op.has_bias)}" + ("" if mdt or p.pool != "max" else "_nm"))
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR, U.PTR, U.PTR])
@@ -525,7 +526,7 @@ def _dw_kernel(module, p, mk, t0, nt):
     loads masked to its positions)."""
     name = (f"symcnn_fewtaps_pool_dw_{p.dtype}_{p.pool}_{mk}x{nt}_t{t0}_C{p.C}_k{p.kh}x{p.kw}_w{p.ph}x{p.pw}"
             f"_P{p.PH}x{p.PW}_R{p.R}_cs{p.ncs}")
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR])

@@ -25,6 +25,7 @@ import os
 
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from .. import target as targets
 from ..options import options
@@ -84,7 +85,7 @@ def _sfx(dtype):
 def _function(module, name, argtypes, noinline=True):
     """(fn, new): the module's void function `name`; new when the module had none, then declared
     here (internal, and never inlined with noinline) for the caller to emit its body."""
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn, False
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), argtypes), name=name)

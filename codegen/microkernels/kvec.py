@@ -21,6 +21,7 @@ of row_stride, an output row OW long), which the epilogues and copies read uncha
 """
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from ..irutil import lanes
 from .directconv import AccLoop, Vec, broadcast_fmas, deltas_key, kernel_function, max_accumulators, row_vectors
@@ -134,7 +135,7 @@ def _kernel(module, p, nv, deltas, accumulate):
     x[offs[t] + deltas[i]] * wt[t*nv*L + j*L : +L] for i < len(deltas), j < nv (x: the image at the
     tile's first position, wt the block's panel at the first tap, out at the block's first filter)."""
     name = f"symcnn_kvec_{p.dtype}_{len(deltas)}x{nv}_KP{p.KP}_{deltas_key(deltas)}" + ("_a" if accumulate else "")
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64

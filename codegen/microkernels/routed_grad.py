@@ -21,6 +21,7 @@ import math
 
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from ..irutil import lanes
 from .directconv import AccLoop, Vec, kernel_function, max_accumulators
@@ -131,7 +132,7 @@ def _image_function(module, p):
     """void f(x, gpre, mask, xcl, routes, acc): one image's contribution (x dense (C, H, W), gpre and
     mask dense (K, PH, PW)) added into acc [K][kh][rowp]."""
     name = f"symcnn_routed_dw_{p.name}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64, I32 = U.I64, U.I32

@@ -44,6 +44,7 @@ from math import gcd
 
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from ..irutil import lanes
 from . import cook_toom, gemm
@@ -363,7 +364,7 @@ def _input_function(module, p):
     """void in(buf, vp, col0, lt_start, nvec): vp[q][c][col0 + j*L + lane] = (B^T d B)[q] of the
     tiles lt_start + j*L + lane of the image in buf, j < nvec."""
     name = f"symcnn_wino_in_{p.name}_{p.Hb}x{p.Wb}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64 = U.I64
@@ -408,7 +409,7 @@ def _output_function(module, p, ks, rs):
     p.span: out(mp, dst, col0, lt_start, nvec, step, gn), the tiles of the group's image g < gn
     to dst + g*step, those of the images past gn dropped."""
     name = f"symcnn_wino_out_{p.name}_{ks}_{rs}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64 = U.I64

@@ -30,6 +30,7 @@ import copy
 
 from llvmlite import ir
 
+from .. import library
 from .. import irutil as U
 from ..irutil import lanes
 from . import gemm
@@ -242,7 +243,7 @@ def _tiles_function(module, p, which):
     of one image's channel-last buffer src, as rows t_off + (tile row - ti0) * tW + tile column of
     dst[q][t][..]: B^T d B of the image (which 'in') or A dY A^T of its output gradient ('dy')."""
     name = f"symcnn_wgw_{which}_{p.name}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64 = U.I64
@@ -286,7 +287,7 @@ def _microkernel(module, dtype, nv, MR):
     """void ukr(kc, A, a_rs, B, b_rs, M, m_rs, mrows): M[i, :nv*L] += sum_t A[t*a_rs + i] B[t*b_rs :
     + nv*L] for the rows i < mrows (MR rows are computed)."""
     name = f"symcnn_wgw_ukr_{dtype}_{MR}x{nv}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64, P = U.I64, U.PTR
@@ -331,7 +332,7 @@ def _microkernel(module, dtype, nv, MR):
 def _products_function(module, p):
     """void f(V, Y, M, kc): M[q] += the products of the kc tiles of every position q."""
     name = f"symcnn_wgw_gemm_{p.name}"
-    fn = module.globals.get(name)
+    fn = library.existing(module, name)
     if fn is not None:
         return fn
     I64 = U.I64
