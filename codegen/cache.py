@@ -24,7 +24,7 @@ metadata (JSON) | object file. The HMAC covers everything after it, and the magi
 Keys: a sha256 over KEY_MAGIC, the target description (codegen.jit.target_description), the
 llvmlite / LLVM / symcnn versions (key_prefix_parts) and then either the IR text (IR entries,
 `ir_key`) or, for function entries (`entry_hasher`), the source of the backend (its version),
-the settings (codegen.options and the config, `_settings`) and a description of the rewritten
+the settings (codegen.options and the config, `settings_key`) and a description of the rewritten
 graph and of the instrumentation fed by codegen.build.graph_key.
 """
 import hashlib
@@ -90,7 +90,7 @@ def entry_hasher():
             base.update(b"\0")
         _state[("entry_base", prefix[0])] = base
     h = base.copy()
-    h.update(_settings())
+    h.update(settings_key())
     h.update(b"\0")
     return h
 
@@ -116,7 +116,7 @@ def _source_digest():
     return d
 
 
-def _settings():
+def settings_key():
     """Everything besides the graph and the instrumentation that may change the emitted code:
     codegen.options (target, threads, O-level, the backend's switches), the config and SYMCNN_*
     variables, and any lowering replaced at run time (the source hash cannot see those)."""

@@ -23,6 +23,8 @@ from collections import OrderedDict
 
 from llvmlite import ir
 
+from .forksafe import after_fork_in_child
+
 # Recorded texts kept per process, at most (the least recently used are dropped).
 MAX_CHARS = 64 << 20
 
@@ -78,12 +80,12 @@ class _Unit:
 def begin(module, variant):
     """Mark `module` as one whose helpers are recorded and reused: variant holds what else changes
     their code in it (instrumentation flags). Off while a bounds checker is active."""
-    from .cache import _settings
+    from .cache import settings_key
     from .lower import bounds_checker
     from .target import current
     if bounds_checker() is not None:
         return
-    module.symcnn_library_key = (current().describe(), _settings(), variant)
+    module.symcnn_library_key = (current().describe(), settings_key(), variant)
     module.symcnn_library_asked = set()
 
 
@@ -158,6 +160,13 @@ def _closure(module, fn, library):
                 seen.add(ref)
                 todo.append(ref)
     return members
+
+
+@after_fork_in_child
+def _new_lock_after_fork():
+    """A forked child: another thread of the parent may have held the lock."""
+    global _lock
+    _lock = threading.Lock()
 
 
 def clear():
