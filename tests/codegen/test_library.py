@@ -136,3 +136,31 @@ def test_what_might_differ_between_modules_is_not_recorded():
         assert library.existing(m3, "plain") is None, "recorded under another instrumentation"
     finally:
         library.clear()
+
+
+def test_modules_built_on_two_threads_at_once_hold_the_same_globals(restores):
+    graphs = [rewritten(*_conv_net(*n)[:2]).fgraph for n in NETS]
+    alone = []
+    for fg in graphs:
+        library.clear()
+        alone.append(_globals(build_module(fg, []).ir_text))
+    library.clear()
+    import threading
+    got, errors = {}, []
+
+    def build(order):
+        try:
+            for i in order:
+                got.setdefault(i, []).append(_globals(build_module(graphs[i], []).ir_text))
+        except BaseException as e:   # noqa: BLE001 (reported below)
+            errors.append(e)
+    n = len(graphs)
+    threads = [threading.Thread(target=build, args=(order,)) for order in (range(n), range(n - 1, -1, -1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert restores
+    for i in range(n):
+        assert got[i] == [alone[i], alone[i]]
