@@ -62,22 +62,27 @@ def restores(monkeypatch):
     library.clear()
 
 
-def test_modules_with_copied_helpers_hold_the_same_globals(restores):
+def _graphs_and_their_globals_alone():
+    """The graphs of NETS, and the globals of each one's module built with nothing recorded."""
     graphs = [rewritten(*_conv_net(*n)[:2]).fgraph for n in NETS]
     alone = []
     for fg in graphs:
         library.clear()
-        alone.append(build_module(fg, []).ir_text)
-    assert not restores
+        alone.append(_globals(build_module(fg, []).ir_text))
     library.clear()
-    in_turn = [build_module(fg, []).ir_text for fg in graphs]
+    return graphs, alone
+
+
+def test_modules_with_copied_helpers_hold_the_same_globals(restores):
+    graphs, alone = _graphs_and_their_globals_alone()
+    assert not restores
+    in_turn = [_globals(build_module(fg, []).ir_text) for fg in graphs]
     assert restores, "no helper was copied from an earlier module"
     assert any(n.startswith("symcnn_gemm_") for n in restores)
     assert any(n.startswith("symcnn_wgw_") for n in restores)
-    for a, b in zip(alone, in_turn):
-        assert _globals(a) == _globals(b)
+    assert in_turn == alone
     # the text-only copies print what the emitters print: the first module, rebuilt, is unchanged
-    assert _globals(build_module(graphs[0], []).ir_text) == _globals(alone[0])
+    assert _globals(build_module(graphs[0], []).ir_text) == alone[0]
 
 
 def test_functions_built_with_copied_helpers_match_the_reference(restores, monkeypatch, tmp_path):
@@ -139,13 +144,8 @@ def test_what_might_differ_between_modules_is_not_recorded():
 
 
 def test_modules_built_on_two_threads_at_once_hold_the_same_globals(restores):
-    graphs = [rewritten(*_conv_net(*n)[:2]).fgraph for n in NETS]
-    alone = []
-    for fg in graphs:
-        library.clear()
-        alone.append(_globals(build_module(fg, []).ir_text))
-    library.clear()
     import threading
+    graphs, alone = _graphs_and_their_globals_alone()
     got, errors = {}, []
 
     def build(order):
