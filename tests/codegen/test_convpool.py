@@ -1731,3 +1731,17 @@ def test_bordered_copies_apply_any_input_activation(dtype, in_act, subsample):
                           in_act=program_of(CONV_ACTIVATIONS[in_act], dtype))[0]
         assert _padded_plans(op, dtype, xs, ws)[1] is not None   # the bordered copies' tap panels
         _check_in_act(cfg)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("static", [True, False])
+def test_bias_gradient_sums_planes_of_every_length(dtype, static):
+    """The bias gradient's per-filter sums over planes of one value, fewer values than a vector,
+    whole vectors only, and whole groups of vectors with vectors and a masked tail past them
+    (kernels/convpool.py::_row_sum), with and without pooling."""
+    for side in (3, 4, 6, 8, 11, 13):
+        xs, ws = (2, 3, side, side), (5, 3, 3, 3)
+        for pool_kw in (dict(pool=None), dict(ws=(2, 2))):
+            if pool_kw.get("ws") and side < 4:
+                continue
+            _check(xs, ws, _ops({}, pool_kw, static, xs, ws, act="relu", dtype=dtype), dtype=dtype)
