@@ -24,11 +24,11 @@ from collections import OrderedDict
 from llvmlite import ir
 
 from .forksafe import after_fork_in_child
+from .split import global_names
 
 # Recorded texts kept per process, at most (the least recently used are dropped).
 MAX_CHARS = 64 << 20
 
-_NAME = re.compile(r'@"((?:[^"\\]|\\.)*)"|@([-a-zA-Z$._][-a-zA-Z$._0-9]*)')
 _METADATA = re.compile(r'![0-9a-zA-Z_."{]')
 _UNIQUED = re.compile(r"\.\d+$")
 
@@ -154,11 +154,9 @@ def _closure(module, fn, library):
             members.append((name, "global", g.value_type, text))
         else:
             return None
-        for a, b in _NAME.findall(text):
-            ref = a or b
-            if ref not in seen:
-                seen.add(ref)
-                todo.append(ref)
+        for ref in global_names(text) - seen:
+            seen.add(ref)
+            todo.append(ref)
     return members
 
 

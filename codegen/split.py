@@ -59,7 +59,8 @@ def defines(part, name):
     return re.search(r'^define [^@]*@"?' + re.escape(name) + r'"?\(', part, re.M) is not None
 
 
-def _names(text):
+def global_names(text):
+    """The names of the globals (functions, variables) that IR text refers to or defines."""
     return {a or b for a, b in _NAME.findall(text)}
 
 
@@ -71,7 +72,7 @@ def _defined_name(line):
 class Function:
     def __init__(self, name, head, lines):
         self.name, self.head, self.lines = name, head, lines
-        self.refs = _names("\n".join(lines[1:])) - {name}
+        self.refs = global_names("\n".join(lines[1:])) - {name}
         after = head[head.rfind(")") + 1:]
         self.noinline = "noinline" in after.split()
         self.internal = any(head.startswith("define " + k) for k in _LINKAGE)
@@ -119,7 +120,7 @@ def parse(ir_text, known=None):
             words = rest.replace(",", " ").split()
             if name is None or not ("global" in words or "constant" in words):
                 return None
-            if _names(rest) - {name}:
+            if global_names(rest) - {name}:
                 return None   # an initializer naming a function or global: not cut
             constant = "constant" in words and any(w in words for w in ("internal", "private"))
             globals_[name] = (line, not constant)

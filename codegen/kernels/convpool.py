@@ -124,10 +124,6 @@ def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
     L = D.lanes(dt)
     vt = ir.VectorType(et, L)
     dvt = ir.VectorType(U.F64, L)
-    i64v = ir.VectorType(U.I64, L)
-    lane = ir.Constant(i64v, list(range(L)))
-    fload = D.Vec(module, dt, L).mload
-    zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
     n = ROW_SUM_CHAINS
     accs = [ctx.local(dvt, ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L)) for _ in range(n)]
     whole = U.floordiv(b, rowlen, L)
@@ -152,11 +148,14 @@ def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
             rest = U.mul(b, groups, n * L)
             with U.for_range(b, left, name="sv") as v:
                 add(accs[0], load(row, U.add(b, rest, U.mul(b, v, L))))
-        end = U.mul(b, whole, L)
         if not (isinstance(tail, int) and tail == 0):
+            i64v = ir.VectorType(U.I64, L)
+            lane = ir.Constant(i64v, list(range(L)))
+            zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
             with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
                 keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
-                add(accs[0], b.call(fload, [gep(b, row, end, et), ir.Constant(U.I32, U.itemsize(dt)), keep, zero]))
+                add(accs[0], b.call(D.Vec(module, dt, L).mload, [gep(b, row, U.mul(b, whole, L), et),
+                                                                 ir.Constant(U.I32, U.itemsize(dt)), keep, zero]))
     total = b.load(accs[0], typ=dvt)
     for acc in accs[1:]:
         total = b.fadd(total, b.load(acc, typ=dvt))
