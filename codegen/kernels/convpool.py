@@ -53,7 +53,6 @@ and partial sums, added in thread order afterwards. In the forward of the direct
 filters kernels, the images left over past a multiple of the threads are split by their blocks of
 filters (conv_threads.ImageItems).
 """
-from llvmlite import ir
 
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv_epilogue import ScalarConstant
@@ -88,6 +87,7 @@ from ..microkernels import winograd as WG
 from ..microkernels import winograd_grad as WGG
 from .pool import out_len as pool_out_len
 from .elemwise import emit_scalar, scalar_lowering
+from .row_sum import row_sum
 from ..parallel import Parts as _Parts, part as _part, run_parallel as _run_parallel, threads as _threads
 
 
@@ -105,61 +105,6 @@ def _dims(ctx, op, x, w):
     PH = pool_out_len(b, OH, op.ws[0], op.stride[0], 0, True)
     PW = pool_out_len(b, OW, op.ws[1], op.stride[1], 0, True)
     return B, C, H, W, K, kh, kw, OH, OW, PH, PW
-
-
-# Independent float64 vector partials of a row sum: one chain of vector adds waits on each add's
-# latency (a first layer's bias gradient: 2.6 of a 5.3 ms weight-gradient step with one chain and
-# every load masked).
-ROW_SUM_CHAINS = 4
-
-
-def _row_sum(ctx, dt, ptr, rows, rowlen, rowstride):
-    """The float64 sum of rows x rowlen values (rows rowstride apart), in a fixed order: each row's
-    whole vectors added into ROW_SUM_CHAINS L-lane partials in turn (vector j into partial j mod
-    ROW_SUM_CHAINS, the vectors past the last whole group into the first), its last partial vector
-    (masked) into the first; then the partials in order, then pairwise across lanes."""
-    b = ctx.b
-    module = ctx.module
-    et = U.ll_type(dt)
-    L = D.lanes(dt)
-    vt = ir.VectorType(et, L)
-    dvt = ir.VectorType(U.F64, L)
-    n = ROW_SUM_CHAINS
-    accs = [ctx.local(dvt, ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L)) for _ in range(n)]
-    whole = U.floordiv(b, rowlen, L)
-    groups = U.floordiv(b, whole, n)
-    left = U.sub(b, whole, U.mul(b, groups, n))
-    tail = U.sub(b, rowlen, U.mul(b, whole, L))
-
-    def add(acc, v):
-        b.store(b.fadd(b.load(acc, typ=dvt), b.fpext(v, dvt) if dt == "float32" else v), acc)
-
-    def load(row, j):
-        return b.load(gep(b, row, j, et), typ=vt, align=U.itemsize(dt))
-
-    with U.for_range(b, rows, name="sr") as r:
-        row = gep(b, ptr, U.mul(b, r, rowstride), et)
-        if not (isinstance(groups, int) and groups == 0):
-            with U.for_range(b, groups, name="sg") as q:
-                base = U.mul(b, q, n * L)
-                for c in range(n):
-                    add(accs[c], load(row, U.add(b, base, c * L)))
-        if not (isinstance(left, int) and left == 0):
-            rest = U.mul(b, groups, n * L)
-            with U.for_range(b, left, name="sv") as v:
-                add(accs[0], load(row, U.add(b, rest, U.mul(b, v, L))))
-        if not (isinstance(tail, int) and tail == 0):
-            i64v = ir.VectorType(U.I64, L)
-            lane = ir.Constant(i64v, list(range(L)))
-            zero = ir.Constant(vt, [ir.Constant(et, 0.0)] * L)
-            with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
-                keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
-                add(accs[0], b.call(D.Vec(module, dt, L).mload, [gep(b, row, U.mul(b, whole, L), et),
-                                                                 ir.Constant(U.I32, U.itemsize(dt)), keep, zero]))
-    total = b.load(accs[0], typ=dvt)
-    for acc in accs[1:]:
-        total = b.fadd(total, b.load(acc, typ=dvt))
-    return U.lane_sum(b, total)
 
 
 def padded_direct(op, dtype, dims):
@@ -805,14 +750,14 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             mbase = gep(b, mptr, base, mt) if mt is not None else None
             scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, srcs[2], mbase)
             act_grad_in_tile(ctx, op, dt, top, trs, rs, U.mul(b, n, full), K, OH, OW, prog_ptrs[0], prog_ptrs[1],
-                             gb64, _row_sum)
+                             gb64, row_sum)
         elif op.pool:
             # the prologue: g_pre of the whole image, then its per-filter sums and the routing
             apply_program(ctx, op.dact, dt, srcs, gpre, pimg)
             plane = U.mul(b, PH, PW)
             with U.for_range(b, K, name="gbk") as k:
                 gbk = gep(b, gb64, k, U.F64)
-                s_ = _row_sum(ctx, dt, gep(b, gpre, U.mul(b, k, plane), et), 1, plane, plane)
+                s_ = row_sum(ctx, dt, gep(b, gpre, U.mul(b, k, plane), et), 1, plane, plane)
                 b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
             mbase = gep(b, mptr, base, mt) if mt is not None else None
             if rezero:
@@ -957,4 +902,4 @@ def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):
                 vals = [b.load(gep(b, q, p, et), typ=et) if q is not None else zero for q in srcs]
                 b.store(emit_scalar(ctx, op.dact, vals, [dt] * len(vals), dt), gep(b, row, j, et))
         gbk = gep(b, gb64, k, U.F64)
-        b.store(b.fadd(b.load(gbk, typ=U.F64), _row_sum(ctx, dt, tk, OH, OW, rs)), gbk)
+        b.store(b.fadd(b.load(gbk, typ=U.F64), row_sum(ctx, dt, tk, OH, OW, rs)), gbk)

@@ -72,7 +72,7 @@ def act_grad_in_tile(ctx, op, dt, top, tile_row, row, base, K, OH, OW, zptr, apt
     """top[k*tile_row + i*row + j] = dact(z, act, top[..]) with z, act read from the image's dense
     (K, OH, OW) blocks at `base` (None: the program does not read it; a 0 is passed; with
     op.recompute_act, act is act(z), computed as the forward did); gb64[k] += the float64 sum of
-    filter k's values (row_sum: convpool.py's fixed-order vector sum)."""
+    filter k's values (row_sum: kernels/row_sum.py's fixed-order vector sum)."""
     b = ctx.b
     et = U.ll_type(dt)
     plane = U.mul(b, OH, OW)

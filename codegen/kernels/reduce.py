@@ -13,12 +13,21 @@ over the input runs:
 Both walks visit the elements of one output element in the same order (the reduced axes in their
 order, row-major), so the summation order per output element, and hence every result bit, does not
 depend on the walk; Argmax's tie rule (first index wins) does not depend on the order at all.
+A float Sum of a contiguous input whose innermost reduced axis is its last takes a third walk
+(_walk_vector_sums): per output element, on the threads, in float64 vector partials
+(kernels/row_sum.py), whose order is fixed by the shape and the target's vector width. A chain of
+scalar adds waits on each add's latency: a (100, 32, 32, 32) float32 bias gradient took 4.3 ms.
 """
+from llvmlite import ir
+
 from symcnn.tensor.math import Argmax, Max, Sum
 from symcnn.tensor.prod import Prod, ProdWithoutZeros
 
 from .. import irutil as U
-from ..lower import E_VALUE, Array, lower
+from ..lower import E_VALUE, Array, bounds_checker, lower
+from ..options import options
+from ..parallel import run_parallel, threads
+from .row_sum import RowSum
 
 INT64_MAX = 2 ** 63 - 1
 
@@ -33,16 +42,23 @@ class _Fold:
         self.dtypes, self.start, self.step, self.finish = dtypes, start, step, finish
 
 
-def _reduce(ctx, node, x, fold):
-    """out[kept] = finish(fold of x[kept, reduced]), by the walk that reads x in memory order."""
+def _reduce(ctx, node, x, fold, vector_sum=False):
+    """out[kept] = finish(fold of x[kept, reduced]), by the walk that reads x in memory order.
+    vector_sum: the fold is a float sum in float64 (Sum of float32 or float64 values), which
+    _walk_vector_sums may take."""
     b = ctx.b
     axis = list(node.op.axis)
     kept = [d for d in range(x.ndim) if d not in axis]
+    vector_sum = vector_sum and bool(axis) and x.contiguous and bounds_checker() is None
     if not axis or not kept or (isinstance(x.shape[kept[-1]], int) and x.shape[kept[-1]] == 1):
+        if vector_sum:
+            return _walk_vector_sums(ctx, node, x)
         return _walk_per_output(ctx, node, x, fold)
     if x.contiguous:   # row-major: the last axis is the innermost in memory
         if kept[-1] > max(axis):
             return _walk_into_rows(ctx, node, x, fold)
+        if vector_sum:
+            return _walk_vector_sums(ctx, node, x)
         return _walk_per_output(ctx, node, x, fold)
     # a view (transposed, sliced, broadcast): the smaller stride of the innermost kept and
     # innermost reduced axes decides, at run time unless both strides are known now
@@ -131,9 +147,73 @@ def _walk_into_rows(ctx, node, x, fold, out=None):
     return out
 
 
+def _walk_vector_sums(ctx, node, x):
+    """A float sum of contiguous x whose innermost reduced axis runs along memory: for each
+    output element (threads take contiguous ranges of them), the reduced axes that are adjacent
+    in memory at the end make rows, added into float64 vector partials (kernels/row_sum.py),
+    the other reduced axes loop around them in their order. Each output element's sum is one
+    thread's, so its bits do not depend on the thread count."""
+    b = ctx.b
+    axis = list(node.op.axis)
+    kept = [d for d in range(x.ndim) if d not in axis]
+    first = len(axis) - 1
+    while first > 0 and axis[first - 1] == axis[first] - 1:
+        first -= 1
+    inner = axis[first:]
+    if not (isinstance(x.strides[inner[-1]], int) and x.strides[inner[-1]] == 1):
+        return _walk_per_output(ctx, node, x, _sum_fold(ctx, node, x))
+    rowlen = U.product(b, [x.shape[d] for d in inner])
+    outer = axis[:first]
+    out = ctx.alloc(node.outputs[0], [x.shape[d] for d in kept])
+    outputs = U.product(b, [x.shape[d] for d in kept])
+    work = U.mul(b, outputs, U.product(b, [x.shape[d] for d in axis]))
+    dims = kept + outer
+    values = [x.ptr, out.ptr, rowlen] + [x.shape[d] for d in dims] + [x.strides[d] for d in dims]
+    out_dt = node.outputs[0].dtype
+
+    def emit(bctx, v, tid, o0, o1):
+        bb = bctx.b
+        xp, op, n = v[:3]
+        shape = dict(zip(dims, v[3:3 + len(dims)]))
+        stride = dict(zip(dims, v[3 + len(dims):]))
+        with U.for_range(bb, o1, start=o0, name="reduce_vo") as o:
+            base, rest = 0, U.as_value(bb, o)
+            for d in reversed(kept):   # o's index along each kept axis, the last fastest
+                size = U.as_value(bb, shape[d])
+                base = U.add(bb, base, U.mul(bb, bb.srem(rest, size), stride[d]))
+                rest = bb.sdiv(rest, size)
+            s = RowSum(bctx, x.dtype)
+            with U.loop_nest(bb, [shape[d] for d in outer], name="reduce_vr") as ridx:
+                at = base
+                for i, d in zip(ridx, outer):
+                    at = U.add(bb, at, U.mul(bb, i, stride[d]))
+                s.add_row(U.gep(bb, xp, at, x.lltype), n)
+            total = U.cast_value(bb, s.total(), "float64", out_dt)
+            bb.store(total, U.gep(bb, op, o, U.ll_type(out_dt)))
+
+    T = threads()
+    if T == 1 or (isinstance(outputs, int) and outputs < T):
+        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, outputs))
+        return out
+    if isinstance(work, int) and isinstance(outputs, int):   # static: one way only (see parallel.run_parallel)
+        serial = ir.Constant(U.I1, int(work < options.elemwise_min_parallel))
+    else:
+        serial = b.or_(b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel)),
+                       b.icmp_signed("<", U.as_value(b, outputs), U.i64(T)))
+    run_parallel(ctx, "symcnn_reduce_sums", values, outputs, T, emit, serial=serial, inline_serial=True)
+    return out
+
+
 @lower.register(Sum)
 def lower_sum(ctx, node, ins):
     x, = ins
+    out_dt = node.outputs[0].dtype
+    acc_dt = "float64" if U.is_float(out_dt) else out_dt
+    vector_sum = acc_dt == "float64" and x.dtype in ("float32", "float64")
+    return [_reduce(ctx, node, x, _sum_fold(ctx, node, x), vector_sum)]
+
+
+def _sum_fold(ctx, node, x):
     b = ctx.b
     out_dt = node.outputs[0].dtype
     acc_dt = "float64" if U.is_float(out_dt) else out_dt
@@ -145,7 +225,7 @@ def lower_sum(ctx, node, ins):
     def finish(accs):
         return U.cast_value(b, accs[0], acc_dt, out_dt)
 
-    return [_reduce(ctx, node, x, _Fold([acc_dt], [U.const(acc_dt, 0)], step, finish))]
+    return _Fold([acc_dt], [U.const(acc_dt, 0)], step, finish)
 
 
 def _lower_product(ctx, node, x, skip_zeros):

@@ -254,7 +254,8 @@ def test_argmax_first_index_among_ties_and_nans_in_columns():
 
 
 def _walks(ir_text):
-    return {"into rows": "reduce_rows0.head" in ir_text, "per output": "reduce_r0.head" in ir_text}
+    return {"into rows": "reduce_rows0.head" in ir_text, "per output": "reduce_r0.head" in ir_text,
+            "vector sums": "reduce_vo.head" in ir_text}
 
 
 def test_the_walk_follows_the_memory_order():
@@ -262,16 +263,58 @@ def test_the_walk_follows_the_memory_order():
     strides are known only at run time has both, and static strides pick one at compile time."""
     m = T.fmatrix("m")
     x = T.tensor4("x")
-    walks = lambda out, *ins: _walks(symcnn.function(list(ins), out, mode="native").runner.ir)  # noqa: E731
-    assert walks(T.sum(m, axis=0), m) == {"into rows": True, "per output": False}
-    assert walks(T.argmax(m, axis=0), m) == {"into rows": True, "per output": False}
-    assert walks(T.max(x, axis=(0, 2)), x) == {"into rows": True, "per output": False}
-    assert walks(T.sum(m, axis=1), m) == {"into rows": False, "per output": True}
-    assert walks(T.sum(x, axis=(1, 3)), x) == {"into rows": False, "per output": True}
-    assert walks(T.sum(m.T, axis=0), m) == {"into rows": True, "per output": True}
+    walks = lambda out, *ins: {k for k, v in _walks(symcnn.function(list(ins), out, mode="native").runner.ir).items()
+                               if v}  # noqa: E731
+    assert walks(T.sum(m, axis=0), m) == {"into rows"}
+    assert walks(T.argmax(m, axis=0), m) == {"into rows"}
+    assert walks(T.max(x, axis=(0, 2)), x) == {"into rows"}
+    assert walks(T.max(m, axis=1), m) == {"per output"}
+    assert walks(T.sum(m.astype("int32"), axis=1), m) == {"per output"}
+    # float sums along memory: vector partials
+    assert walks(T.sum(m, axis=1), m) == {"vector sums"}
+    assert walks(T.sum(x, axis=(1, 3)), x) == {"vector sums"}
+    assert walks(T.sum(x), x) == {"vector sums"}
+    # a view's strides decide (at run time unless known), between the two scalar walks
+    assert walks(T.sum(m.T, axis=0), m) == {"into rows", "per output"}
     s = T.TensorType("float32", shape=(6, 7))("s")
-    assert walks(T.sum(s.T, axis=0), s) == {"into rows": False, "per output": True}
-    assert walks(T.sum(s.T, axis=1), s) == {"into rows": True, "per output": False}
+    assert walks(T.sum(s.T, axis=0), s) == {"per output"}
+    assert walks(T.sum(s.T, axis=1), s) == {"into rows"}
+
+
+# rows (the reduced axes adjacent at the end of memory) of 1 value, fewer than a vector, whole
+# vectors, whole groups of CHAINS vectors with vectors and a tail past them, for 4 to 16 lanes
+_ROW_SHAPES = [(2, 3, 1, 1), (3, 2, 1, 5), (2, 3, 2, 8), (1, 2, 4, 16), (2, 3, 3, 29), (3, 2, 5, 43),
+               (2, 1, 7, 200)]
+_SUM_AXES = [(3,), (2, 3), (1, 3), (0, 2, 3), (0, 1, 2, 3), (0, 3), (1, 2, 3)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vector_sums_match_reference_for_rows_of_every_length(dtype, target, monkeypatch):
+    """Float sums whose innermost reduced axis runs along memory (kernels/row_sum.py): every row
+    length class, one or more rows per output element, on one thread and on two (a large call
+    splits its outputs), the result bits the same for both."""
+    rng = np.random.RandomState(5)
+    x = T.TensorType(dtype, shape=(None,) * 4)("x")
+    outs = [T.sum(x, axis=axis) for axis in _SUM_AXES] + [T.mean(x, axis=(0, 2, 3))]
+    calls = [[rng.randn(*shape).astype(dtype)] for shape in _ROW_SHAPES]
+    calls.append([rng.randn(4, 16, 24, 40).astype(dtype)])   # 61k values: the outputs go to both threads
+    results = {}
+    for nthreads in (1, 2):
+        monkeypatch.setattr(symcnn.config, "num_threads", nthreads)
+        fn, results[nthreads] = check_native_vs_reference([x], outs, None, calls=calls, rtol=1e-5, atol=1e-5)
+        assert "reduce_vo.head" in fn.runner.ir
+    assert "symcnn_reduce_sums" in fn.runner.ir
+    for one, two in zip(results[1], results[2]):
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_vector_sums_are_float64_sums():
+    """A float32 sum adds in float64 partials: values that cancel in float32 do not lose the rest."""
+    x = T.fvector("x")
+    f = symcnn.function([x], T.sum(x), mode="native")
+    a = np.concatenate([np.full(64, 1e8, "float32"), np.ones(100, "float32"), np.full(64, -1e8, "float32")])
+    assert f(a) == 100.0
 
 
 @pytest.mark.parametrize("axis", [0, 1, (0, 2), (1,)])
