@@ -3,9 +3,10 @@ import numpy as np
 
 from ..graph.basic import Constant
 from ..gradient_ops import GradientViewOp
-from ..tensor.basic import Reshape, Flatten, cast, second
+from ..tensor.basic import Reshape, Flatten, Shape, Shape_i, cast, second
 from ..tensor.elemwise import DimShuffle, Elemwise
 from ..tensor.math import Sum
+from ..tensor.subtensor import Subtensor
 from ..tensor.var import TensorConstant
 from .core import graph_rewrite, node_rewrite
 
@@ -171,6 +172,38 @@ def useless_sum(fgraph, node):
         return None
     kept = [d for d in range(x.ndim) if d not in node.op.axis]
     return [DimShuffle(x.ndim, kept)(x)]
+
+
+@node_rewrite("canonicalize", [Shape, Shape_i])
+def static_shape(fgraph, node):
+    """x.shape or x.shape[i] where x's type fixes those sizes -> a constant: a kernel reading the
+    sizes (a convolution's input gradient reads the image size from a shape vector) then has them
+    when it is compiled, not at run time."""
+    x, out = node.inputs[0], node.outputs[0]
+    sizes = [x.type.shape[node.op.i]] if isinstance(node.op, Shape_i) else list(x.type.shape)
+    if None in sizes:
+        return None
+    return [TensorConstant(out.type, np.asarray(sizes[0] if out.ndim == 0 else sizes, dtype="int64"))]
+
+
+@node_rewrite("canonicalize", [Subtensor])
+def static_shape_slice(fgraph, node):
+    """x.shape[2:] (constant indices) where x's type fixes the sizes it selects -> a constant, the
+    others may stay open (a batch of any size)."""
+    shp = node.inputs[0].owner
+    if shp is None or not isinstance(shp.op, Shape) or not all(isinstance(i, Constant) for i in node.inputs[1:]):
+        return None
+    x, out = shp.inputs[0], node.outputs[0]
+    cell = [None]
+    try:   # the axes it selects: the same indexing of [0, 1, ..., ndim - 1]
+        node.op.perform(node, [np.arange(x.ndim, dtype="int64")] + [i.data for i in node.inputs[1:]], [cell])
+    except (IndexError, ValueError):
+        return None   # left to fail at run time as written
+    axes = np.asarray(cell[0])
+    if axes.size == 0 or any(x.type.shape[a] is None for a in axes.ravel()):
+        return None
+    sizes = np.asarray([x.type.shape[a] for a in axes.ravel()], dtype="int64").reshape(axes.shape)
+    return [TensorConstant(out.type, sizes)]
 
 
 @node_rewrite("canonicalize", [GradientViewOp])

@@ -35,6 +35,11 @@ CASES = {
     "useless_dimshuffle": lambda x, v: [x.T.T + 1, v.dimshuffle("x", 0).dimshuffle(1) * 2],
     "useless_reshape": lambda x, v: [x.reshape((15,)).reshape((5, 3)) * 2],
     "useless_sum": lambda x, v: [T.sum(v.dimshuffle("x", 0), axis=0) * 2],
+    # (a reshape to constant sizes fixes them in its type; more cases: tests/rewrite/test_static_shape.py)
+    "static_shape": lambda x, v: [x * T.cast(x.reshape((15,)).shape[0], "float32"),
+                                  T.cast(x.reshape((3, 5)).shape, "float32") * v[:2]],
+    # (x's own sizes stay open)
+    "static_shape_slice": lambda x, v: [T.cast(x.dimshuffle(0, "x", 1).shape[1:2], "float32") + v[:1]],
     "useless_fill": lambda x, v: [T.grad(T.sum(T.exp(x)), x)],
     # (x * v's fill keeps x's rows: v alone has none)
     "fill_sink": lambda x, v: [T.grad(T.sum(x * x), x), T.grad(T.sum(x * v), x)],
