@@ -64,7 +64,9 @@ class EarlyParts:
 
     def job(self, fn, dispatched):
         """fn is a thread-pool job of the root; dispatched: whether a run can hand it to the pool
-        (False: its range always runs on the calling thread, so the root calls it directly)."""
+        (False: its range always runs on the calling thread, so the root calls it directly; None:
+        either, by a run-time condition that LLVM may fold where codegen.split cannot tell: it is
+        planned with the root, so not compiled early)."""
         self.jobs[fn.name] = self.jobs.get(fn.name, False) or dispatched
 
     def node_done(self):

@@ -147,18 +147,30 @@ def serial_rule(b, items, item_flops=None):
     return b.icmp_signed("<", U.as_value(b, items), U.i64(min_items(item_flops)))
 
 
-def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, serial_prelude=None):
+def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, serial_prelude=None,
+                 inline_serial=False):
     """Outline emit(bctx, vals, tid, n0, n1) (vals: `values` with the IR ones reloaded inside the
     body; ints stay ints) and run it over [0, B) on up to T threads (every range t < T runs, empty
     or not). serial: an i1 that keeps the whole range on the calling thread, as range 0 (default:
-    serial_rule(B, item_flops)); serial_prelude(ctx) is emitted before that call."""
+    serial_rule(B, item_flops)); serial_prelude(ctx) is emitted before that call.
+    inline_serial: the calling thread's range is emitted in place (emit(ctx, values, ...)) instead of
+    calling the body, which then only the pool runs: LLVM cannot specialise it for a direct call
+    (drop its unused thread index, say) where a shape check makes the serial branch's condition
+    known, which codegen/split.py could not tell (a body that does not read its thread index)."""
     b = ctx.b
+    if inline_serial and isinstance(serial, ir.Constant) and serial.constant:
+        if serial_prelude is not None:
+            serial_prelude(ctx)
+        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, B))
+        return
     fn, argp = outline(ctx, prefix, values, emit)
     Bv = U.as_value(b, B)
     early = getattr(ctx, "early_parts", None)
     if early is not None:   # can a run hand it to the pool? (the split's root part holds those that cannot)
         if isinstance(serial, ir.Constant):
             early.job(fn, not serial.constant)
+        elif inline_serial:   # a shape check may fold the condition where the split's folding does not see it
+            early.job(fn, None)
         else:
             early.job(fn, serial is not None or not isinstance(B, int) or B >= min_items(item_flops))
     if serial is None:
@@ -175,6 +187,9 @@ def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, 
         with small:
             if serial_prelude is not None:
                 serial_prelude(ctx)
-            b.call(fn, [argp, U.i64(0), U.i64(0), Bv])
+            if inline_serial:
+                emit(ctx, values, U.i64(0), U.i64(0), Bv)
+            else:
+                b.call(fn, [argp, U.i64(0), U.i64(0), Bv])
         with big:
             dispatch(ctx, fn, argp, even_bounds(b, Bv, T), T)

@@ -8,9 +8,10 @@ from symcnn.tensor.elemwise import DimShuffle, Elemwise
 from .. import irutil as U
 from .. import library
 from .. import vmath
-from ..lower import E_SHAPE, Array, lower
+from ..lower import E_SHAPE, Array, bounds_checker, lower
 from ..options import options
 from ..parallel import run_parallel, threads
+from . import broadcast_loops
 
 SCALAR = {}
 
@@ -92,7 +93,11 @@ def lower_elemwise(ctx, node, ins):
             and all(v.contiguous or one for v, one in zip(views, single)):
         _parallel_flat(ctx, sop, views, single, dtypes, out, n, T)
         return [out]
-    if all(v.contiguous for v in views):
+    merged = None if bounds_checker() is not None else broadcast_loops.merged_axes(out, ins, views, node.inputs)
+    if merged is not None and (T > 1 or not all(v.contiguous for v in views)):
+        broadcast_loops.run(ctx, "symcnn_elemwise_nest", out, views, merged,
+                            lambda bctx, xs: emit_scalar(bctx, sop, xs, dtypes, out.dtype), T)
+    elif all(v.contiguous for v in views):
         _flat_loop(ctx, sop, views, dtypes, out, out.size(b))
     else:
         with U.loop_nest(b, out.shape) as idx:

@@ -151,7 +151,7 @@ def test_jobs_run_on_the_calling_thread_stay_with_the_root(cache_dir, drained, m
     train, _ = _lenet(batch=2)
     text = train.dump_llvm()
     root_part = next(p for p in split.split(text) if split.defines(p, "symcnn_entry"))
-    direct = {n for n, d in jobs if not d}
+    direct = {n for n, d in jobs if d is False}
     assert direct and all(split.defines(root_part, n) for n in direct)
     sent = {n for e in drained for names in e.sent for n in names}
     assert not sent & set(_DEFINE.findall(root_part))

@@ -144,7 +144,11 @@ def test_every_function_has_the_code_of_the_whole_module(which, libraries, reque
             for name, body in _optimised_bodies(p).items():
                 assert name not in cut, f"{name} defined in two parts"
                 cut[name] = body
-        assert set(cut) == set(whole)
+        # a pool job that the root also runs in place (parallel.run_parallel's inline_serial) is gone
+        # from the whole module where LLVM proves its dispatch dead (a shape check elsewhere fixes
+        # the size its condition reads, past what the split folds): its part's copy is never called
+        jobs = split._address_taken(split.parse(ir_text)[1], "symcnn_entry")
+        assert set(whole) <= set(cut) and set(cut) - set(whole) <= jobs, set(cut) ^ set(whole)
         for name in whole:
             assert _same_code(cut[name], whole[name], library), f"{name} is optimised differently in its part"
             if not library:
