@@ -28,7 +28,9 @@ from timing import JsonChild, median_seconds, serve_torch
 # One setup: input (channels, rows, cols), batch, a list of layers, the number of classes.
 #   ("conv", out_channels, kernel, border_mode, stride, activation, pool)
 #       border_mode: 'valid' or 'half'; pool: None or (mode, size) applied after the activation,
-#       except with order="tutorial": conv -> pool -> + bias -> activation (the tutorial's layer)
+#       except with order="tutorial": conv -> pool -> + bias -> activation (the tutorial's layer),
+#       and with order="conv_bn_act_pool": conv -> batch norm (the batch's statistics, written out with
+#       T.mean as a Theano user writes it; PyTorch's nn.BatchNorm2d) -> activation -> pool
 #   ("fc", units, activation)
 # activation: 'tanh', 'relu' (written T.maximum(h, 0)), 'sigmoid'
 LENET = [("conv", 20, 5, "valid", 1, "tanh", ("max", 2)), ("conv", 50, 5, "valid", 1, "tanh", ("max", 2)),
@@ -56,6 +58,9 @@ SETUPS = {
     "allconv": dict(input=(3, 32, 32), batch=100, order="conv_act_pool", layers=[
         ("conv", 32, 3, "half", 1, "relu", None), ("conv", 32, 3, "half", 2, "relu", None),
         ("conv", 64, 3, "half", 1, "relu", None), ("conv", 64, 3, "half", 2, "relu", None)]),
+    "cifar_bn": dict(input=(3, 32, 32), batch=128, order="conv_bn_act_pool", layers=[
+        ("conv", 32, 3, "half", 1, "relu", ("max", 2)), ("conv", 64, 3, "half", 1, "relu", ("max", 2)),
+        ("fc", 256, "relu")]),
 }
 CLASSES = 10
 
@@ -123,6 +128,12 @@ def symcnn_model(name, threads):
                 if pool else (lambda v: v)
             if setup["order"] == "tutorial":
                 h = acts[act](pool2d(conv) + bias)
+            elif setup["order"] == "conv_bn_act_pool":
+                g = theano.shared(np.ones(co, "float32"))
+                mean = conv.mean(axis=(0, 2, 3), keepdims=True)
+                var = T.sqr(conv - mean).mean(axis=(0, 2, 3), keepdims=True)
+                h = pool2d(acts[act]((conv - mean) / T.sqrt(var + 1e-5) * g.dimshuffle("x", 0, "x", "x") + bias))
+                params.append(g)
             else:
                 h = pool2d(acts[act](conv + bias))
             params += [W, b]
@@ -172,7 +183,10 @@ def torch_model(name, threads):
     for kind, ishape, oshape, layer in shapes(setup):
         if kind == "conv":
             _, co, k, border, s, act, pool = layer
-            mods.append(nn.Conv2d(ishape[0], co, k, stride=s, padding=k // 2 if border == "half" else 0))
+            bn = setup["order"] == "conv_bn_act_pool"
+            mods.append(nn.Conv2d(ishape[0], co, k, stride=s, padding=k // 2 if border == "half" else 0, bias=not bn))
+            if bn:
+                mods.append(nn.BatchNorm2d(co))
             pooling = []
             if pool:
                 pooling = [nn.MaxPool2d(pool[1]) if pool[0] == "max"

@@ -119,11 +119,14 @@ def test_identical_functions_compile_once(cache_dir, monkeypatch):
         return real(ir_text, target, *pipeline)
     monkeypatch.setattr(jit, "compile_object", counting)
     x = T.matrix("x")
-    fs = [symcnn.function([x], T.tanh(x).sum(axis=0), mode="native") for _ in range(3)]
     xv = np.ones((2, 3), dtype="float32")
-    for f in fs:
+    first = symcnn.function([x], T.tanh(x).sum(axis=0), mode="native")
+    np.testing.assert_allclose(first(xv), 2 * np.tanh(1.0) * np.ones(3), rtol=1e-6)
+    parts = len(compiled)   # the module's parts (codegen/split.py): its thread-pool job apart
+    assert parts >= 1
+    for f in [symcnn.function([x], T.tanh(x).sum(axis=0), mode="native") for _ in range(2)]:
         np.testing.assert_allclose(f(xv), 2 * np.tanh(1.0) * np.ones(3), rtol=1e-6)
-    assert len(compiled) == 1
+    assert len(compiled) == parts
 
 
 def test_lowering_errors_raise_in_function_and_later_errors_at_the_call(cache_dir, monkeypatch):
