@@ -8,3 +8,4 @@ from . import abstract_conv  # noqa: F401
 from .crossentropy import binary_crossentropy, categorical_crossentropy  # noqa: F401
 from .relu import relu  # noqa: F401
 from .softplus import softplus  # noqa: F401,E402
+from . import bn  # noqa: F401,E402  (theano.tensor.nnet.bn)
