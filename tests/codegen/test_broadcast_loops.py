@@ -16,11 +16,11 @@ from tests.fuzz.strategies import examples
 from tests.helpers import check_native_vs_reference, target  # noqa: F401 (target: a fixture, one run per target)
 
 
-@pytest.fixture
-def threaded(monkeypatch):
-    """Two threads and a low threshold, so small arrays take the pool too (the threshold is read
-    when a function is compiled)."""
-    monkeypatch.setattr(config, "num_threads", 2)
+@pytest.fixture(params=[1, 2])
+def threaded(request, monkeypatch):
+    """One thread (the loop in place), or two and a low threshold, so small arrays take the pool too
+    (both are read when a function is compiled)."""
+    monkeypatch.setattr(config, "num_threads", request.param)
     monkeypatch.setattr(options, "elemwise_min_parallel", 64)
 
 
