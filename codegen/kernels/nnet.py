@@ -9,8 +9,11 @@ from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGr
 
 from .. import irutil as U
 from .. import vmath
-from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, lower
+from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, bounds_checker, lower
+from ..options import options
+from ..parallel import run_parallel, threads
 from .reduce import empty_reduction_message, greater, lowest_value
+from .row_sum import RowSum
 
 
 @lower.register(Softmax, error_message=empty_reduction_message("softmax"))
@@ -24,13 +27,51 @@ def lower_softmax(ctx, node, ins):
             ctx.fail_if(U.I1(1), E_VALUE, 0)
     else:
         ctx.fail_if(b.icmp_signed("==", n, U.i64(0)), E_VALUE, n)
-    with U.for_range(b, rows, name="row") as r:
-        m = _row_max(ctx, xm, r, n, dt)
-        sum_exp = _row_sum_exp(ctx, xm, r, n, m, dt, store=lambda j, e: om.store(b, [r, j], e))
-        total = U.cast_value(b, sum_exp, "float64", dt)
-        with U.for_range(b, n, name="nm") as j:
-            om.store(b, [r, j], b.fdiv(om.load(b, [r, j]), total))
+    T = threads()
+    if bounds_checker() is not None or not (isinstance(om.strides[1], int) and om.strides[1] == 1):
+        with U.for_range(b, rows, name="row") as r:
+            m = _row_max(ctx, xm, r, n, dt)
+            sum_exp = _row_sum_exp(ctx, xm, r, n, m, dt, store=lambda j, e: om.store(b, [r, j], e))
+            total = U.cast_value(b, sum_exp, "float64", dt)
+            with U.for_range(b, n, name="nm") as j:
+                om.store(b, [r, j], b.fdiv(om.load(b, [r, j]), total))
+        return [out]
+    _parallel_softmax(ctx, xm, om, rows, n, dt, T)
     return [out]
+
+
+def _parallel_softmax(ctx, xm, om, rows, n, dt, T):
+    """The rows on the threads, each in passes that vectorise: the maximum, exp(x - m) stored into
+    the output row, their float64 sum (in RowSum's fixed order, the same on any thread count) and
+    the division. (Bounds-checked builds and an output with strided rows take the one-pass loop.)"""
+    b = ctx.b
+    values = [xm.ptr, om.ptr, n, xm.strides[0], xm.strides[1], om.strides[0]]
+
+    def emit(bctx, v, tid, r0, r1):
+        bb = bctx.b
+        xp, op, nv, sx0, sx1, so0 = v
+        x = Array(xm.dtype, xp, [r1, nv], [sx0, sx1])
+        o = Array(om.dtype, op, [r1, nv], [so0, 1])
+        et = U.ll_type(dt)
+        with U.for_range(bb, r1, start=r0, name="row") as r:
+            m = _row_max(bctx, x, r, nv, dt)
+            with U.for_range(bb, nv, name="ex") as j:
+                e = vmath.emit(bb, bctx.module, "exp", bb.fsub(U.cast_value(bb, x.load(bb, [r, j]), x.dtype, dt), m), dt)
+                o.store(bb, [r, j], e)
+            row = U.gep(bb, op, U.mul(bb, r, so0), et)
+            s = RowSum(bctx, dt)
+            s.add_row(row, nv)
+            total = U.cast_value(bb, s.total(), "float64", dt)
+            with U.for_range(bb, nv, name="nm") as j:
+                o.store(bb, [r, j], bb.fdiv(o.load(bb, [r, j]), total))
+
+    if T == 1:
+        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, rows))
+        return
+    work = U.mul(b, rows, n)
+    serial = (ir.Constant(U.I1, int(work < options.elemwise_min_parallel // 8)) if isinstance(work, int)
+              else b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel // 8)))
+    run_parallel(ctx, "symcnn_softmax", values, rows, T, emit, serial=serial, inline_serial=True)
 
 
 # -- log-softmax, the softmax gradient and the fused softmax cross-entropy -------------------------

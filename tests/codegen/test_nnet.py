@@ -34,6 +34,26 @@ def test_softmax_matrix_random(dtype, rows, target):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softmax_rows_on_the_threads(dtype, monkeypatch):
+    """Rows of a run-time size: few in place, many on both threads (kernels/nnet.py's
+    _parallel_softmax: the row sums in a fixed order, so the bits match one thread's), with
+    special values in some rows."""
+    rng = np.random.RandomState(3)
+    x = _mat(dtype)
+    calls = [[(rng.randn(*shape) * 3).astype(dtype)] for shape in [(3, 5), (40, 300), (257, 33)]]
+    calls[1][0][7, 11], calls[1][0][9, 4], calls[1][0][12, 0] = np.inf, -np.inf, np.nan
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    results = {}
+    for nthreads in (1, 2):
+        monkeypatch.setattr(symcnn.config, "num_threads", nthreads)
+        fn, results[nthreads] = check_native_vs_reference([x], T.nnet.softmax(x), None, calls=calls, rtol=rtol,
+                                                          atol=1e-7)
+    assert "symcnn_softmax" in fn.dump_llvm()
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_softmax_vector(dtype):
     rng = np.random.RandomState(1)
     v = _vec(dtype)
