@@ -99,6 +99,9 @@ def lower_elemwise(ctx, node, ins):
                             lambda bctx, xs: emit_scalar(bctx, sop, xs, dtypes, out.dtype), T)
     elif all(v.contiguous for v in views):
         _flat_loop(ctx, sop, views, dtypes, out, out.size(b))
+    elif bounds_checker() is None and out.contiguous and out.ndim >= 2 and not all(a.contiguous for a in ins):
+        broadcast_loops.run_tiled(ctx, "symcnn_elemwise_tiles", out, views,
+                                  lambda bctx, xs: emit_scalar(bctx, sop, xs, dtypes, out.dtype), T)
     else:
         with U.loop_nest(b, out.shape) as idx:
             vals = [v.load(b, idx) for v in views]

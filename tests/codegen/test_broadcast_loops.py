@@ -111,3 +111,39 @@ def test_updates_of_shared_variables_through_a_broadcast_rate():
     step(gv)
     step(gv)
     np.testing.assert_allclose(W.get_value(), w0 - np.float32(0.1) * gv - np.float32(0.1) * gv, rtol=1e-6, atol=1e-6)
+
+
+@st.composite
+def strided_cases(draw):
+    """(shape of x, a permutation of its axes, a step per axis, dtype, seed): x read transposed and
+    sliced, against a contiguous y of the result's shape."""
+    ndim = draw(st.integers(2, 4))
+    shape = tuple(draw(st.lists(st.integers(1, 40 if ndim == 2 else 9), min_size=ndim, max_size=ndim)))
+    perm = tuple(draw(st.permutations(range(ndim))))
+    steps = tuple(draw(st.sampled_from([1, 1, 2, -1])) for _ in range(ndim))
+    return shape, perm, steps, draw(st.sampled_from(["float32", "float64", "int32"])), draw(st.integers(0, 2 ** 16))
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(strided_cases())
+def test_drawn_transposed_and_sliced_inputs_match_reference(threaded, case):
+    """Inputs read across memory go by tiles of the last two axes (broadcast_loops.run_tiled)."""
+    shape, perm, steps, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x = T.TensorType(dtype, shape=(None,) * len(shape))("x")
+    view = x.dimshuffle(*perm)[tuple(slice(None, None, s) for s in steps)]
+    xv = (rng.standard_normal(shape) * 4).astype(dtype)
+    want_shape = np.transpose(xv, perm)[tuple(slice(None, None, s) for s in steps)].shape
+    y = T.TensorType(dtype, shape=(None,) * len(shape))("y")
+    fn, _ = check_native_vs_reference([x, y], [view * 2 + y, view - 1], [xv, (rng.standard_normal(want_shape) * 4).astype(dtype)])
+    if perm != tuple(range(len(shape))) or any(s != 1 for s in steps):
+        assert "tile_row" in fn.dump_llvm()
+
+
+def test_a_transposed_matrix_runs_on_the_threads(target, monkeypatch):
+    monkeypatch.setattr(config, "num_threads", 2)
+    rng = np.random.default_rng(4)
+    x = T.fmatrix("x")
+    xv = rng.standard_normal((300, 170)).astype("float32")   # 51k elements: past the threshold
+    fn, _ = check_native_vs_reference([x], [x.T * 2 + 1], [xv])
+    assert "symcnn_elemwise_tiles" in fn.dump_llvm()
