@@ -99,7 +99,8 @@ def lower_elemwise(ctx, node, ins):
                             lambda bctx, xs: emit_scalar(bctx, sop, xs, dtypes, out.dtype), T)
     elif all(v.contiguous for v in views):
         _flat_loop(ctx, sop, views, dtypes, out, out.size(b))
-    elif bounds_checker() is None and out.contiguous and out.ndim >= 2 and not all(a.contiguous for a in ins):
+    elif bounds_checker() is None and out.contiguous and out.ndim >= 2 and not all(a.contiguous for a in ins) \
+            and not (isinstance(n, int) and n < options.elemwise_min_parallel):   # small and static: the plain nest
         broadcast_loops.run_tiled(ctx, "symcnn_elemwise_tiles", out, views,
                                   lambda bctx, xs: emit_scalar(bctx, sop, xs, dtypes, out.dtype), T)
     else:

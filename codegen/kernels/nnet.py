@@ -69,8 +69,8 @@ def _parallel_softmax(ctx, xm, om, rows, n, dt, T):
         emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, rows))
         return
     work = U.mul(b, rows, n)
-    serial = (ir.Constant(U.I1, int(work < options.elemwise_min_parallel // 8)) if isinstance(work, int)
-              else b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel // 8)))
+    serial = (ir.Constant(U.I1, int(work < options.elemwise_min_parallel)) if isinstance(work, int)
+              else b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel)))
     run_parallel(ctx, "symcnn_softmax", values, rows, T, emit, serial=serial, inline_serial=True)
 
 
