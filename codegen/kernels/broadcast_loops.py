@@ -11,11 +11,8 @@ An input read across memory (a transposed view, x.T + y) goes by tiles instead (
 last two axes in TILE x TILE blocks, so that the rows of the strided input a block reads stay in
 cache while the block writes the output along its rows; the threads take ranges of tile rows.
 """
-from llvmlite import ir
-
 from .. import irutil as U
-from ..options import options
-from ..parallel import run_parallel
+from ..parallel import run_by_work
 
 
 def merged_axes(out, ins, views, variables):
@@ -46,19 +43,6 @@ def _pointers(views, out):
             ptrs.append(p)
     where = [next(k for k, q in enumerate(ptrs) if q is v.ptr) for v in views]
     return ptrs, where, next(k for k, q in enumerate(ptrs) if q is out.ptr)
-
-
-def _dispatch(ctx, prefix, values, items, total, T, emit):
-    """emit over [0, items) in place below options.elemwise_min_parallel elements (or one thread),
-    else on the threads (a run-time size told apart when called)."""
-    b = ctx.b
-    if T == 1 or (isinstance(total, int) and total < options.elemwise_min_parallel):
-        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, items))
-        return
-    # a static size: the dispatch only (the split must see that nothing calls the body directly)
-    serial = (ir.Constant(U.I1, 0) if isinstance(total, int)
-              else b.icmp_signed("<", U.as_value(b, total), U.i64(options.elemwise_min_parallel)))
-    run_parallel(ctx, prefix, values, items, T, emit, serial=serial, inline_serial=True)
 
 
 def _outer_offsets(bb, rest, sizes, strides_per_array):
@@ -106,7 +90,7 @@ def run(ctx, prefix, out, views, merged, element, T):
             offs = _outer_offsets(bb, r, sh[:-1], [stv[:-1] for stv in st] + [ost[:-1]])
             row(offs[:-1], offs[-1], U.i64(0), sh[-1])
 
-    _dispatch(ctx, prefix, values, items, U.product(b, shape), T, emit)
+    run_by_work(ctx, prefix, values, items, U.product(b, shape), T, emit)
 
 
 TILE = 32   # a block's rows and columns: 32 rows of a strided input, one cache line each, stay in L1
@@ -144,4 +128,4 @@ def run_tiled(ctx, prefix, out, views, element, T):
                               for k, v in enumerate(views)]
                         bb.store(element(bctx, xs), U.gep(bb, ps[at_out], at[-1], out.lltype))
 
-    _dispatch(ctx, prefix, values, items, U.product(b, out.shape), T, emit)
+    run_by_work(ctx, prefix, values, items, U.product(b, out.shape), T, emit)

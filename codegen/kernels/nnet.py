@@ -10,8 +10,7 @@ from symcnn.tensor.nnet.basic import (CrossEntropySoftmax, CrossEntropySoftmaxGr
 from .. import irutil as U
 from .. import vmath
 from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, bounds_checker, lower
-from ..options import options
-from ..parallel import run_parallel, threads
+from ..parallel import run_by_work, threads
 from .reduce import empty_reduction_message, greater, lowest_value
 from .row_sum import RowSum
 
@@ -65,13 +64,7 @@ def _parallel_softmax(ctx, xm, om, rows, n, dt, T):
             with U.for_range(bb, nv, name="nm") as j:
                 o.store(bb, [r, j], bb.fdiv(o.load(bb, [r, j]), total))
 
-    if T == 1:
-        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, rows))
-        return
-    work = U.mul(b, rows, n)
-    serial = (ir.Constant(U.I1, int(work < options.elemwise_min_parallel)) if isinstance(work, int)
-              else b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel)))
-    run_parallel(ctx, "symcnn_softmax", values, rows, T, emit, serial=serial, inline_serial=True)
+    run_by_work(ctx, "symcnn_softmax", values, rows, U.mul(b, rows, n), T, emit)
 
 
 # -- log-softmax, the softmax gradient and the fused softmax cross-entropy -------------------------
