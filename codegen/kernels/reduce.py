@@ -27,9 +27,11 @@ from .. import irutil as U
 from ..lower import E_VALUE, Array, bounds_checker, lower
 from ..options import options
 from ..parallel import run_parallel, threads
-from .row_sum import RowSum
+from .row_sum import CHAINS, RowSum, partials_type
 
 INT64_MAX = 2 ** 63 - 1
+# Sums a thread keeps at once in the vector walk (their partials: 8 KB of float32's on AVX-512)
+SUMS_AT_ONCE = 16
 
 
 class _Fold:
@@ -153,43 +155,72 @@ def _walk_vector_sums(ctx, node, x):
     in memory at the end make rows, added into float64 vector partials (kernels/row_sum.py),
     the other reduced axes loop around them in their order. Each output element's sum is one
     thread's, so its bits do not depend on the thread count."""
-    b = ctx.b
     axis = list(node.op.axis)
-    kept = [d for d in range(x.ndim) if d not in axis]
     first = len(axis) - 1
     while first > 0 and axis[first - 1] == axis[first] - 1:
         first -= 1
     inner = axis[first:]
     if not (isinstance(x.strides[inner[-1]], int) and x.strides[inner[-1]] == 1):
         return _walk_per_output(ctx, node, x, _sum_fold(ctx, node, x))
-    rowlen = U.product(b, [x.shape[d] for d in inner])
-    outer = axis[:first]
-    out = ctx.alloc(node.outputs[0], [x.shape[d] for d in kept])
-    outputs = U.product(b, [x.shape[d] for d in kept])
-    work = U.mul(b, outputs, U.product(b, [x.shape[d] for d in axis]))
+
+    def add_row(bctx, s, ptrs, bases, n):
+        s.add_row(U.gep(bctx.b, ptrs[0], bases[0], x.lltype), n)
+    return vector_sums(ctx, node, [x], inner, x.dtype, add_row)
+
+
+def vector_sums(ctx, node, arrays, inner, dtype, add_row):
+    """The walk of _walk_vector_sums over the element grid of `arrays` (each of the grid's shape,
+    any strides): `inner` (the last reduced axes, adjacent, ending with the grid's last axis)
+    make the rows, which add_row(bctx, s, pointers, each array's offset of the row's first
+    element, row length) adds into the RowSum s of `dtype` values."""
+    b = ctx.b
+    shape = arrays[0].shape
+    axis = list(node.op.axis)
+    kept = [d for d in range(len(shape)) if d not in axis]
+    outer = [d for d in axis if d not in inner]
+    rowlen = U.product(b, [shape[d] for d in inner])
+    out = ctx.alloc(node.outputs[0], [shape[d] for d in kept])
+    outputs = U.product(b, [shape[d] for d in kept])
+    work = U.mul(b, outputs, U.product(b, [shape[d] for d in axis]))
     dims = kept + outer
-    values = [x.ptr, out.ptr, rowlen] + [x.shape[d] for d in dims] + [x.strides[d] for d in dims]
+    na = len(arrays)
+    values = [a.ptr for a in arrays] + [out.ptr, rowlen] + [shape[d] for d in dims] \
+        + [a.strides[d] for a in arrays for d in dims]
     out_dt = node.outputs[0].dtype
 
     def emit(bctx, v, tid, o0, o1):
         bb = bctx.b
-        xp, op, n = v[:3]
-        shape = dict(zip(dims, v[3:3 + len(dims)]))
-        stride = dict(zip(dims, v[3 + len(dims):]))
-        with U.for_range(bb, o1, start=o0, name="reduce_vo") as o:
-            base, rest = 0, U.as_value(bb, o)
-            for d in reversed(kept):   # o's index along each kept axis, the last fastest
-                size = U.as_value(bb, shape[d])
-                base = U.add(bb, base, U.mul(bb, bb.srem(rest, size), stride[d]))
-                rest = bb.sdiv(rest, size)
-            s = RowSum(bctx, x.dtype)
-            with U.loop_nest(bb, [shape[d] for d in outer], name="reduce_vr") as ridx:
-                at = base
-                for i, d in zip(ridx, outer):
-                    at = U.add(bb, at, U.mul(bb, i, stride[d]))
-                s.add_row(U.gep(bb, xp, at, x.lltype), n)
-            total = U.cast_value(bb, s.total(), "float64", out_dt)
-            bb.store(total, U.gep(bb, op, o, U.ll_type(out_dt)))
+        ptrs, op, n = v[:na], v[na], v[na + 1]
+        rest_v = v[na + 2:]
+        size = dict(zip(dims, rest_v[:len(dims)]))
+        strides = [dict(zip(dims, rest_v[len(dims) * (1 + k):len(dims) * (2 + k)])) for k in range(na)]
+        states = bctx.local(ir.ArrayType(ir.ArrayType(partials_type(dtype), CHAINS), SUMS_AT_ONCE))
+
+        def state(j):
+            return bb.gep(states, [U.i64(0), j], inbounds=True)
+
+        blocks = U.floordiv(bb, U.add(bb, U.sub(bb, o1, o0), SUMS_AT_ONCE - 1), SUMS_AT_ONCE)
+        with U.for_range(bb, blocks, name="reduce_vb") as blk:
+            first = bb.add(U.as_value(bb, o0), bb.mul(blk, U.i64(SUMS_AT_ONCE)))
+            count = U.smin(bb, bb.sub(U.as_value(bb, o1), first), SUMS_AT_ONCE)
+            with U.for_range(bb, count, name="reduce_vz") as j:
+                RowSum.zero(bctx, dtype, state(j))
+            # the outer summed axes outside the outputs: the rows of a block's sums are read in
+            # memory order (a channel sum of NCHW: image by image), each sum's in its order
+            with U.loop_nest(bb, [size[d] for d in outer], name="reduce_vr") as ridx:
+                with U.for_range(bb, count, name="reduce_vo") as j:
+                    bases, rest = [0] * na, bb.add(first, j)
+                    for d in reversed(kept):   # the output's index along each kept axis, the last fastest
+                        sz = U.as_value(bb, size[d])
+                        i = bb.srem(rest, sz)
+                        bases = [U.add(bb, base, U.mul(bb, i, st[d])) for base, st in zip(bases, strides)]
+                        rest = bb.sdiv(rest, sz)
+                    for i, d in zip(ridx, outer):
+                        bases = [U.add(bb, a, U.mul(bb, i, st[d])) for a, st in zip(bases, strides)]
+                    add_row(bctx, RowSum(bctx, dtype, state(j)), ptrs, bases, n)
+            with U.for_range(bb, count, name="reduce_vt") as j:
+                total = U.cast_value(bb, RowSum(bctx, dtype, state(j)).total(), "float64", out_dt)
+                bb.store(total, U.gep(bb, op, bb.add(first, j), U.ll_type(out_dt)))
 
     T = threads()
     if T == 1 or (isinstance(outputs, int) and outputs < T):
@@ -206,11 +237,15 @@ def _walk_vector_sums(ctx, node, x):
 
 @lower.register(Sum)
 def lower_sum(ctx, node, ins):
-    x, = ins
+    return [reduce_sum(ctx, node, ins[0])]
+
+
+def reduce_sum(ctx, node, x):
+    """node's output (a Sum's: node.op.axis, node.outputs[0]) as the sum of the array x."""
     out_dt = node.outputs[0].dtype
     acc_dt = "float64" if U.is_float(out_dt) else out_dt
     vector_sum = acc_dt == "float64" and x.dtype in ("float32", "float64")
-    return [_reduce(ctx, node, x, _sum_fold(ctx, node, x), vector_sum)]
+    return _reduce(ctx, node, x, _sum_fold(ctx, node, x), vector_sum)
 
 
 def _sum_fold(ctx, node, x):

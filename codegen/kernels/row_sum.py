@@ -19,16 +19,30 @@ CHAINS = 4
 
 
 class RowSum:
-    """Partials of one sum, zeroed where the RowSum is made (in a loop: at every iteration)."""
+    """Partials of one sum, zeroed where the RowSum is made (in a loop: at every iteration); or,
+    given `at` (a pointer to CHAINS vectors of partials_type(dt), e.g. one of many sums' slot in a
+    stack array), kept there as they are."""
 
-    def __init__(self, ctx, dt):
+    def __init__(self, ctx, dt, at=None):
         self.ctx, self.dt = ctx, dt
         self.et = U.ll_type(dt)
         self.L = L = U.lanes(dt)
         self.vt = ir.VectorType(self.et, L)
-        self.dvt = dvt = ir.VectorType(U.F64, L)
-        zero = ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L)
-        self.accs = [ctx.local(dvt, zero) for _ in range(CHAINS)]
+        self.dvt = dvt = partials_type(dt)
+        if at is None:
+            zero = ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * L)
+            self.accs = [ctx.local(dvt, zero) for _ in range(CHAINS)]
+        else:
+            b = ctx.b
+            self.accs = [b.gep(at, [U.i64(0), ir.Constant(ir.IntType(32), c)], inbounds=True) for c in range(CHAINS)]
+
+    @staticmethod
+    def zero(ctx, dt, at):
+        """Zero the partials at `at` (as RowSum(ctx, dt, at) keeps them)."""
+        dvt = partials_type(dt)
+        zero = ir.Constant(dvt, [ir.Constant(U.F64, 0.0)] * dvt.count)
+        for c in range(CHAINS):
+            ctx.b.store(zero, ctx.b.gep(at, [U.i64(0), ir.Constant(ir.IntType(32), c)], inbounds=True))
 
     def _add(self, acc, v):
         b = self.ctx.b
@@ -71,6 +85,11 @@ class RowSum:
         for acc in self.accs[1:]:
             total = b.fadd(total, b.load(acc, typ=self.dvt))
         return U.lane_sum(b, total)
+
+
+def partials_type(dt):
+    """One of a sum's CHAINS float64 partials: a vector of as many lanes as dt has in a register."""
+    return ir.VectorType(U.F64, U.lanes(dt))
 
 
 def row_sum(ctx, dt, ptr, rows, rowlen, rowstride):

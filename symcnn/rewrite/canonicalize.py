@@ -5,7 +5,7 @@ from ..graph.basic import Constant
 from ..gradient_ops import GradientViewOp
 from ..tensor.basic import Reshape, Flatten, Shape, Shape_i, cast, second
 from ..tensor.elemwise import DimShuffle, Elemwise
-from ..tensor.math import Sum
+from ..tensor.math import Sum, sqr
 from ..tensor.subtensor import Subtensor
 from ..tensor.var import TensorConstant
 from .core import graph_rewrite, node_rewrite
@@ -106,6 +106,20 @@ def identity_arithmetic(fgraph, node):
 
 
 @node_rewrite("canonicalize", [Elemwise])
+def pow_specialize(fgraph, node):
+    """x ** 2 -> sqr(x), x ** 1 -> x (Theano's local_pow_specialize): a multiply or nothing, not a
+    libm call, and cheap enough to fuse into several readers (a variance's (x - mean) ** 2, and
+    its gradient's 2 * (x - mean) ** 1)."""
+    if not isinstance(node.op.scalar_op, ts.Pow):
+        return None
+    exponent = const_value(node.inputs[1])
+    out = sqr(node.inputs[0]) if exponent == 2 else node.inputs[0] if exponent == 1 else None
+    if out is not None and _same_type(out, node.outputs[0]):
+        return [out]
+    return None
+
+
+@node_rewrite("canonicalize", [Elemwise])
 def double_negation(fgraph, node):
     """--x -> x."""
     if isinstance(node.op.scalar_op, ts.Neg):
@@ -184,6 +198,31 @@ def static_shape(fgraph, node):
     if None in sizes:
         return None
     return [TensorConstant(out.type, np.asarray(sizes[0] if out.ndim == 0 else sizes, dtype="int64"))]
+
+
+@node_rewrite("canonicalize", [Shape_i])
+def shape_from_inputs(fgraph, node):
+    """Shape_i{i}(y) -> Shape_i{j}(x) where y's op infers that size as input x's size j: T.mean of an
+    elementwise result divides by its sizes, and a reader of its shape alone kept it from fusing
+    into the sum; a product's sizes come from its operands, so the product stays read only by its
+    epilogue (Theano's ShapeFeature reads sizes from inputs the same way). Only where something
+    else reads y's values, so that y's op still runs and checks its inputs' sizes."""
+    y = node.inputs[0]
+    producer = y.owner
+    if producer is None or not hasattr(producer.op, "infer_shape") \
+            or not all(hasattr(x, "ndim") and hasattr(x.type, "shape") for x in producer.inputs):
+        return None
+    if y not in fgraph.outputs and not any(c != "output" and not isinstance(c.op, (Shape, Shape_i))
+                                           for c, _ in fgraph.clients.get(y, ())):
+        return None
+    sizes = [tuple(Shape_i(j)(x) for j in range(x.ndim)) for x in producer.inputs]
+    try:
+        inferred = producer.op.infer_shape(producer, sizes)[producer.outputs.index(y)][node.op.i]
+    except Exception:   # an op that cannot say: the size stays read from y
+        return None
+    if any(inferred is s for ins in sizes for s in ins):
+        return [inferred]
+    return None
 
 
 @node_rewrite("canonicalize", [Subtensor])

@@ -1,7 +1,10 @@
 """Elementwise fusion: a connected tree of Elemwise nodes becomes one Elemwise
 whose scalar op is a Composite, so the native backend emits one loop for it."""
+from ..graph.basic import Constant
 from ..tensor.composite import Composite
 from ..tensor.elemwise import Elemwise
+from ..tensor.math import Sum
+from ..tensor.sum_of_elemwise import SumOfElemwise
 from .core import node_rewrite
 from .inplace import may_update_in_place
 
@@ -14,23 +17,102 @@ def _program(node):
 
 @node_rewrite("fuse", [Elemwise])
 def fuse_elemwise(fgraph, node):
-    """Inline an Elemwise input whose only reader is this node and which has the same
-    broadcast pattern (so no element is computed twice)."""
+    """Inline an Elemwise input whose only reader is this node (x * x counts once) and which has
+    the same broadcast pattern (so no element is computed twice)."""
     out = node.outputs[0]
-    for i, inp in enumerate(node.inputs):
+    program, inputs = _program(node).dedupe(node.inputs)
+    for i, inp in enumerate(inputs):
         producer = inp.owner
         if producer is None or not isinstance(producer.op, Elemwise):
             continue
-        if len(fgraph.clients.get(inp, ())) != 1 or inp.type.broadcastable != out.type.broadcastable:
+        if not _only_reader(fgraph, inp, node) or inp.type.broadcastable != out.type.broadcastable:
             continue
-        new_inputs = node.inputs[:i] + producer.inputs + node.inputs[i + 1:]
-        program = _program(node).inline(i, _program(producer))
-        program, new_inputs = program.dedupe(new_inputs)
+        fused, new_inputs = program.inline(i, _program(producer)).dedupe(inputs[:i] + producer.inputs + inputs[i + 1:])
         if len(new_inputs) > MAX_FUSED_INPUTS:
             continue
-        return [Elemwise(program)(*new_inputs)]
+        return [Elemwise(fused)(*new_inputs)]
     return None
 
+
+def _only_reader(fgraph, v, node):
+    readers = fgraph.clients.get(v, ())
+    return bool(readers) and all(c is node for c, _ in readers)
+
+
+@node_rewrite("fuse", [Sum, SumOfElemwise])
+def fuse_sum_prologue(fgraph, node):
+    """Sum(Elemwise(...)) -> SumOfElemwise, when the Sum is the Elemwise's only reader: the
+    elementwise result is computed as the sum reads it, never written. A SumOfElemwise inlines
+    an Elemwise input the same way, where fuse_elemwise would (one reader, the elementwise
+    result's broadcast pattern: no element computed twice)."""
+    if isinstance(node.op, Sum):
+        inp = node.inputs[0]
+        if inp.owner is None or not isinstance(inp.owner.op, Elemwise) \
+                or len(fgraph.clients.get(inp, ())) != 1 or inp.ndim == 0:
+            return None
+        return [SumOfElemwise(_program(inp.owner), node.op)(*inp.owner.inputs)]
+    bcast = node.op.elemwise_type(node.inputs).broadcastable
+    program, inputs = node.op.program.dedupe(node.inputs)
+    for i, inp in enumerate(inputs):
+        producer = inp.owner
+        if producer is None or not isinstance(producer.op, Elemwise) \
+                or not _only_reader(fgraph, inp, node) or inp.type.broadcastable != bcast:
+            continue
+        fused, new_inputs = program.inline(i, _program(producer)).dedupe(inputs[:i] + producer.inputs + inputs[i + 1:])
+        if len(new_inputs) > MAX_FUSED_INPUTS:
+            continue
+        return [SumOfElemwise(fused, node.op.sum)(*new_inputs)]
+    return None
+
+
+def _elementwise_shape(node):
+    """The broadcast pattern of the elements an Elemwise, SumOfElemwise or Sum node computes (or sums)."""
+    if isinstance(node.op, SumOfElemwise):
+        return node.op.elemwise_type(node.inputs).broadcastable
+    if isinstance(node.op, Sum):
+        return node.inputs[0].type.broadcastable
+    return node.outputs[0].type.broadcastable
+
+
+def _full_inputs(node):
+    """How many of node's inputs have its elements' full extent (not broadcast, not a constant)."""
+    bcast = _elementwise_shape(node)
+    return sum(1 for v in set(node.inputs) if v.type.broadcastable == bcast and not isinstance(v, Constant))
+
+
+@node_rewrite("fuse", [Elemwise, SumOfElemwise, Sum])
+def fuse_elemwise_into_readers(fgraph, node):
+    """Inline an Elemwise input that several elementwise nodes read (Elemwise, SumOfElemwise or Sum,
+    each over the Elemwise's own elements), each reader computing it again: in a batch norm,
+    x_hat = (x - mean) / std feeds the scale and shift, and the backward's sums and products.
+    Only where that moves less memory: the Elemwise reads k full-size arrays and writes one, which
+    its r readers read back (k + 1 + r arrays); inlined, each reader reads the k (r * k). And only
+    a cheap program (_cheap), for it runs r times."""
+    if isinstance(node.op, Sum):
+        program, inputs = None, node.inputs
+    else:
+        program, inputs = (node.op.program if isinstance(node.op, SumOfElemwise) else _program(node)).dedupe(node.inputs)
+    for i, inp in enumerate(inputs):
+        producer = inp.owner
+        if producer is None or not isinstance(producer.op, Elemwise) or isinstance(inp, Constant):
+            continue
+        readers = {c for c, _ in fgraph.clients.get(inp, ())}
+        if len(readers) < 2 or "output" in readers or not _cheap(_program(producer)):
+            continue
+        bcast = inp.type.broadcastable
+        if not all(isinstance(r.op, (Elemwise, SumOfElemwise, Sum)) and _elementwise_shape(r) == bcast
+                   and len(set(r.inputs) | set(producer.inputs)) - 1 <= MAX_FUSED_INPUTS for r in readers):
+            continue
+        k, r = _full_inputs(producer), len(readers)
+        if r * k >= k + 1 + r:
+            continue
+        if isinstance(node.op, Sum):
+            return [SumOfElemwise(_program(producer), node.op)(*producer.inputs)]
+        fused, new_inputs = program.inline(i, _program(producer)).dedupe(inputs[:i] + producer.inputs + inputs[i + 1:])
+        if isinstance(node.op, SumOfElemwise):
+            return [SumOfElemwise(fused, node.op.sum)(*new_inputs)]
+        return [Elemwise(fused)(*new_inputs)]
+    return None
 
 # -- GEMM prologues and epilogues -------------------------------------------------------
 #

@@ -31,6 +31,7 @@ CASES = {
     "constant_folding": lambda x, v: [x * (T.constant(2.0) * 3.0)],
     "identity_arithmetic": lambda x, v: [(x * 1 + 0) / 1 - 0],
     "double_negation": lambda x, v: [-(-x)],
+    "pow_specialize": lambda x, v: [x ** 2, (x - v) ** 2.0, T.exp(x) ** 1],
     "cast_of_cast": lambda x, v: [T.cast(T.cast(x, "float64"), "float32") + 1],
     "useless_dimshuffle": lambda x, v: [x.T.T + 1, v.dimshuffle("x", 0).dimshuffle(1) * 2],
     "useless_reshape": lambda x, v: [x.reshape((15,)).reshape((5, 3)) * 2],
@@ -38,6 +39,9 @@ CASES = {
     # (a reshape to constant sizes fixes them in its type; more cases: tests/rewrite/test_static_shape.py)
     "static_shape": lambda x, v: [x * T.cast(x.reshape((15,)).shape[0], "float32"),
                                   T.cast(x.reshape((3, 5)).shape, "float32") * v[:2]],
+    # (an Elemwise whose shape alone is read stays: it checks its inputs' sizes)
+    "shape_from_inputs": lambda x, v: [T.cast(T.exp(x).shape[1], "float32") * T.exp(x).sum(axis=1),
+                                       T.cast((x * v).shape[0], "float32")],
     # (x's own sizes stay open)
     "static_shape_slice": lambda x, v: [T.cast(x.dimshuffle(0, "x", 1).shape[1:2], "float32") + v[:1]],
     "useless_fill": lambda x, v: [T.grad(T.sum(T.exp(x)), x)],
@@ -49,6 +53,9 @@ CASES = {
     "drop_gradient_view_ops": lambda x, v: [symcnn.gradient.grad_clip(x, -1.0, 1.0) * 2,
                                             symcnn.gradient.zero_grad(v) + 1],
     "fuse_elemwise": lambda x, v: [T.tanh(x * 2 + v) - T.exp(-x) / (1 + x * x)],
+    # more cases: tests/rewrite/test_sum_fusion.py
+    "fuse_sum_prologue": lambda x, v: [T.sqr(x - v).sum(axis=1), (T.exp(x) * 2).sum(), (-(x * v)).sum(axis=0)],
+    "fuse_elemwise_into_readers": lambda x, v: [((x - v) * 2).sum(axis=1), ((x - v) / 3) * v, (x - v) + 1],
     # more cases: tests/rewrite/test_stabilize.py
     "log_softmax": lambda x, v: [T.log(T.nnet.softmax(x)), T.log(T.nnet.softmax(v))],
     "crossentropy_softmax": lambda x, v: [-T.mean(T.log(T.nnet.softmax(x))[T.arange(_Y.shape[0]), _Y])],
