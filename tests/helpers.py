@@ -350,6 +350,14 @@ def run_child(code, timeout=180, env=None, check=True):
     return out
 
 
+def pin_caches(monkeypatch, l1d_bytes=48 * 1024, l2_bytes=2 * 1024 * 1024):
+    """Plan the kernels for these cache sizes, whatever this machine's are: for tests that assert a
+    blocking sized to the caches (the same on every host). Targets resolved before are forgotten."""
+    import codegen.target as targets
+    monkeypatch.setattr(targets, "host_caches", lambda root=None: (l1d_bytes, l2_bytes))
+    monkeypatch.setattr(targets, "_cache", {})
+
+
 def allow_more_threads_than_cores(monkeypatch, cores=64):
     """Let config.num_threads exceed this machine's cores (normally capped), so tests can run
     more pool threads than cores."""

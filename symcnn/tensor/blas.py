@@ -47,7 +47,7 @@ def _pad(v, ndim):
     return DimShuffle(v.ndim, ["x"] * (ndim - v.ndim) + list(range(v.ndim)))(v)
 
 
-def _eval_elementwise(comp, variables, values, out_dtype, who):
+def eval_elementwise(comp, variables, values, out_dtype, who):
     """Composite.impl on broadcast values, with Elemwise's declared-broadcast check."""
     out_shape = np.broadcast_shapes(*[np.shape(x) for x in values])
     for var, x in zip(variables, values):
@@ -164,9 +164,9 @@ class FusedDot(Op):
     def perform(self, node, inputs, out):
         a_vars, b_vars, e_vars = self.split(node.inputs)
         a_vals, b_vals, e_vals = self.split(inputs)
-        a = a_vals[0] if self.prologue_a is None else _eval_elementwise(
+        a = a_vals[0] if self.prologue_a is None else eval_elementwise(
             self.prologue_a, a_vars, a_vals, self.prologue_a.out_dtype(), f"{self} (operand A)")
-        b = b_vals[0] if self.prologue_b is None else _eval_elementwise(
+        b = b_vals[0] if self.prologue_b is None else eval_elementwise(
             self.prologue_b, b_vars, b_vals, self.prologue_b.out_dtype(), f"{self} (operand B)")
         if np.ndim(a) < 1 or np.ndim(b) < 1 or a.shape[-1] != b.shape[0]:
             raise ValueError(f"dot: shapes {np.shape(a)} (operand A) and {np.shape(b)} (operand B) "
@@ -175,7 +175,7 @@ class FusedDot(Op):
         if self.epilogue is None:
             out[0][0] = prod
             return
-        res = _eval_elementwise(self.epilogue, [_ProductVar(prod.ndim)] + e_vars, [prod] + e_vals,
+        res = eval_elementwise(self.epilogue, [_ProductVar(prod.ndim)] + e_vars, [prod] + e_vals,
                                 node.outputs[0].dtype, f"{self} (epilogue)")
         if res.shape != prod.shape:
             raise ValueError(f"{self}: the extra operands broadcast the product of shape {prod.shape} "

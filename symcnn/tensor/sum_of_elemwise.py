@@ -13,7 +13,7 @@ import numpy as np
 
 from ..graph.basic import Apply
 from ..graph.op import Op
-from .blas import _eval_elementwise
+from .blas import eval_elementwise
 from .composite import Composite
 from .elemwise import Elemwise, broadcast_shape
 from .math import Sum
@@ -64,7 +64,7 @@ class SumOfElemwise(Op):
 
     def perform(self, node, inputs, out):
         etype = self.elemwise_type(node.inputs)
-        values = _eval_elementwise(self.program, node.inputs, inputs, etype.dtype, str(self))
+        values = eval_elementwise(self.program, node.inputs, inputs, etype.dtype, str(self))
         out[0][0] = np.asarray(np.sum(values, axis=self.sum.axis, dtype=node.outputs[0].dtype))
 
     def infer_shape(self, node, shapes):

@@ -28,9 +28,12 @@ CASES = [
 ]
 
 
-def _values(xs, ws, dtype="float32", seed=0):
+def _values(xs, ws, dtype="float32", seed=0, ties=True):
+    """Images of 0s and 1s with filters of +-0.25 (ties: the sums are exact, so many pooling
+    windows tie); else Gaussian images (an input activation such as tanh makes those sums inexact,
+    and which of two nearly tied sums is larger then depends on the order of the additions)."""
     rng = np.random.RandomState(seed)
-    x = rng.randint(0, 2, xs).astype(dtype)                        # exact sums: many ties
+    x = rng.randint(0, 2, xs).astype(dtype) if ties else rng.standard_normal(xs).astype(dtype)
     W = ((rng.randint(0, 2, ws) * 2 - 1) * 0.25).astype(dtype)
     b = rng.uniform(-0.5, 0.5, ws[0]).astype(dtype)
     return x, W, b
@@ -49,12 +52,12 @@ def _outputs(fwd, bwd, bwd_nogx, x, W, b, g):
     return fouts + grads + grads2
 
 
-def _check(xs, ws, ops, dtype="float32", seed=0, **tol):
+def _check(xs, ws, ops, dtype="float32", seed=0, ties=True, **tol):
     fwd = ops[0]
     x, W, b, g = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
                   T.TensorType(dtype, (None,))("b"), T.TensorType(dtype, (None,) * 4)("g"))
     outs = _outputs(*ops, x, W, b, g)
-    xv, Wv, bv = _values(xs, ws, dtype, seed=seed)
+    xv, Wv, bv = _values(xs, ws, dtype, seed=seed, ties=ties)
     ref = symcnn.function([x, W] + ([b] if fwd.has_bias else []), outs[0], mode="reference")(
         *([xv, Wv] + ([bv] if fwd.has_bias else [])))
     gv = np.random.RandomState(seed + 3).standard_normal(ref.shape).astype(dtype)
@@ -406,17 +409,17 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
 SPLIT_CASES = [
     ((1, 8, 10, 10), (20, 8, 3, 3), {}, dict(ws=(2, 2)), "float32", "tanh", True),
     ((1, 16, 13, 21), (27, 16, 3, 3), {}, dict(pool=None), "float64", "relu", False),
-    ((2, 12, 9, 9), (64, 12, 3, 3), dict(border_mode="half"), dict(pool="average_exc_pad", ws=(2, 2),
+    ((2, 12, 9, 9), (128, 12, 3, 3), dict(border_mode="half"), dict(pool="average_exc_pad", ws=(2, 2),
                                                                      order="act_pool"), "float32", "sigmoid", True),
-    ((1, 16, 16, 16), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+    ((1, 16, 16, 16), (128, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
      "relu", True),
     ((1, 32, 12, 12), (130, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(ws=(2, 2), order="act_pool"),
      "float32", "leaky_relu", True),
     # more images than threads, not a multiple: whole images, then the images left over split
     ((5, 8, 10, 10), (20, 8, 3, 3), {}, dict(ws=(2, 2)), "float64", "tanh", True),
-    ((7, 12, 9, 9), (48, 12, 3, 3), dict(border_mode="half"), dict(pool="max", ws=(2, 2), order="act_pool"),
+    ((7, 12, 12, 12), (48, 12, 3, 3), dict(border_mode="half"), dict(pool="max", ws=(2, 2), order="act_pool"),
      "float32", "relu", False),
-    ((4, 16, 16, 16), (64, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
+    ((4, 16, 16, 16), (192, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
      "sigmoid", True),
 ]
 
@@ -425,6 +428,8 @@ SPLIT_CASES = [
 # are no whole number of vectors: the fused forward with vectors over filters
 # (conv_forward.small_image_kvec). (x shape, W shape, conv kwargs, pool kwargs, dtype, activation,
 # input activation): pooled either order, every padding, odd batches and batch 1, both dtypes.
+# input activations that keep the images' 0s and 1s exact (so the pooling windows' ties survive)
+EXACT_ON_INTEGERS = (None, "relu", "leaky_relu")
 SMALL_KVEC_CASES = [
     ((5, 16, 6, 6), (32, 16, 3, 3), dict(border_mode="half"), dict(pool=None), "float32", "relu", None),
     ((3, 16, 11, 11), (64, 16, 3, 3), dict(border_mode="half", filter_flip=False), dict(ws=(2, 2)), "float64",
@@ -447,7 +452,7 @@ def test_small_images_take_vectors_over_filters(xs, ws, conv, pool_kw, dtype, ac
     ops = conv_act_ops(act, dtype, **kw)
     assert _padded_plans(ops[0], dtype, xs, ws)[0] == "direct kvec"
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
-    fn = _check(xs, ws, ops, dtype, **tol)
+    fn = _check(xs, ws, ops, dtype, ties=in_act in EXACT_ON_INTEGERS, **tol)
     assert re.search(r"define internal void @\"?symcnn_kvec_", fn.runner.ir)
 
 
@@ -461,9 +466,25 @@ def test_images_left_over_split_by_filters(xs, ws, conv, pool_kw, dtype, act, bi
     allow_more_threads_than_cores(monkeypatch)
     monkeypatch.setattr(symcnn.config, "num_threads", n_threads)
     ops = conv_act_ops(act, dtype, **dict(conv, **pool_kw, imshp=xs, kshp=ws, has_bias=bias))
+    blocks = _filter_blocks(ops[0], dtype, xs, ws)
+    assert blocks is not None and len(blocks) >= 2, blocks   # (one block: nothing to split)
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
     assert ("symcnn_convpool_fwd_split" in fn.runner.ir) == (xs[0] % n_threads != 0)
+
+
+def _filter_blocks(op, dtype, xs, ws):
+    """The blocks of filters of the direct plan the fused forward takes (None: no direct plan)."""
+    from codegen.kernels.conv_forward import filter_blocks
+    from codegen.kernels.convpool import padded_direct
+    from codegen.microkernels import directconv as D
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    o = geometry.out_shape(xs, ws, op.border_mode, op.subsample)
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]]
+    dp = D.plan(op, dtype, dims)
+    di = padded_direct(op, dtype, dims) if dp is None else None
+    plan = dp if dp is not None else (di.p if di is not None else None)
+    return filter_blocks(plan) if plan is not None else None
 
 
 # Convolutions with more than 256 bytes of filters (and no Winograd weight gradient): the fused
@@ -1054,8 +1075,10 @@ def test_winograd_input_gradient_of_a_group_matches_reference(monkeypatch, targe
     F(2x2) panels of four images spanning them, two for a group of seven (the second short); 5x5
     filters on 8x8 images: F(2x2, 5x5), panels of four, groups of six. Short last
     groups, with and without the producer's derivative (gx_act), against the reference on Gaussian
-    data. want: (group, m, images a panel) on AVX-512."""
+    data. want: (group, m, images a panel) on AVX-512 with a 48 KiB L1 data cache."""
     from codegen.kernels.convpool import winograd_grad_inputs
+    from tests.helpers import pin_caches
+    pin_caches(monkeypatch, l1d_bytes=48 * 1024)
     grouped = _check_group_input_gradient(monkeypatch, threads, xs, ws, "half", pool_kw, dtype, act, in_act)
     if target.vector_bytes == 64:
         group, gd = grouped
