@@ -167,7 +167,7 @@ class Plan:
     @property
     def name(self):
         return (f"{self.dtype}_F{self.m}{'' if self.r == 3 else f'r{self.r}'}_C{self.C}_K{self.K}_OH{self.OH}_"
-                f"OW{self.OW}_{self.tHp}x{self.tWp}{'s' if self.span else ''}")
+                f"OW{self.OW}_{self.tHp}x{self.tWp}{'s' if self.span else ''}_N{self.NR}")
 
     def u_elems(self):
         return self.a * self.a * self.nkb * self.MR * self.C

@@ -67,5 +67,5 @@ def test_f2x2_5x5_plan_layout():
         assert (n.NR, n.Gi) == (nv * lanes, 1)
     q = WG.Plan("float32", 32, 32, 16, 16, 2, True)
     assert (q.a, q.loads, q.Hb - 2 * q.tHp, q.Wb - 2 * q.tWp, q.r) == (4, 2, 2, 2, 3)
-    assert q.name == f"float32_F2_C32_K32_OH16_OW16_{q.tHp}x{q.tWp}"
+    assert q.name == f"float32_F2_C32_K32_OH16_OW16_{q.tHp}x{q.tWp}_N{q.NR}"
     assert WG.tile_sizes(3) == (4, 2) and WG.tile_sizes(5) == (4, 2) and WG.tile_sizes(7) == (2,)

@@ -164,3 +164,22 @@ def test_modules_built_on_two_threads_at_once_hold_the_same_globals(restores):
     assert restores
     for i in range(n):
         assert got[i] == [alone[i], alone[i]]
+
+
+def test_winograd_panels_of_a_split_image_take_their_own_helpers(restores, monkeypatch):
+    """A batch below the threads splits each image's Winograd panels into smaller ones
+    (conv_winograd.image_slices): their transforms lay the tiles out by the panel's width, so they
+    are other helpers than those of the same layer on a larger batch built before them."""
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(theano.config, "num_threads", 2)
+    monkeypatch.setenv("SYMCNN_CACHE_DIR", "off")   # every module is emitted, none loaded
+    rng = np.random.RandomState(0)
+    for batch in (4, 1):
+        xs, ws = (batch, 32, 32, 32), (32, 32, 3, 3)
+        x, w, r = T.tensor4("x"), T.tensor4("w"), T.tensor4("r")
+        y = T.nnet.conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode="half")
+        outputs = [y] + T.grad((y * r).sum(), [x, w])
+        values = [rng.standard_normal(s).astype("float32") for s in (xs, ws, (batch, 32, 32, 32))]
+        fn, _ = check_native_vs_reference([x, w, r], outputs, values, rtol=1e-4, atol=2e-3)
+        assert "symcnn_wino_in_" in fn.dump_llvm()
