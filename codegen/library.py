@@ -16,6 +16,10 @@ it lacks as text-only values, which print their recorded text in the module's te
 a function whose text reaches metadata (numbered per module), a global whose name llvmlite made
 unique (another module may give it to another value), or any function of a module built with
 bounds checks.
+
+A copy is right only if the name says everything the code depends on; `verifying()` emits every
+helper anew and checks it against the text recorded under its name (the tests build layers drawn
+from the convolution space that way).
 """
 import re
 import threading
@@ -35,6 +39,27 @@ _UNIQUED = re.compile(r"\.\d+$")
 _lock = threading.Lock()
 _units = OrderedDict()     # (module key, name) -> _Unit
 _chars = [0]
+_verifying = [0]
+
+
+class HelperNameError(AssertionError):
+    """Two modules emitted different code under one helper name: the name misses something the
+    code depends on, and a module copying the first would run the wrong code."""
+
+
+class verifying:
+    """`with verifying():` every helper is emitted anew (none copied), and `record` checks that its
+    text is the one recorded under its name (raising HelperNameError), so that a test can show
+    that the names say everything their code depends on."""
+
+    def __enter__(self):
+        with _lock:
+            _verifying[0] += 1
+        return self
+
+    def __exit__(self, *exc):
+        with _lock:
+            _verifying[0] -= 1
 
 
 class _TextFunction(ir.Function):
@@ -99,6 +124,8 @@ def existing(module, name):
     if key is None:
         return None
     module.symcnn_library_asked.add(name)
+    if _verifying[0]:
+        return None
     with _lock:
         unit = _units.get((key, name))
         if unit is not None:
@@ -118,6 +145,8 @@ def record(module):
     library = module.symcnn_library_asked
     for name in sorted(library):
         fn = module.globals.get(name)
+        if _verifying[0] and isinstance(fn, ir.Function) and fn.blocks and (key, name) in _units:
+            _check_same(_units[(key, name)], fn)
         if (key, name) in _units or not isinstance(fn, ir.Function) or isinstance(fn, _TextFunction):
             continue
         members = _closure(module, fn, library)
@@ -132,6 +161,13 @@ def record(module):
                 _, old = _units.popitem(last=False)
                 _chars[0] -= old.chars
     module.symcnn_library_asked = set()
+
+
+def _check_same(unit, fn):
+    recorded = next(text for name, kind, _, text in unit.members if name == fn.name)
+    if recorded != str(fn):
+        raise HelperNameError(f"helper {fn.name} was emitted with other code than the code recorded under "
+                              f"that name: its name misses something its code depends on")
 
 
 def _closure(module, fn, library):

@@ -3,6 +3,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import symcnn as theano
 import symcnn.tensor as T
@@ -183,3 +185,77 @@ def test_winograd_panels_of_a_split_image_take_their_own_helpers(restores, monke
         values = [rng.standard_normal(s).astype("float32") for s in (xs, ws, (batch, 32, 32, 32))]
         fn, _ = check_native_vs_reference([x, w, r], outputs, values, rtol=1e-4, atol=2e-3)
         assert "symcnn_wino_in_" in fn.dump_llvm()
+
+
+def _conv_layer_graph(dtype, xs, ws, border, stride, act, pool=None):
+    """The forward and both gradients of one conv -> activation (-> pool) layer, rewritten (the
+    fused kernels)."""
+    from symcnn.tensor.signal.pool import pool_2d
+    x = T.TensorType(dtype, (None,) * 4)("x")
+    w = T.TensorType(dtype, (None,) * 4)("w")
+    y = act(T.nnet.conv2d(x, w, input_shape=xs, filter_shape=ws, border_mode=border, subsample=(stride, stride)))
+    if pool is not None:
+        y = pool_2d(y, ws=(2, 2), ignore_border=True, mode=pool)
+    return rewritten([x, w], [y] + T.grad(y.sum(), [x, w])).fgraph
+
+
+def _build_verified(fg, threads):
+    num_threads = theano.config.num_threads
+    theano.config.num_threads = threads
+    try:
+        with library.verifying():
+            build_module(fg, [])
+    finally:
+        theano.config.num_threads = num_threads
+
+
+LAYER_ACTS = {"relu": lambda h: T.maximum(h, 0), "tanh": T.tanh, "identity": lambda h: h}
+
+
+@st.composite
+def _layers(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    k = draw(st.sampled_from([1, 2, 3, 5]))
+    stride = draw(st.sampled_from([1, 1, 2, 3]))
+    border = draw(st.sampled_from(["valid", "half", "full"]))
+    C, K = draw(st.sampled_from([1, 3, 8, 16, 32, 64])), draw(st.sampled_from([4, 16, 20, 32, 64, 96]))
+    H = draw(st.integers(k + 1, 20))
+    batch, threads = draw(st.sampled_from([1, 2, 3, 5, 8])), draw(st.sampled_from([1, 2, 3]))
+    act = draw(st.sampled_from(sorted(LAYER_ACTS)))
+    pool = draw(st.sampled_from([None, None, "max", "average_exc_pad"]))
+    return dtype, (batch, C, H, H), (K, C, k, k), border, stride, act, pool, threads
+
+
+@settings(max_examples=16, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_layers(), min_size=2, max_size=3))
+def test_helper_names_say_everything_their_code_depends_on(layers):
+    """Layers drawn from the space of convolutions (sizes, strides, borders, dtypes, activations,
+    pooling, batches below and above the threads), built one after the other in one process: no helper is emitted with
+    other code than the code an earlier module recorded under its name (library.verifying); so the
+    copies a later module takes are the code it would have emitted."""
+    from tests.helpers import allow_more_threads_than_cores
+    from _pytest.monkeypatch import MonkeyPatch
+    with MonkeyPatch.context() as mp:
+        allow_more_threads_than_cores(mp)
+        for dtype, xs, ws, border, stride, act, pool, threads in layers:
+            # the same layer at other batches too (other splits of the images over the threads)
+            for batch in {xs[0], 1, 4}:
+                fg = _conv_layer_graph(dtype, (batch,) + xs[1:], ws, border, stride, LAYER_ACTS[act], pool)
+                _build_verified(fg, threads)
+
+
+def test_verifying_finds_a_name_that_misses_what_the_code_depends_on(monkeypatch):
+    """A Winograd plan named without its panel's width (as it once was): a batch below the threads
+    emits other transforms under the name a larger batch's layer recorded, and verifying says so."""
+    from codegen.microkernels import winograd as WG
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    named = WG.Plan.name.fget
+    monkeypatch.setattr(WG.Plan, "name", property(lambda p: named(p).rsplit("_N", 1)[0]))
+    library.clear()
+    relu = LAYER_ACTS["identity"]
+    _build_verified(_conv_layer_graph("float32", (4, 32, 32, 32), (32, 32, 3, 3), "half", 1, relu), 2)
+    with pytest.raises(library.HelperNameError, match="symcnn_wino_"):
+        _build_verified(_conv_layer_graph("float32", (1, 32, 32, 32), (32, 32, 3, 3), "half", 1, relu), 2)
+    library.clear()
