@@ -12,6 +12,7 @@ from .. import vmath
 from ..lower import E_INDEX, E_SHAPE, E_VALUE, Array, bounds_checker, lower
 from ..parallel import run_by_work, threads
 from .reduce import empty_reduction_message, greater, lowest_value
+from .row_max import row_max
 from .row_sum import RowSum
 
 
@@ -29,7 +30,7 @@ def lower_softmax(ctx, node, ins):
     T = threads()
     if bounds_checker() is not None or not (isinstance(om.strides[1], int) and om.strides[1] == 1):
         with U.for_range(b, rows, name="row") as r:
-            m = _row_max(ctx, xm, r, n, dt)
+            m = _row_max_along_memory(ctx, xm, r, n, dt)
             sum_exp = _row_sum_exp(ctx, xm, r, n, m, dt, store=lambda j, e: om.store(b, [r, j], e))
             total = U.cast_value(b, sum_exp, "float64", dt)
             with U.for_range(b, n, name="nm") as j:
@@ -42,27 +43,41 @@ def lower_softmax(ctx, node, ins):
 def _parallel_softmax(ctx, xm, om, rows, n, dt, T):
     """The rows on the threads, each in passes that vectorise: the maximum, exp(x - m) stored into
     the output row, their float64 sum (in RowSum's fixed order, the same on any thread count) and
-    the division. (Bounds-checked builds and an output with strided rows take the one-pass loop.)"""
+    the division. (Bounds-checked builds and an output with strided rows take the one-pass loop.)
+    Rows along memory (at run time unless the stride is known) take a copy of the passes that
+    reads them so, which LLVM vectorises (the exp pass too)."""
     b = ctx.b
     values = [xm.ptr, om.ptr, n, xm.strides[0], xm.strides[1], om.strides[0]]
 
     def emit(bctx, v, tid, r0, r1):
         bb = bctx.b
         xp, op, nv, sx0, sx1, so0 = v
-        x = Array(xm.dtype, xp, [r1, nv], [sx0, sx1])
         o = Array(om.dtype, op, [r1, nv], [so0, 1])
         et = U.ll_type(dt)
-        with U.for_range(bb, r1, start=r0, name="row") as r:
-            m = _row_max(bctx, x, r, nv, dt)
-            with U.for_range(bb, nv, name="ex") as j:
-                e = vmath.emit(bb, bctx.module, "exp", bb.fsub(U.cast_value(bb, x.load(bb, [r, j]), x.dtype, dt), m), dt)
-                o.store(bb, [r, j], e)
-            row = U.gep(bb, op, U.mul(bb, r, so0), et)
-            s = RowSum(bctx, dt)
-            s.add_row(row, nv)
-            total = U.cast_value(bb, s.total(), "float64", dt)
-            with U.for_range(bb, nv, name="nm") as j:
-                o.store(bb, [r, j], bb.fdiv(o.load(bb, [r, j]), total))
+
+        def rows_of(x):
+            with U.for_range(bb, r1, start=r0, name="row") as r:
+                m = _row_max_along_memory(bctx, x, r, nv, dt)
+                with U.for_range(bb, nv, name="ex") as j:
+                    e = vmath.emit(bb, bctx.module, "exp", bb.fsub(U.cast_value(bb, x.load(bb, [r, j]), x.dtype, dt), m),
+                                   dt)
+                    o.store(bb, [r, j], e)
+                row = U.gep(bb, op, U.mul(bb, r, so0), et)
+                s = RowSum(bctx, dt)
+                s.add_row(row, nv)
+                total = U.cast_value(bb, s.total(), "float64", dt)
+                with U.for_range(bb, nv, name="nm") as j:
+                    o.store(bb, [r, j], bb.fdiv(o.load(bb, [r, j]), total))
+
+        along = Array(xm.dtype, xp, [r1, nv], [sx0, 1])
+        if isinstance(xm.strides[1], int):
+            rows_of(along if xm.strides[1] == 1 else Array(xm.dtype, xp, [r1, nv], [sx0, sx1]))
+            return
+        with bb.if_else(bb.icmp_signed("==", U.as_value(bb, sx1), U.i64(1))) as (is_along, across):
+            with is_along:
+                rows_of(along)
+            with across:
+                rows_of(Array(xm.dtype, xp, [r1, nv], [sx0, sx1]))
 
     run_by_work(ctx, "symcnn_softmax", values, rows, U.mul(b, rows, n), T, emit)
 
@@ -118,6 +133,26 @@ def _row_max(ctx, xm, r, n, dt):
     return b.load(best, typ=t)
 
 
+def _row_max_along_memory(ctx, xm, r, n, dt):
+    """_row_max, by vectors (kernels/row_max.py) where the row lies along memory (a float row of
+    dt values: at run time unless its stride is known; not in a bounds-checked build)."""
+    if xm.dtype != dt or dt not in ("float32", "float64") or bounds_checker() is not None:
+        return _row_max(ctx, xm, r, n, dt)
+    b = ctx.b
+    stride = xm.strides[1]
+    if isinstance(stride, int):
+        if stride != 1:
+            return _row_max(ctx, xm, r, n, dt)
+        return row_max(ctx, dt, xm.flat_addr(b, U.mul(b, r, xm.strides[0])), n)
+    best = ctx.local(U.ll_type(dt))
+    with b.if_else(b.icmp_signed("==", U.as_value(b, stride), U.i64(1))) as (along, across):
+        with along:
+            b.store(row_max(ctx, dt, xm.flat_addr(b, U.mul(b, r, xm.strides[0])), n), best)
+        with across:
+            b.store(_row_max(ctx, xm, r, n, dt), best)
+    return b.load(best, typ=U.ll_type(dt))
+
+
 def _row_sum_exp(ctx, xm, r, n, m, dt, store=None):
     """sum_j exp(x[r, j] - m) accumulated in float64 (exp in dt); store(j, e) sees each term."""
     b = ctx.b
@@ -140,7 +175,7 @@ def lower_log_softmax(ctx, node, ins):
     _nonempty_rows(ctx, rows, n)
     log = U.libm(ctx.module, "log", dt)
     with U.for_range(b, rows, name="row") as r:
-        m = _row_max(ctx, xm, r, n, dt)
+        m = _row_max_along_memory(ctx, xm, r, n, dt)
         lse = b.call(log, [U.cast_value(b, _row_sum_exp(ctx, xm, r, n, m, dt), "float64", dt)])
         with U.for_range(b, n, name="ls") as j:
             v = U.cast_value(b, xm.load(b, [r, j]), xm.dtype, dt)
@@ -215,7 +250,7 @@ def lower_crossentropy_softmax(ctx, node, ins):
     log = U.libm(ctx.module, "log", "float64")
     with U.for_range(b, n, name="row") as i:
         k = _label(ctx, y, i, c)
-        m = _row_max(ctx, z, i, c, dt)
+        m = _row_max_along_memory(ctx, z, i, c, dt)
         s = _row_sum_exp(ctx, z, i, c, m, dt)
         picked = U.cast_value(b, z.load(b, [i, k]), z.dtype, "float64")
         lse = b.fadd(U.cast_value(b, m, dt, "float64"), b.call(log, [s]))
@@ -255,7 +290,7 @@ def lower_crossentropy_softmax_grad(ctx, node, ins):
     out = ctx.alloc(node.outputs[0], z.shape)
     with U.for_range(b, n, name="row") as i:
         k = _label(ctx, y, i, c)
-        m = _row_max(ctx, z, i, c, dt)
+        m = _row_max_along_memory(ctx, z, i, c, dt)
         s = _row_sum_exp(ctx, z, i, c, m, dt, store=lambda j, e: out.store(b, [i, j], e))
         total = U.cast_value(b, s, "float64", dt)
         gi = ctx.load_scalar(g) if g.ndim == 0 else gv.load(b, [i])

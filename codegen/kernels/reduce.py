@@ -13,10 +13,11 @@ over the input runs:
 Both walks visit the elements of one output element in the same order (the reduced axes in their
 order, row-major), so the summation order per output element, and hence every result bit, does not
 depend on the walk; Argmax's tie rule (first index wins) does not depend on the order at all.
-A float Sum of a contiguous input whose innermost reduced axis is its last takes a third walk
-(_walk_vector_sums): per output element, on the threads, in float64 vector partials
-(kernels/row_sum.py), whose order is fixed by the shape and the target's vector width. A chain of
-scalar adds waits on each add's latency: a (100, 32, 32, 32) float32 bias gradient took 4.3 ms.
+A float Sum or Max of a contiguous input whose innermost reduced axis is its last takes a third
+walk (_walk_vector_rows): per output element, on the threads, in vectors: float64 partials
+(kernels/row_sum.py), whose order is fixed by the shape and the target's vector width, or maxima
+(kernels/row_max.py). A chain of scalar steps waits on each one's latency: a (100, 32, 32, 32)
+float32 bias gradient took 4.3 ms, a (1024, 4096) float32 max over rows 8 ms.
 """
 from llvmlite import ir
 
@@ -27,7 +28,8 @@ from .. import irutil as U
 from ..lower import E_VALUE, Array, bounds_checker, lower
 from ..options import options
 from ..parallel import run_parallel, threads
-from .row_sum import CHAINS, RowSum, partials_type
+from .row_max import RowMax
+from .row_sum import RowSum
 
 INT64_MAX = 2 ** 63 - 1
 # Sums a thread keeps at once in the vector walk (their partials: 8 KB of float32's on AVX-512)
@@ -44,23 +46,24 @@ class _Fold:
         self.dtypes, self.start, self.step, self.finish = dtypes, start, step, finish
 
 
-def _reduce(ctx, node, x, fold, vector_sum=False):
+def _reduce(ctx, node, x, fold, rows=None):
     """out[kept] = finish(fold of x[kept, reduced]), by the walk that reads x in memory order.
-    vector_sum: the fold is a float sum in float64 (Sum of float32 or float64 values), which
-    _walk_vector_sums may take."""
+    rows: the fold as rows of vectors (row_sum.RowSum: a float sum in float64; row_max.RowMax: a
+    float max), which _walk_vector_rows may take."""
     b = ctx.b
     axis = list(node.op.axis)
     kept = [d for d in range(x.ndim) if d not in axis]
-    vector_sum = vector_sum and bool(axis) and x.contiguous and bounds_checker() is None
+    if not (axis and x.contiguous and bounds_checker() is None):
+        rows = None
     if not axis or not kept or (isinstance(x.shape[kept[-1]], int) and x.shape[kept[-1]] == 1):
-        if vector_sum:
-            return _walk_vector_sums(ctx, node, x)
+        if rows is not None:
+            return _walk_vector_rows(ctx, node, x, fold, rows)
         return _walk_per_output(ctx, node, x, fold)
     if x.contiguous:   # row-major: the last axis is the innermost in memory
         if kept[-1] > max(axis):
             return _walk_into_rows(ctx, node, x, fold)
-        if vector_sum:
-            return _walk_vector_sums(ctx, node, x)
+        if rows is not None:
+            return _walk_vector_rows(ctx, node, x, fold, rows)
         return _walk_per_output(ctx, node, x, fold)
     # a view (transposed, sliced, broadcast): the smaller stride of the innermost kept and
     # innermost reduced axes decides, at run time unless both strides are known now
@@ -149,30 +152,31 @@ def _walk_into_rows(ctx, node, x, fold, out=None):
     return out
 
 
-def _walk_vector_sums(ctx, node, x):
-    """A float sum of contiguous x whose innermost reduced axis runs along memory: for each
+def _walk_vector_rows(ctx, node, x, fold, rows):
+    """A float sum or max of contiguous x whose innermost reduced axis runs along memory: for each
     output element (threads take contiguous ranges of them), the reduced axes that are adjacent
-    in memory at the end make rows, added into float64 vector partials (kernels/row_sum.py),
-    the other reduced axes loop around them in their order. Each output element's sum is one
-    thread's, so its bits do not depend on the thread count."""
+    in memory at the end make rows, taken into vectors (rows: kernels/row_sum.py's RowSum, float64
+    partials; kernels/row_max.py's RowMax), the other reduced axes loop around them in their
+    order. Each output element's result is one thread's, so its bits do not depend on the thread
+    count."""
     axis = list(node.op.axis)
     first = len(axis) - 1
     while first > 0 and axis[first - 1] == axis[first] - 1:
         first -= 1
     inner = axis[first:]
     if not (isinstance(x.strides[inner[-1]], int) and x.strides[inner[-1]] == 1):
-        return _walk_per_output(ctx, node, x, _sum_fold(ctx, node, x))
+        return _walk_per_output(ctx, node, x, fold)
 
     def add_row(bctx, s, ptrs, bases, n):
         s.add_row(U.gep(bctx.b, ptrs[0], bases[0], x.lltype), n)
-    return vector_sums(ctx, node, [x], inner, x.dtype, add_row)
+    return vector_rows(ctx, node, [x], inner, x.dtype, add_row, rows)
 
 
-def vector_sums(ctx, node, arrays, inner, dtype, add_row):
-    """The walk of _walk_vector_sums over the element grid of `arrays` (each of the grid's shape,
+def vector_rows(ctx, node, arrays, inner, dtype, add_row, rows=RowSum):
+    """The walk of _walk_vector_rows over the element grid of `arrays` (each of the grid's shape,
     any strides): `inner` (the last reduced axes, adjacent, ending with the grid's last axis)
     make the rows, which add_row(bctx, s, pointers, each array's offset of the row's first
-    element, row length) adds into the RowSum s of `dtype` values."""
+    element, row length) takes into s, a `rows` (RowSum, RowMax) of `dtype` values."""
     b = ctx.b
     shape = arrays[0].shape
     axis = list(node.op.axis)
@@ -194,7 +198,7 @@ def vector_sums(ctx, node, arrays, inner, dtype, add_row):
         rest_v = v[na + 2:]
         size = dict(zip(dims, rest_v[:len(dims)]))
         strides = [dict(zip(dims, rest_v[len(dims) * (1 + k):len(dims) * (2 + k)])) for k in range(na)]
-        states = bctx.local(ir.ArrayType(ir.ArrayType(partials_type(dtype), CHAINS), SUMS_AT_ONCE))
+        states = bctx.local(ir.ArrayType(rows.state_type(dtype), SUMS_AT_ONCE))
 
         def state(j):
             return bb.gep(states, [U.i64(0), j], inbounds=True)
@@ -204,7 +208,7 @@ def vector_sums(ctx, node, arrays, inner, dtype, add_row):
             first = bb.add(U.as_value(bb, o0), bb.mul(blk, U.i64(SUMS_AT_ONCE)))
             count = U.smin(bb, bb.sub(U.as_value(bb, o1), first), SUMS_AT_ONCE)
             with U.for_range(bb, count, name="reduce_vz") as j:
-                RowSum.zero(bctx, dtype, state(j))
+                rows.zero(bctx, dtype, state(j))
             # the outer summed axes outside the outputs: the rows of a block's sums are read in
             # memory order (a channel sum of NCHW: image by image), each sum's in its order
             with U.loop_nest(bb, [size[d] for d in outer], name="reduce_vr") as ridx:
@@ -217,9 +221,9 @@ def vector_sums(ctx, node, arrays, inner, dtype, add_row):
                         rest = bb.sdiv(rest, sz)
                     for i, d in zip(ridx, outer):
                         bases = [U.add(bb, a, U.mul(bb, i, st[d])) for a, st in zip(bases, strides)]
-                    add_row(bctx, RowSum(bctx, dtype, state(j)), ptrs, bases, n)
-            with U.for_range(bb, count, name="reduce_vt") as j:
-                total = U.cast_value(bb, RowSum(bctx, dtype, state(j)).total(), "float64", out_dt)
+                    add_row(bctx, rows(bctx, dtype, state(j)), ptrs, bases, n)
+            with U.for_range(bb, count, name=f"reduce_vt_{rows.tag}") as j:
+                total = U.cast_value(bb, rows(bctx, dtype, state(j)).total(), rows.total_dtype(dtype), out_dt)
                 bb.store(total, U.gep(bb, op, bb.add(first, j), U.ll_type(out_dt)))
 
     T = threads()
@@ -231,7 +235,7 @@ def vector_sums(ctx, node, arrays, inner, dtype, add_row):
     else:
         serial = b.or_(b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel)),
                        b.icmp_signed("<", U.as_value(b, outputs), U.i64(T)))
-    run_parallel(ctx, "symcnn_reduce_sums", values, outputs, T, emit, serial=serial, inline_serial=True)
+    run_parallel(ctx, rows.walk_name, values, outputs, T, emit, serial=serial, inline_serial=True)
     return out
 
 
@@ -244,8 +248,8 @@ def reduce_sum(ctx, node, x):
     """node's output (a Sum's: node.op.axis, node.outputs[0]) as the sum of the array x."""
     out_dt = node.outputs[0].dtype
     acc_dt = "float64" if U.is_float(out_dt) else out_dt
-    vector_sum = acc_dt == "float64" and x.dtype in ("float32", "float64")
-    return _reduce(ctx, node, x, _sum_fold(ctx, node, x), vector_sum)
+    rows = RowSum if acc_dt == "float64" and x.dtype in ("float32", "float64") else None
+    return _reduce(ctx, node, x, _sum_fold(ctx, node, x), rows)
 
 
 def _sum_fold(ctx, node, x):
@@ -340,7 +344,8 @@ def lower_max(ctx, node, ins):
     def finish(accs):
         return U.cast_value(b, accs[0], x.dtype, node.outputs[0].dtype)
 
-    return [_reduce(ctx, node, x, _Fold([x.dtype], [lowest_value(x.dtype)], step, finish))]
+    rows = RowMax if x.dtype in ("float32", "float64") else None
+    return [_reduce(ctx, node, x, _Fold([x.dtype], [lowest_value(x.dtype)], step, finish), rows)]
 
 
 def same(b, v, best, dtype):

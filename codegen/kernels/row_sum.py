@@ -23,6 +23,9 @@ class RowSum:
     given `at` (a pointer to CHAINS vectors of partials_type(dt), e.g. one of many sums' slot in a
     stack array), kept there as they are."""
 
+    walk_name = "symcnn_reduce_sums"   # (reduce.vector_rows: the threads' function)
+    tag = "sum"   # (reduce.vector_rows: its loops' names)
+
     def __init__(self, ctx, dt, at=None):
         self.ctx, self.dt = ctx, dt
         self.et = U.ll_type(dt)
@@ -35,6 +38,15 @@ class RowSum:
         else:
             b = ctx.b
             self.accs = [b.gep(at, [U.i64(0), ir.Constant(ir.IntType(32), c)], inbounds=True) for c in range(CHAINS)]
+
+    @staticmethod
+    def state_type(dt):
+        """What RowSum(ctx, dt, at) keeps at `at`."""
+        return ir.ArrayType(partials_type(dt), CHAINS)
+
+    @staticmethod
+    def total_dtype(dt):
+        return "float64"
 
     @staticmethod
     def zero(ctx, dt, at):

@@ -18,7 +18,7 @@ from ..lower import bounds_checker, lower
 from ..parallel import threads
 from . import broadcast_loops
 from .elemwise import broadcast_dims, broadcast_view, emit_scalar
-from .reduce import reduce_sum, vector_sums
+from .reduce import reduce_sum, vector_rows
 from .row_sum import CHAINS
 
 # 4 KB of float32: stays in L1 beside the rows it is computed from
@@ -84,4 +84,4 @@ def lower_sum_of_elemwise(ctx, node, ins):
                 bb.store(element(bctx, xs), U.gep(bb, buf, j, et))
             s.add_row(buf, size)
 
-    return [vector_sums(ctx, node, views, inner, edt, add_row)]
+    return [vector_rows(ctx, node, views, inner, edt, add_row)]

@@ -255,7 +255,7 @@ def test_argmax_first_index_among_ties_and_nans_in_columns():
 
 def _walks(ir_text):
     return {"into rows": "reduce_rows0.head" in ir_text, "per output": "reduce_r0.head" in ir_text,
-            "vector sums": "reduce_vo.head" in ir_text}
+            "vector sums": "reduce_vt_sum" in ir_text, "vector max": "reduce_vt_max" in ir_text}
 
 
 def test_the_walk_follows_the_memory_order():
@@ -268,8 +268,12 @@ def test_the_walk_follows_the_memory_order():
     assert walks(T.sum(m, axis=0), m) == {"into rows"}
     assert walks(T.argmax(m, axis=0), m) == {"into rows"}
     assert walks(T.max(x, axis=(0, 2)), x) == {"into rows"}
-    assert walks(T.max(m, axis=1), m) == {"per output"}
+    assert walks(T.max(m.astype("int32"), axis=1), m) == {"per output"}
+    assert walks(T.argmax(m, axis=1), m) == {"per output"}
     assert walks(T.sum(m.astype("int32"), axis=1), m) == {"per output"}
+    # float maxima along memory: vector maxima
+    assert walks(T.max(m, axis=1), m) == {"vector max"}
+    assert walks(T.max(x, axis=(1, 2, 3)), x) == {"vector max"}
     # float sums along memory: vector partials
     assert walks(T.sum(m, axis=1), m) == {"vector sums"}
     assert walks(T.sum(x, axis=(1, 3)), x) == {"vector sums"}
@@ -302,8 +306,36 @@ def test_vector_sums_match_reference_for_rows_of_every_length(dtype, target, mon
     for nthreads in (1, 2):
         monkeypatch.setattr(symcnn.config, "num_threads", nthreads)
         fn, results[nthreads] = check_native_vs_reference([x], outs, None, calls=calls, rtol=1e-5, atol=1e-5)
-        assert "reduce_vo.head" in fn.runner.ir
+        assert "reduce_vt_sum" in fn.runner.ir
     assert "symcnn_reduce_sums" in fn.runner.ir
+    for one, two in zip(results[1], results[2]):
+        for a, b in zip(one, two):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vector_maxima_match_reference_for_rows_of_every_length(dtype, target, monkeypatch):
+    """Float maxima whose innermost reduced axis runs along memory (kernels/row_max.py): every row
+    length class, one or more rows per output element, on one thread and on two; values with
+    ties, NaNs (numpy's max is NaN then), infinities and rows of -inf."""
+    rng = np.random.RandomState(6)
+    x = T.TensorType(dtype, shape=(None,) * 4)("x")
+    outs = [T.max(x, axis=axis) for axis in _SUM_AXES]
+
+    def values(shape):
+        v = _tied_values(rng, dtype, shape) + rng.randn(*shape).astype(dtype) * (rng.rand() < 0.5)
+        flat = v.reshape(-1)
+        for special in (np.nan, np.inf, -np.inf):
+            flat[rng.randint(0, flat.size, size=max(1, flat.size // 50))] = special
+        v[..., 0, :] = -np.inf   # whole rows of -inf
+        return v
+    calls = [[values(shape)] for shape in _ROW_SHAPES]
+    calls.append([values((4, 16, 24, 40))])   # 61k values: the outputs go to both threads
+    results = {}
+    for nthreads in (1, 2):
+        monkeypatch.setattr(symcnn.config, "num_threads", nthreads)
+        fn, results[nthreads] = check_native_vs_reference([x], outs, None, calls=calls, rtol=0, atol=0)
+        assert "reduce_vt_max" in fn.runner.ir
     for one, two in zip(results[1], results[2]):
         for a, b in zip(one, two):
             np.testing.assert_array_equal(a, b)

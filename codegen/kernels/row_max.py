@@ -1,0 +1,117 @@
+"""Maxima of rows of float32 or float64 values in vectors (numpy's max: a NaN anywhere wins).
+
+One chain of compare-and-select waits on each step's latency and never vectorises (the NaN rule
+keeps LLVM from seeing a max): a (1024, 4096) float32 max over rows took 8 ms that way. RowMax
+keeps CHAINS independent L-lane maxima, as RowSum keeps partials (kernels/row_sum.py): the row's
+whole vectors in turn (vector j into chain j mod CHAINS), the vectors past its last whole group
+into the first chain, its last partial vector loaded masked (the lanes past the row read as
+-inf). The total folds the chains, then their lanes, with the same rule. Which of several equal
+values is kept (0.0 or -0.0, one NaN or another) may differ from a scalar walk; the value does not.
+"""
+from llvmlite import ir
+
+from .. import irutil as U
+from ..microkernels.directconv import Vec
+from .row_sum import CHAINS
+
+
+def beats(b, v, best, dtype):
+    """v beats best (scalars or vectors): larger, or NaN where best is not."""
+    return b.or_(b.fcmp_ordered(">", v, best),
+                 b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", best, best)))
+
+
+class RowMax:
+    """The maxima of one reduction, set to -inf where the RowMax is made; or, given `at` (a pointer
+    to state_type(dt), e.g. one of many maxima's slot in a stack array), kept there as they are."""
+
+    walk_name = "symcnn_reduce_max"   # (reduce.vector_rows: the threads' function)
+    tag = "max"   # (reduce.vector_rows: its loops' names)
+
+    def __init__(self, ctx, dt, at=None):
+        self.ctx, self.dt = ctx, dt
+        self.et = U.ll_type(dt)
+        self.L = U.lanes(dt)
+        self.vt = ir.VectorType(self.et, self.L)
+        if at is None:
+            self.accs = [ctx.local(self.vt, _lowest(self.vt)) for _ in range(CHAINS)]
+        else:
+            b = ctx.b
+            self.accs = [b.gep(at, [U.i64(0), ir.Constant(ir.IntType(32), c)], inbounds=True) for c in range(CHAINS)]
+
+    @staticmethod
+    def total_dtype(dt):
+        return dt
+
+    @staticmethod
+    def state_type(dt):
+        return ir.ArrayType(ir.VectorType(U.ll_type(dt), U.lanes(dt)), CHAINS)
+
+    @staticmethod
+    def zero(ctx, dt, at):
+        """Set the maxima at `at` (as RowMax(ctx, dt, at) keeps them) to -inf."""
+        vt = ir.VectorType(U.ll_type(dt), U.lanes(dt))
+        for c in range(CHAINS):
+            ctx.b.store(_lowest(vt), ctx.b.gep(at, [U.i64(0), ir.Constant(ir.IntType(32), c)], inbounds=True))
+
+    def _take(self, acc, v):
+        b = self.ctx.b
+        cur = b.load(acc, typ=self.vt)
+        b.store(b.select(beats(b, v, cur, self.dt), v, cur), acc)
+
+    def _load(self, row, j):
+        b = self.ctx.b
+        return b.load(U.gep(b, row, j, self.et), typ=self.vt, align=U.itemsize(self.dt))
+
+    def add_row(self, row, rowlen):
+        """Take the rowlen (an int or an i64 value) values at pointer row into the maxima."""
+        b, L, n = self.ctx.b, self.L, CHAINS
+        whole = U.floordiv(b, rowlen, L)
+        groups = U.floordiv(b, whole, n)
+        left = U.sub(b, whole, U.mul(b, groups, n))
+        tail = U.sub(b, rowlen, U.mul(b, whole, L))
+        if not (isinstance(groups, int) and groups == 0):
+            with U.for_range(b, groups, name="mg") as q:
+                base = U.mul(b, q, n * L)
+                for c in range(n):
+                    self._take(self.accs[c], self._load(row, U.add(b, base, c * L)))
+        if not (isinstance(left, int) and left == 0):
+            rest = U.mul(b, groups, n * L)
+            with U.for_range(b, left, name="mv") as v:
+                self._take(self.accs[0], self._load(row, U.add(b, rest, U.mul(b, v, L))))
+        if not (isinstance(tail, int) and tail == 0):
+            i64v = ir.VectorType(U.I64, L)
+            lane = ir.Constant(i64v, list(range(L)))
+            with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
+                keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
+                mload = Vec(self.ctx.module, self.dt, L).mload
+                self._take(self.accs[0], b.call(mload, [U.gep(b, row, U.mul(b, whole, L), self.et),
+                                                        ir.Constant(U.I32, U.itemsize(self.dt)), keep,
+                                                        _lowest(self.vt)]))
+
+    def total(self):
+        """The maximum of every value taken so far (-inf if none)."""
+        b = self.ctx.b
+        best = b.load(self.accs[0], typ=self.vt)
+        for acc in self.accs[1:]:
+            v = b.load(acc, typ=self.vt)
+            best = b.select(beats(b, v, best, self.dt), v, best)
+        n = self.L
+        while n > 1:   # the lanes pairwise, as irutil.lane_sum adds them
+            half = n // 2
+            lo = b.shuffle_vector(best, best, ir.Constant(ir.VectorType(U.I32, half), list(range(half))))
+            hi = b.shuffle_vector(best, best, ir.Constant(ir.VectorType(U.I32, half), list(range(half, n))))
+            best = b.select(beats(b, hi, lo, self.dt), hi, lo)
+            n = half
+        return b.extract_element(best, ir.Constant(U.I32, 0))
+
+
+def _lowest(vt):
+    return ir.Constant(vt, [ir.Constant(vt.element, float("-inf"))] * vt.count)
+
+
+def row_max(ctx, dt, ptr, rowlen):
+    """The maximum of the rowlen values at pointer ptr, by RowMax."""
+    m = RowMax(ctx, dt)
+    m.add_row(ptr, rowlen)
+    return m.total()
