@@ -55,7 +55,7 @@ filters (conv_threads.ImageItems).
 """
 
 from symcnn.tensor.nnet import conv_geometry as geometry
-from symcnn.tensor.nnet.conv_epilogue import ScalarConstant
+from symcnn.tensor.nnet.conv_epilogue import ScalarConstant, passed_input
 from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 
 
@@ -740,16 +740,21 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         return activated_image(ctx, op, dt, xs, n, gep(b, xa, U.mul(b, slot, img), et) if xa is not None else None,
                                activate)
 
+    # a gradient program that passes one incoming gradient on unchanged, read in the layout top has
+    # without a direct plan (dense planes): the kernels read that gradient in place
+    passed = passed_input(op.dact, 2) if dp is None and not op.pool else None
+
     def image(n, slot):
+        t = top   # (the image's incoming gradient itself where it is passed on unchanged)
         base = U.mul(b, n, pimg)
         srcs = [gep(b, q, base, et) if q is not None else None for q in prog_ptrs]
         if op.pool_last:
             # the prologue: the pooled gradient routed to the activated values, then through dact
             if rezero:
-                zero_fill(b, top, 0, tlen, dt)
+                zero_fill(b, t, 0, tlen, dt)
             mbase = gep(b, mptr, base, mt) if mt is not None else None
-            scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, srcs[2], mbase)
-            act_grad_in_tile(ctx, op, dt, top, trs, rs, U.mul(b, n, full), K, OH, OW, prog_ptrs[0], prog_ptrs[1],
+            scatter_tile(ctx, op, dt, mt, t, trs, rs, K, PH, PW, OW, srcs[2], mbase)
+            act_grad_in_tile(ctx, op, dt, t, trs, rs, U.mul(b, n, full), K, OH, OW, prog_ptrs[0], prog_ptrs[1],
                              gb64, row_sum)
         elif op.pool:
             # the prologue: g_pre of the whole image, then its per-filter sums and the routing
@@ -761,11 +766,13 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
             mbase = gep(b, mptr, base, mt) if mt is not None else None
             if rezero:
-                zero_fill(b, top, 0, tlen, dt)
+                zero_fill(b, t, 0, tlen, dt)
             if rp is None or gxptr is not None:   # the routed weight gradient reads gpre and the mask
-                scatter_tile(ctx, op, dt, mt, top, trs, rs, K, PH, PW, OW, gpre, mbase)
+                scatter_tile(ctx, op, dt, mt, t, trs, rs, K, PH, PW, OW, gpre, mbase)
+        elif passed is not None:
+            t = _passed_top(ctx, op, dt, t, trs, rs, K, PH, PW, srcs, gb64, n, B, passed)
         else:
-            _store_top(ctx, op, dt, top, trs, rs, K, PH, PW, srcs, gb64)
+            _store_top(ctx, op, dt, t, trs, rs, K, PH, PW, srcs, gb64)
         if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
             ph, pw = geometry.padding(op.border_mode, dp.kh, dp.kw)
             if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
@@ -773,17 +780,17 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 activate_copy(ctx, op, dt, xg, dp.buf_elems())
             else:
                 shift_copy(ctx, x_image(n, 0), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
-            FT.emit_grad_image(ctx, dp, xg, top, trs, dwT)
+            FT.emit_grad_image(ctx, dp, xg, t, trs, dwT)
         elif dp is not None:
-            DG.emit_weight_grad_image(ctx, dp, x_image(n, 0).ptr, top, offs, dwT)
+            DG.emit_weight_grad_image(ctx, dp, x_image(n, 0).ptr, t, offs, dwT)
         elif rp is not None:
             RG.emit_image(ctx, rp, x_image(n, 0).ptr, gpre, mbase, xcl, routes, dwT)
         elif isinstance(wg, PhaseGradPlan):   # its phase split applies in_act (any program)
-            WGG.emit_image(ctx, wg, x_image(n, slot, False), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot,
+            WGG.emit_image(ctx, wg, x_image(n, slot, False), Array(dt, t, [K, OH, OW], [trs, rs, 1]), wgb, slot,
                            in_act=op.in_act)
         elif wg is not None:   # the image's tiles (a chunk's or, after the group, the group's GEMMs)
             here = keeps_zero(op, dt)   # then the activation over the zero-bordered copy, in cache
-            WGG.emit_image(ctx, wg, x_image(n, slot, not here), Array(dt, top, [K, OH, OW], [trs, rs, 1]), wgb, slot,
+            WGG.emit_image(ctx, wg, x_image(n, slot, not here), Array(dt, t, [K, OH, OW], [trs, rs, 1]), wgb, slot,
                            (lambda buf, n_: activate_copy(ctx, op, dt, buf, n_)) if here else None)
         elif tp is not None:
             if xg is not None:   # the activation as the image is copied (any program: the border pads act(x))
@@ -792,24 +799,24 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             elif xa is not None:   # the group's panels read the activated images in place
                 x_image(n, slot)
             for k0, tp_, _, t0, _ in taps.chunks:
-                DG.transpose_top(ctx, tp_, gep(b, top, k0 * trs, et), trs,
+                DG.transpose_top(ctx, tp_, gep(b, t, k0 * trs, et), trs,
                                  gep(b, tT, U.add(b, t0, U.mul(b, slot, tp_.N * tp_.KP)), et))
         else:
             # gW: dWT[P, K] += cols[P, N] @ top^T[N, K] (top read transposed by the packing)
             emit_im2col(ctx, g, x_image(n, 0), cols, dt)
-            emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(top, 1, g.N), Mat(dwT, K), accumulate=True,
+            emit_gemm(ctx, dt, g.P, K, g.N, Mat(cols, g.N, 1), Mat(t, 1, g.N), Mat(dwT, K), accumulate=True,
                       packs=(ap1, bp1))
         if gxptr is not None and isinstance(gd, PhaseGradInputs):   # strided: phase by phase of dx (and gx_act)
-            gd.emit_image(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
+            gd.emit_image(ctx, Array(dt, t, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
                           gep(b, offs, taps.n_offsets if taps is not None else 0, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et),
                           gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act)
         elif gxptr is not None and grouped:
-            bordered_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]),
+            bordered_copy(ctx, Array(dt, t, [K, OH, OW], [trs, rs, 1]),
                           gep(b, gxb, U.mul(b, slot, gd.p.C * gd.p.Hb * gd.p.Wb), et), gd)
         elif gxptr is not None and wgd:
             # dx = Winograd's 'valid' correlation of top, bordered, with the transposed filters
-            src = Array(dt, top, [K, OH, OW], [trs, rs, 1])
+            src = Array(dt, t, [K, OH, OW], [trs, rs, 1])
 
             def prepare(_, buf):
                 bordered_copy(ctx, src, buf, gd)
@@ -818,7 +825,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                            lambda _, gi: gep(b, gxptr, U.mul(b, n, img), et), H * W, W)
         elif gxptr is not None and gd is not None:
             # dx = the 'valid' correlation of top, bordered, with the transposed filters (conv_grad.py)
-            shift_copy(ctx, Array(dt, top, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
+            shift_copy(ctx, Array(dt, t, [K, OH, OW], [trs, rs, 1]), gxb, dt, gd.C, gd.H, gd.W, gd.p.H, gd.p.W,
                        *gd.shift)
             emit_image(ctx, gd.p, gxb, wptr, gep(b, offs, taps.n_offsets, U.I64), gxc)
             copy_planes(ctx, gxc, gd.p.rs, gd.p.row_stride, gep(b, gxptr, U.mul(b, n, img), et), dt,
@@ -826,12 +833,12 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
         elif gxptr is not None and dcols is None:   # col2im folded into the GEMM's stores
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
-            DG.emit_gx_image(ctx, tp, wptr, top, dx, offs)
+            DG.emit_gx_image(ctx, tp, wptr, t, dx, offs)
         elif gxptr is not None:
             if bp2 is not None and ap2 is None:   # wptr: W^T packed once
-                PP.emit_gemm(ctx, dt, g.P, g.N, K, wptr, G.Strided(dt, top, g.N), dcols, g.N, False, bp2)
+                PP.emit_gemm(ctx, dt, g.P, g.N, K, wptr, G.Strided(dt, t, g.N), dcols, g.N, False, bp2)
             else:
-                emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(top, g.N), Mat(dcols, g.N), packs=(ap2, bp2))
+                emit_gemm(ctx, dt, g.P, g.N, K, Mat(wptr, 1, g.P), Mat(t, g.N), Mat(dcols, g.N), packs=(ap2, bp2))
             dx = gep(b, gxptr, U.mul(b, n, img), et)
             zero_fill(b, dx, 0, img, dt)
             emit_col2im(ctx, g, dcols, dx, dt)
@@ -880,6 +887,28 @@ def _grouped_gx(gd, wg):
 def _panels(gd, wg):
     """The input gradient's runs of panels per group of the weight gradient (the last may be short)."""
     return -(-wg.Gi // gd.p.Gi)
+
+
+def _passed_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64, n, B, k):
+    """The top the kernels read for image n when the gradient program passes srcs[k] on unchanged
+    (no direct plan: top's layout is dense, trs = OH*OW and rs = OW): srcs[k] itself, except for the
+    batch's last image, whose copy in top keeps the kernels' reads of whole vectors past its last
+    row inside a buffer; gb64[f] += the sums of filter f's rows either way."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    at = ctx.local(top.type)
+    with b.if_else(b.icmp_signed("<", U.as_value(b, n), b.sub(U.as_value(b, B), U.i64(1)))) as (inside, last):
+        with inside:
+            plane = U.mul(b, OH, OW)
+            with U.for_range(b, K, name="gbk_passed") as f:
+                gbk = gep(b, gb64, f, U.F64)
+                s_ = row_sum(ctx, dt, gep(b, srcs[k], U.mul(b, f, plane), et), 1, plane, plane)
+                b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
+            b.store(srcs[k], at)
+        with last:
+            _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64)
+            b.store(top, at)
+    return b.load(at, typ=top.type)
 
 
 def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):

@@ -1774,3 +1774,34 @@ def test_bias_gradient_sums_planes_of_every_length(dtype, static, monkeypatch):
                 continue
             ops = _ops(borders[i % 3], pool_kw, static, xs, ws, act=acts[i % 4], dtype=dtype)
             _check(xs, ws, ops, dtype=dtype)
+
+
+# Layers without an activation of their own (a later layer applies it as its input activation, as
+# in an all-convolutional network) and without pooling: (x shape, W shape, conv kwargs, dtype):
+# Winograd, strided (phases and vectors over filters), few-tap, 'valid' 5x5 and 1x1, 'full'.
+PASSED_CASES = [
+    ((5, 16, 12, 12), (32, 16, 3, 3), dict(border_mode="half"), "float32"),
+    ((3, 8, 16, 16), (16, 8, 3, 3), dict(border_mode="half", subsample=(2, 2)), "float64"),
+    ((4, 32, 16, 16), (32, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), "float32"),
+    ((3, 3, 12, 12), (8, 3, 3, 3), dict(border_mode="half"), "float32"),
+    ((3, 6, 10, 10), (10, 6, 5, 5), {}, "float64"),
+    ((3, 6, 10, 10), (10, 6, 1, 1), {}, "float32"),
+    ((7, 20, 8, 8), (24, 20, 3, 3), dict(border_mode="full"), "float32"),
+]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("xs,ws,conv,dtype", PASSED_CASES)
+def test_identity_layers_read_the_incoming_gradient_in_place(xs, ws, conv, dtype, n_threads, monkeypatch):
+    """The backward of a layer whose gradient program passes the incoming gradient on unchanged
+    reads it in place for every image but the batch's last (convpool._passed_top), and matches the
+    reference: the weight, bias and input gradients, on any thread count."""
+    from symcnn.tensor.nnet.conv_epilogue import passed_input
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(symcnn.config, "num_threads", n_threads)
+    ops = conv_act_ops("identity", dtype, **dict(conv, pool=None, imshp=xs, kshp=ws))
+    assert passed_input(ops[1].dact, 2) == 2
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, ties=False, **tol)
+    assert "gbk_passed" in fn.runner.ir

@@ -17,7 +17,7 @@ from ..elemwise import DimShuffle, Elemwise
 from ... import scalar as ts
 
 __all__ = ["ScalarConstant", "program_from_graph", "program_of", "expand_program", "reads_input",
-           "is_identity", "scalar_constant_value", "out_from_z"]
+           "is_identity", "passed_input", "scalar_constant_value", "out_from_z"]
 
 
 class ScalarConstant(ts.ScalarOp):
@@ -136,6 +136,18 @@ def is_identity(prog):
         return True
     return (len(prog.steps) == 1 and isinstance(prog.steps[0][0], ts.Identity) and prog.steps[0][1] == (0,)
             and prog.steps[0][2][0] == prog.steps[0][3])
+
+
+def passed_input(prog, first=0):
+    """k where the program returns its input k >= first unchanged, else None (a layer's gradient
+    program dact(z, out, g) with first = 2: its activation is the identity, as where a later
+    layer applies it as that layer's input activation)."""
+    if prog is None or len(prog.steps) != 1:
+        return None
+    op, args, in_dtypes, out_dtype = prog.steps[0]
+    if isinstance(op, ts.Identity) and len(args) == 1 and args[0] >= first and in_dtypes[0] == out_dtype:
+        return args[0]
+    return None
 
 
 def out_from_z(dact, act):

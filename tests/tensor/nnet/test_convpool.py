@@ -7,7 +7,8 @@ import pytest
 import symcnn
 import symcnn.tensor as T
 from symcnn.tensor.nnet import conv2d
-from symcnn.tensor.nnet.conv_epilogue import ScalarConstant, is_identity, program_from_graph, program_of
+from symcnn.tensor.nnet.conv_epilogue import (ScalarConstant, is_identity, passed_input, program_from_graph,
+                                              program_of)
 from symcnn.tensor.nnet.convpool import ConvPoolAct
 
 from tests.helpers import conv_act_ops
@@ -46,6 +47,11 @@ def test_programs_from_graphs():
     v = np.linspace(-2, 2, 9).astype("float32")
     np.testing.assert_allclose(prog.impl(v), np.where(v > 0, v, 0.2 * v), rtol=1e-6)
     assert is_identity(program_from_graph([z], z)) and is_identity(None)
+    zs = [T.ftensor4() for _ in range(3)]
+    assert passed_input(program_from_graph(zs, zs[2]), 2) == 2
+    assert passed_input(program_from_graph(zs, zs[0]), 2) is None                # returns z, not g
+    assert passed_input(program_from_graph(zs, zs[2] * (zs[0] > 0)), 2) is None  # ReLU's derivative
+    assert passed_input(None, 2) is None
     assert program_from_graph([z], T.tanh(z).sum()) is None          # not elementwise
     assert program_from_graph([z], z + T.ftensor4()) is None          # another non-constant leaf
     y = T.ftensor4()
