@@ -743,6 +743,11 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
     # a gradient program that passes one incoming gradient on unchanged, read in the layout top has
     # without a direct plan (dense planes): the kernels read that gradient in place
     passed = passed_input(op.dact, 2) if dp is None and not op.pool else None
+    # the few-tap weight gradient reads dense rows of whole vectors exactly: every image in place
+    # (no input gradient: a first layer's)
+    ft_passed = passed_input(op.dact, 2) if (
+        isinstance(dp, FT.Plan) and dp.mode == "rows" and isinstance(OW, int) and dp.rs == OW and OW % dp.L == 0
+        and not op.pool and gxptr is None) else None
 
     def image(n, slot):
         t = top   # (the image's incoming gradient itself where it is passed on unchanged)
@@ -771,6 +776,9 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 scatter_tile(ctx, op, dt, mt, t, trs, rs, K, PH, PW, OW, gpre, mbase)
         elif passed is not None:
             t = _passed_top(ctx, op, dt, t, trs, rs, K, PH, PW, srcs, gb64, n, B, passed)
+        elif ft_passed is not None:
+            t = srcs[ft_passed]
+            _add_plane_sums(ctx, dt, t, K, U.mul(b, OH, OW), gb64, name="gbk_passed_fewtaps")
         else:
             _store_top(ctx, op, dt, t, trs, rs, K, PH, PW, srcs, gb64)
         if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
@@ -780,7 +788,7 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 activate_copy(ctx, op, dt, xg, dp.buf_elems())
             else:
                 shift_copy(ctx, x_image(n, 0), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
-            FT.emit_grad_image(ctx, dp, xg, t, trs, dwT)
+            FT.emit_grad_image(ctx, dp, xg, t, dp.OH * dp.OW if ft_passed is not None else trs, dwT)
         elif dp is not None:
             DG.emit_weight_grad_image(ctx, dp, x_image(n, 0).ptr, t, offs, dwT)
         elif rp is not None:
@@ -895,20 +903,25 @@ def _passed_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64, n, B, k):
     batch's last image, whose copy in top keeps the kernels' reads of whole vectors past its last
     row inside a buffer; gb64[f] += the sums of filter f's rows either way."""
     b = ctx.b
-    et = U.ll_type(dt)
     at = ctx.local(top.type)
     with b.if_else(b.icmp_signed("<", U.as_value(b, n), b.sub(U.as_value(b, B), U.i64(1)))) as (inside, last):
         with inside:
-            plane = U.mul(b, OH, OW)
-            with U.for_range(b, K, name="gbk_passed") as f:
-                gbk = gep(b, gb64, f, U.F64)
-                s_ = row_sum(ctx, dt, gep(b, srcs[k], U.mul(b, f, plane), et), 1, plane, plane)
-                b.store(b.fadd(b.load(gbk, typ=U.F64), s_), gbk)
+            _add_plane_sums(ctx, dt, srcs[k], K, U.mul(b, OH, OW), gb64)
             b.store(srcs[k], at)
         with last:
             _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64)
             b.store(top, at)
     return b.load(at, typ=top.type)
+
+
+def _add_plane_sums(ctx, dt, g, K, plane, gb64, name="gbk_passed"):
+    """gb64[f] += the sum of plane f of the K dense planes at g."""
+    b = ctx.b
+    et = U.ll_type(dt)
+    with U.for_range(b, K, name=name) as f:
+        gbk = gep(b, gb64, f, U.F64)
+        b.store(b.fadd(b.load(gbk, typ=U.F64), row_sum(ctx, dt, gep(b, g, U.mul(b, f, plane), et), 1, plane, plane)),
+                gbk)
 
 
 def _store_top(ctx, op, dt, top, trs, rs, K, OH, OW, srcs, gb64):

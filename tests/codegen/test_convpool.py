@@ -1805,3 +1805,27 @@ def test_identity_layers_read_the_incoming_gradient_in_place(xs, ws, conv, dtype
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, ties=False, **tol)
     assert "gbk_passed" in fn.runner.ir
+
+
+@pytest.mark.parametrize("xs,ws,conv,dtype", [
+    ((3, 3, 32, 32), (32, 3, 3, 3), dict(border_mode="half"), "float32"),
+    ((2, 1, 20, 36), (8, 1, 5, 5), {}, "float32"),
+    ((3, 3, 16, 16), (8, 3, 3, 3), dict(border_mode="half"), "float64")])
+def test_first_layers_without_activation_read_the_incoming_gradient_in_place(xs, ws, conv, dtype):
+    """A first layer (no input gradient) taking the few-tap weight gradient, whose output rows are
+    whole vectors, reads the incoming gradient of every image in place when its gradient program
+    passes it on unchanged; against the reference."""
+    from codegen.kernels.convpool import few_tap_grad
+    from codegen.irutil import lanes
+    ops = conv_act_ops("identity", dtype, **dict(conv, pool=None, imshp=xs, kshp=ws))
+    o = geometry_out(xs, ws, ops[0])
+    assert o[3] % lanes(dtype) == 0
+    assert few_tap_grad(ops[2], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]], False)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, ties=False, **tol)
+    assert "gbk_passed_fewtaps" in fn.runner.ir
+
+
+def geometry_out(xs, ws, op):
+    from symcnn.tensor.nnet import conv_geometry as geometry
+    return geometry.out_shape(xs, ws, op.border_mode, op.subsample)
