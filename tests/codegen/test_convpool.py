@@ -1818,14 +1818,9 @@ def test_first_layers_without_activation_read_the_incoming_gradient_in_place(xs,
     from codegen.kernels.convpool import few_tap_grad
     from codegen.irutil import lanes
     ops = conv_act_ops("identity", dtype, **dict(conv, pool=None, imshp=xs, kshp=ws))
-    o = geometry_out(xs, ws, ops[0])
+    o = geometry_out(ops[0], xs, ws)
     assert o[3] % lanes(dtype) == 0
     assert few_tap_grad(ops[2], dtype, [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o[2], o[3]], False)
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, ties=False, **tol)
     assert "gbk_passed_fewtaps" in fn.runner.ir
-
-
-def geometry_out(xs, ws, op):
-    from symcnn.tensor.nnet import conv_geometry as geometry
-    return geometry.out_shape(xs, ws, op.border_mode, op.subsample)
