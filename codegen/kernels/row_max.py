@@ -11,8 +11,7 @@ values is kept (0.0 or -0.0, one NaN or another) may differ from a scalar walk; 
 from llvmlite import ir
 
 from .. import irutil as U
-from ..microkernels.directconv import Vec
-from .row_sum import CHAINS
+from .row_sum import CHAINS, row_vectors_to_chains
 
 
 def beats(b, v, best, dtype):
@@ -59,35 +58,10 @@ class RowMax:
         cur = b.load(acc, typ=self.vt)
         b.store(b.select(beats(b, v, cur, self.dt), v, cur), acc)
 
-    def _load(self, row, j):
-        b = self.ctx.b
-        return b.load(U.gep(b, row, j, self.et), typ=self.vt, align=U.itemsize(self.dt))
-
     def add_row(self, row, rowlen):
         """Take the rowlen (an int or an i64 value) values at pointer row into the maxima."""
-        b, L, n = self.ctx.b, self.L, CHAINS
-        whole = U.floordiv(b, rowlen, L)
-        groups = U.floordiv(b, whole, n)
-        left = U.sub(b, whole, U.mul(b, groups, n))
-        tail = U.sub(b, rowlen, U.mul(b, whole, L))
-        if not (isinstance(groups, int) and groups == 0):
-            with U.for_range(b, groups, name="mg") as q:
-                base = U.mul(b, q, n * L)
-                for c in range(n):
-                    self._take(self.accs[c], self._load(row, U.add(b, base, c * L)))
-        if not (isinstance(left, int) and left == 0):
-            rest = U.mul(b, groups, n * L)
-            with U.for_range(b, left, name="mv") as v:
-                self._take(self.accs[0], self._load(row, U.add(b, rest, U.mul(b, v, L))))
-        if not (isinstance(tail, int) and tail == 0):
-            i64v = ir.VectorType(U.I64, L)
-            lane = ir.Constant(i64v, list(range(L)))
-            with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
-                keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
-                mload = Vec(self.ctx.module, self.dt, L).mload
-                self._take(self.accs[0], b.call(mload, [U.gep(b, row, U.mul(b, whole, L), self.et),
-                                                        ir.Constant(U.I32, U.itemsize(self.dt)), keep,
-                                                        _lowest(self.vt)]))
+        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, lambda c, v: self._take(self.accs[c], v),
+                              _lowest(self.vt), "m")
 
     def total(self):
         """The maximum of every value taken so far (-inf if none)."""

@@ -60,35 +60,10 @@ class RowSum:
         b = self.ctx.b
         b.store(b.fadd(b.load(acc, typ=self.dvt), b.fpext(v, self.dvt) if self.dt == "float32" else v), acc)
 
-    def _load(self, row, j):
-        b = self.ctx.b
-        return b.load(U.gep(b, row, j, self.et), typ=self.vt, align=U.itemsize(self.dt))
-
     def add_row(self, row, rowlen):
         """Add the rowlen (an int or an i64 value) values at pointer row."""
-        b, L, n = self.ctx.b, self.L, CHAINS
-        whole = U.floordiv(b, rowlen, L)
-        groups = U.floordiv(b, whole, n)
-        left = U.sub(b, whole, U.mul(b, groups, n))
-        tail = U.sub(b, rowlen, U.mul(b, whole, L))
-        if not (isinstance(groups, int) and groups == 0):
-            with U.for_range(b, groups, name="sg") as q:
-                base = U.mul(b, q, n * L)
-                for c in range(n):
-                    self._add(self.accs[c], self._load(row, U.add(b, base, c * L)))
-        if not (isinstance(left, int) and left == 0):
-            rest = U.mul(b, groups, n * L)
-            with U.for_range(b, left, name="sv") as v:
-                self._add(self.accs[0], self._load(row, U.add(b, rest, U.mul(b, v, L))))
-        if not (isinstance(tail, int) and tail == 0):
-            i64v = ir.VectorType(U.I64, L)
-            lane = ir.Constant(i64v, list(range(L)))
-            zero = ir.Constant(self.vt, [ir.Constant(self.et, 0.0)] * L)
-            with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
-                keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
-                mload = Vec(self.ctx.module, self.dt, L).mload
-                self._add(self.accs[0], b.call(mload, [U.gep(b, row, U.mul(b, whole, L), self.et),
-                                                       ir.Constant(U.I32, U.itemsize(self.dt)), keep, zero]))
+        zero = ir.Constant(self.vt, [ir.Constant(self.et, 0.0)] * self.L)
+        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, lambda c, v: self._add(self.accs[c], v), zero, "s")
 
     def total(self):
         """The float64 sum of every value added so far."""
@@ -97,6 +72,40 @@ class RowSum:
         for acc in self.accs[1:]:
             total = b.fadd(total, b.load(acc, typ=self.dvt))
         return U.lane_sum(b, total)
+
+
+def row_vectors_to_chains(ctx, dt, row, rowlen, take, fill, tag):
+    """take(c, v) for each vector v of the rowlen (an int or an i64 value) dt values at pointer row,
+    in a fixed order: the whole vectors in turn (vector j to chain j mod CHAINS), those past the
+    last whole group of CHAINS to chain 0, the last partial vector (its lanes past the row loaded
+    as `fill`) to chain 0. tag: the first letter of the loops' names."""
+    b, L, n = ctx.b, U.lanes(dt), CHAINS
+    et = U.ll_type(dt)
+    vt = ir.VectorType(et, L)
+
+    def load(j):
+        return b.load(U.gep(b, row, j, et), typ=vt, align=U.itemsize(dt))
+    whole = U.floordiv(b, rowlen, L)
+    groups = U.floordiv(b, whole, n)
+    left = U.sub(b, whole, U.mul(b, groups, n))
+    tail = U.sub(b, rowlen, U.mul(b, whole, L))
+    if not (isinstance(groups, int) and groups == 0):
+        with U.for_range(b, groups, name=tag + "g") as q:
+            base = U.mul(b, q, n * L)
+            for c in range(n):
+                take(c, load(U.add(b, base, c * L)))
+    if not (isinstance(left, int) and left == 0):
+        rest = U.mul(b, groups, n * L)
+        with U.for_range(b, left, name=tag + "v") as v:
+            take(0, load(U.add(b, rest, U.mul(b, v, L))))
+    if not (isinstance(tail, int) and tail == 0):
+        i64v = ir.VectorType(U.I64, L)
+        lane = ir.Constant(i64v, list(range(L)))
+        with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
+            keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
+            mload = Vec(ctx.module, dt, L).mload
+            take(0, b.call(mload, [U.gep(b, row, U.mul(b, whole, L), et), ir.Constant(U.I32, U.itemsize(dt)), keep,
+                                   fill]))
 
 
 def partials_type(dt):
