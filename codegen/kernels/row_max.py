@@ -7,6 +7,7 @@ whole vectors in turn (vector j into chain j mod CHAINS), the vectors past its l
 into the first chain, its last partial vector loaded masked (the lanes past the row read as
 -inf). The total folds the chains, then their lanes, with the same rule. Which of several equal
 values is kept (0.0 or -0.0, one NaN or another) may differ from a scalar walk; the value does not.
+RowArgmax keeps each lane's index beside its value, and picks as numpy does whatever the order.
 """
 from llvmlite import ir
 
@@ -60,7 +61,7 @@ class RowMax:
 
     def add_row(self, row, rowlen):
         """Take the rowlen (an int or an i64 value) values at pointer row into the maxima."""
-        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, lambda c, v: self._take(self.accs[c], v),
+        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, lambda c, v, j: self._take(self.accs[c], v),
                               _lowest(self.vt), "m")
 
     def total(self):
@@ -89,3 +90,93 @@ def row_max(ctx, dt, ptr, rowlen):
     m = RowMax(ctx, dt)
     m.add_row(ptr, rowlen)
     return m.total()
+
+
+def same(b, v, best):
+    """v ties with best (scalars or vectors): equal, or both NaN."""
+    return b.or_(b.fcmp_ordered("==", v, best), b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_unordered("uno", best, best)))
+
+
+class RowArgmax:
+    """numpy's argmax of one row (the index of the first largest value, of the first NaN if any):
+    RowMax's chains with each lane's index beside its value. A lane keeps the first of its values
+    that beats the others (its indices only grow); the total takes, of the chains' and lanes' picks,
+    the one that beats the rest or ties with a smaller index, which does not depend on the order.
+    Lanes past the row (loaded as -inf) carry indices past it: a value of the row ties or beats them
+    with a smaller index."""
+
+    walk_name = "symcnn_reduce_argmax"   # (reduce.vector_rows: the threads' function)
+    tag = "argmax"   # (reduce.vector_rows: its loops' names)
+    row_index = True   # (reduce: only rows that are the whole reduction, whose indices are the row's)
+
+    def __init__(self, ctx, dt, at=None):
+        self.ctx, self.dt = ctx, dt
+        self.L = U.lanes(dt)
+        self.vt = ir.VectorType(U.ll_type(dt), self.L)
+        self.it = ir.VectorType(U.I64, self.L)
+        if at is None:
+            at = ctx.local(self.state_type(dt))
+            self.zero(ctx, dt, at)
+        b = ctx.b
+        i32 = ir.IntType(32)
+        self.vals = [b.gep(at, [U.i64(0), ir.Constant(i32, 0), ir.Constant(i32, c)], inbounds=True) for c in range(CHAINS)]
+        self.idxs = [b.gep(at, [U.i64(0), ir.Constant(i32, 1), ir.Constant(i32, c)], inbounds=True) for c in range(CHAINS)]
+
+    @staticmethod
+    def total_dtype(dt):
+        return "int64"
+
+    @staticmethod
+    def state_type(dt):
+        L = U.lanes(dt)
+        return ir.LiteralStructType([ir.ArrayType(ir.VectorType(U.ll_type(dt), L), CHAINS),
+                                     ir.ArrayType(ir.VectorType(U.I64, L), CHAINS)])
+
+    @staticmethod
+    def zero(ctx, dt, at):
+        """Set the picks at `at` to -inf at index INT64_MAX (which any value of the row beats or ties)."""
+        L = U.lanes(dt)
+        b = ctx.b
+        i32 = ir.IntType(32)
+        none = ir.Constant(ir.VectorType(U.I64, L), [2 ** 63 - 1] * L)
+        for c in range(CHAINS):
+            b.store(_lowest(ir.VectorType(U.ll_type(dt), L)),
+                    b.gep(at, [U.i64(0), ir.Constant(i32, 0), ir.Constant(i32, c)], inbounds=True))
+            b.store(none, b.gep(at, [U.i64(0), ir.Constant(i32, 1), ir.Constant(i32, c)], inbounds=True))
+
+    def _pick(self, v, i, best, at):
+        b = self.ctx.b
+        return b.or_(beats(b, v, best, self.dt), b.and_(same(b, v, best), b.icmp_signed("<", i, at)))
+
+    def _take(self, c, v, j):
+        b = self.ctx.b
+        best = b.load(self.vals[c], typ=self.vt)
+        at = b.load(self.idxs[c], typ=self.it)
+        i = b.add(U.splat(b, j, self.it), ir.Constant(self.it, list(range(self.L))))
+        take = self._pick(v, i, best, at)
+        b.store(b.select(take, v, best), self.vals[c])
+        b.store(b.select(take, i, at), self.idxs[c])
+
+    def add_row(self, row, rowlen):
+        """Take the rowlen values at pointer row, indices 0 .. rowlen - 1."""
+        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, self._take, _lowest(self.vt), "a")
+
+    def total(self):
+        """The index of the row's pick."""
+        b = self.ctx.b
+        best, at = b.load(self.vals[0], typ=self.vt), b.load(self.idxs[0], typ=self.it)
+        for c in range(1, CHAINS):
+            v, i = b.load(self.vals[c], typ=self.vt), b.load(self.idxs[c], typ=self.it)
+            take = self._pick(v, i, best, at)
+            best, at = b.select(take, v, best), b.select(take, i, at)
+        n = self.L
+        while n > 1:
+            half = n // 2
+            lo_m = ir.Constant(ir.VectorType(U.I32, half), list(range(half)))
+            hi_m = ir.Constant(ir.VectorType(U.I32, half), list(range(half, n)))
+            lo, hi = b.shuffle_vector(best, best, lo_m), b.shuffle_vector(best, best, hi_m)
+            ilo, ihi = b.shuffle_vector(at, at, lo_m), b.shuffle_vector(at, at, hi_m)
+            take = self._pick(hi, ihi, lo, ilo)
+            best, at = b.select(take, hi, lo), b.select(take, ihi, ilo)
+            n = half
+        return b.extract_element(at, ir.Constant(U.I32, 0))

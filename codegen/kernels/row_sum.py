@@ -63,7 +63,7 @@ class RowSum:
     def add_row(self, row, rowlen):
         """Add the rowlen (an int or an i64 value) values at pointer row."""
         zero = ir.Constant(self.vt, [ir.Constant(self.et, 0.0)] * self.L)
-        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, lambda c, v: self._add(self.accs[c], v), zero, "s")
+        row_vectors_to_chains(self.ctx, self.dt, row, rowlen, lambda c, v, j: self._add(self.accs[c], v), zero, "s")
 
     def total(self):
         """The float64 sum of every value added so far."""
@@ -75,7 +75,7 @@ class RowSum:
 
 
 def row_vectors_to_chains(ctx, dt, row, rowlen, take, fill, tag):
-    """take(c, v) for each vector v of the rowlen (an int or an i64 value) dt values at pointer row,
+    """take(c, v, j) for each vector v (its first value the row's j-th, an i64) of the rowlen (an int or an i64 value) dt values at pointer row,
     in a fixed order: the whole vectors in turn (vector j to chain j mod CHAINS), those past the
     last whole group of CHAINS to chain 0, the last partial vector (its lanes past the row loaded
     as `fill`) to chain 0. tag: the first letter of the loops' names."""
@@ -93,19 +93,22 @@ def row_vectors_to_chains(ctx, dt, row, rowlen, take, fill, tag):
         with U.for_range(b, groups, name=tag + "g") as q:
             base = U.mul(b, q, n * L)
             for c in range(n):
-                take(c, load(U.add(b, base, c * L)))
+                j = U.add(b, base, c * L)
+                take(c, load(j), U.as_value(b, j))
     if not (isinstance(left, int) and left == 0):
         rest = U.mul(b, groups, n * L)
         with U.for_range(b, left, name=tag + "v") as v:
-            take(0, load(U.add(b, rest, U.mul(b, v, L))))
+            j = U.add(b, rest, U.mul(b, v, L))
+            take(0, load(j), U.as_value(b, j))
     if not (isinstance(tail, int) and tail == 0):
         i64v = ir.VectorType(U.I64, L)
         lane = ir.Constant(i64v, list(range(L)))
         with b.if_then(b.icmp_signed(">", U.as_value(b, tail), U.i64(0))):
             keep = b.icmp_signed("<", lane, U.splat(b, U.as_value(b, tail), i64v))
             mload = Vec(ctx.module, dt, L).mload
-            take(0, b.call(mload, [U.gep(b, row, U.mul(b, whole, L), et), ir.Constant(U.I32, U.itemsize(dt)), keep,
-                                   fill]))
+            j = U.mul(b, whole, L)
+            take(0, b.call(mload, [U.gep(b, row, j, et), ir.Constant(U.I32, U.itemsize(dt)), keep, fill]),
+                 U.as_value(b, j))
 
 
 def partials_type(dt):

@@ -255,7 +255,8 @@ def test_argmax_first_index_among_ties_and_nans_in_columns():
 
 def _walks(ir_text):
     return {"into rows": "reduce_rows0.head" in ir_text, "per output": "reduce_r0.head" in ir_text,
-            "vector sums": "reduce_vt_sum" in ir_text, "vector max": "reduce_vt_max" in ir_text}
+            "vector sums": "reduce_vt_sum" in ir_text, "vector max": "reduce_vt_max" in ir_text,
+            "vector argmax": "reduce_vt_argmax" in ir_text}
 
 
 def test_the_walk_follows_the_memory_order():
@@ -269,7 +270,9 @@ def test_the_walk_follows_the_memory_order():
     assert walks(T.argmax(m, axis=0), m) == {"into rows"}
     assert walks(T.max(x, axis=(0, 2)), x) == {"into rows"}
     assert walks(T.max(m.astype("int32"), axis=1), m) == {"per output"}
-    assert walks(T.argmax(m, axis=1), m) == {"per output"}
+    assert walks(T.argmax(m, axis=1), m) == {"vector argmax"}
+    assert walks(T.argmax(x, axis=(2, 3)), x) == {"vector argmax"}
+    assert walks(T.argmax(x, axis=(1, 3)), x) == {"per output"}   # (indices over more than a row)
     assert walks(T.sum(m.astype("int32"), axis=1), m) == {"per output"}
     # float maxima along memory: vector maxima
     assert walks(T.max(m, axis=1), m) == {"vector max"}
@@ -339,6 +342,31 @@ def test_vector_maxima_match_reference_for_rows_of_every_length(dtype, target, m
     for one, two in zip(results[1], results[2]):
         for a, b in zip(one, two):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vector_argmax_matches_reference_for_rows_of_every_length(dtype, target, monkeypatch):
+    """Float argmax over the last axes (kernels/row_max.py's RowArgmax): every row length class, on
+    one thread and on two; ties (the first index wins), NaNs (the first NaN's index), infinities,
+    rows of -inf and of equal values."""
+    rng = np.random.RandomState(7)
+    x = T.TensorType(dtype, shape=(None,) * 4)("x")
+    outs = [T.argmax(x, axis=axis) for axis in [(3,), (2, 3), (1, 2, 3), (0, 1, 2, 3)]]
+
+    def values(shape):
+        v = _tied_values(rng, dtype, shape)
+        flat = v.reshape(-1)
+        for special in (np.nan, np.inf, -np.inf):
+            flat[rng.randint(0, flat.size, size=max(1, flat.size // 60))] = special
+        v[..., 0, :] = -np.inf   # whole rows of -inf
+        v[..., -1, :] = 1.5      # and of one value
+        return v
+    calls = [[values(shape)] for shape in _ROW_SHAPES]
+    calls.append([values((4, 16, 24, 40))])   # the outputs go to both threads
+    for nthreads in (1, 2):
+        monkeypatch.setattr(symcnn.config, "num_threads", nthreads)
+        fn, _ = check_native_vs_reference([x], outs, None, calls=calls, rtol=0, atol=0)
+        assert "reduce_vt_argmax" in fn.runner.ir
 
 
 def test_vector_sums_are_float64_sums():
