@@ -316,6 +316,16 @@ def test_vector_sums_match_reference_for_rows_of_every_length(dtype, target, mon
             np.testing.assert_array_equal(a, b)
 
 
+def _special_values(rng, dtype, shape, every):
+    """_tied_values with about one value in `every` a NaN, +inf or -inf, and rows of -inf."""
+    v = _tied_values(rng, dtype, shape)
+    flat = v.reshape(-1)
+    for special in (np.nan, np.inf, -np.inf):
+        flat[rng.randint(0, flat.size, size=max(1, flat.size // every))] = special
+    v[..., 0, :] = -np.inf   # whole rows of -inf
+    return v
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_vector_maxima_match_reference_for_rows_of_every_length(dtype, target, monkeypatch):
     """Float maxima whose innermost reduced axis runs along memory (kernels/row_max.py): every row
@@ -326,12 +336,8 @@ def test_vector_maxima_match_reference_for_rows_of_every_length(dtype, target, m
     outs = [T.max(x, axis=axis) for axis in _SUM_AXES]
 
     def values(shape):
-        v = _tied_values(rng, dtype, shape) + rng.randn(*shape).astype(dtype) * (rng.rand() < 0.5)
-        flat = v.reshape(-1)
-        for special in (np.nan, np.inf, -np.inf):
-            flat[rng.randint(0, flat.size, size=max(1, flat.size // 50))] = special
-        v[..., 0, :] = -np.inf   # whole rows of -inf
-        return v
+        v = _special_values(rng, dtype, shape, 50)
+        return v + rng.randn(*shape).astype(dtype) * (rng.rand() < 0.5)
     calls = [[values(shape)] for shape in _ROW_SHAPES]
     calls.append([values((4, 16, 24, 40))])   # 61k values: the outputs go to both threads
     results = {}
@@ -354,12 +360,8 @@ def test_vector_argmax_matches_reference_for_rows_of_every_length(dtype, target,
     outs = [T.argmax(x, axis=axis) for axis in [(3,), (2, 3), (1, 2, 3), (0, 1, 2, 3)]]
 
     def values(shape):
-        v = _tied_values(rng, dtype, shape)
-        flat = v.reshape(-1)
-        for special in (np.nan, np.inf, -np.inf):
-            flat[rng.randint(0, flat.size, size=max(1, flat.size // 60))] = special
-        v[..., 0, :] = -np.inf   # whole rows of -inf
-        v[..., -1, :] = 1.5      # and of one value
+        v = _special_values(rng, dtype, shape, 60)
+        v[..., -1, :] = 1.5      # rows of one value
         return v
     calls = [[values(shape)] for shape in _ROW_SHAPES]
     calls.append([values((4, 16, 24, 40))])   # the outputs go to both threads
