@@ -28,7 +28,7 @@ from .. import irutil as U
 from ..lower import E_VALUE, Array, bounds_checker, lower
 from ..options import options
 from ..parallel import run_parallel, threads
-from .row_max import RowArgmax, RowMax
+from .row_max import RowArgmax, RowMax, greater, same  # noqa: F401 (greater: imported from here)
 from .row_sum import RowSum
 
 INT64_MAX = 2 ** 63 - 1
@@ -309,14 +309,6 @@ def _nonempty(ctx, x, axis):
     ctx.fail_if(b.and_(b.icmp_signed("==", n, U.i64(0)), b.icmp_signed(">", kept, U.i64(0))), E_VALUE, n)
 
 
-def greater(b, v, best, dtype):
-    """v beats best: larger, or NaN where best is not (numpy propagates the first NaN)."""
-    if U.is_float(dtype):
-        return b.or_(b.fcmp_ordered(">", v, best),
-                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", best, best)))
-    return (b.icmp_unsigned if U.is_unsigned(dtype) else b.icmp_signed)(">", v, best)
-
-
 def lowest_value(dtype):
     import numpy as np
     if U.is_float(dtype):
@@ -347,14 +339,6 @@ def lower_max(ctx, node, ins):
 
     rows = RowMax if x.dtype in ("float32", "float64") else None
     return [_reduce(ctx, node, x, _Fold([x.dtype], [lowest_value(x.dtype)], step, finish), rows)]
-
-
-def same(b, v, best, dtype):
-    """v ties with best: equal, or both NaN."""
-    if U.is_float(dtype):
-        return b.or_(b.fcmp_ordered("==", v, best),
-                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_unordered("uno", best, best)))
-    return b.icmp_unsigned("==", v, best)
 
 
 @lower.register(Argmax, error_message=empty_reduction_message("argmax"))

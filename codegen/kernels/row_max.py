@@ -15,10 +15,21 @@ from .. import irutil as U
 from .row_sum import CHAINS, row_vectors_to_chains
 
 
-def beats(b, v, best, dtype):
-    """v beats best (scalars or vectors): larger, or NaN where best is not."""
-    return b.or_(b.fcmp_ordered(">", v, best),
-                 b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", best, best)))
+def greater(b, v, best, dtype):
+    """v beats best (scalars or vectors): larger, or NaN where best is not (numpy propagates the
+    first NaN)."""
+    if U.is_float(dtype):
+        return b.or_(b.fcmp_ordered(">", v, best),
+                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_ordered("ord", best, best)))
+    return (b.icmp_unsigned if U.is_unsigned(dtype) else b.icmp_signed)(">", v, best)
+
+
+def same(b, v, best, dtype):
+    """v ties with best (scalars or vectors): equal, or both NaN."""
+    if U.is_float(dtype):
+        return b.or_(b.fcmp_ordered("==", v, best),
+                     b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_unordered("uno", best, best)))
+    return b.icmp_unsigned("==", v, best)
 
 
 class RowMax:
@@ -57,7 +68,7 @@ class RowMax:
     def _take(self, acc, v):
         b = self.ctx.b
         cur = b.load(acc, typ=self.vt)
-        b.store(b.select(beats(b, v, cur, self.dt), v, cur), acc)
+        b.store(b.select(greater(b, v, cur, self.dt), v, cur), acc)
 
     def add_row(self, row, rowlen):
         """Take the rowlen (an int or an i64 value) values at pointer row into the maxima."""
@@ -70,13 +81,13 @@ class RowMax:
         best = b.load(self.accs[0], typ=self.vt)
         for acc in self.accs[1:]:
             v = b.load(acc, typ=self.vt)
-            best = b.select(beats(b, v, best, self.dt), v, best)
+            best = b.select(greater(b, v, best, self.dt), v, best)
         n = self.L
         while n > 1:   # the lanes pairwise, as irutil.lane_sum adds them
             half = n // 2
             lo = b.shuffle_vector(best, best, ir.Constant(ir.VectorType(U.I32, half), list(range(half))))
             hi = b.shuffle_vector(best, best, ir.Constant(ir.VectorType(U.I32, half), list(range(half, n))))
-            best = b.select(beats(b, hi, lo, self.dt), hi, lo)
+            best = b.select(greater(b, hi, lo, self.dt), hi, lo)
             n = half
         return b.extract_element(best, ir.Constant(U.I32, 0))
 
@@ -90,11 +101,6 @@ def row_max(ctx, dt, ptr, rowlen):
     m = RowMax(ctx, dt)
     m.add_row(ptr, rowlen)
     return m.total()
-
-
-def same(b, v, best):
-    """v ties with best (scalars or vectors): equal, or both NaN."""
-    return b.or_(b.fcmp_ordered("==", v, best), b.and_(b.fcmp_unordered("uno", v, v), b.fcmp_unordered("uno", best, best)))
 
 
 class RowArgmax:
@@ -146,7 +152,7 @@ class RowArgmax:
 
     def _pick(self, v, i, best, at):
         b = self.ctx.b
-        return b.or_(beats(b, v, best, self.dt), b.and_(same(b, v, best), b.icmp_signed("<", i, at)))
+        return b.or_(greater(b, v, best, self.dt), b.and_(same(b, v, best, self.dt), b.icmp_signed("<", i, at)))
 
     def _take(self, c, v, j):
         b = self.ctx.b
