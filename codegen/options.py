@@ -15,11 +15,15 @@ that the key lists everything in one place.
 
 
 class Options:
-    # LLVM's pipeline (the O-level). O2 instead of O3, and no loop unrolling or interleaving: the
-    # kernels block their loops by hand, so on the LeNet modules these only grow the machine code
-    # and the compile time (O3 doubles both; unrolling and interleaving at O2 cost another 20 % of
-    # it) for no measurable speed. Vectorisation stays on: the elementwise loops need it.
-    speed_level = 2
+    # LLVM's pipeline (the O-level). O1, and no loop unrolling or interleaving: the kernels block
+    # their loops, vectorise their inner loops and keep their accumulators in registers by hand, so
+    # what O2 adds (GVN, more inlining and loop passes) only costs compile time. On the zoo's and the
+    # LSTM's steps O1 ran as fast as O2 (bench_models.py setups, 11-15 alternating rounds: 0.97-1.01
+    # of O2's time; bench_ops.py, bench_lstm.py unchanged) and took 5 % less wall time to compile
+    # cold (LeNet 0.99 -> 0.94 s, allconv 1.18 -> 1.12 s); O3 doubles the compile time and machine
+    # code, unrolling and interleaving at O2 cost another 20 % of it. Vectorisation stays on (both
+    # vectorisers run at any level here, see jit.optimize): the elementwise loops need it.
+    speed_level = 1
     loop_unrolling = False
     loop_interleaving = False
 

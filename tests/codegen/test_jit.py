@@ -81,7 +81,7 @@ def test_key_covers_graph_constants_options_and_settings(cache_dir, monkeypatch)
     monkeypatch.setattr(options, "packed_gemm", not options.packed_gemm)   # a backend setting
     f4, _, _ = _train()
     assert f4.runner.cache_hit is False
-    monkeypatch.setattr(options, "speed_level", 1)                          # and the O-level
+    monkeypatch.setattr(options, "speed_level", 3 - options.speed_level)    # and the O-level
     f4b, _, _ = _train()
     assert f4b.runner.cache_hit is False
     monkeypatch.setattr(options, "entry_slp_vectorization", not options.entry_slp_vectorization)
