@@ -34,8 +34,10 @@ The ways, chosen when compiling (forward_variant):
           (conv.py's helpers).
 Dilated filters (filter_dilation): the direct kernel, the kvec kernel and im2col read the taps dh
 rows and dw cols apart (scaled tap offsets, no zero-filled filter), and so does the few-tap kernel;
-Winograd and the phase split decline them, so a dilated convolution is 'direct' or 'fewtaps' (unit
-strides, static shapes), 'kvec' (strided, static shapes) or 'im2col'.
+Winograd and the phase split decline them, so a dilated convolution is 'kvec' (static shapes; unit
+strides too, where it beat the direct kernel on every shape measured, symcnn/rewrite/dilated.py),
+'direct' or 'fewtaps' (unit strides, static shapes, where kvec's tiles fall into too many patterns)
+or 'im2col'.
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2d
@@ -172,14 +174,18 @@ def forward_variant(op, dtype, dims):
 
 
 def _dilated_forward_variant(op, dtype, dims, dil):
-    """A dilated Conv2d: 'direct wide' / 'direct rows' or 'fewtaps rows' / 'fewtaps wide' with the taps
-    dil apart (unit strides, static shapes), else 'im2col' (which takes any stride)."""
+    """A dilated Conv2d: 'fewtaps rows' / 'fewtaps wide' (few taps), 'kvec' (static shapes), else
+    'direct wide' / 'direct rows' with the taps dil apart (unit strides, static shapes), else 'im2col'
+    (which takes any stride)."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if str(dtype) in ("float32", "float64") and isinstance(kh, int) and isinstance(kw, int):
         pads = geometry.padding(op.border_mode, kh, kw, dilation=dil)
         if tuple(op.subsample) == (1, 1):
-            di = direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, op.filter_flip, dense_out=True,
-                               dil=dil)
+            # (few taps, a first layer's: the few-tap kernel, which direct_images picks)
+            di = None if few_taps(C, kh, kw) else \
+                kvec_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, (1, 1), op.filter_flip, dil)
+            di = di or direct_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, op.filter_flip, dense_out=True,
+                                     dil=dil)
         else:
             di = kvec_images(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, tuple(op.subsample), op.filter_flip, dil)
         if di is not None:

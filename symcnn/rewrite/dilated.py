@@ -17,10 +17,11 @@ filters' extent, with the filters' channels and filters swapped (and flipped the
 the phase rows and columns that land inside the input only, put back in place.
 
 The undilated convolutions then take every kernel an undilated convolution has (Winograd, the
-direct kernels, on both cores), where a dilated one has only the direct kernels with the taps
-dilation apart. The phases cost two copies of the input (and of the output): small against the
-products for any but a few channels, so only convolutions with at least MIN_CHANNELS channels and
-filters change, with static channels, filter and image sizes (the batch may stay open).
+direct kernels, on both cores), where a dilated one has only the kernel with vectors over filters
+and the direct kernels with the taps dilation apart. The phases cost two copies of the input (and of
+the output), and pay where Winograd takes the phases, which needs many channels: only convolutions
+with at least MIN_CHANNELS channels and filters change, with static channels, filter and image sizes
+(the batch may stay open).
 Strided dilated convolutions keep their kernels.
 """
 import numpy as np
@@ -32,11 +33,14 @@ from ..tensor.nnet.phases import PhaseMerge, PhaseSplit
 from .core import node_rewrite
 
 # Fewer channels or filters than this, or phases with fewer output rows or columns than
-# MIN_PHASE_OUTPUTS, keep the direct kernels: the two copies of the phases are then a large share of
-# the work, and small phase images waste the undilated kernels' tiles (measured, 2 threads, AVX2:
-# 32->32 on 32x32 with dilation 2, 16x16 outputs a phase: forward 22.9 -> 13.5 ms, input gradient
-# 22.3 -> 15.1; 16->32 on 24x24 'valid' with dilation 3, 6x6 a phase: 2.5 -> 2.4 and 2.8 -> 3.4).
-MIN_CHANNELS = 8
+# MIN_PHASE_OUTPUTS, keep the dilated kernels: the two copies of the phases are then a large share of
+# the work, and small phase images waste the undilated kernels' tiles. Measured (2 threads, float32,
+# ms, forward / input gradient / weight gradient, dilated kernels -> phases, AVX-512): 32->32 'half'
+# on 32x32 with dilation 2 (batch 32, 16x16 outputs a phase, Winograd) 2.1 / 4.6 / 4.1 -> 1.8 / 3.5 /
+# 3.6 (AVX2 code: 3.2 / 6.7 / 6.7 -> 3.7 / 4.4 / 4.2); but 16->32 on 32x32 'valid' with dilation 2
+# 1.7 / 2.3 / 1.9 -> 1.7 / 2.4 / 2.3, 16->32 'half' on 24x24 with dilation 3 1.2 / 1.7 / 1.4 -> 1.5 /
+# 1.9 / 1.7, 8->16 on 32x32 'valid' 0.6 / 0.9 / 0.75 -> 1.0 / 1.4 / 1.3 (AVX2 likewise).
+MIN_CHANNELS = 32
 MIN_PHASE_OUTPUTS = 8
 
 

@@ -815,31 +815,37 @@ _DILATED_EXAMPLES = [   # the direct kernels' two layouts, strided (im2col), the
 
 def test_dilated_convolutions_take_the_direct_kernels(monkeypatch):
     """Dilated convolutions (filter_dilation != 1) and both gradients against the reference, with
-    the rewrite to undilated convolutions over the input's phases off (symcnn/rewrite/dilated.py): the
-    unit-stride static ones run the direct (or, with few taps, the few-tap) forward and input-gradient
-    kernels with the taps dilation apart, the weight gradient the tap panels (or the few-tap kernel) at
+    the rewrite to undilated convolutions over the input's phases off (symcnn/rewrite/dilated.py):
+    the unit-stride static ones run the forward kernel with vectors over filters (without it the direct
+    kernel; with few taps the few-tap one) and the direct input-gradient kernel with the taps dilation apart, the weight gradient the tap panels (or the few-tap kernel) at
     the dilated offsets; strided and dynamic ones im2col with dilated patches. Winograd and the phase
     split never take a dilated convolution."""
+    from codegen.options import options
     from symcnn.rewrite import dilated
     monkeypatch.setattr(dilated, "MIN_CHANNELS", 1 << 30)
-    seen = _run(dilated_configs(), 24, _DILATED_EXAMPLES)
-    want = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "fewtaps_rows"), ("fwd", "im2col"),
+    seen = _run(dilated_configs(), 16, _DILATED_EXAMPLES)
+    want = {("fwd", "kvec"), ("fwd", "fewtaps_rows"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "im2col"), ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "fewtaps_rows"),
             ("gw", "im2col")}
     assert want <= seen, sorted(want - seen)
+    # without the kernel with vectors over filters, the direct kernel's two layouts
+    monkeypatch.setattr(options, "kvec_forward", False)
+    seen |= _run(dilated_configs(), 8, _DILATED_EXAMPLES[:2])
+    assert {("fwd", "direct_wide"), ("fwd", "direct_rows")} <= seen, sorted(seen)
     assert not {v for v in seen if v[1].startswith(("winograd", "phases"))}, sorted(seen)
 @st.composite
 def phase_dilated_configs(draw):
     """Static unit-stride dilated convolutions that symcnn/rewrite/dilated.py turns into undilated ones
     over the input's phases: dilation 1-3 along each axis, filters 1-5, every kind of border mode,
-    8 to 40 channels and filters, batch 1 and odd, images of 1 to 3 phases' rows past the smallest."""
-    from symcnn.rewrite.dilated import MIN_PHASE_OUTPUTS
+    MIN_CHANNELS to 48 channels and filters, batch 1 and odd, images of 1 to 3 phases' rows past the
+    smallest."""
+    from symcnn.rewrite.dilated import MIN_CHANNELS, MIN_PHASE_OUTPUTS
     dtype = draw(st.sampled_from(["float32", "float64"]))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     dil = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)).filter(lambda d: d != (1, 1)))
     eh, ew = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
     border, pads = _draw_border(draw, eh, ew)
-    C, K = draw(st.sampled_from([8, 16, 24, 40])), draw(st.sampled_from([8, 20, 32]))
+    C, K = draw(st.sampled_from([MIN_CHANNELS, 40])), draw(st.sampled_from([MIN_CHANNELS, 48]))
     # the padded rows a phase at least MIN_PHASE_OUTPUTS + k - 1 long (the rewrite's smallest)
     H = max(1, dil[0] * (MIN_PHASE_OUTPUTS + kh - 1) - 2 * pads[0]) + draw(st.integers(0, 3 * dil[0]))
     W = max(1, dil[1] * (MIN_PHASE_OUTPUTS + kw - 1) - 2 * pads[1]) + draw(st.integers(0, 3 * dil[1]))
@@ -848,10 +854,10 @@ def phase_dilated_configs(draw):
 
 
 _PHASE_DILATED_EXAMPLES = [   # 'half' 3x3 with dilation 2 (Winograd over the phases), uneven phases
-    ("float32", (3, 16, 32, 32), (16, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+    ("float32", (3, 32, 32, 32), (32, 32, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(2, 2)), True),
-    ("float64", (1, 8, 29, 26), (20, 8, 3, 2), dict(border_mode=(3, 1), subsample=(1, 1), filter_flip=False,
-                                                   filter_dilation=(3, 2)), True),
+    ("float64", (1, 32, 29, 26), (40, 32, 3, 2), dict(border_mode=(3, 1), subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(3, 2)), True),
 ]
 
 

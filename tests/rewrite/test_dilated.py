@@ -27,7 +27,7 @@ def _values(ins, outs, xs, ws):
 
 
 def test_fires_for_the_forward_and_both_gradients_and_preserves_results():
-    xs, ws = (3, 16, 20, 18), (12, 16, 3, 3)
+    xs, ws = (3, 32, 20, 18), (32, 32, 3, 3)
     ins, outs = _step(xs, ws)
     fn, _ = check_native_vs_reference(ins, outs, _values(ins, outs, xs, ws), rtol=1e-9, atol=1e-9)
     fired = [f for f in fn.rewrite_log if f.rewrite == "dilated_conv_by_phases"]
@@ -35,11 +35,11 @@ def test_fires_for_the_forward_and_both_gradients_and_preserves_results():
 
 
 @pytest.mark.parametrize("xs,ws,kw,why", [
-    ((3, 16, 20, 18), (12, 16, 3, 3), dict(subsample=(2, 2)), "strided"),
-    ((3, 4, 20, 18), (12, 4, 3, 3), {}, "few channels"),
-    ((3, 16, 20, 18), (6, 16, 3, 3), {}, "few filters"),
-    ((3, 16, 12, 18), (12, 16, 3, 3), dict(border="valid"), "phases of fewer than 8 output rows"),
-    ((3, 16, 20, 18), (12, 16, 3, 3), dict(dilation=(1, 1)), "undilated"),
+    ((3, 32, 20, 18), (32, 32, 3, 3), dict(subsample=(2, 2)), "strided"),
+    ((3, 16, 20, 18), (32, 16, 3, 3), {}, "few channels"),
+    ((3, 32, 20, 18), (24, 32, 3, 3), {}, "few filters"),
+    ((3, 32, 12, 18), (32, 32, 3, 3), dict(border="valid"), "phases of fewer than 8 output rows"),
+    ((3, 32, 20, 18), (32, 32, 3, 3), dict(dilation=(1, 1)), "undilated"),
 ])
 def test_does_not_fire(xs, ws, kw, why):
     ins, outs = _step(xs, ws, **kw)
@@ -48,7 +48,7 @@ def test_does_not_fire(xs, ws, kw, why):
 
 
 def test_can_be_excluded_by_name():
-    xs, ws = (2, 16, 20, 18), (12, 16, 3, 3)
+    xs, ws = (2, 32, 20, 18), (32, 32, 3, 3)
     ins, outs = _step(xs, ws)
     fn = symcnn.function(ins, outs, mode=Mode(excluding=["dilated_conv_by_phases"]))
     fn(*_values(ins, outs, xs, ws))

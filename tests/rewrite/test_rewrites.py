@@ -80,9 +80,9 @@ CASES = {
     "drop_unused_tie_masks": lambda x, v: [T.tanh(T.signal.pool.pool_2d(T.nnet.conv2d(x.reshape((1, 1, 3, 5)), x[:2, :2].reshape(
         (2, 1, 1, 2))), ws=(1, 2), ignore_border=True) + v[:2].dimshuffle("x", 0, "x", "x"))],
     # more cases: tests/rewrite/test_dilated.py
-    "dilated_conv_by_phases": lambda x, v: [T.nnet.conv2d(T.ones((2, 8, 18, 17)) * T.arange(17) * x[0, 0],
-                                                          T.ones((8, 8, 3, 3)) * x[1, 1] + x[0, 1], border_mode="half",
-                                                          filter_dilation=(2, 2))],
+    "dilated_conv_by_phases": lambda x, v: [T.nnet.conv2d(T.ones((2, 32, 18, 17)) * T.arange(17) * x[0, 0],
+                                                          T.ones((32, 32, 3, 3)) * x[1, 1] + x[0, 1],
+                                                          border_mode="half", filter_dilation=(2, 2))],
 }
 
 

@@ -107,11 +107,11 @@ def test_thread_counts_and_targets_agree(monkeypatch, target):
     allow_more_threads_than_cores(monkeypatch)
     geo = ((2, 3), (2, 3), (20, 18), (12, 8))
     rng = make_rng(5)
-    xv, pv = rng.standard_normal((4, 16, 20, 18)), rng.standard_normal((24, 16, 12, 8))
-    wv, sv = rng.standard_normal((12, 16, 3, 3)), rng.standard_normal((3, 16, 20, 24))
+    xv, pv = rng.standard_normal((4, 32, 20, 18)), rng.standard_normal((24, 32, 12, 8))
+    wv, sv = rng.standard_normal((32, 32, 3, 3)), rng.standard_normal((3, 32, 20, 24))
     x, p = T.tensor4("x", dtype="float64"), T.tensor4("p", dtype="float64")
-    w = T.TensorType("float64", shape=(12, 16, 3, 3))("w")
-    xs = T.TensorType("float64", shape=(None, 16, 20, 24))("xs")   # phases of 10x8 outputs
+    w = T.TensorType("float64", shape=(32, 32, 3, 3))("w")
+    xs = T.TensorType("float64", shape=(None, 32, 20, 24))("xs")   # phases of 10x8 outputs
     y = T.nnet.relu(conv2d(xs, w, border_mode="half", filter_dilation=(2, 3)))
     step = [y] + T.grad((y * y).sum(), [xs, w])
     results = []
