@@ -830,7 +830,7 @@ def test_dilated_convolutions_take_the_direct_kernels(monkeypatch):
     assert want <= seen, sorted(want - seen)
     # without the kernel with vectors over filters, the direct kernel's two layouts
     monkeypatch.setattr(options, "kvec_forward", False)
-    seen |= _run(dilated_configs(), 8, _DILATED_EXAMPLES[:2])
+    seen |= _run(dilated_configs(), 12, _DILATED_EXAMPLES)
     assert {("fwd", "direct_wide"), ("fwd", "direct_rows")} <= seen, sorted(seen)
     assert not {v for v in seen if v[1].startswith(("winograd", "phases"))}, sorted(seen)
 @st.composite
