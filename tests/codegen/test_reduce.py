@@ -269,7 +269,9 @@ def test_the_walk_follows_the_memory_order():
     assert walks(T.sum(m, axis=0), m) == {"into rows"}
     assert walks(T.argmax(m, axis=0), m) == {"into rows"}
     assert walks(T.max(x, axis=(0, 2)), x) == {"into rows"}
-    assert walks(T.max(m.astype("int32"), axis=1), m) == {"per output"}
+    assert walks(T.max(m.astype("int8"), axis=1), m) == {"per output"}   # (narrow integers: scalar)
+    assert walks(T.max(m.astype("int32"), axis=1), m) == {"vector max"}
+    assert walks(T.argmax(m.astype("uint64"), axis=1), m) == {"vector argmax"}
     assert walks(T.argmax(m, axis=1), m) == {"vector argmax"}
     assert walks(T.argmax(x, axis=(2, 3)), x) == {"vector argmax"}
     assert walks(T.argmax(x, axis=(1, 3)), x) == {"per output"}   # (indices over more than a row)
@@ -317,26 +319,39 @@ def test_vector_sums_match_reference_for_rows_of_every_length(dtype, target, mon
 
 
 def _special_values(rng, dtype, shape, every):
-    """_tied_values with about one value in `every` a NaN, +inf or -inf, and rows of -inf."""
+    """_tied_values with about one value in `every` a NaN, +inf or -inf, and rows of -inf; integers:
+    the dtype's largest and smallest values, and rows of the smallest."""
     v = _tied_values(rng, dtype, shape)
+    if not dtype.startswith("float"):
+        v = v.astype(dtype) if dtype.startswith("int") else (v - v.min()).astype(dtype)
+        info = np.iinfo(dtype)
+        specials = (info.max, info.min)
+    else:
+        specials = (np.nan, np.inf, -np.inf)
     flat = v.reshape(-1)
-    for special in (np.nan, np.inf, -np.inf):
+    for special in specials:
         flat[rng.randint(0, flat.size, size=max(1, flat.size // every))] = special
-    v[..., 0, :] = -np.inf   # whole rows of -inf
+    v[..., 0, :] = specials[-1]   # whole rows of the lowest value
     return v
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+_VECTOR_MAX_DTYPES = ["float32", "float64", "int32", "int64", "uint32", "uint64"]
+
+
+@pytest.mark.parametrize("dtype", _VECTOR_MAX_DTYPES)
 def test_vector_maxima_match_reference_for_rows_of_every_length(dtype, target, monkeypatch):
-    """Float maxima whose innermost reduced axis runs along memory (kernels/row_max.py): every row
-    length class, one or more rows per output element, on one thread and on two; values with
-    ties, NaNs (numpy's max is NaN then), infinities and rows of -inf."""
+    """Float and 32/64-bit integer maxima whose innermost reduced axis runs along memory
+    (kernels/row_max.py): every row length class, one or more rows per output element, on one thread
+    and on two; values with ties, NaNs (numpy's max is NaN then), infinities and rows of -inf, or the
+    integer type's extremes and rows of its smallest value."""
     rng = np.random.RandomState(6)
     x = T.TensorType(dtype, shape=(None,) * 4)("x")
     outs = [T.max(x, axis=axis) for axis in _SUM_AXES]
 
     def values(shape):
         v = _special_values(rng, dtype, shape, 50)
+        if not dtype.startswith("float"):
+            return v
         return v + rng.randn(*shape).astype(dtype) * (rng.rand() < 0.5)
     calls = [[values(shape)] for shape in _ROW_SHAPES]
     calls.append([values((4, 16, 24, 40))])   # 61k values: the outputs go to both threads
@@ -350,18 +365,19 @@ def test_vector_maxima_match_reference_for_rows_of_every_length(dtype, target, m
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", _VECTOR_MAX_DTYPES)
 def test_vector_argmax_matches_reference_for_rows_of_every_length(dtype, target, monkeypatch):
-    """Float argmax over the last axes (kernels/row_max.py's RowArgmax): every row length class, on
-    one thread and on two; ties (the first index wins), NaNs (the first NaN's index), infinities,
-    rows of -inf and of equal values."""
+    """Float and 32/64-bit integer argmax over the last axes (kernels/row_max.py's RowArgmax): every
+    row length class, on one thread and on two; ties (the first index wins), NaNs (the first NaN's
+    index), infinities, rows of -inf and of equal values, or the integer type's extremes and rows of
+    its smallest value."""
     rng = np.random.RandomState(7)
     x = T.TensorType(dtype, shape=(None,) * 4)("x")
     outs = [T.argmax(x, axis=axis) for axis in [(3,), (2, 3), (1, 2, 3), (0, 1, 2, 3)]]
 
     def values(shape):
         v = _special_values(rng, dtype, shape, 60)
-        v[..., -1, :] = 1.5      # rows of one value
+        v[..., -1, :] = 1.5 if dtype.startswith("float") else 3      # rows of one value
         return v
     calls = [[values(shape)] for shape in _ROW_SHAPES]
     calls.append([values((4, 16, 24, 40))])   # the outputs go to both threads
