@@ -319,7 +319,10 @@ class Function:
                 f"{self._what()} takes {n} argument{'s' * (n != 1)} ({self._signature()}), "
                 f"missing: {', '.join(str(self.inputs[i]) for i in missing)}", self.inputs[missing[0]].trace))
         checked = []
-        for var, val, opt in zip(self.inputs, values, self._in_options):
+        names = self.__dict__.get("_input_names")
+        if names is None:   # (what an error names each input by: formatted once, not at every call)
+            names = self._input_names = [var.name or str(var) for var in self.inputs]
+        for var, val, opt, name in zip(self.inputs, values, self._in_options, names):
             downcast = self.allow_input_downcast
             try:
                 if opt is not None:
@@ -329,7 +332,7 @@ class Function:
                         raise TypeError(f"'{opt.name or var}': In(strict=True) takes a {var.dtype} ndarray "
                                         f"as it is, got {type(val).__name__}"
                                         f"{' of dtype ' + str(val.dtype) if hasattr(val, 'dtype') else ''}")
-                checked.append(var.type.filter(val, name=var.name or str(var), allow_downcast=downcast))
+                checked.append(var.type.filter(val, name=name, allow_downcast=downcast))
             except (TypeError, ValueError) as e:
                 raise type(e)(with_trace(f"{self._what()}: bad argument: {e}", var.trace)) from None
         return checked

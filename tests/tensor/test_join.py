@@ -124,3 +124,29 @@ def test_alloc_errors():
     from tests.helpers import check_same_error
     check_same_error([v, n], T.alloc(v, n, 3), [rand((4,)), 2])  # a length-4 value cannot fill 3
     check_same_error([v, n], T.alloc(v, n, 4), [rand((4,)), -1])
+
+
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("shapes,axis,threaded", [
+    ([(5, 40, 33, 40), (5, 24, 33, 40)], 1, True),           # 5 rows of two blocks: on the threads
+    ([(3, 7, 9, 200), (3, 1, 9, 200), (3, 60, 9, 200)], 1, True),
+    ([(1, 300, 500), (1, 400, 500)], 1, False),              # one row: the calling thread
+    ([(3000, 64), (1500, 64), (7, 64)], 0, False),
+    ([(2, 3, 4), (2, 0, 4), (2, 5, 4)], 1, False),           # small, an input empty
+])
+def test_join_of_contiguous_inputs_copies_blocks(shapes, axis, threaded, static, monkeypatch):
+    """A join of contiguous inputs copies each input's block of every outer row (kernels/join.py);
+    large ones split the rows over the threads (static sizes: decided when compiled, else when
+    called): the same result on 1, 2 and 3 threads."""
+    from symcnn.config import config
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    rng = make_rng(6)
+    vals = [rand(s, "float32", rng) for s in shapes]
+    xs = [T.TensorType("float32", shape=s if static else (None,) * len(s))(f"x{k}") for k, s in enumerate(shapes)]
+    for n in (1, 2, 3):
+        monkeypatch.setattr(config, "num_threads", n)
+        fn, (got,) = check_native_vs_reference(xs, [T.concatenate(xs, axis=axis)], vals, rtol=0, atol=0)
+        np.testing.assert_array_equal(got[0], np.concatenate(vals, axis=axis))
+        if static:
+            assert ('@"symcnn_pool_run"(' in fn.runner.ir) == (threaded and n > 1)
