@@ -28,7 +28,7 @@ from .. import irutil as U
 from ..lower import E_VALUE, Array, bounds_checker, lower
 from ..options import options
 from ..parallel import run_parallel, threads
-from .row_max import VECTOR_DTYPES, RowArgmax, RowMax, greater, same  # noqa: F401 (greater: imported from here)
+from .row_max import VECTOR_DTYPES, RowArgmax, RowMax, greater, lowest_value, same  # noqa: F401 (greater, lowest_value: imported from here)
 from .row_sum import RowSum
 
 INT64_MAX = 2 ** 63 - 1
@@ -307,13 +307,6 @@ def _nonempty(ctx, x, axis):
     n = U.as_value(b, U.product(b, [x.shape[d] for d in axis]))
     kept = U.as_value(b, U.product(b, [x.shape[d] for d in range(x.ndim) if d not in axis]))
     ctx.fail_if(b.and_(b.icmp_signed("==", n, U.i64(0)), b.icmp_signed(">", kept, U.i64(0))), E_VALUE, n)
-
-
-def lowest_value(dtype):
-    import numpy as np
-    if U.is_float(dtype):
-        return U.const(dtype, float("-inf"))
-    return U.const(dtype, np.iinfo(dtype).min if dtype != "bool" else 0)
 
 
 def empty_reduction_message(what):

@@ -100,10 +100,15 @@ class RowMax:
         return b.extract_element(best, ir.Constant(U.I32, 0))
 
 
+def lowest_value(dtype):
+    """dtype's lowest value (a constant): -inf, or the integer type's minimum (False)."""
+    if U.is_float(dtype):
+        return U.const(dtype, float("-inf"))
+    return U.const(dtype, int(np.iinfo(dtype).min) if dtype != "bool" else 0)
+
+
 def _lowest(vt, dt):
-    """A vector of dt's lowest value: -inf, or the integer type's minimum."""
-    low = float("-inf") if U.is_float(dt) else int(np.iinfo(dt).min)
-    return ir.Constant(vt, [ir.Constant(vt.element, low)] * vt.count)
+    return ir.Constant(vt, [lowest_value(dt)] * vt.count)
 
 
 def row_max(ctx, dt, ptr, rowlen):
