@@ -2,7 +2,8 @@
 
 One pool per compiled module (Pool): the runtime
 calls symcnn_pool_start once after loading the module and symcnn_pool_stop when the compiled
-function is freed. Between regions the workers spin briefly, then sleep on a condition variable.
+function is freed. Between regions the workers spin (up to about a millisecond, SPIN_TICKS,
+yielding their core once the spin is long), then sleep on a condition variable.
 A region publishes (body, args, bounds) under a new generation, wakes the workers, and then the
 calling thread and the workers claim ranges one at a time until none is left; the caller returns
 once all T are finished. Regions of one module run one at a time (a mutex around each), so
@@ -18,7 +19,21 @@ from . import irutil as U
 
 MAX_WORKERS = 255  # pool capacity (threads besides the caller)
 THREAD_NAME = "symcnn-pool"
-SPIN = 1 << 10     # polls (pause: 10-40 ns each) before sleeping: longer spins cost more on a busy machine
+# How long a thread spins before it sleeps: long enough to bridge a training step's serial stretches
+# (a small classifier layer's forward and backward, 0.3-0.5 ms) and the Python between calls, since
+# a sleeping thread's wake-up costs far more on a virtual machine (its idle core halts): with spins
+# of 11 us (1024 polls at 11 ns) against 0.7 ms, the tutorial's LeNet steps took 1.08x the time,
+# its batch-64 steps 1.2x, the zoo's batch-normalised network 1.06x (alternating rounds, 2 threads,
+# benchmarks/bench_models.py setups). On a busy machine the spin yields (YIELD_AFTER; OpenMP
+# runtimes spin 0.2 ms to 200 ms by default). On x86 the spin is timed by the time stamp counter (a constant rate,
+# about the base clock: SPIN_TICKS is 0.5-1 ms); elsewhere it counts polls, whose spin hint takes
+# 1-40 ns.
+SPIN_TICKS = 1 << 21
+SPIN = 1 << 16
+# After this many polls a spinning thread yields its core at each poll (sched_yield): where the
+# machine has more runnable threads than cores (other processes, several functions' pools, MPI
+# ranks), they run instead of the spin; on an idle machine the call returns at once.
+YIELD_AFTER = 1 << 10
 BODY_TYPE = ir.FunctionType(ir.VoidType(), [U.PTR, U.I64, U.I64, U.I64])
 
 
@@ -50,6 +65,16 @@ def _spin_hint(module):
         return U.declare(module, "llvm.x86.sse2.pause", ir.VoidType(), []), []
     if t.aarch64:
         return U.declare(module, "llvm.aarch64.hint", ir.VoidType(), [U.I32]), [ir.Constant(U.I32, 1)]
+    return None
+
+
+def _spin_clock(module):
+    """llvm.readcyclecounter where it reads a counter user code may read at a constant rate (x86's
+    time stamp counter); None elsewhere (on AArch64 it reads the cycle counter, which user code
+    usually may not)."""
+    from .target import current
+    if current().x86:
+        return U.declare(module, "llvm.readcyclecounter", U.I64, [])
     return None
 
 
@@ -100,7 +125,9 @@ class Pool:
         self.broadcast = d("pthread_cond_broadcast", I32, [P])
         self.signal = d("pthread_cond_signal", I32, [P])
         self.getpid = d("getpid", I32, [])
+        self.sched_yield = d("sched_yield", I32, [])
         self.pause = _spin_hint(module)
+        self.clock = _spin_clock(module)
         self.claim = self._emit_claim()
         self.worker = self._emit_worker()
         self.run = self._emit_run()
@@ -131,9 +158,11 @@ class Pool:
         return b.sext(b.call(self.getpid, []), U.I64)
 
     def _spin_until(self, b, check, fail_name):
-        """Poll check(b) -> (i1 done, value) up to SPIN times. Returns (done_block, value phi in it,
-        block reached when the spin ran out); the builder is left at the latter."""
+        """Poll check(b) -> (i1 done, value) for SPIN_TICKS of the time stamp counter (x86), else up
+        to SPIN times. Returns (done_block, value phi in it, block reached when the spin ran out);
+        the builder is left at the latter."""
         fn = b.function
+        t0 = b.call(self.clock, []) if self.clock is not None else None
         start = b.block
         head = fn.append_basic_block(f"{fail_name}.spin")
         more = fn.append_basic_block(f"{fail_name}.more")
@@ -148,9 +177,15 @@ class Pool:
         b.position_at_end(more)
         if self.pause is not None:
             b.call(*self.pause)
+        with b.if_then(b.icmp_signed(">=", i, U.i64(YIELD_AFTER)), likely=True):
+            b.call(self.sched_yield, [])   # another thread of the machine that wants this core gets it
         nxt = b.add(i, U.i64(1))
-        i.add_incoming(nxt, more)
-        b.cbranch(b.icmp_signed("<", nxt, U.i64(SPIN)), head, out)
+        i.add_incoming(nxt, b.block)
+        if self.clock is not None:
+            going = b.icmp_unsigned("<", b.sub(b.call(self.clock, []), t0), U.i64(SPIN_TICKS))
+        else:
+            going = b.icmp_signed("<", nxt, U.i64(SPIN))
+        b.cbranch(going, head, out)
         b.position_at_end(done)
         ph = b.phi(val.type)
         ph.add_incoming(val, head)

@@ -175,7 +175,18 @@ def test_aarch64_ir_has_no_x86_intrinsics(lenet):
         text = build_module(fn.maker.fgraph, updates).ir_text
     assert "llvm.x86" not in text and 'target triple = "aarch64' in text
     assert "llvm.aarch64.hint" in text    # the thread pool's spin-wait hint
+    assert "llvm.readcyclecounter" not in text   # (its spin counts polls: the cycle counter may trap)
     assert "<4 x float>" in text and "<16 x float>" not in text and "<8 x float>" not in text
+
+
+def test_x86_pool_times_its_spin_by_the_time_stamp_counter(lenet):
+    from codegen.build import build_module
+    fn = lenet["train"]
+    updates = [(fn.maker.fgraph.inputs.index(sv), fn.n_outputs + k) for k, sv in enumerate(fn.update_targets)]
+    for cpu in ("x86-64", "x86-64-v4"):
+        with targets.using(targets.resolve(cpu)):
+            text = build_module(fn.maker.fgraph, updates).ir_text
+        assert "llvm.readcyclecounter" in text and "llvm.x86.sse2.pause" in text, cpu
 
 
 def test_code_for_another_machine_is_not_loaded():
