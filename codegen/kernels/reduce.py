@@ -34,6 +34,10 @@ from .row_sum import RowSum
 INT64_MAX = 2 ** 63 - 1
 # Sums a thread keeps at once in the vector walk (their partials: 8 KB of float32's on AVX-512)
 SUMS_AT_ONCE = 16
+# A sum or max of a whole contiguous array goes by chunks of this many values, on the threads
+# (_chunked_total): a (100, 32, 32, 32) float32 sum took 0.46-0.53 ms on one thread (PyTorch's
+# 0.24-0.29 on two).
+TOTAL_CHUNK = 1 << 16
 
 
 class _Fold:
@@ -168,9 +172,54 @@ def _walk_vector_rows(ctx, node, x, fold, rows):
             (getattr(rows, "row_index", False) and inner != axis):   # (an index over more than the row)
         return _walk_per_output(ctx, node, x, fold)
 
+    if inner == list(range(x.ndim)) and not getattr(rows, "row_index", False):
+        return _chunked_total(ctx, node, x, rows)
+
     def add_row(bctx, s, ptrs, bases, n):
         s.add_row(U.gep(bctx.b, ptrs[0], bases[0], x.lltype), n)
     return vector_rows(ctx, node, [x], inner, x.dtype, add_row, rows)
+
+
+def _chunked_total(ctx, node, x, rows):
+    """A sum or max of all of contiguous x (one output): a `rows` per TOTAL_CHUNK values, the chunks
+    on the threads, their results folded in order (a sum: in float64). The order depends only on
+    the size, never on the threads; an array of one chunk is one `rows` walk, as any row."""
+    b = ctx.b
+    dt, tdt = x.dtype, rows.total_dtype(x.dtype)
+    n = x.size(b)
+    chunks = U.floordiv(b, U.add(b, n, TOTAL_CHUNK - 1), TOTAL_CHUNK)
+    out = ctx.alloc(node.outputs[0], [])
+    part = ctx.scratch(tdt, [U.smax(b, chunks, 1)])
+    tt = U.ll_type(tdt)
+
+    def emit(bctx, v, tid, c0, c1):
+        bb = bctx.b
+        xp, pp, nv = v
+        with U.for_range(bb, c1, start=c0, name=f"reduce_ck_{rows.tag}") as c:
+            first = bb.mul(c, U.i64(TOTAL_CHUNK))
+            s = rows(bctx, dt)
+            s.add_row(U.gep(bb, xp, first, x.lltype), U.smin(bb, bb.sub(U.as_value(bb, nv), first), TOTAL_CHUNK))
+            bb.store(s.total(), U.gep(bb, pp, c, tt))
+
+    T = threads()
+    values = [x.ptr, part.ptr, n]
+    work = U.as_value(b, n)
+    if T == 1 or (isinstance(n, int) and n < max(2 * TOTAL_CHUNK, options.elemwise_min_parallel)):
+        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, chunks))
+    else:
+        serial = ir.Constant(U.I1, 0) if isinstance(n, int) else \
+            b.icmp_signed("<", work, U.i64(max(2 * TOTAL_CHUNK, options.elemwise_min_parallel)))
+        run_parallel(ctx, rows.walk_name + "_chunks", values, chunks, T, emit, serial=serial, inline_serial=True)
+    if tdt == "float64":
+        acc = ctx.local(U.F64, U.const("float64", 0.0))
+        fold = lambda cur, v: b.fadd(cur, v)  # noqa: E731
+    else:
+        acc = ctx.local(tt, lowest_value(tdt))
+        fold = lambda cur, v: b.select(greater(b, v, cur, tdt), v, cur)  # noqa: E731
+    with U.for_range(b, chunks, name=f"reduce_cf_{rows.tag}") as c:
+        b.store(fold(b.load(acc, typ=tt), b.load(U.gep(b, part.ptr, c, tt), typ=tt)), acc)
+    b.store(U.cast_value(b, b.load(acc, typ=tt), tdt, node.outputs[0].dtype), out.ptr)
+    return out
 
 
 def vector_rows(ctx, node, arrays, inner, dtype, add_row, rows=RowSum):

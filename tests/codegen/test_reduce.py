@@ -256,7 +256,8 @@ def test_argmax_first_index_among_ties_and_nans_in_columns():
 def _walks(ir_text):
     return {"into rows": "reduce_rows0.head" in ir_text, "per output": "reduce_r0.head" in ir_text,
             "vector sums": "reduce_vt_sum" in ir_text, "vector max": "reduce_vt_max" in ir_text,
-            "vector argmax": "reduce_vt_argmax" in ir_text}
+            "vector argmax": "reduce_vt_argmax" in ir_text,
+            "vector chunks": "reduce_ck_" in ir_text}
 
 
 def test_the_walk_follows_the_memory_order():
@@ -282,7 +283,9 @@ def test_the_walk_follows_the_memory_order():
     # float sums along memory: vector partials
     assert walks(T.sum(m, axis=1), m) == {"vector sums"}
     assert walks(T.sum(x, axis=(1, 3)), x) == {"vector sums"}
-    assert walks(T.sum(x), x) == {"vector sums"}
+    assert walks(T.sum(x), x) == {"vector chunks"}   # all of it: by chunks on the threads
+    assert walks(T.max(m), m) == {"vector chunks"}
+    assert walks(T.argmax(m), m) == {"vector argmax"}
     # a view's strides decide (at run time unless known), between the two scalar walks
     assert walks(T.sum(m.T, axis=0), m) == {"into rows", "per output"}
     s = T.TensorType("float32", shape=(6, 7))("s")
@@ -385,6 +388,37 @@ def test_vector_argmax_matches_reference_for_rows_of_every_length(dtype, target,
         monkeypatch.setattr(symcnn.config, "num_threads", nthreads)
         fn, _ = check_native_vs_reference([x], outs, None, calls=calls, rtol=0, atol=0)
         assert "reduce_vt_argmax" in fn.runner.ir
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_totals_of_whole_arrays_by_chunks(dtype, target, monkeypatch):
+    """A sum or max of all of a contiguous array (reduce._chunked_total): one chunk, a chunk and a
+    tail, many chunks (on the threads from 2 * TOTAL_CHUNK values on), an empty array's sum; the
+    same bits on 1, 2 and 3 threads and the reference's values (maxima exactly; sums within float64
+    rounding, NaN and infinities included)."""
+    from codegen.kernels.reduce import TOTAL_CHUNK
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    rng = np.random.RandomState(8)
+    x = T.TensorType(dtype, shape=(None, None))("x")
+    outs = [T.sum(x), T.max(x), T.mean(x) if dtype != "int32" else T.sum(x, dtype="int64")]
+    sizes = [(1, 7), (3, TOTAL_CHUNK // 3 + 1), (2, TOTAL_CHUNK + 5), (5, TOTAL_CHUNK - 1), (33, 4 * TOTAL_CHUNK // 33 + 7)]
+    calls = []
+    for shape in sizes:
+        v = _special_values(rng, dtype, shape, 1 << 14)
+        calls.append([v if not dtype.startswith("float") else v + rng.randn(*shape).astype(dtype)])
+    results = {}
+    for n in (1, 2, 3):
+        monkeypatch.setattr(symcnn.config, "num_threads", n)
+        fn, results[n] = check_native_vs_reference([x], outs, None, calls=calls, rtol=1e-6, atol=1e-6)
+        assert "reduce_ck_max" in fn.runner.ir   # (integer sums keep the scalar walk)
+        assert ("reduce_ck_sum" in fn.runner.ir) == dtype.startswith("float")
+    for n in (2, 3):
+        for one, other in zip(results[1], results[n]):
+            for a, b in zip(one, other):
+                np.testing.assert_array_equal(a, b)
+    empty = symcnn.function([x], T.sum(x), mode="native")(np.zeros((0, 5), dtype))
+    assert empty == 0
 
 
 def test_vector_sums_are_float64_sums():
