@@ -195,16 +195,21 @@ def run_parallel(ctx, prefix, values, B, T, emit, serial=None, item_flops=None, 
             dispatch(ctx, fn, argp, even_bounds(b, Bv, T), T)
 
 
-def run_by_work(ctx, prefix, values, items, work, T, emit):
-    """emit over [0, items) as run_parallel's body: in place with one thread or below
-    options.elemwise_min_parallel of work (a static size), else on the T threads; a run-time
-    size is told apart when called, the calling thread's range emitted in place (inline_serial).
-    A static size large enough is only dispatched (the split must see that nothing calls the
-    body directly)."""
+def run_by_work(ctx, prefix, values, items, work, T, emit, min_work=None, min_items=1):
+    """emit over [0, items) as run_parallel's body: in place with one thread, below min_work
+    (default options.elemwise_min_parallel) of work or fewer than min_items items (a static size),
+    else on the T threads; a run-time size is told apart when called, the calling thread's range
+    emitted in place (inline_serial). A static size large enough is only dispatched (the split must
+    see that nothing calls the body directly)."""
     b = ctx.b
-    if T == 1 or (isinstance(work, int) and work < options.elemwise_min_parallel):
+    min_work = options.elemwise_min_parallel if min_work is None else min_work
+    if T == 1 or (isinstance(work, int) and work < min_work) or (isinstance(items, int) and items < min_items):
         emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, items))
         return
-    serial = (ir.Constant(U.I1, 0) if isinstance(work, int)
-              else b.icmp_signed("<", U.as_value(b, work), U.i64(options.elemwise_min_parallel)))
+    serial = ir.Constant(U.I1, 0)   # (static sizes that pass stay static: only dispatched)
+    if not isinstance(work, int):
+        serial = b.icmp_signed("<", U.as_value(b, work), U.i64(min_work))
+    if min_items > 1 and not isinstance(items, int):
+        few = b.icmp_signed("<", U.as_value(b, items), U.i64(min_items))
+        serial = few if isinstance(serial, ir.Constant) else b.or_(serial, few)
     run_parallel(ctx, prefix, values, items, T, emit, serial=serial, inline_serial=True)

@@ -9,7 +9,7 @@ from symcnn.tensor.join import Alloc, Join
 
 from .. import irutil as U
 from ..lower import E_SHAPE, E_VALUE, Array, bounds_checker, copy, lower
-from ..parallel import run_parallel, threads
+from ..parallel import run_by_work, threads
 
 # Joins of fewer elements than this copy on the calling thread: a copy moves a few GB/s more on a
 # second core, which pays for waking it from about a MB on (float32).
@@ -65,13 +65,8 @@ def _join_blocks(ctx, ins, out, axis):
                 U.memcpy(bb, dst, U.gep(bb, src, U.mul(bb, r, n), out.lltype), U.mul(bb, n, size))
                 at = U.add(bb, at, n)
 
-    T, work = threads(), U.mul(b, rows, row_len)
-    if T == 1 or (isinstance(work, int) and (work < PARALLEL_ELEMENTS or rows < 2)):
-        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, rows))
-        return
-    serial = b.or_(b.icmp_signed("<", U.as_value(b, work), U.i64(PARALLEL_ELEMENTS)),
-                   b.icmp_signed("<", U.as_value(b, rows), U.i64(2)))
-    run_parallel(ctx, "symcnn_join", values, rows, T, emit, serial=serial, inline_serial=True)
+    run_by_work(ctx, "symcnn_join", values, rows, U.mul(b, rows, row_len), threads(), emit,
+                min_work=PARALLEL_ELEMENTS, min_items=2)
 
 
 @lower.register(Alloc)

@@ -27,7 +27,7 @@ from symcnn.tensor.prod import Prod, ProdWithoutZeros
 from .. import irutil as U
 from ..lower import E_VALUE, Array, bounds_checker, lower
 from ..options import options
-from ..parallel import run_parallel, threads
+from ..parallel import run_by_work, run_parallel, threads
 from .row_max import VECTOR_DTYPES, RowArgmax, RowMax, greater, lowest_value, same  # noqa: F401 (greater, lowest_value: imported from here)
 from .row_sum import RowSum
 
@@ -201,15 +201,8 @@ def _chunked_total(ctx, node, x, rows):
             s.add_row(U.gep(bb, xp, first, x.lltype), U.smin(bb, bb.sub(U.as_value(bb, nv), first), TOTAL_CHUNK))
             bb.store(s.total(), U.gep(bb, pp, c, tt))
 
-    T = threads()
-    values = [x.ptr, part.ptr, n]
-    work = U.as_value(b, n)
-    if T == 1 or (isinstance(n, int) and n < max(2 * TOTAL_CHUNK, options.elemwise_min_parallel)):
-        emit(ctx, values, U.i64(0), U.i64(0), U.as_value(b, chunks))
-    else:
-        serial = ir.Constant(U.I1, 0) if isinstance(n, int) else \
-            b.icmp_signed("<", work, U.i64(max(2 * TOTAL_CHUNK, options.elemwise_min_parallel)))
-        run_parallel(ctx, rows.walk_name + "_chunks", values, chunks, T, emit, serial=serial, inline_serial=True)
+    run_by_work(ctx, rows.walk_name + "_chunks", [x.ptr, part.ptr, n], chunks, n, threads(), emit,
+                min_work=max(2 * TOTAL_CHUNK, options.elemwise_min_parallel))
     if tdt == "float64":
         acc = ctx.local(U.F64, U.const("float64", 0.0))
         fold = lambda cur, v: b.fadd(cur, v)  # noqa: E731

@@ -11,6 +11,7 @@ on threads or timing.
 from llvmlite import ir
 
 from .. import irutil as U
+from ..microkernels.directconv import masked_load
 
 # Independent float64 vector partials (a first layer's bias gradient: 2.6 of a 5.3 ms
 # weight-gradient step with one chain and every load masked).
@@ -108,14 +109,6 @@ def row_vectors_to_chains(ctx, dt, row, rowlen, take, fill, tag):
             j = U.mul(b, whole, L)
             take(0, b.call(mload, [U.gep(b, row, j, et), ir.Constant(U.I32, U.itemsize(dt)), keep, fill]),
                  U.as_value(b, j))
-
-
-def masked_load(module, dt, L):
-    """llvm.masked.load of L values of dt (a float or integer dtype)."""
-    et = U.ll_type(dt)
-    vt, mt = ir.VectorType(et, L), ir.VectorType(U.I1, L)
-    sfx = {"float32": "f32", "float64": "f64"}.get(dt) or f"i{et.width}"
-    return U.declare(module, f"llvm.masked.load.v{L}{sfx}.p0", vt, [U.PTR, U.I32, mt, vt])
 
 
 def partials_type(dt):

@@ -140,6 +140,14 @@ def kernel_function(module, name, argtypes):
     return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
 
+def masked_load(module, dtype, L):
+    """llvm.masked.load of L values of dtype (a float or integer dtype)."""
+    et = U.ll_type(dtype)
+    vt, mt = ir.VectorType(et, L), ir.VectorType(U.I1, L)
+    sfx = {"float32": "f32", "float64": "f64"}.get(str(dtype)) or f"i{et.width}"
+    return U.declare(module, f"llvm.masked.load.v{L}{sfx}.p0", vt, [U.PTR, U.I32, mt, vt])
+
+
 class Vec:
     """<L x dtype> vectors: the type, a zero, and the fma / masked load / masked store intrinsics."""
 
@@ -152,7 +160,7 @@ class Vec:
         mt = ir.VectorType(U.I1, L)
         sfx = f"v{L}{'f32' if dtype == 'float32' else 'f64'}"
         self.fma = U.declare(module, f"llvm.{fma_name()}.{sfx}", vt, [vt, vt, vt])
-        self.mload = U.declare(module, f"llvm.masked.load.{sfx}.p0", vt, [U.PTR, U.I32, mt, vt])
+        self.mload = masked_load(module, dtype, L)
         self.mstore = U.declare(module, f"llvm.masked.store.{sfx}.p0", ir.VoidType(), [vt, U.PTR, U.I32, mt])
 
 
