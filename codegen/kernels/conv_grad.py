@@ -9,8 +9,9 @@ Input gradient, chosen by grad_inputs_variant:
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
   phases  strides, static shapes: the direct kernel per stride phase of dx (conv_phases.py).
-  taps    'valid', static shapes, output rows that divide the vector (unit column stride): W^T @ top
-          with col2im folded into the stores (conv_gx_taps.py).
+  taps    'valid', static shapes, unit column stride: W^T @ top with col2im folded into the stores
+          (conv_gx_taps.py), output rows that neither divide the vector nor are whole vectors copied
+          into padded rows (narrower than the vector, or most of the lanes stored).
   im2col  otherwise: per image, dcols = W^T @ top[n] (packed GEMM) and col2im into dx[n], in
           per-thread buffers.
 
@@ -33,7 +34,8 @@ Each thread accumulates its own partial dW; the partials are added in thread ord
 Dilated filters (filter_dilation (dh, dw)): the direct input gradient borders the output gradient by
 the dilated extent ((kh-1)*dh+1 - 1 - ph) and reads its taps dh, dw apart; the tap panels of the
 weight gradient and the few-tap kernels read the image at the scaled tap offsets; Winograd and the
-phases decline them (strided dilated input gradients take im2col, whose patches are dilated too).
+phases decline them ('valid' dilated input gradients take the tap kernel, other strided dilated
+ones im2col, whose patches are dilated too).
 """
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2dGradInputs, Conv2dGradWeights
@@ -79,7 +81,7 @@ def grad_inputs_variant(op, dtype, dims, batched=False):
         return ("gemm batch", pw) if pw is not None else ("gemm 1x1", None)
     pads = _static_pads(op, kh, kw)
     if dilation(op) != (1, 1):
-        return _dilated_grad_inputs_variant(op, dtype, dims, pads)
+        return _dilated_grad_inputs_variant(op, dtype, dims, pads, batched)
     # the correlation of the bordered output gradient multiplies every dx element by all K*kh*kw
     # taps, zeros included; the GEMM only does the OH*OW*K*C*kh*kw products that exist: with far
     # fewer outputs than inputs ('valid' with large filters on small images) it does less work
@@ -106,10 +108,10 @@ def grad_inputs_variant(op, dtype, dims, batched=False):
     return "im2col", None
 
 
-def _dilated_grad_inputs_variant(op, dtype, dims, pads):
+def _dilated_grad_inputs_variant(op, dtype, dims, pads, batched):
     """The input gradient of a dilated convolution: 'direct wide' / 'direct rows' (or the few-tap
     kernel's, with few taps) for unit strides and static shapes (the output gradient bordered by the
-    dilated extent, the taps dil apart), else 'im2col'."""
+    dilated extent, the taps dil apart), else, batched, 'taps' for 'valid' ones, else 'im2col'."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     dh, dw = dilation(op)
     if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
@@ -119,6 +121,9 @@ def _dilated_grad_inputs_variant(op, dtype, dims, pads):
                            dil=(dh, dw))
         if di is not None:
             return di.variant, di
+    gt = gx_taps(op, dtype, dims, tuple(pads)) if batched and pads is not None else None
+    if gt is not None:
+        return gt.variant, gt
     return "im2col", None
 
 

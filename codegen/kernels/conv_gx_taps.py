@@ -4,9 +4,9 @@ small images: LeNet's second layer) without im2col's patch matrix and col2im.
 dx[n] = col2im(W^T @ top[n]) by the input-gradient kernel of the tap panels
 (microkernels/directconv_grad.py, the one ConvPoolActGrad runs): W^T packed once, its taps in
 channel-minor order, and col2im folded into the micro-kernel's stores (each accumulator vector holds
-whole output rows, or a part of one, and adds them into dx through the tap offsets). It needs
-output rows that divide the vector or are whole vectors (gx_fusable) and unit column strides; the
-kernel's last tile reads its vectors of top
+whole output rows or a part of one, and adds them into dx through the tap offsets, dilated or not).
+It needs a unit column stride, and output rows that divide the vector or are whole vectors: other
+widths are copied into rows padded to such a width. The kernel's last tile reads its vectors of top
 past the image's end, so each image's output gradient is copied into a per-thread buffer with
 zeroed room after it. The batch is split over the threads (conv_threads.py).
 """
@@ -24,22 +24,35 @@ class GxTaps:
 
     def __init__(self, tp):
         self.tp = tp
-        OW = tp.OW
-        rows_per_tile = DG.gx_tile(tp)[1]
-        reach = -(-tp.OH // rows_per_tile) * rows_per_tile * OW   # the last tile's vectors end here
-        self.top_elems = (tp.K - 1) * tp.N + max(reach, tp.N)
+        self.top_elems = (tp.K - 1) * tp.OH * tp.gx_ow + DG.gx_reach(tp)
+
+
+# Output rows padded to the kernel's row stride (DG.padded_rows) compute lanes they do not store.
+# Rows narrower than the vector always pay (im2col's GEMM is as narrow, and adds col2im); wider ones
+# where at least this share of the lanes is stored. Measured (2 threads, float32, ms, im2col ->
+# padded rows; 'valid' convolutions, batch, C -> K on HxW): 5x5 64, 32 -> 64 on 14x14 (10 of 16 lanes)
+# 3.65-3.93 -> 3.27-3.40; 128, 16 -> 32 on 9x9 (5 of 8) 0.87-0.95 -> 0.54-0.59; 64, 20 -> 50 on
+# 13x13 (9 of 16) 1.75-1.84 -> 1.71-1.79; 3x3 64, 32 -> 64 on 14x14 (12 of 16) 1.85-1.90 ->
+# 1.40-1.43; 217, 32 -> 50 on 8x8 (6 of 8) 1.94-1.95 -> 1.00-1.02; but 5x5 32, 32 -> 32 on 24x24
+# (20 of 32) 2.77-2.95 -> 3.15-3.16, 3x3 dilated 3 32, 16 -> 32 on 24x24 (18 of 32) 0.49 -> 0.57.
+MIN_STORED_LANES = 0.75
 
 
 def gx_taps(op, dtype, dims, pads):
-    """A GxTaps for the input gradient of a 'valid' (unpadded) undilated convolution with static
-    shapes whose output rows divide the vector (unit column stride), else None."""
+    """A GxTaps for the input gradient of a 'valid' (unpadded) convolution with static shapes and a
+    unit column stride (dilated or not), its output rows padded where they neither divide the vector
+    nor are whole vectors (narrower than the vector, or MIN_STORED_LANES), else None."""
     B, C, H, W, K, kh, kw, OH, OW = dims
-    if str(dtype) not in ("float32", "float64") or pads != (0, 0) or op.subsample[1] != 1 or dilation(op) != (1, 1):
+    if str(dtype) not in ("float32", "float64") or pads != (0, 0) or op.subsample[1] != 1:
         return None
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or min(C, K, OH, OW) < 1:
         return None
-    tp = DG.TapPlan(str(dtype), C, H, W, K, kh, kw, OH, OW, op.subsample[0], 1, op.filter_flip)
-    return GxTaps(tp) if DG.gx_fusable(tp) else None
+    tp = DG.TapPlan(str(dtype), C, H, W, K, kh, kw, OH, OW, op.subsample[0], 1, op.filter_flip, dilation(op))
+    if not DG.gx_fusable(tp):
+        tp = DG.padded_rows(tp)
+        if tp is None or OW > tp.L and OW < MIN_STORED_LANES * tp.gx_ow:
+            return None
+    return GxTaps(tp)
 
 
 def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
@@ -77,10 +90,12 @@ def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
 
 
 def _copy_top(ctx, tv, n, tbuf, tp, dt):
-    """tbuf[:K*N] = top[n] (any strides and dtype, cast to dt)."""
+    """tbuf[:K*N] = top[n] (any strides and dtype, cast to dt; rows gx_ow apart)."""
     b = ctx.b
     src = image_view(b, tv, n)
-    if src.dtype == dt and all(isinstance(s, int) for s in src.strides) and tuple(src.strides) == (tp.N, tp.OW, 1):
+    if tp.gx_ow != tp.OW:   # rows padded to the kernel's row stride
+        shift_copy(ctx, src, tbuf, dt, tp.K, tp.OH, tp.OW, tp.OH, tp.gx_ow, 0, 0)
+    elif src.dtype == dt and all(isinstance(s, int) for s in src.strides) and tuple(src.strides) == (tp.N, tp.OW, 1):
         copy_planes(ctx, src.ptr, tp.K * tp.N, tp.K * tp.N, tbuf, dt, 1, 1, tp.K * tp.N)
     else:
         shift_copy(ctx, src, tbuf, dt, tp.K, tp.OH, tp.OW, tp.OH, tp.OW, 0, 0)

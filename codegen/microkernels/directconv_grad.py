@@ -163,6 +163,8 @@ class TapPlan:
         size = U.itemsize(dtype)
         self.G = max(1, min(16, (128 * 1024) // (self.N * self.KP * size)))
         self.img = C * H * W
+        # the input-gradient kernel's row stride in its output gradient (padded_rows: wider)
+        self.gx_ow = OW
 
     def group_elems(self):
         return self.G * self.N * self.KP
@@ -476,31 +478,58 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
 
 # -- input gradient: the W^T @ top GEMM with col2im folded into its stores ---------------------------
 
+def gx_rows(ow, L):
+    """Whether rows ow wide are whole rows per vector or whole vectors per row (ow divides L or L
+    divides ow): each accumulator vector then adds into contiguous runs of dx."""
+    return ow <= L and L % ow == 0 or ow % L == 0
+
+
 def gx_fusable(tp):
-    """Whole output rows per vector or whole vectors per output row (OW divides L or L divides OW;
-    unit column stride): each accumulator vector adds into contiguous runs of dx."""
-    return tp is not None and tp.sw == 1 and (tp.L % tp.OW == 0 if tp.OW <= tp.L else tp.OW % tp.L == 0)
+    """Whole output rows per vector or whole vectors per output row in the output gradient as the
+    kernel reads it (gx_rows of its row stride gx_ow), with a unit column stride."""
+    return tp is not None and tp.sw == 1 and gx_rows(tp.gx_ow, tp.L)
+
+
+def padded_rows(tp):
+    """tp with the kernel's row stride gx_ow widened to the next width that gx_rows takes (the next
+    power of two up to L, or whole vectors): the output gradient copied with that row stride, the
+    lanes past OW computed but not stored. None with a column stride."""
+    if tp.sw != 1:
+        return None
+    L = tp.L
+    tp.gx_ow = 1 << (tp.OW - 1).bit_length() if tp.OW <= L else -(-tp.OW // L) * L
+    return tp
 
 
 def gx_tile(tp):
     """(vectors, output rows) of a tile of the input-gradient kernel: at most 4 vectors, no more
     accumulators (gx_mr per vector) than the target's registers hold, and no more rows than OH;
-    rows of R = OW / L vectors take R vectors each."""
-    if tp.OW <= tp.L:
-        per = tp.L // tp.OW
+    rows of R = gx_ow / L vectors take R vectors each."""
+    ow = tp.gx_ow
+    if ow <= tp.L:
+        per = tp.L // ow
         nv = max(1, min(4, max_accumulators() // tp.gx_mr, -(-tp.OH // per)))
         return nv, nv * per
-    R = tp.OW // tp.L
+    R = ow // tp.L
     rows = max(1, min(4 // R, max_accumulators() // (tp.gx_mr * R), tp.OH))
     return rows * R, rows
 
 
+def gx_reach(tp):
+    """The elements of one channel's output gradient (OH rows of gx_ow) and, for the last channel,
+    the lanes past them that the last tile reads."""
+    rows_per_tile = gx_tile(tp)[1]
+    return max(tp.OH * tp.gx_ow, -(-tp.OH // rows_per_tile) * rows_per_tile * tp.gx_ow)
+
+
 def _gx_kernel(module, tp, nv):
-    """void k(wa, top, t0, dx, offs, mrows): acc[i][v] = sum_k wa[k*MR + i] * top[k*N + q0 + v*L]
-    (q0 = t0*OW, t0 the tile's first output row), then dx[offs[i] + row*sh*W + :OW] += the lanes of
-    each whole output row < OH (a row of R = OW / L vectors: vector v is row v // R, columns from
-    (v % R) * L), rows i < mrows."""
-    name = f"symcnn_dconv_gx_{tp.dtype}_{tp.gx_mr}x{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}"
+    """void k(wa, top, t0, dx, offs, mrows): acc[i][v] = sum_k wa[k*MR + i] * top[k*NW + q0 + v*L]
+    (rows gx_ow apart in top, NW = OH*gx_ow, q0 = t0*gx_ow, t0 the tile's first output row), then
+    dx[offs[i] + row*sh*W + :OW] += the first OW lanes of each output row < OH (a row of R = gx_ow / L
+    vectors: vector v is row v // R, columns from (v % R) * L), rows i < mrows."""
+    ow = tp.gx_ow
+    name = f"symcnn_dconv_gx_{tp.dtype}_{tp.gx_mr}x{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}" \
+        + (f"_rs{ow}" if ow != tp.OW else "")
     fn = library.existing(module, name)
     if fn is not None:
         return fn
@@ -509,14 +538,13 @@ def _gx_kernel(module, tp, nv):
     wa, top, t0, dx, offs, mrows = fn.args
     et = U.ll_type(tp.dtype)
     L, MR, OW = tp.L, tp.gx_mr, tp.OW
-    G, R = max(1, L // OW), max(1, OW // L)
+    G, R = max(1, L // ow), max(1, ow // L)
     vec = Vec(module, tp.dtype, L)
-    ht = ir.VectorType(et, OW)
-    tb = b.gep(top, [b.mul(t0, U.i64(OW))], source_etype=et)
+    tb = b.gep(top, [b.mul(t0, U.i64(ow))], source_etype=et)
     loop = AccLoop(b, "k", tp.K, MR, nv, vec)
     loop.enter()
     k, accs = loop.i, loop.accs
-    trow = b.gep(tb, [b.mul(k, U.i64(tp.N))], source_etype=et)
+    trow = b.gep(tb, [b.mul(k, U.i64(tp.OH * ow))], source_etype=et)
     bv = [b.load(b.gep(trow, [U.i64(v * L)], source_etype=et) if v else trow, typ=vec.t, align=vec.size)
           for v in range(nv)]
     arow = b.gep(wa, [b.mul(k, U.i64(MR))], source_etype=et)
@@ -526,27 +554,37 @@ def _gx_kernel(module, tp, nv):
         new.append([b.call(vec.fma, [a, bv[v], accs[i][v]]) for v in range(nv)])
     loop.close(new)
 
+    def add_lanes(ptr, acc, first, n):
+        """ptr[:n] += lanes [first, first + n) of acc."""
+        if n == L:
+            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), acc), ptr, align=vec.size)
+            return
+        part = b.shuffle_vector(acc, acc, ir.Constant(ir.VectorType(U.I32, n), list(range(first, first + n))))
+        if n == 1:
+            part = b.extract_element(part, ir.Constant(U.I32, 0))
+            b.store(b.fadd(b.load(ptr, typ=et), part), ptr)
+        else:
+            ht = ir.VectorType(et, n)
+            b.store(b.fadd(b.load(ptr, typ=ht, align=vec.size), part), ptr, align=vec.size)
+
     def store(i):
         base = b.gep(dx, [b.load(b.gep(offs, [U.i64(i)], source_etype=I64), typ=I64)], source_etype=et)
-        if R > 1:   # whole vectors of a row
+        if R > 1:   # whole vectors of a row (the last one's lanes up to OW)
             for v in range(nv):
                 row = b.add(t0, U.i64(v // R))
+                col = (v % R) * L
+                if col >= OW:
+                    continue
                 with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
-                    ptr = b.gep(base, [b.add(b.mul(row, U.i64(tp.sh * tp.W)), U.i64((v % R) * L))], source_etype=et)
-                    b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][v]), ptr, align=vec.size)
+                    ptr = b.gep(base, [b.add(b.mul(row, U.i64(tp.sh * tp.W)), U.i64(col))], source_etype=et)
+                    add_lanes(ptr, accs[i][v], 0, min(L, OW - col))
             return
         for v in range(nv):
             for g in range(G):
                 row = b.add(t0, U.i64(v * G + g))
                 with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
                     ptr = b.gep(base, [b.mul(row, U.i64(tp.sh * tp.W))], source_etype=et)
-                    part = b.shuffle_vector(accs[i][v], accs[i][v],
-                                            ir.Constant(ir.VectorType(U.I32, OW), list(range(g * OW, g * OW + OW))))
-                    if OW == 1:
-                        part = b.extract_element(part, ir.Constant(U.I32, 0))
-                        b.store(b.fadd(b.load(ptr, typ=et), part), ptr)
-                    else:
-                        b.store(b.fadd(b.load(ptr, typ=ht, align=vec.size), part), ptr, align=vec.size)
+                    add_lanes(ptr, accs[i][v], g * ow, OW)
 
     _store_rows(b, MR, mrows, store)
     b.ret_void()
@@ -556,7 +594,7 @@ def _gx_kernel(module, tp, nv):
 def emit_gx_image(ctx, tp, wa, top, dx, offs):
     """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = GxWeights (W^T, taps in
     channel-minor order) packed by prepacked.pack_a (panels of gx_mr rows, [K][gx_mr] each) and top
-    [K][N] (padded past its end).
+    [K][OH][gx_ow] (readable up to gx_reach past the last channel's start).
     A tile is gx_mr taps x the vectors of gx_tile's output rows."""
     b = ctx.b
     et = U.ll_type(tp.dtype)

@@ -1069,22 +1069,25 @@ def test_pointwise_thread_counts_agree(threads):
 
 @st.composite
 def few_output_configs(draw):
-    """(dtype, x shape, w shape, conv2d kwargs, True): 'valid' convolutions whose output rows divide
-    the target's vector (1, 2, 4 or 8 outputs wide) or are whole vectors (2 or 3) with larger filters, so outputs are far fewer than
-    inputs: row strides 1-3 (unit column stride), filters 1-7, channels and filters from 1 to 70,
-    batch 1 and odd, both dtypes, flipped or not."""
+    """(dtype, x shape, w shape, conv2d kwargs, True): 'valid' convolutions with larger filters, so
+    outputs are far fewer than inputs, whose output rows divide the target's vector (1, 2, 4 or 8
+    outputs wide), are whole vectors (2 or 3), or neither (3, 5, 6, 7 or 1.5 vectors wide: padded
+    rows): row strides 1-3 (unit column stride), filters 1-7, dilated or not, channels and filters
+    from 1 to 70, batch 1 and odd, both dtypes, flipped or not."""
     from codegen.target import current
     dtype = draw(st.sampled_from(["float32", "float64"]))
     L = current().lanes(dtype)
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     sh = draw(st.sampled_from([1, 1, 2, 3]))
-    OW = draw(st.sampled_from([d for d in (1, 2, 4, 8) if L % d == 0] + [2 * L] + ([3 * L] if 3 * L <= 24 else [])))
+    dh, dw = draw(st.sampled_from([(1, 1), (1, 1), (2, 1), (2, 2)]))
+    OW = draw(st.sampled_from([d for d in (1, 2, 4, 8) if L % d == 0] + [2 * L] + ([3 * L] if 3 * L <= 24 else [])
+                              + [3, 5, 6, 7, L + L // 2]))
     OH = draw(st.integers(1, 9))
     C = draw(st.sampled_from([1, 3, 16, 20]))
     K = draw(st.sampled_from([1, 7, 32, 50, 70]))
     B = draw(st.sampled_from([1, 3, 5]))
-    xs = (B, C, (OH - 1) * sh + kh, OW - 1 + kw)
-    kwargs = dict(border_mode="valid", subsample=(sh, 1), filter_flip=draw(st.booleans()), filter_dilation=(1, 1))
+    xs = (B, C, (OH - 1) * sh + (kh - 1) * dh + 1, OW + (kw - 1) * dw)
+    kwargs = dict(border_mode="valid", subsample=(sh, 1), filter_flip=draw(st.booleans()), filter_dilation=(dh, dw))
     return dtype, xs, (K, C, kh, kw), kwargs, True
 
 
@@ -1097,12 +1100,35 @@ _FEW_OUTPUT_EXAMPLES = [   # LeNet's second layer (8x8 outputs: two rows per 16-
                                                   filter_dilation=(1, 1)), True),
 ]
 
+# output rows 7 and 3 wide, padded to the kernel's row stride on every target (8 or 4 of 2-16 lanes):
+# undilated, dilated with a row stride, float64
+_PADDED_ROW_EXAMPLES = [
+    ("float32", (3, 20, 11, 11), (50, 20, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (5, 6, 13, 7), (13, 6, 3, 3), dict(border_mode="valid", subsample=(2, 1), filter_flip=False,
+                                                  filter_dilation=(2, 2)), True),
+    ("float64", (1, 16, 9, 9), (33, 16, 3, 3), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(3, 3)), True),
+]
+
 
 def test_valid_input_gradients_with_few_outputs_take_the_tap_kernel():
-    """The input gradient of 'valid' convolutions with output rows that divide the vector runs the
-    tap panels' kernel (col2im folded into its stores), against the reference."""
+    """The input gradient of 'valid' convolutions with few outputs runs the tap panels' kernel
+    (col2im folded into its stores), against the reference."""
     seen = _run(few_output_configs(), 14, _FEW_OUTPUT_EXAMPLES)
     assert ("gx", "taps") in seen, sorted(seen)
+
+
+@pytest.mark.parametrize("cfg", _PADDED_ROW_EXAMPLES, ids=["ow7", "ow3-dilated-strided", "ow3-float64"])
+def test_tap_input_gradient_pads_rows_that_split_vectors(cfg):
+    """Output rows that neither divide the vector nor are whole vectors are copied into wider rows:
+    the tap kernel reads them at its own row stride and stores only each row's outputs (the
+    reference's input gradient, dilated and row-strided too)."""
+    seen = set()
+    fn = _check(cfg, seen)
+    assert ("gx", "taps") in seen, sorted(seen)
+    ow = cfg[1][3] - (cfg[2][3] - 1) * cfg[3]["filter_dilation"][1]
+    assert re.search(rf'symcnn_dconv_gx_\w+_OW{ow}_\w+_rs(4|8)"', fn.dump_llvm())
 
 
 def test_tap_input_gradient_reads_strided_output_gradients():
