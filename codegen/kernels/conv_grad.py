@@ -9,9 +9,11 @@ Input gradient, chosen by grad_inputs_variant:
           (kh-1-ph, kw-1-pw), with the filters transposed to [C][K] and turned 180 degrees (the
           forward's flip undone): conv_forward.direct_images, no patch matrix, no col2im.
   phases  strides, static shapes: the direct kernel per stride phase of dx (conv_phases.py).
-  taps    'valid', static shapes, unit column stride: W^T @ top with col2im folded into the stores
-          (conv_gx_taps.py), output rows that neither divide the vector nor are whole vectors copied
-          into padded rows (narrower than the vector, or most of the lanes stored).
+  taps    static shapes, unit column stride, where the above do not apply (outputs far fewer than
+          inputs): W^T @ top with col2im folded into the stores (conv_gx_taps.py; padded: into the
+          zero-bordered image's dx, its inside copied out), output rows that neither divide the
+          vector nor are whole vectors copied into padded rows (narrower than the vector, or most
+          of the lanes stored).
   im2col  otherwise: per image, dcols = W^T @ top[n] (packed GEMM) and col2im into dx[n], in
           per-thread buffers.
 

@@ -1,5 +1,7 @@
-"""The input gradient of a 'valid' convolution with far fewer outputs than inputs (large filters on
-small images: LeNet's second layer) without im2col's patch matrix and col2im.
+"""The input gradient of a convolution with far fewer outputs than inputs (large filters on small
+images: LeNet's second layer) without im2col's patch matrix and col2im. A padded convolution's is
+that of the 'valid' convolution of its zero-bordered image: computed into a per-thread bordered dx,
+whose inside is copied out.
 
 dx[n] = col2im(W^T @ top[n]) by the input-gradient kernel of the tap panels
 (microkernels/directconv_grad.py, the one ConvPoolActGrad runs): W^T packed once, its taps in
@@ -11,6 +13,7 @@ past the image's end, so each image's output gradient is copied into a per-threa
 zeroed room after it. The batch is split over the threads (conv_threads.py).
 """
 from .. import irutil as U
+from ..lower import Array
 from ..microkernels import directconv_grad as DG
 from ..microkernels import prepacked as PP
 from .conv import dilation, gep, image_view, zero_fill
@@ -22,9 +25,11 @@ class GxTaps:
 
     variant = "taps"
 
-    def __init__(self, tp):
-        self.tp = tp
+    def __init__(self, tp, pads=(0, 0)):
+        self.tp, self.pads = tp, tuple(pads)
         self.top_elems = (tp.K - 1) * tp.OH * tp.gx_ow + DG.gx_reach(tp)
+        # padded: dx of the bordered image (tp's H x W), whose inside is the input gradient
+        self.bordered_elems = tp.C * tp.H * tp.W if any(self.pads) else 0
 
 
 # Output rows padded to the kernel's row stride (DG.padded_rows) compute lanes they do not store.
@@ -39,20 +44,22 @@ MIN_STORED_LANES = 0.75
 
 
 def gx_taps(op, dtype, dims, pads):
-    """A GxTaps for the input gradient of a 'valid' (unpadded) convolution with static shapes and a
-    unit column stride (dilated or not), its output rows padded where they neither divide the vector
-    nor are whole vectors (narrower than the vector, or MIN_STORED_LANES), else None."""
+    """A GxTaps for the input gradient of a convolution with static shapes and a unit column stride
+    (dilated or not; padded: that of the 'valid' convolution of the zero-bordered image, whose inside
+    it keeps), its output rows padded where they neither divide the vector nor are whole vectors
+    (narrower than the vector, or MIN_STORED_LANES), else None."""
     B, C, H, W, K, kh, kw, OH, OW = dims
-    if str(dtype) not in ("float32", "float64") or pads != (0, 0) or op.subsample[1] != 1:
+    if str(dtype) not in ("float32", "float64") or op.subsample[1] != 1:
         return None
-    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW)) or min(C, K, OH, OW) < 1:
+    if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)) or min(C, K, OH, OW) < 1:
         return None
-    tp = DG.TapPlan(str(dtype), C, H, W, K, kh, kw, OH, OW, op.subsample[0], 1, op.filter_flip, dilation(op))
+    Hb, Wb = H + 2 * pads[0], W + 2 * pads[1]
+    tp = DG.TapPlan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, op.subsample[0], 1, op.filter_flip, dilation(op))
     if not DG.gx_fusable(tp):
         tp = DG.padded_rows(tp)
         if tp is None or OW > tp.L and OW < MIN_STORED_LANES * tp.gx_ow:
             return None
-    return GxTaps(tp)
+    return GxTaps(tp, pads)
 
 
 def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
@@ -72,19 +79,28 @@ def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
     cap.add("wa", wa.ptr)
     cap.add("offs", offs.ptr)
     cap.add("out", out.ptr)
-    cap.add_parts("tbuf", PerThread(ctx, dt, [gt.top_elems], T))
-    img = tp.C * tp.H * tp.W
+    cap.add_parts("tbuf", PerThread(ctx, dt, [gt.top_elems + gt.bordered_elems], T))
+    ph, pw = gt.pads
+    H, W = tp.H - 2 * ph, tp.W - 2 * pw
+    img = tp.C * H * W
 
     def emit(bctx, v, n0, n1):
         bb = bctx.b
         tbuf = v.part("tbuf", dt)
         zero_fill(bb, tbuf, 0, gt.top_elems, dt)   # the room past the copy stays zero
         tv = v.array("top", top.dtype, [v["B"], tp.K, tp.OH, tp.OW])
+        bordered = gep(bb, tbuf, gt.top_elems, et) if gt.bordered_elems else None
         with U.for_range(bb, n1, start=n0, name="img") as n:
             _copy_top(bctx, tv, n, tbuf, tp, dt)
             dx = gep(bb, v["out"], U.mul(bb, n, img), et)
-            zero_fill(bb, dx, 0, img, dt)
-            DG.emit_gx_image(bctx, tp, v["wa"], tbuf, dx, v["offs"])
+            if bordered is None:
+                zero_fill(bb, dx, 0, img, dt)
+                DG.emit_gx_image(bctx, tp, v["wa"], tbuf, dx, v["offs"])
+            else:
+                zero_fill(bb, bordered, 0, gt.bordered_elems, dt)
+                DG.emit_gx_image(bctx, tp, v["wa"], tbuf, bordered, v["offs"])
+                shift_copy(bctx, Array(dt, bordered, [tp.C, tp.H, tp.W], [tp.H * tp.W, tp.W, 1]), dx, dt,
+                           tp.C, tp.H, tp.W, H, W, -ph, -pw)
 
     cap.run(ctx, prefix, B, emit, item_flops=image_flops(tp.C, tp.K, tp.OH, tp.OW, tp.kh, tp.kw))
 

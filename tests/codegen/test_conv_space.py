@@ -1131,6 +1131,27 @@ def test_tap_input_gradient_pads_rows_that_split_vectors(cfg):
     assert re.search(rf'symcnn_dconv_gx_\w+_OW{ow}_\w+_rs(4|8)"', fn.dump_llvm())
 
 
+# padded convolutions with outputs far fewer than inputs: the tap kernel on the zero-bordered image,
+# its inside kept (pads on both sides or one, a row stride, dilation, float64)
+_BORDERED_TAP_EXAMPLES = [
+    ("float32", (3, 16, 16, 16), (24, 16, 5, 5), dict(border_mode=(1, 1), subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (2, 8, 12, 17), (11, 8, 5, 3), dict(border_mode=(2, 0), subsample=(2, 1), filter_flip=False,
+                                                   filter_dilation=(1, 1)), True),
+    ("float32", (3, 6, 14, 14), (13, 6, 3, 3), dict(border_mode=1, subsample=(1, 1), filter_flip=True,
+                                                   filter_dilation=(2, 2)), True),
+]
+
+
+@pytest.mark.parametrize("cfg", _BORDERED_TAP_EXAMPLES, ids=["pad1-5x5", "pad-rows-strided-float64", "dilated"])
+def test_tap_input_gradient_of_padded_convolutions(cfg):
+    """The input gradient of a padded convolution whose outputs are far fewer than its inputs is
+    the tap kernel's on the zero-bordered image, its inside copied out: the reference's."""
+    seen = set()
+    _check(cfg, seen)
+    assert ("gx", "taps") in seen, sorted(seen)
+
+
 def test_tap_input_gradient_reads_strided_output_gradients():
     """An output gradient that is a strided view (every other column) reaches the tap kernel
     through the element-by-element copy: same results as the reference."""
