@@ -144,6 +144,12 @@ _STATIC_EXAMPLES = [
                                                      filter_dilation=(1, 1)), True),
     ("float64", (3, 16, 15, 21), (24, 16, 3, 5), dict(border_mode=(1, 2), subsample=(2, 3), filter_flip=False,
                                                      filter_dilation=(1, 1)), True),
+    # 13 outputs wide: the direct kernel's 'wide' layout, on every target
+    ("float32", (3, 16, 12, 13), (16, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    # one 7x7 filter: a forward that no direct, few-tap or filter-vector plan takes, on every target
+    ("float32", (2, 16, 17, 13), (1, 16, 7, 7), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                    filter_dilation=(1, 1)), True),
 ]
 
 
