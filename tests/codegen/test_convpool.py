@@ -402,6 +402,28 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
         assert re.search(rf"define internal void @\"?symcnn_dconv_gx_{dtype}_\w*_OW{R * L}_", fn.runner.ir), R
 
 
+# 'valid' layers whose output rows neither divide the vector nor are whole vectors on any target
+# (30 and 13 wide), with 16 or more channels and filters: the input gradient is Winograd's
+# correlation of the bordered output gradient (convpool.winograd_valid_grad_inputs), F(4x4) or F(2x2).
+# (x shape, W shape, pool kwargs, dtype, activation)
+VALID_WINOGRAD_GX_CASES = [
+    ((3, 16, 32, 32), (16, 16, 3, 3), dict(ws=(2, 2)), "float32", "relu"),
+    ((2, 32, 15, 15), (32, 32, 3, 3), dict(pool=None), "float64", "tanh"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,pool_kw,dtype,act", VALID_WINOGRAD_GX_CASES)
+def test_valid_input_gradient_by_winograd_where_rows_split_vectors(xs, ws, pool_kw, dtype, act):
+    from codegen.kernels.convpool import winograd_valid_grad_inputs
+    ops = conv_act_ops(act, dtype, **dict(pool_kw, imshp=xs, kshp=ws))
+    OH, OW = xs[2] - ws[2] + 1, xs[3] - ws[3] + 1
+    assert winograd_valid_grad_inputs(ops[1], dtype, list(xs) + [ws[0], 3, 3, OH, OW]) is not None
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, ties=False, **tol)
+    # the input gradient's tile transform: the output gradient's ws[0] channels into xs[1] planes
+    assert re.search(rf"define internal void @\"?symcnn_wino_in_{dtype}_F\d_C{ws[0]}_K{xs[1]}_OH{xs[2]}_", fn.runner.ir)
+
+
 # Fewer images than threads, the direct kernels: each image's blocks of filters are split over the
 # threads, or left over past a multiple of them (the forward's symcnn_convpool_fwd_split). (x shape, W shape, conv kwargs, pool kwargs,
 # dtype, activation): 'valid' (rows and wide), padded, strided (phase images and vectors over
