@@ -16,6 +16,8 @@ input at kernel offset (kh-1-r, kw-1-s) for a true convolution; a filter dilated
 reads it at (dh*r, dw*s) (no zero-filled filter).
 """
 
+from llvmlite import ir
+
 from symcnn.graph.basic import Constant
 from symcnn.tensor.nnet import conv_geometry as geometry
 from symcnn.tensor.nnet.conv import Conv2dGradInputs
@@ -191,6 +193,10 @@ def emit_col2im(ctx, g, dcols, dx, dtype):
     b = ctx.b
     et = U.ll_type(dtype)
 
+    # unit column strides: whole vectors of a row, the last one masked (rows too short for LLVM's
+    # vectoriser, such as 14 columns with 16 lanes, ran one value at a time)
+    rows = isinstance(g.sw, int) and g.sw == 1 and str(dtype) in ("float32", "float64") and U.lanes(dtype) > 1
+
     def body(p, c, off_r, off_c, ir_, jr):
         row = gep(b, dcols, U.mul(b, p, g.N), et)
         (i_lo, i_hi), (j_lo, j_hi) = ir_, jr
@@ -199,12 +205,50 @@ def emit_col2im(ctx, g, dcols, dx, dtype):
             srow = gep(b, row, U.mul(b, i, g.OW), et)
             ih = U.add(b, U.mul(b, i, g.sh), off_r)
             drow = gep(b, dx, U.add(b, xc, U.add(b, U.mul(b, ih, g.W), off_c)), et)
-            with U.for_range(b, j_hi, start=j_lo, name="j") as j:
-                d = gep(b, drow, U.mul(b, j, g.sw), et)
-                v = b.load(gep(b, srow, j, et), typ=et)
-                b.store(b.fadd(b.load(d, typ=et), v), d)
+            if rows:
+                add_row(ctx, gep(b, srow, j_lo, et), gep(b, drow, j_lo, et), U.sub(b, j_hi, j_lo), dtype)
+            else:
+                with U.for_range(b, j_hi, start=j_lo, name="j") as j:
+                    d = gep(b, drow, U.mul(b, j, g.sw), et)
+                    v = b.load(gep(b, srow, j, et), typ=et)
+                    b.store(b.fadd(b.load(d, typ=et), v), d)
 
     _patch_loops(ctx, g, body)
+
+
+def add_row(ctx, src, dst, n, dtype):
+    """dst[:n] += src[:n] (float dtype) by vectors of the target's lanes, then (n static) narrower
+    ones, halving, for what remains, else one value at a time. No masked stores: a masked store
+    blocks every later load of its whole vector's bytes until it retires (no forwarding), and the
+    next row of dx starts W values on (col2im: 18 columns of 24, 16 lanes, 1.5x the time)."""
+    b = ctx.b
+    L = U.lanes(dtype)
+    et = U.ll_type(dtype)
+    size = U.itemsize(dtype)
+
+    def add(j, width):
+        s_, d_ = gep(b, src, j, et), gep(b, dst, j, et)
+        if width == 1:
+            b.store(b.fadd(b.load(d_, typ=et), b.load(s_, typ=et)), d_)
+            return
+        vt = ir.VectorType(et, width)
+        b.store(b.fadd(b.load(d_, typ=vt, align=size), b.load(s_, typ=vt, align=size)), d_, align=size)
+
+    n = U.smax(b, n, 0)
+    full = n // L if isinstance(n, int) else b.udiv(n, U.i64(L))
+    with U.for_range(b, full, name="rv") as v:
+        add(b.mul(v, U.i64(L)), L)
+    j = U.mul(b, full, L)
+    if not isinstance(n, int):
+        with U.for_range(b, n, start=j, name="rj") as k:
+            add(k, 1)
+        return
+    width = L // 2
+    while j < n:
+        while width > n - j:
+            width //= 2
+        add(j, width)
+        j += width
 
 
 # -- helpers shared by the three lowerings ----------------------------------------------------
