@@ -58,6 +58,16 @@ SETUPS = {
     "allconv": dict(input=(3, 32, 32), batch=100, order="conv_act_pool", layers=[
         ("conv", 32, 3, "half", 1, "relu", None), ("conv", 32, 3, "half", 2, "relu", None),
         ("conv", 64, 3, "half", 1, "relu", None), ("conv", 64, 3, "half", 2, "relu", None)]),
+    # LeNet-5 as usually run on 32x32 colour images: 'valid' 5x5 layers whose outputs (28, 10 wide)
+    # split vectors, two dense layers
+    "lenet5_cifar": dict(input=(3, 32, 32), batch=128, order="conv_act_pool", layers=[
+        ("conv", 6, 5, "valid", 1, "relu", ("max", 2)), ("conv", 16, 5, "valid", 1, "relu", ("max", 2)),
+        ("fc", 120, "relu"), ("fc", 84, "relu")]),
+    # a 'half' then a 'valid' 3x3 layer before each pooling (Keras' CIFAR-10 example's layout)
+    "keras_cifar": dict(input=(3, 32, 32), batch=128, order="conv_act_pool", layers=[
+        ("conv", 32, 3, "half", 1, "relu", None), ("conv", 32, 3, "valid", 1, "relu", ("max", 2)),
+        ("conv", 64, 3, "half", 1, "relu", None), ("conv", 64, 3, "valid", 1, "relu", ("max", 2)),
+        ("fc", 512, "relu")]),
     "cifar_bn": dict(input=(3, 32, 32), batch=128, order="conv_bn_act_pool", layers=[
         ("conv", 32, 3, "half", 1, "relu", ("max", 2)), ("conv", 64, 3, "half", 1, "relu", ("max", 2)),
         ("fc", 256, "relu")]),
