@@ -6,6 +6,10 @@ median ms of each op, the ratio (symcnn / PyTorch), and the kernel variant symcn
 the compiled IR).
 
     python benchmarks/bench_conv.py [--threads 2] [--reps 20] [--only 0,3 or --only k7s2,b1] [--cpu] [--no-torch]
+                                    [--random 40 [--seed 7]]
+
+--random N times N configurations drawn from the whole space instead of the list (random_convs):
+the configurations no list was written for.
 
 PyTorch (pip install torch==2.13.0) runs in a child process, timed after every symcnn op: timed
 alternately, the threads one library leaves spinning after its work slow the other's next op. Run it with PYTHONPATH pointing at two checkouts, alternately,
@@ -50,6 +54,25 @@ CONVS = [
     ("d3valid", 32, 16, 24, 24, 32, 3, "valid", 1, 3),
     ("d2s2", 64, 32, 32, 32, 32, 3, "half", 2, 2),
 ]
+
+
+def random_convs(n, seed):
+    """n configurations drawn from the space (filters 1x1 to 7x7, 'valid', 'half', 'full' and
+    integer pads, strides 1 and 2, 1 to 128 channels and filters, 7x7 to 32x32 images), each with
+    the batch that makes it about 0.4 GFLOP: named r0, r1, ..."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        k = int(rng.choice([1, 3, 3, 3, 5, 5, 7]))
+        s = int(rng.choice([1, 1, 1, 2]))
+        border = str(rng.choice(["valid", "half", "half", "full", "1"])) if k > 1 else "valid"
+        border = 1 if border == "1" else "valid" if border == "full" and s > 1 else border
+        C = int(rng.choice([1, 3, 8, 16, 20, 24, 32, 48, 50, 64, 96, 128]))
+        K = int(rng.choice([8, 16, 20, 24, 32, 48, 50, 64, 96, 128]))
+        H = max(int(rng.choice([7, 8, 10, 12, 14, 16, 18, 24, 28, 31, 32])), k + 3)
+        B = max(1, min(256, int(4e8 / (2 * C * K * k * k * H * H / (s * s)))))
+        out.append((f"r{i}", B, C, H, H, K, k, border, s))
+    return out
 
 
 def unpack(conv):
@@ -134,9 +157,10 @@ def torch_server(threads, cpu):
 
 
 class TorchChild(JsonChild):
-    def __init__(self, threads, cpu):
+    def __init__(self, threads, cpu, random=None):
         super().__init__([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads)]
-                         + (["--cpu"] if cpu else []))
+                         + (["--cpu"] if cpu else []) + (["--random", str(random[0]), "--seed", str(random[1])]
+                                                         if random else []))
 
 
 def main():
@@ -146,14 +170,20 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated names or indices of CONVS")
     ap.add_argument("--cpu", action="store_true", help="time this thread's CPU time (use with --threads 1)")
     ap.add_argument("--no-torch", action="store_true", help="symcnn's columns only")
+    ap.add_argument("--random", type=int, default=None, metavar="N",
+                    help="time N configurations drawn from the space (random_convs) instead of the list")
+    ap.add_argument("--seed", type=int, default=7, help="the draw of --random")
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.random is not None:   # (the PyTorch child, given the same arguments, draws the same list)
+        CONVS[:] = random_convs(args.random, args.seed)
     if args.torch_child:
         return torch_server(args.threads, args.cpu)
     import symcnn
     symcnn.config.num_threads = args.threads
     clock = time.thread_time if args.cpu else time.perf_counter
-    child = None if args.no_torch else TorchChild(args.threads, args.cpu)
+    child = None if args.no_torch else TorchChild(args.threads, args.cpu,
+                                                   (args.random, args.seed) if args.random is not None else None)
     torch = child is not None and child.version is not None
     if child is not None:
         print(f"PyTorch: {child.version or 'not installed (pip install torch==2.13.0)'}; {args.threads} threads each")
