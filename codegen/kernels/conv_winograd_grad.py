@@ -154,14 +154,18 @@ def fused_grad_weights(op, dtype, dims, need_gx, grad_inputs):
 
 
 def fused_valid_grad_weights(op, dtype, dims):
-    """The GradPlan of the weight gradient of a 'valid' 5x5 ConvPoolActGrad whose tap plan
-    (directconv_grad.tap_plan) stays for its input gradient only (the fused tap-offset kernel or
-    the packed GEMM, as without Winograd): the weight gradient runs on its own in the same per-image
-    loop. LeNet's second layer (20->50 on 12x12, batch 500, float32, 2x2 max pool, tanh): the fused
-    backward with the input gradient, 1 thread (CPU time, with the forward) 22.9 -> 21.5 ms; the
-    tutorial's train step, 2 threads (a loaded machine) 36.4-37.3 -> 35.2-35.7 ms. Float64 takes it
-    with at most 32 filters (the tap plan's 256-byte top rows)."""
+    """The GradPlan of the weight gradient of a 'valid' 3x3 or 5x5 ConvPoolActGrad whose tap plan
+    (directconv_grad.tap_plan) stays for its input gradient only (the fused tap-offset kernel, the
+    packed GEMM or Winograd's, as without Winograd here): the weight gradient runs on its own in the
+    same per-image loop. LeNet's second layer (20->50 on 12x12, batch 500, float32, 2x2 max pool,
+    tanh): the fused backward with the input gradient, 1 thread (CPU time, with the forward) 22.9 ->
+    21.5 ms; the tutorial's train step, 2 threads (a loaded machine) 36.4-37.3 -> 35.2-35.7 ms. 3x3
+    (train steps, 2 threads, float32, new/old in alternating blocks): 'half' then 'valid' 3x3 ReLU
+    layers, 32 and 64 channels on 32x32 (batch 128) 0.920; 'valid' 16 -> 32 -> 32 on 12x12 0.927;
+    'valid' 3 -> 32 -> 64 -> 128 on 64x64 (batch 32) 0.948. Float64 takes it with at most 32
+    filters (the tap plan's 256-byte top rows)."""
     B, C, H, W, K, kh, kw, OH, OW = dims[:9]
-    if op.border_mode != "valid" or not (isinstance(kh, int) and isinstance(kw, int)) or (kh, kw) != (5, 5):
+    if op.border_mode != "valid" or not (isinstance(kh, int) and isinstance(kw, int)) \
+            or (kh, kw) not in ((3, 3), (5, 5)):
         return None
     return winograd_grad_weights(dtype, C, H, W, K, kh, kw, OH, OW, (0, 0), op.subsample, op.filter_flip)

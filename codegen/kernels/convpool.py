@@ -555,7 +555,7 @@ def lower_conv_pool_act_grad(ctx, node, ins):
     wg = fused_grad_weights(op, dt, dims, need_gx, winograd_grad_inputs) if dp is None and tp is None else None
     # max pooling: the weight gradient from the routed positions alone (tp stays for the input gradient)
     rp = RG.routed_plan(op, dt, dims) if tp is not None and dp is None and md is not None else None
-    if tp is not None and dp is None and rp is None:   # 'valid' 5x5: tp stays for the input gradient alone
+    if tp is not None and dp is None and rp is None:   # 'valid' 3x3, 5x5: tp stays for the input gradient alone
         wg = fused_valid_grad_weights(op, dt, dims)
     if dp is None and wg is None and rp is None:   # strided: Winograd over phase channels
         wg = fused_phase_grad_weights(op, dt, dims)

@@ -1367,29 +1367,35 @@ def test_winograd_weight_gradient_thread_counts(monkeypatch):
                          r"symcnn_wgw_gemm_", fused=winograd)
 
 
-# The fused weight gradient of 'valid' 5x5 layers by Winograd's F(2x2, 5x5), on its own in the per-image
-# loop (the input gradient stays the tap plan's): LeNet's second layer scaled down (average-pooled:
-# max pooling takes the routed kernel), and ragged last tiles (9x7 outputs) with more filters than
-# channels (the GEMM's sides swapped).
-WINOGRAD_VALID_5X5_CASES = [
+# The fused weight gradient of 'valid' 5x5 and 3x3 layers by Winograd's, on its own in the
+# per-image loop (the input gradient stays the tap plan's): LeNet's second layer scaled down
+# (average-pooled: max pooling takes the routed kernel), and ragged last tiles (9x7 outputs) with more
+# filters than channels (the GEMM's sides swapped); 3x3 (F(4x4, 3x3) or F(2x2, 3x3)) with output rows
+# that split vectors (30 and 13 wide: the input gradient Winograd's too) and that divide them (8 wide:
+# the tap kernel's).
+WINOGRAD_VALID_CASES = [
     ((16, 20, 12, 12), (50, 20, 5, 5), dict(pool="average_exc_pad", ws=(2, 2)), "float32", "tanh"),
     ((16, 20, 12, 12), (32, 20, 5, 5), dict(pool="sum", ws=(2, 2)), "float64", "tanh"),   # 256-byte top rows
     ((3, 16, 13, 11), (24, 16, 5, 5), dict(pool=None), "float32", "relu"),
     ((3, 16, 13, 11), (24, 16, 5, 5), dict(pool="average_inc_pad", ws=(2, 2)), "float64", "sigmoid"),
+    ((3, 16, 32, 32), (32, 16, 3, 3), dict(pool=None), "float32", "relu"),
+    ((2, 32, 15, 15), (32, 32, 3, 3), dict(pool=None), "float64", "tanh"),
+    ((5, 24, 10, 10), (40, 24, 3, 3), dict(pool="average_exc_pad", ws=(2, 2)), "float32", "sigmoid"),
 ]
 
 
-@pytest.mark.parametrize("xs,ws,pool_kw,dtype,act", WINOGRAD_VALID_5X5_CASES)
-def test_winograd_valid_5x5_weight_gradient_matches_reference(xs, ws, pool_kw, dtype, act):
-    """The fused backward of a 'valid' 5x5 layer, with and without the input gradient, its weight
-    gradient by F(2x2, 5x5) (read from the IR), against the reference."""
+@pytest.mark.parametrize("xs,ws,pool_kw,dtype,act", WINOGRAD_VALID_CASES)
+def test_winograd_valid_weight_gradient_matches_reference(xs, ws, pool_kw, dtype, act):
+    """The fused backward of a 'valid' 5x5 or 3x3 layer, with and without the input gradient, its
+    weight gradient by Winograd's (read from the IR), against the reference."""
     from codegen.kernels.conv_winograd_grad import fused_valid_grad_weights
     from codegen.microkernels.directconv_grad import tap_plan
+    r = ws[2]
     fwd, bwd, bwd_nogx = conv_act_ops(act, dtype, **dict(border_mode="valid", **pool_kw, imshp=xs, kshp=ws))
-    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], 5, 5, xs[2] - 4, xs[3] - 4]
-    assert tap_plan(fwd, dtype, dims) is not None and fused_valid_grad_weights(fwd, dtype, dims).r == 5
-    _check_fused_gradients(fwd, bwd, bwd_nogx, xs, ws, dtype, sum(xs) + 2, 25,
-                           r"define internal void @\"?symcnn_wgw_gemm_\w+_f5\"?\(")
+    dims = [xs[0], xs[1], xs[2], xs[3], ws[0], r, r, xs[2] - r + 1, xs[3] - r + 1]
+    assert tap_plan(fwd, dtype, dims) is not None and fused_valid_grad_weights(fwd, dtype, dims).r == r
+    _check_fused_gradients(fwd, bwd, bwd_nogx, xs, ws, dtype, sum(xs) + 2, r * r,
+                           rf"define internal void @\"?symcnn_wgw_gemm_\w+_G\d+r\d+{'' if r == 3 else f'_f{r}'}(_m4)?\"?\(")
 
 
 # The weight gradient of max-pooled 'valid' layers from the routed positions alone
@@ -1498,7 +1504,7 @@ IN_ACT_EXAMPLES = [
     ((2, 16, 32, 32), (16, 16, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
      "maximum", "relu"),
     ((4, 20, 12, 12), (50, 20, 5, 5), {}, dict(ws=(2, 2)), "float32", "tanh", "relu"),
-    ((4, 16, 12, 12), (16, 16, 3, 3), {}, dict(pool=None), "float32", "mul_gt", "switch"),
+    ((4, 16, 12, 12), (16, 16, 3, 4), {}, dict(pool=None), "float32", "mul_gt", "switch"),   # (3x3 and 5x5: Winograd)
     ((2, 3, 9, 10), (8, 3, 3, 3), dict(border_mode="half"), dict(pool=None), "float64", "switch", "tanh"),
 ]
 
@@ -1557,7 +1563,7 @@ def _exact_winograd(monkeypatch):
 
 @pytest.mark.parametrize("cfg", IN_ACT_EXAMPLES + [
     ((2, 32, 16, 16), (16, 32, 3, 3), dict(border_mode="half", subsample=(2, 2)), dict(pool=None), "float32",
-     "sigmoid", "leaky_relu")], ids=["winograd", "phases", "valid5x5", "valid3x3", "fewtaps", "kvec"])
+     "sigmoid", "leaky_relu")], ids=["winograd", "phases", "valid5x5", "valid3x4", "fewtaps", "kvec"])
 def test_input_activation_takes_every_kernel(cfg, target, monkeypatch):
     """A layer applying its producer's activation to x matches the reference on the Winograd, phase,
     direct, tap-panel and few-tap kernels."""
