@@ -193,8 +193,8 @@ def emit_col2im(ctx, g, dcols, dx, dtype):
     b = ctx.b
     et = U.ll_type(dtype)
 
-    # unit column strides: whole vectors of a row, the last one masked (rows too short for LLVM's
-    # vectoriser, such as 14 columns with 16 lanes, ran one value at a time)
+    # unit column strides: a row by whole vectors, then narrower ones (add_row; rows too short for
+    # LLVM's vectoriser, such as 14 columns with 16 lanes, ran one value at a time)
     rows = isinstance(g.sw, int) and g.sw == 1 and str(dtype) in ("float32", "float64") and U.lanes(dtype) > 1
 
     def body(p, c, off_r, off_c, ir_, jr):
