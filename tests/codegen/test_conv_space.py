@@ -1158,6 +1158,17 @@ def test_tap_input_gradient_of_padded_convolutions(cfg):
     assert ("gx", "taps") in seen, sorted(seen)
 
 
+def test_padded_row_and_bordered_tap_input_gradients_agree_across_threads(threads):
+    """The tap input gradient's per-thread padded-row copies and bordered dx buffers, on 1, 2 and 3
+    threads over 5 images: the reference's, the same bits on every count."""
+    def taps(seen):
+        assert ("gx", "taps") in seen, seen
+
+    for xs, ws, border in [((5, 16, 9, 9), (24, 16, 3, 3), "valid"), ((5, 16, 16, 16), (24, 16, 5, 5), (1, 1))]:
+        kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+        _threads_agree(threads, xs, ws, kwargs, 4, taps)
+
+
 def test_tap_input_gradient_reads_strided_output_gradients():
     """An output gradient that is a strided view (every other column) reaches the tap kernel
     through the element-by-element copy: same results as the reference."""

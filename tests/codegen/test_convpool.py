@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import symcnn
@@ -422,6 +422,50 @@ def test_valid_input_gradient_by_winograd_where_rows_split_vectors(xs, ws, pool_
     fn = _check(xs, ws, ops, dtype, ties=False, **tol)
     # the input gradient's tile transform: the output gradient's ws[0] channels into xs[1] planes
     assert re.search(rf"define internal void @\"?symcnn_wino_in_{dtype}_F\d_C{ws[0]}_K{xs[1]}_OH{xs[2]}_", fn.runner.ir)
+
+
+@st.composite
+def _valid_winograd_layers(draw):
+    """A 'valid' 3x3 fused layer with 16-32 channels and filters on 13-34 wide images (rows that
+    split vectors or not): any activation, pooling mode (none, max, average, sum) and order, batch 1
+    to 3, both dtypes."""
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    C, K = draw(st.sampled_from([16, 24, 32])), draw(st.sampled_from([16, 20, 32]))
+    xs = (draw(st.integers(1, 3)), C, draw(st.integers(13, 20)), draw(st.integers(13, 34)))
+    pool = draw(st.sampled_from([None, "max", "average_exc_pad", "sum"]))
+    pool_kw = dict(pool=None) if pool is None else dict(pool=pool, ws=(2, 2),
+                                                         order=draw(st.sampled_from(["pool_act", "act_pool"])))
+    return xs, (K, C, 3, 3), pool_kw, dtype, draw(st.sampled_from(sorted(CONV_ACTIVATIONS)))
+
+
+def test_drawn_valid_layers_with_winograd_gradients_match_reference():
+    """Drawn 'valid' 3x3 layers (any activation, pooling and order) against the reference: their
+    fused backward takes Winograd's input gradient where the rows split vectors (the tap kernel
+    cannot store them) and it pays, and its weight gradient (without max pooling); both are reached."""
+    from codegen.kernels.convpool import winograd_valid_grad_inputs
+    from codegen.microkernels import directconv_grad as DG
+    seen = set()
+
+    @settings(max_examples=examples(8), deadline=None, database=None, derandomize=True)
+    @given(_valid_winograd_layers())
+    @example(((2, 16, 15, 15), (16, 16, 3, 3), dict(pool="average_exc_pad", ws=(2, 2), order="act_pool"),
+              "float32", "leaky_relu"))   # 13 wide: Winograd's input gradient on every target
+    def run(cfg):
+        xs, ws, pool_kw, dtype, act = cfg
+        ops = conv_act_ops(act, dtype, **dict(pool_kw, imshp=xs, kshp=ws))
+        # (F(4x4)'s rounding over the batch's sums, as in _check_fused_gradients)
+        tol = dict(rtol=RTOL, atol=1e-3) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+        ir = _check(xs, ws, ops, dtype, ties=False, **tol).runner.ir
+        dims = list(xs) + [ws[0], 3, 3, xs[2] - 2, xs[3] - 2]
+        if not DG.gx_fusable(DG.tap_plan(ops[1], dtype, dims)) and \
+                winograd_valid_grad_inputs(ops[1], dtype, dims) is not None:
+            assert re.search(rf"symcnn_wino_in_{dtype}_F\d_C{ws[0]}_K{xs[1]}_OH{xs[2]}_", ir)
+            seen.add("gx")
+        if re.search(r"define internal void @\"?symcnn_wgw_gemm_", ir):
+            seen.add("gw")
+
+    run()
+    assert seen == {"gx", "gw"}, seen
 
 
 # Fewer images than threads, the direct kernels: each image's blocks of filters are split over the
