@@ -444,15 +444,26 @@ def _transpose_top_blocks(b, tp, top, trs, dst):
         block(U.i64(nfull * L), tp.N % L)
 
 
-def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
-    """dwT[p*KP + k] += the group's contribution, panel by panel of MR taps, column block by block."""
+def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None):
+    """dwT[p*KP + k] += the group's contribution, panel by panel of MR taps, column block by block.
+    share: (s, S), the panels of share s of S (an IR value, an int): those from count*s/S up to
+    count*(s+1)/S of each pattern's (or of the full panels; the short last panel goes with share S-1)."""
     b = ctx.b
     et = U.ll_type(tp.dtype)
     pos = _positions(ctx.module, tp)
     full = tp.P // tp.MR
+
+    def panels(count):   # (start, end) of this share's panels of count
+        if share is None:
+            return 0, count
+        s, S = U.as_value(b, share[0]), share[1]
+        at = [b.udiv(b.mul(U.i64(count), v), U.i64(S)) for v in (s, b.add(s, U.i64(1)))]
+        return at[0], at[1]
+
     if tp.patterns is not None:
         for deltas, first, step, count in tp.patterns:
-            with U.for_range(b, count, name="pan") as k:
+            k0, k1 = panels(count)
+            with U.for_range(b, k1, start=k0, name="pan") as k:
                 p0 = b.mul(b.add(U.i64(first), b.mul(U.as_value(b, k), U.i64(step))), U.i64(tp.MR))
                 xp = b.gep(x_group, [b.load(b.gep(offs, [p0], source_etype=U.I64), typ=U.I64)], source_etype=et)
                 for j0, nv in tp.blocks:
@@ -470,10 +481,15 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT):
                     b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et),
                     U.i64(rows)])
 
-    with U.for_range(b, full, name="pan") as pan:
+    p0, p1 = panels(full)
+    with U.for_range(b, p1, start=p0, name="pan") as pan:
         call(pan, tp.MR)
     if full < tp.npan:
-        call(full, tp.P - full * tp.MR)
+        if share is None:
+            call(full, tp.P - full * tp.MR)
+        else:
+            with b.if_then(b.icmp_unsigned("==", U.as_value(b, share[0]), U.i64(share[1] - 1))):
+                call(full, tp.P - full * tp.MR)
 
 
 # -- input gradient: the W^T @ top GEMM with col2im folded into its stores ---------------------------

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import symcnn
 import symcnn.tensor as T
 from symcnn.config import config
+from symcnn.rewrite import full_conv
 from symcnn.tensor.nnet.conv import conv2d
 
 from tests.helpers import allow_more_threads_than_cores, check_native_vs_reference, target  # noqa: F401 (fixture)
@@ -27,7 +28,8 @@ VARIANTS = {("fwd", "direct_wide"), ("fwd", "direct_rows"), ("fwd", "gemm_1x1"),
             ("gx", "direct_wide"), ("gx", "direct_rows"), ("gx", "gemm_1x1"), ("gx", "im2col"),
             ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "gemm_1x1"), ("gw", "im2col"),
             ("fwd", "kvec"), ("gx", "phases"), ("fwd", "phases_shifted_rows"), ("gx", "phases_shifted"),
-            ("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd")}
+            ("fwd", "winograd"), ("gx", "winograd"), ("gw", "winograd"),
+            ("gw", "taps_shares"), ("gw", "taps_chunked_shares")}
 # the strided forwards with the kernel with vectors over filters turned off (options.kvec_forward)
 PHASES = {("fwd", "phases_wide"), ("fwd", "phases_rows"), ("gx", "phases"), ("fwd", "phases_shifted_rows"),
           ("gx", "phases_shifted")}
@@ -99,6 +101,12 @@ def _check(cfg, seen):
     return fn
 
 
+def _unshared(seen):
+    """seen with the tap weight gradient's shares of panels ('taps shares': a batch split unevenly
+    over the threads) named as the tap kernel they run."""
+    return {(v[0], v[1].removesuffix("_shares")) if len(v) == 2 else v for v in seen}
+
+
 def _run(strategy, n, extra):
     seen = set()
 
@@ -122,6 +130,9 @@ _STATIC_EXAMPLES = [
                                                  filter_dilation=(1, 1)), True),
     ("float32", (3, 16, 6, 6), (70, 16, 3, 3), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
                                                    filter_dilation=(1, 1)), True),
+    # an even batch: the chunked tap panels split by images (one image: by shares of the panels)
+    ("float64", (2, 2, 9, 12), (40, 2, 3, 4), dict(border_mode="full", subsample=(2, 1), filter_flip=False,
+                                                  filter_dilation=(1, 1)), True),
     ("float64", (1, 2, 9, 12), (40, 2, 3, 4), dict(border_mode="full", subsample=(2, 1), filter_flip=True,
                                                   filter_dilation=(1, 1)), True),
     ("float32", (5, 3, 4, 4), (16, 3, 5, 5), dict(border_mode=(2, 2), subsample=(1, 1), filter_flip=True,
@@ -492,11 +503,15 @@ _WINOGRAD_2X2_EXAMPLES = [   # 2x2 filters: F(4x4, 2x2); ragged tiles, 'half' (o
 ]
 
 
-def test_winograd_2x2_shapes():
+def test_winograd_2x2_shapes(monkeypatch):
     """Unit-stride 2x2 convolutions (F(4x4, 2x2), the tiles of the strided Winograd forward over
     phase channels) against the reference: the forward and the input gradient, both dtypes."""
     seen = _run(winograd_configs(k=2), 8, _WINOGRAD_2X2_EXAMPLES)
-    assert {("fwd", "winograd"), ("gx", "winograd")} <= seen, sorted(seen)
+    assert ("fwd", "winograd") in seen, sorted(seen)
+    # the input gradient of a 'full' one, with the rewrite to the transposed 'valid' forward off
+    monkeypatch.setattr(full_conv, "_plan", lambda node: None)
+    seen |= _run(winograd_configs(k=2), 4, [e for e in _WINOGRAD_2X2_EXAMPLES if e[3]["border_mode"] == "full"])
+    assert ("gx", "winograd") in seen, sorted(seen)
     assert {("tile", "float32", "F4r2"), ("tile", "float64", "F4r2")} <= seen, sorted(seen)
 
 
@@ -828,14 +843,14 @@ def test_dilated_convolutions_take_the_direct_kernels(monkeypatch):
     from codegen.options import options
     from symcnn.rewrite import dilated
     monkeypatch.setattr(dilated, "MIN_CHANNELS", 1 << 30)
-    seen = _run(dilated_configs(), 16, _DILATED_EXAMPLES)
+    seen = _unshared(_run(dilated_configs(), 16, _DILATED_EXAMPLES))
     want = {("fwd", "kvec"), ("fwd", "fewtaps_rows"), ("fwd", "im2col"),
             ("gx", "direct_wide"), ("gx", "im2col"), ("gw", "taps"), ("gw", "taps_chunked"), ("gw", "fewtaps_rows"),
             ("gw", "im2col")}
     assert want <= seen, sorted(want - seen)
     # without the kernel with vectors over filters, the direct kernel's two layouts
     monkeypatch.setattr(options, "kvec_forward", False)
-    seen |= _run(dilated_configs(), 12, _DILATED_EXAMPLES)
+    seen |= _unshared(_run(dilated_configs(), 12, _DILATED_EXAMPLES))
     assert {("fwd", "direct_wide"), ("fwd", "direct_rows")} <= seen, sorted(seen)
     assert not {v for v in seen if v[1].startswith(("winograd", "phases"))}, sorted(seen)
 @st.composite
@@ -974,7 +989,7 @@ def test_pointwise_convolutions_take_one_gemm_over_the_batch(threads, n_threads)
     filters packed once; with a small batch on 2 threads, column blocks of each image), the weight
     gradient the tap panels (or, with few channels, the few-tap kernel), against the reference."""
     threads(n_threads)
-    seen = _run(pointwise_configs(), 10, _POINTWISE_EXAMPLES)
+    seen = _unshared(_run(pointwise_configs(), 10, _POINTWISE_EXAMPLES))
     assert {("fwd", "gemm_batch"), ("gx", "gemm_batch"), ("gw", "taps"), ("gw", "fewtaps_rows")} <= seen, sorted(seen)
     assert ("gw", "gemm_1x1") not in seen
 
@@ -1224,3 +1239,28 @@ def test_layers_share_their_winograd_filter_transforms():
     filters = set(re.findall(r'define internal void @"?(symcnn_wino_filter_\w+)', ir_text))
     assert len(tiles) == 4 and 0 < len(filters) < len(tiles), (tiles, filters)
     assert WGW_TILES.search(ir_text) and re.search(r'define internal void @"?symcnn_wgw_untransform_', ir_text)
+
+
+@pytest.mark.parametrize("B,K", [(1, 24), (3, 24), (1, 96)])
+def test_tap_weight_gradient_shares_of_panels_agree_across_threads(threads, B, K):
+    """A batch that splits unevenly over the threads (1 or 3 images) gives each thread a share of the
+    tap panels of every image ('taps shares'; 96 float32 filters: 'taps chunked shares'): the
+    reference's weight gradient, with the same bits as on one thread (each tap summed by one thread
+    over the images in the same order; an even split sums per-thread partials)."""
+    xs, ws = (B, 16, 12, 11), (K, 16, 7, 7)
+    kwargs = dict(border_mode=(1, 2), subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=B + K)
+        fn, got = check_native_vs_reference(ins, outs[2:], vals, rtol=1e-4, atol=2e-3)
+        seen = {v for op, v in BODY.findall(fn.dump_llvm()) if op == "gw"}
+        want = "taps_chunked" if K > 64 else "taps"
+        uneven = -(-B // n) * n > 1.1 * B   # (3 images on 3 threads split evenly)
+        assert seen == {want + "_shares" if uneven else want}, (n, seen)
+        if n == 1 or uneven:
+            res[n] = got[0][0]
+    assert len(res) > 1
+    for n in res:
+        np.testing.assert_array_equal(res[n], res[1])
