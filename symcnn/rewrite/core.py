@@ -60,7 +60,7 @@ def graph_rewrite(phase, name=None, tags=()):
 def register_all():
     """Import every module that registers rewrites (the registry is filled on first use, so that
     importing the IR does not import every op)."""
-    from . import canonicalize, stabilize, fusion, convpool, convpool_chain, convpool_outputs, slice_sums, dilated  # noqa: F401,E501
+    from . import canonicalize, stabilize, fusion, convpool, convpool_chain, convpool_outputs, slice_sums, dilated, full_conv  # noqa: F401,E501
     from ..scan_module import scan_rewrites  # noqa: F401
 
 

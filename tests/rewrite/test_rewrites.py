@@ -83,6 +83,9 @@ CASES = {
     "dilated_conv_by_phases": lambda x, v: [T.nnet.conv2d(T.ones((2, 32, 18, 17)) * T.arange(17) * x[0, 0],
                                                           T.ones((32, 32, 3, 3)) * x[1, 1] + x[0, 1],
                                                           border_mode="half", filter_dilation=(2, 2))],
+    # more cases: tests/rewrite/test_full_conv.py
+    "full_conv_as_valid": lambda x, v: [T.nnet.conv2d(T.ones((2, 24, 8, 8)) * T.arange(8) * x[0, 0],
+                                                      T.ones((8, 24, 5, 5)) * x[1, 1] + x[0, 1], border_mode="full")],
 }
 
 
