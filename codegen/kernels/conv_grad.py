@@ -62,7 +62,7 @@ from .conv_winograd_grad import emit_grad_weights_winograd, winograd_grad_weight
 from .conv_winograd_grad_strided import phase_grad_weights
 from ..microkernels.winograd_grad import GradPlan
 from .conv_threads import (Captured, PerThread, add_array, capture_gemm_images, gemm_images_view, image_flops,
-                           image_patches, reduce_transposed, shift_copy)
+                           image_patches, panel_shares, reduce_transposed, shift_copy)
 
 
 
@@ -313,23 +313,6 @@ def lower_conv2d_grad_weights(ctx, node, ins):
         one = variant == "gemm 1x1"
         _grad_weights_im2col(ctx, op, dt, dense(ctx, xs, dt) if one else xs, td, out, dims, one)
     return [out]
-
-
-# The batch split over the threads leaves them this unbalanced at most (the largest share of
-# images over the mean, ceil(B/T)*T / B): a static batch split worse than that (1, 3, 5, 7, 9
-# images on 2 threads) gives each thread its share of the tap panels of every image instead, each
-# copying and transposing every image. Measured (2 threads, float32, ms, images -> shares of the
-# panels; batch, C -> K on HxW, 7x7 filters): 1, 128 -> 96 on 18x18 pad 1 2.52 -> 1.82 (PyTorch
-# 2.29), 1, 96 -> 48 on 28x28 'full' 3.65 -> 2.19, 5, 64 -> 16 on 28x28 'half' 2.29 -> 2.08, 5,
-# 64 -> 48 on 16x16 'half' 1.84 -> 1.58.
-MAX_IMAGE_IMBALANCE = 1.1
-
-
-def panel_shares(B, T):
-    """The shares of the tap panels the threads take (T), or 1: the images split over them."""
-    if T == 1 or not isinstance(B, int) or B < 1:
-        return 1
-    return T if -(-B // T) * T > MAX_IMAGE_IMBALANCE * B else 1
 
 
 def _grad_weights_taps(ctx, tc, xs, td, out, B):

@@ -10,6 +10,7 @@
                   stores: each accumulator vector adds into whole output rows of dx.
 """
 import math
+from contextlib import contextmanager
 
 from llvmlite import ir
 
@@ -452,17 +453,9 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None):
     et = U.ll_type(tp.dtype)
     pos = _positions(ctx.module, tp)
     full = tp.P // tp.MR
-
-    def panels(count):   # (start, end) of this share's panels of count
-        if share is None:
-            return 0, count
-        s, S = U.as_value(b, share[0]), share[1]
-        at = [b.udiv(b.mul(U.i64(count), v), U.i64(S)) for v in (s, b.add(s, U.i64(1)))]
-        return at[0], at[1]
-
     if tp.patterns is not None:
         for deltas, first, step, count in tp.patterns:
-            k0, k1 = panels(count)
+            k0, k1 = share_range(b, count, share)
             with U.for_range(b, k1, start=k0, name="pan") as k:
                 p0 = b.mul(b.add(U.i64(first), b.mul(U.as_value(b, k), U.i64(step))), U.i64(tp.MR))
                 xp = b.gep(x_group, [b.load(b.gep(offs, [p0], source_etype=U.I64), typ=U.I64)], source_etype=et)
@@ -481,15 +474,31 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None):
                     b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et),
                     U.i64(rows)])
 
-    p0, p1 = panels(full)
+    p0, p1 = share_range(b, full, share)
     with U.for_range(b, p1, start=p0, name="pan") as pan:
         call(pan, tp.MR)
     if full < tp.npan:
-        if share is None:
+        with last_share(b, share):
             call(full, tp.P - full * tp.MR)
-        else:
-            with b.if_then(b.icmp_unsigned("==", U.as_value(b, share[0]), U.i64(share[1] - 1))):
-                call(full, tp.P - full * tp.MR)
+
+
+def share_range(b, count, share):
+    """(start, end) of share s of S (share = (s, S): an i64, an int) of count panels: count*s/S up
+    to count*(s+1)/S; share None: all of them."""
+    if share is None:
+        return 0, count
+    s, S = U.as_value(b, share[0]), share[1]
+    return tuple(b.udiv(b.mul(U.i64(count), v), U.i64(S)) for v in (s, b.add(s, U.i64(1))))
+
+
+@contextmanager
+def last_share(b, share):
+    """The body runs for the last share only (every time with share None): where the short panel goes."""
+    if share is None:
+        yield
+        return
+    with b.if_then(b.icmp_unsigned("==", U.as_value(b, share[0]), U.i64(share[1] - 1))):
+        yield
 
 
 # -- input gradient: the W^T @ top GEMM with col2im folded into its stores ---------------------------
@@ -607,11 +616,12 @@ def _gx_kernel(module, tp, nv):
     return fn
 
 
-def emit_gx_image(ctx, tp, wa, top, dx, offs):
+def emit_gx_image(ctx, tp, wa, top, dx, offs, share=None):
     """dx (one image, zeroed by the caller) += col2im(W^T @ top) with wa = GxWeights (W^T, taps in
     channel-minor order) packed by prepacked.pack_a (panels of gx_mr rows, [K][gx_mr] each) and top
     [K][OH][gx_ow] (readable up to gx_reach past the last channel's start).
-    A tile is gx_mr taps x the vectors of gx_tile's output rows."""
+    A tile is gx_mr taps x the vectors of gx_tile's output rows. share: (s, S), the panels of share
+    s of S only (share_range), whose taps add into the same planes as other shares' do."""
     b = ctx.b
     et = U.ll_type(tp.dtype)
     MR = tp.gx_mr
@@ -625,12 +635,14 @@ def emit_gx_image(ctx, tp, wa, top, dx, offs):
         b.call(fn, [b.gep(wa, [b.mul(p0, U.i64(tp.K))], source_etype=et), top, t0, dx,
                     b.gep(offs, [b.add(p0, U.i64(tp.gx_offsets))], source_etype=U.I64), U.i64(rows)])
 
+    p0, p1 = share_range(b, full, share)
     with U.for_range(b, ntiles, name="gxt") as t:
         t0 = b.mul(t, U.i64(rows_per_tile))
-        with U.for_range(b, full, name="gxp") as pan:
+        with U.for_range(b, p1, start=p0, name="gxp") as pan:
             call(t0, pan, MR)
         if full * MR < tp.P:
-            call(t0, full, tp.P - full * MR)
+            with last_share(b, share):
+                call(t0, full, tp.P - full * MR)
 
 
 def reduce_lane_partials(ctx, p, parts, stride, nparts, gw):

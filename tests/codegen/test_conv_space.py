@@ -1136,7 +1136,7 @@ _PADDED_ROW_EXAMPLES = [
 def test_valid_input_gradients_with_few_outputs_take_the_tap_kernel():
     """The input gradient of 'valid' convolutions with few outputs runs the tap panels' kernel
     (col2im folded into its stores), against the reference."""
-    seen = _run(few_output_configs(), 14, _FEW_OUTPUT_EXAMPLES)
+    seen = _unshared(_run(few_output_configs(), 14, _FEW_OUTPUT_EXAMPLES))
     assert ("gx", "taps") in seen, sorted(seen)
 
 
@@ -1147,7 +1147,7 @@ def test_tap_input_gradient_pads_rows_that_split_vectors(cfg):
     reference's input gradient, dilated and row-strided too)."""
     seen = set()
     fn = _check(cfg, seen)
-    assert ("gx", "taps") in seen, sorted(seen)
+    assert ("gx", "taps") in _unshared(seen), sorted(seen)
     ow = cfg[1][3] - (cfg[2][3] - 1) * cfg[3]["filter_dilation"][1]
     assert re.search(rf'symcnn_dconv_gx_\w+_OW{ow}_\w+_rs(4|8)"', fn.dump_llvm())
 
@@ -1170,18 +1170,25 @@ def test_tap_input_gradient_of_padded_convolutions(cfg):
     the tap kernel's on the zero-bordered image, its inside copied out: the reference's."""
     seen = set()
     _check(cfg, seen)
-    assert ("gx", "taps") in seen, sorted(seen)
+    assert ("gx", "taps") in _unshared(seen), sorted(seen)
 
 
 def test_padded_row_and_bordered_tap_input_gradients_agree_across_threads(threads):
     """The tap input gradient's per-thread padded-row copies and bordered dx buffers, on 1, 2 and 3
-    threads over 5 images: the reference's, the same bits on every count."""
-    def taps(seen):
-        assert ("gx", "taps") in seen, seen
-
-    for xs, ws, border in [((5, 16, 9, 9), (24, 16, 3, 3), "valid"), ((5, 16, 16, 16), (24, 16, 5, 5), (1, 1))]:
+    threads over 6 images (split evenly: by images; test_tap_input_gradient_shares_of_panels takes
+    the uneven splits): the reference's, the same bits on every count."""
+    for xs, ws, border in [((6, 16, 9, 9), (24, 16, 3, 3), "valid"), ((6, 16, 16, 16), (24, 16, 5, 5), (1, 1))]:
         kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
-        _threads_agree(threads, xs, ws, kwargs, 4, taps)
+        res = {}
+        for n in (1, 2, 3):
+            threads(n)
+            ins, outs = _graph("float32", xs, ws, kwargs, True)
+            vals = _values("float32", xs, ws, ins, outs, seed=4)
+            fn, got = check_native_vs_reference(ins, outs[1:2], vals, rtol=1e-4, atol=2e-3)
+            assert ("gx", "taps") in set(BODY.findall(fn.dump_llvm())), n
+            res[n] = got[0][0]
+        for n in (2, 3):
+            np.testing.assert_array_equal(res[n], res[1])
 
 
 def test_tap_input_gradient_reads_strided_output_gradients():
@@ -1195,7 +1202,7 @@ def test_tap_input_gradient_reads_strided_output_gradients():
     rng = np.random.default_rng(6)
     vals = [rng.standard_normal(ws).astype("float32"), rng.standard_normal((3, 16, 4, 8)).astype("float32")]
     fn, _ = check_native_vs_reference([w, g], [gx], vals, rtol=1e-4, atol=2e-3)
-    assert ("gx", "taps") in set(BODY.findall(fn.dump_llvm()))
+    assert ("gx", "taps") in _unshared(BODY.findall(fn.dump_llvm()))
 
 
 def test_weight_gradient_partials_after_a_larger_batch(threads):
@@ -1264,3 +1271,23 @@ def test_tap_weight_gradient_shares_of_panels_agree_across_threads(threads, B, K
     assert len(res) > 1
     for n in res:
         np.testing.assert_array_equal(res[n], res[1])
+
+
+@pytest.mark.parametrize("xs,ws,border", [((1, 20, 12, 12), (50, 20, 5, 5), "valid"),
+                                         ((3, 24, 12, 12), (40, 24, 7, 7), (1, 1)),
+                                         ((1, 16, 10, 9), (20, 16, 7, 5), (1, 2))])
+def test_tap_input_gradient_shares_of_panels(threads, xs, ws, border):
+    """A batch that splits unevenly over the threads gives each thread a share of the tap input
+    gradient's panels of every image ('taps shares'), shares past the first adding into their own
+    copies of dx (padded: of the bordered dx's inside), added in afterwards: the reference's input
+    gradient on 1, 2 and 3 threads."""
+    kwargs = dict(border_mode=border, subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    B = xs[0]
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=B + n)
+        fn, _ = check_native_vs_reference(ins, outs[1:2], vals, rtol=1e-4, atol=2e-3)
+        seen = {v for op, v in BODY.findall(fn.dump_llvm()) if op == "gx"}
+        uneven = -(-B // n) * n > 1.1 * B
+        assert seen == {"taps_shares" if uneven else "taps"}, (n, seen)
