@@ -11,11 +11,14 @@ swapped and flipped the other way:
     grad_inputs 'full' (W, g)  = conv 'valid' (g, W^T)                (each output reads only inside g)
     grad_weights 'full' (x, g) = grad_weights 'valid' (g, x)^T        (sums over the H x W inputs only)
 
-with W^T = W.dimshuffle(1, 0, 2, 3) and filter_flip negated. The two gradients always change (they
-were measured as fast or faster everywhere). The forward changes where the bordered output is at
-least MIN_WASTE times the input, the input has at least MIN_CHANNELS channels (the depth of the
-scattering GEMM) and the batch is not one image (the scatter's threads split the batch); elsewhere
-the forward's own kernels (Winograd among them) keep it.
+with W^T = W.dimshuffle(1, 0, 2, 3) and filter_flip negated. The input gradient always changes (it
+was measured as fast or faster everywhere). The weight gradient changes where the input has enough
+channels for the transposed one's vectors over them (its filters): MIN_WEIGHT_CHANNELS, or
+MIN_WINOGRAD_WEIGHT_CHANNELS with 3x3 and 5x5 filters, whose weight gradient is Winograd's either
+way. The forward changes where the bordered output is at least MIN_WASTE times the input, the input
+has at least MIN_CHANNELS channels (the depth of the scattering GEMM) and the batch is not one image
+(the scatter's threads split the batch); elsewhere the forward's own kernels (Winograd among them)
+keep it.
 """
 import numpy as np
 
@@ -37,8 +40,15 @@ from .core import node_rewrite
 #     (10x10, 7x7, Winograd's) 2.00 -> 2.74, 31, 16 -> 16 0.56 -> 0.59, one image 1, 64 -> 128
 #     (16x16, 5x5) 0.85 -> 1.01 and 1, 32 -> 64 (24x24, 7x7) 0.69 -> 1.22, and a thin border 1.36
 #     (12x12, 3x3): 27, 64 -> 64 0.59 -> 0.68.
+#   weight gradient with few channels (the transposed one's filters): 256, 1 -> 8 on 24x24, 3x3
+#     0.27 -> 1.42 (the few-tap kernel's before), 16, 3 -> 64 on 32x32, 7x7 1.48 -> 6.89, 8, 6 -> 32
+#     on 24x24, 7x7 0.48 -> 1.03, 16, 8 -> 48 on 16x16, 7x7 0.99 -> 1.34; 16, 12 -> 48 1.44 -> 1.36;
+#     16, 16 -> 48 1.88 -> 1.35; Winograd's 3x3 and 5x5: 64, 4 -> 32 on 24x24 0.70 -> 0.53, 64, 6
+#     -> 32 on 16x16 0.39 -> 0.32, 32, 8 -> 64 on 16x16, 5x5 0.98 -> 0.72.
 MIN_WASTE = 1.5
 MIN_CHANNELS = 24
+MIN_WEIGHT_CHANNELS = 16
+MIN_WINOGRAD_WEIGHT_CHANNELS = 4
 
 
 def _plan(node):
@@ -56,6 +66,10 @@ def _plan(node):
 
 def _forward_pays(B, C, H, W, kh, kw):
     return B != 1 and C >= MIN_CHANNELS and (H + kh - 1) * (W + kw - 1) >= MIN_WASTE * H * W
+
+
+def _weights_pay(C, kh, kw):
+    return C >= MIN_WEIGHT_CHANNELS or C >= MIN_WINOGRAD_WEIGHT_CHANNELS and kh == kw and kh in (3, 5)
 
 
 def _valid(cls, K, OH, OW, C, kh, kw, flip):
@@ -81,6 +95,8 @@ def full_conv_as_valid(fgraph, node):
         w, g, _ = node.inputs
         out = _valid(Conv2d, K, OH, OW, C, kh, kw, op.filter_flip)(g, w.dimshuffle(1, 0, 2, 3))
     else:
+        if not _weights_pay(C, kh, kw):
+            return None
         x, g, _ = node.inputs
         out = _valid(Conv2dGradWeights, K, OH, OW, C, kh, kw, op.filter_flip)(
             g, x, tb.constant(np.asarray([kh, kw], dtype="int64"))).dimshuffle(1, 0, 2, 3)
