@@ -76,6 +76,7 @@ from .conv_phases import PhaseGradInputs, PhaseImages
 from .convpool_after import act_grad_in_tile, act_in_tile, activation, bias_act
 from .convpool_vector import covers, overlapping, pool_tile, scatter_tile
 from .conv_grad import TapChunks, grad_inputs_variant, grad_weights_variant, transposed_filters
+from .conv_gx_taps import pack_gx_weights
 from .conv_threads import apply_program, copy_planes, image_flops, image_items, shift_copy
 from .convpool_input import activate_copy, activated_image, in_act_of, keeps_zero
 from . import convpool_fewtaps as FPK
@@ -592,8 +593,10 @@ def lower_conv_pool_act_grad(ctx, node, ins):
         wa = wd.ptr
         if prepack:   # W^T, the A of every image's input-gradient GEMM, packed once
             wa = ctx.scratch(dt, [PP.size(b, dt, g.P, K)]).ptr
-            wt = DG.GxWeights(tp, wd.ptr) if gx_fused else G.Strided(dt, wd.ptr, 1, g.P)
-            PP.pack_a(ctx, dt, wt, g.P, K, wa)
+            if gx_fused:
+                pack_gx_weights(ctx, tp, wd.ptr, wa, T)
+            else:
+                PP.pack_a(ctx, dt, G.Strided(dt, wd.ptr, 1, g.P), g.P, K, wa)
         wgd = isinstance(gd, WinogradImages)
         ntaps = taps.n_offsets if taps is not None else 0
         if tp is not None or pg is not None:
