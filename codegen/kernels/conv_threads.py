@@ -12,6 +12,8 @@ from llvmlite import ir
 from .. import irutil as U
 from ..lower import E_ALLOC, Array, bounds_checker
 from ..microkernels import gemm as G
+from ..microkernels.directconv import Vec
+from ..microkernels.directconv_grad import transpose_block
 from ..parallel import Parts, outline, part, run_parallel, threads
 from .conv import Geometry, emit_im2col, gep, image_view, zero_fill
 from .elemwise import emit_scalar
@@ -340,8 +342,6 @@ def _reduce_blocks(b, dtype, src, stride, rs, col0, K, P, dst, nparts, j0, j1):
     """reduce_transposed for the blocks of taps [j0*L, j1*L): L rows of every part summed by
     vectors of L filters, transposed, each row of the result stored as L taps of one filter (the
     last block of taps: fewer rows, stores masked to them)."""
-    from ..microkernels.directconv import Vec
-    from ..microkernels.directconv_grad import transpose_block
     L = U.lanes(dtype)
     et = U.ll_type(dtype)
     vec = Vec(b.block.function.module, dtype, L)
