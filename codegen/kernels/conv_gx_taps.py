@@ -19,7 +19,7 @@ from ..lower import Array
 from ..microkernels import directconv_grad as DG
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
-from ..parallel import run_parallel
+from ..parallel import run_by_work, run_parallel, threads
 from .conv import dilation, gep, image_view, zero_fill
 from .conv_threads import Captured, PerThread, add_array, copy_planes, image_flops, panel_shares, shift_copy
 
@@ -134,14 +134,19 @@ def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
 
 
 def add_shares(ctx, out, more, n, size, dt):
-    """out[:size] += more[j*size : (j+1)*size] for j < n, in order."""
-    b = ctx.b
+    """out[:size] += more[j*size : (j+1)*size] for j < n, in order; split over the threads by the
+    elementwise kernels' rule (n copies of a batch's input gradient: on many threads, megabytes)."""
     et = U.ll_type(dt)
-    with U.for_range(b, size, name="share_add") as i:
-        v = b.load(gep(b, out, i, et), typ=et)
-        for j in range(n):
-            v = b.fadd(v, b.load(gep(b, more, b.add(i, U.i64(j * size)), et), typ=et))
-        b.store(v, gep(b, out, i, et))
+
+    def body(bctx, v, tid, i0, i1):
+        b = bctx.b
+        with U.for_range(b, i1, start=i0, name="share_add") as i:
+            x = b.load(gep(b, v[0], i, et), typ=et)
+            for j in range(n):
+                x = b.fadd(x, b.load(gep(b, v[1], b.add(i, U.i64(j * size)), et), typ=et))
+            b.store(x, gep(b, v[0], i, et))
+
+    run_by_work(ctx, "symcnn_gx_add_shares", [out, more], size, size * n, threads(), body)
 
 
 # Multiply-adds that packing one filter element is counted as (PACK_ELEMENT_FLOPS of
