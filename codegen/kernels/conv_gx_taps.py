@@ -19,7 +19,7 @@ from ..lower import Array
 from ..microkernels import directconv_grad as DG
 from ..microkernels import gemm as G
 from ..microkernels import prepacked as PP
-from ..parallel import run_by_work, run_parallel, threads
+from ..parallel import run_by_work, run_parallel
 from .conv import dilation, gep, image_view, zero_fill
 from .conv_threads import Captured, PerThread, add_array, copy_planes, image_flops, panel_shares, shift_copy
 
@@ -130,10 +130,10 @@ def emit_gx_taps(ctx, gt, wd, top, out, B, prefix, T):
     cap.run(ctx, prefix if S == 1 else prefix.rstrip("_") + "_shares_", B if S == 1 else S, emit,
             item_flops=flops if S == 1 else flops * B // S)
     if S > 1:
-        add_shares(ctx, out.ptr, more.ptr, S - 1, B * img, dt)
+        add_shares(ctx, out.ptr, more.ptr, S - 1, B * img, dt, T)
 
 
-def add_shares(ctx, out, more, n, size, dt):
+def add_shares(ctx, out, more, n, size, dt, T):
     """out[:size] += more[j*size : (j+1)*size] for j < n, in order; split over the threads by the
     elementwise kernels' rule (n copies of a batch's input gradient: on many threads, megabytes)."""
     et = U.ll_type(dt)
@@ -146,7 +146,7 @@ def add_shares(ctx, out, more, n, size, dt):
                 x = b.fadd(x, b.load(gep(b, v[1], b.add(i, U.i64(j * size)), et), typ=et))
             b.store(x, gep(b, v[0], i, et))
 
-    run_by_work(ctx, "symcnn_gx_add_shares", [out, more], size, size * n, threads(), body)
+    run_by_work(ctx, "symcnn_gx_add_shares", [out, more], size, size * n, T, body)
 
 
 # Multiply-adds that packing one filter element is counted as (PACK_ELEMENT_FLOPS of
