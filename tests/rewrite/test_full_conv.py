@@ -106,3 +106,24 @@ def test_drawn_full_convolutions_match_the_reference(b, c, k, h, w, kh, kw, flip
     fired = _check((b, c, h, w), (k, c, kh, kw), dtype, flip=flip)
     assert ("Conv2dGradInputs" in fired) == ((kh, kw) != (1, 1))
     assert ("Conv2dGradWeights" in fired) == ((kh, kw) != (1, 1) and full_conv._weights_pay(c, kh, kw))
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("B", [1, 3])
+def test_fused_full_layers_keep_their_kernels(act, B):
+    """A 'full' convolution with a bias and an activation is a fused layer (fuse_conv_epilogue, an
+    earlier phase): the rewrite leaves its forward and backward to the fused kernels, and the
+    training step's values are the reference's."""
+    xs, ws = (B, 24, 10, 9), (16, 24, 7, 5)
+    x = T.TensorType("float64", shape=xs)("x")
+    w = T.TensorType("float64", shape=ws)("w")
+    bias = T.TensorType("float64", shape=(16,))("b")
+    f = {"relu": lambda h: T.maximum(h, 0), "tanh": T.tanh, "sigmoid": T.nnet.sigmoid}[act]
+    y = f(conv2d(x, w, border_mode="full") + bias.dimshuffle("x", 0, "x", "x"))
+    cost = (y * y).sum()
+    rng = make_rng(B)
+    vals = [rng.standard_normal(xs), rng.standard_normal(ws) / 10, rng.standard_normal(16)]
+    fn, _ = check_native_vs_reference([x, w, bias], [cost] + T.grad(cost, [x, w, bias]), vals,
+                                      rtol=1e-9, atol=1e-9)
+    fired = {f.rewrite for f in fn.rewrite_log}
+    assert "fuse_conv_epilogue" in fired and NAME not in fired, fired
