@@ -55,7 +55,7 @@ from .conv import (Geometry, Mat, dense, dilation, emit_col2im, emit_gemm, gep, 
 from .conv_1x1 import Pointwise, emit_pointwise, pointwise_gemm
 from .conv_gx_taps import GxTaps, emit_gx_taps, gx_taps
 from .conv_fewtaps import emit_grad_weights, grad_weights_plan
-from .conv_forward import body_name, direct_images, emit_direct_images, pointwise
+from .conv_forward import body_name, direct_images, emit_direct_images, kvec_images, pointwise
 from .conv_phases import PhaseGradInputs, phase_grad_inputs
 from .conv_winograd import WinogradImages, emit_winograd_images, winograd_images
 from .conv_winograd_grad import emit_grad_weights_winograd, winograd_grad_weights
@@ -77,8 +77,10 @@ def _static_pads(op, kh, kw):
 def grad_inputs_variant(op, dtype, dims, batched=False):
     """(name, DirectImages or None) of a Conv2dGradInputs with dims (B, C, H, W, K, kh, kw, OH, OW):
     'gemm 1x1', 'direct wide' / 'direct rows', 'phases' (strided) or 'im2col'; batched (the op's own
-    lowering, not ConvPoolActGrad's image-by-image loop) adds 'gemm batch' (a Pointwise) and 'taps'
-    (a GxTaps), which run the whole batch themselves."""
+    lowering, not ConvPoolActGrad's image-by-image loop) adds 'gemm batch' (a Pointwise), 'kvec' (the
+    forward's kernel with vectors over filters, on the bordered output gradient) and 'taps' (a GxTaps,
+    strided or not), which run the whole batch themselves, and Winograd's grids that waste more
+    where their channels are many (as the forward's)."""
     B, C, H, W, K, kh, kw, OH, OW = dims
     if pointwise(op, kh, kw):
         pw = pointwise_gemm(dtype, dims, True, threads()) if batched else None
@@ -91,14 +93,23 @@ def grad_inputs_variant(op, dtype, dims, batched=False):
     # fewer outputs than inputs ('valid' with large filters on small images) it does less work
     if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
             and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
+        # batched, Winograd's wasteful grids as the forward takes them (2 threads, float32, ms, taps ->
+        # F(2x2, 5x5)): 26, 64 -> 48 on 10x10, 5x5 'half' 2.59 -> 1.33 (PyTorch 1.21-1.85)
         wi = winograd_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
-                             not op.filter_flip, batch=B, span=batched)   # (image by image: no tiles spanning images)
+                             not op.filter_flip, batch=B, span=batched, wasteful=batched)   # (image by image: no tiles spanning images)
         if wi is not None:
             return wi.variant, wi
         di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
                            not op.filter_flip, dense_out=True)
         if di is not None:
             return di.variant, di
+        # as the forward does where neither applies: vectors over its filters (the input channels).
+        # Measured (2 threads, float32, ms, taps -> kvec): 79, 16 -> 32 on 10x10, 7x7 'half' 2.71 -> 1.60
+        # (PyTorch 1.13), the forward of the same layer 1.33
+        kv = kvec_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]), (1, 1),
+                         not op.filter_flip) if batched and min(kh - 1 - pads[0], kw - 1 - pads[1]) >= 0 else None
+        if kv is not None:
+            return kv.variant, kv
     if pads is not None and str(dtype) in ("float32", "float64"):
         pg = phase_grad_inputs(str(dtype), C, H, W, K, kh, kw, OH, OW, pads, tuple(op.subsample), op.filter_flip)
         if pg is not None:

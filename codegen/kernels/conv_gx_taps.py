@@ -7,8 +7,10 @@ dx[n] = col2im(W^T @ top[n]) by the input-gradient kernel of the tap panels
 (microkernels/directconv_grad.py, the one ConvPoolActGrad runs): W^T packed once, its taps in
 channel-minor order, and col2im folded into the micro-kernel's stores (each accumulator vector holds
 whole output rows or a part of one, and adds them into dx through the tap offsets, dilated or not).
-It needs a unit column stride, and output rows that divide the vector or are whole vectors: other
-widths are copied into rows padded to such a width. The kernel's last tile reads its vectors of top
+It needs output rows that divide the vector or are whole vectors: other widths are copied into rows
+padded to such a width. With a column stride, each vector's lanes are spread that far apart, zeros
+between them, as they are added into dx (strided convolutions whose phases would multiply a wide
+zero border: small outputs). The kernel's last tile reads its vectors of top
 past the image's end, so each image's output gradient is copied into a per-thread buffer with
 zeroed room after it. The batch is split over the threads (conv_threads.py); one that splits
 unevenly gives each thread a share of the tap panels of every image instead, shares past the first
@@ -47,18 +49,24 @@ class GxTaps:
 MIN_STORED_LANES = 0.75
 
 
+# Strided input gradients where the phases would multiply a wide zero border (small outputs) took
+# im2col before the spread stores (2 threads, float32, ms, im2col -> taps; batch, C -> K on HxW):
+# 122, 128 -> 32 on 8x8, 5x5 pad 1 stride 2 4.31 -> 2.40 (PyTorch 1.97); 86, 48 -> 8 on 31x31, 5x5
+# 'valid' stride 2 5.96 -> 3.22 (4.67); 73, 96 -> 16 on 28x28, 3x3 'valid' stride 2 4.92 -> 3.21;
+# 39, 128 -> 32 on 10x10, 7x7 'half' stride 2 4.74 -> 4.05 (1.93); 256, 32 -> 24 on 8x8, 3x3 pad 1
+# stride 2 0.99 -> 0.69 (0.93).
 def gx_taps(op, dtype, dims, pads):
-    """A GxTaps for the input gradient of a convolution with static shapes and a unit column stride
+    """A GxTaps for the input gradient of a convolution with static shapes, strided or not
     (dilated or not; padded: that of the 'valid' convolution of the zero-bordered image, whose inside
     it keeps), its output rows padded where they neither divide the vector nor are whole vectors
     (narrower than the vector, or MIN_STORED_LANES), else None."""
     B, C, H, W, K, kh, kw, OH, OW = dims
-    if str(dtype) not in ("float32", "float64") or op.subsample[1] != 1:
+    if str(dtype) not in ("float32", "float64"):
         return None
     if not all(isinstance(v, int) for v in (C, H, W, K, kh, kw, OH, OW) + tuple(pads)) or min(C, K, OH, OW) < 1:
         return None
     Hb, Wb = H + 2 * pads[0], W + 2 * pads[1]
-    tp = DG.TapPlan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, op.subsample[0], 1, op.filter_flip, dilation(op))
+    tp = DG.TapPlan(str(dtype), C, Hb, Wb, K, kh, kw, OH, OW, *op.subsample, op.filter_flip, dilation(op))
     if not DG.gx_fusable(tp):
         tp = DG.padded_rows(tp)
         if tp is None or OW > tp.L and OW < MIN_STORED_LANES * tp.gx_ow:

@@ -511,16 +511,14 @@ def gx_rows(ow, L):
 
 def gx_fusable(tp):
     """Whole output rows per vector or whole vectors per output row in the output gradient as the
-    kernel reads it (gx_rows of its row stride gx_ow), with a unit column stride."""
-    return tp is not None and tp.sw == 1 and gx_rows(tp.gx_ow, tp.L)
+    kernel reads it (gx_rows of its row stride gx_ow)."""
+    return tp is not None and gx_rows(tp.gx_ow, tp.L)
 
 
 def padded_rows(tp):
     """tp with the kernel's row stride gx_ow widened to the next width that gx_rows takes (the next
     power of two up to L, or whole vectors): the output gradient copied with that row stride, the
-    lanes past OW computed but not stored. None with a column stride."""
-    if tp.sw != 1:
-        return None
+    lanes past OW computed but not stored."""
     L = tp.L
     tp.gx_ow = 1 << (tp.OW - 1).bit_length() if tp.OW <= L else -(-tp.OW // L) * L
     return tp
@@ -550,11 +548,12 @@ def gx_reach(tp):
 def _gx_kernel(module, tp, nv):
     """void k(wa, top, t0, dx, offs, mrows): acc[i][v] = sum_k wa[k*MR + i] * top[k*NW + q0 + v*L]
     (rows gx_ow apart in top, NW = OH*gx_ow, q0 = t0*gx_ow, t0 the tile's first output row), then
-    dx[offs[i] + row*sh*W + :OW] += the first OW lanes of each output row < OH (a row of R = gx_ow / L
-    vectors: vector v is row v // R, columns from (v % R) * L), rows i < mrows."""
+    dx[offs[i] + row*sh*W + :OW*sw:sw] += the first OW lanes of each output row < OH (a row of R = gx_ow / L
+    vectors: vector v is row v // R, columns from (v % R) * L), rows i < mrows. With a column stride
+    sw > 1 the lanes are spread sw apart, zeros between them, and added into the run they span."""
     ow = tp.gx_ow
     name = f"symcnn_dconv_gx_{tp.dtype}_{tp.gx_mr}x{nv}_N{tp.N}_K{tp.K}_W{tp.W}_OW{tp.OW}_OH{tp.OH}_s{tp.sh}" \
-        + (f"_rs{ow}" if ow != tp.OW else "")
+        + (f"_rs{ow}" if ow != tp.OW else "") + (f"_sw{tp.sw}" if tp.sw != 1 else "")
     fn = library.existing(module, name)
     if fn is not None:
         return fn
@@ -579,8 +578,27 @@ def _gx_kernel(module, tp, nv):
         new.append([b.call(vec.fma, [a, bv[v], accs[i][v]]) for v in range(nv)])
     loop.close(new)
 
+    sw = tp.sw
+
     def add_lanes(ptr, acc, first, n):
-        """ptr[:n] += lanes [first, first + n) of acc."""
+        """ptr[:n] += lanes [first, first + n) of acc (sw > 1: ptr[:(n - 1)*sw + 1:sw], in runs of
+        at most L elements)."""
+        if sw > 1:
+            m = (n - 1) * sw + 1
+            zero = ir.Constant(vec.t, None)
+            for c0 in range(0, m, L):
+                c1 = min(m, c0 + L)
+                mask = [first + j // sw if j % sw == 0 else L for j in range(c0, c1)]
+                part = b.shuffle_vector(acc, zero, ir.Constant(ir.VectorType(U.I32, c1 - c0), mask))
+                q = b.gep(ptr, [U.i64(c0)], source_etype=et) if c0 else ptr
+                if c1 - c0 == 1:
+                    part = b.extract_element(part, ir.Constant(U.I32, 0))
+                    b.store(b.fadd(b.load(q, typ=et), part), q)
+                else:
+                    ht = ir.VectorType(et, c1 - c0)
+                    b.store(b.fadd(b.load(q, typ=ht, align=U.itemsize(tp.dtype)), part), q,
+                            align=U.itemsize(tp.dtype))
+            return
         if n == L:
             b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), acc), ptr, align=vec.size)
             return
@@ -601,7 +619,7 @@ def _gx_kernel(module, tp, nv):
                 if col >= OW:
                     continue
                 with b.if_then(b.icmp_signed("<", row, U.i64(tp.OH))):
-                    ptr = b.gep(base, [b.add(b.mul(row, U.i64(tp.sh * tp.W)), U.i64(col))], source_etype=et)
+                    ptr = b.gep(base, [b.add(b.mul(row, U.i64(tp.sh * tp.W)), U.i64(col * sw))], source_etype=et)
                     add_lanes(ptr, accs[i][v], 0, min(L, OW - col))
             return
         for v in range(nv):

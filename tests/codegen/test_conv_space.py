@@ -164,8 +164,18 @@ _STATIC_EXAMPLES = [
 ]
 
 
+# strided output rows 17 and 5 wide, which the tap input gradient would pad to under 3/4 stored
+# lanes on 16- and 8-lane targets (17) and on 4-lane ones (5): im2col
+_IM2COL_STRIDED = [
+    ("float32", (3, 8, 9, 35), (8, 8, 3, 3), dict(border_mode="valid", subsample=(2, 2), filter_flip=True,
+                                                 filter_dilation=(1, 1)), True),
+    ("float32", (3, 8, 9, 11), (8, 8, 3, 3), dict(border_mode="valid", subsample=(2, 2), filter_flip=False,
+                                                 filter_dilation=(1, 1)), True),
+]
+
+
 def test_static_shapes_reach_every_direct_kernel():
-    seen = _run(configs(static=True), 16, _STATIC_EXAMPLES + _NARROW_STRIDED)
+    seen = _run(configs(static=True), 16, _STATIC_EXAMPLES + _NARROW_STRIDED + _IM2COL_STRIDED)
     want = {v for v in VARIANTS if v[1] != "im2col"} | {("fwd", "im2col"), ("gx", "im2col")}
     assert want <= seen, sorted(want - seen)
 
@@ -688,14 +698,15 @@ def test_phase_kernels_agree_across_thread_counts(threads, monkeypatch):
 
 def test_filter_vector_kernel_agrees_across_thread_counts(threads):
     """The kernel with vectors over filters keeps per-thread bordered images, tiles and conv scratch:
-    1, 2 and 3 threads give bit-identical forwards and input gradients (odd batch, 6-wide and 7-wide
-    output rows)."""
+    1, 2 and 3 threads give bit-identical forwards (odd batch, 6-wide and 7-wide output rows). (The
+    input gradients take the tap kernel, whose shares of the panels of an odd batch sum in another
+    order: they match the reference.)"""
     def kvec(seen):
         assert ("fwd", "kvec") in seen, seen
 
     for xs, k in (((7, 16, 12, 12), 3), ((3, 24, 15, 13), 3)):
         kwargs = dict(border_mode="half", subsample=(2, 2), filter_flip=True, filter_dilation=(1, 1))
-        _threads_agree(threads, xs, (32, xs[1], k, k), kwargs, 3, kvec)
+        _threads_agree(threads, xs, (32, xs[1], k, k), kwargs, 3, kvec, same_bits=1)
 
 
 @pytest.mark.parametrize("xs,ws,kwargs,variants", [
@@ -720,10 +731,10 @@ def test_images_left_over_split_by_filters(threads, xs, ws, kwargs, variants):
     _threads_agree(threads, xs, ws, kw, 4, check)
 
 
-def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(None)):
+def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(None), same_bits=2):
     """The forward and input gradient of one convolution on 1, 2 and 3 threads: each matches the
     reference, `check_variants` accepts the (op, variant) pairs read from the IR, and the thread counts
-    give bit-identical results."""
+    give bit-identical results for the first `same_bits` outputs (2: the forward and input gradient)."""
     res = {}
     for n in (1, 2, 3):
         threads(n)
@@ -733,7 +744,7 @@ def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(
         check_variants(set(BODY.findall(fn.dump_llvm())))
         res[n] = got[0]
     for n in (2, 3):
-        for k in range(2):
+        for k in range(same_bits):
             np.testing.assert_array_equal(res[n][k], res[1][k])
 
 
@@ -1093,13 +1104,14 @@ def few_output_configs(draw):
     """(dtype, x shape, w shape, conv2d kwargs, True): 'valid' convolutions with larger filters, so
     outputs are far fewer than inputs, whose output rows divide the target's vector (1, 2, 4 or 8
     outputs wide), are whole vectors (2 or 3), or neither (3, 5, 6, 7 or 1.5 vectors wide: padded
-    rows): row strides 1-3 (unit column stride), filters 1-7, dilated or not, channels and filters
-    from 1 to 70, batch 1 and odd, both dtypes, flipped or not."""
+    rows): row and column strides 1-3 (a column stride spreads each vector's lanes), filters 1-7,
+    dilated or not, channels and filters from 1 to 70, batch 1 and odd, both dtypes, flipped or not."""
     from codegen.target import current
     dtype = draw(st.sampled_from(["float32", "float64"]))
     L = current().lanes(dtype)
     kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     sh = draw(st.sampled_from([1, 1, 2, 3]))
+    sw = draw(st.sampled_from([1, 1, 2, 3]))
     dh, dw = draw(st.sampled_from([(1, 1), (1, 1), (2, 1), (2, 2)]))
     OW = draw(st.sampled_from([d for d in (1, 2, 4, 8) if L % d == 0] + [2 * L] + ([3 * L] if 3 * L <= 24 else [])
                               + [3, 5, 6, 7, L + L // 2]))
@@ -1107,8 +1119,8 @@ def few_output_configs(draw):
     C = draw(st.sampled_from([1, 3, 16, 20]))
     K = draw(st.sampled_from([1, 7, 32, 50, 70]))
     B = draw(st.sampled_from([1, 3, 5]))
-    xs = (B, C, (OH - 1) * sh + (kh - 1) * dh + 1, OW + (kw - 1) * dw)
-    kwargs = dict(border_mode="valid", subsample=(sh, 1), filter_flip=draw(st.booleans()), filter_dilation=(dh, dw))
+    xs = (B, C, (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1)
+    kwargs = dict(border_mode="valid", subsample=(sh, sw), filter_flip=draw(st.booleans()), filter_dilation=(dh, dw))
     return dtype, xs, (K, C, kh, kw), kwargs, True
 
 
@@ -1171,6 +1183,51 @@ def test_tap_input_gradient_of_padded_convolutions(cfg):
     seen = set()
     _check(cfg, seen)
     assert ("gx", "taps") in _unshared(seen), sorted(seen)
+
+
+# strided convolutions with small outputs, whose phases would multiply a wide zero border: the tap
+# kernel with its lanes spread by the column stride (padded and 'valid', rows that divide the vector,
+# padded rows, stride 3 along the columns alone, float64, one image)
+_STRIDED_TAP_EXAMPLES = [
+    ("float32", (3, 32, 8, 8), (16, 32, 5, 5), dict(border_mode=1, subsample=(2, 2), filter_flip=True,
+                                                   filter_dilation=(1, 1)), True),
+    ("float32", (5, 24, 6, 6), (20, 24, 7, 7), dict(border_mode="half", subsample=(2, 2), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True),
+    ("float64", (3, 16, 16, 16), (24, 16, 3, 3), dict(border_mode="valid", subsample=(2, 2), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+    ("float32", (1, 8, 7, 23), (9, 8, 3, 3), dict(border_mode="valid", subsample=(1, 3), filter_flip=False,
+                                                 filter_dilation=(1, 1)), True),
+]
+
+
+@pytest.mark.parametrize("cfg", _STRIDED_TAP_EXAMPLES, ids=["pad1-5x5-s2", "half-7x7-s2", "valid-s2-float64",
+                                                            "cols-s3-one-image"])
+def test_tap_input_gradient_of_strided_convolutions(cfg):
+    """The input gradient of a strided convolution with small outputs is the tap kernel's, each
+    accumulator's lanes spread by the column stride as they are added into dx: the reference's."""
+    seen = set()
+    fn = _check(cfg, seen)
+    assert ("gx", "taps") in _unshared(seen), sorted(seen)
+    sw = cfg[3]["subsample"][1]
+    if sw > 1:
+        assert re.search(rf'symcnn_dconv_gx_\w+_sw{sw}"', fn.dump_llvm())
+
+
+# unit-stride input gradients as forwards of the bordered output gradient: with few filters (the
+# forward's input channels) and 7x7 filters, the kernel with vectors over filters ('kvec'); with many
+# channels, Winograd's grid that wastes more (F(2x2, 5x5) on 10x10 images)
+@pytest.mark.parametrize("cfg,want", [
+    (("float32", (3, 16, 10, 10), (32, 16, 7, 7), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                       filter_dilation=(1, 1)), True), "kvec"),
+    (("float64", (2, 16, 9, 9), (24, 16, 7, 7), dict(border_mode="half", subsample=(1, 1), filter_flip=False,
+                                                     filter_dilation=(1, 1)), True), "kvec"),
+    (("float32", (5, 64, 10, 10), (48, 64, 5, 5), dict(border_mode="half", subsample=(1, 1), filter_flip=True,
+                                                       filter_dilation=(1, 1)), True), "winograd"),
+], ids=["kvec-7x7", "kvec-float64", "winograd-wasteful"])
+def test_input_gradients_as_bordered_forwards(cfg, want):
+    seen = set()
+    _check(cfg, seen)
+    assert ("gx", want) in seen, sorted(seen)
 
 
 def test_padded_row_and_bordered_tap_input_gradients_agree_across_threads(threads):

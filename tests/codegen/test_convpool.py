@@ -402,6 +402,22 @@ def test_fused_input_gradient_of_rows_of_whole_vectors(dtype, act, pool_kw, targ
         assert re.search(rf"define internal void @\"?symcnn_dconv_gx_{dtype}_\w*_OW{R * L}_", fn.runner.ir), R
 
 
+@pytest.mark.parametrize("dtype,act,pool_kw,stride", [("float32", "relu", dict(pool=None), (2, 2)),
+                                                      ("float64", "tanh", dict(ws=(2, 2)), (1, 3)),
+                                                      ("float32", "sigmoid", dict(pool=None), (3, 2))])
+def test_fused_input_gradient_of_strided_valid_layers(dtype, act, pool_kw, stride, target):
+    """Strided 'valid' layers whose output rows divide the vector (2 and 4 wide): the fused input
+    gradient's accumulator lanes are spread by the column stride as they are added into dx, against
+    the reference."""
+    sh, sw = stride
+    for OW in (2, 4):
+        xs, ws = (3, 5, 3 * sh + 3, (OW - 1) * sw + 3), (7, 5, 3, 3)
+        ops = conv_act_ops(act, dtype, **dict(pool_kw, imshp=xs, kshp=ws, subsample=stride))
+        tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+        fn = _check(xs, ws, ops, dtype, **tol)
+        assert re.search(rf"define internal void @\"?symcnn_dconv_gx_{dtype}_\w*_OW{OW}_\w*_sw{sw}\"", fn.runner.ir), OW
+
+
 # 'valid' layers whose output rows neither divide the vector nor are whole vectors on any target
 # (30 and 13 wide), with 16 or more channels and filters: the input gradient is Winograd's
 # correlation of the bordered output gradient (convpool.winograd_valid_grad_inputs), F(4x4) or F(2x2).
