@@ -2,6 +2,7 @@
 small JIT harness (run-time shapes, strides, accumulate flag), and through Dot / FusedDot graphs."""
 import ctypes
 import itertools
+import re
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -35,6 +36,13 @@ class _Ctx:
 
 
 _FNS = {}
+_MODULES = {}
+
+
+def gemm_module(dtype):
+    """The test harness's module (its IR) for the current target."""
+    _compiled(dtype)
+    return _MODULES[dtype, targets.current()]
 
 
 def _compiled(dtype):
@@ -57,6 +65,7 @@ def _compiled(dtype):
     jit.optimize(ref)
     engine = llvm.create_mcjit_compiler(ref, t.machine(jit=True))
     engine.finalize_object()
+    _MODULES[dtype, t] = mod
     cfn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 5 + [ctypes.c_int64] * 8 + [ctypes.c_bool]))(
         engine.get_function_address("f"))
     _FNS[dtype, t] = (engine, cfn)
@@ -111,6 +120,22 @@ def test_tile_edges(dtype, target):
     sizes = FEW_SIZES if is_extra_target(target) else SIZES
     for m, n, k in itertools.product(sizes, sizes, sizes):
         _check(m, n, k, dtype, rng, accumulate=bool((m + n + k) % 2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_narrow_columns_take_groups_of_row_panels(dtype, target):
+    """Column blocks narrower than the full tile run a micro-kernel over several row panels at once
+    (gemm.panel_group: as many accumulators as the full tile), the panels left over past whole groups
+    one at a time: rows of whole groups, of groups and leftovers, of one short panel, against numpy."""
+    L, MR, NV, KC, MC, NC = gemm.params(dtype)
+    _, f = _compiled(dtype)
+    assert gemm.panel_group(dtype, 1) == NV > 1
+    ir_text = str(gemm_module(dtype))
+    assert re.search(rf"define [^@]*@\"?symcnn_gemm_ukr_{dtype}_{MR}x1x{L}_g{NV}\"?\(", ir_text)
+    rng = np.random.default_rng(3)
+    for m in (NV * MR, NV * MR + 1, 3 * NV * MR + 2 * MR - 1, MR - 1, MC + NV * MR + 5):
+        for n in (1, L - 1, L + 3, NV * L + L - 2):
+            _check(m, n, KC + 3, dtype, rng, accumulate=bool(m % 2))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
