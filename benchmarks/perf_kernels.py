@@ -62,7 +62,10 @@ def _child(args):
         import bench_conv as bc
         symcnn.config.num_threads = args.threads
         _, name, op = args.setup.split(":")
-        fn, fargs = bc.symcnn_ops(next(c for c in bc.CONVS if c[0] == name))[("fwd", "gx", "gw").index(op)]
+        # a name of the list, or r<i>@<seed>: configuration i of `bench_conv.py --random N --seed <seed>`
+        convs = bc.random_convs(int(name.split("@")[0][1:]) + 1, int(name.split("@")[1])) if "@" in name \
+            else bc.CONVS
+        fn, fargs = bc.symcnn_ops(next(c for c in convs if c[0] == name.split("@")[0]))[("fwd", "gx", "gw").index(op)]
 
         def train(i):
             fn(*fargs)
@@ -141,7 +144,8 @@ def _hot(fn, data, objdir, pid, top):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("setup", help="a setup of bench_models.py's zoo (lenet, allconv, ...; validate:lenet for its "
-                    "validate step), one op of bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd), "
+                    "validate step), one op of bench_conv.py's list: conv:<name>:<fwd|gx|gw> (conv:k1:fwd; "
+                    "conv:r16@31:gx: configuration r16 of bench_conv.py --random N --seed 31), "
                     "or one layer of bench_layers.py's: layer:<name>:<train|valid>")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
