@@ -96,13 +96,14 @@ def _function(module, name, argtypes, noinline=True):
 
 
 def panel_group(dtype, nv):
-    """Row panels of A that the micro-kernel of nv vectors of columns takes at once: as many as keep
-    its accumulators within the full tile's (MR x NV). Narrow column blocks (the edge of C, or all of
-    a C one vector wide: a small image's im2col product) would otherwise run MR x nv accumulators,
-    too few chains to hide the multiply-add's latency, and load a broadcast for each. Measured: a
+    """Row panels of A that the micro-kernel of nv vectors of columns takes at once: NV for a column
+    block one vector wide (the edge of C, or all of a C one vector wide: a small image's im2col
+    product), whose MR accumulators alone are too few chains to hide the multiply-add's latency,
+    each with a broadcast load; else 1 (2 of 4 vectors: 12 accumulators ran near the full tile's
+    speed, and each grouped kernel adds compile time to every module with a GEMM). Measured: a
     'half' 3x3 stride-2 128 -> 256 layer on 8x8 (batch 64, 2 threads; its input gradient a product
-    one vector wide per image), train step 8.44-8.55 -> 8.00-8.20 ms."""
-    return max(1, params(dtype)[2] // nv)
+    one vector wide per image), train step 9.36-9.49 -> 8.60-9.25 ms in alternating runs."""
+    return params(dtype)[2] if nv == 1 else 1
 
 
 def _microkernel(module, dtype, nv, group=1):
