@@ -39,6 +39,29 @@ def test_panel_patterns_cover_every_panel_once(C, kh, kw, H, W, flip, dil, MR):
     assert sorted(seen) == list(range(npan))
 
 
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(C=st.integers(1, 9), kh=st.integers(1, 7), kw=st.integers(1, 7), H=st.integers(7, 12),
+       W=st.integers(7, 12), flip=st.booleans(), most=st.sampled_from([8, 10, 16, 28, 32]))
+def test_row_panels_take_whole_filter_rows(C, kh, kw, H, W, flip, most):
+    """row_panels: panels of whole filter rows (MR a multiple of kw, over the plain kernel's 6 and
+    within the accumulators), each panel in exactly one pattern, at most MAX_ROW_PATTERNS distances."""
+    tp = DG.TapPlan("float32", C, H + kh - 1, W + kw - 1, 16, kh, kw, H, W, 1, 1, flip)
+    offs = tp.tap_offsets()
+    mr, groups = DG.row_panels(offs, kh, kw, most, 6)
+    if groups is None:
+        assert mr == 6
+        return
+    assert mr % kw == 0 and 6 < mr <= most and mr <= kh * kw
+    assert len({d for d, _, _, _ in groups}) <= DG.MAX_ROW_PATTERNS
+    seen = []
+    for deltas, first, step, count in groups:
+        for k in range(count):
+            p0 = (first + k * step) * mr
+            assert tuple(o - offs[p0] for o in offs[p0:p0 + mr]) == deltas
+            seen.append(first + k * step)
+    assert sorted(seen) == list(range(-(-len(offs) // mr)))
+
+
 # (dtype, x shape, W shape, border_mode, subsample, the kernels: panel taps x vectors of filters and
 # whether they are the pattern kernels)
 CASES = [
@@ -46,8 +69,10 @@ CASES = [
     ("float32", (3, 24, 11, 11), (64, 24, 3, 3), "half", (2, 2), "6x4", True),
     ("float32", (4, 7, 13, 12), (20, 7, 3, 3), (1, 1), (2, 2), "12x2", True),      # a shorter last panel
     ("float64", (3, 8, 12, 12), (32, 8, 3, 3), "half", (2, 2), "6x4", True),
-    ("float32", (2, 16, 17, 17), (32, 16, 5, 5), "valid", (3, 3), "6x2", False),   # 25 patterns: the table
-    ("float32", (2, 3, 20, 20), (16, 3, 7, 7), (3, 3), (2, 2), "6x1", False),
+    # panels of whole filter rows: two 5x5 rows (two vectors of filters: 20 accumulators), three 7x7 ones
+    ("float32", (2, 16, 17, 17), (32, 16, 5, 5), "valid", (3, 3), "10x2", True),
+    ("float32", (2, 3, 20, 20), (16, 3, 7, 7), (3, 3), (2, 2), "21x1", True),
+    ("float32", (2, 16, 17, 17), (64, 16, 5, 5), "valid", (3, 3), "6x4", False),   # one row fits: the table
 ]
 
 
