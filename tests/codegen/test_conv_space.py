@@ -1213,6 +1213,26 @@ def test_tap_input_gradient_of_strided_convolutions(cfg):
         assert re.search(rf'symcnn_dconv_gx_\w+_sw{sw}"', fn.dump_llvm())
 
 
+@pytest.mark.parametrize("B", [1, 3, 4])
+def test_tap_input_gradient_groups_of_panels(threads, B):
+    """Outputs one vector per tap (2x2) and 70 output-gradient channels: the input-gradient kernel
+    takes several panels of W^T at once (directconv_grad.gx_group), then the panels left over and
+    the short last one, on 1, 2 and 3 threads (shares of the panels for odd batches): the
+    reference's."""
+    from codegen.microkernels import directconv_grad as DG
+    cfg = ("float32", (B, 20, 6, 6), (70, 20, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=True,
+                                                          filter_dilation=(1, 1)), True)
+    tp = DG.TapPlan("float32", 20, 6, 6, 70, 5, 5, 2, 2, 1, 1, True)
+    nv = DG.gx_tile(tp)[0]
+    assert nv == 1 and DG.gx_group(tp, nv) > 1 and (tp.P // tp.gx_mr) % DG.gx_group(tp, nv) and tp.P % tp.gx_mr
+    for n in (1, 2, 3):
+        threads(n)
+        seen = set()
+        fn = _check(cfg, seen)
+        assert ("gx", "taps") in _unshared(seen), sorted(seen)
+        assert re.search(r'symcnn_dconv_gx_float32_\w+_g\d"', fn.dump_llvm())
+
+
 # unit-stride input gradients as forwards of the bordered output gradient: with few filters (the
 # forward's input channels) and 7x7 filters, the kernel with vectors over filters ('kvec'); with many
 # channels, Winograd's grid that wastes more (F(2x2, 5x5) on 10x10 images)
