@@ -322,17 +322,32 @@ def _store_rows(b, MR, mrows, store):
                 store(i)
 
 
+def _store_tile(b, vec, c, KP, nv, L, accs, rows, acc):
+    """C[i*KP + :nv*L] (+)= accs[i] for the rows i given (store_rows calls), added where the i1 acc."""
+    et = vec.t.element
+
+    def store(i):
+        for j in range(nv):
+            ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
+            with b.if_else(acc) as (add, put):
+                with add:
+                    b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
+                with put:
+                    b.store(accs[i][j], ptr, align=vec.size)
+    rows(store)
+
+
 def _dwt_kernel(module, tp, nv):
-    """void k(x, offs, pos, tT, gn, C, mrows): C[i*KP + :nv*L] += sum over images g < gn and n < N of
-    x[g*img + offs[i] + pos[n]] * tT[(g*N + n)*KP + :nv*L], i < MR (rows < mrows stored); tT and C
-    point at the column block's first vector."""
+    """void k(x, offs, pos, tT, gn, C, mrows, i1 acc): C[i*KP + :nv*L] (+)= sum over images g < gn and
+    n < N of x[g*img + offs[i] + pos[n]] * tT[(g*N + n)*KP + :nv*L], i < MR (rows < mrows stored;
+    added to C where acc, else stored); tT and C point at the column block's first vector."""
     name = f"symcnn_dconv_dwt_{tp.dtype}_{tp.MR}x{nv}_KP{tp.KP}_N{tp.N}_I{tp.img}"
     fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
-    fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64, P_, I64])
-    x, offs, pos, tT, gn, c, mrows = fn.args
+    fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64, P_, I64, U.I1])
+    x, offs, pos, tT, gn, c, mrows, acc = fn.args
     et = U.ll_type(tp.dtype)
     L, MR, KP = tp.L, tp.MR, tp.KP
     vec = Vec(module, tp.dtype, L)
@@ -357,18 +372,13 @@ def _dwt_kernel(module, tp, nv):
     loop.close(new, {n: b.select(wrap, U.i64(0), n1),
                      xg: b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg)})
 
-    def store(i):
-        for j in range(nv):
-            ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
-            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
-
-    _store_rows(b, MR, mrows, store)
+    _store_tile(b, vec, c, KP, nv, L, accs, lambda store: _store_rows(b, MR, mrows, store), acc)
     b.ret_void()
     return fn
 
 
 def _dwt_pattern_kernel(module, tp, nv, deltas):
-    """void k(x, pos, tT, gn, C): _dwt_kernel's sums for a panel of len(deltas) taps at deltas
+    """void k(x, pos, tT, gn, C, i1 acc): _dwt_kernel's sums for a panel of len(deltas) taps at deltas
     from x (the group's first image at the panel's first tap), every row stored. The taps' constant
     distances go into the loads' addresses: one pointer for the panel (a 3x3 filter's panels of 12
     taps, 24 accumulators, where the table's offsets held in registers spill at 12)."""
@@ -378,8 +388,8 @@ def _dwt_pattern_kernel(module, tp, nv, deltas):
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
-    fn, b = kernel_function(module, name, [P_, P_, P_, I64, P_])
-    x, pos, tT, gn, c = fn.args
+    fn, b = kernel_function(module, name, [P_, P_, P_, I64, P_, U.I1])
+    x, pos, tT, gn, c, acc = fn.args
     et = U.ll_type(tp.dtype)
     L, KP, MR = tp.L, tp.KP, len(deltas)
     vec = Vec(module, tp.dtype, L)
@@ -395,10 +405,7 @@ def _dwt_pattern_kernel(module, tp, nv, deltas):
     wrap = b.icmp_signed("==", n1, U.i64(tp.N))
     loop.close(new, {n: b.select(wrap, U.i64(0), n1),
                      xg: b.select(wrap, b.gep(xg, [U.i64(tp.img)], source_etype=et), xg)})
-    for i in range(MR):
-        for j in range(nv):
-            ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
-            b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
+    _store_tile(b, vec, c, KP, nv, L, accs, lambda store: [store(i) for i in range(MR)], acc)
     b.ret_void()
     return fn
 
@@ -474,11 +481,13 @@ def _transpose_top_blocks(b, tp, top, trs, dst):
         block(U.i64(nfull * L), tp.N % L)
 
 
-def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None):
+def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None, acc=None):
     """dwT[p*KP + k] += the group's contribution, panel by panel of MR taps, column block by block.
     share: (s, S), the panels of share s of S (an IR value, an int): those from count*s/S up to
-    count*(s+1)/S of each pattern's (or of the full panels; the short last panel goes with share S-1)."""
+    count*(s+1)/S of each pattern's (or of the full panels; the short last panel goes with share S-1).
+    acc: an i1, false to store the contribution instead of adding it (default: add)."""
     b = ctx.b
+    acc = ir.Constant(U.I1, 1) if acc is None else acc
     et = U.ll_type(tp.dtype)
     pos = _positions(ctx.module, tp)
     full = tp.P // tp.MR
@@ -491,7 +500,7 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None):
                 for j0, nv in tp.blocks:
                     b.call(_dwt_pattern_kernel(ctx.module, tp, nv, deltas),
                            [xp, pos, b.gep(tT, [U.i64(j0 * tp.L)], source_etype=et), U.as_value(b, gn),
-                            b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et)])
+                            b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et), acc])
         return
 
     def call(pan, rows):
@@ -501,7 +510,7 @@ def emit_dw_group(ctx, tp, x_group, offs, tT, gn, dwT, share=None):
                    [x_group, b.gep(offs, [p0], source_etype=U.I64), pos,
                     b.gep(tT, [U.i64(j0 * tp.L)], source_etype=et), U.as_value(b, gn),
                     b.gep(dwT, [b.add(b.mul(p0, U.i64(tp.KP)), U.i64(j0 * tp.L))], source_etype=et),
-                    U.i64(rows)])
+                    U.i64(rows), acc])
 
     p0, p1 = share_range(b, full, share)
     with U.for_range(b, p1, start=p0, name="pan") as pan:

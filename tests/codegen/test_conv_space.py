@@ -1350,6 +1350,28 @@ def test_tap_weight_gradient_shares_of_panels_agree_across_threads(threads, B, K
         np.testing.assert_array_equal(res[n], res[1])
 
 
+def test_tap_weight_gradient_shares_over_several_groups(threads):
+    """Shares of the panels write one buffer: each share's first group of images stores its taps'
+    sums, later groups add to them (5 images in groups of 2: 256 outputs by 64 filter lanes); the
+    reference's weight gradient on 2 and 3 threads, called twice (the buffer holds the last call's
+    sums), with the same bits as on one thread."""
+    from codegen.microkernels import directconv_grad as DG
+    xs, ws = (5, 8, 22, 22), (50, 8, 7, 7)
+    assert DG.TapPlan("float32", 8, 22, 22, 50, 7, 7, 16, 16, 1, 1, True).G == 2
+    kwargs = dict(border_mode="valid", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=7)
+        fn, got = check_native_vs_reference(ins, outs[2:], vals, rtol=1e-4, atol=2e-3)
+        assert {v for op, v in BODY.findall(fn.dump_llvm()) if op == "gw"} == {"taps_shares" if n > 1 else "taps"}
+        np.testing.assert_array_equal(fn(*vals)[0], got[0][0])   # a second call
+        res[n] = got[0][0]
+    for n in (2, 3):
+        np.testing.assert_array_equal(res[n], res[1])
+
+
 @pytest.mark.parametrize("xs,ws,border", [((1, 20, 12, 12), (50, 20, 5, 5), "valid"),
                                          ((3, 24, 12, 12), (40, 24, 7, 7), (1, 1)),
                                          ((1, 16, 10, 8), (20, 16, 7, 5), (1, 2))])
