@@ -921,20 +921,27 @@ def test_winograd_weight_gradient_thread_counts(threads, xs, ws):
     a thread's last group short; 30x18: chunks of tile rows per GEMM, the last chunk short. Both
     batches (7 and 5 images) are split over the threads: an image is far more work than waking them."""
     kwargs = dict(border_mode="half", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
-    res = {}
-    for n in (1, 2, 3):
-        threads(n)
-        ins, outs = _graph("float32", xs, ws, kwargs, True)
-        vals = _values("float32", xs, ws, ins, outs, seed=3)
-        fn, got = check_native_vs_reference(ins, outs[2:], vals, rtol=1e-4, atol=2e-3)
-        assert ("gw", "winograd") in set(BODY.findall(fn.dump_llvm()))
-        again = fn(*vals)
-        np.testing.assert_array_equal(again[0], got[0][0])
-        res[n] = got[0][0]
+    res = _weight_gradients_on_threads(threads, xs, ws, kwargs, 3, lambda seen, n: ("gw", "winograd") in seen)
     # (the float32 partials summed in another order: within Winograd's own error, a few 1e-6 of the
     # largest value)
     for n in (2, 3):
         np.testing.assert_allclose(res[n], res[1], rtol=1e-5, atol=4e-6 * np.abs(res[1]).max())
+
+
+def _weight_gradients_on_threads(threads, xs, ws, kwargs, seed, variants_ok):
+    """{n: the float32 weight gradient on n threads} for n = 1, 2, 3: each the reference's, a second
+    call's the same bits, variants_ok(the IR's (op, variant) pairs, n) true."""
+    res = {}
+    for n in (1, 2, 3):
+        threads(n)
+        ins, outs = _graph("float32", xs, ws, kwargs, True)
+        vals = _values("float32", xs, ws, ins, outs, seed=seed)
+        fn, got = check_native_vs_reference(ins, outs[2:], vals, rtol=1e-4, atol=2e-3)
+        seen = set(BODY.findall(fn.dump_llvm()))
+        assert variants_ok(seen, n), (n, sorted(seen))
+        np.testing.assert_array_equal(fn(*vals)[0], got[0][0])   # a second call
+        res[n] = got[0][0]
+    return res
 
 
 def test_winograd_weight_gradient_verifies():
@@ -1359,15 +1366,8 @@ def test_tap_weight_gradient_shares_over_several_groups(threads):
     xs, ws = (5, 8, 22, 22), (50, 8, 7, 7)
     assert DG.TapPlan("float32", 8, 22, 22, 50, 7, 7, 16, 16, 1, 1, True).G == 2
     kwargs = dict(border_mode="valid", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
-    res = {}
-    for n in (1, 2, 3):
-        threads(n)
-        ins, outs = _graph("float32", xs, ws, kwargs, True)
-        vals = _values("float32", xs, ws, ins, outs, seed=7)
-        fn, got = check_native_vs_reference(ins, outs[2:], vals, rtol=1e-4, atol=2e-3)
-        assert {v for op, v in BODY.findall(fn.dump_llvm()) if op == "gw"} == {"taps_shares" if n > 1 else "taps"}
-        np.testing.assert_array_equal(fn(*vals)[0], got[0][0])   # a second call
-        res[n] = got[0][0]
+    res = _weight_gradients_on_threads(threads, xs, ws, kwargs, 7, lambda seen, n: {
+        v for op, v in seen if op == "gw"} == {"taps_shares" if n > 1 else "taps"})
     for n in (2, 3):
         np.testing.assert_array_equal(res[n], res[1])
 
