@@ -323,18 +323,23 @@ def _store_rows(b, MR, mrows, store):
 
 
 def _store_tile(b, vec, c, KP, nv, L, accs, rows, acc):
-    """C[i*KP + :nv*L] (+)= accs[i] for the rows i given (store_rows calls), added where the i1 acc."""
+    """C[i*KP + :nv*L] (+)= accs[i] for the rows i that rows(store) stores: added where the i1 acc,
+    else stored (one branch for the tile, as the GEMM's two store paths)."""
     et = vec.t.element
 
-    def store(i):
-        for j in range(nv):
-            ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
-            with b.if_else(acc) as (add, put):
-                with add:
-                    b.store(b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]), ptr, align=vec.size)
-                with put:
-                    b.store(accs[i][j], ptr, align=vec.size)
-    rows(store)
+    def store(add):
+        def row(i):
+            for j in range(nv):
+                ptr = b.gep(c, [U.i64(i * KP + j * L)], source_etype=et)
+                v = b.fadd(b.load(ptr, typ=vec.t, align=vec.size), accs[i][j]) if add else accs[i][j]
+                b.store(v, ptr, align=vec.size)
+        rows(row)
+
+    with b.if_else(acc) as (add, put):
+        with add:
+            store(True)
+        with put:
+            store(False)
 
 
 def _dwt_kernel(module, tp, nv):
