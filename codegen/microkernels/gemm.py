@@ -239,13 +239,11 @@ def macrokernel(module, dtype):
     nv_e = U.ceildiv(b, rem, L)
     for nv in range(1, NV + 1):
         with b.if_then(b.icmp_signed("==", nv_e, U.i64(nv))):
-            g = panel_group(dtype, nv)
-            if g > 1:   # whole groups of panels, then the panels left over one at a time
-                row_panels(_microkernel(module, dtype, nv, g), bpanel, c0, rem, group=g)
+            g = panel_group(dtype, nv)   # whole groups of panels, then those left over one at a time
+            row_panels(_microkernel(module, dtype, nv, g), bpanel, c0, rem, group=g)
+            if g > 1:
                 row_panels(_microkernel(module, dtype, nv), bpanel, c0, rem,
                            first=b.mul(b.udiv(npan, U.i64(g)), U.i64(g)))
-            else:
-                row_panels(_microkernel(module, dtype, nv), bpanel, c0, rem)
     b.ret_void()
     return fn
 
