@@ -809,7 +809,6 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             t = _passed_top(ctx, op, dt, t, trs, rs, K, PH, PW, srcs, gb64, n, B, passed)
         elif ft_passed is not None:
             t = srcs[ft_passed]
-            _add_plane_sums(ctx, dt, t, K, U.mul(b, OH, OW), gb64, name="gbk_passed_fewtaps")
         else:
             _store_top(ctx, op, dt, t, trs, rs, K, PH, PW, srcs, gb64)
         if isinstance(dp, FT.Plan):   # on the image's zero-bordered copy
@@ -819,7 +818,11 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
                 activate_copy(ctx, op, dt, xg, dp.buf_elems())
             else:
                 shift_copy(ctx, x_image(n, 0), xg, dt, dp.C, dp.Hb - 2 * ph, dp.W - 2 * pw, dp.H, dp.W, ph, pw)
-            FT.emit_grad_image(ctx, dp, xg, t, dp.OH * dp.OW if ft_passed is not None else trs, dwT)
+            FT.emit_grad_image(ctx, dp, xg, t, dp.OH * dp.OW if ft_passed is not None else trs, dwT,
+                               streamed=gep(b, prog_ptrs[ft_passed], U.mul(b, B, pimg), et)
+                               if ft_passed is not None else None)
+            if ft_passed is not None:   # after the kernel, which streams t from memory as it computes
+                _add_plane_sums(ctx, dt, t, K, U.mul(b, OH, OW), gb64, name="gbk_passed_fewtaps")
         elif dp is not None:
             DG.emit_weight_grad_image(ctx, dp, x_image(n, 0).ptr, t, offs, dwT)
         elif rp is not None:

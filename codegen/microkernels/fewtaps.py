@@ -41,6 +41,8 @@ from .directconv_grad import lane_masks
 MIN_EFFICIENCY = 0.5   # useful share of the computed output lanes below which the caller uses im2col
 MAX_NV = 6             # output vectors per forward tile
 MAX_MK = 6             # filters per weight-gradient block
+PREFETCH_LINE = 64     # bytes a prefetch brings (a cache line of x86-64 and of most aarch64 cores)
+MAX_AHEAD = 4          # lines prefetched per vector read, at most (with fewer taps it is memory-bound anyway)
 
 
 def _round_up(n, m):
@@ -288,17 +290,20 @@ def emit_image(ctx, p, x_img, wp, out):
 
 # -- weight gradient ----------------------------------------------------------------------------------
 
-def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
-    """void dw(x, top, dwv): dwv[(i*P + t0 + t)*L : +L] += sum over output vectors v of
+def _dw_kernel(module, p, mk, t0, nt, trs, masked_top, ahead=0):
+    """void dw(x, top, dwv[, pf]): dwv[(i*P + t0 + t)*L : +L] += sum over output vectors v of
     top[i*trs + out(v) : +L] * x[in(v) + offset(t0 + t) : +L], i < mk, t < nt (top lanes outside
-    the row loaded as 0 when masked_top)."""
+    the row loaded as 0 when masked_top). ahead > 0: for each vector it reads of a filter's top,
+    the kernel also prefetches the next `ahead` lines from pf on."""
     name = (f"symcnn_fewtaps_dw_{p.dtype}_{p.mode}_{mk}x{nt}_t{t0}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
-            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{trs}{'_m' if masked_top else ''}{p.dilation_tag()}")
+            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{trs}{'_m' if masked_top else ''}{f'_pf{ahead}' if ahead else ''}"
+            f"{p.dilation_tag()}")
     fn = library.existing(module, name)
     if fn is not None:
         return fn
-    fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR])
-    x, top, dwv = fn.args
+    fn, b = kernel_function(module, name, [U.PTR] * (4 if ahead else 3))
+    x, top, dwv = fn.args[:3]
+    prefetch = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32]) if ahead else None
     et = U.ll_type(p.dtype)
     L = p.L
     vec = Vec(module, p.dtype, L)
@@ -309,6 +314,10 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
     step = loop.i
     accs = [list(r) for r in loop.accs]
     for jv in range(per):
+        for q in range(ahead):   # (a read hint: it never faults, wherever the caller points it)
+            line = b.gep(fn.args[3], [b.mul(b.add(b.mul(step, U.i64(per * ahead)), U.i64(jv * ahead + q)),
+                                            U.i64(PREFETCH_LINE))], source_etype=ir.IntType(8))
+            b.call(prefetch, [line, ir.Constant(U.I32, 0), ir.Constant(U.I32, 3), ir.Constant(U.I32, 1)])
         # the image lanes that are not outputs are loaded as 0 (an Inf there must not meet a 0 of top)
         if p.mode == "rows":
             xin = b.add(b.mul(step, U.i64(p.W)), U.i64(jv * L))
@@ -346,18 +355,35 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top):
     return fn
 
 
-def emit_grad_image(ctx, p, x_img, top, trs, dwv, masked_top=False):
+def emit_grad_image(ctx, p, x_img, top, trs, dwv, masked_top=False, streamed=None):
     """dwv[k][t][:] += the lane partials of sum over outputs of top[k] * x at tap t, for one
     bordered image x_img and its output gradient top (filter k's plane at top + k*trs, in p's
-    layout; zero at the lanes that are not outputs unless masked_top)."""
+    layout; zero at the lanes that are not outputs unless masked_top). streamed: the end of the
+    array top is in, when top is read from memory (one image of a batch's dense output gradient,
+    the next image after it): the kernels of a block of filters prefetch the next block's planes
+    as they compute (none past that end)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     kb = [(k0, min(p.MK, p.K - k0)) for k0 in range(0, p.K, p.MK)]
     tb = [(t0, min(p.NT, p.P - t0)) for t0 in range(0, p.P, p.NT)]
+    # the first kernel of a block reads its planes from memory, the rest from cache: spread over
+    # the block's kernels, the next block's lines arrive while they compute (`ahead` lines per
+    # vector read, each kernel a window of them: the block's kernels cover its planes)
+    steps, per = (p.OH, p.nvr) if p.mode == "rows" else (p.nvec, 1)
+    line = PREFETCH_LINE // U.itemsize(p.dtype)
+    ahead = -(-p.MK * trs // (len(tb) * steps * per * line))
+    ahead = ahead if streamed is not None and trs == p.OH * p.OW and ahead <= MAX_AHEAD else 0
+    window = steps * per * ahead * line
     for k0, mk in kb:
-        for t0, nt in tb:
-            fn = _dw_kernel(ctx.module, p, mk, t0, nt, trs, masked_top)
-            b.call(fn, [x_img, U.gep(b, top, k0 * trs, et), U.gep(b, dwv, k0 * p.P * p.L, et)])
+        for j, (t0, nt) in enumerate(tb):
+            fn = _dw_kernel(ctx.module, p, mk, t0, nt, trs, masked_top, ahead)
+            args = [x_img, U.gep(b, top, k0 * trs, et), U.gep(b, dwv, k0 * p.P * p.L, et)]
+            if ahead:   # (after the batch's last image: its own planes again)
+                pf = U.gep(b, top, (k0 + mk) * trs + j * window, et)
+                inside = b.icmp_unsigned("<", b.ptrtoint(U.gep(b, pf, window, et), U.I64),
+                                         b.ptrtoint(streamed, U.I64))
+                args.append(b.select(inside, pf, top))
+            b.call(fn, args)
 
 
 def partial_elems(p):

@@ -638,6 +638,27 @@ def test_few_taps_per_output_take_the_few_tap_kernels(xs, ws, conv, pool_kw, dty
     assert f"symcnn_fewtaps_dw_{dtype}_{mode}" in kernels, kernels
 
 
+# A first layer whose activation is its consumer's (the gradient passes unchanged): the few-tap weight
+# gradient reads each image's output gradient in place, and its kernels prefetch the next block of
+# filters' planes (the next image's after the last block; the batch's last image its own). (x shape,
+# W shape, conv kwargs, dtype): rows of one and two vectors, filters in whole and partial blocks,
+# batch 1 and odd batches.
+STREAMED_FEW_TAP_CASES = [
+    ((3, 3, 16, 16), (13, 3, 3, 3), dict(border_mode="half"), "float32"),
+    ((5, 3, 32, 32), (32, 3, 3, 3), dict(border_mode="half"), "float32"),
+    ((1, 2, 14, 14), (7, 2, 3, 3), dict(border_mode=(1, 2), filter_flip=False), "float64"),
+]
+
+
+@pytest.mark.parametrize("xs,ws,conv,dtype", STREAMED_FEW_TAP_CASES)
+def test_few_tap_weight_gradient_prefetches_the_passed_gradient(xs, ws, conv, dtype, target):
+    ops = conv_act_ops("identity", dtype, **dict(conv, pool=None, imshp=xs, kshp=ws))
+    assert _padded_plans(ops[0], dtype, xs, ws)[0].startswith("fewtaps"), _padded_plans(ops[0], dtype, xs, ws)
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    assert re.search(rf"define internal void @\"?symcnn_fewtaps_dw_{dtype}_\w+_pf[1-4]\b", fn.runner.ir)
+
+
 def test_few_tap_backward_verifies():
     """verify_grad of the fused op whose weight gradient runs the few-tap kernel (no input gradient:
     the gradient with respect to W and b of a first layer), a 3-channel 3x3 'half' convolution."""
