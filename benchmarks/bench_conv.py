@@ -157,10 +157,22 @@ def torch_server(threads, cpu):
 
 
 class TorchChild(JsonChild):
-    def __init__(self, threads, cpu, random=None):
+    def __init__(self, threads, cpu, random=None, convs=()):
         super().__init__([sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads)]
                          + (["--cpu"] if cpu else []) + (["--random", str(random[0]), "--seed", str(random[1])]
-                                                         if random else []))
+                                                         if random else [])
+                         + [a for spec in convs for a in ("--conv", spec)])
+
+
+def parse_conv(spec, name):
+    """A CONVS entry from "batch,C,H,W,K,k,border,stride[,dilation]" (border: valid, half, full or
+    an integer pad)."""
+    parts = spec.split(",")
+    if len(parts) not in (8, 9):
+        raise ValueError(f"--conv {spec!r}: batch,C,H,W,K,k,border,stride[,dilation]")
+    B, C, H, W, K, k = (int(v) for v in parts[:6])
+    border = int(parts[6]) if parts[6].isdigit() else parts[6]
+    return (name, B, C, H, W, K, k, border, *(int(v) for v in parts[7:]))
 
 
 def main():
@@ -173,17 +185,23 @@ def main():
     ap.add_argument("--random", type=int, default=None, metavar="N",
                     help="time N configurations drawn from the space (random_convs) instead of the list")
     ap.add_argument("--seed", type=int, default=7, help="the draw of --random")
+    ap.add_argument("--conv", action="append", default=[], metavar="SPEC",
+                    help="time this configuration instead of the list (repeatable, named c0, c1, ...): "
+                    "batch,C,H,W,K,k,border,stride[,dilation]")
     ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.random is not None:   # (the PyTorch child, given the same arguments, draws the same list)
         CONVS[:] = random_convs(args.random, args.seed)
+    if args.conv:
+        CONVS[:] = [parse_conv(spec, f"c{i}") for i, spec in enumerate(args.conv)]
     if args.torch_child:
         return torch_server(args.threads, args.cpu)
     import symcnn
     symcnn.config.num_threads = args.threads
     clock = time.thread_time if args.cpu else time.perf_counter
     child = None if args.no_torch else TorchChild(args.threads, args.cpu,
-                                                   (args.random, args.seed) if args.random is not None else None)
+                                                   (args.random, args.seed) if args.random is not None else None,
+                                                   args.conv)
     torch = child is not None and child.version is not None
     if child is not None:
         print(f"PyTorch: {child.version or 'not installed (pip install torch==2.13.0)'}; {args.threads} threads each")
