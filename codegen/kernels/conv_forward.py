@@ -255,16 +255,18 @@ def emit_direct_images(ctx, di, src, srcdt, w_dense, B, out, op):
             item_flops=flops // items.S if items and flops else flops)
 
 
-def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None):
+def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None, ahead=None):
     """The conv scratch of one image by the kernel of plan p: directconv's or the few-tap one
-    (blocks: (lo, hi) of filter_blocks(p), the direct and vectors-over-filters plans only)."""
+    (blocks: (lo, hi) of filter_blocks(p), the direct and vectors-over-filters plans only; ahead:
+    what the caller touches next, directconv.Streams' regions, which the few-tap and direct
+    kernels prefetch)."""
     if isinstance(p, FT.Plan):
         assert blocks is None
-        FT.emit_image(ctx, p, x_img, wp, conv)
+        FT.emit_image(ctx, p, x_img, wp, conv, ahead)
     elif isinstance(p, KV.Plan):
         KV.emit_image(ctx, p, x_img, wp, offs, conv, blocks)
     else:
-        D.emit_image(ctx, p, x_img, wp, offs, conv, blocks)
+        D.emit_image(ctx, p, x_img, wp, offs, conv, blocks, ahead)
 
 
 def filter_blocks(p):

@@ -519,11 +519,12 @@ class PhaseGradInputs:
     def zero_border(self, b, tbuf):
         zero_fill(b, tbuf, 0, self.top_elems, self.dtype)
 
-    def emit_image(self, ctx, top, tbuf, wp, offs, conv, dx, x=None, act=None):
+    def emit_image(self, ctx, top, tbuf, wp, offs, conv, dx, x=None, act=None, nxt=None):
         """dx (one dense (C, H, W) image) = the input gradient from top (one (K, OH, OW) Array); tbuf's
         border zeroed by the caller (zero_border). With act (a program of (x, g)) and x (the dense
         (C, H, W) input image): dx = act(x, that gradient), applied channel by channel as each
-        channel's phases are merged (in L1), not as a pass over the whole image."""
+        channel's phases are merged (in L1), not as a pass over the whole image. nxt: a region of
+        directconv.Streams the caller reads next, prefetched by the kernels with dx."""
         b = ctx.b
         dt = self.dtype
         et = U.ll_type(dt)
@@ -533,9 +534,13 @@ class PhaseGradInputs:
             for i, col in enumerate(self.cols):
                 shift_copy(ctx, top, gep(b, tbuf, i * self.K * self.Ht * self.Wr, et), dt, self.K, self.OH, self.OW,
                            self.Ht, self.Wr, self.Bh, self.Bw - col)
-        for q in self.phases:
-            if q.p is not None:
-                D.emit_image(ctx, q.p, tbuf, gep(b, wp, q.w0, et), gep(b, offs, q.o0, U.I64), gep(b, conv, q.s0, et))
+        # the phases' kernels prefetch (a share each) dx for the merge's stores, which would wait for
+        # its lines, and what the caller reads next (nxt)
+        planned = [q for q in self.phases if q.p is not None]
+        regions = [(dx, self.C * self.H * self.W * U.itemsize(dt), True)] + ([nxt] if nxt is not None else [])
+        for i, q in enumerate(planned):
+            D.emit_image(ctx, q.p, tbuf, gep(b, wp, q.w0, et), gep(b, offs, q.o0, U.I64), gep(b, conv, q.s0, et),
+                         ahead=[D.share(b, r, i, len(planned)) for r in regions])
         self._interleave(ctx, conv, dx, x, act)
 
     def _interleave(self, ctx, conv, dx, x=None, act=None):

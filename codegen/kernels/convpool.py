@@ -395,22 +395,47 @@ def _forward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, tid, n0, n1, packs,
             conv = cols   # the conv scratch
             if isinstance(di, (PhaseImages, KVecImages)):   # the activation as the image is copied (any program)
                 di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt, op.in_act)
-                emit_image(ctx, dp, xbuf, wptr, offs, conv, blocks)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv, blocks, _ahead(ctx, dt, dims, xs, n, optr))
             elif di is not None:
                 if keeps_zero(op, dt):   # the activation over the bordered copy, in cache
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, None, False), xbuf, dt)
                     activate_copy(ctx, op, dt, xbuf, dp.C * dp.H * dp.W)
                 else:
                     di.fill(ctx, activated_image(ctx, op, dt, xs, n, xa), xbuf, dt)
-                emit_image(ctx, dp, xbuf, wptr, offs, conv, blocks)
+                emit_image(ctx, dp, xbuf, wptr, offs, conv, blocks, _ahead(ctx, dt, dims, xs, n, optr))
             else:
-                emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv, blocks)
+                emit_image(ctx, dp, activated_image(ctx, op, dt, xs, n, xa).ptr, wptr, offs, conv, blocks,
+                           _ahead(ctx, dt, dims, xs, n, optr))
             rs, crs = dp.rs, dp.row_stride
         else:
             emit_im2col(ctx, g, activated_image(ctx, op, dt, xs, n, xa), cols, dt)
             emit_gemm(ctx, dt, K, g.N, g.P, Mat(wptr, g.P, 1), Mat(cols, g.N), Mat(conv, g.N), packs=pk)
             rs, crs = OW, g.N
         _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr, filters)
+
+
+def _ahead(ctx, dt, dims, xs, n, optr):
+    """What image n's forward touches next in memory, as directconv.Streams' regions: its block of
+    out, which the epilogue writes, and the next image of x, which the next copy reads (where their
+    sizes are static)."""
+    b = ctx.b
+    B, C, H, W, K, kh, kw, OH, OW, PH, PW = dims
+    out = None
+    if all(isinstance(v, int) for v in (K, PH, PW)):
+        img = K * PH * PW
+        out = (gep(b, optr, U.mul(b, n, img), U.ll_type(dt)), img * U.itemsize(dt), True)
+    return [out, _next_image(ctx, dims, xs, n)]
+
+
+def _next_image(ctx, dims, xs, n):
+    """(pointer, bytes, False) of x's image after n (n itself for the batch's last), when its size
+    is static (else None)."""
+    b = ctx.b
+    B, C, H, W = dims[:4]
+    if not all(isinstance(v, int) for v in (C, H, W)):
+        return None
+    nxt = U.smin(b, b.add(U.as_value(b, n), U.i64(1)), b.sub(U.as_value(b, B), U.i64(1)))
+    return (gep(b, xs.ptr, U.mul(b, nxt, xs.strides[0]), U.ll_type(xs.dtype)), C * H * W * U.itemsize(xs.dtype), False)
 
 
 def _epilogue(ctx, op, dt, conv, crs, rs, n, dims, bptr, optr, mptr, zptr, aptr, filters=None):
@@ -852,7 +877,8 @@ def _backward_images(ctx, op, dt, xdt, dims, xv, ptrs, parts, acc_parts, tid, n0
             gd.emit_image(ctx, Array(dt, t, [K, OH, OW], [trs, rs, 1]), gxb, wptr,
                           gep(b, offs, taps.n_offsets if taps is not None else 0, U.I64),
                           gxc, gep(b, gxptr, U.mul(b, n, img), et),
-                          gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act)
+                          gep(b, xs.ptr, U.mul(b, n, img), et) if op.gx_act is not None else None, op.gx_act,
+                          nxt=_next_image(ctx, dims, xs, n))
         elif gxptr is not None and grouped:
             bordered_copy(ctx, Array(dt, t, [K, OH, OW], [trs, rs, 1]),
                           gep(b, gxb, U.mul(b, slot, gd.p.C * gd.p.Hb * gd.p.Wb), et), gd)

@@ -185,6 +185,90 @@ def broadcast_fmas(b, vec, base, deltas, vectors, accs, et):
     return new
 
 
+PREFETCH_LINE = 64    # bytes a prefetch brings (a cache line of x86-64 and of most aarch64 cores)
+
+
+def prefetch_spread(module, b, pf, lines, i, count, write=False, locality=2):
+    """In iteration i (an i64) of a loop of `count` iterations (an int): prefetch this iteration's
+    share of the `lines` cache lines from pf on (an int), so that all of them are asked for by the
+    loop's end, ceil(lines / count) an iteration. A hint: it never faults."""
+    fn = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32])
+    for q in range(-(-lines // count)):
+        line = U.as_value(b, spread_line(b, i, q, lines, count))
+        b.call(fn, [b.gep(pf, [b.mul(line, U.i64(PREFETCH_LINE))], source_etype=ir.IntType(8)),
+                    ir.Constant(U.I32, int(write)), ir.Constant(U.I32, locality), ir.Constant(U.I32, 1)])
+
+
+def _udiv(b, x, d):
+    return x // d if isinstance(x, int) else b.udiv(x, U.i64(d))
+
+
+def spread_line(b, i, q, lines, count):
+    """The line prefetch q of iteration i asks for (prefetch_spread; i an int or an i64): the virtual
+    index i*per + q of count*per, per = ceil(lines / count), mapped onto the lines."""
+    per = -(-lines // count)
+    return _udiv(b, U.mul(b, U.add(b, U.mul(b, i, per), q), lines), count * per)
+
+
+def window_lines(region, ncalls):
+    """The lines of each of the ncalls windows of region (pointer, bytes: an int, ...; None: 0)."""
+    return 0 if region is None else -(-(-(-region[1] // PREFETCH_LINE)) // ncalls)
+
+
+def prefetch_window(b, region, ncalls, j):
+    """The first line of call j's window (an i64 call index) of the ncalls windows that cut region
+    (pointer, bytes: an int, ...) into whole lines in order (the last ones moved back inside it)."""
+    at = U.as_value(b, window_first(b, j, region[1], ncalls))
+    return b.gep(region[0], [b.mul(at, U.i64(PREFETCH_LINE))], source_etype=ir.IntType(8))
+
+
+def window_first(b, j, nbytes, ncalls):
+    """The first line of window j (an int or an i64) of a region of nbytes cut into ncalls windows."""
+    total = -(-nbytes // PREFETCH_LINE)
+    lines = window_lines((None, nbytes), ncalls)
+    return U.smin(b, U.mul(b, j, lines), max(0, total - lines))
+
+
+class Streams:
+    """Regions a caller touches next, (pointer, bytes: an int, write: bool) each (None entries
+    dropped: the image's outputs its epilogue writes, the next image its copy reads), spread over
+    the ncalls kernel calls of an image: every call prefetches its window of each region as it
+    computes, instead of the first loop that touches a line waiting for it.
+
+        st = Streams(regions, ncalls)
+        kernel = make(..., st.key)             # the kernel's static part: (lines, write) per region
+        b.call(kernel, args + st.args(b, j))   # call j's windows
+    """
+
+    def __init__(self, regions, ncalls):
+        self.regions = [r for r in regions or () if r is not None and r[1] > 0]
+        self.ncalls = ncalls
+        self.key = tuple((window_lines(r, ncalls), bool(r[2])) for r in self.regions)
+
+    def args(self, b, j):
+        return [prefetch_window(b, r, self.ncalls, j) for r in self.regions]
+
+
+def share(b, region, i, n):
+    """Share i of n of region (pointer, bytes: an int, write), in whole lines (None: nothing left)."""
+    first, size = share_bounds(region[1], i, n)
+    if size == 0:
+        return None
+    return (b.gep(region[0], [U.i64(first)], source_etype=ir.IntType(8)), size, region[2])
+
+
+def share_bounds(nbytes, i, n):
+    """(first byte, bytes) of share i of n of nbytes, whole lines but the last."""
+    part = -(-nbytes // (n * PREFETCH_LINE)) * PREFETCH_LINE
+    first = min(i * part, nbytes)
+    return first, min(part, nbytes - first)
+
+
+def streams_tag(key):
+    """The part of a kernel's name that says what it prefetches."""
+    return "_pf" + "".join(f"{'w' if w else 'r'}{n}" for n, w in key) if key else ""
+
+
 class AccLoop:
     """for (i = 0; i < count; i++) carrying rows x cols vector accumulators (from zero) as phis:
 
@@ -229,23 +313,25 @@ class AccLoop:
         b.position_at_end(self.done)
 
 
-def _microkernel(module, p, taps=None, accumulate=False, full=False):
-    """void ukr(x_img, wp_block, offs, out, t0): conv scratch rows [MR] x one tile, from tile t0
-    (wide: first q; rows: first output row), over `taps` taps (default all P); accumulate: added to
-    what out holds (a later block of taps). full (wide): the tile lies inside the image, its loads
+def _microkernel(module, p, taps=None, accumulate=False, full=False, streams=()):
+    """void ukr(x_img, wp_block, offs, out, t0[, pf...]): conv scratch rows [MR] x one tile, from tile
+    t0 (wide: first q; rows: first output row), over `taps` taps (default all P); accumulate: added
+    to what out holds (a later block of taps). full (wide): the tile lies inside the image, its loads
     unmasked (with 16 vector registers, AVX2, LLVM rebuilt the masks at every tap: a 1x1 layer's
-    128 -> 128 forward ran at 27 % of the machine's peak)."""
+    128 -> 128 forward ran at 27 % of the machine's peak). streams: Streams.key, (lines, write) of
+    each pointer pf: the kernel also prefetches them, spread over its taps."""
     taps = p.P if taps is None else taps
     layout = "rows_whole" if whole_rows(p) else "wide_full" if p.mode == "wide" and full else p.mode
     name = f"symcnn_dconv_{p.dtype}_{layout}_{p.MR}x{p.NV}_W{p.W}_OW{p.OW}_OH{p.OH}_P{p.P}_{p.row_stride}"
     if taps != p.P or accumulate:
         name += f"_T{taps}{'a' if accumulate else ''}"
+    name += streams_tag(streams)
     fn = library.existing(module, name)
     if fn is not None:
         return fn
     P_, I64 = U.PTR, U.I64
-    fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64])
-    x, wp, offs, out, t0 = fn.args
+    fn, b = kernel_function(module, name, [P_, P_, P_, P_, I64] + [P_] * len(streams))
+    x, wp, offs, out, t0 = fn.args[:5]
     et = U.ll_type(p.dtype)
     L, MR, NV = p.L, p.MR, p.NV
     vec = Vec(module, p.dtype, L)
@@ -277,6 +363,8 @@ def _microkernel(module, p, taps=None, accumulate=False, full=False):
     loop = AccLoop(b, "t", taps, MR, NV, vec, init)
     loop.enter()
     t, accs = loop.i, loop.accs
+    for pf, (lines, write) in zip(fn.args[5:], streams):
+        prefetch_spread(module, b, pf, lines, t, taps, write=write)
     off = b.load(b.gep(offs, [t], source_etype=I64), typ=I64)
     vecs = []
     if p.mode == "wide":
@@ -338,30 +426,34 @@ def whole_rows(p):
     return p.mode == "rows" and p.G > 1 and p.W == p.OW and p.OH % p.tile == 0
 
 
-def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None):
+def emit_image(ctx, p, x_img, wp, offs, conv, blocks=None, ahead=None):
     """conv[k*row_stride + q] for k < nkb*MR, every q of the layout, of one image (blocks: (lo, hi),
-    i64 values: the filter blocks lo <= kb < hi only, the rest of conv left as it is)."""
+    i64 values: the filter blocks lo <= kb < hi only, the rest of conv left as it is). ahead (blocks
+    None): the regions of Streams, which the kernels prefetch as they compute."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     T = p.tap_block
+    ntb = -(-p.P // T)
+    st = Streams(ahead if blocks is None else None, p.ntiles * ntb * p.nkb)
     # wide: the tiles inside the image first, unmasked, then the one that runs past its end
     nfull = p.n_out // p.tile if p.mode == "wide" else 0
     for start, stop, full in ((0, nfull, True), (nfull, p.ntiles, False)):
         if stop <= start:
             continue
-        first = _microkernel(ctx.module, p, T, full=full)
-        rest = _microkernel(ctx.module, p, T, accumulate=True, full=full) if T < p.P else None
+        first = _microkernel(ctx.module, p, T, full=full, streams=st.key)
+        rest = _microkernel(ctx.module, p, T, accumulate=True, full=full, streams=st.key) if T < p.P else None
         with U.for_range(b, stop, start=start, name="dt") as ti:
             t0 = b.mul(ti, U.i64(p.tile))
             q0 = t0 if p.mode == "wide" else b.mul(t0, U.i64(p.OW))
             # blocks of taps outside the filter blocks: one block's image rows stay in L1 for all of them
-            for tb in range(0, p.P, T):
+            for ib, tb in enumerate(range(0, p.P, T)):
                 for kb in range(p.nkb):
                     w = b.gep(wp, [U.i64((kb * p.P + tb) * p.MR)], source_etype=et)
                     o = b.gep(conv, [b.add(U.i64(kb * p.MR * p.row_stride), q0)], source_etype=et)
                     tofs = b.gep(offs, [U.i64(tb)], source_etype=U.I64) if tb else offs
                     if blocks is None:
-                        b.call(rest if tb else first, [x_img, w, tofs, o, t0])
+                        j = b.add(b.mul(ti, U.i64(ntb * p.nkb)), U.i64(ib * p.nkb + kb))
+                        b.call(rest if tb else first, [x_img, w, tofs, o, t0] + st.args(b, j))
                         continue
                     mine = b.and_(b.icmp_unsigned("<=", blocks[0], U.i64(kb)), b.icmp_unsigned(">", blocks[1], U.i64(kb)))
                     with b.if_then(mine):

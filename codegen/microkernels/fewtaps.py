@@ -35,13 +35,12 @@ from .. import library
 from .. import irutil as U
 from .. import target as targets
 from ..irutil import lanes
-from .directconv import AccLoop, Vec, kernel_function, max_accumulators
+from .directconv import PREFETCH_LINE, AccLoop, Streams, Vec, kernel_function, max_accumulators, streams_tag
 from .directconv_grad import lane_masks
 
 MIN_EFFICIENCY = 0.5   # useful share of the computed output lanes below which the caller uses im2col
 MAX_NV = 6             # output vectors per forward tile
 MAX_MK = 6             # filters per weight-gradient block
-PREFETCH_LINE = 64     # bytes a prefetch brings (a cache line of x86-64 and of most aarch64 cores)
 MAX_AHEAD = 4          # lines prefetched per vector read, at most (with fewer taps it is memory-bound anyway)
 
 
@@ -196,20 +195,25 @@ def _tile_vectors(p, nv):
     return [(j * L, j * L, None) for j in range(nv)]
 
 
-def _fwd_kernel(module, p, mr, nv):
-    """void fwd(x, wp, out, last): out[i*row_stride + o_j] = sum over taps t of wp[t*MR + i] *
+def _fwd_kernel(module, p, mr, nv, streams=()):
+    """void fwd(x, wp, out, last[, pf...]): out[i*row_stride + o_j] = sum over taps t of wp[t*MR + i] *
     x[x_j + offset(t)] for i < mr filters and the tile's nv vectors j (offsets x_j, o_j from
     _tile_vectors: constants, so every load and store is one base plus a displacement); last: the
-    lanes kept of the tile's last vector when it may end a row of a masked layout.
+    lanes kept of the tile's last vector when it may end a row of a masked layout. streams:
+    directconv.Streams.key, (lines, write) of each pointer pf: prefetched, spread over the taps.
     One tile per call: inside a loop over tiles, LLVM would hoist the mr*P weight broadcasts out of
     it and keep them spilled on the stack."""
     name = (f"symcnn_fewtaps_fwd_{p.dtype}_{p.mode}_{mr}x{nv}_MR{p.MR}_C{p.C}_k{p.kh}x{p.kw}_H{p.H}_W{p.W}"
-            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{p.row_stride}{p.dilation_tag()}")
+            f"_O{p.OH}x{p.OW}_rs{p.rs}_ks{p.row_stride}{streams_tag(streams)}{p.dilation_tag()}")
     fn = library.existing(module, name)
     if fn is not None:
         return fn
-    fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR, U.I64])
-    x, wp, out, last = fn.args
+    fn, b = kernel_function(module, name, [U.PTR, U.PTR, U.PTR, U.I64] + [U.PTR] * len(streams))
+    x, wp, out, last = fn.args[:4]
+    prefetch = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32])
+    # (the taps are unrolled) line q of a stream goes before tap q*P // lines
+    at_tap = [[(pf, q, w) for pf, (lines, w) in zip(fn.args[4:], streams) for q in range(lines)
+               if q * p.P // lines == t] for t in range(p.P)]
     et = U.ll_type(p.dtype)
     L = p.L
     vec = Vec(module, p.dtype, L)
@@ -217,6 +221,9 @@ def _fwd_kernel(module, p, mr, nv):
     vectors = _tile_vectors(p, nv)
     accs = [[vec.zero] * nv for _ in range(mr)]
     for t in range(p.P):
+        for pf, q, w in at_tap[t]:
+            b.call(prefetch, [b.gep(pf, [U.i64(q * PREFETCH_LINE)], source_etype=ir.IntType(8)),
+                              ir.Constant(U.I32, int(w)), ir.Constant(U.I32, 2), ir.Constant(U.I32, 1)])
         off = p.tap_offset(t)
         xs = [b.load(b.gep(x, [U.i64(xo + off)], source_etype=et), typ=vec.t, align=vec.size)
               for xo, _, _ in vectors]
@@ -269,23 +276,32 @@ def _tile_start(b, p, t, first):
     return b.add(b.mul(i, U.i64(p.W)), jv), b.add(b.mul(i, U.i64(p.rs)), jv), last
 
 
-def emit_image(ctx, p, x_img, wp, out):
+def emit_image(ctx, p, x_img, wp, out, ahead=None):
     """out[k*row_stride + out(v)] for k < K and every output vector v of one bordered image x_img,
-    with the weights wp packed by directconv.pack_weights ([nkb][P][MR], flipped as p.flip says)."""
+    with the weights wp packed by directconv.pack_weights ([nkb][P][MR], flipped as p.flip says).
+    ahead: the regions of directconv.Streams (what the caller touches next: the image's outputs
+    its epilogue writes), prefetched by the kernels as they compute (a first layer's outputs are
+    large: with few taps, writing them took as long as computing them)."""
     b = ctx.b
     et = U.ll_type(p.dtype)
     full, tail = divmod(p.K, p.MR)
     blocks = [(kb, p.MR if kb < full else tail) for kb in range(full + (1 if tail else 0))]
-    first = 0
+    st = Streams(ahead, sum(count for count, _ in tiles(p)) * len(blocks))
+    if sum(n for n, _ in st.key) > MAX_AHEAD * p.P:   # (more than the taps can spread: memory-bound anyway)
+        st = Streams(None, 1)
+    first = called = 0
     for count, nv in tiles(p):
         with U.for_range(b, count, name="ftile") as t:
             xo, oo, last = _tile_start(b, p, t, first)
             xt = b.gep(x_img, [xo], source_etype=et)
-            for kb, mr in blocks:
-                b.call(_fwd_kernel(ctx.module, p, mr, nv),
+            for i, (kb, mr) in enumerate(blocks):
+                j = b.add(U.i64(called + i), b.mul(t, U.i64(len(blocks))))
+                b.call(_fwd_kernel(ctx.module, p, mr, nv, st.key),
                        [xt, U.gep(b, wp, kb * p.P * p.MR, et),
-                        b.gep(out, [b.add(oo, U.i64(kb * p.MR * p.row_stride))], source_etype=et), last])
+                        b.gep(out, [b.add(oo, U.i64(kb * p.MR * p.row_stride))], source_etype=et), last]
+                       + st.args(b, j))
         first += count * nv
+        called += count * len(blocks)
 
 
 # -- weight gradient ----------------------------------------------------------------------------------

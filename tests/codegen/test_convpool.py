@@ -640,7 +640,8 @@ def test_few_taps_per_output_take_the_few_tap_kernels(xs, ws, conv, pool_kw, dty
 
 # A first layer whose activation is its consumer's (the gradient passes unchanged): the few-tap weight
 # gradient reads each image's output gradient in place, and its kernels prefetch the next block of
-# filters' planes (the next image's after the last block; the batch's last image its own). (x shape,
+# filters' planes (the next image's after the last block; the batch's last image its own); the
+# forward's kernels prefetch, for writing, the image's outputs that its epilogue stores. (x shape,
 # W shape, conv kwargs, dtype): rows of one and two vectors, filters in whole and partial blocks,
 # batch 1 and odd batches.
 STREAMED_FEW_TAP_CASES = [
@@ -651,12 +652,27 @@ STREAMED_FEW_TAP_CASES = [
 
 
 @pytest.mark.parametrize("xs,ws,conv,dtype", STREAMED_FEW_TAP_CASES)
-def test_few_tap_weight_gradient_prefetches_the_passed_gradient(xs, ws, conv, dtype, target):
+def test_first_layer_kernels_prefetch_what_comes_next(xs, ws, conv, dtype, target):
     ops = conv_act_ops("identity", dtype, **dict(conv, pool=None, imshp=xs, kshp=ws))
     assert _padded_plans(ops[0], dtype, xs, ws)[0].startswith("fewtaps"), _padded_plans(ops[0], dtype, xs, ws)
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
     fn = _check(xs, ws, ops, dtype, **tol)
     assert re.search(rf"define internal void @\"?symcnn_fewtaps_dw_{dtype}_\w+_pf[1-4]\b", fn.runner.ir)
+    assert re.search(rf"define internal void @\"?symcnn_fewtaps_fwd_{dtype}_\w+_pfw[0-9]+r[0-9]+\b", fn.runner.ir)
+
+
+@pytest.mark.parametrize("xs,ws,dtype", [((6, 16, 16, 16), (16, 16, 3, 3), "float32"),
+                                         ((5, 8, 12, 13), (6, 8, 3, 3), "float64")])
+def test_strided_forward_kernels_prefetch_outputs_and_the_next_image(xs, ws, dtype, monkeypatch):
+    """A strided layer's forward on the phase images, image by image: its direct kernels prefetch the
+    image's outputs (which its epilogue writes) and the next image (which the next phase split reads),
+    and everything matches the reference (the batch's last image prefetches itself)."""
+    _phase_forwards(monkeypatch)
+    ops = conv_act_ops("relu", dtype, **dict(border_mode="half", subsample=(2, 2), pool=None, imshp=xs, kshp=ws))
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = _check(xs, ws, ops, dtype, **tol)
+    kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_{}_[A-Za-z0-9_]+)".format(dtype), fn.runner.ir))
+    assert any(f"_P{xs[1] * ws[2] * ws[3]}_" in k and re.search(r"_pfw[0-9]+r[0-9]+$", k) for k in kernels), kernels
 
 
 def test_few_tap_backward_verifies():
@@ -930,10 +946,13 @@ def _check_phase_kernels(xs, ws, conv, pool_kw, dtype, act):
     kernels = set(re.findall(r"define internal void @\"?(symcnn_dconv_[A-Za-z0-9_]+)", fn.runner.ir))
     assert any(k.startswith(f"symcnn_dconv_{dtype}_{_layout(di.p)}_") and f"_W{di.p.W}_" in k
                and f"_P{xs[1] * ws[2] * ws[3]}_" in k for k in kernels), kernels
+    # each phase's kernel prefetches, as it computes, its share of dx (which the merge writes next)
+    # and of the next image (which the next image's copy reads)
     for q in gx.phases:
         if q.p is not None:
             assert any(k.startswith(f"symcnn_dconv_{dtype}_{_layout(q.p)}_") and f"_W{q.p.W}_OW{q.V}_OH{q.U}_" in k
-                       and f"_P{ws[0] * q.Ah * q.Aw}_" in k for k in kernels), (q.U, q.V, kernels)
+                       and f"_P{ws[0] * q.Ah * q.Aw}_" in k and re.search(r"_pfw[0-9]+r[0-9]+$", k)
+                       for k in kernels), (q.U, q.V, kernels)
     return di, gx
 
 

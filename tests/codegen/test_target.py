@@ -3,6 +3,7 @@ key, and code for a machine this one is not (AArch64 objects, emitted only)."""
 import dataclasses
 import os
 import platform
+import re
 import struct
 import subprocess
 import sys
@@ -164,6 +165,30 @@ def test_lenet_compiles_for_aarch64(lenet, cpu):
         (machine,) = struct.unpack("<H", obj[18:20])
         assert machine == _ELF_AARCH64, (name, machine)
         assert len(obj) > 10_000, name
+
+
+def test_prefetching_conv_kernels_compile_for_aarch64():
+    """A first layer's few-tap kernels and a strided layer's phase kernels, which prefetch what their
+    callers touch next (llvm.prefetch: PRFM on AArch64), compile to an AArch64 object."""
+    from codegen.build import build_module
+    from symcnn.tensor.nnet import conv2d
+    rng = np.random.RandomState(0)
+    x = T.tensor4("x")
+    w1 = symcnn.shared((0.1 * rng.standard_normal((8, 3, 3, 3))).astype("float32"))
+    w2 = symcnn.shared((0.1 * rng.standard_normal((8, 8, 3, 3))).astype("float32"))
+    h = T.maximum(conv2d(x, w1, input_shape=(4, 3, 16, 16), filter_shape=(8, 3, 3, 3), border_mode="half"), 0)
+    out = T.maximum(conv2d(h, w2, input_shape=(4, 8, 16, 16), filter_shape=(8, 8, 3, 3), border_mode="half",
+                           subsample=(2, 2)), 0)
+    cost = out.sum()
+    fn = symcnn.function([x], cost, updates=[(w, w - 0.1 * g) for w, g in zip((w1, w2), T.grad(cost, [w1, w2]))])
+    t = targets.resolve("generic", triple=AARCH64)
+    with targets.using(t):
+        updates = [(fn.maker.fgraph.inputs.index(sv), fn.n_outputs + k) for k, sv in enumerate(fn.update_targets)]
+        text = build_module(fn.maker.fgraph, updates).ir_text
+    assert re.search(r"symcnn_fewtaps_fwd_\w+_pfw[0-9]+", text) and re.search(r"symcnn_dconv_\w+_pfw[0-9]+r[0-9]+", text)
+    assert "llvm.x86" not in text
+    obj = emit_object(fn, t)
+    assert obj[:4] == b"\x7fELF" and struct.unpack("<H", obj[18:20])[0] == _ELF_AARCH64
 
 
 def test_aarch64_ir_has_no_x86_intrinsics(lenet):
