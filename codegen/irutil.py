@@ -163,8 +163,10 @@ def flag_value(b, flag):
 
 
 @contextmanager
-def for_range(b, stop, start=0, step=1, name="i"):
-    """for (i = start; i < stop; i += step): the body is emitted inside the with-block."""
+def for_range(b, stop, start=0, step=1, name="i", fold_tail=False):
+    """for (i = start; i < stop; i += step): the body is emitted inside the with-block.
+    fold_tail: LLVM's vectoriser is asked to run the iterations past the last whole vector as one
+    masked vector step, not one by one (short rows: 13 values were 13 scalar steps)."""
     if isinstance(stop, int) and isinstance(start, int) and stop - start == 1 and step == 1:
         yield i64(start)
         return
@@ -178,8 +180,19 @@ def for_range(b, stop, start=0, step=1, name="i"):
     yield idx
     nxt = b.add(idx, step_v)
     idx.add_incoming(nxt, b.block)
-    b.branch(header)
+    latch = b.branch(header)
+    if fold_tail:
+        _fold_tail(b.module, latch)
     b.position_at_end(end)
+
+
+def _fold_tail(module, latch):
+    """Loop metadata on the latch branch: vectorise, with the tail folded into masked steps."""
+    def hint(name):
+        return module.add_metadata([ir.MetaDataString(module, name), ir.Constant(ir.IntType(1), 1)])
+    loop_id = ir.values.MDValue(module, [], name=str(len(module.metadata)))
+    loop_id.operands = (loop_id, hint("llvm.loop.vectorize.enable"), hint("llvm.loop.vectorize.predicate.enable"))
+    latch.set_metadata("llvm.loop", loop_id)
 
 
 def loop_blocks(b, name):

@@ -12,7 +12,7 @@ from symcnn.tensor.nnet.conv_epilogue import program_of
 from symcnn.tensor.nnet.convpool import ConvPoolAct, ConvPoolActGrad
 from symcnn.tensor.signal import pool
 
-from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_apply, conv_act_ops
+from tests.helpers import CONV_ACTIVATIONS, check_native_vs_reference, conv_act_apply, conv_act_ops, target  # noqa: F401
 
 MODES = ["max", "average_inc_pad", "average_exc_pad", "sum"]
 
@@ -228,3 +228,29 @@ def test_debug_mode_runs_a_train_graph():
     fn = symcnn.function([x], [cost] + T.grad(cost, [x, W, b]), mode="debug")
     assert any(isinstance(n.op, ConvPoolAct) and n.op.order == "act_pool" for n in fn.fgraph.toposort())
     fn(rng.randint(-2, 3, (3, 2, 9, 10)).astype("float32"))
+
+
+@pytest.mark.parametrize("xs,ws", [((3, 2, 13, 14), (5, 2, 3, 4)),    # conv rows of 11
+                                   ((3, 6, 14, 14), (16, 6, 5, 5)),   # of 10, the forward by im2col
+                                   ((2, 2, 20, 21), (3, 2, 3, 3))])   # of 19
+def test_rows_shorter_than_a_vector_fold_into_masked_steps(xs, ws, target):
+    """The epilogue, the derivative pass and im2col's rows shorter than the target's vector ask LLVM
+    for one masked vector step a row (loop metadata), not a loop that would run them value by value;
+    longer rows are left to its usual choice; both match the reference."""
+    ops = _ops("maximum", "float32", {}, dict(ws=(2, 2)), True, xs, ws)
+    fwd, bwd, _ = ops
+    x, W, b, g = _symbols("float32")
+    fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
+    xv, Wv, bv = _values(xs, ws, "float32")
+    ref = symcnn.function([x, W, b], fouts, mode="reference")(xv, Wv, bv)
+    gv = np.random.RandomState(3).standard_normal(ref[0].shape).astype("float32")
+    fn = check_native_vs_reference([x, W, b, g], fouts + grads, [xv, Wv, bv, gv], rtol=1e-4, atol=1e-5)[0]
+    ow = xs[3] - ws[3] + 1
+    short = ow < target.lanes("float32")
+    assert ("llvm.loop.vectorize.predicate.enable" in fn.runner.ir) == short, ow
+    # the forward alone by im2col: its epilogue runs over whole planes, im2col's rows are the conv's
+    from codegen.kernels.convpool import forward_variant
+    oh = xs[2] - ws[2] + 1
+    if short and forward_variant(fwd, "float32", [xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], oh, ow,
+                                                  oh // 2, ow // 2]) == "im2col":
+        assert "llvm.loop.vectorize.predicate.enable" in symcnn.function([x, W, b], fouts).runner.ir
