@@ -186,6 +186,13 @@ def for_range(b, stop, start=0, step=1, name="i", fold_tail=False):
     b.position_at_end(end)
 
 
+def fold_tail_pays(n, dtype):
+    """Whether a loop over a row of n values (a static int) should run as masked vector steps
+    (for_range's fold_tail): rows shorter than a vector, which LLVM's vectoriser leaves to a scalar
+    loop. (Folding the tail of longer rows, 30 values with 16 lanes, measured no faster.)"""
+    return isinstance(n, int) and 0 < n < lanes(dtype)
+
+
 def _fold_tail(module, latch):
     """Loop metadata on the latch branch: vectorise, with the tail folded into masked steps."""
     def hint(name):

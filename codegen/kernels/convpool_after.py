@@ -29,12 +29,6 @@ def activation(op, dt):
     return Composite(1, [(ts.identity, (0,), (dt,), dt)])
 
 
-def _short(n, dt):
-    """Rows of n values shorter than a vector: their loops vectorised as one masked step (a loop with
-    whole vectors and a scalar tail ran such rows one value at a time)."""
-    return isinstance(n, int) and n < U.lanes(dt)
-
-
 def bias_act(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, outs, in_place=False):
     """act(tile[k*tile_row + i*row + j] + b[k]) stored at `base` of every dense (K, OH, OW) block of
     outs, and back into the tile when in_place; z (the biased sum) too when zptr is given."""
@@ -53,7 +47,7 @@ def bias_act(ctx, op, dt, tile, tile_row, row, base, K, OH, OW, bptr, zptr, outs
             o = U.add(b, kbase, U.mul(b, i, OW))
             zrow = gep(b, zptr, o, et) if zptr is not None else None
             orows = [gep(b, q, o, et) for q in outs]
-            with U.for_range(b, OW, name="aj", fold_tail=_short(OW, dt)) as j:
+            with U.for_range(b, OW, name="aj", fold_tail=U.fold_tail_pays(OW, dt)) as j:
                 src = gep(b, trow, j, et)
                 v = b.load(src, typ=et)
                 if bk is not None:
@@ -91,7 +85,7 @@ def act_grad_in_tile(ctx, op, dt, top, tile_row, row, base, K, OH, OW, zptr, apt
             trow = gep(b, tk, U.mul(b, i, row), et)
             o = U.add(b, kbase, U.mul(b, i, OW))
             rows = [gep(b, q, o, et) if q is not None else None for q in (zptr, aptr)]
-            with U.for_range(b, OW, name="gj", fold_tail=_short(OW, dt)) as j:
+            with U.for_range(b, OW, name="gj", fold_tail=U.fold_tail_pays(OW, dt)) as j:
                 dst = gep(b, trow, j, et)
                 vals = [b.load(gep(b, r, j, et), typ=et) if r is not None else zero for r in rows]
                 if op.recompute_act:
