@@ -190,7 +190,7 @@ PREFETCH_LINE = 64    # bytes a prefetch brings (a cache line of x86-64 and of m
 
 def prefetch_spread(module, b, pf, lines, i, count, write=False, locality=2):
     """In iteration i (an i64) of a loop of `count` iterations (an int): prefetch this iteration's
-    share of the `lines` cache lines from pf on (an int), so that all of them are asked for by the
+    share of the `lines` cache lines (an int) from pf on, so that all of them are asked for by the
     loop's end, ceil(lines / count) an iteration. A hint: it never faults."""
     fn = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32])
     for q in range(-(-lines // count)):
