@@ -651,8 +651,12 @@ STREAMED_FEW_TAP_CASES = [
 ]
 
 
+@pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("xs,ws,conv,dtype", STREAMED_FEW_TAP_CASES)
-def test_first_layer_kernels_prefetch_what_comes_next(xs, ws, conv, dtype, target):
+def test_first_layer_kernels_prefetch_what_comes_next(xs, ws, conv, dtype, n_threads, target, monkeypatch):
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(symcnn.config, "num_threads", n_threads)
     ops = conv_act_ops("identity", dtype, **dict(conv, pool=None, imshp=xs, kshp=ws))
     assert _padded_plans(ops[0], dtype, xs, ws)[0].startswith("fewtaps"), _padded_plans(ops[0], dtype, xs, ws)
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
@@ -661,12 +665,17 @@ def test_first_layer_kernels_prefetch_what_comes_next(xs, ws, conv, dtype, targe
     assert re.search(rf"define internal void @\"?symcnn_fewtaps_fwd_{dtype}_\w+_pfw[0-9]+r[0-9]+\b", fn.runner.ir)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("xs,ws,dtype", [((6, 16, 16, 16), (16, 16, 3, 3), "float32"),
                                          ((5, 8, 12, 13), (6, 8, 3, 3), "float64")])
-def test_strided_forward_kernels_prefetch_outputs_and_the_next_image(xs, ws, dtype, monkeypatch):
+def test_strided_forward_kernels_prefetch_outputs_and_the_next_image(xs, ws, dtype, n_threads, monkeypatch):
     """A strided layer's forward on the phase images, image by image: its direct kernels prefetch the
     image's outputs (which its epilogue writes) and the next image (which the next phase split reads),
-    and everything matches the reference (the batch's last image prefetches itself)."""
+    and everything matches the reference (the batch's last image prefetches itself; a thread's last
+    image the next thread's first), on 1 to 3 threads."""
+    from tests.helpers import allow_more_threads_than_cores
+    allow_more_threads_than_cores(monkeypatch)
+    monkeypatch.setattr(symcnn.config, "num_threads", n_threads)
     _phase_forwards(monkeypatch)
     ops = conv_act_ops("relu", dtype, **dict(border_mode="half", subsample=(2, 2), pool=None, imshp=xs, kshp=ws))
     tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)

@@ -230,14 +230,15 @@ def test_debug_mode_runs_a_train_graph():
     fn(rng.randint(-2, 3, (3, 2, 9, 10)).astype("float32"))
 
 
-@pytest.mark.parametrize("xs,ws", [((3, 2, 13, 14), (5, 2, 3, 4)),    # conv rows of 11
-                                   ((3, 6, 14, 14), (16, 6, 5, 5)),   # of 10, the forward by im2col
-                                   ((2, 2, 20, 21), (3, 2, 3, 3))])   # of 19
-def test_rows_shorter_than_a_vector_fold_into_masked_steps(xs, ws, target):
+@pytest.mark.parametrize("xs,ws,act", [((3, 2, 13, 14), (5, 2, 3, 4), "maximum"),    # conv rows of 11
+                                       ((3, 6, 14, 14), (16, 6, 5, 5), "scale"),    # of 10, the forward by im2col
+                                       ((1, 3, 9, 12), (4, 3, 3, 3), "leaky_relu"),   # of 10, batch 1
+                                       ((2, 2, 20, 21), (3, 2, 3, 3), "sigmoid")])  # of 19
+def test_rows_shorter_than_a_vector_fold_into_masked_steps(xs, ws, act, target):
     """The epilogue, the derivative pass and im2col's rows shorter than the target's vector ask LLVM
     for one masked vector step a row (loop metadata), not a loop that would run them value by value;
     longer rows are left to its usual choice; both match the reference."""
-    ops = _ops("maximum", "float32", {}, dict(ws=(2, 2)), True, xs, ws)
+    ops = _ops(act, "float32", {}, dict(ws=(2, 2)), True, xs, ws)
     fwd, bwd, _ = ops
     x, W, b, g = _symbols("float32")
     fouts, grads = conv_act_apply(fwd, bwd, x, W, b, g)
