@@ -207,6 +207,8 @@ def spread_line(b, i, q, lines, count):
     """The line prefetch q of iteration i asks for (prefetch_spread; i an int or an i64): the virtual
     index i*per + q of count*per, per = ceil(lines / count), mapped onto the lines."""
     per = -(-lines // count)
+    if lines == count * per:   # one line each: no division in the loop
+        return U.add(b, U.mul(b, i, per), q)
     return _udiv(b, U.mul(b, U.add(b, U.mul(b, i, per), q), lines), count * per)
 
 

@@ -35,7 +35,8 @@ from .. import library
 from .. import irutil as U
 from .. import target as targets
 from ..irutil import lanes
-from .directconv import PREFETCH_LINE, AccLoop, Streams, Vec, kernel_function, max_accumulators, streams_tag
+from .directconv import (PREFETCH_LINE, AccLoop, Streams, Vec, kernel_function, max_accumulators, prefetch_spread,
+                         streams_tag)
 from .directconv_grad import lane_masks
 
 MIN_EFFICIENCY = 0.5   # useful share of the computed output lanes below which the caller uses im2col
@@ -319,7 +320,6 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top, ahead=0):
         return fn
     fn, b = kernel_function(module, name, [U.PTR] * (4 if ahead else 3))
     x, top, dwv = fn.args[:3]
-    prefetch = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32]) if ahead else None
     et = U.ll_type(p.dtype)
     L = p.L
     vec = Vec(module, p.dtype, L)
@@ -330,10 +330,9 @@ def _dw_kernel(module, p, mk, t0, nt, trs, masked_top, ahead=0):
     step = loop.i
     accs = [list(r) for r in loop.accs]
     for jv in range(per):
-        for q in range(ahead):   # (a read hint: it never faults, wherever the caller points it)
-            line = b.gep(fn.args[3], [b.mul(b.add(b.mul(step, U.i64(per * ahead)), U.i64(jv * ahead + q)),
-                                            U.i64(PREFETCH_LINE))], source_etype=ir.IntType(8))
-            b.call(prefetch, [line, ir.Constant(U.I32, 0), ir.Constant(U.I32, 3), ir.Constant(U.I32, 1)])
+        if ahead:   # lines (step*per + jv)*ahead .. + ahead - 1 from pf, into L1
+            prefetch_spread(module, b, fn.args[3], count * per * ahead, b.add(b.mul(step, U.i64(per)), U.i64(jv)),
+                            count * per, locality=3)
         # the image lanes that are not outputs are loaded as 0 (an Inf there must not meet a 0 of top)
         if p.mode == "rows":
             xin = b.add(b.mul(step, U.i64(p.W)), U.i64(jv * L))
