@@ -194,22 +194,35 @@ def prefetch_spread(module, b, pf, lines, i, count, write=False, locality=2):
     loop's end, ceil(lines / count) an iteration. A hint: it never faults."""
     fn = U.declare(module, "llvm.prefetch.p0", ir.VoidType(), [U.PTR, U.I32, U.I32, U.I32])
     for q in range(-(-lines // count)):
-        line = U.as_value(b, spread_line(b, i, q, lines, count))
-        b.call(fn, [b.gep(pf, [b.mul(line, U.i64(PREFETCH_LINE))], source_etype=ir.IntType(8)),
+        at = U.as_value(b, spread_offset(b, i, q, lines, count))
+        b.call(fn, [b.gep(pf, [at], source_etype=ir.IntType(8)),
                     ir.Constant(U.I32, int(write)), ir.Constant(U.I32, locality), ir.Constant(U.I32, 1)])
+
+
+SPREAD_SHIFT = 16   # the fixed point of a loop's step over fewer lines than iterations
+
+
+def spread_offset(b, i, q, lines, count):
+    """The byte offset prefetch q of iteration i asks for (prefetch_spread; i an int or an i64).
+    Fewer lines than iterations: i * (lines*LINE - 1) / (count - 1) in fixed point, a multiply and
+    a shift (a division by count in the loop cost as many instructions as the prefetches); at most
+    a line's step an iteration, so that no line is skipped, from 0 to the window's last byte. Else the
+    virtual index i*per + q of count*per, per = ceil(lines / count), mapped onto the lines."""
+    if lines < count:
+        step = ((lines * PREFETCH_LINE - 1) << SPREAD_SHIFT) // (count - 1)
+        if isinstance(i, int):
+            return (i * step) >> SPREAD_SHIFT
+        return b.lshr(b.mul(i, U.i64(step)), U.i64(SPREAD_SHIFT))
+    per = -(-lines // count)
+    if lines == count * per:   # one line each: no division in the loop
+        line = U.add(b, U.mul(b, i, per), q)
+    else:
+        line = _udiv(b, U.mul(b, U.add(b, U.mul(b, i, per), q), lines), count * per)
+    return U.mul(b, line, PREFETCH_LINE)
 
 
 def _udiv(b, x, d):
     return x // d if isinstance(x, int) else b.udiv(x, U.i64(d))
-
-
-def spread_line(b, i, q, lines, count):
-    """The line prefetch q of iteration i asks for (prefetch_spread; i an int or an i64): the virtual
-    index i*per + q of count*per, per = ceil(lines / count), mapped onto the lines."""
-    per = -(-lines // count)
-    if lines == count * per:   # one line each: no division in the loop
-        return U.add(b, U.mul(b, i, per), q)
-    return _udiv(b, U.mul(b, U.add(b, U.mul(b, i, per), q), lines), count * per)
 
 
 def window_lines(region, ncalls):

@@ -4,7 +4,7 @@ here and from IR values in the kernels)."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codegen.microkernels.directconv import (PREFETCH_LINE, share_bounds, spread_line, window_first,
+from codegen.microkernels.directconv import (PREFETCH_LINE, share_bounds, spread_offset, window_first,
                                              window_lines)
 
 
@@ -22,11 +22,12 @@ def test_the_windows_of_the_calls_cover_the_region_and_stay_inside(nbytes, ncall
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(1, 5000), st.integers(1, 600))
-def test_a_loop_asks_for_every_line_of_its_window_once_or_more(lines, count):
+@given(st.integers(1, 5000), st.one_of(st.integers(1, 600), st.integers(600, 1 << 20)))
+def test_a_loop_asks_for_every_line_of_its_window_and_nothing_past_it(lines, count):
     per = -(-lines // count)
-    asked = [spread_line(None, i, q, lines, count) for i in range(count) for q in range(per)]
-    assert set(asked) == set(range(lines)), (lines, count)
+    asked = [spread_offset(None, i, q, lines, count) for i in range(count) for q in range(per)]
+    assert all(0 <= at < lines * PREFETCH_LINE for at in asked), (lines, count)
+    assert {at // PREFETCH_LINE for at in asked} == set(range(lines)), (lines, count)
 
 
 @settings(max_examples=300, deadline=None)
