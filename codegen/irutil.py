@@ -349,6 +349,19 @@ def cast_value(b, v, src, dst):
 _SPLAT = {}
 
 
+def opaque(b, v):
+    """v, through an empty inline-asm statement on x86 and AArch64 (elsewhere v itself): LLVM's
+    passes cannot see what it holds, so they do not take apart the vector a caller built on
+    purpose (an activation lane by lane that the SLP vectoriser joins, before shuffles that use its
+    lanes in part: instcombine moved each lane's activation past them, into pieces of vectors)."""
+    from .target import current
+    t = current()
+    reg = "v" if t.x86 else "w" if t.aarch64 else None
+    if reg is None or not isinstance(v.type, ir.VectorType):
+        return v
+    return b.asm(ir.FunctionType(v.type, [v.type]), "", f"={reg},0", [v], False)
+
+
 def splat(b, v, vt):
     """A vector of type vt with every lane v."""
     key = str(vt)

@@ -152,7 +152,7 @@ def _split_row(b, dtype, src, S, off, n_src, targets, Wr, act=None):
         valid = [k * L + e < n_src for e in range(L)]
         v = load(gep(b, src, k * L, et), valid)
         if act is not None:
-            v = lanewise(b, v, act, [e for e in range(L) if valid[e]])
+            v = U.opaque(b, lanewise(b, v, act, [e for e in range(L) if valid[e]]))
         blocks.append(v)
     for p, d, dst, lo, hi in targets:
         for pos, n in _pieces(hi - d, Wr, L):

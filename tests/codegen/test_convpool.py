@@ -1688,6 +1688,32 @@ def test_input_activation_takes_every_kernel(cfg, target, monkeypatch):
         assert "symcnn_routed_dw_" in ir
 
 
+@pytest.mark.parametrize("in_act,dtype,xs", [("sigmoid", "float32", (3, 16, 32, 32)), ("tanh", "float64", (1, 8, 17, 18)),
+                                             ("relu", "float32", (2, 16, 31, 31))])
+def test_phase_split_applies_the_input_activation_as_whole_vectors(in_act, dtype, xs, target):
+    """The strided layer's phase split applies its producer's activation to each source vector
+    before the shuffles that split it, behind an opaque copy (irutil.opaque) so that LLVM keeps it
+    whole; the zero border stays zero where in_act(0) is not (sigmoid). Values against the
+    reference, rows of whole, partial and odd vectors."""
+    from symcnn.tensor.nnet.conv_epilogue import program_of
+    ws = (16, xs[1], 3, 3)
+    kw = dict(border_mode="half", subsample=(2, 2), pool=None, imshp=xs, kshp=ws)
+    ops = conv_act_ops("maximum", dtype, in_act=program_of(CONV_ACTIVATIONS[in_act], dtype), **kw)
+    x, W, b = (T.TensorType(dtype, (None,) * 4)("x"), T.TensorType(dtype, (None,) * 4)("W"),
+               T.TensorType(dtype, (None,))("b"))
+    out = ops[0](x, W, b)[0]
+    rng = np.random.RandomState(sum(xs))
+    vals = [rng.uniform(-2, 2, xs).astype(dtype), rng.uniform(-0.3, 0.3, ws).astype(dtype),
+            rng.uniform(-0.5, 0.5, ws[:1]).astype(dtype)]
+    tol = dict(rtol=RTOL, atol=1e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    fn = check_native_vs_reference([x, W, b], [out], vals, **tol)[0]
+    variant = _padded_plans(ops[0], dtype, xs, ws)[0]
+    if target.vector_bytes == 64 and xs[2] == 32:
+        assert variant.startswith("direct phases"), variant
+    if variant.startswith("direct phases") and (target.x86 or target.aarch64):
+        assert re.search(r'asm\s+"", "=[vw],0"', fn.runner.ir), variant
+
+
 def test_random_input_activations_match_reference(monkeypatch):
     """Random layers with an input activation against the reference (with the examples above, the
     draws reach the im2col, direct and phase kernels)."""

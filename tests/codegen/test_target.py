@@ -1,5 +1,6 @@
 """codegen/target.py: config.target_cpu / target_features, what the kernels read from them, the cache
 key, and code for a machine this one is not (AArch64 objects, emitted only)."""
+import ctypes
 import dataclasses
 import os
 import platform
@@ -283,3 +284,41 @@ def test_blockings_follow_the_targets_l1():
             plans[l1] = WGG.GradPlan("float32", 20, 12, 12, 50, 8, 8, (0, 0), True, r=5).Gi
     assert plans[32 << 10] <= plans[48 << 10] <= plans[96 << 10]
     assert plans[32 << 10] < plans[96 << 10]
+
+
+
+@pytest.mark.parametrize("triple,cpu", [(AARCH64, "generic"), ("x86_64-unknown-linux-gnu", "x86-64"),
+                                        ("x86_64-unknown-linux-gnu", "skylake-avx512")])
+def test_opaque_vectors_compile_and_keep_their_value(triple, cpu):
+    """irutil.opaque (the phase split's activated rows, kept whole): an empty inline-asm operand in a
+    vector register, "w" on AArch64 and "v" on x86, that compiles to each target's object; on this
+    host it returns its operand."""
+    from llvmlite import ir
+    from codegen import irutil as U
+    t = targets.resolve(cpu, triple=triple)
+    lanes = t.lanes("float32")
+    vt = ir.VectorType(ir.FloatType(), lanes)
+    m = ir.Module()
+    m.triple = triple
+    f = ir.Function(m, ir.FunctionType(ir.VoidType(), [U.PTR, U.PTR]), "copy_through")
+    b = ir.IRBuilder(f.append_basic_block())
+    with targets.using(t):
+        b.store(U.opaque(b, b.load(f.args[0], typ=vt)), f.args[1])
+    b.ret_void()
+    text = str(m)
+    assert re.search(r'asm\s+"", "=' + ("w" if t.aarch64 else "v") + r',0"', text)
+    mod = llvm.parse_assembly(text)
+    obj = t.machine().emit_object(mod)
+    assert obj[:4] == b"\x7fELF"
+    if t.aarch64:
+        assert struct.unpack("<H", obj[18:20])[0] == _ELF_AARCH64
+        return
+    if platform.machine() != "x86_64" or (lanes == 16 and not targets.current().vector_bytes == 64):
+        return
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), t.machine(jit=True))
+    engine.finalize_object()
+    src = np.arange(lanes, dtype=np.float32) - 3.5
+    dst = np.zeros(lanes, np.float32)
+    fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(engine.get_function_address("copy_through"))
+    fn(src.ctypes.data, dst.ctypes.data)
+    assert np.array_equal(dst, src)
