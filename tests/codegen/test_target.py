@@ -1,6 +1,5 @@
 """codegen/target.py: config.target_cpu / target_features, what the kernels read from them, the cache
 key, and code for a machine this one is not (AArch64 objects, emitted only)."""
-import ctypes
 import dataclasses
 import os
 import platform
@@ -147,6 +146,7 @@ def _lenet_functions():
 
 
 _ELF_AARCH64 = 183   # e_machine of an AArch64 ELF object
+_ELF_X86_64 = 62
 
 
 @pytest.fixture(scope="module")
@@ -289,10 +289,10 @@ def test_blockings_follow_the_targets_l1():
 
 @pytest.mark.parametrize("triple,cpu", [(AARCH64, "generic"), ("x86_64-unknown-linux-gnu", "x86-64"),
                                         ("x86_64-unknown-linux-gnu", "skylake-avx512")])
-def test_opaque_vectors_compile_and_keep_their_value(triple, cpu):
+def test_opaque_vectors_compile_for_each_target(triple, cpu):
     """irutil.opaque (the phase split's activated rows, kept whole): an empty inline-asm operand in a
-    vector register, "w" on AArch64 and "v" on x86, that compiles to each target's object; on this
-    host it returns its operand."""
+    vector register, "w" on AArch64 and "v" on x86, that compiles to each target's object (the
+    phase-split tests of test_convpool.py check its values on this host)."""
     from llvmlite import ir
     from codegen import irutil as U
     t = targets.resolve(cpu, triple=triple)
@@ -310,15 +310,4 @@ def test_opaque_vectors_compile_and_keep_their_value(triple, cpu):
     mod = llvm.parse_assembly(text)
     obj = t.machine().emit_object(mod)
     assert obj[:4] == b"\x7fELF"
-    if t.aarch64:
-        assert struct.unpack("<H", obj[18:20])[0] == _ELF_AARCH64
-        return
-    if platform.machine() != "x86_64" or (lanes == 16 and not targets.current().vector_bytes == 64):
-        return
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), t.machine(jit=True))
-    engine.finalize_object()
-    src = np.arange(lanes, dtype=np.float32) - 3.5
-    dst = np.zeros(lanes, np.float32)
-    fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(engine.get_function_address("copy_through"))
-    fn(src.ctypes.data, dst.ctypes.data)
-    assert np.array_equal(dst, src)
+    assert struct.unpack("<H", obj[18:20])[0] == (_ELF_AARCH64 if t.aarch64 else _ELF_X86_64)
