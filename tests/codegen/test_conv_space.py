@@ -735,16 +735,23 @@ def _threads_agree(threads, xs, ws, kwargs, seed, check_variants, outputs=slice(
     """The forward and input gradient of one convolution on 1, 2 and 3 threads: each matches the
     reference, `check_variants` accepts the (op, variant) pairs read from the IR, and the thread counts
     give bit-identical results for the first `same_bits` outputs (2: the forward and input gradient)."""
-    res = {}
+    res, seen = {}, set()
     for n in (1, 2, 3):
         threads(n)
         ins, outs = _graph("float32", xs, ws, kwargs, True)
         vals = _values("float32", xs, ws, ins, outs, seed=seed)
         fn, got = check_native_vs_reference(ins, outs[outputs], vals, rtol=1e-4, atol=2e-3)
-        check_variants(set(BODY.findall(fn.dump_llvm())))
+        kinds = set(BODY.findall(fn.dump_llvm()))
+        check_variants(kinds)
+        seen |= kinds
         res[n] = got[0]
     for n in (2, 3):
         for k in range(same_bits):
+            if k == 1 and ("gx", "taps_shares") in seen:
+                # (where the vector width sends the input gradient to the tap kernel, an uneven batch
+                # gives the threads shares of its panels whose copies of dx are added afterwards:
+                # test_tap_input_gradient_shares_of_panels checks them against the reference)
+                continue
             np.testing.assert_array_equal(res[n][k], res[1][k])
 
 
@@ -1268,9 +1275,14 @@ def test_input_gradients_as_bordered_forwards(cfg, want):
                                                      filter_dilation=(1, 1)), True),
 ], ids=["7x7-16", "5x5-8-float64"])
 def test_valid_input_gradients_of_few_channels_take_the_direct_kernel(cfg):
+    """(With narrower vectors the tap kernel takes some: rows of 22 fill 22 of 24 AVX2 lanes.)"""
+    from codegen import target as targets
     seen = set()
     _check(cfg, seen)
-    assert {("gx", "direct_wide"), ("gx", "direct_rows")} & seen and ("gx", "im2col") not in seen, sorted(seen)
+    gx = {kind[1] for kind in seen if kind[0] == "gx"}
+    want = {"direct_wide", "direct_rows"}
+    assert gx & (want if targets.current().vector_bytes == 64 else want | {"taps", "taps_shares"}), sorted(seen)
+    assert "im2col" not in gx, sorted(seen)
 
 
 def test_padded_row_and_bordered_tap_input_gradients_agree_across_threads(threads):
