@@ -91,19 +91,25 @@ def grad_inputs_variant(op, dtype, dims, batched=False):
     pads = _static_pads(op, kh, kw)
     if dilation(op) != (1, 1):
         return _dilated_grad_inputs_variant(op, dtype, dims, pads, batched)
+    # (a unit-stride input gradient as the 'valid' correlation of the bordered output gradient)
+    bordered = pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
+        and all(isinstance(v, int) for v in (H, W, OH, OW))
+
+    def direct():
+        return direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
+                             not op.filter_flip, dense_out=True)
+
     # the correlation of the bordered output gradient multiplies every dx element by all K*kh*kw
     # taps, zeros included; the GEMM only does the OH*OW*K*C*kh*kw products that exist: with far
     # fewer outputs than inputs ('valid' with large filters on small images) it does less work
-    if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
-            and all(isinstance(v, int) for v in (H, W, OH, OW)) and 8 * H * W <= 9 * OH * OW:
+    if bordered and 8 * H * W <= 9 * OH * OW:
         # batched, Winograd's wasteful grids as the forward takes them (2 threads, float32, ms, taps ->
         # F(2x2, 5x5)): 26, 64 -> 48 on 10x10, 5x5 'half' 2.59 -> 1.33 (PyTorch 1.21-1.85)
         wi = winograd_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
                              not op.filter_flip, batch=B, span=batched, wasteful=batched)   # (image by image: no tiles spanning images)
         if wi is not None:
             return wi.variant, wi
-        di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
-                           not op.filter_flip, dense_out=True)
+        di = direct()
         if di is not None:
             return di.variant, di
         # as the forward does where neither applies: vectors over its filters (the input channels).
@@ -127,10 +133,8 @@ def grad_inputs_variant(op, dtype, dims, batched=False):
     # zeros of a wide border costs less (2 threads, float32, ms, im2col -> direct: 10 x 32 x 28 x 28 by
     # 16 7x7 filters 1.75 -> 1.56, 8 x 64 x 24 x 24 by 8 5x5 0.86 -> 0.50; 2 x 96 x 28 x 28 by 24 7x7
     # 1.30 -> 1.25-1.36; with 32 channels slower: 32 x 32 x 24 x 24 by 32 5x5 2.34 -> 3.15)
-    if pads is not None and tuple(op.subsample) == (1, 1) and str(dtype) in ("float32", "float64") \
-            and all(isinstance(v, int) for v in (H, W, OH, OW, K)) and K < 32:
-        di = direct_images(str(dtype), K, OH, OW, C, kh, kw, H, W, (kh - 1 - pads[0], kw - 1 - pads[1]),
-                           not op.filter_flip, dense_out=True)
+    if bordered and isinstance(K, int) and K < 32:
+        di = direct()
         if di is not None:
             return di.variant, di
     return "im2col", None
