@@ -1273,7 +1273,9 @@ def test_input_gradients_as_bordered_forwards(cfg, want):
                                                       filter_dilation=(1, 1)), True),
     ("float64", (3, 12, 14, 14), (8, 12, 5, 5), dict(border_mode="valid", subsample=(1, 1), filter_flip=False,
                                                      filter_dilation=(1, 1)), True),
-], ids=["7x7-16", "5x5-8-float64"])
+    ("float32", (2, 16, 20, 20), (8, 16, 5, 5), dict(border_mode=(1, 1), subsample=(1, 1), filter_flip=True,
+                                                     filter_dilation=(1, 1)), True),
+], ids=["7x7-16", "5x5-8-float64", "pad1-5x5-8"])
 def test_valid_input_gradients_of_few_channels_take_the_direct_kernel(cfg):
     """(With narrower vectors the tap kernel takes some: rows of 22 fill 22 of 24 AVX2 lanes.)"""
     from codegen import target as targets
@@ -1283,6 +1285,19 @@ def test_valid_input_gradients_of_few_channels_take_the_direct_kernel(cfg):
     want = {"direct_wide", "direct_rows"}
     assert gx & (want if targets.current().vector_bytes == 64 else want | {"taps", "taps_shares"}), sorted(seen)
     assert "im2col" not in gx, sorted(seen)
+
+
+def test_few_channel_direct_input_gradients_agree_across_threads(threads):
+    """The few-channel direct input gradient on 1, 2 and 3 threads (3 images: one thread's share
+    split by filters): the reference's, and bit-identical across the thread counts."""
+    from codegen import target as targets
+
+    def direct(seen):
+        gx = {kind[1] for kind in seen if kind[0] == "gx"}
+        assert "im2col" not in gx and (targets.current().vector_bytes != 64 or gx <= {"direct_wide", "direct_rows"}), seen
+
+    kwargs = dict(border_mode="valid", subsample=(1, 1), filter_flip=True, filter_dilation=(1, 1))
+    _threads_agree(threads, (3, 32, 28, 28), (16, 32, 7, 7), kwargs, 5, direct)
 
 
 def test_padded_row_and_bordered_tap_input_gradients_agree_across_threads(threads):
