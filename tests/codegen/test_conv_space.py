@@ -1264,8 +1264,8 @@ def test_input_gradients_as_bordered_forwards(cfg, want):
     assert ("gx", want) in seen, sorted(seen)
 
 
-# 'valid' input gradients with few output-gradient channels whose rows split the vector (the tap
-# kernel declines them): the direct kernel on the bordered output gradient, not im2col, whose GEMM
+# unit-stride input gradients ('valid' and padded) with few output-gradient channels whose rows split
+# the vector (the tap kernel declines them): the direct kernel on the bordered output gradient, not im2col, whose GEMM
 # of 8-24 deep products ran at a fraction of its speed (10 x 32 x 28 x 28 by 16 7x7 filters: 1.75 ->
 # 1.56 ms; 8 x 64 x 24 x 24 by 8 5x5: 0.86 -> 0.50 ms)
 @pytest.mark.parametrize("cfg", [
@@ -1276,7 +1276,7 @@ def test_input_gradients_as_bordered_forwards(cfg, want):
     ("float32", (2, 16, 20, 20), (8, 16, 5, 5), dict(border_mode=(1, 1), subsample=(1, 1), filter_flip=True,
                                                      filter_dilation=(1, 1)), True),
 ], ids=["7x7-16", "5x5-8-float64", "pad1-5x5-8"])
-def test_valid_input_gradients_of_few_channels_take_the_direct_kernel(cfg):
+def test_input_gradients_of_few_channels_take_the_direct_kernel(cfg):
     """(With narrower vectors the tap kernel takes some: rows of 22 fill 22 of 24 AVX2 lanes.)"""
     from codegen import target as targets
     seen = set()
